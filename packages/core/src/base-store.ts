@@ -1,0 +1,230 @@
+import { SessionError, toStoreIoError } from './errors.js';
+import { assertSessionId } from './ids.js';
+import type {
+  LockManager,
+  SessionRecord,
+  SessionStore,
+  SetOptions,
+  StoreCapabilities,
+  SweepOptions,
+  SweepResult,
+} from './types.js';
+import { assertAbortSignal, assertNonNegativeNumber, assertPositiveInteger } from './util.js';
+
+export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
+export const DEFAULT_SWEEP_LIMIT = 1000;
+
+export interface BaseStoreOptions {
+  /** Largest accepted `data`, in bytes. Default 1 MiB. */
+  maxRecordBytes?: number;
+}
+
+/**
+ * The state of one `sweep` call, handed to the backend's `_sweep`. The backend works in
+ * batches: it asks `nextBatchSize()` before each one, counts what it did, and stops when that
+ * returns 0.
+ */
+export class SweepProgress {
+  readonly now: number;
+  readonly limit: number;
+  readonly budgetMs: number;
+  readonly signal: AbortSignal | undefined;
+  removed = 0;
+  scanned = 0;
+  #batches = 0;
+  readonly #started = performance.now();
+
+  constructor(now: number, limit: number, budgetMs: number, signal: AbortSignal | undefined) {
+    this.now = now;
+    this.limit = limit;
+    this.budgetMs = budgetMs;
+    this.signal = signal;
+  }
+
+  /** Records the next batch may examine: 0 once the limit, the budget or the signal says stop. */
+  nextBatchSize(maxBatch: number): number {
+    if (this.signal?.aborted) return 0;
+    if (this.#batches > 0 && performance.now() - this.#started >= this.budgetMs) return 0;
+    const size = Math.min(maxBatch, this.limit - this.scanned);
+    if (size <= 0) return 0;
+    this.#batches++;
+    return size;
+  }
+
+  /** True when the limit, the budget or the signal ends the call before another batch. */
+  get exhausted(): boolean {
+    return (
+      this.signal?.aborted === true ||
+      this.scanned >= this.limit ||
+      (this.#batches > 0 && performance.now() - this.#started >= this.budgetMs)
+    );
+  }
+
+  result(done: boolean): SweepResult {
+    return { removed: this.removed, scanned: this.scanned, done };
+  }
+}
+
+function assertRecord(record: unknown): asserts record is SessionRecord {
+  if (typeof record !== 'object' || record === null) {
+    throw new TypeError('record must be an object { data, expiresAt }');
+  }
+  const { data, expiresAt } = record as Partial<SessionRecord>;
+  if (!(data instanceof Uint8Array)) throw new TypeError('record.data must be a Uint8Array');
+  assertExpiresAt(expiresAt, 'record.expiresAt');
+}
+
+function assertExpiresAt(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new TypeError(`${name} must be a finite number of ms since the epoch`);
+  }
+}
+
+/**
+ * Does once what every store would otherwise repeat: argument and id validation, the closed
+ * state, the record size limit, sweep option defaults, and wrapping backend failures as
+ * `ERR_STORE_IO`. Subclasses implement the `_` hooks, which receive only validated arguments.
+ */
+export abstract class BaseStore implements SessionStore {
+  abstract readonly capabilities: StoreCapabilities;
+  abstract readonly locks: LockManager;
+  readonly maxRecordBytes: number;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #inflight = 0;
+  #drained: (() => void) | undefined;
+
+  constructor(options: BaseStoreOptions = {}) {
+    const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+    assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+    this.maxRecordBytes = maxRecordBytes;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get(id: string): Promise<SessionRecord | undefined> {
+    return this.#run('get', () => {
+      assertSessionId(id);
+      return this._get(id, Date.now());
+    });
+  }
+
+  set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean> {
+    return this.#run('set', () => {
+      assertSessionId(id);
+      assertRecord(record);
+      const only = options?.only;
+      if (only !== undefined && only !== 'absent' && only !== 'present') {
+        throw new TypeError(`options.only must be 'absent' or 'present', got ${String(only)}`);
+      }
+      if (record.data.byteLength > this.maxRecordBytes) {
+        throw new SessionError(
+          'ERR_RECORD_TOO_LARGE',
+          `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
+        );
+      }
+      return this._set(id, record, only, Date.now());
+    });
+  }
+
+  touch(id: string, expiresAt: number): Promise<boolean> {
+    return this.#run('touch', () => {
+      assertSessionId(id);
+      assertExpiresAt(expiresAt, 'expiresAt');
+      return this._touch(id, expiresAt, Date.now());
+    });
+  }
+
+  delete(id: string): Promise<boolean> {
+    return this.#run('delete', () => {
+      assertSessionId(id);
+      return this._delete(id, Date.now());
+    });
+  }
+
+  sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    return this.#run('sweep', () => {
+      const now = options.now ?? Date.now();
+      assertExpiresAt(now, 'now');
+      const limit = options.limit ?? DEFAULT_SWEEP_LIMIT;
+      if (limit !== Number.POSITIVE_INFINITY) assertPositiveInteger(limit, 'limit');
+      const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
+      assertNonNegativeNumber(budgetMs, 'budgetMs');
+      assertAbortSignal(options.signal, 'signal');
+      const progress = new SweepProgress(now, limit, budgetMs, options.signal);
+      if (options.signal?.aborted) return Promise.resolve(progress.result(false));
+      return this._sweep(progress);
+    });
+  }
+
+  count(): Promise<number> {
+    return this.#run('count', () => this._count(Date.now()));
+  }
+
+  ids(): AsyncIterable<string> {
+    const store = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        store.#assertOpen();
+        try {
+          yield* store._ids(Date.now());
+        } catch (error) {
+          if (store.#closed) store.#assertOpen();
+          throw toStoreIoError(error, 'ids');
+        }
+      },
+    };
+  }
+
+  clear(): Promise<void> {
+    return this.#run('clear', () => this._clear());
+  }
+
+  /** Waits for operations in flight, then releases the backend. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closed = true;
+      this.#closing = (async () => {
+        if (this.#inflight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+        await this.locks.close?.();
+        await this._close();
+      })();
+    }
+    return this.#closing;
+  }
+
+  protected abstract _get(id: string, now: number): Promise<SessionRecord | undefined>;
+  protected abstract _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean>;
+  protected abstract _touch(id: string, expiresAt: number, now: number): Promise<boolean>;
+  protected abstract _delete(id: string, now: number): Promise<boolean>;
+  protected abstract _sweep(progress: SweepProgress): Promise<SweepResult>;
+  protected abstract _count(now: number): Promise<number>;
+  protected abstract _ids(now: number): AsyncIterable<string>;
+  protected abstract _clear(): Promise<void>;
+  protected abstract _close(): Promise<void>;
+
+  #assertOpen(): void {
+    if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+  }
+
+  async #run<T>(action: string, operation: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    this.#inflight++;
+    try {
+      return await operation();
+    } catch (error) {
+      if (error instanceof TypeError) throw error;
+      throw toStoreIoError(error, action);
+    } finally {
+      this.#inflight--;
+      if (this.#inflight === 0) this.#drained?.();
+    }
+  }
+}

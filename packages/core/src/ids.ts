@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import { SessionError } from './errors.js';
+
+export const MIN_SESSION_ID_LENGTH = 16;
+export const MAX_SESSION_ID_LENGTH = 128;
+const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;
+
+/** True when `id` is a string of 16 to 128 base64url characters (`[A-Za-z0-9_-]`). */
+export function isSessionId(id: unknown): id is string {
+  return typeof id === 'string' && SESSION_ID_PATTERN.test(id);
+}
+
+/**
+ * Throws `ERR_INVALID_SESSION_ID` unless `id` is 16 to 128 base64url characters. Stores call
+ * this before touching storage, so an id can never name a path outside a store's directory.
+ */
+export function assertSessionId(id: unknown): asserts id is string {
+  if (isSessionId(id)) return;
+  const shown = typeof id === 'string' ? `a string of length ${id.length}` : typeof id;
+  throw new SessionError(
+    'ERR_INVALID_SESSION_ID',
+    `Invalid session id (${shown}): expected ${MIN_SESSION_ID_LENGTH} to ${MAX_SESSION_ID_LENGTH} characters of [A-Za-z0-9_-]`,
+  );
+}
+
+/** A new session id: 32 bytes from the CSPRNG, base64url encoded (43 characters). */
+export function generateSessionId(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** A random lock token: 16 bytes from the CSPRNG, base64url encoded. */
+export function generateToken(): string {
+  return randomBytes(16).toString('base64url');
+}

@@ -1,0 +1,182 @@
+import { SessionError } from '../errors.js';
+import { assertSessionId } from '../ids.js';
+import type { AcquireOptions, SessionLock } from '../types.js';
+import { assertAbortSignal, assertNonNegativeNumber, sleep } from '../util.js';
+
+export const DEFAULT_WAIT_MS = 10_000;
+export const DEFAULT_LEASE_MS = 30_000;
+
+export interface NormalizedAcquireOptions {
+  waitMs: number;
+  leaseMs: number;
+  signal: AbortSignal | undefined;
+}
+
+/** Validates a lock id and acquire options, filling in defaults. Misuse throws `TypeError`. */
+export function normalizeAcquireOptions(
+  id: unknown,
+  options: AcquireOptions | undefined,
+): NormalizedAcquireOptions {
+  assertSessionId(id);
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new TypeError('acquire options must be an object');
+  }
+  const waitMs = options?.waitMs ?? DEFAULT_WAIT_MS;
+  const leaseMs = options?.leaseMs ?? DEFAULT_LEASE_MS;
+  assertNonNegativeNumber(waitMs, 'waitMs');
+  assertNonNegativeNumber(leaseMs, 'leaseMs');
+  if (leaseMs === 0) throw new TypeError('leaseMs must be greater than 0');
+  assertAbortSignal(options?.signal, 'signal');
+  return { waitMs, leaseMs, signal: options?.signal };
+}
+
+/** What a backend does for a `LeaseLock`. Each hook answers whether `token` still held the lock. */
+export interface LeaseBackend {
+  /** Moves the lease end to `expiresAt` if `token` still holds the lock. */
+  extend(token: string, expiresAt: number): boolean | Promise<boolean>;
+  /** Frees the lock if `token` still holds it. */
+  release(token: string): boolean | Promise<boolean>;
+  /** Called once when the lease runs out without an extend; in-process tables free the slot here. */
+  expired?(token: string): void;
+}
+
+export interface LeaseLockInit {
+  id: string;
+  token: string;
+  leaseMs: number;
+  expiresAt: number;
+  backend: LeaseBackend;
+}
+
+/**
+ * The one implementation of a held lock's lifecycle, shared by every lock manager: the lease
+ * timer, the lost signal, idempotent release and `await using`. Backends supply three hooks.
+ */
+export class LeaseLock implements SessionLock {
+  readonly id: string;
+  readonly token: string;
+  #expiresAt: number;
+  readonly #leaseMs: number;
+  readonly #backend: LeaseBackend;
+  readonly #controller = new AbortController();
+  #state: 'held' | 'released' | 'lost' = 'held';
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(init: LeaseLockInit) {
+    this.id = init.id;
+    this.token = init.token;
+    this.#leaseMs = init.leaseMs;
+    this.#expiresAt = init.expiresAt;
+    this.#backend = init.backend;
+    this.#arm();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  /** True while the lock is held and its lease has not run out. */
+  get held(): boolean {
+    return this.#state === 'held';
+  }
+
+  async extend(ms: number = this.#leaseMs): Promise<void> {
+    assertNonNegativeNumber(ms, 'ms');
+    if (this.#state !== 'held') throw this.#lostError();
+    const expiresAt = Date.now() + ms;
+    const stillHeld = await this.#backend.extend(this.token, expiresAt);
+    if (this.#state !== 'held') throw this.#lostError();
+    if (!stillHeld) {
+      this.markLost('the lock was taken over by another holder');
+      throw this.#lostError();
+    }
+    this.#expiresAt = expiresAt;
+    this.#arm();
+  }
+
+  async release(): Promise<void> {
+    if (this.#state === 'released') return;
+    if (this.#state === 'lost') throw this.#lostError();
+    this.#state = 'released';
+    clearTimeout(this.#timer);
+    const stillHeld = await this.#backend.release(this.token);
+    if (!stillHeld) {
+      this.#state = 'lost';
+      this.#controller.abort(this.#lostError());
+      throw this.#lostError();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  /** Marks the lock lost and aborts its signal. Backends call this when they see a takeover. */
+  markLost(reason: string): void {
+    if (this.#state !== 'held') return;
+    this.#state = 'lost';
+    clearTimeout(this.#timer);
+    this.#controller.abort(
+      new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`),
+    );
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    const delay = Math.max(0, this.#expiresAt - Date.now());
+    this.#timer = setTimeout(() => {
+      if (this.#state !== 'held') return;
+      this.markLost(`its lease of ${this.#leaseMs} ms ran out without extend()`);
+      this.#backend.expired?.(this.token);
+    }, delay);
+    this.#timer.unref();
+  }
+
+  #lostError(): SessionError {
+    const reason = this.#controller.signal.reason;
+    if (reason instanceof SessionError) return reason;
+    return new SessionError('ERR_LOCK_LOST', 'Lock on session is not held');
+  }
+}
+
+export interface PollOptions {
+  waitMs: number;
+  signal: AbortSignal | undefined;
+  /** First back-off delay; it doubles up to `maxDelayMs`, with jitter. */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/**
+ * Retries `attempt` with jittered exponential back-off until it returns a value, `waitMs`
+ * passes (`ERR_LOCK_TIMEOUT`) or the signal aborts. For lock managers over a shared backend.
+ */
+export async function pollAcquire<T>(
+  attempt: () => Promise<T | undefined> | T | undefined,
+  options: PollOptions,
+): Promise<T> {
+  const started = Date.now();
+  let delay = options.minDelayMs ?? 2;
+  const maxDelay = options.maxDelayMs ?? 50;
+  for (;;) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    const result = await attempt();
+    if (result !== undefined) return result;
+    const remaining = options.waitMs - (Date.now() - started);
+    if (remaining <= 0) throw lockTimeout(options.waitMs);
+    await sleep(Math.min(remaining, delay * (0.5 + Math.random())), options.signal);
+    delay = Math.min(maxDelay, delay * 2);
+  }
+}
+
+export function lockTimeout(waitMs: number): SessionError {
+  return new SessionError('ERR_LOCK_TIMEOUT', `Timed out after ${waitMs} ms waiting for a session lock`);
+}
+
+export function lockManagerClosed(): SessionError {
+  return new SessionError('ERR_STORE_CLOSED', 'The lock manager is closed');
+}

@@ -1,0 +1,116 @@
+import { BaseStore, type BaseStoreOptions, type SweepProgress } from './base-store.js';
+import { ExpiryHeap } from './expiry-heap.js';
+import { KeyedLocks } from './locks/keyed.js';
+import type { LockManager, SessionRecord, StoreCapabilities, SweepResult } from './types.js';
+import { yieldToEventLoop } from './util.js';
+
+export interface MemoryStoreOptions extends BaseStoreOptions {}
+
+const SWEEP_BATCH = 500;
+
+/**
+ * Sessions in a `Map`, for tests, development and single-process apps that accept losing
+ * sessions on restart. An expiry heap makes a sweep cost grow with expired records only.
+ */
+export class MemoryStore extends BaseStore {
+  readonly capabilities: StoreCapabilities = {
+    shared: 'process',
+    expiry: 'sweep',
+    durable: false,
+    expiryIndex: true,
+  };
+  readonly locks: LockManager = new KeyedLocks();
+  readonly #records = new Map<string, SessionRecord>();
+  readonly #expiry = new ExpiryHeap();
+
+  static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
+    return new MemoryStore(options);
+  }
+
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const record = this.#live(id, now);
+    return record && { data: record.data.slice(), expiresAt: record.expiresAt };
+  }
+
+  protected async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const exists = this.#live(id, now) !== undefined;
+    if ((only === 'absent' && exists) || (only === 'present' && !exists)) return false;
+    this.#put(id, { data: record.data.slice(), expiresAt: record.expiresAt });
+    return true;
+  }
+
+  protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    const record = this.#live(id, now);
+    if (record === undefined) return false;
+    this.#put(id, { data: record.data, expiresAt });
+    return true;
+  }
+
+  protected async _delete(id: string, now: number): Promise<boolean> {
+    const live = this.#live(id, now) !== undefined;
+    this.#records.delete(id);
+    return live;
+  }
+
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    for (;;) {
+      const batch = progress.nextBatchSize(SWEEP_BATCH);
+      if (batch === 0) break;
+      for (let i = 0; i < batch; i++) {
+        const next = this.#expiry.peek();
+        if (next === undefined || next.expiresAt > progress.now) return progress.result(true);
+        this.#expiry.pop();
+        progress.scanned++;
+        const record = this.#records.get(next.id);
+        if (record !== undefined && record.expiresAt === next.expiresAt) {
+          this.#records.delete(next.id);
+          progress.removed++;
+        }
+      }
+      await yieldToEventLoop();
+    }
+    const next = this.#expiry.peek();
+    return progress.result(next === undefined || next.expiresAt > progress.now);
+  }
+
+  protected async _count(now: number): Promise<number> {
+    let count = 0;
+    for (const record of this.#records.values()) if (record.expiresAt > now) count++;
+    return count;
+  }
+
+  protected async *_ids(now: number): AsyncIterable<string> {
+    for (const [id, record] of this.#records) if (record.expiresAt > now) yield id;
+  }
+
+  protected async _clear(): Promise<void> {
+    this.#records.clear();
+    this.#expiry.clear();
+  }
+
+  protected async _close(): Promise<void> {
+    this.#records.clear();
+    this.#expiry.clear();
+  }
+
+  #live(id: string, now: number): SessionRecord | undefined {
+    const record = this.#records.get(id);
+    return record !== undefined && record.expiresAt > now ? record : undefined;
+  }
+
+  #put(id: string, record: SessionRecord): void {
+    this.#records.set(id, record);
+    this.#expiry.push(record.expiresAt, id);
+    // Touches leave stale heap entries behind; compact before they outnumber the records.
+    if (this.#expiry.size > 2 * this.#records.size + 1024) {
+      this.#expiry.rebuild(
+        Array.from(this.#records, ([entryId, entry]) => ({ id: entryId, expiresAt: entry.expiresAt })),
+      );
+    }
+  }
+}

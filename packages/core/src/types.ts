@@ -1,0 +1,123 @@
+/**
+ * One stored session. The payload is opaque to stores; encoding it is the codec's job.
+ * `expiresAt` is an absolute time in milliseconds since the epoch, never a relative ttl.
+ */
+export interface SessionRecord {
+  data: Uint8Array;
+  expiresAt: number;
+}
+
+/** Conditions for `set`. Without `only`, `set` writes unconditionally. */
+export interface SetOptions {
+  /**
+   * `'absent'` writes only when no live record has this id (create, so ids never collide).
+   * `'present'` writes only when a live record has this id (update, so a late save cannot bring
+   * back a session that was deleted or has expired). Either way the check and the write are atomic.
+   */
+  only?: 'absent' | 'present';
+}
+
+export interface SweepOptions {
+  /** The time to sweep as of, in ms since the epoch. Records with `expiresAt <= now` are removed. Default `Date.now()`. */
+  now?: number;
+  /** The most records one call examines (and so removes). A positive integer; default 1000. */
+  limit?: number;
+  /**
+   * Stop starting new batches once this many milliseconds have passed. `0` does at most one
+   * batch. Default: no time limit (the `limit` still bounds the call).
+   */
+  budgetMs?: number;
+  /** Stop at the next batch boundary once aborted. An already aborted signal does no work. */
+  signal?: AbortSignal;
+}
+
+export interface SweepResult {
+  /** Expired records this call deleted. */
+  removed: number;
+  /** Records (or index entries) this call examined. */
+  scanned: number;
+  /** True when no expired record is left as of `now`, as far as this call could tell. Call again until it is. */
+  done: boolean;
+}
+
+export interface StoreCapabilities {
+  /** Who may open the same data at once: this process only, every process on the host, or many hosts. */
+  shared: 'process' | 'host' | 'cluster';
+  /** `'sweep'`: expired records stay until `sweep` removes them. `'native'`: the backend drops them itself. */
+  expiry: 'sweep' | 'native';
+  /** True when records survive `close()` and reopening, and a process crash. */
+  durable: boolean;
+  /** True when the store keeps an expiry index, so a sweep's cost grows with expired records, not with all records. */
+  expiryIndex: boolean;
+}
+
+export interface AcquireOptions {
+  /** How long to wait for the lock before rejecting with `ERR_LOCK_TIMEOUT`. `0` tries once. Default 10 000. */
+  waitMs?: number;
+  /** How long the lock stays held without `extend()`. The lock is lost after that. Default 30 000. */
+  leaseMs?: number;
+  /** Aborting stops waiting; the acquire rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A held lock on one session id. The lease never renews by itself: call `extend()` to keep it.
+ * Supports `await using`, which releases it.
+ */
+export interface SessionLock extends AsyncDisposable {
+  readonly id: string;
+  /** Unique to this acquisition, across processes and hosts. */
+  readonly token: string;
+  /** Aborts when the lock is lost: its lease ran out, or another holder took it over. */
+  readonly signal: AbortSignal;
+  /** When the lease ends unless extended, in ms since the epoch. */
+  readonly expiresAt: number;
+  /** Pushes the lease end to `now + ms` (default: the acquire's `leaseMs`). Rejects with `ERR_LOCK_LOST` once lost. */
+  extend(ms?: number): Promise<void>;
+  /** Frees the lock. Idempotent. Rejects with `ERR_LOCK_LOST` if the lease was lost before the release. */
+  release(): Promise<void>;
+}
+
+/**
+ * Per-session mutual exclusion. It reaches exactly as far as the store's `capabilities.shared`:
+ * async work in one process, every process on the host, or every host.
+ */
+export interface LockManager {
+  /** Resolves once the lock on `id` is held. Rejects with `ERR_LOCK_TIMEOUT` after `waitMs`. */
+  acquire(id: string, options?: AcquireOptions): Promise<SessionLock>;
+  /** Rejects pending and future acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
+  close?(): Promise<void>;
+}
+
+/**
+ * The contract every sessile store honours. Not found is a value (`undefined` or `false`),
+ * never an error. Failures reject with a `SessionError`. Expired means absent, always: no
+ * method ever returns or counts a record past its `expiresAt`, swept or not.
+ */
+export interface SessionStore {
+  readonly capabilities: StoreCapabilities;
+  readonly locks: LockManager;
+  /** Records whose `data` is larger than this many bytes are rejected with `ERR_RECORD_TOO_LARGE`. */
+  readonly maxRecordBytes: number;
+  /** True once `close()` has been called. */
+  readonly closed: boolean;
+
+  /** The live record, or `undefined` when absent or expired. A record that cannot be decoded rejects with `ERR_CORRUPT_RECORD`. */
+  get(id: string): Promise<SessionRecord | undefined>;
+  /** Writes the record, subject to `options.only`. Resolves `true` when it wrote. */
+  set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean>;
+  /** Sets a live record's `expiresAt`. Resolves `false` when absent or expired. */
+  touch(id: string, expiresAt: number): Promise<boolean>;
+  /** Removes the record. Resolves `true` when a live record was removed. */
+  delete(id: string): Promise<boolean>;
+  /** Removes expired records in bounded, resumable steps. */
+  sweep(options?: SweepOptions): Promise<SweepResult>;
+  /** The number of live records. */
+  count(): Promise<number>;
+  /** Streams the ids of live records, without loading them all at once. */
+  ids(): AsyncIterable<string>;
+  /** Removes every record of this store, and nothing else. */
+  clear(): Promise<void>;
+  /** Releases the backend. Idempotent. Every other method then rejects with `ERR_STORE_CLOSED`. */
+  close(): Promise<void>;
+}
