@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { HOUR_MS, bytesOf, collect, newId, record, valueOf, withStore } from '../helpers.js';
+import type { ConformanceOptions } from '../options.js';
+
+export function basicTests(options: ConformanceOptions): void {
+  const test = (name: string, body: Parameters<typeof withStore>[1]) =>
+    it(name, () => withStore(options, body), 30_000);
+
+  describe('basic', () => {
+    test('get returns undefined for an id never written', async (store) => {
+      expect(await store.get(newId())).toBeUndefined();
+    });
+
+    test('set then get returns the same bytes and expiresAt', async (store) => {
+      const id = newId();
+      const written = record({ user: 'ada', roles: ['admin'] });
+      expect(await store.set(id, written)).toBe(true);
+      const read = await store.get(id);
+      expect(read?.expiresAt).toBe(written.expiresAt);
+      expect(valueOf(read?.data ?? new Uint8Array())).toEqual({ user: 'ada', roles: ['admin'] });
+    });
+
+    test('set without a condition overwrites', async (store) => {
+      const id = newId();
+      await store.set(id, record({ v: 1 }));
+      expect(await store.set(id, record({ v: 2 }))).toBe(true);
+      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+    });
+
+    test("only: 'absent' creates once and never overwrites", async (store) => {
+      const id = newId();
+      expect(await store.set(id, record({ v: 1 }), { only: 'absent' })).toBe(true);
+      expect(await store.set(id, record({ v: 2 }), { only: 'absent' })).toBe(false);
+      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 1 });
+    });
+
+    test("only: 'present' updates a live record and writes nothing when absent", async (store) => {
+      const id = newId();
+      expect(await store.set(id, record({ v: 1 }), { only: 'present' })).toBe(false);
+      expect(await store.get(id)).toBeUndefined();
+      await store.set(id, record({ v: 1 }));
+      expect(await store.set(id, record({ v: 2 }), { only: 'present' })).toBe(true);
+      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+    });
+
+    test("only: 'present' after delete does not resurrect the session", async (store) => {
+      const id = newId();
+      await store.set(id, record({ loggedIn: true }));
+      expect(await store.delete(id)).toBe(true);
+      expect(await store.set(id, record({ loggedIn: true, late: true }), { only: 'present' })).toBe(
+        false,
+      );
+      expect(await store.get(id)).toBeUndefined();
+      expect(await store.count()).toBe(0);
+    });
+
+    test('touch moves expiresAt of a live record and reports absence', async (store) => {
+      const id = newId();
+      await store.set(id, record({ v: 1 }));
+      const later = Date.now() + 5 * HOUR_MS;
+      expect(await store.touch(id, later)).toBe(true);
+      const read = await store.get(id);
+      expect(read?.expiresAt).toBe(later);
+      expect(valueOf(read?.data ?? bytesOf(null))).toEqual({ v: 1 });
+      expect(await store.touch(newId(), later)).toBe(false);
+      expect(await store.count()).toBe(1);
+    });
+
+    test('delete removes a record and reports whether one was there', async (store) => {
+      const id = newId();
+      const other = newId();
+      await store.set(id, record({ v: 1 }));
+      await store.set(other, record({ v: 2 }));
+      expect(await store.delete(id)).toBe(true);
+      expect(await store.delete(id)).toBe(false);
+      expect(await store.get(id)).toBeUndefined();
+      expect(await store.get(other)).toBeDefined();
+    });
+
+    test('empty, binary and maximum-size payloads round-trip exactly', async (store) => {
+      const empty = newId();
+      const binary = newId();
+      const large = newId();
+      const allBytes = Uint8Array.from({ length: 512 }, (_, i) => i % 256);
+      const largeBytes = Uint8Array.from({ length: store.maxRecordBytes }, (_, i) => (i * 31) % 251);
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(empty, { data: new Uint8Array(0), expiresAt });
+      await store.set(binary, { data: allBytes, expiresAt });
+      await store.set(large, { data: largeBytes, expiresAt });
+      expect((await store.get(empty))?.data.byteLength).toBe(0);
+      expect(Buffer.from((await store.get(binary))?.data ?? []).equals(Buffer.from(allBytes))).toBe(true);
+      expect(Buffer.from((await store.get(large))?.data ?? []).equals(Buffer.from(largeBytes))).toBe(
+        true,
+      );
+    });
+
+    test('ids of every allowed length and character work', async (store) => {
+      const charset = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      const ids = [
+        'a'.repeat(16),
+        'Z'.repeat(128),
+        charset,
+        charset.slice(0, 16),
+        '-'.repeat(16),
+        '_'.repeat(17),
+        `${charset}${charset}`,
+      ];
+      for (const [index, id] of ids.entries()) {
+        expect(await store.set(id, record({ index }))).toBe(true);
+      }
+      for (const [index, id] of ids.entries()) {
+        expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ index });
+      }
+      expect((await collect(store.ids())).sort()).toEqual([...ids].sort());
+    });
+
+    test('count and ids list each live record once', async (store) => {
+      const ids = [newId(), newId(), newId()];
+      for (const id of ids) await store.set(id, record({ id }));
+      await store.set(ids[0] as string, record({ again: true }));
+      expect(await store.count()).toBe(3);
+      expect((await collect(store.ids())).sort()).toEqual([...ids].sort());
+    });
+
+    test('clear removes every record', async (store) => {
+      for (let i = 0; i < 5; i++) await store.set(newId(), record({ i }));
+      await store.clear();
+      expect(await store.count()).toBe(0);
+      expect(await collect(store.ids())).toEqual([]);
+    });
+
+    test('stored bytes do not change when the caller mutates its buffers', async (store) => {
+      const id = newId();
+      const data = Uint8Array.from([1, 2, 3, 4]);
+      await store.set(id, { data, expiresAt: Date.now() + HOUR_MS });
+      data.fill(9);
+      const first = await store.get(id);
+      first?.data.fill(7);
+      const second = await store.get(id);
+      expect(Array.from(second?.data ?? [])).toEqual([1, 2, 3, 4]);
+    });
+
+    test('close is idempotent and sets closed', async (store) => {
+      expect(store.closed).toBe(false);
+      await store.close();
+      await store.close();
+      expect(store.closed).toBe(true);
+    });
+
+    test('misuse throws TypeError and writes nothing', async (store) => {
+      const id = newId();
+      const bad: unknown[] = [
+        null,
+        { data: 'text', expiresAt: Date.now() + HOUR_MS },
+        { data: new Uint8Array(1), expiresAt: Number.NaN },
+        { data: new Uint8Array(1) },
+      ];
+      for (const value of bad) {
+        await expect(store.set(id, value as never)).rejects.toBeInstanceOf(TypeError);
+      }
+      await expect(
+        store.set(id, record({}), { only: 'sometimes' as never }),
+      ).rejects.toBeInstanceOf(TypeError);
+      await expect(store.touch(id, Number.NaN)).rejects.toBeInstanceOf(TypeError);
+      await expect(store.sweep({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
+      expect(await store.count()).toBe(0);
+    });
+  });
+}

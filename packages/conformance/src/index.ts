@@ -1,0 +1,36 @@
+import { describe } from 'vitest';
+import { basicTests } from './groups/basic.js';
+import { concurrencyTests } from './groups/concurrency.js';
+import { corruptTests } from './groups/corrupt.js';
+import { crossProcessTests } from './groups/cross-process.js';
+import { durabilityTests } from './groups/durability.js';
+import { expiryTests } from './groups/expiry.js';
+import { lockTests } from './groups/locks.js';
+import { sweepTests } from './groups/sweep.js';
+import { traitTests } from './groups/traits.js';
+import type { ConformanceOptions } from './options.js';
+
+export type { ConformanceOptions, CrossProcessOptions } from './options.js';
+
+/**
+ * Registers the whole sessile conformance suite with vitest. Call it once, at the top level of
+ * a test file. The store's declared `capabilities` decide which groups run: cross-process tests
+ * for `shared` `'host'` or wider, durability for `durable`, and the cost bound for `expiryIndex`.
+ */
+export async function runStoreConformance(options: ConformanceOptions): Promise<void> {
+  const probe = await options.open();
+  const { capabilities } = probe;
+  await probe.close();
+
+  describe(`${options.name}: sessile conformance`, () => {
+    basicTests(options);
+    expiryTests(options);
+    sweepTests(options, capabilities.expiryIndex);
+    traitTests(options);
+    concurrencyTests(options);
+    lockTests(options);
+    if (capabilities.shared !== 'process') crossProcessTests(options, capabilities.shared);
+    if (capabilities.durable) durabilityTests(options);
+    corruptTests(options);
+  });
+}

@@ -1,0 +1,33 @@
+import type { SessionStore } from '@sessile/core';
+
+/** How the suite reaches your store. Which tests run is decided by `store.capabilities`, not here. */
+export interface ConformanceOptions {
+  /** Shown in the test names. */
+  name: string;
+  /** A fresh, isolated, empty store. Called once per test; the suite closes it. */
+  open(): Promise<SessionStore>;
+  /**
+   * The data of the latest `open()` again, after the suite has closed that store. Required
+   * when the store declares `capabilities.durable`.
+   */
+  reopen?(): Promise<SessionStore>;
+  /** Required when the store declares `capabilities.shared` `'host'` or `'cluster'`. */
+  crossProcess?: CrossProcessOptions;
+  /**
+   * Damages the stored bytes of `id` while `store` is open, the way a torn write or a bad disk
+   * would. Without it the corrupt-record test is reported as a todo.
+   */
+  corrupt?(store: SessionStore, id: string): Promise<void>;
+  /** Multiplies the suite's waits and leases on slow machines. Default 1. */
+  timeScale?: number;
+}
+
+export interface CrossProcessOptions {
+  /**
+   * Absolute path or `file:` URL of an ES module that a forked child process imports. Its
+   * default export opens the store at a location: `export default (location) => MyStore.open(...)`.
+   */
+  module: string | URL;
+  /** Where the latest `open()` keeps its data, as a string the module understands. */
+  location(): string;
+}

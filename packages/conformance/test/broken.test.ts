@@ -1,0 +1,75 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+interface AssertionResult {
+  fullName: string;
+  status: string;
+}
+interface FileResult {
+  name: string;
+  assertionResults: AssertionResult[];
+}
+
+// Each broken store must fail at least these tests. A suite that let them pass would be a defect.
+const EXPECTED_FAILURES: Record<string, string[]> = {
+  ReturnsExpiredStore: ['a record past expiresAt is absent for every read before any sweep'],
+  SweepIgnoresLimitStore: [
+    'honours limit, reports done honestly, and repeated calls finish the job',
+    'budgetMs 0 does one bounded batch and leaves the rest for later calls',
+  ],
+  ResurrectingStore: ["only: 'present' after delete does not resurrect the session"],
+  NonExclusiveLocksStore: [
+    '200 concurrent locked increments of one session end at exactly 200',
+    'an acquire that waits past waitMs rejects with ERR_LOCK_TIMEOUT',
+  ],
+  LooseIdStore: ['a bad id (../x) rejects with ERR_INVALID_SESSION_ID and touches nothing'],
+  RacyCreateStore: ["50 concurrent only: 'absent' sets on one id: exactly one wins"],
+  CountsExpiredStore: ['a record past expiresAt is absent for every read before any sweep'],
+};
+
+const vitestCli = join(
+  createRequire(import.meta.url).resolve('vitest/package.json'),
+  '..',
+  'vitest.mjs',
+);
+
+let files: FileResult[] = [];
+
+beforeAll(async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sessile-broken-'));
+  const output = join(dir, 'results.json');
+  const config = fileURLToPath(new URL('./broken/vitest.config.ts', import.meta.url));
+  try {
+    // The run is expected to fail, so its exit code is ignored; the JSON report is what counts.
+    await promisify(execFile)(
+      process.execPath,
+      [vitestCli, 'run', '--config', config, '--reporter=json', `--outputFile=${output}`],
+      { maxBuffer: 64 * 1024 * 1024 },
+    ).catch(() => undefined);
+    files = (JSON.parse(await readFile(output, 'utf8')) as { testResults: FileResult[] }).testResults;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 600_000);
+
+describe('the suite catches deliberately broken stores', () => {
+  for (const [store, tests] of Object.entries(EXPECTED_FAILURES)) {
+    it(`${store} fails the tests for the promise it breaks`, () => {
+      const file = files.find((result) => result.name.endsWith(`${store}.fixture.ts`));
+      expect(file, `results for ${store}`).toBeDefined();
+      const results = file?.assertionResults ?? [];
+      expect(results.length).toBeGreaterThan(50);
+      for (const title of tests) {
+        const matching = results.filter((result) => result.fullName.endsWith(title));
+        expect(matching.length, `test "${title}" ran for ${store}`).toBeGreaterThan(0);
+        expect(matching.map((result) => result.status)).toContain('failed');
+      }
+    });
+  }
+});

@@ -1,0 +1,4 @@
+import { runStoreConformance } from '../../src/index.js';
+import { ResurrectingStore } from './stores.js';
+
+await runStoreConformance({ name: 'ResurrectingStore', open: async () => new ResurrectingStore() });

@@ -1,0 +1,4 @@
+import { runStoreConformance } from '../../src/index.js';
+import { SweepIgnoresLimitStore } from './stores.js';
+
+await runStoreConformance({ name: 'SweepIgnoresLimitStore', open: async () => new SweepIgnoresLimitStore() });

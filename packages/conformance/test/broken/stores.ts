@@ -1,0 +1,137 @@
+// Deliberately broken stores. Each breaks one promise of the contract; the self-test proves the
+// suite notices. They extend MemoryStore so everything else about them is correct.
+import {
+  KeyedLocks,
+  type LockManager,
+  MemoryStore,
+  type SessionLock,
+  type SessionRecord,
+  type SessionStore,
+  SweepProgress,
+  type SweepResult,
+} from '@sessile/core';
+
+/** Returns records whose expiresAt has passed. */
+export class ReturnsExpiredStore extends MemoryStore {
+  readonly #all = new Map<string, SessionRecord>();
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const wrote = await super._set(id, record, only, now);
+    if (wrote) this.#all.set(id, record);
+    return wrote;
+  }
+  protected override async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return (await super._get(id, now)) ?? this.#all.get(id);
+  }
+  protected override _delete(id: string, now: number): Promise<boolean> {
+    this.#all.delete(id);
+    return super._delete(id, now);
+  }
+}
+
+/** Sweeps everything in one call, whatever the limit or budget. */
+export class SweepIgnoresLimitStore extends MemoryStore {
+  protected override _sweep(progress: SweepProgress): Promise<SweepResult> {
+    const unbounded = Number.POSITIVE_INFINITY;
+    return super._sweep(new SweepProgress(progress.now, unbounded, unbounded, undefined));
+  }
+}
+
+/** Treats only: 'present' as an unconditional write, so a late save resurrects a deleted session. */
+export class ResurrectingStore extends MemoryStore {
+  protected override _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    return super._set(id, record, only === 'present' ? undefined : only, now);
+  }
+}
+
+/** Hands every caller its own lock, so nothing is excluded. */
+class NonExclusiveLocks implements LockManager {
+  readonly #inner = new KeyedLocks();
+  #counter = 0;
+  acquire(id: string): Promise<SessionLock> {
+    this.#counter++;
+    const unique = `${id.slice(0, 60)}x${this.#counter}`.padEnd(16, 'x');
+    return this.#inner.acquire(unique);
+  }
+}
+export class NonExclusiveLocksStore extends MemoryStore {
+  override readonly locks: LockManager = new NonExclusiveLocks();
+}
+
+/** Validates ids with a length check only, so '../x'-style ids reach storage. */
+export class LooseIdStore implements SessionStore {
+  readonly #inner = new MemoryStore();
+  readonly #loose = new Map<string, SessionRecord>();
+  readonly capabilities = this.#inner.capabilities;
+  readonly locks = this.#inner.locks;
+  readonly maxRecordBytes = this.#inner.maxRecordBytes;
+  get closed() {
+    return this.#inner.closed;
+  }
+  async get(id: string) {
+    return this.#loose.get(id) ?? this.#inner.get(id);
+  }
+  async set(id: string, record: SessionRecord, options?: { only?: 'absent' | 'present' }) {
+    if (typeof id === 'string' && /[/.\\]/.test(id)) {
+      this.#loose.set(id, record);
+      return true;
+    }
+    return this.#inner.set(id, record, options);
+  }
+  touch(id: string, expiresAt: number) {
+    return this.#inner.touch(id, expiresAt);
+  }
+  delete(id: string) {
+    return this.#inner.delete(id);
+  }
+  sweep(options?: Parameters<SessionStore['sweep']>[0]) {
+    return this.#inner.sweep(options);
+  }
+  async count() {
+    return (await this.#inner.count()) + this.#loose.size;
+  }
+  async *ids() {
+    yield* this.#inner.ids();
+    yield* this.#loose.keys();
+  }
+  clear() {
+    return this.#inner.clear();
+  }
+  close() {
+    return this.#inner.close();
+  }
+}
+
+/** Checks then writes with an await in between, so two creates of one id can both win. */
+export class RacyCreateStore extends MemoryStore {
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    if (only === 'absent') {
+      const exists = (await this._get(id, now)) !== undefined;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (exists) return false;
+      return super._set(id, record, undefined, now);
+    }
+    return super._set(id, record, only, now);
+  }
+}
+
+/** Counts records that have expired. */
+export class CountsExpiredStore extends MemoryStore {
+  protected override _count(): Promise<number> {
+    return super._count(Number.NEGATIVE_INFINITY);
+  }
+}
