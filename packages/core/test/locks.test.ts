@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { KeyedLocks, StripedLocks, isSessionError, stripeOf } from '../src/index.js';
+
+const idA = 'aaaaaaaaaaaaaaaaaaaa';
+const idB = 'bbbbbbbbbbbbbbbbbbbb';
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return isSessionError(error) ? error.code : String(error);
+  }
+}
+
+describe('KeyedLocks', () => {
+  it('grants waiters in arrival order', async () => {
+    const locks = new KeyedLocks();
+    const first = await locks.acquire(idA);
+    const order: number[] = [];
+    const waiters = [1, 2, 3].map((n) =>
+      locks.acquire(idA).then(async (lock) => {
+        order.push(n);
+        await lock.release();
+      }),
+    );
+    await first.release();
+    await Promise.all(waiters);
+    expect(order).toEqual([1, 2, 3]);
+  });
+
+  it('never makes different ids wait for each other', async () => {
+    const locks = new KeyedLocks();
+    const a = await locks.acquire(idA);
+    const b = await locks.acquire(idB, { waitMs: 0 });
+    await Promise.all([a.release(), b.release()]);
+  });
+
+  it('frees per-id state once the last holder and waiter leave', async () => {
+    const locks = new KeyedLocks();
+    const ids = Array.from({ length: 500 }, (_, n) => `session-${String(n).padStart(12, '0')}`);
+    const held = await Promise.all(ids.map((id) => locks.acquire(id)));
+    expect(locks.size).toBe(500);
+    const timedOut = await codeOf(locks.acquire(ids[0] as string, { waitMs: 5 }));
+    expect(timedOut).toBe('ERR_LOCK_TIMEOUT');
+    await Promise.all(held.map((lock) => lock.release()));
+    expect(locks.size).toBe(0);
+  });
+
+  it('a waiter that timed out or aborted leaves the queue without taking the lock', async () => {
+    const locks = new KeyedLocks();
+    const holder = await locks.acquire(idA);
+    const controller = new AbortController();
+    const aborted = locks.acquire(idA, { signal: controller.signal });
+    const timedOut = locks.acquire(idA, { waitMs: 10 });
+    controller.abort(new Error('client went away'));
+    await expect(aborted).rejects.toThrow('client went away');
+    expect(await codeOf(timedOut)).toBe('ERR_LOCK_TIMEOUT');
+    await holder.release();
+    const next = await locks.acquire(idA, { waitMs: 0 });
+    await next.release();
+    expect(locks.size).toBe(0);
+  });
+
+  it('an expired lease passes the lock to the next waiter and tells the old holder', async () => {
+    const locks = new KeyedLocks();
+    const old = await locks.acquire(idA, { leaseMs: 50 });
+    const lostReasons: unknown[] = [];
+    old.signal.addEventListener('abort', () => lostReasons.push(old.signal.reason));
+    const next = await locks.acquire(idA, { waitMs: 5000 });
+    expect(lostReasons).toHaveLength(1);
+    expect(isSessionError(lostReasons[0], 'ERR_LOCK_LOST')).toBe(true);
+    expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
+    expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
+    await next.release();
+  });
+
+  it('close rejects waiting and later acquires with ERR_STORE_CLOSED', async () => {
+    const locks = new KeyedLocks();
+    const holder = await locks.acquire(idA);
+    const waiting = locks.acquire(idA);
+    await locks.close();
+    expect(await codeOf(waiting)).toBe('ERR_STORE_CLOSED');
+    expect(await codeOf(locks.acquire(idB))).toBe('ERR_STORE_CLOSED');
+    await holder.release();
+  });
+
+  it('rejects misuse with TypeError', async () => {
+    const locks = new KeyedLocks();
+    expect(() => locks.acquire(idA, { leaseMs: 0 })).toThrow(TypeError);
+    expect(() => locks.acquire(idA, { waitMs: -1 })).toThrow(TypeError);
+    expect(() => locks.acquire('../etc/passwd')).toThrow(/Invalid session id/);
+  });
+});
+
+describe('StripedLocks', () => {
+  it('maps ids to stripes with a stable hash', () => {
+    expect(stripeOf(idA, 32)).toBe(stripeOf(idA, 32));
+    const used = new Set(Array.from({ length: 1000 }, (_, n) => stripeOf(`id-${n}-padding-padding`, 32)));
+    expect(used.size).toBe(32);
+  });
+
+  it('makes unrelated ids that share a stripe wait, and counts the collision', async () => {
+    const locks = new StripedLocks({ stripes: 1 });
+    const a = await locks.acquire(idA);
+    expect(await codeOf(locks.acquire(idB, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    const waitingB = locks.acquire(idB);
+    await a.release();
+    const b = await waitingB;
+    const waitingA = locks.acquire(idA);
+    await b.release();
+    await (await waitingA).release();
+    expect(locks.stats()).toEqual({ stripes: 1, acquired: 3, waits: 3, collisions: 3 });
+  });
+
+  it('does not count a wait on the same id as a collision', async () => {
+    const locks = new StripedLocks({ stripes: 8 });
+    const first = await locks.acquire(idA);
+    const second = locks.acquire(idA);
+    await first.release();
+    await (await second).release();
+    expect(locks.stats()).toMatchObject({ waits: 1, collisions: 0 });
+  });
+
+  it('rejects a pool size that is not a positive integer', () => {
+    expect(() => new StripedLocks({ stripes: 0 })).toThrow(TypeError);
+    expect(() => new StripedLocks({ stripes: 2.5 })).toThrow(TypeError);
+  });
+});
