@@ -1,0 +1,156 @@
+import { SessionError, sleep } from '@sessile/core';
+import type BetterSqlite3 from 'better-sqlite3';
+
+/** The longest one statement blocks the event loop inside SQLite's own busy handler. */
+const BUSY_SLICE_MS = 25;
+/** The most operations one group commit holds, so a burst never blocks the event loop for long. */
+const MAX_GROUP_SIZE = 256;
+
+interface Job {
+  run(): unknown;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** True for the errors SQLite reports when another connection holds the lock it needs. */
+export function isBusyError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED');
+}
+
+/**
+ * Sets SQLite's busy handler to one short slice; `retryWhileBusy` waits out the rest of
+ * `busyTimeoutMs` asynchronously, so a locked database never stalls the event loop for long.
+ */
+export function setBusySlice(db: BetterSqlite3.Database, busyTimeoutMs: number): void {
+  db.pragma(`busy_timeout = ${Math.min(BUSY_SLICE_MS, busyTimeoutMs)}`);
+}
+
+/**
+ * Runs `attempt` until it stops failing with SQLITE_BUSY or `busyTimeoutMs` has passed, backing
+ * off between attempts. Each attempt must be all-or-nothing, such as one statement or one
+ * transaction.
+ */
+export async function retryWhileBusy<T>(attempt: () => T, busyTimeoutMs: number): Promise<T> {
+  const deadline = Date.now() + busyTimeoutMs;
+  let delayMs = 1;
+  for (;;) {
+    try {
+      return attempt();
+    } catch (error) {
+      const remainingMs = deadline - Date.now();
+      if (!isBusyError(error) || remainingMs <= 0) throw error;
+      await sleep(Math.min(remainingMs, delayMs * (0.5 + Math.random())));
+      delayMs = Math.min(50, delayMs * 2);
+    }
+  }
+}
+
+/**
+ * Runs every statement of one store on its connection. In `'normal'` durability a write runs at
+ * once in its own transaction. In `'full'` durability writes are grouped: all writes queued while
+ * the event loop turns commit in one transaction, so one fsync covers them all. Operations take
+ * effect in the order they were called, reads included.
+ */
+export class Executor {
+  readonly #db: BetterSqlite3.Database;
+  readonly #busyTimeoutMs: number;
+  readonly #groupCommit: boolean;
+  #queue: Job[] = [];
+  #draining: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(db: BetterSqlite3.Database, options: { busyTimeoutMs: number; groupCommit: boolean }) {
+    this.#db = db;
+    this.#busyTimeoutMs = options.busyTimeoutMs;
+    this.#groupCommit = options.groupCommit;
+  }
+
+  /** Runs a read-only operation. It waits behind queued writes so it sees them. */
+  read<T>(operation: () => T): Promise<T> {
+    if (this.#draining !== undefined) return this.#enqueue(operation);
+    return this.#runNow(operation);
+  }
+
+  /** Runs a write: one statement, or a function that is atomic on its own. Resolves once it is committed. */
+  write<T>(operation: () => T): Promise<T> {
+    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(operation);
+    return this.#runNow(operation);
+  }
+
+  /** Waits for queued operations to commit, then refuses new ones. */
+  async close(): Promise<void> {
+    while (this.#draining !== undefined) await this.#draining;
+    this.#closed = true;
+  }
+
+  #runNow<T>(operation: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
+    try {
+      return Promise.resolve(operation());
+    } catch (error) {
+      if (!isBusyError(error)) return Promise.reject(error);
+      return retryWhileBusy(operation, this.#busyTimeoutMs);
+    }
+  }
+
+  #enqueue<T>(operation: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ run: operation, resolve: resolve as (value: unknown) => void, reject });
+      this.#draining ??= this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        // Let every operation started in this turn of the event loop join the group.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const group = this.#queue.splice(0, MAX_GROUP_SIZE);
+        await this.#commitGroup(group);
+      }
+    } finally {
+      this.#draining = undefined;
+    }
+  }
+
+  async #commitGroup(group: Job[]): Promise<void> {
+    const db = this.#db;
+    try {
+      await retryWhileBusy(() => db.exec('BEGIN IMMEDIATE'), this.#busyTimeoutMs);
+    } catch (error) {
+      for (const job of group) job.reject(error);
+      return;
+    }
+    const outcomes: { ok: boolean; value: unknown }[] = [];
+    for (const job of group) {
+      try {
+        outcomes.push({ ok: true, value: job.run() });
+      } catch (error) {
+        // A failed statement undoes only itself, unless SQLite had to roll the whole transaction back.
+        if (!db.inTransaction) return rejectAll(group, error);
+        outcomes.push({ ok: false, value: error });
+      }
+    }
+    try {
+      db.exec('COMMIT');
+    } catch (error) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      return rejectAll(group, error);
+    }
+    group.forEach((job, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) job.resolve(outcome.value);
+      else job.reject(outcome?.value);
+    });
+  }
+}
+
+function rejectAll(group: Job[], error: unknown): void {
+  for (const job of group) job.reject(error);
+}
+
+function closedError(): SessionError {
+  return new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+}

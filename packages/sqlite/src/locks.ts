@@ -1,0 +1,99 @@
+import {
+  type AcquireOptions,
+  type LeaseBackend,
+  LeaseLock,
+  type LockManager,
+  type SessionLock,
+  generateToken,
+  lockManagerClosed,
+  normalizeAcquireOptions,
+  pollAcquire,
+  toStoreIoError,
+} from '@sessile/core';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Executor } from './executor.js';
+import { quote, type SchemaNames } from './schema.js';
+
+/**
+ * Session locks kept as leases in a table of the same database, so every process that opens
+ * the file shares them. Each attempt is one upsert, its own write transaction: it takes the row
+ * when the id is free or its lease has run out, which is how a crashed holder stops blocking.
+ */
+export class SqliteLocks implements LockManager {
+  readonly #executor: Executor;
+  readonly #take: BetterSqlite3.Statement<[string, string, number, number]>;
+  readonly #extend: BetterSqlite3.Statement<[number, string, string, number]>;
+  readonly #free: BetterSqlite3.Statement<[string, string], { expiresAt: number }>;
+  readonly #closer = new AbortController();
+
+  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
+    const table = quote(names.locks);
+    this.#executor = executor;
+    this.#take = db.prepare(
+      `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+       WHERE ${table}.expires_at <= ?`,
+    );
+    this.#extend = db.prepare(
+      `UPDATE ${table} SET expires_at = ? WHERE id = ? AND token = ? AND expires_at > ?`,
+    );
+    this.#free = db.prepare(
+      `DELETE FROM ${table} WHERE id = ? AND token = ? RETURNING expires_at AS expiresAt`,
+    );
+  }
+
+  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const { waitMs, leaseMs, signal } = normalizeAcquireOptions(id, options);
+    const stop =
+      signal === undefined ? this.#closer.signal : AbortSignal.any([signal, this.#closer.signal]);
+    return pollAcquire(() => this.#attempt(id, leaseMs), { waitMs, signal: stop });
+  }
+
+  async close(): Promise<void> {
+    this.#closer.abort(lockManagerClosed());
+  }
+
+  async #attempt(id: string, leaseMs: number): Promise<LeaseLock | undefined> {
+    const token = generateToken();
+    const now = Date.now();
+    const expiresAt = now + leaseMs;
+    let taken: boolean;
+    try {
+      taken = await this.#executor.write(
+        () => this.#take.run(id, token, expiresAt, now).changes === 1,
+      );
+    } catch (error) {
+      throw toStoreIoError(error, 'lock acquire');
+    }
+    if (!taken) return undefined;
+    return new LeaseLock({ id, token, leaseMs, expiresAt, backend: this.#backend(id) });
+  }
+
+  #backend(id: string): LeaseBackend {
+    return {
+      extend: async (token, expiresAt) => {
+        try {
+          return await this.#executor.write(
+            () => this.#extend.run(expiresAt, id, token, Date.now()).changes === 1,
+          );
+        } catch (error) {
+          throw toStoreIoError(error, 'lock extend');
+        }
+      },
+      release: async (token) => {
+        try {
+          return await this.#executor.write(() => {
+            const freed = this.#free.get(id, token);
+            return freed !== undefined && freed.expiresAt > Date.now();
+          });
+        } catch (error) {
+          throw toStoreIoError(error, 'lock release');
+        }
+      },
+      expired: (token) => {
+        // The lease is over either way; clearing the row early just spares the next acquirer a takeover.
+        this.#executor.write(() => this.#free.get(id, token)).catch(() => {});
+      },
+    };
+  }
+}

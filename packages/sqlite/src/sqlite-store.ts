@@ -1,0 +1,377 @@
+import { open as openFile } from 'node:fs/promises';
+import {
+  BaseStore,
+  type BaseStoreOptions,
+  KeyedLocks,
+  type LockManager,
+  SessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepProgress,
+  type SweepResult,
+  toStoreIoError,
+  yieldToEventLoop,
+} from '@sessile/core';
+import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
+import { SqliteLocks } from './locks.js';
+import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
+
+export interface SqliteStoreOptions extends BaseStoreOptions {
+  /**
+   * The database file, created when missing. `':memory:'` keeps sessions in this process only.
+   * Give either `path` or `database`.
+   */
+  path?: string;
+  /** An open better-sqlite3 connection to use instead of `path`. The store never closes it. */
+  database?: BetterSqlite3.Database;
+  /** The sessions table. The lock table and the expiry index are named after it. Default `'sessions'`. */
+  table?: string;
+  /**
+   * How long an operation waits for another connection's write lock before it fails with
+   * `ERR_STORE_IO`. Default 5000.
+   */
+  busyTimeoutMs?: number;
+  /**
+   * `'normal'` (default): WAL with `synchronous=NORMAL`; a commit survives a process crash, and a
+   * power loss may undo the last commits. `'full'`: WAL with `synchronous=FULL` and group commit;
+   * a write resolves only once it is on disk.
+   */
+  durability?: 'normal' | 'full';
+}
+
+const DEFAULT_TABLE = 'sessions';
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+/** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
+const INITIAL_SWEEP_BATCH = 128;
+const MIN_SWEEP_BATCH = 16;
+const MAX_SWEEP_BATCH = 1000;
+const SWEEP_BATCH_TARGET_MS = 2;
+const IDS_PAGE_SIZE = 256;
+
+interface Settings {
+  path: string | undefined;
+  database: BetterSqlite3.Database | undefined;
+  names: SchemaNames;
+  busyTimeoutMs: number;
+  durability: 'normal' | 'full';
+}
+
+interface StoredRow {
+  data: unknown;
+  expiresAt: unknown;
+}
+
+/**
+ * Sessions in one SQLite table, through better-sqlite3. Every process on the host can open the
+ * same file at once: writes are short WAL transactions, and session locks are leases in a table
+ * of the same database. An index on the expiry column makes a sweep cost grow with expired rows.
+ */
+export class SqliteStore extends BaseStore {
+  readonly capabilities: StoreCapabilities;
+  readonly locks: LockManager;
+  readonly #db: BetterSqlite3.Database;
+  readonly #ownsDatabase: boolean;
+  readonly #executor: Executor;
+  readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
+  readonly #upsert: BetterSqlite3.Statement<[string, Uint8Array, number]>;
+  readonly #insertUnlessLive: BetterSqlite3.Statement<[string, Uint8Array, number, number]>;
+  readonly #updateIfLive: BetterSqlite3.Statement<[Uint8Array, number, string, number]>;
+  readonly #touch: BetterSqlite3.Statement<[number, string, number]>;
+  readonly #delete: BetterSqlite3.Statement<[string], { expiresAt: unknown }>;
+  readonly #sweepBatch: BetterSqlite3.Statement<[number, number]>;
+  readonly #anyExpired: BetterSqlite3.Statement<[number], unknown>;
+  readonly #count: BetterSqlite3.Statement<[number], number>;
+  readonly #idsPage: BetterSqlite3.Statement<[string, number, number], unknown>;
+  readonly #clear: BetterSqlite3.Statement<[]>;
+  #sweepBatchSize = INITIAL_SWEEP_BATCH;
+
+  /**
+   * Opens (or creates) the database and its schema. A file that is not a SQLite database fails
+   * with `ERR_STORE_IO`, and a table this package did not create, or a schema from a newer
+   * version, with `ERR_UNSUPPORTED`; either way the file is left exactly as it was.
+   */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    const settings = normalizeOptions(options);
+    if (settings.path !== undefined) await assertSqliteFile(settings.path);
+    let db: BetterSqlite3.Database;
+    try {
+      db = settings.database ?? new Database(settings.path);
+    } catch (error) {
+      throw toStoreIoError(error, 'Opening the SQLite database');
+    }
+    const ownsDatabase = settings.database === undefined;
+    try {
+      setBusySlice(db, settings.busyTimeoutMs);
+      // Refuse a foreign schema before any pragma below writes to the file.
+      const found = await retryWhileBusy(
+        () => inspectSchema(db, settings.names),
+        settings.busyTimeoutMs,
+      );
+      if (!db.memory) {
+        const mode = await retryWhileBusy(
+          () => db.pragma('journal_mode = WAL', { simple: true }),
+          settings.busyTimeoutMs,
+        );
+        if (mode !== 'wal') {
+          throw new SessionError('ERR_STORE_IO', `SQLite refused WAL mode (journal_mode is ${String(mode)})`);
+        }
+      }
+      db.pragma(`synchronous = ${settings.durability === 'full' ? 'FULL' : 'NORMAL'}`);
+      if (!found.complete) {
+        const migrate = db.transaction(() => migrateSchema(db, settings.names));
+        await retryWhileBusy(() => migrate.immediate(), settings.busyTimeoutMs);
+      }
+      return new SqliteStore(db, ownsDatabase, settings, options);
+    } catch (error) {
+      if (ownsDatabase) db.close();
+      throw openError(error);
+    }
+  }
+
+  private constructor(
+    db: BetterSqlite3.Database,
+    ownsDatabase: boolean,
+    settings: Settings,
+    options: SqliteStoreOptions,
+  ) {
+    super(options);
+    this.#db = db;
+    this.#ownsDatabase = ownsDatabase;
+    const inMemory = db.memory;
+    this.capabilities = {
+      shared: inMemory ? 'process' : 'host',
+      expiry: 'sweep',
+      durable: !inMemory,
+      expiryIndex: true,
+    };
+    this.#executor = new Executor(db, {
+      busyTimeoutMs: settings.busyTimeoutMs,
+      groupCommit: settings.durability === 'full' && !inMemory,
+    });
+    // An in-memory database is private to this connection, so in-process locks reach just as far.
+    this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
+    const table = quote(settings.names.records);
+    this.#get = db.prepare(
+      `SELECT data, expires_at AS expiresAt FROM ${table} WHERE id = ? AND expires_at > ?`,
+    );
+    this.#upsert = db.prepare(
+      `INSERT INTO ${table} (id, data, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
+    );
+    this.#insertUnlessLive = db.prepare(
+      `INSERT INTO ${table} (id, data, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+       WHERE ${table}.expires_at <= ?`,
+    );
+    this.#updateIfLive = db.prepare(
+      `UPDATE ${table} SET data = ?, expires_at = ? WHERE id = ? AND expires_at > ?`,
+    );
+    this.#touch = db.prepare(`UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
+    this.#delete = db.prepare(`DELETE FROM ${table} WHERE id = ? RETURNING expires_at AS expiresAt`);
+    this.#sweepBatch = db.prepare(
+      `DELETE FROM ${table} WHERE rowid IN
+       (SELECT rowid FROM ${table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+    );
+    this.#anyExpired = db.prepare(`SELECT 1 FROM ${table} WHERE expires_at <= ? LIMIT 1`).pluck();
+    this.#count = db.prepare<[number], number>(`SELECT count(*) FROM ${table} WHERE expires_at > ?`).pluck();
+    this.#idsPage = db
+      .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
+      .pluck();
+    this.#clear = db.prepare(`DELETE FROM ${table}`);
+  }
+
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const row = await this.#executor.read(() => this.#get.get(id, now));
+    if (row === undefined) return undefined;
+    const { data, expiresAt } = row;
+    if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
+      throw new SessionError(
+        'ERR_CORRUPT_RECORD',
+        `Stored session record is corrupt: data is ${sqlType(data)} and expires_at is ${sqlType(expiresAt)}, expected a blob and a number`,
+      );
+    }
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
+  }
+
+  protected _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const { data, expiresAt } = record;
+    if (only === 'absent') {
+      return this.#executor.write(
+        () => this.#insertUnlessLive.run(id, data, expiresAt, now).changes === 1,
+      );
+    }
+    if (only === 'present') {
+      return this.#executor.write(
+        () => this.#updateIfLive.run(data, expiresAt, id, now).changes === 1,
+      );
+    }
+    return this.#executor.write(() => this.#upsert.run(id, data, expiresAt).changes === 1);
+  }
+
+  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#executor.write(() => this.#touch.run(expiresAt, id, now).changes === 1);
+  }
+
+  protected _delete(id: string, now: number): Promise<boolean> {
+    return this.#executor.write(() => {
+      const removed = this.#delete.get(id);
+      if (removed === undefined) return false;
+      // A corrupt expiry (text) counts as live, as it does in SQL comparisons.
+      return typeof removed.expiresAt !== 'number' || removed.expiresAt > now;
+    });
+  }
+
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    for (;;) {
+      const batch = progress.nextBatchSize(this.#sweepBatchSize);
+      if (batch === 0) break;
+      const removed = await this.#executor.write(() => {
+        const started = performance.now();
+        const changes = this.#sweepBatch.run(progress.now, batch).changes;
+        this.#adaptSweepBatch(batch, changes, performance.now() - started);
+        return changes;
+      });
+      progress.scanned += removed;
+      progress.removed += removed;
+      if (removed < batch) return progress.result(true);
+      await yieldToEventLoop();
+    }
+    const anyExpired = await this.#executor.read(() => this.#anyExpired.get(progress.now));
+    return progress.result(anyExpired === undefined);
+  }
+
+  protected _count(now: number): Promise<number> {
+    return this.#executor.read(() => this.#count.get(now) as number);
+  }
+
+  protected async *_ids(now: number): AsyncIterable<string> {
+    let after = '';
+    for (;;) {
+      // Pages by key instead of holding a cursor, which would block the connection between yields.
+      const page = await this.#executor.read(() => this.#idsPage.all(after, now, IDS_PAGE_SIZE));
+      for (const id of page) if (typeof id === 'string') yield id;
+      const last = page[page.length - 1];
+      if (page.length < IDS_PAGE_SIZE || typeof last !== 'string') return;
+      after = last;
+    }
+  }
+
+  protected async _clear(): Promise<void> {
+    await this.#executor.write(() => this.#clear.run());
+  }
+
+  protected async _close(): Promise<void> {
+    await this.#executor.close();
+    if (this.#ownsDatabase) this.#db.close();
+  }
+
+  /** Keeps each sweep batch near the target duration, since better-sqlite3 blocks while it runs. */
+  #adaptSweepBatch(batch: number, removed: number, elapsedMs: number): void {
+    if (removed < batch) return;
+    if (elapsedMs < SWEEP_BATCH_TARGET_MS / 2) {
+      this.#sweepBatchSize = Math.min(MAX_SWEEP_BATCH, this.#sweepBatchSize * 2);
+    } else if (elapsedMs > SWEEP_BATCH_TARGET_MS * 2) {
+      this.#sweepBatchSize = Math.max(MIN_SWEEP_BATCH, Math.floor(this.#sweepBatchSize / 2));
+    }
+  }
+}
+
+function normalizeOptions(options: SqliteStoreOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('SqliteStore.open needs an options object with path or database');
+  }
+  const { path, database } = options;
+  if ((path === undefined) === (database === undefined)) {
+    throw new TypeError('Give exactly one of options.path and options.database');
+  }
+  if (path !== undefined && typeof path !== 'string') {
+    throw new TypeError('options.path must be a string');
+  }
+  if (database !== undefined && !isDatabase(database)) {
+    throw new TypeError('options.database must be an open better-sqlite3 Database');
+  }
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  if (typeof busyTimeoutMs !== 'number' || !(busyTimeoutMs >= 0)) {
+    throw new TypeError(`busyTimeoutMs must be a non-negative number, got ${String(busyTimeoutMs)}`);
+  }
+  const durability = options.durability ?? 'normal';
+  if (durability !== 'normal' && durability !== 'full') {
+    throw new TypeError(`durability must be 'normal' or 'full', got ${String(durability)}`);
+  }
+  return {
+    path,
+    database,
+    names: schemaNames(options.table ?? DEFAULT_TABLE),
+    busyTimeoutMs,
+    durability,
+  };
+}
+
+function isDatabase(value: unknown): value is BetterSqlite3.Database {
+  const candidate = value as Partial<BetterSqlite3.Database> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.prepare === 'function' &&
+    typeof candidate.pragma === 'function' &&
+    candidate.open === true
+  );
+}
+
+/** Reads the 16-byte header of an existing file, so a foreign file is refused before SQLite touches it. */
+async function assertSqliteFile(path: string): Promise<void> {
+  if (path === ':memory:' || path === '') return;
+  let handle: Awaited<ReturnType<typeof openFile>>;
+  try {
+    handle = await openFile(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw toStoreIoError(error, `Opening ${path}`);
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new SessionError('ERR_STORE_IO', `${path} is not a regular file`);
+    }
+    // SQLite treats an empty file as a new database.
+    if (stats.size === 0) return;
+    const header = Buffer.alloc(SQLITE_HEADER.length);
+    const { bytesRead } = await handle.read(header, 0, header.length, 0);
+    if (bytesRead < header.length || !header.equals(SQLITE_HEADER)) {
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `${path} is not a SQLite database; the store left it unmodified`,
+      );
+    }
+  } catch (error) {
+    throw toStoreIoError(error, `Reading ${path}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+function openError(error: unknown): SessionError {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'SQLITE_NOTADB') {
+    return new SessionError(
+      'ERR_STORE_IO',
+      'The database is not a SQLite database; the store left it unmodified',
+      { cause: error },
+    );
+  }
+  return toStoreIoError(error, 'Opening the SQLite store');
+}
+
+function sqlType(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof Uint8Array) return 'a blob';
+  return typeof value === 'string' ? 'text' : typeof value;
+}
