@@ -1,0 +1,36 @@
+// Sums vitest's JSON results across every workspace package that has a test script and prints
+// exactly one line: "N passed, N failed, N skipped". A package whose run left no results counts
+// as one failure, so a crash can never look green.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const dirs = [
+  ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
+  join(root, 'benchmarks'),
+];
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const dir of dirs) {
+  const manifest = join(dir, 'package.json');
+  if (!existsSync(manifest)) continue;
+  if (!JSON.parse(readFileSync(manifest, 'utf8')).scripts?.test) continue;
+  const results = join(dir, '.tmp', 'vitest.json');
+  if (!existsSync(results)) {
+    console.error(`no test results from ${dir}`);
+    failed += 1;
+    continue;
+  }
+  const report = JSON.parse(readFileSync(results, 'utf8'));
+  passed += report.numPassedTests;
+  failed += report.numFailedTests;
+  skipped += report.numPendingTests + report.numTodoTests;
+  // A file that failed to load has no tests but is still a failure.
+  for (const file of report.testResults ?? []) {
+    if (file.status === 'failed' && (file.assertionResults ?? []).length === 0) failed += 1;
+  }
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exitCode = failed > 0 ? 1 : 0;
