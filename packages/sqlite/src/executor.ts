@@ -60,7 +60,10 @@ export class Executor {
   #draining: Promise<void> | undefined;
   #closed = false;
 
-  constructor(db: BetterSqlite3.Database, options: { busyTimeoutMs: number; groupCommit: boolean }) {
+  constructor(
+    db: BetterSqlite3.Database,
+    options: { busyTimeoutMs: number; groupCommit: boolean },
+  ) {
     this.#db = db;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;

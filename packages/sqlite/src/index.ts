@@ -1,2 +1,2 @@
-export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 export { SCHEMA_VERSION } from './schema.js';
+export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';

@@ -1,13 +1,14 @@
+import { setMaxListeners } from 'node:events';
 import {
   type AcquireOptions,
+  generateToken,
   type LeaseBackend,
   LeaseLock,
   type LockManager,
-  type SessionLock,
-  generateToken,
   lockManagerClosed,
   normalizeAcquireOptions,
   pollAcquire,
+  type SessionLock,
   toStoreIoError,
 } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -29,6 +30,8 @@ export class SqliteLocks implements LockManager {
   constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
     const table = quote(names.locks);
     this.#executor = executor;
+    // Every waiting acquire listens for close(); there is no leak to warn about.
+    setMaxListeners(0, this.#closer.signal);
     this.#take = db.prepare(
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at

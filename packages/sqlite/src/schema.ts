@@ -150,7 +150,9 @@ function assertShape(
   if (type === undefined) return;
   if (type !== 'table') throw foreign(name, `is a ${type}, not a table`);
   const columns = db
-    .prepare('SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid')
+    .prepare(
+      'SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid',
+    )
     .all(name) as ColumnShape[];
   const matches =
     columns.length === expected.length &&

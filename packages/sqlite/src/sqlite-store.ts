@@ -12,8 +12,8 @@ import {
   toStoreIoError,
   yieldToEventLoop,
 } from '@sessile/core';
-import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { SqliteLocks } from './locks.js';
 import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
@@ -116,7 +116,10 @@ export class SqliteStore extends BaseStore {
           settings.busyTimeoutMs,
         );
         if (mode !== 'wal') {
-          throw new SessionError('ERR_STORE_IO', `SQLite refused WAL mode (journal_mode is ${String(mode)})`);
+          throw new SessionError(
+            'ERR_STORE_IO',
+            `SQLite refused WAL mode (journal_mode is ${String(mode)})`,
+          );
         }
       }
       db.pragma(`synchronous = ${settings.durability === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -170,13 +173,17 @@ export class SqliteStore extends BaseStore {
       `UPDATE ${table} SET data = ?, expires_at = ? WHERE id = ? AND expires_at > ?`,
     );
     this.#touch = db.prepare(`UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
-    this.#delete = db.prepare(`DELETE FROM ${table} WHERE id = ? RETURNING expires_at AS expiresAt`);
+    this.#delete = db.prepare(
+      `DELETE FROM ${table} WHERE id = ? RETURNING expires_at AS expiresAt`,
+    );
     this.#sweepBatch = db.prepare(
       `DELETE FROM ${table} WHERE rowid IN
        (SELECT rowid FROM ${table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
     );
     this.#anyExpired = db.prepare(`SELECT 1 FROM ${table} WHERE expires_at <= ? LIMIT 1`).pluck();
-    this.#count = db.prepare<[number], number>(`SELECT count(*) FROM ${table} WHERE expires_at > ?`).pluck();
+    this.#count = db
+      .prepare<[number], number>(`SELECT count(*) FROM ${table} WHERE expires_at > ?`)
+      .pluck();
     this.#idsPage = db
       .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
       .pluck();
@@ -300,7 +307,9 @@ function normalizeOptions(options: SqliteStoreOptions): Settings {
   }
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   if (typeof busyTimeoutMs !== 'number' || !(busyTimeoutMs >= 0)) {
-    throw new TypeError(`busyTimeoutMs must be a non-negative number, got ${String(busyTimeoutMs)}`);
+    throw new TypeError(
+      `busyTimeoutMs must be a non-negative number, got ${String(busyTimeoutMs)}`,
+    );
   }
   const durability = options.durability ?? 'normal';
   if (durability !== 'normal' && durability !== 'full') {
