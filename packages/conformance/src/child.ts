@@ -8,7 +8,11 @@ export type ChildTask =
   | { kind: 'increment'; id: string; times: number }
   | { kind: 'hold'; id: string; leaseMs: number };
 
-export type ChildMessage = { type: 'ready' } | { type: 'held' } | { type: 'done' } | { type: 'error'; message: string };
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'held' }
+  | { type: 'done' }
+  | { type: 'error'; message: string };
 
 function send(message: ChildMessage): void {
   process.send?.(message);
@@ -38,7 +42,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  send({
+    type: 'error',
+    message: error instanceof Error ? (error.stack ?? error.message) : String(error),
+  });
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 100);
 });

@@ -1,4 +1,9 @@
-import { generateSessionId, isSessionError, type SessionErrorCode, type SessionStore } from '@sessile/core';
+import {
+  generateSessionId,
+  isSessionError,
+  type SessionErrorCode,
+  type SessionStore,
+} from '@sessile/core';
 import { expect } from 'vitest';
 import type { ConformanceOptions } from './options.js';
 
@@ -15,7 +20,7 @@ export function bytesOf(value: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(value));
 }
 
-export function valueOf(data: Uint8Array): unknown {
+export function decodeValue(data: Uint8Array): unknown {
   return JSON.parse(decoder.decode(data));
 }
 
@@ -35,7 +40,9 @@ export async function expectCode(promise: Promise<unknown>, code: SessionErrorCo
     caught = error;
   }
   expect(caught, `expected a SessionError ${code}`).toBeDefined();
-  expect(isSessionError(caught), `expected a SessionError ${code}, got ${String(caught)}`).toBe(true);
+  expect(isSessionError(caught), `expected a SessionError ${code}, got ${String(caught)}`).toBe(
+    true,
+  );
   expect((caught as { code: string }).code).toBe(code);
 }
 
@@ -80,7 +87,9 @@ export async function fill(
   const ids = Array.from({ length: count }, () => newId());
   for (let i = 0; i < ids.length; i += chunk) {
     await Promise.all(
-      ids.slice(i, i + chunk).map((id, offset) => store.set(id, record({ n: i + offset }, expiresAt))),
+      ids
+        .slice(i, i + chunk)
+        .map((id, offset) => store.set(id, record({ n: i + offset }, expiresAt))),
     );
   }
   return ids;

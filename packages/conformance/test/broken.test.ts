@@ -52,7 +52,8 @@ beforeAll(async () => {
       [vitestCli, 'run', '--config', config, '--reporter=json', `--outputFile=${output}`],
       { maxBuffer: 64 * 1024 * 1024 },
     ).catch(() => undefined);
-    files = (JSON.parse(await readFile(output, 'utf8')) as { testResults: FileResult[] }).testResults;
+    files = (JSON.parse(await readFile(output, 'utf8')) as { testResults: FileResult[] })
+      .testResults;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -45,8 +45,16 @@ export class ExpiryHeap {
       const left = parent * 2 + 1;
       const right = left + 1;
       let smallest = parent;
-      if (left < entries.length && (entries[left] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt) smallest = left;
-      if (right < entries.length && (entries[right] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt) smallest = right;
+      if (
+        left < entries.length &&
+        (entries[left] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt
+      )
+        smallest = left;
+      if (
+        right < entries.length &&
+        (entries[right] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt
+      )
+        smallest = right;
       if (smallest === parent) break;
       const swap = entries[parent] as Entry;
       entries[parent] = entries[smallest] as Entry;

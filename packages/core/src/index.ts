@@ -1,3 +1,49 @@
+export {
+  BaseStore,
+  type BaseStoreOptions,
+  DEFAULT_MAX_RECORD_BYTES,
+  DEFAULT_SWEEP_LIMIT,
+  SweepProgress,
+} from './base-store.js';
+export {
+  isSessionError,
+  SESSION_ERROR_CODES,
+  SessionError,
+  type SessionErrorCode,
+  type SessionErrorOptions,
+  toStoreIoError,
+} from './errors.js';
+export { ExpiryHeap } from './expiry-heap.js';
+export {
+  assertSessionId,
+  generateSessionId,
+  generateToken,
+  isSessionId,
+  MAX_SESSION_ID_LENGTH,
+  MIN_SESSION_ID_LENGTH,
+} from './ids.js';
+export { KeyedLocks } from './locks/keyed.js';
+export {
+  DEFAULT_LEASE_MS,
+  DEFAULT_WAIT_MS,
+  type LeaseBackend,
+  LeaseLock,
+  type LeaseLockInit,
+  lockManagerClosed,
+  lockTimeout,
+  type NormalizedAcquireOptions,
+  normalizeAcquireOptions,
+  type PollOptions,
+  pollAcquire,
+} from './locks/lease.js';
+export {
+  fnv1a32,
+  type StripedLockStats,
+  StripedLocks,
+  type StripedLocksOptions,
+  stripeOf,
+} from './locks/striped.js';
+export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export type {
   AcquireOptions,
   LockManager,
@@ -9,52 +55,6 @@ export type {
   SweepOptions,
   SweepResult,
 } from './types.js';
-export {
-  SESSION_ERROR_CODES,
-  SessionError,
-  type SessionErrorCode,
-  type SessionErrorOptions,
-  isSessionError,
-  toStoreIoError,
-} from './errors.js';
-export {
-  MAX_SESSION_ID_LENGTH,
-  MIN_SESSION_ID_LENGTH,
-  assertSessionId,
-  generateSessionId,
-  generateToken,
-  isSessionId,
-} from './ids.js';
-export {
-  BaseStore,
-  type BaseStoreOptions,
-  DEFAULT_MAX_RECORD_BYTES,
-  DEFAULT_SWEEP_LIMIT,
-  SweepProgress,
-} from './base-store.js';
-export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
-export { ExpiryHeap } from './expiry-heap.js';
-export { KeyedLocks } from './locks/keyed.js';
-export {
-  StripedLocks,
-  type StripedLocksOptions,
-  type StripedLockStats,
-  fnv1a32,
-  stripeOf,
-} from './locks/striped.js';
-export {
-  DEFAULT_LEASE_MS,
-  DEFAULT_WAIT_MS,
-  type LeaseBackend,
-  LeaseLock,
-  type LeaseLockInit,
-  type NormalizedAcquireOptions,
-  type PollOptions,
-  lockManagerClosed,
-  lockTimeout,
-  normalizeAcquireOptions,
-  pollAcquire,
-} from './locks/lease.js';
 export { sleep, yieldToEventLoop } from './util.js';
 
 /**
@@ -63,3 +63,34 @@ export { sleep, yieldToEventLoop } from './util.js';
  * can hold it.
  */
 export const SWEEP_LOCK_ID = '_sessile-sweeper_';
+export {
+  type AesGcmCodecOptions,
+  aesGcmCodec,
+  generateAesKey,
+  jsonCodec,
+  type SessionCodec,
+  type SessionData,
+  type SessionEnvelope,
+} from './codecs.js';
+export { SessionCookie, type SessionCookieOptions } from './cookies.js';
+export {
+  DEFAULT_ABSOLUTE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_SWEEP_INTERVAL_MS,
+  type OpenOptions,
+  type SessionLockOptions,
+  SessionManager,
+  type SessionManagerOptions,
+} from './manager.js';
+export {
+  type CleanupPolicy,
+  manual,
+  type SweepEveryOptions,
+  Sweeper,
+  type SweeperOptions,
+  type SweepRun,
+  type SweepRunOptions,
+  sweepByChance,
+  sweepEvery,
+} from './policies.js';
+export { type CommitOutcome, Session, type SessionStatus } from './session.js';

@@ -109,7 +109,10 @@ export class MemoryStore extends BaseStore {
     // Touches leave stale heap entries behind; compact before they outnumber the records.
     if (this.#expiry.size > 2 * this.#records.size + 1024) {
       this.#expiry.rebuild(
-        Array.from(this.#records, ([entryId, entry]) => ({ id: entryId, expiresAt: entry.expiresAt })),
+        Array.from(this.#records, ([entryId, entry]) => ({
+          id: entryId,
+          expiresAt: entry.expiresAt,
+        })),
       );
     }
   }

@@ -34,7 +34,10 @@ export function assertPositiveInteger(value: unknown, name: string): asserts val
   }
 }
 
-export function assertAbortSignal(value: unknown, name: string): asserts value is AbortSignal | undefined {
+export function assertAbortSignal(
+  value: unknown,
+  name: string,
+): asserts value is AbortSignal | undefined {
   if (value !== undefined && !(value instanceof AbortSignal)) {
     throw new TypeError(`${name} must be an AbortSignal`);
   }

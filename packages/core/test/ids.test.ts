@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  SessionError,
   assertSessionId,
   generateSessionId,
   generateToken,
   isSessionError,
   isSessionId,
+  SessionError,
 } from '../src/index.js';
 
 describe('session ids', () => {
@@ -21,7 +21,15 @@ describe('session ids', () => {
   it('accepts 16 to 128 base64url characters and nothing else', () => {
     expect(isSessionId('a'.repeat(16))).toBe(true);
     expect(isSessionId('a'.repeat(128))).toBe(true);
-    for (const bad of ['a'.repeat(15), 'a'.repeat(129), `${'a'.repeat(16)}=`, `${'a'.repeat(16)}+`, `${'a'.repeat(16)}\n`, 42, null]) {
+    for (const bad of [
+      'a'.repeat(15),
+      'a'.repeat(129),
+      `${'a'.repeat(16)}=`,
+      `${'a'.repeat(16)}+`,
+      `${'a'.repeat(16)}\n`,
+      42,
+      null,
+    ]) {
       expect(isSessionId(bad)).toBe(false);
     }
   });
@@ -52,7 +60,10 @@ describe('SessionError', () => {
     expect(error.code).toBe('ERR_STORE_IO');
     expect(error.cause).toBe(cause);
     expect(error.name).toBe('SessionError');
-    const lookalike = Object.assign(new Error('x'), { name: 'SessionError', code: 'ERR_LOCK_LOST' });
+    const lookalike = Object.assign(new Error('x'), {
+      name: 'SessionError',
+      code: 'ERR_LOCK_LOST',
+    });
     expect(isSessionError(lookalike, 'ERR_LOCK_LOST')).toBe(true);
     expect(isSessionError(lookalike, 'ERR_STORE_IO')).toBe(false);
     expect(isSessionError(new Error('plain'))).toBe(false);

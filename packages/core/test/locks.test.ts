@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedLocks, StripedLocks, isSessionError, stripeOf } from '../src/index.js';
+import { isSessionError, KeyedLocks, StripedLocks, stripeOf } from '../src/index.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
 const idB = 'bbbbbbbbbbbbbbbbbbbb';
@@ -96,7 +96,9 @@ describe('KeyedLocks', () => {
 describe('StripedLocks', () => {
   it('maps ids to stripes with a stable hash', () => {
     expect(stripeOf(idA, 32)).toBe(stripeOf(idA, 32));
-    const used = new Set(Array.from({ length: 1000 }, (_, n) => stripeOf(`id-${n}-padding-padding`, 32)));
+    const used = new Set(
+      Array.from({ length: 1000 }, (_, n) => stripeOf(`id-${n}-padding-padding`, 32)),
+    );
     expect(used.size).toBe(32);
   });
 

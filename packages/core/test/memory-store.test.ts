@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryStore, generateSessionId } from '../src/index.js';
+import { generateSessionId, MemoryStore } from '../src/index.js';
 
 const HOUR_MS = 3_600_000;
 const record = (expiresAt: number) => ({ data: new Uint8Array([1]), expiresAt });
@@ -23,10 +23,14 @@ describe('MemoryStore', () => {
   it('rejects records above maxRecordBytes and accepts records at it', async () => {
     const store = await MemoryStore.open({ maxRecordBytes: 8 });
     const id = generateSessionId();
-    await expect(store.set(id, { data: new Uint8Array(9), expiresAt: Date.now() + HOUR_MS })).rejects.toMatchObject({
+    await expect(
+      store.set(id, { data: new Uint8Array(9), expiresAt: Date.now() + HOUR_MS }),
+    ).rejects.toMatchObject({
       code: 'ERR_RECORD_TOO_LARGE',
     });
-    expect(await store.set(id, { data: new Uint8Array(8), expiresAt: Date.now() + HOUR_MS })).toBe(true);
+    expect(await store.set(id, { data: new Uint8Array(8), expiresAt: Date.now() + HOUR_MS })).toBe(
+      true,
+    );
     await store.close();
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOUR_MS, bytesOf, collect, newId, record, valueOf, withStore } from '../helpers.js';
+import { bytesOf, collect, decodeValue, HOUR_MS, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 export function basicTests(options: ConformanceOptions): void {
@@ -17,21 +17,24 @@ export function basicTests(options: ConformanceOptions): void {
       expect(await store.set(id, written)).toBe(true);
       const read = await store.get(id);
       expect(read?.expiresAt).toBe(written.expiresAt);
-      expect(valueOf(read?.data ?? new Uint8Array())).toEqual({ user: 'ada', roles: ['admin'] });
+      expect(decodeValue(read?.data ?? new Uint8Array())).toEqual({
+        user: 'ada',
+        roles: ['admin'],
+      });
     });
 
     test('set without a condition overwrites', async (store) => {
       const id = newId();
       await store.set(id, record({ v: 1 }));
       expect(await store.set(id, record({ v: 2 }))).toBe(true);
-      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
     });
 
     test("only: 'absent' creates once and never overwrites", async (store) => {
       const id = newId();
       expect(await store.set(id, record({ v: 1 }), { only: 'absent' })).toBe(true);
       expect(await store.set(id, record({ v: 2 }), { only: 'absent' })).toBe(false);
-      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 1 });
+      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 1 });
     });
 
     test("only: 'present' updates a live record and writes nothing when absent", async (store) => {
@@ -40,7 +43,7 @@ export function basicTests(options: ConformanceOptions): void {
       expect(await store.get(id)).toBeUndefined();
       await store.set(id, record({ v: 1 }));
       expect(await store.set(id, record({ v: 2 }), { only: 'present' })).toBe(true);
-      expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
     });
 
     test("only: 'present' after delete does not resurrect the session", async (store) => {
@@ -61,7 +64,7 @@ export function basicTests(options: ConformanceOptions): void {
       expect(await store.touch(id, later)).toBe(true);
       const read = await store.get(id);
       expect(read?.expiresAt).toBe(later);
-      expect(valueOf(read?.data ?? bytesOf(null))).toEqual({ v: 1 });
+      expect(decodeValue(read?.data ?? bytesOf(null))).toEqual({ v: 1 });
       expect(await store.touch(newId(), later)).toBe(false);
       expect(await store.count()).toBe(1);
     });
@@ -82,16 +85,21 @@ export function basicTests(options: ConformanceOptions): void {
       const binary = newId();
       const large = newId();
       const allBytes = Uint8Array.from({ length: 512 }, (_, i) => i % 256);
-      const largeBytes = Uint8Array.from({ length: store.maxRecordBytes }, (_, i) => (i * 31) % 251);
+      const largeBytes = Uint8Array.from(
+        { length: store.maxRecordBytes },
+        (_, i) => (i * 31) % 251,
+      );
       const expiresAt = Date.now() + HOUR_MS;
       await store.set(empty, { data: new Uint8Array(0), expiresAt });
       await store.set(binary, { data: allBytes, expiresAt });
       await store.set(large, { data: largeBytes, expiresAt });
       expect((await store.get(empty))?.data.byteLength).toBe(0);
-      expect(Buffer.from((await store.get(binary))?.data ?? []).equals(Buffer.from(allBytes))).toBe(true);
-      expect(Buffer.from((await store.get(large))?.data ?? []).equals(Buffer.from(largeBytes))).toBe(
+      expect(Buffer.from((await store.get(binary))?.data ?? []).equals(Buffer.from(allBytes))).toBe(
         true,
       );
+      expect(
+        Buffer.from((await store.get(large))?.data ?? []).equals(Buffer.from(largeBytes)),
+      ).toBe(true);
     });
 
     test('ids of every allowed length and character work', async (store) => {
@@ -109,7 +117,7 @@ export function basicTests(options: ConformanceOptions): void {
         expect(await store.set(id, record({ index }))).toBe(true);
       }
       for (const [index, id] of ids.entries()) {
-        expect(valueOf((await store.get(id))?.data ?? bytesOf(null))).toEqual({ index });
+        expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ index });
       }
       expect((await collect(store.ids())).sort()).toEqual([...ids].sort());
     });

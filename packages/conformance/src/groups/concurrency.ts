@@ -1,6 +1,14 @@
 import type { SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { HOUR_MS, collect, newId, record, seededRandom, valueOf, withStore } from '../helpers.js';
+import {
+  collect,
+  decodeValue,
+  HOUR_MS,
+  newId,
+  record,
+  seededRandom,
+  withStore,
+} from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 async function mixedOperations(store: SessionStore, seed: number): Promise<void> {
@@ -33,7 +41,7 @@ async function mixedOperations(store: SessionStore, seed: number): Promise<void>
     const current = await store.get(id);
     if (current === undefined) continue;
     visible++;
-    const { tag } = valueOf(current.data) as { tag: string };
+    const { tag } = decodeValue(current.data) as { tag: string };
     expect(written.get(id)?.has(tag), `${tag} was written to this id`).toBe(true);
   }
   expect(await store.count()).toBe(visible);
@@ -57,7 +65,9 @@ export function concurrencyTests(options: ConformanceOptions): void {
       );
       const winners = results.flatMap((won, n) => (won ? [n] : []));
       expect(winners).toHaveLength(1);
-      expect(valueOf((await store.get(id))?.data ?? new Uint8Array())).toEqual({ n: winners[0] });
+      expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({
+        n: winners[0],
+      });
     });
 
     test('50 concurrent deletes of one record: exactly one reports it', async (store) => {
@@ -77,7 +87,9 @@ export function concurrencyTests(options: ConformanceOptions): void {
       );
       await Promise.all([deleted, ...updates]);
       const after = await Promise.all(
-        Array.from({ length: 5 }, (_, n) => store.set(id, record({ late: n }), { only: 'present' })),
+        Array.from({ length: 5 }, (_, n) =>
+          store.set(id, record({ late: n }), { only: 'present' }),
+        ),
       );
       expect(after.every((wrote) => wrote === false)).toBe(true);
       expect(await store.get(id)).toBeUndefined();

@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildMessage, ChildTask } from '../child.js';
-import { expectCode, newId, record, valueOf } from '../helpers.js';
+import { decodeValue, expectCode, newId, record } from '../helpers.js';
 import type { ConformanceOptions, CrossProcessOptions } from '../options.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('../child.js', import.meta.url));
@@ -36,7 +36,9 @@ function spawnChild(cross: CrossProcessOptions, task: ChildTask): Child {
     for (const resolve of waiters.get(message.type) ?? []) resolve();
   });
   child.on('exit', (code, signal) => {
-    failure ??= new Error(`child exited (code ${code}, signal ${signal}) before finishing: ${stderr}`);
+    failure ??= new Error(
+      `child exited (code ${code}, signal ${signal}) before finishing: ${stderr}`,
+    );
     for (const fail of failAll) fail(failure);
   });
   return {
@@ -71,42 +73,53 @@ export function crossProcessTests(options: ConformanceOptions, shared: string): 
       for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
     });
 
-    it('4 child processes x 100 locked increments on one session end at exactly 400', async () => {
-      const cross = requireCross();
-      const store = await options.open();
-      try {
-        const id = newId();
-        await store.set(id, record({ n: 0 }));
-        const workers = Array.from({ length: 4 }, () =>
-          spawnChild(cross, { kind: 'increment', id, times: 100 }),
-        );
-        children.push(...workers.map((worker) => worker.process));
-        await Promise.all(workers.map((worker) => worker.next('done')));
-        expect(valueOf((await store.get(id))?.data ?? new Uint8Array())).toEqual({ n: 400 });
-      } finally {
-        await store.close();
-      }
-    }, 300_000 * scale);
+    it(
+      '4 child processes x 100 locked increments on one session end at exactly 400',
+      async () => {
+        const cross = requireCross();
+        const store = await options.open();
+        try {
+          const id = newId();
+          await store.set(id, record({ n: 0 }));
+          const workers = Array.from({ length: 4 }, () =>
+            spawnChild(cross, { kind: 'increment', id, times: 100 }),
+          );
+          children.push(...workers.map((worker) => worker.process));
+          await Promise.all(workers.map((worker) => worker.next('done')));
+          expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({ n: 400 });
+        } finally {
+          await store.close();
+        }
+      },
+      300_000 * scale,
+    );
 
-    it('a holder killed with SIGKILL blocks others no longer than its lease', async () => {
-      const cross = requireCross();
-      const store = await options.open();
-      try {
-        const id = newId();
-        const leaseMs = 1500 * scale;
-        const holder = spawnChild(cross, { kind: 'hold', id, leaseMs });
-        children.push(holder.process);
-        await holder.next('held');
-        // The lock really is held by the other process...
-        await expectCode(store.locks.acquire(id, { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
-        holder.process.kill('SIGKILL');
-        // ...and its lease frees it even though the holder never released.
-        const lock = await store.locks.acquire(id, { waitMs: leaseMs + 20_000 * scale, leaseMs: 10_000 });
-        expect(lock.signal.aborted).toBe(false);
-        await lock.release();
-      } finally {
-        await store.close();
-      }
-    }, 120_000 * scale);
+    it(
+      'a holder killed with SIGKILL blocks others no longer than its lease',
+      async () => {
+        const cross = requireCross();
+        const store = await options.open();
+        try {
+          const id = newId();
+          const leaseMs = 1500 * scale;
+          const holder = spawnChild(cross, { kind: 'hold', id, leaseMs });
+          children.push(holder.process);
+          await holder.next('held');
+          // The lock really is held by the other process...
+          await expectCode(store.locks.acquire(id, { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
+          holder.process.kill('SIGKILL');
+          // ...and its lease frees it even though the holder never released.
+          const lock = await store.locks.acquire(id, {
+            waitMs: leaseMs + 20_000 * scale,
+            leaseMs: 10_000,
+          });
+          expect(lock.signal.aborted).toBe(false);
+          await lock.release();
+        } finally {
+          await store.close();
+        }
+      },
+      120_000 * scale,
+    );
   });
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOUR_MS, bytesOf, newId, record, valueOf } from '../helpers.js';
+import { bytesOf, decodeValue, HOUR_MS, newId, record } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 export function durabilityTests(options: ConformanceOptions): void {
@@ -7,7 +7,9 @@ export function durabilityTests(options: ConformanceOptions): void {
     it('records, touches and deletes survive close() and reopen()', async () => {
       const { reopen } = options;
       if (reopen === undefined) {
-        throw new Error('the store declares capabilities.durable, so the suite needs options.reopen');
+        throw new Error(
+          'the store declares capabilities.durable, so the suite needs options.reopen',
+        );
       }
       const kept = newId();
       const touched = newId();
@@ -25,7 +27,9 @@ export function durabilityTests(options: ConformanceOptions): void {
       }
       const second = await reopen();
       try {
-        expect(valueOf((await second.get(kept))?.data ?? bytesOf(null))).toEqual({ kept: true });
+        expect(decodeValue((await second.get(kept))?.data ?? bytesOf(null))).toEqual({
+          kept: true,
+        });
         expect((await second.get(touched))?.expiresAt).toBe(touchedUntil);
         expect(await second.get(deleted)).toBeUndefined();
         expect(await second.count()).toBe(2);

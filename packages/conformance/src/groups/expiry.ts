@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOUR_MS, collect, delay, newId, record, withStore } from '../helpers.js';
+import { collect, delay, HOUR_MS, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 export function expiryTests(options: ConformanceOptions): void {

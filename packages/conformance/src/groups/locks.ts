@@ -1,6 +1,6 @@
 import type { SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { delay, expectCode, newId, record, valueOf, withStore } from '../helpers.js';
+import { decodeValue, delay, expectCode, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 /** One locked read-modify-write: the cycle that loses updates without a lock. */
@@ -8,7 +8,7 @@ export async function lockedIncrement(store: SessionStore, id: string): Promise<
   const lock = await store.locks.acquire(id, { waitMs: 120_000, leaseMs: 60_000 });
   try {
     const current = await store.get(id);
-    const { n } = (current === undefined ? { n: 0 } : valueOf(current.data)) as { n: number };
+    const { n } = (current === undefined ? { n: 0 } : decodeValue(current.data)) as { n: number };
     // Yield between read and write so an unlocked store would interleave and lose updates.
     await new Promise((resolve) => setImmediate(resolve));
     await store.set(id, record({ n: n + 1 }));
@@ -27,7 +27,7 @@ export function lockTests(options: ConformanceOptions): void {
       const id = newId();
       await store.set(id, record({ n: 0 }));
       await Promise.all(Array.from({ length: 200 }, () => lockedIncrement(store, id)));
-      expect(valueOf((await store.get(id))?.data ?? new Uint8Array())).toEqual({ n: 200 });
+      expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({ n: 200 });
     });
 
     test('an acquire that waits past waitMs rejects with ERR_LOCK_TIMEOUT', async (store) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOUR_MS, collect, fill, record, sweepToDone, withStore } from '../helpers.js';
+import { collect, fill, HOUR_MS, record, sweepToDone, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 export function sweepTests(options: ConformanceOptions, expiryIndex: boolean): void {
@@ -22,7 +22,8 @@ export function sweepTests(options: ConformanceOptions, expiryIndex: boolean): v
       const start = Date.now();
       const ids = await fill(store, 10, start + HOUR_MS);
       for (const id of ids.slice(0, 5)) await store.touch(id, start + 10 * HOUR_MS);
-      for (const id of ids.slice(5, 8)) await store.set(id, record({ again: id }, start + 10 * HOUR_MS));
+      for (const id of ids.slice(5, 8))
+        await store.set(id, record({ again: id }, start + 10 * HOUR_MS));
       const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
       expect(removed).toBe(2);
       for (const id of ids.slice(0, 8)) expect(await store.get(id)).toBeDefined();

@@ -20,7 +20,15 @@ function everyMethod(store: SessionStore, id: string): Record<string, () => Prom
   };
 }
 
-const TAKES_AN_ID = new Set(['get', 'set', 'set absent', 'set present', 'touch', 'delete', 'locks.acquire']);
+const TAKES_AN_ID = new Set([
+  'get',
+  'set',
+  'set absent',
+  'set present',
+  'touch',
+  'delete',
+  'locks.acquire',
+]);
 
 const BAD_IDS: Array<[string, unknown]> = [
   ['empty', ''],
@@ -35,7 +43,7 @@ const BAD_IDS: Array<[string, unknown]> = [
   ['space', `${'a'.repeat(10)} ${'b'.repeat(10)}`],
   ['dot', `${'a'.repeat(10)}.${'b'.repeat(10)}`],
   ['non-ASCII', `${'a'.repeat(20)}é`],
-  ['number', 12345678901234567890],
+  ['number', 1234567890123456],
   ['null', null],
   ['undefined', undefined],
   ['object', { toString: () => 'a'.repeat(20) }],
@@ -59,29 +67,41 @@ export function traitTests(options: ConformanceOptions): void {
           const withId = Object.entries(everyMethod(store, badId as string)).filter(([name]) =>
             TAKES_AN_ID.has(name),
           );
-          expect(await unexpectedOutcomes(Object.fromEntries(withId), 'ERR_INVALID_SESSION_ID')).toEqual(
-            {},
-          );
+          expect(
+            await unexpectedOutcomes(Object.fromEntries(withId), 'ERR_INVALID_SESSION_ID'),
+          ).toEqual({});
           expect(await store.count()).toBe(2);
           expect((await collect(store.ids())).sort()).toEqual([...keep].sort());
         }));
     }
 
-    it('an oversized record rejects with ERR_RECORD_TOO_LARGE and writes nothing', () =>
-      withStore(options, async (store) => {
-        const fresh = newId();
-        const existing = newId();
-        await store.set(existing, record({ keep: true }));
-        const before = await store.get(existing);
-        const tooLarge = { data: new Uint8Array(store.maxRecordBytes + 1), expiresAt: Date.now() + 60_000 };
-        await expectCode(store.set(fresh, tooLarge), 'ERR_RECORD_TOO_LARGE');
-        await expectCode(store.set(existing, tooLarge), 'ERR_RECORD_TOO_LARGE');
-        await expectCode(store.set(existing, tooLarge, { only: 'present' }), 'ERR_RECORD_TOO_LARGE');
-        expect(await store.get(fresh)).toBeUndefined();
-        expect(Buffer.from((await store.get(existing))?.data ?? []).equals(Buffer.from(before?.data ?? []))).toBe(
-          true,
-        );
-        expect(await store.count()).toBe(1);
-      }), 30_000);
+    it(
+      'an oversized record rejects with ERR_RECORD_TOO_LARGE and writes nothing',
+      () =>
+        withStore(options, async (store) => {
+          const fresh = newId();
+          const existing = newId();
+          await store.set(existing, record({ keep: true }));
+          const before = await store.get(existing);
+          const tooLarge = {
+            data: new Uint8Array(store.maxRecordBytes + 1),
+            expiresAt: Date.now() + 60_000,
+          };
+          await expectCode(store.set(fresh, tooLarge), 'ERR_RECORD_TOO_LARGE');
+          await expectCode(store.set(existing, tooLarge), 'ERR_RECORD_TOO_LARGE');
+          await expectCode(
+            store.set(existing, tooLarge, { only: 'present' }),
+            'ERR_RECORD_TOO_LARGE',
+          );
+          expect(await store.get(fresh)).toBeUndefined();
+          expect(
+            Buffer.from((await store.get(existing))?.data ?? []).equals(
+              Buffer.from(before?.data ?? []),
+            ),
+          ).toBe(true);
+          expect(await store.count()).toBe(1);
+        }),
+      30_000,
+    );
   });
 }

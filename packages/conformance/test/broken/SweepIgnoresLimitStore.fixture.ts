@@ -1,4 +1,7 @@
 import { runStoreConformance } from '../../src/index.js';
 import { SweepIgnoresLimitStore } from './stores.js';
 
-await runStoreConformance({ name: 'SweepIgnoresLimitStore', open: async () => new SweepIgnoresLimitStore() });
+await runStoreConformance({
+  name: 'SweepIgnoresLimitStore',
+  open: async () => new SweepIgnoresLimitStore(),
+});

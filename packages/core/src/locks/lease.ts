@@ -120,9 +120,7 @@ export class LeaseLock implements SessionLock {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
     clearTimeout(this.#timer);
-    this.#controller.abort(
-      new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`),
-    );
+    this.#controller.abort(new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`));
   }
 
   #arm(): void {
@@ -174,7 +172,10 @@ export async function pollAcquire<T>(
 }
 
 export function lockTimeout(waitMs: number): SessionError {
-  return new SessionError('ERR_LOCK_TIMEOUT', `Timed out after ${waitMs} ms waiting for a session lock`);
+  return new SessionError(
+    'ERR_LOCK_TIMEOUT',
+    `Timed out after ${waitMs} ms waiting for a session lock`,
+  );
 }
 
 export function lockManagerClosed(): SessionError {

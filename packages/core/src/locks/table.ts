@@ -1,5 +1,10 @@
 import { generateToken } from '../ids.js';
-import { LeaseLock, lockManagerClosed, lockTimeout, type NormalizedAcquireOptions } from './lease.js';
+import {
+  LeaseLock,
+  lockManagerClosed,
+  lockTimeout,
+  type NormalizedAcquireOptions,
+} from './lease.js';
 
 interface Waiter {
   id: string;

@@ -1,0 +1,260 @@
+import { jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import { isSessionError, SessionError } from './errors.js';
+import { generateSessionId, isSessionId } from './ids.js';
+import { SWEEP_LOCK_ID } from './index.js';
+import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
+import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
+import { Session, type SessionContext } from './session.js';
+import type { SessionLock, SessionStore } from './types.js';
+import { assertNonNegativeNumber } from './util.js';
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
+export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
+export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000;
+
+export interface SessionLockOptions {
+  /** How long `open()` waits for another request on the same session. Default 10 000. */
+  waitMs?: number;
+  /** The lock's lease; it is extended on a timer while the session is open. Default 30 000. */
+  leaseMs?: number;
+  /** How often the lease is extended. Default a third of `leaseMs`. */
+  extendEveryMs?: number;
+}
+
+export interface SessionManagerOptions {
+  store: SessionStore;
+  /** Turns sessions into stored bytes. Default `jsonCodec()`; use `aesGcmCodec()` to encrypt at rest. */
+  codec?: SessionCodec;
+  /** A session ends this long after its last access. Default 30 minutes. */
+  idleTimeoutMs?: number;
+  /** A session ends this long after it began, however active. Default 24 hours. */
+  absoluteTimeoutMs?: number;
+  /** An unmodified session's expiry is pushed back only once this much time has passed since its last access. Default a tenth of `idleTimeoutMs`, at most 60 s. */
+  touchAfterMs?: number;
+  /** Lock each session from `open()` to `commit()`, so parallel requests never lose each other's writes. `false` turns locking off. Default on. */
+  lock?: boolean | SessionLockOptions;
+  /** After `regenerate()`, the old id stays readable this long for requests already in flight. Default 0: deleted at once. */
+  regenerateGraceMs?: number;
+  /** When expired sessions are swept. Default `sweepEvery(5 minutes)` for stores with `expiry: 'sweep'`, else `manual()`. */
+  cleanup?: CleanupPolicy;
+  /** Errors that do not fail a request: corrupt records (the client gets a fresh session), cleanup failures, lock release failures. Default `console.error`. */
+  onError?: (error: unknown) => void;
+}
+
+export interface OpenOptions {
+  /** Aborting stops waiting for the lock; `open()` rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+function defaultOnError(error: unknown): void {
+  console.error('[sessile] session error:', error);
+}
+
+function checkDuration(value: unknown, name: string, allowZero: boolean): number {
+  assertNonNegativeNumber(value, name);
+  if (!allowZero && value === 0) throw new TypeError(`${name} must be greater than 0`);
+  return value;
+}
+
+/**
+ * Opens and commits sessions over any `SessionStore`. Strict: `open()` never adopts an id it
+ * did not issue; an unknown, expired, invalid or undecodable id gets a fresh session.
+ */
+export class SessionManager<Data extends SessionData = SessionData> {
+  readonly store: SessionStore;
+  readonly codec: SessionCodec;
+  readonly idleTimeoutMs: number;
+  readonly absoluteTimeoutMs: number;
+  readonly touchAfterMs: number;
+  readonly regenerateGraceMs: number;
+  /** The lock settings, or `undefined` when locking is off. */
+  readonly lock: Required<SessionLockOptions> | undefined;
+  readonly #sweeper: Sweeper;
+  readonly #onError: (error: unknown) => void;
+  readonly #context: SessionContext;
+  #closed = false;
+
+  constructor(options: SessionManagerOptions) {
+    if (typeof options !== 'object' || options === null || typeof options.store !== 'object') {
+      throw new TypeError('SessionManager needs { store }');
+    }
+    this.store = options.store;
+    this.codec = options.codec ?? jsonCodec();
+    this.idleTimeoutMs = checkDuration(
+      options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      'idleTimeoutMs',
+      false,
+    );
+    this.absoluteTimeoutMs = checkDuration(
+      options.absoluteTimeoutMs ?? DEFAULT_ABSOLUTE_TIMEOUT_MS,
+      'absoluteTimeoutMs',
+      false,
+    );
+    this.touchAfterMs = checkDuration(
+      options.touchAfterMs ?? Math.min(60_000, Math.floor(this.idleTimeoutMs / 10)),
+      'touchAfterMs',
+      true,
+    );
+    this.regenerateGraceMs = checkDuration(
+      options.regenerateGraceMs ?? 0,
+      'regenerateGraceMs',
+      true,
+    );
+    this.lock = normalizeLockOptions(options.lock);
+    this.#onError = options.onError ?? defaultOnError;
+    const cleanup =
+      options.cleanup ??
+      (this.store.capabilities.expiry === 'sweep'
+        ? sweepEvery(DEFAULT_SWEEP_INTERVAL_MS)
+        : manual());
+    this.#sweeper = cleanup.start(this.store, { onError: (error) => this.#report(error) });
+    this.#context = {
+      store: this.store,
+      codec: this.codec,
+      idleTimeoutMs: this.idleTimeoutMs,
+      absoluteTimeoutMs: this.absoluteTimeoutMs,
+      touchAfterMs: this.touchAfterMs,
+      regenerateGraceMs: this.regenerateGraceMs,
+      extendLockEveryMs: this.lock?.extendEveryMs ?? 0,
+      report: (error) => this.#report(error),
+    };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * The session for `idFromClient` (typically from a cookie), locked first when locking is on.
+   * Anything but a live session this manager's store holds yields a fresh session with a new
+   * id, which is stored only once it is modified. Rejects with `ERR_LOCK_TIMEOUT` when the lock
+   * is not free within `waitMs`, and with `ERR_STORE_CLOSED` after `close()`.
+   */
+  async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
+    if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The session manager is closed');
+    if (isSessionId(idFromClient) && idFromClient !== SWEEP_LOCK_ID) {
+      const session = await this.#openExisting(idFromClient, options.signal);
+      if (session !== undefined) return session;
+    }
+    const now = Date.now();
+    return new Session<Data>(this.#context, {
+      id: generateSessionId(),
+      isNew: true,
+      createdAt: now,
+      lastAccessedAt: now,
+      storedExpiresAt: undefined,
+      data: {} as Data,
+      lock: undefined,
+    });
+  }
+
+  /** Tell the cleanup policy a response went out (`sweepByChance` rolls its dice here). Never waits. */
+  afterResponse(): void {
+    this.#sweeper.afterResponse();
+  }
+
+  /** Runs cleanup now, whatever the policy: for `manual()` from cron or a CLI. */
+  sweep(): Promise<SweepRun> {
+    return this.#sweeper.run();
+  }
+
+  /** Stops the cleanup policy, then `open()` rejects. The store stays open: close it yourself. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#sweeper.close();
+  }
+
+  async #openExisting(
+    id: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Session<Data> | undefined> {
+    let lock: SessionLock | undefined;
+    if (this.lock !== undefined) {
+      lock = await this.store.locks.acquire(id, {
+        waitMs: this.lock.waitMs,
+        leaseMs: this.lock.leaseMs,
+        signal,
+      });
+    }
+    try {
+      const loaded = await this.#load(id);
+      if (loaded !== undefined) return new Session<Data>(this.#context, { ...loaded, lock });
+    } catch (error) {
+      await this.#release(lock);
+      throw error;
+    }
+    await this.#release(lock);
+    return undefined;
+  }
+
+  async #load(id: string) {
+    let envelope: ReturnType<SessionCodec['decode']>;
+    let expiresAt: number;
+    try {
+      const record = await this.store.get(id);
+      if (record === undefined) return undefined;
+      expiresAt = record.expiresAt;
+      envelope = this.codec.decode(record.data, id);
+    } catch (error) {
+      if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+      // The client gets a fresh session; the bad record is left to expire and be swept.
+      this.#report(error);
+      return undefined;
+    }
+    const now = Date.now();
+    // A touch moves only the record's expiry, so the latest access may be later than the envelope's.
+    const lastAccessedAt = Math.min(
+      now,
+      Math.max(envelope.lastAccessedAt, expiresAt - this.idleTimeoutMs),
+    );
+    if (
+      envelope.createdAt + this.absoluteTimeoutMs <= now ||
+      lastAccessedAt + this.idleTimeoutMs <= now
+    ) {
+      // Stored under longer timeouts than this manager's: it has ended now.
+      await this.store.delete(id);
+      return undefined;
+    }
+    return {
+      id,
+      isNew: false,
+      createdAt: envelope.createdAt,
+      lastAccessedAt,
+      storedExpiresAt: expiresAt,
+      data: envelope.data as Data,
+    };
+  }
+
+  async #release(lock: SessionLock | undefined): Promise<void> {
+    if (lock === undefined || lock.signal.aborted) return;
+    await lock.release().catch((error: unknown) => this.#report(error));
+  }
+
+  #report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch {
+      // A throwing error handler must not turn a handled condition into a failed request.
+    }
+  }
+}
+
+function normalizeLockOptions(
+  lock: boolean | SessionLockOptions | undefined,
+): Required<SessionLockOptions> | undefined {
+  if (lock === false) return undefined;
+  const options = lock === true || lock === undefined ? {} : lock;
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('lock must be a boolean or { waitMs, leaseMs, extendEveryMs }');
+  }
+  const waitMs = checkDuration(options.waitMs ?? DEFAULT_WAIT_MS, 'lock.waitMs', true);
+  const leaseMs = checkDuration(options.leaseMs ?? DEFAULT_LEASE_MS, 'lock.leaseMs', false);
+  const extendEveryMs = checkDuration(
+    options.extendEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)),
+    'lock.extendEveryMs',
+    false,
+  );
+  if (extendEveryMs >= leaseMs)
+    throw new TypeError('lock.extendEveryMs must be less than lock.leaseMs');
+  return { waitMs, leaseMs, extendEveryMs };
+}

@@ -1,0 +1,261 @@
+import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
+import { SessionError } from './errors.js';
+import { generateSessionId } from './ids.js';
+import type { SessionLock, SessionStore } from './types.js';
+
+/** `'modified'` when the data, or the id (after `regenerate()`), differ from what is stored. */
+export type SessionStatus = 'unchanged' | 'modified' | 'destroyed';
+
+/**
+ * What `commit()` did. `'gone'`: the stored session had meanwhile been invalidated or had
+ * expired, so nothing was written (a late save never brings a session back).
+ */
+export type CommitOutcome = 'saved' | 'touched' | 'unchanged' | 'destroyed' | 'gone';
+
+/** The manager's settings a session needs. Internal to core. */
+export interface SessionContext {
+  readonly store: SessionStore;
+  readonly codec: SessionCodec;
+  readonly idleTimeoutMs: number;
+  readonly absoluteTimeoutMs: number;
+  readonly touchAfterMs: number;
+  readonly regenerateGraceMs: number;
+  readonly extendLockEveryMs: number;
+  report(error: unknown): void;
+}
+
+export interface SessionInit<Data extends SessionData> {
+  id: string;
+  isNew: boolean;
+  createdAt: number;
+  lastAccessedAt: number;
+  /** The stored record's `expiresAt`, for a loaded session. */
+  storedExpiresAt: number | undefined;
+  data: Data;
+  lock: SessionLock | undefined;
+}
+
+const MAX_CREATE_ATTEMPTS = 3;
+
+/**
+ * One session for the length of one request, from `SessionManager.open()` to `commit()`.
+ * Change `data` freely; `commit()` finds out whether it changed by comparing its JSON with
+ * what was loaded. After `commit()` the session is finished: later changes are not saved.
+ */
+export class Session<Data extends SessionData = SessionData> {
+  readonly #context: SessionContext;
+  #id: string;
+  #isNew: boolean;
+  readonly #createdAt: number;
+  readonly #lastAccessedAt: number;
+  #storedExpiresAt: number | undefined;
+  #data: Data;
+  #snapshot: string;
+  /** Set when the session must be written even if the data look unchanged (a new id). */
+  #mustSave = false;
+  #destroyed = false;
+  #lock: SessionLock | undefined;
+  #lockError: unknown;
+  #extendTimer: NodeJS.Timeout | undefined;
+  #commit: Promise<CommitOutcome> | undefined;
+
+  /** Use `SessionManager.open()`. */
+  constructor(context: SessionContext, init: SessionInit<Data>) {
+    this.#context = context;
+    this.#id = init.id;
+    this.#isNew = init.isNew;
+    this.#createdAt = init.createdAt;
+    this.#lastAccessedAt = init.lastAccessedAt;
+    this.#storedExpiresAt = init.storedExpiresAt;
+    this.#data = init.data;
+    this.#snapshot = JSON.stringify(init.data);
+    this.#lock = init.lock;
+    if (this.#lock !== undefined) this.#keepLockAlive(this.#lock);
+  }
+
+  /** The session id. It changes on `regenerate()`. */
+  get id(): string {
+    return this.#id;
+  }
+
+  /** True until this id is first stored: a fresh session, or one just regenerated. */
+  get isNew(): boolean {
+    return this.#isNew;
+  }
+
+  /** When the session began, in ms since the epoch; kept across `regenerate()`. */
+  get createdAt(): number {
+    return this.#createdAt;
+  }
+
+  /** The previous access as the store knows it (last save or touch), in ms since the epoch. */
+  get lastAccessedAt(): number {
+    return this.#lastAccessedAt;
+  }
+
+  /** The session's data, a plain JSON object. Mutate it, or assign a new object. */
+  get data(): Data {
+    return this.#data;
+  }
+
+  set data(value: Data) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new TypeError('session data must be a plain object');
+    }
+    this.#data = value;
+  }
+
+  get status(): SessionStatus {
+    if (this.#destroyed) return 'destroyed';
+    return this.#mustSave || JSON.stringify(this.#data) !== this.#snapshot
+      ? 'modified'
+      : 'unchanged';
+  }
+
+  /** True once `commit()` has been called. */
+  get committed(): boolean {
+    return this.#commit !== undefined;
+  }
+
+  /** True while this session holds its lock and the lock's lease has not been lost. */
+  get locked(): boolean {
+    return this.#lock !== undefined && !this.#lock.signal.aborted && this.#commit === undefined;
+  }
+
+  /**
+   * Moves the data to a new id, against session fixation: call it on login. The old id is
+   * deleted now, or, with the manager's `regenerateGraceMs`, stays readable that long for
+   * requests already in flight. The new id is stored by `commit()`; `createdAt` is kept, so
+   * regenerating never extends the absolute timeout.
+   */
+  async regenerate(): Promise<void> {
+    this.#assertActive('regenerate');
+    const oldId = this.#id;
+    const oldStored = !this.#isNew;
+    const oldExpiresAt = this.#storedExpiresAt;
+    this.#id = generateSessionId();
+    this.#isNew = true;
+    this.#mustSave = true;
+    this.#storedExpiresAt = undefined;
+    if (!oldStored) return;
+    const { store, regenerateGraceMs } = this.#context;
+    if (regenerateGraceMs > 0 && oldExpiresAt !== undefined) {
+      await store.touch(oldId, Math.min(oldExpiresAt, Date.now() + regenerateGraceMs));
+    } else {
+      await store.delete(oldId);
+    }
+  }
+
+  /** Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent. */
+  async invalidate(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#assertActive('invalidate');
+    this.#destroyed = true;
+    if (!this.#isNew) await this.#context.store.delete(this.#id);
+  }
+
+  /**
+   * Saves the session if modified (a new id with `only: 'absent'`, an existing one with
+   * `only: 'present'`). Otherwise it touches the record's expiry, only once `touchAfterMs` has
+   * passed since the last access. Then it releases the lock, whatever happened. Idempotent:
+   * later calls return the first call's result. Rejects with `ERR_LOCK_LOST` without writing
+   * when the lock was lost while the request ran.
+   */
+  commit(): Promise<CommitOutcome> {
+    this.#commit ??= this.#commitOnce();
+    return this.#commit;
+  }
+
+  /** The `expiresAt` a save or touch at `now` writes: the earlier of the idle and absolute limits. */
+  expiresAtFor(now: number): number {
+    return Math.min(
+      now + this.#context.idleTimeoutMs,
+      this.#createdAt + this.#context.absoluteTimeoutMs,
+    );
+  }
+
+  async #commitOnce(): Promise<CommitOutcome> {
+    clearInterval(this.#extendTimer);
+    try {
+      if (this.#destroyed) return 'destroyed';
+      this.#assertLockHeld();
+      return await this.#write();
+    } finally {
+      await this.#releaseLock();
+    }
+  }
+
+  async #write(): Promise<CommitOutcome> {
+    const { store, codec, touchAfterMs } = this.#context;
+    const now = Date.now();
+    const json = JSON.stringify(this.#data);
+    const modified = this.#mustSave || json !== this.#snapshot;
+    const expiresAt = this.expiresAtFor(now);
+    if (expiresAt <= now) {
+      // The absolute timeout passed during this request.
+      if (!this.#isNew) await store.delete(this.#id);
+      return 'gone';
+    }
+    if (!modified) {
+      if (this.#isNew || now - this.#lastAccessedAt < touchAfterMs) return 'unchanged';
+      return (await store.touch(this.#id, expiresAt)) ? 'touched' : 'gone';
+    }
+    // Round-tripping through JSON stores exactly what a later load will see.
+    const data = JSON.parse(json) as SessionData;
+    const envelope: SessionEnvelope = { createdAt: this.#createdAt, lastAccessedAt: now, data };
+    if (!this.#isNew) {
+      const record = { data: codec.encode(envelope, this.#id), expiresAt };
+      return (await store.set(this.#id, record, { only: 'present' })) ? 'saved' : 'gone';
+    }
+    for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
+      const record = { data: codec.encode(envelope, this.#id), expiresAt };
+      if (await store.set(this.#id, record, { only: 'absent' })) {
+        this.#isNew = false;
+        return 'saved';
+      }
+      // A 256-bit id collided, or a broken generator: never overwrite someone else's session.
+      this.#id = generateSessionId();
+    }
+    throw new SessionError('ERR_STORE_IO', 'Could not store a new session under a fresh id');
+  }
+
+  #keepLockAlive(lock: SessionLock): void {
+    this.#extendTimer = setInterval(() => {
+      lock.extend().catch((error: unknown) => {
+        this.#lockError = error;
+        clearInterval(this.#extendTimer);
+      });
+    }, this.#context.extendLockEveryMs);
+    this.#extendTimer.unref();
+  }
+
+  #assertLockHeld(): void {
+    const lock = this.#lock;
+    if (lock === undefined) return;
+    if (this.#lockError !== undefined) throw this.#lockError;
+    if (lock.signal.aborted) {
+      const reason = lock.signal.reason;
+      throw reason instanceof SessionError
+        ? reason
+        : new SessionError('ERR_LOCK_LOST', 'The session lock was lost before commit');
+    }
+  }
+
+  async #releaseLock(): Promise<void> {
+    const lock = this.#lock;
+    if (lock === undefined) return;
+    this.#lock = undefined;
+    if (lock.signal.aborted) return;
+    try {
+      await lock.release();
+    } catch (error) {
+      // The write (if any) already happened; a lease lost during it is worth knowing about.
+      this.#context.report(error);
+    }
+  }
+
+  #assertActive(action: string): void {
+    if (this.#commit !== undefined) throw new TypeError(`Cannot ${action} a committed session`);
+    if (this.#destroyed) throw new TypeError(`Cannot ${action} an invalidated session`);
+  }
+}

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import {
+  aesGcmCodec,
+  generateAesKey,
+  generateSessionId,
+  isSessionError,
+  jsonCodec,
+  type SessionEnvelope,
+} from '../src/index.js';
+
+const envelope: SessionEnvelope = {
+  createdAt: 1_700_000_000_000,
+  lastAccessedAt: 1_700_000_100_000,
+  data: { user: 'alice', cart: [1, 2, 3], nested: { ok: true } },
+};
+
+function expectCorrupt(run: () => unknown): void {
+  let caught: unknown;
+  try {
+    run();
+  } catch (error) {
+    caught = error;
+  }
+  expect(isSessionError(caught, 'ERR_CORRUPT_RECORD')).toBe(true);
+}
+
+describe('jsonCodec', () => {
+  const codec = jsonCodec();
+  const id = generateSessionId();
+
+  it('round-trips the envelope as readable JSON', () => {
+    const bytes = codec.encode(envelope, id);
+    expect(JSON.parse(new TextDecoder().decode(bytes))).toEqual(envelope);
+    expect(codec.decode(bytes, id)).toEqual(envelope);
+  });
+
+  it('rejects bytes that are not a session envelope with ERR_CORRUPT_RECORD', () => {
+    const encoder = new TextEncoder();
+    expectCorrupt(() => codec.decode(encoder.encode('{"createdAt":1,'), id));
+    expectCorrupt(() => codec.decode(Uint8Array.of(0xff, 0xfe, 0x00), id));
+    expectCorrupt(() => codec.decode(encoder.encode('[1,2]'), id));
+    expectCorrupt(() =>
+      codec.decode(encoder.encode('{"createdAt":1,"lastAccessedAt":2,"data":[]}'), id),
+    );
+    expectCorrupt(() =>
+      codec.decode(encoder.encode('{"createdAt":"x","lastAccessedAt":2,"data":{}}'), id),
+    );
+  });
+
+  it('never evaluates stored bytes', () => {
+    const hostile = new TextEncoder().encode(
+      '{"createdAt":1,"lastAccessedAt":1,"data":{"__proto__":{"polluted":true},"fn":"(() => { throw 1 })()"}}',
+    );
+    const decoded = codec.decode(hostile, id);
+    expect(decoded.data.fn).toBe('(() => { throw 1 })()');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('aesGcmCodec', () => {
+  const id = generateSessionId();
+
+  it('round-trips, and the stored bytes do not contain the plaintext', () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    const bytes = codec.encode(envelope, id);
+    expect(Buffer.from(bytes).includes('alice')).toBe(false);
+    expect(codec.decode(bytes, id)).toEqual(envelope);
+  });
+
+  it('uses a fresh IV for every encode', () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    expect(
+      Buffer.from(codec.encode(envelope, id)).equals(Buffer.from(codec.encode(envelope, id))),
+    ).toBe(false);
+  });
+
+  it('detects any flipped byte with ERR_CORRUPT_RECORD', () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    const bytes = codec.encode(envelope, id);
+    for (let index = 0; index < bytes.length; index++) {
+      const tampered = Uint8Array.from(bytes);
+      tampered[index] = (tampered[index] as number) ^ 0x01;
+      expectCorrupt(() => codec.decode(tampered, id));
+    }
+    expectCorrupt(() => codec.decode(bytes.subarray(0, bytes.length - 1), id));
+    expectCorrupt(() => codec.decode(new Uint8Array(0), id));
+  });
+
+  it('binds the bytes to the session id, so copying them to another id is detected', () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    const bytes = codec.encode(envelope, id);
+    expectCorrupt(() => codec.decode(bytes, generateSessionId()));
+  });
+
+  it('rotates keys: encrypts with the first key and decrypts with any', () => {
+    const oldKey = generateAesKey();
+    const newKey = generateAesKey();
+    const before = aesGcmCodec({ keys: [oldKey] });
+    const during = aesGcmCodec({ keys: [newKey, oldKey] });
+    const after = aesGcmCodec({ keys: [newKey] });
+    const writtenBefore = before.encode(envelope, id);
+    expect(during.decode(writtenBefore, id)).toEqual(envelope);
+    const writtenDuring = during.encode(envelope, id);
+    expect(after.decode(writtenDuring, id)).toEqual(envelope);
+    expectCorrupt(() => before.decode(writtenDuring, id));
+    expectCorrupt(() => after.decode(writtenBefore, id));
+  });
+
+  it('accepts keys as bytes or base64 and rejects keys that are not 32 bytes', () => {
+    const raw = Buffer.alloc(32, 7);
+    const fromBytes = aesGcmCodec({ keys: [raw] });
+    const fromString = aesGcmCodec({ keys: [raw.toString('base64')] });
+    expect(fromString.decode(fromBytes.encode(envelope, id), id)).toEqual(envelope);
+    expect(() => aesGcmCodec({ keys: [Buffer.alloc(16)] })).toThrow(TypeError);
+    expect(() => aesGcmCodec({ keys: [] })).toThrow(TypeError);
+  });
+});

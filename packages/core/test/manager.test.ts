@@ -1,0 +1,329 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  aesGcmCodec,
+  generateAesKey,
+  generateSessionId,
+  isSessionError,
+  MemoryStore,
+  manual,
+  SessionManager,
+  type SessionManagerOptions,
+  SWEEP_LOCK_ID,
+  sleep,
+} from '../src/index.js';
+
+type Counter = { count?: number; user?: string };
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function setup(options: Partial<SessionManagerOptions> = {}) {
+  const store = new MemoryStore();
+  const errors: unknown[] = [];
+  const manager = new SessionManager<Counter>({
+    store,
+    cleanup: manual(),
+    onError: (error) => errors.push(error),
+    ...options,
+  });
+  cleanups.push(async () => {
+    await manager.close();
+    await store.close();
+  });
+  return { store, manager, errors };
+}
+
+async function createSession(manager: SessionManager<Counter>, data: Counter): Promise<string> {
+  const session = await manager.open(undefined);
+  Object.assign(session.data, data);
+  expect(await session.commit()).toBe('saved');
+  return session.id;
+}
+
+describe('SessionManager.open (strict ids)', () => {
+  it('issues a fresh 43-character id when the client sends none, an invalid one, or an unknown one', async () => {
+    const { manager, store } = setup();
+    const unknown = generateSessionId();
+    for (const candidate of [
+      undefined,
+      null,
+      '',
+      '../../etc/passwd',
+      'short',
+      unknown,
+      SWEEP_LOCK_ID,
+    ]) {
+      const session = await manager.open(candidate);
+      expect(session.isNew).toBe(true);
+      expect(session.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(session.id).not.toBe(candidate);
+      expect(await session.commit()).toBe('unchanged');
+    }
+    // An untouched fresh session is never stored.
+    expect(await store.count()).toBe(0);
+  });
+
+  it('loads a session it issued, with its data and timestamps', async () => {
+    const { manager } = setup();
+    const id = await createSession(manager, { count: 1 });
+    const session = await manager.open(id);
+    expect(session.isNew).toBe(false);
+    expect(session.id).toBe(id);
+    expect(session.data).toEqual({ count: 1 });
+    expect(session.status).toBe('unchanged');
+    expect(session.createdAt).toBeLessThanOrEqual(session.lastAccessedAt);
+    await session.commit();
+  });
+
+  it('gives a fresh session for an undecodable record and reports ERR_CORRUPT_RECORD', async () => {
+    const { manager, store, errors } = setup();
+    const id = await createSession(manager, { count: 1 });
+    await store.set(id, {
+      data: new TextEncoder().encode('not json'),
+      expiresAt: Date.now() + 60_000,
+    });
+    const session = await manager.open(id);
+    expect(session.id).not.toBe(id);
+    expect(session.data).toEqual({});
+    expect(errors.some((error) => isSessionError(error, 'ERR_CORRUPT_RECORD'))).toBe(true);
+    await session.commit();
+  });
+
+  it('rejects with ERR_STORE_CLOSED after close()', async () => {
+    const { manager } = setup();
+    await manager.close();
+    await expect(manager.open(undefined)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+  });
+});
+
+describe('Session status and commit', () => {
+  it('tracks unchanged, modified and destroyed', async () => {
+    const { manager } = setup();
+    const id = await createSession(manager, { count: 1 });
+    const session = await manager.open(id);
+    expect(session.status).toBe('unchanged');
+    session.data.count = 2;
+    expect(session.status).toBe('modified');
+    session.data.count = 1;
+    expect(session.status).toBe('unchanged');
+    await session.invalidate();
+    expect(session.status).toBe('destroyed');
+    expect(await session.commit()).toBe('destroyed');
+  });
+
+  it('saves a modified session and leaves an unmodified one alone until touchAfterMs', async () => {
+    const { manager, store } = setup({ touchAfterMs: 60_000 });
+    const id = await createSession(manager, { count: 1 });
+    const before = await store.get(id);
+    const unchanged = await manager.open(id);
+    expect(await unchanged.commit()).toBe('unchanged');
+    expect(await store.get(id)).toEqual(before);
+
+    const modified = await manager.open(id);
+    modified.data.count = 2;
+    expect(await modified.commit()).toBe('saved');
+    const reopened = await manager.open(id);
+    expect(reopened.data.count).toBe(2);
+    await reopened.commit();
+  });
+
+  it('touches an unmodified session once touchAfterMs has passed, pushing its expiry back', async () => {
+    const { manager, store } = setup({ touchAfterMs: 20, idleTimeoutMs: 60_000 });
+    const id = await createSession(manager, { count: 1 });
+    const before = await store.get(id);
+    await sleep(50);
+    const session = await manager.open(id);
+    expect(await session.commit()).toBe('touched');
+    const after = await store.get(id);
+    expect(after?.expiresAt).toBeGreaterThan(before?.expiresAt ?? Number.POSITIVE_INFINITY);
+    expect(after?.data).toEqual(before?.data);
+  });
+
+  it('never brings back a session invalidated while a late request still had it open', async () => {
+    const { manager, store } = setup({ lock: false });
+    const id = await createSession(manager, { count: 1, user: 'alice' });
+    const late = await manager.open(id);
+    const logout = await manager.open(id);
+    await logout.invalidate();
+    expect(await logout.commit()).toBe('destroyed');
+    late.data.count = 2;
+    expect(await late.commit()).toBe('gone');
+    expect(await store.get(id)).toBeUndefined();
+    const next = await manager.open(id);
+    expect(next.id).not.toBe(id);
+    expect(next.data).toEqual({});
+    await next.commit();
+  });
+
+  it('is finished after commit: a second commit returns the first outcome and later changes are not saved', async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined);
+    session.data.count = 1;
+    expect(await session.commit()).toBe('saved');
+    session.data.count = 99;
+    expect(await session.commit()).toBe('saved');
+    const reopened = await manager.open(session.id);
+    expect(reopened.data.count).toBe(1);
+    await reopened.commit();
+    await expect(session.regenerate()).rejects.toThrow(TypeError);
+  });
+
+  it('encrypts at rest with aesGcmCodec and treats tampered storage as a corrupt record', async () => {
+    const { manager, store, errors } = setup({ codec: aesGcmCodec({ keys: [generateAesKey()] }) });
+    const id = await createSession(manager, { user: 'alice' });
+    const record = await store.get(id);
+    if (record === undefined) throw new Error('expected a stored record');
+    expect(Buffer.from(record.data).includes('alice')).toBe(false);
+    const tampered = Uint8Array.from(record.data);
+    tampered[tampered.length - 20] = (tampered[tampered.length - 20] as number) ^ 0x40;
+    await store.set(id, { data: tampered, expiresAt: record.expiresAt });
+    const session = await manager.open(id);
+    expect(session.id).not.toBe(id);
+    expect(session.data.user).toBeUndefined();
+    expect(errors.some((error) => isSessionError(error, 'ERR_CORRUPT_RECORD'))).toBe(true);
+    await session.commit();
+  });
+});
+
+describe('regenerate', () => {
+  it('moves the data to a new id and deletes the old one', async () => {
+    const { manager, store } = setup();
+    const oldId = await createSession(manager, { count: 3 });
+    const session = await manager.open(oldId);
+    const createdAt = session.createdAt;
+    await session.regenerate();
+    session.data.user = 'alice';
+    expect(session.id).not.toBe(oldId);
+    expect(await store.get(oldId)).toBeUndefined();
+    expect(await session.commit()).toBe('saved');
+    const reopened = await manager.open(session.id);
+    expect(reopened.data).toEqual({ count: 3, user: 'alice' });
+    expect(reopened.createdAt).toBe(createdAt);
+    await reopened.commit();
+  });
+
+  it('keeps the old id readable for regenerateGraceMs, then it expires', async () => {
+    const { manager, store } = setup({ regenerateGraceMs: 150 });
+    const oldId = await createSession(manager, { count: 3 });
+    const session = await manager.open(oldId);
+    await session.regenerate();
+    await session.commit();
+    const inGrace = await manager.open(oldId);
+    expect(inGrace.id).toBe(oldId);
+    expect(inGrace.data.count).toBe(3);
+    await inGrace.commit();
+    await sleep(300);
+    expect(await store.get(oldId)).toBeUndefined();
+    const after = await manager.open(oldId);
+    expect(after.id).not.toBe(oldId);
+    await after.commit();
+  });
+
+  it('stores a regenerated fresh session even with no data', async () => {
+    const { manager, store } = setup();
+    const session = await manager.open(undefined);
+    await session.regenerate();
+    expect(await session.commit()).toBe('saved');
+    expect(await store.get(session.id)).toBeDefined();
+  });
+});
+
+describe('timeouts', () => {
+  it('ends a session after the idle timeout', async () => {
+    const { manager } = setup({ idleTimeoutMs: 100, absoluteTimeoutMs: 60_000 });
+    const id = await createSession(manager, { count: 1 });
+    await sleep(250);
+    const session = await manager.open(id);
+    expect(session.id).not.toBe(id);
+    expect(session.data).toEqual({});
+    await session.commit();
+  });
+
+  it('ends an active session after the absolute timeout', async () => {
+    const { manager } = setup({ idleTimeoutMs: 60_000, absoluteTimeoutMs: 300, touchAfterMs: 0 });
+    const id = await createSession(manager, { count: 0 });
+    let current = id;
+    // Keep the session busy: activity never extends it past createdAt + absoluteTimeoutMs.
+    for (let step = 0; step < 20 && current === id; step++) {
+      const session = await manager.open(id);
+      current = session.id;
+      if (current === id) {
+        session.data.count = (session.data.count ?? 0) + 1;
+        await session.commit();
+        await sleep(50);
+      } else {
+        await session.commit();
+      }
+    }
+    expect(current).not.toBe(id);
+  });
+
+  it('writes expiresAt as the earlier of the idle and absolute limits', async () => {
+    const { manager, store } = setup({ idleTimeoutMs: 60_000, absoluteTimeoutMs: 10_000 });
+    const session = await manager.open(undefined);
+    session.data.count = 1;
+    await session.commit();
+    const record = await store.get(session.id);
+    expect(record?.expiresAt).toBe(session.createdAt + 10_000);
+  });
+
+  it('enforces timeouts shorter than those a session was stored under', async () => {
+    const store = new MemoryStore();
+    const long = new SessionManager<Counter>({ store, cleanup: manual(), idleTimeoutMs: 60_000 });
+    const short = new SessionManager<Counter>({ store, cleanup: manual(), absoluteTimeoutMs: 50 });
+    cleanups.push(async () => {
+      await long.close();
+      await short.close();
+      await store.close();
+    });
+    const id = await createSession(long, { count: 1 });
+    await sleep(120);
+    const session = await short.open(id);
+    expect(session.id).not.toBe(id);
+    await session.commit();
+    expect(await store.get(id)).toBeUndefined();
+  });
+});
+
+describe('locking', () => {
+  it('serializes sessions on one id so 200 concurrent increments lose none', async () => {
+    const { manager } = setup({ lock: { waitMs: 60_000 } });
+    const id = await createSession(manager, { count: 0 });
+    await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        const session = await manager.open(id);
+        const count = session.data.count ?? 0;
+        await sleep(0);
+        session.data.count = count + 1;
+        await session.commit();
+      }),
+    );
+    const session = await manager.open(id);
+    expect(session.data.count).toBe(200);
+    await session.commit();
+  });
+
+  it('rejects with ERR_LOCK_TIMEOUT while another request holds the session', async () => {
+    const { manager } = setup({ lock: { waitMs: 50 } });
+    const id = await createSession(manager, { count: 0 });
+    const holder = await manager.open(id);
+    await expect(manager.open(id)).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    await holder.commit();
+    const next = await manager.open(id);
+    expect(next.id).toBe(id);
+    await next.commit();
+  });
+
+  it('extends the lease while a session is open longer than leaseMs', async () => {
+    const { manager } = setup({ lock: { waitMs: 10, leaseMs: 150, extendEveryMs: 30 } });
+    const id = await createSession(manager, { count: 0 });
+    const slow = await manager.open(id);
+    await sleep(500);
+    expect(slow.locked).toBe(true);
+    await expect(manager.open(id)).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    slow.data.count = 1;
+    expect(await slow.commit()).toBe('saved');
+  });
+});
