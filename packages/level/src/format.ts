@@ -1,0 +1,109 @@
+import { SessionError } from '@sessile/core';
+
+// Every key starts with one byte naming its keyspace, so both live in one database (or one
+// sublevel) and a record and its index entry can change in one atomic batch.
+export const RECORD_PREFIX = 0x72; // 'r'
+export const INDEX_PREFIX = 0x78; // 'x'
+export const VALUE_FORMAT = 1;
+export const VALUE_HEADER_BYTES = 9;
+const TIME_BYTES = 8;
+const INDEX_HEADER_BYTES = 1 + TIME_BYTES;
+
+export const INDEX_START: Uint8Array = Uint8Array.of(INDEX_PREFIX);
+export const RECORDS_START: Uint8Array = Uint8Array.of(RECORD_PREFIX);
+export const RECORDS_END: Uint8Array = Uint8Array.of(RECORD_PREFIX + 1);
+export const EMPTY_VALUE: Uint8Array = new Uint8Array(0);
+
+/** `'r' + id`. Ids are validated base64url, so one byte per character. */
+export function recordKey(id: string): Buffer {
+  const key = Buffer.allocUnsafe(1 + id.length);
+  key[0] = RECORD_PREFIX;
+  key.write(id, 1, 'latin1');
+  return key;
+}
+
+export function idOfRecordKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset + 1, key.byteLength - 1).toString('latin1');
+}
+
+/** `'x' + time + id`, where byte order equals numeric order of `expiresAt`. */
+export function indexKey(expiresAt: number, id: string): Buffer {
+  const key = Buffer.allocUnsafe(INDEX_HEADER_BYTES + id.length);
+  key[0] = INDEX_PREFIX;
+  writeOrderedTime(key, 1, expiresAt);
+  key.write(id, INDEX_HEADER_BYTES, 'latin1');
+  return key;
+}
+
+/** The smallest key after every index entry with `expiresAt <= now`. */
+export function indexEndAfter(now: number): Buffer {
+  const key = Buffer.allocUnsafe(INDEX_HEADER_BYTES + 1);
+  key[0] = INDEX_PREFIX;
+  writeOrderedTime(key, 1, now);
+  // Ids are ASCII, so 0xff sorts after every id written at exactly `now`.
+  key[INDEX_HEADER_BYTES] = 0xff;
+  return key;
+}
+
+export interface IndexEntry {
+  expiresAt: number;
+  id: string;
+}
+
+/** The entry a well-formed index key names, or `undefined` for bytes this store never writes. */
+export function parseIndexKey(key: Uint8Array): IndexEntry | undefined {
+  if (key.byteLength <= INDEX_HEADER_BYTES || key[0] !== INDEX_PREFIX) return undefined;
+  const buffer = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const expiresAt = readOrderedTime(buffer, 1);
+  if (!Number.isFinite(expiresAt)) return undefined;
+  return { expiresAt, id: buffer.toString('latin1', INDEX_HEADER_BYTES) };
+}
+
+/** `[format byte][expiresAt as float64 big-endian][data]`. */
+export function encodeRecord(data: Uint8Array, expiresAt: number): Buffer {
+  const value = Buffer.allocUnsafe(VALUE_HEADER_BYTES + data.byteLength);
+  value[0] = VALUE_FORMAT;
+  value.writeDoubleBE(expiresAt, 1);
+  value.set(data, VALUE_HEADER_BYTES);
+  return value;
+}
+
+/** The same record with another `expiresAt`, without decoding the data. */
+export function withExpiresAt(value: Uint8Array, expiresAt: number): Buffer {
+  const copy = Buffer.allocUnsafe(value.byteLength);
+  copy.set(value);
+  copy.writeDoubleBE(expiresAt, 1);
+  return copy;
+}
+
+/** The record's `expiresAt`, or `NaN` when the bytes are not a record this store wrote. */
+export function expiresAtOf(value: Uint8Array): number {
+  if (value.byteLength < VALUE_HEADER_BYTES || value[0] !== VALUE_FORMAT) return Number.NaN;
+  const expiresAt = new DataView(value.buffer, value.byteOffset, VALUE_HEADER_BYTES).getFloat64(1);
+  return Number.isFinite(expiresAt) ? expiresAt : Number.NaN;
+}
+
+export function corruptRecord(): SessionError {
+  return new SessionError('ERR_CORRUPT_RECORD', 'The stored session record could not be decoded');
+}
+
+// IEEE 754 big-endian bits sort like the numbers once positive values get their sign bit set
+// and negative values get every bit flipped.
+function writeOrderedTime(target: Buffer, offset: number, ms: number): void {
+  target.writeDoubleBE(ms === 0 ? 0 : ms, offset);
+  if ((target[offset] as number) & 0x80) {
+    for (let i = offset; i < offset + TIME_BYTES; i++) target[i] = ~(target[i] as number) & 0xff;
+  } else {
+    target[offset] = (target[offset] as number) | 0x80;
+  }
+}
+
+function readOrderedTime(source: Buffer, offset: number): number {
+  const bits = Buffer.from(source.subarray(offset, offset + TIME_BYTES));
+  if ((bits[0] as number) & 0x80) {
+    bits[0] = (bits[0] as number) & 0x7f;
+  } else {
+    for (let i = 0; i < TIME_BYTES; i++) bits[i] = ~(bits[i] as number) & 0xff;
+  }
+  return bits.readDoubleBE(0);
+}

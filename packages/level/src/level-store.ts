@@ -1,0 +1,410 @@
+import {
+  BaseStore,
+  type BaseStoreOptions,
+  KeyedLocks,
+  type LockManager,
+  SessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepProgress,
+  type SweepResult,
+  toStoreIoError,
+  yieldToEventLoop,
+} from '@sessile/core';
+import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level';
+import { ClassicLevel } from 'classic-level';
+import {
+  corruptRecord,
+  EMPTY_VALUE,
+  encodeRecord,
+  expiresAtOf,
+  INDEX_START,
+  idOfRecordKey,
+  indexEndAfter,
+  indexKey,
+  parseIndexKey,
+  RECORDS_END,
+  RECORDS_START,
+  recordKey,
+  VALUE_HEADER_BYTES,
+  withExpiresAt,
+} from './format.js';
+import { IdQueue } from './id-queue.js';
+
+/** An abstract-level database or sublevel with any key and value types. */
+// biome-ignore lint/suspicious/noExplicitAny: the app's database may use any encodings.
+export type AnyLevel = AbstractLevel<any, any, any>;
+
+/** The keyspace the store writes to: raw bytes in, raw bytes out. */
+type Bytes = Uint8Array<ArrayBufferLike>;
+type Keyspace = AbstractLevel<unknown, Bytes, Bytes>;
+type Operation = AbstractBatchOperation<Keyspace, Bytes, Bytes>;
+
+export interface LevelStoreOptions extends BaseStoreOptions {
+  /**
+   * Directory of a LevelDB database that the store opens, owns and closes. Created when
+   * missing. Only one process may open a directory at a time.
+   */
+  path?: string;
+  /**
+   * An abstract-level database or sublevel the app already has (open or opening). Sessions
+   * live in the sublevel `sublevel` of it, so the app's own keys are never read or changed.
+   * Closing the store leaves `db` open.
+   */
+  db?: AnyLevel;
+  /** Name of the sublevel created inside `db`. Default `'sessions'`. Ignored with `path`. */
+  sublevel?: string;
+}
+
+/** What `repairIndex()` did. */
+export interface RepairIndexResult {
+  /** Records examined. */
+  scanned: number;
+  /** Index entries re-created for records that had lost theirs. */
+  repaired: number;
+}
+
+export const DEFAULT_SUBLEVEL = 'sessions';
+
+// A sweep batch reads this many index keys, then the matching records in one getMany.
+const SWEEP_BATCH = 500;
+const SCAN_BATCH = 256;
+
+/**
+ * Sessions in LevelDB through classic-level, or in a sublevel of any abstract-level database.
+ * Records and an expiry index ordered by `expiresAt` change together in one atomic batch, so a
+ * sweep walks only expired entries. LevelDB allows one process per directory, so the store is
+ * shared by one process and its locks are in-process.
+ */
+export class LevelStore extends BaseStore {
+  readonly capabilities: StoreCapabilities = {
+    shared: 'process',
+    expiry: 'sweep',
+    durable: true,
+    expiryIndex: true,
+  };
+  readonly locks: LockManager = new KeyedLocks();
+  /**
+   * The database (with `path`) or sublevel (with `db`) holding this store's keys, with `view`
+   * encodings. The README documents its key and value format.
+   */
+  readonly db: Keyspace;
+  readonly #owned: boolean;
+  readonly #writes = new IdQueue();
+  readonly #syncReads: boolean;
+
+  private constructor(db: Keyspace, owned: boolean, options: BaseStoreOptions) {
+    super(options);
+    this.db = db;
+    this.#owned = owned;
+    this.#syncReads = (db.supports as { getSync?: boolean }).getSync === true;
+  }
+
+  /**
+   * Opens a store on `options.path` or inside `options.db`. Rejects with `ERR_STORE_IO` when
+   * the database cannot be opened, for example when another process holds the directory.
+   */
+  static async open(options: LevelStoreOptions): Promise<LevelStore> {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('LevelStore.open needs { path } or { db }');
+    }
+    const { path, db } = options;
+    if ((path === undefined) === (db === undefined)) {
+      throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');
+    }
+    if (path !== undefined) {
+      if (typeof path !== 'string' || path === '') {
+        throw new TypeError('options.path must be a non-empty string');
+      }
+      const level = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+        keyEncoding: 'view',
+        valueEncoding: 'view',
+      });
+      try {
+        await level.open();
+      } catch (error) {
+        throw openError(error, path);
+      }
+      return new LevelStore(level as unknown as Keyspace, true, options);
+    }
+    if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
+      throw new TypeError('options.db must be an abstract-level database or sublevel');
+    }
+    const name = options.sublevel ?? DEFAULT_SUBLEVEL;
+    if (typeof name !== 'string' || name === '') {
+      throw new TypeError('options.sublevel must be a non-empty string');
+    }
+    const sublevel = db.sublevel<Uint8Array, Uint8Array>(name, {
+      keyEncoding: 'view',
+      valueEncoding: 'view',
+    });
+    try {
+      await sublevel.open();
+    } catch (error) {
+      throw toStoreIoError(error, 'open');
+    }
+    return new LevelStore(sublevel as unknown as Keyspace, false, options);
+  }
+
+  /**
+   * Re-creates index entries that records have lost, so sweep finds those records again. A
+   * record without its entry still expires for every read; only sweep cannot see it. This
+   * walks every record in batches and yields between them, so run it off the request path.
+   */
+  async repairIndex(options: { signal?: AbortSignal } = {}): Promise<RepairIndexResult> {
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError('options.signal must be an AbortSignal');
+    }
+    this.#assertOpen();
+    const result: RepairIndexResult = { scanned: 0, repaired: 0 };
+    try {
+      const keys = this.db.keys({ gte: RECORDS_START, lt: RECORDS_END });
+      try {
+        while (!signal?.aborted) {
+          const batch = await keys.nextv(SCAN_BATCH);
+          if (batch.length === 0) break;
+          await this.#repairBatch(batch.map(idOfRecordKey), result);
+          await yieldToEventLoop();
+        }
+      } finally {
+        await keys.close();
+      }
+    } catch (error) {
+      this.#assertOpen();
+      throw toStoreIoError(error, 'repairIndex');
+    }
+    return result;
+  }
+
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const value = await this.db.get(recordKey(id));
+    if (value === undefined) return undefined;
+    const expiresAt = expiresAtOf(value);
+    if (Number.isNaN(expiresAt)) throw corruptRecord();
+    if (expiresAt <= now) return undefined;
+    return { data: this.#dataOf(value), expiresAt };
+  }
+
+  protected _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    return this.#writes.run(id, async () => {
+      const key = recordKey(id);
+      const old = await this.#readForWrite(key);
+      const oldExpiresAt = old === undefined ? Number.NaN : expiresAtOf(old);
+      // A conditional write cannot tell whether undecodable bytes were live; an overwrite can.
+      if (old !== undefined && Number.isNaN(oldExpiresAt) && only !== undefined) {
+        throw corruptRecord();
+      }
+      const live = oldExpiresAt > now;
+      if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
+      const operations: Operation[] = [];
+      if (!Number.isNaN(oldExpiresAt) && oldExpiresAt !== record.expiresAt) {
+        operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
+      }
+      operations.push(
+        { type: 'put', key, value: encodeRecord(record.data, record.expiresAt) },
+        { type: 'put', key: indexKey(record.expiresAt, id), value: EMPTY_VALUE },
+      );
+      await this.db.batch(operations);
+      return true;
+    });
+  }
+
+  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#writes.run(id, async () => {
+      const key = recordKey(id);
+      const old = await this.#readForWrite(key);
+      if (old === undefined) return false;
+      const oldExpiresAt = expiresAtOf(old);
+      if (Number.isNaN(oldExpiresAt)) throw corruptRecord();
+      if (oldExpiresAt <= now) return false;
+      const operations: Operation[] = [];
+      if (oldExpiresAt !== expiresAt) {
+        operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
+      }
+      operations.push(
+        { type: 'put', key, value: withExpiresAt(old, expiresAt) },
+        { type: 'put', key: indexKey(expiresAt, id), value: EMPTY_VALUE },
+      );
+      await this.db.batch(operations);
+      return true;
+    });
+  }
+
+  protected _delete(id: string, now: number): Promise<boolean> {
+    return this.#writes.run(id, async () => {
+      const key = recordKey(id);
+      const old = await this.#readForWrite(key);
+      if (old === undefined) return false;
+      const oldExpiresAt = expiresAtOf(old);
+      const operations: Operation[] = [{ type: 'del', key }];
+      // Undecodable bytes are removed too; their index entry, if any, is left for sweep.
+      if (!Number.isNaN(oldExpiresAt)) {
+        operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
+      }
+      await this.db.batch(operations);
+      return oldExpiresAt > now;
+    });
+  }
+
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    const due = this.db.keys({ gte: INDEX_START, lt: indexEndAfter(progress.now) });
+    try {
+      for (;;) {
+        const size = progress.nextBatchSize(SWEEP_BATCH);
+        if (size === 0) break;
+        const keys = await due.nextv(size);
+        if (keys.length === 0) return progress.result(true);
+        await this.#sweepBatch(keys, progress);
+        await yieldToEventLoop();
+      }
+      // Stopped by the limit, the budget or the signal: done only if nothing else is due.
+      const next = await due.nextv(1);
+      return progress.result(next.length === 0);
+    } finally {
+      await due.close();
+    }
+  }
+
+  protected async _count(now: number): Promise<number> {
+    let count = 0;
+    const records = this.db.values({ gte: RECORDS_START, lt: RECORDS_END });
+    try {
+      for (;;) {
+        const values = await records.nextv(SCAN_BATCH);
+        if (values.length === 0) return count;
+        for (const value of values) if (expiresAtOf(value) > now) count++;
+        await yieldToEventLoop();
+      }
+    } finally {
+      await records.close();
+    }
+  }
+
+  protected async *_ids(now: number): AsyncIterable<string> {
+    const records = this.db.iterator({ gte: RECORDS_START, lt: RECORDS_END });
+    try {
+      for (;;) {
+        const entries = await records.nextv(SCAN_BATCH);
+        if (entries.length === 0) return;
+        for (const [key, value] of entries) {
+          if (expiresAtOf(value) > now) yield idOfRecordKey(key);
+        }
+      }
+    } finally {
+      await records.close();
+    }
+  }
+
+  protected async _clear(): Promise<void> {
+    // Every key of this keyspace is the store's: its own database, or its own sublevel.
+    await this.db.clear();
+  }
+
+  protected async _close(): Promise<void> {
+    // Closing a sublevel only detaches it; the app's database stays open.
+    await this.db.close();
+  }
+
+  async #sweepBatch(keys: Uint8Array[], progress: SweepProgress): Promise<void> {
+    const operations: Operation[] = [];
+    const due: { key: Uint8Array; expiresAt: number; id: string }[] = [];
+    for (const key of keys) {
+      const entry = parseIndexKey(key);
+      if (entry === undefined) operations.push({ type: 'del', key });
+      else due.push({ key, ...entry });
+    }
+    progress.scanned += keys.length;
+    // Hold every id of the batch, so a write that renews one of them cannot be swept away.
+    await this.#writes.runAll(
+      due.map((entry) => entry.id),
+      async () => {
+        const recordKeys: Uint8Array[] = due.map((entry) => recordKey(entry.id));
+        const values = await this.db.getMany(recordKeys);
+        const removedIds = new Set<string>();
+        for (let i = 0; i < due.length; i++) {
+          const entry = due[i] as (typeof due)[number];
+          const value = values[i];
+          operations.push({ type: 'del', key: entry.key });
+          // Missing: a leftover entry. Other expiresAt: a stale entry. Neither removes a record.
+          if (value === undefined || removedIds.has(entry.id)) continue;
+          const expiresAt = expiresAtOf(value);
+          // Undecodable bytes whose entry is due are removed too: nothing can ever read them.
+          if (expiresAt === entry.expiresAt || Number.isNaN(expiresAt)) {
+            operations.push({ type: 'del', key: recordKeys[i] as Uint8Array });
+            removedIds.add(entry.id);
+          }
+        }
+        if (operations.length > 0) await this.db.batch(operations);
+        progress.removed += removedIds.size;
+      },
+    );
+  }
+
+  async #repairBatch(ids: string[], result: RepairIndexResult): Promise<void> {
+    await this.#writes.runAll(ids, async () => {
+      const values = await this.db.getMany(ids.map(recordKey));
+      const wanted: Uint8Array[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        const value = values[i];
+        if (value === undefined) continue;
+        const expiresAt = expiresAtOf(value);
+        if (!Number.isNaN(expiresAt)) wanted.push(indexKey(expiresAt, ids[i] as string));
+      }
+      result.scanned += ids.length;
+      const present = await this.db.getMany(wanted);
+      const operations: Operation[] = [];
+      for (let i = 0; i < wanted.length; i++) {
+        if (present[i] === undefined) {
+          operations.push({ type: 'put', key: wanted[i] as Uint8Array, value: EMPTY_VALUE });
+        }
+      }
+      if (operations.length > 0) await this.db.batch(operations);
+      result.repaired += operations.length;
+    });
+  }
+
+  // The record a write replaces was usually just read, or its absence is answered by LevelDB's
+  // bloom filters, so a synchronous read costs less than the async round trip it saves.
+  #readForWrite(key: Uint8Array): Promise<Bytes | undefined> | Bytes | undefined {
+    return this.#syncReads ? this.db.getSync(key) : this.db.get(key);
+  }
+
+  #dataOf(value: Uint8Array): Uint8Array {
+    const data = value.subarray(VALUE_HEADER_BYTES);
+    // classic-level hands out a fresh buffer per read; another database may share its own.
+    return this.#owned
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(data);
+  }
+
+  #assertOpen(): void {
+    if (this.closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+  }
+}
+
+/** Names the cause when LevelDB refuses to open, above all a directory another process holds. */
+function openError(error: unknown, path: string): SessionError {
+  if (causeCode(error) === 'LEVEL_LOCKED') {
+    return new SessionError(
+      'ERR_STORE_IO',
+      `LevelDB directory ${path} is locked: another process (or another open store in this process) holds it. LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
+      { cause: error },
+    );
+  }
+  return toStoreIoError(error, `open LevelDB directory ${path}`);
+}
+
+function causeCode(error: unknown): string | undefined {
+  for (let current = error; typeof current === 'object' && current !== null; ) {
+    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    if (code === 'LEVEL_LOCKED') return code;
+    current = cause;
+  }
+  return undefined;
+}
