@@ -19,7 +19,7 @@ for (const dir of dirs) {
   if (!JSON.parse(readFileSync(manifest, 'utf8')).scripts?.test) continue;
   const results = join(dir, '.tmp', 'vitest.json');
   if (!existsSync(results)) {
-    console.error(`no test results from ${dir}`);
+    console.log(`no test results from ${dir}`);
     failed += 1;
     continue;
   }
@@ -28,9 +28,14 @@ for (const dir of dirs) {
   failed += report.numFailedTests;
   skipped += report.numPendingTests + report.numTodoTests;
   // A file that failed to load has no tests but is still a failure.
+  let unexplained = 0;
   for (const file of report.testResults ?? []) {
-    if (file.status === 'failed' && (file.assertionResults ?? []).length === 0) failed += 1;
+    if (file.status === 'failed' && (file.assertionResults ?? []).length === 0) unexplained += 1;
   }
+  // A run that failed without a failing test (no test files, a crash) still counts once.
+  if (report.success === false && report.numFailedTests === 0 && unexplained === 0) unexplained = 1;
+  if (unexplained > 0) console.log(`${dir}: ${unexplained} test file(s) failed without a test result`);
+  failed += unexplained;
 }
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exitCode = failed > 0 ? 1 : 0;
