@@ -311,6 +311,10 @@ function normalizeOptions(options: SqliteStoreOptions): Settings {
       `busyTimeoutMs must be a non-negative number, got ${String(busyTimeoutMs)}`,
     );
   }
+  const { maxRecordBytes } = options;
+  if (maxRecordBytes !== undefined && !(Number.isInteger(maxRecordBytes) && maxRecordBytes >= 1)) {
+    throw new TypeError(`maxRecordBytes must be a positive integer, got ${String(maxRecordBytes)}`);
+  }
   const durability = options.durability ?? 'normal';
   if (durability !== 'normal' && durability !== 'full') {
     throw new TypeError(`durability must be 'normal' or 'full', got ${String(durability)}`);
@@ -367,7 +371,8 @@ async function assertSqliteFile(path: string): Promise<void> {
   }
 }
 
-function openError(error: unknown): SessionError {
+function openError(error: unknown): Error {
+  if (error instanceof TypeError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'SQLITE_NOTADB') {
     return new SessionError(

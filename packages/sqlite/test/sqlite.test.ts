@@ -1,0 +1,431 @@
+import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isSessionError, type SessionErrorCode } from '@sessile/core';
+import { SCHEMA_VERSION, SqliteStore } from '@sessile/sqlite';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const HOUR_MS = 3_600_000;
+const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
+const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
+
+let dir = '';
+let path = '';
+const cleanups: Array<() => unknown> = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'sessile-sqlite-'));
+  path = join(dir, 'sessions.db');
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function openStore(options: Parameters<typeof SqliteStore.open>[0]): Promise<SqliteStore> {
+  const store = await SqliteStore.open(options);
+  cleanups.push(() => store.close());
+  return store;
+}
+
+function openDatabase(file = path): Database.Database {
+  const db = new Database(file);
+  cleanups.push(() => db.close());
+  return db;
+}
+
+function idOf(label: string): string {
+  return `${label}-${'x'.repeat(Math.max(0, 16 - label.length - 1))}`;
+}
+
+function record(text: string, expiresAt = Date.now() + HOUR_MS) {
+  return { data: Buffer.from(text), expiresAt };
+}
+
+function textOf(data: Uint8Array | undefined): string | undefined {
+  return data === undefined ? undefined : Buffer.from(data).toString();
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function expectCode(promise: Promise<unknown>, code: SessionErrorCode): Promise<void> {
+  const error = await rejection(promise);
+  expect(isSessionError(error), String(error)).toBe(true);
+  expect((error as { code: string }).code).toBe(code);
+}
+
+/** The main file, WAL and shared-memory file, so "untouched" also means nothing was created. */
+function snapshot(file: string): { main: Buffer; sidecars: boolean[] } {
+  return {
+    main: readFileSync(file),
+    sidecars: [existsSync(`${file}-wal`), existsSync(`${file}-shm`), existsSync(`${file}-journal`)],
+  };
+}
+
+describe('schema', () => {
+  it('creates the versioned schema on a new file: WAL, the expiry index and the lock table', async () => {
+    const db = openDatabase();
+    const store = await openStore({ database: db });
+    expect(store.capabilities).toEqual({
+      shared: 'host',
+      expiry: 'sweep',
+      durable: true,
+      expiryIndex: true,
+    });
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    const objects = db
+      .prepare(
+        "SELECT type, name, tbl_name AS tableName FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+      )
+      .all();
+    expect(objects).toEqual([
+      { type: 'table', name: 'sessions', tableName: 'sessions' },
+      { type: 'index', name: 'sessions_expires_at', tableName: 'sessions' },
+      { type: 'table', name: 'sessions_locks', tableName: 'sessions_locks' },
+    ]);
+  });
+
+  it('migrates a version 1 database forward and keeps its records', async () => {
+    // Version 1 had the records table and its index, but no lock table.
+    const old = new Database(path);
+    old.exec(`
+      CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE INDEX sessions_expires_at ON sessions (expires_at);
+    `);
+    old.pragma('user_version = 1');
+    const insert = old.prepare('INSERT INTO sessions VALUES (?, ?, ?)');
+    insert.run(idOf('live-one'), Buffer.from('one'), Date.now() + HOUR_MS);
+    insert.run(idOf('live-two'), Buffer.from('two'), Date.now() + HOUR_MS);
+    insert.run(idOf('expired'), Buffer.from('old'), Date.now() - HOUR_MS);
+    old.close();
+
+    const store = await openStore({ path });
+    expect(textOf((await store.get(idOf('live-one')))?.data)).toBe('one');
+    expect(textOf((await store.get(idOf('live-two')))?.data)).toBe('two');
+    expect(await store.get(idOf('expired'))).toBeUndefined();
+    expect(await store.count()).toBe(2);
+    const lock = await store.locks.acquire(idOf('live-one'), { waitMs: 30_000 });
+    await expectCode(store.locks.acquire(idOf('live-one'), { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
+    await lock.release();
+
+    const probe = openDatabase();
+    expect(probe.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(
+      probe
+        .prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'sessions_locks'")
+        .pluck()
+        .get(),
+    ).toBe(1);
+  });
+
+  it('refuses a file that is not a SQLite database and leaves it byte for byte unmodified', async () => {
+    writeFileSync(path, randomBytes(8192));
+    const before = snapshot(path);
+    const error = await rejection(SqliteStore.open({ path }));
+    expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    expect((error as Error).message).toMatch(/not a SQLite database/);
+    expect(snapshot(path)).toEqual(before);
+
+    writeFileSync(path, '{"sessions": {}}\n');
+    const text = snapshot(path);
+    await expectCode(SqliteStore.open({ path }), 'ERR_STORE_IO');
+    expect(snapshot(path)).toEqual(text);
+  });
+
+  it('refuses a table it did not create and leaves the file unmodified', async () => {
+    // The schema another session store uses for a table of the same name.
+    const other = new Database(path);
+    other.exec(
+      'CREATE TABLE sessions (sid TEXT PRIMARY KEY, sess TEXT NOT NULL, expire INTEGER NOT NULL)',
+    );
+    other.prepare('INSERT INTO sessions VALUES (?, ?, ?)').run('abc', '{}', Date.now());
+    other.close();
+    const before = snapshot(path);
+
+    const error = await rejection(SqliteStore.open({ path }));
+    expect(isSessionError(error, 'ERR_UNSUPPORTED')).toBe(true);
+    expect((error as Error).message).toMatch(/"sessions" has columns/);
+    expect(snapshot(path)).toEqual(before);
+
+    // Another table name in the same file works.
+    const store = await openStore({ path, table: 'sessile_sessions' });
+    expect(await store.set(idOf('coexists'), record('yes'))).toBe(true);
+  });
+
+  it('refuses a schema from a newer version and leaves the file unmodified', async () => {
+    const newer = new Database(path);
+    newer.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    newer.exec('CREATE TABLE future (x)');
+    newer.close();
+    const before = snapshot(path);
+    await expectCode(SqliteStore.open({ path }), 'ERR_UNSUPPORTED');
+    expect(snapshot(path)).toEqual(before);
+  });
+
+  it('rejects a table name that is not a plain identifier before creating any file', async () => {
+    for (const table of [
+      '1sessions',
+      'my-sessions',
+      'x"; DROP TABLE y; --',
+      'sqlite_stat1',
+      '',
+      'a'.repeat(64),
+    ]) {
+      await expect(SqliteStore.open({ path, table })).rejects.toThrow(TypeError);
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('keeps stores on different tables of one file apart', async () => {
+    const first = await openStore({ path, table: 'first' });
+    const second = await openStore({ path, table: 'second' });
+    const id = idOf('same-id');
+    await first.set(id, record('first'));
+    await second.set(id, record('second'));
+    await first.clear();
+    expect(await first.get(id)).toBeUndefined();
+    expect(textOf((await second.get(id))?.data)).toBe('second');
+    const lock = await first.locks.acquire(id, { waitMs: 30_000 });
+    const other = await second.locks.acquire(id, { waitMs: 0 });
+    await other.release();
+    await lock.release();
+  });
+});
+
+describe('options', () => {
+  it("sets synchronous from durability: NORMAL by default, FULL for 'full'", async () => {
+    const normal = openDatabase();
+    await openStore({ database: normal });
+    expect(normal.pragma('synchronous', { simple: true })).toBe(1);
+    const full = openDatabase();
+    await openStore({ database: full, durability: 'full' });
+    expect(full.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
+  it('never closes a database it was given', async () => {
+    const db = openDatabase();
+    const store = await SqliteStore.open({ database: db });
+    await store.set(idOf('kept'), record('kept'));
+    await store.close();
+    expect(db.open).toBe(true);
+    expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(1);
+  });
+
+  it("':memory:' is private to the process and not durable", async () => {
+    const first = await openStore({ path: ':memory:' });
+    const second = await openStore({ path: ':memory:' });
+    expect(first.capabilities).toMatchObject({
+      shared: 'process',
+      durable: false,
+      expiryIndex: true,
+    });
+    await first.set(idOf('memory'), record('here'));
+    expect(textOf((await first.get(idOf('memory')))?.data)).toBe('here');
+    expect(await second.get(idOf('memory'))).toBeUndefined();
+    const lock = await first.locks.acquire(idOf('memory'), { waitMs: 30_000 });
+    await expectCode(first.locks.acquire(idOf('memory'), { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
+    await lock.release();
+  });
+
+  it('rejects contradictory or invalid options with a TypeError', async () => {
+    await expect(SqliteStore.open({})).rejects.toThrow(TypeError);
+    await expect(SqliteStore.open({ path, database: openDatabase() })).rejects.toThrow(TypeError);
+    await expect(
+      SqliteStore.open({ path, durability: 'paranoid' as unknown as 'full' }),
+    ).rejects.toThrow(TypeError);
+    await expect(SqliteStore.open({ path, busyTimeoutMs: -1 })).rejects.toThrow(TypeError);
+    await expect(SqliteStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('records', () => {
+  it('lists every live id across pages, and no expired one', async () => {
+    const store = await openStore({ path });
+    const live = Array.from({ length: 600 }, (_, n) => idOf(`live${n}`));
+    await Promise.all(live.map((id) => store.set(id, record(id))));
+    await Promise.all(
+      Array.from({ length: 50 }, (_, n) =>
+        store.set(idOf(`gone${n}`), record('gone', Date.now() - 1)),
+      ),
+    );
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed.sort()).toEqual([...live].sort());
+  });
+
+  it('reports a row whose expiry is not a number as corrupt, for that id only', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('damaged'), record('damaged'));
+    await store.set(idOf('intact'), record('intact'));
+    openDatabase()
+      .prepare("UPDATE sessions SET expires_at = 'soon' WHERE id = ?")
+      .run(idOf('damaged'));
+    await expectCode(store.get(idOf('damaged')), 'ERR_CORRUPT_RECORD');
+    expect(textOf((await store.get(idOf('intact')))?.data)).toBe('intact');
+    expect(await store.set(idOf('damaged'), record('repaired'))).toBe(true);
+    expect(textOf((await store.get(idOf('damaged')))?.data)).toBe('repaired');
+  });
+});
+
+describe('several processes', () => {
+  it('4 processes creating and writing one WAL database at once: no errors, no lost records, one creator per id', async () => {
+    // The children also race to create the file and its schema.
+    const shared = Array.from({ length: 50 }, (_, n) => idOf(`shared${n}`));
+    const perWorker = 250;
+    const outcomes = await Promise.all(
+      [0, 1, 2, 3].map(
+        (worker) =>
+          new Promise<string[]>((resolve, reject) => {
+            const child = fork(
+              WRITER,
+              [path, String(worker), String(perWorker), JSON.stringify(shared)],
+              {
+                stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+              },
+            );
+            cleanups.push(() => {
+              if (child.exitCode === null) child.kill('SIGKILL');
+            });
+            let won: string[] | undefined;
+            child.on('message', (message: { type: string; won?: string[]; message?: string }) => {
+              if (message.type === 'done') won = message.won;
+              else reject(new Error(`worker ${worker}: ${message.message}`));
+            });
+            child.on('exit', (code) => {
+              if (code === 0 && won !== undefined) resolve(won);
+              else reject(new Error(`worker ${worker} exited with code ${code}`));
+            });
+          }),
+      ),
+    );
+
+    const store = await openStore({ path });
+    expect(await store.count()).toBe(4 * perWorker + shared.length);
+    for (let worker = 0; worker < 4; worker++) {
+      for (let n = 0; n < perWorker; n++) {
+        const id = `worker${worker}-record-${String(n).padStart(6, '0')}`;
+        const stored = await store.get(id);
+        expect(textOf(stored?.data), id).toBe(id);
+        expect(stored?.expiresAt).toBeGreaterThan(Date.now() + HOUR_MS);
+      }
+    }
+    const winners = outcomes.flat();
+    expect(winners.sort()).toEqual([...shared].sort());
+    for (const [worker, won] of outcomes.entries()) {
+      for (const id of won) expect(textOf((await store.get(id))?.data)).toBe(`worker${worker}`);
+    }
+  }, 180_000);
+});
+
+describe("group commit in 'full' durability", () => {
+  /** Frames in the WAL since `reset`: each commit appends at least one. */
+  function walFrames(probe: Database.Database): number {
+    const [result] = probe.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
+    return result?.log ?? Number.NaN;
+  }
+
+  it('64 writes in flight all resolve, and share far fewer commits than 64', async () => {
+    const full = await openStore({ path, durability: 'full' });
+    const probe = openDatabase();
+    probe.pragma('wal_checkpoint(TRUNCATE)');
+    const ids = Array.from({ length: 64 }, (_, n) => idOf(`grouped${n}`));
+    const results = await Promise.all(ids.map((id) => full.set(id, record(id))));
+    expect(results).toEqual(ids.map(() => true));
+    expect(walFrames(probe)).toBeLessThan(16);
+    for (const id of ids) expect(textOf((await full.get(id))?.data)).toBe(id);
+
+    // The same burst in 'normal' durability commits each write on its own.
+    const normalPath = join(dir, 'normal.db');
+    const normal = await openStore({ path: normalPath });
+    const normalProbe = openDatabase(normalPath);
+    normalProbe.pragma('wal_checkpoint(TRUNCATE)');
+    await Promise.all(ids.map((id) => normal.set(id, record(id))));
+    expect(walFrames(normalProbe)).toBeGreaterThanOrEqual(64);
+  }, 60_000);
+
+  it('gives each conditional write in a group its own result', async () => {
+    const store = await openStore({ path, durability: 'full' });
+    const ids = Array.from({ length: 8 }, (_, n) => idOf(`contested${n}`));
+    const attempts = ids.flatMap((id) =>
+      Array.from({ length: 8 }, (_, n) => ({
+        id,
+        n,
+        wrote: store.set(id, record(`${n}`), { only: 'absent' }),
+      })),
+    );
+    const updateOfMissing = store.set(idOf('missing'), record('no'), { only: 'present' });
+    const settled = await Promise.all(
+      attempts.map(async (attempt) => ({ ...attempt, wrote: await attempt.wrote })),
+    );
+    expect(await updateOfMissing).toBe(false);
+    for (const id of ids) {
+      const winners = settled.filter((attempt) => attempt.id === id && attempt.wrote);
+      expect(winners).toHaveLength(1);
+      expect(textOf((await store.get(id))?.data)).toBe(`${winners[0]?.n}`);
+    }
+  }, 60_000);
+
+  it('a group that cannot commit rejects exactly its writes; the next group commits', async () => {
+    const store = await openStore({ path, durability: 'full', busyTimeoutMs: 300 });
+    expect(await store.set(idOf('before'), record('before'))).toBe(true);
+
+    const blocker = openDatabase();
+    blocker.exec('BEGIN IMMEDIATE');
+    const blocked = Array.from({ length: 10 }, (_, n) => idOf(`blocked${n}`));
+    const outcomes = await Promise.allSettled(blocked.map((id) => store.set(id, record(id))));
+    blocker.exec('ROLLBACK');
+
+    for (const outcome of outcomes) {
+      expect(outcome.status).toBe('rejected');
+      expect(isSessionError((outcome as PromiseRejectedResult).reason, 'ERR_STORE_IO')).toBe(true);
+    }
+    expect(await store.set(idOf('after'), record('after'))).toBe(true);
+    expect(textOf((await store.get(idOf('before')))?.data)).toBe('before');
+    expect(textOf((await store.get(idOf('after')))?.data)).toBe('after');
+    for (const id of blocked) expect(await store.get(id)).toBeUndefined();
+  }, 60_000);
+
+  it('loses no acknowledged write when the writing process is killed with SIGKILL', async () => {
+    const acknowledged = new Set<string>();
+    await new Promise<void>((resolve, reject) => {
+      const child = fork(CRASH_WRITER, [path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      cleanups.push(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+      child.on('message', (message: string | { message: string }) => {
+        if (typeof message !== 'string') {
+          reject(new Error(message.message));
+          return;
+        }
+        acknowledged.add(message);
+        // Kill mid-stream: 64 more writes are always in flight.
+        if (acknowledged.size === 3000) child.kill('SIGKILL');
+      });
+      child.on('exit', (_code, signal) => {
+        if (signal === 'SIGKILL') resolve();
+        else reject(new Error(`the writer exited on its own (${signal})`));
+      });
+    });
+
+    const probe = openDatabase();
+    expect(probe.pragma('integrity_check', { simple: true })).toBe('ok');
+    const store = await openStore({ path });
+    const missing: string[] = [];
+    for (const id of acknowledged) if ((await store.get(id)) === undefined) missing.push(id);
+    expect(missing).toEqual([]);
+    expect(await store.count()).toBeGreaterThanOrEqual(acknowledged.size);
+  }, 180_000);
+});
