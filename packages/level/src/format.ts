@@ -10,6 +10,7 @@ const TIME_BYTES = 8;
 const INDEX_HEADER_BYTES = 1 + TIME_BYTES;
 
 export const INDEX_START: Uint8Array = Uint8Array.of(INDEX_PREFIX);
+export const INDEX_END: Uint8Array = Uint8Array.of(INDEX_PREFIX + 1);
 export const RECORDS_START: Uint8Array = Uint8Array.of(RECORD_PREFIX);
 export const RECORDS_END: Uint8Array = Uint8Array.of(RECORD_PREFIX + 1);
 export const EMPTY_VALUE: Uint8Array = new Uint8Array(0);

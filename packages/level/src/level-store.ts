@@ -18,6 +18,7 @@ import {
   EMPTY_VALUE,
   encodeRecord,
   expiresAtOf,
+  INDEX_END,
   INDEX_START,
   idOfRecordKey,
   indexEndAfter,
@@ -302,8 +303,10 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _clear(): Promise<void> {
-    // Every key of this keyspace is the store's: its own database, or its own sublevel.
-    await this.db.clear();
+    // Only the store's two key ranges: a sublevel's own clear() would also take the one raw
+    // app key equal to its upper bound ('!sessions"').
+    await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
+    await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
   }
 
   protected async _close(): Promise<void> {
