@@ -1,0 +1,170 @@
+import { join } from 'node:path';
+import {
+  type AcquireOptions,
+  KeyedLocks,
+  LeaseLock,
+  type LockManager,
+  type SessionLock,
+  generateToken,
+  lockManagerClosed,
+  normalizeAcquireOptions,
+  pollAcquire,
+} from '@sessile/core';
+import { errorCode, mkdir, readFile, unless, unlink, writeFile } from './fs.js';
+import type { FileGuards } from './guard.js';
+
+/** Where a lease lives: its holder's token and when the lease ends. */
+interface Lease {
+  token: string;
+  expiresAt: number;
+}
+
+function parseLease(text: string): Lease | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<Lease>;
+    if (typeof value.token === 'string' && typeof value.expiresAt === 'number') {
+      return { token: value.token, expiresAt: value.expiresAt };
+    }
+  } catch {
+    // A lease torn by a crash mid-write holds nothing.
+  }
+  return undefined;
+}
+
+export interface FileLocksInit {
+  /** The directory that holds lease files, `<store path>/.locks`. */
+  directory: string;
+  guards: FileGuards;
+  fileMode: number;
+  directoryMode: number;
+  shardOf(id: string): string;
+}
+
+/**
+ * Session locks shared by every process on the host (and NFS clients). A lock is a lease file
+ * `<directory>/<shard>/<id>` holding `{ token, expiresAt }`; every read-modify-write of it
+ * happens under a proper-lockfile guard, so acquire, extend, release and takeover are atomic.
+ * An acquirer takes over a lease whose `expiresAt` has passed, so a crashed or stuck holder
+ * blocks others for at most one lease. Waiters in this process queue in FIFO order first and
+ * only the head polls the file.
+ */
+export class FileLocks implements LockManager {
+  readonly #local = new KeyedLocks();
+  readonly #init: FileLocksInit;
+  readonly #readyShards = new Set<string>();
+  #closed = false;
+
+  constructor(init: FileLocksInit) {
+    this.#init = init;
+  }
+
+  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const { waitMs, leaseMs, signal } = normalizeAcquireOptions(id, options);
+    if (this.#closed) throw lockManagerClosed();
+    const started = Date.now();
+    const local = await this.#local.acquire(id, { waitMs, leaseMs, signal });
+    try {
+      const file = await this.#leaseFile(id);
+      const token = generateToken();
+      const remainingMs = Math.max(0, waitMs - (Date.now() - started));
+      const expiresAt = await pollAcquire(() => this.#claim(file, token, leaseMs), {
+        waitMs: remainingMs,
+        signal,
+      });
+      const freeLocal = () => {
+        local.release().catch(() => {});
+      };
+      return new LeaseLock({
+        id,
+        token,
+        leaseMs,
+        expiresAt,
+        backend: {
+          extend: async (heldToken, newExpiresAt) => {
+            const held = await this.#extend(file, heldToken, newExpiresAt);
+            if (held) await local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {});
+            return held;
+          },
+          release: async (heldToken) => {
+            try {
+              return await this.#release(file, heldToken);
+            } finally {
+              freeLocal();
+            }
+          },
+          // The lease file stays; the next acquirer sees it expired and takes over.
+          expired: freeLocal,
+        },
+      });
+    } catch (error) {
+      await local.release().catch(() => {});
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#local.close();
+  }
+
+  async #leaseFile(id: string): Promise<string> {
+    const shard = this.#init.shardOf(id);
+    const directory = join(this.#init.directory, shard);
+    if (!this.#readyShards.has(shard)) {
+      await mkdir(directory, { recursive: true, mode: this.#init.directoryMode });
+      this.#readyShards.add(shard);
+    }
+    return join(directory, id);
+  }
+
+  /** Writes our lease when none is live; resolves the lease end, or `undefined` while another holds it. */
+  #claim(file: string, token: string, leaseMs: number): Promise<number | undefined> {
+    return this.#guarded(file, async () => {
+      const current = await this.#read(file);
+      const now = Date.now();
+      if (current !== undefined && current.expiresAt > now) return undefined;
+      const expiresAt = now + leaseMs;
+      await this.#write(file, { token, expiresAt });
+      return expiresAt;
+    });
+  }
+
+  #extend(file: string, token: string, expiresAt: number): Promise<boolean> {
+    return this.#guarded(file, async () => {
+      const current = await this.#read(file);
+      if (current?.token !== token) return false;
+      await this.#write(file, { token, expiresAt });
+      return true;
+    });
+  }
+
+  #release(file: string, token: string): Promise<boolean> {
+    return this.#guarded(file, async () => {
+      const current = await this.#read(file);
+      if (current?.token !== token) return false;
+      await unless(['ENOENT'], undefined, () => unlink(file));
+      return true;
+    });
+  }
+
+  async #guarded<T>(file: string, body: () => Promise<T>): Promise<T> {
+    const guards = this.#init.guards;
+    try {
+      return await guards.run(file, body);
+    } catch (error) {
+      // Someone (a sweep, an operator) removed the shard directory; recreate it once.
+      if (errorCode(error) !== 'ENOENT') throw error;
+      await mkdir(join(file, '..'), { recursive: true, mode: this.#init.directoryMode });
+      return guards.run(file, body);
+    }
+  }
+
+  async #read(file: string): Promise<Lease | undefined> {
+    const text = await unless(['ENOENT'], undefined, () => readFile(file, 'utf8'));
+    return text === undefined ? undefined : parseLease(text);
+  }
+
+  #write(file: string, lease: Lease): Promise<void> {
+    return writeFile(file, JSON.stringify(lease), { mode: this.#init.fileMode });
+  }
+}

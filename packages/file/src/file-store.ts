@@ -1,0 +1,730 @@
+import { randomBytes } from 'node:crypto';
+import { opendir } from 'node:fs/promises';
+import type { Dirent, Stats } from 'node:fs';
+import { join, sep } from 'node:path';
+import {
+  BaseStore,
+  type BaseStoreOptions,
+  type LockManager,
+  SWEEP_LOCK_ID,
+  SessionError,
+  type SessionLock,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepProgress,
+  type SweepResult,
+  isSessionError,
+  isSessionId,
+  sleep,
+  yieldToEventLoop,
+} from '@sessile/core';
+import { FileLocks } from './file-locks.js';
+import {
+  EXPIRES_AT_OFFSET,
+  HEADER_BYTES,
+  type HeaderResult,
+  MAX_HEADER_BYTES,
+  type RecordHeader,
+  decodeHeader,
+  decodePayload,
+  encodeRecord,
+} from './format.js';
+import {
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  close,
+  errorCode,
+  fstat,
+  fsync,
+  fsyncDirectory,
+  futimes,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readAt,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rmdir,
+  unless,
+  unlink,
+  writeAll,
+  writeFile,
+} from './fs.js';
+import { FileGuards } from './guard.js';
+
+/** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
+export const SHARD_LENGTH = 2;
+const LOCKS_DIRECTORY = '.locks';
+const CURSOR_FILE = '.sweep-cursor';
+const TEMP_SUFFIX = '.tmp';
+const GUARD_SUFFIX = '.lock';
+/** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
+const SWEEP_BATCH = 500;
+/** The latest mtime set on a record: the 32-bit seconds limit, so every filesystem can store it. */
+const MAX_MTIME_MS = 2_147_483_647_000;
+/** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
+const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
+const RENAME_ATTEMPTS = 10;
+const SHARD_NAME = /^[A-Za-z0-9_-]+$/;
+
+export interface FileStoreOptions extends BaseStoreOptions {
+  /** The store's directory. Created (mode `directoryMode`) if missing. Only this store should write inside it. */
+  path: string;
+  /**
+   * fsync each written file and its directory before a write resolves, so acknowledged writes
+   * survive power loss, not only a process crash. Default `false`.
+   */
+  fsync?: boolean;
+  /** Mode of record, lease and temp files. Default `0o600`. */
+  fileMode?: number;
+  /** Mode of the store, shard and lock directories. Default `0o700`. */
+  directoryMode?: number;
+  /**
+   * `'fast'` (default) judges expiry by a file's mtime, opening nothing, as mod_python's fast
+   * cleanup did. `'verify'` also opens each expired candidate and checks its header before
+   * removing it, so a file whose mtime was changed by something else is never removed early.
+   */
+  sweepMode?: 'fast' | 'verify';
+  /**
+   * Sweep removes temp files left by crashed writers, stale guard lockfiles and foreign files
+   * only once they have been untouched for this long, so writes in flight are never disturbed.
+   * Default 60 000.
+   */
+  graceMs?: number;
+  /** How long one sweep may hold the single-sweeper lock without renewing it. Default 60 000. */
+  sweepLeaseMs?: number;
+  /**
+   * A write guard lockfile whose mtime is this old belonged to a process that died mid-write
+   * and is taken over. Minimum (and default) 5 000; proper-lockfile refuses less than 2 000.
+   */
+  guardStaleMs?: number;
+  /** The most files a sweep, `count` or `ids` has open or stats at once. Default 32. */
+  maxOpenFiles?: number;
+  /**
+   * Replaces the `rename(2)` used to move a finished temp file into place, e.g. to route it
+   * through a filesystem shim. It must reject with the errno code on failure; EPERM, EBUSY and
+   * EACCES are retried with bounded back-off. Default `fs.rename`.
+   */
+  renameFile?: (from: string, to: string) => Promise<void>;
+}
+
+interface SweepCursor {
+  shard: string;
+  name: string;
+  /** No expired record was left behind since this pass over the shards began. */
+  clean: boolean;
+}
+
+const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
+
+/** What one path holds for one id, judged as of `now`. */
+type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
+
+function assertNonNegativeInteger(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`);
+  }
+}
+
+function corruptRecord(reason: string): SessionError {
+  return new SessionError('ERR_CORRUPT_RECORD', `Session record file is damaged: ${reason}`);
+}
+
+/** The mtime (ms) that stands for `expiresAt`: rounded up, within what every filesystem stores. */
+function mtimeFor(expiresAt: number): number {
+  return Math.min(MAX_MTIME_MS, Math.max(0, Math.ceil(expiresAt)));
+}
+
+/**
+ * The expiry rule. `set` writes `expiresAt` into the header and the same instant as the mtime;
+ * `touch` moves only the mtime when it extends the expiry. So a record's expiry is its mtime
+ * when that is later than the header's, else the header's. Where the filesystem cannot store
+ * milliseconds exactly, mtimes are ignored and the header always holds the expiry.
+ */
+function effectiveExpiresAt(headerExpiresAt: number, mtimeMs: number, mtimeExact: boolean): number {
+  const mtime = Math.round(mtimeMs);
+  return mtimeExact && mtime > Math.ceil(headerExpiresAt) ? mtime : headerExpiresAt;
+}
+
+function randomSuffix(): string {
+  return randomBytes(6).toString('hex');
+}
+
+/**
+ * One file per session, mod_python's FileSession done right: records in sharded directories,
+ * atomic temp-file-and-rename writes, expiry readable from the mtime, host-wide lockfile locks,
+ * and a bounded, resumable, single-runner sweep. Open it with `await FileStore.open({ path })`.
+ */
+export class FileStore extends BaseStore {
+  readonly capabilities: StoreCapabilities = {
+    shared: 'host',
+    expiry: 'sweep',
+    durable: true,
+    expiryIndex: false,
+  };
+  readonly locks: LockManager;
+  /** The store's directory, with symlinks resolved. */
+  readonly path: string;
+  readonly #fsync: boolean;
+  readonly #fileMode: number;
+  readonly #directoryMode: number;
+  readonly #sweepMode: 'fast' | 'verify';
+  readonly #graceMs: number;
+  readonly #sweepLeaseMs: number;
+  readonly #maxOpenFiles: number;
+  readonly #renameFile: (from: string, to: string) => Promise<void>;
+  readonly #guards: FileGuards;
+  readonly #mtimeExact: boolean;
+  /** Shard directories checked to be plain directories inside `path`. */
+  readonly #verifiedShards = new Set<string>();
+
+  static async open(options: FileStoreOptions): Promise<FileStore> {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('FileStore.open needs an options object with a path');
+    }
+    if (typeof options.path !== 'string' || options.path.length === 0) {
+      throw new TypeError('options.path must be a non-empty string naming a directory');
+    }
+    const directoryMode = options.directoryMode ?? 0o700;
+    assertNonNegativeInteger(directoryMode, 'directoryMode');
+    try {
+      await mkdir(options.path, { recursive: true, mode: directoryMode });
+      const root = await realpath(options.path);
+      const stats = await lstat(root);
+      if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
+      const mtimeExact = await probeMtimePrecision(root, options.fileMode ?? 0o600);
+      return new FileStore(options, root, mtimeExact);
+    } catch (error) {
+      if (isSessionError(error)) throw error;
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new SessionError('ERR_STORE_IO', `Cannot open the file store: ${detail}`, { cause: error });
+    }
+  }
+
+  private constructor(options: FileStoreOptions, root: string, mtimeExact: boolean) {
+    super(options);
+    this.path = root;
+    this.#mtimeExact = mtimeExact;
+    this.#fsync = options.fsync ?? false;
+    this.#fileMode = options.fileMode ?? 0o600;
+    this.#directoryMode = options.directoryMode ?? 0o700;
+    this.#sweepMode = options.sweepMode ?? 'fast';
+    this.#graceMs = options.graceMs ?? 60_000;
+    this.#sweepLeaseMs = options.sweepLeaseMs ?? 60_000;
+    this.#maxOpenFiles = options.maxOpenFiles ?? 32;
+    this.#renameFile = options.renameFile ?? rename;
+    assertNonNegativeInteger(this.#fileMode, 'fileMode');
+    if (this.#sweepMode !== 'fast' && this.#sweepMode !== 'verify') {
+      throw new TypeError(`sweepMode must be 'fast' or 'verify', got ${String(this.#sweepMode)}`);
+    }
+    assertNonNegativeInteger(this.#graceMs, 'graceMs');
+    assertNonNegativeInteger(this.#sweepLeaseMs, 'sweepLeaseMs');
+    if (this.#sweepLeaseMs === 0) throw new TypeError('sweepLeaseMs must be greater than 0');
+    assertNonNegativeInteger(this.#maxOpenFiles, 'maxOpenFiles');
+    if (this.#maxOpenFiles === 0) throw new TypeError('maxOpenFiles must be greater than 0');
+    if (typeof this.#renameFile !== 'function') throw new TypeError('renameFile must be a function');
+    const guardStaleMs = options.guardStaleMs ?? 5000;
+    assertNonNegativeInteger(guardStaleMs, 'guardStaleMs');
+    this.#guards = new FileGuards(guardStaleMs);
+    this.locks = new FileLocks({
+      directory: join(root, LOCKS_DIRECTORY),
+      guards: this.#guards,
+      fileMode: this.#fileMode,
+      directoryMode: this.#directoryMode,
+      shardOf: (id) => id.slice(0, SHARD_LENGTH),
+    });
+  }
+
+  // ---------------------------------------------------------------- records
+
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const file = this.#recordPath(id);
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+      open(file, O_RDONLY | O_NOFOLLOW),
+    );
+    if (fd === undefined) return undefined;
+    try {
+      await this.#verifyShard(id, false);
+      const stats = await fstat(fd);
+      if (!stats.isFile()) return undefined;
+      if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
+        throw new SessionError('ERR_RECORD_TOO_LARGE', `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`);
+      }
+      const bytes = await readAt(fd, stats.size, 0);
+      const parsed = decodeHeader(id, bytes);
+      if (parsed.kind === 'other-id') return undefined;
+      if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+      const payload = decodePayload(parsed.header, bytes);
+      if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
+      const expiresAt = effectiveExpiresAt(parsed.header.expiresAt, stats.mtimeMs, this.#mtimeExact);
+      if (expiresAt <= now) return undefined;
+      return { data: payload.data, expiresAt };
+    } finally {
+      await close(fd);
+    }
+  }
+
+  protected async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const file = this.#recordPath(id);
+    await this.#verifyShard(id, true);
+    const temp = await this.#writeTemp(id, record);
+    let placed = false;
+    try {
+      return await this.#guards.serialize(file, async () => {
+        // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
+        if (only === 'absent') {
+          const linked = await unless(['EEXIST'], false, async () => {
+            await link(temp, file);
+            return true;
+          });
+          if (linked) {
+            await this.#syncDirectory(file);
+            return true;
+          }
+          if ((await this.#presence(id, file, now)) === 'live') return false;
+        }
+        const wrote = await this.#guards.hold(file, async () => {
+          if (only !== undefined) {
+            const presence = await this.#presence(id, file, now);
+            if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
+            if (only === 'present' && presence !== 'live') return false;
+          }
+          await this.#renameIntoPlace(temp, file);
+          placed = true;
+          return true;
+        });
+        if (wrote) await this.#syncDirectory(file);
+        return wrote === true;
+      });
+    } finally {
+      if (!placed) await unless(['ENOENT'], undefined, () => unlink(temp));
+    }
+  }
+
+  protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    const file = this.#recordPath(id);
+    // Unguarded: it changes the open inode, so a concurrent rename replaces a touched record
+    // (touch, then set) and a concurrent delete removes it (touch, then delete).
+    return this.#guards.serialize(file, async () => {
+      const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+        open(file, O_RDWR | O_NOFOLLOW),
+      );
+      if (fd === undefined) return false;
+      try {
+        await this.#verifyShard(id, false);
+        const stats = await fstat(fd);
+        if (!stats.isFile()) return false;
+        const parsed = decodeHeader(id, await readAt(fd, MAX_HEADER_BYTES, 0));
+        if (parsed.kind === 'other-id') return false;
+        if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+        const header = parsed.header;
+        if (effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) <= now) return false;
+        const mtimeOnly =
+          this.#mtimeExact &&
+          Number.isInteger(expiresAt) &&
+          expiresAt === mtimeFor(expiresAt) &&
+          (expiresAt > Math.ceil(header.expiresAt) || expiresAt === header.expiresAt);
+        if (!mtimeOnly) {
+          const field = Buffer.allocUnsafe(8);
+          field.writeDoubleLE(expiresAt, 0);
+          await writeAll(fd, field, EXPIRES_AT_OFFSET);
+        }
+        await futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
+        if (this.#fsync) await fsync(fd);
+        return true;
+      } finally {
+        await close(fd);
+      }
+    });
+  }
+
+  protected async _delete(id: string, now: number): Promise<boolean> {
+    const file = this.#recordPath(id);
+    return this.#guards.run(file, async () => {
+      const presence = await this.#presence(id, file, now);
+      if (presence === 'absent' || presence === 'other') return false;
+      const removed = await unless(['ENOENT'], false, async () => {
+        await unlink(file);
+        return true;
+      });
+      if (removed) await this.#syncDirectory(file);
+      return removed && presence === 'live';
+    });
+  }
+
+  protected async _count(now: number): Promise<number> {
+    let count = 0;
+    for await (const _ of this.#liveIds(now)) count++;
+    return count;
+  }
+
+  protected _ids(now: number): AsyncIterable<string> {
+    return this.#liveIds(now);
+  }
+
+  protected async _clear(): Promise<void> {
+    for await (const shard of this.#shards()) {
+      const directory = join(this.path, shard);
+      for await (const entries of this.#entryChunks(directory)) {
+        await this.#forEachBounded(entries, async (entry) => {
+          if (!entry.isFile() || !this.#isRecordName(shard, entry.name)) return;
+          const file = join(directory, entry.name);
+          await this.#guards.run(file, () => unless(['ENOENT'], undefined, () => unlink(file)));
+        });
+      }
+    }
+  }
+
+  protected async _close(): Promise<void> {}
+
+  // ---------------------------------------------------------------- sweep
+
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    let lock: SessionLock;
+    try {
+      lock = await this.locks.acquire(SWEEP_LOCK_ID, { waitMs: 0, leaseMs: this.#sweepLeaseMs });
+    } catch (error) {
+      // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
+      if (isSessionError(error, 'ERR_LOCK_TIMEOUT')) return progress.result(false);
+      throw error;
+    }
+    try {
+      return await this.#sweepFromCursor(progress, lock);
+    } finally {
+      await lock.release().catch(() => {});
+    }
+  }
+
+  async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
+    const cursor = await this.#readCursor();
+    const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
+    let shardIndex = 0;
+    let pending: { shard: string; names: string[] } | undefined;
+    // Names of one shard are loaded and sorted, so the cursor is a stable (shard, name) position.
+    const nextBatch = async (size: number): Promise<Array<{ shard: string; name: string }>> => {
+      const batch: Array<{ shard: string; name: string }> = [];
+      while (batch.length < size) {
+        if (pending === undefined || pending.names.length === 0) {
+          const shard = shards[shardIndex++];
+          if (shard === undefined) break;
+          const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+            readdir(join(this.path, shard)),
+          );
+          pending = {
+            shard,
+            names: names.filter((name) => shard !== cursor.shard || name > cursor.name).sort(),
+          };
+          continue;
+        }
+        batch.push({ shard: pending.shard, name: pending.names.shift() as string });
+      }
+      return batch;
+    };
+
+    let position: SweepCursor = { ...cursor };
+    for (;;) {
+      // Lost the single-sweeper lease: another process may own the cursor now.
+      if (lock.signal.aborted) return progress.result(false);
+      const size = progress.nextBatchSize(SWEEP_BATCH);
+      if (size === 0) {
+        await this.#writeCursor(position);
+        return progress.result(false);
+      }
+      const batch = await nextBatch(size);
+      await this.#forEachBounded(batch, async ({ shard, name }) => {
+        progress.scanned++;
+        const outcome = await this.#sweepEntry(shard, name, progress.now);
+        if (outcome === 'removed') progress.removed++;
+        else if (outcome === 'left') position.clean = false;
+      });
+      if (batch.length < size) {
+        // The pass over every shard ended: done when nothing expired was left behind on the way.
+        await this.#writeCursor(START_CURSOR);
+        return progress.result(position.clean);
+      }
+      const last = batch[batch.length - 1] as { shard: string; name: string };
+      position = { shard: last.shard, name: last.name, clean: position.clean };
+      if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();
+      await yieldToEventLoop();
+    }
+  }
+
+  /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
+  async #sweepEntry(shard: string, name: string, now: number): Promise<'removed' | 'live' | 'left' | 'other'> {
+    const file = join(this.path, shard, name);
+    const stats = await unless(['ENOENT'], undefined, () => lstat(file));
+    if (stats === undefined) return 'other';
+    if (stats.isFile() && this.#isRecordName(shard, name)) {
+      if (this.#certainlyLive(stats, now)) return 'live';
+      return this.#removeIfExpired(name, file, now);
+    }
+    await this.#removeLeftover(name, file, stats);
+    return 'other';
+  }
+
+  async #removeIfExpired(id: string, file: string, now: number): Promise<'removed' | 'live' | 'left'> {
+    // A writer holding this id's guard is about to replace the file: leave it to the next pass.
+    if (this.#guards.busy(file)) return 'left';
+    const outcome = await this.#guards.serialize(file, () =>
+      this.#guards.hold(
+        file,
+        async (): Promise<'removed' | 'live'> => {
+          const stats = await unless(['ENOENT'], undefined, () => lstat(file));
+          if (stats === undefined || !stats.isFile()) return 'live';
+          if (this.#certainlyLive(stats, now)) return 'live';
+          const verify = this.#sweepMode === 'verify' || !this.#certainlyExpired(stats, now);
+          if (verify && (await this.#presence(id, file, now)) === 'live') return 'live';
+          await unless(['ENOENT'], undefined, () => unlink(file));
+          return 'removed';
+        },
+        true,
+      ),
+    );
+    return outcome ?? 'left';
+  }
+
+  /** Temp files of crashed writers, stale guard lockfiles and foreign files, once past the grace period. */
+  async #removeLeftover(name: string, file: string, stats: Stats): Promise<void> {
+    const untouchedSince = Math.max(stats.mtimeMs, stats.ctimeMs);
+    if (stats.isDirectory()) {
+      // Guard lockfiles are kept fresh by their holder; only an abandoned one gets this old.
+      const staleBefore = Date.now() - Math.max(this.#graceMs, 2 * this.#guards.staleMs);
+      if (name.endsWith(GUARD_SUFFIX) && stats.mtimeMs < staleBefore) {
+        await unless(['ENOENT', 'ENOTEMPTY', 'EEXIST'], undefined, () => rmdir(file));
+      }
+      return;
+    }
+    // Temp files carry their record's expiry as mtime, so the ctime says when they were written.
+    const since = name.endsWith(TEMP_SUFFIX) ? stats.ctimeMs : untouchedSince;
+    if (since <= Date.now() - this.#graceMs) await unless(['ENOENT'], undefined, () => unlink(file));
+  }
+
+  async #readCursor(): Promise<SweepCursor> {
+    const text = await unless(['ENOENT'], undefined, () => readFile(join(this.path, CURSOR_FILE), 'utf8'));
+    if (text === undefined) return { ...START_CURSOR };
+    try {
+      const value = JSON.parse(text) as Partial<SweepCursor>;
+      if (typeof value.shard === 'string' && typeof value.name === 'string' && typeof value.clean === 'boolean') {
+        return { shard: value.shard, name: value.name, clean: value.clean };
+      }
+    } catch {
+      // A damaged cursor only costs a pass from the start.
+    }
+    return { ...START_CURSOR };
+  }
+
+  async #writeCursor(cursor: SweepCursor): Promise<void> {
+    const file = join(this.path, CURSOR_FILE);
+    const temp = `${file}.${randomSuffix()}${TEMP_SUFFIX}`;
+    await writeFile(temp, JSON.stringify(cursor), { mode: this.#fileMode });
+    try {
+      await this.#renameIntoPlace(temp, file);
+    } catch (error) {
+      await unless(['ENOENT'], undefined, () => unlink(temp));
+      throw error;
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** `<path>/<shard>/<id>`, checked to stay inside `path` (ids are validated, so this is a second line). */
+  #recordPath(id: string): string {
+    const file = join(this.path, id.slice(0, SHARD_LENGTH), id);
+    if (!file.startsWith(this.path + sep)) {
+      throw new SessionError('ERR_INVALID_SESSION_ID', 'Session id resolves outside the store directory');
+    }
+    return file;
+  }
+
+  /**
+   * Makes sure the id's shard is a plain directory inside `path` (never a symlink planted to
+   * lead elsewhere), creating it when `create` is set. Checked once per shard per store.
+   */
+  async #verifyShard(id: string, create: boolean): Promise<void> {
+    const shard = id.slice(0, SHARD_LENGTH);
+    if (this.#verifiedShards.has(shard)) return;
+    const directory = join(this.path, shard);
+    if (create) {
+      await unless(['EEXIST'], undefined, () => mkdir(directory, { mode: this.#directoryMode }));
+    }
+    const stats = await lstat(directory);
+    if (!stats.isDirectory() || (await realpath(directory)) !== directory) {
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `Refusing to use ${directory}: it is not a plain directory inside the store (a symlink?)`,
+      );
+    }
+    this.#verifiedShards.add(shard);
+  }
+
+  async #writeTemp(id: string, record: SessionRecord): Promise<string> {
+    const temp = join(this.path, id.slice(0, SHARD_LENGTH), `${id}.${randomSuffix()}${TEMP_SUFFIX}`);
+    const bytes = encodeRecord(id, record.data, record.expiresAt);
+    const fd = await open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
+    try {
+      await writeAll(fd, bytes, 0);
+      await futimes(fd, Date.now() / 1000, mtimeFor(record.expiresAt) / 1000);
+      if (this.#fsync) await fsync(fd);
+    } catch (error) {
+      await close(fd).catch(() => {});
+      await unless(['ENOENT'], undefined, () => unlink(temp));
+      throw error;
+    }
+    await close(fd);
+    return temp;
+  }
+
+  /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
+  async #renameIntoPlace(from: string, to: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#renameFile(from, to);
+        return;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === undefined || !RETRYABLE_RENAME_CODES.includes(code) || attempt >= RENAME_ATTEMPTS) {
+          throw error;
+        }
+        await sleep(Math.min(200, 5 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  async #syncDirectory(file: string): Promise<void> {
+    if (this.#fsync) await fsyncDirectory(join(file, '..'));
+  }
+
+  /** Reads the header (never the payload) and judges the record at `file` as of `now`. */
+  async #presence(id: string, file: string, now: number): Promise<Presence> {
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () => open(file, O_RDONLY | O_NOFOLLOW));
+    if (fd === undefined) return 'absent';
+    try {
+      const stats = await fstat(fd);
+      if (!stats.isFile()) return 'absent';
+      const parsed: HeaderResult = decodeHeader(id, await readAt(fd, MAX_HEADER_BYTES, 0));
+      if (parsed.kind === 'other-id') return 'other';
+      if (parsed.kind === 'corrupt') return 'corrupt';
+      const header: RecordHeader = parsed.header;
+      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
+      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) > now ? 'live' : 'expired';
+    } finally {
+      await close(fd);
+    }
+  }
+
+  /** A record whose mtime is after `now` is live whatever its header says (the rule only extends). */
+  #certainlyLive(stats: Stats, now: number): boolean {
+    return Math.round(stats.mtimeMs) > now;
+  }
+
+  /**
+   * True when the mtime alone proves the record expired. Exact mtimes carry the expiry; coarse
+   * ones (whole or even seconds) round it down, so the last two seconds need the header.
+   */
+  #certainlyExpired(stats: Stats, now: number): boolean {
+    return Math.round(stats.mtimeMs) <= (this.#mtimeExact ? now : now - 2000);
+  }
+
+  #isRecordName(shard: string, name: string): boolean {
+    return isSessionId(name) && name.slice(0, SHARD_LENGTH) === shard;
+  }
+
+  /** Shard directory names, sorted (the sweep's resumable order). Small: at most 64² names. */
+  async #listShards(): Promise<string[]> {
+    const entries = await readdir(this.path, { withFileTypes: true });
+    return entries
+      .filter((entry) => entry.isDirectory() && entry.name.length === SHARD_LENGTH && SHARD_NAME.test(entry.name))
+      .map((entry) => entry.name)
+      .sort();
+  }
+
+  /** Streams shard names without sorting, for `count`, `ids` and `clear`. */
+  async *#shards(): AsyncGenerator<string> {
+    const directory = await opendir(this.path, { bufferSize: 64 });
+    for await (const entry of directory) {
+      if (entry.isDirectory() && entry.name.length === SHARD_LENGTH && SHARD_NAME.test(entry.name)) {
+        yield entry.name;
+      }
+    }
+  }
+
+  /** Streams a directory's entries in chunks of `maxOpenFiles`, never holding every name. */
+  async *#entryChunks(directory: string): AsyncGenerator<Dirent[]> {
+    const dir = await unless(['ENOENT', 'ENOTDIR'], undefined, () => opendir(directory, { bufferSize: 64 }));
+    if (dir === undefined) return;
+    let chunk: Dirent[] = [];
+    for await (const entry of dir) {
+      chunk.push(entry);
+      if (chunk.length >= this.#maxOpenFiles) {
+        yield chunk;
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  async *#liveIds(now: number): AsyncGenerator<string> {
+    for await (const shard of this.#shards()) {
+      const directory = join(this.path, shard);
+      for await (const entries of this.#entryChunks(directory)) {
+        const live = await Promise.all(
+          entries.map(async (entry) => {
+            if (!entry.isFile() || !this.#isRecordName(shard, entry.name)) return undefined;
+            return (await this.#isLiveByStat(entry.name, join(directory, entry.name), now))
+              ? entry.name
+              : undefined;
+          }),
+        );
+        for (const id of live) if (id !== undefined) yield id;
+      }
+    }
+  }
+
+  /** Judges liveness from the mtime, opening the header only where coarse mtimes leave doubt. */
+  async #isLiveByStat(id: string, file: string, now: number): Promise<boolean> {
+    const stats = await unless(['ENOENT'], undefined, () => lstat(file));
+    if (stats === undefined || !stats.isFile()) return false;
+    if (this.#certainlyLive(stats, now)) return true;
+    if (this.#certainlyExpired(stats, now)) return false;
+    return (await this.#presence(id, file, now)) === 'live';
+  }
+
+  /** Runs `task` over `items` with at most `maxOpenFiles` in flight. */
+  async #forEachBounded<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const item = items[next++] as T;
+        await task(item);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#maxOpenFiles, items.length) }, worker));
+  }
+}
+
+/** True when the directory's filesystem stores mtimes to the millisecond (ext4, xfs, apfs, tmpfs do). */
+async function probeMtimePrecision(root: string, fileMode: number): Promise<boolean> {
+  const probe = join(root, `.mtime-probe.${randomSuffix()}${TEMP_SUFFIX}`);
+  const fd = await open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
+  try {
+    const sampleMs = 1_700_000_000_123;
+    await futimes(fd, sampleMs / 1000, sampleMs / 1000);
+    const stats = await fstat(fd);
+    return Math.round(stats.mtimeMs) === sampleMs;
+  } finally {
+    await close(fd);
+    await unless(['ENOENT'], undefined, () => unlink(probe));
+  }
+}

@@ -1,0 +1,95 @@
+import lockfile from 'proper-lockfile';
+import { SessionError, sleep } from '@sessile/core';
+
+/** proper-lockfile refuses staleness below this. */
+export const MIN_GUARD_STALE_MS = 2000;
+
+/**
+ * Short critical sections on one file, for every process on the host: an in-process FIFO per
+ * key first, so this process never spins against itself, then a proper-lockfile lock
+ * (`<file>.lock`, a directory made by an atomic mkdir, so NFS-safe). A crashed holder's
+ * lockfile is taken over once its mtime is `staleMs` old.
+ */
+export class FileGuards {
+  readonly staleMs: number;
+  readonly #tails = new Map<string, Promise<void>>();
+
+  constructor(staleMs: number) {
+    this.staleMs = Math.max(staleMs, MIN_GUARD_STALE_MS);
+  }
+
+  /** True while some call in this process holds or waits for the guard of `file`. */
+  busy(file: string): boolean {
+    return this.#tails.has(file);
+  }
+
+  /** Runs `body` alone for `file` in this process only. */
+  async serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(file);
+    let done!: () => void;
+    const current = new Promise<void>((resolve) => (done = resolve));
+    const tail = previous === undefined ? current : previous.then(() => current);
+    this.#tails.set(file, tail);
+    try {
+      if (previous !== undefined) await previous;
+      return await body();
+    } finally {
+      done();
+      if (this.#tails.get(file) === tail) this.#tails.delete(file);
+    }
+  }
+
+  /**
+   * Runs `body` while holding the cross-process guard of `file` (the in-process order is the
+   * caller's job, through `serialize`). Waits while another process holds it; a holder that
+   * died is taken over after `staleMs`. With `tryOnce`, resolves `undefined` instead of waiting.
+   */
+  async hold<T>(file: string, body: () => Promise<T>, tryOnce = false): Promise<T | undefined> {
+    let compromised: Error | undefined;
+    const options: lockfile.LockOptions = {
+      realpath: false,
+      stale: this.staleMs,
+      retries: 0,
+      onCompromised: (error) => {
+        compromised = error;
+      },
+    };
+    // A holder that died is taken over after staleMs; waiting much longer means the disk is stuck.
+    const deadline = Date.now() + 3 * this.staleMs + 5000;
+    let delayMs = 1;
+    let release: (() => Promise<void>) | undefined;
+    while (release === undefined) {
+      try {
+        release = await lockfile.lock(file, options);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+        if (tryOnce) return undefined;
+        if (Date.now() > deadline) {
+          throw new SessionError('ERR_STORE_IO', 'Timed out waiting for a write guard lockfile', {
+            cause: error,
+          });
+        }
+        await sleep(delayMs * (0.5 + Math.random()));
+        delayMs = Math.min(delayMs * 2, 25);
+      }
+    }
+    try {
+      const result = await body();
+      if (compromised !== undefined) {
+        throw new SessionError(
+          'ERR_STORE_IO',
+          'The write guard lockfile was taken over while held; the write may have raced another process',
+          { cause: compromised },
+        );
+      }
+      return result;
+    } finally {
+      await release().catch(() => {});
+    }
+  }
+
+  /** `serialize` plus `hold`: one writer for `file` across this process and the host. */
+  run<T>(file: string, body: () => Promise<T>): Promise<T> {
+    return this.serialize(file, async () => (await this.hold(file, body)) as T);
+  }
+}
