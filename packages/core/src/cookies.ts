@@ -1,4 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { SessionData } from './codecs.js';
+import type { CommitOutcome, Session } from './session.js';
 
 export interface SessionCookieOptions {
   /** Signing secrets. The first signs; every one verifies, so rotate by putting a new secret first. */
@@ -125,10 +127,47 @@ export class SessionCookie {
     return header;
   }
 
+  /**
+   * The `Set-Cookie` value a response needs, or `undefined` for none. `requestId` is the id the
+   * request's cookie carried. Pass `outcome` once the session is committed; before that (the
+   * headers are going out first) the answer is predicted from the session's status.
+   * - a new or changed id that is (or will be) stored: set it;
+   * - a persistent cookie whose session was saved or touched: set it again, to roll its expiry;
+   * - a destroyed session, or a cookie whose session no longer exists: clear it.
+   */
+  forResponse(
+    session: Session<SessionData>,
+    requestId: string | undefined,
+    outcome: CommitOutcome | undefined,
+    touchAfterMs: number,
+  ): string | undefined {
+    const predicted = outcome ?? predictOutcome(session, touchAfterMs);
+    switch (predicted) {
+      case 'saved':
+        return session.id !== requestId || this.persistent ? this.serialize(session.id) : undefined;
+      case 'touched':
+        return this.persistent ? this.serialize(session.id) : undefined;
+      case 'destroyed':
+      case 'gone':
+        return requestId !== undefined ? this.serializeClear() : undefined;
+      case 'unchanged':
+        // The client's cookie named a session that is gone (expired, invalid): drop it.
+        return requestId !== undefined && session.id !== requestId ? this.serializeClear() : undefined;
+    }
+  }
+
   /** A `Set-Cookie` header value that deletes the cookie. */
   serializeClear(): string {
     return `${this.name}=; ${this.#attributes}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
   }
+}
+
+function predictOutcome(session: Session<SessionData>, touchAfterMs: number): CommitOutcome {
+  const status = session.status;
+  if (status === 'destroyed') return 'destroyed';
+  if (status === 'modified') return 'saved';
+  if (!session.isNew && Date.now() - session.lastAccessedAt >= touchAfterMs) return 'touched';
+  return 'unchanged';
 }
 
 function mac(value: string, secret: string): string {

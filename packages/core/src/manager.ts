@@ -71,6 +71,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
   readonly lock: Required<SessionLockOptions> | undefined;
   readonly #sweeper: Sweeper;
   readonly #onError: (error: unknown) => void;
+  /** Reports an error that does not fail a request to the configured `onError`. Adapters use it too. */
+  readonly reportError = (error: unknown): void => this.#report(error);
   readonly #context: SessionContext;
   #closed = false;
 

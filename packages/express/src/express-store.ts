@@ -1,0 +1,201 @@
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import {
+  isSessionError,
+  isSessionId,
+  jsonCodec,
+  type SessionCodec,
+  type SessionStore,
+} from '@sessile/core';
+
+/** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
+export type ExpressSessionData = Record<string, unknown> & {
+  cookie?: { expires?: Date | string | null; maxAge?: number | null } | null;
+};
+
+type Callback<T = void> = (error?: unknown, value?: T) => void;
+
+/**
+ * The callback-style store interface of express-session (and of @fastify/session and connect).
+ * With express-session installed it is an instance of express-session's own `Store`, so
+ * `req.session.regenerate()`, `reload()` and `load()` work as with any other store.
+ */
+export interface ExpressSessionStore extends EventEmitter {
+  /** The sessile store underneath. */
+  readonly store: SessionStore;
+  get(sid: string, callback: (error: unknown, session?: ExpressSessionData | null) => void): void;
+  set(sid: string, session: ExpressSessionData, callback?: (error?: unknown) => void): void;
+  touch(sid: string, session: ExpressSessionData, callback?: (error?: unknown) => void): void;
+  destroy(sid: string, callback?: (error?: unknown) => void): void;
+  /** Every live session, each with its `id` property set. Records that cannot be decoded are left out. */
+  all(callback: (error: unknown, sessions?: ExpressSessionData[] | null) => void): void;
+  length(callback: (error: unknown, length?: number) => void): void;
+  clear(callback?: (error?: unknown) => void): void;
+  // Provided by express-session's Store base class when express-session is installed.
+  // biome-ignore lint/suspicious/noExplicitAny: express-session's request and session types
+  regenerate(req: any, callback: (error?: any) => any): void;
+  // biome-ignore lint/suspicious/noExplicitAny: express-session's session type
+  load(sid: string, callback: (error: any, session?: any) => any): void;
+  // biome-ignore lint/suspicious/noExplicitAny: express-session's request and session types
+  createSession(req: any, session: any): any;
+  /** Closes the sessile store and emits `disconnect`. */
+  close(): Promise<void>;
+}
+
+export interface ToExpressStoreOptions {
+  /** Encodes each session for storage. Default `jsonCodec()`; `aesGcmCodec()` encrypts at rest. */
+  codec?: SessionCodec;
+  /** Lifetime of a session whose cookie has no expiry (a browser-session cookie). Default 24 hours. */
+  defaultTtlMs?: number;
+}
+
+type StoreBase = new () => EventEmitter;
+
+let expressSessionStore: StoreBase | undefined | null = null;
+
+/** express-session's `Store` class when it is installed, so our store inherits `load`, `regenerate` and `createSession`. */
+function storeBase(): StoreBase {
+  if (expressSessionStore === null) {
+    try {
+      const required = createRequire(import.meta.url)('express-session') as { Store?: StoreBase };
+      expressSessionStore = typeof required.Store === 'function' ? required.Store : undefined;
+    } catch {
+      expressSessionStore = undefined;
+    }
+  }
+  return expressSessionStore ?? EventEmitter;
+}
+
+function expiresAtOf(session: ExpressSessionData, defaultTtlMs: number, now: number): number {
+  const expires = session.cookie?.expires;
+  if (expires !== undefined && expires !== null) {
+    const time = new Date(expires).getTime();
+    if (Number.isFinite(time)) return time;
+  }
+  return now + defaultTtlMs;
+}
+
+function settle<T>(
+  store: EventEmitter,
+  operation: Promise<T>,
+  callback: Callback<T> | undefined,
+): void {
+  operation.then(
+    (value) => callback?.(null, value),
+    (error: unknown) => {
+      // express-session stops using a store that reports a disconnect until it reconnects.
+      if (isSessionError(error, 'ERR_STORE_CLOSED')) store.emit('disconnect');
+      if (callback !== undefined) callback(error);
+      else if (store.listenerCount('error') > 0) store.emit('error', error);
+    },
+  );
+}
+
+/**
+ * Wraps any sessile store as a drop-in store for express-session, @fastify/session and connect.
+ * The session cookie's expiry becomes the record's `expiresAt`. An id that is not a valid
+ * sessile id reads as absent. Failures reach the callback as `SessionError`s. It does not lock:
+ * use `sessile()` for locking and late-save protection.
+ */
+export function toExpressStore(
+  store: SessionStore,
+  options: ToExpressStoreOptions = {},
+): ExpressSessionStore {
+  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
+    throw new TypeError('toExpressStore needs a sessile SessionStore');
+  }
+  const codec = options.codec ?? jsonCodec();
+  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
+  if (typeof defaultTtlMs !== 'number' || !(defaultTtlMs > 0)) {
+    throw new TypeError('defaultTtlMs must be a positive number');
+  }
+
+  const decode = (sid: string, bytes: Uint8Array): ExpressSessionData =>
+    codec.decode(bytes, sid).data as ExpressSessionData;
+
+  const read = async (sid: string): Promise<ExpressSessionData | null> => {
+    if (!isSessionId(sid)) return null;
+    const record = await store.get(sid);
+    return record === undefined ? null : decode(sid, record.data);
+  };
+
+  const write = async (sid: string, session: ExpressSessionData): Promise<void> => {
+    const now = Date.now();
+    const expiresAt = expiresAtOf(session, defaultTtlMs, now);
+    if (expiresAt <= now) {
+      if (isSessionId(sid)) await store.delete(sid);
+      return;
+    }
+    // JSON round trip: the cookie's toJSON and the session's own fields, nothing else.
+    const data = JSON.parse(JSON.stringify(session)) as ExpressSessionData;
+    await store.set(sid, {
+      data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, sid),
+      expiresAt,
+    });
+  };
+
+  const all = async (): Promise<ExpressSessionData[]> => {
+    const sessions: ExpressSessionData[] = [];
+    for await (const sid of store.ids()) {
+      try {
+        const session = await read(sid);
+        if (session !== null) sessions.push({ ...session, id: sid });
+      } catch (error) {
+        if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+      }
+    }
+    return sessions;
+  };
+
+  const Base = storeBase();
+  class SessileExpressStore extends Base {
+    readonly store = store;
+
+    constructor() {
+      super();
+      // The sessile store is open already; tell express-session it may use us.
+      queueMicrotask(() => this.emit('connect'));
+    }
+
+    get(sid: string, callback: Callback<ExpressSessionData | null>): void {
+      settle(this, read(sid), callback);
+    }
+
+    set(sid: string, session: ExpressSessionData, callback?: Callback): void {
+      settle(this, write(sid, session), callback);
+    }
+
+    touch(sid: string, session: ExpressSessionData, callback?: Callback): void {
+      const touch = async () => {
+        if (isSessionId(sid))
+          await store.touch(sid, expiresAtOf(session, defaultTtlMs, Date.now()));
+      };
+      settle(this, touch(), callback);
+    }
+
+    destroy(sid: string, callback?: Callback): void {
+      const destroy = async () => {
+        if (isSessionId(sid)) await store.delete(sid);
+      };
+      settle(this, destroy(), callback);
+    }
+
+    all(callback: Callback<ExpressSessionData[]>): void {
+      settle(this, all(), callback);
+    }
+
+    length(callback: Callback<number>): void {
+      settle(this, store.count(), callback);
+    }
+
+    clear(callback?: Callback): void {
+      settle(this, store.clear(), callback);
+    }
+
+    async close(): Promise<void> {
+      await store.close();
+      this.emit('disconnect');
+    }
+  }
+  return new SessileExpressStore() as unknown as ExpressSessionStore;
+}

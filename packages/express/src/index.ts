@@ -1,0 +1,13 @@
+export {
+  type ExpressSessionData,
+  type ExpressSessionStore,
+  type ToExpressStoreOptions,
+  toExpressStore,
+} from './express-store.js';
+export {
+  type SessileCookieOptions,
+  type SessileMiddleware,
+  type SessileOptions,
+  type SessileRequest,
+  sessile,
+} from './middleware.js';

@@ -1,0 +1,169 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  type CommitOutcome,
+  type Session,
+  SessionCookie,
+  type SessionCookieOptions,
+  type SessionData,
+  SessionManager,
+  type SessionManagerOptions,
+} from '@sessile/core';
+
+export type SessileCookieOptions = Omit<SessionCookieOptions, 'secrets'>;
+
+interface SessileCommonOptions {
+  /** Cookie signing secrets: one, or a list whose first entry signs and every entry verifies (rotation). */
+  secret: string | readonly string[];
+  /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
+  cookie?: SessileCookieOptions;
+  /**
+   * Called when a commit fails (a lost lock, a store error). When the response headers have not
+   * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
+   */
+  onCommitError?: (error: unknown, req: IncomingMessage) => void;
+}
+
+/** Either a `SessionManager` you built, or the options to build one. */
+export type SessileOptions<Data extends SessionData = SessionData> = SessileCommonOptions &
+  ({ manager: SessionManager<Data> } | SessionManagerOptions);
+
+/** A request after `sessile()` ran: `req.session` is the locked, loaded session. */
+export type SessileRequest<Data extends SessionData = SessionData> = IncomingMessage & {
+  session: Session<Data>;
+};
+
+/** Connect-style middleware for Express, connect and plain `node:http`. */
+export interface SessileMiddleware<Data extends SessionData = SessionData> {
+  (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void;
+  readonly manager: SessionManager<Data>;
+  readonly cookie: SessionCookie;
+  /**
+   * Opens the session for `req` and arranges its commit; resolves with it, also set as
+   * `req.session`. For `node:http` servers that prefer a promise to `next`.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<Session<Data>>;
+  /** Stops the manager's cleanup policy. The store stays open. */
+  close(): Promise<void>;
+}
+
+type End = ServerResponse['end'];
+type WriteHead = ServerResponse['writeHead'];
+
+/**
+ * Sessions for every request, locked from load to commit. The session id travels in a signed
+ * cookie and only ids this server issued are ever adopted. The session is committed (saved if
+ * modified, else lazily touched) before the response ends, and in any case once the connection
+ * closes, and its lock is always released.
+ */
+export function sessile<Data extends SessionData = SessionData>(
+  options: SessileOptions<Data>,
+): SessileMiddleware<Data> {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('sessile() needs options');
+  const manager =
+    'manager' in options && options.manager !== undefined
+      ? options.manager
+      : new SessionManager<Data>(options as SessionManagerOptions);
+  const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
+  const onCommitError = options.onCommitError;
+
+  const reportCommitError = (error: unknown, req: IncomingMessage) => {
+    if (onCommitError !== undefined) onCommitError(error, req);
+    else manager.reportError(error);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
+    const requestId = cookie.read(req.headers.cookie);
+    // A client that hangs up while waiting for the lock stops waiting.
+    const hangUp = new AbortController();
+    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
+    res.once('close', onClose);
+    let session: Session<Data>;
+    try {
+      session = await manager.open(requestId, { signal: hangUp.signal });
+    } finally {
+      res.off('close', onClose);
+    }
+    (req as SessileRequest<Data>).session = session;
+    attach(req, res, session, requestId);
+    return session;
+  };
+
+  const attach = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    session: Session<Data>,
+    requestId: string | undefined,
+  ) => {
+    let outcome: CommitOutcome | undefined;
+    let failed = false;
+
+    const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+    res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
+      if (!failed && !res.headersSent) {
+        const header = cookie.forResponse(session, requestId, outcome, manager.touchAfterMs);
+        if (header !== undefined) appendSetCookie(res, header);
+      }
+      return writeHead.apply(this, args);
+    } as WriteHead;
+
+    const end = res.end as (...args: unknown[]) => ServerResponse;
+    let ending = false;
+    res.end = function endAfterCommit(this: ServerResponse, ...args: unknown[]) {
+      if (ending) return end.apply(this, args);
+      ending = true;
+      session.commit().then(
+        (result) => {
+          outcome = result;
+          end.apply(res, args);
+        },
+        (error: unknown) => {
+          failed = true;
+          reportCommitError(error, req);
+          if (res.headersSent) {
+            end.apply(res, args);
+            return;
+          }
+          // The handler's answer claims a save that did not happen: don't send it.
+          for (const name of res.getHeaderNames()) res.removeHeader(name);
+          res.statusCode = 500;
+          res.setHeader('content-type', 'text/plain; charset=utf-8');
+          end.call(res, 'Internal Server Error');
+        },
+      );
+      return res;
+    } as End;
+
+    res.once('finish', () => manager.afterResponse());
+    // A connection that closes before the response ends still commits, so the lock is released.
+    res.once('close', () => {
+      if (!ending) session.commit().catch((error: unknown) => reportCommitError(error, req));
+    });
+  };
+
+  const middleware = ((
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ) => {
+    if ((req as Partial<SessileRequest>).session !== undefined) {
+      next();
+      return;
+    }
+    handle(req, res).then(() => next(), next);
+  }) as SessileMiddleware<Data>;
+  Object.defineProperties(middleware, {
+    manager: { value: manager, enumerable: true },
+    cookie: { value: cookie, enumerable: true },
+    handle: { value: handle },
+    close: { value: () => manager.close() },
+  });
+  return middleware;
+}
+
+function appendSetCookie(res: ServerResponse, header: string): void {
+  const existing = res.getHeader('set-cookie');
+  if (existing === undefined) res.setHeader('set-cookie', header);
+  else if (Array.isArray(existing)) res.setHeader('set-cookie', [...existing, header]);
+  else res.setHeader('set-cookie', [String(existing), header]);
+}
