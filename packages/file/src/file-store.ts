@@ -352,6 +352,12 @@ export class FileStore extends BaseStore {
 
   protected async _delete(id: string, now: number): Promise<boolean> {
     const file = this.#recordPath(id);
+    // No shard directory, no record (and nowhere to put the guard lockfile).
+    const shardExists = await unless(['ENOENT'], false, async () => {
+      await this.#verifyShard(id, false);
+      return true;
+    });
+    if (!shardExists) return false;
     return this.#guards.run(file, async () => {
       const presence = await this.#presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
