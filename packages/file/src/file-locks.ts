@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import {
   type AcquireOptions,
+  generateToken,
   KeyedLocks,
   LeaseLock,
   type LockManager,
-  type SessionLock,
-  generateToken,
   lockManagerClosed,
   normalizeAcquireOptions,
   pollAcquire,
+  type SessionLock,
 } from '@sessile/core';
 import { errorCode, mkdir, readFile, unless, unlink, writeFile } from './fs.js';
 import type { FileGuards } from './guard.js';

@@ -1,41 +1,35 @@
 import { randomBytes } from 'node:crypto';
-import { opendir } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
+import { opendir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import {
   BaseStore,
   type BaseStoreOptions,
+  isSessionError,
+  isSessionId,
   type LockManager,
-  SWEEP_LOCK_ID,
   SessionError,
   type SessionLock,
   type SessionRecord,
   type StoreCapabilities,
+  SWEEP_LOCK_ID,
   type SweepProgress,
   type SweepResult,
-  isSessionError,
-  isSessionId,
   sleep,
   yieldToEventLoop,
 } from '@sessile/core';
 import { FileLocks } from './file-locks.js';
 import {
+  decodeHeader,
+  decodePayload,
   EXPIRES_AT_OFFSET,
+  encodeRecord,
   HEADER_BYTES,
   type HeaderResult,
   MAX_HEADER_BYTES,
   type RecordHeader,
-  decodeHeader,
-  decodePayload,
-  encodeRecord,
 } from './format.js';
 import {
-  O_CREAT,
-  O_EXCL,
-  O_NOFOLLOW,
-  O_RDONLY,
-  O_RDWR,
-  O_WRONLY,
   close,
   errorCode,
   fstat,
@@ -45,10 +39,16 @@ import {
   link,
   lstat,
   mkdir,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
   open,
   readAt,
-  readFile,
   readdir,
+  readFile,
   realpath,
   rename,
   rmdir,
@@ -204,7 +204,9 @@ export class FileStore extends BaseStore {
     } catch (error) {
       if (isSessionError(error)) throw error;
       const detail = error instanceof Error ? error.message : String(error);
-      throw new SessionError('ERR_STORE_IO', `Cannot open the file store: ${detail}`, { cause: error });
+      throw new SessionError('ERR_STORE_IO', `Cannot open the file store: ${detail}`, {
+        cause: error,
+      });
     }
   }
 
@@ -229,7 +231,8 @@ export class FileStore extends BaseStore {
     if (this.#sweepLeaseMs === 0) throw new TypeError('sweepLeaseMs must be greater than 0');
     assertNonNegativeInteger(this.#maxOpenFiles, 'maxOpenFiles');
     if (this.#maxOpenFiles === 0) throw new TypeError('maxOpenFiles must be greater than 0');
-    if (typeof this.#renameFile !== 'function') throw new TypeError('renameFile must be a function');
+    if (typeof this.#renameFile !== 'function')
+      throw new TypeError('renameFile must be a function');
     const guardStaleMs = options.guardStaleMs ?? 5000;
     assertNonNegativeInteger(guardStaleMs, 'guardStaleMs');
     this.#guards = new FileGuards(guardStaleMs);
@@ -255,7 +258,10 @@ export class FileStore extends BaseStore {
       const stats = await fstat(fd);
       if (!stats.isFile()) return undefined;
       if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
-        throw new SessionError('ERR_RECORD_TOO_LARGE', `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`);
+        throw new SessionError(
+          'ERR_RECORD_TOO_LARGE',
+          `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`,
+        );
       }
       const bytes = await readAt(fd, stats.size, 0);
       const parsed = decodeHeader(id, bytes);
@@ -263,7 +269,11 @@ export class FileStore extends BaseStore {
       if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
       const payload = decodePayload(parsed.header, bytes);
       if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
-      const expiresAt = effectiveExpiresAt(parsed.header.expiresAt, stats.mtimeMs, this.#mtimeExact);
+      const expiresAt = effectiveExpiresAt(
+        parsed.header.expiresAt,
+        stats.mtimeMs,
+        this.#mtimeExact,
+      );
       if (expiresAt <= now) return undefined;
       return { data: payload.data, expiresAt };
     } finally {
@@ -330,7 +340,11 @@ export class FileStore extends BaseStore {
         if (parsed.kind === 'other-id') return false;
         if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
         const header = parsed.header;
-        if (effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) <= now) return false;
+        if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
+          throw corruptRecord('length does not match the header (torn or truncated)');
+        }
+        if (effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) <= now)
+          return false;
         const mtimeOnly =
           this.#mtimeExact &&
           Number.isInteger(expiresAt) &&
@@ -468,7 +482,11 @@ export class FileStore extends BaseStore {
   }
 
   /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
-  async #sweepEntry(shard: string, name: string, now: number): Promise<'removed' | 'live' | 'left' | 'other'> {
+  async #sweepEntry(
+    shard: string,
+    name: string,
+    now: number,
+  ): Promise<'removed' | 'live' | 'left' | 'other'> {
     const file = join(this.path, shard, name);
     const stats = await unless(['ENOENT'], undefined, () => lstat(file));
     if (stats === undefined) return 'other';
@@ -480,7 +498,11 @@ export class FileStore extends BaseStore {
     return 'other';
   }
 
-  async #removeIfExpired(id: string, file: string, now: number): Promise<'removed' | 'live' | 'left'> {
+  async #removeIfExpired(
+    id: string,
+    file: string,
+    now: number,
+  ): Promise<'removed' | 'live' | 'left'> {
     // A writer holding this id's guard is about to replace the file: leave it to the next pass.
     if (this.#guards.busy(file)) return 'left';
     const outcome = await this.#guards.serialize(file, () =>
@@ -514,15 +536,22 @@ export class FileStore extends BaseStore {
     }
     // Temp files carry their record's expiry as mtime, so the ctime says when they were written.
     const since = name.endsWith(TEMP_SUFFIX) ? stats.ctimeMs : untouchedSince;
-    if (since <= Date.now() - this.#graceMs) await unless(['ENOENT'], undefined, () => unlink(file));
+    if (since <= Date.now() - this.#graceMs)
+      await unless(['ENOENT'], undefined, () => unlink(file));
   }
 
   async #readCursor(): Promise<SweepCursor> {
-    const text = await unless(['ENOENT'], undefined, () => readFile(join(this.path, CURSOR_FILE), 'utf8'));
+    const text = await unless(['ENOENT'], undefined, () =>
+      readFile(join(this.path, CURSOR_FILE), 'utf8'),
+    );
     if (text === undefined) return { ...START_CURSOR };
     try {
       const value = JSON.parse(text) as Partial<SweepCursor>;
-      if (typeof value.shard === 'string' && typeof value.name === 'string' && typeof value.clean === 'boolean') {
+      if (
+        typeof value.shard === 'string' &&
+        typeof value.name === 'string' &&
+        typeof value.clean === 'boolean'
+      ) {
         return { shard: value.shard, name: value.name, clean: value.clean };
       }
     } catch {
@@ -549,7 +578,10 @@ export class FileStore extends BaseStore {
   #recordPath(id: string): string {
     const file = join(this.path, id.slice(0, SHARD_LENGTH), id);
     if (!file.startsWith(this.path + sep)) {
-      throw new SessionError('ERR_INVALID_SESSION_ID', 'Session id resolves outside the store directory');
+      throw new SessionError(
+        'ERR_INVALID_SESSION_ID',
+        'Session id resolves outside the store directory',
+      );
     }
     return file;
   }
@@ -576,7 +608,11 @@ export class FileStore extends BaseStore {
   }
 
   async #writeTemp(id: string, record: SessionRecord): Promise<string> {
-    const temp = join(this.path, id.slice(0, SHARD_LENGTH), `${id}.${randomSuffix()}${TEMP_SUFFIX}`);
+    const temp = join(
+      this.path,
+      id.slice(0, SHARD_LENGTH),
+      `${id}.${randomSuffix()}${TEMP_SUFFIX}`,
+    );
     const bytes = encodeRecord(id, record.data, record.expiresAt);
     const fd = await open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
     try {
@@ -600,7 +636,11 @@ export class FileStore extends BaseStore {
         return;
       } catch (error) {
         const code = errorCode(error);
-        if (code === undefined || !RETRYABLE_RENAME_CODES.includes(code) || attempt >= RENAME_ATTEMPTS) {
+        if (
+          code === undefined ||
+          !RETRYABLE_RENAME_CODES.includes(code) ||
+          attempt >= RENAME_ATTEMPTS
+        ) {
           throw error;
         }
         await sleep(Math.min(200, 5 * 2 ** (attempt - 1)));
@@ -614,7 +654,9 @@ export class FileStore extends BaseStore {
 
   /** Reads the header (never the payload) and judges the record at `file` as of `now`. */
   async #presence(id: string, file: string, now: number): Promise<Presence> {
-    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () => open(file, O_RDONLY | O_NOFOLLOW));
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+      open(file, O_RDONLY | O_NOFOLLOW),
+    );
     if (fd === undefined) return 'absent';
     try {
       const stats = await fstat(fd);
@@ -624,7 +666,9 @@ export class FileStore extends BaseStore {
       if (parsed.kind === 'corrupt') return 'corrupt';
       const header: RecordHeader = parsed.header;
       if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
-      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) > now ? 'live' : 'expired';
+      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) > now
+        ? 'live'
+        : 'expired';
     } finally {
       await close(fd);
     }
@@ -651,7 +695,10 @@ export class FileStore extends BaseStore {
   async #listShards(): Promise<string[]> {
     const entries = await readdir(this.path, { withFileTypes: true });
     return entries
-      .filter((entry) => entry.isDirectory() && entry.name.length === SHARD_LENGTH && SHARD_NAME.test(entry.name))
+      .filter(
+        (entry) =>
+          entry.isDirectory() && entry.name.length === SHARD_LENGTH && SHARD_NAME.test(entry.name),
+      )
       .map((entry) => entry.name)
       .sort();
   }
@@ -660,7 +707,11 @@ export class FileStore extends BaseStore {
   async *#shards(): AsyncGenerator<string> {
     const directory = await opendir(this.path, { bufferSize: 64 });
     for await (const entry of directory) {
-      if (entry.isDirectory() && entry.name.length === SHARD_LENGTH && SHARD_NAME.test(entry.name)) {
+      if (
+        entry.isDirectory() &&
+        entry.name.length === SHARD_LENGTH &&
+        SHARD_NAME.test(entry.name)
+      ) {
         yield entry.name;
       }
     }
@@ -668,7 +719,9 @@ export class FileStore extends BaseStore {
 
   /** Streams a directory's entries in chunks of `maxOpenFiles`, never holding every name. */
   async *#entryChunks(directory: string): AsyncGenerator<Dirent[]> {
-    const dir = await unless(['ENOENT', 'ENOTDIR'], undefined, () => opendir(directory, { bufferSize: 64 }));
+    const dir = await unless(['ENOENT', 'ENOTDIR'], undefined, () =>
+      opendir(directory, { bufferSize: 64 }),
+    );
     if (dir === undefined) return;
     let chunk: Dirent[] = [];
     for await (const entry of dir) {
@@ -698,12 +751,14 @@ export class FileStore extends BaseStore {
     }
   }
 
-  /** Judges liveness from the mtime, opening the header only where coarse mtimes leave doubt. */
+  /**
+   * Judges liveness from the mtime; only a file whose mtime says expired (normally one the sweep
+   * has not reached yet) has its header read, so `count` and `ids` agree with `get`.
+   */
   async #isLiveByStat(id: string, file: string, now: number): Promise<boolean> {
     const stats = await unless(['ENOENT'], undefined, () => lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
     if (this.#certainlyLive(stats, now)) return true;
-    if (this.#certainlyExpired(stats, now)) return false;
     return (await this.#presence(id, file, now)) === 'live';
   }
 

@@ -42,7 +42,8 @@ export function encodeRecord(id: string, data: Uint8Array, expiresAt: number): B
 
 /** Parses the header at the start of `bytes` (at least the header and the id must be present). */
 export function decodeHeader(expectedId: string, bytes: Uint8Array): HeaderResult {
-  if (bytes.byteLength < HEADER_BYTES) return { kind: 'corrupt', reason: 'shorter than its header' };
+  if (bytes.byteLength < HEADER_BYTES)
+    return { kind: 'corrupt', reason: 'shorter than its header' };
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.readUInt32LE(0) !== MAGIC) return { kind: 'corrupt', reason: 'bad magic bytes' };
   const version = view.readUInt8(4);

@@ -27,7 +27,11 @@ export function errorCode(error: unknown): string | undefined {
 }
 
 /** Runs `body` and turns the listed errno codes into `fallback`. */
-export async function unless<T, F>(codes: readonly string[], fallback: F, body: () => Promise<T>): Promise<T | F> {
+export async function unless<T, F>(
+  codes: readonly string[],
+  fallback: F,
+  body: () => Promise<T>,
+): Promise<T | F> {
   try {
     return await body();
   } catch (error) {
@@ -52,7 +56,13 @@ export async function readAt(fd: number, length: number, position: number): Prom
 export async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<void> {
   let written = 0;
   while (written < bytes.byteLength) {
-    const { bytesWritten } = await write(fd, bytes, written, bytes.byteLength - written, position + written);
+    const { bytesWritten } = await write(
+      fd,
+      bytes,
+      written,
+      bytes.byteLength - written,
+      position + written,
+    );
     written += bytesWritten;
   }
 }

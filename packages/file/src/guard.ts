@@ -1,5 +1,5 @@
-import lockfile from 'proper-lockfile';
 import { SessionError, sleep } from '@sessile/core';
+import lockfile from 'proper-lockfile';
 
 /** proper-lockfile refuses staleness below this. */
 export const MIN_GUARD_STALE_MS = 2000;

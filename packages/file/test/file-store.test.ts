@@ -1,0 +1,529 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateSessionId, isSessionError, type SessionRecord } from '@sessile/core';
+import { FileStore, type FileStoreOptions, FORMAT_VERSION, HEADER_BYTES } from '@sessile/file';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+const HOUR_MS = 3_600_000;
+const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const stores: FileStore[] = [];
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const store of stores.splice(0)) await store.close();
+});
+
+let directories = 0;
+function freshPath(): string {
+  return join(root, `store-${++directories}`);
+}
+
+async function openStore(options: Partial<FileStoreOptions> = {}): Promise<FileStore> {
+  const store = await FileStore.open({ path: freshPath(), ...options });
+  stores.push(store);
+  return store;
+}
+
+async function reopen(
+  store: FileStore,
+  options: Partial<FileStoreOptions> = {},
+): Promise<FileStore> {
+  await store.close();
+  const again = await FileStore.open({ path: store.path, ...options });
+  stores.push(again);
+  return again;
+}
+
+function recordOf(text: string, expiresAt = Date.now() + HOUR_MS): SessionRecord {
+  return { data: new TextEncoder().encode(text), expiresAt };
+}
+
+function textOf(record: SessionRecord | undefined): string | undefined {
+  return record === undefined ? undefined : new TextDecoder().decode(record.data);
+}
+
+function fileOf(store: FileStore, id: string): string {
+  return join(store.path, id.slice(0, 2), id);
+}
+
+/** Ids that all land in one shard, so a test can plant things in that shard first. */
+function idsInShard(shard: string, count: number): string[] {
+  return Array.from({ length: count }, () => shard + generateSessionId().slice(2));
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return isSessionError(error) ? error.code : String(error);
+  }
+}
+
+function filesIn(directory: string): string[] {
+  return existsSync(directory) ? readdirSync(directory) : [];
+}
+
+interface ChildMessage {
+  type: string;
+  removed?: number;
+  message?: string;
+}
+
+function spawn(
+  script: string,
+  args: string[],
+): { child: ChildProcess; next(type: string): Promise<ChildMessage> } {
+  const child = fork(fileURLToPath(new URL(`./fixtures/${script}`, import.meta.url)), args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  const messages: ChildMessage[] = [];
+  const waiters: Array<() => void> = [];
+  child.on('message', (message: ChildMessage) => {
+    messages.push(message);
+    for (const wake of waiters.splice(0)) wake();
+  });
+  child.on('exit', () => {
+    for (const wake of waiters.splice(0)) wake();
+  });
+  return {
+    child,
+    async next(type) {
+      for (;;) {
+        const error = messages.find((message) => message.type === 'error');
+        if (error !== undefined) throw new Error(`child failed: ${error.message}`);
+        const found = messages.find((message) => message.type === type);
+        if (found !== undefined) return found;
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`child exited before sending ${type}`);
+        }
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    },
+  };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+describe('on-disk layout', () => {
+  it('writes <path>/<shard>/<id> with a versioned header, mode 0600 in 0700 directories, mtime = expiresAt', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const expiresAt = Date.now() + HOUR_MS;
+    await store.set(id, recordOf('hello', expiresAt));
+    const file = fileOf(store, id);
+    const bytes = readFileSync(file);
+    expect(bytes.subarray(0, 4).toString('latin1')).toBe('SESF');
+    expect(bytes[4]).toBe(FORMAT_VERSION);
+    expect(bytes.readDoubleLE(8)).toBe(expiresAt);
+    expect(bytes.subarray(HEADER_BYTES, HEADER_BYTES + id.length).toString('latin1')).toBe(id);
+    expect(bytes.subarray(HEADER_BYTES + id.length).toString()).toBe('hello');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(store.path, id.slice(0, 2))).mode & 0o777).toBe(0o700);
+    expect(statSync(store.path).mode & 0o777).toBe(0o700);
+    expect(Math.round(statSync(file).mtimeMs)).toBe(expiresAt);
+    // Nothing else is left in the shard: no temp file, no guard lockfile.
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+  });
+
+  it('creates shard directories only when a record needs one', async () => {
+    const store = await openStore();
+    await store.get(generateSessionId());
+    await store.delete(generateSessionId());
+    await store.touch(generateSessionId(), Date.now() + HOUR_MS);
+    expect(filesIn(store.path).filter((name) => !name.startsWith('.'))).toEqual([]);
+  });
+
+  it('touch that extends moves only the mtime; one that shortens rewrites the header; get sees both exactly', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const written = Date.now() + HOUR_MS;
+    await store.set(id, recordOf('x', written));
+    const file = fileOf(store, id);
+
+    const extended = written + HOUR_MS;
+    expect(await store.touch(id, extended)).toBe(true);
+    expect(readFileSync(file).readDoubleLE(8)).toBe(written);
+    expect(Math.round(statSync(file).mtimeMs)).toBe(extended);
+    expect((await store.get(id))?.expiresAt).toBe(extended);
+
+    const shortened = Date.now() + 60_000;
+    expect(await store.touch(id, shortened)).toBe(true);
+    expect(readFileSync(file).readDoubleLE(8)).toBe(shortened);
+    expect((await store.get(id))?.expiresAt).toBe(shortened);
+
+    const fractional = Date.now() + 90_000.25;
+    expect(await store.touch(id, fractional)).toBe(true);
+    expect((await store.get(id))?.expiresAt).toBe(fractional);
+    expect(await store.count()).toBe(1);
+  });
+
+  it('writes with fsync on read back the same records', async () => {
+    const store = await openStore({ fsync: true });
+    const id = generateSessionId();
+    expect(await store.set(id, recordOf('durable'), { only: 'absent' })).toBe(true);
+    expect(await store.touch(id, Date.now() + 2 * HOUR_MS)).toBe(true);
+    const again = await reopen(store, { fsync: true });
+    expect(textOf(await again.get(id))).toBe('durable');
+    expect(await again.delete(id)).toBe(true);
+  });
+});
+
+describe('directory containment', () => {
+  it('refuses a shard directory that is a symlink leading outside the store', async () => {
+    const store = await openStore();
+    const outside = mkdtempSync(join(root, 'outside-'));
+    const [victim, other] = idsInShard('Ab', 2) as [string, string];
+    // A valid record for `victim` sits outside; the planted link would lead reads to it.
+    const elsewhere = await FileStore.open({ path: join(outside, 'elsewhere') });
+    await elsewhere.set(victim, recordOf('outside secret'));
+    await elsewhere.close();
+    symlinkSync(join(outside, 'elsewhere', 'Ab'), join(store.path, 'Ab'));
+
+    expect(await codeOf(store.get(victim))).toBe('ERR_STORE_IO');
+    expect(await codeOf(store.set(other, recordOf('leak')))).toBe('ERR_STORE_IO');
+    expect(await codeOf(store.touch(victim, Date.now() + 2 * HOUR_MS))).toBe('ERR_STORE_IO');
+    expect(await codeOf(store.delete(victim))).toBe('ERR_STORE_IO');
+    expect(filesIn(join(outside, 'elsewhere', 'Ab'))).toEqual([victim]);
+    // Listing does not follow it either.
+    expect(await store.count()).toBe(0);
+  });
+
+  it('never follows a record file that is a symlink: reads ignore it, writes replace the link, not the target', async () => {
+    const store = await openStore({ graceMs: 0 });
+    const outside = mkdtempSync(join(root, 'outside-'));
+    const [planted, written] = idsInShard('Cd', 2) as [string, string];
+    const elsewhere = await FileStore.open({ path: outside });
+    await elsewhere.set(planted, recordOf('target', Date.now() + HOUR_MS));
+    await elsewhere.close();
+    const target = join(outside, 'Cd', planted);
+    const targetBytes = readFileSync(target);
+    const targetMtime = statSync(target).mtimeMs;
+
+    await store.set(written, recordOf('real'));
+    symlinkSync(target, fileOf(store, planted));
+    expect(await store.get(planted)).toBeUndefined();
+    expect(await store.touch(planted, Date.now() + 5 * HOUR_MS)).toBe(false);
+    expect(statSync(target).mtimeMs).toBe(targetMtime);
+    expect(await store.count()).toBe(1);
+
+    expect(await store.set(planted, recordOf('mine'))).toBe(true);
+    expect(lstatSync(fileOf(store, planted)).isSymbolicLink()).toBe(false);
+    expect(textOf(await store.get(planted))).toBe('mine');
+    expect(readFileSync(target)).toEqual(targetBytes);
+
+    // A link planted again is removed by the sweep (after the grace period), its target kept.
+    rmSync(fileOf(store, planted));
+    symlinkSync(target, join(store.path, 'Cd', 'planted-link'));
+    await store.sweep();
+    expect(filesIn(join(store.path, 'Cd'))).toEqual([written]);
+    expect(readFileSync(target)).toEqual(targetBytes);
+  });
+
+  it('resolves a store path given through a symlink to the real directory', async () => {
+    const real = freshPath();
+    mkdirSync(real);
+    const alias = `${real}-alias`;
+    symlinkSync(real, alias);
+    const store = await FileStore.open({ path: alias });
+    stores.push(store);
+    expect(store.path).toBe(real);
+    const id = generateSessionId();
+    await store.set(id, recordOf('via alias'));
+    expect(existsSync(join(real, id.slice(0, 2), id))).toBe(true);
+  });
+});
+
+describe('rename retry', () => {
+  it('retries a rename that fails with EPERM, EBUSY or EACCES, then writes', async () => {
+    const failures = ['EPERM', 'EBUSY', 'EACCES'];
+    let calls = 0;
+    const store = await openStore({
+      renameFile: async (from, to) => {
+        calls++;
+        const code = failures.shift();
+        if (code !== undefined)
+          throw Object.assign(new Error(`${code}: simulated sharing violation`), { code });
+        await rename(from, to);
+      },
+    });
+    const id = generateSessionId();
+    await store.set(id, recordOf('first'));
+    expect(calls).toBe(4);
+    expect(textOf(await store.get(id))).toBe('first');
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+  });
+
+  it('gives up after a bounded number of attempts, keeps the old record and leaves no temp file', async () => {
+    let failing = false;
+    let calls = 0;
+    const store = await openStore({
+      renameFile: async (from, to) => {
+        if (failing) {
+          calls++;
+          throw Object.assign(new Error('EBUSY: still locked'), { code: 'EBUSY' });
+        }
+        await rename(from, to);
+      },
+    });
+    const id = generateSessionId();
+    await store.set(id, recordOf('old'));
+    failing = true;
+    expect(await codeOf(store.set(id, recordOf('new')))).toBe('ERR_STORE_IO');
+    expect(calls).toBe(10);
+    expect(textOf(await store.get(id))).toBe('old');
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+  });
+
+  it('does not retry other errors', async () => {
+    let calls = 0;
+    const store = await openStore({
+      renameFile: async () => {
+        calls++;
+        throw Object.assign(new Error('EXDEV: cross-device link'), { code: 'EXDEV' });
+      },
+    });
+    expect(await codeOf(store.set(generateSessionId(), recordOf('x')))).toBe('ERR_STORE_IO');
+    expect(calls).toBe(1);
+  });
+});
+
+describe('damaged and leftover files', () => {
+  it('a truncated file rejects that id with ERR_CORRUPT_RECORD; conditional writes treat it as absent', async () => {
+    const store = await openStore();
+    const [damaged, healthy] = [generateSessionId(), generateSessionId()];
+    await store.set(damaged, recordOf('x'.repeat(1000)));
+    await store.set(healthy, recordOf('fine'));
+    truncateSync(fileOf(store, damaged), HEADER_BYTES + 50);
+
+    expect(await codeOf(store.get(damaged))).toBe('ERR_CORRUPT_RECORD');
+    expect(await codeOf(store.touch(damaged, Date.now() + 2 * HOUR_MS))).toBe('ERR_CORRUPT_RECORD');
+    expect(await store.set(damaged, recordOf('update'), { only: 'present' })).toBe(false);
+    expect(textOf(await store.get(healthy))).toBe('fine');
+    expect(await store.set(damaged, recordOf('created'), { only: 'absent' })).toBe(true);
+    expect(textOf(await store.get(damaged))).toBe('created');
+  });
+
+  it('a file from an unknown format version is reported as ERR_CORRUPT_RECORD, not misread', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    await store.set(id, recordOf('x'));
+    const bytes = readFileSync(fileOf(store, id));
+    bytes[4] = FORMAT_VERSION + 1;
+    writeFileSync(fileOf(store, id), bytes);
+    expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
+  });
+
+  it('reads ignore temp files and foreign files; sweep removes them only after the grace period', async () => {
+    let store = await openStore();
+    const [id, live] = idsInShard('Ef', 2) as [string, string];
+    await store.set(live, recordOf('live'));
+    const shard = join(store.path, 'Ef');
+    writeFileSync(join(shard, `${id}.0123456789ab.tmp`), 'half a record');
+    writeFileSync(join(shard, 'README.txt'), 'not a session');
+    mkdirSync(join(shard, `${id}.lock`));
+
+    expect(await store.get(id)).toBeUndefined();
+    expect(await store.count()).toBe(1);
+    expect(await collectIds(store)).toEqual([live]);
+
+    // Just written, so within the default grace period: a writer may still be using them.
+    await store.sweep();
+    expect(filesIn(shard).sort()).toEqual(
+      [`${id}.0123456789ab.tmp`, `${id}.lock`, 'README.txt', live].sort(),
+    );
+
+    // Past the grace period (0 here), leftovers go and records stay. The guard lockfile's
+    // mtime is aged past its staleness, as one left by a crashed writer would be.
+    const old = new Date(Date.now() - HOUR_MS);
+    utimesSync(join(shard, `${id}.lock`), old, old);
+    store = await reopen(store, { graceMs: 0 });
+    const result = await store.sweep();
+    expect(result).toMatchObject({ removed: 0, done: true });
+    expect(filesIn(shard)).toEqual([live]);
+    expect(textOf(await store.get(live))).toBe('live');
+    // The leftover guard did not block writes to that id meanwhile.
+    expect(await store.set(id, recordOf('new'), { only: 'absent' })).toBe(true);
+  });
+});
+
+async function collectIds(store: FileStore): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const id of store.ids()) ids.push(id);
+  return ids.sort();
+}
+
+describe('sweep', () => {
+  it('resumes from the cursor saved on disk, across store instances', async () => {
+    let store = await openStore();
+    const now = Date.now();
+    for (let i = 0; i < 12; i++)
+      await store.set(generateSessionId(), recordOf('live', now + 10 * HOUR_MS));
+
+    const first = await store.sweep({ limit: 5 });
+    expect(first).toEqual({ removed: 0, scanned: 5, done: false });
+    store = await reopen(store);
+    const second = await store.sweep({ limit: 5 });
+    expect(second).toEqual({ removed: 0, scanned: 5, done: false });
+    store = await reopen(store);
+    // Only the last two entries were left: starting over would scan five again and not finish.
+    const third = await store.sweep({ limit: 5 });
+    expect(third).toEqual({ removed: 0, scanned: 2, done: true });
+  });
+
+  it('a pass that left an expired record behind does not report done', async () => {
+    const store = await openStore();
+    const now = Date.now();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const id = generateSessionId();
+      ids.push(id);
+      await store.set(id, recordOf('old', now + HOUR_MS));
+    }
+    // Keep one expired record's guard busy from "another process", so the sweep must skip it.
+    const busy = ids[0] as string;
+    mkdirSync(`${fileOf(store, busy)}.lock`);
+    const first = await store.sweep({ now: now + 2 * HOUR_MS });
+    // Six records and the busy guard lockfile beside one of them.
+    expect(first).toEqual({ removed: 5, scanned: 7, done: false });
+    rmSync(`${fileOf(store, busy)}.lock`, { recursive: true });
+    const second = await store.sweep({ now: now + 2 * HOUR_MS });
+    expect(second).toEqual({ removed: 1, scanned: 1, done: true });
+  });
+
+  it('a damaged cursor file only restarts the pass', async () => {
+    const store = await openStore();
+    await store.set(generateSessionId(), recordOf('live'));
+    writeFileSync(join(store.path, '.sweep-cursor'), '{"shard": 4');
+    expect(await store.sweep()).toEqual({ removed: 0, scanned: 1, done: true });
+  });
+
+  it('fast mode trusts the mtime; verify mode reads the header before removing', async () => {
+    // Something other than the store (a backup restore, `touch -d`) moved an mtime back.
+    let store = await openStore({ sweepMode: 'verify' });
+    const id = generateSessionId();
+    await store.set(id, recordOf('still live', Date.now() + HOUR_MS));
+    const past = new Date(Date.now() - HOUR_MS);
+    utimesSync(fileOf(store, id), past, past);
+    expect(textOf(await store.get(id))).toBe('still live');
+    expect(await store.count()).toBe(1);
+
+    expect(await store.sweep()).toMatchObject({ removed: 0, done: true });
+    expect(textOf(await store.get(id))).toBe('still live');
+
+    store = await reopen(store, { sweepMode: 'fast' });
+    expect(await store.sweep()).toMatchObject({ removed: 1, done: true });
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('a second sweep in the same process while one runs does nothing', async () => {
+    const store = await openStore();
+    const now = Date.now();
+    for (let i = 0; i < 40; i++)
+      await store.set(generateSessionId(), recordOf('old', now + HOUR_MS));
+    const [a, b] = await Promise.all([
+      store.sweep({ now: now + 2 * HOUR_MS }),
+      store.sweep({ now: now + 2 * HOUR_MS }),
+    ]);
+    expect([a.removed, b.removed].sort((x, y) => x - y)).toEqual([0, 40]);
+    expect(await store.count()).toBe(0);
+  });
+});
+
+describe('across processes', () => {
+  it('only one process sweeps at a time; a sweeper killed with SIGKILL blocks no longer than its lease', async () => {
+    const store = await openStore();
+    const now = Date.now();
+    for (let i = 0; i < 20; i++)
+      await store.set(generateSessionId(), recordOf('old', now + HOUR_MS));
+    const holder = spawn('sweeper.mjs', [store.path, 'hold-sweep-lock', '1500']);
+    await holder.next('held');
+
+    expect(await store.sweep({ now: now + 2 * HOUR_MS })).toEqual({
+      removed: 0,
+      scanned: 0,
+      done: false,
+    });
+    expect(await store.count()).toBe(20);
+
+    holder.child.kill('SIGKILL');
+    await exited(holder.child);
+    let removed = 0;
+    for (let calls = 0; ; calls++) {
+      expect(calls).toBeLessThan(10_000);
+      const result = await store.sweep({ now: now + 2 * HOUR_MS });
+      removed += result.removed;
+      if (result.done) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(removed).toBe(20);
+  }, 120_000);
+
+  it('three processes sweeping one store together remove every expired record exactly once', async () => {
+    const store = await openStore();
+    const now = Date.now();
+    const live = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const id = generateSessionId();
+      const isLive = i % 3 === 0;
+      if (isLive) live.add(id);
+      await store.set(id, recordOf('x', now + (isLive ? 10 : 1) * HOUR_MS));
+    }
+    const sweepers = Array.from({ length: 3 }, () =>
+      spawn('sweeper.mjs', [store.path, 'sweep-until-done', String(now + 2 * HOUR_MS)]),
+    );
+    const reports = await Promise.all(sweepers.map((sweeper) => sweeper.next('done')));
+    expect(reports.reduce((sum, report) => sum + (report.removed ?? 0), 0)).toBe(200);
+    expect(new Set(await collectIds(store))).toEqual(live);
+  }, 120_000);
+
+  it('a writer killed mid-write leaves the old record or the new one, never a torn one', async () => {
+    const store = await openStore({ guardStaleMs: 2000, graceMs: 0 });
+    const id = generateSessionId();
+    await store.set(id, { data: new Uint8Array(100).fill(0), expiresAt: Date.now() + HOUR_MS });
+    for (let round = 0; round < 5; round++) {
+      const writer = spawn('writer.mjs', [store.path, id]);
+      await writer.next('writing');
+      await new Promise((resolve) => setTimeout(resolve, 20 + round * 37));
+      writer.child.kill('SIGKILL');
+      await exited(writer.child);
+
+      const record = await store.get(id);
+      expect(record).toBeDefined();
+      const data = record?.data ?? new Uint8Array();
+      const version = data[0] as number;
+      // Every byte carries one version, and the length is the one that version wrote.
+      expect(data.every((byte) => byte === version)).toBe(true);
+      expect(data.length).toBe(200_000 + (version % 7) * 50_000);
+    }
+    // The parent can write again (a guard left by the kill is stale after guardStaleMs)...
+    expect(await store.set(id, recordOf('after'))).toBe(true);
+    expect(textOf(await store.get(id))).toBe('after');
+    // ...and the sweep clears temp files the killed writers left.
+    await store.sweep();
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+  }, 120_000);
+});
