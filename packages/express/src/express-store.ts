@@ -9,9 +9,11 @@ import {
 } from '@sessile/core';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
-export type ExpressSessionData = Record<string, unknown> & {
-  cookie?: { expires?: Date | string | null; maxAge?: number | null } | null;
-};
+export interface ExpressSessionData {
+  cookie?: { expires?: Date | string | null } | null;
+  // biome-ignore lint/suspicious/noExplicitAny: the app's own (augmented) session fields
+  [field: string]: any;
+}
 
 type Callback<T = void> = (error?: unknown, value?: T) => void;
 
@@ -23,12 +25,15 @@ type Callback<T = void> = (error?: unknown, value?: T) => void;
 export interface ExpressSessionStore extends EventEmitter {
   /** The sessile store underneath. */
   readonly store: SessionStore;
-  get(sid: string, callback: (error: unknown, session?: ExpressSessionData | null) => void): void;
+  /** Calls back with the session, or `null` when absent, expired or not a valid sessile id. */
+  // biome-ignore lint/suspicious/noExplicitAny: the app's own (augmented) session data type
+  get(sid: string, callback: (error: unknown, session?: any) => void): void;
   set(sid: string, session: ExpressSessionData, callback?: (error?: unknown) => void): void;
   touch(sid: string, session: ExpressSessionData, callback?: (error?: unknown) => void): void;
   destroy(sid: string, callback?: (error?: unknown) => void): void;
   /** Every live session, each with its `id` property set. Records that cannot be decoded are left out. */
-  all(callback: (error: unknown, sessions?: ExpressSessionData[] | null) => void): void;
+  // biome-ignore lint/suspicious/noExplicitAny: the app's own (augmented) session data type
+  all(callback: (error: unknown, sessions?: any[] | null) => void): void;
   length(callback: (error: unknown, length?: number) => void): void;
   clear(callback?: (error?: unknown) => void): void;
   // Provided by express-session's Store base class when express-session is installed.

@@ -1,0 +1,198 @@
+import { createServer } from 'node:http';
+import {
+  aesGcmCodec,
+  generateAesKey,
+  isSessionError,
+  MemoryStore,
+  type SessionStore,
+} from '@sessile/core';
+import express from 'express';
+import session from 'express-session';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ExpressSessionData, type ExpressSessionStore, toExpressStore } from '../src/index.js';
+import { CookieJar, closeServer, listen, storeFixtures } from './helpers.js';
+
+declare module 'express-session' {
+  interface SessionData {
+    count: number;
+    user: string;
+  }
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function call<T>(run: (callback: (error: unknown, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) =>
+    run((error, value) => (error ? reject(error) : resolve(value as T))),
+  );
+}
+
+async function startApp(expressStore: ExpressSessionStore, maxAgeMs = 60_000) {
+  const app = express();
+  app.use(
+    session({
+      store: expressStore,
+      secret: 'express-session secret',
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: maxAgeMs },
+    }),
+  );
+  app.post('/increment', (req, res) => {
+    req.session.count = (req.session.count ?? 0) + 1;
+    res.json({ count: req.session.count, id: req.sessionID });
+  });
+  app.get('/count', (req, res) => {
+    res.json({ count: req.session.count ?? 0, user: req.session.user ?? null, id: req.sessionID });
+  });
+  app.post('/login', (req, res, next) => {
+    req.session.regenerate((error) => {
+      if (error) return next(error);
+      req.session.user = 'alice';
+      res.json({ id: req.sessionID });
+    });
+  });
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((error) => (error ? next(error) : res.json({ ok: true })));
+  });
+  const server = createServer(app);
+  const url = await listen(server);
+  cleanups.push(() => closeServer(server));
+  return url;
+}
+
+describe.each(storeFixtures)(
+  'toExpressStore with express 5 and express-session over $name',
+  (fixture) => {
+    async function openStore(): Promise<SessionStore> {
+      const opened = await fixture.open();
+      cleanups.push(opened.cleanup);
+      return opened.store;
+    }
+
+    it('keeps sessions across requests, regenerates on login and deletes on logout', async () => {
+      const store = await openStore();
+      const url = await startApp(toExpressStore(store));
+      const jar = new CookieJar();
+      await jar.json(`${url}/increment`, { method: 'POST' });
+      const { count, id } = await jar.json<{ count: number; id: string }>(`${url}/increment`, {
+        method: 'POST',
+      });
+      expect(count).toBe(2);
+      expect(await store.count()).toBe(1);
+
+      const { id: loggedIn } = await jar.json<{ id: string }>(`${url}/login`, { method: 'POST' });
+      expect(loggedIn).not.toBe(id);
+      expect(await store.get(id)).toBeUndefined();
+      expect(await jar.json(`${url}/count`)).toMatchObject({ user: 'alice', id: loggedIn });
+
+      await jar.json(`${url}/logout`, { method: 'POST' });
+      expect(await store.get(loggedIn)).toBeUndefined();
+    });
+
+    it("maps the session cookie's expiry onto the record's expiresAt", async () => {
+      const store = await openStore();
+      const url = await startApp(toExpressStore(store), 60_000);
+      const jar = new CookieJar();
+      const before = Date.now();
+      const { id } = await jar.json<{ id: string }>(`${url}/increment`, { method: 'POST' });
+      const record = await store.get(id);
+      expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 60_000);
+      expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+    });
+  },
+);
+
+describe('toExpressStore callbacks', () => {
+  function setup(options = {}) {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    return { store, expressStore: toExpressStore(store, options) };
+  }
+  const sid = 'abcdefghijklmnopqrstuvwxyz012345';
+  const inOneMinute = () => new Date(Date.now() + 60_000).toISOString();
+
+  it('implements get, set, touch, destroy, all, length and clear', async () => {
+    const { store, expressStore } = setup();
+    const session: ExpressSessionData = { cookie: { expires: inOneMinute() }, count: 3 };
+    await call<void>((done) => expressStore.set(sid, session, done));
+    expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+    expect(await call((done) => expressStore.get('unknown-but-valid-id-1234', done))).toBeNull();
+    expect(await call((done) => expressStore.get('../not an id', done))).toBeNull();
+    expect(await call((done) => expressStore.length(done))).toBe(1);
+    expect(await call((done) => expressStore.all(done))).toEqual([{ ...session, id: sid }]);
+
+    const later = new Date(Date.now() + 120_000);
+    await call<void>((done) => expressStore.touch(sid, { cookie: { expires: later } }, done));
+    expect((await store.get(sid))?.expiresAt).toBe(later.getTime());
+
+    await call<void>((done) => expressStore.destroy(sid, done));
+    expect(await call((done) => expressStore.get(sid, done))).toBeNull();
+    await call<void>((done) => expressStore.set(sid, session, done));
+    await call<void>((done) => expressStore.clear(done));
+    expect(await call((done) => expressStore.length(done))).toBe(0);
+  });
+
+  it('stores a session without a cookie expiry for defaultTtlMs, and drops one already expired', async () => {
+    const { store, expressStore } = setup({ defaultTtlMs: 5_000 });
+    const before = Date.now();
+    await call<void>((done) => expressStore.set(sid, { cookie: { expires: null } }, done));
+    const record = await store.get(sid);
+    expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 5_000);
+    expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 5_000);
+    await call<void>((done) =>
+      expressStore.set(sid, { cookie: { expires: new Date(Date.now() - 1000) } }, done),
+    );
+    expect(await store.get(sid)).toBeUndefined();
+  });
+
+  it('reports failures as SessionErrors through the callback', async () => {
+    const { store, expressStore } = setup();
+    await store.set(sid, {
+      data: new TextEncoder().encode('garbage'),
+      expiresAt: Date.now() + 60_000,
+    });
+    const error = await call((done) => expressStore.get(sid, done)).catch(
+      (caught: unknown) => caught,
+    );
+    expect(isSessionError(error, 'ERR_CORRUPT_RECORD')).toBe(true);
+    // all() leaves an undecodable record out rather than failing every session.
+    expect(await call((done) => expressStore.all(done))).toEqual([]);
+  });
+
+  it('encrypts at rest with a codec, and detects tampering', async () => {
+    const { store, expressStore } = setup({ codec: aesGcmCodec({ keys: [generateAesKey()] }) });
+    await call<void>((done) =>
+      expressStore.set(sid, { cookie: { expires: inOneMinute() }, user: 'alice' }, done),
+    );
+    const record = await store.get(sid);
+    if (record === undefined) throw new Error('expected a record');
+    expect(Buffer.from(record.data).includes('alice')).toBe(false);
+    const tampered = Uint8Array.from(record.data);
+    tampered[10] = (tampered[10] as number) ^ 1;
+    await store.set(sid, { data: tampered, expiresAt: record.expiresAt });
+    const error = await call((done) => expressStore.get(sid, done)).catch(
+      (caught: unknown) => caught,
+    );
+    expect(isSessionError(error, 'ERR_CORRUPT_RECORD')).toBe(true);
+  });
+
+  it('emits connect once ready and disconnect on close, and is an express-session Store', async () => {
+    const { expressStore } = setup();
+    const events: string[] = [];
+    expressStore.on('connect', () => events.push('connect'));
+    expressStore.on('disconnect', () => events.push('disconnect'));
+    await Promise.resolve();
+    expect(events).toEqual(['connect']);
+    expect(expressStore).toBeInstanceOf(session.Store);
+    await expressStore.close();
+    expect(events).toEqual(['connect', 'disconnect']);
+    const error = await call((done) => expressStore.length(done)).catch(
+      (caught: unknown) => caught,
+    );
+    expect(isSessionError(error, 'ERR_STORE_CLOSED')).toBe(true);
+  });
+});

@@ -1,0 +1,126 @@
+import {
+  type CommitOutcome,
+  type Session,
+  SessionCookie,
+  type SessionCookieOptions,
+  type SessionData,
+  SessionManager,
+  type SessionManagerOptions,
+} from '@sessile/core';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's session, locked and loaded by `@sessile/fastify`. */
+    session: Session<SessionData>;
+  }
+}
+
+export type SessileCookieOptions = Omit<SessionCookieOptions, 'secrets'>;
+
+interface SessileFastifyCommonOptions {
+  /** Cookie signing secrets: one, or a list whose first entry signs and every entry verifies (rotation). */
+  secret: string | readonly string[];
+  /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
+  cookie?: SessileCookieOptions;
+  /**
+   * Called when a commit fails (a lost lock, a store error); the reply becomes a 500.
+   * Default: the manager's `onError`.
+   */
+  onCommitError?: (error: unknown, request: FastifyRequest) => void;
+}
+
+/** Either a `SessionManager` you built, or the options to build one. */
+export type SessileFastifyOptions = SessileFastifyCommonOptions &
+  ({ manager: SessionManager } | SessionManagerOptions);
+
+interface RequestState {
+  requestId: string | undefined;
+}
+
+const requestStates = new WeakMap<FastifyRequest, RequestState>();
+
+const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('@sessile/fastify needs options');
+  }
+  const ownsManager = !('manager' in options && options.manager !== undefined);
+  const manager = ownsManager
+    ? new SessionManager(options as SessionManagerOptions)
+    : (options as { manager: SessionManager }).manager;
+  const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
+  const reportCommitError = (error: unknown, request: FastifyRequest) => {
+    if (options.onCommitError !== undefined) options.onCommitError(error, request);
+    else manager.reportError(error);
+  };
+
+  fastify.decorate('sessile', { manager, cookie });
+  fastify.decorateRequest('session', null as unknown as Session<SessionData>);
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    const requestId = cookie.read(request.headers.cookie);
+    // A client that hangs up while waiting for the lock stops waiting.
+    const hangUp = new AbortController();
+    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
+    reply.raw.once('close', onClose);
+    let session: Session<SessionData>;
+    try {
+      session = await manager.open(requestId, { signal: hangUp.signal });
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+    request.session = session;
+    requestStates.set(request, { requestId });
+    // Whatever happens to the reply, a closed connection commits and so releases the lock.
+    reply.raw.once('close', () => {
+      if (!session.committed)
+        session.commit().catch((error: unknown) => reportCommitError(error, request));
+    });
+  });
+
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const session = request.session;
+    const state = requestStates.get(request);
+    if (session === null || session === undefined || state === undefined) return payload;
+    let outcome: CommitOutcome;
+    try {
+      outcome = await session.commit();
+    } catch (error) {
+      reportCommitError(error, request);
+      // The handler's answer claims a save that did not happen: don't send it.
+      reply.code(500);
+      reply.type('application/json; charset=utf-8');
+      return JSON.stringify({
+        statusCode: 500,
+        error: 'Internal Server Error',
+        message: 'The session could not be saved',
+      });
+    }
+    const header = cookie.forResponse(session, state.requestId, outcome, manager.touchAfterMs);
+    if (header !== undefined) reply.header('set-cookie', header);
+    return payload;
+  });
+
+  fastify.addHook('onResponse', async () => {
+    manager.afterResponse();
+  });
+
+  if (ownsManager) fastify.addHook('onClose', async () => manager.close());
+};
+
+/**
+ * Sessions for Fastify with sessile's semantics: each session is locked from `onRequest` to
+ * `onSend`, committed (saved if modified, else lazily touched) before the reply goes out, and
+ * always released, also when the connection closes. The id travels in an HMAC-signed cookie,
+ * and only ids the server issued are adopted. `request.session` is a core `Session`.
+ */
+export const fastifySessile = fp(plugin, { fastify: '5.x', name: '@sessile/fastify' });
+export default fastifySessile;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The manager and cookie `@sessile/fastify` uses. */
+    sessile: { manager: SessionManager; cookie: SessionCookie };
+  }
+}

@@ -1,0 +1,66 @@
+import fastifyCookie from '@fastify/cookie';
+import fastifySession from '@fastify/session';
+import type { SessionStore } from '@sessile/core';
+import { toExpressStore } from '@sessile/express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CookieJar, storeFixtures } from './helpers.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startApp(store: SessionStore) {
+  const app = Fastify({ forceCloseConnections: true });
+  await app.register(fastifyCookie);
+  await app.register(fastifySession, {
+    // @fastify/session's store type is its own; toExpressStore implements the same callbacks.
+    store: toExpressStore(store) as never,
+    secret: 'a secret with at least 32 characters in it',
+    cookie: { secure: false, maxAge: 60_000 },
+    saveUninitialized: false,
+  });
+  app.post('/increment', async (request) => {
+    const count = ((request.session.get('count' as never) as number | undefined) ?? 0) + 1;
+    request.session.set('count' as never, count as never);
+    return { count, id: request.session.sessionId };
+  });
+  app.get('/count', async (request) => ({
+    count: (request.session.get('count' as never) as number | undefined) ?? 0,
+    id: request.session.sessionId,
+  }));
+  app.post('/logout', async (request) => {
+    await request.session.destroy();
+    return { ok: true };
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  cleanups.push(() => app.close());
+  return url;
+}
+
+describe.each(storeFixtures)(
+  'toExpressStore with fastify and @fastify/session over $name',
+  (fixture) => {
+    it('keeps sessions across requests, maps the cookie expiry, and deletes on logout', async () => {
+      const opened = await fixture.open();
+      cleanups.push(opened.cleanup);
+      const store = opened.store;
+      const url = await startApp(store);
+      const jar = new CookieJar();
+      const before = Date.now();
+      await jar.json(`${url}/increment`, { method: 'POST' });
+      const { count, id } = await jar.json<{ count: number; id: string }>(`${url}/increment`, {
+        method: 'POST',
+      });
+      expect(count).toBe(2);
+      const record = await store.get(id);
+      expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 60_000);
+      expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+      expect(await jar.json(`${url}/count`)).toMatchObject({ count: 2, id });
+
+      await jar.json(`${url}/logout`, { method: 'POST' });
+      expect(await store.get(id)).toBeUndefined();
+    });
+  },
+);
