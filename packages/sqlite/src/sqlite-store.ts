@@ -14,6 +14,7 @@ import {
 } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
+import { Checkpointer } from './checkpointer.js';
 import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { SqliteLocks } from './locks.js';
 import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
@@ -75,6 +76,7 @@ export class SqliteStore extends BaseStore {
   readonly #db: BetterSqlite3.Database;
   readonly #ownsDatabase: boolean;
   readonly #executor: Executor;
+  readonly #checkpointer: Checkpointer | undefined;
   readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
   readonly #upsert: BetterSqlite3.Statement<[string, Uint8Array, number]>;
   readonly #insertUnlessLive: BetterSqlite3.Statement<[string, Uint8Array, number, number]>;
@@ -154,6 +156,7 @@ export class SqliteStore extends BaseStore {
       busyTimeoutMs: settings.busyTimeoutMs,
       groupCommit: settings.durability === 'full' && !inMemory,
     });
+    this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
     const table = quote(settings.names.records);
@@ -277,6 +280,8 @@ export class SqliteStore extends BaseStore {
 
   protected async _close(): Promise<void> {
     await this.#executor.close();
+    // Stop the worker's connection first, so closing ours is the last and folds the WAL back in.
+    await this.#checkpointer?.stop();
     if (this.#ownsDatabase) this.#db.close();
   }
 

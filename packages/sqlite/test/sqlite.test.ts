@@ -215,6 +215,20 @@ describe('options', () => {
     expect(full.pragma('synchronous', { simple: true })).toBe(2);
   });
 
+  it('close() folds the WAL back into the database file and removes it', async () => {
+    const store = await SqliteStore.open({ path });
+    await Promise.all(
+      Array.from({ length: 500 }, (_, n) => store.set(idOf(`folded${n}`), record(`${n}`))),
+    );
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    await store.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    // The main file alone now holds every record.
+    const copy = join(dir, 'copy.db');
+    writeFileSync(copy, readFileSync(path));
+    expect(openDatabase(copy).prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(500);
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
@@ -331,8 +345,19 @@ describe('several processes', () => {
 });
 
 describe("group commit in 'full' durability", () => {
-  /** Frames in the WAL since `reset`: each commit appends at least one. */
+  /**
+   * Empties the WAL and pins it with an open read transaction, so no checkpoint can rewind it
+   * and `walFrames` counts every frame written after this.
+   */
+  function pinEmptyWal(probe: Database.Database): void {
+    probe.pragma('wal_checkpoint(TRUNCATE)');
+    probe.exec('BEGIN');
+    probe.prepare('SELECT count(*) FROM sessions').get();
+  }
+
+  /** Frames in the WAL: each commit appends at least one. */
   function walFrames(probe: Database.Database): number {
+    probe.exec('COMMIT');
     const [result] = probe.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
     return result?.log ?? Number.NaN;
   }
@@ -340,7 +365,7 @@ describe("group commit in 'full' durability", () => {
   it('64 writes in flight all resolve, and share far fewer commits than 64', async () => {
     const full = await openStore({ path, durability: 'full' });
     const probe = openDatabase();
-    probe.pragma('wal_checkpoint(TRUNCATE)');
+    pinEmptyWal(probe);
     const ids = Array.from({ length: 64 }, (_, n) => idOf(`grouped${n}`));
     const results = await Promise.all(ids.map((id) => full.set(id, record(id))));
     expect(results).toEqual(ids.map(() => true));
@@ -351,7 +376,7 @@ describe("group commit in 'full' durability", () => {
     const normalPath = join(dir, 'normal.db');
     const normal = await openStore({ path: normalPath });
     const normalProbe = openDatabase(normalPath);
-    normalProbe.pragma('wal_checkpoint(TRUNCATE)');
+    pinEmptyWal(normalProbe);
     await Promise.all(ids.map((id) => normal.set(id, record(id))));
     expect(walFrames(normalProbe)).toBeGreaterThanOrEqual(64);
   }, 60_000);
