@@ -135,10 +135,17 @@ export class LevelStore extends BaseStore {
     if (typeof name !== 'string' || name === '') {
       throw new TypeError('options.sublevel must be a non-empty string');
     }
-    const sublevel = db.sublevel<Uint8Array, Uint8Array>(name, {
-      keyEncoding: 'view',
-      valueEncoding: 'view',
-    });
+    let sublevel: AnyLevel;
+    try {
+      sublevel = db.sublevel<Uint8Array, Uint8Array>(name, {
+        keyEncoding: 'view',
+        valueEncoding: 'view',
+      });
+    } catch (error) {
+      throw new TypeError(`options.sublevel ${JSON.stringify(name)} is not a valid sublevel name`, {
+        cause: error,
+      });
+    }
     try {
       await sublevel.open();
     } catch (error) {

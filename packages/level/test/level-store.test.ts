@@ -112,12 +112,14 @@ describe('LevelStore: one process per directory', () => {
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
   });
 
-  it('open needs exactly one of path and db', async () => {
+  it('open needs exactly one of path and db, and a valid sublevel name', async () => {
     await expect(LevelStore.open({})).rejects.toThrow(TypeError);
     const db = new ClassicLevel(freshPath());
     try {
       await expect(LevelStore.open({ path: freshPath(), db })).rejects.toThrow(TypeError);
       await expect(LevelStore.open({ db: {} as never })).rejects.toThrow(TypeError);
+      // abstract-level reserves '!' and '"' as separators.
+      await expect(LevelStore.open({ db, sublevel: 'a!b' })).rejects.toThrow(TypeError);
     } finally {
       await db.close();
     }
