@@ -198,8 +198,10 @@ export class Session<Data extends SessionData = SessionData> {
     }
     if (!modified) {
       if (this.#isNew || now - this.#lastAccessedAt < touchAfterMs) return 'unchanged';
+      await this.#confirmLock();
       return (await store.touch(this.#id, expiresAt)) ? 'touched' : 'gone';
     }
+    await this.#confirmLock();
     // Round-tripping through JSON stores exactly what a later load will see.
     const data = JSON.parse(json) as SessionData;
     const envelope: SessionEnvelope = { createdAt: this.#createdAt, lastAccessedAt: now, data };
@@ -217,6 +219,15 @@ export class Session<Data extends SessionData = SessionData> {
       this.#id = generateSessionId();
     }
     throw new SessionError('ERR_STORE_IO', 'Could not store a new session under a fresh id');
+  }
+
+  /**
+   * Asks the lock's backend, right before a write, whether this session still holds it; a stalled
+   * process whose lease was taken over gets ERR_LOCK_LOST here instead of overwriting the new holder.
+   * The fresh lease also covers the write itself.
+   */
+  async #confirmLock(): Promise<void> {
+    await this.#lock?.extend();
   }
 
   #keepLockAlive(lock: SessionLock): void {
