@@ -1,0 +1,122 @@
+/**
+ * The HTTP app of the end-to-end workload, run as a child process: a cluster primary that forks
+ * the workers, each an Express app whose one route loads the session, bumps a counter and saves.
+ * Messages to the parent: `{ type: 'ready', port }` or `{ type: 'unavailable', reason }`.
+ */
+import cluster from 'node:cluster';
+import { createRequire } from 'node:module';
+import { Unavailable } from '../adapter.js';
+import { makeSessionBody } from '../body.js';
+import { findTarget } from '../targets/index.js';
+
+export interface ServerConfig {
+  target: string;
+  mode: 'express-session' | 'sessile';
+  dir: string;
+  workers: number;
+}
+
+const require = createRequire(import.meta.url);
+const config = JSON.parse(process.argv[2] ?? '{}') as ServerConfig;
+
+function report(message: object): void {
+  if (process.connected) process.send?.(message);
+}
+
+type Handler = (req: Request, res: Response, next: (error?: unknown) => void) => void;
+interface Request {
+  session?: Record<string, unknown> & { data?: Record<string, unknown> };
+}
+interface Response {
+  json(body: unknown): void;
+  status(code: number): Response;
+}
+interface App {
+  use(
+    handler: Handler | ((error: unknown, req: Request, res: Response, next: () => void) => void),
+  ): void;
+  get(path: string, handler: Handler): void;
+  set(name: string, value: unknown): void;
+  listen(port: number, host: string, callback: () => void): { address(): { port: number } };
+}
+
+async function buildMiddleware(): Promise<Handler> {
+  const target = findTarget(config.target);
+  if (target?.http === undefined) throw new Unavailable(`${config.target} has no HTTP setup`);
+  if (config.mode === 'sessile') {
+    if (target.http.sessileMiddleware === undefined) throw new Unavailable('not a sessile store');
+    return (await target.http.sessileMiddleware(config.dir)) as Handler;
+  }
+  const session = require('express-session') as ((options: object) => Handler) & object;
+  const store = await target.http.expressSessionStore(config.dir, session);
+  return session({
+    store,
+    secret: 'sessile-benchmark-secret',
+    resave: false,
+    saveUninitialized: false,
+    cookie: { maxAge: 3_600_000, httpOnly: true },
+  });
+}
+
+async function runWorker(): Promise<void> {
+  const express = require('express') as () => App;
+  const app = express();
+  app.set('etag', false);
+  app.use(await buildMiddleware());
+  let served = 0;
+  app.get('/', (req, res) => {
+    const session = req.session;
+    // sessile's middleware keeps the JSON in `session.data`; express-session on the session itself.
+    const data =
+      session?.data !== undefined && typeof session.data === 'object' ? session.data : session;
+    if (data === undefined) {
+      res.status(500).json({ error: 'no session' });
+      return;
+    }
+    if (data.userId === undefined) Object.assign(data, makeSessionBody(served++));
+    data.counter = ((data.counter as number | undefined) ?? 0) + 1;
+    res.json({ counter: data.counter });
+  });
+  app.use((error: unknown, _req: Request, res: Response, _next: () => void) => {
+    res.status(500).json({ error: String(error) });
+  });
+  const server = app.listen(0, '127.0.0.1', () => {
+    report({ type: 'listening', port: server.address().port });
+  });
+}
+
+async function runPrimary(): Promise<void> {
+  let listening = 0;
+  for (let i = 0; i < config.workers; i++) {
+    const worker = cluster.fork();
+    worker.on('message', (message: { type: string; port?: number; reason?: string }) => {
+      if (message.type === 'unavailable') {
+        report(message);
+        process.exit(0);
+      }
+      if (message.type === 'listening' && ++listening === config.workers)
+        report({ type: 'ready', port: message.port });
+    });
+    worker.on('exit', (code) => {
+      if (code !== 0 && code !== null)
+        report({ type: 'unavailable', reason: `worker exited with code ${code}` });
+    });
+  }
+  process.on('disconnect', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill();
+    process.exit(0);
+  });
+}
+
+if (cluster.isPrimary) {
+  void runPrimary();
+} else {
+  runWorker().catch((error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    report({
+      type: 'unavailable',
+      reason: error instanceof Unavailable ? reason : `failed: ${reason}`,
+    });
+    setTimeout(() => process.exit(0), 100);
+  });
+}

@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import type { Target } from '../adapter.js';
+import { fsEngine, levelEngine, mapEngine, sqliteEngine } from './engines.js';
+import {
+  betterSqliteSessionStorePeer,
+  connectPgSimplePeer,
+  connectRedisPeer,
+  connectSqlite3Peer,
+  levelSessionStorePeer,
+  memorystorePeer,
+  sessionFileStorePeer,
+} from './peers.js';
+import { sessileStore } from './sessile.js';
+
+/**
+ * Every target the harness knows, in report order. Adding a store is one line here; a store
+ * that is not built yet is reported as unavailable and the run goes on.
+ */
+export const TARGETS: readonly Target[] = [
+  sessileStore({
+    name: 'memory',
+    description: '`MemoryStore` from @sessile/core (a Map plus an expiry heap)',
+    durability: 'none (process memory)',
+    packageName: '@sessile/core',
+    className: 'MemoryStore',
+    options: () => ({}),
+    engine: 'map',
+    peers: ['memorystore'],
+    processLocal: true,
+  }),
+  sessileStore({
+    name: 'sqlite',
+    description: "`SqliteStore`, durability 'normal' (WAL, synchronous=NORMAL)",
+    durability: 'process crash: yes; power loss: the last commits may roll back',
+    packageName: '@sessile/sqlite',
+    className: 'SqliteStore',
+    options: (dir) => ({ path: join(dir, 'sessile.sqlite') }),
+    engine: 'raw-sqlite',
+    peers: ['better-sqlite3-session-store', 'connect-sqlite3'],
+  }),
+  sessileStore({
+    name: 'sqlite-full',
+    description: "`SqliteStore`, durability 'full' (WAL, synchronous=FULL, group commit)",
+    durability: 'process crash: yes; power loss: yes, every acknowledged write',
+    packageName: '@sessile/sqlite',
+    className: 'SqliteStore',
+    options: (dir) => ({ path: join(dir, 'sessile.sqlite'), durability: 'full' }),
+    engine: 'raw-sqlite',
+    peers: ['better-sqlite3-session-store', 'connect-sqlite3'],
+  }),
+  sessileStore({
+    name: 'level',
+    description: '`LevelStore` on classic-level, with an expiry index',
+    durability: 'process crash: yes (LevelDB log); power loss: recent writes may be lost',
+    packageName: '@sessile/level',
+    className: 'LevelStore',
+    options: (dir) => ({ path: join(dir, 'sessile-level') }),
+    engine: 'raw-level',
+    peers: ['level-session-store'],
+    processLocal: true,
+  }),
+  sessileStore({
+    name: 'file',
+    description: '`FileStore`, one file per session in shard dirs, no fsync (default)',
+    durability: 'process crash: yes (atomic rename); power loss: only with its fsync option',
+    packageName: '@sessile/file',
+    className: 'FileStore',
+    options: (dir) => ({ path: join(dir, 'sessile-files') }),
+    engine: 'raw-fs',
+    peers: ['session-file-store'],
+  }),
+  sessileStore({
+    name: 'dbm',
+    description:
+      "`DbmStore`, cleanup 'incremental' (bounded batches, global lock released between them)",
+    durability: 'process crash: yes, at most the write in progress is lost',
+    packageName: '@sessile/dbm',
+    className: 'DbmStore',
+    options: (dir) => ({ path: join(dir, 'sessions.dbm'), cleanup: 'incremental' }),
+    engine: 'raw-fs',
+  }),
+  sessileStore({
+    name: 'dbm-full-scan',
+    description:
+      "`DbmStore`, cleanup 'full-scan' (mod_python's DbmSession: decode every record under the global lock)",
+    durability: 'process crash: yes, at most the write in progress is lost',
+    packageName: '@sessile/dbm',
+    className: 'DbmStore',
+    options: (dir) => ({ path: join(dir, 'sessions.dbm'), cleanup: 'full-scan' }),
+    engine: 'raw-fs',
+    sweepLimit: Number.POSITIVE_INFINITY,
+    cleanupNote: "one `sweep()` in 'full-scan' mode: every record decoded under the global lock",
+  }),
+  mapEngine,
+  sqliteEngine,
+  levelEngine,
+  fsEngine,
+  memorystorePeer,
+  betterSqliteSessionStorePeer,
+  connectSqlite3Peer,
+  sessionFileStorePeer,
+  levelSessionStorePeer,
+  connectRedisPeer,
+  connectPgSimplePeer,
+];
+
+export function findTarget(name: string): Target | undefined {
+  return TARGETS.find((target) => target.name === name);
+}

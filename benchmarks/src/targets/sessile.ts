@@ -1,0 +1,138 @@
+import type { SessionStore } from '@sessile/core';
+import {
+  type HttpStoreFactory,
+  importOptional,
+  type OpenTarget,
+  type Target,
+  Unavailable,
+} from '../adapter.js';
+import { decodeBody, encodeBody } from './engines.js';
+
+/** How to open one sessile store; everything else about driving it is shared. */
+export interface SessileStoreSpec {
+  name: string;
+  description: string;
+  durability: string;
+  /** Package to import lazily, so a store that is not built yet is only "unavailable". */
+  packageName: string;
+  /** The exported class with a static `open(options)`. */
+  className: string;
+  options(dir: string): Record<string, unknown>;
+  engine?: string;
+  peers?: string[];
+  /** Records one `sweep` call may examine during cleanup. Default 1000 (bounded batches). */
+  sweepLimit?: number;
+  cleanupNote?: string;
+  /** True when the data stays in one process (the HTTP app then runs one worker). */
+  processLocal?: boolean;
+}
+
+/** Lock leases long enough that a loaded machine never loses one mid-cycle. */
+const LOCK_WAIT_MS = 120_000;
+const LOCK_LEASE_MS = 120_000;
+
+async function openStore(spec: SessileStoreSpec, dir: string): Promise<SessionStore> {
+  const module = await importOptional(spec.packageName);
+  const StoreClass = module[spec.className] as
+    | { open(options: Record<string, unknown>): Promise<SessionStore> }
+    | undefined;
+  if (typeof StoreClass?.open !== 'function') {
+    throw new Unavailable(`${spec.packageName} does not export ${spec.className}.open yet`);
+  }
+  return StoreClass.open(spec.options(dir));
+}
+
+/** Drives any `SessionStore` through the shared target operations. */
+export function driveStore(
+  store: SessionStore,
+  spec: Pick<SessileStoreSpec, 'sweepLimit' | 'cleanupNote'>,
+): OpenTarget {
+  const sweepLimit = spec.sweepLimit ?? 1000;
+  return {
+    async create(id, body, expiresAt) {
+      await store.set(id, { data: encodeBody(body), expiresAt }, { only: 'absent' });
+    },
+    async read(id) {
+      const record = await store.get(id);
+      return record && decodeBody(record.data);
+    },
+    async update(id, body, expiresAt) {
+      await store.set(id, { data: encodeBody(body), expiresAt }, { only: 'present' });
+    },
+    async touch(id, expiresAt) {
+      await store.touch(id, expiresAt);
+    },
+    cleanupNote:
+      spec.cleanupNote ??
+      `repeated \`sweep({ limit: ${sweepLimit} })\` until done; each call works in small batches and yields`,
+    async cleanup(signal) {
+      let removed = 0;
+      for (;;) {
+        const result = await store.sweep({ limit: sweepLimit, signal });
+        removed += result.removed;
+        if (result.done) return { removed };
+        signal.throwIfAborted();
+      }
+    },
+    async expiredLeft() {
+      // A sweep of everything afterwards removes exactly what the cleanup left behind.
+      return (await store.sweep({ limit: Number.POSITIVE_INFINITY })).removed;
+    },
+    async lock(id) {
+      return store.locks.acquire(id, { waitMs: LOCK_WAIT_MS, leaseMs: LOCK_LEASE_MS });
+    },
+    async close() {
+      await store.close();
+    },
+  };
+}
+
+/** Sessions in the HTTP app live an hour after their last request. */
+const HTTP_IDLE_TIMEOUT_MS = 3_600_000;
+
+interface SessileExpress {
+  toExpressStore(store: SessionStore): unknown;
+  sessile(options: { store: SessionStore; secret: string; idleTimeoutMs: number }): unknown;
+}
+
+async function sessileExpress(): Promise<SessileExpress> {
+  const module = await importOptional<Partial<SessileExpress>>('@sessile/express');
+  if (typeof module.toExpressStore !== 'function' || typeof module.sessile !== 'function') {
+    throw new Unavailable('@sessile/express does not export toExpressStore and sessile yet');
+  }
+  return module as SessileExpress;
+}
+
+function httpFactory(spec: SessileStoreSpec): HttpStoreFactory {
+  return {
+    sharedAcrossProcesses: spec.processLocal !== true,
+    async expressSessionStore(dir) {
+      const { toExpressStore } = await sessileExpress();
+      return toExpressStore(await openStore(spec, dir));
+    },
+    async sessileMiddleware(dir) {
+      const { sessile } = await sessileExpress();
+      // Locking is sessile's default: each request holds its session's lock from load to commit.
+      return sessile({
+        store: await openStore(spec, dir),
+        secret: 'sessile-benchmark-secret',
+        idleTimeoutMs: HTTP_IDLE_TIMEOUT_MS,
+      });
+    },
+  };
+}
+
+export function sessileStore(spec: SessileStoreSpec): Target {
+  return {
+    name: spec.name,
+    kind: 'sessile',
+    description: spec.description,
+    durability: spec.durability,
+    ...(spec.engine === undefined ? {} : { engine: spec.engine }),
+    ...(spec.peers === undefined ? {} : { peers: spec.peers }),
+    async open(dir) {
+      return driveStore(await openStore(spec, dir), spec);
+    },
+    http: httpFactory(spec),
+  };
+}

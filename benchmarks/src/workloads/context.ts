@@ -1,0 +1,140 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { OpenTarget, Target } from '../adapter.js';
+import { IdPool, makeSessionBody } from '../body.js';
+import { fill } from '../measure.js';
+import type { Profile } from '../profile.js';
+
+/** Live sessions in the benchmarks expire an hour from now, far past any run. */
+export const LIVE_FOR_MS = 3_600_000;
+
+/** Temp directories of one run, removed at the end even when a target hung. */
+export class TempDirs {
+  readonly #dirs = new Set<string>();
+
+  async make(label: string): Promise<string> {
+    const dir = await mkdtemp(
+      join(tmpdir(), `sessile-bench-${label.replace(/[^a-z0-9-]/gi, '')}-`),
+    );
+    this.#dirs.add(dir);
+    return dir;
+  }
+
+  async remove(dir: string): Promise<void> {
+    this.#dirs.delete(dir);
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+  }
+
+  async removeAll(): Promise<void> {
+    await Promise.all([...this.#dirs].map((dir) => this.remove(dir)));
+  }
+}
+
+/**
+ * One opened target shared by the create, read and mixed workloads, so the sessions created by
+ * one become the preload of the next instead of being written again.
+ */
+export class SharedStore {
+  #open: { target: OpenTarget; dir: string } | undefined;
+  /** Ids of every session created in the open target, in creation order. */
+  ids: string[] = [];
+  readonly idPool = new IdPool();
+
+  constructor(
+    private readonly target: Target,
+    private readonly dirs: TempDirs,
+  ) {}
+
+  /** The open target, opening an empty one first if needed. */
+  async get(): Promise<OpenTarget> {
+    if (this.#open === undefined) {
+      const dir = await this.dirs.make(this.target.name);
+      try {
+        this.#open = { target: await this.target.open(dir), dir };
+      } catch (error) {
+        await this.dirs.remove(dir);
+        throw error;
+      }
+      this.ids = [];
+    }
+    return this.#open.target;
+  }
+
+  /** Creates sessions until the store holds at least `count` (untimed). */
+  async ensure(count: number, concurrency: number, signal: AbortSignal): Promise<OpenTarget> {
+    const target = await this.get();
+    const missing = count - this.ids.length;
+    if (missing > 0) {
+      const ids = this.idPool.take(missing);
+      const expiresAt = Date.now() + LIVE_FOR_MS;
+      await fill(
+        missing,
+        concurrency,
+        (i) => target.create(ids[i] as string, makeSessionBody(i), expiresAt),
+        signal,
+      );
+      this.ids.push(...ids);
+    }
+    return target;
+  }
+
+  /** Closes and forgets the open target. After a timeout the close is not waited for. */
+  async discard(waitForClose = true): Promise<void> {
+    const open = this.#open;
+    this.#open = undefined;
+    this.ids = [];
+    if (open === undefined) return;
+    const closing = open.target.close().catch(() => {});
+    if (waitForClose) {
+      await closing;
+      await this.dirs.remove(open.dir);
+    }
+  }
+}
+
+export interface WorkloadContext {
+  target: Target;
+  profile: Profile;
+  /** Aborted when the workload's time limit passes. */
+  signal: AbortSignal;
+  dirs: TempDirs;
+  shared: SharedStore;
+}
+
+/** Opens a fresh target in its own temp dir for one workload, and always cleans it up. */
+export async function withFreshTarget<T>(
+  context: WorkloadContext,
+  work: (target: OpenTarget) => Promise<T>,
+): Promise<T> {
+  const dir = await context.dirs.make(context.target.name);
+  let opened: OpenTarget | undefined;
+  try {
+    opened = await context.target.open(dir);
+    return await work(opened);
+  } finally {
+    if (opened !== undefined) {
+      const closing = opened.close().catch(() => {});
+      // A timed-out target may never close; its dir is removed at the end of the run.
+      if (!context.signal.aborted) {
+        await closing;
+        await context.dirs.remove(dir);
+      }
+    } else {
+      await context.dirs.remove(dir);
+    }
+  }
+}
+
+export interface Workload<R extends object = object> {
+  name: string;
+  title: string;
+  /** One line for the report. */
+  description: string;
+  /** The figure the bar chart and the ratios use, and the one repeats take the median of. */
+  primary: { field: string; label: string; higherIsBetter: boolean };
+  limitMs(profile: Profile): number;
+  /** Why this workload does not apply to a target, if it does not. */
+  skipReason?(target: Target): string | undefined;
+  run(context: WorkloadContext): Promise<R>;
+}

@@ -1,0 +1,260 @@
+import { makeSessionBody } from '../body.js';
+import { fill, type LatencySummary, runLoad } from '../measure.js';
+import { LIVE_FOR_MS, type Workload, type WorkloadContext, withFreshTarget } from './context.js';
+
+const OPS_PRIMARY = { field: 'opsPerSec', label: 'ops/s', higherIsBetter: true };
+
+function pick<T>(items: readonly T[]): T {
+  return items[Math.floor(Math.random() * items.length)] as T;
+}
+
+async function measureCreates(context: WorkloadContext): Promise<LatencySummary> {
+  const { profile, shared, signal } = context;
+  const target = await shared.get();
+  const ids = shared.idPool.take(profile.maxCreateOps);
+  const body = makeSessionBody(1);
+  const expiresAt = Date.now() + LIVE_FOR_MS;
+  const summary = await runLoad(
+    {
+      concurrency: profile.concurrency,
+      durationMs: profile.opsDurationMs,
+      maxOps: ids.length,
+      signal,
+    },
+    (i) => target.create(ids[i] as string, body, expiresAt),
+  );
+  shared.ids.push(...ids.slice(0, summary.ops + summary.errors));
+  return summary;
+}
+
+export const createEmpty: Workload<LatencySummary> = {
+  name: 'create',
+  title: 'Create, empty store',
+  description: 'new sessions written into an empty store',
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops,
+  async run(context) {
+    await context.shared.discard();
+    return measureCreates(context);
+  },
+};
+
+export const createPreloaded: Workload<LatencySummary> = {
+  name: 'create-preloaded',
+  title: 'Create, preloaded store',
+  description: 'new sessions written into a store that already holds the preload',
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops,
+  async run(context) {
+    await context.shared.ensure(
+      context.profile.preloadSessions,
+      context.profile.concurrency,
+      context.signal,
+    );
+    return measureCreates(context);
+  },
+};
+
+export const read: Workload<LatencySummary> = {
+  name: 'read',
+  title: 'Read',
+  description: 'reads of random existing sessions',
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops,
+  async run({ profile, shared, signal }) {
+    const target = await shared.ensure(profile.preloadSessions, profile.concurrency, signal);
+    const ids = shared.ids;
+    return runLoad(
+      { concurrency: profile.concurrency, durationMs: profile.opsDurationMs, signal },
+      async () => {
+        if ((await target.read(pick(ids))) === undefined)
+          throw new Error('a stored session was not found');
+      },
+    );
+  },
+};
+
+export const mixed: Workload<LatencySummary> = {
+  name: 'mixed',
+  title: 'Mixed (80% read, 15% update, 5% touch)',
+  description: '80% reads, 15% updates and 5% touches of random existing sessions',
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops,
+  async run({ profile, shared, signal }) {
+    const target = await shared.ensure(profile.preloadSessions, profile.concurrency, signal);
+    const ids = shared.ids;
+    const body = { ...makeSessionBody(2), counter: 1 };
+    return runLoad(
+      { concurrency: profile.concurrency, durationMs: profile.opsDurationMs, signal },
+      async () => {
+        const roll = Math.random();
+        const id = pick(ids);
+        if (roll < 0.8) await target.read(id);
+        else if (roll < 0.95) await target.update(id, body, Date.now() + LIVE_FOR_MS);
+        else await target.touch(id, Date.now() + LIVE_FOR_MS, body);
+      },
+    );
+  },
+};
+
+export interface GrowthPoint extends LatencySummary {
+  records: number;
+}
+
+export interface GrowthResult {
+  points: GrowthPoint[];
+  /** The largest size reached; below the last planned size when the time limit cut it short. */
+  reached: number;
+  planned: number;
+  /** Mean insert latency at the first and at the largest size reached, for the table. */
+  p50FirstMs: number;
+  p50LastMs: number;
+  /** Insert throughput at the largest size reached. */
+  opsPerSecLast: number;
+}
+
+export const growth: Workload<GrowthResult> = {
+  name: 'growth',
+  title: 'Growth',
+  description: 'insert latency measured as the store grows',
+  primary: {
+    field: 'opsPerSecLast',
+    label: 'inserts/s at the largest size reached',
+    higherIsBetter: true,
+  },
+  limitMs: (profile) => profile.limitsMs.growth,
+  async run(context) {
+    const { profile } = context;
+    // Stop filling a little before the hard limit, so a slow target still reports the sizes it reached.
+    const softSignal = AbortSignal.any([
+      context.signal,
+      AbortSignal.timeout(profile.limitsMs.growth * 0.85),
+    ]);
+    return withFreshTarget(context, async (target) => {
+      const points: GrowthPoint[] = [];
+      const pool = context.shared.idPool;
+      let stored = 0;
+      const expiresAt = Date.now() + LIVE_FOR_MS;
+      try {
+        for (const size of profile.growthSizes) {
+          const sample = Math.min(profile.growthSampleOps, size);
+          const fillCount = size - sample - stored;
+          if (fillCount > 0) {
+            const ids = pool.take(fillCount);
+            await fill(
+              fillCount,
+              profile.concurrency,
+              (i) => target.create(ids[i] as string, makeSessionBody(i), expiresAt),
+              softSignal,
+            );
+            stored += fillCount;
+          }
+          const ids = pool.take(sample);
+          const body = makeSessionBody(size);
+          const summary = await runLoad(
+            {
+              concurrency: profile.concurrency,
+              durationMs: Number.POSITIVE_INFINITY,
+              maxOps: sample,
+              signal: softSignal,
+            },
+            (i) => target.create(ids[i] as string, body, expiresAt),
+          );
+          stored += summary.ops + summary.errors;
+          if (softSignal.aborted) break;
+          points.push({ records: size, ...summary });
+        }
+      } catch (error) {
+        if (!softSignal.aborted) throw error;
+      }
+      const first = points[0];
+      const last = points[points.length - 1];
+      return {
+        points,
+        reached: last?.records ?? 0,
+        planned: profile.growthSizes[profile.growthSizes.length - 1] ?? 0,
+        p50FirstMs: first?.p50Ms ?? 0,
+        p50LastMs: last?.p50Ms ?? 0,
+        opsPerSecLast: last?.opsPerSec ?? 0,
+      };
+    });
+  },
+};
+
+export interface ContentionResult {
+  cycles: number;
+  /** Increments lost when every cycle runs without a lock. */
+  lostUnlocked: number;
+  cyclesPerSecUnlocked: number;
+  /** Increments lost when every cycle holds the target's session lock; absent when it has none. */
+  lostLocked?: number;
+  cyclesPerSecLocked?: number;
+  errors: number;
+  firstError?: string;
+}
+
+async function race(
+  cycles: number,
+  cycle: () => Promise<void>,
+): Promise<{ elapsedMs: number; errors: number; firstError?: string }> {
+  const started = performance.now();
+  const outcomes = await Promise.allSettled(Array.from({ length: cycles }, cycle));
+  const failures = outcomes.filter(
+    (outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected',
+  );
+  const first = failures[0]?.reason;
+  return {
+    elapsedMs: performance.now() - started,
+    errors: failures.length,
+    ...(first === undefined
+      ? {}
+      : { firstError: first instanceof Error ? first.message : String(first) }),
+  };
+}
+
+export const contention: Workload<ContentionResult> = {
+  name: 'contention',
+  title: 'Contention',
+  description: 'concurrent read-modify-write cycles (increment a counter) on one session',
+  primary: { field: 'lostUnlocked', label: 'lost updates without locks', higherIsBetter: false },
+  limitMs: (profile) => profile.limitsMs.contention,
+  async run(context) {
+    const cycles = context.profile.contentionCycles;
+    return withFreshTarget(context, async (target) => {
+      const increment = async (id: string) => {
+        const body = await target.read(id);
+        if (body === undefined) throw new Error('the contended session disappeared');
+        await target.update(id, { ...body, counter: body.counter + 1 }, Date.now() + LIVE_FOR_MS);
+      };
+      const counterOf = async (id: string) => (await target.read(id))?.counter ?? 0;
+      const [unlockedId, lockedId] = context.shared.idPool.take(2) as [string, string];
+      await target.create(unlockedId, makeSessionBody(3), Date.now() + LIVE_FOR_MS);
+      const unlocked = await race(cycles, () => increment(unlockedId));
+      const result: ContentionResult = {
+        cycles,
+        lostUnlocked: cycles - unlocked.errors - (await counterOf(unlockedId)),
+        cyclesPerSecUnlocked: Math.round((cycles / unlocked.elapsedMs) * 1000),
+        errors: unlocked.errors,
+        ...(unlocked.firstError === undefined ? {} : { firstError: unlocked.firstError }),
+      };
+      const lock = target.lock?.bind(target);
+      if (lock !== undefined) {
+        await target.create(lockedId, makeSessionBody(4), Date.now() + LIVE_FOR_MS);
+        const locked = await race(cycles, async () => {
+          const held = await lock(lockedId);
+          try {
+            await increment(lockedId);
+          } finally {
+            await held.release();
+          }
+        });
+        result.lostLocked = cycles - locked.errors - (await counterOf(lockedId));
+        result.cyclesPerSecLocked = Math.round((cycles / locked.elapsedMs) * 1000);
+        result.errors += locked.errors;
+        if (result.firstError === undefined && locked.firstError !== undefined)
+          result.firstError = locked.firstError;
+      }
+      return result;
+    });
+  },
+};

@@ -1,0 +1,180 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROFILES } from '../src/profile.js';
+import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js';
+import { type BenchResults, runBenchmarks, WORKLOADS } from '../src/run.js';
+import { TARGETS } from '../src/targets/index.js';
+
+/**
+ * Checks that `text` is a well-formed XML document: one root, balanced tags, quoted attributes,
+ * no stray `<` or `&` in text. Enough for hand-written SVG, without an XML dependency.
+ */
+function assertWellFormedXml(text: string): void {
+  const stack: string[] = [];
+  let roots = 0;
+  let position = 0;
+  const tag = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+="[^"<]*")*)\s*(\/?)>/y;
+  while (position < text.length) {
+    const next = text.indexOf('<', position);
+    const chunk = text.slice(position, next === -1 ? text.length : next);
+    expect(chunk).not.toMatch(/&(?!(amp|lt|gt|quot|apos|#\d+);)/);
+    if (next === -1) break;
+    tag.lastIndex = next;
+    const match = tag.exec(text);
+    if (match === null) throw new Error(`malformed tag at ${next}: ${text.slice(next, next + 80)}`);
+    const [whole, closing, name, , selfClosing] = match;
+    if (closing) {
+      expect(stack.pop()).toBe(name);
+    } else if (!selfClosing) {
+      if (stack.length === 0) roots++;
+      stack.push(name as string);
+    } else if (stack.length === 0) {
+      roots++;
+    }
+    position = next + whole.length;
+  }
+  expect(stack).toEqual([]);
+  expect(roots).toBe(1);
+}
+
+/** Peers and engines that are plain npm packages with no server, so they must run everywhere. */
+const ALWAYS_RUNNABLE = [
+  'memory',
+  'map',
+  'raw-sqlite',
+  'raw-level',
+  'raw-fs',
+  'memorystore',
+  'better-sqlite3-session-store',
+  'connect-sqlite3',
+  'session-file-store',
+  'level-session-store',
+];
+
+describe('the benchmark harness at tiny sizes', () => {
+  let results: BenchResults;
+  let outDir: string;
+
+  beforeAll(async () => {
+    outDir = await mkdtemp(join(tmpdir(), 'sessile-bench-test-'));
+    results = await runBenchmarks({ profile: PROFILES.tiny });
+  }, 600_000);
+
+  afterAll(async () => {
+    await rm(outDir, { recursive: true, force: true });
+  });
+
+  it('records the environment and survives a JSON round trip', () => {
+    const parsed = JSON.parse(JSON.stringify(results)) as BenchResults;
+    expect(parsed.schema).toBe(1);
+    expect(parsed.environment.node).toBe(process.version);
+    expect(parsed.environment.cores).toBeGreaterThan(0);
+    expect(parsed.environment.cpuModel.length).toBeGreaterThan(0);
+    expect(Date.parse(parsed.environment.date)).not.toBeNaN();
+    expect(parsed.environment.packages['better-sqlite3']).toMatch(/^\d+\.\d+\.\d+/);
+    expect(parsed.targets.map((target) => target.name)).toEqual(
+      TARGETS.map((target) => target.name),
+    );
+    expect(Object.keys(parsed.results)).toEqual(WORKLOADS.map((workload) => workload.name));
+  });
+
+  it('runs every workload on every target that can run, and says why for those that cannot', () => {
+    for (const name of ALWAYS_RUNNABLE) {
+      expect(results.targets.find((target) => target.name === name)?.status, name).toBe('ok');
+    }
+    for (const target of results.targets) {
+      for (const workload of WORKLOADS) {
+        const outcome = results.results[workload.name]?.[target.name];
+        expect(outcome, `${workload.name} on ${target.name}`).toBeDefined();
+        if (target.status === 'unavailable') {
+          expect(outcome?.status).toBe('unavailable');
+          expect(target.reason).toBeTruthy();
+        } else if (outcome?.status !== 'skipped') {
+          expect(
+            outcome?.status === 'ok' ? 'ok' : `${outcome?.status}: ${outcome?.reason}`,
+            `${workload.name} on ${target.name}`,
+          ).toBe(
+            workload.name === 'http' && outcome?.status === 'unavailable' ? 'unavailable' : 'ok',
+          );
+        }
+      }
+    }
+  });
+
+  it('reports numeric throughput and latency for every measured operation workload', () => {
+    for (const workload of ['create', 'create-preloaded', 'read', 'mixed']) {
+      for (const [target, outcome] of Object.entries(results.results[workload] ?? {})) {
+        if (outcome.status !== 'ok') continue;
+        // Peers are reported as they are, errors included; sessile stores and raw engines must not fail.
+        const mustNotFail = results.targets.find((t) => t.name === target)?.kind !== 'peer';
+        const { ops, opsPerSec, p50Ms, p99Ms, maxMs, errors } = outcome.result as Record<
+          string,
+          number
+        >;
+        expect(ops, `${workload} on ${target}`).toBeGreaterThan(0);
+        if (mustNotFail) expect(errors, `${workload} on ${target}`).toBe(0);
+        for (const value of [opsPerSec, p50Ms, p99Ms, maxMs])
+          expect(Number.isFinite(value)).toBe(true);
+        expect(p50Ms).toBeLessThanOrEqual(p99Ms);
+        expect(p99Ms).toBeLessThanOrEqual(maxMs);
+      }
+    }
+  });
+
+  it('loses no update under sessile locks, and leaves no expired session after a sessile cleanup', () => {
+    const sessile = results.targets.filter(
+      (target) => target.kind === 'sessile' && target.status === 'ok',
+    );
+    expect(sessile.length).toBeGreaterThan(0);
+    for (const target of sessile) {
+      const contention = results.results.contention?.[target.name];
+      expect(contention?.status).toBe('ok');
+      if (contention?.status === 'ok') expect(contention.result.lostLocked, target.name).toBe(0);
+      const cleanup = results.results.cleanup?.[target.name];
+      if (cleanup?.status === 'ok') {
+        expect(cleanup.result.expiredLeft, target.name).toBe(0);
+        expect(cleanup.result.cleanups, target.name).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('writes well-formed SVG charts and replaces only the marked part of the report', async () => {
+    const docPath = join(outDir, 'benchmarks.md');
+    const chartsDir = join(outDir, 'benchmarks');
+    await writeFile(
+      docPath,
+      `# Mine\n\nhand-written\n\n${START_MARKER}\nold figures\n${END_MARKER}\n\ntrailer\n`,
+    );
+    await writeReport(results, docPath, chartsDir);
+    const markdown = await readFile(docPath, 'utf8');
+    expect(markdown.startsWith('# Mine\n\nhand-written\n\n')).toBe(true);
+    expect(markdown.trimEnd().endsWith(`${END_MARKER}\n\ntrailer`)).toBe(true);
+    expect(markdown).not.toContain('old figures');
+    const generated = markdown.slice(markdown.indexOf(START_MARKER), markdown.indexOf(END_MARKER));
+    for (const target of results.targets) expect(generated).toContain(`\`${target.name}\``);
+
+    const charts = (await readdir(chartsDir)).sort();
+    expect(charts).toEqual([
+      'cleanup-timeline.svg',
+      'cleanup.svg',
+      'contention.svg',
+      'create-preloaded.svg',
+      'create.svg',
+      'growth.svg',
+      'http.svg',
+      'mixed.svg',
+      'read.svg',
+    ]);
+    for (const chart of charts) {
+      const svg = await readFile(join(chartsDir, chart), 'utf8');
+      expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'), chart).toBe(true);
+      expect(generated).toContain(`(benchmarks/${chart})`);
+      assertWellFormedXml(svg);
+    }
+    const createChart = await readFile(join(chartsDir, 'create.svg'), 'utf8');
+    for (const target of results.targets.filter((t) => t.status === 'ok'))
+      expect(createChart).toContain(`>${target.name}<`);
+  });
+});
