@@ -1,4 +1,4 @@
-import { isSessionError } from './errors.js';
+import { isSessionError, SessionError } from './errors.js';
 // index.ts owns the constant; it is read only when a run starts, so the import cycle is harmless.
 import { SWEEP_LOCK_ID } from './index.js';
 import type { SessionLock, SessionStore } from './types.js';
@@ -118,11 +118,13 @@ export class Sweeper {
 
   /**
    * Runs cleanup now, whatever the policy, and resolves with what it did. Rejects with the
-   * run's error (automatic runs report theirs to `onError` instead).
+   * run's error (automatic runs report theirs to `onError` instead), and with
+   * `ERR_STORE_CLOSED` once the policy is stopped.
    */
   run(): Promise<SweepRun> {
-    if (this.#closed)
-      return Promise.resolve({ outcome: 'busy', removed: 0, scanned: 0, done: false });
+    if (this.#closed) {
+      return Promise.reject(new SessionError('ERR_STORE_CLOSED', 'The cleanup policy is stopped'));
+    }
     this.#inflight ??= this.#runOnce().finally(() => {
       this.#inflight = undefined;
     });

@@ -185,5 +185,6 @@ describe('sweepEvery', () => {
     await waitFor(() => sweeper.closed);
     expect(errors).toHaveLength(0);
     await sweeper.close();
+    await expect(sweeper.run()).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
   });
 });
