@@ -193,6 +193,14 @@ export class SqliteStore extends BaseStore {
     this.#clear = db.prepare(`DELETE FROM ${table}`);
   }
 
+  /**
+   * The better-sqlite3 connection the store uses, for backups (`database.backup(file)`) and
+   * inspection. Writing to the store's tables through it bypasses every check of the store.
+   */
+  get database(): BetterSqlite3.Database {
+    return this.#db;
+  }
+
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const row = await this.#executor.read(() => this.#get.get(id, now));
     if (row === undefined) return undefined;
