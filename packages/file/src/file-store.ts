@@ -38,6 +38,7 @@ import {
   futimes,
   link,
   lstat,
+  lutimes,
   mkdir,
   O_CREAT,
   O_EXCL,
@@ -182,6 +183,11 @@ export class FileStore extends BaseStore {
   readonly #renameFile: (from: string, to: string) => Promise<void>;
   readonly #guards: FileGuards;
   readonly #mtimeExact: boolean;
+  /**
+   * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
+   * exactly this id, so hot paths can decide from one lstat without opening the file.
+   */
+  readonly #statIsEnough: boolean;
   /** Shard directories checked to be plain directories inside `path`. */
   readonly #verifiedShards = new Set<string>();
 
@@ -199,8 +205,8 @@ export class FileStore extends BaseStore {
       const root = await realpath(options.path);
       const stats = await lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
-      const mtimeExact = await probeMtimePrecision(root, options.fileMode ?? 0o600);
-      return new FileStore(options, root, mtimeExact);
+      const traits = await probeFilesystem(root, options.fileMode ?? 0o600);
+      return new FileStore(options, root, traits);
     } catch (error) {
       if (isSessionError(error)) throw error;
       const detail = error instanceof Error ? error.message : String(error);
@@ -210,10 +216,11 @@ export class FileStore extends BaseStore {
     }
   }
 
-  private constructor(options: FileStoreOptions, root: string, mtimeExact: boolean) {
+  private constructor(options: FileStoreOptions, root: string, traits: FilesystemTraits) {
     super(options);
     this.path = root;
-    this.#mtimeExact = mtimeExact;
+    this.#mtimeExact = traits.mtimeExact;
+    this.#statIsEnough = traits.mtimeExact && traits.caseSensitive;
     this.#fsync = options.fsync ?? false;
     this.#fileMode = options.fileMode ?? 0o600;
     this.#directoryMode = options.directoryMode ?? 0o700;
@@ -328,6 +335,10 @@ export class FileStore extends BaseStore {
     // Unguarded: it changes the open inode, so a concurrent rename replaces a touched record
     // (touch, then set) and a concurrent delete removes it (touch, then delete).
     return this.#guards.serialize(file, async () => {
+      if (this.#statIsEnough && expiresAt === mtimeFor(expiresAt)) {
+        const extended = await this.#extendByMtime(id, file, expiresAt, now);
+        if (extended !== undefined) return extended;
+      }
       const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
         open(file, O_RDWR | O_NOFOLLOW),
       );
@@ -364,14 +375,41 @@ export class FileStore extends BaseStore {
     });
   }
 
-  protected async _delete(id: string, now: number): Promise<boolean> {
-    const file = this.#recordPath(id);
-    // No shard directory, no record (and nowhere to put the guard lockfile).
-    const shardExists = await unless(['ENOENT'], false, async () => {
+  /**
+   * touch's cheap path, the one mod_python's fast cleanup relied on: a live record whose expiry
+   * moves later needs only its mtime moved (lstat + lutimes). `undefined` when the mtime alone
+   * cannot decide (shortening, an mtime at or before `now`), so the caller reads the header.
+   */
+  async #extendByMtime(
+    id: string,
+    file: string,
+    expiresAt: number,
+    now: number,
+  ): Promise<boolean | undefined> {
+    if (!(await this.#shardExists(id))) return false;
+    const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => lstat(file));
+    if (stats === undefined || !stats.isFile()) return false;
+    const mtime = Math.round(stats.mtimeMs);
+    // Below MAX_MTIME_MS the mtime is never earlier than the header's expiry (see effectiveExpiresAt).
+    if (mtime <= now || mtime >= MAX_MTIME_MS || expiresAt <= mtime) return undefined;
+    return unless(['ENOENT'], false, async () => {
+      await lutimes(file, now / 1000, expiresAt / 1000);
+      return true;
+    });
+  }
+
+  /** False when the id's shard directory does not exist; throws when it is not a plain directory. */
+  async #shardExists(id: string): Promise<boolean> {
+    return unless(['ENOENT'], false, async () => {
       await this.#verifyShard(id, false);
       return true;
     });
-    if (!shardExists) return false;
+  }
+
+  protected async _delete(id: string, now: number): Promise<boolean> {
+    const file = this.#recordPath(id);
+    // No shard directory, no record (and nowhere to put the guard lockfile).
+    if (!(await this.#shardExists(id))) return false;
     return this.#guards.run(file, async () => {
       const presence = await this.#presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
@@ -652,8 +690,16 @@ export class FileStore extends BaseStore {
     if (this.#fsync) await fsyncDirectory(join(file, '..'));
   }
 
-  /** Reads the header (never the payload) and judges the record at `file` as of `now`. */
+  /**
+   * Judges the record at `file` as of `now`: from one lstat when its mtime proves it live,
+   * otherwise from its header (never the payload).
+   */
   async #presence(id: string, file: string, now: number): Promise<Presence> {
+    if (this.#statIsEnough) {
+      const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => lstat(file));
+      if (stats === undefined || !stats.isFile()) return 'absent';
+      if (this.#certainlyLive(stats, now)) return 'live';
+    }
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
       open(file, O_RDONLY | O_NOFOLLOW),
     );
@@ -775,15 +821,27 @@ export class FileStore extends BaseStore {
   }
 }
 
-/** True when the directory's filesystem stores mtimes to the millisecond (ext4, xfs, apfs, tmpfs do). */
-async function probeMtimePrecision(root: string, fileMode: number): Promise<boolean> {
-  const probe = join(root, `.mtime-probe.${randomSuffix()}${TEMP_SUFFIX}`);
+interface FilesystemTraits {
+  /** mtimes round-trip to the millisecond (ext4, xfs, btrfs, apfs, tmpfs do). */
+  mtimeExact: boolean;
+  /** `a` and `A` are different names (false on default macOS and Windows volumes). */
+  caseSensitive: boolean;
+}
+
+/** Probes the filesystem under `root` once, at open. */
+async function probeFilesystem(root: string, fileMode: number): Promise<FilesystemTraits> {
+  const name = `.probe.${randomSuffix()}${TEMP_SUFFIX}`;
+  const probe = join(root, name);
   const fd = await open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
   try {
     const sampleMs = 1_700_000_000_123;
     await futimes(fd, sampleMs / 1000, sampleMs / 1000);
     const stats = await fstat(fd);
-    return Math.round(stats.mtimeMs) === sampleMs;
+    const folded = await unless(['ENOENT'], undefined, () => lstat(join(root, name.toUpperCase())));
+    return {
+      mtimeExact: Math.round(stats.mtimeMs) === sampleMs,
+      caseSensitive: folded === undefined,
+    };
   } finally {
     await close(fd);
     await unless(['ENOENT'], undefined, () => unlink(probe));

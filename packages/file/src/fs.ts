@@ -9,6 +9,7 @@ export const lstat = promisify(fs.lstat);
 export const read = promisify(fs.read);
 export const write = promisify(fs.write);
 export const futimes = promisify(fs.futimes);
+export const lutimes = promisify(fs.lutimes);
 export const fsync = promisify(fs.fsync);
 export const rename = promisify(fs.rename);
 export const link = promisify(fs.link);
