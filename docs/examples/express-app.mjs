@@ -73,7 +73,7 @@ app.post('/logout', async (req, res) => {
   res.redirect(303, '/');
 });
 
-app.use((error, req, res, next) => {
+app.use((error, _req, res, next) => {
   if (res.headersSent) return next(error);
   // Another request held this session for longer than lock.waitMs.
   res.status(error.code === 'ERR_LOCK_TIMEOUT' ? 503 : 500).send('Something went wrong');
