@@ -152,7 +152,9 @@ export class SessionCookie {
         return requestId !== undefined ? this.serializeClear() : undefined;
       case 'unchanged':
         // The client's cookie named a session that is gone (expired, invalid): drop it.
-        return requestId !== undefined && session.id !== requestId ? this.serializeClear() : undefined;
+        return requestId !== undefined && session.id !== requestId
+          ? this.serializeClear()
+          : undefined;
     }
   }
 
