@@ -47,10 +47,11 @@ export async function retryWhileBusy<T>(attempt: () => T, busyTimeoutMs: number)
 }
 
 /**
- * Runs every statement of one store on its connection. In `'normal'` durability a write runs at
- * once in its own transaction. In `'full'` durability writes are grouped: all writes queued while
- * the event loop turns commit in one transaction, so one fsync covers them all. Operations take
- * effect in the order they were called, reads included.
+ * Runs every statement of one store on its connection, and makes operations take effect in the
+ * order they were called. In `'normal'` durability a write runs at once, as its own transaction.
+ * In `'full'` durability writes are grouped: everything queued while the event loop turns
+ * commits in one transaction, so one fsync covers it all. An operation that finds the database
+ * locked by another process goes into a group too, and everything called after it waits behind.
  */
 export class Executor {
   readonly #db: BetterSqlite3.Database;
@@ -92,8 +93,9 @@ export class Executor {
     try {
       return Promise.resolve(operation());
     } catch (error) {
-      if (!isBusyError(error)) return Promise.reject(error);
-      return retryWhileBusy(operation, this.#busyTimeoutMs);
+      // Each operation is all-or-nothing, so one that met a lock can simply run again in a group.
+      if (isBusyError(error)) return this.#enqueue(operation);
+      return Promise.reject(error);
     }
   }
 
@@ -139,7 +141,7 @@ export class Executor {
     try {
       db.exec('COMMIT');
     } catch (error) {
-      if (db.inTransaction) db.exec('ROLLBACK');
+      rollBack(db);
       return rejectAll(group, error);
     }
     group.forEach((job, i) => {
@@ -147,6 +149,14 @@ export class Executor {
       if (outcome?.ok) job.resolve(outcome.value);
       else job.reject(outcome?.value);
     });
+  }
+}
+
+function rollBack(db: BetterSqlite3.Database): void {
+  try {
+    if (db.inTransaction) db.exec('ROLLBACK');
+  } catch {
+    // SQLite has already rolled back; nothing is left to undo.
   }
 }
 

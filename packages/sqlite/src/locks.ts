@@ -69,6 +69,11 @@ export class SqliteLocks implements LockManager {
       throw toStoreIoError(error, 'lock acquire');
     }
     if (!taken) return undefined;
+    if (this.#closer.signal.aborted) {
+      // close() came while this attempt was committing: hand the row straight back.
+      await this.#executor.write(() => this.#free.run(id, token)).catch(() => {});
+      throw lockManagerClosed();
+    }
     return new LeaseLock({ id, token, leaseMs, expiresAt, backend: this.#backend(id) });
   }
 

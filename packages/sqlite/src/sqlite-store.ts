@@ -97,7 +97,9 @@ export class SqliteStore extends BaseStore {
    */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
     const settings = normalizeOptions(options);
-    if (settings.path !== undefined) await assertSqliteFile(settings.path);
+    if (settings.path !== undefined && (await assertSqliteFile(settings.path))) {
+      await inspectReadOnly(settings);
+    }
     let db: BetterSqlite3.Database;
     try {
       db = settings.database ?? new Database(settings.path);
@@ -352,14 +354,17 @@ function isDatabase(value: unknown): value is BetterSqlite3.Database {
   );
 }
 
-/** Reads the 16-byte header of an existing file, so a foreign file is refused before SQLite touches it. */
-async function assertSqliteFile(path: string): Promise<void> {
-  if (path === ':memory:' || path === '') return;
+/**
+ * Reads the 16-byte header of an existing file, so a foreign file is refused before SQLite
+ * touches it. Resolves true when the file exists and holds a database.
+ */
+async function assertSqliteFile(path: string): Promise<boolean> {
+  if (path === ':memory:' || path === '') return false;
   let handle: Awaited<ReturnType<typeof openFile>>;
   try {
     handle = await openFile(path, 'r');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw toStoreIoError(error, `Opening ${path}`);
   }
   try {
@@ -368,7 +373,7 @@ async function assertSqliteFile(path: string): Promise<void> {
       throw new SessionError('ERR_STORE_IO', `${path} is not a regular file`);
     }
     // SQLite treats an empty file as a new database.
-    if (stats.size === 0) return;
+    if (stats.size === 0) return false;
     const header = Buffer.alloc(SQLITE_HEADER.length);
     const { bytesRead } = await handle.read(header, 0, header.length, 0);
     if (bytesRead < header.length || !header.equals(SQLITE_HEADER)) {
@@ -377,10 +382,32 @@ async function assertSqliteFile(path: string): Promise<void> {
         `${path} is not a SQLite database; the store left it unmodified`,
       );
     }
+    return true;
   } catch (error) {
     throw toStoreIoError(error, `Reading ${path}`);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Checks the schema of an existing file through a read-only connection, which can never write
+ * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
+ */
+async function inspectReadOnly(settings: Settings): Promise<void> {
+  let probe: BetterSqlite3.Database;
+  try {
+    probe = new Database(settings.path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw openError(error);
+  }
+  try {
+    setBusySlice(probe, settings.busyTimeoutMs);
+    await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
+  } catch (error) {
+    throw openError(error);
+  } finally {
+    probe.close();
   }
 }
 

@@ -295,6 +295,19 @@ describe('records', () => {
 });
 
 describe('several processes', () => {
+  it("writes that meet another connection's write lock wait for it, in the order they were called", async () => {
+    const store = await openStore({ path, busyTimeoutMs: 30_000 });
+    const id = idOf('waits');
+    const blocker = openDatabase();
+    blocker.exec('BEGIN IMMEDIATE');
+    const writes = [store.set(id, record('first')), store.set(id, record('second'))];
+    const reading = store.get(id);
+    setTimeout(() => blocker.exec('COMMIT'), 300);
+    expect(await Promise.all(writes)).toEqual([true, true]);
+    expect(textOf((await reading)?.data)).toBe('second');
+    expect(textOf((await store.get(id))?.data)).toBe('second');
+  }, 60_000);
+
   it('4 processes creating and writing one WAL database at once: no errors, no lost records, one creator per id', async () => {
     // The children also race to create the file and its schema.
     const shared = Array.from({ length: 50 }, (_, n) => idOf(`shared${n}`));
@@ -445,9 +458,9 @@ describe("group commit in 'full' durability", () => {
       });
     });
 
-    const probe = openDatabase();
-    expect(probe.pragma('integrity_check', { simple: true })).toBe('ok');
+    // Opening after the crash recovers the WAL the killed process left behind.
     const store = await openStore({ path });
+    expect(store.database.pragma('integrity_check', { simple: true })).toBe('ok');
     const missing: string[] = [];
     for (const id of acknowledged) if ((await store.get(id)) === undefined) missing.push(id);
     expect(missing).toEqual([]);
