@@ -11,7 +11,7 @@ import {
   type SessionLock,
 } from '@sessile/core';
 import { errorCode, mkdir, readFile, unless, unlink, writeFile } from './fs.js';
-import type { FileGuards } from './guard.js';
+import { type FileGuards, GuardCompromisedError } from './guard.js';
 
 /** Where a lease lives: its holder's token and when the lease ends. */
 interface Lease {
@@ -74,6 +74,15 @@ export class FileLocks implements LockManager {
       const freeLocal = () => {
         local.release().catch(() => {});
       };
+      // proper-lockfile's compromised state means the lease may have been rewritten under us.
+      const lostOnCompromise = async (body: () => Promise<boolean>): Promise<boolean> => {
+        try {
+          return await body();
+        } catch (error) {
+          if (error instanceof GuardCompromisedError) return false;
+          throw error;
+        }
+      };
       return new LeaseLock({
         id,
         token,
@@ -81,13 +90,13 @@ export class FileLocks implements LockManager {
         expiresAt,
         backend: {
           extend: async (heldToken, newExpiresAt) => {
-            const held = await this.#extend(file, heldToken, newExpiresAt);
+            const held = await lostOnCompromise(() => this.#extend(file, heldToken, newExpiresAt));
             if (held) await local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {});
             return held;
           },
           release: async (heldToken) => {
             try {
-              return await this.#release(file, heldToken);
+              return await lostOnCompromise(() => this.#release(file, heldToken));
             } finally {
               freeLocal();
             }
@@ -118,15 +127,24 @@ export class FileLocks implements LockManager {
   }
 
   /** Writes our lease when none is live; resolves the lease end, or `undefined` while another holds it. */
-  #claim(file: string, token: string, leaseMs: number): Promise<number | undefined> {
-    return this.#guarded(file, async () => {
-      const current = await this.#read(file);
-      const now = Date.now();
-      if (current !== undefined && current.expiresAt > now) return undefined;
-      const expiresAt = now + leaseMs;
-      await this.#write(file, { token, expiresAt });
-      return expiresAt;
-    });
+  async #claim(file: string, token: string, leaseMs: number): Promise<number | undefined> {
+    try {
+      return await this.#guarded(file, () => this.#claimGuarded(file, token, leaseMs));
+    } catch (error) {
+      // The write may have raced another claim: try again; a lease holding our token is ours.
+      if (error instanceof GuardCompromisedError) return undefined;
+      throw error;
+    }
+  }
+
+  async #claimGuarded(file: string, token: string, leaseMs: number): Promise<number | undefined> {
+    const current = await this.#read(file);
+    const now = Date.now();
+    if (current !== undefined && current.expiresAt > now && current.token !== token)
+      return undefined;
+    const expiresAt = now + leaseMs;
+    await this.#write(file, { token, expiresAt });
+    return expiresAt;
   }
 
   #extend(file: string, token: string, expiresAt: number): Promise<boolean> {

@@ -1,6 +1,20 @@
 import { SessionError, sleep } from '@sessile/core';
 import lockfile from 'proper-lockfile';
 
+/**
+ * proper-lockfile reported the guard compromised (its lockfile was taken over as stale while
+ * held), so the critical section may have overlapped another process's.
+ */
+export class GuardCompromisedError extends SessionError {
+  constructor(cause: Error) {
+    super(
+      'ERR_STORE_IO',
+      'A guard lockfile was taken over while held; the operation may have raced another process',
+      { cause },
+    );
+  }
+}
+
 /** proper-lockfile refuses staleness below this. */
 export const MIN_GUARD_STALE_MS = 2000;
 
@@ -75,13 +89,7 @@ export class FileGuards {
     }
     try {
       const result = await body();
-      if (compromised !== undefined) {
-        throw new SessionError(
-          'ERR_STORE_IO',
-          'The write guard lockfile was taken over while held; the write may have raced another process',
-          { cause: compromised },
-        );
-      }
+      if (compromised !== undefined) throw new GuardCompromisedError(compromised);
       return result;
     } finally {
       await release().catch(() => {});
