@@ -26,6 +26,8 @@ export class SqliteLocks implements LockManager {
   readonly #extend: BetterSqlite3.Statement<[number, string, string, number]>;
   readonly #free: BetterSqlite3.Statement<[string, string], { expiresAt: number }>;
   readonly #closer = new AbortController();
+  /** Locks this process holds, by id, so a takeover here tells the old holder at once. */
+  readonly #holders = new Map<string, LeaseLock>();
 
   constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
     const table = quote(names.locks);
@@ -74,7 +76,15 @@ export class SqliteLocks implements LockManager {
       await this.#executor.write(() => this.#free.run(id, token)).catch(() => {});
       throw lockManagerClosed();
     }
-    return new LeaseLock({ id, token, leaseMs, expiresAt, backend: this.#backend(id) });
+    // Its timer may not have fired yet, but its lease is over: the table just said so.
+    this.#holders.get(id)?.markLost('its lease ran out and another acquirer took the lock');
+    const lock = new LeaseLock({ id, token, leaseMs, expiresAt, backend: this.#backend(id) });
+    this.#holders.set(id, lock);
+    return lock;
+  }
+
+  #forget(id: string, token: string): void {
+    if (this.#holders.get(id)?.token === token) this.#holders.delete(id);
   }
 
   #backend(id: string): LeaseBackend {
@@ -89,6 +99,7 @@ export class SqliteLocks implements LockManager {
         }
       },
       release: async (token) => {
+        this.#forget(id, token);
         try {
           return await this.#executor.write(() => {
             const freed = this.#free.get(id, token);
@@ -99,6 +110,7 @@ export class SqliteLocks implements LockManager {
         }
       },
       expired: (token) => {
+        this.#forget(id, token);
         // The lease is over either way; clearing the row early just spares the next acquirer a takeover.
         this.#executor.write(() => this.#free.get(id, token)).catch(() => {});
       },
