@@ -110,7 +110,8 @@ export function sessile<Data extends SessionData = SessionData>(
     const end = res.end as (...args: unknown[]) => ServerResponse;
     let ending = false;
     res.end = function endAfterCommit(this: ServerResponse, ...args: unknown[]) {
-      if (ending) return end.apply(this, args);
+      // A second end() while the commit runs would send the response before the save.
+      if (ending) return this;
       ending = true;
       session.commit().then(
         (result) => {
