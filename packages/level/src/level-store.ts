@@ -31,6 +31,7 @@ import {
   withExpiresAt,
 } from './format.js';
 import { IdQueue } from './id-queue.js';
+import { SweepCursor } from './sweep-cursor.js';
 
 /** An abstract-level database or sublevel with any key and value types. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's database may use any encodings.
@@ -71,6 +72,8 @@ export const DEFAULT_SUBLEVEL = 'sessions';
 const SWEEP_BATCH = 500;
 const SCAN_BATCH = 256;
 
+type SweptEntry = { key: Uint8Array; expiresAt: number };
+
 /**
  * Sessions in LevelDB through classic-level, or in a sublevel of any abstract-level database.
  * Records and an expiry index ordered by `expiresAt` change together in one atomic batch, so a
@@ -92,6 +95,7 @@ export class LevelStore extends BaseStore {
   readonly db: Keyspace;
   readonly #owned: boolean;
   readonly #writes = new IdQueue();
+  readonly #cursor = new SweepCursor();
   readonly #syncReads: boolean;
 
   private constructor(db: Keyspace, owned: boolean, options: BaseStoreOptions) {
@@ -219,6 +223,7 @@ export class LevelStore extends BaseStore {
         { type: 'put', key: indexKey(record.expiresAt, id), value: EMPTY_VALUE },
       );
       await this.db.batch(operations);
+      this.#cursor.written(record.expiresAt);
       return true;
     });
   }
@@ -240,6 +245,7 @@ export class LevelStore extends BaseStore {
         { type: 'put', key: indexKey(expiresAt, id), value: EMPTY_VALUE },
       );
       await this.db.batch(operations);
+      this.#cursor.written(expiresAt);
       return true;
     });
   }
@@ -261,20 +267,30 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    const due = this.db.keys({ gte: INDEX_START, lt: indexEndAfter(progress.now) });
+    const ticket = this.#cursor.begin(progress.now);
+    const from = this.#cursor.key;
+    const due = this.db.keys({
+      ...(from === undefined ? { gte: INDEX_START } : { gt: from }),
+      lt: indexEndAfter(progress.now),
+    });
+    let last: SweptEntry | undefined;
     try {
       for (;;) {
         const size = progress.nextBatchSize(SWEEP_BATCH);
         if (size === 0) break;
         const keys = await due.nextv(size);
         if (keys.length === 0) return progress.result(true);
-        await this.#sweepBatch(keys, progress);
+        last = (await this.#sweepBatch(keys, progress)) ?? last;
         await yieldToEventLoop();
       }
       // Stopped by the limit, the budget or the signal: done only if nothing else is due.
       const next = await due.nextv(1);
       return progress.result(next.length === 0);
+    } catch (error) {
+      last = undefined;
+      throw error;
     } finally {
+      this.#cursor.finish(ticket, last);
       await due.close();
     }
   }
@@ -321,7 +337,8 @@ export class LevelStore extends BaseStore {
     await this.db.close();
   }
 
-  async #sweepBatch(keys: Uint8Array[], progress: SweepProgress): Promise<void> {
+  /** Deletes every entry of `keys`; resolves to the last one that parsed. */
+  async #sweepBatch(keys: Uint8Array[], progress: SweepProgress): Promise<SweptEntry | undefined> {
     const operations: Operation[] = [];
     const due: { key: Uint8Array; expiresAt: number; id: string }[] = [];
     for (const key of keys) {
@@ -354,28 +371,29 @@ export class LevelStore extends BaseStore {
         progress.removed += removedIds.size;
       },
     );
+    return due.at(-1);
   }
 
   async #repairBatch(ids: string[], result: RepairIndexResult): Promise<void> {
     await this.#writes.runAll(ids, async () => {
       const values = await this.db.getMany(ids.map(recordKey));
-      const wanted: Uint8Array[] = [];
+      const wanted: SweptEntry[] = [];
       for (let i = 0; i < ids.length; i++) {
         const value = values[i];
         if (value === undefined) continue;
         const expiresAt = expiresAtOf(value);
-        if (!Number.isNaN(expiresAt)) wanted.push(indexKey(expiresAt, ids[i] as string));
+        if (Number.isNaN(expiresAt)) continue;
+        wanted.push({ key: indexKey(expiresAt, ids[i] as string), expiresAt });
       }
       result.scanned += ids.length;
-      const present = await this.db.getMany(wanted);
-      const operations: Operation[] = [];
-      for (let i = 0; i < wanted.length; i++) {
-        if (present[i] === undefined) {
-          operations.push({ type: 'put', key: wanted[i] as Uint8Array, value: EMPTY_VALUE });
-        }
-      }
-      if (operations.length > 0) await this.db.batch(operations);
-      result.repaired += operations.length;
+      const present = await this.db.getMany(wanted.map((entry) => entry.key));
+      const missing = wanted.filter((_, i) => present[i] === undefined);
+      if (missing.length === 0) return;
+      await this.db.batch(
+        missing.map((entry): Operation => ({ type: 'put', key: entry.key, value: EMPTY_VALUE })),
+      );
+      for (const entry of missing) this.#cursor.written(entry.expiresAt);
+      result.repaired += missing.length;
     });
   }
 

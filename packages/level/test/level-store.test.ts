@@ -221,6 +221,45 @@ describe('LevelStore: the expiry index', () => {
     });
   });
 
+  it('a record written below where the last sweep stopped is still swept', async () => {
+    await withStore(async (store) => {
+      const start = Date.now();
+      const first = generateSessionId();
+      await store.set(first, record('first', start + HOUR_MS));
+      expect(await store.sweep({ now: start + 2 * HOUR_MS })).toMatchObject({ removed: 1 });
+      // Earlier than every entry the last sweep already walked past.
+      const earlier = generateSessionId();
+      const touched = generateSessionId();
+      await store.set(earlier, record('earlier', start + HOUR_MS / 2));
+      await store.set(touched, record('touched', start + 10 * HOUR_MS));
+      await store.touch(touched, start + HOUR_MS / 4);
+      expect(await store.sweep({ now: start + 2 * HOUR_MS })).toEqual({
+        removed: 2,
+        scanned: 2,
+        done: true,
+      });
+      expect(await indexedIds(store)).toEqual([]);
+    });
+  });
+
+  it('records that expire while a sweep runs are found by the next sweep', async () => {
+    await withStore(async (store) => {
+      const start = Date.now();
+      const old = Array.from({ length: 3000 }, () => generateSessionId());
+      await Promise.all(old.map((id) => store.set(id, record(id, start + HOUR_MS))));
+      // Started after the sweep's iterator, so it cannot see them, and due before where it stops.
+      const late = Array.from({ length: 200 }, () => generateSessionId());
+      const sweeping = store.sweep({ now: start + 2 * HOUR_MS, limit: 100_000 });
+      const writing = late.map((id) => store.set(id, record(id, start + HOUR_MS / 2)));
+      const first = await sweeping;
+      await Promise.all(writing);
+      const second = await store.sweep({ now: start + 2 * HOUR_MS });
+      expect(second.done).toBe(true);
+      expect(first.removed + second.removed).toBe(3200);
+      expect(await indexedIds(store)).toEqual([]);
+    });
+  }, 60_000);
+
   it('a write racing a sweep of the same id is never lost', async () => {
     await withStore(async (store) => {
       const start = Date.now();
