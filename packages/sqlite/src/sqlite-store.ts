@@ -203,17 +203,8 @@ export class SqliteStore extends BaseStore {
     return this.#db;
   }
 
-  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    const row = await this.#executor.read(() => this.#get.get(id, now));
-    if (row === undefined) return undefined;
-    const { data, expiresAt } = row;
-    if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
-      throw new SessionError(
-        'ERR_CORRUPT_RECORD',
-        `Stored session record is corrupt: data is ${sqlType(data)} and expires_at is ${sqlType(expiresAt)}, expected a blob and a number`,
-      );
-    }
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
+  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#executor.read(() => recordOf(this.#get.get(id, now)));
   }
 
   protected _set(
@@ -422,6 +413,20 @@ function openError(error: unknown): Error {
     );
   }
   return toStoreIoError(error, 'Opening the SQLite store');
+}
+
+/** The record in a row, or `ERR_CORRUPT_RECORD` when its columns hold the wrong types. */
+function recordOf(row: StoredRow | undefined): SessionRecord | undefined {
+  if (row === undefined) return undefined;
+  const { data, expiresAt } = row;
+  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
+    throw new SessionError(
+      'ERR_CORRUPT_RECORD',
+      `Stored session record is corrupt: data is ${sqlType(data)} and expires_at is ${sqlType(expiresAt)}, expected a blob and a number`,
+    );
+  }
+  // A plain view of better-sqlite3's Buffer, without copying the bytes again.
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
 }
 
 function sqlType(value: unknown): string {
