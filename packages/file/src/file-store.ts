@@ -332,10 +332,10 @@ export class FileStore extends BaseStore {
 
   protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
     const file = this.#recordPath(id);
-    // Unguarded: it changes the open inode, so a concurrent rename replaces a touched record
-    // (touch, then set) and a concurrent delete removes it (touch, then delete).
+    // No cross-process guard: a touch only moves the expiry of the file it found, so a
+    // concurrent set replaces a touched record (touch, then set) and a delete removes it.
     return this.#guards.serialize(file, async () => {
-      if (this.#statIsEnough && expiresAt === mtimeFor(expiresAt)) {
+      if (this.#statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
         const extended = await this.#extendByMtime(id, file, expiresAt, now);
         if (extended !== undefined) return extended;
       }
