@@ -198,6 +198,10 @@ export class Session<Data extends SessionData = SessionData> {
     }
     if (!modified) {
       if (this.#isNew || now - this.#lastAccessedAt < touchAfterMs) return 'unchanged';
+      // Near the absolute timeout a touch could not move the expiry any later.
+      if (this.#storedExpiresAt !== undefined && expiresAt <= this.#storedExpiresAt) {
+        return 'unchanged';
+      }
       await this.#confirmLock();
       return (await store.touch(this.#id, expiresAt)) ? 'touched' : 'gone';
     }

@@ -272,6 +272,17 @@ describe('timeouts', () => {
     expect(record?.expiresAt).toBe(session.createdAt + 10_000);
   });
 
+  it('does not touch a session whose expiry is already capped by the absolute timeout', async () => {
+    const { manager } = setup({
+      idleTimeoutMs: 60_000,
+      absoluteTimeoutMs: 10_000,
+      touchAfterMs: 0,
+    });
+    const id = await createSession(manager, { count: 1 });
+    const session = await manager.open(id);
+    expect(await session.commit()).toBe('unchanged');
+  });
+
   it('enforces timeouts shorter than those a session was stored under', async () => {
     const store = new MemoryStore();
     const long = new SessionManager<Counter>({ store, cleanup: manual(), idleTimeoutMs: 60_000 });
