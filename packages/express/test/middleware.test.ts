@@ -7,6 +7,8 @@ import {
   MemoryStore,
   manual,
   type SessionStore,
+  type SweepRun,
+  sweepByChance,
 } from '@sessile/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -371,19 +373,22 @@ describe('sessile() middleware details', () => {
     expect(await (await jar.fetch(url)).text()).toBe('2');
   });
 
-  it('triggers sweepByChance after responses, off the request path', async () => {
+  it('triggers sweepByChance after each response, off the request path', async () => {
     const store = await memoryStore();
-    const { sweepByChance } = await import('@sessile/core');
-    const runs: number[] = [];
-    const { url } = await startApp(store, { cleanup: sweepByChance(1) });
-    const expired = generateSessionId();
-    await store.set(expired, { data: new Uint8Array(2), expiresAt: Date.now() + 20 });
+    const runs: SweepRun[] = [];
+    const always = sweepByChance(1);
+    const { url } = await startApp(store, {
+      cleanup: {
+        kind: always.kind,
+        start: (target, options) =>
+          always.start(target, { ...options, onSweep: (run) => runs.push(run) }),
+      },
+    });
+    await store.set(generateSessionId(), { data: new Uint8Array(2), expiresAt: Date.now() + 20 });
     await sleep(50);
+    expect(runs).toHaveLength(0);
     await fetch(`${url}/count`);
-    for (let i = 0; i < 200 && runs.length === 0; i++) {
-      await sleep(10);
-      if ((await store.sweep({ limit: 1 })).scanned === 0) runs.push(1);
-    }
-    expect(runs).toHaveLength(1);
+    for (let i = 0; i < 500 && runs.length === 0; i++) await sleep(10);
+    expect(runs[0]).toMatchObject({ outcome: 'swept', removed: 1 });
   });
 });
