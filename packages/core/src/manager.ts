@@ -39,6 +39,8 @@ export interface SessionManagerOptions {
   cleanup?: CleanupPolicy;
   /** Errors that do not fail a request: corrupt records (the client gets a fresh session), cleanup failures, lock release failures. Default `console.error`. */
   onError?: (error: unknown) => void;
+  /** Called after each cleanup run that was not skipped as busy: for metrics and logs. */
+  onSweep?: (run: SweepRun) => void;
 }
 
 export interface OpenOptions {
@@ -109,7 +111,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
       (this.store.capabilities.expiry === 'sweep'
         ? sweepEvery(DEFAULT_SWEEP_INTERVAL_MS)
         : manual());
-    this.#sweeper = cleanup.start(this.store, { onError: (error) => this.#report(error) });
+    this.#sweeper = cleanup.start(this.store, {
+      onError: (error) => this.#report(error),
+      onSweep: options.onSweep,
+    });
     this.#context = {
       store: this.store,
       codec: this.codec,

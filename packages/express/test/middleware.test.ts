@@ -376,13 +376,9 @@ describe('sessile() middleware details', () => {
   it('triggers sweepByChance after each response, off the request path', async () => {
     const store = await memoryStore();
     const runs: SweepRun[] = [];
-    const always = sweepByChance(1);
     const { url } = await startApp(store, {
-      cleanup: {
-        kind: always.kind,
-        start: (target, options) =>
-          always.start(target, { ...options, onSweep: (run) => runs.push(run) }),
-      },
+      cleanup: sweepByChance(1),
+      onSweep: (run) => runs.push(run),
     });
     await store.set(generateSessionId(), { data: new Uint8Array(2), expiresAt: Date.now() + 20 });
     await sleep(50);
