@@ -130,7 +130,7 @@ export class LevelStore extends BaseStore {
       } catch (error) {
         throw openError(error, path);
       }
-      return new LevelStore(level as unknown as Keyspace, true, options);
+      return LevelStore.#create(level as unknown as Keyspace, true, options);
     }
     if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
       throw new TypeError('options.db must be an abstract-level database or sublevel');
@@ -155,7 +155,21 @@ export class LevelStore extends BaseStore {
     } catch (error) {
       throw toStoreIoError(error, 'open');
     }
-    return new LevelStore(sublevel as unknown as Keyspace, false, options);
+    return LevelStore.#create(sublevel as unknown as Keyspace, false, options);
+  }
+
+  // Bad options must not leave the directory locked by a database nobody can close.
+  static async #create(
+    db: Keyspace,
+    owned: boolean,
+    options: BaseStoreOptions,
+  ): Promise<LevelStore> {
+    try {
+      return new LevelStore(db, owned, options);
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
   }
 
   /**

@@ -112,6 +112,13 @@ describe('LevelStore: one process per directory', () => {
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
   });
 
+  it('bad options reject with a TypeError and leave the directory free', async () => {
+    const path = freshPath();
+    await expect(LevelStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);
+    const store = await LevelStore.open({ path });
+    await store.close();
+  });
+
   it('open needs exactly one of path and db, and a valid sublevel name', async () => {
     await expect(LevelStore.open({})).rejects.toThrow(TypeError);
     const db = new ClassicLevel(freshPath());
