@@ -46,7 +46,7 @@ const DEFAULT_TABLE = 'sessions';
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
-const INITIAL_SWEEP_BATCH = 128;
+const INITIAL_SWEEP_BATCH = 32;
 const MIN_SWEEP_BATCH = 16;
 const MAX_SWEEP_BATCH = 1000;
 const SWEEP_BATCH_TARGET_MS = 2;
@@ -158,7 +158,6 @@ export class SqliteStore extends BaseStore {
       busyTimeoutMs: settings.busyTimeoutMs,
       groupCommit: settings.durability === 'full' && !inMemory,
     });
-    this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
     const table = quote(settings.names.records);
@@ -193,6 +192,7 @@ export class SqliteStore extends BaseStore {
       .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
       .pluck();
     this.#clear = db.prepare(`DELETE FROM ${table}`);
+    this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
   }
 
   /**
@@ -292,7 +292,8 @@ export class SqliteStore extends BaseStore {
     if (elapsedMs < SWEEP_BATCH_TARGET_MS / 2) {
       this.#sweepBatchSize = Math.min(MAX_SWEEP_BATCH, this.#sweepBatchSize * 2);
     } else if (elapsedMs > SWEEP_BATCH_TARGET_MS * 2) {
-      this.#sweepBatchSize = Math.max(MIN_SWEEP_BATCH, Math.floor(this.#sweepBatchSize / 2));
+      const scaled = Math.floor((batch * SWEEP_BATCH_TARGET_MS) / elapsedMs);
+      this.#sweepBatchSize = Math.max(MIN_SWEEP_BATCH, scaled);
     }
   }
 }
