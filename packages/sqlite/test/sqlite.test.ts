@@ -74,7 +74,8 @@ function snapshot(file: string): { main: Buffer; sidecars: boolean[] } {
   };
 }
 
-describe('schema', () => {
+// The machine may be loaded by other work; these bound a hang, they do not time anything.
+describe('schema', { timeout: 60_000 }, () => {
   it('creates the versioned schema on a new file: WAL, the expiry index and the lock table', async () => {
     const db = openDatabase();
     const store = await openStore({ database: db });
@@ -205,7 +206,7 @@ describe('schema', () => {
   });
 });
 
-describe('options', () => {
+describe('options', { timeout: 60_000 }, () => {
   it("sets synchronous from durability: NORMAL by default, FULL for 'full'", async () => {
     const normal = openDatabase();
     await openStore({ database: normal });
@@ -265,7 +266,7 @@ describe('options', () => {
   });
 });
 
-describe('records', () => {
+describe('records', { timeout: 60_000 }, () => {
   it('lists every live id across pages, and no expired one', async () => {
     const store = await openStore({ path });
     const live = Array.from({ length: 600 }, (_, n) => idOf(`live${n}`));
