@@ -3,6 +3,13 @@ import { SessionError } from './errors.js';
 
 export const MIN_SESSION_ID_LENGTH = 16;
 export const MAX_SESSION_ID_LENGTH = 128;
+/**
+ * A valid session id reserved for the cleanup policies' single runner across processes.
+ * Generated ids are 43 characters, and strict session managers never adopt an id they did not
+ * issue, so no client can hold it.
+ */
+export const SWEEP_LOCK_ID = '_sessile-sweeper_';
+
 const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;
 
 /** True when `id` is a string of 16 to 128 base64url characters (`[A-Za-z0-9_-]`). */

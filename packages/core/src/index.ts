@@ -6,6 +6,16 @@ export {
   SweepProgress,
 } from './base-store.js';
 export {
+  type AesGcmCodecOptions,
+  aesGcmCodec,
+  generateAesKey,
+  jsonCodec,
+  type SessionCodec,
+  type SessionData,
+  type SessionEnvelope,
+} from './codecs.js';
+export { SessionCookie, type SessionCookieOptions } from './cookies.js';
+export {
   isSessionError,
   SESSION_ERROR_CODES,
   SessionError,
@@ -21,6 +31,7 @@ export {
   isSessionId,
   MAX_SESSION_ID_LENGTH,
   MIN_SESSION_ID_LENGTH,
+  SWEEP_LOCK_ID,
 } from './ids.js';
 export { KeyedLocks } from './locks/keyed.js';
 export {
@@ -43,36 +54,6 @@ export {
   type StripedLocksOptions,
   stripeOf,
 } from './locks/striped.js';
-export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
-export type {
-  AcquireOptions,
-  LockManager,
-  SessionLock,
-  SessionRecord,
-  SessionStore,
-  SetOptions,
-  StoreCapabilities,
-  SweepOptions,
-  SweepResult,
-} from './types.js';
-export { sleep, yieldToEventLoop } from './util.js';
-
-/**
- * A valid session id reserved for the single sweeper across processes. Generated ids are 43
- * characters, and strict session managers never adopt an id they did not issue, so no client
- * can hold it.
- */
-export const SWEEP_LOCK_ID = '_sessile-sweeper_';
-export {
-  type AesGcmCodecOptions,
-  aesGcmCodec,
-  generateAesKey,
-  jsonCodec,
-  type SessionCodec,
-  type SessionData,
-  type SessionEnvelope,
-} from './codecs.js';
-export { SessionCookie, type SessionCookieOptions } from './cookies.js';
 export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -82,6 +63,7 @@ export {
   SessionManager,
   type SessionManagerOptions,
 } from './manager.js';
+export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export {
   type CleanupPolicy,
   manual,
@@ -94,3 +76,15 @@ export {
   sweepEvery,
 } from './policies.js';
 export { type CommitOutcome, Session, type SessionStatus } from './session.js';
+export type {
+  AcquireOptions,
+  LockManager,
+  SessionLock,
+  SessionRecord,
+  SessionStore,
+  SetOptions,
+  StoreCapabilities,
+  SweepOptions,
+  SweepResult,
+} from './types.js';
+export { sleep, yieldToEventLoop } from './util.js';

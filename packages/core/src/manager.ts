@@ -1,7 +1,6 @@
 import { jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionError, SessionError } from './errors.js';
-import { generateSessionId, isSessionId } from './ids.js';
-import { SWEEP_LOCK_ID } from './index.js';
+import { generateSessionId, isSessionId, SWEEP_LOCK_ID } from './ids.js';
 import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
 import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext } from './session.js';

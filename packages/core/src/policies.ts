@@ -1,6 +1,5 @@
 import { isSessionError, SessionError } from './errors.js';
-// index.ts owns the constant; it is read only when a run starts, so the import cycle is harmless.
-import { SWEEP_LOCK_ID } from './index.js';
+import { SWEEP_LOCK_ID } from './ids.js';
 import type { SessionLock, SessionStore } from './types.js';
 import { assertNonNegativeNumber, assertPositiveInteger, yieldToEventLoop } from './util.js';
 
