@@ -323,7 +323,7 @@ export class FileStore extends BaseStore {
           return true;
         });
         if (wrote) await this.#syncDirectory(file);
-        return wrote === true;
+        return wrote;
       });
     } finally {
       if (!placed) await unless(['ENOENT'], undefined, () => unlink(temp));
@@ -496,10 +496,7 @@ export class FileStore extends BaseStore {
       // Lost the single-sweeper lease: another process may own the cursor now.
       if (lock.signal.aborted) return progress.result(false);
       const size = progress.nextBatchSize(SWEEP_BATCH);
-      if (size === 0) {
-        await this.#writeCursor(position);
-        return progress.result(false);
-      }
+      if (size === 0) return progress.result(false);
       const batch = await nextBatch(size);
       await this.#forEachBounded(batch, async ({ shard, name }) => {
         progress.scanned++;
@@ -514,6 +511,8 @@ export class FileStore extends BaseStore {
       }
       const last = batch[batch.length - 1] as { shard: string; name: string };
       position = { shard: last.shard, name: last.name, clean: position.clean };
+      // Saved per batch, so even a sweeper that dies resumes near where it stopped.
+      await this.#writeCursor(position);
       if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();
       await yieldToEventLoop();
     }
@@ -536,29 +535,34 @@ export class FileStore extends BaseStore {
     return 'other';
   }
 
+  /**
+   * Removes one record that looked expired, without a guard: the file is first moved aside
+   * (rename is atomic), then the moved inode is checked again. If a writer replaced the record
+   * in between, the moved file is the new one and goes back, unless something newer is there.
+   */
   async #removeIfExpired(
     id: string,
     file: string,
     now: number,
-  ): Promise<'removed' | 'live' | 'left'> {
-    // A writer holding this id's guard is about to replace the file: leave it to the next pass.
+  ): Promise<'removed' | 'live' | 'left' | 'other'> {
+    // A write to this id is in flight here: leave the record to the next pass.
     if (this.#guards.busy(file)) return 'left';
-    const outcome = await this.#guards.serialize(file, () =>
-      this.#guards.hold(
-        file,
-        async (): Promise<'removed' | 'live'> => {
-          const stats = await unless(['ENOENT'], undefined, () => lstat(file));
-          if (stats === undefined || !stats.isFile()) return 'live';
-          if (this.#certainlyLive(stats, now)) return 'live';
-          const verify = this.#sweepMode === 'verify' || !this.#certainlyExpired(stats, now);
-          if (verify && (await this.#presence(id, file, now)) === 'live') return 'live';
-          await unless(['ENOENT'], undefined, () => unlink(file));
-          return 'removed';
-        },
-        true,
-      ),
-    );
-    return outcome ?? 'left';
+    return this.#guards.serialize(file, async () => {
+      const aside = `${file}.${randomSuffix()}${TEMP_SUFFIX}`;
+      const moved = await unless(['ENOENT'], false, async () => {
+        await rename(file, aside);
+        return true;
+      });
+      if (!moved) return 'other';
+      const stats = await lstat(aside);
+      let expired = stats.isFile() && !this.#certainlyLive(stats, now);
+      if (expired && (this.#sweepMode === 'verify' || !this.#certainlyExpired(stats, now))) {
+        expired = (await this.#presence(id, aside, now)) !== 'live';
+      }
+      if (!expired) await unless(['EEXIST'], undefined, () => link(aside, file));
+      await unlink(aside);
+      return expired ? 'removed' : 'live';
+    });
   }
 
   /** Temp files of crashed writers, stale guard lockfiles and foreign files, once past the grace period. */
@@ -603,7 +607,7 @@ export class FileStore extends BaseStore {
     const temp = `${file}.${randomSuffix()}${TEMP_SUFFIX}`;
     await writeFile(temp, JSON.stringify(cursor), { mode: this.#fileMode });
     try {
-      await this.#renameIntoPlace(temp, file);
+      await this.#renameIntoPlace(temp, file, rename);
     } catch (error) {
       await unless(['ENOENT'], undefined, () => unlink(temp));
       throw error;
@@ -667,10 +671,10 @@ export class FileStore extends BaseStore {
   }
 
   /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
-  async #renameIntoPlace(from: string, to: string): Promise<void> {
+  async #renameIntoPlace(from: string, to: string, renameFile = this.#renameFile): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#renameFile(from, to);
+        await renameFile(from, to);
         return;
       } catch (error) {
         const code = errorCode(error);

@@ -56,9 +56,9 @@ export class FileGuards {
   /**
    * Runs `body` while holding the cross-process guard of `file` (the in-process order is the
    * caller's job, through `serialize`). Waits while another process holds it; a holder that
-   * died is taken over after `staleMs`. With `tryOnce`, resolves `undefined` instead of waiting.
+   * died is taken over after `staleMs`.
    */
-  async hold<T>(file: string, body: () => Promise<T>, tryOnce = false): Promise<T | undefined> {
+  async hold<T>(file: string, body: () => Promise<T>): Promise<T> {
     let compromised: Error | undefined;
     const options: lockfile.LockOptions = {
       realpath: false,
@@ -77,7 +77,6 @@ export class FileGuards {
         release = await lockfile.lock(file, options);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
-        if (tryOnce) return undefined;
         if (Date.now() > deadline) {
           throw new SessionError('ERR_STORE_IO', 'Timed out waiting for a write guard lockfile', {
             cause: error,
@@ -98,6 +97,6 @@ export class FileGuards {
 
   /** `serialize` plus `hold`: one writer for `file` across this process and the host. */
   run<T>(file: string, body: () => Promise<T>): Promise<T> {
-    return this.serialize(file, async () => (await this.hold(file, body)) as T);
+    return this.serialize(file, () => this.hold(file, body));
   }
 }

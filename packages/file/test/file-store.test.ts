@@ -395,8 +395,16 @@ describe('sweep', () => {
     expect(third).toEqual({ removed: 0, scanned: 2, done: true });
   });
 
-  it('a pass that left an expired record behind does not report done', async () => {
-    const store = await openStore();
+  it('a pass that left an expired record behind (a write in flight) does not report done', async () => {
+    let gate: Promise<void> | undefined;
+    let reached: () => void = () => {};
+    const store = await openStore({
+      renameFile: async (from, to) => {
+        reached();
+        await gate;
+        await rename(from, to);
+      },
+    });
     const now = Date.now();
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -404,15 +412,23 @@ describe('sweep', () => {
       ids.push(id);
       await store.set(id, recordOf('old', now + HOUR_MS));
     }
-    // Keep one expired record's guard busy from "another process", so the sweep must skip it.
-    const busy = ids[0] as string;
-    mkdirSync(`${fileOf(store, busy)}.lock`);
+    // Hold a rewrite of one expired record just before its rename.
+    const rewritten = ids[0] as string;
+    let openGate: () => void = () => {};
+    gate = new Promise((resolve) => (openGate = resolve));
+    const atRename = new Promise<void>((resolve) => (reached = resolve));
+    const pending = store.set(rewritten, recordOf('new', now + 10 * HOUR_MS));
+    await atRename;
+
     const first = await store.sweep({ now: now + 2 * HOUR_MS });
-    // Six records and the busy guard lockfile beside one of them.
-    expect(first).toEqual({ removed: 5, scanned: 7, done: false });
-    rmSync(`${fileOf(store, busy)}.lock`, { recursive: true });
+    // Six records, plus the in-flight write's temp file and guard lockfile (both kept: fresh).
+    expect(first).toEqual({ removed: 5, scanned: 8, done: false });
+    openGate();
+    expect(await pending).toBe(true);
+
     const second = await store.sweep({ now: now + 2 * HOUR_MS });
-    expect(second).toEqual({ removed: 1, scanned: 1, done: true });
+    expect(second).toEqual({ removed: 0, scanned: 1, done: true });
+    expect(textOf(await store.get(rewritten))).toBe('new');
   });
 
   it('a damaged cursor file only restarts the pass', async () => {
