@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -54,6 +55,8 @@ export class StripedFileLocks implements LockManager {
   #collisions = 0;
 
   constructor(directory: string, stripes: number) {
+    // Every waiting acquire listens for close; there may be any number of them.
+    setMaxListeners(0, this.#closing.signal);
     this.#directory = directory;
     this.stripes = stripes;
   }

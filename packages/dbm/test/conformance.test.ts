@@ -1,0 +1,47 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runStoreConformance } from '@sessile/conformance';
+import type { SessionStore } from '@sessile/core';
+import { afterAll } from 'vitest';
+import { type DbmCleanupMode, DbmStore } from '../src/index.js';
+
+const directories: string[] = [];
+afterAll(() => {
+  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
+});
+
+/** Flips a byte inside the stored payload of `id`: the record's checksum no longer matches. */
+async function corrupt(store: SessionStore, id: string): Promise<void> {
+  const path = (store as DbmStore).path;
+  const bytes = readFileSync(path);
+  const at = bytes.indexOf(Buffer.from(id, 'latin1'));
+  if (at === -1) throw new Error('record not found in the file');
+  const fd = openSync(path, 'r+');
+  try {
+    const target = at + id.length + 2;
+    writeSync(fd, Buffer.from([(bytes[target] ?? 0) ^ 0xff]), 0, 1, target);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+  let latest = '';
+  const open = async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-conformance-'));
+    directories.push(directory);
+    latest = join(directory, 'sessions.dbm');
+    return DbmStore.open({ path: latest, cleanup });
+  };
+  await runStoreConformance({
+    name: `DbmStore (cleanup: ${cleanup})`,
+    open,
+    reopen: () => DbmStore.open({ path: latest, cleanup }),
+    crossProcess: {
+      module: new URL('./child-store.mjs', import.meta.url).pathname,
+      location: () => latest,
+    },
+    corrupt,
+  });
+}
