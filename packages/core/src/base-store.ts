@@ -195,6 +195,15 @@ export abstract class BaseStore implements SessionStore {
     return this.#closing;
   }
 
+  /**
+   * Runs a store-specific public method the way the built-in ones run: it rejects with
+   * `ERR_STORE_CLOSED` after `close()`, `close()` waits for it, and backend failures become
+   * `ERR_STORE_IO`.
+   */
+  protected operation<T>(action: string, body: () => Promise<T>): Promise<T> {
+    return this.#run(action, body);
+  }
+
   protected abstract _get(id: string, now: number): Promise<SessionRecord | undefined>;
   protected abstract _set(
     id: string,

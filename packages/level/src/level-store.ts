@@ -182,9 +182,8 @@ export class LevelStore extends BaseStore {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new TypeError('options.signal must be an AbortSignal');
     }
-    this.#assertOpen();
-    const result: RepairIndexResult = { scanned: 0, repaired: 0 };
-    try {
+    return this.operation('repairIndex', async () => {
+      const result: RepairIndexResult = { scanned: 0, repaired: 0 };
       const keys = this.db.keys({ gte: RECORDS_START, lt: RECORDS_END });
       try {
         while (!signal?.aborted) {
@@ -196,11 +195,8 @@ export class LevelStore extends BaseStore {
       } finally {
         await keys.close();
       }
-    } catch (error) {
-      this.#assertOpen();
-      throw toStoreIoError(error, 'repairIndex');
-    }
-    return result;
+      return result;
+    });
   }
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
@@ -423,10 +419,6 @@ export class LevelStore extends BaseStore {
     return this.#owned
       ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       : new Uint8Array(data);
-  }
-
-  #assertOpen(): void {
-    if (this.closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
   }
 }
 
