@@ -21,34 +21,44 @@ const STOP_TIMEOUT_MS = 5000;
  * to SQLite's default, so the WAL never grows without bound.
  */
 export class Checkpointer {
-  readonly #worker: Worker;
+  readonly #worker: Worker | undefined;
   readonly #exited: Promise<void>;
   #stopping = false;
 
   constructor(db: BetterSqlite3.Database) {
-    db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
-    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     const fallBack = () => {
       if (!this.#stopping && db.open) db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
     };
-    this.#worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { path: db.name },
-    });
-    this.#worker.unref();
-    this.#worker.on('error', fallBack);
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
+        workerData: { path: db.name },
+      });
+    } catch {
+      // No worker threads here (a bundle without the worker file, a resource limit): SQLite checkpoints.
+      this.#exited = Promise.resolve();
+      return;
+    }
+    db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+    worker.unref();
+    worker.on('error', fallBack);
     this.#exited = new Promise((resolve) => {
-      this.#worker.once('exit', () => {
+      worker.once('exit', () => {
         fallBack();
         resolve();
       });
     });
+    this.#worker = worker;
   }
 
   /** Closes the worker's connection and waits for the thread to end. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    this.#worker.postMessage('close');
-    const timer = setTimeout(() => void this.#worker.terminate(), STOP_TIMEOUT_MS);
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    worker.postMessage('close');
+    const timer = setTimeout(() => void worker.terminate(), STOP_TIMEOUT_MS);
     await this.#exited;
     clearTimeout(timer);
   }
