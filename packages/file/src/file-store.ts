@@ -134,6 +134,63 @@ function assertNonNegativeInteger(value: unknown, name: string): asserts value i
   }
 }
 
+type Settings = Required<
+  Pick<
+    FileStoreOptions,
+    | 'fsync'
+    | 'fileMode'
+    | 'directoryMode'
+    | 'sweepMode'
+    | 'graceMs'
+    | 'sweepLeaseMs'
+    | 'guardStaleMs'
+    | 'maxOpenFiles'
+    | 'renameFile'
+  >
+>;
+
+/** Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills defaults. */
+function resolveSettings(options: FileStoreOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('FileStore.open needs an options object with a path');
+  }
+  if (typeof options.path !== 'string' || options.path.length === 0) {
+    throw new TypeError('options.path must be a non-empty string naming a directory');
+  }
+  const settings: Settings = {
+    fsync: options.fsync ?? false,
+    fileMode: options.fileMode ?? 0o600,
+    directoryMode: options.directoryMode ?? 0o700,
+    sweepMode: options.sweepMode ?? 'fast',
+    graceMs: options.graceMs ?? 60_000,
+    sweepLeaseMs: options.sweepLeaseMs ?? 60_000,
+    guardStaleMs: options.guardStaleMs ?? 5000,
+    maxOpenFiles: options.maxOpenFiles ?? 32,
+    renameFile: options.renameFile ?? rename,
+  };
+  if (typeof settings.fsync !== 'boolean') throw new TypeError('fsync must be a boolean');
+  assertNonNegativeInteger(settings.fileMode, 'fileMode');
+  assertNonNegativeInteger(settings.directoryMode, 'directoryMode');
+  if (settings.sweepMode !== 'fast' && settings.sweepMode !== 'verify') {
+    throw new TypeError(`sweepMode must be 'fast' or 'verify', got ${String(settings.sweepMode)}`);
+  }
+  assertNonNegativeInteger(settings.graceMs, 'graceMs');
+  assertNonNegativeInteger(settings.guardStaleMs, 'guardStaleMs');
+  assertPositive(settings.sweepLeaseMs, 'sweepLeaseMs');
+  assertPositive(settings.maxOpenFiles, 'maxOpenFiles');
+  if (options.maxRecordBytes !== undefined)
+    assertPositive(options.maxRecordBytes, 'maxRecordBytes');
+  if (typeof settings.renameFile !== 'function') {
+    throw new TypeError('renameFile must be a function');
+  }
+  return settings;
+}
+
+function assertPositive(value: unknown, name: string): asserts value is number {
+  assertNonNegativeInteger(value, name);
+  if (value === 0) throw new TypeError(`${name} must be greater than 0`);
+}
+
 function corruptRecord(reason: string): SessionError {
   return new SessionError('ERR_CORRUPT_RECORD', `Session record file is damaged: ${reason}`);
 }
@@ -192,23 +249,16 @@ export class FileStore extends BaseStore {
   readonly #verifiedShards = new Set<string>();
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError('FileStore.open needs an options object with a path');
-    }
-    if (typeof options.path !== 'string' || options.path.length === 0) {
-      throw new TypeError('options.path must be a non-empty string naming a directory');
-    }
-    const directoryMode = options.directoryMode ?? 0o700;
-    assertNonNegativeInteger(directoryMode, 'directoryMode');
+    const settings = resolveSettings(options);
     try {
-      await mkdir(options.path, { recursive: true, mode: directoryMode });
+      await mkdir(options.path, { recursive: true, mode: settings.directoryMode });
       const root = await realpath(options.path);
       const stats = await lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
-      const traits = await probeFilesystem(root, options.fileMode ?? 0o600);
-      return new FileStore(options, root, traits);
+      const traits = await probeFilesystem(root, settings.fileMode);
+      return new FileStore(options, settings, root, traits);
     } catch (error) {
-      if (isSessionError(error)) throw error;
+      if (isSessionError(error) || error instanceof TypeError) throw error;
       const detail = error instanceof Error ? error.message : String(error);
       throw new SessionError('ERR_STORE_IO', `Cannot open the file store: ${detail}`, {
         cause: error,
@@ -216,33 +266,25 @@ export class FileStore extends BaseStore {
     }
   }
 
-  private constructor(options: FileStoreOptions, root: string, traits: FilesystemTraits) {
+  private constructor(
+    options: FileStoreOptions,
+    settings: Settings,
+    root: string,
+    traits: FilesystemTraits,
+  ) {
     super(options);
     this.path = root;
     this.#mtimeExact = traits.mtimeExact;
     this.#statIsEnough = traits.mtimeExact && traits.caseSensitive;
-    this.#fsync = options.fsync ?? false;
-    this.#fileMode = options.fileMode ?? 0o600;
-    this.#directoryMode = options.directoryMode ?? 0o700;
-    this.#sweepMode = options.sweepMode ?? 'fast';
-    this.#graceMs = options.graceMs ?? 60_000;
-    this.#sweepLeaseMs = options.sweepLeaseMs ?? 60_000;
-    this.#maxOpenFiles = options.maxOpenFiles ?? 32;
-    this.#renameFile = options.renameFile ?? rename;
-    assertNonNegativeInteger(this.#fileMode, 'fileMode');
-    if (this.#sweepMode !== 'fast' && this.#sweepMode !== 'verify') {
-      throw new TypeError(`sweepMode must be 'fast' or 'verify', got ${String(this.#sweepMode)}`);
-    }
-    assertNonNegativeInteger(this.#graceMs, 'graceMs');
-    assertNonNegativeInteger(this.#sweepLeaseMs, 'sweepLeaseMs');
-    if (this.#sweepLeaseMs === 0) throw new TypeError('sweepLeaseMs must be greater than 0');
-    assertNonNegativeInteger(this.#maxOpenFiles, 'maxOpenFiles');
-    if (this.#maxOpenFiles === 0) throw new TypeError('maxOpenFiles must be greater than 0');
-    if (typeof this.#renameFile !== 'function')
-      throw new TypeError('renameFile must be a function');
-    const guardStaleMs = options.guardStaleMs ?? 5000;
-    assertNonNegativeInteger(guardStaleMs, 'guardStaleMs');
-    this.#guards = new FileGuards(guardStaleMs);
+    this.#fsync = settings.fsync;
+    this.#fileMode = settings.fileMode;
+    this.#directoryMode = settings.directoryMode;
+    this.#sweepMode = settings.sweepMode;
+    this.#graceMs = settings.graceMs;
+    this.#sweepLeaseMs = settings.sweepLeaseMs;
+    this.#maxOpenFiles = settings.maxOpenFiles;
+    this.#renameFile = settings.renameFile;
+    this.#guards = new FileGuards(settings.guardStaleMs);
     this.locks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
       guards: this.#guards,

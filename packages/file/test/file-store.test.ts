@@ -128,6 +128,32 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+describe('open', () => {
+  it('rejects bad options with a TypeError before creating anything', async () => {
+    const path = freshPath();
+    const bad: Array<Partial<FileStoreOptions>> = [
+      { path: '' },
+      { path, sweepMode: 'thorough' as 'fast' },
+      { path, graceMs: -1 },
+      { path, maxOpenFiles: 0 },
+      { path, guardStaleMs: 1.5 },
+      { path, fileMode: Number.NaN },
+      { path, renameFile: 'rename' as never },
+      { path, maxRecordBytes: 0 },
+    ];
+    for (const options of bad) {
+      await expect(FileStore.open(options as FileStoreOptions)).rejects.toBeInstanceOf(TypeError);
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('rejects a path that is a file with ERR_STORE_IO', async () => {
+    const path = freshPath();
+    writeFileSync(path, 'not a directory');
+    expect(await codeOf(FileStore.open({ path }))).toBe('ERR_STORE_IO');
+  });
+});
+
 describe('on-disk layout', () => {
   it('writes <path>/<shard>/<id> with a versioned header, mode 0600 in 0700 directories, mtime = expiresAt', async () => {
     const store = await openStore();
