@@ -87,4 +87,10 @@ export type {
   SweepOptions,
   SweepResult,
 } from './types.js';
-export { sleep, yieldToEventLoop } from './util.js';
+export {
+  assertAbortSignal,
+  assertNonNegativeNumber,
+  assertPositiveInteger,
+  sleep,
+  yieldToEventLoop,
+} from './util.js';

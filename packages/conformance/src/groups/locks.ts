@@ -1,4 +1,4 @@
-import type { SessionStore } from '@sessile/core';
+import { isSessionError, type SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { decodeValue, delay, expectCode, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
@@ -44,9 +44,11 @@ export function lockTests(options: ConformanceOptions): void {
       const id = newId();
       const old = await store.locks.acquire(id, { leaseMs: 300 * scale });
       const next = await store.locks.acquire(id, { waitMs: 30_000 * scale, leaseMs: 60_000 });
-      expect(old.signal.aborted).toBe(true);
+      // The old holder learns it at its next call at the latest, and its signal says so too.
       await expectCode(old.release(), 'ERR_LOCK_LOST');
       await expectCode(old.extend(1000), 'ERR_LOCK_LOST');
+      expect(old.signal.aborted).toBe(true);
+      expect(isSessionError(old.signal.reason, 'ERR_LOCK_LOST')).toBe(true);
       expect(next.signal.aborted).toBe(false);
       await next.release();
     });
