@@ -52,7 +52,7 @@ export class FileLocks implements LockManager {
   readonly #local = new KeyedLocks();
   readonly #init: FileLocksInit;
   readonly #readyShards = new Set<string>();
-  #closed = false;
+  readonly #closing = new AbortController();
 
   constructor(init: FileLocksInit) {
     this.#init = init;
@@ -60,16 +60,19 @@ export class FileLocks implements LockManager {
 
   async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
     const { waitMs, leaseMs, signal } = normalizeAcquireOptions(id, options);
-    if (this.#closed) throw lockManagerClosed();
+    if (this.#closing.signal.aborted) throw lockManagerClosed();
     const started = Date.now();
     const local = await this.#local.acquire(id, { waitMs, leaseMs, signal });
+    // close() also ends a wait that has reached the lease file.
+    const waitSignal =
+      signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
     try {
       const file = await this.#leaseFile(id);
       const token = generateToken();
       const remainingMs = Math.max(0, waitMs - (Date.now() - started));
       const expiresAt = await pollAcquire(() => this.#claim(file, token, leaseMs), {
         waitMs: remainingMs,
-        signal,
+        signal: waitSignal,
       });
       const freeLocal = () => {
         local.release().catch(() => {});
@@ -112,7 +115,7 @@ export class FileLocks implements LockManager {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#closing.abort(lockManagerClosed());
     await this.#local.close();
   }
 

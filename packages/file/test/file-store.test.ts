@@ -496,6 +496,53 @@ describe('sweep', () => {
   });
 });
 
+describe('locks', () => {
+  it('close() ends an acquire that is waiting on another holder of the lease file', async () => {
+    const holderStore = await openStore();
+    const waiterStore = await FileStore.open({ path: holderStore.path });
+    const id = generateSessionId();
+    const held = await holderStore.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = waiterStore.locks.acquire(id, { waitMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await waiterStore.close();
+    expect(await codeOf(waiting)).toBe('ERR_STORE_CLOSED');
+    await held.release();
+  });
+
+  it('a lock is a lease file holding the token, removed on release', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    const leaseFile = join(store.path, '.locks', id.slice(0, 2), id);
+    const lease = JSON.parse(readFileSync(leaseFile, 'utf8')) as {
+      token: string;
+      expiresAt: number;
+    };
+    expect(lease).toEqual({ token: lock.token, expiresAt: lock.expiresAt });
+    expect(statSync(leaseFile).mode & 0o777).toBe(0o600);
+    await lock.extend(120_000);
+    expect(JSON.parse(readFileSync(leaseFile, 'utf8')).expiresAt).toBe(lock.expiresAt);
+    await lock.release();
+    expect(existsSync(leaseFile)).toBe(false);
+  });
+
+  it('takes over a lease whose holder left it behind (crashed) once it has ended', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const leaseFile = join(store.path, '.locks', id.slice(0, 2), id);
+    mkdirSync(join(leaseFile, '..'), { recursive: true });
+    writeFileSync(leaseFile, JSON.stringify({ token: 'crashed', expiresAt: Date.now() + 300 }));
+    expect(await codeOf(store.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    const lock = await store.locks.acquire(id, { waitMs: 30_000 });
+    expect(JSON.parse(readFileSync(leaseFile, 'utf8')).token).toBe(lock.token);
+    await lock.release();
+    // A torn lease file (a crash mid-write) holds nothing.
+    writeFileSync(leaseFile, '{"token": "torn", "expi');
+    const again = await store.locks.acquire(id, { waitMs: 0 });
+    await again.release();
+  });
+});
+
 describe('across processes', () => {
   it('only one process sweeps at a time; a sweeper killed with SIGKILL blocks no longer than its lease', async () => {
     const store = await openStore();
