@@ -1,3 +1,4 @@
+// The HTTP test helpers are shared with @sessile/fastify's tests, which import this file.
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,7 +28,7 @@ export const storeFixtures: StoreFixture[] = [
     name: 'SqliteStore',
     async open() {
       const { SqliteStore } = await import('@sessile/sqlite');
-      const dir = await tempDir('sessile-express-sqlite-');
+      const dir = await tempDir('sessile-http-sqlite-');
       const store = await SqliteStore.open({ path: join(dir, 'sessions.db') });
       return {
         store,
@@ -42,7 +43,7 @@ export const storeFixtures: StoreFixture[] = [
     name: 'FileStore',
     async open() {
       const { FileStore } = await import('@sessile/file');
-      const dir = await tempDir('sessile-express-file-');
+      const dir = await tempDir('sessile-http-file-');
       const store = await FileStore.open({ path: join(dir, 'sessions') });
       return {
         store,

@@ -4,7 +4,7 @@ import type { SessionStore } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CookieJar, storeFixtures } from './helpers.js';
+import { CookieJar, storeFixtures } from '../../express/test/helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -9,8 +9,8 @@ import {
 } from '@sessile/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CookieJar, sleep, storeFixtures } from '../../express/test/helpers.js';
 import { fastifySessile, type SessileFastifyOptions } from '../src/index.js';
-import { CookieJar, sleep, storeFixtures } from './helpers.js';
 
 type Data = { count?: number; user?: string; blob?: string };
 
