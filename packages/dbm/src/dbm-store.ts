@@ -14,7 +14,7 @@ import {
 import { MAX_EXTENT_BYTES, MAX_ID_BYTES, RECORD_HEADER_BYTES } from './format.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
-import { StripedFileLocks, type StripedFileLockStats } from './striped-file-locks.js';
+import { type StripedFileLockStats, StripedFileLocks } from './striped-file-locks.js';
 
 /**
  * How `sweep` finds expired records.
@@ -71,25 +71,36 @@ const FULL_SCAN_BATCH_ENTRIES = 1000;
 /** Empty buckets cost a read each, so a batch also stops after this many. */
 const SWEEP_BATCH_BUCKETS = 256;
 const SCAN_BATCH_BUCKETS = 64;
-const MAX_RECORD_BYTES_LIMIT = Math.min(1024 ** 3, MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES);
+const MAX_RECORD_BYTES_LIMIT = Math.min(
+  1024 ** 3,
+  MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES,
+);
 
 function assertOptions(options: DbmStoreOptions): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('options must be an object');
   if (typeof options.path !== 'string' || options.path === '') {
     throw new TypeError('options.path must be a non-empty string');
   }
   const { cleanup, stripes, globalLockLeaseMs, globalLockWaitMs, maxRecordBytes } = options;
   if (cleanup !== undefined && cleanup !== 'incremental' && cleanup !== 'full-scan') {
-    throw new TypeError(`options.cleanup must be 'incremental' or 'full-scan', got ${String(cleanup)}`);
+    throw new TypeError(
+      `options.cleanup must be 'incremental' or 'full-scan', got ${String(cleanup)}`,
+    );
   }
   if (stripes !== undefined && (!Number.isInteger(stripes) || stripes < 2 || stripes > 65_536)) {
-    throw new TypeError(`options.stripes must be an integer from 2 to 65536, got ${String(stripes)}`);
+    throw new TypeError(
+      `options.stripes must be an integer from 2 to 65536, got ${String(stripes)}`,
+    );
   }
   for (const [name, value] of [
     ['globalLockLeaseMs', globalLockLeaseMs],
     ['globalLockWaitMs', globalLockWaitMs],
   ] as const) {
-    if (value !== undefined && (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))) {
+    if (
+      value !== undefined &&
+      (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))
+    ) {
       throw new TypeError(`options.${name} must be a positive number of ms, got ${String(value)}`);
     }
   }
@@ -216,7 +227,9 @@ export class DbmStore extends BaseStore {
       progress.removed += result.removed;
       return result;
     };
-    const sweepLoop = async (next: (entries: number) => Promise<SweepBatchResult>): Promise<boolean> => {
+    const sweepLoop = async (
+      next: (entries: number) => Promise<SweepBatchResult>,
+    ): Promise<boolean> => {
       let origin: number | undefined;
       let wrapped = false;
       for (;;) {

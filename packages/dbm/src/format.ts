@@ -185,8 +185,10 @@ export function encodeHeader(header: FileHeader): Buffer {
   buf.writeDoubleLE(header.fileEnd, H_FILE_END);
   buf.writeDoubleLE(header.appliedSeq, H_APPLIED_SEQ);
   buf.writeDoubleLE(header.sweepPassMinLiveExpiresAt, H_PASS_MIN_LIVE);
-  for (let i = 0; i < MAX_SEGMENTS; i++) buf.writeDoubleLE(header.segments[i] ?? 0, H_SEGMENTS + i * 8);
-  for (let i = 0; i < CLASS_COUNT; i++) buf.writeDoubleLE(header.freeHeads[i] ?? 0, H_FREE_HEADS + i * 8);
+  for (let i = 0; i < MAX_SEGMENTS; i++)
+    buf.writeDoubleLE(header.segments[i] ?? 0, H_SEGMENTS + i * 8);
+  for (let i = 0; i < CLASS_COUNT; i++)
+    buf.writeDoubleLE(header.freeHeads[i] ?? 0, H_FREE_HEADS + i * 8);
   buf.writeUInt32LE(crc32(buf.subarray(0, H_CRC)), H_CRC);
   return buf;
 }
@@ -277,7 +279,12 @@ export function decodeJournalHead(buf: Buffer): JournalHead | undefined {
   if (buf.length < JOURNAL_HEAD_BYTES || buf.readUInt32LE(0) !== JOURNAL_MAGIC) return undefined;
   const bodyBytes = buf.readUInt32LE(20);
   if (bodyBytes > JOURNAL_BYTES - JOURNAL_HEAD_BYTES) return undefined;
-  return { crc: buf.readUInt32LE(4), seq: buf.readDoubleLE(8), count: buf.readUInt32LE(16), bodyBytes };
+  return {
+    crc: buf.readUInt32LE(4),
+    seq: buf.readDoubleLE(8),
+    count: buf.readUInt32LE(16),
+    bodyBytes,
+  };
 }
 
 /** The writes of a complete journal, or undefined when it is torn (checksum mismatch). */

@@ -3,14 +3,14 @@ import {
   fstatSync,
   linkSync,
   openSync,
-  readFileSync,
   readdirSync,
+  readFileSync,
   statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { SessionError, generateToken, sleep } from '@sessile/core';
+import { generateToken, SessionError, sleep } from '@sessile/core';
 import { isCode, processAlive, removeIfPresent, withGuard } from './lock-file.js';
 
 export interface GlobalLockStats {

@@ -1,11 +1,21 @@
 import { fdatasyncSync, ftruncateSync, readSync, writeSync } from 'node:fs';
-import { SessionError, fnv1a32, isSessionId } from '@sessile/core';
 import type { SessionRecord } from '@sessile/core';
+import { fnv1a32, isSessionId, SessionError } from '@sessile/core';
 import {
+  bucketHash,
   CLASS_SIZES,
+  classOf,
+  classSize,
+  crc32,
   DATA_START,
+  decodeHeader,
+  decodeJournal,
+  decodeJournalHead,
+  decodeRecordHead,
   ENTRIES_PER_PAGE,
   type Entry,
+  encodeHeader,
+  encodeJournal,
   type FileHeader,
   HEADER_REGION_BYTES,
   HEADER_USED_BYTES,
@@ -15,25 +25,15 @@ import {
   JOURNAL_OFFSET,
   type JournalWrite,
   MAX_SEGMENTS,
+  newHeader,
+  newPage,
   PAGE_BYTES,
   PAGE_MAGIC,
   type RecordHead,
-  TRUNK_HEADER_BYTES,
-  TRUNK_MAGIC,
-  bucketHash,
-  classOf,
-  classSize,
-  crc32,
-  decodeHeader,
-  decodeJournal,
-  decodeJournalHead,
-  decodeRecordHead,
-  encodeHeader,
-  encodeJournal,
-  newHeader,
-  newPage,
   readEntry,
   recordBytes,
+  TRUNK_HEADER_BYTES,
+  TRUNK_MAGIC,
   touchedRecordTail,
   trunkSlots,
   writeEntry,
@@ -51,7 +51,10 @@ function damaged(what: string): SessionError {
 }
 
 function corruptRecord(): SessionError {
-  return new SessionError('ERR_CORRUPT_RECORD', 'The stored record for this session id cannot be decoded');
+  return new SessionError(
+    'ERR_CORRUPT_RECORD',
+    'The stored record for this session id cannot be decoded',
+  );
 }
 
 /** Positional, synchronous reads and writes on one descriptor. */
@@ -279,7 +282,11 @@ export class Chain {
     const pages: ChainPage[] = [];
     let offset = primaryOffset;
     while (offset !== 0) {
-      if (offset < DATA_START || offset + PAGE_BYTES > tx.header.fileEnd || pages.length > 1_000_000) {
+      if (
+        offset < DATA_START ||
+        offset + PAGE_BYTES > tx.header.fileEnd ||
+        pages.length > 1_000_000
+      ) {
         throw damaged('bad overflow page pointer');
       }
       const buf = tx.read(offset, PAGE_BYTES);
@@ -324,7 +331,12 @@ export class Chain {
     let last = this.#pages[this.#pages.length - 1] as ChainPage;
     if (last.count === ENTRIES_PER_PAGE) {
       const extent = this.#tx.allocate(PAGE_BYTES, false);
-      const page: ChainPage = { offset: extent.offset, buf: newPage(), count: 0, fresh: extent.fresh };
+      const page: ChainPage = {
+        offset: extent.offset,
+        buf: newPage(),
+        count: 0,
+        fresh: extent.fresh,
+      };
       last.buf.writeDoubleLE(extent.offset, 0);
       this.#dirty.add(last);
       this.#pages.push(page);
@@ -373,7 +385,8 @@ export class Chain {
       page.buf.writeUInt16LE(PAGE_MAGIC, 10);
       page.buf.writeDoubleLE(next?.offset ?? 0, 0);
       const slice = entries.slice(p * ENTRIES_PER_PAGE, (p + 1) * ENTRIES_PER_PAGE);
-      slice.forEach((entry, slot) => writeEntry(page.buf, slot, entry));
+      for (let slot = 0; slot < slice.length; slot++)
+        writeEntry(page.buf, slot, slice[slot] as Entry);
       page.count = slice.length;
       page.buf.writeUInt16LE(page.count, 8);
       this.#dirty.add(page);
@@ -506,10 +519,18 @@ export class HashFile {
     if (match.head === undefined) throw corruptRecord();
     const data = this.#recordData(tx, match.entry, match.head, match.headBytes);
     if (data === undefined || match.head.expiresAt !== match.entry.expiresAt) throw corruptRecord();
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt: match.entry.expiresAt };
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      expiresAt: match.entry.expiresAt,
+    };
   }
 
-  set(id: string, record: SessionRecord, only: 'absent' | 'present' | undefined, now: number): boolean {
+  set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): boolean {
     const { tx, chain, hash, match } = this.#find(this.begin(), id);
     const live = match?.head !== undefined && match.entry.expiresAt > now;
     if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
@@ -518,12 +539,21 @@ export class HashFile {
     if (match !== undefined) {
       const old = match.entry;
       const plausible = tx.isPlausibleExtent(old.recordOffset, old.extentBytes);
-      if (plausible && classSize(classOf(bytes.length)) === old.extentBytes && old.extentBytes <= IN_PLACE_MAX_BYTES) {
+      if (
+        plausible &&
+        classSize(classOf(bytes.length)) === old.extentBytes &&
+        old.extentBytes <= IN_PLACE_MAX_BYTES
+      ) {
         tx.write(old.recordOffset, bytes);
         chain.set(match.index, { ...old, expiresAt });
       } else {
         const extent = this.#place(tx, bytes);
-        chain.set(match.index, { hash, extentBytes: extent.size, recordOffset: extent.offset, expiresAt });
+        chain.set(match.index, {
+          hash,
+          extentBytes: extent.size,
+          recordOffset: extent.offset,
+          expiresAt,
+        });
         if (plausible) tx.release(old.recordOffset, old.extentBytes);
       }
     } else {
@@ -577,7 +607,12 @@ export class HashFile {
    * `decode` reads and checks every record to take its expiry from the record itself, as
    * DbmSession did; otherwise only the bucket entries are read.
    */
-  sweepBatch(maxEntries: number, maxBuckets: number, now: number, decode: boolean): SweepBatchResult {
+  sweepBatch(
+    maxEntries: number,
+    maxBuckets: number,
+    now: number,
+    decode: boolean,
+  ): SweepBatchResult {
     let tx = this.begin();
     const header = tx.header;
     const result: SweepBatchResult = {
@@ -605,7 +640,8 @@ export class HashFile {
         tx = new Transaction(this.#io, header);
       }
       const chain = Chain.load(tx, this.#bucketOffset(header, header.sweepCursorBucket));
-      let position = header.sweepCursorPos < 0 ? chain.length : Math.min(header.sweepCursorPos, chain.length);
+      let position =
+        header.sweepCursorPos < 0 ? chain.length : Math.min(header.sweepCursorPos, chain.length);
       // Backwards, so removing (which moves the last entry into the hole) never skips an entry.
       while (position > 0 && result.scanned < maxEntries) {
         const index = position - 1;
@@ -729,7 +765,8 @@ export class HashFile {
       const { head, headBytes } = this.#readHead(tx, entry);
       if (head?.id === id) return { tx, chain, hash, match: { index, entry, head, headBytes } };
       // Same hash but unreadable: most likely this id's damaged record.
-      if (head === undefined && candidate === undefined) candidate = { index, entry, head, headBytes };
+      if (head === undefined && candidate === undefined)
+        candidate = { index, entry, head, headBytes };
     }
     return { tx, chain, hash, match: candidate };
   }
@@ -743,7 +780,12 @@ export class HashFile {
   }
 
   /** The record's data if its checksum holds. */
-  #recordData(tx: Transaction, entry: Entry, head: RecordHead, headBytes: Buffer): Buffer | undefined {
+  #recordData(
+    tx: Transaction,
+    entry: Entry,
+    head: RecordHead,
+    headBytes: Buffer,
+  ): Buffer | undefined {
     const end = head.dataStart + head.dataLength;
     const data =
       end <= headBytes.length

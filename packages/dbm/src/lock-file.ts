@@ -26,7 +26,8 @@ export function encodeHolder(holder: LockHolder): Buffer {
 
 function decodeHolder(buf: Buffer): LockHolder | undefined {
   const [token, expiresAt, pid, tag] = buf.toString('latin1').trim().split(' ');
-  if (token === undefined || expiresAt === undefined || pid === undefined || tag === undefined) return undefined;
+  if (token === undefined || expiresAt === undefined || pid === undefined || tag === undefined)
+    return undefined;
   const lease = Number(expiresAt);
   const processId = Number(pid);
   if (!token || !Number.isFinite(lease) || !Number.isInteger(processId)) return undefined;

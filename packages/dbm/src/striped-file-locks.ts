@@ -4,16 +4,23 @@ import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AcquireOptions,
+  generateToken,
   LeaseLock,
   type LockManager,
-  type SessionLock,
-  generateToken,
   lockManagerClosed,
   normalizeAcquireOptions,
   pollAcquire,
+  type SessionLock,
   stripeOf,
 } from '@sessile/core';
-import { isStale, readHolder, removeIfPresent, rewriteHolder, tryCreate, withGuard } from './lock-file.js';
+import {
+  isStale,
+  readHolder,
+  removeIfPresent,
+  rewriteHolder,
+  tryCreate,
+  withGuard,
+} from './lock-file.js';
 
 export interface StripedFileLockStats {
   /** Lock files in the pool, including stripe 0, the global lock. */
@@ -27,8 +34,14 @@ export interface StripedFileLockStats {
 }
 
 /** The lock file of stripe `index` in `directory`. Stripe 0 is the global lock. */
-export function stripePaths(directory: string, index: number): { lockPath: string; guardPath: string } {
-  return { lockPath: join(directory, `${index}.lock`), guardPath: join(directory, `${index}.guard`) };
+export function stripePaths(
+  directory: string,
+  index: number,
+): { lockPath: string; guardPath: string } {
+  return {
+    lockPath: join(directory, `${index}.lock`),
+    guardPath: join(directory, `${index}.guard`),
+  };
 }
 
 /** Which lock file a session id uses in a pool of `stripes`: never 0, which is the global lock. */
@@ -84,7 +97,9 @@ export class StripedFileLocks implements LockManager {
             const again = readHolder(lockPath);
             const same =
               again.kind === seen.kind &&
-              (again.kind !== 'held' || seen.kind !== 'held' || again.holder.token === seen.holder.token);
+              (again.kind !== 'held' ||
+                seen.kind !== 'held' ||
+                again.holder.token === seen.holder.token);
             if (same && isStale(again, Date.now(), false)) removeIfPresent(lockPath);
           });
           continue;
@@ -98,8 +113,14 @@ export class StripedFileLocks implements LockManager {
       }
       return undefined;
     };
-    const stop = signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
-    const lock = await pollAcquire(attempt, { waitMs, signal: stop, minDelayMs: 1, maxDelayMs: 25 });
+    const stop =
+      signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
+    const lock = await pollAcquire(attempt, {
+      waitMs,
+      signal: stop,
+      minDelayMs: 1,
+      maxDelayMs: 25,
+    });
     this.#acquired++;
     return lock;
   }

@@ -1,0 +1,499 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { HEADER_REGION_BYTES, JOURNAL_HEAD_BYTES, JOURNAL_OFFSET } from '../src/format.js';
+import { type DbmCleanupMode, DbmStore, sessionStripe } from '../src/index.js';
+import { applyOp, ID_POOL_SIZE, opOfPayload, poolId } from './fixtures/crash-ops.mjs';
+
+const HOUR_MS = 3_600_000;
+const directories: string[] = [];
+const children: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+});
+afterAll(() => {
+  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
+});
+
+function newPath(): string {
+  const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-test-'));
+  directories.push(directory);
+  return join(directory, 'sessions.dbm');
+}
+
+function payload(seed: number, size: number): Uint8Array {
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) data[i] = (seed * 131 + i) & 0xff;
+  return data;
+}
+
+async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
+  const all: string[] = [];
+  for await (const id of iterable) all.push(id);
+  return all;
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return isSessionError(error) ? (error as SessionError).code : String(error);
+  }
+}
+
+function fixture(name: string): string {
+  return fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+}
+
+function spawn(script: string, args: string[]): ChildProcess {
+  const child = fork(fixture(script), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(child);
+  return child;
+}
+
+function nextMessage(child: ChildProcess, type: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: { type: string }) => {
+      if (message.type !== type) return;
+      child.off('message', onMessage);
+      resolve();
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code, signal) =>
+      reject(new Error(`child exited early (${code ?? signal})`)),
+    );
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+}
+
+describe('DbmStore file format', () => {
+  it('100,000 records survive close and reopen, each byte for byte', async () => {
+    const path = newPath();
+    const ids = Array.from({ length: 100_000 }, () => generateSessionId());
+    const expiresAt = Date.now() + 10 * HOUR_MS;
+    const store = await DbmStore.open({ path });
+    for (let i = 0; i < ids.length; i += 500) {
+      await Promise.all(
+        ids
+          .slice(i, i + 500)
+          .map((id, k) => store.set(id, { data: payload(i + k, (i + k) % 700), expiresAt })),
+      );
+    }
+    const grown = await store.info();
+    await store.close();
+
+    const reopened = await DbmStore.open({ path });
+    try {
+      expect(await reopened.info()).toEqual(grown);
+      expect(grown.buckets).toBeGreaterThan(1000);
+      expect(await reopened.count()).toBe(100_000);
+      let mismatches = 0;
+      for (let i = 0; i < ids.length; i++) {
+        const record = await reopened.get(ids[i] as string);
+        const expected = payload(i, i % 700);
+        if (
+          record?.expiresAt !== expiresAt ||
+          !Buffer.from(record.data).equals(Buffer.from(expected))
+        )
+          mismatches++;
+      }
+      expect(mismatches).toBe(0);
+      const listed = await collect(reopened.ids());
+      expect(listed.length).toBe(100_000);
+      expect(new Set(listed)).toEqual(new Set(ids));
+    } finally {
+      await reopened.close();
+    }
+  }, 600_000);
+
+  it('freed space is reused: the file stops growing under steady churn', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    const sizes: number[] = [];
+    try {
+      for (let round = 0; round < 12; round++) {
+        const ids = Array.from({ length: 1000 }, () => generateSessionId());
+        const expiresAt = Date.now() + HOUR_MS;
+        // The same mix of sizes every round, including records too large to journal.
+        const sizeOf = (k: number) => (k % 50 === 0 ? 60_000 + k : (k * 37) % 3000);
+        for (let k = 0; k < ids.length; k++) {
+          await store.set(ids[k] as string, { data: payload(k, sizeOf(k)), expiresAt });
+        }
+        for (let k = 0; k < ids.length; k++) {
+          await store.set(ids[k] as string, { data: payload(k, sizeOf(k + 7)), expiresAt });
+        }
+        for (const id of ids) expect(await store.delete(id)).toBe(true);
+        expect(await store.count()).toBe(0);
+        sizes.push(statSync(path).size);
+      }
+    } finally {
+      await store.close();
+    }
+    expect(sizes[11]).toBe(sizes[3]);
+  }, 300_000);
+
+  it('a file that is not a dbm file is refused with ERR_STORE_IO and left as it was', async () => {
+    const path = newPath();
+    writeFileSync(path, 'not a database, just some text that must not be overwritten');
+    expect(await codeOf(DbmStore.open({ path }))).toBe('ERR_STORE_IO');
+    expect(readFileSync(path, 'utf8')).toBe(
+      'not a database, just some text that must not be overwritten',
+    );
+  });
+
+  it('misuse of options throws TypeError', async () => {
+    const path = newPath();
+    await expect(DbmStore.open({ path: '' })).rejects.toThrow(TypeError);
+    await expect(DbmStore.open({ path, stripes: 1 })).rejects.toThrow(TypeError);
+    await expect(DbmStore.open({ path, cleanup: 'sometimes' as DbmCleanupMode })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(DbmStore.open({ path, globalLockLeaseMs: 0 })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('DbmStore crash safety', () => {
+  const expiresAt = Date.now() + HOUR_MS;
+
+  async function writeOne(path: string, id: string, seed: number): Promise<void> {
+    const store = await DbmStore.open({ path });
+    await store.set(id, { data: payload(seed, 300), expiresAt });
+    await store.close();
+  }
+
+  it('a writer killed after its journal was complete has its change replayed by the next opener', async () => {
+    const path = newPath();
+    const [kept, interrupted] = [generateSessionId(), generateSessionId()];
+    await writeOne(path, kept, 1);
+    const headerBefore = readFileSync(path).subarray(0, HEADER_REGION_BYTES);
+    await writeOne(path, interrupted, 2);
+    // The header is the last write of a change: putting the old one back is a crash just before it.
+    const fd = openSync(path, 'r+');
+    writeSync(fd, headerBefore, 0, headerBefore.length, 0);
+    closeSync(fd);
+
+    const store = await DbmStore.open({ path });
+    try {
+      expect(store.stats().journalRecoveries).toBe(1);
+      // The replayed header accounts for the interrupted record and the space it uses.
+      expect((await store.info()).entries).toBe(2);
+      await store.set(generateSessionId(), { data: payload(3, 300), expiresAt });
+      expect(
+        Buffer.from((await store.get(interrupted))?.data ?? []).equals(
+          Buffer.from(payload(2, 300)),
+        ),
+      ).toBe(true);
+      expect(
+        Buffer.from((await store.get(kept))?.data ?? []).equals(Buffer.from(payload(1, 300))),
+      ).toBe(true);
+      expect(await store.count()).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a writer killed while writing its journal loses that change and nothing else', async () => {
+    const path = newPath();
+    const [kept, interrupted] = [generateSessionId(), generateSessionId()];
+    await writeOne(path, kept, 1);
+    const before = readFileSync(path);
+    await writeOne(path, interrupted, 2);
+    const after = readFileSync(path);
+    // Before the journal is complete only unreferenced space has been written: the old file plus
+    // the new record's bytes past its end, and a journal whose checksum fails.
+    const torn = Buffer.concat([before, after.subarray(before.length)]);
+    after.copy(torn, JOURNAL_OFFSET, JOURNAL_OFFSET, JOURNAL_OFFSET + JOURNAL_HEAD_BYTES + 64);
+    torn[JOURNAL_OFFSET + JOURNAL_HEAD_BYTES + 40] =
+      (torn[JOURNAL_OFFSET + JOURNAL_HEAD_BYTES + 40] ?? 0) ^ 0xff;
+    writeFileSync(path, torn);
+
+    const store = await DbmStore.open({ path });
+    try {
+      expect(store.stats().journalRecoveries).toBe(0);
+      expect(await store.get(interrupted)).toBeUndefined();
+      expect(
+        Buffer.from((await store.get(kept))?.data ?? []).equals(Buffer.from(payload(1, 300))),
+      ).toBe(true);
+      expect(await store.count()).toBe(1);
+      expect(await store.set(interrupted, { data: payload(3, 10), expiresAt })).toBe(true);
+      expect(await store.count()).toBe(2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('kill -9 in the middle of writes, repeated, never leaves the file unreadable or half-written', async () => {
+    const path = newPath();
+    const seed = 7;
+    let committed = 0;
+    let model = new Map<string, { op: number; expiresAt: number }>();
+    for (let round = 0; round < 8; round++) {
+      const child = spawn('crash-writer.mjs', [path, String(seed), String(committed)]);
+      let acknowledged = committed - 1;
+      child.on('message', (message: { type: string; op?: number }) => {
+        if (message.type === 'done' && message.op !== undefined)
+          acknowledged = Math.max(acknowledged, message.op);
+      });
+      await nextMessage(child, 'ready');
+      await new Promise((resolve) => setTimeout(resolve, 150 + round * 40));
+      child.kill('SIGKILL');
+      await exited(child);
+
+      // Opening takes over the dead writer's global lock and replays its journal if it must.
+      const store = await DbmStore.open({ path });
+      try {
+        const actual = new Map<string, { op: number; expiresAt: number }>();
+        for (let k = 0; k < ID_POOL_SIZE; k++) {
+          const id = poolId(seed, k) as string;
+          const record = await store.get(id);
+          if (record === undefined) continue;
+          const op = opOfPayload(record.data) as number;
+          expect(op, 'payload bytes are exactly what one set wrote').toBeGreaterThanOrEqual(0);
+          actual.set(id, { op, expiresAt: record.expiresAt });
+        }
+        expect(await store.count()).toBe(actual.size);
+        expect(new Set(await collect(store.ids()))).toEqual(new Set(actual.keys()));
+
+        // The file holds exactly the first m operations, for some m past every acknowledged one.
+        let matched: number | undefined;
+        const candidate = new Map(model);
+        for (let m = committed; m <= acknowledged + 1 + 500; m++) {
+          if (m > committed) applyOp(candidate, seed, m - 1);
+          if (m >= acknowledged + 1 && sameState(candidate, actual)) {
+            matched = m;
+            break;
+          }
+        }
+        expect(matched, `state after round ${round} is a prefix of the operations`).toBeDefined();
+        committed = matched as number;
+        model = candidate;
+      } finally {
+        await store.close();
+      }
+    }
+    expect(committed).toBeGreaterThan(50);
+  }, 300_000);
+});
+
+function sameState(
+  expected: Map<string, { op: number; expiresAt: number }>,
+  actual: Map<string, { op: number; expiresAt: number }>,
+): boolean {
+  if (expected.size !== actual.size) return false;
+  for (const [id, value] of expected) {
+    const other = actual.get(id);
+    if (other?.op !== value.op || other.expiresAt !== value.expiresAt) return false;
+  }
+  return true;
+}
+
+describe('DbmStore cleanup modes', () => {
+  for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+    it(`'${cleanup}' removes exactly the expired records, in bounded calls`, async () => {
+      const store = await DbmStore.open({ path: newPath(), cleanup });
+      try {
+        const start = Date.now();
+        const live: string[] = [];
+        const expired: string[] = [];
+        for (let i = 0; i < 1500; i++) {
+          const id = generateSessionId();
+          const expires = i % 3 === 0 ? start + HOUR_MS : start + 10 * HOUR_MS;
+          await store.set(id, { data: payload(i, i % 200), expiresAt: expires });
+          (expires === start + HOUR_MS ? expired : live).push(id);
+        }
+        // Touched past the sweep time: must survive. Touched into the past: must go.
+        const rescued = expired.splice(0, 20);
+        for (const id of rescued) await store.touch(id, start + 10 * HOUR_MS);
+        live.push(...rescued);
+        const ended = live.splice(0, 20);
+        for (const id of ended) await store.touch(id, start + HOUR_MS);
+        expired.push(...ended);
+
+        let removed = 0;
+        for (let calls = 0; ; calls++) {
+          expect(calls).toBeLessThan(1000);
+          const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 150 });
+          expect(result.scanned).toBeLessThanOrEqual(150);
+          removed += result.removed;
+          if (result.done) break;
+        }
+        expect(removed).toBe(expired.length);
+        expect(new Set(await collect(store.ids()))).toEqual(new Set(live));
+        for (const id of expired.slice(0, 50)) expect(await store.get(id)).toBeUndefined();
+        expect(await store.count()).toBe(live.length);
+      } finally {
+        await store.close();
+      }
+    }, 120_000);
+  }
+
+  it("'full-scan' holds the global lock once for the whole call; 'incremental' releases it between batches", async () => {
+    for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+      const store = await DbmStore.open({ path: newPath(), cleanup });
+      try {
+        for (let i = 0; i < 3000; i++) {
+          await store.set(generateSessionId(), {
+            data: payload(i, 50),
+            expiresAt: Date.now() + HOUR_MS,
+          });
+        }
+        const before = store.stats().globalLock.acquired;
+        const result = await store.sweep({
+          now: Date.now() + 2 * HOUR_MS,
+          limit: Number.POSITIVE_INFINITY,
+        });
+        const after = store.stats();
+        expect(result).toMatchObject({ removed: 3000, done: true });
+        expect(after.lastSweep?.batches).toBeGreaterThan(2);
+        const holds = after.globalLock.acquired - before;
+        expect(holds).toBe(cleanup === 'full-scan' ? 1 : after.lastSweep?.batches);
+      } finally {
+        await store.close();
+      }
+    }
+  }, 120_000);
+
+  it("'full-scan' decodes every record, 'incremental' reads only the expiry in the bucket entries", async () => {
+    for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+      const path = newPath();
+      const store = await DbmStore.open({ path, cleanup });
+      try {
+        const damaged = generateSessionId();
+        await store.set(damaged, { data: payload(1, 100), expiresAt: Date.now() + HOUR_MS });
+        for (let i = 0; i < 20; i++) {
+          await store.set(generateSessionId(), {
+            data: payload(i, 100),
+            expiresAt: Date.now() + 10 * HOUR_MS,
+          });
+        }
+        flipPayloadByte(path, damaged);
+        const result = await store.sweep({ now: Date.now() + 2 * HOUR_MS });
+        // The damaged record is expired by its index entry either way, and removed.
+        expect(result).toMatchObject({ removed: 1, done: true });
+        expect(store.stats().undecodableRecords).toBe(cleanup === 'full-scan' ? 1 : 0);
+        expect(await store.count()).toBe(20);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+
+  it('the incremental cursor lives in the file: a reopened store resumes where the last sweep stopped', async () => {
+    const path = newPath();
+    const now = Date.now() + 2 * HOUR_MS;
+    const first = await DbmStore.open({ path });
+    for (let i = 0; i < 1000; i++) {
+      await first.set(generateSessionId(), {
+        data: payload(i, 10),
+        expiresAt: Date.now() + (i % 2 === 0 ? HOUR_MS : 10 * HOUR_MS),
+      });
+    }
+    const opening = await first.sweep({ now, limit: 300 });
+    expect(opening).toMatchObject({ scanned: 300, done: false });
+    await first.close();
+
+    const second = await DbmStore.open({ path });
+    try {
+      let scanned = opening.scanned;
+      let removed = opening.removed;
+      for (;;) {
+        const result = await second.sweep({ now, limit: 300 });
+        scanned += result.scanned;
+        removed += result.removed;
+        if (result.done) break;
+      }
+      expect(removed).toBe(500);
+      expect(scanned).toBe(1000);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+function flipPayloadByte(path: string, id: string): void {
+  const bytes = readFileSync(path);
+  const at = bytes.indexOf(Buffer.from(id, 'latin1'));
+  if (at === -1) throw new Error('record not found');
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, Buffer.from([(bytes[at + id.length + 5] ?? 0) ^ 0xff]), 0, 1, at + id.length + 5);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+describe('DbmStore session locks', () => {
+  function sameStripePair(stripes: number): [string, string] {
+    const byStripe = new Map<number, string>();
+    for (;;) {
+      const id = generateSessionId();
+      const stripe = sessionStripe(id, stripes);
+      const other = byStripe.get(stripe);
+      if (other !== undefined) return [other, id];
+      byStripe.set(stripe, id);
+    }
+  }
+
+  it('sessions use lock files 1..N-1; file 0 is the global lock', () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) seen.add(sessionStripe(generateSessionId(), 8));
+    expect([...seen].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('counts a wait behind a different id on the same stripe as a collision, a same-id wait not', async () => {
+    const store = await DbmStore.open({ path: newPath(), stripes: 4 });
+    try {
+      const [first, second] = sameStripePair(4);
+      const held = await store.locks.acquire(first, { leaseMs: 60_000 });
+      expect(await codeOf(store.locks.acquire(second, { waitMs: 50 }))).toBe('ERR_LOCK_TIMEOUT');
+      expect(store.stats().sessionLocks).toMatchObject({ stripes: 4, waits: 1, collisions: 1 });
+      expect(await codeOf(store.locks.acquire(first, { waitMs: 50 }))).toBe('ERR_LOCK_TIMEOUT');
+      expect(store.stats().sessionLocks).toMatchObject({ waits: 2, collisions: 1 });
+      await held.release();
+      const next = await store.locks.acquire(second, { waitMs: 0 });
+      await next.release();
+      expect(store.stats().sessionLocks).toMatchObject({ acquired: 2, waits: 2, collisions: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a session lock held by another process blocks a different id on its stripe, and is counted', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 3 });
+    try {
+      const [first, second] = sameStripePair(3);
+      const holder = spawn('lock-holder.mjs', [path, first, '3']);
+      await nextMessage(holder, 'held');
+      expect(await codeOf(store.locks.acquire(second, { waitMs: 100 }))).toBe('ERR_LOCK_TIMEOUT');
+      expect(store.stats().sessionLocks.collisions).toBe(1);
+      // Data operations are not blocked by a session lock, only by the global lock.
+      expect(
+        await store.set(second, { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS }),
+      ).toBe(true);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+});
