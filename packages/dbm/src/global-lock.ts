@@ -28,6 +28,11 @@ export interface GlobalLockStats {
 }
 
 const HOLDER_BYTES = 64;
+/**
+ * A holder whose process id is gone is stale once its lock is this old. The wait guards against a
+ * live holder whose process id this process cannot see; every hold renews well within it.
+ */
+const DEAD_HOLDER_GRACE_MS = 1000;
 const HOLDER_SUFFIX = '.holder';
 
 interface Holder {
@@ -59,7 +64,7 @@ type Seen = { kind: 'absent' } | { kind: 'held'; ino: number; stale: boolean };
  * the lock by hard-linking it to `0.lock`: one `link` to take, one `unlink` to release, which is
  * far cheaper than creating a file. The lease runs from the lock file's ctime, which `link` and
  * every renewal (a rewrite of the holder file) update; a holder whose process is gone is stale
- * at once. Within a process callers queue in FIFO order, so only one of them polls the file.
+ * after a second. Within a process callers queue in FIFO order, so only one of them polls the file.
  */
 export class GlobalLock {
   readonly #directory: string;
@@ -225,7 +230,11 @@ export class GlobalLock {
     // A lock file that does not name a holder is garbage from another program: stale after a default lease.
     const leaseMs = holder?.leaseMs ?? 10_000;
     const expired = stats.ctimeMs + leaseMs <= now;
-    const dead = holder !== undefined && holder.pid !== process.pid && !processAlive(holder.pid);
+    const dead =
+      holder !== undefined &&
+      holder.pid !== process.pid &&
+      stats.ctimeMs + Math.min(leaseMs, DEAD_HOLDER_GRACE_MS) <= now &&
+      !processAlive(holder.pid);
     return { kind: 'held', ino: stats.ino, stale: expired || dead };
   }
 
