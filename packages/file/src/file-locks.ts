@@ -74,44 +74,74 @@ export class FileLocks implements LockManager {
         waitMs: remainingMs,
         signal: waitSignal,
       });
-      const freeLocal = () => {
-        local.release().catch(() => {});
-      };
-      // proper-lockfile's compromised state means the lease may have been rewritten under us.
-      const lostOnCompromise = async (body: () => Promise<boolean>): Promise<boolean> => {
-        try {
-          return await body();
-        } catch (error) {
-          if (error instanceof GuardCompromisedError) return false;
-          throw error;
-        }
-      };
-      return new LeaseLock({
-        id,
-        token,
-        leaseMs,
-        expiresAt,
-        backend: {
-          extend: async (heldToken, newExpiresAt) => {
-            const held = await lostOnCompromise(() => this.#extend(file, heldToken, newExpiresAt));
-            if (held) await local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {});
-            return held;
-          },
-          release: async (heldToken) => {
-            try {
-              return await lostOnCompromise(() => this.#release(file, heldToken));
-            } finally {
-              freeLocal();
-            }
-          },
-          // The lease file stays; the next acquirer sees it expired and takes over.
-          expired: freeLocal,
+      return this.#leaseLock(id, file, token, leaseMs, expiresAt, {
+        extended: (newExpiresAt) =>
+          local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {}),
+        freed: () => {
+          local.release().catch(() => {});
         },
       });
     } catch (error) {
       await local.release().catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * One attempt at the lease in `file` (any path inside the store), for the store's own
+   * single-runner jobs. Resolves `undefined` while someone else holds it.
+   */
+  async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
+    if (this.#closing.signal.aborted) throw lockManagerClosed();
+    const token = generateToken();
+    const expiresAt = await this.#claim(file, token, leaseMs);
+    if (expiresAt === undefined) return undefined;
+    return this.#leaseLock('', file, token, leaseMs, expiresAt, {
+      extended: async () => {},
+      freed: () => {},
+    });
+  }
+
+  #leaseLock(
+    id: string,
+    file: string,
+    token: string,
+    leaseMs: number,
+    expiresAt: number,
+    /** Keeps this process's FIFO slot in step with the lease file. */
+    local: { extended(expiresAt: number): Promise<void>; freed(): void },
+  ): LeaseLock {
+    // proper-lockfile's compromised state means the lease may have been rewritten under us.
+    const lostOnCompromise = async (body: () => Promise<boolean>): Promise<boolean> => {
+      try {
+        return await body();
+      } catch (error) {
+        if (error instanceof GuardCompromisedError) return false;
+        throw error;
+      }
+    };
+    return new LeaseLock({
+      id,
+      token,
+      leaseMs,
+      expiresAt,
+      backend: {
+        extend: async (heldToken, newExpiresAt) => {
+          const held = await lostOnCompromise(() => this.#extend(file, heldToken, newExpiresAt));
+          if (held) await local.extended(newExpiresAt);
+          return held;
+        },
+        release: async (heldToken) => {
+          try {
+            return await lostOnCompromise(() => this.#release(file, heldToken));
+          } finally {
+            local.freed();
+          }
+        },
+        // The lease file stays; the next acquirer sees it expired and takes over.
+        expired: () => local.freed(),
+      },
+    });
   }
 
   async close(): Promise<void> {

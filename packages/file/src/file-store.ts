@@ -12,7 +12,6 @@ import {
   type SessionLock,
   type SessionRecord,
   type StoreCapabilities,
-  SWEEP_LOCK_ID,
   type SweepProgress,
   type SweepResult,
   sleep,
@@ -64,6 +63,7 @@ import { FileGuards } from './guard.js';
 export const SHARD_LENGTH = 2;
 const LOCKS_DIRECTORY = '.locks';
 const CURSOR_FILE = '.sweep-cursor';
+const SWEEP_LEASE_FILE = '.sweep-lease';
 const TEMP_SUFFIX = '.tmp';
 const GUARD_SUFFIX = '.lock';
 /** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
@@ -228,6 +228,7 @@ export class FileStore extends BaseStore {
     expiryIndex: false,
   };
   readonly locks: LockManager;
+  readonly #fileLocks: FileLocks;
   /** The store's directory, with symlinks resolved. */
   readonly path: string;
   readonly #fsync: boolean;
@@ -285,7 +286,7 @@ export class FileStore extends BaseStore {
     this.#maxOpenFiles = settings.maxOpenFiles;
     this.#renameFile = settings.renameFile;
     this.#guards = new FileGuards(settings.guardStaleMs);
-    this.locks = new FileLocks({
+    this.locks = this.#fileLocks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
       guards: this.#guards,
       fileMode: this.#fileMode,
@@ -492,14 +493,14 @@ export class FileStore extends BaseStore {
   // ---------------------------------------------------------------- sweep
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    let lock: SessionLock;
-    try {
-      lock = await this.locks.acquire(SWEEP_LOCK_ID, { waitMs: 0, leaseMs: this.#sweepLeaseMs });
-    } catch (error) {
-      // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
-      if (isSessionError(error, 'ERR_LOCK_TIMEOUT')) return progress.result(false);
-      throw error;
-    }
+    // Its own lease file, not SWEEP_LOCK_ID: core's cleanup policies hold that one around
+    // their calls to sweep(), and this lock also covers callers that use no policy.
+    const lock = await this.#fileLocks.tryLease(
+      join(this.path, SWEEP_LEASE_FILE),
+      this.#sweepLeaseMs,
+    );
+    // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
+    if (lock === undefined) return progress.result(false);
     try {
       return await this.#sweepFromCursor(progress, lock);
     } finally {

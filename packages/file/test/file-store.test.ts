@@ -17,7 +17,13 @@ import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSessionId, isSessionError, type SessionRecord } from '@sessile/core';
+import {
+  generateSessionId,
+  isSessionError,
+  manual,
+  SessionManager,
+  type SessionRecord,
+} from '@sessile/core';
 import { FileStore, type FileStoreOptions, FORMAT_VERSION, HEADER_BYTES } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
@@ -482,6 +488,19 @@ describe('sweep', () => {
     expect(await store.get(id)).toBeUndefined();
   });
 
+  it("works under core's cleanup policy, which holds SWEEP_LOCK_ID around its sweep() calls", async () => {
+    const store = await openStore();
+    const now = Date.now();
+    for (let i = 0; i < 10; i++) await store.set(generateSessionId(), recordOf('old', now + 500));
+    await store.set(generateSessionId(), recordOf('live'));
+    const manager = new SessionManager({ store, cleanup: manual() });
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const run = await manager.sweep();
+    expect(run).toMatchObject({ outcome: 'swept', removed: 10, done: true });
+    await manager.close();
+    expect(await store.count()).toBe(1);
+  });
+
   it('a second sweep in the same process while one runs does nothing', async () => {
     const store = await openStore();
     const now = Date.now();
@@ -549,7 +568,7 @@ describe('across processes', () => {
     const now = Date.now();
     for (let i = 0; i < 20; i++)
       await store.set(generateSessionId(), recordOf('old', now + HOUR_MS));
-    const holder = spawn('sweeper.mjs', [store.path, 'hold-sweep-lock', '1500']);
+    const holder = spawn('sweeper.mjs', [store.path, 'hold-sweep-lease', '1500']);
     await holder.next('held');
 
     expect(await store.sweep({ now: now + 2 * HOUR_MS })).toEqual({
