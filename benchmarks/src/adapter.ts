@@ -12,6 +12,10 @@ export interface HeldLock {
 export interface CleanupOutcome {
   /** Records removed, when the target reports it. */
   removed?: number;
+  /** The longest single hold of a store-wide lock during the cleanup, when the store reports it (DbmStore). */
+  longestLockHoldMs?: number;
+  /** Total time a store-wide lock was held for the cleanup, when the store reports it. */
+  lockHeldMs?: number;
 }
 
 /**
@@ -67,8 +71,10 @@ export interface Target {
   engine?: string;
   /** Peers doing the same job, for the speed ratio. */
   peers?: string[];
-  /** Targets skipped unless named with `--stores` or reachable (servers). */
-  optional?: boolean;
+  /** Runs only these workloads, when the others would only repeat another target's figures. */
+  onlyWorkloads?: { names: string[]; reason: string };
+  /** Needs a server on this machine (Redis, PostgreSQL); reported unavailable when it is not reachable. */
+  needsServer?: boolean;
   /** Opens an empty instance in `dir` (a fresh temp directory). Throws `Unavailable` when it cannot run here. */
   open(dir: string): Promise<OpenTarget>;
   /** How the HTTP workload runs this target, when it can. */

@@ -51,7 +51,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 3, connections: 64, workers: 2 },
-    limitsMs: { ops: 40_000, growth: 25_000, contention: 30_000, cleanup: 45_000, http: 30_000 },
+    limitsMs: { ops: 40_000, growth: 20_000, contention: 30_000, cleanup: 45_000, http: 30_000 },
   },
   full: {
     name: 'full',

@@ -72,6 +72,12 @@ export interface RunOptions {
   progress?: ProgressSink;
 }
 
+function skipReason(workload: Workload, target: Target): string | undefined {
+  const only = target.onlyWorkloads;
+  if (only !== undefined && !only.names.includes(workload.name)) return only.reason;
+  return workload.skipReason?.(target);
+}
+
 /** A rough guess of each workload's wall time, for the progress display's estimate. */
 function estimateMs(workload: Workload, profile: Profile): number {
   switch (workload.name) {
@@ -157,7 +163,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   for (let round = 0; round < repeat; round++) {
     for (const target of targets) {
       for (const workload of workloads) {
-        if (workload.skipReason?.(target) === undefined) {
+        if (skipReason(workload, target) === undefined) {
           steps.push({
             target: target.name,
             workload: workload.name,
@@ -177,7 +183,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
         const shared = new SharedStore(target, dirs);
         for (const workload of workloads) {
           const key = `${workload.name}\u0000${target.name}`;
-          const skip = workload.skipReason?.(target);
+          const skip = skipReason(workload, target);
           if (skip !== undefined) {
             failures.set(key, { status: 'skipped', reason: skip });
             continue;

@@ -130,7 +130,8 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(sessile.length).toBeGreaterThan(0);
     for (const target of sessile) {
       const contention = results.results.contention?.[target.name];
-      expect(contention?.status).toBe('ok');
+      // A target may leave out workloads that would only repeat another target's figures.
+      if (contention?.status !== 'skipped') expect(contention?.status, target.name).toBe('ok');
       if (contention?.status === 'ok') expect(contention.result.lostLocked, target.name).toBe(0);
       const cleanup = results.results.cleanup?.[target.name];
       if (cleanup?.status === 'ok') {

@@ -143,9 +143,17 @@ function opsSection(results: BenchResults, workloadName: string, charts: Charts)
     const outcome = byTarget[target.name];
     const row = okResult(outcome);
     const errors = num(row, 'errors') ?? 0;
+    const storeSessions = num(row, 'storeSessions');
+    const smallPreload =
+      workloadName !== 'create' &&
+      storeSessions !== undefined &&
+      storeSessions < results.profile.preloadSessions
+        ? ` (preload capped at ${formatNumber(storeSessions)})`
+        : '';
     return [
       `\`${target.name}\``,
       withSpread(outcome, 'opsPerSec', formatNumber) +
+        smallPreload +
         (errors > 0 ? ` (${errors} failed: ${String(row?.firstError ?? '')})` : ''),
       ms(num(row, 'p50Ms')),
       ms(num(row, 'p99Ms')),
@@ -157,7 +165,7 @@ function opsSection(results: BenchResults, workloadName: string, charts: Charts)
   return [
     `### ${workload.title}`,
     '',
-    `${workload.description}, ${results.profile.concurrency} in flight.`,
+    `${workload.description}, ${results.profile.concurrency} in flight${workloadName === 'create' ? '' : `; the preload is ${formatNumber(results.profile.preloadSessions)} sessions, or as many as the target wrote in ${Math.round((results.profile.limitsMs.ops * 0.4) / 1000)} s`}.`,
     '',
     addChart(
       charts,
@@ -308,7 +316,7 @@ function cleanupSection(results: BenchResults, charts: Charts): string[] {
     const outcome = byTarget[target.name];
     const row = okResult(outcome) as unknown as CleanupResult | undefined;
     if (row === undefined)
-      return [`\`${target.name}\``, statusText(outcome), '', '', '', '', '', '', ''];
+      return [`\`${target.name}\``, statusText(outcome), '', '', '', '', '', '', '', ''];
     const peers = (target.peers ?? []).map((peer) => ({
       peer,
       other: okResult(byTarget[peer]) as unknown as CleanupResult | undefined,
@@ -332,6 +340,7 @@ function cleanupSection(results: BenchResults, charts: Charts): string[] {
       `${ms(row.p99DuringMs)} / ${ms(row.p99OutsideMs)}`,
       `${ms(row.maxDuringMs)} / ${ms(row.maxOutsideMs)}`,
       row.cleanups === 0 ? '–' : ratio(row.p99Ratio),
+      row.longestLockHoldMs === undefined ? '–' : ms(row.longestLockHoldMs),
       versus || '–',
       row.requestErrors > 0 || row.cleanupError
         ? `${row.requestErrors} request errors${row.cleanupError ? `; cleanup: ${row.cleanupError}` : ''}`
@@ -510,6 +519,76 @@ function targetsSection(results: BenchResults): string[] {
   return ['### Targets', '', table(['target', 'kind', 'what', 'durability', 'status'], rows), ''];
 }
 
+/** One line per sessile store: its ratios against its main peer and its raw engine, and its locks. */
+function headlineSection(results: BenchResults): string[] {
+  const figure = (workload: string, name: string | undefined, field: string) =>
+    name === undefined ? undefined : num(okResult(results.results[workload]?.[name]), field);
+  const versus = (
+    workload: string,
+    target: TargetInfo,
+    baseline: string | undefined,
+    invert: boolean,
+  ) => {
+    const own = figure(workload, target.name, 'opsPerSec');
+    const other = figure(workload, baseline, 'opsPerSec');
+    return own === undefined || other === undefined || own === 0 || other === 0
+      ? '–'
+      : ratio(invert ? other / own : own / other);
+  };
+  const rows = results.targets
+    .filter((target) => target.kind === 'sessile' && target.status === 'ok')
+    .map((target) => {
+      const peer = target.peers?.[0];
+      const contention = okResult(results.results.contention?.[target.name]) as unknown as
+        | ContentionResult
+        | undefined;
+      const cleanup = okResult(results.results.cleanup?.[target.name]) as unknown as
+        | CleanupResult
+        | undefined;
+      const peerCleanup =
+        peer === undefined
+          ? undefined
+          : (okResult(results.results.cleanup?.[peer]) as unknown as CleanupResult | undefined);
+      return [
+        `\`${target.name}\``,
+        peer === undefined ? '–' : `\`${peer}\``,
+        versus('create', target, peer, false),
+        versus('read', target, peer, false),
+        versus('mixed', target, peer, false),
+        target.engine === undefined
+          ? '–'
+          : `${versus('create', target, target.engine, true)} / ${versus('read', target, target.engine, true)} / ${versus('mixed', target, target.engine, true)}`,
+        contention?.lostLocked === undefined
+          ? '–'
+          : `${contention.lostLocked} of ${contention.cycles}`,
+        cleanup === undefined
+          ? '–'
+          : `${ms(cleanup.maxDuringMs)}${peerCleanup !== undefined && peerCleanup.cleanups > 0 ? ` (peer ${ms(peerCleanup.maxDuringMs)})` : ''}`,
+      ];
+    });
+  if (rows.length === 0) return [];
+  return [
+    '### Headlines',
+    '',
+    'Each sessile store against its main peer (speed: above 1× is faster) and against its raw engine (cost: 1× is no overhead). Details and every other target below.',
+    '',
+    table(
+      [
+        'store',
+        'main peer',
+        'create vs peer',
+        'read vs peer',
+        'mixed vs peer',
+        'cost vs raw engine (create / read / mixed)',
+        'lost updates with locks',
+        'worst latency during cleanup',
+      ],
+      rows,
+    ),
+    '',
+  ];
+}
+
 /** The generated part of docs/benchmarks.md, and the charts it links to. */
 export function renderReport(
   results: BenchResults,
@@ -518,6 +597,7 @@ export function renderReport(
   const charts: Charts = { dir: '', link: chartsLink, files: new Map() };
   const lines = [
     ...environmentSection(results),
+    ...headlineSection(results),
     ...targetsSection(results),
     ...OPS_WORKLOADS.flatMap((name) => opsSection(results, name, charts)),
     ...growthSection(results, charts),

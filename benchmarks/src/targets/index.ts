@@ -89,6 +89,10 @@ export const TARGETS: readonly Target[] = [
     options: (dir) => ({ path: join(dir, 'sessions.dbm'), cleanup: 'full-scan' }),
     engine: 'raw-fs',
     sweepLimit: Number.POSITIVE_INFINITY,
+    onlyWorkloads: {
+      names: ['cleanup'],
+      reason: 'same as `dbm`: the cleanup mode changes only `sweep`',
+    },
     cleanupNote: "one `sweep()` in 'full-scan' mode: every record decoded under the global lock",
   }),
   mapEngine,

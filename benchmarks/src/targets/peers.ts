@@ -34,7 +34,7 @@ interface PeerSpec {
   name: string;
   description: string;
   durability: string;
-  optional?: boolean;
+  needsServer?: boolean;
   sharedAcrossProcesses: boolean;
   make(dir: string, session: ExpressSessionModule): Promise<PeerInstance>;
 }
@@ -113,7 +113,7 @@ function peer(spec: PeerSpec): Target {
     kind: 'peer',
     description: spec.description,
     durability: spec.durability,
-    ...(spec.optional ? { optional: true } : {}),
+    ...(spec.needsServer ? { needsServer: true } : {}),
     async open(dir) {
       return drive(await spec.make(dir, await expressSession()));
     },
@@ -310,7 +310,7 @@ export const connectRedisPeer = peer({
   name: 'connect-redis',
   description: 'connect-redis 9 with node-redis 5, Redis on 127.0.0.1:6379',
   durability: "Redis's own (default: RDB snapshots; a crash loses writes since the last one)",
-  optional: true,
+  needsServer: true,
   sharedAcrossProcesses: true,
   async make(dir) {
     const { createClient } = await importOptional<{
@@ -361,7 +361,7 @@ export const connectPgSimplePeer = peer({
   name: 'connect-pg-simple',
   description: 'connect-pg-simple 10 with pg 8, PostgreSQL on 127.0.0.1:5432',
   durability: 'PostgreSQL default (fsync on commit)',
-  optional: true,
+  needsServer: true,
   sharedAcrossProcesses: true,
   async make(dir, session) {
     const pg = await importOptional<{ default: { Pool: new (options: object) => PgPool } }>('pg');

@@ -1,5 +1,6 @@
 import type { SessionStore } from '@sessile/core';
 import {
+  type CleanupOutcome,
   type HttpStoreFactory,
   importOptional,
   type OpenTarget,
@@ -25,6 +26,7 @@ export interface SessileStoreSpec {
   cleanupNote?: string;
   /** True when the data stays in one process (the HTTP app then runs one worker). */
   processLocal?: boolean;
+  onlyWorkloads?: Target['onlyWorkloads'];
 }
 
 /** Lock leases long enough that a loaded machine never loses one mid-cycle. */
@@ -40,6 +42,24 @@ async function openStore(spec: SessileStoreSpec, dir: string): Promise<SessionSt
     throw new Unavailable(`${spec.packageName} does not export ${spec.className}.open yet`);
   }
   return StoreClass.open(spec.options(dir));
+}
+
+/** What a store that reports its sweeps' store-wide lock holds (DbmStore's `stats()`) returns. */
+interface SweepLockStats {
+  lastSweep?: { globalLockHeldMs?: number; longestGlobalLockHoldMs?: number };
+}
+
+/** Adds the last sweep's global lock holds to `outcome`, for stores that report them. */
+function addLockStats(store: SessionStore, outcome: CleanupOutcome): void {
+  const stats = (store as { stats?: () => SweepLockStats }).stats;
+  if (typeof stats !== 'function') return;
+  const last = stats.call(store).lastSweep;
+  if (last?.longestGlobalLockHoldMs === undefined || last.globalLockHeldMs === undefined) return;
+  outcome.longestLockHoldMs = Math.max(
+    outcome.longestLockHoldMs ?? 0,
+    last.longestGlobalLockHoldMs,
+  );
+  outcome.lockHeldMs = (outcome.lockHeldMs ?? 0) + last.globalLockHeldMs;
 }
 
 /** Drives any `SessionStore` through the shared target operations. */
@@ -66,11 +86,12 @@ export function driveStore(
       spec.cleanupNote ??
       `repeated \`sweep({ limit: ${sweepLimit} })\` until done; each call works in small batches and yields`,
     async cleanup(signal) {
-      let removed = 0;
+      const outcome: CleanupOutcome = { removed: 0 };
       for (;;) {
         const result = await store.sweep({ limit: sweepLimit, signal });
-        removed += result.removed;
-        if (result.done) return { removed };
+        outcome.removed = (outcome.removed ?? 0) + result.removed;
+        addLockStats(store, outcome);
+        if (result.done) return outcome;
         signal.throwIfAborted();
       }
     },
@@ -130,6 +151,7 @@ export function sessileStore(spec: SessileStoreSpec): Target {
     durability: spec.durability,
     ...(spec.engine === undefined ? {} : { engine: spec.engine }),
     ...(spec.peers === undefined ? {} : { peers: spec.peers }),
+    ...(spec.onlyWorkloads === undefined ? {} : { onlyWorkloads: spec.onlyWorkloads }),
     async open(dir) {
       return driveStore(await openStore(spec, dir), spec);
     },

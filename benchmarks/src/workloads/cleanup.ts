@@ -22,6 +22,8 @@ export interface CleanupResult {
   requestErrors: number;
   /** How long the first cleanup took, from trigger to finish. */
   cleanupMs: number;
+  /** The longest single hold of the store-wide lock in the first cleanup, where the store reports it. */
+  longestLockHoldMs?: number;
   /** How many cleanups the 1-in-N trigger started. */
   cleanups: number;
   cleanupError?: string;
@@ -93,6 +95,7 @@ export const cleanupUnderLoad: Workload<CleanupResult> = {
       let cleanups = 0;
       let cleanupMs = 0;
       let cleanupError: string | undefined;
+      let longestLockHoldMs: number | undefined;
       let running: Promise<void> | undefined;
       let firstDoneAt: number | undefined;
       const started = performance.now();
@@ -105,9 +108,13 @@ export const cleanupUnderLoad: Workload<CleanupResult> = {
         const from = performance.now() - started;
         const window: [number, number] = [from, Number.POSITIVE_INFINITY];
         windows.push(window);
+        const first = cleanups === 1;
         running = cleanup(context.signal)
           .then(
-            () => {},
+            (outcome) => {
+              if (first && outcome.longestLockHoldMs !== undefined)
+                longestLockHoldMs = outcome.longestLockHoldMs;
+            },
             (error: unknown) => {
               cleanupError ??= describeError(error);
             },
@@ -202,6 +209,7 @@ export const cleanupUnderLoad: Workload<CleanupResult> = {
         cleanupMs: round(cleanupMs),
         cleanups,
         ...(cleanupError === undefined ? {} : { cleanupError }),
+        ...(longestLockHoldMs === undefined ? {} : { longestLockHoldMs: round(longestLockHoldMs) }),
         expiredLeft,
         stallDuringMs: round(stallDuringMs),
         stallOutsideMs: round(stallOutsideMs),

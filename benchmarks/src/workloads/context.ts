@@ -61,20 +61,33 @@ export class SharedStore {
     return this.#open.target;
   }
 
-  /** Creates sessions until the store holds at least `count` (untimed). */
-  async ensure(count: number, concurrency: number, signal: AbortSignal): Promise<OpenTarget> {
+  /**
+   * Creates sessions (untimed) until the store holds at least `count`, or until `maxMs` has
+   * passed, so a slow target gets a smaller preload instead of a timeout. Returns the store.
+   */
+  async ensure(
+    count: number,
+    concurrency: number,
+    signal: AbortSignal,
+    maxMs: number,
+  ): Promise<OpenTarget> {
     const target = await this.get();
     const missing = count - this.ids.length;
     if (missing > 0) {
       const ids = this.idPool.take(missing);
       const expiresAt = Date.now() + LIVE_FOR_MS;
+      const deadline = performance.now() + maxMs;
       await fill(
         missing,
         concurrency,
-        (i) => target.create(ids[i] as string, makeSessionBody(i), expiresAt),
+        async (i) => {
+          if (performance.now() >= deadline) return;
+          const id = ids[i] as string;
+          await target.create(id, makeSessionBody(i), expiresAt);
+          this.ids.push(id);
+        },
         signal,
       );
-      this.ids.push(...ids);
     }
     return target;
   }

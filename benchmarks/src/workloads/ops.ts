@@ -8,9 +8,29 @@ function pick<T>(items: readonly T[]): T {
   return items[Math.floor(Math.random() * items.length)] as T;
 }
 
-async function measureCreates(context: WorkloadContext): Promise<LatencySummary> {
+/** What a throughput workload reports: latencies, plus the sessions the store held. */
+export interface OpsResult extends LatencySummary {
+  /** Sessions in the store when the measurement started (below the planned preload if filling hit its time cap). */
+  storeSessions: number;
+}
+
+/** The preload may take this share of the workload's time limit; slow targets get fewer sessions. */
+const PRELOAD_SHARE_OF_LIMIT = 0.4;
+
+function preload(context: WorkloadContext) {
+  const { profile, shared, signal } = context;
+  return shared.ensure(
+    profile.preloadSessions,
+    profile.concurrency,
+    signal,
+    profile.limitsMs.ops * PRELOAD_SHARE_OF_LIMIT,
+  );
+}
+
+async function measureCreates(context: WorkloadContext): Promise<OpsResult> {
   const { profile, shared, signal } = context;
   const target = await shared.get();
+  const storeSessions = shared.ids.length;
   const ids = shared.idPool.take(profile.maxCreateOps);
   const body = makeSessionBody(1);
   const expiresAt = Date.now() + LIVE_FOR_MS;
@@ -24,10 +44,10 @@ async function measureCreates(context: WorkloadContext): Promise<LatencySummary>
     (i) => target.create(ids[i] as string, body, expiresAt),
   );
   shared.ids.push(...ids.slice(0, summary.ops + summary.errors));
-  return summary;
+  return { ...summary, storeSessions };
 }
 
-export const createEmpty: Workload<LatencySummary> = {
+export const createEmpty: Workload<OpsResult> = {
   name: 'create',
   title: 'Create, empty store',
   description: 'new sessions written into an empty store',
@@ -39,52 +59,51 @@ export const createEmpty: Workload<LatencySummary> = {
   },
 };
 
-export const createPreloaded: Workload<LatencySummary> = {
+export const createPreloaded: Workload<OpsResult> = {
   name: 'create-preloaded',
   title: 'Create, preloaded store',
   description: 'new sessions written into a store that already holds the preload',
   primary: OPS_PRIMARY,
   limitMs: (profile) => profile.limitsMs.ops,
   async run(context) {
-    await context.shared.ensure(
-      context.profile.preloadSessions,
-      context.profile.concurrency,
-      context.signal,
-    );
+    await preload(context);
     return measureCreates(context);
   },
 };
 
-export const read: Workload<LatencySummary> = {
+export const read: Workload<OpsResult> = {
   name: 'read',
   title: 'Read',
   description: 'reads of random existing sessions',
   primary: OPS_PRIMARY,
   limitMs: (profile) => profile.limitsMs.ops,
-  async run({ profile, shared, signal }) {
-    const target = await shared.ensure(profile.preloadSessions, profile.concurrency, signal);
+  async run(context) {
+    const { profile, shared, signal } = context;
+    const target = await preload(context);
     const ids = shared.ids;
-    return runLoad(
+    const summary = await runLoad(
       { concurrency: profile.concurrency, durationMs: profile.opsDurationMs, signal },
       async () => {
         if ((await target.read(pick(ids))) === undefined)
           throw new Error('a stored session was not found');
       },
     );
+    return { ...summary, storeSessions: ids.length };
   },
 };
 
-export const mixed: Workload<LatencySummary> = {
+export const mixed: Workload<OpsResult> = {
   name: 'mixed',
   title: 'Mixed (80% read, 15% update, 5% touch)',
   description: '80% reads, 15% updates and 5% touches of random existing sessions',
   primary: OPS_PRIMARY,
   limitMs: (profile) => profile.limitsMs.ops,
-  async run({ profile, shared, signal }) {
-    const target = await shared.ensure(profile.preloadSessions, profile.concurrency, signal);
+  async run(context) {
+    const { profile, shared, signal } = context;
+    const target = await preload(context);
     const ids = shared.ids;
     const body = { ...makeSessionBody(2), counter: 1 };
-    return runLoad(
+    const summary = await runLoad(
       { concurrency: profile.concurrency, durationMs: profile.opsDurationMs, signal },
       async () => {
         const roll = Math.random();
@@ -94,6 +113,7 @@ export const mixed: Workload<LatencySummary> = {
         else await target.touch(id, Date.now() + LIVE_FOR_MS, body);
       },
     );
+    return { ...summary, storeSessions: ids.length };
   },
 };
 
@@ -128,7 +148,7 @@ export const growth: Workload<GrowthResult> = {
     // Stop filling a little before the hard limit, so a slow target still reports the sizes it reached.
     const softSignal = AbortSignal.any([
       context.signal,
-      AbortSignal.timeout(profile.limitsMs.growth * 0.85),
+      AbortSignal.timeout(profile.limitsMs.growth * 0.7),
     ]);
     return withFreshTarget(context, async (target) => {
       const points: GrowthPoint[] = [];
