@@ -135,10 +135,10 @@ export class GlobalLock {
     removeIfPresent(this.#holderPath);
   }
 
-  /** Deletes holder files left behind by processes that were killed. */
+  /** Deletes the holder files (of this lock and of session locks) left behind by killed processes. */
   removeOrphans(): void {
     for (const name of readdirSync(this.#directory)) {
-      if (!name.startsWith('0.') || !name.endsWith(HOLDER_SUFFIX)) continue;
+      if (!name.endsWith(HOLDER_SUFFIX)) continue;
       const pid = Number(name.split('.')[1]);
       if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
         removeIfPresent(join(this.#directory, name));

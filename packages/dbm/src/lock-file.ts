@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { sleep } from '@sessile/core';
 
 /** What a lock file says about its holder. */
@@ -54,35 +54,6 @@ export function readHolder(path: string): HolderState {
   } catch (error) {
     if (isCode(error, 'ENOENT')) return { kind: 'absent' };
     throw error;
-  }
-}
-
-/** Creates the lock file exclusively. Returns its open descriptor, or undefined when it exists. */
-export function tryCreate(path: string, holder: LockHolder): number | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'wx', 0o600);
-  } catch (error) {
-    if (isCode(error, 'EEXIST')) return undefined;
-    throw error;
-  }
-  try {
-    writeSync(fd, encodeHolder(holder), 0, HOLDER_BYTES, 0);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(path);
-    throw error;
-  }
-  return fd;
-}
-
-/** Rewrites the holder in an existing lock file. */
-export function rewriteHolder(path: string, holder: LockHolder): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, encodeHolder(holder), 0, HOLDER_BYTES, 0);
-  } finally {
-    closeSync(fd);
   }
 }
 
