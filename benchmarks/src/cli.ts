@@ -3,14 +3,14 @@
  * `pnpm bench`: runs the benchmarks, writes the results JSON to benchmarks/results/ and
  * regenerates docs/benchmarks.md (between its marker comments) and the charts in docs/benchmarks/.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PROFILES } from './profile.js';
 import { ConsoleProgress } from './progress.js';
 import { writeReport } from './report/markdown.js';
-import { runBenchmarks, WORKLOADS } from './run.js';
+import { type BenchResults, runBenchmarks, WORKLOADS } from './run.js';
 import { TARGETS } from './targets/index.js';
 
 const BENCHMARKS_DIR = fileURLToPath(new URL('../', import.meta.url));
@@ -26,6 +26,7 @@ const USAGE = `Usage: pnpm bench [options]
   --out FILE          results JSON path (default: benchmarks/results/<date>.json)
   --docs FILE         markdown to update between its markers (default: docs/benchmarks.md)
   --no-docs           write the results JSON only
+  --from FILE         run nothing: regenerate the report from an earlier results JSON
   --help
 
 Targets:   ${TARGETS.map((target) => target.name).join(', ')}
@@ -52,12 +53,21 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       docs: { type: 'string' },
       'no-docs': { type: 'boolean', default: false },
+      from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
   });
   if (values.help) {
     process.stdout.write(USAGE);
+    return 0;
+  }
+  const docs = resolve(values.docs ?? join(REPO_DIR, 'docs', 'benchmarks.md'));
+  const charts = join(dirname(docs), 'benchmarks');
+  if (values.from !== undefined) {
+    const earlier = JSON.parse(await readFile(values.from, 'utf8')) as BenchResults;
+    await writeReport(earlier, docs, charts);
+    process.stderr.write(`report: ${docs} (charts in ${charts})\n`);
     return 0;
   }
   const repeat = Number(values.repeat);
@@ -78,8 +88,6 @@ async function main(): Promise<number> {
   await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
   process.stderr.write(`results: ${out}\n`);
   if (!values['no-docs']) {
-    const docs = resolve(values.docs ?? join(REPO_DIR, 'docs', 'benchmarks.md'));
-    const charts = join(dirname(docs), 'benchmarks');
     await writeReport(results, docs, charts);
     process.stderr.write(`report: ${docs} (charts in ${charts})\n`);
   }

@@ -357,7 +357,7 @@ function cleanupSection(results: BenchResults, charts: Charts): string[] {
           row.cleanups === 0
             ? 'no cleanup'
             : `cleanup ${formatNumber(row.cleanupMs)} ms · worst ${formatNumber(row.maxDuringMs)} ms · stall ${formatNumber(row.stallDuringMs)} ms`,
-        points: row.timeline,
+        points: row.timeline.filter((bucket) => bucket.requests > 0),
         windows: row.windows,
       };
     })

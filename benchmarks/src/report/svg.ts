@@ -21,6 +21,14 @@ const LINE_COLORS = [
   '#db2777',
   '#4b5563',
   '#65a30d',
+  '#7c3aed',
+  '#0f766e',
+  '#b45309',
+  '#be123c',
+  '#1e3a8a',
+  '#15803d',
+  '#a21caf',
+  '#57534e',
 ];
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
 
