@@ -211,8 +211,12 @@ function effectiveExpiresAt(headerExpiresAt: number, mtimeMs: number, mtimeExact
   return mtimeExact && mtime > Math.ceil(headerExpiresAt) ? mtime : headerExpiresAt;
 }
 
-function randomSuffix(): string {
-  return randomBytes(6).toString('hex');
+/** A random prefix per process plus a counter: unique temp names without a CSPRNG call per write. */
+const tempPrefix = randomBytes(6).toString('hex');
+let tempCounter = 0;
+function uniqueSuffix(): string {
+  tempCounter = (tempCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${tempPrefix}${tempCounter.toString(36)}`;
 }
 
 /**
@@ -591,7 +595,7 @@ export class FileStore extends BaseStore {
     // A write to this id is in flight here: leave the record to the next pass.
     if (this.#guards.busy(file)) return 'left';
     return this.#guards.serialize(file, async () => {
-      const aside = `${file}.${randomSuffix()}${TEMP_SUFFIX}`;
+      const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
       const moved = await unless(['ENOENT'], false, async () => {
         await rename(file, aside);
         return true;
@@ -647,7 +651,7 @@ export class FileStore extends BaseStore {
 
   async #writeCursor(cursor: SweepCursor): Promise<void> {
     const file = join(this.path, CURSOR_FILE);
-    const temp = `${file}.${randomSuffix()}${TEMP_SUFFIX}`;
+    const temp = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
     await writeFile(temp, JSON.stringify(cursor), { mode: this.#fileMode });
     try {
       await this.#renameIntoPlace(temp, file, rename);
@@ -696,7 +700,7 @@ export class FileStore extends BaseStore {
     const temp = join(
       this.path,
       id.slice(0, SHARD_LENGTH),
-      `${id}.${randomSuffix()}${TEMP_SUFFIX}`,
+      `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`,
     );
     const bytes = encodeRecord(id, record.data, record.expiresAt);
     const fd = await open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
@@ -877,7 +881,7 @@ interface FilesystemTraits {
 
 /** Probes the filesystem under `root` once, at open. */
 async function probeFilesystem(root: string, fileMode: number): Promise<FilesystemTraits> {
-  const name = `.probe.${randomSuffix()}${TEMP_SUFFIX}`;
+  const name = `.probe.${uniqueSuffix()}${TEMP_SUFFIX}`;
   const probe = join(root, name);
   const fd = await open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
   try {
