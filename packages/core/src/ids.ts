@@ -6,7 +6,8 @@ export const MAX_SESSION_ID_LENGTH = 128;
 /**
  * A valid session id reserved for the cleanup policies' single runner across processes.
  * Generated ids are 43 characters, and strict session managers never adopt an id they did not
- * issue, so no client can hold it.
+ * issue, so no client can hold it. A store must not take it inside its own `sweep()`: the policy
+ * already holds it around the call.
  */
 export const SWEEP_LOCK_ID = '_sessile-sweeper_';
 

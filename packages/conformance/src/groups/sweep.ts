@@ -1,3 +1,4 @@
+import { SWEEP_LOCK_ID } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { collect, fill, HOUR_MS, record, sweepToDone, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
@@ -61,6 +62,21 @@ export function sweepTests(options: ConformanceOptions, expiryIndex: boolean): v
       const rest = await sweepToDone(store, start + 2 * HOUR_MS, { budgetMs: 0, limit: 100_000 });
       expect(first.removed + rest.removed).toBe(2500);
       expect(await store.count()).toBe(0);
+    });
+
+    test('sweeps while the caller holds SWEEP_LOCK_ID, as cleanup policies do', async (store) => {
+      const start = Date.now();
+      await fill(store, 5, start + HOUR_MS);
+      const policyLock = await store.locks.acquire(SWEEP_LOCK_ID, {
+        waitMs: 10_000,
+        leaseMs: 60_000,
+      });
+      try {
+        const { removed } = await sweepToDone(store, start + 2 * HOUR_MS, {}, 50);
+        expect(removed).toBe(5);
+      } finally {
+        await policyLock.release();
+      }
     });
 
     test('an aborted signal stops the sweep before it removes anything', async (store) => {
