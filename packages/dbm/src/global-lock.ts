@@ -10,7 +10,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { generateToken, SessionError, sleep } from '@sessile/core';
+import { generateToken, SessionError, sleep, yieldToEventLoop } from '@sessile/core';
 import { isCode, processAlive, removeIfPresent, withGuard } from './lock-file.js';
 
 export interface GlobalLockStats {
@@ -28,6 +28,12 @@ export interface GlobalLockStats {
 }
 
 const HOLDER_BYTES = 64;
+/**
+ * Operations finish in microtasks (the file I/O is synchronous), so a caller awaiting them in a
+ * loop would never let timers, I/O or a sweep's next batch run. Queued operations give the event
+ * loop a turn at least this often.
+ */
+const EVENT_LOOP_TURN_MS = 2;
 /**
  * A holder whose process id is gone is stale once its lock is this old. The wait guards against a
  * live holder whose process id this process cannot see; every hold renews well within it.
@@ -74,6 +80,7 @@ export class GlobalLock {
   readonly #holder: Holder;
   readonly #waitMs: number;
   #holderFd: number | undefined;
+  #lastTurnAt = performance.now();
   #tail: Promise<void> = Promise.resolve();
   readonly #stats: GlobalLockStats = {
     acquired: 0,
@@ -109,6 +116,10 @@ export class GlobalLock {
   async hold<T>(body: (renew: () => void) => Promise<T> | T): Promise<T> {
     const leave = await this.#enter();
     try {
+      if (performance.now() - this.#lastTurnAt > EVENT_LOOP_TURN_MS) {
+        await yieldToEventLoop();
+        this.#lastTurnAt = performance.now();
+      }
       const expiresAt = { value: await this.#acquire() };
       const started = performance.now();
       try {
