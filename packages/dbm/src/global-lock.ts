@@ -81,6 +81,7 @@ export class GlobalLock {
   readonly #waitMs: number;
   #holderFd: number | undefined;
   #lastTurnAt = performance.now();
+  #closed = false;
   #tail: Promise<void> = Promise.resolve();
   readonly #stats: GlobalLockStats = {
     acquired: 0,
@@ -116,6 +117,7 @@ export class GlobalLock {
   async hold<T>(body: (renew: () => void) => Promise<T> | T): Promise<T> {
     const leave = await this.#enter();
     try {
+      if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
       if (performance.now() - this.#lastTurnAt > EVENT_LOOP_TURN_MS) {
         await yieldToEventLoop();
         this.#lastTurnAt = performance.now();
@@ -139,6 +141,7 @@ export class GlobalLock {
 
   /** Removes this instance's holder file, and those of processes that no longer exist. */
   close(): void {
+    this.#closed = true;
     if (this.#holderFd !== undefined) {
       closeSync(this.#holderFd);
       this.#holderFd = undefined;

@@ -106,6 +106,8 @@ export class Transaction {
   readonly #io: FileIo;
   readonly #writes = new Map<string, JournalWrite>();
   readonly #freed = new Set<number>();
+  /** Free-list trunk headers this transaction has read or written, so each is read once. */
+  readonly #trunks = new Map<number, { next: number; count: number }>();
   #pendingBytes = 0;
   #wroteFresh = false;
 
@@ -171,10 +173,11 @@ export class Transaction {
         this.#assertExtent(offset, size);
         const fresh = !this.#freed.has(offset);
         if (fresh || !mustBeFresh) {
-          this.write(head + 8, u32(trunk.count - 1));
+          this.#setTrunkCount(head, trunk, trunk.count - 1);
           return { offset, size, fresh };
         }
       } else if (!mustBeFresh) {
+        this.#trunks.delete(head);
         header.freeHeads[sizeClass] = trunk.next;
         return { offset: head, size, fresh: false };
       }
@@ -196,7 +199,7 @@ export class Transaction {
         const slot = Buffer.allocUnsafe(8);
         slot.writeDoubleLE(offset, 0);
         this.write(head + TRUNK_HEADER_BYTES + 8 * trunk.count, slot);
-        this.write(head + 8, u32(trunk.count + 1));
+        this.#setTrunkCount(head, trunk, trunk.count + 1);
         return;
       }
     }
@@ -204,6 +207,7 @@ export class Transaction {
     trunk.writeDoubleLE(head, 0);
     trunk.writeUInt32LE(TRUNK_MAGIC, 12);
     this.write(offset, trunk);
+    this.#trunks.set(offset, { next: head, count: 0 });
     header.freeHeads[sizeClass] = offset;
   }
 
@@ -221,7 +225,10 @@ export class Transaction {
   commit(): void {
     const io = this.#io;
     this.header.appliedSeq += 1;
-    const writes = [...this.#writes.values(), { offset: 0, bytes: encodeHeader(this.header) }];
+    const writes = [
+      ...coalesce([...this.#writes.values()]),
+      { offset: 0, bytes: encodeHeader(this.header) },
+    ];
     const journal = encodeJournal(this.header.appliedSeq, writes);
     if (journal.length > JOURNAL_BYTES) {
       this.header.appliedSeq -= 1;
@@ -234,19 +241,57 @@ export class Transaction {
     io.sync();
     this.#writes.clear();
     this.#freed.clear();
+    this.#trunks.clear();
     this.#pendingBytes = 0;
     this.#wroteFresh = false;
   }
 
   #trunk(offset: number): { next: number; count: number } {
-    const buf = this.read(offset, TRUNK_HEADER_BYTES);
-    if (buf.readUInt32LE(12) !== TRUNK_MAGIC) throw damaged('bad free-list page');
-    return { next: buf.readDoubleLE(0), count: buf.readUInt32LE(8) };
+    let trunk = this.#trunks.get(offset);
+    if (trunk === undefined) {
+      const buf = this.read(offset, TRUNK_HEADER_BYTES);
+      if (buf.readUInt32LE(12) !== TRUNK_MAGIC) throw damaged('bad free-list page');
+      trunk = { next: buf.readDoubleLE(0), count: buf.readUInt32LE(8) };
+      this.#trunks.set(offset, trunk);
+    }
+    return trunk;
+  }
+
+  #setTrunkCount(offset: number, trunk: { next: number; count: number }, count: number): void {
+    trunk.count = count;
+    this.write(offset + 8, u32(count));
   }
 
   #assertExtent(offset: number, size: number): void {
     if (!this.isPlausibleExtent(offset, size)) throw damaged('bad free-list entry');
   }
+}
+
+/** Merges overlapping and adjacent writes into one each, later writes winning, so fewer syscalls apply them. */
+function coalesce(writes: JournalWrite[]): JournalWrite[] {
+  const ordered = writes.map((write, order) => ({ ...write, order }));
+  ordered.sort((a, b) => a.offset - b.offset || a.order - b.order);
+  const merged: JournalWrite[] = [];
+  let cluster: typeof ordered = [];
+  let clusterEnd = -1;
+  const flush = () => {
+    if (cluster.length === 1) merged.push(cluster[0] as JournalWrite);
+    else if (cluster.length > 1) {
+      const start = (cluster[0] as JournalWrite).offset;
+      const bytes = Buffer.alloc(clusterEnd - start);
+      cluster.sort((a, b) => a.order - b.order);
+      for (const write of cluster) bytes.set(write.bytes, write.offset - start);
+      merged.push({ offset: start, bytes });
+    }
+    cluster = [];
+  };
+  for (const write of ordered) {
+    if (write.offset > clusterEnd) flush();
+    cluster.push(write);
+    clusterEnd = Math.max(clusterEnd, write.offset + write.bytes.length);
+  }
+  flush();
+  return merged;
 }
 
 function u32(value: number): Buffer {
