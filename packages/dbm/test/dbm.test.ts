@@ -160,6 +160,38 @@ describe('DbmStore file format', () => {
     );
   });
 
+  it('a file of a newer format version is refused with ERR_STORE_IO', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    await store.set(generateSessionId(), { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS });
+    await store.close();
+    const fd = openSync(path, 'r+');
+    const version = Buffer.alloc(4);
+    version.writeUInt32LE(2, 0);
+    writeSync(fd, version, 0, 4, 8);
+    closeSync(fd);
+    const opening = DbmStore.open({ path });
+    await expect(opening).rejects.toThrow(/format version 2/);
+    expect(await codeOf(opening)).toBe('ERR_STORE_IO');
+  });
+
+  it('with fsync: true, records are written through and read back after reopening', async () => {
+    const path = newPath();
+    const id = generateSessionId();
+    const store = await DbmStore.open({ path, fsync: true });
+    await store.set(id, { data: payload(5, 5000), expiresAt: Date.now() + HOUR_MS });
+    await store.touch(id, Date.now() + 2 * HOUR_MS);
+    await store.close();
+    const reopened = await DbmStore.open({ path, fsync: true });
+    try {
+      expect(
+        Buffer.from((await reopened.get(id))?.data ?? []).equals(Buffer.from(payload(5, 5000))),
+      ).toBe(true);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('misuse of options throws TypeError', async () => {
     const path = newPath();
     await expect(DbmStore.open({ path: '' })).rejects.toThrow(TypeError);
