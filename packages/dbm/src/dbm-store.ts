@@ -182,7 +182,11 @@ export class DbmStore extends BaseStore {
   /** The file's size and table shape, read under the global lock. */
   async info(): Promise<FileInfo> {
     if (this.closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
-    return this.#globalLock.run(() => this.#file.info());
+    return this.#globalLock
+      .run(() => this.#file.info())
+      .catch((error: unknown) => {
+        throw toStoreIoError(error, 'info');
+      });
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {

@@ -620,7 +620,7 @@ export class HashFile {
     chain.set(match.index, { ...match.entry, expiresAt });
     tx.write(
       match.entry.recordOffset + 8,
-      touchedRecordTail(match.headBytes, match.head.dataStart - 24, expiresAt),
+      touchedRecordTail(match.headBytes, match.head.id.length, expiresAt),
     );
     chain.flush();
     tx.commit();

@@ -125,6 +125,34 @@ describe('DbmStore file format', () => {
     }
   }, 600_000);
 
+  it('ids() and count() see each record once while inserts split buckets under them', async () => {
+    const store = await DbmStore.open({ path: newPath() });
+    try {
+      const expiresAt = Date.now() + HOUR_MS;
+      const before = Array.from({ length: 6000 }, () => generateSessionId());
+      for (const id of before) await store.set(id, { data: payload(1, 20), expiresAt });
+      const bucketsBefore = (await store.info()).buckets;
+      const listed: string[] = [];
+      let inserted = false;
+      for await (const id of store.ids()) {
+        listed.push(id);
+        if (!inserted) {
+          inserted = true;
+          for (let i = 0; i < 9000; i++) {
+            await store.set(generateSessionId(), { data: payload(2, 20), expiresAt });
+          }
+        }
+      }
+      expect((await store.info()).buckets).toBeGreaterThan(2 * bucketsBefore);
+      expect(new Set(listed).size).toBe(listed.length);
+      const seen = new Set(listed);
+      expect(before.filter((id) => !seen.has(id))).toEqual([]);
+      expect(await store.count()).toBe(15_000);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
   it('freed space is reused: the file stops growing under steady churn', async () => {
     const path = newPath();
     const store = await DbmStore.open({ path });
