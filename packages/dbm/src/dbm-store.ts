@@ -242,7 +242,7 @@ export class DbmStore extends BaseStore {
         const result = await next(entries);
         origin ??= result.startBucket;
         if (result.passEnded) {
-          // A pass that saw every record with a `now` at least ours, or two pass ends in one call.
+          // A pass whose kept records all outlive `now`, or a second pass end within this call.
           if (result.passDone || wrapped) return true;
           wrapped = true;
         } else if (wrapped && result.endBucket > origin) {

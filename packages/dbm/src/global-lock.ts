@@ -139,7 +139,7 @@ export class GlobalLock {
     }
   }
 
-  /** Removes this instance's holder file, and those of processes that no longer exist. */
+  /** Rejects later holds with `ERR_STORE_CLOSED` and removes this instance's holder file. */
   close(): void {
     this.#closed = true;
     if (this.#holderFd !== undefined) {
