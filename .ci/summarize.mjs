@@ -34,7 +34,8 @@ for (const dir of dirs) {
   }
   // A run that failed without a failing test (no test files, a crash) still counts once.
   if (report.success === false && report.numFailedTests === 0 && unexplained === 0) unexplained = 1;
-  if (unexplained > 0) console.log(`${dir}: ${unexplained} test file(s) failed without a test result`);
+  if (unexplained > 0)
+    console.log(`${dir}: ${unexplained} test file(s) failed without a test result`);
   failed += unexplained;
 }
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
