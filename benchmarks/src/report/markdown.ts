@@ -395,6 +395,7 @@ function cleanupSection(results: BenchResults, charts: Charts): string[] {
         'p99 during / outside',
         'max during / outside',
         'p99 ratio',
+        'longest global lock hold',
         'cleanup speed vs peer',
         'errors',
       ],
