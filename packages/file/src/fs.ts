@@ -20,6 +20,7 @@ export const readdir = promisify(fs.readdir);
 export const readFile = promisify(fs.readFile);
 export const writeFile = promisify(fs.writeFile);
 export const realpath = promisify(fs.realpath);
+export const statfs = promisify(fs.statfs);
 
 export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 

@@ -1,0 +1,222 @@
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { SessionError, sleep } from '@sessile/core';
+import {
+  close,
+  errorCode,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_WRONLY,
+  open,
+  rename,
+  rmdir,
+  unless,
+  unlink,
+  writeAll,
+} from './fs.js';
+
+/** Below this a guard could go stale during an ordinary event-loop hiccup. */
+export const MIN_GUARD_STALE_MS = 2000;
+
+export interface WriteGuardsInit {
+  /** Where this instance's holder file lives, `<store path>/.guards`. */
+  directory: string;
+  /** A guard whose holder has not heartbeaten for this long belongs to a dead process. */
+  staleMs: number;
+  fileMode: number;
+  directoryMode: number;
+  /** A unique name for a file moved aside next to `file` (a `.tmp` name the sweep cleans up). */
+  asideName(file: string): string;
+}
+
+/**
+ * Short critical sections on one record, for every process on the host: an in-process FIFO per
+ * key first, so this process never spins against itself, then a guard file `<record>.lock` made
+ * by hard-linking this instance's holder file (`link(2)` fails if the name exists, atomically,
+ * NFS included). Taking and dropping a guard is one `link` and one `unlink`. The holder file's
+ * mtime is a heartbeat, refreshed every `staleMs / 4` while the store is open, so a guard whose
+ * inode has not been refreshed for `staleMs` belongs to a process that died (or stalled) and
+ * is taken over. A guard directory (proper-lockfile, from an older version) is judged by its
+ * mtime the same way.
+ */
+export class WriteGuards {
+  readonly staleMs: number;
+  readonly #init: WriteGuardsInit;
+  readonly #tails = new Map<string, Promise<void>>();
+  #holder: string | undefined;
+  #creatingHolder: Promise<string> | undefined;
+  #lastBeatMs = 0;
+  #beatTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(init: WriteGuardsInit) {
+    this.#init = init;
+    this.staleMs = Math.max(init.staleMs, MIN_GUARD_STALE_MS);
+  }
+
+  /** True while some call in this process holds or waits for the guard of `file`. */
+  busy(file: string): boolean {
+    return this.#tails.has(file);
+  }
+
+  /** Runs `body` alone for `file` in this process only. */
+  async serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(file);
+    let done!: () => void;
+    const current = new Promise<void>((resolve) => (done = resolve));
+    const tail = previous === undefined ? current : previous.then(() => current);
+    this.#tails.set(file, tail);
+    try {
+      if (previous !== undefined) await previous;
+      return await body();
+    } finally {
+      done();
+      if (this.#tails.get(file) === tail) this.#tails.delete(file);
+    }
+  }
+
+  /**
+   * Runs `body` while holding the cross-process guard of `file` (the in-process order is the
+   * caller's job, through `serialize`). Waits while another live process holds it.
+   */
+  async hold<T>(file: string, body: () => Promise<T>): Promise<T> {
+    const guard = `${file}.lock`;
+    await this.#acquire(guard);
+    try {
+      return await body();
+    } finally {
+      await unless(['ENOENT'], undefined, () => unlink(guard));
+    }
+  }
+
+  /** `serialize` plus `hold`: one writer for `file` across this process and the host. */
+  run<T>(file: string, body: () => Promise<T>): Promise<T> {
+    return this.serialize(file, () => this.hold(file, body));
+  }
+
+  /** True when a guard (or holder) with these stats has missed its heartbeat for `staleForMs`. */
+  isStale(stats: Stats, staleForMs = this.staleMs): boolean {
+    return stats.mtimeMs < Date.now() - staleForMs;
+  }
+
+  /** Stops the heartbeat and removes the holder file; guards must all be released first. */
+  async close(): Promise<void> {
+    if (this.#beatTimer !== undefined) clearInterval(this.#beatTimer);
+    this.#beatTimer = undefined;
+    const holder = this.#holder ?? (await this.#creatingHolder?.catch(() => undefined));
+    this.#holder = undefined;
+    if (holder !== undefined) await unless(['ENOENT'], undefined, () => unlink(holder));
+  }
+
+  async #acquire(guard: string): Promise<void> {
+    // A holder is stale only `staleMs` after its last heartbeat, so a guard taken now lasts at least that.
+    const deadline = Date.now() + 3 * this.staleMs + 5000;
+    let delayMs = 1;
+    for (;;) {
+      const holder = await this.#freshHolder();
+      try {
+        await link(holder, guard);
+        return;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'ENOENT' && this.#holder === holder) {
+          // Our holder file was removed (by hand?): make a new one; else the directory is gone.
+          const holderStats = await unless(['ENOENT'], undefined, () => lstat(holder));
+          if (holderStats !== undefined) throw error;
+          this.#holder = undefined;
+          continue;
+        }
+        // EMLINK: this holder is linked as a guard too often at once; wait for some to be released.
+        if (code !== 'EEXIST' && code !== 'EMLINK') throw error;
+      }
+      if (await this.removeIfStale(guard)) continue;
+      if (Date.now() > deadline) {
+        throw new SessionError('ERR_STORE_IO', `Timed out waiting for the write guard ${guard}`);
+      }
+      await sleep(delayMs * (0.5 + Math.random()));
+      delayMs = Math.min(delayMs * 2, 25);
+    }
+  }
+
+  /**
+   * Removes `guard` when its holder missed its heartbeat. It is renamed aside first and the
+   * moved inode compared with the one judged stale, so a guard just taken by a live process
+   * is put back, never deleted. Resolves true when the caller should try again at once.
+   */
+  async removeIfStale(guard: string, staleForMs = this.staleMs): Promise<boolean> {
+    const stats = await unless(['ENOENT'], undefined, () => lstat(guard));
+    if (stats === undefined) return true;
+    if (!this.isStale(stats, staleForMs)) return false;
+    const aside = this.#init.asideName(guard);
+    const moved = await unless(['ENOENT'], false, async () => {
+      await rename(guard, aside);
+      return true;
+    });
+    if (!moved) return true;
+    const movedStats = await lstat(aside);
+    if (movedStats.ino !== stats.ino || !this.isStale(movedStats, staleForMs)) {
+      // A live holder took the guard in between: give it back.
+      if (movedStats.isDirectory()) {
+        await unless(['EEXIST', 'ENOTEMPTY'], undefined, () => rename(aside, guard));
+      } else {
+        await unless(['EEXIST'], undefined, () => link(aside, guard));
+        await unless(['ENOENT'], undefined, () => unlink(aside));
+      }
+      return false;
+    }
+    await unless(['ENOENT', 'ENOTEMPTY', 'EEXIST'], undefined, () =>
+      movedStats.isDirectory() ? rmdir(aside) : unlink(aside),
+    );
+    return true;
+  }
+
+  /** This instance's holder file, created on first use, its heartbeat no older than a quarter of `staleMs`. */
+  async #freshHolder(): Promise<string> {
+    const holder = this.#holder ?? (await this.#createHolder());
+    // A blocked event loop may have delayed the timer: beat now, before the guard is visible.
+    if (Date.now() - this.#lastBeatMs > this.staleMs / 4) await this.#beat(holder);
+    return holder;
+  }
+
+  #createHolder(): Promise<string> {
+    this.#creatingHolder ??= (async () => {
+      const { directory, fileMode, directoryMode } = this.#init;
+      await mkdir(directory, { recursive: true, mode: directoryMode });
+      const holder = join(directory, `${process.pid}-${randomBytes(8).toString('hex')}`);
+      const fd = await open(holder, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
+      try {
+        const owner = JSON.stringify({ pid: process.pid, host: hostname() });
+        await writeAll(fd, Buffer.from(owner), 0);
+      } finally {
+        await close(fd);
+      }
+      this.#lastBeatMs = Date.now();
+      this.#holder = holder;
+      this.#beatTimer ??= setInterval(() => {
+        const current = this.#holder;
+        if (current !== undefined) this.#beat(current).catch(() => {});
+      }, this.staleMs / 4);
+      this.#beatTimer.unref();
+      return holder;
+    })();
+    const creating = this.#creatingHolder;
+    creating
+      .finally(() => {
+        if (this.#creatingHolder === creating) this.#creatingHolder = undefined;
+      })
+      .catch(() => {});
+    return creating;
+  }
+
+  async #beat(holder: string): Promise<void> {
+    const nowMs = Date.now();
+    await lutimes(holder, nowMs / 1000, nowMs / 1000);
+    this.#lastBeatMs = nowMs;
+  }
+}
