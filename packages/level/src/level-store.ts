@@ -11,7 +11,7 @@ import {
   toStoreIoError,
   yieldToEventLoop,
 } from '@sessile/core';
-import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level';
+import type { AbstractLevel } from 'abstract-level';
 import { ClassicLevel } from 'classic-level';
 import {
   corruptRecord,
@@ -30,6 +30,7 @@ import {
   VALUE_HEADER_BYTES,
   withExpiresAt,
 } from './format.js';
+import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { IdQueue } from './id-queue.js';
 import { SweepCursor } from './sweep-cursor.js';
 
@@ -40,7 +41,6 @@ export type AnyLevel = AbstractLevel<any, any, any>;
 /** The keyspace the store writes to: raw bytes in, raw bytes out. */
 type Bytes = Uint8Array<ArrayBufferLike>;
 type Keyspace = AbstractLevel<unknown, Bytes, Bytes>;
-type Operation = AbstractBatchOperation<Keyspace, Bytes, Bytes>;
 
 export interface LevelStoreOptions extends BaseStoreOptions {
   /**
@@ -95,6 +95,7 @@ export class LevelStore extends BaseStore {
   readonly db: Keyspace;
   readonly #owned: boolean;
   readonly #writes = new IdQueue();
+  readonly #writer: GroupedWriter;
   readonly #cursor = new SweepCursor();
   readonly #syncReads: boolean;
 
@@ -102,6 +103,7 @@ export class LevelStore extends BaseStore {
     super(options);
     this.db = db;
     this.#owned = owned;
+    this.#writer = new GroupedWriter(db);
     this.#syncReads = (db.supports as { getSync?: boolean }).getSync === true;
   }
 
@@ -232,7 +234,7 @@ export class LevelStore extends BaseStore {
         { type: 'put', key, value: encodeRecord(record.data, record.expiresAt) },
         { type: 'put', key: indexKey(record.expiresAt, id), value: EMPTY_VALUE },
       );
-      await this.db.batch(operations);
+      await this.#writer.write(operations);
       this.#cursor.written(record.expiresAt);
       return true;
     });
@@ -254,7 +256,7 @@ export class LevelStore extends BaseStore {
         { type: 'put', key, value: withExpiresAt(old, expiresAt) },
         { type: 'put', key: indexKey(expiresAt, id), value: EMPTY_VALUE },
       );
-      await this.db.batch(operations);
+      await this.#writer.write(operations);
       this.#cursor.written(expiresAt);
       return true;
     });
@@ -271,7 +273,7 @@ export class LevelStore extends BaseStore {
       if (!Number.isNaN(oldExpiresAt)) {
         operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
       }
-      await this.db.batch(operations);
+      await this.#writer.write(operations);
       return oldExpiresAt > now;
     });
   }

@@ -1,0 +1,74 @@
+import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level';
+
+type Bytes = Uint8Array<ArrayBufferLike>;
+type Keyspace = AbstractLevel<unknown, Bytes, Bytes>;
+export type Operation = AbstractBatchOperation<Keyspace, Bytes, Bytes>;
+
+// A group stops taking writes past this many operations, so one LevelDB batch stays bounded.
+const MAX_GROUP_OPERATIONS = 1024;
+const MAX_GROUP_BYTES = 4 * 1024 * 1024;
+
+interface Group {
+  operations: Operation[];
+  bytes: number;
+  settle: { resolve: () => void; reject: (error: unknown) => void }[];
+}
+
+/**
+ * Group commit: the writes that arrive while a LevelDB batch is being written (or in the same
+ * tick) go together in the next batch, so a busy store pays one native call and one trip to
+ * the thread pool per group instead of per write. Each write's operations stay in one batch,
+ * so they remain atomic, and a write resolves only once its batch is in LevelDB. If a batch
+ * fails, every write in it rejects with that error.
+ */
+export class GroupedWriter {
+  readonly #db: Keyspace;
+  readonly #queue: Group[] = [];
+  #writing = false;
+
+  constructor(db: Keyspace) {
+    this.#db = db;
+  }
+
+  /** Writes `operations` atomically, together with other writes waiting at the same time. */
+  write(operations: Operation[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let group = this.#queue.at(-1);
+      if (
+        group === undefined ||
+        group.operations.length >= MAX_GROUP_OPERATIONS ||
+        group.bytes >= MAX_GROUP_BYTES
+      ) {
+        group = { operations: [], bytes: 0, settle: [] };
+        this.#queue.push(group);
+        // Writes made in the rest of this tick join the group before it starts.
+        if (!this.#writing) queueMicrotask(() => this.#next());
+      }
+      for (const operation of operations) {
+        group.operations.push(operation);
+        group.bytes += operation.key.byteLength;
+        if (operation.type === 'put') group.bytes += operation.value.byteLength;
+      }
+      group.settle.push({ resolve, reject });
+    });
+  }
+
+  #next(): void {
+    if (this.#writing) return;
+    const group = this.#queue.shift();
+    if (group === undefined) return;
+    this.#writing = true;
+    this.#db.batch(group.operations).then(
+      () => {
+        this.#writing = false;
+        this.#next();
+        for (const { resolve } of group.settle) resolve();
+      },
+      (error: unknown) => {
+        this.#writing = false;
+        this.#next();
+        for (const { reject } of group.settle) reject(error);
+      },
+    );
+  }
+}
