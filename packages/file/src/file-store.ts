@@ -581,6 +581,10 @@ export class FileStore extends BaseStore {
 
   async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
     const cursor = await this.#readCursor();
+    if (cursor.shard === '' && cursor.name === '') {
+      // Once per pass: holder files of write guards whose process died without closing.
+      await this.#guards.removeDeadHolders(this.#leftoverGuardStaleMs());
+    }
     const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
     const io = this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO;
     let sliceStartMs = performance.now();
@@ -705,7 +709,7 @@ export class FileStore extends BaseStore {
   async #removeLeftover(name: string, file: string, stats: Stats): Promise<void> {
     if (name.endsWith(GUARD_SUFFIX)) {
       // A guard's holder keeps it fresh (heartbeat); only an abandoned one gets this old.
-      await this.#guards.removeIfStale(file, Math.max(this.#graceMs, 2 * this.#guards.staleMs));
+      await this.#guards.removeIfStale(file, this.#leftoverGuardStaleMs());
       return;
     }
     if (stats.isDirectory()) return;
@@ -715,6 +719,11 @@ export class FileStore extends BaseStore {
       : Math.max(stats.mtimeMs, stats.ctimeMs);
     if (since <= Date.now() - this.#graceMs)
       await unless(['ENOENT'], undefined, () => unlink(file));
+  }
+
+  /** How long a guard or holder file must miss its heartbeat before the sweep removes it. */
+  #leftoverGuardStaleMs(): number {
+    return Math.max(this.#graceMs, 2 * this.#guards.staleMs);
   }
 
   async #readCursor(): Promise<SweepCursor> {

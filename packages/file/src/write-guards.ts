@@ -15,6 +15,7 @@ import {
   O_NOFOLLOW,
   O_WRONLY,
   open,
+  readdir,
   rename,
   rmdir,
   unless,
@@ -125,17 +126,17 @@ export class WriteGuards {
         return;
       } catch (error) {
         const code = errorCode(error);
-        if (code === 'ENOENT' && this.#holder === holder) {
+        if (code === 'ENOENT') {
           // Our holder file was removed (by hand?): make a new one; else the directory is gone.
           const holderStats = await unless(['ENOENT'], undefined, () => lstat(holder));
           if (holderStats !== undefined) throw error;
-          this.#holder = undefined;
+          if (this.#holder === holder) this.#holder = undefined;
           continue;
         }
-        // EMLINK: this holder is linked as a guard too often at once; wait for some to be released.
+        // EMLINK: the holder is linked as too many guards at once; wait until some are released.
         if (code !== 'EEXIST' && code !== 'EMLINK') throw error;
+        if (code === 'EEXIST' && (await this.removeIfStale(guard))) continue;
       }
-      if (await this.removeIfStale(guard)) continue;
       if (Date.now() > deadline) {
         throw new SessionError('ERR_STORE_IO', `Timed out waiting for the write guard ${guard}`);
       }
@@ -178,10 +179,17 @@ export class WriteGuards {
 
   /** This instance's holder file, created on first use, its heartbeat no older than a quarter of `staleMs`. */
   async #freshHolder(): Promise<string> {
-    const holder = this.#holder ?? (await this.#createHolder());
-    // A blocked event loop may have delayed the timer: beat now, before the guard is visible.
-    if (Date.now() - this.#lastBeatMs > this.staleMs / 4) await this.#beat(holder);
-    return holder;
+    for (;;) {
+      const holder = this.#holder ?? (await this.#createHolder());
+      if (Date.now() - this.#lastBeatMs <= this.staleMs / 4) return holder;
+      // A blocked event loop may have delayed the timer: beat now, before the guard is visible.
+      try {
+        await this.#beat(holder);
+        return holder;
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT') throw error;
+      }
+    }
   }
 
   #createHolder(): Promise<string> {
@@ -216,7 +224,31 @@ export class WriteGuards {
 
   async #beat(holder: string): Promise<void> {
     const nowMs = Date.now();
-    await lutimes(holder, nowMs / 1000, nowMs / 1000);
+    try {
+      await lutimes(holder, nowMs / 1000, nowMs / 1000);
+    } catch (error) {
+      // Removed from under us: the next guard makes a new holder file.
+      if (errorCode(error) === 'ENOENT' && this.#holder === holder) this.#holder = undefined;
+      throw error;
+    }
     this.#lastBeatMs = nowMs;
+  }
+
+  /**
+   * Removes holder files of instances that stopped heartbeating `staleForMs` ago (their
+   * process died without closing the store). Never this instance's own.
+   */
+  async removeDeadHolders(staleForMs: number): Promise<void> {
+    const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+      readdir(this.#init.directory),
+    );
+    for (const name of names) {
+      const holder = join(this.#init.directory, name);
+      if (holder === this.#holder) continue;
+      const stats = await unless(['ENOENT'], undefined, () => lstat(holder));
+      if (stats?.isFile() && this.isStale(stats, staleForMs)) {
+        await unless(['ENOENT'], undefined, () => unlink(holder));
+      }
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import {
   existsSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -93,6 +94,7 @@ interface ChildMessage {
   type: string;
   removed?: number;
   message?: string;
+  touched?: string[];
 }
 
 function spawn(
@@ -140,6 +142,7 @@ describe('open', () => {
     const bad: Array<Partial<FileStoreOptions>> = [
       { path: '' },
       { path, sweepMode: 'thorough' as 'fast' },
+      { path, sweepIo: 'threads' as 'sync' },
       { path, graceMs: -1 },
       { path, maxOpenFiles: 0 },
       { path, guardStaleMs: 1.5 },
@@ -562,6 +565,86 @@ describe('locks', () => {
   });
 });
 
+describe('write guards', () => {
+  it("a guard is a hard link to the store instance's holder file, gone after the write; close removes the holder", async () => {
+    let seen: { guardIno: number; holderInos: number[]; links: number } | undefined;
+    const id = generateSessionId();
+    const store = await openStore({
+      renameFile: async (from, to) => {
+        const guard = lstatSync(`${to}.lock`);
+        const guardsDirectory = join(to, '..', '..', '.guards');
+        seen = {
+          guardIno: guard.ino,
+          holderInos: readdirSync(guardsDirectory).map(
+            (name) => lstatSync(join(guardsDirectory, name)).ino,
+          ),
+          links: guard.nlink,
+        };
+        await rename(from, to);
+      },
+    });
+    await store.set(id, recordOf('first'));
+    expect(seen?.holderInos).toEqual([seen?.guardIno]);
+    expect(seen?.links).toBe(2);
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    await store.close();
+    expect(filesIn(join(store.path, '.guards'))).toEqual([]);
+  });
+
+  it('a guard whose holder process is alive is never taken over, however long it is held', async () => {
+    const store = await openStore({ guardStaleMs: 2000 });
+    const id = generateSessionId();
+    await store.set(id, recordOf('before'));
+    const holder = spawn('guard-holder.mjs', [store.path, id]);
+    await holder.next('holding');
+
+    let settled = false;
+    const waiting = store.set(id, recordOf('from the parent'), { only: 'present' }).finally(() => {
+      settled = true;
+    });
+    // Well past guardStaleMs: a guard judged by its age alone would have been taken over by now.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    expect(settled).toBe(false);
+
+    holder.child.send('release');
+    await holder.next('written');
+    expect(await waiting).toBe(true);
+    expect(textOf(await store.get(id))).toBe('from the parent');
+  }, 60_000);
+
+  it('a guard left by a process that died is taken over, and the sweep removes its holder file', async () => {
+    const store = await openStore({ guardStaleMs: 2000, graceMs: 0 });
+    const id = generateSessionId();
+    await store.set(id, recordOf('before'));
+    // What a writer killed inside its guard leaves: its holder file, linked as the guard.
+    const deadHolder = join(store.path, '.guards', '4242-deadbeefdeadbeef');
+    writeFileSync(deadHolder, '{"pid":4242}');
+    linkSync(deadHolder, `${fileOf(store, id)}.lock`);
+    const old = new Date(Date.now() - HOUR_MS);
+    utimesSync(deadHolder, old, old);
+
+    expect(await store.set(id, recordOf('after'), { only: 'present' })).toBe(true);
+    expect(textOf(await store.get(id))).toBe('after');
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(await store.delete(id)).toBe(true);
+
+    await store.sweep();
+    expect(filesIn(join(store.path, '.guards'))).not.toContain('4242-deadbeefdeadbeef');
+  });
+
+  it('a stale guard directory left by an older version (proper-lockfile) is taken over', async () => {
+    const store = await openStore({ guardStaleMs: 2000 });
+    const id = generateSessionId();
+    await store.set(id, recordOf('before'));
+    const guard = `${fileOf(store, id)}.lock`;
+    mkdirSync(guard);
+    const old = new Date(Date.now() - HOUR_MS);
+    utimesSync(guard, old, old);
+    expect(await store.delete(id)).toBe(true);
+    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([]);
+  });
+});
+
 describe('across processes', () => {
   it('only one process sweeps at a time; a sweeper killed with SIGKILL blocks no longer than its lease', async () => {
     const store = await openStore();
@@ -608,6 +691,38 @@ describe('across processes', () => {
     expect(reports.reduce((sum, report) => sum + (report.removed ?? 0), 0)).toBe(200);
     expect(new Set(await collectIds(store))).toEqual(live);
   }, 120_000);
+
+  for (const sweepIo of ['sync', 'async'] as const) {
+    it(`a record rewritten or touched by another process while the sweep removes it is never lost (sweepIo '${sweepIo}')`, async () => {
+      const store = await openStore({ sweepIo });
+      const now = Date.now();
+      const ids = Array.from({ length: 1000 }, () => generateSessionId());
+      await Promise.all(ids.map((id) => store.set(id, recordOf('old', now + HOUR_MS))));
+      const sweepNow = now + 2 * HOUR_MS;
+      const rewrittenExpiresAt = now + 10 * HOUR_MS;
+      const rewriter = spawn('rewriter.mjs', [
+        store.path,
+        ids.join(','),
+        String(rewrittenExpiresAt),
+      ]);
+      await rewriter.next('ready');
+      let finished = false;
+      const report = rewriter.next('done').finally(() => {
+        finished = true;
+      });
+      // Sweeps as the other process writes: each old record is expired as of sweepNow.
+      while (!finished) await store.sweep({ now: sweepNow, limit: 100 });
+      const touched = new Set((await report).touched);
+      while (!(await store.sweep({ now: sweepNow })).done);
+
+      for (const [index, id] of ids.entries()) {
+        const record = await store.get(id);
+        if (index % 2 === 0) expect(textOf(record)).toBe('rewritten');
+        else if (touched.has(id)) expect(record?.expiresAt).toBe(rewrittenExpiresAt);
+        else expect(record).toBeUndefined();
+      }
+    }, 120_000);
+  }
 
   it('a writer killed mid-write leaves the old record or the new one, never a torn one', async () => {
     const store = await openStore({ guardStaleMs: 2000, graceMs: 0 });
