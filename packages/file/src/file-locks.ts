@@ -31,10 +31,18 @@ function parseLease(text: string): Lease | undefined {
   return undefined;
 }
 
+/** Runs a read-modify-write of one lease file alone across the host. */
+export interface LeaseFileGuards {
+  run<T>(file: string, body: () => Promise<T>): Promise<T>;
+}
+
 export interface FileLocksInit {
   /** The directory that holds lease files, `<store path>/.locks`. */
   directory: string;
+  /** Guards the lease files of session locks (proper-lockfile). */
   guards: FileGuards;
+  /** Guards the store's own leases (`tryLease`), which no issue ties to proper-lockfile. */
+  storeGuards: LeaseFileGuards;
   fileMode: number;
   directoryMode: number;
   shardOf(id: string): string;
@@ -70,11 +78,12 @@ export class FileLocks implements LockManager {
       const file = await this.#leaseFile(id);
       const token = generateToken();
       const remainingMs = Math.max(0, waitMs - (Date.now() - started));
-      const expiresAt = await pollAcquire(() => this.#claim(file, token, leaseMs), {
+      const guards = this.#init.guards;
+      const expiresAt = await pollAcquire(() => this.#claim(guards, file, token, leaseMs), {
         waitMs: remainingMs,
         signal: waitSignal,
       });
-      return this.#leaseLock(id, file, token, leaseMs, expiresAt, {
+      return this.#leaseLock(guards, id, file, token, leaseMs, expiresAt, {
         extended: (newExpiresAt) =>
           local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {}),
         freed: () => {
@@ -94,15 +103,17 @@ export class FileLocks implements LockManager {
   async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
     if (this.#closing.signal.aborted) throw lockManagerClosed();
     const token = generateToken();
-    const expiresAt = await this.#claim(file, token, leaseMs);
+    const guards = this.#init.storeGuards;
+    const expiresAt = await this.#claim(guards, file, token, leaseMs);
     if (expiresAt === undefined) return undefined;
-    return this.#leaseLock('', file, token, leaseMs, expiresAt, {
+    return this.#leaseLock(guards, '', file, token, leaseMs, expiresAt, {
       extended: async () => {},
       freed: () => {},
     });
   }
 
   #leaseLock(
+    guards: LeaseFileGuards,
     id: string,
     file: string,
     token: string,
@@ -127,13 +138,15 @@ export class FileLocks implements LockManager {
       expiresAt,
       backend: {
         extend: async (heldToken, newExpiresAt) => {
-          const held = await lostOnCompromise(() => this.#extend(file, heldToken, newExpiresAt));
+          const held = await lostOnCompromise(() =>
+            this.#extend(guards, file, heldToken, newExpiresAt),
+          );
           if (held) await local.extended(newExpiresAt);
           return held;
         },
         release: async (heldToken) => {
           try {
-            return await lostOnCompromise(() => this.#release(file, heldToken));
+            return await lostOnCompromise(() => this.#release(guards, file, heldToken));
           } finally {
             local.freed();
           }
@@ -160,9 +173,14 @@ export class FileLocks implements LockManager {
   }
 
   /** Writes our lease when none is live; resolves the lease end, or `undefined` while another holds it. */
-  async #claim(file: string, token: string, leaseMs: number): Promise<number | undefined> {
+  async #claim(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    leaseMs: number,
+  ): Promise<number | undefined> {
     try {
-      return await this.#guarded(file, () => this.#claimGuarded(file, token, leaseMs));
+      return await this.#guarded(guards, file, () => this.#claimGuarded(file, token, leaseMs));
     } catch (error) {
       // The write may have raced another claim: try again; a lease holding our token is ours.
       if (error instanceof GuardCompromisedError) return undefined;
@@ -180,8 +198,13 @@ export class FileLocks implements LockManager {
     return expiresAt;
   }
 
-  #extend(file: string, token: string, expiresAt: number): Promise<boolean> {
-    return this.#guarded(file, async () => {
+  #extend(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    return this.#guarded(guards, file, async () => {
       const current = await this.#read(file);
       if (current?.token !== token) return false;
       await this.#write(file, { token, expiresAt });
@@ -189,8 +212,8 @@ export class FileLocks implements LockManager {
     });
   }
 
-  #release(file: string, token: string): Promise<boolean> {
-    return this.#guarded(file, async () => {
+  #release(guards: LeaseFileGuards, file: string, token: string): Promise<boolean> {
+    return this.#guarded(guards, file, async () => {
       const current = await this.#read(file);
       if (current?.token !== token) return false;
       await unless(['ENOENT'], undefined, () => unlink(file));
@@ -198,8 +221,7 @@ export class FileLocks implements LockManager {
     });
   }
 
-  async #guarded<T>(file: string, body: () => Promise<T>): Promise<T> {
-    const guards = this.#init.guards;
+  async #guarded<T>(guards: LeaseFileGuards, file: string, body: () => Promise<T>): Promise<T> {
     try {
       return await guards.run(file, body);
     } catch (error) {
