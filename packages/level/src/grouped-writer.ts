@@ -58,7 +58,7 @@ export class GroupedWriter {
     const group = this.#queue.shift();
     if (group === undefined) return;
     this.#writing = true;
-    this.#db.batch(group.operations).then(
+    this.#commit(group.operations).then(
       () => {
         this.#writing = false;
         this.#next();
@@ -70,5 +70,21 @@ export class GroupedWriter {
         for (const { reject } of group.settle) reject(error);
       },
     );
+  }
+
+  // A chained batch hands each key and value to LevelDB directly, which costs the main thread
+  // less than an array batch whose operation objects are read property by property.
+  async #commit(operations: Operation[]): Promise<void> {
+    const batch = this.#db.batch();
+    try {
+      for (const operation of operations) {
+        if (operation.type === 'put') batch.put(operation.key, operation.value);
+        else batch.del(operation.key);
+      }
+    } catch (error) {
+      await batch.close();
+      throw error;
+    }
+    await batch.write();
   }
 }

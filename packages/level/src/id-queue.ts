@@ -1,23 +1,36 @@
+/** One queued operation; `finished` exists only once a later operation waits for it. */
+interface Slot {
+  finished?: Promise<void>;
+  release?: () => void;
+}
+
+/** The promise a later operation awaits, created only when one has to wait. */
+function finishedOf(slot: Slot): Promise<void> {
+  slot.finished ??= new Promise<void>((resolve) => (slot.release = resolve));
+  return slot.finished;
+}
+
 /**
  * Serializes the read-check-write steps of operations on the same session id within this
  * process, because LevelDB has no transactions. Different ids never wait for each other, and
- * an id's entry is freed when its last operation finishes.
+ * an id's entry is freed when its last operation finishes. An operation nobody waits for
+ * allocates no promise of its own.
  */
 export class IdQueue {
-  readonly #tails = new Map<string, Promise<void>>();
+  // The last queued operation per id; every slot here is unfinished.
+  readonly #tails = new Map<string, Slot>();
 
   /** Runs `operation` once every earlier operation on `id` has finished. */
   async run<T>(id: string, operation: () => Promise<T>): Promise<T> {
     const previous = this.#tails.get(id);
-    let release!: () => void;
-    const tail = new Promise<void>((resolve) => (release = resolve));
-    this.#tails.set(id, tail);
+    const slot: Slot = {};
+    this.#tails.set(id, slot);
     try {
-      if (previous !== undefined) await previous;
+      if (previous !== undefined) await finishedOf(previous);
       return await operation();
     } finally {
-      if (this.#tails.get(id) === tail) this.#tails.delete(id);
-      release();
+      if (this.#tails.get(id) === slot) this.#tails.delete(id);
+      slot.release?.();
     }
   }
 
@@ -26,22 +39,21 @@ export class IdQueue {
    * queued in the same tick, so two such calls can never wait for each other in a cycle.
    */
   async runAll<T>(ids: Iterable<string>, operation: () => Promise<T>): Promise<T> {
-    let release!: () => void;
-    const tail = new Promise<void>((resolve) => (release = resolve));
+    const slot: Slot = {};
     const held: string[] = [];
     const previous: Promise<void>[] = [];
     for (const id of new Set(ids)) {
       const before = this.#tails.get(id);
-      if (before !== undefined) previous.push(before);
-      this.#tails.set(id, tail);
+      if (before !== undefined) previous.push(finishedOf(before));
+      this.#tails.set(id, slot);
       held.push(id);
     }
     try {
       if (previous.length > 0) await Promise.all(previous);
       return await operation();
     } finally {
-      for (const id of held) if (this.#tails.get(id) === tail) this.#tails.delete(id);
-      release();
+      for (const id of held) if (this.#tails.get(id) === slot) this.#tails.delete(id);
+      slot.release?.();
     }
   }
 
