@@ -433,6 +433,102 @@ describe("LevelStore: inside an app's database", () => {
   });
 });
 
+describe('LevelStore: reads and grouped writes', () => {
+  it('with syncReads: false every operation reads asynchronously and keeps the same semantics', async () => {
+    const store = await LevelStore.open({ path: freshPath(), syncReads: false });
+    try {
+      const start = Date.now();
+      const [live, expired, corrupt] = [
+        generateSessionId(),
+        generateSessionId(),
+        generateSessionId(),
+      ];
+      expect(await store.set(live, record('a'), { only: 'absent' })).toBe(true);
+      expect(await store.set(live, record('b'), { only: 'absent' })).toBe(false);
+      expect(await store.set(live, record('c'), { only: 'present' })).toBe(true);
+      expect(text(await store.get(live))).toBe('c');
+      expect(await store.touch(live, start + 2 * HOUR_MS)).toBe(true);
+      expect((await store.get(live))?.expiresAt).toBe(start + 2 * HOUR_MS);
+      expect(await indexedIds(store)).toEqual([live]);
+
+      await store.set(expired, record('old', start - 1));
+      expect(await store.get(expired)).toBeUndefined();
+      expect(await store.touch(expired, start + HOUR_MS)).toBe(false);
+      expect(await store.set(expired, record('new'), { only: 'absent' })).toBe(true);
+
+      await store.db.put(recordKey(corrupt), Uint8Array.of(0xde, 0xad));
+      expect(isSessionError(await rejection(store.get(corrupt)), 'ERR_CORRUPT_RECORD')).toBe(true);
+      expect(await store.delete(corrupt)).toBe(false);
+
+      expect(await store.delete(live)).toBe(true);
+      expect(await store.get(live)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a syncReads that is not a boolean is a TypeError and leaves the directory free', async () => {
+    const path = freshPath();
+    const options = { path, syncReads: 'yes' } as unknown as { path: string };
+    await expect(LevelStore.open(options)).rejects.toThrow(TypeError);
+    const store = await LevelStore.open({ path });
+    await store.close();
+  });
+
+  it('concurrent writes to many ids, committed together, each keep their record and one index entry', async () => {
+    const path = freshPath();
+    const start = Date.now();
+    const ids = Array.from({ length: 300 }, () => generateSessionId());
+    const store = await LevelStore.open({ path });
+    await Promise.all(ids.map((id, i) => store.set(id, record(`v${i}`, start + HOUR_MS + i))));
+    // Touch a third, delete a third and overwrite a third, all in flight at once.
+    const results = await Promise.all(
+      ids.map((id, i) =>
+        i % 3 === 0
+          ? store.touch(id, start + 2 * HOUR_MS + i)
+          : i % 3 === 1
+            ? store.delete(id)
+            : store.set(id, record(`w${i}`, start + 3 * HOUR_MS + i), { only: 'present' }),
+      ),
+    );
+    expect(results.every((result) => result === true)).toBe(true);
+    await store.close();
+
+    const reopened = await LevelStore.open({ path });
+    try {
+      const kept = ids.filter((_, i) => i % 3 !== 1);
+      expect((await indexedIds(reopened)).sort()).toEqual([...kept].sort());
+      for (const [i, id] of ids.entries()) {
+        const found = await reopened.get(id);
+        if (i % 3 === 0) expect(found?.expiresAt).toBe(start + 2 * HOUR_MS + i);
+        if (i % 3 === 1) expect(found).toBeUndefined();
+        if (i % 3 === 2) expect(text(found)).toBe(`w${i}`);
+      }
+      expect(await reopened.sweep({ now: start + 4 * HOUR_MS })).toMatchObject({
+        removed: kept.length,
+        done: true,
+      });
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('writes waiting to be committed together all reject with ERR_STORE_IO when the database closes', async () => {
+    const db = new ClassicLevel(freshPath());
+    await db.open();
+    const store = await LevelStore.open({ db });
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      rejection(store.set(generateSessionId(), record(`v${i}`))),
+    );
+    const closing = db.close();
+    for (const error of await Promise.all(writes)) {
+      expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    }
+    await closing;
+    await store.close();
+  });
+});
+
 describe('LevelStore: closed', () => {
   it('repairIndex rejects with ERR_STORE_CLOSED after close()', async () => {
     const store = await LevelStore.open({ path: freshPath() });
