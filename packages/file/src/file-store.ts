@@ -375,7 +375,7 @@ export class FileStore extends BaseStore {
     );
     if (fd === undefined) return undefined;
     try {
-      await this.#verifyShard(id, false);
+      if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, false);
       const stats = await fstat(fd);
       if (!stats.isFile()) return undefined;
       if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
@@ -398,7 +398,8 @@ export class FileStore extends BaseStore {
       if (expiresAt <= now) return undefined;
       return { data: payload.data, expiresAt };
     } finally {
-      await close(fd);
+      // Nothing waits on the close: the read is done, and the fd is closed right away.
+      close(fd).catch(() => {});
     }
   }
 
@@ -409,7 +410,7 @@ export class FileStore extends BaseStore {
     now: number,
   ): Promise<boolean> {
     const file = this.#recordPath(id);
-    await this.#verifyShard(id, true);
+    if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, true);
     const temp = await this.#writeTemp(id, record);
     let placed = false;
     try {
@@ -514,6 +515,7 @@ export class FileStore extends BaseStore {
 
   /** False when the id's shard directory does not exist; throws when it is not a plain directory. */
   async #shardExists(id: string): Promise<boolean> {
+    if (this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) return true;
     return unless(['ENOENT'], false, async () => {
       await this.#verifyShard(id, false);
       return true;
