@@ -144,6 +144,7 @@ interface SweepIo {
   link(existing: string, created: string): Promise<void>;
   unlink(path: string): Promise<void>;
   writeFile(path: string, text: string, mode: number): Promise<void>;
+  readFile(path: string): Promise<string>;
 }
 
 const ASYNC_SWEEP_IO: SweepIo = {
@@ -153,6 +154,7 @@ const ASYNC_SWEEP_IO: SweepIo = {
   link,
   unlink,
   writeFile: (path, text, mode) => writeFile(path, text, { mode }),
+  readFile: (path) => readFile(path, 'utf8'),
 };
 
 /**
@@ -166,6 +168,7 @@ const SYNC_SWEEP_IO: SweepIo = {
   link: async (existing, created) => fs.linkSync(existing, created),
   unlink: async (path) => fs.unlinkSync(path),
   writeFile: async (path, text, mode) => fs.writeFileSync(path, text, { mode }),
+  readFile: async (path) => fs.readFileSync(path, 'utf8'),
 };
 
 /** The longest a synchronous sweep keeps the event loop before giving it a turn. */
@@ -584,13 +587,13 @@ export class FileStore extends BaseStore {
   }
 
   async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
-    const cursor = await this.#readCursor();
+    const io = this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO;
+    const cursor = await this.#readCursor(io);
     if (cursor.shard === '' && cursor.name === '') {
       // Once per pass: holder files of write guards whose process died without closing.
       await this.#guards.removeDeadHolders(this.#leftoverGuardStaleMs());
     }
-    const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
-    const io = this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO;
+    const shards = (await this.#listShards(io)).filter((shard) => shard >= cursor.shard);
     let sliceStartMs = performance.now();
     // Synchronous calls give the event loop a turn every SWEEP_SLICE_MS.
     const yieldIfSliceUsed = async () => {
@@ -730,9 +733,9 @@ export class FileStore extends BaseStore {
     return Math.max(this.#graceMs, 2 * this.#guards.staleMs);
   }
 
-  async #readCursor(): Promise<SweepCursor> {
+  async #readCursor(io: SweepIo): Promise<SweepCursor> {
     const text = await unless(['ENOENT'], undefined, () =>
-      readFile(join(this.path, CURSOR_FILE), 'utf8'),
+      io.readFile(join(this.path, CURSOR_FILE)),
     );
     if (text === undefined) return { ...START_CURSOR };
     try {
@@ -890,10 +893,10 @@ export class FileStore extends BaseStore {
   }
 
   /** Shard directory names, sorted (the sweep's resumable order). Small: at most 64² names. */
-  async #listShards(): Promise<string[]> {
+  async #listShards(io: SweepIo): Promise<string[]> {
     // Making or removing a subdirectory changes the store directory's link count, so an
     // unchanged count means an unchanged list (btrfs keeps directories at 1: always list there).
-    const { nlink } = await lstat(this.path);
+    const { nlink } = await io.lstat(this.path);
     if (this.#shardList !== undefined && nlink > 1 && nlink === this.#shardList.nlink) {
       return this.#shardList.shards;
     }
