@@ -373,37 +373,40 @@ describe('damaged and leftover files', () => {
     expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
   });
 
-  it('reads ignore temp files and foreign files; sweep removes them only after the grace period', async () => {
-    let store = await openStore();
-    const [id, live] = idsInShard('Ef', 2) as [string, string];
-    await store.set(live, recordOf('live'));
-    const shard = join(store.path, 'Ef');
-    writeFileSync(join(shard, `${id}.0123456789ab.tmp`), 'half a record');
-    writeFileSync(join(shard, 'README.txt'), 'not a session');
-    mkdirSync(join(shard, `${id}.lock`));
+  it.each(['sync', 'async'] as const)(
+    'reads ignore temp files and foreign files; sweep removes them only after the grace period (sweepIo %s)',
+    async (sweepIo) => {
+      let store = await openStore({ sweepIo });
+      const [id, live] = idsInShard('Ef', 2) as [string, string];
+      await store.set(live, recordOf('live'));
+      const shard = join(store.path, 'Ef');
+      writeFileSync(join(shard, `${id}.0123456789ab.tmp`), 'half a record');
+      writeFileSync(join(shard, 'README.txt'), 'not a session');
+      mkdirSync(join(shard, `${id}.lock`));
 
-    expect(await store.get(id)).toBeUndefined();
-    expect(await store.count()).toBe(1);
-    expect(await collectIds(store)).toEqual([live]);
+      expect(await store.get(id)).toBeUndefined();
+      expect(await store.count()).toBe(1);
+      expect(await collectIds(store)).toEqual([live]);
 
-    // Just written, so within the default grace period: a writer may still be using them.
-    await store.sweep();
-    expect(filesIn(shard).sort()).toEqual(
-      [`${id}.0123456789ab.tmp`, `${id}.lock`, 'README.txt', live].sort(),
-    );
+      // Just written, so within the default grace period: a writer may still be using them.
+      await store.sweep();
+      expect(filesIn(shard).sort()).toEqual(
+        [`${id}.0123456789ab.tmp`, `${id}.lock`, 'README.txt', live].sort(),
+      );
 
-    // Past the grace period (0 here), leftovers go and records stay. The guard lockfile's
-    // mtime is aged past its staleness, as one left by a crashed writer would be.
-    const old = new Date(Date.now() - HOUR_MS);
-    utimesSync(join(shard, `${id}.lock`), old, old);
-    store = await reopen(store, { graceMs: 0 });
-    const result = await store.sweep();
-    expect(result).toMatchObject({ removed: 0, done: true });
-    expect(filesIn(shard)).toEqual([live]);
-    expect(textOf(await store.get(live))).toBe('live');
-    // The leftover guard did not block writes to that id meanwhile.
-    expect(await store.set(id, recordOf('new'), { only: 'absent' })).toBe(true);
-  });
+      // Past the grace period (0 here), leftovers go and records stay. The guard lockfile's
+      // mtime is aged past its staleness, as one left by a crashed writer would be.
+      const old = new Date(Date.now() - HOUR_MS);
+      utimesSync(join(shard, `${id}.lock`), old, old);
+      store = await reopen(store, { graceMs: 0, sweepIo });
+      const result = await store.sweep();
+      expect(result).toMatchObject({ removed: 0, done: true });
+      expect(filesIn(shard)).toEqual([live]);
+      expect(textOf(await store.get(live))).toBe('live');
+      // The leftover guard did not block writes to that id meanwhile.
+      expect(await store.set(id, recordOf('new'), { only: 'absent' })).toBe(true);
+    },
+  );
 });
 
 async function collectIds(store: FileStore): Promise<string[]> {
@@ -413,22 +416,25 @@ async function collectIds(store: FileStore): Promise<string[]> {
 }
 
 describe('sweep', () => {
-  it('resumes from the cursor saved on disk, across store instances', async () => {
-    let store = await openStore();
-    const now = Date.now();
-    for (let i = 0; i < 12; i++)
-      await store.set(generateSessionId(), recordOf('live', now + 10 * HOUR_MS));
+  it.each(['sync', 'async'] as const)(
+    'resumes from the cursor saved on disk, across store instances (sweepIo %s)',
+    async (sweepIo) => {
+      let store = await openStore({ sweepIo });
+      const now = Date.now();
+      for (let i = 0; i < 12; i++)
+        await store.set(generateSessionId(), recordOf('live', now + 10 * HOUR_MS));
 
-    const first = await store.sweep({ limit: 5 });
-    expect(first).toEqual({ removed: 0, scanned: 5, done: false });
-    store = await reopen(store);
-    const second = await store.sweep({ limit: 5 });
-    expect(second).toEqual({ removed: 0, scanned: 5, done: false });
-    store = await reopen(store);
-    // Only the last two entries were left: starting over would scan five again and not finish.
-    const third = await store.sweep({ limit: 5 });
-    expect(third).toEqual({ removed: 0, scanned: 2, done: true });
-  });
+      const first = await store.sweep({ limit: 5 });
+      expect(first).toEqual({ removed: 0, scanned: 5, done: false });
+      store = await reopen(store, { sweepIo });
+      const second = await store.sweep({ limit: 5 });
+      expect(second).toEqual({ removed: 0, scanned: 5, done: false });
+      store = await reopen(store, { sweepIo });
+      // Only the last two entries were left: starting over would scan five again and not finish.
+      const third = await store.sweep({ limit: 5 });
+      expect(third).toEqual({ removed: 0, scanned: 2, done: true });
+    },
+  );
 
   it('a pass that left an expired record behind (a write in flight) does not report done', async () => {
     let gate: Promise<void> | undefined;
