@@ -36,6 +36,24 @@ export interface LeaseFileGuards {
   run<T>(file: string, body: () => Promise<T>): Promise<T>;
 }
 
+/** Reads and writes of lease files: through the thread pool, or synchronously for a sweep that runs so. */
+export interface LeaseFileIo {
+  readFile(path: string): Promise<string>;
+  writeFile(path: string, text: string, mode: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+/** How one kind of lease file is guarded, read and written. */
+interface LeaseStorage extends LeaseFileIo {
+  guards: LeaseFileGuards;
+}
+
+const ASYNC_LEASE_FILE_IO: LeaseFileIo = {
+  readFile: (path) => readFile(path, 'utf8'),
+  writeFile: (path, text, mode) => writeFile(path, text, { mode }),
+  unlink,
+};
+
 export interface FileLocksInit {
   /** The directory that holds lease files, `<store path>/.locks`. */
   directory: string;
@@ -78,12 +96,12 @@ export class FileLocks implements LockManager {
       const file = await this.#leaseFile(id);
       const token = generateToken();
       const remainingMs = Math.max(0, waitMs - (Date.now() - started));
-      const guards = this.#init.guards;
-      const expiresAt = await pollAcquire(() => this.#claim(guards, file, token, leaseMs), {
+      const storage: LeaseStorage = { guards: this.#init.guards, ...ASYNC_LEASE_FILE_IO };
+      const expiresAt = await pollAcquire(() => this.#claim(storage, file, token, leaseMs), {
         waitMs: remainingMs,
         signal: waitSignal,
       });
-      return this.#leaseLock(guards, id, file, token, leaseMs, expiresAt, {
+      return this.#leaseLock(storage, id, file, token, leaseMs, expiresAt, {
         extended: (newExpiresAt) =>
           local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {}),
         freed: () => {
@@ -100,20 +118,24 @@ export class FileLocks implements LockManager {
    * One attempt at the lease in `file` (any path inside the store), for the store's own
    * single-runner jobs. Resolves `undefined` while someone else holds it.
    */
-  async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
+  async tryLease(
+    file: string,
+    leaseMs: number,
+    io: LeaseFileIo = ASYNC_LEASE_FILE_IO,
+  ): Promise<LeaseLock | undefined> {
     if (this.#closing.signal.aborted) throw lockManagerClosed();
     const token = generateToken();
-    const guards = this.#init.storeGuards;
-    const expiresAt = await this.#claim(guards, file, token, leaseMs);
+    const storage: LeaseStorage = { guards: this.#init.storeGuards, ...io };
+    const expiresAt = await this.#claim(storage, file, token, leaseMs);
     if (expiresAt === undefined) return undefined;
-    return this.#leaseLock(guards, '', file, token, leaseMs, expiresAt, {
+    return this.#leaseLock(storage, '', file, token, leaseMs, expiresAt, {
       extended: async () => {},
       freed: () => {},
     });
   }
 
   #leaseLock(
-    guards: LeaseFileGuards,
+    storage: LeaseStorage,
     id: string,
     file: string,
     token: string,
@@ -139,14 +161,14 @@ export class FileLocks implements LockManager {
       backend: {
         extend: async (heldToken, newExpiresAt) => {
           const held = await lostOnCompromise(() =>
-            this.#extend(guards, file, heldToken, newExpiresAt),
+            this.#extend(storage, file, heldToken, newExpiresAt),
           );
           if (held) await local.extended(newExpiresAt);
           return held;
         },
         release: async (heldToken) => {
           try {
-            return await lostOnCompromise(() => this.#release(guards, file, heldToken));
+            return await lostOnCompromise(() => this.#release(storage, file, heldToken));
           } finally {
             local.freed();
           }
@@ -174,13 +196,15 @@ export class FileLocks implements LockManager {
 
   /** Writes our lease when none is live; resolves the lease end, or `undefined` while another holds it. */
   async #claim(
-    guards: LeaseFileGuards,
+    storage: LeaseStorage,
     file: string,
     token: string,
     leaseMs: number,
   ): Promise<number | undefined> {
     try {
-      return await this.#guarded(guards, file, () => this.#claimGuarded(file, token, leaseMs));
+      return await this.#guarded(storage, file, () =>
+        this.#claimGuarded(storage, file, token, leaseMs),
+      );
     } catch (error) {
       // The write may have raced another claim: try again; a lease holding our token is ours.
       if (error instanceof GuardCompromisedError) return undefined;
@@ -188,40 +212,41 @@ export class FileLocks implements LockManager {
     }
   }
 
-  async #claimGuarded(file: string, token: string, leaseMs: number): Promise<number | undefined> {
-    const current = await this.#read(file);
+  async #claimGuarded(
+    storage: LeaseStorage,
+    file: string,
+    token: string,
+    leaseMs: number,
+  ): Promise<number | undefined> {
+    const current = await this.#read(storage, file);
     const now = Date.now();
     if (current !== undefined && current.expiresAt > now && current.token !== token)
       return undefined;
     const expiresAt = now + leaseMs;
-    await this.#write(file, { token, expiresAt });
+    await this.#write(storage, file, { token, expiresAt });
     return expiresAt;
   }
 
-  #extend(
-    guards: LeaseFileGuards,
-    file: string,
-    token: string,
-    expiresAt: number,
-  ): Promise<boolean> {
-    return this.#guarded(guards, file, async () => {
-      const current = await this.#read(file);
+  #extend(storage: LeaseStorage, file: string, token: string, expiresAt: number): Promise<boolean> {
+    return this.#guarded(storage, file, async () => {
+      const current = await this.#read(storage, file);
       if (current?.token !== token) return false;
-      await this.#write(file, { token, expiresAt });
+      await this.#write(storage, file, { token, expiresAt });
       return true;
     });
   }
 
-  #release(guards: LeaseFileGuards, file: string, token: string): Promise<boolean> {
-    return this.#guarded(guards, file, async () => {
-      const current = await this.#read(file);
+  #release(storage: LeaseStorage, file: string, token: string): Promise<boolean> {
+    return this.#guarded(storage, file, async () => {
+      const current = await this.#read(storage, file);
       if (current?.token !== token) return false;
-      await unless(['ENOENT'], undefined, () => unlink(file));
+      await unless(['ENOENT'], undefined, () => storage.unlink(file));
       return true;
     });
   }
 
-  async #guarded<T>(guards: LeaseFileGuards, file: string, body: () => Promise<T>): Promise<T> {
+  async #guarded<T>(storage: LeaseStorage, file: string, body: () => Promise<T>): Promise<T> {
+    const guards = storage.guards;
     try {
       return await guards.run(file, body);
     } catch (error) {
@@ -232,12 +257,12 @@ export class FileLocks implements LockManager {
     }
   }
 
-  async #read(file: string): Promise<Lease | undefined> {
-    const text = await unless(['ENOENT'], undefined, () => readFile(file, 'utf8'));
+  async #read(storage: LeaseStorage, file: string): Promise<Lease | undefined> {
+    const text = await unless(['ENOENT'], undefined, () => storage.readFile(file));
     return text === undefined ? undefined : parseLease(text);
   }
 
-  #write(file: string, lease: Lease): Promise<void> {
-    return writeFile(file, JSON.stringify(lease), { mode: this.#init.fileMode });
+  #write(storage: LeaseStorage, file: string, lease: Lease): Promise<void> {
+    return storage.writeFile(file, JSON.stringify(lease), this.#init.fileMode);
   }
 }

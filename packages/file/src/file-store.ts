@@ -576,6 +576,7 @@ export class FileStore extends BaseStore {
     const lock = await this.#fileLocks.tryLease(
       join(this.path, SWEEP_LEASE_FILE),
       this.#sweepLeaseMs,
+      this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO,
     );
     // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
     if (lock === undefined) return progress.result(false);
