@@ -1,5 +1,6 @@
 import { SessionError, sleep } from '@sessile/core';
 import lockfile from 'proper-lockfile';
+import { SerialQueues } from './serial.js';
 
 /**
  * proper-lockfile reported the guard compromised (its lockfile was taken over as stale while
@@ -24,33 +25,12 @@ export const MIN_GUARD_STALE_MS = 2000;
  * (`<file>.lock`, a directory made by an atomic mkdir, so NFS-safe). A crashed holder's
  * lockfile is taken over once its mtime is `staleMs` old.
  */
-export class FileGuards {
+export class FileGuards extends SerialQueues {
   readonly staleMs: number;
-  readonly #tails = new Map<string, Promise<void>>();
 
   constructor(staleMs: number) {
+    super();
     this.staleMs = Math.max(staleMs, MIN_GUARD_STALE_MS);
-  }
-
-  /** True while some call in this process holds or waits for the guard of `file`. */
-  busy(file: string): boolean {
-    return this.#tails.has(file);
-  }
-
-  /** Runs `body` alone for `file` in this process only. */
-  async serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(file);
-    let done!: () => void;
-    const current = new Promise<void>((resolve) => (done = resolve));
-    const tail = previous === undefined ? current : previous.then(() => current);
-    this.#tails.set(file, tail);
-    try {
-      if (previous !== undefined) await previous;
-      return await body();
-    } finally {
-      done();
-      if (this.#tails.get(file) === tail) this.#tails.delete(file);
-    }
   }
 
   /**

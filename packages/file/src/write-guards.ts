@@ -22,9 +22,10 @@ import {
   unlink,
   writeAll,
 } from './fs.js';
+import { MIN_GUARD_STALE_MS } from './guard.js';
+import { SerialQueues } from './serial.js';
 
 /** Below this a guard could go stale during an ordinary event-loop hiccup. */
-export const MIN_GUARD_STALE_MS = 2000;
 
 export interface WriteGuardsInit {
   /** Where this instance's holder file lives, `<store path>/.guards`. */
@@ -47,39 +48,18 @@ export interface WriteGuardsInit {
  * is taken over. A guard directory (proper-lockfile, from an older version) is judged by its
  * mtime the same way.
  */
-export class WriteGuards {
+export class WriteGuards extends SerialQueues {
   readonly staleMs: number;
   readonly #init: WriteGuardsInit;
-  readonly #tails = new Map<string, Promise<void>>();
   #holder: string | undefined;
   #creatingHolder: Promise<string> | undefined;
   #lastBeatMs = 0;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(init: WriteGuardsInit) {
+    super();
     this.#init = init;
     this.staleMs = Math.max(init.staleMs, MIN_GUARD_STALE_MS);
-  }
-
-  /** True while some call in this process holds or waits for the guard of `file`. */
-  busy(file: string): boolean {
-    return this.#tails.has(file);
-  }
-
-  /** Runs `body` alone for `file` in this process only. */
-  async serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(file);
-    let done!: () => void;
-    const current = new Promise<void>((resolve) => (done = resolve));
-    const tail = previous === undefined ? current : previous.then(() => current);
-    this.#tails.set(file, tail);
-    try {
-      if (previous !== undefined) await previous;
-      return await body();
-    } finally {
-      done();
-      if (this.#tails.get(file) === tail) this.#tails.delete(file);
-    }
   }
 
   /**
