@@ -7,6 +7,8 @@ import Database from 'better-sqlite3';
 const IDLE_INTERVAL_MS = 100;
 /** How soon it checkpoints again while writes keep coming. */
 const BUSY_INTERVAL_MS = 5;
+/** A fully copied WAL at least this long is rewound here rather than by the store's next write. */
+const REWIND_MIN_PAGES = 256;
 
 const { path } = workerData as { path: string };
 const db = new Database(path, { fileMustExist: true });
@@ -26,11 +28,37 @@ function checkpoint(): void {
     if (result !== undefined) {
       progressed = result.log > 0 && result.checkpointed !== lastCheckpointed;
       lastCheckpointed = result.checkpointed;
+      const rewound =
+        result.log >= REWIND_MIN_PAGES && result.checkpointed === result.log && rewind();
+      // Tells the store how long the WAL is, so its sweep can pause while the WAL is long.
+      parentPort?.postMessage(rewound ? { log: 0, checkpointed: 0 } : result);
     }
   } catch {
     // Another process is checkpointing, or the database is briefly locked: try again later.
   }
   timer = setTimeout(checkpoint, progressed ? BUSY_INTERVAL_MS : IDLE_INTERVAL_MS);
+}
+
+/**
+ * The first write after a full checkpoint restarts the WAL, and SQLite fsyncs the new WAL header
+ * inside that write's commit. Making that write here (rewriting `user_version` with its own
+ * value) keeps the fsync on this thread instead of in a request's commit on the event loop.
+ */
+function rewind(): boolean {
+  try {
+    db.exec('BEGIN IMMEDIATE');
+  } catch {
+    return false; // A writer holds the lock; it will rewind the WAL itself.
+  }
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    db.pragma(`user_version = ${version}`);
+    db.exec('COMMIT');
+    return true;
+  } catch {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    return false;
+  }
 }
 
 parentPort?.on('message', (message: unknown) => {

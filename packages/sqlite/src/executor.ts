@@ -1,8 +1,12 @@
 import { SessionError, sleep } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 
-/** The longest one statement blocks the event loop inside SQLite's own busy handler. */
-const BUSY_SLICE_MS = 25;
+/**
+ * The longest one statement blocks the event loop inside SQLite's own busy handler. Past it the
+ * statement is retried asynchronously, so a lock held through another thread's fsync (the
+ * checkpoint worker's WAL rewind, another process's commit) never stalls requests.
+ */
+const BUSY_SLICE_MS = 2;
 /** The most operations one group commit holds, so a burst never blocks the event loop for long. */
 const MAX_GROUP_SIZE = 256;
 

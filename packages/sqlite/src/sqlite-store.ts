@@ -51,6 +51,8 @@ const MIN_SWEEP_BATCH = 16;
 const MAX_SWEEP_BATCH = 1000;
 const SWEEP_BATCH_TARGET_MS = 2;
 const IDS_PAGE_SIZE = 256;
+/** The longest a sweep pauses between batches for the checkpoint worker to rewind the WAL. */
+const SWEEP_REWIND_WAIT_MS = 100;
 
 interface Settings {
   path: string | undefined;
@@ -253,7 +255,10 @@ export class SqliteStore extends BaseStore {
       progress.scanned += removed;
       progress.removed += removed;
       if (removed < batch) return progress.result(true);
-      await yieldToEventLoop();
+      // Sweep is background work: it waits for the worker's checkpoint (and WAL rewind) between
+      // batches, so its writes never push a checkpoint or a rewind fsync onto the event loop.
+      if (this.#checkpointer) await this.#checkpointer.nextCheckpoint(SWEEP_REWIND_WAIT_MS);
+      else await yieldToEventLoop();
     }
     const anyExpired = await this.#executor.read(() => this.#anyExpired.get(progress.now));
     return progress.result(anyExpired === undefined);
