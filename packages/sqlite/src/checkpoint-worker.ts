@@ -28,14 +28,13 @@ function checkpoint(): void {
     if (result !== undefined) {
       progressed = result.log > 0 && result.checkpointed !== lastCheckpointed;
       lastCheckpointed = result.checkpointed;
-      const rewound =
-        result.log >= REWIND_MIN_PAGES && result.checkpointed === result.log && rewind();
-      // Tells the store how long the WAL is, so its sweep can pause while the WAL is long.
-      parentPort?.postMessage(rewound ? { log: 0, checkpointed: 0 } : result);
+      if (result.log >= REWIND_MIN_PAGES && result.checkpointed === result.log) rewind();
     }
   } catch {
     // Another process is checkpointing, or the database is briefly locked: try again later.
   }
+  // Tells the store a checkpoint has run, so a sweep waiting between batches goes on.
+  parentPort?.postMessage('checkpointed');
   timer = setTimeout(checkpoint, progressed ? BUSY_INTERVAL_MS : IDLE_INTERVAL_MS);
 }
 
@@ -44,20 +43,18 @@ function checkpoint(): void {
  * inside that write's commit. Making that write here (rewriting `user_version` with its own
  * value) keeps the fsync on this thread instead of in a request's commit on the event loop.
  */
-function rewind(): boolean {
+function rewind(): void {
   try {
     db.exec('BEGIN IMMEDIATE');
   } catch {
-    return false; // A writer holds the lock; it will rewind the WAL itself.
+    return; // A writer holds the lock; it will rewind the WAL itself.
   }
   try {
     const version = db.pragma('user_version', { simple: true }) as number;
     db.pragma(`user_version = ${version}`);
     db.exec('COMMIT');
-    return true;
   } catch {
     if (db.inTransaction) db.exec('ROLLBACK');
-    return false;
   }
 }
 

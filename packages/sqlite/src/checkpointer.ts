@@ -12,8 +12,6 @@ const BACKSTOP_PAGES = 4000;
 /** After a burst, SQLite cuts the WAL file back to this size when it next rewinds it. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 const STOP_TIMEOUT_MS = 5000;
-/** A WAL this long makes `lagging` true. */
-const LAG_PAGES = 1000;
 
 /**
  * Moves WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside whichever
@@ -26,7 +24,6 @@ export class Checkpointer {
   readonly #worker: Worker | undefined;
   readonly #exited: Promise<void>;
   #stopping = false;
-  #walPages = 0;
   #rewound: Array<() => void> = [];
 
   constructor(db: BetterSqlite3.Database) {
@@ -46,29 +43,16 @@ export class Checkpointer {
     }
     db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     worker.unref();
-    worker.on('message', (report: { log: number }) => {
-      this.#walPages = report.log;
-      this.#wake();
-    });
+    worker.on('message', () => this.#wake());
     worker.on('error', fallBack);
     this.#exited = new Promise((resolve) => {
       worker.once('exit', () => {
         fallBack();
-        this.#walPages = 0;
         this.#wake();
         resolve();
       });
     });
     this.#worker = worker;
-  }
-
-  /**
-   * True when a stream of commits has kept the WAL from rewinding. The next commit after the
-   * worker's copy completes would rewind it, and SQLite fsyncs the new WAL header inside that
-   * commit: on the event loop, unless the worker makes that write itself.
-   */
-  get lagging(): boolean {
-    return this.#walPages >= LAG_PAGES;
   }
 
   /**
