@@ -15,7 +15,8 @@ export interface ConformanceOptions {
   crossProcess?: CrossProcessOptions;
   /**
    * Damages the stored bytes of `id` while `store` is open, the way a torn write or a bad disk
-   * would. Without it the corrupt-record test is reported as a todo.
+   * would. Without it the corrupt-record group does not run; every store that keeps encoded
+   * bytes should give it.
    */
   corrupt?(store: SessionStore, id: string): Promise<void>;
   /** Multiplies the suite's waits and leases on slow machines. Default 1. */
