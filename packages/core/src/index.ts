@@ -55,6 +55,7 @@ export {
   stripeOf,
 } from './locks/striped.js';
 export {
+  type ConnectionEvents,
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,

@@ -42,6 +42,12 @@ export interface SessionManagerOptions {
   onSweep?: (run: SweepRun) => void;
 }
 
+/** The part of a `ServerResponse` (any EventEmitter) that `openForConnection` listens to. */
+export interface ConnectionEvents {
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
 export interface OpenOptions {
   /** Aborting stops waiting for the lock; `open()` rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -76,6 +82,14 @@ export class SessionManager<Data extends SessionData = SessionData> {
   readonly reportError = (error: unknown): void => this.#report(error);
   readonly #context: SessionContext;
   #closed = false;
+
+  /** The manager an adapter was given (`{ manager }`), or a new one built from the options. */
+  static from<Data extends SessionData = SessionData>(
+    options: { manager: SessionManager<Data> } | SessionManagerOptions,
+  ): SessionManager<Data> {
+    if ('manager' in options && options.manager !== undefined) return options.manager;
+    return new SessionManager<Data>(options as SessionManagerOptions);
+  }
 
   constructor(options: SessionManagerOptions) {
     if (typeof options !== 'object' || options === null || typeof options.store !== 'object') {
@@ -152,6 +166,24 @@ export class SessionManager<Data extends SessionData = SessionData> {
       data: {} as Data,
       lock: undefined,
     });
+  }
+
+  /**
+   * `open()` for an HTTP request: a client that closes `connection` (its `ServerResponse`)
+   * while the request waits for the session's lock stops the wait.
+   */
+  async openForConnection(
+    idFromClient: string | null | undefined,
+    connection: ConnectionEvents,
+  ): Promise<Session<Data>> {
+    const hangUp = new AbortController();
+    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
+    connection.once('close', onClose);
+    try {
+      return await this.open(idFromClient, { signal: hangUp.signal });
+    } finally {
+      connection.off('close', onClose);
+    }
   }
 
   /** Tell the cleanup policy a response went out (`sweepByChance` rolls its dice here). Never waits. */

@@ -60,10 +60,7 @@ export function sessile<Data extends SessionData = SessionData>(
 ): SessileMiddleware<Data> {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('sessile() needs options');
-  const manager =
-    'manager' in options && options.manager !== undefined
-      ? options.manager
-      : new SessionManager<Data>(options as SessionManagerOptions);
+  const manager = SessionManager.from<Data>(options);
   const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
   const onCommitError = options.onCommitError;
 
@@ -74,16 +71,7 @@ export function sessile<Data extends SessionData = SessionData>(
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
     const requestId = cookie.read(req.headers.cookie);
-    // A client that hangs up while waiting for the lock stops waiting.
-    const hangUp = new AbortController();
-    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
-    res.once('close', onClose);
-    let session: Session<Data>;
-    try {
-      session = await manager.open(requestId, { signal: hangUp.signal });
-    } finally {
-      res.off('close', onClose);
-    }
+    const session = await manager.openForConnection(requestId, res);
     (req as SessileRequest<Data>).session = session;
     attach(req, res, session, requestId);
     return session;

@@ -46,9 +46,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     throw new TypeError('@sessile/fastify needs options');
   }
   const ownsManager = !('manager' in options && options.manager !== undefined);
-  const manager = ownsManager
-    ? new SessionManager(options as SessionManagerOptions)
-    : (options as { manager: SessionManager }).manager;
+  const manager = SessionManager.from(options);
   const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
   const reportCommitError = (error: unknown, request: FastifyRequest) => {
     if (options.onCommitError !== undefined) options.onCommitError(error, request);
@@ -60,16 +58,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   fastify.addHook('onRequest', async (request, reply) => {
     const requestId = cookie.read(request.headers.cookie);
-    // A client that hangs up while waiting for the lock stops waiting.
-    const hangUp = new AbortController();
-    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
-    reply.raw.once('close', onClose);
-    let session: Session<SessionData>;
-    try {
-      session = await manager.open(requestId, { signal: hangUp.signal });
-    } finally {
-      reply.raw.off('close', onClose);
-    }
+    const session = await manager.openForConnection(requestId, reply.raw);
     request.session = session;
     requestStates.set(request, { requestId });
     // Whatever happens to the reply, a closed connection commits and so releases the lock.
