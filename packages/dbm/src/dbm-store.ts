@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import {
   BaseStore,
   type BaseStoreOptions,
-  SessionError,
   type SessionRecord,
   type StoreCapabilities,
   type SweepProgress,
@@ -180,13 +179,8 @@ export class DbmStore extends BaseStore {
   }
 
   /** The file's size and table shape, read under the global lock. */
-  async info(): Promise<FileInfo> {
-    if (this.closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
-    return this.#globalLock
-      .run(() => this.#file.info())
-      .catch((error: unknown) => {
-        throw toStoreIoError(error, 'info');
-      });
+  info(): Promise<FileInfo> {
+    return this.operation('info', () => this.#globalLock.run(() => this.#file.info()));
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
