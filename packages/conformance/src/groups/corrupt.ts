@@ -2,12 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { bytesOf, collect, decodeValue, expectCode, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
-export function corruptTests(options: ConformanceOptions): void {
+export function corruptTests(
+  options: ConformanceOptions,
+  corrupt: NonNullable<ConformanceOptions['corrupt']>,
+): void {
   describe('corrupt record', () => {
-    const { corrupt } = options;
-    // Only a store that keeps encoded bytes can have them damaged. Stores that hold records as
-    // live objects (MemoryStore) have no bytes to tear, so without a hook there is no test.
-    if (corrupt === undefined) return;
     it(
       'rejects that id with ERR_CORRUPT_RECORD; every other id stays readable',
       () =>
