@@ -13,6 +13,11 @@ export interface Environment {
   loadAverage: number;
   date: string;
   gitCommit?: string;
+  /**
+   * Each target's temp directory sat in a block group of its own (`chattr +T` on the run
+   * directory), so no target's file creations paid for inodes another target freed.
+   */
+  spreadTempDirs?: boolean;
   packages: Record<string, string>;
 }
 

@@ -157,6 +157,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   const started = new Date();
   const environment = describeEnvironment();
   const dirs = new TempDirs();
+  environment.spreadTempDirs = (await dirs.root()).spread;
   const results: Record<string, Record<string, Outcome>> = {};
   for (const workload of workloads) results[workload.name] = {};
   const unavailable = new Map<string, string>();

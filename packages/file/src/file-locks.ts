@@ -10,7 +10,7 @@ import {
   pollAcquire,
   type SessionLock,
 } from '@sessile/core';
-import { errorCode, mkdir, readFile, unless, unlink, writeFile } from './fs.js';
+import { errorCode, type FileSystem, unless } from './fs.js';
 import { type FileGuards, GuardCompromisedError } from './guard.js';
 
 /** Where a lease lives: its holder's token and when the lease ends. */
@@ -36,24 +36,6 @@ export interface LeaseFileGuards {
   run<T>(file: string, body: () => Promise<T>): Promise<T>;
 }
 
-/** Reads and writes of lease files: through the thread pool, or synchronously for a sweep that runs so. */
-export interface LeaseFileIo {
-  readFile(path: string): Promise<string>;
-  writeFile(path: string, text: string, mode: number): Promise<void>;
-  unlink(path: string): Promise<void>;
-}
-
-/** How one kind of lease file is guarded, read and written. */
-interface LeaseStorage extends LeaseFileIo {
-  guards: LeaseFileGuards;
-}
-
-const ASYNC_LEASE_FILE_IO: LeaseFileIo = {
-  readFile: (path) => readFile(path, 'utf8'),
-  writeFile: (path, text, mode) => writeFile(path, text, { mode }),
-  unlink,
-};
-
 export interface FileLocksInit {
   /** The directory that holds lease files, `<store path>/.locks`. */
   directory: string;
@@ -63,6 +45,8 @@ export interface FileLocksInit {
   storeGuards: LeaseFileGuards;
   fileMode: number;
   directoryMode: number;
+  /** How lease files are read and written (thread pool or event loop). */
+  fs: FileSystem;
   shardOf(id: string): string;
 }
 
@@ -96,12 +80,12 @@ export class FileLocks implements LockManager {
       const file = await this.#leaseFile(id);
       const token = generateToken();
       const remainingMs = Math.max(0, waitMs - (Date.now() - started));
-      const storage: LeaseStorage = { guards: this.#init.guards, ...ASYNC_LEASE_FILE_IO };
-      const expiresAt = await pollAcquire(() => this.#claim(storage, file, token, leaseMs), {
+      const guards = this.#init.guards;
+      const expiresAt = await pollAcquire(() => this.#claim(guards, file, token, leaseMs), {
         waitMs: remainingMs,
         signal: waitSignal,
       });
-      return this.#leaseLock(storage, id, file, token, leaseMs, expiresAt, {
+      return this.#leaseLock(guards, id, file, token, leaseMs, expiresAt, {
         extended: (newExpiresAt) =>
           local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {}),
         freed: () => {
@@ -118,24 +102,20 @@ export class FileLocks implements LockManager {
    * One attempt at the lease in `file` (any path inside the store), for the store's own
    * single-runner jobs. Resolves `undefined` while someone else holds it.
    */
-  async tryLease(
-    file: string,
-    leaseMs: number,
-    io: LeaseFileIo = ASYNC_LEASE_FILE_IO,
-  ): Promise<LeaseLock | undefined> {
+  async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
     if (this.#closing.signal.aborted) throw lockManagerClosed();
     const token = generateToken();
-    const storage: LeaseStorage = { guards: this.#init.storeGuards, ...io };
-    const expiresAt = await this.#claim(storage, file, token, leaseMs);
+    const guards = this.#init.storeGuards;
+    const expiresAt = await this.#claim(guards, file, token, leaseMs);
     if (expiresAt === undefined) return undefined;
-    return this.#leaseLock(storage, '', file, token, leaseMs, expiresAt, {
+    return this.#leaseLock(guards, '', file, token, leaseMs, expiresAt, {
       extended: async () => {},
       freed: () => {},
     });
   }
 
   #leaseLock(
-    storage: LeaseStorage,
+    guards: LeaseFileGuards,
     id: string,
     file: string,
     token: string,
@@ -161,14 +141,14 @@ export class FileLocks implements LockManager {
       backend: {
         extend: async (heldToken, newExpiresAt) => {
           const held = await lostOnCompromise(() =>
-            this.#extend(storage, file, heldToken, newExpiresAt),
+            this.#extend(guards, file, heldToken, newExpiresAt),
           );
           if (held) await local.extended(newExpiresAt);
           return held;
         },
         release: async (heldToken) => {
           try {
-            return await lostOnCompromise(() => this.#release(storage, file, heldToken));
+            return await lostOnCompromise(() => this.#release(guards, file, heldToken));
           } finally {
             local.freed();
           }
@@ -188,7 +168,7 @@ export class FileLocks implements LockManager {
     const shard = this.#init.shardOf(id);
     const directory = join(this.#init.directory, shard);
     if (!this.#readyShards.has(shard)) {
-      await mkdir(directory, { recursive: true, mode: this.#init.directoryMode });
+      await this.#init.fs.mkdir(directory, { recursive: true, mode: this.#init.directoryMode });
       this.#readyShards.add(shard);
     }
     return join(directory, id);
@@ -196,15 +176,13 @@ export class FileLocks implements LockManager {
 
   /** Writes our lease when none is live; resolves the lease end, or `undefined` while another holds it. */
   async #claim(
-    storage: LeaseStorage,
+    guards: LeaseFileGuards,
     file: string,
     token: string,
     leaseMs: number,
   ): Promise<number | undefined> {
     try {
-      return await this.#guarded(storage, file, () =>
-        this.#claimGuarded(storage, file, token, leaseMs),
-      );
+      return await this.#guarded(guards, file, () => this.#claimGuarded(file, token, leaseMs));
     } catch (error) {
       // The write may have raced another claim: try again; a lease holding our token is ours.
       if (error instanceof GuardCompromisedError) return undefined;
@@ -212,57 +190,59 @@ export class FileLocks implements LockManager {
     }
   }
 
-  async #claimGuarded(
-    storage: LeaseStorage,
-    file: string,
-    token: string,
-    leaseMs: number,
-  ): Promise<number | undefined> {
-    const current = await this.#read(storage, file);
+  async #claimGuarded(file: string, token: string, leaseMs: number): Promise<number | undefined> {
+    const current = await this.#read(file);
     const now = Date.now();
     if (current !== undefined && current.expiresAt > now && current.token !== token)
       return undefined;
     const expiresAt = now + leaseMs;
-    await this.#write(storage, file, { token, expiresAt });
+    await this.#write(file, { token, expiresAt });
     return expiresAt;
   }
 
-  #extend(storage: LeaseStorage, file: string, token: string, expiresAt: number): Promise<boolean> {
-    return this.#guarded(storage, file, async () => {
-      const current = await this.#read(storage, file);
+  #extend(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    return this.#guarded(guards, file, async () => {
+      const current = await this.#read(file);
       if (current?.token !== token) return false;
-      await this.#write(storage, file, { token, expiresAt });
+      await this.#write(file, { token, expiresAt });
       return true;
     });
   }
 
-  #release(storage: LeaseStorage, file: string, token: string): Promise<boolean> {
-    return this.#guarded(storage, file, async () => {
-      const current = await this.#read(storage, file);
+  #release(guards: LeaseFileGuards, file: string, token: string): Promise<boolean> {
+    return this.#guarded(guards, file, async () => {
+      const current = await this.#read(file);
       if (current?.token !== token) return false;
-      await unless(['ENOENT'], undefined, () => storage.unlink(file));
+      await unless(['ENOENT'], undefined, () => this.#init.fs.unlink(file));
       return true;
     });
   }
 
-  async #guarded<T>(storage: LeaseStorage, file: string, body: () => Promise<T>): Promise<T> {
-    const guards = storage.guards;
+  async #guarded<T>(guards: LeaseFileGuards, file: string, body: () => Promise<T>): Promise<T> {
     try {
       return await guards.run(file, body);
     } catch (error) {
       // Someone (a sweep, an operator) removed the shard directory; recreate it once.
       if (errorCode(error) !== 'ENOENT') throw error;
-      await mkdir(join(file, '..'), { recursive: true, mode: this.#init.directoryMode });
+      await this.#init.fs.mkdir(join(file, '..'), {
+        recursive: true,
+        mode: this.#init.directoryMode,
+      });
       return guards.run(file, body);
     }
   }
 
-  async #read(storage: LeaseStorage, file: string): Promise<Lease | undefined> {
-    const text = await unless(['ENOENT'], undefined, () => storage.readFile(file));
+  async #read(file: string): Promise<Lease | undefined> {
+    const text = await unless(['ENOENT'], undefined, () => this.#init.fs.readText(file));
     return text === undefined ? undefined : parseLease(text);
   }
 
-  #write(storage: LeaseStorage, file: string, lease: Lease): Promise<void> {
-    return storage.writeFile(file, JSON.stringify(lease), this.#init.fileMode);
+  #write(file: string, lease: Lease): Promise<void> {
+    return this.#init.fs.writeText(file, JSON.stringify(lease), this.#init.fileMode);
   }
 }

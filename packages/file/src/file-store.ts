@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import fs, { type Dirent, type Stats } from 'node:fs';
-import { opendir } from 'node:fs/promises';
+import type { Dirent, Stats } from 'node:fs';
+import { mkdir, opendir, readdir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import {
   BaseStore,
@@ -29,39 +29,28 @@ import {
   type RecordHeader,
 } from './format.js';
 import {
-  close,
+  asyncFileSystem,
   errorCode,
-  fstat,
-  fsync,
+  type FileSystem,
   fsyncDirectory,
-  futimes,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
-  open,
   readAt,
-  readdir,
-  readFile,
   realpath,
-  rename,
   statfs,
+  syncFileSystem,
   unless,
-  unlink,
   writeAll,
-  writeFile,
 } from './fs.js';
 import { FileGuards } from './guard.js';
 import { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
-export const SHARD_LENGTH = 2;
+export const SHARD_LENGTH = 1;
 const LOCKS_DIRECTORY = '.locks';
 /** Holder files of the write guards, one per open store instance. */
 const GUARDS_DIRECTORY = '.guards';
@@ -97,13 +86,16 @@ export interface FileStoreOptions extends BaseStoreOptions {
    */
   sweepMode?: 'fast' | 'verify';
   /**
-   * How the sweep makes its per-entry calls (lstat, rename, unlink). `'sync'` makes them on the
-   * event loop, yielding every quarter millisecond: several times faster on a local disk. `'async'`
-   * sends each through libuv's thread pool, so a slow (network) filesystem never blocks the
-   * event loop. `'auto'` (default) picks `'sync'` on Linux filesystems known to be local
-   * (ext4, xfs, btrfs, tmpfs, zfs, f2fs, overlay) and `'async'` everywhere else.
+   * How the store makes its filesystem calls. `'sync'` makes them on the event loop: on a local
+   * disk each is a few microseconds of page-cache work, several times cheaper than a round trip
+   * through libuv's thread pool, and a sweep gives the event loop a turn every quarter
+   * millisecond. fsync (with `fsync: true`) always goes through the thread pool, so waiting for
+   * the disk never blocks the event loop. `'async'` sends every call through the thread pool, so
+   * a slow (network) filesystem never blocks the event loop. `'auto'` (default) picks `'sync'`
+   * on Linux filesystems known to be local (ext4, xfs, btrfs, tmpfs, zfs, f2fs, overlay) and
+   * `'async'` everywhere else.
    */
-  sweepIo?: 'auto' | 'sync' | 'async';
+  io?: 'auto' | 'sync' | 'async';
   /**
    * Sweep removes temp files left by crashed writers, stale guard lockfiles and foreign files
    * only once they have been untouched for this long, so writes in flight are never disturbed.
@@ -136,41 +128,6 @@ interface SweepCursor {
 
 const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
 
-/** The calls a sweep makes per directory entry, in the thread pool or on the event loop. */
-interface SweepIo {
-  readdir(directory: string): Promise<string[]>;
-  lstat(path: string): Promise<Stats>;
-  rename(from: string, to: string): Promise<void>;
-  link(existing: string, created: string): Promise<void>;
-  unlink(path: string): Promise<void>;
-  writeFile(path: string, text: string, mode: number): Promise<void>;
-  readFile(path: string): Promise<string>;
-}
-
-const ASYNC_SWEEP_IO: SweepIo = {
-  readdir: (directory) => readdir(directory),
-  lstat,
-  rename,
-  link,
-  unlink,
-  writeFile: (path, text, mode) => writeFile(path, text, { mode }),
-  readFile: (path) => readFile(path, 'utf8'),
-};
-
-/**
- * The same calls made synchronously: on a local filesystem each takes microseconds, far less
- * than a round trip through the thread pool, and the sweep yields every SWEEP_SLICE_MS.
- */
-const SYNC_SWEEP_IO: SweepIo = {
-  readdir: async (directory) => fs.readdirSync(directory),
-  lstat: async (path) => fs.lstatSync(path),
-  rename: async (from, to) => fs.renameSync(from, to),
-  link: async (existing, created) => fs.linkSync(existing, created),
-  unlink: async (path) => fs.unlinkSync(path),
-  writeFile: async (path, text, mode) => fs.writeFileSync(path, text, { mode }),
-  readFile: async (path) => fs.readFileSync(path, 'utf8'),
-};
-
 /** The longest a synchronous sweep keeps the event loop before giving it a turn. */
 const SWEEP_SLICE_MS = 0.25;
 
@@ -190,12 +147,11 @@ type Settings = Required<
     | 'fileMode'
     | 'directoryMode'
     | 'sweepMode'
-    | 'sweepIo'
+    | 'io'
     | 'graceMs'
     | 'sweepLeaseMs'
     | 'guardStaleMs'
     | 'maxOpenFiles'
-    | 'renameFile'
   >
 >;
 
@@ -212,12 +168,11 @@ function resolveSettings(options: FileStoreOptions): Settings {
     fileMode: options.fileMode ?? 0o600,
     directoryMode: options.directoryMode ?? 0o700,
     sweepMode: options.sweepMode ?? 'fast',
-    sweepIo: options.sweepIo ?? 'auto',
+    io: options.io ?? 'auto',
     graceMs: options.graceMs ?? 60_000,
     sweepLeaseMs: options.sweepLeaseMs ?? 60_000,
     guardStaleMs: options.guardStaleMs ?? 5000,
     maxOpenFiles: options.maxOpenFiles ?? 32,
-    renameFile: options.renameFile ?? rename,
   };
   if (typeof settings.fsync !== 'boolean') throw new TypeError('fsync must be a boolean');
   assertNonNegativeInteger(settings.fileMode, 'fileMode');
@@ -225,10 +180,8 @@ function resolveSettings(options: FileStoreOptions): Settings {
   if (settings.sweepMode !== 'fast' && settings.sweepMode !== 'verify') {
     throw new TypeError(`sweepMode must be 'fast' or 'verify', got ${String(settings.sweepMode)}`);
   }
-  if (!['auto', 'sync', 'async'].includes(settings.sweepIo)) {
-    throw new TypeError(
-      `sweepIo must be 'auto', 'sync' or 'async', got ${String(settings.sweepIo)}`,
-    );
+  if (!['auto', 'sync', 'async'].includes(settings.io)) {
+    throw new TypeError(`io must be 'auto', 'sync' or 'async', got ${String(settings.io)}`);
   }
   assertNonNegativeInteger(settings.graceMs, 'graceMs');
   assertNonNegativeInteger(settings.guardStaleMs, 'guardStaleMs');
@@ -236,7 +189,7 @@ function resolveSettings(options: FileStoreOptions): Settings {
   assertPositive(settings.maxOpenFiles, 'maxOpenFiles');
   if (options.maxRecordBytes !== undefined)
     assertPositive(options.maxRecordBytes, 'maxRecordBytes');
-  if (typeof settings.renameFile !== 'function') {
+  if (options.renameFile !== undefined && typeof options.renameFile !== 'function') {
     throw new TypeError('renameFile must be a function');
   }
   return settings;
@@ -295,8 +248,8 @@ export class FileStore extends BaseStore {
   readonly #fileMode: number;
   readonly #directoryMode: number;
   readonly #sweepMode: 'fast' | 'verify';
-  /** How the sweep makes its per-entry calls; see `FileStoreOptions.sweepIo`. */
-  readonly #sweepIo: 'sync' | 'async';
+  /** Every filesystem call on the store's paths; see `FileStoreOptions.io`. */
+  readonly #fs: FileSystem;
   readonly #graceMs: number;
   readonly #sweepLeaseMs: number;
   readonly #maxOpenFiles: number;
@@ -318,7 +271,7 @@ export class FileStore extends BaseStore {
     try {
       await mkdir(options.path, { recursive: true, mode: settings.directoryMode });
       const root = await realpath(options.path);
-      const stats = await lstat(root);
+      const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
       const traits = await probeFilesystem(root, settings.fileMode);
       return new FileStore(options, settings, root, traits);
@@ -345,26 +298,29 @@ export class FileStore extends BaseStore {
     this.#fileMode = settings.fileMode;
     this.#directoryMode = settings.directoryMode;
     this.#sweepMode = settings.sweepMode;
-    this.#sweepIo = settings.sweepIo === 'auto' ? traits.sweepIo : settings.sweepIo;
+    const io = settings.io === 'auto' ? traits.io : settings.io;
+    this.#fs = io === 'sync' ? syncFileSystem : asyncFileSystem;
     this.#graceMs = settings.graceMs;
     this.#sweepLeaseMs = settings.sweepLeaseMs;
     this.#maxOpenFiles = settings.maxOpenFiles;
-    this.#renameFile = settings.renameFile;
+    this.#renameFile = options.renameFile ?? ((from, to) => this.#fs.rename(from, to));
     this.#guards = new WriteGuards({
       directory: join(root, GUARDS_DIRECTORY),
       staleMs: settings.guardStaleMs,
       fileMode: settings.fileMode,
       directoryMode: settings.directoryMode,
+      fs: this.#fs,
       asideName: (file) => `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`,
     });
     this.locks = this.#fileLocks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
       // Lease files of session locks keep proper-lockfile guards, as the issue asks of locks.
-      guards: new FileGuards(settings.guardStaleMs),
+      guards: new FileGuards(settings.guardStaleMs, this.#fs.lockfileFs),
       // The sweep's lease takes the cheap write guard: one link and one unlink.
       storeGuards: this.#guards,
       fileMode: this.#fileMode,
       directoryMode: this.#directoryMode,
+      fs: this.#fs,
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
     });
   }
@@ -374,12 +330,12 @@ export class FileStore extends BaseStore {
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const file = this.#recordPath(id);
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      open(file, O_RDONLY | O_NOFOLLOW),
+      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
     );
     if (fd === undefined) return undefined;
     try {
       if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, false);
-      const stats = await fstat(fd);
+      const stats = await this.#fs.fstat(fd);
       if (!stats.isFile()) return undefined;
       if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
         throw new SessionError(
@@ -387,7 +343,7 @@ export class FileStore extends BaseStore {
           `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`,
         );
       }
-      const bytes = await readAt(fd, stats.size, 0);
+      const bytes = await readAt(this.#fs, fd, stats.size, 0);
       const parsed = decodeHeader(id, bytes);
       if (parsed.kind === 'other-id') return undefined;
       if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
@@ -402,7 +358,7 @@ export class FileStore extends BaseStore {
       return { data: payload.data, expiresAt };
     } finally {
       // Nothing waits on the close: the read is done, and the fd is closed right away.
-      close(fd).catch(() => {});
+      this.#fs.close(fd).catch(() => {});
     }
   }
 
@@ -418,10 +374,10 @@ export class FileStore extends BaseStore {
     let placed = false;
     try {
       return await this.#guards.serialize(file, async () => {
-        // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
+        // Creating where nothing exists needs no guard: this.#fs.link(2) fails if the name is taken.
         if (only === 'absent') {
           const linked = await unless(['EEXIST'], false, async () => {
-            await link(temp, file);
+            await this.#fs.link(temp, file);
             return true;
           });
           if (linked) {
@@ -444,7 +400,7 @@ export class FileStore extends BaseStore {
         return wrote;
       });
     } finally {
-      if (!placed) await unless(['ENOENT'], undefined, () => unlink(temp));
+      if (!placed) await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
     }
   }
 
@@ -458,14 +414,14 @@ export class FileStore extends BaseStore {
         if (extended !== undefined) return extended;
       }
       const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-        open(file, O_RDWR | O_NOFOLLOW),
+        this.#fs.open(file, O_RDWR | O_NOFOLLOW),
       );
       if (fd === undefined) return false;
       try {
         await this.#verifyShard(id, false);
-        const stats = await fstat(fd);
+        const stats = await this.#fs.fstat(fd);
         if (!stats.isFile()) return false;
-        const parsed = decodeHeader(id, await readAt(fd, MAX_HEADER_BYTES, 0));
+        const parsed = decodeHeader(id, await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0));
         if (parsed.kind === 'other-id') return false;
         if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
         const header = parsed.header;
@@ -482,13 +438,13 @@ export class FileStore extends BaseStore {
         if (!mtimeOnly) {
           const field = Buffer.allocUnsafe(8);
           field.writeDoubleLE(expiresAt, 0);
-          await writeAll(fd, field, EXPIRES_AT_OFFSET);
+          await writeAll(this.#fs, fd, field, EXPIRES_AT_OFFSET);
         }
-        await futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
-        if (this.#fsync) await fsync(fd);
+        await this.#fs.futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
+        if (this.#fsync) await this.#fs.fsync(fd);
         return true;
       } finally {
-        await close(fd);
+        await this.#fs.close(fd);
       }
     });
   }
@@ -505,13 +461,13 @@ export class FileStore extends BaseStore {
     now: number,
   ): Promise<boolean | undefined> {
     if (!(await this.#shardExists(id))) return false;
-    const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => lstat(file));
+    const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
     const mtime = Math.round(stats.mtimeMs);
     // Below MAX_MTIME_MS the mtime is never earlier than the header's expiry (see effectiveExpiresAt).
     if (mtime <= now || mtime >= MAX_MTIME_MS || expiresAt <= mtime) return undefined;
     return unless(['ENOENT'], false, async () => {
-      await lutimes(file, now / 1000, expiresAt / 1000);
+      await this.#fs.lutimes(file, now / 1000, expiresAt / 1000);
       return true;
     });
   }
@@ -533,7 +489,7 @@ export class FileStore extends BaseStore {
       const presence = await this.#presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
       const removed = await unless(['ENOENT'], false, async () => {
-        await unlink(file);
+        await this.#fs.unlink(file);
         return true;
       });
       if (removed) await this.#syncDirectory(file);
@@ -558,7 +514,9 @@ export class FileStore extends BaseStore {
         await this.#forEachBounded(entries, async (entry) => {
           if (!entry.isFile() || !this.#isRecordName(shard, entry.name)) return;
           const file = join(directory, entry.name);
-          await this.#guards.run(file, () => unless(['ENOENT'], undefined, () => unlink(file)));
+          await this.#guards.run(file, () =>
+            unless(['ENOENT'], undefined, () => this.#fs.unlink(file)),
+          );
         });
       }
     }
@@ -576,7 +534,6 @@ export class FileStore extends BaseStore {
     const lock = await this.#fileLocks.tryLease(
       join(this.path, SWEEP_LEASE_FILE),
       this.#sweepLeaseMs,
-      this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO,
     );
     // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
     if (lock === undefined) return progress.result(false);
@@ -588,17 +545,17 @@ export class FileStore extends BaseStore {
   }
 
   async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
-    const io = this.#sweepIo === 'sync' ? SYNC_SWEEP_IO : ASYNC_SWEEP_IO;
-    const cursor = await this.#readCursor(io);
+    const synchronous = this.#fs.io === 'sync';
+    const cursor = await this.#readCursor();
     if (cursor.shard === '' && cursor.name === '') {
       // Once per pass: holder files of write guards whose process died without closing.
       await this.#guards.removeDeadHolders(this.#leftoverGuardStaleMs());
     }
-    const shards = (await this.#listShards(io)).filter((shard) => shard >= cursor.shard);
+    const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
     let sliceStartMs = performance.now();
     // Synchronous calls give the event loop a turn every SWEEP_SLICE_MS.
     const yieldIfSliceUsed = async () => {
-      if (io === SYNC_SWEEP_IO && performance.now() - sliceStartMs >= SWEEP_SLICE_MS) {
+      if (synchronous && performance.now() - sliceStartMs >= SWEEP_SLICE_MS) {
         await yieldToEventLoop();
         sliceStartMs = performance.now();
       }
@@ -613,7 +570,7 @@ export class FileStore extends BaseStore {
           const shard = shards[shardIndex++];
           if (shard === undefined) break;
           const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
-            io.readdir(`${this.path}${sep}${shard}`),
+            this.#fs.readdir(`${this.path}${sep}${shard}`),
           );
           pending = {
             shard,
@@ -637,11 +594,11 @@ export class FileStore extends BaseStore {
       const batch = await nextBatch(size);
       const sweepOne = async ({ shard, name }: { shard: string; name: string }) => {
         progress.scanned++;
-        const outcome = await this.#sweepEntry(io, shard, name, progress.now);
+        const outcome = await this.#sweepEntry(shard, name, progress.now);
         if (outcome === 'removed') progress.removed++;
         else if (outcome === 'left') position.clean = false;
       };
-      if (io === SYNC_SWEEP_IO) {
+      if (synchronous) {
         for (const entry of batch) {
           await sweepOne(entry);
           await yieldIfSliceUsed();
@@ -651,13 +608,13 @@ export class FileStore extends BaseStore {
       }
       if (batch.length < size) {
         // The pass over every shard ended: done when nothing expired was left behind on the way.
-        await this.#writeCursor(io, START_CURSOR);
+        await this.#writeCursor(START_CURSOR);
         return progress.result(position.clean);
       }
       const last = batch[batch.length - 1] as { shard: string; name: string };
       position = { shard: last.shard, name: last.name, clean: position.clean };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
-      await this.#writeCursor(io, position);
+      await this.#writeCursor(position);
       if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();
       await yieldToEventLoop();
     }
@@ -665,17 +622,16 @@ export class FileStore extends BaseStore {
 
   /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
   async #sweepEntry(
-    io: SweepIo,
     shard: string,
     name: string,
     now: number,
   ): Promise<'removed' | 'live' | 'left' | 'other'> {
     const file = `${this.path}${sep}${shard}${sep}${name}`;
-    const stats = await unless(['ENOENT'], undefined, () => io.lstat(file));
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined) return 'other';
     if (stats.isFile() && this.#isRecordName(shard, name)) {
       if (this.#certainlyLive(stats, now)) return 'live';
-      return this.#removeIfExpired(io, name, file, now);
+      return this.#removeIfExpired(name, file, now);
     }
     await this.#removeLeftover(name, file, stats);
     return 'other';
@@ -688,7 +644,6 @@ export class FileStore extends BaseStore {
    * there already. So a record written or touched concurrently is never lost.
    */
   async #removeIfExpired(
-    io: SweepIo,
     id: string,
     file: string,
     now: number,
@@ -698,17 +653,17 @@ export class FileStore extends BaseStore {
     return this.#guards.serialize(file, async () => {
       const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
       const moved = await unless(['ENOENT'], false, async () => {
-        await io.rename(file, aside);
+        await this.#fs.rename(file, aside);
         return true;
       });
       if (!moved) return 'other';
-      const stats = await io.lstat(aside);
+      const stats = await this.#fs.lstat(aside);
       let expired = stats.isFile() && !this.#certainlyLive(stats, now);
       if (expired && (this.#sweepMode === 'verify' || !this.#certainlyExpired(stats, now))) {
         expired = (await this.#presence(id, aside, now)) !== 'live';
       }
-      if (!expired) await unless(['EEXIST'], undefined, () => io.link(aside, file));
-      await io.unlink(aside);
+      if (!expired) await unless(['EEXIST'], undefined, () => this.#fs.link(aside, file));
+      await this.#fs.unlink(aside);
       return expired ? 'removed' : 'live';
     });
   }
@@ -726,7 +681,7 @@ export class FileStore extends BaseStore {
       ? stats.ctimeMs
       : Math.max(stats.mtimeMs, stats.ctimeMs);
     if (since <= Date.now() - this.#graceMs)
-      await unless(['ENOENT'], undefined, () => unlink(file));
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(file));
   }
 
   /** How long a guard or holder file must miss its heartbeat before the sweep removes it. */
@@ -734,9 +689,9 @@ export class FileStore extends BaseStore {
     return Math.max(this.#graceMs, 2 * this.#guards.staleMs);
   }
 
-  async #readCursor(io: SweepIo): Promise<SweepCursor> {
+  async #readCursor(): Promise<SweepCursor> {
     const text = await unless(['ENOENT'], undefined, () =>
-      io.readFile(join(this.path, CURSOR_FILE)),
+      this.#fs.readText(join(this.path, CURSOR_FILE)),
     );
     if (text === undefined) return { ...START_CURSOR };
     try {
@@ -754,14 +709,14 @@ export class FileStore extends BaseStore {
     return { ...START_CURSOR };
   }
 
-  async #writeCursor(io: SweepIo, cursor: SweepCursor): Promise<void> {
+  async #writeCursor(cursor: SweepCursor): Promise<void> {
     const file = join(this.path, CURSOR_FILE);
     const temp = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
-    await io.writeFile(temp, JSON.stringify(cursor), this.#fileMode);
+    await this.#fs.writeText(temp, JSON.stringify(cursor), this.#fileMode);
     try {
-      await this.#renameIntoPlace(temp, file, io.rename);
+      await this.#renameIntoPlace(temp, file, (from, to) => this.#fs.rename(from, to));
     } catch (error) {
-      await unless(['ENOENT'], undefined, () => unlink(temp));
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
       throw error;
     }
   }
@@ -789,10 +744,14 @@ export class FileStore extends BaseStore {
     if (this.#verifiedShards.has(shard)) return;
     const directory = join(this.path, shard);
     if (create) {
-      await unless(['EEXIST'], undefined, () => mkdir(directory, { mode: this.#directoryMode }));
+      await unless(['EEXIST'], undefined, () =>
+        this.#fs.mkdir(directory, { mode: this.#directoryMode }),
+      );
     }
-    const stats = await lstat(directory);
-    if (!stats.isDirectory() || (await realpath(directory)) !== directory) {
+    // lstat does not follow a final symlink, and `path` was resolved at open: a directory here
+    // is a plain one inside the store.
+    const stats = await this.#fs.lstat(directory);
+    if (!stats.isDirectory()) {
       throw new SessionError(
         'ERR_STORE_IO',
         `Refusing to use ${directory}: it is not a plain directory inside the store (a symlink?)`,
@@ -808,21 +767,21 @@ export class FileStore extends BaseStore {
       `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`,
     );
     const bytes = encodeRecord(id, record.data, record.expiresAt);
-    const fd = await open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
+    const fd = await this.#fs.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
     try {
-      await writeAll(fd, bytes, 0);
-      await futimes(fd, Date.now() / 1000, mtimeFor(record.expiresAt) / 1000);
-      if (this.#fsync) await fsync(fd);
+      await writeAll(this.#fs, fd, bytes, 0);
+      await this.#fs.futimes(fd, Date.now() / 1000, mtimeFor(record.expiresAt) / 1000);
+      if (this.#fsync) await this.#fs.fsync(fd);
     } catch (error) {
-      await close(fd).catch(() => {});
-      await unless(['ENOENT'], undefined, () => unlink(temp));
+      await this.#fs.close(fd).catch(() => {});
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
       throw error;
     }
-    await close(fd);
+    await this.#fs.close(fd);
     return temp;
   }
 
-  /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
+  /** this.#fs.rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
   async #renameIntoPlace(from: string, to: string, renameFile = this.#renameFile): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -843,7 +802,7 @@ export class FileStore extends BaseStore {
   }
 
   async #syncDirectory(file: string): Promise<void> {
-    if (this.#fsync) await fsyncDirectory(join(file, '..'));
+    if (this.#fsync) await fsyncDirectory(this.#fs, join(file, '..'));
   }
 
   /**
@@ -852,18 +811,21 @@ export class FileStore extends BaseStore {
    */
   async #presence(id: string, file: string, now: number): Promise<Presence> {
     if (this.#statIsEnough) {
-      const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => lstat(file));
+      const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
       if (stats === undefined || !stats.isFile()) return 'absent';
       if (this.#certainlyLive(stats, now)) return 'live';
     }
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      open(file, O_RDONLY | O_NOFOLLOW),
+      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
     );
     if (fd === undefined) return 'absent';
     try {
-      const stats = await fstat(fd);
+      const stats = await this.#fs.fstat(fd);
       if (!stats.isFile()) return 'absent';
-      const parsed: HeaderResult = decodeHeader(id, await readAt(fd, MAX_HEADER_BYTES, 0));
+      const parsed: HeaderResult = decodeHeader(
+        id,
+        await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0),
+      );
       if (parsed.kind === 'other-id') return 'other';
       if (parsed.kind === 'corrupt') return 'corrupt';
       const header: RecordHeader = parsed.header;
@@ -872,7 +834,7 @@ export class FileStore extends BaseStore {
         ? 'live'
         : 'expired';
     } finally {
-      await close(fd);
+      await this.#fs.close(fd);
     }
   }
 
@@ -894,10 +856,10 @@ export class FileStore extends BaseStore {
   }
 
   /** Shard directory names, sorted (the sweep's resumable order). Small: at most 64² names. */
-  async #listShards(io: SweepIo): Promise<string[]> {
+  async #listShards(): Promise<string[]> {
     // Making or removing a subdirectory changes the store directory's link count, so an
     // unchanged count means an unchanged list (btrfs keeps directories at 1: always list there).
-    const { nlink } = await io.lstat(this.path);
+    const { nlink } = await this.#fs.lstat(this.path);
     if (this.#shardList !== undefined && nlink > 1 && nlink === this.#shardList.nlink) {
       return this.#shardList.shards;
     }
@@ -966,7 +928,7 @@ export class FileStore extends BaseStore {
    * has not reached yet) has its header read, so `count` and `ids` agree with `get`.
    */
   async #isLiveByStat(id: string, file: string, now: number): Promise<boolean> {
-    const stats = await unless(['ENOENT'], undefined, () => lstat(file));
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
     if (this.#certainlyLive(stats, now)) return true;
     return (await this.#presence(id, file, now)) === 'live';
@@ -990,8 +952,8 @@ interface FilesystemTraits {
   mtimeExact: boolean;
   /** `a` and `A` are different names (false on default macOS and Windows volumes). */
   caseSensitive: boolean;
-  /** What `sweepIo: 'auto'` means here: `'sync'` only on a filesystem known to be local. */
-  sweepIo: 'sync' | 'async';
+  /** What `io: 'auto'` means here: `'sync'` only on a filesystem known to be local. */
+  io: 'sync' | 'async';
 }
 
 /** `statfs` magic numbers of Linux filesystems that live on a local disk or in memory. */
@@ -1016,19 +978,21 @@ async function localFilesystem(root: string): Promise<boolean> {
 async function probeFilesystem(root: string, fileMode: number): Promise<FilesystemTraits> {
   const name = `.probe.${uniqueSuffix()}${TEMP_SUFFIX}`;
   const probe = join(root, name);
-  const fd = await open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
+  const fd = await asyncFileSystem.open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
   try {
     const sampleMs = 1_700_000_000_123;
-    await futimes(fd, sampleMs / 1000, sampleMs / 1000);
-    const stats = await fstat(fd);
-    const folded = await unless(['ENOENT'], undefined, () => lstat(join(root, name.toUpperCase())));
+    await asyncFileSystem.futimes(fd, sampleMs / 1000, sampleMs / 1000);
+    const stats = await asyncFileSystem.fstat(fd);
+    const folded = await unless(['ENOENT'], undefined, () =>
+      asyncFileSystem.lstat(join(root, name.toUpperCase())),
+    );
     return {
       mtimeExact: Math.round(stats.mtimeMs) === sampleMs,
       caseSensitive: folded === undefined,
-      sweepIo: (await localFilesystem(root)) ? 'sync' : 'async',
+      io: (await localFilesystem(root)) ? 'sync' : 'async',
     };
   } finally {
-    await close(fd);
-    await unless(['ENOENT'], undefined, () => unlink(probe));
+    await asyncFileSystem.close(fd);
+    await unless(['ENOENT'], undefined, () => asyncFileSystem.unlink(probe));
   }
 }

@@ -1,28 +1,146 @@
-import fs from 'node:fs';
+import fs, { type MakeDirectoryOptions, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 
-// The callback API with fds costs less per call than FileHandle objects on this hot path.
-export const open = promisify(fs.open);
-export const close = promisify(fs.close);
-export const fstat = promisify(fs.fstat);
-export const lstat = promisify(fs.lstat);
-export const read = promisify(fs.read);
-export const write = promisify(fs.write);
-export const futimes = promisify(fs.futimes);
-export const lutimes = promisify(fs.lutimes);
-export const fsync = promisify(fs.fsync);
-export const rename = promisify(fs.rename);
-export const link = promisify(fs.link);
-export const unlink = promisify(fs.unlink);
-export const rmdir = promisify(fs.rmdir);
-export const mkdir = promisify(fs.mkdir);
-export const readdir = promisify(fs.readdir);
-export const readFile = promisify(fs.readFile);
-export const writeFile = promisify(fs.writeFile);
+export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+
+/**
+ * Every filesystem call the store makes, in one of two ways: through libuv's thread pool
+ * (`'async'`), or on the event loop (`'sync'`), where a call on a local disk's page cache takes
+ * microseconds instead of a thread-pool round trip. Either way the calls return promises and
+ * reject with the errno `code`, so the code above them is the same.
+ */
+export interface FileSystem {
+  readonly io: 'sync' | 'async';
+  open(path: string, flags: number, mode?: number): Promise<number>;
+  close(fd: number): Promise<void>;
+  fstat(fd: number): Promise<Stats>;
+  lstat(path: string): Promise<Stats>;
+  /** Resolves the bytes read. */
+  read(
+    fd: number,
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<number>;
+  /** Resolves the bytes written. */
+  write(
+    fd: number,
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<number>;
+  futimes(fd: number, atimeSec: number, mtimeSec: number): Promise<void>;
+  lutimes(path: string, atimeSec: number, mtimeSec: number): Promise<void>;
+  /** Always through the thread pool: it waits for the disk, which can take milliseconds. */
+  fsync(fd: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  link(existing: string, created: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  mkdir(path: string, options: MakeDirectoryOptions): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  readText(path: string): Promise<string>;
+  writeText(path: string, text: string, mode: number): Promise<void>;
+  /**
+   * The calls proper-lockfile makes, in Node's callback style, for its `fs` option. The sync
+   * flavour still calls back on a later tick, as proper-lockfile expects of any `fs`.
+   */
+  readonly lockfileFs: LockfileFs;
+}
+
+/** The subset of `fs` that proper-lockfile uses. */
+export interface LockfileFs {
+  mkdir(path: string, callback: (error: Error | null) => void): void;
+  rmdir(path: string, callback: (error: Error | null) => void): void;
+  stat(path: string, callback: (error: Error | null, stats?: Stats) => void): void;
+  utimes(path: string, atime: Date, mtime: Date, callback: (error: Error | null) => void): void;
+  realpath(path: string, callback: (error: Error | null, resolved?: string) => void): void;
+  rmdirSync(path: string): void;
+}
+
+const readAsync = promisify(fs.read);
+const writeAsync = promisify(fs.write);
+const fsyncAsync = promisify(fs.fsync);
+
+export const asyncFileSystem: FileSystem = {
+  io: 'async',
+  open: promisify(fs.open),
+  close: promisify(fs.close),
+  fstat: promisify(fs.fstat),
+  lstat: promisify(fs.lstat),
+  read: async (fd, buffer, offset, length, position) =>
+    (await readAsync(fd, buffer, offset, length, position)).bytesRead,
+  write: async (fd, buffer, offset, length, position) =>
+    (await writeAsync(fd, buffer, offset, length, position)).bytesWritten,
+  futimes: promisify(fs.futimes),
+  lutimes: promisify(fs.lutimes),
+  fsync: fsyncAsync,
+  rename: promisify(fs.rename),
+  link: promisify(fs.link),
+  unlink: promisify(fs.unlink),
+  rmdir: promisify(fs.rmdir),
+  mkdir: async (path, options) => {
+    await fs.promises.mkdir(path, options);
+  },
+  readdir: (path) => fs.promises.readdir(path),
+  readText: (path) => fs.promises.readFile(path, 'utf8'),
+  writeText: (path, text, mode) => fs.promises.writeFile(path, text, { mode }),
+  lockfileFs: fs,
+};
+
+/** Runs `call` now and reports through `callback` on a later tick, as an async `fs` would. */
+function later<T>(callback: (error: Error | null, value?: T) => void, call: () => T): void {
+  let value: T;
+  try {
+    value = call();
+  } catch (error) {
+    process.nextTick(callback, error as Error);
+    return;
+  }
+  process.nextTick(callback, null, value);
+}
+
+const syncLockfileFs: LockfileFs = {
+  mkdir: (path, callback) => later(callback, () => fs.mkdirSync(path)),
+  rmdir: (path, callback) => later(callback, () => fs.rmdirSync(path)),
+  stat: (path, callback) => later(callback, () => fs.statSync(path)),
+  utimes: (path, atime, mtime, callback) =>
+    later(callback, () => fs.utimesSync(path, atime, mtime)),
+  realpath: (path, callback) => later(callback, () => fs.realpathSync(path)),
+  rmdirSync: (path) => fs.rmdirSync(path),
+};
+
+export const syncFileSystem: FileSystem = {
+  io: 'sync',
+  open: async (path, flags, mode) => fs.openSync(path, flags, mode),
+  close: async (fd) => fs.closeSync(fd),
+  fstat: async (fd) => fs.fstatSync(fd),
+  lstat: async (path) => fs.lstatSync(path),
+  read: async (fd, buffer, offset, length, position) =>
+    fs.readSync(fd, buffer, offset, length, position),
+  write: async (fd, buffer, offset, length, position) =>
+    fs.writeSync(fd, buffer, offset, length, position),
+  futimes: async (fd, atime, mtime) => fs.futimesSync(fd, atime, mtime),
+  lutimes: async (path, atime, mtime) => fs.lutimesSync(path, atime, mtime),
+  fsync: fsyncAsync,
+  rename: async (from, to) => fs.renameSync(from, to),
+  link: async (existing, created) => fs.linkSync(existing, created),
+  unlink: async (path) => fs.unlinkSync(path),
+  rmdir: async (path) => fs.rmdirSync(path),
+  mkdir: async (path, options) => {
+    fs.mkdirSync(path, options);
+  },
+  readdir: async (path) => fs.readdirSync(path),
+  readText: async (path) => fs.readFileSync(path, 'utf8'),
+  writeText: async (path, text, mode) => fs.writeFileSync(path, text, { mode }),
+  lockfileFs: syncLockfileFs,
+};
+
+/** Calls that are not on a hot path, made through the thread pool whatever the store's `io`. */
 export const realpath = promisify(fs.realpath);
 export const statfs = promisify(fs.statfs);
-
-export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
 export function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
@@ -44,37 +162,40 @@ export async function unless<T, F>(
 }
 
 /** Reads exactly `length` bytes from `position`, or fewer at end of file. */
-export async function readAt(fd: number, length: number, position: number): Promise<Buffer> {
+export async function readAt(
+  io: FileSystem,
+  fd: number,
+  length: number,
+  position: number,
+): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
-    const { bytesRead } = await read(fd, buffer, filled, length - filled, position + filled);
+    const bytesRead = await io.read(fd, buffer, filled, length - filled, position + filled);
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
   return filled === length ? buffer : buffer.subarray(0, filled);
 }
 
-export async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<void> {
+export async function writeAll(
+  io: FileSystem,
+  fd: number,
+  bytes: Uint8Array,
+  position: number,
+): Promise<void> {
   let written = 0;
   while (written < bytes.byteLength) {
-    const { bytesWritten } = await write(
-      fd,
-      bytes,
-      written,
-      bytes.byteLength - written,
-      position + written,
-    );
-    written += bytesWritten;
+    written += await io.write(fd, bytes, written, bytes.byteLength - written, position + written);
   }
 }
 
 /** fsyncs a directory so a rename, link or unlink in it survives power loss. */
-export async function fsyncDirectory(directory: string): Promise<void> {
-  const fd = await open(directory, O_RDONLY);
+export async function fsyncDirectory(io: FileSystem, directory: string): Promise<void> {
+  const fd = await io.open(directory, O_RDONLY);
   try {
-    await fsync(fd);
+    await io.fsync(fd);
   } finally {
-    await close(fd);
+    await io.close(fd);
   }
 }

@@ -1,5 +1,6 @@
 import { SessionError, sleep } from '@sessile/core';
 import lockfile from 'proper-lockfile';
+import type { LockfileFs } from './fs.js';
 import { SerialQueues } from './serial.js';
 
 /**
@@ -27,10 +28,13 @@ export const MIN_GUARD_STALE_MS = 2000;
  */
 export class FileGuards extends SerialQueues {
   readonly staleMs: number;
+  readonly #fs: LockfileFs;
 
-  constructor(staleMs: number) {
+  /** `fs` is what proper-lockfile calls: Node's own, or the store's synchronous flavour. */
+  constructor(staleMs: number, fs: LockfileFs) {
     super();
     this.staleMs = Math.max(staleMs, MIN_GUARD_STALE_MS);
+    this.#fs = fs;
   }
 
   /**
@@ -42,6 +46,7 @@ export class FileGuards extends SerialQueues {
     let compromised: Error | undefined;
     const options: lockfile.LockOptions = {
       realpath: false,
+      fs: this.#fs,
       stale: this.staleMs,
       retries: 0,
       onCompromised: (error) => {

@@ -4,28 +4,17 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SessionError, sleep } from '@sessile/core';
 import {
-  close,
   errorCode,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
+  type FileSystem,
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
   O_WRONLY,
-  open,
-  readdir,
-  rename,
-  rmdir,
   unless,
-  unlink,
   writeAll,
 } from './fs.js';
 import { MIN_GUARD_STALE_MS } from './guard.js';
 import { SerialQueues } from './serial.js';
-
-/** Below this a guard could go stale during an ordinary event-loop hiccup. */
 
 export interface WriteGuardsInit {
   /** Where this instance's holder file lives, `<store path>/.guards`. */
@@ -34,6 +23,8 @@ export interface WriteGuardsInit {
   staleMs: number;
   fileMode: number;
   directoryMode: number;
+  /** How the calls are made (thread pool or event loop). */
+  fs: FileSystem;
   /** A unique name for a file moved aside next to `file` (a `.tmp` name the sweep cleans up). */
   asideName(file: string): string;
 }
@@ -51,6 +42,7 @@ export interface WriteGuardsInit {
 export class WriteGuards extends SerialQueues {
   readonly staleMs: number;
   readonly #init: WriteGuardsInit;
+  readonly #fs: FileSystem;
   #holder: string | undefined;
   #creatingHolder: Promise<string> | undefined;
   #lastBeatMs = 0;
@@ -59,6 +51,7 @@ export class WriteGuards extends SerialQueues {
   constructor(init: WriteGuardsInit) {
     super();
     this.#init = init;
+    this.#fs = init.fs;
     this.staleMs = Math.max(init.staleMs, MIN_GUARD_STALE_MS);
   }
 
@@ -72,7 +65,7 @@ export class WriteGuards extends SerialQueues {
     try {
       return await body();
     } finally {
-      await unless(['ENOENT'], undefined, () => unlink(guard));
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(guard));
     }
   }
 
@@ -92,7 +85,7 @@ export class WriteGuards extends SerialQueues {
     this.#beatTimer = undefined;
     const holder = this.#holder ?? (await this.#creatingHolder?.catch(() => undefined));
     this.#holder = undefined;
-    if (holder !== undefined) await unless(['ENOENT'], undefined, () => unlink(holder));
+    if (holder !== undefined) await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
   }
 
   async #acquire(guard: string): Promise<void> {
@@ -102,13 +95,13 @@ export class WriteGuards extends SerialQueues {
     for (;;) {
       const holder = await this.#freshHolder();
       try {
-        await link(holder, guard);
+        await this.#fs.link(holder, guard);
         return;
       } catch (error) {
         const code = errorCode(error);
         if (code === 'ENOENT') {
           // Our holder file was removed (by hand?): make a new one; else the directory is gone.
-          const holderStats = await unless(['ENOENT'], undefined, () => lstat(holder));
+          const holderStats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(holder));
           if (holderStats !== undefined) throw error;
           if (this.#holder === holder) this.#holder = undefined;
           continue;
@@ -131,28 +124,28 @@ export class WriteGuards extends SerialQueues {
    * is put back, never deleted. Resolves true when the caller should try again at once.
    */
   async removeIfStale(guard: string, staleForMs = this.staleMs): Promise<boolean> {
-    const stats = await unless(['ENOENT'], undefined, () => lstat(guard));
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(guard));
     if (stats === undefined) return true;
     if (!this.isStale(stats, staleForMs)) return false;
     const aside = this.#init.asideName(guard);
     const moved = await unless(['ENOENT'], false, async () => {
-      await rename(guard, aside);
+      await this.#fs.rename(guard, aside);
       return true;
     });
     if (!moved) return true;
-    const movedStats = await lstat(aside);
+    const movedStats = await this.#fs.lstat(aside);
     if (movedStats.ino !== stats.ino || !this.isStale(movedStats, staleForMs)) {
       // A live holder took the guard in between: give it back.
       if (movedStats.isDirectory()) {
-        await unless(['EEXIST', 'ENOTEMPTY'], undefined, () => rename(aside, guard));
+        await unless(['EEXIST', 'ENOTEMPTY'], undefined, () => this.#fs.rename(aside, guard));
       } else {
-        await unless(['EEXIST'], undefined, () => link(aside, guard));
-        await unless(['ENOENT'], undefined, () => unlink(aside));
+        await unless(['EEXIST'], undefined, () => this.#fs.link(aside, guard));
+        await unless(['ENOENT'], undefined, () => this.#fs.unlink(aside));
       }
       return false;
     }
     await unless(['ENOENT', 'ENOTEMPTY', 'EEXIST'], undefined, () =>
-      movedStats.isDirectory() ? rmdir(aside) : unlink(aside),
+      movedStats.isDirectory() ? this.#fs.rmdir(aside) : this.#fs.unlink(aside),
     );
     return true;
   }
@@ -175,14 +168,14 @@ export class WriteGuards extends SerialQueues {
   #createHolder(): Promise<string> {
     this.#creatingHolder ??= (async () => {
       const { directory, fileMode, directoryMode } = this.#init;
-      await mkdir(directory, { recursive: true, mode: directoryMode });
+      await this.#fs.mkdir(directory, { recursive: true, mode: directoryMode });
       const holder = join(directory, `${process.pid}-${randomBytes(8).toString('hex')}`);
-      const fd = await open(holder, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
+      const fd = await this.#fs.open(holder, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
       try {
         const owner = JSON.stringify({ pid: process.pid, host: hostname() });
-        await writeAll(fd, Buffer.from(owner), 0);
+        await writeAll(this.#fs, fd, Buffer.from(owner), 0);
       } finally {
-        await close(fd);
+        await this.#fs.close(fd);
       }
       this.#lastBeatMs = Date.now();
       this.#holder = holder;
@@ -205,7 +198,7 @@ export class WriteGuards extends SerialQueues {
   async #beat(holder: string): Promise<void> {
     const nowMs = Date.now();
     try {
-      await lutimes(holder, nowMs / 1000, nowMs / 1000);
+      await this.#fs.lutimes(holder, nowMs / 1000, nowMs / 1000);
     } catch (error) {
       // Removed from under us: the next guard makes a new holder file.
       if (errorCode(error) === 'ENOENT' && this.#holder === holder) this.#holder = undefined;
@@ -220,14 +213,14 @@ export class WriteGuards extends SerialQueues {
    */
   async removeDeadHolders(staleForMs: number): Promise<void> {
     const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
-      readdir(this.#init.directory),
+      this.#fs.readdir(this.#init.directory),
     );
     for (const name of names) {
       const holder = join(this.#init.directory, name);
       if (holder === this.#holder) continue;
-      const stats = await unless(['ENOENT'], undefined, () => lstat(holder));
+      const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(holder));
       if (stats?.isFile() && this.isStale(stats, staleForMs)) {
-        await unless(['ENOENT'], undefined, () => unlink(holder));
+        await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
       }
     }
   }

@@ -3,31 +3,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runStoreConformance } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
-import { FileStore } from '@sessile/file';
+import { FileStore, SHARD_LENGTH } from '@sessile/file';
 import { afterAll } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-conformance-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 let opened = 0;
-let latestPath = '';
 
-await runStoreConformance({
-  name: 'FileStore',
-  open: () => {
-    latestPath = join(root, `store-${++opened}`);
-    return FileStore.open({ path: latestPath });
-  },
-  reopen: () => FileStore.open({ path: latestPath }),
-  crossProcess: {
-    module: new URL('./child-store.mjs', import.meta.url).pathname,
-    location: () => latestPath,
-  },
-  // Flips the bytes of the payload in place, as a bad disk or a hand edit would leave them.
-  corrupt: async (store: SessionStore, id: string) => {
-    const file = join((store as FileStore).path, id.slice(0, 2), id);
-    const bytes = readFileSync(file);
-    for (let i = bytes.length - 4; i < bytes.length; i++) bytes[i] = (bytes[i] ?? 0) ^ 0xff;
-    writeFileSync(file, bytes);
-  },
-});
+// Once per way of making filesystem calls: on the event loop, and through the thread pool.
+for (const io of ['sync', 'async'] as const) {
+  let latestPath = '';
+  await runStoreConformance({
+    name: `FileStore (io '${io}')`,
+    open: () => {
+      latestPath = join(root, `store-${++opened}`);
+      return FileStore.open({ path: latestPath, io });
+    },
+    reopen: () => FileStore.open({ path: latestPath, io }),
+    crossProcess: {
+      module: new URL('./child-store.mjs', import.meta.url).pathname,
+      location: () => latestPath,
+    },
+    // Flips the bytes of the payload in place, as a bad disk or a hand edit would leave them.
+    corrupt: async (store: SessionStore, id: string) => {
+      const file = join((store as FileStore).path, id.slice(0, SHARD_LENGTH), id);
+      const bytes = readFileSync(file);
+      for (let i = bytes.length - 4; i < bytes.length; i++) bytes[i] = (bytes[i] ?? 0) ^ 0xff;
+      writeFileSync(file, bytes);
+    },
+  });
+}

@@ -25,7 +25,13 @@ import {
   SessionManager,
   type SessionRecord,
 } from '@sessile/core';
-import { FileStore, type FileStoreOptions, FORMAT_VERSION, HEADER_BYTES } from '@sessile/file';
+import {
+  FileStore,
+  type FileStoreOptions,
+  FORMAT_VERSION,
+  HEADER_BYTES,
+  SHARD_LENGTH,
+} from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 const HOUR_MS = 3_600_000;
@@ -69,12 +75,12 @@ function textOf(record: SessionRecord | undefined): string | undefined {
 }
 
 function fileOf(store: FileStore, id: string): string {
-  return join(store.path, id.slice(0, 2), id);
+  return join(store.path, id.slice(0, SHARD_LENGTH), id);
 }
 
 /** Ids that all land in one shard, so a test can plant things in that shard first. */
 function idsInShard(shard: string, count: number): string[] {
-  return Array.from({ length: count }, () => shard + generateSessionId().slice(2));
+  return Array.from({ length: count }, () => shard + generateSessionId().slice(shard.length));
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -142,7 +148,7 @@ describe('open', () => {
     const bad: Array<Partial<FileStoreOptions>> = [
       { path: '' },
       { path, sweepMode: 'thorough' as 'fast' },
-      { path, sweepIo: 'threads' as 'sync' },
+      { path, io: 'threads' as 'sync' },
       { path, graceMs: -1 },
       { path, maxOpenFiles: 0 },
       { path, guardStaleMs: 1.5 },
@@ -177,11 +183,11 @@ describe('on-disk layout', () => {
     expect(bytes.subarray(HEADER_BYTES, HEADER_BYTES + id.length).toString('latin1')).toBe(id);
     expect(bytes.subarray(HEADER_BYTES + id.length).toString()).toBe('hello');
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(statSync(join(store.path, id.slice(0, 2))).mode & 0o777).toBe(0o700);
+    expect(statSync(join(store.path, id.slice(0, SHARD_LENGTH))).mode & 0o777).toBe(0o700);
     expect(statSync(store.path).mode & 0o777).toBe(0o700);
     expect(Math.round(statSync(file).mtimeMs)).toBe(expiresAt);
     // Nothing else is left in the shard: no temp file, no guard lockfile.
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   });
 
   it('creates shard directories only when a record needs one', async () => {
@@ -231,18 +237,18 @@ describe('directory containment', () => {
   it('refuses a shard directory that is a symlink leading outside the store', async () => {
     const store = await openStore();
     const outside = mkdtempSync(join(root, 'outside-'));
-    const [victim, other] = idsInShard('Ab', 2) as [string, string];
+    const [victim, other] = idsInShard('A', 2) as [string, string];
     // A valid record for `victim` sits outside; the planted link would lead reads to it.
     const elsewhere = await FileStore.open({ path: join(outside, 'elsewhere') });
     await elsewhere.set(victim, recordOf('outside secret'));
     await elsewhere.close();
-    symlinkSync(join(outside, 'elsewhere', 'Ab'), join(store.path, 'Ab'));
+    symlinkSync(join(outside, 'elsewhere', 'A'), join(store.path, 'A'));
 
     expect(await codeOf(store.get(victim))).toBe('ERR_STORE_IO');
     expect(await codeOf(store.set(other, recordOf('leak')))).toBe('ERR_STORE_IO');
     expect(await codeOf(store.touch(victim, Date.now() + 2 * HOUR_MS))).toBe('ERR_STORE_IO');
     expect(await codeOf(store.delete(victim))).toBe('ERR_STORE_IO');
-    expect(filesIn(join(outside, 'elsewhere', 'Ab'))).toEqual([victim]);
+    expect(filesIn(join(outside, 'elsewhere', 'A'))).toEqual([victim]);
     // Listing does not follow it either.
     expect(await store.count()).toBe(0);
   });
@@ -250,11 +256,11 @@ describe('directory containment', () => {
   it('never follows a record file that is a symlink: reads ignore it, writes replace the link, not the target', async () => {
     const store = await openStore({ graceMs: 0 });
     const outside = mkdtempSync(join(root, 'outside-'));
-    const [planted, written] = idsInShard('Cd', 2) as [string, string];
+    const [planted, written] = idsInShard('C', 2) as [string, string];
     const elsewhere = await FileStore.open({ path: outside });
     await elsewhere.set(planted, recordOf('target', Date.now() + HOUR_MS));
     await elsewhere.close();
-    const target = join(outside, 'Cd', planted);
+    const target = join(outside, 'C', planted);
     const targetBytes = readFileSync(target);
     const targetMtime = statSync(target).mtimeMs;
 
@@ -272,9 +278,9 @@ describe('directory containment', () => {
 
     // A link planted again is removed by the sweep (after the grace period), its target kept.
     rmSync(fileOf(store, planted));
-    symlinkSync(target, join(store.path, 'Cd', 'planted-link'));
+    symlinkSync(target, join(store.path, 'C', 'planted-link'));
     await store.sweep();
-    expect(filesIn(join(store.path, 'Cd'))).toEqual([written]);
+    expect(filesIn(join(store.path, 'C'))).toEqual([written]);
     expect(readFileSync(target)).toEqual(targetBytes);
   });
 
@@ -288,7 +294,7 @@ describe('directory containment', () => {
     expect(store.path).toBe(real);
     const id = generateSessionId();
     await store.set(id, recordOf('via alias'));
-    expect(existsSync(join(real, id.slice(0, 2), id))).toBe(true);
+    expect(existsSync(join(real, id.slice(0, SHARD_LENGTH), id))).toBe(true);
   });
 });
 
@@ -309,7 +315,7 @@ describe('rename retry', () => {
     await store.set(id, recordOf('first'));
     expect(calls).toBe(4);
     expect(textOf(await store.get(id))).toBe('first');
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   });
 
   it('gives up after a bounded number of attempts, keeps the old record and leaves no temp file', async () => {
@@ -330,7 +336,7 @@ describe('rename retry', () => {
     expect(await codeOf(store.set(id, recordOf('new')))).toBe('ERR_STORE_IO');
     expect(calls).toBe(10);
     expect(textOf(await store.get(id))).toBe('old');
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   });
 
   it('does not retry other errors', async () => {
@@ -374,12 +380,12 @@ describe('damaged and leftover files', () => {
   });
 
   it.each(['sync', 'async'] as const)(
-    'reads ignore temp files and foreign files; sweep removes them only after the grace period (sweepIo %s)',
-    async (sweepIo) => {
-      let store = await openStore({ sweepIo });
-      const [id, live] = idsInShard('Ef', 2) as [string, string];
+    'reads ignore temp files and foreign files; sweep removes them only after the grace period (io %s)',
+    async (io) => {
+      let store = await openStore({ io });
+      const [id, live] = idsInShard('E', 2) as [string, string];
       await store.set(live, recordOf('live'));
-      const shard = join(store.path, 'Ef');
+      const shard = join(store.path, 'E');
       writeFileSync(join(shard, `${id}.0123456789ab.tmp`), 'half a record');
       writeFileSync(join(shard, 'README.txt'), 'not a session');
       mkdirSync(join(shard, `${id}.lock`));
@@ -398,7 +404,7 @@ describe('damaged and leftover files', () => {
       // mtime is aged past its staleness, as one left by a crashed writer would be.
       const old = new Date(Date.now() - HOUR_MS);
       utimesSync(join(shard, `${id}.lock`), old, old);
-      store = await reopen(store, { graceMs: 0, sweepIo });
+      store = await reopen(store, { graceMs: 0, io });
       const result = await store.sweep();
       expect(result).toMatchObject({ removed: 0, done: true });
       expect(filesIn(shard)).toEqual([live]);
@@ -417,19 +423,19 @@ async function collectIds(store: FileStore): Promise<string[]> {
 
 describe('sweep', () => {
   it.each(['sync', 'async'] as const)(
-    'resumes from the cursor saved on disk, across store instances (sweepIo %s)',
-    async (sweepIo) => {
-      let store = await openStore({ sweepIo });
+    'resumes from the cursor saved on disk, across store instances (io %s)',
+    async (io) => {
+      let store = await openStore({ io });
       const now = Date.now();
       for (let i = 0; i < 12; i++)
         await store.set(generateSessionId(), recordOf('live', now + 10 * HOUR_MS));
 
       const first = await store.sweep({ limit: 5 });
       expect(first).toEqual({ removed: 0, scanned: 5, done: false });
-      store = await reopen(store, { sweepIo });
+      store = await reopen(store, { io });
       const second = await store.sweep({ limit: 5 });
       expect(second).toEqual({ removed: 0, scanned: 5, done: false });
-      store = await reopen(store, { sweepIo });
+      store = await reopen(store, { io });
       // Only the last two entries were left: starting over would scan five again and not finish.
       const third = await store.sweep({ limit: 5 });
       expect(third).toEqual({ removed: 0, scanned: 2, done: true });
@@ -541,7 +547,7 @@ describe('locks', () => {
     const store = await openStore();
     const id = generateSessionId();
     const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
-    const leaseFile = join(store.path, '.locks', id.slice(0, 2), id);
+    const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
     const lease = JSON.parse(readFileSync(leaseFile, 'utf8')) as {
       token: string;
       expiresAt: number;
@@ -557,7 +563,7 @@ describe('locks', () => {
   it('takes over a lease whose holder left it behind (crashed) once it has ended', async () => {
     const store = await openStore();
     const id = generateSessionId();
-    const leaseFile = join(store.path, '.locks', id.slice(0, 2), id);
+    const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
     mkdirSync(join(leaseFile, '..'), { recursive: true });
     writeFileSync(leaseFile, JSON.stringify({ token: 'crashed', expiresAt: Date.now() + 300 }));
     expect(await codeOf(store.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
@@ -592,7 +598,7 @@ describe('write guards', () => {
     await store.set(id, recordOf('first'));
     expect(seen?.holderInos).toEqual([seen?.guardIno]);
     expect(seen?.links).toBe(2);
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
     await store.close();
     expect(filesIn(join(store.path, '.guards'))).toEqual([]);
   });
@@ -631,7 +637,7 @@ describe('write guards', () => {
 
     expect(await store.set(id, recordOf('after'), { only: 'present' })).toBe(true);
     expect(textOf(await store.get(id))).toBe('after');
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
     expect(await store.delete(id)).toBe(true);
 
     await store.sweep();
@@ -647,7 +653,7 @@ describe('write guards', () => {
     const old = new Date(Date.now() - HOUR_MS);
     utimesSync(guard, old, old);
     expect(await store.delete(id)).toBe(true);
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([]);
   });
 });
 
@@ -698,9 +704,9 @@ describe('across processes', () => {
     expect(new Set(await collectIds(store))).toEqual(live);
   }, 120_000);
 
-  for (const sweepIo of ['sync', 'async'] as const) {
-    it(`a record rewritten or touched by another process while the sweep removes it is never lost (sweepIo '${sweepIo}')`, async () => {
-      const store = await openStore({ sweepIo });
+  for (const io of ['sync', 'async'] as const) {
+    it(`a record rewritten or touched by another process while the sweep removes it is never lost (io '${io}')`, async () => {
+      const store = await openStore({ io });
       const now = Date.now();
       const ids = Array.from({ length: 1000 }, () => generateSessionId());
       await Promise.all(ids.map((id) => store.set(id, recordOf('old', now + HOUR_MS))));
@@ -754,6 +760,6 @@ describe('across processes', () => {
     expect(textOf(await store.get(id))).toBe('after');
     // ...and the sweep clears temp files the killed writers left.
     await store.sweep();
-    expect(filesIn(join(store.path, id.slice(0, 2)))).toEqual([id]);
+    expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   }, 120_000);
 });
