@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import type { Dirent, Stats } from 'node:fs';
+import type { Dirent } from 'node:fs';
 import { mkdir, opendir, readdir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import {
   BaseStore,
   type BaseStoreOptions,
   isSessionError,
-  isSessionId,
   type LockManager,
   SessionError,
   type SessionLock,
@@ -24,9 +22,7 @@ import {
   EXPIRES_AT_OFFSET,
   encodeRecord,
   HEADER_BYTES,
-  type HeaderResult,
   MAX_HEADER_BYTES,
-  type RecordHeader,
 } from './format.js';
 import {
   asyncFileSystem,
@@ -47,21 +43,26 @@ import {
   writeAll,
 } from './fs.js';
 import { FileGuards } from './guard.js';
+import {
+  effectiveExpiresAt,
+  MAX_MTIME_MS,
+  mtimeFor,
+  RecordFiles,
+  SHARD_LENGTH,
+  type SweepEntry,
+  TEMP_SUFFIX,
+  uniqueSuffix,
+} from './record-files.js';
+import { type Sweeper, WorkerSweeper } from './sweeper.js';
 import { WriteGuards } from './write-guards.js';
 
-/** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
-export const SHARD_LENGTH = 1;
 const LOCKS_DIRECTORY = '.locks';
 /** Holder files of the write guards, one per open store instance. */
 const GUARDS_DIRECTORY = '.guards';
 const CURSOR_FILE = '.sweep-cursor';
 const SWEEP_LEASE_FILE = '.sweep-lease';
-const TEMP_SUFFIX = '.tmp';
-const GUARD_SUFFIX = '.lock';
 /** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
 const SWEEP_BATCH = 500;
-/** The latest mtime set on a record: the 32-bit seconds limit, so every filesystem can store it. */
-const MAX_MTIME_MS = 2_147_483_647_000;
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
 const RENAME_ATTEMPTS = 10;
@@ -127,12 +128,6 @@ interface SweepCursor {
 }
 
 const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
-
-/** The longest a synchronous sweep keeps the event loop before giving it a turn. */
-const SWEEP_SLICE_MS = 0.25;
-
-/** What one path holds for one id, judged as of `now`. */
-type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
 
 function assertNonNegativeInteger(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
@@ -204,30 +199,6 @@ function corruptRecord(reason: string): SessionError {
   return new SessionError('ERR_CORRUPT_RECORD', `Session record file is damaged: ${reason}`);
 }
 
-/** The mtime (ms) that stands for `expiresAt`: rounded up, within what every filesystem stores. */
-function mtimeFor(expiresAt: number): number {
-  return Math.min(MAX_MTIME_MS, Math.max(0, Math.ceil(expiresAt)));
-}
-
-/**
- * The expiry rule. `set` writes `expiresAt` into the header and the same instant as the mtime;
- * `touch` moves only the mtime when it extends the expiry. So a record's expiry is its mtime
- * when that is later than the header's, else the header's. Where the filesystem cannot store
- * milliseconds exactly, mtimes are ignored and the header always holds the expiry.
- */
-function effectiveExpiresAt(headerExpiresAt: number, mtimeMs: number, mtimeExact: boolean): number {
-  const mtime = Math.round(mtimeMs);
-  return mtimeExact && mtime > Math.ceil(headerExpiresAt) ? mtime : headerExpiresAt;
-}
-
-/** A random prefix per process plus a counter: unique temp names without a CSPRNG call per write. */
-const tempPrefix = randomBytes(6).toString('hex');
-let tempCounter = 0;
-function uniqueSuffix(): string {
-  tempCounter = (tempCounter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${tempPrefix}${tempCounter.toString(36)}`;
-}
-
 /**
  * One file per session, mod_python's FileSession done right: records in sharded directories,
  * atomic temp-file-and-rename writes, expiry readable from the mtime, host-wide lockfile locks,
@@ -247,14 +218,15 @@ export class FileStore extends BaseStore {
   readonly #fsync: boolean;
   readonly #fileMode: number;
   readonly #directoryMode: number;
-  readonly #sweepMode: 'fast' | 'verify';
   /** Every filesystem call on the store's paths; see `FileStoreOptions.io`. */
   readonly #fs: FileSystem;
-  readonly #graceMs: number;
   readonly #sweepLeaseMs: number;
   readonly #maxOpenFiles: number;
   readonly #renameFile: (from: string, to: string) => Promise<void>;
   readonly #guards: WriteGuards;
+  /** The record rules shared with the sweep worker. */
+  readonly #files: RecordFiles;
+  readonly #sweeper: Sweeper;
   readonly #mtimeExact: boolean;
   /**
    * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
@@ -297,10 +269,8 @@ export class FileStore extends BaseStore {
     this.#fsync = settings.fsync;
     this.#fileMode = settings.fileMode;
     this.#directoryMode = settings.directoryMode;
-    this.#sweepMode = settings.sweepMode;
     const io = settings.io === 'auto' ? traits.io : settings.io;
     this.#fs = io === 'sync' ? syncFileSystem : asyncFileSystem;
-    this.#graceMs = settings.graceMs;
     this.#sweepLeaseMs = settings.sweepLeaseMs;
     this.#maxOpenFiles = settings.maxOpenFiles;
     this.#renameFile = options.renameFile ?? ((from, to) => this.#fs.rename(from, to));
@@ -323,6 +293,31 @@ export class FileStore extends BaseStore {
       fs: this.#fs,
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
     });
+    const recordSettings = {
+      path: root,
+      mtimeExact: traits.mtimeExact,
+      statIsEnough: this.#statIsEnough,
+      sweepMode: settings.sweepMode,
+      graceMs: settings.graceMs,
+      maxOpenFiles: settings.maxOpenFiles,
+    };
+    this.#files = new RecordFiles(recordSettings, this.#fs, this.#guards);
+    // With synchronous calls the sweep runs on a worker thread, so the disk never makes the
+    // event loop wait for it; with thread-pool calls it needs no thread of its own.
+    this.#sweeper =
+      io === 'sync'
+        ? new WorkerSweeper({
+            settings: recordSettings,
+            guardsDirectory: join(root, GUARDS_DIRECTORY),
+            guardStaleMs: settings.guardStaleMs,
+            fileMode: settings.fileMode,
+            directoryMode: settings.directoryMode,
+          })
+        : {
+            listShard: (shard) => this.#files.listShard(shard),
+            sweepBatch: (entries, now) => this.#files.sweepBatch(entries, now),
+            close: async () => {},
+          };
   }
 
   // ---------------------------------------------------------------- records
@@ -384,11 +379,11 @@ export class FileStore extends BaseStore {
             await this.#syncDirectory(file);
             return true;
           }
-          if ((await this.#presence(id, file, now)) === 'live') return false;
+          if ((await this.#files.presence(id, file, now)) === 'live') return false;
         }
         const wrote = await this.#guards.hold(file, async () => {
           if (only !== undefined) {
-            const presence = await this.#presence(id, file, now);
+            const presence = await this.#files.presence(id, file, now);
             if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
             if (only === 'present' && presence !== 'live') return false;
           }
@@ -486,7 +481,7 @@ export class FileStore extends BaseStore {
     // No shard directory, no record (and nowhere to put the guard lockfile).
     if (!(await this.#shardExists(id))) return false;
     return this.#guards.run(file, async () => {
-      const presence = await this.#presence(id, file, now);
+      const presence = await this.#files.presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
       const removed = await unless(['ENOENT'], false, async () => {
         await this.#fs.unlink(file);
@@ -511,8 +506,8 @@ export class FileStore extends BaseStore {
     for await (const shard of this.#shards()) {
       const directory = join(this.path, shard);
       for await (const entries of this.#entryChunks(directory)) {
-        await this.#forEachBounded(entries, async (entry) => {
-          if (!entry.isFile() || !this.#isRecordName(shard, entry.name)) return;
+        await this.#files.forEachBounded(entries, async (entry) => {
+          if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return;
           const file = join(directory, entry.name);
           await this.#guards.run(file, () =>
             unless(['ENOENT'], undefined, () => this.#fs.unlink(file)),
@@ -523,6 +518,7 @@ export class FileStore extends BaseStore {
   }
 
   protected async _close(): Promise<void> {
+    await this.#sweeper.close();
     await this.#guards.close();
   }
 
@@ -545,39 +541,27 @@ export class FileStore extends BaseStore {
   }
 
   async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
-    const synchronous = this.#fs.io === 'sync';
     const cursor = await this.#readCursor();
     if (cursor.shard === '' && cursor.name === '') {
       // Once per pass: holder files of write guards whose process died without closing.
-      await this.#guards.removeDeadHolders(this.#leftoverGuardStaleMs());
+      await this.#guards.removeDeadHolders(this.#files.leftoverGuardStaleMs());
     }
     const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
-    let sliceStartMs = performance.now();
-    // Synchronous calls give the event loop a turn every SWEEP_SLICE_MS.
-    const yieldIfSliceUsed = async () => {
-      if (synchronous && performance.now() - sliceStartMs >= SWEEP_SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStartMs = performance.now();
-      }
-    };
     let shardIndex = 0;
     let pending: { shard: string; names: string[]; next: number } | undefined;
     // Names of one shard are loaded and sorted, so the cursor is a stable (shard, name) position.
-    const nextBatch = async (size: number): Promise<Array<{ shard: string; name: string }>> => {
-      const batch: Array<{ shard: string; name: string }> = [];
+    const nextBatch = async (size: number): Promise<SweepEntry[]> => {
+      const batch: SweepEntry[] = [];
       while (batch.length < size) {
         if (pending === undefined || pending.next === pending.names.length) {
           const shard = shards[shardIndex++];
           if (shard === undefined) break;
-          const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
-            this.#fs.readdir(`${this.path}${sep}${shard}`),
-          );
+          const names = await this.#sweeper.listShard(shard);
           pending = {
             shard,
-            names: names.filter((name) => shard !== cursor.shard || name > cursor.name).sort(),
+            names: shard === cursor.shard ? names.filter((name) => name > cursor.name) : names,
             next: 0,
           };
-          await yieldIfSliceUsed();
           continue;
         }
         batch.push({ shard: pending.shard, name: pending.names[pending.next++] as string });
@@ -592,101 +576,26 @@ export class FileStore extends BaseStore {
       const size = progress.nextBatchSize(SWEEP_BATCH);
       if (size === 0) return progress.result(false);
       const batch = await nextBatch(size);
-      const sweepOne = async ({ shard, name }: { shard: string; name: string }) => {
-        progress.scanned++;
-        const outcome = await this.#sweepEntry(shard, name, progress.now);
-        if (outcome === 'removed') progress.removed++;
-        else if (outcome === 'left') position.clean = false;
-      };
-      if (synchronous) {
-        for (const entry of batch) {
-          await sweepOne(entry);
-          await yieldIfSliceUsed();
-        }
-      } else {
-        await this.#forEachBounded(batch, sweepOne);
-      }
+      // A record with a write in flight in this process is left to the next pass.
+      const idle = batch.filter(
+        ({ shard, name }) => !this.#guards.busy(`${this.path}${sep}${shard}${sep}${name}`),
+      );
+      const { removed, left } = await this.#sweeper.sweepBatch(idle, progress.now);
+      progress.scanned += batch.length;
+      progress.removed += removed;
+      if (left > 0 || idle.length < batch.length) position.clean = false;
       if (batch.length < size) {
         // The pass over every shard ended: done when nothing expired was left behind on the way.
         await this.#writeCursor(START_CURSOR);
         return progress.result(position.clean);
       }
-      const last = batch[batch.length - 1] as { shard: string; name: string };
+      const last = batch[batch.length - 1] as SweepEntry;
       position = { shard: last.shard, name: last.name, clean: position.clean };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
       await this.#writeCursor(position);
       if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();
       await yieldToEventLoop();
     }
-  }
-
-  /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
-  async #sweepEntry(
-    shard: string,
-    name: string,
-    now: number,
-  ): Promise<'removed' | 'live' | 'left' | 'other'> {
-    const file = `${this.path}${sep}${shard}${sep}${name}`;
-    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
-    if (stats === undefined) return 'other';
-    if (stats.isFile() && this.#isRecordName(shard, name)) {
-      if (this.#certainlyLive(stats, now)) return 'live';
-      return this.#removeIfExpired(name, file, now);
-    }
-    await this.#removeLeftover(name, file, stats);
-    return 'other';
-  }
-
-  /**
-   * Removes one record that looked expired, without a guard: the file is first moved aside
-   * (rename is atomic), then the moved inode is checked again. If a writer replaced or touched
-   * the record in between, the moved file is live and goes back, unless something newer is
-   * there already. So a record written or touched concurrently is never lost.
-   */
-  async #removeIfExpired(
-    id: string,
-    file: string,
-    now: number,
-  ): Promise<'removed' | 'live' | 'left' | 'other'> {
-    // A write to this id is in flight here: leave the record to the next pass.
-    if (this.#guards.busy(file)) return 'left';
-    return this.#guards.serialize(file, async () => {
-      const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
-      const moved = await unless(['ENOENT'], false, async () => {
-        await this.#fs.rename(file, aside);
-        return true;
-      });
-      if (!moved) return 'other';
-      const stats = await this.#fs.lstat(aside);
-      let expired = stats.isFile() && !this.#certainlyLive(stats, now);
-      if (expired && (this.#sweepMode === 'verify' || !this.#certainlyExpired(stats, now))) {
-        expired = (await this.#presence(id, aside, now)) !== 'live';
-      }
-      if (!expired) await unless(['EEXIST'], undefined, () => this.#fs.link(aside, file));
-      await this.#fs.unlink(aside);
-      return expired ? 'removed' : 'live';
-    });
-  }
-
-  /** Temp files of crashed writers, stale guards and foreign files, once past the grace period. */
-  async #removeLeftover(name: string, file: string, stats: Stats): Promise<void> {
-    if (name.endsWith(GUARD_SUFFIX)) {
-      // A guard's holder keeps it fresh (heartbeat); only an abandoned one gets this old.
-      await this.#guards.removeIfStale(file, this.#leftoverGuardStaleMs());
-      return;
-    }
-    if (stats.isDirectory()) return;
-    // Temp files carry their record's expiry as mtime, so the ctime says when they were written.
-    const since = name.endsWith(TEMP_SUFFIX)
-      ? stats.ctimeMs
-      : Math.max(stats.mtimeMs, stats.ctimeMs);
-    if (since <= Date.now() - this.#graceMs)
-      await unless(['ENOENT'], undefined, () => this.#fs.unlink(file));
-  }
-
-  /** How long a guard or holder file must miss its heartbeat before the sweep removes it. */
-  #leftoverGuardStaleMs(): number {
-    return Math.max(this.#graceMs, 2 * this.#guards.staleMs);
   }
 
   async #readCursor(): Promise<SweepCursor> {
@@ -805,56 +714,6 @@ export class FileStore extends BaseStore {
     if (this.#fsync) await fsyncDirectory(this.#fs, join(file, '..'));
   }
 
-  /**
-   * Judges the record at `file` as of `now`: from one lstat when its mtime proves it live,
-   * otherwise from its header (never the payload).
-   */
-  async #presence(id: string, file: string, now: number): Promise<Presence> {
-    if (this.#statIsEnough) {
-      const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
-      if (stats === undefined || !stats.isFile()) return 'absent';
-      if (this.#certainlyLive(stats, now)) return 'live';
-    }
-    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
-    );
-    if (fd === undefined) return 'absent';
-    try {
-      const stats = await this.#fs.fstat(fd);
-      if (!stats.isFile()) return 'absent';
-      const parsed: HeaderResult = decodeHeader(
-        id,
-        await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0),
-      );
-      if (parsed.kind === 'other-id') return 'other';
-      if (parsed.kind === 'corrupt') return 'corrupt';
-      const header: RecordHeader = parsed.header;
-      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
-      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) > now
-        ? 'live'
-        : 'expired';
-    } finally {
-      await this.#fs.close(fd);
-    }
-  }
-
-  /** A record whose mtime is after `now` is live whatever its header says (the rule only extends). */
-  #certainlyLive(stats: Stats, now: number): boolean {
-    return Math.round(stats.mtimeMs) > now;
-  }
-
-  /**
-   * True when the mtime alone proves the record expired. Exact mtimes carry the expiry; coarse
-   * ones (whole or even seconds) round it down, so the last two seconds need the header.
-   */
-  #certainlyExpired(stats: Stats, now: number): boolean {
-    return Math.round(stats.mtimeMs) <= (this.#mtimeExact ? now : now - 2000);
-  }
-
-  #isRecordName(shard: string, name: string): boolean {
-    return isSessionId(name) && name.slice(0, SHARD_LENGTH) === shard;
-  }
-
   /** Shard directory names, sorted (the sweep's resumable order). Small: at most 64² names. */
   async #listShards(): Promise<string[]> {
     // Making or removing a subdirectory changes the store directory's link count, so an
@@ -912,7 +771,7 @@ export class FileStore extends BaseStore {
       for await (const entries of this.#entryChunks(directory)) {
         const live = await Promise.all(
           entries.map(async (entry) => {
-            if (!entry.isFile() || !this.#isRecordName(shard, entry.name)) return undefined;
+            if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return undefined;
             return (await this.#isLiveByStat(entry.name, join(directory, entry.name), now))
               ? entry.name
               : undefined;
@@ -930,20 +789,8 @@ export class FileStore extends BaseStore {
   async #isLiveByStat(id: string, file: string, now: number): Promise<boolean> {
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
-    if (this.#certainlyLive(stats, now)) return true;
-    return (await this.#presence(id, file, now)) === 'live';
-  }
-
-  /** Runs `task` over `items` with at most `maxOpenFiles` in flight. */
-  async #forEachBounded<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) {
-        const item = items[next++] as T;
-        await task(item);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#maxOpenFiles, items.length) }, worker));
+    if (this.#files.certainlyLive(stats, now)) return true;
+    return (await this.#files.presence(id, file, now)) === 'live';
   }
 }
 

@@ -1,2 +1,3 @@
-export { FileStore, type FileStoreOptions, SHARD_LENGTH } from './file-store.js';
+export { FileStore, type FileStoreOptions } from './file-store.js';
 export { FORMAT_VERSION, HEADER_BYTES } from './format.js';
+export { SHARD_LENGTH } from './record-files.js';

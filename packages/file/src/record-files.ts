@@ -1,0 +1,246 @@
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { sep } from 'node:path';
+import { isSessionId } from '@sessile/core';
+import {
+  decodeHeader,
+  HEADER_BYTES,
+  type HeaderResult,
+  MAX_HEADER_BYTES,
+  type RecordHeader,
+} from './format.js';
+import { type FileSystem, O_NOFOLLOW, O_RDONLY, readAt, unless } from './fs.js';
+import type { WriteGuards } from './write-guards.js';
+
+/** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
+export const SHARD_LENGTH = 1;
+export const TEMP_SUFFIX = '.tmp';
+export const GUARD_SUFFIX = '.lock';
+/** The latest mtime set on a record: the 32-bit seconds limit, so every filesystem can store it. */
+export const MAX_MTIME_MS = 2_147_483_647_000;
+
+/** What one path holds for one id, judged as of `now`. */
+export type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
+
+/** What the sweep did with one directory entry. */
+export type SweepOutcome = 'removed' | 'live' | 'left' | 'other';
+
+/** One directory entry of a shard, as the sweep walks them. */
+export interface SweepEntry {
+  shard: string;
+  name: string;
+}
+
+/** The mtime (ms) that stands for `expiresAt`: rounded up, within what every filesystem stores. */
+export function mtimeFor(expiresAt: number): number {
+  return Math.min(MAX_MTIME_MS, Math.max(0, Math.ceil(expiresAt)));
+}
+
+/**
+ * The expiry rule. `set` writes `expiresAt` into the header and the same instant as the mtime;
+ * `touch` moves only the mtime when it extends the expiry. So a record's expiry is its mtime
+ * when that is later than the header's, else the header's. Where the filesystem cannot store
+ * milliseconds exactly, mtimes are ignored and the header always holds the expiry.
+ */
+export function effectiveExpiresAt(
+  headerExpiresAt: number,
+  mtimeMs: number,
+  mtimeExact: boolean,
+): number {
+  const mtime = Math.round(mtimeMs);
+  return mtimeExact && mtime > Math.ceil(headerExpiresAt) ? mtime : headerExpiresAt;
+}
+
+/** A random prefix per thread plus a counter: unique temp names without a CSPRNG call per write. */
+const tempPrefix = randomBytes(6).toString('hex');
+let tempCounter = 0;
+export function uniqueSuffix(): string {
+  tempCounter = (tempCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${tempPrefix}${tempCounter.toString(36)}`;
+}
+
+/** The settings `RecordFiles` needs; plain data, so a sweep worker can be given the same. */
+export interface RecordFilesSettings {
+  /** The store's directory, symlinks resolved. */
+  path: string;
+  /** mtimes round-trip to the millisecond. */
+  mtimeExact: boolean;
+  /** Exact mtimes and case-sensitive names: one lstat can prove a record of this id live. */
+  statIsEnough: boolean;
+  sweepMode: 'fast' | 'verify';
+  graceMs: number;
+  maxOpenFiles: number;
+}
+
+/**
+ * The record files of one store directory as the rules of the format see them: whether a path
+ * holds a live record of an id, and what the sweep does with each directory entry. Used by
+ * `FileStore` on the event loop and by its sweep worker thread alike.
+ */
+export class RecordFiles {
+  readonly settings: RecordFilesSettings;
+  readonly #fs: FileSystem;
+  readonly #guards: WriteGuards;
+
+  constructor(settings: RecordFilesSettings, fs: FileSystem, guards: WriteGuards) {
+    this.settings = settings;
+    this.#fs = fs;
+    this.#guards = guards;
+  }
+
+  /**
+   * Judges the record at `file` as of `now`: from one lstat when its mtime proves it live,
+   * otherwise from its header (never the payload).
+   */
+  async presence(id: string, file: string, now: number): Promise<Presence> {
+    if (this.settings.statIsEnough) {
+      const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
+      if (stats === undefined || !stats.isFile()) return 'absent';
+      if (this.certainlyLive(stats, now)) return 'live';
+    }
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
+    );
+    if (fd === undefined) return 'absent';
+    try {
+      const stats = await this.#fs.fstat(fd);
+      if (!stats.isFile()) return 'absent';
+      const parsed: HeaderResult = decodeHeader(
+        id,
+        await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0),
+      );
+      if (parsed.kind === 'other-id') return 'other';
+      if (parsed.kind === 'corrupt') return 'corrupt';
+      const header: RecordHeader = parsed.header;
+      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
+      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.settings.mtimeExact) > now
+        ? 'live'
+        : 'expired';
+    } finally {
+      await this.#fs.close(fd);
+    }
+  }
+
+  /** A record whose mtime is after `now` is live whatever its header says (the rule only extends). */
+  certainlyLive(stats: Stats, now: number): boolean {
+    return Math.round(stats.mtimeMs) > now;
+  }
+
+  /**
+   * True when the mtime alone proves the record expired. Exact mtimes carry the expiry; coarse
+   * ones (whole or even seconds) round it down, so the last two seconds need the header.
+   */
+  certainlyExpired(stats: Stats, now: number): boolean {
+    return Math.round(stats.mtimeMs) <= (this.settings.mtimeExact ? now : now - 2000);
+  }
+
+  isRecordName(shard: string, name: string): boolean {
+    return isSessionId(name) && name.slice(0, SHARD_LENGTH) === shard;
+  }
+
+  /** How long a guard or holder file must miss its heartbeat before the sweep removes it. */
+  leftoverGuardStaleMs(): number {
+    return Math.max(this.settings.graceMs, 2 * this.#guards.staleMs);
+  }
+
+  /** The names in one shard directory, sorted: the sweep's resumable order. */
+  async listShard(shard: string): Promise<string[]> {
+    const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+      this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
+    );
+    return names.sort();
+  }
+
+  /**
+   * Sweeps one batch of entries: synchronous calls one after another, or at most
+   * `maxOpenFiles` in flight through the thread pool. Counts what it removed, and the expired
+   * records it had to leave because a write to them was in flight.
+   */
+  async sweepBatch(
+    entries: readonly SweepEntry[],
+    now: number,
+  ): Promise<{ removed: number; left: number }> {
+    let removed = 0;
+    let left = 0;
+    const sweepOne = async ({ shard, name }: SweepEntry) => {
+      const outcome = await this.sweepEntry(shard, name, now);
+      if (outcome === 'removed') removed++;
+      else if (outcome === 'left') left++;
+    };
+    if (this.#fs.io === 'sync') {
+      for (const entry of entries) await sweepOne(entry);
+    } else {
+      await this.forEachBounded(entries, sweepOne);
+    }
+    return { removed, left };
+  }
+
+  /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
+  async sweepEntry(shard: string, name: string, now: number): Promise<SweepOutcome> {
+    const file = `${this.settings.path}${sep}${shard}${sep}${name}`;
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
+    if (stats === undefined) return 'other';
+    if (stats.isFile() && this.isRecordName(shard, name)) {
+      if (this.certainlyLive(stats, now)) return 'live';
+      return this.#removeIfExpired(name, file, now);
+    }
+    await this.#removeLeftover(name, file, stats);
+    return 'other';
+  }
+
+  /**
+   * Removes one record that looked expired, without a guard: the file is first moved aside
+   * (rename is atomic), then the moved inode is checked again. If a writer replaced or touched
+   * the record in between, the moved file is live and goes back, unless something newer is
+   * there already. So a record written or touched concurrently is never lost.
+   */
+  async #removeIfExpired(id: string, file: string, now: number): Promise<SweepOutcome> {
+    // A write to this id is in flight in this thread: leave the record to the next pass.
+    if (this.#guards.busy(file)) return 'left';
+    return this.#guards.serialize(file, async () => {
+      const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
+      const moved = await unless(['ENOENT'], false, async () => {
+        await this.#fs.rename(file, aside);
+        return true;
+      });
+      if (!moved) return 'other';
+      const stats = await this.#fs.lstat(aside);
+      let expired = stats.isFile() && !this.certainlyLive(stats, now);
+      if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
+        expired = (await this.presence(id, aside, now)) !== 'live';
+      }
+      if (!expired) await unless(['EEXIST'], undefined, () => this.#fs.link(aside, file));
+      await this.#fs.unlink(aside);
+      return expired ? 'removed' : 'live';
+    });
+  }
+
+  /** Temp files of crashed writers, stale guards and foreign files, once past the grace period. */
+  async #removeLeftover(name: string, file: string, stats: Stats): Promise<void> {
+    if (name.endsWith(GUARD_SUFFIX)) {
+      // A guard's holder keeps it fresh (heartbeat); only an abandoned one gets this old.
+      await this.#guards.removeIfStale(file, this.leftoverGuardStaleMs());
+      return;
+    }
+    if (stats.isDirectory()) return;
+    // Temp files carry their record's expiry as mtime, so the ctime says when they were written.
+    const since = name.endsWith(TEMP_SUFFIX)
+      ? stats.ctimeMs
+      : Math.max(stats.mtimeMs, stats.ctimeMs);
+    if (since <= Date.now() - this.settings.graceMs)
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(file));
+  }
+
+  /** Runs `task` over `items` with at most `maxOpenFiles` in flight. */
+  async forEachBounded<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const item = items[next++] as T;
+        await task(item);
+      }
+    };
+    const width = Math.min(this.settings.maxOpenFiles, items.length);
+    await Promise.all(Array.from({ length: width }, worker));
+  }
+}
