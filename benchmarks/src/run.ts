@@ -6,16 +6,31 @@ import { TARGETS } from './targets/index.js';
 import { cleanupUnderLoad } from './workloads/cleanup.js';
 import { SharedStore, TempDirs, type Workload } from './workloads/context.js';
 import { httpEndToEnd } from './workloads/http.js';
-import { contention, createEmpty, createPreloaded, growth, mixed, read } from './workloads/ops.js';
+import {
+  contention,
+  createEmpty,
+  createPreloaded,
+  growth,
+  mixed,
+  read,
+  readMissing,
+} from './workloads/ops.js';
 
 /** Workloads that work on the one store per target that `SharedStore` keeps open between them. */
-const SHARED_STORE_WORKLOADS = new Set(['create', 'create-preloaded', 'read', 'mixed']);
+const SHARED_STORE_WORKLOADS = new Set([
+  'create',
+  'create-preloaded',
+  'read',
+  'read-missing',
+  'mixed',
+]);
 
 /** Every workload, in run order; create, read and mixed share one opened store per target. */
 export const WORKLOADS: readonly Workload[] = [
   createEmpty,
   createPreloaded,
   read,
+  readMissing,
   mixed,
   growth,
   contention,

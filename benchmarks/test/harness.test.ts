@@ -104,7 +104,7 @@ describe('the benchmark harness at tiny sizes', () => {
   });
 
   it('reports numeric throughput and latency for every measured operation workload', () => {
-    for (const workload of ['create', 'create-preloaded', 'read', 'mixed']) {
+    for (const workload of ['create', 'create-preloaded', 'read', 'read-missing', 'mixed']) {
       for (const [target, outcome] of Object.entries(results.results[workload] ?? {})) {
         if (outcome.status !== 'ok') continue;
         // Peers are reported as they are, errors included; sessile stores and raw engines must not fail.

@@ -123,7 +123,7 @@ function addChart(charts: Charts, name: string, svg: string): string {
   return `![${name}](${charts.link}/${name}.svg)`;
 }
 
-const OPS_WORKLOADS = ['create', 'create-preloaded', 'read', 'mixed'];
+const OPS_WORKLOADS = ['create', 'create-preloaded', 'read', 'read-missing', 'mixed'];
 
 function opsSection(results: BenchResults, workloadName: string, charts: Charts): string[] {
   const workload = results.workloads.find((w) => w.name === workloadName);
@@ -536,6 +536,14 @@ function headlineSection(results: BenchResults): string[] {
       ? '–'
       : ratio(invert ? other / own : own / other);
   };
+  // Reads of unknown ids per second over reads of stored ones: 1× means an unknown id costs the same.
+  const unknownVersusKnown = (name: string) => {
+    const unknown = figure('read-missing', name, 'opsPerSec');
+    const known = figure('read', name, 'opsPerSec');
+    return unknown === undefined || known === undefined || known === 0
+      ? '–'
+      : ratio(unknown / known);
+  };
   const rows = results.targets
     .filter((target) => target.kind === 'sessile' && target.status === 'ok')
     .map((target) => {
@@ -556,6 +564,7 @@ function headlineSection(results: BenchResults): string[] {
         versus('create', target, peer, false),
         versus('read', target, peer, false),
         versus('mixed', target, peer, false),
+        unknownVersusKnown(target.name),
         target.engine === undefined
           ? '–'
           : `${versus('create', target, target.engine, true)} / ${versus('read', target, target.engine, true)} / ${versus('mixed', target, target.engine, true)}`,
@@ -580,6 +589,7 @@ function headlineSection(results: BenchResults): string[] {
         'create vs peer',
         'read vs peer',
         'mixed vs peer',
+        'unknown-id read vs its own read',
         'cost vs raw engine (create / read / mixed)',
         'lost updates with locks',
         'worst latency during cleanup',

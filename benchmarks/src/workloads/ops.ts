@@ -92,6 +92,29 @@ export const read: Workload<OpsResult> = {
   },
 };
 
+export const readMissing: Workload<OpsResult> = {
+  name: 'read-missing',
+  title: 'Read, unknown ids',
+  description:
+    'reads of ids the store never held (a forged, stale or mistyped cookie), in the preloaded store',
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops,
+  async run(context) {
+    const { profile, shared, signal } = context;
+    const target = await preload(context);
+    // Fresh ids from the pool, never handed to the store.
+    const unknown = shared.idPool.take(1000);
+    const summary = await runLoad(
+      { concurrency: profile.concurrency, durationMs: profile.opsDurationMs, signal },
+      async () => {
+        if ((await target.read(pick(unknown))) !== undefined)
+          throw new Error('an id that was never stored was found');
+      },
+    );
+    return { ...summary, storeSessions: shared.ids.length };
+  },
+};
+
 export const mixed: Workload<OpsResult> = {
   name: 'mixed',
   title: 'Mixed (80% read, 15% update, 5% touch)',
