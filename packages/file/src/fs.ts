@@ -3,6 +3,15 @@ import { promisify } from 'node:util';
 
 export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
+/** `pread`/`pwrite`: `length` bytes between `buffer[offset]` and the file at `position`. */
+type PositionalTransfer = (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+) => Promise<number>;
+
 /**
  * Every filesystem call the store makes, in one of two ways: through libuv's thread pool
  * (`'async'`), or on the event loop (`'sync'`), where a call on a local disk's page cache takes
@@ -16,21 +25,9 @@ export interface FileSystem {
   fstat(fd: number): Promise<Stats>;
   lstat(path: string): Promise<Stats>;
   /** Resolves the bytes read. */
-  read(
-    fd: number,
-    buffer: Uint8Array,
-    offset: number,
-    length: number,
-    position: number,
-  ): Promise<number>;
+  read: PositionalTransfer;
   /** Resolves the bytes written. */
-  write(
-    fd: number,
-    buffer: Uint8Array,
-    offset: number,
-    length: number,
-    position: number,
-  ): Promise<number>;
+  write: PositionalTransfer;
   futimes(fd: number, atimeSec: number, mtimeSec: number): Promise<void>;
   lutimes(path: string, atimeSec: number, mtimeSec: number): Promise<void>;
   /** Always through the thread pool: it waits for the disk, which can take milliseconds. */
