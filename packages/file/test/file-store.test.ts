@@ -704,6 +704,24 @@ describe('across processes', () => {
     expect(new Set(await collectIds(store))).toEqual(live);
   }, 120_000);
 
+  it("a process that sweeps (on the sweep worker, io 'sync') and never closes the store still exits", async () => {
+    const store = await openStore();
+    const now = Date.now();
+    for (let i = 0; i < 40; i++) {
+      await store.set(generateSessionId(), recordOf('x', now + (i % 4 === 0 ? 10 : 1) * HOUR_MS));
+    }
+    const sweeper = spawn('sweeper.mjs', [
+      store.path,
+      'sweep-and-leave',
+      String(now + 2 * HOUR_MS),
+    ]);
+    expect((await sweeper.next('done')).removed).toBe(30);
+    // The worker thread keeps the process alive only while a sweep waits on it.
+    await exited(sweeper.child);
+    expect(sweeper.child.exitCode).toBe(0);
+    expect(await store.count()).toBe(10);
+  }, 30_000);
+
   for (const io of ['sync', 'async'] as const) {
     it(`a record rewritten or touched by another process while the sweep removes it is never lost (io '${io}')`, async () => {
       const store = await openStore({ io });
