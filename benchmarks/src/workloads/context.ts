@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { OpenTarget, Target } from '../adapter.js';
@@ -19,15 +19,35 @@ function spreadSubdirectories(dir: string): Promise<boolean> {
   return new Promise((resolve) => execFile('chattr', ['+T', dir], (error) => resolve(!error)));
 }
 
+/** Below this much free space, a finished target's directory is deleted at once. */
+const KEEP_UNTIL_END_MIN_FREE_BYTES = 8 * 2 ** 30;
+
+async function spaceIsShort(dir: string): Promise<boolean> {
+  try {
+    const { bavail, bsize } = await statfs(dir);
+    return bavail * bsize < KEEP_UNTIL_END_MIN_FREE_BYTES;
+  } catch {
+    return true;
+  }
+}
+
+function removeTree(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+}
+
 /**
  * Temp directories of one run, removed at the end even when a target hung. They live in one
  * run directory marked with `chattr +T` where the filesystem allows: ext4 then puts every
  * target's directory in a fresh block group. Without it they share one, and on ext4 without a
  * journal a target's file creations pay for every inode other targets freed in the last
- * minutes (the allocator skips recently deleted inodes one by one).
+ * minutes (the allocator skips recently deleted inodes one by one). For the same reason a
+ * target's directory is kept until the end of the run once the target is done with it (unless
+ * the disk is short of space): deleting tens of thousands of files mid-run would make the
+ * next target to land in that block group pay for them.
  */
 export class TempDirs {
   readonly #dirs = new Set<string>();
+  readonly #done = new Set<string>();
   #root: Promise<{ path: string; spread: boolean }> | undefined;
 
   /** The run directory, and whether its subdirectories are spread over block groups. */
@@ -46,13 +66,18 @@ export class TempDirs {
     return dir;
   }
 
+  /** Marks `dir` as no longer used; it is deleted at the end of the run, or now if space is short. */
   async remove(dir: string): Promise<void> {
     this.#dirs.delete(dir);
-    await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+    if (await spaceIsShort(dir)) await removeTree(dir);
+    else this.#done.add(dir);
   }
 
   async removeAll(): Promise<void> {
-    await Promise.all([...this.#dirs].map((dir) => this.remove(dir)));
+    const dirs = [...this.#dirs, ...this.#done];
+    this.#dirs.clear();
+    this.#done.clear();
+    await Promise.all(dirs.map(removeTree));
     const root = await this.#root;
     this.#root = undefined;
     if (root !== undefined) await rm(root.path, { recursive: true, force: true }).catch(() => {});
