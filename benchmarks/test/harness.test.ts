@@ -166,6 +166,7 @@ describe('the benchmark harness at tiny sizes', () => {
       'growth.svg',
       'http.svg',
       'mixed.svg',
+      'read-missing.svg',
       'read.svg',
     ]);
     for (const chart of charts) {

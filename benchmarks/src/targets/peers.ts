@@ -78,8 +78,15 @@ function drive(instance: PeerInstance): OpenTarget {
   const target: OpenTarget = {
     create: save,
     async read(id) {
-      const session = await call<unknown>((done) => store.get(id, done));
-      return (session as SessionBody | null | undefined) ?? undefined;
+      try {
+        const session = await call<unknown>((done) => store.get(id, done));
+        return (session as SessionBody | null | undefined) ?? undefined;
+      } catch (error) {
+        // express-session treats a store's ENOENT as "no such session" (session-file-store
+        // reports unknown ids that way), so the harness does too.
+        if ((error as NodeJS.ErrnoException | null)?.code === 'ENOENT') return undefined;
+        throw error;
+      }
     },
     update: save,
     async touch(id, expiresAt, body) {
