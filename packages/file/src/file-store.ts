@@ -89,9 +89,8 @@ export interface FileStoreOptions extends BaseStoreOptions {
   /**
    * How the store makes its filesystem calls. `'sync'` makes them on the event loop: on a local
    * disk each is a few microseconds of page-cache work, several times cheaper than a round trip
-   * through libuv's thread pool, and a sweep gives the event loop a turn every quarter
-   * millisecond. fsync (with `fsync: true`) always goes through the thread pool, so waiting for
-   * the disk never blocks the event loop. `'async'` sends every call through the thread pool, so
+   * through libuv's thread pool. The sweep then runs on a worker thread, and fsync (with
+   * `fsync: true`) always goes through the thread pool, so neither holds the event loop. `'async'` sends every call through the thread pool, so
    * a slow (network) filesystem never blocks the event loop. `'auto'` (default) picks `'sync'`
    * on Linux filesystems known to be local (ext4, xfs, btrfs, tmpfs, zfs, f2fs, overlay) and
    * `'async'` everywhere else.
@@ -369,7 +368,7 @@ export class FileStore extends BaseStore {
     let placed = false;
     try {
       return await this.#guards.serialize(file, async () => {
-        // Creating where nothing exists needs no guard: this.#fs.link(2) fails if the name is taken.
+        // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
         if (only === 'absent') {
           const linked = await unless(['EEXIST'], false, async () => {
             await this.#fs.link(temp, file);
@@ -690,7 +689,7 @@ export class FileStore extends BaseStore {
     return temp;
   }
 
-  /** this.#fs.rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
+  /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
   async #renameIntoPlace(from: string, to: string, renameFile = this.#renameFile): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
