@@ -10,8 +10,11 @@ import {
   pollAcquire,
   type SessionLock,
 } from '@sessile/core';
-import { errorCode, type FileSystem, unless } from './fs.js';
+import { errorCode, type FileSystem, overwriteText, unless } from './fs.js';
 import { type FileGuards, GuardCompromisedError } from './guard.js';
+
+/** Lease files are padded to this size and rewritten in place (a lease is about 60 bytes). */
+const LEASE_BYTES = 128;
 
 /** Where a lease lives: its holder's token and when the lease ends. */
 interface Lease {
@@ -108,9 +111,11 @@ export class FileLocks implements LockManager {
     const guards = this.#init.storeGuards;
     const expiresAt = await this.#claim(guards, file, token, leaseMs);
     if (expiresAt === undefined) return undefined;
+    // The file stays after release, holding an ended lease: the next run rewrites it in place.
     return this.#leaseLock(guards, '', file, token, leaseMs, expiresAt, {
       extended: async () => {},
       freed: () => {},
+      keepFile: true,
     });
   }
 
@@ -121,8 +126,11 @@ export class FileLocks implements LockManager {
     token: string,
     leaseMs: number,
     expiresAt: number,
-    /** Keeps this process's FIFO slot in step with the lease file. */
-    local: { extended(expiresAt: number): Promise<void>; freed(): void },
+    /**
+     * Keeps this process's FIFO slot in step with the lease file; `keepFile` releases by writing
+     * an ended lease instead of removing the file.
+     */
+    local: { extended(expiresAt: number): Promise<void>; freed(): void; keepFile?: boolean },
   ): LeaseLock {
     // proper-lockfile's compromised state means the lease may have been rewritten under us.
     const lostOnCompromise = async (body: () => Promise<boolean>): Promise<boolean> => {
@@ -148,7 +156,9 @@ export class FileLocks implements LockManager {
         },
         release: async (heldToken) => {
           try {
-            return await lostOnCompromise(() => this.#release(guards, file, heldToken));
+            return await lostOnCompromise(() =>
+              this.#release(guards, file, heldToken, local.keepFile === true),
+            );
           } finally {
             local.freed();
           }
@@ -214,11 +224,17 @@ export class FileLocks implements LockManager {
     });
   }
 
-  #release(guards: LeaseFileGuards, file: string, token: string): Promise<boolean> {
+  #release(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    keepFile: boolean,
+  ): Promise<boolean> {
     return this.#guarded(guards, file, async () => {
       const current = await this.#read(file);
       if (current?.token !== token) return false;
-      await unless(['ENOENT'], undefined, () => this.#init.fs.unlink(file));
+      if (keepFile) await this.#write(file, { token: '', expiresAt: 0 });
+      else await unless(['ENOENT'], undefined, () => this.#init.fs.unlink(file));
       return true;
     });
   }
@@ -243,6 +259,7 @@ export class FileLocks implements LockManager {
   }
 
   #write(file: string, lease: Lease): Promise<void> {
-    return this.#init.fs.writeText(file, JSON.stringify(lease), this.#init.fileMode);
+    const { fs, fileMode } = this.#init;
+    return overwriteText(fs, file, JSON.stringify(lease), LEASE_BYTES, fileMode);
   }
 }

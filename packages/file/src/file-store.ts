@@ -35,6 +35,7 @@ import {
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
+  overwriteText,
   readAt,
   realpath,
   statfs,
@@ -61,10 +62,7 @@ const LOCKS_DIRECTORY = '.locks';
 const GUARDS_DIRECTORY = '.guards';
 const CURSOR_FILE = '.sweep-cursor';
 const SWEEP_LEASE_FILE = '.sweep-lease';
-/**
- * The cursor file's fixed size. A cursor names one directory entry (at most 255 bytes, under
- * 1,600 characters even with every byte escaped in JSON), so it always fits.
- */
+/** The cursor file's size: one page, more than a cursor naming any directory entry needs. */
 const CURSOR_BYTES = 4096;
 /** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
 const SWEEP_BATCH = 500;
@@ -623,24 +621,12 @@ export class FileStore extends BaseStore {
   }
 
   /**
-   * Overwrites the cursor in place, padded to CURSOR_BYTES: one page, written whole, so the file
-   * keeps its inode and never needs a temp file (on some filesystems a new inode per batch is
-   * the slowest call of the sweep). A cursor torn by a crash fails to parse and only costs a
-   * pass from the start.
+   * Overwrites the cursor in place (see `overwriteText`): a sweep batch never creates or frees an
+   * inode for it. A cursor torn by a crash fails to parse and only costs a pass from the start.
    */
-  async #writeCursor(cursor: SweepCursor): Promise<void> {
-    const bytes = Buffer.alloc(CURSOR_BYTES, ' ');
-    bytes.write(JSON.stringify(cursor), 0);
-    const fd = await this.#fs.open(
-      join(this.path, CURSOR_FILE),
-      O_WRONLY | O_CREAT | O_NOFOLLOW,
-      this.#fileMode,
-    );
-    try {
-      await writeAll(this.#fs, fd, bytes, 0);
-    } finally {
-      await this.#fs.close(fd);
-    }
+  #writeCursor(cursor: SweepCursor): Promise<void> {
+    const file = join(this.path, CURSOR_FILE);
+    return overwriteText(this.#fs, file, JSON.stringify(cursor), CURSOR_BYTES, this.#fileMode);
   }
 
   // ---------------------------------------------------------------- helpers

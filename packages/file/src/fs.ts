@@ -39,7 +39,7 @@ export interface FileSystem {
   mkdir(path: string, options: MakeDirectoryOptions): Promise<void>;
   readdir(path: string): Promise<string[]>;
   readText(path: string): Promise<string>;
-  writeText(path: string, text: string, mode: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
   /**
    * The calls proper-lockfile makes, in Node's callback style, for its `fs` option. The sync
    * flavour still calls back on a later tick, as proper-lockfile expects of any `fs`.
@@ -83,7 +83,7 @@ export const asyncFileSystem: FileSystem = {
   },
   readdir: (path) => fs.promises.readdir(path),
   readText: (path) => fs.promises.readFile(path, 'utf8'),
-  writeText: (path, text, mode) => fs.promises.writeFile(path, text, { mode }),
+  ftruncate: promisify(fs.ftruncate),
   lockfileFs: fs,
 };
 
@@ -131,7 +131,7 @@ export const syncFileSystem: FileSystem = {
   },
   readdir: async (path) => fs.readdirSync(path),
   readText: async (path) => fs.readFileSync(path, 'utf8'),
-  writeText: async (path, text, mode) => fs.writeFileSync(path, text, { mode }),
+  ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
   lockfileFs: syncLockfileFs,
 };
 
@@ -184,6 +184,30 @@ export async function writeAll(
   let written = 0;
   while (written < bytes.byteLength) {
     written += await io.write(fd, bytes, written, bytes.byteLength - written, position + written);
+  }
+}
+
+/**
+ * Writes `text` over the start of `path` (created if missing), padded with spaces to at least
+ * `minBytes`, without truncating first: the file keeps its inode and its block, where a
+ * truncate-and-write frees both and allocates them again. Bytes past the new end are cut off.
+ * For small JSON files that are rewritten often and parsed whole (spaces are valid JSON).
+ */
+export async function overwriteText(
+  io: FileSystem,
+  path: string,
+  text: string,
+  minBytes: number,
+  mode: number,
+): Promise<void> {
+  const bytes = Buffer.alloc(Math.max(minBytes, Buffer.byteLength(text)), ' ');
+  bytes.write(text, 0);
+  const fd = await io.open(path, O_WRONLY | O_CREAT | O_NOFOLLOW, mode);
+  try {
+    await writeAll(io, fd, bytes, 0);
+    if ((await io.fstat(fd)).size > bytes.length) await io.ftruncate(fd, bytes.length);
+  } finally {
+    await io.close(fd);
   }
 }
 
