@@ -216,12 +216,7 @@ export class FileLocks implements LockManager {
     token: string,
     expiresAt: number,
   ): Promise<boolean> {
-    return this.#guarded(guards, file, async () => {
-      const current = await this.#read(file);
-      if (current?.token !== token) return false;
-      await this.#write(file, { token, expiresAt });
-      return true;
-    });
+    return this.#whileHeld(guards, file, token, () => this.#write(file, { token, expiresAt }));
   }
 
   #release(
@@ -230,11 +225,22 @@ export class FileLocks implements LockManager {
     token: string,
     keepFile: boolean,
   ): Promise<boolean> {
-    return this.#guarded(guards, file, async () => {
-      const current = await this.#read(file);
-      if (current?.token !== token) return false;
+    return this.#whileHeld(guards, file, token, async () => {
       if (keepFile) await this.#write(file, { token: '', expiresAt: 0 });
       else await unless(['ENOENT'], undefined, () => this.#init.fs.unlink(file));
+    });
+  }
+
+  /** Runs `change` under the guard if the lease in `file` still holds `token`; false if not. */
+  #whileHeld(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    change: () => Promise<void>,
+  ): Promise<boolean> {
+    return this.#guarded(guards, file, async () => {
+      if ((await this.#read(file))?.token !== token) return false;
+      await change();
       return true;
     });
   }
