@@ -223,18 +223,11 @@ export class FileStore extends BaseStore {
   /** Every filesystem call on the store's paths; see `FileStoreOptions.io`. */
   readonly #fs: FileSystem;
   readonly #sweepLeaseMs: number;
-  readonly #maxOpenFiles: number;
   readonly #renameFile: (from: string, to: string) => Promise<void>;
   readonly #guards: WriteGuards;
   /** The record rules shared with the sweep worker. */
   readonly #files: RecordFiles;
   readonly #sweeper: Sweeper;
-  readonly #mtimeExact: boolean;
-  /**
-   * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
-   * exactly this id, so hot paths can decide from one lstat without opening the file.
-   */
-  readonly #statIsEnough: boolean;
   /** The sorted shard names the last sweep listed, and the store directory's link count then. */
   #shardList: { nlink: number; shards: string[] } | undefined;
   /** Shard directories checked to be plain directories inside `path`. */
@@ -266,15 +259,12 @@ export class FileStore extends BaseStore {
   ) {
     super(options);
     this.path = root;
-    this.#mtimeExact = traits.mtimeExact;
-    this.#statIsEnough = traits.mtimeExact && traits.caseSensitive;
     this.#fsync = settings.fsync;
     this.#fileMode = settings.fileMode;
     this.#directoryMode = settings.directoryMode;
     const io = settings.io === 'auto' ? traits.io : settings.io;
     this.#fs = io === 'sync' ? syncFileSystem : asyncFileSystem;
     this.#sweepLeaseMs = settings.sweepLeaseMs;
-    this.#maxOpenFiles = settings.maxOpenFiles;
     this.#renameFile = options.renameFile ?? ((from, to) => this.#fs.rename(from, to));
     this.#guards = new WriteGuards({
       directory: join(root, GUARDS_DIRECTORY),
@@ -298,7 +288,7 @@ export class FileStore extends BaseStore {
     const recordSettings = {
       path: root,
       mtimeExact: traits.mtimeExact,
-      statIsEnough: this.#statIsEnough,
+      statIsEnough: traits.mtimeExact && traits.caseSensitive,
       sweepMode: settings.sweepMode,
       graceMs: settings.graceMs,
       maxOpenFiles: settings.maxOpenFiles,
@@ -315,11 +305,7 @@ export class FileStore extends BaseStore {
             fileMode: settings.fileMode,
             directoryMode: settings.directoryMode,
           })
-        : {
-            listShard: (shard) => this.#files.listShard(shard),
-            sweepBatch: (entries, now) => this.#files.sweepBatch(entries, now),
-            close: async () => {},
-          };
+        : this.#files;
   }
 
   // ---------------------------------------------------------------- records
@@ -349,7 +335,7 @@ export class FileStore extends BaseStore {
       const expiresAt = effectiveExpiresAt(
         parsed.header.expiresAt,
         stats.mtimeMs,
-        this.#mtimeExact,
+        this.#files.settings.mtimeExact,
       );
       if (expiresAt <= now) return undefined;
       return { data: payload.data, expiresAt };
@@ -406,7 +392,7 @@ export class FileStore extends BaseStore {
     // No cross-process guard: a touch only moves the expiry of the file it found, so a
     // concurrent set replaces a touched record (touch, then set) and a delete removes it.
     return this.#guards.serialize(file, async () => {
-      if (this.#statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
+      if (this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
         const extended = await this.#extendByMtime(id, file, expiresAt, now);
         if (extended !== undefined) return extended;
       }
@@ -425,10 +411,13 @@ export class FileStore extends BaseStore {
         if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
           throw corruptRecord('length does not match the header (torn or truncated)');
         }
-        if (effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#mtimeExact) <= now)
+        if (
+          effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#files.settings.mtimeExact) <=
+          now
+        )
           return false;
         const mtimeOnly =
-          this.#mtimeExact &&
+          this.#files.settings.mtimeExact &&
           Number.isInteger(expiresAt) &&
           expiresAt === mtimeFor(expiresAt) &&
           (expiresAt > Math.ceil(header.expiresAt) || expiresAt === header.expiresAt);
@@ -582,10 +571,9 @@ export class FileStore extends BaseStore {
       const idle = batch.filter(
         ({ shard, name }) => !this.#guards.busy(`${this.path}${sep}${shard}${sep}${name}`),
       );
-      const { removed, left } = await this.#sweeper.sweepBatch(idle, progress.now);
+      progress.removed += await this.#sweeper.sweepBatch(idle, progress.now);
       progress.scanned += batch.length;
-      progress.removed += removed;
-      if (left > 0 || idle.length < batch.length) position.clean = false;
+      if (idle.length < batch.length) position.clean = false;
       if (batch.length < size) {
         // The pass over every shard ended: done when nothing expired was left behind on the way.
         await this.#writeCursor(START_CURSOR);
@@ -690,10 +678,10 @@ export class FileStore extends BaseStore {
   }
 
   /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
-  async #renameIntoPlace(from: string, to: string, renameFile = this.#renameFile): Promise<void> {
+  async #renameIntoPlace(from: string, to: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await renameFile(from, to);
+        await this.#renameFile(from, to);
         return;
       } catch (error) {
         const code = errorCode(error);
@@ -756,7 +744,7 @@ export class FileStore extends BaseStore {
     let chunk: Dirent[] = [];
     for await (const entry of dir) {
       chunk.push(entry);
-      if (chunk.length >= this.#maxOpenFiles) {
+      if (chunk.length >= this.#files.settings.maxOpenFiles) {
         yield chunk;
         chunk = [];
       }
@@ -789,7 +777,7 @@ export class FileStore extends BaseStore {
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
     if (this.#files.certainlyLive(stats, now)) return true;
-    return (await this.#files.presence(id, file, now)) === 'live';
+    return (await this.#files.headerPresence(id, file, now)) === 'live';
   }
 }
 

@@ -10,6 +10,7 @@ import {
   type RecordHeader,
 } from './format.js';
 import { type FileSystem, O_NOFOLLOW, O_RDONLY, readAt, unless } from './fs.js';
+import type { Sweeper } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
@@ -23,7 +24,7 @@ export const MAX_MTIME_MS = 2_147_483_647_000;
 export type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
 
 /** What the sweep did with one directory entry. */
-export type SweepOutcome = 'removed' | 'live' | 'left' | 'other';
+export type SweepOutcome = 'removed' | 'live' | 'other';
 
 /** One directory entry of a shard, as the sweep walks them. */
 export interface SweepEntry {
@@ -65,7 +66,10 @@ export interface RecordFilesSettings {
   path: string;
   /** mtimes round-trip to the millisecond. */
   mtimeExact: boolean;
-  /** Exact mtimes and case-sensitive names: one lstat can prove a record of this id live. */
+  /**
+   * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
+   * exactly this id, so hot paths can decide from one lstat without opening the file.
+   */
   statIsEnough: boolean;
   sweepMode: 'fast' | 'verify';
   graceMs: number;
@@ -77,7 +81,7 @@ export interface RecordFilesSettings {
  * holds a live record of an id, and what the sweep does with each directory entry. Used by
  * `FileStore` on the event loop and by its sweep worker thread alike.
  */
-export class RecordFiles {
+export class RecordFiles implements Sweeper {
   readonly settings: RecordFilesSettings;
   readonly #fs: FileSystem;
   readonly #guards: WriteGuards;
@@ -98,6 +102,11 @@ export class RecordFiles {
       if (stats === undefined || !stats.isFile()) return 'absent';
       if (this.certainlyLive(stats, now)) return 'live';
     }
+    return this.headerPresence(id, file, now);
+  }
+
+  /** `presence` from the header alone, for callers whose own lstat could not decide. */
+  async headerPresence(id: string, file: string, now: number): Promise<Presence> {
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
       this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
     );
@@ -153,26 +162,20 @@ export class RecordFiles {
 
   /**
    * Sweeps one batch of entries: synchronous calls one after another, or at most
-   * `maxOpenFiles` in flight through the thread pool. Counts what it removed, and the expired
-   * records it had to leave because a write to them was in flight.
+   * `maxOpenFiles` in flight through the thread pool. Resolves how many records it removed.
+   * (Records with a write in flight in the store's thread are filtered out by the store.)
    */
-  async sweepBatch(
-    entries: readonly SweepEntry[],
-    now: number,
-  ): Promise<{ removed: number; left: number }> {
+  async sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number> {
     let removed = 0;
-    let left = 0;
     const sweepOne = async ({ shard, name }: SweepEntry) => {
-      const outcome = await this.sweepEntry(shard, name, now);
-      if (outcome === 'removed') removed++;
-      else if (outcome === 'left') left++;
+      if ((await this.sweepEntry(shard, name, now)) === 'removed') removed++;
     };
     if (this.#fs.io === 'sync') {
       for (const entry of entries) await sweepOne(entry);
     } else {
       await this.forEachBounded(entries, sweepOne);
     }
-    return { removed, left };
+    return removed;
   }
 
   /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */
@@ -195,8 +198,7 @@ export class RecordFiles {
    * there already. So a record written or touched concurrently is never lost.
    */
   async #removeIfExpired(id: string, file: string, now: number): Promise<SweepOutcome> {
-    // A write to this id is in flight in this thread: leave the record to the next pass.
-    if (this.#guards.busy(file)) return 'left';
+    // Ordered after any write to this id queued in this thread.
     return this.#guards.serialize(file, async () => {
       const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
       const moved = await unless(['ENOENT'], false, async () => {
@@ -207,7 +209,7 @@ export class RecordFiles {
       const stats = await this.#fs.lstat(aside);
       let expired = stats.isFile() && !this.certainlyLive(stats, now);
       if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
-        expired = (await this.presence(id, aside, now)) !== 'live';
+        expired = (await this.headerPresence(id, aside, now)) !== 'live';
       }
       if (!expired) await unless(['EEXIST'], undefined, () => this.#fs.link(aside, file));
       await this.#fs.unlink(aside);
@@ -230,6 +232,9 @@ export class RecordFiles {
     if (since <= Date.now() - this.settings.graceMs)
       await unless(['ENOENT'], undefined, () => this.#fs.unlink(file));
   }
+
+  /** The in-thread sweeper has nothing to stop. */
+  async close(): Promise<void> {}
 
   /** Runs `task` over `items` with at most `maxOpenFiles` in flight. */
   async forEachBounded<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {

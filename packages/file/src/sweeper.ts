@@ -5,11 +5,8 @@ import type { RecordFilesSettings, SweepEntry } from './record-files.js';
 export interface Sweeper {
   /** The names in one shard directory, sorted. */
   listShard(shard: string): Promise<string[]>;
-  /** Sweeps one batch of entries as of `now`. */
-  sweepBatch(
-    entries: readonly SweepEntry[],
-    now: number,
-  ): Promise<{ removed: number; left: number }>;
+  /** Sweeps one batch of entries as of `now`; resolves how many records it removed. */
+  sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -55,14 +52,8 @@ export class WorkerSweeper implements Sweeper {
     return this.#call({ id: 0, kind: 'list', shard }) as Promise<string[]>;
   }
 
-  sweepBatch(
-    entries: readonly SweepEntry[],
-    now: number,
-  ): Promise<{ removed: number; left: number }> {
-    return this.#call({ id: 0, kind: 'batch', entries: [...entries], now }) as Promise<{
-      removed: number;
-      left: number;
-    }>;
+  sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number> {
+    return this.#call({ id: 0, kind: 'batch', entries: [...entries], now }) as Promise<number>;
   }
 
   async close(): Promise<void> {

@@ -24,7 +24,7 @@ export class Checkpointer {
   readonly #worker: Worker | undefined;
   readonly #exited: Promise<void>;
   #stopping = false;
-  #rewound: Array<() => void> = [];
+  readonly #checkpointWaiters: Array<() => void> = [];
 
   constructor(db: BetterSqlite3.Database) {
     const fallBack = () => {
@@ -64,7 +64,7 @@ export class Checkpointer {
     if (this.#worker === undefined) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, maxWaitMs);
-      this.#rewound.push(() => {
+      this.#checkpointWaiters.push(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -72,7 +72,7 @@ export class Checkpointer {
   }
 
   #wake(): void {
-    for (const wake of this.#rewound.splice(0)) wake();
+    for (const wake of this.#checkpointWaiters.splice(0)) wake();
   }
 
   /** Closes the worker's connection and waits for the thread to end. */
