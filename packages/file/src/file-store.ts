@@ -1,6 +1,7 @@
-import type { Dirent } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import { mkdir, opendir, readdir } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import {
   BaseStore,
   type BaseStoreOptions,
@@ -54,6 +55,7 @@ import {
   TEMP_SUFFIX,
   uniqueSuffix,
 } from './record-files.js';
+import { SpareFiles } from './spare-files.js';
 import { type Sweeper, WorkerSweeper } from './sweeper.js';
 import { WriteGuards } from './write-guards.js';
 
@@ -69,6 +71,12 @@ const SWEEP_BATCH = 500;
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
 const RENAME_ATTEMPTS = 10;
+/** Longest a spare file is kept for reuse; also at most half the grace period (see SpareFiles). */
+const MAX_SPARE_KEEP_MS = 10_000;
+/** Reads of one record that found it replaced under them before `get` takes its guard. */
+const READ_ATTEMPTS = 4;
+/** What a wary read reports when its file was replaced (and maybe reused) while it read. */
+const REPLACED = Symbol('replaced');
 const SHARD_NAME = /^[A-Za-z0-9_-]+$/;
 
 export interface FileStoreOptions extends BaseStoreOptions {
@@ -120,6 +128,21 @@ export interface FileStoreOptions extends BaseStoreOptions {
    * EACCES are retried with bounded back-off. Default `fs.rename`.
    */
   renameFile?: (from: string, to: string) => Promise<void>;
+  /**
+   * Reuse the files of replaced records: a write links the record's old inode to a spare
+   * name before renaming the new file into place, and a later write in the same shard
+   * directory writes into a spare instead of allocating a new file. On ext4 this makes an
+   * update several times cheaper (allocating and freeing inodes is what it pays for).
+   * Default `true` on Linux filesystems known to be local, `false` elsewhere. Turn it off when
+   * other programs read record files directly and may hold one open for long (a backup tool).
+   */
+  reuseFiles?: boolean;
+  /**
+   * How long a replaced record's file rests before another write goes into it; a read that
+   * took longer than this checks that it read the record's current file. Every process that
+   * opens the directory must use the same value. Default 100.
+   */
+  reuseAfterMs?: number;
 }
 
 interface SweepCursor {
@@ -149,8 +172,9 @@ type Settings = Required<
     | 'sweepLeaseMs'
     | 'guardStaleMs'
     | 'maxOpenFiles'
+    | 'reuseAfterMs'
   >
->;
+> & { reuseFiles: boolean | undefined };
 
 /** Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills defaults. */
 function resolveSettings(options: FileStoreOptions): Settings {
@@ -170,6 +194,8 @@ function resolveSettings(options: FileStoreOptions): Settings {
     sweepLeaseMs: options.sweepLeaseMs ?? 60_000,
     guardStaleMs: options.guardStaleMs ?? 5000,
     maxOpenFiles: options.maxOpenFiles ?? 32,
+    reuseFiles: options.reuseFiles,
+    reuseAfterMs: options.reuseAfterMs ?? 100,
   };
   if (typeof settings.fsync !== 'boolean') throw new TypeError('fsync must be a boolean');
   assertNonNegativeInteger(settings.fileMode, 'fileMode');
@@ -181,6 +207,10 @@ function resolveSettings(options: FileStoreOptions): Settings {
     throw new TypeError(`io must be 'auto', 'sync' or 'async', got ${String(settings.io)}`);
   }
   assertNonNegativeInteger(settings.graceMs, 'graceMs');
+  assertNonNegativeInteger(settings.reuseAfterMs, 'reuseAfterMs');
+  if (settings.reuseFiles !== undefined && typeof settings.reuseFiles !== 'boolean') {
+    throw new TypeError('reuseFiles must be a boolean');
+  }
   assertNonNegativeInteger(settings.guardStaleMs, 'guardStaleMs');
   assertPositive(settings.sweepLeaseMs, 'sweepLeaseMs');
   assertPositive(settings.maxOpenFiles, 'maxOpenFiles');
@@ -228,6 +258,10 @@ export class FileStore extends BaseStore {
   /** The record rules shared with the sweep worker. */
   readonly #files: RecordFiles;
   readonly #sweeper: Sweeper;
+  /** Files of replaced records kept for later writes; undefined when reuse is off. */
+  readonly #spares: SpareFiles | undefined;
+  /** A read that took this long may have read a reused file (see `reuseAfterMs`). */
+  readonly #reuseAfterMs: number;
   /** The sorted shard names the last sweep listed, and the store directory's link count then. */
   #shardList: { nlink: number; shards: string[] } | undefined;
   /** Shard directories checked to be plain directories inside `path`. */
@@ -294,6 +328,15 @@ export class FileStore extends BaseStore {
       maxOpenFiles: settings.maxOpenFiles,
     };
     this.#files = new RecordFiles(recordSettings, this.#fs, this.#guards);
+    this.#reuseAfterMs = settings.reuseAfterMs;
+    this.#spares =
+      (settings.reuseFiles ?? traits.io === 'sync')
+        ? new SpareFiles({
+            fs: this.#fs,
+            reuseAfterMs: settings.reuseAfterMs,
+            keepForMs: Math.min(MAX_SPARE_KEEP_MS, Math.floor(settings.graceMs / 2)),
+          })
+        : undefined;
     // With synchronous calls the sweep runs on a worker thread, so the disk never makes the
     // event loop wait for it; with thread-pool calls it needs no thread of its own.
     this.#sweeper =
@@ -312,6 +355,32 @@ export class FileStore extends BaseStore {
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const file = this.#recordPath(id);
+    for (let attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
+      const read = await this.#readOnce(id, file, now, true);
+      if (read !== REPLACED) return read;
+    }
+    // Replaced under every attempt: read once more holding the record's guard, which every
+    // writer takes, so the file cannot change while it is read.
+    if (!(await this.#shardExists(id))) return undefined;
+    return this.#guards.run(file, async () => {
+      const read = await this.#readOnce(id, file, now, false);
+      return read === REPLACED ? undefined : read;
+    });
+  }
+
+  /**
+   * One read of the record at `file`. With `wary` set, a file that may have been replaced while
+   * it was read, its inode reused for another write (see reuseFiles), is reported as REPLACED
+   * instead of trusted: bytes that look wrong, or that took longer than `reuseAfterMs` to read,
+   * count only if the file is still the record's and has not changed.
+   */
+  async #readOnce(
+    id: string,
+    file: string,
+    now: number,
+    wary: boolean,
+  ): Promise<SessionRecord | undefined | typeof REPLACED> {
+    const started = performance.now();
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
       this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
     );
@@ -320,29 +389,62 @@ export class FileStore extends BaseStore {
       if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, false);
       const stats = await this.#fs.fstat(fd);
       if (!stats.isFile()) return undefined;
-      if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
-        throw new SessionError(
-          'ERR_RECORD_TOO_LARGE',
-          `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`,
-        );
-      }
-      const bytes = await readAt(this.#fs, fd, stats.size, 0);
-      const parsed = decodeHeader(id, bytes);
-      if (parsed.kind === 'other-id') return undefined;
-      if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
-      const payload = decodePayload(parsed.header, bytes);
-      if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
-      const expiresAt = effectiveExpiresAt(
-        parsed.header.expiresAt,
-        stats.mtimeMs,
-        this.#files.settings.mtimeExact,
-      );
-      if (expiresAt <= now) return undefined;
-      return { data: payload.data, expiresAt };
+      const read = await this.#readRecord(id, fd, stats, now).catch((error: unknown) => {
+        if (wary && isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') return error;
+        throw error;
+      });
+      const doubtful =
+        wary &&
+        (read instanceof SessionError ||
+          read === 'other-id' ||
+          performance.now() - started >= this.#reuseAfterMs);
+      if (doubtful && (await this.#replacedSince(file, fd, stats))) return REPLACED;
+      if (read instanceof SessionError) throw read;
+      return read === 'other-id' ? undefined : read;
     } finally {
       // Nothing waits on the close: the read is done, and the fd is closed right away.
       this.#fs.close(fd).catch(() => {});
     }
+  }
+
+  /** Reads and checks the record open at `fd`; `'other-id'` when it is another id's. */
+  async #readRecord(
+    id: string,
+    fd: number,
+    stats: Stats,
+    now: number,
+  ): Promise<SessionRecord | undefined | 'other-id'> {
+    if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
+      throw new SessionError(
+        'ERR_RECORD_TOO_LARGE',
+        `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`,
+      );
+    }
+    const bytes = await readAt(this.#fs, fd, stats.size, 0);
+    const parsed = decodeHeader(id, bytes);
+    if (parsed.kind === 'other-id') return 'other-id';
+    if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+    const payload = decodePayload(parsed.header, bytes);
+    if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
+    const expiresAt = effectiveExpiresAt(
+      parsed.header.expiresAt,
+      stats.mtimeMs,
+      this.#files.settings.mtimeExact,
+    );
+    if (expiresAt <= now) return undefined;
+    return { data: payload.data, expiresAt };
+  }
+
+  /**
+   * True when `file` no longer names the inode open at `fd`, or that inode changed since
+   * `before` was taken: what was read from it may be another write's.
+   */
+  async #replacedSince(file: string, fd: number, before: Stats): Promise<boolean> {
+    const current = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
+    if (current === undefined || current.ino !== before.ino || current.dev !== before.dev) {
+      return true;
+    }
+    return (await this.#fs.fstat(fd)).ctimeMs !== before.ctimeMs;
   }
 
   protected async _set(
@@ -370,12 +472,11 @@ export class FileStore extends BaseStore {
           if ((await this.#files.presence(id, file, now)) === 'live') return false;
         }
         const wrote = await this.#guards.hold(file, async () => {
-          if (only !== undefined) {
-            const presence = await this.#files.presence(id, file, now);
-            if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
-            if (only === 'present' && presence !== 'live') return false;
-          }
-          await this.#renameIntoPlace(temp, file);
+          const presence =
+            only === undefined ? undefined : await this.#files.presence(id, file, now);
+          if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
+          if (only === 'present' && presence !== 'live') return false;
+          await this.#replace(temp, file, presence !== 'absent');
           placed = true;
           return true;
         });
@@ -389,50 +490,57 @@ export class FileStore extends BaseStore {
 
   protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
     const file = this.#recordPath(id);
-    // No cross-process guard: a touch only moves the expiry of the file it found, so a
-    // concurrent set replaces a touched record (touch, then set) and a delete removes it.
     return this.#guards.serialize(file, async () => {
+      // The cheap path needs no cross-process guard: it moves the mtime of whatever file is
+      // the record's, so a concurrent set replaces a touched record (touch, then set) and a
+      // delete removes it.
       if (this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
         const extended = await this.#extendByMtime(id, file, expiresAt, now);
         if (extended !== undefined) return extended;
       }
-      const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-        this.#fs.open(file, O_RDWR | O_NOFOLLOW),
-      );
-      if (fd === undefined) return false;
-      try {
-        await this.#verifyShard(id, false);
-        const stats = await this.#fs.fstat(fd);
-        if (!stats.isFile()) return false;
-        const parsed = decodeHeader(id, await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0));
-        if (parsed.kind === 'other-id') return false;
-        if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
-        const header = parsed.header;
-        if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
-          throw corruptRecord('length does not match the header (torn or truncated)');
-        }
-        if (
-          effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#files.settings.mtimeExact) <=
-          now
-        )
-          return false;
-        const mtimeOnly =
-          this.#files.settings.mtimeExact &&
-          Number.isInteger(expiresAt) &&
-          expiresAt === mtimeFor(expiresAt) &&
-          (expiresAt > Math.ceil(header.expiresAt) || expiresAt === header.expiresAt);
-        if (!mtimeOnly) {
-          const field = Buffer.allocUnsafe(8);
-          field.writeDoubleLE(expiresAt, 0);
-          await writeAll(this.#fs, fd, field, EXPIRES_AT_OFFSET);
-        }
-        await this.#fs.futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
-        if (this.#fsync) await this.#fs.fsync(fd);
-        return true;
-      } finally {
-        await this.#fs.close(fd);
-      }
+      if (!(await this.#shardExists(id))) return false;
+      // The header path writes through an open file, so it holds the guard: no other process
+      // replaces the file (and reuses its inode, see reuseFiles) while it is open here.
+      return this.#guards.hold(file, () => this.#touchHeader(id, file, expiresAt, now));
     });
+  }
+
+  /** touch by rewriting the header's expiry (and the mtime) of the record at `file`. */
+  async #touchHeader(id: string, file: string, expiresAt: number, now: number): Promise<boolean> {
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+      this.#fs.open(file, O_RDWR | O_NOFOLLOW),
+    );
+    if (fd === undefined) return false;
+    try {
+      const stats = await this.#fs.fstat(fd);
+      if (!stats.isFile()) return false;
+      const parsed = decodeHeader(id, await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0));
+      if (parsed.kind === 'other-id') return false;
+      if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+      const header = parsed.header;
+      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
+        throw corruptRecord('length does not match the header (torn or truncated)');
+      }
+      if (
+        effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#files.settings.mtimeExact) <= now
+      )
+        return false;
+      const mtimeOnly =
+        this.#files.settings.mtimeExact &&
+        Number.isInteger(expiresAt) &&
+        expiresAt === mtimeFor(expiresAt) &&
+        (expiresAt > Math.ceil(header.expiresAt) || expiresAt === header.expiresAt);
+      if (!mtimeOnly) {
+        const field = Buffer.allocUnsafe(8);
+        field.writeDoubleLE(expiresAt, 0);
+        await writeAll(this.#fs, fd, field, EXPIRES_AT_OFFSET);
+      }
+      await this.#fs.futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
+      if (this.#fsync) await this.#fs.fsync(fd);
+      return true;
+    } finally {
+      await this.#fs.close(fd);
+    }
   }
 
   /**
@@ -510,6 +618,7 @@ export class FileStore extends BaseStore {
 
   protected async _close(): Promise<void> {
     await this.#sweeper.close();
+    await this.#spares?.close();
     await this.#guards.close();
   }
 
@@ -656,16 +765,20 @@ export class FileStore extends BaseStore {
     this.#verifiedShards.add(shard);
   }
 
+  /** Writes the record to a temp file (a spare one when there is one) and returns its name. */
   async #writeTemp(id: string, record: SessionRecord): Promise<string> {
-    const temp = join(
-      this.path,
-      id.slice(0, SHARD_LENGTH),
-      `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`,
-    );
+    const directory = join(this.path, id.slice(0, SHARD_LENGTH));
     const bytes = encodeRecord(id, record.data, record.expiresAt);
-    const fd = await this.#fs.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode);
+    const spare = await this.#spares?.open(directory);
+    const temp = spare?.file ?? join(directory, `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`);
+    const fd =
+      spare?.fd ??
+      (await this.#fs.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode));
     try {
       await writeAll(this.#fs, fd, bytes, 0);
+      if (spare !== undefined && spare.size > bytes.length) {
+        await this.#fs.ftruncate(fd, bytes.length);
+      }
       await this.#fs.futimes(fd, Date.now() / 1000, mtimeFor(record.expiresAt) / 1000);
       if (this.#fsync) await this.#fs.fsync(fd);
     } catch (error) {
@@ -675,6 +788,28 @@ export class FileStore extends BaseStore {
     }
     await this.#fs.close(fd);
     return temp;
+  }
+
+  /**
+   * Renames `temp` over `file`. With file reuse on, the inode being replaced is first linked to
+   * a spare name, so the rename frees nothing and a later write can go into it.
+   */
+  async #replace(temp: string, file: string, mayExist: boolean): Promise<void> {
+    const spare = mayExist ? this.#spares?.nameFor(file) : undefined;
+    const kept =
+      spare !== undefined &&
+      (await this.#fs.link(file, spare).then(
+        () => true,
+        () => false, // nothing there (ENOENT) or nothing worth keeping: the rename frees it
+      ));
+    try {
+      await this.#renameIntoPlace(temp, file);
+    } catch (error) {
+      // The old record stays in place: it must not also be a spare.
+      if (kept) await unless(['ENOENT'], undefined, () => this.#fs.unlink(spare));
+      throw error;
+    }
+    if (kept) this.#spares?.keep(dirname(file), spare);
   }
 
   /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */

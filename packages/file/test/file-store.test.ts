@@ -155,6 +155,8 @@ describe('open', () => {
       { path, fileMode: Number.NaN },
       { path, renameFile: 'rename' as never },
       { path, maxRecordBytes: 0 },
+      { path, reuseAfterMs: -1 },
+      { path, reuseFiles: 'yes' as never },
     ];
     for (const options of bad) {
       await expect(FileStore.open(options as FileStoreOptions)).rejects.toBeInstanceOf(TypeError);
@@ -352,6 +354,88 @@ describe('rename retry', () => {
   });
 });
 
+describe('file reuse', () => {
+  /** The names in a shard that are not records: spares, temp files, guards. */
+  function nonRecords(store: FileStore, shard: string): string[] {
+    return filesIn(join(store.path, shard)).filter((name) => name.includes('.'));
+  }
+
+  it('an update writes into the file a record of its shard left behind, and cuts it to size', async () => {
+    const store = await openStore({ reuseAfterMs: 0 });
+    const [first, second] = idsInShard('r', 2) as [string, string];
+    await store.set(first, recordOf('one'.repeat(200)));
+    await store.set(second, recordOf('two'));
+    const replaced = lstatSync(fileOf(store, first)).ino;
+    // The first record's file is kept aside, then receives the second record's next value.
+    await store.set(first, recordOf('one again'));
+    expect(nonRecords(store, 'r')).toHaveLength(1);
+    await store.set(second, recordOf('two again'));
+    expect(lstatSync(fileOf(store, second)).ino).toBe(replaced);
+    expect(textOf(await store.get(first))).toBe('one again');
+    expect(textOf(await store.get(second))).toBe('two again');
+  });
+
+  it('a replaced file rests for reuseAfterMs before a write goes into it', async () => {
+    // Under the 10 s a spare is kept at most, so the first file is kept but not yet reused.
+    const store = await openStore({ reuseAfterMs: 5000 });
+    const [first, second] = idsInShard('r', 2) as [string, string];
+    await store.set(first, recordOf('one'));
+    await store.set(second, recordOf('two'));
+    const replaced = lstatSync(fileOf(store, first)).ino;
+    await store.set(first, recordOf('one again'));
+    await store.set(second, recordOf('two again'));
+    expect(lstatSync(fileOf(store, second)).ino).not.toBe(replaced);
+    expect(nonRecords(store, 'r')).toHaveLength(2);
+  });
+
+  it('close frees the kept files; reuseFiles: false keeps none', async () => {
+    const store = await openStore();
+    const [id] = idsInShard('r', 1) as [string];
+    await store.set(id, recordOf('one'));
+    await store.set(id, recordOf('two'));
+    expect(nonRecords(store, 'r')).toHaveLength(1);
+    const closed = await reopen(store, { reuseFiles: false });
+    expect(nonRecords(closed, 'r')).toEqual([]);
+    await closed.set(id, recordOf('three'));
+    expect(nonRecords(closed, 'r')).toEqual([]);
+    expect(textOf(await closed.get(id))).toBe('three');
+  });
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`reads stay whole and of the right record while another process rewrites them and reuses their files (io '${io}')`, async () => {
+      // Both sides reuse files at once (reuseAfterMs 0), the worst case for a reader: a file it
+      // opened can be rewritten for another id of the shard while it reads.
+      const store = await openStore({ io, reuseAfterMs: 0 });
+      const ids = idsInShard('q', 4);
+      for (const id of ids) await store.set(id, recordOf(`${id}:0:`));
+      const updater = spawn('updater.mjs', [store.path, ids.join(',')]);
+      await updater.next('ready');
+      const deadline = Date.now() + 1500;
+      let reads = 0;
+      const reader = async () => {
+        while (Date.now() < deadline) {
+          const id = ids[reads % ids.length] as string;
+          reads++;
+          const text = textOf(await store.get(id)) ?? '';
+          const [name, length, filler] = text.split(':');
+          expect(name).toBe(id);
+          expect(filler).toHaveLength(Number(length));
+        }
+      };
+      const writer = async () => {
+        for (let n = 0; Date.now() < deadline; n++) {
+          const id = ids[n % ids.length] as string;
+          await store.set(id, recordOf(`${id}:${n % 50}:${'y'.repeat(n % 50)}`));
+        }
+      };
+      await Promise.all([reader(), reader(), reader(), writer()]);
+      updater.child.send('stop');
+      expect((await updater.next('done')).removed).toBeGreaterThan(0);
+      expect(reads).toBeGreaterThan(0);
+    }, 30_000);
+  }
+});
+
 describe('damaged and leftover files', () => {
   it('a truncated file rejects that id with ERR_CORRUPT_RECORD; conditional writes treat it as absent', async () => {
     const store = await openStore();
@@ -468,13 +552,15 @@ describe('sweep', () => {
     await atRename;
 
     const first = await store.sweep({ now: now + 2 * HOUR_MS });
-    // Six records, plus the in-flight write's temp file and guard lockfile (both kept: fresh).
-    expect(first).toEqual({ removed: 5, scanned: 8, done: false });
+    // Six records, plus the in-flight write's temp file, its guard lockfile and the spare link
+    // it made to the file it replaces (see reuseFiles): all three kept, being fresh.
+    expect(first).toEqual({ removed: 5, scanned: 9, done: false });
     openGate();
     expect(await pending).toBe(true);
 
+    // The rewritten record and the spare (kept for reuse) are left.
     const second = await store.sweep({ now: now + 2 * HOUR_MS });
-    expect(second).toEqual({ removed: 0, scanned: 1, done: true });
+    expect(second).toEqual({ removed: 0, scanned: 2, done: true });
     expect(textOf(await store.get(rewritten))).toBe('new');
   });
 
