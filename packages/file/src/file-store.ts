@@ -51,7 +51,6 @@ import {
   mtimeFor,
   RecordFiles,
   SHARD_LENGTH,
-  type SweepEntry,
   TEMP_SUFFIX,
   uniqueSuffix,
 } from './record-files.js';
@@ -646,50 +645,30 @@ export class FileStore extends BaseStore {
       // Once per pass: holder files of write guards whose process died without closing.
       await this.#guards.removeDeadHolders(this.#files.leftoverGuardStaleMs());
     }
-    const shards = (await this.#listShards()).filter((shard) => shard >= cursor.shard);
-    let shardIndex = 0;
-    let pending: { shard: string; names: string[]; next: number } | undefined;
-    // Names of one shard are loaded and sorted, so the cursor is a stable (shard, name) position.
-    const nextBatch = async (size: number): Promise<SweepEntry[]> => {
-      const batch: SweepEntry[] = [];
-      while (batch.length < size) {
-        if (pending === undefined || pending.next === pending.names.length) {
-          const shard = shards[shardIndex++];
-          if (shard === undefined) break;
-          const names = await this.#sweeper.listShard(shard);
-          pending = {
-            shard,
-            names: shard === cursor.shard ? names.filter((name) => name > cursor.name) : names,
-            next: 0,
-          };
-          continue;
-        }
-        batch.push({ shard: pending.shard, name: pending.names[pending.next++] as string });
-      }
-      return batch;
-    };
-
+    const shards = await this.#listShards();
     let position: SweepCursor = { ...cursor };
     for (;;) {
       // Lost the single-sweeper lease: another process may own the cursor now.
       if (lock.signal.aborted) return progress.result(false);
       const size = progress.nextBatchSize(SWEEP_BATCH);
       if (size === 0) return progress.result(false);
-      const batch = await nextBatch(size);
-      // A record with a write in flight in this process is left to the next pass.
-      const idle = batch.filter(
-        ({ shard, name }) => !this.#guards.busy(`${this.path}${sep}${shard}${sep}${name}`),
-      );
-      progress.removed += await this.#sweeper.sweepBatch(idle, progress.now);
-      progress.scanned += batch.length;
-      if (idle.length < batch.length) position.clean = false;
-      if (batch.length < size) {
+      const step = await this.#sweeper.sweepStep({
+        shards: shards.filter((shard) => shard >= position.shard),
+        after: { shard: position.shard, name: position.name },
+        size,
+        now: progress.now,
+        // A record with a write in flight in this process is left to the next pass.
+        busy: this.#guards.busyKeys(),
+      });
+      progress.removed += step.removed;
+      progress.scanned += step.scanned;
+      if (step.leftBusy) position.clean = false;
+      if (step.ended || step.last === undefined) {
         // The pass over every shard ended: done when nothing expired was left behind on the way.
         await this.#writeCursor(START_CURSOR);
         return progress.result(position.clean);
       }
-      const last = batch[batch.length - 1] as SweepEntry;
-      position = { shard: last.shard, name: last.name, clean: position.clean };
+      position = { shard: step.last.shard, name: step.last.name, clean: position.clean };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
       await this.#writeCursor(position);
       if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();

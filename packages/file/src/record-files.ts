@@ -10,7 +10,7 @@ import {
   type RecordHeader,
 } from './format.js';
 import { type FileSystem, O_NOFOLLOW, O_RDONLY, readAt, unless } from './fs.js';
-import type { Sweeper } from './sweeper.js';
+import type { Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
@@ -30,6 +30,18 @@ export type SweepOutcome = 'removed' | 'live' | 'other';
 export interface SweepEntry {
   shard: string;
   name: string;
+}
+
+/** The index of the first of the sorted `names` that sorts after `name`. */
+function firstAfter(names: readonly string[], name: string): number {
+  let low = 0;
+  let high = names.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((names[middle] as string) <= name) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** The mtime (ms) that stands for `expiresAt`: rounded up, within what every filesystem stores. */
@@ -85,6 +97,8 @@ export class RecordFiles implements Sweeper {
   readonly settings: RecordFilesSettings;
   readonly #fs: FileSystem;
   readonly #guards: WriteGuards;
+  /** The sorted names of the shard the sweep is in. */
+  #listed: { shard: string; names: string[] } | undefined;
 
   constructor(settings: RecordFilesSettings, fs: FileSystem, guards: WriteGuards) {
     this.settings = settings;
@@ -152,30 +166,60 @@ export class RecordFiles implements Sweeper {
     return Math.max(this.settings.graceMs, 2 * this.#guards.staleMs);
   }
 
-  /** The names in one shard directory, sorted: the sweep's resumable order. */
-  async listShard(shard: string): Promise<string[]> {
-    const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
-      this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
-    );
-    return names.sort();
-  }
-
   /**
-   * Sweeps one batch of entries: synchronous calls one after another, or at most
-   * `maxOpenFiles` in flight through the thread pool. Resolves how many records it removed.
-   * (Records with a write in flight in the store's thread are filtered out by the store.)
+   * Sweeps the next `size` entries of a pass after `after`, listing shards as it reaches them.
+   * A shard's sorted names are kept while the pass is inside it, so a shard is listed once per
+   * pass, not once per step. Entries in `busy` are skipped (and reported as left behind).
    */
-  async sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number> {
-    let removed = 0;
-    const sweepOne = async ({ shard, name }: SweepEntry) => {
-      if ((await this.sweepEntry(shard, name, now)) === 'removed') removed++;
+  async sweepStep(request: SweepStepRequest): Promise<SweepStep> {
+    const { after, size, now } = request;
+    const busy = new Set(request.busy);
+    const step: SweepStep = {
+      removed: 0,
+      scanned: 0,
+      last: undefined,
+      ended: false,
+      leftBusy: false,
+    };
+    const entries: SweepEntry[] = [];
+    let shardIndex = 0;
+    for (; shardIndex < request.shards.length && entries.length < size; shardIndex++) {
+      const shard = request.shards[shardIndex] as string;
+      const resuming = shard === after.shard && after.name !== '';
+      const names = await this.#namesOf(shard, resuming);
+      let next = resuming ? firstAfter(names, after.name) : 0;
+      while (next < names.length && entries.length < size) {
+        entries.push({ shard, name: names[next++] as string });
+      }
+      if (entries.length === size) break;
+    }
+    const sweepOne = async (entry: SweepEntry) => {
+      if (busy.has(`${this.settings.path}${sep}${entry.shard}${sep}${entry.name}`)) {
+        step.leftBusy = true;
+        return;
+      }
+      if ((await this.sweepEntry(entry.shard, entry.name, now)) === 'removed') step.removed++;
     };
     if (this.#fs.io === 'sync') {
       for (const entry of entries) await sweepOne(entry);
     } else {
       await this.forEachBounded(entries, sweepOne);
     }
-    return removed;
+    step.scanned = entries.length;
+    step.last = entries[entries.length - 1];
+    step.ended = entries.length < size;
+    return step;
+  }
+
+  /** A shard's names, sorted: the cached list when `resuming` inside the shard listed last. */
+  async #namesOf(shard: string, resuming: boolean): Promise<string[]> {
+    if (resuming && this.#listed?.shard === shard) return this.#listed.names;
+    const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+      this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
+    );
+    names.sort();
+    this.#listed = { shard, names };
+    return names;
   }
 
   /** Handles one directory entry of a shard; never opens a record whose mtime says it is live. */

@@ -7,6 +7,11 @@ export class SerialQueues {
     return this.#tails.has(file);
   }
 
+  /** Every key some call in this process holds or waits for. */
+  busyKeys(): string[] {
+    return [...this.#tails.keys()];
+  }
+
   /** Runs `body` alone for `file` in this process only. */
   async serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
     const previous = this.#tails.get(file);

@@ -20,11 +20,7 @@ const files = new RecordFiles(init.settings, syncFileSystem, guards);
 parentPort?.on('message', async (request: SweepRequest) => {
   let reply: SweepReply;
   try {
-    const result =
-      request.kind === 'list'
-        ? await files.listShard(request.shard)
-        : await files.sweepBatch(request.entries, request.now);
-    reply = { id: request.id, result };
+    reply = { id: request.id, result: await files.sweepStep(request) };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const code = errorCode(error);

@@ -1,12 +1,33 @@
 import { Worker } from 'node:worker_threads';
 import type { RecordFilesSettings, SweepEntry } from './record-files.js';
 
+/** One step of a sweep pass: the next `size` entries after `after`, in (shard, name) order. */
+export interface SweepStepRequest {
+  /** The shard directories still ahead in this pass, sorted; the first is `after.shard`'s or later. */
+  shards: string[];
+  /** The last entry already handled (`name` '' before a shard's first). */
+  after: SweepEntry;
+  size: number;
+  now: number;
+  /** Paths with a write in flight in the store's thread: left for the next pass. */
+  busy: string[];
+}
+
+export interface SweepStep {
+  removed: number;
+  scanned: number;
+  /** The last entry examined, where the next step starts; undefined when none was. */
+  last: SweepEntry | undefined;
+  /** The pass reached the end of the last shard. */
+  ended: boolean;
+  /** Some entry was left because a write to it was in flight. */
+  leftBusy: boolean;
+}
+
 /** Where the sweep's per-entry work runs: on this thread, or on a worker thread. */
 export interface Sweeper {
-  /** The names in one shard directory, sorted. */
-  listShard(shard: string): Promise<string[]>;
-  /** Sweeps one batch of entries as of `now`; resolves how many records it removed. */
-  sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number>;
+  /** Lists what it needs and sweeps the next entries of the pass; one round trip per step. */
+  sweepStep(request: SweepStepRequest): Promise<SweepStep>;
   close(): Promise<void>;
 }
 
@@ -19,9 +40,7 @@ export interface SweepWorkerInit {
   directoryMode: number;
 }
 
-export type SweepRequest =
-  | { id: number; kind: 'list'; shard: string }
-  | { id: number; kind: 'batch'; entries: SweepEntry[]; now: number };
+export type SweepRequest = SweepStepRequest & { id: number };
 
 export type SweepReply =
   | { id: number; result: unknown }
@@ -48,12 +67,8 @@ export class WorkerSweeper implements Sweeper {
     this.#init = init;
   }
 
-  listShard(shard: string): Promise<string[]> {
-    return this.#call({ id: 0, kind: 'list', shard }) as Promise<string[]>;
-  }
-
-  sweepBatch(entries: readonly SweepEntry[], now: number): Promise<number> {
-    return this.#call({ id: 0, kind: 'batch', entries: [...entries], now }) as Promise<number>;
+  sweepStep(request: SweepStepRequest): Promise<SweepStep> {
+    return this.#call({ ...request, id: 0 }) as Promise<SweepStep>;
   }
 
   async close(): Promise<void> {
