@@ -1,7 +1,7 @@
 import { SessionError, sleep } from '@sessile/core';
 import lockfile from 'proper-lockfile';
 import type { LockfileFs } from './fs.js';
-import { SerialQueues } from './serial.js';
+import { MIN_GUARD_STALE_MS, SerialQueues } from './serial.js';
 
 /**
  * proper-lockfile reported the guard compromised (its lockfile was taken over as stale while
@@ -16,9 +16,6 @@ export class GuardCompromisedError extends SessionError {
     );
   }
 }
-
-/** proper-lockfile refuses staleness below this. */
-export const MIN_GUARD_STALE_MS = 2000;
 
 /**
  * Short critical sections on one file, for every process on the host: an in-process FIFO per

@@ -1,11 +1,24 @@
 // The sweep worker thread: the same record rules as the store, with synchronous calls.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorCode, syncFileSystem } from './fs.js';
 import { RecordFiles, TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
 import type { SweepReply, SweepRequest, SweepWorkerInit } from './sweeper.js';
 import { WriteGuards } from './write-guards.js';
 
+/** The sweep thread's nice value (0 is normal, 19 the lowest priority). */
+const SWEEP_THREAD_NICE = 10;
 const init = workerData as SweepWorkerInit;
+
+// The sweep is background work: on Linux, give this thread (not the process) a lower CPU
+// priority, so requests on the event loop's thread come first when the cores are busy.
+try {
+  const thread = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isInteger(thread)) setPriority(thread, SWEEP_THREAD_NICE);
+} catch {
+  // Not Linux, or not allowed: the sweep runs at normal priority.
+}
 // Never takes a guard: it only judges and removes stale ones, as the sweep on the main thread would.
 const guards = new WriteGuards({
   directory: init.guardsDirectory,

@@ -13,8 +13,7 @@ import {
   unless,
   writeAll,
 } from './fs.js';
-import { MIN_GUARD_STALE_MS } from './guard.js';
-import { SerialQueues } from './serial.js';
+import { MIN_GUARD_STALE_MS, SerialQueues } from './serial.js';
 
 export interface WriteGuardsInit {
   /** Where this instance's holder file lives, `<store path>/.guards`. */
