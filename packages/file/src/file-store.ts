@@ -33,9 +33,9 @@ import {
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
-  O_RDONLY,
   O_RDWR,
   O_WRONLY,
+  openForReading,
   overwriteText,
   readAt,
   realpath,
@@ -381,7 +381,7 @@ export class FileStore extends BaseStore {
   ): Promise<SessionRecord | undefined | typeof REPLACED> {
     const started = performance.now();
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
+      openForReading(this.#fs, file),
     );
     if (fd === undefined) return undefined;
     try {

@@ -3,6 +3,26 @@ import { promisify } from 'node:util';
 
 export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
+/**
+ * `O_NOATIME` where there is one (Linux). Record files carry their expiry as mtime, a time in
+ * the future, so under `relatime` every read would otherwise update the atime and dirty the
+ * inode. Only the file's owner may use it; after one EPERM it is dropped for this process.
+ */
+let noAtime = fs.constants.O_NOATIME ?? 0;
+
+/** Opens `path` read-only for a short read, never following a final symlink. */
+export async function openForReading(io: FileSystem, path: string): Promise<number> {
+  const flags = O_RDONLY | O_NOFOLLOW;
+  if (noAtime === 0) return io.open(path, flags);
+  try {
+    return await io.open(path, flags | noAtime);
+  } catch (error) {
+    if (errorCode(error) !== 'EPERM') throw error;
+    noAtime = 0;
+    return io.open(path, flags);
+  }
+}
+
 /** `pread`/`pwrite`: `length` bytes between `buffer[offset]` and the file at `position`. */
 type PositionalTransfer = (
   fd: number,

@@ -9,7 +9,7 @@ import {
   MAX_HEADER_BYTES,
   type RecordHeader,
 } from './format.js';
-import { type FileSystem, O_NOFOLLOW, O_RDONLY, readAt, unless } from './fs.js';
+import { type FileSystem, openForReading, readAt, unless } from './fs.js';
 import type { Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
@@ -122,7 +122,7 @@ export class RecordFiles implements Sweeper {
   /** `presence` from the header alone, for callers whose own lstat could not decide. */
   async headerPresence(id: string, file: string, now: number): Promise<Presence> {
     const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      this.#fs.open(file, O_RDONLY | O_NOFOLLOW),
+      openForReading(this.#fs, file),
     );
     if (fd === undefined) return 'absent';
     try {

@@ -192,6 +192,19 @@ describe('on-disk layout', () => {
     expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   });
 
+  it('a read leaves the file untouched: no atime update, though the mtime (the expiry) is in the future', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const expiresAt = Date.now() + HOUR_MS;
+    await store.set(id, recordOf('kept', expiresAt));
+    const file = fileOf(store, id);
+    const longAgo = new Date('2020-01-01T00:00:00Z');
+    // relatime would update an atime older than the mtime on every read.
+    utimesSync(file, longAgo, new Date(expiresAt));
+    expect(textOf(await store.get(id))).toBe('kept');
+    expect(statSync(file).atimeMs).toBe(longAgo.getTime());
+  });
+
   it('creates shard directories only when a record needs one', async () => {
     const store = await openStore();
     await store.get(generateSessionId());
