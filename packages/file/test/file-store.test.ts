@@ -172,12 +172,17 @@ describe('open', () => {
 });
 
 describe('on-disk layout', () => {
-  it('writes <path>/<shard>/<id> with a versioned header, mode 0600 in 0700 directories, mtime = expiresAt', async () => {
+  /** A fresh store holding one record of `text`, live for an hour. */
+  async function storeWithRecord(text: string) {
     const store = await openStore();
     const id = generateSessionId();
     const expiresAt = Date.now() + HOUR_MS;
-    await store.set(id, recordOf('hello', expiresAt));
-    const file = fileOf(store, id);
+    await store.set(id, recordOf(text, expiresAt));
+    return { store, id, expiresAt, file: fileOf(store, id) };
+  }
+
+  it('writes <path>/<shard>/<id> with a versioned header, mode 0600 in 0700 directories, mtime = expiresAt', async () => {
+    const { store, id, expiresAt, file } = await storeWithRecord('hello');
     const bytes = readFileSync(file);
     expect(bytes.subarray(0, 4).toString('latin1')).toBe('SESF');
     expect(bytes[4]).toBe(FORMAT_VERSION);
@@ -193,11 +198,7 @@ describe('on-disk layout', () => {
   });
 
   it('a read leaves the file untouched: no atime update, though the mtime (the expiry) is in the future', async () => {
-    const store = await openStore();
-    const id = generateSessionId();
-    const expiresAt = Date.now() + HOUR_MS;
-    await store.set(id, recordOf('kept', expiresAt));
-    const file = fileOf(store, id);
+    const { store, id, expiresAt, file } = await storeWithRecord('kept');
     const longAgo = new Date('2020-01-01T00:00:00Z');
     // relatime would update an atime older than the mtime on every read.
     utimesSync(file, longAgo, new Date(expiresAt));
