@@ -35,7 +35,6 @@ import {
   O_NOFOLLOW,
   O_RDWR,
   O_WRONLY,
-  openForReading,
   overwriteText,
   readAt,
   realpath,
@@ -380,46 +379,41 @@ export class FileStore extends BaseStore {
     wary: boolean,
   ): Promise<SessionRecord | undefined | typeof REPLACED> {
     const started = performance.now();
-    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      openForReading(this.#fs, file),
-    );
-    if (fd === undefined) return undefined;
+    const found = await this.#fs.readStart(file, MAX_HEADER_BYTES + this.maxRecordBytes);
+    if (found === undefined) return undefined;
+    if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, false);
+    const { stats, bytes } = found;
+    if (bytes === undefined) return undefined;
+    let read: SessionRecord | undefined | 'other-id' | SessionError;
     try {
-      if (!this.#verifiedShards.has(id.slice(0, SHARD_LENGTH))) await this.#verifyShard(id, false);
-      const stats = await this.#fs.fstat(fd);
-      if (!stats.isFile()) return undefined;
-      const read = await this.#readRecord(id, fd, stats, now).catch((error: unknown) => {
-        if (wary && isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') return error;
-        throw error;
-      });
-      const doubtful =
-        wary &&
-        (read instanceof SessionError ||
-          read === 'other-id' ||
-          performance.now() - started >= this.#reuseAfterMs);
-      if (doubtful && (await this.#replacedSince(file, fd, stats))) return REPLACED;
-      if (read instanceof SessionError) throw read;
-      return read === 'other-id' ? undefined : read;
-    } finally {
-      // Nothing waits on the close: the read is done, and the fd is closed right away.
-      this.#fs.close(fd).catch(() => {});
+      read = this.#decodeRecord(id, stats, bytes, now);
+    } catch (error) {
+      if (!(wary && isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD')) throw error;
+      read = error;
     }
+    const doubtful =
+      wary &&
+      (read instanceof SessionError ||
+        read === 'other-id' ||
+        performance.now() - started >= this.#reuseAfterMs);
+    if (doubtful && (await this.#replacedSince(file, stats))) return REPLACED;
+    if (read instanceof SessionError) throw read;
+    return read === 'other-id' ? undefined : read;
   }
 
-  /** Reads and checks the record open at `fd`; `'other-id'` when it is another id's. */
-  async #readRecord(
+  /** Checks the bytes of a record file; `'other-id'` when it is another id's. */
+  #decodeRecord(
     id: string,
-    fd: number,
     stats: Stats,
+    bytes: Buffer,
     now: number,
-  ): Promise<SessionRecord | undefined | 'other-id'> {
+  ): SessionRecord | undefined | 'other-id' {
     if (stats.size > MAX_HEADER_BYTES + this.maxRecordBytes) {
       throw new SessionError(
         'ERR_RECORD_TOO_LARGE',
         `Stored record exceeds maxRecordBytes (${this.maxRecordBytes})`,
       );
     }
-    const bytes = await readAt(this.#fs, fd, stats.size, 0);
     const parsed = decodeHeader(id, bytes);
     if (parsed.kind === 'other-id') return 'other-id';
     if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
@@ -435,15 +429,17 @@ export class FileStore extends BaseStore {
   }
 
   /**
-   * True when `file` no longer names the inode open at `fd`, or that inode changed since
-   * `before` was taken: what was read from it may be another write's.
+   * True when `file` no longer names the inode that `read` (its stats when it was read) came
+   * from, or that inode changed since: what was read from it may be another write's.
    */
-  async #replacedSince(file: string, fd: number, before: Stats): Promise<boolean> {
+  async #replacedSince(file: string, read: Stats): Promise<boolean> {
     const current = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
-    if (current === undefined || current.ino !== before.ino || current.dev !== before.dev) {
-      return true;
-    }
-    return (await this.#fs.fstat(fd)).ctimeMs !== before.ctimeMs;
+    return (
+      current === undefined ||
+      current.ino !== read.ino ||
+      current.dev !== read.dev ||
+      current.ctimeMs !== read.ctimeMs
+    );
   }
 
   protected async _set(

@@ -9,7 +9,7 @@ import {
   MAX_HEADER_BYTES,
   type RecordHeader,
 } from './format.js';
-import { type FileSystem, openForReading, readAt, unless } from './fs.js';
+import { type FileSystem, unless } from './fs.js';
 import type { Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
@@ -121,27 +121,16 @@ export class RecordFiles implements Sweeper {
 
   /** `presence` from the header alone, for callers whose own lstat could not decide. */
   async headerPresence(id: string, file: string, now: number): Promise<Presence> {
-    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
-      openForReading(this.#fs, file),
-    );
-    if (fd === undefined) return 'absent';
-    try {
-      const stats = await this.#fs.fstat(fd);
-      if (!stats.isFile()) return 'absent';
-      const parsed: HeaderResult = decodeHeader(
-        id,
-        await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0),
-      );
-      if (parsed.kind === 'other-id') return 'other';
-      if (parsed.kind === 'corrupt') return 'corrupt';
-      const header: RecordHeader = parsed.header;
-      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
-      return effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.settings.mtimeExact) > now
-        ? 'live'
-        : 'expired';
-    } finally {
-      await this.#fs.close(fd);
-    }
+    const found = await this.#fs.readStart(file, MAX_HEADER_BYTES);
+    if (found?.bytes === undefined) return 'absent';
+    const parsed: HeaderResult = decodeHeader(id, found.bytes);
+    if (parsed.kind === 'other-id') return 'other';
+    if (parsed.kind === 'corrupt') return 'corrupt';
+    const header: RecordHeader = parsed.header;
+    if (found.stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
+    return effectiveExpiresAt(header.expiresAt, found.stats.mtimeMs, this.settings.mtimeExact) > now
+      ? 'live'
+      : 'expired';
   }
 
   /** A record whose mtime is after `now` is live whatever its header says (the rule only extends). */
