@@ -171,16 +171,14 @@ export class RecordFiles implements Sweeper {
       leftBusy: false,
     };
     const entries: SweepEntry[] = [];
-    let shardIndex = 0;
-    for (; shardIndex < request.shards.length && entries.length < size; shardIndex++) {
-      const shard = request.shards[shardIndex] as string;
+    for (const shard of request.shards) {
+      if (entries.length === size) break;
       const resuming = shard === after.shard && after.name !== '';
       const names = await this.#namesOf(shard, resuming);
       let next = resuming ? firstAfter(names, after.name) : 0;
       while (next < names.length && entries.length < size) {
         entries.push({ shard, name: names[next++] as string });
       }
-      if (entries.length === size) break;
     }
     const sweepOne = async (entry: SweepEntry) => {
       if (busy.has(`${this.settings.path}${sep}${entry.shard}${sep}${entry.name}`)) {
