@@ -295,12 +295,25 @@ export const levelSessionStorePeer = peer({
         (s: unknown) => new (
           location: string,
         ) => ExpressStore & {
-          db: { close(cb: () => void): void };
+          db: {
+            close(cb: () => void): void;
+            get(key: string, cb: (error: Error | null) => void): void;
+          };
           once(e: string, l: () => void): void;
         }
       >('level-session-store')(session);
     const store = new LevelStore(join(dir, 'level-session-store'));
     await new Promise<void>((resolve) => store.once('connect', resolve));
+    // It emits 'connect' before its own write of the '__length__' key has landed, and every
+    // set() fails with "Key not found" until it has: wait for that write (a race of its own
+    // that showed up once in a test run).
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const written = await new Promise<boolean>((resolve) =>
+        store.db.get('__length__', (error) => resolve(!error)),
+      );
+      if (written) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     return {
       store,
       cleanupNote: 'none: it never expires anything, expired sessions are still served',
