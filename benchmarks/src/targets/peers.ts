@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { sleep } from '@sessile/core';
 import { importOptional, type OpenTarget, type Target, Unavailable } from '../adapter.js';
 import type { SessionBody } from '../body.js';
 
@@ -312,7 +313,7 @@ export const levelSessionStorePeer = peer({
         store.db.get('__length__', (error) => resolve(!error)),
       );
       if (written) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await sleep(5);
     }
     return {
       store,

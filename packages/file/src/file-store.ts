@@ -327,13 +327,11 @@ export class FileStore extends BaseStore {
     };
     this.#files = new RecordFiles(recordSettings, this.#fs, this.#guards);
     this.#reuseAfterMs = settings.reuseAfterMs;
+    // A spare must be writable (rested) before it is too old to keep; else reuse never happens.
+    const keepForMs = Math.min(MAX_SPARE_KEEP_MS, Math.floor(settings.graceMs / 2));
     this.#spares =
-      (settings.reuseFiles ?? traits.io === 'sync')
-        ? new SpareFiles({
-            fs: this.#fs,
-            reuseAfterMs: settings.reuseAfterMs,
-            keepForMs: Math.min(MAX_SPARE_KEEP_MS, Math.floor(settings.graceMs / 2)),
-          })
+      (settings.reuseFiles ?? traits.io === 'sync') && settings.reuseAfterMs < keepForMs
+        ? new SpareFiles({ fs: this.#fs, reuseAfterMs: settings.reuseAfterMs, keepForMs })
         : undefined;
     // With synchronous calls the sweep runs on a worker thread, so the disk never makes the
     // event loop wait for it; with thread-pool calls it needs no thread of its own.
@@ -649,7 +647,7 @@ export class FileStore extends BaseStore {
       const size = progress.nextBatchSize(SWEEP_BATCH);
       if (size === 0) return progress.result(false);
       const step = await this.#sweeper.sweepStep({
-        shards: shards.filter((shard) => shard >= position.shard),
+        shards,
         after: { shard: position.shard, name: position.name },
         size,
         now: progress.now,

@@ -173,6 +173,7 @@ export class RecordFiles implements Sweeper {
     const entries: SweepEntry[] = [];
     for (const shard of request.shards) {
       if (entries.length === size) break;
+      if (shard < after.shard) continue;
       const resuming = shard === after.shard && after.name !== '';
       const names = await this.#namesOf(shard, resuming);
       let next = resuming ? firstAfter(names, after.name) : 0;

@@ -8,11 +8,6 @@ export const MIN_GUARD_STALE_MS = 2000;
 export class SerialQueues {
   readonly #tails = new Map<string, Promise<void>>();
 
-  /** True while some call in this process holds or waits for the guard of `file`. */
-  busy(file: string): boolean {
-    return this.#tails.has(file);
-  }
-
   /** Every key some call in this process holds or waits for. */
   busyKeys(): string[] {
     return [...this.#tails.keys()];

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { yieldToEventLoop } from '@sessile/core';
 import { type FileSystem, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
@@ -30,6 +31,7 @@ export interface SpareFilesInit {
   /**
    * Spares older than this are freed. Kept well under the sweep's grace period, which removes
    * `.tmp` files by their ctime, so the sweep never removes a spare a write is about to use.
+   * Greater than `reuseAfterMs` (the store uses no spares otherwise).
    */
   keepForMs: number;
 }
@@ -48,7 +50,7 @@ export interface SpareFilesInit {
  * that its file is still the record's before it trusts the bytes (`FileStore` does).
  */
 export class SpareFiles {
-  readonly reuseAfterMs: number;
+  readonly #reuseAfterMs: number;
   readonly #keepForMs: number;
   readonly #fs: FileSystem;
   /** Per shard directory, oldest first. */
@@ -60,18 +62,13 @@ export class SpareFiles {
 
   constructor(init: SpareFilesInit) {
     this.#fs = init.fs;
-    this.reuseAfterMs = init.reuseAfterMs;
+    this.#reuseAfterMs = init.reuseAfterMs;
     this.#keepForMs = init.keepForMs;
-  }
-
-  /** Whether reuse can ever happen: a spare must be writable before it is too old to keep. */
-  get enabled(): boolean {
-    return this.reuseAfterMs < this.#keepForMs;
   }
 
   /** A new spare name for the inode now at `file`, or undefined when no more spares are kept. */
   nameFor(file: string): string | undefined {
-    if (this.#closed || !this.enabled || this.#count >= MAX_SPARES) return undefined;
+    if (this.#closed || this.#count >= MAX_SPARES) return undefined;
     return `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
   }
 
@@ -101,7 +98,7 @@ export class SpareFiles {
     while (pool !== undefined && pool.length > 0) {
       const oldest = pool[0] as Spare;
       const age = performance.now() - oldest.since;
-      if (age < this.reuseAfterMs) return undefined;
+      if (age < this.#reuseAfterMs) return undefined;
       pool.shift();
       this.#count--;
       if (age >= this.#keepForMs) {
@@ -112,10 +109,13 @@ export class SpareFiles {
         this.#fs.open(oldest.file, O_WRONLY | O_NOFOLLOW),
       );
       if (fd === undefined) continue;
-      const stats = await this.#fs.fstat(fd).catch(async (error: unknown) => {
+      let stats: Stats;
+      try {
+        stats = await this.#fs.fstat(fd);
+      } catch (error) {
         await this.#fs.close(fd);
         throw error;
-      });
+      }
       if (stats.isFile() && stats.nlink === 1) return { file: oldest.file, fd, size: stats.size };
       await this.#fs.close(fd);
       await this.#discard(oldest.file);

@@ -3,7 +3,7 @@ import type { RecordFilesSettings, SweepEntry } from './record-files.js';
 
 /** One step of a sweep pass: the next `size` entries after `after`, in (shard, name) order. */
 export interface SweepStepRequest {
-  /** The shard directories still ahead in this pass, sorted; the first is `after.shard`'s or later. */
+  /** The store's shard directories, sorted; those before `after.shard` are skipped. */
   shards: string[];
   /** The last entry already handled (`name` '' before a shard's first). */
   after: SweepEntry;
