@@ -576,7 +576,7 @@ export class FileStore extends BaseStore {
       const presence = await this.#files.presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
       const removed = await unless(['ENOENT'], false, async () => {
-        await this.#fs.unlink(file);
+        await this.#takeAway(file);
         return true;
       });
       if (removed) await this.#syncDirectory(file);
@@ -783,6 +783,21 @@ export class FileStore extends BaseStore {
       throw error;
     }
     if (kept) this.#spares?.keep(dirname(file), spare);
+  }
+
+  /**
+   * Removes the record at `file`. With file reuse on, it is renamed to a spare name instead of
+   * unlinked: a later write in the shard goes into it, and a rename frees no blocks, so the
+   * event loop never waits for the disk to take them back (see SpareFiles).
+   */
+  async #takeAway(file: string): Promise<void> {
+    const spare = this.#spares?.nameFor(file);
+    if (spare === undefined) {
+      await this.#fs.unlink(file);
+      return;
+    }
+    await this.#fs.rename(file, spare);
+    this.#spares?.keep(dirname(file), spare);
   }
 
   /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */

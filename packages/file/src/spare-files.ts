@@ -1,13 +1,10 @@
 import type { Stats } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { yieldToEventLoop } from '@sessile/core';
-import { type FileSystem, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
+import { asyncFileSystem, type FileSystem, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
 import { TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
 
 /** The most spare files one store keeps; past it, a replaced record's inode is freed as before. */
 const MAX_SPARES = 1024;
-/** Spares discarded between two yields to the event loop when the pool is trimmed. */
-const DISCARD_CHUNK = 32;
 
 interface Spare {
   /** The spare's name: a `.tmp` name in the shard directory of the record it replaced. */
@@ -48,6 +45,10 @@ export interface SpareFilesInit {
  * A reader that opened the old record may still be reading it. Spares are therefore written
  * only `reuseAfterMs` after they were replaced, and a read that took longer than that checks
  * that its file is still the record's before it trusts the bytes (`FileStore` does).
+ *
+ * Spares are freed through libuv's thread pool whatever the store's `io`: freeing a file's
+ * blocks can wait for the disk (on a `discard` mount, ext4 without a journal sends the device a
+ * discard and waits for it: about 0.1 ms a file here), and that wait must not hold the event loop.
  */
 export class SpareFiles {
   readonly #reuseAfterMs: number;
@@ -152,13 +153,10 @@ export class SpareFiles {
       if (pool.length === 0) this.#pools.delete(directory);
     }
     this.#count -= doomed.length;
-    for (let start = 0; start < doomed.length; start += DISCARD_CHUNK) {
-      for (const file of doomed.slice(start, start + DISCARD_CHUNK)) await this.#discard(file);
-      await yieldToEventLoop();
-    }
+    for (const file of doomed) await this.#discard(file);
   }
 
   #discard(file: string): Promise<void> {
-    return unless(['ENOENT'], undefined, () => this.#fs.unlink(file)).catch(() => {});
+    return unless(['ENOENT'], undefined, () => asyncFileSystem.unlink(file)).catch(() => {});
   }
 }
