@@ -29,7 +29,7 @@ export type SweepOutcome = 'removed' | 'live' | 'other';
 
 /** Moved-aside records a sweep step frees here, timed, before it decides how to free the rest. */
 const TIMED_FREES = 8;
-/** A median free slower than this (ms) means the disk takes part in it (see `#freeMovedAside`). */
+/** A median free slower than this (ms) means the disk takes part in it (see `#free`). */
 const SLOW_FREE_MS = 0.05;
 /** Frees in flight at once through the thread pool: libuv's default pool size. */
 const FREE_WIDTH = 4;

@@ -48,7 +48,8 @@ export interface SpareFilesInit {
  *
  * Spares are freed through libuv's thread pool whatever the store's `io`: freeing a file's
  * blocks can wait for the disk (on a `discard` mount, ext4 without a journal sends the device a
- * discard and waits for it: about 0.1 ms a file here), and that wait must not hold the event loop.
+ * discard and waits for it: about 0.1 ms a file on the benchmark VM), and that wait must not
+ * hold the event loop.
  */
 export class SpareFiles {
   readonly #reuseAfterMs: number;
