@@ -29,6 +29,7 @@ import {
   asyncFileSystem,
   errorCode,
   type FileSystem,
+  freeFile,
   fsyncDirectory,
   O_CREAT,
   O_EXCL,
@@ -601,9 +602,7 @@ export class FileStore extends BaseStore {
         await this.#files.forEachBounded(entries, async (entry) => {
           if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return;
           const file = join(directory, entry.name);
-          await this.#guards.run(file, () =>
-            unless(['ENOENT'], undefined, () => this.#fs.unlink(file)),
-          );
+          await this.#guards.run(file, () => freeFile(file));
         });
       }
     }

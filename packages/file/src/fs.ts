@@ -242,6 +242,17 @@ export async function unless<T, F>(
   }
 }
 
+/**
+ * Unlinks `path` (nothing there is fine) through the thread pool, whatever the store's `io`.
+ * Freeing a file whose data is on disk can wait for the device: ext4 mounted with `discard` and
+ * no journal sends a discard for the freed block and waits for it (about 0.1 ms a file on the
+ * benchmark VM, against 0.01 ms for a file whose data was never written out). That wait must
+ * not hold the event loop.
+ */
+export async function freeFile(path: string): Promise<void> {
+  await unless(['ENOENT'], undefined, () => asyncFileSystem.unlink(path));
+}
+
 /** Reads exactly `length` bytes from `position`, or fewer at end of file. */
 export async function readAt(
   io: FileSystem,

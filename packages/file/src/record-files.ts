@@ -10,7 +10,7 @@ import {
   MAX_HEADER_BYTES,
   type RecordHeader,
 } from './format.js';
-import { asyncFileSystem, type FileSystem, unless } from './fs.js';
+import { type FileSystem, freeFile, unless } from './fs.js';
 import type { Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
@@ -274,20 +274,17 @@ export class RecordFiles implements Sweeper {
 
   /**
    * Unlinks a record the sweep moved aside. Freeing a file whose data is on disk can wait for
-   * the device: ext4 mounted with `discard` and no journal sends a discard per freed block and
-   * waits for it (about 0.1 ms a file on the benchmark VM), while a file whose data was never
-   * written out frees in microseconds. So with synchronous calls each step frees its first few
-   * files here, timed; when they were slow, the rest go to the thread pool, a few at once, so
-   * the device works on several discards while this thread goes on judging entries. The step
-   * waits for them at its end. (With thread-pool calls the sweep's own width already overlaps them.)
+   * the device (see `freeFile`), while a file whose data was never written out frees in
+   * microseconds. So with synchronous calls each step frees its first few files here, timed;
+   * when they were slow, the rest go to the thread pool, a few at once, so the device works on
+   * several discards while this thread goes on judging entries. The step waits for them at its
+   * end. (With thread-pool calls the sweep's own width already overlaps them.)
    */
   async #free(file: string): Promise<void> {
     const frees = this.#frees;
     if (frees.slow) {
       while (frees.running.size >= FREE_WIDTH) await Promise.race(frees.running);
-      const running: Promise<void> = unless(['ENOENT'], undefined, () =>
-        asyncFileSystem.unlink(file),
-      )
+      const running: Promise<void> = freeFile(file)
         .catch((error: unknown) => {
           frees.error ??= error;
         })

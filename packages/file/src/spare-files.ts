@@ -1,6 +1,6 @@
 import type { Stats } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { asyncFileSystem, type FileSystem, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
+import { type FileSystem, freeFile, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
 import { TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
 
 /** The most spare files one store keeps; past it, a replaced record's inode is freed as before. */
@@ -46,10 +46,7 @@ export interface SpareFilesInit {
  * only `reuseAfterMs` after they were replaced, and a read that took longer than that checks
  * that its file is still the record's before it trusts the bytes (`FileStore` does).
  *
- * Spares are freed through libuv's thread pool whatever the store's `io`: freeing a file's
- * blocks can wait for the disk (on a `discard` mount, ext4 without a journal sends the device a
- * discard and waits for it: about 0.1 ms a file on the benchmark VM), and that wait must not
- * hold the event loop.
+ * Spares are freed through the thread pool whatever the store's `io` (see `freeFile`).
  */
 export class SpareFiles {
   readonly #reuseAfterMs: number;
@@ -158,6 +155,6 @@ export class SpareFiles {
   }
 
   #discard(file: string): Promise<void> {
-    return unless(['ENOENT'], undefined, () => asyncFileSystem.unlink(file)).catch(() => {});
+    return freeFile(file).catch(() => {});
   }
 }
