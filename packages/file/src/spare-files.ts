@@ -57,6 +57,8 @@ export class SpareFiles {
   #count = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #trimming: Promise<void> | undefined;
+  /** Spares `open` dropped, being freed without the write that dropped them waiting. */
+  readonly #freeing = new Set<Promise<void>>();
   #closed = false;
 
   constructor(init: SpareFilesInit) {
@@ -101,7 +103,7 @@ export class SpareFiles {
       pool.shift();
       this.#count--;
       if (age >= this.#keepForMs) {
-        await this.#discard(oldest.file);
+        this.#discardLater(oldest.file);
         continue;
       }
       const fd = await unless(['ENOENT', 'ELOOP'], undefined, () =>
@@ -117,7 +119,7 @@ export class SpareFiles {
       }
       if (stats.isFile() && stats.nlink === 1) return { file: oldest.file, fd, size: stats.size };
       await this.#fs.close(fd);
-      await this.#discard(oldest.file);
+      this.#discardLater(oldest.file);
     }
     return undefined;
   }
@@ -129,6 +131,7 @@ export class SpareFiles {
     this.#timer = undefined;
     await this.#trimming;
     await this.#discardWhere(() => true);
+    await Promise.all(this.#freeing);
   }
 
   /** Frees spares that are too old to reuse; stops the timer once none are left. */
@@ -152,6 +155,11 @@ export class SpareFiles {
     }
     this.#count -= doomed.length;
     for (const file of doomed) await this.#discard(file);
+  }
+
+  #discardLater(file: string): void {
+    const freeing = this.#discard(file).finally(() => this.#freeing.delete(freeing));
+    this.#freeing.add(freeing);
   }
 
   #discard(file: string): Promise<void> {
