@@ -1,6 +1,6 @@
 import type { Dirent, Stats } from 'node:fs';
 import { mkdir, opendir, readdir } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   BaseStore,
@@ -577,7 +577,9 @@ export class FileStore extends BaseStore {
       const presence = await this.#files.presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
       const removed = await unless(['ENOENT'], false, async () => {
-        await this.#takeAway(file);
+        // With file reuse on, the record becomes a spare: a rename frees no blocks, so the event
+        // loop never waits for the disk to take them back (see SpareFiles).
+        if (!(await this.#spares?.takeOver(file))) await this.#fs.unlink(file);
         return true;
       });
       if (removed) await this.#syncDirectory(file);
@@ -781,22 +783,7 @@ export class FileStore extends BaseStore {
       if (kept) await unless(['ENOENT'], undefined, () => this.#fs.unlink(spare));
       throw error;
     }
-    if (kept) this.#spares?.keep(dirname(file), spare);
-  }
-
-  /**
-   * Removes the record at `file`. With file reuse on, it is renamed to a spare name instead of
-   * unlinked: a later write in the shard goes into it, and a rename frees no blocks, so the
-   * event loop never waits for the disk to take them back (see SpareFiles).
-   */
-  async #takeAway(file: string): Promise<void> {
-    const spare = this.#spares?.nameFor(file);
-    if (spare === undefined) {
-      await this.#fs.unlink(file);
-      return;
-    }
-    await this.#fs.rename(file, spare);
-    this.#spares?.keep(dirname(file), spare);
+    if (kept) this.#spares?.keep(spare);
   }
 
   /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */

@@ -43,6 +43,10 @@ interface StepFrees {
   error?: unknown;
 }
 
+function noFreesYet(): StepFrees {
+  return { timed: [], slow: false, running: new Set() };
+}
+
 /** One directory entry of a shard, as the sweep walks them. */
 export interface SweepEntry {
   shard: string;
@@ -117,7 +121,7 @@ export class RecordFiles implements Sweeper {
   /** The sorted names of the shard the sweep is in. */
   #listed: { shard: string; names: string[] } | undefined;
   /** How this sweep step frees the records it moved aside (see `#free`). */
-  #frees: StepFrees = { timed: [], slow: false, running: new Set() };
+  #frees = noFreesYet();
 
   constructor(settings: RecordFilesSettings, fs: FileSystem, guards: WriteGuards) {
     this.settings = settings;
@@ -306,7 +310,7 @@ export class RecordFiles implements Sweeper {
   /** Waits for the step's frees in flight; throws the first that failed. */
   async #endFrees(): Promise<void> {
     const frees = this.#frees;
-    this.#frees = { timed: [], slow: false, running: new Set() };
+    this.#frees = noFreesYet();
     await Promise.all(frees.running);
     if (frees.error !== undefined) throw frees.error;
   }

@@ -1,4 +1,5 @@
 import type { Stats } from 'node:fs';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type FileSystem, freeFile, O_NOFOLLOW, O_WRONLY, unless } from './fs.js';
 import { TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
@@ -73,8 +74,9 @@ export class SpareFiles {
     return `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
   }
 
-  /** Adds `file`, just linked to a replaced record's inode, to the pool of `directory`. */
-  keep(directory: string, file: string): void {
+  /** Adds `file`, a name from `nameFor` just linked to a replaced record's inode, to its directory's pool. */
+  keep(file: string): void {
+    const directory = dirname(file);
     let pool = this.#pools.get(directory);
     if (pool === undefined) {
       pool = [];
@@ -88,6 +90,18 @@ export class SpareFiles {
       }, this.#keepForMs);
       this.#timer.unref();
     }
+  }
+
+  /**
+   * Renames the record at `file` to a spare name and keeps it: a removal that frees no blocks.
+   * False, with nothing done, when no more spares are kept. Rejects as rename does (ENOENT).
+   */
+  async takeOver(file: string): Promise<boolean> {
+    const spare = this.nameFor(file);
+    if (spare === undefined) return false;
+    await this.#fs.rename(file, spare);
+    this.keep(spare);
+    return true;
   }
 
   /**
