@@ -474,6 +474,10 @@ describe('damaged and leftover files', () => {
     await store.set(damaged, recordOf('x'.repeat(1000)));
     await store.set(healthy, recordOf('fine'));
     truncateSync(fileOf(store, damaged), HEADER_BYTES + 50);
+    // Truncating sets the mtime to now, rounded to the millisecond it can land after a call's
+    // `now`, and an mtime after `now` says live without the header. Damage is older than that.
+    const damagedAt = new Date(Date.now() - 1000);
+    utimesSync(fileOf(store, damaged), damagedAt, damagedAt);
 
     expect(await codeOf(store.get(damaged))).toBe('ERR_CORRUPT_RECORD');
     // A touch that shortens reads the header (one that extends moves only the mtime).
