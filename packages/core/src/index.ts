@@ -90,8 +90,13 @@ export type {
 } from './types.js';
 export {
   assertAbortSignal,
+  assertDuration,
+  assertKnownOptions,
   assertNonNegativeNumber,
   assertPositiveInteger,
+  type DurationRule,
+  describeValue,
+  MAX_TIMER_MS,
   sleep,
   yieldToEventLoop,
 } from './util.js';

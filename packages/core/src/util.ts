@@ -22,16 +22,114 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** How a bad option value reads in an error: strings quoted, so `'1000'` never passes for `1000`. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return `'${value}' (a string)`;
+  if (typeof value === 'bigint') return `${value}n (a bigint)`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'function') return 'a function';
+  return String(value);
+}
+
 export function assertNonNegativeNumber(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-    throw new TypeError(`${name} must be a non-negative number, got ${String(value)}`);
+    throw new TypeError(`${name} must be a non-negative number, got ${describeValue(value)}`);
   }
 }
 
 export function assertPositiveInteger(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new TypeError(`${name} must be a positive integer, got ${String(value)}`);
+    throw new TypeError(`${name} must be a positive integer, got ${describeValue(value)}`);
   }
+}
+
+/**
+ * The longest delay Node's timers honour. A longer `setTimeout` fires after 1 ms, so every
+ * duration that arms a timer is refused above this (about 24.8 days).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface DurationRule {
+  /** Whether 0 is allowed. Default true. */
+  zero?: boolean;
+  /** The largest value allowed. Default `MAX_TIMER_MS`, for durations that arm a timer. */
+  max?: number;
+}
+
+/**
+ * Checks a duration in milliseconds: a finite number from 0 (or above 0 when `zero` is false)
+ * to `max`. Every message reads `<name> must be …, got <value>`.
+ */
+export function assertDuration(
+  value: unknown,
+  name: string,
+  rule: DurationRule = {},
+): asserts value is number {
+  const zero = rule.zero ?? true;
+  const max = rule.max ?? MAX_TIMER_MS;
+  const ok =
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    value <= max &&
+    (zero ? value >= 0 : value > 0);
+  if (!ok) {
+    const low = zero ? 'from 0' : 'greater than 0 and';
+    throw new TypeError(
+      `${name} must be a number of milliseconds ${low} up to ${max}, got ${describeValue(value)}`,
+    );
+  }
+}
+
+/**
+ * Refuses option names that `known` does not list, naming each and the closest known name.
+ * Misspelt options (`durabilty`, `busyTimeout`) would otherwise be ignored without a word.
+ */
+export function assertKnownOptions(
+  options: object,
+  known: readonly string[],
+  where: string,
+): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const guess = closest(key, known);
+    const hint = guess === undefined ? '' : `; did you mean '${guess}'?`;
+    throw new TypeError(`${where}: unknown option '${key}'${hint}`);
+  }
+}
+
+/** The known name nearest to `name` by edit distance, if it is near enough to be a likely typo. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of known) {
+    const c = candidate.toLowerCase();
+    const distance = c.startsWith(lower) || lower.startsWith(c) ? 1 : editDistance(lower, c);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + cost,
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
 }
 
 export function assertAbortSignal(
