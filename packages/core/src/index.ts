@@ -37,16 +37,23 @@ export { KeyedLocks } from './locks/keyed.js';
 export {
   DEFAULT_LEASE_MS,
   DEFAULT_WAIT_MS,
-  type LeaseBackend,
+  type LeaseHooks,
   LeaseLock,
   type LeaseLockInit,
   lockManagerClosed,
   lockTimeout,
   type NormalizedAcquireOptions,
   normalizeAcquireOptions,
-  type PollOptions,
-  pollAcquire,
 } from './locks/lease.js';
+export {
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+  type LeaseLocksOptions,
+  MAX_POLL_DELAY_MS,
+  MIN_POLL_DELAY_MS,
+} from './locks/lease-locks.js';
+export { MemoryLeases } from './locks/memory-leases.js';
 export {
   fnv1a32,
   type StripedLockStats,

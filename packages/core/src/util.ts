@@ -86,11 +86,7 @@ export function assertDuration(
  * Refuses option names that `known` does not list, naming each and the closest known name.
  * Misspelt options (`durabilty`, `busyTimeout`) would otherwise be ignored without a word.
  */
-export function assertKnownOptions(
-  options: object,
-  known: readonly string[],
-  where: string,
-): void {
+export function assertKnownOptions(options: object, known: readonly string[], where: string): void {
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
     const guess = closest(key, known);

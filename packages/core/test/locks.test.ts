@@ -85,11 +85,51 @@ describe('KeyedLocks', () => {
     await holder.release();
   });
 
-  it('rejects misuse with TypeError', async () => {
+  it('rejects misuse with TypeError, never throwing synchronously', async () => {
     const locks = new KeyedLocks();
-    expect(() => locks.acquire(idA, { leaseMs: 0 })).toThrow(TypeError);
-    expect(() => locks.acquire(idA, { waitMs: -1 })).toThrow(TypeError);
-    expect(() => locks.acquire('../etc/passwd')).toThrow(/Invalid session id/);
+    const calls = [
+      () => locks.acquire(idA, { leaseMs: 0 }),
+      () => locks.acquire(idA, { waitMs: -1 }),
+      () => locks.acquire(idA, { waitMs: Number.NaN }),
+      () => locks.acquire(idA, { waitMs: '5' as unknown as number }),
+      () => locks.acquire(idA, 'fast' as never),
+    ];
+    for (const call of calls) {
+      let promise: Promise<unknown> | undefined;
+      expect(() => {
+        promise = call();
+      }).not.toThrow();
+      await expect(promise).rejects.toThrow(TypeError);
+    }
+    for (const badId of ['../etc/passwd', 42]) {
+      let promise: Promise<unknown> | undefined;
+      expect(() => {
+        promise = locks.acquire(badId as string);
+      }).not.toThrow();
+      expect(await codeOf(promise as Promise<unknown>)).toBe('ERR_INVALID_SESSION_ID');
+    }
+  });
+
+  it('refuses durations past the timer limit instead of losing the lock at once', async () => {
+    const locks = new KeyedLocks();
+    await expect(locks.acquire(idA, { leaseMs: 2 ** 31 })).rejects.toThrow(/leaseMs.*2147483647/);
+    await expect(locks.acquire(idA, { waitMs: 2 ** 31 })).rejects.toThrow(/waitMs.*2147483647/);
+    await expect(locks.acquire(idA, { waitMs: Number.POSITIVE_INFINITY })).rejects.toThrow(
+      TypeError,
+    );
+    const longest = await locks.acquire(idA, { leaseMs: 2 ** 31 - 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(longest.signal.aborted).toBe(false);
+    expect(await codeOf(locks.acquire(idA, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    await expect(longest.extend(2 ** 31)).rejects.toThrow(TypeError);
+    await longest.release();
+  });
+
+  it('names a misspelt acquire option', async () => {
+    const locks = new KeyedLocks();
+    await expect(locks.acquire(idA, { waitMS: 5 } as never)).rejects.toThrow(
+      /unknown option 'waitMS'; did you mean 'waitMs'/,
+    );
   });
 });
 

@@ -1,7 +1,7 @@
 import { SessionError } from '../errors.js';
 import { assertSessionId } from '../ids.js';
 import type { AcquireOptions, SessionLock } from '../types.js';
-import { assertAbortSignal, assertNonNegativeNumber, sleep } from '../util.js';
+import { assertAbortSignal, assertDuration, assertKnownOptions } from '../util.js';
 
 export const DEFAULT_WAIT_MS = 10_000;
 export const DEFAULT_LEASE_MS = 30_000;
@@ -12,6 +12,8 @@ export interface NormalizedAcquireOptions {
   signal: AbortSignal | undefined;
 }
 
+const ACQUIRE_OPTIONS = ['waitMs', 'leaseMs', 'signal'] as const;
+
 /** Validates a lock id and acquire options, filling in defaults. Misuse throws `TypeError`. */
 export function normalizeAcquireOptions(
   id: unknown,
@@ -21,17 +23,17 @@ export function normalizeAcquireOptions(
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new TypeError('acquire options must be an object');
   }
+  if (options !== undefined) assertKnownOptions(options, ACQUIRE_OPTIONS, 'locks.acquire()');
   const waitMs = options?.waitMs ?? DEFAULT_WAIT_MS;
   const leaseMs = options?.leaseMs ?? DEFAULT_LEASE_MS;
-  assertNonNegativeNumber(waitMs, 'waitMs');
-  assertNonNegativeNumber(leaseMs, 'leaseMs');
-  if (leaseMs === 0) throw new TypeError('leaseMs must be greater than 0');
+  assertDuration(waitMs, 'waitMs');
+  assertDuration(leaseMs, 'leaseMs', { zero: false });
   assertAbortSignal(options?.signal, 'signal');
   return { waitMs, leaseMs, signal: options?.signal };
 }
 
-/** What a backend does for a `LeaseLock`. Each hook answers whether `token` still held the lock. */
-export interface LeaseBackend {
+/** What a `LeaseLock` asks of its manager. Each hook answers whether `token` still held the lock. */
+export interface LeaseHooks {
   /** Moves the lease end to `expiresAt` if `token` still holds the lock. */
   extend(token: string, expiresAt: number): boolean | Promise<boolean>;
   /** Frees the lock if `token` still holds it. */
@@ -45,19 +47,19 @@ export interface LeaseLockInit {
   token: string;
   leaseMs: number;
   expiresAt: number;
-  backend: LeaseBackend;
+  hooks: LeaseHooks;
 }
 
 /**
- * The one implementation of a held lock's lifecycle, shared by every lock manager: the lease
- * timer, the lost signal, idempotent release and `await using`. Backends supply three hooks.
+ * A held lock's lifecycle: the lease timer, the lost signal, idempotent release and
+ * `await using`. `LeaseLocks` creates these; its backend answers the hooks.
  */
 export class LeaseLock implements SessionLock {
   readonly id: string;
   readonly token: string;
   #expiresAt: number;
   readonly #leaseMs: number;
-  readonly #backend: LeaseBackend;
+  readonly #hooks: LeaseHooks;
   readonly #controller = new AbortController();
   #state: 'held' | 'released' | 'lost' = 'held';
   #timer: NodeJS.Timeout | undefined;
@@ -67,7 +69,7 @@ export class LeaseLock implements SessionLock {
     this.token = init.token;
     this.#leaseMs = init.leaseMs;
     this.#expiresAt = init.expiresAt;
-    this.#backend = init.backend;
+    this.#hooks = init.hooks;
     this.#arm();
   }
 
@@ -85,10 +87,10 @@ export class LeaseLock implements SessionLock {
   }
 
   async extend(ms: number = this.#leaseMs): Promise<void> {
-    assertNonNegativeNumber(ms, 'ms');
+    assertDuration(ms, 'ms', { zero: false });
     if (this.#state !== 'held') throw this.#lostError();
     const expiresAt = Date.now() + ms;
-    const stillHeld = await this.#backend.extend(this.token, expiresAt);
+    const stillHeld = await this.#hooks.extend(this.token, expiresAt);
     if (this.#state !== 'held') throw this.#lostError();
     if (!stillHeld) {
       this.markLost('the lock was taken over by another holder');
@@ -103,7 +105,7 @@ export class LeaseLock implements SessionLock {
     if (this.#state === 'lost') throw this.#lostError();
     this.#state = 'released';
     clearTimeout(this.#timer);
-    const stillHeld = await this.#backend.release(this.token);
+    const stillHeld = await this.#hooks.release(this.token);
     if (!stillHeld) {
       this.#state = 'lost';
       this.#controller.abort(this.#lostError());
@@ -129,7 +131,7 @@ export class LeaseLock implements SessionLock {
     this.#timer = setTimeout(() => {
       if (this.#state !== 'held') return;
       this.markLost(`its lease of ${this.#leaseMs} ms ran out without extend()`);
-      this.#backend.expired?.(this.token);
+      this.#hooks.expired?.(this.token);
     }, delay);
     this.#timer.unref();
   }
@@ -138,36 +140,6 @@ export class LeaseLock implements SessionLock {
     const reason = this.#controller.signal.reason;
     if (reason instanceof SessionError) return reason;
     return new SessionError('ERR_LOCK_LOST', 'Lock on session is not held');
-  }
-}
-
-export interface PollOptions {
-  waitMs: number;
-  signal: AbortSignal | undefined;
-  /** First back-off delay; it doubles up to `maxDelayMs`, with jitter. */
-  minDelayMs?: number;
-  maxDelayMs?: number;
-}
-
-/**
- * Retries `attempt` with jittered exponential back-off until it returns a value, `waitMs`
- * passes (`ERR_LOCK_TIMEOUT`) or the signal aborts. For lock managers over a shared backend.
- */
-export async function pollAcquire<T>(
-  attempt: () => Promise<T | undefined> | T | undefined,
-  options: PollOptions,
-): Promise<T> {
-  const started = Date.now();
-  let delay = options.minDelayMs ?? 2;
-  const maxDelay = options.maxDelayMs ?? 50;
-  for (;;) {
-    if (options.signal?.aborted) throw options.signal.reason;
-    const result = await attempt();
-    if (result !== undefined) return result;
-    const remaining = options.waitMs - (Date.now() - started);
-    if (remaining <= 0) throw lockTimeout(options.waitMs);
-    await sleep(Math.min(remaining, delay * (0.5 + Math.random())), options.signal);
-    delay = Math.min(maxDelay, delay * 2);
   }
 }
 

@@ -1,7 +1,7 @@
-import type { AcquireOptions, LockManager, SessionLock } from '../types.js';
+import type { AcquireOptions, SessionLock } from '../types.js';
 import { assertPositiveInteger } from '../util.js';
-import { normalizeAcquireOptions } from './lease.js';
-import { LockTable } from './table.js';
+import { LeaseLocks } from './lease-locks.js';
+import { MemoryLeases } from './memory-leases.js';
 
 /** 32-bit FNV-1a over the UTF-16 code units of `text`. Stable across processes and versions. */
 export function fnv1a32(text: string): number {
@@ -37,42 +37,32 @@ export interface StripedLockStats {
  * mod_python's fixed pool of mutexes: N locks, picked by a hash of the session id. Unrelated
  * sessions that share a stripe block each other; `stats().collisions` counts how often.
  */
-export class StripedLocks implements LockManager {
+export class StripedLocks extends LeaseLocks {
   readonly stripes: number;
-  readonly #table = new LockTable();
-  #acquired = 0;
-  #waits = 0;
-  #collisions = 0;
+  readonly #counts: Omit<StripedLockStats, 'stripes'>;
 
   constructor(options: StripedLocksOptions = {}) {
     const stripes = options.stripes ?? 32;
     assertPositiveInteger(stripes, 'stripes');
+    const counts = { acquired: 0, waits: 0, collisions: 0 };
+    super(new MemoryLeases(), {
+      keyOf: (id) => String(stripeOf(id, stripes)),
+      onWait: (id, holderId) => {
+        counts.waits++;
+        if (holderId !== undefined && holderId !== id) counts.collisions++;
+      },
+    });
     this.stripes = stripes;
+    this.#counts = counts;
   }
 
-  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
-    const normalized = normalizeAcquireOptions(id, options);
-    const key = String(stripeOf(id, this.stripes));
-    const holder = this.#table.holderOf(key);
-    if (holder !== undefined) {
-      this.#waits++;
-      if (holder !== id) this.#collisions++;
-    }
-    const lock = await this.#table.acquire(key, id, normalized);
-    this.#acquired++;
+  override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const lock = await super.acquire(id, options);
+    this.#counts.acquired++;
     return lock;
   }
 
   stats(): StripedLockStats {
-    return {
-      stripes: this.stripes,
-      acquired: this.#acquired,
-      waits: this.#waits,
-      collisions: this.#collisions,
-    };
-  }
-
-  async close(): Promise<void> {
-    this.#table.close();
+    return { stripes: this.stripes, ...this.#counts };
   }
 }

@@ -1,0 +1,311 @@
+import { setMaxListeners } from 'node:events';
+import { toStoreIoError } from '../errors.js';
+import { generateToken } from '../ids.js';
+import type { AcquireOptions, LockManager, SessionLock } from '../types.js';
+import {
+  LeaseLock,
+  lockManagerClosed,
+  lockTimeout,
+  type NormalizedAcquireOptions,
+  normalizeAcquireOptions,
+} from './lease.js';
+
+/** One lease on one key: who asks (`token`), for which session, and until when. */
+export interface LeaseClaim {
+  /** What the backend locks: the session id, or a stripe that several ids share. */
+  readonly key: string;
+  /** The session id the lock was asked for. */
+  readonly id: string;
+  readonly token: string;
+  /** When the lease ends, in ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+/**
+ * What a store supplies to `LeaseLocks`: claiming, extending and releasing a lease on a key. Each
+ * hook is atomic in the backend (one statement, one script, under a guard) and answers whether it
+ * acted. Errors reject; the kit reports them as `ERR_STORE_IO`.
+ */
+export interface LeaseBackend {
+  /** Takes `key` for `claim.token` when it is free or its lease has ended. True when taken. */
+  claim(claim: LeaseClaim): boolean | Promise<boolean>;
+  /** Moves the lease end to `claim.expiresAt` while `claim.token` still holds `key`. */
+  extend(claim: LeaseClaim): boolean | Promise<boolean>;
+  /** Frees `key` if `claim.token` still holds it with a lease that has not ended. */
+  release(claim: LeaseClaim): boolean | Promise<boolean>;
+  /** Called once when a lease ran out without `extend`; the backend may free the key early. */
+  expired?(claim: LeaseClaim): void;
+  /**
+   * Calls `wake` when `key` may have been freed by another process, so the waiter at the head of
+   * this process's queue tries again at once instead of at its next poll. Returns an unsubscribe.
+   */
+  watch?(key: string, wake: () => void): () => void;
+  /** Longest pause between two claims by the head waiter. Default `MAX_POLL_DELAY_MS`. */
+  readonly maxPollDelayMs?: number;
+  close?(): void | Promise<void>;
+}
+
+/** The first pause of the head waiter's back-off; it doubles, with jitter, up to the backend's maximum. */
+export const MIN_POLL_DELAY_MS = 1;
+/** The back-off's ceiling for backends that cannot wake waiters. */
+export const MAX_POLL_DELAY_MS = 25;
+
+export interface LeaseLocksOptions {
+  /** The key a session id locks. Default the id itself; a striped pool maps many ids to one key. */
+  keyOf?: (id: string) => string;
+  /** Called when an acquire has to wait, with the id holding the key in this process, if any. */
+  onWait?: (id: string, localHolderId: string | undefined) => void;
+}
+
+interface Waiter {
+  readonly id: string;
+  readonly leaseMs: number;
+  /** A `waitMs: 0` acquire: one claim, and a timeout on the first refusal. */
+  readonly once: boolean;
+  /** True once the waiter has its lock, timed out, was aborted or closed. */
+  settled: boolean;
+  resolve(lock: LeaseLock): void;
+  reject(error: unknown): void;
+}
+
+interface Slot {
+  readonly key: string;
+  /** The lock this process holds on the key, if any: local waiters never ask the backend then. */
+  holder: LeaseLock | undefined;
+  readonly queue: Waiter[];
+  /** True while the head waiter's claim loop runs. */
+  serving: boolean;
+  /** Ends the head waiter's current pause early. */
+  wake: (() => void) | undefined;
+}
+
+/**
+ * The one lock manager: every store's locks are a `LeaseBackend` under it. It validates
+ * arguments, queues one process's waiters per key in arrival order (only the head asks the
+ * backend, backing off or woken by the backend), times waits out, honours abort signals, turns a
+ * claim into a `LeaseLock`, and hands the key to the next local waiter on release.
+ */
+export class LeaseLocks implements LockManager {
+  readonly #backend: LeaseBackend;
+  readonly #keyOf: (id: string) => string;
+  readonly #onWait: ((id: string, localHolderId: string | undefined) => void) | undefined;
+  readonly #maxPollDelayMs: number;
+  readonly #slots = new Map<string, Slot>();
+  readonly #closing = new AbortController();
+
+  constructor(backend: LeaseBackend, options: LeaseLocksOptions = {}) {
+    this.#backend = backend;
+    this.#keyOf = options.keyOf ?? ((id) => id);
+    this.#onWait = options.onWait;
+    this.#maxPollDelayMs = backend.maxPollDelayMs ?? MAX_POLL_DELAY_MS;
+    // Every waiter may listen for close(); there is no leak to warn about.
+    setMaxListeners(0, this.#closing.signal);
+  }
+
+  /** Keys held or waited for in this process. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  get closed(): boolean {
+    return this.#closing.signal.aborted;
+  }
+
+  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const normalized = normalizeAcquireOptions(id, options);
+    if (this.closed) throw lockManagerClosed();
+    if (normalized.signal?.aborted) throw normalized.signal.reason;
+    const key = this.#keyOf(id);
+    let slot = this.#slots.get(key);
+    if (slot === undefined) {
+      slot = { key, holder: undefined, queue: [], serving: false, wake: undefined };
+      this.#slots.set(key, slot);
+    }
+    if (slot.holder !== undefined || slot.queue.length > 0) {
+      this.#onWait?.(id, slot.holder?.id);
+      if (normalized.waitMs === 0) {
+        this.#dropIfIdle(slot);
+        throw lockTimeout(0);
+      }
+    }
+    return this.#enqueue(slot, id, normalized);
+  }
+
+  /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.#closing.abort(lockManagerClosed());
+    for (const slot of this.#slots.values()) {
+      for (const waiter of slot.queue.splice(0)) this.#settle(waiter, lockManagerClosed());
+      slot.wake?.();
+      this.#dropIfIdle(slot);
+    }
+    await this.#backend.close?.();
+  }
+
+  #enqueue(slot: Slot, id: string, options: NormalizedAcquireOptions): Promise<LeaseLock> {
+    return new Promise<LeaseLock>((resolve, reject) => {
+      const { signal, waitMs } = options;
+      const leave = (error: unknown) => {
+        if (waiter.settled) return;
+        const index = slot.queue.indexOf(waiter);
+        if (index !== -1) slot.queue.splice(index, 1);
+        this.#settle(waiter, error);
+        // The next waiter becomes the head and tries at once, on its own deadline.
+        if (index === 0) slot.wake?.();
+        this.#dropIfIdle(slot);
+      };
+      const onAbort = () => leave(signal?.reason);
+      // waitMs 0 still makes one claim: the timer only ends waits that had to pause.
+      const timer = waitMs === 0 ? undefined : setTimeout(() => leave(lockTimeout(waitMs)), waitMs);
+      const waiter: Waiter = {
+        id,
+        leaseMs: options.leaseMs,
+        once: waitMs === 0,
+        settled: false,
+        resolve: (lock) => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(lock);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      slot.queue.push(waiter);
+      this.#serve(slot);
+    });
+  }
+
+  /** Runs the head waiter's claim loop until the key is held here or nobody waits. */
+  #serve(slot: Slot): void {
+    if (slot.serving || slot.holder !== undefined || this.closed) return;
+    slot.serving = true;
+    this.#claimLoop(slot).finally(() => {
+      slot.serving = false;
+      this.#dropIfIdle(slot);
+      // A waiter may have arrived while the loop was finishing.
+      if (slot.queue.length > 0) this.#serve(slot);
+    });
+  }
+
+  async #claimLoop(slot: Slot): Promise<void> {
+    let delayMs = MIN_POLL_DELAY_MS;
+    const unwatch = this.#backend.watch?.(slot.key, () => slot.wake?.());
+    try {
+      for (;;) {
+        const head = slot.queue[0];
+        if (head === undefined || this.closed) return;
+        const claim: LeaseClaim = {
+          key: slot.key,
+          id: head.id,
+          token: generateToken(),
+          expiresAt: Date.now() + head.leaseMs,
+        };
+        let taken: boolean;
+        try {
+          taken = await this.#backend.claim(claim);
+        } catch (error) {
+          this.#remove(slot, head);
+          this.#settle(head, toStoreIoError(error, 'lock acquire'));
+          continue;
+        }
+        if (taken) {
+          if (head.settled) {
+            // The waiter left (timeout, abort, close) while its claim was in flight: hand the key back.
+            await Promise.resolve(this.#backend.release(claim)).catch(() => {});
+            continue;
+          }
+          this.#remove(slot, head);
+          slot.holder = this.#grant(slot, claim, head.leaseMs);
+          head.settled = true;
+          head.resolve(slot.holder);
+          return;
+        }
+        if (head.once) {
+          this.#remove(slot, head);
+          this.#settle(head, lockTimeout(0));
+          continue;
+        }
+        if (head !== slot.queue[0]) {
+          delayMs = MIN_POLL_DELAY_MS;
+          continue;
+        }
+        await this.#pause(slot, delayMs * (0.5 + Math.random()));
+        delayMs = Math.min(this.#maxPollDelayMs, delayMs * 2);
+      }
+    } finally {
+      unwatch?.();
+    }
+  }
+
+  #pause(slot: Slot, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        slot.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      slot.wake = done;
+    });
+  }
+
+  #grant(slot: Slot, claim: LeaseClaim, leaseMs: number): LeaseLock {
+    const backend = this.#backend;
+    const free = () => {
+      if (slot.holder?.token !== claim.token) return;
+      slot.holder = undefined;
+      if (slot.queue.length > 0) this.#serve(slot);
+      else this.#dropIfIdle(slot);
+    };
+    return new LeaseLock({
+      id: claim.id,
+      token: claim.token,
+      leaseMs,
+      expiresAt: claim.expiresAt,
+      hooks: {
+        extend: async (token, expiresAt) => {
+          try {
+            return await backend.extend({ ...claim, token, expiresAt });
+          } catch (error) {
+            throw toStoreIoError(error, 'lock extend');
+          }
+        },
+        release: async (token) => {
+          try {
+            return await backend.release({ ...claim, token });
+          } catch (error) {
+            throw toStoreIoError(error, 'lock release');
+          } finally {
+            free();
+          }
+        },
+        expired: (token) => {
+          free();
+          backend.expired?.({ ...claim, token });
+        },
+      },
+    });
+  }
+
+  #remove(slot: Slot, waiter: Waiter): void {
+    const index = slot.queue.indexOf(waiter);
+    if (index !== -1) slot.queue.splice(index, 1);
+  }
+
+  #settle(waiter: Waiter, error: unknown): void {
+    if (waiter.settled) return;
+    waiter.settled = true;
+    waiter.reject(error);
+  }
+
+  #dropIfIdle(slot: Slot): void {
+    if (slot.holder === undefined && slot.queue.length === 0 && !slot.serving) {
+      if (this.#slots.get(slot.key) === slot) this.#slots.delete(slot.key);
+    }
+  }
+}
