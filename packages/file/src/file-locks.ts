@@ -1,14 +1,10 @@
 import { join } from 'node:path';
 import {
-  type AcquireOptions,
   generateToken,
-  KeyedLocks,
+  type LeaseBackend,
   LeaseLock,
-  type LockManager,
+  LeaseLocks,
   lockManagerClosed,
-  normalizeAcquireOptions,
-  pollAcquire,
-  type SessionLock,
 } from '@sessile/core';
 import { errorCode, type FileSystem, overwriteText, unless } from './fs.js';
 import { type FileGuards, GuardCompromisedError } from './guard.js';
@@ -56,49 +52,17 @@ export interface FileLocksInit {
 /**
  * Session locks shared by every process on the host (and NFS clients). A lock is a lease file
  * `<directory>/<shard>/<id>` holding `{ token, expiresAt }`; every read-modify-write of it
- * happens under a proper-lockfile guard, so acquire, extend, release and takeover are atomic.
- * An acquirer takes over a lease whose `expiresAt` has passed, so a crashed or stuck holder
- * blocks others for at most one lease. Waiters in this process queue in FIFO order first and
- * only the head polls the file.
+ * happens under a proper-lockfile guard, so claim, extend, release and takeover are atomic.
+ * A claim takes over a lease whose `expiresAt` has passed, so a crashed or stuck holder blocks
+ * others for at most one lease.
  */
-export class FileLocks implements LockManager {
-  readonly #local = new KeyedLocks();
-  readonly #init: FileLocksInit;
-  readonly #readyShards = new Set<string>();
-  readonly #closing = new AbortController();
+export class FileLocks extends LeaseLocks {
+  readonly #leases: LeaseFiles;
 
   constructor(init: FileLocksInit) {
-    this.#init = init;
-  }
-
-  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
-    const { waitMs, leaseMs, signal } = normalizeAcquireOptions(id, options);
-    if (this.#closing.signal.aborted) throw lockManagerClosed();
-    const started = Date.now();
-    const local = await this.#local.acquire(id, { waitMs, leaseMs, signal });
-    // close() also ends a wait that has reached the lease file.
-    const waitSignal =
-      signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
-    try {
-      const file = await this.#leaseFile(id);
-      const token = generateToken();
-      const remainingMs = Math.max(0, waitMs - (Date.now() - started));
-      const guards = this.#init.guards;
-      const expiresAt = await pollAcquire(() => this.#claim(guards, file, token, leaseMs), {
-        waitMs: remainingMs,
-        signal: waitSignal,
-      });
-      return this.#leaseLock(guards, id, file, token, leaseMs, expiresAt, {
-        extended: (newExpiresAt) =>
-          local.extend(Math.max(1, newExpiresAt - Date.now())).catch(() => {}),
-        freed: () => {
-          local.release().catch(() => {});
-        },
-      });
-    } catch (error) {
-      await local.release().catch(() => {});
-      throw error;
-    }
+    const leases = new LeaseFiles(init);
+    super(leases.backend(init.guards));
+    this.#leases = leases;
   }
 
   /**
@@ -106,72 +70,94 @@ export class FileLocks implements LockManager {
    * single-runner jobs. Resolves `undefined` while someone else holds it.
    */
   async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
-    if (this.#closing.signal.aborted) throw lockManagerClosed();
+    if (this.closed) throw lockManagerClosed();
+    const guards = this.#leases.storeGuards;
     const token = generateToken();
-    const guards = this.#init.storeGuards;
-    const expiresAt = await this.#claim(guards, file, token, leaseMs);
-    if (expiresAt === undefined) return undefined;
+    const expiresAt = Date.now() + leaseMs;
+    if (!(await this.#leases.claim(guards, file, token, expiresAt))) return undefined;
     // The file stays after release, holding an ended lease: the next run rewrites it in place.
-    return this.#leaseLock(guards, '', file, token, leaseMs, expiresAt, {
-      extended: async () => {},
-      freed: () => {},
-      keepFile: true,
-    });
-  }
-
-  #leaseLock(
-    guards: LeaseFileGuards,
-    id: string,
-    file: string,
-    token: string,
-    leaseMs: number,
-    expiresAt: number,
-    /**
-     * Keeps this process's FIFO slot in step with the lease file; `keepFile` releases by writing
-     * an ended lease instead of removing the file.
-     */
-    local: { extended(expiresAt: number): Promise<void>; freed(): void; keepFile?: boolean },
-  ): LeaseLock {
-    // proper-lockfile's compromised state means the lease may have been rewritten under us.
-    const lostOnCompromise = async (body: () => Promise<boolean>): Promise<boolean> => {
-      try {
-        return await body();
-      } catch (error) {
-        if (error instanceof GuardCompromisedError) return false;
-        throw error;
-      }
-    };
     return new LeaseLock({
-      id,
+      id: '',
       token,
       leaseMs,
       expiresAt,
-      backend: {
-        extend: async (heldToken, newExpiresAt) => {
-          const held = await lostOnCompromise(() =>
-            this.#extend(guards, file, heldToken, newExpiresAt),
-          );
-          if (held) await local.extended(newExpiresAt);
-          return held;
-        },
-        release: async (heldToken) => {
-          try {
-            return await lostOnCompromise(() =>
-              this.#release(guards, file, heldToken, local.keepFile === true),
-            );
-          } finally {
-            local.freed();
-          }
-        },
-        // The lease file stays; the next acquirer sees it expired and takes over.
-        expired: () => local.freed(),
+      hooks: {
+        extend: (heldToken, newExpiresAt) =>
+          this.#leases.extend(guards, file, heldToken, newExpiresAt),
+        release: (heldToken) => this.#leases.release(guards, file, heldToken, true),
       },
     });
   }
+}
 
-  async close(): Promise<void> {
-    this.#closing.abort(lockManagerClosed());
-    await this.#local.close();
+/** Lease files: reading, claiming, extending and freeing them under a guard. */
+class LeaseFiles {
+  readonly #init: FileLocksInit;
+  readonly #readyShards = new Set<string>();
+
+  constructor(init: FileLocksInit) {
+    this.#init = init;
+  }
+
+  get storeGuards(): LeaseFileGuards {
+    return this.#init.storeGuards;
+  }
+
+  /** The session locks' backend: lease files named by session id, under `guards`. */
+  backend(guards: LeaseFileGuards): LeaseBackend {
+    return {
+      claim: async ({ key, token, expiresAt }) =>
+        this.claim(guards, await this.#leaseFile(key), token, expiresAt),
+      extend: async ({ key, token, expiresAt }) =>
+        this.extend(guards, await this.#leaseFile(key), token, expiresAt),
+      release: async ({ key, token }) =>
+        this.release(guards, await this.#leaseFile(key), token, false),
+      // The lease file stays; the next claim sees it expired and takes over.
+    };
+  }
+
+  /** Writes our lease when none is live; false while another holds it. */
+  async claim(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    try {
+      return await this.#guarded(guards, file, async () => {
+        const current = await this.#read(file);
+        if (current !== undefined && current.expiresAt > Date.now() && current.token !== token) {
+          return false;
+        }
+        await this.#write(file, { token, expiresAt });
+        return true;
+      });
+    } catch (error) {
+      // The write may have raced another claim: report it as not taken; the kit tries again.
+      if (error instanceof GuardCompromisedError) return false;
+      throw error;
+    }
+  }
+
+  extend(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    return this.#whileHeld(guards, file, token, () => this.#write(file, { token, expiresAt }));
+  }
+
+  release(
+    guards: LeaseFileGuards,
+    file: string,
+    token: string,
+    keepFile: boolean,
+  ): Promise<boolean> {
+    return this.#whileHeld(guards, file, token, async () => {
+      if (keepFile) await this.#write(file, { token: '', expiresAt: 0 });
+      else await unless(['ENOENT'], undefined, () => this.#init.fs.unlink(file));
+    });
   }
 
   async #leaseFile(id: string): Promise<string> {
@@ -231,18 +217,26 @@ export class FileLocks implements LockManager {
     });
   }
 
-  /** Runs `change` under the guard if the lease in `file` still holds `token`; false if not. */
-  #whileHeld(
+  /**
+   * Runs `change` under the guard if the lease in `file` still holds `token`; false if not, or
+   * if the guard was compromised (the lease may have been rewritten under us).
+   */
+  async #whileHeld(
     guards: LeaseFileGuards,
     file: string,
     token: string,
     change: () => Promise<void>,
   ): Promise<boolean> {
-    return this.#guarded(guards, file, async () => {
-      if ((await this.#read(file))?.token !== token) return false;
-      await change();
-      return true;
-    });
+    try {
+      return await this.#guarded(guards, file, async () => {
+        if ((await this.#read(file))?.token !== token) return false;
+        await change();
+        return true;
+      });
+    } catch (error) {
+      if (error instanceof GuardCompromisedError) return false;
+      throw error;
+    }
   }
 
   async #guarded<T>(guards: LeaseFileGuards, file: string, body: () => Promise<T>): Promise<T> {
