@@ -1,15 +1,12 @@
 import { createHash } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { closeSync, fstatSync, linkSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AcquireOptions,
   generateToken,
-  LeaseLock,
-  type LockManager,
-  lockManagerClosed,
-  lockTimeout,
-  normalizeAcquireOptions,
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
   type SessionLock,
   stripeOf,
 } from '@sessile/core';
@@ -44,7 +41,6 @@ function tagOf(id: string): string {
 
 /** A guard is held for microseconds; one linked this long ago belongs to a process that died holding it. */
 const GUARD_STALE_MS = 2_000;
-const MAX_POLL_DELAY_MS = 25;
 
 interface Stripe {
   index: number;
@@ -55,8 +51,9 @@ interface Stripe {
   /** The token of this instance's lock on the stripe, while its holder file is linked as the lock. */
   heldToken: string | undefined;
   heldTag: string | undefined;
-  /** Wakes this instance's waiters when it releases the stripe. */
-  wakers: Set<() => void>;
+  /** The held lease's end and length, for judging whether a change needs the guard. */
+  leaseEnd: number;
+  leaseMs: number;
 }
 
 /**
@@ -69,75 +66,136 @@ interface Stripe {
  * expired lease may be taken over; extend, release near the lease end, and takeover all run under
  * the stripe's guard (`<stripe>.guard`, also a hard link), so none of them interleave.
  */
-export class StripedFileLocks implements LockManager {
+export class StripedFileLocks extends LeaseLocks {
   readonly stripes: number;
+  readonly #stripeFiles: StripeFiles;
+
+  constructor(directory: string, stripes: number) {
+    const stripeFiles = new StripeFiles(directory);
+    super(stripeFiles, {
+      keyOf: (id) => String(sessionStripe(id, stripes)),
+      onWait: (id, holderId) => stripeFiles.countWait(id, holderId),
+    });
+    this.stripes = stripes;
+    this.#stripeFiles = stripeFiles;
+  }
+
+  override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const lock = await super.acquire(id, options);
+    this.#stripeFiles.counts.acquired++;
+    return lock;
+  }
+
+  stats(): StripedFileLockStats {
+    return { stripes: this.stripes, ...this.#stripeFiles.counts };
+  }
+}
+
+/** The stripes' lock files: the `LeaseBackend` under `StripedFileLocks`. */
+class StripeFiles implements LeaseBackend {
+  readonly counts = { acquired: 0, waits: 0, collisions: 0 };
   readonly #directory: string;
   readonly #instance = `${process.pid}.${generateToken()}`;
   readonly #guardSourcePath: string;
   readonly #stripes = new Map<number, Stripe>();
-  readonly #closing = new AbortController();
-  #acquired = 0;
-  #waits = 0;
-  #collisions = 0;
+  #closed = false;
 
-  constructor(directory: string, stripes: number) {
-    // Every waiting acquire listens for close; there may be any number of them.
-    setMaxListeners(0, this.#closing.signal);
+  constructor(directory: string) {
     this.#directory = directory;
-    this.stripes = stripes;
     this.#guardSourcePath = join(directory, `guard.${this.#instance}.holder`);
   }
 
-  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
-    if (this.#closing.signal.aborted) throw lockManagerClosed();
-    const { waitMs, leaseMs, signal } = normalizeAcquireOptions(id, options);
-    const stripe = this.#stripe(sessionStripe(id, this.stripes));
+  countWait(id: string, holderId: string | undefined): void {
+    this.counts.waits++;
+    if (holderId !== undefined && holderId !== id) this.counts.collisions++;
+  }
+
+  async claim({ key, id, token, expiresAt, waited }: LeaseClaim): Promise<boolean> {
+    const stripe = this.#stripe(Number(key));
     const tag = tagOf(id);
-    const stop =
-      signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
-    const started = Date.now();
-    let delayMs = 1;
-    let waited = false;
-    for (;;) {
-      if (stop.aborted) throw stop.reason;
-      const attempt = await this.#attempt(stripe, id, tag, leaseMs);
-      if (attempt.lock !== undefined) {
-        this.#acquired++;
-        return attempt.lock;
+    for (let tries = 0; tries < 3; tries++) {
+      // This instance's last lease on the stripe is still being freed after it ran out.
+      if (stripe.heldToken !== undefined) return false;
+      const fd = this.#holderFd(stripe);
+      writeSync(fd, encodeHolder({ token, expiresAt, pid: process.pid, tag }), 0, undefined, 0);
+      try {
+        linkSync(stripe.holderPath, stripe.lockPath);
+        stripe.heldToken = token;
+        stripe.heldTag = tag;
+        stripe.leaseEnd = expiresAt;
+        stripe.leaseMs = expiresAt - Date.now();
+        return true;
+      } catch (error) {
+        if (isCode(error, 'ENOENT')) {
+          this.#dropHolderFile(stripe);
+          continue;
+        }
+        if (!isCode(error, 'EEXIST')) throw error;
       }
-      if (!waited) {
-        waited = true;
-        this.#waits++;
-        if (attempt.holderTag !== undefined && attempt.holderTag !== tag) this.#collisions++;
+      const seen = readHolder(stripe.lockPath);
+      if (seen.kind === 'absent') continue;
+      if (!isStale(seen, Date.now(), false)) {
+        // Another process's holder: a collision when it holds a different session.
+        if (!waited && seen.kind === 'held' && seen.holder.tag !== tag) this.counts.collisions++;
+        return false;
       }
-      const remainingMs = waitMs - (Date.now() - started);
-      if (remainingMs <= 0) throw lockTimeout(waitMs);
-      await this.#waitForChange(
-        stripe,
-        Math.min(remainingMs, delayMs * (0.5 + Math.random())),
-        stop,
-      );
-      delayMs = Math.min(MAX_POLL_DELAY_MS, delayMs * 2);
+      await this.#guarded(stripe, () => {
+        const again = readHolder(stripe.lockPath);
+        if (sameHolder(seen, again) && isStale(again, Date.now(), false))
+          removeIfPresent(stripe.lockPath);
+      });
     }
+    return false;
   }
 
-  stats(): StripedFileLockStats {
-    return {
-      stripes: this.stripes,
-      acquired: this.#acquired,
-      waits: this.#waits,
-      collisions: this.#collisions,
+  async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
+    const stripe = this.#stripe(Number(key));
+    const extend = () => {
+      if (!this.#ours(stripe, token)) return false;
+      const holder = { token, expiresAt, pid: process.pid, tag: stripe.heldTag ?? '' };
+      writeSync(this.#holderFd(stripe), encodeHolder(holder), 0, undefined, 0);
+      stripe.leaseEnd = expiresAt;
+      return true;
     };
+    return this.#safe(stripe) ? extend() : this.#guarded(stripe, extend);
   }
 
-  /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
-  async close(): Promise<void> {
-    if (this.#closing.signal.aborted) return;
-    this.#closing.abort(lockManagerClosed());
+  async release({ key, token }: LeaseClaim): Promise<boolean> {
+    const stripe = this.#stripe(Number(key));
+    const release = () => {
+      const held = this.#ours(stripe, token);
+      this.#free(stripe, token);
+      return held;
+    };
+    return this.#safe(stripe) ? release() : this.#guarded(stripe, release);
+  }
+
+  expired({ key, token }: LeaseClaim): void {
+    // The lease ran out: free the stripe as any other process would.
+    const stripe = this.#stripe(Number(key));
+    this.#guarded(stripe, () => this.#free(stripe, token)).catch(() => this.#forget(stripe, token));
+  }
+
+  close(): void {
+    this.#closed = true;
     for (const stripe of this.#stripes.values()) {
       if (stripe.heldToken === undefined) this.#dropHolderFile(stripe);
     }
     removeIfPresent(this.#guardSourcePath);
+  }
+
+  #ours(stripe: Stripe, token: string): boolean {
+    return stripe.heldToken === token && fstatSync(this.#holderFd(stripe)).nlink >= 2;
+  }
+
+  /** Well inside the lease nobody may take the lock over, so no guard is needed. */
+  #safe(stripe: Stripe): boolean {
+    return Date.now() < stripe.leaseEnd - Math.min(1000, stripe.leaseMs / 2);
+  }
+
+  #free(stripe: Stripe, token: string): void {
+    if (this.#ours(stripe, token)) unlinkSync(stripe.lockPath);
+    this.#forget(stripe, token);
   }
 
   #stripe(index: number): Stripe {
@@ -151,110 +209,19 @@ export class StripedFileLocks implements LockManager {
         holderFd: undefined,
         heldToken: undefined,
         heldTag: undefined,
-        wakers: new Set(),
+        leaseEnd: 0,
+        leaseMs: 0,
       };
       this.#stripes.set(index, stripe);
     }
     return stripe;
   }
 
-  async #attempt(
-    stripe: Stripe,
-    id: string,
-    tag: string,
-    leaseMs: number,
-  ): Promise<{ lock?: LeaseLock; holderTag?: string }> {
-    for (let tries = 0; tries < 3; tries++) {
-      // This instance holds the stripe: its holder file must not change while it is the lock.
-      if (stripe.heldToken !== undefined) return { holderTag: stripe.heldTag };
-      const token = generateToken();
-      const expiresAt = Date.now() + leaseMs;
-      const fd = this.#holderFd(stripe);
-      writeSync(fd, encodeHolder({ token, expiresAt, pid: process.pid, tag }), 0, undefined, 0);
-      try {
-        linkSync(stripe.holderPath, stripe.lockPath);
-        stripe.heldToken = token;
-        stripe.heldTag = tag;
-        return { lock: this.#grant(stripe, id, token, leaseMs, expiresAt) };
-      } catch (error) {
-        if (isCode(error, 'ENOENT')) {
-          this.#dropHolderFile(stripe);
-          continue;
-        }
-        if (!isCode(error, 'EEXIST')) throw error;
-      }
-      const seen = readHolder(stripe.lockPath);
-      if (seen.kind === 'absent') continue;
-      if (!isStale(seen, Date.now(), false)) {
-        return { holderTag: seen.kind === 'held' ? seen.holder.tag : undefined };
-      }
-      await this.#guarded(stripe, () => {
-        const again = readHolder(stripe.lockPath);
-        if (sameHolder(seen, again) && isStale(again, Date.now(), false))
-          removeIfPresent(stripe.lockPath);
-      });
-    }
-    return {};
-  }
-
-  #grant(stripe: Stripe, id: string, token: string, leaseMs: number, expiresAt: number): LeaseLock {
-    let leaseEnd = expiresAt;
-    const ours = () => stripe.heldToken === token && fstatSync(this.#holderFd(stripe)).nlink >= 2;
-    // Well inside the lease nobody may take the lock over, so no guard is needed.
-    const safe = () => Date.now() < leaseEnd - Math.min(1000, leaseMs / 2);
-    const free = () => {
-      if (ours()) unlinkSync(stripe.lockPath);
-      this.#forget(stripe, token);
-    };
-    return new LeaseLock({
-      id,
-      token,
-      leaseMs,
-      expiresAt,
-      backend: {
-        extend: async (_token, newExpiresAt) => {
-          const extend = () => {
-            if (!ours()) return false;
-            const fd = this.#holderFd(stripe);
-            writeSync(
-              fd,
-              encodeHolder({
-                token,
-                expiresAt: newExpiresAt,
-                pid: process.pid,
-                tag: stripe.heldTag ?? '',
-              }),
-              0,
-              undefined,
-              0,
-            );
-            leaseEnd = newExpiresAt;
-            return true;
-          };
-          return safe() ? extend() : this.#guarded(stripe, extend);
-        },
-        release: async () => {
-          const release = () => {
-            const held = ours();
-            free();
-            return held;
-          };
-          return safe() ? release() : this.#guarded(stripe, release);
-        },
-        expired: () => {
-          // The lease ran out: free the stripe as any other process would.
-          this.#guarded(stripe, free).catch(() => this.#forget(stripe, token));
-        },
-      },
-    });
-  }
-
   #forget(stripe: Stripe, token: string): void {
     if (stripe.heldToken !== token) return;
     stripe.heldToken = undefined;
     stripe.heldTag = undefined;
-    if (this.#closing.signal.aborted) this.#dropHolderFile(stripe);
-    for (const wake of stripe.wakers) wake();
+    if (this.#closed) this.#dropHolderFile(stripe);
   }
 
   #holderFd(stripe: Stripe): number {
@@ -266,25 +233,6 @@ export class StripedFileLocks implements LockManager {
     if (stripe.holderFd !== undefined) closeSync(stripe.holderFd);
     stripe.holderFd = undefined;
     removeIfPresent(stripe.holderPath);
-  }
-
-  /** Resolves after `delayMs`, or sooner when this instance releases the stripe; rejects on abort. */
-  #waitForChange(stripe: Stripe, delayMs: number, stop: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        stripe.wakers.delete(done);
-        stop.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        done();
-        reject(stop.reason);
-      };
-      const timer = setTimeout(done, delayMs);
-      stripe.wakers.add(done);
-      stop.addEventListener('abort', onAbort, { once: true });
-    });
   }
 
   /** Runs `critical` while holding the stripe's guard: a hard link of this instance's guard file. */

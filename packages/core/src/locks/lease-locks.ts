@@ -19,6 +19,8 @@ export interface LeaseClaim {
   readonly token: string;
   /** When the lease ends, in ms since the epoch. */
   readonly expiresAt: number;
+  /** True once this acquire has been reported to `onWait`: it is queued or was refused before. */
+  readonly waited: boolean;
 }
 
 /**
@@ -53,7 +55,10 @@ export const MAX_POLL_DELAY_MS = 25;
 export interface LeaseLocksOptions {
   /** The key a session id locks. Default the id itself; a striped pool maps many ids to one key. */
   keyOf?: (id: string) => string;
-  /** Called when an acquire has to wait, with the id holding the key in this process, if any. */
+  /**
+   * Called once per acquire that has to wait, with the id holding the key in this process, if
+   * any (`undefined` when the backend refused the claim for another process's holder).
+   */
   onWait?: (id: string, localHolderId: string | undefined) => void;
 }
 
@@ -62,6 +67,8 @@ interface Waiter {
   readonly leaseMs: number;
   /** A `waitMs: 0` acquire: one claim, and a timeout on the first refusal. */
   readonly once: boolean;
+  /** True once reported to `onWait`. */
+  waited: boolean;
   /** True once the waiter has its lock, timed out, was aborted or closed. */
   settled: boolean;
   resolve(lock: LeaseLock): void;
@@ -121,14 +128,15 @@ export class LeaseLocks implements LockManager {
       slot = { key, holder: undefined, queue: [], serving: false, wake: undefined };
       this.#slots.set(key, slot);
     }
-    if (slot.holder !== undefined || slot.queue.length > 0) {
+    const queued = slot.holder !== undefined || slot.queue.length > 0;
+    if (queued) {
       this.#onWait?.(id, slot.holder?.id);
       if (normalized.waitMs === 0) {
         this.#dropIfIdle(slot);
         throw lockTimeout(0);
       }
     }
-    return this.#enqueue(slot, id, normalized);
+    return this.#enqueue(slot, id, normalized, queued);
   }
 
   /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
@@ -143,7 +151,12 @@ export class LeaseLocks implements LockManager {
     await this.#backend.close?.();
   }
 
-  #enqueue(slot: Slot, id: string, options: NormalizedAcquireOptions): Promise<LeaseLock> {
+  #enqueue(
+    slot: Slot,
+    id: string,
+    options: NormalizedAcquireOptions,
+    waited: boolean,
+  ): Promise<LeaseLock> {
     return new Promise<LeaseLock>((resolve, reject) => {
       const { signal, waitMs } = options;
       const leave = (error: unknown) => {
@@ -162,6 +175,7 @@ export class LeaseLocks implements LockManager {
         id,
         leaseMs: options.leaseMs,
         once: waitMs === 0,
+        waited,
         settled: false,
         resolve: (lock) => {
           clearTimeout(timer);
@@ -204,6 +218,7 @@ export class LeaseLocks implements LockManager {
           id: head.id,
           token: generateToken(),
           expiresAt: Date.now() + head.leaseMs,
+          waited: head.waited,
         };
         let taken: boolean;
         try {
@@ -224,6 +239,10 @@ export class LeaseLocks implements LockManager {
           head.settled = true;
           head.resolve(slot.holder);
           return;
+        }
+        if (!head.waited) {
+          head.waited = true;
+          this.#onWait?.(head.id, undefined);
         }
         if (head.once) {
           this.#remove(slot, head);
