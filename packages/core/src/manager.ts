@@ -5,7 +5,7 @@ import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
 import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext } from './session.js';
 import type { SessionLock, SessionStore } from './types.js';
-import { assertNonNegativeNumber } from './util.js';
+import { assertDuration, MAX_TIMER_MS } from './util.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
@@ -57,9 +57,17 @@ function defaultOnError(error: unknown): void {
   console.error('[sessile] session error:', error);
 }
 
-function checkDuration(value: unknown, name: string, allowZero: boolean): number {
-  assertNonNegativeNumber(value, name);
-  if (!allowZero && value === 0) throw new TypeError(`${name} must be greater than 0`);
+/**
+ * Timeouts that only enter arithmetic (an expiry, a touch threshold) may exceed a timer's
+ * limit: a 30-day session is common. Lock durations arm timers and keep the timer limit.
+ */
+function checkDuration(
+  value: unknown,
+  name: string,
+  allowZero: boolean,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  assertDuration(value, name, { zero: allowZero, max });
   return value;
 }
 
@@ -285,12 +293,23 @@ function normalizeLockOptions(
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('lock must be a boolean or { waitMs, leaseMs, extendEveryMs }');
   }
-  const waitMs = checkDuration(options.waitMs ?? DEFAULT_WAIT_MS, 'lock.waitMs', true);
-  const leaseMs = checkDuration(options.leaseMs ?? DEFAULT_LEASE_MS, 'lock.leaseMs', false);
+  const waitMs = checkDuration(
+    options.waitMs ?? DEFAULT_WAIT_MS,
+    'lock.waitMs',
+    true,
+    MAX_TIMER_MS,
+  );
+  const leaseMs = checkDuration(
+    options.leaseMs ?? DEFAULT_LEASE_MS,
+    'lock.leaseMs',
+    false,
+    MAX_TIMER_MS,
+  );
   const extendEveryMs = checkDuration(
     options.extendEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)),
     'lock.extendEveryMs',
     false,
+    MAX_TIMER_MS,
   );
   if (extendEveryMs >= leaseMs)
     throw new TypeError('lock.extendEveryMs must be less than lock.leaseMs');

@@ -1,7 +1,14 @@
 import { isSessionError, SessionError } from './errors.js';
 import { SWEEP_LOCK_ID } from './ids.js';
 import type { SessionLock, SessionStore } from './types.js';
-import { assertNonNegativeNumber, assertPositiveInteger, yieldToEventLoop } from './util.js';
+import {
+  assertDuration,
+  assertNonNegativeNumber,
+  assertPositiveInteger,
+  describeValue,
+  MAX_TIMER_MS,
+  yieldToEventLoop,
+} from './util.js';
 
 /** What one cleanup run did. `'busy'`: another run held the sweep lock, so this one did nothing. */
 export interface SweepRun {
@@ -84,7 +91,7 @@ export class Sweeper {
     this.#leaseMs = runOptions.leaseMs ?? 60_000;
     assertPositiveInteger(this.#limit, 'limit');
     assertNonNegativeNumber(this.#budgetMs, 'budgetMs');
-    assertNonNegativeNumber(this.#leaseMs, 'leaseMs');
+    assertDuration(this.#leaseMs, 'leaseMs', { zero: false });
     this.#onError = options.onError ?? defaultOnError;
     this.#onSweep = options.onSweep;
     this.#signal = options.signal;
@@ -215,7 +222,9 @@ function checkRunOptions(options: SweepRunOptions | undefined): SweepRunOptions 
  */
 export function sweepByChance(probability: number, options?: SweepRunOptions): CleanupPolicy {
   if (typeof probability !== 'number' || !(probability >= 0 && probability <= 1)) {
-    throw new TypeError(`probability must be a number from 0 to 1, got ${String(probability)}`);
+    throw new TypeError(
+      `probability must be a number from 0 to 1, got ${describeValue(probability)}`,
+    );
   }
   const runOptions = checkRunOptions(options);
   return {
@@ -237,12 +246,18 @@ export interface SweepEveryOptions extends SweepRunOptions {
 
 /** A run every `intervalMs` (with jitter) on an unref'd timer, so it never keeps the process alive. */
 export function sweepEvery(intervalMs: number, options?: SweepEveryOptions): CleanupPolicy {
-  assertPositiveInteger(intervalMs, 'intervalMs');
   const runOptions = checkRunOptions(options);
   const jitter = options?.jitter ?? 0.1;
   if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) {
-    throw new TypeError(`jitter must be a number from 0 to less than 1, got ${String(jitter)}`);
+    throw new TypeError(
+      `jitter must be a number from 0 to less than 1, got ${describeValue(jitter)}`,
+    );
   }
+  // The longest delay, with jitter, must still fit one timer.
+  assertDuration(intervalMs, 'intervalMs', {
+    zero: false,
+    max: Math.floor(MAX_TIMER_MS / (1 + jitter)),
+  });
   return {
     kind: 'interval',
     start: (store, sweeperOptions) =>

@@ -341,3 +341,25 @@ describe('locking', () => {
     expect(await slow.commit()).toBe('saved');
   });
 });
+
+describe('durations', () => {
+  it('honours idle and absolute timeouts longer than a timer can run (30 days and more)', async () => {
+    const day = 24 * 60 * 60_000;
+    const { manager, store } = setup({ idleTimeoutMs: 40 * day, absoluteTimeoutMs: 60 * day });
+    const before = Date.now();
+    const id = await createSession(manager, { count: 1 });
+    const record = await store.get(id);
+    expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 40 * day);
+    expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 40 * day);
+  });
+
+  it('refuses lock durations past the timer limit, and strings that look like numbers', () => {
+    const store = new MemoryStore();
+    const make = (options: Partial<SessionManagerOptions>) => () =>
+      new SessionManager({ store, cleanup: manual(), ...options });
+    expect(make({ lock: { leaseMs: 2 ** 31 } })).toThrow(/lock\.leaseMs.*2147483647/);
+    expect(make({ lock: { waitMs: 2 ** 31 } })).toThrow(/lock\.waitMs/);
+    expect(make({ idleTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(/idleTimeoutMs/);
+    expect(make({ idleTimeoutMs: '1000' as unknown as number })).toThrow(/'1000' \(a string\)/);
+  });
+});

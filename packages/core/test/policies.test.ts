@@ -191,3 +191,13 @@ describe('sweepEvery', () => {
     await expect(sweeper.run()).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
   });
 });
+
+describe('durations past the timer limit', () => {
+  it('sweepEvery refuses an interval whose jittered delay would not fit one timer', () => {
+    expect(() => sweepEvery(2 ** 31)).toThrow(/intervalMs.*milliseconds/);
+    expect(() => sweepEvery(2 ** 31 - 1, { jitter: 0.5 })).toThrow(/intervalMs/);
+    expect(() => sweepEvery(Number.POSITIVE_INFINITY)).toThrow(TypeError);
+    expect(() => manual({ leaseMs: 2 ** 31 })).not.toThrow();
+    expect(() => manual({ leaseMs: 2 ** 31 }).start(new MemoryStore())).toThrow(/leaseMs/);
+  });
+});
