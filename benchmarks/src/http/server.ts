@@ -51,7 +51,7 @@ async function buildMiddleware(): Promise<Handler> {
   const store = await target.http.expressSessionStore(config.dir, session);
   return session({
     store,
-    secret: 'sessile-benchmark-secret',
+    secret: 'sessile-benchmark-secret, 32 characters or more',
     resave: false,
     saveUninitialized: false,
     cookie: { maxAge: 3_600_000, httpOnly: true },

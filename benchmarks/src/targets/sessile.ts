@@ -136,7 +136,7 @@ function httpFactory(spec: SessileStoreSpec): HttpStoreFactory {
       // Locking is sessile's default: each request holds its session's lock from load to commit.
       return sessile({
         store: await openStore(spec, dir),
-        secret: 'sessile-benchmark-secret',
+        secret: 'sessile-benchmark-secret, 32 characters or more',
         idleTimeoutMs: HTTP_IDLE_TIMEOUT_MS,
       });
     },

@@ -1,24 +1,78 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionData } from './codecs.js';
 import type { CommitOutcome, Session } from './session.js';
+import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
 export interface SessionCookieOptions {
-  /** Signing secrets. The first signs; every one verifies, so rotate by putting a new secret first. */
+  /**
+   * Signing secrets, each at least `MIN_SECRET_LENGTH` (32) characters. The first signs; every
+   * one verifies, so rotate by putting a new secret first.
+   */
   secrets: string | readonly string[];
   /** Cookie name. Default `'sid'`. */
   name?: string;
   /** Default true: scripts cannot read the session id. */
   httpOnly?: boolean;
-  /** Send only over HTTPS. Default false; set it in production. */
+  /** Send only over HTTPS. Default false; set it in production. Required with `sameSite: 'none'`. */
   secure?: boolean;
-  /** Default `'lax'`. */
+  /** Default `'lax'`. `'none'` needs `secure: true`. */
   sameSite?: 'strict' | 'lax' | 'none' | false;
   /** Default `'/'`. */
   path?: string;
   domain?: string;
-  /** Cookie lifetime. Default `undefined`: a browser-session cookie; the server-side timeouts still apply. */
+  /**
+   * Cookie lifetime, at most `MAX_COOKIE_AGE_MS` (400 days). Default `undefined`: a
+   * browser-session cookie; the server-side timeouts still apply.
+   */
   maxAgeMs?: number;
 }
+
+/** The cookie's attributes: every option but `secrets`. */
+export type SessionCookieAttributes = Omit<SessionCookieOptions, 'secrets'>;
+
+/**
+ * How option errors name the options, for a wrapper whose users spell them differently: an
+ * adapter taking `{ secret, cookie: { sameSite } }` passes
+ * `{ where: 'sessile()', secrets: 'secret', attributesIn: 'cookie' }`.
+ */
+export interface SessionCookieNaming {
+  /** What is being configured; every message starts with it. */
+  where: string;
+  /** The option that carries the secrets. */
+  secrets: string;
+  /** The option the attributes (`name`, `sameSite`...) sit in; absent when they sit beside the secrets. */
+  attributesIn?: string;
+}
+
+/** A cookie from a request whose signature one of the secrets verified. */
+export interface VerifiedCookie {
+  /** The value inside: the session id. */
+  value: string;
+  /** Signed with a secret other than the first: the response re-signs it, so the old secret can be retired. */
+  signedWithOldSecret: boolean;
+}
+
+/**
+ * The shortest secret accepted. An attacker holding one signed cookie can test guesses of the
+ * secret offline, so it must be unguessable; HMAC-SHA256 keys should be at least as long as its
+ * 32-byte output (RFC 2104, section 3).
+ */
+export const MIN_SECRET_LENGTH = 32;
+
+/** The longest `maxAgeMs`: browsers cap a cookie's lifetime at 400 days (RFC 6265bis). */
+export const MAX_COOKIE_AGE_MS = 400 * 24 * 60 * 60_000;
+
+const OWN_NAMING: SessionCookieNaming = { where: 'SessionCookie', secrets: 'secrets' };
+const ATTRIBUTE_NAMES = [
+  'name',
+  'httpOnly',
+  'secure',
+  'sameSite',
+  'path',
+  'domain',
+  'maxAgeMs',
+] as const satisfies readonly (keyof SessionCookieAttributes)[];
+const SAME_SITE_VALUES = ['strict', 'lax', 'none', false] as const;
 
 const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const COOKIE_ATTRIBUTE_PATTERN = /^[\u0021-\u003A\u003C-\u007E]*$/;
@@ -33,43 +87,63 @@ export class SessionCookie {
   readonly #attributes: string;
   readonly #maxAgeMs: number | undefined;
 
-  constructor(options: SessionCookieOptions) {
+  /** `naming`: how errors name the options; see `SessionCookieNaming`. */
+  constructor(options: SessionCookieOptions, naming: SessionCookieNaming = OWN_NAMING) {
+    const { where, attributesIn } = naming;
     if (typeof options !== 'object' || options === null) {
-      throw new TypeError('cookie options must be an object with { secrets }');
+      throw new TypeError(`${where} needs options { ${naming.secrets} }`);
     }
-    const secrets = typeof options.secrets === 'string' ? [options.secrets] : options.secrets;
-    if (!Array.isArray(secrets) || secrets.length === 0) {
-      throw new TypeError('secrets must be a non-empty string or a non-empty array of strings');
+    const { secrets, ...attributes } = options;
+    if (attributesIn === undefined) {
+      assertKnownOptions(options, [naming.secrets, ...ATTRIBUTE_NAMES], where);
+    } else {
+      assertKnownOptions(attributes, ATTRIBUTE_NAMES, `${where} ${attributesIn}`);
     }
-    for (const secret of secrets) {
-      if (typeof secret !== 'string' || secret.length === 0) {
-        throw new TypeError('every secret must be a non-empty string');
+    const option = (name: string) =>
+      attributesIn === undefined ? name : `${attributesIn}.${name}`;
+    const fail = (message: string) => new TypeError(`${where}: ${message}`);
+
+    this.#secrets = checkSecrets(secrets, naming.secrets, fail);
+    this.name = attributes.name ?? 'sid';
+    if (typeof this.name !== 'string' || !COOKIE_NAME_PATTERN.test(this.name)) {
+      throw fail(`${option('name')} must be a cookie name token, got ${describeValue(this.name)}`);
+    }
+    const httpOnly = checkBoolean(attributes.httpOnly ?? true, option('httpOnly'), fail);
+    const secure = checkBoolean(attributes.secure ?? false, option('secure'), fail);
+    const sameSite = attributes.sameSite ?? 'lax';
+    if (!SAME_SITE_VALUES.includes(sameSite)) {
+      throw fail(
+        `${option('sameSite')} must be 'strict', 'lax', 'none' or false, got ${describeValue(sameSite)}`,
+      );
+    }
+    if (sameSite === 'none' && !secure) {
+      throw fail(
+        `${option('sameSite')} 'none' needs ${option('secure')}: true; browsers reject a SameSite=None cookie without Secure`,
+      );
+    }
+    const maxAgeMs = attributes.maxAgeMs;
+    if (maxAgeMs !== undefined) {
+      if (typeof maxAgeMs === 'number' && maxAgeMs > MAX_COOKIE_AGE_MS) {
+        throw fail(
+          `${option('maxAgeMs')} must be at most ${MAX_COOKIE_AGE_MS} (400 days, the longest a browser keeps a cookie), got ${maxAgeMs}`,
+        );
       }
+      assertDuration(maxAgeMs, `${where}: ${option('maxAgeMs')}`, {
+        zero: false,
+        max: MAX_COOKIE_AGE_MS,
+      });
     }
-    this.#secrets = [...secrets];
-    this.name = options.name ?? 'sid';
-    if (!COOKIE_NAME_PATTERN.test(this.name))
-      throw new TypeError(`invalid cookie name ${this.name}`);
-    const attributes = [`Path=${checkAttribute(options.path ?? '/', 'path')}`];
-    if (options.domain !== undefined)
-      attributes.push(`Domain=${checkAttribute(options.domain, 'domain')}`);
-    if (options.httpOnly ?? true) attributes.push('HttpOnly');
-    if (options.secure) attributes.push('Secure');
-    const sameSite = options.sameSite ?? 'lax';
-    if (sameSite !== false) {
-      if (sameSite !== 'strict' && sameSite !== 'lax' && sameSite !== 'none') {
-        throw new TypeError(`sameSite must be 'strict', 'lax', 'none' or false`);
-      }
-      attributes.push(`SameSite=${sameSite[0]?.toUpperCase()}${sameSite.slice(1)}`);
+    this.#maxAgeMs = maxAgeMs;
+
+    const parts = [`Path=${checkAttribute(attributes.path ?? '/', option('path'), fail)}`];
+    if (attributes.domain !== undefined) {
+      parts.push(`Domain=${checkAttribute(attributes.domain, option('domain'), fail)}`);
     }
-    if (
-      options.maxAgeMs !== undefined &&
-      (typeof options.maxAgeMs !== 'number' || !(options.maxAgeMs > 0))
-    ) {
-      throw new TypeError('maxAgeMs must be a positive number');
-    }
-    this.#maxAgeMs = options.maxAgeMs;
-    this.#attributes = attributes.join('; ');
+    if (httpOnly) parts.push('HttpOnly');
+    if (secure) parts.push('Secure');
+    if (sameSite !== false)
+      parts.push(`SameSite=${sameSite[0]?.toUpperCase()}${sameSite.slice(1)}`);
+    this.#attributes = parts.join('; ');
   }
 
   /** True when the cookie carries an expiry, so each save or touch should resend it. */
@@ -84,21 +158,19 @@ export class SessionCookie {
 
   /** The value inside a signed string, or `undefined` when no secret's signature matches. */
   unsign(signed: string): string | undefined {
-    const dot = signed.lastIndexOf('.');
-    if (dot <= 0) return undefined;
-    const value = signed.slice(0, dot);
-    const given = Buffer.from(signed.slice(dot + 1));
-    let valid = false;
-    for (const secret of this.#secrets) {
-      const expected = Buffer.from(mac(value, secret));
-      // Every secret is checked so the time taken does not reveal which one matched.
-      if (expected.length === given.length && timingSafeEqual(expected, given)) valid = true;
-    }
-    return valid ? value : undefined;
+    return this.#verifySigned(signed)?.value;
   }
 
   /** The verified value of this cookie in a `Cookie` request header, or `undefined`. */
   read(cookieHeader: string | string[] | undefined): string | undefined {
+    return this.verify(cookieHeader)?.value;
+  }
+
+  /**
+   * This cookie in a `Cookie` request header, verified: its value and whether an old secret
+   * signed it. `undefined` when it is missing or no secret's signature matches.
+   */
+  verify(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
     if (cookieHeader === undefined) return undefined;
     const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
     for (const pair of header.split(';')) {
@@ -112,49 +184,72 @@ export class SessionCookie {
       } catch {
         continue;
       }
-      const value = this.unsign(decoded);
-      if (value !== undefined) return value;
+      const verified = this.#verifySigned(decoded);
+      if (verified !== undefined) return verified;
     }
     return undefined;
+  }
+
+  #verifySigned(signed: string): VerifiedCookie | undefined {
+    const dot = signed.lastIndexOf('.');
+    if (dot <= 0) return undefined;
+    const value = signed.slice(0, dot);
+    const given = Buffer.from(signed.slice(dot + 1));
+    let matched = -1;
+    this.#secrets.forEach((secret, index) => {
+      const expected = Buffer.from(mac(value, secret));
+      // Every secret is checked so the time taken does not reveal which one matched.
+      if (expected.length === given.length && timingSafeEqual(expected, given) && matched === -1) {
+        matched = index;
+      }
+    });
+    return matched === -1 ? undefined : { value, signedWithOldSecret: matched > 0 };
   }
 
   /** A `Set-Cookie` header value carrying `value`, signed. */
   serialize(value: string, now: number = Date.now()): string {
     let header = `${this.name}=${encodeURIComponent(this.sign(value))}; ${this.#attributes}`;
     if (this.#maxAgeMs !== undefined) {
-      header += `; Max-Age=${Math.floor(this.#maxAgeMs / 1000)}; Expires=${new Date(now + this.#maxAgeMs).toUTCString()}`;
+      // Rounded up: a Max-Age of 0 would delete the cookie.
+      header += `; Max-Age=${Math.ceil(this.#maxAgeMs / 1000)}; Expires=${new Date(now + this.#maxAgeMs).toUTCString()}`;
     }
     return header;
   }
 
   /**
-   * The `Set-Cookie` value a response needs, or `undefined` for none. `requestId` is the id the
-   * request's cookie carried. Pass `outcome` once the session is committed; before that (the
-   * headers are going out first) the answer is predicted from the session's status.
+   * The `Set-Cookie` value a response needs, or `undefined` for none. `requestCookie` is what
+   * `verify()` found in the request. Pass `outcome` once the session is committed; before that
+   * (the headers are going out first) the answer is predicted from the session's status.
    * - a new or changed id that is (or will be) stored: set it;
    * - a persistent cookie whose session was saved or touched: set it again, to roll its expiry;
+   * - a cookie an old secret signed, whose session lives on: set it again, signed with the first;
    * - a destroyed session, or a cookie whose session no longer exists: clear it.
    */
   forResponse(
     session: Session<SessionData>,
-    requestId: string | undefined,
+    requestCookie: VerifiedCookie | undefined,
     outcome: CommitOutcome | undefined,
     touchAfterMs: number,
   ): string | undefined {
+    const requestId = requestCookie?.value;
+    // Re-signing at once is what lets the old secret be dropped after one idle timeout.
+    const resign = requestCookie?.signedWithOldSecret === true;
     const predicted = outcome ?? predictOutcome(session, touchAfterMs);
     switch (predicted) {
       case 'saved':
-        return session.id !== requestId || this.persistent ? this.serialize(session.id) : undefined;
+        return session.id !== requestId || this.persistent || resign
+          ? this.serialize(session.id)
+          : undefined;
       case 'touched':
-        return this.persistent ? this.serialize(session.id) : undefined;
+        return this.persistent || resign ? this.serialize(session.id) : undefined;
       case 'destroyed':
       case 'gone':
         return requestId !== undefined ? this.serializeClear() : undefined;
       case 'unchanged':
+        if (requestId === undefined) return undefined;
         // The client's cookie named a session that is gone (expired, invalid): drop it.
-        return requestId !== undefined && session.id !== requestId
-          ? this.serializeClear()
-          : undefined;
+        if (session.id !== requestId) return this.serializeClear();
+        return resign ? this.serialize(session.id) : undefined;
     }
   }
 
@@ -176,9 +271,41 @@ function mac(value: string, secret: string): string {
   return createHmac('sha256', secret).update(value).digest('base64url');
 }
 
-function checkAttribute(value: string, name: string): string {
+type Fail = (message: string) => TypeError;
+
+function checkSecrets(value: unknown, name: string, fail: Fail): string[] {
+  const secrets = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(secrets) || secrets.length === 0) {
+    throw fail(
+      `${name} must be a string of at least ${MIN_SECRET_LENGTH} characters, or a non-empty list of them, got ${describeValue(value)}`,
+    );
+  }
+  secrets.forEach((secret: unknown, index) => {
+    const label = typeof value === 'string' ? name : `${name}[${index}]`;
+    // A secret's text never goes into a message: messages end up in logs.
+    if (typeof secret !== 'string') {
+      throw fail(`${label} must be a string, got ${describeValue(secret)}`);
+    }
+    if (secret.length < MIN_SECRET_LENGTH) {
+      throw fail(
+        `${label} must be at least ${MIN_SECRET_LENGTH} characters, got ${secret.length}; a short secret can be guessed offline from one signed cookie. Generate one with: node -p "crypto.randomBytes(32).toString('base64url')"`,
+      );
+    }
+  });
+  return [...secrets];
+}
+
+function checkBoolean(value: unknown, name: string, fail: Fail): boolean {
+  if (typeof value !== 'boolean')
+    throw fail(`${name} must be true or false, got ${describeValue(value)}`);
+  return value;
+}
+
+function checkAttribute(value: unknown, name: string, fail: Fail): string {
   if (typeof value !== 'string' || !COOKIE_ATTRIBUTE_PATTERN.test(value)) {
-    throw new TypeError(`invalid cookie ${name}`);
+    throw fail(
+      `${name} must be cookie attribute text (no ';', spaces or control characters), got ${describeValue(value)}`,
+    );
   }
   return value;
 }

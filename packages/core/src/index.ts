@@ -1,4 +1,9 @@
 export {
+  openSessionAdapter,
+  type SessionAdapter,
+  type SessionAdapterOptions,
+} from './adapter-options.js';
+export {
   BaseStore,
   type BaseStoreOptions,
   DEFAULT_MAX_RECORD_BYTES,
@@ -14,7 +19,15 @@ export {
   type SessionData,
   type SessionEnvelope,
 } from './codecs.js';
-export { SessionCookie, type SessionCookieOptions } from './cookies.js';
+export {
+  MAX_COOKIE_AGE_MS,
+  MIN_SECRET_LENGTH,
+  SessionCookie,
+  type SessionCookieAttributes,
+  type SessionCookieNaming,
+  type SessionCookieOptions,
+  type VerifiedCookie,
+} from './cookies.js';
 export {
   isSessionError,
   SESSION_ERROR_CODES,

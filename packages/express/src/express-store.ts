@@ -1,6 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import {
+  assertDuration,
+  assertKnownOptions,
+  describeValue,
   isSessionError,
   isSessionId,
   jsonCodec,
@@ -50,7 +53,10 @@ export interface ExpressSessionStore extends EventEmitter {
 export interface ToExpressStoreOptions {
   /** Encodes each session for storage. Default `jsonCodec()`; `aesGcmCodec()` encrypts at rest. */
   codec?: SessionCodec;
-  /** Lifetime of a session whose cookie has no expiry (a browser-session cookie). Default 24 hours. */
+  /**
+   * Lifetime of a session whose cookie has no expiry (a browser-session cookie). Default 24
+   * hours. It arms no timer, so any duration up to `Number.MAX_SAFE_INTEGER` is accepted.
+   */
   defaultTtlMs?: number;
 }
 
@@ -107,13 +113,22 @@ export function toExpressStore(
   options: ToExpressStoreOptions = {},
 ): ExpressSessionStore {
   if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
-    throw new TypeError('toExpressStore needs a sessile SessionStore');
+    throw new TypeError(
+      `toExpressStore() needs a sessile SessionStore, got ${describeValue(store)}`,
+    );
   }
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(
+      `toExpressStore(): options must be an object, got ${describeValue(options)}`,
+    );
+  }
+  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toExpressStore()');
   const codec = options.codec ?? jsonCodec();
   const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
-  if (typeof defaultTtlMs !== 'number' || !(defaultTtlMs > 0)) {
-    throw new TypeError('defaultTtlMs must be a positive number');
-  }
+  assertDuration(defaultTtlMs, 'toExpressStore(): defaultTtlMs', {
+    zero: false,
+    max: Number.MAX_SAFE_INTEGER,
+  });
 
   const decode = (sid: string, bytes: Uint8Array): ExpressSessionData =>
     codec.decode(bytes, sid).data as ExpressSessionData;

@@ -1,21 +1,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   type CommitOutcome,
+  openSessionAdapter,
   type Session,
-  SessionCookie,
-  type SessionCookieOptions,
+  type SessionAdapterOptions,
+  type SessionCookie,
+  type SessionCookieAttributes,
   type SessionData,
-  SessionManager,
+  type SessionManager,
   type SessionManagerOptions,
+  type VerifiedCookie,
 } from '@sessile/core';
 
-export type SessileCookieOptions = Omit<SessionCookieOptions, 'secrets'>;
+export type SessileCookieOptions = SessionCookieAttributes;
 
-interface SessileCommonOptions {
-  /** Cookie signing secrets: one, or a list whose first entry signs and every entry verifies (rotation). */
-  secret: string | readonly string[];
-  /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
-  cookie?: SessileCookieOptions;
+interface SessileCommonOptions extends SessionAdapterOptions {
   /**
    * Called when a commit fails (a lost lock, a store error). When the response headers have not
    * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
@@ -58,10 +57,7 @@ type WriteHead = ServerResponse['writeHead'];
 export function sessile<Data extends SessionData = SessionData>(
   options: SessileOptions<Data>,
 ): SessileMiddleware<Data> {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('sessile() needs options');
-  const manager = SessionManager.from<Data>(options);
-  const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
+  const { manager, cookie } = openSessionAdapter<Data>(options, 'sessile()');
   const onCommitError = options.onCommitError;
 
   const reportCommitError = (error: unknown, req: IncomingMessage) => {
@@ -70,10 +66,10 @@ export function sessile<Data extends SessionData = SessionData>(
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
-    const requestId = cookie.read(req.headers.cookie);
-    const session = await manager.openForConnection(requestId, res);
+    const requestCookie = cookie.verify(req.headers.cookie);
+    const session = await manager.openForConnection(requestCookie?.value, res);
     (req as SessileRequest<Data>).session = session;
-    attach(req, res, session, requestId);
+    attach(req, res, session, requestCookie);
     return session;
   };
 
@@ -81,7 +77,7 @@ export function sessile<Data extends SessionData = SessionData>(
     req: IncomingMessage,
     res: ServerResponse,
     session: Session<Data>,
-    requestId: string | undefined,
+    requestCookie: VerifiedCookie | undefined,
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
@@ -89,7 +85,7 @@ export function sessile<Data extends SessionData = SessionData>(
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
       if (!failed && !res.headersSent) {
-        const header = cookie.forResponse(session, requestId, outcome, manager.touchAfterMs);
+        const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
         if (header !== undefined) appendSetCookie(res, header);
       }
       return writeHead.apply(this, args);

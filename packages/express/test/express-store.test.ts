@@ -180,6 +180,21 @@ describe('toExpressStore callbacks', () => {
     expect(isSessionError(error, 'ERR_CORRUPT_RECORD')).toBe(true);
   });
 
+  it('refuses unknown options and a defaultTtlMs that is not a positive duration', () => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    expect(() => toExpressStore(store, { defaultTtl: 60_000 } as never)).toThrow(
+      "toExpressStore(): unknown option 'defaultTtl'; did you mean 'defaultTtlMs'?",
+    );
+    for (const defaultTtlMs of [0, -1, '60000', Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => toExpressStore(store, { defaultTtlMs } as never)).toThrow(
+        /^toExpressStore\(\): defaultTtlMs must be a number of milliseconds greater than 0/,
+      );
+    }
+    // It arms no timer, so it may outlast Node's timer limit: a year is fine.
+    expect(() => toExpressStore(store, { defaultTtlMs: 365 * 24 * 60 * 60_000 })).not.toThrow();
+  });
+
   it('emits connect once ready and disconnect on close, and is an express-session Store', async () => {
     const { expressStore } = setup();
     const events: string[] = [];

@@ -81,6 +81,8 @@ export interface ScenarioExpectations {
 }
 
 const json = { 'content-type': 'application/json' };
+const OLD_SECRET = 'the secret being retired, 32 characters or more';
+const NEW_SECRET = 'the secret taking over, 32 characters or more';
 
 /**
  * The HTTP scenarios over MemoryStore, SqliteStore and FileStore, plus the cookie, hang-up,
@@ -106,7 +108,7 @@ export function describeSessionHttpScenarios(
     const app = await startApp(
       store,
       {
-        secret: 'test secret one',
+        secret: 'the scenario apps sign cookies with this secret',
         cleanup: manual(),
         lock: { waitMs: 60_000 },
         onError: (error) => errors.push(error),
@@ -246,19 +248,49 @@ export function describeSessionHttpScenarios(
 
     it('accepts a cookie signed with an old secret during rotation, and not after it', async () => {
       const store = await openStore();
-      const before = await start(store, { secret: 'old secret' });
+      const before = await start(store, { secret: OLD_SECRET });
       const jar = new CookieJar();
       await jar.json(`${before.url}/increment`, { method: 'POST' });
       const oldCookie = jar.cookies.get('sid') as string;
 
-      const during = await start(store, { secret: ['new secret', 'old secret'] });
+      const during = await start(store, { secret: [NEW_SECRET, OLD_SECRET] });
       expect(await jar.json(`${during.url}/count`)).toMatchObject({ count: 1 });
       expect(during.cookie.sign('x')).not.toBe(before.cookie.sign('x'));
 
-      const after = await start(store, { secret: 'new secret' });
+      const after = await start(store, { secret: NEW_SECRET });
       const stale = new CookieJar();
       stale.cookies.set('sid', oldCookie);
       expect(await stale.json(`${after.url}/count`)).toMatchObject({ count: 0 });
+    });
+
+    it('re-signs a cookie signed with the old secret, also when the session is unchanged, so the old secret can be dropped', async () => {
+      const store = await openStore();
+      const before = await start(store, { secret: OLD_SECRET });
+      const reader = new CookieJar();
+      const writer = new CookieJar();
+      for (const jar of [reader, writer])
+        await jar.json(`${before.url}/increment`, { method: 'POST' });
+      const oldCookies = [reader.cookies.get('sid'), writer.cookies.get('sid')];
+
+      // touchAfterMs keeps the reader's request from touching: its session is neither saved nor touched.
+      const during = await start(store, {
+        secret: [NEW_SECRET, OLD_SECRET],
+        touchAfterMs: 60 * 60_000,
+      });
+      const read = await reader.fetch(`${during.url}/count`);
+      expect(await read.json()).toMatchObject({ count: 1 });
+      expect(read.headers.getSetCookie()).toHaveLength(1);
+      expect(await writer.json(`${during.url}/increment`, { method: 'POST' })).toMatchObject({
+        count: 2,
+      });
+      expect(reader.cookies.get('sid')).not.toBe(oldCookies[0]);
+      expect(writer.cookies.get('sid')).not.toBe(oldCookies[1]);
+      // Signed with the first secret now, so the next response leaves the cookie alone.
+      expect((await reader.fetch(`${during.url}/count`)).headers.getSetCookie()).toEqual([]);
+
+      const after = await start(store, { secret: NEW_SECRET });
+      expect(await reader.json(`${after.url}/count`)).toMatchObject({ count: 1 });
+      expect(await writer.json(`${after.url}/count`)).toMatchObject({ count: 2 });
     });
 
     it('detects tampering with the AES-GCM payload in storage and starts a fresh session', async () => {

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { MemoryStore, manual } from '@sessile/core';
+import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileOptions, type SessileRequest, sessile } from '../src/index.js';
@@ -81,7 +81,11 @@ describe('sessile() middleware without express', () => {
   it('works on a plain node:http server through handle()', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
-    const sessions = sessile<ScenarioData>({ store, secret: 'plain', cleanup: manual() });
+    const sessions = sessile<ScenarioData>({
+      store,
+      secret: 'a node:http server signs with this secret',
+      cleanup: manual(),
+    });
     const server: Server = createServer(async (req, res) => {
       try {
         const session = await sessions.handle(req, res);
@@ -100,5 +104,77 @@ describe('sessile() middleware without express', () => {
     const jar = new CookieJar();
     expect(await (await jar.fetch(url)).text()).toBe('1');
     expect(await (await jar.fetch(url)).text()).toBe('2');
+  });
+});
+
+describe('sessile() options', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+  const stores: MemoryStore[] = [];
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
+  function refusal(options: Record<string, unknown>): string {
+    const store = new MemoryStore();
+    stores.push(store);
+    try {
+      const sessions = sessile({ store, cleanup: manual(), ...options } as SessileOptions);
+      void sessions.close();
+    } catch (error) {
+      expect(error).toBeInstanceOf(TypeError);
+      return (error as Error).message;
+    }
+    throw new Error('expected sessile() to refuse the options');
+  }
+
+  it('names its own option, secret, when the secret is missing or too short', () => {
+    expect(refusal({})).toMatch(/^sessile\(\): secret must be a string of at least 32 characters/);
+    expect(refusal({ secret: 'keyboard cat' })).toMatch(
+      /^sessile\(\): secret must be at least 32 characters, got 12/,
+    );
+    expect(refusal({ secret: [SECRET, 'old'] })).toMatch(/^sessile\(\): secret\[1\] must be/);
+  });
+
+  it("refuses sameSite 'none' without secure, which browsers would reject", () => {
+    expect(refusal({ secret: SECRET, cookie: { sameSite: 'none' } })).toMatch(
+      /^sessile\(\): cookie\.sameSite 'none' needs cookie\.secure: true/,
+    );
+  });
+
+  it("refuses express-session's cookie.maxAge, pointing to cookie.maxAgeMs, and unknown options", () => {
+    expect(refusal({ secret: SECRET, cookie: { maxAge: 60_000 } })).toBe(
+      "sessile() cookie: unknown option 'maxAge'; did you mean 'maxAgeMs'?",
+    );
+    expect(refusal({ secret: SECRET, idleTimeout: 60_000 })).toBe(
+      "sessile(): unknown option 'idleTimeout'; did you mean 'idleTimeoutMs'?",
+    );
+    expect(refusal({ secret: SECRET, resave: false })).toBe("sessile(): unknown option 'resave'");
+    expect(refusal({ secret: SECRET, cookie: { maxAgeMs: '1h' } })).toMatch(
+      /^sessile\(\): cookie\.maxAgeMs must be a number of milliseconds/,
+    );
+  });
+
+  it('refuses manager options beside a manager, where they would be ignored', async () => {
+    const store = new MemoryStore();
+    stores.push(store);
+    const manager = new SessionManager({ store, cleanup: manual() });
+    expect(() =>
+      sessile({ manager, secret: SECRET, idleTimeoutMs: 60_000 } as SessileOptions),
+    ).toThrow(
+      "sessile(): 'idleTimeoutMs' is an option of the SessionManager passed as 'manager'; set it there",
+    );
+    await manager.close();
+  });
+
+  it('accepts a 30-day cookie, longer than any timer Node can arm', async () => {
+    const store = new MemoryStore();
+    stores.push(store);
+    const sessions = sessile({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      cookie: { maxAgeMs: 30 * 24 * 60 * 60_000 },
+    });
+    expect(sessions.cookie.serialize('value')).toContain('Max-Age=2592000');
+    await sessions.close();
   });
 });

@@ -1,11 +1,14 @@
 import {
   type CommitOutcome,
+  openSessionAdapter,
   type Session,
-  SessionCookie,
-  type SessionCookieOptions,
+  type SessionAdapterOptions,
+  type SessionCookie,
+  type SessionCookieAttributes,
   type SessionData,
-  SessionManager,
+  type SessionManager,
   type SessionManagerOptions,
+  type VerifiedCookie,
 } from '@sessile/core';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -17,13 +20,9 @@ declare module 'fastify' {
   }
 }
 
-export type SessileCookieOptions = Omit<SessionCookieOptions, 'secrets'>;
+export type SessileCookieOptions = SessionCookieAttributes;
 
-interface SessileFastifyCommonOptions {
-  /** Cookie signing secrets: one, or a list whose first entry signs and every entry verifies (rotation). */
-  secret: string | readonly string[];
-  /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
-  cookie?: SessileCookieOptions;
+interface SessileFastifyCommonOptions extends SessionAdapterOptions {
   /**
    * Called when a commit fails (a lost lock, a store error); the reply becomes a 500.
    * Default: the manager's `onError`.
@@ -36,18 +35,20 @@ export type SessileFastifyOptions = SessileFastifyCommonOptions &
   ({ manager: SessionManager } | SessionManagerOptions);
 
 interface RequestState {
-  requestId: string | undefined;
+  requestCookie: VerifiedCookie | undefined;
 }
 
 const requestStates = new WeakMap<FastifyRequest, RequestState>();
 
+// Fastify's own register options, which it passes on to the plugin with the rest.
+const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
+
 const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('@sessile/fastify needs options');
-  }
-  const ownsManager = !('manager' in options && options.manager !== undefined);
-  const manager = SessionManager.from(options);
-  const cookie = new SessionCookie({ ...options.cookie, secrets: options.secret });
+  const { manager, cookie, ownsManager } = openSessionAdapter(
+    options,
+    '@sessile/fastify',
+    REGISTER_OPTIONS,
+  );
   const reportCommitError = (error: unknown, request: FastifyRequest) => {
     if (options.onCommitError !== undefined) options.onCommitError(error, request);
     else manager.reportError(error);
@@ -57,10 +58,10 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
   fastify.decorateRequest('session', null as unknown as Session<SessionData>);
 
   fastify.addHook('onRequest', async (request, reply) => {
-    const requestId = cookie.read(request.headers.cookie);
-    const session = await manager.openForConnection(requestId, reply.raw);
+    const requestCookie = cookie.verify(request.headers.cookie);
+    const session = await manager.openForConnection(requestCookie?.value, reply.raw);
     request.session = session;
-    requestStates.set(request, { requestId });
+    requestStates.set(request, { requestCookie });
     // Whatever happens to the reply, a closed connection commits and so releases the lock.
     reply.raw.once('close', () => {
       if (!session.committed)
@@ -86,7 +87,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
         message: 'The session could not be saved',
       });
     }
-    const header = cookie.forResponse(session, state.requestId, outcome, manager.touchAfterMs);
+    const header = cookie.forResponse(session, state.requestCookie, outcome, manager.touchAfterMs);
     if (header !== undefined) reply.header('set-cookie', header);
     return payload;
   });

@@ -1,0 +1,98 @@
+import type { SessionData } from './codecs.js';
+import { SessionCookie, type SessionCookieAttributes } from './cookies.js';
+import { SessionManager, type SessionManagerOptions } from './manager.js';
+import { assertKnownOptions, describeValue } from './util.js';
+
+/**
+ * The options every HTTP adapter (`sessile()`, the Fastify plugin) takes beside either
+ * `{ manager }` or the manager's own options. Each adapter adds `onCommitError`, typed with its
+ * framework's request.
+ */
+export interface SessionAdapterOptions {
+  /**
+   * Cookie signing secrets, each at least 32 characters: one, or a list whose first entry signs
+   * and every entry verifies (rotation).
+   */
+  secret: string | readonly string[];
+  /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
+  cookie?: SessionCookieAttributes;
+}
+
+// A Record, so the compiler fails here when SessionManagerOptions gains an option not listed.
+const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
+  store: true,
+  codec: true,
+  idleTimeoutMs: true,
+  absoluteTimeoutMs: true,
+  touchAfterMs: true,
+  lock: true,
+  regenerateGraceMs: true,
+  cleanup: true,
+  onError: true,
+  onSweep: true,
+};
+const MANAGER_OPTIONS = Object.keys(MANAGER_OPTIONS_PRESENT);
+const ADAPTER_OPTIONS = ['secret', 'cookie', 'onCommitError', 'manager'];
+
+/** What `openSessionAdapter` builds from an adapter's options. */
+export interface SessionAdapter<Data extends SessionData> {
+  manager: SessionManager<Data>;
+  cookie: SessionCookie;
+  /** True when the adapter built the manager, so closing the adapter closes it. */
+  ownsManager: boolean;
+}
+
+/**
+ * Checks an HTTP adapter's options and builds its manager and cookie. Errors name options as the
+ * adapter's user writes them (`secret`, `cookie.sameSite`), each prefixed with `where`. Unknown
+ * options are refused; `frameworkOptions` are more names the framework itself passes along.
+ * Nothing is started unless every check passes.
+ */
+export function openSessionAdapter<Data extends SessionData = SessionData>(
+  options: unknown,
+  where: string,
+  frameworkOptions: readonly string[] = [],
+): SessionAdapter<Data> {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${where} needs options { store, secret }, got ${describeValue(options)}`);
+  }
+  const given = options as SessionAdapterOptions & {
+    manager?: SessionManager<Data>;
+    onCommitError?: unknown;
+  };
+  const ownsManager = given.manager === undefined;
+  if (!ownsManager) {
+    const beside = MANAGER_OPTIONS.find((name) => name in given);
+    if (beside !== undefined) {
+      throw new TypeError(
+        `${where}: '${beside}' is an option of the SessionManager passed as 'manager'; set it there`,
+      );
+    }
+  }
+  assertKnownOptions(given, [...ADAPTER_OPTIONS, ...MANAGER_OPTIONS, ...frameworkOptions], where);
+  if (given.onCommitError !== undefined && typeof given.onCommitError !== 'function') {
+    throw new TypeError(
+      `${where}: onCommitError must be a function, got ${describeValue(given.onCommitError)}`,
+    );
+  }
+  const cookieOptions: unknown = given.cookie;
+  if (
+    cookieOptions !== undefined &&
+    (typeof cookieOptions !== 'object' || cookieOptions === null || Array.isArray(cookieOptions))
+  ) {
+    throw new TypeError(`${where}: cookie must be an object, got ${describeValue(cookieOptions)}`);
+  }
+  const cookie = new SessionCookie(
+    { ...given.cookie, secrets: given.secret },
+    { where, secrets: 'secret', attributesIn: 'cookie' },
+  );
+  // Built last: a manager starts its cleanup policy.
+  const manager = ownsManager
+    ? new SessionManager<Data>(pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions)
+    : (given.manager as SessionManager<Data>);
+  return { manager, cookie, ownsManager };
+}
+
+function pick(options: object, names: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name)));
+}

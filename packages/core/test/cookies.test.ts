@@ -1,0 +1,182 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  MAX_COOKIE_AGE_MS,
+  MemoryStore,
+  MIN_SECRET_LENGTH,
+  manual,
+  SessionCookie,
+  type SessionCookieOptions,
+  SessionManager,
+} from '../src/index.js';
+
+const OLD = 'an old secret that signed earlier cookies';
+const NEW = 'the new secret that signs every cookie now';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function refusal(options: unknown): string {
+  try {
+    new SessionCookie(options as SessionCookieOptions);
+  } catch (error) {
+    expect(error).toBeInstanceOf(TypeError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the options to be refused');
+}
+
+/** A request's `Cookie` header carrying `signed`. */
+function header(cookie: SessionCookie, signed: string): string {
+  return `other=1; ${cookie.name}=${encodeURIComponent(signed)}`;
+}
+
+describe('SessionCookie secrets', () => {
+  it(`refuses a secret shorter than ${MIN_SECRET_LENGTH} characters, in a list too, without echoing it`, () => {
+    const short = 'x'.repeat(MIN_SECRET_LENGTH - 1);
+    for (const secrets of ['k', short, [NEW, short], [short, NEW]]) {
+      const message = refusal({ secrets });
+      expect(message).toMatch(/^SessionCookie: secrets(\[\d\])? must be at least 32 characters/);
+      expect(message).not.toContain(short);
+    }
+    expect(refusal({ secrets: [NEW, short] })).toContain('secrets[1]');
+    expect(() => new SessionCookie({ secrets: 'x'.repeat(MIN_SECRET_LENGTH) })).not.toThrow();
+  });
+
+  it('refuses a missing, empty or non-string secret, naming the option', () => {
+    for (const secrets of [undefined, '', [], [NEW, 42], null]) {
+      expect(refusal({ secrets })).toMatch(/^SessionCookie: secrets/);
+    }
+  });
+
+  it("names the wrapper's own options when given a naming", () => {
+    const naming = { where: 'sessile()', secrets: 'secret', attributesIn: 'cookie' };
+    const attempt = (options: object) => {
+      try {
+        new SessionCookie(options as SessionCookieOptions, naming);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(attempt({ secrets: 'short' })).toMatch(/^sessile\(\): secret must be at least 32/);
+    expect(attempt({ secrets: undefined })).toMatch(/^sessile\(\): secret must be a string/);
+    expect(attempt({ secrets: NEW, sameSite: 'none' })).toMatch(
+      /^sessile\(\): cookie\.sameSite 'none' needs cookie\.secure: true/,
+    );
+    expect(attempt({ secrets: NEW, maxAge: 1000 })).toBe(
+      "sessile() cookie: unknown option 'maxAge'; did you mean 'maxAgeMs'?",
+    );
+  });
+});
+
+describe('SessionCookie attributes', () => {
+  it("refuses sameSite 'none' without secure, since browsers reject that cookie", () => {
+    expect(refusal({ secrets: NEW, sameSite: 'none' })).toMatch(
+      /sameSite 'none' needs secure: true/,
+    );
+    const cookie = new SessionCookie({ secrets: NEW, sameSite: 'none', secure: true });
+    expect(cookie.serialize('value').split('; ')).toEqual(
+      expect.arrayContaining(['SameSite=None', 'Secure']),
+    );
+  });
+
+  it("refuses unknown options, pointing express-session's maxAge to maxAgeMs", () => {
+    expect(refusal({ secrets: NEW, maxAge: 60_000 })).toBe(
+      "SessionCookie: unknown option 'maxAge'; did you mean 'maxAgeMs'?",
+    );
+    expect(refusal({ secret: NEW })).toMatch(/unknown option 'secret'; did you mean 'secrets'/);
+  });
+
+  it('refuses a maxAgeMs that is not a duration from 1 ms to 400 days', () => {
+    for (const maxAgeMs of [0, -1, Number.NaN, '60000', Number.POSITIVE_INFINITY]) {
+      expect(refusal({ secrets: NEW, maxAgeMs })).toMatch(/^SessionCookie: maxAgeMs must be/);
+    }
+    expect(refusal({ secrets: NEW, maxAgeMs: MAX_COOKIE_AGE_MS + 1 })).toMatch(/400 days/);
+    const longest = new SessionCookie({ secrets: NEW, maxAgeMs: MAX_COOKIE_AGE_MS });
+    expect(longest.serialize('value')).toContain(`Max-Age=${MAX_COOKIE_AGE_MS / 1000}`);
+  });
+
+  it('never writes Max-Age=0, which would delete the cookie, for a sub-second maxAgeMs', () => {
+    const cookie = new SessionCookie({ secrets: NEW, maxAgeMs: 500 });
+    expect(cookie.serialize('value').split('; ')).toContain('Max-Age=1');
+  });
+
+  it('refuses attribute values of the wrong type', () => {
+    expect(refusal({ secrets: NEW, secure: 'auto' })).toMatch(/secure must be true or false/);
+    expect(refusal({ secrets: NEW, httpOnly: 1 })).toMatch(/httpOnly must be true or false/);
+    expect(refusal({ secrets: NEW, path: '/a; b' })).toMatch(/path must be cookie attribute/);
+    expect(refusal({ secrets: NEW, name: 'a b' })).toMatch(/name must be a cookie name/);
+  });
+});
+
+describe('SessionCookie signing and rotation', () => {
+  it('verifies cookies signed by any of its secrets and says whether an old one signed it', () => {
+    const before = new SessionCookie({ secrets: OLD });
+    const during = new SessionCookie({ secrets: [NEW, OLD] });
+    expect(during.verify(header(during, before.sign('abc')))).toEqual({
+      value: 'abc',
+      signedWithOldSecret: true,
+    });
+    expect(during.verify(header(during, during.sign('abc')))).toEqual({
+      value: 'abc',
+      signedWithOldSecret: false,
+    });
+    expect(during.read(header(during, before.sign('abc')))).toBe('abc');
+    expect(new SessionCookie({ secrets: NEW }).verify(header(during, before.sign('abc')))).toBe(
+      undefined,
+    );
+    expect(during.verify(header(during, `${before.sign('abc')}x`))).toBeUndefined();
+  });
+
+  describe('forResponse', () => {
+    async function setup() {
+      const store = new MemoryStore();
+      const manager = new SessionManager({ store, cleanup: manual() });
+      cleanups.push(async () => {
+        await manager.close();
+        await store.close();
+      });
+      const first = await manager.open(undefined);
+      first.data.count = 1;
+      await first.commit();
+      return { manager, id: first.id };
+    }
+    const before = new SessionCookie({ secrets: OLD });
+    const during = new SessionCookie({ secrets: [NEW, OLD] });
+    const now = new SessionCookie({ secrets: NEW });
+
+    it('re-signs a cookie an old secret signed, whatever the commit did to a live session', async () => {
+      const { manager, id } = await setup();
+      const received = during.verify(header(during, before.sign(id)));
+      for (const change of ['none', 'modify'] as const) {
+        const session = await manager.open(id);
+        if (change === 'modify') session.data.count = 2;
+        // Predicted before the commit (headers first), and from the commit's outcome.
+        const predicted = during.forResponse(session, received, undefined, 60_000);
+        const outcome = await session.commit();
+        expect(outcome).toBe(change === 'none' ? 'unchanged' : 'saved');
+        for (const setCookie of [predicted, during.forResponse(session, received, outcome, 0)]) {
+          const value = decodeURIComponent(setCookie?.split(';')[0]?.split('=')[1] ?? '');
+          expect(now.unsign(value)).toBe(id);
+        }
+      }
+      const touched = await manager.open(id);
+      await touched.commit();
+      expect(during.forResponse(touched, received, 'touched', 0)).toMatch(/^sid=[^;]+\./);
+    });
+
+    it('leaves a cookie the first secret signed alone, and still clears one whose session is gone', async () => {
+      const { manager, id } = await setup();
+      const current = during.verify(header(during, during.sign(id)));
+      const session = await manager.open(id);
+      expect(during.forResponse(session, current, await session.commit(), 0)).toBeUndefined();
+
+      const old = during.verify(header(during, before.sign(id)));
+      const ending = await manager.open(id);
+      await ending.invalidate();
+      expect(during.forResponse(ending, old, await ending.commit(), 0)).toMatch(/Max-Age=0/);
+    });
+  });
+});
