@@ -4,14 +4,24 @@ type Bytes = Uint8Array<ArrayBufferLike>;
 type Keyspace = AbstractLevel<unknown, Bytes, Bytes>;
 export type Operation = AbstractBatchOperation<Keyspace, Bytes, Bytes>;
 
+/** Wraps each commit, for example to reopen the database and try again after a write error. */
+export type WriteGuard = (attempt: () => Promise<void>) => Promise<void>;
+
 // A group stops taking writes past this many operations, so one LevelDB batch stays bounded.
 const MAX_GROUP_OPERATIONS = 1024;
 const MAX_GROUP_BYTES = 4 * 1024 * 1024;
 
+interface Settle {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** Writes that go to LevelDB in one batch, or one job that runs on its own (`task`). */
 interface Group {
   operations: Operation[];
   bytes: number;
-  settle: { resolve: () => void; reject: (error: unknown) => void }[];
+  settle: Settle[];
+  task?: () => Promise<void>;
 }
 
 /**
@@ -20,14 +30,19 @@ interface Group {
  * the thread pool per group instead of per write. Each write's operations stay in one batch,
  * so they remain atomic, and a write resolves only once its batch is in LevelDB. If a batch
  * fails, every write in it rejects with that error.
+ *
+ * It is also the store's only way to write: one group or job at a time, each through `guard`,
+ * so nothing reaches LevelDB while an earlier write has failed and is being dealt with.
  */
 export class GroupedWriter {
   readonly #db: Keyspace;
+  readonly #guard: WriteGuard;
   readonly #queue: Group[] = [];
   #writing = false;
 
-  constructor(db: Keyspace) {
+  constructor(db: Keyspace, guard: WriteGuard = (attempt) => attempt()) {
     this.#db = db;
+    this.#guard = guard;
   }
 
   /** Writes `operations` atomically, together with other writes waiting at the same time. */
@@ -36,13 +51,12 @@ export class GroupedWriter {
       let group = this.#queue.at(-1);
       if (
         group === undefined ||
+        group.task !== undefined ||
         group.operations.length >= MAX_GROUP_OPERATIONS ||
         group.bytes >= MAX_GROUP_BYTES
       ) {
         group = { operations: [], bytes: 0, settle: [] };
-        this.#queue.push(group);
-        // Writes made in the rest of this tick join the group before it starts.
-        if (!this.#writing) queueMicrotask(() => this.#next());
+        this.#enqueue(group);
       }
       for (const operation of operations) {
         group.operations.push(operation);
@@ -53,12 +67,32 @@ export class GroupedWriter {
     });
   }
 
+  /** Runs `task`, which writes to the database by other means, in turn with the batches. */
+  exclusive(task: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#enqueue({ operations: [], bytes: 0, settle: [{ resolve, reject }], task });
+    });
+  }
+
+  #enqueue(group: Group): void {
+    this.#queue.push(group);
+    // Writes made in the rest of this tick join the group before it starts.
+    if (!this.#writing) queueMicrotask(() => this.#next());
+  }
+
   #next(): void {
     if (this.#writing) return;
     const group = this.#queue.shift();
     if (group === undefined) return;
     this.#writing = true;
-    this.#commit(group.operations).then(
+    const attempt = group.task ?? (() => this.#commit(group.operations));
+    let running: Promise<void>;
+    try {
+      running = this.#guard(attempt);
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    running.then(
       () => {
         this.#writing = false;
         this.#next();

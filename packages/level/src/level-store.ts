@@ -1,4 +1,7 @@
+import { stat } from 'node:fs/promises';
 import {
+  assertAbortSignal,
+  assertKnownOptions,
   BaseStore,
   type BaseStoreOptions,
   KeyedLocks,
@@ -8,7 +11,6 @@ import {
   type StoreCapabilities,
   type SweepProgress,
   type SweepResult,
-  toStoreIoError,
   yieldToEventLoop,
 } from '@sessile/core';
 import type { AbstractLevel } from 'abstract-level';
@@ -32,6 +34,7 @@ import {
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { IdQueue } from './id-queue.js';
+import { describeError, hasCode, LevelHandle } from './level-handle.js';
 import { SweepCursor } from './sweep-cursor.js';
 
 /** An abstract-level database or sublevel with any key and value types. */
@@ -76,6 +79,16 @@ export interface RepairIndexResult {
 
 export const DEFAULT_SUBLEVEL = 'sessions';
 
+// Every option, so that an option added to LevelStoreOptions fails to compile until listed.
+const OPTIONS: { [K in keyof Required<LevelStoreOptions>]: true } = {
+  path: true,
+  db: true,
+  sublevel: true,
+  syncReads: true,
+  maxRecordBytes: true,
+};
+const KNOWN_OPTIONS = Object.keys(OPTIONS);
+
 // A sweep batch reads this many index keys, then the matching records in one getMany.
 const SWEEP_BATCH = 500;
 const SCAN_BATCH = 256;
@@ -102,16 +115,19 @@ export class LevelStore extends BaseStore {
    */
   readonly db: Keyspace;
   readonly #owned: boolean;
+  readonly #handle: LevelHandle;
   readonly #writes = new IdQueue();
   readonly #writer: GroupedWriter;
   readonly #cursor = new SweepCursor();
   readonly #syncReads: boolean;
 
-  private constructor(db: Keyspace, owned: boolean, options: LevelStoreOptions) {
+  private constructor(db: Keyspace, path: string | undefined, options: LevelStoreOptions) {
     super(options);
     this.db = db;
-    this.#owned = owned;
-    this.#writer = new GroupedWriter(db);
+    this.#owned = path !== undefined;
+    // A failed write may still be in the database after the reopen, below the sweep cursor.
+    this.#handle = new LevelHandle(db, path, () => this.#cursor.reset());
+    this.#writer = new GroupedWriter(db, (attempt) => this.#handle.write(attempt));
     const canReadSync = (db.supports as { getSync?: boolean }).getSync === true;
     const { syncReads = canReadSync } = options;
     if (typeof syncReads !== 'boolean') throw new TypeError('options.syncReads must be a boolean');
@@ -123,12 +139,14 @@ export class LevelStore extends BaseStore {
 
   /**
    * Opens a store on `options.path` or inside `options.db`. Rejects with `ERR_STORE_IO` when
-   * the database cannot be opened, for example when another process holds the directory.
+   * the database cannot be opened, for example when another process holds the directory, and
+   * with a `TypeError` for bad or unknown options.
    */
   static async open(options: LevelStoreOptions): Promise<LevelStore> {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('LevelStore.open needs { path } or { db }');
     }
+    assertKnownOptions(options, KNOWN_OPTIONS, 'LevelStore.open');
     const { path, db } = options;
     if ((path === undefined) === (db === undefined)) {
       throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');
@@ -144,9 +162,9 @@ export class LevelStore extends BaseStore {
       try {
         await level.open();
       } catch (error) {
-        throw openError(error, path);
+        throw await openError(error, path);
       }
-      return LevelStore.#create(level as unknown as Keyspace, true, options);
+      return LevelStore.#create(level as unknown as Keyspace, path, options);
     }
     if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
       throw new TypeError('options.db must be an abstract-level database or sublevel');
@@ -169,19 +187,23 @@ export class LevelStore extends BaseStore {
     try {
       await sublevel.open();
     } catch (error) {
-      throw toStoreIoError(error, 'open');
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `Cannot open the sublevel ${JSON.stringify(name)} of the app's database: ${describeError(error)}`,
+        { cause: error },
+      );
     }
-    return LevelStore.#create(sublevel as unknown as Keyspace, false, options);
+    return LevelStore.#create(sublevel as unknown as Keyspace, undefined, options);
   }
 
   // Bad options must not leave the directory locked by a database nobody can close.
   static async #create(
     db: Keyspace,
-    owned: boolean,
+    path: string | undefined,
     options: LevelStoreOptions,
   ): Promise<LevelStore> {
     try {
-      return new LevelStore(db, owned, options);
+      return new LevelStore(db, path, options);
     } catch (error) {
       await db.close();
       throw error;
@@ -194,12 +216,15 @@ export class LevelStore extends BaseStore {
    * walks every record in batches and yields between them, so run it off the request path.
    */
   async repairIndex(options: { signal?: AbortSignal } = {}): Promise<RepairIndexResult> {
-    const { signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new TypeError('options.signal must be an AbortSignal');
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`repairIndex options must be an object, got ${String(options)}`);
     }
+    const { signal } = options;
+    assertAbortSignal(signal, 'options.signal');
     return this.operation('repairIndex', async () => {
       const result: RepairIndexResult = { scanned: 0, repaired: 0 };
+      await this.#readable();
+      const generation = this.#handle.generation;
       const keys = this.db.keys({ gte: RECORDS_START, lt: RECORDS_END });
       try {
         while (!signal?.aborted) {
@@ -208,6 +233,8 @@ export class LevelStore extends BaseStore {
           await this.#repairBatch(batch.map(idOfRecordKey), result);
           await yieldToEventLoop();
         }
+      } catch (error) {
+        throw this.#interrupted(error, generation, 'repairIndex');
       } finally {
         await keys.close();
       }
@@ -248,8 +275,11 @@ export class LevelStore extends BaseStore {
         { type: 'put', key, value: encodeRecord(record.data, record.expiresAt) },
         { type: 'put', key: indexKey(record.expiresAt, id), value: EMPTY_VALUE },
       );
-      await this.#writer.write(operations);
-      this.#cursor.written(record.expiresAt);
+      try {
+        await this.#writer.write(operations);
+      } finally {
+        this.#cursor.written(record.expiresAt);
+      }
       return true;
     });
   }
@@ -270,8 +300,11 @@ export class LevelStore extends BaseStore {
         { type: 'put', key, value: withExpiresAt(old, expiresAt) },
         { type: 'put', key: indexKey(expiresAt, id), value: EMPTY_VALUE },
       );
-      await this.#writer.write(operations);
-      this.#cursor.written(expiresAt);
+      try {
+        await this.#writer.write(operations);
+      } finally {
+        this.#cursor.written(expiresAt);
+      }
       return true;
     });
   }
@@ -293,6 +326,8 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    await this.#readable();
+    const generation = this.#handle.generation;
     const ticket = this.#cursor.begin(progress.now);
     const from = this.#cursor.key;
     const due = this.db.keys({
@@ -314,6 +349,9 @@ export class LevelStore extends BaseStore {
       return progress.result(next.length === 0);
     } catch (error) {
       last = undefined;
+      // A reopen after a write error closed the iterator: what was done stands, the rest is
+      // left for the next sweep.
+      if (this.#closedByReopen(error, generation)) return progress.result(false);
       throw error;
     } finally {
       this.#cursor.finish(ticket, last);
@@ -323,6 +361,8 @@ export class LevelStore extends BaseStore {
 
   protected async _count(now: number): Promise<number> {
     let count = 0;
+    await this.#readable();
+    const generation = this.#handle.generation;
     const records = this.db.values({ gte: RECORDS_START, lt: RECORDS_END });
     try {
       for (;;) {
@@ -331,16 +371,25 @@ export class LevelStore extends BaseStore {
         for (const value of values) if (expiresAtOf(value) > now) count++;
         await yieldToEventLoop();
       }
+    } catch (error) {
+      throw this.#interrupted(error, generation, 'count');
     } finally {
       await records.close();
     }
   }
 
   protected async *_ids(now: number): AsyncIterable<string> {
+    await this.#readable();
+    const generation = this.#handle.generation;
     const records = this.db.iterator({ gte: RECORDS_START, lt: RECORDS_END });
     try {
       for (;;) {
-        const entries = await records.nextv(SCAN_BATCH);
+        let entries: [Bytes, Bytes][];
+        try {
+          entries = await records.nextv(SCAN_BATCH);
+        } catch (error) {
+          throw this.#interrupted(error, generation, 'ids');
+        }
         if (entries.length === 0) return;
         for (const [key, value] of entries) {
           if (expiresAtOf(value) > now) yield idOfRecordKey(key);
@@ -351,16 +400,19 @@ export class LevelStore extends BaseStore {
     }
   }
 
-  protected async _clear(): Promise<void> {
-    // Only the store's two key ranges: a sublevel's own clear() would also take the one raw
-    // app key equal to its upper bound ('!sessions"').
-    await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
-    await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
+  protected _clear(): Promise<void> {
+    // In turn with the grouped writes, so a write error reopens the database before it runs.
+    return this.#writer.exclusive(async () => {
+      // Only the store's two key ranges: a sublevel's own clear() would also take the one raw
+      // app key equal to its upper bound ('!sessions"').
+      await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
+      await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
+    });
   }
 
   protected async _close(): Promise<void> {
     // Closing a sublevel only detaches it; the app's database stays open.
-    await this.db.close();
+    await this.#handle.close();
   }
 
   /** Deletes every entry of `keys`; resolves to the last one that parsed. */
@@ -378,6 +430,7 @@ export class LevelStore extends BaseStore {
       due.map((entry) => entry.id),
       async () => {
         const recordKeys: Uint8Array[] = due.map((entry) => recordKey(entry.id));
+        await this.#readable();
         const values = await this.db.getMany(recordKeys);
         const removedIds = new Set<string>();
         for (let i = 0; i < due.length; i++) {
@@ -393,7 +446,7 @@ export class LevelStore extends BaseStore {
             removedIds.add(entry.id);
           }
         }
-        if (operations.length > 0) await this.db.batch(operations);
+        if (operations.length > 0) await this.#writer.write(operations);
         progress.removed += removedIds.size;
       },
     );
@@ -402,6 +455,7 @@ export class LevelStore extends BaseStore {
 
   async #repairBatch(ids: string[], result: RepairIndexResult): Promise<void> {
     await this.#writes.runAll(ids, async () => {
+      await this.#readable();
       const values = await this.db.getMany(ids.map(recordKey));
       const wanted: SweptEntry[] = [];
       for (let i = 0; i < ids.length; i++) {
@@ -412,20 +466,50 @@ export class LevelStore extends BaseStore {
         wanted.push({ key: indexKey(expiresAt, ids[i] as string), expiresAt });
       }
       result.scanned += ids.length;
+      await this.#readable();
       const present = await this.db.getMany(wanted.map((entry) => entry.key));
       const missing = wanted.filter((_, i) => present[i] === undefined);
       if (missing.length === 0) return;
-      await this.db.batch(
-        missing.map((entry): Operation => ({ type: 'put', key: entry.key, value: EMPTY_VALUE })),
-      );
-      for (const entry of missing) this.#cursor.written(entry.expiresAt);
+      try {
+        await this.#writer.write(
+          missing.map((entry): Operation => ({ type: 'put', key: entry.key, value: EMPTY_VALUE })),
+        );
+      } finally {
+        for (const entry of missing) this.#cursor.written(entry.expiresAt);
+      }
       result.repaired += missing.length;
     });
   }
 
   // A point read from LevelDB's cache costs microseconds, less than the async round trip.
   #read(key: Uint8Array): Promise<Bytes | undefined> | Bytes | undefined {
+    if (!this.#handle.readable) return this.#handle.whenReadable().then(() => this.#read(key));
     return this.#syncReads ? this.db.getSync(key) : this.db.get(key);
+  }
+
+  /**
+   * Resolves when `db` may be read: at once, or after a reopen in progress. Await it right
+   * before the read, with no other await in between.
+   */
+  async #readable(): Promise<void> {
+    while (!this.#handle.readable) await this.#handle.whenReadable();
+  }
+
+  /** True when `error` comes from an iterator that a reopen since `generation` closed. */
+  #closedByReopen(error: unknown, generation: number): boolean {
+    return (
+      (this.#handle.generation !== generation || !this.#handle.readable) &&
+      (hasCode(error, 'LEVEL_ITERATOR_NOT_OPEN') || hasCode(error, 'LEVEL_DATABASE_NOT_OPEN'))
+    );
+  }
+
+  #interrupted(error: unknown, generation: number, action: string): unknown {
+    if (!this.#closedByReopen(error, generation)) return error;
+    return new SessionError(
+      'ERR_STORE_IO',
+      `${action} was interrupted: the store reopened its LevelDB database after a write error. Call it again`,
+      { cause: error },
+    );
   }
 
   #dataOf(value: Uint8Array): Uint8Array {
@@ -437,23 +521,27 @@ export class LevelStore extends BaseStore {
   }
 }
 
-/** Names the cause when LevelDB refuses to open, above all a directory another process holds. */
-function openError(error: unknown, path: string): SessionError {
-  if (causeCode(error) === 'LEVEL_LOCKED') {
+/**
+ * Names the path and the real reason when LevelDB refuses to open: a directory another process
+ * holds, a path that is not a directory, or the deepest cause, which classic-level wraps in a
+ * bare "Database failed to open".
+ */
+async function openError(error: unknown, path: string): Promise<SessionError> {
+  if (hasCode(error, 'LEVEL_LOCKED')) {
     return new SessionError(
       'ERR_STORE_IO',
       `LevelDB directory ${path} is locked: another process (or another open store in this process) holds it. LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
       { cause: error },
     );
   }
-  return toStoreIoError(error, `open LevelDB directory ${path}`);
-}
-
-function causeCode(error: unknown): string | undefined {
-  for (let current = error; typeof current === 'object' && current !== null; ) {
-    const { code, cause } = current as { code?: unknown; cause?: unknown };
-    if (code === 'LEVEL_LOCKED') return code;
-    current = cause;
-  }
-  return undefined;
+  const reason = describeError(error);
+  const kind = await stat(path).then(
+    (stats) =>
+      stats.isDirectory() ? undefined : stats.isFile() ? 'a regular file' : 'a special file',
+    () => undefined,
+  );
+  const what = kind === undefined ? reason : `it is ${kind}, not a directory (${reason})`;
+  return new SessionError('ERR_STORE_IO', `Cannot open LevelDB directory ${path}: ${what}`, {
+    cause: error,
+  });
 }

@@ -41,14 +41,20 @@ export class SweepCursor {
     }
   }
 
-  /** Call once an index entry for `expiresAt` is written. */
+  /**
+   * Call once an index entry for `expiresAt` is written, or once a write that may have written
+   * it failed: a failed write can still be found in the database after a reopen.
+   */
   written(expiresAt: number): void {
     let guard = this.#expiresAt;
     for (const ticket of this.#running) if (ticket.now > guard) guard = ticket.now;
-    if (expiresAt <= guard) {
-      this.#key = undefined;
-      this.#expiresAt = Number.NEGATIVE_INFINITY;
-      this.#epoch++;
-    }
+    if (expiresAt <= guard) this.reset();
+  }
+
+  /** Drops the claim, so the next sweep starts at the start of the index; sweeps in flight do not move it. */
+  reset(): void {
+    this.#key = undefined;
+    this.#expiresAt = Number.NEGATIVE_INFINITY;
+    this.#epoch++;
   }
 }

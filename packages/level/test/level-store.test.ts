@@ -1,9 +1,26 @@
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { generateSessionId, isSessionError, type SessionRecord } from '@sessile/core';
+import {
+  generateSessionId,
+  isSessionError,
+  type SessionErrorCode,
+  type SessionRecord,
+} from '@sessile/core';
 import { LevelStore } from '@sessile/level';
 import { ClassicLevel } from 'classic-level';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -105,11 +122,50 @@ describe('LevelStore: one process per directory', () => {
     }
   });
 
-  it('a path that is not a directory rejects with ERR_STORE_IO', async () => {
+  it('a path that is a regular file rejects with ERR_STORE_IO naming the path and the reason', async () => {
     const file = join(root, `not-a-directory-${++dirs}`);
     writeFileSync(file, 'plain file');
     const error = await rejection(LevelStore.open({ path: file }));
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    const { message, cause } = error as Error;
+    expect(message).toBe(
+      `Cannot open LevelDB directory ${file}: it is a regular file, not a directory (EEXIST: file already exists, mkdir '${file}')`,
+    );
+    // The original error stays the cause, with the file system's own error under it.
+    expect(cause).toMatchObject({ code: 'LEVEL_DATABASE_NOT_OPEN', cause: { code: 'EEXIST' } });
+  });
+
+  it('a path below a regular file names the real reason instead of "Database failed to open"', async () => {
+    const file = join(root, `not-a-directory-${++dirs}`);
+    writeFileSync(file, 'plain file');
+    const path = join(file, 'sessions');
+    const error = await rejection(LevelStore.open({ path }));
+    expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    expect((error as Error).message).toMatch(
+      new RegExp(`^Cannot open LevelDB directory ${path}: ENOTDIR: not a directory`),
+    );
+  });
+
+  it('unknown options reject with a TypeError naming them and the likely intended one', async () => {
+    const path = freshPath();
+    for (const [options, expected] of [
+      [
+        { path, syncRead: false },
+        "LevelStore.open: unknown option 'syncRead'; did you mean 'syncReads'?",
+      ],
+      [
+        { path, maxRecordByte: 10 },
+        "LevelStore.open: unknown option 'maxRecordByte'; did you mean 'maxRecordBytes'?",
+      ],
+      [{ path, ttl: 1000 }, "LevelStore.open: unknown option 'ttl'"],
+    ] as const) {
+      const error = await rejection(LevelStore.open(options as never));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(expected);
+    }
+    // Nothing was opened: the directory is free.
+    const store = await LevelStore.open({ path });
+    await store.close();
   });
 
   it('bad options reject with a TypeError and leave the directory free', async () => {
@@ -535,4 +591,414 @@ describe('LevelStore: closed', () => {
     await store.close();
     expect(isSessionError(await rejection(store.repairIndex()), 'ERR_STORE_CLOSED')).toBe(true);
   });
+});
+
+describe('LevelStore: every asynchronous API rejects, never throws', () => {
+  type Expected = typeof TypeError | SessionErrorCode;
+
+  /**
+   * Calls `call` from a plain (non-async) function, as a caller without try/catch around the
+   * call would, and resolves to what its promise rejected with.
+   */
+  function rejectionOf(label: string, call: () => unknown): Promise<unknown> {
+    let returned: unknown;
+    try {
+      returned = call();
+    } catch (error) {
+      throw new Error(`${label} threw synchronously instead of returning a rejected promise`, {
+        cause: error,
+      });
+    }
+    expect(returned, label).toBeInstanceOf(Promise);
+    return (returned as Promise<unknown>).then(
+      () => {
+        throw new Error(`${label} resolved instead of rejecting`);
+      },
+      (error: unknown) => error,
+    );
+  }
+
+  async function expectAllReject(cases: [string, () => unknown, Expected][]): Promise<void> {
+    const outcomes = await Promise.all(cases.map(([label, call]) => rejectionOf(label, call)));
+    for (const [i, [label, , expected]] of cases.entries()) {
+      const error = outcomes[i];
+      if (typeof expected === 'string') {
+        expect(isSessionError(error, expected), `${label}: ${String(error)}`).toBe(true);
+      } else {
+        expect(error, label).toBeInstanceOf(expected);
+      }
+    }
+  }
+
+  it('LevelStore.open with bad or unknown options', async () => {
+    const db = new ClassicLevel(freshPath());
+    const file = join(root, `plain-file-${++dirs}`);
+    writeFileSync(file, 'plain file');
+    const open = (options: unknown) => () => LevelStore.open(options as never);
+    try {
+      await expectAllReject([
+        ['no options', open(undefined), TypeError],
+        ['null options', open(null), TypeError],
+        ['a string for options', open('./sessions'), TypeError],
+        ['a number for options', open(42), TypeError],
+        ['neither path nor db', open({}), TypeError],
+        ['both path and db', open({ path: freshPath(), db }), TypeError],
+        ['a number for path', open({ path: 42 }), TypeError],
+        ['an empty path', open({ path: '' }), TypeError],
+        ['null for db', open({ db: null }), TypeError],
+        ['a plain object for db', open({ db: {} }), TypeError],
+        ['a number for sublevel', open({ db, sublevel: 42 }), TypeError],
+        ['an empty sublevel', open({ db, sublevel: '' }), TypeError],
+        ["a sublevel with '!'", open({ db, sublevel: 'a!b' }), TypeError],
+        ['maxRecordBytes 0', open({ path: freshPath(), maxRecordBytes: 0 }), TypeError],
+        ['maxRecordBytes as a string', open({ path: freshPath(), maxRecordBytes: '1' }), TypeError],
+        ['syncReads as a string', open({ path: freshPath(), syncReads: 'yes' }), TypeError],
+        ['an unknown option', open({ path: freshPath(), syncRead: true }), TypeError],
+        ['an unknown option with db', open({ db, sublevels: 'x' }), TypeError],
+        ['a path that is a regular file', open({ path: file }), 'ERR_STORE_IO'],
+      ]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('every method with bad arguments, and after close()', async () => {
+    const store = await LevelStore.open({ path: freshPath(), maxRecordBytes: 8 });
+    const id = generateSessionId();
+    const data = new Uint8Array(4);
+    const later = Date.now() + HOUR_MS;
+    const bad = store as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const call =
+      (method: string, ...args: unknown[]) =>
+      () =>
+        bad[method]?.(...args);
+    try {
+      await expectAllReject([
+        ['get without an id', call('get'), 'ERR_INVALID_SESSION_ID'],
+        ['get with a number', call('get', 42), 'ERR_INVALID_SESSION_ID'],
+        ['get with a short id', call('get', 'abc'), 'ERR_INVALID_SESSION_ID'],
+        [
+          'set with a bad id',
+          call('set', 'a b', { data, expiresAt: later }),
+          'ERR_INVALID_SESSION_ID',
+        ],
+        ['set without a record', call('set', id), TypeError],
+        ['set with null', call('set', id, null), TypeError],
+        ['set with string data', call('set', id, { data: 'x', expiresAt: later }), TypeError],
+        ['set with NaN expiresAt', call('set', id, { data, expiresAt: Number.NaN }), TypeError],
+        [
+          'set with a bad only',
+          call('set', id, { data, expiresAt: later }, { only: 'sometimes' }),
+          TypeError,
+        ],
+        [
+          'set with too much data',
+          call('set', id, { data: new Uint8Array(9), expiresAt: later }),
+          'ERR_RECORD_TOO_LARGE',
+        ],
+        ['touch with a bad id', call('touch', {}, later), 'ERR_INVALID_SESSION_ID'],
+        ['touch without expiresAt', call('touch', id), TypeError],
+        ['touch with a string', call('touch', id, 'soon'), TypeError],
+        ['touch with Infinity', call('touch', id, Number.POSITIVE_INFINITY), TypeError],
+        ['delete with a bad id', call('delete', null), 'ERR_INVALID_SESSION_ID'],
+        ['sweep with null', call('sweep', null), TypeError],
+        ['sweep with a string now', call('sweep', { now: 'now' }), TypeError],
+        ['sweep with limit 0', call('sweep', { limit: 0 }), TypeError],
+        ['sweep with a negative budget', call('sweep', { budgetMs: -1 }), TypeError],
+        ['sweep with a bad signal', call('sweep', { signal: {} }), TypeError],
+        ['repairIndex with null', call('repairIndex', null), TypeError],
+        ['repairIndex with a number', call('repairIndex', 42), TypeError],
+        ['repairIndex with a bad signal', call('repairIndex', { signal: 'stop' }), TypeError],
+      ]);
+    } finally {
+      await store.close();
+    }
+    const ids = () => store.ids()[Symbol.asyncIterator]().next();
+    await expectAllReject([
+      ['get after close', call('get', id), 'ERR_STORE_CLOSED'],
+      ['set after close', call('set', id, { data, expiresAt: later }), 'ERR_STORE_CLOSED'],
+      ['touch after close', call('touch', id, later), 'ERR_STORE_CLOSED'],
+      ['delete after close', call('delete', id), 'ERR_STORE_CLOSED'],
+      ['sweep after close', call('sweep'), 'ERR_STORE_CLOSED'],
+      ['count after close', call('count'), 'ERR_STORE_CLOSED'],
+      ['clear after close', call('clear'), 'ERR_STORE_CLOSED'],
+      ['repairIndex after close', call('repairIndex'), 'ERR_STORE_CLOSED'],
+      ['ids after close', ids, 'ERR_STORE_CLOSED'],
+    ]);
+  });
+});
+
+describe('LevelStore: a full disk', () => {
+  const mounts: string[] = [];
+  afterAll(() => {
+    for (const dir of mounts) {
+      execFileSync('umount', [dir]);
+      rmdirSync(dir);
+    }
+  });
+
+  /** Mounts a tmpfs of `size` on a new directory. The test fails with the reason when that is refused. */
+  function smallFilesystem(size: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-level-full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+    } catch (error) {
+      rmdirSync(dir);
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new Error(
+        `mount -t tmpfs -o size=${size} tmpfs ${dir} was refused: ${stderr || (error as Error).message}`,
+      );
+    }
+    mounts.push(dir);
+    return dir;
+  }
+
+  /** Writes a file into `dir` until at most `leave` bytes are free there; returns its path. */
+  function fill(dir: string, leave = 0): string {
+    const file = join(dir, 'filler');
+    const { bavail, bsize } = statfsSync(dir);
+    let left = bavail * bsize - leave;
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    const fd = openSync(file, 'w');
+    try {
+      while (left > 0) left -= writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    } finally {
+      closeSync(fd);
+    }
+    return file;
+  }
+
+  /** Sets records until one fails; resolves to that error. */
+  async function writeUntilFailure(
+    write: (id: string, i: number) => Promise<void>,
+    failed: Set<string>,
+  ): Promise<unknown> {
+    for (let i = 0; i < 20_000; i++) {
+      const id = generateSessionId();
+      try {
+        await write(id, i);
+      } catch (error) {
+        failed.add(id);
+        return error;
+      }
+    }
+    throw new Error('the disk never filled up');
+  }
+
+  function expectNoSpaceError(error: unknown, path: string): void {
+    expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+    const { message, cause } = error as Error;
+    expect(message).toContain(path);
+    expect(message).toMatch(/No space left on device/);
+    expect(cause).toMatchObject({ code: 'LEVEL_IO_ERROR' });
+  }
+
+  /**
+   * Reopens the directory and checks that every acknowledged write is there as written, that
+   * nothing else is (but a write that failed, intact), and that each record has one index entry.
+   */
+  async function expectIntact(
+    path: string,
+    acknowledged: Map<string, string>,
+    failed: Set<string>,
+  ): Promise<void> {
+    const store = await LevelStore.open({ path });
+    try {
+      for (const [id, value] of acknowledged) expect(text(await store.get(id))).toBe(value);
+      const present = await collect(store.ids());
+      for (const id of present) expect(acknowledged.has(id) || failed.has(id)).toBe(true);
+      expect(present.length).toBeGreaterThanOrEqual(acknowledged.size);
+      expect(await store.count()).toBe(present.length);
+      expect((await indexedIds(store)).sort()).toEqual([...present].sort());
+      expect(await store.repairIndex()).toEqual({ scanned: present.length, repaired: 0 });
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('after ENOSPC reads go on, and once space is freed writes work again without reopening the store, losing nothing', async () => {
+    const dir = smallFilesystem('4m');
+    const path = join(dir, 'db');
+    const acknowledged = new Map<string, string>();
+    const failed = new Set<string>();
+    const store = await LevelStore.open({ path });
+    const write = async (id: string, value: string, expiresAt?: number) => {
+      await store.set(id, record(value, expiresAt));
+      acknowledged.set(id, value);
+    };
+    try {
+      for (let i = 0; i < 50; i++) await write(generateSessionId(), `earlier ${i}`);
+      const filler = fill(dir);
+
+      const error = await writeUntilFailure(
+        (id, i) => write(id, `while full ${i} ${'x'.repeat(400)}`),
+        failed,
+      );
+      expectNoSpaceError(error, path);
+      // Every write keeps failing cleanly while the disk is full...
+      const [first, second] = acknowledged.keys() as MapIterator<string>;
+      const more = generateSessionId();
+      failed.add(more);
+      const attempts = await Promise.all(
+        [
+          store.set(more, record('more')),
+          store.touch(first, Date.now() + 2 * HOUR_MS),
+          store.delete(second),
+          store.clear(),
+        ].map(rejection),
+      );
+      for (const attempt of attempts) expectNoSpaceError(attempt, path);
+      // ...and every earlier session stays readable.
+      for (const [id, value] of acknowledged) expect(text(await store.get(id))).toBe(value);
+      expect(await store.count()).toBe(acknowledged.size);
+      expect((await collect(store.ids())).sort()).toEqual([...acknowledged.keys()].sort());
+
+      rmSync(filler);
+      // Writes, reads and scans made at once: the first write reopens the database underneath,
+      // the rest wait for it or fail cleanly, and none hangs.
+      const fresh = Array.from({ length: 40 }, () => generateSessionId());
+      const earlier = [...acknowledged].slice(0, 20);
+      const [writes, reads, scans] = await Promise.all([
+        Promise.allSettled(fresh.map((id, i) => write(id, `after ${i}`))),
+        Promise.allSettled(earlier.map(([id]) => store.get(id))),
+        Promise.allSettled([store.count(), store.sweep({ now: 0 }), collect(store.ids())]),
+      ]);
+      expect(writes.every((outcome) => outcome.status === 'fulfilled')).toBe(true);
+      for (const [i, outcome] of reads.entries()) {
+        expect(outcome.status).toBe('fulfilled');
+        if (outcome.status === 'fulfilled') expect(text(outcome.value)).toBe(earlier[i]?.[1]);
+      }
+      for (const outcome of scans) {
+        if (outcome.status === 'rejected') {
+          expect(isSessionError(outcome.reason, 'ERR_STORE_IO'), String(outcome.reason)).toBe(true);
+        }
+      }
+
+      // The store works as before: touch, delete, and a sweep that finds what is due.
+      expect(await store.touch(first, Date.now() + 2 * HOUR_MS)).toBe(true);
+      expect(await store.delete(second)).toBe(true);
+      acknowledged.delete(second);
+      const start = Date.now();
+      const due = generateSessionId();
+      await store.set(due, record('due', start + 60_000));
+      expect(await store.sweep({ now: start + 120_000 })).toEqual({
+        removed: 1,
+        scanned: 1,
+        done: true,
+      });
+      expect(await store.count()).toBe(acknowledged.size);
+    } finally {
+      await store.close();
+    }
+    await expectIntact(path, acknowledged, failed);
+  }, 60_000);
+
+  it('when the reopen itself fails, every operation rejects cleanly and a later one reopens', async () => {
+    const dir = smallFilesystem('4m');
+    const path = join(dir, 'db');
+    const moved = join(dir, 'moved');
+    const acknowledged = new Map<string, string>();
+    const failed = new Set<string>();
+    const store = await LevelStore.open({ path });
+    const write = async (id: string, value: string) => {
+      await store.set(id, record(value));
+      acknowledged.set(id, value);
+    };
+    try {
+      for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
+      const filler = fill(dir);
+      expectNoSpaceError(await writeUntilFailure((id, i) => write(id, `full ${i}`), failed), path);
+      rmSync(filler);
+      // The directory is gone when the store reopens it: the reopen fails, and the store
+      // neither hangs nor creates an empty database in its place.
+      renameSync(path, moved);
+      const [first] = acknowledged.keys() as MapIterator<string>;
+      // The write closes the database to reopen it and cannot open it again; reads made after
+      // that fail too, each trying the reopen again.
+      const attempts = [await rejection(store.set(generateSessionId(), record('lost')))];
+      attempts.push(await rejection(store.get(first)), await rejection(store.count()));
+      for (const error of attempts) {
+        expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+        expect((error as Error).message).toMatch(/reopening the database failed/);
+        expect((error as Error).message).toContain(path);
+      }
+      // LevelDB leaves a LOCK and a LOG in the directory it looked for, but no database.
+      expect(existsSync(join(path, 'CURRENT'))).toBe(false);
+      rmSync(path, { recursive: true });
+      // Back in place: the next operation reopens it.
+      renameSync(moved, path);
+      expect(text(await store.get(first))).toBe(acknowledged.get(first));
+      await write(generateSessionId(), 'after');
+      expect(await store.count()).toBe(acknowledged.size);
+    } finally {
+      await store.close();
+    }
+    await expectIntact(path, acknowledged, failed);
+  }, 60_000);
+
+  it('a scan that the reopen cuts short rejects with ERR_STORE_IO, and a new one sees everything', async () => {
+    const dir = smallFilesystem('4m');
+    const path = join(dir, 'db');
+    const store = await LevelStore.open({ path });
+    try {
+      const ids = Array.from({ length: 600 }, () => generateSessionId());
+      await Promise.all(ids.map((id) => store.set(id, record('x'))));
+      const filler = fill(dir);
+      await writeUntilFailure(async (id) => {
+        await store.set(id, record('full'));
+        ids.push(id);
+      }, new Set());
+
+      // Started while the database is damaged: the first batch of ids comes from it.
+      const scan = store.ids()[Symbol.asyncIterator]();
+      expect((await scan.next()).done).toBe(false);
+      rmSync(filler);
+      const later = generateSessionId();
+      await store.set(later, record('after'));
+      // The reopen closed the scan's iterator.
+      let error: unknown;
+      try {
+        for (let step = await scan.next(); !step.done; step = await scan.next());
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(/ids was interrupted: the store reopened/);
+      expect((await collect(store.ids())).sort()).toEqual([...ids, later].sort());
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it("after LevelDB's sticky background error (a table it could not write), writes work again once space is freed", async () => {
+    const dir = smallFilesystem('16m');
+    const path = join(dir, 'db');
+    const acknowledged = new Map<string, string>();
+    const failed = new Set<string>();
+    const store = await LevelStore.open({ path });
+    const write = async (id: string, value: string) => {
+      await store.set(id, record(value));
+      acknowledged.set(id, value);
+    };
+    try {
+      for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
+      // Room for LevelDB's 4 MiB write buffer in the log, but not for the table it becomes.
+      const filler = fill(dir, 6 * 1024 * 1024);
+      const error = await writeUntilFailure(
+        (id) => write(id, randomBytes(3000).toString('base64')),
+        failed,
+      );
+      expectNoSpaceError(error, path);
+      for (const [id, value] of acknowledged) expect(text(await store.get(id))).toBe(value);
+
+      rmSync(filler);
+      for (let i = 0; i < 40; i++) await write(generateSessionId(), `after ${i}`);
+      expect(await store.count()).toBe(acknowledged.size);
+    } finally {
+      await store.close();
+    }
+    await expectIntact(path, acknowledged, failed);
+  }, 60_000);
 });
