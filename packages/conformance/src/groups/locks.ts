@@ -90,6 +90,43 @@ export function lockTests(options: ConformanceOptions): void {
       await again.release();
     });
 
+    test('waiters in one process get the lock in arrival order', async (store) => {
+      const id = newId();
+      const held = await store.locks.acquire(id, { leaseMs: 60_000 });
+      const order: number[] = [];
+      const waiters = Array.from({ length: 8 }, (_, n) =>
+        store.locks.acquire(id, { waitMs: 60_000 * scale }).then(async (lock) => {
+          order.push(n);
+          // Yield while holding, so a later waiter could overtake if the queue were not fair.
+          await delay(2);
+          await lock.release();
+        }),
+      );
+      await delay(20);
+      await held.release();
+      await Promise.all(waiters);
+      expect(order, 'local waiters must be served first come, first served').toEqual([
+        0, 1, 2, 3, 4, 5, 6, 7,
+      ]);
+    });
+
+    test('lock calls with bad arguments reject instead of throwing', async (store) => {
+      const calls: Array<() => Promise<unknown>> = [
+        () => store.locks.acquire('../../etc/passwd'),
+        () => store.locks.acquire(newId(), { leaseMs: 0 }),
+        () => store.locks.acquire(newId(), { waitMs: -1 }),
+        () => store.locks.acquire(newId(), { leaseMs: 2 ** 31 }),
+      ];
+      for (const call of calls) {
+        let promise: Promise<unknown> | undefined;
+        expect(() => {
+          promise = call();
+        }, 'acquire must not throw').not.toThrow();
+        await expect(promise, 'acquire must reject').rejects.toBeDefined();
+      }
+      await expectCode(store.locks.acquire('../../etc/passwd'), 'ERR_INVALID_SESSION_ID');
+    });
+
     test('aborting a waiting acquire rejects it with the signal reason', async (store) => {
       const id = newId();
       const held = await store.locks.acquire(id, { leaseMs: 60_000 });

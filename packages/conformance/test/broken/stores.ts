@@ -1,6 +1,7 @@
 // Deliberately broken stores. Each breaks one promise of the contract; the self-test proves the
 // suite notices. They extend MemoryStore so everything else about them is correct.
 import {
+  type AcquireOptions,
   KeyedLocks,
   type LockManager,
   MemoryStore,
@@ -134,4 +135,42 @@ export class CountsExpiredStore extends MemoryStore {
   protected override _count(): Promise<number> {
     return super._count(Number.NEGATIVE_INFINITY);
   }
+}
+
+/** Serves the newest waiter first, so a request that arrived early can starve behind later ones. */
+class LifoLocks implements LockManager {
+  readonly #inner = new KeyedLocks();
+  readonly #held = new Set<string>();
+  readonly #waiting = new Map<string, Array<() => void>>();
+
+  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    if (this.#held.has(id)) {
+      await new Promise<void>((resolve) => {
+        const stack = this.#waiting.get(id) ?? [];
+        stack.push(resolve);
+        this.#waiting.set(id, stack);
+      });
+    }
+    this.#held.add(id);
+    const lock = await this.#inner.acquire(id, options);
+    const release = async () => {
+      await lock.release();
+      this.#held.delete(id);
+      this.#waiting.get(id)?.pop()?.();
+    };
+    return {
+      id: lock.id,
+      token: lock.token,
+      signal: lock.signal,
+      get expiresAt() {
+        return lock.expiresAt;
+      },
+      extend: (ms?: number) => lock.extend(ms),
+      release,
+      [Symbol.asyncDispose]: release,
+    };
+  }
+}
+export class UnfairLocksStore extends MemoryStore {
+  override readonly locks: LockManager = new LifoLocks();
 }
