@@ -6,12 +6,15 @@ import { lockedIncrement } from './groups/locks.js';
 
 export type ChildTask =
   | { kind: 'increment'; id: string; times: number }
-  | { kind: 'hold'; id: string; leaseMs: number };
+  | { kind: 'hold'; id: string; leaseMs: number }
+  /** Holds the lock without extending it; on the parent's 'write', tries a fenced set with it. */
+  | { kind: 'fenced-write'; id: string; leaseMs: number };
 
 export type ChildMessage =
   | { type: 'ready' }
   | { type: 'held' }
   | { type: 'done' }
+  | { type: 'written'; outcome: string }
   | { type: 'error'; message: string };
 
 function send(message: ChildMessage): void {
@@ -35,8 +38,21 @@ async function main(): Promise<void> {
     process.disconnect?.();
     return;
   }
-  await store.locks.acquire(task.id, { leaseMs: task.leaseMs, waitMs: 60_000 });
+  const lock = await store.locks.acquire(task.id, { leaseMs: task.leaseMs, waitMs: 60_000 });
   send({ type: 'held' });
+  if (task.kind === 'fenced-write') {
+    process.once('message', async () => {
+      const data = new TextEncoder().encode(JSON.stringify({ by: 'stale child' }));
+      const outcome = await store
+        .set(task.id, { data, expiresAt: Date.now() + 3_600_000 }, { lock })
+        .then(
+          (wrote) => `resolved ${wrote}`,
+          (error: { code?: string }) => error.code ?? String(error),
+        );
+      send({ type: 'written', outcome });
+    });
+    return;
+  }
   // Hold the lock until the parent kills this process.
   setInterval(() => {}, 60_000);
 }

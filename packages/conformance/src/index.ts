@@ -5,6 +5,7 @@ import { corruptTests } from './groups/corrupt.js';
 import { crossProcessTests } from './groups/cross-process.js';
 import { durabilityTests } from './groups/durability.js';
 import { expiryTests } from './groups/expiry.js';
+import { fenceTests } from './groups/fence.js';
 import { lockTests } from './groups/locks.js';
 import { sweepTests } from './groups/sweep.js';
 import { traitTests } from './groups/traits.js';
@@ -29,6 +30,7 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     traitTests(options);
     concurrencyTests(options);
     lockTests(options);
+    fenceTests(options);
     if (capabilities.shared !== 'process') crossProcessTests(options, capabilities.shared);
     if (capabilities.durable) durabilityTests(options);
     // Only a store that keeps encoded bytes can have them damaged. Stores that hold records as

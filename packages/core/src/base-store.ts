@@ -1,15 +1,23 @@
 import { SessionError, toStoreIoError } from './errors.js';
 import { assertSessionId } from './ids.js';
 import type {
+  HeldLease,
   LockManager,
+  SessionLock,
   SessionRecord,
   SessionStore,
   SetOptions,
   StoreCapabilities,
   SweepOptions,
   SweepResult,
+  WriteOptions,
 } from './types.js';
-import { assertAbortSignal, assertNonNegativeNumber, assertPositiveInteger } from './util.js';
+import {
+  assertAbortSignal,
+  assertKnownOptions,
+  assertNonNegativeNumber,
+  assertPositiveInteger,
+} from './util.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
 export const DEFAULT_SWEEP_LIMIT = 1000;
@@ -65,6 +73,29 @@ export class SweepProgress {
   }
 }
 
+const WRITE_OPTIONS = ['lock'] as const;
+const SET_OPTIONS = ['lock', 'only'] as const;
+
+/** Validates a write's options and returns its lock, which must be on the same id. */
+function writeLock(
+  id: string,
+  options: WriteOptions | undefined,
+  known: readonly string[],
+): SessionLock | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('write options must be an object');
+  }
+  assertKnownOptions(options, known, 'store write');
+  const lock = options.lock;
+  if (lock === undefined) return undefined;
+  if (typeof lock !== 'object' || lock === null || typeof lock.token !== 'string') {
+    throw new TypeError('options.lock must be a lock from store.locks.acquire()');
+  }
+  if (lock.id !== id) throw new TypeError('options.lock holds a different session id');
+  return lock;
+}
+
 function assertRecord(record: unknown): asserts record is SessionRecord {
   if (typeof record !== 'object' || record === null) {
     throw new TypeError('record must be an object { data, expiresAt }');
@@ -115,6 +146,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('set', () => {
       assertSessionId(id);
       assertRecord(record);
+      const lock = writeLock(id, options, SET_OPTIONS);
       const only = options?.only;
       if (only !== undefined && only !== 'absent' && only !== 'present') {
         throw new TypeError(`options.only must be 'absent' or 'present', got ${String(only)}`);
@@ -125,22 +157,24 @@ export abstract class BaseStore implements SessionStore {
           `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
         );
       }
-      return this._set(id, record, only, Date.now());
+      return this.#fenced(lock, (lease) => this._set(id, record, only, Date.now(), lease));
     });
   }
 
-  touch(id: string, expiresAt: number): Promise<boolean> {
+  touch(id: string, expiresAt: number, options?: WriteOptions): Promise<boolean> {
     return this.#run('touch', () => {
       assertSessionId(id);
       assertExpiresAt(expiresAt, 'expiresAt');
-      return this._touch(id, expiresAt, Date.now());
+      const lock = writeLock(id, options, WRITE_OPTIONS);
+      return this.#fenced(lock, (lease) => this._touch(id, expiresAt, Date.now(), lease));
     });
   }
 
-  delete(id: string): Promise<boolean> {
+  delete(id: string, options?: WriteOptions): Promise<boolean> {
     return this.#run('delete', () => {
       assertSessionId(id);
-      return this._delete(id, Date.now());
+      const lock = writeLock(id, options, WRITE_OPTIONS);
+      return this.#fenced(lock, (lease) => this._delete(id, Date.now(), lease));
     });
   }
 
@@ -205,19 +239,45 @@ export abstract class BaseStore implements SessionStore {
   }
 
   protected abstract _get(id: string, now: number): Promise<SessionRecord | undefined>;
+  /**
+   * The write hooks get `lease` when the caller passed a lock. `locks.fence` already keeps this
+   * process's other waiters out; a store shared with other processes must also check the lease
+   * in the same transaction as the write, and throw `lockLost()` when it no longer holds.
+   */
   protected abstract _set(
     id: string,
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
+    lease: HeldLease | undefined,
   ): Promise<boolean>;
-  protected abstract _touch(id: string, expiresAt: number, now: number): Promise<boolean>;
-  protected abstract _delete(id: string, now: number): Promise<boolean>;
+  protected abstract _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean>;
+  protected abstract _delete(
+    id: string,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean>;
   protected abstract _sweep(progress: SweepProgress): Promise<SweepResult>;
   protected abstract _count(now: number): Promise<number>;
   protected abstract _ids(now: number): AsyncIterable<string>;
   protected abstract _clear(): Promise<void>;
   protected abstract _close(): Promise<void>;
+
+  #fenced<T>(
+    lock: SessionLock | undefined,
+    write: (lease: HeldLease | undefined) => Promise<T>,
+  ): Promise<T> {
+    if (lock === undefined) return write(undefined);
+    if (this.locks.fence === undefined) {
+      throw new SessionError('ERR_UNSUPPORTED', "This store's lock manager cannot fence writes");
+    }
+    return this.locks.fence(lock, write);
+  }
 
   #assertOpen(): void {
     if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');

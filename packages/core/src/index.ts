@@ -53,6 +53,7 @@ export {
   type LeaseHooks,
   LeaseLock,
   type LeaseLockInit,
+  lockLost,
   lockManagerClosed,
   lockTimeout,
   type NormalizedAcquireOptions,

@@ -1,7 +1,7 @@
 import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
 import { SessionError } from './errors.js';
 import { generateSessionId } from './ids.js';
-import type { SessionLock, SessionStore } from './types.js';
+import type { SessionLock, SessionStore, WriteOptions } from './types.js';
 
 /** `'modified'` when the data, or the id (after `regenerate()`), differ from what is stored. */
 export type SessionStatus = 'unchanged' | 'modified' | 'destroyed';
@@ -193,7 +193,7 @@ export class Session<Data extends SessionData = SessionData> {
     const expiresAt = this.expiresAtFor(now);
     if (expiresAt <= now) {
       // The absolute timeout passed during this request.
-      if (!this.#isNew) await store.delete(this.#id);
+      if (!this.#isNew) await store.delete(this.#id, await this.#fence());
       return 'gone';
     }
     if (!modified) {
@@ -202,20 +202,22 @@ export class Session<Data extends SessionData = SessionData> {
       if (this.#storedExpiresAt !== undefined && expiresAt <= this.#storedExpiresAt) {
         return 'unchanged';
       }
-      await this.#confirmLock();
-      return (await store.touch(this.#id, expiresAt)) ? 'touched' : 'gone';
+      return (await store.touch(this.#id, expiresAt, await this.#fence())) ? 'touched' : 'gone';
     }
-    await this.#confirmLock();
+    const fence = await this.#fence();
     // Round-tripping through JSON stores exactly what a later load will see.
     const data = JSON.parse(json) as SessionData;
     const envelope: SessionEnvelope = { createdAt: this.#createdAt, lastAccessedAt: now, data };
     if (!this.#isNew) {
       const record = { data: codec.encode(envelope, this.#id), expiresAt };
-      return (await store.set(this.#id, record, { only: 'present' })) ? 'saved' : 'gone';
+      return (await store.set(this.#id, record, { ...fence, only: 'present' })) ? 'saved' : 'gone';
     }
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
       const record = { data: codec.encode(envelope, this.#id), expiresAt };
-      if (await store.set(this.#id, record, { only: 'absent' })) {
+      // Only the first id is the locked one; a fresh id after a collision has no other holder.
+      const options =
+        attempt === 0 ? { ...fence, only: 'absent' as const } : { only: 'absent' as const };
+      if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
         return 'saved';
       }
@@ -226,12 +228,17 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   /**
-   * Asks the lock's backend, right before a write, whether this session still holds it; a stalled
-   * process whose lease was taken over gets ERR_LOCK_LOST here instead of overwriting the new holder.
-   * The fresh lease also covers the write itself.
+   * The write options that keep a stalled holder from overwriting the next one: the lock itself,
+   * which the store checks atomically with the write. A lock manager that cannot fence is asked
+   * right before the write instead, and its fresh lease covers the write.
    */
-  async #confirmLock(): Promise<void> {
-    await this.#lock?.extend();
+  async #fence(): Promise<WriteOptions> {
+    const lock = this.#lock;
+    // After regenerate() the lock still names the old id; the new id has no other holder.
+    if (lock === undefined || lock.id !== this.#id) return {};
+    if (this.#context.store.locks.fence !== undefined) return { lock };
+    await lock.extend();
+    return {};
   }
 
   #keepLockAlive(lock: SessionLock): void {

@@ -7,8 +7,25 @@ export interface SessionRecord {
   expiresAt: number;
 }
 
+/** Options every write (`set`, `touch`, `delete`) takes. */
+export interface WriteOptions {
+  /**
+   * A lock on this id from this store's `locks`. The store writes only while that lock still
+   * holds, checked atomically with the write; otherwise the call rejects with `ERR_LOCK_LOST`
+   * and writes nothing. So a holder whose lease was taken over can never overwrite the next one.
+   */
+  lock?: SessionLock;
+}
+
+/** The lease a fenced write runs under, as its backend knows it. */
+export interface HeldLease {
+  /** What the backend locks: the session id, or the stripe it shares. */
+  readonly key: string;
+  readonly token: string;
+}
+
 /** Conditions for `set`. Without `only`, `set` writes unconditionally. */
-export interface SetOptions {
+export interface SetOptions extends WriteOptions {
   /**
    * `'absent'` writes only when no live record has this id (create, so ids never collide).
    * `'present'` writes only when a live record has this id (update, so a late save cannot bring
@@ -87,6 +104,12 @@ export interface LockManager {
   acquire(id: string, options?: AcquireOptions): Promise<SessionLock>;
   /** Rejects pending and future acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
   close?(): Promise<void>;
+  /**
+   * Runs `write` only while `lock` still holds, and keeps this process's next waiter out until
+   * it ends. Rejects with `ERR_LOCK_LOST` when the lock is no longer held. `write` gets the
+   * lease, so a store shared by other processes checks it in the same transaction as the write.
+   */
+  fence?<T>(lock: SessionLock, write: (lease: HeldLease) => Promise<T>): Promise<T>;
 }
 
 /**
@@ -107,9 +130,9 @@ export interface SessionStore {
   /** Writes the record, subject to `options.only`. Resolves `true` when it wrote. */
   set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean>;
   /** Sets a live record's `expiresAt`. Resolves `false` when absent or expired. */
-  touch(id: string, expiresAt: number): Promise<boolean>;
+  touch(id: string, expiresAt: number, options?: WriteOptions): Promise<boolean>;
   /** Removes the record. Resolves `true` when a live record was removed. */
-  delete(id: string): Promise<boolean>;
+  delete(id: string, options?: WriteOptions): Promise<boolean>;
   /** Removes expired records in bounded, resumable steps. */
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /** The number of live records. */

@@ -9,6 +9,8 @@ const CHILD_SCRIPT = fileURLToPath(new URL('../child.js', import.meta.url));
 
 interface Child {
   process: ChildProcess;
+  /** Every message the child sent, in order. */
+  messages: ChildMessage[];
   /** Resolves with the first message of this type; rejects on an error message or an early exit. */
   next(type: ChildMessage['type']): Promise<void>;
 }
@@ -23,10 +25,12 @@ function spawnChild(cross: CrossProcessOptions, task: ChildTask): Child {
     stderr += String(chunk);
   });
   const seen = new Set<string>();
+  const messages: ChildMessage[] = [];
   const waiters = new Map<string, Array<() => void>>();
   let failure: Error | undefined;
   const failAll = new Set<(error: Error) => void>();
   child.on('message', (message: ChildMessage) => {
+    messages.push(message);
     if (message.type === 'error') {
       failure = new Error(`child failed: ${message.message}`);
       for (const fail of failAll) fail(failure);
@@ -43,6 +47,7 @@ function spawnChild(cross: CrossProcessOptions, task: ChildTask): Child {
   });
   return {
     process: child,
+    messages,
     next(type) {
       if (seen.has(type)) return Promise.resolve();
       if (failure) return Promise.reject(failure);
@@ -114,6 +119,43 @@ export function crossProcessTests(options: ConformanceOptions, shared: string): 
             leaseMs: 10_000,
           });
           expect(lock.signal.aborted).toBe(false);
+          await lock.release();
+        } finally {
+          await store.close();
+        }
+      },
+      120_000 * scale,
+    );
+
+    it(
+      'a holder in another process whose lease was taken over cannot write',
+      async () => {
+        const cross = requireCross();
+        const store = await options.open();
+        try {
+          const id = newId();
+          const leaseMs = 500 * scale;
+          const holder = spawnChild(cross, { kind: 'fenced-write', id, leaseMs });
+          children.push(holder.process);
+          await holder.next('held');
+          // Stopped, the holder can neither extend nor notice that its lease ran out.
+          holder.process.kill('SIGSTOP');
+          const lock = await store.locks.acquire(id, {
+            waitMs: leaseMs + 20_000 * scale,
+            leaseMs: 60_000,
+          });
+          expect(await store.set(id, record({ by: 'new holder' }), { lock })).toBe(true);
+          holder.process.kill('SIGCONT');
+          holder.process.send('write');
+          await holder.next('written');
+          const written = holder.messages.find((message) => message.type === 'written');
+          expect(written, 'the stale holder must be refused').toEqual({
+            type: 'written',
+            outcome: 'ERR_LOCK_LOST',
+          });
+          expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({
+            by: 'new holder',
+          });
           await lock.release();
         } finally {
           await store.close();

@@ -2,8 +2,10 @@
 // suite notices. They extend MemoryStore so everything else about them is correct.
 import {
   type AcquireOptions,
+  type HeldLease,
   KeyedLocks,
   type LockManager,
+  lockTimeout,
   MemoryStore,
   type SessionLock,
   type SessionRecord,
@@ -143,20 +145,31 @@ class LifoLocks implements LockManager {
   readonly #held = new Set<string>();
   readonly #waiting = new Map<string, Array<() => void>>();
 
-  async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
-    if (this.#held.has(id)) {
-      await new Promise<void>((resolve) => {
-        const stack = this.#waiting.get(id) ?? [];
-        stack.push(resolve);
-        this.#waiting.set(id, stack);
-      });
-    }
+  async acquire(id: string, options: AcquireOptions = {}): Promise<SessionLock> {
+    if (this.#held.has(id)) await this.#wait(id, options.waitMs ?? 10_000, options.signal);
     this.#held.add(id);
-    const lock = await this.#inner.acquire(id, options);
-    const release = async () => {
-      await lock.release();
+    let done = false;
+    const next = () => {
+      if (done) return;
+      done = true;
       this.#held.delete(id);
       this.#waiting.get(id)?.pop()?.();
+    };
+    let lock: SessionLock;
+    try {
+      lock = await this.#inner.acquire(id, options);
+    } catch (error) {
+      next();
+      throw error;
+    }
+    // A lease that runs out frees the id as a release does.
+    lock.signal.addEventListener('abort', next, { once: true });
+    const release = async () => {
+      try {
+        await lock.release();
+      } finally {
+        next();
+      }
     };
     return {
       id: lock.id,
@@ -170,7 +183,44 @@ class LifoLocks implements LockManager {
       [Symbol.asyncDispose]: release,
     };
   }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
+  #wait(id: string, waitMs: number, signal: AbortSignal | undefined): Promise<void> {
+    if (waitMs === 0) return Promise.reject(lockTimeout(0));
+    return new Promise<void>((resolve, reject) => {
+      const stack = this.#waiting.get(id) ?? [];
+      this.#waiting.set(id, stack);
+      const leave = (error: unknown) => {
+        const index = stack.indexOf(wake);
+        if (index !== -1) stack.splice(index, 1);
+        clearTimeout(timer);
+        reject(error);
+      };
+      const wake = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => leave(signal?.reason);
+      const timer = setTimeout(() => leave(lockTimeout(waitMs)), waitMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      stack.push(wake);
+    });
+  }
 }
 export class UnfairLocksStore extends MemoryStore {
   override readonly locks: LockManager = new LifoLocks();
+}
+
+/** Writes whatever lock it is given, so a holder whose lease was taken over overwrites the next one. */
+class UnfencedLocks extends KeyedLocks {
+  override fence<T>(lock: SessionLock, write: (lease: HeldLease) => Promise<T>): Promise<T> {
+    return write({ key: lock.id, token: lock.token });
+  }
+}
+export class IgnoresFenceStore extends MemoryStore {
+  override readonly locks: LockManager = new UnfencedLocks();
 }

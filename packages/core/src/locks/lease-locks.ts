@@ -1,9 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import { toStoreIoError } from '../errors.js';
 import { generateToken } from '../ids.js';
-import type { AcquireOptions, LockManager, SessionLock } from '../types.js';
+import type { AcquireOptions, HeldLease, LockManager, SessionLock } from '../types.js';
 import {
   LeaseLock,
+  lockLost,
   lockManagerClosed,
   lockTimeout,
   type NormalizedAcquireOptions,
@@ -84,6 +85,8 @@ interface Slot {
   serving: boolean;
   /** Ends the head waiter's current pause early. */
   wake: (() => void) | undefined;
+  /** Fenced writes running under the holder's lease: the key passes to nobody until they end. */
+  fences: number;
 }
 
 /**
@@ -99,6 +102,8 @@ export class LeaseLocks implements LockManager {
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
   readonly #closing = new AbortController();
+  /** The slot of each lock this manager granted, so `fence` knows the lock and its key. */
+  readonly #granted = new WeakMap<SessionLock, Slot>();
 
   constructor(backend: LeaseBackend, options: LeaseLocksOptions = {}) {
     this.#backend = backend;
@@ -125,7 +130,7 @@ export class LeaseLocks implements LockManager {
     const key = this.#keyOf(id);
     let slot = this.#slots.get(key);
     if (slot === undefined) {
-      slot = { key, holder: undefined, queue: [], serving: false, wake: undefined };
+      slot = { key, holder: undefined, queue: [], serving: false, wake: undefined, fences: 0 };
       this.#slots.set(key, slot);
     }
     const queued = slot.holder !== undefined || slot.queue.length > 0;
@@ -137,6 +142,24 @@ export class LeaseLocks implements LockManager {
       }
     }
     return this.#enqueue(slot, id, normalized, queued);
+  }
+
+  async fence<T>(lock: SessionLock, write: (lease: HeldLease) => Promise<T>): Promise<T> {
+    const slot = this.#granted.get(lock);
+    if (slot === undefined) {
+      throw new TypeError("lock was not acquired from this store's lock manager");
+    }
+    if (slot.holder !== lock || lock.expiresAt <= Date.now()) throw lockLost();
+    slot.fences++;
+    try {
+      return await write({ key: slot.key, token: lock.token });
+    } finally {
+      slot.fences--;
+      if (slot.fences === 0 && slot.holder === undefined) {
+        if (slot.queue.length > 0) this.#serve(slot);
+        else this.#dropIfIdle(slot);
+      }
+    }
   }
 
   /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
@@ -196,7 +219,7 @@ export class LeaseLocks implements LockManager {
 
   /** Runs the head waiter's claim loop until the key is held here or nobody waits. */
   #serve(slot: Slot): void {
-    if (slot.serving || slot.holder !== undefined || this.closed) return;
+    if (slot.serving || slot.holder !== undefined || slot.fences > 0 || this.closed) return;
     slot.serving = true;
     this.#claimLoop(slot).finally(() => {
       slot.serving = false;
@@ -236,6 +259,7 @@ export class LeaseLocks implements LockManager {
           }
           this.#remove(slot, head);
           slot.holder = this.#grant(slot, claim, head.leaseMs);
+          this.#granted.set(slot.holder, slot);
           head.settled = true;
           head.resolve(slot.holder);
           return;
@@ -323,7 +347,12 @@ export class LeaseLocks implements LockManager {
   }
 
   #dropIfIdle(slot: Slot): void {
-    if (slot.holder === undefined && slot.queue.length === 0 && !slot.serving) {
+    if (
+      slot.holder === undefined &&
+      slot.queue.length === 0 &&
+      !slot.serving &&
+      slot.fences === 0
+    ) {
       if (this.#slots.get(slot.key) === slot) this.#slots.delete(slot.key);
     }
   }

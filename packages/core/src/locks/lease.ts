@@ -150,6 +150,11 @@ export function lockTimeout(waitMs: number): SessionError {
   );
 }
 
+/** The error of a write or lock call whose lock is no longer held. */
+export function lockLost(reason = 'the lock is no longer held'): SessionError {
+  return new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`);
+}
+
 export function lockManagerClosed(): SessionError {
   return new SessionError('ERR_STORE_CLOSED', 'The lock manager is closed');
 }
