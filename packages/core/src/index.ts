@@ -100,6 +100,7 @@ export {
 export { type CommitOutcome, Session, type SessionStatus } from './session.js';
 export type {
   AcquireOptions,
+  HeldLease,
   LockManager,
   SessionLock,
   SessionRecord,
@@ -108,6 +109,7 @@ export type {
   StoreCapabilities,
   SweepOptions,
   SweepResult,
+  WriteOptions,
 } from './types.js';
 export {
   assertAbortSignal,
