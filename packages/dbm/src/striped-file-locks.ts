@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import {
   type AcquireOptions,
   generateToken,
+  type HeldLease,
   type LeaseBackend,
   type LeaseClaim,
   LeaseLocks,
+  lockLost,
   type SessionLock,
   stripeOf,
 } from '@sessile/core';
@@ -170,6 +172,20 @@ class StripeFiles implements LeaseBackend {
     return this.#safe(stripe) ? release() : this.#guarded(stripe, release);
   }
 
+  /** The write runs under the stripe's guard, which a takeover needs too, so no one claims it meanwhile. */
+  async fence<T>({ key, token }: HeldLease, write: () => Promise<T>): Promise<T> {
+    const stripe = this.#stripe(Number(key));
+    const release = await this.#holdGuard(stripe);
+    try {
+      if (!this.#ours(stripe, token) || stripe.leaseEnd <= Date.now()) {
+        throw lockLost('its lease ran out or another holder took it over');
+      }
+      return await write();
+    } finally {
+      release();
+    }
+  }
+
   expired({ key, token }: LeaseClaim): void {
     // The lease ran out: free the stripe as any other process would.
     const stripe = this.#stripe(Number(key));
@@ -235,12 +251,22 @@ class StripeFiles implements LeaseBackend {
     removeIfPresent(stripe.holderPath);
   }
 
-  /** Runs `critical` while holding the stripe's guard: a hard link of this instance's guard file. */
+  /** Runs `critical` while holding the stripe's guard. */
   async #guarded<T>(stripe: Stripe, critical: () => T): Promise<T> {
+    const release = await this.#holdGuard(stripe);
+    try {
+      return critical();
+    } finally {
+      release();
+    }
+  }
+
+  /** Takes the stripe's guard, a hard link of this instance's guard file; resolves its release. */
+  async #holdGuard(stripe: Stripe): Promise<() => void> {
     for (let attempt = 0; ; attempt++) {
       try {
         linkSync(this.#guardSourcePath, stripe.guardPath);
-        break;
+        return () => removeIfPresent(stripe.guardPath);
       } catch (error) {
         if (isCode(error, 'ENOENT')) {
           closeSync(openSync(this.#guardSourcePath, 'w', 0o600));
@@ -259,11 +285,6 @@ class StripeFiles implements LeaseBackend {
         continue;
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(10, 1 + attempt)));
-    }
-    try {
-      return critical();
-    } finally {
-      removeIfPresent(stripe.guardPath);
     }
   }
 }

@@ -4,6 +4,7 @@ import {
   type LeaseBackend,
   LeaseLock,
   LeaseLocks,
+  lockLost,
   lockManagerClosed,
 } from '@sessile/core';
 import { errorCode, type FileSystem, overwriteText, unless } from './fs.js';
@@ -112,6 +113,16 @@ class LeaseFiles {
         this.extend(guards, await this.#leaseFile(key), token, expiresAt),
       release: async ({ key, token }) =>
         this.release(guards, await this.#leaseFile(key), token, false),
+      // The write runs under the lease file's guard, which every claim and takeover needs too.
+      fence: async ({ key, token }, write) => {
+        const file = await this.#leaseFile(key);
+        let result: Awaited<ReturnType<typeof write>> | undefined;
+        const held = await this.#whileHeld(guards, file, token, async () => {
+          result = await write();
+        });
+        if (!held) throw lockLost('its lease ran out or another holder took it over');
+        return result as Awaited<ReturnType<typeof write>>;
+      },
       // The lease file stays; the next claim sees it expired and takes over.
     };
   }
@@ -229,7 +240,8 @@ class LeaseFiles {
   ): Promise<boolean> {
     try {
       return await this.#guarded(guards, file, async () => {
-        if ((await this.#read(file))?.token !== token) return false;
+        const lease = await this.#read(file);
+        if (lease?.token !== token || lease.expiresAt <= Date.now()) return false;
         await change();
         return true;
       });

@@ -36,6 +36,13 @@ export interface LeaseBackend {
   extend(claim: LeaseClaim): boolean | Promise<boolean>;
   /** Frees `key` if `claim.token` still holds it with a lease that has not ended. */
   release(claim: LeaseClaim): boolean | Promise<boolean>;
+  /**
+   * Runs a fenced write so that no other process can claim the key while it runs, and only if
+   * `lease.token` still holds the key with a lease that has not ended; otherwise rejects with
+   * `lockLost()`. Backends whose writes share a transaction with the lease (SQL) leave this out
+   * and check the lease in the store's write hook instead.
+   */
+  fence?<T>(lease: HeldLease, write: () => Promise<T>): Promise<T>;
   /** Called once when a lease ran out without `extend`; the backend may free the key early. */
   expired?(claim: LeaseClaim): void;
   /**
@@ -87,6 +94,8 @@ interface Slot {
   wake: (() => void) | undefined;
   /** Fenced writes running under the holder's lease: the key passes to nobody until they end. */
   fences: number;
+  /** Releases waiting for the fenced writes before them to end. */
+  readonly fencesEnded: Array<() => void>;
 }
 
 /**
@@ -130,7 +139,15 @@ export class LeaseLocks implements LockManager {
     const key = this.#keyOf(id);
     let slot = this.#slots.get(key);
     if (slot === undefined) {
-      slot = { key, holder: undefined, queue: [], serving: false, wake: undefined, fences: 0 };
+      slot = {
+        key,
+        holder: undefined,
+        queue: [],
+        serving: false,
+        wake: undefined,
+        fences: 0,
+        fencesEnded: [],
+      };
       this.#slots.set(key, slot);
     }
     const queued = slot.holder !== undefined || slot.queue.length > 0;
@@ -151,10 +168,13 @@ export class LeaseLocks implements LockManager {
     }
     if (slot.holder !== lock || lock.expiresAt <= Date.now()) throw lockLost();
     slot.fences++;
+    const lease: HeldLease = { key: slot.key, token: lock.token };
     try {
-      return await write({ key: slot.key, token: lock.token });
+      if (this.#backend.fence === undefined) return await write(lease);
+      return await this.#backend.fence(lease, () => write(lease));
     } finally {
       slot.fences--;
+      if (slot.fences === 0) for (const ended of slot.fencesEnded.splice(0)) ended();
       if (slot.fences === 0 && slot.holder === undefined) {
         if (slot.queue.length > 0) this.#serve(slot);
         else this.#dropIfIdle(slot);
@@ -320,6 +340,8 @@ export class LeaseLocks implements LockManager {
         },
         release: async (token) => {
           try {
+            // A write started before the release lands first, under the lease it was given.
+            if (slot.fences > 0) await new Promise<void>((ended) => slot.fencesEnded.push(ended));
             return await backend.release({ ...claim, token });
           } catch (error) {
             throw toStoreIoError(error, 'lock release');
