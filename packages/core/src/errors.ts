@@ -10,6 +10,7 @@ export type SessionErrorCode =
   | 'ERR_CORRUPT_RECORD'
   | 'ERR_RECORD_TOO_LARGE'
   | 'ERR_STORE_IO'
+  | 'ERR_STORE_BUSY'
   | 'ERR_UNSUPPORTED';
 
 export const SESSION_ERROR_CODES: readonly SessionErrorCode[] = [
@@ -20,6 +21,7 @@ export const SESSION_ERROR_CODES: readonly SessionErrorCode[] = [
   'ERR_CORRUPT_RECORD',
   'ERR_RECORD_TOO_LARGE',
   'ERR_STORE_IO',
+  'ERR_STORE_BUSY',
   'ERR_UNSUPPORTED',
 ];
 

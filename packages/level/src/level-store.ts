@@ -529,7 +529,7 @@ export class LevelStore extends BaseStore {
 async function openError(error: unknown, path: string): Promise<SessionError> {
   if (hasCode(error, 'LEVEL_LOCKED')) {
     return new SessionError(
-      'ERR_STORE_IO',
+      'ERR_STORE_BUSY',
       `LevelDB directory ${path} is locked: another process (or another open store in this process) holds it. LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
       { cause: error },
     );

@@ -87,7 +87,7 @@ describe('LevelStore: one process per directory', () => {
     return JSON.parse(stdout) as Record<string, unknown>;
   };
 
-  it('a second process opening a held directory fails fast with ERR_STORE_IO naming the lock', async () => {
+  it('a second process opening a held directory fails fast with ERR_STORE_BUSY naming the lock', async () => {
     const path = freshPath();
     const store = await LevelStore.open({ path });
     try {
@@ -96,7 +96,7 @@ describe('LevelStore: one process per directory', () => {
       expect(outcome).toMatchObject({
         opened: false,
         name: 'SessionError',
-        code: 'ERR_STORE_IO',
+        code: 'ERR_STORE_BUSY',
         causeCode: 'LEVEL_DATABASE_NOT_OPEN',
         rootCauseCode: 'LEVEL_LOCKED',
       });
