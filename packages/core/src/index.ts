@@ -46,6 +46,7 @@ export {
   MIN_SESSION_ID_LENGTH,
   SWEEP_LOCK_ID,
 } from './ids.js';
+export { KeyedQueue } from './keyed-queue.js';
 export { KeyedLocks } from './locks/keyed.js';
 export {
   DEFAULT_LEASE_MS,

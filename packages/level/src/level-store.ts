@@ -5,6 +5,7 @@ import {
   BaseStore,
   type BaseStoreOptions,
   KeyedLocks,
+  KeyedQueue,
   type LockManager,
   SessionError,
   type SessionRecord,
@@ -33,7 +34,6 @@ import {
   withExpiresAt,
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
-import { IdQueue } from './id-queue.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
 import { SweepCursor } from './sweep-cursor.js';
 
@@ -116,7 +116,7 @@ export class LevelStore extends BaseStore {
   readonly db: Keyspace;
   readonly #owned: boolean;
   readonly #handle: LevelHandle;
-  readonly #writes = new IdQueue();
+  readonly #writes = new KeyedQueue();
   readonly #writer: GroupedWriter;
   readonly #cursor = new SweepCursor();
   readonly #syncReads: boolean;

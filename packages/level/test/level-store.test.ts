@@ -115,7 +115,7 @@ describe('LevelStore: one process per directory', () => {
     const store = await LevelStore.open({ path });
     try {
       const error = await rejection(LevelStore.open({ path }));
-      expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+      expect(isSessionError(error, 'ERR_STORE_BUSY')).toBe(true);
       expect((error as Error).message).toMatch(/one process per directory/);
     } finally {
       await store.close();

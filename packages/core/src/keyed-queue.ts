@@ -11,13 +11,13 @@ function finishedOf(slot: Slot): Promise<void> {
 }
 
 /**
- * Serializes the read-check-write steps of operations on the same session id within this
- * process, because LevelDB has no transactions. Different ids never wait for each other, and
- * an id's entry is freed when its last operation finishes. An operation nobody waits for
- * allocates no promise of its own.
+ * Per-key FIFO queues within one process: operations on one key run one at a time, in call
+ * order, for backends without transactions or as the in-process half of a cross-process guard.
+ * Different keys never wait for each other, a key's entry is freed when its last operation
+ * finishes, and an operation nobody waits for allocates no promise of its own.
  */
-export class IdQueue {
-  // The last queued operation per id; every slot here is unfinished.
+export class KeyedQueue {
+  // The last queued operation per key; every slot here is unfinished.
   readonly #tails = new Map<string, Slot>();
 
   /** Runs `operation` once every earlier operation on `id` has finished. */
@@ -57,8 +57,13 @@ export class IdQueue {
     }
   }
 
-  /** Ids with an operation running or waiting. */
+  /** Keys with an operation running or waiting. */
   get size(): number {
     return this.#tails.size;
+  }
+
+  /** Every key with an operation running or waiting. */
+  keys(): string[] {
+    return [...this.#tails.keys()];
   }
 }
