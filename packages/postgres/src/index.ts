@@ -1,0 +1,3 @@
+export type { PostgresStoreOptions } from './options.js';
+export { PostgresStore } from './postgres-store.js';
+export { SCHEMA_VERSION } from './schema.js';

@@ -1,0 +1,110 @@
+import pg from 'pg';
+
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+
+/**
+ * One dedicated connection per store that LISTENs on the store's lock channel and wakes the
+ * local waiters of a key when another process releases it. It connects on the first watch, and
+ * after losing the server it reconnects with back-off and wakes every waiter, since releases may
+ * have been missed meanwhile; the waiters' bounded poll covers the gap.
+ */
+export class LockListener {
+  readonly #config: pg.ClientConfig;
+  readonly #channel: string;
+  readonly #watchers = new Map<string, Set<() => void>>();
+  #client: pg.Client | undefined;
+  #connecting = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelayMs = RECONNECT_MIN_MS;
+  #closed = false;
+
+  constructor(config: pg.ClientConfig, channel: string) {
+    this.#config = config;
+    this.#channel = channel;
+  }
+
+  /** True while the LISTEN connection is up. */
+  get listening(): boolean {
+    return this.#client !== undefined;
+  }
+
+  watch(key: string, wake: () => void): () => void {
+    let set = this.#watchers.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.#watchers.set(key, set);
+    }
+    set.add(wake);
+    this.#connect();
+    return () => {
+      set.delete(wake);
+      if (set.size === 0 && this.#watchers.get(key) === set) this.#watchers.delete(key);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.end().catch(() => {});
+  }
+
+  #connect(): void {
+    if (this.#closed || this.#client !== undefined || this.#connecting) return;
+    if (this.#retryTimer !== undefined) return;
+    this.#connecting = true;
+    const client = new pg.Client(this.#config);
+    client.on('error', () => this.#lost(client));
+    client.on('end', () => this.#lost(client));
+    client.on('notification', (message) => {
+      if (message.channel === this.#channel && message.payload !== undefined) {
+        for (const wake of this.#watchers.get(message.payload) ?? []) wake();
+      }
+    });
+    client
+      .connect()
+      .then(() => client.query(`LISTEN "${this.#channel}"`))
+      .then(
+        () => {
+          this.#connecting = false;
+          if (this.#closed) {
+            client.end().catch(() => {});
+            return;
+          }
+          this.#client = client;
+          this.#retryDelayMs = RECONNECT_MIN_MS;
+          this.#wakeAll();
+        },
+        () => {
+          this.#connecting = false;
+          client.end().catch(() => {});
+          this.#retryLater();
+        },
+      );
+  }
+
+  #lost(client: pg.Client): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    client.end().catch(() => {});
+    this.#wakeAll();
+    this.#retryLater();
+  }
+
+  #retryLater(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    const delayMs = this.#retryDelayMs;
+    this.#retryDelayMs = Math.min(RECONNECT_MAX_MS, this.#retryDelayMs * 2);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#watchers.size > 0) this.#connect();
+    }, delayMs);
+    this.#retryTimer.unref();
+  }
+
+  #wakeAll(): void {
+    for (const set of this.#watchers.values()) for (const wake of set) wake();
+  }
+}

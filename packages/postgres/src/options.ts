@@ -1,0 +1,127 @@
+import { createHash } from 'node:crypto';
+import {
+  assertDuration,
+  assertKnownOptions,
+  assertPositiveInteger,
+  type BaseStoreOptions,
+  describeValue,
+} from '@sessile/core';
+import pg from 'pg';
+import { type SchemaNames, schemaNames } from './schema.js';
+
+export interface PostgresStoreOptions extends BaseStoreOptions {
+  /**
+   * The app's own node-postgres pool. The store checks a connection out per statement and never
+   * ends the pool. Give either `pool` or `connectionString`.
+   */
+  pool?: pg.Pool;
+  /** Where to connect when the store makes (and later ends) its own pool. */
+  connectionString?: string;
+  /** Connections of the store's own pool. Default 10; ignored with `pool`. */
+  poolSize?: number;
+  /** The schema holding the store's tables, created when missing. Default `'public'`. */
+  schema?: string;
+  /** The sessions table. The lock table and the expiry index are named after it. Default `'sessions'`. */
+  table?: string;
+  /**
+   * Creates the tables UNLOGGED: writes skip the write-ahead log and are faster, but a crash or
+   * an unclean shutdown of PostgreSQL empties them, logging every user out, and replicas never
+   * see them. Default false. Applies when the store creates its tables.
+   */
+  unlogged?: boolean;
+  /**
+   * How long one statement may take, waiting for a pooled connection included, before it fails
+   * with `ERR_STORE_IO`. Default 10 000.
+   */
+  queryTimeoutMs?: number;
+}
+
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+const DEFAULT_POOL_SIZE = 10;
+
+const KNOWN_OPTIONS = [
+  'pool',
+  'connectionString',
+  'poolSize',
+  'schema',
+  'table',
+  'unlogged',
+  'queryTimeoutMs',
+  'maxRecordBytes',
+] as const satisfies readonly (keyof PostgresStoreOptions)[];
+
+export interface Settings {
+  pool: pg.Pool;
+  ownsPool: boolean;
+  /** How the LISTEN connection reaches the same server as the pool. */
+  listenerConfig: pg.ClientConfig;
+  names: SchemaNames;
+  /** The NOTIFY channel of this table, and the prefix of its prepared statements' names. */
+  channel: string;
+  unlogged: boolean;
+  queryTimeoutMs: number;
+}
+
+export function normalizeOptions(options: PostgresStoreOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(
+      'PostgresStore.open() needs an options object with pool or connectionString',
+    );
+  }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'PostgresStore.open()');
+  const { pool, connectionString } = options;
+  if ((pool === undefined) === (connectionString === undefined)) {
+    throw new TypeError('Give exactly one of options.pool and options.connectionString');
+  }
+  if (pool !== undefined && !(pool instanceof pg.Pool) && !isPool(pool)) {
+    throw new TypeError('options.pool must be a pg Pool');
+  }
+  if (
+    connectionString !== undefined &&
+    (typeof connectionString !== 'string' || connectionString === '')
+  ) {
+    throw new TypeError(
+      `options.connectionString must be a non-empty string, got ${describeValue(connectionString)}`,
+    );
+  }
+  const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+  assertDuration(queryTimeoutMs, 'queryTimeoutMs', { zero: false });
+  const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
+  assertPositiveInteger(poolSize, 'poolSize');
+  const { maxRecordBytes } = options;
+  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+  const unlogged = options.unlogged ?? false;
+  if (typeof unlogged !== 'boolean') {
+    throw new TypeError(`unlogged must be a boolean, got ${describeValue(unlogged)}`);
+  }
+  const names = schemaNames(options.schema ?? 'public', options.table ?? 'sessions');
+  const timeouts = { connectionTimeoutMillis: queryTimeoutMs, keepAlive: true };
+  const listenerConfig: pg.ClientConfig =
+    pool === undefined
+      ? { connectionString, ...timeouts }
+      : { ...(pool.options as pg.ClientConfig), ...timeouts };
+  const ownPool =
+    pool ??
+    new pg.Pool({ connectionString, max: poolSize, query_timeout: queryTimeoutMs, ...timeouts });
+  const channel = `sessile_${createHash('sha256').update(`${names.schema}.${names.table}`).digest('hex').slice(0, 16)}`;
+  return {
+    pool: ownPool,
+    ownsPool: pool === undefined,
+    listenerConfig,
+    names,
+    channel,
+    unlogged,
+    queryTimeoutMs,
+  };
+}
+
+function isPool(value: unknown): value is pg.Pool {
+  const candidate = value as Partial<pg.Pool> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.query === 'function' &&
+    typeof candidate.connect === 'function' &&
+    typeof candidate.options === 'object'
+  );
+}

@@ -1,0 +1,232 @@
+import {
+  BaseStore,
+  type HeldLease,
+  type LockManager,
+  lockLost,
+  SessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepProgress,
+  type SweepResult,
+  yieldToEventLoop,
+} from '@sessile/core';
+import type pg from 'pg';
+import { Database } from './database.js';
+import { LockListener } from './listener.js';
+import { PostgresLocks } from './locks.js';
+import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
+import { inspectSchema, migrateSchema } from './schema.js';
+import { buildStatements, type Statement, type Statements } from './statements.js';
+
+/** Rows one sweep statement deletes; PostgreSQL does the work, so the event loop only sees a count. */
+const SWEEP_BATCH = 500;
+const LEASE_SWEEP_BATCH = 500;
+const IDS_PAGE_SIZE = 500;
+
+interface StoredRow {
+  data: unknown;
+  expiresAt: unknown;
+}
+
+interface FencedRow {
+  held: boolean;
+  wrote: boolean;
+}
+
+/**
+ * Sessions in one PostgreSQL table, through a node-postgres pool. Every host that opens the
+ * same table shares the sessions and the locks: locks are lease rows beside the sessions, and a
+ * release wakes waiters everywhere through LISTEN/NOTIFY. Each operation is one statement on a
+ * connection checked out for that statement only.
+ */
+export class PostgresStore extends BaseStore {
+  readonly capabilities: StoreCapabilities;
+  readonly locks: LockManager;
+  readonly #db: Database;
+  readonly #ownsPool: boolean;
+  readonly #sql: Statements;
+
+  /**
+   * Connects, then creates or migrates the schema under a transaction-level advisory lock. A
+   * same-named table this package did not create, or a newer schema version, fails with
+   * `ERR_UNSUPPORTED` and nothing is changed; an unreachable server with `ERR_STORE_IO`.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const settings = normalizeOptions(options);
+    const db = new Database(settings.pool, settings.queryTimeoutMs);
+    // A pool of ours must not crash the process when the server drops an idle connection.
+    if (settings.ownsPool) settings.pool.on('error', () => {});
+    try {
+      await db.withClient('Opening the session store', async (client) => {
+        // Readers of a complete schema never queue on the advisory lock.
+        const found = await inspectSchema(client, settings.names);
+        if (!found.complete) await migrateSchema(client, settings.names, settings.unlogged);
+      });
+      return new PostgresStore(db, settings, options);
+    } catch (error) {
+      if (settings.ownsPool) await settings.pool.end().catch(() => {});
+      throw error;
+    }
+  }
+
+  private constructor(db: Database, settings: Settings, options: PostgresStoreOptions) {
+    super(options);
+    this.#db = db;
+    this.#ownsPool = settings.ownsPool;
+    this.#sql = buildStatements(settings.names, settings.channel);
+    this.capabilities = {
+      shared: 'cluster',
+      expiry: 'sweep',
+      durable: !settings.unlogged,
+      expiryIndex: true,
+    };
+    const listener = new LockListener(settings.listenerConfig, settings.channel);
+    this.locks = new PostgresLocks(db, settings.names, listener, settings.channel);
+  }
+
+  /** The node-postgres pool the store runs its statements on. */
+  get pool(): pg.Pool {
+    return this.#db.pool;
+  }
+
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const { rows } = await this.#run<StoredRow>(this.#sql.get, [id, now]);
+    return recordOf(rows[0]);
+  }
+
+  protected async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    const data = toBuffer(record.data);
+    const { expiresAt } = record;
+    if (lease !== undefined) {
+      const fenced = this.#sql.fenced;
+      const statement =
+        only === 'absent'
+          ? fenced.insertUnlessLive
+          : only === 'present'
+            ? fenced.updateIfLive
+            : fenced.upsert;
+      return this.#fenced(statement, [id, data, expiresAt, now, lease.key, lease.token]);
+    }
+    if (only === 'absent') {
+      return this.#changed(this.#sql.insertUnlessLive, [id, data, expiresAt, now]);
+    }
+    if (only === 'present') {
+      return this.#changed(this.#sql.updateIfLive, [id, data, expiresAt, now]);
+    }
+    return this.#changed(this.#sql.upsert, [id, data, expiresAt]);
+  }
+
+  protected _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    if (lease !== undefined) {
+      return this.#fenced(this.#sql.fenced.touch, [id, expiresAt, now, lease.key, lease.token]);
+    }
+    return this.#changed(this.#sql.touch, [id, expiresAt, now]);
+  }
+
+  protected async _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
+    if (lease !== undefined) {
+      return this.#fenced(this.#sql.fenced.delete, [id, now, lease.key, lease.token]);
+    }
+    const { rows } = await this.#run<{ live: boolean }>(this.#sql.delete, [id, now]);
+    return rows[0]?.live === true;
+  }
+
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    let done = false;
+    for (;;) {
+      const batch = progress.nextBatchSize(SWEEP_BATCH);
+      if (batch === 0) break;
+      const result = await this.#run(this.#sql.sweepBatch, [progress.now, batch]);
+      const removed = result.rowCount ?? 0;
+      progress.scanned += removed;
+      progress.removed += removed;
+      if (removed < batch) {
+        done = true;
+        break;
+      }
+      await yieldToEventLoop();
+    }
+    if (!done && !progress.signal?.aborted) {
+      const { rows } = await this.#run<{ any: boolean }>(this.#sql.anyExpired, [progress.now]);
+      done = rows[0]?.any === false;
+    }
+    if (done) {
+      // Leases end by the real clock, whatever `now` the sweep was given.
+      await this.#run(this.#sql.dropExpiredLeases, [Date.now(), LEASE_SWEEP_BATCH]);
+    }
+    return progress.result(done);
+  }
+
+  protected async _count(now: number): Promise<number> {
+    const { rows } = await this.#run<{ count: number }>(this.#sql.count, [now]);
+    return rows[0]?.count ?? 0;
+  }
+
+  protected async *_ids(now: number): AsyncIterable<string> {
+    let after = '';
+    for (;;) {
+      // A keyset cursor over the primary key: no connection stays checked out between pages.
+      const { rows } = await this.#run<{ id: string }>(this.#sql.idsPage, [
+        after,
+        now,
+        IDS_PAGE_SIZE,
+      ]);
+      for (const row of rows) yield row.id;
+      const last = rows[rows.length - 1];
+      if (rows.length < IDS_PAGE_SIZE || last === undefined) return;
+      after = last.id;
+    }
+  }
+
+  protected async _clear(): Promise<void> {
+    await this.#run(this.#sql.clear, []);
+  }
+
+  protected async _close(): Promise<void> {
+    if (this.#ownsPool) await this.#db.pool.end();
+  }
+
+  #run<R extends pg.QueryResultRow>(
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    return this.#db.query<R>(statement.name, statement.text, values);
+  }
+
+  async #changed(statement: Statement, values: unknown[]): Promise<boolean> {
+    const result = await this.#run(statement, values);
+    return result.rowCount === 1;
+  }
+
+  async #fenced(statement: Statement, values: unknown[]): Promise<boolean> {
+    const { rows } = await this.#run<FencedRow>(statement, values);
+    const row = rows[0];
+    if (row?.held !== true) throw lockLost();
+    return row.wrote === true;
+  }
+}
+
+function toBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** The record in a row; the column types make anything but a blob and a number impossible. */
+function recordOf(row: StoredRow | undefined): SessionRecord | undefined {
+  if (row === undefined) return undefined;
+  const { data, expiresAt } = row;
+  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
+    throw new SessionError('ERR_CORRUPT_RECORD', 'Stored session record is corrupt');
+  }
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
+}

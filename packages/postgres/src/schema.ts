@@ -1,0 +1,234 @@
+import { SessionError } from '@sessile/core';
+import type pg from 'pg';
+
+/** The schema version this release records for its tables. */
+export const SCHEMA_VERSION = 1;
+
+/** The table that records, per store table, which schema version created it. */
+const VERSIONS_TABLE = 'sessile_versions';
+/** Room for the longest suffix (`_expires_at`) inside PostgreSQL's 63-byte identifiers. */
+const TABLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,51}$/;
+const SCHEMA_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** The schema objects of one store, all named after its table. */
+export interface SchemaNames {
+  schema: string;
+  table: string;
+  locks: string;
+  expiryIndex: string;
+  versions: string;
+}
+
+/** Checks that `schema` and `table` are plain identifiers, so they can be quoted into SQL safely. */
+export function schemaNames(schema: unknown, table: unknown): SchemaNames {
+  if (typeof schema !== 'string' || !SCHEMA_PATTERN.test(schema)) {
+    throw new TypeError(
+      `schema must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got ${String(schema)}`,
+    );
+  }
+  if (schema.toLowerCase().startsWith('pg_')) {
+    throw new TypeError('schema must not start with pg_, which PostgreSQL reserves');
+  }
+  if (typeof table !== 'string' || !TABLE_PATTERN.test(table)) {
+    throw new TypeError(
+      `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got ${String(table)}`,
+    );
+  }
+  if (table === VERSIONS_TABLE) throw new TypeError(`table must not be ${VERSIONS_TABLE}`);
+  return {
+    schema,
+    table,
+    locks: `${table}_locks`,
+    expiryIndex: `${table}_expires_at`,
+    versions: VERSIONS_TABLE,
+  };
+}
+
+/** `schema.name` quoted. Names are validated by `schemaNames`, so no escaping is needed. */
+export function qualified(names: SchemaNames, name: string): string {
+  return `"${names.schema}"."${name}"`;
+}
+
+interface ColumnShape {
+  name: string;
+  type: string;
+  notnull: boolean;
+}
+
+const SHAPES: Record<'records' | 'locks' | 'versions', readonly ColumnShape[]> = {
+  records: [
+    { name: 'id', type: 'text', notnull: true },
+    { name: 'data', type: 'bytea', notnull: true },
+    { name: 'expires_at', type: 'double precision', notnull: true },
+  ],
+  locks: [
+    { name: 'id', type: 'text', notnull: true },
+    { name: 'token', type: 'text', notnull: true },
+    { name: 'expires_at', type: 'double precision', notnull: true },
+  ],
+  versions: [
+    { name: 'table_name', type: 'text', notnull: true },
+    { name: 'version', type: 'integer', notnull: true },
+  ],
+};
+
+/** What the database holds for one store, read without writing anything. */
+export interface SchemaState {
+  schemaExists: boolean;
+  versionsExists: boolean;
+  recordsExists: boolean;
+  locksExists: boolean;
+  indexExists: boolean;
+  complete: boolean;
+}
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/**
+ * Reads the store's objects and its version record, and throws `ERR_UNSUPPORTED` when they are
+ * not what this package created. Only reads, so a refused table stays untouched.
+ */
+export async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaState> {
+  const wanted = [names.table, names.locks, names.expiryIndex, names.versions];
+  const { rows: objects } = await db.query<{ name: string; kind: string }>(
+    `SELECT c.relname AS name, c.relkind::text AS kind
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = ANY($2::text[])`,
+    [names.schema, wanted],
+  );
+  const { rows: schemas } = await db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [
+    names.schema,
+  ]);
+  const kindOf = new Map(objects.map((object) => [object.name, object.kind]));
+  const { rows: columns } = await db.query<ColumnShape & { table: string }>(
+    `SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            a.attnotnull AS notnull
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY c.relname, a.attnum`,
+    [names.schema, wanted],
+  );
+  const assertShape = (name: string, shape: readonly ColumnShape[]) => {
+    const kind = kindOf.get(name);
+    if (kind === undefined) return false;
+    if (kind !== 'r' && kind !== 'p') throw foreign(names, name, 'is not a table');
+    const found = columns.filter((column) => column.table === name);
+    const matches =
+      found.length === shape.length &&
+      found.every(
+        (column, i) =>
+          column.name === shape[i]?.name &&
+          column.type === shape[i]?.type &&
+          column.notnull === shape[i]?.notnull,
+      );
+    if (!matches) {
+      const list = found.map((column) => `${column.name} ${column.type}`).join(', ');
+      throw foreign(names, name, `has columns (${list}), not the ones @sessile/postgres creates`);
+    }
+    return true;
+  };
+  const versionsExists = assertShape(names.versions, SHAPES.versions);
+  let version: number | undefined;
+  if (versionsExists) {
+    const { rows } = await db.query<{ version: number }>(
+      `SELECT version FROM ${qualified(names, names.versions)} WHERE table_name = $1`,
+      [names.table],
+    );
+    version = rows[0]?.version;
+  }
+  if (version !== undefined && version > SCHEMA_VERSION) {
+    throw new SessionError(
+      'ERR_UNSUPPORTED',
+      `${qualified(names, names.table)} has schema version ${version}, newer than the ${SCHEMA_VERSION} this @sessile/postgres understands; upgrade the package`,
+    );
+  }
+  const recordsExists = assertShape(names.table, SHAPES.records);
+  const locksExists = assertShape(names.locks, SHAPES.locks);
+  // A same-named table without a version record was made by someone else, whatever its columns.
+  if (version === undefined) {
+    if (recordsExists) throw foreign(names, names.table, 'has no sessile version record');
+    if (locksExists) throw foreign(names, names.locks, 'has no sessile version record');
+  }
+  const indexKind = kindOf.get(names.expiryIndex);
+  if (indexKind !== undefined && indexKind !== 'i') {
+    throw foreign(names, names.expiryIndex, 'is not an index');
+  }
+  return {
+    schemaExists: schemas.length > 0,
+    versionsExists,
+    recordsExists,
+    locksExists,
+    indexExists: indexKind !== undefined,
+    complete: version === SCHEMA_VERSION && recordsExists && locksExists && indexKind !== undefined,
+  };
+}
+
+/**
+ * Creates what is missing inside one transaction that holds a transaction-level advisory lock
+ * for the schema, so instances starting together create each object once and never fail on a
+ * sibling's half-done work. Nothing is created when the existing objects are refused.
+ */
+export async function migrateSchema(
+  client: pg.ClientBase,
+  names: SchemaNames,
+  unlogged: boolean,
+): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [
+      `sessile schema ${names.schema}`,
+    ]);
+    const state = await inspectSchema(client, names);
+    if (!state.complete) {
+      for (const statement of migrationStatements(names, state, unlogged)) {
+        await client.query(statement);
+      }
+      await client.query(
+        `INSERT INTO ${qualified(names, names.versions)} (table_name, version) VALUES ($1, $2)
+         ON CONFLICT (table_name) DO UPDATE SET version = excluded.version`,
+        [names.table, SCHEMA_VERSION],
+      );
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
+}
+
+function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: boolean): string[] {
+  const kind = unlogged ? 'UNLOGGED TABLE' : 'TABLE';
+  const statements: string[] = [];
+  if (!state.schemaExists) statements.push(`CREATE SCHEMA "${names.schema}"`);
+  if (!state.versionsExists) {
+    statements.push(
+      `CREATE TABLE ${qualified(names, names.versions)} (table_name text PRIMARY KEY, version integer NOT NULL)`,
+    );
+  }
+  // Ids compare bytewise (COLLATE "C"), cheaper than a locale; expiry is a float8 so any JS
+  // number of ms round-trips exactly.
+  if (!state.recordsExists) {
+    statements.push(
+      `CREATE ${kind} ${qualified(names, names.table)} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+    );
+  }
+  if (!state.indexExists) {
+    statements.push(
+      `CREATE INDEX "${names.expiryIndex}" ON ${qualified(names, names.table)} (expires_at)`,
+    );
+  }
+  if (!state.locksExists) {
+    statements.push(
+      `CREATE ${kind} ${qualified(names, names.locks)} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
+    );
+  }
+  return statements;
+}
+
+function foreign(names: SchemaNames, name: string, problem: string): SessionError {
+  return new SessionError(
+    'ERR_UNSUPPORTED',
+    `Refusing to use ${qualified(names, name)}: it ${problem}. Choose another table or schema; nothing in it was touched`,
+  );
+}

@@ -1,0 +1,148 @@
+import { qualified, type SchemaNames } from './schema.js';
+
+/** One named statement: `name` prepares it once per connection. */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+/**
+ * The store's SQL, built once per table. Every comparison with expiry takes the app's `now` as a
+ * parameter, never the server's clock, as every other store does.
+ */
+export interface Statements {
+  get: Statement;
+  upsert: Statement;
+  insertUnlessLive: Statement;
+  updateIfLive: Statement;
+  touch: Statement;
+  delete: Statement;
+  fenced: {
+    upsert: Statement;
+    insertUnlessLive: Statement;
+    updateIfLive: Statement;
+    touch: Statement;
+    delete: Statement;
+  };
+  sweepBatch: Statement;
+  anyExpired: Statement;
+  dropExpiredLeases: Statement;
+  count: Statement;
+  idsPage: Statement;
+  clear: Statement;
+}
+
+export function buildStatements(names: SchemaNames, prefix: string): Statements {
+  const table = qualified(names, names.table);
+  const locks = qualified(names, names.locks);
+  const statement = (name: string, text: string): Statement => ({
+    name: `${prefix}_${name}`,
+    text,
+  });
+  const upsert = `ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`;
+  /**
+   * The write and the lease check as one statement. FOR SHARE holds the lease row until the
+   * write commits, so a takeover waits for it; the result says whether the lease held and
+   * whether the write happened.
+   */
+  const fence = (name: string, write: string, leaseAt: number, nowAt: number) =>
+    statement(
+      name,
+      `WITH lease AS (
+         SELECT 1 FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
+         FOR SHARE),
+       written AS (${write})
+       SELECT EXISTS (SELECT 1 FROM lease) AS held,
+              COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
+    );
+  const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
+  return {
+    get: statement(
+      'get',
+      `SELECT data, expires_at AS "expiresAt" FROM ${table} WHERE id = $1 AND expires_at > $2`,
+    ),
+    upsert: statement(
+      'upsert',
+      `INSERT INTO ${table} (id, data, expires_at) VALUES ($1, $2, $3) ${upsert}`,
+    ),
+    insertUnlessLive: statement(
+      'insert_unless_live',
+      `INSERT INTO ${table} AS stored (id, data, expires_at) VALUES ($1, $2, $3) ${upsert}
+       WHERE stored.expires_at <= $4`,
+    ),
+    updateIfLive: statement(
+      'update_if_live',
+      `UPDATE ${table} SET data = $2, expires_at = $3 WHERE id = $1 AND expires_at > $4`,
+    ),
+    touch: statement(
+      'touch',
+      `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3`,
+    ),
+    delete: statement(
+      'delete',
+      `DELETE FROM ${table} WHERE id = $1 RETURNING expires_at > $2 AS live`,
+    ),
+    fenced: {
+      upsert: fence(
+        'fenced_upsert',
+        `INSERT INTO ${table} (id, data, expires_at) SELECT $1::text, $2::bytea, $3::float8
+         WHERE ${leaseHolds} ${upsert} RETURNING true AS wrote`,
+        5,
+        4,
+      ),
+      insertUnlessLive: fence(
+        'fenced_insert_unless_live',
+        `INSERT INTO ${table} AS stored (id, data, expires_at) SELECT $1::text, $2::bytea, $3::float8
+         WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $4 RETURNING true AS wrote`,
+        5,
+        4,
+      ),
+      updateIfLive: fence(
+        'fenced_update_if_live',
+        `UPDATE ${table} SET data = $2, expires_at = $3
+         WHERE id = $1 AND expires_at > $4 AND ${leaseHolds} RETURNING true AS wrote`,
+        5,
+        4,
+      ),
+      touch: fence(
+        'fenced_touch',
+        `UPDATE ${table} SET expires_at = $2
+         WHERE id = $1 AND expires_at > $3 AND ${leaseHolds} RETURNING true AS wrote`,
+        4,
+        3,
+      ),
+      delete: fence(
+        'fenced_delete',
+        `DELETE FROM ${table} WHERE id = $1 AND ${leaseHolds} RETURNING expires_at > $2 AS wrote`,
+        3,
+        2,
+      ),
+    },
+    // SKIP LOCKED lets two sweepers (or a sweeper and a writer) pass each other instead of
+    // queueing; the expiry index makes each batch cost what it removes.
+    sweepBatch: statement(
+      'sweep_batch',
+      `DELETE FROM ${table} WHERE id IN (
+         SELECT id FROM ${table} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+         FOR UPDATE SKIP LOCKED)`,
+    ),
+    anyExpired: statement(
+      'any_expired',
+      `SELECT EXISTS (SELECT 1 FROM ${table} WHERE expires_at <= $1) AS any`,
+    ),
+    dropExpiredLeases: statement(
+      'drop_expired_leases',
+      `DELETE FROM ${locks} WHERE id IN (
+         SELECT id FROM ${locks} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    ),
+    count: statement(
+      'count',
+      `SELECT count(*)::float8 AS count FROM ${table} WHERE expires_at > $1`,
+    ),
+    idsPage: statement(
+      'ids_page',
+      `SELECT id FROM ${table} WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3`,
+    ),
+    clear: statement('clear', `DELETE FROM ${table}`),
+  };
+}

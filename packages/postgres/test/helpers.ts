@@ -1,0 +1,29 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** The real server the tests run on; override with SESSILE_PG_URL. */
+export const CONNECTION_STRING =
+  process.env.SESSILE_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** A schema name no other run uses; the run drops it in its afterAll. */
+export function runSchema(label: string): string {
+  return `sessile_${label}_${process.pid}_${randomBytes(4).toString('hex')}`;
+}
+
+/** Runs one statement on a connection of its own, outside any store. */
+export async function admin<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  text: string,
+  values: unknown[] = [],
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client({ connectionString: CONNECTION_STRING });
+  await client.connect();
+  try {
+    return await client.query<R>(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await admin(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
