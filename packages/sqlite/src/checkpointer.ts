@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
+import { lowOnSpace, walSizeLimitBytes } from './wal-space.js';
 
 /** SQLite's own default, used again if the worker cannot run. */
 const AUTOCHECKPOINT_PAGES = 1000;
@@ -9,28 +10,51 @@ const AUTOCHECKPOINT_PAGES = 1000;
  * copy itself, which is then short because the worker has done most of it.
  */
 const BACKSTOP_PAGES = 4000;
-/** After a burst, SQLite cuts the WAL file back to this size when it next rewinds it. */
-const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * Low on space the worker restarts the WAL by force at 256 pages. The connection checkpoints
+ * itself past twice that, when the worker lags (its thread is still starting, or starved of
+ * CPU), so the WAL never takes more than about 2 MiB of the disk.
+ */
+const LOW_SPACE_BACKSTOP_PAGES = 512;
 const STOP_TIMEOUT_MS = 5000;
+/** 32 writes add 32 to 128 pages to the WAL, well under the 256 at which the worker restarts it. */
+const WAKE_EVERY_WRITES = 32;
+
+/** What the worker posts after each checkpoint. */
+export interface WorkerReport {
+  /** It found nothing new to copy, and looks again only after its idle interval. */
+  idle: boolean;
+  /** Its filesystem is low on space (see `LOW_SPACE_BYTES`). */
+  lowSpace: boolean;
+}
 
 /**
  * Moves WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside whichever
  * commit crosses 1000 pages, copying megabytes and calling fsync right there. Here a worker
  * thread with its own connection checkpoints as the WAL grows, and the connection's automatic
  * checkpoint only steps in past `BACKSTOP_PAGES`. If the worker dies, the connection goes back
- * to SQLite's default, so the WAL never grows without bound.
+ * to SQLite's default, so the WAL never grows without bound. When writes pause the worker
+ * truncates the WAL file, so an idle store holds no WAL space; on a nearly full disk the WAL is
+ * kept to about 1 MiB under load as well.
  */
 export class Checkpointer {
+  readonly #db: BetterSqlite3.Database;
   readonly #worker: Worker | undefined;
   readonly #exited: Promise<void>;
   #stopping = false;
+  #workerRunning = false;
+  #lowSpace: boolean;
+  /** The worker's last report said it idles; the next write wakes it. */
+  #idle = false;
+  /** Writes since the worker's last report. */
+  #writes = 0;
+  /** A wake is on its way and the worker has not reported since. */
+  #woken = false;
   readonly #checkpointWaiters: Array<() => void> = [];
 
   constructor(db: BetterSqlite3.Database) {
-    const fallBack = () => {
-      if (!this.#stopping && db.open) db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-    };
-    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    this.#db = db;
+    this.#lowSpace = lowOnSpace(db.name);
     let worker: Worker;
     try {
       worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
@@ -39,16 +63,31 @@ export class Checkpointer {
     } catch {
       // No worker threads here (a bundle without the worker file, a resource limit): SQLite checkpoints.
       this.#exited = Promise.resolve();
+      this.#configure();
       return;
     }
-    db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+    this.#workerRunning = true;
+    this.#configure();
     worker.unref();
-    worker.on('message', () => this.#wake());
+    worker.on('message', (report: WorkerReport) => {
+      this.#idle = report.idle;
+      this.#writes = 0;
+      this.#woken = false;
+      if (report.lowSpace !== this.#lowSpace) {
+        this.#lowSpace = report.lowSpace;
+        this.#configure();
+      }
+      this.#checkpointed();
+    });
+    const fallBack = () => {
+      this.#workerRunning = false;
+      this.#configure();
+    };
     worker.on('error', fallBack);
     this.#exited = new Promise((resolve) => {
       worker.once('exit', () => {
         fallBack();
-        this.#wake();
+        this.#checkpointed();
         resolve();
       });
     });
@@ -71,8 +110,18 @@ export class Checkpointer {
     });
   }
 
-  #wake(): void {
-    for (const wake of this.#checkpointWaiters.splice(0)) wake();
+  /**
+   * Wakes an idle worker on the first write, so it copies a burst as it comes rather than an
+   * idle interval later. Low on space it also wakes a busy worker every `WAKE_EVERY_WRITES`
+   * writes, so a fast stream of writes cannot outgrow the disk between two of its checkpoints.
+   */
+  wrote(): void {
+    this.#writes++;
+    if (this.#woken || !this.#workerRunning) return;
+    if (this.#idle || (this.#lowSpace && this.#writes >= WAKE_EVERY_WRITES)) {
+      this.#woken = true;
+      this.#worker?.postMessage('wake');
+    }
   }
 
   /** Closes the worker's connection and waits for the thread to end. */
@@ -84,5 +133,21 @@ export class Checkpointer {
     const timer = setTimeout(() => void worker.terminate(), STOP_TIMEOUT_MS);
     await this.#exited;
     clearTimeout(timer);
+  }
+
+  #checkpointed(): void {
+    for (const wake of this.#checkpointWaiters.splice(0)) wake();
+  }
+
+  /** Sets the connection's own checkpoint and WAL size limit for the worker's state and the free space. */
+  #configure(): void {
+    if (this.#stopping || !this.#db.open) return;
+    const autocheckpoint = this.#lowSpace
+      ? LOW_SPACE_BACKSTOP_PAGES
+      : this.#workerRunning
+        ? BACKSTOP_PAGES
+        : AUTOCHECKPOINT_PAGES;
+    this.#db.pragma(`wal_autocheckpoint = ${autocheckpoint}`);
+    this.#db.pragma(`journal_size_limit = ${walSizeLimitBytes(this.#lowSpace)}`);
   }
 }

@@ -61,17 +61,19 @@ export class Executor {
   readonly #db: BetterSqlite3.Database;
   readonly #busyTimeoutMs: number;
   readonly #groupCommit: boolean;
+  readonly #afterWrite: (() => void) | undefined;
   #queue: Job[] = [];
   #draining: Promise<void> | undefined;
   #closed = false;
 
   constructor(
     db: BetterSqlite3.Database,
-    options: { busyTimeoutMs: number; groupCommit: boolean },
+    options: { busyTimeoutMs: number; groupCommit: boolean; afterWrite?: () => void },
   ) {
     this.#db = db;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;
+    this.#afterWrite = options.afterWrite;
   }
 
   /** Runs a read-only operation. It waits behind queued writes so it sees them. */
@@ -82,8 +84,17 @@ export class Executor {
 
   /** Runs a write: one statement, or a function that is atomic on its own. Resolves once it is committed. */
   write<T>(operation: () => T): Promise<T> {
-    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(operation);
-    return this.#runNow(operation);
+    const afterWrite = this.#afterWrite;
+    const write =
+      afterWrite === undefined
+        ? operation
+        : () => {
+            const result = operation();
+            afterWrite();
+            return result;
+          };
+    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(write);
+    return this.#runNow(write);
   }
 
   /** Waits for queued operations to commit, then refuses new ones. */

@@ -1,7 +1,11 @@
 import { open as openFile } from 'node:fs/promises';
 import {
+  assertDuration,
+  assertKnownOptions,
+  assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
+  describeValue,
   KeyedLocks,
   type LockManager,
   SessionError,
@@ -21,8 +25,8 @@ import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } fr
 
 export interface SqliteStoreOptions extends BaseStoreOptions {
   /**
-   * The database file, created when missing. `':memory:'` keeps sessions in this process only.
-   * Give either `path` or `database`.
+   * The database file, created when missing. `':memory:'` keeps sessions in this process only;
+   * `''` is refused. Give either `path` or `database`.
    */
   path?: string;
   /** An open better-sqlite3 connection to use instead of `path`. The store never closes it. */
@@ -31,7 +35,7 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
   table?: string;
   /**
    * How long an operation waits for another connection's write lock before it fails with
-   * `ERR_STORE_IO`. Default 5000.
+   * `ERR_STORE_IO`, from 0 to 2147483647. Default 5000.
    */
   busyTimeoutMs?: number;
   /**
@@ -117,10 +121,13 @@ export class SqliteStore extends BaseStore {
         settings.busyTimeoutMs,
       );
       if (!db.memory) {
-        const mode = await retryWhileBusy(
-          () => db.pragma('journal_mode = WAL', { simple: true }),
+        // Without `simple`, pragma() steps the statement to its end, so a failed commit of the
+        // header change throws instead of being dropped (see _delete).
+        const [row] = await retryWhileBusy(
+          () => db.pragma('journal_mode = WAL') as Array<{ journal_mode?: unknown }>,
           settings.busyTimeoutMs,
         );
+        const mode = row?.journal_mode;
         if (mode !== 'wal') {
           throw new SessionError(
             'ERR_STORE_IO',
@@ -159,6 +166,7 @@ export class SqliteStore extends BaseStore {
     this.#executor = new Executor(db, {
       busyTimeoutMs: settings.busyTimeoutMs,
       groupCommit: settings.durability === 'full' && !inMemory,
+      afterWrite: () => this.#checkpointer?.wrote(),
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
@@ -235,7 +243,9 @@ export class SqliteStore extends BaseStore {
 
   protected _delete(id: string, now: number): Promise<boolean> {
     return this.#executor.write(() => {
-      const removed = this.#delete.get(id);
+      // all(), not get(): get() resets the statement after its first row, and an autocommit
+      // transaction commits inside that reset, where better-sqlite3 drops a failed commit's error.
+      const [removed] = this.#delete.all(id);
       if (removed === undefined) return false;
       // A corrupt expiry (text) counts as live, as it does in SQL comparisons.
       return typeof removed.expiresAt !== 'number' || removed.expiresAt > now;
@@ -303,33 +313,40 @@ export class SqliteStore extends BaseStore {
   }
 }
 
+const KNOWN_OPTIONS = [
+  'path',
+  'database',
+  'table',
+  'busyTimeoutMs',
+  'durability',
+  'maxRecordBytes',
+] as const satisfies readonly (keyof SqliteStoreOptions)[];
+
 function normalizeOptions(options: SqliteStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('SqliteStore.open needs an options object with path or database');
   }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'SqliteStore.open');
   const { path, database } = options;
   if ((path === undefined) === (database === undefined)) {
     throw new TypeError('Give exactly one of options.path and options.database');
   }
-  if (path !== undefined && typeof path !== 'string') {
-    throw new TypeError('options.path must be a string');
+  // better-sqlite3 opens '' as a private temporary database, which a typo should not get.
+  if (path !== undefined && (typeof path !== 'string' || path === '')) {
+    throw new TypeError(
+      `options.path must be a non-empty string (':memory:' for an in-memory database), got ${describeValue(path)}`,
+    );
   }
   if (database !== undefined && !isDatabase(database)) {
     throw new TypeError('options.database must be an open better-sqlite3 Database');
   }
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-  if (typeof busyTimeoutMs !== 'number' || !(busyTimeoutMs >= 0)) {
-    throw new TypeError(
-      `busyTimeoutMs must be a non-negative number, got ${String(busyTimeoutMs)}`,
-    );
-  }
+  assertDuration(busyTimeoutMs, 'busyTimeoutMs');
   const { maxRecordBytes } = options;
-  if (maxRecordBytes !== undefined && !(Number.isInteger(maxRecordBytes) && maxRecordBytes >= 1)) {
-    throw new TypeError(`maxRecordBytes must be a positive integer, got ${String(maxRecordBytes)}`);
-  }
+  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
   const durability = options.durability ?? 'normal';
   if (durability !== 'normal' && durability !== 'full') {
-    throw new TypeError(`durability must be 'normal' or 'full', got ${String(durability)}`);
+    throw new TypeError(`durability must be 'normal' or 'full', got ${describeValue(durability)}`);
   }
   return {
     path,
@@ -356,7 +373,7 @@ function isDatabase(value: unknown): value is BetterSqlite3.Database {
  * touches it. Resolves true when the file exists and holds a database.
  */
 async function assertSqliteFile(path: string): Promise<boolean> {
-  if (path === ':memory:' || path === '') return false;
+  if (path === ':memory:') return false;
   let handle: Awaited<ReturnType<typeof openFile>>;
   try {
     handle = await openFile(path, 'r');

@@ -1,13 +1,21 @@
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSessionError, type SessionErrorCode } from '@sessile/core';
-import { SCHEMA_VERSION, SqliteStore } from '@sessile/sqlite';
+import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const HOUR_MS = 3_600_000;
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
@@ -261,8 +269,52 @@ describe('options', { timeout: 60_000 }, () => {
     await expect(
       SqliteStore.open({ path, durability: 'paranoid' as unknown as 'full' }),
     ).rejects.toThrow(TypeError);
-    await expect(SqliteStore.open({ path, busyTimeoutMs: -1 })).rejects.toThrow(TypeError);
     await expect(SqliteStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);
+  });
+
+  it('refuses a busyTimeoutMs that is not a duration a timer can wait, naming it', async () => {
+    const invalid: Array<[unknown, string]> = [
+      [-1, '-1'],
+      [Number.NaN, 'NaN'],
+      [Number.POSITIVE_INFINITY, 'Infinity'],
+      [2 ** 31, '2147483648'],
+      ['5000', "'5000' (a string)"],
+    ];
+    for (const [busyTimeoutMs, shown] of invalid) {
+      const error = await rejection(
+        SqliteStore.open({ path, busyTimeoutMs: busyTimeoutMs as number }),
+      );
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(
+        `busyTimeoutMs must be a number of milliseconds from 0 up to 2147483647, got ${shown}`,
+      );
+    }
+    expect(existsSync(path)).toBe(false);
+    // 0 is a valid wait: fail at once when another connection holds the write lock.
+    const store = await openStore({ path, busyTimeoutMs: 0 });
+    expect(await store.set(idOf('no-wait'), record('ok'))).toBe(true);
+  });
+
+  it('refuses an unknown option with a TypeError naming it and the likely intended one', async () => {
+    const misspelt: Array<[Record<string, unknown>, RegExp]> = [
+      [{ path, busyTimeout: 100 }, /unknown option 'busyTimeout'; did you mean 'busyTimeoutMs'\?/],
+      [{ path, durabilty: 'full' }, /unknown option 'durabilty'; did you mean 'durability'\?/],
+      [{ path, tabel: 'web' }, /unknown option 'tabel'; did you mean 'table'\?/],
+      [{ path, walMode: true }, /unknown option 'walMode'/],
+    ];
+    for (const [options, message] of misspelt) {
+      const error = await rejection(SqliteStore.open(options as SqliteStoreOptions));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(message);
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it("refuses path: '' instead of opening a private temporary database", async () => {
+    const error = await rejection(SqliteStore.open({ path: '' }));
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(/options\.path must be a non-empty string/);
+    await expect(SqliteStore.open({ path: 42 as unknown as string })).rejects.toThrow(TypeError);
   });
 });
 
@@ -467,4 +519,166 @@ describe("group commit in 'full' durability", () => {
     expect(missing).toEqual([]);
     expect(await store.count()).toBeGreaterThanOrEqual(acknowledged.size);
   }, 180_000);
+});
+
+describe('a full disk', { timeout: 120_000 }, () => {
+  const mounts: string[] = [];
+  afterAll(() => {
+    for (const mounted of mounts) {
+      execFileSync('umount', [mounted]);
+      rmdirSync(mounted);
+    }
+  });
+
+  /** Mounts a tmpfs of `size` on a new directory. The test fails with the reason when that is refused. */
+  function smallFilesystem(size: string): string {
+    const mounted = mkdtempSync(join(tmpdir(), 'sessile-sqlite-full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mounted], {
+        stdio: 'pipe',
+      });
+    } catch (error) {
+      rmdirSync(mounted);
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new Error(
+        `mount -t tmpfs -o size=${size} tmpfs ${mounted} was refused: ${stderr || (error as Error).message}`,
+      );
+    }
+    mounts.push(mounted);
+    return mounted;
+  }
+
+  /** Sets records of `bytes` until one is refused; resolves to how many were acknowledged. */
+  async function fillWithSessions(
+    store: SqliteStore,
+    label: string,
+    bytes: number,
+    pace: () => Promise<void> = async () => {},
+  ): Promise<number> {
+    const data = Buffer.alloc(bytes, 0x5a);
+    for (let n = 0; n < 100_000; n++) {
+      try {
+        await store.set(idOf(`${label}${n}`), { data, expiresAt: Date.now() + HOUR_MS });
+      } catch (error) {
+        expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+        expect((error as Error).message).toMatch(/disk is full/);
+        return n;
+      }
+      await pace();
+    }
+    throw new Error('the disk never filled up');
+  }
+
+  for (const durability of ['normal', 'full'] as const) {
+    it(`'${durability}': delete, touch and lock release either take effect or reject, and a reopened store agrees`, async () => {
+      const mounted = smallFilesystem('2m');
+      const file = join(mounted, 'sessions.db');
+      // Room to give back once the disk has been full, so the reopened store can take a lock.
+      const ballast = join(mounted, 'ballast');
+      writeFileSync(ballast, Buffer.alloc(256 * 1024));
+      const store = await openStore({ path: file, durability });
+      const earlier = Array.from({ length: 20 }, (_, n) => idOf(`earlier${n}`));
+      for (const id of earlier) expect(await store.set(id, record(id))).toBe(true);
+      const lockId = idOf('locked');
+      const lock = await store.locks.acquire(lockId, { leaseMs: 10 * 60_000 });
+
+      const filled = await fillWithSessions(store, 'filler', 2000);
+      expect(filled).toBeGreaterThan(0);
+      // The sessions written before the disk filled up stay readable.
+      for (const id of earlier) expect(textOf((await store.get(id))?.data)).toBe(id);
+
+      const deleted = new Map<string, boolean>();
+      for (const id of earlier.slice(0, 10)) {
+        try {
+          expect(await store.delete(id)).toBe(true);
+          deleted.set(id, true);
+        } catch (error) {
+          expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+          deleted.set(id, false);
+        }
+      }
+      const touched = new Map<string, boolean>();
+      const later = Date.now() + 2 * HOUR_MS;
+      for (const id of earlier.slice(10, 15)) {
+        try {
+          expect(await store.touch(id, later)).toBe(true);
+          touched.set(id, true);
+        } catch (error) {
+          expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+          touched.set(id, false);
+        }
+      }
+      let released: boolean;
+      try {
+        await lock.release();
+        released = true;
+      } catch (error) {
+        expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+        released = false;
+      }
+      await store.close();
+
+      rmSync(ballast);
+      const reopened = await openStore({ path: file, durability });
+      for (const [id, acknowledged] of deleted) {
+        const stored = textOf((await reopened.get(id))?.data);
+        // A delete that resolved true is gone; one that rejected rolled back.
+        expect(stored, `${id}: delete ${acknowledged ? 'resolved' : 'rejected'}`).toBe(
+          acknowledged ? undefined : id,
+        );
+      }
+      for (const [id, acknowledged] of touched) {
+        const stored = await reopened.get(id);
+        expect(textOf(stored?.data)).toBe(id);
+        if (acknowledged) expect(stored?.expiresAt, `${id}: touch resolved`).toBe(later);
+        else expect(stored?.expiresAt, `${id}: touch rejected`).toBeLessThan(later);
+      }
+      for (const id of earlier.slice(15)) expect(textOf((await reopened.get(id))?.data)).toBe(id);
+      const kept = earlier.length - [...deleted.values()].filter(Boolean).length;
+      expect(await reopened.count()).toBe(kept + filled);
+      // A release that resolved freed the lock; one that rejected left the lease in place.
+      const next = reopened.locks.acquire(lockId, { waitMs: 0 });
+      if (released) await (await next).release();
+      else await expectCode(next, 'ERR_LOCK_TIMEOUT');
+    });
+  }
+
+  it('a 5 MiB filesystem holds more than 1,000 sessions of 1 KiB written one per event-loop turn', async () => {
+    const file = join(smallFilesystem('5m'), 'sessions.db');
+    const store = await openStore({ path: file });
+    const acknowledged = await fillWithSessions(
+      store,
+      'packed',
+      1024,
+      () => new Promise((resolve) => setImmediate(resolve)),
+    );
+    // A WAL left to grow to thousands of pages fills this disk at about 330 sessions. Kept to
+    // about 1 MiB it leaves room for about 1,700 to 2,900 here, depending on how promptly the
+    // checkpoint thread runs on a busy machine.
+    expect(acknowledged).toBeGreaterThan(1000);
+    expect(await store.count()).toBe(acknowledged);
+    // Every acknowledged session stays readable on the full disk.
+    for (const n of [0, Math.floor(acknowledged / 2), acknowledged - 1]) {
+      expect((await store.get(idOf(`packed${n}`)))?.data.byteLength).toBe(1024);
+    }
+  });
+});
+
+describe('WAL disk space', { timeout: 120_000 }, () => {
+  it('gives the WAL file back to the disk once writes stop', async () => {
+    const store = await openStore({ path });
+    const data = Buffer.alloc(1024, 0x5a);
+    for (let n = 0; n < 2000; n++) {
+      await store.set(idOf(`burst${n}`), { data, expiresAt: Date.now() + HOUR_MS });
+    }
+    // A bound on a hang, not a timing: the WAL shrinks within a few idle checkpoints.
+    const deadline = Date.now() + 60_000;
+    while (statSync(`${path}-wal`).size > 64 * 1024 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(64 * 1024);
+    expect(await store.count()).toBe(2000);
+    // The next write after the truncation needs no help.
+    expect(await store.set(idOf('after'), record('after'))).toBe(true);
+  });
 });
