@@ -26,7 +26,7 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
   describe(`${options.name}: sessile conformance`, () => {
     basicTests(options);
     expiryTests(options);
-    sweepTests(options, capabilities.expiryIndex);
+    sweepTests(options, capabilities.expiryIndex, capabilities.expiry);
     traitTests(options);
     concurrencyTests(options);
     lockTests(options);

@@ -1,83 +1,25 @@
 import { SWEEP_LOCK_ID } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { collect, fill, HOUR_MS, record, sweepToDone, withStore } from '../helpers.js';
+import { collect, delay, fill, HOUR_MS, record, sweepToDone, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
-export function sweepTests(options: ConformanceOptions, expiryIndex: boolean): void {
-  const test = (name: string, body: Parameters<typeof withStore>[1]) =>
-    it(name, () => withStore(options, body), 120_000);
+type Test = (name: string, body: Parameters<typeof withStore>[1]) => void;
+
+/**
+ * What `sweep` owes depends on `expiry`: a `'sweep'` store removes expired records as of `now`,
+ * in bounded, resumable calls; a `'native'` store's backend removes them itself, so its sweep
+ * only reports `done` and never removes a live record.
+ */
+export function sweepTests(
+  options: ConformanceOptions,
+  expiryIndex: boolean,
+  expiry: 'sweep' | 'native' = 'sweep',
+): void {
+  const test: Test = (name, body) => it(name, () => withStore(options, body), 120_000);
 
   describe('sweep', () => {
-    // Records "expire" at T+1h and the suite sweeps as of T+2h, so nothing depends on sleeps.
-    test('removes exactly the expired records and never a live one', async (store) => {
-      const start = Date.now();
-      const live = await fill(store, 30, start + 10 * HOUR_MS);
-      await fill(store, 20, start + HOUR_MS);
-      const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
-      expect(removed).toBe(20);
-      expect(await store.count()).toBe(30);
-      expect((await collect(store.ids())).sort()).toEqual([...live].sort());
-    });
-
-    test('respects touches and overwrites made after the first write', async (store) => {
-      const start = Date.now();
-      const ids = await fill(store, 10, start + HOUR_MS);
-      for (const id of ids.slice(0, 5)) await store.touch(id, start + 10 * HOUR_MS);
-      for (const id of ids.slice(5, 8))
-        await store.set(id, record({ again: id }, start + 10 * HOUR_MS));
-      const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
-      expect(removed).toBe(2);
-      for (const id of ids.slice(0, 8)) expect(await store.get(id)).toBeDefined();
-      for (const id of ids.slice(8)) expect(await store.get(id)).toBeUndefined();
-    });
-
-    test('honours limit, reports done honestly, and repeated calls finish the job', async (store) => {
-      const start = Date.now();
-      await fill(store, 10, start + 10 * HOUR_MS);
-      await fill(store, 25, start + HOUR_MS);
-      let total = 0;
-      let calls = 0;
-      for (;;) {
-        const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 7 });
-        calls++;
-        expect(result.removed).toBeLessThanOrEqual(7);
-        expect(result.scanned).toBeLessThanOrEqual(7);
-        total += result.removed;
-        if (result.done) break;
-        expect(calls).toBeLessThan(1000);
-      }
-      expect(total).toBe(25);
-      expect(calls).toBeGreaterThanOrEqual(4);
-      expect(await store.count()).toBe(10);
-      const again = await store.sweep({ now: start + 2 * HOUR_MS });
-      expect(again).toMatchObject({ removed: 0, done: true });
-    });
-
-    test('budgetMs 0 does one bounded batch and leaves the rest for later calls', async (store) => {
-      const start = Date.now();
-      await fill(store, 2500, start + HOUR_MS);
-      const first = await store.sweep({ now: start + 2 * HOUR_MS, budgetMs: 0, limit: 100_000 });
-      expect(first.done).toBe(false);
-      expect(first.removed).toBeLessThan(2500);
-      const rest = await sweepToDone(store, start + 2 * HOUR_MS, { budgetMs: 0, limit: 100_000 });
-      expect(first.removed + rest.removed).toBe(2500);
-      expect(await store.count()).toBe(0);
-    });
-
-    test('sweeps while the caller holds SWEEP_LOCK_ID, as cleanup policies do', async (store) => {
-      const start = Date.now();
-      await fill(store, 5, start + HOUR_MS);
-      const policyLock = await store.locks.acquire(SWEEP_LOCK_ID, {
-        waitMs: 10_000,
-        leaseMs: 60_000,
-      });
-      try {
-        const { removed } = await sweepToDone(store, start + 2 * HOUR_MS, {}, 50);
-        expect(removed).toBe(5);
-      } finally {
-        await policyLock.release();
-      }
-    });
+    if (expiry === 'native') nativeSweepTests(test, options.timeScale ?? 1);
+    else removalTests(test, expiryIndex);
 
     test('an aborted signal stops the sweep before it removes anything', async (store) => {
       const start = Date.now();
@@ -96,19 +38,118 @@ export function sweepTests(options: ConformanceOptions, expiryIndex: boolean): v
       expect(result.done).toBe(true);
       expect(await store.count()).toBe(5);
     });
+  });
+}
 
-    if (expiryIndex) {
-      test('with an expiry index, cost follows expired records: 10 of 10,000 scans about 10', async (store) => {
-        const start = Date.now();
-        await fill(store, 10_000, start + 10 * HOUR_MS, 500);
-        const expired = await fill(store, 10, start + HOUR_MS);
-        const result = await store.sweep({ now: start + 2 * HOUR_MS });
-        expect(result.removed).toBe(10);
-        expect(result.done).toBe(true);
-        expect(result.scanned).toBeLessThanOrEqual(20);
-        for (const id of expired) expect(await store.get(id)).toBeUndefined();
-        expect(await store.count()).toBe(10_000);
-      });
+function nativeSweepTests(test: Test, scale: number): void {
+  test('native expiry: expired records are gone without a sweep, and one call reports done', async (store) => {
+    const live = await fill(store, 5, Date.now() + HOUR_MS);
+    await fill(store, 5, Date.now() + 200 * scale);
+    await delay(400 * scale);
+    expect(await store.count()).toBe(5);
+    expect((await collect(store.ids())).sort()).toEqual([...live].sort());
+    expect(await store.sweep()).toMatchObject({ removed: 0, done: true });
+    expect(await store.count()).toBe(5);
+  });
+
+  test('native expiry: sweeps while the caller holds SWEEP_LOCK_ID, as cleanup policies do', async (store) => {
+    await fill(store, 5, Date.now() + HOUR_MS);
+    const policyLock = await store.locks.acquire(SWEEP_LOCK_ID, {
+      waitMs: 10_000,
+      leaseMs: 60_000,
+    });
+    try {
+      expect((await store.sweep()).done).toBe(true);
+      expect(await store.count()).toBe(5);
+    } finally {
+      await policyLock.release();
     }
   });
+}
+
+function removalTests(test: Test, expiryIndex: boolean): void {
+  // Records "expire" at T+1h and the suite sweeps as of T+2h, so nothing depends on sleeps.
+  test('removes exactly the expired records and never a live one', async (store) => {
+    const start = Date.now();
+    const live = await fill(store, 30, start + 10 * HOUR_MS);
+    await fill(store, 20, start + HOUR_MS);
+    const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
+    expect(removed).toBe(20);
+    expect(await store.count()).toBe(30);
+    expect((await collect(store.ids())).sort()).toEqual([...live].sort());
+  });
+
+  test('respects touches and overwrites made after the first write', async (store) => {
+    const start = Date.now();
+    const ids = await fill(store, 10, start + HOUR_MS);
+    for (const id of ids.slice(0, 5)) await store.touch(id, start + 10 * HOUR_MS);
+    for (const id of ids.slice(5, 8))
+      await store.set(id, record({ again: id }, start + 10 * HOUR_MS));
+    const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
+    expect(removed).toBe(2);
+    for (const id of ids.slice(0, 8)) expect(await store.get(id)).toBeDefined();
+    for (const id of ids.slice(8)) expect(await store.get(id)).toBeUndefined();
+  });
+
+  test('honours limit, reports done honestly, and repeated calls finish the job', async (store) => {
+    const start = Date.now();
+    await fill(store, 10, start + 10 * HOUR_MS);
+    await fill(store, 25, start + HOUR_MS);
+    let total = 0;
+    let calls = 0;
+    for (;;) {
+      const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 7 });
+      calls++;
+      expect(result.removed).toBeLessThanOrEqual(7);
+      expect(result.scanned).toBeLessThanOrEqual(7);
+      total += result.removed;
+      if (result.done) break;
+      expect(calls).toBeLessThan(1000);
+    }
+    expect(total).toBe(25);
+    expect(calls).toBeGreaterThanOrEqual(4);
+    expect(await store.count()).toBe(10);
+    const again = await store.sweep({ now: start + 2 * HOUR_MS });
+    expect(again).toMatchObject({ removed: 0, done: true });
+  });
+
+  test('budgetMs 0 does one bounded batch and leaves the rest for later calls', async (store) => {
+    const start = Date.now();
+    await fill(store, 2500, start + HOUR_MS);
+    const first = await store.sweep({ now: start + 2 * HOUR_MS, budgetMs: 0, limit: 100_000 });
+    expect(first.done).toBe(false);
+    expect(first.removed).toBeLessThan(2500);
+    const rest = await sweepToDone(store, start + 2 * HOUR_MS, { budgetMs: 0, limit: 100_000 });
+    expect(first.removed + rest.removed).toBe(2500);
+    expect(await store.count()).toBe(0);
+  });
+
+  test('sweeps while the caller holds SWEEP_LOCK_ID, as cleanup policies do', async (store) => {
+    const start = Date.now();
+    await fill(store, 5, start + HOUR_MS);
+    const policyLock = await store.locks.acquire(SWEEP_LOCK_ID, {
+      waitMs: 10_000,
+      leaseMs: 60_000,
+    });
+    try {
+      const { removed } = await sweepToDone(store, start + 2 * HOUR_MS, {}, 50);
+      expect(removed).toBe(5);
+    } finally {
+      await policyLock.release();
+    }
+  });
+
+  if (expiryIndex) {
+    test('with an expiry index, cost follows expired records: 10 of 10,000 scans about 10', async (store) => {
+      const start = Date.now();
+      await fill(store, 10_000, start + 10 * HOUR_MS, 500);
+      const expired = await fill(store, 10, start + HOUR_MS);
+      const result = await store.sweep({ now: start + 2 * HOUR_MS });
+      expect(result.removed).toBe(10);
+      expect(result.done).toBe(true);
+      expect(result.scanned).toBeLessThanOrEqual(20);
+      for (const id of expired) expect(await store.get(id)).toBeUndefined();
+      expect(await store.count()).toBe(10_000);
+    });
+  }
 }
