@@ -1,0 +1,228 @@
+import { SessionError } from '@sessile/core';
+import {
+  createClient,
+  RESP_TYPES,
+  type RedisClientType,
+  type RedisClusterType,
+  type RedisSentinelType,
+} from 'redis';
+import type { ScriptRunner } from './scripts.js';
+
+/** Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping. */
+export type RedisConnection =
+  // biome-ignore lint/suspicious/noExplicitAny: the store accepts clients of every generic shape
+  | RedisClientType<any, any, any, any, any>
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  | RedisClusterType<any, any, any, any, any>
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  | RedisSentinelType<any, any, any, any, any>;
+
+/** The commands the store sends, as every kind of connection offers them. */
+export interface Commands extends ScriptRunner {
+  get(key: string): Promise<Buffer | null>;
+  set(key: string, value: string | Buffer, options: object): Promise<unknown>;
+  del(key: string): Promise<number>;
+  unlink(key: string): Promise<number>;
+  exists(key: string): Promise<number>;
+  scan(cursor: string, options: object): Promise<{ cursor: string; keys: string[] }>;
+}
+
+interface Connectable {
+  readonly isOpen: boolean;
+  readonly isReady?: boolean;
+  connect(): Promise<unknown>;
+  close?(): Promise<unknown>;
+  destroy?(): void;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  withCommandOptions(options: object): Commands;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  unsubscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  duplicate?(): Connectable;
+}
+
+interface ClusterLike extends Connectable {
+  readonly masters: unknown[];
+  nodeClient(node: unknown): Promise<Connectable>;
+}
+
+/** How many times a first connect is retried before `open()` gives up. */
+const FIRST_CONNECT_TRIES = 3;
+const MAX_RECONNECT_DELAY_MS = 1000;
+const SCAN_COUNT = 1000;
+
+export interface ConnectionOptions {
+  client?: RedisConnection;
+  url?: string;
+  commandTimeoutMs: number;
+}
+
+/**
+ * One store's way to Redis: command views that give up after `commandTimeoutMs`, a fast refusal
+ * while a standalone or Sentinel client is disconnected (so nothing waits in an offline queue),
+ * SCAN over every master, and the release channel's subscription.
+ */
+export class Connection {
+  /** Names the server in errors, without credentials. */
+  readonly where: string;
+  /** Replies as Buffers: records are bytes. */
+  readonly bytes: Commands;
+  /** Replies as strings: keys and lock tokens. */
+  readonly plain: Commands;
+  readonly #client: Connectable;
+  readonly #owned: boolean;
+  readonly #commandTimeoutMs: number;
+  #subscriber: Connectable | undefined;
+  #unsubscribe: (() => Promise<unknown>) | undefined;
+
+  private constructor(client: Connectable, owned: boolean, where: string, timeoutMs: number) {
+    this.#client = client;
+    this.#owned = owned;
+    this.where = where;
+    this.#commandTimeoutMs = timeoutMs;
+    this.plain = client.withCommandOptions({ timeout: timeoutMs });
+    this.bytes = client.withCommandOptions({
+      timeout: timeoutMs,
+      typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
+    });
+  }
+
+  static async open(options: ConnectionOptions): Promise<Connection> {
+    if (options.client !== undefined) {
+      const client = options.client as unknown as Connectable;
+      if (!client.isOpen) await client.connect();
+      return new Connection(client, false, describeClient(client), options.commandTimeoutMs);
+    }
+    const url = options.url as string;
+    let connected = false;
+    const client = createClient({
+      url,
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: options.commandTimeoutMs,
+        reconnectStrategy: (retries, cause) => {
+          if (!connected && retries >= FIRST_CONNECT_TRIES) return cause;
+          return Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS);
+        },
+      },
+    }) as unknown as Connectable;
+    // Failures reach the caller of each operation; the event would crash a process without a listener.
+    client.on('error', () => {});
+    const where = describeUrl(url);
+    try {
+      await client.connect();
+    } catch (error) {
+      client.destroy?.();
+      throw ioError(where, 'connect', error);
+    }
+    connected = true;
+    return new Connection(client, true, where, options.commandTimeoutMs);
+  }
+
+  get isCluster(): boolean {
+    return isCluster(this.#client);
+  }
+
+  /** Refuses at once while a standalone or Sentinel client is reconnecting. */
+  assertReady(): void {
+    if (this.#client.isReady === false) {
+      throw new SessionError('ERR_STORE_IO', `${this.where} is not connected`);
+    }
+  }
+
+  /** Every key matching `pattern` on every master, a SCAN page at a time. */
+  async *scan(pattern: string): AsyncGenerator<string[]> {
+    for (const node of await this.#masters()) {
+      let cursor = '0';
+      do {
+        this.assertReady();
+        const reply = await node.scan(cursor, {
+          MATCH: pattern,
+          COUNT: SCAN_COUNT,
+          TYPE: 'string',
+        });
+        cursor = String(reply.cursor);
+        if (reply.keys.length > 0) yield reply.keys;
+      } while (cursor !== '0');
+    }
+  }
+
+  /** Subscribes `onMessage` to `channel` on a connection of its own (a cluster keeps one itself). */
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
+    const client = this.#client;
+    const listener = (message: string) => onMessage(message);
+    if (client.duplicate === undefined || isSentinel(client)) {
+      await client.subscribe(channel, listener);
+      this.#unsubscribe = () => client.unsubscribe(channel, listener);
+      return;
+    }
+    const subscriber = client.duplicate();
+    subscriber.on('error', () => {});
+    await subscriber.connect();
+    this.#subscriber = subscriber;
+    await subscriber.subscribe(channel, listener);
+  }
+
+  async close(): Promise<void> {
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    await this.#unsubscribe?.().catch(() => {});
+    this.#unsubscribe = undefined;
+    await closeQuietly(subscriber);
+    if (this.#owned) await closeQuietly(this.#client);
+  }
+
+  async #masters(): Promise<Commands[]> {
+    const client = this.#client;
+    if (!isCluster(client)) return [this.plain];
+    return Promise.all(
+      client.masters.map(async (master) =>
+        (await client.nodeClient(master)).withCommandOptions({ timeout: this.#commandTimeoutMs }),
+      ),
+    );
+  }
+}
+
+export function ioError(where: string, action: string, error: unknown): SessionError {
+  const detail = error instanceof Error ? error.message || error.name : String(error);
+  return new SessionError('ERR_STORE_IO', `${where}: ${action} failed: ${detail}`, {
+    cause: error,
+  });
+}
+
+function isCluster(client: Connectable): client is ClusterLike {
+  return 'masters' in client && typeof (client as ClusterLike).nodeClient === 'function';
+}
+
+function isSentinel(client: Connectable): boolean {
+  return typeof (client as { getSentinelNode?: unknown }).getSentinelNode === 'function';
+}
+
+async function closeQuietly(client: Connectable | undefined): Promise<void> {
+  if (client === undefined) return;
+  try {
+    if (client.close !== undefined) await client.close();
+    else client.destroy?.();
+  } catch {
+    client.destroy?.();
+  }
+}
+
+function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `Redis at ${parsed.host}${parsed.pathname.length > 1 ? parsed.pathname : ''}`;
+  } catch {
+    return 'Redis';
+  }
+}
+
+function describeClient(client: Connectable): string {
+  if (isCluster(client)) return 'Redis Cluster';
+  if (isSentinel(client)) return 'Redis Sentinel';
+  const options = (
+    client as { options?: { url?: string; socket?: { host?: string; port?: number } } }
+  ).options;
+  if (options?.url !== undefined) return describeUrl(options.url);
+  const socket = options?.socket;
+  return `Redis at ${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
+}

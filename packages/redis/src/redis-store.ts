@@ -1,0 +1,246 @@
+import {
+  assertDuration,
+  assertKnownOptions,
+  BaseStore,
+  type BaseStoreOptions,
+  describeValue,
+  type HeldLease,
+  isSessionError,
+  lockLost,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepProgress,
+  type SweepResult,
+} from '@sessile/core';
+import { Connection, ioError, type RedisConnection } from './connection.js';
+import {
+  decodeRecord,
+  EXPIRES_AT_OFFSET,
+  encodeExpiresAt,
+  encodeRecord,
+  expireAtMs,
+  KeyLayout,
+} from './keys.js';
+import { RedisLocks } from './locks.js';
+import { FENCED_DELETE, FENCED_SET, TOUCH } from './scripts.js';
+
+export type { RedisConnection } from './connection.js';
+
+export interface RedisStoreOptions extends BaseStoreOptions {
+  /**
+   * A node-redis 5 client the app already has: `createClient()`, `createCluster()` or
+   * `createSentinel()`. Connected if it is not yet; the store never closes it. Give `client` or `url`.
+   */
+  client?: RedisConnection;
+  /** A `redis://` or `rediss://` URL; the store makes its own client and closes it on `close()`. */
+  url?: string;
+  /** Starts every key the store reads or writes. Without `{` or `}` (the id is the hash tag). Default `'sessile:'`. */
+  prefix?: string;
+  /** How long one command may take, queued or sent, before it fails with `ERR_STORE_IO`. Default 5000. */
+  commandTimeoutMs?: number;
+}
+
+const KNOWN_OPTIONS = ['client', 'url', 'prefix', 'commandTimeoutMs', 'maxRecordBytes'] as const;
+const DEFAULT_PREFIX = 'sessile:';
+const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+
+/**
+ * Sessions in Redis, shared by every host that uses the same server (or cluster) and prefix.
+ * Redis drops expired records itself at their exact `expiresAt`, so there is nothing to sweep.
+ */
+export class RedisStore extends BaseStore {
+  readonly capabilities: StoreCapabilities = {
+    shared: 'cluster',
+    expiry: 'native',
+    durable: true,
+    expiryIndex: false,
+  };
+  readonly locks: RedisLocks;
+  readonly prefix: string;
+  readonly #connection: Connection;
+  readonly #keys: KeyLayout;
+
+  private constructor(options: RedisStoreOptions, connection: Connection, keys: KeyLayout) {
+    super(options);
+    this.#connection = connection;
+    this.#keys = keys;
+    this.prefix = keys.prefix;
+    this.locks = new RedisLocks(connection, keys);
+  }
+
+  /** Connects, subscribes to lock releases, and resolves once the store can serve. */
+  static async open(options: RedisStoreOptions): Promise<RedisStore> {
+    const { prefix, commandTimeoutMs } = checkOptions(options);
+    const keys = new KeyLayout(prefix);
+    const connection = await Connection.open({
+      client: options.client,
+      url: options.url,
+      commandTimeoutMs,
+    });
+    let store: RedisStore;
+    try {
+      store = new RedisStore(options, connection, keys);
+      await connection.subscribe(keys.releaseChannel, (key) => store.locks.released(key));
+    } catch (error) {
+      await connection.close();
+      throw isSessionError(error) ? error : ioError(connection.where, 'subscribe', error);
+    }
+    return store;
+  }
+
+  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#io('get', async () => {
+      const value = await this.#connection.bytes.get(this.#keys.record(id));
+      if (value === null) return undefined;
+      const record = decodeRecord(value);
+      return record.expiresAt > now ? record : undefined;
+    });
+  }
+
+  protected _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    return this.#io('set', async () => {
+      const key = this.#keys.record(id);
+      const value = encodeRecord(record);
+      const expireAt = expireAtMs(record.expiresAt, now);
+      if (lease !== undefined) {
+        const args = [
+          lease.token,
+          value,
+          expireAt === undefined ? '' : String(expireAt),
+          only ?? '',
+        ];
+        const keys = [key, this.#keys.lock(lease.key)];
+        return fenced(await FENCED_SET.run(this.#connection.bytes, keys, args));
+      }
+      const commands = this.#connection.bytes;
+      // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
+      if (expireAt === undefined) {
+        if (only === 'absent') return (await commands.exists(key)) === 0;
+        const deleted = await commands.del(key);
+        return only === 'present' ? deleted > 0 : true;
+      }
+      const condition = only === 'absent' ? 'NX' : only === 'present' ? 'XX' : undefined;
+      const reply = await commands.set(key, value, {
+        expiration: { type: 'PXAT', value: expireAt },
+        condition,
+      });
+      return reply !== null;
+    });
+  }
+
+  protected _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    return this.#io('touch', async () => {
+      const expireAt = expireAtMs(expiresAt, now);
+      const keys = [this.#keys.record(id), this.#keys.lock(lease?.key ?? id)];
+      const args = [
+        lease?.token ?? '',
+        encodeExpiresAt(expiresAt),
+        expireAt === undefined ? '' : String(expireAt),
+        String(EXPIRES_AT_OFFSET),
+      ];
+      return fenced(await TOUCH.run(this.#connection.bytes, keys, args));
+    });
+  }
+
+  protected _delete(id: string, _now: number, lease: HeldLease | undefined): Promise<boolean> {
+    return this.#io('delete', async () => {
+      const key = this.#keys.record(id);
+      if (lease === undefined) return (await this.#connection.bytes.del(key)) > 0;
+      const keys = [key, this.#keys.lock(lease.key)];
+      return fenced(await FENCED_DELETE.run(this.#connection.bytes, keys, [lease.token]));
+    });
+  }
+
+  /** Redis removes expired keys itself; a sweep has nothing to do. */
+  protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    return progress.result(true);
+  }
+
+  protected async _count(now: number): Promise<number> {
+    let count = 0;
+    for await (const _ of this._ids(now)) count++;
+    return count;
+  }
+
+  protected async *_ids(_now: number): AsyncIterable<string> {
+    // SCAN may return a key twice while Redis resizes its table.
+    const seen = new Set<string>();
+    try {
+      for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+        for (const key of page) {
+          const id = this.#keys.idOf(key);
+          if (id === undefined || seen.has(id)) continue;
+          seen.add(id);
+          yield id;
+        }
+      }
+    } catch (error) {
+      throw isSessionError(error) ? error : ioError(this.#connection.where, 'scan', error);
+    }
+  }
+
+  protected _clear(): Promise<void> {
+    return this.#io('clear', async () => {
+      for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+        await Promise.all(page.map((key) => this.#connection.plain.unlink(key)));
+      }
+    });
+  }
+
+  protected async _close(): Promise<void> {
+    await this.#connection.close();
+  }
+
+  async #io<T>(action: string, run: () => Promise<T>): Promise<T> {
+    this.#connection.assertReady();
+    try {
+      return await run();
+    } catch (error) {
+      if (isSessionError(error)) throw error;
+      throw ioError(this.#connection.where, action, error);
+    }
+  }
+}
+
+/** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */
+function fenced(reply: unknown): boolean {
+  if (reply === -1) throw lockLost();
+  return reply === 1;
+}
+
+function checkOptions(options: RedisStoreOptions): { prefix: string; commandTimeoutMs: number } {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('RedisStore.open() needs an options object with client or url');
+  }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'RedisStore.open()');
+  const { client, url } = options;
+  if ((client === undefined) === (url === undefined)) {
+    throw new TypeError('RedisStore.open() needs exactly one of client or url');
+  }
+  if (url !== undefined && typeof url !== 'string') {
+    throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describeValue(url)}`);
+  }
+  if (client !== undefined && (typeof client !== 'object' || client === null)) {
+    throw new TypeError(`client must be a node-redis 5 client, got ${describeValue(client)}`);
+  }
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
+    throw new TypeError(
+      `prefix must be a non-empty string without { or }, got ${describeValue(prefix)}`,
+    );
+  }
+  const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  assertDuration(commandTimeoutMs, 'commandTimeoutMs', { zero: false });
+  return { prefix, commandTimeoutMs };
+}

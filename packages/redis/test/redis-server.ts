@@ -1,0 +1,136 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient } from 'redis';
+
+const run = promisify(execFile);
+
+/** The machine's Redis, which .ci/services starts; the tests use their own prefix on it. */
+export const STANDALONE_URL = process.env.SESSILE_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A prefix no other run uses, so parallel runs and leftovers never meet. */
+export function runPrefix(kind: string): string {
+  return `sessile-test:${kind}:${process.pid}-${Date.now().toString(36)}:`;
+}
+
+/** Deletes every key under `prefix` on a standalone server. */
+export async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
+      if (keys.length > 0) await client.unlink(keys);
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+async function waitForPing(port: number, tries = 100): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    try {
+      await run('redis-cli', ['-p', String(port), 'ping']);
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`redis-server on port ${port} did not answer`);
+}
+
+/** A redis-server of the test's own on a loopback port, started and stopped by the test. */
+export class OwnRedis {
+  readonly port: number;
+  readonly dir: string;
+  readonly #extra: string[];
+  #process: ChildProcess | undefined;
+
+  constructor(port: number, extra: string[] = []) {
+    this.port = port;
+    this.#extra = extra;
+    this.dir = mkdtempSync(join(tmpdir(), `sessile-redis-${port}-`));
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...this.#extra,
+    ];
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
+    this.#process = child;
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('spawn', () => resolve());
+    });
+    await waitForPing(this.port);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#process;
+    this.#process = undefined;
+    if (child === undefined || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async remove(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A 3-master Redis Cluster on loopback ports, joined with `redis-cli --cluster create`. */
+export class OwnCluster {
+  readonly nodes: OwnRedis[];
+
+  constructor(ports: number[]) {
+    this.nodes = ports.map(
+      (port) =>
+        new OwnRedis(port, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+          '--cluster-node-timeout',
+          '2000',
+        ]),
+    );
+  }
+
+  get rootNodes(): Array<{ url: string }> {
+    return this.nodes.map((node) => ({ url: node.url }));
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.start()));
+    const addresses = this.nodes.map((node) => `127.0.0.1:${node.port}`);
+    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes']);
+    for (let i = 0; i < 100; i++) {
+      const { stdout } = await run('redis-cli', ['-p', String(this.nodes[0]?.port), 'cluster', 'info']);
+      if (stdout.includes('cluster_state:ok')) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error('the test cluster did not reach cluster_state:ok');
+  }
+
+  async remove(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.remove()));
+  }
+}
