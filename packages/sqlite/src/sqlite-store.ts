@@ -6,8 +6,10 @@ import {
   BaseStore,
   type BaseStoreOptions,
   describeValue,
+  type HeldLease,
   KeyedLocks,
   type LockManager,
+  lockLost,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
@@ -94,6 +96,8 @@ export class SqliteStore extends BaseStore {
   readonly #count: BetterSqlite3.Statement<[number], number>;
   readonly #idsPage: BetterSqlite3.Statement<[string, number, number], unknown>;
   readonly #clear: BetterSqlite3.Statement<[]>;
+  /** Whether a lease still holds, for fenced writes; absent when locks are in-process. */
+  readonly #holds: BetterSqlite3.Statement<[string, string, number], unknown> | undefined;
   #sweepBatchSize = INITIAL_SWEEP_BATCH;
 
   /**
@@ -202,6 +206,13 @@ export class SqliteStore extends BaseStore {
       .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
       .pluck();
     this.#clear = db.prepare(`DELETE FROM ${table}`);
+    this.#holds = inMemory
+      ? undefined
+      : db
+          .prepare(
+            `SELECT 1 FROM ${quote(settings.names.locks)} WHERE id = ? AND token = ? AND expires_at > ?`,
+          )
+          .pluck();
     this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
   }
 
@@ -222,27 +233,35 @@ export class SqliteStore extends BaseStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
+    lease: HeldLease | undefined,
   ): Promise<boolean> {
     const { data, expiresAt } = record;
     if (only === 'absent') {
-      return this.#executor.write(
+      return this.#write(
+        lease,
         () => this.#insertUnlessLive.run(id, data, expiresAt, now).changes === 1,
       );
     }
     if (only === 'present') {
-      return this.#executor.write(
+      return this.#write(
+        lease,
         () => this.#updateIfLive.run(data, expiresAt, id, now).changes === 1,
       );
     }
-    return this.#executor.write(() => this.#upsert.run(id, data, expiresAt).changes === 1);
+    return this.#write(lease, () => this.#upsert.run(id, data, expiresAt).changes === 1);
   }
 
-  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#executor.write(() => this.#touch.run(expiresAt, id, now).changes === 1);
+  protected _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    return this.#write(lease, () => this.#touch.run(expiresAt, id, now).changes === 1);
   }
 
-  protected _delete(id: string, now: number): Promise<boolean> {
-    return this.#executor.write(() => {
+  protected _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
+    return this.#write(lease, () => {
       // all(), not get(): get() resets the statement after its first row, and an autocommit
       // transaction commits inside that reset, where better-sqlite3 drops a failed commit's error.
       const [removed] = this.#delete.all(id);
@@ -250,6 +269,22 @@ export class SqliteStore extends BaseStore {
       // A corrupt expiry (text) counts as live, as it does in SQL comparisons.
       return typeof removed.expiresAt !== 'number' || removed.expiresAt > now;
     });
+  }
+
+  /**
+   * Runs one write; a fenced one checks its lease in the same transaction, so no other process
+   * can take the lock over between the check and the write.
+   */
+  #write<T>(lease: HeldLease | undefined, operation: () => T): Promise<T> {
+    const holds = this.#holds;
+    if (lease === undefined || holds === undefined) return this.#executor.write(operation);
+    const fenced = this.#db.transaction(() => {
+      if (holds.get(lease.key, lease.token, Date.now()) === undefined) {
+        throw lockLost('its lease ran out or another holder took it over');
+      }
+      return operation();
+    });
+    return this.#executor.write(() => fenced.immediate());
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {

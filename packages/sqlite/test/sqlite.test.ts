@@ -347,6 +347,27 @@ describe('records', { timeout: 60_000 }, () => {
   });
 });
 
+describe('fenced writes', { timeout: 60_000 }, () => {
+  for (const durability of ['normal', 'full'] as const) {
+    it(`check the lock row in the write's own transaction (${durability})`, async () => {
+      const store = await openStore({ path, durability });
+      const id = idOf('fenced');
+      await store.set(id, record('before'));
+      const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+      expect(await store.set(id, record('holder'), { lock })).toBe(true);
+      // Another process took the lock over (its lease had run out there): this process's own
+      // view still says held, so only the row can stop the write.
+      openDatabase()
+        .prepare("UPDATE sessions_locks SET token = 'another-process' WHERE id = ?")
+        .run(id);
+      await expectCode(store.set(id, record('stale'), { lock }), 'ERR_LOCK_LOST');
+      await expectCode(store.touch(id, Date.now() + HOUR_MS, { lock }), 'ERR_LOCK_LOST');
+      await expectCode(store.delete(id, { lock }), 'ERR_LOCK_LOST');
+      expect(textOf((await store.get(id))?.data)).toBe('holder');
+    });
+  }
+});
+
 describe('several processes', () => {
   it("writes that meet another connection's write lock wait for it, in the order they were called", async () => {
     const store = await openStore({ path, busyTimeoutMs: 30_000 });
