@@ -1,46 +1,29 @@
-import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   BaseStore,
-  type BaseStoreOptions,
+  isSessionError,
   type SessionRecord,
   type StoreCapabilities,
   type SweepProgress,
   type SweepResult,
-  toStoreIoError,
   yieldToEventLoop,
 } from '@sessile/core';
-import { MAX_EXTENT_BYTES, MAX_ID_BYTES, RECORD_HEADER_BYTES } from './format.js';
+import { cannotOpen } from './errors.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
+import { ensureLockDirectory, isDirectory, openDatabaseFile } from './open-file.js';
+import {
+  type DbmSettings,
+  type DbmStoreOptions,
+  type DbmSweepMode,
+  resolveSettings,
+} from './options.js';
+import { idOf } from './records.js';
 import { type StripedFileLockStats, StripedFileLocks } from './striped-file-locks.js';
 
-/**
- * How `sweep` finds expired records.
- * - `'incremental'`: bounded batches from a cursor kept in the file; the global lock is released
- *   between batches and only the bucket entries (which carry each record's expiry) are read.
- * - `'full-scan'`: mod_python DbmSession's cleanup. One call holds the global lock from its
- *   first record to its last and reads and checks every record to learn its expiry.
- */
-export type DbmCleanupMode = 'incremental' | 'full-scan';
-
-export interface DbmStoreOptions extends BaseStoreOptions {
-  /** The database file. Created when missing; lock files go in the directory `<path>.locks`. */
-  path: string;
-  /** How `sweep` works. Default `'incremental'`. */
-  cleanup?: DbmCleanupMode;
-  /** Lock files in the pool, at least 2: stripe 0 is the global lock, sessions share the rest. Default 32. */
-  stripes?: number;
-  /** How long the global lock stays held by a holder that stopped renewing it (it crashed). Default 10 000. */
-  globalLockLeaseMs?: number;
-  /** How long an operation waits for the global lock before rejecting with `ERR_LOCK_TIMEOUT`. Default 30 000. */
-  globalLockWaitMs?: number;
-  /** Flush to disk at each commit, so a power loss also keeps committed changes. Default false. */
-  fsync?: boolean;
-}
-
 export interface DbmSweepStats {
-  cleanup: DbmCleanupMode;
+  sweepMode: DbmSweepMode;
   scanned: number;
   removed: number;
   batches: number;
@@ -51,7 +34,7 @@ export interface DbmSweepStats {
 }
 
 export interface DbmStoreStats {
-  cleanup: DbmCleanupMode;
+  sweepMode: DbmSweepMode;
   globalLock: GlobalLockStats;
   sessionLocks: StripedFileLockStats;
   /** The last sweep this process ran, if any. */
@@ -62,51 +45,11 @@ export interface DbmStoreStats {
   undecodableRecords: number;
 }
 
-const DEFAULT_STRIPES = 32;
-const DEFAULT_GLOBAL_LOCK_LEASE_MS = 10_000;
-const DEFAULT_GLOBAL_LOCK_WAIT_MS = 30_000;
 const INCREMENTAL_BATCH_ENTRIES = 500;
 const FULL_SCAN_BATCH_ENTRIES = 1000;
 /** Empty buckets cost a read each, so a batch also stops after this many. */
 const SWEEP_BATCH_BUCKETS = 256;
 const SCAN_BATCH_BUCKETS = 64;
-const MAX_RECORD_BYTES_LIMIT = Math.min(
-  1024 ** 3,
-  MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES,
-);
-
-function assertOptions(options: DbmStoreOptions): void {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('options must be an object');
-  if (typeof options.path !== 'string' || options.path === '') {
-    throw new TypeError('options.path must be a non-empty string');
-  }
-  const { cleanup, stripes, globalLockLeaseMs, globalLockWaitMs, maxRecordBytes } = options;
-  if (cleanup !== undefined && cleanup !== 'incremental' && cleanup !== 'full-scan') {
-    throw new TypeError(
-      `options.cleanup must be 'incremental' or 'full-scan', got ${String(cleanup)}`,
-    );
-  }
-  if (stripes !== undefined && (!Number.isInteger(stripes) || stripes < 2 || stripes > 65_536)) {
-    throw new TypeError(
-      `options.stripes must be an integer from 2 to 65536, got ${String(stripes)}`,
-    );
-  }
-  for (const [name, value] of [
-    ['globalLockLeaseMs', globalLockLeaseMs],
-    ['globalLockWaitMs', globalLockWaitMs],
-  ] as const) {
-    if (
-      value !== undefined &&
-      (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value))
-    ) {
-      throw new TypeError(`options.${name} must be a positive number of ms, got ${String(value)}`);
-    }
-  }
-  if (typeof maxRecordBytes === 'number' && maxRecordBytes > MAX_RECORD_BYTES_LIMIT) {
-    throw new TypeError(`options.maxRecordBytes must be at most ${MAX_RECORD_BYTES_LIMIT}`);
-  }
-}
 
 /**
  * Sessions in one file: an on-disk linear hash table with a redo journal, written in
@@ -123,53 +66,63 @@ export class DbmStore extends BaseStore {
   readonly locks: StripedFileLocks;
   /** The absolute path of the database file. */
   readonly path: string;
-  readonly cleanup: DbmCleanupMode;
+  /** How `sweep` works: `'incremental'` or `'full-scan'`. */
+  readonly sweepMode: DbmSweepMode;
   readonly #fd: number;
   readonly #file: HashFile;
   readonly #globalLock: GlobalLock;
   #lastSweep: DbmSweepStats | undefined;
 
-  private constructor(options: DbmStoreOptions, path: string, fd: number) {
-    super(options);
+  private constructor(settings: DbmSettings, path: string, fd: number, file: HashFile) {
+    super({ maxRecordBytes: settings.maxRecordBytes });
     this.path = path;
-    this.cleanup = options.cleanup ?? 'incremental';
+    this.sweepMode = settings.sweepMode;
     this.#fd = fd;
-    this.#file = new HashFile(fd, options.fsync === true);
+    this.#file = file;
     const lockDirectory = `${path}.locks`;
     this.#globalLock = new GlobalLock(
       lockDirectory,
-      options.globalLockLeaseMs ?? DEFAULT_GLOBAL_LOCK_LEASE_MS,
-      options.globalLockWaitMs ?? DEFAULT_GLOBAL_LOCK_WAIT_MS,
+      settings.globalLockLeaseMs,
+      settings.globalLockWaitMs,
     );
-    this.locks = new StripedFileLocks(lockDirectory, options.stripes ?? DEFAULT_STRIPES);
+    this.locks = new StripedFileLocks(lockDirectory, settings.stripes);
   }
 
-  /** Opens (creating when missing) the database file at `options.path`. */
+  /**
+   * Opens (creating when missing) the database file at `options.path`. A path that cannot hold
+   * the file, and a file that is not a sessile dbm file or has a newer format, are refused with
+   * nothing created or written.
+   */
   static async open(options: DbmStoreOptions): Promise<DbmStore> {
-    assertOptions(options);
-    const path = resolve(options.path);
+    const settings = resolveSettings(options);
+    const path = resolve(settings.path);
+    const lockDirectory = `${path}.locks`;
     let fd: number | undefined;
     let store: DbmStore | undefined;
     try {
-      mkdirSync(`${path}.locks`, { recursive: true });
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-      store = new DbmStore(options, path, fd);
-      const file = store.#file;
+      fd = openDatabaseFile(path);
+      const file = new HashFile(fd, path, settings.durability);
+      // Judged without the lock, a refused file gets no lock directory beside it. Writers create
+      // that directory before they write, so while it exists only a check under the lock counts.
+      const refusal = file.refusal();
+      if (refusal !== undefined && !isDirectory(lockDirectory)) throw refusal;
+      ensureLockDirectory(path, lockDirectory);
+      store = new DbmStore(settings, path, fd, file);
       store.#globalLock.removeOrphans();
       await store.#globalLock.run(() => file.initialize());
       return store;
     } catch (error) {
       if (fd !== undefined) closeSync(fd);
       if (store !== undefined) store.#globalLock.close();
-      if (error instanceof TypeError) throw error;
-      throw toStoreIoError(error, 'open');
+      if (isSessionError(error)) throw error;
+      throw cannotOpen(path, error instanceof Error ? error.message : String(error), error);
     }
   }
 
   /** Counters of this process: lock use, collisions, the last sweep's lock holds. */
   stats(): DbmStoreStats {
     return {
-      cleanup: this.cleanup,
+      sweepMode: this.sweepMode,
       globalLock: this.#globalLock.stats(),
       sessionLocks: this.locks.stats(),
       lastSweep: this.#lastSweep && { ...this.#lastSweep },
@@ -205,9 +158,9 @@ export class DbmStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    const fullScan = this.cleanup === 'full-scan';
+    const fullScan = this.sweepMode === 'full-scan';
     const stats: DbmSweepStats = {
-      cleanup: this.cleanup,
+      sweepMode: this.sweepMode,
       scanned: 0,
       removed: 0,
       batches: 0,
@@ -299,7 +252,7 @@ export class DbmStore extends BaseStore {
       more = await this.#globalLock.run(() =>
         this.#file.scanBatch(state, SCAN_BATCH_BUCKETS, (entry, readHead) => {
           if (entry.expiresAt <= now) return;
-          const id = HashFile.idOf(entry, readHead());
+          const id = idOf(entry, readHead());
           if (id !== undefined) ids.push(id);
         }),
       );

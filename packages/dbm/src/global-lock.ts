@@ -191,8 +191,8 @@ export class GlobalLock {
       }
       if (Date.now() - started >= this.#waitMs) {
         throw new SessionError(
-          'ERR_LOCK_TIMEOUT',
-          `Timed out after ${this.#waitMs} ms waiting for the dbm file's global lock`,
+          'ERR_STORE_BUSY',
+          `Waited ${this.#waitMs} ms (globalLockWaitMs) for the dbm file's global lock ${this.#lockPath}, held by another process or store instance; retry later`,
         );
       }
       await sleep(delayMs * (0.5 + Math.random()));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { runStoreConformance } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { afterAll } from 'vitest';
-import { type DbmCleanupMode, DbmStore } from '../src/index.js';
+import { DbmStore, type DbmSweepMode } from '../src/index.js';
 
 const directories: string[] = [];
 afterAll(() => {
@@ -26,18 +26,18 @@ async function corrupt(store: SessionStore, id: string): Promise<void> {
   }
 }
 
-for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
   let latest = '';
   const open = async () => {
     const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-conformance-'));
     directories.push(directory);
     latest = join(directory, 'sessions.dbm');
-    return DbmStore.open({ path: latest, cleanup });
+    return DbmStore.open({ path: latest, sweepMode });
   };
   await runStoreConformance({
-    name: `DbmStore (cleanup: ${cleanup})`,
+    name: `DbmStore (sweepMode: ${sweepMode})`,
     open,
-    reopen: () => DbmStore.open({ path: latest, cleanup }),
+    reopen: () => DbmStore.open({ path: latest, sweepMode }),
     crossProcess: {
       module: new URL('./child-store.mjs', import.meta.url).pathname,
       location: () => latest,

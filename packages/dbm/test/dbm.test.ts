@@ -1,8 +1,12 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import {
   closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -10,12 +14,12 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { HEADER_REGION_BYTES, JOURNAL_HEAD_BYTES, JOURNAL_OFFSET } from '../src/format.js';
-import { type DbmCleanupMode, DbmStore, sessionStripe } from '../src/index.js';
+import { DbmStore, type DbmStoreOptions, type DbmSweepMode, sessionStripe } from '../src/index.js';
 import { applyOp, ID_POOL_SIZE, opOfPayload, poolId } from './fixtures/crash-ops.mjs';
 
 const HOUR_MS = 3_600_000;
@@ -54,6 +58,17 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   } catch (error) {
     return isSessionError(error) ? (error as SessionError).code : String(error);
   }
+}
+
+/** The SessionError `promise` rejects with; fails the test when it resolves or throws anything else. */
+async function sessionErrorOf(promise: Promise<unknown>): Promise<SessionError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isSessionError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected a rejection');
 }
 
 function fixture(name: string): string {
@@ -179,16 +194,19 @@ describe('DbmStore file format', () => {
     expect(sizes[11]).toBe(sizes[3]);
   }, 300_000);
 
-  it('a file that is not a dbm file is refused with ERR_STORE_IO and left as it was', async () => {
+  it('a file that is not a dbm file is refused with ERR_STORE_IO naming it, left as it was, with nothing created beside it', async () => {
     const path = newPath();
-    writeFileSync(path, 'not a database, just some text that must not be overwritten');
-    expect(await codeOf(DbmStore.open({ path }))).toBe('ERR_STORE_IO');
-    expect(readFileSync(path, 'utf8')).toBe(
-      'not a database, just some text that must not be overwritten',
-    );
+    const text = 'not a database, just some text that must not be overwritten';
+    writeFileSync(path, text);
+    const error = await sessionErrorOf(DbmStore.open({ path }));
+    expect(error.code).toBe('ERR_STORE_IO');
+    expect(error.message).toContain(path);
+    expect(error.message).toMatch(/not a sessile dbm file/);
+    expect(readFileSync(path, 'utf8')).toBe(text);
+    expect(readdirSync(dirname(path))).toEqual(['sessions.dbm']);
   });
 
-  it('a file of a newer format version is refused with ERR_STORE_IO', async () => {
+  it('a file of a newer format version is refused with ERR_UNSUPPORTED naming the path and both versions', async () => {
     const path = newPath();
     const store = await DbmStore.open({ path });
     await store.set(generateSessionId(), { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS });
@@ -198,19 +216,33 @@ describe('DbmStore file format', () => {
     version.writeUInt32LE(2, 0);
     writeSync(fd, version, 0, 4, 8);
     closeSync(fd);
-    const opening = DbmStore.open({ path });
-    await expect(opening).rejects.toThrow(/format version 2/);
-    expect(await codeOf(opening)).toBe('ERR_STORE_IO');
+    const before = readFileSync(path);
+
+    // Its lock directory exists: the file is judged under the global lock.
+    const error = await sessionErrorOf(DbmStore.open({ path }));
+    expect(error.code).toBe('ERR_UNSUPPORTED');
+    expect(error.message).toContain(path);
+    expect(error.message).toMatch(/format version 2\b.*format version 1\b/);
+
+    // A copy without one is refused before anything is created beside it.
+    const copy = join(mkdtempSync(join(tmpdir(), 'sessile-dbm-test-')), 'copy.dbm');
+    directories.push(dirname(copy));
+    copyFileSync(path, copy);
+    const copyError = await sessionErrorOf(DbmStore.open({ path: copy }));
+    expect(copyError.code).toBe('ERR_UNSUPPORTED');
+    expect(copyError.message).toContain(copy);
+    expect(readdirSync(dirname(copy))).toEqual(['copy.dbm']);
+    expect(readFileSync(path).equals(before)).toBe(true);
   });
 
-  it('with fsync: true, records are written through and read back after reopening', async () => {
+  it("with durability: 'full', records are written through and read back after reopening", async () => {
     const path = newPath();
     const id = generateSessionId();
-    const store = await DbmStore.open({ path, fsync: true });
+    const store = await DbmStore.open({ path, durability: 'full' });
     await store.set(id, { data: payload(5, 5000), expiresAt: Date.now() + HOUR_MS });
     await store.touch(id, Date.now() + 2 * HOUR_MS);
     await store.close();
-    const reopened = await DbmStore.open({ path, fsync: true });
+    const reopened = await DbmStore.open({ path, durability: 'full' });
     try {
       expect(
         Buffer.from((await reopened.get(id))?.data ?? []).equals(Buffer.from(payload(5, 5000))),
@@ -220,14 +252,137 @@ describe('DbmStore file format', () => {
     }
   });
 
-  it('misuse of options throws TypeError', async () => {
+  it('misuse of options throws TypeError before anything touches the disk', async () => {
     const path = newPath();
-    await expect(DbmStore.open({ path: '' })).rejects.toThrow(TypeError);
-    await expect(DbmStore.open({ path, stripes: 1 })).rejects.toThrow(TypeError);
-    await expect(DbmStore.open({ path, cleanup: 'sometimes' as DbmCleanupMode })).rejects.toThrow(
-      TypeError,
-    );
-    await expect(DbmStore.open({ path, globalLockLeaseMs: 0 })).rejects.toThrow(TypeError);
+    const cases: [unknown, RegExp][] = [
+      [undefined, /DbmStore\.open needs an options object/],
+      [{ path: '' }, /^options\.path must be a non-empty string naming a file, got ''/],
+      [{ path, stripes: 1 }, /^stripes must be an integer from 2 to 65536, got 1/],
+      [
+        { path, sweepMode: 'sometimes' },
+        /^sweepMode must be 'incremental' or 'full-scan', got 'sometimes'/,
+      ],
+      [{ path, durability: 'paranoid' }, /^durability must be 'normal' or 'full', got 'paranoid'/],
+      [{ path, durability: true }, /^durability must be 'normal' or 'full', got true/],
+      [{ path, globalLockLeaseMs: 0 }, /^globalLockLeaseMs must be a number of milliseconds/],
+      [{ path, globalLockLeaseMs: Number.NaN }, /^globalLockLeaseMs must be/],
+      [{ path, globalLockWaitMs: -1 }, /^globalLockWaitMs must be a number of milliseconds/],
+      [{ path, globalLockWaitMs: 2 ** 31 }, /^globalLockWaitMs must be/],
+      [{ path, maxRecordBytes: 2 ** 31 }, /^maxRecordBytes must be at most/],
+      [{ path, maxRecordBytes: 1.5 }, /^maxRecordBytes must be a positive integer/],
+      [
+        { path, sweepmode: 'full-scan' },
+        /^DbmStore\.open: unknown option 'sweepmode'; did you mean 'sweepMode'\?$/,
+      ],
+      [
+        { path, globalLockWait: 10 },
+        /unknown option 'globalLockWait'; did you mean 'globalLockWaitMs'\?/,
+      ],
+      [
+        { path, cleanup: 'full-scan' },
+        /^DbmStore\.open: unknown option 'cleanup'; it is now 'sweepMode'/,
+      ],
+      [
+        { path, fsync: true },
+        /^DbmStore\.open: unknown option 'fsync'; it is now durability: 'full'/,
+      ],
+    ];
+    for (const [options, message] of cases) {
+      const opening = DbmStore.open(options as DbmStoreOptions);
+      await expect(opening, JSON.stringify(options)).rejects.toThrow(TypeError);
+      await expect(opening, JSON.stringify(options)).rejects.toThrow(message);
+    }
+    expect(readdirSync(dirname(path))).toEqual([]);
+  });
+
+  it('stats() and the store report the sweep mode', async () => {
+    const store = await DbmStore.open({ path: newPath(), sweepMode: 'full-scan' });
+    try {
+      expect(store.sweepMode).toBe('full-scan');
+      expect(store.stats().sweepMode).toBe('full-scan');
+      await store.sweep();
+      expect(store.stats().lastSweep?.sweepMode).toBe('full-scan');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('DbmStore refuses paths that cannot hold a database', () => {
+  it('a directory, or a missing file in a missing directory, is refused with ERR_STORE_IO naming it, creating nothing', async () => {
+    const directory = dirname(newPath());
+    mkdirSync(join(directory, 'sub'));
+    const asDirectory = await sessionErrorOf(DbmStore.open({ path: join(directory, 'sub') }));
+    expect(asDirectory.code).toBe('ERR_STORE_IO');
+    expect(asDirectory.message).toContain(join(directory, 'sub'));
+    expect(asDirectory.message).toMatch(/is a directory/);
+    const missing = join(directory, 'nowhere', 'sessions.dbm');
+    const inMissing = await sessionErrorOf(DbmStore.open({ path: missing }));
+    expect(inMissing.code).toBe('ERR_STORE_IO');
+    expect(inMissing.message).toContain(missing);
+    expect(readdirSync(directory)).toEqual(['sub']);
+  });
+
+  // In a child process, so that a regression which blocks the event loop fails this test
+  // (the child never answers) instead of stalling the whole run.
+  it.skipIf(process.platform !== 'linux')(
+    'devices, FIFOs and paths under /proc end in ERR_STORE_IO naming the path, creating nothing',
+    async () => {
+      const directory = dirname(newPath());
+      const fifo = join(directory, 'fifo');
+      execFileSync('mkfifo', [fifo]);
+      const paths = [
+        '/proc/self/status',
+        '/proc/1/mem',
+        '/proc/self',
+        '/proc/self/sessions.dbm',
+        '/proc/self/status/sessions.dbm',
+        '/dev/null',
+        '/dev/zero',
+        fifo,
+      ];
+      const child = spawn('open-paths.mjs', paths);
+      const results = await new Promise<{ path: string; code: string; message: string }[]>(
+        (resolve, reject) => {
+          child.once('message', (message: { results: [] }) => resolve(message.results));
+          child.once('close', (code, signal) =>
+            reject(new Error(`child exited without answering (${code ?? signal})`)),
+          );
+        },
+      );
+      for (const [k, path] of paths.entries()) {
+        const result = results[k];
+        expect(result?.code, path).toBe('ERR_STORE_IO');
+        expect(result?.message, path).toContain(path);
+        expect(existsSync(`${path}.locks`), path).toBe(false);
+      }
+      expect(readdirSync(directory)).toEqual(['fifo']);
+    },
+    60_000,
+  );
+});
+
+describe('DbmStore global lock', () => {
+  it('an operation that waits past globalLockWaitMs rejects with ERR_STORE_BUSY, not ERR_LOCK_TIMEOUT', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, globalLockWaitMs: 50 });
+    const lockPath = join(`${path}.locks`, '0.lock');
+    // A holder that is alive (this process) with a long lease: nobody may break its lock.
+    writeFileSync(lockPath, `another-holder 60000 ${process.pid}\n`);
+    try {
+      const error = await sessionErrorOf(store.get(generateSessionId()));
+      expect(error.code).toBe('ERR_STORE_BUSY');
+      expect(error.message).toContain(lockPath);
+      expect(error.message).toMatch(/globalLockWaitMs/);
+      expect(await codeOf(DbmStore.open({ path, globalLockWaitMs: 0 }))).toBe('ERR_STORE_BUSY');
+    } finally {
+      rmSync(lockPath);
+    }
+    try {
+      expect(await store.get(generateSessionId())).toBeUndefined();
+    } finally {
+      await store.close();
+    }
   });
 });
 
@@ -375,10 +530,10 @@ function sameState(
   return true;
 }
 
-describe('DbmStore cleanup modes', () => {
-  for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
-    it(`'${cleanup}' removes exactly the expired records, in bounded calls`, async () => {
-      const store = await DbmStore.open({ path: newPath(), cleanup });
+describe('DbmStore sweep modes', () => {
+  for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
+    it(`'${sweepMode}' removes exactly the expired records, in bounded calls`, async () => {
+      const store = await DbmStore.open({ path: newPath(), sweepMode });
       try {
         const start = Date.now();
         const live: string[] = [];
@@ -416,8 +571,8 @@ describe('DbmStore cleanup modes', () => {
   }
 
   it("'full-scan' holds the global lock once for the whole call; 'incremental' releases it between batches", async () => {
-    for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
-      const store = await DbmStore.open({ path: newPath(), cleanup });
+    for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
+      const store = await DbmStore.open({ path: newPath(), sweepMode });
       try {
         for (let i = 0; i < 3000; i++) {
           await store.set(generateSessionId(), {
@@ -434,7 +589,7 @@ describe('DbmStore cleanup modes', () => {
         expect(result).toMatchObject({ removed: 3000, done: true });
         expect(after.lastSweep?.batches).toBeGreaterThan(2);
         const holds = after.globalLock.acquired - before;
-        expect(holds).toBe(cleanup === 'full-scan' ? 1 : after.lastSweep?.batches);
+        expect(holds).toBe(sweepMode === 'full-scan' ? 1 : after.lastSweep?.batches);
       } finally {
         await store.close();
       }
@@ -442,9 +597,9 @@ describe('DbmStore cleanup modes', () => {
   }, 120_000);
 
   it("'full-scan' decodes every record, 'incremental' reads only the expiry in the bucket entries", async () => {
-    for (const cleanup of ['incremental', 'full-scan'] as DbmCleanupMode[]) {
+    for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
       const path = newPath();
-      const store = await DbmStore.open({ path, cleanup });
+      const store = await DbmStore.open({ path, sweepMode });
       try {
         const damaged = generateSessionId();
         await store.set(damaged, { data: payload(1, 100), expiresAt: Date.now() + HOUR_MS });
@@ -458,7 +613,7 @@ describe('DbmStore cleanup modes', () => {
         const result = await store.sweep({ now: Date.now() + 2 * HOUR_MS });
         // The damaged record is expired by its index entry either way, and removed.
         expect(result).toMatchObject({ removed: 1, done: true });
-        expect(store.stats().undecodableRecords).toBe(cleanup === 'full-scan' ? 1 : 0);
+        expect(store.stats().undecodableRecords).toBe(sweepMode === 'full-scan' ? 1 : 0);
         expect(await store.count()).toBe(20);
       } finally {
         await store.close();

@@ -1,0 +1,44 @@
+import { fdatasyncSync, readSync, writeSync } from 'node:fs';
+
+/**
+ * How hard a commit pushes its writes to the disk.
+ * - `'normal'`: left to the operating system; a killed process loses at most the change it was
+ *   making, a power loss or kernel crash may lose more.
+ * - `'full'`: `fdatasync` before and after the journal of every commit, so committed changes
+ *   also survive a power loss.
+ */
+export type DbmDurability = 'normal' | 'full';
+
+/** Positional, synchronous reads and writes on the database file's descriptor. */
+export class FileIo {
+  constructor(
+    readonly fd: number,
+    /** The absolute path of the file, for error messages. */
+    readonly path: string,
+    readonly durability: DbmDurability,
+  ) {}
+
+  /** Reads `length` bytes; bytes past the end of the file read as zeros. */
+  read(offset: number, length: number): Buffer {
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const read = readSync(this.fd, buf, done, length - done, offset + done);
+      if (read === 0) break;
+      done += read;
+    }
+    return buf;
+  }
+
+  write(offset: number, bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) {
+      done += writeSync(this.fd, bytes, done, bytes.length - done, offset + done);
+    }
+  }
+
+  /** Flushes written data to the disk when durability is `'full'`. */
+  sync(): void {
+    if (this.durability === 'full') fdatasyncSync(this.fd);
+  }
+}

@@ -1,0 +1,190 @@
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  type Stats,
+  statfsSync,
+  statSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import { isSessionError } from '@sessile/core';
+import { cannotOpen } from './errors.js';
+import { isCode } from './lock-file.js';
+
+/**
+ * Linux kernel pseudo-filesystems, by `statfs` type. Their files are kernel interfaces, not
+ * storage: reading one may block or return live data, writing one may change the system.
+ */
+const PSEUDO_FILESYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x62656570, 'configfs'],
+  [0xcafe4a11, 'bpf'],
+  [0xde5e81e4, 'efivarfs'],
+  [0x6165676c, 'pstore'],
+]);
+
+const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
+
+/**
+ * Opens the database file for reading and writing, creating it (mode 0600) when missing. Before
+ * a byte is read, refuses with `ERR_STORE_IO` naming the path whatever cannot hold a database:
+ * anything but a regular file (a directory, a device, a FIFO, a socket), a file on a kernel
+ * pseudo-filesystem such as `/proc`, and a missing file whose directory is missing, on such a
+ * filesystem, or not writable. The type is checked with `stat` before opening, so no device is
+ * ever opened, and again with `fstat` on the descriptor (opened `O_NONBLOCK`), so a file swapped
+ * in between is refused too. Returns the descriptor.
+ */
+export function openDatabaseFile(path: string): number {
+  for (let attempt = 0; ; attempt++) {
+    const existing = statIfPresent(path);
+    let fd: number;
+    if (existing !== undefined) {
+      assertRegularFile(path, existing);
+      assertStorage(path, path);
+      try {
+        fd = openSync(path, OPEN_FLAGS);
+      } catch (error) {
+        if (isCode(error, 'ENOENT') && attempt === 0) continue;
+        throw cannotOpen(path, messageOf(error), error);
+      }
+    } else {
+      assertCreatable(path);
+      try {
+        fd = openSync(path, OPEN_FLAGS | constants.O_CREAT | constants.O_EXCL, 0o600);
+      } catch (error) {
+        // Another process created it since, or the path is a symbolic link to a missing file.
+        if (isCode(error, 'EEXIST') && attempt === 0) continue;
+        const reason = isDanglingLink(path)
+          ? 'it is a symbolic link to a missing file'
+          : messageOf(error);
+        throw cannotOpen(path, reason, error);
+      }
+    }
+    try {
+      assertRegularFile(path, fstatSync(fd));
+      return fd;
+    } catch (error) {
+      closeSync(fd);
+      throw isSessionError(error) ? error : cannotOpen(path, messageOf(error), error);
+    }
+  }
+}
+
+/** True when `directory` exists and is a directory. */
+export function isDirectory(directory: string): boolean {
+  try {
+    return statSync(directory).isDirectory();
+  } catch (error) {
+    if (isCode(error, 'ENOENT')) return false;
+    throw error;
+  }
+}
+
+/**
+ * Creates the lock directory of the file at `path` unless it exists. Not recursive: the file's
+ * own directory exists, and Node's recursive `mkdir` never returns on some `/proc` paths.
+ */
+export function ensureLockDirectory(path: string, directory: string): void {
+  try {
+    mkdirSync(directory);
+  } catch (error) {
+    if (!isCode(error, 'EEXIST')) {
+      throw cannotOpen(path, `cannot create its lock directory: ${messageOf(error)}`, error);
+    }
+    if (!isDirectory(directory)) {
+      throw cannotOpen(path, `${directory}, where its lock files go, is not a directory`);
+    }
+  }
+}
+
+function statIfPresent(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (error) {
+    if (isCode(error, 'ENOENT')) return undefined;
+    throw cannotOpen(path, messageOf(error), error);
+  }
+}
+
+function assertRegularFile(path: string, stats: Stats): void {
+  if (!stats.isFile()) throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+}
+
+/** Refuses a path whose file, or the directory it would be created in (`where`), is on a pseudo-filesystem. */
+function assertStorage(path: string, where: string): void {
+  const pseudo = pseudoFilesystem(where);
+  if (pseudo !== undefined) {
+    throw cannotOpen(
+      path,
+      `it is on a ${pseudo} filesystem, whose files are kernel interfaces, not storage`,
+    );
+  }
+}
+
+/** Refuses to create the file where it could not live or could not be created. */
+function assertCreatable(path: string): void {
+  const directory = dirname(path);
+  let stats: Stats;
+  try {
+    stats = statSync(directory);
+  } catch (error) {
+    const reason = isCode(error, 'ENOENT')
+      ? `it does not exist, and neither does its directory ${directory}`
+      : `it does not exist, and its directory cannot be read: ${messageOf(error)}`;
+    throw cannotOpen(path, reason, error);
+  }
+  if (!stats.isDirectory()) {
+    throw cannotOpen(path, `it does not exist, and ${directory} is not a directory`);
+  }
+  assertStorage(path, directory);
+  try {
+    accessSync(directory, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw cannotOpen(
+      path,
+      `it does not exist, and its directory ${directory} is not writable: ${messageOf(error)}`,
+      error,
+    );
+  }
+}
+
+function pseudoFilesystem(path: string): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return PSEUDO_FILESYSTEMS.get(statfsSync(path).type >>> 0);
+  } catch {
+    // The open that follows reports what is wrong with the path.
+    return undefined;
+  }
+}
+
+function isDanglingLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink() && statIfPresent(path) === undefined;
+  } catch {
+    return false;
+  }
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

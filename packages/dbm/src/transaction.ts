@@ -1,0 +1,203 @@
+import { damaged } from './errors.js';
+import type { FileIo } from './file-io.js';
+import {
+  CLASS_SIZES,
+  classOf,
+  classSize,
+  DATA_START,
+  encodeHeader,
+  type FileHeader,
+  type JournalWrite,
+  TRUNK_HEADER_BYTES,
+  TRUNK_MAGIC,
+  trunkSlots,
+} from './format.js';
+import { coalesce, type Journal } from './journal.js';
+
+export interface Extent {
+  offset: number;
+  size: number;
+  /** True when nothing committed refers to this space, so it may be written before the commit. */
+  fresh: boolean;
+}
+
+/**
+ * One atomic change to the file. Writes to space the committed state refers to are buffered,
+ * written to the journal first, then applied, header last; a crash before the journal is
+ * complete loses the change, a crash after it is replayed. Writes to unreferenced space go
+ * straight to the file.
+ */
+export class Transaction {
+  readonly header: FileHeader;
+  readonly #io: FileIo;
+  readonly #journal: Journal;
+  readonly #writes = new Map<string, JournalWrite>();
+  readonly #freed = new Set<number>();
+  /** Free-list trunk headers this transaction has read or written, so each is read once. */
+  readonly #trunks = new Map<number, { next: number; count: number }>();
+  #pendingBytes = 0;
+  #wroteFresh = false;
+
+  constructor(io: FileIo, journal: Journal, header: FileHeader) {
+    this.#io = io;
+    this.#journal = journal;
+    this.header = header;
+  }
+
+  /** The database file's path, for error messages. */
+  get path(): string {
+    return this.#io.path;
+  }
+
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Reads as this transaction would leave the file. */
+  read(offset: number, length: number): Buffer {
+    const buf = this.#io.read(offset, length);
+    const end = offset + length;
+    for (const write of this.#writes.values()) {
+      const writeEnd = write.offset + write.bytes.length;
+      if (writeEnd <= offset || write.offset >= end) continue;
+      const from = Math.max(offset, write.offset);
+      const to = Math.min(end, writeEnd);
+      buf.set(write.bytes.subarray(from - write.offset, to - write.offset), from - offset);
+    }
+    return buf;
+  }
+
+  write(offset: number, bytes: Uint8Array): void {
+    const key = `${offset}:${bytes.length}`;
+    const previous = this.#writes.get(key);
+    if (previous !== undefined) {
+      this.#pendingBytes -= 12 + previous.bytes.length;
+      this.#writes.delete(key);
+    }
+    this.#writes.set(key, { offset, bytes: Uint8Array.from(bytes) });
+    this.#pendingBytes += 12 + bytes.length;
+  }
+
+  writeFresh(offset: number, bytes: Uint8Array): void {
+    this.#io.write(offset, bytes);
+    this.#wroteFresh = true;
+  }
+
+  /** Writes `bytes` into `extent` the way its freshness allows. */
+  writeExtent(extent: Extent, bytes: Uint8Array): void {
+    if (extent.fresh) this.writeFresh(extent.offset, bytes);
+    else this.write(extent.offset, bytes);
+  }
+
+  /**
+   * Space for `bytes`, from the class's free list or the end of the file. `mustBeFresh` skips
+   * free space that would have to be written through the journal.
+   */
+  allocate(bytes: number, mustBeFresh: boolean): Extent {
+    const sizeClass = classOf(bytes);
+    const size = classSize(sizeClass);
+    const header = this.header;
+    const head = header.freeHeads[sizeClass] ?? 0;
+    if (head !== 0) {
+      const trunk = this.#trunk(head);
+      if (trunk.count > 0) {
+        const slotAt = head + TRUNK_HEADER_BYTES + 8 * (trunk.count - 1);
+        const offset = this.read(slotAt, 8).readDoubleLE(0);
+        this.#assertExtent(offset, size);
+        const fresh = !this.#freed.has(offset);
+        if (fresh || !mustBeFresh) {
+          this.#setTrunkCount(head, trunk, trunk.count - 1);
+          return { offset, size, fresh };
+        }
+      } else if (!mustBeFresh) {
+        this.#trunks.delete(head);
+        header.freeHeads[sizeClass] = trunk.next;
+        return { offset: head, size, fresh: false };
+      }
+    }
+    const offset = header.fileEnd;
+    header.fileEnd += size;
+    return { offset, size, fresh: true };
+  }
+
+  /** Returns an extent to its class's free list. */
+  release(offset: number, size: number): void {
+    const sizeClass = classOf(size);
+    const header = this.header;
+    const head = header.freeHeads[sizeClass] ?? 0;
+    this.#freed.add(offset);
+    if (head !== 0) {
+      const trunk = this.#trunk(head);
+      if (trunk.count < trunkSlots(sizeClass)) {
+        const slot = Buffer.allocUnsafe(8);
+        slot.writeDoubleLE(offset, 0);
+        this.write(head + TRUNK_HEADER_BYTES + 8 * trunk.count, slot);
+        this.#setTrunkCount(head, trunk, trunk.count + 1);
+        return;
+      }
+    }
+    const trunk = Buffer.alloc(TRUNK_HEADER_BYTES);
+    trunk.writeDoubleLE(head, 0);
+    trunk.writeUInt32LE(TRUNK_MAGIC, 12);
+    this.write(offset, trunk);
+    this.#trunks.set(offset, { next: head, count: 0 });
+    header.freeHeads[sizeClass] = offset;
+  }
+
+  /** True when an entry's extent is one this file could have allocated, so freeing it is safe. */
+  isPlausibleExtent(offset: number, size: number): boolean {
+    return (
+      Number.isInteger(offset) &&
+      offset >= DATA_START &&
+      offset + size <= this.header.fileEnd &&
+      CLASS_SIZES[classOf(size)] === size
+    );
+  }
+
+  /** Journals and applies every buffered write plus the header. */
+  commit(): void {
+    const header = this.header;
+    header.appliedSeq += 1;
+    const writes = [
+      ...coalesce([...this.#writes.values()]),
+      { offset: 0, bytes: encodeHeader(header) },
+    ];
+    try {
+      this.#journal.commit(header.appliedSeq, writes, this.#wroteFresh);
+    } catch (error) {
+      header.appliedSeq -= 1;
+      throw error;
+    }
+    this.#writes.clear();
+    this.#freed.clear();
+    this.#trunks.clear();
+    this.#pendingBytes = 0;
+    this.#wroteFresh = false;
+  }
+
+  #trunk(offset: number): { next: number; count: number } {
+    let trunk = this.#trunks.get(offset);
+    if (trunk === undefined) {
+      const buf = this.read(offset, TRUNK_HEADER_BYTES);
+      if (buf.readUInt32LE(12) !== TRUNK_MAGIC) throw damaged(this.path, 'bad free-list page');
+      trunk = { next: buf.readDoubleLE(0), count: buf.readUInt32LE(8) };
+      this.#trunks.set(offset, trunk);
+    }
+    return trunk;
+  }
+
+  #setTrunkCount(offset: number, trunk: { next: number; count: number }, count: number): void {
+    trunk.count = count;
+    this.write(offset + 8, u32(count));
+  }
+
+  #assertExtent(offset: number, size: number): void {
+    if (!this.isPlausibleExtent(offset, size)) throw damaged(this.path, 'bad free-list entry');
+  }
+}
+
+function u32(value: number): Buffer {
+  const buf = Buffer.allocUnsafe(4);
+  buf.writeUInt32LE(value, 0);
+  return buf;
+}
