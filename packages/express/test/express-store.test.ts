@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { CookieJar } from '@sessile/conformance/http';
 import {
   aesGcmCodec,
   generateAesKey,
@@ -10,7 +11,7 @@ import express from 'express';
 import session from 'express-session';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ExpressSessionData, type ExpressSessionStore, toExpressStore } from '../src/index.js';
-import { CookieJar, closeServer, listen, storeFixtures } from './helpers.js';
+import { closeServer, listen, testStores } from './helpers.js';
 
 declare module 'express-session' {
   interface SessionData {
@@ -64,13 +65,13 @@ async function startApp(expressStore: ExpressSessionStore, maxAgeMs = 60_000) {
   return url;
 }
 
-describe.each(storeFixtures)(
+describe.each(testStores())(
   'toExpressStore with express 5 and express-session over $name',
   (fixture) => {
     async function openStore(): Promise<SessionStore> {
-      const opened = await fixture.open();
-      cleanups.push(opened.cleanup);
-      return opened.store;
+      const store = await fixture.open();
+      cleanups.push(() => store.close());
+      return store;
     }
 
     it('keeps sessions across requests, regenerates on login and deletes on logout', async () => {

@@ -1,77 +1,11 @@
 import { createServer, type Server } from 'node:http';
+import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
-import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type SessileOptions, type SessileRequest, sessile } from '../src/index.js';
-import { CookieJar, closeServer, listen, sleep } from './helpers.js';
-import {
-  describeSessionHttpScenarios,
-  type ScenarioData,
-  type StartScenarioApp,
-} from './http-scenarios.js';
+import { type SessileOptions, sessile } from '../src/index.js';
+import { closeServer, listen } from './helpers.js';
 
-/** The scenario app on express 5 with the sessile() middleware. */
-const startExpressApp: StartScenarioApp = async (store, options, gates) => {
-  const sessions = sessile<ScenarioData>({ store, ...options } as SessileOptions<ScenarioData>);
-  const app = express();
-  app.use(express.json());
-  app.use(sessions);
-  const session = (req: express.Request) =>
-    (req as unknown as SessileRequest<ScenarioData>).session;
-  app.get('/count', (req, res) => {
-    res.json({
-      count: session(req).data.count ?? 0,
-      user: session(req).data.user ?? null,
-      id: session(req).id,
-    });
-  });
-  app.post('/increment', async (req, res) => {
-    const current = session(req).data.count ?? 0;
-    // Give a parallel request every chance to interleave with this read-modify-write.
-    await sleep(1);
-    session(req).data.count = current + 1;
-    res.json({ count: current + 1 });
-  });
-  app.post('/login', async (req, res) => {
-    await session(req).regenerate();
-    session(req).data.user = String(req.body?.user);
-    res.json({ id: session(req).id });
-  });
-  app.post('/logout', async (req, res) => {
-    await session(req).invalidate();
-    res.json({ ok: true });
-  });
-  app.post('/late-write', async (req, res) => {
-    gates.late?.entered();
-    await gates.late?.opened;
-    session(req).data.count = 999;
-    session(req).data.user = 'resurrected';
-    res.json({ ok: true });
-  });
-  app.get('/hang', async () => {
-    gates.hang?.entered();
-    // Never answers: only the client hanging up ends this request.
-  });
-  app.post('/big', (req, res) => {
-    session(req).data.blob = 'x'.repeat(8000);
-    res.json({ ok: true });
-  });
-  const server = createServer(app);
-  const url = await listen(server);
-  return {
-    url,
-    cookie: sessions.cookie,
-    async close() {
-      await closeServer(server);
-      await sessions.close();
-    },
-  };
-};
-
-describeSessionHttpScenarios('sessile() middleware', startExpressApp, {
-  commitFailureBody: 'Internal Server Error',
-});
-
+// The HTTP scenarios every adapter passes run from conformance.test.ts; these are sessile()'s own.
 describe('sessile() middleware without express', () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {
@@ -81,7 +15,7 @@ describe('sessile() middleware without express', () => {
   it('works on a plain node:http server through handle()', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
-    const sessions = sessile<ScenarioData>({
+    const sessions = sessile<{ count?: number }>({
       store,
       secret: 'a node:http server signs with this secret',
       cleanup: manual(),

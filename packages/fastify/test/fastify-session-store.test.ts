@@ -1,10 +1,11 @@
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
+import { CookieJar } from '@sessile/conformance/http';
 import type { SessionStore } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CookieJar, storeFixtures } from '../../express/test/helpers.js';
+import { testStores } from './stores.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -39,13 +40,12 @@ async function startApp(store: SessionStore) {
   return url;
 }
 
-describe.each(storeFixtures)(
+describe.each(testStores())(
   'toExpressStore with fastify and @fastify/session over $name',
   (fixture) => {
     it('keeps sessions across requests, maps the cookie expiry, and deletes on logout', async () => {
-      const opened = await fixture.open();
-      cleanups.push(opened.cleanup);
-      const store = opened.store;
+      const store = await fixture.open();
+      cleanups.push(() => store.close());
       const url = await startApp(store);
       const jar = new CookieJar();
       const before = Date.now();

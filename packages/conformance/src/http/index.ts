@@ -1,0 +1,44 @@
+import { MemoryStore } from '@sessile/core';
+import { describe } from 'vitest';
+import { detailScenarios } from './details.js';
+import { harness } from './harness.js';
+import type { HttpConformanceOptions, HttpStoreFixture } from './options.js';
+import { storeScenarios } from './scenarios.js';
+
+export { CookieJar } from './cookie-jar.js';
+export type {
+  HttpAdapterOptions,
+  HttpConformanceHandler,
+  HttpConformanceOptions,
+  HttpConformanceServer,
+  HttpStoreFixture,
+} from './options.js';
+
+const MEMORY_STORE: HttpStoreFixture = { name: 'MemoryStore', open: async () => new MemoryStore() };
+
+/**
+ * Registers the HTTP scenarios every sessile framework adapter must pass with vitest. Call it
+ * once, at the top level of a test file. The scenarios run over each of `stores`; hang-ups,
+ * commit failures, cookie attributes and cleanup run once, over core's `MemoryStore`.
+ */
+export function runHttpConformance(options: HttpConformanceOptions): void {
+  if (typeof options?.name !== 'string') {
+    throw new TypeError('runHttpConformance(): name must be a string');
+  }
+  if (typeof options.start !== 'function') {
+    throw new TypeError('runHttpConformance(): start must be a function');
+  }
+  if (typeof options.commitFailureBody !== 'string') {
+    throw new TypeError('runHttpConformance(): commitFailureBody must be a string');
+  }
+  const stores = options.stores ?? [MEMORY_STORE];
+  if (!Array.isArray(stores) || stores.length === 0) {
+    throw new TypeError('runHttpConformance(): stores must be a non-empty array');
+  }
+
+  describe(`${options.name}: sessile HTTP conformance`, () => {
+    const tests = harness(options);
+    for (const fixture of stores) storeScenarios(tests, fixture);
+    detailScenarios(tests, options.commitFailureBody);
+  });
+}

@@ -1,0 +1,49 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type CommitOutcome, openSessionAdapter } from '@sessile/core';
+import { runHttpConformance } from '../src/http/index.js';
+
+// The HTTP suite proves itself on an adapter written on core alone, with no framework: a
+// session opened before the handler, committed before the status line, released on hang-up.
+runHttpConformance({
+  name: 'node:http on core',
+  commitFailureBody: 'The session could not be saved',
+  async start(options, handler) {
+    const { manager, cookie } = openSessionAdapter(options, 'node:http adapter');
+    const serve = async (req: IncomingMessage, res: ServerResponse) => {
+      const requestCookie = cookie.verify(req.headers.cookie);
+      const session = await manager.openForConnection(requestCookie?.value, res);
+      res.once('close', () => void session.commit().catch(manager.reportError));
+      const body = JSON.stringify(await handler(req.url ?? '/', session));
+      let outcome: CommitOutcome;
+      try {
+        outcome = await session.commit();
+      } catch (error) {
+        manager.reportError(error);
+        res.writeHead(500).end('The session could not be saved');
+        return;
+      }
+      const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
+      if (header !== undefined) res.setHeader('set-cookie', header);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      manager.afterResponse();
+    };
+    const server = createServer((req, res) => {
+      serve(req, res).catch((error: unknown) => {
+        manager.reportError(error);
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      cookie,
+      async close() {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+        await manager.close();
+      },
+    };
+  },
+});
