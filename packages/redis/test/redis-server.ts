@@ -123,7 +123,12 @@ export class OwnCluster {
     const addresses = this.nodes.map((node) => `127.0.0.1:${node.port}`);
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes']);
     for (let i = 0; i < 100; i++) {
-      const { stdout } = await run('redis-cli', ['-p', String(this.nodes[0]?.port), 'cluster', 'info']);
+      const { stdout } = await run('redis-cli', [
+        '-p',
+        String(this.nodes[0]?.port),
+        'cluster',
+        'info',
+      ]);
       if (stdout.includes('cluster_state:ok')) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -1,0 +1,95 @@
+import { runStoreConformance } from '@sessile/conformance';
+import type { SessionStore } from '@sessile/core';
+import { RedisStore } from '@sessile/redis';
+import { createCluster } from 'redis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { OwnCluster, runPrefix } from './redis-server.js';
+
+// A real 3-master cluster of the machine's redis-server on loopback ports, for this file only.
+const server = new OwnCluster([7101, 7102, 7103]);
+await server.start();
+const cluster = createCluster({ rootNodes: server.rootNodes });
+cluster.on('error', () => {});
+await cluster.connect();
+afterAll(async () => {
+  await cluster.close();
+  await server.remove();
+});
+
+const root = runPrefix('cluster');
+let opened = 0;
+let latestPrefix = '';
+const newPrefix = () => {
+  latestPrefix = `${root}${++opened}:`;
+  return latestPrefix;
+};
+
+await runStoreConformance({
+  name: 'RedisStore on Redis Cluster',
+  open: () => RedisStore.open({ client: cluster, prefix: newPrefix() }),
+  reopen: () => RedisStore.open({ client: cluster, prefix: latestPrefix }),
+  crossProcess: {
+    module: new URL('./child-store-cluster.mjs', import.meta.url).pathname,
+    location: () => JSON.stringify({ rootNodes: server.rootNodes, prefix: latestPrefix }),
+  },
+  corrupt: async (_store: SessionStore, id: string) => {
+    await cluster.set(`${latestPrefix}s:{${id}}`, 'not a record', { expiration: 'KEEPTTL' });
+  },
+});
+
+const HOUR_MS = 3_600_000;
+const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+describe('RedisStore on Redis Cluster: keys and slots', () => {
+  it('spreads sessions over every master, and count, ids and clear reach them all', async () => {
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      const ids = Array.from({ length: 60 }, newId);
+      for (const id of ids) await store.set(id, { data: bytes(id), expiresAt: Date.now() + HOUR_MS });
+      const perMaster = await Promise.all(
+        cluster.masters.map(async (master) => {
+          const node = await cluster.nodeClient(master);
+          let keys = 0;
+          for await (const page of node.scanIterator({ MATCH: `${latestPrefix}*`, COUNT: 1000 })) {
+            keys += page.length;
+          }
+          return keys;
+        }),
+      );
+      expect(perMaster).toHaveLength(3);
+      for (const keys of perMaster) expect(keys).toBeGreaterThan(0);
+      expect(await store.count()).toBe(60);
+      const listed: string[] = [];
+      for await (const id of store.ids()) listed.push(id);
+      expect(listed.sort()).toEqual([...ids].sort());
+      await store.clear();
+      expect(await store.count()).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('sets the exact expiry on the record key, and a session and its lock share a slot', async () => {
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      const id = newId();
+      const expiresAt = Date.now() + HOUR_MS;
+      const lock = await store.locks.acquire(id);
+      await store.set(id, { data: bytes('x'), expiresAt }, { lock });
+      const recordKey = `${latestPrefix}s:{${id}}`;
+      const lockKey = `${latestPrefix}l:{${id}}`;
+      expect(await cluster.pExpireTime(recordKey)).toBe(expiresAt - 1);
+      const slot = async (key: string) =>
+        Number(await cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]));
+      expect(await slot(recordKey)).toBe(await slot(lockKey));
+      await lock.release();
+      await store.touch(id, expiresAt + HOUR_MS);
+      expect(await cluster.pExpireTime(recordKey)).toBe(expiresAt + HOUR_MS - 1);
+      expect((await store.get(id))?.expiresAt).toBe(expiresAt + HOUR_MS);
+    } finally {
+      await store.clear();
+      await store.close();
+    }
+  });
+});
