@@ -1,0 +1,461 @@
+import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { isSessionError, type SessionErrorCode } from '@sessile/core';
+import { PostgresStore, type PostgresStoreOptions, SCHEMA_VERSION } from '@sessile/postgres';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { admin, CONNECTION_STRING, dropSchema, runSchema } from './helpers.js';
+
+const HOUR_MS = 3_600_000;
+const OPEN_CHILD = fileURLToPath(new URL('./open-child.mjs', import.meta.url));
+
+const schema = runSchema('store');
+beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
+afterAll(() => dropSchema(schema));
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+let tables = 0;
+function newTable(): string {
+  return `t${++tables}`;
+}
+
+async function openStore(options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
+  const store = await PostgresStore.open({
+    ...(options.pool === undefined ? { connectionString: CONNECTION_STRING } : {}),
+    schema,
+    table: newTable(),
+    ...options,
+  });
+  cleanups.push(() => store.close());
+  return store;
+}
+
+function idOf(label: string): string {
+  return `${label}-${randomBytes(12).toString('hex')}`;
+}
+
+function record(text: string, expiresAt = Date.now() + HOUR_MS) {
+  return { data: Buffer.from(text), expiresAt };
+}
+
+function textOf(data: Uint8Array | undefined): string | undefined {
+  return data === undefined ? undefined : Buffer.from(data).toString();
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<SessionErrorCode | 'resolved'> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    if (isSessionError(error)) return error.code;
+    throw error;
+  }
+}
+
+async function rowsOf(table: string): Promise<unknown[]> {
+  return (await admin(`SELECT * FROM "${schema}"."${table}" ORDER BY 1`)).rows;
+}
+
+async function tableNames(inSchema = schema): Promise<string[]> {
+  const { rows } = await admin<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1`,
+    [inSchema],
+  );
+  return rows.map((row) => row.name);
+}
+
+describe('options', () => {
+  it('refuses unknown options, both or neither connection, and bad names, as TypeErrors', async () => {
+    await expect(
+      PostgresStore.open({ connectionString: CONNECTION_STRING, tabel: 'x' } as never),
+    ).rejects.toThrow(/tabel.*table/);
+    await expect(PostgresStore.open({} as never)).rejects.toThrow(TypeError);
+    const pool = new pg.Pool({ connectionString: CONNECTION_STRING });
+    cleanups.push(() => pool.end());
+    await expect(PostgresStore.open({ pool, connectionString: CONNECTION_STRING })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(PostgresStore.open({ pool, table: 'bad"name' })).rejects.toThrow(TypeError);
+    await expect(PostgresStore.open({ pool, schema: 'pg_catalog' })).rejects.toThrow(TypeError);
+    await expect(PostgresStore.open({ pool, queryTimeoutMs: -1 })).rejects.toThrow(TypeError);
+    await expect(PostgresStore.open({ pool, unlogged: 'yes' } as never)).rejects.toThrow(TypeError);
+  });
+});
+
+describe('schema', () => {
+  it('creates the sessions table, its expiry index, the lock table and a version record', async () => {
+    const store = await openStore({ table: 'made' });
+    await store.set(idOf('a'), record('x'));
+    expect(await tableNames()).toEqual(
+      expect.arrayContaining(['made', 'made_locks', 'sessile_versions']),
+    );
+    const { rows } = await admin(
+      `SELECT version FROM "${schema}".sessile_versions WHERE table_name = 'made'`,
+    );
+    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    const index = await admin(
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'made_expires_at'`,
+      [schema],
+    );
+    expect(index.rows[0]?.indexdef).toMatch(/\(expires_at\)/);
+    expect(store.capabilities).toMatchObject({ shared: 'cluster', durable: true });
+  });
+
+  it('10 processes opening at once create every object exactly once', async () => {
+    const target = runSchema('race');
+    const trigger = `sessile_ddl_${randomBytes(4).toString('hex')}`;
+    // Logs every DDL command on the target schema, whichever session runs it.
+    await admin(`CREATE TABLE "${schema}"."${trigger}" (tag text, kind text, identity text)`);
+    await admin(`CREATE FUNCTION "${schema}"."${trigger}"() RETURNS event_trigger
+      LANGUAGE plpgsql AS $$
+      DECLARE r record;
+      BEGIN
+        FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()
+                 WHERE schema_name = '${target}' OR object_identity = '"${target}"'
+                    OR object_identity = '${target}' LOOP
+          INSERT INTO "${schema}"."${trigger}" VALUES (r.command_tag, r.object_type, r.object_identity);
+        END LOOP;
+      EXCEPTION WHEN OTHERS THEN NULL;
+      END $$`);
+    await admin(
+      `CREATE EVENT TRIGGER "${trigger}" ON ddl_command_end EXECUTE FUNCTION "${schema}"."${trigger}"()`,
+    );
+    cleanups.push(() => dropSchema(target));
+    cleanups.push(() => admin(`DROP EVENT TRIGGER IF EXISTS "${trigger}"`));
+    const location = JSON.stringify({
+      connectionString: CONNECTION_STRING,
+      schema: target,
+      table: 'sessions',
+    });
+    const children = Array.from({ length: 10 }, () =>
+      fork(OPEN_CHILD, [location], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    );
+    const message = (child: (typeof children)[number], type: string) =>
+      new Promise<{ type: string; message?: string }>((resolve, reject) => {
+        child.on('message', (received: { type: string }) => {
+          if (received.type === type || received.type === 'failed') resolve(received);
+        });
+        child.once('exit', (code) => reject(new Error(`child exited with ${code}`)));
+      });
+    await Promise.all(children.map((child) => message(child, 'ready')));
+    const outcomes = children.map((child) => message(child, 'opened'));
+    for (const child of children) child.send('go');
+    const results = await Promise.all(outcomes);
+    expect(results.map((result) => result.message ?? result.type)).toEqual(
+      Array(10).fill('opened'),
+    );
+    const { rows } = await admin<{ tag: string; kind: string; identity: string; n: number }>(
+      `SELECT tag, kind, identity, count(*)::int AS n FROM "${schema}"."${trigger}"
+       GROUP BY tag, kind, identity ORDER BY identity`,
+    );
+    const created = rows.map((row) => `${row.tag} ${row.kind} ${row.identity}`);
+    expect(created).toEqual(
+      expect.arrayContaining([
+        `CREATE SCHEMA schema ${target}`,
+        `CREATE TABLE table ${target}.sessile_versions`,
+        `CREATE TABLE table ${target}.sessions`,
+        `CREATE TABLE table ${target}.sessions_locks`,
+        `CREATE INDEX index ${target}.sessions_expires_at`,
+      ]),
+    );
+    for (const row of rows) expect(row.n, `${row.tag} ${row.identity}`).toBe(1);
+    expect(await tableNames(target)).toEqual(['sessile_versions', 'sessions', 'sessions_locks']);
+  }, 60_000);
+
+  it("refuses a same-named table that is not sessile's and touches nothing in it", async () => {
+    const table = newTable();
+    // connect-pg-simple's table, with a live session in it.
+    await admin(
+      `CREATE TABLE "${schema}"."${table}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)`,
+    );
+    await admin(
+      `INSERT INTO "${schema}"."${table}" VALUES ('abc', '{"user":1}', now() + interval '1 day')`,
+    );
+    const before = await rowsOf(table);
+    const tablesBefore = await tableNames();
+    const open = PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table });
+    expect(await codeOf(open)).toBe('ERR_UNSUPPORTED');
+    expect(await rowsOf(table)).toEqual(before);
+    expect(await tableNames()).toEqual(tablesBefore);
+  });
+
+  it('refuses a table with sessile-like columns but no version record', async () => {
+    const table = newTable();
+    await admin(
+      `CREATE TABLE "${schema}"."${table}" (id text PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+    );
+    await admin(`INSERT INTO "${schema}"."${table}" VALUES ('theirs', 'x', 1)`);
+    const open = PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table });
+    expect(await codeOf(open)).toBe('ERR_UNSUPPORTED');
+    expect(await rowsOf(table)).toEqual([{ id: 'theirs', data: Buffer.from('x'), expires_at: 1 }]);
+    expect(await tableNames()).not.toContain(`${table}_locks`);
+  });
+
+  it('refuses a schema version newer than this package, leaving it as it is', async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    await store.close();
+    await admin(`UPDATE "${schema}".sessile_versions SET version = $1 WHERE table_name = $2`, [
+      SCHEMA_VERSION + 1,
+      table,
+    ]);
+    const open = PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table });
+    expect(await codeOf(open)).toBe('ERR_UNSUPPORTED');
+    const { rows } = await admin(
+      `SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`,
+      [table],
+    );
+    expect(rows).toEqual([{ version: SCHEMA_VERSION + 1 }]);
+  });
+
+  it('unlogged: true creates UNLOGGED tables and declares the store not durable', async () => {
+    const store = await openStore({ table: 'fast', unlogged: true });
+    const { rows } = await admin<{ name: string; persistence: string }>(
+      `SELECT c.relname AS name, c.relpersistence AS persistence FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname IN ('fast', 'fast_locks') ORDER BY 1`,
+      [schema],
+    );
+    expect(rows).toEqual([
+      { name: 'fast', persistence: 'u' },
+      { name: 'fast_locks', persistence: 'u' },
+    ]);
+    expect(store.capabilities.durable).toBe(false);
+  });
+});
+
+describe('operations', () => {
+  it('a sweep passes rows another transaction holds instead of waiting for them', async () => {
+    const table = newTable();
+    const store = await openStore({ table, queryTimeoutMs: 60_000 });
+    const start = Date.now();
+    const held = idOf('held');
+    await store.set(held, record('held', start + HOUR_MS));
+    for (let i = 0; i < 20; i++) await store.set(idOf(`gone${i}`), record('x', start + HOUR_MS));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT 1 FROM "${schema}"."${table}" WHERE id = $1 FOR UPDATE`, [held]);
+    try {
+      const result = await store.sweep({ now: start + 2 * HOUR_MS });
+      expect(result.removed).toBe(20);
+    } finally {
+      await blocker.query('ROLLBACK');
+    }
+    expect(await store.sweep({ now: start + 2 * HOUR_MS })).toMatchObject({ removed: 1 });
+  });
+
+  it('two stores sweeping the same table at once remove each expired row once', async () => {
+    const table = newTable();
+    const first = await openStore({ table });
+    const second = await openStore({ table });
+    const start = Date.now();
+    const rows = Array.from({ length: 3000 }, (_, i) => i);
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, worker) => {
+        for (const i of rows.filter((row) => row % 10 === worker)) {
+          await first.set(idOf(`s${i}`), record('x', start + (i < 2000 ? HOUR_MS : 10 * HOUR_MS)));
+        }
+      }),
+    );
+    const sweepAll = async (store: PostgresStore) => {
+      let removed = 0;
+      for (;;) {
+        const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 200 });
+        removed += result.removed;
+        if (result.done) return removed;
+      }
+    };
+    const [a, b] = await Promise.all([sweepAll(first), sweepAll(second)]);
+    expect(a + b).toBe(2000);
+    expect(await first.count()).toBe(1000);
+  }, 60_000);
+
+  it("takes the app's pool, holds no connection while a lock is held, and leaves the pool open", async () => {
+    const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max: 1 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const store = await PostgresStore.open({
+      pool,
+      schema,
+      table: newTable(),
+      queryTimeoutMs: 5000,
+    });
+    const id = idOf('pinned');
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    // With one connection in the pool, these would time out if the lock kept it checked out.
+    expect(await store.set(id, record('one'), { lock })).toBe(true);
+    expect(textOf((await store.get(id))?.data)).toBe('one');
+    const other = await store.locks.acquire(idOf('other'), { leaseMs: 60_000 });
+    await other.release();
+    await lock.release();
+    await store.close();
+    expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+});
+
+/** Ends every server connection of `applicationName`, as a failover or an admin would. */
+async function terminateBackends(applicationName: string): Promise<number> {
+  const { rows } = await admin<{ ended: boolean }>(
+    `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = $1`,
+    [applicationName],
+  );
+  return rows.filter((row) => row.ended).length;
+}
+
+interface Traffic {
+  /** The last data each id was acknowledged with. */
+  acknowledged: Map<string, string>;
+  failures: Map<string, number>;
+}
+
+/** Writers and readers on their own ids, each op counted; `interrupt` runs once, midway. */
+async function runTraffic(
+  store: PostgresStore,
+  operations: number,
+  interrupt: () => Promise<void>,
+): Promise<Traffic> {
+  const traffic: Traffic = { acknowledged: new Map(), failures: new Map() };
+  let done = 0;
+  let interrupting: Promise<void> | undefined;
+  const worker = async (w: number) => {
+    const ids = Array.from({ length: 5 }, (_, i) => idOf(`w${w}i${i}`));
+    for (let n = 0; done < operations; n++) {
+      done++;
+      if (done === Math.floor(operations / 3)) interrupting = interrupt();
+      const id = ids[n % ids.length] as string;
+      const data = `w${w} n${n}`;
+      try {
+        if (n % 3 === 2) await store.get(id);
+        else {
+          await store.set(id, record(data));
+          traffic.acknowledged.set(id, data);
+        }
+      } catch (error) {
+        const code = isSessionError(error) ? error.code : String(error);
+        traffic.failures.set(code, (traffic.failures.get(code) ?? 0) + 1);
+        // An unacknowledged write may or may not have landed; the id's next write settles it.
+        traffic.acknowledged.delete(id);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+  await interrupting;
+  return traffic;
+}
+
+async function expectAcknowledgedWrites(store: PostgresStore, traffic: Traffic): Promise<void> {
+  for (const [id, data] of traffic.acknowledged) {
+    expect(textOf((await store.get(id))?.data)).toBe(data);
+  }
+}
+
+/** The store works again, without reopening: reads, writes and locks across two stores. */
+async function expectRecovered(store: PostgresStore, peer: PostgresStore): Promise<void> {
+  const id = idOf('after');
+  expect(await store.set(id, record('after'))).toBe(true);
+  expect(textOf((await peer.get(id))?.data)).toBe('after');
+  const lock = await store.locks.acquire(id, { leaseMs: 30_000 });
+  expect(await codeOf(peer.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+  expect(await store.set(id, record('locked'), { lock })).toBe(true);
+  await lock.release();
+  const next = await peer.locks.acquire(id, { waitMs: 10_000 });
+  await next.release();
+}
+
+describe('failure', () => {
+  it('backends killed during traffic fail those operations with ERR_STORE_IO; the store recovers and no acknowledged write is lost', async () => {
+    const applicationName = `sessile_kill_${randomBytes(4).toString('hex')}`;
+    const connectionString = `${CONNECTION_STRING}?application_name=${applicationName}`;
+    const table = newTable();
+    const store = await openStore({ connectionString, table });
+    const peer = await openStore({ table });
+    // A waiter keeps the store's LISTEN connection open, so the kill ends it too.
+    const held = await peer.locks.acquire(idOf('held'), { leaseMs: 60_000 });
+    const waiting = store.locks.acquire(held.id, { waitMs: 60_000 });
+    let ended = 0;
+    const traffic = await runTraffic(store, 3000, async () => {
+      for (let i = 0; i < 3; i++) {
+        ended += await terminateBackends(applicationName);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    expect(ended).toBeGreaterThan(0);
+    expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
+    await held.release();
+    const woken = await waiting;
+    await woken.release();
+    await expectAcknowledgedWrites(store, traffic);
+    await expectRecovered(store, peer);
+  }, 60_000);
+
+  it('an operation the server does not answer fails with ERR_STORE_IO after queryTimeoutMs, and the next one succeeds', async () => {
+    const table = newTable();
+    const store = await openStore({ table, queryTimeoutMs: 300 });
+    const id = idOf('stuck');
+    await store.set(id, record('before'));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+    try {
+      expect(await codeOf(store.get(id))).toBe('ERR_STORE_IO');
+      expect(await codeOf(store.set(id, record('during')))).toBe('ERR_STORE_IO');
+    } finally {
+      await blocker.query('ROLLBACK');
+    }
+    expect(await store.set(id, record('after'))).toBe(true);
+    expect(textOf((await store.get(id))?.data)).toBe('after');
+  });
+
+  it('a server that accepts connections but never answers fails open() with ERR_STORE_IO', async () => {
+    const { createServer } = await import('node:net');
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => resolve());
+        }),
+    );
+    const address = server.address() as import('node:net').AddressInfo;
+    const open = PostgresStore.open({
+      connectionString: `postgres://postgres@127.0.0.1:${address.port}/test`,
+      queryTimeoutMs: 300,
+    });
+    expect(await codeOf(open)).toBe('ERR_STORE_IO');
+    await expect(open).rejects.toThrow(`127.0.0.1:${address.port}/test`);
+  });
+
+  // Restarts the whole server, so it runs only where the machine allows it: give the command.
+  const restart = process.env.SESSILE_PG_RESTART_CMD;
+  it.runIf(restart !== undefined)(
+    'a server restart during traffic fails operations with ERR_STORE_IO; the store recovers and no acknowledged write is lost',
+    async () => {
+      const { exec } = await import('node:child_process');
+      const { promisify } = await import('node:util');
+      const table = newTable();
+      const store = await openStore({ table, queryTimeoutMs: 2000 });
+      const peer = await openStore({ table });
+      const traffic = await runTraffic(store, 3000, async () => {
+        // Asynchronous, so traffic keeps running against the stopped server.
+        await promisify(exec)(restart as string);
+      });
+      expect(traffic.failures.get('ERR_STORE_IO') ?? 0).toBeGreaterThan(0);
+      expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
+      await expectAcknowledgedWrites(store, traffic);
+      await expectRecovered(store, peer);
+    },
+    120_000,
+  );
+});
