@@ -86,6 +86,21 @@ function expiresAtOf(session: ExpressSessionData, defaultTtlMs: number, now: num
   return now + defaultTtlMs;
 }
 
+/**
+ * The bytes `toExpressStore` stores for an express-session session, which its `get` reads back
+ * as the same session. Importers use it so that imported sessions read back identically.
+ */
+export function encodeExpressSession(
+  sid: string,
+  session: ExpressSessionData,
+  codec: SessionCodec = jsonCodec(),
+  now: number = Date.now(),
+): Uint8Array {
+  // JSON round trip: the cookie's toJSON and the session's own fields, nothing else.
+  const data = JSON.parse(JSON.stringify(session)) as ExpressSessionData;
+  return codec.encode({ createdAt: now, lastAccessedAt: now, data }, sid);
+}
+
 function settle<T>(
   store: EventEmitter,
   operation: Promise<T>,
@@ -146,12 +161,7 @@ export function toExpressStore(
       if (isSessionId(sid)) await store.delete(sid);
       return;
     }
-    // JSON round trip: the cookie's toJSON and the session's own fields, nothing else.
-    const data = JSON.parse(JSON.stringify(session)) as ExpressSessionData;
-    await store.set(sid, {
-      data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, sid),
-      expiresAt,
-    });
+    await store.set(sid, { data: encodeExpressSession(sid, session, codec, now), expiresAt });
   };
 
   const all = async (): Promise<ExpressSessionData[]> => {

@@ -1,6 +1,7 @@
 export {
   type ExpressSessionData,
   type ExpressSessionStore,
+  encodeExpressSession,
   type ToExpressStoreOptions,
   toExpressStore,
 } from './express-store.js';
