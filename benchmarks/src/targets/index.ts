@@ -10,6 +10,7 @@ import {
   memorystorePeer,
   sessionFileStorePeer,
 } from './peers.js';
+import { pgEngine, postgresStore } from './postgres.js';
 import { sessileStore } from './sessile.js';
 
 /**
@@ -95,10 +96,12 @@ export const TARGETS: readonly Target[] = [
     },
     cleanupNote: "one `sweep()` in 'full-scan' mode: every record decoded under the global lock",
   }),
+  postgresStore,
   mapEngine,
   sqliteEngine,
   levelEngine,
   fsEngine,
+  pgEngine,
   memorystorePeer,
   betterSqliteSessionStorePeer,
   connectSqlite3Peer,

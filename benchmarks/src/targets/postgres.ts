@@ -1,0 +1,154 @@
+import { createHash } from 'node:crypto';
+import { importOptional, type OpenTarget, type Target, Unavailable } from '../adapter.js';
+import { decodeBody, encodeBody } from './engines.js';
+import { sessileStore } from './sessile.js';
+
+/** The server every PostgreSQL target uses, with the same pool size as the connect-pg-simple peer. */
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const POOL_SIZE = 8;
+
+interface PgPool {
+  query(
+    config: string | { name?: string; text: string; values?: unknown[] },
+    values?: unknown[],
+  ): Promise<{ rows: unknown[]; rowCount: number | null }>;
+  on(event: string, listener: (error: unknown) => void): void;
+  end(): Promise<void>;
+}
+
+type PgModule = { default: { Pool: new (options: object) => PgPool } };
+
+/** A schema per run directory, so workers of one run share it and runs never meet. */
+function schemaFor(dir: string, prefix: string): string {
+  return `${prefix}_${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`;
+}
+
+async function reachablePool(): Promise<PgPool> {
+  const pg = await importOptional<PgModule>('pg');
+  const pool = new pg.default.Pool({
+    connectionString: PG_URL,
+    max: POOL_SIZE,
+    connectionTimeoutMillis: 2000,
+  });
+  pool.on('error', () => {});
+  try {
+    await pool.query('SELECT 1');
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw new Unavailable(`PostgreSQL not reachable at ${PG_URL} (${(error as Error).message})`);
+  }
+  return pool;
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  const pool = await reachablePool();
+  try {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await pool.end();
+  }
+}
+
+const postgresBase = sessileStore({
+  name: 'postgres',
+  description: '`PostgresStore` on a pg pool of 8, lease-row locks woken by LISTEN/NOTIFY',
+  durability: 'PostgreSQL default (fsync on commit)',
+  packageName: '@sessile/postgres',
+  className: 'PostgresStore',
+  options: (dir) => ({
+    connectionString: PG_URL,
+    poolSize: POOL_SIZE,
+    schema: schemaFor(dir, 'sessile_bench_store'),
+  }),
+  engine: 'raw-pg',
+  peers: ['connect-pg-simple'],
+});
+
+/** `PostgresStore`, its schema dropped when the target closes. */
+export const postgresStore: Target = {
+  ...postgresBase,
+  needsServer: true,
+  async open(dir) {
+    await (await reachablePool()).end();
+    const target = await postgresBase.open(dir);
+    return {
+      ...target,
+      async close() {
+        await target.close();
+        await dropSchema(schemaFor(dir, 'sessile_bench_store'));
+      },
+    };
+  },
+};
+
+/** node-postgres prepared statements on one table with an expiry index: the floor under `postgres`. */
+export const pgEngine: Target = {
+  name: 'raw-pg',
+  kind: 'engine',
+  description: 'bare node-postgres (pool of 8) prepared statements, bytea data, expiry index',
+  durability: 'PostgreSQL default (fsync on commit)',
+  needsServer: true,
+  async open(dir) {
+    const pool = await reachablePool();
+    const schema = schemaFor(dir, 'sessile_bench_raw');
+    const table = `"${schema}".sessions`;
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pool.query(`CREATE SCHEMA "${schema}"`);
+    await pool.query(
+      `CREATE TABLE ${table} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+    );
+    await pool.query(`CREATE INDEX ON ${table} (expires_at)`);
+    const run = (name: string, text: string, values: unknown[]) =>
+      pool.query({ name: `${schema}_${name}`, text, values });
+    return {
+      async create(id, body, expiresAt) {
+        await run('insert', `INSERT INTO ${table} (id, data, expires_at) VALUES ($1, $2, $3)`, [
+          id,
+          encodeBody(body),
+          expiresAt,
+        ]);
+      },
+      async read(id) {
+        const { rows } = await run(
+          'select',
+          `SELECT data FROM ${table} WHERE id = $1 AND expires_at > $2`,
+          [id, Date.now()],
+        );
+        const row = rows[0] as { data: Uint8Array } | undefined;
+        return row && decodeBody(row.data);
+      },
+      async update(id, body, expiresAt) {
+        await run(
+          'update',
+          `UPDATE ${table} SET data = $2, expires_at = $3 WHERE id = $1 AND expires_at > $4`,
+          [id, encodeBody(body), expiresAt, Date.now()],
+        );
+      },
+      async touch(id, expiresAt) {
+        await run(
+          'touch',
+          `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3`,
+          [id, expiresAt, Date.now()],
+        );
+      },
+      cleanupNote: 'one unbounded `DELETE … WHERE expires_at <= now` through the index',
+      async cleanup() {
+        const result = await run('sweep', `DELETE FROM ${table} WHERE expires_at <= $1`, [
+          Date.now(),
+        ]);
+        return { removed: result.rowCount ?? 0 };
+      },
+      async expiredLeft(ids) {
+        const { rows } = await pool.query(
+          `SELECT count(*)::int AS n FROM ${table} WHERE id = ANY($1::text[])`,
+          [ids],
+        );
+        return (rows[0] as { n: number }).n;
+      },
+      async close() {
+        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+        await pool.end();
+      },
+    } satisfies OpenTarget;
+  },
+};
