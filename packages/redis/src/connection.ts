@@ -111,7 +111,8 @@ export class Connection {
     try {
       await client.connect();
     } catch (error) {
-      client.destroy?.();
+      // A reconnect strategy that gives up has closed the client already.
+      if (client.isOpen) client.destroy?.();
       throw ioError(where, 'connect', error);
     }
     connected = true;

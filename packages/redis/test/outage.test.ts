@@ -1,0 +1,114 @@
+import { isSessionError } from '@sessile/core';
+import { RedisStore } from '@sessile/redis';
+import { createClient } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OwnRedis } from './redis-server.js';
+
+// A server of the test's own that it can kill and restart; the machine's 6379 is never stopped.
+const server = new OwnRedis(7111);
+beforeAll(() => server.start());
+afterAll(() => server.remove());
+
+const HOUR_MS = 3_600_000;
+// Far longer than the test's timeout: an operation that waited for Redis would fail the test.
+const NEVER_MS = 600_000;
+const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+const record = (text: string) => ({
+  data: new TextEncoder().encode(text),
+  expiresAt: Date.now() + HOUR_MS,
+});
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Tally {
+  ok: number;
+  io: number;
+  other: unknown[];
+}
+
+/** Keeps `workers` set-then-get loops running on `store` until `stop` is set. */
+function traffic(store: RedisStore, tally: Tally, state: { stop: boolean }, workers = 8) {
+  return Promise.all(
+    Array.from({ length: workers }, async () => {
+      const id = newId();
+      while (!state.stop) {
+        try {
+          await store.set(id, record('x'));
+          await store.get(id);
+          tally.ok++;
+        } catch (error) {
+          if (isSessionError(error, 'ERR_STORE_IO')) tally.io++;
+          else tally.other.push(error);
+          await sleep(5);
+        }
+      }
+    }),
+  );
+}
+
+async function until(check: () => Promise<boolean> | boolean, tries = 400): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await sleep(25);
+  }
+  throw new Error('condition not reached');
+}
+
+describe('RedisStore when Redis goes away and comes back', () => {
+  it('fails fast with ERR_STORE_IO, recovers by itself, and a lease that ran out is lost', async () => {
+    const appClient = createClient({ url: server.url });
+    appClient.on('error', () => {});
+    await appClient.connect();
+    const stores = [
+      await RedisStore.open({ url: server.url, prefix: 'o:', commandTimeoutMs: NEVER_MS }),
+      // The app's client keeps node-redis's offline queue; the store still must not wait in it.
+      await RedisStore.open({ client: appClient, prefix: 'o:', commandTimeoutMs: NEVER_MS }),
+    ];
+    const tallies: Tally[] = stores.map(() => ({ ok: 0, io: 0, other: [] }));
+    const state = { stop: false };
+    const running = stores.map((store, i) => traffic(store, tallies[i] as Tally, state));
+    try {
+      await until(() => tallies.every((tally) => tally.ok > 20));
+      const lockedId = newId();
+      const lock = await stores[0]?.locks.acquire(lockedId, { leaseMs: 300 });
+      if (lock === undefined) throw new Error('no store');
+      const lost = new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+
+      await server.stop();
+      const failuresBefore = tallies.map((tally) => tally.io);
+      await until(() => tallies.every((tally, i) => tally.io > (failuresBefore[i] ?? 0) + 20));
+      for (const store of stores) {
+        await expect(store.get(newId())).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+        await expect(store.set(newId(), record('y'))).rejects.toMatchObject({
+          code: 'ERR_STORE_IO',
+        });
+        await expect(store.locks.acquire(newId(), { waitMs: NEVER_MS })).rejects.toMatchObject({
+          code: 'ERR_STORE_IO',
+        });
+      }
+      await lost;
+
+      await server.start();
+      const okBefore = tallies.map((tally) => tally.ok);
+      await until(() => tallies.every((tally, i) => tally.ok > (okBefore[i] ?? 0) + 20));
+      await expect(stores[0]?.set(lockedId, record('stale'), { lock })).rejects.toMatchObject({
+        code: 'ERR_LOCK_LOST',
+      });
+      await expect(lock.release()).rejects.toMatchObject({ code: 'ERR_LOCK_LOST' });
+      expect(await stores[0]?.get(lockedId)).toBeUndefined();
+
+      // Locks work across both connections again, pub/sub included.
+      const id = newId();
+      const first = await stores[0]?.locks.acquire(id);
+      const second = stores[1]?.locks.acquire(id, { waitMs: 30_000 });
+      await first?.release();
+      await (await second)?.release();
+      for (const tally of tallies) expect(tally.other).toEqual([]);
+    } finally {
+      state.stop = true;
+      await Promise.all(running);
+      for (const store of stores) await store.clear().catch(() => {});
+      for (const store of stores) await store.close();
+      appClient.destroy();
+    }
+  }, 120_000);
+});

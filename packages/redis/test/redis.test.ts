@@ -1,0 +1,184 @@
+import { isSessionError } from '@sessile/core';
+import { RedisStore } from '@sessile/redis';
+import { createClient } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deleteKeys, OwnRedis, runPrefix, STANDALONE_URL } from './redis-server.js';
+
+const HOUR_MS = 3_600_000;
+const root = runPrefix('specific');
+const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+const bytes = (text: string) => new TextEncoder().encode(text);
+let opened = 0;
+const newPrefix = () => `${root}${++opened}:`;
+
+const raw = createClient({ url: STANDALONE_URL });
+beforeAll(async () => {
+  await raw.connect();
+});
+afterAll(async () => {
+  raw.destroy();
+  await deleteKeys(STANDALONE_URL, root);
+});
+
+async function withStore(body: (store: RedisStore, prefix: string) => Promise<void>) {
+  const prefix = newPrefix();
+  const store = await RedisStore.open({ url: STANDALONE_URL, prefix });
+  try {
+    await body(store, prefix);
+  } finally {
+    await store.close();
+  }
+}
+
+describe('RedisStore.open()', () => {
+  it('refuses bad options with a TypeError, rejecting rather than throwing', async () => {
+    const bad: unknown[] = [
+      undefined,
+      {},
+      { url: STANDALONE_URL, client: raw },
+      { url: STANDALONE_URL, prefx: 'x:' },
+      { url: 42 },
+      { url: STANDALONE_URL, prefix: 'a{b}:' },
+      { url: STANDALONE_URL, prefix: '' },
+      { url: STANDALONE_URL, commandTimeoutMs: -1 },
+      { url: STANDALONE_URL, commandTimeoutMs: 2 ** 31 },
+    ];
+    for (const options of bad) {
+      const opening = RedisStore.open(options as never);
+      await expect(opening).rejects.toThrow(TypeError);
+    }
+    await expect(RedisStore.open({ url: STANDALONE_URL, prefx: 'x:' } as never)).rejects.toThrow(
+      /prefix/,
+    );
+  });
+
+  it('a server that does not answer rejects with ERR_STORE_IO naming it', async () => {
+    const error = await RedisStore.open({ url: 'redis://127.0.0.1:7119' }).catch((e) => e);
+    expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    expect(error.message).toContain('127.0.0.1:7119');
+  });
+
+  it("uses the app's client without closing it", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    await client.connect();
+    const store = await RedisStore.open({ client, prefix: newPrefix() });
+    const id = newId();
+    await store.set(id, { data: bytes('app'), expiresAt: Date.now() + HOUR_MS });
+    await store.clear();
+    await store.close();
+    expect(client.isReady).toBe(true);
+    expect(await client.ping()).toBe('PONG');
+    client.destroy();
+  });
+});
+
+describe('RedisStore keys', () => {
+  it('get never returns a record past expiresAt, even while Redis still holds the key', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const expiresAt = Date.now() + 50;
+      await store.set(id, { data: bytes('soon'), expiresAt });
+      // Redis's clock may lag the app's: the key outlives the record's own expiresAt here.
+      await raw.pExpire(`${prefix}s:{${id}}`, HOUR_MS);
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      expect(await raw.exists(`${prefix}s:{${id}}`)).toBe(1);
+      expect(await store.get(id)).toBeUndefined();
+    });
+  });
+
+  it('sets PXAT so Redis drops the record at its expiresAt, and touch moves it', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(id, { data: bytes('kept'), expiresAt });
+      expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(expiresAt - 1);
+      expect(await store.touch(id, expiresAt + 1000)).toBe(true);
+      expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(expiresAt + 999);
+      const record = await store.get(id);
+      expect(record?.expiresAt).toBe(expiresAt + 1000);
+      expect(new TextDecoder().decode(record?.data)).toBe('kept');
+    });
+  });
+
+  it('never reads, counts, lists or clears a key outside its prefix, glob characters included', async () => {
+    const prefix = `${root}glob*?[x]:`;
+    const store = await RedisStore.open({ url: STANDALONE_URL, prefix });
+    try {
+      const mine = newId();
+      const foreign = newId();
+      await store.set(mine, { data: bytes('mine'), expiresAt: Date.now() + HOUR_MS });
+      const neighbours = [
+        `${root}globXYx]:s:{${foreign}}`,
+        `${root}glob*?[x]:other`,
+        `${root}other:s:{${foreign}}`,
+      ];
+      for (const key of neighbours) await raw.set(key, 'not ours');
+      expect(await store.count()).toBe(1);
+      const listed: string[] = [];
+      for await (const id of store.ids()) listed.push(id);
+      expect(listed).toEqual([mine]);
+      await store.clear();
+      expect(await store.count()).toBe(0);
+      for (const key of neighbours) expect(await raw.get(key)).toBe('not ours');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a record of a newer format rejects with ERR_UNSUPPORTED, other bytes with ERR_CORRUPT_RECORD', async () => {
+    await withStore(async (store, prefix) => {
+      const newer = newId();
+      const header = Buffer.alloc(11);
+      header.set([0xf5, 0x5e, 2]);
+      header.writeDoubleBE(Date.now() + HOUR_MS, 3);
+      await raw.set(`${prefix}s:{${newer}}`, header);
+      await expect(store.get(newer)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+      const garbage = newId();
+      await raw.set(`${prefix}s:{${garbage}}`, Buffer.from([0xf5, 0x5e, 1]));
+      await expect(store.get(garbage)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+    });
+  });
+});
+
+describe('RedisStore locks', () => {
+  // A server of the test's own, so its command counts are this test's alone.
+  const own = new OwnRedis(7112);
+  beforeAll(() => own.start());
+  afterAll(() => own.remove());
+
+  it('a release is published, and a waiter on another connection polls at most every 250 ms', async () => {
+    const holderStore = await RedisStore.open({ url: own.url, prefix: 'locks:' });
+    const waiterStore = await RedisStore.open({ url: own.url, prefix: 'locks:' });
+    const listener = createClient({ url: own.url });
+    await listener.connect();
+    const messages: string[] = [];
+    await listener.subscribe('locks:released', (message) => {
+      messages.push(message);
+    });
+    const admin = createClient({ url: own.url });
+    await admin.connect();
+    const claims = async () => {
+      const stats = await admin.info('commandstats');
+      return Number(/cmdstat_set:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    try {
+      const id = newId();
+      const held = await holderStore.locks.acquire(id, { leaseMs: 60_000 });
+      const before = await claims();
+      const waiting = waiterStore.locks.acquire(id, { waitMs: 60_000 });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const during = (await claims()) - before;
+      await held.release();
+      const next = await waiting;
+      await next.release();
+      // Doubling from 1 ms to the 250 ms ceiling, then at most one claim per 250 ms (jitter ±50%).
+      expect(during).toBeLessThanOrEqual(25);
+      expect(messages).toContain(id);
+    } finally {
+      await listener.close();
+      await admin.close();
+      await holderStore.close();
+      await waiterStore.close();
+    }
+  });
+});
