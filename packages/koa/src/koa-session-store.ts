@@ -1,0 +1,104 @@
+import {
+  assertDuration,
+  assertKnownOptions,
+  describeValue,
+  isSessionId,
+  jsonCodec,
+  type SessionCodec,
+  type SessionStore,
+} from '@sessile/core';
+
+/** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
+// biome-ignore lint/suspicious/noExplicitAny: the app's own session fields
+export type KoaSessionData = Record<string, any>;
+
+/**
+ * koa-session's external `store` option, over a sessile store. Every method returns a promise
+ * and rejects with core's `SessionError`s.
+ */
+export interface KoaSessionStore {
+  /** The sessile store underneath. */
+  readonly store: SessionStore;
+  /** Resolves to the session, or `undefined` when absent, expired or not a valid sessile id. */
+  get(
+    key: string,
+    maxAge?: number | 'session',
+    options?: object,
+  ): Promise<KoaSessionData | undefined>;
+  /** Stores the session for `maxAge` ms (koa-session adds 10 s to its cookie's), or `defaultTtlMs` for `'session'`. */
+  set(
+    key: string,
+    session: KoaSessionData,
+    maxAge?: number | 'session',
+    options?: object,
+  ): Promise<void>;
+  destroy(key: string, options?: object): Promise<void>;
+}
+
+export interface ToKoaSessionStoreOptions {
+  /** Encodes each session for storage. Default `jsonCodec()`; `aesGcmCodec()` encrypts at rest. */
+  codec?: SessionCodec;
+  /**
+   * Lifetime of a session koa-session stores with `maxAge: 'session'` (a browser-session
+   * cookie). Default 24 hours. It arms no timer, so any duration up to
+   * `Number.MAX_SAFE_INTEGER` is accepted.
+   */
+  defaultTtlMs?: number;
+}
+
+/**
+ * Wraps any sessile store as koa-session's external store. koa-session's keys must be valid
+ * sessile ids: its default `genid` (a UUID) is, and so is any `prefix` in `[A-Za-z0-9_-]`. A key
+ * that is not reads as absent and is refused on `set` with `ERR_INVALID_SESSION_ID`. It does not
+ * lock: use `sessile()` for locking and late-save protection.
+ */
+export function toKoaSessionStore(
+  store: SessionStore,
+  options: ToKoaSessionStoreOptions = {},
+): KoaSessionStore {
+  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
+    throw new TypeError(
+      `toKoaSessionStore() needs a sessile SessionStore, got ${describeValue(store)}`,
+    );
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(
+      `toKoaSessionStore(): options must be an object, got ${describeValue(options)}`,
+    );
+  }
+  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toKoaSessionStore()');
+  const codec = options.codec ?? jsonCodec();
+  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
+  assertDuration(defaultTtlMs, 'toKoaSessionStore(): defaultTtlMs', {
+    zero: false,
+    max: Number.MAX_SAFE_INTEGER,
+  });
+
+  return {
+    store,
+    async get(key) {
+      if (!isSessionId(key)) return undefined;
+      const record = await store.get(key);
+      return record === undefined
+        ? undefined
+        : (codec.decode(record.data, key).data as KoaSessionData);
+    },
+    async set(key, session, maxAge) {
+      const now = Date.now();
+      const ttlMs = typeof maxAge === 'number' ? maxAge : defaultTtlMs;
+      if (ttlMs <= 0) {
+        if (isSessionId(key)) await store.delete(key);
+        return;
+      }
+      // JSON round trip: what koa-session's own cookie mode would keep, nothing else.
+      const data = JSON.parse(JSON.stringify(session)) as KoaSessionData;
+      await store.set(key, {
+        data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, key),
+        expiresAt: now + ttlMs,
+      });
+    },
+    async destroy(key) {
+      if (isSessionId(key)) await store.delete(key);
+    },
+  };
+}

@@ -1,0 +1,103 @@
+import {
+  type CommitOutcome,
+  openSessionAdapter,
+  type Session,
+  type SessionAdapterOptions,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
+} from '@sessile/core';
+import type { Middleware, ParameterizedContext } from 'koa';
+
+export type SessileCookieOptions = SessionCookieAttributes;
+
+/** A Koa context after `sessile()` ran: `ctx.session` is the locked, loaded session. */
+export type SessileContext<Data extends SessionData = SessionData> = ParameterizedContext & {
+  session: Session<Data>;
+};
+
+interface SessileKoaCommonOptions extends SessionAdapterOptions {
+  /**
+   * Called when a commit fails (a lost lock, a store error). When the response headers have not
+   * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
+   */
+  onCommitError?: (error: unknown, ctx: ParameterizedContext) => void;
+}
+
+/** Either a `SessionManager` you built, or the options to build one. */
+export type SessileKoaOptions<Data extends SessionData = SessionData> = SessileKoaCommonOptions &
+  ({ manager: SessionManager<Data> } | SessionManagerOptions);
+
+/** Koa middleware that gives every request `ctx.session`. */
+export interface SessileKoaMiddleware<Data extends SessionData = SessionData> extends Middleware {
+  readonly manager: SessionManager<Data>;
+  readonly cookie: SessionCookie;
+  /** Stops the manager's cleanup policy when this middleware built the manager. The store stays open. */
+  close(): Promise<void>;
+}
+
+const COMMIT_FAILURE_BODY = 'Internal Server Error';
+
+/**
+ * Sessions for Koa, locked from load to commit. The id travels in an HMAC-signed cookie and only
+ * ids this server issued are adopted. The session is committed (saved if modified, else lazily
+ * touched) once the downstream middleware settles, before Koa sends the response, and in any case
+ * once the connection closes, so its lock is always released.
+ */
+export function sessile<Data extends SessionData = SessionData>(
+  options: SessileKoaOptions<Data>,
+): SessileKoaMiddleware<Data> {
+  const { manager, cookie, ownsManager } = openSessionAdapter<Data>(options, '@sessile/koa');
+  const onCommitError = options.onCommitError;
+
+  const reportCommitError = (error: unknown, ctx: ParameterizedContext) => {
+    if (onCommitError !== undefined) onCommitError(error, ctx);
+    else manager.reportError(error);
+  };
+
+  const middleware = (async (ctx: ParameterizedContext, next: () => Promise<unknown>) => {
+    const requestCookie = cookie.verify(ctx.req.headers.cookie);
+    const session = await manager.openForConnection(requestCookie?.value, ctx.res);
+    (ctx as SessileContext<Data>).session = session;
+    // A handler still running when the client hangs up commits too, so the lock is released.
+    ctx.res.once('close', () => {
+      if (!session.committed)
+        session.commit().catch((error: unknown) => reportCommitError(error, ctx));
+    });
+    ctx.res.once('finish', () => manager.afterResponse());
+
+    try {
+      await next();
+    } catch (error) {
+      // Koa answers the error itself; the session is still committed and its lock released first.
+      await session.commit().catch((commitError: unknown) => reportCommitError(commitError, ctx));
+      throw error;
+    }
+
+    let outcome: CommitOutcome;
+    try {
+      outcome = await session.commit();
+    } catch (error) {
+      reportCommitError(error, ctx);
+      if (ctx.headerSent) return;
+      // The handler's answer claims a save that did not happen: don't send it.
+      for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
+      ctx.status = 500;
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = COMMIT_FAILURE_BODY;
+      return;
+    }
+    if (ctx.headerSent) return;
+    const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
+    if (header !== undefined) ctx.append('Set-Cookie', header);
+  }) as SessileKoaMiddleware<Data>;
+
+  Object.defineProperties(middleware, {
+    manager: { value: manager, enumerable: true },
+    cookie: { value: cookie, enumerable: true },
+    close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
+  });
+  return middleware;
+}
