@@ -121,6 +121,7 @@ export {
   type DurationRule,
   describeValue,
   MAX_TIMER_MS,
+  pseudoFilesystemOf,
   sleep,
   yieldToEventLoop,
 } from './util.js';

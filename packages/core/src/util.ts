@@ -1,3 +1,6 @@
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
 /** Resolves on the next turn of the event loop, after pending I/O callbacks. */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -134,5 +137,44 @@ export function assertAbortSignal(
 ): asserts value is AbortSignal | undefined {
   if (value !== undefined && !(value instanceof AbortSignal)) {
     throw new TypeError(`${name} must be an AbortSignal`);
+  }
+}
+
+/**
+ * Linux kernel pseudo-filesystems, by `statfs` type. Their files are kernel interfaces, not
+ * storage: reading one may block or return live data, writing one may change the system.
+ */
+const PSEUDO_FILESYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x62656570, 'configfs'],
+  [0xcafe4a11, 'bpf'],
+  [0xde5e81e4, 'efivarfs'],
+  [0x6165676c, 'pstore'],
+]);
+
+/**
+ * The name of the kernel pseudo-filesystem (`'proc'`, `'sysfs'`, …) that holds `path`, or,
+ * when `path` does not exist yet, its nearest existing ancestor; `undefined` for real storage,
+ * off Linux, or when it cannot be told. Stores check it before creating anything: Node's
+ * recursive `mkdir` never returns on some `/proc` paths, and SQLite would write to a kernel file.
+ */
+export function pseudoFilesystemOf(path: string): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  for (let current = resolve(path); ; current = dirname(current)) {
+    try {
+      return PSEUDO_FILESYSTEMS.get(statfsSync(current).type >>> 0);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // The opener that follows reports what is wrong with the path.
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dirname(current) === current) {
+        return undefined;
+      }
+    }
   }
 }

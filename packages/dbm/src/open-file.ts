@@ -7,31 +7,12 @@ import {
   mkdirSync,
   openSync,
   type Stats,
-  statfsSync,
   statSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { isSessionError } from '@sessile/core';
+import { isSessionError, pseudoFilesystemOf } from '@sessile/core';
 import { cannotOpen } from './errors.js';
 import { isCode } from './lock-file.js';
-
-/**
- * Linux kernel pseudo-filesystems, by `statfs` type. Their files are kernel interfaces, not
- * storage: reading one may block or return live data, writing one may change the system.
- */
-const PSEUDO_FILESYSTEMS: ReadonlyMap<number, string> = new Map([
-  [0x9fa0, 'proc'],
-  [0x62656572, 'sysfs'],
-  [0x27e0eb, 'cgroup'],
-  [0x63677270, 'cgroup2'],
-  [0x64626720, 'debugfs'],
-  [0x74726163, 'tracefs'],
-  [0x73636673, 'securityfs'],
-  [0x62656570, 'configfs'],
-  [0xcafe4a11, 'bpf'],
-  [0xde5e81e4, 'efivarfs'],
-  [0x6165676c, 'pstore'],
-]);
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
 
@@ -122,7 +103,7 @@ function assertRegularFile(path: string, stats: Stats): void {
 
 /** Refuses a path whose file, or the directory it would be created in (`where`), is on a pseudo-filesystem. */
 function assertStorage(path: string, where: string): void {
-  const pseudo = pseudoFilesystem(where);
+  const pseudo = pseudoFilesystemOf(where);
   if (pseudo !== undefined) {
     throw cannotOpen(
       path,
@@ -155,16 +136,6 @@ function assertCreatable(path: string): void {
       `it does not exist, and its directory ${directory} is not writable: ${messageOf(error)}`,
       error,
     );
-  }
-}
-
-function pseudoFilesystem(path: string): string | undefined {
-  if (process.platform !== 'linux') return undefined;
-  try {
-    return PSEUDO_FILESYSTEMS.get(statfsSync(path).type >>> 0);
-  } catch {
-    // The open that follows reports what is wrong with the path.
-    return undefined;
   }
 }
 

@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import {
   assertAbortSignal,
   assertKnownOptions,
@@ -35,6 +34,7 @@ import {
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
+import { assertStoragePath, openError } from './open-path.js';
 import { SweepCursor } from './sweep-cursor.js';
 
 /** An abstract-level database or sublevel with any key and value types. */
@@ -155,6 +155,7 @@ export class LevelStore extends BaseStore {
       if (typeof path !== 'string' || path === '') {
         throw new TypeError('options.path must be a non-empty string');
       }
+      assertStoragePath(path);
       const level = new ClassicLevel<Uint8Array, Uint8Array>(path, {
         keyEncoding: 'view',
         valueEncoding: 'view',
@@ -519,29 +520,4 @@ export class LevelStore extends BaseStore {
       ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       : new Uint8Array(data);
   }
-}
-
-/**
- * Names the path and the real reason when LevelDB refuses to open: a directory another process
- * holds, a path that is not a directory, or the deepest cause, which classic-level wraps in a
- * bare "Database failed to open".
- */
-async function openError(error: unknown, path: string): Promise<SessionError> {
-  if (hasCode(error, 'LEVEL_LOCKED')) {
-    return new SessionError(
-      'ERR_STORE_BUSY',
-      `LevelDB directory ${path} is locked: another process (or another open store in this process) holds it. LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
-      { cause: error },
-    );
-  }
-  const reason = describeError(error);
-  const kind = await stat(path).then(
-    (stats) =>
-      stats.isDirectory() ? undefined : stats.isFile() ? 'a regular file' : 'a special file',
-    () => undefined,
-  );
-  const what = kind === undefined ? reason : `it is ${kind}, not a directory (${reason})`;
-  return new SessionError('ERR_STORE_IO', `Cannot open LevelDB directory ${path}: ${what}`, {
-    cause: error,
-  });
 }

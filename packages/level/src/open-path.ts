@@ -1,0 +1,42 @@
+import { stat } from 'node:fs/promises';
+import { pseudoFilesystemOf, SessionError } from '@sessile/core';
+import { describeError, hasCode } from './level-handle.js';
+
+/**
+ * Refuses a path on a kernel pseudo-filesystem such as `/proc` before LevelDB creates anything
+ * there: its files are not storage, and the recursive `mkdir` LevelDB's open starts with never
+ * returns on some of its paths.
+ */
+export function assertStoragePath(path: string): void {
+  const pseudo = pseudoFilesystemOf(path);
+  if (pseudo === undefined) return;
+  throw new SessionError(
+    'ERR_STORE_IO',
+    `Cannot open LevelDB directory ${path}: it is on a ${pseudo} filesystem, whose files are kernel interfaces, not storage`,
+  );
+}
+
+/**
+ * Names the path and the real reason when LevelDB refuses to open: a directory another process
+ * holds, a path that is not a directory, or the deepest cause, which classic-level wraps in a
+ * bare "Database failed to open".
+ */
+export async function openError(error: unknown, path: string): Promise<SessionError> {
+  if (hasCode(error, 'LEVEL_LOCKED')) {
+    return new SessionError(
+      'ERR_STORE_BUSY',
+      `LevelDB directory ${path} is locked: another process (or another open store in this process) holds it. LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
+      { cause: error },
+    );
+  }
+  const reason = describeError(error);
+  const kind = await stat(path).then(
+    (stats) =>
+      stats.isDirectory() ? undefined : stats.isFile() ? 'a regular file' : 'a special file',
+    () => undefined,
+  );
+  const what = kind === undefined ? reason : `it is ${kind}, not a directory (${reason})`;
+  return new SessionError('ERR_STORE_IO', `Cannot open LevelDB directory ${path}: ${what}`, {
+    cause: error,
+  });
+}
