@@ -1,0 +1,145 @@
+import { isSessionError, type SessionRecord, type SessionStore } from '@sessile/core';
+import { parseStoreAddress } from '../addresses.js';
+import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
+import { type CommonOptions, printJson, printLines } from '../output.js';
+import { forEachConcurrently } from '../pool.js';
+import { Progress } from '../progress.js';
+import { interruptSignal, withStore } from '../store-session.js';
+
+export interface TransferOptions extends CommonOptions {
+  to: string;
+  overwrite?: boolean;
+  dryRun?: boolean;
+  concurrency: number;
+}
+
+export interface CopyOptions extends TransferOptions {
+  from: string;
+}
+
+/** What a copy or an import did, record by record. */
+export interface TransferCounts {
+  /** Records read from the source. */
+  read: number;
+  /** Written to the target (with `--dry-run`: would be written). */
+  written: number;
+  /** Left alone because the target already holds that id (`only: 'absent'`). */
+  present: number;
+  /** Expired or deleted between listing and reading, so not copied. */
+  expired: number;
+  /** Could not be read or decoded; skipped and reported. */
+  unreadable: number;
+  /** Import only: ids that are not valid sessile ids; skipped, never altered. */
+  invalidId?: number;
+}
+
+export function newCounts(): TransferCounts {
+  return { read: 0, written: 0, present: 0, expired: 0, unreadable: 0 };
+}
+
+export function parseConcurrency(value: string): number {
+  const concurrency = Number(value);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    throw usageError(`--concurrency must be an integer from 1 to 1024, got '${value}'`);
+  }
+  return concurrency;
+}
+
+/** The exit code and the closing lines a copy or an import reports. */
+export async function reportTransfer(
+  summary: Record<string, unknown> & { counts: TransferCounts; interrupted: boolean },
+  options: TransferOptions,
+): Promise<ExitCode> {
+  const { counts } = summary;
+  const exitCode = summary.interrupted
+    ? EXIT.interrupted
+    : counts.unreadable > 0
+      ? EXIT.incomplete
+      : EXIT.ok;
+  if (options.json) await printJson({ ok: exitCode === EXIT.ok, ...summary, exitCode });
+  else {
+    const verb = options.dryRun ? 'would write' : 'written';
+    await printLines([
+      `${options.dryRun ? 'dry run: ' : ''}${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}`,
+      ...(summary.interrupted ? ['interrupted: run the same command again to resume'] : []),
+    ]);
+  }
+  return exitCode;
+}
+
+/** Writes one record under `only: 'absent'` (or unconditionally with `--overwrite`), or counts what it would do. */
+export async function writeRecord(
+  store: SessionStore,
+  id: string,
+  record: SessionRecord,
+  options: TransferOptions,
+  counts: TransferCounts,
+): Promise<void> {
+  if (options.dryRun) {
+    if (!options.overwrite && (await store.get(id)) !== undefined) counts.present++;
+    else counts.written++;
+    return;
+  }
+  const wrote = await store.set(id, record, options.overwrite ? {} : { only: 'absent' });
+  if (wrote) counts.written++;
+  else counts.present++;
+}
+
+/** `sessile copy --from URL --to URL`: every live session with its expiry, resumable and idempotent. */
+export async function copy(options: CopyOptions): Promise<ExitCode> {
+  const from = parseStoreAddress(options.from);
+  const to = parseStoreAddress(options.to);
+  if (
+    (from.path !== undefined && from.path === to.path) ||
+    (from.path === undefined && from.display === to.display)
+  ) {
+    throw usageError('--from and --to name the same store');
+  }
+  const interrupt = interruptSignal();
+  try {
+    return await withStore(options.from, true, (source) =>
+      withStore(options.to, false, async (target) => {
+        const counts = newCounts();
+        const progress = new Progress('copy', await source.count(), !options.json);
+        let outcome: { interrupted: boolean };
+        try {
+          outcome = await forEachConcurrently(
+            source.ids(),
+            options.concurrency,
+            interrupt.signal,
+            async (id) => {
+              let record: SessionRecord | undefined;
+              try {
+                record = await source.get(id);
+              } catch (error) {
+                if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+                counts.unreadable++;
+                progress.increment();
+                return;
+              }
+              counts.read++;
+              if (record === undefined || record.expiresAt <= Date.now()) counts.expired++;
+              else await writeRecord(target, id, record, options, counts);
+              progress.increment();
+            },
+          );
+        } finally {
+          progress.stop();
+        }
+        return reportTransfer(
+          {
+            from: from.display,
+            to: to.display,
+            dryRun: Boolean(options.dryRun),
+            overwrite: Boolean(options.overwrite),
+            interrupted: outcome.interrupted,
+            counts,
+          },
+          options,
+        );
+      }),
+    );
+  } finally {
+    interrupt.dispose();
+  }
+}

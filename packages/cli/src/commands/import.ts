@@ -1,0 +1,100 @@
+import { isSessionId } from '@sessile/core';
+import { encodeExpressSession } from '@sessile/express';
+import { codecFromEnvironment } from '../codec.js';
+import type { ExitCode } from '../exit-codes.js';
+import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
+import { cookieExpiry } from '../peers/peer.js';
+import { forEachConcurrently } from '../pool.js';
+import { Progress } from '../progress.js';
+import { interruptSignal, withStore } from '../store-session.js';
+import { newCounts, reportTransfer, type TransferOptions, writeRecord } from './copy.js';
+
+export interface ImportOptions extends TransferOptions, PeerOptions {
+  from: string;
+  /** Lifetime of a session the peer keeps with no expiry. */
+  defaultTtlMs: number;
+}
+
+/** An id in reports: enough to find it in the peer, not enough to use it. */
+function maskId(id: string): string {
+  return `${id.slice(0, 4)}… (${id.length} characters)`;
+}
+
+/**
+ * `sessile import --from PEER --to URL`: reads a peer store's native data and writes sessile
+ * records that express-session, through `toExpressStore`, reads back as the same sessions.
+ */
+export async function importSessions(options: ImportOptions): Promise<ExitCode> {
+  const codec = codecFromEnvironment();
+  const peer: PeerSource = await openPeer(options.from, options);
+  const interrupt = interruptSignal();
+  try {
+    return await withStore(options.to, false, async (target, to) => {
+      const counts = newCounts();
+      const invalidIds: string[] = [];
+      const unreadable: { id: string; problem: string }[] = [];
+      const progress = new Progress('import', await peer.count(), !options.json);
+      let outcome: { interrupted: boolean };
+      try {
+        outcome = await forEachConcurrently(
+          peer.sessions(),
+          options.concurrency,
+          interrupt.signal,
+          async (entry) => {
+            progress.increment();
+            if (!isSessionId(entry.id)) {
+              // Never altered: a changed id would not match the user's cookie anyway.
+              invalidIds.push(maskId(entry.id));
+              return;
+            }
+            if (entry.session === undefined) {
+              if (entry.problem === undefined) counts.expired++;
+              else {
+                counts.unreadable++;
+                unreadable.push({ id: maskId(entry.id), problem: entry.problem });
+              }
+              return;
+            }
+            counts.read++;
+            const now = Date.now();
+            const expiresAt =
+              entry.expiresAt ?? cookieExpiry(entry.session) ?? now + options.defaultTtlMs;
+            if (expiresAt <= now) {
+              counts.expired++;
+              return;
+            }
+            const data = encodeExpressSession(entry.id, entry.session, codec, now);
+            await writeRecord(target, entry.id, { data, expiresAt }, options, counts);
+          },
+        );
+      } finally {
+        progress.stop();
+      }
+      if (!options.json) {
+        for (const id of invalidIds) {
+          process.stderr.write(`skipped ${id}: not a valid sessile id, left as it is\n`);
+        }
+        for (const { id, problem } of unreadable) {
+          process.stderr.write(`skipped ${id}: ${problem}\n`);
+        }
+      }
+      return reportTransfer(
+        {
+          from: peer.display,
+          to: to.display,
+          codec: codec.name,
+          dryRun: Boolean(options.dryRun),
+          overwrite: Boolean(options.overwrite),
+          interrupted: outcome.interrupted,
+          counts: { ...counts, invalidId: invalidIds.length },
+          invalidIds,
+          unreadable,
+        },
+        options,
+      );
+    });
+  } finally {
+    interrupt.dispose();
+    await peer.close();
+  }
+}

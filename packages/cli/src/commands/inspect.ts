@@ -1,0 +1,139 @@
+import { isSessionError, isSessionId, type SessionEnvelope } from '@sessile/core';
+import { codecFromEnvironment } from '../codec.js';
+import { CliError, EXIT, type ExitCode, usageError } from '../exit-codes.js';
+import { type CommonOptions, isoTime, printJson, printLines, write } from '../output.js';
+import { expiredNotSwept, sizeOnDisk, withStore } from '../store-session.js';
+
+/** `sessile stats URL`: counts, size and expiry range of one store. */
+export async function stats(url: string, options: CommonOptions): Promise<ExitCode> {
+  return withStore(url, true, async (store, address) => {
+    const now = Date.now();
+    const live = await store.count();
+    let soonest: number | null = null;
+    let latest: number | null = null;
+    let payloadBytes = 0;
+    let corrupt = 0;
+    // The contract has no expiry query, so the range comes from one streamed pass.
+    for await (const id of store.ids()) {
+      let record: Awaited<ReturnType<typeof store.get>>;
+      try {
+        record = await store.get(id);
+      } catch (error) {
+        if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+        corrupt++;
+        continue;
+      }
+      if (record === undefined) continue;
+      payloadBytes += record.data.byteLength;
+      if (soonest === null || record.expiresAt < soonest) soonest = record.expiresAt;
+      if (latest === null || record.expiresAt > latest) latest = record.expiresAt;
+    }
+    const result = {
+      store: address.display,
+      live,
+      corrupt,
+      payloadBytes,
+      sizeOnDiskBytes: address.path === undefined ? null : await sizeOnDisk(address.path),
+      expiredNotSwept: await expiredNotSwept(store, address, now),
+      soonestExpiry: isoTime(soonest),
+      latestExpiry: isoTime(latest),
+      // No sessile store keeps an owner index yet; null says "unknown", never zero.
+      owners: null,
+      capabilities: store.capabilities,
+    };
+    if (options.json) await printJson(result);
+    else {
+      const show = (value: unknown) => (value === null ? 'unknown' : String(value));
+      await printLines([
+        `store              ${result.store}`,
+        `live sessions      ${result.live}`,
+        `corrupt records    ${result.corrupt}`,
+        `payload            ${result.payloadBytes} bytes`,
+        `size on disk       ${result.sizeOnDiskBytes === null ? 'unknown' : `${result.sizeOnDiskBytes} bytes`}`,
+        `expired, unswept   ${show(result.expiredNotSwept)}`,
+        `soonest expiry     ${show(result.soonestExpiry)}`,
+        `latest expiry      ${show(result.latestExpiry)}`,
+        `owners             ${result.owners === null ? 'no owner index' : result.owners}`,
+      ]);
+    }
+    return EXIT.ok;
+  });
+}
+
+/** `sessile ls URL`: every live id, streamed. */
+export async function ls(url: string, options: CommonOptions): Promise<ExitCode> {
+  return withStore(url, true, async (store) => {
+    let count = 0;
+    if (options.json) await write('{"ids":[');
+    for await (const id of store.ids()) {
+      if (options.json) await write(`${count === 0 ? '' : ','}\n  ${JSON.stringify(id)}`);
+      else await write(`${id}\n`);
+      count++;
+    }
+    if (options.json) await write(`${count === 0 ? '' : '\n'}],"count":${count}}\n`);
+    return EXIT.ok;
+  });
+}
+
+/** Keeps the shape of session data and hides every value in it. */
+export function redact(value: unknown): unknown {
+  if (Array.isArray(value)) return `[redacted array(${value.length})]`;
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, redact(inner)]));
+  }
+  if (typeof value === 'string') return `[redacted string(${value.length})]`;
+  if (value === null) return null;
+  return `[redacted ${typeof value}]`;
+}
+
+export interface ShowOptions extends CommonOptions {
+  reveal?: boolean;
+}
+
+/** `sessile show URL ID`: one session decoded with the app's codec, values redacted unless `--reveal`. */
+export async function show(url: string, id: string, options: ShowOptions): Promise<ExitCode> {
+  if (!isSessionId(id)) {
+    throw usageError('not a sessile session id: 16 to 128 characters of [A-Za-z0-9_-]');
+  }
+  const codec = codecFromEnvironment();
+  return withStore(url, true, async (store) => {
+    const record = await store.get(id);
+    if (record === undefined) {
+      throw new CliError('no live session has that id', EXIT.notFound, 'ERR_NOT_FOUND');
+    }
+    let envelope: SessionEnvelope;
+    try {
+      envelope = codec.decode(record.data, id);
+    } catch (error) {
+      const hint = codec.name === 'json' ? ' (encrypted? put the keys in SESSILE_AES_KEYS)' : '';
+      throw new CliError(
+        `the session cannot be decoded with the ${codec.name} codec${hint}`,
+        EXIT.failure,
+        'ERR_CORRUPT_RECORD',
+        { cause: error },
+      );
+    }
+    const result = {
+      id,
+      codec: codec.name,
+      bytes: record.data.byteLength,
+      expiresAt: isoTime(record.expiresAt),
+      createdAt: isoTime(envelope.createdAt),
+      lastAccessedAt: isoTime(envelope.lastAccessedAt),
+      data: options.reveal ? envelope.data : redact(envelope.data),
+    };
+    if (options.json) await printJson(result);
+    else {
+      await printLines([
+        `id                 ${result.id}`,
+        `codec              ${result.codec} (${result.bytes} bytes)`,
+        `expires            ${result.expiresAt}`,
+        `created            ${result.createdAt}`,
+        `last accessed      ${result.lastAccessedAt}`,
+        `data${options.reveal ? '' : ' (redacted; --reveal shows values)'}`,
+        JSON.stringify(result.data, null, 2),
+      ]);
+    }
+    return EXIT.ok;
+  });
+}

@@ -1,0 +1,55 @@
+import { isSessionError } from '@sessile/core';
+import { CliError, EXIT, type ExitCode } from './exit-codes.js';
+
+/** Options every command takes. */
+export interface CommonOptions {
+  json?: boolean;
+}
+
+/** Writes to stdout, waiting when the pipe is full so large listings never pile up in memory. */
+export async function write(text: string): Promise<void> {
+  if (!process.stdout.write(text)) {
+    await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+  }
+}
+
+export function printJson(value: unknown): Promise<void> {
+  return write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function printLines(lines: readonly string[]): Promise<void> {
+  return write(lines.length === 0 ? '' : `${lines.join('\n')}\n`);
+}
+
+/** A time in ms since the epoch as an ISO string, or null. */
+export function isoTime(ms: number | null | undefined): string | null {
+  return ms === null || ms === undefined || !Number.isFinite(ms)
+    ? null
+    : new Date(ms).toISOString();
+}
+
+/** Maps any failure to the one line and exit code the CLI reports. */
+export function toCliError(error: unknown): CliError {
+  if (error instanceof CliError) return error;
+  if (isSessionError(error)) {
+    return new CliError(error.message, EXIT.failure, error.code, { cause: error });
+  }
+  if (error instanceof TypeError) {
+    return new CliError(error.message, EXIT.usage, 'ERR_USAGE', { cause: error });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new CliError(message, EXIT.failure, 'ERR_FAILED', { cause: error });
+}
+
+/** Reports a failure on stderr (and as JSON on stdout with `--json`); returns the exit code. */
+export async function reportError(error: unknown, json: boolean): Promise<ExitCode> {
+  const failure = toCliError(error);
+  process.stderr.write(`sessile: ${failure.message}\n`);
+  if (json) {
+    await printJson({
+      ok: false,
+      error: { code: failure.code, message: failure.message, exitCode: failure.exitCode },
+    });
+  }
+  return failure.exitCode;
+}

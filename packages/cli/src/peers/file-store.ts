@@ -1,0 +1,57 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  notThePeer,
+  type PeerOptions,
+  type PeerSession,
+  type PeerSource,
+  parseSession,
+} from './peer.js';
+
+const EXTENSION = '.json';
+const DEFAULT_TTL_SECONDS = 3600;
+
+/**
+ * session-file-store: one `<sid>.json` per session. It expires a session at `__lastAccess`
+ * plus the cookie's `originalMaxAge`, or plus its `ttl` option when the cookie has none.
+ */
+export async function openSessionFileStore(
+  path: string,
+  display: string,
+  options: PeerOptions,
+): Promise<PeerSource> {
+  const ttlMs = (options.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000;
+  let names: string[];
+  try {
+    names = (await readdir(path)).filter((name) => name.endsWith(EXTENSION));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw notThePeer(display, `cannot list the session directory ${path} (${code})`, error);
+  }
+  async function read(name: string): Promise<PeerSession> {
+    const id = name.slice(0, -EXTENSION.length);
+    let text: string;
+    try {
+      text = await readFile(join(path, name), 'utf8');
+    } catch (error) {
+      return { id, problem: `unreadable (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+    }
+    const { session, problem } = parseSession(text);
+    if (session === undefined) return { id, problem: problem as string };
+    const { __lastAccess: lastAccess, ...rest } = session;
+    if (typeof lastAccess !== 'number') return { id, session: rest, expiresAt: 0 };
+    const maxAge = (rest.cookie as { originalMaxAge?: unknown } | null | undefined)?.originalMaxAge;
+    const lifetimeMs = typeof maxAge === 'number' && maxAge !== 0 ? maxAge : ttlMs;
+    return { id, session: rest, expiresAt: lastAccess + lifetimeMs };
+  }
+  return {
+    display,
+    async count() {
+      return names.length;
+    },
+    async *sessions() {
+      for (const name of names) yield await read(name);
+    },
+    async close() {},
+  };
+}

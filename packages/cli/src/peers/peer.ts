@@ -1,0 +1,63 @@
+import type { ExpressSessionData } from '@sessile/express';
+import { CliError, EXIT } from '../exit-codes.js';
+
+/** One session as a peer store holds it. */
+export interface PeerSession {
+  id: string;
+  /** The express-session session (JSON with `cookie`), without the peer's own bookkeeping fields. */
+  session?: ExpressSessionData;
+  /** When the peer would stop serving it, in ms since the epoch; unset when the peer keeps it forever. */
+  expiresAt?: number;
+  /** Why this entry could not be read; the importer reports and skips it. */
+  problem?: string;
+}
+
+/** A peer store's native data, read without the peer package. */
+export interface PeerSource {
+  readonly display: string;
+  /** How many entries there are, when the peer can tell cheaply. */
+  count(): Promise<number | undefined>;
+  sessions(): AsyncIterable<PeerSession>;
+  close(): Promise<void>;
+}
+
+/** Options that say where a peer keeps its data, as its own constructor took them. */
+export interface PeerOptions {
+  /** Table name (connect-sqlite3, better-sqlite3-session-store, connect-pg-simple). */
+  table?: string;
+  /** Schema (connect-pg-simple). */
+  schema?: string;
+  /** Key prefix (connect-redis). */
+  prefix?: string;
+  /** session-file-store's `ttl` in seconds, for sessions whose cookie has no `originalMaxAge`. */
+  ttlSeconds?: number;
+}
+
+/** A peer's data that is not what the peer writes: a wrong table, missing columns, a foreign file. */
+export function notThePeer(display: string, reason: string, cause?: unknown): CliError {
+  return new CliError(`${display}: ${reason}`, EXIT.failure, 'ERR_NOT_PEER_DATA', { cause });
+}
+
+/** Parses the JSON a peer stored for one session; anything but a JSON object is a problem. */
+export function parseSession(text: unknown): { session?: ExpressSessionData; problem?: string } {
+  let value: unknown = text;
+  if (typeof text === 'string' || Buffer.isBuffer(text)) {
+    try {
+      value = JSON.parse(String(text));
+    } catch {
+      return { problem: 'not JSON (encrypted by the peer, or damaged)' };
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { problem: 'not a JSON object' };
+  }
+  return { session: value as ExpressSessionData };
+}
+
+/** The expiry in a session's own cookie, when it has one. */
+export function cookieExpiry(session: ExpressSessionData): number | undefined {
+  const expires = session.cookie?.expires;
+  if (expires === undefined || expires === null) return undefined;
+  const time = new Date(expires).getTime();
+  return Number.isFinite(time) ? time : undefined;
+}

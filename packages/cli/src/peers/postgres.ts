@@ -1,0 +1,96 @@
+import { CliError, EXIT } from '../exit-codes.js';
+import { requireDriver } from '../resolve.js';
+import {
+  notThePeer,
+  type PeerOptions,
+  type PeerSession,
+  type PeerSource,
+  parseSession,
+} from './peer.js';
+
+interface Pool {
+  query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+  on(event: string, listener: (error: unknown) => void): void;
+  end(): Promise<void>;
+}
+
+const COLUMNS = ['sid', 'sess', 'expire'];
+const PAGE_ROWS = 1000;
+
+function quote(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** connect-pg-simple: the `session` table, `sess` as json, `expire` as a timestamp. */
+export async function openConnectPgSimple(
+  url: string,
+  display: string,
+  options: PeerOptions,
+): Promise<PeerSource> {
+  const schema = options.schema ?? 'public';
+  const table = options.table ?? 'session';
+  const pg = requireDriver<{ Pool: new (options: object) => Pool }>(
+    'pg',
+    ['@sessile/postgres'],
+    'Reading connect-pg-simple data',
+  );
+  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
+  pool.on('error', () => {});
+  let columns: string[];
+  try {
+    const result = await pool.query(
+      'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2',
+      [schema, table],
+    );
+    columns = result.rows.map((row) => String(row.column_name));
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw new CliError(
+      `${display}: cannot query (${(error as Error).message})`,
+      EXIT.failure,
+      'ERR_STORE_IO',
+      { cause: error },
+    );
+  }
+  const missing = COLUMNS.filter((column) => !columns.includes(column));
+  if (missing.length > 0) {
+    await pool.end().catch(() => {});
+    throw notThePeer(
+      display,
+      columns.length === 0
+        ? `has no table ${schema}.${table}, so it is not connect-pg-simple data`
+        : `table ${schema}.${table} has columns (${columns.join(', ')}), not connect-pg-simple's (${COLUMNS.join(', ')})`,
+    );
+  }
+  const name = `${quote(schema)}.${quote(table)}`;
+  function toSession(row: Record<string, unknown>): PeerSession {
+    const id = String(row.sid);
+    const { session, problem } = parseSession(row.sess);
+    if (session === undefined) return { id, problem: problem as string };
+    const expiresAt =
+      row.expire instanceof Date ? row.expire.getTime() : Date.parse(String(row.expire));
+    return Number.isFinite(expiresAt) ? { id, session, expiresAt } : { id, session };
+  }
+  return {
+    display,
+    async count() {
+      const result = await pool.query(`SELECT COUNT(*)::int AS n FROM ${name}`);
+      return Number(result.rows[0]?.n);
+    },
+    async *sessions() {
+      let after = '';
+      for (;;) {
+        const { rows } = await pool.query(
+          `SELECT sid, sess, expire FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
+          [after],
+        );
+        if (rows.length === 0) return;
+        for (const row of rows) yield toSession(row);
+        after = String(rows[rows.length - 1]?.sid);
+      }
+    },
+    async close() {
+      await pool.end().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,83 @@
+import { CliError, EXIT } from '../exit-codes.js';
+import { requireDriver } from '../resolve.js';
+import {
+  notThePeer,
+  type PeerOptions,
+  type PeerSession,
+  type PeerSource,
+  parseSession,
+} from './peer.js';
+
+interface RedisClient {
+  connect(): Promise<unknown>;
+  on(event: string, listener: (error: unknown) => void): void;
+  scanIterator(options: { MATCH: string; COUNT: number }): AsyncIterable<string[] | string>;
+  get(key: string): Promise<string | null>;
+  pTTL(key: string): Promise<number>;
+  close?(): Promise<unknown>;
+  quit?(): Promise<unknown>;
+}
+
+const SCAN_COUNT = 500;
+
+/** connect-redis: one string key `<prefix><sid>` per session, JSON, expiring by its TTL. */
+export async function openConnectRedis(
+  url: string,
+  display: string,
+  options: PeerOptions,
+): Promise<PeerSource> {
+  const prefix = options.prefix ?? 'sess:';
+  const { createClient } = requireDriver<{ createClient(options: object): RedisClient }>(
+    'redis',
+    ['@sessile/redis'],
+    'Reading connect-redis data',
+  );
+  const client = createClient({ url, socket: { connectTimeout: 5000, reconnectStrategy: false } });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new CliError(
+      `${display}: cannot connect (${(error as Error).message})`,
+      EXIT.failure,
+      'ERR_STORE_IO',
+      { cause: error },
+    );
+  }
+  async function read(key: string): Promise<PeerSession> {
+    const id = key.slice(prefix.length);
+    let text: string | null;
+    let ttlMs: number;
+    try {
+      [text, ttlMs] = await Promise.all([client.get(key), client.pTTL(key)]);
+    } catch (error) {
+      return { id, problem: `unreadable (${(error as Error).message.split('\n')[0]})` };
+    }
+    if (text === null) return { id, expiresAt: 0 };
+    const { session, problem } = parseSession(text);
+    if (session === undefined) return { id, problem: problem as string };
+    // -1: no TTL, kept until deleted.
+    return ttlMs >= 0 ? { id, session, expiresAt: Date.now() + ttlMs } : { id, session };
+  }
+  return {
+    display,
+    async count() {
+      return undefined;
+    },
+    async *sessions() {
+      try {
+        for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: SCAN_COUNT })) {
+          const keys = Array.isArray(batch) ? batch : [batch];
+          // Issued together, node-redis pipelines them.
+          for (const entry of await Promise.all(keys.map(read))) yield entry;
+        }
+      } catch (error) {
+        if ((error as Error).name === 'CliError') throw error;
+        throw notThePeer(display, `cannot scan (${(error as Error).message})`, error);
+      }
+    },
+    async close() {
+      await (client.close?.() ?? client.quit?.())?.catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import type { ExpressSessionData } from '@sessile/express';
+import { requireDriver } from '../resolve.js';
+import {
+  cookieExpiry,
+  notThePeer,
+  type PeerOptions,
+  type PeerSession,
+  type PeerSource,
+  parseSession,
+} from './peer.js';
+
+interface Statement {
+  all(...params: unknown[]): unknown[];
+  get(...params: unknown[]): unknown;
+}
+
+interface Database {
+  prepare(sql: string): Statement;
+  close(): void;
+}
+
+type Row = Record<string, unknown> & { row: number; sid: unknown; sess: unknown };
+
+/** How one SQLite peer lays out its table, and where its expiry is. */
+interface SqlitePeerLayout {
+  columns: readonly string[];
+  expiresAt(row: Row, session: ExpressSessionData): number | undefined;
+}
+
+const LAYOUTS: Record<string, SqlitePeerLayout> = {
+  // `expired` is ms since the epoch.
+  'connect-sqlite3': {
+    columns: ['sid', 'expired', 'sess'],
+    expiresAt: (row) => (typeof row.expired === 'number' ? row.expired : Number(row.expired)),
+  },
+  // Its `expire` column runs 1000 times too late, so the cookie's expiry is the real one.
+  'better-sqlite3-session-store': {
+    columns: ['sid', 'sess', 'expire'],
+    expiresAt: (_row, session) => cookieExpiry(session),
+  },
+};
+
+export const SQLITE_PEERS = Object.keys(LAYOUTS);
+
+const PAGE_ROWS = 500;
+
+/** connect-sqlite3 and better-sqlite3-session-store: a `sessions` table in one SQLite file, read only. */
+export async function openSqlitePeer(
+  peer: string,
+  path: string,
+  display: string,
+  options: PeerOptions,
+): Promise<PeerSource> {
+  const layout = LAYOUTS[peer] as SqlitePeerLayout;
+  const table = options.table ?? 'sessions';
+  const Driver = requireDriver<new (path: string, options: object) => Database>(
+    'better-sqlite3',
+    ['@sessile/sqlite'],
+    `Reading ${peer} data`,
+  );
+  let db: Database;
+  try {
+    db = new Driver(path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw notThePeer(display, `cannot open ${path}: ${(error as Error).message}`, error);
+  }
+  let page: Statement;
+  let total: number;
+  try {
+    const columns = (
+      db.prepare('SELECT name FROM pragma_table_info(?)').all(table) as {
+        name: string;
+      }[]
+    ).map((column) => column.name);
+    if (columns.length === 0)
+      throw notThePeer(display, `has no table '${table}', so it is not ${peer} data`);
+    const missing = layout.columns.filter((column) => !columns.includes(column));
+    if (missing.length > 0) {
+      throw notThePeer(
+        display,
+        `table '${table}' has columns (${columns.join(', ')}), not ${peer}'s (${layout.columns.join(', ')})`,
+      );
+    }
+    const quoted = `"${table.replaceAll('"', '""')}"`;
+    page = db.prepare(
+      `SELECT rowid AS row, ${layout.columns.join(', ')} FROM ${quoted} WHERE rowid > ? ORDER BY rowid LIMIT ${PAGE_ROWS}`,
+    );
+    total = (db.prepare(`SELECT COUNT(*) AS n FROM ${quoted}`).get() as { n: number }).n;
+  } catch (error) {
+    db.close();
+    if ((error as Error).name === 'CliError') throw error;
+    throw notThePeer(display, `cannot read ${path}: ${(error as Error).message}`, error);
+  }
+  function toSession(row: Row): PeerSession {
+    const id = String(row.sid);
+    const { session, problem } = parseSession(row.sess);
+    if (session === undefined) return { id, problem: problem as string };
+    const expiresAt = layout.expiresAt(row, session);
+    return expiresAt === undefined || !Number.isFinite(expiresAt)
+      ? { id, session }
+      : { id, session, expiresAt };
+  }
+  return {
+    display,
+    async count() {
+      return total;
+    },
+    async *sessions() {
+      let after = 0;
+      for (;;) {
+        const rows = page.all(after) as Row[];
+        if (rows.length === 0) return;
+        for (const row of rows) yield toSession(row);
+        after = (rows[rows.length - 1] as Row).row;
+      }
+    },
+    async close() {
+      db.close();
+    },
+  };
+}

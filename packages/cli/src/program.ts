@@ -1,0 +1,189 @@
+import { Command, CommanderError, Option } from 'commander';
+import { STORE_SCHEMES } from './addresses.js';
+import { AES_KEYS_VARIABLE } from './codec.js';
+import { copy, parseConcurrency } from './commands/copy.js';
+import { importSessions } from './commands/import.js';
+import { ls, show, stats } from './commands/inspect.js';
+import { parseLimit, parseMilliseconds, sweep } from './commands/sweep.js';
+import { EXIT, type ExitCode, usageError } from './exit-codes.js';
+import { reportError } from './output.js';
+import { PEER_ADDRESSES } from './peers/index.js';
+
+const EXIT_CODES_HELP = `
+Store addresses:
+  ${STORE_SCHEMES.split(', ').join('\n  ')}
+
+Peer addresses (import reads their data directly; the peer package need not be installed):
+  ${PEER_ADDRESSES.split(', ').join('\n  ')}
+
+Environment:
+  ${AES_KEYS_VARIABLE}   the app's aesGcmCodec keys, base64, comma separated, newest first
+
+Exit codes:
+  0    done
+  1    a store or peer failed (I/O, corrupt or foreign data, a table that is not the peer's)
+  2    bad arguments (unknown command or option, malformed address or id)
+  3    a store package or driver is not installed (the message names it)
+  4    show: no live session has that id
+  5    finished, but some records were unreadable and skipped, or sweep's --budget ran out
+  130  interrupted by SIGINT/SIGTERM; run the same command again to resume
+`;
+
+const jsonOption = () => new Option('--json', 'print one JSON document for scripts');
+
+/** The `sessile` program. `run` resolves to the exit code and never exits the process itself. */
+export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
+  let json = false;
+  const action =
+    <A extends unknown[]>(handler: (...args: A) => Promise<ExitCode>) =>
+    async (...args: A) => {
+      const options = args.find(
+        (arg, index) => index === args.length - 2 && typeof arg === 'object',
+      ) as { json?: boolean } | undefined;
+      json = Boolean(options?.json);
+      try {
+        setExitCode(await handler(...args));
+      } catch (error) {
+        setExitCode(await reportError(error, json));
+      }
+    };
+
+  const program = new Command('sessile')
+    .description('Inspect, sweep and copy sessile session stores, and import from peer stores.')
+    .showHelpAfterError()
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride();
+
+  program
+    .command('stats')
+    .description('live count, size on disk, expired not yet swept, expiry range, owners')
+    .argument('<url>', 'store address')
+    .addOption(jsonOption())
+    .action(action((url: string, options: { json?: boolean }) => stats(url, options)));
+
+  program
+    .command('ls')
+    .description('stream the ids of live sessions, one a line')
+    .argument('<url>', 'store address')
+    .addOption(jsonOption())
+    .action(action((url: string, options: { json?: boolean }) => ls(url, options)));
+
+  program
+    .command('show')
+    .description(`print one session decoded with the app's codec (keys from ${AES_KEYS_VARIABLE})`)
+    .argument('<url>', 'store address')
+    .argument('<id>', "session id (after -- when it starts with '-')")
+    .option('--reveal', 'print the values; without it every value is redacted')
+    .addOption(jsonOption())
+    .action(
+      action((url: string, id: string, options: { json?: boolean; reveal?: boolean }) =>
+        show(url, id, options),
+      ),
+    );
+
+  program
+    .command('sweep')
+    .description("remove expired sessions with the store's bounded sweep, until done")
+    .argument('<url>', 'store address')
+    .option('--budget <ms>', 'stop after this many milliseconds (exit 5 if not done)')
+    .option('--limit <n>', 'records one sweep call examines')
+    .addOption(jsonOption())
+    .action(
+      action((url: string, options: { json?: boolean; budget?: string; limit?: string }) =>
+        sweep(url, {
+          json: Boolean(options.json),
+          ...(options.budget === undefined
+            ? {}
+            : { budget: parseMilliseconds(options.budget, '--budget') }),
+          ...(options.limit === undefined ? {} : { limit: parseLimit(options.limit) }),
+        }),
+      ),
+    );
+
+  const transferOptions = (command: Command) =>
+    command
+      .requiredOption('--to <url>', 'target store address')
+      .option('--overwrite', 'replace sessions the target already holds (default: keep them)')
+      .option('--dry-run', 'count what would be written, write nothing')
+      .option('--concurrency <n>', 'records in flight at once', '64')
+      .addOption(jsonOption());
+
+  transferOptions(
+    program
+      .command('copy')
+      .description('copy every live session with its expiry; resumable and idempotent')
+      .requiredOption('--from <url>', 'source store address'),
+  ).action(
+    action((options: Record<string, string | boolean | undefined>) =>
+      copy({
+        from: String(options.from),
+        to: String(options.to),
+        overwrite: Boolean(options.overwrite),
+        dryRun: Boolean(options.dryRun),
+        json: Boolean(options.json),
+        concurrency: parseConcurrency(String(options.concurrency)),
+      }),
+    ),
+  );
+
+  transferOptions(
+    program
+      .command('import')
+      .description("import a peer store's sessions so express-session reads them back identically")
+      .requiredOption('--from <peer>', 'peer address')
+      .option(
+        '--table <name>',
+        'peer table (connect-sqlite3, better-sqlite3-session-store, connect-pg-simple)',
+      )
+      .option('--schema <name>', 'connect-pg-simple schema', 'public')
+      .option('--prefix <prefix>', 'connect-redis key prefix', 'sess:')
+      .option('--ttl <seconds>', "session-file-store's ttl option", '3600')
+      .option(
+        '--default-ttl <ms>',
+        'lifetime of a session the peer keeps with no expiry',
+        '86400000',
+      ),
+  ).action(
+    action((options: Record<string, string | boolean | undefined>) => {
+      const ttlSeconds = Number(options.ttl);
+      if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
+        throw usageError(`--ttl must be a positive number of seconds, got '${options.ttl}'`);
+      }
+      return importSessions({
+        from: String(options.from),
+        to: String(options.to),
+        overwrite: Boolean(options.overwrite),
+        dryRun: Boolean(options.dryRun),
+        json: Boolean(options.json),
+        concurrency: parseConcurrency(String(options.concurrency)),
+        ...(options.table === undefined ? {} : { table: String(options.table) }),
+        schema: String(options.schema),
+        prefix: String(options.prefix),
+        ttlSeconds,
+        defaultTtlMs: parseMilliseconds(String(options.defaultTtl), '--default-ttl'),
+      });
+    }),
+  );
+
+  return program;
+}
+
+/** Runs `sessile` with `argv` (without node and the script); resolves to the exit code. */
+export async function run(argv: readonly string[]): Promise<ExitCode> {
+  let exitCode: ExitCode = EXIT.ok;
+  const program = buildProgram((code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') {
+        return EXIT.ok;
+      }
+      return EXIT.usage;
+    }
+    return reportError(error, argv.includes('--json'));
+  }
+  return exitCode;
+}

@@ -1,0 +1,88 @@
+import { lstat, readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { SessionStore } from '@sessile/core';
+import { openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
+import { requireDriver } from './resolve.js';
+
+/** Opens the store at `text`, runs `work`, and closes it whatever happens. */
+export async function withStore<T>(
+  text: string,
+  mustExist: boolean,
+  work: (store: SessionStore, address: StoreAddress) => Promise<T>,
+): Promise<T> {
+  const address = parseStoreAddress(text);
+  const store = await openStore(address, { mustExist });
+  try {
+    return await work(store, address);
+  } finally {
+    await store.close();
+  }
+}
+
+/** An AbortSignal that SIGINT and SIGTERM abort, so long commands stop at a record boundary. */
+export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+async function sizeOf(path: string): Promise<number> {
+  const info = await lstat(path);
+  if (!info.isDirectory()) return info.size;
+  let total = 0;
+  for (const entry of await readdir(path)) total += await sizeOf(join(path, entry));
+  return total;
+}
+
+/** Bytes on disk of a path store: its file or directory, and the siblings it keeps (`-wal`, `.locks`). */
+export async function sizeOnDisk(path: string): Promise<number> {
+  let total = await sizeOf(path);
+  const name = basename(path);
+  for (const entry of await readdir(dirname(path))) {
+    if (entry.startsWith(`${name}-`) || entry.startsWith(`${name}.`)) {
+      total += await sizeOf(join(dirname(path), entry)).catch(() => 0);
+    }
+  }
+  return total;
+}
+
+interface ReadonlyDatabase {
+  prepare(sql: string): { get(...params: unknown[]): unknown };
+  close(): void;
+}
+
+/**
+ * Expired records still stored, where the CLI can tell without the store's help: none for a
+ * store that expires natively, a count through the expiry index for SQLite, else `null`.
+ */
+export async function expiredNotSwept(
+  store: SessionStore,
+  address: StoreAddress,
+  now: number,
+): Promise<number | null> {
+  if (store.capabilities.expiry === 'native') return 0;
+  if (address.scheme !== 'sqlite' || address.path === undefined) return null;
+  const Database = requireDriver<new (path: string, options: object) => ReadonlyDatabase>(
+    'better-sqlite3',
+    ['@sessile/sqlite'],
+    'Counting expired SQLite records',
+  );
+  const db = new Database(address.path, { readonly: true, fileMustExist: true });
+  try {
+    const table = (address.options.table as string | undefined) ?? 'sessions';
+    const row = db
+      .prepare(`SELECT COUNT(*) AS n FROM "${table}" WHERE expires_at <= ?`)
+      .get(now) as { n: number };
+    return row.n;
+  } finally {
+    db.close();
+  }
+}
