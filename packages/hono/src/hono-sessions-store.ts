@@ -1,0 +1,111 @@
+import {
+  assertDuration,
+  assertKnownOptions,
+  describeValue,
+  isSessionId,
+  jsonCodec,
+  type SessionCodec,
+  type SessionStore,
+} from '@sessile/core';
+
+/** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
+export type HonoSessionsData = {
+  _data: Record<string, unknown>;
+  _expire: string | null;
+  _delete: boolean;
+  _accessed: string | null;
+  _id?: string;
+};
+
+/**
+ * hono-sessions' `Store` interface over a sessile store. Every method returns a promise and
+ * rejects with core's `SessionError`s.
+ */
+export interface HonoSessionsStore {
+  /** The sessile store underneath. */
+  readonly store: SessionStore;
+  /** Resolves to the session, or `null` when absent, expired or not a valid sessile id. */
+  getSessionById(sessionId?: string): Promise<HonoSessionsData | null>;
+  /** Stores a new session; never overwrites one that exists. */
+  createSession(sessionId: string, initialData: HonoSessionsData): Promise<void>;
+  /** Updates a session that still exists: a late save never brings a deleted session back. */
+  persistSessionData(sessionId: string, sessionData: HonoSessionsData): Promise<void>;
+  deleteSession(sessionId: string): Promise<void>;
+}
+
+export interface ToHonoSessionsStoreOptions {
+  /** Encodes each session for storage. Default `jsonCodec()`; `aesGcmCodec()` encrypts at rest. */
+  codec?: SessionCodec;
+  /**
+   * Lifetime of a session without `_expire` (hono-sessions without `expireAfterSeconds`).
+   * Default 24 hours. It arms no timer, so any duration up to `Number.MAX_SAFE_INTEGER` is
+   * accepted.
+   */
+  defaultTtlMs?: number;
+}
+
+/**
+ * Wraps any sessile store as a hono-sessions `Store`. hono-sessions' ids (UUIDs) are valid
+ * sessile ids; an id that is not reads as absent. The session's `_expire` becomes the record's
+ * `expiresAt`. It does not lock: use `sessile()` for locking.
+ */
+export function toHonoSessionsStore(
+  store: SessionStore,
+  options: ToHonoSessionsStoreOptions = {},
+): HonoSessionsStore {
+  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
+    throw new TypeError(
+      `toHonoSessionsStore() needs a sessile SessionStore, got ${describeValue(store)}`,
+    );
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(
+      `toHonoSessionsStore(): options must be an object, got ${describeValue(options)}`,
+    );
+  }
+  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toHonoSessionsStore()');
+  const codec = options.codec ?? jsonCodec();
+  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
+  assertDuration(defaultTtlMs, 'toHonoSessionsStore(): defaultTtlMs', {
+    zero: false,
+    max: Number.MAX_SAFE_INTEGER,
+  });
+
+  const write = async (
+    sessionId: string,
+    session: HonoSessionsData,
+    only: 'absent' | 'present',
+  ): Promise<void> => {
+    const now = Date.now();
+    const expire = session._expire === null ? Number.NaN : Date.parse(session._expire);
+    const expiresAt = Number.isFinite(expire) ? expire : now + defaultTtlMs;
+    if (expiresAt <= now) {
+      if (isSessionId(sessionId)) await store.delete(sessionId);
+      return;
+    }
+    // The id travels in the key, not in the record.
+    const { _id, ...rest } = session;
+    const data = JSON.parse(JSON.stringify(rest)) as HonoSessionsData;
+    await store.set(
+      sessionId,
+      { data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, sessionId), expiresAt },
+      { only },
+    );
+  };
+
+  return {
+    store,
+    async getSessionById(sessionId) {
+      if (!isSessionId(sessionId)) return null;
+      const record = await store.get(sessionId);
+      return record === undefined
+        ? null
+        : (codec.decode(record.data, sessionId).data as unknown as HonoSessionsData);
+    },
+    createSession: (sessionId, initialData) => write(sessionId, initialData, 'absent'),
+    persistSessionData: (sessionId, sessionData) => write(sessionId, sessionData, 'present'),
+    async deleteSession(sessionId) {
+      if (isSessionId(sessionId)) await store.delete(sessionId);
+    },
+  };
+}

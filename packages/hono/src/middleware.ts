@@ -1,0 +1,121 @@
+import type { Http2Bindings, HttpBindings } from '@hono/node-server';
+import {
+  type CommitOutcome,
+  openSessionAdapter,
+  type Session,
+  type SessionAdapterOptions,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
+} from '@sessile/core';
+import type { Context, MiddlewareHandler } from 'hono';
+
+export type SessileCookieOptions = SessionCookieAttributes;
+
+/**
+ * The Hono environment `sessile()` needs and provides: the Node bindings of `@hono/node-server`,
+ * and `c.get('session')`, the locked, loaded session.
+ */
+export interface SessileEnv<Data extends SessionData = SessionData> {
+  Bindings: HttpBindings | Http2Bindings;
+  Variables: { session: Session<Data> };
+}
+
+interface SessileHonoCommonOptions extends SessionAdapterOptions {
+  /**
+   * Called when a commit fails (a lost lock, a store error); the response becomes a plain 500.
+   * Default: the manager's `onError`.
+   */
+  onCommitError?: (error: unknown, c: Context) => void;
+}
+
+/** Either a `SessionManager` you built, or the options to build one. */
+export type SessileHonoOptions<Data extends SessionData = SessionData> = SessileHonoCommonOptions &
+  ({ manager: SessionManager<Data> } | SessionManagerOptions);
+
+/** Hono middleware that gives every request `c.get('session')`. */
+export interface SessileHonoMiddleware<Data extends SessionData = SessionData>
+  extends MiddlewareHandler<SessileEnv<Data>> {
+  readonly manager: SessionManager<Data>;
+  readonly cookie: SessionCookie;
+  /** Stops the manager's cleanup policy when this middleware built the manager. The store stays open. */
+  close(): Promise<void>;
+}
+
+const COMMIT_FAILURE_BODY = 'Internal Server Error';
+
+/**
+ * Sessions for Hono on Node (`@hono/node-server`), locked from load to commit. The id travels in
+ * an HMAC-signed cookie and only ids this server issued are adopted. The session is committed
+ * (saved if modified, else lazily touched) once the handler's response is ready, before the
+ * server writes it, and in any case once the connection closes, so its lock is always released.
+ */
+export function sessile<Data extends SessionData = SessionData>(
+  options: SessileHonoOptions<Data>,
+): SessileHonoMiddleware<Data> {
+  const { manager, cookie, ownsManager } = openSessionAdapter<Data>(options, '@sessile/hono');
+  const onCommitError = options.onCommitError;
+
+  const reportCommitError = (error: unknown, c: Context) => {
+    if (onCommitError !== undefined) onCommitError(error, c);
+    else manager.reportError(error);
+  };
+
+  const middleware = (async (c: Context<SessileEnv<Data>>, next: () => Promise<void>) => {
+    const outgoing = (c.env as Partial<HttpBindings | Http2Bindings> | undefined)?.outgoing;
+    if (outgoing === undefined) {
+      // Without the Node response there is no close event, and a hung-up client would keep its lock.
+      throw new TypeError(
+        "@sessile/hono needs @hono/node-server's bindings (c.env.outgoing): serve the app with serve() from @hono/node-server",
+      );
+    }
+    const requestCookie = cookie.verify(c.req.header('cookie'));
+    const session = await manager.openForConnection(requestCookie?.value, outgoing);
+    c.set('session', session);
+    // A handler still running when the client hangs up commits too, so the lock is released.
+    outgoing.once('close', () => {
+      if (!session.committed)
+        session.commit().catch((error: unknown) => reportCommitError(error, c));
+    });
+    outgoing.once('finish', () => manager.afterResponse());
+
+    try {
+      await next();
+    } finally {
+      await commitInto(c, session, requestCookie);
+    }
+  }) as SessileHonoMiddleware<Data>;
+
+  const commitInto = async (
+    c: Context<SessileEnv<Data>>,
+    session: Session<Data>,
+    requestCookie: ReturnType<SessionCookie['verify']>,
+  ) => {
+    let outcome: CommitOutcome;
+    try {
+      outcome = await session.commit();
+    } catch (error) {
+      reportCommitError(error, c);
+      if (c.env.outgoing.headersSent) return;
+      // The handler's answer claims a save that did not happen: don't send it, nor its headers.
+      c.res = undefined;
+      c.res = new Response(COMMIT_FAILURE_BODY, {
+        status: 500,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+      });
+      return;
+    }
+    if (c.env.outgoing.headersSent) return;
+    const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
+    if (header !== undefined) c.header('Set-Cookie', header, { append: true });
+  };
+
+  Object.defineProperties(middleware, {
+    manager: { value: manager, enumerable: true },
+    cookie: { value: cookie, enumerable: true },
+    close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
+  });
+  return middleware;
+}
