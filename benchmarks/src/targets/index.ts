@@ -10,7 +10,7 @@ import {
   memorystorePeer,
   sessionFileStorePeer,
 } from './peers.js';
-import { pgEngine, postgresStore } from './postgres.js';
+import { pgEngine, postgresAsyncCommitStore, postgresStore } from './postgres.js';
 import { sessileStore } from './sessile.js';
 
 /**
@@ -97,6 +97,7 @@ export const TARGETS: readonly Target[] = [
     cleanupNote: "one `sweep()` in 'full-scan' mode: every record decoded under the global lock",
   }),
   postgresStore,
+  postgresAsyncCommitStore,
   mapEngine,
   sqliteEngine,
   levelEngine,

@@ -49,6 +49,9 @@ async function dropSchema(schema: string): Promise<void> {
   }
 }
 
+/** Commits acknowledged before the WAL flush: a server crash may undo the last ~0.6 s of them. */
+const ASYNC_COMMIT = '?options=-c%20synchronous_commit%3Doff';
+
 const postgresBase = sessileStore({
   name: 'postgres',
   description: '`PostgresStore` on a pg pool of 8, lease-row locks woken by LISTEN/NOTIFY',
@@ -64,22 +67,46 @@ const postgresBase = sessileStore({
   peers: ['connect-pg-simple'],
 });
 
-/** `PostgresStore`, its schema dropped when the target closes. */
-export const postgresStore: Target = {
-  ...postgresBase,
-  needsServer: true,
-  async open(dir) {
-    await (await reachablePool()).end();
-    const target = await postgresBase.open(dir);
-    return {
-      ...target,
-      async close() {
-        await target.close();
-        await dropSchema(schemaFor(dir, 'sessile_bench_store'));
-      },
-    };
-  },
-};
+const postgresAsyncCommitBase = sessileStore({
+  name: 'postgres-async-commit',
+  description: '`PostgresStore` as `postgres`, its connections with `synchronous_commit=off`',
+  durability:
+    'app crash, server restart: yes; server crash: the last ~0.6 s of commits may be lost',
+  packageName: '@sessile/postgres',
+  className: 'PostgresStore',
+  options: (dir) => ({
+    connectionString: `${PG_URL}${ASYNC_COMMIT}`,
+    poolSize: POOL_SIZE,
+    schema: schemaFor(dir, 'sessile_bench_async'),
+  }),
+  engine: 'raw-pg',
+  peers: ['connect-pg-simple'],
+});
+
+/** A `PostgresStore` target whose schema is dropped when the target closes. */
+function withSchemaDropped(base: Target, prefix: string): Target {
+  return {
+    ...base,
+    needsServer: true,
+    async open(dir) {
+      await (await reachablePool()).end();
+      const target = await base.open(dir);
+      return {
+        ...target,
+        async close() {
+          await target.close();
+          await dropSchema(schemaFor(dir, prefix));
+        },
+      };
+    },
+  };
+}
+
+export const postgresStore = withSchemaDropped(postgresBase, 'sessile_bench_store');
+export const postgresAsyncCommitStore = withSchemaDropped(
+  postgresAsyncCommitBase,
+  'sessile_bench_async',
+);
 
 /** node-postgres prepared statements on one table with an expiry index: the floor under `postgres`. */
 export const pgEngine: Target = {
