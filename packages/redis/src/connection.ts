@@ -1,4 +1,4 @@
-import { SessionError } from '@sessile/core';
+import { isSessionError, SessionError } from '@sessile/core';
 import {
   createClient,
   RESP_TYPES,
@@ -6,6 +6,7 @@ import {
   type RedisClusterType,
   type RedisSentinelType,
 } from 'redis';
+import { Deadlines } from './deadlines.js';
 import type { ScriptRunner } from './scripts.js';
 
 /** Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping. */
@@ -57,7 +58,7 @@ export interface ConnectionOptions {
 }
 
 /**
- * One store's way to Redis: command views that give up after `commandTimeoutMs`, a fast refusal
+ * One store's way to Redis: operations that give up after `commandTimeoutMs`, a fast refusal
  * while a standalone or Sentinel client is disconnected (so nothing waits in an offline queue),
  * SCAN over every master, and the release channel's subscription.
  */
@@ -70,7 +71,7 @@ export class Connection {
   readonly plain: Commands;
   readonly #client: Connectable;
   readonly #owned: boolean;
-  readonly #commandTimeoutMs: number;
+  readonly #deadlines: Deadlines;
   #subscriber: Connectable | undefined;
   #unsubscribe: (() => Promise<unknown>) | undefined;
 
@@ -78,10 +79,9 @@ export class Connection {
     this.#client = client;
     this.#owned = owned;
     this.where = where;
-    this.#commandTimeoutMs = timeoutMs;
-    this.plain = client.withCommandOptions({ timeout: timeoutMs });
+    this.#deadlines = new Deadlines(timeoutMs, where);
+    this.plain = client as unknown as Commands;
     this.bytes = client.withCommandOptions({
-      timeout: timeoutMs,
       typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
     });
   }
@@ -123,8 +123,22 @@ export class Connection {
     return isCluster(this.#client);
   }
 
-  /** Refuses at once while a standalone or Sentinel client is reconnecting. */
-  assertReady(): void {
+  /**
+   * Runs one operation's commands: refused at once while a standalone or Sentinel client is
+   * reconnecting, failed after `commandTimeoutMs`, and every failure an `ERR_STORE_IO` naming
+   * the server (a `SessionError` from the operation itself passes through).
+   */
+  async call<T>(action: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      this.#assertReady();
+      return await this.#deadlines.run(action, operation());
+    } catch (error) {
+      if (isSessionError(error)) throw error;
+      throw ioError(this.where, action, error);
+    }
+  }
+
+  #assertReady(): void {
     if (this.#client.isReady === false) {
       throw new SessionError('ERR_STORE_IO', `${this.where} is not connected`);
     }
@@ -135,12 +149,9 @@ export class Connection {
     for (const node of await this.#masters()) {
       let cursor = '0';
       do {
-        this.assertReady();
-        const reply = await node.scan(cursor, {
-          MATCH: pattern,
-          COUNT: SCAN_COUNT,
-          TYPE: 'string',
-        });
+        const reply = await this.call('scan', () =>
+          node.scan(cursor, { MATCH: pattern, COUNT: SCAN_COUNT, TYPE: 'string' }),
+        );
         cursor = String(reply.cursor);
         if (reply.keys.length > 0) yield reply.keys;
       } while (cursor !== '0');
@@ -164,6 +175,7 @@ export class Connection {
   }
 
   async close(): Promise<void> {
+    this.#deadlines.close();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
     await this.#unsubscribe?.().catch(() => {});
@@ -176,8 +188,8 @@ export class Connection {
     const client = this.#client;
     if (!isCluster(client)) return [this.plain];
     return Promise.all(
-      client.masters.map(async (master) =>
-        (await client.nodeClient(master)).withCommandOptions({ timeout: this.#commandTimeoutMs }),
+      client.masters.map(
+        async (master) => (await client.nodeClient(master)) as unknown as Commands,
       ),
     );
   }

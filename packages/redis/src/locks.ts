@@ -26,25 +26,31 @@ class RedisLeases implements LeaseBackend {
     for (const wake of this.#watchers.get(key) ?? []) wake();
   }
 
-  async claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
-    this.#connection.assertReady();
-    const reply = await this.#connection.plain.set(this.#keys.lock(key), token, {
-      expiration: { type: 'PX', value: leaseMsUntil(expiresAt) },
-      condition: 'NX',
+  claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
+    const connection = this.#connection;
+    return connection.call('lock acquire', async () => {
+      const reply = await connection.plain.set(this.#keys.lock(key), token, {
+        expiration: { type: 'PX', value: leaseMsUntil(expiresAt) },
+        condition: 'NX',
+      });
+      return reply !== null;
     });
-    return reply !== null;
   }
 
-  async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
-    this.#connection.assertReady();
+  extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
+    const connection = this.#connection;
     const args = [token, String(leaseMsUntil(expiresAt))];
-    return (await EXTEND_LOCK.run(this.#connection.plain, [this.#keys.lock(key)], args)) === 1;
+    return connection.call('lock extend', async () => {
+      return (await EXTEND_LOCK.run(connection.plain, [this.#keys.lock(key)], args)) === 1;
+    });
   }
 
-  async release({ key, token }: LeaseClaim): Promise<boolean> {
-    this.#connection.assertReady();
+  release({ key, token }: LeaseClaim): Promise<boolean> {
+    const connection = this.#connection;
     const args = [token, this.#keys.releaseChannel, key];
-    return (await RELEASE_LOCK.run(this.#connection.plain, [this.#keys.lock(key)], args)) === 1;
+    return connection.call('lock release', async () => {
+      return (await RELEASE_LOCK.run(connection.plain, [this.#keys.lock(key)], args)) === 1;
+    });
   }
 
   expired(claim: LeaseClaim): void {

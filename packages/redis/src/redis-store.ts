@@ -176,40 +176,30 @@ export class RedisStore extends BaseStore {
   protected async *_ids(_now: number): AsyncIterable<string> {
     // SCAN may return a key twice while Redis resizes its table.
     const seen = new Set<string>();
-    try {
-      for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
-        for (const key of page) {
-          const id = this.#keys.idOf(key);
-          if (id === undefined || seen.has(id)) continue;
-          seen.add(id);
-          yield id;
-        }
+    for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+      for (const key of page) {
+        const id = this.#keys.idOf(key);
+        if (id === undefined || seen.has(id)) continue;
+        seen.add(id);
+        yield id;
       }
-    } catch (error) {
-      throw isSessionError(error) ? error : ioError(this.#connection.where, 'scan', error);
     }
   }
 
-  protected _clear(): Promise<void> {
-    return this.#io('clear', async () => {
-      for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
-        await Promise.all(page.map((key) => this.#connection.plain.unlink(key)));
-      }
-    });
+  protected async _clear(): Promise<void> {
+    for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+      await this.#io('clear', () =>
+        Promise.all(page.map((key) => this.#connection.plain.unlink(key))),
+      );
+    }
   }
 
   protected async _close(): Promise<void> {
     await this.#connection.close();
   }
 
-  async #io<T>(action: string, run: () => Promise<T>): Promise<T> {
-    this.#connection.assertReady();
-    try {
-      return await run();
-    } catch (error) {
-      if (isSessionError(error)) throw error;
-      throw ioError(this.#connection.where, action, error);
-    }
+  #io<T>(action: string, run: () => Promise<T>): Promise<T> {
+    return this.#connection.call(action, run);
   }
 }
 

@@ -46,7 +46,8 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
     const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
     try {
       const ids = Array.from({ length: 60 }, newId);
-      for (const id of ids) await store.set(id, { data: bytes(id), expiresAt: Date.now() + HOUR_MS });
+      for (const id of ids)
+        await store.set(id, { data: bytes(id), expiresAt: Date.now() + HOUR_MS });
       const perMaster = await Promise.all(
         cluster.masters.map(async (master) => {
           const node = await cluster.nodeClient(master);

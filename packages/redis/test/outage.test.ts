@@ -111,4 +111,23 @@ describe('RedisStore when Redis goes away and comes back', () => {
       appClient.destroy();
     }
   }, 120_000);
+
+  it('a server that hangs without closing the connection fails operations after commandTimeoutMs', async () => {
+    const store = await RedisStore.open({ url: server.url, prefix: 'h:', commandTimeoutMs: 300 });
+    try {
+      const id = newId();
+      await store.set(id, record('before'));
+      server.pause();
+      const error = await store.get(id).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: 'ERR_STORE_IO' });
+      expect(String((error as Error).message)).toContain('commandTimeoutMs');
+      await expect(store.locks.acquire(newId())).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+      server.resume();
+      await until(async () => (await store.get(id).catch(() => undefined)) !== undefined);
+      await store.clear();
+    } finally {
+      server.resume();
+      await store.close();
+    }
+  }, 60_000);
 });

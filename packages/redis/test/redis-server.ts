@@ -90,6 +90,15 @@ export class OwnRedis {
     await exited;
   }
 
+  /** Freezes the server without closing its connections, as a hung host would. */
+  pause(): void {
+    this.#process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#process?.kill('SIGCONT');
+  }
+
   async remove(): Promise<void> {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
