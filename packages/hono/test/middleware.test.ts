@@ -1,0 +1,80 @@
+import { CookieJar } from '@sessile/conformance/http';
+import { MemoryStore, manual, SessionManager } from '@sessile/core';
+import { Hono } from 'hono';
+import { setCookie } from 'hono/cookie';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
+import { start } from './helpers.js';
+
+const SECRET = 'a secret of 32 characters or more for these tests';
+
+// The HTTP scenarios every adapter passes run from conformance.test.ts; these are Hono's own.
+describe('@sessile/hono middleware', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  function open() {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({ store, secret: SECRET, cleanup: manual() });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    app.use(sessions);
+    return { app, sessions, store };
+  }
+
+  it('keeps the Set-Cookie headers the app sets beside its own', async () => {
+    const { app } = open();
+    app.get('/', (c) => {
+      setCookie(c, 'theme', 'dark');
+      c.get('session').data.count = 1;
+      return c.text('ok');
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    await jar.fetch(server.url);
+    expect(jar.cookies.get('theme')).toBe('dark');
+    expect(jar.cookies.has('sid')).toBe(true);
+  });
+
+  it('refuses to run without the bindings of @hono/node-server', async () => {
+    const { app, store } = open();
+    const errors: unknown[] = [];
+    app.onError((error, c) => {
+      errors.push(error);
+      return c.text('failed', 500);
+    });
+    app.get('/', (c) => {
+      c.get('session').data.count = 1;
+      return c.text('ok');
+    });
+    const response = await app.request('/');
+    expect(response.status).toBe(500);
+    expect(errors[0]).toBeInstanceOf(TypeError);
+    expect(String(errors[0])).toMatch(/@hono\/node-server/);
+    expect(await store.count()).toBe(0);
+  });
+
+  it('leaves a manager it was given open on close()', async () => {
+    const store = new MemoryStore();
+    const manager = new SessionManager({ store, cleanup: manual() });
+    const sessions = sessile({ manager, secret: SECRET });
+    await sessions.close();
+    expect(manager.closed).toBe(false);
+    await manager.close();
+    await store.close();
+  });
+
+  it('refuses unknown options with a TypeError naming @sessile/hono', () => {
+    const store = new MemoryStore();
+    expect(() =>
+      sessile({ store, secret: SECRET, cleanup: manual(), maxAge: 5 } as SessileHonoOptions),
+    ).toThrow(/@sessile\/hono.*maxAge/);
+    void store.close();
+  });
+});

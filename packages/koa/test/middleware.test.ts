@@ -1,0 +1,101 @@
+import { createServer } from 'node:http';
+import { CookieJar } from '@sessile/conformance/http';
+import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
+import Koa from 'koa';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type SessileContext, type SessileKoaOptions, sessile } from '../src/index.js';
+import { closeServer, listen } from './helpers.js';
+
+const SECRET = 'a secret of 32 characters or more for these tests';
+
+// The HTTP scenarios every adapter passes run from conformance.test.ts; these are Koa's own.
+describe('@sessile/koa middleware', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function startApp(handler: (ctx: SessileContext<{ count?: number }>) => void) {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({ store, secret: SECRET, cleanup: manual() });
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessions);
+    app.use(async (ctx) => handler(ctx as SessileContext<{ count?: number }>));
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    return { url, store, sessions };
+  }
+
+  it('commits before the error of a handler reaches the middleware above, and releases the lock', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({ store, secret: SECRET, cleanup: manual() });
+    const app = new Koa();
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch {
+        // What the store holds once the error has come up through sessile().
+        const id = sessions.cookie.read(ctx.get('cookie')) as string;
+        const record = await store.get(id);
+        ctx.status = 500;
+        ctx.body = { stored: jsonCodec().decode(record?.data as Uint8Array, id).data };
+      }
+    });
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const session = (ctx as SessileContext<{ count?: number }>).session;
+      session.data.count = (session.data.count ?? 0) + 1;
+      if (ctx.path === '/fail') throw new Error('the handler failed after changing the session');
+      ctx.body = { count: session.data.count };
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ count: 1 });
+    const failed = await jar.fetch(`${url}/fail`);
+    expect(failed.status).toBe(500);
+    expect(await failed.json()).toEqual({ stored: { count: 2 } });
+    expect(await jar.json(url)).toEqual({ count: 3 });
+  });
+
+  it('keeps the Set-Cookie headers the app sets beside its own', async () => {
+    const { url } = await startApp((ctx) => {
+      ctx.cookies.set('theme', 'dark', { signed: false });
+      ctx.session.data.count = 1;
+      ctx.body = 'ok';
+    });
+    const jar = new CookieJar();
+    await jar.fetch(url);
+    expect(jar.cookies.get('theme')).toBe('dark');
+    expect(jar.cookies.has('sid')).toBe(true);
+  });
+
+  it('leaves a manager it was given open on close()', async () => {
+    const store = new MemoryStore();
+    const manager = new SessionManager({ store, cleanup: manual() });
+    const sessions = sessile({ manager, secret: SECRET });
+    await sessions.close();
+    expect(manager.closed).toBe(false);
+    await manager.close();
+    await store.close();
+  });
+
+  it('refuses unknown options with a TypeError naming @sessile/koa', () => {
+    const store = new MemoryStore();
+    expect(() =>
+      sessile({ store, secret: SECRET, cleanup: manual(), maxAge: 5 } as SessileKoaOptions),
+    ).toThrow(/@sessile\/koa.*maxAge/);
+    void store.close();
+  });
+});
