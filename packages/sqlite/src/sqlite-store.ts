@@ -1,4 +1,3 @@
-import { open as openFile } from 'node:fs/promises';
 import {
   assertDuration,
   assertKnownOptions,
@@ -15,7 +14,6 @@ import {
   type StoreCapabilities,
   type SweepProgress,
   type SweepResult,
-  toStoreIoError,
   yieldToEventLoop,
 } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -23,6 +21,7 @@ import Database from 'better-sqlite3';
 import { Checkpointer } from './checkpointer.js';
 import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { SqliteLocks } from './locks.js';
+import { assertDatabasePath, assertSqliteFile, openFailure } from './open-file.js';
 import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
 
 export interface SqliteStoreOptions extends BaseStoreOptions {
@@ -50,7 +49,6 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
 
 const DEFAULT_TABLE = 'sessions';
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
-const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
 const MIN_SWEEP_BATCH = 16;
@@ -107,14 +105,16 @@ export class SqliteStore extends BaseStore {
    */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
     const settings = normalizeOptions(options);
-    if (settings.path !== undefined && (await assertSqliteFile(settings.path))) {
-      await inspectReadOnly(settings);
+    const { path } = settings;
+    if (path !== undefined && path !== ':memory:') {
+      assertDatabasePath(path);
+      if (await assertSqliteFile(path)) await inspectReadOnly(settings);
     }
     let db: BetterSqlite3.Database;
     try {
-      db = settings.database ?? new Database(settings.path);
+      db = settings.database ?? new Database(path);
     } catch (error) {
-      throw toStoreIoError(error, 'Opening the SQLite database');
+      throw openFailure(error, path);
     }
     const ownsDatabase = settings.database === undefined;
     try {
@@ -147,7 +147,7 @@ export class SqliteStore extends BaseStore {
       return new SqliteStore(db, ownsDatabase, settings, options);
     } catch (error) {
       if (ownsDatabase) db.close();
-      throw openError(error);
+      throw error instanceof TypeError ? error : openFailure(error, path);
     }
   }
 
@@ -404,42 +404,6 @@ function isDatabase(value: unknown): value is BetterSqlite3.Database {
 }
 
 /**
- * Reads the 16-byte header of an existing file, so a foreign file is refused before SQLite
- * touches it. Resolves true when the file exists and holds a database.
- */
-async function assertSqliteFile(path: string): Promise<boolean> {
-  if (path === ':memory:') return false;
-  let handle: Awaited<ReturnType<typeof openFile>>;
-  try {
-    handle = await openFile(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw toStoreIoError(error, `Opening ${path}`);
-  }
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) {
-      throw new SessionError('ERR_STORE_IO', `${path} is not a regular file`);
-    }
-    // SQLite treats an empty file as a new database.
-    if (stats.size === 0) return false;
-    const header = Buffer.alloc(SQLITE_HEADER.length);
-    const { bytesRead } = await handle.read(header, 0, header.length, 0);
-    if (bytesRead < header.length || !header.equals(SQLITE_HEADER)) {
-      throw new SessionError(
-        'ERR_STORE_IO',
-        `${path} is not a SQLite database; the store left it unmodified`,
-      );
-    }
-    return true;
-  } catch (error) {
-    throw toStoreIoError(error, `Reading ${path}`);
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
  * Checks the schema of an existing file through a read-only connection, which can never write
  * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
  */
@@ -448,29 +412,16 @@ async function inspectReadOnly(settings: Settings): Promise<void> {
   try {
     probe = new Database(settings.path, { readonly: true, fileMustExist: true });
   } catch (error) {
-    throw openError(error);
+    throw openFailure(error, settings.path);
   }
   try {
     setBusySlice(probe, settings.busyTimeoutMs);
     await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
   } catch (error) {
-    throw openError(error);
+    throw error instanceof TypeError ? error : openFailure(error, settings.path);
   } finally {
     probe.close();
   }
-}
-
-function openError(error: unknown): Error {
-  if (error instanceof TypeError) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'SQLITE_NOTADB') {
-    return new SessionError(
-      'ERR_STORE_IO',
-      'The database is not a SQLite database; the store left it unmodified',
-      { cause: error },
-    );
-  }
-  return toStoreIoError(error, 'Opening the SQLite store');
 }
 
 /** The record in a row, or `ERR_CORRUPT_RECORD` when its columns hold the wrong types. */

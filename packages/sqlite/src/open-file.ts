@@ -1,0 +1,173 @@
+import { accessSync, constants, type Stats, statSync } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { isSessionError, pseudoFilesystemOf, SessionError } from '@sessile/core';
+
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+/** Failures of an open that the filesystem can explain: a missing or read-only place. */
+const FILESYSTEM_CODES =
+  /^(SQLITE_(CANTOPEN|READONLY|IOERR|PERM|AUTH)|ENOENT$|ENOTDIR$|EACCES$|EPERM$|EROFS$)/;
+
+/** `ERR_STORE_IO` for the database file at `path`, its message naming the path and the reason. */
+export function cannotOpen(path: string, reason: string, cause?: unknown): SessionError {
+  return new SessionError('ERR_STORE_IO', `Cannot open SQLite database ${path}: ${reason}`, {
+    cause,
+  });
+}
+
+/**
+ * Refuses, before anything opens it, a path that cannot hold a database: one on a kernel
+ * pseudo-filesystem such as `/proc` (whose files SQLite would write to), and an existing
+ * directory, device, FIFO or socket. Only `stat`s, so a FIFO or device is never opened.
+ */
+export function assertDatabasePath(path: string): void {
+  const pseudo = pseudoFilesystemOf(path);
+  if (pseudo !== undefined) {
+    throw cannotOpen(
+      path,
+      `it is on a ${pseudo} filesystem, whose files are kernel interfaces, not storage`,
+    );
+  }
+  const stats = statIfPresent(path);
+  if (stats !== undefined && !stats.isFile()) {
+    throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+  }
+}
+
+/**
+ * Reads the 16-byte header of an existing file, so a foreign file is refused before SQLite
+ * touches it. Resolves true when the file exists and holds a database.
+ */
+export async function assertSqliteFile(path: string): Promise<boolean> {
+  let handle: Awaited<ReturnType<typeof openFile>>;
+  try {
+    // Non-blocking, so a FIFO swapped in since assertDatabasePath cannot stall the open.
+    handle = await openFile(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw openFailure(error, path);
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+    // SQLite treats an empty file as a new database.
+    if (stats.size === 0) return false;
+    const header = Buffer.alloc(SQLITE_HEADER.length);
+    const { bytesRead } = await handle.read(header, 0, header.length, 0);
+    if (bytesRead < header.length || !header.equals(SQLITE_HEADER)) {
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `${path} is not a SQLite database; the store left it unmodified`,
+      );
+    }
+    return true;
+  } catch (error) {
+    throw openFailure(error, path);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * An error from opening the database as `ERR_STORE_IO`. With a `path`, its message names it and,
+ * where SQLite only says "unable to open database file", the reason the filesystem gives.
+ */
+export function openFailure(error: unknown, path: string | undefined): SessionError {
+  if (isSessionError(error)) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'SQLITE_NOTADB') {
+    const what = path === undefined ? 'The database' : path;
+    return new SessionError(
+      'ERR_STORE_IO',
+      `${what} is not a SQLite database; the store left it unmodified`,
+      { cause: error },
+    );
+  }
+  if (path === undefined || path === ':memory:') {
+    return new SessionError('ERR_STORE_IO', `Opening the SQLite store failed: ${detail}`, {
+      cause: error,
+    });
+  }
+  // better-sqlite3 throws a TypeError of its own for a missing directory.
+  const explainable =
+    error instanceof TypeError || (typeof code === 'string' && FILESYSTEM_CODES.test(code));
+  const reason = explainable ? explain(path) : undefined;
+  return cannotOpen(path, reason === undefined ? detail : `${reason} (${detail})`, error);
+}
+
+/**
+ * Why the file at `path` cannot be opened for reading and writing in WAL mode, which also
+ * creates `<path>-wal` and `<path>-shm` beside it; `undefined` when the filesystem shows no reason.
+ */
+function explain(path: string): string | undefined {
+  const directory = dirname(resolve(path));
+  let directoryStats: Stats;
+  try {
+    directoryStats = statSync(directory);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `its directory ${directory} does not exist`;
+    if (code === 'ENOTDIR')
+      return `its directory ${directory} does not exist: part of it is a file`;
+    if (code === 'EACCES') return `its directory ${directory} cannot be reached: permission denied`;
+    return `its directory ${directory} cannot be read: ${messageOf(error)}`;
+  }
+  if (!directoryStats.isDirectory()) return `${directory} is not a directory`;
+  let stats: Stats | undefined;
+  try {
+    stats = statIfPresent(path);
+  } catch {
+    return undefined;
+  }
+  if (stats !== undefined && !stats.isFile()) return `it is ${kindOf(stats)}, not a regular file`;
+  const creates =
+    stats === undefined ? 'the database and its -wal and -shm files' : 'its -wal and -shm files';
+  const directoryAccess = accessError(directory, constants.W_OK | constants.X_OK);
+  if (directoryAccess === 'EROFS') {
+    return `its directory ${directory} is on a read-only filesystem, and SQLite must create ${creates} there`;
+  }
+  if (directoryAccess === 'EACCES' || directoryAccess === 'EPERM') {
+    return `its directory ${directory} is read-only to this process (permission denied), and SQLite must create ${creates} there`;
+  }
+  if (stats === undefined) return undefined;
+  const fileAccess = accessError(path, constants.R_OK | constants.W_OK);
+  if (fileAccess === 'EROFS') return 'it is on a read-only filesystem';
+  if (fileAccess === 'EACCES' || fileAccess === 'EPERM') {
+    return 'this process may not read and write it (permission denied)';
+  }
+  return undefined;
+}
+
+function accessError(path: string, mode: number): string | undefined {
+  try {
+    accessSync(path, mode);
+    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? 'EIO';
+  }
+}
+
+function statIfPresent(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw cannotOpen(path, messageOf(error), error);
+  }
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,134 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { isSessionError } from '@sessile/core';
+import { SqliteStore } from '@sessile/sqlite';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const OPEN_PATHS = fileURLToPath(new URL('./fixtures/open-paths.mjs', import.meta.url));
+const root = mkdtempSync(join(tmpdir(), 'sessile-sqlite-paths-'));
+const mounts: string[] = [];
+afterAll(() => {
+  for (const mount of mounts) execFileSync('umount', [mount]);
+  rmSync(root, { recursive: true, force: true });
+});
+
+interface Outcome {
+  path: string;
+  code: string;
+  message: string;
+}
+
+/** Opens each path in a child, which is killed (failing the test) if an open never settles. */
+async function openInChild(paths: string[], uid?: number): Promise<Outcome[]> {
+  const ids = uid === undefined ? {} : { uid, gid: uid };
+  const { stdout } = await run(process.execPath, [OPEN_PATHS, ...paths], {
+    timeout: 30_000,
+    killSignal: 'SIGKILL',
+    ...ids,
+  });
+  return JSON.parse(stdout) as Outcome[];
+}
+
+async function openError(path: string): Promise<Error> {
+  try {
+    const store = await SqliteStore.open({ path });
+    await store.close();
+  } catch (error) {
+    if (isSessionError(error, 'ERR_STORE_IO')) return error;
+    throw error;
+  }
+  throw new Error(`expected opening ${path} to fail`);
+}
+
+describe('SqliteStore: where a database cannot be opened', () => {
+  it('on a read-only filesystem: names the path and the read-only directory, for an existing and a new file', async () => {
+    const directory = join(root, 'read-only');
+    mkdirSync(directory);
+    // A failed mount fails the test with the reason.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', directory]);
+    mounts.push(directory);
+    const existing = join(directory, 'sessions.db');
+    const created = await SqliteStore.open({ path: existing });
+    await created.close();
+    execFileSync('mount', ['-o', 'remount,ro', directory]);
+
+    const error = await openError(existing);
+    expect(error.message).toContain(
+      `Cannot open SQLite database ${existing}: its directory ${directory} is on a read-only filesystem, and SQLite must create its -wal and -shm files there`,
+    );
+    const fresh = join(directory, 'fresh.db');
+    expect((await openError(fresh)).message).toContain(
+      `Cannot open SQLite database ${fresh}: its directory ${directory} is on a read-only filesystem, and SQLite must create the database and its -wal and -shm files there`,
+    );
+    expect(readdirSync(directory)).toEqual(['sessions.db']);
+  });
+
+  it('in a missing directory, or under a file: names the path and the directory', async () => {
+    const missing = join(root, 'missing', 'sessions.db');
+    expect((await openError(missing)).message).toContain(
+      `Cannot open SQLite database ${missing}: its directory ${join(root, 'missing')} does not exist`,
+    );
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'not a directory');
+    const underFile = join(file, 'sessions.db');
+    expect((await openError(underFile)).message).toContain(
+      `Cannot open SQLite database ${underFile}: ${file} is not a directory`,
+    );
+    const deeper = join(file, 'sub', 'sessions.db');
+    expect((await openError(deeper)).message).toContain(
+      `Cannot open SQLite database ${deeper}: its directory ${join(file, 'sub')} does not exist: part of it is a file`,
+    );
+  });
+
+  it.runIf(process.getuid?.() === 0)(
+    'in a directory this process may not write to: names the path and the permission',
+    async () => {
+      chmodSync(root, 0o755);
+      const directory = join(root, 'root-only');
+      mkdirSync(directory, { mode: 0o755 });
+      const path = join(directory, 'sessions.db');
+      // nobody: root's directory is readable but not writable to it.
+      const [outcome] = await openInChild([path], 65534);
+      expect(outcome).toEqual({
+        path,
+        code: 'ERR_STORE_IO',
+        message: expect.stringContaining(
+          `Cannot open SQLite database ${path}: its directory ${directory} is read-only to this process (permission denied)`,
+        ),
+      });
+    },
+    60_000,
+  );
+
+  it.runIf(process.platform === 'linux')(
+    'paths under /proc and /sys, a FIFO and a device end in ERR_STORE_IO naming the path, creating nothing',
+    async () => {
+      const fifo = join(root, 'fifo');
+      execFileSync('mkfifo', [fifo]);
+      const expected: [path: string, reason: string][] = [
+        ['/proc/self/status', 'it is on a proc filesystem'],
+        ['/proc/self/sessions.db', 'it is on a proc filesystem'],
+        ['/proc/sessions/sessions.db', 'it is on a proc filesystem'],
+        ['/sys/kernel/sessions.db', 'it is on a sysfs filesystem'],
+        // Opening a FIFO for reading waits for a writer forever.
+        [fifo, 'it is a FIFO, not a regular file'],
+        ['/dev/null', 'it is a character device, not a regular file'],
+      ];
+      const outcomes = await openInChild(expected.map(([path]) => path));
+      expect(outcomes).toEqual(
+        expected.map(([path, reason]) => ({
+          path,
+          code: 'ERR_STORE_IO',
+          message: expect.stringContaining(`Cannot open SQLite database ${path}: ${reason}`),
+        })),
+      );
+      expect(readdirSync(root).filter((name) => name.startsWith('fifo'))).toEqual(['fifo']);
+    },
+    60_000,
+  );
+});
