@@ -11,6 +11,7 @@ import {
   sessionFileStorePeer,
 } from './peers.js';
 import { pgEngine, postgresAsyncCommitStore, postgresStore } from './postgres.js';
+import { redisEngine, redisStore } from './redis.js';
 import { sessileStore } from './sessile.js';
 
 /**
@@ -97,12 +98,14 @@ export const TARGETS: readonly Target[] = [
     cleanupNote: "one `sweep()` in 'full-scan' mode: every record decoded under the global lock",
   }),
   postgresStore,
+  redisStore,
   postgresAsyncCommitStore,
   mapEngine,
   sqliteEngine,
   levelEngine,
   fsEngine,
   pgEngine,
+  redisEngine,
   memorystorePeer,
   betterSqliteSessionStorePeer,
   connectSqlite3Peer,
