@@ -120,18 +120,6 @@ export async function openStore(
   address: StoreAddress,
   { mustExist }: { mustExist: boolean },
 ): Promise<SessionStore> {
-  if (mustExist && address.path !== undefined) {
-    try {
-      await stat(address.path);
-    } catch (error) {
-      throw new CliError(
-        `${address.display}: no store at ${address.path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
-        EXIT.failure,
-        'ERR_STORE_IO',
-        { cause: error },
-      );
-    }
-  }
   const module = await importPackage<Record<string, unknown>>(
     address.packageName,
     `The ${address.scheme}: store`,
@@ -143,6 +131,18 @@ export async function openStore(
       EXIT.missingPackage,
       'ERR_PACKAGE_MISSING',
     );
+  }
+  if (mustExist && address.path !== undefined) {
+    try {
+      await stat(address.path);
+    } catch (error) {
+      throw new CliError(
+        `${address.display}: no store at ${address.path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+        EXIT.failure,
+        'ERR_STORE_IO',
+        { cause: error },
+      );
+    }
   }
   return Store.open(address.options);
 }

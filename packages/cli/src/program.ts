@@ -50,7 +50,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
 
   const program = new Command('sessile')
     .description('Inspect, sweep and copy sessile session stores, and import from peer stores.')
-    .showHelpAfterError()
+    .showHelpAfterError('(sessile --help lists every command, address and exit code)')
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride();
 

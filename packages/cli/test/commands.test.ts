@@ -1,0 +1,239 @@
+import { writeFileSync } from 'node:fs';
+import { aesGcmCodec, generateAesKey, generateSessionId } from '@sessile/core';
+import { LevelStore } from '@sessile/level';
+import { SqliteStore } from '@sessile/sqlite';
+import { describe, expect, it } from 'vitest';
+import { jsonOf, runCli, seed, tempRoot } from './helpers.js';
+
+const nextDir = tempRoot('sessile-cli-commands-');
+
+async function sqliteWith(liveCount: number, expiredCount: number) {
+  const path = `${nextDir()}.db`;
+  const store = await SqliteStore.open({ path });
+  const now = Date.now();
+  const live = Array.from({ length: liveCount }, () => generateSessionId());
+  const expired = Array.from({ length: expiredCount }, () => generateSessionId());
+  await seed(store, live, (index) => now + 3_600_000 + index * 1000);
+  // Written live, then moved into the past, so they sit unswept.
+  await seed(store, expired, () => now + 3_600_000);
+  for (const id of expired) await store.touch(id, now - 1000);
+  await store.close();
+  return { path, url: `sqlite:${path}`, live, expired, now };
+}
+
+describe('--help', () => {
+  it('covers every command, both kinds of address and the exit codes', async () => {
+    const result = await runCli(['--help']);
+    expect(result.code).toBe(0);
+    for (const command of ['stats', 'ls', 'show', 'sweep', 'copy', 'import']) {
+      expect(result.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    }
+    for (const text of ['sqlite:PATH', 'connect-pg-simple:', 'SESSILE_AES_KEYS', '130']) {
+      expect(result.stdout).toContain(text);
+    }
+  });
+
+  it('an unknown command or option exits 2', async () => {
+    expect((await runCli(['bogus'])).code).toBe(2);
+    expect((await runCli(['stats', 'sqlite:x.db', '--bogus'])).code).toBe(2);
+    expect((await runCli([])).code).toBe(2);
+  });
+});
+
+describe('store addresses', () => {
+  it.each([
+    ['no scheme', 'sessions.db', 'not a store address'],
+    ['an unknown store', 'mongodb://127.0.0.1/x', "unknown store 'mongodb:'"],
+    ['no path', 'sqlite:', 'names no path'],
+    ['a broken URL', 'redis://[nope', 'not a valid URL'],
+    ['an unknown parameter', 'redis://127.0.0.1:6379?db=2', "unknown parameter 'db'"],
+  ])('%s exits 2 and says why', async (_name, address, message) => {
+    const result = await runCli(['stats', address, '--json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE', exitCode: 2 } });
+  });
+
+  it('a store that is not there exits 1 and is not created', async () => {
+    const path = `${nextDir()}.db`;
+    const result = await runCli(['stats', `sqlite:${path}`]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`no store at ${path} (ENOENT)`);
+    expect((await runCli(['ls', `level:${path}`])).code).toBe(1);
+  });
+
+  it('an unreadable file exits 1 naming it, and is left as it was', async () => {
+    const path = `${nextDir()}.db`;
+    writeFileSync(path, 'not a database '.repeat(200));
+    const sqlite = await runCli(['stats', `sqlite:${path}`]);
+    expect(sqlite.code).toBe(1);
+    expect(sqlite.stderr).toContain(`${path} is not a SQLite database`);
+    const level = await runCli(['copy', '--from', `level:${path}`, '--to', `sqlite:${path}.2`]);
+    expect(level.code).toBe(1);
+    expect(level.stderr).toContain(path);
+  });
+});
+
+describe('stats, ls and show', () => {
+  it('stats counts live and unswept expired sessions and the expiry range', async () => {
+    const { url, live, now } = await sqliteWith(5, 3);
+    const stats = jsonOf(await runCli(['stats', url, '--json']));
+    expect(stats).toMatchObject({
+      live: 5,
+      corrupt: 0,
+      expiredNotSwept: 3,
+      soonestExpiry: new Date(now + 3_600_000).toISOString(),
+      latestExpiry: new Date(now + 3_600_000 + (live.length - 1) * 1000).toISOString(),
+      owners: null,
+    });
+    expect(stats.sizeOnDiskBytes).toBeGreaterThan(0);
+  });
+
+  it('ls streams exactly the live ids', async () => {
+    const { url, live } = await sqliteWith(40, 4);
+    const plain = await runCli(['ls', url]);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout.trim().split('\n').sort()).toEqual([...live].sort());
+    const json = jsonOf<{ ids: string[]; count: number }>(await runCli(['ls', url, '--json']));
+    expect(json.count).toBe(40);
+    expect(json.ids.sort()).toEqual([...live].sort());
+  });
+
+  it('show redacts values unless --reveal, and tells a missing id (4) from a malformed one (2)', async () => {
+    const { url, live } = await sqliteWith(2, 1);
+    const id = live[1] as string;
+    const redacted = jsonOf(await runCli(['show', url, '--json', '--', id]));
+    expect(redacted).toMatchObject({
+      id,
+      codec: 'json',
+      data: { user: '[redacted string(6)]', index: '[redacted number]' },
+    });
+    const revealed = jsonOf(await runCli(['show', url, '--reveal', '--json', '--', id]));
+    expect(revealed.data).toEqual({ user: 'user-1', index: 1 });
+    const human = await runCli(['show', url, '--', id]);
+    expect(human.stdout).toContain('[redacted string(6)]');
+    expect(human.stdout).not.toContain('user-1');
+    expect((await runCli(['show', url, '--', generateSessionId()])).code).toBe(4);
+    expect((await runCli(['show', url, 'not.an.id'])).code).toBe(2);
+  });
+
+  it('show decodes encrypted sessions with the keys in SESSILE_AES_KEYS', async () => {
+    const path = `${nextDir()}.db`;
+    const key = generateAesKey();
+    const codec = aesGcmCodec({ keys: [key] });
+    const store = await SqliteStore.open({ path });
+    const id = generateSessionId();
+    await store.set(id, {
+      data: codec.encode({ createdAt: 1, lastAccessedAt: 2, data: { secret: 'swordfish' } }, id),
+      expiresAt: Date.now() + 60_000,
+    });
+    await store.close();
+    const withoutKey = await runCli(['show', `sqlite:${path}`, '--', id]);
+    expect(withoutKey.code).toBe(1);
+    expect(withoutKey.stderr).toContain('SESSILE_AES_KEYS');
+    const withKey = await runCli(['show', `sqlite:${path}`, '--reveal', '--json', '--', id], {
+      env: { SESSILE_AES_KEYS: `${generateAesKey()},${key}` },
+    });
+    expect(jsonOf(withKey)).toMatchObject({ data: { secret: 'swordfish' } });
+    const badKey = await runCli(['show', `sqlite:${path}`, '--', id], {
+      env: { SESSILE_AES_KEYS: 'c2hvcnQ=' },
+    });
+    expect(badKey.code).toBe(2);
+  });
+});
+
+describe('sweep', () => {
+  it('removes every expired session and leaves the live ones', async () => {
+    const { url } = await sqliteWith(6, 25);
+    const result = jsonOf(await runCli(['sweep', url, '--limit', '10', '--json']));
+    expect(result).toMatchObject({ ok: true, removed: 25, done: true });
+    expect(result.calls).toBeGreaterThanOrEqual(3);
+    expect(jsonOf(await runCli(['stats', url, '--json']))).toMatchObject({
+      live: 6,
+      expiredNotSwept: 0,
+    });
+  });
+
+  it('stops when --budget is spent and exits 5; the next run finishes', async () => {
+    const { url } = await sqliteWith(1, 9);
+    const first = await runCli(['sweep', url, '--budget', '0', '--limit', '2', '--json']);
+    expect(first.code).toBe(5);
+    expect(jsonOf(first)).toMatchObject({ done: false, removed: 2, calls: 1 });
+    const second = await runCli(['sweep', url, '--json']);
+    expect(second.code).toBe(0);
+    expect(jsonOf(second)).toMatchObject({ done: true, removed: 7 });
+  });
+
+  it('refuses a malformed --budget', async () => {
+    const { url } = await sqliteWith(1, 0);
+    expect((await runCli(['sweep', url, '--budget', 'soon'])).code).toBe(2);
+  });
+});
+
+describe('copy', () => {
+  it('copies every live session with its bytes and expiry, and a rerun writes nothing', async () => {
+    const { url, live, expired } = await sqliteWith(30, 5);
+    const target = nextDir();
+    const first = await runCli(['copy', '--from', url, '--to', `level:${target}`, '--json']);
+    expect(first.code).toBe(0);
+    expect(jsonOf(first)).toMatchObject({ counts: { written: 30, present: 0 } });
+    const again = jsonOf(
+      await runCli(['copy', '--from', url, '--to', `level:${target}`, '--json']),
+    );
+    expect(again).toMatchObject({ counts: { written: 0, present: 30 } });
+
+    const source = await SqliteStore.open({ path: url.slice('sqlite:'.length) });
+    const copied = await LevelStore.open({ path: target });
+    try {
+      expect(await copied.count()).toBe(30);
+      for (const id of live) expect(await copied.get(id)).toEqual(await source.get(id));
+      for (const id of expired) expect(await copied.get(id)).toBeUndefined();
+    } finally {
+      await Promise.all([source.close(), copied.close()]);
+    }
+  });
+
+  it('keeps what the target holds unless --overwrite', async () => {
+    const { url, live } = await sqliteWith(4, 0);
+    const targetPath = `${nextDir()}.db`;
+    const target = await SqliteStore.open({ path: targetPath });
+    const mine = { data: new TextEncoder().encode('{}'), expiresAt: Date.now() + 99_000 };
+    await target.set(live[0] as string, mine);
+    await target.close();
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--json'];
+    expect(jsonOf(await runCli(args))).toMatchObject({ counts: { written: 3, present: 1 } });
+    const reopened = await SqliteStore.open({ path: targetPath });
+    expect(await reopened.get(live[0] as string)).toEqual(mine);
+    await reopened.close();
+    expect(jsonOf(await runCli([...args, '--overwrite']))).toMatchObject({
+      counts: { written: 4, present: 0 },
+    });
+    const after = await SqliteStore.open({ path: targetPath });
+    expect(await after.get(live[0] as string)).not.toEqual(mine);
+    await after.close();
+  });
+
+  it('--dry-run counts and writes nothing', async () => {
+    const { url } = await sqliteWith(7, 2);
+    const target = nextDir();
+    const result = await runCli([
+      'copy',
+      '--from',
+      url,
+      '--to',
+      `file:${target}`,
+      '--dry-run',
+      '--json',
+    ]);
+    expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 7 } });
+    const stats = jsonOf(await runCli(['stats', `file:${target}`, '--json']));
+    expect(stats.live).toBe(0);
+  });
+
+  it('refuses to copy a store onto itself', async () => {
+    const { url } = await sqliteWith(1, 0);
+    const result = await runCli(['copy', '--from', url, '--to', url]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('same store');
+  });
+});
