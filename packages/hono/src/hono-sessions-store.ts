@@ -10,7 +10,7 @@ import {
 
 /** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
 export type HonoSessionsData = {
-  _data: Record<string, unknown>;
+  _data: Record<string, { value: unknown; flash: boolean }>;
   _expire: string | null;
   _delete: boolean;
   _accessed: string | null;
