@@ -24,9 +24,9 @@ export interface PostgresStoreOptions extends BaseStoreOptions {
   /** The sessions table. The lock table and the expiry index are named after it. Default `'sessions'`. */
   table?: string;
   /**
-   * Creates the tables UNLOGGED: writes skip the write-ahead log and are faster, but a crash or
-   * an unclean shutdown of PostgreSQL empties them, logging every user out, and replicas never
-   * see them. Default false. Applies when the store creates its tables.
+   * Creates the sessions table UNLOGGED: writes skip the write-ahead log and are faster, but a
+   * crash or an unclean shutdown of PostgreSQL empties it, logging every user out, and replicas
+   * never see it. Default false. Applies when the store creates its tables.
    */
   unlogged?: boolean;
   /**

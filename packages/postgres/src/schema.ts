@@ -198,7 +198,7 @@ export async function migrateSchema(
 }
 
 function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: boolean): string[] {
-  const kind = unlogged ? 'UNLOGGED TABLE' : 'TABLE';
+  const recordsKind = unlogged ? 'UNLOGGED TABLE' : 'TABLE';
   const statements: string[] = [];
   if (!state.schemaExists) statements.push(`CREATE SCHEMA "${names.schema}"`);
   if (!state.versionsExists) {
@@ -210,7 +210,7 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
   // number of ms round-trips exactly.
   if (!state.recordsExists) {
     statements.push(
-      `CREATE ${kind} ${qualified(names, names.table)} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+      `CREATE ${recordsKind} ${qualified(names, names.table)} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
     );
   }
   if (!state.indexExists) {
@@ -218,9 +218,11 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
       `CREATE INDEX "${names.expiryIndex}" ON ${qualified(names, names.table)} (expires_at)`,
     );
   }
+  // Leases need no crash safety: a crash that empties the table makes every holder's fenced
+  // write fail with ERR_LOCK_LOST, and skipping the WAL spares each claim and release a flush.
   if (!state.locksExists) {
     statements.push(
-      `CREATE ${kind} ${qualified(names, names.locks)} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
+      `CREATE UNLOGGED TABLE ${qualified(names, names.locks)} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
     );
   }
   return statements;

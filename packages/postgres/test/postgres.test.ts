@@ -104,6 +104,17 @@ describe('schema', () => {
       [schema],
     );
     expect(index.rows[0]?.indexdef).toMatch(/\(expires_at\)/);
+    const persistence = await admin(
+      `SELECT c.relname AS name, c.relpersistence AS persistence FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname IN ('made', 'made_locks') ORDER BY 1`,
+      [schema],
+    );
+    // Sessions are logged; leases are not (see the README's Locks).
+    expect(persistence.rows).toEqual([
+      { name: 'made', persistence: 'p' },
+      { name: 'made_locks', persistence: 'u' },
+    ]);
     expect(store.capabilities).toMatchObject({ shared: 'cluster', durable: true });
   });
 
@@ -371,6 +382,20 @@ async function expectRecovered(store: PostgresStore, peer: PostgresStore): Promi
 }
 
 describe('failure', () => {
+  it("a lock table emptied by a crash fails the holders' fenced writes with ERR_LOCK_LOST", async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const id = idOf('crash');
+    await store.set(id, record('before'));
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    // What crash recovery does to an UNLOGGED table.
+    await admin(`TRUNCATE "${schema}"."${table}_locks"`);
+    expect(await codeOf(store.set(id, record('after'), { lock }))).toBe('ERR_LOCK_LOST');
+    expect(await codeOf(store.touch(id, Date.now() + 2 * HOUR_MS, { lock }))).toBe('ERR_LOCK_LOST');
+    expect(await codeOf(store.delete(id, { lock }))).toBe('ERR_LOCK_LOST');
+    expect(textOf((await store.get(id))?.data)).toBe('before');
+  });
+
   it('backends killed during traffic fail those operations with ERR_STORE_IO; the store recovers and no acknowledged write is lost', async () => {
     const applicationName = `sessile_kill_${randomBytes(4).toString('hex')}`;
     const connectionString = `${CONNECTION_STRING}?application_name=${applicationName}`;
@@ -379,7 +404,11 @@ describe('failure', () => {
     const peer = await openStore({ table });
     // A waiter keeps the store's LISTEN connection open, so the kill ends it too.
     const held = await peer.locks.acquire(idOf('held'), { leaseMs: 60_000 });
-    const waiting = store.locks.acquire(held.id, { waitMs: 60_000 });
+    // Its claims run during the kill too: it gets the lock later or fails with ERR_STORE_IO.
+    const waiting = store.locks.acquire(held.id, { waitMs: 60_000 }).then(
+      (lock) => lock,
+      (error: unknown) => error,
+    );
     let ended = 0;
     const traffic = await runTraffic(store, 3000, async () => {
       for (let i = 0; i < 3; i++) {
@@ -391,7 +420,8 @@ describe('failure', () => {
     expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
     await held.release();
     const woken = await waiting;
-    await woken.release();
+    if (isSessionError(woken)) expect(woken.code).toBe('ERR_STORE_IO');
+    else await (woken as { release(): Promise<void> }).release();
     await expectAcknowledgedWrites(store, traffic);
     await expectRecovered(store, peer);
   }, 60_000);
