@@ -27,7 +27,7 @@ export function testStores(): HttpStoreFixture[] {
 
 /** Serves `fetch` with @hono/node-server on a free loopback port. */
 export async function start(
-  fetch: (request: Request, env: never) => Response | Promise<Response>,
+  fetch: Parameters<typeof serve>[0]['fetch'],
 ): Promise<{ url: string; close(): Promise<void> }> {
   let server: Server | undefined;
   const port = await new Promise<number>((resolve) => {
