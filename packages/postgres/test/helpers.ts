@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import pg from 'pg';
+
+export const HOUR_MS = 3_600_000;
 
 /** The real server the tests run on; override with SESSILE_PG_URL. */
 export const CONNECTION_STRING =
@@ -26,4 +29,27 @@ export async function admin<R extends pg.QueryResultRow = pg.QueryResultRow>(
 
 export async function dropSchema(schema: string): Promise<void> {
   await admin(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/** A valid session id, unique to this call. */
+export function idOf(label: string): string {
+  return `${label}-${randomBytes(12).toString('hex')}`;
+}
+
+export function record(text: string, expiresAt = Date.now() + HOUR_MS) {
+  return { data: Buffer.from(text), expiresAt };
+}
+
+export function textOf(data: Uint8Array | undefined): string | undefined {
+  return data === undefined ? undefined : Buffer.from(data).toString();
+}
+
+export async function codeOf(promise: Promise<unknown>): Promise<SessionErrorCode | 'resolved'> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    if (isSessionError(error)) return error.code;
+    throw error;
+  }
 }

@@ -1,0 +1,219 @@
+import { randomBytes } from 'node:crypto';
+import { isSessionError } from '@sessile/core';
+import { PostgresStore, type PostgresStoreOptions } from '@sessile/postgres';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  admin,
+  CONNECTION_STRING,
+  codeOf,
+  dropSchema,
+  HOUR_MS,
+  idOf,
+  record,
+  runSchema,
+  textOf,
+} from './helpers.js';
+
+const schema = runSchema('failure');
+beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
+afterAll(() => dropSchema(schema));
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+let tables = 0;
+function newTable(): string {
+  return `t${++tables}`;
+}
+
+async function openStore(options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
+  const store = await PostgresStore.open({
+    connectionString: CONNECTION_STRING,
+    schema,
+    table: newTable(),
+    ...options,
+  });
+  cleanups.push(() => store.close());
+  return store;
+}
+
+/** Ends every server connection of `applicationName`, as a failover or an admin would. */
+async function terminateBackends(applicationName: string): Promise<number> {
+  const { rows } = await admin<{ ended: boolean }>(
+    `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = $1`,
+    [applicationName],
+  );
+  return rows.filter((row) => row.ended).length;
+}
+
+interface Traffic {
+  /** The last data each id was acknowledged with. */
+  acknowledged: Map<string, string>;
+  failures: Map<string, number>;
+}
+
+/** Writers and readers on their own ids, each op counted; `interrupt` runs once, midway. */
+async function runTraffic(
+  store: PostgresStore,
+  operations: number,
+  interrupt: () => Promise<void>,
+): Promise<Traffic> {
+  const traffic: Traffic = { acknowledged: new Map(), failures: new Map() };
+  let done = 0;
+  let interrupting: Promise<void> | undefined;
+  const worker = async (w: number) => {
+    const ids = Array.from({ length: 5 }, (_, i) => idOf(`w${w}i${i}`));
+    for (let n = 0; done < operations; n++) {
+      done++;
+      if (done === Math.floor(operations / 3)) interrupting = interrupt();
+      const id = ids[n % ids.length] as string;
+      const data = `w${w} n${n}`;
+      try {
+        if (n % 3 === 2) await store.get(id);
+        else {
+          await store.set(id, record(data));
+          traffic.acknowledged.set(id, data);
+        }
+      } catch (error) {
+        const code = isSessionError(error) ? error.code : String(error);
+        traffic.failures.set(code, (traffic.failures.get(code) ?? 0) + 1);
+        // An unacknowledged write may or may not have landed; the id's next write settles it.
+        traffic.acknowledged.delete(id);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+  await interrupting;
+  return traffic;
+}
+
+async function expectAcknowledgedWrites(store: PostgresStore, traffic: Traffic): Promise<void> {
+  for (const [id, data] of traffic.acknowledged) {
+    expect(textOf((await store.get(id))?.data)).toBe(data);
+  }
+}
+
+/** The store works again, without reopening: reads, writes and locks across two stores. */
+async function expectRecovered(store: PostgresStore, peer: PostgresStore): Promise<void> {
+  const id = idOf('after');
+  expect(await store.set(id, record('after'))).toBe(true);
+  expect(textOf((await peer.get(id))?.data)).toBe('after');
+  const lock = await store.locks.acquire(id, { leaseMs: 30_000 });
+  expect(await codeOf(peer.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+  expect(await store.set(id, record('locked'), { lock })).toBe(true);
+  await lock.release();
+  const next = await peer.locks.acquire(id, { waitMs: 10_000 });
+  await next.release();
+}
+
+describe('failure', () => {
+  it("a lock table emptied by a crash fails the holders' fenced writes with ERR_LOCK_LOST", async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const id = idOf('crash');
+    await store.set(id, record('before'));
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    // What crash recovery does to an UNLOGGED table.
+    await admin(`TRUNCATE "${schema}"."${table}_locks"`);
+    expect(await codeOf(store.set(id, record('after'), { lock }))).toBe('ERR_LOCK_LOST');
+    expect(await codeOf(store.touch(id, Date.now() + 2 * HOUR_MS, { lock }))).toBe('ERR_LOCK_LOST');
+    expect(await codeOf(store.delete(id, { lock }))).toBe('ERR_LOCK_LOST');
+    expect(textOf((await store.get(id))?.data)).toBe('before');
+  });
+
+  it('backends killed during traffic fail those operations with ERR_STORE_IO; the store recovers and no acknowledged write is lost', async () => {
+    const applicationName = `sessile_kill_${randomBytes(4).toString('hex')}`;
+    const connectionString = `${CONNECTION_STRING}?application_name=${applicationName}`;
+    const table = newTable();
+    const store = await openStore({ connectionString, table });
+    const peer = await openStore({ table });
+    // A waiter keeps the store's LISTEN connection open, so the kill ends it too.
+    const held = await peer.locks.acquire(idOf('held'), { leaseMs: 60_000 });
+    // Its claims run during the kill too: it gets the lock later or fails with ERR_STORE_IO.
+    const waiting = store.locks.acquire(held.id, { waitMs: 60_000 }).then(
+      (lock) => lock,
+      (error: unknown) => error,
+    );
+    let ended = 0;
+    const traffic = await runTraffic(store, 3000, async () => {
+      for (let i = 0; i < 3; i++) {
+        ended += await terminateBackends(applicationName);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    expect(ended).toBeGreaterThan(0);
+    expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
+    await held.release();
+    const woken = await waiting;
+    if (isSessionError(woken)) expect(woken.code).toBe('ERR_STORE_IO');
+    else await (woken as { release(): Promise<void> }).release();
+    await expectAcknowledgedWrites(store, traffic);
+    await expectRecovered(store, peer);
+  }, 60_000);
+
+  it('an operation the server does not answer fails with ERR_STORE_IO after queryTimeoutMs, and the next one succeeds', async () => {
+    const table = newTable();
+    const store = await openStore({ table, queryTimeoutMs: 300 });
+    const id = idOf('stuck');
+    await store.set(id, record('before'));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+    try {
+      expect(await codeOf(store.get(id))).toBe('ERR_STORE_IO');
+      expect(await codeOf(store.set(id, record('during')))).toBe('ERR_STORE_IO');
+    } finally {
+      await blocker.query('ROLLBACK');
+    }
+    expect(await store.set(id, record('after'))).toBe(true);
+    expect(textOf((await store.get(id))?.data)).toBe('after');
+  });
+
+  it('a server that accepts connections but never answers fails open() with ERR_STORE_IO', async () => {
+    const { createServer } = await import('node:net');
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => resolve());
+        }),
+    );
+    const address = server.address() as import('node:net').AddressInfo;
+    const open = PostgresStore.open({
+      connectionString: `postgres://postgres@127.0.0.1:${address.port}/test`,
+      queryTimeoutMs: 300,
+    });
+    expect(await codeOf(open)).toBe('ERR_STORE_IO');
+    await expect(open).rejects.toThrow(`127.0.0.1:${address.port}/test`);
+  });
+
+  // Restarts the whole server, so it runs only where the machine allows it: give the command.
+  const restart = process.env.SESSILE_PG_RESTART_CMD;
+  it.runIf(restart !== undefined)(
+    'a server restart during traffic fails operations with ERR_STORE_IO; the store recovers and no acknowledged write is lost',
+    async () => {
+      const { exec } = await import('node:child_process');
+      const { promisify } = await import('node:util');
+      const table = newTable();
+      const store = await openStore({ table, queryTimeoutMs: 2000 });
+      const peer = await openStore({ table });
+      const traffic = await runTraffic(store, 3000, async () => {
+        // Asynchronous, so traffic keeps running against the stopped server.
+        await promisify(exec)(restart as string);
+      });
+      expect(traffic.failures.get('ERR_STORE_IO') ?? 0).toBeGreaterThan(0);
+      expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
+      await expectAcknowledgedWrites(store, traffic);
+      await expectRecovered(store, peer);
+    },
+    120_000,
+  );
+});
