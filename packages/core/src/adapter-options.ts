@@ -16,6 +16,12 @@ export interface SessionAdapterOptions {
   secret: string | readonly string[];
   /** Name `'sid'`, httpOnly, sameSite `'lax'` and path `'/'` by default. */
   cookie?: SessionCookieAttributes;
+  /**
+   * Whether a request that failed (its response status is 500 or above, as when a handler
+   * throws) still commits its session. `false` discards its changes instead (`session.discard()`),
+   * so a half-done change is never saved. Default `true`: a session is committed whatever the status.
+   */
+  commitOnError?: boolean;
 }
 
 // A Record, so the compiler fails here when SessionManagerOptions gains an option not listed.
@@ -32,7 +38,7 @@ const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
   onSweep: true,
 };
 const MANAGER_OPTIONS = Object.keys(MANAGER_OPTIONS_PRESENT);
-const ADAPTER_OPTIONS = ['secret', 'cookie', 'onCommitError', 'manager'];
+const ADAPTER_OPTIONS = ['secret', 'cookie', 'commitOnError', 'onCommitError', 'manager'];
 
 /** What `openSessionAdapter` builds from an adapter's options. */
 export interface SessionAdapter<Data extends SessionData> {
@@ -40,6 +46,8 @@ export interface SessionAdapter<Data extends SessionData> {
   cookie: SessionCookie;
   /** True when the adapter built the manager, so closing the adapter closes it. */
   ownsManager: boolean;
+  /** Whether a request that failed commits its session (see `SessionAdapterOptions`), default true. */
+  commitOnError: boolean;
 }
 
 /**
@@ -75,6 +83,12 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       `${where}: onCommitError must be a function, got ${describeValue(given.onCommitError)}`,
     );
   }
+  const commitOnError: unknown = given.commitOnError ?? true;
+  if (typeof commitOnError !== 'boolean') {
+    throw new TypeError(
+      `${where}: commitOnError must be a boolean, got ${describeValue(commitOnError)}`,
+    );
+  }
   const cookieOptions: unknown = given.cookie;
   if (
     cookieOptions !== undefined &&
@@ -90,7 +104,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   const manager = ownsManager
     ? new SessionManager<Data>(pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions)
     : (given.manager as SessionManager<Data>);
-  return { manager, cookie, ownsManager };
+  return { manager, cookie, ownsManager, commitOnError };
 }
 
 function pick(options: object, names: readonly string[]): Record<string, unknown> {

@@ -112,7 +112,7 @@ export class Session<Data extends SessionData = SessionData> {
       : 'unchanged';
   }
 
-  /** True once `commit()` has been called. */
+  /** True once `commit()` or `discard()` has been called. */
   get committed(): boolean {
     return this.#commit !== undefined;
   }
@@ -166,6 +166,17 @@ export class Session<Data extends SessionData = SessionData> {
     return this.#commit;
   }
 
+  /**
+   * Finishes the session without writing: changes to `data`, and a new id from `regenerate()`,
+   * are dropped, and the lock is released. What `regenerate()` and `invalidate()` already did to
+   * the store stands. Resolves `'destroyed'` after `invalidate()`, else `'unchanged'`. The first
+   * of `commit()` and `discard()` decides; later calls of either return its result.
+   */
+  discard(): Promise<CommitOutcome> {
+    this.#commit ??= this.#discardOnce();
+    return this.#commit;
+  }
+
   /** The `expiresAt` a save or touch at `now` writes: the earlier of the idle and absolute limits. */
   expiresAtFor(now: number): number {
     return Math.min(
@@ -183,6 +194,12 @@ export class Session<Data extends SessionData = SessionData> {
     } finally {
       await this.#releaseLock();
     }
+  }
+
+  async #discardOnce(): Promise<CommitOutcome> {
+    clearInterval(this.#extendTimer);
+    await this.#releaseLock();
+    return this.#destroyed ? 'destroyed' : 'unchanged';
   }
 
   async #write(): Promise<CommitOutcome> {

@@ -190,6 +190,55 @@ describe('Session status and commit', () => {
   });
 });
 
+describe('Session.discard', () => {
+  it('writes nothing, releases the lock, and finishes the session', async () => {
+    const { manager, store } = setup({ touchAfterMs: 0, lock: { waitMs: 50 } });
+    const id = await createSession(manager, { count: 1 });
+    const before = await store.get(id);
+    const session = await manager.open(id);
+    session.data.count = 2;
+    expect(await session.discard()).toBe('unchanged');
+    expect(session.committed).toBe(true);
+    expect(session.locked).toBe(false);
+    // Neither the change nor the touch that touchAfterMs: 0 would have made reached the store.
+    expect(await store.get(id)).toEqual(before);
+    expect(await session.commit()).toBe('unchanged');
+    expect(await store.get(id)).toEqual(before);
+    const next = await manager.open(id);
+    expect(next.data.count).toBe(1);
+    await next.commit();
+  });
+
+  it('stores nothing for a new or regenerated session, and reports an invalidated one as destroyed', async () => {
+    const { manager, store } = setup();
+    const fresh = await manager.open(undefined);
+    fresh.data.count = 1;
+    expect(await fresh.discard()).toBe('unchanged');
+    expect(await store.count()).toBe(0);
+
+    const id = await createSession(manager, { count: 1 });
+    const regenerated = await manager.open(id);
+    await regenerated.regenerate();
+    expect(await regenerated.discard()).toBe('unchanged');
+    expect(await store.get(regenerated.id)).toBeUndefined();
+
+    const other = await createSession(manager, { count: 1 });
+    const invalidated = await manager.open(other);
+    await invalidated.invalidate();
+    expect(await invalidated.discard()).toBe('destroyed');
+    expect(await store.get(other)).toBeUndefined();
+  });
+
+  it('after commit() it changes nothing and returns what commit() did', async () => {
+    const { manager, store } = setup();
+    const session = await manager.open(undefined);
+    session.data.count = 1;
+    expect(await session.commit()).toBe('saved');
+    expect(await session.discard()).toBe('saved');
+    expect(await store.get(session.id)).toBeDefined();
+  });
+});
+
 describe('regenerate', () => {
   it('moves the data to a new id and deletes the old one', async () => {
     const { manager, store } = setup();

@@ -52,13 +52,15 @@ type WriteHead = ServerResponse['writeHead'];
  * Sessions for every request, locked from load to commit. The session id travels in a signed
  * cookie and only ids this server issued are ever adopted. The session is committed (saved if
  * modified, else lazily touched) before the response ends, and in any case once the connection
- * closes, and its lock is always released.
+ * closes, and its lock is always released. With `commitOnError: false`, a response whose status
+ * is 500 or above discards the session's changes instead.
  */
 export function sessile<Data extends SessionData = SessionData>(
   options: SessileOptions<Data>,
 ): SessileMiddleware<Data> {
-  const { manager, cookie } = openSessionAdapter<Data>(options, 'sessile()');
+  const { manager, cookie, commitOnError } = openSessionAdapter<Data>(options, 'sessile()');
   const onCommitError = options.onCommitError;
+  const discards = (status: number) => !commitOnError && status >= 500;
 
   const reportCommitError = (error: unknown, req: IncomingMessage) => {
     if (onCommitError !== undefined) onCommitError(error, req);
@@ -81,11 +83,16 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
+    const finish = () => (discards(res.statusCode) ? session.discard() : session.commit());
 
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
       if (!failed && !res.headersSent) {
-        const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
+        const status = typeof args[0] === 'number' ? args[0] : res.statusCode;
+        // Headers sent before end(), as a stream's are, must not announce a save that a failed
+        // response will discard.
+        const expected = outcome ?? (discards(status) ? 'unchanged' : undefined);
+        const header = cookie.forResponse(session, requestCookie, expected, manager.touchAfterMs);
         if (header !== undefined) appendSetCookie(res, header);
       }
       return writeHead.apply(this, args);
@@ -97,7 +104,7 @@ export function sessile<Data extends SessionData = SessionData>(
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
       ending = true;
-      session.commit().then(
+      finish().then(
         (result) => {
           outcome = result;
           end.apply(res, args);
@@ -120,9 +127,9 @@ export function sessile<Data extends SessionData = SessionData>(
     } as End;
 
     res.once('finish', () => manager.afterResponse());
-    // A connection that closes before the response ends still commits, so the lock is released.
+    // A connection that closes before the response ends still finishes, so the lock is released.
     res.once('close', () => {
-      if (!ending) session.commit().catch((error: unknown) => reportCommitError(error, req));
+      if (!ending) finish().catch((error: unknown) => reportCommitError(error, req));
     });
   };
 

@@ -44,11 +44,14 @@ const requestStates = new WeakMap<FastifyRequest, RequestState>();
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
 const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
-  const { manager, cookie, ownsManager } = openSessionAdapter(
+  const { manager, cookie, ownsManager, commitOnError } = openSessionAdapter(
     options,
     '@sessile/fastify',
     REGISTER_OPTIONS,
   );
+  // A failed request's half-done changes are dropped when the app asks for it.
+  const finish = (session: Session<SessionData>, statusCode: number) =>
+    !commitOnError && statusCode >= 500 ? session.discard() : session.commit();
   const reportCommitError = (error: unknown, request: FastifyRequest) => {
     if (options.onCommitError !== undefined) options.onCommitError(error, request);
     else manager.reportError(error);
@@ -62,10 +65,12 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     const session = await manager.openForConnection(requestCookie?.value, reply.raw);
     request.session = session;
     requestStates.set(request, { requestCookie });
-    // Whatever happens to the reply, a closed connection commits and so releases the lock.
+    // Whatever happens to the reply, a closed connection finishes the session and so releases the lock.
     reply.raw.once('close', () => {
       if (!session.committed)
-        session.commit().catch((error: unknown) => reportCommitError(error, request));
+        finish(session, reply.statusCode).catch((error: unknown) =>
+          reportCommitError(error, request),
+        );
     });
   });
 
@@ -75,7 +80,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     if (session === null || session === undefined || state === undefined) return payload;
     let outcome: CommitOutcome;
     try {
-      outcome = await session.commit();
+      outcome = await finish(session, reply.statusCode);
     } catch (error) {
       reportCommitError(error, request);
       // The handler's answer claims a save that did not happen: don't send it.
@@ -102,7 +107,8 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 /**
  * Sessions for Fastify with sessile's semantics: each session is locked from `onRequest` to
  * `onSend`, committed (saved if modified, else lazily touched) before the reply goes out, and
- * always released, also when the connection closes. The id travels in an HMAC-signed cookie,
+ * always released, also when the connection closes. With `commitOnError: false`, a reply whose
+ * status is 500 or above (a thrown handler's included) discards the session's changes instead. The id travels in an HMAC-signed cookie,
  * and only ids the server issued are adopted. `request.session` is a core `Session`.
  */
 export const fastifySessile = fp(plugin, { fastify: '5.x', name: '@sessile/fastify' });
