@@ -8,6 +8,7 @@ const root = new URL('..', import.meta.url).pathname;
 const dirs = [
   ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
   join(root, 'benchmarks'),
+  join(root, 'docs-test'),
 ];
 
 let passed = 0;
