@@ -25,7 +25,7 @@ export interface Commands extends ScriptRunner {
   del(key: string): Promise<number>;
   unlink(key: string): Promise<number>;
   exists(key: string): Promise<number>;
-  scan(cursor: string, options: object): Promise<{ cursor: string; keys: string[] }>;
+  scan(cursor: string, options: object): Promise<{ cursor: unknown; keys: unknown[] }>;
 }
 
 interface Connectable {
@@ -35,7 +35,7 @@ interface Connectable {
   close?(): Promise<unknown>;
   destroy?(): void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
-  withCommandOptions(options: object): Commands;
+  withTypeMapping(mapping: object): Commands;
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   unsubscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   duplicate?(): Connectable;
@@ -81,9 +81,7 @@ export class Connection {
     this.where = where;
     this.#deadlines = new Deadlines(timeoutMs, where);
     this.plain = client as unknown as Commands;
-    this.bytes = client.withCommandOptions({
-      typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
-    });
+    this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
   }
 
   static async open(options: ConnectionOptions): Promise<Connection> {
@@ -128,20 +126,21 @@ export class Connection {
    * reconnecting, failed after `commandTimeoutMs`, and every failure an `ERR_STORE_IO` naming
    * the server (a `SessionError` from the operation itself passes through).
    */
-  async call<T>(action: string, operation: () => Promise<T>): Promise<T> {
-    try {
-      this.#assertReady();
-      return await this.#deadlines.run(action, operation());
-    } catch (error) {
-      if (isSessionError(error)) throw error;
-      throw ioError(this.where, action, error);
+  call<T>(action: string, operation: () => Promise<T>): Promise<T> {
+    if (this.#client.isReady === false) {
+      return Promise.reject(new SessionError('ERR_STORE_IO', `${this.where} is not connected`));
     }
+    let started: Promise<T>;
+    try {
+      started = operation();
+    } catch (error) {
+      return Promise.reject(this.#failure(action, error));
+    }
+    return this.#deadlines.run(action, started, (error) => this.#failure(action, error));
   }
 
-  #assertReady(): void {
-    if (this.#client.isReady === false) {
-      throw new SessionError('ERR_STORE_IO', `${this.where} is not connected`);
-    }
+  #failure(action: string, error: unknown): unknown {
+    return isSessionError(error) ? error : ioError(this.where, action, error);
   }
 
   /** Every key matching `pattern` on every master, a SCAN page at a time. */
@@ -153,7 +152,8 @@ export class Connection {
           node.scan(cursor, { MATCH: pattern, COUNT: SCAN_COUNT, TYPE: 'string' }),
         );
         cursor = String(reply.cursor);
-        if (reply.keys.length > 0) yield reply.keys;
+        // A Sentinel client answers with Buffers whatever its type mapping says.
+        if (reply.keys.length > 0) yield reply.keys.map(String);
       } while (cursor !== '0');
     }
   }

@@ -24,7 +24,8 @@ export class Deadlines {
     this.#where = where;
   }
 
-  run<T>(action: string, operation: Promise<T>): Promise<T> {
+  /** Settles with `operation`, or rejects once `timeoutMs` passed; `failure` maps its errors. */
+  run<T>(action: string, operation: Promise<T>, failure: (error: unknown) => unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const pending: Pending = {
         action,
@@ -47,7 +48,7 @@ export class Deadlines {
         (error: unknown) => {
           if (pending.settled) return;
           pending.settled = true;
-          reject(error);
+          reject(failure(error));
         },
       );
     });

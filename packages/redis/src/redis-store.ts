@@ -89,8 +89,8 @@ export class RedisStore extends BaseStore {
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#io('get', async () => {
-      const value = await this.#connection.bytes.get(this.#keys.record(id));
+    const key = this.#keys.record(id);
+    return this.#io('get', () => this.#connection.bytes.get(key)).then((value) => {
       if (value === null) return undefined;
       const record = decodeRecord(value);
       return record.expiresAt > now ? record : undefined;

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -59,7 +59,7 @@ export class OwnRedis {
   }
 
   async start(): Promise<void> {
-    const args = [
+    await this.startWith([
       '--port',
       String(this.port),
       '--bind',
@@ -71,7 +71,11 @@ export class OwnRedis {
       '--appendonly',
       'no',
       ...this.#extra,
-    ];
+    ]);
+  }
+
+  /** Starts redis-server with exactly these arguments and waits until it answers. */
+  async startWith(args: string[]): Promise<void> {
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     this.#process = child;
     await new Promise<void>((resolve, reject) => {
@@ -146,5 +150,43 @@ export class OwnCluster {
 
   async remove(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.remove()));
+  }
+}
+
+/** A primary and one Sentinel watching it, on loopback ports. */
+export class OwnSentinel {
+  readonly name = 'sessile-test';
+  readonly primary: OwnRedis;
+  readonly sentinel: OwnRedis;
+
+  constructor(primaryPort: number, sentinelPort: number) {
+    this.primary = new OwnRedis(primaryPort);
+    this.sentinel = new OwnRedis(sentinelPort, []);
+  }
+
+  get sentinelRootNodes(): Array<{ host: string; port: number }> {
+    return [{ host: '127.0.0.1', port: this.sentinel.port }];
+  }
+
+  async start(): Promise<void> {
+    await this.primary.start();
+    const config = join(this.sentinel.dir, 'sentinel.conf');
+    writeFileSync(
+      config,
+      [
+        `port ${this.sentinel.port}`,
+        'bind 127.0.0.1',
+        `dir ${this.sentinel.dir}`,
+        `sentinel monitor ${this.name} 127.0.0.1 ${this.primary.port} 1`,
+        `sentinel down-after-milliseconds ${this.name} 5000`,
+        '',
+      ].join('\n'),
+    );
+    await this.sentinel.startWith([config, '--sentinel']);
+  }
+
+  async remove(): Promise<void> {
+    await this.sentinel.remove();
+    await this.primary.remove();
   }
 }
