@@ -1,0 +1,334 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { generateSessionId, jsonCodec } from '@sessile/core';
+import { toExpressStore } from '@sessile/express';
+import { SqliteStore } from '@sessile/sqlite';
+import Database from 'better-sqlite3';
+import session from 'express-session';
+import { describe, expect, it } from 'vitest';
+import { jsonOf, runCli, tempRoot } from './helpers.js';
+import { call, idOf, login, me, startApp } from './peer-apps.js';
+
+const require = createRequire(import.meta.url);
+const nextDir = tempRoot('sessile-cli-import-');
+
+type StoreClass = new (options: object) => session.Store;
+
+interface Peer {
+  store: session.Store;
+  /** The `--from` address of its data. */
+  address: string;
+  close(): Promise<void>;
+}
+
+const peers: Record<string, (dir: string) => Promise<Peer>> = {
+  async 'session-file-store'(dir) {
+    const FileStore = (require('session-file-store') as (s: unknown) => StoreClass)(session);
+    const path = join(dir, 'sessions');
+    const store = new FileStore({ path, reapInterval: -1, logFn: () => {} });
+    return { store, address: `session-file-store:${path}`, close: async () => {} };
+  },
+  async 'connect-sqlite3'(dir) {
+    const SQLiteStore = (require('connect-sqlite3') as (s: unknown) => StoreClass)(session);
+    const store = new SQLiteStore({ dir, db: 'peer.db' }) as session.Store & {
+      db: { close(done: () => void): void };
+      client: NodeJS.EventEmitter;
+    };
+    await new Promise((resolve) => store.client.once('connect', resolve));
+    return {
+      store,
+      address: `connect-sqlite3:${join(dir, 'peer.db')}`,
+      close: () => new Promise<void>((resolve) => store.db.close(() => resolve())),
+    };
+  },
+  async 'better-sqlite3-session-store'(dir) {
+    const Base = (require('better-sqlite3-session-store') as (s: unknown) => StoreClass)(session);
+    // Its constructor arms a 15-minute cleanup timer that would hold the test process open.
+    const BetterSqliteStore = class extends Base {
+      startInterval(): void {}
+    };
+    const client = new Database(join(dir, 'peer.db'));
+    const store = new BetterSqliteStore({ client });
+    return {
+      store,
+      address: `better-sqlite3-session-store:${join(dir, 'peer.db')}`,
+      close: async () => client.close(),
+    };
+  },
+};
+
+/**
+ * The whole move for one peer: users sign in on an express-session app over the peer store,
+ * `sessile import` moves the data, and an express-session app over `toExpressStore` serves the
+ * same users from the same cookies.
+ */
+async function move(name: string) {
+  const dir = nextDir();
+  mkdirSync(dir, { recursive: true });
+  const peer = await (peers[name] as (dir: string) => Promise<Peer>)(dir);
+  const before = await startApp(peer.store);
+  const cookies = [];
+  for (const user of ['ada', 'grace', 'edsger']) cookies.push(await login(before, user));
+  const seen = [];
+  for (const cookie of cookies) seen.push(await me(before, cookie));
+  await before.close();
+  const peerSessions = new Map<string, session.SessionData>();
+  for (const cookie of cookies) {
+    const id = idOf(cookie);
+    peerSessions.set(
+      id,
+      (await call<session.SessionData>((done) => peer.store.get(id, done))) as session.SessionData,
+    );
+  }
+  await peer.close();
+
+  const targetPath = join(dir, 'sessile.db');
+  const result = await runCli([
+    'import',
+    '--from',
+    peer.address,
+    '--to',
+    `sqlite:${targetPath}`,
+    '--json',
+  ]);
+  const target = await SqliteStore.open({ path: targetPath });
+  // Read before the app below serves anyone: each request moves the expiry on.
+  const imported = new Map<string, number | undefined>();
+  for (const cookie of cookies)
+    imported.set(idOf(cookie), (await target.get(idOf(cookie)))?.expiresAt);
+  const after = await startApp(toExpressStore(target) as unknown as session.Store);
+  try {
+    const served = [];
+    for (const cookie of cookies) served.push(await me(after, cookie));
+    return { result, seen, served, cookies, peerSessions, target, peer, dir, imported };
+  } finally {
+    await after.close();
+  }
+}
+
+describe.each(Object.keys(peers))('import from %s', (name) => {
+  it('the same users are served from the same cookies, nobody logged out', async () => {
+    const { result, seen, served, target } = await move(name);
+    try {
+      expect(result.code).toBe(0);
+      expect(jsonOf(result)).toMatchObject({
+        ok: true,
+        counts: { read: 3, written: 3, present: 0, unreadable: 0, invalidId: 0 },
+      });
+      expect(seen.map((body) => (body as { user: string }).user)).toEqual([
+        'ada',
+        'grace',
+        'edsger',
+      ]);
+      expect(served).toEqual(seen);
+      expect(served.map((body) => (body as { cart: unknown }).cart)).toEqual([
+        [{ sku: 'tea', quantity: 2 }],
+        [{ sku: 'tea', quantity: 2 }],
+        [{ sku: 'tea', quantity: 2 }],
+      ]);
+    } finally {
+      await target.close();
+    }
+  });
+});
+
+describe('expiry', () => {
+  it('connect-sqlite3: the record expires when its `expired` column says', async () => {
+    const { target, dir, cookies, imported } = await move('connect-sqlite3');
+    const db = new Database(join(dir, 'peer.db'), { readonly: true });
+    try {
+      for (const cookie of cookies) {
+        const id = idOf(cookie);
+        const row = db.prepare('SELECT expired FROM sessions WHERE sid = ?').get(id) as {
+          expired: number;
+        };
+        expect(imported.get(id)).toBe(row.expired);
+      }
+    } finally {
+      db.close();
+      await target.close();
+    }
+  });
+
+  it("better-sqlite3-session-store: the record expires with the session's cookie", async () => {
+    const { target, cookies, peerSessions, imported } = await move('better-sqlite3-session-store');
+    try {
+      for (const cookie of cookies) {
+        const id = idOf(cookie);
+        const expires = new Date(peerSessions.get(id)?.cookie.expires as Date).getTime();
+        expect(imported.get(id)).toBe(expires);
+      }
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('session-file-store: the record expires at __lastAccess plus the ttl', async () => {
+    const { target, cookies, peerSessions, imported } = await move('session-file-store');
+    try {
+      for (const cookie of cookies) {
+        const id = idOf(cookie);
+        const stored = peerSessions.get(id) as unknown as {
+          __lastAccess: number;
+          cookie: { originalMaxAge: number };
+        };
+        expect(imported.get(id)).toBe(stored.__lastAccess + stored.cookie.originalMaxAge);
+        const data = jsonCodec().decode((await target.get(id))?.data as Uint8Array, id).data;
+        expect(data).not.toHaveProperty('__lastAccess');
+      }
+    } finally {
+      await target.close();
+    }
+  });
+});
+
+describe('what cannot be imported', () => {
+  it('an id that is not a valid sessile id is reported and skipped, and an expired session is not written', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['connect-sqlite3'] as (dir: string) => Promise<Peer>)(dir);
+    const cookie = {
+      originalMaxAge: 60_000,
+      maxAge: 60_000,
+      expires: new Date(Date.now() + 60_000),
+    };
+    const good = generateSessionId();
+    const stale = generateSessionId();
+    await call((done) => peer.store.set(good, { cookie } as session.SessionData, done));
+    await call((done) => peer.store.set('legacy.id/1', { cookie } as session.SessionData, done));
+    await call((done) =>
+      peer.store.set(stale, { cookie: { ...cookie, maxAge: -5000 } } as session.SessionData, done),
+    );
+    await peer.close();
+    const targetPath = join(dir, 'sessile.db');
+    const result = await runCli([
+      'import',
+      '--from',
+      peer.address,
+      '--to',
+      `sqlite:${targetPath}`,
+      '--json',
+    ]);
+    expect(result.code).toBe(0);
+    const report = jsonOf<{ counts: object; invalidIds: string[] }>(result);
+    expect(report.counts).toMatchObject({ written: 1, expired: 1, invalidId: 1 });
+    expect(report.invalidIds).toEqual(['lega… (11 characters)']);
+    const target = await SqliteStore.open({ path: targetPath });
+    try {
+      expect(await target.count()).toBe(1);
+      expect(await target.get(good)).toBeDefined();
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('unreadable session files are reported and skipped, the rest imported, exit 5', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const app = await startApp(peer.store);
+    await login(app, 'ada');
+    await app.close();
+    const path = peer.address.slice('session-file-store:'.length);
+    writeFileSync(join(path, `${generateSessionId()}.json`), '{"cookie": {"originalMax');
+    mkdirSync(join(path, `${generateSessionId()}.json`));
+    const result = await runCli([
+      'import',
+      '--from',
+      peer.address,
+      '--to',
+      `file:${join(dir, 'to')}`,
+      '--json',
+    ]);
+    expect(result.code).toBe(5);
+    const report = jsonOf<{ counts: object; unreadable: { problem: string }[] }>(result);
+    expect(report.counts).toMatchObject({ written: 1, unreadable: 2 });
+    expect(report.unreadable.map((entry) => entry.problem).sort()).toEqual([
+      'not JSON (encrypted by the peer, or damaged)',
+      'unreadable (EISDIR)',
+    ]);
+  });
+
+  it('a peer table that is not what the address claims is refused before anything is written', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['better-sqlite3-session-store'] as (dir: string) => Promise<Peer>)(
+      dir,
+    );
+    await call((done) =>
+      peer.store.set(generateSessionId(), { cookie: {} } as session.SessionData, done),
+    );
+    await peer.close();
+    const file = peer.address.slice('better-sqlite3-session-store:'.length);
+    const target = join(dir, 'sessile.db');
+    const wrong = await runCli([
+      'import',
+      '--from',
+      `connect-sqlite3:${file}`,
+      '--to',
+      `sqlite:${target}`,
+    ]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(
+      "table 'sessions' has columns (sid, sess, expire), not connect-sqlite3's",
+    );
+
+    const sessile = await SqliteStore.open({ path: target });
+    await sessile.close();
+    const ours = await runCli([
+      'import',
+      '--from',
+      `better-sqlite3-session-store:${target}`,
+      '--to',
+      `file:${join(dir, 'x')}`,
+    ]);
+    expect(ours.code).toBe(1);
+    expect(ours.stderr).toContain('not better-sqlite3-session-store');
+
+    writeFileSync(join(dir, 'junk.db'), 'junk '.repeat(500));
+    const junk = await runCli([
+      'import',
+      '--from',
+      `connect-sqlite3:${join(dir, 'junk.db')}`,
+      '--to',
+      `sqlite:${target}`,
+    ]);
+    expect(junk.code).toBe(1);
+    expect(junk.stderr).toContain('junk.db');
+    const missing = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${join(dir, 'nope')}`,
+      '--to',
+      `sqlite:${target}`,
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('ENOENT');
+  });
+
+  it('--dry-run writes nothing', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['connect-sqlite3'] as (dir: string) => Promise<Peer>)(dir);
+    const app = await startApp(peer.store);
+    await login(app, 'ada');
+    await login(app, 'grace');
+    await app.close();
+    await peer.close();
+    const targetPath = join(dir, 'sessile.db');
+    const result = await runCli([
+      'import',
+      '--from',
+      peer.address,
+      '--to',
+      `sqlite:${targetPath}`,
+      '--dry-run',
+      '--json',
+    ]);
+    expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 2 } });
+    const target = await SqliteStore.open({ path: targetPath });
+    expect(await target.count()).toBe(0);
+    await target.close();
+  });
+});
