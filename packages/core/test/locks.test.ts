@@ -62,6 +62,27 @@ describe('KeyedLocks', () => {
     expect(locks.size).toBe(0);
   });
 
+  it('hands a queue over across event-loop turns, so timers and other work still run', async () => {
+    const locks = new KeyedLocks();
+    const first = await locks.acquire(idA);
+    let granted = 0;
+    let grantedWhenTimerFired: number | undefined;
+    const waiters = Array.from({ length: 200 }, () =>
+      locks.acquire(idA).then(async (lock) => {
+        granted++;
+        await lock.release();
+      }),
+    );
+    setTimeout(() => {
+      grantedWhenTimerFired = granted;
+    }, 0);
+    await first.release();
+    await Promise.all(waiters);
+    expect(granted).toBe(200);
+    expect(grantedWhenTimerFired).toBeDefined();
+    expect(grantedWhenTimerFired).toBeLessThan(200);
+  });
+
   it('an expired lease passes the lock to the next waiter and tells the old holder', async () => {
     const locks = new KeyedLocks();
     const old = await locks.acquire(idA, { leaseMs: 50 });

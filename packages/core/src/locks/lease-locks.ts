@@ -322,8 +322,19 @@ export class LeaseLocks implements LockManager {
     const free = () => {
       if (slot.holder?.token !== claim.token) return;
       slot.holder = undefined;
-      if (slot.queue.length > 0) this.#serve(slot);
-      else this.#dropIfIdle(slot);
+      if (slot.queue.length === 0) {
+        this.#dropIfIdle(slot);
+        return;
+      }
+      // Hand over on the next turn: over a synchronous backend a queue of waiters would
+      // otherwise drain in microtasks alone, starving timers (waitMs) and every other request.
+      // The turn is also the moment another process can claim the key.
+      slot.serving = true;
+      setImmediate(() => {
+        slot.serving = false;
+        this.#serve(slot);
+        this.#dropIfIdle(slot);
+      });
     };
     return new LeaseLock({
       id: claim.id,
