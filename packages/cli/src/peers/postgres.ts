@@ -39,7 +39,7 @@ export async function openConnectPgSimple(
   let columns: string[];
   try {
     const result = await pool.query(
-      'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2',
+      'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position',
       [schema, table],
     );
     columns = result.rows.map((row) => String(row.column_name));

@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { toExpressStore } from '@sessile/express';
+import { PostgresStore } from '@sessile/postgres';
+import { RedisStore } from '@sessile/redis';
+import session from 'express-session';
+import { afterAll, describe, expect, it } from 'vitest';
+import { jsonOf, runCli } from './helpers.js';
+import { idOf, login, me, startApp } from './peer-apps.js';
+
+const require = createRequire(import.meta.url);
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const run = randomBytes(4).toString('hex');
+
+type StoreClass = new (options: object) => session.Store;
+
+/** Signs three users in on the peer, imports, and serves them again over the sessile store. */
+async function moveAndServe(
+  peerStore: session.Store,
+  from: string[],
+  to: string,
+  target: () => Promise<import('@sessile/core').SessionStore>,
+) {
+  const before = await startApp(peerStore);
+  const cookies = [];
+  for (const user of ['ada', 'grace', 'edsger']) cookies.push(await login(before, user));
+  const seen = [];
+  for (const cookie of cookies) seen.push(await me(before, cookie));
+  await before.close();
+  const result = await runCli(['import', ...from, '--to', to, '--json']);
+  const store = await target();
+  const after = await startApp(toExpressStore(store) as unknown as session.Store);
+  const served = [];
+  for (const cookie of cookies) served.push(await me(after, cookie));
+  await after.close();
+  return { result, seen, served, cookies, store };
+}
+
+describe('import from connect-redis', () => {
+  const { createClient } = require('redis') as typeof import('redis');
+  const client = createClient({ url: REDIS_URL });
+  const peerPrefix = `cli-test-${run}-sess:`;
+  const targetPrefix = `cli-test-${run}-sessile:`;
+  afterAll(async () => {
+    for (const prefix of [peerPrefix, targetPrefix]) {
+      for await (const keys of client.scanIterator({ MATCH: `${prefix}*` })) {
+        if (keys.length > 0) await client.del(keys);
+      }
+    }
+    await client.quit();
+  });
+
+  it('serves the same users from the same cookies, each expiring with its TTL', async () => {
+    await client.connect();
+    const { RedisStore: PeerStore } = require('connect-redis') as { RedisStore: StoreClass };
+    const peer = new PeerStore({ client, prefix: peerPrefix });
+    const { result, seen, served, cookies, store } = await moveAndServe(
+      peer,
+      ['--from', `connect-redis:${REDIS_URL}`, '--prefix', peerPrefix],
+      `${REDIS_URL}?prefix=${targetPrefix}`,
+      () => RedisStore.open({ url: REDIS_URL, prefix: targetPrefix }),
+    );
+    try {
+      expect(result.code).toBe(0);
+      expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3, invalidId: 0 } });
+      expect(served).toEqual(seen);
+      for (const cookie of cookies) {
+        const ttlMs = await client.pTTL(`${peerPrefix}${idOf(cookie)}`);
+        const expiresAt = (await store.get(idOf(cookie)))?.expiresAt as number;
+        // The peer's key and the record expire together, give or take the requests between.
+        expect(Math.abs(expiresAt - (Date.now() + ttlMs))).toBeLessThan(60_000);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('import from connect-pg-simple', () => {
+  const pg = require('pg') as typeof import('pg');
+  const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+  const peerSchema = `cli_test_${run}_peer`;
+  const targetSchema = `cli_test_${run}_sessile`;
+  afterAll(async () => {
+    for (const schema of [peerSchema, targetSchema]) {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    }
+    await pool.end();
+  });
+
+  it('serves the same users from the same cookies, each expiring at its `expire`', async () => {
+    await pool.query(`CREATE SCHEMA ${peerSchema}`);
+    const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
+    const peer = new PgStore({
+      pool,
+      schemaName: peerSchema,
+      createTableIfMissing: true,
+      pruneSessionInterval: false,
+    });
+    const { result, seen, served, cookies, store } = await moveAndServe(
+      peer,
+      ['--from', `connect-pg-simple:${PG_URL}`, '--schema', peerSchema],
+      `${PG_URL}?schema=${targetSchema}`,
+      () => PostgresStore.open({ connectionString: PG_URL, schema: targetSchema }),
+    );
+    try {
+      expect(result.code).toBe(0);
+      expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3, invalidId: 0 } });
+      expect(served).toEqual(seen);
+      const { rows } = await pool.query(`SELECT sid, expire FROM ${peerSchema}.session`);
+      expect(rows).toHaveLength(3);
+      for (const cookie of cookies) {
+        const row = rows.find((entry) => entry.sid === idOf(cookie));
+        const expiresAt = (await store.get(idOf(cookie)))?.expiresAt as number;
+        // The app above touched it once since the import.
+        expect(expiresAt).toBeGreaterThanOrEqual((row.expire as Date).getTime());
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a table without connect-pg-simple columns is refused', async () => {
+    await pool.query(`CREATE TABLE ${peerSchema}.other (sid text, data text)`);
+    const result = await runCli([
+      'import',
+      '--from',
+      `connect-pg-simple:${PG_URL}`,
+      '--schema',
+      peerSchema,
+      '--table',
+      'other',
+      '--to',
+      `${PG_URL}?schema=${targetSchema}`,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('has columns (sid, data), not connect-pg-simple');
+  });
+});
