@@ -43,8 +43,12 @@ export interface OpenTarget {
    * many live sessions the store holds, for targets that can only count everything.
    */
   expiredLeft?(expiredIds: readonly string[], liveCount: number): Promise<number>;
-  /** Takes the target's own per-session lock, where it has one. */
-  lock?(id: string): Promise<HeldLock>;
+  /**
+   * Takes the target's own per-session lock, where it has one. `'long'` waits and leases for
+   * minutes, so a loaded machine never times out; `'default'` uses the store's own defaults, as
+   * an app that passes no lock options gets them.
+   */
+  lock?(id: string, settings?: 'long' | 'default'): Promise<HeldLock>;
   close(): Promise<void>;
 }
 

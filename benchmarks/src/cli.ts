@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import { PROFILES } from './profile.js';
 import { ConsoleProgress } from './progress.js';
 import { writeReport } from './report/markdown.js';
-import { type BenchResults, runBenchmarks, WORKLOADS } from './run.js';
+import type { BenchResults } from './results.js';
+import { runBenchmarks, WORKLOADS } from './run.js';
 import { TARGETS } from './targets/index.js';
 
 const BENCHMARKS_DIR = fileURLToPath(new URL('../', import.meta.url));

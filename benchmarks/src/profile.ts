@@ -15,6 +15,12 @@ export interface Profile {
   growthSampleOps: number;
   /** Read-modify-write cycles racing on one session. */
   contentionCycles: number;
+  lockFlood: {
+    /** Locked cycles (and HTTP requests) started at once on one session. */
+    cycles: number;
+    /** How long the uncontended cycle loop runs to time one cycle. */
+    uncontendedMs: number;
+  };
   cleanup: {
     liveSessions: number;
     expiredSessions: number;
@@ -29,7 +35,14 @@ export interface Profile {
   };
   http: { durationSec: number; connections: number; workers: number };
   /** Time limits per workload; past it a target is reported as timed out. */
-  limitsMs: { ops: number; growth: number; contention: number; cleanup: number; http: number };
+  limitsMs: {
+    ops: number;
+    growth: number;
+    contention: number;
+    lockFlood: number;
+    cleanup: number;
+    http: number;
+  };
 }
 
 export const PROFILES: Record<Profile['name'], Profile> = {
@@ -42,6 +55,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     growthSizes: [1000, 10_000, 100_000],
     growthSampleOps: 500,
     contentionCycles: 200,
+    lockFlood: { cycles: 2000, uncontendedMs: 1000 },
     cleanup: {
       liveSessions: 5000,
       expiredSessions: 5000,
@@ -51,7 +65,14 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 3, connections: 64, workers: 2 },
-    limitsMs: { ops: 40_000, growth: 20_000, contention: 30_000, cleanup: 45_000, http: 30_000 },
+    limitsMs: {
+      ops: 40_000,
+      growth: 20_000,
+      contention: 30_000,
+      lockFlood: 60_000,
+      cleanup: 45_000,
+      http: 30_000,
+    },
   },
   full: {
     name: 'full',
@@ -62,6 +83,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     growthSizes: [1000, 10_000, 100_000, 1_000_000],
     growthSampleOps: 2000,
     contentionCycles: 200,
+    lockFlood: { cycles: 2000, uncontendedMs: 3000 },
     cleanup: {
       liveSessions: 25_000,
       expiredSessions: 25_000,
@@ -71,7 +93,14 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 10, connections: 64, workers: 2 },
-    limitsMs: { ops: 180_000, growth: 600_000, contention: 60_000, cleanup: 240_000, http: 60_000 },
+    limitsMs: {
+      ops: 180_000,
+      growth: 600_000,
+      contention: 60_000,
+      lockFlood: 60_000,
+      cleanup: 240_000,
+      http: 60_000,
+    },
   },
   tiny: {
     name: 'tiny',
@@ -82,6 +111,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     growthSizes: [50, 150],
     growthSampleOps: 20,
     contentionCycles: 30,
+    lockFlood: { cycles: 40, uncontendedMs: 50 },
     cleanup: {
       liveSessions: 60,
       expiredSessions: 60,
@@ -91,6 +121,13 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 50,
     },
     http: { durationSec: 1, connections: 4, workers: 2 },
-    limitsMs: { ops: 20_000, growth: 20_000, contention: 20_000, cleanup: 20_000, http: 30_000 },
+    limitsMs: {
+      ops: 20_000,
+      growth: 20_000,
+      contention: 20_000,
+      lockFlood: 20_000,
+      cleanup: 20_000,
+      http: 30_000,
+    },
   },
 };

@@ -1,11 +1,29 @@
 import type { Target } from './adapter.js';
-import { describeEnvironment, type Environment } from './environment.js';
+import { describeEnvironment } from './environment.js';
 import { describeError, TimeoutError, withTimeLimit } from './measure.js';
 import type { Profile } from './profile.js';
+import type {
+  BenchResults,
+  NotMeasured,
+  Outcome,
+  ResultsByWorkload,
+  Spread,
+  WorkloadName,
+  WorkloadRegistry,
+  WorkloadResults,
+} from './results.js';
 import { TARGETS } from './targets/index.js';
 import { cleanupUnderLoad } from './workloads/cleanup.js';
-import { SharedStore, TempDirs, type Workload } from './workloads/context.js';
+import {
+  type NumericField,
+  SharedStore,
+  TempDirs,
+  type Workload,
+  type WorkloadContext,
+} from './workloads/context.js';
 import { httpEndToEnd } from './workloads/http.js';
+import { lockFlood } from './workloads/lock-flood.js';
+import { lockFloodHttp } from './workloads/lock-flood-http.js';
 import {
   contention,
   createEmpty,
@@ -16,64 +34,31 @@ import {
   readMissing,
 } from './workloads/ops.js';
 
+/** Every workload, in run order; create, read and mixed share one opened store per target. */
+const REGISTRY: WorkloadRegistry = {
+  create: createEmpty,
+  'create-preloaded': createPreloaded,
+  read,
+  'read-missing': readMissing,
+  mixed,
+  growth,
+  contention,
+  'lock-flood': lockFlood,
+  'lock-flood-http': lockFloodHttp,
+  cleanup: cleanupUnderLoad,
+  http: httpEndToEnd,
+};
+
+export const WORKLOADS: readonly WorkloadRegistry[WorkloadName][] = Object.values(REGISTRY);
+
 /** Workloads that work on the one store per target that `SharedStore` keeps open between them. */
-const SHARED_STORE_WORKLOADS = new Set([
+const SHARED_STORE_WORKLOADS = new Set<WorkloadName>([
   'create',
   'create-preloaded',
   'read',
   'read-missing',
   'mixed',
 ]);
-
-/** Every workload, in run order; create, read and mixed share one opened store per target. */
-export const WORKLOADS: readonly Workload[] = [
-  createEmpty,
-  createPreloaded,
-  read,
-  readMissing,
-  mixed,
-  growth,
-  contention,
-  cleanupUnderLoad,
-  httpEndToEnd,
-];
-
-export type Outcome =
-  | {
-      status: 'ok';
-      /** Field-wise median over the repeats (nested series from the median run). */
-      result: Record<string, unknown>;
-      /** [min, max] of each numeric field over the repeats. */
-      spread: Record<string, [number, number]>;
-      runs: Record<string, unknown>[];
-    }
-  | { status: 'unavailable' | 'timed out' | 'failed' | 'skipped'; reason: string };
-
-export interface TargetInfo {
-  name: string;
-  kind: Target['kind'];
-  description: string;
-  durability: string;
-  engine?: string;
-  peers?: string[];
-  cleanup?: string;
-  status: 'ok' | 'unavailable';
-  reason?: string;
-}
-
-export interface BenchResults {
-  schema: 1;
-  profile: Profile;
-  repeat: number;
-  environment: Environment;
-  startedAt: string;
-  finishedAt: string;
-  durationSec: number;
-  targets: TargetInfo[];
-  workloads: { name: string; title: string; description: string; primary: Workload['primary'] }[];
-  /** results[workload][target] */
-  results: Record<string, Record<string, Outcome>>;
-}
 
 export interface ProgressSink {
   plan(steps: { target: string; workload: string; estimateMs: number }[]): void;
@@ -90,14 +75,16 @@ export interface RunOptions {
   progress?: ProgressSink;
 }
 
-function skipReason(workload: Workload, target: Target): string | undefined {
+type AnyWorkload = WorkloadRegistry[WorkloadName];
+
+function skipReason(workload: AnyWorkload, target: Target): string | undefined {
   const only = target.onlyWorkloads;
   if (only !== undefined && !only.names.includes(workload.name)) return only.reason;
   return workload.skipReason?.(target);
 }
 
 /** A rough guess of each workload's wall time, for the progress display's estimate. */
-function estimateMs(workload: Workload, profile: Profile): number {
+function estimateMs(workload: AnyWorkload, profile: Profile): number {
   switch (workload.name) {
     case 'growth':
       return profile.limitsMs.growth * 0.5;
@@ -111,6 +98,10 @@ function estimateMs(workload: Workload, profile: Profile): number {
       return profile.http.durationSec * 2000 + 3000;
     case 'contention':
       return 1000;
+    case 'lock-flood':
+      return profile.lockFlood.uncontendedMs + profile.lockFlood.cycles * 2 + 1000;
+    case 'lock-flood-http':
+      return profile.lockFlood.cycles * 5 + 3000;
     default:
       return profile.opsDurationMs + 1500;
   }
@@ -140,23 +131,85 @@ function median(values: number[]): number {
 }
 
 /** Field-wise medians of the numeric top-level fields; everything else from the median run. */
-export function summarizeRuns(
-  runs: Record<string, unknown>[],
-  primaryField: string,
-): { result: Record<string, unknown>; spread: Record<string, [number, number]> } {
-  const primaryOf = (run: Record<string, unknown>) =>
-    typeof run[primaryField] === 'number' ? (run[primaryField] as number) : 0;
+export function summarizeRuns<R extends object>(
+  runs: readonly R[],
+  primaryField: NumericField<R>,
+): { result: R; spread: Spread } {
+  const primaryOf = (run: R): number => {
+    const value: unknown = run[primaryField];
+    return typeof value === 'number' ? value : 0;
+  };
   const byPrimary = [...runs].sort((a, b) => primaryOf(a) - primaryOf(b));
-  const medianRun = byPrimary[Math.floor((byPrimary.length - 1) / 2)] ?? {};
-  const result: Record<string, unknown> = { ...medianRun };
+  const medianRun = byPrimary[Math.floor((byPrimary.length - 1) / 2)];
+  if (medianRun === undefined) throw new RangeError('no runs to summarize');
+  const medians: Record<string, number> = {};
   const spread: Record<string, [number, number]> = {};
   for (const [key, value] of Object.entries(medianRun)) {
     if (typeof value !== 'number') continue;
-    const values = runs.map((run) => run[key]).filter((v): v is number => typeof v === 'number');
-    result[key] = Math.round(median(values) * 1000) / 1000;
+    const values = runs
+      .map((run) => (run as Record<string, unknown>)[key])
+      .filter((v): v is number => typeof v === 'number');
+    medians[key] = Math.round(median(values) * 1000) / 1000;
     spread[key] = [Math.min(...values), Math.max(...values)];
   }
-  return { result, spread };
+  return { result: { ...medianRun, ...medians }, spread };
+}
+
+/** Each workload's results so far, one list of runs per target. */
+type RunsByWorkload = { [W in WorkloadName]?: Record<string, WorkloadResults[W][]> };
+
+/** Runs workload `name` once on the context's target and files its result with the others. */
+async function measure<W extends WorkloadName>(
+  name: W,
+  context: Omit<WorkloadContext, 'signal'>,
+  runs: RunsByWorkload,
+): Promise<void> {
+  const workload: Workload<WorkloadResults[W], W> = REGISTRY[name];
+  const result = await withTimeLimit(workload.limitMs(context.profile), (signal) =>
+    workload.run({ ...context, signal }),
+  );
+  // Seen through `W` alone, the compiler can match each workload's runs with its name.
+  const own: { [N in W]?: Record<string, WorkloadResults[N][]> } = runs;
+  const byTarget = own[name] ?? {};
+  byTarget[context.target.name] = [...(byTarget[context.target.name] ?? []), result];
+  own[name] = byTarget;
+}
+
+/** Sums up workload `name` for every target: the median of its runs, or why there are none. */
+function fileOutcomes<W extends WorkloadName>(
+  name: W,
+  targets: readonly Target[],
+  runs: RunsByWorkload,
+  failures: ReadonlyMap<string, NotMeasured>,
+  unavailable: ReadonlyMap<string, string>,
+  results: ResultsByWorkload,
+): void {
+  const workload: Workload<WorkloadResults[W], W> = REGISTRY[name];
+  const table: Record<string, Outcome<WorkloadResults[W]>> = {};
+  for (const target of targets) {
+    const done = runs[name]?.[target.name];
+    const failure = failures.get(stepKey(name, target.name));
+    if (done !== undefined && done.length > 0) {
+      table[target.name] = {
+        status: 'ok',
+        ...summarizeRuns(done, workload.primary.field),
+        runs: done,
+      };
+    } else if (failure !== undefined) {
+      table[target.name] = failure;
+    } else {
+      table[target.name] = {
+        status: 'unavailable',
+        reason: unavailable.get(target.name) ?? 'did not run',
+      };
+    }
+  }
+  const own: { [N in W]?: Record<string, Outcome<WorkloadResults[N]>> } = results;
+  own[name] = table;
+}
+
+function stepKey(workload: WorkloadName, target: string): string {
+  return `${workload}\u0000${target}`;
 }
 
 /**
@@ -173,10 +226,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   const environment = describeEnvironment();
   const dirs = new TempDirs();
   environment.spreadTempDirs = (await dirs.root()).spread;
-  const results: Record<string, Record<string, Outcome>> = {};
-  for (const workload of workloads) results[workload.name] = {};
   const unavailable = new Map<string, string>();
-  const cleanupNotes = new Map<string, string>();
 
   // Workload by workload, every target in turn: the targets a ratio compares are measured
   // minutes apart at most, so a burst of load on the machine skews fewer of them.
@@ -196,8 +246,8 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   }
   options.progress?.plan(steps);
 
-  const runs = new Map<string, Record<string, unknown>[]>();
-  const failures = new Map<string, Outcome>();
+  const runs: RunsByWorkload = {};
+  const failures = new Map<string, NotMeasured>();
   const lastSharedWorkload = workloads
     .filter((workload) => SHARED_STORE_WORKLOADS.has(workload.name))
     .pop();
@@ -209,7 +259,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
       for (const workload of workloads) {
         for (const target of targets) {
           const shared = sharedStores.get(target.name) as SharedStore;
-          const key = `${workload.name}\u0000${target.name}`;
+          const key = stepKey(workload.name, target.name);
           const skip = skipReason(workload, target);
           if (skip !== undefined) {
             failures.set(key, { status: 'skipped', reason: skip });
@@ -227,18 +277,10 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
           options.progress?.start(target.name, workload.name, round);
           let outcome: string;
           try {
-            const result = await withTimeLimit(workload.limitMs(profile), (signal) =>
-              workload.run({ target, profile, signal, dirs, shared }),
-            );
-            const list = runs.get(key) ?? [];
-            list.push(result as Record<string, unknown>);
-            runs.set(key, list);
-            if (workload.name === 'cleanup')
-              cleanupNotes.set(target.name, String((result as { method: string }).method));
+            await measure(workload.name, { target, profile, dirs, shared }, runs);
             outcome = 'ok';
           } catch (error) {
-            if ((error as Error).name === 'Unavailable' && workload.name === 'http') {
-              // Missing middleware makes only this workload unavailable, not the store.
+            if ((error as Error).name === 'Unavailable' && workload.unavailableHereOnly) {
               failures.set(key, { status: 'unavailable', reason: (error as Error).message });
               outcome = `unavailable: ${(error as Error).message}`;
             } else if ((error as Error).name === 'Unavailable') {
@@ -266,25 +308,9 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
     await dirs.removeAll();
   }
 
-  for (const workload of workloads) {
-    const table = results[workload.name] as Record<string, Outcome>;
-    for (const target of targets) {
-      const key = `${workload.name}\u0000${target.name}`;
-      const done = runs.get(key);
-      const gone = unavailable.get(target.name);
-      if (done !== undefined && done.length > 0) {
-        table[target.name] = {
-          status: 'ok',
-          ...summarizeRuns(done, workload.primary.field),
-          runs: done,
-        };
-      } else if (failures.has(key)) {
-        table[target.name] = failures.get(key) as Outcome;
-      } else {
-        table[target.name] = { status: 'unavailable', reason: gone ?? 'did not run' };
-      }
-    }
-  }
+  const results: ResultsByWorkload = {};
+  for (const workload of workloads)
+    fileOutcomes(workload.name, targets, runs, failures, unavailable, results);
 
   const finished = new Date();
   return {
@@ -297,7 +323,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
     durationSec: Math.round((finished.getTime() - started.getTime()) / 1000),
     targets: targets.map((target) => {
       const reason = unavailable.get(target.name);
-      const cleanup = cleanupNotes.get(target.name);
+      const cleanup = results.cleanup?.[target.name];
       return {
         name: target.name,
         kind: target.kind,
@@ -305,7 +331,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
         durability: target.durability,
         ...(target.engine === undefined ? {} : { engine: target.engine }),
         ...(target.peers === undefined ? {} : { peers: target.peers }),
-        ...(cleanup === undefined ? {} : { cleanup }),
+        ...(cleanup?.status === 'ok' ? { cleanup: cleanup.result.method } : {}),
         status: reason === undefined ? 'ok' : 'unavailable',
         ...(reason === undefined ? {} : { reason }),
       };

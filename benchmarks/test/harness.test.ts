@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILES } from '../src/profile.js';
 import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js';
-import { type BenchResults, runBenchmarks, WORKLOADS } from '../src/run.js';
+import type { BenchResults, OpsWorkloadName } from '../src/results.js';
+import { runBenchmarks, WORKLOADS } from '../src/run.js';
 import { TARGETS } from '../src/targets/index.js';
 
 /**
@@ -96,7 +97,9 @@ describe('the benchmark harness at tiny sizes', () => {
             outcome?.status === 'ok' ? 'ok' : `${outcome?.status}: ${outcome?.reason}`,
             `${workload.name} on ${target.name}`,
           ).toBe(
-            workload.name === 'http' && outcome?.status === 'unavailable' ? 'unavailable' : 'ok',
+            workload.unavailableHereOnly && outcome?.status === 'unavailable'
+              ? 'unavailable'
+              : 'ok',
           );
         }
       }
@@ -104,15 +107,19 @@ describe('the benchmark harness at tiny sizes', () => {
   });
 
   it('reports numeric throughput and latency for every measured operation workload', () => {
-    for (const workload of ['create', 'create-preloaded', 'read', 'read-missing', 'mixed']) {
+    const opsWorkloads: OpsWorkloadName[] = [
+      'create',
+      'create-preloaded',
+      'read',
+      'read-missing',
+      'mixed',
+    ];
+    for (const workload of opsWorkloads) {
       for (const [target, outcome] of Object.entries(results.results[workload] ?? {})) {
         if (outcome.status !== 'ok') continue;
         // Peers are reported as they are, errors included; sessile stores and raw engines must not fail.
         const mustNotFail = results.targets.find((t) => t.name === target)?.kind !== 'peer';
-        const { ops, opsPerSec, p50Ms, p99Ms, maxMs, errors } = outcome.result as Record<
-          string,
-          number
-        >;
+        const { ops, opsPerSec, p50Ms, p99Ms, maxMs, errors } = outcome.result;
         expect(ops, `${workload} on ${target}`).toBeGreaterThan(0);
         if (mustNotFail) expect(errors, `${workload} on ${target}`).toBe(0);
         for (const value of [opsPerSec, p50Ms, p99Ms, maxMs])
@@ -141,6 +148,34 @@ describe('the benchmark harness at tiny sizes', () => {
     }
   });
 
+  it('floods one session with locked cycles and parallel requests, and loses none of them', () => {
+    const sessile = results.targets.filter(
+      (target) => target.kind === 'sessile' && target.status === 'ok',
+    );
+    const { cycles } = PROFILES.tiny.lockFlood;
+    let measured = 0;
+    for (const target of sessile) {
+      const direct = results.results['lock-flood']?.[target.name];
+      if (direct?.status === 'ok') {
+        measured++;
+        const { saved, lost, timeouts, errors, uncontendedCycles } = direct.result;
+        expect(lost, target.name).toBe(0);
+        expect(errors, target.name).toBe(0);
+        // Every cycle either saved its increment or timed out waiting for the lock.
+        expect(saved + timeouts, target.name).toBe(cycles);
+        expect(uncontendedCycles, target.name).toBeGreaterThan(0);
+      }
+      const http = results.results['lock-flood-http']?.[target.name];
+      if (http?.status === 'ok') {
+        const { requests, served, busy, failed, lost } = http.result;
+        expect(lost, target.name).toBe(0);
+        expect(failed, target.name).toBe(0);
+        expect(served + busy, target.name).toBe(requests);
+      }
+    }
+    expect(measured).toBeGreaterThan(0);
+  });
+
   it('writes well-formed SVG charts and replaces only the marked part of the report', async () => {
     const docPath = join(outDir, 'benchmarks.md');
     const chartsDir = join(outDir, 'benchmarks');
@@ -155,6 +190,7 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(markdown).not.toContain('old figures');
     const generated = markdown.slice(markdown.indexOf(START_MARKER), markdown.indexOf(END_MARKER));
     for (const target of results.targets) expect(generated).toContain(`\`${target.name}\``);
+    expect(generated).toContain('### Lock flood');
 
     const charts = (await readdir(chartsDir)).sort();
     expect(charts).toEqual([

@@ -37,7 +37,11 @@ interface App {
   ): void;
   get(path: string, handler: Handler): void;
   set(name: string, value: unknown): void;
-  listen(port: number, host: string, callback: () => void): { address(): { port: number } };
+  listen(
+    port: number,
+    host: string,
+    callback: () => void,
+  ): { address(): { port: number }; keepAliveTimeout: number };
 }
 
 async function buildMiddleware(): Promise<Handler> {
@@ -62,6 +66,10 @@ async function runWorker(): Promise<void> {
   const express = require('express') as () => App;
   const app = express();
   app.set('etag', false);
+  // Outside the session middleware: lets a client open its connections before a measured burst.
+  app.get('/connect', (_req, res) => {
+    res.json({});
+  });
   app.use(await buildMiddleware());
   let served = 0;
   app.get('/', (req, res) => {
@@ -78,11 +86,15 @@ async function runWorker(): Promise<void> {
     res.json({ counter: data.counter });
   });
   app.use((error: unknown, _req: Request, res: Response, _next: () => void) => {
-    res.status(500).json({ error: String(error) });
+    // A session lock not free within its wait is the server being busy: 503, as an app would answer.
+    const busy = (error as { code?: unknown } | null)?.code === 'ERR_LOCK_TIMEOUT';
+    res.status(busy ? 503 : 500).json({ error: String(error) });
   });
   const server = app.listen(0, '127.0.0.1', () => {
     report({ type: 'listening', port: server.address().port });
   });
+  // Connections opened ahead of a burst may idle while the others open.
+  server.keepAliveTimeout = 60_000;
 }
 
 async function runPrimary(): Promise<void> {

@@ -99,8 +99,10 @@ export function driveStore(
       // A sweep of everything afterwards removes exactly what the cleanup left behind.
       return (await store.sweep({ limit: Number.POSITIVE_INFINITY })).removed;
     },
-    async lock(id) {
-      return store.locks.acquire(id, { waitMs: LOCK_WAIT_MS, leaseMs: LOCK_LEASE_MS });
+    async lock(id, settings = 'long') {
+      return settings === 'default'
+        ? store.locks.acquire(id)
+        : store.locks.acquire(id, { waitMs: LOCK_WAIT_MS, leaseMs: LOCK_LEASE_MS });
     },
     async close() {
       await store.close();

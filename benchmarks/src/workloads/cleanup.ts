@@ -54,7 +54,7 @@ const PROBE_INTERVAL_MS = 1;
  * shows up as queueing, not as fewer requests) while every Nth request triggers the target's own
  * cleanup of many expired sessions. Latency is measured from each request's scheduled arrival.
  */
-export const cleanupUnderLoad: Workload<CleanupResult> = {
+export const cleanupUnderLoad: Workload<CleanupResult, 'cleanup'> = {
   name: 'cleanup',
   title: 'Cleanup under load',
   description: 'request latency and event-loop stalls while expired sessions are cleaned',

@@ -192,15 +192,26 @@ export async function withFreshTarget<T>(
   }
 }
 
-export interface Workload<R extends object = object> {
-  name: string;
+/** The fields of `R` that hold a number: the ones repeats take the median and spread of. */
+export type NumericField<R> = {
+  [K in keyof R]-?: NonNullable<R[K]> extends number ? K : never;
+}[keyof R] &
+  string;
+
+export interface Workload<R extends object, N extends string = string> {
+  name: N;
   title: string;
   /** One line for the report. */
   description: string;
   /** The figure the bar chart and the ratios use, and the one repeats take the median of. */
-  primary: { field: string; label: string; higherIsBetter: boolean };
+  primary: { field: NumericField<R>; label: string; higherIsBetter: boolean };
   limitMs(profile: Profile): number;
   /** Why this workload does not apply to a target, if it does not. */
   skipReason?(target: Target): string | undefined;
+  /**
+   * True when an `Unavailable` from this workload (missing middleware) means only this workload
+   * cannot run on the target; otherwise it makes the target unavailable for the rest of the run.
+   */
+  unavailableHereOnly?: boolean;
   run(context: WorkloadContext): Promise<R>;
 }

@@ -1,8 +1,7 @@
+import type { OpenTarget } from '../adapter.js';
 import { makeSessionBody } from '../body.js';
 import { fill, type LatencySummary, runLoad } from '../measure.js';
 import { LIVE_FOR_MS, type Workload, type WorkloadContext, withFreshTarget } from './context.js';
-
-const OPS_PRIMARY = { field: 'opsPerSec', label: 'ops/s', higherIsBetter: true };
 
 function pick<T>(items: readonly T[]): T {
   return items[Math.floor(Math.random() * items.length)] as T;
@@ -14,8 +13,14 @@ export interface OpsResult extends LatencySummary {
   storeSessions: number;
 }
 
+const OPS_PRIMARY: Workload<OpsResult>['primary'] = {
+  field: 'opsPerSec',
+  label: 'ops/s',
+  higherIsBetter: true,
+};
+
 /** The preload may take this share of the workload's time limit; slow targets get fewer sessions. */
-const PRELOAD_SHARE_OF_LIMIT = 0.4;
+export const PRELOAD_SHARE_OF_LIMIT = 0.4;
 
 function preload(context: WorkloadContext) {
   const { profile, shared, signal } = context;
@@ -47,7 +52,7 @@ async function measureCreates(context: WorkloadContext): Promise<OpsResult> {
   return { ...summary, storeSessions };
 }
 
-export const createEmpty: Workload<OpsResult> = {
+export const createEmpty: Workload<OpsResult, 'create'> = {
   name: 'create',
   title: 'Create, empty store',
   description: 'new sessions written into an empty store',
@@ -59,7 +64,7 @@ export const createEmpty: Workload<OpsResult> = {
   },
 };
 
-export const createPreloaded: Workload<OpsResult> = {
+export const createPreloaded: Workload<OpsResult, 'create-preloaded'> = {
   name: 'create-preloaded',
   title: 'Create, preloaded store',
   description: 'new sessions written into a store that already holds the preload',
@@ -71,7 +76,7 @@ export const createPreloaded: Workload<OpsResult> = {
   },
 };
 
-export const read: Workload<OpsResult> = {
+export const read: Workload<OpsResult, 'read'> = {
   name: 'read',
   title: 'Read',
   description: 'reads of random existing sessions',
@@ -92,7 +97,7 @@ export const read: Workload<OpsResult> = {
   },
 };
 
-export const readMissing: Workload<OpsResult> = {
+export const readMissing: Workload<OpsResult, 'read-missing'> = {
   name: 'read-missing',
   title: 'Read, unknown ids',
   description:
@@ -115,7 +120,7 @@ export const readMissing: Workload<OpsResult> = {
   },
 };
 
-export const mixed: Workload<OpsResult> = {
+export const mixed: Workload<OpsResult, 'mixed'> = {
   name: 'mixed',
   title: 'Mixed (80% read, 15% update, 5% touch)',
   description: '80% reads, 15% updates and 5% touches of random existing sessions',
@@ -156,7 +161,7 @@ export interface GrowthResult {
   opsPerSecLast: number;
 }
 
-export const growth: Workload<GrowthResult> = {
+export const growth: Workload<GrowthResult, 'growth'> = {
   name: 'growth',
   title: 'Growth',
   description: 'insert latency measured as the store grows',
@@ -224,6 +229,13 @@ export const growth: Workload<GrowthResult> = {
   },
 };
 
+/** One read-modify-write cycle: reads the session and writes it back with its counter one up. */
+export async function incrementCounter(target: OpenTarget, id: string): Promise<void> {
+  const body = await target.read(id);
+  if (body === undefined) throw new Error('the contended session disappeared');
+  await target.update(id, { ...body, counter: body.counter + 1 }, Date.now() + LIVE_FOR_MS);
+}
+
 export interface ContentionResult {
   cycles: number;
   /** Increments lost when every cycle runs without a lock. */
@@ -255,7 +267,7 @@ async function race(
   };
 }
 
-export const contention: Workload<ContentionResult> = {
+export const contention: Workload<ContentionResult, 'contention'> = {
   name: 'contention',
   title: 'Contention',
   description: 'concurrent read-modify-write cycles (increment a counter) on one session',
@@ -264,15 +276,10 @@ export const contention: Workload<ContentionResult> = {
   async run(context) {
     const cycles = context.profile.contentionCycles;
     return withFreshTarget(context, async (target) => {
-      const increment = async (id: string) => {
-        const body = await target.read(id);
-        if (body === undefined) throw new Error('the contended session disappeared');
-        await target.update(id, { ...body, counter: body.counter + 1 }, Date.now() + LIVE_FOR_MS);
-      };
       const counterOf = async (id: string) => (await target.read(id))?.counter ?? 0;
       const [unlockedId, lockedId] = context.shared.idPool.take(2) as [string, string];
       await target.create(unlockedId, makeSessionBody(3), Date.now() + LIVE_FOR_MS);
-      const unlocked = await race(cycles, () => increment(unlockedId));
+      const unlocked = await race(cycles, () => incrementCounter(target, unlockedId));
       const result: ContentionResult = {
         cycles,
         lostUnlocked: cycles - unlocked.errors - (await counterOf(unlockedId)),
@@ -286,7 +293,7 @@ export const contention: Workload<ContentionResult> = {
         const locked = await race(cycles, async () => {
           const held = await lock(lockedId);
           try {
-            await increment(lockedId);
+            await incrementCounter(target, lockedId);
           } finally {
             await held.release();
           }

@@ -1,0 +1,93 @@
+import type { BenchResults } from '../../results.js';
+import type { HttpModeResult } from '../../workloads/http.js';
+import { addChart, type Charts } from '../charts.js';
+import { baselineRatios, ms, okResult, statusText } from '../format.js';
+import { type Bar, barChart, formatNumber } from '../svg.js';
+import { table } from '../table.js';
+
+function httpModeText(mode: HttpModeResult | undefined): [string, string] {
+  if (mode === undefined) return ['–', '–'];
+  if (mode.status !== 'ok') return [`_${mode.status}_`, ''];
+  const errors = (mode.non2xx ?? 0) + (mode.errors ?? 0);
+  return [
+    `${formatNumber(mode.requestsPerSec ?? 0)}${errors > 0 ? ` (${formatNumber(errors)} failed)` : ''}`,
+    ms(mode.p99Ms),
+  ];
+}
+
+/** Requests per second through Express, with express-session and with sessile's middleware. */
+export function httpSection(results: BenchResults, charts: Charts): string[] {
+  const byTarget = results.results.http;
+  if (byTarget === undefined) return [];
+  const bars: Bar[] = [];
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  for (const target of results.targets) {
+    const outcome = byTarget[target.name];
+    if (outcome?.status === 'skipped') continue;
+    const row = okResult(outcome);
+    if (row?.sessile?.status === 'ok') {
+      bars.push({
+        label: `${target.name} (sessile middleware)`,
+        value: row.sessile.requestsPerSec ?? 0,
+        kind: 'sessile',
+      });
+    }
+    bars.push({
+      label: `${target.name} (express-session)`,
+      value: row?.expressSession.requestsPerSec ?? 0,
+      kind: target.kind,
+      ...(row?.expressSession.status === 'ok'
+        ? {}
+        : { note: row?.expressSession.status ?? outcome?.status ?? '' }),
+    });
+    const [esRate, esP99] = httpModeText(row?.expressSession);
+    const [slRate, slP99] = httpModeText(row?.sessile);
+    const workers = row?.expressSession.workers ?? row?.sessile?.workers;
+    rows.push([
+      `\`${target.name}\``,
+      workers === undefined ? statusText(outcome) : String(workers),
+      esRate,
+      esP99,
+      target.kind === 'sessile' ? slRate : '',
+      target.kind === 'sessile' ? slP99 : '',
+      target.peers ? baselineRatios(byTarget, target, 'requestsPerSec', target.peers, false) : '',
+    ]);
+    for (const [label, mode] of [
+      ['express-session', row?.expressSession],
+      ['sessile middleware', row?.sessile],
+    ] as const) {
+      if (mode !== undefined && mode.status !== 'ok')
+        notes.push(`- \`${target.name}\` ${label}: ${mode.status}: ${mode.reason ?? ''}`);
+    }
+    if (outcome !== undefined && outcome.status !== 'ok')
+      notes.push(`- \`${target.name}\`: ${outcome.status}: ${outcome.reason}`);
+  }
+  const http = results.profile.http;
+  return [
+    '### HTTP end to end',
+    '',
+    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session.`,
+    '',
+    addChart(
+      charts,
+      'http',
+      barChart('HTTP end to end: requests/s (higher is better)', 'requests per second', bars),
+    ),
+    '',
+    table(
+      [
+        'target',
+        'workers',
+        'express-session req/s',
+        'p99',
+        'sessile middleware req/s',
+        'p99',
+        'speed vs peer (express-session)',
+      ],
+      rows,
+    ),
+    '',
+    ...(notes.length > 0 ? ['Not measured:', '', ...notes, ''] : []),
+  ];
+}
