@@ -2,53 +2,54 @@ import { SessionError } from '@sessile/core';
 
 interface Pending {
   readonly action: string;
-  readonly deadline: number;
-  settled: boolean;
   fail(error: SessionError): void;
 }
 
+/** Operations that started within one window share a deadline. */
+interface Window {
+  /** When this window's operations fail: its close plus the timeout. */
+  readonly deadline: number;
+  readonly closesAt: number;
+  readonly pending: Set<Pending>;
+}
+
 /**
- * Fails operations that run past one timeout, with one timer for all of them: a timer per
- * command (node-redis's `timeout` command option) costs about two thirds of a GET's throughput.
- * With one timeout for all, operations end their deadlines in the order they started.
+ * Fails operations that run past one timeout, with one timer for all of them. A timer per
+ * command (node-redis's `timeout` option, which also stops counting once the command is sent)
+ * costs most of a GET's throughput. Operations leave their window as soon as they settle, so
+ * the bookkeeping dies young and stays out of the old generation.
  */
 export class Deadlines {
   readonly #timeoutMs: number;
+  readonly #windowMs: number;
   readonly #where: string;
-  readonly #queue: Pending[] = [];
-  #head = 0;
+  readonly #windows: Window[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(timeoutMs: number, where: string) {
     this.#timeoutMs = timeoutMs;
+    this.#windowMs = Math.max(5, Math.min(250, timeoutMs / 4));
     this.#where = where;
   }
 
   /** Settles with `operation`, or rejects once `timeoutMs` passed; `failure` maps its errors. */
   run<T>(action: string, operation: Promise<T>, failure: (error: unknown) => unknown): Promise<T> {
+    const window = this.#current();
     return new Promise<T>((resolve, reject) => {
       const pending: Pending = {
         action,
-        deadline: performance.now() + this.#timeoutMs,
-        settled: false,
-        fail: (error) => {
-          if (pending.settled) return;
-          pending.settled = true;
+        fail(error) {
+          window.pending.delete(pending);
           reject(error);
         },
       };
-      this.#queue.push(pending);
-      this.#arm();
+      window.pending.add(pending);
       operation.then(
         (value) => {
-          if (pending.settled) return;
-          pending.settled = true;
-          resolve(value);
+          if (window.pending.delete(pending)) resolve(value);
         },
         (error: unknown) => {
-          if (pending.settled) return;
-          pending.settled = true;
-          reject(failure(error));
+          if (window.pending.delete(pending)) reject(failure(error));
         },
       );
     });
@@ -59,20 +60,28 @@ export class Deadlines {
     this.#timer = undefined;
   }
 
-  #arm(): void {
-    if (this.#timer !== undefined) return;
-    const every = Math.max(5, Math.min(250, this.#timeoutMs / 4));
-    this.#timer = setInterval(() => this.#check(), every);
-    this.#timer.unref();
+  #current(): Window {
+    const now = performance.now();
+    const last = this.#windows[this.#windows.length - 1];
+    if (last !== undefined && last.closesAt > now) return last;
+    const closesAt = now + this.#windowMs;
+    const window: Window = { closesAt, deadline: closesAt + this.#timeoutMs, pending: new Set() };
+    this.#windows.push(window);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#check(), this.#windowMs);
+      this.#timer.unref();
+    }
+    return window;
   }
 
   #check(): void {
     const now = performance.now();
-    const queue = this.#queue;
-    while (this.#head < queue.length) {
-      const pending = queue[this.#head] as Pending;
-      if (!pending.settled && pending.deadline > now) break;
-      if (!pending.settled) {
+    const windows = this.#windows;
+    while (windows.length > 0) {
+      const oldest = windows[0] as Window;
+      if (oldest.pending.size > 0 && oldest.deadline > now) break;
+      windows.shift();
+      for (const pending of oldest.pending) {
         pending.fail(
           new SessionError(
             'ERR_STORE_IO',
@@ -80,15 +89,7 @@ export class Deadlines {
           ),
         );
       }
-      this.#head++;
     }
-    if (this.#head === queue.length) {
-      queue.length = 0;
-      this.#head = 0;
-      this.close();
-    } else if (this.#head > 1024) {
-      queue.splice(0, this.#head);
-      this.#head = 0;
-    }
+    if (windows.length === 0) this.close();
   }
 }
