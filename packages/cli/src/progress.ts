@@ -1,5 +1,10 @@
 import cliProgress from 'cli-progress';
 
+/** Whether a bar would be drawn: only on a terminal, and never under `--json`. */
+export function progressShown(json: boolean | undefined): boolean {
+  return !json && process.stderr.isTTY === true;
+}
+
 /** A progress bar on stderr with rate and ETA; silent when stderr is not a terminal or output is JSON. */
 export class Progress {
   readonly #bar: cliProgress.SingleBar | undefined;
@@ -7,7 +12,7 @@ export class Progress {
   #value = 0;
 
   constructor(label: string, total: number | undefined, enabled: boolean) {
-    if (!enabled || !process.stderr.isTTY) return;
+    if (!enabled || process.stderr.isTTY !== true) return;
     const known = total !== undefined && total > 0;
     this.#bar = new cliProgress.SingleBar(
       {

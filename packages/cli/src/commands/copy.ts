@@ -3,7 +3,7 @@ import { parseStoreAddress } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
 import { type CommonOptions, printJson, printLines } from '../output.js';
 import { forEachConcurrently } from '../pool.js';
-import { Progress } from '../progress.js';
+import { Progress, progressShown } from '../progress.js';
 import { interruptSignal, withStore } from '../store-session.js';
 
 export interface TransferOptions extends CommonOptions {
@@ -100,7 +100,9 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
     return await withStore(options.from, true, (source) =>
       withStore(options.to, false, async (target) => {
         const counts = newCounts();
-        const progress = new Progress('copy', await source.count(), !options.json);
+        // Counting walks the whole store, so it is done only for a bar someone will see.
+        const shown = progressShown(options.json);
+        const progress = new Progress('copy', shown ? await source.count() : undefined, shown);
         let outcome: { interrupted: boolean };
         try {
           outcome = await forEachConcurrently(

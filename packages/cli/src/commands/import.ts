@@ -5,7 +5,7 @@ import type { ExitCode } from '../exit-codes.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
 import { cookieExpiry } from '../peers/peer.js';
 import { forEachConcurrently } from '../pool.js';
-import { Progress } from '../progress.js';
+import { Progress, progressShown } from '../progress.js';
 import { interruptSignal, withStore } from '../store-session.js';
 import { newCounts, reportTransfer, type TransferOptions, writeRecord } from './copy.js';
 
@@ -33,7 +33,8 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
       const counts = newCounts();
       const invalidIds: string[] = [];
       const unreadable: { id: string; problem: string }[] = [];
-      const progress = new Progress('import', await peer.count(), !options.json);
+      const shown = progressShown(options.json);
+      const progress = new Progress('import', shown ? await peer.count() : undefined, shown);
       let outcome: { interrupted: boolean };
       try {
         outcome = await forEachConcurrently(
