@@ -3,8 +3,12 @@ import { mkdir, opendir, readdir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
+  assertDuration,
+  assertKnownOptions,
+  assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
+  describeValue,
   isSessionError,
   type LockManager,
   SessionError,
@@ -55,7 +59,7 @@ import {
   uniqueSuffix,
 } from './record-files.js';
 import { SpareFiles } from './spare-files.js';
-import { type Sweeper, WorkerSweeper } from './sweeper.js';
+import { abortedByAny, type Sweeper, WorkerSweeper } from './sweeper.js';
 import { WriteGuards } from './write-guards.js';
 
 const LOCKS_DIRECTORY = '.locks';
@@ -153,9 +157,26 @@ interface SweepCursor {
 
 const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
 
-function assertNonNegativeInteger(value: unknown, name: string): asserts value is number {
+const KNOWN_OPTIONS = [
+  'path',
+  'fsync',
+  'fileMode',
+  'directoryMode',
+  'sweepMode',
+  'io',
+  'graceMs',
+  'sweepLeaseMs',
+  'guardStaleMs',
+  'maxOpenFiles',
+  'renameFile',
+  'reuseFiles',
+  'reuseAfterMs',
+  'maxRecordBytes',
+] as const satisfies readonly (keyof FileStoreOptions)[];
+
+function assertMode(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`);
+    throw new TypeError(`${name} must be a non-negative integer, got ${describeValue(value)}`);
   }
 }
 
@@ -180,8 +201,11 @@ function resolveSettings(options: FileStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('FileStore.open needs an options object with a path');
   }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'FileStore.open');
   if (typeof options.path !== 'string' || options.path.length === 0) {
-    throw new TypeError('options.path must be a non-empty string naming a directory');
+    throw new TypeError(
+      `options.path must be a non-empty string naming a directory, got ${describeValue(options.path)}`,
+    );
   }
   const settings: Settings = {
     fsync: options.fsync ?? false,
@@ -196,34 +220,34 @@ function resolveSettings(options: FileStoreOptions): Settings {
     reuseFiles: options.reuseFiles,
     reuseAfterMs: options.reuseAfterMs ?? 100,
   };
-  if (typeof settings.fsync !== 'boolean') throw new TypeError('fsync must be a boolean');
-  assertNonNegativeInteger(settings.fileMode, 'fileMode');
-  assertNonNegativeInteger(settings.directoryMode, 'directoryMode');
+  if (typeof settings.fsync !== 'boolean') {
+    throw new TypeError(`fsync must be a boolean, got ${describeValue(settings.fsync)}`);
+  }
+  assertMode(settings.fileMode, 'fileMode');
+  assertMode(settings.directoryMode, 'directoryMode');
   if (settings.sweepMode !== 'fast' && settings.sweepMode !== 'verify') {
-    throw new TypeError(`sweepMode must be 'fast' or 'verify', got ${String(settings.sweepMode)}`);
+    throw new TypeError(
+      `sweepMode must be 'fast' or 'verify', got ${describeValue(settings.sweepMode)}`,
+    );
   }
   if (!['auto', 'sync', 'async'].includes(settings.io)) {
-    throw new TypeError(`io must be 'auto', 'sync' or 'async', got ${String(settings.io)}`);
+    throw new TypeError(`io must be 'auto', 'sync' or 'async', got ${describeValue(settings.io)}`);
   }
-  assertNonNegativeInteger(settings.graceMs, 'graceMs');
-  assertNonNegativeInteger(settings.reuseAfterMs, 'reuseAfterMs');
+  assertDuration(settings.graceMs, 'graceMs');
+  assertDuration(settings.sweepLeaseMs, 'sweepLeaseMs', { zero: false });
+  assertDuration(settings.guardStaleMs, 'guardStaleMs');
+  assertDuration(settings.reuseAfterMs, 'reuseAfterMs');
   if (settings.reuseFiles !== undefined && typeof settings.reuseFiles !== 'boolean') {
-    throw new TypeError('reuseFiles must be a boolean');
+    throw new TypeError(`reuseFiles must be a boolean, got ${describeValue(settings.reuseFiles)}`);
   }
-  assertNonNegativeInteger(settings.guardStaleMs, 'guardStaleMs');
-  assertPositive(settings.sweepLeaseMs, 'sweepLeaseMs');
-  assertPositive(settings.maxOpenFiles, 'maxOpenFiles');
-  if (options.maxRecordBytes !== undefined)
-    assertPositive(options.maxRecordBytes, 'maxRecordBytes');
+  assertPositiveInteger(settings.maxOpenFiles, 'maxOpenFiles');
+  if (options.maxRecordBytes !== undefined) {
+    assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+  }
   if (options.renameFile !== undefined && typeof options.renameFile !== 'function') {
-    throw new TypeError('renameFile must be a function');
+    throw new TypeError(`renameFile must be a function, got ${describeValue(options.renameFile)}`);
   }
   return settings;
-}
-
-function assertPositive(value: unknown, name: string): asserts value is number {
-  assertNonNegativeInteger(value, name);
-  if (value === 0) throw new TypeError(`${name} must be greater than 0`);
 }
 
 function corruptRecord(reason: string): SessionError {
@@ -269,7 +293,17 @@ export class FileStore extends BaseStore {
   static async open(options: FileStoreOptions): Promise<FileStore> {
     const settings = resolveSettings(options);
     try {
-      await mkdir(options.path, { recursive: true, mode: settings.directoryMode });
+      await mkdir(options.path, { recursive: true, mode: settings.directoryMode }).catch(
+        (error: unknown) => {
+          // A file in the way: mkdir says only EEXIST.
+          if (errorCode(error) !== 'EEXIST') throw error;
+          throw new SessionError(
+            'ERR_STORE_IO',
+            `Cannot open the file store: ${options.path} is not a directory`,
+            { cause: error },
+          );
+        },
+      );
       const root = await realpath(options.path);
       const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
@@ -619,6 +653,8 @@ export class FileStore extends BaseStore {
   // ---------------------------------------------------------------- sweep
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    // The budget bounds the whole call, so a step that starts late stops early (see sweepStep).
+    const deadline = Date.now() + progress.budgetMs;
     // Its own lease file, not SWEEP_LOCK_ID: core's cleanup policies hold that one around
     // their calls to sweep(), and this lock also covers callers that use no policy.
     const lock = await this.#fileLocks.tryLease(
@@ -627,14 +663,22 @@ export class FileStore extends BaseStore {
     );
     // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
     if (lock === undefined) return progress.result(false);
+    // A step in flight stops before its next entry when the caller aborts or the lease is lost.
+    const stop = abortedByAny([progress.signal, lock.signal]);
     try {
-      return await this.#sweepFromCursor(progress, lock);
+      return await this.#sweepFromCursor(progress, lock, deadline, stop.signal);
     } finally {
+      stop.detach();
       await lock.release().catch(() => {});
     }
   }
 
-  async #sweepFromCursor(progress: SweepProgress, lock: SessionLock): Promise<SweepResult> {
+  async #sweepFromCursor(
+    progress: SweepProgress,
+    lock: SessionLock,
+    deadline: number,
+    stop: AbortSignal,
+  ): Promise<SweepResult> {
     const cursor = await this.#readCursor();
     if (cursor.shard === '' && cursor.name === '') {
       // Once per pass: holder files of write guards whose process died without closing.
@@ -643,26 +687,32 @@ export class FileStore extends BaseStore {
     const shards = await this.#listShards();
     let position: SweepCursor = { ...cursor };
     for (;;) {
-      // Lost the single-sweeper lease: another process may own the cursor now.
-      if (lock.signal.aborted) return progress.result(false);
       const size = progress.nextBatchSize(SWEEP_BATCH);
       if (size === 0) return progress.result(false);
-      const step = await this.#sweeper.sweepStep({
-        shards,
-        after: { shard: position.shard, name: position.name },
-        size,
-        now: progress.now,
-        // A record with a write in flight in this process is left to the next pass.
-        busy: this.#guards.busyKeys(),
-      });
+      const step = await this.#sweeper.sweepStep(
+        {
+          shards,
+          after: { shard: position.shard, name: position.name },
+          size,
+          now: progress.now,
+          deadline,
+          // A record with a write in flight in this process is left to the next pass.
+          busy: this.#guards.busyKeys(),
+        },
+        stop,
+      );
       progress.removed += step.removed;
       progress.scanned += step.scanned;
+      // Lost the single-sweeper lease: another process may own the cursor now.
+      if (lock.signal.aborted) return progress.result(false);
       if (step.leftBusy) position.clean = false;
-      if (step.ended || step.last === undefined) {
+      if (step.ended) {
         // The pass over every shard ended: done when nothing expired was left behind on the way.
         await this.#writeCursor(START_CURSOR);
         return progress.result(position.clean);
       }
+      // Stopped before its first entry (an abort): the cursor stays where it was.
+      if (step.last === undefined) return progress.result(false);
       position = { shard: step.last.shard, name: step.last.name, clean: position.clean };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
       await this.#writeCursor(position);

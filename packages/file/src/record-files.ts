@@ -11,7 +11,7 @@ import {
   type RecordHeader,
 } from './format.js';
 import { type FileSystem, freeFile, unless } from './fs.js';
-import type { Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
+import type { StopSignal, Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
 import type { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
@@ -33,6 +33,8 @@ const TIMED_FREES = 8;
 const SLOW_FREE_MS = 0.05;
 /** Frees in flight at once through the thread pool: libuv's default pool size. */
 const FREE_WIDTH = 4;
+/** Entries a step examines before its deadline may stop it, so every sweep call makes progress. */
+export const MIN_STEP_ENTRIES = 32;
 
 interface StepFrees {
   /** How long the step's first frees took, ms. */
@@ -181,10 +183,12 @@ export class RecordFiles implements Sweeper {
   /**
    * Sweeps the next `size` entries of a pass after `after`, listing shards as it reaches them.
    * A shard's sorted names are kept while the pass is inside it, so a shard is listed once per
-   * pass, not once per step. Entries in `busy` are skipped (and reported as left behind).
+   * pass, not once per step; they are dropped when the pass ends. Entries in `busy` are skipped
+   * (and reported as left behind). The step ends early, before its next entry or shard, once
+   * `stop` aborts or, past its first `MIN_STEP_ENTRIES` entries, once the deadline has passed.
    */
-  async sweepStep(request: SweepStepRequest): Promise<SweepStep> {
-    const { after, size, now } = request;
+  async sweepStep(request: SweepStepRequest, stop?: StopSignal): Promise<SweepStep> {
+    const { after, size, now, deadline } = request;
     const busy = new Set(request.busy);
     const step: SweepStep = {
       removed: 0,
@@ -193,15 +197,20 @@ export class RecordFiles implements Sweeper {
       ended: false,
       leftBusy: false,
     };
-    const entries: SweepEntry[] = [];
-    for (const shard of request.shards) {
-      if (entries.length === size) break;
-      if (shard < after.shard) continue;
-      const resuming = shard === after.shard && after.name !== '';
-      const names = await this.#namesOf(shard, resuming);
-      let next = resuming ? firstAfter(names, after.name) : 0;
-      while (next < names.length && entries.length < size) {
-        entries.push({ shard, name: names[next++] as string });
+    // Once true, stays true: a clock stepping back must not let the step skip ahead to the next shard.
+    let stopped = false;
+    const stopping = () =>
+      (stopped ||=
+        step.scanned >= size ||
+        stop?.aborted === true ||
+        (step.scanned >= MIN_STEP_ENTRIES && Date.now() >= deadline));
+    /** The shard's names from `from`, each counted as scanned when taken, until the step stops. */
+    function* take(shard: string, names: readonly string[], from: number) {
+      for (let next = from; next < names.length && !stopping(); next++) {
+        const entry: SweepEntry = { shard, name: names[next] as string };
+        step.scanned++;
+        step.last = entry;
+        yield entry;
       }
     }
     const sweepOne = async (entry: SweepEntry) => {
@@ -212,23 +221,36 @@ export class RecordFiles implements Sweeper {
       if ((await this.sweepEntry(entry.shard, entry.name, now)) === 'removed') step.removed++;
     };
     try {
-      if (this.#fs.io === 'sync') {
-        for (const entry of entries) await sweepOne(entry);
-      } else {
-        await this.forEachBounded(entries, sweepOne);
+      for (const shard of request.shards) {
+        if (shard < after.shard) continue;
+        if (stopping()) return step;
+        const resuming = shard === after.shard && after.name !== '';
+        const names = await this.#namesOf(shard, resuming);
+        const entries = take(shard, names, resuming ? firstAfter(names, after.name) : 0);
+        if (this.#fs.io === 'sync') {
+          for (const entry of entries) await sweepOne(entry);
+        } else {
+          await this.forEachBounded(entries, sweepOne);
+        }
       }
+      if (stopping()) return step;
+      step.ended = true;
+      this.#listed = undefined;
+      return step;
     } finally {
       await this.#endFrees();
     }
-    step.scanned = entries.length;
-    step.last = entries[entries.length - 1];
-    step.ended = entries.length < size;
-    return step;
+  }
+
+  /** How many listed names this sweeper keeps between steps: none once a pass has ended. */
+  get keptNames(): number {
+    return this.#listed?.names.length ?? 0;
   }
 
   /** A shard's names, sorted: the cached list when `resuming` inside the shard listed last. */
   async #namesOf(shard: string, resuming: boolean): Promise<string[]> {
     if (resuming && this.#listed?.shard === shard) return this.#listed.names;
+    this.#listed = undefined;
     const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
       this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
     );
@@ -334,16 +356,14 @@ export class RecordFiles implements Sweeper {
   /** The in-thread sweeper has nothing to stop. */
   async close(): Promise<void> {}
 
-  /** Runs `task` over `items` with at most `maxOpenFiles` in flight. */
-  async forEachBounded<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
+  /** Runs `task` over `items`, taken in order, with at most `maxOpenFiles` in flight. */
+  async forEachBounded<T>(items: Iterable<T>, task: (item: T) => Promise<void>): Promise<void> {
+    const iterator = items[Symbol.iterator]();
     const worker = async () => {
-      while (next < items.length) {
-        const item = items[next++] as T;
-        await task(item);
+      for (let item = iterator.next(); item.done !== true; item = iterator.next()) {
+        await task(item.value);
       }
     };
-    const width = Math.min(this.settings.maxOpenFiles, items.length);
-    await Promise.all(Array.from({ length: width }, worker));
+    await Promise.all(Array.from({ length: this.settings.maxOpenFiles }, worker));
   }
 }

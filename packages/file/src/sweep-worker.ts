@@ -29,11 +29,18 @@ const guards = new WriteGuards({
   asideName: (file) => `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`,
 });
 const files = new RecordFiles(init.settings, syncFileSystem, guards);
+const stopped = new Int32Array(init.stop);
 
 parentPort?.on('message', async (request: SweepRequest) => {
+  // The store writes a step's id here to stop it: a message would wait for the step to end.
+  const stop = {
+    get aborted() {
+      return Atomics.load(stopped, 0) === request.id;
+    },
+  };
   let reply: SweepReply;
   try {
-    reply = { id: request.id, result: await files.sweepStep(request) };
+    reply = { id: request.id, result: await files.sweepStep(request, stop) };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const code = errorCode(error);

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  assertDuration,
   generateSessionId,
   isSessionError,
   manual,
@@ -33,6 +34,16 @@ import {
   SHARD_LENGTH,
 } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+// Internals of the sweep, from the build the package's entry point also loads.
+import { syncFileSystem } from '../dist/fs.js';
+import {
+  MIN_STEP_ENTRIES,
+  RecordFiles,
+  type RecordFilesSettings,
+  uniqueSuffix,
+} from '../dist/record-files.js';
+import { type SweepStepRequest, WorkerSweeper } from '../dist/sweeper.js';
+import { WriteGuards } from '../dist/write-guards.js';
 
 const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
@@ -138,6 +149,56 @@ function spawn(
   };
 }
 
+/** Threads started with `worker_threads` that are alive in this process now. */
+function workerThreads(): number {
+  return (process.report.getReport() as { workers: unknown[] }).workers.length;
+}
+
+/** Polls `condition` until it holds; fails after `attempts` polls 50 ms apart. */
+async function until(condition: () => boolean, attempts = 400): Promise<void> {
+  for (let attempt = 0; !condition(); attempt++) {
+    if (attempt >= attempts) throw new Error('the condition never held');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** What the sweep worker is given for the store at `path` (a local disk: mtimes exact). */
+function sweepSettings(path: string): RecordFilesSettings {
+  return {
+    path,
+    mtimeExact: true,
+    statIsEnough: true,
+    sweepMode: 'fast',
+    graceMs: 60_000,
+    maxOpenFiles: 32,
+  };
+}
+
+/** The record rules of the store at `path` on this thread, as its sweep worker builds them. */
+function recordFilesOf(path: string): RecordFiles {
+  const guards = new WriteGuards({
+    directory: join(path, '.guards'),
+    staleMs: 5000,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    fs: syncFileSystem,
+    asideName: (file: string) => `${file}.${uniqueSuffix()}.tmp`,
+  });
+  return new RecordFiles(sweepSettings(path), syncFileSystem, guards);
+}
+
+/** The first step of a pass over `shards`, with no budget. */
+function firstStep(shards: string[], size: number): SweepStepRequest {
+  return {
+    shards,
+    after: { shard: '', name: '' },
+    size,
+    now: Date.now(),
+    deadline: Number.POSITIVE_INFINITY,
+    busy: [],
+  };
+}
+
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -152,7 +213,7 @@ describe('open', () => {
       { path, io: 'threads' as 'sync' },
       { path, graceMs: -1 },
       { path, maxOpenFiles: 0 },
-      { path, guardStaleMs: 1.5 },
+      { path, guardStaleMs: '5000' as never },
       { path, fileMode: Number.NaN },
       { path, renameFile: 'rename' as never },
       { path, maxRecordBytes: 0 },
@@ -165,10 +226,49 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it("refuses a bad duration with core's message for durations, whichever bound it misses", async () => {
+    const path = freshPath();
+    const durations: Array<[keyof FileStoreOptions, unknown, { zero?: boolean }]> = [
+      ['graceMs', -1, {}],
+      ['graceMs', '60000', {}],
+      ['reuseAfterMs', -1, {}],
+      ['reuseAfterMs', Number.NaN, {}],
+      ['guardStaleMs', -1, {}],
+      ['guardStaleMs', Number.POSITIVE_INFINITY, {}],
+      ['sweepLeaseMs', -1, { zero: false }],
+      ['sweepLeaseMs', 0, { zero: false }],
+      ['sweepLeaseMs', 2 ** 31, { zero: false }],
+    ];
+    for (const [name, value, rule] of durations) {
+      let expected = '';
+      try {
+        assertDuration(value, name, rule);
+      } catch (error) {
+        expected = (error as Error).message;
+      }
+      expect(expected).toMatch(new RegExp(`^${name} must be a number of milliseconds`));
+      await expect(FileStore.open({ path, [name]: value })).rejects.toThrow(
+        new TypeError(expected),
+      );
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('refuses an unknown option, naming it and the option probably meant, before creating anything', async () => {
+    const path = freshPath();
+    await expect(FileStore.open({ path, graceMS: 1000 } as FileStoreOptions)).rejects.toThrow(
+      new TypeError("FileStore.open: unknown option 'graceMS'; did you mean 'graceMs'?"),
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('rejects a path that is a file with ERR_STORE_IO', async () => {
     const path = freshPath();
     writeFileSync(path, 'not a directory');
     expect(await codeOf(FileStore.open({ path }))).toBe('ERR_STORE_IO');
+    await expect(FileStore.open({ path })).rejects.toThrow(
+      `Cannot open the file store: ${path} is not a directory`,
+    );
   });
 });
 
@@ -667,6 +767,94 @@ describe('sweep', () => {
     expect([a.removed, b.removed].sort((x, y) => x - y)).toEqual([0, 40]);
     expect(await store.count()).toBe(0);
   });
+});
+
+describe('sweep: bounded calls, memory returned', () => {
+  it.each(['sync', 'async'] as const)(
+    'a call with budgetMs 0 examines one small batch, not a whole step; the calls after it finish the pass (io %s)',
+    async (io) => {
+      const store = await openStore({ io });
+      for (let i = 0; i < 200; i++) await store.set(generateSessionId(), recordOf('live'));
+
+      const first = await store.sweep({ budgetMs: 0, limit: 100_000 });
+      expect(first.scanned).toBe(MIN_STEP_ENTRIES);
+      expect(first.done).toBe(false);
+      let scanned = first.scanned;
+      for (let done = false; !done; ) {
+        const next = await store.sweep({ budgetMs: 0, limit: 100_000 });
+        expect(next.scanned).toBeLessThanOrEqual(MIN_STEP_ENTRIES);
+        scanned += next.scanned;
+        done = next.done;
+      }
+      expect(scanned).toBe(200);
+    },
+  );
+
+  it('keeps the sorted names of the shard a pass is in between steps, and none once the pass ends', async () => {
+    const store = await openStore();
+    for (const id of [...idsInShard('a', 30), ...idsInShard('b', 30)]) {
+      await store.set(id, recordOf('live'));
+    }
+    const files = recordFilesOf(store.path);
+    let request = firstStep(['a', 'b'], 20);
+    const kept: number[] = [];
+    for (;;) {
+      const step = await files.sweepStep(request);
+      kept.push(files.keptNames);
+      if (step.ended || step.last === undefined) break;
+      request = { ...request, after: step.last };
+    }
+    // a[0..20), a[20..30) + b[0..10), b[10..30), then the step that finds the pass's end.
+    expect(kept).toEqual([30, 30, 30, 0]);
+  });
+
+  it('a step told to stop ends before its next entry, and the next step resumes after its last', async () => {
+    const store = await openStore();
+    for (const id of idsInShard('a', 40)) await store.set(id, recordOf('live'));
+    const files = recordFilesOf(store.path);
+    let checks = 0;
+    const stop = {
+      get aborted() {
+        return ++checks > 10;
+      },
+    };
+    const stopped = await files.sweepStep(firstStep(['a'], 500), stop);
+    expect(stopped.scanned).toBeGreaterThan(0);
+    expect(stopped.scanned).toBeLessThan(10);
+    expect(stopped.ended).toBe(false);
+    const rest = await files.sweepStep({ ...firstStep(['a'], 500), after: stopped.last });
+    expect(rest).toMatchObject({ scanned: 40 - stopped.scanned, ended: true });
+  });
+
+  it('a step on the sweep worker stops before its first entry when the sweep was aborted; the next step runs', async () => {
+    const store = await openStore({ io: 'sync' });
+    for (const id of idsInShard('a', 40)) await store.set(id, recordOf('live'));
+    const sweeper = new WorkerSweeper({
+      settings: sweepSettings(store.path),
+      guardsDirectory: join(store.path, '.guards'),
+      guardStaleMs: 5000,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+    });
+    try {
+      const aborted = await sweeper.sweepStep(firstStep(['a'], 500), AbortSignal.abort());
+      expect(aborted).toMatchObject({ scanned: 0, ended: false });
+      const next = await sweeper.sweepStep(firstStep(['a'], 500), new AbortController().signal);
+      expect(next).toMatchObject({ scanned: 40, ended: true });
+    } finally {
+      await sweeper.close();
+    }
+  });
+
+  it('the sweep worker exits once idle, so its memory goes back; the next sweep starts another', async () => {
+    const store = await openStore({ io: 'sync' });
+    await store.set(generateSessionId(), recordOf('live'));
+    const before = workerThreads();
+    expect(await store.sweep()).toMatchObject({ scanned: 1, done: true });
+    expect(workerThreads()).toBe(before + 1);
+    await until(() => workerThreads() === before);
+    expect(await store.sweep()).toMatchObject({ scanned: 1, done: true });
+  }, 30_000);
 });
 
 describe('locks', () => {
