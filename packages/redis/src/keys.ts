@@ -90,5 +90,8 @@ export function decodeRecord(value: Buffer): SessionRecord {
   if (!Number.isFinite(expiresAt)) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
   }
-  return { data: new Uint8Array(value.subarray(HEADER_BYTES)), expiresAt };
+  // A copy by memcpy: the reply may be a view into the socket's read buffer.
+  const data = new Uint8Array(value.byteLength - HEADER_BYTES);
+  data.set(value.subarray(HEADER_BYTES));
+  return { data, expiresAt };
 }
