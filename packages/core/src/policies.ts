@@ -160,8 +160,14 @@ export class Sweeper {
       throw error;
     }
     const run: SweepRun = { outcome: 'swept', removed: 0, scanned: 0, done: false };
+    // Not AbortSignal.any: on Node 20 the long-lived stop signal would keep every run's alive.
+    const stopRun = new AbortController();
+    const abortRun = () => stopRun.abort();
+    this.#stop.signal.addEventListener('abort', abortRun, { once: true });
+    lock.signal.addEventListener('abort', abortRun, { once: true });
+    if (this.#stop.signal.aborted || lock.signal.aborted) stopRun.abort();
     try {
-      const signal = AbortSignal.any([this.#stop.signal, lock.signal]);
+      const signal = stopRun.signal;
       const started = performance.now();
       for (;;) {
         const remainingMs = Math.max(0, this.#budgetMs - (performance.now() - started));
@@ -173,6 +179,8 @@ export class Sweeper {
         await yieldToEventLoop();
       }
     } finally {
+      this.#stop.signal.removeEventListener('abort', abortRun);
+      lock.signal.removeEventListener('abort', abortRun);
       await lock.release().catch((error: unknown) => this.#report(error));
     }
     this.#onSweep?.(run);
