@@ -210,7 +210,7 @@ describe('what cannot be imported', () => {
       `sqlite:${targetPath}`,
       '--json',
     ]);
-    expect(result.code).toBe(0);
+    expect(result.code, result.stderr).toBe(0);
     const report = jsonOf<{ counts: object; invalidIds: string[] }>(result);
     expect(report.counts).toMatchObject({ written: 1, expired: 1, invalidId: 1 });
     expect(report.invalidIds).toEqual(['lega… (11 characters)']);
