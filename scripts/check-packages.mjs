@@ -140,6 +140,13 @@ function checkInstalled() {
     'better-sqlite3@12',
     'classic-level@3.0.0',
     '@types/express@5',
+    'koa@3',
+    '@types/koa@3',
+    'koa-session@7',
+    'hono@4',
+    '@hono/node-server@2',
+    'hono-sessions@0.8',
+    `vitest@${rootManifest.devDependencies.vitest}`,
     `@types/node@${rootManifest.devDependencies['@types/node']}`,
     `typescript@${rootManifest.devDependencies.typescript}`,
   ];
@@ -150,13 +157,19 @@ function checkInstalled() {
   });
   if (npm.status !== 0) return fail('npm install of the tarballs failed');
 
-  console.log('each package imports, and requires');
-  for (const { manifest } of published) {
+  // Every entry point of every package: `@sessile/conformance` and `@sessile/conformance/http`.
+  const entryPoints = published.flatMap(({ manifest }) =>
+    Object.keys(manifest.exports)
+      .filter((subpath) => subpath !== './package.json')
+      .map((subpath) => manifest.name + subpath.slice(1)),
+  );
+  console.log('each entry point imports, and requires');
+  for (const entryPoint of entryPoints) {
     for (const [how, code] of [
-      ['import', `await import(${JSON.stringify(manifest.name)})`],
+      ['import', `await import(${JSON.stringify(entryPoint)})`],
       [
         'require',
-        `(await import('node:module')).createRequire(import.meta.url)(${JSON.stringify(manifest.name)})`,
+        `(await import('node:module')).createRequire(import.meta.url)(${JSON.stringify(entryPoint)})`,
       ],
     ]) {
       const loaded = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
@@ -164,11 +177,11 @@ function checkInstalled() {
         encoding: 'utf8',
       });
       if (loaded.status !== 0)
-        fail(`${how} ${manifest.name}: ${loaded.stderr.trim().split('\n').slice(0, 6).join('\n')}`);
+        fail(`${how} ${entryPoint}: ${loaded.stderr.trim().split('\n').slice(0, 6).join('\n')}`);
     }
   }
 
-  console.log('TypeScript strict, no skipLibCheck, a file importing every package');
+  console.log('TypeScript strict, no skipLibCheck, a file importing every entry point');
   writeFileSync(
     join(app, 'tsconfig.json'),
     `${JSON.stringify(
@@ -190,10 +203,9 @@ function checkInstalled() {
   );
   writeFileSync(
     join(app, 'check.ts'),
-    published
+    entryPoints
       .map(
-        ({ manifest }, i) =>
-          `import * as package${i} from '${manifest.name}';\nconsole.log(package${i});\n`,
+        (entryPoint, i) => `import * as entry${i} from '${entryPoint}';\nconsole.log(entry${i});\n`,
       )
       .join(''),
   );
@@ -201,7 +213,14 @@ function checkInstalled() {
     cwd: app,
     encoding: 'utf8',
   });
-  if (tsc.status !== 0) fail(`tsc:\n${tsc.stdout}${tsc.stderr}`);
+  // An error inside another package's types (say @types/koa against content-disposition's own
+  // types) is the reader's with or without sessile: report it, but only sessile's fail the check.
+  const errors = `${tsc.stdout}${tsc.stderr}`
+    .split('\n')
+    .filter((line) => /error TS\d+/.test(line));
+  const foreign = errors.filter((line) => /^node_modules\/(?!@sessile\/)/.test(line));
+  for (const line of foreign) console.log(`  not sessile's: ${line}`);
+  if (tsc.status !== 0 && errors.length > foreign.length) fail(`tsc:\n${tsc.stdout}${tsc.stderr}`);
 
   console.log('the docs test, against the installed tarballs');
   const docs = spawnSync('pnpm', ['exec', 'vitest', 'run'], {
