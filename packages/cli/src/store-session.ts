@@ -42,12 +42,15 @@ async function sizeOf(path: string): Promise<number> {
   return total;
 }
 
-/** Bytes on disk of a path store: its file or directory, and the siblings it keeps (`-wal`, `.locks`). */
+/** What stores keep beside their path: SQLite's journal files, dbm's and the file store's locks. */
+const SIBLING_SUFFIXES = ['-wal', '-shm', '-journal', '.locks', '.lock'];
+
+/** Bytes on disk of a path store: its file or directory, and the siblings it keeps. */
 export async function sizeOnDisk(path: string): Promise<number> {
   let total = await sizeOf(path);
   const name = basename(path);
   for (const entry of await readdir(dirname(path))) {
-    if (entry.startsWith(`${name}-`) || entry.startsWith(`${name}.`)) {
+    if (SIBLING_SUFFIXES.some((suffix) => entry === `${name}${suffix}`)) {
       total += await sizeOf(join(dirname(path), entry)).catch(() => 0);
     }
   }
