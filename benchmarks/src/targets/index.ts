@@ -63,8 +63,8 @@ export const TARGETS: readonly Target[] = [
   }),
   sessileStore({
     name: 'file',
-    description: '`FileStore`, one file per session in shard dirs, no fsync (default)',
-    durability: 'process crash: yes (atomic rename); power loss: only with its fsync option',
+    description: "`FileStore`, one file per session in shard dirs, durability 'normal' (default)",
+    durability: "process crash: yes (atomic rename); power loss: only with durability: 'full'",
     packageName: '@sessile/file',
     className: 'FileStore',
     options: (dir) => ({ path: join(dir, 'sessile-files') }),

@@ -86,10 +86,11 @@ export interface FileStoreOptions extends BaseStoreOptions {
   /** The store's directory. Created (mode `directoryMode`) if missing. Only this store should write inside it. */
   path: string;
   /**
-   * fsync each written file and its directory before a write resolves, so acknowledged writes
-   * survive power loss, not only a process crash. Default `false`.
+   * `'full'` fsyncs each written file and its directory before a write resolves, so acknowledged
+   * writes survive power loss, not only a process crash. `'normal'` (default) survives a process
+   * crash only.
    */
-  fsync?: boolean;
+  durability?: 'normal' | 'full';
   /** Mode of record, lease and temp files. Default `0o600`. */
   fileMode?: number;
   /** Mode of the store, shard and lock directories. Default `0o700`. */
@@ -104,7 +105,7 @@ export interface FileStoreOptions extends BaseStoreOptions {
    * How the store makes its filesystem calls. `'sync'` makes them on the event loop: on a local
    * disk each is a few microseconds of page-cache work, several times cheaper than a round trip
    * through libuv's thread pool. The sweep then runs on a worker thread, and fsync (with
-   * `fsync: true`) always goes through the thread pool, so neither holds the event loop. `'async'` sends every call through the thread pool, so
+   * `durability: 'full'`) always goes through the thread pool, so neither holds the event loop. `'async'` sends every call through the thread pool, so
    * a slow (network) filesystem never blocks the event loop. `'auto'` (default) picks `'sync'`
    * on Linux filesystems known to be local (ext4, xfs, btrfs, tmpfs, zfs, f2fs, overlay) and
    * `'async'` everywhere else.
@@ -159,7 +160,7 @@ const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
 
 const KNOWN_OPTIONS = [
   'path',
-  'fsync',
+  'durability',
   'fileMode',
   'directoryMode',
   'sweepMode',
@@ -183,7 +184,7 @@ function assertMode(value: unknown, name: string): asserts value is number {
 type Settings = Required<
   Pick<
     FileStoreOptions,
-    | 'fsync'
+    | 'durability'
     | 'fileMode'
     | 'directoryMode'
     | 'sweepMode'
@@ -201,6 +202,12 @@ function resolveSettings(options: FileStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('FileStore.open needs an options object with a path');
   }
+  if ('fsync' in options) {
+    // Too far from 'durability' for assertKnownOptions to suggest it.
+    throw new TypeError(
+      "FileStore.open: unknown option 'fsync'; did you mean 'durability' ('full' fsyncs every write)?",
+    );
+  }
   assertKnownOptions(options, KNOWN_OPTIONS, 'FileStore.open');
   if (typeof options.path !== 'string' || options.path.length === 0) {
     throw new TypeError(
@@ -208,7 +215,7 @@ function resolveSettings(options: FileStoreOptions): Settings {
     );
   }
   const settings: Settings = {
-    fsync: options.fsync ?? false,
+    durability: options.durability ?? 'normal',
     fileMode: options.fileMode ?? 0o600,
     directoryMode: options.directoryMode ?? 0o700,
     sweepMode: options.sweepMode ?? 'fast',
@@ -220,8 +227,10 @@ function resolveSettings(options: FileStoreOptions): Settings {
     reuseFiles: options.reuseFiles,
     reuseAfterMs: options.reuseAfterMs ?? 100,
   };
-  if (typeof settings.fsync !== 'boolean') {
-    throw new TypeError(`fsync must be a boolean, got ${describeValue(settings.fsync)}`);
+  if (settings.durability !== 'normal' && settings.durability !== 'full') {
+    throw new TypeError(
+      `durability must be 'normal' or 'full', got ${describeValue(settings.durability)}`,
+    );
   }
   assertMode(settings.fileMode, 'fileMode');
   assertMode(settings.directoryMode, 'directoryMode');
@@ -270,6 +279,7 @@ export class FileStore extends BaseStore {
   readonly #fileLocks: FileLocks;
   /** The store's directory, with symlinks resolved. */
   readonly path: string;
+  /** `durability: 'full'`: fsync every written file and its directory. */
   readonly #fsync: boolean;
   readonly #fileMode: number;
   readonly #directoryMode: number;
@@ -326,7 +336,7 @@ export class FileStore extends BaseStore {
   ) {
     super(options);
     this.path = root;
-    this.#fsync = settings.fsync;
+    this.#fsync = settings.durability === 'full';
     this.#fileMode = settings.fileMode;
     this.#directoryMode = settings.directoryMode;
     const io = settings.io === 'auto' ? traits.io : settings.io;

@@ -219,6 +219,8 @@ describe('open', () => {
       { path, maxRecordBytes: 0 },
       { path, reuseAfterMs: -1 },
       { path, reuseFiles: 'yes' as never },
+      { path, durability: true as never },
+      { path, durability: 'fsync' as never },
     ];
     for (const options of bad) {
       await expect(FileStore.open(options as FileStoreOptions)).rejects.toBeInstanceOf(TypeError);
@@ -258,6 +260,16 @@ describe('open', () => {
     const path = freshPath();
     await expect(FileStore.open({ path, graceMS: 1000 } as FileStoreOptions)).rejects.toThrow(
       new TypeError("FileStore.open: unknown option 'graceMS'; did you mean 'graceMs'?"),
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('refuses an fsync option, naming durability instead', async () => {
+    const path = freshPath();
+    await expect(FileStore.open({ path, fsync: true } as FileStoreOptions)).rejects.toThrow(
+      new TypeError(
+        "FileStore.open: unknown option 'fsync'; did you mean 'durability' ('full' fsyncs every write)?",
+      ),
     );
     expect(existsSync(path)).toBe(false);
   });
@@ -339,12 +351,12 @@ describe('on-disk layout', () => {
     expect(await store.count()).toBe(1);
   });
 
-  it('writes with fsync on read back the same records', async () => {
-    const store = await openStore({ fsync: true });
+  it("writes with durability 'full' read back the same records", async () => {
+    const store = await openStore({ durability: 'full' });
     const id = generateSessionId();
     expect(await store.set(id, recordOf('durable'), { only: 'absent' })).toBe(true);
     expect(await store.touch(id, Date.now() + 2 * HOUR_MS)).toBe(true);
-    const again = await reopen(store, { fsync: true });
+    const again = await reopen(store, { durability: 'full' });
     expect(textOf(await again.get(id))).toBe('durable');
     expect(await again.delete(id)).toBe(true);
   });
@@ -664,10 +676,10 @@ describe('sweep', () => {
   it.each(['sync', 'async'] as const)(
     'removes expired records whose data is on disk and leaves nothing moved aside (io %s)',
     async (io) => {
-      // With fsync each record's data is on disk, so freeing it can wait for the device (ext4
+      // With durability 'full' each record's data is on disk, so freeing it can wait for the device (ext4
       // with `discard` and no journal, as on the benchmark VM): the sweep then frees files
       // through the thread pool while it judges the next entries.
-      const store = await openStore({ io, fsync: true });
+      const store = await openStore({ io, durability: 'full' });
       const expired = idsInShard('x', 40);
       const live = idsInShard('x', 5);
       for (const id of expired) await store.set(id, recordOf(id, Date.now() - 1000));
