@@ -7,7 +7,15 @@
 // (blocks.ts).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +112,44 @@ test('every page installs the @sessile packages its code imports', () => {
     expect(missing, `${page} imports these, but no install line of it names them`).toEqual([]);
   }
 });
+
+test('every relative link of the pages points at a file and heading that exist', () => {
+  const broken: string[] = [];
+  for (const page of pages) {
+    for (const [, target = ''] of prose(join(root, page)).matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target)) continue;
+      const [path = '', anchor] = target.split('#');
+      const file =
+        path === '' ? join(root, page) : join(root, page, '..', decodeURIComponent(path));
+      if (!existsSync(file)) broken.push(`${page}: ${target}`);
+      else if (anchor !== undefined && file.endsWith('.md') && !anchors(file).has(anchor)) {
+        broken.push(`${page}: ${target} (no such heading)`);
+      }
+    }
+  }
+  expect(broken).toEqual([]);
+});
+
+/** A markdown file without its code blocks. */
+function prose(file: string): string {
+  return readFileSync(file, 'utf8').replace(/^```[\s\S]*?^```/gm, '');
+}
+
+/** The anchors GitHub gives a markdown file's headings. */
+function anchors(file: string): Set<string> {
+  const seen = new Map<string, number>();
+  const result = new Set<string>();
+  for (const [, heading = ''] of prose(file).matchAll(/^#{1,6}\s+(.*)$/gm)) {
+    const slug = heading
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
+    const count = seen.get(slug) ?? 0;
+    seen.set(slug, count + 1);
+    result.add(count === 0 ? slug : `${slug}-${count}`);
+  }
+  return result;
+}
 
 test('docs/writing-a-store.md prints the MapStore the conformance tests run', () => {
   const printed = blocksByPage
