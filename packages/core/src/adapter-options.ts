@@ -1,6 +1,7 @@
 import type { SessionData } from './codecs.js';
 import { SessionCookie, type SessionCookieAttributes } from './cookies.js';
 import { SessionManager, type SessionManagerOptions } from './manager.js';
+import type { CommitOutcome, Session } from './session.js';
 import { assertKnownOptions, describeValue } from './util.js';
 
 /**
@@ -48,6 +49,23 @@ export interface SessionAdapter<Data extends SessionData> {
   ownsManager: boolean;
   /** Whether a request that failed commits its session (see `SessionAdapterOptions`), default true. */
   commitOnError: boolean;
+  /** Commits the session, or discards it when `commitOnError` is false and `status` is 500 or above. */
+  finish(session: Session<Data>, status: number): Promise<CommitOutcome>;
+  /**
+   * Ties a session to its response: a connection that closes before the session was finished
+   * finishes it, so its lock is released, and a response sent tells the cleanup policy.
+   */
+  track(
+    session: Session<Data>,
+    response: ResponseEvents,
+    status: () => number,
+    onCommitError: (error: unknown) => void,
+  ): void;
+}
+
+/** The part of a Node `ServerResponse` that `track` listens to. */
+export interface ResponseEvents {
+  once(event: 'close' | 'finish', listener: () => void): unknown;
 }
 
 /**
@@ -104,7 +122,21 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   const manager = ownsManager
     ? new SessionManager<Data>(pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions)
     : (given.manager as SessionManager<Data>);
-  return { manager, cookie, ownsManager, commitOnError };
+  const finish = (session: Session<Data>, status: number) =>
+    !commitOnError && status >= 500 ? session.discard() : session.commit();
+  return {
+    manager,
+    cookie,
+    ownsManager,
+    commitOnError,
+    finish,
+    track(session, response, status, onCommitError) {
+      response.once('close', () => {
+        if (!session.committed) finish(session, status()).catch(onCommitError);
+      });
+      response.once('finish', () => manager.afterResponse());
+    },
+  };
 }
 
 function pick(options: object, names: readonly string[]): Record<string, unknown> {

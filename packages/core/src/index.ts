@@ -1,5 +1,6 @@
 export {
   openSessionAdapter,
+  type ResponseEvents,
   type SessionAdapter,
   type SessionAdapterOptions,
 } from './adapter-options.js';

@@ -58,7 +58,8 @@ type WriteHead = ServerResponse['writeHead'];
 export function sessile<Data extends SessionData = SessionData>(
   options: SessileOptions<Data>,
 ): SessileMiddleware<Data> {
-  const { manager, cookie, commitOnError } = openSessionAdapter<Data>(options, 'sessile()');
+  const adapter = openSessionAdapter<Data>(options, 'sessile()');
+  const { manager, cookie, commitOnError } = adapter;
   const onCommitError = options.onCommitError;
   const discards = (status: number) => !commitOnError && status >= 500;
 
@@ -83,7 +84,6 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
-    const finish = () => (discards(res.statusCode) ? session.discard() : session.commit());
 
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
@@ -104,7 +104,7 @@ export function sessile<Data extends SessionData = SessionData>(
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
       ending = true;
-      finish().then(
+      adapter.finish(session, res.statusCode).then(
         (result) => {
           outcome = result;
           end.apply(res, args);
@@ -126,11 +126,12 @@ export function sessile<Data extends SessionData = SessionData>(
       return res;
     } as End;
 
-    res.once('finish', () => manager.afterResponse());
-    // A connection that closes before the response ends still finishes, so the lock is released.
-    res.once('close', () => {
-      if (!ending) finish().catch((error: unknown) => reportCommitError(error, req));
-    });
+    adapter.track(
+      session,
+      res,
+      () => res.statusCode,
+      (error) => reportCommitError(error, req),
+    );
   };
 
   const middleware = ((

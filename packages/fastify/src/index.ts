@@ -44,14 +44,8 @@ const requestStates = new WeakMap<FastifyRequest, RequestState>();
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
 const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
-  const { manager, cookie, ownsManager, commitOnError } = openSessionAdapter(
-    options,
-    '@sessile/fastify',
-    REGISTER_OPTIONS,
-  );
-  // A failed request's half-done changes are dropped when the app asks for it.
-  const finish = (session: Session<SessionData>, statusCode: number) =>
-    !commitOnError && statusCode >= 500 ? session.discard() : session.commit();
+  const adapter = openSessionAdapter(options, '@sessile/fastify', REGISTER_OPTIONS);
+  const { manager, cookie, ownsManager, finish } = adapter;
   const reportCommitError = (error: unknown, request: FastifyRequest) => {
     if (options.onCommitError !== undefined) options.onCommitError(error, request);
     else manager.reportError(error);
@@ -65,13 +59,12 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     const session = await manager.openForConnection(requestCookie?.value, reply.raw);
     request.session = session;
     requestStates.set(request, { requestCookie });
-    // Whatever happens to the reply, a closed connection finishes the session and so releases the lock.
-    reply.raw.once('close', () => {
-      if (!session.committed)
-        finish(session, reply.statusCode).catch((error: unknown) =>
-          reportCommitError(error, request),
-        );
-    });
+    adapter.track(
+      session,
+      reply.raw,
+      () => reply.statusCode,
+      (error) => reportCommitError(error, request),
+    );
   });
 
   fastify.addHook('onSend', async (request, reply, payload) => {
@@ -95,10 +88,6 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     const header = cookie.forResponse(session, state.requestCookie, outcome, manager.touchAfterMs);
     if (header !== undefined) reply.header('set-cookie', header);
     return payload;
-  });
-
-  fastify.addHook('onResponse', async () => {
-    manager.afterResponse();
   });
 
   if (ownsManager) fastify.addHook('onClose', async () => manager.close());

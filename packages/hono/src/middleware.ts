@@ -55,7 +55,8 @@ const COMMIT_FAILURE_BODY = 'Internal Server Error';
 export function sessile<Data extends SessionData = SessionData>(
   options: SessileHonoOptions<Data>,
 ): SessileHonoMiddleware<Data> {
-  const { manager, cookie, ownsManager } = openSessionAdapter<Data>(options, '@sessile/hono');
+  const adapter = openSessionAdapter<Data>(options, '@sessile/hono');
+  const { manager, cookie, ownsManager } = adapter;
   const onCommitError = options.onCommitError;
 
   const reportCommitError = (error: unknown, c: Context) => {
@@ -74,12 +75,12 @@ export function sessile<Data extends SessionData = SessionData>(
     const requestCookie = cookie.verify(c.req.header('cookie'));
     const session = await manager.openForConnection(requestCookie?.value, outgoing);
     c.set('session', session);
-    // A handler still running when the client hangs up commits too, so the lock is released.
-    outgoing.once('close', () => {
-      if (!session.committed)
-        session.commit().catch((error: unknown) => reportCommitError(error, c));
-    });
-    outgoing.once('finish', () => manager.afterResponse());
+    adapter.track(
+      session,
+      outgoing,
+      () => c.res.status,
+      (error) => reportCommitError(error, c),
+    );
 
     try {
       await next();
@@ -95,7 +96,7 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome;
     try {
-      outcome = await session.commit();
+      outcome = await adapter.finish(session, c.res.status);
     } catch (error) {
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;

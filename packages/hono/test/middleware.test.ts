@@ -27,6 +27,38 @@ describe('@sessile/hono middleware', () => {
     return { app, sessions, store };
   }
 
+  it('with commitOnError: false, a handler that throws leaves the stored session as it was', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      commitOnError: false,
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    app.use(sessions);
+    app.get('/:what?', (c) => {
+      const session = c.get('session');
+      session.data.count = (session.data.count ?? 0) + 1;
+      if (c.req.param('what') === 'fail') throw new Error('the handler failed after changing it');
+      return c.json({ count: session.data.count }, c.req.param('what') === 'bad' ? 400 : 200);
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(server.url)).toEqual({ count: 1 });
+    expect((await jar.fetch(`${server.url}/fail`)).status).toBe(500);
+    // The failed request's change was discarded; a 4xx answer still commits.
+    const bad = await jar.fetch(`${server.url}/bad`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ count: 2 });
+    expect(await jar.json(server.url)).toEqual({ count: 3 });
+  });
+
   it('keeps the Set-Cookie headers the app sets beside its own', async () => {
     const { app } = open();
     app.get('/', (c) => {

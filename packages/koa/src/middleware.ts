@@ -49,7 +49,8 @@ const COMMIT_FAILURE_BODY = 'Internal Server Error';
 export function sessile<Data extends SessionData = SessionData>(
   options: SessileKoaOptions<Data>,
 ): SessileKoaMiddleware<Data> {
-  const { manager, cookie, ownsManager } = openSessionAdapter<Data>(options, '@sessile/koa');
+  const adapter = openSessionAdapter<Data>(options, '@sessile/koa');
+  const { manager, cookie, ownsManager } = adapter;
   const onCommitError = options.onCommitError;
 
   const reportCommitError = (error: unknown, ctx: ParameterizedContext) => {
@@ -61,24 +62,27 @@ export function sessile<Data extends SessionData = SessionData>(
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
     const session = await manager.openForConnection(requestCookie?.value, ctx.res);
     (ctx as SessileContext<Data>).session = session;
-    // A handler still running when the client hangs up commits too, so the lock is released.
-    ctx.res.once('close', () => {
-      if (!session.committed)
-        session.commit().catch((error: unknown) => reportCommitError(error, ctx));
-    });
-    ctx.res.once('finish', () => manager.afterResponse());
+    adapter.track(
+      session,
+      ctx.res,
+      () => ctx.status,
+      (error) => reportCommitError(error, ctx),
+    );
 
     try {
       await next();
     } catch (error) {
-      // Koa answers the error itself; the session is still committed and its lock released first.
-      await session.commit().catch((commitError: unknown) => reportCommitError(commitError, ctx));
+      // Koa answers the error itself; the session is finished and its lock released first.
+      const status = (error as { status?: unknown } | null)?.status;
+      await adapter
+        .finish(session, typeof status === 'number' ? status : 500)
+        .catch((commitError: unknown) => reportCommitError(commitError, ctx));
       throw error;
     }
 
     let outcome: CommitOutcome;
     try {
-      outcome = await session.commit();
+      outcome = await adapter.finish(session, ctx.status);
     } catch (error) {
       reportCommitError(error, ctx);
       if (ctx.headerSent) return;

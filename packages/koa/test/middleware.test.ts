@@ -69,6 +69,41 @@ describe('@sessile/koa middleware', () => {
     expect(await jar.json(url)).toEqual({ count: 3 });
   });
 
+  it('with commitOnError: false, a handler that throws leaves the stored session as it was', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      commitOnError: false,
+    });
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const session = (ctx as SessileContext<{ count?: number }>).session;
+      session.data.count = (session.data.count ?? 0) + 1;
+      if (ctx.path === '/fail') throw new Error('the handler failed after changing the session');
+      if (ctx.path === '/bad') ctx.status = 400;
+      ctx.body = { count: session.data.count };
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ count: 1 });
+    expect((await jar.fetch(`${url}/fail`)).status).toBe(500);
+    // The failed request's change was discarded; a 4xx answer still commits.
+    const bad = await jar.fetch(`${url}/bad`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ count: 2 });
+    expect(await jar.json(url)).toEqual({ count: 3 });
+  });
+
   it('keeps the Set-Cookie headers the app sets beside its own', async () => {
     const { url } = await startApp((ctx) => {
       ctx.cookies.set('theme', 'dark', { signed: false });
