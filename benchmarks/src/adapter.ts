@@ -75,6 +75,11 @@ export interface Target {
   engine?: string;
   /** Peers doing the same job, for the speed ratio. */
   peers?: string[];
+  /**
+   * The sessile target this one drives through `toExpressStore` and the peers' express-session
+   * driver, so its ratio against a peer compares like with like.
+   */
+  viaExpressOf?: string;
   /** Runs only these workloads, when the others would only repeat another target's figures. */
   onlyWorkloads?: { names: string[]; reason: string };
   /** Needs a server on this machine (Redis, PostgreSQL); reported unavailable when it is not reachable. */

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { PROFILES } from './profile.js';
 import { ConsoleProgress } from './progress.js';
 import { writeReport } from './report/markdown.js';
+import { writeStoreReadmes } from './report/readmes.js';
 import type { BenchResults } from './results.js';
 import { runBenchmarks, WORKLOADS } from './run.js';
 import { TARGETS } from './targets/index.js';
@@ -26,7 +27,8 @@ const USAGE = `Usage: pnpm bench [options]
   --repeat N          run everything N times; report the median and the spread
   --out FILE          results JSON path (default: benchmarks/results/<date>.json)
   --docs FILE         markdown to update between its markers (default: docs/benchmarks.md)
-  --no-docs           write the results JSON only
+  --no-docs           leave docs/benchmarks.md and its charts alone
+  --no-readmes        leave the figures between <!-- bench:STORE:start/end --> in packages/*/README.md alone
   --from FILE         run nothing: regenerate the report from an earlier results JSON
   --help
 
@@ -54,6 +56,7 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       docs: { type: 'string' },
       'no-docs': { type: 'boolean', default: false },
+      'no-readmes': { type: 'boolean', default: false },
       from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -67,8 +70,11 @@ async function main(): Promise<number> {
   const charts = join(dirname(docs), 'benchmarks');
   if (values.from !== undefined) {
     const earlier = JSON.parse(await readFile(values.from, 'utf8')) as BenchResults;
-    await writeReport(earlier, docs, charts);
-    process.stderr.write(`report: ${docs} (charts in ${charts})\n`);
+    if (!values['no-docs']) {
+      await writeReport(earlier, docs, charts);
+      process.stderr.write(`report: ${docs} (charts in ${charts})\n`);
+    }
+    if (!values['no-readmes']) await readmes(earlier);
     return 0;
   }
   const repeat = Number(values.repeat);
@@ -92,7 +98,14 @@ async function main(): Promise<number> {
     await writeReport(results, docs, charts);
     process.stderr.write(`report: ${docs} (charts in ${charts})\n`);
   }
+  if (!values['no-readmes']) await readmes(results);
   return 0;
+}
+
+/** Refreshes the store READMEs' marked figures from the stores this run measured. */
+async function readmes(results: BenchResults): Promise<void> {
+  for (const path of await writeStoreReadmes(results, join(REPO_DIR, 'packages')))
+    process.stderr.write(`figures: ${path}\n`);
 }
 
 main().then(

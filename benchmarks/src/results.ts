@@ -65,6 +65,8 @@ export interface TargetInfo {
   durability: string;
   engine?: string;
   peers?: string[];
+  /** Set on `<store>-express`: the sessile target it drives through `toExpressStore`. */
+  viaExpressOf?: string;
   cleanup?: string;
   status: 'ok' | 'unavailable';
   reason?: string;

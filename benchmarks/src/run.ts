@@ -331,6 +331,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
         durability: target.durability,
         ...(target.engine === undefined ? {} : { engine: target.engine }),
         ...(target.peers === undefined ? {} : { peers: target.peers }),
+        ...(target.viaExpressOf === undefined ? {} : { viaExpressOf: target.viaExpressOf }),
         ...(cleanup?.status === 'ok' ? { cleanup: cleanup.result.method } : {}),
         status: reason === undefined ? 'ok' : 'unavailable',
         ...(reason === undefined ? {} : { reason }),

@@ -1,9 +1,10 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILES } from '../src/profile.js';
 import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js';
+import { replaceBetween, storeMarkers, writeStoreReadmes } from '../src/report/readmes.js';
 import type { BenchResults, OpsWorkloadName } from '../src/results.js';
 import { runBenchmarks, WORKLOADS } from '../src/run.js';
 import { TARGETS } from '../src/targets/index.js';
@@ -43,6 +44,7 @@ function assertWellFormedXml(text: string): void {
 /** Peers and engines that are plain npm packages with no server, so they must run everywhere. */
 const ALWAYS_RUNNABLE = [
   'memory',
+  'memory-express',
   'map',
   'raw-sqlite',
   'raw-level',
@@ -214,5 +216,58 @@ describe('the benchmark harness at tiny sizes', () => {
     const createChart = await readFile(join(chartsDir, 'create.svg'), 'utf8');
     for (const target of results.targets.filter((t) => t.status === 'ok'))
       expect(createChart).toContain(`>${target.name}<`);
+  });
+
+  it("drives each sessile store through toExpressStore with the peers' driver, and reports it like for like", async () => {
+    for (const name of ['memory', 'sqlite', 'level', 'file']) {
+      const via = results.targets.find((target) => target.viaExpressOf === name);
+      expect(via?.name, name).toBe(`${name}-express`);
+      if (via?.status !== 'ok') continue;
+      for (const workload of ['create', 'read', 'mixed'] as const) {
+        const outcome = results.results[workload]?.[via.name];
+        expect(outcome?.status, `${workload} on ${via.name}`).toBe('ok');
+        if (outcome?.status === 'ok') expect(outcome.result.errors).toBe(0);
+      }
+    }
+    const docPath = join(outDir, 'headlines.md');
+    await writeReport(results, docPath, join(outDir, 'headline-charts'));
+    const markdown = await readFile(docPath, 'utf8');
+    const memoryRow = markdown.split('\n').find((line) => line.startsWith('| `memory` '));
+    // vs peer through the same API, native vs peer, and the adapter's cost: three figures each.
+    expect(memoryRow?.match(/\d[\d.]*× \/ \d[\d.]*× \/ \d[\d.]*×/g)?.length).toBeGreaterThanOrEqual(
+      3,
+    );
+  });
+
+  it("rewrites only between a measured store's README markers", async () => {
+    const packagesDir = join(outDir, 'packages');
+    await mkdir(join(packagesDir, 'core'), { recursive: true });
+    await mkdir(join(packagesDir, 'plain'), { recursive: true });
+    await mkdir(join(packagesDir, 'no-readme'), { recursive: true });
+    const [start, end] = storeMarkers('memory');
+    const [otherStart, otherEnd] = storeMarkers('not-measured');
+    const before = `# core\n\nprose before\n\n${start}\nold figures\n${end}\n\nprose between\n\n${otherStart}\nkept as is\n${otherEnd}\n\nprose after\n`;
+    const plain = '# plain\n\n<!-- bench:start -->\nnot a store block\n<!-- bench:end -->\n';
+    await writeFile(join(packagesDir, 'core', 'README.md'), before);
+    await writeFile(join(packagesDir, 'plain', 'README.md'), plain);
+
+    const changed = await writeStoreReadmes(results, packagesDir);
+    expect(changed).toEqual([join(packagesDir, 'core', 'README.md')]);
+    const after = await readFile(join(packagesDir, 'core', 'README.md'), 'utf8');
+    const head = before.slice(0, before.indexOf(start) + start.length);
+    const tail = before.slice(before.indexOf(end));
+    expect(after.startsWith(head)).toBe(true);
+    expect(after.endsWith(tail)).toBe(true);
+    const block = after.slice(head.length, after.length - tail.length);
+    expect(block).not.toContain('old figures');
+    expect(block).toContain('`memorystore`');
+    expect(block).toContain('toExpressStore');
+    expect(await readFile(join(packagesDir, 'plain', 'README.md'), 'utf8')).toBe(plain);
+
+    // A second run over its own output changes nothing outside the block either.
+    await writeStoreReadmes(results, packagesDir);
+    expect(await readFile(join(packagesDir, 'core', 'README.md'), 'utf8')).toBe(after);
+    expect(replaceBetween('no markers here', start, end, 'x')).toBeUndefined();
+    expect(replaceBetween(`${end} ${start}`, start, end, 'x')).toBeUndefined();
   });
 });

@@ -12,34 +12,63 @@ import {
 } from './peers.js';
 import { pgEngine, postgresAsyncCommitStore, postgresStore } from './postgres.js';
 import { redisEngine, redisStore } from './redis.js';
-import { sessileStore } from './sessile.js';
+import { type SessileStoreSpec, sessileStore, sessileViaExpress } from './sessile.js';
+
+const memorySpec: SessileStoreSpec = {
+  name: 'memory',
+  description: '`MemoryStore` from @sessile/core (a Map plus an expiry heap)',
+  durability: 'none (process memory)',
+  packageName: '@sessile/core',
+  className: 'MemoryStore',
+  options: () => ({}),
+  engine: 'map',
+  peers: ['memorystore'],
+  processLocal: true,
+};
+
+const sqliteSpec: SessileStoreSpec = {
+  name: 'sqlite',
+  description: "`SqliteStore`, durability 'normal' (WAL, synchronous=NORMAL)",
+  durability: 'process crash: yes; power loss: the last commits may roll back',
+  packageName: '@sessile/sqlite',
+  className: 'SqliteStore',
+  options: (dir) => ({ path: join(dir, 'sessile.sqlite') }),
+  engine: 'raw-sqlite',
+  peers: ['better-sqlite3-session-store', 'connect-sqlite3'],
+};
+
+const levelSpec: SessileStoreSpec = {
+  name: 'level',
+  description: '`LevelStore` on classic-level, with an expiry index',
+  durability: 'process crash: yes (LevelDB log); power loss: recent writes may be lost',
+  packageName: '@sessile/level',
+  className: 'LevelStore',
+  options: (dir) => ({ path: join(dir, 'sessile-level') }),
+  engine: 'raw-level',
+  peers: ['level-session-store'],
+  processLocal: true,
+};
+
+const fileSpec: SessileStoreSpec = {
+  name: 'file',
+  description: "`FileStore`, one file per session in shard dirs, durability 'normal' (default)",
+  durability: "process crash: yes (atomic rename); power loss: only with durability: 'full'",
+  packageName: '@sessile/file',
+  className: 'FileStore',
+  options: (dir) => ({ path: join(dir, 'sessile-files') }),
+  engine: 'raw-fs',
+  peers: ['session-file-store'],
+};
 
 /**
  * Every target the harness knows, in report order. Adding a store is one line here; a store
  * that is not built yet is reported as unavailable and the run goes on.
  */
 export const TARGETS: readonly Target[] = [
-  sessileStore({
-    name: 'memory',
-    description: '`MemoryStore` from @sessile/core (a Map plus an expiry heap)',
-    durability: 'none (process memory)',
-    packageName: '@sessile/core',
-    className: 'MemoryStore',
-    options: () => ({}),
-    engine: 'map',
-    peers: ['memorystore'],
-    processLocal: true,
-  }),
-  sessileStore({
-    name: 'sqlite',
-    description: "`SqliteStore`, durability 'normal' (WAL, synchronous=NORMAL)",
-    durability: 'process crash: yes; power loss: the last commits may roll back',
-    packageName: '@sessile/sqlite',
-    className: 'SqliteStore',
-    options: (dir) => ({ path: join(dir, 'sessile.sqlite') }),
-    engine: 'raw-sqlite',
-    peers: ['better-sqlite3-session-store', 'connect-sqlite3'],
-  }),
+  sessileStore(memorySpec),
+  sessileViaExpress(memorySpec),
+  sessileStore(sqliteSpec),
+  sessileViaExpress(sqliteSpec),
   sessileStore({
     name: 'sqlite-full',
     description: "`SqliteStore`, durability 'full' (WAL, synchronous=FULL, group commit)",
@@ -50,27 +79,10 @@ export const TARGETS: readonly Target[] = [
     engine: 'raw-sqlite',
     peers: ['better-sqlite3-session-store', 'connect-sqlite3'],
   }),
-  sessileStore({
-    name: 'level',
-    description: '`LevelStore` on classic-level, with an expiry index',
-    durability: 'process crash: yes (LevelDB log); power loss: recent writes may be lost',
-    packageName: '@sessile/level',
-    className: 'LevelStore',
-    options: (dir) => ({ path: join(dir, 'sessile-level') }),
-    engine: 'raw-level',
-    peers: ['level-session-store'],
-    processLocal: true,
-  }),
-  sessileStore({
-    name: 'file',
-    description: "`FileStore`, one file per session in shard dirs, durability 'normal' (default)",
-    durability: "process crash: yes (atomic rename); power loss: only with durability: 'full'",
-    packageName: '@sessile/file',
-    className: 'FileStore',
-    options: (dir) => ({ path: join(dir, 'sessile-files') }),
-    engine: 'raw-fs',
-    peers: ['session-file-store'],
-  }),
+  sessileStore(levelSpec),
+  sessileViaExpress(levelSpec),
+  sessileStore(fileSpec),
+  sessileViaExpress(fileSpec),
   sessileStore({
     name: 'dbm',
     description:

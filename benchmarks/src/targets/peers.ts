@@ -3,32 +3,14 @@ import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { sleep } from '@sessile/core';
-import { importOptional, type OpenTarget, type Target, Unavailable } from '../adapter.js';
-import type { SessionBody } from '../body.js';
+import { importOptional, type Target, Unavailable } from '../adapter.js';
+import { call, driveExpressStore, type ExpressStore, type PeerInstance } from './express-driver.js';
 
 const require = createRequire(import.meta.url);
 
 /** A name for server-side data that every worker opening the same `dir` derives alike. */
 function nameFor(dir: string): string {
   return createHash('sha256').update(dir).digest('hex').slice(0, 12);
-}
-
-/** The callback API every express-session store implements. */
-interface ExpressStore {
-  get(id: string, callback: (error: unknown, session?: unknown) => void): void;
-  set(id: string, session: unknown, callback: (error?: unknown) => void): void;
-  touch?(id: string, session: unknown, callback: (error?: unknown) => void): void;
-  destroy(id: string, callback: (error?: unknown) => void): void;
-  length?(callback: (error: unknown, length?: number) => void): void;
-}
-
-/** What one peer needs beyond the common Store API: its constructor, cleanup and counting. */
-interface PeerInstance {
-  store: ExpressStore;
-  cleanup?: () => Promise<unknown>;
-  cleanupNote: string;
-  expiredLeft?(expiredIds: readonly string[], liveCount: number): Promise<number>;
-  close(): Promise<void>;
 }
 
 interface PeerSpec {
@@ -47,74 +29,6 @@ async function expressSession(): Promise<ExpressSessionModule> {
   return module.default;
 }
 
-/** The session object express-session would hand a store: the body plus its cookie. */
-function sessionOf(body: SessionBody, expiresAt: number): Record<string, unknown> {
-  // Never exactly 0: several peers treat a falsy maxAge as "use the default of one day".
-  const maxAgeMs = expiresAt - Date.now() || -1;
-  return {
-    cookie: {
-      originalMaxAge: maxAgeMs,
-      maxAge: maxAgeMs,
-      expires: new Date(expiresAt),
-      httpOnly: true,
-      path: '/',
-      secure: false,
-    },
-    ...body,
-  };
-}
-
-function call<T>(
-  run: (callback: (error: unknown, value?: T) => void) => void,
-): Promise<T | undefined> {
-  return new Promise((resolve, reject) => {
-    run((error, value) => (error ? reject(error) : resolve(value)));
-  });
-}
-
-function drive(instance: PeerInstance): OpenTarget {
-  const { store } = instance;
-  const save = (id: string, body: SessionBody, expiresAt: number) =>
-    call<void>((done) => store.set(id, sessionOf(body, expiresAt), done));
-  const target: OpenTarget = {
-    create: save,
-    async read(id) {
-      try {
-        const session = await call<unknown>((done) => store.get(id, done));
-        return (session as SessionBody | null | undefined) ?? undefined;
-      } catch (error) {
-        // express-session treats a store's ENOENT as "no such session" (session-file-store
-        // reports unknown ids that way), so the harness does too.
-        if ((error as NodeJS.ErrnoException | null)?.code === 'ENOENT') return undefined;
-        throw error;
-      }
-    },
-    update: save,
-    async touch(id, expiresAt, body) {
-      const session = sessionOf(body, expiresAt);
-      if (store.touch) await call<void>((done) => store.touch?.(id, session, done));
-      else await call<void>((done) => store.set(id, session, done));
-    },
-    cleanupNote: instance.cleanupNote,
-    close: () => instance.close(),
-  };
-  if (instance.cleanup) {
-    const cleanup = instance.cleanup;
-    target.cleanup = async () => {
-      await cleanup();
-      return {};
-    };
-  }
-  target.expiredLeft =
-    instance.expiredLeft ??
-    (async (ids) => {
-      let left = 0;
-      for (const id of ids) if ((await call((done) => store.get(id, done))) != null) left++;
-      return left;
-    });
-  return target;
-}
-
 function peer(spec: PeerSpec): Target {
   return {
     name: spec.name,
@@ -123,7 +37,7 @@ function peer(spec: PeerSpec): Target {
     durability: spec.durability,
     ...(spec.needsServer ? { needsServer: true } : {}),
     async open(dir) {
-      return drive(await spec.make(dir, await expressSession()));
+      return driveExpressStore(await spec.make(dir, await expressSession()));
     },
     http: {
       sharedAcrossProcesses: spec.sharedAcrossProcesses,

@@ -8,6 +8,7 @@ import {
   Unavailable,
 } from '../adapter.js';
 import { decodeBody, encodeBody } from './engines.js';
+import { driveExpressStore, type ExpressStore } from './express-driver.js';
 
 /** How to open one sessile store; everything else about driving it is shared. */
 export interface SessileStoreSpec {
@@ -114,7 +115,7 @@ export function driveStore(
 const HTTP_IDLE_TIMEOUT_MS = 3_600_000;
 
 interface SessileExpress {
-  toExpressStore(store: SessionStore): unknown;
+  toExpressStore(store: SessionStore): ExpressStore & { close(): Promise<void> };
   sessile(options: { store: SessionStore; secret: string; idleTimeoutMs: number }): unknown;
 }
 
@@ -158,5 +159,37 @@ export function sessileStore(spec: SessileStoreSpec): Target {
       return driveStore(await openStore(spec, dir), spec);
     },
     http: httpFactory(spec),
+  };
+}
+
+/** The workloads where the adapter path differs from the native one; the rest would repeat the native target. */
+const EXPRESS_WORKLOADS = ['create', 'create-preloaded', 'read', 'read-missing', 'mixed'];
+
+/**
+ * The same store behind `toExpressStore`, driven by the very code that drives the peers: the
+ * like-for-like comparison, and (against the native target) the adapter's own cost.
+ */
+export function sessileViaExpress(spec: SessileStoreSpec): Target {
+  return {
+    name: `${spec.name}-express`,
+    kind: 'sessile',
+    description: `${spec.description}, through \`toExpressStore\` and express-session's callback \`Store\` API, as the peers are driven`,
+    durability: spec.durability,
+    ...(spec.peers === undefined ? {} : { peers: spec.peers }),
+    viaExpressOf: spec.name,
+    onlyWorkloads: {
+      names: EXPRESS_WORKLOADS,
+      reason: `same store as \`${spec.name}\`: cleanup, locks and HTTP go through it there`,
+    },
+    async open(dir) {
+      const { toExpressStore } = await sessileExpress();
+      const store = await openStore(spec, dir);
+      const adapted = toExpressStore(store);
+      return driveExpressStore({
+        store: adapted,
+        cleanupNote: `none here: \`${spec.name}\` measures the sweep`,
+        close: () => adapted.close(),
+      });
+    },
   };
 }
