@@ -41,7 +41,7 @@ export interface FileLocksInit {
   directory: string;
   /** Guards the lease files of session locks (proper-lockfile). */
   guards: FileGuards;
-  /** Guards the store's own leases (`tryLease`), which no issue ties to proper-lockfile. */
+  /** Guards the store's own leases (`tryLease`): one link and one unlink. */
   storeGuards: LeaseFileGuards;
   fileMode: number;
   directoryMode: number;

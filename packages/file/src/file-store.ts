@@ -353,7 +353,6 @@ export class FileStore extends BaseStore {
     });
     this.locks = this.#fileLocks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
-      // Lease files of session locks keep proper-lockfile guards, as the issue asks of locks.
       guards: new FileGuards(settings.guardStaleMs, this.#fs.lockfileFs),
       // The sweep's lease takes the cheap write guard: one link and one unlink.
       storeGuards: this.#guards,

@@ -59,7 +59,6 @@ export interface FileSystem {
   rename(from: string, to: string): Promise<void>;
   link(existing: string, created: string): Promise<void>;
   unlink(path: string): Promise<void>;
-  rmdir(path: string): Promise<void>;
   mkdir(path: string, options: MakeDirectoryOptions): Promise<void>;
   readdir(path: string): Promise<string[]>;
   readText(path: string): Promise<string>;
@@ -159,7 +158,6 @@ export const asyncFileSystem: FileSystem = {
   rename: promisify(fs.rename),
   link: promisify(fs.link),
   unlink: promisify(fs.unlink),
-  rmdir: promisify(fs.rmdir),
   mkdir: async (path, options) => {
     await fs.promises.mkdir(path, options);
   },
@@ -208,7 +206,6 @@ export const syncFileSystem: FileSystem = {
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (existing, created) => fs.linkSync(existing, created),
   unlink: async (path) => fs.unlinkSync(path),
-  rmdir: async (path) => fs.rmdirSync(path),
   mkdir: async (path, options) => {
     fs.mkdirSync(path, options);
   },

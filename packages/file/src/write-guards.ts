@@ -35,8 +35,7 @@ export interface WriteGuardsInit {
  * NFS included). Taking and dropping a guard is one `link` and one `unlink`. The holder file's
  * mtime is a heartbeat, refreshed every `staleMs / 4` while the store is open, so a guard whose
  * inode has not been refreshed for `staleMs` belongs to a process that died (or stalled) and
- * is taken over. A guard directory (proper-lockfile, from an older version) is judged by its
- * mtime the same way.
+ * is taken over.
  */
 export class WriteGuards extends SerialQueues {
   readonly staleMs: number;
@@ -125,7 +124,8 @@ export class WriteGuards extends SerialQueues {
   async removeIfStale(guard: string, staleForMs = this.staleMs): Promise<boolean> {
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(guard));
     if (stats === undefined) return true;
-    if (!this.isStale(stats, staleForMs)) return false;
+    // Only a file made by link(2) is a guard; anything else in the way is not ours to remove.
+    if (!stats.isFile() || !this.isStale(stats, staleForMs)) return false;
     const aside = this.#init.asideName(guard);
     const moved = await unless(['ENOENT'], false, async () => {
       await this.#fs.rename(guard, aside);
@@ -135,17 +135,11 @@ export class WriteGuards extends SerialQueues {
     const movedStats = await this.#fs.lstat(aside);
     if (movedStats.ino !== stats.ino || !this.isStale(movedStats, staleForMs)) {
       // A live holder took the guard in between: give it back.
-      if (movedStats.isDirectory()) {
-        await unless(['EEXIST', 'ENOTEMPTY'], undefined, () => this.#fs.rename(aside, guard));
-      } else {
-        await unless(['EEXIST'], undefined, () => this.#fs.link(aside, guard));
-        await unless(['ENOENT'], undefined, () => this.#fs.unlink(aside));
-      }
+      await unless(['EEXIST'], undefined, () => this.#fs.link(aside, guard));
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(aside));
       return false;
     }
-    await unless(['ENOENT', 'ENOTEMPTY', 'EEXIST'], undefined, () =>
-      movedStats.isDirectory() ? this.#fs.rmdir(aside) : this.#fs.unlink(aside),
-    );
+    await unless(['ENOENT'], undefined, () => this.#fs.unlink(aside));
     return true;
   }
 

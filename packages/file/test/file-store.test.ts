@@ -619,7 +619,8 @@ describe('damaged and leftover files', () => {
       const shard = join(store.path, 'E');
       writeFileSync(join(shard, `${id}.0123456789ab.tmp`), 'half a record');
       writeFileSync(join(shard, 'README.txt'), 'not a session');
-      mkdirSync(join(shard, `${id}.lock`));
+      // A guard left by a writer that crashed: a file (its holder's inode) named `<id>.lock`.
+      writeFileSync(join(shard, `${id}.lock`), '{"pid":4242}');
 
       expect(await store.get(id)).toBeUndefined();
       expect(await store.count()).toBe(1);
@@ -981,20 +982,6 @@ describe('write guards', () => {
 
     await store.sweep();
     expect(filesIn(join(store.path, '.guards'))).not.toContain('4242-deadbeefdeadbeef');
-  });
-
-  it('a stale guard directory left by an older version (proper-lockfile) is taken over', async () => {
-    const store = await openStore({ guardStaleMs: 2000 });
-    const id = generateSessionId();
-    await store.set(id, recordOf('before'));
-    const guard = `${fileOf(store, id)}.lock`;
-    mkdirSync(guard);
-    const old = new Date(Date.now() - HOUR_MS);
-    utimesSync(guard, old, old);
-    expect(await store.delete(id)).toBe(true);
-    // The guard and the record are gone; the deleted record's file is kept as a spare (.tmp).
-    const left = filesIn(join(store.path, id.slice(0, SHARD_LENGTH)));
-    expect(left.filter((name) => !name.endsWith('.tmp'))).toEqual([]);
   });
 });
 
