@@ -39,6 +39,11 @@ export {
 } from './errors.js';
 export { ExpiryHeap } from './expiry-heap.js';
 export {
+  type AcceptExpressSessionOptions,
+  ExpressSessionCookie,
+  readingExpressSessions,
+} from './express-session.js';
+export {
   assertSessionId,
   generateSessionId,
   generateToken,
@@ -121,6 +126,8 @@ export {
   assertPositiveInteger,
   type DurationRule,
   describeValue,
+  errorMessage,
+  fileKindOf,
   MAX_TIMER_MS,
   pseudoFilesystemOf,
   sleep,

@@ -1,4 +1,4 @@
-import { statfsSync } from 'node:fs';
+import { type Stats, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** Resolves on the next turn of the event loop, after pending I/O callbacks. */
@@ -177,4 +177,20 @@ export function pseudoFilesystemOf(path: string): string | undefined {
       }
     }
   }
+}
+
+/** What a file that is not a regular file is, for messages: `'a directory'`, `'a FIFO'`, … */
+export function fileKindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isSymbolicLink()) return 'a symbolic link';
+  return stats.isFile() ? 'a regular file' : 'not a regular file';
+}
+
+/** An error's message, or the thrown value as text. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

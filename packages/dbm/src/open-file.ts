@@ -10,7 +10,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { isSessionError, pseudoFilesystemOf } from '@sessile/core';
+import { errorMessage, fileKindOf, isSessionError, pseudoFilesystemOf } from '@sessile/core';
 import { cannotOpen } from './errors.js';
 import { isCode } from './lock-file.js';
 
@@ -36,7 +36,7 @@ export function openDatabaseFile(path: string): number {
         fd = openSync(path, OPEN_FLAGS);
       } catch (error) {
         if (isCode(error, 'ENOENT') && attempt === 0) continue;
-        throw cannotOpen(path, messageOf(error), error);
+        throw cannotOpen(path, errorMessage(error), error);
       }
     } else {
       assertCreatable(path);
@@ -47,7 +47,7 @@ export function openDatabaseFile(path: string): number {
         if (isCode(error, 'EEXIST') && attempt === 0) continue;
         const reason = isDanglingLink(path)
           ? 'it is a symbolic link to a missing file'
-          : messageOf(error);
+          : errorMessage(error);
         throw cannotOpen(path, reason, error);
       }
     }
@@ -56,7 +56,7 @@ export function openDatabaseFile(path: string): number {
       return fd;
     } catch (error) {
       closeSync(fd);
-      throw isSessionError(error) ? error : cannotOpen(path, messageOf(error), error);
+      throw isSessionError(error) ? error : cannotOpen(path, errorMessage(error), error);
     }
   }
 }
@@ -80,7 +80,7 @@ export function ensureLockDirectory(path: string, directory: string): void {
     mkdirSync(directory);
   } catch (error) {
     if (!isCode(error, 'EEXIST')) {
-      throw cannotOpen(path, `cannot create its lock directory: ${messageOf(error)}`, error);
+      throw cannotOpen(path, `cannot create its lock directory: ${errorMessage(error)}`, error);
     }
     if (!isDirectory(directory)) {
       throw cannotOpen(path, `${directory}, where its lock files go, is not a directory`);
@@ -93,12 +93,12 @@ function statIfPresent(path: string): Stats | undefined {
     return statSync(path);
   } catch (error) {
     if (isCode(error, 'ENOENT')) return undefined;
-    throw cannotOpen(path, messageOf(error), error);
+    throw cannotOpen(path, errorMessage(error), error);
   }
 }
 
 function assertRegularFile(path: string, stats: Stats): void {
-  if (!stats.isFile()) throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+  if (!stats.isFile()) throw cannotOpen(path, `it is ${fileKindOf(stats)}, not a regular file`);
 }
 
 /** Refuses a path whose file, or the directory it would be created in (`where`), is on a pseudo-filesystem. */
@@ -121,7 +121,7 @@ function assertCreatable(path: string): void {
   } catch (error) {
     const reason = isCode(error, 'ENOENT')
       ? `it does not exist, and neither does its directory ${directory}`
-      : `it does not exist, and its directory cannot be read: ${messageOf(error)}`;
+      : `it does not exist, and its directory cannot be read: ${errorMessage(error)}`;
     throw cannotOpen(path, reason, error);
   }
   if (!stats.isDirectory()) {
@@ -133,7 +133,7 @@ function assertCreatable(path: string): void {
   } catch (error) {
     throw cannotOpen(
       path,
-      `it does not exist, and its directory ${directory} is not writable: ${messageOf(error)}`,
+      `it does not exist, and its directory ${directory} is not writable: ${errorMessage(error)}`,
       error,
     );
   }
@@ -145,17 +145,4 @@ function isDanglingLink(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-function kindOf(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isBlockDevice()) return 'a block device';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,7 +1,13 @@
 import { accessSync, constants, type Stats, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { isSessionError, pseudoFilesystemOf, SessionError } from '@sessile/core';
+import {
+  errorMessage,
+  fileKindOf,
+  isSessionError,
+  pseudoFilesystemOf,
+  SessionError,
+} from '@sessile/core';
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
@@ -31,7 +37,7 @@ export function assertDatabasePath(path: string): void {
   }
   const stats = statIfPresent(path);
   if (stats !== undefined && !stats.isFile()) {
-    throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+    throw cannotOpen(path, `it is ${fileKindOf(stats)}, not a regular file`);
   }
 }
 
@@ -50,7 +56,7 @@ export async function assertSqliteFile(path: string): Promise<boolean> {
   }
   try {
     const stats = await handle.stat();
-    if (!stats.isFile()) throw cannotOpen(path, `it is ${kindOf(stats)}, not a regular file`);
+    if (!stats.isFile()) throw cannotOpen(path, `it is ${fileKindOf(stats)}, not a regular file`);
     // SQLite treats an empty file as a new database.
     if (stats.size === 0) return false;
     const header = Buffer.alloc(SQLITE_HEADER.length);
@@ -112,7 +118,7 @@ function explain(path: string): string | undefined {
     if (code === 'ENOTDIR')
       return `its directory ${directory} does not exist: part of it is a file`;
     if (code === 'EACCES') return `its directory ${directory} cannot be reached: permission denied`;
-    return `its directory ${directory} cannot be read: ${messageOf(error)}`;
+    return `its directory ${directory} cannot be read: ${errorMessage(error)}`;
   }
   if (!directoryStats.isDirectory()) return `${directory} is not a directory`;
   let stats: Stats | undefined;
@@ -121,7 +127,8 @@ function explain(path: string): string | undefined {
   } catch {
     return undefined;
   }
-  if (stats !== undefined && !stats.isFile()) return `it is ${kindOf(stats)}, not a regular file`;
+  if (stats !== undefined && !stats.isFile())
+    return `it is ${fileKindOf(stats)}, not a regular file`;
   const creates =
     stats === undefined ? 'the database and its -wal and -shm files' : 'its -wal and -shm files';
   const directoryAccess = accessError(directory, constants.W_OK | constants.X_OK);
@@ -155,19 +162,6 @@ function statIfPresent(path: string): Stats | undefined {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw cannotOpen(path, messageOf(error), error);
+    throw cannotOpen(path, errorMessage(error), error);
   }
-}
-
-function kindOf(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isBlockDevice()) return 'a block device';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
