@@ -105,6 +105,7 @@ export {
   sweepEvery,
 } from './policies.js';
 export { type CommitOutcome, Session, type SessionStatus } from './session.js';
+export { openStoreAdapter, type StoreAdapterOptions } from './store-adapter.js';
 export type {
   AcquireOptions,
   HeldLease,

@@ -1,12 +1,4 @@
-import {
-  assertDuration,
-  assertKnownOptions,
-  describeValue,
-  isSessionId,
-  jsonCodec,
-  type SessionCodec,
-  type SessionStore,
-} from '@sessile/core';
+import { isSessionId, openStoreAdapter, type SessionCodec, type SessionStore } from '@sessile/core';
 
 /** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
 export type HonoSessionsData = {
@@ -53,23 +45,7 @@ export function toHonoSessionsStore(
   store: SessionStore,
   options: ToHonoSessionsStoreOptions = {},
 ): HonoSessionsStore {
-  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
-    throw new TypeError(
-      `toHonoSessionsStore() needs a sessile SessionStore, got ${describeValue(store)}`,
-    );
-  }
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(
-      `toHonoSessionsStore(): options must be an object, got ${describeValue(options)}`,
-    );
-  }
-  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toHonoSessionsStore()');
-  const codec = options.codec ?? jsonCodec();
-  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
-  assertDuration(defaultTtlMs, 'toHonoSessionsStore(): defaultTtlMs', {
-    zero: false,
-    max: Number.MAX_SAFE_INTEGER,
-  });
+  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toHonoSessionsStore()');
 
   const write = async (
     sessionId: string,

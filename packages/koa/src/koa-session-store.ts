@@ -1,12 +1,4 @@
-import {
-  assertDuration,
-  assertKnownOptions,
-  describeValue,
-  isSessionId,
-  jsonCodec,
-  type SessionCodec,
-  type SessionStore,
-} from '@sessile/core';
+import { isSessionId, openStoreAdapter, type SessionCodec, type SessionStore } from '@sessile/core';
 
 /** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's own session fields
@@ -56,23 +48,7 @@ export function toKoaSessionStore(
   store: SessionStore,
   options: ToKoaSessionStoreOptions = {},
 ): KoaSessionStore {
-  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
-    throw new TypeError(
-      `toKoaSessionStore() needs a sessile SessionStore, got ${describeValue(store)}`,
-    );
-  }
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(
-      `toKoaSessionStore(): options must be an object, got ${describeValue(options)}`,
-    );
-  }
-  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toKoaSessionStore()');
-  const codec = options.codec ?? jsonCodec();
-  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
-  assertDuration(defaultTtlMs, 'toKoaSessionStore(): defaultTtlMs', {
-    zero: false,
-    max: Number.MAX_SAFE_INTEGER,
-  });
+  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toKoaSessionStore()');
 
   return {
     store,
