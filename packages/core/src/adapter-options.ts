@@ -1,5 +1,10 @@
-import type { SessionData } from './codecs.js';
+import { jsonCodec, type SessionData } from './codecs.js';
 import { SessionCookie, type SessionCookieAttributes } from './cookies.js';
+import {
+  type AcceptExpressSessionOptions,
+  ExpressSessionCookie,
+  readingExpressSessions,
+} from './express-session.js';
 import { SessionManager, type SessionManagerOptions } from './manager.js';
 import type { CommitOutcome, Session } from './session.js';
 import { assertKnownOptions, describeValue } from './util.js';
@@ -23,6 +28,14 @@ export interface SessionAdapterOptions {
    * so a half-done change is never saved. Default `true`: a session is committed whatever the status.
    */
   commitOnError?: boolean;
+  /**
+   * For a transition from express-session: a request with its signed cookie (`connect.sid`)
+   * and no sessile cookie keeps its session when the store holds that id, and gets sessile's
+   * cookie in place of express-session's. The manager built here reads the sessions that
+   * express-session stored through `toExpressStore`; a manager passed as `manager` needs
+   * `codec: readingExpressSessions(codec)` for that. `true` uses the defaults. Default off.
+   */
+  acceptExpressSession?: boolean | AcceptExpressSessionOptions;
 }
 
 // A Record, so the compiler fails here when SessionManagerOptions gains an option not listed.
@@ -39,7 +52,14 @@ const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
   onSweep: true,
 };
 const MANAGER_OPTIONS = Object.keys(MANAGER_OPTIONS_PRESENT);
-const ADAPTER_OPTIONS = ['secret', 'cookie', 'commitOnError', 'onCommitError', 'manager'];
+const ADAPTER_OPTIONS = [
+  'secret',
+  'cookie',
+  'commitOnError',
+  'onCommitError',
+  'manager',
+  'acceptExpressSession',
+];
 
 /** What `openSessionAdapter` builds from an adapter's options. */
 export interface SessionAdapter<Data extends SessionData> {
@@ -114,13 +134,28 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   ) {
     throw new TypeError(`${where}: cookie must be an object, got ${describeValue(cookieOptions)}`);
   }
+  const accept: unknown = given.acceptExpressSession ?? false;
+  if (typeof accept !== 'boolean' && (typeof accept !== 'object' || accept === null)) {
+    throw new TypeError(
+      `${where}: acceptExpressSession must be a boolean or { name, secret }, got ${describeValue(accept)}`,
+    );
+  }
+  const expressSession =
+    accept === false
+      ? undefined
+      : new ExpressSessionCookie(accept === true ? {} : accept, given.secret, where);
   const cookie = new SessionCookie(
     { ...given.cookie, secrets: given.secret },
     { where, secrets: 'secret', attributesIn: 'cookie' },
+    expressSession,
   );
+  const managerOptions = pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions;
+  if (expressSession !== undefined) {
+    managerOptions.codec = readingExpressSessions(managerOptions.codec ?? jsonCodec());
+  }
   // Built last: a manager starts its cleanup policy.
   const manager = ownsManager
-    ? new SessionManager<Data>(pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions)
+    ? new SessionManager<Data>(managerOptions)
     : (given.manager as SessionManager<Data>);
   const finish = (session: Session<Data>, status: number) =>
     !commitOnError && status >= 500 ? session.discard() : session.commit();

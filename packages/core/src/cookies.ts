@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionData } from './codecs.js';
+import type { ExpressSessionCookie } from './express-session.js';
 import type { CommitOutcome, Session } from './session.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
@@ -50,6 +51,8 @@ export interface VerifiedCookie {
   value: string;
   /** Signed with a secret other than the first: the response re-signs it, so the old secret can be retired. */
   signedWithOldSecret: boolean;
+  /** Read from express-session's cookie: the response sets this cookie instead and clears that one. */
+  fromExpressSession?: boolean;
 }
 
 /**
@@ -86,9 +89,18 @@ export class SessionCookie {
   readonly #secrets: readonly string[];
   readonly #attributes: string;
   readonly #maxAgeMs: number | undefined;
+  readonly #expressSession: ExpressSessionCookie | undefined;
 
-  /** `naming`: how errors name the options; see `SessionCookieNaming`. */
-  constructor(options: SessionCookieOptions, naming: SessionCookieNaming = OWN_NAMING) {
+  /**
+   * `naming`: how errors name the options; see `SessionCookieNaming`. `expressSession`: also
+   * accept express-session's cookie, for a transition period.
+   */
+  constructor(
+    options: SessionCookieOptions,
+    naming: SessionCookieNaming = OWN_NAMING,
+    expressSession?: ExpressSessionCookie,
+  ) {
+    this.#expressSession = expressSession;
     const { where, attributesIn } = naming;
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`${where} needs options { ${naming.secrets} }`);
@@ -168,9 +180,19 @@ export class SessionCookie {
 
   /**
    * This cookie in a `Cookie` request header, verified: its value and whether an old secret
-   * signed it. `undefined` when it is missing or no secret's signature matches.
+   * signed it. `undefined` when it is missing or no secret's signature matches. When
+   * express-session's cookie is accepted, it is read if this one is missing or unverified.
    */
   verify(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
+    const own = this.#verifyOwn(cookieHeader);
+    if (own !== undefined || this.#expressSession === undefined) return own;
+    const value = this.#expressSession.verify(cookieHeader);
+    return value === undefined
+      ? undefined
+      : { value, signedWithOldSecret: false, fromExpressSession: true };
+  }
+
+  #verifyOwn(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
     if (cookieHeader === undefined) return undefined;
     const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
     for (const pair of header.split(';')) {
@@ -232,8 +254,10 @@ export class SessionCookie {
     touchAfterMs: number,
   ): string | undefined {
     const requestId = requestCookie?.value;
-    // Re-signing at once is what lets the old secret be dropped after one idle timeout.
-    const resign = requestCookie?.signedWithOldSecret === true;
+    const fromExpressSession = requestCookie?.fromExpressSession === true;
+    // Re-signing at once is what lets the old secret be dropped after one idle timeout; an
+    // adopted express-session id gets this cookie at once, so that cookie can be cleared.
+    const resign = requestCookie?.signedWithOldSecret === true || fromExpressSession;
     const predicted = outcome ?? predictOutcome(session, touchAfterMs);
     switch (predicted) {
       case 'saved':
@@ -244,18 +268,41 @@ export class SessionCookie {
         return this.persistent || resign ? this.serialize(session.id) : undefined;
       case 'destroyed':
       case 'gone':
-        return requestId !== undefined ? this.serializeClear() : undefined;
+        return requestId !== undefined && !fromExpressSession ? this.serializeClear() : undefined;
       case 'unchanged':
         if (requestId === undefined) return undefined;
         // The client's cookie named a session that is gone (expired, invalid): drop it.
-        if (session.id !== requestId) return this.serializeClear();
+        if (session.id !== requestId) return fromExpressSession ? undefined : this.serializeClear();
         return resign ? this.serialize(session.id) : undefined;
     }
   }
 
+  /**
+   * Every `Set-Cookie` value the response needs: `forResponse()`'s, and, when the request came
+   * with express-session's cookie, one that deletes it (whether its session was adopted or not).
+   */
+  responseHeaders(
+    session: Session<SessionData>,
+    requestCookie: VerifiedCookie | undefined,
+    outcome: CommitOutcome | undefined,
+    touchAfterMs: number,
+  ): string[] {
+    const headers: string[] = [];
+    const header = this.forResponse(session, requestCookie, outcome, touchAfterMs);
+    if (header !== undefined) headers.push(header);
+    if (requestCookie?.fromExpressSession === true && this.#expressSession !== undefined) {
+      headers.push(this.#clear(this.#expressSession.name));
+    }
+    return headers;
+  }
+
   /** A `Set-Cookie` header value that deletes the cookie. */
   serializeClear(): string {
-    return `${this.name}=; ${this.#attributes}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
+    return this.#clear(this.name);
+  }
+
+  #clear(name: string): string {
+    return `${name}=; ${this.#attributes}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
   }
 }
 

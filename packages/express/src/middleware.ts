@@ -92,8 +92,13 @@ export function sessile<Data extends SessionData = SessionData>(
         // Headers sent before end(), as a stream's are, must not announce a save that a failed
         // response will discard.
         const expected = outcome ?? (discards(status) ? 'unchanged' : undefined);
-        const header = cookie.forResponse(session, requestCookie, expected, manager.touchAfterMs);
-        if (header !== undefined) appendSetCookie(res, header);
+        const headers = cookie.responseHeaders(
+          session,
+          requestCookie,
+          expected,
+          manager.touchAfterMs,
+        );
+        for (const header of headers) appendSetCookie(res, header);
       }
       return writeHead.apply(this, args);
     } as WriteHead;
