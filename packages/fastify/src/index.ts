@@ -85,8 +85,13 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
         message: 'The session could not be saved',
       });
     }
-    const header = cookie.forResponse(session, state.requestCookie, outcome, manager.touchAfterMs);
-    if (header !== undefined) reply.header('set-cookie', header);
+    const headers = cookie.responseHeaders(
+      session,
+      state.requestCookie,
+      outcome,
+      manager.touchAfterMs,
+    );
+    for (const header of headers) reply.header('set-cookie', header);
     return payload;
   });
 
