@@ -264,6 +264,11 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(block).toContain('toExpressStore');
     expect(await readFile(join(packagesDir, 'plain', 'README.md'), 'utf8')).toBe(plain);
 
+    // A run that left out create, read and mixed (HTTP only, say) keeps the last block.
+    const httpOnly: BenchResults = { ...results, results: { http: results.results.http } };
+    expect(await writeStoreReadmes(httpOnly, packagesDir)).toEqual([]);
+    expect(await readFile(join(packagesDir, 'core', 'README.md'), 'utf8')).toBe(after);
+
     // A second run over its own output changes nothing outside the block either.
     await writeStoreReadmes(results, packagesDir);
     expect(await readFile(join(packagesDir, 'core', 'README.md'), 'utf8')).toBe(after);
