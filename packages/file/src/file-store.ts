@@ -48,7 +48,6 @@ import {
   unless,
   writeAll,
 } from './fs.js';
-import { FileGuards } from './guard.js';
 import {
   effectiveExpiresAt,
   MAX_MTIME_MS,
@@ -112,7 +111,7 @@ export interface FileStoreOptions extends BaseStoreOptions {
    */
   io?: 'auto' | 'sync' | 'async';
   /**
-   * Sweep removes temp files left by crashed writers, stale guard lockfiles and foreign files
+   * Sweep removes temp files left by crashed writers, stale guards and foreign files
    * only once they have been untouched for this long, so writes in flight are never disturbed.
    * Default 60 000.
    */
@@ -120,8 +119,9 @@ export interface FileStoreOptions extends BaseStoreOptions {
   /** How long one sweep may hold the single-sweeper lock without renewing it. Default 60 000. */
   sweepLeaseMs?: number;
   /**
-   * A write guard lockfile whose mtime is this old belonged to a process that died mid-write
-   * and is taken over. Minimum (and default) 5 000; proper-lockfile refuses less than 2 000.
+   * A write guard (of a record or of a lock's lease file) whose holder has not heartbeaten for
+   * this long belonged to a process that died mid-write and is taken over. Default 5 000;
+   * values below 2 000 count as 2 000.
    */
   guardStaleMs?: number;
   /** The most files a sweep, `count` or `ids` has open or stats at once. Default 32. */
@@ -265,7 +265,7 @@ function corruptRecord(reason: string): SessionError {
 
 /**
  * One file per session, mod_python's FileSession done right: records in sharded directories,
- * atomic temp-file-and-rename writes, expiry readable from the mtime, host-wide lockfile locks,
+ * atomic temp-file-and-rename writes, expiry readable from the mtime, host-wide lease-file locks,
  * and a bounded, resumable, single-runner sweep. Open it with `await FileStore.open({ path })`.
  */
 export class FileStore extends BaseStore {
@@ -353,9 +353,7 @@ export class FileStore extends BaseStore {
     });
     this.locks = this.#fileLocks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
-      guards: new FileGuards(settings.guardStaleMs, this.#fs.lockfileFs),
-      // The sweep's lease takes the cheap write guard: one link and one unlink.
-      storeGuards: this.#guards,
+      guards: this.#guards,
       fileMode: this.#fileMode,
       directoryMode: this.#directoryMode,
       fs: this.#fs,
@@ -614,7 +612,7 @@ export class FileStore extends BaseStore {
 
   protected async _delete(id: string, now: number): Promise<boolean> {
     const file = this.#recordPath(id);
-    // No shard directory, no record (and nowhere to put the guard lockfile).
+    // No shard directory, no record (and nowhere to put the guard).
     if (!(await this.#shardExists(id))) return false;
     return this.#guards.run(file, async () => {
       const presence = await this.#files.presence(id, file, now);

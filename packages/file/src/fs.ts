@@ -70,21 +70,6 @@ export interface FileSystem {
    * the store's hottest path, so the sync flavour makes its four syscalls in one go.
    */
   readStart(path: string, maxBytes: number): Promise<FileStart | undefined>;
-  /**
-   * The calls proper-lockfile makes, in Node's callback style, for its `fs` option. The sync
-   * flavour still calls back on a later tick, as proper-lockfile expects of any `fs`.
-   */
-  readonly lockfileFs: LockfileFs;
-}
-
-/** The subset of `fs` that proper-lockfile uses. */
-export interface LockfileFs {
-  mkdir(path: string, callback: (error: Error | null) => void): void;
-  rmdir(path: string, callback: (error: Error | null) => void): void;
-  stat(path: string, callback: (error: Error | null, stats?: Stats) => void): void;
-  utimes(path: string, atime: Date, mtime: Date, callback: (error: Error | null) => void): void;
-  realpath(path: string, callback: (error: Error | null, resolved?: string) => void): void;
-  rmdirSync(path: string): void;
 }
 
 const readAsync = promisify(fs.read);
@@ -165,29 +150,6 @@ export const asyncFileSystem: FileSystem = {
   readText: (path) => fs.promises.readFile(path, 'utf8'),
   ftruncate: promisify(fs.ftruncate),
   readStart: (path, maxBytes) => readStartWith(asyncFileSystem, path, maxBytes),
-  lockfileFs: fs,
-};
-
-/** Runs `call` now and reports through `callback` on a later tick, as an async `fs` would. */
-function later<T>(callback: (error: Error | null, value?: T) => void, call: () => T): void {
-  let value: T;
-  try {
-    value = call();
-  } catch (error) {
-    process.nextTick(callback, error as Error);
-    return;
-  }
-  process.nextTick(callback, null, value);
-}
-
-const syncLockfileFs: LockfileFs = {
-  mkdir: (path, callback) => later(callback, () => fs.mkdirSync(path)),
-  rmdir: (path, callback) => later(callback, () => fs.rmdirSync(path)),
-  stat: (path, callback) => later(callback, () => fs.statSync(path)),
-  utimes: (path, atime, mtime, callback) =>
-    later(callback, () => fs.utimesSync(path, atime, mtime)),
-  realpath: (path, callback) => later(callback, () => fs.realpathSync(path)),
-  rmdirSync: (path) => fs.rmdirSync(path),
 };
 
 export const syncFileSystem: FileSystem = {
@@ -213,7 +175,6 @@ export const syncFileSystem: FileSystem = {
   readText: async (path) => fs.readFileSync(path, 'utf8'),
   ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
   readStart: async (path, maxBytes) => readStartSync(path, maxBytes),
-  lockfileFs: syncLockfileFs,
 };
 
 /** Calls that are not on a hot path, made through the thread pool whatever the store's `io`. */

@@ -1,9 +1,3 @@
-/**
- * The shortest staleness a guard may have: proper-lockfile refuses less. Kept here, not next to
- * proper-lockfile, so the sweep worker can load the write guards without loading it.
- */
-export const MIN_GUARD_STALE_MS = 2000;
-
 /** Per-key FIFO queues within this process: the in-process half of every guard in this package. */
 export class SerialQueues {
   readonly #tails = new Map<string, Promise<void>>();

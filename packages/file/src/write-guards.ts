@@ -13,7 +13,13 @@ import {
   unless,
   writeAll,
 } from './fs.js';
-import { MIN_GUARD_STALE_MS, SerialQueues } from './serial.js';
+import { SerialQueues } from './serial.js';
+
+/**
+ * The shortest staleness a guard may have: the heartbeat runs every quarter of it, so a timer
+ * a few hundred milliseconds late must not make a live holder look dead.
+ */
+export const MIN_GUARD_STALE_MS = 2000;
 
 export interface WriteGuardsInit {
   /** Where this instance's holder file lives, `<store path>/.guards`. */

@@ -915,6 +915,27 @@ describe('locks', () => {
     const again = await store.locks.acquire(id, { waitMs: 0 });
     await again.release();
   });
+
+  it("a lease file's guard is a link to the store's holder file; one left by a process that died is taken over", async () => {
+    const store = await openStore({ guardStaleMs: 2000 });
+    const id = generateSessionId();
+    const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
+    mkdirSync(join(leaseFile, '..'), { recursive: true });
+    // What a process killed while it changed the lease leaves: its holder file, linked as the guard.
+    const deadHolder = join(store.path, '.guards', '4242-deadbeefdeadbeef');
+    mkdirSync(join(deadHolder, '..'), { recursive: true });
+    writeFileSync(deadHolder, '{"pid":4242}');
+    linkSync(deadHolder, `${leaseFile}.lock`);
+    const old = new Date(Date.now() - HOUR_MS);
+    utimesSync(deadHolder, old, old);
+
+    const lock = await store.locks.acquire(id, { waitMs: 30_000, leaseMs: 60_000 });
+    expect(JSON.parse(readFileSync(leaseFile, 'utf8')).token).toBe(lock.token);
+    await lock.release();
+    expect(filesIn(join(leaseFile, '..'))).toEqual([]);
+    // The guard the store took was its own holder's inode, and it let it go.
+    expect(statSync(deadHolder).nlink).toBe(1);
+  });
 });
 
 describe('write guards', () => {
