@@ -109,8 +109,8 @@ export function sessile<Data extends SessionData = SessionData>(
       return;
     }
     if (c.env.outgoing.headersSent) return;
-    const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
-    if (header !== undefined) c.header('Set-Cookie', header, { append: true });
+    const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
+    for (const header of headers) c.header('Set-Cookie', header, { append: true });
   };
 
   Object.defineProperties(middleware, {

@@ -94,8 +94,8 @@ export function sessile<Data extends SessionData = SessionData>(
       return;
     }
     if (ctx.headerSent) return;
-    const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
-    if (header !== undefined) ctx.append('Set-Cookie', header);
+    const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
+    for (const header of headers) ctx.append('Set-Cookie', header);
   }) as SessileKoaMiddleware<Data>;
 
   Object.defineProperties(middleware, {
