@@ -279,7 +279,8 @@ export class SessionCookie {
 
   /**
    * Every `Set-Cookie` value the response needs: `forResponse()`'s, and, when the request came
-   * with express-session's cookie, one that deletes it (whether its session was adopted or not).
+   * with express-session's cookie, one that deletes it (whether its session was adopted or not)
+   * unless this cookie, under the same name, replaces it.
    */
   responseHeaders(
     session: Session<SessionData>,
@@ -290,8 +291,13 @@ export class SessionCookie {
     const headers: string[] = [];
     const header = this.forResponse(session, requestCookie, outcome, touchAfterMs);
     if (header !== undefined) headers.push(header);
-    if (requestCookie?.fromExpressSession === true && this.#expressSession !== undefined) {
-      headers.push(this.#clear(this.#expressSession.name));
+    const replaced = this.#expressSession?.name;
+    if (
+      requestCookie?.fromExpressSession === true &&
+      replaced !== undefined &&
+      (replaced !== this.name || header === undefined)
+    ) {
+      headers.push(this.#clear(replaced));
     }
     return headers;
   }

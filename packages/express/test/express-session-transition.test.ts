@@ -73,7 +73,9 @@ describe('sessile() after express-session over toExpressStore', () => {
     return { id, cookie: `connect.sid=${value}`, url };
   }
 
-  async function sessileApp(options: { acceptExpressSession?: boolean } = {}) {
+  async function sessileApp(
+    options: { acceptExpressSession?: boolean; cookie?: { name: string } } = {},
+  ) {
     const app = express();
     app.use(sessile({ store, secret: [NEW_SECRET, OLD_SECRET], cleanup: manual(), ...options }));
     app.get('/me', (req, res) => {
@@ -146,6 +148,20 @@ describe('sessile() after express-session over toExpressStore', () => {
     const response = await fetch(`${url}/me`, { headers: { cookie: gone.cookie } });
     expect(Object.fromEntries(setCookies(response))).toEqual({ 'connect.sid': '' });
     expect(await store.get(gone.id)).toBeUndefined();
+  });
+
+  it("keeps the name connect.sid for its own cookie, replacing express-session's", async () => {
+    const alice = await signInWithExpressSession('alice', [NEW_SECRET]);
+    const url = await sessileApp({ acceptExpressSession: true, cookie: { name: 'connect.sid' } });
+    const response = await fetch(`${url}/me`, { headers: { cookie: alice.cookie } });
+    expect(await response.json()).toEqual({ id: alice.id, data: { userId: 'alice' } });
+    const [setCookie, ...more] = response.headers.getSetCookie();
+    expect(more).toEqual([]);
+    const own = setCookie?.slice('connect.sid='.length, setCookie.indexOf(';')) ?? '';
+    expect(decodeURIComponent(own).startsWith(`${alice.id}.`)).toBe(true);
+    const again = await fetch(`${url}/me`, { headers: { cookie: `connect.sid=${own}` } });
+    expect(await again.json()).toEqual({ id: alice.id, data: { userId: 'alice' } });
+    expect(again.headers.getSetCookie()).toEqual([]);
   });
 
   it('ignores connect.sid without acceptExpressSession', async () => {
