@@ -1,6 +1,8 @@
 import { isSessionError, SessionError } from '@sessile/core';
 import {
   createClient,
+  type createCluster,
+  type createSentinel,
   RESP_TYPES,
   type RedisClientType,
   type RedisClusterType,
@@ -9,14 +11,20 @@ import {
 import { Deadlines } from './deadlines.js';
 import type { ScriptRunner } from './scripts.js';
 
-/** Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping. */
+/**
+ * Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping.
+ * A cluster's and a Sentinel's types are invariant in their generics, so the shapes that
+ * `createCluster()` and `createSentinel()` return with the default modules are named too.
+ */
 export type RedisConnection =
   // biome-ignore lint/suspicious/noExplicitAny: the store accepts clients of every generic shape
   | RedisClientType<any, any, any, any, any>
   // biome-ignore lint/suspicious/noExplicitAny: as above
   | RedisClusterType<any, any, any, any, any>
+  | ReturnType<typeof createCluster>
   // biome-ignore lint/suspicious/noExplicitAny: as above
-  | RedisSentinelType<any, any, any, any, any>;
+  | RedisSentinelType<any, any, any, any, any>
+  | ReturnType<typeof createSentinel>;
 
 /** The commands the store sends, as every kind of connection offers them. */
 export interface Commands extends ScriptRunner {
