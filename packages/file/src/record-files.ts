@@ -11,7 +11,14 @@ import {
   type RecordHeader,
 } from './format.js';
 import { type FileSystem, freeFile, unless } from './fs.js';
-import type { StopSignal, Sweeper, SweepStep, SweepStepRequest } from './sweeper.js';
+import type {
+  RecordFilesSettings,
+  StopSignal,
+  SweepEntry,
+  Sweeper,
+  SweepStep,
+  SweepStepRequest,
+} from './sweep-protocol.js';
 import type { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
@@ -47,12 +54,6 @@ interface StepFrees {
 
 function noFreesYet(): StepFrees {
   return { timed: [], slow: false, running: new Set() };
-}
-
-/** One directory entry of a shard, as the sweep walks them. */
-export interface SweepEntry {
-  shard: string;
-  name: string;
 }
 
 /** The index of the first of the sorted `names` that sorts after `name`. */
@@ -93,22 +94,6 @@ let tempCounter = 0;
 export function uniqueSuffix(): string {
   tempCounter = (tempCounter + 1) % Number.MAX_SAFE_INTEGER;
   return `${tempPrefix}${tempCounter.toString(36)}`;
-}
-
-/** The settings `RecordFiles` needs; plain data, so a sweep worker can be given the same. */
-export interface RecordFilesSettings {
-  /** The store's directory, symlinks resolved. */
-  path: string;
-  /** mtimes round-trip to the millisecond. */
-  mtimeExact: boolean;
-  /**
-   * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
-   * exactly this id, so hot paths can decide from one lstat without opening the file.
-   */
-  statIsEnough: boolean;
-  sweepMode: 'fast' | 'verify';
-  graceMs: number;
-  maxOpenFiles: number;
 }
 
 /**

@@ -4,7 +4,7 @@ import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorCode, syncFileSystem } from './fs.js';
 import { RecordFiles, TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
-import type { SweepReply, SweepRequest, SweepWorkerInit } from './sweeper.js';
+import type { SweepReply, SweepRequest, SweepWorkerInit } from './sweep-protocol.js';
 import { WriteGuards } from './write-guards.js';
 
 /** The sweep thread's nice value (0 is normal, 19 the lowest priority). */

@@ -1,48 +1,12 @@
 import { Worker } from 'node:worker_threads';
-import type { RecordFilesSettings, SweepEntry } from './record-files.js';
-
-/** One step of a sweep pass: the next `size` entries after `after`, in (shard, name) order. */
-export interface SweepStepRequest {
-  /** The store's shard directories, sorted; those before `after.shard` are skipped. */
-  shards: string[];
-  /** The last entry already handled (`name` '' before a shard's first). */
-  after: SweepEntry;
-  size: number;
-  now: number;
-  /**
-   * When the call's budget ends, in `Date.now()` ms (Infinity for none). Past its first
-   * `MIN_STEP_ENTRIES` entries the step stops there, so a slow disk cannot stretch the call.
-   */
-  deadline: number;
-  /** Paths with a write in flight in the store's thread: left for the next pass. */
-  busy: string[];
-}
-
-/** What tells a running step to stop before its next entry: an `AbortSignal`, or the worker's flag. */
-export interface StopSignal {
-  readonly aborted: boolean;
-}
-
-export interface SweepStep {
-  removed: number;
-  scanned: number;
-  /** The last entry examined, where the next step starts; undefined when none was. */
-  last: SweepEntry | undefined;
-  /** The pass reached the end of the last shard (a step that stopped early has not). */
-  ended: boolean;
-  /** Some entry was left because a write to it was in flight. */
-  leftBusy: boolean;
-}
-
-/** Where the sweep's per-entry work runs: on this thread, or on a worker thread. */
-export interface Sweeper {
-  /**
-   * Lists what it needs and sweeps the next entries of the pass; one round trip per step.
-   * Once `stop` aborts, the step ends before its next entry.
-   */
-  sweepStep(request: SweepStepRequest, stop?: AbortSignal): Promise<SweepStep>;
-  close(): Promise<void>;
-}
+import type {
+  Sweeper,
+  SweepReply,
+  SweepRequest,
+  SweepStep,
+  SweepStepRequest,
+  SweepWorkerInit,
+} from './sweep-protocol.js';
 
 /**
  * A signal that aborts when any of `sources` does, and `detach` to drop its listeners from them.
@@ -64,23 +28,6 @@ export function abortedByAny(sources: ReadonlyArray<AbortSignal | undefined>): {
   };
   return { signal: controller.signal, detach };
 }
-
-/** What the sweep worker needs to rebuild the store's `RecordFiles` on its own thread. */
-export interface SweepWorkerInit {
-  settings: RecordFilesSettings;
-  guardsDirectory: string;
-  guardStaleMs: number;
-  fileMode: number;
-  directoryMode: number;
-  /** One Int32: the id of the request the store told to stop (see `WorkerSweeper.sweepStep`). */
-  stop: SharedArrayBuffer;
-}
-
-export type SweepRequest = SweepStepRequest & { id: number };
-
-export type SweepReply =
-  | { id: number; result: unknown }
-  | { id: number; error: { message: string; code?: string } };
 
 interface Pending {
   /** The worker the request went to: a retired worker's exit must not fail its successor's calls. */

@@ -36,13 +36,9 @@ import {
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 // Internals of the sweep, from the build the package's entry point also loads.
 import { syncFileSystem } from '../dist/fs.js';
-import {
-  MIN_STEP_ENTRIES,
-  RecordFiles,
-  type RecordFilesSettings,
-  uniqueSuffix,
-} from '../dist/record-files.js';
-import { type SweepStepRequest, WorkerSweeper } from '../dist/sweeper.js';
+import { MIN_STEP_ENTRIES, RecordFiles, uniqueSuffix } from '../dist/record-files.js';
+import type { RecordFilesSettings, SweepStepRequest } from '../dist/sweep-protocol.js';
+import { WorkerSweeper } from '../dist/sweeper.js';
 import { WriteGuards } from '../dist/write-guards.js';
 
 const HOUR_MS = 3_600_000;

@@ -1,0 +1,405 @@
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { isSessionError, SessionError, type SessionRecord, sleep } from '@sessile/core';
+import {
+  decodeHeader,
+  decodePayload,
+  EXPIRES_AT_OFFSET,
+  encodeRecord,
+  HEADER_BYTES,
+  MAX_HEADER_BYTES,
+} from './format.js';
+import {
+  errorCode,
+  type FileSystem,
+  freeFile,
+  fsyncDirectory,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_RDWR,
+  O_WRONLY,
+  readAt,
+  unless,
+  writeAll,
+} from './fs.js';
+import type { StoreLayout } from './layout.js';
+import {
+  effectiveExpiresAt,
+  MAX_MTIME_MS,
+  mtimeFor,
+  type RecordFiles,
+  SHARD_LENGTH,
+  TEMP_SUFFIX,
+  uniqueSuffix,
+} from './record-files.js';
+import type { SpareFiles } from './spare-files.js';
+import type { WriteGuards } from './write-guards.js';
+
+/** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
+const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
+const RENAME_ATTEMPTS = 10;
+/** Reads of one record that found it replaced under them before `get` takes its guard. */
+const READ_ATTEMPTS = 4;
+/** What a wary read reports when its file was replaced (and maybe reused) while it read. */
+const REPLACED = Symbol('replaced');
+
+function corruptRecord(reason: string): SessionError {
+  return new SessionError('ERR_CORRUPT_RECORD', `Session record file is damaged: ${reason}`);
+}
+
+export interface RecordIoInit {
+  layout: StoreLayout;
+  fs: FileSystem;
+  files: RecordFiles;
+  guards: WriteGuards;
+  /** Files of replaced records kept for later writes; undefined when reuse is off. */
+  spares: SpareFiles | undefined;
+  /** `durability: 'full'`: fsync every written file and its directory. */
+  fsync: boolean;
+  fileMode: number;
+  renameFile: (from: string, to: string) => Promise<void>;
+  /** A read that took this long may have read a reused file (see `reuseAfterMs`). */
+  reuseAfterMs: number;
+  maxRecordBytes: () => number;
+}
+
+/** Reads and writes of record files: get, the write paths of set, touch and delete, and clear. */
+export class RecordIo {
+  readonly #layout: StoreLayout;
+  readonly #fs: FileSystem;
+  readonly #files: RecordFiles;
+  readonly #guards: WriteGuards;
+  readonly #spares: SpareFiles | undefined;
+  readonly #fsync: boolean;
+  readonly #fileMode: number;
+  readonly #renameFile: (from: string, to: string) => Promise<void>;
+  readonly #reuseAfterMs: number;
+  readonly #maxRecordBytes: () => number;
+
+  constructor(init: RecordIoInit) {
+    this.#layout = init.layout;
+    this.#fs = init.fs;
+    this.#files = init.files;
+    this.#guards = init.guards;
+    this.#spares = init.spares;
+    this.#fsync = init.fsync;
+    this.#fileMode = init.fileMode;
+    this.#renameFile = init.renameFile;
+    this.#reuseAfterMs = init.reuseAfterMs;
+    this.#maxRecordBytes = init.maxRecordBytes;
+  }
+
+  async get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const file = this.#layout.recordPath(id);
+    for (let attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
+      const read = await this.#readOnce(id, file, now, true);
+      if (read !== REPLACED) return read;
+    }
+    // Replaced under every attempt: read once more holding the record's guard, which every
+    // writer takes, so the file cannot change while it is read.
+    if (!(await this.#layout.shardExists(id))) return undefined;
+    return this.#guards.run(file, async () => {
+      const read = await this.#readOnce(id, file, now, false);
+      return read === REPLACED ? undefined : read;
+    });
+  }
+
+  /**
+   * One read of the record at `file`. With `wary` set, a file that may have been replaced while
+   * it was read, its inode reused for another write (see reuseFiles), is reported as REPLACED
+   * instead of trusted: bytes that look wrong, or that took longer than `reuseAfterMs` to read,
+   * count only if the file is still the record's and has not changed.
+   */
+  async #readOnce(
+    id: string,
+    file: string,
+    now: number,
+    wary: boolean,
+  ): Promise<SessionRecord | undefined | typeof REPLACED> {
+    const started = performance.now();
+    const found = await this.#fs.readStart(file, MAX_HEADER_BYTES + this.#maxRecordBytes());
+    if (found === undefined) return undefined;
+    if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, false);
+    const { stats, bytes } = found;
+    if (bytes === undefined) return undefined;
+    let read: SessionRecord | undefined | 'other-id' | SessionError;
+    try {
+      read = this.#decodeRecord(id, stats, bytes, now);
+    } catch (error) {
+      if (!(wary && isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD')) throw error;
+      read = error;
+    }
+    const doubtful =
+      wary &&
+      (read instanceof SessionError ||
+        read === 'other-id' ||
+        performance.now() - started >= this.#reuseAfterMs);
+    if (doubtful && (await this.#replacedSince(file, stats))) return REPLACED;
+    if (read instanceof SessionError) throw read;
+    return read === 'other-id' ? undefined : read;
+  }
+
+  /** Checks the bytes of a record file; `'other-id'` when it is another id's. */
+  #decodeRecord(
+    id: string,
+    stats: Stats,
+    bytes: Buffer,
+    now: number,
+  ): SessionRecord | undefined | 'other-id' {
+    if (stats.size > MAX_HEADER_BYTES + this.#maxRecordBytes()) {
+      throw new SessionError(
+        'ERR_RECORD_TOO_LARGE',
+        `Stored record exceeds maxRecordBytes (${this.#maxRecordBytes()})`,
+      );
+    }
+    const parsed = decodeHeader(id, bytes);
+    if (parsed.kind === 'other-id') return 'other-id';
+    if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+    const payload = decodePayload(parsed.header, bytes);
+    if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
+    const expiresAt = effectiveExpiresAt(
+      parsed.header.expiresAt,
+      stats.mtimeMs,
+      this.#files.settings.mtimeExact,
+    );
+    if (expiresAt <= now) return undefined;
+    return { data: payload.data, expiresAt };
+  }
+
+  /**
+   * True when `file` no longer names the inode that `read` (its stats when it was read) came
+   * from, or that inode changed since: what was read from it may be another write's.
+   */
+  async #replacedSince(file: string, read: Stats): Promise<boolean> {
+    const current = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
+    return (
+      current === undefined ||
+      current.ino !== read.ino ||
+      current.dev !== read.dev ||
+      current.ctimeMs !== read.ctimeMs
+    );
+  }
+
+  async set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const file = this.#layout.recordPath(id);
+    if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, true);
+    const temp = await this.#writeTemp(id, record);
+    let placed = false;
+    try {
+      return await this.#guards.serialize(file, async () => {
+        // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
+        if (only === 'absent') {
+          const linked = await unless(['EEXIST'], false, async () => {
+            await this.#fs.link(temp, file);
+            return true;
+          });
+          if (linked) {
+            await this.#syncDirectory(file);
+            return true;
+          }
+          if ((await this.#files.presence(id, file, now)) === 'live') return false;
+        }
+        const wrote = await this.#guards.hold(file, async () => {
+          const presence =
+            only === undefined ? undefined : await this.#files.presence(id, file, now);
+          if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
+          if (only === 'present' && presence !== 'live') return false;
+          await this.#replace(temp, file, presence !== 'absent');
+          placed = true;
+          return true;
+        });
+        if (wrote) await this.#syncDirectory(file);
+        return wrote;
+      });
+    } finally {
+      if (!placed) await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
+    }
+  }
+
+  async touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    const file = this.#layout.recordPath(id);
+    return this.#guards.serialize(file, async () => {
+      // The cheap path needs no cross-process guard: it moves the mtime of whatever file is
+      // the record's, so a concurrent set replaces a touched record (touch, then set) and a
+      // delete removes it.
+      if (this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
+        const extended = await this.#extendByMtime(id, file, expiresAt, now);
+        if (extended !== undefined) return extended;
+      }
+      if (!(await this.#layout.shardExists(id))) return false;
+      // The header path writes through an open file, so it holds the guard: no other process
+      // replaces the file (and reuses its inode, see reuseFiles) while it is open here.
+      return this.#guards.hold(file, () => this.#touchHeader(id, file, expiresAt, now));
+    });
+  }
+
+  /** touch by rewriting the header's expiry (and the mtime) of the record at `file`. */
+  async #touchHeader(id: string, file: string, expiresAt: number, now: number): Promise<boolean> {
+    const fd = await unless(['ENOENT', 'ELOOP', 'ENOTDIR'], undefined, () =>
+      this.#fs.open(file, O_RDWR | O_NOFOLLOW),
+    );
+    if (fd === undefined) return false;
+    try {
+      const stats = await this.#fs.fstat(fd);
+      if (!stats.isFile()) return false;
+      const parsed = decodeHeader(id, await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0));
+      if (parsed.kind === 'other-id') return false;
+      if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
+      const header = parsed.header;
+      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
+        throw corruptRecord('length does not match the header (torn or truncated)');
+      }
+      if (
+        effectiveExpiresAt(header.expiresAt, stats.mtimeMs, this.#files.settings.mtimeExact) <= now
+      )
+        return false;
+      const mtimeOnly =
+        this.#files.settings.mtimeExact &&
+        Number.isInteger(expiresAt) &&
+        expiresAt === mtimeFor(expiresAt) &&
+        (expiresAt > Math.ceil(header.expiresAt) || expiresAt === header.expiresAt);
+      if (!mtimeOnly) {
+        const field = Buffer.allocUnsafe(8);
+        field.writeDoubleLE(expiresAt, 0);
+        await writeAll(this.#fs, fd, field, EXPIRES_AT_OFFSET);
+      }
+      await this.#fs.futimes(fd, now / 1000, mtimeFor(expiresAt) / 1000);
+      if (this.#fsync) await this.#fs.fsync(fd);
+      return true;
+    } finally {
+      await this.#fs.close(fd);
+    }
+  }
+
+  /**
+   * touch's cheap path, the one mod_python's fast cleanup relied on: a live record whose expiry
+   * moves later needs only its mtime moved (lstat + lutimes). `undefined` when the mtime alone
+   * cannot decide (shortening, an mtime at or before `now`), so the caller reads the header.
+   */
+  async #extendByMtime(
+    id: string,
+    file: string,
+    expiresAt: number,
+    now: number,
+  ): Promise<boolean | undefined> {
+    if (!(await this.#layout.shardExists(id))) return false;
+    const stats = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
+    if (stats === undefined || !stats.isFile()) return false;
+    const mtime = Math.round(stats.mtimeMs);
+    // Below MAX_MTIME_MS the mtime is never earlier than the header's expiry (see effectiveExpiresAt).
+    if (mtime <= now || mtime >= MAX_MTIME_MS || expiresAt <= mtime) return undefined;
+    return unless(['ENOENT'], false, async () => {
+      await this.#fs.lutimes(file, now / 1000, expiresAt / 1000);
+      return true;
+    });
+  }
+
+  async delete(id: string, now: number): Promise<boolean> {
+    const file = this.#layout.recordPath(id);
+    // No shard directory, no record (and nowhere to put the guard).
+    if (!(await this.#layout.shardExists(id))) return false;
+    return this.#guards.run(file, async () => {
+      const presence = await this.#files.presence(id, file, now);
+      if (presence === 'absent' || presence === 'other') return false;
+      const removed = await unless(['ENOENT'], false, async () => {
+        // With file reuse on, the record becomes a spare: a rename frees no blocks, so the event
+        // loop never waits for the disk to take them back (see SpareFiles).
+        if (!(await this.#spares?.takeOver(file))) await this.#fs.unlink(file);
+        return true;
+      });
+      if (removed) await this.#syncDirectory(file);
+      return removed && presence === 'live';
+    });
+  }
+
+  async clear(): Promise<void> {
+    for await (const shard of this.#layout.shards()) {
+      const directory = join(this.#layout.path, shard);
+      for await (const entries of this.#layout.entryChunks(directory)) {
+        await this.#files.forEachBounded(entries, async (entry) => {
+          if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return;
+          const file = join(directory, entry.name);
+          await this.#guards.run(file, () => freeFile(file));
+        });
+      }
+    }
+  }
+
+  /** Writes the record to a temp file (a spare one when there is one) and returns its name. */
+  async #writeTemp(id: string, record: SessionRecord): Promise<string> {
+    const directory = join(this.#layout.path, id.slice(0, SHARD_LENGTH));
+    const bytes = encodeRecord(id, record.data, record.expiresAt);
+    const spare = await this.#spares?.open(directory);
+    const temp = spare?.file ?? join(directory, `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`);
+    const fd =
+      spare?.fd ??
+      (await this.#fs.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode));
+    try {
+      await writeAll(this.#fs, fd, bytes, 0);
+      if (spare !== undefined && spare.size > bytes.length) {
+        await this.#fs.ftruncate(fd, bytes.length);
+      }
+      await this.#fs.futimes(fd, Date.now() / 1000, mtimeFor(record.expiresAt) / 1000);
+      if (this.#fsync) await this.#fs.fsync(fd);
+    } catch (error) {
+      await this.#fs.close(fd).catch(() => {});
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
+      throw error;
+    }
+    await this.#fs.close(fd);
+    return temp;
+  }
+
+  /**
+   * Renames `temp` over `file`. With file reuse on, the inode being replaced is first linked to
+   * a spare name, so the rename frees nothing and a later write can go into it.
+   */
+  async #replace(temp: string, file: string, mayExist: boolean): Promise<void> {
+    const spare = mayExist ? this.#spares?.nameFor(file) : undefined;
+    const kept =
+      spare !== undefined &&
+      (await this.#fs.link(file, spare).then(
+        () => true,
+        () => false, // nothing there (ENOENT) or nothing worth keeping: the rename frees it
+      ));
+    try {
+      await this.#renameIntoPlace(temp, file);
+    } catch (error) {
+      // The old record stays in place: it must not also be a spare.
+      if (kept) await unless(['ENOENT'], undefined, () => this.#fs.unlink(spare));
+      throw error;
+    }
+    if (kept) this.#spares?.keep(spare);
+  }
+
+  /** rename(2), retried with bounded back-off on errors that pass (Windows, antivirus, NFS). */
+  async #renameIntoPlace(from: string, to: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#renameFile(from, to);
+        return;
+      } catch (error) {
+        const code = errorCode(error);
+        if (
+          code === undefined ||
+          !RETRYABLE_RENAME_CODES.includes(code) ||
+          attempt >= RENAME_ATTEMPTS
+        ) {
+          throw error;
+        }
+        await sleep(Math.min(200, 5 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  async #syncDirectory(file: string): Promise<void> {
+    if (this.#fsync) await fsyncDirectory(this.#fs, join(file, '..'));
+  }
+}
