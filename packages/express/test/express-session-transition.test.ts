@@ -164,6 +164,19 @@ describe('sessile() after express-session over toExpressStore', () => {
     expect(again.headers.getSetCookie()).toEqual([]);
   });
 
+  it('refuses an acceptExpressSession it cannot use, naming it', () => {
+    const refusal = (acceptExpressSession: unknown) => () =>
+      sessile({ store, secret: NEW_SECRET, cleanup: manual(), acceptExpressSession } as never);
+    expect(refusal('yes')).toThrow(
+      "sessile(): acceptExpressSession must be a boolean or { name, secret }, got 'yes'",
+    );
+    expect(refusal({ secrets: [OLD_SECRET] })).toThrow(
+      "sessile() acceptExpressSession: unknown option 'secrets'; did you mean 'secret'?",
+    );
+    expect(refusal({ secret: [] })).toThrow(/acceptExpressSession.secret must be a non-empty/);
+    expect(refusal({ name: 'connect sid' })).toThrow(/acceptExpressSession.name must be a cookie/);
+  });
+
   it('ignores connect.sid without acceptExpressSession', async () => {
     const alice = await signInWithExpressSession('alice', [NEW_SECRET]);
     const url = await sessileApp();
