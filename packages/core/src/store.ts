@@ -1,0 +1,64 @@
+// `@sessile/core/store`: what a store or an HTTP adapter is built from. Applications need only
+// `@sessile/core`.
+export {
+  openSessionAdapter,
+  type ResponseEvents,
+  type SessionAdapter,
+  type SessionAdapterOptions,
+} from './adapter-options.js';
+export {
+  BaseStore,
+  type BaseStoreOptions,
+  DEFAULT_MAX_RECORD_BYTES,
+  DEFAULT_SWEEP_LIMIT,
+  SweepProgress,
+} from './base-store.js';
+export { toStoreIoError } from './errors.js';
+export { ExpiryHeap } from './expiry-heap.js';
+export { assertSessionId, generateToken } from './ids.js';
+export { KeyedQueue } from './keyed-queue.js';
+export { KeyedLocks } from './locks/keyed.js';
+export {
+  DEFAULT_LEASE_MS,
+  DEFAULT_WAIT_MS,
+  type LeaseHooks,
+  LeaseLock,
+  type LeaseLockInit,
+  lockLost,
+  lockManagerClosed,
+  lockTimeout,
+  type NormalizedAcquireOptions,
+  normalizeAcquireOptions,
+} from './locks/lease.js';
+export {
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+  type LeaseLocksOptions,
+  MAX_POLL_DELAY_MS,
+  MIN_POLL_DELAY_MS,
+} from './locks/lease-locks.js';
+export { MemoryLeases } from './locks/memory-leases.js';
+export {
+  fnv1a32,
+  type StripedLockStats,
+  StripedLocks,
+  type StripedLocksOptions,
+  stripeOf,
+} from './locks/striped.js';
+export { openStoreAdapter, type StoreAdapterOptions } from './store-adapter.js';
+export {
+  assertAbortSignal,
+  assertDuration,
+  assertKnownOptions,
+  assertNonNegativeNumber,
+  assertPositiveInteger,
+  type DurationRule,
+  describeValue,
+  errorMessage,
+  fileKindOf,
+  MAX_TIMER_MS,
+  pseudoFilesystemOf,
+  sleep,
+  yieldToEventLoop,
+} from './util.js';
