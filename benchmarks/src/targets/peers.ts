@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { sleep } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 import { importOptional, type Target, Unavailable } from '../adapter.js';
 import { call, driveExpressStore, type ExpressStore, type PeerInstance } from './express-driver.js';
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { generateSessionId, sleep } from '@sessile/core';
+import { generateSessionId } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 import { SqliteStore } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { expect, it } from 'vitest';

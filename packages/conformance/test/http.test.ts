@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type CommitOutcome, openSessionAdapter } from '@sessile/core';
+import type { CommitOutcome } from '@sessile/core';
+import { openSessionAdapter } from '@sessile/core/store';
 import { runHttpConformance } from '../src/http/index.js';
 
 // The HTTP suite proves itself on an adapter written on core alone, with no framework: a

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  assertSessionId,
-  generateSessionId,
-  generateToken,
-  isSessionError,
-  isSessionId,
-  SessionError,
-} from '../src/index.js';
+import { generateSessionId, isSessionError, isSessionId, SessionError } from '../src/index.js';
+import { assertSessionId, generateToken } from '../src/store.js';
 
 describe('session ids', () => {
   it('generates 43-character base64url ids that pass validation and never repeat', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedQueue } from '../src/index.js';
+import { KeyedQueue } from '../src/store.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isSessionError, KeyedLocks, StripedLocks, stripeOf } from '../src/index.js';
+import { isSessionError } from '../src/index.js';
+import { KeyedLocks, StripedLocks, stripeOf } from '../src/store.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
 const idB = 'bbbbbbbbbbbbbbbbbbbb';

@@ -9,8 +9,8 @@ import {
   SessionManager,
   type SessionManagerOptions,
   SWEEP_LOCK_ID,
-  sleep,
 } from '../src/index.js';
+import { sleep } from '../src/store.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });

@@ -1,14 +1,12 @@
 import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
-  BaseStore,
   isSessionError,
   type SessionRecord,
   type StoreCapabilities,
-  type SweepProgress,
   type SweepResult,
-  yieldToEventLoop,
 } from '@sessile/core';
+import { BaseStore, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';

@@ -10,7 +10,8 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { generateToken, SessionError, sleep, yieldToEventLoop } from '@sessile/core';
+import { SessionError } from '@sessile/core';
+import { generateToken, sleep, yieldToEventLoop } from '@sessile/core/store';
 import { isCode, processAlive, removeIfPresent, withGuard } from './lock-file.js';
 
 export interface GlobalLockStats {

@@ -1,6 +1,6 @@
 import { ftruncateSync } from 'node:fs';
 import type { SessionError, SessionRecord } from '@sessile/core';
-import { fnv1a32 } from '@sessile/core';
+import { fnv1a32 } from '@sessile/core/store';
 import { bucketOf, Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
 import { type DbmDurability, FileIo } from './file-io.js';

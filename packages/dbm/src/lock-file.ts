@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
-import { sleep } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 
 /** What a lock file says about its holder. */
 export interface LockHolder {

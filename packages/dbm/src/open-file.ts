@@ -10,7 +10,8 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { errorMessage, fileKindOf, isSessionError, pseudoFilesystemOf } from '@sessile/core';
+import { isSessionError } from '@sessile/core';
+import { errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
 import { isCode } from './lock-file.js';
 

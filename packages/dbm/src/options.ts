@@ -4,7 +4,7 @@ import {
   assertPositiveInteger,
   type BaseStoreOptions,
   describeValue,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import type { DbmDurability } from './file-io.js';
 import { MAX_EXTENT_BYTES, MAX_ID_BYTES, RECORD_HEADER_BYTES } from './format.js';
 

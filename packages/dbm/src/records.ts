@@ -1,4 +1,5 @@
-import { fnv1a32, isSessionId } from '@sessile/core';
+import { isSessionId } from '@sessile/core';
+import { fnv1a32 } from '@sessile/core/store';
 import {
   bucketHash,
   crc32,

@@ -1,17 +1,15 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AcquireOptions, HeldLease, SessionLock } from '@sessile/core';
 import {
-  type AcquireOptions,
   generateToken,
-  type HeldLease,
   type LeaseBackend,
   type LeaseClaim,
   LeaseLocks,
   lockLost,
-  type SessionLock,
   stripeOf,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import {
   encodeHolder,
   type HolderState,

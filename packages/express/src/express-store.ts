@@ -1,15 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import {
-  assertDuration,
-  assertKnownOptions,
-  describeValue,
   isSessionError,
   isSessionId,
   jsonCodec,
   type SessionCodec,
   type SessionStore,
 } from '@sessile/core';
+import { assertDuration, assertKnownOptions, describeValue } from '@sessile/core/store';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
 export interface ExpressSessionData {

@@ -1,16 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  type CommitOutcome,
-  openSessionAdapter,
-  type Session,
-  type SessionAdapterOptions,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
-  type VerifiedCookie,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
+  VerifiedCookie,
 } from '@sessile/core';
+import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
 
 export type SessileCookieOptions = SessionCookieAttributes;
 

@@ -1,15 +1,14 @@
-import {
-  type CommitOutcome,
-  openSessionAdapter,
-  type Session,
-  type SessionAdapterOptions,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
-  type VerifiedCookie,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
+  VerifiedCookie,
 } from '@sessile/core';
+import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 

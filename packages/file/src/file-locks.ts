@@ -6,7 +6,7 @@ import {
   LeaseLocks,
   lockLost,
   lockManagerClosed,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import { errorCode, type FileSystem, overwriteText, unless } from './fs.js';
 
 /** Lease files are padded to this size and rewritten in place (a lease is about 60 bytes). */

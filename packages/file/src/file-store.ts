@@ -1,15 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  BaseStore,
   isSessionError,
   type LockManager,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
-  type SweepProgress,
   type SweepResult,
 } from '@sessile/core';
+import { BaseStore, type SweepProgress } from '@sessile/core/store';
 import { FileLocks } from './file-locks.js';
 import { asyncFileSystem, errorCode, realpath, syncFileSystem } from './fs.js';
 import {

@@ -4,7 +4,7 @@ import {
   assertPositiveInteger,
   type BaseStoreOptions,
   describeValue,
-} from '@sessile/core';
+} from '@sessile/core/store';
 
 export interface FileStoreOptions extends BaseStoreOptions {
   /** The store's directory. Created (mode `directoryMode`) if missing. Only this store should write inside it. */

@@ -1,7 +1,8 @@
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { isSessionError, SessionError, type SessionRecord, sleep } from '@sessile/core';
+import { isSessionError, SessionError, type SessionRecord } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 import {
   decodeHeader,
   decodePayload,

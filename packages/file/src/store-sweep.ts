@@ -1,10 +1,6 @@
 import { join } from 'node:path';
-import {
-  type SessionLock,
-  type SweepProgress,
-  type SweepResult,
-  yieldToEventLoop,
-} from '@sessile/core';
+import type { SessionLock, SweepResult } from '@sessile/core';
+import { type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type { FileLocks } from './file-locks.js';
 import { type FileSystem, overwriteText, unless } from './fs.js';
 import { CURSOR_FILE, type StoreLayout, SWEEP_LEASE_FILE } from './layout.js';

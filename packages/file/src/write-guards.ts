@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { SessionError, sleep } from '@sessile/core';
+import { SessionError } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 import {
   errorCode,
   type FileSystem,

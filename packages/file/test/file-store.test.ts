@@ -19,13 +19,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  assertDuration,
   generateSessionId,
   isSessionError,
   manual,
   SessionManager,
   type SessionRecord,
 } from '@sessile/core';
+import { assertDuration } from '@sessile/core/store';
 import {
   FileStore,
   type FileStoreOptions,

@@ -1,4 +1,5 @@
-import { isSessionId, openStoreAdapter, type SessionCodec, type SessionStore } from '@sessile/core';
+import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
+import { openStoreAdapter } from '@sessile/core/store';
 
 /** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
 export type HonoSessionsData = {

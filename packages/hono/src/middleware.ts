@@ -1,15 +1,14 @@
 import type { Http2Bindings, HttpBindings } from '@hono/node-server';
-import {
-  type CommitOutcome,
-  openSessionAdapter,
-  type Session,
-  type SessionAdapterOptions,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
 } from '@sessile/core';
+import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
 import type { Context, MiddlewareHandler } from 'hono';
 
 export type SessileCookieOptions = SessionCookieAttributes;

@@ -1,4 +1,5 @@
-import { isSessionId, openStoreAdapter, type SessionCodec, type SessionStore } from '@sessile/core';
+import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
+import { openStoreAdapter } from '@sessile/core/store';
 
 /** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's own session fields

@@ -1,14 +1,13 @@
-import {
-  type CommitOutcome,
-  openSessionAdapter,
-  type Session,
-  type SessionAdapterOptions,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
 } from '@sessile/core';
+import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
 import type { Middleware, ParameterizedContext } from 'koa';
 
 export type SessileCookieOptions = SessionCookieAttributes;

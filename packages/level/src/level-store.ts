@@ -1,18 +1,20 @@
 import {
+  type LockManager,
+  SessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepResult,
+} from '@sessile/core';
+import {
   assertAbortSignal,
   assertKnownOptions,
   BaseStore,
   type BaseStoreOptions,
   KeyedLocks,
   KeyedQueue,
-  type LockManager,
-  SessionError,
-  type SessionRecord,
-  type StoreCapabilities,
   type SweepProgress,
-  type SweepResult,
   yieldToEventLoop,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import type { AbstractLevel } from 'abstract-level';
 import { ClassicLevel } from 'classic-level';
 import {

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { pseudoFilesystemOf, SessionError } from '@sessile/core';
+import { SessionError } from '@sessile/core';
+import { pseudoFilesystemOf } from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
 
 /**

@@ -1,4 +1,5 @@
-import { SessionError, toStoreIoError } from '@sessile/core';
+import { SessionError } from '@sessile/core';
+import { toStoreIoError } from '@sessile/core/store';
 import type pg from 'pg';
 
 /**

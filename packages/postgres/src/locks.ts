@@ -1,4 +1,4 @@
-import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core';
+import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
 import type { Database } from './database.js';
 import type { LockListener } from './listener.js';
 import { qualified, type SchemaNames } from './schema.js';

@@ -5,7 +5,7 @@ import {
   assertPositiveInteger,
   type BaseStoreOptions,
   describeValue,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import pg from 'pg';
 import { type SchemaNames, schemaNames } from './schema.js';
 

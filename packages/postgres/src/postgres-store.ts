@@ -1,15 +1,12 @@
 import {
-  BaseStore,
   type HeldLease,
   type LockManager,
-  lockLost,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
-  type SweepProgress,
   type SweepResult,
-  yieldToEventLoop,
 } from '@sessile/core';
+import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
 import { Database } from './database.js';
 import { LockListener } from './listener.js';

@@ -1,4 +1,4 @@
-import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core';
+import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
 import type { Connection } from './connection.js';
 import type { KeyLayout } from './keys.js';
 import { EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';

@@ -1,17 +1,19 @@
 import {
+  type HeldLease,
+  isSessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepResult,
+} from '@sessile/core';
+import {
   assertDuration,
   assertKnownOptions,
   BaseStore,
   type BaseStoreOptions,
   describeValue,
-  type HeldLease,
-  isSessionError,
   lockLost,
-  type SessionRecord,
-  type StoreCapabilities,
   type SweepProgress,
-  type SweepResult,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import { Connection, ioError, type RedisConnection } from './connection.js';
 import {
   decodeRecord,

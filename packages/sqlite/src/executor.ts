@@ -1,4 +1,5 @@
-import { SessionError, sleep } from '@sessile/core';
+import { SessionError } from '@sessile/core';
+import { sleep } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 
 /**

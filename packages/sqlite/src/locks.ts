@@ -1,4 +1,4 @@
-import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core';
+import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
 import { quote, type SchemaNames } from './schema.js';

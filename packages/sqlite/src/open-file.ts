@@ -1,13 +1,8 @@
 import { accessSync, constants, type Stats, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import {
-  errorMessage,
-  fileKindOf,
-  isSessionError,
-  pseudoFilesystemOf,
-  SessionError,
-} from '@sessile/core';
+import { isSessionError, SessionError } from '@sessile/core';
+import { errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 

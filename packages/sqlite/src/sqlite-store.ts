@@ -1,21 +1,23 @@
 import {
+  type HeldLease,
+  type LockManager,
+  SessionError,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepResult,
+} from '@sessile/core';
+import {
   assertDuration,
   assertKnownOptions,
   assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
   describeValue,
-  type HeldLease,
   KeyedLocks,
-  type LockManager,
   lockLost,
-  SessionError,
-  type SessionRecord,
-  type StoreCapabilities,
   type SweepProgress,
-  type SweepResult,
   yieldToEventLoop,
-} from '@sessile/core';
+} from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
 import { Checkpointer } from './checkpointer.js';

@@ -1,10 +1,5 @@
-import type {
-  Session,
-  SessionAdapterOptions,
-  SessionCookie,
-  SessionManagerOptions,
-  SessionStore,
-} from '@sessile/core';
+import type { Session, SessionCookie, SessionManagerOptions, SessionStore } from '@sessile/core';
+import type { SessionAdapterOptions } from '@sessile/core/store';
 
 /**
  * The options the suite starts your adapter with, written as your users would write them: the

@@ -3,16 +3,14 @@
 import {
   type AcquireOptions,
   type HeldLease,
-  KeyedLocks,
   type LockManager,
-  lockTimeout,
   MemoryStore,
   type SessionLock,
   type SessionRecord,
   type SessionStore,
-  SweepProgress,
   type SweepResult,
 } from '@sessile/core';
+import { KeyedLocks, lockTimeout, SweepProgress } from '@sessile/core/store';
 
 /** Returns records whose expiresAt has passed. */
 export class ReturnsExpiredStore extends MemoryStore {

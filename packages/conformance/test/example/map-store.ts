@@ -1,13 +1,11 @@
+import type { SessionRecord, StoreCapabilities, SweepResult } from '@sessile/core';
 import {
   BaseStore,
   type BaseStoreOptions,
   KeyedLocks,
-  type SessionRecord,
-  type StoreCapabilities,
   type SweepProgress,
-  type SweepResult,
   yieldToEventLoop,
-} from '@sessile/core';
+} from '@sessile/core/store';
 
 /** The example from docs/writing-a-store.md: a complete store in one small class. */
 export class MapStore extends BaseStore {
