@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SessionError } from '@sessile/core';
-import { sleep } from '@sessile/core/store';
+import { KeyedQueue, sleep } from '@sessile/core/store';
 import {
   errorCode,
   type FileSystem,
@@ -14,7 +14,6 @@ import {
   unless,
   writeAll,
 } from './fs.js';
-import { SerialQueues } from './serial.js';
 
 /**
  * The shortest staleness a guard may have: the heartbeat runs every quarter of it, so a timer
@@ -44,7 +43,9 @@ export interface WriteGuardsInit {
  * inode has not been refreshed for `staleMs` belongs to a process that died (or stalled) and
  * is taken over.
  */
-export class WriteGuards extends SerialQueues {
+export class WriteGuards {
+  /** The in-process half of every guard: calls on one file queue here before taking its lock. */
+  readonly #queue = new KeyedQueue();
   readonly staleMs: number;
   readonly #init: WriteGuardsInit;
   readonly #fs: FileSystem;
@@ -54,7 +55,6 @@ export class WriteGuards extends SerialQueues {
   #beatTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(init: WriteGuardsInit) {
-    super();
     this.#init = init;
     this.#fs = init.fs;
     this.staleMs = Math.max(init.staleMs, MIN_GUARD_STALE_MS);
@@ -72,6 +72,16 @@ export class WriteGuards extends SerialQueues {
     } finally {
       await unless(['ENOENT'], undefined, () => this.#fs.unlink(guard));
     }
+  }
+
+  /** Runs `body` alone for `file` in this process only. */
+  serialize<T>(file: string, body: () => Promise<T>): Promise<T> {
+    return this.#queue.run(file, body);
+  }
+
+  /** Every file some call in this process holds or waits for. */
+  busyKeys(): string[] {
+    return this.#queue.keys();
   }
 
   /** `serialize` plus `hold`: one writer for `file` across this process and the host. */
