@@ -12,7 +12,7 @@ import {
 import { join } from 'node:path';
 import { SessionError } from '@sessile/core';
 import { generateToken, sleep, yieldToEventLoop } from '@sessile/core/store';
-import { isCode, processAlive, removeIfPresent, withGuard } from './lock-file.js';
+import { HOLDER_BYTES, isCode, processAlive, removeIfPresent, withGuard } from './lock-file.js';
 
 export interface GlobalLockStats {
   /** Times this process took the lock. */
@@ -28,7 +28,6 @@ export interface GlobalLockStats {
   longestHoldMs: number;
 }
 
-const HOLDER_BYTES = 64;
 /**
  * Operations finish in microtasks (the file I/O is synchronous), so a caller awaiting them in a
  * loop would never let timers, I/O or a sweep's next batch run. Queued operations give the event

@@ -11,11 +11,12 @@ export interface LockHolder {
   tag: string;
 }
 
-const HOLDER_BYTES = 128;
+/** Every holder file (global lock and stripes) is padded to this size and rewritten in place. */
+export const HOLDER_BYTES = 128;
 /** A lock file that stays empty or garbled this long belongs to a writer that died creating it. */
 const UNREADABLE_STALE_MS = 5_000;
 /** A guard is held for microseconds; one this old belongs to a process that died holding it. */
-const GUARD_STALE_MS = 2_000;
+export const GUARD_STALE_MS = 2_000;
 
 export function encodeHolder(holder: LockHolder): Buffer {
   const text = `${holder.token} ${holder.expiresAt} ${holder.pid} ${holder.tag}\n`;

@@ -12,6 +12,7 @@ import {
 } from '@sessile/core/store';
 import {
   encodeHolder,
+  GUARD_STALE_MS,
   type HolderState,
   isCode,
   isStale,
@@ -38,9 +39,6 @@ export function sessionStripe(id: string, stripes: number): number {
 function tagOf(id: string): string {
   return createHash('sha256').update(id).digest('base64url').slice(0, 16);
 }
-
-/** A guard is held for microseconds; one linked this long ago belongs to a process that died holding it. */
-const GUARD_STALE_MS = 2_000;
 
 interface Stripe {
   index: number;
