@@ -8,7 +8,7 @@ import {
   type StoreCapabilities,
   type SweepResult,
 } from '@sessile/core';
-import { BaseStore, type SweepProgress } from '@sessile/core/store';
+import { BaseStore, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
 import { FileLocks } from './file-locks.js';
 import { asyncFileSystem, errorCode, realpath, syncFileSystem } from './fs.js';
 import {
@@ -55,6 +55,14 @@ export class FileStore extends BaseStore {
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
     const settings = resolveSettings(options);
+    // Node's recursive mkdir never returns on some /proc paths, and kernel files are not storage.
+    const pseudo = pseudoFilesystemOf(options.path);
+    if (pseudo !== undefined) {
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `Cannot open the file store: ${options.path} is on a ${pseudo} filesystem, whose files are kernel interfaces, not storage`,
+      );
+    }
     try {
       await mkdir(options.path, { recursive: true, mode: settings.directoryMode }).catch(
         (error: unknown) => {
