@@ -1,4 +1,4 @@
-import { describe } from 'vitest';
+import { afterAll, describe } from 'vitest';
 import { basicTests } from './groups/basic.js';
 import { concurrencyTests } from './groups/concurrency.js';
 import { corruptTests } from './groups/corrupt.js';
@@ -24,6 +24,7 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
   await probe.close();
 
   describe(`${options.name}: sessile conformance`, () => {
+    if (options.teardown !== undefined) afterAll(() => options.teardown?.(), 120_000);
     basicTests(options);
     expiryTests(options);
     sweepTests(options, capabilities.expiryIndex, capabilities.expiry);

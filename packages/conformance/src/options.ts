@@ -21,12 +21,19 @@ export interface ConformanceOptions {
   corrupt?(store: SessionStore, id: string): Promise<void>;
   /** Multiplies the suite's waits and leases on slow machines. Default 1. */
   timeScale?: number;
+  /**
+   * Runs once after the whole suite, for a store whose data outlives `close()` on a server:
+   * delete the test's keys, drop its schema. The suite's own stores are closed by then.
+   */
+  teardown?(): Promise<void>;
 }
 
 export interface CrossProcessOptions {
   /**
    * Absolute path or `file:` URL of an ES module that a forked child process imports. Its
    * default export opens the store at a location: `export default (location) => MyStore.open(...)`.
+   * The child runs plain Node, so the module and what it imports must be built JavaScript
+   * (import your package's `dist`, not its TypeScript sources).
    */
   module: string | URL;
   /** Where the latest `open()` keeps its data, as a string the module understands. */

@@ -2,17 +2,17 @@ import { runStoreConformance } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
-import { afterAll } from 'vitest';
 import { deleteKeys, runPrefix, STANDALONE_URL } from './redis-server.js';
 
 const root = runPrefix('conformance');
-afterAll(() => deleteKeys(STANDALONE_URL, root));
 
 let opened = 0;
 let latestPrefix = '';
 
 await runStoreConformance({
   name: 'RedisStore',
+  // Redis keeps the records after close(): the suite's keys go once it ends.
+  teardown: () => deleteKeys(STANDALONE_URL, root),
   open: () => {
     latestPrefix = `${root}${++opened}:`;
     return RedisStore.open({ url: STANDALONE_URL, prefix: latestPrefix });
