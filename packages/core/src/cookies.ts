@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionData } from './codecs.js';
 import type { ExpressSessionCookie } from './express-session.js';
 import type { CommitOutcome, Session } from './session.js';
-import { assertDuration, assertKnownOptions, describeValue } from './util.js';
+import { assertDuration, assertKnownOptions, cookieValues, describeValue } from './util.js';
 
 export interface SessionCookieOptions {
   /**
@@ -193,19 +193,7 @@ export class SessionCookie {
   }
 
   #verifyOwn(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
-    if (cookieHeader === undefined) return undefined;
-    const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
-    for (const pair of header.split(';')) {
-      const equals = pair.indexOf('=');
-      if (equals === -1 || pair.slice(0, equals).trim() !== this.name) continue;
-      let raw = pair.slice(equals + 1).trim();
-      if (raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2) raw = raw.slice(1, -1);
-      let decoded: string;
-      try {
-        decoded = decodeURIComponent(raw);
-      } catch {
-        continue;
-      }
+    for (const decoded of cookieValues(cookieHeader, this.name)) {
       const verified = this.#verifySigned(decoded);
       if (verified !== undefined) return verified;
     }

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionCodec, SessionData } from './codecs.js';
-import { assertKnownOptions, describeValue } from './util.js';
+import { assertKnownOptions, cookieValues, describeValue } from './util.js';
 
 /**
  * Reading what express-session left behind, for a transition period: its signed cookie and the
@@ -61,19 +61,7 @@ export class ExpressSessionCookie {
 
   /** The session id in this cookie of a `Cookie` request header, when a secret verifies it. */
   verify(cookieHeader: string | string[] | undefined): string | undefined {
-    if (cookieHeader === undefined) return undefined;
-    const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
-    for (const pair of header.split(';')) {
-      const equals = pair.indexOf('=');
-      if (equals === -1 || pair.slice(0, equals).trim() !== this.name) continue;
-      let raw = pair.slice(equals + 1).trim();
-      if (raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2) raw = raw.slice(1, -1);
-      let decoded: string;
-      try {
-        decoded = decodeURIComponent(raw);
-      } catch {
-        continue;
-      }
+    for (const decoded of cookieValues(cookieHeader, this.name)) {
       const id = this.#unsign(decoded);
       if (id !== undefined) return id;
     }

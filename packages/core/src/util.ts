@@ -194,3 +194,25 @@ export function fileKindOf(stats: Stats): string {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * The values of every cookie named `name` in a `Cookie` request header, unquoted and
+ * URI-decoded, in order. A value that does not decode is left out.
+ */
+export function cookieValues(cookieHeader: string | string[] | undefined, name: string): string[] {
+  if (cookieHeader === undefined) return [];
+  const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
+  const values: string[] = [];
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=');
+    if (equals === -1 || pair.slice(0, equals).trim() !== name) continue;
+    let raw = pair.slice(equals + 1).trim();
+    if (raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2) raw = raw.slice(1, -1);
+    try {
+      values.push(decodeURIComponent(raw));
+    } catch {
+      // A malformed escape: not a cookie this server wrote.
+    }
+  }
+  return values;
+}
