@@ -27,16 +27,20 @@ export function sweepTests(
       const controller = new AbortController();
       controller.abort();
       const result = await store.sweep({ now: start + 2 * HOUR_MS, signal: controller.signal });
-      expect(result).toEqual({ removed: 0, scanned: 0, done: false });
-      expect(await store.count()).toBe(5);
+      expect(result, 'an already aborted signal does no work and reports done: false').toEqual({
+        removed: 0,
+        scanned: 0,
+        done: false,
+      });
+      expect(await store.count(), 'an aborted sweep removes nothing').toBe(5);
     });
 
     test('reports done with nothing to remove on a store of live records', async (store) => {
       await fill(store, 5, Date.now() + HOUR_MS);
       const result = await store.sweep();
-      expect(result.removed).toBe(0);
-      expect(result.done).toBe(true);
-      expect(await store.count()).toBe(5);
+      expect(result.removed, 'a sweep never removes a live record').toBe(0);
+      expect(result.done, 'with nothing expired, one call reports done').toBe(true);
+      expect(await store.count(), 'a sweep never removes a live record').toBe(5);
     });
   });
 }
@@ -46,9 +50,15 @@ function nativeSweepTests(test: Test, scale: number): void {
     const live = await fill(store, 5, Date.now() + HOUR_MS);
     await fill(store, 5, Date.now() + 200 * scale);
     await delay(400 * scale);
-    expect(await store.count()).toBe(5);
-    expect((await collect(store.ids())).sort()).toEqual([...live].sort());
-    expect(await store.sweep()).toMatchObject({ removed: 0, done: true });
+    expect(await store.count(), 'native expiry: count() never includes an expired record').toBe(5);
+    expect(
+      (await collect(store.ids())).sort(),
+      'native expiry: ids() lists live records only',
+    ).toEqual([...live].sort());
+    expect(await store.sweep(), "expiry: 'native': sweep() resolves done at once").toMatchObject({
+      removed: 0,
+      done: true,
+    });
     expect(await store.count()).toBe(5);
   });
 
@@ -74,9 +84,14 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     const live = await fill(store, 30, start + 10 * HOUR_MS);
     await fill(store, 20, start + HOUR_MS);
     const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
-    expect(removed).toBe(20);
-    expect(await store.count()).toBe(30);
-    expect((await collect(store.ids())).sort()).toEqual([...live].sort());
+    expect(
+      removed,
+      "expiry: 'sweep': sweeps as of now remove every record with expiresAt <= now",
+    ).toBe(20);
+    expect(await store.count(), 'a sweep never removes a live record').toBe(30);
+    expect((await collect(store.ids())).sort(), 'the live records are the ones left').toEqual(
+      [...live].sort(),
+    );
   });
 
   test('respects touches and overwrites made after the first write', async (store) => {
@@ -86,7 +101,10 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     for (const id of ids.slice(5, 8))
       await store.set(id, record({ again: id }, start + 10 * HOUR_MS));
     const { removed } = await sweepToDone(store, start + 2 * HOUR_MS);
-    expect(removed).toBe(2);
+    expect(
+      removed,
+      'a touch or overwrite after the first write moves the expiry the sweep sees',
+    ).toBe(2);
     for (const id of ids.slice(0, 8)) expect(await store.get(id)).toBeDefined();
     for (const id of ids.slice(8)) expect(await store.get(id)).toBeUndefined();
   });
@@ -100,14 +118,14 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     for (;;) {
       const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 7 });
       calls++;
-      expect(result.removed).toBeLessThanOrEqual(7);
-      expect(result.scanned).toBeLessThanOrEqual(7);
+      expect(result.removed, 'one call removes at most `limit` records').toBeLessThanOrEqual(7);
+      expect(result.scanned, 'one call examines at most `limit` records').toBeLessThanOrEqual(7);
       total += result.removed;
       if (result.done) break;
-      expect(calls).toBeLessThan(1000);
+      expect(calls, 'repeated calls finish the job').toBeLessThan(1000);
     }
-    expect(total).toBe(25);
-    expect(calls).toBeGreaterThanOrEqual(4);
+    expect(total, 'repeated calls remove every expired record').toBe(25);
+    expect(calls, 'done: true only once nothing expired is left').toBeGreaterThanOrEqual(4);
     expect(await store.count()).toBe(10);
     const again = await store.sweep({ now: start + 2 * HOUR_MS });
     expect(again).toMatchObject({ removed: 0, done: true });
@@ -117,8 +135,10 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     const start = Date.now();
     await fill(store, 2500, start + HOUR_MS);
     const first = await store.sweep({ now: start + 2 * HOUR_MS, budgetMs: 0, limit: 100_000 });
-    expect(first.done).toBe(false);
-    expect(first.removed).toBeLessThan(2500);
+    expect(first.done, 'budgetMs: 0 does one batch and reports done: false with work left').toBe(
+      false,
+    );
+    expect(first.removed, 'budgetMs: 0 does at most one bounded batch').toBeLessThan(2500);
     const rest = await sweepToDone(store, start + 2 * HOUR_MS, { budgetMs: 0, limit: 100_000 });
     expect(first.removed + rest.removed).toBe(2500);
     expect(await store.count()).toBe(0);
@@ -133,7 +153,10 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     });
     try {
       const { removed } = await sweepToDone(store, start + 2 * HOUR_MS, {}, 50);
-      expect(removed).toBe(5);
+      expect(
+        removed,
+        'sweep() must not wait for SWEEP_LOCK_ID, which the cleanup policy holds',
+      ).toBe(5);
     } finally {
       await policyLock.release();
     }
