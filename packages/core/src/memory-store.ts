@@ -2,7 +2,7 @@ import { BaseStore, type BaseStoreOptions, type SweepProgress } from './base-sto
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
 import type { LockManager, SessionRecord, StoreCapabilities, SweepResult } from './types.js';
-import { yieldToEventLoop } from './util.js';
+import { assertKnownOptions, describeValue, yieldToEventLoop } from './util.js';
 
 export interface MemoryStoreOptions extends BaseStoreOptions {}
 
@@ -25,6 +25,14 @@ export class MemoryStore extends BaseStore {
 
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
     return new MemoryStore(options);
+  }
+
+  constructor(options: MemoryStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`MemoryStore options must be an object, got ${describeValue(options)}`);
+    }
+    assertKnownOptions(options, ['maxRecordBytes'], 'MemoryStore');
+    super(options);
   }
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {

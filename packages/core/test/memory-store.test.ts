@@ -44,3 +44,12 @@ describe('MemoryStore', () => {
     await expect(store.get(id)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
   });
 });
+
+describe('MemoryStore options', () => {
+  it('refuses a misspelt option by name, and open() rejects instead of throwing', async () => {
+    expect(() => new MemoryStore({ maxRecordByte: 5 } as never)).toThrow(
+      /unknown option 'maxRecordByte'; did you mean 'maxRecordBytes'/,
+    );
+    await expect(MemoryStore.open({ maxRecordByte: 5 } as never)).rejects.toThrow(TypeError);
+  });
+});
