@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { toStoreIoError } from '../errors.js';
 import { generateToken } from '../ids.js';
 import type { AcquireOptions, HeldLease, LockManager, SessionLock } from '../types.js';
@@ -110,7 +109,7 @@ export class LeaseLocks implements LockManager {
   readonly #onWait: ((id: string, localHolderId: string | undefined) => void) | undefined;
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
-  readonly #closing = new AbortController();
+  #closed = false;
   /** The slot of each lock this manager granted, so `fence` knows the lock and its key. */
   readonly #granted = new WeakMap<SessionLock, Slot>();
 
@@ -119,8 +118,6 @@ export class LeaseLocks implements LockManager {
     this.#keyOf = options.keyOf ?? ((id) => id);
     this.#onWait = options.onWait;
     this.#maxPollDelayMs = backend.maxPollDelayMs ?? MAX_POLL_DELAY_MS;
-    // Every waiter may listen for close(); there is no leak to warn about.
-    setMaxListeners(0, this.#closing.signal);
   }
 
   /** Keys held or waited for in this process. */
@@ -129,7 +126,7 @@ export class LeaseLocks implements LockManager {
   }
 
   get closed(): boolean {
-    return this.#closing.signal.aborted;
+    return this.#closed;
   }
 
   async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
@@ -184,8 +181,8 @@ export class LeaseLocks implements LockManager {
 
   /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.#closing.abort(lockManagerClosed());
+    if (this.#closed) return;
+    this.#closed = true;
     for (const slot of this.#slots.values()) {
       for (const waiter of slot.queue.splice(0)) this.#settle(waiter, lockManagerClosed());
       slot.wake?.();
