@@ -6,7 +6,9 @@ import { RedisStore } from '@sessile/redis';
 import session from 'express-session';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jsonOf, runCli } from './helpers.js';
-import { idOf, login, me, startApp } from './peer-apps.js';
+import { idOf, login, me, signedIn, startApp } from './peer-apps.js';
+
+const USERS = ['ada', 'grace', 'edsger'];
 
 const require = createRequire(import.meta.url);
 const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -24,9 +26,7 @@ async function moveAndServe(
 ) {
   const before = await startApp(peerStore);
   const cookies = [];
-  for (const user of ['ada', 'grace', 'edsger']) cookies.push(await login(before, user));
-  const seen = [];
-  for (const cookie of cookies) seen.push(await me(before, cookie));
+  for (const user of USERS) cookies.push(await login(before, user));
   await before.close();
   const result = await runCli(['import', ...from, '--to', to, '--json']);
   const store = await target();
@@ -34,7 +34,7 @@ async function moveAndServe(
   const served = [];
   for (const cookie of cookies) served.push(await me(after, cookie));
   await after.close();
-  return { result, seen, served, cookies, store };
+  return { result, served, cookies, store };
 }
 
 describe('import from connect-redis', () => {
@@ -55,7 +55,7 @@ describe('import from connect-redis', () => {
     await client.connect();
     const { RedisStore: PeerStore } = require('connect-redis') as { RedisStore: StoreClass };
     const peer = new PeerStore({ client, prefix: peerPrefix });
-    const { result, seen, served, cookies, store } = await moveAndServe(
+    const { result, served, cookies, store } = await moveAndServe(
       peer,
       ['--from', `connect-redis:${REDIS_URL}`, '--prefix', peerPrefix],
       `${REDIS_URL}?prefix=${targetPrefix}`,
@@ -64,7 +64,8 @@ describe('import from connect-redis', () => {
     try {
       expect(result.code).toBe(0);
       expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3, invalidId: 0 } });
-      expect(served).toEqual(seen);
+      // Exactly what the app stored at login, read back through sessile.
+      expect(served).toEqual(USERS.map(signedIn));
       for (const cookie of cookies) {
         const ttlMs = await client.pTTL(`${peerPrefix}${idOf(cookie)}`);
         const expiresAt = (await store.get(idOf(cookie)))?.expiresAt as number;
@@ -98,7 +99,7 @@ describe('import from connect-pg-simple', () => {
       createTableIfMissing: true,
       pruneSessionInterval: false,
     });
-    const { result, seen, served, cookies, store } = await moveAndServe(
+    const { result, served, cookies, store } = await moveAndServe(
       peer,
       ['--from', `connect-pg-simple:${PG_URL}`, '--schema', peerSchema],
       `${PG_URL}?schema=${targetSchema}`,
@@ -107,7 +108,8 @@ describe('import from connect-pg-simple', () => {
     try {
       expect(result.code).toBe(0);
       expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3, invalidId: 0 } });
-      expect(served).toEqual(seen);
+      // Exactly what the app stored at login, read back through sessile.
+      expect(served).toEqual(USERS.map(signedIn));
       const { rows } = await pool.query(`SELECT sid, expire FROM ${peerSchema}.session`);
       expect(rows).toHaveLength(3);
       for (const cookie of cookies) {

@@ -49,6 +49,12 @@ export async function startApp(store: session.Store): Promise<RunningApp> {
   };
 }
 
+/** What `/me` shows for a user that `/login/:user` signed in: the fields the app stored. */
+export function signedIn(user: string): unknown {
+  const cart = [{ sku: 'tea', quantity: 2 }];
+  return { user, cart, stored: { user, cart } };
+}
+
 /** Signs `user` in and returns the cookie the browser would keep. */
 export async function login(app: RunningApp, user: string): Promise<string> {
   const response = await fetch(`${app.url}/login/${user}`, { method: 'POST' });
