@@ -65,6 +65,9 @@ for (const page of pages) {
       const name = `${block.lang} block at line ${block.line}`;
       const why = typeCheckOnly(block);
       if (block.mark?.kind === 'skip') {
+        // A block marked `<!-- doc-test: skip <reason> -->` is an excerpt that can neither run nor
+        // type-check alone (a lone method, an elided call); it is reported as skipped, with the
+        // page's reason in its name, so a reader of the results sees each one and why.
         test.skip(`${name}: ${block.mark.reason}`, () => {});
       } else if (why !== undefined) {
         test(`${name} type-checks (${why})`, () => {
