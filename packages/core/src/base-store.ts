@@ -1,8 +1,9 @@
 import { SessionError, toStoreIoError } from './errors.js';
-import { assertSessionId } from './ids.js';
+import { assertOwner, assertSessionId } from './ids.js';
 import type {
   HeldLease,
   LockManager,
+  OwnedSession,
   SessionLock,
   SessionRecord,
   SessionStore,
@@ -100,9 +101,10 @@ function assertRecord(record: unknown): asserts record is SessionRecord {
   if (typeof record !== 'object' || record === null) {
     throw new TypeError('record must be an object { data, expiresAt }');
   }
-  const { data, expiresAt } = record as Partial<SessionRecord>;
+  const { data, expiresAt, owner } = record as Partial<SessionRecord>;
   if (!(data instanceof Uint8Array)) throw new TypeError('record.data must be a Uint8Array');
   assertExpiresAt(expiresAt, 'record.expiresAt');
+  if (owner !== undefined) assertOwner(owner, 'record.owner');
 }
 
 function assertExpiresAt(value: unknown, name: string): asserts value is number {
@@ -216,6 +218,20 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('clear', () => this._clear());
   }
 
+  /**
+   * The live sessions of `owner`. Rejects with `ERR_INVALID_OWNER` for a bad owner, and with
+   * `ERR_UNSUPPORTED` when the store keeps no owner index.
+   */
+  ownedBy(owner: string): Promise<OwnedSession[]> {
+    return this.#run('ownedBy', () => {
+      assertOwner(owner);
+      if (!this.capabilities.ownerIndex) {
+        throw new SessionError('ERR_UNSUPPORTED', 'This store keeps no owner index');
+      }
+      return this._ownedBy(owner, Date.now());
+    });
+  }
+
   /** Waits for operations in flight, then releases the backend. Idempotent. */
   close(): Promise<void> {
     if (this.#closing === undefined) {
@@ -266,6 +282,10 @@ export abstract class BaseStore implements SessionStore {
   protected abstract _count(now: number): Promise<number>;
   protected abstract _ids(now: number): AsyncIterable<string>;
   protected abstract _clear(): Promise<void>;
+  /** Stores with `capabilities.ownerIndex` override this; it is never called otherwise. */
+  protected _ownedBy(_owner: string, _now: number): Promise<OwnedSession[]> {
+    return Promise.reject(new SessionError('ERR_UNSUPPORTED', 'This store keeps no owner index'));
+  }
   protected abstract _close(): Promise<void>;
 
   #fenced<T>(

@@ -4,6 +4,8 @@
  */
 export type SessionErrorCode =
   | 'ERR_INVALID_SESSION_ID'
+  | 'ERR_INVALID_OWNER'
+  | 'ERR_OWNER_LIMIT'
   | 'ERR_STORE_CLOSED'
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_LOCK_LOST'
@@ -15,6 +17,8 @@ export type SessionErrorCode =
 
 export const SESSION_ERROR_CODES: readonly SessionErrorCode[] = [
   'ERR_INVALID_SESSION_ID',
+  'ERR_INVALID_OWNER',
+  'ERR_OWNER_LIMIT',
   'ERR_STORE_CLOSED',
   'ERR_LOCK_TIMEOUT',
   'ERR_LOCK_LOST',

@@ -31,6 +31,31 @@ export function assertSessionId(id: unknown): asserts id is string {
   );
 }
 
+export const MAX_OWNER_LENGTH = 256;
+
+/** True when `owner` is a well-formed string of 1 to `MAX_OWNER_LENGTH` characters. */
+export function isOwner(owner: unknown): owner is string {
+  return (
+    typeof owner === 'string' &&
+    owner.length > 0 &&
+    owner.length <= MAX_OWNER_LENGTH &&
+    owner.isWellFormed()
+  );
+}
+
+/**
+ * Throws `ERR_INVALID_OWNER` unless `owner` is a well-formed string of 1 to `MAX_OWNER_LENGTH`
+ * characters. Like ids, owners are never quoted in messages: they name people.
+ */
+export function assertOwner(owner: unknown, name = 'owner'): asserts owner is string {
+  if (isOwner(owner)) return;
+  const shown = typeof owner === 'string' ? `a string of length ${owner.length}` : typeof owner;
+  throw new SessionError(
+    'ERR_INVALID_OWNER',
+    `Invalid ${name} (${shown}): expected 1 to ${MAX_OWNER_LENGTH} characters of well-formed Unicode`,
+  );
+}
+
 /** A new session id: 32 bytes from the CSPRNG, base64url encoded (43 characters). */
 export function generateSessionId(): string {
   return randomBytes(32).toString('base64url');

@@ -30,7 +30,9 @@ export {
 } from './express-session.js';
 export {
   generateSessionId,
+  isOwner,
   isSessionId,
+  MAX_OWNER_LENGTH,
   MAX_SESSION_ID_LENGTH,
   MIN_SESSION_ID_LENGTH,
   SWEEP_LOCK_ID,
@@ -69,6 +71,7 @@ export type {
   AcquireOptions,
   HeldLease,
   LockManager,
+  OwnedSession,
   SessionLock,
   SessionRecord,
   SessionStore,

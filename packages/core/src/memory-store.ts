@@ -18,6 +18,7 @@ export class MemoryStore extends BaseStore {
     expiry: 'sweep',
     durable: false,
     expiryIndex: true,
+    ownerIndex: false,
   };
   readonly locks: LockManager = new KeyedLocks();
   readonly #records = new Map<string, SessionRecord>();

@@ -15,7 +15,7 @@ export {
 } from './base-store.js';
 export { toStoreIoError } from './errors.js';
 export { ExpiryHeap } from './expiry-heap.js';
-export { assertSessionId, generateToken } from './ids.js';
+export { assertOwner, assertSessionId, generateToken } from './ids.js';
 export { KeyedQueue } from './keyed-queue.js';
 export { KeyedLocks } from './locks/keyed.js';
 export {

@@ -5,6 +5,20 @@
 export interface SessionRecord {
   data: Uint8Array;
   expiresAt: number;
+  /**
+   * Who the session belongs to, such as a user id: an opaque string of 1 to 256 characters
+   * (`MAX_OWNER_LENGTH`), well-formed Unicode. Absent means no owner. A store whose
+   * `capabilities.ownerIndex` is true indexes it, so `ownedBy` lists an owner's sessions without
+   * a scan. `get` returns it, `touch` keeps it, and `set` replaces it (a record written without
+   * an owner has none).
+   */
+  owner?: string;
+}
+
+/** One live session of an owner, as `ownedBy` returns it. */
+export interface OwnedSession {
+  id: string;
+  record: SessionRecord;
 }
 
 /** Options every write (`set`, `touch`, `delete`) takes. */
@@ -66,6 +80,11 @@ export interface StoreCapabilities {
   durable: boolean;
   /** True when the store keeps an expiry index, so a sweep's cost grows with expired records, not with all records. */
   expiryIndex: boolean;
+  /**
+   * True when the store keeps an owner index consistent with its records, and so implements
+   * `ownedBy` at a cost that grows with that owner's sessions, not with all sessions.
+   */
+  ownerIndex: boolean;
 }
 
 export interface AcquireOptions {
@@ -141,6 +160,12 @@ export interface SessionStore {
   ids(): AsyncIterable<string>;
   /** Removes every record of this store, and nothing else. */
   clear(): Promise<void>;
+  /**
+   * The live sessions whose record carries `owner`, with their records, in no set order. Never
+   * an expired or deleted one, nor one since rewritten with another owner or none. Present when
+   * `capabilities.ownerIndex` is true; its cost grows with that owner's sessions.
+   */
+  ownedBy?(owner: string): Promise<OwnedSession[]>;
   /** Releases the backend. Idempotent. Every other method then rejects with `ERR_STORE_CLOSED`. */
   close(): Promise<void>;
 }

@@ -60,6 +60,7 @@ export class DbmStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: false,
+    ownerIndex: false,
   };
   readonly locks: StripedFileLocks;
   /** The absolute path of the database file. */

@@ -42,6 +42,7 @@ export class FileStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: false,
+    ownerIndex: false,
   };
   readonly locks: LockManager;
   /** The store's directory, with symlinks resolved. */

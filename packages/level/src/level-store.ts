@@ -109,6 +109,7 @@ export class LevelStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: true,
+    ownerIndex: false,
   };
   readonly locks: LockManager = new KeyedLocks();
   /**

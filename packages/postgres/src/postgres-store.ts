@@ -76,6 +76,7 @@ export class PostgresStore extends BaseStore {
       expiry: 'sweep',
       durable: !settings.unlogged,
       expiryIndex: true,
+      ownerIndex: false,
     };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
     this.locks = new PostgresLocks(db, settings.names, listener, settings.channel);

@@ -56,6 +56,7 @@ export class RedisStore extends BaseStore {
     expiry: 'native',
     durable: true,
     expiryIndex: false,
+    ownerIndex: false,
   };
   readonly locks: RedisLocks;
   readonly prefix: string;

@@ -168,6 +168,7 @@ export class SqliteStore extends BaseStore {
       expiry: 'sweep',
       durable: !inMemory,
       expiryIndex: true,
+      ownerIndex: false,
     };
     this.#executor = new Executor(db, {
       busyTimeoutMs: settings.busyTimeoutMs,

@@ -92,6 +92,7 @@ describe('schema', { timeout: 60_000 }, () => {
       expiry: 'sweep',
       durable: true,
       expiryIndex: true,
+      ownerIndex: false,
     });
     expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -254,6 +255,7 @@ describe('options', { timeout: 60_000 }, () => {
       shared: 'process',
       durable: false,
       expiryIndex: true,
+      ownerIndex: false,
     });
     await first.set(idOf('memory'), record('here'));
     expect(textOf((await first.get(idOf('memory')))?.data)).toBe('here');

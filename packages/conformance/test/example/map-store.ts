@@ -14,6 +14,7 @@ export class MapStore extends BaseStore {
     expiry: 'sweep',
     durable: false,
     expiryIndex: false,
+    ownerIndex: false,
   };
   readonly locks = new KeyedLocks();
   readonly #records = new Map<string, SessionRecord>();
