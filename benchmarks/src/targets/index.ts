@@ -10,7 +10,12 @@ import {
   memorystorePeer,
   sessionFileStorePeer,
 } from './peers.js';
-import { pgEngine, postgresAsyncCommitStore, postgresStore } from './postgres.js';
+import {
+  pgEngine,
+  postgresAsyncCommitStore,
+  postgresExpressStore,
+  postgresStore,
+} from './postgres.js';
 import { redisEngine, redisStore } from './redis.js';
 import { type SessileStoreSpec, sessileStore, sessileViaExpress } from './sessile.js';
 
@@ -111,6 +116,7 @@ export const TARGETS: readonly Target[] = [
       "one `sweep()` with sweepMode 'full-scan': every record decoded under the global lock",
   }),
   postgresStore,
+  postgresExpressStore,
   postgresAsyncCommitStore,
   redisStore,
   mapEngine,

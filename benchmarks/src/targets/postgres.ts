@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { importOptional, type OpenTarget, type Target, Unavailable } from '../adapter.js';
 import { decodeBody, encodeBody } from './engines.js';
-import { sessileStore } from './sessile.js';
+import { type SessileStoreSpec, sessileStore, sessileViaExpress } from './sessile.js';
 
 /** The server every PostgreSQL target uses, with the same pool size as the connect-pg-simple peer. */
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -52,7 +52,7 @@ async function dropSchema(schema: string): Promise<void> {
 /** Commits acknowledged before the WAL flush: a server crash may undo the last ~0.6 s of them. */
 const ASYNC_COMMIT = '?options=-c%20synchronous_commit%3Doff';
 
-const postgresBase = sessileStore({
+const postgresSpec: SessileStoreSpec = {
   name: 'postgres',
   description: '`PostgresStore` on a pg pool of 8, lease-row locks woken by LISTEN/NOTIFY',
   durability: 'PostgreSQL default (fsync on commit)',
@@ -65,7 +65,7 @@ const postgresBase = sessileStore({
   }),
   engine: 'raw-pg',
   peers: ['connect-pg-simple'],
-});
+};
 
 const postgresAsyncCommitBase = sessileStore({
   name: 'postgres-async-commit',
@@ -102,7 +102,12 @@ function withSchemaDropped(base: Target, prefix: string): Target {
   };
 }
 
-export const postgresStore = withSchemaDropped(postgresBase, 'sessile_bench_store');
+export const postgresStore = withSchemaDropped(sessileStore(postgresSpec), 'sessile_bench_store');
+/** The like-for-like comparison with connect-pg-simple: both through express-session's Store API. */
+export const postgresExpressStore = withSchemaDropped(
+  sessileViaExpress(postgresSpec),
+  'sessile_bench_store',
+);
 export const postgresAsyncCommitStore = withSchemaDropped(
   postgresAsyncCommitBase,
   'sessile_bench_async',
