@@ -34,6 +34,8 @@ export interface Profile {
     bucketMs: number;
   };
   http: { durationSec: number; connections: number; workers: number };
+  /** Live sessions `sessile copy` moves from a FileStore into each target. */
+  copySessions: number;
   /** Time limits per workload; past it a target is reported as timed out. */
   limitsMs: {
     ops: number;
@@ -42,6 +44,7 @@ export interface Profile {
     lockFlood: number;
     cleanup: number;
     http: number;
+    copy: number;
   };
 }
 
@@ -65,6 +68,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 3, connections: 64, workers: 2 },
+    copySessions: 100_000,
     limitsMs: {
       ops: 40_000,
       growth: 20_000,
@@ -72,6 +76,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       lockFlood: 60_000,
       cleanup: 45_000,
       http: 30_000,
+      copy: 240_000,
     },
   },
   full: {
@@ -93,6 +98,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 10, connections: 64, workers: 2 },
+    copySessions: 100_000,
     limitsMs: {
       ops: 180_000,
       growth: 600_000,
@@ -100,6 +106,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       lockFlood: 60_000,
       cleanup: 240_000,
       http: 60_000,
+      copy: 600_000,
     },
   },
   tiny: {
@@ -121,6 +128,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 50,
     },
     http: { durationSec: 1, connections: 4, workers: 2 },
+    copySessions: 200,
     limitsMs: {
       ops: 20_000,
       growth: 20_000,
@@ -128,6 +136,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       lockFlood: 20_000,
       cleanup: 20_000,
       http: 30_000,
+      copy: 30_000,
     },
   },
 };

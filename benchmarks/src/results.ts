@@ -4,6 +4,7 @@ import type { Environment } from './environment.js';
 import type { Profile } from './profile.js';
 import type { CleanupResult } from './workloads/cleanup.js';
 import type { Workload } from './workloads/context.js';
+import type { CopyResult } from './workloads/copy.js';
 import type { HttpResult } from './workloads/http.js';
 import type { LockFloodResult } from './workloads/lock-flood.js';
 import type { LockFloodHttpResult } from './workloads/lock-flood-http.js';
@@ -22,6 +23,7 @@ export interface WorkloadResults {
   'lock-flood-http': LockFloodHttpResult;
   cleanup: CleanupResult;
   http: HttpResult;
+  copy: CopyResult;
 }
 
 export type WorkloadName = keyof WorkloadResults;

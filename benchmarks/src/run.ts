@@ -21,6 +21,7 @@ import {
   type Workload,
   type WorkloadContext,
 } from './workloads/context.js';
+import { copyWorkload } from './workloads/copy.js';
 import { httpEndToEnd } from './workloads/http.js';
 import { lockFlood } from './workloads/lock-flood.js';
 import { lockFloodHttp } from './workloads/lock-flood-http.js';
@@ -47,6 +48,7 @@ const REGISTRY: WorkloadRegistry = {
   'lock-flood-http': lockFloodHttp,
   cleanup: cleanupUnderLoad,
   http: httpEndToEnd,
+  copy: copyWorkload,
 };
 
 export const WORKLOADS: readonly WorkloadRegistry[WorkloadName][] = Object.values(REGISTRY);
@@ -102,6 +104,8 @@ function estimateMs(workload: AnyWorkload, profile: Profile): number {
       return profile.lockFlood.uncontendedMs + profile.lockFlood.cycles * 2 + 1000;
     case 'lock-flood-http':
       return profile.lockFlood.cycles * 5 + 3000;
+    case 'copy':
+      return profile.copySessions / 5 + 3000;
     default:
       return profile.opsDurationMs + 1500;
   }

@@ -178,6 +178,21 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(measured).toBeGreaterThan(0);
   });
 
+  it('copies every live session into each sessile store with the CLI, and sets its rate beside direct writes', () => {
+    const copied = Object.entries(results.results.copy ?? {}).filter(
+      ([, outcome]) => outcome.status === 'ok',
+    );
+    expect(copied.map(([target]) => target).sort()).toEqual(['dbm', 'file', 'level', 'sqlite']);
+    for (const [target, outcome] of copied) {
+      if (outcome.status !== 'ok') continue;
+      const { sessions, copyPerSec, directPerSec, ratioToDirect } = outcome.result;
+      expect(sessions, target).toBe(PROFILES.tiny.copySessions);
+      expect(copyPerSec, target).toBeGreaterThan(0);
+      expect(directPerSec, target).toBeGreaterThan(0);
+      expect(ratioToDirect, target).toBeCloseTo(copyPerSec / directPerSec, 1);
+    }
+  });
+
   it('writes well-formed SVG charts and replaces only the marked part of the report', async () => {
     const docPath = join(outDir, 'benchmarks.md');
     const chartsDir = join(outDir, 'benchmarks');

@@ -5,6 +5,7 @@ import type { BenchResults } from '../results.js';
 import type { Charts } from './charts.js';
 import { cleanupSection } from './sections/cleanup.js';
 import { contentionSection } from './sections/contention.js';
+import { copySection } from './sections/copy.js';
 import { environmentSection } from './sections/environment.js';
 import { growthSection } from './sections/growth.js';
 import { headlineSection } from './sections/headlines.js';
@@ -32,6 +33,7 @@ export function renderReport(
     ...lockFloodSection(results),
     ...cleanupSection(results, charts),
     ...httpSection(results, charts),
+    ...copySection(results),
   ];
   return { markdown: lines.join('\n'), charts: charts.files };
 }
