@@ -16,7 +16,7 @@ import {
   postgresExpressStore,
   postgresStore,
 } from './postgres.js';
-import { redisEngine, redisStore } from './redis.js';
+import { redisEngine, redisExpressStore, redisStore } from './redis.js';
 import { type SessileStoreSpec, sessileStore, sessileViaExpress } from './sessile.js';
 
 const memorySpec: SessileStoreSpec = {
@@ -119,6 +119,7 @@ export const TARGETS: readonly Target[] = [
   postgresExpressStore,
   postgresAsyncCommitStore,
   redisStore,
+  redisExpressStore,
   mapEngine,
   sqliteEngine,
   levelEngine,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { importOptional, type OpenTarget, type Target, Unavailable } from '../adapter.js';
 import { decodeBody, encodeBody } from './engines.js';
-import { sessileStore } from './sessile.js';
+import { type SessileStoreSpec, sessileStore, sessileViaExpress } from './sessile.js';
 
 /** The server the connect-redis peer uses too. */
 const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -50,7 +50,7 @@ async function deleteKeys(client: RawRedis, prefix: string): Promise<void> {
   }
 }
 
-const redisBase = sessileStore({
+const redisSpec: SessileStoreSpec = {
   name: 'redis',
   description: '`RedisStore` on node-redis 5, Redis on 127.0.0.1:6379, pub/sub-woken lease locks',
   durability: "Redis's own persistence (this server: as configured; RDB or AOF)",
@@ -60,28 +60,36 @@ const redisBase = sessileStore({
   engine: 'raw-redis',
   peers: ['connect-redis'],
   cleanupNote: 'none needed: Redis drops each record at its exact expiresAt (PXAT)',
-});
+};
+
+/** `target` with the store's keys deleted when it closes. */
+function deletingKeys(target: Target): Target {
+  return {
+    ...target,
+    needsServer: true,
+    async open(dir) {
+      const { client } = await reachableClient();
+      const opened = await target.open(dir).catch(async (error) => {
+        await client.close();
+        throw error;
+      });
+      return {
+        ...opened,
+        async close() {
+          await opened.close();
+          await deleteKeys(client, prefixFor(dir, 'store'));
+          await client.close();
+        },
+      };
+    },
+  };
+}
 
 /** `RedisStore`, its keys deleted when the target closes. */
-export const redisStore: Target = {
-  ...redisBase,
-  needsServer: true,
-  async open(dir) {
-    const { client } = await reachableClient();
-    const target = await redisBase.open(dir).catch(async (error) => {
-      await client.close();
-      throw error;
-    });
-    return {
-      ...target,
-      async close() {
-        await target.close();
-        await deleteKeys(client, prefixFor(dir, 'store'));
-        await client.close();
-      },
-    };
-  },
-};
+export const redisStore: Target = deletingKeys(sessileStore(redisSpec));
+
+/** The same store through `toExpressStore`, driven like connect-redis. */
+export const redisExpressStore: Target = deletingKeys(sessileViaExpress(redisSpec));
 
 /** Bare node-redis GET and SET of the same bytes, with PXAT expiry: the floor under `redis`. */
 export const redisEngine: Target = {
