@@ -1,24 +1,77 @@
 // Runs in a forked child process: opens the store under test through the author's module and
 // performs one task the parent asked for, reporting over IPC.
 import { pathToFileURL } from 'node:url';
-import type { SessionStore } from '@sessile/core';
+import { generateSessionId, type SessionStore } from '@sessile/core';
 import { lockedIncrement } from './groups/locks.js';
 
 export type ChildTask =
   | { kind: 'increment'; id: string; times: number }
   | { kind: 'hold'; id: string; leaseMs: number }
   /** Holds the lock without extending it; on the parent's 'write', tries a fenced set with it. */
-  | { kind: 'fenced-write'; id: string; leaseMs: number };
+  | { kind: 'fenced-write'; id: string; leaseMs: number }
+  /** Writes `ids` for `owner`, then deletes the first, moves the second to `other`, disowns the third. */
+  | { kind: 'owner-writes'; ids: string[]; owner: string; other: string }
+  /**
+   * Until killed: creates sessions for `owner`, and deletes or moves to `other` every third one,
+   * announcing each step before it (`disowning`) and after it (`owned`, `gone`).
+   */
+  | { kind: 'owner-stream'; owner: string; other: string };
 
 export type ChildMessage =
   | { type: 'ready' }
   | { type: 'held' }
   | { type: 'done' }
   | { type: 'written'; outcome: string }
+  | { type: 'owned'; id: string }
+  | { type: 'disowning'; id: string }
+  | { type: 'gone'; id: string }
   | { type: 'error'; message: string };
 
 function send(message: ChildMessage): void {
   process.send?.(message);
+}
+
+/** Resolves once the message is handed to the channel, so a kill right after cannot lose it. */
+function sent(message: ChildMessage): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.send?.(message, undefined, undefined, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+function ownedRecord(value: unknown, owner: string | undefined) {
+  const data = new TextEncoder().encode(JSON.stringify(value));
+  const expiresAt = Date.now() + 3_600_000;
+  return owner === undefined ? { data, expiresAt } : { data, expiresAt, owner };
+}
+
+async function ownerWrites(
+  store: SessionStore,
+  task: { ids: string[]; owner: string; other: string },
+) {
+  const [deleted, moved, disowned] = task.ids;
+  for (const id of task.ids) await store.set(id, ownedRecord({ id }, task.owner));
+  await store.delete(deleted as string);
+  await store.set(moved as string, ownedRecord({ moved: true }, task.other));
+  await store.set(disowned as string, ownedRecord({ disowned: true }, undefined), {
+    only: 'present',
+  });
+}
+
+async function ownerStream(store: SessionStore, task: { owner: string; other: string }) {
+  const live: string[] = [];
+  for (let i = 0; ; i++) {
+    const id = generateSessionId();
+    await store.set(id, ownedRecord({ i }, task.owner));
+    live.push(id);
+    await sent({ type: 'owned', id });
+    if (i % 3 === 2) {
+      const target = live.splice(i % 2, 1)[0] as string;
+      await sent({ type: 'disowning', id: target });
+      if (i % 2 === 0) await store.delete(target);
+      else await store.set(target, ownedRecord({ moved: i }, task.other));
+      await sent({ type: 'gone', id: target });
+    }
+  }
 }
 
 async function main(): Promise<void> {
@@ -31,6 +84,17 @@ async function main(): Promise<void> {
   const store = await imported.default(location);
   const task = JSON.parse(taskJson) as ChildTask;
   send({ type: 'ready' });
+  if (task.kind === 'owner-writes') {
+    await ownerWrites(store, task);
+    await store.close();
+    send({ type: 'done' });
+    process.disconnect?.();
+    return;
+  }
+  if (task.kind === 'owner-stream') {
+    await ownerStream(store, task);
+    return;
+  }
   if (task.kind === 'increment') {
     for (let i = 0; i < task.times; i++) await lockedIncrement(store, task.id);
     await store.close();

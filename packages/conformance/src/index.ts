@@ -7,6 +7,7 @@ import { durabilityTests } from './groups/durability.js';
 import { expiryTests } from './groups/expiry.js';
 import { fenceTests } from './groups/fence.js';
 import { lockTests } from './groups/locks.js';
+import { crossProcessOwnerTests, ownerTests } from './groups/owners.js';
 import { sweepTests } from './groups/sweep.js';
 import { traitTests } from './groups/traits.js';
 import type { ConformanceOptions } from './options.js';
@@ -16,7 +17,9 @@ export type { ConformanceOptions, CrossProcessOptions } from './options.js';
 /**
  * Registers the whole sessile conformance suite with vitest. Call it once, at the top level of
  * a test file. The store's declared `capabilities` decide which groups run: cross-process tests
- * for `shared` `'host'` or wider, durability for `durable`, and the cost bound for `expiryIndex`.
+ * for `shared` `'host'` or wider, durability for `durable`, the cost bound for `expiryIndex`, and
+ * the owner-index group for `ownerIndex` (across processes and after a crash where `shared` and
+ * `durable` say so).
  */
 export async function runStoreConformance(options: ConformanceOptions): Promise<void> {
   const probe = await options.open();
@@ -34,6 +37,10 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     fenceTests(options);
     if (capabilities.shared !== 'process') crossProcessTests(options, capabilities.shared);
     if (capabilities.durable) durabilityTests(options);
+    ownerTests(options, capabilities.ownerIndex);
+    if (capabilities.ownerIndex && capabilities.shared !== 'process') {
+      crossProcessOwnerTests(options, capabilities.shared, capabilities.durable);
+    }
     // Only a store that keeps encoded bytes can have them damaged. Stores that hold records as
     // live objects (MemoryStore) have no bytes to tear, so without a hook the group is not registered.
     if (options.corrupt !== undefined) corruptTests(options, options.corrupt);

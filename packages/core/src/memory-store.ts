@@ -1,7 +1,13 @@
 import { BaseStore, type BaseStoreOptions, type SweepProgress } from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
-import type { LockManager, SessionRecord, StoreCapabilities, SweepResult } from './types.js';
+import type {
+  LockManager,
+  OwnedSession,
+  SessionRecord,
+  StoreCapabilities,
+  SweepResult,
+} from './types.js';
 import { assertKnownOptions, describeValue, yieldToEventLoop } from './util.js';
 
 export interface MemoryStoreOptions extends BaseStoreOptions {}
@@ -10,7 +16,8 @@ const SWEEP_BATCH = 500;
 
 /**
  * Sessions in a `Map`, for tests, development and single-process apps that accept losing
- * sessions on restart. An expiry heap makes a sweep cost grow with expired records only.
+ * sessions on restart. An expiry heap makes a sweep cost grow with expired records only, and an
+ * owner index (owner to ids) makes `ownedBy` cost grow with that owner's sessions only.
  */
 export class MemoryStore extends BaseStore {
   readonly capabilities: StoreCapabilities = {
@@ -18,11 +25,12 @@ export class MemoryStore extends BaseStore {
     expiry: 'sweep',
     durable: false,
     expiryIndex: true,
-    ownerIndex: false,
+    ownerIndex: true,
   };
   readonly locks: LockManager = new KeyedLocks();
   readonly #records = new Map<string, SessionRecord>();
   readonly #expiry = new ExpiryHeap();
+  readonly #owned = new Map<string, Set<string>>();
 
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
     return new MemoryStore(options);
@@ -38,7 +46,7 @@ export class MemoryStore extends BaseStore {
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = this.#live(id, now);
-    return record && { data: record.data.slice(), expiresAt: record.expiresAt };
+    return record && copyOf(record);
   }
 
   protected async _set(
@@ -49,20 +57,20 @@ export class MemoryStore extends BaseStore {
   ): Promise<boolean> {
     const exists = this.#live(id, now) !== undefined;
     if ((only === 'absent' && exists) || (only === 'present' && !exists)) return false;
-    this.#put(id, { data: record.data.slice(), expiresAt: record.expiresAt });
+    this.#put(id, copyOf(record));
     return true;
   }
 
   protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
     const record = this.#live(id, now);
     if (record === undefined) return false;
-    this.#put(id, { data: record.data, expiresAt });
+    this.#put(id, { ...record, expiresAt });
     return true;
   }
 
   protected async _delete(id: string, now: number): Promise<boolean> {
     const live = this.#live(id, now) !== undefined;
-    this.#records.delete(id);
+    this.#remove(id);
     return live;
   }
 
@@ -77,7 +85,7 @@ export class MemoryStore extends BaseStore {
         progress.scanned++;
         const record = this.#records.get(next.id);
         if (record !== undefined && record.expiresAt === next.expiresAt) {
-          this.#records.delete(next.id);
+          this.#remove(next.id);
           progress.removed++;
         }
       }
@@ -97,14 +105,23 @@ export class MemoryStore extends BaseStore {
     for (const [id, record] of this.#records) if (record.expiresAt > now) yield id;
   }
 
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const sessions: OwnedSession[] = [];
+    for (const id of this.#owned.get(owner) ?? []) {
+      const record = this.#live(id, now);
+      if (record !== undefined) sessions.push({ id, record: copyOf(record) });
+    }
+    return sessions;
+  }
+
   protected async _clear(): Promise<void> {
     this.#records.clear();
     this.#expiry.clear();
+    this.#owned.clear();
   }
 
   protected async _close(): Promise<void> {
-    this.#records.clear();
-    this.#expiry.clear();
+    await this._clear();
   }
 
   #live(id: string, now: number): SessionRecord | undefined {
@@ -112,8 +129,32 @@ export class MemoryStore extends BaseStore {
     return record !== undefined && record.expiresAt > now ? record : undefined;
   }
 
+  /** Removes `id` from the records and from its owner's entry in the index. */
+  #remove(id: string): void {
+    const record = this.#records.get(id);
+    if (record === undefined) return;
+    this.#records.delete(id);
+    if (record.owner !== undefined) this.#unindex(record.owner, id);
+  }
+
+  #unindex(owner: string, id: string): void {
+    const ids = this.#owned.get(owner);
+    ids?.delete(id);
+    if (ids?.size === 0) this.#owned.delete(owner);
+  }
+
+  /** Stores `record`, moving `id` in the owner index when its owner changed. */
   #put(id: string, record: SessionRecord): void {
+    const previous = this.#records.get(id)?.owner;
     this.#records.set(id, record);
+    if (previous !== record.owner) {
+      if (previous !== undefined) this.#unindex(previous, id);
+      if (record.owner !== undefined) {
+        const ids = this.#owned.get(record.owner) ?? new Set<string>();
+        ids.add(id);
+        this.#owned.set(record.owner, ids);
+      }
+    }
     this.#expiry.push(record.expiresAt, id);
     // Touches leave stale heap entries behind; compact before they outnumber the records.
     if (this.#expiry.size > 2 * this.#records.size + 1024) {
@@ -125,4 +166,11 @@ export class MemoryStore extends BaseStore {
       );
     }
   }
+}
+
+/** A copy the caller may keep: stored bytes never alias what a caller holds. */
+function copyOf(record: SessionRecord): SessionRecord {
+  const copy: SessionRecord = { data: record.data.slice(), expiresAt: record.expiresAt };
+  if (record.owner !== undefined) copy.owner = record.owner;
+  return copy;
 }

@@ -5,6 +5,7 @@ import {
   type HeldLease,
   type LockManager,
   MemoryStore,
+  type OwnedSession,
   type SessionLock,
   type SessionRecord,
   type SessionStore,
@@ -221,4 +222,32 @@ class UnfencedLocks extends KeyedLocks {
 }
 export class IgnoresFenceStore extends MemoryStore {
   override readonly locks: LockManager = new UnfencedLocks();
+}
+
+/**
+ * Keeps its owner index beside the records and only ever adds to it, so a deleted, swept or
+ * re-owned session stays listed under its old owner.
+ */
+export class StaleOwnerIndexStore extends MemoryStore {
+  readonly #index = new Map<string, Map<string, SessionRecord>>();
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const wrote = await super._set(id, record, only, now);
+    if (wrote && record.owner !== undefined) {
+      const entries = this.#index.get(record.owner) ?? new Map<string, SessionRecord>();
+      entries.set(id, record);
+      this.#index.set(record.owner, entries);
+    }
+    return wrote;
+  }
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const entries = this.#index.get(owner) ?? new Map<string, SessionRecord>();
+    return Array.from(entries)
+      .filter(([, record]) => record.expiresAt > now)
+      .map(([id, record]) => ({ id, record }));
+  }
 }
