@@ -1,3 +1,4 @@
+import type { SessionStore } from '@sessile/core';
 import type { SessionBody } from './body.js';
 
 /** Where a target sits in the comparison. */
@@ -60,6 +61,8 @@ export interface HttpStoreFactory {
   expressSessionStore(dir: string, session: unknown): Promise<unknown>;
   /** Builds sessile's locking middleware over this store, where the target is a sessile store. */
   sessileMiddleware?(dir: string): Promise<unknown>;
+  /** Opens the sessile store itself, for the Koa and Hono apps; only on sessile stores. */
+  openStore?(dir: string): Promise<SessionStore>;
 }
 
 /** A benchmark target: registered once, opened fresh for each workload. */

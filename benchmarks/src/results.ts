@@ -6,6 +6,7 @@ import type { CleanupResult } from './workloads/cleanup.js';
 import type { Workload } from './workloads/context.js';
 import type { CopyResult } from './workloads/copy.js';
 import type { HttpResult } from './workloads/http.js';
+import type { FrameworkHttpResult } from './workloads/http-frameworks.js';
 import type { LockFloodResult } from './workloads/lock-flood.js';
 import type { LockFloodHttpResult } from './workloads/lock-flood-http.js';
 import type { ContentionResult, GrowthResult, OpsResult } from './workloads/ops.js';
@@ -23,6 +24,7 @@ export interface WorkloadResults {
   'lock-flood-http': LockFloodHttpResult;
   cleanup: CleanupResult;
   http: HttpResult;
+  'http-frameworks': FrameworkHttpResult;
   copy: CopyResult;
 }
 

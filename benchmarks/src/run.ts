@@ -23,6 +23,7 @@ import {
 } from './workloads/context.js';
 import { copyWorkload } from './workloads/copy.js';
 import { httpEndToEnd } from './workloads/http.js';
+import { httpFrameworks } from './workloads/http-frameworks.js';
 import { lockFlood } from './workloads/lock-flood.js';
 import { lockFloodHttp } from './workloads/lock-flood-http.js';
 import {
@@ -48,6 +49,7 @@ const REGISTRY: WorkloadRegistry = {
   'lock-flood-http': lockFloodHttp,
   cleanup: cleanupUnderLoad,
   http: httpEndToEnd,
+  'http-frameworks': httpFrameworks,
   copy: copyWorkload,
 };
 
@@ -98,6 +100,8 @@ function estimateMs(workload: AnyWorkload, profile: Profile): number {
       );
     case 'http':
       return profile.http.durationSec * 2000 + 3000;
+    case 'http-frameworks':
+      return profile.http.durationSec * 5000 + 6000;
     case 'contention':
       return 1000;
     case 'lock-flood':

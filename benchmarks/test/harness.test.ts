@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FRAMEWORK_MODES } from '../src/http/frameworks.js';
 import { PROFILES } from '../src/profile.js';
 import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js';
 import { replaceBetween, storeMarkers, writeStoreReadmes } from '../src/report/readmes.js';
@@ -191,6 +192,23 @@ describe('the benchmark harness at tiny sizes', () => {
       expect(directPerSec, target).toBeGreaterThan(0);
       expect(ratioToDirect, target).toBeCloseTo(copyPerSec / directPerSec, 1);
     }
+  });
+
+  it('serves Koa and Hono apps that keep their sessions, under sessile and under koa-session and hono-sessions', () => {
+    const memory = results.results['http-frameworks']?.memory;
+    expect(memory?.status).toBe('ok');
+    if (memory?.status !== 'ok') return;
+    // Each mode first checked that three requests with the app's cookies counted 1, 2, 3.
+    expect(Object.keys(memory.result.modes).sort()).toEqual([...FRAMEWORK_MODES].sort());
+    for (const [mode, outcome] of Object.entries(memory.result.modes)) {
+      expect(outcome.status, `${mode}: ${outcome.reason ?? ''}`).toBe('ok');
+      expect(outcome.requests, mode).toBeGreaterThan(0);
+      expect(outcome.non2xx, mode).toBe(0);
+    }
+    expect(memory.result.koaRatio).toBeCloseTo(
+      memory.result.koaSessileRps / memory.result.koaSessionRps,
+      1,
+    );
   });
 
   it('writes well-formed SVG charts and replaces only the marked part of the report', async () => {

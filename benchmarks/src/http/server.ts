@@ -8,10 +8,12 @@ import { createRequire } from 'node:module';
 import { Unavailable } from '../adapter.js';
 import { makeSessionBody } from '../body.js';
 import { findTarget } from '../targets/index.js';
+import { FRAMEWORK_MODES, type FrameworkMode, listenFramework } from './frameworks.js';
 
 export interface ServerConfig {
   target: string;
-  mode: 'express-session' | 'sessile';
+  /** Express with express-session or sessile's middleware, or one of the Koa and Hono apps. */
+  mode: 'express-session' | 'sessile' | FrameworkMode;
   dir: string;
   workers: number;
 }
@@ -62,7 +64,19 @@ async function buildMiddleware(): Promise<Handler> {
   });
 }
 
+function isFrameworkMode(mode: ServerConfig['mode']): mode is FrameworkMode {
+  return (FRAMEWORK_MODES as readonly string[]).includes(mode);
+}
+
+async function runFrameworkWorker(mode: FrameworkMode): Promise<void> {
+  const openStore = findTarget(config.target)?.http?.openStore;
+  if (openStore === undefined) throw new Unavailable(`${config.target} is not a sessile store`);
+  const port = await listenFramework(mode, () => openStore(config.dir));
+  report({ type: 'listening', port });
+}
+
 async function runWorker(): Promise<void> {
+  if (isFrameworkMode(config.mode)) return runFrameworkWorker(config.mode);
   const express = require('express') as () => App;
   const app = express();
   app.set('etag', false);

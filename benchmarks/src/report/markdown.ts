@@ -10,6 +10,7 @@ import { environmentSection } from './sections/environment.js';
 import { growthSection } from './sections/growth.js';
 import { headlineSection } from './sections/headlines.js';
 import { httpSection } from './sections/http.js';
+import { httpFrameworksSection } from './sections/http-frameworks.js';
 import { lockFloodSection } from './sections/lock-flood.js';
 import { OPS_WORKLOADS, opsSection } from './sections/ops.js';
 import { targetsSection } from './sections/targets.js';
@@ -33,6 +34,7 @@ export function renderReport(
     ...lockFloodSection(results),
     ...cleanupSection(results, charts),
     ...httpSection(results, charts),
+    ...httpFrameworksSection(results),
     ...copySection(results),
   ];
   return { markdown: lines.join('\n'), charts: charts.files };

@@ -130,6 +130,7 @@ async function sessileExpress(): Promise<SessileExpress> {
 function httpFactory(spec: SessileStoreSpec): HttpStoreFactory {
   return {
     sharedAcrossProcesses: spec.processLocal !== true,
+    openStore: (dir) => openStore(spec, dir),
     async expressSessionStore(dir) {
       const { toExpressStore } = await sessileExpress();
       return toExpressStore(await openStore(spec, dir));

@@ -45,6 +45,45 @@ type Autocannon = (
   callback: (error: unknown, result: AutocannonResult) => void,
 ) => { stop(): void };
 
+/**
+ * The `Cookie` header a browser would send next: `previous` with every cookie `setCookie` sets
+ * replaced or added (koa-session sets a cookie and its signature as two).
+ */
+export function mergeCookies(
+  previous: string | undefined,
+  setCookie: string | string[] | undefined,
+): string | undefined {
+  if (setCookie === undefined) return previous;
+  const jar = new Map<string, string>();
+  for (const pair of previous?.split('; ') ?? []) jar.set(pair.split('=')[0] as string, pair);
+  for (const header of Array.isArray(setCookie) ? setCookie : [setCookie]) {
+    const pair = header.split(';')[0] as string;
+    jar.set(pair.split('=')[0] as string, pair);
+  }
+  return [...jar.values()].join('; ');
+}
+
+/**
+ * Three requests carrying the cookies the app sets must see the session's counter go 1, 2, 3:
+ * otherwise the figures would measure an app that keeps no session.
+ */
+async function checkSessionKept(port: number): Promise<void> {
+  let cookie: string | undefined;
+  for (let expected = 1; expected <= 3; expected++) {
+    const response = await fetch(`http://127.0.0.1:${port}/`, {
+      headers: cookie === undefined ? {} : { cookie },
+    });
+    const body = (await response.json()) as { counter?: unknown };
+    if (body.counter !== expected) {
+      throw new Error(
+        `the app kept no session: request ${expected} answered ${response.status} ${JSON.stringify(body)}`,
+      );
+    }
+    const setCookie = response.headers.getSetCookie();
+    cookie = mergeCookies(cookie, setCookie.length === 0 ? undefined : setCookie);
+  }
+}
+
 async function load(port: number, context: WorkloadContext): Promise<AutocannonResult> {
   const autocannon = require('autocannon') as Autocannon;
   const { http } = context.profile;
@@ -60,9 +99,7 @@ async function load(port: number, context: WorkloadContext): Promise<AutocannonR
       session: { cookie?: string },
       headers: Record<string, string | string[]>,
     ) {
-      const setCookie = headers['set-cookie'];
-      const first = Array.isArray(setCookie) ? setCookie[0] : setCookie;
-      if (first !== undefined) session.cookie = first.split(';')[0];
+      session.cookie = mergeCookies(session.cookie, headers['set-cookie']);
     },
   };
   return new Promise((resolve, reject) => {
@@ -80,13 +117,14 @@ async function load(port: number, context: WorkloadContext): Promise<AutocannonR
   });
 }
 
-async function runMode(
+export async function runMode(
   context: WorkloadContext,
   mode: ServerConfig['mode'],
 ): Promise<HttpModeResult> {
   if (context.target.http === undefined) return { status: 'unavailable', reason: 'no HTTP setup' };
   try {
     return await withServer(context, mode, async ({ port, workers }) => {
+      await checkSessionKept(port);
       const result = await load(port, context);
       return {
         status: 'ok',

@@ -5,7 +5,7 @@ import { baselineRatios, ms, okResult, statusText } from '../format.js';
 import { type Bar, barChart, formatNumber } from '../svg.js';
 import { table } from '../table.js';
 
-function httpModeText(mode: HttpModeResult | undefined): [string, string] {
+export function httpModeText(mode: HttpModeResult | undefined): [string, string] {
   if (mode === undefined) return ['–', '–'];
   if (mode.status !== 'ok') return [`_${mode.status}_`, ''];
   const errors = (mode.non2xx ?? 0) + (mode.errors ?? 0);
