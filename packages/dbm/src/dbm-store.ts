@@ -2,6 +2,7 @@ import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   isSessionError,
+  type OwnedSession,
   type SessionRecord,
   type StoreCapabilities,
   type SweepResult,
@@ -60,7 +61,7 @@ export class DbmStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: false,
-    ownerIndex: false,
+    ownerIndex: true,
   };
   readonly locks: StripedFileLocks;
   /** The absolute path of the database file. */
@@ -261,6 +262,10 @@ export class DbmStore extends BaseStore {
 
   protected _clear(): Promise<void> {
     return this.#globalLock.run(() => this.#file.clear());
+  }
+
+  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return this.#globalLock.run(() => this.#file.ownedBy(owner, now));
   }
 
   protected async _close(): Promise<void> {

@@ -1,16 +1,15 @@
 import { ftruncateSync } from 'node:fs';
-import type { SessionError, SessionRecord } from '@sessile/core';
+import type { OwnedSession, SessionError, SessionRecord } from '@sessile/core';
 import { fnv1a32 } from '@sessile/core/store';
 import { bucketOf, Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
 import { type DbmDurability, FileIo } from './file-io.js';
 import {
   bucketHash,
-  classOf,
-  classSize,
   DATA_START,
   type Entry,
   encodeHeader,
+  isOwnerListEntry,
   MAX_SEGMENTS,
   newHeader,
   newPage,
@@ -20,14 +19,11 @@ import {
   touchedRecordTail,
 } from './format.js';
 import { Journal } from './journal.js';
-import { readHead, recordData } from './records.js';
+import { addOwnedId, ownedIds, removeOwnedId } from './owner-lists.js';
+import { readHead, recordData, removeEntry, writeExtentBytes } from './records.js';
 import { type ScanVisitor, TableScan } from './table-scan.js';
-import { type Extent, Transaction } from './transaction.js';
+import { Transaction } from './transaction.js';
 
-/** Records up to this size are rewritten in place (through the journal) when their class fits. */
-const IN_PLACE_MAX_BYTES = 64 * 1024;
-/** Larger records always go to unreferenced space, so the journal never has to copy them. */
-const JOURNALED_RECORD_MAX_BYTES = 32 * 1024;
 /** A sweep commits and starts a new transaction once its journal grows past this. */
 const JOURNAL_SOFT_LIMIT_BYTES = 256 * 1024;
 
@@ -134,15 +130,40 @@ export class HashFile {
   }
 
   get(id: string, now: number): SessionRecord | undefined {
-    const { tx, match } = this.#find(this.begin(), id);
+    const tx = this.begin();
+    return this.#read(tx, this.#find(tx, id).match, now);
+  }
+
+  /**
+   * The live records listed for `owner` that carry it. A record of theirs that fails to decode
+   * is left out: `get` rejects it for its own id.
+   */
+  ownedBy(owner: string, now: number): OwnedSession[] {
+    const tx = this.begin();
+    const sessions: OwnedSession[] = [];
+    for (const id of ownedIds(tx, owner)) {
+      let record: SessionRecord | undefined;
+      try {
+        record = this.#read(tx, this.#find(tx, id).match, now);
+      } catch (error) {
+        if ((error as SessionError).code !== 'ERR_CORRUPT_RECORD') throw error;
+      }
+      if (record?.owner === owner) sessions.push({ id, record });
+    }
+    return sessions;
+  }
+
+  #read(tx: Transaction, match: Match | undefined, now: number): SessionRecord | undefined {
     if (match === undefined || match.entry.expiresAt <= now) return undefined;
     if (match.head === undefined) throw corruptRecord();
     const data = recordData(tx, match.entry, match.head, match.headBytes);
     if (data === undefined || match.head.expiresAt !== match.entry.expiresAt) throw corruptRecord();
-    return {
+    const record: SessionRecord = {
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       expiresAt: match.entry.expiresAt,
     };
+    if (match.head.owner !== undefined) record.owner = match.head.owner;
+    return record;
   }
 
   set(
@@ -154,34 +175,25 @@ export class HashFile {
     const { tx, chain, hash, match } = this.#find(this.begin(), id);
     const live = match?.head !== undefined && match.entry.expiresAt > now;
     if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
-    const bytes = recordBytes(id, record.data, record.expiresAt);
-    const expiresAt = record.expiresAt;
+    const { owner, expiresAt } = record;
+    const placed = writeExtentBytes(
+      tx,
+      match?.entry,
+      recordBytes(id, record.data, expiresAt, owner),
+    );
     if (match !== undefined) {
-      const old = match.entry;
-      const plausible = tx.isPlausibleExtent(old.recordOffset, old.extentBytes);
-      if (
-        plausible &&
-        classSize(classOf(bytes.length)) === old.extentBytes &&
-        old.extentBytes <= IN_PLACE_MAX_BYTES
-      ) {
-        tx.write(old.recordOffset, bytes);
-        chain.set(match.index, { ...old, expiresAt });
-      } else {
-        const extent = this.#place(tx, bytes);
-        chain.set(match.index, {
-          hash,
-          extentBytes: extent.size,
-          recordOffset: extent.offset,
-          expiresAt,
-        });
-        if (plausible) tx.release(old.recordOffset, old.extentBytes);
-      }
+      chain.set(match.index, { hash, ...placed, expiresAt });
     } else {
-      const extent = this.#place(tx, bytes);
-      chain.append({ hash, extentBytes: extent.size, recordOffset: extent.offset, expiresAt });
+      chain.append({ hash, ...placed, expiresAt });
       tx.header.recordCount++;
     }
     chain.flush();
+    // The chain is flushed first: an owner list may live in the same bucket.
+    const oldOwner = match?.head?.owner;
+    if (oldOwner !== owner) {
+      if (oldOwner !== undefined) removeOwnedId(tx, oldOwner, id);
+      if (owner !== undefined) addOwnedId(tx, owner, id);
+    }
     tx.commit();
     // Linear hashing: one bucket split per insert keeps every step bounded.
     if (tx.header.recordCount > tx.header.bucketCount * tx.header.splitLoad) this.#split();
@@ -195,7 +207,7 @@ export class HashFile {
     chain.set(match.index, { ...match.entry, expiresAt });
     tx.write(
       match.entry.recordOffset + 8,
-      touchedRecordTail(match.headBytes, match.head.id.length, expiresAt),
+      touchedRecordTail(match.headBytes, match.head.dataStart, expiresAt),
     );
     chain.flush();
     tx.commit();
@@ -206,8 +218,9 @@ export class HashFile {
     const { tx, chain, match } = this.#find(this.begin(), id);
     if (match === undefined) return false;
     const live = match.entry.expiresAt > now;
-    this.#removeAt(tx, chain, match.index);
+    removeEntry(tx, chain, match.index);
     chain.flush();
+    if (match.head?.owner !== undefined) removeOwnedId(tx, match.head.owner, id);
     tx.commit();
     return live;
   }
@@ -262,21 +275,28 @@ export class HashFile {
       const chain = Chain.loadBucket(tx, header.sweepCursorBucket);
       let position =
         header.sweepCursorPos < 0 ? chain.length : Math.min(header.sweepCursorPos, chain.length);
+      const owned: { owner: string; id: string }[] = [];
       // Backwards, so removing (which moves the last entry into the hole) never skips an entry.
       while (position > 0 && result.scanned < maxEntries) {
         const index = position - 1;
+        position = index;
         const entry = chain.entry(index);
+        if (isOwnerListEntry(entry)) continue;
         result.scanned++;
         const expiresAt = decode ? this.#decodedExpiry(tx, entry) : entry.expiresAt;
         if (expiresAt <= now) {
-          this.#removeAt(tx, chain, index);
+          const head = readHead(tx, entry).head;
+          if (head?.owner !== undefined) owned.push({ owner: head.owner, id: head.id });
+          removeEntry(tx, chain, index);
           result.removed++;
         } else if (expiresAt < header.sweepPassMinLiveExpiresAt) {
           header.sweepPassMinLiveExpiresAt = expiresAt;
         }
-        position = index;
       }
       chain.flush();
+      // After the flush: an owner list may live in this bucket. Taking one out moves this
+      // bucket's last entry, already examined, into its place, so nothing is skipped.
+      for (const { owner, id } of owned) removeOwnedId(tx, owner, id);
       if (position === 0) {
         header.sweepCursorBucket++;
         header.sweepCursorPos = -1;
@@ -312,7 +332,7 @@ export class HashFile {
     let candidate: Match | undefined;
     for (let index = 0; index < chain.length; index++) {
       const entry = chain.entry(index);
-      if (entry.hash !== hash) continue;
+      if (entry.hash !== hash || isOwnerListEntry(entry)) continue;
       const { head, headBytes } = readHead(tx, entry);
       if (head?.id === id) return { tx, chain, hash, match: { index, entry, head, headBytes } };
       // Same hash but unreadable: most likely this id's damaged record.
@@ -329,20 +349,6 @@ export class HashFile {
     }
     this.undecodable++;
     return entry.expiresAt;
-  }
-
-  #removeAt(tx: Transaction, chain: Chain, index: number): void {
-    const removed = chain.remove(index);
-    if (tx.isPlausibleExtent(removed.recordOffset, removed.extentBytes)) {
-      tx.release(removed.recordOffset, removed.extentBytes);
-    }
-    tx.header.recordCount--;
-  }
-
-  #place(tx: Transaction, bytes: Buffer): Extent {
-    const extent = tx.allocate(bytes.length, bytes.length > JOURNALED_RECORD_MAX_BYTES);
-    tx.writeExtent(extent, bytes);
-    return extent;
   }
 
   /** Splits the next bucket into itself and one new bucket at the end of the table. */

@@ -6,7 +6,7 @@ import {
   describeValue,
 } from '@sessile/core/store';
 import type { DbmDurability } from './file-io.js';
-import { MAX_EXTENT_BYTES, MAX_ID_BYTES, RECORD_HEADER_BYTES } from './format.js';
+import { MAX_EXTENT_BYTES, MAX_ID_BYTES, MAX_OWNER_BYTES, RECORD_HEADER_BYTES } from './format.js';
 
 /**
  * How `sweep` finds expired records.
@@ -69,7 +69,7 @@ const WHERE = 'DbmStore.open';
 const MAX_STRIPES = 65_536;
 const MAX_RECORD_BYTES_LIMIT = Math.min(
   1024 ** 3,
-  MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES,
+  MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES - MAX_OWNER_BYTES,
 );
 
 /** Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills defaults. */

@@ -1,7 +1,10 @@
 import { isSessionId } from '@sessile/core';
 import { fnv1a32 } from '@sessile/core/store';
+import type { Chain } from './chain.js';
 import {
   bucketHash,
+  classOf,
+  classSize,
   crc32,
   decodeRecordHead,
   type Entry,
@@ -9,6 +12,11 @@ import {
   type RecordHead,
 } from './format.js';
 import type { Transaction } from './transaction.js';
+
+/** Records up to this size are rewritten in place (through the journal) when their class fits. */
+const IN_PLACE_MAX_BYTES = 64 * 1024;
+/** Larger records always go to unreferenced space, so the journal never has to copy them. */
+const JOURNALED_RECORD_MAX_BYTES = 32 * 1024;
 
 export interface HeadRead {
   /** Undefined when the record's header or id is damaged. */
@@ -45,4 +53,37 @@ export function recordData(
 export function idOf(entry: Entry, head: RecordHead | undefined): string | undefined {
   if (head === undefined || !isSessionId(head.id)) return undefined;
   return bucketHash(fnv1a32(head.id)) === entry.hash ? head.id : undefined;
+}
+
+/**
+ * Writes `bytes` (a record or an owner list) over the extent of `old` when its size class fits,
+ * else into new space, freeing the old extent. Returns where they went.
+ */
+export function writeExtentBytes(
+  tx: Transaction,
+  old: Entry | undefined,
+  bytes: Buffer,
+): { extentBytes: number; recordOffset: number } {
+  const plausible = old !== undefined && tx.isPlausibleExtent(old.recordOffset, old.extentBytes);
+  if (
+    plausible &&
+    classSize(classOf(bytes.length)) === old.extentBytes &&
+    old.extentBytes <= IN_PLACE_MAX_BYTES
+  ) {
+    tx.write(old.recordOffset, bytes);
+    return { extentBytes: old.extentBytes, recordOffset: old.recordOffset };
+  }
+  const extent = tx.allocate(bytes.length, bytes.length > JOURNALED_RECORD_MAX_BYTES);
+  tx.writeExtent(extent, bytes);
+  if (plausible) tx.release(old.recordOffset, old.extentBytes);
+  return { extentBytes: extent.size, recordOffset: extent.offset };
+}
+
+/** Removes a chain's entry `index` and frees its extent. */
+export function removeEntry(tx: Transaction, chain: Chain, index: number): void {
+  const removed = chain.remove(index);
+  if (tx.isPlausibleExtent(removed.recordOffset, removed.extentBytes)) {
+    tx.release(removed.recordOffset, removed.extentBytes);
+  }
+  tx.header.recordCount--;
 }

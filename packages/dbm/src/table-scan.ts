@@ -1,9 +1,9 @@
 import { Chain } from './chain.js';
-import type { Entry, FileHeader, RecordHead } from './format.js';
+import { type Entry, type FileHeader, isOwnerListEntry, type RecordHead } from './format.js';
 import { readHead } from './records.js';
 import type { Transaction } from './transaction.js';
 
-/** Called for each entry a scan visits; `readHead` reads the entry's record head when wanted. */
+/** Called for each record entry a scan visits (owner lists are passed by); `readHead` reads the entry's record head when wanted. */
 export type ScanVisitor = (entry: Entry, readHead: () => RecordHead | undefined) => void;
 
 /**
@@ -32,7 +32,7 @@ export class TableScan {
       const chain = Chain.loadBucket(tx, bucket);
       for (let i = 0; i < chain.length; i++) {
         const entry = chain.entry(i);
-        visit(entry, () => readHead(tx, entry).head);
+        if (!isOwnerListEntry(entry)) visit(entry, () => readHead(tx, entry).head);
       }
     };
     for (let bucket = this.#next; bucket < end; bucket++) {

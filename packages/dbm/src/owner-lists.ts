@@ -1,0 +1,83 @@
+import { fnv1a32 } from '@sessile/core/store';
+import { bucketOf, Chain } from './chain.js';
+import { damaged } from './errors.js';
+import {
+  bucketHash,
+  decodeOwnerList,
+  type Entry,
+  isOwnerListEntry,
+  OWNER_LIST_EXPIRES_AT,
+  ownerListBytes,
+  ownerListOwner,
+  PAGE_BYTES,
+} from './format.js';
+import { removeEntry, writeExtentBytes } from './records.js';
+import type { Transaction } from './transaction.js';
+
+interface Found {
+  chain: Chain;
+  hash: number;
+  list: { index: number; entry: Entry; ids: string[] } | undefined;
+}
+
+/**
+ * The owner index: per owner, one list of its records' ids, kept in the hash table itself under
+ * the hash of the owner, so a change to a record and to its owner's list share one transaction.
+ */
+function findList(tx: Transaction, owner: string): Found {
+  const hash = bucketHash(fnv1a32(owner));
+  const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
+  for (let index = 0; index < chain.length; index++) {
+    const entry = chain.entry(index);
+    if (entry.hash !== hash || !isOwnerListEntry(entry)) continue;
+    if (!tx.isPlausibleExtent(entry.recordOffset, entry.extentBytes)) {
+      throw damaged(tx.path, 'an owner list entry points outside the file');
+    }
+    const head = tx.read(entry.recordOffset, Math.min(entry.extentBytes, PAGE_BYTES));
+    const named = ownerListOwner(head);
+    if (named === undefined) throw damaged(tx.path, 'bad owner list');
+    if (named !== owner) continue;
+    const whole =
+      entry.extentBytes <= PAGE_BYTES ? head : tx.read(entry.recordOffset, entry.extentBytes);
+    const ids = decodeOwnerList(whole);
+    if (ids === undefined) throw damaged(tx.path, 'bad owner list checksum');
+    return { chain, hash, list: { index, entry, ids } };
+  }
+  return { chain, hash, list: undefined };
+}
+
+/** The ids listed for `owner`: its records, expired ones included until they are removed. */
+export function ownedIds(tx: Transaction, owner: string): string[] {
+  return findList(tx, owner).list?.ids ?? [];
+}
+
+/** Lists `id` under `owner`, within `tx`. */
+export function addOwnedId(tx: Transaction, owner: string, id: string): void {
+  const { chain, hash, list } = findList(tx, owner);
+  if (list?.ids.includes(id)) return;
+  const ids = list === undefined ? [id] : [...list.ids, id];
+  const placed = writeExtentBytes(tx, list?.entry, ownerListBytes(owner, ids));
+  const entry = { hash, ...placed, expiresAt: OWNER_LIST_EXPIRES_AT };
+  if (list === undefined) {
+    chain.append(entry);
+    tx.header.recordCount++;
+  } else {
+    chain.set(list.index, entry);
+  }
+  chain.flush();
+}
+
+/** Takes `id` off `owner`'s list, within `tx`; an emptied list is removed. */
+export function removeOwnedId(tx: Transaction, owner: string, id: string): void {
+  const { chain, hash, list } = findList(tx, owner);
+  if (list === undefined) return;
+  const ids = list.ids.filter((listed) => listed !== id);
+  if (ids.length === list.ids.length) return;
+  if (ids.length === 0) {
+    removeEntry(tx, chain, list.index);
+  } else {
+    const placed = writeExtentBytes(tx, list.entry, ownerListBytes(owner, ids));
+    chain.set(list.index, { hash, ...placed, expiresAt: OWNER_LIST_EXPIRES_AT });
+  }
+  chain.flush();
+}
