@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { SessionError } from './errors.js';
+import { isOwner } from './ids.js';
 
 /** Session data: a plain JSON object. Values that JSON cannot carry are dropped when saved. */
 export type SessionData = Record<string, unknown>;
@@ -14,6 +15,10 @@ export interface SessionEnvelope<Data extends SessionData = SessionData> {
   /** The last save, in ms since the epoch. */
   lastAccessedAt: number;
   data: Data;
+  /** Who the session belongs to (`session.setOwner`); absent for an anonymous session. */
+  owner?: string;
+  /** What the app captured at login (user agent, IP, a label), listed by `sessionsOf`. */
+  meta?: SessionData;
 }
 
 /**
@@ -33,7 +38,7 @@ function corrupt(reason: string, cause?: unknown): SessionError {
   });
 }
 
-function isPlainObject(value: unknown): value is SessionData {
+export function isPlainObject(value: unknown): value is SessionData {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const prototype = Object.getPrototypeOf(value);
   return prototype === Object.prototype || prototype === null;
@@ -48,14 +53,18 @@ export function assertEnvelope(value: unknown): asserts value is SessionEnvelope
     throw corrupt('bad lastAccessedAt');
   }
   if (!isPlainObject(data)) throw corrupt('data is not an object');
+  const { owner, meta } = value as Partial<SessionEnvelope>;
+  if (owner !== undefined && !isOwner(owner)) throw corrupt('bad owner');
+  if (meta !== undefined && !isPlainObject(meta)) throw corrupt('meta is not an object');
 }
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * The default codec: UTF-8 JSON `{"createdAt":…,"lastAccessedAt":…,"data":{…}}`. Readable in
- * any backend's tools, and `JSON.parse` never runs code.
+ * The default codec: UTF-8 JSON `{"createdAt":…,"lastAccessedAt":…,"data":{…}}`, plus `"owner"`
+ * and `"meta"` once a session has an owner. Readable in any backend's tools, and `JSON.parse`
+ * never runs code.
  */
 export function jsonCodec(): SessionCodec {
   return {
@@ -66,6 +75,8 @@ export function jsonCodec(): SessionCodec {
           createdAt: envelope.createdAt,
           lastAccessedAt: envelope.lastAccessedAt,
           data: envelope.data,
+          owner: envelope.owner,
+          meta: envelope.meta,
         }),
       );
     },

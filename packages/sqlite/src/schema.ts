@@ -2,7 +2,7 @@ import { SessionError } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 
 /** The schema version this release writes to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const TABLE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -10,6 +10,7 @@ const TABLE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 export interface SchemaNames {
   records: string;
   expiryIndex: string;
+  ownerIndex: string;
   locks: string;
 }
 
@@ -23,7 +24,12 @@ export function schemaNames(table: unknown): SchemaNames {
   if (table.toLowerCase().startsWith('sqlite_')) {
     throw new TypeError('table must not start with sqlite_, which SQLite reserves');
   }
-  return { records: table, expiryIndex: `${table}_expires_at`, locks: `${table}_locks` };
+  return {
+    records: table,
+    expiryIndex: `${table}_expires_at`,
+    ownerIndex: `${table}_owner`,
+    locks: `${table}_locks`,
+  };
 }
 
 /** `name` as a quoted identifier. Names are validated by `schemaNames`, so no escaping is needed. */
@@ -35,27 +41,48 @@ function createExpiryIndex(names: SchemaNames): string {
   return `CREATE INDEX IF NOT EXISTS ${quote(names.expiryIndex)} ON ${quote(names.records)} (expires_at)`;
 }
 
+// Partial: rows without an owner, the common case for anonymous sessions, cost the index nothing.
+// A query's `owner = ?` implies `owner IS NOT NULL`, so SQLite uses it for ownedBy.
+function createOwnerIndex(names: SchemaNames): string {
+  return `CREATE INDEX IF NOT EXISTS ${quote(names.ownerIndex)} ON ${quote(names.records)} (owner) WHERE owner IS NOT NULL`;
+}
+
 interface Migration {
   /** The version the database is at after this step. */
   version: number;
-  /** Idempotent DDL, so a step can run again on a database where a sibling table already moved on. */
-  statements(names: SchemaNames): string[];
+  /** Idempotent, so a step can run again on a database where a sibling table already moved on. */
+  apply(db: BetterSqlite3.Database, names: SchemaNames): void;
 }
 
 /** Forward migrations, oldest first. Each one upgrades from `version - 1`. */
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    statements: (names) => [
-      `CREATE TABLE IF NOT EXISTS ${quote(names.records)} (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL)`,
-      createExpiryIndex(names),
-    ],
+    apply: (db, names) => {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS ${quote(names.records)} (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL)`,
+      );
+      db.exec(createExpiryIndex(names));
+    },
   },
   {
     version: 2,
-    statements: (names) => [
-      `CREATE TABLE IF NOT EXISTS ${quote(names.locks)} (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL)`,
-    ],
+    apply: (db, names) => {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS ${quote(names.locks)} (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL)`,
+      );
+    },
+  },
+  {
+    version: 3,
+    apply: (db, names) => {
+      // ADD COLUMN has no IF NOT EXISTS. A nullable column without a default is a change to the
+      // table's definition only: SQLite rewrites no row, so this is instant on any table size.
+      if (!columnsOf(db, names.records).some((column) => column.name === 'owner')) {
+        db.exec(`ALTER TABLE ${quote(names.records)} ADD COLUMN owner TEXT`);
+      }
+      db.exec(createOwnerIndex(names));
+    },
   },
 ];
 
@@ -70,7 +97,11 @@ const RECORDS_SHAPE: readonly ColumnShape[] = [
   { name: 'id', type: 'TEXT', notnull: 1, pk: 1 },
   { name: 'data', type: 'BLOB', notnull: 1, pk: 0 },
   { name: 'expires_at', type: 'INTEGER', notnull: 1, pk: 0 },
+  { name: 'owner', type: 'TEXT', notnull: 0, pk: 0 },
 ];
+
+/** Versions 1 and 2 had every column but the last. */
+const OLD_RECORDS_SHAPE = RECORDS_SHAPE.slice(0, -1);
 
 const LOCKS_SHAPE: readonly ColumnShape[] = [
   { name: 'id', type: 'TEXT', notnull: 1, pk: 1 },
@@ -81,7 +112,10 @@ const LOCKS_SHAPE: readonly ColumnShape[] = [
 /** What a database holds for one store, read without writing anything. */
 interface SchemaState {
   userVersion: number;
-  /** The version the existing objects amount to: 0 nothing, 1 records only, 2 records and locks. */
+  /**
+   * The version the existing objects amount to: 0 nothing, 1 records only, 2 records and locks,
+   * 3 records with owners and locks.
+   */
   presentVersion: number;
   complete: boolean;
 }
@@ -100,20 +134,20 @@ export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): S
   }
   const records = objectType(db, names.records);
   const locks = objectType(db, names.locks);
-  const index = db
-    .prepare('SELECT type, tbl_name AS tableName FROM sqlite_schema WHERE name = ?')
-    .get(names.expiryIndex) as { type: string; tableName: string } | undefined;
-  assertShape(db, names.records, records, RECORDS_SHAPE);
-  assertShape(db, names.locks, locks, LOCKS_SHAPE);
-  if (index !== undefined && (index.type !== 'index' || index.tableName !== names.records)) {
-    throw foreign(names.expiryIndex, `is a ${index.type} on ${index.tableName}`);
-  }
+  const recordsShape = assertShape(db, names.records, records, [RECORDS_SHAPE, OLD_RECORDS_SHAPE]);
+  assertShape(db, names.locks, locks, [LOCKS_SHAPE]);
+  const expiryIndex = indexOn(db, names.expiryIndex, names.records);
+  const ownerIndex = indexOn(db, names.ownerIndex, names.records);
   if (locks !== undefined && records === undefined) {
     throw foreign(names.locks, `exists without the table ${names.records}`);
   }
-  const presentVersion = records === undefined ? 0 : locks === undefined ? 1 : 2;
+  const presentVersion =
+    records === undefined ? 0 : locks === undefined ? 1 : recordsShape === RECORDS_SHAPE ? 3 : 2;
   const complete =
-    presentVersion === SCHEMA_VERSION && userVersion === SCHEMA_VERSION && index !== undefined;
+    presentVersion === SCHEMA_VERSION &&
+    userVersion === SCHEMA_VERSION &&
+    expiryIndex &&
+    ownerIndex;
   return { userVersion, presentVersion, complete };
 }
 
@@ -126,11 +160,11 @@ export function migrateSchema(db: BetterSqlite3.Database, names: SchemaNames): v
   if (state.complete) return;
   const from = Math.min(state.userVersion, state.presentVersion);
   for (const migration of MIGRATIONS) {
-    if (migration.version <= from) continue;
-    for (const statement of migration.statements(names)) db.exec(statement);
+    if (migration.version > from) migration.apply(db, names);
   }
   // An index dropped by hand is recreated, whatever the version says.
   db.exec(createExpiryIndex(names));
+  db.exec(createOwnerIndex(names));
   if (state.userVersion < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 
@@ -141,32 +175,52 @@ function objectType(db: BetterSqlite3.Database, name: string): string | undefine
   return row?.type;
 }
 
+/** True when `name` is an index on `table`, false when absent; a foreign object throws. */
+function indexOn(db: BetterSqlite3.Database, name: string, table: string): boolean {
+  const found = db
+    .prepare('SELECT type, tbl_name AS tableName FROM sqlite_schema WHERE name = ?')
+    .get(name) as { type: string; tableName: string } | undefined;
+  if (found === undefined) return false;
+  if (found.type !== 'index' || found.tableName !== table) {
+    throw foreign(name, `is a ${found.type} on ${found.tableName}`);
+  }
+  return true;
+}
+
+function columnsOf(db: BetterSqlite3.Database, table: string): ColumnShape[] {
+  return db
+    .prepare(
+      'SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid',
+    )
+    .all(table) as ColumnShape[];
+}
+
+/** The shape among `accepted` that the table `name` has, or `undefined` when it is absent. */
 function assertShape(
   db: BetterSqlite3.Database,
   name: string,
   type: string | undefined,
-  expected: readonly ColumnShape[],
-): void {
-  if (type === undefined) return;
+  accepted: readonly (readonly ColumnShape[])[],
+): readonly ColumnShape[] | undefined {
+  if (type === undefined) return undefined;
   if (type !== 'table') throw foreign(name, `is a ${type}, not a table`);
-  const columns = db
-    .prepare(
-      'SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid',
-    )
-    .all(name) as ColumnShape[];
-  const matches =
-    columns.length === expected.length &&
-    columns.every(
-      (column, i) =>
-        column.name === expected[i]?.name &&
-        column.type === expected[i]?.type &&
-        column.notnull === expected[i]?.notnull &&
-        column.pk === expected[i]?.pk,
-    );
-  if (!matches) {
+  const columns = columnsOf(db, name);
+  const shape = accepted.find(
+    (expected) =>
+      columns.length === expected.length &&
+      columns.every(
+        (column, i) =>
+          column.name === expected[i]?.name &&
+          column.type === expected[i]?.type &&
+          column.notnull === expected[i]?.notnull &&
+          column.pk === expected[i]?.pk,
+      ),
+  );
+  if (shape === undefined) {
     const found = columns.map((column) => `${column.name} ${column.type}`).join(', ');
     throw foreign(name, `has columns (${found}), not the ones @sessile/sqlite creates`);
   }
+  return shape;
 }
 
 function foreign(name: string, problem: string): SessionError {

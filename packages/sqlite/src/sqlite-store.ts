@@ -1,6 +1,7 @@
 import {
   type HeldLease,
   type LockManager,
+  type OwnedSession,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
@@ -50,6 +51,9 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
 }
 
 const DEFAULT_TABLE = 'sessions';
+
+/** The owner column: NULL for a record without one. */
+type Owner = string | null;
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
@@ -71,6 +75,11 @@ interface Settings {
 interface StoredRow {
   data: unknown;
   expiresAt: unknown;
+  owner: unknown;
+}
+
+interface OwnedRow extends StoredRow {
+  id: string;
 }
 
 /**
@@ -86,9 +95,10 @@ export class SqliteStore extends BaseStore {
   readonly #executor: Executor;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
-  readonly #upsert: BetterSqlite3.Statement<[string, Uint8Array, number]>;
-  readonly #insertUnlessLive: BetterSqlite3.Statement<[string, Uint8Array, number, number]>;
-  readonly #updateIfLive: BetterSqlite3.Statement<[Uint8Array, number, string, number]>;
+  readonly #upsert: BetterSqlite3.Statement<[string, Uint8Array, number, Owner]>;
+  readonly #insertUnlessLive: BetterSqlite3.Statement<[string, Uint8Array, number, Owner, number]>;
+  readonly #updateIfLive: BetterSqlite3.Statement<[Uint8Array, number, Owner, string, number]>;
+  readonly #ownedBy: BetterSqlite3.Statement<[string, number], OwnedRow>;
   readonly #touch: BetterSqlite3.Statement<[number, string, number]>;
   readonly #delete: BetterSqlite3.Statement<[string], { expiresAt: unknown }>;
   readonly #sweepBatch: BetterSqlite3.Statement<[number, number]>;
@@ -168,7 +178,7 @@ export class SqliteStore extends BaseStore {
       expiry: 'sweep',
       durable: !inMemory,
       expiryIndex: true,
-      ownerIndex: false,
+      ownerIndex: true,
     };
     this.#executor = new Executor(db, {
       busyTimeoutMs: settings.busyTimeoutMs,
@@ -179,19 +189,24 @@ export class SqliteStore extends BaseStore {
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
     const table = quote(settings.names.records);
     this.#get = db.prepare(
-      `SELECT data, expires_at AS expiresAt FROM ${table} WHERE id = ? AND expires_at > ?`,
+      `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
+    // Every write of a record sets its owner in the same row, so the owner index can never
+    // disagree with the records: a set without an owner clears it.
     this.#upsert = db.prepare(
-      `INSERT INTO ${table} (id, data, expires_at) VALUES (?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
+      `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`,
     );
     this.#insertUnlessLive = db.prepare(
-      `INSERT INTO ${table} (id, data, expires_at) VALUES (?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+      `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner
        WHERE ${table}.expires_at <= ?`,
     );
     this.#updateIfLive = db.prepare(
-      `UPDATE ${table} SET data = ?, expires_at = ? WHERE id = ? AND expires_at > ?`,
+      `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ?`,
+    );
+    this.#ownedBy = db.prepare(
+      `SELECT id, data, expires_at AS expiresAt, owner FROM ${table} WHERE owner = ? AND expires_at > ?`,
     );
     this.#touch = db.prepare(`UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
     this.#delete = db.prepare(
@@ -239,19 +254,20 @@ export class SqliteStore extends BaseStore {
     lease: HeldLease | undefined,
   ): Promise<boolean> {
     const { data, expiresAt } = record;
+    const owner = record.owner ?? null;
     if (only === 'absent') {
       return this.#write(
         lease,
-        () => this.#insertUnlessLive.run(id, data, expiresAt, now).changes === 1,
+        () => this.#insertUnlessLive.run(id, data, expiresAt, owner, now).changes === 1,
       );
     }
     if (only === 'present') {
       return this.#write(
         lease,
-        () => this.#updateIfLive.run(data, expiresAt, id, now).changes === 1,
+        () => this.#updateIfLive.run(data, expiresAt, owner, id, now).changes === 1,
       );
     }
-    return this.#write(lease, () => this.#upsert.run(id, data, expiresAt).changes === 1);
+    return this.#write(lease, () => this.#upsert.run(id, data, expiresAt, owner).changes === 1);
   }
 
   protected _touch(
@@ -310,6 +326,18 @@ export class SqliteStore extends BaseStore {
     }
     const anyExpired = await this.#executor.read(() => this.#anyExpired.get(progress.now));
     return progress.result(anyExpired === undefined);
+  }
+
+  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return this.#executor.read(() => {
+      const sessions: OwnedSession[] = [];
+      for (const row of this.#ownedBy.iterate(owner, now)) {
+        // A row a foreign writer left unreadable is listed by nobody; get() reports it.
+        const record = recordOrUndefined(row);
+        if (record !== undefined) sessions.push({ id: row.id, record });
+      }
+      return sessions;
+    });
   }
 
   protected _count(now: number): Promise<number> {
@@ -430,15 +458,26 @@ async function inspectReadOnly(settings: Settings): Promise<void> {
 /** The record in a row, or `ERR_CORRUPT_RECORD` when its columns hold the wrong types. */
 function recordOf(row: StoredRow | undefined): SessionRecord | undefined {
   if (row === undefined) return undefined;
-  const { data, expiresAt } = row;
-  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
+  const record = recordOrUndefined(row);
+  if (record === undefined) {
+    const { data, expiresAt, owner } = row;
     throw new SessionError(
       'ERR_CORRUPT_RECORD',
-      `Stored session record is corrupt: data is ${sqlType(data)} and expires_at is ${sqlType(expiresAt)}, expected a blob and a number`,
+      `Stored session record is corrupt: data is ${sqlType(data)}, expires_at is ${sqlType(expiresAt)} and owner is ${sqlType(owner)}, expected a blob, a number and text or null`,
     );
   }
+  return record;
+}
+
+/** The record in a row, or `undefined` when its columns hold the wrong types. */
+function recordOrUndefined(row: StoredRow): SessionRecord | undefined {
+  const { data, expiresAt, owner } = row;
+  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') return undefined;
   // A plain view of better-sqlite3's Buffer, without copying the bytes again.
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
+  const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (owner === null) return { data: view, expiresAt };
+  if (typeof owner !== 'string') return undefined;
+  return { data: view, expiresAt, owner };
 }
 
 function sqlType(value: unknown): string {

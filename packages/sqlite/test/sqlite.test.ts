@@ -84,7 +84,7 @@ function snapshot(file: string): { main: Buffer; sidecars: boolean[] } {
 
 // The machine may be loaded by other work; these bound a hang, they do not time anything.
 describe('schema', { timeout: 60_000 }, () => {
-  it('creates the versioned schema on a new file: WAL, the expiry index and the lock table', async () => {
+  it('creates the versioned schema on a new file: WAL, the expiry and owner indexes and the lock table', async () => {
     const db = openDatabase();
     const store = await openStore({ database: db });
     expect(store.capabilities).toEqual({
@@ -92,7 +92,7 @@ describe('schema', { timeout: 60_000 }, () => {
       expiry: 'sweep',
       durable: true,
       expiryIndex: true,
-      ownerIndex: false,
+      ownerIndex: true,
     });
     expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -105,6 +105,7 @@ describe('schema', { timeout: 60_000 }, () => {
       { type: 'table', name: 'sessions', tableName: 'sessions' },
       { type: 'index', name: 'sessions_expires_at', tableName: 'sessions' },
       { type: 'table', name: 'sessions_locks', tableName: 'sessions_locks' },
+      { type: 'index', name: 'sessions_owner', tableName: 'sessions' },
     ]);
   });
 
@@ -138,6 +139,66 @@ describe('schema', { timeout: 60_000 }, () => {
         .prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'sessions_locks'")
         .pluck()
         .get(),
+    ).toBe(1);
+  });
+
+  it('migrates a version 2 database to owners: keeps its records and locks, then indexes owners', async () => {
+    // Version 2: records without an owner column, the expiry index and the lock table.
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec(`
+      CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE INDEX sessions_expires_at ON sessions (expires_at);
+      CREATE TABLE sessions_locks (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL);
+    `);
+    old.pragma('user_version = 2');
+    const insert = old.prepare('INSERT INTO sessions VALUES (?, ?, ?)');
+    insert.run(idOf('kept'), Buffer.from('kept'), Date.now() + HOUR_MS);
+    insert.run(idOf('expired'), Buffer.from('old'), Date.now() - HOUR_MS);
+    old
+      .prepare('INSERT INTO sessions_locks VALUES (?, ?, ?)')
+      .run(idOf('kept'), 'old-holder', Date.now() + HOUR_MS);
+    old.close();
+
+    const store = await openStore({ path });
+    expect(await store.get(idOf('kept'))).toEqual({
+      data: new Uint8Array(Buffer.from('kept')),
+      expiresAt: expect.any(Number),
+    });
+    expect(await store.get(idOf('expired'))).toBeUndefined();
+    // The old process's lease still holds after the migration.
+    await expectCode(store.locks.acquire(idOf('kept'), { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
+    expect(await store.ownedBy('alice')).toEqual([]);
+    await store.set(idOf('kept'), { ...record('mine'), owner: 'alice' });
+    expect((await store.ownedBy('alice')).map((session) => session.id)).toEqual([idOf('kept')]);
+
+    const probe = openDatabase();
+    expect(probe.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(probe.prepare('SELECT owner FROM sessions WHERE id = ?').pluck().get(idOf('kept'))).toBe(
+      'alice',
+    );
+    expect(
+      probe.prepare("SELECT type FROM sqlite_schema WHERE name = 'sessions_owner'").pluck().get(),
+    ).toBe('index');
+  });
+
+  it('lists an owner through the owner index, never a scan of the table', async () => {
+    const db = openDatabase();
+    const store = await openStore({ database: db });
+    const plan = db
+      .prepare(
+        'EXPLAIN QUERY PLAN SELECT id, data, expires_at, owner FROM sessions WHERE owner = ? AND expires_at > ?',
+      )
+      .all('alice', Date.now()) as Array<{ detail: string }>;
+    expect(plan.map((step) => step.detail)).toEqual([
+      expect.stringMatching(/^SEARCH sessions USING INDEX sessions_owner \(owner=\?\)$/),
+    ]);
+    // A dropped index comes back at the next open.
+    await store.close();
+    db.exec('DROP INDEX sessions_owner');
+    await openStore({ database: db });
+    expect(
+      db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'sessions_owner'").pluck().get(),
     ).toBe(1);
   });
 
@@ -255,7 +316,7 @@ describe('options', { timeout: 60_000 }, () => {
       shared: 'process',
       durable: false,
       expiryIndex: true,
-      ownerIndex: false,
+      ownerIndex: true,
     });
     await first.set(idOf('memory'), record('here'));
     expect(textOf((await first.get(idOf('memory')))?.data)).toBe('here');
@@ -346,6 +407,94 @@ describe('records', { timeout: 60_000 }, () => {
     expect(textOf((await store.get(idOf('intact')))?.data)).toBe('intact');
     expect(await store.set(idOf('damaged'), record('repaired'))).toBe(true);
     expect(textOf((await store.get(idOf('damaged')))?.data)).toBe('repaired');
+  });
+});
+
+describe('owners', { timeout: 60_000 }, () => {
+  function owned(text: string, owner: string, expiresAt = Date.now() + HOUR_MS) {
+    return { ...record(text, expiresAt), owner };
+  }
+
+  async function idsOf(store: SqliteStore, owner: string): Promise<string[]> {
+    return (await store.ownedBy(owner)).map((session) => session.id).sort();
+  }
+
+  it('keeps the owner in the row through every write path', async () => {
+    const store = await openStore({ path });
+    const [a, b, c] = [idOf('owned-a'), idOf('owned-b'), idOf('owned-c')];
+    expect(await store.set(a, owned('a', 'alice'), { only: 'absent' })).toBe(true);
+    expect(await store.set(b, owned('b', 'alice'))).toBe(true);
+    expect(await store.set(c, owned('c', 'bob'))).toBe(true);
+    expect(await store.get(a)).toMatchObject({ owner: 'alice' });
+    expect(await idsOf(store, 'alice')).toEqual([a, b].sort());
+    const [listed] = (await store.ownedBy('bob')) as [{ id: string; record: { data: Uint8Array } }];
+    expect(listed.id).toBe(c);
+    expect(textOf(listed.record.data)).toBe('c');
+
+    expect(await store.touch(a, Date.now() + 2 * HOUR_MS)).toBe(true);
+    expect(await store.get(a)).toMatchObject({ owner: 'alice' });
+    expect(await store.set(b, owned('b', 'bob'), { only: 'present' })).toBe(true);
+    expect(await idsOf(store, 'alice')).toEqual([a]);
+    expect(await idsOf(store, 'bob')).toEqual([b, c].sort());
+    // A record written without an owner has none.
+    expect(await store.set(c, record('c'))).toBe(true);
+    expect(await store.get(c)).not.toHaveProperty('owner');
+    expect(await idsOf(store, 'bob')).toEqual([b]);
+    expect(await store.delete(b)).toBe(true);
+    expect(await idsOf(store, 'bob')).toEqual([]);
+    await store.clear();
+    expect(await idsOf(store, 'alice')).toEqual([]);
+  });
+
+  it('lists no expired session, and a sweep removes it with its owner', async () => {
+    const db = openDatabase();
+    const store = await openStore({ database: db });
+    await store.set(idOf('live'), owned('live', 'alice'));
+    await store.set(idOf('expired'), owned('expired', 'alice', Date.now() - 1));
+    expect(await idsOf(store, 'alice')).toEqual([idOf('live')]);
+    // only: 'absent' over an expired record takes it, owner included.
+    expect(await store.set(idOf('expired'), owned('new', 'bob'), { only: 'absent' })).toBe(true);
+    expect(await idsOf(store, 'bob')).toEqual([idOf('expired')]);
+    await store.set(idOf('expired'), owned('expired', 'alice', Date.now() - 1));
+    await store.sweep({});
+    expect(db.prepare("SELECT id FROM sessions WHERE owner = 'alice'").pluck().all()).toEqual([
+      idOf('live'),
+    ]);
+  });
+
+  it('keeps owners that differ only past a prefix, in case or in normalization apart', async () => {
+    const store = await openStore({ path });
+    const owners = ['user-1', 'user-10', 'User-1', '\u00e9', 'e\u0301', 'x'.repeat(256)];
+    for (const [n, owner] of owners.entries()) await store.set(idOf(`o${n}`), owned('x', owner));
+    for (const [n, owner] of owners.entries()) {
+      expect(await idsOf(store, owner)).toEqual([idOf(`o${n}`)]);
+    }
+  });
+
+  it('a fenced write sets the owner only while the lock row holds (full)', async () => {
+    const store = await openStore({ path, durability: 'full' });
+    const id = idOf('fenced-owner');
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    expect(await store.set(id, owned('holder', 'alice'), { lock })).toBe(true);
+    openDatabase()
+      .prepare("UPDATE sessions_locks SET token = 'another-process' WHERE id = ?")
+      .run(id);
+    await expectCode(store.set(id, owned('stale', 'mallory'), { lock }), 'ERR_LOCK_LOST');
+    expect(await idsOf(store, 'mallory')).toEqual([]);
+    expect(await idsOf(store, 'alice')).toEqual([id]);
+  });
+
+  it('lists around a row a foreign writer made unreadable; get reports it, as for a blob owner', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('damaged'), owned('damaged', 'alice'));
+    await store.set(idOf('intact'), owned('intact', 'alice'));
+    await store.set(idOf('blob-owner'), owned('blob', 'bob'));
+    const db = openDatabase();
+    db.prepare("UPDATE sessions SET data = 'text' WHERE id = ?").run(idOf('damaged'));
+    db.prepare("UPDATE sessions SET owner = x'00' WHERE id = ?").run(idOf('blob-owner'));
+    expect(await idsOf(store, 'alice')).toEqual([idOf('intact')]);
+    await expectCode(store.get(idOf('damaged')), 'ERR_CORRUPT_RECORD');
+    await expectCode(store.get(idOf('blob-owner')), 'ERR_CORRUPT_RECORD');
   });
 });
 
