@@ -5,7 +5,7 @@ import {
   ExpressSessionCookie,
   readingExpressSessions,
 } from './express-session.js';
-import { SessionManager, type SessionManagerOptions } from './manager.js';
+import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
 import type { CommitOutcome, Session } from './session.js';
 import { assertKnownOptions, describeValue } from './util.js';
 
@@ -50,6 +50,8 @@ const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
   cleanup: true,
   onError: true,
   onSweep: true,
+  maxSessionsPerOwner: true,
+  onLimit: true,
 };
 const MANAGER_OPTIONS = Object.keys(MANAGER_OPTIONS_PRESENT);
 const ADAPTER_OPTIONS = [
@@ -59,6 +61,7 @@ const ADAPTER_OPTIONS = [
   'onCommitError',
   'manager',
   'acceptExpressSession',
+  'loginMeta',
 ];
 
 /** What `openSessionAdapter` builds from an adapter's options. */
@@ -69,6 +72,11 @@ export interface SessionAdapter<Data extends SessionData> {
   ownsManager: boolean;
   /** Whether a request that failed commits its session (see `SessionAdapterOptions`), default true. */
   commitOnError: boolean;
+  /**
+   * What the adapter passes to `manager.openForConnection` for `request`: its `loginMeta`, bound
+   * to the request, for `session.setOwner()` to record.
+   */
+  openOptions(request: unknown): Omit<OpenOptions, 'signal'>;
   /** Commits the session, or discards it when `commitOnError` is false and `status` is 500 or above. */
   finish(session: Session<Data>, status: number): Promise<CommitOutcome>;
   /**
@@ -105,6 +113,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   const given = options as SessionAdapterOptions & {
     manager?: SessionManager<Data>;
     onCommitError?: unknown;
+    loginMeta?: unknown;
   };
   const ownsManager = given.manager === undefined;
   if (!ownsManager) {
@@ -119,6 +128,12 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   if (given.onCommitError !== undefined && typeof given.onCommitError !== 'function') {
     throw new TypeError(
       `${where}: onCommitError must be a function, got ${describeValue(given.onCommitError)}`,
+    );
+  }
+  const loginMeta = given.loginMeta;
+  if (loginMeta !== undefined && typeof loginMeta !== 'function') {
+    throw new TypeError(
+      `${where}: loginMeta must be a function of the request, got ${describeValue(loginMeta)}`,
     );
   }
   const commitOnError: unknown = given.commitOnError ?? true;
@@ -159,11 +174,18 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
     : (given.manager as SessionManager<Data>);
   const finish = (session: Session<Data>, status: number) =>
     !commitOnError && status >= 500 ? session.discard() : session.commit();
+  const noOpenOptions = {};
   return {
     manager,
     cookie,
     ownsManager,
     commitOnError,
+    openOptions:
+      loginMeta === undefined
+        ? () => noOpenOptions
+        : (request) => ({
+            loginMeta: () => (loginMeta as (request: unknown) => SessionData | undefined)(request),
+          }),
     finish,
     track(session, response, status, onCommitError) {
       response.once('close', () => {

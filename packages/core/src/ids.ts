@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { SessionError } from './errors.js';
 
 export const MIN_SESSION_ID_LENGTH = 16;
@@ -10,6 +10,25 @@ export const MAX_SESSION_ID_LENGTH = 128;
  * already holds it around the call.
  */
 export const SWEEP_LOCK_ID = '_sessile-sweeper_';
+
+/**
+ * Every lock id sessile reserves for itself starts with this. A session manager never opens a
+ * client's id with it, so no client can hold or block such a lock.
+ */
+export const RESERVED_ID_PREFIX = '_sessile-';
+
+/** True for a lock id sessile reserves (`SWEEP_LOCK_ID`, owner locks). */
+export function isReservedId(id: string): boolean {
+  return id.startsWith(RESERVED_ID_PREFIX);
+}
+
+/**
+ * The lock id a session manager holds while it changes an owner's sessions (a login under a
+ * cap, a sign-out everywhere). A hash, so any owner maps to a valid id of fixed length.
+ */
+export function ownerLockId(owner: string): string {
+  return `${RESERVED_ID_PREFIX}owner_${createHash('sha256').update(owner, 'utf8').digest('base64url')}`;
+}
 
 const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;
 

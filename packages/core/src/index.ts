@@ -31,10 +31,13 @@ export {
 export {
   generateSessionId,
   isOwner,
+  isReservedId,
   isSessionId,
   MAX_OWNER_LENGTH,
   MAX_SESSION_ID_LENGTH,
   MIN_SESSION_ID_LENGTH,
+  ownerLockId,
+  RESERVED_ID_PREFIX,
   SWEEP_LOCK_ID,
 } from './ids.js';
 export {
@@ -43,6 +46,7 @@ export {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,
   type OpenOptions,
+  type RevokeOwnerOptions,
   type SessionLockOptions,
   SessionManager,
   type SessionManagerOptions,
@@ -51,6 +55,11 @@ export {
   MemoryStore,
   type MemoryStoreOptions,
 } from './memory-store.js';
+export {
+  type OwnerLimitAction,
+  type SessionSummary,
+  sessionHandle,
+} from './owner-sessions.js';
 export {
   type CleanupPolicy,
   manual,

@@ -1,11 +1,17 @@
 import { jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionError, SessionError } from './errors.js';
-import { generateSessionId, isSessionId, SWEEP_LOCK_ID } from './ids.js';
+import { assertOwner, generateSessionId, isReservedId, isSessionId } from './ids.js';
 import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
+import {
+  lastAccessOf,
+  type OwnerLimitAction,
+  OwnerSessions,
+  type SessionSummary,
+} from './owner-sessions.js';
 import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext } from './session.js';
 import type { SessionLock, SessionStore } from './types.js';
-import { assertDuration, MAX_TIMER_MS } from './util.js';
+import { assertDuration, assertPositiveInteger, describeValue, MAX_TIMER_MS } from './util.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
@@ -40,6 +46,16 @@ export interface SessionManagerOptions {
   onError?: (error: unknown) => void;
   /** Called after each cleanup run that was not skipped as busy: for metrics and logs. */
   onSweep?: (run: SweepRun) => void;
+  /**
+   * The most sessions one owner may have at once; `session.setOwner()` enforces it holding the
+   * owner's lock. Needs a store with `capabilities.ownerIndex`. Default: no limit.
+   */
+  maxSessionsPerOwner?: number;
+  /**
+   * What a login over `maxSessionsPerOwner` does: `'evict-oldest'` deletes the owner's sessions
+   * that began first, `'refuse'` rejects `setOwner()` with `ERR_OWNER_LIMIT`. Default `'evict-oldest'`.
+   */
+  onLimit?: OwnerLimitAction;
 }
 
 /** The part of a `ServerResponse` (any EventEmitter) that `openForConnection` listens to. */
@@ -51,6 +67,16 @@ export interface ConnectionEvents {
 export interface OpenOptions {
   /** Aborting stops waiting for the lock; `open()` rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * What `session.setOwner(owner)` records as the session's `meta` when given none: adapters
+   * pass their `loginMeta(request)` here. Called only at login.
+   */
+  loginMeta?: () => SessionData | undefined;
+}
+
+export interface RevokeOwnerOptions {
+  /** A session id to keep: the current one, for "sign out other devices". */
+  except?: string;
 }
 
 function defaultOnError(error: unknown): void {
@@ -89,6 +115,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
   /** Reports an error that does not fail a request to the configured `onError`. Adapters use it too. */
   readonly reportError = (error: unknown): void => this.#report(error);
   readonly #context: SessionContext;
+  readonly #owners: OwnerSessions;
   #closed = false;
 
   /** The manager an adapter was given (`{ manager }`), or a new one built from the options. */
@@ -126,6 +153,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       true,
     );
     this.lock = normalizeLockOptions(options.lock);
+    const { maxSessionsPerOwner, onLimit } = checkOwnerLimit(options, this.store);
     this.#onError = options.onError ?? defaultOnError;
     const cleanup =
       options.cleanup ??
@@ -136,8 +164,20 @@ export class SessionManager<Data extends SessionData = SessionData> {
       onError: (error) => this.#report(error),
       onSweep: options.onSweep,
     });
+    this.#owners = new OwnerSessions({
+      store: this.store,
+      codec: this.codec,
+      idleTimeoutMs: this.idleTimeoutMs,
+      absoluteTimeoutMs: this.absoluteTimeoutMs,
+      maxSessionsPerOwner,
+      onLimit,
+      waitMs: this.lock?.waitMs ?? DEFAULT_WAIT_MS,
+      leaseMs: this.lock?.leaseMs ?? DEFAULT_LEASE_MS,
+      report: (error) => this.#report(error),
+    });
     this.#context = {
       store: this.store,
+      owners: this.#owners,
       codec: this.codec,
       idleTimeoutMs: this.idleTimeoutMs,
       absoluteTimeoutMs: this.absoluteTimeoutMs,
@@ -160,8 +200,9 @@ export class SessionManager<Data extends SessionData = SessionData> {
    */
   async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
     if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The session manager is closed');
-    if (isSessionId(idFromClient) && idFromClient !== SWEEP_LOCK_ID) {
-      const session = await this.#openExisting(idFromClient, options.signal);
+    // Reserved ids name sessile's own locks (cleanup, owners): a client must never hold one.
+    if (isSessionId(idFromClient) && !isReservedId(idFromClient)) {
+      const session = await this.#openExisting(idFromClient, options);
       if (session !== undefined) return session;
     }
     const now = Date.now();
@@ -173,6 +214,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       storedExpiresAt: undefined,
       data: {} as Data,
       lock: undefined,
+      loginMeta: options.loginMeta,
     });
   }
 
@@ -183,15 +225,58 @@ export class SessionManager<Data extends SessionData = SessionData> {
   async openForConnection(
     idFromClient: string | null | undefined,
     connection: ConnectionEvents,
+    options: Omit<OpenOptions, 'signal'> = {},
   ): Promise<Session<Data>> {
     const hangUp = new AbortController();
     const onClose = () => hangUp.abort(new Error('The client closed the connection'));
     connection.once('close', onClose);
     try {
-      return await this.open(idFromClient, { signal: hangUp.signal });
+      return await this.open(idFromClient, { ...options, signal: hangUp.signal });
     } finally {
       connection.off('close', onClose);
     }
+  }
+
+  /**
+   * The live sessions of `owner`, most recently seen first, each with its id, a `handle` safe to
+   * show, `createdAt`, `lastSeenAt`, `expiresAt` and login `meta`. Given a session, lists its
+   * owner's sessions (none for an anonymous session) and marks that one `current`. Rejects with
+   * `ERR_UNSUPPORTED` when the store keeps no owner index, `ERR_INVALID_OWNER` for a bad owner.
+   */
+  async sessionsOf(ownerOrSession: string | Session<Data>): Promise<SessionSummary[]> {
+    if (ownerOrSession instanceof Session) {
+      const { owner, id } = ownerOrSession;
+      if (owner === undefined) return [];
+      return this.#owners.list(owner, id);
+    }
+    assertOwner(ownerOrSession);
+    return this.#owners.list(ownerOrSession);
+  }
+
+  /**
+   * Ends the session `id` now, whoever holds it: a request already in it, or waiting for its
+   * lock, finds it gone, and its commit writes nothing (a late save never brings it back).
+   * Resolves whether a live session was there. Works on every store.
+   */
+  async revoke(id: string): Promise<boolean> {
+    return this.store.delete(id);
+  }
+
+  /**
+   * Ends every session of `owner` ("sign out everywhere"), or all but `except` ("sign out other
+   * devices"), holding the owner's lock so a login racing it is either revoked or after it.
+   * Resolves how many were ended. Rejects with `ERR_UNSUPPORTED` when the store keeps no owner
+   * index.
+   */
+  async revokeOwner(owner: string, options: RevokeOwnerOptions = {}): Promise<number> {
+    assertOwner(owner);
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('revokeOwner options must be an object { except }');
+    }
+    if (options.except !== undefined && typeof options.except !== 'string') {
+      throw new TypeError('revokeOwner: except must be a session id');
+    }
+    return this.#owners.revokeAll(owner, options.except);
   }
 
   /** Tell the cleanup policy a response went out (`sweepByChance` rolls its dice here). Never waits. */
@@ -210,21 +295,24 @@ export class SessionManager<Data extends SessionData = SessionData> {
     await this.#sweeper.close();
   }
 
-  async #openExisting(
-    id: string,
-    signal: AbortSignal | undefined,
-  ): Promise<Session<Data> | undefined> {
+  async #openExisting(id: string, options: OpenOptions): Promise<Session<Data> | undefined> {
     let lock: SessionLock | undefined;
     if (this.lock !== undefined) {
       lock = await this.store.locks.acquire(id, {
         waitMs: this.lock.waitMs,
         leaseMs: this.lock.leaseMs,
-        signal,
+        signal: options.signal,
       });
     }
     try {
       const loaded = await this.#load(id);
-      if (loaded !== undefined) return new Session<Data>(this.#context, { ...loaded, lock });
+      if (loaded !== undefined) {
+        return new Session<Data>(this.#context, {
+          ...loaded,
+          lock,
+          loginMeta: options.loginMeta,
+        });
+      }
     } catch (error) {
       await this.#release(lock);
       throw error;
@@ -248,11 +336,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       return undefined;
     }
     const now = Date.now();
-    // A touch moves only the record's expiry, so the latest access may be later than the envelope's.
-    const lastAccessedAt = Math.min(
-      now,
-      Math.max(envelope.lastAccessedAt, expiresAt - this.idleTimeoutMs),
-    );
+    const lastAccessedAt = lastAccessOf(envelope, expiresAt, this.idleTimeoutMs, now);
     if (
       envelope.createdAt + this.absoluteTimeoutMs <= now ||
       lastAccessedAt + this.idleTimeoutMs <= now
@@ -268,6 +352,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
       lastAccessedAt,
       storedExpiresAt: expiresAt,
       data: envelope.data as Data,
+      owner: envelope.owner,
+      meta: envelope.meta,
     };
   }
 
@@ -283,6 +369,30 @@ export class SessionManager<Data extends SessionData = SessionData> {
       // A throwing error handler must not turn a handled condition into a failed request.
     }
   }
+}
+
+function checkOwnerLimit(
+  options: SessionManagerOptions,
+  store: SessionStore,
+): { maxSessionsPerOwner: number | undefined; onLimit: OwnerLimitAction } {
+  const { maxSessionsPerOwner, onLimit = 'evict-oldest' } = options;
+  if (onLimit !== 'evict-oldest' && onLimit !== 'refuse') {
+    throw new TypeError(
+      `onLimit must be 'evict-oldest' or 'refuse', got ${describeValue(onLimit)}`,
+    );
+  }
+  if (maxSessionsPerOwner === undefined) {
+    if (options.onLimit !== undefined) throw new TypeError('onLimit needs maxSessionsPerOwner');
+    return { maxSessionsPerOwner, onLimit };
+  }
+  assertPositiveInteger(maxSessionsPerOwner, 'maxSessionsPerOwner');
+  if (!store.capabilities.ownerIndex) {
+    throw new SessionError(
+      'ERR_UNSUPPORTED',
+      'maxSessionsPerOwner needs a store with an owner index (capabilities.ownerIndex)',
+    );
+  }
+  return { maxSessionsPerOwner, onLimit };
 }
 
 function normalizeLockOptions(

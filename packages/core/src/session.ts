@@ -1,6 +1,12 @@
-import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
+import {
+  isPlainObject,
+  type SessionCodec,
+  type SessionData,
+  type SessionEnvelope,
+} from './codecs.js';
 import { SessionError } from './errors.js';
-import { generateSessionId } from './ids.js';
+import { assertOwner, generateSessionId } from './ids.js';
+import type { OwnerSessions } from './owner-sessions.js';
 import type { SessionLock, SessionStore, WriteOptions } from './types.js';
 
 /** `'modified'` when the data, or the id (after `regenerate()`), differ from what is stored. */
@@ -21,6 +27,7 @@ export interface SessionContext {
   readonly touchAfterMs: number;
   readonly regenerateGraceMs: number;
   readonly extendLockEveryMs: number;
+  readonly owners: OwnerSessions;
   report(error: unknown): void;
 }
 
@@ -33,6 +40,11 @@ export interface SessionInit<Data extends SessionData> {
   storedExpiresAt: number | undefined;
   data: Data;
   lock: SessionLock | undefined;
+  /** The stored owner and login metadata, for a loaded session. */
+  owner?: string;
+  meta?: SessionData;
+  /** What `setOwner(owner)` records when given no `meta`: an adapter's `loginMeta(request)`. */
+  loginMeta?: () => SessionData | undefined;
 }
 
 const MAX_CREATE_ATTEMPTS = 3;
@@ -47,7 +59,7 @@ export class Session<Data extends SessionData = SessionData> {
   #id: string;
   #isNew: boolean;
   readonly #createdAt: number;
-  readonly #lastAccessedAt: number;
+  #lastAccessedAt: number;
   #storedExpiresAt: number | undefined;
   #data: Data;
   #snapshot: string;
@@ -55,9 +67,14 @@ export class Session<Data extends SessionData = SessionData> {
   #mustSave = false;
   #destroyed = false;
   #lock: SessionLock | undefined;
+  #owner: string | undefined;
+  #meta: SessionData | undefined;
+  readonly #loginMeta: (() => SessionData | undefined) | undefined;
   #lockError: unknown;
   #extendTimer: NodeJS.Timeout | undefined;
   #commit: Promise<CommitOutcome> | undefined;
+  /** When the latest save happened. */
+  #savedAt = 0;
 
   /** Use `SessionManager.open()`. */
   constructor(context: SessionContext, init: SessionInit<Data>) {
@@ -70,6 +87,9 @@ export class Session<Data extends SessionData = SessionData> {
     this.#data = init.data;
     this.#snapshot = JSON.stringify(init.data);
     this.#lock = init.lock;
+    this.#owner = init.owner;
+    this.#meta = init.meta;
+    this.#loginMeta = init.loginMeta;
     if (this.#lock !== undefined) this.#keepLockAlive(this.#lock);
   }
 
@@ -91,6 +111,16 @@ export class Session<Data extends SessionData = SessionData> {
   /** The previous access as the store knows it (last save or touch), in ms since the epoch. */
   get lastAccessedAt(): number {
     return this.#lastAccessedAt;
+  }
+
+  /** Who the session belongs to (a user id), set by `setOwner()`; `undefined` before login. */
+  get owner(): string | undefined {
+    return this.#owner;
+  }
+
+  /** What was captured at login (`setOwner`'s `meta`, or the adapter's `loginMeta`). */
+  get meta(): SessionData | undefined {
+    return this.#meta;
   }
 
   /** The session's data, a plain JSON object. Mutate it, or assign a new object. */
@@ -144,6 +174,49 @@ export class Session<Data extends SessionData = SessionData> {
     } else {
       await store.delete(oldId);
     }
+  }
+
+  /**
+   * Gives the session an owner at login, usually right after `regenerate()`, and stores it now
+   * (with its data so far), so the owner's session list shows it at once. Holding the owner's
+   * lock, it first makes room under the manager's `maxSessionsPerOwner`: it deletes the
+   * owner's oldest sessions (`onLimit: 'evict-oldest'`), or rejects with `ERR_OWNER_LIMIT`
+   * (`'refuse'`) and changes nothing. `meta` (a plain JSON object: user agent, IP, a label) is
+   * listed by `sessionsOf`; without it, the adapter's `loginMeta(request)` is recorded. Rejects
+   * with `ERR_INVALID_OWNER` for a malformed owner. If the stored session was revoked while this
+   * request held it, nothing is written and the session ends (`status` `'destroyed'`).
+   */
+  async setOwner(owner: string, meta?: SessionData): Promise<void> {
+    this.#assertActive('setOwner');
+    assertOwner(owner);
+    const captured = meta ?? this.#loginMeta?.();
+    if (captured !== undefined && !isPlainObject(captured)) {
+      throw new TypeError('session meta must be a plain JSON object');
+    }
+    await this.#context.owners.login(owner, this.#id, async () => {
+      const previous = { owner: this.#owner, meta: this.#meta };
+      this.#owner = owner;
+      this.#meta =
+        captured === undefined ? undefined : (JSON.parse(JSON.stringify(captured)) as SessionData);
+      this.#mustSave = true;
+      let outcome: CommitOutcome;
+      try {
+        this.#assertLockHeld();
+        outcome = await this.#write();
+      } catch (error) {
+        this.#owner = previous.owner;
+        this.#meta = previous.meta;
+        throw error;
+      }
+      if (outcome === 'gone') {
+        this.#destroyed = true;
+        return;
+      }
+      this.#mustSave = false;
+      this.#snapshot = JSON.stringify(this.#data);
+      this.#lastAccessedAt = this.#savedAt;
+      this.#storedExpiresAt = this.expiresAtFor(this.#savedAt);
+    });
   }
 
   /** Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent. */
@@ -224,18 +297,28 @@ export class Session<Data extends SessionData = SessionData> {
     const fence = await this.#fence();
     // Round-tripping through JSON stores exactly what a later load will see.
     const data = JSON.parse(json) as SessionData;
+    const owner = this.#owner;
     const envelope: SessionEnvelope = { createdAt: this.#createdAt, lastAccessedAt: now, data };
+    if (owner !== undefined) {
+      envelope.owner = owner;
+      if (this.#meta !== undefined) envelope.meta = this.#meta;
+    }
+    const recordOf = (bytes: Uint8Array) =>
+      owner === undefined ? { data: bytes, expiresAt } : { data: bytes, expiresAt, owner };
     if (!this.#isNew) {
-      const record = { data: codec.encode(envelope, this.#id), expiresAt };
-      return (await store.set(this.#id, record, { ...fence, only: 'present' })) ? 'saved' : 'gone';
+      const record = recordOf(codec.encode(envelope, this.#id));
+      if (!(await store.set(this.#id, record, { ...fence, only: 'present' }))) return 'gone';
+      this.#savedAt = now;
+      return 'saved';
     }
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
-      const record = { data: codec.encode(envelope, this.#id), expiresAt };
+      const record = recordOf(codec.encode(envelope, this.#id));
       // Only the first id is the locked one; a fresh id after a collision has no other holder.
       const options =
         attempt === 0 ? { ...fence, only: 'absent' as const } : { only: 'absent' as const };
       if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
+        this.#savedAt = now;
         return 'saved';
       }
       // A 256-bit id collided, or a broken generator: never overwrite someone else's session.

@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
+import { SessionError } from './errors.js';
+import { assertOwner, ownerLockId } from './ids.js';
+import type { OwnedSession, SessionStore } from './types.js';
+
+/** What happens when a login would give its owner more than `maxSessionsPerOwner` sessions. */
+export type OwnerLimitAction = 'evict-oldest' | 'refuse';
+
+/** One session of an owner, as `SessionManager.sessionsOf` lists it. */
+export interface SessionSummary {
+  /** The session id. It is the session's credential: use it on the server, never show it. */
+  id: string;
+  /**
+   * A stable digest of the id that reveals nothing of it: put this in a page (a revoke
+   * button's value) and find the session again by it.
+   */
+  handle: string;
+  /** When the session began (its login, or earlier if it was regenerated), ms since the epoch. */
+  createdAt: number;
+  /** Its last request as the store knows it (last save, or last touch), ms since the epoch. */
+  lastSeenAt: number;
+  /** When it ends unless used again, ms since the epoch. */
+  expiresAt: number;
+  /** What the app captured at login (`loginMeta`, or `setOwner(owner, meta)`); `{}` if nothing. */
+  meta: SessionData;
+  /** True for the session the list was asked from. */
+  current: boolean;
+}
+
+/** The manager's settings that owner operations need. Internal to core. */
+export interface OwnerContext {
+  readonly store: SessionStore;
+  readonly codec: SessionCodec;
+  readonly idleTimeoutMs: number;
+  readonly absoluteTimeoutMs: number;
+  readonly maxSessionsPerOwner: number | undefined;
+  readonly onLimit: OwnerLimitAction;
+  readonly waitMs: number;
+  readonly leaseMs: number;
+  report(error: unknown): void;
+}
+
+/** A digest of a session id that is safe to show: `handle` in a `SessionSummary`. */
+export function sessionHandle(id: string): string {
+  return createHash('sha256').update(id).digest('base64url').slice(0, 22);
+}
+
+/**
+ * The latest access a stored session shows: a touch moves only the record's expiry, so it may be
+ * later than the envelope's last save. Never later than `now`.
+ */
+export function lastAccessOf(
+  envelope: SessionEnvelope,
+  expiresAt: number,
+  idleTimeoutMs: number,
+  now: number,
+): number {
+  return Math.min(now, Math.max(envelope.lastAccessedAt, expiresAt - idleTimeoutMs));
+}
+
+/** Owner look-ups, caps and revocation over a store with an owner index. */
+export class OwnerSessions {
+  readonly #context: OwnerContext;
+
+  constructor(context: OwnerContext) {
+    this.#context = context;
+  }
+
+  /**
+   * Runs `write` (which stores the session `id` with `owner`) holding the owner's lock, after
+   * making room for it under `maxSessionsPerOwner`: evicting the oldest sessions, or rejecting
+   * with `ERR_OWNER_LIMIT`. Two logins of one owner therefore never both see room for one.
+   */
+  async login(owner: string, id: string, write: () => Promise<void>): Promise<void> {
+    const max = this.#context.maxSessionsPerOwner;
+    if (max === undefined) {
+      await write();
+      return;
+    }
+    await this.#withOwnerLock(owner, async () => {
+      const others = (await this.#ownedBy(owner)).filter((session) => session.id !== id);
+      const excess = others.length + 1 - max;
+      if (excess > 0) {
+        if (this.#context.onLimit === 'refuse') {
+          throw new SessionError(
+            'ERR_OWNER_LIMIT',
+            `This owner already has ${others.length} sessions; maxSessionsPerOwner is ${max}`,
+          );
+        }
+        const oldest = others
+          .map((session) => ({ id: session.id, createdAt: this.#createdAtOf(session) }))
+          .sort((a, b) => a.createdAt - b.createdAt)
+          .slice(0, excess);
+        for (const session of oldest) await this.#context.store.delete(session.id);
+      }
+      await write();
+    });
+  }
+
+  /** The owner's live sessions, most recently seen first; `currentId` is marked `current`. */
+  async list(owner: string, currentId?: string): Promise<SessionSummary[]> {
+    const { codec, idleTimeoutMs, absoluteTimeoutMs } = this.#context;
+    const now = Date.now();
+    const summaries: SessionSummary[] = [];
+    for (const { id, record } of await this.#ownedBy(owner)) {
+      let envelope: SessionEnvelope;
+      try {
+        envelope = codec.decode(record.data, id);
+      } catch (error) {
+        this.#context.report(error);
+        continue;
+      }
+      const lastSeenAt = lastAccessOf(envelope, record.expiresAt, idleTimeoutMs, now);
+      // Stored under longer timeouts than this manager's: it has ended, as open() would find.
+      if (envelope.createdAt + absoluteTimeoutMs <= now || lastSeenAt + idleTimeoutMs <= now) {
+        continue;
+      }
+      summaries.push({
+        id,
+        handle: sessionHandle(id),
+        createdAt: envelope.createdAt,
+        lastSeenAt,
+        expiresAt: record.expiresAt,
+        meta: envelope.meta ?? {},
+        current: id === currentId,
+      });
+    }
+    return summaries.sort((a, b) => b.lastSeenAt - a.lastSeenAt);
+  }
+
+  /** Deletes every session of `owner` but `exceptId`, holding the owner's lock; resolves how many. */
+  revokeAll(owner: string, exceptId: string | undefined): Promise<number> {
+    return this.#withOwnerLock(owner, async () => {
+      let revoked = 0;
+      for (const { id } of await this.#ownedBy(owner)) {
+        if (id !== exceptId && (await this.#context.store.delete(id))) revoked++;
+      }
+      return revoked;
+    });
+  }
+
+  async #ownedBy(owner: string): Promise<OwnedSession[]> {
+    const { store } = this.#context;
+    assertOwner(owner);
+    if (!store.capabilities.ownerIndex || store.ownedBy === undefined) {
+      throw new SessionError(
+        'ERR_UNSUPPORTED',
+        'This store keeps no owner index (capabilities.ownerIndex is false)',
+      );
+    }
+    return store.ownedBy(owner);
+  }
+
+  /** An undecodable session counts as the oldest, so a cap evicts it first. */
+  #createdAtOf(session: OwnedSession): number {
+    try {
+      return this.#context.codec.decode(session.record.data, session.id).createdAt;
+    } catch {
+      return Number.NEGATIVE_INFINITY;
+    }
+  }
+
+  async #withOwnerLock<T>(owner: string, body: () => Promise<T>): Promise<T> {
+    assertOwner(owner);
+    const lock = await this.#context.store.locks.acquire(ownerLockId(owner), {
+      waitMs: this.#context.waitMs,
+      leaseMs: this.#context.leaseMs,
+    });
+    try {
+      return await body();
+    } finally {
+      await lock.release().catch((error: unknown) => this.#context.report(error));
+    }
+  }
+}

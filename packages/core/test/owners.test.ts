@@ -1,0 +1,328 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  aesGcmCodec,
+  generateAesKey,
+  isSessionError,
+  MemoryStore,
+  manual,
+  ownerLockId,
+  type Session,
+  SessionManager,
+  type SessionManagerOptions,
+  type StoreCapabilities,
+} from '../src/index.js';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+type Account = { user?: string; cart?: string[] };
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function setup(options: Partial<SessionManagerOptions> = {}, store = new MemoryStore()) {
+  const errors: unknown[] = [];
+  const manager = new SessionManager<Account>({
+    store,
+    cleanup: manual(),
+    onError: (error) => errors.push(error),
+    ...options,
+  });
+  cleanups.push(async () => {
+    await manager.close();
+    await store.close();
+  });
+  return { store, manager, errors };
+}
+
+/** A login as an app writes it: regenerate, set the owner, commit. Resolves the new id. */
+async function login(
+  manager: SessionManager<Account>,
+  user: string,
+  meta?: Record<string, unknown>,
+  from?: string,
+): Promise<Session<Account>> {
+  const session = await manager.open(from);
+  await session.regenerate();
+  session.data.user = user;
+  await session.setOwner(user, meta);
+  await session.commit();
+  return session;
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    return isSessionError(error) ? error.code : (error as Error).name;
+  }
+}
+
+/** A MemoryStore that declares no owner index, as a store without one does. */
+class UnindexedStore extends MemoryStore {
+  override readonly capabilities: StoreCapabilities = {
+    ...new MemoryStore().capabilities,
+    ownerIndex: false,
+  };
+}
+
+describe('session.setOwner', () => {
+  it('stores the owner and login meta with the session, visible on the next request and in the store', async () => {
+    const { manager, store } = setup();
+    const session = await login(manager, 'ada', { userAgent: 'Firefox', ip: '203.0.113.7' });
+    expect(session.owner).toBe('ada');
+    const next = await manager.open(session.id);
+    expect(next.isNew).toBe(false);
+    expect(next.owner).toBe('ada');
+    expect(next.meta).toEqual({ userAgent: 'Firefox', ip: '203.0.113.7' });
+    expect(next.data).toEqual({ user: 'ada' });
+    next.data.cart = ['book'];
+    expect(await next.commit()).toBe('saved');
+    expect((await store.get(session.id))?.owner).toBe('ada');
+    expect((await manager.open(session.id)).owner).toBe('ada');
+  });
+
+  it('is stored at once, before commit, so the owner list already shows the login', async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined);
+    await session.regenerate();
+    await session.setOwner('ada');
+    expect((await manager.sessionsOf('ada')).map((listed) => listed.id)).toEqual([session.id]);
+    expect(session.status).toBe('unchanged');
+    expect(await session.commit()).toBe('unchanged');
+    expect((await manager.open(session.id)).owner).toBe('ada');
+  });
+
+  it("records the adapter's loginMeta when setOwner is given no meta", async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined, { loginMeta: () => ({ label: 'laptop' }) });
+    await session.setOwner('ada');
+    await session.commit();
+    expect((await manager.sessionsOf('ada'))[0]?.meta).toEqual({ label: 'laptop' });
+    const explicit = await manager.open(undefined, { loginMeta: () => ({ label: 'laptop' }) });
+    await explicit.setOwner('bob', { label: 'phone' });
+    expect((await manager.sessionsOf('bob'))[0]?.meta).toEqual({ label: 'phone' });
+  });
+
+  it('moves the session to a new owner, and regenerate() keeps the owner on the new id', async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined);
+    await session.setOwner('ada');
+    await session.commit();
+    const again = await manager.open(session.id);
+    await again.setOwner('bob');
+    await again.regenerate();
+    await again.commit();
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    expect((await manager.sessionsOf('bob')).map((listed) => listed.id)).toEqual([again.id]);
+  });
+
+  it('rejects a malformed owner with ERR_INVALID_OWNER, a non-object meta with TypeError, and changes nothing', async () => {
+    const { manager, store } = setup();
+    const session = await manager.open(undefined);
+    for (const owner of ['', 'x'.repeat(257), 'a\ud800', 42, null]) {
+      expect(await codeOf(session.setOwner(owner as string))).toBe('ERR_INVALID_OWNER');
+    }
+    expect(await codeOf(session.setOwner('ada', ['laptop'] as never))).toBe('TypeError');
+    expect(session.owner).toBeUndefined();
+    expect(await store.count()).toBe(0);
+    await session.commit();
+    expect(await codeOf(session.setOwner('ada'))).toBe('TypeError');
+  });
+
+  it('works on a store without an owner index, which cannot list or cap owners', async () => {
+    const { manager } = setup({}, new UnindexedStore());
+    const session = await login(manager, 'ada');
+    expect((await manager.open(session.id)).owner).toBe('ada');
+    expect(await codeOf(manager.sessionsOf('ada'))).toBe('ERR_UNSUPPORTED');
+    expect(await codeOf(manager.sessionsOf(session))).toBe('ERR_UNSUPPORTED');
+    expect(await codeOf(manager.revokeOwner('ada'))).toBe('ERR_UNSUPPORTED');
+    expect(await manager.revoke(session.id)).toBe(true);
+    expect(() => setup({ maxSessionsPerOwner: 1 }, new UnindexedStore())).toThrow(
+      expect.objectContaining({ code: 'ERR_UNSUPPORTED' }),
+    );
+  });
+
+  it('carries the owner and meta through the AES-GCM codec', async () => {
+    const { manager, store } = setup({ codec: aesGcmCodec({ keys: [generateAesKey()] }) });
+    const session = await login(manager, 'ada', { label: 'laptop' });
+    const stored = await store.get(session.id);
+    expect(Buffer.from(stored?.data ?? []).includes('laptop')).toBe(false);
+    const [listed] = await manager.sessionsOf('ada');
+    expect(listed?.meta).toEqual({ label: 'laptop' });
+    expect((await manager.open(session.id)).owner).toBe('ada');
+  });
+});
+
+describe('maxSessionsPerOwner', () => {
+  it("with 'evict-oldest', a new login ends the owner's session that began first", async () => {
+    const { manager } = setup({ maxSessionsPerOwner: 2 });
+    const first = await login(manager, 'ada');
+    const second = await login(manager, 'ada');
+    const third = await login(manager, 'ada');
+    const listed = (await manager.sessionsOf('ada')).map((session) => session.id).sort();
+    expect(listed).toEqual([second.id, third.id].sort());
+    expect((await manager.open(first.id)).isNew).toBe(true);
+    expect((await login(manager, 'bob')).owner).toBe('bob');
+  });
+
+  it("with 'refuse', an extra login rejects with ERR_OWNER_LIMIT and stores nothing", async () => {
+    const { manager, store } = setup({ maxSessionsPerOwner: 1, onLimit: 'refuse' });
+    const first = await login(manager, 'ada');
+    const second = await manager.open(undefined);
+    await second.regenerate();
+    second.data.user = 'ada';
+    expect(await codeOf(second.setOwner('ada'))).toBe('ERR_OWNER_LIMIT');
+    expect(second.owner).toBeUndefined();
+    expect(await store.count()).toBe(1);
+    expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([first.id]);
+    // Logging in again from the session that holds the place is no extra session.
+    const again = await manager.open(first.id);
+    await again.setOwner('ada');
+    await again.commit();
+    expect(await manager.revoke(first.id)).toBe(true);
+    expect((await login(manager, 'ada')).owner).toBe('ada');
+  });
+
+  it('20 concurrent logins of one owner with a cap of 1 end with exactly one live session', async () => {
+    for (const onLimit of ['evict-oldest', 'refuse'] as const) {
+      const { manager, store } = setup({ maxSessionsPerOwner: 1, onLimit });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 20 }, () => login(manager, 'ada')),
+      );
+      const listed = await manager.sessionsOf('ada');
+      expect(listed.length, onLimit).toBe(1);
+      expect(await store.count(), onLimit).toBe(1);
+      const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
+      expect(refused.length, onLimit).toBe(onLimit === 'refuse' ? 19 : 0);
+      for (const outcome of refused) {
+        expect((outcome as PromiseRejectedResult).reason).toMatchObject({
+          code: 'ERR_OWNER_LIMIT',
+        });
+      }
+    }
+  });
+
+  it('refuses bad settings with a TypeError naming them', () => {
+    expect(() => setup({ maxSessionsPerOwner: 0 })).toThrow(/maxSessionsPerOwner/);
+    expect(() => setup({ maxSessionsPerOwner: 1.5 })).toThrow(/maxSessionsPerOwner/);
+    expect(() => setup({ maxSessionsPerOwner: 2, onLimit: 'oldest' as never })).toThrow(/onLimit/);
+    expect(() => setup({ onLimit: 'refuse' })).toThrow(/onLimit needs maxSessionsPerOwner/);
+  });
+});
+
+describe('sessionsOf', () => {
+  it('lists id, handle, createdAt, lastSeenAt, expiresAt and meta, most recently seen first, marking the current session', async () => {
+    const { manager } = setup({ touchAfterMs: 0 });
+    const before = Date.now();
+    const laptop = await login(manager, 'ada', { label: 'laptop' });
+    const phone = await login(manager, 'ada', { label: 'phone' });
+    await login(manager, 'bob');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const active = await manager.open(laptop.id);
+    await active.commit();
+    const listed = await manager.sessionsOf(active);
+    expect(listed.map((session) => session.meta.label)).toEqual(['laptop', 'phone']);
+    expect(listed.map((session) => session.current)).toEqual([true, false]);
+    const [first, second] = listed;
+    expect(first?.id).toBe(laptop.id);
+    expect(second?.id).toBe(phone.id);
+    expect(first?.handle).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(first?.handle).not.toBe(second?.handle);
+    expect(laptop.id.includes(first?.handle ?? '')).toBe(false);
+    expect(first?.createdAt).toBeGreaterThanOrEqual(before);
+    expect(first?.lastSeenAt).toBeGreaterThan(second?.lastSeenAt ?? Number.POSITIVE_INFINITY);
+    expect(first?.expiresAt).toBe((first?.lastSeenAt ?? 0) + manager.idleTimeoutMs);
+    expect((await manager.sessionsOf('ada')).every((session) => !session.current)).toBe(true);
+    expect(await manager.sessionsOf(await manager.open(undefined))).toEqual([]);
+  });
+
+  it('leaves out a session whose stored record cannot be decoded, and reports it', async () => {
+    const { manager, store, errors } = setup();
+    const good = await login(manager, 'ada');
+    const bad = await login(manager, 'ada');
+    const record = await store.get(bad.id);
+    await store.set(bad.id, {
+      ...(record as { data: Uint8Array; expiresAt: number }),
+      owner: 'ada',
+      data: new Uint8Array([1, 2]),
+    });
+    expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([good.id]);
+    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_CORRUPT_RECORD' })]);
+  });
+});
+
+describe('revocation', () => {
+  it('revoke(id) ends a session for a request already in it and for one waiting on its lock', async () => {
+    const { manager } = setup();
+    const device = await login(manager, 'ada');
+    const inFlight = await manager.open(device.id);
+    const waiting = manager.open(device.id);
+    expect(await manager.revoke(device.id)).toBe(true);
+    inFlight.data.cart = ['late write'];
+    expect(await inFlight.commit()).toBe('gone');
+    const next = await waiting;
+    expect(next.isNew).toBe(true);
+    expect(next.owner).toBeUndefined();
+    expect(next.id).not.toBe(device.id);
+    await next.commit();
+    expect((await manager.open(device.id)).isNew).toBe(true);
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    expect(await manager.revoke(device.id)).toBe(false);
+  });
+
+  it('an unmodified request in a revoked session does not touch it back to life', async () => {
+    const { manager, store } = setup({ touchAfterMs: 0 });
+    const device = await login(manager, 'ada');
+    const inFlight = await manager.open(device.id);
+    await manager.revoke(device.id);
+    // Past the stored expiry's millisecond, so commit() does try to touch.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await inFlight.commit()).toBe('gone');
+    expect(await store.get(device.id)).toBeUndefined();
+  });
+
+  it('revokeOwner ends every session of the owner, or all but the current one', async () => {
+    const { manager } = setup();
+    const sessions = [
+      await login(manager, 'ada'),
+      await login(manager, 'ada'),
+      await login(manager, 'ada'),
+    ];
+    const bob = await login(manager, 'bob');
+    const current = sessions[0] as Session<Account>;
+    expect(await manager.revokeOwner('ada', { except: current.id })).toBe(2);
+    expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([current.id]);
+    for (const revoked of sessions.slice(1))
+      expect((await manager.open(revoked.id)).isNew).toBe(true);
+    expect((await manager.open(current.id)).owner).toBe('ada');
+    expect(await manager.revokeOwner('ada')).toBe(1);
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    expect((await manager.sessionsOf('bob')).map((session) => session.id)).toEqual([bob.id]);
+  });
+
+  it('revokeOwner checks its arguments', async () => {
+    const { manager } = setup();
+    expect(await codeOf(manager.revokeOwner(''))).toBe('ERR_INVALID_OWNER');
+    expect(await codeOf(manager.revokeOwner('ada', { except: 5 as never }))).toBe('TypeError');
+    expect(await codeOf(manager.sessionsOf('x'.repeat(257)))).toBe('ERR_INVALID_OWNER');
+  });
+});
+
+describe('the owner lock', () => {
+  it('open() never lets a client hold an owner lock, and a login waits for that lock', async () => {
+    const { manager, store } = setup({ maxSessionsPerOwner: 3, lock: { waitMs: 100 } });
+    const lockId = ownerLockId('ada');
+    const opened = await manager.open(lockId);
+    expect(opened.isNew).toBe(true);
+    expect(opened.id).not.toBe(lockId);
+    const held = await store.locks.acquire(lockId, { leaseMs: 60_000 });
+    const session = await manager.open(undefined);
+    expect(await codeOf(session.setOwner('ada'))).toBe('ERR_LOCK_TIMEOUT');
+    await held.release();
+    await session.setOwner('ada');
+    expect(session.owner).toBe('ada');
+  });
+});
