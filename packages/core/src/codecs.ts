@@ -61,13 +61,21 @@ export function assertEnvelope(value: unknown): asserts value is SessionEnvelope
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Every codec `jsonCodec()` made, so adapters can encode a session's JSON text without parsing it back. */
+const jsonCodecs = new WeakSet<SessionCodec>();
+
+/** True when `codec` came from `jsonCodec()`, so its bytes are known to be the JSON envelope. */
+export function isJsonCodec(codec: SessionCodec): boolean {
+  return jsonCodecs.has(codec);
+}
+
 /**
  * The default codec: UTF-8 JSON `{"createdAt":…,"lastAccessedAt":…,"data":{…}}`, plus `"owner"`
  * and `"meta"` once a session has an owner. Readable in any backend's tools, and `JSON.parse`
  * never runs code.
  */
 export function jsonCodec(): SessionCodec {
-  return {
+  const codec: SessionCodec = {
     name: 'json',
     encode(envelope) {
       return textEncoder.encode(
@@ -91,6 +99,8 @@ export function jsonCodec(): SessionCodec {
       return value;
     },
   };
+  jsonCodecs.add(codec);
+  return codec;
 }
 
 export interface AesGcmCodecOptions {

@@ -1,4 +1,9 @@
-import { jsonCodec, type SessionCodec } from './codecs.js';
+import {
+  isJsonCodec,
+  jsonCodec,
+  type SessionCodec,
+  type SessionData,
+} from './codecs.js';
 import type { SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
@@ -40,4 +45,29 @@ export function openStoreAdapter(
     max: Number.MAX_SAFE_INTEGER,
   });
   return { store: store as SessionStore, codec: given.codec ?? jsonCodec(), defaultTtlMs };
+}
+
+/**
+ * `codec`'s bytes for a session a library hands over, saved as its JSON round trip (its `toJSON`
+ * methods applied, functions and `undefined` dropped), with both timestamps `now`. With
+ * `jsonCodec()` the session is stringified once and never parsed back.
+ */
+export function encodeLibrarySession(
+  codec: SessionCodec,
+  id: string,
+  session: object,
+  now: number,
+): Uint8Array {
+  const json = JSON.stringify(session) as string | undefined;
+  if (json === undefined || !json.startsWith('{')) {
+    throw new TypeError(`A session must be saved as a JSON object, got ${describeValue(session)}`);
+  }
+  if (isJsonCodec(codec)) {
+    // jsonCodec()'s envelope, written around the text already made. Buffer.from takes small
+    // texts from Node's shared pool, where TextEncoder allocates an ArrayBuffer for each.
+    const time = JSON.stringify(now);
+    return Buffer.from(`{"createdAt":${time},"lastAccessedAt":${time},"data":${json}}`);
+  }
+  const data = JSON.parse(json) as SessionData;
+  return codec.encode({ createdAt: now, lastAccessedAt: now, data }, id);
 }

@@ -7,7 +7,12 @@ import {
   type SessionCodec,
   type SessionStore,
 } from '@sessile/core';
-import { assertDuration, assertKnownOptions, describeValue } from '@sessile/core/store';
+import {
+  assertDuration,
+  assertKnownOptions,
+  describeValue,
+  encodeLibrarySession,
+} from '@sessile/core/store';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
 export interface ExpressSessionData {
@@ -95,8 +100,7 @@ export function encodeExpressSession(
   now: number = Date.now(),
 ): Uint8Array {
   // JSON round trip: the cookie's toJSON and the session's own fields, nothing else.
-  const data = JSON.parse(JSON.stringify(session)) as ExpressSessionData;
-  return codec.encode({ createdAt: now, lastAccessedAt: now, data }, sid);
+  return encodeLibrarySession(codec, sid, session, now);
 }
 
 function settle<T>(

@@ -4,13 +4,19 @@ import {
   aesGcmCodec,
   generateAesKey,
   isSessionError,
+  jsonCodec,
   MemoryStore,
   type SessionStore,
 } from '@sessile/core';
 import express from 'express';
 import session from 'express-session';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ExpressSessionData, type ExpressSessionStore, toExpressStore } from '../src/index.js';
+import {
+  type ExpressSessionData,
+  type ExpressSessionStore,
+  encodeExpressSession,
+  toExpressStore,
+} from '../src/index.js';
 import { closeServer, listen, testStores } from './helpers.js';
 
 declare module 'express-session' {
@@ -179,6 +185,48 @@ describe('toExpressStore callbacks', () => {
       (caught: unknown) => caught,
     );
     expect(isSessionError(error, 'ERR_CORRUPT_RECORD')).toBe(true);
+  });
+
+  it('stores the same JSON envelope with the default codec as jsonCodec().encode of the session round-tripped through JSON', async () => {
+    const { store, expressStore } = setup();
+    const expires = new Date(Date.now() + 60_000);
+    const session = {
+      cookie: { expires, originalMaxAge: 60_000, toJSON: undefined },
+      user: 'alice',
+      nested: { skipped: undefined, list: [1, 'two', null], when: new Date(0) },
+      '\u2028 \ud800': 'lone surrogate',
+    };
+    const before = Date.now();
+    await call<void>((done) => expressStore.set(sid, session, done));
+    const record = await store.get(sid);
+    if (record === undefined) throw new Error('expected a record');
+    const stored = jsonCodec().decode(record.data, sid);
+    expect(stored.createdAt).toBe(stored.lastAccessedAt);
+    expect(stored.createdAt).toBeGreaterThanOrEqual(before);
+    const expected = jsonCodec().encode(
+      {
+        createdAt: stored.createdAt,
+        lastAccessedAt: stored.createdAt,
+        data: JSON.parse(JSON.stringify(session)),
+      },
+      sid,
+    );
+    expect(Buffer.from(record.data).equals(Buffer.from(expected))).toBe(true);
+    expect(encodeExpressSession(sid, session, jsonCodec(), stored.createdAt)).toEqual(
+      encodeExpressSession(sid, session, undefined, stored.createdAt),
+    );
+  });
+
+  it('refuses to save a session that is not a JSON object, through the callback', async () => {
+    const { store, expressStore } = setup();
+    for (const session of [[1, 2], 'text', 42]) {
+      const error = await call<void>((done) => expressStore.set(sid, session as never, done)).catch(
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(TypeError);
+      expect(String(error)).toMatch(/must be saved as a JSON object/);
+    }
+    expect(await store.count()).toBe(0);
   });
 
   it('refuses unknown options and a defaultTtlMs that is not a positive duration', () => {
