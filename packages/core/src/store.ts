@@ -17,6 +17,7 @@ export { toStoreIoError } from './errors.js';
 export { ExpiryHeap } from './expiry-heap.js';
 export { assertOwner, assertSessionId, generateToken } from './ids.js';
 export { KeyedQueue } from './keyed-queue.js';
+export { HostGuards, type HostGuardsInit } from './locks/host-guards.js';
 export { KeyedLocks } from './locks/keyed.js';
 export {
   DEFAULT_LEASE_MS,
@@ -30,6 +31,7 @@ export {
   type NormalizedAcquireOptions,
   normalizeAcquireOptions,
 } from './locks/lease.js';
+export { type ClaimOutcome, LeaseFiles, type LeaseFilesInit } from './locks/lease-files.js';
 export {
   type LeaseBackend,
   type LeaseClaim,
@@ -38,6 +40,14 @@ export {
   MAX_POLL_DELAY_MS,
   MIN_POLL_DELAY_MS,
 } from './locks/lease-locks.js';
+export {
+  errorCode,
+  GUARD_STALE_MS,
+  type HolderRecord,
+  type LockFileSystem,
+  syncLockFileSystem,
+  unless,
+} from './locks/lock-files.js';
 export { MemoryLeases } from './locks/memory-leases.js';
 export {
   fnv1a32,
@@ -46,11 +56,7 @@ export {
   type StripedLocksOptions,
   stripeOf,
 } from './locks/striped.js';
-export {
-  encodeLibrarySession,
-  openStoreAdapter,
-  type StoreAdapterOptions,
-} from './store-adapter.js';
+export { openStoreAdapter, type StoreAdapterOptions } from './store-adapter.js';
 export {
   assertAbortSignal,
   assertDuration,

@@ -8,7 +8,7 @@ import {
   type StoreCapabilities,
   type SweepResult,
 } from '@sessile/core';
-import { BaseStore, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
+import { BaseStore, HostGuards, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
 import { FileLocks } from './file-locks.js';
 import { asyncFileSystem, errorCode, realpath, syncFileSystem } from './fs.js';
 import {
@@ -24,7 +24,6 @@ import { RecordIo } from './record-io.js';
 import { SpareFiles } from './spare-files.js';
 import { StoreSweep } from './store-sweep.js';
 import { WorkerSweeper } from './sweeper.js';
-import { WriteGuards } from './write-guards.js';
 
 export type { FileStoreOptions } from './options.js';
 
@@ -47,7 +46,7 @@ export class FileStore extends BaseStore {
   readonly locks: LockManager;
   /** The store's directory, with symlinks resolved. */
   readonly path: string;
-  readonly #guards: WriteGuards;
+  readonly #guards: HostGuards;
   readonly #layout: StoreLayout;
   readonly #records: RecordIo;
   readonly #sweep: StoreSweep;
@@ -101,7 +100,7 @@ export class FileStore extends BaseStore {
     const io = settings.io === 'auto' ? traits.io : settings.io;
     const fs = io === 'sync' ? syncFileSystem : asyncFileSystem;
     const { fileMode, directoryMode } = settings;
-    const guards = new WriteGuards({
+    const guards = new HostGuards({
       directory: join(root, GUARDS_DIRECTORY),
       staleMs: settings.guardStaleMs,
       fileMode,

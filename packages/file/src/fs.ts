@@ -1,5 +1,6 @@
 import fs, { type MakeDirectoryOptions, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
+import { errorCode, type LockFileSystem, syncLockFileSystem, unless } from '@sessile/core/store';
 
 export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
@@ -42,7 +43,7 @@ type PositionalTransfer = (
  * microseconds instead of a thread-pool round trip. Either way the calls return promises and
  * reject with the errno `code`, so the code above them is the same.
  */
-export interface FileSystem {
+export interface FileSystem extends LockFileSystem {
   readonly io: 'sync' | 'async';
   open(path: string, flags: number, mode?: number): Promise<number>;
   close(fd: number): Promise<void>;
@@ -153,25 +154,12 @@ export const asyncFileSystem: FileSystem = {
 };
 
 export const syncFileSystem: FileSystem = {
+  ...syncLockFileSystem,
   io: 'sync',
-  open: async (path, flags, mode) => fs.openSync(path, flags, mode),
-  close: async (fd) => fs.closeSync(fd),
-  fstat: async (fd) => fs.fstatSync(fd),
-  lstat: async (path) => fs.lstatSync(path),
   read: async (fd, buffer, offset, length, position) =>
     fs.readSync(fd, buffer, offset, length, position),
-  write: async (fd, buffer, offset, length, position) =>
-    fs.writeSync(fd, buffer, offset, length, position),
   futimes: async (fd, atime, mtime) => fs.futimesSync(fd, atime, mtime),
-  lutimes: async (path, atime, mtime) => fs.lutimesSync(path, atime, mtime),
   fsync: fsyncAsync,
-  rename: async (from, to) => fs.renameSync(from, to),
-  link: async (existing, created) => fs.linkSync(existing, created),
-  unlink: async (path) => fs.unlinkSync(path),
-  mkdir: async (path, options) => {
-    fs.mkdirSync(path, options);
-  },
-  readdir: async (path) => fs.readdirSync(path),
   readText: async (path) => fs.readFileSync(path, 'utf8'),
   ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
   readStart: async (path, maxBytes) => readStartSync(path, maxBytes),
@@ -181,24 +169,7 @@ export const syncFileSystem: FileSystem = {
 export const realpath = promisify(fs.realpath);
 export const statfs = promisify(fs.statfs);
 
-export function errorCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | undefined)?.code;
-}
-
-/** Runs `body` and turns the listed errno codes into `fallback`. */
-export async function unless<T, F>(
-  codes: readonly string[],
-  fallback: F,
-  body: () => Promise<T>,
-): Promise<T | F> {
-  try {
-    return await body();
-  } catch (error) {
-    const code = errorCode(error);
-    if (code !== undefined && codes.includes(code)) return fallback;
-    throw error;
-  }
-}
+export { errorCode, unless };
 
 /**
  * Unlinks `path` (nothing there is fine) through the thread pool, whatever the store's `io`.

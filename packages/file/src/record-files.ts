@@ -3,6 +3,7 @@ import type { Stats } from 'node:fs';
 import { sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isSessionId } from '@sessile/core';
+import type { HostGuards } from '@sessile/core/store';
 import {
   decodeHeader,
   HEADER_BYTES,
@@ -19,7 +20,6 @@ import type {
   SweepStep,
   SweepStepRequest,
 } from './sweep-protocol.js';
-import type { WriteGuards } from './write-guards.js';
 
 /** Records live in `<path>/<first SHARD_LENGTH characters of the id>/<id>`. */
 export const SHARD_LENGTH = 1;
@@ -104,13 +104,13 @@ export function uniqueSuffix(): string {
 export class RecordFiles implements Sweeper {
   readonly settings: RecordFilesSettings;
   readonly #fs: FileSystem;
-  readonly #guards: WriteGuards;
+  readonly #guards: HostGuards;
   /** The sorted names of the shard the sweep is in. */
   #listed: { shard: string; names: string[] } | undefined;
   /** How this sweep step frees the records it moved aside (see `#free`). */
   #frees = noFreesYet();
 
-  constructor(settings: RecordFilesSettings, fs: FileSystem, guards: WriteGuards) {
+  constructor(settings: RecordFilesSettings, fs: FileSystem, guards: HostGuards) {
     this.settings = settings;
     this.#fs = fs;
     this.#guards = guards;

@@ -2,7 +2,7 @@ import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isSessionError, SessionError, type SessionRecord } from '@sessile/core';
-import { sleep } from '@sessile/core/store';
+import { type HostGuards, sleep } from '@sessile/core/store';
 import {
   decodeHeader,
   decodePayload,
@@ -36,7 +36,6 @@ import {
   uniqueSuffix,
 } from './record-files.js';
 import type { SpareFiles } from './spare-files.js';
-import type { WriteGuards } from './write-guards.js';
 
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
@@ -54,7 +53,7 @@ export interface RecordIoInit {
   layout: StoreLayout;
   fs: FileSystem;
   files: RecordFiles;
-  guards: WriteGuards;
+  guards: HostGuards;
   /** Files of replaced records kept for later writes; undefined when reuse is off. */
   spares: SpareFiles | undefined;
   /** `durability: 'full'`: fsync every written file and its directory. */
@@ -71,7 +70,7 @@ export class RecordIo {
   readonly #layout: StoreLayout;
   readonly #fs: FileSystem;
   readonly #files: RecordFiles;
-  readonly #guards: WriteGuards;
+  readonly #guards: HostGuards;
   readonly #spares: SpareFiles | undefined;
   readonly #fsync: boolean;
   readonly #fileMode: number;

@@ -1,13 +1,12 @@
 import { join } from 'node:path';
 import type { SessionLock, SweepResult } from '@sessile/core';
-import { type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
+import { type HostGuards, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type { FileLocks } from './file-locks.js';
 import { type FileSystem, overwriteText, unless } from './fs.js';
 import { CURSOR_FILE, type StoreLayout, SWEEP_LEASE_FILE } from './layout.js';
 import type { RecordFiles } from './record-files.js';
 import type { Sweeper } from './sweep-protocol.js';
 import { abortedByAny } from './sweeper.js';
-import type { WriteGuards } from './write-guards.js';
 
 /** The cursor file's size: one page, more than a cursor naming any directory entry needs. */
 const CURSOR_BYTES = 4096;
@@ -27,7 +26,7 @@ export interface StoreSweepInit {
   layout: StoreLayout;
   fs: FileSystem;
   files: RecordFiles;
-  guards: WriteGuards;
+  guards: HostGuards;
   locks: FileLocks;
   sweeper: Sweeper;
   sweepLeaseMs: number;
@@ -42,7 +41,7 @@ export class StoreSweep {
   readonly #layout: StoreLayout;
   readonly #fs: FileSystem;
   readonly #files: RecordFiles;
-  readonly #guards: WriteGuards;
+  readonly #guards: HostGuards;
   readonly #locks: FileLocks;
   readonly #sweeper: Sweeper;
   readonly #sweepLeaseMs: number;

@@ -2,10 +2,10 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { HostGuards } from '@sessile/core/store';
 import { errorCode, syncFileSystem } from './fs.js';
 import { RecordFiles, TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
 import type { SweepReply, SweepRequest, SweepWorkerInit } from './sweep-protocol.js';
-import { WriteGuards } from './write-guards.js';
 
 /** The sweep thread's nice value (0 is normal, 19 the lowest priority). */
 const SWEEP_THREAD_NICE = 10;
@@ -20,7 +20,7 @@ try {
   // Not Linux, or not allowed: the sweep runs at normal priority.
 }
 // Never takes a guard: it only judges and removes stale ones, as the sweep on the main thread would.
-const guards = new WriteGuards({
+const guards = new HostGuards({
   directory: init.guardsDirectory,
   staleMs: init.guardStaleMs,
   fileMode: init.fileMode,

@@ -15,7 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { rename } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -25,7 +25,7 @@ import {
   SessionManager,
   type SessionRecord,
 } from '@sessile/core';
-import { assertDuration } from '@sessile/core/store';
+import { assertDuration, HostGuards } from '@sessile/core/store';
 import {
   FileStore,
   type FileStoreOptions,
@@ -39,7 +39,6 @@ import { syncFileSystem } from '../dist/fs.js';
 import { MIN_STEP_ENTRIES, RecordFiles, uniqueSuffix } from '../dist/record-files.js';
 import type { RecordFilesSettings, SweepStepRequest } from '../dist/sweep-protocol.js';
 import { WorkerSweeper } from '../dist/sweeper.js';
-import { WriteGuards } from '../dist/write-guards.js';
 
 const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
@@ -172,7 +171,7 @@ function sweepSettings(path: string): RecordFilesSettings {
 
 /** The record rules of the store at `path` on this thread, as its sweep worker builds them. */
 function recordFilesOf(path: string): RecordFiles {
-  const guards = new WriteGuards({
+  const guards = new HostGuards({
     directory: join(path, '.guards'),
     staleMs: 5000,
     fileMode: 0o600,
@@ -884,11 +883,13 @@ describe('locks', () => {
     const id = generateSessionId();
     const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
     const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
-    const lease = JSON.parse(readFileSync(leaseFile, 'utf8')) as {
-      token: string;
-      expiresAt: number;
-    };
-    expect(lease).toEqual({ token: lock.token, expiresAt: lock.expiresAt });
+    const lease = JSON.parse(readFileSync(leaseFile, 'utf8')) as Record<string, unknown>;
+    expect(lease).toEqual({
+      token: lock.token,
+      expiresAt: lock.expiresAt,
+      pid: process.pid,
+      host: hostname().slice(0, 64),
+    });
     expect(statSync(leaseFile).mode & 0o777).toBe(0o600);
     await lock.extend(120_000);
     expect(JSON.parse(readFileSync(leaseFile, 'utf8')).expiresAt).toBe(lock.expiresAt);
@@ -917,7 +918,9 @@ describe('locks', () => {
     const id = generateSessionId();
     const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
     mkdirSync(join(leaseFile, '..'), { recursive: true });
-    // What a process killed while it changed the lease leaves: its holder file, linked as the guard.
+    // What a process killed while it took over an ended lease leaves: that lease, and its
+    // holder file linked as the lease file's guard, which every takeover needs.
+    writeFileSync(leaseFile, JSON.stringify({ token: 'ended', expiresAt: Date.now() - 1000 }));
     const deadHolder = join(store.path, '.guards', '4242-deadbeefdeadbeef');
     mkdirSync(join(deadHolder, '..'), { recursive: true });
     writeFileSync(deadHolder, '{"pid":4242}');

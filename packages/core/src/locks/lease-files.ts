@@ -1,0 +1,280 @@
+import { constants as fsConstants } from 'node:fs';
+import { dirname } from 'node:path';
+import type { HeldLease } from '../types.js';
+import type { HostGuards } from './host-guards.js';
+import { lockLost } from './lease.js';
+import type { LeaseBackend, LeaseClaim } from './lease-locks.js';
+import {
+  decodeHolder,
+  encodeHolder,
+  errorCode,
+  HOST,
+  type HolderRecord,
+  type LockFileSystem,
+  leaseEnded,
+  unless,
+} from './lock-files.js';
+
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
+
+/** Idle holder files kept open for the next claims; more are removed once released. */
+const IDLE_HOLDERS = 32;
+/** A release or extend this close to the lease end takes the guard: a takeover may be near. */
+const SAFE_MARGIN_MS = 1000;
+
+/** One of this instance's holder files: linked as at most one lease at a time. */
+interface Holder {
+  readonly path: string;
+  readonly fd: number;
+}
+
+interface Held {
+  readonly holder: Holder;
+  readonly token: string;
+  expiresAt: number;
+  readonly leaseMs: number;
+  readonly tag: string | undefined;
+}
+
+/** How a claim went: taken from nobody, taken over from a holder whose lease had ended, or refused. */
+export type ClaimOutcome = 'claimed' | 'reclaimed' | 'refused';
+
+export interface LeaseFilesInit {
+  /** The host-wide mutex; lease holder files live in its directory. */
+  guards: HostGuards;
+  fs: LockFileSystem;
+  fileMode: number;
+  directoryMode: number;
+  /** The lease file of a `LeaseLocks` key. */
+  pathOf(key: string): string;
+  /** What a lease names its session by, so a waiter can tell which session holds a shared key. */
+  tagOf?(id: string): string;
+  /** Called when a claim is refused, with the lease that holds the key (undefined if unreadable). */
+  onRefused?(claim: LeaseClaim, current: HolderRecord | undefined): void;
+}
+
+/**
+ * Leases in files, for every process on the host: a lease is a lease file holding a
+ * `HolderRecord` with its token and end. A claim writes the record into one of this instance's
+ * holder files and hard-links it as the lease file, so taking a free key is one `pwrite` and
+ * one `link`; a release well inside the lease is one `fstat` (is the link still ours?) and one
+ * `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
+ * release near the end, a fenced write) runs under the lease file's guard (`HostGuards`), so a
+ * check of the holder and the change that depends on it never interleave with another process.
+ */
+export class LeaseFiles implements LeaseBackend {
+  readonly #init: LeaseFilesInit;
+  readonly #guards: HostGuards;
+  readonly #fs: LockFileSystem;
+  readonly #held = new Map<string, Held>();
+  readonly #idle: Holder[] = [];
+  #created = 0;
+  #closed = false;
+
+  constructor(init: LeaseFilesInit) {
+    this.#init = init;
+    this.#guards = init.guards;
+    this.#fs = init.fs;
+  }
+
+  async claim(claim: LeaseClaim): Promise<boolean> {
+    const path = this.#init.pathOf(claim.key);
+    const tag = this.#init.tagOf?.(claim.id);
+    const outcome = await this.claimAt(path, claim.token, claim.expiresAt, tag, (current) =>
+      this.#init.onRefused?.(claim, current),
+    );
+    return outcome !== 'refused';
+  }
+
+  extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
+    return this.extendAt(this.#init.pathOf(key), token, expiresAt);
+  }
+
+  release({ key, token }: LeaseClaim): Promise<boolean> {
+    return this.releaseAt(this.#init.pathOf(key), token);
+  }
+
+  fence<T>({ key, token }: HeldLease, write: () => Promise<T>): Promise<T> {
+    return this.fenceAt(this.#init.pathOf(key), token, write);
+  }
+
+  expired({ key, token }: LeaseClaim): void {
+    // The lease ran out: free the key now rather than make the next claimer judge it ended.
+    this.releaseAt(this.#init.pathOf(key), token).catch(() => {});
+  }
+
+  /** Takes the lease in `path` for `token` when nobody holds it or its lease has ended. */
+  async claimAt(
+    path: string,
+    token: string,
+    expiresAt: number,
+    tag?: string,
+    onRefused?: (current: HolderRecord | undefined) => void,
+  ): Promise<ClaimOutcome> {
+    // This instance's last lease on the key is still being freed after it ran out.
+    if (this.#held.has(path)) return 'refused';
+    let holder = await this.#takeHolder();
+    const leaseMs = expiresAt - Date.now();
+    let placed = false;
+    try {
+      await this.#writeRecord(holder, token, expiresAt, tag);
+      for (let tries = 0; tries < 4; tries++) {
+        try {
+          await this.#fs.link(holder.path, path);
+          placed = true;
+          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
+          return 'claimed';
+        } catch (error) {
+          const code = errorCode(error);
+          if (code === 'ENOENT') {
+            holder = await this.#recover(holder, path, token, expiresAt, tag);
+            continue;
+          }
+          if (code !== 'EEXIST') throw error;
+        }
+        const current = await this.#read(path);
+        if (current === 'absent') continue;
+        if (!leaseEnded(current, Date.now())) {
+          onRefused?.(current);
+          return 'refused';
+        }
+        const linked = holder;
+        placed = await this.#guards.run(path, async () => {
+          // Under the guard nobody else can free or take over the lease: judge it again.
+          const again = await this.#read(path);
+          if (again !== 'absent' && !leaseEnded(again, Date.now())) return false;
+          await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
+          return unless(['EEXIST'], false, async () => {
+            await this.#fs.link(linked.path, path);
+            return true;
+          });
+        });
+        if (placed) {
+          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
+          return 'reclaimed';
+        }
+        onRefused?.(undefined);
+        return 'refused';
+      }
+      return 'refused';
+    } finally {
+      if (!placed) await this.#giveBack(holder);
+    }
+  }
+
+  /** Moves the end of `token`'s lease in `path` to `expiresAt`; false once it is not held. */
+  extendAt(path: string, token: string, expiresAt: number): Promise<boolean> {
+    return this.#guards.run(path, async () => {
+      const held = this.#held.get(path);
+      if (held?.token !== token || !(await this.#stillHeld(held))) return false;
+      await this.#writeRecord(held.holder, token, expiresAt, held.tag);
+      held.expiresAt = expiresAt;
+      return true;
+    });
+  }
+
+  /** Frees `path` if `token` holds it; resolves whether its lease was still held until now. */
+  async releaseAt(path: string, token: string): Promise<boolean> {
+    const held = this.#held.get(path);
+    if (held?.token !== token) return false;
+    // True once the holder is linked nowhere: only then may it hold the next claim.
+    let unlinked = false;
+    const free = async () => {
+      const linked = (await this.#fs.fstat(held.holder.fd)).nlink >= 2;
+      if (linked) await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
+      unlinked = true;
+      return linked && held.expiresAt > Date.now();
+    };
+    try {
+      // Well inside the lease nobody may take it over, so no guard is needed.
+      if (this.#safe(held)) return await free();
+      return await this.#guards.run(path, free);
+    } finally {
+      if (this.#held.get(path) === held) this.#held.delete(path);
+      if (unlinked) await this.#giveBack(held.holder);
+      else await this.#drop(held.holder);
+    }
+  }
+
+  /** Runs `write` while `token` holds `path`, under its guard; else rejects with `ERR_LOCK_LOST`. */
+  fenceAt<T>(path: string, token: string, write: () => Promise<T>): Promise<T> {
+    return this.#guards.run(path, async () => {
+      const held = this.#held.get(path);
+      if (held?.token !== token || !(await this.#stillHeld(held))) {
+        throw lockLost('its lease ran out or another holder took it over');
+      }
+      return write();
+    });
+  }
+
+  /** Removes the idle holder files; held leases keep theirs until released. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const holder of this.#idle.splice(0)) await this.#drop(holder);
+  }
+
+  async #stillHeld(held: Held): Promise<boolean> {
+    if (held.expiresAt <= Date.now()) return false;
+    return (await this.#fs.fstat(held.holder.fd)).nlink >= 2;
+  }
+
+  #safe(held: Held): boolean {
+    return Date.now() < held.expiresAt - Math.min(SAFE_MARGIN_MS, held.leaseMs / 2);
+  }
+
+  async #read(path: string): Promise<HolderRecord | undefined | 'absent'> {
+    const text = await unless(['ENOENT'], undefined, () => this.#fs.readText(path));
+    return text === undefined ? 'absent' : decodeHolder(text);
+  }
+
+  #writeRecord(holder: Holder, token: string, expiresAt: number, tag?: string): Promise<number> {
+    const record: HolderRecord = { token, expiresAt, pid: process.pid, host: HOST };
+    if (tag !== undefined) record.tag = tag;
+    const bytes = encodeHolder(record);
+    return this.#fs.write(holder.fd, bytes, 0, bytes.length, 0);
+  }
+
+  /**
+   * After a `link` failed with ENOENT: the lease file's directory is missing (made again) or
+   * the holder file was removed (replaced by a new one, with the record written again).
+   */
+  async #recover(
+    holder: Holder,
+    path: string,
+    token: string,
+    expiresAt: number,
+    tag: string | undefined,
+  ): Promise<Holder> {
+    if ((await this.#fs.fstat(holder.fd)).nlink > 0) {
+      await this.#fs.mkdir(dirname(path), { recursive: true, mode: this.#init.directoryMode });
+      return holder;
+    }
+    await this.#drop(holder);
+    const fresh = await this.#takeHolder();
+    await this.#writeRecord(fresh, token, expiresAt, tag);
+    return fresh;
+  }
+
+  async #takeHolder(): Promise<Holder> {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    await this.#guards.ensureHolder();
+    const path = `${this.#guards.holderPath}.${++this.#created}`;
+    const fd = await this.#fs.open(
+      path,
+      O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
+      this.#init.fileMode,
+    );
+    return { path, fd };
+  }
+
+  async #giveBack(holder: Holder): Promise<void> {
+    if (this.#closed || this.#idle.length >= IDLE_HOLDERS) await this.#drop(holder);
+    else this.#idle.push(holder);
+  }
+
+  async #drop(holder: Holder): Promise<void> {
+    await this.#fs.close(holder.fd).catch(() => {});
+    await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder.path));
+  }
+}
