@@ -3,6 +3,7 @@
 import { pathToFileURL } from 'node:url';
 import { generateSessionId, type SessionStore } from '@sessile/core';
 import { lockedIncrement } from './groups/locks.js';
+import { loginTimes } from './groups/owners.js';
 
 export type ChildTask =
   | { kind: 'increment'; id: string; times: number }
@@ -15,7 +16,9 @@ export type ChildTask =
    * Until killed: creates sessions for `owner`, and deletes or moves to `other` every third one,
    * announcing each step before it (`disowning`) and after it (`owned`, `gone`).
    */
-  | { kind: 'owner-stream'; owner: string; other: string };
+  | { kind: 'owner-stream'; owner: string; other: string }
+  /** Logs `owner` in `times` times through a SessionManager capped at one session per owner. */
+  | { kind: 'logins'; owner: string; times: number };
 
 export type ChildMessage =
   | { type: 'ready' }
@@ -86,6 +89,13 @@ async function main(): Promise<void> {
   send({ type: 'ready' });
   if (task.kind === 'owner-writes') {
     await ownerWrites(store, task);
+    await store.close();
+    send({ type: 'done' });
+    process.disconnect?.();
+    return;
+  }
+  if (task.kind === 'logins') {
+    await loginTimes(store, task.owner, task.times);
     await store.close();
     send({ type: 'done' });
     process.disconnect?.();

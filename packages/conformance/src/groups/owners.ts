@@ -1,4 +1,4 @@
-import type { OwnedSession, SessionStore } from '@sessile/core';
+import { manual, type OwnedSession, SessionManager, type SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { collect, delay, expectCode, HOUR_MS, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
@@ -45,6 +45,28 @@ export async function expectIndexMatchesRecords(
       await ownedIds(store, owner),
       `sessions listed for owner #${owners.indexOf(owner)}`,
     ).toEqual((byRecord.get(owner) ?? []).sort());
+  }
+}
+
+/**
+ * Logs `owner` in `times` times, a few at once, through a SessionManager capped at one session
+ * per owner, as concurrent logins of one user from several devices would.
+ */
+export async function loginTimes(store: SessionStore, owner: string, times: number): Promise<void> {
+  const manager = new SessionManager({ store, cleanup: manual(), maxSessionsPerOwner: 1 });
+  try {
+    const login = async () => {
+      const session = await manager.open(undefined);
+      await session.regenerate();
+      session.data.user = owner;
+      await session.setOwner(owner);
+      await session.commit();
+    };
+    for (let i = 0; i < times; i += 5) {
+      await Promise.all(Array.from({ length: Math.min(5, times - i) }, login));
+    }
+  } finally {
+    await manager.close();
   }
 }
 
@@ -293,6 +315,12 @@ export function ownerTests(options: ConformanceOptions, ownerIndex: boolean): vo
       expect(await ownedIds(store, 'ada')).toEqual(expect.arrayContaining([...others].sort()));
     });
 
+    test('20 concurrent logins of one owner under maxSessionsPerOwner: 1 leave one live session', async (store) => {
+      await Promise.all(Array.from({ length: 4 }, () => loginTimes(store, 'ada', 5)));
+      expect((await ownedIds(store, 'ada')).length).toBe(1);
+      expect(await store.count()).toBe(1);
+    });
+
     if (options.reopen !== undefined) {
       it(
         'the index survives close() and reopen()',
@@ -355,6 +383,27 @@ export function crossProcessOwnerTests(
           expect(await ownedIds(store, 'ada')).toEqual([ids[3], ids[4], ids[5]].sort());
           expect(await ownedIds(store, 'bob')).toEqual([ids[1]]);
           expect((await store.get(ids[2] as string))?.owner).toBeUndefined();
+        } finally {
+          for (const child of children.splice(0)) child.kill();
+          await store.close();
+        }
+      },
+      120_000 * scale,
+    );
+
+    it(
+      '3 child processes logging one owner in under maxSessionsPerOwner: 1 leave one live session',
+      async () => {
+        const cross = requireCrossProcess(options, shared);
+        const store = await options.open();
+        try {
+          const workers = Array.from({ length: 3 }, () =>
+            spawnChild(cross, { kind: 'logins', owner: 'ada', times: 10 }),
+          );
+          children.push(...workers);
+          await Promise.all(workers.map((worker) => worker.next('done')));
+          expect((await ownedIds(store, 'ada')).length).toBe(1);
+          expect(await store.count()).toBe(1);
         } finally {
           for (const child of children.splice(0)) child.kill();
           await store.close();
