@@ -170,7 +170,9 @@ export class MemoryStore extends BaseStore {
 
 /** A copy the caller may keep: stored bytes never alias what a caller holds. */
 function copyOf(record: SessionRecord): SessionRecord {
-  const copy: SessionRecord = { data: record.data.slice(), expiresAt: record.expiresAt };
+  // Buffer.from always copies (a Buffer's slice() is a view), and takes small copies from
+  // Node's shared pool instead of allocating an ArrayBuffer for each.
+  const copy: SessionRecord = { data: Buffer.from(record.data), expiresAt: record.expiresAt };
   if (record.owner !== undefined) copy.owner = record.owner;
   return copy;
 }
