@@ -37,7 +37,7 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     fenceTests(options);
     if (capabilities.shared !== 'process') crossProcessTests(options, capabilities.shared);
     if (capabilities.durable) durabilityTests(options);
-    ownerTests(options, capabilities.ownerIndex);
+    ownerTests(options, capabilities.ownerIndex, capabilities.expiry);
     if (capabilities.ownerIndex && capabilities.shared !== 'process') {
       crossProcessOwnerTests(options, capabilities.shared, capabilities.durable);
     }

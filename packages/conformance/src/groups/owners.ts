@@ -103,7 +103,11 @@ export const LOOKALIKE_OWNERS: readonly string[] = [
   `${'x'.repeat(255)}y`,
 ];
 
-export function ownerTests(options: ConformanceOptions, ownerIndex: boolean): void {
+export function ownerTests(
+  options: ConformanceOptions,
+  ownerIndex: boolean,
+  expiry: 'sweep' | 'native' = 'sweep',
+): void {
   const scale = options.timeScale ?? 1;
   const test = (name: string, body: Parameters<typeof withStore>[1]) =>
     it(name, () => withStore(options, body), 30_000 * scale);
@@ -177,22 +181,25 @@ export function ownerTests(options: ConformanceOptions, ownerIndex: boolean): vo
       expect(await ownedIds(store, 'ada')).toEqual([live]);
     });
 
-    test('a swept session is no longer listed', async (store) => {
-      const now = Date.now();
-      const swept = newId();
-      const kept = newId();
-      await store.set(swept, ownedRecord({ v: 1 }, 'ada', now + HOUR_MS));
-      await store.set(kept, ownedRecord({ v: 2 }, 'ada', now + 5 * HOUR_MS));
-      let done = false;
-      for (let calls = 0; !done && calls < 1000; calls++) {
-        done = (await store.sweep({ now: now + 2 * HOUR_MS })).done;
-      }
-      expect(await store.get(swept)).toBeUndefined();
-      expect(await ownedIds(store, 'ada')).toEqual([kept]);
-      // Written again after the sweep, the id is listed once more.
-      await store.set(swept, ownedRecord({ v: 3 }, 'ada'));
-      expect(await ownedIds(store, 'ada')).toEqual([kept, swept].sort());
-    });
+    // A native store's backend expires records by its own clock; sweep({ now }) cannot move it.
+    if (expiry === 'sweep') {
+      test('a swept session is no longer listed', async (store) => {
+        const now = Date.now();
+        const swept = newId();
+        const kept = newId();
+        await store.set(swept, ownedRecord({ v: 1 }, 'ada', now + HOUR_MS));
+        await store.set(kept, ownedRecord({ v: 2 }, 'ada', now + 5 * HOUR_MS));
+        let done = false;
+        for (let calls = 0; !done && calls < 1000; calls++) {
+          done = (await store.sweep({ now: now + 2 * HOUR_MS })).done;
+        }
+        expect(await store.get(swept)).toBeUndefined();
+        expect(await ownedIds(store, 'ada')).toEqual([kept]);
+        // Written again after the sweep, the id is listed once more.
+        await store.set(swept, ownedRecord({ v: 3 }, 'ada'));
+        expect(await ownedIds(store, 'ada')).toEqual([kept, swept].sort());
+      });
+    }
 
     test('rewriting a session with another owner or none moves it in the index', async (store) => {
       const moved = newId();
