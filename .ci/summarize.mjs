@@ -9,6 +9,7 @@ const dirs = [
   ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
   join(root, 'benchmarks'),
   join(root, 'docs-test'),
+  join(root, 'reliability'),
 ];
 
 let passed = 0;

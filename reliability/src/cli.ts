@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { PROFILES } from './profile.js';
+import { writeReport } from './report.js';
+import { allFailures } from './results.js';
+import { PARTS, type Part, runReliability } from './run.js';
+import { RUNNERS } from './runners.js';
+import { STORES, storeSpec } from './stores.js';
+
+const HELP = `pnpm reliability [options]
+
+Crash (SIGKILL) rounds, decode fuzzing, a full disk and a hostile environment against every
+sessile store. Writes reliability/.tmp/results/<date>.json and the figures in docs/reliability.md.
+
+  --full             1,000 kills per store and 2,000 fuzz cases per format (default: small)
+  --stores a,b       only these stores (${STORES.map((s) => s.name).join(', ')})
+  --parts a,b        only these parts (${PARTS.join(', ')})
+  --seed n           the seed of every random choice (default: random, printed)
+  --no-docs          leave docs/reliability.md alone
+  --help`;
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      full: { type: 'boolean', default: false },
+      stores: { type: 'string' },
+      parts: { type: 'string' },
+      seed: { type: 'string' },
+      'no-docs': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const stores = values.stores === undefined ? STORES : values.stores.split(',').map(storeSpec);
+  const parts = (values.parts?.split(',') ?? PARTS) as Part[];
+  for (const part of parts) {
+    if (!PARTS.includes(part)) throw new TypeError(`unknown part ${JSON.stringify(part)}`);
+  }
+  const seed =
+    values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
+  if (!Number.isInteger(seed)) throw new TypeError(`--seed must be an integer, got ${values.seed}`);
+  const profile = values.full ? PROFILES.full : PROFILES.small;
+  console.log(`profile ${profile.name}, seed ${seed}`);
+  const results = await runReliability(
+    { profile, seed, stores, parts, log: (line) => console.log(line) },
+    RUNNERS,
+  );
+  const resultsDir = join(root, 'reliability', '.tmp', 'results');
+  await mkdir(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${results.environment.date.replaceAll(':', '-')}.json`);
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`results: ${file}`);
+  if (!values['no-docs']) {
+    await writeReport(results, join(root, 'docs', 'reliability.md'));
+    console.log('docs/reliability.md updated');
+  }
+  const failures = allFailures(results);
+  for (const failure of failures.slice(0, 50)) console.log(`FAIL ${failure}`);
+  console.log(`${failures.length} failures`);
+  process.exitCode = failures.length > 0 ? 1 : 0;
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 2;
+});

@@ -1,0 +1,41 @@
+import type { StoreCrashSummary } from './crash/run.js';
+
+/** One check of a non-crash run (fuzzing, full disk, hostile environment): what held, what not. */
+export interface CheckOutcome {
+  /** What was run, e.g. `file: record bytes`. */
+  name: string;
+  /** Cases tried (fuzz runs, writes). */
+  cases: number;
+  failures: string[];
+  /** Why the check did not run, when it did not. */
+  skipped?: string;
+  notes?: string[];
+}
+
+export interface ReliabilityResults {
+  schema: 1;
+  environment: {
+    date: string;
+    node: string;
+    platform: string;
+    cores: number;
+    loadAverage: number[];
+  };
+  profile: string;
+  seed: number;
+  durationMs: number;
+  crash: StoreCrashSummary[];
+  fuzz: CheckOutcome[];
+  disk: CheckOutcome[];
+  hostile: CheckOutcome[];
+}
+
+/** Every failure of a run, each prefixed with where it came from. */
+export function allFailures(results: ReliabilityResults): string[] {
+  return [
+    ...results.crash.flatMap((store) => store.failures.map((f) => `crash ${store.store}: ${f}`)),
+    ...[...results.fuzz, ...results.disk, ...results.hostile].flatMap((check) =>
+      check.failures.map((f) => `${check.name}: ${f}`),
+    ),
+  ];
+}

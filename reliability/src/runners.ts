@@ -1,0 +1,4 @@
+import type { CheckRunner, Part } from './run.js';
+
+/** The parts besides crashes, each run by its own module. */
+export const RUNNERS: Partial<Record<Exclude<Part, 'crash'>, CheckRunner>> = {};

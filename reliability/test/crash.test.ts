@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { runCrashes } from '../dist/crash/run.js';
+import { PROFILES } from '../dist/profile.js';
+import { serverUnavailable } from '../dist/servers.js';
+import { STORES, storeSpec } from '../dist/stores.js';
+
+// Each run of the suite uses new seeds; a failure prints its seed so the round can be replayed.
+const seed = Math.floor(Math.random() * 2 ** 31);
+
+describe.concurrent('crash rounds (SIGKILL mid-write, mid-sweep, mid-clear, holding a lock)', () => {
+  for (const spec of STORES) {
+    if (spec.skip !== undefined) {
+      it.skip(`${spec.name}: ${spec.skip}`, () => {});
+      continue;
+    }
+    it(`${spec.name}: every acknowledged operation survives, nothing is corrupt, sweep and locks work`, async (context) => {
+      const unavailable = await serverUnavailable(spec.name);
+      if (unavailable !== undefined) context.skip(unavailable);
+      const summary = await runCrashes(spec, { profile: PROFILES.small, seed });
+      expect(summary.failures, `seed ${seed}`).toEqual([]);
+      expect(summary.lost).toBe(0);
+      expect(summary.corrupt).toBe(0);
+      expect(summary.acknowledged).toBeGreaterThan(0);
+      expect(summary.lockFreedMs).toHaveLength(PROFILES.small.crashes.lock);
+    }, 120_000);
+  }
+
+  it('finds the acknowledged writes a store loses (a store that acknowledges before writing)', async () => {
+    const summary = await runCrashes(storeSpec('lossy-file'), {
+      profile: { ...PROFILES.small, crashes: { writes: 2, sweep: 0, clear: 0, lock: 0 } },
+      seed,
+    });
+    expect(summary.lost, `seed ${seed}`).toBeGreaterThan(0);
+    expect(summary.failures.some((failure) => failure.includes('acknowledged step'))).toBe(true);
+  }, 120_000);
+});
