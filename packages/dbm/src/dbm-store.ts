@@ -1,5 +1,5 @@
 import { closeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   isSessionError,
   type OwnedSession,
@@ -7,7 +7,14 @@ import {
   type StoreCapabilities,
   type SweepResult,
 } from '@sessile/core';
-import { BaseStore, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
+import {
+  BaseStore,
+  GUARD_STALE_MS,
+  HostGuards,
+  type SweepProgress,
+  syncLockFileSystem,
+  yieldToEventLoop,
+} from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
@@ -44,6 +51,8 @@ export interface DbmStoreStats {
   undecodableRecords: number;
 }
 
+/** Where the holder files of the lock directory's guards and leases go. */
+const HOLDERS_DIRECTORY = 'holders';
 const INCREMENTAL_BATCH_ENTRIES = 500;
 const FULL_SCAN_BATCH_ENTRIES = 1000;
 /** Empty buckets cost a read each, so a batch also stops after this many. */
@@ -70,6 +79,7 @@ export class DbmStore extends BaseStore {
   readonly sweepMode: DbmSweepMode;
   readonly #fd: number;
   readonly #file: HashFile;
+  readonly #guards: HostGuards;
   readonly #globalLock: GlobalLock;
   #lastSweep: DbmSweepStats | undefined;
 
@@ -80,12 +90,21 @@ export class DbmStore extends BaseStore {
     this.#fd = fd;
     this.#file = file;
     const lockDirectory = `${path}.locks`;
+    // One heartbeat holder per instance; the leases' holder files sit beside it.
+    this.#guards = new HostGuards({
+      directory: join(lockDirectory, HOLDERS_DIRECTORY),
+      staleMs: GUARD_STALE_MS,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      fs: syncLockFileSystem,
+    });
     this.#globalLock = new GlobalLock(
       lockDirectory,
       settings.globalLockLeaseMs,
       settings.globalLockWaitMs,
+      this.#guards,
     );
-    this.locks = new StripedFileLocks(lockDirectory, settings.stripes);
+    this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards);
   }
 
   /**
@@ -108,12 +127,13 @@ export class DbmStore extends BaseStore {
       if (refusal !== undefined && !isDirectory(lockDirectory)) throw refusal;
       ensureLockDirectory(path, lockDirectory);
       store = new DbmStore(settings, path, fd, file);
-      store.#globalLock.removeOrphans();
+      // Holder files of instances whose process died without closing the store.
+      await store.#guards.removeDeadHolders(GUARD_STALE_MS);
       await store.#globalLock.run(() => file.initialize());
       return store;
     } catch (error) {
       if (fd !== undefined) closeSync(fd);
-      if (store !== undefined) store.#globalLock.close();
+      if (store !== undefined) await store.#closeLocks();
       if (isSessionError(error)) throw error;
       throw cannotOpen(path, error instanceof Error ? error.message : String(error), error);
     }
@@ -205,7 +225,7 @@ export class DbmStore extends BaseStore {
       try {
         done = await this.#globalLock.hold((renew) =>
           sweepLoop(async (entries) => {
-            renew();
+            await renew();
             return batch(entries);
           }),
         );
@@ -269,7 +289,13 @@ export class DbmStore extends BaseStore {
   }
 
   protected async _close(): Promise<void> {
-    this.#globalLock.close();
+    await this.#closeLocks();
     closeSync(this.#fd);
+  }
+
+  async #closeLocks(): Promise<void> {
+    await this.#globalLock.close();
+    await this.locks.close();
+    await this.#guards.close();
   }
 }

@@ -11,9 +11,8 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { isSessionError } from '@sessile/core';
-import { errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
+import { errorCode, errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
-import { isCode } from './lock-file.js';
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
 
@@ -36,7 +35,7 @@ export function openDatabaseFile(path: string): number {
       try {
         fd = openSync(path, OPEN_FLAGS);
       } catch (error) {
-        if (isCode(error, 'ENOENT') && attempt === 0) continue;
+        if (errorCode(error) === 'ENOENT' && attempt === 0) continue;
         throw cannotOpen(path, errorMessage(error), error);
       }
     } else {
@@ -45,7 +44,7 @@ export function openDatabaseFile(path: string): number {
         fd = openSync(path, OPEN_FLAGS | constants.O_CREAT | constants.O_EXCL, 0o600);
       } catch (error) {
         // Another process created it since, or the path is a symbolic link to a missing file.
-        if (isCode(error, 'EEXIST') && attempt === 0) continue;
+        if (errorCode(error) === 'EEXIST' && attempt === 0) continue;
         const reason = isDanglingLink(path)
           ? 'it is a symbolic link to a missing file'
           : errorMessage(error);
@@ -67,7 +66,7 @@ export function isDirectory(directory: string): boolean {
   try {
     return statSync(directory).isDirectory();
   } catch (error) {
-    if (isCode(error, 'ENOENT')) return false;
+    if (errorCode(error) === 'ENOENT') return false;
     throw error;
   }
 }
@@ -80,7 +79,7 @@ export function ensureLockDirectory(path: string, directory: string): void {
   try {
     mkdirSync(directory);
   } catch (error) {
-    if (!isCode(error, 'EEXIST')) {
+    if (errorCode(error) !== 'EEXIST') {
       throw cannotOpen(path, `cannot create its lock directory: ${errorMessage(error)}`, error);
     }
     if (!isDirectory(directory)) {
@@ -93,7 +92,7 @@ function statIfPresent(path: string): Stats | undefined {
   try {
     return statSync(path);
   } catch (error) {
-    if (isCode(error, 'ENOENT')) return undefined;
+    if (errorCode(error) === 'ENOENT') return undefined;
     throw cannotOpen(path, errorMessage(error), error);
   }
 }
@@ -120,9 +119,10 @@ function assertCreatable(path: string): void {
   try {
     stats = statSync(directory);
   } catch (error) {
-    const reason = isCode(error, 'ENOENT')
-      ? `it does not exist, and neither does its directory ${directory}`
-      : `it does not exist, and its directory cannot be read: ${errorMessage(error)}`;
+    const reason =
+      errorCode(error) === 'ENOENT'
+        ? `it does not exist, and neither does its directory ${directory}`
+        : `it does not exist, and its directory cannot be read: ${errorMessage(error)}`;
     throw cannotOpen(path, reason, error);
   }
   if (!stats.isDirectory()) {

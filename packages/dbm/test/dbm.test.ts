@@ -13,7 +13,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
@@ -378,7 +378,8 @@ describe('DbmStore global lock', () => {
     const store = await DbmStore.open({ path, globalLockWaitMs: 50 });
     const lockPath = join(`${path}.locks`, '0.lock');
     // A holder that is alive (this process) with a long lease: nobody may break its lock.
-    writeFileSync(lockPath, `another-holder 60000 ${process.pid}\n`);
+    const holder = { token: 'another-holder', expiresAt: Date.now() + 60_000, pid: process.pid };
+    writeFileSync(lockPath, JSON.stringify({ ...holder, host: hostname().slice(0, 64) }));
     try {
       const error = await sessionErrorOf(store.get(generateSessionId()));
       expect(error.code).toBe('ERR_STORE_BUSY');

@@ -22,6 +22,9 @@ const IDLE_HOLDERS = 32;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
 const SAFE_MARGIN_MS = 1000;
 
+/** Numbers holder files; one count for the process, so instances sharing a `HostGuards` never clash. */
+let holdersCreated = 0;
+
 /** One of this instance's holder files: linked as at most one lease at a time. */
 interface Holder {
   readonly path: string;
@@ -68,7 +71,6 @@ export class LeaseFiles implements LeaseBackend {
   readonly #fs: LockFileSystem;
   readonly #held = new Map<string, Held>();
   readonly #idle: Holder[] = [];
-  #created = 0;
   #closed = false;
 
   constructor(init: LeaseFilesInit) {
@@ -259,7 +261,7 @@ export class LeaseFiles implements LeaseBackend {
     const idle = this.#idle.pop();
     if (idle !== undefined) return idle;
     await this.#guards.ensureHolder();
-    const path = `${this.#guards.holderPath}.${++this.#created}`;
+    const path = `${this.#guards.holderPath}.${++holdersCreated}`;
     const fd = await this.#fs.open(
       path,
       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
