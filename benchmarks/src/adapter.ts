@@ -50,6 +50,8 @@ export interface OpenTarget {
    * an app that passes no lock options gets them.
    */
   lock?(id: string, settings?: 'long' | 'default'): Promise<HeldLock>;
+  /** The sessile store underneath, on the native sessile targets. */
+  store?: SessionStore;
   close(): Promise<void>;
 }
 

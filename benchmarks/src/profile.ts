@@ -34,6 +34,8 @@ export interface Profile {
     bucketMs: number;
   };
   http: { durationSec: number; connections: number; workers: number };
+  /** Sessions, and the owners they belong to, for the sessions-by-user workload. */
+  owners: { sessions: number; owners: number };
   /** Live sessions `sessile copy` moves from a FileStore into each target. */
   copySessions: number;
   /** Time limits per workload; past it a target is reported as timed out. */
@@ -45,6 +47,7 @@ export interface Profile {
     cleanup: number;
     http: number;
     copy: number;
+    owners: number;
   };
 }
 
@@ -68,6 +71,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 3, connections: 64, workers: 2 },
+    owners: { sessions: 20_000, owners: 2000 },
     copySessions: 100_000,
     limitsMs: {
       ops: 40_000,
@@ -77,6 +81,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       cleanup: 45_000,
       http: 30_000,
       copy: 240_000,
+      owners: 120_000,
     },
   },
   full: {
@@ -98,6 +103,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 10, connections: 64, workers: 2 },
+    owners: { sessions: 100_000, owners: 10_000 },
     copySessions: 100_000,
     limitsMs: {
       ops: 180_000,
@@ -107,6 +113,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       cleanup: 240_000,
       http: 60_000,
       copy: 600_000,
+      owners: 600_000,
     },
   },
   tiny: {
@@ -128,6 +135,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 50,
     },
     http: { durationSec: 1, connections: 4, workers: 2 },
+    owners: { sessions: 300, owners: 30 },
     copySessions: 200,
     limitsMs: {
       ops: 20_000,
@@ -137,6 +145,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       cleanup: 20_000,
       http: 30_000,
       copy: 30_000,
+      owners: 30_000,
     },
   },
 };

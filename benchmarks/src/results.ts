@@ -10,6 +10,7 @@ import type { FrameworkHttpResult } from './workloads/http-frameworks.js';
 import type { LockFloodResult } from './workloads/lock-flood.js';
 import type { LockFloodHttpResult } from './workloads/lock-flood-http.js';
 import type { ContentionResult, GrowthResult, OpsResult } from './workloads/ops.js';
+import type { OwnersResult } from './workloads/owners.js';
 
 /** What each workload returns, by workload name. */
 export interface WorkloadResults {
@@ -26,6 +27,7 @@ export interface WorkloadResults {
   http: HttpResult;
   'http-frameworks': FrameworkHttpResult;
   copy: CopyResult;
+  owners: OwnersResult;
 }
 
 export type WorkloadName = keyof WorkloadResults;

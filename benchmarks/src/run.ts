@@ -35,6 +35,7 @@ import {
   read,
   readMissing,
 } from './workloads/ops.js';
+import { ownersWorkload } from './workloads/owners.js';
 
 /** Every workload, in run order; create, read and mixed share one opened store per target. */
 const REGISTRY: WorkloadRegistry = {
@@ -51,6 +52,7 @@ const REGISTRY: WorkloadRegistry = {
   http: httpEndToEnd,
   'http-frameworks': httpFrameworks,
   copy: copyWorkload,
+  owners: ownersWorkload,
 };
 
 export const WORKLOADS: readonly WorkloadRegistry[WorkloadName][] = Object.values(REGISTRY);
@@ -108,6 +110,8 @@ function estimateMs(workload: AnyWorkload, profile: Profile): number {
       return profile.lockFlood.uncontendedMs + profile.lockFlood.cycles * 2 + 1000;
     case 'lock-flood-http':
       return profile.lockFlood.cycles * 5 + 3000;
+    case 'owners':
+      return profile.owners.sessions / 10 + profile.opsDurationMs * 7;
     case 'copy':
       return profile.copySessions / 5 + 3000;
     default:

@@ -211,6 +211,30 @@ describe('the benchmark harness at tiny sizes', () => {
     );
   });
 
+  it("lists owners' sessions on every store with an owner index, and measures the index's cost", () => {
+    const measured = Object.entries(results.results.owners ?? {}).filter(
+      ([, outcome]) => outcome.status === 'ok',
+    );
+    // Every store in the core and file-backed packages keeps an owner index.
+    for (const name of ['memory', 'sqlite', 'level', 'file', 'dbm']) {
+      expect(measured.map(([target]) => target)).toContain(name);
+    }
+    for (const [target, outcome] of measured) {
+      if (outcome.status !== 'ok') continue;
+      const row = outcome.result;
+      expect(row.sessions, target).toBe(PROFILES.tiny.owners.sessions);
+      for (const value of [
+        row.listsPerSec,
+        row.setWithOwnerPerSec,
+        row.setWithoutOwnerPerSec,
+        row.getWithOwnerPerSec,
+        row.getWithoutOwnerPerSec,
+      ]) {
+        expect(value, target).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it('writes well-formed SVG charts and replaces only the marked part of the report', async () => {
     const docPath = join(outDir, 'benchmarks.md');
     const chartsDir = join(outDir, 'benchmarks');

@@ -13,6 +13,7 @@ import { httpSection } from './sections/http.js';
 import { httpFrameworksSection } from './sections/http-frameworks.js';
 import { lockFloodSection } from './sections/lock-flood.js';
 import { OPS_WORKLOADS, opsSection } from './sections/ops.js';
+import { ownersSection } from './sections/owners.js';
 import { targetsSection } from './sections/targets.js';
 
 export const START_MARKER = '<!-- bench:start -->';
@@ -35,6 +36,7 @@ export function renderReport(
     ...cleanupSection(results, charts),
     ...httpSection(results, charts),
     ...httpFrameworksSection(results),
+    ...ownersSection(results),
     ...copySection(results),
   ];
   return { markdown: lines.join('\n'), charts: charts.files };

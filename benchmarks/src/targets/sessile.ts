@@ -70,6 +70,7 @@ export function driveStore(
 ): OpenTarget {
   const sweepLimit = spec.sweepLimit ?? 1000;
   return {
+    store,
     async create(id, body, expiresAt) {
       await store.set(id, { data: encodeBody(body), expiresAt }, { only: 'absent' });
     },
