@@ -1,18 +1,26 @@
 import { SessionError } from '@sessile/core';
 
-// Every key starts with one byte naming its keyspace, so both live in one database (or one
-// sublevel) and a record and its index entry can change in one atomic batch.
+// Every key starts with one byte naming its keyspace, so all three live in one database (or one
+// sublevel) and a record and its index entries can change in one atomic batch.
+export const OWNER_PREFIX = 0x6f; // 'o'
 export const RECORD_PREFIX = 0x72; // 'r'
 export const INDEX_PREFIX = 0x78; // 'x'
-export const VALUE_FORMAT = 1;
+/** A record without an owner: `[1][expiresAt][data]`. */
+export const PLAIN_FORMAT = 1;
+/** A record with an owner: `[2][expiresAt][owner's UTF-8 byte length, uint16][owner][data]`. */
+export const OWNED_FORMAT = 2;
 export const VALUE_HEADER_BYTES = 9;
+const OWNED_HEADER_BYTES = VALUE_HEADER_BYTES + 2;
 const TIME_BYTES = 8;
 const INDEX_HEADER_BYTES = 1 + TIME_BYTES;
+const OWNER_KEY_HEADER_BYTES = 1 + 2;
 
 export const INDEX_START: Uint8Array = Uint8Array.of(INDEX_PREFIX);
 export const INDEX_END: Uint8Array = Uint8Array.of(INDEX_PREFIX + 1);
 export const RECORDS_START: Uint8Array = Uint8Array.of(RECORD_PREFIX);
 export const RECORDS_END: Uint8Array = Uint8Array.of(RECORD_PREFIX + 1);
+export const OWNERS_START: Uint8Array = Uint8Array.of(OWNER_PREFIX);
+export const OWNERS_END: Uint8Array = Uint8Array.of(OWNER_PREFIX + 1);
 export const EMPTY_VALUE: Uint8Array = new Uint8Array(0);
 
 /** `'r' + id`. Ids are validated base64url, so one byte per character. */
@@ -60,13 +68,81 @@ export function parseIndexKey(key: Uint8Array): IndexEntry | undefined {
   return { expiresAt, id: buffer.toString('latin1', INDEX_HEADER_BYTES) };
 }
 
-/** `[format byte][expiresAt as float64 big-endian][data]`. */
-export function encodeRecord(data: Uint8Array, expiresAt: number): Buffer {
-  const value = Buffer.allocUnsafe(VALUE_HEADER_BYTES + data.byteLength);
-  value[0] = VALUE_FORMAT;
+/**
+ * `'o' + owner's UTF-8 byte length (uint16) + owner + id`. The length goes first so that the
+ * keys of one owner are never inside the range of another whose name starts the same way.
+ */
+export function ownerKey(owner: string, id: string): Buffer {
+  const ownerBytes = Buffer.byteLength(owner, 'utf8');
+  const key = Buffer.allocUnsafe(OWNER_KEY_HEADER_BYTES + ownerBytes + id.length);
+  key[0] = OWNER_PREFIX;
+  key.writeUInt16BE(ownerBytes, 1);
+  key.write(owner, OWNER_KEY_HEADER_BYTES, 'utf8');
+  key.write(id, OWNER_KEY_HEADER_BYTES + ownerBytes, 'latin1');
+  return key;
+}
+
+/** The keys of every session of `owner`, and where its id starts in each key. */
+export function ownerRange(owner: string): { gte: Buffer; lt: Buffer; idOffset: number } {
+  const gte = ownerKey(owner, '');
+  // Ids are ASCII, so 0xff sorts after every id.
+  const lt = Buffer.concat([gte, Uint8Array.of(0xff)]);
+  return { gte, lt, idOffset: gte.byteLength };
+}
+
+export function idOfOwnerKey(key: Uint8Array, idOffset: number): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1', idOffset);
+}
+
+/** A record's value: format 1 without an owner, so those bytes stay as small as before owners. */
+export function encodeRecord(data: Uint8Array, expiresAt: number, owner?: string): Buffer {
+  if (owner === undefined) {
+    const value = Buffer.allocUnsafe(VALUE_HEADER_BYTES + data.byteLength);
+    value[0] = PLAIN_FORMAT;
+    value.writeDoubleBE(expiresAt, 1);
+    value.set(data, VALUE_HEADER_BYTES);
+    return value;
+  }
+  const ownerBytes = Buffer.byteLength(owner, 'utf8');
+  const dataOffset = OWNED_HEADER_BYTES + ownerBytes;
+  const value = Buffer.allocUnsafe(dataOffset + data.byteLength);
+  value[0] = OWNED_FORMAT;
   value.writeDoubleBE(expiresAt, 1);
-  value.set(data, VALUE_HEADER_BYTES);
+  value.writeUInt16BE(ownerBytes, VALUE_HEADER_BYTES);
+  value.write(owner, OWNED_HEADER_BYTES, 'utf8');
+  value.set(data, dataOffset);
   return value;
+}
+
+/** What a value's header says, once its bytes check out. */
+export interface RecordHeader {
+  expiresAt: number;
+  owner: string | undefined;
+  dataOffset: number;
+}
+
+/** The header of a record this store wrote, or `undefined` for any other bytes. */
+export function readHeader(value: Uint8Array): RecordHeader | undefined {
+  const dataOffset = dataOffsetOf(value);
+  if (dataOffset < 0) return undefined;
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  const expiresAt = bytes.readDoubleBE(1);
+  if (!Number.isFinite(expiresAt)) return undefined;
+  const owner =
+    dataOffset > OWNED_HEADER_BYTES
+      ? bytes.toString('utf8', OWNED_HEADER_BYTES, dataOffset)
+      : undefined;
+  return { expiresAt, owner, dataOffset };
+}
+
+/** Where a record's data starts, or -1 when the bytes are not a record this store wrote. */
+function dataOffsetOf(value: Uint8Array): number {
+  if (value.byteLength < VALUE_HEADER_BYTES) return -1;
+  if (value[0] === PLAIN_FORMAT) return VALUE_HEADER_BYTES;
+  if (value[0] !== OWNED_FORMAT || value.byteLength < OWNED_HEADER_BYTES) return -1;
+  const ownerBytes = ((value[9] as number) << 8) | (value[10] as number);
+  const dataOffset = OWNED_HEADER_BYTES + ownerBytes;
+  return ownerBytes > 0 && dataOffset <= value.byteLength ? dataOffset : -1;
 }
 
 /** The same record with another `expiresAt`, without decoding the data. */
@@ -79,7 +155,7 @@ export function withExpiresAt(value: Uint8Array, expiresAt: number): Buffer {
 
 /** The record's `expiresAt`, or `NaN` when the bytes are not a record this store wrote. */
 export function expiresAtOf(value: Uint8Array): number {
-  if (value.byteLength < VALUE_HEADER_BYTES || value[0] !== VALUE_FORMAT) return Number.NaN;
+  if (dataOffsetOf(value) < 0) return Number.NaN;
   const expiresAt = new DataView(value.buffer, value.byteOffset, VALUE_HEADER_BYTES).getFloat64(1);
   return Number.isFinite(expiresAt) ? expiresAt : Number.NaN;
 }

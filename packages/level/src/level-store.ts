@@ -1,5 +1,6 @@
 import {
   type LockManager,
+  type OwnedSession,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
@@ -24,14 +25,19 @@ import {
   expiresAtOf,
   INDEX_END,
   INDEX_START,
+  idOfOwnerKey,
   idOfRecordKey,
   indexEndAfter,
   indexKey,
+  OWNERS_END,
+  OWNERS_START,
+  ownerKey,
+  ownerRange,
   parseIndexKey,
   RECORDS_END,
   RECORDS_START,
+  readHeader,
   recordKey,
-  VALUE_HEADER_BYTES,
   withExpiresAt,
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
@@ -109,7 +115,7 @@ export class LevelStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: true,
-    ownerIndex: false,
+    ownerIndex: true,
   };
   readonly locks: LockManager = new KeyedLocks();
   /**
@@ -215,9 +221,10 @@ export class LevelStore extends BaseStore {
   }
 
   /**
-   * Re-creates index entries that records have lost, so sweep finds those records again. A
-   * record without its entry still expires for every read; only sweep cannot see it. This
-   * walks every record in batches and yields between them, so run it off the request path.
+   * Re-creates index entries that records have lost, so sweep finds those records again and
+   * `ownedBy` lists them. A record without its expiry entry still expires for every read; only
+   * sweep cannot see it. This walks every record in batches and yields between them, so run it
+   * off the request path.
    */
   async repairIndex(options: { signal?: AbortSignal } = {}): Promise<RepairIndexResult> {
     if (typeof options !== 'object' || options === null) {
@@ -249,10 +256,10 @@ export class LevelStore extends BaseStore {
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const value = await this.#read(recordKey(id));
     if (value === undefined) return undefined;
-    const expiresAt = expiresAtOf(value);
-    if (Number.isNaN(expiresAt)) throw corruptRecord();
-    if (expiresAt <= now) return undefined;
-    return { data: this.#dataOf(value), expiresAt };
+    const header = readHeader(value);
+    if (header === undefined) throw corruptRecord();
+    if (header.expiresAt <= now) return undefined;
+    return this.#recordOf(value, header.expiresAt, header.owner, header.dataOffset);
   }
 
   protected _set(
@@ -264,9 +271,10 @@ export class LevelStore extends BaseStore {
     return this.#writes.run(id, async () => {
       const key = recordKey(id);
       const old = await this.#read(key);
-      const oldExpiresAt = old === undefined ? Number.NaN : expiresAtOf(old);
+      const oldHeader = old === undefined ? undefined : readHeader(old);
+      const oldExpiresAt = oldHeader?.expiresAt ?? Number.NaN;
       // A conditional write cannot tell whether undecodable bytes were live; an overwrite can.
-      if (old !== undefined && Number.isNaN(oldExpiresAt) && only !== undefined) {
+      if (old !== undefined && oldHeader === undefined && only !== undefined) {
         throw corruptRecord();
       }
       const live = oldExpiresAt > now;
@@ -275,8 +283,16 @@ export class LevelStore extends BaseStore {
       if (!Number.isNaN(oldExpiresAt) && oldExpiresAt !== record.expiresAt) {
         operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
       }
+      const { owner } = record;
+      const oldOwner = oldHeader?.owner;
+      if (oldOwner !== owner) {
+        if (oldOwner !== undefined) operations.push({ type: 'del', key: ownerKey(oldOwner, id) });
+        if (owner !== undefined) {
+          operations.push({ type: 'put', key: ownerKey(owner, id), value: EMPTY_VALUE });
+        }
+      }
       operations.push(
-        { type: 'put', key, value: encodeRecord(record.data, record.expiresAt) },
+        { type: 'put', key, value: encodeRecord(record.data, record.expiresAt, owner) },
         { type: 'put', key: indexKey(record.expiresAt, id), value: EMPTY_VALUE },
       );
       try {
@@ -318,11 +334,15 @@ export class LevelStore extends BaseStore {
       const key = recordKey(id);
       const old = await this.#read(key);
       if (old === undefined) return false;
-      const oldExpiresAt = expiresAtOf(old);
+      const header = readHeader(old);
+      const oldExpiresAt = header?.expiresAt ?? Number.NaN;
       const operations: Operation[] = [{ type: 'del', key }];
       // Undecodable bytes are removed too; their index entry, if any, is left for sweep.
-      if (!Number.isNaN(oldExpiresAt)) {
-        operations.push({ type: 'del', key: indexKey(oldExpiresAt, id) });
+      if (header !== undefined) {
+        operations.push({ type: 'del', key: indexKey(header.expiresAt, id) });
+        if (header.owner !== undefined) {
+          operations.push({ type: 'del', key: ownerKey(header.owner, id) });
+        }
       }
       await this.#writer.write(operations);
       return oldExpiresAt > now;
@@ -360,6 +380,40 @@ export class LevelStore extends BaseStore {
     } finally {
       this.#cursor.finish(ticket, last);
       await due.close();
+    }
+  }
+
+  /**
+   * Walks the owner's index entries and reads their records in batches. An entry whose record
+   * is gone, expired, unreadable or now carries another owner is left out; none is ever written.
+   */
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const sessions: OwnedSession[] = [];
+    await this.#readable();
+    const generation = this.#handle.generation;
+    const { gte, lt, idOffset } = ownerRange(owner);
+    const keys = this.db.keys({ gte, lt });
+    try {
+      for (;;) {
+        const batch = await keys.nextv(SCAN_BATCH);
+        if (batch.length === 0) return sessions;
+        const ids = batch.map((key) => idOfOwnerKey(key, idOffset));
+        await this.#readable();
+        const values = await this.db.getMany(ids.map(recordKey));
+        for (let i = 0; i < ids.length; i++) {
+          const value = values[i];
+          const header = value === undefined ? undefined : readHeader(value);
+          if (header === undefined || header.owner !== owner || header.expiresAt <= now) continue;
+          sessions.push({
+            id: ids[i] as string,
+            record: this.#recordOf(value as Bytes, header.expiresAt, owner, header.dataOffset),
+          });
+        }
+      }
+    } catch (error) {
+      throw this.#interrupted(error, generation, 'ownedBy');
+    } finally {
+      await keys.close();
     }
   }
 
@@ -407,10 +461,11 @@ export class LevelStore extends BaseStore {
   protected _clear(): Promise<void> {
     // In turn with the grouped writes, so a write error reopens the database before it runs.
     return this.#writer.exclusive(async () => {
-      // Only the store's two key ranges: a sublevel's own clear() would also take the one raw
+      // Only the store's three key ranges: a sublevel's own clear() would also take the one raw
       // app key equal to its upper bound ('!sessions"').
       await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
       await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
+      await this.db.clear({ gte: OWNERS_START, lt: OWNERS_END });
     });
   }
 
@@ -443,10 +498,13 @@ export class LevelStore extends BaseStore {
           operations.push({ type: 'del', key: entry.key });
           // Missing: a leftover entry. Other expiresAt: a stale entry. Neither removes a record.
           if (value === undefined || removedIds.has(entry.id)) continue;
-          const expiresAt = expiresAtOf(value);
+          const header = readHeader(value);
           // Undecodable bytes whose entry is due are removed too: nothing can ever read them.
-          if (expiresAt === entry.expiresAt || Number.isNaN(expiresAt)) {
+          if (header === undefined || header.expiresAt === entry.expiresAt) {
             operations.push({ type: 'del', key: recordKeys[i] as Uint8Array });
+            if (header?.owner !== undefined) {
+              operations.push({ type: 'del', key: ownerKey(header.owner, entry.id) });
+            }
             removedIds.add(entry.id);
           }
         }
@@ -461,13 +519,15 @@ export class LevelStore extends BaseStore {
     await this.#writes.runAll(ids, async () => {
       await this.#readable();
       const values = await this.db.getMany(ids.map(recordKey));
-      const wanted: SweptEntry[] = [];
+      // Owner entries have no expiresAt: the sweep cursor only tracks the expiry index.
+      const wanted: Array<{ key: Uint8Array; expiresAt?: number }> = [];
       for (let i = 0; i < ids.length; i++) {
         const value = values[i];
-        if (value === undefined) continue;
-        const expiresAt = expiresAtOf(value);
-        if (Number.isNaN(expiresAt)) continue;
-        wanted.push({ key: indexKey(expiresAt, ids[i] as string), expiresAt });
+        const header = value === undefined ? undefined : readHeader(value);
+        if (header === undefined) continue;
+        const id = ids[i] as string;
+        wanted.push({ key: indexKey(header.expiresAt, id), expiresAt: header.expiresAt });
+        if (header.owner !== undefined) wanted.push({ key: ownerKey(header.owner, id) });
       }
       result.scanned += ids.length;
       await this.#readable();
@@ -479,7 +539,9 @@ export class LevelStore extends BaseStore {
           missing.map((entry): Operation => ({ type: 'put', key: entry.key, value: EMPTY_VALUE })),
         );
       } finally {
-        for (const entry of missing) this.#cursor.written(entry.expiresAt);
+        for (const { expiresAt } of missing) {
+          if (expiresAt !== undefined) this.#cursor.written(expiresAt);
+        }
       }
       result.repaired += missing.length;
     });
@@ -516,11 +578,17 @@ export class LevelStore extends BaseStore {
     );
   }
 
-  #dataOf(value: Uint8Array): Uint8Array {
-    const data = value.subarray(VALUE_HEADER_BYTES);
+  #recordOf(
+    value: Uint8Array,
+    expiresAt: number,
+    owner: string | undefined,
+    dataOffset: number,
+  ): SessionRecord {
+    const view = value.subarray(dataOffset);
     // classic-level hands out a fresh buffer per read; another database may share its own.
-    return this.#owned
-      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      : new Uint8Array(data);
+    const data = this.#owned
+      ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+      : new Uint8Array(view);
+    return owner === undefined ? { data, expiresAt } : { data, expiresAt, owner };
   }
 }

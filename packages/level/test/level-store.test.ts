@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -78,6 +78,33 @@ async function dropIndexEntry(store: LevelStore, id: string): Promise<void> {
 }
 
 const recordKey = (id: string) => Buffer.from(`r${id}`, 'latin1');
+
+/** The store's owner index entries, each as `owner id`, sorted. */
+async function ownerEntries(store: LevelStore): Promise<string[]> {
+  const keys = await store.db.keys({ gte: Uint8Array.of(0x6f), lt: Uint8Array.of(0x70) }).all();
+  return keys
+    .map((key) => {
+      const bytes = Buffer.from(key);
+      const end = 3 + bytes.readUInt16BE(1);
+      return `${bytes.toString('utf8', 3, end)} ${bytes.toString('latin1', end)}`;
+    })
+    .sort();
+}
+
+/** What the records say the owner index should hold, in the form of `ownerEntries`. */
+async function ownersOfRecords(store: LevelStore): Promise<string[]> {
+  const entries: string[] = [];
+  for (const id of await collect(store.ids())) {
+    const owner = (await store.get(id))?.owner;
+    if (owner !== undefined) entries.push(`${owner} ${id}`);
+  }
+  return entries.sort();
+}
+
+const owned = (text: string, owner: string, expiresAt?: number): SessionRecord => ({
+  ...record(text, expiresAt),
+  owner,
+});
 
 describe('LevelStore: one process per directory', () => {
   const fixture = new URL('./fixtures/open-store.mjs', import.meta.url).pathname;
@@ -346,6 +373,167 @@ describe('LevelStore: the expiry index', () => {
       expect(await store.count()).toBe(touched.filter(Boolean).length);
     });
   }, 60_000);
+});
+
+describe('LevelStore: the owner index', () => {
+  it('every write changes the owner entry in the batch that changes the record', async () => {
+    await withStore(async (store) => {
+      const start = Date.now();
+      const [a, b, c] = [generateSessionId(), generateSessionId(), generateSessionId()];
+      await store.set(a, owned('a', 'ada', start + HOUR_MS));
+      await store.set(b, owned('b', 'ada', start + 10 * HOUR_MS));
+      await store.set(c, owned('c', 'bob'));
+      expect(await ownerEntries(store)).toEqual([`ada ${a}`, `ada ${b}`, `bob ${c}`].sort());
+      await store.touch(a, start + 2 * HOUR_MS);
+      await store.set(b, owned('b', 'bob', start + 10 * HOUR_MS), { only: 'present' });
+      expect(await ownerEntries(store)).toEqual([`ada ${a}`, `bob ${b}`, `bob ${c}`].sort());
+      await store.set(c, record('c'));
+      expect(await ownerEntries(store)).toEqual([`ada ${a}`, `bob ${b}`].sort());
+      await store.delete(b);
+      expect(await ownerEntries(store)).toEqual([`ada ${a}`]);
+      await store.set(b, owned('b', 'bob', start + 10 * HOUR_MS));
+      // a (ada) and c (no owner) are due; b is not.
+      expect(await store.sweep({ now: start + 3 * HOUR_MS })).toMatchObject({ removed: 2 });
+      expect(await ownerEntries(store)).toEqual([`bob ${b}`]);
+      await store.clear();
+      expect(await ownerEntries(store)).toEqual([]);
+    });
+  });
+
+  it('reads records written before owners, which have none, and owns them on their next write', async () => {
+    await withStore(async (store) => {
+      const id = generateSessionId();
+      const expiresAt = Date.now() + HOUR_MS;
+      // Format 1, the only one before owners: [1][expiresAt, float64 BE][data].
+      const old = Buffer.alloc(9 + 3);
+      old[0] = 1;
+      old.writeDoubleBE(expiresAt, 1);
+      old.write('old', 9);
+      await store.db.put(recordKey(id), old);
+      expect(await store.get(id)).toEqual({ data: encoder.encode('old'), expiresAt });
+      expect(await store.ownedBy('ada')).toEqual([]);
+      expect(await store.touch(id, expiresAt + 1)).toBe(true);
+      expect(await store.get(id)).toEqual({
+        data: encoder.encode('old'),
+        expiresAt: expiresAt + 1,
+      });
+      await store.set(id, owned('new', 'ada', expiresAt));
+      expect((await store.db.get(recordKey(id)))?.[0]).toBe(2);
+      expect(await store.ownedBy('ada')).toEqual([
+        { id, record: { data: encoder.encode('new'), expiresAt, owner: 'ada' } },
+      ]);
+      // Without an owner a record is written in format 1 again.
+      await store.set(id, record('plain', expiresAt));
+      expect((await store.db.get(recordKey(id)))?.[0]).toBe(1);
+    });
+  });
+
+  it('an entry whose record is gone, expired, unreadable or owned by another is never listed', async () => {
+    await withStore(async (store) => {
+      const [gone, expired, moved, corrupt, live] = Array.from({ length: 5 }, () =>
+        generateSessionId(),
+      );
+      const entry = (id: string) => {
+        const owner = Buffer.from('ada');
+        return Buffer.concat([Uint8Array.of(0x6f, 0, owner.length), owner, Buffer.from(id)]);
+      };
+      await store.db.put(entry(gone as string), new Uint8Array(0));
+      await store.set(expired as string, owned('expired', 'ada', Date.now() - 1));
+      await store.set(moved as string, owned('moved', 'bob'));
+      await store.db.put(entry(moved as string), new Uint8Array(0));
+      await store.set(corrupt as string, owned('corrupt', 'ada'));
+      await store.db.put(recordKey(corrupt as string), Uint8Array.of(2, 0, 0));
+      await store.set(live as string, owned('live', 'ada'));
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([live]);
+    });
+  });
+
+  it('repairIndex re-creates a lost owner entry, so ownedBy lists the session again', async () => {
+    await withStore(async (store) => {
+      const [lost, kept] = [generateSessionId(), generateSessionId()];
+      await store.set(lost, owned('lost', 'ada'));
+      await store.set(kept, owned('kept', 'ada'));
+      const keys = await store.db.keys({ gte: Uint8Array.of(0x6f), lt: Uint8Array.of(0x70) }).all();
+      const entry = keys.find((key) => Buffer.from(key).toString('latin1').endsWith(lost));
+      await store.db.del(entry as Uint8Array);
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
+      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 1 });
+      expect(await ownerEntries(store)).toEqual([`ada ${kept}`, `ada ${lost}`].sort());
+    });
+  });
+
+  it('owners with a shared prefix, or equal once normalized or case-folded, stay apart', async () => {
+    await withStore(async (store) => {
+      const owners = [
+        'user-1',
+        'user-10',
+        'User-1',
+        '\u00e9',
+        'e\u0301',
+        '\u{1f600}',
+        'x'.repeat(256),
+      ];
+      const ids = owners.map(() => generateSessionId());
+      for (const [n, owner] of owners.entries())
+        await store.set(ids[n] as string, owned('x', owner));
+      for (const [n, owner] of owners.entries()) {
+        expect((await store.ownedBy(owner)).map((session) => session.id)).toEqual([ids[n]]);
+        expect((await store.get(ids[n] as string))?.owner).toBe(owner);
+      }
+    });
+  });
+
+  it('after the writing process is killed with SIGKILL, the index matches the records exactly', async () => {
+    const path = freshPath();
+    const writer = new URL('./fixtures/owner-writer.mjs', import.meta.url).pathname;
+    const child = spawn(process.execPath, [writer, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const acks: string[][] = [];
+    let buffered = '';
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`the writer exited with ${code}`)));
+      child.stdout.on('data', (chunk: Buffer) => {
+        const lines = (buffered + chunk.toString()).split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) acks.push(line.split(' '));
+        if (acks.length >= 400) resolve();
+      });
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+
+    const store = await LevelStore.open({ path });
+    try {
+      const entries = await ownerEntries(store);
+      expect(entries.length).toBeGreaterThan(0);
+      expect(entries).toEqual(await ownersOfRecords(store));
+      for (const [action, id] of acks) {
+        if (action === 'delete') expect(await store.get(id as string)).toBeUndefined();
+      }
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
+  it('stores in different sublevels of one database list only their own sessions', async () => {
+    const db = new ClassicLevel<string, string>(freshPath());
+    await db.open();
+    try {
+      const web = await LevelStore.open({ db });
+      const admin = await LevelStore.open({ db, sublevel: 'admin-sessions' });
+      const [first, second] = [generateSessionId(), generateSessionId()];
+      await web.set(first, owned('web', 'ada'));
+      await admin.set(second, owned('admin', 'ada'));
+      expect((await web.ownedBy('ada')).map((session) => session.id)).toEqual([first]);
+      expect((await admin.ownedBy('ada')).map((session) => session.id)).toEqual([second]);
+      await admin.clear();
+      expect((await web.ownedBy('ada')).map((session) => session.id)).toEqual([first]);
+      await Promise.all([web.close(), admin.close()]);
+    } finally {
+      await db.close();
+    }
+  });
 });
 
 describe('LevelStore: corrupt records', () => {
