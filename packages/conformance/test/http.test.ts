@@ -10,10 +10,15 @@ runHttpConformance({
   name: 'node:http on core',
   commitFailureBody: 'The session could not be saved',
   async start(options, handler) {
-    const { manager, cookie } = openSessionAdapter(options, 'node:http adapter');
+    const adapter = openSessionAdapter(options, 'node:http adapter');
+    const { manager, cookie } = adapter;
     const serve = async (req: IncomingMessage, res: ServerResponse) => {
       const requestCookie = cookie.verify(req.headers.cookie);
-      const session = await manager.openForConnection(requestCookie?.value, res);
+      const session = await manager.openForConnection(
+        requestCookie?.value,
+        res,
+        adapter.openOptions(req),
+      );
       res.once('close', () => void session.commit().catch(manager.reportError));
       const body = JSON.stringify(await handler(req.url ?? '/', session));
       let outcome: CommitOutcome;

@@ -177,14 +177,15 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   /**
-   * Gives the session an owner at login, usually right after `regenerate()`, and stores it now
-   * (with its data so far), so the owner's session list shows it at once. Holding the owner's
-   * lock, it first makes room under the manager's `maxSessionsPerOwner`: it deletes the
-   * owner's oldest sessions (`onLimit: 'evict-oldest'`), or rejects with `ERR_OWNER_LIMIT`
-   * (`'refuse'`) and changes nothing. `meta` (a plain JSON object: user agent, IP, a label) is
-   * listed by `sessionsOf`; without it, the adapter's `loginMeta(request)` is recorded. Rejects
-   * with `ERR_INVALID_OWNER` for a malformed owner. If the stored session was revoked while this
-   * request held it, nothing is written and the session ends (`status` `'destroyed'`).
+   * Gives the session an owner at login, usually right after `regenerate()`. Holding the
+   * owner's lock, it makes room under the manager's `maxSessionsPerOwner` (deleting the owner's
+   * oldest sessions with `onLimit: 'evict-oldest'`, or rejecting with `ERR_OWNER_LIMIT` and
+   * changing nothing with `'refuse'`), then stores the session at once with its owner, so the
+   * owner's list shows it; `commit()` saves it again with the request's later changes. `meta`
+   * (a plain JSON object: user agent, IP, a label) is what `sessionsOf` lists; without it, the
+   * adapter's `loginMeta(request)` is recorded. Rejects with `ERR_INVALID_OWNER` for a malformed
+   * owner. If the stored session was revoked while this request held it, nothing is written
+   * and the session ends (`status` `'destroyed'`).
    */
   async setOwner(owner: string, meta?: SessionData): Promise<void> {
     this.#assertActive('setOwner');
@@ -194,7 +195,7 @@ export class Session<Data extends SessionData = SessionData> {
       throw new TypeError('session meta must be a plain JSON object');
     }
     await this.#context.owners.login(owner, this.#id, async () => {
-      const previous = { owner: this.#owner, meta: this.#meta };
+      const previous = { owner: this.#owner, meta: this.#meta, mustSave: this.#mustSave };
       this.#owner = owner;
       this.#meta =
         captured === undefined ? undefined : (JSON.parse(JSON.stringify(captured)) as SessionData);
@@ -206,14 +207,15 @@ export class Session<Data extends SessionData = SessionData> {
       } catch (error) {
         this.#owner = previous.owner;
         this.#meta = previous.meta;
+        this.#mustSave = previous.mustSave;
         throw error;
       }
       if (outcome === 'gone') {
         this.#destroyed = true;
         return;
       }
-      this.#mustSave = false;
-      this.#snapshot = JSON.stringify(this.#data);
+      // Still 'modified': commit() saves again, which is what tells an adapter to send the
+      // new id's cookie.
       this.#lastAccessedAt = this.#savedAt;
       this.#storedExpiresAt = this.expiresAtFor(this.#savedAt);
     });

@@ -90,8 +90,7 @@ describe('session.setOwner', () => {
     await session.regenerate();
     await session.setOwner('ada');
     expect((await manager.sessionsOf('ada')).map((listed) => listed.id)).toEqual([session.id]);
-    expect(session.status).toBe('unchanged');
-    expect(await session.commit()).toBe('unchanged');
+    expect(await session.commit()).toBe('saved');
     expect((await manager.open(session.id)).owner).toBe('ada');
   });
 

@@ -19,6 +19,11 @@ interface SessileCommonOptions extends SessionAdapterOptions {
    * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, req: IncomingMessage) => void;
+  /**
+   * What a login records about the device, read from the request: a user agent, an IP, a label.
+   * `session.setOwner(owner)` stores it, and `manager.sessionsOf` lists it. Called only at login.
+   */
+  loginMeta?: (req: IncomingMessage) => SessionData | undefined;
 }
 
 /** Either a `SessionManager` you built, or the options to build one. */
@@ -69,7 +74,11 @@ export function sessile<Data extends SessionData = SessionData>(
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
     const requestCookie = cookie.verify(req.headers.cookie);
-    const session = await manager.openForConnection(requestCookie?.value, res);
+    const session = await manager.openForConnection(
+      requestCookie?.value,
+      res,
+      adapter.openOptions(req),
+    );
     (req as SessileRequest<Data>).session = session;
     attach(req, res, session, requestCookie);
     return session;

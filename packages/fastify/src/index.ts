@@ -27,6 +27,11 @@ interface SessileFastifyCommonOptions extends SessionAdapterOptions {
    * Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, request: FastifyRequest) => void;
+  /**
+   * What a login records about the device, read from the request: a user agent, an IP, a label.
+   * `session.setOwner(owner)` stores it, and `manager.sessionsOf` lists it. Called only at login.
+   */
+  loginMeta?: (request: FastifyRequest) => SessionData | undefined;
 }
 
 /** Either a `SessionManager` you built, or the options to build one. */
@@ -55,7 +60,11 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   fastify.addHook('onRequest', async (request, reply) => {
     const requestCookie = cookie.verify(request.headers.cookie);
-    const session = await manager.openForConnection(requestCookie?.value, reply.raw);
+    const session = await manager.openForConnection(
+      requestCookie?.value,
+      reply.raw,
+      adapter.openOptions(request),
+    );
     request.session = session;
     requestStates.set(request, { requestCookie });
     adapter.track(

@@ -28,6 +28,11 @@ interface SessileHonoCommonOptions extends SessionAdapterOptions {
    * Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, c: Context) => void;
+  /**
+   * What a login records about the device, read from the request: a user agent, an IP, a label.
+   * `session.setOwner(owner)` stores it, and `manager.sessionsOf` lists it. Called only at login.
+   */
+  loginMeta?: (c: Context) => SessionData | undefined;
 }
 
 /** Either a `SessionManager` you built, or the options to build one. */
@@ -72,7 +77,11 @@ export function sessile<Data extends SessionData = SessionData>(
       );
     }
     const requestCookie = cookie.verify(c.req.header('cookie'));
-    const session = await manager.openForConnection(requestCookie?.value, outgoing);
+    const session = await manager.openForConnection(
+      requestCookie?.value,
+      outgoing,
+      adapter.openOptions(c),
+    );
     c.set('session', session);
     adapter.track(
       session,

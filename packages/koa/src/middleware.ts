@@ -23,6 +23,11 @@ interface SessileKoaCommonOptions extends SessionAdapterOptions {
    * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, ctx: ParameterizedContext) => void;
+  /**
+   * What a login records about the device, read from the request: a user agent, an IP, a label.
+   * `session.setOwner(owner)` stores it, and `manager.sessionsOf` lists it. Called only at login.
+   */
+  loginMeta?: (ctx: ParameterizedContext) => SessionData | undefined;
 }
 
 /** Either a `SessionManager` you built, or the options to build one. */
@@ -59,7 +64,11 @@ export function sessile<Data extends SessionData = SessionData>(
 
   const middleware = (async (ctx: ParameterizedContext, next: () => Promise<unknown>) => {
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
-    const session = await manager.openForConnection(requestCookie?.value, ctx.res);
+    const session = await manager.openForConnection(
+      requestCookie?.value,
+      ctx.res,
+      adapter.openOptions(ctx),
+    );
     (ctx as SessileContext<Data>).session = session;
     adapter.track(
       session,

@@ -1,3 +1,4 @@
+import type { SessionManager } from '@sessile/core';
 import { delay } from '../helpers.js';
 import type { HttpConformanceHandler } from './options.js';
 
@@ -34,17 +35,25 @@ export interface ScenarioGates {
  * `GET /count` -> `{count, user, id}` of the session (`count` 0 and `user` null when unset);
  * `POST /increment` -> reads `count`, waits 1 ms, writes `count + 1` and answers `{count}`;
  * `POST /login?user=<name>` -> regenerates, stores `user`, answers `{id}`;
+ * `POST /owner-login?user=<name>` -> regenerates, stores `user`, `setOwner(user)`, answers `{id}`;
+ * `GET /devices` -> the owner's sessions `[{handle, current, meta}]` (or `{error}` with the
+ * code); `POST /sign-out-others` -> revokes the owner's other sessions, answers `{revoked}`;
  * `POST /logout` -> invalidates the session; `POST /late-write` -> waits on `gates.late`, then
  * writes `count` 999 and `user` 'resurrected'; `GET /hang` -> waits on `gates.hang` without
  * answering; `POST /big` -> stores an 8,000 character `blob`.
  */
-export function scenarioApp(gates: ScenarioGates): HttpConformanceHandler {
+export function scenarioApp(gates: ScenarioGates, owners: SessionManager): HttpConformanceHandler {
   return async (url, session) => {
     const { pathname, searchParams } = new URL(url, 'http://localhost');
     const data = () => session.data as ScenarioData;
     switch (pathname) {
       case '/count':
-        return { count: data().count ?? 0, user: data().user ?? null, id: session.id };
+        return {
+          count: data().count ?? 0,
+          user: data().user ?? null,
+          owner: session.owner ?? null,
+          id: session.id,
+        };
       case '/increment': {
         const current = data().count ?? 0;
         // Give a parallel request every chance to interleave with this read-modify-write.
@@ -56,6 +65,22 @@ export function scenarioApp(gates: ScenarioGates): HttpConformanceHandler {
         await session.regenerate();
         data().user = String(searchParams.get('user'));
         return { id: session.id };
+      case '/owner-login': {
+        await session.regenerate();
+        const user = String(searchParams.get('user'));
+        data().user = user;
+        await session.setOwner(user);
+        return { id: session.id };
+      }
+      case '/devices':
+        return owners.sessionsOf(session).then(
+          (sessions) => sessions.map(({ handle, current, meta }) => ({ handle, current, meta })),
+          (error: { code?: string }) => ({ error: error.code ?? String(error) }),
+        );
+      case '/sign-out-others':
+        return {
+          revoked: await owners.revokeOwner(String(session.owner), { except: session.id }),
+        };
       case '/logout':
         await session.invalidate();
         return { ok: true };

@@ -1,4 +1,4 @@
-import { manual, type SessionStore } from '@sessile/core';
+import { manual, SessionManager, type SessionStore } from '@sessile/core';
 import { afterEach } from 'vitest';
 import { type ScenarioGates, scenarioApp } from './app.js';
 import type {
@@ -39,20 +39,24 @@ export function harness(options: HttpConformanceOptions): Harness {
     },
     async start(store, overrides = {}, gates = {}) {
       const errors: unknown[] = [];
+      // Lists and revokes an owner's sessions as an app's own code would, beside the adapter.
+      const owners = new SessionManager({ store, cleanup: manual(), codec: overrides.codec });
       const server = await options.start(
         {
           secret: 'the scenario apps sign cookies with this secret',
           cleanup: manual(),
           lock: { waitMs: 60_000 },
           onError: (error) => errors.push(error),
+          loginMeta: (request) => ({ label: 'via loginMeta', request: typeof request }),
           ...overrides,
           store,
         },
-        scenarioApp(gates),
+        scenarioApp(gates, owners),
       );
       cleanups.push(async () => {
         gates.hang?.open();
         await server.close();
+        await owners.close();
       });
       return {
         url: server.url.replace(/\/+$/, ''),

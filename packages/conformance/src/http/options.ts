@@ -1,4 +1,10 @@
-import type { Session, SessionCookie, SessionManagerOptions, SessionStore } from '@sessile/core';
+import type {
+  Session,
+  SessionCookie,
+  SessionData,
+  SessionManagerOptions,
+  SessionStore,
+} from '@sessile/core';
 import type { SessionAdapterOptions } from '@sessile/core/store';
 
 /**
@@ -6,7 +12,11 @@ import type { SessionAdapterOptions } from '@sessile/core/store';
  * manager's options (`store`, timeouts, `lock`, `codec`, `cleanup`, `onError`...) beside
  * `secret` and `cookie`. Pass them to your adapter as they are.
  */
-export type HttpAdapterOptions = SessionManagerOptions & SessionAdapterOptions;
+export type HttpAdapterOptions = SessionManagerOptions &
+  SessionAdapterOptions & {
+    /** The adapter's `loginMeta`: the suite's reads nothing framework-specific from the request. */
+    loginMeta?: (request: unknown) => SessionData | undefined;
+  };
 
 /**
  * The suite's application. Call it from one catch-all route, for every method and path, with

@@ -199,6 +199,44 @@ export function storeScenarios(harness: Harness, fixture: HttpStoreFixture): voi
       }
     });
 
+    test("signs out other devices: the owner's list shows both logins, and the other device's next request and its request in flight are logged out", async () => {
+      const late = gate();
+      const store = await openStore();
+      const { url } = await start(store, {}, { late });
+      const laptop = new CookieJar();
+      const phone = new CookieJar();
+      const { id: laptopId } = await laptop.json<{ id: string }>(`${url}/owner-login?user=ada`, {
+        method: 'POST',
+      });
+      await phone.json(`${url}/owner-login?user=ada`, { method: 'POST' });
+      expect(await laptop.json(`${url}/count`)).toMatchObject({ user: 'ada', owner: 'ada' });
+      const devices = await phone.json<unknown>(`${url}/devices`);
+      if (!store.capabilities.ownerIndex) {
+        expect(devices).toEqual({ error: 'ERR_UNSUPPORTED' });
+        return;
+      }
+      expect(devices).toHaveLength(2);
+      expect(
+        (devices as Array<{ current: boolean }>).map((device) => device.current).sort(),
+      ).toEqual([false, true]);
+      // The adapter hands loginMeta the framework's request.
+      expect((devices as Array<{ meta: unknown }>)[0]?.meta).toEqual({
+        label: 'via loginMeta',
+        request: 'object',
+      });
+      const inFlight = laptop.clone().json(`${url}/late-write`, { method: 'POST' });
+      await late.reached;
+      expect(await phone.json(`${url}/sign-out-others`, { method: 'POST' })).toEqual({
+        revoked: 1,
+      });
+      late.open();
+      await inFlight;
+      expect(await store.get(laptopId)).toBeUndefined();
+      expect(await laptop.json(`${url}/count`)).toMatchObject({ user: null, owner: null });
+      expect(await phone.json(`${url}/count`)).toMatchObject({ user: 'ada', owner: 'ada' });
+      expect(await phone.json(`${url}/devices`)).toHaveLength(1);
+    });
+
     test('ends a session after the idle timeout', async () => {
       const { url } = await start(await openStore(), { idleTimeoutMs: 300 });
       const jar = new CookieJar();
