@@ -1,4 +1,7 @@
+import { runFuzz } from './fuzz/index.js';
 import type { CheckRunner, Part } from './run.js';
 
 /** The parts besides crashes, each run by its own module. */
-export const RUNNERS: Partial<Record<Exclude<Part, 'crash'>, CheckRunner>> = {};
+export const RUNNERS: Partial<Record<Exclude<Part, 'crash'>, CheckRunner>> = {
+  fuzz: runFuzz,
+};
