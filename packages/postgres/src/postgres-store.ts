@@ -1,6 +1,7 @@
 import {
   type HeldLease,
   type LockManager,
+  type OwnedSession,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
@@ -12,7 +13,7 @@ import { Database } from './database.js';
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
-import { inspectSchema, migrateSchema } from './schema.js';
+import { prepareSchema } from './schema.js';
 import { buildStatements, type Statement, type Statements } from './statements.js';
 
 /** Rows one sweep statement deletes; PostgreSQL does the work, so the event loop only sees a count. */
@@ -23,6 +24,7 @@ const IDS_PAGE_SIZE = 500;
 interface StoredRow {
   data: unknown;
   expiresAt: unknown;
+  owner: unknown;
 }
 
 interface FencedRow {
@@ -54,11 +56,9 @@ export class PostgresStore extends BaseStore {
     // A pool of ours must not crash the process when the server drops an idle connection.
     if (settings.ownsPool) settings.pool.on('error', () => {});
     try {
-      await db.withClient('Opening the session store', async (client) => {
-        // Readers of a complete schema never queue on the advisory lock.
-        const found = await inspectSchema(client, settings.names);
-        if (!found.complete) await migrateSchema(client, settings.names, settings.unlogged);
-      });
+      await db.withClient('Opening the session store', (client) =>
+        prepareSchema(client, settings.names, settings.unlogged),
+      );
       return new PostgresStore(db, settings, options);
     } catch (error) {
       if (settings.ownsPool) await settings.pool.end().catch(() => {});
@@ -76,7 +76,7 @@ export class PostgresStore extends BaseStore {
       expiry: 'sweep',
       durable: !settings.unlogged,
       expiryIndex: true,
-      ownerIndex: false,
+      ownerIndex: true,
     };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
     this.locks = new PostgresLocks(db, settings.names, listener, settings.channel);
@@ -89,7 +89,8 @@ export class PostgresStore extends BaseStore {
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const { rows } = await this.#run<StoredRow>(this.#sql.get, [id, now]);
-    return recordOf(rows[0]);
+    const row = rows[0];
+    return row === undefined ? undefined : recordOf(row);
   }
 
   protected async _set(
@@ -99,8 +100,13 @@ export class PostgresStore extends BaseStore {
     now: number,
     lease: HeldLease | undefined,
   ): Promise<boolean> {
-    const data = toBuffer(record.data);
-    const { expiresAt } = record;
+    const { owner } = record;
+    const row = [
+      id,
+      toBuffer(record.data),
+      record.expiresAt,
+      owner === undefined ? null : Buffer.from(owner),
+    ];
     if (lease !== undefined) {
       const fenced = this.#sql.fenced;
       const statement =
@@ -109,15 +115,11 @@ export class PostgresStore extends BaseStore {
           : only === 'present'
             ? fenced.updateIfLive
             : fenced.upsert;
-      return this.#fenced(statement, [id, data, expiresAt, now, lease.key, lease.token]);
+      return this.#fenced(statement, [...row, now, lease.key, lease.token]);
     }
-    if (only === 'absent') {
-      return this.#changed(this.#sql.insertUnlessLive, [id, data, expiresAt, now]);
-    }
-    if (only === 'present') {
-      return this.#changed(this.#sql.updateIfLive, [id, data, expiresAt, now]);
-    }
-    return this.#changed(this.#sql.upsert, [id, data, expiresAt]);
+    if (only === 'absent') return this.#changed(this.#sql.insertUnlessLive, [...row, now]);
+    if (only === 'present') return this.#changed(this.#sql.updateIfLive, [...row, now]);
+    return this.#changed(this.#sql.upsert, row);
   }
 
   protected _touch(
@@ -187,6 +189,14 @@ export class PostgresStore extends BaseStore {
     }
   }
 
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const { rows } = await this.#run<StoredRow & { id: string }>(this.#sql.ownedBy, [
+      Buffer.from(owner),
+      now,
+    ]);
+    return rows.map((row) => ({ id: row.id, record: recordOf(row) }));
+  }
+
   protected async _clear(): Promise<void> {
     await this.#run(this.#sql.clear, []);
   }
@@ -220,11 +230,15 @@ function toBuffer(data: Uint8Array): Buffer {
 }
 
 /** The record in a row; the column types make anything but a blob and a number impossible. */
-function recordOf(row: StoredRow | undefined): SessionRecord | undefined {
-  if (row === undefined) return undefined;
-  const { data, expiresAt } = row;
+function recordOf(row: StoredRow): SessionRecord {
+  const { data, expiresAt, owner } = row;
   if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
     throw new SessionError('ERR_CORRUPT_RECORD', 'Stored session record is corrupt');
   }
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), expiresAt };
+  const record: SessionRecord = {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    expiresAt,
+  };
+  if (owner instanceof Uint8Array) record.owner = Buffer.from(owner).toString();
+  return record;
 }

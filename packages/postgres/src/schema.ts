@@ -1,8 +1,11 @@
 import { SessionError } from '@sessile/core';
 import type pg from 'pg';
 
-/** The schema version this release records for its tables. */
-export const SCHEMA_VERSION = 1;
+/**
+ * The schema version this release records for its tables. 2 added the `owner` column and its
+ * index; `open` migrates a version 1 table in place.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** The table that records, per store table, which schema version created it. */
 const VERSIONS_TABLE = 'sessile_versions';
@@ -16,6 +19,7 @@ export interface SchemaNames {
   table: string;
   locks: string;
   expiryIndex: string;
+  ownerIndex: string;
   versions: string;
 }
 
@@ -40,6 +44,7 @@ export function schemaNames(schema: unknown, table: unknown): SchemaNames {
     table,
     locks: `${table}_locks`,
     expiryIndex: `${table}_expires_at`,
+    ownerIndex: `${table}_owner`,
     versions: VERSIONS_TABLE,
   };
 }
@@ -55,12 +60,19 @@ interface ColumnShape {
   notnull: boolean;
 }
 
-const SHAPES: Record<'records' | 'locks' | 'versions', readonly ColumnShape[]> = {
-  records: [
-    { name: 'id', type: 'text', notnull: true },
-    { name: 'data', type: 'bytea', notnull: true },
-    { name: 'expires_at', type: 'double precision', notnull: true },
-  ],
+const RECORDS_V1: readonly ColumnShape[] = [
+  { name: 'id', type: 'text', notnull: true },
+  { name: 'data', type: 'bytea', notnull: true },
+  { name: 'expires_at', type: 'double precision', notnull: true },
+];
+
+/** The sessions table's columns by schema version. */
+const RECORDS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
+  1: RECORDS_V1,
+  2: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
+};
+
+const SHAPES: Record<'locks' | 'versions', readonly ColumnShape[]> = {
   locks: [
     { name: 'id', type: 'text', notnull: true },
     { name: 'token', type: 'text', notnull: true },
@@ -76,20 +88,43 @@ const SHAPES: Record<'records' | 'locks' | 'versions', readonly ColumnShape[]> =
 export interface SchemaState {
   schemaExists: boolean;
   versionsExists: boolean;
+  /** The version record of the table; undefined when there is none. */
+  version: number | undefined;
   recordsExists: boolean;
   locksExists: boolean;
   indexExists: boolean;
+  ownerIndexExists: boolean;
   complete: boolean;
 }
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
 /**
+ * Makes the store's schema ready: reads it lock-free in one snapshot, so a sibling's migration
+ * committing meanwhile is seen whole or not at all, and migrates only when something is missing
+ * or older, so readers of a complete schema never queue on the advisory lock.
+ */
+export async function prepareSchema(
+  client: pg.ClientBase,
+  names: SchemaNames,
+  unlogged: boolean,
+): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  let found: SchemaState;
+  try {
+    found = await inspectSchema(client, names);
+  } finally {
+    await client.query('COMMIT');
+  }
+  if (!found.complete) await migrateSchema(client, names, unlogged);
+}
+
+/**
  * Reads the store's objects and its version record, and throws `ERR_UNSUPPORTED` when they are
  * not what this package created. Only reads, so a refused table stays untouched.
  */
-export async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaState> {
-  const wanted = [names.table, names.locks, names.expiryIndex, names.versions];
+async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaState> {
+  const wanted = [names.table, names.locks, names.expiryIndex, names.ownerIndex, names.versions];
   const { rows: objects } = await db.query<{ name: string; kind: string }>(
     `SELECT c.relname AS name, c.relkind::text AS kind
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -143,25 +178,36 @@ export async function inspectSchema(db: Queryable, names: SchemaNames): Promise<
       `${qualified(names, names.table)} has schema version ${version}, newer than the ${SCHEMA_VERSION} this @sessile/postgres understands; upgrade the package`,
     );
   }
-  const recordsExists = assertShape(names.table, SHAPES.records);
+  const recordsShape = RECORDS_SHAPES[version ?? SCHEMA_VERSION];
+  if (recordsShape === undefined) {
+    throw foreign(names, names.versions, `records version ${version}, which no release wrote`);
+  }
+  const recordsExists = assertShape(names.table, recordsShape);
   const locksExists = assertShape(names.locks, SHAPES.locks);
   // A same-named table without a version record was made by someone else, whatever its columns.
   if (version === undefined) {
     if (recordsExists) throw foreign(names, names.table, 'has no sessile version record');
     if (locksExists) throw foreign(names, names.locks, 'has no sessile version record');
   }
-  const indexKind = kindOf.get(names.expiryIndex);
-  if (indexKind !== undefined && indexKind !== 'i') {
-    throw foreign(names, names.expiryIndex, 'is not an index');
-  }
+  const indexExists = assertIndex(names, kindOf, names.expiryIndex);
+  const ownerIndexExists = assertIndex(names, kindOf, names.ownerIndex);
   return {
     schemaExists: schemas.length > 0,
     versionsExists,
+    version,
     recordsExists,
     locksExists,
-    indexExists: indexKind !== undefined,
-    complete: version === SCHEMA_VERSION && recordsExists && locksExists && indexKind !== undefined,
+    indexExists,
+    ownerIndexExists,
+    complete:
+      version === SCHEMA_VERSION && recordsExists && locksExists && indexExists && ownerIndexExists,
   };
+}
+
+function assertIndex(names: SchemaNames, kindOf: Map<string, string>, name: string): boolean {
+  const kind = kindOf.get(name);
+  if (kind !== undefined && kind !== 'i') throw foreign(names, name, 'is not an index');
+  return kind !== undefined;
 }
 
 /**
@@ -169,7 +215,7 @@ export async function inspectSchema(db: Queryable, names: SchemaNames): Promise<
  * for the schema, so instances starting together create each object once and never fail on a
  * sibling's half-done work. Nothing is created when the existing objects are refused.
  */
-export async function migrateSchema(
+async function migrateSchema(
   client: pg.ClientBase,
   names: SchemaNames,
   unlogged: boolean,
@@ -206,16 +252,25 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
       `CREATE TABLE ${qualified(names, names.versions)} (table_name text PRIMARY KEY, version integer NOT NULL)`,
     );
   }
+  const table = qualified(names, names.table);
   // Ids compare bytewise (COLLATE "C"), cheaper than a locale; expiry is a float8 so any JS
-  // number of ms round-trips exactly.
+  // number of ms round-trips exactly; owners are UTF-8 bytes, since text cannot hold U+0000.
+  const recordColumns = `id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL, owner bytea`;
   if (!state.recordsExists) {
     statements.push(
-      `CREATE ${recordsKind} ${qualified(names, names.table)} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+      `CREATE ${recordsKind} ${table} (${recordColumns})`,
     );
+  } else if (state.version === 1) {
+    // Without a default, adding a nullable column rewrites nothing: existing sessions have no owner.
+    statements.push(`ALTER TABLE ${table} ADD COLUMN owner bytea`);
   }
   if (!state.indexExists) {
+    statements.push(`CREATE INDEX "${names.expiryIndex}" ON ${table} (expires_at)`);
+  }
+  // Partial: sessions without an owner (anonymous visitors) cost the index nothing.
+  if (!state.ownerIndexExists) {
     statements.push(
-      `CREATE INDEX "${names.expiryIndex}" ON ${qualified(names, names.table)} (expires_at)`,
+      `CREATE INDEX "${names.ownerIndex}" ON ${table} (owner) WHERE owner IS NOT NULL`,
     );
   }
   // Leases need no crash safety: a crash that empties the table makes every holder's fenced

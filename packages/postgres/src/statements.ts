@@ -24,6 +24,7 @@ export interface Statements {
     touch: Statement;
     delete: Statement;
   };
+  ownedBy: Statement;
   sweepBatch: Statement;
   anyExpired: Statement;
   dropExpiredLeases: Statement;
@@ -39,7 +40,9 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     name: `${prefix}_${name}`,
     text,
   });
-  const upsert = `ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`;
+  const columns = '(id, data, expires_at, owner)';
+  const upsert = `ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`;
+  const record = `data, expires_at AS "expiresAt", owner`;
   /**
    * The write and the lease check as one statement. FOR SHARE holds the lease row until the
    * write commits, so a takeover waits for it; the result says whether the lease held and
@@ -57,22 +60,19 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
   return {
-    get: statement(
-      'get',
-      `SELECT data, expires_at AS "expiresAt" FROM ${table} WHERE id = $1 AND expires_at > $2`,
-    ),
+    get: statement('get', `SELECT ${record} FROM ${table} WHERE id = $1 AND expires_at > $2`),
     upsert: statement(
       'upsert',
-      `INSERT INTO ${table} (id, data, expires_at) VALUES ($1, $2, $3) ${upsert}`,
+      `INSERT INTO ${table} ${columns} VALUES ($1, $2, $3, $4) ${upsert}`,
     ),
     insertUnlessLive: statement(
       'insert_unless_live',
-      `INSERT INTO ${table} AS stored (id, data, expires_at) VALUES ($1, $2, $3) ${upsert}
-       WHERE stored.expires_at <= $4`,
+      `INSERT INTO ${table} AS stored ${columns} VALUES ($1, $2, $3, $4) ${upsert}
+       WHERE stored.expires_at <= $5`,
     ),
     updateIfLive: statement(
       'update_if_live',
-      `UPDATE ${table} SET data = $2, expires_at = $3 WHERE id = $1 AND expires_at > $4`,
+      `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4 WHERE id = $1 AND expires_at > $5`,
     ),
     touch: statement(
       'touch',
@@ -85,24 +85,24 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     fenced: {
       upsert: fence(
         'fenced_upsert',
-        `INSERT INTO ${table} (id, data, expires_at) SELECT $1::text, $2::bytea, $3::float8
+        `INSERT INTO ${table} ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
          WHERE ${leaseHolds} ${upsert} RETURNING true AS wrote`,
+        6,
         5,
-        4,
       ),
       insertUnlessLive: fence(
         'fenced_insert_unless_live',
-        `INSERT INTO ${table} AS stored (id, data, expires_at) SELECT $1::text, $2::bytea, $3::float8
-         WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $4 RETURNING true AS wrote`,
+        `INSERT INTO ${table} AS stored ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
+         WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $5 RETURNING true AS wrote`,
+        6,
         5,
-        4,
       ),
       updateIfLive: fence(
         'fenced_update_if_live',
-        `UPDATE ${table} SET data = $2, expires_at = $3
-         WHERE id = $1 AND expires_at > $4 AND ${leaseHolds} RETURNING true AS wrote`,
+        `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4
+         WHERE id = $1 AND expires_at > $5 AND ${leaseHolds} RETURNING true AS wrote`,
+        6,
         5,
-        4,
       ),
       touch: fence(
         'fenced_touch',
@@ -118,6 +118,11 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
         2,
       ),
     },
+    // Through the partial owner index: `owner = $1` implies `owner IS NOT NULL`.
+    ownedBy: statement(
+      'owned_by',
+      `SELECT id, ${record} FROM ${table} WHERE owner = $1 AND expires_at > $2`,
+    ),
     // SKIP LOCKED lets two sweepers (or a sweeper and a writer) pass each other instead of
     // queueing; the expiry index makes each batch cost what it removes.
     sweepBatch: statement(

@@ -159,6 +159,7 @@ describe('schema', () => {
         `CREATE TABLE table ${target}.sessions`,
         `CREATE TABLE table ${target}.sessions_locks`,
         `CREATE INDEX index ${target}.sessions_expires_at`,
+        `CREATE INDEX index ${target}.sessions_owner`,
       ]),
     );
     for (const row of rows) expect(row.n, `${row.tag} ${row.identity}`).toBe(1);
@@ -211,6 +212,55 @@ describe('schema', () => {
     expect(rows).toEqual([{ version: SCHEMA_VERSION + 1 }]);
   });
 
+  it('migrates a version 1 table in place, once, keeping its sessions (without an owner)', async () => {
+    const table = newTable();
+    const qualifiedTable = `"${schema}"."${table}"`;
+    // Exactly what version 1 of this package created.
+    await admin(
+      `CREATE TABLE IF NOT EXISTS "${schema}".sessile_versions (table_name text PRIMARY KEY, version integer NOT NULL)`,
+    );
+    await admin(
+      `CREATE TABLE ${qualifiedTable} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+    );
+    await admin(`CREATE INDEX "${table}_expires_at" ON ${qualifiedTable} (expires_at)`);
+    await admin(
+      `CREATE UNLOGGED TABLE "${schema}"."${table}_locks" (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
+    );
+    await admin(`INSERT INTO "${schema}".sessile_versions VALUES ($1, 1)`, [table]);
+    const kept = idOf('kept');
+    const expiresAt = Date.now() + HOUR_MS;
+    await admin(`INSERT INTO ${qualifiedTable} VALUES ($1, $2, $3)`, [
+      kept,
+      Buffer.from('from v1'),
+      expiresAt,
+    ]);
+
+    // Instances starting together: a second ALTER TABLE would fail on the existing column.
+    const stores = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table }),
+      ),
+    );
+    for (const store of stores) cleanups.push(() => store.close());
+    const [store] = stores as [PostgresStore];
+
+    const { rows } = await admin(
+      `SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`,
+      [table],
+    );
+    expect(rows).toEqual([{ version: 2 }]);
+    const read = await store.get(kept);
+    expect(read).toEqual({ data: new Uint8Array(Buffer.from('from v1')), expiresAt });
+    expect(read).not.toHaveProperty('owner');
+    expect(await store.set(kept, { ...record('now owned'), owner: 'user-7' })).toBe(true);
+    expect((await store.ownedBy('user-7')).map((owned) => owned.id)).toEqual([kept]);
+    const index = await admin(
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2`,
+      [schema, `${table}_owner`],
+    );
+    expect(index.rows[0]?.indexdef).toMatch(/\(owner\) WHERE \(owner IS NOT NULL\)/);
+  });
+
   it('unlogged: true creates UNLOGGED tables and declares the store not durable', async () => {
     const store = await openStore({ table: 'fast', unlogged: true });
     const { rows } = await admin<{ name: string; persistence: string }>(
@@ -224,6 +274,60 @@ describe('schema', () => {
       { name: 'fast_locks', persistence: 'u' },
     ]);
     expect(store.capabilities.durable).toBe(false);
+  });
+});
+
+describe('owners', () => {
+  it('keeps the owner in the row: get returns it, touch keeps it, set replaces or clears it', async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const id = idOf('owned');
+    await store.set(id, { ...record('a'), owner: 'alice' });
+    expect((await store.get(id))?.owner).toBe('alice');
+    expect(await store.touch(id, Date.now() + 2 * HOUR_MS)).toBe(true);
+    expect((await store.get(id))?.owner).toBe('alice');
+    await store.set(id, { ...record('b'), owner: 'bob' }, { only: 'present' });
+    expect(await rowsOf(table)).toEqual([expect.objectContaining({ id, owner: Buffer.from('bob') })]);
+    await store.set(id, record('c'));
+    expect(await rowsOf(table)).toEqual([expect.objectContaining({ id, owner: null })]);
+    expect(await store.ownedBy('alice')).toEqual([]);
+    expect(await store.ownedBy('bob')).toEqual([]);
+  });
+
+  it('lists an owner through the partial owner index, even with a generic plan', async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const qualifiedTable = `"${schema}"."${table}"`;
+    const future = Date.now() + HOUR_MS;
+    await admin(
+      `INSERT INTO ${qualifiedTable} (id, data, expires_at, owner)
+       SELECT 'row-' || i, 'x', $1, CASE WHEN i % 2 = 0 THEN convert_to('user-' || (i % 1000), 'UTF8') END
+       FROM generate_series(1, 20000) AS i`,
+      [future],
+    );
+    await admin(`ANALYZE ${qualifiedTable}`);
+    const owned = await store.ownedBy('user-42');
+    expect(owned.map((entry) => entry.id).sort()).toEqual(
+      Array.from({ length: 20 }, (_, i) => `row-${42 + i * 1000}`).sort(),
+    );
+    expect(owned[0]?.record).toEqual({
+      data: new Uint8Array(Buffer.from('x')),
+      expiresAt: future,
+      owner: 'user-42',
+    });
+    // Prepared statements switch to a generic plan, where the owner is a parameter.
+    const client = new pg.Client({ connectionString: CONNECTION_STRING });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await client.query('SET plan_cache_mode = force_generic_plan');
+    await client.query(
+      `PREPARE owned(bytea, float8) AS
+       SELECT id FROM ${qualifiedTable} WHERE owner = $1 AND expires_at > $2`,
+    );
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN EXECUTE owned('user-42'::bytea, 0)`,
+    );
+    expect(rows.map((row) => row['QUERY PLAN']).join('\n')).toContain(`${table}_owner`);
   });
 });
 
