@@ -257,9 +257,7 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
   // number of ms round-trips exactly; owners are UTF-8 bytes, since text cannot hold U+0000.
   const recordColumns = `id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL, owner bytea`;
   if (!state.recordsExists) {
-    statements.push(
-      `CREATE ${recordsKind} ${table} (${recordColumns})`,
-    );
+    statements.push(`CREATE ${recordsKind} ${table} (${recordColumns})`);
   } else if (state.version === 1) {
     // Without a default, adding a nullable column rewrites nothing: existing sessions have no owner.
     statements.push(`ALTER TABLE ${table} ADD COLUMN owner bytea`);

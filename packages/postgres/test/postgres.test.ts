@@ -287,7 +287,9 @@ describe('owners', () => {
     expect(await store.touch(id, Date.now() + 2 * HOUR_MS)).toBe(true);
     expect((await store.get(id))?.owner).toBe('alice');
     await store.set(id, { ...record('b'), owner: 'bob' }, { only: 'present' });
-    expect(await rowsOf(table)).toEqual([expect.objectContaining({ id, owner: Buffer.from('bob') })]);
+    expect(await rowsOf(table)).toEqual([
+      expect.objectContaining({ id, owner: Buffer.from('bob') }),
+    ]);
     await store.set(id, record('c'));
     expect(await rowsOf(table)).toEqual([expect.objectContaining({ id, owner: null })]);
     expect(await store.ownedBy('alice')).toEqual([]);
