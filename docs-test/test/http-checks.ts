@@ -71,6 +71,20 @@ export const HTTP_CHECKS: readonly HttpCheck[] = [
     ],
   },
   {
+    page: 'docs/sessions-by-user.md',
+    contains: "app.get('/devices'",
+    steps: [
+      { method: 'GET', path: '/devices', status: 401 },
+      { method: 'POST', path: '/login', json: LOGIN, status: 303 },
+      { method: 'GET', path: '/devices', status: 200 },
+      { method: 'POST', path: '/devices/revoke', json: { handle: 'not-a-handle' }, status: 404 },
+      { method: 'POST', path: '/devices/revoke-others', status: 303 },
+      { method: 'GET', path: '/devices', status: 200 },
+      { method: 'POST', path: '/logout', status: 303 },
+      { method: 'GET', path: '/devices', status: 401 },
+    ],
+  },
+  {
     page: 'docs/fastify.md',
     contains: 'fastifySessile',
     steps: [

@@ -1,4 +1,5 @@
-// An Express 5 app with sessile's locking sessions in SQLite.
+// An Express 5 app with sessile's locking sessions in SQLite, and a "your devices" page that
+// lists the signed-in user's sessions and signs them out.
 //
 //   pnpm build && node docs/examples/express-app.mjs           # serve on http://localhost:3000
 //   pnpm build && node docs/examples/express-app.mjs --check   # run a scripted visit and exit
@@ -8,6 +9,7 @@
 //   import { sessile } from '@sessile/express';
 //   import { SqliteStore } from '@sessile/sqlite';
 //   import { aesGcmCodec, sweepEvery } from '@sessile/core';
+//   (the page below needs a store with an owner index: SqliteStore has one)
 // This file lives outside any package, so it borrows @sessile/express's dependencies.
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -39,6 +41,14 @@ const sessions = sessile({
   absoluteTimeoutMs: 8 * 60 * 60_000,
   codec: aesGcmCodec({ keys: [key] }),
   cleanup: sweepEvery(60_000),
+  // A user signed in on a sixth device is signed out of the one they signed in on first.
+  maxSessionsPerOwner: 5,
+  onLimit: 'evict-oldest',
+  // Recorded at login, listed on the devices page.
+  loginMeta: (req) => ({
+    userAgent: String(req.headers['user-agent'] ?? 'unknown').slice(0, 200),
+    ip: req.socket.remoteAddress ?? 'unknown',
+  }),
 });
 
 const app = express();
@@ -53,7 +63,44 @@ app.get('/', (req, res) => {
 <p>${data.user ? `Signed in as <b>${escapeHtml(data.user)}</b>.` : 'Not signed in.'}
 <p>You have visited this page ${data.visits} times.
 <form method="post" action="/login"><input name="user" placeholder="name"> <button>Sign in</button></form>
-<form method="post" action="/logout"><button>Sign out</button></form>`);
+<form method="post" action="/logout"><button>Sign out</button></form>
+<p><a href="/devices">Your devices</a>`);
+});
+
+// Every session of the signed-in user, with a button to sign each one out.
+app.get('/devices', async (req, res) => {
+  if (req.session.owner === undefined) return res.redirect(303, '/');
+  const devices = await sessions.manager.sessionsOf(req.session);
+  const rows = devices.map(
+    (device) => `<tr>
+  <td>${escapeHtml(device.meta.userAgent ?? '')}${device.current ? ' <b>(this device)</b>' : ''}
+  <td>${escapeHtml(device.meta.ip ?? '')}
+  <td>${new Date(device.createdAt).toISOString()}
+  <td>${new Date(device.lastSeenAt).toISOString()}
+  <td><form method="post" action="/devices/revoke"><button name="handle" value="${device.handle}">Sign out</button></form>`,
+  );
+  res.type('html').send(`<!doctype html>
+<title>Your devices</title>
+<table><tr><th>device<th>IP<th>signed in<th>last seen<th>${rows.join('')}</table>
+<form method="post" action="/devices/revoke-others"><button>Sign out all other devices</button></form>
+<p><a href="/">Home</a>`);
+});
+
+app.post('/devices/revoke', async (req, res) => {
+  if (req.session.owner === undefined) return res.redirect(303, '/');
+  // The page shows handles, never session ids: find the session again among this user's own.
+  const devices = await sessions.manager.sessionsOf(req.session);
+  const device = devices.find((candidate) => candidate.handle === req.body.handle);
+  if (device === undefined) return res.sendStatus(404);
+  if (device.current) await req.session.invalidate();
+  else await sessions.manager.revoke(device.id);
+  res.redirect(303, device.current ? '/' : '/devices');
+});
+
+app.post('/devices/revoke-others', async (req, res) => {
+  if (req.session.owner === undefined) return res.redirect(303, '/');
+  await sessions.manager.revokeOwner(req.session.owner, { except: req.session.id });
+  res.redirect(303, '/devices');
 });
 
 app.post('/increment', (req, res) => {
@@ -65,6 +112,8 @@ app.post('/login', async (req, res) => {
   // A new id on every privilege change: a planted session id is worthless after login.
   await req.session.regenerate();
   req.session.data.user = String(req.body.user || 'guest').slice(0, 64);
+  // The user's name stands in for a user id here; your app passes its own.
+  await req.session.setOwner(req.session.data.user);
   res.redirect(303, '/');
 });
 
@@ -108,30 +157,41 @@ async function shutDown() {
   }
 }
 
-/** A scripted visit: parallel writes to one session, login, logout. */
-async function visit(url) {
-  let cookie = '';
-  const request = async (path, init = {}) => {
-    const response = await fetch(url + path, {
-      ...init,
-      redirect: 'manual',
-      headers: { ...init.headers, cookie },
-    });
-    const setCookie = response.headers.getSetCookie()[0];
-    if (setCookie !== undefined) cookie = setCookie.split(';')[0];
-    return response;
+/** A browser: it keeps the session cookie the app sets. */
+function browser(url, userAgent) {
+  const jar = {
+    cookie: '',
+    async request(path, init = {}) {
+      const response = await fetch(url + path, {
+        ...init,
+        redirect: 'manual',
+        headers: { ...init.headers, cookie: jar.cookie, 'user-agent': userAgent },
+      });
+      const setCookie = response.headers.getSetCookie()[0];
+      if (setCookie !== undefined) jar.cookie = setCookie.split(';')[0];
+      return response;
+    },
   };
+  return jar;
+}
+
+const form = (body) => ({
+  method: 'POST',
+  body,
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+});
+
+/** A scripted visit: parallel writes to one session, login, logout, signing out another device. */
+async function visit(url) {
+  const laptop = browser(url, 'example laptop');
+  const request = laptop.request;
   await request('/increment', { method: 'POST' });
   await Promise.all(Array.from({ length: 50 }, () => request('/increment', { method: 'POST' })));
   const { count } = await (await request('/increment', { method: 'POST' })).json();
   console.log(`52 increments on one session, 50 of them in parallel: count = ${count}`);
-  const before = cookie;
-  await request('/login', {
-    method: 'POST',
-    body: 'user=alice',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  });
-  console.log(`login regenerated the session id: ${before !== cookie}`);
+  const before = laptop.cookie;
+  await request('/login', form('user=alice'));
+  console.log(`login regenerated the session id: ${before !== laptop.cookie}`);
   console.log(
     `page after login: ${(await (await request('/')).text()).includes('alice') ? 'signed in as alice' : 'not signed in'}`,
   );
@@ -139,5 +199,16 @@ async function visit(url) {
   console.log(
     `page after logout: ${(await (await request('/')).text()).includes('alice') ? 'still signed in' : 'signed out'}`,
   );
-  if (count !== 52) process.exitCode = 1;
+  const phone = browser(url, 'example phone');
+  await laptop.request('/login', form('user=bob'));
+  await phone.request('/login', form('user=bob'));
+  const devices = await (await phone.request('/devices')).text();
+  const listed = ['example laptop', 'example phone'].every((agent) => devices.includes(agent));
+  console.log(`bob's devices page lists the laptop and the phone: ${listed}`);
+  await phone.request('/devices/revoke-others', { method: 'POST' });
+  const laptopPage = await (await laptop.request('/')).text();
+  const phonePage = await (await phone.request('/')).text();
+  const signedOut = !laptopPage.includes('bob') && phonePage.includes('bob');
+  console.log(`"sign out all other devices" on the phone signed the laptop out: ${signedOut}`);
+  if (count !== 52 || !listed || !signedOut) process.exitCode = 1;
 }
