@@ -34,6 +34,11 @@ export interface Commands extends ScriptRunner {
   unlink(key: string): Promise<number>;
   exists(key: string): Promise<number>;
   scan(cursor: string, options: object): Promise<{ cursor: unknown; keys: unknown[] }>;
+  zRangeWithScores(
+    key: string,
+    start: number,
+    stop: number,
+  ): Promise<Array<{ value: unknown; score: number }>>;
 }
 
 interface Connectable {
@@ -151,13 +156,13 @@ export class Connection {
     return isSessionError(error) ? error : ioError(this.where, action, error);
   }
 
-  /** Every key matching `pattern` on every master, a SCAN page at a time. */
-  async *scan(pattern: string): AsyncGenerator<string[]> {
+  /** Every key of `type` matching `pattern` on every master, a SCAN page at a time. */
+  async *scan(pattern: string, type: 'string' | 'zset'): AsyncGenerator<string[]> {
     for (const node of await this.#masters()) {
       let cursor = '0';
       do {
         const reply = await this.call('scan', () =>
-          node.scan(cursor, { MATCH: pattern, COUNT: SCAN_COUNT, TYPE: 'string' }),
+          node.scan(cursor, { MATCH: pattern, COUNT: SCAN_COUNT, TYPE: type }),
         );
         cursor = String(reply.cursor);
         // A Sentinel client answers with Buffers whatever its type mapping says.

@@ -1,12 +1,22 @@
 import { SessionError, type SessionRecord } from '@sessile/core';
 
-/** The record format this version writes: magic, a version byte, expiresAt as a float64, the data. */
-export const RECORD_FORMAT = 1;
+/**
+ * The record format this version writes: magic, a version byte, expiresAt and indexedUntil as
+ * float64s, the owner's UTF-8 length (uint16) and bytes, then the data.
+ */
+export const RECORD_FORMAT = 2;
 /** Tells a sessile record (of any version) from other bytes under the same key. */
 const MAGIC = [0xf5, 0x5e] as const;
 /** Where `expiresAt` starts; `touch` overwrites these 8 bytes in place. */
 export const EXPIRES_AT_OFFSET = 3;
-const HEADER_BYTES = EXPIRES_AT_OFFSET + 8;
+/**
+ * Where `indexedUntil` starts: the score of this record's entry in its owner's index, which
+ * `touch` must raise before it moves `expiresAt` past it (0 without an owner).
+ */
+export const INDEXED_UNTIL_OFFSET = 11;
+const OWNER_LENGTH_OFFSET = 19;
+/** The header `touch` reads: everything before the owner's bytes. */
+export const HEADER_BYTES = 21;
 
 /**
  * Where one store keeps its keys. Every key of a session carries the id as a hash tag, so the
@@ -18,13 +28,18 @@ export class KeyLayout {
   readonly releaseChannel: string;
   /** SCAN's MATCH for every record key of this store and no other key. */
   readonly recordPattern: string;
+  /** SCAN's MATCH for every owner index of this store. */
+  readonly ownerIndexPattern: string;
   readonly #recordStart: string;
+  readonly #ownerStart: string;
 
   constructor(prefix: string) {
     this.prefix = prefix;
     this.releaseChannel = `${prefix}released`;
     this.#recordStart = `${prefix}s:{`;
     this.recordPattern = `${escapeGlob(this.#recordStart)}*}`;
+    this.#ownerStart = `${prefix}o:{`;
+    this.ownerIndexPattern = `${escapeGlob(this.#ownerStart)}*}`;
   }
 
   record(id: string): string {
@@ -33,6 +48,14 @@ export class KeyLayout {
 
   lock(key: string): string {
     return `${this.prefix}l:{${key}}`;
+  }
+
+  /**
+   * The sorted set of `owner`'s session ids. base64url keeps owners apart byte for byte and
+   * holds no `{` or `}`, so the owner is the key's own hash tag.
+   */
+  ownerIndex(owner: string): string {
+    return `${this.#ownerStart}${Buffer.from(owner, 'utf8').toString('base64url')}}`;
   }
 
   /** The session id of a record key SCAN returned, or undefined for a key that is not one. */
@@ -55,26 +78,42 @@ export function expireAtMs(expiresAt: number, now: number): number | undefined {
   return Math.max(Math.ceil(expiresAt) - 1, 1);
 }
 
-export function encodeRecord(record: SessionRecord): Buffer {
-  const value = Buffer.allocUnsafe(HEADER_BYTES + record.data.byteLength);
+/**
+ * The score of a record's entry in its owner's index: past `expiresAt` by as long again as the
+ * record has to live, so the usual `touch`, which extends a session by less than its lifetime,
+ * finds its entry already covering the new expiry and needs no second write.
+ */
+export function indexedUntilFor(expiresAt: number, now: number): number {
+  return Math.ceil(expiresAt + Math.max(expiresAt - now, 0));
+}
+
+/** The record's bytes; `indexedUntil` is its entry's score in the owner's index (0 without an owner). */
+export function encodeRecord(record: SessionRecord, indexedUntil = 0): Buffer {
+  const owner = record.owner;
+  const ownerBytes = owner === undefined ? 0 : Buffer.byteLength(owner, 'utf8');
+  const dataStart = HEADER_BYTES + ownerBytes;
+  const value = Buffer.allocUnsafe(dataStart + record.data.byteLength);
   value[0] = MAGIC[0];
   value[1] = MAGIC[1];
   value[2] = RECORD_FORMAT;
   value.writeDoubleBE(record.expiresAt, EXPIRES_AT_OFFSET);
-  value.set(record.data, HEADER_BYTES);
+  value.writeDoubleBE(indexedUntil, INDEXED_UNTIL_OFFSET);
+  value.writeUInt16BE(ownerBytes, OWNER_LENGTH_OFFSET);
+  if (owner !== undefined) value.write(owner, HEADER_BYTES, 'utf8');
+  value.set(record.data, dataStart);
   return value;
 }
 
-/** The bytes `touch` writes at `EXPIRES_AT_OFFSET`. */
-export function encodeExpiresAt(expiresAt: number): Buffer {
+/** The 8 bytes of a float64 as a record stores it, for `touch` to write in place. */
+export function encodeDouble(value: number): Buffer {
   const bytes = Buffer.allocUnsafe(8);
-  bytes.writeDoubleBE(expiresAt, 0);
+  bytes.writeDoubleBE(value, 0);
   return bytes;
 }
 
 export function decodeRecord(value: Buffer): SessionRecord {
   const format = value[2] ?? 0;
-  if (value.byteLength < HEADER_BYTES || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
+  if (value.byteLength < 3 || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
   }
   if (format > RECORD_FORMAT) {
@@ -83,15 +122,20 @@ export function decodeRecord(value: Buffer): SessionRecord {
       `The Redis record has format ${format}; this version reads format ${RECORD_FORMAT}`,
     );
   }
-  if (format !== RECORD_FORMAT) {
+  if (format !== RECORD_FORMAT || value.byteLength < HEADER_BYTES) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
   }
   const expiresAt = value.readDoubleBE(EXPIRES_AT_OFFSET);
   if (!Number.isFinite(expiresAt)) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
   }
+  const dataStart = HEADER_BYTES + value.readUInt16BE(OWNER_LENGTH_OFFSET);
+  if (dataStart > value.byteLength) {
+    throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
+  }
   // A copy by memcpy: the reply may be a view into the socket's read buffer.
-  const data = new Uint8Array(value.byteLength - HEADER_BYTES);
-  data.set(value.subarray(HEADER_BYTES));
-  return { data, expiresAt };
+  const data = new Uint8Array(value.byteLength - dataStart);
+  data.set(value.subarray(dataStart));
+  if (dataStart === HEADER_BYTES) return { data, expiresAt };
+  return { data, expiresAt, owner: value.toString('utf8', HEADER_BYTES, dataStart) };
 }

@@ -1,6 +1,8 @@
 import {
   type HeldLease,
   isSessionError,
+  type OwnedSession,
+  SessionError,
   type SessionRecord,
   type StoreCapabilities,
   type SweepResult,
@@ -17,13 +19,14 @@ import {
 import { Connection, ioError, type RedisConnection } from './connection.js';
 import {
   decodeRecord,
-  EXPIRES_AT_OFFSET,
-  encodeExpiresAt,
+  encodeDouble,
   encodeRecord,
   expireAtMs,
+  indexedUntilFor,
   KeyLayout,
 } from './keys.js';
 import { RedisLocks } from './locks.js';
+import { OwnerIndex } from './owner-index.js';
 import { FENCED_DELETE, FENCED_SET, TOUCH } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
@@ -45,6 +48,8 @@ export interface RedisStoreOptions extends BaseStoreOptions {
 const KNOWN_OPTIONS = ['client', 'url', 'prefix', 'commandTimeoutMs', 'maxRecordBytes'] as const;
 const DEFAULT_PREFIX = 'sessile:';
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+/** How often `touch` follows a record to a new owner before it gives up. */
+const MAX_TOUCH_TRIES = 4;
 
 /**
  * Sessions in Redis, shared by every host that uses the same server (or cluster) and prefix.
@@ -56,17 +61,19 @@ export class RedisStore extends BaseStore {
     expiry: 'native',
     durable: true,
     expiryIndex: false,
-    ownerIndex: false,
+    ownerIndex: true,
   };
   readonly locks: RedisLocks;
   readonly prefix: string;
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
+  readonly #owners: OwnerIndex;
 
   private constructor(options: RedisStoreOptions, connection: Connection, keys: KeyLayout) {
     super(options);
     this.#connection = connection;
     this.#keys = keys;
+    this.#owners = new OwnerIndex(connection, keys);
     this.prefix = keys.prefix;
     this.locks = new RedisLocks(connection, keys);
   }
@@ -109,8 +116,13 @@ export class RedisStore extends BaseStore {
   ): Promise<boolean> {
     return this.#io('set', async () => {
       const key = this.#keys.record(id);
-      const value = encodeRecord(record);
       const expireAt = expireAtMs(record.expiresAt, now);
+      let indexedUntil = 0;
+      if (record.owner !== undefined && expireAt !== undefined) {
+        indexedUntil = indexedUntilFor(record.expiresAt, now);
+        await this.#owners.add(record.owner, id, indexedUntil);
+      }
+      const value = encodeRecord(record, indexedUntil);
       if (lease !== undefined) {
         const args = [
           lease.token,
@@ -148,11 +160,27 @@ export class RedisStore extends BaseStore {
       const keys = [this.#keys.record(id), this.#keys.lock(lease?.key ?? id)];
       const args = [
         lease?.token ?? '',
-        encodeExpiresAt(expiresAt),
+        encodeDouble(expiresAt),
         expireAt === undefined ? '' : String(expireAt),
-        String(EXPIRES_AT_OFFSET),
+        String(expiresAt),
+        '',
+        '',
       ];
-      return fenced(await TOUCH.run(this.#connection.bytes, keys, args));
+      // The owner's entry is raised first; another try is needed only when a concurrent write
+      // gave the record yet another owner in between.
+      for (let tries = 0; tries < MAX_TOUCH_TRIES; tries++) {
+        const reply = await TOUCH.run(this.#connection.bytes, keys, args);
+        if (!Array.isArray(reply)) return fenced(reply);
+        const owner = String(reply[0]);
+        const indexedUntil = indexedUntilFor(expiresAt, now);
+        await this.#owners.add(owner, id, indexedUntil);
+        args[4] = owner;
+        args[5] = encodeDouble(indexedUntil);
+      }
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `${this.#connection.where}: touch gave up after the session changed owner ${MAX_TOUCH_TRIES} times`,
+      );
     });
   }
 
@@ -170,6 +198,10 @@ export class RedisStore extends BaseStore {
     return progress.result(true);
   }
 
+  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return this.#owners.list(owner, now, (id) => this._get(id, now));
+  }
+
   protected async _count(now: number): Promise<number> {
     let count = 0;
     for await (const _ of this._ids(now)) count++;
@@ -179,7 +211,7 @@ export class RedisStore extends BaseStore {
   protected async *_ids(_now: number): AsyncIterable<string> {
     // SCAN may return a key twice while Redis resizes its table.
     const seen = new Set<string>();
-    for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+    for await (const page of this.#connection.scan(this.#keys.recordPattern, 'string')) {
       for (const key of page) {
         const id = this.#keys.idOf(key);
         if (id === undefined || seen.has(id)) continue;
@@ -190,7 +222,13 @@ export class RedisStore extends BaseStore {
   }
 
   protected async _clear(): Promise<void> {
-    for await (const page of this.#connection.scan(this.#keys.recordPattern)) {
+    // Records first: an index entry without its record is skipped, a record without its entry is not.
+    await this.#unlinkAll(this.#keys.recordPattern, 'string');
+    await this.#unlinkAll(this.#keys.ownerIndexPattern, 'zset');
+  }
+
+  async #unlinkAll(pattern: string, type: 'string' | 'zset'): Promise<void> {
+    for await (const page of this.#connection.scan(pattern, type)) {
       await this.#io('clear', () =>
         Promise.all(page.map((key) => this.#connection.plain.unlink(key))),
       );

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { EXPIRES_AT_OFFSET, HEADER_BYTES, INDEXED_UNTIL_OFFSET, RECORD_FORMAT } from './keys.js';
 
 export type ScriptArgument = string | Buffer;
 
@@ -42,12 +43,27 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3]) end
 return 1
 `);
 
-/** ARGV: token ('' for an unfenced touch), the new expiresAt bytes, PXAT ('' when already expired), their offset. */
+/**
+ * ARGV: token ('' for an unfenced touch), the new expiresAt bytes, PXAT ('' when already
+ * expired), the new expiresAt, the owner whose index already covers it ('' for none) and that
+ * cover's indexedUntil bytes. When the record has an owner whose entry does not cover the new
+ * expiry (and the caller has not just raised it), it answers `{owner}` and writes nothing.
+ */
 export const TOUCH = new Script(`
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
+if header == '' then return 0 end
 if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
-redis.call('SETRANGE', KEYS[1], ARGV[4], ARGV[2])
+if #header == ${HEADER_BYTES} and string.byte(header, 1) == 0xf5 and string.byte(header, 2) == 0x5e
+  and string.byte(header, 3) == ${RECORD_FORMAT} then
+  local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
+  if ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil then
+    local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes)
+    if owner ~= ARGV[5] then return {owner} end
+    redis.call('SETRANGE', KEYS[1], ${INDEXED_UNTIL_OFFSET}, ARGV[6])
+  end
+end
+redis.call('SETRANGE', KEYS[1], ${EXPIRES_AT_OFFSET}, ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 `);
@@ -70,5 +86,32 @@ export const RELEASE_LOCK = new Script(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`);
+
+// Owner indexes: KEYS[1] is one owner's sorted set of session ids, scored by indexedUntil. A
+// score below Redis's own clock means that record expired (its PXAT is below its expiresAt,
+// which is at most its score), so such entries can go without reading the record. Redis's
+// clock, not the caller's: the records expire by it.
+
+const PRUNE = `
+local time = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)))
+`;
+
+/**
+ * ARGV: the session id, its indexedUntil. Keeps the higher score of two writers, and the key
+ * alive at least as long as its latest entry.
+ */
+export const INDEX_OWNER = new Script(`${PRUNE}
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1
+`);
+
+/** Drops the entries of expired records. */
+export const PRUNE_OWNER = new Script(`${PRUNE}
 return 1
 `);

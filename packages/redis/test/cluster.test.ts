@@ -93,4 +93,39 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
       await store.close();
     }
   });
+
+  it("lists an owner's sessions from every master, though the owner's index has a slot of its own", async () => {
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      const ids = Array.from({ length: 30 }, newId);
+      for (const id of ids) {
+        await store.set(id, { data: bytes(id), expiresAt: Date.now() + HOUR_MS, owner: 'ada' });
+      }
+      const slot = async (key: string) =>
+        Number(await cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]));
+      const indexSlot = await slot(
+        `${latestPrefix}o:{${Buffer.from('ada').toString('base64url')}}`,
+      );
+      const recordSlots = new Set(
+        await Promise.all(ids.map((id) => slot(`${latestPrefix}s:{${id}}`))),
+      );
+      // No script could change both: some record is always in another slot than the index.
+      expect([...recordSlots].some((recordSlot) => recordSlot !== indexSlot)).toBe(true);
+      const listed = (await store.ownedBy('ada')).map((session) => session.id);
+      expect(listed.sort()).toEqual([...ids].sort());
+      await store.delete(ids[0] as string);
+      await store.set(ids[1] as string, {
+        data: bytes('moved'),
+        expiresAt: Date.now() + HOUR_MS,
+        owner: 'bob',
+      });
+      expect((await store.ownedBy('ada')).map((session) => session.id).sort()).toEqual(
+        ids.slice(2).sort(),
+      );
+      expect((await store.ownedBy('bob')).map((session) => session.id)).toEqual([ids[1]]);
+    } finally {
+      await store.clear();
+      await store.close();
+    }
+  });
 });

@@ -128,14 +128,66 @@ describe('RedisStore keys', () => {
   it('a record of a newer format rejects with ERR_UNSUPPORTED, other bytes with ERR_CORRUPT_RECORD', async () => {
     await withStore(async (store, prefix) => {
       const newer = newId();
-      const header = Buffer.alloc(11);
-      header.set([0xf5, 0x5e, 2]);
+      const header = Buffer.alloc(21);
+      header.set([0xf5, 0x5e, 3]);
       header.writeDoubleBE(Date.now() + HOUR_MS, 3);
       await raw.set(`${prefix}s:{${newer}}`, header);
       await expect(store.get(newer)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
       const garbage = newId();
       await raw.set(`${prefix}s:{${garbage}}`, Buffer.from([0xf5, 0x5e, 1]));
       await expect(store.get(garbage)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+    });
+  });
+});
+
+describe('RedisStore owner index', () => {
+  const indexKey = (prefix: string, owner: string) =>
+    `${prefix}o:{${Buffer.from(owner).toString('base64url')}}`;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it("keeps each owner's ids in a sorted set under the prefix that expires no earlier than its latest entry", async () => {
+    await withStore(async (store, prefix) => {
+      const [first, second] = [newId(), newId()];
+      const now = Date.now();
+      await store.set(first, { data: bytes('a'), expiresAt: now + HOUR_MS, owner: 'ada' });
+      await store.set(second, { data: bytes('b'), expiresAt: now + 3 * HOUR_MS, owner: 'ada' });
+      await store.set(newId(), { data: bytes('c'), expiresAt: now + HOUR_MS });
+      const key = indexKey(prefix, 'ada');
+      const entries = await raw.zRangeWithScores(key, 0, -1);
+      expect(entries.map((entry) => entry.value).sort()).toEqual([first, second].sort());
+      const latest = Math.max(...entries.map((entry) => entry.score));
+      expect(latest).toBeGreaterThanOrEqual(now + 3 * HOUR_MS);
+      expect(await raw.pExpireTime(key)).toBeGreaterThanOrEqual(latest);
+      expect(await raw.keys(`${prefix}o:*`)).toEqual([key]);
+    });
+  });
+
+  it('touch raises the entry before moving expiresAt past it, so the session stays listed after the entry would have lapsed', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      await store.set(id, { data: bytes('short'), expiresAt: Date.now() + 200, owner: 'ada' });
+      const later = Date.now() + HOUR_MS;
+      expect(await store.touch(id, later)).toBe(true);
+      expect(await raw.zScore(indexKey(prefix, 'ada'), id)).toBeGreaterThanOrEqual(later);
+      await sleep(600);
+      const [session] = await store.ownedBy('ada');
+      expect(session?.id).toBe(id);
+      expect(session?.record.expiresAt).toBe(later);
+      expect(new TextDecoder().decode(session?.record.data)).toBe('short');
+    });
+  });
+
+  it('an entry without a live record of that owner is skipped, and an expired one is removed', async () => {
+    await withStore(async (store, prefix) => {
+      const [kept, expiring, interrupted] = [newId(), newId(), newId()];
+      await store.set(kept, { data: bytes('k'), expiresAt: Date.now() + HOUR_MS, owner: 'ada' });
+      await store.set(expiring, { data: bytes('e'), expiresAt: Date.now() + 100, owner: 'ada' });
+      // What a write that stopped between its two steps leaves: an entry and no record.
+      const key = indexKey(prefix, 'ada');
+      await raw.zAdd(key, { score: Date.now() + HOUR_MS, value: interrupted });
+      await sleep(300);
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
+      expect((await raw.zRange(key, 0, -1)).sort()).toEqual([kept, interrupted].sort());
     });
   });
 });
