@@ -14,6 +14,7 @@ import {
   pgEngine,
   postgresAsyncCommitStore,
   postgresExpressStore,
+  postgresJsEngine,
   postgresStore,
 } from './postgres.js';
 import { redisEngine, redisExpressStore, redisStore } from './redis.js';
@@ -125,6 +126,7 @@ export const TARGETS: readonly Target[] = [
   levelEngine,
   fsEngine,
   pgEngine,
+  postgresJsEngine,
   redisEngine,
   memorystorePeer,
   betterSqliteSessionStorePeer,

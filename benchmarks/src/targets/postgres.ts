@@ -113,7 +113,84 @@ export const postgresAsyncCommitStore = withSchemaDropped(
   'sessile_bench_async',
 );
 
-/** node-postgres prepared statements on one table with an expiry index: the floor under `postgres`. */
+/** What the raw engines need from a driver: one prepared statement at a time, and an end. */
+interface RawDriver {
+  run(
+    name: string,
+    text: string,
+    values: unknown[],
+  ): Promise<{ rows: unknown[]; rowCount: number | null }>;
+  end(): Promise<void>;
+}
+
+/**
+ * The same prepared statements on one table with an expiry index, through any driver: the floor
+ * under `postgres`, and the comparison between node-postgres and postgres.js.
+ */
+async function openRawEngine(driver: RawDriver, schema: string): Promise<OpenTarget> {
+  const table = `"${schema}".sessions`;
+  const admin = (text: string) => driver.run('', text, []);
+  await admin(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin(`CREATE SCHEMA "${schema}"`);
+  await admin(
+    `CREATE TABLE ${table} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+  );
+  await admin(`CREATE INDEX ON ${table} (expires_at)`);
+  const run = (name: string, text: string, values: unknown[]) =>
+    driver.run(`${schema}_${name}`, text, values);
+  return {
+    async create(id, body, expiresAt) {
+      await run('insert', `INSERT INTO ${table} (id, data, expires_at) VALUES ($1, $2, $3)`, [
+        id,
+        encodeBody(body),
+        expiresAt,
+      ]);
+    },
+    async read(id) {
+      const { rows } = await run(
+        'select',
+        `SELECT data FROM ${table} WHERE id = $1 AND expires_at > $2`,
+        [id, Date.now()],
+      );
+      const row = rows[0] as { data: Uint8Array } | undefined;
+      return row && decodeBody(row.data);
+    },
+    async update(id, body, expiresAt) {
+      await run(
+        'update',
+        `UPDATE ${table} SET data = $2, expires_at = $3 WHERE id = $1 AND expires_at > $4`,
+        [id, encodeBody(body), expiresAt, Date.now()],
+      );
+    },
+    async touch(id, expiresAt) {
+      await run('touch', `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3`, [
+        id,
+        expiresAt,
+        Date.now(),
+      ]);
+    },
+    cleanupNote: 'one unbounded `DELETE … WHERE expires_at <= now` through the index',
+    async cleanup() {
+      const result = await run('sweep', `DELETE FROM ${table} WHERE expires_at <= $1`, [
+        Date.now(),
+      ]);
+      return { removed: result.rowCount ?? 0 };
+    },
+    async expiredLeft(ids) {
+      const { rows } = await run(
+        'left',
+        `SELECT count(*)::int AS n FROM ${table} WHERE id = ANY($1::text[])`,
+        [ids],
+      );
+      return (rows[0] as { n: number }).n;
+    },
+    async close() {
+      await admin(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+      await driver.end();
+    },
+  };
+}
+
 export const pgEngine: Target = {
   name: 'raw-pg',
   kind: 'engine',
@@ -122,65 +199,48 @@ export const pgEngine: Target = {
   needsServer: true,
   async open(dir) {
     const pool = await reachablePool();
-    const schema = schemaFor(dir, 'sessile_bench_raw');
-    const table = `"${schema}".sessions`;
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pool.query(`CREATE SCHEMA "${schema}"`);
-    await pool.query(
-      `CREATE TABLE ${table} (id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL)`,
+    return openRawEngine(
+      {
+        run: (name, text, values) =>
+          name === '' ? pool.query(text) : pool.query({ name, text, values }),
+        end: () => pool.end(),
+      },
+      schemaFor(dir, 'sessile_bench_raw'),
     );
-    await pool.query(`CREATE INDEX ON ${table} (expires_at)`);
-    const run = (name: string, text: string, values: unknown[]) =>
-      pool.query({ name: `${schema}_${name}`, text, values });
-    return {
-      async create(id, body, expiresAt) {
-        await run('insert', `INSERT INTO ${table} (id, data, expires_at) VALUES ($1, $2, $3)`, [
-          id,
-          encodeBody(body),
-          expiresAt,
-        ]);
+  },
+};
+
+interface PostgresJs {
+  unsafe(
+    text: string,
+    values?: unknown[],
+    options?: { prepare?: boolean },
+  ): Promise<unknown[] & { count: number }>;
+  end(): Promise<void>;
+}
+
+/** The same statements through postgres.js, to choose the driver by measurement. */
+export const postgresJsEngine: Target = {
+  name: 'raw-postgresjs',
+  kind: 'engine',
+  description: 'bare postgres.js 3 (8 connections) prepared statements, same table as `raw-pg`',
+  durability: 'PostgreSQL default (fsync on commit)',
+  needsServer: true,
+  async open(dir) {
+    await (await reachablePool()).end();
+    const { default: postgres } = await importOptional<{
+      default: (url: string, options: object) => PostgresJs;
+    }>('postgres');
+    const sql = postgres(PG_URL, { max: POOL_SIZE, onnotice: () => {} });
+    return openRawEngine(
+      {
+        async run(name, text, values) {
+          const rows = await sql.unsafe(text, values, { prepare: name !== '' });
+          return { rows, rowCount: rows.count };
+        },
+        end: () => sql.end(),
       },
-      async read(id) {
-        const { rows } = await run(
-          'select',
-          `SELECT data FROM ${table} WHERE id = $1 AND expires_at > $2`,
-          [id, Date.now()],
-        );
-        const row = rows[0] as { data: Uint8Array } | undefined;
-        return row && decodeBody(row.data);
-      },
-      async update(id, body, expiresAt) {
-        await run(
-          'update',
-          `UPDATE ${table} SET data = $2, expires_at = $3 WHERE id = $1 AND expires_at > $4`,
-          [id, encodeBody(body), expiresAt, Date.now()],
-        );
-      },
-      async touch(id, expiresAt) {
-        await run(
-          'touch',
-          `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3`,
-          [id, expiresAt, Date.now()],
-        );
-      },
-      cleanupNote: 'one unbounded `DELETE … WHERE expires_at <= now` through the index',
-      async cleanup() {
-        const result = await run('sweep', `DELETE FROM ${table} WHERE expires_at <= $1`, [
-          Date.now(),
-        ]);
-        return { removed: result.rowCount ?? 0 };
-      },
-      async expiredLeft(ids) {
-        const { rows } = await pool.query(
-          `SELECT count(*)::int AS n FROM ${table} WHERE id = ANY($1::text[])`,
-          [ids],
-        );
-        return (rows[0] as { n: number }).n;
-      },
-      async close() {
-        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
-        await pool.end();
-      },
-    } satisfies OpenTarget;
+      schemaFor(dir, 'sessile_bench_pgjs'),
+    );
   },
 };
