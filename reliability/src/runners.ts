@@ -1,7 +1,10 @@
+import { runFullDisk, runHostile } from './disk/index.js';
 import { runFuzz } from './fuzz/index.js';
 import type { CheckRunner, Part } from './run.js';
 
 /** The parts besides crashes, each run by its own module. */
 export const RUNNERS: Partial<Record<Exclude<Part, 'crash'>, CheckRunner>> = {
   fuzz: runFuzz,
+  disk: runFullDisk,
+  hostile: runHostile,
 };

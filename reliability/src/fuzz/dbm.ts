@@ -9,11 +9,9 @@ import {
   fixtures,
   type Mutation,
   mutations,
-  othersReadable,
   property,
   readOutcome,
   sameRecord,
-  withoutVictim,
 } from './common.js';
 
 const PAGE_BYTES = 4096;
