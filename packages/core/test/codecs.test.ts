@@ -50,6 +50,30 @@ describe('jsonCodec', () => {
     );
   });
 
+  it("carries a session's owner and login meta, and leaves them out of an anonymous session's bytes", () => {
+    const owned: SessionEnvelope = {
+      ...envelope,
+      owner: 'user-42',
+      meta: { userAgent: 'Firefox' },
+    };
+    expect(codec.decode(codec.encode(owned, id), id)).toEqual(owned);
+    expect(new TextDecoder().decode(codec.encode(envelope, id))).not.toMatch(/owner|meta/);
+  });
+
+  it('rejects a stored owner or meta of the wrong shape with ERR_CORRUPT_RECORD', () => {
+    const encode = (extra: object) =>
+      new TextEncoder().encode(JSON.stringify({ ...envelope, ...extra }));
+    for (const extra of [
+      { owner: '' },
+      { owner: 42 },
+      { owner: 'x'.repeat(257) },
+      { meta: [1] },
+      { meta: 'x' },
+    ]) {
+      expectCorrupt(() => codec.decode(encode(extra), id));
+    }
+  });
+
   it('never evaluates stored bytes', () => {
     const hostile = new TextEncoder().encode(
       '{"createdAt":1,"lastAccessedAt":1,"data":{"__proto__":{"polluted":true},"fn":"(() => { throw 1 })()"}}',
