@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   aesGcmCodec,
   generateAesKey,
@@ -11,32 +11,14 @@ import {
   SWEEP_LOCK_ID,
 } from '../src/index.js';
 import { sleep } from '../src/store.js';
+import { managerFixture } from './manager-fixture.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
 
 type Counter = { count?: number; user?: string };
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function setup(options: Partial<SessionManagerOptions> = {}) {
-  const store = new MemoryStore();
-  const errors: unknown[] = [];
-  const manager = new SessionManager<Counter>({
-    store,
-    cleanup: manual(),
-    onError: (error) => errors.push(error),
-    ...options,
-  });
-  cleanups.push(async () => {
-    await manager.close();
-    await store.close();
-  });
-  return { store, manager, errors };
-}
+const setup = managerFixture<Counter>();
 
 async function createSession(manager: SessionManager<Counter>, data: Counter): Promise<string> {
   const session = await manager.open(undefined);
@@ -333,14 +315,9 @@ describe('timeouts', () => {
   });
 
   it('enforces timeouts shorter than those a session was stored under', async () => {
-    const store = new MemoryStore();
-    const long = new SessionManager<Counter>({ store, cleanup: manual(), idleTimeoutMs: 60_000 });
-    const short = new SessionManager<Counter>({ store, cleanup: manual(), absoluteTimeoutMs: 50 });
-    cleanups.push(async () => {
-      await long.close();
-      await short.close();
-      await store.close();
-    });
+    const { manager: long, store } = setup({ idleTimeoutMs: 60_000 });
+    // close() is idempotent, so both fixtures may close the shared store.
+    const { manager: short } = setup({ absoluteTimeoutMs: 50 }, store);
     const id = await createSession(long, { count: 1 });
     await sleep(120);
     const session = await short.open(id);

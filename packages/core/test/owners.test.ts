@@ -1,40 +1,21 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   aesGcmCodec,
   generateAesKey,
   isSessionError,
   MemoryStore,
-  manual,
   ownerLockId,
   type Session,
-  SessionManager,
-  type SessionManagerOptions,
+  type SessionManager,
   type StoreCapabilities,
 } from '../src/index.js';
+import { managerFixture } from './manager-fixture.js';
 
 vi.setConfig({ testTimeout: 60_000 });
 
 type Account = { user?: string; cart?: string[] };
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function setup(options: Partial<SessionManagerOptions> = {}, store = new MemoryStore()) {
-  const errors: unknown[] = [];
-  const manager = new SessionManager<Account>({
-    store,
-    cleanup: manual(),
-    onError: (error) => errors.push(error),
-    ...options,
-  });
-  cleanups.push(async () => {
-    await manager.close();
-    await store.close();
-  });
-  return { store, manager, errors };
-}
+const setup = managerFixture<Account>();
 
 /** A login as an app writes it: regenerate, set the owner, commit. Resolves the new id. */
 async function login(
