@@ -74,11 +74,11 @@ export class OwnerSessions {
    */
   async login(owner: string, id: string, write: () => Promise<void>): Promise<void> {
     const max = this.#context.maxSessionsPerOwner;
-    if (max === undefined) {
-      await write();
-      return;
-    }
     await this.#withOwnerLock(owner, async () => {
+      if (max === undefined) {
+        await write();
+        return;
+      }
       const others = (await this.#ownedBy(owner)).filter((session) => session.id !== id);
       const excess = others.length + 1 - max;
       if (excess > 0) {
