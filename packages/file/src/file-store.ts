@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   isSessionError,
   type LockManager,
+  type OwnedSession,
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
@@ -41,7 +42,7 @@ export class FileStore extends BaseStore {
     expiry: 'sweep',
     durable: true,
     expiryIndex: false,
-    ownerIndex: false,
+    ownerIndex: true,
   };
   readonly locks: LockManager;
   /** The store's directory, with symlinks resolved. */
@@ -125,6 +126,9 @@ export class FileStore extends BaseStore {
       sweepMode: settings.sweepMode,
       graceMs: settings.graceMs,
       maxOpenFiles: settings.maxOpenFiles,
+      fileMode,
+      directoryMode,
+      fsync: settings.durability === 'full',
     };
     const files = new RecordFiles(recordSettings, fs, guards);
     const layout = new StoreLayout(root, fs, files, directoryMode);
@@ -205,6 +209,10 @@ export class FileStore extends BaseStore {
 
   protected _clear(): Promise<void> {
     return this.#records.clear();
+  }
+
+  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return this.#records.ownedBy(owner, now);
   }
 
   protected _sweep(progress: SweepProgress): Promise<SweepResult> {

@@ -6,12 +6,15 @@ import { isSessionId } from '@sessile/core';
 import type { HostGuards } from '@sessile/core/store';
 import {
   decodeHeader,
-  HEADER_BYTES,
   type HeaderResult,
+  MAX_FRAME_BYTES,
   MAX_HEADER_BYTES,
+  ownerOfFrame,
   type RecordHeader,
+  recordFileBytes,
 } from './format.js';
 import { type FileSystem, freeFile, unless } from './fs.js';
+import { OwnerIndex, type OwnerLookup } from './owner-index.js';
 import type {
   RecordFilesSettings,
   StopSignal,
@@ -103,6 +106,7 @@ export function uniqueSuffix(): string {
  */
 export class RecordFiles implements Sweeper {
   readonly settings: RecordFilesSettings;
+  readonly owners: OwnerIndex;
   readonly #fs: FileSystem;
   readonly #guards: HostGuards;
   /** The sorted names of the shard the sweep is in. */
@@ -114,6 +118,29 @@ export class RecordFiles implements Sweeper {
     this.settings = settings;
     this.#fs = fs;
     this.#guards = guards;
+    this.owners = new OwnerIndex({
+      path: settings.path,
+      fs,
+      fileMode: settings.fileMode,
+      directoryMode: settings.directoryMode,
+      fsync: settings.fsync,
+      ownerOf: (id) => this.ownerOf(id, this.recordPath(id)),
+    });
+  }
+
+  /** `<path>/<shard>/<id>` of a valid id. */
+  recordPath(id: string): string {
+    return `${this.settings.path}${sep}${id.slice(0, SHARD_LENGTH)}${sep}${id}`;
+  }
+
+  /** The owner the record file at `file` carries, from its first bytes, whatever its expiry. */
+  async ownerOf(id: string, file: string): Promise<OwnerLookup> {
+    const found = await this.#fs.readStart(file, MAX_FRAME_BYTES);
+    if (found?.bytes === undefined) return { present: false };
+    const parsed = decodeHeader(id, found.bytes);
+    if (parsed.kind === 'other-id') return { present: false };
+    if (parsed.kind === 'corrupt') return { present: true, owner: undefined };
+    return { present: true, owner: ownerOfFrame(parsed.header, found.bytes) };
   }
 
   /**
@@ -137,7 +164,7 @@ export class RecordFiles implements Sweeper {
     if (parsed.kind === 'other-id') return 'other';
     if (parsed.kind === 'corrupt') return 'corrupt';
     const header: RecordHeader = parsed.header;
-    if (found.stats.size !== HEADER_BYTES + id.length + header.payloadBytes) return 'corrupt';
+    if (found.stats.size !== recordFileBytes(header)) return 'corrupt';
     return effectiveExpiresAt(header.expiresAt, found.stats.mtimeMs, this.settings.mtimeExact) > now
       ? 'live'
       : 'expired';
@@ -277,8 +304,18 @@ export class RecordFiles implements Sweeper {
       if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
         expired = (await this.headerPresence(id, aside, now)) !== 'live';
       }
-      if (!expired) await unless(['EEXIST'], undefined, () => this.#fs.link(aside, file));
+      const found = (await this.owners.inUse()) ? await this.ownerOf(id, aside) : undefined;
+      const owner = found?.present ? found.owner : undefined;
+      const relinked =
+        !expired &&
+        (await unless(['EEXIST'], false, async () => {
+          await this.#fs.link(aside, file);
+          return true;
+        }));
       await this.#free(aside);
+      // The record was away for a moment, so a remover may have taken its entry: put it back.
+      if (owner !== undefined && relinked) await this.owners.ensure(owner, id);
+      if (owner !== undefined && expired) await this.owners.remove(owner, id);
       return expired ? 'removed' : 'live';
     });
   }

@@ -1,15 +1,16 @@
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { isSessionError, SessionError, type SessionRecord } from '@sessile/core';
+import { isSessionError, type OwnedSession, SessionError, type SessionRecord } from '@sessile/core';
 import { type HostGuards, sleep } from '@sessile/core/store';
 import {
   decodeHeader,
   decodePayload,
   EXPIRES_AT_OFFSET,
   encodeRecord,
-  HEADER_BYTES,
+  MAX_FRAME_BYTES,
   MAX_HEADER_BYTES,
+  recordFileBytes,
 } from './format.js';
 import {
   errorCode,
@@ -119,7 +120,7 @@ export class RecordIo {
     wary: boolean,
   ): Promise<SessionRecord | undefined | typeof REPLACED> {
     const started = performance.now();
-    const found = await this.#fs.readStart(file, MAX_HEADER_BYTES + this.#maxRecordBytes());
+    const found = await this.#fs.readStart(file, MAX_FRAME_BYTES + this.#maxRecordBytes());
     if (found === undefined) return undefined;
     if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, false);
     const { stats, bytes } = found;
@@ -148,7 +149,7 @@ export class RecordIo {
     bytes: Buffer,
     now: number,
   ): SessionRecord | undefined | 'other-id' {
-    if (stats.size > MAX_HEADER_BYTES + this.#maxRecordBytes()) {
+    if (stats.size > MAX_FRAME_BYTES + this.#maxRecordBytes()) {
       throw new SessionError(
         'ERR_RECORD_TOO_LARGE',
         `Stored record exceeds maxRecordBytes (${this.#maxRecordBytes()})`,
@@ -165,7 +166,8 @@ export class RecordIo {
       this.#files.settings.mtimeExact,
     );
     if (expiresAt <= now) return undefined;
-    return { data: payload.data, expiresAt };
+    if (payload.owner === undefined) return { data: payload.data, expiresAt };
+    return { data: payload.data, expiresAt, owner: payload.owner };
   }
 
   /**
@@ -191,11 +193,17 @@ export class RecordIo {
     const file = this.#layout.recordPath(id);
     if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, true);
     const temp = await this.#writeTemp(id, record);
+    const { owner } = record;
+    const owners = this.#files.owners;
+    /** This call made the owner's entry: the record it replaces may carry another owner. */
+    let listed = false;
+    let replacedOwner: string | undefined;
     let placed = false;
     try {
-      return await this.#guards.serialize(file, async () => {
+      const wrote = await this.#guards.serialize(file, async () => {
         // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
         if (only === 'absent') {
+          if (owner !== undefined) listed = await owners.add(owner, id);
           const linked = await unless(['EEXIST'], false, async () => {
             await this.#fs.link(temp, file);
             return true;
@@ -211,6 +219,12 @@ export class RecordIo {
             only === undefined ? undefined : await this.#files.presence(id, file, now);
           if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
           if (only === 'present' && presence !== 'live') return false;
+          // The entry goes in before the record; the replaced record's owner is read first.
+          if (owner !== undefined) listed = (await owners.add(owner, id)) || listed;
+          if (presence !== 'absent' && (owner === undefined ? await owners.inUse() : listed)) {
+            const found = await this.#files.ownerOf(id, file);
+            replacedOwner = found.present ? found.owner : undefined;
+          }
           await this.#replace(temp, file, presence !== 'absent');
           placed = true;
           return true;
@@ -218,6 +232,12 @@ export class RecordIo {
         if (wrote) await this.#syncDirectory(file);
         return wrote;
       });
+      if (wrote && owner !== undefined) await owners.ensure(owner, id);
+      if (wrote && replacedOwner !== undefined && replacedOwner !== owner) {
+        await owners.remove(replacedOwner, id);
+      }
+      if (!wrote && listed) await owners.remove(owner as string, id);
+      return wrote;
     } finally {
       if (!placed) await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
     }
@@ -253,7 +273,7 @@ export class RecordIo {
       if (parsed.kind === 'other-id') return false;
       if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
       const header = parsed.header;
-      if (stats.size !== HEADER_BYTES + id.length + header.payloadBytes) {
+      if (stats.size !== recordFileBytes(header)) {
         throw corruptRecord('length does not match the header (torn or truncated)');
       }
       if (
@@ -305,9 +325,14 @@ export class RecordIo {
     const file = this.#layout.recordPath(id);
     // No shard directory, no record (and nowhere to put the guard).
     if (!(await this.#layout.shardExists(id))) return false;
-    return this.#guards.run(file, async () => {
+    let owner: string | undefined;
+    const deleted = await this.#guards.run(file, async () => {
       const presence = await this.#files.presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
+      if (await this.#files.owners.inUse()) {
+        const found = await this.#files.ownerOf(id, file);
+        owner = found.present ? found.owner : undefined;
+      }
       const removed = await unless(['ENOENT'], false, async () => {
         // With file reuse on, the record becomes a spare: a rename frees no blocks, so the event
         // loop never waits for the disk to take them back (see SpareFiles).
@@ -317,6 +342,37 @@ export class RecordIo {
       if (removed) await this.#syncDirectory(file);
       return removed && presence === 'live';
     });
+    if (owner !== undefined) await this.#files.owners.remove(owner, id);
+    return deleted;
+  }
+
+  /**
+   * The live records listed for `owner` that carry it. An entry whose record is gone or carries
+   * another owner is removed on the way; one whose record has expired is left to the sweep.
+   * A listed record that fails to decode is left out (`get` rejects it for its own id).
+   */
+  async ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const owners = this.#files.owners;
+    const sessions: OwnedSession[] = [];
+    await this.#files.forEachBounded(await owners.list(owner), async (id) => {
+      let record: SessionRecord | undefined;
+      try {
+        record = await this.get(id, now);
+      } catch (error) {
+        if (isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') return;
+        throw error;
+      }
+      if (record?.owner === owner) {
+        sessions.push({ id, record });
+        return;
+      }
+      if (record === undefined) {
+        const found = await this.#files.ownerOf(id, this.#layout.recordPath(id));
+        if (found.present && found.owner === owner) return;
+      }
+      await owners.remove(owner, id);
+    });
+    return sessions;
   }
 
   async clear(): Promise<void> {
@@ -330,12 +386,13 @@ export class RecordIo {
         });
       }
     }
+    await this.#files.owners.clear();
   }
 
   /** Writes the record to a temp file (a spare one when there is one) and returns its name. */
   async #writeTemp(id: string, record: SessionRecord): Promise<string> {
     const directory = join(this.#layout.path, id.slice(0, SHARD_LENGTH));
-    const bytes = encodeRecord(id, record.data, record.expiresAt);
+    const bytes = encodeRecord(id, record.data, record.expiresAt, record.owner);
     const spare = await this.#spares?.open(directory);
     const temp = spare?.file ?? join(directory, `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`);
     const fd =

@@ -20,6 +20,11 @@ export interface RecordFilesSettings {
   sweepMode: 'fast' | 'verify';
   graceMs: number;
   maxOpenFiles: number;
+  /** For the owner index's entries and directories. */
+  fileMode: number;
+  directoryMode: number;
+  /** `durability: 'full'`. */
+  fsync: boolean;
 }
 
 /** One step of a sweep pass: the next `size` entries after `after`, in (shard, name) order. */

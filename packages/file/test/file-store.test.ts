@@ -166,6 +166,9 @@ function sweepSettings(path: string): RecordFilesSettings {
     sweepMode: 'fast',
     graceMs: 60_000,
     maxOpenFiles: 32,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    fsync: false,
   };
 }
 

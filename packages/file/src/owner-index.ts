@@ -1,0 +1,190 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { isSessionId, SessionError } from '@sessile/core';
+import {
+  type FileSystem,
+  fsyncDirectory,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_WRONLY,
+  unless,
+} from './fs.js';
+
+/** The owner index: `<path>/.owners/<2 characters>/<43 characters>/<id>`, see `OwnerIndex`. */
+export const OWNERS_DIRECTORY = '.owners';
+/** Owner directories checked to be plain ones are remembered up to this many, then forgotten. */
+const MAX_VERIFIED_DIRECTORIES = 10_000;
+/** How often a process that has seen no owner index looks again for one another process made. */
+const IN_USE_RECHECK_MS = 1000;
+
+/** What a record file says about its owner. */
+export type OwnerLookup = { present: false } | { present: true; owner: string | undefined };
+
+export interface OwnerIndexInit {
+  /** The store's directory, symlinks resolved. */
+  path: string;
+  fs: FileSystem;
+  fileMode: number;
+  directoryMode: number;
+  /** `durability: 'full'`: an entry is on disk before the record it lists is written. */
+  fsync: boolean;
+  /** Reads the owner of the record file of `id`, whatever its expiry. */
+  ownerOf: (id: string) => Promise<OwnerLookup>;
+}
+
+/** The directory name of an owner: SHA-256 of its UTF-8, base64url, so any owner makes a safe name. */
+function ownerHash(owner: string): string {
+  return createHash('sha256').update(owner, 'utf8').digest('base64url');
+}
+
+/**
+ * One empty file per (owner, id) in a directory named by a hash of the owner. An entry cannot
+ * change in one step with its record, so the rules keep it correct by order instead:
+ * - a writer of a record that carries owner O adds O's entry before the record, and makes sure
+ *   it is still there after (a crash between leaves an entry too many, never one too few);
+ * - whoever takes an entry away unlinks it, then reads the record, and puts the entry back when
+ *   the record carries that owner after all (so a remover racing a writer never wins);
+ * - `ownedBy` trusts no entry: it reads each record and keeps those that carry the owner.
+ * An entry too many (a crash, a hash collision, an owner changed by a process that had not yet
+ * seen the index) is therefore harmless, and `ownedBy` removes it when it meets it.
+ */
+export class OwnerIndex {
+  readonly #root: string;
+  readonly #fs: FileSystem;
+  readonly #fileMode: number;
+  readonly #directoryMode: number;
+  readonly #fsync: boolean;
+  readonly #ownerOf: (id: string) => Promise<OwnerLookup>;
+  readonly #verified = new Set<string>();
+  /** Once the index exists it stays: only the time of the last look is kept while it does not. */
+  #inUse = false;
+  #checkedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(init: OwnerIndexInit) {
+    this.#root = join(init.path, OWNERS_DIRECTORY);
+    this.#fs = init.fs;
+    this.#fileMode = init.fileMode;
+    this.#directoryMode = init.directoryMode;
+    this.#fsync = init.fsync;
+    this.#ownerOf = init.ownerOf;
+  }
+
+  /**
+   * True once some process has listed an owner in this store. Until then, writes of records
+   * without an owner need not read the record they replace to learn its owner.
+   */
+  async inUse(): Promise<boolean> {
+    if (this.#inUse) return true;
+    const now = performance.now();
+    if (now - this.#checkedAt < IN_USE_RECHECK_MS) return false;
+    this.#checkedAt = now;
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(this.#root));
+    this.#inUse = stats !== undefined;
+    return this.#inUse;
+  }
+
+  /** Adds the entry of (`owner`, `id`); true when this call created it, false when it was there. */
+  async add(owner: string, id: string): Promise<boolean> {
+    const directory = await this.#ownerDirectory(owner, true);
+    const created = await this.#create(join(directory, id));
+    if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
+    return created;
+  }
+
+  /** Adds the entry of (`owner`, `id`) unless it is there. */
+  async ensure(owner: string, id: string): Promise<void> {
+    const directory = await this.#ownerDirectory(owner, true);
+    const entry = join(directory, id);
+    const there = await unless(['ENOENT'], undefined, () => this.#fs.lstat(entry));
+    if (there !== undefined) return;
+    if ((await this.#create(entry)) && this.#fsync) await fsyncDirectory(this.#fs, directory);
+  }
+
+  /** Takes the entry of (`owner`, `id`) away, unless the record of `id` carries `owner`. */
+  async remove(owner: string, id: string): Promise<void> {
+    const directory = await this.#ownerDirectory(owner, false);
+    if (directory === undefined) return;
+    await this.#removeEntry(directory, ownerHash(owner), id);
+  }
+
+  /** The ids listed for `owner`, unchecked. */
+  async list(owner: string): Promise<string[]> {
+    const directory = await this.#ownerDirectory(owner, false);
+    if (directory === undefined) return [];
+    const names = await unless(['ENOENT'], [] as string[], () => this.#fs.readdir(directory));
+    return names.filter(isSessionId);
+  }
+
+  /** Takes away every entry whose record no longer carries its owner (after `clear`, all). */
+  async clear(): Promise<void> {
+    const shards = await unless(['ENOENT'], [] as string[], () => this.#fs.readdir(this.#root));
+    for (const shard of shards) {
+      const hashes = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+        this.#fs.readdir(join(this.#root, shard)),
+      );
+      for (const hash of hashes) {
+        const directory = join(this.#root, shard, hash);
+        const ids = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+          this.#fs.readdir(directory),
+        );
+        for (const id of ids) if (isSessionId(id)) await this.#removeEntry(directory, hash, id);
+      }
+    }
+  }
+
+  async #removeEntry(directory: string, hash: string, id: string): Promise<void> {
+    const entry = join(directory, id);
+    await unless(['ENOENT'], undefined, () => this.#fs.unlink(entry));
+    // A writer may have put the record in place, with this owner, since the caller looked.
+    const found = await this.#ownerOf(id);
+    if (found.present && found.owner !== undefined && ownerHash(found.owner) === hash) {
+      await this.#create(entry);
+    }
+  }
+
+  /** O_EXCL: true when this call made the file. */
+  async #create(entry: string): Promise<boolean> {
+    const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    const fd = await unless(['EEXIST'], undefined, () =>
+      this.#fs.open(entry, flags, this.#fileMode),
+    );
+    if (fd === undefined) return false;
+    await this.#fs.close(fd);
+    return true;
+  }
+
+  /**
+   * The owner's directory, checked (once per process) to be a plain directory down from the
+   * store's; made when `create` is set, else undefined when missing.
+   */
+  async #ownerDirectory(owner: string, create: true): Promise<string>;
+  async #ownerDirectory(owner: string, create: boolean): Promise<string | undefined>;
+  async #ownerDirectory(owner: string, create: boolean): Promise<string | undefined> {
+    const hash = ownerHash(owner);
+    const directory = join(this.#root, hash.slice(0, 2), hash);
+    if (this.#verified.has(directory)) return directory;
+    const levels = [this.#root, join(this.#root, hash.slice(0, 2)), directory];
+    for (const level of levels) {
+      let stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(level));
+      if (stats === undefined) {
+        if (!create) return undefined;
+        await unless(['EEXIST'], undefined, () =>
+          this.#fs.mkdir(level, { mode: this.#directoryMode }),
+        );
+        if (this.#fsync) await fsyncDirectory(this.#fs, join(level, '..'));
+        stats = await this.#fs.lstat(level);
+      }
+      if (!stats.isDirectory()) {
+        throw new SessionError(
+          'ERR_STORE_IO',
+          `Refusing to use ${level}: it is not a plain directory inside the store (a symlink?)`,
+        );
+      }
+    }
+    this.#inUse = true;
+    if (this.#verified.size >= MAX_VERIFIED_DIRECTORIES) this.#verified.clear();
+    this.#verified.add(directory);
+    return directory;
+  }
+}

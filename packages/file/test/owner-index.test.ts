@@ -1,0 +1,207 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
+import { generateSessionId } from '@sessile/core';
+import { FileStore, type FileStoreOptions } from '@sessile/file';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+const HOUR_MS = 3_600_000;
+const root = mkdtempSync(join(tmpdir(), 'sessile-file-owners-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const stores: FileStore[] = [];
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const store of stores.splice(0)) await store.close();
+});
+
+let directories = 0;
+async function openStore(options: Partial<FileStoreOptions> = {}): Promise<FileStore> {
+  const store = await FileStore.open({ path: join(root, `store-${++directories}`), ...options });
+  stores.push(store);
+  return store;
+}
+
+const data = Buffer.from([7, 8, 9]);
+
+async function ownedIds(store: FileStore, owner: string): Promise<string[]> {
+  return (await store.ownedBy(owner)).map((session) => session.id).sort();
+}
+
+/** The entry files of the owner index, as `<owner directory>/<id>` paths. */
+function entriesOf(store: FileStore): string[] {
+  const base = join(store.path, '.owners');
+  if (!existsSync(base)) return [];
+  const found: string[] = [];
+  for (const shard of readdirSync(base)) {
+    for (const hash of readdirSync(join(base, shard))) {
+      for (const id of readdirSync(join(base, shard, hash))) found.push(`${hash}/${id}`);
+    }
+  }
+  return found.sort();
+}
+
+function hashOf(owner: string): string {
+  return createHash('sha256').update(owner, 'utf8').digest('base64url');
+}
+
+describe('owner index', () => {
+  for (const io of ['sync', 'async'] as const) {
+    it(`follows set, touch, overwrite and delete, one entry per owned record (io: '${io}')`, async () => {
+      const store = await openStore({ io });
+      const expiresAt = Date.now() + HOUR_MS;
+      const [a, b, c] = [generateSessionId(), generateSessionId(), generateSessionId()];
+      await store.set(a, { data, expiresAt, owner: 'alice' });
+      await store.set(b, { data, expiresAt, owner: 'alice' }, { only: 'absent' });
+      await store.set(c, { data, expiresAt, owner: 'bob' });
+      expect(await ownedIds(store, 'alice')).toEqual([a, b].sort());
+      expect(await store.get(a)).toEqual({ data, expiresAt, owner: 'alice' });
+
+      // An extending touch moves only the mtime, a shortening one rewrites the header.
+      expect(await store.touch(a, expiresAt + 5000)).toBe(true);
+      expect(await store.touch(b, expiresAt - 5000)).toBe(true);
+      expect((await store.get(a))?.owner).toBe('alice');
+      expect((await store.get(b))?.owner).toBe('alice');
+
+      await store.set(b, { data, expiresAt, owner: 'bob' });
+      await store.set(c, { data, expiresAt });
+      expect(await ownedIds(store, 'alice')).toEqual([a]);
+      expect(await ownedIds(store, 'bob')).toEqual([b]);
+      expect(await store.get(c)).toEqual({ data, expiresAt });
+      expect(entriesOf(store)).toEqual([`${hashOf('alice')}/${a}`, `${hashOf('bob')}/${b}`].sort());
+
+      expect(await store.delete(a)).toBe(true);
+      expect(await store.ownedBy('alice')).toEqual([]);
+      expect(entriesOf(store)).toEqual([`${hashOf('bob')}/${b}`]);
+      await store.clear();
+      expect(entriesOf(store)).toEqual([]);
+    });
+  }
+
+  it('names owner directories by a hash: any owner is stored, and none reaches a path', async () => {
+    const store = await openStore();
+    const owners = ['../../etc/passwd', 'a/b\\c', 'nul\u0000byte', '😀'.repeat(128), '.'];
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = owners.map(() => generateSessionId());
+    for (const [k, owner] of owners.entries()) {
+      await store.set(ids[k] as string, { data, expiresAt, owner });
+    }
+    for (const [k, owner] of owners.entries()) {
+      expect(await store.ownedBy(owner)).toEqual([
+        { id: ids[k], record: { data, expiresAt, owner } },
+      ]);
+    }
+    for (const entry of entriesOf(store)) expect(entry).toMatch(/^[A-Za-z0-9_-]{43}\/[\w-]+$/);
+    expect(readdirSync(store.path).sort()).toEqual(
+      [...new Set(ids.map((id) => id[0] as string))].concat(['.guards', '.owners']).sort(),
+    );
+  });
+
+  it('an entry left by a crash (no record, or a record of another owner) is never listed, and is removed', async () => {
+    const store = await openStore();
+    const expiresAt = Date.now() + HOUR_MS;
+    const [kept, gone, moved] = [generateSessionId(), generateSessionId(), generateSessionId()];
+    await store.set(kept, { data, expiresAt, owner: 'alice' });
+    await store.set(moved, { data, expiresAt, owner: 'bob' });
+    // What a writer killed between adding the entry and writing the record leaves behind.
+    const directory = join(store.path, '.owners', hashOf('alice').slice(0, 2), hashOf('alice'));
+    writeFileSync(join(directory, gone), '');
+    writeFileSync(join(directory, moved), '');
+    expect(await ownedIds(store, 'alice')).toEqual([kept]);
+    expect(readdirSync(directory)).toEqual([kept]);
+    expect(await ownedIds(store, 'bob')).toEqual([moved]);
+  });
+
+  it('reads records of format 1, which have no owner', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    const expiresAt = Date.now() + HOUR_MS;
+    const payload = Buffer.from('written by format 1');
+    const body = Buffer.concat([Buffer.from(id, 'latin1'), payload]);
+    const header = Buffer.alloc(24);
+    header.writeUInt32LE(0x46534553, 0);
+    header.writeUInt8(1, 4);
+    header.writeUInt8(id.length, 5);
+    header.writeDoubleLE(expiresAt, 8);
+    header.writeUInt32LE(payload.length, 16);
+    header.writeUInt32LE(crc32(body), 20);
+    mkdirSync(join(store.path, id.slice(0, 1)), { recursive: true });
+    const file = join(store.path, id.slice(0, 1), id);
+    writeFileSync(file, Buffer.concat([header, body]));
+    utimesSync(file, expiresAt / 1000, expiresAt / 1000);
+    expect(await store.get(id)).toEqual({ data: payload, expiresAt });
+    await store.set(id, { data, expiresAt, owner: 'alice' });
+    expect(await ownedIds(store, 'alice')).toEqual([id]);
+  });
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`a sweep removes the entries of the expired records it removes (io: '${io}')`, async () => {
+      const store = await openStore({ io, graceMs: 100 });
+      const live: string[] = [];
+      for (let k = 0; k < 60; k++) {
+        const id = generateSessionId();
+        const expired = k % 3 !== 0;
+        await store.set(id, {
+          data,
+          expiresAt: Date.now() + (expired ? 100 : HOUR_MS),
+          owner: `user ${k % 4}`,
+        });
+        if (!expired) live.push(id);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      let done = false;
+      while (!done) done = (await store.sweep()).done;
+      const listed = entriesOf(store).map((entry) => entry.split('/')[1]);
+      expect(listed.sort()).toEqual(live.sort());
+    }, 30_000);
+  }
+});
+
+describe('owner index across processes', () => {
+  it('after a writer in another process is killed at random points, every owner lists exactly the records that carry it', async () => {
+    const store = await openStore();
+    const ids = Array.from({ length: 40 }, () => generateSessionId());
+    for (let round = 0; round < 6; round++) {
+      const child = fork(
+        fileURLToPath(new URL('./fixtures/owner-writer.mjs', import.meta.url)),
+        [store.path, ids.join(',')],
+        { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+      );
+      children.push(child);
+      let done = -1;
+      child.on('message', (message: { type: string; op?: number; message?: string }) => {
+        if (message.type === 'error') throw new Error(message.message);
+        if (message.type === 'done') done = message.op as number;
+      });
+      while (done < 100) {
+        expect(child.exitCode, 'the writer is still running').toBeNull();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 3 + round * 7));
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+
+      const carried = new Map<string, string[]>();
+      for (const id of ids) {
+        const owner = (await store.get(id))?.owner;
+        if (owner !== undefined) carried.set(owner, [...(carried.get(owner) ?? []), id]);
+      }
+      for (const owner of ['alice', 'bob', 'chloé/../x']) {
+        expect(await ownedIds(store, owner)).toEqual((carried.get(owner) ?? []).sort());
+      }
+    }
+  }, 120_000);
+});
