@@ -60,6 +60,8 @@ export interface Settings {
   channel: string;
   unlogged: boolean;
   queryTimeoutMs: number;
+  /** Connections the pool may open: how many statements the store keeps in flight before batching. */
+  connections: number;
 }
 
 export function normalizeOptions(options: PostgresStoreOptions): Settings {
@@ -112,6 +114,7 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
     channel,
     unlogged,
     queryTimeoutMs,
+    connections: pool === undefined ? poolSize : ((pool.options as pg.PoolConfig).max ?? 10),
   };
 }
 

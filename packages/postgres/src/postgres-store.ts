@@ -9,6 +9,7 @@ import {
 } from '@sessile/core';
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
+import { Batches, type BatchKind } from './batches.js';
 import { Database } from './database.js';
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
@@ -25,6 +26,14 @@ interface StoredRow {
   data: unknown;
   expiresAt: unknown;
   owner: unknown;
+}
+
+/** A record as the columns' parameters: id, data, expires_at, owner. */
+type RecordRow = [id: string, data: Buffer, expiresAt: number, owner: Buffer | null];
+
+interface RowWrite {
+  row: RecordRow;
+  now: number;
 }
 
 interface FencedRow {
@@ -44,6 +53,10 @@ export class PostgresStore extends BaseStore {
   readonly #db: Database;
   readonly #ownsPool: boolean;
   readonly #sql: Statements;
+  readonly #batches: Batches;
+  readonly #reads: BatchKind<{ id: string; now: number }, SessionRecord | undefined>;
+  readonly #upserts: BatchKind<RowWrite, boolean>;
+  readonly #inserts: BatchKind<RowWrite, boolean>;
 
   /**
    * Connects, then creates or migrates the schema under a transaction-level advisory lock. A
@@ -78,6 +91,39 @@ export class PostgresStore extends BaseStore {
       expiryIndex: true,
       ownerIndex: true,
     };
+    this.#batches = new Batches(settings.connections);
+    const many = this.#sql.many;
+    this.#reads = {
+      one: async ({ id, now }) => {
+        const row = (await this.#run<StoredRow>(this.#sql.get, [id, now])).rows[0];
+        return row === undefined ? undefined : recordOf(row);
+      },
+      many: async (calls) => {
+        const ids = calls.map((call) => call.id);
+        const { rows } = await this.#run<StoredRow & { i: number }>(many.get, [ids, latest(calls)]);
+        const records: (SessionRecord | undefined)[] = new Array(calls.length).fill(undefined);
+        for (const row of rows) records[row.i - 1] = recordOf(row);
+        return records;
+      },
+    };
+    this.#upserts = {
+      one: ({ row }) => this.#changed(this.#sql.upsert, row),
+      many: async (calls) => {
+        await this.#run(many.upsert, columnsOf(calls));
+        return calls.map(() => true);
+      },
+    };
+    this.#inserts = {
+      one: ({ row, now }) => this.#changed(this.#sql.insertUnlessLive, [...row, now]),
+      many: async (calls) => {
+        const { rows } = await this.#run<{ id: string }>(many.insertUnlessLive, [
+          ...columnsOf(calls),
+          latest(calls),
+        ]);
+        const written = new Set(rows.map((row) => row.id));
+        return calls.map((call) => written.has(call.row[0]));
+      },
+    };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
     this.locks = new PostgresLocks(db, settings.names, listener, settings.channel);
   }
@@ -87,10 +133,8 @@ export class PostgresStore extends BaseStore {
     return this.#db.pool;
   }
 
-  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    const { rows } = await this.#run<StoredRow>(this.#sql.get, [id, now]);
-    const row = rows[0];
-    return row === undefined ? undefined : recordOf(row);
+  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#batches.run(this.#reads, id, { id, now });
   }
 
   protected async _set(
@@ -101,7 +145,7 @@ export class PostgresStore extends BaseStore {
     lease: HeldLease | undefined,
   ): Promise<boolean> {
     const { owner } = record;
-    const row = [
+    const row: RecordRow = [
       id,
       toBuffer(record.data),
       record.expiresAt,
@@ -117,9 +161,9 @@ export class PostgresStore extends BaseStore {
             : fenced.upsert;
       return this.#fenced(statement, [...row, now, lease.key, lease.token]);
     }
-    if (only === 'absent') return this.#changed(this.#sql.insertUnlessLive, [...row, now]);
+    if (only === 'absent') return this.#batches.run(this.#inserts, id, { row, now });
     if (only === 'present') return this.#changed(this.#sql.updateIfLive, [...row, now]);
-    return this.#changed(this.#sql.upsert, row);
+    return this.#batches.run(this.#upserts, id, { row, now });
   }
 
   protected _touch(
@@ -223,6 +267,16 @@ export class PostgresStore extends BaseStore {
     if (row?.held !== true) throw lockLost();
     return row.wrote === true;
   }
+}
+
+/** The latest `now` of a batch's calls: a record expired for any of them counts as expired. */
+function latest(calls: readonly { now: number }[]): number {
+  return Math.max(...calls.map((call) => call.now));
+}
+
+/** A batch's rows as one array per column, for `unnest`. */
+function columnsOf(calls: readonly RowWrite[]): unknown[][] {
+  return [0, 1, 2, 3].map((column) => calls.map((call) => call.row[column]));
 }
 
 function toBuffer(data: Uint8Array): Buffer {

@@ -14,6 +14,12 @@ export interface Statements {
   get: Statement;
   upsert: Statement;
   insertUnlessLive: Statement;
+  /** The batched forms of `get`, `upsert` and `insertUnlessLive`: one array per column. */
+  many: {
+    get: Statement;
+    upsert: Statement;
+    insertUnlessLive: Statement;
+  };
   updateIfLive: Statement;
   touch: Statement;
   delete: Statement;
@@ -59,6 +65,11 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
               COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
+  // Rows are written in id order, so two batches (on any hosts) lock shared rows in one order
+  // and never deadlock; ids compare as the column does.
+  const rows = `SELECT q.id, q.data, q.expires_at, q.owner
+    FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
+    ORDER BY q.id COLLATE "C"`;
   return {
     get: statement('get', `SELECT ${record} FROM ${table} WHERE id = $1 AND expires_at > $2`),
     upsert: statement(
@@ -82,6 +93,19 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       'delete',
       `DELETE FROM ${table} WHERE id = $1 RETURNING expires_at > $2 AS live`,
     ),
+    many: {
+      get: statement(
+        'get_many',
+        `SELECT q.i::int AS i, ${record} FROM unnest($1::text[]) WITH ORDINALITY AS q(id, i)
+         JOIN ${table} AS stored ON stored.id = q.id COLLATE "C" WHERE stored.expires_at > $2`,
+      ),
+      upsert: statement('upsert_many', `INSERT INTO ${table} ${columns} ${rows} ${upsert}`),
+      insertUnlessLive: statement(
+        'insert_unless_live_many',
+        `INSERT INTO ${table} AS stored ${columns} ${rows} ${upsert}
+         WHERE stored.expires_at <= $5 RETURNING id`,
+      ),
+    },
     fenced: {
       upsert: fence(
         'fenced_upsert',

@@ -333,6 +333,77 @@ describe('owners', () => {
   });
 });
 
+/** An app pool of `max` connections that counts the statements sent through it. */
+function countingPool(max: number): { pool: pg.Pool; statements: () => number } {
+  const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max });
+  pool.on('error', () => {});
+  cleanups.push(() => pool.end());
+  let statements = 0;
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => {
+    statements++;
+    return query(...args);
+  }) as typeof pool.query;
+  return { pool, statements: () => statements };
+}
+
+describe('batching', () => {
+  it('sends concurrent creates and reads as a few statements, each call with its own answer', async () => {
+    const { pool, statements } = countingPool(2);
+    const store = await PostgresStore.open({ pool, schema, table: newTable() });
+    cleanups.push(() => store.close());
+    const taken = idOf('taken');
+    await store.set(taken, record('first'));
+    const ids = Array.from({ length: 100 }, (_, i) => idOf(`c${i}`));
+    const before = statements();
+    const created = await Promise.all([
+      ...ids.map((id) => store.set(id, record(id), { only: 'absent' })),
+      store.set(taken, record('second'), { only: 'absent' }),
+    ]);
+    expect(created).toEqual([...ids.map(() => true), false]);
+    const missing = idOf('missing');
+    const read = await Promise.all([...ids, missing, taken].map((id) => store.get(id)));
+    expect(read.map((found) => textOf(found?.data))).toEqual([...ids, undefined, 'first']);
+    const overwritten = await Promise.all(ids.map((id) => store.set(id, record(`new ${id}`))));
+    expect(overwritten.every((wrote) => wrote)).toBe(true);
+    expect(textOf((await store.get(ids[7] as string))?.data)).toBe(`new ${ids[7]}`);
+    // 304 calls; alone, each would be a statement.
+    expect(statements() - before).toBeLessThan(60);
+  });
+
+  it('concurrent creates of one id: exactly one wins, even when they queue together', async () => {
+    const { pool } = countingPool(1);
+    const store = await PostgresStore.open({ pool, schema, table: newTable() });
+    cleanups.push(() => store.close());
+    const id = idOf('race');
+    const others = Array.from({ length: 20 }, (_, i) =>
+      store.set(idOf(`o${i}`), record('x'), { only: 'absent' }),
+    );
+    const racing = Array.from({ length: 20 }, (_, i) =>
+      store.set(id, record(`w${i}`), { only: 'absent' }),
+    );
+    await Promise.all(others);
+    expect((await Promise.all(racing)).filter(Boolean)).toHaveLength(1);
+  });
+
+  it('two stores writing the same rows in batches, in opposite orders, never deadlock', async () => {
+    const table = newTable();
+    const stores = await Promise.all(
+      [0, 1].map(() => PostgresStore.open({ pool: countingPool(2).pool, schema, table })),
+    );
+    for (const store of stores) cleanups.push(() => store.close());
+    const ids = Array.from({ length: 200 }, (_, i) => idOf(`d${i}`));
+    const rounds = Array.from({ length: 5 }, (_, round) =>
+      stores.map((store, s) => {
+        const order = s === 0 ? ids : [...ids].reverse();
+        return Promise.all(order.map((id) => store.set(id, record(`${round}`))));
+      }),
+    );
+    for (const round of rounds) await Promise.all(round);
+    expect(await (stores[0] as PostgresStore).count()).toBe(200);
+  }, 60_000);
+});
+
 describe('operations', () => {
   it('a sweep passes rows another transaction holds instead of waiting for them', async () => {
     const table = newTable();
