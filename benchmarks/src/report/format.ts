@@ -21,6 +21,11 @@ export function ms(value: number | undefined): string {
   return value === undefined ? '–' : `${formatNumber(value)} ms`;
 }
 
+/** An event-loop stall, with the part this process spent on a CPU where the harness measured it. */
+export function stall(wallMs: number, onCpuMs: number | undefined): string {
+  return onCpuMs === undefined ? ms(wallMs) : `${ms(wallMs)} (${ms(onCpuMs)} on CPU)`;
+}
+
 export function ratio(value: number): string {
   if (!Number.isFinite(value) || value <= 0) return '–';
   return `${value >= 10 ? Math.round(value) : value.toFixed(2)}×`;

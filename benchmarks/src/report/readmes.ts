@@ -5,7 +5,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BenchResults, OpsWorkloadName } from '../results.js';
-import { figure, ms, okResult, ratio } from './format.js';
+import { figure, ms, okResult, ratio, stall } from './format.js';
 import { nativeStores, storeHeadline } from './sections/headlines.js';
 import { formatNumber } from './svg.js';
 import { table } from './table.js';
@@ -75,7 +75,7 @@ export function storeBlock(results: BenchResults, name: string): string | undefi
   const cleanup = okResult(results.results.cleanup?.[name]);
   if (cleanup !== undefined)
     lines.push(
-      `Cleanup of ${formatNumber(cleanup.expiredSessions)} expired among ${formatNumber(cleanup.expiredSessions + cleanup.liveSessions)} under load: longest event-loop stall ${ms(cleanup.stallDuringMs)} (${ms(cleanup.stallOutsideMs)} outside it), worst request ${ms(cleanup.maxDuringMs)}, ${ms(cleanup.cleanupMs)} in all.`,
+      `Cleanup of ${formatNumber(cleanup.expiredSessions)} expired among ${formatNumber(cleanup.expiredSessions + cleanup.liveSessions)} under load: longest event-loop stall ${stall(cleanup.stallDuringMs, cleanup.onCpuStallDuringMs)}, ${stall(cleanup.stallOutsideMs, cleanup.onCpuStallOutsideMs)} outside it, worst request ${ms(cleanup.maxDuringMs)}, ${ms(cleanup.cleanupMs)} in all.`,
       '',
     );
   const httpPeer = h.httpVersus(h.peer);

@@ -1,6 +1,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { makeSessionBody } from '../body.js';
 import { describeError, fill, percentile, round } from '../measure.js';
+import { threadOnCpuMs } from '../thread-cpu.js';
 import { LIVE_FOR_MS, type Workload, withFreshTarget } from './context.js';
 
 /** One point of the latency-over-time chart. */
@@ -32,6 +33,12 @@ export interface CleanupResult {
   /** The longest event-loop stall while a cleanup ran, and outside. */
   stallDuringMs: number;
   stallOutsideMs: number;
+  /**
+   * The same stalls counting only the time this thread ran on a CPU (Linux): the part the
+   * process caused itself, without the time a loaded machine gave to other processes.
+   */
+  onCpuStallDuringMs?: number;
+  onCpuStallOutsideMs?: number;
   /** Longest stall over the whole run, from perf_hooks' event-loop delay histogram. */
   eventLoopDelayMaxMs: number;
   p99DuringMs: number;
@@ -90,7 +97,7 @@ export const cleanupUnderLoad: Workload<CleanupResult, 'cleanup'> = {
       const method = target.cleanupNote ?? 'none';
       const windows: [number, number][] = [];
       const latencies: { scheduledAt: number; endedAt: number }[] = [];
-      const stalls: { at: number; stallMs: number }[] = [];
+      const stalls: { at: number; stallMs: number; onCpuMs: number | undefined }[] = [];
       let requestErrors = 0;
       let cleanups = 0;
       let cleanupMs = 0;
@@ -158,13 +165,21 @@ export const cleanupUnderLoad: Workload<CleanupResult, 'cleanup'> = {
         (settings.triggerEveryRequests / settings.requestsPerSec) * 1000 + settings.afterMs;
       await new Promise<void>((resolve) => {
         let lastTick = performance.now();
+        let lastOnCpu = threadOnCpuMs();
         const tick = () => {
           const now = performance.now();
+          const onCpu = threadOnCpuMs();
+          const stallMs = Math.max(0, now - lastTick - PROBE_INTERVAL_MS);
           stalls.push({
             at: now - started,
-            stallMs: Math.max(0, now - lastTick - PROBE_INTERVAL_MS),
+            stallMs,
+            onCpuMs:
+              onCpu === undefined || lastOnCpu === undefined
+                ? undefined
+                : Math.min(stallMs, onCpu - lastOnCpu),
           });
           lastTick = now;
+          lastOnCpu = onCpu;
           const due = Math.floor(((now - started) * settings.requestsPerSec) / 1000);
           while (arrivals < due) request(started + (arrivals * 1000) / settings.requestsPerSec);
           const finished =
@@ -191,9 +206,18 @@ export const cleanupUnderLoad: Workload<CleanupResult, 'cleanup'> = {
       outside.sort((a, b) => a - b);
       let stallDuringMs = 0;
       let stallOutsideMs = 0;
-      for (const { at, stallMs } of stalls) {
-        if (overlaps(at - stallMs, at)) stallDuringMs = Math.max(stallDuringMs, stallMs);
-        else stallOutsideMs = Math.max(stallOutsideMs, stallMs);
+      let onCpuStallDuringMs: number | undefined;
+      let onCpuStallOutsideMs: number | undefined;
+      for (const { at, stallMs, onCpuMs } of stalls) {
+        if (overlaps(at - stallMs, at)) {
+          stallDuringMs = Math.max(stallDuringMs, stallMs);
+          if (onCpuMs !== undefined)
+            onCpuStallDuringMs = Math.max(onCpuStallDuringMs ?? 0, onCpuMs);
+        } else {
+          stallOutsideMs = Math.max(stallOutsideMs, stallMs);
+          if (onCpuMs !== undefined)
+            onCpuStallOutsideMs = Math.max(onCpuStallOutsideMs ?? 0, onCpuMs);
+        }
       }
       const p99During = percentile(during, 0.99);
       const p99Outside = percentile(outside, 0.99);
@@ -213,6 +237,12 @@ export const cleanupUnderLoad: Workload<CleanupResult, 'cleanup'> = {
         expiredLeft,
         stallDuringMs: round(stallDuringMs),
         stallOutsideMs: round(stallOutsideMs),
+        ...(onCpuStallDuringMs === undefined
+          ? {}
+          : { onCpuStallDuringMs: round(onCpuStallDuringMs) }),
+        ...(onCpuStallOutsideMs === undefined
+          ? {}
+          : { onCpuStallOutsideMs: round(onCpuStallOutsideMs) }),
         eventLoopDelayMaxMs: round(delay.max / 1e6),
         p99DuringMs: round(p99During),
         maxDuringMs: round(during[during.length - 1] ?? 0),

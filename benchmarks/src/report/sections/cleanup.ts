@@ -1,6 +1,6 @@
 import type { BenchResults } from '../../results.js';
 import { addChart, type Charts } from '../charts.js';
-import { ms, okResult, ratio, statusText, withSpread } from '../format.js';
+import { ms, okResult, ratio, stall, statusText, withSpread } from '../format.js';
 import { type Bar, barChart, formatNumber, type TimelinePanel, timelineChart } from '../svg.js';
 import { table } from '../table.js';
 
@@ -43,7 +43,7 @@ export function cleanupSection(results: BenchResults, charts: Charts): string[] 
         ? 'no cleanup'
         : withSpread(outcome, 'cleanupMs', (v) => `${formatNumber(v)} ms`),
       row.expiredLeft === null ? '?' : String(row.expiredLeft),
-      `${ms(row.stallDuringMs)} / ${ms(row.stallOutsideMs)}`,
+      `${stall(row.stallDuringMs, row.onCpuStallDuringMs)} / ${stall(row.stallOutsideMs, row.onCpuStallOutsideMs)}`,
       `${ms(row.p99DuringMs)} / ${ms(row.p99OutsideMs)}`,
       `${ms(row.maxDuringMs)} / ${ms(row.maxOutsideMs)}`,
       row.cleanups === 0 ? '–' : ratio(row.p99Ratio),
@@ -75,7 +75,7 @@ export function cleanupSection(results: BenchResults, charts: Charts): string[] 
   return [
     '### Cleanup under load',
     '',
-    `The seed scenario. ${formatNumber(settings.liveSessions)} live and ${formatNumber(settings.expiredSessions)} expired sessions; a steady ${settings.requestsPerSec} requests/s (each a read, one in ten also a write) arrive on a fixed schedule, and every ${settings.triggerEveryRequests}th request triggers the target's own cleanup, as mod_python did. Latency counts from each request's scheduled arrival, so a stall shows as queueing. "During" means the request overlapped a running cleanup.`,
+    `The seed scenario. ${formatNumber(settings.liveSessions)} live and ${formatNumber(settings.expiredSessions)} expired sessions; a steady ${settings.requestsPerSec} requests/s (each a read, one in ten also a write) arrive on a fixed schedule, and every ${settings.triggerEveryRequests}th request triggers the target's own cleanup, as mod_python did. Latency counts from each request's scheduled arrival, so a stall shows as queueing. "During" means the request overlapped a running cleanup. A stall is the longest gap between two 1 ms probes of the event loop; "on CPU" counts only the time the benchmark's main thread ran in that gap (Linux schedstat), which leaves out the time a loaded machine gave other processes.`,
     '',
     addChart(
       charts,

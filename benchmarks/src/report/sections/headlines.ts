@@ -1,5 +1,5 @@
 import type { BenchResults, OpsWorkloadName, TargetInfo } from '../../results.js';
-import { figure, ms, okResult, ratio } from '../format.js';
+import { figure, ms, okResult, ratio, stall } from '../format.js';
 import { table } from '../table.js';
 
 const HEADLINE_WORKLOADS: readonly OpsWorkloadName[] = ['create', 'read', 'mixed'];
@@ -105,7 +105,7 @@ export function headlineSection(results: BenchResults): string[] {
       cleanup === undefined
         ? '–'
         : `${ms(cleanup.maxDuringMs)}${peerCleanup !== undefined && peerCleanup.cleanups > 0 ? ` (peer ${ms(peerCleanup.maxDuringMs)})` : ''}`,
-      cleanup === undefined ? '–' : ms(cleanup.stallDuringMs),
+      cleanup === undefined ? '–' : stall(cleanup.stallDuringMs, cleanup.onCpuStallDuringMs),
     ];
   });
   if (rows.length === 0) return [];
