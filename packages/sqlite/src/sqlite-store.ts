@@ -54,6 +54,22 @@ const DEFAULT_TABLE = 'sessions';
 
 /** The owner column: NULL for a record without one. */
 type Owner = string | null;
+
+/** One conditional write as two statements with the same parameters; see the constructor. */
+interface OwnerWrites<S extends BetterSqlite3.Statement<never[]>> {
+  keepingOwner: S;
+  settingOwner: S;
+}
+
+function writeOnce<A extends unknown[]>(
+  writes: OwnerWrites<BetterSqlite3.Statement<A>>,
+  args: Readonly<A>,
+): boolean {
+  return (
+    writes.keepingOwner.run(...(args as A)).changes === 1 ||
+    writes.settingOwner.run(...(args as A)).changes === 1
+  );
+}
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
@@ -95,9 +111,13 @@ export class SqliteStore extends BaseStore {
   readonly #executor: Executor;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
-  readonly #upsert: BetterSqlite3.Statement<[string, Uint8Array, number, Owner]>;
-  readonly #insertUnlessLive: BetterSqlite3.Statement<[string, Uint8Array, number, Owner, number]>;
-  readonly #updateIfLive: BetterSqlite3.Statement<[Uint8Array, number, Owner, string, number]>;
+  readonly #upsert: OwnerWrites<BetterSqlite3.Statement<[string, Uint8Array, number, Owner]>>;
+  readonly #insertUnlessLive: OwnerWrites<
+    BetterSqlite3.Statement<[string, Uint8Array, number, Owner, number]>
+  >;
+  readonly #updateIfLive: OwnerWrites<
+    BetterSqlite3.Statement<[Uint8Array, number, Owner, string, number]>
+  >;
   readonly #ownedBy: BetterSqlite3.Statement<[string, number], OwnedRow>;
   readonly #touch: BetterSqlite3.Statement<[number, string, number]>;
   readonly #delete: BetterSqlite3.Statement<[string], { expiresAt: unknown }>;
@@ -191,20 +211,42 @@ export class SqliteStore extends BaseStore {
     this.#get = db.prepare(
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
-    // Every write of a record sets its owner in the same row, so the owner index can never
-    // disagree with the records: a set without an owner clears it.
-    this.#upsert = db.prepare(
-      `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`,
-    );
-    this.#insertUnlessLive = db.prepare(
-      `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner
-       WHERE ${table}.expires_at <= ?`,
-    );
-    this.#updateIfLive = db.prepare(
-      `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ?`,
-    );
+    // The owner lives in the record's row, so the owner index can never disagree with the
+    // records. SQLite rewrites an index entry whenever its column is assigned, even to the same
+    // value: one more page per commit. So each write first tries the statement that leaves the
+    // owner column alone and matches only a row that already has the record's owner (or inserts
+    // it); when that changes nothing, the statement that assigns the owner decides.
+    this.#upsert = {
+      keepingOwner: db.prepare(
+        `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+         WHERE ${table}.owner IS excluded.owner`,
+      ),
+      settingOwner: db.prepare(
+        `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`,
+      ),
+    };
+    this.#insertUnlessLive = {
+      keepingOwner: db.prepare(
+        `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+         WHERE ${table}.expires_at <= ? AND ${table}.owner IS excluded.owner`,
+      ),
+      settingOwner: db.prepare(
+        `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner
+         WHERE ${table}.expires_at <= ?`,
+      ),
+    };
+    this.#updateIfLive = {
+      keepingOwner: db.prepare(
+        `UPDATE ${table} SET data = ?, expires_at = ? WHERE owner IS ? AND id = ? AND expires_at > ?`,
+      ),
+      settingOwner: db.prepare(
+        `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ?`,
+      ),
+    };
     this.#ownedBy = db.prepare(
       `SELECT id, data, expires_at AS expiresAt, owner FROM ${table} WHERE owner = ? AND expires_at > ?`,
     );
@@ -255,19 +297,17 @@ export class SqliteStore extends BaseStore {
   ): Promise<boolean> {
     const { data, expiresAt } = record;
     const owner = record.owner ?? null;
+    // Each statement is atomic on its own, and the second runs only when the first wrote nothing.
     if (only === 'absent') {
-      return this.#write(
-        lease,
-        () => this.#insertUnlessLive.run(id, data, expiresAt, owner, now).changes === 1,
-      );
+      const args = [id, data, expiresAt, owner, now] as const;
+      return this.#write(lease, () => writeOnce(this.#insertUnlessLive, args));
     }
     if (only === 'present') {
-      return this.#write(
-        lease,
-        () => this.#updateIfLive.run(data, expiresAt, owner, id, now).changes === 1,
-      );
+      const args = [data, expiresAt, owner, id, now] as const;
+      return this.#write(lease, () => writeOnce(this.#updateIfLive, args));
     }
-    return this.#write(lease, () => this.#upsert.run(id, data, expiresAt, owner).changes === 1);
+    const args = [id, data, expiresAt, owner] as const;
+    return this.#write(lease, () => writeOnce(this.#upsert, args));
   }
 
   protected _touch(
