@@ -27,7 +27,7 @@ import {
 } from './keys.js';
 import { RedisLocks } from './locks.js';
 import { OwnerIndex } from './owner-index.js';
-import { FENCED_DELETE, FENCED_SET, TOUCH } from './scripts.js';
+import { FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
 
@@ -117,21 +117,30 @@ export class RedisStore extends BaseStore {
     return this.#io('set', async () => {
       const key = this.#keys.record(id);
       const expireAt = expireAtMs(record.expiresAt, now);
-      let indexedUntil = 0;
-      if (record.owner !== undefined && expireAt !== undefined) {
-        indexedUntil = indexedUntilFor(record.expiresAt, now);
-        await this.#owners.add(record.owner, id, indexedUntil);
-      }
+      const owner = expireAt === undefined ? undefined : record.owner;
+      const indexedUntil = owner === undefined ? 0 : indexedUntilFor(record.expiresAt, now);
+      // A new record has no entry to keep, so its entry goes in first without asking the record.
+      let indexed = owner !== undefined && only === 'absent';
+      if (indexed) await this.#owners.add(owner as string, id, indexedUntil);
       const value = encodeRecord(record, indexedUntil);
-      if (lease !== undefined) {
+      if (lease !== undefined || (owner !== undefined && !indexed)) {
+        const keys = [key, this.#keys.lock(lease?.key ?? id)];
         const args = [
-          lease.token,
+          lease?.token ?? '',
           value,
           expireAt === undefined ? '' : String(expireAt),
           only ?? '',
+          owner ?? '',
+          String(record.expiresAt),
+          '',
         ];
-        const keys = [key, this.#keys.lock(lease.key)];
-        return fenced(await FENCED_SET.run(this.#connection.bytes, keys, args));
+        for (;;) {
+          if (indexed) args[6] = '1';
+          const reply = await WRITE.run(this.#connection.bytes, keys, args);
+          if (!Array.isArray(reply) || indexed) return fenced(reply);
+          await this.#owners.add(owner as string, id, indexedUntil);
+          indexed = true;
+        }
       }
       const commands = this.#connection.bytes;
       // A record written already expired leaves nothing behind, as if Redis had dropped it at once.

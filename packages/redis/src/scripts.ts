@@ -33,13 +33,37 @@ export class Script {
 // Fenced writes: KEYS[1] the record, KEYS[2] its lock. They answer -1 when the lock key does not
 // hold our token (released, taken over, or its lease ran out), so nothing is written.
 
-/** ARGV: token, value, PXAT ('' when the record is already expired), only ('', 'absent', 'present'). */
-export const FENCED_SET = new Script(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+/** True when the 21-byte `header` (a Lua local) starts a record of the format this version writes. */
+const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1) == 0xf5 and string.byte(header, 2) == 0x5e
+  and string.byte(header, 3) == ${RECORD_FORMAT}`;
+
+/**
+ * A write that must check the record first: fenced, or giving the record an owner. ARGV: token
+ * ('' unfenced), value, PXAT ('' when the record is already expired), only ('', 'absent',
+ * 'present'), owner ('' none), the new expiresAt, '1' when the caller has already put the
+ * value's indexedUntil in the owner's index. Without that, the record must already belong to
+ * this owner with an indexedUntil covering the new expiresAt (the value then keeps it);
+ * otherwise it answers `{'index'}` and writes nothing.
+ */
+export const WRITE = new Script(`
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then return 0 end
-if ARGV[3] == '' then redis.call('DEL', KEYS[1])
-else redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3]) end
+if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
+local value = ARGV[2]
+if ARGV[5] ~= '' and ARGV[7] ~= '1' then
+  if not exists then return {'index'} end
+  local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
+  if not (${IS_CURRENT_HEADER}) then return {'index'} end
+  local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
+  if ownerBytes ~= #ARGV[5] or indexedUntil < tonumber(ARGV[6]) then return {'index'} end
+  if redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes) ~= ARGV[5] then
+    return {'index'}
+  end
+  value = string.sub(value, 1, ${INDEXED_UNTIL_OFFSET}) .. string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 8})
+    .. string.sub(value, ${INDEXED_UNTIL_OFFSET + 9})
+end
+redis.call('SET', KEYS[1], value, 'PXAT', ARGV[3])
 return 1
 `);
 
@@ -54,8 +78,7 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
 if header == '' then return 0 end
 if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
-if #header == ${HEADER_BYTES} and string.byte(header, 1) == 0xf5 and string.byte(header, 2) == 0x5e
-  and string.byte(header, 3) == ${RECORD_FORMAT} then
+if ${IS_CURRENT_HEADER} then
   local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
   if ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil then
     local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes)

@@ -177,6 +177,28 @@ describe('RedisStore owner index', () => {
     });
   });
 
+  it('an update within the entry keeps it as it is; one past it, or to another owner, writes the entry first', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const key = indexKey(prefix, 'ada');
+      const write = (expiresAt: number, owner: string) =>
+        store.set(id, { data: bytes(owner), expiresAt, owner }, { only: 'present' });
+      await store.set(id, { data: bytes('ada'), expiresAt: Date.now() + 200, owner: 'ada' });
+      const first = await raw.zScore(key, id);
+      expect(await write(Date.now() + 150, 'ada')).toBe(true);
+      expect(await raw.zScore(key, id)).toBe(first);
+      const later = Date.now() + HOUR_MS;
+      expect(await write(later, 'ada')).toBe(true);
+      expect(await raw.zScore(key, id)).toBeGreaterThanOrEqual(later);
+      await sleep(600);
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([id]);
+      expect(await write(later, 'bob')).toBe(true);
+      expect(await raw.zScore(indexKey(prefix, 'bob'), id)).toBeGreaterThanOrEqual(later);
+      expect(await store.ownedBy('ada')).toEqual([]);
+      expect((await store.ownedBy('bob')).map((session) => session.id)).toEqual([id]);
+    });
+  });
+
   it('an entry without a live record of that owner is skipped, and an expired one is removed', async () => {
     await withStore(async (store, prefix) => {
       const [kept, expiring, interrupted] = [newId(), newId(), newId()];
