@@ -18,11 +18,21 @@ sessile store. Writes reliability/.tmp/results/<date>.json and the figures in do
   --full             1,000 kills per store and 2,000 fuzz cases per format (default: small)
   --stores a,b       only these stores (${STORES.map((s) => s.name).join(', ')})
   --parts a,b        only these parts (${PARTS.join(', ')})
+  --kills n          crash rounds per store (85% writes, 5% each sweep, clear and lock)
+  --fuzz-runs n      fast-check runs per decode property
   --seed n           the seed of every random choice (default: random, printed)
   --no-docs          leave docs/reliability.md alone
   --help`;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function positiveInteger(option: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new TypeError(`${option} must be a positive integer, got ${text}`);
+  }
+  return value;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -31,6 +41,8 @@ async function main(): Promise<void> {
       stores: { type: 'string' },
       parts: { type: 'string' },
       seed: { type: 'string' },
+      kills: { type: 'string' },
+      'fuzz-runs': { type: 'string' },
       'no-docs': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -47,7 +59,18 @@ async function main(): Promise<void> {
   const seed =
     values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   if (!Number.isInteger(seed)) throw new TypeError(`--seed must be an integer, got ${values.seed}`);
-  const profile = values.full ? PROFILES.full : PROFILES.small;
+  let profile = values.full ? PROFILES.full : PROFILES.small;
+  if (values.kills !== undefined) {
+    const kills = positiveInteger('--kills', values.kills);
+    const each = Math.max(1, Math.round(kills * 0.05));
+    profile = {
+      ...profile,
+      crashes: { writes: Math.max(1, kills - 3 * each), sweep: each, clear: each, lock: each },
+    };
+  }
+  if (values['fuzz-runs'] !== undefined) {
+    profile = { ...profile, fuzzRuns: positiveInteger('--fuzz-runs', values['fuzz-runs']) };
+  }
   console.log(`profile ${profile.name}, seed ${seed}`);
   const results = await runReliability(
     { profile, seed, stores, parts, log: (line) => console.log(line) },

@@ -75,6 +75,8 @@ export function renderReport(results: ReliabilityResults): string {
     ['Decode fuzzing', results.fuzz],
     ['Full disk', results.disk],
     ['Hostile environment', results.hostile],
+    ['Servers', results.servers ?? []],
+    ['HTTP', results.http ?? []],
   ] as const) {
     if (checks.length === 0) continue;
     lines.push(

@@ -28,14 +28,20 @@ export interface ReliabilityResults {
   fuzz: CheckOutcome[];
   disk: CheckOutcome[];
   hostile: CheckOutcome[];
+  servers: CheckOutcome[];
+  http: CheckOutcome[];
 }
 
 /** Every failure of a run, each prefixed with where it came from. */
 export function allFailures(results: ReliabilityResults): string[] {
   return [
     ...results.crash.flatMap((store) => store.failures.map((f) => `crash ${store.store}: ${f}`)),
-    ...[...results.fuzz, ...results.disk, ...results.hostile].flatMap((check) =>
-      check.failures.map((f) => `${check.name}: ${f}`),
-    ),
+    ...[
+      ...results.fuzz,
+      ...results.disk,
+      ...results.hostile,
+      ...results.servers,
+      ...results.http,
+    ].flatMap((check) => check.failures.map((f) => `${check.name}: ${f}`)),
   ];
 }

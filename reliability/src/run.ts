@@ -4,7 +4,7 @@ import type { Profile } from './profile.js';
 import type { CheckOutcome, ReliabilityResults } from './results.js';
 import type { StoreSpec } from './stores.js';
 
-export const PARTS = ['crash', 'fuzz', 'disk', 'hostile'] as const;
+export const PARTS = ['crash', 'fuzz', 'disk', 'hostile', 'servers', 'http'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface RunOptions {
@@ -17,6 +17,11 @@ export interface RunOptions {
 
 /** The runs of the parts other than crashes, registered by their modules. */
 export type CheckRunner = (options: RunOptions) => Promise<CheckOutcome[]>;
+
+function describeProfile(profile: Profile): string {
+  const kills = Object.values(profile.crashes).reduce((sum, n) => sum + n, 0);
+  return `${profile.name}: ${kills} kills per store, ${profile.fuzzRuns} fuzz runs per property`;
+}
 
 export async function runReliability(
   options: RunOptions,
@@ -33,13 +38,15 @@ export async function runReliability(
       cores: cpus().length,
       loadAverage: loadavg(),
     },
-    profile: options.profile.name,
+    profile: describeProfile(options.profile),
     seed: options.seed,
     durationMs: 0,
     crash: [],
     fuzz: [],
     disk: [],
     hostile: [],
+    servers: [],
+    http: [],
   };
   if (options.parts.includes('crash')) {
     for (const spec of options.stores) {
@@ -56,7 +63,7 @@ export async function runReliability(
       results.crash.push(summary);
     }
   }
-  for (const part of ['fuzz', 'disk', 'hostile'] as const) {
+  for (const part of ['fuzz', 'disk', 'hostile', 'servers', 'http'] as const) {
     const runner = runners[part];
     if (!options.parts.includes(part) || runner === undefined) continue;
     log(`${part}…`);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runCrashes } from '../dist/crash/run.js';
 import { PROFILES } from '../dist/profile.js';
-import { serverUnavailable } from '../dist/servers.js';
+import { serverUnavailable } from '../dist/servers/reachable.js';
 import { STORES, storeSpec } from '../dist/stores.js';
 
 // Each run of the suite uses new seeds; a failure prints its seed so the round can be replayed.

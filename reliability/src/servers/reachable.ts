@@ -1,4 +1,4 @@
-import { PG_URL, REDIS_URL } from './stores.js';
+import { PG_URL, REDIS_URL } from '../stores.js';
 
 /** Why the store's server cannot be reached, or undefined when it can. */
 export async function serverUnavailable(store: string): Promise<string | undefined> {
