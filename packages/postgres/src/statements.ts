@@ -148,16 +148,19 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       `SELECT id, ${record} FROM ${table} WHERE owner = $1 AND expires_at > $2`,
     ),
     // SKIP LOCKED lets two sweepers (or a sweeper and a writer) pass each other instead of
-    // queueing; the expiry index makes each batch cost what it removes.
+    // queueing; the expiry index makes each batch cost what it removes. Both statements are
+    // shaped so that even a generic plan (parameters unknown) reads the indexes: ORDER BY
+    // expires_at walks the expiry index, and = ANY (ARRAY(…)) deletes by primary key, where
+    // IN (…) may be planned as a hash join over a scan of the whole table.
     sweepBatch: statement(
       'sweep_batch',
-      `DELETE FROM ${table} WHERE id IN (
+      `DELETE FROM ${table} WHERE id = ANY (ARRAY(
          SELECT id FROM ${table} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
-         FOR UPDATE SKIP LOCKED)`,
+         FOR UPDATE SKIP LOCKED))`,
     ),
     anyExpired: statement(
       'any_expired',
-      `SELECT EXISTS (SELECT 1 FROM ${table} WHERE expires_at <= $1) AS any`,
+      `SELECT COALESCE((SELECT expires_at FROM ${table} ORDER BY expires_at LIMIT 1) <= $1, false) AS any`,
     ),
     dropExpiredLeases: statement(
       'drop_expired_leases',

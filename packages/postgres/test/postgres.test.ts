@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { PostgresStore, type PostgresStoreOptions, SCHEMA_VERSION } from '@sessile/postgres';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { schemaNames } from '../src/schema.js';
+import { buildStatements } from '../src/statements.js';
 import {
   admin,
   CONNECTION_STRING,
@@ -405,6 +407,42 @@ describe('batching', () => {
 });
 
 describe('operations', () => {
+  it('sweeps, owner lists, reads and id pages read indexes even with generic plans', async () => {
+    const table = newTable();
+    await openStore({ table });
+    const now = Date.now();
+    await admin(
+      `INSERT INTO "${schema}"."${table}" (id, data, expires_at, owner)
+       SELECT 'row-' || i, 'x', CASE WHEN i % 2 = 0 THEN $1::float8 - 1000 ELSE $1::float8 + 3600000 END,
+              convert_to('user-' || (i % 1000), 'UTF8')
+       FROM generate_series(1, 20000) AS i`,
+      [now],
+    );
+    await admin(`ANALYZE "${schema}"."${table}"`);
+    const sql = buildStatements(schemaNames(schema, table), 'plan');
+    const calls = [
+      [sql.sweepBatch.text, `${now}, 500`],
+      [sql.anyExpired.text, `${now}`],
+      [sql.ownedBy.text, `'\\x75736572', ${now}`],
+      [sql.get.text, `'row-1', ${now}`],
+      [sql.many.get.text, `'{row-1,row-3}', ${now}`],
+      [sql.idsPage.text, `'', ${now}, 500`],
+    ];
+    const client = new pg.Client({ connectionString: CONNECTION_STRING });
+    await client.connect();
+    cleanups.push(() => client.end());
+    // Named statements switch to a generic plan, where the planner cannot see the values.
+    await client.query('SET plan_cache_mode = force_generic_plan');
+    for (const [i, [text, values]] of calls.entries()) {
+      await client.query(`PREPARE plan${i} AS ${text}`);
+      const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN EXECUTE plan${i}(${values})`,
+      );
+      const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
+      expect(plan, text).not.toMatch(/Seq Scan/);
+    }
+  });
+
   it('a sweep passes rows another transaction holds instead of waiting for them', async () => {
     const table = newTable();
     const store = await openStore({ table, queryTimeoutMs: 60_000 });
