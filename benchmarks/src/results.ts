@@ -16,6 +16,7 @@ import type { OwnersResult } from './workloads/owners.js';
 export interface WorkloadResults {
   create: OpsResult;
   'create-preloaded': OpsResult;
+  'create-after-deletes': OpsResult;
   read: OpsResult;
   'read-missing': OpsResult;
   mixed: OpsResult;

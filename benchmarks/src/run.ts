@@ -28,6 +28,7 @@ import { lockFlood } from './workloads/lock-flood.js';
 import { lockFloodHttp } from './workloads/lock-flood-http.js';
 import {
   contention,
+  createAfterDeletes,
   createEmpty,
   createPreloaded,
   growth,
@@ -44,6 +45,7 @@ const REGISTRY: WorkloadRegistry = {
   read,
   'read-missing': readMissing,
   mixed,
+  'create-after-deletes': createAfterDeletes,
   growth,
   contention,
   'lock-flood': lockFlood,
@@ -64,6 +66,7 @@ const SHARED_STORE_WORKLOADS = new Set<WorkloadName>([
   'read',
   'read-missing',
   'mixed',
+  'create-after-deletes',
 ]);
 
 export interface ProgressSink {

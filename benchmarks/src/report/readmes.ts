@@ -72,6 +72,12 @@ export function storeBlock(results: BenchResults, name: string): string | undefi
   const measured = rows.filter((row) => row.slice(1).some((text) => text !== '–'));
   const lines: string[] = [];
   if (measured.length > 0) lines.push(table(['ops/s, 64 in flight', ...WORKLOADS], measured), '');
+  const afterDeletes = cell('create-after-deletes', h.viaExpress, h.peer);
+  if (afterDeletes !== '–')
+    lines.push(
+      `Create right after as many other files were created and deleted in the store's directory (a disk with deletions; the run otherwise gives each target a block group no one deleted from): ${afterDeletes} against \`${h.peer}\`, both through express-session's \`Store\` API; native API ${cell('create-after-deletes', name, h.peer)}.`,
+      '',
+    );
   const cleanup = okResult(results.results.cleanup?.[name]);
   if (cleanup !== undefined)
     lines.push(

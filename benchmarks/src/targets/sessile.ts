@@ -165,7 +165,14 @@ export function sessileStore(spec: SessileStoreSpec): Target {
 }
 
 /** The workloads where the adapter path differs from the native one; the rest would repeat the native target. */
-const EXPRESS_WORKLOADS = ['create', 'create-preloaded', 'read', 'read-missing', 'mixed'];
+const EXPRESS_WORKLOADS = [
+  'create',
+  'create-preloaded',
+  'read',
+  'read-missing',
+  'mixed',
+  'create-after-deletes',
+];
 
 /**
  * The same store behind `toExpressStore`, driven by the very code that drives the peers: the

@@ -99,6 +99,11 @@ export class SharedStore {
     private readonly dirs: TempDirs,
   ) {}
 
+  /** The open target's directory, once it is open. */
+  get dir(): string | undefined {
+    return this.#open?.dir;
+  }
+
   /** The open target, opening an empty one first if needed. */
   async get(): Promise<OpenTarget> {
     if (this.#open === undefined) {

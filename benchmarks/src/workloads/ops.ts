@@ -1,4 +1,6 @@
-import type { OpenTarget } from '../adapter.js';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { OpenTarget, Target } from '../adapter.js';
 import { makeSessionBody } from '../body.js';
 import { fill, type LatencySummary, runLoad } from '../measure.js';
 import { LIVE_FOR_MS, type Workload, type WorkloadContext, withFreshTarget } from './context.js';
@@ -73,6 +75,49 @@ export const createPreloaded: Workload<OpsResult, 'create-preloaded'> = {
   async run(context) {
     await preload(context);
     return measureCreates(context);
+  },
+};
+
+/** Targets that keep a file per session, whose creates depend on the filesystem's recent deletions. */
+const FILE_PER_SESSION = new Set(['file', 'file-express', 'session-file-store', 'raw-fs']);
+
+/**
+ * Creates and deletes `count` files of a session's size in `dir`, as a disk that serves
+ * anything else sees all the time (and as a store's own sweep leaves it).
+ */
+async function createAndDelete(dir: string, count: number, signal: AbortSignal): Promise<void> {
+  const churn = join(dir, 'deleted-files');
+  const shards = 64;
+  for (let shard = 0; shard < shards; shard++)
+    await mkdir(join(churn, String(shard)), { recursive: true });
+  const content = JSON.stringify(makeSessionBody(0));
+  await fill(
+    count,
+    64,
+    (i) => writeFile(join(churn, String(i % shards), `deleted-${i}`), content),
+    signal,
+  );
+  await rm(churn, { recursive: true, force: true });
+}
+
+export const createAfterDeletes: Workload<OpsResult, 'create-after-deletes'> = {
+  name: 'create-after-deletes',
+  title: 'Create, after deletions',
+  description:
+    "new sessions written into an empty store right after as many other files of a session's size were created and deleted in its directory: the run's `chattr +T` placement otherwise gives every target a block group no one deleted from",
+  primary: OPS_PRIMARY,
+  limitMs: (profile) => profile.limitsMs.ops * 2,
+  skipReason: (target: Target) =>
+    FILE_PER_SESSION.has(target.name) ? undefined : 'only stores that keep a file per session',
+  async run(context) {
+    await context.shared.discard();
+    await context.shared.get();
+    const dir = context.shared.dir as string;
+    await createAndDelete(dir, context.profile.maxCreateOps, context.signal);
+    const result = await measureCreates(context);
+    // The store is left with deletions behind it; the next workloads start from a fresh one.
+    await context.shared.discard();
+    return result;
   },
 };
 

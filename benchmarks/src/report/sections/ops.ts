@@ -9,6 +9,7 @@ import { table } from '../table.js';
 export const OPS_WORKLOADS: readonly OpsWorkloadName[] = [
   'create',
   'create-preloaded',
+  'create-after-deletes',
   'read',
   'read-missing',
   'mixed',
