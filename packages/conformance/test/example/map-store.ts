@@ -27,7 +27,7 @@ export class MapStore extends BaseStore {
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = this.#live(id, now);
-    return record && { data: record.data.slice(), expiresAt: record.expiresAt };
+    return record && { data: new Uint8Array(record.data), expiresAt: record.expiresAt };
   }
 
   protected async _set(
@@ -39,7 +39,7 @@ export class MapStore extends BaseStore {
     // No await between the check and the write, so the pair is atomic on the event loop.
     const exists = this.#live(id, now) !== undefined;
     if ((only === 'absent' && exists) || (only === 'present' && !exists)) return false;
-    this.#records.set(id, { data: record.data.slice(), expiresAt: record.expiresAt });
+    this.#records.set(id, { data: new Uint8Array(record.data), expiresAt: record.expiresAt });
     return true;
   }
 
