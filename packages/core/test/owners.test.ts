@@ -264,6 +264,18 @@ describe('revocation', () => {
     expect(await store.get(device.id)).toBeUndefined();
   });
 
+  it('setOwner in a session revoked while the request held it writes nothing and ends it', async () => {
+    const { manager, store } = setup();
+    const device = await login(manager, 'ada');
+    const inFlight = await manager.open(device.id);
+    await manager.revoke(device.id);
+    await inFlight.setOwner('bob');
+    expect(inFlight.status).toBe('destroyed');
+    expect(await inFlight.commit()).toBe('destroyed');
+    expect(await store.get(device.id)).toBeUndefined();
+    expect(await manager.sessionsOf('bob')).toEqual([]);
+  });
+
   it('revokeOwner ends every session of the owner, or all but the current one', async () => {
     const { manager } = setup();
     const sessions = [
