@@ -244,7 +244,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * `ERR_UNSUPPORTED` when the store keeps no owner index, `ERR_INVALID_OWNER` for a bad owner.
    */
   async sessionsOf(ownerOrSession: string | Session<Data>): Promise<SessionSummary[]> {
-    if (ownerOrSession instanceof Session) {
+    // Not instanceof: a session from another copy of core is a session too.
+    if (typeof ownerOrSession === 'object' && ownerOrSession !== null) {
       const { owner, id } = ownerOrSession;
       if (owner === undefined) return [];
       return this.#owners.list(owner, id);
