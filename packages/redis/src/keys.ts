@@ -133,9 +133,10 @@ export function decodeRecord(value: Buffer): SessionRecord {
   if (dataStart > value.byteLength) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
   }
-  // A copy by memcpy: the reply may be a view into the socket's read buffer.
-  const data = new Uint8Array(value.byteLength - dataStart);
-  data.set(value.subarray(dataStart));
+  // A copy, because the reply is a view into the socket's read chunk, which a kept record would
+  // keep alive whole; a small one comes from Node's buffer pool, not a new ArrayBuffer each.
+  const data = Buffer.allocUnsafe(value.byteLength - dataStart);
+  value.copy(data, 0, dataStart);
   if (dataStart === HEADER_BYTES) return { data, expiresAt };
   return { data, expiresAt, owner: value.toString('utf8', HEADER_BYTES, dataStart) };
 }
