@@ -4,7 +4,6 @@ import {
   generateToken,
   type HostGuards,
   LeaseFiles,
-  sleep,
   syncLockFileSystem,
   yieldToEventLoop,
 } from '@sessile/core/store';
@@ -31,6 +30,8 @@ export interface GlobalLockStats {
 const EVENT_LOOP_TURN_MS = 2;
 /** The global lock's back-off between two claims tops out here: holds last microseconds. */
 const MAX_POLL_DELAY_MS = 8;
+/** The key of the lock's one lease file (`pathOf` ignores it). */
+const GLOBAL_KEY = '0';
 
 /**
  * mod_python's lock 0: one lock every process on the host takes around every operation. It is
@@ -67,6 +68,7 @@ export class GlobalLock {
       fileMode: 0o600,
       directoryMode: 0o700,
       pathOf: () => this.#lockPath,
+      wakeOnRelease: true,
     });
     this.#leaseMs = leaseMs;
     this.#waitMs = waitMs;
@@ -135,23 +137,41 @@ export class GlobalLock {
   async #acquire(): Promise<string> {
     const started = Date.now();
     let delayMs = 1;
-    for (let attempt = 0; ; attempt++) {
-      const token = `${this.#tokenPrefix}.${++this.#holds}`;
-      const outcome = await this.#leases.claimAt(this.#lockPath, token, Date.now() + this.#leaseMs);
-      if (outcome !== 'refused') {
-        this.#stats.acquired++;
-        if (attempt > 0) this.#stats.contended++;
-        if (outcome === 'reclaimed') this.#stats.takeovers++;
-        return token;
-      }
-      if (Date.now() - started >= this.#waitMs) {
-        throw new SessionError(
-          'ERR_STORE_BUSY',
-          `Waited ${this.#waitMs} ms (globalLockWaitMs) for the dbm file's global lock ${this.#lockPath}, held by another process or store instance; retry later`,
+    let wake: (() => void) | undefined;
+    const unwatch = this.#leases.watch(GLOBAL_KEY, () => wake?.());
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const token = `${this.#tokenPrefix}.${++this.#holds}`;
+        const outcome = await this.#leases.claimAt(
+          this.#lockPath,
+          token,
+          Date.now() + this.#leaseMs,
         );
+        if (outcome !== 'refused') {
+          this.#stats.acquired++;
+          if (attempt > 0) this.#stats.contended++;
+          if (outcome === 'reclaimed') this.#stats.takeovers++;
+          return token;
+        }
+        if (Date.now() - started >= this.#waitMs) {
+          throw new SessionError(
+            'ERR_STORE_BUSY',
+            `Waited ${this.#waitMs} ms (globalLockWaitMs) for the dbm file's global lock ${this.#lockPath}, held by another process or store instance; retry later`,
+          );
+        }
+        // A release by another process ends the pause early.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs * (0.5 + Math.random()));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+        delayMs = Math.min(MAX_POLL_DELAY_MS, delayMs * 2);
       }
-      await sleep(delayMs * (0.5 + Math.random()));
-      delayMs = Math.min(MAX_POLL_DELAY_MS, delayMs * 2);
+    } finally {
+      unwatch();
     }
   }
 }

@@ -1,4 +1,4 @@
-import fs, { type MakeDirectoryOptions, type Stats } from 'node:fs';
+import fs, { type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { errorCode, type LockFileSystem, syncLockFileSystem, unless } from '@sessile/core/store';
 
@@ -45,24 +45,11 @@ type PositionalTransfer = (
  */
 export interface FileSystem extends LockFileSystem {
   readonly io: 'sync' | 'async';
-  open(path: string, flags: number, mode?: number): Promise<number>;
-  close(fd: number): Promise<void>;
-  fstat(fd: number): Promise<Stats>;
-  lstat(path: string): Promise<Stats>;
   /** Resolves the bytes read. */
   read: PositionalTransfer;
-  /** Resolves the bytes written. */
-  write: PositionalTransfer;
   futimes(fd: number, atimeSec: number, mtimeSec: number): Promise<void>;
-  lutimes(path: string, atimeSec: number, mtimeSec: number): Promise<void>;
   /** Always through the thread pool: it waits for the disk, which can take milliseconds. */
   fsync(fd: number): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
-  link(existing: string, created: string): Promise<void>;
-  unlink(path: string): Promise<void>;
-  mkdir(path: string, options: MakeDirectoryOptions): Promise<void>;
-  readdir(path: string): Promise<string[]>;
-  readText(path: string): Promise<string>;
   ftruncate(fd: number, length: number): Promise<void>;
   /**
    * Opens `path` to read (never through a final symlink, without touching its atime), stats

@@ -1,5 +1,5 @@
-import { constants as fsConstants } from 'node:fs';
-import { dirname } from 'node:path';
+import { type FSWatcher, constants as fsConstants, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { HeldLease } from '../types.js';
 import type { HostGuards } from './host-guards.js';
 import { lockLost } from './lease.js';
@@ -54,6 +54,18 @@ export interface LeaseFilesInit {
   tagOf?(id: string): string;
   /** Called when a claim is refused, with the lease that holds the key (undefined if unreadable). */
   onRefused?(claim: LeaseClaim, current: HolderRecord | undefined): void;
+  /**
+   * Wake a waiting claim when its lease file is removed, through a watch (inotify) on the lease
+   * files' directory, instead of waiting for its next poll. For a few keys that are often
+   * contended, in a directory that holds little else; polling stays as the fallback (NFS).
+   */
+  wakeOnRelease?: boolean;
+}
+
+/** One directory watch, and the wakers of each lease file name in it. */
+interface DirectoryWatch {
+  readonly watcher: FSWatcher;
+  readonly wakers: Map<string, Set<() => void>>;
 }
 
 /**
@@ -71,6 +83,7 @@ export class LeaseFiles implements LeaseBackend {
   readonly #fs: LockFileSystem;
   readonly #held = new Map<string, Held>();
   readonly #idle: Holder[] = [];
+  readonly #watches = new Map<string, DirectoryWatch>();
   #closed = false;
 
   constructor(init: LeaseFilesInit) {
@@ -103,6 +116,40 @@ export class LeaseFiles implements LeaseBackend {
   expired({ key, token }: LeaseClaim): void {
     // The lease ran out: free the key now rather than make the next claimer judge it ended.
     this.releaseAt(this.#init.pathOf(key), token).catch(() => {});
+  }
+
+  watch(key: string, wake: () => void): () => void {
+    if (this.#init.wakeOnRelease !== true || this.#closed) return () => {};
+    const path = this.#init.pathOf(key);
+    const directory = dirname(path);
+    const name = basename(path);
+    let entry = this.#watches.get(directory);
+    if (entry === undefined) {
+      const wakers = new Map<string, Set<() => void>>();
+      let watcher: FSWatcher;
+      try {
+        watcher = watch(directory, { persistent: false }, (_event, changed) => {
+          if (changed !== null) for (const waker of wakers.get(String(changed)) ?? []) waker();
+        });
+      } catch {
+        // No watch here (a missing directory, no inotify): the waiter polls.
+        return () => {};
+      }
+      // A watch that fails later only stops the early wake-ups; polling goes on.
+      watcher.on('error', () => this.#unwatchDirectory(directory));
+      entry = { watcher, wakers };
+      this.#watches.set(directory, entry);
+    }
+    let wakers = entry.wakers.get(name);
+    if (wakers === undefined) {
+      wakers = new Set();
+      entry.wakers.set(name, wakers);
+    }
+    wakers.add(wake);
+    return () => {
+      wakers.delete(wake);
+      if (wakers.size === 0 && entry.wakers.get(name) === wakers) entry.wakers.delete(name);
+    };
   }
 
   /** Takes the lease in `path` for `token` when nobody holds it or its lease has ended. */
@@ -212,11 +259,22 @@ export class LeaseFiles implements LeaseBackend {
   /** Removes the idle holder files; held leases keep theirs until released. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const directory of [...this.#watches.keys()]) this.#unwatchDirectory(directory);
     for (const holder of this.#idle.splice(0)) await this.#drop(holder);
   }
 
+  #unwatchDirectory(directory: string): void {
+    this.#watches.get(directory)?.watcher.close();
+    this.#watches.delete(directory);
+  }
+
+  /**
+   * Whether `held` is still this instance's lease. Well inside the lease nobody may have taken
+   * it over; nearer its end the holder file's link count tells.
+   */
   async #stillHeld(held: Held): Promise<boolean> {
     if (held.expiresAt <= Date.now()) return false;
+    if (this.#safe(held)) return true;
     return (await this.#fs.fstat(held.holder.fd)).nlink >= 2;
   }
 
