@@ -114,7 +114,7 @@ function estimateMs(workload: AnyWorkload, profile: Profile): number {
     case 'lock-flood-http':
       return profile.lockFlood.cycles * 5 + 3000;
     case 'owners':
-      return profile.owners.sessions / 10 + profile.opsDurationMs * 7;
+      return profile.owners.sessions / 10 + profile.opsDurationMs * 7.5;
     case 'copy':
       return profile.copySessions / 5 + 3000;
     default:
