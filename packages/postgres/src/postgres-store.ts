@@ -57,6 +57,8 @@ export class PostgresStore extends BaseStore {
   readonly #reads: BatchKind<{ id: string; now: number }, SessionRecord | undefined>;
   readonly #upserts: BatchKind<RowWrite, boolean>;
   readonly #inserts: BatchKind<RowWrite, boolean>;
+  readonly #updates: BatchKind<RowWrite, boolean>;
+  readonly #touches: BatchKind<{ id: string; expiresAt: number; now: number }, boolean>;
 
   /**
    * Connects, then creates or migrates the schema under a transaction-level advisory lock. A
@@ -115,13 +117,20 @@ export class PostgresStore extends BaseStore {
     };
     this.#inserts = {
       one: ({ row, now }) => this.#changed(this.#sql.insertUnlessLive, [...row, now]),
-      many: async (calls) => {
-        const { rows } = await this.#run<{ id: string }>(many.insertUnlessLive, [
-          ...columnsOf(calls),
-          latest(calls),
-        ]);
-        const written = new Set(rows.map((row) => row.id));
-        return calls.map((call) => written.has(call.row[0]));
+      many: (calls) =>
+        this.#wroteEach(many.insertUnlessLive, [...columnsOf(calls), latest(calls)], idsOf(calls)),
+    };
+    this.#updates = {
+      one: ({ row, now }) => this.#changed(this.#sql.updateIfLive, [...row, now]),
+      many: (calls) =>
+        this.#wroteEach(many.updateIfLive, [...columnsOf(calls), latest(calls)], idsOf(calls)),
+    };
+    this.#touches = {
+      one: ({ id, expiresAt, now }) => this.#changed(this.#sql.touch, [id, expiresAt, now]),
+      many: (calls) => {
+        const ids = calls.map((call) => call.id);
+        const expiries = calls.map((call) => call.expiresAt);
+        return this.#wroteEach(many.touch, [ids, expiries, latest(calls)], ids);
       },
     };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
@@ -162,7 +171,7 @@ export class PostgresStore extends BaseStore {
       return this.#fenced(statement, [...row, now, lease.key, lease.token]);
     }
     if (only === 'absent') return this.#batches.run(this.#inserts, id, { row, now });
-    if (only === 'present') return this.#changed(this.#sql.updateIfLive, [...row, now]);
+    if (only === 'present') return this.#batches.run(this.#updates, id, { row, now });
     return this.#batches.run(this.#upserts, id, { row, now });
   }
 
@@ -175,7 +184,7 @@ export class PostgresStore extends BaseStore {
     if (lease !== undefined) {
       return this.#fenced(this.#sql.fenced.touch, [id, expiresAt, now, lease.key, lease.token]);
     }
-    return this.#changed(this.#sql.touch, [id, expiresAt, now]);
+    return this.#batches.run(this.#touches, id, { id, expiresAt, now });
   }
 
   protected async _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
@@ -261,6 +270,13 @@ export class PostgresStore extends BaseStore {
     return result.rowCount === 1;
   }
 
+  /** Runs a batched write that returns the ids it wrote: whether each of `ids` was one. */
+  async #wroteEach(statement: Statement, values: unknown[], ids: string[]): Promise<boolean[]> {
+    const { rows } = await this.#run<{ id: string }>(statement, values);
+    const written = new Set(rows.map((row) => row.id));
+    return ids.map((id) => written.has(id));
+  }
+
   async #fenced(statement: Statement, values: unknown[]): Promise<boolean> {
     const { rows } = await this.#run<FencedRow>(statement, values);
     const row = rows[0];
@@ -272,6 +288,10 @@ export class PostgresStore extends BaseStore {
 /** The latest `now` of a batch's calls: a record expired for any of them counts as expired. */
 function latest(calls: readonly { now: number }[]): number {
   return Math.max(...calls.map((call) => call.now));
+}
+
+function idsOf(calls: readonly RowWrite[]): string[] {
+  return calls.map((call) => call.row[0]);
 }
 
 /** A batch's rows as one array per column, for `unnest`. */

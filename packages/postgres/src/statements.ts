@@ -14,11 +14,13 @@ export interface Statements {
   get: Statement;
   upsert: Statement;
   insertUnlessLive: Statement;
-  /** The batched forms of `get`, `upsert` and `insertUnlessLive`: one array per column. */
+  /** The batched forms of the unfenced reads and writes: one array per column. */
   many: {
     get: Statement;
     upsert: Statement;
     insertUnlessLive: Statement;
+    updateIfLive: Statement;
+    touch: Statement;
   };
   updateIfLive: Statement;
   touch: Statement;
@@ -65,8 +67,13 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
               COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
-  // Rows are written in id order, so two batches (on any hosts) lock shared rows in one order
-  // and never deadlock; ids compare as the column does.
+  // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
+  // in one order and never deadlock; ids compare as the column does.
+  const lockLive = (nowAt: number) =>
+    `WITH locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND expires_at > $${nowAt}
+       ORDER BY id FOR UPDATE)`;
+  const isLocked =
+    'stored.id = q.id COLLATE "C" AND stored.id = ANY (ARRAY(SELECT id FROM locked))';
   const rows = `SELECT q.id, q.data, q.expires_at, q.owner
     FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
     ORDER BY q.id COLLATE "C"`;
@@ -104,6 +111,20 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
         'insert_unless_live_many',
         `INSERT INTO ${table} AS stored ${columns} ${rows} ${upsert}
          WHERE stored.expires_at <= $5 RETURNING id`,
+      ),
+      updateIfLive: statement(
+        'update_if_live_many',
+        `${lockLive(5)}
+         UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = q.owner
+         FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
+         WHERE ${isLocked} RETURNING stored.id`,
+      ),
+      touch: statement(
+        'touch_many',
+        `${lockLive(3)}
+         UPDATE ${table} AS stored SET expires_at = q.expires_at
+         FROM unnest($1::text[], $2::float8[]) AS q(id, expires_at)
+         WHERE ${isLocked} RETURNING stored.id`,
       ),
     },
     fenced: {

@@ -368,9 +368,21 @@ describe('batching', () => {
     expect(read.map((found) => textOf(found?.data))).toEqual([...ids, undefined, 'first']);
     const overwritten = await Promise.all(ids.map((id) => store.set(id, record(`new ${id}`))));
     expect(overwritten.every((wrote) => wrote)).toBe(true);
+    const updated = await Promise.all(
+      [...ids.slice(0, 50), missing].map((id) =>
+        store.set(id, record(`new ${id}`), { only: 'present' }),
+      ),
+    );
+    expect(updated).toEqual([...ids.slice(0, 50).map(() => true), false]);
+    const later = Date.now() + 2 * HOUR_MS;
+    const touched = await Promise.all(
+      [...ids.slice(50), missing].map((id) => store.touch(id, later)),
+    );
+    expect(touched).toEqual([...ids.slice(50).map(() => true), false]);
+    expect((await store.get(ids[99] as string))?.expiresAt).toBe(later);
     expect(textOf((await store.get(ids[7] as string))?.data)).toBe(`new ${ids[7]}`);
-    // 304 calls; alone, each would be a statement.
-    expect(statements() - before).toBeLessThan(60);
+    // 406 calls; alone, each would be a statement.
+    expect(statements() - before).toBeLessThan(80);
   });
 
   it('concurrent creates of one id: exactly one wins, even when they queue together', async () => {
@@ -388,17 +400,22 @@ describe('batching', () => {
     expect((await Promise.all(racing)).filter(Boolean)).toHaveLength(1);
   });
 
-  it('two stores writing the same rows in batches, in opposite orders, never deadlock', async () => {
+  it('two stores upserting, updating and touching the same rows in batches, in opposite orders, never deadlock', async () => {
     const table = newTable();
     const stores = await Promise.all(
       [0, 1].map(() => PostgresStore.open({ pool: countingPool(2).pool, schema, table })),
     );
     for (const store of stores) cleanups.push(() => store.close());
     const ids = Array.from({ length: 200 }, (_, i) => idOf(`d${i}`));
-    const rounds = Array.from({ length: 5 }, (_, round) =>
+    const rounds = Array.from({ length: 6 }, (_, round) =>
       stores.map((store, s) => {
         const order = s === 0 ? ids : [...ids].reverse();
-        return Promise.all(order.map((id) => store.set(id, record(`${round}`))));
+        const write = [
+          (id: string) => store.set(id, record(`${round}`)),
+          (id: string) => store.set(id, record(`${round}`), { only: 'present' }),
+          (id: string) => store.touch(id, Date.now() + HOUR_MS),
+        ][round % 3] as (id: string) => Promise<boolean>;
+        return Promise.all(order.map(write));
       }),
     );
     for (const round of rounds) await Promise.all(round);
@@ -426,6 +443,8 @@ describe('operations', () => {
       [sql.ownedBy.text, `'\\x75736572', ${now}`],
       [sql.get.text, `'row-1', ${now}`],
       [sql.many.get.text, `'{row-1,row-3}', ${now}`],
+      [sql.many.touch.text, `'{row-1,row-3}', '{1,2}', ${now}`],
+      [sql.many.updateIfLive.text, `'{row-1,row-3}', '{x,y}', '{1,2}', '{NULL,NULL}', ${now}`],
       [sql.idsPage.text, `'', ${now}, 500`],
     ];
     const client = new pg.Client({ connectionString: CONNECTION_STRING });
