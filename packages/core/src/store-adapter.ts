@@ -1,9 +1,4 @@
-import {
-  isJsonCodec,
-  jsonCodec,
-  type SessionCodec,
-  type SessionData,
-} from './codecs.js';
+import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import type { SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
