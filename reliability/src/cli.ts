@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PROFILES } from './profile.js';
 import { writeReport } from './report.js';
-import { allFailures } from './results.js';
+import { allFailures, mergeResults } from './results.js';
 import { PARTS, type Part, runReliability } from './run.js';
 import { RUNNERS } from './runners.js';
 import { STORES, storeSpec } from './stores.js';
@@ -22,6 +22,8 @@ sessile store. Writes reliability/.tmp/results/<date>.json and the figures in do
   --fuzz-runs n      fast-check runs per decode property
   --seed n           the seed of every random choice (default: random, printed)
   --no-docs          leave docs/reliability.md alone
+  --merge a,b        write docs/reliability.md from these results files (runs split across
+                     processes) instead of running anything
   --help`;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -44,11 +46,22 @@ async function main(): Promise<void> {
       kills: { type: 'string' },
       'fuzz-runs': { type: 'string' },
       'no-docs': { type: 'boolean', default: false },
+      merge: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     console.log(HELP);
+    return;
+  }
+  if (values.merge !== undefined) {
+    const merged = mergeResults(
+      await Promise.all(
+        values.merge.split(',').map(async (file) => JSON.parse(await readFile(file, 'utf8'))),
+      ),
+    );
+    await writeReport(merged, join(root, 'docs', 'reliability.md'));
+    console.log(`docs/reliability.md written from ${values.merge}`);
     return;
   }
   const stores = values.stores === undefined ? STORES : values.stores.split(',').map(storeSpec);

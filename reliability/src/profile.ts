@@ -14,6 +14,8 @@ export interface Profile {
   keepRecords: number;
   /** fast-check runs per decode property. */
   fuzzRuns: number;
+  /** Parallel requests on one session over HTTP. */
+  httpRequests: number;
 }
 
 export const PROFILES: Record<Profile['name'], Profile> = {
@@ -25,6 +27,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     expiring: 200,
     keepRecords: 500,
     fuzzRuns: 60,
+    httpRequests: 2000,
   },
   full: {
     name: 'full',
@@ -34,5 +37,6 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     expiring: 400,
     keepRecords: 2000,
     fuzzRuns: 2000,
+    httpRequests: 2000,
   },
 };

@@ -45,3 +45,22 @@ export function allFailures(results: ReliabilityResults): string[] {
     ].flatMap((check) => check.failures.map((f) => `${check.name}: ${f}`)),
   ];
 }
+
+/** One report from runs split across processes: the first run's environment, every figure. */
+export function mergeResults(runs: ReliabilityResults[]): ReliabilityResults {
+  const [first] = runs;
+  if (first === undefined) throw new TypeError('nothing to merge');
+  const profiles = [...new Set(runs.map((run) => run.profile))];
+  return {
+    ...first,
+    profile: profiles.join('; '),
+    seed: first.seed,
+    durationMs: Math.max(...runs.map((run) => run.durationMs)),
+    crash: runs.flatMap((run) => run.crash),
+    fuzz: runs.flatMap((run) => run.fuzz),
+    disk: runs.flatMap((run) => run.disk),
+    hostile: runs.flatMap((run) => run.hostile),
+    servers: runs.flatMap((run) => run.servers ?? []),
+    http: runs.flatMap((run) => run.http ?? []),
+  };
+}

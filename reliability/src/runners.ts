@@ -1,5 +1,6 @@
 import { runFullDisk, runHostile } from './disk/index.js';
 import { runFuzz } from './fuzz/index.js';
+import { runHttp } from './http/index.js';
 import type { CheckRunner, Part } from './run.js';
 import { runServers } from './servers/index.js';
 
@@ -9,4 +10,5 @@ export const RUNNERS: Partial<Record<Exclude<Part, 'crash'>, CheckRunner>> = {
   disk: runFullDisk,
   hostile: runHostile,
   servers: runServers,
+  http: runHttp,
 };
