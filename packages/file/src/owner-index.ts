@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { isSessionId, SessionError } from '@sessile/core';
 import {
   type FileSystem,
@@ -13,7 +13,7 @@ import {
 
 /** The owner index: `<path>/.owners/<2 characters>/<43 characters>/<id>`, see `OwnerIndex`. */
 export const OWNERS_DIRECTORY = '.owners';
-/** Owner directories checked to be plain ones are remembered up to this many, then forgotten. */
+/** Owner directories checked to be plain ones are remembered up to this many, then all forgotten. */
 const MAX_VERIFIED_DIRECTORIES = 10_000;
 /** How often a process that has seen no owner index looks again for one another process made. */
 const IN_USE_RECHECK_MS = 1000;
@@ -56,7 +56,8 @@ export class OwnerIndex {
   readonly #directoryMode: number;
   readonly #fsync: boolean;
   readonly #ownerOf: (id: string) => Promise<OwnerLookup>;
-  readonly #verified = new Set<string>();
+  /** Owner → its directory, checked to be a plain one. */
+  readonly #verified = new Map<string, string>();
   /** Once the index exists it stays: only the time of the last look is kept while it does not. */
   #inUse = false;
   #checkedAt = Number.NEGATIVE_INFINITY;
@@ -84,21 +85,22 @@ export class OwnerIndex {
     return this.#inUse;
   }
 
-  /** Adds the entry of (`owner`, `id`); true when this call created it, false when it was there. */
+  /**
+   * Adds the entry of (`owner`, `id`) unless it is there; true when this call created it. The
+   * usual case, an entry already there, costs one existence check that builds no Error.
+   */
   async add(owner: string, id: string): Promise<boolean> {
     const directory = await this.#ownerDirectory(owner, true);
-    const created = await this.#create(join(directory, id));
+    const entry = `${directory}${sep}${id}`;
+    if (await this.#fs.exists(entry)) return false;
+    const created = await this.#create(entry);
     if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
     return created;
   }
 
-  /** Adds the entry of (`owner`, `id`) unless it is there. */
+  /** `add` after the record is written: puts back an entry a racing remover took. */
   async ensure(owner: string, id: string): Promise<void> {
-    const directory = await this.#ownerDirectory(owner, true);
-    const entry = join(directory, id);
-    const there = await unless(['ENOENT'], undefined, () => this.#fs.lstat(entry));
-    if (there !== undefined) return;
-    if ((await this.#create(entry)) && this.#fsync) await fsyncDirectory(this.#fs, directory);
+    await this.add(owner, id);
   }
 
   /** Takes the entry of (`owner`, `id`) away, unless the record of `id` carries `owner`. */
@@ -161,9 +163,10 @@ export class OwnerIndex {
   async #ownerDirectory(owner: string, create: true): Promise<string>;
   async #ownerDirectory(owner: string, create: boolean): Promise<string | undefined>;
   async #ownerDirectory(owner: string, create: boolean): Promise<string | undefined> {
+    const known = this.#verified.get(owner);
+    if (known !== undefined) return known;
     const hash = ownerHash(owner);
     const directory = join(this.#root, hash.slice(0, 2), hash);
-    if (this.#verified.has(directory)) return directory;
     const levels = [this.#root, join(this.#root, hash.slice(0, 2)), directory];
     for (const level of levels) {
       let stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(level));
@@ -184,7 +187,7 @@ export class OwnerIndex {
     }
     this.#inUse = true;
     if (this.#verified.size >= MAX_VERIFIED_DIRECTORIES) this.#verified.clear();
-    this.#verified.add(directory);
+    this.#verified.set(owner, directory);
     return directory;
   }
 }
