@@ -75,9 +75,12 @@ export async function runCrashes(
   }
   const dir = await mkdtemp(join(tmpdir(), `sessile-crash-${spec.name}-`));
   const survivors = new Map<string, SessionRecord>();
+  let failedBefore = false;
   try {
     for (const [round, mode] of modes.entries()) {
-      if (survivors.size > profile.keepRecords) {
+      // After a failed round the records it left are not known exactly: start clean, so one
+      // failure is reported once and not again by every later round.
+      if (survivors.size > profile.keepRecords || failedBefore) {
         const store = await openForRole(spec.name, dir, 'checker');
         await store.clear();
         await store.close();
@@ -99,6 +102,7 @@ export async function runCrashes(
         killAfterMs: between(random, min, max),
         survivors,
       });
+      failedBefore = outcome.failures.length > 0;
       summary.rounds[mode]++;
       summary.acknowledged += outcome.acknowledged;
       summary.checked += outcome.checked;
