@@ -11,8 +11,11 @@ import {
   ownerListOwner,
   PAGE_BYTES,
 } from './format.js';
-import { removeEntry, writeExtentBytes } from './records.js';
+import { removeEntry } from './records.js';
 import type { Transaction } from './transaction.js';
+
+/** Lists up to this size are rewritten in place through the journal; larger ones go to fresh space. */
+const JOURNALED_LIST_MAX_BYTES = 32 * 1024;
 
 interface Found {
   chain: Chain;
@@ -56,13 +59,19 @@ export function addOwnedId(tx: Transaction, owner: string, id: string): void {
   const { chain, hash, list } = findList(tx, owner);
   if (list?.ids.includes(id)) return;
   const ids = list === undefined ? [id] : [...list.ids, id];
-  const placed = writeExtentBytes(tx, list?.entry, ownerListBytes(owner, ids));
-  const entry = { hash, ...placed, expiresAt: OWNER_LIST_EXPIRES_AT };
+  const bytes = ownerListBytes(owner, ids);
+  if (list !== undefined && fitsInPlace(list.entry, bytes)) {
+    // The bucket page that points to the list stays as it is.
+    tx.write(list.entry.recordOffset, bytes);
+    return;
+  }
+  const entry = { hash, ...placeList(tx, bytes), expiresAt: OWNER_LIST_EXPIRES_AT };
   if (list === undefined) {
     chain.append(entry);
     tx.header.recordCount++;
   } else {
     chain.set(list.index, entry);
+    tx.release(list.entry.recordOffset, list.entry.extentBytes);
   }
   chain.flush();
 }
@@ -75,9 +84,29 @@ export function removeOwnedId(tx: Transaction, owner: string, id: string): void 
   if (ids.length === list.ids.length) return;
   if (ids.length === 0) {
     removeEntry(tx, chain, list.index);
-  } else {
-    const placed = writeExtentBytes(tx, list.entry, ownerListBytes(owner, ids));
-    chain.set(list.index, { hash, ...placed, expiresAt: OWNER_LIST_EXPIRES_AT });
+    chain.flush();
+    return;
   }
+  const bytes = ownerListBytes(owner, ids);
+  if (fitsInPlace(list.entry, bytes)) {
+    tx.write(list.entry.recordOffset, bytes);
+    return;
+  }
+  chain.set(list.index, { hash, ...placeList(tx, bytes), expiresAt: OWNER_LIST_EXPIRES_AT });
+  tx.release(list.entry.recordOffset, list.entry.extentBytes);
   chain.flush();
+}
+
+function fitsInPlace(entry: Entry, bytes: Buffer): boolean {
+  return bytes.length <= entry.extentBytes && bytes.length <= JOURNALED_LIST_MAX_BYTES;
+}
+
+/**
+ * New space for a list, twice its size, so that most later additions fit in place and change
+ * neither the extent nor the bucket page that points to it.
+ */
+function placeList(tx: Transaction, bytes: Buffer): { extentBytes: number; recordOffset: number } {
+  const extent = tx.allocate(2 * bytes.length, bytes.length > JOURNALED_LIST_MAX_BYTES);
+  tx.writeExtent(extent, bytes);
+  return { extentBytes: extent.size, recordOffset: extent.offset };
 }

@@ -89,7 +89,7 @@ describe('DbmStore owner index', () => {
       expect((await store.info()).entries).toBe(live.length + 7);
       expect(store.stats().undecodableRecords).toBe(0);
       await store.close();
-    });
+    }, 60_000);
   }
 
   it('an owner of 256 characters beyond the BMP is stored and listed intact', async () => {
