@@ -56,7 +56,11 @@ export {
   type StripedLocksOptions,
   stripeOf,
 } from './locks/striped.js';
-export { openStoreAdapter, type StoreAdapterOptions } from './store-adapter.js';
+export {
+  encodeLibrarySession,
+  openStoreAdapter,
+  type StoreAdapterOptions,
+} from './store-adapter.js';
 export {
   assertAbortSignal,
   assertDuration,
