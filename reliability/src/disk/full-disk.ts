@@ -10,12 +10,12 @@ import { mountTmpfs } from './mount.js';
 /** The stores that keep their data on a filesystem. */
 export const DISK_STORES = ['sqlite-normal', 'sqlite-full', 'level', 'file', 'dbm'];
 
-const DISK_BYTES = 16 * 1024 * 1024;
+const DISK_BYTES = 24 * 1024 * 1024;
 /**
  * A file beside the store, deleted to free space once the disk is full: enough for LevelStore,
  * which reopens LevelDB underneath only once its logs plus 1 MiB fit.
  */
-const BALLAST_BYTES = 6 * 1024 * 1024;
+const BALLAST_BYTES = 10 * 1024 * 1024;
 const FILL_BYTES = 8192;
 const MAX_FILL_WRITES = 20_000;
 

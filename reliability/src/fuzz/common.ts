@@ -25,7 +25,10 @@ export async function readOutcome(store: SessionStore, id: string): Promise<Read
     (error: unknown): ReadOutcome =>
       isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD'
         ? { kind: 'corrupt' }
-        : { kind: 'error', message: String(error) },
+        : {
+            kind: 'error',
+            message: `${isSessionError(error) ? `${error.code} ` : ''}${String(error)}`,
+          },
   );
   try {
     return await Promise.race([read, hang]);
