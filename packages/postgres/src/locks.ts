@@ -1,4 +1,5 @@
 import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
+import type { Batches, BatchKind } from './batches.js';
 import type { Database } from './database.js';
 import type { LockListener } from './listener.js';
 import { qualified, type SchemaNames } from './schema.js';
@@ -20,10 +21,20 @@ class PostgresLeases implements LeaseBackend {
   readonly #extend: string;
   readonly #release: string;
   readonly #drop: string;
+  readonly #batches: Batches;
+  readonly #claims: BatchKind<LeaseClaim, boolean>;
+  readonly #releases: BatchKind<LeaseClaim, boolean>;
 
-  constructor(db: Database, names: SchemaNames, listener: LockListener, channel: string) {
+  constructor(
+    db: Database,
+    names: SchemaNames,
+    listener: LockListener,
+    channel: string,
+    batches: Batches,
+  ) {
     const table = qualified(names, names.locks);
     this.#db = db;
+    this.#batches = batches;
     this.#listener = listener;
     this.#channel = channel;
     // Takes the row when the key is free or its lease has ended: a crashed holder blocks one lease at most.
@@ -38,16 +49,61 @@ class PostgresLeases implements LeaseBackend {
     this.#drop = `WITH freed AS (
         DELETE FROM ${table} WHERE id = $1 AND token = $2 RETURNING id)
       SELECT pg_notify($3, id) FROM freed`;
+    // Batches take lease rows in key order, as session batches take theirs, so they never deadlock.
+    const claimMany = `INSERT INTO ${table} AS held (id, token, expires_at)
+      SELECT q.id, q.token, q.expires_at
+      FROM unnest($1::text[], $2::text[], $3::float8[]) AS q(id, token, expires_at)
+      ORDER BY q.id COLLATE "C"
+      ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+      WHERE held.expires_at <= $4 RETURNING token`;
+    const releaseMany = `WITH freed AS (
+        DELETE FROM ${table} WHERE id = ANY (ARRAY(
+          SELECT held.id FROM ${table} AS held
+          JOIN unnest($1::text[], $2::text[]) AS q(id, token)
+            ON held.id = q.id COLLATE "C" AND held.token = q.token
+          WHERE held.expires_at > $3 ORDER BY held.id FOR UPDATE OF held))
+        RETURNING id, token)
+      SELECT token, pg_notify($4, id) FROM freed`;
+    const tokensOf = async (name: string, text: string, values: unknown[], calls: LeaseClaim[]) => {
+      const { rows } = await db.query<{ token: string }>(`${channel}_${name}`, text, values);
+      const done = new Set(rows.map((row) => row.token));
+      return calls.map((call) => done.has(call.token));
+    };
+    this.#claims = {
+      one: async ({ key, token, expiresAt }) => {
+        const values = [key, token, expiresAt, Date.now()];
+        return (await db.query(`${channel}_claim`, this.#claim, values)).rowCount === 1;
+      },
+      many: (calls) =>
+        tokensOf(
+          'claim_many',
+          claimMany,
+          [
+            calls.map((call) => call.key),
+            calls.map((call) => call.token),
+            calls.map((call) => call.expiresAt),
+            Date.now(),
+          ],
+          calls,
+        ),
+    };
+    this.#releases = {
+      one: async ({ key, token }) => {
+        const values = [key, token, Date.now(), channel];
+        return (await db.query(`${channel}_release`, this.#release, values)).rowCount === 1;
+      },
+      many: (calls) =>
+        tokensOf(
+          'release_many',
+          releaseMany,
+          [calls.map((call) => call.key), calls.map((call) => call.token), Date.now(), channel],
+          calls,
+        ),
+    };
   }
 
-  async claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
-    const result = await this.#db.query(`${this.#channel}_claim`, this.#claim, [
-      key,
-      token,
-      expiresAt,
-      Date.now(),
-    ]);
-    return result.rowCount === 1;
+  claim(claim: LeaseClaim): Promise<boolean> {
+    return this.#batches.run(this.#claims, claim.key, claim);
   }
 
   async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
@@ -60,14 +116,8 @@ class PostgresLeases implements LeaseBackend {
     return result.rowCount === 1;
   }
 
-  async release({ key, token }: LeaseClaim): Promise<boolean> {
-    const result = await this.#db.query(`${this.#channel}_release`, this.#release, [
-      key,
-      token,
-      Date.now(),
-      this.#channel,
-    ]);
-    return result.rowCount === 1;
+  release(claim: LeaseClaim): Promise<boolean> {
+    return this.#batches.run(this.#releases, claim.key, claim);
   }
 
   expired({ key, token }: LeaseClaim): void {
@@ -88,7 +138,13 @@ class PostgresLeases implements LeaseBackend {
 
 /** Session locks shared by every process, on every host, that opens the same table. */
 export class PostgresLocks extends LeaseLocks {
-  constructor(db: Database, names: SchemaNames, listener: LockListener, channel: string) {
-    super(new PostgresLeases(db, names, listener, channel));
+  constructor(
+    db: Database,
+    names: SchemaNames,
+    listener: LockListener,
+    channel: string,
+    batches: Batches,
+  ) {
+    super(new PostgresLeases(db, names, listener, channel, batches));
   }
 }

@@ -134,7 +134,7 @@ export class PostgresStore extends BaseStore {
       },
     };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
-    this.locks = new PostgresLocks(db, settings.names, listener, settings.channel);
+    this.locks = new PostgresLocks(db, settings.names, listener, settings.channel, this.#batches);
   }
 
   /** The node-postgres pool the store runs its statements on. */

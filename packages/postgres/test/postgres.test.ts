@@ -385,6 +385,36 @@ describe('batching', () => {
     expect(statements() - before).toBeLessThan(80);
   });
 
+  it('lock claims and releases share statements too, and a key keeps one holder at a time', async () => {
+    const { pool, statements } = countingPool(2);
+    const store = await PostgresStore.open({ pool, schema, table: newTable() });
+    cleanups.push(() => store.close());
+    const keys = Array.from({ length: 60 }, (_, i) => idOf(`k${i}`));
+    const before = statements();
+    const locks = await Promise.all(
+      keys.map((key) => store.locks.acquire(key, { leaseMs: 60_000 })),
+    );
+    await Promise.all(locks.map((lock) => lock.release()));
+    // 120 calls; alone, each would be a statement.
+    expect(statements() - before).toBeLessThan(40);
+    const again = await Promise.all(keys.map((key) => store.locks.acquire(key, { waitMs: 0 })));
+    await Promise.all(again.map((lock) => lock.release()));
+
+    const shared = idOf('shared');
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const lock = await store.locks.acquire(shared, { waitMs: 60_000, leaseMs: 60_000 });
+        most = Math.max(most, ++inside);
+        await new Promise((resolve) => setImmediate(resolve));
+        inside--;
+        await lock.release();
+      }),
+    );
+    expect(most).toBe(1);
+  }, 90_000);
+
   it('concurrent creates of one id: exactly one wins, even when they queue together', async () => {
     const { pool } = countingPool(1);
     const store = await PostgresStore.open({ pool, schema, table: newTable() });
