@@ -1,14 +1,16 @@
 import { fnv1a32 } from '@sessile/core/store';
 import { bucketOf, Chain } from './chain.js';
 import { damaged } from './errors.js';
-import { bucketHash, type Entry, PAGE_BYTES } from './format.js';
 import {
+  bucketHash,
   decodeOwnerList,
+  type Entry,
   isOwnerListEntry,
   OWNER_LIST_EXPIRES_AT,
   ownerListBytes,
   ownerListOwner,
-} from './record-format.js';
+  PAGE_BYTES,
+} from './format.js';
 import { removeEntry } from './records.js';
 import type { Transaction } from './transaction.js';
 
