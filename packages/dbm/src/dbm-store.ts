@@ -53,6 +53,11 @@ export interface DbmStoreStats {
 
 /** Where the holder files of the lock directory's guards and leases go. */
 const HOLDERS_DIRECTORY = 'holders';
+/**
+ * A holder file whose heartbeat is this old belongs to a dead instance. Far above the guards'
+ * staleness: removing a live instance's lease holders would make it lose its locks.
+ */
+const ORPHAN_HOLDER_AGE_MS = 60_000;
 const INCREMENTAL_BATCH_ENTRIES = 500;
 const FULL_SCAN_BATCH_ENTRIES = 1000;
 /** Empty buckets cost a read each, so a batch also stops after this many. */
@@ -128,7 +133,7 @@ export class DbmStore extends BaseStore {
       ensureLockDirectory(path, lockDirectory);
       store = new DbmStore(settings, path, fd, file);
       // Holder files of instances whose process died without closing the store.
-      await store.#guards.removeDeadHolders(GUARD_STALE_MS);
+      await store.#guards.removeDeadHolders(ORPHAN_HOLDER_AGE_MS);
       await store.#globalLock.run(() => file.initialize());
       return store;
     } catch (error) {

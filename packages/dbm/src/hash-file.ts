@@ -9,17 +9,19 @@ import {
   DATA_START,
   type Entry,
   encodeHeader,
-  isOwnerListEntry,
   MAX_SEGMENTS,
   newHeader,
   newPage,
   PAGE_BYTES,
-  type RecordHead,
-  recordBytes,
-  touchedRecordTail,
 } from './format.js';
 import { Journal } from './journal.js';
 import { addOwnedId, ownedIds, removeOwnedId } from './owner-lists.js';
+import {
+  isOwnerListEntry,
+  type RecordHead,
+  recordBytes,
+  touchedRecordTail,
+} from './record-format.js';
 import { readHead, recordData, removeEntry, writeExtentBytes } from './records.js';
 import { type ScanVisitor, TableScan } from './table-scan.js';
 import { Transaction } from './transaction.js';

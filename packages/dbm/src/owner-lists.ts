@@ -1,16 +1,14 @@
 import { fnv1a32 } from '@sessile/core/store';
 import { bucketOf, Chain } from './chain.js';
 import { damaged } from './errors.js';
+import { bucketHash, type Entry, PAGE_BYTES } from './format.js';
 import {
-  bucketHash,
   decodeOwnerList,
-  type Entry,
   isOwnerListEntry,
   OWNER_LIST_EXPIRES_AT,
   ownerListBytes,
   ownerListOwner,
-  PAGE_BYTES,
-} from './format.js';
+} from './record-format.js';
 import { removeEntry } from './records.js';
 import type { Transaction } from './transaction.js';
 

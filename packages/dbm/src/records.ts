@@ -1,16 +1,8 @@
 import { isSessionId } from '@sessile/core';
 import { fnv1a32 } from '@sessile/core/store';
 import type { Chain } from './chain.js';
-import {
-  bucketHash,
-  classOf,
-  classSize,
-  crc32,
-  decodeRecordHead,
-  type Entry,
-  PAGE_BYTES,
-  type RecordHead,
-} from './format.js';
+import { bucketHash, classOf, classSize, crc32, type Entry, PAGE_BYTES } from './format.js';
+import { decodeRecordHead, type RecordHead } from './record-format.js';
 import type { Transaction } from './transaction.js';
 
 /** Records up to this size are rewritten in place (through the journal) when their class fits. */

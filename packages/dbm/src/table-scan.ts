@@ -1,5 +1,6 @@
 import { Chain } from './chain.js';
-import { type Entry, type FileHeader, isOwnerListEntry, type RecordHead } from './format.js';
+import type { Entry, FileHeader } from './format.js';
+import { isOwnerListEntry, type RecordHead } from './record-format.js';
 import { readHead } from './records.js';
 import type { Transaction } from './transaction.js';
 

@@ -1,14 +1,10 @@
-import type { Stats } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { isSessionError, type OwnedSession, SessionError, type SessionRecord } from '@sessile/core';
+import { isSessionError, type OwnedSession, type SessionRecord } from '@sessile/core';
 import { type HostGuards, sleep } from '@sessile/core/store';
 import {
   decodeHeader,
-  decodePayload,
   EXPIRES_AT_OFFSET,
   encodeRecord,
-  MAX_FRAME_BYTES,
   MAX_HEADER_BYTES,
   recordFileBytes,
 } from './format.js';
@@ -36,19 +32,12 @@ import {
   TEMP_SUFFIX,
   uniqueSuffix,
 } from './record-files.js';
+import { corruptRecord, RecordReads } from './record-reads.js';
 import type { SpareFiles } from './spare-files.js';
 
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
 const RENAME_ATTEMPTS = 10;
-/** Reads of one record that found it replaced under them before `get` takes its guard. */
-const READ_ATTEMPTS = 4;
-/** What a wary read reports when its file was replaced (and maybe reused) while it read. */
-const REPLACED = Symbol('replaced');
-
-function corruptRecord(reason: string): SessionError {
-  return new SessionError('ERR_CORRUPT_RECORD', `Session record file is damaged: ${reason}`);
-}
 
 export interface RecordIoInit {
   layout: StoreLayout;
@@ -66,7 +55,7 @@ export interface RecordIoInit {
   maxRecordBytes: () => number;
 }
 
-/** Reads and writes of record files: get, the write paths of set, touch and delete, and clear. */
+/** Writes of record files (the paths of set, touch and delete, and clear), and reads through `RecordReads`. */
 export class RecordIo {
   readonly #layout: StoreLayout;
   readonly #fs: FileSystem;
@@ -76,8 +65,7 @@ export class RecordIo {
   readonly #fsync: boolean;
   readonly #fileMode: number;
   readonly #renameFile: (from: string, to: string) => Promise<void>;
-  readonly #reuseAfterMs: number;
-  readonly #maxRecordBytes: () => number;
+  readonly #reads: RecordReads;
 
   constructor(init: RecordIoInit) {
     this.#layout = init.layout;
@@ -88,100 +76,11 @@ export class RecordIo {
     this.#fsync = init.fsync;
     this.#fileMode = init.fileMode;
     this.#renameFile = init.renameFile;
-    this.#reuseAfterMs = init.reuseAfterMs;
-    this.#maxRecordBytes = init.maxRecordBytes;
+    this.#reads = new RecordReads(init);
   }
 
-  async get(id: string, now: number): Promise<SessionRecord | undefined> {
-    const file = this.#layout.recordPath(id);
-    for (let attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
-      const read = await this.#readOnce(id, file, now, true);
-      if (read !== REPLACED) return read;
-    }
-    // Replaced under every attempt: read once more holding the record's guard, which every
-    // writer takes, so the file cannot change while it is read.
-    if (!(await this.#layout.shardExists(id))) return undefined;
-    return this.#guards.run(file, async () => {
-      const read = await this.#readOnce(id, file, now, false);
-      return read === REPLACED ? undefined : read;
-    });
-  }
-
-  /**
-   * One read of the record at `file`. With `wary` set, a file that may have been replaced while
-   * it was read, its inode reused for another write (see reuseFiles), is reported as REPLACED
-   * instead of trusted: bytes that look wrong, or that took longer than `reuseAfterMs` to read,
-   * count only if the file is still the record's and has not changed.
-   */
-  async #readOnce(
-    id: string,
-    file: string,
-    now: number,
-    wary: boolean,
-  ): Promise<SessionRecord | undefined | typeof REPLACED> {
-    const started = performance.now();
-    const found = await this.#fs.readStart(file, MAX_FRAME_BYTES + this.#maxRecordBytes());
-    if (found === undefined) return undefined;
-    if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, false);
-    const { stats, bytes } = found;
-    if (bytes === undefined) return undefined;
-    let read: SessionRecord | undefined | 'other-id' | SessionError;
-    try {
-      read = this.#decodeRecord(id, stats, bytes, now);
-    } catch (error) {
-      if (!(wary && isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD')) throw error;
-      read = error;
-    }
-    const doubtful =
-      wary &&
-      (read instanceof SessionError ||
-        read === 'other-id' ||
-        performance.now() - started >= this.#reuseAfterMs);
-    if (doubtful && (await this.#replacedSince(file, stats))) return REPLACED;
-    if (read instanceof SessionError) throw read;
-    return read === 'other-id' ? undefined : read;
-  }
-
-  /** Checks the bytes of a record file; `'other-id'` when it is another id's. */
-  #decodeRecord(
-    id: string,
-    stats: Stats,
-    bytes: Buffer,
-    now: number,
-  ): SessionRecord | undefined | 'other-id' {
-    if (stats.size > MAX_FRAME_BYTES + this.#maxRecordBytes()) {
-      throw new SessionError(
-        'ERR_RECORD_TOO_LARGE',
-        `Stored record exceeds maxRecordBytes (${this.#maxRecordBytes()})`,
-      );
-    }
-    const parsed = decodeHeader(id, bytes);
-    if (parsed.kind === 'other-id') return 'other-id';
-    if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
-    const payload = decodePayload(parsed.header, bytes);
-    if (payload.kind === 'corrupt') throw corruptRecord(payload.reason);
-    const expiresAt = effectiveExpiresAt(
-      parsed.header.expiresAt,
-      stats.mtimeMs,
-      this.#files.settings.mtimeExact,
-    );
-    if (expiresAt <= now) return undefined;
-    if (payload.owner === undefined) return { data: payload.data, expiresAt };
-    return { data: payload.data, expiresAt, owner: payload.owner };
-  }
-
-  /**
-   * True when `file` no longer names the inode that `read` (its stats when it was read) came
-   * from, or that inode changed since: what was read from it may be another write's.
-   */
-  async #replacedSince(file: string, read: Stats): Promise<boolean> {
-    const current = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(file));
-    return (
-      current === undefined ||
-      current.ino !== read.ino ||
-      current.dev !== read.dev ||
-      current.ctimeMs !== read.ctimeMs
-    );
+  get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#reads.get(id, now);
   }
 
   async set(
