@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { CrashMode } from './crash/protocol.js';
 import { PROFILES } from './profile.js';
 import { writeReport } from './report.js';
 import { allFailures, mergeResults } from './results.js';
@@ -19,6 +20,7 @@ sessile store. Writes reliability/.tmp/results/<date>.json and the figures in do
   --stores a,b       only these stores (${STORES.map((s) => s.name).join(', ')})
   --parts a,b        only these parts (${PARTS.join(', ')})
   --kills n          crash rounds per store (85% writes, 5% each sweep, clear and lock)
+  --modes a,b        only these crash rounds (writes, sweep, clear, lock); --kills split evenly
   --fuzz-runs n      fast-check runs per decode property
   --seed n           the seed of every random choice (default: random, printed)
   --no-docs          leave docs/reliability.md alone
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
       seed: { type: 'string' },
       kills: { type: 'string' },
       'fuzz-runs': { type: 'string' },
+      modes: { type: 'string' },
       'no-docs': { type: 'boolean', default: false },
       merge: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -80,6 +83,16 @@ async function main(): Promise<void> {
       ...profile,
       crashes: { writes: Math.max(1, kills - 3 * each), sweep: each, clear: each, lock: each },
     };
+  }
+  if (values.modes !== undefined) {
+    const modes = values.modes.split(',') as CrashMode[];
+    const crashes: Record<CrashMode, number> = { writes: 0, sweep: 0, clear: 0, lock: 0 };
+    const total = Object.values(profile.crashes).reduce((sum, n) => sum + n, 0);
+    for (const [n, mode] of modes.entries()) {
+      if (!(mode in crashes)) throw new TypeError(`unknown crash mode ${JSON.stringify(mode)}`);
+      crashes[mode] = Math.floor(total / modes.length) + (n < total % modes.length ? 1 : 0);
+    }
+    profile = { ...profile, crashes };
   }
   if (values['fuzz-runs'] !== undefined) {
     profile = { ...profile, fuzzRuns: positiveInteger('--fuzz-runs', values['fuzz-runs']) };
