@@ -46,6 +46,29 @@ export function allFailures(results: ReliabilityResults): string[] {
   ];
 }
 
+/** One summary per store: the rounds of several runs on it add up. */
+function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
+  const byStore = new Map<string, StoreCrashSummary>();
+  for (const summary of summaries) {
+    const seen = byStore.get(summary.store);
+    if (seen === undefined) {
+      byStore.set(summary.store, { ...summary, rounds: { ...summary.rounds } });
+      continue;
+    }
+    for (const mode of Object.keys(seen.rounds) as (keyof typeof seen.rounds)[]) {
+      seen.rounds[mode] += summary.rounds[mode];
+    }
+    seen.acknowledged += summary.acknowledged;
+    seen.checked += summary.checked;
+    seen.lost += summary.lost;
+    seen.corrupt += summary.corrupt;
+    seen.failures = [...seen.failures, ...summary.failures];
+    seen.recoveryMs = [...seen.recoveryMs, ...summary.recoveryMs];
+    seen.lockFreedMs = [...seen.lockFreedMs, ...summary.lockFreedMs];
+  }
+  return [...byStore.values()];
+}
+
 /** One report from runs split across processes: the first run's environment, every figure. */
 export function mergeResults(runs: ReliabilityResults[]): ReliabilityResults {
   const [first] = runs;
@@ -56,7 +79,7 @@ export function mergeResults(runs: ReliabilityResults[]): ReliabilityResults {
     profile: profiles.join('; '),
     seed: first.seed,
     durationMs: Math.max(...runs.map((run) => run.durationMs)),
-    crash: runs.flatMap((run) => run.crash),
+    crash: mergeCrashes(runs.flatMap((run) => run.crash)),
     fuzz: runs.flatMap((run) => run.fuzz),
     disk: runs.flatMap((run) => run.disk),
     hostile: runs.flatMap((run) => run.hostile),
