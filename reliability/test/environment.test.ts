@@ -10,14 +10,6 @@ function expectHeld(outcome: CheckOutcome, skip: (reason: string) => void): void
   expect(outcome.cases).toBeGreaterThan(0);
 }
 
-/**
- * KNOWN STORE ISSUES, found by this harness and not fixed yet (their packages are being changed
- * by others): with the directory deleted, SqliteStore and LevelStore go on acknowledging writes
- * into files that no longer have a name, so every one of them is gone at the next open. These
- * tests are marked `fails`; when a store is fixed its test turns red, and the marker goes.
- */
-const DELETED_DIRECTORY_BUG = new Set(['sqlite-normal', 'sqlite-full', 'level']);
-
 describe('a full disk (a tmpfs the harness mounts)', () => {
   for (const name of DISK_STORES) {
     it(`${name}: ERR_STORE_IO when full, earlier sessions readable, writes resume once space is freed, nothing corrupt on reopen`, async (context) => {
@@ -34,13 +26,8 @@ describe('a hostile environment: a clear error, no crash, no hang', () => {
     it(`${name}: opening on a read-only filesystem names the path`, async (context) => {
       expectHeld(await openReadOnly(storeSpec(name)), (reason) => context.skip(reason));
     }, 60_000);
-    const deleted = DELETED_DIRECTORY_BUG.has(name) ? it.fails : it;
-    deleted(
-      `${name}: the directory is deleted underneath${DELETED_DIRECTORY_BUG.has(name) ? ' (KNOWN STORE ISSUE: writes resolve into deleted files)' : ''}`,
-      async (context) => {
-        expectHeld(await deletedUnderneath(storeSpec(name)), (reason) => context.skip(reason));
-      },
-      60_000,
-    );
+    it(`${name}: the directory is deleted underneath`, async (context) => {
+      expectHeld(await deletedUnderneath(storeSpec(name)), (reason) => context.skip(reason));
+    }, 60_000);
   }
 });

@@ -2,6 +2,7 @@ import { readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SessionError } from '@sessile/core';
 import type { AbstractLevel } from 'abstract-level';
+import { UnlinkGuard } from './unlink-guard.js';
 
 type Keyspace = AbstractLevel<unknown, Uint8Array<ArrayBufferLike>, Uint8Array<ArrayBufferLike>>;
 
@@ -37,6 +38,7 @@ export class LevelHandle {
   readonly db: Keyspace;
   readonly #path: string | undefined;
   readonly #onReopen: () => void;
+  readonly #unlinkGuard: UnlinkGuard | undefined;
   #state: State = 'open';
   #failure: unknown;
   #recovering: Promise<void> | undefined;
@@ -51,6 +53,7 @@ export class LevelHandle {
     this.db = db;
     this.#path = path;
     this.#onReopen = onReopen;
+    this.#unlinkGuard = path === undefined ? undefined : UnlinkGuard.open(path);
   }
 
   /** True when a read may go to `db` now, without waiting. */
@@ -71,20 +74,22 @@ export class LevelHandle {
   /**
    * Runs `attempt`, which writes to `db`. When the database is damaged it is reopened first,
    * and when `attempt` fails with an I/O error it is reopened and `attempt` runs once more.
-   * Rejects with `ERR_STORE_IO` when that cannot be done, without touching a damaged database.
+   * Rejects with `ERR_STORE_IO` when that cannot be done, without touching a damaged database,
+   * and when the directory is deleted before or while `attempt` writes.
    */
   async write<T>(attempt: () => Promise<T>): Promise<T> {
     if (this.#path === undefined) return attempt();
+    this.#unlinkGuard?.assertLinked();
     while (this.#state !== 'open') await this.#recover();
     try {
-      return await attempt();
+      return this.#linked(await attempt());
     } catch (error) {
       if (!hasCode(error, 'LEVEL_IO_ERROR')) throw error;
       this.#damage(error);
     }
     await this.#recover();
     try {
-      return await attempt();
+      return this.#linked(await attempt());
     } catch (error) {
       if (!hasCode(error, 'LEVEL_IO_ERROR')) throw error;
       this.#damage(error);
@@ -100,7 +105,17 @@ export class LevelHandle {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#recovering?.catch(() => {});
-    if (this.#state !== 'closed') await this.db.close();
+    try {
+      if (this.#state !== 'closed') await this.db.close();
+    } finally {
+      this.#unlinkGuard?.close();
+    }
+  }
+
+  // A write that reached a log the directory no longer names is lost at the next open.
+  #linked<T>(written: T): T {
+    this.#unlinkGuard?.assertLinked();
+    return written;
   }
 
   #damage(error: unknown): void {

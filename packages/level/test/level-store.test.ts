@@ -773,6 +773,53 @@ describe('LevelStore: reads and grouped writes', () => {
   });
 });
 
+describe('LevelStore: the directory deleted while the store is open', () => {
+  /** Rejects with ERR_STORE_IO whose message names `path` and which keeps a cause. */
+  async function expectDeleted(promise: Promise<unknown>, path: string): Promise<void> {
+    const error = await rejection(promise);
+    expect(isSessionError(error), String(error)).toBe(true);
+    expect(error).toMatchObject({ code: 'ERR_STORE_IO' });
+    expect((error as Error).message).toContain(path);
+    expect((error as Error).cause).toBeDefined();
+  }
+
+  it('set, touch, delete and sweep reject naming the directory; nothing is written; close resolves', async () => {
+    const path = freshPath();
+    const store = await LevelStore.open({ path });
+    const known = generateSessionId();
+    await store.set(known, record('before'));
+    rmSync(path, { recursive: true, force: true });
+
+    const fresh = generateSessionId();
+    await expectDeleted(store.set(fresh, record('after')), path);
+    await expectDeleted(store.set(known, record('after'), { only: 'present' }), path);
+    await expectDeleted(store.touch(known, Date.now() + 2 * HOUR_MS), path);
+    await expectDeleted(store.delete(known), path);
+    await expectDeleted(store.sweep({ now: Date.now() + 2 * HOUR_MS }), path);
+    await expectDeleted(store.clear(), path);
+    // Reads answer from what LevelDB holds open, and show none of the refused writes.
+    expect(text(await store.get(known))).toBe('before');
+    expect(await store.get(fresh)).toBeUndefined();
+    await store.close();
+  });
+
+  it('with the directory renamed, writes go on and are found at the new path', async () => {
+    const path = freshPath();
+    const store = await LevelStore.open({ path });
+    const id = generateSessionId();
+    const moved = `${path}-moved`;
+    renameSync(path, moved);
+    await store.set(id, record('after'));
+    await store.close();
+    const reopened = await LevelStore.open({ path: moved });
+    try {
+      expect(text(await reopened.get(id))).toBe('after');
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
 describe('LevelStore: closed', () => {
   it('repairIndex rejects with ERR_STORE_CLOSED after close()', async () => {
     const store = await LevelStore.open({ path: freshPath() });

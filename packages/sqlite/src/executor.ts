@@ -13,6 +13,7 @@ const MAX_GROUP_SIZE = 256;
 
 interface Job {
   run(): unknown;
+  write: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -63,24 +64,32 @@ export class Executor {
   readonly #busyTimeoutMs: number;
   readonly #groupCommit: boolean;
   readonly #afterWrite: (() => void) | undefined;
+  readonly #beforeCommit: (() => void) | undefined;
   #queue: Job[] = [];
   #draining: Promise<void> | undefined;
   #closed = false;
 
   constructor(
     db: BetterSqlite3.Database,
-    options: { busyTimeoutMs: number; groupCommit: boolean; afterWrite?: () => void },
+    options: {
+      busyTimeoutMs: number;
+      groupCommit: boolean;
+      afterWrite?: () => void;
+      /** Runs before every write commits; a throw rejects the write and commits nothing. */
+      beforeCommit?: () => void;
+    },
   ) {
     this.#db = db;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;
     this.#afterWrite = options.afterWrite;
+    this.#beforeCommit = options.beforeCommit;
   }
 
   /** Runs a read-only operation. It waits behind queued writes so it sees them. */
   read<T>(operation: () => T): Promise<T> {
-    if (this.#draining !== undefined) return this.#enqueue(operation);
-    return this.#runNow(operation);
+    if (this.#draining !== undefined) return this.#enqueue(operation, false);
+    return this.#runNow(operation, false);
   }
 
   /** Runs a write: one statement, or a function that is atomic on its own. Resolves once it is committed. */
@@ -94,8 +103,8 @@ export class Executor {
             afterWrite();
             return result;
           };
-    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(write);
-    return this.#runNow(write);
+    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(write, true);
+    return this.#runNow(write, true);
   }
 
   /** Waits for queued operations to commit, then refuses new ones. */
@@ -104,21 +113,28 @@ export class Executor {
     this.#closed = true;
   }
 
-  #runNow<T>(operation: () => T): Promise<T> {
+  #runNow<T>(operation: () => T, write: boolean): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     try {
+      // An autocommit write commits inside operation(), so the check goes right before it.
+      if (write) this.#beforeCommit?.();
       return Promise.resolve(operation());
     } catch (error) {
       // Each operation is all-or-nothing, so one that met a lock can simply run again in a group.
-      if (isBusyError(error)) return this.#enqueue(operation);
+      if (isBusyError(error)) return this.#enqueue(operation, write);
       return Promise.reject(error);
     }
   }
 
-  #enqueue<T>(operation: () => T): Promise<T> {
+  #enqueue<T>(operation: () => T, write: boolean): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ run: operation, resolve: resolve as (value: unknown) => void, reject });
+      this.#queue.push({
+        run: operation,
+        write,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
       this.#draining ??= this.#drain();
     });
   }
@@ -155,6 +171,7 @@ export class Executor {
       }
     }
     try {
+      if (this.#beforeCommit !== undefined && group.some((job) => job.write)) this.#beforeCommit();
       db.exec('COMMIT');
     } catch (error) {
       rollBack(db);

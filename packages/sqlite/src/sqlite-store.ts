@@ -26,6 +26,7 @@ import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { SqliteLocks } from './locks.js';
 import { assertDatabasePath, assertSqliteFile, openFailure } from './open-file.js';
 import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
+import { UnlinkGuard } from './unlink-guard.js';
 
 export interface SqliteStoreOptions extends BaseStoreOptions {
   /**
@@ -110,6 +111,7 @@ export class SqliteStore extends BaseStore {
   readonly #ownsDatabase: boolean;
   readonly #executor: Executor;
   readonly #checkpointer: Checkpointer | undefined;
+  readonly #unlinkGuard: UnlinkGuard | undefined;
   readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
   readonly #upsert: OwnerWrites<BetterSqlite3.Statement<[string, Uint8Array, number, Owner]>>;
   readonly #insertUnlessLive: OwnerWrites<
@@ -149,6 +151,7 @@ export class SqliteStore extends BaseStore {
       throw openFailure(error, path);
     }
     const ownsDatabase = settings.database === undefined;
+    let unlinkGuard: UnlinkGuard | undefined;
     try {
       setBusySlice(db, settings.busyTimeoutMs);
       // Refuse a foreign schema before any pragma below writes to the file.
@@ -176,8 +179,11 @@ export class SqliteStore extends BaseStore {
         const migrate = db.transaction(() => migrateSchema(db, settings.names));
         await retryWhileBusy(() => migrate.immediate(), settings.busyTimeoutMs);
       }
-      return new SqliteStore(db, ownsDatabase, settings, options);
+      // A temporary database ('' as its name) has no file anyone could delete.
+      if (!db.memory && db.name !== '') unlinkGuard = UnlinkGuard.open(db.name);
+      return new SqliteStore(db, ownsDatabase, unlinkGuard, settings, options);
     } catch (error) {
+      unlinkGuard?.close();
       if (ownsDatabase) db.close();
       throw error instanceof TypeError ? error : openFailure(error, path);
     }
@@ -186,12 +192,14 @@ export class SqliteStore extends BaseStore {
   private constructor(
     db: BetterSqlite3.Database,
     ownsDatabase: boolean,
+    unlinkGuard: UnlinkGuard | undefined,
     settings: Settings,
     options: SqliteStoreOptions,
   ) {
     super(options);
     this.#db = db;
     this.#ownsDatabase = ownsDatabase;
+    this.#unlinkGuard = unlinkGuard;
     const inMemory = db.memory;
     this.capabilities = {
       shared: inMemory ? 'process' : 'host',
@@ -204,6 +212,7 @@ export class SqliteStore extends BaseStore {
       busyTimeoutMs: settings.busyTimeoutMs,
       groupCommit: settings.durability === 'full' && !inMemory,
       afterWrite: () => this.#checkpointer?.wrote(),
+      beforeCommit: unlinkGuard && (() => unlinkGuard.assertLinked()),
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
@@ -405,6 +414,7 @@ export class SqliteStore extends BaseStore {
     // Stop the worker's connection first, so closing ours is the last and folds the WAL back in.
     await this.#checkpointer?.stop();
     if (this.#ownsDatabase) this.#db.close();
+    this.#unlinkGuard?.close();
   }
 
   /** Keeps each sweep batch near the target duration, since better-sqlite3 blocks while it runs. */

@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdtempSync,
   readFileSync,
+  renameSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -378,6 +379,56 @@ describe('options', { timeout: 60_000 }, () => {
     expect(error).toBeInstanceOf(TypeError);
     expect((error as Error).message).toMatch(/options\.path must be a non-empty string/);
     await expect(SqliteStore.open({ path: 42 as unknown as string })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('the database deleted while the store is open', { timeout: 60_000 }, () => {
+  /** Rejects with ERR_STORE_IO whose message names `named` and which keeps a cause. */
+  async function expectDeleted(promise: Promise<unknown>, named: string): Promise<void> {
+    const error = await rejection(promise);
+    expect(isSessionError(error), String(error)).toBe(true);
+    expect(error).toMatchObject({ code: 'ERR_STORE_IO' });
+    expect((error as Error).message).toContain(named);
+    expect((error as Error).cause).toBeDefined();
+  }
+
+  for (const durability of ['normal', 'full'] as const) {
+    it(`${durability}: with its directory removed, set, touch, delete and a fenced write reject naming the path; reads answer; close resolves`, async () => {
+      const store = await SqliteStore.open({ path, durability });
+      const known = idOf('known');
+      await store.set(known, record('before'));
+      const lock = await store.locks.acquire(idOf('locked'), { leaseMs: 60_000 });
+      rmSync(dir, { recursive: true, force: true });
+
+      await expectDeleted(store.set(idOf('fresh'), record('after')), path);
+      await expectDeleted(store.set(known, record('after'), { only: 'present' }), path);
+      await expectDeleted(store.touch(known, Date.now() + 2 * HOUR_MS), path);
+      await expectDeleted(store.delete(known), path);
+      await expectDeleted(store.set(idOf('locked'), record('after'), { lock }), path);
+      // Nothing was written: reads still answer from the deleted file, as before the removal.
+      expect(textOf((await store.get(known))?.data)).toBe('before');
+      expect(await store.get(idOf('fresh'))).toBeUndefined();
+      await store.close();
+    });
+  }
+
+  it('with only the database file removed, writes reject naming it', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('known'), record('before'));
+    rmSync(path);
+    await expectDeleted(store.set(idOf('fresh'), record('after')), path);
+  });
+
+  it('with its directory renamed, writes go on to the same files, found at the new path', async () => {
+    const store = await SqliteStore.open({ path });
+    await store.set(idOf('before'), record('before'));
+    const moved = `${dir}-moved`;
+    renameSync(dir, moved);
+    cleanups.push(() => rmSync(moved, { recursive: true, force: true }));
+    await store.set(idOf('after'), record('after'));
+    await store.close();
+    const reopened = await openStore({ path: join(moved, 'sessions.db') });
+    expect(textOf((await reopened.get(idOf('after')))?.data)).toBe('after');
   });
 });
 
