@@ -183,6 +183,19 @@ export class OwnSentinel {
       ].join('\n'),
     );
     await this.sentinel.startWith([config, '--sentinel']);
+    // A Sentinel answers PING before it serves its primary's address, which clients ask first.
+    for (let tries = 0; ; tries++) {
+      const { stdout } = await run('redis-cli', [
+        '-p',
+        String(this.sentinel.port),
+        'SENTINEL',
+        'get-master-addr-by-name',
+        this.name,
+      ]);
+      if (stdout.includes(String(this.primary.port))) return;
+      if (tries >= 100) throw new Error(`Sentinel on port ${this.sentinel.port} names no primary`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   async remove(): Promise<void> {
