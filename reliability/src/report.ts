@@ -71,6 +71,12 @@ export function renderReport(results: ReliabilityResults): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.crash.map(crashRow),
   ];
+  const failed = results.crash.flatMap((store) =>
+    store.failures.map((f) => `${store.store}, ${f}`),
+  );
+  if (failed.length > 0) {
+    lines.push('', 'Failed checks:', '', ...failed.slice(0, 10).map((failure) => `- ${failure}`));
+  }
   for (const [title, checks] of [
     ['Decode fuzzing', results.fuzz],
     ['Full disk', results.disk],
