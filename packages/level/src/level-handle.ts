@@ -75,21 +75,26 @@ export class LevelHandle {
    * Runs `attempt`, which writes to `db`. When the database is damaged it is reopened first,
    * and when `attempt` fails with an I/O error it is reopened and `attempt` runs once more.
    * Rejects with `ERR_STORE_IO` when that cannot be done, without touching a damaged database,
-   * and when the directory is deleted before or while `attempt` writes.
+   * and when the directory has been deleted, before anything is written.
    */
   async write<T>(attempt: () => Promise<T>): Promise<T> {
     if (this.#path === undefined) return attempt();
+    while (this.#state !== 'open') {
+      this.#unlinkGuard?.assertLinked();
+      await this.#recover();
+    }
+    // In the same synchronous section as the call that hands the batch to LevelDB.
     this.#unlinkGuard?.assertLinked();
-    while (this.#state !== 'open') await this.#recover();
     try {
-      return this.#linked(await attempt());
+      return await attempt();
     } catch (error) {
       if (!hasCode(error, 'LEVEL_IO_ERROR')) throw error;
       this.#damage(error);
     }
     await this.#recover();
+    this.#unlinkGuard?.assertLinked();
     try {
-      return this.#linked(await attempt());
+      return await attempt();
     } catch (error) {
       if (!hasCode(error, 'LEVEL_IO_ERROR')) throw error;
       this.#damage(error);
@@ -110,12 +115,6 @@ export class LevelHandle {
     } finally {
       this.#unlinkGuard?.close();
     }
-  }
-
-  // A write that reached a log the directory no longer names is lost at the next open.
-  #linked<T>(written: T): T {
-    this.#unlinkGuard?.assertLinked();
-    return written;
   }
 
   #damage(error: unknown): void {
