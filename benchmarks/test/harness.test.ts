@@ -256,6 +256,7 @@ describe('the benchmark harness at tiny sizes', () => {
       'cleanup-timeline.svg',
       'cleanup.svg',
       'contention.svg',
+      'create-after-deletes.svg',
       'create-preloaded.svg',
       'create.svg',
       'growth.svg',
