@@ -61,6 +61,7 @@ export {
   openStoreAdapter,
   type StoreAdapterOptions,
 } from './store-adapter.js';
+export { UnlinkGuard } from './unlink-guard.js';
 export {
   assertAbortSignal,
   assertDuration,

@@ -1,8 +1,8 @@
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SessionError } from '@sessile/core';
+import { UnlinkGuard } from '@sessile/core/store';
 import type { AbstractLevel } from 'abstract-level';
-import { UnlinkGuard } from './unlink-guard.js';
 
 type Keyspace = AbstractLevel<unknown, Uint8Array<ArrayBufferLike>, Uint8Array<ArrayBufferLike>>;
 
@@ -53,7 +53,15 @@ export class LevelHandle {
     this.db = db;
     this.#path = path;
     this.#onReopen = onReopen;
-    this.#unlinkGuard = path === undefined ? undefined : UnlinkGuard.open(path);
+    this.#unlinkGuard =
+      path === undefined
+        ? undefined
+        : UnlinkGuard.open(
+            path,
+            'directory',
+            (directory) =>
+              `LevelDB directory ${directory} was deleted while the store had it open. A write now would go to files that no later open can find, so the store refuses writes; reads answer from what LevelDB still holds open, or fail with ERR_STORE_IO. Close the store and open it on a directory that exists`,
+          );
   }
 
   /** True when a read may go to `db` now, without waiting. */

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import {
   type HeldLease,
   type LockManager,
@@ -17,6 +18,7 @@ import {
   KeyedLocks,
   lockLost,
   type SweepProgress,
+  UnlinkGuard,
   yieldToEventLoop,
 } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -26,7 +28,6 @@ import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { SqliteLocks } from './locks.js';
 import { assertDatabasePath, assertSqliteFile, openFailure } from './open-file.js';
 import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
-import { UnlinkGuard } from './unlink-guard.js';
 
 export interface SqliteStoreOptions extends BaseStoreOptions {
   /**
@@ -180,7 +181,7 @@ export class SqliteStore extends BaseStore {
         await retryWhileBusy(() => migrate.immediate(), settings.busyTimeoutMs);
       }
       // A temporary database ('' as its name) has no file anyone could delete.
-      if (!db.memory && db.name !== '') unlinkGuard = UnlinkGuard.open(db.name);
+      if (!db.memory && db.name !== '') unlinkGuard = guardAgainstUnlink(db.name);
       return new SqliteStore(db, ownsDatabase, unlinkGuard, settings, options);
     } catch (error) {
       unlinkGuard?.close();
@@ -534,4 +535,15 @@ function sqlType(value: unknown): string {
   if (value === null) return 'null';
   if (value instanceof Uint8Array) return 'a blob';
   return typeof value === 'string' ? 'text' : typeof value;
+}
+
+/** Refuses writes once the database file (or, off Linux, its directory) is deleted while open. */
+function guardAgainstUnlink(file: string): UnlinkGuard | undefined {
+  return UnlinkGuard.open(file, 'file', (watched) => {
+    const what =
+      watched === resolve(file)
+        ? `SQLite database ${watched} was deleted`
+        : `The directory ${watched} of SQLite database ${resolve(file)} was deleted`;
+    return `${what} while the store had it open. A write now would go to a file that no later open can find, so the store refuses writes; reads answer from the deleted file until close(). Close the store and open it on a path that exists`;
+  });
 }
