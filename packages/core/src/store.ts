@@ -41,6 +41,7 @@ export {
   MIN_POLL_DELAY_MS,
 } from './locks/lease-locks.js';
 export {
+  decodeHolder,
   errorCode,
   GUARD_STALE_MS,
   type HolderRecord,
