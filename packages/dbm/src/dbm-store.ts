@@ -1,6 +1,7 @@
 import { closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
+  type HeldLease,
   isSessionError,
   type OwnedSession,
   type SessionRecord,
@@ -11,6 +12,7 @@ import {
   BaseStore,
   GUARD_STALE_MS,
   HostGuards,
+  lockLost,
   type SweepProgress,
   syncLockFileSystem,
   yieldToEventLoop,
@@ -62,6 +64,11 @@ const INCREMENTAL_BATCH_ENTRIES = 500;
 const FULL_SCAN_BATCH_ENTRIES = 1000;
 /** Empty buckets cost a read each, so a batch also stops after this many. */
 const SWEEP_BATCH_BUCKETS = 256;
+/**
+ * A sweep batch runs synchronously on the event loop, under the global lock: it ends after
+ * this long, so neither requests in this process nor other processes wait much longer.
+ */
+const SWEEP_BATCH_MS = 2;
 const SCAN_BATCH_BUCKETS = 64;
 
 /**
@@ -170,16 +177,32 @@ export class DbmStore extends BaseStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
+    lease: HeldLease | undefined,
   ): Promise<boolean> {
-    return this.#globalLock.run(() => this.#file.set(id, record, only, now));
+    return this.#write(lease, () => this.#file.set(id, record, only, now));
   }
 
-  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#globalLock.run(() => this.#file.touch(id, expiresAt, now));
+  protected _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    return this.#write(lease, () => this.#file.touch(id, expiresAt, now));
   }
 
-  protected _delete(id: string, now: number): Promise<boolean> {
-    return this.#globalLock.run(() => this.#file.delete(id, now));
+  protected _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
+    return this.#write(lease, () => this.#file.delete(id, now));
+  }
+
+  /** A write under the global lock; a fenced one checks its session lock in the same hold. */
+  #write(lease: HeldLease | undefined, step: () => boolean): Promise<boolean> {
+    return this.#globalLock.run(() => {
+      if (lease !== undefined && !this.locks.holds(lease)) {
+        throw lockLost('its lease ran out or another holder took it over');
+      }
+      return step();
+    });
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -194,8 +217,16 @@ export class DbmStore extends BaseStore {
     };
     this.#lastSweep = stats;
     const batchEntries = fullScan ? FULL_SCAN_BATCH_ENTRIES : INCREMENTAL_BATCH_ENTRIES;
+    const budgetEnd = performance.now() + progress.budgetMs;
     const batch = (entries: number): SweepBatchResult => {
-      const result = this.#file.sweepBatch(entries, SWEEP_BATCH_BUCKETS, progress.now, fullScan);
+      const deadline = Math.min(performance.now() + SWEEP_BATCH_MS, budgetEnd);
+      const result = this.#file.sweepBatch(
+        entries,
+        SWEEP_BATCH_BUCKETS,
+        progress.now,
+        fullScan,
+        deadline,
+      );
       stats.batches++;
       stats.scanned += result.scanned;
       stats.removed += result.removed;

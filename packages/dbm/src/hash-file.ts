@@ -238,7 +238,8 @@ export class HashFile {
   }
 
   /**
-   * Examines up to `maxEntries` entries from the persistent cursor, deleting the expired.
+   * Examines up to `maxEntries` entries from the persistent cursor, deleting the expired, and
+   * stops early once `deadline` (a `performance.now()` time) has passed.
    * `decode` reads and checks every record to take its expiry from the record itself, as
    * DbmSession did; otherwise only the bucket entries are read.
    */
@@ -247,6 +248,7 @@ export class HashFile {
     maxBuckets: number,
     now: number,
     decode: boolean,
+    deadline: number,
   ): SweepBatchResult {
     let tx = this.begin();
     const header = tx.header;
@@ -259,6 +261,8 @@ export class HashFile {
       passDone: false,
     };
     let buckets = 0;
+    // At least one entry per batch, so a sweep always moves on.
+    const pastDeadline = () => result.scanned > 0 && performance.now() >= deadline;
     for (;;) {
       if (header.sweepCursorBucket >= header.bucketCount) {
         result.passEnded = true;
@@ -269,7 +273,7 @@ export class HashFile {
         header.sweepPassMinLiveExpiresAt = Number.POSITIVE_INFINITY;
         break;
       }
-      if (result.scanned >= maxEntries || buckets >= maxBuckets) break;
+      if (result.scanned >= maxEntries || buckets >= maxBuckets || pastDeadline()) break;
       if (tx.pendingBytes > JOURNAL_SOFT_LIMIT_BYTES) {
         tx.commit();
         tx = new Transaction(this.#io, this.#journal, header);
@@ -279,7 +283,7 @@ export class HashFile {
         header.sweepCursorPos < 0 ? chain.length : Math.min(header.sweepCursorPos, chain.length);
       const owned: { owner: string; id: string }[] = [];
       // Backwards, so removing (which moves the last entry into the hole) never skips an entry.
-      while (position > 0 && result.scanned < maxEntries) {
+      while (position > 0 && result.scanned < maxEntries && !pastDeadline()) {
         const index = position - 1;
         position = index;
         const entry = chain.entry(index);

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AcquireOptions, SessionLock } from '@sessile/core';
+import type { AcquireOptions, HeldLease, SessionLock } from '@sessile/core';
 import {
+  decodeHolder,
   type HostGuards,
+  type LeaseBackend,
+  type LeaseClaim,
   LeaseFiles,
   LeaseLocks,
   stripeOf,
@@ -35,6 +38,91 @@ function tagOf(id: string): string {
 }
 
 /**
+ * A fenced write closer than this to its lease end reads the lease file to confirm the lease;
+ * further from it, no other process may take the lease over, so this process's own record tells.
+ */
+const SAFE_MARGIN_MS = 1000;
+
+interface HeldStripe {
+  readonly token: string;
+  expiresAt: number;
+  readonly leaseMs: number;
+}
+
+/**
+ * The stripes' lease files, with this process's leases remembered, so that a fenced write can
+ * check its lease inside the write's own hold of the global lock instead of under a guard.
+ */
+class StripeLeases implements LeaseBackend {
+  readonly #files: LeaseFiles;
+  readonly #pathOf: (key: string) => string;
+  readonly #held = new Map<string, HeldStripe>();
+
+  constructor(files: LeaseFiles, pathOf: (key: string) => string) {
+    this.#files = files;
+    this.#pathOf = pathOf;
+  }
+
+  async claim(claim: LeaseClaim): Promise<boolean> {
+    const leaseMs = claim.expiresAt - Date.now();
+    if (!(await this.#files.claim(claim))) return false;
+    this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
+    return true;
+  }
+
+  async extend(claim: LeaseClaim): Promise<boolean> {
+    const extended = await this.#files.extend(claim);
+    const held = this.#held.get(claim.key);
+    if (extended && held?.token === claim.token) held.expiresAt = claim.expiresAt;
+    return extended;
+  }
+
+  release(claim: LeaseClaim): Promise<boolean> {
+    this.#forget(claim);
+    return this.#files.release(claim);
+  }
+
+  expired(claim: LeaseClaim): void {
+    this.#forget(claim);
+    this.#files.expired(claim);
+  }
+
+  watch(key: string, wake: () => void): () => void {
+    return this.#files.watch(key, wake);
+  }
+
+  close(): Promise<void> {
+    this.#held.clear();
+    return this.#files.close();
+  }
+
+  /**
+   * Whether `lease` still holds its stripe. Called inside the global lock, with the write it
+   * fences: a process that takes the stripe over must take the global lock before it can read
+   * or write any record, so the check and the write cannot interleave with it.
+   */
+  holds(lease: HeldLease): boolean {
+    const held = this.#held.get(lease.key);
+    const now = Date.now();
+    if (held?.token !== lease.token || held.expiresAt <= now) return false;
+    if (now < held.expiresAt - Math.min(SAFE_MARGIN_MS, held.leaseMs / 2)) return true;
+    // Near its end the lease file tells, in case it was removed or taken over from under us.
+    let text: string | undefined;
+    try {
+      text = readFileSync(this.#pathOf(lease.key), 'latin1');
+    } catch {
+      return false;
+    }
+    const record = decodeHolder(text);
+    return record?.token === lease.token && (record.expiresAt ?? 0) > now;
+  }
+
+  #forget(claim: LeaseClaim): void {
+    if (this.#held.get(claim.key)?.token === claim.token) this.#held.delete(claim.key);
+  }
+}
+
+/**
  * mod_python's fixed pool of global mutexes, as lease files every process on the host shares
  * (core's `LeaseFiles`): the session id picks `stripes/<1 + fnv1a32(id) % (stripes - 1)>.lock` in
  * the lock directory, so different sessions on one stripe wait for each other
@@ -45,18 +133,20 @@ function tagOf(id: string): string {
 export class StripedFileLocks extends LeaseLocks {
   readonly stripes: number;
   readonly #counts: { acquired: number; waits: number; collisions: number };
+  readonly #leases: StripeLeases;
 
   constructor(lockDirectory: string, stripes: number, guards: HostGuards) {
     const counts = { acquired: 0, waits: 0, collisions: 0 };
     // A directory of their own, so the watch that wakes waiters sees only the stripes' changes.
     const directory = join(lockDirectory, STRIPES_DIRECTORY);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    const leases = new LeaseFiles({
+    const pathOf = (key: string) => join(directory, `${key}.lock`);
+    const files = new LeaseFiles({
       guards,
       fs: syncLockFileSystem,
       fileMode: 0o600,
       directoryMode: 0o700,
-      pathOf: (key) => join(directory, `${key}.lock`),
+      pathOf,
       tagOf,
       wakeOnRelease: true,
       onRefused: ({ id, waited }, current) => {
@@ -64,6 +154,7 @@ export class StripedFileLocks extends LeaseLocks {
         if (!waited && current?.tag !== undefined && current.tag !== tagOf(id)) counts.collisions++;
       },
     });
+    const leases = new StripeLeases(files, pathOf);
     super(leases, {
       keyOf: (id) => String(sessionStripe(id, stripes)),
       onWait: (id, holderId) => {
@@ -73,6 +164,15 @@ export class StripedFileLocks extends LeaseLocks {
     });
     this.stripes = stripes;
     this.#counts = counts;
+    this.#leases = leases;
+  }
+
+  /**
+   * Whether a fenced write's `lease` still holds its stripe; the store asks inside the global
+   * lock, in the same hold as the write.
+   */
+  holds(lease: HeldLease): boolean {
+    return this.#leases.holds(lease);
   }
 
   override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
