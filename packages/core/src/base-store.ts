@@ -74,8 +74,8 @@ export class SweepProgress {
   }
 }
 
-const WRITE_OPTIONS = ['lock'] as const;
-const SET_OPTIONS = ['lock', 'only'] as const;
+const WRITE_OPTIONS = ['lock', 'release'] as const;
+const SET_OPTIONS = ['lock', 'only', 'release'] as const;
 
 /** Validates a write's options and returns its lock, which must be on the same id. */
 function writeLock(
@@ -88,8 +88,14 @@ function writeLock(
     throw new TypeError('write options must be an object');
   }
   assertKnownOptions(options, known, 'store write');
-  const lock = options.lock;
-  if (lock === undefined) return undefined;
+  const { lock, release } = options;
+  if (release !== undefined && typeof release !== 'boolean') {
+    throw new TypeError('options.release must be a boolean');
+  }
+  if (lock === undefined) {
+    if (release === true) throw new TypeError('options.release needs options.lock');
+    return undefined;
+  }
   if (typeof lock !== 'object' || lock === null || typeof lock.token !== 'string') {
     throw new TypeError('options.lock must be a lock from store.locks.acquire()');
   }
@@ -159,7 +165,9 @@ export abstract class BaseStore implements SessionStore {
           `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
         );
       }
-      return this.#fenced(lock, (lease) => this._set(id, record, only, Date.now(), lease));
+      return this.#fenced(lock, options?.release, (lease) =>
+        this._set(id, record, only, Date.now(), lease),
+      );
     });
   }
 
@@ -168,7 +176,9 @@ export abstract class BaseStore implements SessionStore {
       assertSessionId(id);
       assertExpiresAt(expiresAt, 'expiresAt');
       const lock = writeLock(id, options, WRITE_OPTIONS);
-      return this.#fenced(lock, (lease) => this._touch(id, expiresAt, Date.now(), lease));
+      return this.#fenced(lock, options?.release, (lease) =>
+        this._touch(id, expiresAt, Date.now(), lease),
+      );
     });
   }
 
@@ -176,7 +186,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('delete', () => {
       assertSessionId(id);
       const lock = writeLock(id, options, WRITE_OPTIONS);
-      return this.#fenced(lock, (lease) => this._delete(id, Date.now(), lease));
+      return this.#fenced(lock, options?.release, (lease) => this._delete(id, Date.now(), lease));
     });
   }
 
@@ -258,7 +268,9 @@ export abstract class BaseStore implements SessionStore {
   /**
    * The write hooks get `lease` when the caller passed a lock. `locks.fence` already keeps this
    * process's other waiters out; a store shared with other processes must also check the lease
-   * in the same transaction as the write, and throw `lockLost()` when it no longer holds.
+   * in the same transaction as the write, and throw `lockLost()` when it no longer holds. A
+   * store whose lock backend declares `releasesWithWrite` frees the lease in that transaction
+   * when `lease.release` is set.
    */
   protected abstract _set(
     id: string,
@@ -290,13 +302,14 @@ export abstract class BaseStore implements SessionStore {
 
   #fenced<T>(
     lock: SessionLock | undefined,
+    release: boolean | undefined,
     write: (lease: HeldLease | undefined) => Promise<T>,
   ): Promise<T> {
     if (lock === undefined) return write(undefined);
     if (this.locks.fence === undefined) {
       throw new SessionError('ERR_UNSUPPORTED', "This store's lock manager cannot fence writes");
     }
-    return this.locks.fence(lock, write);
+    return this.locks.fence(lock, write, release === true ? { release } : undefined);
   }
 
   #assertOpen(): void {

@@ -79,6 +79,7 @@ export {
 export type {
   AcquireOptions,
   HeldLease,
+  LockedRecord,
   LockManager,
   OwnedSession,
   SessionLock,

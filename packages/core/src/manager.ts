@@ -10,7 +10,7 @@ import {
 } from './owner-sessions.js';
 import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext } from './session.js';
-import type { SessionLock, SessionStore } from './types.js';
+import type { SessionLock, SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertPositiveInteger, describeValue, MAX_TIMER_MS } from './util.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
@@ -298,44 +298,42 @@ export class SessionManager<Data extends SessionData = SessionData> {
 
   async #openExisting(id: string, options: OpenOptions): Promise<Session<Data> | undefined> {
     let lock: SessionLock | undefined;
-    if (this.lock !== undefined) {
-      lock = await this.store.locks.acquire(id, {
-        waitMs: this.lock.waitMs,
-        leaseMs: this.lock.leaseMs,
-        signal: options.signal,
-      });
-    }
     try {
-      const loaded = await this.#load(id);
+      let record: SessionRecord | undefined;
+      if (this.lock === undefined) {
+        record = await this.store.get(id);
+      } else {
+        const { locks } = this.store;
+        const acquire = {
+          waitMs: this.lock.waitMs,
+          leaseMs: this.lock.leaseMs,
+          signal: options.signal,
+        };
+        if (locks.acquireAndGet === undefined) {
+          lock = await locks.acquire(id, acquire);
+          record = await this.store.get(id);
+        } else {
+          ({ lock, record } = await locks.acquireAndGet(id, acquire));
+        }
+      }
+      const loaded = record === undefined ? undefined : await this.#load(id, record);
       if (loaded !== undefined) {
-        return new Session<Data>(this.#context, {
-          ...loaded,
-          lock,
-          loginMeta: options.loginMeta,
-        });
+        return new Session<Data>(this.#context, { ...loaded, lock, loginMeta: options.loginMeta });
       }
     } catch (error) {
       await this.#release(lock);
-      throw error;
-    }
-    await this.#release(lock);
-    return undefined;
-  }
-
-  async #load(id: string) {
-    let envelope: ReturnType<SessionCodec['decode']>;
-    let expiresAt: number;
-    try {
-      const record = await this.store.get(id);
-      if (record === undefined) return undefined;
-      expiresAt = record.expiresAt;
-      envelope = this.codec.decode(record.data, id);
-    } catch (error) {
       if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
       // The client gets a fresh session; the bad record is left to expire and be swept.
       this.#report(error);
       return undefined;
     }
+    await this.#release(lock);
+    return undefined;
+  }
+
+  async #load(id: string, record: SessionRecord) {
+    const envelope = this.codec.decode(record.data, id);
+    const { expiresAt } = record;
     const now = Date.now();
     const lastAccessedAt = lastAccessOf(envelope, expiresAt, this.idleTimeoutMs, now);
     if (

@@ -7,7 +7,7 @@ import {
 import { SessionError } from './errors.js';
 import { assertOwner, generateSessionId } from './ids.js';
 import type { OwnerSessions } from './owner-sessions.js';
-import type { SessionLock, SessionStore, WriteOptions } from './types.js';
+import type { SessionLock, SessionStore, SetOptions, WriteOptions } from './types.js';
 
 /** `'modified'` when the data, or the id (after `regenerate()`), differ from what is stored. */
 export type SessionStatus = 'unchanged' | 'modified' | 'destroyed';
@@ -203,7 +203,7 @@ export class Session<Data extends SessionData = SessionData> {
       let outcome: CommitOutcome;
       try {
         this.#assertLockHeld();
-        outcome = await this.#write();
+        outcome = await this.#write(false);
       } catch (error) {
         this.#owner = previous.owner;
         this.#meta = previous.meta;
@@ -265,7 +265,7 @@ export class Session<Data extends SessionData = SessionData> {
     try {
       if (this.#destroyed) return 'destroyed';
       this.#assertLockHeld();
-      return await this.#write();
+      return await this.#write(true);
     } finally {
       await this.#releaseLock();
     }
@@ -277,7 +277,8 @@ export class Session<Data extends SessionData = SessionData> {
     return this.#destroyed ? 'destroyed' : 'unchanged';
   }
 
-  async #write(): Promise<CommitOutcome> {
+  /** `unlocking`: the lock is released right after, so a store that can frees it with the write. */
+  async #write(unlocking: boolean): Promise<CommitOutcome> {
     const { store, codec, touchAfterMs } = this.#context;
     const now = Date.now();
     const json = JSON.stringify(this.#data);
@@ -285,7 +286,7 @@ export class Session<Data extends SessionData = SessionData> {
     const expiresAt = this.expiresAtFor(now);
     if (expiresAt <= now) {
       // The absolute timeout passed during this request.
-      if (!this.#isNew) await store.delete(this.#id, await this.#fence());
+      if (!this.#isNew) await store.delete(this.#id, await this.#fence(unlocking));
       return 'gone';
     }
     if (!modified) {
@@ -294,9 +295,11 @@ export class Session<Data extends SessionData = SessionData> {
       if (this.#storedExpiresAt !== undefined && expiresAt <= this.#storedExpiresAt) {
         return 'unchanged';
       }
-      return (await store.touch(this.#id, expiresAt, await this.#fence())) ? 'touched' : 'gone';
+      return (await store.touch(this.#id, expiresAt, await this.#fence(unlocking)))
+        ? 'touched'
+        : 'gone';
     }
-    const fence = await this.#fence();
+    const fence = await this.#fence(unlocking);
     // Round-tripping through JSON stores exactly what a later load will see.
     const data = JSON.parse(json) as SessionData;
     const owner = this.#owner;
@@ -316,8 +319,7 @@ export class Session<Data extends SessionData = SessionData> {
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
       const record = recordOf(codec.encode(envelope, this.#id));
       // Only the first id is the locked one; a fresh id after a collision has no other holder.
-      const options =
-        attempt === 0 ? { ...fence, only: 'absent' as const } : { only: 'absent' as const };
+      const options: SetOptions = attempt === 0 ? { ...fence, only: 'absent' } : { only: 'absent' };
       if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
         this.#savedAt = now;
@@ -334,11 +336,13 @@ export class Session<Data extends SessionData = SessionData> {
    * which the store checks atomically with the write. A lock manager that cannot fence is asked
    * right before the write instead, and its fresh lease covers the write.
    */
-  async #fence(): Promise<WriteOptions> {
+  async #fence(unlocking: boolean): Promise<WriteOptions> {
     const lock = this.#lock;
     // After regenerate() the lock still names the old id; the new id has no other holder.
     if (lock === undefined || lock.id !== this.#id) return {};
-    if (this.#context.store.locks.fence !== undefined) return { lock };
+    if (this.#context.store.locks.fence !== undefined) {
+      return unlocking ? { lock, release: true } : { lock };
+    }
     await lock.extend();
     return {};
   }

@@ -29,6 +29,13 @@ export interface WriteOptions {
    * and writes nothing. So a holder whose lease was taken over can never overwrite the next one.
    */
   lock?: SessionLock;
+  /**
+   * With `lock`: the caller releases the lock right after this write. A store whose lock manager
+   * can frees the lease in the write's own transaction, saving a round trip, and
+   * `lock.release()` then resolves at once; otherwise the lock stays held until `release()`.
+   * Call `release()` either way.
+   */
+  release?: boolean;
 }
 
 /** The lease a fenced write runs under, as its backend knows it. */
@@ -36,6 +43,15 @@ export interface HeldLease {
   /** What the backend locks: the session id, or the stripe it shares. */
   readonly key: string;
   readonly token: string;
+  /** True when the write must also free the lease, in the same transaction as the write. */
+  readonly release?: boolean;
+}
+
+/** A lock and the record read under it, as `LockManager.acquireAndGet` resolves them. */
+export interface LockedRecord {
+  lock: SessionLock;
+  /** What `store.get(id)` returns once the lock is held. */
+  record: SessionRecord | undefined;
 }
 
 /** Conditions for `set`. Without `only`, `set` writes unconditionally. */
@@ -121,14 +137,26 @@ export interface SessionLock extends AsyncDisposable {
 export interface LockManager {
   /** Resolves once the lock on `id` is held. Rejects with `ERR_LOCK_TIMEOUT` after `waitMs`. */
   acquire(id: string, options?: AcquireOptions): Promise<SessionLock>;
+  /**
+   * `acquire(id)` followed by the store's `get(id)`, in one round trip: present only where the
+   * backend can read the record as part of taking the lock. The record is the one a `get` right
+   * after the acquire would return, never one written before the previous holder's last write.
+   */
+  readonly acquireAndGet?: (id: string, options?: AcquireOptions) => Promise<LockedRecord>;
   /** Rejects pending and future acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
   close?(): Promise<void>;
   /**
    * Runs `write` only while `lock` still holds, and keeps this process's next waiter out until
    * it ends. Rejects with `ERR_LOCK_LOST` when the lock is no longer held. `write` gets the
    * lease, so a store shared by other processes checks it in the same transaction as the write.
+   * With `release`, a backend that can frees the lease in that transaction too (`lease.release`);
+   * the lock is then released once `write` resolves.
    */
-  fence?<T>(lock: SessionLock, write: (lease: HeldLease) => Promise<T>): Promise<T>;
+  fence?<T>(
+    lock: SessionLock,
+    write: (lease: HeldLease) => Promise<T>,
+    options?: { release?: boolean },
+  ): Promise<T>;
 }
 
 /**

@@ -1,6 +1,13 @@
 import { toStoreIoError } from '../errors.js';
 import { generateToken } from '../ids.js';
-import type { AcquireOptions, HeldLease, LockManager, SessionLock } from '../types.js';
+import type {
+  AcquireOptions,
+  HeldLease,
+  LockedRecord,
+  LockManager,
+  SessionLock,
+  SessionRecord,
+} from '../types.js';
 import {
   LeaseLock,
   lockLost,
@@ -31,6 +38,14 @@ export interface LeaseClaim {
 export interface LeaseBackend {
   /** Takes `key` for `claim.token` when it is free or its lease has ended. True when taken. */
   claim(claim: LeaseClaim): boolean | Promise<boolean>;
+  /**
+   * `claim`, and when taken, the record stored under `claim.id` as a `get` issued after the
+   * claim would return it, in one round trip. Offering it gives `LeaseLocks` its
+   * `acquireAndGet`, which `SessionManager.open()` uses to lock and load in one go.
+   */
+  claimAndGet?(
+    claim: LeaseClaim,
+  ): Promise<{ taken: false } | { taken: true; record: SessionRecord | undefined }>;
   /** Moves the lease end to `claim.expiresAt` while `claim.token` still holds `key`. */
   extend(claim: LeaseClaim): boolean | Promise<boolean>;
   /** Frees `key` if `claim.token` still holds it with a lease that has not ended. */
@@ -42,6 +57,11 @@ export interface LeaseBackend {
    * and check the lease in the store's write hook instead.
    */
   fence?<T>(lease: HeldLease, write: () => Promise<T>): Promise<T>;
+  /**
+   * True when the store's fenced writes free the lease in their own transaction when given
+   * `lease.release`, so a commit and its unlock cost one round trip.
+   */
+  readonly releasesWithWrite?: boolean;
   /** Called once when a lease ran out without `extend`; the backend may free the key early. */
   expired?(claim: LeaseClaim): void;
   /**
@@ -76,9 +96,11 @@ interface Waiter {
   readonly once: boolean;
   /** True once reported to `onWait`. */
   waited: boolean;
+  /** True when the waiter also wants the record, read by `claimAndGet`. */
+  readonly reads: boolean;
   /** True once the waiter has its lock, timed out, was aborted or closed. */
   settled: boolean;
-  resolve(lock: LeaseLock): void;
+  resolve(locked: { lock: LeaseLock; record: SessionRecord | undefined }): void;
   reject(error: unknown): void;
 }
 
@@ -112,12 +134,20 @@ export class LeaseLocks implements LockManager {
   #closed = false;
   /** The slot of each lock this manager granted, so `fence` knows the lock and its key. */
   readonly #granted = new WeakMap<SessionLock, Slot>();
+  /** Present when the backend can claim and read in one round trip (`claimAndGet`). */
+  readonly acquireAndGet:
+    | ((id: string, options?: AcquireOptions) => Promise<LockedRecord>)
+    | undefined;
 
   constructor(backend: LeaseBackend, options: LeaseLocksOptions = {}) {
     this.#backend = backend;
     this.#keyOf = options.keyOf ?? ((id) => id);
     this.#onWait = options.onWait;
     this.#maxPollDelayMs = backend.maxPollDelayMs ?? MAX_POLL_DELAY_MS;
+    this.acquireAndGet =
+      backend.claimAndGet === undefined
+        ? undefined
+        : (id, acquireOptions) => this.#acquire(id, acquireOptions, true);
   }
 
   /** Keys held or waited for in this process. */
@@ -130,6 +160,14 @@ export class LeaseLocks implements LockManager {
   }
 
   async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    return (await this.#acquire(id, options, false)).lock;
+  }
+
+  async #acquire(
+    id: string,
+    options: AcquireOptions | undefined,
+    reads: boolean,
+  ): Promise<LockedRecord> {
     const normalized = normalizeAcquireOptions(id, options);
     if (this.closed) throw lockManagerClosed();
     if (normalized.signal?.aborted) throw normalized.signal.reason;
@@ -155,20 +193,32 @@ export class LeaseLocks implements LockManager {
         throw lockTimeout(0);
       }
     }
-    return this.#enqueue(slot, id, normalized, queued);
+    return this.#enqueue(slot, id, normalized, queued, reads);
   }
 
-  async fence<T>(lock: SessionLock, write: (lease: HeldLease) => Promise<T>): Promise<T> {
+  async fence<T>(
+    lock: SessionLock,
+    write: (lease: HeldLease) => Promise<T>,
+    options?: { release?: boolean },
+  ): Promise<T> {
     const slot = this.#granted.get(lock);
     if (slot === undefined) {
       throw new TypeError("lock was not acquired from this store's lock manager");
     }
     if (slot.holder !== lock || lock.expiresAt <= Date.now()) throw lockLost();
     slot.fences++;
-    const lease: HeldLease = { key: slot.key, token: lock.token };
+    const release = options?.release === true && this.#backend.releasesWithWrite === true;
+    const lease: HeldLease = release
+      ? { key: slot.key, token: lock.token, release }
+      : { key: slot.key, token: lock.token };
     try {
-      if (this.#backend.fence === undefined) return await write(lease);
-      return await this.#backend.fence(lease, () => write(lease));
+      const result =
+        this.#backend.fence === undefined
+          ? await write(lease)
+          : await this.#backend.fence(lease, () => write(lease));
+      // The write resolved, so it held the lease and freed it in the same transaction.
+      if (release && slot.holder === lock) slot.holder.markReleased();
+      return result;
     } finally {
       slot.fences--;
       if (slot.fences === 0) for (const ended of slot.fencesEnded.splice(0)) ended();
@@ -196,8 +246,9 @@ export class LeaseLocks implements LockManager {
     id: string,
     options: NormalizedAcquireOptions,
     waited: boolean,
-  ): Promise<LeaseLock> {
-    return new Promise<LeaseLock>((resolve, reject) => {
+    reads: boolean,
+  ): Promise<LockedRecord> {
+    return new Promise<LockedRecord>((resolve, reject) => {
       const { signal, waitMs } = options;
       const leave = (error: unknown) => {
         if (waiter.settled) return;
@@ -216,11 +267,12 @@ export class LeaseLocks implements LockManager {
         leaseMs: options.leaseMs,
         once: waitMs === 0,
         waited,
+        reads,
         settled: false,
-        resolve: (lock) => {
+        resolve: (locked) => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
-          resolve(lock);
+          resolve(locked);
         },
         reject: (error) => {
           clearTimeout(timer);
@@ -261,8 +313,16 @@ export class LeaseLocks implements LockManager {
           waited: head.waited,
         };
         let taken: boolean;
+        let record: SessionRecord | undefined;
         try {
-          taken = await this.#backend.claim(claim);
+          const claimAndGet = head.reads ? this.#backend.claimAndGet : undefined;
+          if (claimAndGet === undefined) {
+            taken = await this.#backend.claim(claim);
+          } else {
+            const outcome = await claimAndGet.call(this.#backend, claim);
+            taken = outcome.taken;
+            if (outcome.taken) record = outcome.record;
+          }
         } catch (error) {
           this.#remove(slot, head);
           this.#settle(head, toStoreIoError(error, 'lock acquire'));
@@ -278,7 +338,7 @@ export class LeaseLocks implements LockManager {
           slot.holder = this.#grant(slot, claim, head.leaseMs);
           this.#granted.set(slot.holder, slot);
           head.settled = true;
-          head.resolve(slot.holder);
+          head.resolve({ lock: slot.holder, record });
           return;
         }
         if (!head.waited) {
@@ -361,6 +421,7 @@ export class LeaseLocks implements LockManager {
           free();
           backend.expired?.({ ...claim, token });
         },
+        released: free,
       },
     });
   }

@@ -40,6 +40,8 @@ export interface LeaseHooks {
   release(token: string): boolean | Promise<boolean>;
   /** Called once when the lease runs out without an extend; in-process tables free the slot here. */
   expired?(token: string): void;
+  /** Called once when a fenced write freed the lease in its own transaction (`markReleased`). */
+  released?(token: string): void;
 }
 
 export interface LeaseLockInit {
@@ -115,6 +117,17 @@ export class LeaseLock implements SessionLock {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
+  }
+
+  /**
+   * Marks the lock released without asking the backend, which freed the lease along with a
+   * fenced write; a later `release()` resolves at once.
+   */
+  markReleased(): void {
+    if (this.#state !== 'held') return;
+    this.#state = 'released';
+    clearTimeout(this.#timer);
+    this.#hooks.released?.(this.token);
   }
 
   /** Marks the lock lost and aborts its signal. Backends call this when they see a takeover. */
