@@ -1,7 +1,9 @@
+import type { SessionRecord } from '@sessile/core';
 import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
 import type { Batches, BatchKind } from './batches.js';
 import type { Database } from './database.js';
 import type { LockListener } from './listener.js';
+import { recordOf, type StoredRow } from './records.js';
 import { qualified, type SchemaNames } from './schema.js';
 
 /** The backstop poll of a head waiter: NOTIFY wakes it sooner, this bounds a missed one. */
@@ -10,10 +12,13 @@ const MAX_POLL_DELAY_MS = 250;
 /**
  * Session locks as lease rows (id, token, expires_at) in a table beside the sessions. Every
  * hook is one autocommit statement, so no pooled connection is held while a lock is held, and a
- * release NOTIFYs the store's channel in its own transaction, waking waiters on every host.
+ * release NOTIFYs the store's channel in its own transaction, waking waiters on every host. A
+ * claim may read its session in the same call, and the store's fenced writes may release.
  */
 class PostgresLeases implements LeaseBackend {
   readonly maxPollDelayMs = MAX_POLL_DELAY_MS;
+  readonly releasesWithWrite = true;
+  readonly #claimRead: string;
   readonly #db: Database;
   readonly #listener: LockListener;
   readonly #channel: string;
@@ -33,6 +38,7 @@ class PostgresLeases implements LeaseBackend {
     batches: Batches,
   ) {
     const table = qualified(names, names.locks);
+    this.#claimRead = `SELECT taken, data, "expiresAt", owner FROM ${qualified(names, names.claimRead)}($1, $2, $3, $4, $5)`;
     this.#db = db;
     this.#batches = batches;
     this.#listener = listener;
@@ -104,6 +110,20 @@ class PostgresLeases implements LeaseBackend {
 
   claim(claim: LeaseClaim): Promise<boolean> {
     return this.#batches.run(this.#claims, claim.key, claim);
+  }
+
+  async claimAndGet(
+    claim: LeaseClaim,
+  ): Promise<{ taken: false } | { taken: true; record: SessionRecord | undefined }> {
+    const { key, token, expiresAt, id } = claim;
+    const { rows } = await this.#db.query<StoredRow & { taken: boolean }>(
+      `${this.#channel}_claim_read`,
+      this.#claimRead,
+      [key, token, expiresAt, Date.now(), id],
+    );
+    const row = rows[0];
+    if (row?.taken !== true) return { taken: false };
+    return { taken: true, record: row.data === null ? undefined : recordOf(row) };
   }
 
   async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {

@@ -1,11 +1,10 @@
-import {
-  type HeldLease,
-  type LockManager,
-  type OwnedSession,
-  SessionError,
-  type SessionRecord,
-  type StoreCapabilities,
-  type SweepResult,
+import type {
+  HeldLease,
+  LockManager,
+  OwnedSession,
+  SessionRecord,
+  StoreCapabilities,
+  SweepResult,
 } from '@sessile/core';
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
@@ -14,19 +13,19 @@ import { Database } from './database.js';
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
+import { recordOf, type StoredRow, toBuffer } from './records.js';
 import { prepareSchema } from './schema.js';
-import { buildStatements, type Statement, type Statements } from './statements.js';
+import {
+  buildStatements,
+  type FencedStatements,
+  type Statement,
+  type Statements,
+} from './statements.js';
 
 /** Rows one sweep statement deletes; PostgreSQL does the work, so the event loop only sees a count. */
 const SWEEP_BATCH = 500;
 const LEASE_SWEEP_BATCH = 500;
 const IDS_PAGE_SIZE = 500;
-
-interface StoredRow {
-  data: unknown;
-  expiresAt: unknown;
-  owner: unknown;
-}
 
 /** A record as the columns' parameters: id, data, expires_at, owner. */
 type RecordRow = [id: string, data: Buffer, expiresAt: number, owner: Buffer | null];
@@ -53,6 +52,7 @@ export class PostgresStore extends BaseStore {
   readonly #db: Database;
   readonly #ownsPool: boolean;
   readonly #sql: Statements;
+  readonly #channel: string;
   readonly #batches: Batches;
   readonly #reads: BatchKind<{ id: string; now: number }, SessionRecord | undefined>;
   readonly #upserts: BatchKind<RowWrite, boolean>;
@@ -86,6 +86,7 @@ export class PostgresStore extends BaseStore {
     this.#db = db;
     this.#ownsPool = settings.ownsPool;
     this.#sql = buildStatements(settings.names, settings.channel);
+    this.#channel = settings.channel;
     this.capabilities = {
       shared: 'cluster',
       expiry: 'sweep',
@@ -161,14 +162,14 @@ export class PostgresStore extends BaseStore {
       owner === undefined ? null : Buffer.from(owner),
     ];
     if (lease !== undefined) {
-      const fenced = this.#sql.fenced;
+      const fenced = this.#fencedFor(lease);
       const statement =
         only === 'absent'
           ? fenced.insertUnlessLive
           : only === 'present'
             ? fenced.updateIfLive
             : fenced.upsert;
-      return this.#fenced(statement, [...row, now, lease.key, lease.token]);
+      return this.#fenced(statement, [...row, now], lease);
     }
     if (only === 'absent') return this.#batches.run(this.#inserts, id, { row, now });
     if (only === 'present') return this.#batches.run(this.#updates, id, { row, now });
@@ -182,15 +183,13 @@ export class PostgresStore extends BaseStore {
     lease: HeldLease | undefined,
   ): Promise<boolean> {
     if (lease !== undefined) {
-      return this.#fenced(this.#sql.fenced.touch, [id, expiresAt, now, lease.key, lease.token]);
+      return this.#fenced(this.#fencedFor(lease).touch, [id, expiresAt, now], lease);
     }
     return this.#batches.run(this.#touches, id, { id, expiresAt, now });
   }
 
   protected async _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
-    if (lease !== undefined) {
-      return this.#fenced(this.#sql.fenced.delete, [id, now, lease.key, lease.token]);
-    }
+    if (lease !== undefined) return this.#fenced(this.#fencedFor(lease).delete, [id, now], lease);
     const { rows } = await this.#run<{ live: boolean }>(this.#sql.delete, [id, now]);
     return rows[0]?.live === true;
   }
@@ -277,7 +276,14 @@ export class PostgresStore extends BaseStore {
     return ids.map((id) => written.has(id));
   }
 
-  async #fenced(statement: Statement, values: unknown[]): Promise<boolean> {
+  #fencedFor(lease: HeldLease): FencedStatements {
+    return lease.release === true ? this.#sql.fencedReleasing : this.#sql.fenced;
+  }
+
+  /** A fenced write's statement takes the lease after the write's own values, and the channel to NOTIFY when it frees it. */
+  async #fenced(statement: Statement, values: unknown[], lease: HeldLease): Promise<boolean> {
+    values.push(lease.key, lease.token);
+    if (lease.release === true) values.push(this.#channel);
     const { rows } = await this.#run<FencedRow>(statement, values);
     const row = rows[0];
     if (row?.held !== true) throw lockLost();
@@ -297,22 +303,4 @@ function idsOf(calls: readonly RowWrite[]): string[] {
 /** A batch's rows as one array per column, for `unnest`. */
 function columnsOf(calls: readonly RowWrite[]): unknown[][] {
   return [0, 1, 2, 3].map((column) => calls.map((call) => call.row[column]));
-}
-
-function toBuffer(data: Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
-
-/** The record in a row; the column types make anything but a blob and a number impossible. */
-function recordOf(row: StoredRow): SessionRecord {
-  const { data, expiresAt, owner } = row;
-  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') {
-    throw new SessionError('ERR_CORRUPT_RECORD', 'Stored session record is corrupt');
-  }
-  const record: SessionRecord = {
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    expiresAt,
-  };
-  if (owner instanceof Uint8Array) record.owner = Buffer.from(owner).toString();
-  return record;
 }

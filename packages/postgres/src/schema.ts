@@ -3,13 +3,14 @@ import type pg from 'pg';
 
 /**
  * The schema version this release records for its tables. 2 added the `owner` column and its
- * index; `open` migrates a version 1 table in place.
+ * index, 3 the function that claims a lock and reads its session; `open` migrates older
+ * versions in place.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** The table that records, per store table, which schema version created it. */
 const VERSIONS_TABLE = 'sessile_versions';
-/** Room for the longest suffix (`_expires_at`) inside PostgreSQL's 63-byte identifiers. */
+/** Room for the longest suffixes (`_expires_at`, `_claim_read`) inside PostgreSQL's 63-byte identifiers. */
 const TABLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,51}$/;
 const SCHEMA_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -20,6 +21,8 @@ export interface SchemaNames {
   locks: string;
   expiryIndex: string;
   ownerIndex: string;
+  /** The function that claims a lease and reads the session in one call. */
+  claimRead: string;
   versions: string;
 }
 
@@ -45,6 +48,7 @@ export function schemaNames(schema: unknown, table: unknown): SchemaNames {
     locks: `${table}_locks`,
     expiryIndex: `${table}_expires_at`,
     ownerIndex: `${table}_owner`,
+    claimRead: `${table}_claim_read`,
     versions: VERSIONS_TABLE,
   };
 }
@@ -70,6 +74,7 @@ const RECORDS_V1: readonly ColumnShape[] = [
 const RECORDS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   1: RECORDS_V1,
   2: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
+  3: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
 };
 
 const SHAPES: Record<'locks' | 'versions', readonly ColumnShape[]> = {
@@ -94,6 +99,7 @@ export interface SchemaState {
   locksExists: boolean;
   indexExists: boolean;
   ownerIndexExists: boolean;
+  claimReadExists: boolean;
   complete: boolean;
 }
 
@@ -191,6 +197,16 @@ async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaS
   }
   const indexExists = assertIndex(names, kindOf, names.expiryIndex);
   const ownerIndexExists = assertIndex(names, kindOf, names.ownerIndex);
+  const { rows: functions } = await db.query(
+    `SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = $1 AND p.proname = $2`,
+    [names.schema, names.claimRead],
+  );
+  const claimReadExists = functions.length > 0;
+  // Versions before 3 created no function: one of that name is someone else's.
+  if (claimReadExists && (version === undefined || version < 3)) {
+    throw foreign(names, names.claimRead, 'is a function @sessile/postgres did not create');
+  }
   return {
     schemaExists: schemas.length > 0,
     versionsExists,
@@ -199,8 +215,14 @@ async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaS
     locksExists,
     indexExists,
     ownerIndexExists,
+    claimReadExists,
     complete:
-      version === SCHEMA_VERSION && recordsExists && locksExists && indexExists && ownerIndexExists,
+      version === SCHEMA_VERSION &&
+      recordsExists &&
+      locksExists &&
+      indexExists &&
+      ownerIndexExists &&
+      claimReadExists,
   };
 }
 
@@ -278,7 +300,38 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
       `CREATE UNLOGGED TABLE ${qualified(names, names.locks)} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
     );
   }
+  if (!state.claimReadExists) statements.push(claimReadFunction(names));
   return statements;
+}
+
+/**
+ * Claims a lease as the lock's claim statement does and, when taken, reads the session. The
+ * read is a second statement of a VOLATILE function, so it runs on a fresh snapshot taken after
+ * the claim: it sees every write committed before the release that let the claim through, which
+ * one statement (one snapshot, taken before the claim waited) would not. PL/pgSQL keeps both
+ * plans per connection.
+ */
+function claimReadFunction(names: SchemaNames): string {
+  return `CREATE FUNCTION ${qualified(names, names.claimRead)}(
+      lease_key text, lease_token text, lease_end double precision, now_ms double precision,
+      session_id text)
+    RETURNS TABLE (taken boolean, data bytea, "expiresAt" double precision, owner bytea)
+    LANGUAGE plpgsql VOLATILE AS $body$
+    #variable_conflict use_column
+    BEGIN
+      INSERT INTO ${qualified(names, names.locks)} AS held (id, token, expires_at)
+        VALUES (lease_key, lease_token, lease_end)
+        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+        WHERE held.expires_at <= now_ms;
+      IF NOT FOUND THEN
+        RETURN QUERY SELECT false, NULL::bytea, NULL::double precision, NULL::bytea;
+        RETURN;
+      END IF;
+      RETURN QUERY SELECT true, stored.data, stored.expires_at, stored.owner
+        FROM (SELECT 1) AS one LEFT JOIN ${qualified(names, names.table)} AS stored
+        ON stored.id = session_id AND stored.expires_at > now_ms;
+    END
+    $body$`;
 }
 
 function foreign(names: SchemaNames, name: string, problem: string): SessionError {

@@ -25,13 +25,9 @@ export interface Statements {
   updateIfLive: Statement;
   touch: Statement;
   delete: Statement;
-  fenced: {
-    upsert: Statement;
-    insertUnlessLive: Statement;
-    updateIfLive: Statement;
-    touch: Statement;
-    delete: Statement;
-  };
+  fenced: FencedStatements;
+  /** The fenced writes that also free the lease and NOTIFY waiters: one more parameter, the channel. */
+  fencedReleasing: FencedStatements;
   ownedBy: Statement;
   sweepBatch: Statement;
   anyExpired: Statement;
@@ -39,6 +35,14 @@ export interface Statements {
   count: Statement;
   idsPage: Statement;
   clear: Statement;
+}
+
+export interface FencedStatements {
+  upsert: Statement;
+  insertUnlessLive: Statement;
+  updateIfLive: Statement;
+  touch: Statement;
+  delete: Statement;
 }
 
 export function buildStatements(names: SchemaNames, prefix: string): Statements {
@@ -54,17 +58,26 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
   /**
    * The write and the lease check as one statement. FOR SHARE holds the lease row until the
    * write commits, so a takeover waits for it; the result says whether the lease held and
-   * whether the write happened.
+   * whether the write happened. The releasing form deletes the lease row instead, which holds
+   * it the same way, and NOTIFYs its key when the statement commits.
    */
-  const fence = (name: string, write: string, leaseAt: number, nowAt: number) =>
+  const fence = (name: string, write: string, leaseAt: number, nowAt: number, releasing: boolean) =>
     statement(
-      name,
-      `WITH lease AS (
-         SELECT 1 FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
-         FOR SHARE),
-       written AS (${write})
-       SELECT EXISTS (SELECT 1 FROM lease) AS held,
-              COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
+      releasing ? `${name}_release` : name,
+      releasing
+        ? `WITH lease AS (
+             DELETE FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
+             RETURNING id),
+           written AS (${write})
+           SELECT EXISTS (SELECT 1 FROM lease) AS held,
+                  COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote,
+                  (SELECT pg_notify($${leaseAt + 2}, id) FROM lease) IS NULL AS quiet`
+        : `WITH lease AS (
+             SELECT 1 FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
+             FOR SHARE),
+           written AS (${write})
+           SELECT EXISTS (SELECT 1 FROM lease) AS held,
+                  COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
   // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
@@ -77,6 +90,47 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
   const rows = `SELECT q.id, q.data, q.expires_at, q.owner
     FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
     ORDER BY q.id COLLATE "C"`;
+  const fenced = (releasing: boolean): FencedStatements => ({
+    upsert: fence(
+      'fenced_upsert',
+      `INSERT INTO ${table} ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
+       WHERE ${leaseHolds} ${upsert} RETURNING true AS wrote`,
+      6,
+      5,
+      releasing,
+    ),
+    insertUnlessLive: fence(
+      'fenced_insert_unless_live',
+      `INSERT INTO ${table} AS stored ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
+       WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $5 RETURNING true AS wrote`,
+      6,
+      5,
+      releasing,
+    ),
+    updateIfLive: fence(
+      'fenced_update_if_live',
+      `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4
+       WHERE id = $1 AND expires_at > $5 AND ${leaseHolds} RETURNING true AS wrote`,
+      6,
+      5,
+      releasing,
+    ),
+    touch: fence(
+      'fenced_touch',
+      `UPDATE ${table} SET expires_at = $2
+       WHERE id = $1 AND expires_at > $3 AND ${leaseHolds} RETURNING true AS wrote`,
+      4,
+      3,
+      releasing,
+    ),
+    delete: fence(
+      'fenced_delete',
+      `DELETE FROM ${table} WHERE id = $1 AND ${leaseHolds} RETURNING expires_at > $2 AS wrote`,
+      3,
+      2,
+      releasing,
+    ),
+  });
   return {
     get: statement('get', `SELECT ${record} FROM ${table} WHERE id = $1 AND expires_at > $2`),
     upsert: statement(
@@ -127,42 +181,8 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
          WHERE ${isLocked} RETURNING stored.id`,
       ),
     },
-    fenced: {
-      upsert: fence(
-        'fenced_upsert',
-        `INSERT INTO ${table} ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
-         WHERE ${leaseHolds} ${upsert} RETURNING true AS wrote`,
-        6,
-        5,
-      ),
-      insertUnlessLive: fence(
-        'fenced_insert_unless_live',
-        `INSERT INTO ${table} AS stored ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
-         WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $5 RETURNING true AS wrote`,
-        6,
-        5,
-      ),
-      updateIfLive: fence(
-        'fenced_update_if_live',
-        `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4
-         WHERE id = $1 AND expires_at > $5 AND ${leaseHolds} RETURNING true AS wrote`,
-        6,
-        5,
-      ),
-      touch: fence(
-        'fenced_touch',
-        `UPDATE ${table} SET expires_at = $2
-         WHERE id = $1 AND expires_at > $3 AND ${leaseHolds} RETURNING true AS wrote`,
-        4,
-        3,
-      ),
-      delete: fence(
-        'fenced_delete',
-        `DELETE FROM ${table} WHERE id = $1 AND ${leaseHolds} RETURNING expires_at > $2 AS wrote`,
-        3,
-        2,
-      ),
-    },
+    fenced: fenced(false),
+    fencedReleasing: fenced(true),
     // Through the partial owner index: `owner = $1` implies `owner IS NOT NULL`.
     ownedBy: statement(
       'owned_by',

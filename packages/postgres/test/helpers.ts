@@ -53,3 +53,16 @@ export async function codeOf(promise: Promise<unknown>): Promise<SessionErrorCod
     throw error;
   }
 }
+
+/** A pool of `max` connections that counts the statements sent through `pool.query`. */
+export function countStatements(max: number): { pool: pg.Pool; statements: () => number } {
+  const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max });
+  pool.on('error', () => {});
+  let statements = 0;
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => {
+    statements++;
+    return query(...args);
+  }) as typeof pool.query;
+  return { pool, statements: () => statements };
+}

@@ -10,6 +10,7 @@ import {
   admin,
   CONNECTION_STRING,
   codeOf,
+  countStatements,
   dropSchema,
   HOUR_MS,
   idOf,
@@ -162,6 +163,7 @@ describe('schema', () => {
         `CREATE TABLE table ${target}.sessions_locks`,
         `CREATE INDEX index ${target}.sessions_expires_at`,
         `CREATE INDEX index ${target}.sessions_owner`,
+        `CREATE FUNCTION function ${target}.sessions_claim_read(pg_catalog.text,pg_catalog.text,double precision,double precision,pg_catalog.text)`,
       ]),
     );
     for (const row of rows) expect(row.n, `${row.tag} ${row.identity}`).toBe(1);
@@ -250,7 +252,7 @@ describe('schema', () => {
       `SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`,
       [table],
     );
-    expect(rows).toEqual([{ version: 2 }]);
+    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
     const read = await store.get(kept);
     expect(read).toEqual({ data: new Uint8Array(Buffer.from('from v1')), expiresAt });
     expect(read).not.toHaveProperty('owner');
@@ -261,6 +263,41 @@ describe('schema', () => {
       [schema, `${table}_owner`],
     );
     expect(index.rows[0]?.indexdef).toMatch(/\(owner\) WHERE \(owner IS NOT NULL\)/);
+  });
+
+  it('migrates a version 2 table by adding its claim function; one it did not create is refused', async () => {
+    const versionOf = async (table: string) =>
+      (
+        await admin(`SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`, [
+          table,
+        ])
+      ).rows;
+    const downgrade = async (table: string) => {
+      await admin(`DROP FUNCTION "${schema}"."${table}_claim_read"`);
+      await admin(`UPDATE "${schema}".sessile_versions SET version = 2 WHERE table_name = $1`, [
+        table,
+      ]);
+    };
+    const table = newTable();
+    const kept = idOf('kept');
+    await (await openStore({ table })).set(kept, record('kept'));
+    await downgrade(table);
+    const migrated = await openStore({ table });
+    expect(await versionOf(table)).toEqual([{ version: SCHEMA_VERSION }]);
+    const locked = await migrated.locks.acquireAndGet?.(kept);
+    expect(textOf(locked?.record?.data)).toBe('kept');
+    await locked?.lock.release();
+
+    const other = newTable();
+    await openStore({ table: other });
+    await downgrade(other);
+    await admin(
+      `CREATE FUNCTION "${schema}"."${other}_claim_read"() RETURNS int LANGUAGE sql AS 'SELECT 7'`,
+    );
+    expect(await codeOf(openStore({ table: other }))).toBe('ERR_UNSUPPORTED');
+    expect(await versionOf(other)).toEqual([{ version: 2 }]);
+    const { rows } = await admin(`SELECT "${schema}"."${other}_claim_read"() AS n`);
+    expect(rows).toEqual([{ n: 7 }]);
   });
 
   it('unlogged: true creates UNLOGGED tables and declares the store not durable', async () => {
@@ -337,16 +374,9 @@ describe('owners', () => {
 
 /** An app pool of `max` connections that counts the statements sent through it. */
 function countingPool(max: number): { pool: pg.Pool; statements: () => number } {
-  const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max });
-  pool.on('error', () => {});
-  cleanups.push(() => pool.end());
-  let statements = 0;
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-  pool.query = ((...args: unknown[]) => {
-    statements++;
-    return query(...args);
-  }) as typeof pool.query;
-  return { pool, statements: () => statements };
+  const counting = countStatements(max);
+  cleanups.push(() => counting.pool.end());
+  return counting;
 }
 
 describe('batching', () => {

@@ -1,0 +1,102 @@
+import { manual, SessionManager } from '@sessile/core';
+import { PostgresStore } from '@sessile/postgres';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  admin,
+  codeOf,
+  countStatements,
+  dropSchema,
+  HOUR_MS,
+  idOf,
+  record,
+  runSchema,
+  textOf,
+} from './helpers.js';
+
+const schema = runSchema('locked');
+beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
+afterAll(() => dropSchema(schema));
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+let tables = 0;
+
+async function countingStore(table: string) {
+  const { pool, statements } = countStatements(2);
+  const store = await PostgresStore.open({ pool, schema, table });
+  cleanups.push(() => pool.end());
+  cleanups.push(() => store.close());
+  return { store, statements };
+}
+
+describe('a locked request', () => {
+  it('costs two statements: claim with read, then the write that releases', async () => {
+    const { store, statements } = await countingStore(`r${++tables}`);
+    const manager = new SessionManager({ store, cleanup: manual() });
+    const first = await manager.open();
+    first.data.n = 1;
+    await first.commit();
+
+    let before = statements();
+    const changed = await manager.open(first.id);
+    expect(changed.data).toEqual({ n: 1 });
+    changed.data.n = 2;
+    expect(await changed.commit()).toBe('saved');
+    expect(statements() - before).toBe(2);
+
+    before = statements();
+    const unchanged = await manager.open(first.id);
+    expect(unchanged.data).toEqual({ n: 2 });
+    expect(await unchanged.commit()).toBe('unchanged');
+    expect(statements() - before).toBe(2);
+
+    // Nothing stays held: another store's lock on the session is free at once.
+    const lock = await store.locks.acquire(first.id, { waitMs: 0 });
+    await lock.release();
+    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."r${tables}_locks"`);
+    expect(rows).toEqual([{ n: 0 }]);
+  });
+
+  it('two stores on one table never lose an increment, each reading the other’s last write', async () => {
+    const table = `r${++tables}`;
+    const stores = [await countingStore(table), await countingStore(table)].map((s) => s.store);
+    const id = idOf('shared');
+    await stores[0]?.set(id, record('0'));
+    const increment = async (store: PostgresStore) => {
+      const { lock, record: read } = await (store.locks.acquireAndGet?.(id, {
+        waitMs: 120_000,
+        leaseMs: 60_000,
+      }) ?? Promise.reject(new Error('PostgresStore offers acquireAndGet')));
+      const n = Number(textOf(read?.data));
+      await store.set(id, record(String(n + 1)), { lock, only: 'present', release: true });
+      await lock.release();
+    };
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) => increment(stores[i % 2] as PostgresStore)),
+    );
+    expect(textOf((await stores[0]?.get(id))?.data)).toBe('60');
+  }, 120_000);
+
+  it('a releasing write under a lost lease writes nothing and leaves the new holder its lease', async () => {
+    const { store } = await countingStore(`r${++tables}`);
+    const id = idOf('taken-over');
+    await store.set(id, record('kept'));
+    const old = await store.locks.acquire(id, { leaseMs: 100 });
+    const next = await store.locks.acquireAndGet?.(id, { waitMs: 10_000, leaseMs: 60_000 });
+    expect(textOf(next?.record?.data)).toBe('kept');
+    expect(await codeOf(store.set(id, record('stale'), { lock: old, release: true }))).toBe(
+      'ERR_LOCK_LOST',
+    );
+    const { rows } = await admin(`SELECT token FROM "${schema}"."r${tables}_locks"`);
+    expect(rows).toEqual([{ token: next?.lock.token }]);
+    if (next === undefined) throw new Error('PostgresStore offers acquireAndGet');
+    expect(await store.touch(id, Date.now() + HOUR_MS, { lock: next.lock, release: true })).toBe(
+      true,
+    );
+    await next.lock.release();
+    expect((await admin(`SELECT token FROM "${schema}"."r${tables}_locks"`)).rows).toEqual([]);
+  });
+});
