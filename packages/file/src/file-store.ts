@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type HeldLease,
   isSessionError,
   type LockManager,
   type OwnedSession,
@@ -112,11 +113,14 @@ export class FileStore extends BaseStore {
     this.#guards = guards;
     const locks = new FileLocks({
       directory: join(root, LOCKS_DIRECTORY),
+      recordsDirectory: root,
       guards,
       fileMode,
       directoryMode,
       fs,
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
+      prepare: (id) =>
+        this.#layout.isVerified(id) ? undefined : this.#layout.verifyShard(id, true),
     });
     this.locks = locks;
     const recordSettings = {
@@ -150,6 +154,7 @@ export class FileStore extends BaseStore {
       renameFile: options.renameFile ?? ((from, to) => fs.rename(from, to)),
       reuseAfterMs: settings.reuseAfterMs,
       maxRecordBytes: () => this.maxRecordBytes,
+      assertHeld: (lease) => locks.assertHeld(lease),
     });
     // With synchronous calls the sweep runs on a worker thread, so the disk never makes the
     // event loop wait for it; with thread-pool calls it needs no thread of its own.
@@ -185,16 +190,22 @@ export class FileStore extends BaseStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
+    lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#records.set(id, record, only, now);
+    return this.#records.set(id, record, only, now, lease);
   }
 
-  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#records.touch(id, expiresAt, now);
+  protected _touch(
+    id: string,
+    expiresAt: number,
+    now: number,
+    lease?: HeldLease,
+  ): Promise<boolean> {
+    return this.#records.touch(id, expiresAt, now, lease);
   }
 
-  protected _delete(id: string, now: number): Promise<boolean> {
-    return this.#records.delete(id, now);
+  protected _delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
+    return this.#records.delete(id, now, lease);
   }
 
   protected async _count(now: number): Promise<number> {

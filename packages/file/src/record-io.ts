@@ -1,5 +1,10 @@
 import { join } from 'node:path';
-import { isSessionError, type OwnedSession, type SessionRecord } from '@sessile/core';
+import {
+  type HeldLease,
+  isSessionError,
+  type OwnedSession,
+  type SessionRecord,
+} from '@sessile/core';
 import { type HostGuards, sleep } from '@sessile/core/store';
 import {
   decodeHeader,
@@ -53,6 +58,8 @@ export interface RecordIoInit {
   /** A read that took this long may have read a reused file (see `reuseAfterMs`). */
   reuseAfterMs: number;
   maxRecordBytes: () => number;
+  /** Rejects with `ERR_LOCK_LOST` unless the lease still holds; called under the record's guard. */
+  assertHeld: (lease: HeldLease) => Promise<void>;
 }
 
 /** Writes of record files (the paths of set, touch and delete, and clear), and reads through `RecordReads`. */
@@ -66,8 +73,10 @@ export class RecordIo {
   readonly #fileMode: number;
   readonly #renameFile: (from: string, to: string) => Promise<void>;
   readonly #reads: RecordReads;
+  readonly #assertHeld: (lease: HeldLease) => Promise<void>;
 
   constructor(init: RecordIoInit) {
+    this.#assertHeld = init.assertHeld;
     this.#layout = init.layout;
     this.#fs = init.fs;
     this.#files = init.files;
@@ -88,6 +97,7 @@ export class RecordIo {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
+    lease?: HeldLease,
   ): Promise<boolean> {
     const file = this.#layout.recordPath(id);
     if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, true);
@@ -101,7 +111,8 @@ export class RecordIo {
     try {
       const wrote = await this.#guards.serialize(file, async () => {
         // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
-        if (only === 'absent') {
+        // A fenced create checks its lease under the guard, like every fenced write.
+        if (only === 'absent' && lease === undefined) {
           if (owner !== undefined) listed = await owners.add(owner, id);
           const linked = await unless(['EEXIST'], false, async () => {
             await this.#fs.link(temp, file);
@@ -114,6 +125,7 @@ export class RecordIo {
           if ((await this.#files.presence(id, file, now)) === 'live') return false;
         }
         const wrote = await this.#guards.hold(file, async () => {
+          if (lease !== undefined) await this.#assertHeld(lease);
           const presence =
             only === undefined ? undefined : await this.#files.presence(id, file, now);
           if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
@@ -142,20 +154,34 @@ export class RecordIo {
     }
   }
 
-  async touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+  async touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
     const file = this.#layout.recordPath(id);
+    const mtimeIsEnough =
+      this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt);
     return this.#guards.serialize(file, async () => {
       // The cheap path needs no cross-process guard: it moves the mtime of whatever file is
       // the record's, so a concurrent set replaces a touched record (touch, then set) and a
-      // delete removes it.
-      if (this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt)) {
+      // delete removes it. A fenced touch takes the guard, where its lease is checked.
+      if (mtimeIsEnough && lease === undefined) {
         const extended = await this.#extendByMtime(id, file, expiresAt, now);
         if (extended !== undefined) return extended;
       }
-      if (!(await this.#layout.shardExists(id))) return false;
+      if (!(await this.#layout.shardExists(id))) {
+        if (lease !== undefined) await this.#assertHeld(lease);
+        return false;
+      }
       // The header path writes through an open file, so it holds the guard: no other process
       // replaces the file (and reuses its inode, see reuseFiles) while it is open here.
-      return this.#guards.hold(file, () => this.#touchHeader(id, file, expiresAt, now));
+      return this.#guards.hold(file, async () => {
+        if (lease !== undefined) {
+          await this.#assertHeld(lease);
+          if (mtimeIsEnough) {
+            const extended = await this.#extendByMtime(id, file, expiresAt, now);
+            if (extended !== undefined) return extended;
+          }
+        }
+        return this.#touchHeader(id, file, expiresAt, now);
+      });
     });
   }
 
@@ -220,12 +246,16 @@ export class RecordIo {
     });
   }
 
-  async delete(id: string, now: number): Promise<boolean> {
+  async delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
     const file = this.#layout.recordPath(id);
     // No shard directory, no record (and nowhere to put the guard).
-    if (!(await this.#layout.shardExists(id))) return false;
+    if (!(await this.#layout.shardExists(id))) {
+      if (lease !== undefined) await this.#assertHeld(lease);
+      return false;
+    }
     let owner: string | undefined;
     const deleted = await this.#guards.run(file, async () => {
+      if (lease !== undefined) await this.#assertHeld(lease);
       const presence = await this.#files.presence(id, file, now);
       if (presence === 'absent' || presence === 'other') return false;
       if (await this.#files.owners.inUse()) {

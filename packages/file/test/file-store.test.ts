@@ -42,7 +42,8 @@ import { WorkerSweeper } from '../dist/sweeper.js';
 
 const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+// Removing every test's store took over 10 s at load 20.
+afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
 
 const stores: FileStore[] = [];
 const children: ChildProcess[] = [];
@@ -916,18 +917,20 @@ describe('locks', () => {
     await again.release();
   });
 
-  it("a lease file's guard is a link to the store's holder file; one left by a process that died is taken over", async () => {
+  it("a session lease's guard is its record's guard, a link to the store's holder file; one left by a process that died is taken over", async () => {
     const store = await openStore({ guardStaleMs: 2000 });
     const id = generateSessionId();
     const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
+    const recordGuard = join(store.path, id.slice(0, SHARD_LENGTH), `${id}.lock`);
     mkdirSync(join(leaseFile, '..'), { recursive: true });
+    mkdirSync(join(recordGuard, '..'), { recursive: true });
     // What a process killed while it took over an ended lease leaves: that lease, and its
-    // holder file linked as the lease file's guard, which every takeover needs.
+    // holder file linked as the guard of the session's record, which every takeover needs.
     writeFileSync(leaseFile, JSON.stringify({ token: 'ended', expiresAt: Date.now() - 1000 }));
     const deadHolder = join(store.path, '.guards', '4242-deadbeefdeadbeef');
     mkdirSync(join(deadHolder, '..'), { recursive: true });
     writeFileSync(deadHolder, '{"pid":4242}');
-    linkSync(deadHolder, `${leaseFile}.lock`);
+    linkSync(deadHolder, recordGuard);
     const old = new Date(Date.now() - HOUR_MS);
     utimesSync(deadHolder, old, old);
 
@@ -935,6 +938,7 @@ describe('locks', () => {
     expect(JSON.parse(readFileSync(leaseFile, 'utf8')).token).toBe(lock.token);
     await lock.release();
     expect(filesIn(join(leaseFile, '..'))).toEqual([]);
+    expect(filesIn(join(recordGuard, '..'))).toEqual([]);
     // The guard the store took was its own holder's inode, and it let it go.
     expect(statSync(deadHolder).nlink).toBe(1);
   });

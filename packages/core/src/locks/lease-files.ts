@@ -60,6 +60,12 @@ export interface LeaseFilesInit {
    * contended, in a directory that holds little else; polling stays as the fallback (NFS).
    */
   wakeOnRelease?: boolean;
+  /**
+   * The file whose guard covers the lease in `leasePath`, when not the lease file itself. A
+   * store that takes that guard for its own writes checks the lease inside it (`assertHeld`)
+   * instead of calling `fence`, so a fenced write takes one guard, not two.
+   */
+  guardOf?(leasePath: string): string;
 }
 
 /** One directory watch, and the wakers of each lease file name in it. */
@@ -188,7 +194,7 @@ export class LeaseFiles implements LeaseBackend {
           return 'refused';
         }
         const linked = holder;
-        placed = await this.#guards.run(path, async () => {
+        placed = await this.#guards.run(this.#guardOf(path), async () => {
           // Under the guard nobody else can free or take over the lease: judge it again.
           const again = await this.#read(path);
           if (again !== 'absent' && !leaseEnded(again, Date.now())) return false;
@@ -213,7 +219,7 @@ export class LeaseFiles implements LeaseBackend {
 
   /** Moves the end of `token`'s lease in `path` to `expiresAt`; false once it is not held. */
   extendAt(path: string, token: string, expiresAt: number): Promise<boolean> {
-    return this.#guards.run(path, async () => {
+    return this.#guards.run(this.#guardOf(path), async () => {
       const held = this.#held.get(path);
       if (held?.token !== token || !(await this.#stillHeld(held))) return false;
       await this.#writeRecord(held.holder, token, expiresAt, held.tag);
@@ -237,7 +243,7 @@ export class LeaseFiles implements LeaseBackend {
     try {
       // Well inside the lease nobody may take it over, so no guard is needed.
       if (this.#safe(held)) return await free();
-      return await this.#guards.run(path, free);
+      return await this.#guards.run(this.#guardOf(path), free);
     } finally {
       if (this.#held.get(path) === held) this.#held.delete(path);
       if (unlinked) await this.#giveBack(held.holder);
@@ -247,13 +253,29 @@ export class LeaseFiles implements LeaseBackend {
 
   /** Runs `write` while `token` holds `path`, under its guard; else rejects with `ERR_LOCK_LOST`. */
   fenceAt<T>(path: string, token: string, write: () => Promise<T>): Promise<T> {
-    return this.#guards.run(path, async () => {
-      const held = this.#held.get(path);
-      if (held?.token !== token || !(await this.#stillHeld(held))) {
-        throw lockLost('its lease ran out or another holder took it over');
-      }
+    return this.#guards.run(this.#guardOf(path), async () => {
+      await this.#assertHeldAt(path, token);
       return write();
     });
+  }
+
+  /**
+   * Rejects with `ERR_LOCK_LOST` unless `lease` is still held. Atomic with a write only when
+   * called under the guard of `guardOf(lease's path)`, which the caller holds.
+   */
+  assertHeld({ key, token }: HeldLease): Promise<void> {
+    return this.#assertHeldAt(this.#init.pathOf(key), token);
+  }
+
+  async #assertHeldAt(path: string, token: string): Promise<void> {
+    const held = this.#held.get(path);
+    if (held?.token !== token || !(await this.#stillHeld(held))) {
+      throw lockLost('its lease ran out or another holder took it over');
+    }
+  }
+
+  #guardOf(path: string): string {
+    return this.#init.guardOf?.(path) ?? path;
   }
 
   /** Removes the idle holder files; held leases keep theirs until released. */
