@@ -22,7 +22,7 @@ export interface DbmStoreOptions extends BaseStoreOptions {
   path: string;
   /** How `sweep` works. Default `'incremental'`. */
   sweepMode?: DbmSweepMode;
-  /** Lock files in the pool, at least 2: stripe 0 is the global lock, sessions share the rest. Default 32. */
+  /** Lock files in the pool, at least 2: stripe 0 is the global lock, sessions share the rest. Default 4096. */
   stripes?: number;
   /** How long the global lock stays held by a holder that stopped renewing it (it crashed). Default 10 000. */
   globalLockLeaseMs?: number;
@@ -91,7 +91,7 @@ export function resolveSettings(options: DbmStoreOptions): DbmSettings {
   const settings: DbmSettings = {
     path: options.path,
     sweepMode: options.sweepMode ?? 'incremental',
-    stripes: options.stripes ?? 32,
+    stripes: options.stripes ?? 4096,
     globalLockLeaseMs: options.globalLockLeaseMs ?? 10_000,
     globalLockWaitMs: options.globalLockWaitMs ?? 30_000,
     durability: options.durability ?? 'normal',
