@@ -74,6 +74,24 @@ describe('@sessile/hono middleware', () => {
     expect(jar.cookies.has('sid')).toBe(true);
   });
 
+  it('sets its cookie on a response whose headers are immutable (Response.redirect)', async () => {
+    const { app } = open();
+    app.get('/', (c) => {
+      const session = c.get('session');
+      session.data.count = (session.data.count ?? 0) + 1;
+      if (session.data.count === 1) return Response.redirect(`${new URL(c.req.url).origin}/`, 302);
+      return c.json({ count: session.data.count });
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    const redirect = await jar.fetch(server.url, { redirect: 'manual' });
+    expect(redirect.status).toBe(302);
+    expect(redirect.headers.get('location')).toBe(`${server.url}/`);
+    expect(jar.cookies.has('sid')).toBe(true);
+    expect(await jar.json(server.url)).toEqual({ count: 2 });
+  });
+
   it('refuses to run without the bindings of @hono/node-server', async () => {
     const { app, store } = open();
     const errors: unknown[] = [];
