@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DISK_STORES, fullDisk } from '../dist/disk/full-disk.js';
 import { deletedUnderneath, openReadOnly, readOnlyMidRun } from '../dist/disk/hostile.js';
+import { permissionsMidRun } from '../dist/disk/permissions.js';
 import type { CheckOutcome } from '../dist/results.js';
 import { storeSpec } from '../dist/stores.js';
 
@@ -26,6 +27,9 @@ describe('a hostile environment: a clear error, no crash, no hang', () => {
     it(`${name}: opening on a read-only filesystem names the path`, async (context) => {
       expectHeld(await openReadOnly(storeSpec(name)), (reason) => context.skip(reason));
     }, 60_000);
+    it(`${name}: permissions revoked mid-traffic under an unprivileged user, then restored`, async (context) => {
+      expectHeld(await permissionsMidRun(storeSpec(name)), (reason) => context.skip(reason));
+    }, 240_000);
     it(`${name}: the directory is deleted underneath`, async (context) => {
       expectHeld(await deletedUnderneath(storeSpec(name)), (reason) => context.skip(reason));
     }, 60_000);

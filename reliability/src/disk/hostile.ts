@@ -10,8 +10,11 @@ const HANG_MS = 15_000;
 const RECORD = () => ({ data: new Uint8Array([1, 2, 3]), expiresAt: Date.now() + 3_600_000 });
 const KNOWN = 'hostile-known-session-0001';
 
-/** What one call gave: ok, a SessionError code, anything else, or no answer. */
-async function attempt(call: () => Promise<unknown>): Promise<string> {
+/**
+ * What one call gave: ok, a SessionError code, anything else, or no answer. With `path`, an
+ * ERR_STORE_IO whose message does not name it is `unnamed: …` (a user cannot tell what failed).
+ */
+export async function attempt(call: () => Promise<unknown>, path?: string): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<string>((resolve) => {
     timer = setTimeout(() => resolve('hang'), HANG_MS);
@@ -21,7 +24,10 @@ async function attempt(call: () => Promise<unknown>): Promise<string> {
       await call();
       return 'ok';
     } catch (error) {
-      return isSessionError(error) ? error.code : `other: ${String(error).slice(0, 160)}`;
+      if (!isSessionError(error)) return `other: ${String(error).slice(0, 160)}`;
+      if (path !== undefined && error.code === 'ERR_STORE_IO' && !error.message.includes(path))
+        return `unnamed: ${error.message.slice(0, 160)}`;
+      return error.code;
     }
   })();
   try {
@@ -31,8 +37,12 @@ async function attempt(call: () => Promise<unknown>): Promise<string> {
   }
 }
 
-/** Every kind of call a store takes, each with its outcome. */
-async function battery(store: SessionStore, tag: string): Promise<Map<string, string>> {
+/** Every kind of call a store takes, each with its outcome (see `attempt` for `path`). */
+export async function battery(
+  store: SessionStore,
+  tag: string,
+  path?: string,
+): Promise<Map<string, string>> {
   const outcomes = new Map<string, string>();
   const fresh = `hostile-${tag}-session-0001`;
   const calls: [string, () => Promise<unknown>][] = [
@@ -60,16 +70,16 @@ async function battery(store: SessionStore, tag: string): Promise<Map<string, st
     ],
     ['delete', () => store.delete(fresh)],
   ];
-  for (const [name, call] of calls) outcomes.set(name, await attempt(call));
+  for (const [name, call] of calls) outcomes.set(name, await attempt(call, path));
   return outcomes;
 }
 
-function judge(outcome: CheckOutcome, when: string, outcomes: Map<string, string>): void {
+export function judge(outcome: CheckOutcome, when: string, outcomes: Map<string, string>): void {
   const summary: string[] = [];
   for (const [name, result] of outcomes) {
     outcome.cases++;
     summary.push(`${name} ${result}`);
-    if (result === 'hang' || result.startsWith('other'))
+    if (result === 'hang' || result.startsWith('other') || result.startsWith('unnamed'))
       outcome.failures.push(`${when}: ${name} gave ${result}`);
   }
   outcome.notes?.push(`${when}: ${summary.join(', ')}`);

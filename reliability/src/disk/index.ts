@@ -2,8 +2,9 @@ import type { CheckOutcome } from '../results.js';
 import type { RunOptions } from '../run.js';
 import { DISK_STORES, fullDisk } from './full-disk.js';
 import { deletedUnderneath, openReadOnly, readOnlyMidRun } from './hostile.js';
+import { permissionsMidRun } from './permissions.js';
 
-export const HOSTILE_CHECKS = [readOnlyMidRun, openReadOnly, deletedUnderneath];
+export const HOSTILE_CHECKS = [readOnlyMidRun, openReadOnly, permissionsMidRun, deletedUnderneath];
 
 export async function runFullDisk(options: RunOptions): Promise<CheckOutcome[]> {
   const outcomes: CheckOutcome[] = [];

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isSessionError, type SessionRecord, type SessionStore } from '@sessile/core';
+import { yieldToEventLoop } from '@sessile/core/store';
 import { sameRecord } from '../fuzz/common.js';
 
 /** What traffic against a disrupted server did: per id, the states a read may find. */
@@ -19,8 +20,9 @@ function record(): SessionRecord {
 }
 
 /**
- * Writes from eight lanes for `durationMs` while `disrupt` runs. A write that resolved leaves
- * exactly its state; one that rejected leaves the previous state or its own, unknown which.
+ * Writes from eight lanes while `disrupt` runs, for at least `durationMs` and until `disrupt`
+ * settles. A write that resolved leaves exactly its state; one that rejected leaves the previous
+ * state or its own, unknown which.
  */
 export async function runTraffic(
   store: SessionStore,
@@ -35,8 +37,12 @@ export async function runTraffic(
     states: new Map(),
   };
   const until = Date.now() + durationMs;
+  let disrupting = true;
+  const disruption = disrupt().finally(() => {
+    disrupting = false;
+  });
   const lane = async (number: number) => {
-    for (let turn = 0; Date.now() < until; turn++) {
+    for (let turn = 0; disrupting || Date.now() < until; turn++) {
       const id = `${tag}-lane${number}-session-${turn % IDS_PER_LANE}`;
       const before = traffic.states.get(id) ?? [undefined];
       const remove = turn % 5 === 4;
@@ -47,6 +53,8 @@ export async function runTraffic(
         else await store.set(id, next as SessionRecord);
         traffic.acknowledged++;
         traffic.states.set(id, [next]);
+        // A store that answers from the event loop's own thread would otherwise starve timers.
+        await yieldToEventLoop();
       } catch (error) {
         const code = isSessionError(error) ? error.code : `not a SessionError: ${String(error)}`;
         traffic.failures.set(code, (traffic.failures.get(code) ?? 0) + 1);
@@ -55,7 +63,7 @@ export async function runTraffic(
       }
     }
   };
-  await Promise.all([...Array.from({ length: LANES }, (_, n) => lane(n)), disrupt()]);
+  await Promise.all([...Array.from({ length: LANES }, (_, n) => lane(n)), disruption]);
   return traffic;
 }
 
