@@ -99,7 +99,9 @@ async function load(port: number, context: WorkloadContext): Promise<AutocannonR
       session: { cookie?: string },
       headers: Record<string, string | string[]>,
     ) {
-      session.cookie = mergeCookies(session.cookie, headers['set-cookie']);
+      // autocannon keys headers as the server spelled them: Express and Koa send `Set-Cookie`.
+      const name = Object.keys(headers).find((key) => key.toLowerCase() === 'set-cookie');
+      session.cookie = mergeCookies(session.cookie, name === undefined ? undefined : headers[name]);
     },
   };
   return new Promise((resolve, reject) => {
