@@ -82,6 +82,8 @@ export class Connection {
   readonly bytes: Commands;
   /** Replies as strings: keys and lock tokens. */
   readonly plain: Commands;
+  /** True for a Redis Cluster, where keys in different hash slots live on different masters. */
+  readonly isCluster: boolean;
   readonly #client: Connectable;
   readonly #owned: boolean;
   readonly #deadlines: Deadlines;
@@ -94,6 +96,7 @@ export class Connection {
     this.where = where;
     this.#deadlines = new Deadlines(timeoutMs, where);
     this.plain = client as unknown as Commands;
+    this.isCluster = isCluster(client);
     this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
   }
 
@@ -128,10 +131,6 @@ export class Connection {
     }
     connected = true;
     return new Connection(client, true, where, options.commandTimeoutMs);
-  }
-
-  get isCluster(): boolean {
-    return isCluster(this.#client);
   }
 
   /**

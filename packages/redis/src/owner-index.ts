@@ -5,8 +5,8 @@ import { INDEX_OWNER, PRUNE_OWNER } from './scripts.js';
 
 /**
  * Each owner's session ids, in a sorted set under the owner's own hash tag. On a cluster that
- * key and a session's record live in different slots, so no script can change both; one
- * algorithm serves every topology instead:
+ * key and a session's record live in different slots, so no script can change both; on one
+ * server a write's script adds the entry itself. Either way the same rules hold:
  *
  * - a write adds the entry (scored `indexedUntil`, never below the record's `expiresAt`) before
  *   it writes the record, and `touch` raises the entry before it moves `expiresAt` past the

@@ -27,7 +27,7 @@ import {
 } from './keys.js';
 import { RedisLocks } from './locks.js';
 import { OwnerIndex } from './owner-index.js';
-import { FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
+import { CREATE_OWNED, FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
 
@@ -119,12 +119,20 @@ export class RedisStore extends BaseStore {
       const expireAt = expireAtMs(record.expiresAt, now);
       const owner = expireAt === undefined ? undefined : record.owner;
       const indexedUntil = owner === undefined ? 0 : indexedUntilFor(record.expiresAt, now);
-      // A new record has no entry to keep, so its entry goes in first without asking the record.
-      let indexed = owner !== undefined && only === 'absent';
+      // Where the record and its owner's index share a server, one script writes both.
+      const together = owner !== undefined && !this.#connection.isCluster;
+      // Otherwise a new record has no entry to keep: its entry goes in first, without asking the record.
+      let indexed = owner !== undefined && only === 'absent' && !together;
       if (indexed) await this.#owners.add(owner as string, id, indexedUntil);
       const value = encodeRecord(record, indexedUntil);
+      if (together && only === 'absent' && lease === undefined) {
+        const keys = [key, this.#keys.ownerIndex(owner as string)];
+        const args = [value, String(expireAt), id, String(indexedUntil)];
+        return (await CREATE_OWNED.run(this.#connection.bytes, keys, args)) === 1;
+      }
       if (lease !== undefined || (owner !== undefined && !indexed)) {
         const keys = [key, this.#keys.lock(lease?.key ?? id)];
+        if (together) keys.push(this.#keys.ownerIndex(owner as string));
         const args = [
           lease?.token ?? '',
           value,
@@ -133,6 +141,8 @@ export class RedisStore extends BaseStore {
           owner ?? '',
           String(record.expiresAt),
           '',
+          id,
+          String(indexedUntil),
         ];
         for (;;) {
           if (indexed) args[6] = '1';

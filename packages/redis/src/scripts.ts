@@ -30,6 +30,56 @@ export class Script {
   }
 }
 
+// Owner indexes: one owner's sorted set of session ids, scored by indexedUntil. A score below
+// Redis's own clock means that record expired (its PXAT is below its expiresAt, which is at most
+// its score), so such entries can go without reading the record. Redis's clock, not the
+// caller's: the records expire by it.
+
+/** Lua: drops the entries of expired records from the index `key`. */
+const PRUNE = `
+local function prune(key)
+  local time = redis.call('TIME')
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)))
+end
+`;
+
+/**
+ * Lua: adds session `id` to the index `key` at `score` (a string). Keeps the higher score of two
+ * writers, and the key alive at least as long as its latest entry.
+ */
+const INDEX = `${PRUNE}
+local function index(key, id, score)
+  prune(key)
+  redis.call('ZADD', key, 'GT', score, id)
+  if redis.call('PEXPIRETIME', key) < tonumber(score) then
+    redis.call('PEXPIREAT', key, score)
+  end
+end
+`;
+
+/** KEYS[1] the owner's index. ARGV: the session id, its indexedUntil. */
+export const INDEX_OWNER = new Script(`${INDEX}
+index(KEYS[1], ARGV[1], ARGV[2])
+return 1
+`);
+
+/**
+ * A new record and its owner's entry at once, where both keys share a server: KEYS[1] the
+ * record, KEYS[2] the owner's index. ARGV: value, PXAT, the session id, its indexedUntil.
+ * Answers 1 when it wrote the record, 0 when one already existed (its entry may then be stale).
+ */
+export const CREATE_OWNED = new Script(`${INDEX}
+index(KEYS[2], ARGV[3], ARGV[4])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then return 1 end
+return 0
+`);
+
+/** KEYS[1] the owner's index. Drops the entries of expired records. */
+export const PRUNE_OWNER = new Script(`${PRUNE}
+prune(KEYS[1])
+return 1
+`);
+
 // Fenced writes: KEYS[1] the record, KEYS[2] its lock. They answer -1 when the lock key does not
 // hold our token (released, taken over, or its lease ran out), so nothing is written.
 
@@ -41,27 +91,37 @@ const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1)
  * A write that must check the record first: fenced, or giving the record an owner. ARGV: token
  * ('' unfenced), value, PXAT ('' when the record is already expired), only ('', 'absent',
  * 'present'), owner ('' none), the new expiresAt, '1' when the caller has already put the
- * value's indexedUntil in the owner's index. Without that, the record must already belong to
- * this owner with an indexedUntil covering the new expiresAt (the value then keeps it);
- * otherwise it answers `{'index'}` and writes nothing.
+ * value's indexedUntil in the owner's index, the session id, the value's indexedUntil. Without
+ * that, the record must already belong to this owner with an indexedUntil covering the new
+ * expiresAt (the value then keeps it). Otherwise, given the owner's index as KEYS[3] (possible
+ * only where both keys share a server, not on a cluster), it adds the entry itself before the
+ * record; without KEYS[3] it answers `{'index'}` and writes nothing.
  */
-export const WRITE = new Script(`
+export const WRITE = new Script(`${INDEX}
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then return 0 end
 if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
 local value = ARGV[2]
 if ARGV[5] ~= '' and ARGV[7] ~= '1' then
-  if not exists then return {'index'} end
-  local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
-  if not (${IS_CURRENT_HEADER}) then return {'index'} end
-  local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
-  if ownerBytes ~= #ARGV[5] or indexedUntil < tonumber(ARGV[6]) then return {'index'} end
-  if redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes) ~= ARGV[5] then
+  local kept = nil
+  if exists then
+    local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
+    if ${IS_CURRENT_HEADER} then
+      local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
+      if ownerBytes == #ARGV[5] and indexedUntil >= tonumber(ARGV[6])
+        and redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes) == ARGV[5] then
+        kept = string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 8})
+      end
+    end
+  end
+  if kept ~= nil then
+    value = string.sub(value, 1, ${INDEXED_UNTIL_OFFSET}) .. kept .. string.sub(value, ${INDEXED_UNTIL_OFFSET + 9})
+  elseif KEYS[3] ~= nil then
+    index(KEYS[3], ARGV[8], ARGV[9])
+  else
     return {'index'}
   end
-  value = string.sub(value, 1, ${INDEXED_UNTIL_OFFSET}) .. string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 8})
-    .. string.sub(value, ${INDEXED_UNTIL_OFFSET + 9})
 end
 redis.call('SET', KEYS[1], value, 'PXAT', ARGV[3])
 return 1
@@ -109,32 +169,5 @@ export const RELEASE_LOCK = new Script(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
-`);
-
-// Owner indexes: KEYS[1] is one owner's sorted set of session ids, scored by indexedUntil. A
-// score below Redis's own clock means that record expired (its PXAT is below its expiresAt,
-// which is at most its score), so such entries can go without reading the record. Redis's
-// clock, not the caller's: the records expire by it.
-
-const PRUNE = `
-local time = redis.call('TIME')
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)))
-`;
-
-/**
- * ARGV: the session id, its indexedUntil. Keeps the higher score of two writers, and the key
- * alive at least as long as its latest entry.
- */
-export const INDEX_OWNER = new Script(`${PRUNE}
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-end
-return 1
-`);
-
-/** Drops the entries of expired records. */
-export const PRUNE_OWNER = new Script(`${PRUNE}
 return 1
 `);

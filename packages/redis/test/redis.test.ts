@@ -214,6 +214,53 @@ describe('RedisStore owner index', () => {
   });
 });
 
+describe('RedisStore round trips', () => {
+  // A server of the test's own, so what MONITOR shows is this test's alone.
+  const own = new OwnRedis(7113);
+  beforeAll(() => own.start());
+  afterAll(() => own.remove());
+
+  it('on one server, a new session with an owner is one script that writes the record and its entry', async () => {
+    const store = await RedisStore.open({ url: own.url, prefix: 'trips:' });
+    const monitor = createClient({ url: own.url });
+    await monitor.connect();
+    const marker = createClient({ url: own.url });
+    await marker.connect();
+    const sent: string[] = [];
+    let markerSeen: () => void = () => {};
+    const seen = new Promise<void>((resolve) => (markerSeen = resolve));
+    try {
+      const record = (owner: string) => ({
+        data: bytes(owner),
+        expiresAt: Date.now() + HOUR_MS,
+        owner,
+      });
+      // The first call loads the script into the server.
+      await store.set(newId(), record('ada'), { only: 'absent' });
+      await monitor.monitor((line) => {
+        if (line.includes('trips:end')) markerSeen();
+        else if (!line.includes('[0 lua]') && line.includes('trips:')) sent.push(line);
+      });
+      const id = newId();
+      expect(await store.set(id, record('ada'), { only: 'absent' })).toBe(true);
+      expect(await store.set(id, record('bob'), { only: 'absent' })).toBe(false);
+      // MONITOR reports commands in the order the server ran them: after this one, all are in.
+      await marker.get('trips:end');
+      await seen;
+      expect(sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase())).toEqual([
+        'EVALSHA',
+        'EVALSHA',
+      ]);
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toContain(id);
+      expect(await store.ownedBy('bob')).toEqual([]);
+    } finally {
+      await monitor.close();
+      await marker.close();
+      await store.close();
+    }
+  });
+});
+
 describe('RedisStore locks', () => {
   // A server of the test's own, so its command counts are this test's alone.
   const own = new OwnRedis(7112);
