@@ -6,6 +6,9 @@ import type { LockListener } from './listener.js';
 import { recordOf, type StoredRow } from './records.js';
 import { qualified, type SchemaNames } from './schema.js';
 
+/** What a claim with its session read comes to. */
+type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
+
 /** The backstop poll of a head waiter: NOTIFY wakes it sooner, this bounds a missed one. */
 const MAX_POLL_DELAY_MS = 250;
 
@@ -29,6 +32,7 @@ class PostgresLeases implements LeaseBackend {
   readonly #batches: Batches;
   readonly #claims: BatchKind<LeaseClaim, boolean>;
   readonly #releases: BatchKind<LeaseClaim, boolean>;
+  readonly #claimReads: BatchKind<LeaseClaim, ClaimedRecord>;
 
   constructor(
     db: Database,
@@ -38,7 +42,7 @@ class PostgresLeases implements LeaseBackend {
     batches: Batches,
   ) {
     const table = qualified(names, names.locks);
-    this.#claimRead = `SELECT taken, data, "expiresAt", owner FROM ${qualified(names, names.claimRead)}($1, $2, $3, $4, $5)`;
+    this.#claimRead = `SELECT token, data, "expiresAt", owner FROM ${qualified(names, names.claimRead)}($1, $2, $3, $4, $5)`;
     this.#db = db;
     this.#batches = batches;
     this.#listener = listener;
@@ -93,6 +97,29 @@ class PostgresLeases implements LeaseBackend {
           calls,
         ),
     };
+    const claimReads = async (calls: LeaseClaim[]): Promise<ClaimedRecord[]> => {
+      const { rows } = await db.query<StoredRow & { token: string }>(
+        `${channel}_claim_read`,
+        this.#claimRead,
+        [
+          calls.map((call) => call.key),
+          calls.map((call) => call.token),
+          calls.map((call) => call.expiresAt),
+          Date.now(),
+          calls.map((call) => call.id),
+        ],
+      );
+      const taken = new Map(rows.map((row) => [row.token, row]));
+      return calls.map((call): ClaimedRecord => {
+        const row = taken.get(call.token);
+        if (row === undefined) return { taken: false };
+        return { taken: true, record: row.data === null ? undefined : recordOf(row) };
+      });
+    };
+    this.#claimReads = {
+      one: async (call) => (await claimReads([call]))[0] ?? { taken: false },
+      many: claimReads,
+    };
     this.#releases = {
       one: async ({ key, token }) => {
         const values = [key, token, Date.now(), channel];
@@ -112,18 +139,8 @@ class PostgresLeases implements LeaseBackend {
     return this.#batches.run(this.#claims, claim.key, claim);
   }
 
-  async claimAndGet(
-    claim: LeaseClaim,
-  ): Promise<{ taken: false } | { taken: true; record: SessionRecord | undefined }> {
-    const { key, token, expiresAt, id } = claim;
-    const { rows } = await this.#db.query<StoredRow & { taken: boolean }>(
-      `${this.#channel}_claim_read`,
-      this.#claimRead,
-      [key, token, expiresAt, Date.now(), id],
-    );
-    const row = rows[0];
-    if (row?.taken !== true) return { taken: false };
-    return { taken: true, record: row.data === null ? undefined : recordOf(row) };
+  claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
+    return this.#batches.run(this.#claimReads, claim.key, claim);
   }
 
   async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {

@@ -305,31 +305,39 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
 }
 
 /**
- * Claims a lease as the lock's claim statement does and, when taken, reads the session. The
- * read is a second statement of a VOLATILE function, so it runs on a fresh snapshot taken after
+ * Claims leases as the lock's claim statements do (keys in order, so batches never deadlock)
+ * and reads the sessions of the claims taken, returning one row per taken claim's token. The
+ * read is the VOLATILE function's second statement, so it runs on a fresh snapshot taken after
  * the claim: it sees every write committed before the release that let the claim through, which
  * one statement (one snapshot, taken before the claim waited) would not. PL/pgSQL keeps both
  * plans per connection.
  */
 function claimReadFunction(names: SchemaNames): string {
   return `CREATE FUNCTION ${qualified(names, names.claimRead)}(
-      lease_key text, lease_token text, lease_end double precision, now_ms double precision,
-      session_id text)
-    RETURNS TABLE (taken boolean, data bytea, "expiresAt" double precision, owner bytea)
+      lease_keys text[], lease_tokens text[], lease_ends double precision[],
+      now_ms double precision, session_ids text[])
+    RETURNS TABLE (token text, data bytea, "expiresAt" double precision, owner bytea)
     LANGUAGE plpgsql VOLATILE AS $body$
     #variable_conflict use_column
+    DECLARE taken text[];
     BEGIN
-      INSERT INTO ${qualified(names, names.locks)} AS held (id, token, expires_at)
-        VALUES (lease_key, lease_token, lease_end)
-        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-        WHERE held.expires_at <= now_ms;
-      IF NOT FOUND THEN
-        RETURN QUERY SELECT false, NULL::bytea, NULL::double precision, NULL::bytea;
+      WITH claimed AS (
+        INSERT INTO ${qualified(names, names.locks)} AS held (id, token, expires_at)
+          SELECT q.id, q.token, q.expires_at
+          FROM unnest(lease_keys, lease_tokens, lease_ends) AS q(id, token, expires_at)
+          ORDER BY q.id COLLATE "C"
+          ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+          WHERE held.expires_at <= now_ms
+          RETURNING held.token)
+      SELECT array_agg(claimed.token) INTO taken FROM claimed;
+      IF taken IS NULL THEN
         RETURN;
       END IF;
-      RETURN QUERY SELECT true, stored.data, stored.expires_at, stored.owner
-        FROM (SELECT 1) AS one LEFT JOIN ${qualified(names, names.table)} AS stored
-        ON stored.id = session_id AND stored.expires_at > now_ms;
+      RETURN QUERY SELECT q.token, stored.data, stored.expires_at, stored.owner
+        FROM unnest(lease_tokens, session_ids) AS q(token, id)
+        LEFT JOIN ${qualified(names, names.table)} AS stored
+          ON stored.id = q.id AND stored.expires_at > now_ms
+        WHERE q.token = ANY (taken);
     END
     $body$`;
 }

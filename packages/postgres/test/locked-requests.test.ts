@@ -60,6 +60,24 @@ describe('a locked request', () => {
     expect(rows).toEqual([{ n: 0 }]);
   });
 
+  it('queued claims with reads share statements, each claim with its own session', async () => {
+    const { store, statements } = await countingStore(`r${++tables}`);
+    const ids = Array.from({ length: 60 }, (_, i) => idOf(`s${i}`));
+    await Promise.all(ids.slice(0, 40).map((id) => store.set(id, record(id))));
+    const before = statements();
+    const locked = await Promise.all(
+      ids.map((id) => store.locks.acquireAndGet?.(id, { leaseMs: 60_000 })),
+    );
+    // 60 calls; alone, each would be a statement.
+    expect(statements() - before).toBeLessThan(30);
+    expect(locked.map((each) => textOf(each?.record?.data))).toEqual([
+      ...ids.slice(0, 40),
+      ...ids.slice(40).map(() => undefined),
+    ]);
+    await expect(store.locks.acquire(ids[0] as string, { waitMs: 0 })).rejects.toThrow();
+    await Promise.all(locked.map((each) => each?.lock.release()));
+  });
+
   it('two stores on one table never lose an increment, each reading the other’s last write', async () => {
     const table = `r${++tables}`;
     const stores = [await countingStore(table), await countingStore(table)].map((s) => s.store);

@@ -163,7 +163,7 @@ describe('schema', () => {
         `CREATE TABLE table ${target}.sessions_locks`,
         `CREATE INDEX index ${target}.sessions_expires_at`,
         `CREATE INDEX index ${target}.sessions_owner`,
-        `CREATE FUNCTION function ${target}.sessions_claim_read(pg_catalog.text,pg_catalog.text,double precision,double precision,pg_catalog.text)`,
+        `CREATE FUNCTION function ${target}.sessions_claim_read(pg_catalog.text[],pg_catalog.text[],double precision[],double precision,pg_catalog.text[])`,
       ]),
     );
     for (const row of rows) expect(row.n, `${row.tag} ${row.identity}`).toBe(1);
