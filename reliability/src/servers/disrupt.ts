@@ -1,4 +1,5 @@
 import { exec } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import type { SessionStore } from '@sessile/core';
 import type { CheckOutcome } from '../results.js';
@@ -11,8 +12,11 @@ const KILL_EVERY_MS = 400;
 
 interface Server {
   name: 'redis' | 'postgres';
-  /** Opens a store whose connections carry `tag`, so only they are killed. */
-  open(tag: string): Promise<{ store: SessionStore; close(): Promise<void> }>;
+  /**
+   * Opens a store whose connections carry `tag`, so only they are killed; with `url`, on that
+   * server, through a connection the store makes itself.
+   */
+  open(tag: string, url?: string): Promise<{ store: SessionStore; close(): Promise<void> }>;
   /** Kills the connections that carry `tag`; resolves to how many. */
   kill(tag: string): Promise<number>;
   cleanup(tag: string): Promise<void>;
@@ -24,10 +28,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export const SERVERS: Server[] = [
   {
     name: 'redis',
-    restartCommand: process.env.SESSILE_REDIS_RESTART_CMD,
-    async open(tag) {
+    async open(tag, url) {
       const { createClient } = await import('redis');
       const { RedisStore } = await import('@sessile/redis');
+      if (url !== undefined) {
+        const store = await RedisStore.open({ url, prefix: `${tag}:` });
+        return { store, close: () => store.close() };
+      }
       const client = createClient({ url: REDIS_URL, name: tag });
       client.on('error', () => {});
       await client.connect();
@@ -107,10 +114,14 @@ export const SERVERS: Server[] = [
   },
 ];
 
+/** Writes are refused at once while the server is down; this long is not fast. */
+const FAIL_FAST_MS = 1000;
+
 async function disrupted(
   server: Server,
   what: string,
   disrupt: (tag: string) => Promise<string>,
+  ownUrl?: string,
 ): Promise<CheckOutcome> {
   const outcome: CheckOutcome = {
     name: `${server.name}: ${what}`,
@@ -118,10 +129,10 @@ async function disrupted(
     failures: [],
     notes: [],
   };
-  const unavailable = await serverUnavailable(server.name);
+  const unavailable = ownUrl === undefined ? await serverUnavailable(server.name) : undefined;
   if (unavailable !== undefined) return { ...outcome, skipped: unavailable };
-  const tag = `sessile_rel_${what.startsWith('restart') ? 'restart' : 'kill'}_${runTag(String(Math.random()))}`;
-  const opened = await server.open(tag);
+  const tag = `sessile_rel_${what.startsWith('connections') ? 'kill' : 'restart'}_${runTag(String(Math.random()))}`;
+  const opened = await server.open(tag, ownUrl);
   try {
     let note = '';
     const traffic = await runTraffic(opened.store, tag, TRAFFIC_MS, async () => {
@@ -130,8 +141,12 @@ async function disrupted(
     outcome.cases = traffic.operations;
     const codes = [...traffic.failures].map(([code, n]) => `${n} × ${code}`).join(', ') || 'none';
     outcome.notes?.push(
-      `${note}; ${traffic.acknowledged} of ${traffic.operations} writes acknowledged; rejected: ${codes}`,
+      `${note}; ${traffic.acknowledged} of ${traffic.operations} writes acknowledged; rejected: ${codes}; slowest rejection ${traffic.slowestRejectionMs} ms`,
     );
+    if (ownUrl !== undefined && traffic.slowestRejectionMs > FAIL_FAST_MS)
+      outcome.failures.push(
+        `a write took ${traffic.slowestRejectionMs} ms to reject while the server was down`,
+      );
     for (const code of traffic.failures.keys()) {
       if (code !== 'ERR_STORE_IO')
         outcome.failures.push(`a write rejected with ${code}, not ERR_STORE_IO`);
@@ -163,17 +178,77 @@ export function connectionsKilled(server: Server): Promise<CheckOutcome> {
   });
 }
 
-/** The whole server restarts mid-traffic, where the machine gives a command for it. */
+/**
+ * Redis's persistence for the restart: every write is in the append-only file, fsynced, before
+ * Redis answers it, so a SIGKILL of the server loses no acknowledged write.
+ */
+export const REDIS_PERSISTENCE = ['--appendonly', 'yes', '--appendfsync', 'always'];
+/** How long the server stays down. */
+const OUTAGE_MS = 1500;
+
+type RedisServerModule = typeof import('../../../packages/redis/test/redis-server.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** A redis-server of the harness's own is killed with SIGKILL mid-traffic and started again. */
+async function redisRestarted(server: Server): Promise<CheckOutcome> {
+  const name = `${server.name}: killed and restarted mid-traffic`;
+  // The redis package's own test server, built from its test directory (tsconfig.redis-server.json).
+  const { OwnRedis } = (await import(
+    new URL('../redis-server/redis-server.js', import.meta.url).href
+  )) as RedisServerModule;
+  const own = new OwnRedis(await freePort(), REDIS_PERSISTENCE);
+  try {
+    await own.start();
+  } catch (error) {
+    await own.remove().catch(() => {});
+    return {
+      name,
+      cases: 0,
+      failures: [],
+      skipped: `redis-server did not start: ${String(error)}`,
+    };
+  }
+  try {
+    return await disrupted(
+      server,
+      'killed and restarted mid-traffic',
+      async () => {
+        await sleep(500);
+        await own.stop();
+        await sleep(OUTAGE_MS);
+        await own.start();
+        return `a redis-server of its own (${REDIS_PERSISTENCE.join(' ')}) killed with SIGKILL, started again ${OUTAGE_MS} ms later`;
+      },
+      own.url,
+    );
+  } finally {
+    await own.remove();
+  }
+}
+
+/**
+ * The whole server restarts mid-traffic: Redis, one the harness starts itself; PostgreSQL,
+ * where the machine gives a command for it.
+ */
 export async function serverRestarted(server: Server): Promise<CheckOutcome> {
+  if (server.name === 'redis') return redisRestarted(server);
   const command = server.restartCommand;
   if (command === undefined) {
-    const variable =
-      server.name === 'redis' ? 'SESSILE_REDIS_RESTART_CMD' : 'SESSILE_PG_RESTART_CMD';
     return {
       name: `${server.name}: restarted mid-traffic`,
       cases: 0,
       failures: [],
-      skipped: `${variable} is not set (the server is shared; CI sets the PostgreSQL one)`,
+      skipped: 'SESSILE_PG_RESTART_CMD is not set (the server is shared; CI sets it)',
     };
   }
   return disrupted(server, 'restarted mid-traffic', async () => {

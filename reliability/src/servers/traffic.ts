@@ -9,6 +9,8 @@ export interface Traffic {
   acknowledged: number;
   /** Rejections by code (anything but a SessionError counts under its message). */
   failures: Map<string, number>;
+  /** The longest any rejected write took to reject. */
+  slowestRejectionMs: number;
   states: Map<string, (SessionRecord | undefined)[]>;
 }
 
@@ -34,6 +36,7 @@ export async function runTraffic(
     operations: 0,
     acknowledged: 0,
     failures: new Map(),
+    slowestRejectionMs: 0,
     states: new Map(),
   };
   const until = Date.now() + durationMs;
@@ -48,6 +51,7 @@ export async function runTraffic(
       const remove = turn % 5 === 4;
       const next = remove ? undefined : record();
       traffic.operations++;
+      const started = Date.now();
       try {
         if (remove) await store.delete(id);
         else await store.set(id, next as SessionRecord);
@@ -58,6 +62,7 @@ export async function runTraffic(
       } catch (error) {
         const code = isSessionError(error) ? error.code : `not a SessionError: ${String(error)}`;
         traffic.failures.set(code, (traffic.failures.get(code) ?? 0) + 1);
+        traffic.slowestRejectionMs = Math.max(traffic.slowestRejectionMs, Date.now() - started);
         traffic.states.set(id, [...before, next]);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
