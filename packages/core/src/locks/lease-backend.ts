@@ -1,0 +1,59 @@
+import type { HeldLease, SessionRecord } from '../types.js';
+
+/** One lease on one key: who asks (`token`), for which session, and until when. */
+export interface LeaseClaim {
+  /** What the backend locks: the session id, or a stripe that several ids share. */
+  readonly key: string;
+  /** The session id the lock was asked for. */
+  readonly id: string;
+  readonly token: string;
+  /** When the lease ends, in ms since the epoch. */
+  readonly expiresAt: number;
+  /** True once this acquire has been reported to `onWait`: it is queued or was refused before. */
+  readonly waited: boolean;
+}
+
+/**
+ * What a store supplies to `LeaseLocks`: claiming, extending and releasing a lease on a key. Each
+ * hook is atomic in the backend (one statement, one script, under a guard) and answers whether it
+ * acted. Errors reject; the kit reports them as `ERR_STORE_IO`.
+ */
+export interface LeaseBackend {
+  /** Takes `key` for `claim.token` when it is free or its lease has ended. True when taken. */
+  claim(claim: LeaseClaim): boolean | Promise<boolean>;
+  /**
+   * `claim`, and when taken, the record stored under `claim.id` as a `get` issued after the
+   * claim would return it, in one round trip. Offering it gives `LeaseLocks` its
+   * `acquireAndGet`, which `SessionManager.open()` uses to lock and load in one go.
+   */
+  claimAndGet?(claim: LeaseClaim): Promise<ClaimedRecord>;
+  /** Moves the lease end to `claim.expiresAt` while `claim.token` still holds `key`. */
+  extend(claim: LeaseClaim): boolean | Promise<boolean>;
+  /** Frees `key` if `claim.token` still holds it with a lease that has not ended. */
+  release(claim: LeaseClaim): boolean | Promise<boolean>;
+  /**
+   * Runs a fenced write so that no other process can claim the key while it runs, and only if
+   * `lease.token` still holds the key with a lease that has not ended; otherwise rejects with
+   * `lockLost()`. Backends whose writes share a transaction with the lease (SQL) leave this out
+   * and check the lease in the store's write hook instead.
+   */
+  fence?<T>(lease: HeldLease, write: () => Promise<T>): Promise<T>;
+  /**
+   * True when the store's fenced writes free the lease in their own transaction when given
+   * `lease.release`, so a commit and its unlock cost one round trip.
+   */
+  readonly releasesWithWrite?: boolean;
+  /** Called once when a lease ran out without `extend`; the backend may free the key early. */
+  expired?(claim: LeaseClaim): void;
+  /**
+   * Calls `wake` when `key` may have been freed by another process, so the waiter at the head of
+   * this process's queue tries again at once instead of at its next poll. Returns an unsubscribe.
+   */
+  watch?(key: string, wake: () => void): () => void;
+  /** Longest pause between two claims by the head waiter. Default `MAX_POLL_DELAY_MS`. */
+  readonly maxPollDelayMs?: number;
+  close?(): void | Promise<void>;
+}
+
+/** What `claimAndGet` comes to: not taken, or taken with the record read under the lease. */
+export type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
