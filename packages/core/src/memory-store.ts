@@ -1,6 +1,7 @@
 import { BaseStore, type BaseStoreOptions, type SweepProgress } from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
+import { scratchCopy } from './scratch-bytes.js';
 import type {
   LockManager,
   OwnedSession,
@@ -46,7 +47,7 @@ export class MemoryStore extends BaseStore {
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = this.#live(id, now);
-    return record && copyOf(record);
+    return record && handOut(record);
   }
 
   protected async _set(
@@ -55,16 +56,23 @@ export class MemoryStore extends BaseStore {
     only: 'absent' | 'present' | undefined,
     now: number,
   ): Promise<boolean> {
-    const exists = this.#live(id, now) !== undefined;
-    if ((only === 'absent' && exists) || (only === 'present' && !exists)) return false;
-    this.#put(id, copyOf(record));
+    const previous = this.#records.get(id);
+    if (only !== undefined) {
+      const exists = previous !== undefined && previous.expiresAt > now;
+      if (exists !== (only === 'present')) return false;
+    }
+    // Buffer.from copies (a Buffer's slice() is a view) into Node's pool, so a stored record
+    // pins at most one 8 KiB pool slab.
+    const kept: SessionRecord = { data: Buffer.from(record.data), expiresAt: record.expiresAt };
+    if (record.owner !== undefined) kept.owner = record.owner;
+    this.#put(id, kept, previous);
     return true;
   }
 
   protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
     const record = this.#live(id, now);
     if (record === undefined) return false;
-    this.#put(id, { ...record, expiresAt });
+    this.#put(id, { ...record, expiresAt }, record);
     return true;
   }
 
@@ -109,7 +117,7 @@ export class MemoryStore extends BaseStore {
     const sessions: OwnedSession[] = [];
     for (const id of this.#owned.get(owner) ?? []) {
       const record = this.#live(id, now);
-      if (record !== undefined) sessions.push({ id, record: copyOf(record) });
+      if (record !== undefined) sessions.push({ id, record: handOut(record) });
     }
     return sessions;
   }
@@ -143,9 +151,9 @@ export class MemoryStore extends BaseStore {
     if (ids?.size === 0) this.#owned.delete(owner);
   }
 
-  /** Stores `record`, moving `id` in the owner index when its owner changed. */
-  #put(id: string, record: SessionRecord): void {
-    const previous = this.#records.get(id)?.owner;
+  /** Stores `record` over `replaced`, moving `id` in the owner index when its owner changed. */
+  #put(id: string, record: SessionRecord, replaced: SessionRecord | undefined): void {
+    const previous = replaced?.owner;
     this.#records.set(id, record);
     if (previous !== record.owner) {
       if (previous !== undefined) this.#unindex(previous, id);
@@ -168,11 +176,9 @@ export class MemoryStore extends BaseStore {
   }
 }
 
-/** A copy the caller may keep: stored bytes never alias what a caller holds. */
-function copyOf(record: SessionRecord): SessionRecord {
-  // Buffer.from always copies (a Buffer's slice() is a view), and takes small copies from
-  // Node's shared pool instead of allocating an ArrayBuffer for each.
-  const copy: SessionRecord = { data: Buffer.from(record.data), expiresAt: record.expiresAt };
+/** A copy for the caller, who may change it freely; it is usually decoded and dropped at once. */
+function handOut(record: SessionRecord): SessionRecord {
+  const copy: SessionRecord = { data: scratchCopy(record.data), expiresAt: record.expiresAt };
   if (record.owner !== undefined) copy.owner = record.owner;
   return copy;
 }

@@ -1,4 +1,5 @@
 import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
@@ -45,7 +46,7 @@ export function openStoreAdapter(
 /**
  * `codec`'s bytes for a session a library hands over, saved as its JSON round trip (its `toJSON`
  * methods applied, functions and `undefined` dropped), with both timestamps `now`. With
- * `jsonCodec()` the session is stringified once and never parsed back.
+ * `jsonCodec()` the session is stringified once, inside the envelope, and never parsed back.
  */
 export function encodeLibrarySession(
   codec: SessionCodec,
@@ -53,16 +54,22 @@ export function encodeLibrarySession(
   session: object,
   now: number,
 ): Uint8Array {
-  const json = JSON.stringify(session) as string | undefined;
-  if (json === undefined || !json.startsWith('{')) {
-    throw new TypeError(`A session must be saved as a JSON object, got ${describeValue(session)}`);
-  }
   if (isJsonCodec(codec)) {
-    // jsonCodec()'s envelope, written around the text already made. Buffer.from takes small
-    // texts from Node's shared pool, where TextEncoder allocates an ArrayBuffer for each.
-    const time = JSON.stringify(now);
-    return Buffer.from(`{"createdAt":${time},"lastAccessedAt":${time},"data":${json}}`);
+    // jsonCodec()'s envelope, stringified in one pass. `data` is its last member, so the text
+    // ends in `}}` exactly when the session became a JSON object (an omitted member leaves the
+    // timestamp last; an array, string or number ends otherwise).
+    const json = JSON.stringify({ createdAt: now, lastAccessedAt: now, data: session });
+    if (json.charCodeAt(json.length - 2) !== CLOSE_BRACE) throw notAnObject(session);
+    return scratchUtf8(json);
   }
+  const json = JSON.stringify(session) as string | undefined;
+  if (json === undefined || !json.startsWith('{')) throw notAnObject(session);
   const data = JSON.parse(json) as SessionData;
   return codec.encode({ createdAt: now, lastAccessedAt: now, data }, id);
+}
+
+const CLOSE_BRACE = 0x7d;
+
+function notAnObject(session: object): TypeError {
+  return new TypeError(`A session must be saved as a JSON object, got ${describeValue(session)}`);
 }
