@@ -5,14 +5,10 @@ import {
   isSessionId,
   jsonCodec,
   type SessionCodec,
+  type SessionRecord,
   type SessionStore,
 } from '@sessile/core';
-import {
-  assertDuration,
-  assertKnownOptions,
-  describeValue,
-  encodeLibrarySession,
-} from '@sessile/core/store';
+import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
 export interface ExpressSessionData {
@@ -83,7 +79,8 @@ function storeBase(): StoreBase {
 function expiresAtOf(session: ExpressSessionData, defaultTtlMs: number, now: number): number {
   const expires = session.cookie?.expires;
   if (expires !== undefined && expires !== null) {
-    const time = new Date(expires).getTime();
+    // express-session hands over a Date; a session read back from JSON has its ISO string.
+    const time = expires instanceof Date ? expires.getTime() : new Date(expires).getTime();
     if (Number.isFinite(time)) return time;
   }
   return now + defaultTtlMs;
@@ -103,6 +100,14 @@ export function encodeExpressSession(
   return encodeLibrarySession(codec, sid, session, now);
 }
 
+/** Hands a failure to `callback`, or to `'error'` listeners when there is no callback. */
+function fail(store: EventEmitter, error: unknown, callback: Callback<never> | undefined): void {
+  // express-session stops using a store that reports a disconnect until it reconnects.
+  if (isSessionError(error, 'ERR_STORE_CLOSED')) store.emit('disconnect');
+  if (callback !== undefined) callback(error);
+  else if (store.listenerCount('error') > 0) store.emit('error', error);
+}
+
 function settle<T>(
   store: EventEmitter,
   operation: Promise<T>,
@@ -110,14 +115,24 @@ function settle<T>(
 ): void {
   operation.then(
     (value) => callback?.(null, value),
-    (error: unknown) => {
-      // express-session stops using a store that reports a disconnect until it reconnects.
-      if (isSessionError(error, 'ERR_STORE_CLOSED')) store.emit('disconnect');
-      if (callback !== undefined) callback(error);
-      else if (store.listenerCount('error') > 0) store.emit('error', error);
-    },
+    (error: unknown) => fail(store, error, callback),
   );
 }
+
+/** Like `settle`, for the writes, whose callback gets no value. */
+function settleWrite(
+  store: EventEmitter,
+  operation: Promise<unknown>,
+  callback: Callback | undefined,
+): void {
+  operation.then(
+    () => callback?.(null),
+    (error: unknown) => fail(store, error, callback),
+  );
+}
+
+const DONE: Promise<void> = Promise.resolve();
+const NO_SESSION: Promise<null> = Promise.resolve(null);
 
 /**
  * Wraps any sessile store as a drop-in store for express-session, @fastify/session and connect.
@@ -129,41 +144,27 @@ export function toExpressStore(
   store: SessionStore,
   options: ToExpressStoreOptions = {},
 ): ExpressSessionStore {
-  if (typeof store !== 'object' || store === null || typeof store.get !== 'function') {
-    throw new TypeError(
-      `toExpressStore() needs a sessile SessionStore, got ${describeValue(store)}`,
-    );
-  }
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(
-      `toExpressStore(): options must be an object, got ${describeValue(options)}`,
-    );
-  }
-  assertKnownOptions(options, ['codec', 'defaultTtlMs'], 'toExpressStore()');
-  const codec = options.codec ?? jsonCodec();
-  const defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60_000;
-  assertDuration(defaultTtlMs, 'toExpressStore(): defaultTtlMs', {
-    zero: false,
-    max: Number.MAX_SAFE_INTEGER,
-  });
+  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toExpressStore()');
 
-  const decode = (sid: string, bytes: Uint8Array): ExpressSessionData =>
-    codec.decode(bytes, sid).data as ExpressSessionData;
+  const sessionOf = (sid: string, record: SessionRecord | undefined): ExpressSessionData | null =>
+    record === undefined ? null : (codec.decode(record.data, sid).data as ExpressSessionData);
 
-  const read = async (sid: string): Promise<ExpressSessionData | null> => {
-    if (!isSessionId(sid)) return null;
-    const record = await store.get(sid);
-    return record === undefined ? null : decode(sid, record.data);
-  };
+  const read = async (sid: string): Promise<ExpressSessionData | null> =>
+    isSessionId(sid) ? sessionOf(sid, await store.get(sid)) : null;
 
-  const write = async (sid: string, session: ExpressSessionData): Promise<void> => {
-    const now = Date.now();
-    const expiresAt = expiresAtOf(session, defaultTtlMs, now);
-    if (expiresAt <= now) {
-      if (isSessionId(sid)) await store.delete(sid);
-      return;
+  // The callback methods below add one `then` to the store's own promise and none of their own.
+
+  const write = (sid: string, session: ExpressSessionData): Promise<unknown> => {
+    try {
+      const now = Date.now();
+      const expiresAt = expiresAtOf(session, defaultTtlMs, now);
+      if (expiresAt > now) {
+        return store.set(sid, { data: encodeLibrarySession(codec, sid, session, now), expiresAt });
+      }
+      return isSessionId(sid) ? store.delete(sid) : DONE;
+    } catch (error) {
+      return Promise.reject(error);
     }
-    await store.set(sid, { data: encodeExpressSession(sid, session, codec, now), expiresAt });
   };
 
   const all = async (): Promise<ExpressSessionData[]> => {
@@ -190,26 +191,43 @@ export function toExpressStore(
     }
 
     get(sid: string, callback: Callback<ExpressSessionData | null>): void {
-      settle(this, read(sid), callback);
+      if (!isSessionId(sid)) {
+        settle(this, NO_SESSION, callback);
+        return;
+      }
+      store.get(sid).then(
+        (record) => {
+          let session: ExpressSessionData | null;
+          try {
+            session = sessionOf(sid, record);
+          } catch (error) {
+            fail(this, error, callback);
+            return;
+          }
+          callback?.(null, session);
+        },
+        (error: unknown) => fail(this, error, callback),
+      );
     }
 
     set(sid: string, session: ExpressSessionData, callback?: Callback): void {
-      settle(this, write(sid, session), callback);
+      settleWrite(this, write(sid, session), callback);
     }
 
     touch(sid: string, session: ExpressSessionData, callback?: Callback): void {
-      const touch = async () => {
-        if (isSessionId(sid))
-          await store.touch(sid, expiresAtOf(session, defaultTtlMs, Date.now()));
-      };
-      settle(this, touch(), callback);
+      let touched: Promise<unknown> = DONE;
+      if (isSessionId(sid)) {
+        try {
+          touched = store.touch(sid, expiresAtOf(session, defaultTtlMs, Date.now()));
+        } catch (error) {
+          touched = Promise.reject(error);
+        }
+      }
+      settleWrite(this, touched, callback);
     }
 
     destroy(sid: string, callback?: Callback): void {
-      const destroy = async () => {
-        if (isSessionId(sid)) await store.delete(sid);
-      };
-      settle(this, destroy(), callback);
+      settleWrite(this, isSessionId(sid) ? store.delete(sid) : DONE, callback);
     }
 
     all(callback: Callback<ExpressSessionData[]>): void {
@@ -221,7 +239,7 @@ export function toExpressStore(
     }
 
     clear(callback?: Callback): void {
-      settle(this, store.clear(), callback);
+      settleWrite(this, store.clear(), callback);
     }
 
     async close(): Promise<void> {
