@@ -360,6 +360,9 @@ export class SqliteStore extends BaseStore {
     for (;;) {
       const batch = progress.nextBatchSize(this.#sweepBatchSize);
       if (batch === 0) break;
+      // Each batch starts a macrotask of its own, so a caller's next sweep() (or whatever ran
+      // before) never adds its time to the batch's stall of the event loop.
+      await yieldToEventLoop();
       const removed = await this.#executor.write(() => {
         const started = performance.now();
         const changes = this.#sweepBatch.run(progress.now, batch).changes;
@@ -372,7 +375,6 @@ export class SqliteStore extends BaseStore {
       // Sweep is background work: it waits for the worker's checkpoint (and WAL rewind) between
       // batches, so its writes never push a checkpoint or a rewind fsync onto the event loop.
       if (this.#checkpointer) await this.#checkpointer.nextCheckpoint(SWEEP_REWIND_WAIT_MS);
-      else await yieldToEventLoop();
     }
     const anyExpired = await this.#executor.read(() => this.#anyExpired.get(progress.now));
     return progress.result(anyExpired === undefined);
