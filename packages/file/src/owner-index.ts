@@ -58,6 +58,8 @@ export class OwnerIndex {
   readonly #ownerOf: (id: string) => Promise<OwnerLookup>;
   /** Owner → its directory, checked to be a plain one. */
   readonly #verified = new Map<string, string>();
+  /** The index's root and its 2-character directories, checked to be plain ones. */
+  readonly #verifiedParents = new Set<string>();
   /** Once the index exists it stays: only the time of the last look is kept while it does not. */
   #inUse = false;
   #checkedAt = Number.NEGATIVE_INFINITY;
@@ -86,13 +88,14 @@ export class OwnerIndex {
   }
 
   /**
-   * Adds the entry of (`owner`, `id`) unless it is there; true when this call created it. The
-   * usual case, an entry already there, costs one existence check that builds no Error.
+   * Adds the entry of (`owner`, `id`) unless it is there; true when this call created it. An
+   * entry already there costs one existence check that builds no Error; for a new record
+   * (`isNew`), whose entry is rarely there, the exclusive create alone answers.
    */
-  async add(owner: string, id: string): Promise<boolean> {
+  async add(owner: string, id: string, isNew = false): Promise<boolean> {
     const directory = await this.#ownerDirectory(owner, true);
     const entry = `${directory}${sep}${id}`;
-    if (await this.#fs.exists(entry)) return false;
+    if (!isNew && (await this.#fs.exists(entry))) return false;
     const created = await this.#create(entry);
     if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
     return created;
@@ -169,25 +172,39 @@ export class OwnerIndex {
     const directory = join(this.#root, hash.slice(0, 2), hash);
     const levels = [this.#root, join(this.#root, hash.slice(0, 2)), directory];
     for (const level of levels) {
-      let stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(level));
-      if (stats === undefined) {
-        if (!create) return undefined;
-        await unless(['EEXIST'], undefined, () =>
-          this.#fs.mkdir(level, { mode: this.#directoryMode }),
-        );
-        if (this.#fsync) await fsyncDirectory(this.#fs, join(level, '..'));
-        stats = await this.#fs.lstat(level);
-      }
-      if (!stats.isDirectory()) {
-        throw new SessionError(
-          'ERR_STORE_IO',
-          `Refusing to use ${level}: it is not a plain directory inside the store (a symlink?)`,
-        );
-      }
+      if (this.#verifiedParents.has(level)) continue;
+      if (!(await this.#verifyDirectory(level, create))) return undefined;
+      if (level !== directory) this.#verifiedParents.add(level);
     }
     this.#inUse = true;
     if (this.#verified.size >= MAX_VERIFIED_DIRECTORIES) this.#verified.clear();
     this.#verified.set(owner, directory);
     return directory;
+  }
+
+  /**
+   * Checks that `level` is a plain directory, making it when `create` is set (a new owner's
+   * directory is one `mkdir`: one this call made needs no check). False when missing.
+   */
+  async #verifyDirectory(level: string, create: boolean): Promise<boolean> {
+    if (create) {
+      const made = await unless(['EEXIST'], false, async () => {
+        await this.#fs.mkdir(level, { mode: this.#directoryMode });
+        return true;
+      });
+      if (made) {
+        if (this.#fsync) await fsyncDirectory(this.#fs, join(level, '..'));
+        return true;
+      }
+    }
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(level));
+    if (stats === undefined) return false;
+    if (!stats.isDirectory()) {
+      throw new SessionError(
+        'ERR_STORE_IO',
+        `Refusing to use ${level}: it is not a plain directory inside the store (a symlink?)`,
+      );
+    }
+    return true;
   }
 }

@@ -113,7 +113,7 @@ export class RecordIo {
         // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
         // A fenced create checks its lease under the guard, like every fenced write.
         if (only === 'absent' && lease === undefined) {
-          if (owner !== undefined) listed = await owners.add(owner, id);
+          if (owner !== undefined) listed = await owners.add(owner, id, true);
           const linked = await unless(['EEXIST'], false, async () => {
             await this.#fs.link(temp, file);
             return true;
