@@ -29,8 +29,8 @@ runHttpConformance({
         res.writeHead(500).end('The session could not be saved');
         return;
       }
-      const header = cookie.forResponse(session, requestCookie, outcome, manager.touchAfterMs);
-      if (header !== undefined) res.setHeader('set-cookie', header);
+      const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
+      if (headers.length > 0) res.setHeader('set-cookie', headers);
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       manager.afterResponse();
     };

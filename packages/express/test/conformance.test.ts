@@ -2,11 +2,13 @@ import { createServer } from 'node:http';
 import { runHttpConformance } from '@sessile/conformance/http';
 import express from 'express';
 import { type SessileRequest, sessile } from '../src/index.js';
-import { closeServer, listen, testStores } from './helpers.js';
+import { closeServer, listen, signInWithExpressSession, testStores } from './helpers.js';
 
 runHttpConformance({
   name: 'sessile() middleware',
   stores: testStores(),
+  // The acceptExpressSession scenarios sign users in on the real express-session.
+  signInWithExpressSession,
   commitFailureBody: 'Internal Server Error',
   async start(options, handler) {
     const sessions = sessile(options);

@@ -1,13 +1,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HttpStoreFixture } from '@sessile/conformance/http';
+import type { ExpressSessionSignIn, HttpStoreFixture } from '@sessile/conformance/http';
 import { MemoryStore } from '@sessile/core';
 import { FileStore } from '@sessile/file';
 import { SqliteStore } from '@sessile/sqlite';
+import express from 'express';
+import session from 'express-session';
 import { afterAll } from 'vitest';
+import { toExpressStore } from '../src/index.js';
+
+declare module 'express-session' {
+  interface SessionData {
+    userId: string;
+  }
+}
 
 /**
  * The stores the HTTP tests run over: in memory, and the real sqlite and file stores, each
@@ -35,3 +44,38 @@ export async function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
+
+/**
+ * Signs `user` in on a real express-session app over `store` through `toExpressStore`, for the
+ * HTTP suite's `acceptExpressSession` scenarios: its session id and `connect.sid` cookie pair.
+ */
+export const signInWithExpressSession: ExpressSessionSignIn = async (store, user, secret) => {
+  const app = express();
+  app.use(
+    session({
+      store: toExpressStore(store),
+      secret,
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 3_600_000 },
+    }),
+  );
+  app.post('/login', (req, res) => {
+    req.session.userId = user;
+    res.json({ id: req.sessionID });
+  });
+  const server = createServer(app);
+  const url = await listen(server);
+  try {
+    const response = await fetch(`${url}/login`, { method: 'POST' });
+    const { id } = (await response.json()) as { id: string };
+    const cookie = response.headers
+      .getSetCookie()
+      .map((header) => header.split(';')[0] ?? '')
+      .find((pair) => pair.startsWith('connect.sid='));
+    if (cookie === undefined) throw new Error('express-session set no connect.sid cookie');
+    return { id, cookie };
+  } finally {
+    await closeServer(server);
+  }
+};

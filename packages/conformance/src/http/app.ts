@@ -3,7 +3,7 @@ import { delay } from '../helpers.js';
 import type { HttpConformanceHandler } from './options.js';
 
 /** The session data the scenario app keeps. */
-export type ScenarioData = { count?: number; user?: string; blob?: string };
+export type ScenarioData = { count?: number; user?: string; blob?: string; cart?: string[] };
 
 /** A gate a handler waits on, so a test can hold a request in flight. */
 export interface Gate {
@@ -33,6 +33,8 @@ export interface ScenarioGates {
 /**
  * The scenario app, served through the adapter under test:
  * `GET /count` -> `{count, user, id}` of the session (`count` 0 and `user` null when unset);
+ * `GET /data` -> `{id, data}`, the session's whole data; `POST /cart` -> stores `cart: ['tea']`,
+ * answers `{id}`;
  * `POST /increment` -> reads `count`, waits 1 ms, writes `count + 1` and answers `{count}`;
  * `POST /login?user=<name>` -> regenerates, stores `user`, answers `{id}`;
  * `POST /owner-login?user=<name>` -> regenerates, stores `user`, `setOwner(user)`, answers `{id}`;
@@ -54,6 +56,11 @@ export function scenarioApp(gates: ScenarioGates, owners: SessionManager): HttpC
           owner: session.owner ?? null,
           id: session.id,
         };
+      case '/data':
+        return { id: session.id, data: session.data };
+      case '/cart':
+        data().cart = ['tea'];
+        return { id: session.id };
       case '/increment': {
         const current = data().count ?? 0;
         // Give a parallel request every chance to interleave with this read-modify-write.

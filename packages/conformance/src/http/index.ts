@@ -1,12 +1,14 @@
 import { MemoryStore } from '@sessile/core';
 import { describe } from 'vitest';
 import { detailScenarios } from './details.js';
+import { expressSessionScenarios, storeExpressSession } from './express-session.js';
 import { harness } from './harness.js';
 import type { HttpConformanceOptions, HttpStoreFixture } from './options.js';
 import { storeScenarios } from './scenarios.js';
 
 export { CookieJar } from './cookie-jar.js';
 export type {
+  ExpressSessionSignIn,
   HttpAdapterOptions,
   HttpConformanceHandler,
   HttpConformanceOptions,
@@ -31,6 +33,12 @@ export function runHttpConformance(options: HttpConformanceOptions): void {
   if (typeof options.commitFailureBody !== 'string') {
     throw new TypeError('runHttpConformance(): commitFailureBody must be a string');
   }
+  if (
+    options.signInWithExpressSession !== undefined &&
+    typeof options.signInWithExpressSession !== 'function'
+  ) {
+    throw new TypeError('runHttpConformance(): signInWithExpressSession must be a function');
+  }
   const stores = options.stores ?? [MEMORY_STORE];
   if (!Array.isArray(stores) || stores.length === 0) {
     throw new TypeError('runHttpConformance(): stores must be a non-empty array');
@@ -38,7 +46,11 @@ export function runHttpConformance(options: HttpConformanceOptions): void {
 
   describe(`${options.name}: sessile HTTP conformance`, () => {
     const tests = harness(options);
-    for (const fixture of stores) storeScenarios(tests, fixture);
+    const signIn = options.signInWithExpressSession ?? storeExpressSession;
+    for (const fixture of stores) {
+      storeScenarios(tests, fixture);
+      expressSessionScenarios(tests, fixture, signIn);
+    }
     detailScenarios(tests, options.commitFailureBody);
   });
 }

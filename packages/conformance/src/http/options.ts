@@ -47,6 +47,17 @@ export interface HttpStoreFixture {
   open(): Promise<SessionStore>;
 }
 
+/**
+ * Signs `user` in with express-session over `store` (through `toExpressStore`), its cookie
+ * signed with the first of `secrets`; resolves to the session's id and the `connect.sid=<value>`
+ * pair a browser would send.
+ */
+export type ExpressSessionSignIn = (
+  store: SessionStore,
+  user: string,
+  secrets: string[],
+) => Promise<{ id: string; cookie: string }>;
+
 /** How the suite reaches your framework adapter. */
 export interface HttpConformanceOptions {
   /** Shown in every test name. */
@@ -64,4 +75,10 @@ export interface HttpConformanceOptions {
   commitFailureBody: string;
   /** The stores the scenarios run over. Default: core's `MemoryStore` alone. */
   stores?: readonly HttpStoreFixture[];
+  /**
+   * How the `acceptExpressSession` scenarios sign users in before they move to your adapter.
+   * Default: the session is stored as `toExpressStore` stores it, and its cookie signed as
+   * express-session signs it; pass a sign-in on a real express-session app to test against it.
+   */
+  signInWithExpressSession?: ExpressSessionSignIn;
 }
