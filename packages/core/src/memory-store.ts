@@ -14,6 +14,9 @@ import { assertKnownOptions, describeValue, yieldToEventLoop } from './util.js';
 export interface MemoryStoreOptions extends BaseStoreOptions {}
 
 const SWEEP_BATCH = 500;
+/** The longest a sweep batch runs before it yields the event loop. */
+const SLICE_MS = 1;
+const SLICE_CHECK = 32;
 
 /**
  * Sessions in a `Map`, for tests, development and single-process apps that accept losing
@@ -86,7 +89,11 @@ export class MemoryStore extends BaseStore {
     for (;;) {
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
+      // A batch also ends after SLICE_MS, so a slow moment (a GC step, a loaded CPU) cannot
+      // stretch it into a long stall; the clock is read every SLICE_CHECK records.
+      const sliceEnd = performance.now() + SLICE_MS;
       for (let i = 0; i < batch; i++) {
+        if (i % SLICE_CHECK === SLICE_CHECK - 1 && performance.now() >= sliceEnd) break;
         const next = this.#expiry.peek();
         if (next === undefined || next.expiresAt > progress.now) return progress.result(true);
         this.#expiry.pop();
