@@ -28,6 +28,8 @@ import { Transaction } from './transaction.js';
 
 /** A sweep commits and starts a new transaction once its journal grows past this. */
 const JOURNAL_SOFT_LIMIT_BYTES = 256 * 1024;
+/** A sweep batch ends once its journal holds this much: its commit stays well under a millisecond. */
+const SWEEP_BATCH_JOURNAL_BYTES = 64 * 1024;
 
 interface Match {
   index: number;
@@ -261,8 +263,11 @@ export class HashFile {
       passDone: false,
     };
     let buckets = 0;
-    // At least one entry per batch, so a sweep always moves on.
-    const pastDeadline = () => result.scanned > 0 && performance.now() >= deadline;
+    // At least one entry per batch, so a sweep always moves on. The commit's cost grows with
+    // what the batch journaled, so that ends a batch too.
+    const pastDeadline = () =>
+      result.scanned > 0 &&
+      (performance.now() >= deadline || tx.pendingBytes >= SWEEP_BATCH_JOURNAL_BYTES);
     for (;;) {
       if (header.sweepCursorBucket >= header.bucketCount) {
         result.passEnded = true;
