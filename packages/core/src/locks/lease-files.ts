@@ -22,6 +22,9 @@ const IDLE_HOLDERS = 32;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
 const SAFE_MARGIN_MS = 1000;
 
+/** Read once: every read of `process.pid` is a `getpid` call, and every claim writes it. */
+const PID = process.pid;
+
 /** Numbers holder files; one count for the process, so instances sharing a `HostGuards` never clash. */
 let holdersCreated = 0;
 
@@ -310,7 +313,7 @@ export class LeaseFiles implements LeaseBackend {
   }
 
   #writeRecord(holder: Holder, token: string, expiresAt: number, tag?: string): Promise<number> {
-    const record: HolderRecord = { token, expiresAt, pid: process.pid, host: HOST };
+    const record: HolderRecord = { token, expiresAt, pid: PID, host: HOST };
     if (tag !== undefined) record.tag = tag;
     const bytes = encodeHolder(record);
     return this.#fs.write(holder.fd, bytes, 0, bytes.length, 0);
