@@ -26,8 +26,9 @@ import {
   KeyLayout,
 } from './keys.js';
 import { RedisLocks } from './locks.js';
+import { OwnedCreates } from './owned-creates.js';
 import { OwnerIndex } from './owner-index.js';
-import { CREATE_OWNED, FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
+import { FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
 
@@ -68,12 +69,14 @@ export class RedisStore extends BaseStore {
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
   readonly #owners: OwnerIndex;
+  readonly #ownedCreates: OwnedCreates;
 
   private constructor(options: RedisStoreOptions, connection: Connection, keys: KeyLayout) {
     super(options);
     this.#connection = connection;
     this.#keys = keys;
     this.#owners = new OwnerIndex(connection, keys);
+    this.#ownedCreates = new OwnedCreates(connection.bytes);
     this.prefix = keys.prefix;
     this.locks = new RedisLocks(connection, keys);
   }
@@ -126,9 +129,8 @@ export class RedisStore extends BaseStore {
       if (indexed) await this.#owners.add(owner as string, id, indexedUntil);
       const value = encodeRecord(record, indexedUntil);
       if (together && only === 'absent' && lease === undefined) {
-        const keys = [key, this.#keys.ownerIndex(owner as string)];
-        const args = [value, String(expireAt), id, String(indexedUntil)];
-        return (await CREATE_OWNED.run(this.#connection.bytes, keys, args)) === 1;
+        const index = this.#keys.ownerIndex(owner as string);
+        return this.#ownedCreates.create(key, index, value, expireAt as number, id, indexedUntil);
       }
       if (lease !== undefined || (owner !== undefined && !indexed)) {
         const keys = [key, this.#keys.lock(lease?.key ?? id)];

@@ -64,14 +64,19 @@ return 1
 `);
 
 /**
- * A new record and its owner's entry at once, where both keys share a server: KEYS[1] the
- * record, KEYS[2] the owner's index. ARGV: value, PXAT, the session id, its indexedUntil.
- * Answers 1 when it wrote the record, 0 when one already existed (its entry may then be stale).
+ * New records and their owners' entries, where both keys share a server: KEYS[2i-1] a record,
+ * KEYS[2i] its owner's index; ARGV[4i-3..4i] its value, PXAT, session id and indexedUntil. Each
+ * entry goes in before its record. Answers, per record, 1 when it wrote it and 0 when one
+ * already existed (its entry may then be stale, which listings skip).
  */
 export const CREATE_OWNED = new Script(`${INDEX}
-index(KEYS[2], ARGV[3], ARGV[4])
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then return 1 end
-return 0
+local created = {}
+for i = 1, #KEYS / 2 do
+  local at = 4 * (i - 1)
+  index(KEYS[2 * i], ARGV[at + 3], ARGV[at + 4])
+  created[i] = redis.call('SET', KEYS[2 * i - 1], ARGV[at + 1], 'NX', 'PXAT', ARGV[at + 2]) and 1 or 0
+end
+return created
 `);
 
 /** KEYS[1] the owner's index. Drops the entries of expired records. */

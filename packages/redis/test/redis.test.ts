@@ -220,7 +220,7 @@ describe('RedisStore round trips', () => {
   beforeAll(() => own.start());
   afterAll(() => own.remove());
 
-  it('on one server, a new session with an owner is one script that writes the record and its entry', async () => {
+  it('on one server, creates with an owner started together are one script that writes each entry and then its record', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'trips:' });
     const monitor = createClient({ url: own.url });
     await monitor.connect();
@@ -244,15 +244,27 @@ describe('RedisStore round trips', () => {
       const id = newId();
       expect(await store.set(id, record('ada'), { only: 'absent' })).toBe(true);
       expect(await store.set(id, record('bob'), { only: 'absent' })).toBe(false);
+      // Creates started in one turn share one script call; of two on one id, the first wins.
+      const [other, again] = [newId(), newId()];
+      const created = await Promise.all([
+        store.set(other, record('ada'), { only: 'absent' }),
+        store.set(again, record('bob'), { only: 'absent' }),
+        store.set(again, record('cy'), { only: 'absent' }),
+      ]);
+      expect(created).toEqual([true, true, false]);
       // MONITOR reports commands in the order the server ran them: after this one, all are in.
       await marker.get('trips:end');
       await seen;
       expect(sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase())).toEqual([
         'EVALSHA',
         'EVALSHA',
+        'EVALSHA',
       ]);
-      expect((await store.ownedBy('ada')).map((session) => session.id)).toContain(id);
-      expect(await store.ownedBy('bob')).toEqual([]);
+      const listed = async (owner: string) =>
+        (await store.ownedBy(owner)).map((session) => session.id).sort();
+      expect(await listed('ada')).toEqual(expect.arrayContaining([id, other]));
+      expect(await listed('bob')).toEqual([again]);
+      expect(await listed('cy')).toEqual([]);
     } finally {
       await monitor.close();
       await marker.close();

@@ -1,0 +1,74 @@
+import type { ScriptArgument, ScriptRunner } from './scripts.js';
+import { CREATE_OWNED } from './scripts.js';
+
+/** Records one script call writes at most, so one call never holds Redis for long. */
+const MAX_BATCH = 64;
+
+interface Pending {
+  readonly key: string;
+  readonly index: string;
+  readonly args: ScriptArgument[];
+  resolve(created: boolean): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * New records with an owner, where each record and its owner's index share one server: the
+ * creates started in one turn of the event loop go to Redis as one script call, which writes
+ * each entry and then its record. A script call costs Redis several times a plain `SET`, and one
+ * call for many creates keeps that off each one.
+ */
+export class OwnedCreates {
+  readonly #runner: ScriptRunner;
+  #queue: Pending[] = [];
+
+  constructor(runner: ScriptRunner) {
+    this.#runner = runner;
+  }
+
+  /**
+   * Writes `value` under `key` unless a record is there, after adding `id` to the owner's
+   * `index` at `indexedUntil`. Resolves with whether it wrote the record.
+   */
+  create(
+    key: string,
+    index: string,
+    value: ScriptArgument,
+    expireAt: number,
+    id: string,
+    indexedUntil: number,
+  ): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      // After this turn's promise callbacks, so every create they start joins the same call.
+      if (this.#queue.length === 0) process.nextTick(() => this.#flush());
+      const args = [value, String(expireAt), id, String(indexedUntil)];
+      this.#queue.push({ key, index, args, resolve, reject });
+    });
+  }
+
+  #flush(): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    for (let start = 0; start < queue.length; start += MAX_BATCH) {
+      this.#run(queue.slice(start, start + MAX_BATCH));
+    }
+  }
+
+  #run(batch: Pending[]): void {
+    const keys: string[] = [];
+    const args: ScriptArgument[] = [];
+    for (const pending of batch) {
+      keys.push(pending.key, pending.index);
+      args.push(...pending.args);
+    }
+    CREATE_OWNED.run(this.#runner, keys, args).then(
+      (reply) => {
+        const created = reply as unknown[];
+        for (const [i, pending] of batch.entries()) pending.resolve(created[i] === 1);
+      },
+      (error: unknown) => {
+        for (const pending of batch) pending.reject(error);
+      },
+    );
+  }
+}
