@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { SessionLock, SweepResult } from '@sessile/core';
+import { isSessionError, type SessionLock, type SweepResult } from '@sessile/core';
 import { type HostGuards, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type { FileLocks } from './file-locks.js';
 import { type FileSystem, overwriteText, unless } from './fs.js';
@@ -122,7 +122,8 @@ export class StoreSweep {
       position = { shard: step.last.shard, name: step.last.name, clean: position.clean };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
       await this.#writeCursor(position);
-      if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2) await lock.extend();
+      if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2 && !(await extended(lock)))
+        return progress.result(false);
       await yieldToEventLoop();
     }
   }
@@ -154,5 +155,19 @@ export class StoreSweep {
   #writeCursor(cursor: SweepCursor): Promise<void> {
     const file = join(this.#layout.path, CURSOR_FILE);
     return overwriteText(this.#fs, file, JSON.stringify(cursor), CURSOR_BYTES, this.#fileMode);
+  }
+}
+
+/**
+ * Extends the single-sweeper lease; false when it ran out first (a stalled event loop, a wait
+ * for the lease file's guard): that only ends this call, like a lease lost during a step.
+ */
+async function extended(lock: SessionLock): Promise<boolean> {
+  try {
+    await lock.extend();
+    return true;
+  } catch (error) {
+    if (isSessionError(error, 'ERR_LOCK_LOST')) return false;
+    throw error;
   }
 }

@@ -767,6 +767,50 @@ describe('sweep', () => {
     expect(await store.count()).toBe(1);
   });
 
+  it('a sweep whose lease runs out while it waits to extend it resolves not done; later calls finish', async () => {
+    const store = await openStore({ sweepLeaseMs: 3000 });
+    const now = Date.now();
+    for (let i = 0; i < 600; i++)
+      await store.set(generateSessionId(), recordOf('old', now + HOUR_MS));
+    // Another holder (as another process would) keeps the guard of the lease file, so an extend waits.
+    const other = new HostGuards({
+      directory: join(store.path, '.guards'),
+      staleMs: 5000,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      fs: syncFileSystem,
+    });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // A first call starts the sweep worker, whose start alone can take most of a lease under load.
+    let removed = (await store.sweep({ now: now + 2 * HOUR_MS, limit: 1 })).removed;
+    const held = other.hold(join(store.path, '.sweep-lease'), () => gate);
+    // Once the lease is taken, the event loop stalls for most of it (as on a loaded host), so
+    // the first batch ends with less than half the lease left and the sweep extends it.
+    const stall = () => {
+      if (!existsSync(join(store.path, '.sweep-lease'))) return setImmediate(stall);
+      const until = Date.now() + 1800;
+      while (Date.now() < until);
+      setTimeout(release, 2000);
+    };
+    setImmediate(stall);
+    const first = await store.sweep({ now: now + 2 * HOUR_MS });
+    expect(first.done).toBe(false);
+    await held;
+    await other.close();
+    removed += first.removed;
+    for (let calls = 0; ; calls++) {
+      expect(calls).toBeLessThan(1000);
+      const result = await store.sweep({ now: now + 2 * HOUR_MS });
+      removed += result.removed;
+      if (result.done) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(removed).toBe(600);
+  }, 120_000);
+
   it('a second sweep in the same process while one runs does nothing', async () => {
     const store = await openStore();
     const now = Date.now();
