@@ -20,7 +20,7 @@ function ms(value: number | undefined): string {
 
 function crashRow(store: StoreCrashSummary): string {
   if (store.skipped !== undefined) {
-    return `| ${store.store} | skipped: ${store.skipped} | | | | | | | |`;
+    return `| ${store.store} | skipped: ${store.skipped} | | | | | | | | |`;
   }
   const rounds = Object.values(store.rounds).reduce((sum, n) => sum + n, 0);
   const kinds = `${store.rounds.writes} / ${store.rounds.sweep} / ${store.rounds.clear} / ${store.rounds.lock}`;
@@ -36,6 +36,9 @@ function crashRow(store: StoreCrashSummary): string {
     store.lockFreedMs.length === 0
       ? '–'
       : `${ms(median(store.lockFreedMs))} / ${ms(Math.max(...store.lockFreedMs))} (lease ${store.lockLeaseMs} ms)`,
+    store.durationMs === undefined || rounds === 0
+      ? '–'
+      : `${Math.round(store.durationMs / rounds / 10)} s`,
   ]
     .join(' | ')
     .replace(/^/, '| ')
@@ -65,10 +68,11 @@ export function renderReport(results: ReliabilityResults): string {
     '',
     'Rounds: writes / sweep / clear / lock. Recovery is from the kill to the reopened store’s first',
     'resolved write (median / worst); the lock column is from the kill until another holder got the',
-    'killed holder’s lock.',
+    'killed holder’s lock. Time per 100 kills is the wall time of the store’s rounds, checks',
+    'included, on the machine and at the load above: compare stores by it only within one run.',
     '',
-    '| store | rounds | acknowledged ops | sessions checked | lost | corrupt | failed checks | recovery | killed lock freed |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| store | rounds | acknowledged ops | sessions checked | lost | corrupt | failed checks | recovery | killed lock freed | time per 100 kills |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.crash.map(crashRow),
   ];
   const failed = results.crash.flatMap((store) =>

@@ -65,8 +65,24 @@ function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
     seen.failures = [...seen.failures, ...summary.failures];
     seen.recoveryMs = [...seen.recoveryMs, ...summary.recoveryMs];
     seen.lockFreedMs = [...seen.lockFreedMs, ...summary.lockFreedMs];
+    seen.durationMs =
+      seen.durationMs === undefined || summary.durationMs === undefined
+        ? undefined
+        : seen.durationMs + summary.durationMs;
   }
   return [...byStore.values()];
+}
+
+/**
+ * A run's crash summaries. Results written before summaries carried their time still give it
+ * when the run did nothing but one store's crash rounds: then the run's time is theirs.
+ */
+function crashesTimed(run: ReliabilityResults): StoreCrashSummary[] {
+  const [only, ...others] = run.crash;
+  const otherParts = [run.fuzz, run.disk, run.hostile, run.servers ?? [], run.http ?? []];
+  if (only === undefined || others.length > 0 || only.durationMs !== undefined) return run.crash;
+  if (otherParts.some((checks) => checks.length > 0)) return run.crash;
+  return [{ ...only, durationMs: run.durationMs }];
 }
 
 /** One report from runs split across processes: the first run's environment, every figure. */
@@ -79,7 +95,7 @@ export function mergeResults(runs: ReliabilityResults[]): ReliabilityResults {
     profile: profiles.join('; '),
     seed: first.seed,
     durationMs: Math.max(...runs.map((run) => run.durationMs)),
-    crash: mergeCrashes(runs.flatMap((run) => run.crash)),
+    crash: mergeCrashes(runs.flatMap(crashesTimed)),
     fuzz: runs.flatMap((run) => run.fuzz),
     disk: runs.flatMap((run) => run.disk),
     hostile: runs.flatMap((run) => run.hostile),

@@ -31,6 +31,8 @@ export interface StoreCrashSummary {
   lockFreedMs: number[];
   lockLeaseMs: number;
   seed: number;
+  /** Wall time of the store's crash rounds, checks included. */
+  durationMs?: number;
 }
 
 export interface CrashRunOptions {
@@ -63,6 +65,7 @@ export async function runCrashes(
     summary.skipped = spec.skip;
     return summary;
   }
+  const started = Date.now();
   const random = seededRandom(seed);
   const modes: CrashMode[] = [];
   for (const mode of Object.keys(profile.crashes) as CrashMode[]) {
@@ -118,5 +121,6 @@ export async function runCrashes(
     await spec.cleanup?.(dir).catch(() => {});
     await rm(dir, { recursive: true, force: true });
   }
+  summary.durationMs = Date.now() - started;
   return summary;
 }
