@@ -9,8 +9,13 @@ import { lowOnSpace, walFileBytes, walSizeLimitBytes } from './wal-space.js';
 const IDLE_INTERVAL_MS = 100;
 /** How soon it checkpoints again while writes keep coming. */
 const BUSY_INTERVAL_MS = 5;
-/** A fully copied WAL at least this long is rewound here rather than by the store's next write. */
+/** Low on space, the worker forces a restart of a WAL this long (see `restart`). */
 const REWIND_MIN_PAGES = 256;
+/**
+ * A rewind leaves exactly one frame in the WAL: page 1, which holds `user_version`. A fully
+ * copied WAL longer than that holds the store's writes, so the next one would restart it.
+ */
+const REWOUND_FRAMES = 1;
 /** How long a RESTART checkpoint waits for the write lock and for readers to move on. */
 const RESTART_BUSY_TIMEOUT_MS = 10;
 /** WAL header and frame header sizes, from SQLite's file format. */
@@ -60,7 +65,9 @@ function checkpoint(): void {
         // failure the next try waits for the WAL to grow by as much again.
         if (!restart()) nextRestartAt = log + REWIND_MIN_PAGES;
       } else if (checkpointed === log) {
-        if (log >= REWIND_MIN_PAGES) rewind();
+        // Rewound here, however short: otherwise the store's next write restarts the WAL and
+        // fsyncs its header on the event loop (a sweep batch after each checkpoint, every time).
+        if (log > REWOUND_FRAMES) rewind();
         // Quiet for a whole idle interval: no write is coming that would reuse the file.
         else if (quietChecks >= 2 && walBytes > WAL_HEADER_BYTES + IDLE_SLACK_FRAMES * frameBytes) {
           truncate();
