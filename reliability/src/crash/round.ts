@@ -278,14 +278,25 @@ async function check(
 
   // Sweep still finishes (a killed sweeper's lease may hold it off for one lease).
   const sweepDeadline = Date.now() + 15_000;
+  const sweeps = { calls: 0, idle: 0, scanned: 0, removed: 0 };
   for (;;) {
     const result = await store.sweep({ limit: 500 });
+    sweeps.calls++;
+    sweeps.scanned += result.scanned;
+    sweeps.removed += result.removed;
     if (result.done) break;
     if (Date.now() > sweepDeadline) {
-      outcome.failures.push('sweep() did not report done within 15 s of reopening');
+      outcome.failures.push(
+        `sweep() did not report done within 15 s of reopening (${sweeps.calls} calls, ` +
+          `${sweeps.idle} of them scanning nothing; ${sweeps.scanned} entries scanned, ` +
+          `${sweeps.removed} removed; ${(await readAll(store)).length} records listed)`,
+      );
       break;
     }
-    if (result.scanned === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    if (result.scanned === 0) {
+      sweeps.idle++;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
   const after = await store.count();
   if (after !== count)
