@@ -44,6 +44,7 @@ import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
 import { assertStoragePath, openError } from './open-path.js';
 import { SweepCursor } from './sweep-cursor.js';
+import { SweepSlices } from './sweep-slices.js';
 
 /** An abstract-level database or sublevel with any key and value types. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's database may use any encodings.
@@ -99,6 +100,9 @@ const KNOWN_OPTIONS = Object.keys(OPTIONS);
 
 // A sweep batch reads this many index keys, then the matching records in one getMany.
 const SWEEP_BATCH = 500;
+const MIN_SWEEP_BATCH = 32;
+/** The longest a sweep batch's synchronous stretches should hold the event loop. */
+const SWEEP_SLICE_MS = 1;
 const SCAN_BATCH = 256;
 
 type SweptEntry = { key: Uint8Array; expiresAt: number };
@@ -359,13 +363,14 @@ export class LevelStore extends BaseStore {
       lt: indexEndAfter(progress.now),
     });
     let last: SweptEntry | undefined;
+    const slices = new SweepSlices(MIN_SWEEP_BATCH, SWEEP_BATCH, SWEEP_SLICE_MS);
     try {
       for (;;) {
-        const size = progress.nextBatchSize(SWEEP_BATCH);
+        const size = progress.nextBatchSize(slices.size);
         if (size === 0) break;
         const keys = await due.nextv(size);
         if (keys.length === 0) return progress.result(true);
-        last = (await this.#sweepBatch(keys, progress)) ?? last;
+        last = (await this.#sweepBatch(keys, progress, slices)) ?? last;
         await yieldToEventLoop();
       }
       // Stopped by the limit, the budget or the signal: done only if nothing else is due.
@@ -475,14 +480,20 @@ export class LevelStore extends BaseStore {
   }
 
   /** Deletes every entry of `keys`; resolves to the last one that parsed. */
-  async #sweepBatch(keys: Uint8Array[], progress: SweepProgress): Promise<SweptEntry | undefined> {
+  async #sweepBatch(
+    keys: Uint8Array[],
+    progress: SweepProgress,
+    slices: SweepSlices,
+  ): Promise<SweptEntry | undefined> {
     const operations: Operation[] = [];
     const due: { key: Uint8Array; expiresAt: number; id: string }[] = [];
+    const parsing = performance.now();
     for (const key of keys) {
       const entry = parseIndexKey(key);
       if (entry === undefined) operations.push({ type: 'del', key });
       else due.push({ key, ...entry });
     }
+    slices.took(keys.length, performance.now() - parsing);
     progress.scanned += keys.length;
     // Hold every id of the batch, so a write that renews one of them cannot be swept away.
     await this.#writes.runAll(
@@ -491,6 +502,7 @@ export class LevelStore extends BaseStore {
         const recordKeys: Uint8Array[] = due.map((entry) => recordKey(entry.id));
         await this.#readable();
         const values = await this.db.getMany(recordKeys);
+        const checking = performance.now();
         const removedIds = new Set<string>();
         for (let i = 0; i < due.length; i++) {
           const entry = due[i] as (typeof due)[number];
@@ -508,7 +520,9 @@ export class LevelStore extends BaseStore {
             removedIds.add(entry.id);
           }
         }
-        if (operations.length > 0) await this.#writer.write(operations);
+        const written = operations.length > 0 ? this.#writer.write(operations) : undefined;
+        slices.took(keys.length, performance.now() - checking);
+        await written;
         progress.removed += removedIds.size;
       },
     );
