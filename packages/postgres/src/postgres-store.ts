@@ -35,6 +35,10 @@ interface RowWrite {
   now: number;
 }
 
+interface FencedWrite extends RowWrite {
+  lease: HeldLease;
+}
+
 interface FencedRow {
   held: boolean;
   wrote: boolean;
@@ -59,6 +63,7 @@ export class PostgresStore extends BaseStore {
   readonly #inserts: BatchKind<RowWrite, boolean>;
   readonly #updates: BatchKind<RowWrite, boolean>;
   readonly #touches: BatchKind<{ id: string; expiresAt: number; now: number }, boolean>;
+  readonly #releasingUpdates: BatchKind<FencedWrite, boolean | typeof lostLease>;
 
   /**
    * Connects, then creates or migrates the schema under a transaction-level advisory lock. A
@@ -134,6 +139,25 @@ export class PostgresStore extends BaseStore {
         return this.#wroteEach(many.touch, [ids, expiries, latest(calls)], ids);
       },
     };
+    this.#releasingUpdates = {
+      one: ({ row, now, lease }) =>
+        this.#fenced(this.#sql.fencedReleasing.updateIfLive, [...row, now], lease),
+      many: async (calls) => {
+        const { rows } = await this.#run<{ token: string; wrote: boolean }>(
+          many.updateIfLiveReleasing,
+          [
+            ...columnsOf(calls),
+            calls.map((call) => call.lease.key),
+            calls.map((call) => call.lease.token),
+            latest(calls),
+            this.#channel,
+          ],
+        );
+        const freed = new Map(rows.map((row) => [row.token, row.wrote]));
+        // Each call settles on its own: a lost lease rejects that call only.
+        return calls.map((call) => freed.get(call.lease.token) ?? lostLease);
+      },
+    };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
     this.locks = new PostgresLocks(db, settings.names, listener, settings.channel, this.#batches);
   }
@@ -161,6 +185,9 @@ export class PostgresStore extends BaseStore {
       record.expiresAt,
       owner === undefined ? null : Buffer.from(owner),
     ];
+    if (lease?.release === true && only === 'present') {
+      return this.#batches.run(this.#releasingUpdates, id, { row, now, lease }).then(heldOrLost);
+    }
     if (lease !== undefined) {
       const fenced = this.#fencedFor(lease);
       const statement =
@@ -289,6 +316,14 @@ export class PostgresStore extends BaseStore {
     if (row?.held !== true) throw lockLost();
     return row.wrote === true;
   }
+}
+
+/** Stands for a batched fenced write whose lease was gone, so only that call rejects. */
+const lostLease = Symbol('lost lease');
+
+function heldOrLost(wrote: boolean | typeof lostLease): boolean {
+  if (wrote === lostLease) throw lockLost();
+  return wrote;
 }
 
 /** The latest `now` of a batch's calls: a record expired for any of them counts as expired. */

@@ -16,6 +16,11 @@ export interface Statements {
   insertUnlessLive: Statement;
   /** The batched forms of the unfenced reads and writes: one array per column. */
   many: {
+    /**
+     * Fenced updates that release, batched: the rows' columns, then keys, tokens, now and the
+     * channel. One row per freed lease: its token and whether its write happened.
+     */
+    updateIfLiveReleasing: Statement;
     get: Statement;
     upsert: Statement;
     insertUnlessLive: Statement;
@@ -155,6 +160,28 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       `DELETE FROM ${table} WHERE id = $1 RETURNING expires_at > $2 AS live`,
     ),
     many: {
+      // Lease rows and then session rows are locked in id order, as every batch takes them.
+      updateIfLiveReleasing: statement(
+        'fenced_update_if_live_release_many',
+        `WITH freed AS (
+           DELETE FROM ${locks} WHERE id = ANY (ARRAY(
+             SELECT held.id FROM ${locks} AS held
+             JOIN unnest($5::text[], $6::text[]) AS q(key, token)
+               ON held.id = q.key COLLATE "C" AND held.token = q.token
+             WHERE held.expires_at > $7 ORDER BY held.id FOR UPDATE OF held))
+           RETURNING id, token),
+         locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND expires_at > $7
+           ORDER BY id FOR UPDATE),
+         written AS (
+           UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = q.owner
+           FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[], $6::text[])
+             AS q(id, data, expires_at, owner, token)
+           WHERE ${isLocked} AND q.token IN (SELECT token FROM freed)
+           RETURNING q.token)
+         SELECT freed.token, written.token IS NOT NULL AS wrote,
+                pg_notify($8, freed.id) IS NULL AS quiet
+         FROM freed LEFT JOIN written ON written.token = freed.token`,
+      ),
       get: statement(
         'get_many',
         `SELECT q.i::int AS i, ${record} FROM unnest($1::text[]) WITH ORDINALITY AS q(id, i)

@@ -78,6 +78,31 @@ describe('a locked request', () => {
     await Promise.all(locked.map((each) => each?.lock.release()));
   });
 
+  it('queued releasing updates share statements; a lost lease rejects only its own call', async () => {
+    const { store, statements } = await countingStore(`r${++tables}`);
+    const ids = Array.from({ length: 40 }, (_, i) => idOf(`u${i}`));
+    await Promise.all(ids.map((id) => store.set(id, record('old'))));
+    const locks = await Promise.all(ids.map((id) => store.locks.acquire(id, { leaseMs: 60_000 })));
+    const lost = locks[7];
+    await admin(`DELETE FROM "${schema}"."r${tables}_locks" WHERE token = $1`, [lost?.token]);
+    const before = statements();
+    const outcomes = await Promise.all(
+      ids.map((id, i) =>
+        codeOf(store.set(id, record('new'), { lock: locks[i], only: 'present', release: true })),
+      ),
+    );
+    // 40 calls; alone, each would be a statement.
+    expect(statements() - before).toBeLessThan(20);
+    expect(outcomes).toEqual(ids.map((_, i) => (i === 7 ? 'ERR_LOCK_LOST' : 'resolved')));
+    const read = await Promise.all(ids.map((id) => store.get(id)));
+    expect(read.map((each) => textOf(each?.data))).toEqual(
+      ids.map((_, i) => (i === 7 ? 'old' : 'new')),
+    );
+    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."r${tables}_locks"`);
+    expect(rows).toEqual([{ n: 0 }]);
+    await Promise.all(locks.map((lock) => lock.release().catch(() => {})));
+  });
+
   it('two stores on one table never lose an increment, each reading the other’s last write', async () => {
     const table = `r${++tables}`;
     const stores = [await countingStore(table), await countingStore(table)].map((s) => s.store);
