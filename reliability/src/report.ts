@@ -36,9 +36,9 @@ function crashRow(store: StoreCrashSummary): string {
     store.lockFreedMs.length === 0
       ? '–'
       : `${ms(median(store.lockFreedMs))} / ${ms(Math.max(...store.lockFreedMs))} (lease ${store.lockLeaseMs} ms)`,
-    store.durationMs === undefined || rounds === 0
+    store.durationMs === undefined
       ? '–'
-      : `${Math.round(store.durationMs / rounds / 10)} s`,
+      : `${Math.round(((store.durationMs / (store.timedRounds ?? rounds)) * 100) / 1000)} s`,
   ]
     .join(' | ')
     .replace(/^/, '| ')
@@ -69,7 +69,7 @@ export function renderReport(results: ReliabilityResults): string {
     'Rounds: writes / sweep / clear / lock. Recovery is from the kill to the reopened store’s first',
     'resolved write (median / worst); the lock column is from the kill until another holder got the',
     'killed holder’s lock. Time per 100 kills is the wall time of the store’s rounds, checks',
-    'included, on the machine and at the load above: compare stores by it only within one run.',
+    'included (over the runs that timed them), at the load above: compare stores by it only within one run.',
     '',
     '| store | rounds | acknowledged ops | sessions checked | lost | corrupt | failed checks | recovery | killed lock freed | time per 100 kills |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

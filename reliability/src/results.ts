@@ -46,7 +46,11 @@ export function allFailures(results: ReliabilityResults): string[] {
   ];
 }
 
-/** One summary per store: the rounds of several runs on it add up. */
+export function roundsOf(summary: StoreCrashSummary): number {
+  return Object.values(summary.rounds).reduce((sum, n) => sum + n, 0);
+}
+
+/** One summary per store: the rounds of several runs on it add up, and the times of those timed. */
 function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
   const byStore = new Map<string, StoreCrashSummary>();
   for (const summary of summaries) {
@@ -65,10 +69,14 @@ function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
     seen.failures = [...seen.failures, ...summary.failures];
     seen.recoveryMs = [...seen.recoveryMs, ...summary.recoveryMs];
     seen.lockFreedMs = [...seen.lockFreedMs, ...summary.lockFreedMs];
-    seen.durationMs =
-      seen.durationMs === undefined || summary.durationMs === undefined
-        ? undefined
-        : seen.durationMs + summary.durationMs;
+  }
+  for (const merged of byStore.values()) {
+    const timed = summaries.filter(
+      (summary) => summary.store === merged.store && summary.durationMs !== undefined,
+    );
+    merged.durationMs =
+      timed.length === 0 ? undefined : timed.reduce((sum, s) => sum + (s.durationMs ?? 0), 0);
+    merged.timedRounds = timed.reduce((sum, s) => sum + (s.timedRounds ?? roundsOf(s)), 0);
   }
   return [...byStore.values()];
 }

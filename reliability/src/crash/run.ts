@@ -33,6 +33,8 @@ export interface StoreCrashSummary {
   seed: number;
   /** Wall time of the store's crash rounds, checks included. */
   durationMs?: number;
+  /** The rounds `durationMs` counts, when results merged from several runs did not all time theirs. */
+  timedRounds?: number;
 }
 
 export interface CrashRunOptions {
