@@ -3,6 +3,7 @@ import {
   DATA_START,
   ENTRIES_PER_PAGE,
   type Entry,
+  entryHash,
   type FileHeader,
   newPage,
   PAGE_BYTES,
@@ -104,6 +105,12 @@ export class Chain {
   entry(index: number): Entry {
     const page = this.#pages[Math.floor(index / ENTRIES_PER_PAGE)] as ChainPage;
     return readEntry(page.buf, index % ENTRIES_PER_PAGE);
+  }
+
+  /** Entry `index`'s hash field, without checking the entry. */
+  hashAt(index: number): number {
+    const page = this.#pages[Math.floor(index / ENTRIES_PER_PAGE)] as ChainPage;
+    return entryHash(page.buf, index % ENTRIES_PER_PAGE);
   }
 
   set(index: number, entry: Entry): void {

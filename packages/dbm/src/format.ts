@@ -1,11 +1,11 @@
 import * as zlib from 'node:zlib';
 
 /**
- * The on-disk layout of a dbm file, version 2. The README's "File format" section describes the
+ * The on-disk layout of a dbm file, version 3. The README's "File format" section describes the
  * same thing in prose; change both together and bump FORMAT_VERSION.
  */
 export const FORMAT_MAGIC = Buffer.from('SESSDBM\0', 'latin1');
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
 export const PAGE_BYTES = 4096;
 export const HEADER_REGION_BYTES = 4096;
@@ -21,8 +21,8 @@ export const SPLIT_LOAD = 64;
 export const MAX_SEGMENTS = 32;
 
 export const PAGE_HEADER_BYTES = 16;
-export const ENTRY_BYTES = 24;
-export const ENTRIES_PER_PAGE = (PAGE_BYTES - PAGE_HEADER_BYTES) / ENTRY_BYTES;
+export const ENTRY_BYTES = 28;
+export const ENTRIES_PER_PAGE = Math.floor((PAGE_BYTES - PAGE_HEADER_BYTES) / ENTRY_BYTES);
 export const PAGE_MAGIC = 0xb4c7;
 
 export const RECORD_HEADER_BYTES = 28;
@@ -308,23 +308,40 @@ export function decodeJournal(whole: Buffer, head: JournalHead): JournalWrite[] 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bucket pages: [next page f64][count u16][magic u16][reserved u32] then ENTRIES_PER_PAGE entries.
+// Bucket pages: [next page f64][count u16][magic u16][reserved u32] then ENTRIES_PER_PAGE entries
+// of [hash u32][extent bytes u32][record offset f64][expiresAt f64][crc u32 of the 24 bytes before].
+
+const ENTRY_CRC = ENTRY_BYTES - 4;
 
 export interface Entry {
   hash: number;
   extentBytes: number;
   recordOffset: number;
   expiresAt: number;
+  /**
+   * Set when the entry's checksum does not hold: none of its fields can be trusted, so its extent
+   * is neither read as a record nor freed. Moving the entry keeps it damaged.
+   */
+  damaged?: boolean;
+}
+
+/** The hash field of an entry, unchecked: enough to pass by entries of other ids. */
+export function entryHash(page: Buffer, slot: number): number {
+  return page.readUInt32LE(PAGE_HEADER_BYTES + slot * ENTRY_BYTES);
 }
 
 export function readEntry(page: Buffer, slot: number): Entry {
   const at = PAGE_HEADER_BYTES + slot * ENTRY_BYTES;
-  return {
+  const entry: Entry = {
     hash: page.readUInt32LE(at),
     extentBytes: page.readUInt32LE(at + 4),
     recordOffset: page.readDoubleLE(at + 8),
     expiresAt: page.readDoubleLE(at + 16),
   };
+  if (crc32(page.subarray(at, at + ENTRY_CRC)) !== page.readUInt32LE(at + ENTRY_CRC)) {
+    entry.damaged = true;
+  }
+  return entry;
 }
 
 export function writeEntry(page: Buffer, slot: number, entry: Entry): void {
@@ -333,6 +350,8 @@ export function writeEntry(page: Buffer, slot: number, entry: Entry): void {
   page.writeUInt32LE(entry.extentBytes, at + 4);
   page.writeDoubleLE(entry.recordOffset, at + 8);
   page.writeDoubleLE(entry.expiresAt, at + 16);
+  const crc = crc32(page.subarray(at, at + ENTRY_CRC));
+  page.writeUInt32LE(entry.damaged === true ? ~crc >>> 0 : crc, at + ENTRY_CRC);
 }
 
 export function newPage(): Buffer {

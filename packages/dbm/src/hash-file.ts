@@ -158,7 +158,9 @@ export class HashFile {
   }
 
   #read(tx: Transaction, match: Match | undefined, now: number): SessionRecord | undefined {
-    if (match === undefined || match.entry.expiresAt <= now) return undefined;
+    if (match === undefined) return undefined;
+    if (match.entry.damaged === true) throw corruptRecord();
+    if (match.entry.expiresAt <= now) return undefined;
     if (match.head === undefined) throw corruptRecord();
     const data = recordData(tx, match.entry, match.head, match.headBytes);
     if (data === undefined || match.head.expiresAt !== match.entry.expiresAt) throw corruptRecord();
@@ -177,7 +179,8 @@ export class HashFile {
     now: number,
   ): boolean {
     const { tx, chain, hash, match } = this.#find(this.begin(), id);
-    const live = match?.head !== undefined && match.entry.expiresAt > now;
+    const live =
+      match?.head !== undefined && match.entry.damaged !== true && match.entry.expiresAt > now;
     if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
     const { owner, expiresAt } = record;
     const placed = writeExtentBytes(
@@ -206,6 +209,7 @@ export class HashFile {
 
   touch(id: string, expiresAt: number, now: number): boolean {
     const { tx, chain, match } = this.#find(this.begin(), id);
+    if (match?.entry.damaged === true) throw corruptRecord();
     if (match === undefined || match.entry.expiresAt <= now) return false;
     if (match.head === undefined) throw corruptRecord();
     chain.set(match.index, { ...match.entry, expiresAt });
@@ -221,7 +225,7 @@ export class HashFile {
   delete(id: string, now: number): boolean {
     const { tx, chain, match } = this.#find(this.begin(), id);
     if (match === undefined) return false;
-    const live = match.entry.expiresAt > now;
+    const live = match.entry.damaged === true || match.entry.expiresAt > now;
     removeEntry(tx, chain, match.index);
     chain.flush();
     if (match.head?.owner !== undefined) removeOwnedId(tx, match.head.owner, id);
@@ -292,7 +296,8 @@ export class HashFile {
         const index = position - 1;
         position = index;
         const entry = chain.entry(index);
-        if (isOwnerListEntry(entry)) continue;
+        // A damaged entry's expiry is unknown: it stays, for get() to report for its id.
+        if (isOwnerListEntry(entry) || entry.damaged === true) continue;
         result.scanned++;
         const expiresAt = decode ? this.#decodedExpiry(tx, entry) : entry.expiresAt;
         if (expiresAt <= now) {
@@ -337,18 +342,32 @@ export class HashFile {
       : unsupportedVersion(this.#io.path, state.version);
   }
 
+  /**
+   * The entry of `id`: its intact entry, else one that cannot be read back as another id's
+   * (a damaged record, or a damaged entry of this hash or pointing at this id's record).
+   */
   #find(tx: Transaction, id: string): Lookup {
     const hash = bucketHash(fnv1a32(id));
     const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
     let candidate: Match | undefined;
     for (let index = 0; index < chain.length; index++) {
+      if (chain.hashAt(index) !== hash) continue;
       const entry = chain.entry(index);
-      if (entry.hash !== hash || isOwnerListEntry(entry)) continue;
+      if (isOwnerListEntry(entry)) continue;
       const { head, headBytes } = readHead(tx, entry);
-      if (head?.id === id) return { tx, chain, hash, match: { index, entry, head, headBytes } };
-      // Same hash but unreadable: most likely this id's damaged record.
-      if (head === undefined && candidate === undefined)
+      if (head?.id === id && entry.damaged !== true) {
+        return { tx, chain, hash, match: { index, entry, head, headBytes } };
+      }
+      if ((head === undefined || entry.damaged === true) && candidate === undefined)
         candidate = { index, entry, head, headBytes };
+    }
+    // A damaged hash field hides an entry from the pass above; only a miss pays for this one.
+    for (let index = 0; index < chain.length && candidate === undefined; index++) {
+      if (chain.hashAt(index) === hash) continue;
+      const entry = chain.entry(index);
+      if (entry.damaged !== true) continue;
+      const { head, headBytes } = readHead(tx, entry);
+      if (head?.id === id) candidate = { index, entry, head, headBytes };
     }
     return { tx, chain, hash, match: candidate };
   }

@@ -29,8 +29,9 @@ function findList(tx: Transaction, owner: string): Found {
   const hash = bucketHash(fnv1a32(owner));
   const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
   for (let index = 0; index < chain.length; index++) {
+    if (chain.hashAt(index) !== hash) continue;
     const entry = chain.entry(index);
-    if (entry.hash !== hash || !isOwnerListEntry(entry)) continue;
+    if (!isOwnerListEntry(entry)) continue;
     if (!tx.isPlausibleExtent(entry.recordOffset, entry.extentBytes)) {
       throw damaged(tx.path, 'an owner list entry points outside the file');
     }

@@ -102,8 +102,9 @@ export function touchedRecordTail(head: Buffer, dataStart: number, expiresAt: nu
 /** The expiresAt of a bucket entry that points to an owner list. */
 export const OWNER_LIST_EXPIRES_AT = Number.NaN;
 
+/** Only an intact entry is taken for an owner list: a damaged one is never read as one. */
 export function isOwnerListEntry(entry: Entry): boolean {
-  return Number.isNaN(entry.expiresAt);
+  return entry.damaged !== true && Number.isNaN(entry.expiresAt);
 }
 
 export function ownerListBytes(owner: string, ids: readonly string[]): Buffer {

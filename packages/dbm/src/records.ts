@@ -56,7 +56,10 @@ export function writeExtentBytes(
   old: Entry | undefined,
   bytes: Buffer,
 ): { extentBytes: number; recordOffset: number } {
-  const plausible = old !== undefined && tx.isPlausibleExtent(old.recordOffset, old.extentBytes);
+  const plausible =
+    old !== undefined &&
+    old.damaged !== true &&
+    tx.isPlausibleExtent(old.recordOffset, old.extentBytes);
   if (
     plausible &&
     classSize(classOf(bytes.length)) === old.extentBytes &&
@@ -71,10 +74,10 @@ export function writeExtentBytes(
   return { extentBytes: extent.size, recordOffset: extent.offset };
 }
 
-/** Removes a chain's entry `index` and frees its extent. */
+/** Removes a chain's entry `index` and frees its extent (a damaged entry's extent is left alone). */
 export function removeEntry(tx: Transaction, chain: Chain, index: number): void {
   const removed = chain.remove(index);
-  if (tx.isPlausibleExtent(removed.recordOffset, removed.extentBytes)) {
+  if (removed.damaged !== true && tx.isPlausibleExtent(removed.recordOffset, removed.extentBytes)) {
     tx.release(removed.recordOffset, removed.extentBytes);
   }
   tx.header.recordCount--;

@@ -4,7 +4,7 @@ import { isOwnerListEntry, type RecordHead } from './record-format.js';
 import { readHead } from './records.js';
 import type { Transaction } from './transaction.js';
 
-/** Called for each record entry a scan visits (owner lists are passed by); `readHead` reads the entry's record head when wanted. */
+/** Called for each intact record entry a scan visits (owner lists and damaged entries are passed by); `readHead` reads the entry's record head when wanted. */
 export type ScanVisitor = (entry: Entry, readHead: () => RecordHead | undefined) => void;
 
 /**
@@ -33,7 +33,8 @@ export class TableScan {
       const chain = Chain.loadBucket(tx, bucket);
       for (let i = 0; i < chain.length; i++) {
         const entry = chain.entry(i);
-        if (!isOwnerListEntry(entry)) visit(entry, () => readHead(tx, entry).head);
+        if (!isOwnerListEntry(entry) && entry.damaged !== true)
+          visit(entry, () => readHead(tx, entry).head);
       }
     };
     for (let bucket = this.#next; bucket < end; bucket++) {
