@@ -1,7 +1,10 @@
+import type { SessionRecord } from '@sessile/core';
 import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
 import type { Connection } from './connection.js';
-import type { KeyLayout } from './keys.js';
-import { EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
+import { decodeRecord, type KeyLayout } from './keys.js';
+import { CLAIM_AND_GET, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
+
+type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */
 const BACKSTOP_POLL_MS = 250;
@@ -9,9 +12,12 @@ const BACKSTOP_POLL_MS = 250;
 /**
  * Leases as Redis keys: a claim is `SET NX PX` with our token, extend and release are
  * compare-and-act scripts, and a release publishes the key so waiters on every host try at once.
+ * A claim that reads the record, and a fenced write that frees the lease, are one script each:
+ * the lock and the record share the session id as hash tag, so they share a cluster slot.
  */
 class RedisLeases implements LeaseBackend {
   readonly maxPollDelayMs = BACKSTOP_POLL_MS;
+  readonly releasesWithWrite = true;
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
   readonly #watchers = new Map<string, Set<() => void>>();
@@ -35,6 +41,27 @@ class RedisLeases implements LeaseBackend {
       });
       return reply !== null;
     });
+  }
+
+  claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
+    const connection = this.#connection;
+    const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
+    const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
+    return connection
+      .call('lock acquire', () => CLAIM_AND_GET.run(connection.bytes, keys, args))
+      .then(async (reply) => {
+        const [taken, value] = reply as [number, Buffer | undefined];
+        if (taken !== 1) return { taken: false };
+        if (value === undefined) return { taken: true, record: undefined };
+        try {
+          const record = decodeRecord(value);
+          return { taken: true, record: record.expiresAt > Date.now() ? record : undefined };
+        } catch (error) {
+          // Nobody will hold this lease, so it goes before the error reaches the caller.
+          await this.release(claim).catch(() => {});
+          throw error;
+        }
+      });
   }
 
   extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {

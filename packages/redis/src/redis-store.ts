@@ -145,6 +145,7 @@ export class RedisStore extends BaseStore {
           '',
           id,
           String(indexedUntil),
+          ...this.#releaseArgs(lease),
         ];
         for (;;) {
           if (indexed) args[6] = '1';
@@ -186,6 +187,7 @@ export class RedisStore extends BaseStore {
         String(expiresAt),
         '',
         '',
+        ...this.#releaseArgs(lease),
       ];
       // The owner's entry is raised first; another try is needed only when a concurrent write
       // gave the record yet another owner in between.
@@ -210,7 +212,8 @@ export class RedisStore extends BaseStore {
       const key = this.#keys.record(id);
       if (lease === undefined) return (await this.#connection.bytes.del(key)) > 0;
       const keys = [key, this.#keys.lock(lease.key)];
-      return fenced(await FENCED_DELETE.run(this.#connection.bytes, keys, [lease.token]));
+      const args = [lease.token, ...this.#releaseArgs(lease)];
+      return fenced(await FENCED_DELETE.run(this.#connection.bytes, keys, args));
     });
   }
 
@@ -258,6 +261,11 @@ export class RedisStore extends BaseStore {
 
   protected async _close(): Promise<void> {
     await this.#connection.close();
+  }
+
+  /** What a fenced script needs to free the lease with its write: the channel and the lock's key. */
+  #releaseArgs(lease: HeldLease | undefined): string[] {
+    return lease?.release === true ? [this.#keys.releaseChannel, lease.key] : [];
   }
 
   #io<T>(action: string, run: () => Promise<T>): Promise<T> {

@@ -86,7 +86,20 @@ return 1
 `);
 
 // Fenced writes: KEYS[1] the record, KEYS[2] its lock. They answer -1 when the lock key does not
-// hold our token (released, taken over, or its lease ran out), so nothing is written.
+// hold our token (released, taken over, or its lease ran out), so nothing is written. Given the
+// release channel and the lock's key in the kit (ARGV[10] and ARGV[11] for WRITE, ARGV[7] and
+// ARGV[8] for TOUCH, ARGV[2] and ARGV[3] for FENCED_DELETE), a write that answers 0 or 1 also
+// frees the lock and announces it, so a commit and its unlock are one command.
+
+/** Lua: frees the lock KEYS[2] and wakes its waiters when a release channel is given. */
+const FREE_LOCK = `
+local function free(channel, key)
+  if channel ~= nil and channel ~= '' then
+    redis.call('DEL', KEYS[2])
+    redis.call('PUBLISH', channel, key)
+  end
+end
+`;
 
 /** True when the 21-byte `header` (a Lua local) starts a record of the format this version writes. */
 const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1) == 0xf5 and string.byte(header, 2) == 0x5e
@@ -102,11 +115,18 @@ const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1)
  * only where both keys share a server, not on a cluster), it adds the entry itself before the
  * record; without KEYS[3] it answers `{'index'}` and writes nothing.
  */
-export const WRITE = new Script(`${INDEX}
+export const WRITE = new Script(`${INDEX}${FREE_LOCK}
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
-if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then return 0 end
-if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
+if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then
+  free(ARGV[10], ARGV[11])
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+  free(ARGV[10], ARGV[11])
+  return 1
+end
 local value = ARGV[2]
 if ARGV[5] ~= '' and ARGV[7] ~= '1' then
   local kept = nil
@@ -129,6 +149,7 @@ if ARGV[5] ~= '' and ARGV[7] ~= '1' then
   end
 end
 redis.call('SET', KEYS[1], value, 'PXAT', ARGV[3])
+free(ARGV[10], ARGV[11])
 return 1
 `);
 
@@ -138,11 +159,18 @@ return 1
  * cover's indexedUntil bytes. When the record has an owner whose entry does not cover the new
  * expiry (and the caller has not just raised it), it answers `{owner}` and writes nothing.
  */
-export const TOUCH = new Script(`
+export const TOUCH = new Script(`${FREE_LOCK}
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
-if header == '' then return 0 end
-if ARGV[3] == '' then redis.call('DEL', KEYS[1]) return 1 end
+if header == '' then
+  free(ARGV[7], ARGV[8])
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+  free(ARGV[7], ARGV[8])
+  return 1
+end
 if ${IS_CURRENT_HEADER} then
   local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
   if ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil then
@@ -153,13 +181,27 @@ if ${IS_CURRENT_HEADER} then
 end
 redis.call('SETRANGE', KEYS[1], ${EXPIRES_AT_OFFSET}, ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+free(ARGV[7], ARGV[8])
 return 1
 `);
 
 /** ARGV: token. */
-export const FENCED_DELETE = new Script(`
+export const FENCED_DELETE = new Script(`${FREE_LOCK}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-return redis.call('DEL', KEYS[1])
+local deleted = redis.call('DEL', KEYS[1])
+free(ARGV[2], ARGV[3])
+return deleted
+`);
+
+/**
+ * KEYS[1] the lock, KEYS[2] the record (one hash tag, so one cluster slot). ARGV: token, lease
+ * in ms. Answers {0} when the lock is held by another, else {1} and the record's value if any.
+ */
+export const CLAIM_AND_GET = new Script(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local value = redis.call('GET', KEYS[2])
+if value then return {1, value} end
+return {1}
 `);
 
 /** KEYS[1] the lock. ARGV: token, lease in ms. */
