@@ -1,11 +1,9 @@
 import { ftruncateSync } from 'node:fs';
 import type { OwnedSession, SessionError, SessionRecord } from '@sessile/core';
-import { fnv1a32 } from '@sessile/core/store';
-import { bucketOf, Chain } from './chain.js';
+import { Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
 import { type DbmDurability, FileIo } from './file-io.js';
 import {
-  bucketHash,
   DATA_START,
   type Entry,
   encodeHeader,
@@ -16,13 +14,15 @@ import {
 } from './format.js';
 import { Journal } from './journal.js';
 import { addOwnedId, ownedIds, removeOwnedId } from './owner-lists.js';
+import { isOwnerListEntry, recordBytes, touchedRecordTail } from './record-format.js';
 import {
-  isOwnerListEntry,
-  type RecordHead,
-  recordBytes,
-  touchedRecordTail,
-} from './record-format.js';
-import { readHead, recordData, removeEntry, writeExtentBytes } from './records.js';
+  findEntry,
+  type Match,
+  readHead,
+  recordData,
+  removeEntry,
+  writeExtentBytes,
+} from './records.js';
 import { type ScanVisitor, TableScan } from './table-scan.js';
 import { Transaction } from './transaction.js';
 
@@ -30,21 +30,6 @@ import { Transaction } from './transaction.js';
 const JOURNAL_SOFT_LIMIT_BYTES = 256 * 1024;
 /** A sweep batch ends once its journal holds this much: its commit stays well under a millisecond. */
 const SWEEP_BATCH_JOURNAL_BYTES = 64 * 1024;
-
-interface Match {
-  index: number;
-  entry: Entry;
-  /** Undefined when the record's header or id is damaged. */
-  head: RecordHead | undefined;
-  headBytes: Buffer;
-}
-
-interface Lookup {
-  tx: Transaction;
-  chain: Chain;
-  hash: number;
-  match: Match | undefined;
-}
 
 export interface SweepBatchResult {
   scanned: number;
@@ -135,7 +120,7 @@ export class HashFile {
 
   get(id: string, now: number): SessionRecord | undefined {
     const tx = this.begin();
-    return this.#read(tx, this.#find(tx, id).match, now);
+    return this.#read(tx, findEntry(tx, id).match, now);
   }
 
   /**
@@ -148,7 +133,7 @@ export class HashFile {
     for (const id of ownedIds(tx, owner)) {
       let record: SessionRecord | undefined;
       try {
-        record = this.#read(tx, this.#find(tx, id).match, now);
+        record = this.#read(tx, findEntry(tx, id).match, now);
       } catch (error) {
         if ((error as SessionError).code !== 'ERR_CORRUPT_RECORD') throw error;
       }
@@ -178,7 +163,7 @@ export class HashFile {
     only: 'absent' | 'present' | undefined,
     now: number,
   ): boolean {
-    const { tx, chain, hash, match } = this.#find(this.begin(), id);
+    const { tx, chain, hash, match } = findEntry(this.begin(), id);
     const live =
       match?.head !== undefined && match.entry.damaged !== true && match.entry.expiresAt > now;
     if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
@@ -208,7 +193,7 @@ export class HashFile {
   }
 
   touch(id: string, expiresAt: number, now: number): boolean {
-    const { tx, chain, match } = this.#find(this.begin(), id);
+    const { tx, chain, match } = findEntry(this.begin(), id);
     if (match?.entry.damaged === true) throw corruptRecord();
     if (match === undefined || match.entry.expiresAt <= now) return false;
     if (match.head === undefined) throw corruptRecord();
@@ -223,7 +208,7 @@ export class HashFile {
   }
 
   delete(id: string, now: number): boolean {
-    const { tx, chain, match } = this.#find(this.begin(), id);
+    const { tx, chain, match } = findEntry(this.begin(), id);
     if (match === undefined) return false;
     const live = match.entry.damaged === true || match.entry.expiresAt > now;
     removeEntry(tx, chain, match.index);
@@ -340,36 +325,6 @@ export class HashFile {
     return state.kind === 'foreign'
       ? foreignFile(this.#io.path)
       : unsupportedVersion(this.#io.path, state.version);
-  }
-
-  /**
-   * The entry of `id`: its intact entry, else one that cannot be read back as another id's
-   * (a damaged record, or a damaged entry of this hash or pointing at this id's record).
-   */
-  #find(tx: Transaction, id: string): Lookup {
-    const hash = bucketHash(fnv1a32(id));
-    const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
-    let candidate: Match | undefined;
-    for (let index = 0; index < chain.length; index++) {
-      if (chain.hashAt(index) !== hash) continue;
-      const entry = chain.entry(index);
-      if (isOwnerListEntry(entry)) continue;
-      const { head, headBytes } = readHead(tx, entry);
-      if (head?.id === id && entry.damaged !== true) {
-        return { tx, chain, hash, match: { index, entry, head, headBytes } };
-      }
-      if ((head === undefined || entry.damaged === true) && candidate === undefined)
-        candidate = { index, entry, head, headBytes };
-    }
-    // A damaged hash field hides an entry from the pass above; only a miss pays for this one.
-    for (let index = 0; index < chain.length && candidate === undefined; index++) {
-      if (chain.hashAt(index) === hash) continue;
-      const entry = chain.entry(index);
-      if (entry.damaged !== true) continue;
-      const { head, headBytes } = readHead(tx, entry);
-      if (head?.id === id) candidate = { index, entry, head, headBytes };
-    }
-    return { tx, chain, hash, match: candidate };
   }
 
   #decodedExpiry(tx: Transaction, entry: Entry): number {

@@ -1,8 +1,8 @@
 import { isSessionId } from '@sessile/core';
 import { fnv1a32 } from '@sessile/core/store';
-import type { Chain } from './chain.js';
+import { bucketOf, Chain } from './chain.js';
 import { bucketHash, classOf, classSize, crc32, type Entry, PAGE_BYTES } from './format.js';
-import { decodeRecordHead, type RecordHead } from './record-format.js';
+import { decodeRecordHead, isOwnerListEntry, type RecordHead } from './record-format.js';
 import type { Transaction } from './transaction.js';
 
 /** Records up to this size are rewritten in place (through the journal) when their class fits. */
@@ -15,6 +15,51 @@ export interface HeadRead {
   head: RecordHead | undefined;
   /** The first bytes of the extent, up to a page: the header, the id and often all the data. */
   headBytes: Buffer;
+}
+
+export interface Match {
+  index: number;
+  entry: Entry;
+  /** Undefined when the record's header or id is damaged. */
+  head: RecordHead | undefined;
+  headBytes: Buffer;
+}
+
+export interface Lookup {
+  tx: Transaction;
+  chain: Chain;
+  hash: number;
+  match: Match | undefined;
+}
+
+/**
+ * The entry of `id`: its intact entry, else one that cannot be read back as another id's
+ * (a damaged record, or a damaged entry of this hash or pointing at this id's record).
+ */
+export function findEntry(tx: Transaction, id: string): Lookup {
+  const hash = bucketHash(fnv1a32(id));
+  const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
+  let candidate: Match | undefined;
+  for (let index = 0; index < chain.length; index++) {
+    if (chain.hashAt(index) !== hash) continue;
+    const entry = chain.entry(index);
+    if (isOwnerListEntry(entry)) continue;
+    const { head, headBytes } = readHead(tx, entry);
+    if (head?.id === id && entry.damaged !== true) {
+      return { tx, chain, hash, match: { index, entry, head, headBytes } };
+    }
+    if ((head === undefined || entry.damaged === true) && candidate === undefined)
+      candidate = { index, entry, head, headBytes };
+  }
+  // A damaged hash field hides an entry from the pass above; only a miss pays for this one.
+  for (let index = 0; index < chain.length && candidate === undefined; index++) {
+    if (chain.hashAt(index) === hash) continue;
+    const entry = chain.entry(index);
+    if (entry.damaged !== true) continue;
+    const { head, headBytes } = readHead(tx, entry);
+    if (head?.id === id) candidate = { index, entry, head, headBytes };
+  }
+  return { tx, chain, hash, match: candidate };
 }
 
 /** Reads the head of the record an entry points to; nothing when the entry's extent is implausible. */
