@@ -129,4 +129,41 @@ describe('DbmStore bucket entries', () => {
     }
     expect(wrong).toEqual([]);
   });
+
+  it('a bucket page whose entry count is damaged is refused with ERR_STORE_IO naming the file; it never hides an entry or shows a vacated slot', async () => {
+    const pristine = join(directory, 'count.dbm');
+    const gone = generateSessionId();
+    const kept = generateSessionId();
+    const expiresAt = Date.now() + HOUR_MS;
+    const store = await DbmStore.open({ path: pristine });
+    await store.set(gone, { data: bytesOf(8, 20), expiresAt });
+    await store.set(kept, { data: bytesOf(9, 20), expiresAt });
+    await store.close();
+    const at = entryOffset(pristine, kept);
+    const page = DATA_START + Math.floor((at - DATA_START) / PAGE_BYTES) * PAGE_BYTES;
+    const count = readFileSync(pristine).readUInt16LE(page + 8);
+
+    const outcomes: string[] = [];
+    for (const delta of [-1, 1]) {
+      const path = join(directory, `count${delta}.dbm`);
+      copyFileSync(pristine, path);
+      const field = Buffer.alloc(2);
+      field.writeUInt16LE(count + delta);
+      const fd = openSync(path, 'r+');
+      writeSync(fd, field, 0, 2, page + 8);
+      closeSync(fd);
+      const reopened = await DbmStore.open({ path });
+      try {
+        const got = await reopened.get(kept).then(
+          (record) => (record === undefined ? 'absent' : 'a record'),
+          (error: Error) =>
+            error.message.includes(path) ? (error as { code?: string }).code : error.message,
+        );
+        outcomes.push(`count ${delta > 0 ? '+' : ''}${delta}: ${got}`);
+      } finally {
+        await reopened.close();
+      }
+    }
+    expect(outcomes).toEqual(['count -1: ERR_STORE_IO', 'count +1: ERR_STORE_IO']);
+  });
 });
