@@ -88,7 +88,13 @@ export class FileLocks extends LeaseLocks {
       leaseMs,
       expiresAt,
       hooks: {
-        extend: (heldToken, newExpiresAt) => this.#leases.extendAt(file, heldToken, newExpiresAt),
+        extend: async (heldToken, newExpiresAt) => {
+          const extended = await this.#leases.extendAt(file, heldToken, newExpiresAt);
+          // A lease that ended before its timer ran is lost without `expired`: free it here, or
+          // every later claim of this instance would be refused as still being freed.
+          if (!extended) this.#leases.releaseAt(file, heldToken).catch(() => {});
+          return extended;
+        },
         release: (heldToken) => this.#leases.releaseAt(file, heldToken),
         expired: (heldToken) => {
           this.#leases.releaseAt(file, heldToken).catch(() => {});

@@ -811,6 +811,23 @@ describe('sweep', () => {
     expect(removed).toBe(600);
   }, 120_000);
 
+  it('a sweep lease whose extend came too late is freed, so the next sweep can take it', async () => {
+    const store = await openStore({ io: 'sync' });
+    const file = join(store.path, '.sweep-lease');
+    const lease = await store.locks.tryLease(file, 50);
+    // Past the lease end before its timer can run (a stalled event loop): the extend fails.
+    const until = Date.now() + 100;
+    while (Date.now() < until);
+    await expect(lease?.extend()).rejects.toMatchObject({ code: 'ERR_LOCK_LOST' });
+    let next = await store.locks.tryLease(file, 5000);
+    for (let tries = 0; next === undefined; tries++) {
+      expect(tries).toBeLessThan(100);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      next = await store.locks.tryLease(file, 5000);
+    }
+    await next.release();
+  });
+
   it('a second sweep in the same process while one runs does nothing', async () => {
     const store = await openStore();
     const now = Date.now();
