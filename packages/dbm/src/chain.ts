@@ -5,10 +5,12 @@ import {
   type Entry,
   entryHash,
   type FileHeader,
+  isSealedPage,
   newPage,
   PAGE_BYTES,
   PAGE_MAGIC,
   readEntry,
+  sealPage,
   writeEntry,
 } from './format.js';
 import type { Transaction } from './transaction.js';
@@ -67,7 +69,7 @@ export class Chain {
       }
       const buf = tx.read(offset, PAGE_BYTES);
       const count = buf.readUInt16LE(8);
-      if (buf.readUInt16LE(10) !== PAGE_MAGIC || count > ENTRIES_PER_PAGE) {
+      if (!isSealedPage(buf) || count > ENTRIES_PER_PAGE) {
         throw damaged(tx.path, 'bad bucket page');
       }
       const previous = pages[pages.length - 1];
@@ -198,6 +200,7 @@ export class Chain {
 
   flush(): void {
     for (const page of this.#dirty) {
+      sealPage(page.buf);
       if (page.fresh) this.#tx.writeFresh(page.offset, page.buf);
       else this.#tx.write(page.offset, page.buf);
     }

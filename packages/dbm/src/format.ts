@@ -308,7 +308,7 @@ export function decodeJournal(whole: Buffer, head: JournalHead): JournalWrite[] 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bucket pages: [next page f64][count u16][magic u16][reserved u32] then ENTRIES_PER_PAGE entries
+// Bucket pages: [next page f64][count u16][magic u16][crc u32 of the 12 bytes before] then ENTRIES_PER_PAGE entries
 // of [hash u32][extent bytes u32][record offset f64][expiresAt f64][crc u32 of the 24 bytes before].
 
 const ENTRY_CRC = ENTRY_BYTES - 4;
@@ -357,5 +357,18 @@ export function writeEntry(page: Buffer, slot: number, entry: Entry): void {
 export function newPage(): Buffer {
   const page = Buffer.alloc(PAGE_BYTES);
   page.writeUInt16LE(PAGE_MAGIC, 10);
+  sealPage(page);
   return page;
+}
+
+/** Writes the checksum of a page's next pointer, count and magic; call after changing them. */
+export function sealPage(page: Buffer): void {
+  page.writeUInt32LE(crc32(page.subarray(0, 12)), 12);
+}
+
+/** Whether a page's magic and header checksum hold. */
+export function isSealedPage(page: Buffer): boolean {
+  return (
+    page.readUInt16LE(10) === PAGE_MAGIC && crc32(page.subarray(0, 12)) === page.readUInt32LE(12)
+  );
 }
