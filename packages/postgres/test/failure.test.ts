@@ -2,32 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { isSessionError } from '@sessile/core';
 import { PostgresStore, type PostgresStoreOptions } from '@sessile/postgres';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   admin,
   CONNECTION_STRING,
   codeOf,
-  dropSchema,
   HOUR_MS,
   idOf,
   record,
-  runSchema,
   textOf,
+  useTestSchema,
 } from './helpers.js';
 
-const schema = runSchema('failure');
-beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
-afterAll(() => dropSchema(schema));
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-let tables = 0;
-function newTable(): string {
-  return `t${++tables}`;
-}
+const { schema, cleanups, newTable } = useTestSchema('failure');
 
 async function openStore(options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
   const store = await PostgresStore.open({

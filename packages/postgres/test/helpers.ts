@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import pg from 'pg';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 
 export const HOUR_MS = 3_600_000;
 
@@ -29,6 +30,26 @@ export async function admin<R extends pg.QueryResultRow = pg.QueryResultRow>(
 
 export async function dropSchema(schema: string): Promise<void> {
   await admin(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/**
+ * A test file's own schema, created before its tests and dropped after them, with clean-ups that
+ * run after each test (last registered, first run) and table names unique within the file.
+ */
+export function useTestSchema(label: string): {
+  schema: string;
+  cleanups: Array<() => unknown>;
+  newTable(prefix?: string): string;
+} {
+  const schema = runSchema(label);
+  const cleanups: Array<() => unknown> = [];
+  beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
+  afterAll(() => dropSchema(schema));
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  let tables = 0;
+  return { schema, cleanups, newTable: (prefix = 't') => `${prefix}${++tables}` };
 }
 
 /** A valid session id, unique to this call. */

@@ -1,28 +1,18 @@
 import { manual, SessionManager } from '@sessile/core';
 import { PostgresStore } from '@sessile/postgres';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   admin,
   codeOf,
   countStatements,
-  dropSchema,
   HOUR_MS,
   idOf,
   record,
-  runSchema,
   textOf,
+  useTestSchema,
 } from './helpers.js';
 
-const schema = runSchema('locked');
-beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
-afterAll(() => dropSchema(schema));
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-let tables = 0;
+const { schema, cleanups, newTable } = useTestSchema('locked');
 
 async function countingStore(table: string) {
   const { pool, statements } = countStatements(2);
@@ -34,7 +24,8 @@ async function countingStore(table: string) {
 
 describe('a locked request', () => {
   it('costs two statements: claim with read, then the write that releases', async () => {
-    const { store, statements } = await countingStore(`r${++tables}`);
+    const table = newTable('r');
+    const { store, statements } = await countingStore(table);
     const manager = new SessionManager({ store, cleanup: manual() });
     const first = await manager.open();
     first.data.n = 1;
@@ -56,12 +47,13 @@ describe('a locked request', () => {
     // Nothing stays held: another store's lock on the session is free at once.
     const lock = await store.locks.acquire(first.id, { waitMs: 0 });
     await lock.release();
-    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."r${tables}_locks"`);
+    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."${table}_locks"`);
     expect(rows).toEqual([{ n: 0 }]);
   });
 
   it('queued claims with reads share statements, each claim with its own session', async () => {
-    const { store, statements } = await countingStore(`r${++tables}`);
+    const table = newTable('r');
+    const { store, statements } = await countingStore(table);
     const ids = Array.from({ length: 60 }, (_, i) => idOf(`s${i}`));
     await Promise.all(ids.slice(0, 40).map((id) => store.set(id, record(id))));
     const before = statements();
@@ -79,12 +71,13 @@ describe('a locked request', () => {
   });
 
   it('queued releasing updates share statements; a lost lease rejects only its own call', async () => {
-    const { store, statements } = await countingStore(`r${++tables}`);
+    const table = newTable('r');
+    const { store, statements } = await countingStore(table);
     const ids = Array.from({ length: 40 }, (_, i) => idOf(`u${i}`));
     await Promise.all(ids.map((id) => store.set(id, record('old'))));
     const locks = await Promise.all(ids.map((id) => store.locks.acquire(id, { leaseMs: 60_000 })));
     const lost = locks[7];
-    await admin(`DELETE FROM "${schema}"."r${tables}_locks" WHERE token = $1`, [lost?.token]);
+    await admin(`DELETE FROM "${schema}"."${table}_locks" WHERE token = $1`, [lost?.token]);
     const before = statements();
     const outcomes = await Promise.all(
       ids.map((id, i) =>
@@ -98,13 +91,13 @@ describe('a locked request', () => {
     expect(read.map((each) => textOf(each?.data))).toEqual(
       ids.map((_, i) => (i === 7 ? 'old' : 'new')),
     );
-    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."r${tables}_locks"`);
+    const { rows } = await admin(`SELECT count(*)::int AS n FROM "${schema}"."${table}_locks"`);
     expect(rows).toEqual([{ n: 0 }]);
     await Promise.all(locks.map((lock) => lock.release().catch(() => {})));
   });
 
   it('two stores on one table never lose an increment, each reading the other’s last write', async () => {
-    const table = `r${++tables}`;
+    const table = newTable('r');
     const stores = [await countingStore(table), await countingStore(table)].map((s) => s.store);
     const id = idOf('shared');
     await stores[0]?.set(id, record('0'));
@@ -124,7 +117,8 @@ describe('a locked request', () => {
   }, 120_000);
 
   it('a releasing write under a lost lease writes nothing and leaves the new holder its lease', async () => {
-    const { store } = await countingStore(`r${++tables}`);
+    const table = newTable('r');
+    const { store } = await countingStore(table);
     const id = idOf('taken-over');
     await store.set(id, record('kept'));
     const old = await store.locks.acquire(id, { leaseMs: 100 });
@@ -133,13 +127,13 @@ describe('a locked request', () => {
     expect(await codeOf(store.set(id, record('stale'), { lock: old, release: true }))).toBe(
       'ERR_LOCK_LOST',
     );
-    const { rows } = await admin(`SELECT token FROM "${schema}"."r${tables}_locks"`);
+    const { rows } = await admin(`SELECT token FROM "${schema}"."${table}_locks"`);
     expect(rows).toEqual([{ token: next?.lock.token }]);
     if (next === undefined) throw new Error('PostgresStore offers acquireAndGet');
     expect(await store.touch(id, Date.now() + HOUR_MS, { lock: next.lock, release: true })).toBe(
       true,
     );
     await next.lock.release();
-    expect((await admin(`SELECT token FROM "${schema}"."r${tables}_locks"`)).rows).toEqual([]);
+    expect((await admin(`SELECT token FROM "${schema}"."${table}_locks"`)).rows).toEqual([]);
   });
 });

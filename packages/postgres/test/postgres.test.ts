@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { PostgresStore, type PostgresStoreOptions, SCHEMA_VERSION } from '@sessile/postgres';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { schemaNames } from '../src/schema.js';
 import { buildStatements } from '../src/statements.js';
 import {
@@ -17,23 +17,12 @@ import {
   record,
   runSchema,
   textOf,
+  useTestSchema,
 } from './helpers.js';
 
 const OPEN_CHILD = fileURLToPath(new URL('./open-child.mjs', import.meta.url));
 
-const schema = runSchema('store');
-beforeAll(() => admin(`CREATE SCHEMA "${schema}"`));
-afterAll(() => dropSchema(schema));
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-let tables = 0;
-function newTable(): string {
-  return `t${++tables}`;
-}
+const { schema, cleanups, newTable } = useTestSchema('store');
 
 async function openStore(options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
   const store = await PostgresStore.open({
