@@ -1,0 +1,62 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateSessionId } from '@sessile/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { JOURNAL_OFFSET, PAGE_BYTES } from '../src/format.js';
+import { DbmStore } from '../src/index.js';
+
+const directories: string[] = [];
+afterAll(() => {
+  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
+});
+
+async function ids(store: DbmStore): Promise<string[]> {
+  const all: string[] = [];
+  for await (const id of store.ids()) all.push(id);
+  return all;
+}
+
+describe('DbmStore journal', () => {
+  const expiresAt = Date.now() + 3_600_000;
+
+  it('a journal cut at a page boundary, whose tail is the previous journal, is not replayed', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-journal-'));
+    directories.push(directory);
+    const path = join(directory, 'sessions.dbm');
+    const [kept, interrupted] = [generateSessionId(), generateSessionId()];
+    const write = async (id: string, fill: number) => {
+      const store = await DbmStore.open({ path });
+      await store.set(id, { data: new Uint8Array(300).fill(fill), expiresAt });
+      await store.close();
+    };
+    await write(kept, 1);
+    const before = readFileSync(path);
+    await write(interrupted, 2);
+    const after = readFileSync(path);
+    // Both changes journal one bucket page and the header, so both journals span the same two
+    // pages of the file. A SIGKILL between those pages leaves the new head and bucket page before
+    // the old journal's tail, which holds the old header image with its own valid CRC.
+    const torn = Buffer.concat([before, after.subarray(before.length)]);
+    after.copy(torn, JOURNAL_OFFSET, JOURNAL_OFFSET, JOURNAL_OFFSET + PAGE_BYTES);
+    expect(torn.equals(after)).toBe(false);
+    writeFileSync(path, torn);
+
+    const store = await DbmStore.open({ path });
+    try {
+      expect(store.stats().journalRecoveries).toBe(0);
+      expect(await store.get(interrupted)).toBeUndefined();
+      expect(Buffer.from((await store.get(kept))?.data ?? []).equals(Buffer.alloc(300, 1))).toBe(
+        true,
+      );
+      expect(await ids(store)).toEqual([kept]);
+      expect(await store.count()).toBe(1);
+      expect(await store.set(interrupted, { data: new Uint8Array(10).fill(3), expiresAt })).toBe(
+        true,
+      );
+      expect(await store.count()).toBe(2);
+    } finally {
+      await store.close();
+    }
+  });
+});
