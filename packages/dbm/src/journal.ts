@@ -69,16 +69,34 @@ export class Journal {
       journal !== undefined &&
       (state.kind === 'damaged' || (state.kind === 'ok' && journal.seq > state.header.appliedSeq));
     if (!behind) return state;
-    // A writer died after its journal was complete: replay it. A torn journal fails its checksum
-    // and is ignored, since nothing it describes was applied yet.
+    // A writer died after its journal was complete: replay it. A torn journal is ignored, since
+    // nothing it describes was applied yet.
     const whole = io.read(JOURNAL_OFFSET, JOURNAL_HEAD_BYTES + journal.bodyBytes);
     const writes = decodeJournal(whole, journal);
-    if (writes === undefined) return state;
+    if (writes === undefined || !endsWithOwnHeader(writes, journal.seq)) return state;
     for (const write of writes) io.write(write.offset, write.bytes);
     io.sync();
     this.recoveries++;
     return decodeHeader(io.read(0, HEADER_USED_BYTES));
   }
+}
+
+/**
+ * True when the journal's last write is the header image of its own sequence number. The checksum
+ * alone misses a journal cut before its last page by a kill: the tail left there is the previous
+ * journal's, and a CRC-32 over bytes that end in their own CRC-32 (the header image does) is the
+ * same whatever those bytes are. Journals are written front to back, so a new image means a
+ * complete journal.
+ */
+function endsWithOwnHeader(writes: JournalWrite[], seq: number): boolean {
+  const last = writes[writes.length - 1];
+  if (last === undefined || last.offset !== 0 || last.bytes.length !== HEADER_USED_BYTES) {
+    return false;
+  }
+  const image = decodeHeader(
+    Buffer.from(last.bytes.buffer, last.bytes.byteOffset, last.bytes.length),
+  );
+  return image.kind === 'ok' && image.header.appliedSeq === seq;
 }
 
 /** Merges overlapping and adjacent writes into one each, later writes winning, so fewer syscalls apply them. */
