@@ -1,2 +1,3 @@
+export type { SqliteStoreOptions } from './options.js';
 export { SCHEMA_VERSION } from './schema.js';
-export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
+export { SqliteStore } from './sqlite-store.js';

@@ -2,7 +2,12 @@ import { accessSync, constants, type Stats, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isSessionError, SessionError } from '@sessile/core';
-import { errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
+import { errorMessage, fileKindOf, pseudoFilesystemOf, UnlinkGuard } from '@sessile/core/store';
+import type BetterSqlite3 from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { retryWhileBusy, setBusySlice } from './executor.js';
+import type { Settings } from './options.js';
+import { inspectSchema } from './schema.js';
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
@@ -159,4 +164,36 @@ function statIfPresent(path: string): Stats | undefined {
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw cannotOpen(path, errorMessage(error), error);
   }
+}
+
+/**
+ * Checks the schema of an existing file through a read-only connection, which can never write
+ * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
+ */
+export async function inspectReadOnly(settings: Settings): Promise<void> {
+  let probe: BetterSqlite3.Database;
+  try {
+    probe = new Database(settings.path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw openFailure(error, settings.path);
+  }
+  try {
+    setBusySlice(probe, settings.busyTimeoutMs);
+    await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
+  } catch (error) {
+    throw error instanceof TypeError ? error : openFailure(error, settings.path);
+  } finally {
+    probe.close();
+  }
+}
+
+/** Refuses writes once the database file (or, off Linux, its directory) is deleted while open. */
+export function guardAgainstUnlink(file: string): UnlinkGuard | undefined {
+  return UnlinkGuard.open(file, 'file', (watched) => {
+    const what =
+      watched === resolve(file)
+        ? `SQLite database ${watched} was deleted`
+        : `The directory ${watched} of SQLite database ${resolve(file)} was deleted`;
+    return `${what} while the store had it open. A write now would go to a file that no later open can find, so the store refuses writes; reads answer from the deleted file until close(). Close the store and open it on a path that exists`;
+  });
 }

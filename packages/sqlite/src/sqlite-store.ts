@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import {
   type HeldLease,
   type LockManager,
@@ -9,50 +8,27 @@ import {
   type SweepResult,
 } from '@sessile/core';
 import {
-  assertDuration,
-  assertKnownOptions,
-  assertPositiveInteger,
   BaseStore,
-  type BaseStoreOptions,
-  describeValue,
   KeyedLocks,
-  lockLost,
   type SweepProgress,
-  UnlinkGuard,
+  type UnlinkGuard,
   yieldToEventLoop,
 } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
 import { Checkpointer } from './checkpointer.js';
 import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
-import { SqliteLocks } from './locks.js';
-import { assertDatabasePath, assertSqliteFile, openFailure } from './open-file.js';
-import { inspectSchema, migrateSchema, quote, type SchemaNames, schemaNames } from './schema.js';
-
-export interface SqliteStoreOptions extends BaseStoreOptions {
-  /**
-   * The database file, created when missing. `':memory:'` keeps sessions in this process only;
-   * `''` is refused. Give either `path` or `database`.
-   */
-  path?: string;
-  /** An open better-sqlite3 connection to use instead of `path`. The store never closes it. */
-  database?: BetterSqlite3.Database;
-  /** The sessions table. The lock table and the expiry index are named after it. Default `'sessions'`. */
-  table?: string;
-  /**
-   * How long an operation waits for another connection's write lock before it fails with
-   * `ERR_STORE_IO`, from 0 to 2147483647. Default 5000.
-   */
-  busyTimeoutMs?: number;
-  /**
-   * `'normal'` (default): WAL with `synchronous=NORMAL`; a commit survives a process crash, and a
-   * power loss may undo the last commits. `'full'`: WAL with `synchronous=FULL` and group commit;
-   * a write resolves only once it is on disk.
-   */
-  durability?: 'normal' | 'full';
-}
-
-const DEFAULT_TABLE = 'sessions';
+import { type FencedWrite, fencedWrite, SqliteLocks } from './locks.js';
+import {
+  assertDatabasePath,
+  assertSqliteFile,
+  guardAgainstUnlink,
+  inspectReadOnly,
+  openFailure,
+} from './open-file.js';
+import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
+import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
+import { inspectSchema, migrateSchema, quote } from './schema.js';
 
 /** The owner column: NULL for a record without one. */
 type Owner = string | null;
@@ -72,7 +48,7 @@ function writeOnce<A extends unknown[]>(
     writes.settingOwner.run(...(args as A)).changes === 1
   );
 }
-const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
 const MIN_SWEEP_BATCH = 16;
@@ -81,24 +57,6 @@ const SWEEP_BATCH_TARGET_MS = 2;
 const IDS_PAGE_SIZE = 256;
 /** The longest a sweep pauses between batches for the checkpoint worker to rewind the WAL. */
 const SWEEP_REWIND_WAIT_MS = 100;
-
-interface Settings {
-  path: string | undefined;
-  database: BetterSqlite3.Database | undefined;
-  names: SchemaNames;
-  busyTimeoutMs: number;
-  durability: 'normal' | 'full';
-}
-
-interface StoredRow {
-  data: unknown;
-  expiresAt: unknown;
-  owner: unknown;
-}
-
-interface OwnedRow extends StoredRow {
-  id: string;
-}
 
 /**
  * Sessions in one SQLite table, through better-sqlite3. Every process on the host can open the
@@ -129,8 +87,8 @@ export class SqliteStore extends BaseStore {
   readonly #count: BetterSqlite3.Statement<[number], number>;
   readonly #idsPage: BetterSqlite3.Statement<[string, number, number], unknown>;
   readonly #clear: BetterSqlite3.Statement<[]>;
-  /** Whether a lease still holds, for fenced writes; absent when locks are in-process. */
-  readonly #holds: BetterSqlite3.Statement<[string, string, number], unknown> | undefined;
+  /** A fenced write in one transaction; absent when locks are in-process. */
+  readonly #fenced: BetterSqlite3.Transaction<FencedWrite> | undefined;
   #sweepBatchSize = INITIAL_SWEEP_BATCH;
 
   /**
@@ -216,11 +174,15 @@ export class SqliteStore extends BaseStore {
       beforeCommit: unlinkGuard && (() => unlinkGuard.assertLinked()),
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
-    this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
     const table = quote(settings.names.records);
     this.#get = db.prepare(
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
+    this.locks = inMemory
+      ? new KeyedLocks()
+      : new SqliteLocks(db, settings.names, this.#executor, (id, now) =>
+          recordOf(this.#get.get(id, now)),
+        );
     // The owner lives in the record's row, so the owner index can never disagree with the
     // records. SQLite rewrites an index entry whenever its column is assigned, even to the same
     // value: one more page per commit. So each write first tries the statement that leaves the
@@ -276,13 +238,7 @@ export class SqliteStore extends BaseStore {
       .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
       .pluck();
     this.#clear = db.prepare(`DELETE FROM ${table}`);
-    this.#holds = inMemory
-      ? undefined
-      : db
-          .prepare(
-            `SELECT 1 FROM ${quote(settings.names.locks)} WHERE id = ? AND token = ? AND expires_at > ?`,
-          )
-          .pluck();
+    this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
     this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
   }
 
@@ -345,15 +301,9 @@ export class SqliteStore extends BaseStore {
    * can take the lock over between the check and the write.
    */
   #write<T>(lease: HeldLease | undefined, operation: () => T): Promise<T> {
-    const holds = this.#holds;
-    if (lease === undefined || holds === undefined) return this.#executor.write(operation);
-    const fenced = this.#db.transaction(() => {
-      if (holds.get(lease.key, lease.token, Date.now()) === undefined) {
-        throw lockLost('its lease ran out or another holder took it over');
-      }
-      return operation();
-    });
-    return this.#executor.write(() => fenced.immediate());
+    const fenced = this.#fenced;
+    if (lease === undefined || fenced === undefined) return this.#executor.write(operation);
+    return this.#executor.write(() => fenced.immediate(lease, operation) as T);
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -430,122 +380,4 @@ export class SqliteStore extends BaseStore {
       this.#sweepBatchSize = Math.max(MIN_SWEEP_BATCH, scaled);
     }
   }
-}
-
-const KNOWN_OPTIONS = [
-  'path',
-  'database',
-  'table',
-  'busyTimeoutMs',
-  'durability',
-  'maxRecordBytes',
-] as const satisfies readonly (keyof SqliteStoreOptions)[];
-
-function normalizeOptions(options: SqliteStoreOptions): Settings {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('SqliteStore.open needs an options object with path or database');
-  }
-  assertKnownOptions(options, KNOWN_OPTIONS, 'SqliteStore.open');
-  const { path, database } = options;
-  if ((path === undefined) === (database === undefined)) {
-    throw new TypeError('Give exactly one of options.path and options.database');
-  }
-  // better-sqlite3 opens '' as a private temporary database, which a typo should not get.
-  if (path !== undefined && (typeof path !== 'string' || path === '')) {
-    throw new TypeError(
-      `options.path must be a non-empty string (':memory:' for an in-memory database), got ${describeValue(path)}`,
-    );
-  }
-  if (database !== undefined && !isDatabase(database)) {
-    throw new TypeError('options.database must be an open better-sqlite3 Database');
-  }
-  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-  assertDuration(busyTimeoutMs, 'busyTimeoutMs');
-  const { maxRecordBytes } = options;
-  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
-  const durability = options.durability ?? 'normal';
-  if (durability !== 'normal' && durability !== 'full') {
-    throw new TypeError(`durability must be 'normal' or 'full', got ${describeValue(durability)}`);
-  }
-  return {
-    path,
-    database,
-    names: schemaNames(options.table ?? DEFAULT_TABLE),
-    busyTimeoutMs,
-    durability,
-  };
-}
-
-function isDatabase(value: unknown): value is BetterSqlite3.Database {
-  const candidate = value as Partial<BetterSqlite3.Database> | null;
-  return (
-    typeof candidate === 'object' &&
-    candidate !== null &&
-    typeof candidate.prepare === 'function' &&
-    typeof candidate.pragma === 'function' &&
-    candidate.open === true
-  );
-}
-
-/**
- * Checks the schema of an existing file through a read-only connection, which can never write
- * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
- */
-async function inspectReadOnly(settings: Settings): Promise<void> {
-  let probe: BetterSqlite3.Database;
-  try {
-    probe = new Database(settings.path, { readonly: true, fileMustExist: true });
-  } catch (error) {
-    throw openFailure(error, settings.path);
-  }
-  try {
-    setBusySlice(probe, settings.busyTimeoutMs);
-    await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
-  } catch (error) {
-    throw error instanceof TypeError ? error : openFailure(error, settings.path);
-  } finally {
-    probe.close();
-  }
-}
-
-/** The record in a row, or `ERR_CORRUPT_RECORD` when its columns hold the wrong types. */
-function recordOf(row: StoredRow | undefined): SessionRecord | undefined {
-  if (row === undefined) return undefined;
-  const record = recordOrUndefined(row);
-  if (record === undefined) {
-    const { data, expiresAt, owner } = row;
-    throw new SessionError(
-      'ERR_CORRUPT_RECORD',
-      `Stored session record is corrupt: data is ${sqlType(data)}, expires_at is ${sqlType(expiresAt)} and owner is ${sqlType(owner)}, expected a blob, a number and text or null`,
-    );
-  }
-  return record;
-}
-
-/** The record in a row, or `undefined` when its columns hold the wrong types. */
-function recordOrUndefined(row: StoredRow): SessionRecord | undefined {
-  const { data, expiresAt, owner } = row;
-  if (!(data instanceof Uint8Array) || typeof expiresAt !== 'number') return undefined;
-  // A plain view of better-sqlite3's Buffer, without copying the bytes again.
-  const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (owner === null) return { data: view, expiresAt };
-  if (typeof owner !== 'string') return undefined;
-  return { data: view, expiresAt, owner };
-}
-
-function sqlType(value: unknown): string {
-  if (value === null) return 'null';
-  if (value instanceof Uint8Array) return 'a blob';
-  return typeof value === 'string' ? 'text' : typeof value;
-}
-
-/** Refuses writes once the database file (or, off Linux, its directory) is deleted while open. */
-function guardAgainstUnlink(file: string): UnlinkGuard | undefined {
-  return UnlinkGuard.open(file, 'file', (watched) => {
-    const what =
-      watched === resolve(file)
-        ? `SQLite database ${watched} was deleted`
-        : `The directory ${watched} of SQLite database ${resolve(file)} was deleted`;
-    return `${what} while the store had it open. A write now would go to a file that no later open can find, so the store refuses writes; reads answer from the deleted file until close(). Close the store and open it on a path that exists`;
-  });
 }

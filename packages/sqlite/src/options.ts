@@ -1,0 +1,99 @@
+import {
+  assertDuration,
+  assertKnownOptions,
+  assertPositiveInteger,
+  type BaseStoreOptions,
+  describeValue,
+} from '@sessile/core/store';
+import type BetterSqlite3 from 'better-sqlite3';
+import { type SchemaNames, schemaNames } from './schema.js';
+
+export interface SqliteStoreOptions extends BaseStoreOptions {
+  /**
+   * The database file, created when missing. `':memory:'` keeps sessions in this process only;
+   * `''` is refused. Give either `path` or `database`.
+   */
+  path?: string;
+  /** An open better-sqlite3 connection to use instead of `path`. The store never closes it. */
+  database?: BetterSqlite3.Database;
+  /** The sessions table. The lock table and the expiry index are named after it. Default `'sessions'`. */
+  table?: string;
+  /**
+   * How long an operation waits for another connection's write lock before it fails with
+   * `ERR_STORE_IO`, from 0 to 2147483647. Default 5000.
+   */
+  busyTimeoutMs?: number;
+  /**
+   * `'normal'` (default): WAL with `synchronous=NORMAL`; a commit survives a process crash, and a
+   * power loss may undo the last commits. `'full'`: WAL with `synchronous=FULL` and group commit;
+   * a write resolves only once it is on disk.
+   */
+  durability?: 'normal' | 'full';
+}
+
+const DEFAULT_TABLE = 'sessions';
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
+/** The options, checked, with their defaults filled in. */
+export interface Settings {
+  path: string | undefined;
+  database: BetterSqlite3.Database | undefined;
+  names: SchemaNames;
+  busyTimeoutMs: number;
+  durability: 'normal' | 'full';
+}
+
+const KNOWN_OPTIONS = [
+  'path',
+  'database',
+  'table',
+  'busyTimeoutMs',
+  'durability',
+  'maxRecordBytes',
+] as const satisfies readonly (keyof SqliteStoreOptions)[];
+
+export function normalizeOptions(options: SqliteStoreOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('SqliteStore.open needs an options object with path or database');
+  }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'SqliteStore.open');
+  const { path, database } = options;
+  if ((path === undefined) === (database === undefined)) {
+    throw new TypeError('Give exactly one of options.path and options.database');
+  }
+  // better-sqlite3 opens '' as a private temporary database, which a typo should not get.
+  if (path !== undefined && (typeof path !== 'string' || path === '')) {
+    throw new TypeError(
+      `options.path must be a non-empty string (':memory:' for an in-memory database), got ${describeValue(path)}`,
+    );
+  }
+  if (database !== undefined && !isDatabase(database)) {
+    throw new TypeError('options.database must be an open better-sqlite3 Database');
+  }
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  assertDuration(busyTimeoutMs, 'busyTimeoutMs');
+  const { maxRecordBytes } = options;
+  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+  const durability = options.durability ?? 'normal';
+  if (durability !== 'normal' && durability !== 'full') {
+    throw new TypeError(`durability must be 'normal' or 'full', got ${describeValue(durability)}`);
+  }
+  return {
+    path,
+    database,
+    names: schemaNames(options.table ?? DEFAULT_TABLE),
+    busyTimeoutMs,
+    durability,
+  };
+}
+
+function isDatabase(value: unknown): value is BetterSqlite3.Database {
+  const candidate = value as Partial<BetterSqlite3.Database> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.prepare === 'function' &&
+    typeof candidate.pragma === 'function' &&
+    candidate.open === true
+  );
+}
