@@ -1,5 +1,5 @@
 import { join, sep } from 'node:path';
-import type { HeldLease } from '@sessile/core';
+import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   generateToken,
   type HostGuards,
@@ -25,6 +25,8 @@ export interface FileLocksInit {
   shardOf(id: string): string;
   /** Makes the id's record shard directory, where its guard lives, before a claim may need it. */
   prepare(id: string): Promise<void> | undefined;
+  /** The record of `id` as `store.get(id)` returns it now: what a claim reads (`claimAndGet`). */
+  read(id: string): Promise<SessionRecord | undefined>;
 }
 
 /**
@@ -35,26 +37,44 @@ export interface FileLocksInit {
  * A session's lease shares its record file's guard: the store's writes take that guard anyway,
  * so a fenced write checks the lease inside it (`assertHeld`) and takes one guard, not two,
  * while a takeover, an extend or a late release still never interleaves with the write.
+ *
+ * A claim reads its record once taken (`claimAndGet`), so `SessionManager.open()` locks and
+ * loads in one call into the store; a fenced write given `release` frees the lease once it has
+ * written (`releasesWithWrite`), so a commit and its unlock are one call too.
  */
 export class FileLocks extends LeaseLocks {
   readonly #leases: LeaseFiles;
+  readonly #pathOf: (key: string) => string;
 
   constructor(init: FileLocksInit) {
     const prefix = init.directory + sep;
+    const pathOf = (key: string) => join(init.directory, init.shardOf(key), key);
     const leases = new LeaseFiles({
       guards: init.guards,
       fs: init.fs,
       fileMode: init.fileMode,
       directoryMode: init.directoryMode,
-      pathOf: (id) => join(init.directory, init.shardOf(id), id),
+      pathOf,
       guardOf: (path) =>
         path.startsWith(prefix) ? join(init.recordsDirectory, path.slice(prefix.length)) : path,
     });
     // No `fence`: the store's write hooks check the lease under the record's guard.
     const backend: LeaseBackend = {
+      releasesWithWrite: true,
       claim: async (claim) => {
         await init.prepare(claim.id);
         return leases.claim(claim);
+      },
+      claimAndGet: async (claim) => {
+        await init.prepare(claim.id);
+        if (!(await leases.claim(claim))) return { taken: false };
+        try {
+          return { taken: true, record: await init.read(claim.id) };
+        } catch (error) {
+          // Nobody will hold this lease: free it for the next opener rather than block it a lease long.
+          await leases.release(claim).catch(() => {});
+          throw error;
+        }
       },
       extend: (claim) => leases.extend(claim),
       release: (claim) => leases.release(claim),
@@ -63,6 +83,7 @@ export class FileLocks extends LeaseLocks {
     };
     super(backend);
     this.#leases = leases;
+    this.#pathOf = pathOf;
   }
 
   /**
@@ -71,6 +92,15 @@ export class FileLocks extends LeaseLocks {
    */
   assertHeld(lease: HeldLease): Promise<void> {
     return this.#leases.assertHeld(lease);
+  }
+
+  /**
+   * Frees `lease` after a fenced write given `release` has written under it. The write checked
+   * the lease under the record's guard; a release near the lease end takes that guard again,
+   * so it runs once the write has let go of it.
+   */
+  async releaseAfterWrite(lease: HeldLease): Promise<void> {
+    await this.#leases.releaseAt(this.#pathOf(lease.key), lease.token);
   }
 
   /**

@@ -46,6 +46,7 @@ export class FileStore extends BaseStore {
     ownerIndex: true,
   };
   readonly locks: LockManager;
+  readonly #locks: FileLocks;
   /** The store's directory, with symlinks resolved. */
   readonly path: string;
   readonly #guards: HostGuards;
@@ -121,8 +122,10 @@ export class FileStore extends BaseStore {
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
       prepare: (id) =>
         this.#layout.isVerified(id) ? undefined : this.#layout.verifyShard(id, true),
+      read: (id) => this.#records.get(id, Date.now()),
     });
     this.locks = locks;
+    this.#locks = locks;
     const recordSettings = {
       path: root,
       mtimeExact: traits.mtimeExact,
@@ -192,7 +195,7 @@ export class FileStore extends BaseStore {
     now: number,
     lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#records.set(id, record, only, now, lease);
+    return this.#freeing(lease, this.#records.set(id, record, only, now, lease));
   }
 
   protected _touch(
@@ -201,11 +204,18 @@ export class FileStore extends BaseStore {
     now: number,
     lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#records.touch(id, expiresAt, now, lease);
+    return this.#freeing(lease, this.#records.touch(id, expiresAt, now, lease));
   }
 
   protected _delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
-    return this.#records.delete(id, now, lease);
+    return this.#freeing(lease, this.#records.delete(id, now, lease));
+  }
+
+  /** Resolves as `write`, after freeing `lease` once it wrote when the caller asked (`release`). */
+  async #freeing(lease: HeldLease | undefined, write: Promise<boolean>): Promise<boolean> {
+    const wrote = await write;
+    if (lease?.release === true) await this.#locks.releaseAfterWrite(lease);
+    return wrote;
   }
 
   protected async _count(now: number): Promise<number> {
