@@ -4,7 +4,7 @@ import type { Batches, BatchKind } from './batches.js';
 import type { Database } from './database.js';
 import type { LockListener } from './listener.js';
 import { recordOf, type StoredRow } from './records.js';
-import { qualified, type SchemaNames } from './schema.js';
+import { claimConflict, qualified, type SchemaNames } from './schema.js';
 
 /** What a claim with its session read comes to. */
 type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
@@ -13,10 +13,13 @@ type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | u
 const MAX_POLL_DELAY_MS = 250;
 
 /**
- * Session locks as lease rows (id, token, expires_at) in a table beside the sessions. Every
- * hook is one autocommit statement, so no pooled connection is held while a lock is held, and a
- * release NOTIFYs the store's channel in its own transaction, waking waiters on every host. A
- * claim may read its session in the same call, and the store's fenced writes may release.
+ * Session locks as lease rows (id, token, expires_at, waited) in a table beside the sessions.
+ * Every hook is one autocommit statement, so no pooled connection is held while a lock is held.
+ * A refused claim marks the row `waited`, and the release of a row so marked NOTIFYs the store's
+ * channel in its own transaction, waking waiters on every host. Releases nobody waits for send
+ * no NOTIFY: PostgreSQL serializes the commits of notifying transactions, WAL flush included,
+ * under one cluster-wide lock. A claim may read its session in the same call, and the store's
+ * fenced writes may release.
  */
 class PostgresLeases implements LeaseBackend {
   readonly maxPollDelayMs = MAX_POLL_DELAY_MS;
@@ -49,31 +52,30 @@ class PostgresLeases implements LeaseBackend {
     this.#channel = channel;
     // Takes the row when the key is free or its lease has ended: a crashed holder blocks one lease at most.
     this.#claim = `INSERT INTO ${table} AS held (id, token, expires_at) VALUES ($1, $2, $3)
-      ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-      WHERE held.expires_at <= $4`;
+      ${claimConflict('$4')} RETURNING held.token`;
     this.#extend = `UPDATE ${table} SET expires_at = $3 WHERE id = $1 AND token = $2 AND expires_at > $4`;
-    // pg_notify runs in the deleting transaction, so waiters hear of the release only once it commits.
+    // pg_notify runs in the deleting transaction, so waiters hear of the release only once it
+    // commits; one row per freed lease, notified or not.
     this.#release = `WITH freed AS (
-        DELETE FROM ${table} WHERE id = $1 AND token = $2 AND expires_at > $3 RETURNING id)
-      SELECT pg_notify($4, id) FROM freed`;
+        DELETE FROM ${table} WHERE id = $1 AND token = $2 AND expires_at > $3 RETURNING id, waited)
+      SELECT CASE WHEN waited THEN pg_notify($4, id) END FROM freed`;
     this.#drop = `WITH freed AS (
-        DELETE FROM ${table} WHERE id = $1 AND token = $2 RETURNING id)
-      SELECT pg_notify($3, id) FROM freed`;
+        DELETE FROM ${table} WHERE id = $1 AND token = $2 RETURNING id, waited)
+      SELECT CASE WHEN waited THEN pg_notify($3, id) END FROM freed`;
     // Batches take lease rows in key order, as session batches take theirs, so they never deadlock.
     const claimMany = `INSERT INTO ${table} AS held (id, token, expires_at)
       SELECT q.id, q.token, q.expires_at
       FROM unnest($1::text[], $2::text[], $3::float8[]) AS q(id, token, expires_at)
       ORDER BY q.id COLLATE "C"
-      ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-      WHERE held.expires_at <= $4 RETURNING token`;
+      ${claimConflict('$4')} RETURNING held.token`;
     const releaseMany = `WITH freed AS (
         DELETE FROM ${table} WHERE id = ANY (ARRAY(
           SELECT held.id FROM ${table} AS held
           JOIN unnest($1::text[], $2::text[]) AS q(id, token)
             ON held.id = q.id COLLATE "C" AND held.token = q.token
           WHERE held.expires_at > $3 ORDER BY held.id FOR UPDATE OF held))
-        RETURNING id, token)
-      SELECT token, pg_notify($4, id) FROM freed`;
+        RETURNING id, token, waited)
+      SELECT token, CASE WHEN waited THEN pg_notify($4, id) END FROM freed`;
     const tokensOf = async (name: string, text: string, values: unknown[], calls: LeaseClaim[]) => {
       const { rows } = await db.query<{ token: string }>(`${channel}_${name}`, text, values);
       const done = new Set(rows.map((row) => row.token));
@@ -82,7 +84,8 @@ class PostgresLeases implements LeaseBackend {
     this.#claims = {
       one: async ({ key, token, expiresAt }) => {
         const values = [key, token, expiresAt, Date.now()];
-        return (await db.query(`${channel}_claim`, this.#claim, values)).rowCount === 1;
+        const { rows } = await db.query<{ token: string }>(`${channel}_claim`, this.#claim, values);
+        return rows[0]?.token === token;
       },
       many: (calls) =>
         tokensOf(

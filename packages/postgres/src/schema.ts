@@ -3,10 +3,10 @@ import type pg from 'pg';
 
 /**
  * The schema version this release records for its tables. 2 added the `owner` column and its
- * index, 3 the function that claims a lock and reads its session; `open` migrates older
- * versions in place.
+ * index, 3 the function that claims a lock and reads its session, 4 the lease row's `waited`
+ * flag; `open` migrates older versions in place.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** The table that records, per store table, which schema version created it. */
 const VERSIONS_TABLE = 'sessile_versions';
@@ -75,14 +75,24 @@ const RECORDS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   1: RECORDS_V1,
   2: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
   3: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
+  4: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
 };
 
-const SHAPES: Record<'locks' | 'versions', readonly ColumnShape[]> = {
-  locks: [
-    { name: 'id', type: 'text', notnull: true },
-    { name: 'token', type: 'text', notnull: true },
-    { name: 'expires_at', type: 'double precision', notnull: true },
-  ],
+const LOCKS_V1: readonly ColumnShape[] = [
+  { name: 'id', type: 'text', notnull: true },
+  { name: 'token', type: 'text', notnull: true },
+  { name: 'expires_at', type: 'double precision', notnull: true },
+];
+
+/** The lock table's columns by schema version. */
+const LOCKS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
+  1: LOCKS_V1,
+  2: LOCKS_V1,
+  3: LOCKS_V1,
+  4: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
+};
+
+const SHAPES: Record<'versions', readonly ColumnShape[]> = {
   versions: [
     { name: 'table_name', type: 'text', notnull: true },
     { name: 'version', type: 'integer', notnull: true },
@@ -185,11 +195,12 @@ async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaS
     );
   }
   const recordsShape = RECORDS_SHAPES[version ?? SCHEMA_VERSION];
-  if (recordsShape === undefined) {
+  const locksShape = LOCKS_SHAPES[version ?? SCHEMA_VERSION];
+  if (recordsShape === undefined || locksShape === undefined) {
     throw foreign(names, names.versions, `records version ${version}, which no release wrote`);
   }
   const recordsExists = assertShape(names.table, recordsShape);
-  const locksExists = assertShape(names.locks, SHAPES.locks);
+  const locksExists = assertShape(names.locks, locksShape);
   // A same-named table without a version record was made by someone else, whatever its columns.
   if (version === undefined) {
     if (recordsExists) throw foreign(names, names.table, 'has no sessile version record');
@@ -295,25 +306,35 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
   }
   // Leases need no crash safety: a crash that empties the table makes every holder's fenced
   // write fail with ERR_LOCK_LOST, and skipping the WAL spares each claim and release a flush.
+  // `waited` marks a lease another process asked for, so only its release pays for a NOTIFY.
+  const locks = qualified(names, names.locks);
+  const waited = 'waited boolean NOT NULL DEFAULT false';
   if (!state.locksExists) {
     statements.push(
-      `CREATE UNLOGGED TABLE ${qualified(names, names.locks)} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL)`,
+      `CREATE UNLOGGED TABLE ${locks} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL, ${waited})`,
     );
+  } else if ((state.version ?? SCHEMA_VERSION) < 4) {
+    // A constant default rewrites nothing; held leases count as not waited for.
+    statements.push(`ALTER TABLE ${locks} ADD COLUMN ${waited}`);
   }
-  if (!state.claimReadExists) statements.push(claimReadFunction(names));
+  if (!state.claimReadExists) statements.push(claimReadFunction(names, 'CREATE'));
+  else if ((state.version ?? SCHEMA_VERSION) < 4) {
+    statements.push(claimReadFunction(names, 'CREATE OR REPLACE'));
+  }
   return statements;
 }
 
 /**
- * Claims leases as the lock's claim statements do (keys in order, so batches never deadlock)
- * and reads the sessions of the claims taken, returning one row per taken claim's token. The
+ * Claims leases as the lock's claim statements do (keys in order, so batches never deadlock;
+ * a refused claim marks the lease `waited`) and reads the sessions of the claims taken,
+ * returning one row per taken claim's token. The
  * read is the VOLATILE function's second statement, so it runs on a fresh snapshot taken after
  * the claim: it sees every write committed before the release that let the claim through, which
  * one statement (one snapshot, taken before the claim waited) would not. PL/pgSQL keeps both
  * plans per connection.
  */
-function claimReadFunction(names: SchemaNames): string {
-  return `CREATE FUNCTION ${qualified(names, names.claimRead)}(
+function claimReadFunction(names: SchemaNames, create: 'CREATE' | 'CREATE OR REPLACE'): string {
+  return `${create} FUNCTION ${qualified(names, names.claimRead)}(
       lease_keys text[], lease_tokens text[], lease_ends double precision[],
       now_ms double precision, session_ids text[])
     RETURNS TABLE (token text, data bytea, "expiresAt" double precision, owner bytea)
@@ -326,8 +347,7 @@ function claimReadFunction(names: SchemaNames): string {
           SELECT q.id, q.token, q.expires_at
           FROM unnest(lease_keys, lease_tokens, lease_ends) AS q(id, token, expires_at)
           ORDER BY q.id COLLATE "C"
-          ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-          WHERE held.expires_at <= now_ms
+          ${claimConflict('now_ms')}
           RETURNING held.token)
       SELECT array_agg(claimed.token) INTO taken FROM claimed;
       IF taken IS NULL THEN
@@ -347,4 +367,18 @@ function foreign(names: SchemaNames, name: string, problem: string): SessionErro
     'ERR_UNSUPPORTED',
     `Refusing to use ${qualified(names, name)}: it ${problem}. Choose another table or schema; nothing in it was touched`,
   );
+}
+
+/**
+ * What a claim does on a key that has a lease row (aliased `held`): takes it when the lease has
+ * ended, else marks it `waited` (once), so its release knows to NOTIFY. RETURNING then gives the
+ * holder's token, which only equals the claim's own when the claim took the key.
+ */
+export function claimConflict(now: string): string {
+  const ended = `held.expires_at <= ${now}`;
+  return `ON CONFLICT (id) DO UPDATE SET
+      token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
+      expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,
+      waited = held.waited OR NOT ${ended}
+    WHERE ${ended} OR NOT held.waited`;
 }

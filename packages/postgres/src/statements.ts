@@ -64,7 +64,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
    * The write and the lease check as one statement. FOR SHARE holds the lease row until the
    * write commits, so a takeover waits for it; the result says whether the lease held and
    * whether the write happened. The releasing form deletes the lease row instead, which holds
-   * it the same way, and NOTIFYs its key when the statement commits.
+   * it the same way, and NOTIFYs its key when the statement commits if another process waited.
    */
   const fence = (name: string, write: string, leaseAt: number, nowAt: number, releasing: boolean) =>
     statement(
@@ -72,11 +72,11 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       releasing
         ? `WITH lease AS (
              DELETE FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
-             RETURNING id),
+             RETURNING id, waited),
            written AS (${write})
            SELECT EXISTS (SELECT 1 FROM lease) AS held,
                   COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote,
-                  (SELECT pg_notify($${leaseAt + 2}, id) FROM lease) IS NULL AS quiet`
+                  (SELECT pg_notify($${leaseAt + 2}, id) FROM lease WHERE waited) IS NULL AS quiet`
         : `WITH lease AS (
              SELECT 1 FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
              FOR SHARE),
@@ -169,7 +169,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
              JOIN unnest($5::text[], $6::text[]) AS q(key, token)
                ON held.id = q.key COLLATE "C" AND held.token = q.token
              WHERE held.expires_at > $7 ORDER BY held.id FOR UPDATE OF held))
-           RETURNING id, token),
+           RETURNING id, token, waited),
          locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND expires_at > $7
            ORDER BY id FOR UPDATE),
          written AS (
@@ -179,7 +179,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
            WHERE ${isLocked} AND q.token IN (SELECT token FROM freed)
            RETURNING q.token)
          SELECT freed.token, written.token IS NOT NULL AS wrote,
-                pg_notify($8, freed.id) IS NULL AS quiet
+                CASE WHEN freed.waited THEN pg_notify($8, freed.id) END IS NULL AS quiet
          FROM freed LEFT JOIN written ON written.token = freed.token`,
       ),
       get: statement(

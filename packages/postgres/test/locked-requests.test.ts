@@ -1,8 +1,11 @@
+import { createHash } from 'node:crypto';
 import { manual, SessionManager } from '@sessile/core';
-import { PostgresStore } from '@sessile/postgres';
+import { PostgresStore, SCHEMA_VERSION } from '@sessile/postgres';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   admin,
+  CONNECTION_STRING,
   codeOf,
   countStatements,
   HOUR_MS,
@@ -135,5 +138,113 @@ describe('a locked request', () => {
     );
     await next.lock.release();
     expect((await admin(`SELECT token FROM "${schema}"."${table}_locks"`)).rows).toEqual([]);
+  });
+});
+
+/** The store's NOTIFY channel for `table`, as the store names it. */
+function channelOf(table: string): string {
+  const digest = createHash('sha256').update(`${schema}.${table}`).digest('hex');
+  return `sessile_${digest.slice(0, 16)}`;
+}
+
+/**
+ * A client LISTENing on the table's channel. `heard()` sends a marker NOTIFY of its own and
+ * resolves, once the marker is back, with every key notified before it.
+ */
+async function listenTo(table: string) {
+  const channel = channelOf(table);
+  const client = new pg.Client({ connectionString: CONNECTION_STRING });
+  await client.connect();
+  cleanups.push(() => client.end());
+  const payloads: string[] = [];
+  let marker: (() => void) | undefined;
+  client.on('notification', (message) => {
+    if (message.payload === 'marker') marker?.();
+    else if (message.payload !== undefined) payloads.push(message.payload);
+  });
+  await client.query(`LISTEN "${channel}"`);
+  return {
+    async heard(): Promise<string[]> {
+      const back = new Promise<void>((resolve) => {
+        marker = resolve;
+      });
+      await client.query('SELECT pg_notify($1, $2)', [channel, 'marker']);
+      await back;
+      return payloads.splice(0);
+    },
+  };
+}
+
+async function waitedFlag(table: string, id: string): Promise<boolean | undefined> {
+  const { rows } = await admin<{ waited: boolean }>(
+    `SELECT waited FROM "${schema}"."${table}_locks" WHERE id = $1`,
+    [id],
+  );
+  return rows[0]?.waited;
+}
+
+describe('release notifications', () => {
+  it('a release nobody waited for sends no NOTIFY; one another store waited for wakes it', async () => {
+    const table = newTable('n');
+    const { store } = await countingStore(table);
+    const { store: other } = await countingStore(table);
+    const listener = await listenTo(table);
+    const quiet = [idOf('q1'), idOf('q2'), idOf('q3')];
+    for (const id of quiet) await store.set(id, record('v'));
+
+    // A commit that saves, one that touches, and a plain release: none had a waiter.
+    const saved = await store.locks.acquire(quiet[0] as string);
+    await store.set(quiet[0] as string, record('w'), {
+      lock: saved,
+      only: 'present',
+      release: true,
+    });
+    await saved.release();
+    const touched = await store.locks.acquire(quiet[1] as string);
+    await store.touch(quiet[1] as string, Date.now() + HOUR_MS, { lock: touched, release: true });
+    await touched.release();
+    const plain = await store.locks.acquire(quiet[2] as string);
+    await plain.release();
+    expect(await listener.heard()).toEqual([]);
+
+    for (const release of ['write', 'plain'] as const) {
+      const id = idOf(release);
+      await store.set(id, record('before'));
+      const held = await store.locks.acquire(id, { leaseMs: 60_000 });
+      expect(await waitedFlag(table, id)).toBe(false);
+      const waiting = other.locks.acquireAndGet?.(id, { waitMs: 60_000, leaseMs: 60_000 });
+      // The other store's refused claim marks the lease before its release.
+      while ((await waitedFlag(table, id)) !== true) await new Promise((r) => setTimeout(r, 5));
+      if (release === 'write') {
+        await store.set(id, record('after'), { lock: held, only: 'present', release: true });
+      }
+      await held.release();
+      const next = await waiting;
+      expect(textOf(next?.record?.data)).toBe(release === 'write' ? 'after' : 'before');
+      expect(await listener.heard()).toEqual([id]);
+      await next?.lock.release();
+    }
+  }, 90_000);
+
+  it('migrates a version 3 table by adding the waited flag and replacing its claim function', async () => {
+    const table = newTable('m');
+    const { store } = await countingStore(table);
+    const id = idOf('kept');
+    await store.set(id, record('kept'));
+    await admin(`ALTER TABLE "${schema}"."${table}_locks" DROP COLUMN waited`);
+    await admin(`UPDATE "${schema}".sessile_versions SET version = 3 WHERE table_name = $1`, [
+      table,
+    ]);
+    const { store: migrated } = await countingStore(table);
+    const { rows } = await admin(
+      `SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`,
+      [table],
+    );
+    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    const locked = await migrated.locks.acquireAndGet?.(id, { leaseMs: 60_000 });
+    expect(textOf(locked?.record?.data)).toBe('kept');
+    expect(await codeOf(store.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    expect(await waitedFlag(table, id)).toBe(true);
+    await locked?.lock.release();
   });
 });

@@ -261,8 +261,10 @@ describe('schema', () => {
           table,
         ])
       ).rows;
+    // What version 2 had: no claim function, and lease rows without the waited flag.
     const downgrade = async (table: string) => {
       await admin(`DROP FUNCTION "${schema}"."${table}_claim_read"`);
+      await admin(`ALTER TABLE "${schema}"."${table}_locks" DROP COLUMN waited`);
       await admin(`UPDATE "${schema}".sessile_versions SET version = 2 WHERE table_name = $1`, [
         table,
       ]);
