@@ -116,7 +116,10 @@ export class DbmStore extends BaseStore {
       settings.globalLockWaitMs,
       this.#guards,
     );
-    this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards);
+    this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
+      hold: (body) => this.#globalLock.hold(body),
+      read: (id) => file.get(id, Date.now()),
+    });
   }
 
   /**
@@ -195,13 +198,20 @@ export class DbmStore extends BaseStore {
     return this.#write(lease, () => this.#file.delete(id, now));
   }
 
-  /** A write under the global lock; a fenced one checks its session lock in the same hold. */
+  /**
+   * A write under the global lock. A fenced one checks its session lock in the same hold and,
+   * given `lease.release`, frees it there once the write has landed: one global-lock round for
+   * a commit and its unlock.
+   */
   #write(lease: HeldLease | undefined, step: () => boolean): Promise<boolean> {
-    return this.#globalLock.run(() => {
-      if (lease !== undefined && !this.locks.holds(lease)) {
+    if (lease === undefined) return this.#globalLock.run(step);
+    return this.#globalLock.hold(async () => {
+      if (!this.locks.holds(lease)) {
         throw lockLost('its lease ran out or another holder took it over');
       }
-      return step();
+      const written = step();
+      if (lease.release === true) await this.locks.releaseHeld(lease);
+      return written;
     });
   }
 

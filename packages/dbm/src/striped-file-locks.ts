@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AcquireOptions, HeldLease, SessionLock } from '@sessile/core';
+import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   decodeHolder,
   type HostGuards,
@@ -43,6 +43,19 @@ function tagOf(id: string): string {
  */
 const SAFE_MARGIN_MS = 1000;
 
+type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
+
+/**
+ * What the store lends its session locks so that a claim can read its record, and a fenced write
+ * can free its stripe, inside one hold of the global lock.
+ */
+export interface StripeRecords {
+  /** Runs `body` under the store's global lock. */
+  hold<T>(body: () => Promise<T>): Promise<T>;
+  /** What `get(id)` returns now; called inside `hold`. */
+  read(id: string): SessionRecord | undefined;
+}
+
 interface HeldStripe {
   readonly token: string;
   expiresAt: number;
@@ -57,16 +70,48 @@ class StripeLeases implements LeaseBackend {
   readonly #files: LeaseFiles;
   readonly #pathOf: (key: string) => string;
   readonly #held = new Map<string, HeldStripe>();
+  /** Set when the store lends its records: its fenced writes then free the stripe (`releaseHeld`). */
+  readonly releasesWithWrite: boolean;
+  readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
 
-  constructor(files: LeaseFiles, pathOf: (key: string) => string) {
+  readonly #onTaken: () => void;
+
+  constructor(
+    files: LeaseFiles,
+    pathOf: (key: string) => string,
+    records: StripeRecords | undefined,
+    onTaken: () => void,
+  ) {
     this.#files = files;
+    this.#onTaken = onTaken;
     this.#pathOf = pathOf;
+    this.releasesWithWrite = records !== undefined;
+    this.claimAndGet =
+      records === undefined ? undefined : (claim) => this.#claimAndRead(claim, records);
+  }
+
+  /**
+   * The claim and the read share one hold of the global lock, so the record is what a `get`
+   * right after the claim would see, for one global-lock round instead of two.
+   */
+  #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
+    return records.hold(async () => {
+      if (!(await this.claim(claim))) return { taken: false };
+      try {
+        return { taken: true, record: records.read(claim.id) };
+      } catch (error) {
+        // Nobody will hold this lease, so it goes before the error reaches the caller.
+        await this.release(claim).catch(() => {});
+        throw error;
+      }
+    });
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {
     const leaseMs = claim.expiresAt - Date.now();
     if (!(await this.#files.claim(claim))) return false;
     this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
+    this.#onTaken();
     return true;
   }
 
@@ -117,7 +162,16 @@ class StripeLeases implements LeaseBackend {
     return record?.token === lease.token && (record.expiresAt ?? 0) > now;
   }
 
-  #forget(claim: LeaseClaim): void {
+  /**
+   * Frees the stripe `lease` holds, once its fenced write has landed; called inside the write's
+   * hold of the global lock. A failure is not the write's: the lease then ends by itself.
+   */
+  async releaseHeld(lease: HeldLease): Promise<void> {
+    this.#forget(lease);
+    await this.#files.releaseAt(this.#pathOf(lease.key), lease.token).catch(() => false);
+  }
+
+  #forget(claim: { key: string; token: string }): void {
     if (this.#held.get(claim.key)?.token === claim.token) this.#held.delete(claim.key);
   }
 }
@@ -135,7 +189,11 @@ export class StripedFileLocks extends LeaseLocks {
   readonly #counts: { acquired: number; waits: number; collisions: number };
   readonly #leases: StripeLeases;
 
-  constructor(lockDirectory: string, stripes: number, guards: HostGuards) {
+  /**
+   * With `records` (the store's), a lock and its record are read in one hold of the global lock
+   * (`acquireAndGet`), and a fenced write given `release` frees the stripe in its own hold.
+   */
+  constructor(lockDirectory: string, stripes: number, guards: HostGuards, records?: StripeRecords) {
     const counts = { acquired: 0, waits: 0, collisions: 0 };
     // A directory of their own, so the watch that wakes waiters sees only the stripes' changes.
     const directory = join(lockDirectory, STRIPES_DIRECTORY);
@@ -154,7 +212,7 @@ export class StripedFileLocks extends LeaseLocks {
         if (!waited && current?.tag !== undefined && current.tag !== tagOf(id)) counts.collisions++;
       },
     });
-    const leases = new StripeLeases(files, pathOf);
+    const leases = new StripeLeases(files, pathOf, records, () => counts.acquired++);
     super(leases, {
       keyOf: (id) => String(sessionStripe(id, stripes)),
       onWait: (id, holderId) => {
@@ -175,10 +233,9 @@ export class StripedFileLocks extends LeaseLocks {
     return this.#leases.holds(lease);
   }
 
-  override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
-    const lock = await super.acquire(id, options);
-    this.#counts.acquired++;
-    return lock;
+  /** Frees the stripe a fenced write with `release` held; the store calls it in the write's hold. */
+  releaseHeld(lease: HeldLease): Promise<void> {
+    return this.#leases.releaseHeld(lease);
   }
 
   stats(): StripedFileLockStats {
