@@ -9,7 +9,6 @@ import {
   type RedisSentinelType,
 } from 'redis';
 import { Deadlines } from './deadlines.js';
-import type { ScriptRunner } from './scripts.js';
 
 /**
  * Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping.
@@ -26,13 +25,21 @@ export type RedisConnection =
   | RedisSentinelType<any, any, any, any, any>
   | ReturnType<typeof createSentinel>;
 
-/** The commands the store sends, as every kind of connection offers them. */
-export interface Commands extends ScriptRunner {
-  get(key: string): Promise<Buffer | null>;
-  set(key: string, value: string | Buffer, options: object): Promise<unknown>;
-  del(key: string): Promise<number>;
+export type CommandArgument = string | Buffer;
+
+/**
+ * Sends one command, given as its words, to the node that holds `firstKey`; bulk strings come
+ * back as Buffers. `readonly` lets a cluster or Sentinel with replicas read from one.
+ */
+export type Send = (
+  firstKey: string,
+  readonly: boolean,
+  args: CommandArgument[],
+) => Promise<unknown>;
+
+/** The commands the store sends through node-redis's command API, off the hot paths. */
+export interface Commands {
   unlink(key: string): Promise<number>;
-  exists(key: string): Promise<number>;
   scan(cursor: string, options: object): Promise<{ cursor: unknown; keys: unknown[] }>;
   zRangeWithScores(
     key: string,
@@ -48,7 +55,7 @@ interface Connectable {
   close?(): Promise<unknown>;
   destroy?(): void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
-  withTypeMapping(mapping: object): Commands;
+  sendCommand(...args: unknown[]): Promise<unknown>;
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   unsubscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   duplicate?(): Connectable;
@@ -78,9 +85,13 @@ export interface ConnectionOptions {
 export class Connection {
   /** Names the server in errors, without credentials. */
   readonly where: string;
-  /** Replies as Buffers: records are bytes. */
-  readonly bytes: Commands;
-  /** Replies as strings: keys and lock tokens. */
+  /**
+   * The operations' commands, words as Redis reads them: node-redis's `sendCommand`, without
+   * its per-command argument parser and reply transform, which cost a `GET` about as much CPU
+   * in this process as everything else on its way.
+   */
+  readonly send: Send;
+  /** Replies as strings: keys and listings. */
   readonly plain: Commands;
   /** True for a Redis Cluster, where keys in different hash slots live on different masters. */
   readonly isCluster: boolean;
@@ -94,10 +105,12 @@ export class Connection {
     this.#client = client;
     this.#owned = owned;
     this.where = where;
-    this.#deadlines = new Deadlines(timeoutMs, where);
+    this.#deadlines = new Deadlines(timeoutMs, where, (action, error) =>
+      this.#failure(action, error),
+    );
     this.plain = client as unknown as Commands;
     this.isCluster = isCluster(client);
-    this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+    this.send = sender(client);
   }
 
   static async open(options: ConnectionOptions): Promise<Connection> {
@@ -139,16 +152,24 @@ export class Connection {
    * the server (a `SessionError` from the operation itself passes through).
    */
   call<T>(action: string, operation: () => Promise<T>): Promise<T> {
-    if (this.#client.isReady === false) {
-      return Promise.reject(new SessionError('ERR_STORE_IO', `${this.where} is not connected`));
-    }
+    if (this.#client.isReady === false) return this.#refused();
     let started: Promise<T>;
     try {
       started = operation();
     } catch (error) {
       return Promise.reject(this.#failure(action, error));
     }
-    return this.#deadlines.run(action, started, (error) => this.#failure(action, error));
+    return this.#deadlines.run(action, started);
+  }
+
+  /** One command as `call` runs an operation: `send`, refused while disconnected, timed. */
+  command(action: string, firstKey: string, readonly: boolean, words: CommandArgument[]) {
+    if (this.#client.isReady === false) return this.#refused();
+    return this.#deadlines.run(action, this.send(firstKey, readonly, words));
+  }
+
+  #refused(): Promise<never> {
+    return Promise.reject(new SessionError('ERR_STORE_IO', `${this.where} is not connected`));
   }
 
   #failure(action: string, error: unknown): unknown {
@@ -216,6 +237,19 @@ export function ioError(where: string, action: string, error: unknown): SessionE
 
 function isCluster(client: Connectable): client is ClusterLike {
   return 'masters' in client && typeof (client as ClusterLike).nodeClient === 'function';
+}
+
+/** Replies' bulk strings as Buffers, whatever the client's own type mapping: records are bytes. */
+const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+
+function sender(client: Connectable): Send {
+  if (isCluster(client)) {
+    return (firstKey, readonly, args) => client.sendCommand(firstKey, readonly, args, BYTES);
+  }
+  if (isSentinel(client)) {
+    return (_firstKey, readonly, args) => client.sendCommand(readonly, args, BYTES);
+  }
+  return (_firstKey, _readonly, args) => client.sendCommand(args, BYTES);
 }
 
 function isSentinel(client: Connectable): boolean {

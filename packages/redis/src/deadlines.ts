@@ -1,16 +1,12 @@
 import { SessionError } from '@sessile/core';
 
-interface Pending {
-  readonly action: string;
-  fail(error: SessionError): void;
-}
-
 /** Operations that started within one window share a deadline. */
 interface Window {
   /** When this window's operations fail: its close plus the timeout. */
   readonly deadline: number;
   readonly closesAt: number;
-  readonly pending: Set<Pending>;
+  /** The unsettled operations' reject functions, each with its action's name. */
+  readonly pending: Map<(error: unknown) => void, string>;
 }
 
 /**
@@ -23,33 +19,34 @@ export class Deadlines {
   readonly #timeoutMs: number;
   readonly #windowMs: number;
   readonly #where: string;
+  readonly #failure: (action: string, error: unknown) => unknown;
   readonly #windows: Window[] = [];
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(timeoutMs: number, where: string) {
+  /** `failure` maps an operation's own errors to what its caller gets. */
+  constructor(
+    timeoutMs: number,
+    where: string,
+    failure: (action: string, error: unknown) => unknown,
+  ) {
     this.#timeoutMs = timeoutMs;
     this.#windowMs = Math.max(5, Math.min(250, timeoutMs / 4));
     this.#where = where;
+    this.#failure = failure;
   }
 
-  /** Settles with `operation`, or rejects once `timeoutMs` passed; `failure` maps its errors. */
-  run<T>(action: string, operation: Promise<T>, failure: (error: unknown) => unknown): Promise<T> {
-    const window = this.#current();
+  /** Settles with `operation`, or rejects once `timeoutMs` passed. */
+  run<T>(action: string, operation: Promise<T>): Promise<T> {
+    const pending = this.#current().pending;
+    const failure = this.#failure;
     return new Promise<T>((resolve, reject) => {
-      const pending: Pending = {
-        action,
-        fail(error) {
-          window.pending.delete(pending);
-          reject(error);
-        },
-      };
-      window.pending.add(pending);
+      pending.set(reject, action);
       operation.then(
         (value) => {
-          if (window.pending.delete(pending)) resolve(value);
+          if (pending.delete(reject)) resolve(value);
         },
         (error: unknown) => {
-          if (window.pending.delete(pending)) reject(failure(error));
+          if (pending.delete(reject)) reject(failure(action, error));
         },
       );
     });
@@ -65,7 +62,7 @@ export class Deadlines {
     const last = this.#windows[this.#windows.length - 1];
     if (last !== undefined && last.closesAt > now) return last;
     const closesAt = now + this.#windowMs;
-    const window: Window = { closesAt, deadline: closesAt + this.#timeoutMs, pending: new Set() };
+    const window: Window = { closesAt, deadline: closesAt + this.#timeoutMs, pending: new Map() };
     this.#windows.push(window);
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.#check(), this.#windowMs);
@@ -81,11 +78,12 @@ export class Deadlines {
       const oldest = windows[0] as Window;
       if (oldest.pending.size > 0 && oldest.deadline > now) break;
       windows.shift();
-      for (const pending of oldest.pending) {
-        pending.fail(
+      for (const [reject, action] of oldest.pending) {
+        oldest.pending.delete(reject);
+        reject(
           new SessionError(
             'ERR_STORE_IO',
-            `${this.#where}: ${pending.action} got no answer within commandTimeoutMs (${this.#timeoutMs} ms)`,
+            `${this.#where}: ${action} got no answer within commandTimeoutMs (${this.#timeoutMs} ms)`,
           ),
         );
       }

@@ -34,13 +34,11 @@ class RedisLeases implements LeaseBackend {
 
   claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
-    return connection.call('lock acquire', async () => {
-      const reply = await connection.plain.set(this.#keys.lock(key), token, {
-        expiration: { type: 'PX', value: leaseMsUntil(expiresAt) },
-        condition: 'NX',
-      });
-      return reply !== null;
-    });
+    const lockKey = this.#keys.lock(key);
+    const words = ['SET', lockKey, token, 'PX', String(leaseMsUntil(expiresAt)), 'NX'];
+    return connection
+      .call('lock acquire', () => connection.send(lockKey, false, words))
+      .then((reply) => reply !== null);
   }
 
   claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
@@ -48,7 +46,7 @@ class RedisLeases implements LeaseBackend {
     const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
     const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
     return connection
-      .call('lock acquire', () => CLAIM_AND_GET.run(connection.bytes, keys, args))
+      .call('lock acquire', () => CLAIM_AND_GET.run(connection.send, keys, args))
       .then(async (reply) => {
         const [taken, value] = reply as [number, Buffer | undefined];
         if (taken !== 1) return { taken: false };
@@ -66,18 +64,20 @@ class RedisLeases implements LeaseBackend {
 
   extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
+    const keys = [this.#keys.lock(key)];
     const args = [token, String(leaseMsUntil(expiresAt))];
-    return connection.call('lock extend', async () => {
-      return (await EXTEND_LOCK.run(connection.plain, [this.#keys.lock(key)], args)) === 1;
-    });
+    return connection
+      .call('lock extend', () => EXTEND_LOCK.run(connection.send, keys, args))
+      .then((reply) => reply === 1);
   }
 
   release({ key, token }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
+    const keys = [this.#keys.lock(key)];
     const args = [token, this.#keys.releaseChannel, key];
-    return connection.call('lock release', async () => {
-      return (await RELEASE_LOCK.run(connection.plain, [this.#keys.lock(key)], args)) === 1;
-    });
+    return connection
+      .call('lock release', () => RELEASE_LOCK.run(connection.send, keys, args))
+      .then((reply) => reply === 1);
   }
 
   expired(claim: LeaseClaim): void {

@@ -1,4 +1,4 @@
-import type { ScriptArgument, ScriptRunner } from './scripts.js';
+import type { CommandArgument, Send } from './connection.js';
 import { CREATE_OWNED } from './scripts.js';
 
 /** Records one script call writes at most, so one call never holds Redis for long. */
@@ -7,7 +7,7 @@ const MAX_BATCH = 64;
 interface Pending {
   readonly key: string;
   readonly index: string;
-  readonly args: ScriptArgument[];
+  readonly args: CommandArgument[];
   resolve(created: boolean): void;
   reject(error: unknown): void;
 }
@@ -19,11 +19,11 @@ interface Pending {
  * call for many creates keeps that off each one.
  */
 export class OwnedCreates {
-  readonly #runner: ScriptRunner;
+  readonly #send: Send;
   #queue: Pending[] = [];
 
-  constructor(runner: ScriptRunner) {
-    this.#runner = runner;
+  constructor(send: Send) {
+    this.#send = send;
   }
 
   /**
@@ -33,7 +33,7 @@ export class OwnedCreates {
   create(
     key: string,
     index: string,
-    value: ScriptArgument,
+    value: CommandArgument,
     expireAt: number,
     id: string,
     indexedUntil: number,
@@ -56,12 +56,12 @@ export class OwnedCreates {
 
   #run(batch: Pending[]): void {
     const keys: string[] = [];
-    const args: ScriptArgument[] = [];
+    const args: CommandArgument[] = [];
     for (const pending of batch) {
       keys.push(pending.key, pending.index);
       args.push(...pending.args);
     }
-    CREATE_OWNED.run(this.#runner, keys, args).then(
+    CREATE_OWNED.run(this.#send, keys, args).then(
       (reply) => {
         const created = reply as unknown[];
         for (const [i, pending] of batch.entries()) pending.resolve(created[i] === 1);

@@ -32,7 +32,7 @@ export class OwnerIndex {
   /** Adds `id` to `owner`'s index, covering a record until `indexedUntil`. */
   async add(owner: string, id: string, indexedUntil: number): Promise<void> {
     const key = this.#keys.ownerIndex(owner);
-    await INDEX_OWNER.run(this.#connection.plain, [key], [id, String(indexedUntil)]);
+    await INDEX_OWNER.run(this.#connection.send, [key], [id, String(indexedUntil)]);
   }
 
   /**
@@ -62,7 +62,7 @@ export class OwnerIndex {
     if (expired) {
       // Only tidies: what is listed is already right, so a failure here is not the caller's.
       await this.#connection
-        .call('ownedBy', () => PRUNE_OWNER.run(plain, [key], []))
+        .call('ownedBy', () => PRUNE_OWNER.run(this.#connection.send, [key], []))
         .catch(() => {});
     }
     return sessions;

@@ -76,7 +76,7 @@ export class RedisStore extends BaseStore {
     this.#connection = connection;
     this.#keys = keys;
     this.#owners = new OwnerIndex(connection, keys);
-    this.#ownedCreates = new OwnedCreates(connection.bytes);
+    this.#ownedCreates = new OwnedCreates(connection.send);
     this.prefix = keys.prefix;
     this.locks = new RedisLocks(connection, keys);
   }
@@ -103,9 +103,9 @@ export class RedisStore extends BaseStore {
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const key = this.#keys.record(id);
-    return this.#io('get', () => this.#connection.bytes.get(key)).then((value) => {
+    return this.#connection.command('get', key, true, ['GET', key]).then((value) => {
       if (value === null) return undefined;
-      const record = decodeRecord(value);
+      const record = decodeRecord(value as Buffer);
       return record.expiresAt > now ? record : undefined;
     });
   }
@@ -117,58 +117,73 @@ export class RedisStore extends BaseStore {
     now: number,
     lease: HeldLease | undefined,
   ): Promise<boolean> {
-    return this.#io('set', async () => {
-      const key = this.#keys.record(id);
-      const expireAt = expireAtMs(record.expiresAt, now);
-      const owner = expireAt === undefined ? undefined : record.owner;
-      const indexedUntil = owner === undefined ? 0 : indexedUntilFor(record.expiresAt, now);
-      // Where the record and its owner's index share a server, one script writes both.
-      const together = owner !== undefined && !this.#connection.isCluster;
-      // Otherwise a new record has no entry to keep: its entry goes in first, without asking the record.
-      let indexed = owner !== undefined && only === 'absent' && !together;
-      if (indexed) await this.#owners.add(owner as string, id, indexedUntil);
-      const value = encodeRecord(record, indexedUntil);
-      if (together && only === 'absent' && lease === undefined) {
-        const index = this.#keys.ownerIndex(owner as string);
-        return this.#ownedCreates.create(key, index, value, expireAt as number, id, indexedUntil);
+    const expireAt = expireAtMs(record.expiresAt, now);
+    const owner = expireAt === undefined ? undefined : record.owner;
+    const key = this.#keys.record(id);
+    if (lease !== undefined || owner !== undefined) {
+      return this.#io('set', () => this.#setChecked(id, key, record, only, now, lease));
+    }
+    // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
+    if (expireAt === undefined) {
+      if (only === 'absent') {
+        return this.#connection.command('set', key, true, ['EXISTS', key]).then((n) => n === 0);
       }
-      if (lease !== undefined || (owner !== undefined && !indexed)) {
-        const keys = [key, this.#keys.lock(lease?.key ?? id)];
-        if (together) keys.push(this.#keys.ownerIndex(owner as string));
-        const args = [
-          lease?.token ?? '',
-          value,
-          expireAt === undefined ? '' : String(expireAt),
-          only ?? '',
-          owner ?? '',
-          String(record.expiresAt),
-          '',
-          id,
-          String(indexedUntil),
-          ...this.#releaseArgs(lease),
-        ];
-        for (;;) {
-          if (indexed) args[6] = '1';
-          const reply = await WRITE.run(this.#connection.bytes, keys, args);
-          if (!Array.isArray(reply) || indexed) return fenced(reply);
-          await this.#owners.add(owner as string, id, indexedUntil);
-          indexed = true;
-        }
-      }
-      const commands = this.#connection.bytes;
-      // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
-      if (expireAt === undefined) {
-        if (only === 'absent') return (await commands.exists(key)) === 0;
-        const deleted = await commands.del(key);
-        return only === 'present' ? deleted > 0 : true;
-      }
-      const condition = only === 'absent' ? 'NX' : only === 'present' ? 'XX' : undefined;
-      const reply = await commands.set(key, value, {
-        expiration: { type: 'PXAT', value: expireAt },
-        condition,
-      });
-      return reply !== null;
-    });
+      return this.#connection
+        .command('set', key, false, ['DEL', key])
+        .then((deleted) => only !== 'present' || (deleted as number) > 0);
+    }
+    const words = ['SET', key, encodeRecord(record), 'PXAT', String(expireAt)];
+    if (only !== undefined) words.push(only === 'absent' ? 'NX' : 'XX');
+    return this.#connection.command('set', key, false, words).then(written);
+  }
+
+  /** A write that a script checks first: fenced by a lock, or giving the record an owner. */
+  async #setChecked(
+    id: string,
+    key: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+    lease: HeldLease | undefined,
+  ): Promise<boolean> {
+    const expireAt = expireAtMs(record.expiresAt, now);
+    const owner = expireAt === undefined ? undefined : record.owner;
+    const indexedUntil = owner === undefined ? 0 : indexedUntilFor(record.expiresAt, now);
+    // Where the record and its owner's index share a server, one script writes both.
+    const together = owner !== undefined && !this.#connection.isCluster;
+    // Otherwise a new record has no entry to keep: its entry goes in first, without asking the record.
+    let indexed = owner !== undefined && only === 'absent' && !together;
+    if (indexed) await this.#owners.add(owner as string, id, indexedUntil);
+    const value = encodeRecord(record, indexedUntil);
+    if (together && only === 'absent' && lease === undefined) {
+      const index = this.#keys.ownerIndex(owner as string);
+      return this.#ownedCreates.create(key, index, value, expireAt as number, id, indexedUntil);
+    }
+    if (indexed && lease === undefined) {
+      const words = ['SET', key, value, 'PXAT', String(expireAt), 'NX'];
+      return written(await this.#connection.send(key, false, words));
+    }
+    const keys = [key, this.#keys.lock(lease?.key ?? id)];
+    if (together) keys.push(this.#keys.ownerIndex(owner as string));
+    const args = [
+      lease?.token ?? '',
+      value,
+      expireAt === undefined ? '' : String(expireAt),
+      only ?? '',
+      owner ?? '',
+      String(record.expiresAt),
+      '',
+      id,
+      String(indexedUntil),
+      ...this.#releaseArgs(lease),
+    ];
+    for (;;) {
+      if (indexed) args[6] = '1';
+      const reply = await WRITE.run(this.#connection.send, keys, args);
+      if (!Array.isArray(reply) || indexed) return fenced(reply);
+      await this.#owners.add(owner as string, id, indexedUntil);
+      indexed = true;
+    }
   }
 
   protected _touch(
@@ -192,7 +207,7 @@ export class RedisStore extends BaseStore {
       // The owner's entry is raised first; another try is needed only when a concurrent write
       // gave the record yet another owner in between.
       for (let tries = 0; tries < MAX_TOUCH_TRIES; tries++) {
-        const reply = await TOUCH.run(this.#connection.bytes, keys, args);
+        const reply = await TOUCH.run(this.#connection.send, keys, args);
         if (!Array.isArray(reply)) return fenced(reply);
         const owner = String(reply[0]);
         const indexedUntil = indexedUntilFor(expiresAt, now);
@@ -208,13 +223,17 @@ export class RedisStore extends BaseStore {
   }
 
   protected _delete(id: string, _now: number, lease: HeldLease | undefined): Promise<boolean> {
-    return this.#io('delete', async () => {
-      const key = this.#keys.record(id);
-      if (lease === undefined) return (await this.#connection.bytes.del(key)) > 0;
-      const keys = [key, this.#keys.lock(lease.key)];
-      const args = [lease.token, ...this.#releaseArgs(lease)];
-      return fenced(await FENCED_DELETE.run(this.#connection.bytes, keys, args));
-    });
+    const key = this.#keys.record(id);
+    if (lease === undefined) {
+      return this.#connection
+        .command('delete', key, false, ['DEL', key])
+        .then((deleted) => (deleted as number) > 0);
+    }
+    const keys = [key, this.#keys.lock(lease.key)];
+    const args = [lease.token, ...this.#releaseArgs(lease)];
+    return this.#io('delete', () => FENCED_DELETE.run(this.#connection.send, keys, args)).then(
+      fenced,
+    );
   }
 
   /** Redis removes expired keys itself; a sweep has nothing to do. */
@@ -271,6 +290,11 @@ export class RedisStore extends BaseStore {
   #io<T>(action: string, run: () => Promise<T>): Promise<T> {
     return this.#connection.call(action, run);
   }
+}
+
+/** A `SET`'s answer: `null` when its `NX` or `XX` kept it from writing. */
+function written(reply: unknown): boolean {
+  return reply !== null;
 }
 
 /** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */

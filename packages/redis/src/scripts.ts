@@ -1,13 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { CommandArgument, Send } from './connection.js';
 import { EXPIRES_AT_OFFSET, HEADER_BYTES, INDEXED_UNTIL_OFFSET, RECORD_FORMAT } from './keys.js';
-
-export type ScriptArgument = string | Buffer;
-
-/** What a script runs on: a client, a Sentinel client or a cluster (which routes by the first key). */
-export interface ScriptRunner {
-  evalSha(sha: string, options: { keys: string[]; arguments: ScriptArgument[] }): Promise<unknown>;
-  eval(script: string, options: { keys: string[]; arguments: ScriptArgument[] }): Promise<unknown>;
-}
 
 /** A Lua script run by EVALSHA, loaded by EVAL on the node that does not know it yet. */
 export class Script {
@@ -19,14 +12,18 @@ export class Script {
     this.#sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(runner: ScriptRunner, keys: string[], args: ScriptArgument[]): Promise<unknown> {
-    const options = { keys, arguments: args };
-    try {
-      return await runner.evalSha(this.#sha, options);
-    } catch (error) {
+  /** Runs on the node of `keys[0]`; every key must share its slot on a cluster. */
+  run(send: Send, keys: string[], args: CommandArgument[]): Promise<unknown> {
+    const words: CommandArgument[] = ['EVALSHA', this.#sha, String(keys.length)];
+    for (const key of keys) words.push(key);
+    for (const arg of args) words.push(arg);
+    const firstKey = keys[0] as string;
+    return send(firstKey, false, words).catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return runner.eval(this.#source, options);
-    }
+      words[0] = 'EVAL';
+      words[1] = this.#source;
+      return send(firstKey, false, words);
+    });
   }
 }
 
