@@ -2,7 +2,7 @@ import { SessionError } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 
 /** The schema version this release writes to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const TABLE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -68,9 +68,7 @@ const MIGRATIONS: readonly Migration[] = [
   {
     version: 2,
     apply: (db, names) => {
-      db.exec(
-        `CREATE TABLE IF NOT EXISTS ${quote(names.locks)} (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL)`,
-      );
+      db.exec(createLocks(names.locks));
     },
   },
   {
@@ -84,7 +82,40 @@ const MIGRATIONS: readonly Migration[] = [
       db.exec(createOwnerIndex(names));
     },
   },
+  {
+    version: 4,
+    apply: (db, names) => {
+      if (withoutRowid(db, names.locks)) return;
+      // Rebuilt in the migration's transaction, held leases included; other processes' prepared
+      // statements re-prepare against the new table, whose columns are the same.
+      const rebuilt = `${names.locks}_v4`;
+      db.exec(createLocks(rebuilt));
+      db.exec(
+        `INSERT INTO ${quote(rebuilt)} (id, token, expires_at) SELECT id, token, expires_at FROM ${quote(names.locks)}`,
+      );
+      db.exec(`DROP TABLE ${quote(names.locks)}`);
+      db.exec(`ALTER TABLE ${quote(rebuilt)} RENAME TO ${quote(names.locks)}`);
+    },
+  },
 ];
+
+/**
+ * The lock table keeps its rows in the primary key's own B-tree (WITHOUT ROWID): a claim or a
+ * release then changes one page instead of two (the table's and its key index's), so each
+ * commits one WAL frame less.
+ */
+function createLocks(table: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${quote(table)} (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID`;
+}
+
+function withoutRowid(db: BetterSqlite3.Database, table: string): boolean {
+  return (
+    db
+      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?")
+      .pluck()
+      .get(table) === 1
+  );
+}
 
 interface ColumnShape {
   name: string;
@@ -114,7 +145,7 @@ interface SchemaState {
   userVersion: number;
   /**
    * The version the existing objects amount to: 0 nothing, 1 records only, 2 records and locks,
-   * 3 records with owners and locks.
+   * 3 records with owners and locks, 4 the same with the lock table WITHOUT ROWID.
    */
   presentVersion: number;
   complete: boolean;
@@ -142,7 +173,15 @@ export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): S
     throw foreign(names.locks, `exists without the table ${names.records}`);
   }
   const presentVersion =
-    records === undefined ? 0 : locks === undefined ? 1 : recordsShape === RECORDS_SHAPE ? 3 : 2;
+    records === undefined
+      ? 0
+      : locks === undefined
+        ? 1
+        : recordsShape !== RECORDS_SHAPE
+          ? 2
+          : withoutRowid(db, names.locks)
+            ? 4
+            : 3;
   const complete =
     presentVersion === SCHEMA_VERSION &&
     userVersion === SCHEMA_VERSION &&

@@ -83,6 +83,16 @@ function snapshot(file: string): { main: Buffer; sidecars: boolean[] } {
   };
 }
 
+/** True when the lock table keeps its rows in its primary key's B-tree. */
+function lockTableWithoutRowid(db: Database.Database): boolean {
+  return (
+    db
+      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = 'sessions_locks'")
+      .pluck()
+      .get() === 1
+  );
+}
+
 // The machine may be loaded by other work; these bound a hang, they do not time anything.
 describe('schema', { timeout: 60_000 }, () => {
   it('creates the versioned schema on a new file: WAL, the expiry and owner indexes and the lock table', async () => {
@@ -108,6 +118,7 @@ describe('schema', { timeout: 60_000 }, () => {
       { type: 'table', name: 'sessions_locks', tableName: 'sessions_locks' },
       { type: 'index', name: 'sessions_owner', tableName: 'sessions' },
     ]);
+    expect(lockTableWithoutRowid(db)).toBe(true);
   });
 
   it('migrates a version 1 database forward and keeps its records', async () => {
@@ -181,6 +192,44 @@ describe('schema', { timeout: 60_000 }, () => {
     expect(
       probe.prepare("SELECT type FROM sqlite_schema WHERE name = 'sessions_owner'").pluck().get(),
     ).toBe('index');
+    expect(lockTableWithoutRowid(probe)).toBe(true);
+  });
+
+  it('migrates a version 3 database to a WITHOUT ROWID lock table: held leases stay held, and a process already open goes on using it', async () => {
+    const old = new Database(path);
+    cleanups.push(() => old.close());
+    old.pragma('journal_mode = WAL');
+    old.exec(`
+      CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
+      CREATE INDEX sessions_expires_at ON sessions (expires_at);
+      CREATE TABLE sessions_locks (id TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE INDEX sessions_owner ON sessions (owner) WHERE owner IS NOT NULL;
+    `);
+    old.pragma('user_version = 3');
+    old
+      .prepare('INSERT INTO sessions VALUES (?, ?, ?, ?)')
+      .run(idOf('kept'), Buffer.from('kept'), Date.now() + HOUR_MS, 'alice');
+    // A version 3 process stays open across the migration, with its claim statement prepared.
+    const claim = old.prepare(
+      `INSERT INTO sessions_locks (id, token, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+       WHERE sessions_locks.expires_at <= ?`,
+    );
+    expect(claim.run(idOf('held'), 'old-holder', Date.now() + HOUR_MS, Date.now()).changes).toBe(1);
+
+    const store = await openStore({ path });
+    const probe = openDatabase();
+    expect(probe.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(lockTableWithoutRowid(probe)).toBe(true);
+    expect(textOf((await store.get(idOf('kept')))?.data)).toBe('kept');
+    expect((await store.ownedBy('alice')).map((session) => session.id)).toEqual([idOf('kept')]);
+    await expectCode(store.locks.acquire(idOf('held'), { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
+    // Each side sees the other's leases in the rebuilt table.
+    const mine = await store.locks.acquire(idOf('kept'), { waitMs: 0 });
+    expect(claim.run(idOf('kept'), 'old-holder', Date.now() + HOUR_MS, Date.now()).changes).toBe(0);
+    await mine.release();
+    expect(claim.run(idOf('kept'), 'old-holder', Date.now() + HOUR_MS, Date.now()).changes).toBe(1);
+    await expectCode(store.locks.acquire(idOf('kept'), { waitMs: 0 }), 'ERR_LOCK_TIMEOUT');
   });
 
   it('lists an owner through the owner index, never a scan of the table', async () => {
