@@ -1,7 +1,14 @@
 import { jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionError, SessionError } from './errors.js';
 import { assertOwner, generateSessionId, isReservedId, isSessionId } from './ids.js';
-import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_WAIT_MS,
+  type InternalAcquireOptions,
+  isLockLost,
+  signalWhenWaiting,
+} from './locks/lease.js';
+import { LeaseLocks } from './locks/lease-locks.js';
 import {
   lastAccessOf,
   type OwnerLimitAction,
@@ -62,6 +69,8 @@ export interface SessionManagerOptions {
 export interface ConnectionEvents {
   once(event: 'close', listener: () => void): unknown;
   off(event: 'close', listener: () => void): unknown;
+  /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
+  readonly closed?: boolean;
 }
 
 export interface OpenOptions {
@@ -199,10 +208,19 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * is not free within `waitMs`, and with `ERR_STORE_CLOSED` after `close()`.
    */
   async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
+    return this.#open(idFromClient, options, options.signal);
+  }
+
+  /** `stop`: the signal that ends a wait for the lock, or a function making it when one starts. */
+  async #open(
+    idFromClient: string | null | undefined,
+    options: Omit<OpenOptions, 'signal'>,
+    stop: AbortSignal | (() => AbortSignal) | undefined,
+  ): Promise<Session<Data>> {
     if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The session manager is closed');
     // Reserved ids name sessile's own locks (cleanup, owners): a client must never hold one.
     if (isSessionId(idFromClient) && !isReservedId(idFromClient)) {
-      const session = await this.#openExisting(idFromClient, options);
+      const session = await this.#openExisting(idFromClient, options, stop);
       if (session !== undefined) return session;
     }
     const now = Date.now();
@@ -227,13 +245,19 @@ export class SessionManager<Data extends SessionData = SessionData> {
     connection: ConnectionEvents,
     options: Omit<OpenOptions, 'signal'> = {},
   ): Promise<Session<Data>> {
-    const hangUp = new AbortController();
-    const onClose = () => hangUp.abort(new Error('The client closed the connection'));
-    connection.once('close', onClose);
+    // Listens for the hang-up only once the acquire has to wait: most never do.
+    let onClose: (() => void) | undefined;
+    const hangUpSignal = () => {
+      const hangUp = new AbortController();
+      onClose = () => hangUp.abort(new Error('The client closed the connection'));
+      if (connection.closed === true) onClose();
+      else connection.once('close', onClose);
+      return hangUp.signal;
+    };
     try {
-      return await this.open(idFromClient, { ...options, signal: hangUp.signal });
+      return await this.#open(idFromClient, options, hangUpSignal);
     } finally {
-      connection.off('close', onClose);
+      if (onClose !== undefined) connection.off('close', onClose);
     }
   }
 
@@ -296,7 +320,11 @@ export class SessionManager<Data extends SessionData = SessionData> {
     await this.#sweeper.close();
   }
 
-  async #openExisting(id: string, options: OpenOptions): Promise<Session<Data> | undefined> {
+  async #openExisting(
+    id: string,
+    options: Omit<OpenOptions, 'signal'>,
+    stop: AbortSignal | (() => AbortSignal) | undefined,
+  ): Promise<Session<Data> | undefined> {
     let lock: SessionLock | undefined;
     try {
       let record: SessionRecord | undefined;
@@ -304,11 +332,13 @@ export class SessionManager<Data extends SessionData = SessionData> {
         record = await this.store.get(id);
       } else {
         const { locks } = this.store;
-        const acquire = {
+        const acquire: InternalAcquireOptions = {
           waitMs: this.lock.waitMs,
           leaseMs: this.lock.leaseMs,
-          signal: options.signal,
         };
+        if (typeof stop !== 'function') acquire.signal = stop;
+        else if (locks instanceof LeaseLocks) acquire[signalWhenWaiting] = stop;
+        else acquire.signal = stop();
         if (locks.acquireAndGet === undefined) {
           lock = await locks.acquire(id, acquire);
           record = await this.store.get(id);
@@ -357,7 +387,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   async #release(lock: SessionLock | undefined): Promise<void> {
-    if (lock === undefined || lock.signal.aborted) return;
+    if (lock === undefined || isLockLost(lock)) return;
     await lock.release().catch((error: unknown) => this.#report(error));
   }
 

@@ -6,6 +6,8 @@ import {
 } from './codecs.js';
 import { SessionError } from './errors.js';
 import { assertOwner, generateSessionId } from './ids.js';
+import { Deadlines } from './locks/deadlines.js';
+import { isLockLost } from './locks/lease.js';
 import type { OwnerSessions } from './owner-sessions.js';
 import type { SessionLock, SessionStore, SetOptions, WriteOptions } from './types.js';
 
@@ -49,6 +51,9 @@ export interface SessionInit<Data extends SessionData> {
 
 const MAX_CREATE_ATTEMPTS = 3;
 
+/** The next lease extension of every open locked session, on one timer. */
+const lockExtensions = new Deadlines();
+
 /**
  * One session for the length of one request, from `SessionManager.open()` to `commit()`.
  * Change `data` freely; `commit()` finds out whether it changed by comparing its JSON with
@@ -71,7 +76,8 @@ export class Session<Data extends SessionData = SessionData> {
   #meta: SessionData | undefined;
   readonly #loginMeta: (() => SessionData | undefined) | undefined;
   #lockError: unknown;
-  #extendTimer: NodeJS.Timeout | undefined;
+  /** Extends the lock's lease, then books the next extension; booked while the session is open. */
+  #extendLock: (() => void) | undefined;
   #commit: Promise<CommitOutcome> | undefined;
   /** When the latest save happened. */
   #savedAt = 0;
@@ -149,7 +155,7 @@ export class Session<Data extends SessionData = SessionData> {
 
   /** True while this session holds its lock and the lock's lease has not been lost. */
   get locked(): boolean {
-    return this.#lock !== undefined && !this.#lock.signal.aborted && this.#commit === undefined;
+    return this.#lock !== undefined && !isLockLost(this.#lock) && this.#commit === undefined;
   }
 
   /**
@@ -261,7 +267,7 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   async #commitOnce(): Promise<CommitOutcome> {
-    clearInterval(this.#extendTimer);
+    this.#stopExtending();
     try {
       if (this.#destroyed) return 'destroyed';
       this.#assertLockHeld();
@@ -272,7 +278,7 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   async #discardOnce(): Promise<CommitOutcome> {
-    clearInterval(this.#extendTimer);
+    this.#stopExtending();
     await this.#releaseLock();
     return this.#destroyed ? 'destroyed' : 'unchanged';
   }
@@ -348,20 +354,27 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   #keepLockAlive(lock: SessionLock): void {
-    this.#extendTimer = setInterval(() => {
+    const everyMs = this.#context.extendLockEveryMs;
+    const extendLock = () => {
+      lockExtensions.set(extendLock, Date.now() + everyMs);
       lock.extend().catch((error: unknown) => {
         this.#lockError = error;
-        clearInterval(this.#extendTimer);
+        lockExtensions.delete(extendLock);
       });
-    }, this.#context.extendLockEveryMs);
-    this.#extendTimer.unref();
+    };
+    this.#extendLock = extendLock;
+    lockExtensions.set(extendLock, Date.now() + everyMs);
+  }
+
+  #stopExtending(): void {
+    if (this.#extendLock !== undefined) lockExtensions.delete(this.#extendLock);
   }
 
   #assertLockHeld(): void {
     const lock = this.#lock;
     if (lock === undefined) return;
     if (this.#lockError !== undefined) throw this.#lockError;
-    if (lock.signal.aborted) {
+    if (isLockLost(lock)) {
       const reason = lock.signal.reason;
       throw reason instanceof SessionError
         ? reason
@@ -373,7 +386,7 @@ export class Session<Data extends SessionData = SessionData> {
     const lock = this.#lock;
     if (lock === undefined) return;
     this.#lock = undefined;
-    if (lock.signal.aborted) return;
+    if (isLockLost(lock)) return;
     try {
       await lock.release();
     } catch (error) {

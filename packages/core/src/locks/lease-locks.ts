@@ -6,7 +6,6 @@ import type {
   LockedRecord,
   LockManager,
   SessionLock,
-  SessionRecord,
 } from '../types.js';
 import {
   LeaseLock,
@@ -17,6 +16,17 @@ import {
   normalizeAcquireOptions,
 } from './lease.js';
 import type { LeaseBackend, LeaseClaim } from './lease-backend.js';
+import {
+  type ClaimResult,
+  claimOnce,
+  newSlot,
+  pause,
+  queueWaiter,
+  removeWaiter,
+  type Slot,
+  settleWaiter,
+  slotIdle,
+} from './lease-slot.js';
 
 export type { ClaimedRecord, LeaseBackend, LeaseClaim } from './lease-backend.js';
 
@@ -33,36 +43,6 @@ export interface LeaseLocksOptions {
    * any (`undefined` when the backend refused the claim for another process's holder).
    */
   onWait?: (id: string, localHolderId: string | undefined) => void;
-}
-
-interface Waiter {
-  readonly id: string;
-  readonly leaseMs: number;
-  /** A `waitMs: 0` acquire: one claim, and a timeout on the first refusal. */
-  readonly once: boolean;
-  /** True once reported to `onWait`. */
-  waited: boolean;
-  /** True when the waiter also wants the record, read by `claimAndGet`. */
-  readonly reads: boolean;
-  /** True once the waiter has its lock, timed out, was aborted or closed. */
-  settled: boolean;
-  resolve(locked: { lock: LeaseLock; record: SessionRecord | undefined }): void;
-  reject(error: unknown): void;
-}
-
-interface Slot {
-  readonly key: string;
-  /** The lock this process holds on the key, if any: local waiters never ask the backend then. */
-  holder: LeaseLock | undefined;
-  readonly queue: Waiter[];
-  /** True while the head waiter's claim loop runs. */
-  serving: boolean;
-  /** Ends the head waiter's current pause early. */
-  wake: (() => void) | undefined;
-  /** Fenced writes running under the holder's lease: the key passes to nobody until they end. */
-  fences: number;
-  /** Releases waiting for the fenced writes before them to end. */
-  readonly fencesEnded: Array<() => void>;
 }
 
 /**
@@ -120,26 +100,84 @@ export class LeaseLocks implements LockManager {
     const key = this.#keyOf(id);
     let slot = this.#slots.get(key);
     if (slot === undefined) {
-      slot = {
-        key,
-        holder: undefined,
-        queue: [],
-        serving: false,
-        wake: undefined,
-        fences: 0,
-        fencesEnded: [],
-      };
+      slot = newSlot(key);
       this.#slots.set(key, slot);
     }
-    const queued = slot.holder !== undefined || slot.queue.length > 0;
+    const queued = slot.holder !== undefined || slot.queue.length > 0 || slot.firstClaim;
     if (queued) {
       this.#onWait?.(id, slot.holder?.id);
       if (normalized.waitMs === 0) {
         this.#dropIfIdle(slot);
         throw lockTimeout(0);
       }
+    } else if (!slot.serving && slot.fences === 0) {
+      return this.#claimFirst(slot, id, normalized, reads);
     }
-    return this.#enqueue(slot, id, normalized, queued, reads);
+    return this.#enqueue(slot, id, normalized, queued, reads, Date.now() + normalized.waitMs);
+  }
+
+  /**
+   * The acquire of an idle key: one claim with no timer, abort listener or claim loop, which
+   * most acquires need alone. Refused, it becomes the head waiter, its wait counted from now.
+   */
+  async #claimFirst(
+    slot: Slot,
+    id: string,
+    options: NormalizedAcquireOptions,
+    reads: boolean,
+  ): Promise<LockedRecord> {
+    const startedAt = Date.now();
+    const claim: LeaseClaim = {
+      key: slot.key,
+      id,
+      token: generateToken(),
+      expiresAt: startedAt + options.leaseMs,
+      waited: false,
+    };
+    slot.firstClaim = true;
+    let outcome: ClaimResult;
+    try {
+      const claimed = claimOnce(this.#backend, claim, reads);
+      outcome = claimed instanceof Promise ? await claimed : claimed;
+    } catch (error) {
+      this.#endFirstClaim(slot);
+      throw toStoreIoError(error, 'lock acquire');
+    }
+    const { signal } = options;
+    if (outcome.taken) {
+      const left = this.closed ? lockManagerClosed() : signal?.aborted ? signal.reason : undefined;
+      if (left === undefined) {
+        slot.firstClaim = false;
+        slot.holder = this.#grant(slot, claim, options.leaseMs);
+        this.#granted.set(slot.holder, slot);
+        return { lock: slot.holder, record: outcome.record };
+      }
+      // Closed or aborted while the claim was in flight: hand the key back.
+      await Promise.resolve(this.#backend.release(claim)).catch(() => {});
+      this.#endFirstClaim(slot);
+      throw left;
+    }
+    this.#onWait?.(id, undefined);
+    const left =
+      options.waitMs === 0
+        ? lockTimeout(0)
+        : this.closed
+          ? lockManagerClosed()
+          : signal?.aborted
+            ? signal.reason
+            : undefined;
+    if (left !== undefined) {
+      this.#endFirstClaim(slot);
+      throw left;
+    }
+    slot.firstClaim = false;
+    return this.#enqueue(slot, id, options, true, reads, startedAt + options.waitMs, true);
+  }
+
+  #endFirstClaim(slot: Slot): void {
+    slot.firstClaim = false;
+    if (slot.queue.length > 0) this.#serve(slot);
+    else this.#dropIfIdle(slot);
   }
 
   async fence<T>(
@@ -180,63 +218,56 @@ export class LeaseLocks implements LockManager {
     if (this.#closed) return;
     this.#closed = true;
     for (const slot of this.#slots.values()) {
-      for (const waiter of slot.queue.splice(0)) this.#settle(waiter, lockManagerClosed());
+      for (const waiter of slot.queue.splice(0)) settleWaiter(waiter, lockManagerClosed());
       slot.wake?.();
       this.#dropIfIdle(slot);
     }
     await this.#backend.close?.();
   }
 
+  /**
+   * Queues a waiter until `deadline`. `refused`: its first claim was just refused, so it goes
+   * first (it arrived before everyone queued) and pauses before claiming again.
+   */
   #enqueue(
     slot: Slot,
     id: string,
     options: NormalizedAcquireOptions,
     waited: boolean,
     reads: boolean,
+    deadline: number,
+    refused = false,
   ): Promise<LockedRecord> {
-    return new Promise<LockedRecord>((resolve, reject) => {
-      const { signal, waitMs } = options;
-      const leave = (error: unknown) => {
-        if (waiter.settled) return;
-        const index = slot.queue.indexOf(waiter);
-        if (index !== -1) slot.queue.splice(index, 1);
-        this.#settle(waiter, error);
-        // The next waiter becomes the head and tries at once, on its own deadline.
-        if (index === 0) slot.wake?.();
-        this.#dropIfIdle(slot);
-      };
-      const onAbort = () => leave(signal?.reason);
-      // waitMs 0 still makes one claim: the timer only ends waits that had to pause.
-      const timer = waitMs === 0 ? undefined : setTimeout(() => leave(lockTimeout(waitMs)), waitMs);
-      const waiter: Waiter = {
-        id,
-        leaseMs: options.leaseMs,
-        once: waitMs === 0,
-        waited,
-        reads,
-        settled: false,
-        resolve: (locked) => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve(locked);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      slot.queue.push(waiter);
-      this.#serve(slot);
+    const signal = options.signal ?? options.signalWhenWaiting?.();
+    if (signal?.aborted) {
+      if (refused) this.#endFirstClaim(slot);
+      else this.#dropIfIdle(slot);
+      return Promise.reject(signal.reason);
+    }
+    const { leaseMs, waitMs } = options;
+    const init = { id, leaseMs, waitMs, waited, reads, deadline, signal, first: refused };
+    const locked = queueWaiter(slot, init, (wasHead) => {
+      // The next waiter becomes the head and tries at once, on its own deadline.
+      if (wasHead) slot.wake?.();
+      this.#dropIfIdle(slot);
     });
+    this.#serve(slot, refused);
+    return locked;
   }
 
   /** Runs the head waiter's claim loop until the key is held here or nobody waits. */
-  #serve(slot: Slot): void {
-    if (slot.serving || slot.holder !== undefined || slot.fences > 0 || this.closed) return;
+  #serve(slot: Slot, pauseFirst = false): void {
+    if (
+      slot.serving ||
+      slot.firstClaim ||
+      slot.holder !== undefined ||
+      slot.fences > 0 ||
+      this.closed
+    ) {
+      return;
+    }
     slot.serving = true;
-    this.#claimLoop(slot).finally(() => {
+    this.#claimLoop(slot, pauseFirst).finally(() => {
       slot.serving = false;
       this.#dropIfIdle(slot);
       // A waiter may have arrived while the loop was finishing.
@@ -244,10 +275,14 @@ export class LeaseLocks implements LockManager {
     });
   }
 
-  async #claimLoop(slot: Slot): Promise<void> {
+  async #claimLoop(slot: Slot, pauseFirst: boolean): Promise<void> {
     let delayMs = MIN_POLL_DELAY_MS;
     const unwatch = this.#backend.watch?.(slot.key, () => slot.wake?.());
     try {
+      if (pauseFirst) {
+        await pause(slot, delayMs * (0.5 + Math.random()));
+        delayMs = Math.min(this.#maxPollDelayMs, delayMs * 2);
+      }
       for (;;) {
         const head = slot.queue[0];
         if (head === undefined || this.closed) return;
@@ -258,33 +293,25 @@ export class LeaseLocks implements LockManager {
           expiresAt: Date.now() + head.leaseMs,
           waited: head.waited,
         };
-        let taken: boolean;
-        let record: SessionRecord | undefined;
+        let outcome: ClaimResult;
         try {
-          const claimAndGet = head.reads ? this.#backend.claimAndGet : undefined;
-          if (claimAndGet === undefined) {
-            taken = await this.#backend.claim(claim);
-          } else {
-            const outcome = await claimAndGet.call(this.#backend, claim);
-            taken = outcome.taken;
-            if (outcome.taken) record = outcome.record;
-          }
+          outcome = await claimOnce(this.#backend, claim, head.reads);
         } catch (error) {
-          this.#remove(slot, head);
-          this.#settle(head, toStoreIoError(error, 'lock acquire'));
+          removeWaiter(slot, head);
+          settleWaiter(head, toStoreIoError(error, 'lock acquire'));
           continue;
         }
-        if (taken) {
+        if (outcome.taken) {
           if (head.settled) {
             // The waiter left (timeout, abort, close) while its claim was in flight: hand the key back.
             await Promise.resolve(this.#backend.release(claim)).catch(() => {});
             continue;
           }
-          this.#remove(slot, head);
+          removeWaiter(slot, head);
           slot.holder = this.#grant(slot, claim, head.leaseMs);
           this.#granted.set(slot.holder, slot);
           head.settled = true;
-          head.resolve({ lock: slot.holder, record });
+          head.resolve({ lock: slot.holder, record: outcome.record });
           return;
         }
         if (!head.waited) {
@@ -292,32 +319,20 @@ export class LeaseLocks implements LockManager {
           this.#onWait?.(head.id, undefined);
         }
         if (head.once) {
-          this.#remove(slot, head);
-          this.#settle(head, lockTimeout(0));
+          removeWaiter(slot, head);
+          settleWaiter(head, lockTimeout(0));
           continue;
         }
         if (head !== slot.queue[0]) {
           delayMs = MIN_POLL_DELAY_MS;
           continue;
         }
-        await this.#pause(slot, delayMs * (0.5 + Math.random()));
+        await pause(slot, delayMs * (0.5 + Math.random()));
         delayMs = Math.min(this.#maxPollDelayMs, delayMs * 2);
       }
     } finally {
       unwatch?.();
     }
-  }
-
-  #pause(slot: Slot, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        slot.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      slot.wake = done;
-    });
   }
 
   #grant(slot: Slot, claim: LeaseClaim, leaseMs: number): LeaseLock {
@@ -372,25 +387,7 @@ export class LeaseLocks implements LockManager {
     });
   }
 
-  #remove(slot: Slot, waiter: Waiter): void {
-    const index = slot.queue.indexOf(waiter);
-    if (index !== -1) slot.queue.splice(index, 1);
-  }
-
-  #settle(waiter: Waiter, error: unknown): void {
-    if (waiter.settled) return;
-    waiter.settled = true;
-    waiter.reject(error);
-  }
-
   #dropIfIdle(slot: Slot): void {
-    if (
-      slot.holder === undefined &&
-      slot.queue.length === 0 &&
-      !slot.serving &&
-      slot.fences === 0
-    ) {
-      if (this.#slots.get(slot.key) === slot) this.#slots.delete(slot.key);
-    }
+    if (slotIdle(slot) && this.#slots.get(slot.key) === slot) this.#slots.delete(slot.key);
   }
 }

@@ -2,14 +2,29 @@ import { SessionError } from '../errors.js';
 import { assertSessionId } from '../ids.js';
 import type { AcquireOptions, SessionLock } from '../types.js';
 import { assertAbortSignal, assertDuration, assertKnownOptions } from '../util.js';
+import { Deadlines } from './deadlines.js';
 
 export const DEFAULT_WAIT_MS = 10_000;
 export const DEFAULT_LEASE_MS = 30_000;
+
+/**
+ * An acquire option that core's own callers pass instead of `signal`: a function called only
+ * if the acquire has to wait, returning the signal that stops the wait. An uncontended acquire
+ * then builds no `AbortController`. A symbol, so no user-facing option list shows it; from
+ * `Symbol.for`, so two copies of core agree on it.
+ */
+export const signalWhenWaiting: unique symbol = Symbol.for('sessile.signalWhenWaiting');
+
+/** `AcquireOptions` as core passes them to a lock manager that honours `signalWhenWaiting`. */
+export interface InternalAcquireOptions extends AcquireOptions {
+  [signalWhenWaiting]?: () => AbortSignal;
+}
 
 export interface NormalizedAcquireOptions {
   waitMs: number;
   leaseMs: number;
   signal: AbortSignal | undefined;
+  signalWhenWaiting: (() => AbortSignal) | undefined;
 }
 
 const ACQUIRE_OPTIONS = ['waitMs', 'leaseMs', 'signal'] as const;
@@ -29,7 +44,11 @@ export function normalizeAcquireOptions(
   assertDuration(waitMs, 'waitMs');
   assertDuration(leaseMs, 'leaseMs', { zero: false });
   assertAbortSignal(options?.signal, 'signal');
-  return { waitMs, leaseMs, signal: options?.signal };
+  const whenWaiting = (options as InternalAcquireOptions | undefined)?.[signalWhenWaiting];
+  if (whenWaiting !== undefined && typeof whenWaiting !== 'function') {
+    throw new TypeError('signalWhenWaiting must be a function');
+  }
+  return { waitMs, leaseMs, signal: options?.signal, signalWhenWaiting: whenWaiting };
 }
 
 /** What a `LeaseLock` asks of its manager. Each hook answers whether `token` still held the lock. */
@@ -52,9 +71,13 @@ export interface LeaseLockInit {
   hooks: LeaseHooks;
 }
 
+/** Every held `LeaseLock`'s lease end, on one timer. */
+const leaseEnds = new Deadlines();
+
 /**
- * A held lock's lifecycle: the lease timer, the lost signal, idempotent release and
- * `await using`. `LeaseLocks` creates these; its backend answers the hooks.
+ * A held lock's lifecycle: the lease end, the lost signal, idempotent release and
+ * `await using`. `LeaseLocks` creates these; its backend answers the hooks. The signal's
+ * `AbortController` is made on first use: most locks are released long before anyone looks.
  */
 export class LeaseLock implements SessionLock {
   readonly id: string;
@@ -62,9 +85,11 @@ export class LeaseLock implements SessionLock {
   #expiresAt: number;
   readonly #leaseMs: number;
   readonly #hooks: LeaseHooks;
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
   #state: 'held' | 'released' | 'lost' = 'held';
-  #timer: NodeJS.Timeout | undefined;
+  /** Why the lock was lost, once it was. */
+  #lostReason: SessionError | undefined;
+  readonly #leaseEnded = () => this.#expire();
 
   constructor(init: LeaseLockInit) {
     this.id = init.id;
@@ -72,10 +97,14 @@ export class LeaseLock implements SessionLock {
     this.#leaseMs = init.leaseMs;
     this.#expiresAt = init.expiresAt;
     this.#hooks = init.hooks;
-    this.#arm();
+    leaseEnds.set(this.#leaseEnded, this.#expiresAt);
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#state === 'lost') this.#controller.abort(this.#lostError());
+    }
     return this.#controller.signal;
   }
 
@@ -86,6 +115,11 @@ export class LeaseLock implements SessionLock {
   /** True while the lock is held and its lease has not run out. */
   get held(): boolean {
     return this.#state === 'held';
+  }
+
+  /** True once the lock was lost (`signal` has aborted), whether or not `signal` was read. */
+  get lost(): boolean {
+    return this.#state === 'lost';
   }
 
   async extend(ms: number = this.#leaseMs): Promise<void> {
@@ -99,18 +133,17 @@ export class LeaseLock implements SessionLock {
       throw this.#lostError();
     }
     this.#expiresAt = expiresAt;
-    this.#arm();
+    leaseEnds.set(this.#leaseEnded, expiresAt);
   }
 
   async release(): Promise<void> {
     if (this.#state === 'released') return;
     if (this.#state === 'lost') throw this.#lostError();
     this.#state = 'released';
-    clearTimeout(this.#timer);
+    leaseEnds.delete(this.#leaseEnded);
     const stillHeld = await this.#hooks.release(this.token);
     if (!stillHeld) {
-      this.#state = 'lost';
-      this.#controller.abort(this.#lostError());
+      this.#lose(new SessionError('ERR_LOCK_LOST', 'Lock on session is not held'));
       throw this.#lostError();
     }
   }
@@ -126,34 +159,42 @@ export class LeaseLock implements SessionLock {
   markReleased(): void {
     if (this.#state !== 'held') return;
     this.#state = 'released';
-    clearTimeout(this.#timer);
+    leaseEnds.delete(this.#leaseEnded);
     this.#hooks.released?.(this.token);
   }
 
   /** Marks the lock lost and aborts its signal. Backends call this when they see a takeover. */
   markLost(reason: string): void {
     if (this.#state !== 'held') return;
-    this.#state = 'lost';
-    clearTimeout(this.#timer);
-    this.#controller.abort(new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`));
+    leaseEnds.delete(this.#leaseEnded);
+    this.#lose(new SessionError('ERR_LOCK_LOST', `Lock on session lost: ${reason}`));
   }
 
-  #arm(): void {
-    clearTimeout(this.#timer);
-    const delay = Math.max(0, this.#expiresAt - Date.now());
-    this.#timer = setTimeout(() => {
-      if (this.#state !== 'held') return;
-      this.markLost(`its lease of ${this.#leaseMs} ms ran out without extend()`);
-      this.#hooks.expired?.(this.token);
-    }, delay);
-    this.#timer.unref();
+  #lose(reason: SessionError): void {
+    this.#state = 'lost';
+    this.#lostReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  #expire(): void {
+    if (this.#state !== 'held') return;
+    this.markLost(`its lease of ${this.#leaseMs} ms ran out without extend()`);
+    this.#hooks.expired?.(this.token);
   }
 
   #lostError(): SessionError {
-    const reason = this.#controller.signal.reason;
-    if (reason instanceof SessionError) return reason;
-    return new SessionError('ERR_LOCK_LOST', 'Lock on session is not held');
+    return this.#lostReason ?? new SessionError('ERR_LOCK_LOST', 'Lock on session is not held');
   }
+}
+
+/** True once `lock` was lost; reads a `LeaseLock`'s state without creating its signal. */
+export function isLockLost(lock: SessionLock): boolean {
+  return lock instanceof LeaseLock ? lock.lost : lock.signal.aborted;
+}
+
+/** Why `lock` was lost, as `ERR_LOCK_LOST`; `undefined` while it was not. */
+export function lockLostReason(lock: SessionLock): unknown {
+  return isLockLost(lock) ? lock.signal.reason : undefined;
 }
 
 export function lockTimeout(waitMs: number): SessionError {

@@ -1,0 +1,195 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it, vi } from 'vitest';
+import { isSessionError, MemoryStore, SessionManager } from '../src/index.js';
+import { type LeaseClaim, LeaseLocks, MemoryLeases, sleep } from '../src/store.js';
+import { managerFixture } from './manager-fixture.js';
+
+// The machine is shared with other suites: allow slow runs; no test asserts on time.
+vi.setConfig({ testTimeout: 60_000 });
+
+const idA = 'aaaaaaaaaaaaaaaaaaaa';
+
+/** Leases in a `Map` that answer a claim on a later turn, as a backend across a network does. */
+class RemoteLeases extends MemoryLeases {
+  override claim(claim: LeaseClaim): Promise<boolean> {
+    return sleep(5).then(() => super.claim(claim));
+  }
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return isSessionError(error) ? error.code : String(error);
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<unknown> {
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason)));
+}
+
+describe('an acquire refused by another process', () => {
+  it('waits, then takes the lock once the other holder releases it', async () => {
+    const shared = new MemoryLeases();
+    const other = await new LeaseLocks(shared).acquire(idA);
+    const locks = new LeaseLocks(shared);
+    const waiting = locks.acquire(idA, { waitMs: 60_000 });
+    await sleep(20);
+    await other.release();
+    const lock = await waiting;
+    expect(lock.held).toBe(true);
+    await lock.release();
+    expect(locks.size).toBe(0);
+  });
+
+  it('times out with ERR_LOCK_TIMEOUT, once (waitMs 0) or after waiting', async () => {
+    const shared = new MemoryLeases();
+    const other = await new LeaseLocks(shared).acquire(idA);
+    const locks = new LeaseLocks(shared);
+    expect(await codeOf(locks.acquire(idA, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    expect(await codeOf(locks.acquire(idA, { waitMs: 20 }))).toBe('ERR_LOCK_TIMEOUT');
+    expect(locks.size).toBe(0);
+    await other.release();
+  });
+
+  it('stops waiting when its signal aborts', async () => {
+    const shared = new MemoryLeases();
+    const other = await new LeaseLocks(shared).acquire(idA);
+    const locks = new LeaseLocks(shared);
+    const controller = new AbortController();
+    const waiting = locks.acquire(idA, { signal: controller.signal });
+    await sleep(10);
+    controller.abort(new Error('client went away'));
+    await expect(waiting).rejects.toThrow('client went away');
+    expect(locks.size).toBe(0);
+    await other.release();
+  });
+
+  it('stays ahead of the acquires that arrived while its claim was in flight', async () => {
+    const shared = new RemoteLeases();
+    const other = await new LeaseLocks(shared).acquire(idA);
+    const locks = new LeaseLocks(shared);
+    const order: number[] = [];
+    const waiters = [1, 2, 3].map((n) =>
+      locks.acquire(idA).then(async (lock) => {
+        order.push(n);
+        await lock.release();
+      }),
+    );
+    await sleep(30);
+    await other.release();
+    await Promise.all(waiters);
+    expect(order).toEqual([1, 2, 3]);
+  });
+
+  it('hands the key back when aborted while a claim that wins is in flight', async () => {
+    const locks = new LeaseLocks(new RemoteLeases());
+    const controller = new AbortController();
+    const acquiring = locks.acquire(idA, { signal: controller.signal });
+    controller.abort(new Error('client went away'));
+    await expect(acquiring).rejects.toThrow('client went away');
+    const next = await locks.acquire(idA, { waitMs: 0 });
+    await next.release();
+  });
+});
+
+describe('lease ends', () => {
+  it('a short lease taken after a long one still runs out on its own time', async () => {
+    const locks = new LeaseLocks(new MemoryLeases());
+    const long = await locks.acquire('long-held-session-id', { leaseMs: 60_000 });
+    const short = await locks.acquire(idA, { leaseMs: 20 });
+    const reason = await aborted(short.signal);
+    expect(isSessionError(reason, 'ERR_LOCK_LOST')).toBe(true);
+    expect(long.held).toBe(true);
+    await long.release();
+  });
+
+  it('a lock whose signal was never read reports the loss when it is read later', async () => {
+    const locks = new LeaseLocks(new MemoryLeases());
+    const old = await locks.acquire(idA, { leaseMs: 20 });
+    const next = await locks.acquire(idA, { waitMs: 60_000 });
+    expect(old.held).toBe(false);
+    expect(old.signal.aborted).toBe(true);
+    expect(isSessionError(old.signal.reason, 'ERR_LOCK_LOST')).toBe(true);
+    expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
+    await next.release();
+  });
+});
+
+describe('SessionManager lock keep-alive', () => {
+  const setup = managerFixture<{ count?: number }>();
+
+  it('extends a short lease opened after a session with a long one', async () => {
+    const store = new MemoryStore();
+    const { manager: slowExtender } = setup({ lock: { leaseMs: 60_000 } }, store);
+    const quickExtender = new SessionManager<{ count?: number }>({
+      store,
+      lock: { waitMs: 10, leaseMs: 400, extendEveryMs: 40 },
+    });
+    const first = await slowExtender.open();
+    first.data.count = 0;
+    await first.commit();
+    const other = await slowExtender.open();
+    other.data.count = 0;
+    await other.commit();
+    const long = await slowExtender.open(other.id);
+    const short = await quickExtender.open(first.id);
+    await sleep(1200);
+    expect(short.locked).toBe(true);
+    short.data.count = 1;
+    expect(await short.commit()).toBe('saved');
+    await long.commit();
+    await quickExtender.close();
+  });
+});
+
+describe('SessionManager.openForConnection', () => {
+  const setup = managerFixture<{ count?: number }>();
+
+  async function stored(manager: SessionManager<{ count?: number }>): Promise<string> {
+    const session = await manager.open();
+    session.data.count = 0;
+    await session.commit();
+    return session.id;
+  }
+
+  it('leaves no listener on the connection, whether the lock was free or had to be waited for', async () => {
+    const { manager } = setup({ lock: { waitMs: 60_000 } });
+    const id = await stored(manager);
+    const free = new EventEmitter();
+    await (await manager.openForConnection(id, free)).commit();
+    expect(free.listenerCount('close')).toBe(0);
+    const holder = await manager.open(id);
+    const waitingConnection = new EventEmitter();
+    const waiting = manager.openForConnection(id, waitingConnection);
+    expect(waitingConnection.listenerCount('close')).toBe(1);
+    await holder.commit();
+    await (await waiting).commit();
+    expect(waitingConnection.listenerCount('close')).toBe(0);
+  });
+
+  it('stops waiting for the lock when the client hangs up', async () => {
+    const { manager } = setup({ lock: { waitMs: 60_000 } });
+    const id = await stored(manager);
+    const holder = await manager.open(id);
+    const connection = new EventEmitter();
+    const waiting = manager.openForConnection(id, connection);
+    await sleep(5);
+    connection.emit('close');
+    await expect(waiting).rejects.toThrow('The client closed the connection');
+    expect(connection.listenerCount('close')).toBe(0);
+    await holder.commit();
+  });
+
+  it('does not wait for a connection that has already closed', async () => {
+    const { manager } = setup({ lock: { waitMs: 60_000 } });
+    const id = await stored(manager);
+    const holder = await manager.open(id);
+    const connection = Object.assign(new EventEmitter(), { closed: true });
+    await expect(manager.openForConnection(id, connection)).rejects.toThrow(
+      'The client closed the connection',
+    );
+    await holder.commit();
+  });
+});
