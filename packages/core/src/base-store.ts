@@ -119,6 +119,15 @@ function assertExpiresAt(value: unknown, name: string): asserts value is number 
   }
 }
 
+function closedError(): SessionError {
+  return new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+}
+
+/** A programmer's `TypeError` as it is; any other failure as a `SessionError`. */
+function failure(error: unknown, action: string): unknown {
+  return error instanceof TypeError ? error : toStoreIoError(error, action);
+}
+
 /**
  * Does once what every store would otherwise repeat: argument and id validation, the closed
  * state, the record size limit, sweep option defaults, and wrapping backend failures as
@@ -132,6 +141,12 @@ export abstract class BaseStore implements SessionStore {
   #closing: Promise<void> | undefined;
   #inflight = 0;
   #drained: (() => void) | undefined;
+  /** The settle handlers of `#run`, made once: one per store, and one per action for failures. */
+  readonly #passValue = <T>(value: T): T => {
+    this.#settled();
+    return value;
+  };
+  readonly #failureHandlers = new Map<string, (error: unknown) => never>();
 
   constructor(options: BaseStoreOptions = {}) {
     const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
@@ -165,6 +180,7 @@ export abstract class BaseStore implements SessionStore {
           `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
         );
       }
+      if (lock === undefined) return this._set(id, record, only, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) =>
         this._set(id, record, only, Date.now(), lease),
       );
@@ -176,6 +192,7 @@ export abstract class BaseStore implements SessionStore {
       assertSessionId(id);
       assertExpiresAt(expiresAt, 'expiresAt');
       const lock = writeLock(id, options, WRITE_OPTIONS);
+      if (lock === undefined) return this._touch(id, expiresAt, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) =>
         this._touch(id, expiresAt, Date.now(), lease),
       );
@@ -186,6 +203,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('delete', () => {
       assertSessionId(id);
       const lock = writeLock(id, options, WRITE_OPTIONS);
+      if (lock === undefined) return this._delete(id, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) => this._delete(id, Date.now(), lease));
     });
   }
@@ -301,11 +319,10 @@ export abstract class BaseStore implements SessionStore {
   protected abstract _close(): Promise<void>;
 
   #fenced<T>(
-    lock: SessionLock | undefined,
+    lock: SessionLock,
     release: boolean | undefined,
     write: (lease: HeldLease | undefined) => Promise<T>,
   ): Promise<T> {
-    if (lock === undefined) return write(undefined);
     if (this.locks.fence === undefined) {
       throw new SessionError('ERR_UNSUPPORTED', "This store's lock manager cannot fence writes");
     }
@@ -313,20 +330,45 @@ export abstract class BaseStore implements SessionStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+    if (this.#closed) throw closedError();
   }
 
-  async #run<T>(action: string, operation: () => Promise<T>): Promise<T> {
-    this.#assertOpen();
+  /**
+   * Runs one operation: rejects at once after `close()`, counts it in flight until it settles,
+   * and turns a backend failure into `ERR_STORE_IO`. Not `async`: a backend that answers at once
+   * (MemoryStore) then costs one `then` per call, with handlers made once per store and action.
+   */
+  #run<T>(action: string, operation: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
     this.#inflight++;
+    let pending: Promise<T>;
     try {
-      return await operation();
+      pending = operation();
     } catch (error) {
-      if (error instanceof TypeError) throw error;
-      throw toStoreIoError(error, action);
-    } finally {
-      this.#inflight--;
-      if (this.#inflight === 0) this.#drained?.();
+      this.#settled();
+      return Promise.reject(failure(error, action));
     }
+    // Promise.resolve returns a native promise as it is, and adopts a hook's other thenables.
+    return Promise.resolve(pending).then(
+      this.#passValue as (value: T) => T,
+      this.#onFailure(action),
+    );
+  }
+
+  #onFailure(action: string): (error: unknown) => never {
+    let handler = this.#failureHandlers.get(action);
+    if (handler === undefined) {
+      handler = (error: unknown) => {
+        this.#settled();
+        throw failure(error, action);
+      };
+      this.#failureHandlers.set(action, handler);
+    }
+    return handler;
+  }
+
+  #settled(): void {
+    this.#inflight--;
+    if (this.#inflight === 0) this.#drained?.();
   }
 }

@@ -6,71 +6,77 @@ interface Entry {
 /**
  * A binary min-heap of (expiresAt, id). Entries are never updated in place: a touch pushes a new
  * entry and the sweeper skips entries that no longer match the record (lazy deletion).
+ *
+ * The pairs live in two parallel arrays, so a push allocates no object (one per write adds up to
+ * a scavenge every few thousand writes); only `peek` and `pop` build an entry for the caller.
  */
 export class ExpiryHeap {
-  #entries: Entry[] = [];
+  #times: number[] = [];
+  #ids: string[] = [];
 
   get size(): number {
-    return this.#entries.length;
+    return this.#times.length;
   }
 
   push(expiresAt: number, id: string): void {
-    const entries = this.#entries;
-    entries.push({ expiresAt, id });
-    let child = entries.length - 1;
+    const times = this.#times;
+    const ids = this.#ids;
+    let child = times.length;
+    // Sift up by moving parents down into the hole, then write the new pair once.
     while (child > 0) {
       const parent = (child - 1) >> 1;
-      const a = entries[parent] as Entry;
-      const b = entries[child] as Entry;
-      if (a.expiresAt <= b.expiresAt) break;
-      entries[parent] = b;
-      entries[child] = a;
+      const parentTime = times[parent] as number;
+      if (parentTime <= expiresAt) break;
+      times[child] = parentTime;
+      ids[child] = ids[parent] as string;
       child = parent;
     }
+    times[child] = expiresAt;
+    ids[child] = id;
   }
 
   /** The earliest entry, without removing it. */
   peek(): Entry | undefined {
-    return this.#entries[0];
+    if (this.#times.length === 0) return undefined;
+    return { expiresAt: this.#times[0] as number, id: this.#ids[0] as string };
   }
 
   pop(): Entry | undefined {
-    const entries = this.#entries;
-    const top = entries[0];
-    const last = entries.pop();
-    if (top === undefined || last === undefined || entries.length === 0) return top;
-    entries[0] = last;
+    const top = this.peek();
+    if (top === undefined) return undefined;
+    const times = this.#times;
+    const ids = this.#ids;
+    const lastTime = times.pop() as number;
+    const lastId = ids.pop() as string;
+    const length = times.length;
+    if (length === 0) return top;
+    // Sift the last pair down from the root, moving smaller children up into the hole.
     let parent = 0;
     for (;;) {
       const left = parent * 2 + 1;
+      if (left >= length) break;
       const right = left + 1;
-      let smallest = parent;
-      if (
-        left < entries.length &&
-        (entries[left] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt
-      )
-        smallest = left;
-      if (
-        right < entries.length &&
-        (entries[right] as Entry).expiresAt < (entries[smallest] as Entry).expiresAt
-      )
-        smallest = right;
-      if (smallest === parent) break;
-      const swap = entries[parent] as Entry;
-      entries[parent] = entries[smallest] as Entry;
-      entries[smallest] = swap;
-      parent = smallest;
+      const child =
+        right < length && (times[right] as number) < (times[left] as number) ? right : left;
+      const childTime = times[child] as number;
+      if (childTime >= lastTime) break;
+      times[parent] = childTime;
+      ids[parent] = ids[child] as string;
+      parent = child;
     }
+    times[parent] = lastTime;
+    ids[parent] = lastId;
     return top;
   }
 
   /** Rebuilds the heap from the live entries only, dropping stale ones. */
   rebuild(live: Iterable<Entry>): void {
-    this.#entries = [];
+    this.clear();
     for (const entry of live) this.push(entry.expiresAt, entry.id);
   }
 
   clear(): void {
-    this.#entries = [];
+    this.#times = [];
+    this.#ids = [];
   }
 }

@@ -17,6 +17,9 @@ const SWEEP_BATCH = 500;
 /** The longest a sweep batch runs before it yields the event loop. */
 const SLICE_MS = 1;
 const SLICE_CHECK = 32;
+const TRUE = Promise.resolve(true);
+const FALSE = Promise.resolve(false);
+const ABSENT = Promise.resolve(undefined);
 
 /**
  * Sessions in a `Map`, for tests, development and single-process apps that accept losing
@@ -32,7 +35,7 @@ export class MemoryStore extends BaseStore {
     ownerIndex: true,
   };
   readonly locks: LockManager = new KeyedLocks();
-  readonly #records = new Map<string, SessionRecord>();
+  readonly #records = new Map<string, Kept>();
   readonly #expiry = new ExpiryHeap();
   readonly #owned = new Map<string, Set<string>>();
 
@@ -48,12 +51,15 @@ export class MemoryStore extends BaseStore {
     super(options);
   }
 
-  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+  // The hooks answer at once, so they return settled promises: shared ones for the booleans
+  // and an absent record, which BaseStore only chains on and never hands to a caller.
+
+  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = this.#live(id, now);
-    return record && handOut(record);
+    return record === undefined ? ABSENT : Promise.resolve(handOut(record));
   }
 
-  protected async _set(
+  protected _set(
     id: string,
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
@@ -62,27 +68,25 @@ export class MemoryStore extends BaseStore {
     const previous = this.#records.get(id);
     if (only !== undefined) {
       const exists = previous !== undefined && previous.expiresAt > now;
-      if (exists !== (only === 'present')) return false;
+      if (exists !== (only === 'present')) return FALSE;
     }
-    // Buffer.from copies (a Buffer's slice() is a view) into Node's pool, so a stored record
-    // pins at most one 8 KiB pool slab.
-    const kept: SessionRecord = { data: Buffer.from(record.data), expiresAt: record.expiresAt };
-    if (record.owner !== undefined) kept.owner = record.owner;
-    this.#put(id, kept, previous);
-    return true;
+    this.#put(id, new Kept(record), previous);
+    return TRUE;
   }
 
-  protected async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
     const record = this.#live(id, now);
-    if (record === undefined) return false;
-    this.#put(id, { ...record, expiresAt }, record);
-    return true;
+    if (record === undefined) return FALSE;
+    // The old heap entry no longer matches the record, so a sweep skips it.
+    record.expiresAt = expiresAt;
+    this.#index(id, expiresAt);
+    return TRUE;
   }
 
-  protected async _delete(id: string, now: number): Promise<boolean> {
+  protected _delete(id: string, now: number): Promise<boolean> {
     const live = this.#live(id, now) !== undefined;
     this.#remove(id);
-    return live;
+    return live ? TRUE : FALSE;
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -139,7 +143,7 @@ export class MemoryStore extends BaseStore {
     await this._clear();
   }
 
-  #live(id: string, now: number): SessionRecord | undefined {
+  #live(id: string, now: number): Kept | undefined {
     const record = this.#records.get(id);
     return record !== undefined && record.expiresAt > now ? record : undefined;
   }
@@ -159,7 +163,7 @@ export class MemoryStore extends BaseStore {
   }
 
   /** Stores `record` over `replaced`, moving `id` in the owner index when its owner changed. */
-  #put(id: string, record: SessionRecord, replaced: SessionRecord | undefined): void {
+  #put(id: string, record: Kept, replaced: Kept | undefined): void {
     const previous = replaced?.owner;
     this.#records.set(id, record);
     if (previous !== record.owner) {
@@ -170,7 +174,12 @@ export class MemoryStore extends BaseStore {
         this.#owned.set(record.owner, ids);
       }
     }
-    this.#expiry.push(record.expiresAt, id);
+    this.#index(id, record.expiresAt);
+  }
+
+  /** Adds `id`'s new expiry to the heap. */
+  #index(id: string, expiresAt: number): void {
+    this.#expiry.push(expiresAt, id);
     // Touches leave stale heap entries behind; compact before they outnumber the records.
     if (this.#expiry.size > 2 * this.#records.size + 1024) {
       this.#expiry.rebuild(
@@ -183,8 +192,25 @@ export class MemoryStore extends BaseStore {
   }
 }
 
+/**
+ * A record as the store keeps it: its own copy of the bytes, in one shape for every record.
+ * Buffer.from copies (a Buffer's slice() is a view) into Node's pool, so a stored record pins at
+ * most one 8 KiB pool slab.
+ */
+class Kept {
+  readonly data: Buffer;
+  expiresAt: number;
+  readonly owner: string | undefined;
+
+  constructor(record: SessionRecord) {
+    this.data = Buffer.from(record.data);
+    this.expiresAt = record.expiresAt;
+    this.owner = record.owner;
+  }
+}
+
 /** A copy for the caller, who may change it freely; it is usually decoded and dropped at once. */
-function handOut(record: SessionRecord): SessionRecord {
+function handOut(record: Kept): SessionRecord {
   const copy: SessionRecord = { data: scratchCopy(record.data), expiresAt: record.expiresAt };
   if (record.owner !== undefined) copy.owner = record.owner;
   return copy;

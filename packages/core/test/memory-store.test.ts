@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { generateSessionId, MemoryStore } from '../src/index.js';
+import { generateSessionId, MemoryStore, type SessionRecord } from '../src/index.js';
+import { ExpiryHeap } from '../src/store.js';
 
 const HOUR_MS = 3_600_000;
 const record = (expiresAt: number) => ({ data: new Uint8Array([1]), expiresAt });
@@ -42,6 +43,104 @@ describe('MemoryStore', () => {
     await expect(write).resolves.toBe(true);
     await closing;
     await expect(store.get(id)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+  });
+});
+
+describe('MemoryStore touch', () => {
+  it('moves the expiry a sweep goes by, and keeps the data', async () => {
+    const store = await MemoryStore.open();
+    const start = Date.now();
+    const id = generateSessionId();
+    await store.set(id, { data: new Uint8Array([4, 5, 6]), expiresAt: start + HOUR_MS });
+    expect(await store.touch(id, start + 3 * HOUR_MS)).toBe(true);
+    // Past the first expiry, before the new one: the stale heap entry removes nothing.
+    expect(await store.sweep({ now: start + 2 * HOUR_MS })).toMatchObject({ removed: 0 });
+    const kept = await store.get(id);
+    expect(kept?.expiresAt).toBe(start + 3 * HOUR_MS);
+    expect([...(kept?.data ?? [])]).toEqual([4, 5, 6]);
+    expect(await store.sweep({ now: start + 4 * HOUR_MS })).toMatchObject({ removed: 1 });
+    expect(await store.count()).toBe(0);
+    await store.close();
+  });
+});
+
+/** A MemoryStore whose reads fail inside the backend, before returning a promise. */
+class FailingReadStore extends MemoryStore {
+  protected override _get(): Promise<SessionRecord | undefined> {
+    throw new Error('disk on fire');
+  }
+}
+
+describe('BaseStore around a backend', () => {
+  it('turns a backend that throws at once into a rejection with ERR_STORE_IO and its cause', async () => {
+    const store = new FailingReadStore();
+    const read = store.get(generateSessionId());
+    expect(read).toBeInstanceOf(Promise);
+    const error = await read.catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'ERR_STORE_IO', message: 'get failed: disk on fire' });
+    expect((error as Error).cause).toBeInstanceOf(Error);
+    // The failed call no longer counts as in flight, so close() settles.
+    await store.close();
+    expect(store.closed).toBe(true);
+  });
+
+  it('rejects a call after close() instead of throwing', async () => {
+    const store = await MemoryStore.open();
+    await store.close();
+    const write = store.set(generateSessionId(), record(Date.now() + HOUR_MS));
+    expect(write).toBeInstanceOf(Promise);
+    await expect(write).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+  });
+});
+
+describe('ExpiryHeap', () => {
+  it('pops the earliest entry each time, interleaved with pushes, ties included', () => {
+    const heap = new ExpiryHeap();
+    const timeOf = new Map<string, number>();
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    const check = () => {
+      const entry = heap.pop();
+      if (timeOf.size === 0) return expect(entry).toBeUndefined();
+      const earliest = Math.min(...timeOf.values());
+      expect(entry?.expiresAt).toBe(earliest);
+      // The id comes with its own time, and each pushed pair comes out once.
+      expect(timeOf.get(entry?.id as string)).toBe(earliest);
+      timeOf.delete(entry?.id as string);
+    };
+    for (let step = 0; step < 4000; step++) {
+      if (random() < 0.6) {
+        // Few distinct times, so many entries tie.
+        const expiresAt = 1_700_000_000_000 + Math.floor(random() * 50);
+        const id = `id-${step}`;
+        timeOf.set(id, expiresAt);
+        heap.push(expiresAt, id);
+      } else {
+        check();
+      }
+      expect(heap.size).toBe(timeOf.size);
+    }
+    while (timeOf.size > 0) check();
+    expect(heap.pop()).toBeUndefined();
+  });
+
+  it('peeks at the earliest entry with its id, and rebuild keeps only what it is given', () => {
+    const heap = new ExpiryHeap();
+    heap.push(30, 'c');
+    heap.push(10, 'a');
+    heap.push(20, 'b');
+    expect(heap.peek()).toEqual({ expiresAt: 10, id: 'a' });
+    heap.rebuild([
+      { expiresAt: 25, id: 'x' },
+      { expiresAt: 15, id: 'y' },
+    ]);
+    expect(heap.size).toBe(2);
+    expect(heap.pop()).toEqual({ expiresAt: 15, id: 'y' });
+    expect(heap.pop()).toEqual({ expiresAt: 25, id: 'x' });
+    expect(heap.pop()).toBeUndefined();
   });
 });
 
