@@ -226,6 +226,37 @@ describe('release notifications', () => {
     }
   }, 90_000);
 
+  it('batched releases notify only the keys another store waited for', async () => {
+    const table = newTable('n');
+    const { store, statements } = await countingStore(table);
+    const { store: other } = await countingStore(table);
+    const listener = await listenTo(table);
+    for (const release of ['write', 'plain'] as const) {
+      const ids = Array.from({ length: 12 }, (_, i) => idOf(`${release}${i}`));
+      await Promise.all(ids.map((id) => store.set(id, record('before'))));
+      const locks = await Promise.all(
+        ids.map((id) => store.locks.acquire(id, { leaseMs: 60_000 })),
+      );
+      const wanted = ids[11] as string;
+      const waiting = other.locks.acquire(wanted, { waitMs: 60_000, leaseMs: 60_000 });
+      while ((await waitedFlag(table, wanted)) !== true) await new Promise((r) => setTimeout(r, 5));
+      const before = statements();
+      await Promise.all(
+        ids.map(async (id, i) => {
+          const lock = locks[i];
+          if (release === 'write') {
+            await store.set(id, record('after'), { lock, only: 'present', release: true });
+          }
+          await lock?.release();
+        }),
+      );
+      // 12 releases over a pool of 2: most went out batched.
+      expect(statements() - before).toBeLessThan(12);
+      await (await waiting).release();
+      expect(await listener.heard()).toEqual([wanted]);
+    }
+  }, 90_000);
+
   it('migrates a version 3 table by adding the waited flag and replacing its claim function', async () => {
     const table = newTable('m');
     const { store } = await countingStore(table);
