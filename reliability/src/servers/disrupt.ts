@@ -1,10 +1,10 @@
 import { exec } from 'node:child_process';
-import { type AddressInfo, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import type { SessionStore } from '@sessile/core';
 import type { CheckOutcome } from '../results.js';
 import { PG_URL, REDIS_URL, runTag } from '../stores.js';
 import { serverUnavailable } from './reachable.js';
+import { HarnessRedis } from './redis-server.js';
 import { recovers, runTraffic, unexplained } from './traffic.js';
 
 const TRAFFIC_MS = 3000;
@@ -186,27 +186,10 @@ export const REDIS_PERSISTENCE = ['--appendonly', 'yes', '--appendfsync', 'alway
 /** How long the server stays down. */
 const OUTAGE_MS = 1500;
 
-type RedisServerModule = typeof import('../../../packages/redis/test/redis-server.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** A redis-server of the harness's own is killed with SIGKILL mid-traffic and started again. */
 async function redisRestarted(server: Server): Promise<CheckOutcome> {
   const name = `${server.name}: killed and restarted mid-traffic`;
-  // The redis package's own test server, built from its test directory (tsconfig.redis-server.json).
-  const { OwnRedis } = (await import(
-    new URL('../redis-server/redis-server.js', import.meta.url).href
-  )) as RedisServerModule;
-  const own = new OwnRedis(await freePort(), REDIS_PERSISTENCE);
+  const own = new HarnessRedis(REDIS_PERSISTENCE);
   try {
     await own.start();
   } catch (error) {
@@ -224,7 +207,7 @@ async function redisRestarted(server: Server): Promise<CheckOutcome> {
       'killed and restarted mid-traffic',
       async () => {
         await sleep(500);
-        await own.stop();
+        await own.kill();
         await sleep(OUTAGE_MS);
         await own.start();
         return `a redis-server of its own (${REDIS_PERSISTENCE.join(' ')}) killed with SIGKILL, started again ${OUTAGE_MS} ms later`;
