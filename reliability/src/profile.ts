@@ -12,6 +12,11 @@ export interface Profile {
   expiring: number;
   /** The store is cleared once earlier rounds' records pass this many. */
   keepRecords: number;
+  /**
+   * Every how many rounds the earlier rounds' records are read back in full (and in the last
+   * round, and before a clear). Between those rounds ids() must still list every one of them.
+   */
+  survivorCheckEvery: number;
   /** fast-check runs per decode property. */
   fuzzRuns: number;
   /** Parallel requests on one session over HTTP. */
@@ -26,6 +31,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     lanes: 8,
     expiring: 200,
     keepRecords: 500,
+    survivorCheckEvery: 1,
     fuzzRuns: 60,
     httpRequests: 2000,
   },
@@ -36,6 +42,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     lanes: 8,
     expiring: 400,
     keepRecords: 2000,
+    survivorCheckEvery: 10,
     fuzzRuns: 2000,
     httpRequests: 2000,
   },

@@ -18,6 +18,10 @@ function ms(value: number | undefined): string {
   return value === undefined ? '–' : `${Math.round(value)} ms`;
 }
 
+function worst(values: number[]): number | undefined {
+  return values.length === 0 ? undefined : Math.max(...values);
+}
+
 function crashRow(store: StoreCrashSummary): string {
   if (store.skipped !== undefined) {
     return `| ${store.store} | skipped: ${store.skipped} | | | | | | | | |`;
@@ -32,10 +36,10 @@ function crashRow(store: StoreCrashSummary): string {
     store.lost,
     store.corrupt,
     store.failures.length,
-    `${ms(median(store.recoveryMs))} / ${ms(Math.max(...store.recoveryMs))}`,
+    `${ms(median(store.recoveryMs))} / ${ms(worst(store.recoveryMs))}`,
     store.lockFreedMs.length === 0
       ? '–'
-      : `${ms(median(store.lockFreedMs))} / ${ms(Math.max(...store.lockFreedMs))} (lease ${store.lockLeaseMs} ms)`,
+      : `${ms(median(store.lockFreedMs))} / ${ms(worst(store.lockFreedMs))} (lease ${store.lockLeaseMs} ms)`,
     store.durationMs === undefined
       ? '–'
       : `${Math.round(((store.durationMs / (store.timedRounds ?? rounds)) * 100) / 1000)} s`,
@@ -75,6 +79,13 @@ export function renderReport(results: ReliabilityResults): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.crash.map(crashRow),
   ];
+  const carried = results.crash.reduce((sum, store) => sum + (store.carriedRounds ?? 0), 0);
+  if (carried > 0) {
+    lines.push(
+      '',
+      `${carried.toLocaleString('en-US')} of these rounds come from a results file that carries an earlier report's totals (its runs' own results files are not kept): they count in the rounds, operations, sessions, lost, corrupt and failed columns, not in the recovery, lock and time columns.`,
+    );
+  }
   const failed = results.crash.flatMap((store) =>
     store.failures.map((f) => `${store.store}, ${f}`),
   );

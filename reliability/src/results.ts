@@ -1,3 +1,4 @@
+import type { Phase } from './crash/round.js';
 import type { StoreCrashSummary } from './crash/run.js';
 
 /** One check of a non-crash run (fuzzing, full disk, hostile environment): what held, what not. */
@@ -56,9 +57,17 @@ function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
   for (const summary of summaries) {
     const seen = byStore.get(summary.store);
     if (seen === undefined) {
-      byStore.set(summary.store, { ...summary, rounds: { ...summary.rounds } });
+      byStore.set(summary.store, {
+        ...summary,
+        rounds: { ...summary.rounds },
+        phaseMs: { ...summary.phaseMs },
+      });
       continue;
     }
+    for (const [phase, spent] of Object.entries(summary.phaseMs ?? {}) as [Phase, number][]) {
+      seen.phaseMs = { ...seen.phaseMs, [phase]: (seen.phaseMs?.[phase] ?? 0) + spent };
+    }
+    if (summary.resetMs !== undefined) seen.resetMs = (seen.resetMs ?? 0) + summary.resetMs;
     for (const mode of Object.keys(seen.rounds) as (keyof typeof seen.rounds)[]) {
       seen.rounds[mode] += summary.rounds[mode];
     }
@@ -69,6 +78,8 @@ function mergeCrashes(summaries: StoreCrashSummary[]): StoreCrashSummary[] {
     seen.failures = [...seen.failures, ...summary.failures];
     seen.recoveryMs = [...seen.recoveryMs, ...summary.recoveryMs];
     seen.lockFreedMs = [...seen.lockFreedMs, ...summary.lockFreedMs];
+    if (summary.carriedRounds !== undefined)
+      seen.carriedRounds = (seen.carriedRounds ?? 0) + summary.carriedRounds;
   }
   for (const merged of byStore.values()) {
     const timed = summaries.filter(
@@ -89,6 +100,7 @@ function crashesTimed(run: ReliabilityResults): StoreCrashSummary[] {
   const [only, ...others] = run.crash;
   const otherParts = [run.fuzz, run.disk, run.hostile, run.servers ?? [], run.http ?? []];
   if (only === undefined || others.length > 0 || only.durationMs !== undefined) return run.crash;
+  if (only.carriedRounds !== undefined) return run.crash;
   if (otherParts.some((checks) => checks.length > 0)) return run.crash;
   return [{ ...only, durationMs: run.durationMs }];
 }

@@ -14,6 +14,8 @@ export interface StoreSpec {
   skip?: string;
   /** Lease of the lock the crash rounds take and kill; short so a round ends quickly. */
   lockLeaseMs: number;
+  /** The package `open` imports, which a crash child loads before its task arrives. */
+  module: string;
   open(dir: string): Promise<SessionStore>;
   /** How the crash child opens it, when that differs (only the broken control store). */
   openWriter?(dir: string): Promise<SessionStore>;
@@ -34,6 +36,7 @@ export const STORES: StoreSpec[] = [
     promise: 'none: the data lives in the process',
     skip: 'MemoryStore is not durable (capabilities.durable is false): a crash loses everything by design',
     lockLeaseMs: 1000,
+    module: '@sessile/core',
     async open() {
       const { MemoryStore } = await import('@sessile/core');
       return new MemoryStore();
@@ -45,6 +48,7 @@ export const STORES: StoreSpec[] = [
     name: 'level',
     promise: PROCESS_CRASH,
     lockLeaseMs: 1000,
+    module: '@sessile/level',
     async open(dir) {
       const { LevelStore } = await import('@sessile/level');
       return LevelStore.open({ path: join(dir, 'level') });
@@ -54,6 +58,7 @@ export const STORES: StoreSpec[] = [
     name: 'file',
     promise: `${PROCESS_CRASH} (durability 'normal')`,
     lockLeaseMs: 1000,
+    module: '@sessile/file',
     async open(dir) {
       const { FileStore } = await import('@sessile/file');
       // A crashed sweeper blocks the next one for one sweep lease: short here, 60 s by default.
@@ -64,6 +69,7 @@ export const STORES: StoreSpec[] = [
     name: 'dbm',
     promise: `${PROCESS_CRASH} (durability 'normal'); the journal replays an interrupted commit`,
     lockLeaseMs: 1000,
+    module: '@sessile/dbm',
     async open(dir) {
       const { DbmStore } = await import('@sessile/dbm');
       // A killed holder of the global lock stalls the next writer for one lease (10 s by default).
@@ -74,6 +80,7 @@ export const STORES: StoreSpec[] = [
     name: 'redis',
     promise: 'every resolved write survives a crash of the app (it lives in Redis)',
     lockLeaseMs: 1000,
+    module: '@sessile/redis',
     async open(dir) {
       const { RedisStore } = await import('@sessile/redis');
       return RedisStore.open({ url: REDIS_URL, prefix: `sessile-rel-${runTag(dir)}:` });
@@ -99,6 +106,7 @@ export const STORES: StoreSpec[] = [
     name: 'postgres',
     promise: 'every resolved write survives a crash of the app (committed on the server)',
     lockLeaseMs: 1000,
+    module: '@sessile/postgres',
     async open(dir) {
       const { PostgresStore } = await import('@sessile/postgres');
       return PostgresStore.open({
@@ -125,6 +133,7 @@ function sqlite(durability: 'normal' | 'full'): StoreSpec {
     name: `sqlite-${durability}`,
     promise: `${PROCESS_CRASH} (durability '${durability}')`,
     lockLeaseMs: 1000,
+    module: '@sessile/sqlite',
     async open(dir) {
       const { SqliteStore } = await import('@sessile/sqlite');
       return SqliteStore.open({ path: join(dir, 'sessions.sqlite'), durability });
@@ -134,19 +143,41 @@ function sqlite(durability: 'normal' | 'full'): StoreSpec {
 
 /**
  * Deliberately broken stores that the harness's own tests run, to prove that a crash round
- * catches what it claims to. `lossy-file` acknowledges a write before it reaches the disk.
+ * catches what it claims to. `lossy-file` acknowledges a write before it reaches the disk;
+ * `decaying-file` changes a record of round 0 each time a later round's writer opens it.
  */
 export const CONTROL_STORES: StoreSpec[] = [
   {
     name: 'lossy-file',
     promise: 'none: it acknowledges writes 50 ms before making them',
     lockLeaseMs: 1000,
+    module: '@sessile/file',
     async open(dir) {
       const { FileStore } = await import('@sessile/file');
       return FileStore.open({ path: join(dir, 'files'), sweepLeaseMs: 1000 });
     },
     async openWriter(dir) {
       return lateWrites(await this.open(dir));
+    },
+  },
+  {
+    name: 'decaying-file',
+    promise: "none: opening it for writes moves an earlier round's expiry",
+    lockLeaseMs: 1000,
+    module: '@sessile/file',
+    async open(dir) {
+      const { FileStore } = await import('@sessile/file');
+      return FileStore.open({ path: join(dir, 'files'), sweepLeaseMs: 1000 });
+    },
+    async openWriter(dir) {
+      const store = await this.open(dir);
+      for await (const id of store.ids()) {
+        const record = id.startsWith('r0000-') ? await store.get(id) : undefined;
+        if (record === undefined) continue;
+        await store.touch(id, record.expiresAt + 1);
+        break;
+      }
+      return store;
     },
   },
 ];
@@ -197,6 +228,11 @@ export async function openForRole(name: string, dir: string, role: Role): Promis
   const spec = storeSpec(name);
   if (role === 'writer' && spec.openWriter !== undefined) return spec.openWriter(dir);
   return spec.open(dir);
+}
+
+/** Loads the modules a store's `open` needs, so a later open does only the store's own work. */
+export async function loadStore(name: string): Promise<void> {
+  await Promise.all([import('@sessile/core'), import(storeSpec(name).module)]);
 }
 
 export function storeSpec(name: string): StoreSpec {

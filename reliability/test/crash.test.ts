@@ -35,4 +35,19 @@ describe.concurrent('crash rounds (SIGKILL mid-write, mid-sweep, mid-clear, hold
     expect(summary.lost, `seed ${seed}`).toBeGreaterThan(0);
     expect(summary.failures.some((failure) => failure.includes('acknowledged step'))).toBe(true);
   }, 120_000);
+
+  it("finds an earlier round's record changed in a round that does not read it back", async () => {
+    // Rounds 1 and 2 each move an expiry of round 0; only round 0 and the last round read
+    // earlier records back (every tenth round of a --full run), so round 2 must report it.
+    const summary = await runCrashes(storeSpec('decaying-file'), {
+      profile: {
+        ...PROFILES.full,
+        crashes: { writes: 3, sweep: 0, clear: 0, lock: 0 },
+        survivorCheckEvery: 10,
+      },
+      seed,
+    });
+    expect(summary.lost, `seed ${seed}`).toBeGreaterThan(0);
+    expect(summary.failures.some((failure) => /earlier round's r0000-/.test(failure))).toBe(true);
+  }, 120_000);
 });

@@ -1,8 +1,9 @@
-// The crash child: writes as fast as it can, acknowledging each resolved operation to the
-// parent over IPC, until the parent kills it with SIGKILL.
+// The crash child: loads its store's modules, waits for its task, then opens the store and
+// writes as fast as it can, acknowledging each resolved operation to the parent over IPC, until
+// the parent kills it with SIGKILL.
 import type { SessionRecord, SessionStore } from '@sessile/core';
-import { openForRole } from '../stores.js';
-import type { ChildMessage, ChildTask } from './protocol.js';
+import { loadStore, openForRole } from '../stores.js';
+import type { ChildMessage, ChildTask, ParentMessage } from './protocol.js';
 import { expiringPrefix } from './protocol.js';
 import { operation, sessionId } from './workload.js';
 
@@ -77,10 +78,40 @@ async function runLanes(store: SessionStore, task: ChildTask): Promise<void> {
   await Promise.all(Array.from({ length: task.lanes }, (_, number) => lane(store, task, number)));
 }
 
+/** Runs `write` for 0..count-1 from `lanes` concurrent loops. */
+async function inLanes(
+  count: number,
+  lanes: number,
+  write: (n: number) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  const loop = async () => {
+    while (next < count) await write(next++);
+  };
+  await Promise.all(Array.from({ length: lanes }, loop));
+}
+
+function nextTask(): Promise<ChildTask> {
+  return new Promise((resolve) => {
+    const onMessage = (message: ParentMessage) => {
+      if (message.type !== 'go') return;
+      process.off('message', onMessage);
+      resolve(message.task);
+    };
+    process.on('message', onMessage);
+  });
+}
+
 async function main(): Promise<void> {
-  // The child never ends by itself: only the parent's SIGKILL stops it.
+  // The child never ends by itself: only the parent's SIGKILL stops it, or the parent's exit.
   setInterval(() => {}, 1 << 30);
-  const task = JSON.parse(process.argv[2] as string) as ChildTask;
+  process.on('disconnect', () => process.exit(3));
+  // The store's modules load before the task arrives, while the parent checks the previous
+  // round; the store itself is opened only once the task says so.
+  await loadStore(process.argv[2] as string);
+  const tasks = nextTask();
+  await send({ type: 'loaded' });
+  const task = await tasks;
   const store = await openForRole(task.store, task.dir, 'writer');
   await send({ type: 'ready' });
   switch (task.mode) {
@@ -89,10 +120,10 @@ async function main(): Promise<void> {
       return;
     case 'sweep': {
       const expiresAt = Date.now() + 300;
-      for (let n = 0; n < task.expiring; n++) {
+      await inLanes(task.expiring, task.lanes, (n) => {
         const id = `${expiringPrefix(task.plan)}${String(n).padStart(6, '0')}`;
-        await store.set(id, { data: new Uint8Array(64).fill(n & 255), expiresAt });
-      }
+        return store.set(id, { data: new Uint8Array(64).fill(n & 255), expiresAt });
+      });
       while (Date.now() <= expiresAt + 20) await new Promise((r) => setTimeout(r, 25));
       await send({ type: 'sweeping' });
       const lanes = runLanes(store, task);
@@ -105,9 +136,7 @@ async function main(): Promise<void> {
       return;
     }
     case 'clear': {
-      for (let index = 0; index < task.sessions; index++) {
-        await apply(store, task, index, 0, undefined);
-      }
+      await inLanes(task.sessions, task.lanes, (index) => apply(store, task, index, 0, undefined));
       await send({ type: 'clearing' });
       await store.clear();
       await send({ type: 'cleared' });

@@ -17,8 +17,12 @@ export interface ChildTask {
   lockLeaseMs: number;
 }
 
+/** The parent's message to a child that has loaded: open the store and run this task. */
+export type ParentMessage = { type: 'go'; task: ChildTask };
+
 /** Messages from the child. An `ack` is sent, and its delivery awaited, before the next step. */
 export type ChildMessage =
+  | { type: 'loaded' }
   | { type: 'ready' }
   | { type: 'ack'; index: number; step: number }
   | { type: 'sweeping' }

@@ -1,12 +1,10 @@
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { SessionRecord, SessionStore } from '@sessile/core';
 import { isSessionError } from '@sessile/core';
 import { openForRole, type StoreSpec } from '../stores.js';
-import type { ChildMessage, ChildTask, CrashMode } from './protocol.js';
+import { type ChildRun, type PreparedChild, runChild } from './parent.js';
+import type { CrashMode } from './protocol.js';
+import { CHECK_CONCURRENCY, describeRecord, forEachLimited, verifySurvivors } from './survivors.js';
 import { operation, type RoundPlan, sameRecord, sessionId } from './workload.js';
-
-const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
 
 /** What one crash round found. `failures` empty means every check held. */
 export interface RoundOutcome {
@@ -25,7 +23,34 @@ export interface RoundOutcome {
   /** From the kill until another holder got the killed holder's lock (lock rounds). */
   lockFreedMs?: number;
   lockLeaseMs?: number;
+  /** Whether the records of earlier rounds were read back (see `RoundInput.checkSurvivors`). */
+  survivorsRead: boolean;
+  /** Where the round's wall time went, in ms, by phase (see `PHASES`). */
+  phaseMs: Record<Phase, number>;
 }
+
+/**
+ * A round's phases: waiting for the prepared child to load (when the previous round's checks
+ * did not cover it), its store's open, its run up to the trigger (writes of a clear round,
+ * expiring records of a sweep round), the random wait before the kill, the kill until the exit
+ * is seen, the reopen, and each check.
+ */
+export const PHASES = [
+  'load',
+  'start',
+  'toTrigger',
+  'toKill',
+  'exit',
+  'reopen',
+  'lock',
+  'sessions',
+  'survivors',
+  'list',
+  'sweep',
+  'fenced',
+  'close',
+] as const;
+export type Phase = (typeof PHASES)[number];
 
 export interface RoundInput {
   spec: StoreSpec;
@@ -39,107 +64,23 @@ export interface RoundInput {
   killAfterMs: number;
   /** Records earlier rounds left in the store, which must still be there exactly. */
   survivors: Map<string, SessionRecord>;
+  /**
+   * Whether to read every earlier round's record back. When false, ids() must still list each
+   * one (so none may vanish), and the next round that reads them back compares their bytes.
+   */
+  checkSurvivors: boolean;
+  /** The child that writes this round, forked and loaded ahead of it. */
+  child: PreparedChild;
+  /** Called once the child is dead, before the checks: the time to fork the next one. */
+  onKilled?(): void;
 }
-
-const TRIGGER: Record<CrashMode, ChildMessage['type']> = {
-  writes: 'ack',
-  sweep: 'sweeping',
-  clear: 'clearing',
-  lock: 'locked',
-};
 
 /** A sweep that scans no entry for this long after reopening has stalled. */
 const SWEEP_STALL_MS = 15_000;
 /** A sweep pass after reopening that takes longer than this fails even while it progresses. */
 const SWEEP_LIMIT_MS = 120_000;
-
-/** How long the child may take to reach its trigger before the round fails. */
-const TRIGGER_TIMEOUT_MS = 60_000;
-
-interface ChildRun {
-  acknowledged: number;
-  /** Per session: the record after its last acknowledged step, and that step. */
-  states: Map<number, { record: SessionRecord | undefined; step: number }>;
-  events: Set<ChildMessage['type']>;
-  faults: string[];
-  lock?: { id: string; expiresAt: number };
-  killedAt: number;
-}
-
-function runChild(input: RoundInput): Promise<ChildRun> {
-  const task: ChildTask = {
-    store: input.spec.name,
-    dir: input.dir,
-    mode: input.mode,
-    plan: input.plan,
-    sessions: input.sessions,
-    lanes: input.lanes,
-    expiring: input.expiring,
-    lockLeaseMs: input.spec.lockLeaseMs,
-  };
-  const run: ChildRun = {
-    acknowledged: 0,
-    states: new Map(),
-    events: new Set(),
-    faults: [],
-    killedAt: 0,
-  };
-  return new Promise((resolve, reject) => {
-    const child = fork(CHILD, [JSON.stringify(task)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: [],
-    });
-    const kill = () => {
-      if (run.killedAt === 0) {
-        run.killedAt = Date.now();
-        child.kill('SIGKILL');
-      }
-    };
-    const timeout = setTimeout(() => {
-      run.faults.push(
-        `the child never reached '${TRIGGER[input.mode]}' in ${TRIGGER_TIMEOUT_MS} ms`,
-      );
-      kill();
-    }, TRIGGER_TIMEOUT_MS);
-    child.on('message', (message: ChildMessage) => {
-      run.events.add(message.type);
-      if (message.type === 'ack') {
-        const previous = run.states.get(message.index);
-        const expectedStep = previous === undefined ? 0 : previous.step + 1;
-        if (message.step !== expectedStep) {
-          run.faults.push(
-            `ack of step ${message.step} of ${message.index}, expected ${expectedStep}`,
-          );
-        }
-        const op = operation(input.plan, message.index, message.step, previous?.record);
-        run.states.set(message.index, { record: op.after, step: message.step });
-        run.acknowledged++;
-      } else if (message.type === 'fault') {
-        run.faults.push(`child: ${message.message}`);
-        kill();
-      } else if (message.type === 'locked') {
-        run.lock = { id: message.id, expiresAt: message.expiresAt };
-      }
-      if (message.type === TRIGGER[input.mode]) {
-        clearTimeout(timeout);
-        setTimeout(kill, input.killAfterMs);
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timeout);
-      if (signal !== 'SIGKILL') run.faults.push(`the child exited by itself (code ${code})`);
-      if (run.killedAt === 0) run.killedAt = Date.now();
-      resolve(run);
-    });
-  });
-}
-
-function describe(record: SessionRecord | undefined): string {
-  if (record === undefined) return 'absent';
-  const header = new TextDecoder().decode(record.data.subarray(0, 24)).replace(/[^ -~]/g, '.');
-  return `${header}… (${record.data.length} bytes, expiresAt ${record.expiresAt})`;
-}
+/** Waits between sweep calls that scanned nothing (another sweeper's lease): from 5 to 100 ms. */
+const SWEEP_IDLE_MS = [5, 100] as const;
 
 async function readAll(store: SessionStore): Promise<string[]> {
   const ids: string[] = [];
@@ -149,7 +90,29 @@ async function readAll(store: SessionStore): Promise<string[]> {
 
 /** Runs one round: fork, kill, reopen, check. Updates `input.survivors` with what it found. */
 export async function crashRound(input: RoundInput): Promise<RoundOutcome> {
-  const run = await runChild(input);
+  const run = await runChild(input.child, {
+    task: {
+      store: input.spec.name,
+      dir: input.dir,
+      mode: input.mode,
+      plan: input.plan,
+      sessions: input.sessions,
+      lanes: input.lanes,
+      expiring: input.expiring,
+      lockLeaseMs: input.spec.lockLeaseMs,
+    },
+    plan: input.plan,
+    killAfterMs: input.killAfterMs,
+  });
+  input.onKilled?.();
+  const phaseMs = Object.fromEntries(PHASES.map((phase) => [phase, 0])) as Record<Phase, number>;
+  const readyAt = run.readyAt || run.killedAt;
+  const triggeredAt = run.triggeredAt || run.killedAt;
+  phaseMs.load = run.goAt - run.waitedAt;
+  phaseMs.start = readyAt - run.goAt;
+  phaseMs.toTrigger = triggeredAt - readyAt;
+  phaseMs.toKill = run.killedAt - triggeredAt;
+  phaseMs.exit = run.exitedAt - run.killedAt;
   const outcome: RoundOutcome = {
     mode: input.mode,
     acknowledged: run.acknowledged,
@@ -158,22 +121,39 @@ export async function crashRound(input: RoundInput): Promise<RoundOutcome> {
     corrupt: 0,
     failures: [...run.faults],
     recoveryMs: 0,
+    survivorsRead: false,
+    phaseMs,
   };
+  const mark = phaseClock(phaseMs);
   let store: SessionStore;
   try {
     store = await openForRole(input.spec.name, input.dir, 'checker');
   } catch (error) {
     outcome.failures.push(`reopening after the kill failed: ${String(error)}`);
     return outcome;
+  } finally {
+    mark('reopen');
   }
   try {
-    await check(store, input, run, outcome);
+    await check(store, input, run, outcome, mark);
   } catch (error) {
     outcome.failures.push(`checking failed: ${String(error)}`);
   } finally {
+    mark('fenced');
     await store.close().catch((error) => outcome.failures.push(`close failed: ${String(error)}`));
+    mark('close');
   }
   return outcome;
+}
+
+/** Adds the time since the previous mark to `phase`. */
+function phaseClock(phaseMs: Record<Phase, number>): (phase: Phase) => void {
+  let last = Date.now();
+  return (phase) => {
+    const now = Date.now();
+    phaseMs[phase] += now - last;
+    last = now;
+  };
 }
 
 async function check(
@@ -181,6 +161,7 @@ async function check(
   input: RoundInput,
   run: ChildRun,
   outcome: RoundOutcome,
+  mark: (phase: Phase) => void,
 ): Promise<void> {
   const { plan } = input;
   const cleared = run.events.has('cleared');
@@ -204,6 +185,8 @@ async function check(
     }
   }
 
+  mark('lock');
+
   // A write probe: the recovery time is how long until the store takes writes again.
   const probeId = `${plan.prefix}probe`;
   const probe = { data: new Uint8Array([1, 2, 3]), expiresAt: plan.baseTime + 86_400_000 };
@@ -211,59 +194,71 @@ async function check(
   outcome.recoveryMs = Date.now() - run.killedAt;
 
   const present = new Map<string, SessionRecord>();
-  for (let index = 0; index < input.sessions; index++) {
-    const id = sessionId(plan, index);
-    const acked = run.states.get(index);
-    const candidates: (SessionRecord | undefined)[] = [];
-    if (cleared) {
-      candidates.push(undefined);
-    } else {
-      candidates.push(acked?.record);
-      // Clearing removes records one by one; any may be gone.
-      if (clearing) candidates.push(undefined);
-      // The one step in flight when the child died may or may not have landed.
-      else
-        candidates.push(
-          operation(plan, index, acked === undefined ? 0 : acked.step + 1, acked?.record).after,
-        );
-    }
-    let actual: SessionRecord | undefined;
-    try {
-      actual = await store.get(id);
-    } catch (error) {
-      if (isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') {
-        outcome.corrupt++;
-        outcome.failures.push(`${id} is corrupt: ${error.message}`);
+  await forEachLimited(
+    Array.from({ length: input.sessions }, (_, index) => index),
+    CHECK_CONCURRENCY,
+    async (index) => {
+      const id = sessionId(plan, index);
+      const acked = run.states.get(index);
+      const candidates: (SessionRecord | undefined)[] = [];
+      if (cleared) {
+        candidates.push(undefined);
       } else {
-        outcome.failures.push(`get(${id}) rejected: ${String(error)}`);
+        candidates.push(acked?.record);
+        // Clearing removes records one by one; any may be gone.
+        if (clearing) candidates.push(undefined);
+        // The one step in flight when the child died may or may not have landed.
+        else
+          candidates.push(
+            operation(plan, index, acked === undefined ? 0 : acked.step + 1, acked?.record).after,
+          );
       }
-      continue;
-    }
-    if (acked !== undefined) outcome.checked++;
-    if (actual !== undefined) present.set(id, actual);
-    if (candidates.some((candidate) => sameRecord(actual, candidate))) continue;
-    outcome.lost++;
-    outcome.failures.push(
-      `${id}: found ${describe(actual)}; acknowledged step ${acked?.step ?? 'none'} left ${describe(acked?.record)}`,
+      let actual: SessionRecord | undefined;
+      try {
+        actual = await store.get(id);
+      } catch (error) {
+        if (isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') {
+          outcome.corrupt++;
+          outcome.failures.push(`${id} is corrupt: ${error.message}`);
+        } else {
+          outcome.failures.push(`get(${id}) rejected: ${String(error)}`);
+        }
+        return;
+      }
+      if (acked !== undefined) outcome.checked++;
+      if (actual !== undefined) present.set(id, actual);
+      if (candidates.some((candidate) => sameRecord(actual, candidate))) return;
+      outcome.lost++;
+      outcome.failures.push(
+        `${id}: found ${describeRecord(actual)}; acknowledged step ${acked?.step ?? 'none'} left ${describeRecord(acked?.record)}`,
+      );
+    },
+  );
+
+  mark('sessions');
+
+  // Earlier rounds' records: read back in full when asked, after a clear, or once this round
+  // has failed; otherwise ids() below must list each one, and a later round reads them.
+  const unread = new Set<string>();
+  if (input.checkSurvivors || clearing || outcome.failures.length > 0) {
+    const found = await verifySurvivors(
+      store,
+      input.survivors,
+      cleared ? 'gone' : clearing ? 'mayBeGone' : 'kept',
     );
+    for (const [id, record] of found.present) present.set(id, record);
+    outcome.survivorsRead = true;
+    outcome.lost += found.lost;
+    outcome.corrupt += found.corrupt;
+    outcome.failures.push(...found.failures);
+  } else {
+    for (const [id, record] of input.survivors) {
+      present.set(id, record);
+      unread.add(id);
+    }
   }
 
-  for (const [id, expected] of input.survivors) {
-    const candidates = cleared ? [undefined] : clearing ? [expected, undefined] : [expected];
-    let actual: SessionRecord | undefined;
-    try {
-      actual = await store.get(id);
-    } catch (error) {
-      outcome.failures.push(`earlier round's ${id}: ${String(error)}`);
-      continue;
-    }
-    if (actual !== undefined) present.set(id, actual);
-    if (candidates.some((candidate) => sameRecord(actual, candidate))) continue;
-    outcome.lost++;
-    outcome.failures.push(
-      `earlier round's ${id}: found ${describe(actual)}, expected ${describe(expected)}`,
-    );
-  }
+  mark('survivors');
 
   // Expired means absent; ids() lists exactly what get() returns, and count() agrees.
   const ids = await readAll(store);
@@ -274,18 +269,25 @@ async function check(
   if (listed.size !== ids.length) outcome.failures.push('ids() listed an id twice');
   present.set(probeId, probe);
   for (const id of present.keys()) {
-    if (!listed.has(id)) outcome.failures.push(`ids() does not list ${id}, which get() returns`);
+    if (listed.has(id)) continue;
+    if (unread.has(id)) {
+      outcome.lost++;
+      outcome.failures.push(`ids() does not list earlier round's ${id}`);
+    } else outcome.failures.push(`ids() does not list ${id}, which get() returns`);
   }
   for (const id of listed) {
     if (!present.has(id)) outcome.failures.push(`ids() lists ${id}, which get() does not return`);
   }
   present.delete(probeId);
 
+  mark('list');
+
   // Sweep still finishes, and never stalls: a killed sweeper's lease may hold it off for one
   // lease, and a starved process (niced, at load 20) scans only a few hundred entries a second.
   const sweepStarted = Date.now();
   let sweepProgressAt = sweepStarted;
   const sweeps = { calls: 0, idle: 0, scanned: 0, removed: 0 };
+  let idleMs = SWEEP_IDLE_MS[0] / 2;
   for (;;) {
     const result = await store.sweep({ limit: 500 });
     sweeps.calls++;
@@ -304,12 +306,15 @@ async function check(
     }
     if (result.scanned === 0) {
       sweeps.idle++;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+      idleMs = Math.min(SWEEP_IDLE_MS[1], idleMs * 2);
+      await new Promise((resolve) => setTimeout(resolve, idleMs));
+    } else idleMs = SWEEP_IDLE_MS[0] / 2;
   }
   const after = await store.count();
   if (after !== count)
     outcome.failures.push(`sweep removed live records: count ${count} → ${after}`);
+
+  mark('sweep');
 
   const lock = await store.locks.acquire(probeId, { waitMs: 5_000, leaseMs: 5_000 });
   const fenced = { data: new Uint8Array([4, 5, 6]), expiresAt: probe.expiresAt };
