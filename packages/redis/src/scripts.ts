@@ -32,24 +32,34 @@ export class Script {
 // its score), so such entries can go without reading the record. Redis's clock, not the
 // caller's: the records expire by it.
 
-/** Lua: drops the entries of expired records from the index `key`. */
+/** Lua: drops the entries of expired records from the index `key`; answers Redis's clock in ms. */
 const PRUNE = `
 local function prune(key)
   local time = redis.call('TIME')
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)))
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', now))
+  return now
 end
 `;
 
 /**
- * Lua: adds session `id` to the index `key` at `score` (a string). Keeps the higher score of two
- * writers, and the key alive at least as long as its latest entry.
+ * Lua: adds session `id` to the index `key` at `score` (a string). Keeps the higher score of
+ * two writers, and the key alive at least as long as its latest entry: when an entry outlives
+ * the key, the key's expiry moves as far past that entry as the entry is from now, so the next
+ * entries of sessions that live as long find it covered. Expired entries go when the expiry
+ * moves, and on one add in eight otherwise (chosen by the id's first byte, random for ids
+ * sessile makes), so an add is usually three commands, not six; an owner who is never listed
+ * keeps about eight expired entries beyond the ones of its last two lifetimes.
  */
 const INDEX = `${PRUNE}
 local function index(key, id, score)
-  prune(key)
   redis.call('ZADD', key, 'GT', score, id)
-  if redis.call('PEXPIRETIME', key) < tonumber(score) then
-    redis.call('PEXPIREAT', key, score)
+  local last = tonumber(score)
+  if redis.call('PEXPIRETIME', key) < last then
+    local now = prune(key)
+    redis.call('PEXPIREAT', key, string.format('%.0f', last + math.max(last - now, 0)))
+  elseif string.byte(id, 1) % 8 == 0 then
+    prune(key)
   end
 end
 `;

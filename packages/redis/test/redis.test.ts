@@ -199,6 +199,30 @@ describe('RedisStore owner index', () => {
     });
   });
 
+  it('writes drop the entries of expired records, so the index of an owner who is never listed stays near its live sessions', async () => {
+    await withStore(async (store, prefix) => {
+      const key = indexKey(prefix, 'ada');
+      const create = (lifetimeMs: number) => {
+        const id = newId();
+        const record = { data: bytes(id), expiresAt: Date.now() + lifetimeMs, owner: 'ada' };
+        return store.set(id, record, { only: 'absent' }).then(() => id);
+      };
+      const createMany = (count: number, lifetimeMs: number) =>
+        Promise.all(Array.from({ length: count }, () => create(lifetimeMs)));
+      await createMany(40, 100);
+      await sleep(300);
+      // An entry that outlives the key moves its expiry, and drops what expired.
+      const first = await create(HOUR_MS);
+      expect(await raw.zRange(key, 0, -1)).toEqual([first]);
+      await createMany(40, 100);
+      await sleep(300);
+      // Entries the key's expiry covers drop the expired ones too, on some of the adds.
+      const later = await createMany(120, HOUR_MS);
+      expect((await raw.zRange(key, 0, -1)).sort()).toEqual([first, ...later].sort());
+      expect((await store.ownedBy('ada')).length).toBe(121);
+    });
+  });
+
   it('an entry without a live record of that owner is skipped, and an expired one is removed', async () => {
     await withStore(async (store, prefix) => {
       const [kept, expiring, interrupted] = [newId(), newId(), newId()];
