@@ -7,6 +7,7 @@ import {
   syncLockFileSystem,
   yieldToEventLoop,
 } from '@sessile/core/store';
+import { ReleaseWatch } from './release-watch.js';
 
 export interface GlobalLockStats {
   /** Times this process took the lock. */
@@ -30,19 +31,21 @@ export interface GlobalLockStats {
 const EVENT_LOOP_TURN_MS = 2;
 /** The global lock's back-off between two claims tops out here: holds last microseconds. */
 const MAX_POLL_DELAY_MS = 8;
-/** The key of the lock's one lease file (`pathOf` ignores it). */
-const GLOBAL_KEY = '0';
+/** The lock's one lease file, in the lock directory. */
+const LOCK_FILE = '0.lock';
 
 /**
  * mod_python's lock 0: one lock every process on the host takes around every operation. It is
  * a lease in core's `LeaseFiles` at `<directory>/0.lock`: one `pwrite` and one `link` to take,
  * one `fstat` and one `unlink` to release. A holder that crashed frees it once its lease
  * (`globalLockLeaseMs`) ends, or at once when its process is gone from this host. Within a
- * process callers queue in FIFO order, so only one of them polls the file.
+ * process callers queue in FIFO order, so only one of them polls the file; once refused, it is
+ * also woken when the file is removed.
  */
 export class GlobalLock {
   readonly #lockPath: string;
   readonly #leases: LeaseFiles;
+  readonly #releases: ReleaseWatch;
   readonly #leaseMs: number;
   readonly #waitMs: number;
   /** Tokens are this instance's random prefix and a count: unique without a random draw per hold. */
@@ -61,14 +64,14 @@ export class GlobalLock {
   };
 
   constructor(directory: string, leaseMs: number, waitMs: number, guards: HostGuards) {
-    this.#lockPath = join(directory, '0.lock');
+    this.#lockPath = join(directory, LOCK_FILE);
+    this.#releases = new ReleaseWatch(directory);
     this.#leases = new LeaseFiles({
       guards,
       fs: syncLockFileSystem,
       fileMode: 0o600,
       directoryMode: 0o700,
       pathOf: () => this.#lockPath,
-      wakeOnRelease: true,
     });
     this.#leaseMs = leaseMs;
     this.#waitMs = waitMs;
@@ -120,6 +123,7 @@ export class GlobalLock {
   /** Rejects later holds with `ERR_STORE_CLOSED` and removes this lock's holder files. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#releases.close();
     await this.#leases.close();
   }
 
@@ -138,7 +142,7 @@ export class GlobalLock {
     const started = Date.now();
     let delayMs = 1;
     let wake: (() => void) | undefined;
-    const unwatch = this.#leases.watch(GLOBAL_KEY, () => wake?.());
+    let unwatch: (() => void) | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
         const token = `${this.#tokenPrefix}.${++this.#holds}`;
@@ -160,6 +164,7 @@ export class GlobalLock {
           );
         }
         // A release by another process ends the pause early.
+        unwatch ??= this.#releases.wait(LOCK_FILE, () => wake?.());
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delayMs * (0.5 + Math.random()));
           wake = () => {
@@ -171,7 +176,7 @@ export class GlobalLock {
         delayMs = Math.min(MAX_POLL_DELAY_MS, delayMs * 2);
       }
     } finally {
-      unwatch();
+      unwatch?.();
     }
   }
 }
