@@ -16,7 +16,7 @@ import {
   type SessionSummary,
 } from './owner-sessions.js';
 import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
-import { Session, type SessionContext } from './session.js';
+import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertPositiveInteger, describeValue, MAX_TIMER_MS } from './util.js';
 
@@ -346,9 +346,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
           ({ lock, record } = await locks.acquireAndGet(id, acquire));
         }
       }
-      const loaded = record === undefined ? undefined : await this.#load(id, record);
-      if (loaded !== undefined) {
-        return new Session<Data>(this.#context, { ...loaded, lock, loginMeta: options.loginMeta });
+      const loaded = record === undefined ? undefined : this.#load(id, record, lock, options);
+      if (loaded === 'ended') {
+        // Stored under longer timeouts than this manager's: it has ended now.
+        await this.store.delete(id);
+      } else if (loaded !== undefined) {
+        return new Session<Data>(this.#context, loaded);
       }
     } catch (error) {
       await this.#release(lock);
@@ -361,7 +364,13 @@ export class SessionManager<Data extends SessionData = SessionData> {
     return undefined;
   }
 
-  async #load(id: string, record: SessionRecord) {
+  /** The session `record` holds, or `'ended'` when this manager's timeouts have ended it. */
+  #load(
+    id: string,
+    record: SessionRecord,
+    lock: SessionLock | undefined,
+    options: Omit<OpenOptions, 'signal'>,
+  ): SessionInit<Data> | 'ended' {
     const envelope = this.codec.decode(record.data, id);
     const { expiresAt } = record;
     const now = Date.now();
@@ -370,9 +379,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       envelope.createdAt + this.absoluteTimeoutMs <= now ||
       lastAccessedAt + this.idleTimeoutMs <= now
     ) {
-      // Stored under longer timeouts than this manager's: it has ended now.
-      await this.store.delete(id);
-      return undefined;
+      return 'ended';
     }
     return {
       id,
@@ -383,6 +390,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
       data: envelope.data as Data,
       owner: envelope.owner,
       meta: envelope.meta,
+      lock,
+      loginMeta: options.loginMeta,
     };
   }
 

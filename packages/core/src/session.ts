@@ -6,10 +6,10 @@ import {
 } from './codecs.js';
 import { SessionError } from './errors.js';
 import { assertOwner, generateSessionId } from './ids.js';
-import { Deadlines } from './locks/deadlines.js';
+import { Deadline, Deadlines } from './locks/deadlines.js';
 import { isLockLost } from './locks/lease.js';
 import type { OwnerSessions } from './owner-sessions.js';
-import type { SessionLock, SessionStore, SetOptions, WriteOptions } from './types.js';
+import type { SessionLock, SessionStore, SetOptions } from './types.js';
 
 /** `'modified'` when the data, or the id (after `regenerate()`), differ from what is stored. */
 export type SessionStatus = 'unchanged' | 'modified' | 'destroyed';
@@ -77,7 +77,7 @@ export class Session<Data extends SessionData = SessionData> {
   readonly #loginMeta: (() => SessionData | undefined) | undefined;
   #lockError: unknown;
   /** Extends the lock's lease, then books the next extension; booked while the session is open. */
-  #extendLock: (() => void) | undefined;
+  #extendLock: Deadline | undefined;
   #commit: Promise<CommitOutcome> | undefined;
   /** When the latest save happened. */
   #savedAt = 0;
@@ -292,7 +292,7 @@ export class Session<Data extends SessionData = SessionData> {
     const expiresAt = this.expiresAtFor(now);
     if (expiresAt <= now) {
       // The absolute timeout passed during this request.
-      if (!this.#isNew) await store.delete(this.#id, await this.#fence(unlocking));
+      if (!this.#isNew) await store.delete(this.#id, await this.#fence(unlocking, undefined));
       return 'gone';
     }
     if (!modified) {
@@ -301,11 +301,10 @@ export class Session<Data extends SessionData = SessionData> {
       if (this.#storedExpiresAt !== undefined && expiresAt <= this.#storedExpiresAt) {
         return 'unchanged';
       }
-      return (await store.touch(this.#id, expiresAt, await this.#fence(unlocking)))
+      return (await store.touch(this.#id, expiresAt, await this.#fence(unlocking, undefined)))
         ? 'touched'
         : 'gone';
     }
-    const fence = await this.#fence(unlocking);
     // Round-tripping through JSON stores exactly what a later load will see.
     const data = JSON.parse(json) as SessionData;
     const owner = this.#owner;
@@ -318,14 +317,17 @@ export class Session<Data extends SessionData = SessionData> {
       owner === undefined ? { data: bytes, expiresAt } : { data: bytes, expiresAt, owner };
     if (!this.#isNew) {
       const record = recordOf(codec.encode(envelope, this.#id));
-      if (!(await store.set(this.#id, record, { ...fence, only: 'present' }))) return 'gone';
+      const fenced = this.#fence(unlocking, 'present');
+      const options = fenced instanceof Promise ? await fenced : fenced;
+      if (!(await store.set(this.#id, record, options))) return 'gone';
       this.#savedAt = now;
       return 'saved';
     }
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
       const record = recordOf(codec.encode(envelope, this.#id));
       // Only the first id is the locked one; a fresh id after a collision has no other holder.
-      const options: SetOptions = attempt === 0 ? { ...fence, only: 'absent' } : { only: 'absent' };
+      const options: SetOptions =
+        attempt === 0 ? await this.#fence(unlocking, 'absent') : { only: 'absent' };
       if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
         this.#savedAt = now;
@@ -342,26 +344,26 @@ export class Session<Data extends SessionData = SessionData> {
    * which the store checks atomically with the write. A lock manager that cannot fence is asked
    * right before the write instead, and its fresh lease covers the write.
    */
-  async #fence(unlocking: boolean): Promise<WriteOptions> {
+  #fence(unlocking: boolean, only: SetOptions['only']): SetOptions | Promise<SetOptions> {
     const lock = this.#lock;
+    // `only` is set for `set` alone: `touch` and `delete` refuse it as an unknown option.
+    const unfenced: SetOptions = only === undefined ? {} : { only };
     // After regenerate() the lock still names the old id; the new id has no other holder.
-    if (lock === undefined || lock.id !== this.#id) return {};
-    if (this.#context.store.locks.fence !== undefined) {
-      return unlocking ? { lock, release: true } : { lock };
-    }
-    await lock.extend();
-    return {};
+    if (lock === undefined || lock.id !== this.#id) return unfenced;
+    if (this.#context.store.locks.fence === undefined) return lock.extend().then(() => unfenced);
+    if (only === undefined) return unlocking ? { lock, release: true } : { lock };
+    return unlocking ? { lock, release: true, only } : { lock, only };
   }
 
   #keepLockAlive(lock: SessionLock): void {
     const everyMs = this.#context.extendLockEveryMs;
-    const extendLock = () => {
+    const extendLock = new Deadline(() => {
       lockExtensions.set(extendLock, Date.now() + everyMs);
       lock.extend().catch((error: unknown) => {
         this.#lockError = error;
         lockExtensions.delete(extendLock);
       });
-    };
+    });
     this.#extendLock = extendLock;
     lockExtensions.set(extendLock, Date.now() + everyMs);
   }

@@ -58,8 +58,6 @@ export class LeaseLocks implements LockManager {
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
   #closed = false;
-  /** The slot of each lock this manager granted, so `fence` knows the lock and its key. */
-  readonly #granted = new WeakMap<SessionLock, Slot>();
   /** Present when the backend can claim and read in one round trip (`claimAndGet`). */
   readonly acquireAndGet:
     | ((id: string, options?: AcquireOptions) => Promise<LockedRecord>)
@@ -100,7 +98,7 @@ export class LeaseLocks implements LockManager {
     const key = this.#keyOf(id);
     let slot = this.#slots.get(key);
     if (slot === undefined) {
-      slot = newSlot(key);
+      slot = newSlot(key, this);
       this.#slots.set(key, slot);
     }
     const queued = slot.holder !== undefined || slot.queue.length > 0 || slot.firstClaim;
@@ -149,7 +147,6 @@ export class LeaseLocks implements LockManager {
       if (left === undefined) {
         slot.firstClaim = false;
         slot.holder = this.#grant(slot, claim, options.leaseMs);
-        this.#granted.set(slot.holder, slot);
         return { lock: slot.holder, record: outcome.record };
       }
       // Closed or aborted while the claim was in flight: hand the key back.
@@ -185,8 +182,9 @@ export class LeaseLocks implements LockManager {
     write: (lease: HeldLease) => Promise<T>,
     options?: { release?: boolean },
   ): Promise<T> {
-    const slot = this.#granted.get(lock);
-    if (slot === undefined) {
+    // A lock this manager granted carries its slot, so `fence` knows the lock and its key.
+    const slot = lock instanceof LeaseLock ? (lock.grant as Slot | undefined) : undefined;
+    if (slot?.owner !== this) {
       throw new TypeError("lock was not acquired from this store's lock manager");
     }
     if (slot.holder !== lock || lock.expiresAt <= Date.now()) throw lockLost();
@@ -309,7 +307,6 @@ export class LeaseLocks implements LockManager {
           }
           removeWaiter(slot, head);
           slot.holder = this.#grant(slot, claim, head.leaseMs);
-          this.#granted.set(slot.holder, slot);
           head.settled = true;
           head.resolve({ lock: slot.holder, record: outcome.record });
           return;
@@ -359,6 +356,7 @@ export class LeaseLocks implements LockManager {
       token: claim.token,
       leaseMs,
       expiresAt: claim.expiresAt,
+      grant: slot,
       hooks: {
         extend: async (token, expiresAt) => {
           try {
@@ -371,7 +369,7 @@ export class LeaseLocks implements LockManager {
           try {
             // A write started before the release lands first, under the lease it was given.
             if (slot.fences > 0) await new Promise<void>((ended) => slot.fencesEnded.push(ended));
-            return await backend.release({ ...claim, token });
+            return await backend.release(token === claim.token ? claim : { ...claim, token });
           } catch (error) {
             throw toStoreIoError(error, 'lock release');
           } finally {

@@ -20,6 +20,8 @@ export interface Waiter {
 
 /** One key's state in this process: its holder, its queue and what runs on it. */
 export interface Slot {
+  /** The lock manager the slot belongs to. */
+  readonly owner: object;
   readonly key: string;
   /** The lock this process holds on the key, if any: local waiters never ask the backend then. */
   holder: LeaseLock | undefined;
@@ -36,8 +38,9 @@ export interface Slot {
   readonly fencesEnded: Array<() => void>;
 }
 
-export function newSlot(key: string): Slot {
+export function newSlot(key: string, owner: object): Slot {
   return {
+    owner,
     key,
     holder: undefined,
     queue: [],

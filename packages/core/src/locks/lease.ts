@@ -2,7 +2,7 @@ import { SessionError } from '../errors.js';
 import { assertSessionId } from '../ids.js';
 import type { AcquireOptions, SessionLock } from '../types.js';
 import { assertAbortSignal, assertDuration, assertKnownOptions } from '../util.js';
-import { Deadlines } from './deadlines.js';
+import { Deadline, Deadlines } from './deadlines.js';
 
 export const DEFAULT_WAIT_MS = 10_000;
 export const DEFAULT_LEASE_MS = 30_000;
@@ -38,7 +38,14 @@ export function normalizeAcquireOptions(
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new TypeError('acquire options must be an object');
   }
-  if (options !== undefined) assertKnownOptions(options, ACQUIRE_OPTIONS, 'locks.acquire()');
+  if (options !== undefined) {
+    for (const key in options) {
+      // Named options are the common case; only an unknown one pays for the full check.
+      if (key !== 'waitMs' && key !== 'leaseMs' && key !== 'signal') {
+        assertKnownOptions(options, ACQUIRE_OPTIONS, 'locks.acquire()');
+      }
+    }
+  }
   const waitMs = options?.waitMs ?? DEFAULT_WAIT_MS;
   const leaseMs = options?.leaseMs ?? DEFAULT_LEASE_MS;
   assertDuration(waitMs, 'waitMs');
@@ -69,6 +76,8 @@ export interface LeaseLockInit {
   leaseMs: number;
   expiresAt: number;
   hooks: LeaseHooks;
+  /** What the lock manager that grants the lock keeps with it, opaque to everyone else. */
+  grant?: object;
 }
 
 /** Every held `LeaseLock`'s lease end, on one timer. */
@@ -85,11 +94,13 @@ export class LeaseLock implements SessionLock {
   #expiresAt: number;
   readonly #leaseMs: number;
   readonly #hooks: LeaseHooks;
+  /** What the granting lock manager keeps with the lock (`LeaseLockInit.grant`). */
+  readonly grant: object | undefined;
   #controller: AbortController | undefined;
   #state: 'held' | 'released' | 'lost' = 'held';
   /** Why the lock was lost, once it was. */
   #lostReason: SessionError | undefined;
-  readonly #leaseEnded = () => this.#expire();
+  readonly #leaseEnded = new Deadline(() => this.#expire());
 
   constructor(init: LeaseLockInit) {
     this.id = init.id;
@@ -97,6 +108,7 @@ export class LeaseLock implements SessionLock {
     this.#leaseMs = init.leaseMs;
     this.#expiresAt = init.expiresAt;
     this.#hooks = init.hooks;
+    this.grant = init.grant;
     leaseEnds.set(this.#leaseEnded, this.#expiresAt);
   }
 
