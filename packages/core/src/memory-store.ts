@@ -37,7 +37,8 @@ export class MemoryStore extends BaseStore {
   readonly locks: LockManager = new KeyedLocks();
   readonly #records = new Map<string, Kept>();
   readonly #expiry = new ExpiryHeap();
-  readonly #owned = new Map<string, Set<string>>();
+  /** Owner to the ids of its records; each record knows its slot, so removal is a swap. */
+  readonly #owned = new Map<string, string[]>();
 
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
     return new MemoryStore(options);
@@ -153,25 +154,36 @@ export class MemoryStore extends BaseStore {
     const record = this.#records.get(id);
     if (record === undefined) return;
     this.#records.delete(id);
-    if (record.owner !== undefined) this.#unindex(record.owner, id);
+    if (record.owner !== undefined) this.#unindex(record.owner, record.ownerSlot);
   }
 
-  #unindex(owner: string, id: string): void {
-    const ids = this.#owned.get(owner);
-    ids?.delete(id);
-    if (ids?.size === 0) this.#owned.delete(owner);
+  /** Takes the id at `slot` out of `owner`'s list, moving the list's last id into its place. */
+  #unindex(owner: string, slot: number): void {
+    const ids = this.#owned.get(owner) as string[];
+    const last = ids.pop() as string;
+    if (slot < ids.length) {
+      ids[slot] = last;
+      (this.#records.get(last) as Kept).ownerSlot = slot;
+    }
+    if (ids.length === 0) this.#owned.delete(owner);
   }
 
   /** Stores `record` over `replaced`, moving `id` in the owner index when its owner changed. */
   #put(id: string, record: Kept, replaced: Kept | undefined): void {
-    const previous = replaced?.owner;
     this.#records.set(id, record);
-    if (previous !== record.owner) {
-      if (previous !== undefined) this.#unindex(previous, id);
-      if (record.owner !== undefined) {
-        const ids = this.#owned.get(record.owner) ?? new Set<string>();
-        ids.add(id);
-        this.#owned.set(record.owner, ids);
+    const owner = record.owner;
+    if (replaced !== undefined && replaced.owner === owner) {
+      record.ownerSlot = replaced.ownerSlot;
+    } else {
+      if (replaced?.owner !== undefined) this.#unindex(replaced.owner, replaced.ownerSlot);
+      if (owner !== undefined) {
+        const ids = this.#owned.get(owner);
+        if (ids === undefined) {
+          record.ownerSlot = 0;
+          this.#owned.set(owner, [id]);
+        } else {
+          record.ownerSlot = ids.push(id) - 1;
+        }
       }
     }
     this.#index(id, record.expiresAt);
@@ -201,6 +213,8 @@ class Kept {
   readonly data: Buffer;
   expiresAt: number;
   readonly owner: string | undefined;
+  /** Where this record's id sits in its owner's list; unused without an owner. */
+  ownerSlot = -1;
 
   constructor(record: SessionRecord) {
     this.data = Buffer.from(record.data);

@@ -64,6 +64,52 @@ describe('MemoryStore touch', () => {
   });
 });
 
+describe('MemoryStore owner index', () => {
+  it('lists what a model of the same writes, deletes, moves and expiries lists', async () => {
+    const store = await MemoryStore.open();
+    const start = Date.now();
+    const ids = Array.from({ length: 40 }, () => generateSessionId());
+    const owners = ['ada', 'grace', 'alan', undefined];
+    // id -> [owner, expiresAt] of what the store should hold.
+    const model = new Map<string, [string | undefined, number]>();
+    let seed = 11;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return Math.floor((seed / 2_147_483_648) * n);
+    };
+    for (let step = 0; step < 1500; step++) {
+      const id = ids[random(ids.length)] as string;
+      const roll = random(10);
+      if (roll < 6) {
+        const owner = owners[random(owners.length)];
+        // Some records are written already expired, so a sweep has work.
+        const expiresAt = start + (random(4) === 0 ? -1000 : HOUR_MS) + step;
+        const data = new Uint8Array([step % 256]);
+        await store.set(id, owner === undefined ? { data, expiresAt } : { data, expiresAt, owner });
+        model.set(id, [owner, expiresAt]);
+      } else if (roll < 8) {
+        await store.delete(id);
+        model.delete(id);
+      } else {
+        await store.sweep({ now: start, limit: 10 });
+        for (const [key, [, expiresAt]] of model) if (expiresAt <= start) model.delete(key);
+      }
+      if (step % 50 === 0 || step === 1499) {
+        for (const owner of owners) {
+          if (owner === undefined) continue;
+          const listed = (await store.ownedBy(owner)).map((session) => session.id).sort();
+          const expected = [...model]
+            .filter(([, [who, expiresAt]]) => who === owner && expiresAt > Date.now())
+            .map(([key]) => key)
+            .sort();
+          expect(listed).toEqual(expected);
+        }
+      }
+    }
+    await store.close();
+  });
+});
+
 /** A MemoryStore whose reads fail inside the backend, before returning a promise. */
 class FailingReadStore extends MemoryStore {
   protected override _get(): Promise<SessionRecord | undefined> {
