@@ -69,6 +69,8 @@ export interface ChildRunInput {
   plan: RoundPlan;
   /** Milliseconds after the trigger message (ready, sweeping, clearing, locked) to kill. */
   killAfterMs: number;
+  /** Called once the child has opened the store. */
+  onReady?(): void;
 }
 
 export interface ChildRun {
@@ -129,7 +131,10 @@ export async function runChild(prepared: PreparedChild, input: ChildRunInput): P
     }, TRIGGER_TIMEOUT_MS);
     child.on('message', (message: ChildMessage) => {
       run.events.add(message.type);
-      if (message.type === 'ready') run.readyAt = Date.now();
+      if (message.type === 'ready') {
+        run.readyAt = Date.now();
+        input.onReady?.();
+      }
       if (message.type === 'ack') {
         const previous = run.states.get(message.index);
         const expectedStep = previous === undefined ? 0 : previous.step + 1;

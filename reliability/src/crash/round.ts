@@ -71,8 +71,11 @@ export interface RoundInput {
   checkSurvivors: boolean;
   /** The child that writes this round, forked and loaded ahead of it. */
   child: PreparedChild;
-  /** Called once the child is dead, before the checks: the time to fork the next one. */
-  onKilled?(): void;
+  /**
+   * Called once, as soon as the child has opened the store (or, when it never did, once it is
+   * dead): the time to fork the next round's child, which loads while this round runs.
+   */
+  prepareNext?(): void;
 }
 
 /** A sweep that scans no entry for this long after reopening has stalled. */
@@ -90,6 +93,12 @@ async function readAll(store: SessionStore): Promise<string[]> {
 
 /** Runs one round: fork, kill, reopen, check. Updates `input.survivors` with what it found. */
 export async function crashRound(input: RoundInput): Promise<RoundOutcome> {
+  let prepared = false;
+  const prepareNext = () => {
+    if (prepared) return;
+    prepared = true;
+    input.prepareNext?.();
+  };
   const run = await runChild(input.child, {
     task: {
       store: input.spec.name,
@@ -103,8 +112,9 @@ export async function crashRound(input: RoundInput): Promise<RoundOutcome> {
     },
     plan: input.plan,
     killAfterMs: input.killAfterMs,
+    onReady: prepareNext,
   });
-  input.onKilled?.();
+  prepareNext();
   const phaseMs = Object.fromEntries(PHASES.map((phase) => [phase, 0])) as Record<Phase, number>;
   const readyAt = run.readyAt || run.killedAt;
   const triggeredAt = run.triggeredAt || run.killedAt;

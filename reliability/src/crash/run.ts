@@ -137,7 +137,7 @@ export async function runCrashes(
         survivors,
         checkSurvivors: round % profile.survivorCheckEvery === 0 || round === modes.length - 1,
         child,
-        onKilled() {
+        prepareNext() {
           if (round < modes.length - 1) next = prepareChild(spec.name);
         },
       });
