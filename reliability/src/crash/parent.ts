@@ -108,6 +108,8 @@ export async function runChild(prepared: PreparedChild, input: ChildRunInput): P
   try {
     await prepared.loaded;
   } catch (error) {
+    // A child that failed to load stays alive (see child.ts's fault()): it must not outlive the round.
+    await discardChild(prepared);
     run.faults.push(String(error));
     run.goAt = run.readyAt = run.triggeredAt = run.killedAt = run.exitedAt = Date.now();
     return run;
