@@ -8,7 +8,8 @@ interface Entry {
  * entry and the sweeper skips entries that no longer match the record (lazy deletion).
  *
  * The pairs live in two parallel arrays, so a push allocates no object (one per write adds up to
- * a scavenge every few thousand writes); only `peek` and `pop` build an entry for the caller.
+ * a scavenge every few thousand writes), and a sweep reads and drops entries without building
+ * them; only `peek` and `pop` build an entry for the caller.
  */
 export class ExpiryHeap {
   #times: number[] = [];
@@ -41,15 +42,31 @@ export class ExpiryHeap {
     return { expiresAt: this.#times[0] as number, id: this.#ids[0] as string };
   }
 
+  /** The earliest expiry, or `Infinity` when the heap is empty; allocates nothing. */
+  get earliestExpiresAt(): number {
+    return this.#times.length === 0 ? Number.POSITIVE_INFINITY : (this.#times[0] as number);
+  }
+
+  /** The id of the earliest entry, or `undefined` when the heap is empty. */
+  get earliestId(): string | undefined {
+    return this.#ids[0];
+  }
+
   pop(): Entry | undefined {
     const top = this.peek();
-    if (top === undefined) return undefined;
+    if (top !== undefined) this.dropEarliest();
+    return top;
+  }
+
+  /** Removes the earliest entry (nothing when empty), without building it for the caller. */
+  dropEarliest(): void {
+    if (this.#times.length === 0) return;
     const times = this.#times;
     const ids = this.#ids;
     const lastTime = times.pop() as number;
     const lastId = ids.pop() as string;
     const length = times.length;
-    if (length === 0) return top;
+    if (length === 0) return;
     // Sift the last pair down from the root, moving smaller children up into the hole.
     let parent = 0;
     for (;;) {
@@ -66,7 +83,6 @@ export class ExpiryHeap {
     }
     times[parent] = lastTime;
     ids[parent] = lastId;
-    return top;
   }
 
   /** Rebuilds the heap from the live entries only, dropping stale ones. */

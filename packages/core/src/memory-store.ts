@@ -99,20 +99,20 @@ export class MemoryStore extends BaseStore {
       const sliceEnd = performance.now() + SLICE_MS;
       for (let i = 0; i < batch; i++) {
         if (i % SLICE_CHECK === SLICE_CHECK - 1 && performance.now() >= sliceEnd) break;
-        const next = this.#expiry.peek();
-        if (next === undefined || next.expiresAt > progress.now) return progress.result(true);
-        this.#expiry.pop();
+        const expiresAt = this.#expiry.earliestExpiresAt;
+        if (expiresAt > progress.now) return progress.result(true);
+        const id = this.#expiry.earliestId as string;
+        this.#expiry.dropEarliest();
         progress.scanned++;
-        const record = this.#records.get(next.id);
-        if (record !== undefined && record.expiresAt === next.expiresAt) {
-          this.#remove(next.id);
+        const record = this.#records.get(id);
+        if (record !== undefined && record.expiresAt === expiresAt) {
+          this.#remove(id);
           progress.removed++;
         }
       }
       await yieldToEventLoop();
     }
-    const next = this.#expiry.peek();
-    return progress.result(next === undefined || next.expiresAt > progress.now);
+    return progress.result(this.#expiry.earliestExpiresAt > progress.now);
   }
 
   protected async _count(now: number): Promise<number> {

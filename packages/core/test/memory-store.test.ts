@@ -179,6 +179,9 @@ describe('ExpiryHeap', () => {
     heap.push(10, 'a');
     heap.push(20, 'b');
     expect(heap.peek()).toEqual({ expiresAt: 10, id: 'a' });
+    expect([heap.earliestExpiresAt, heap.earliestId]).toEqual([10, 'a']);
+    heap.dropEarliest();
+    expect([heap.earliestExpiresAt, heap.earliestId]).toEqual([20, 'b']);
     heap.rebuild([
       { expiresAt: 25, id: 'x' },
       { expiresAt: 15, id: 'y' },
@@ -187,6 +190,10 @@ describe('ExpiryHeap', () => {
     expect(heap.pop()).toEqual({ expiresAt: 15, id: 'y' });
     expect(heap.pop()).toEqual({ expiresAt: 25, id: 'x' });
     expect(heap.pop()).toBeUndefined();
+    expect([heap.earliestExpiresAt, heap.earliestId]).toEqual([
+      Number.POSITIVE_INFINITY,
+      undefined,
+    ]);
   });
 });
 
