@@ -82,11 +82,9 @@ export class Journal {
 }
 
 /**
- * True when the journal's last write is the header image of its own sequence number. The checksum
- * alone misses a journal cut before its last page by a kill: the tail left there is the previous
- * journal's, and a CRC-32 over bytes that end in their own CRC-32 (the header image does) is the
- * same whatever those bytes are. Journals are written front to back, so a new image means a
- * complete journal.
+ * True when the journal's last write is the header image of its own sequence number. Journals are
+ * written front to back, so a new image means a complete journal: a guard beside the check
+ * against a kill that cut the journal before its last page and left the previous journal's tail.
  */
 function endsWithOwnHeader(writes: JournalWrite[], seq: number): boolean {
   const last = writes[writes.length - 1];
