@@ -10,60 +10,27 @@ import {
 } from './locks/lease.js';
 import { LeaseLocks } from './locks/lease-locks.js';
 import {
-  lastAccessOf,
-  type OwnerLimitAction,
-  OwnerSessions,
-  type SessionSummary,
-} from './owner-sessions.js';
-import { type CleanupPolicy, manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
+  checkDuration,
+  checkOwnerLimit,
+  DEFAULT_ABSOLUTE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_SWEEP_INTERVAL_MS,
+  normalizeLockOptions,
+  type SessionLockOptions,
+  type SessionManagerOptions,
+} from './manager-options.js';
+import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessions.js';
+import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
-import { assertDuration, assertPositiveInteger, describeValue, MAX_TIMER_MS } from './util.js';
 
-export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
-export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
-export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000;
-
-export interface SessionLockOptions {
-  /** How long `open()` waits for another request on the same session. Default 10 000. */
-  waitMs?: number;
-  /** The lock's lease; it is extended on a timer while the session is open. Default 30 000. */
-  leaseMs?: number;
-  /** How often the lease is extended. Default a third of `leaseMs`. */
-  extendEveryMs?: number;
-}
-
-export interface SessionManagerOptions {
-  store: SessionStore;
-  /** Turns sessions into stored bytes. Default `jsonCodec()`; use `aesGcmCodec()` to encrypt at rest. */
-  codec?: SessionCodec;
-  /** A session ends this long after its last access. Default 30 minutes. */
-  idleTimeoutMs?: number;
-  /** A session ends this long after it began, however active. Default 24 hours. */
-  absoluteTimeoutMs?: number;
-  /** An unmodified session's expiry is pushed back only once this much time has passed since its last access. Default a tenth of `idleTimeoutMs`, at most 60 s. */
-  touchAfterMs?: number;
-  /** Lock each session from `open()` to `commit()`, so parallel requests never lose each other's writes. `false` turns locking off. Default on. */
-  lock?: boolean | SessionLockOptions;
-  /** After `regenerate()`, the old id stays readable this long for requests already in flight. Default 0: deleted at once. */
-  regenerateGraceMs?: number;
-  /** When expired sessions are swept. Default `sweepEvery(5 minutes)` for stores with `expiry: 'sweep'`, else `manual()`. */
-  cleanup?: CleanupPolicy;
-  /** Errors that do not fail a request: corrupt records (the client gets a fresh session), cleanup failures, lock release failures. Default `console.error`. */
-  onError?: (error: unknown) => void;
-  /** Called after each cleanup run that was not skipped as busy: for metrics and logs. */
-  onSweep?: (run: SweepRun) => void;
-  /**
-   * The most sessions one owner may have at once; `session.setOwner()` enforces it holding the
-   * owner's lock. Needs a store with `capabilities.ownerIndex`. Default: no limit.
-   */
-  maxSessionsPerOwner?: number;
-  /**
-   * What a login over `maxSessionsPerOwner` does: `'evict-oldest'` deletes the owner's sessions
-   * that began first, `'refuse'` rejects `setOwner()` with `ERR_OWNER_LIMIT`. Default `'evict-oldest'`.
-   */
-  onLimit?: OwnerLimitAction;
-}
+export {
+  DEFAULT_ABSOLUTE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_SWEEP_INTERVAL_MS,
+  type SessionLockOptions,
+  type SessionManagerOptions,
+} from './manager-options.js';
 
 /** The part of a `ServerResponse` (any EventEmitter) that `openForConnection` listens to. */
 export interface ConnectionEvents {
@@ -90,20 +57,6 @@ export interface RevokeOwnerOptions {
 
 function defaultOnError(error: unknown): void {
   console.error('[sessile] session error:', error);
-}
-
-/**
- * Timeouts that only enter arithmetic (an expiry, a touch threshold) may exceed a timer's
- * limit: a 30-day session is common. Lock durations arm timers and keep the timer limit.
- */
-function checkDuration(
-  value: unknown,
-  name: string,
-  allowZero: boolean,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  assertDuration(value, name, { zero: allowZero, max });
-  return value;
 }
 
 /**
@@ -407,59 +360,4 @@ export class SessionManager<Data extends SessionData = SessionData> {
       // A throwing error handler must not turn a handled condition into a failed request.
     }
   }
-}
-
-function checkOwnerLimit(
-  options: SessionManagerOptions,
-  store: SessionStore,
-): { maxSessionsPerOwner: number | undefined; onLimit: OwnerLimitAction } {
-  const { maxSessionsPerOwner, onLimit = 'evict-oldest' } = options;
-  if (onLimit !== 'evict-oldest' && onLimit !== 'refuse') {
-    throw new TypeError(
-      `onLimit must be 'evict-oldest' or 'refuse', got ${describeValue(onLimit)}`,
-    );
-  }
-  if (maxSessionsPerOwner === undefined) {
-    if (options.onLimit !== undefined) throw new TypeError('onLimit needs maxSessionsPerOwner');
-    return { maxSessionsPerOwner, onLimit };
-  }
-  assertPositiveInteger(maxSessionsPerOwner, 'maxSessionsPerOwner');
-  if (!store.capabilities.ownerIndex) {
-    throw new SessionError(
-      'ERR_UNSUPPORTED',
-      'maxSessionsPerOwner needs a store with an owner index (capabilities.ownerIndex)',
-    );
-  }
-  return { maxSessionsPerOwner, onLimit };
-}
-
-function normalizeLockOptions(
-  lock: boolean | SessionLockOptions | undefined,
-): Required<SessionLockOptions> | undefined {
-  if (lock === false) return undefined;
-  const options = lock === true || lock === undefined ? {} : lock;
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('lock must be a boolean or { waitMs, leaseMs, extendEveryMs }');
-  }
-  const waitMs = checkDuration(
-    options.waitMs ?? DEFAULT_WAIT_MS,
-    'lock.waitMs',
-    true,
-    MAX_TIMER_MS,
-  );
-  const leaseMs = checkDuration(
-    options.leaseMs ?? DEFAULT_LEASE_MS,
-    'lock.leaseMs',
-    false,
-    MAX_TIMER_MS,
-  );
-  const extendEveryMs = checkDuration(
-    options.extendEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)),
-    'lock.extendEveryMs',
-    false,
-    MAX_TIMER_MS,
-  );
-  if (extendEveryMs >= leaseMs)
-    throw new TypeError('lock.extendEveryMs must be less than lock.leaseMs');
-  return { waitMs, leaseMs, extendEveryMs };
 }

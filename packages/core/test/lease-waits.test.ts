@@ -16,6 +16,15 @@ class RemoteLeases extends MemoryLeases {
   }
 }
 
+/** Leases whose claims answer only when the test says so, as a backend that stopped responding. */
+class StalledLeases extends MemoryLeases {
+  readonly stalled: Array<() => void> = [];
+
+  override claim(claim: LeaseClaim): Promise<boolean> {
+    return new Promise((resolve) => this.stalled.push(() => resolve(super.claim(claim))));
+  }
+}
+
 async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
   try {
     await promise;
@@ -89,8 +98,48 @@ describe('an acquire refused by another process', () => {
     const acquiring = locks.acquire(idA, { signal: controller.signal });
     controller.abort(new Error('client went away'));
     await expect(acquiring).rejects.toThrow('client went away');
-    const next = await locks.acquire(idA, { waitMs: 0 });
+    // Held by the abandoned claim, the key would stay taken for its whole 30 s lease.
+    const next = await locks.acquire(idA, { waitMs: 5000 });
     await next.release();
+  });
+});
+
+describe('an acquire whose backend does not answer', () => {
+  it('times out after waitMs, and a claim that wins later is handed back', async () => {
+    const backend = new StalledLeases();
+    const locks = new LeaseLocks(backend);
+    expect(await codeOf(locks.acquire(idA, { waitMs: 20 }))).toBe('ERR_LOCK_TIMEOUT');
+    const next = locks.acquire(idA, { waitMs: 60_000 });
+    expect(backend.stalled).toHaveLength(1);
+    backend.stalled[0]?.();
+    await sleep(10);
+    // The late claim took the key and gave it back; then the queued acquire claims it.
+    expect(backend.stalled).toHaveLength(2);
+    backend.stalled[1]?.();
+    const lock = await next;
+    expect(lock.held).toBe(true);
+    await lock.release();
+    expect(locks.size).toBe(0);
+  });
+
+  it('stops when its signal aborts', async () => {
+    const backend = new StalledLeases();
+    const locks = new LeaseLocks(backend);
+    const controller = new AbortController();
+    const acquiring = locks.acquire(idA, { signal: controller.signal });
+    controller.abort(new Error('client went away'));
+    await expect(acquiring).rejects.toThrow('client went away');
+    backend.stalled[0]?.();
+    await sleep(10);
+    expect(locks.size).toBe(0);
+    // The claim that won after the abort was released: the key is free in the backend.
+    const probe = {
+      key: idA,
+      id: idA,
+      token: 'probe-token-000000000',
+      expiresAt: Date.now() + 1000,
+    };
+    expect(MemoryLeases.prototype.claim.call(backend, { ...probe, waited: false })).toBe(true);
   });
 });
 

@@ -19,6 +19,8 @@ import type { LeaseBackend, LeaseClaim } from './lease-backend.js';
 import {
   type ClaimResult,
   claimOnce,
+  claimWithin,
+  LeftBeforeClaimed,
   newSlot,
   pause,
   queueWaiter,
@@ -115,8 +117,9 @@ export class LeaseLocks implements LockManager {
   }
 
   /**
-   * The acquire of an idle key: one claim with no timer, abort listener or claim loop, which
-   * most acquires need alone. Refused, it becomes the head waiter, its wait counted from now.
+   * The acquire of an idle key: one claim with no claim loop, which most acquires need alone,
+   * and with no timer or abort listener when the backend answers synchronously. Refused, it
+   * becomes the head waiter, its wait counted from the acquire.
    */
   async #claimFirst(
     slot: Slot,
@@ -133,42 +136,40 @@ export class LeaseLocks implements LockManager {
       waited: false,
     };
     slot.firstClaim = true;
+    const { signal, waitMs } = options;
     let outcome: ClaimResult;
     try {
       const claimed = claimOnce(this.#backend, claim, reads);
-      outcome = claimed instanceof Promise ? await claimed : claimed;
+      outcome =
+        claimed instanceof Promise
+          ? await claimWithin(claimed, waitMs, startedAt + waitMs, signal, (late) => {
+              // Taken after the acquire left: hand the key back before the next waiter claims.
+              const handBack = late?.taken ? this.#backend.release(claim) : false;
+              void Promise.resolve(handBack)
+                .catch(() => {})
+                .finally(() => this.#endFirstClaim(slot));
+            })
+          : claimed;
     } catch (error) {
+      if (error instanceof LeftBeforeClaimed) throw error.reason;
       this.#endFirstClaim(slot);
       throw toStoreIoError(error, 'lock acquire');
     }
-    const { signal } = options;
-    if (outcome.taken) {
-      const left = this.closed ? lockManagerClosed() : signal?.aborted ? signal.reason : undefined;
-      if (left === undefined) {
-        slot.firstClaim = false;
-        slot.holder = this.#grant(slot, claim, options.leaseMs);
-        return { lock: slot.holder, record: outcome.record };
-      }
-      // Closed or aborted while the claim was in flight: hand the key back.
-      await Promise.resolve(this.#backend.release(claim)).catch(() => {});
-      this.#endFirstClaim(slot);
-      throw left;
+    // Closed or aborted while an asynchronous claim was in flight: the acquire ends here.
+    const left = this.closed ? lockManagerClosed() : signal?.aborted ? signal.reason : undefined;
+    if (outcome.taken && left === undefined) {
+      slot.firstClaim = false;
+      slot.holder = this.#grant(slot, claim, options.leaseMs);
+      return { lock: slot.holder, record: outcome.record };
     }
-    this.#onWait?.(id, undefined);
-    const left =
-      options.waitMs === 0
-        ? lockTimeout(0)
-        : this.closed
-          ? lockManagerClosed()
-          : signal?.aborted
-            ? signal.reason
-            : undefined;
-    if (left !== undefined) {
+    if (outcome.taken) await Promise.resolve(this.#backend.release(claim)).catch(() => {});
+    else this.#onWait?.(id, undefined);
+    if (left !== undefined || waitMs === 0) {
       this.#endFirstClaim(slot);
-      throw left;
+      throw left ?? lockTimeout(0);
     }
     slot.firstClaim = false;
-    return this.#enqueue(slot, id, options, true, reads, startedAt + options.waitMs, true);
+    return this.#enqueue(slot, id, options, true, reads, startedAt + waitMs, true);
   }
 
   #endFirstClaim(slot: Slot): void {

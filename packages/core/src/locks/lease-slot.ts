@@ -176,3 +176,57 @@ export function queueWaiter(
     else slot.queue.push(waiter);
   });
 }
+
+/** How `claimWithin` rejects when the acquire left before its claim answered. */
+export class LeftBeforeClaimed {
+  readonly reason: unknown;
+
+  constructor(reason: unknown) {
+    this.reason = reason;
+  }
+}
+
+/**
+ * An asynchronous claim, given up with `LeftBeforeClaimed` once `deadline` passes (none for
+ * `waitMs: 0`) or `signal` aborts: a backend that stops answering cannot outlast `waitMs`.
+ * `late` gets the claim's outcome (`undefined` if it failed) when it settles after that.
+ */
+export function claimWithin(
+  claimed: Promise<ClaimResult>,
+  waitMs: number,
+  deadline: number,
+  signal: AbortSignal | undefined,
+  late: (outcome: ClaimResult | undefined) => void,
+): Promise<ClaimResult> {
+  return new Promise<ClaimResult>((resolve, reject) => {
+    let left = false;
+    const leave = (reason: unknown) => {
+      if (left) return;
+      left = true;
+      settled();
+      reject(new LeftBeforeClaimed(reason));
+    };
+    const onAbort = () => leave(signal?.reason);
+    const timer =
+      waitMs === 0
+        ? undefined
+        : setTimeout(() => leave(lockTimeout(waitMs)), Math.max(0, deadline - Date.now()));
+    const settled = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    claimed.then(
+      (outcome) => {
+        if (left) return late(outcome);
+        settled();
+        resolve(outcome);
+      },
+      (error: unknown) => {
+        if (left) return late(undefined);
+        settled();
+        reject(error);
+      },
+    );
+  });
+}
