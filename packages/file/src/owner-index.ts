@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { join, sep } from 'node:path';
 import { isSessionId, SessionError } from '@sessile/core';
 import {
+  errorCode,
   type FileSystem,
   fsyncDirectory,
   O_CREAT,
@@ -17,6 +18,12 @@ export const OWNERS_DIRECTORY = '.owners';
 const MAX_VERIFIED_DIRECTORIES = 10_000;
 /** How often a process that has seen no owner index looks again for one another process made. */
 const IN_USE_RECHECK_MS = 1000;
+
+/**
+ * In each owner's directory, the file every entry of that owner is a hard link to: an entry
+ * costs one `link`, no inode of its own. Not a session id, so never listed as an entry.
+ */
+export const ANCHOR_NAME = '.anchor';
 
 /** What a record file says about its owner. */
 export type OwnerLookup = { present: false } | { present: true; owner: string | undefined };
@@ -39,7 +46,9 @@ function ownerHash(owner: string): string {
 }
 
 /**
- * One empty file per (owner, id) in a directory named by a hash of the owner. An entry cannot
+ * One entry per (owner, id) in a directory named by a hash of the owner: a hard link to that
+ * directory's anchor file (an empty file of its own where the anchor is at the filesystem's
+ * limit of links, or cannot be linked). An entry cannot
  * change in one step with its record, so the rules keep it correct by order instead:
  * - a writer of a record that carries owner O adds O's entry before the record, and makes sure
  *   it is still there after (a crash between leaves an entry too many, never one too few);
@@ -96,7 +105,7 @@ export class OwnerIndex {
     const directory = await this.#ownerDirectory(owner, true);
     const entry = `${directory}${sep}${id}`;
     if (!isNew && (await this.#fs.exists(entry))) return false;
-    const created = await this.#create(entry);
+    const created = await this.#create(directory, entry);
     if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
     return created;
   }
@@ -144,12 +153,32 @@ export class OwnerIndex {
     // A writer may have put the record in place, with this owner, since the caller looked.
     const found = await this.#ownerOf(id);
     if (found.present && found.owner !== undefined && ownerHash(found.owner) === hash) {
-      await this.#create(entry);
+      await this.#create(directory, entry);
     }
   }
 
-  /** O_EXCL: true when this call made the file. */
-  async #create(entry: string): Promise<boolean> {
+  /** Makes `entry` in `directory` unless it is there: true when this call made it. */
+  async #create(directory: string, entry: string): Promise<boolean> {
+    const anchor = `${directory}${sep}${ANCHOR_NAME}`;
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        await this.#fs.link(anchor, entry);
+        return true;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'EEXIST') return false;
+        // EMLINK: the anchor holds as many links as the filesystem allows; EPERM: no hard links here.
+        if (code === 'EMLINK' || code === 'EPERM') break;
+        if (code !== 'ENOENT') throw error;
+        // No anchor yet (a directory from before anchors, or made by a process that died).
+        await this.#createFile(anchor);
+      }
+    }
+    return this.#createFile(entry);
+  }
+
+  /** An empty file, O_EXCL: true when this call made it. */
+  async #createFile(entry: string): Promise<boolean> {
     const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
     const fd = await unless(['EEXIST'], undefined, () =>
       this.#fs.open(entry, flags, this.#fileMode),

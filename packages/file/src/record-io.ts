@@ -110,9 +110,11 @@ export class RecordIo {
     let placed = false;
     try {
       const wrote = await this.#guards.serialize(file, async () => {
-        // Creating where nothing exists needs no guard: link(2) fails if the name is taken.
-        // A fenced create checks its lease under the guard, like every fenced write.
-        if (only === 'absent' && lease === undefined) {
+        // Creating where nothing exists needs no guard: link(2) fails if the name is taken,
+        // and then nothing was replaced, so no other owner's entry and no spare to keep. An
+        // unconditional set of a new id (most creates through express-session) goes this way
+        // too. A fenced write checks its lease under the guard, like every fenced write.
+        if (only !== 'present' && lease === undefined) {
           if (owner !== undefined) listed = await owners.add(owner, id, true);
           const linked = await unless(['EEXIST'], false, async () => {
             await this.#fs.link(temp, file);
@@ -122,7 +124,9 @@ export class RecordIo {
             await this.#syncDirectory(file);
             return true;
           }
-          if ((await this.#files.presence(id, file, now)) === 'live') return false;
+          if (only === 'absent' && (await this.#files.presence(id, file, now)) === 'live') {
+            return false;
+          }
         }
         const wrote = await this.#guards.hold(file, async () => {
           if (lease !== undefined) await this.#assertHeld(lease);

@@ -430,7 +430,9 @@ describe('rename retry', () => {
   it('retries a rename that fails with EPERM, EBUSY or EACCES, then writes', async () => {
     const failures = ['EPERM', 'EBUSY', 'EACCES'];
     let calls = 0;
+    // Without reuse an update leaves no spare file beside the record.
     const store = await openStore({
+      reuseFiles: false,
       renameFile: async (from, to) => {
         calls++;
         const code = failures.shift();
@@ -440,9 +442,12 @@ describe('rename retry', () => {
       },
     });
     const id = generateSessionId();
+    // A new id is linked into place; replacing it is the rename.
     await store.set(id, recordOf('first'));
+    expect(calls).toBe(0);
+    await store.set(id, recordOf('second'));
     expect(calls).toBe(4);
-    expect(textOf(await store.get(id))).toBe('first');
+    expect(textOf(await store.get(id))).toBe('second');
     expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   });
 
@@ -475,8 +480,11 @@ describe('rename retry', () => {
         throw Object.assign(new Error('EXDEV: cross-device link'), { code: 'EXDEV' });
       },
     });
-    expect(await codeOf(store.set(generateSessionId(), recordOf('x')))).toBe('ERR_STORE_IO');
+    const id = generateSessionId();
+    await store.set(id, recordOf('old'));
+    expect(await codeOf(store.set(id, recordOf('new')))).toBe('ERR_STORE_IO');
     expect(calls).toBe(1);
+    expect(textOf(await store.get(id))).toBe('old');
   });
 });
 
@@ -1010,6 +1018,7 @@ describe('write guards', () => {
     let seen: { guardIno: number; holderInos: number[]; links: number } | undefined;
     const id = generateSessionId();
     const store = await openStore({
+      reuseFiles: false,
       renameFile: async (from, to) => {
         const guard = lstatSync(`${to}.lock`);
         const guardsDirectory = join(to, '..', '..', '.guards');
@@ -1024,6 +1033,9 @@ describe('write guards', () => {
       },
     });
     await store.set(id, recordOf('first'));
+    // Creating a new id needs no guard (link(2) refuses a taken name); replacing takes one.
+    expect(seen).toBe(undefined);
+    await store.set(id, recordOf('second'));
     expect(seen?.holderInos).toEqual([seen?.guardIno]);
     expect(seen?.links).toBe(2);
     expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
@@ -1058,6 +1070,7 @@ describe('write guards', () => {
     await store.set(id, recordOf('before'));
     // What a writer killed inside its guard leaves: its holder file, linked as the guard.
     const deadHolder = join(store.path, '.guards', '4242-deadbeefdeadbeef');
+    mkdirSync(join(deadHolder, '..'), { recursive: true });
     writeFileSync(deadHolder, '{"pid":4242}');
     linkSync(deadHolder, `${fileOf(store, id)}.lock`);
     const old = new Date(Date.now() - HOUR_MS);

@@ -6,6 +6,7 @@ import {
   mkdtempSync,
   readdirSync,
   rmSync,
+  statSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -41,6 +42,11 @@ async function ownedIds(store: FileStore, owner: string): Promise<string[]> {
   return (await store.ownedBy(owner)).map((session) => session.id).sort();
 }
 
+/** The names in an owner's directory that are entries: all but its anchor file. */
+function entryNames(directory: string): string[] {
+  return readdirSync(directory).filter((name) => name !== '.anchor');
+}
+
 /** The entry files of the owner index, as `<owner directory>/<id>` paths. */
 function entriesOf(store: FileStore): string[] {
   const base = join(store.path, '.owners');
@@ -48,7 +54,7 @@ function entriesOf(store: FileStore): string[] {
   const found: string[] = [];
   for (const shard of readdirSync(base)) {
     for (const hash of readdirSync(join(base, shard))) {
-      for (const id of readdirSync(join(base, shard, hash))) found.push(`${hash}/${id}`);
+      for (const id of entryNames(join(base, shard, hash))) found.push(`${hash}/${id}`);
     }
   }
   return found.sort();
@@ -91,6 +97,32 @@ describe('owner index', () => {
     });
   }
 
+  it("an entry is a hard link to its owner directory's anchor file; where it cannot be, an empty file of its own", async () => {
+    const store = await openStore();
+    const expiresAt = Date.now() + HOUR_MS;
+    const directoryOf = (owner: string) =>
+      join(store.path, '.owners', hashOf(owner).slice(0, 2), hashOf(owner));
+    const ids = [generateSessionId(), generateSessionId(), generateSessionId()];
+    for (const id of ids) await store.set(id, { data, expiresAt, owner: 'alice' });
+    const anchor = statSync(join(directoryOf('alice'), '.anchor'));
+    expect(anchor.nlink).toBe(1 + ids.length);
+    for (const id of ids) expect(statSync(join(directoryOf('alice'), id)).ino).toBe(anchor.ino);
+    await store.delete(ids[0] as string);
+    expect(statSync(join(directoryOf('alice'), '.anchor')).nlink).toBe(ids.length);
+    expect(await ownedIds(store, 'alice')).toEqual(ids.slice(1).sort());
+
+    // A directory in the anchor's place cannot be linked to: entries become files of their own.
+    const bob = generateSessionId();
+    mkdirSync(join(directoryOf('bob'), '.anchor'), { recursive: true });
+    await store.set(bob, { data, expiresAt, owner: 'bob' });
+    const entry = statSync(join(directoryOf('bob'), bob));
+    expect(entry.isFile() && entry.nlink === 1 && entry.size === 0).toBe(true);
+    expect(await ownedIds(store, 'bob')).toEqual([bob]);
+    expect(entriesOf(store)).toEqual(
+      [...ids.slice(1).map((id) => `${hashOf('alice')}/${id}`), `${hashOf('bob')}/${bob}`].sort(),
+    );
+  });
+
   it('names owner directories by a hash: any owner is stored, and none reaches a path', async () => {
     const store = await openStore();
     const owners = ['../../etc/passwd', 'a/b\\c', 'nul\u0000byte', '😀'.repeat(128), '.'];
@@ -105,8 +137,9 @@ describe('owner index', () => {
       ]);
     }
     for (const entry of entriesOf(store)) expect(entry).toMatch(/^[A-Za-z0-9_-]{43}\/[\w-]+$/);
+    // Creating new ids takes no write guard, so `.guards` is not made either.
     expect(readdirSync(store.path).sort()).toEqual(
-      [...new Set(ids.map((id) => id[0] as string))].concat(['.guards', '.owners']).sort(),
+      [...new Set(ids.map((id) => id[0] as string))].concat(['.owners']).sort(),
     );
   });
 
@@ -121,7 +154,7 @@ describe('owner index', () => {
     writeFileSync(join(directory, gone), '');
     writeFileSync(join(directory, moved), '');
     expect(await ownedIds(store, 'alice')).toEqual([kept]);
-    expect(readdirSync(directory)).toEqual([kept]);
+    expect(entryNames(directory)).toEqual([kept]);
     expect(await ownedIds(store, 'bob')).toEqual([moved]);
   });
 
