@@ -20,13 +20,16 @@ export class FileIo {
 
   /** Reads `length` bytes; bytes past the end of the file read as zeros. */
   read(offset: number, length: number): Buffer {
-    const buf = Buffer.alloc(length);
+    // Not zeroed up front: every byte is read or, past the end of the file, filled below. Not
+    // from the shared pool either: a record's data is handed out as a view of this buffer.
+    const buf = Buffer.allocUnsafeSlow(length);
     let done = 0;
     while (done < length) {
       const read = readSync(this.fd, buf, done, length - done, offset + done);
       if (read === 0) break;
       done += read;
     }
+    if (done < length) buf.fill(0, done);
     return buf;
   }
 

@@ -14,6 +14,12 @@ import type { Transaction } from './transaction.js';
 
 /** Lists up to this size are rewritten in place through the journal; larger ones go to fresh space. */
 const JOURNALED_LIST_MAX_BYTES = 32 * 1024;
+/**
+ * A list's first extent: room for six ids of 43 characters with a short owner, so most users'
+ * lists are never moved. A move writes the list to new space, rewrites the owner's bucket page
+ * through the journal and frees the old extent: three more writes than a change in place.
+ */
+const MIN_LIST_EXTENT_BYTES = 320;
 
 interface Found {
   chain: Chain;
@@ -101,11 +107,14 @@ function fitsInPlace(entry: Entry, bytes: Buffer): boolean {
 }
 
 /**
- * New space for a list, twice its size, so that most later additions fit in place and change
- * neither the extent nor the bucket page that points to it.
+ * New space for a list, twice its size and at least `MIN_LIST_EXTENT_BYTES`, so that most later
+ * additions fit in place and change neither the extent nor the bucket page that points to it.
  */
 function placeList(tx: Transaction, bytes: Buffer): { extentBytes: number; recordOffset: number } {
-  const extent = tx.allocate(2 * bytes.length, bytes.length > JOURNALED_LIST_MAX_BYTES);
+  const extent = tx.allocate(
+    Math.max(MIN_LIST_EXTENT_BYTES, 2 * bytes.length),
+    bytes.length > JOURNALED_LIST_MAX_BYTES,
+  );
   tx.writeExtent(extent, bytes);
   return { extentBytes: extent.size, recordOffset: extent.offset };
 }
