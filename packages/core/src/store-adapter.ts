@@ -46,7 +46,8 @@ export function openStoreAdapter(
 /**
  * `codec`'s bytes for a session a library hands over, saved as its JSON round trip (its `toJSON`
  * methods applied, functions and `undefined` dropped), with both timestamps `now`. With
- * `jsonCodec()` the session is stringified once, inside the envelope, and never parsed back.
+ * `jsonCodec()` the session is stringified once, placed in the envelope's text, and never parsed
+ * back.
  */
 export function encodeLibrarySession(
   codec: SessionCodec,
@@ -55,12 +56,11 @@ export function encodeLibrarySession(
   now: number,
 ): Uint8Array {
   if (isJsonCodec(codec)) {
-    // jsonCodec()'s envelope, stringified in one pass. `data` is its last member, so the text
-    // ends in `}}` exactly when the session became a JSON object (an omitted member leaves the
-    // timestamp last; an array, string or number ends otherwise).
-    const json = JSON.stringify({ createdAt: now, lastAccessedAt: now, data: session });
-    if (json.charCodeAt(json.length - 2) !== CLOSE_BRACE) throw notAnObject(session);
-    return scratchUtf8(json);
+    // jsonCodec()'s envelope around the session's own text: its timestamps' text is made once
+    // per millisecond, not once per call (a timestamp is a heap number, slow to print).
+    const data = JSON.stringify(session) as string | undefined;
+    if (data === undefined || data.charCodeAt(0) !== OPEN_BRACE) throw notAnObject(session);
+    return scratchUtf8(`${envelopeHead(now)}${data}}`);
   }
   const json = JSON.stringify(session) as string | undefined;
   if (json === undefined || !json.startsWith('{')) throw notAnObject(session);
@@ -68,7 +68,20 @@ export function encodeLibrarySession(
   return codec.encode({ createdAt: now, lastAccessedAt: now, data }, id);
 }
 
-const CLOSE_BRACE = 0x7d;
+const OPEN_BRACE = 0x7b;
+
+let headNow = Number.NaN;
+let head = '';
+
+/** `{"createdAt":now,"lastAccessedAt":now,"data":`, as JSON.stringify writes it. */
+function envelopeHead(now: number): string {
+  if (now !== headNow) {
+    const time = JSON.stringify(now);
+    head = `{"createdAt":${time},"lastAccessedAt":${time},"data":`;
+    headNow = now;
+  }
+  return head;
+}
 
 function notAnObject(session: object): TypeError {
   return new TypeError(`A session must be saved as a JSON object, got ${describeValue(session)}`);

@@ -7,6 +7,7 @@ import {
   jsonCodec,
   type SessionEnvelope,
 } from '../src/index.js';
+import { encodeLibrarySession } from '../src/store.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -81,6 +82,39 @@ describe('jsonCodec', () => {
     const decoded = codec.decode(hostile, id);
     expect(decoded.data.fn).toBe('(() => { throw 1 })()');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('encodeLibrarySession', () => {
+  const session = {
+    cookie: { originalMaxAge: 60_000, expires: new Date(1_700_000_060_000), path: '/' },
+    user: { name: 'Ada', roles: ['admin'] },
+    dropped: undefined,
+    note: 'é ✓ 😀',
+  };
+
+  it('writes the bytes jsonCodec() writes for the session JSON round trip, at any time', () => {
+    const codec = jsonCodec();
+    const id = generateSessionId();
+    // Repeated and changing times, a fraction and a negative zero all print as JSON prints them.
+    for (const now of [1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 12.5, -0]) {
+      const bytes = encodeLibrarySession(codec, id, session, now);
+      const data = JSON.parse(JSON.stringify(session));
+      expect(Buffer.from(bytes).toString()).toBe(
+        Buffer.from(codec.encode({ createdAt: now, lastAccessedAt: now, data }, id)).toString(),
+      );
+      const read = JSON.parse(JSON.stringify(now)) as number;
+      expect(codec.decode(bytes, id)).toEqual({ createdAt: read, lastAccessedAt: read, data });
+    }
+  });
+
+  it('refuses a session that is not saved as a JSON object', () => {
+    const id = generateSessionId();
+    for (const value of [[1, 2], { toJSON: () => '{"a":1}' }, { toJSON: () => undefined }]) {
+      expect(() => encodeLibrarySession(jsonCodec(), id, value, 1)).toThrow(
+        /must be saved as a JSON object/,
+      );
+    }
   });
 });
 
