@@ -33,6 +33,7 @@ export {
 } from './locks/lease.js';
 export { type ClaimOutcome, LeaseFiles, type LeaseFilesInit } from './locks/lease-files.js';
 export {
+  type ClaimedRecord,
   type LeaseBackend,
   type LeaseClaim,
   LeaseLocks,

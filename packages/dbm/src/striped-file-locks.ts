@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
+  type ClaimedRecord,
   decodeHolder,
   type HostGuards,
   type LeaseBackend,
@@ -43,8 +44,6 @@ function tagOf(id: string): string {
  * further from it, no other process may take the lease over, so this process's own record tells.
  */
 const SAFE_MARGIN_MS = 1000;
-
-type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /**
  * What the store lends its session locks so that a claim can read its record, and a fenced write

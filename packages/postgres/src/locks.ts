@@ -1,5 +1,9 @@
-import type { SessionRecord } from '@sessile/core';
-import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
+import {
+  type ClaimedRecord,
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+} from '@sessile/core/store';
 import type { Batches, BatchKind } from './batches.js';
 import type { Database } from './database.js';
 import type { LockListener } from './listener.js';
@@ -7,7 +11,6 @@ import { recordOf, type StoredRow } from './records.js';
 import { claimConflict, qualified, type SchemaNames } from './schema.js';
 
 /** What a claim with its session read comes to. */
-type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /** The backstop poll of a head waiter: NOTIFY wakes it sooner, this bounds a missed one. */
 const MAX_POLL_DELAY_MS = 250;

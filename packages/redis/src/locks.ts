@@ -1,10 +1,12 @@
-import type { SessionRecord } from '@sessile/core';
-import { type LeaseBackend, type LeaseClaim, LeaseLocks } from '@sessile/core/store';
+import {
+  type ClaimedRecord,
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+} from '@sessile/core/store';
 import type { Connection } from './connection.js';
 import { decodeRecord, type KeyLayout } from './keys.js';
 import { CLAIM_AND_GET, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
-
-type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */
 const BACKSTOP_POLL_MS = 250;

@@ -1,11 +1,16 @@
 import type { HeldLease, SessionRecord } from '@sessile/core';
-import { type LeaseBackend, type LeaseClaim, LeaseLocks, lockLost } from '@sessile/core/store';
+import {
+  type ClaimedRecord,
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+  lockLost,
+} from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
 import { quote, type SchemaNames } from './schema.js';
 
 /** What a claim with its session read comes to. */
-type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /** Reads the live record stored under an id, as `store.get` would; runs inside the claim's transaction. */
 export type ReadRecord = (id: string, now: number) => SessionRecord | undefined;
