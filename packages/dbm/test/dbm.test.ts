@@ -4,7 +4,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -13,11 +12,11 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   FORMAT_VERSION,
   HEADER_REGION_BYTES,
@@ -26,23 +25,10 @@ import {
 } from '../src/format.js';
 import { DbmStore, type DbmStoreOptions, type DbmSweepMode, sessionStripe } from '../src/index.js';
 import { applyOp, ID_POOL_SIZE, OWNERS, opAt, opOfPayload, poolId } from './fixtures/crash-ops.mjs';
+import { useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
-const directories: string[] = [];
-const children: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-});
-afterAll(() => {
-  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
-});
-
-function newPath(): string {
-  const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-test-'));
-  directories.push(directory);
-  return join(directory, 'sessions.dbm');
-}
+const { newPath, children } = useTestPaths('test');
 
 function payload(seed: number, size: number): Uint8Array {
   const data = Buffer.alloc(size);
@@ -235,8 +221,7 @@ describe('DbmStore file format', () => {
     );
 
     // A copy without one is refused before anything is created beside it.
-    const copy = join(mkdtempSync(join(tmpdir(), 'sessile-dbm-test-')), 'copy.dbm');
-    directories.push(dirname(copy));
+    const copy = join(dirname(newPath()), 'copy.dbm');
     copyFileSync(path, copy);
     const copyError = await sessionErrorOf(DbmStore.open({ path: copy }));
     expect(copyError.code).toBe('ERR_UNSUPPORTED');

@@ -1,6 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,25 +9,12 @@ import {
   manual,
   SessionManager,
 } from '@sessile/core';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DbmStore, sessionStripe } from '../src/index.js';
+import { useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
-const directories: string[] = [];
-const children: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-});
-afterAll(() => {
-  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
-});
-
-function newPath(): string {
-  const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-locked-'));
-  directories.push(directory);
-  return join(directory, 'sessions.dbm');
-}
+const { newPath, children } = useTestPaths('locked');
 
 function bytes(...values: number[]): Uint8Array {
   return new Uint8Array(values);

@@ -1,22 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { generateSessionId } from '@sessile/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DbmStore, type DbmSweepMode } from '../src/index.js';
+import { useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
-const directories: string[] = [];
-
-afterAll(() => {
-  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
-});
-
-function newPath(): string {
-  const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-owner-'));
-  directories.push(directory);
-  return join(directory, 'sessions.dbm');
-}
+const { newPath } = useTestPaths('owner');
 
 const data = new Uint8Array([1, 2, 3]);
 
