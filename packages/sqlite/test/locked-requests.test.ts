@@ -7,8 +7,8 @@ import { isSessionError, manual, SessionManager } from '@sessile/core';
 import { SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HOUR_MS, idOf, record, textOf } from './helpers.js';
 
-const HOUR_MS = 3_600_000;
 const COUNTER = fileURLToPath(new URL('./fixtures/counter.mjs', import.meta.url));
 
 let dir = '';
@@ -35,18 +35,6 @@ function openDatabase(): Database.Database {
   const db = new Database(path);
   cleanups.push(() => db.close());
   return db;
-}
-
-function idOf(label: string): string {
-  return `${label}-${'x'.repeat(Math.max(0, 16 - label.length - 1))}`;
-}
-
-function record(text: string, expiresAt = Date.now() + HOUR_MS) {
-  return { data: Buffer.from(text), expiresAt };
-}
-
-function textOf(data: Uint8Array | undefined): string | undefined {
-  return data === undefined ? undefined : Buffer.from(data).toString();
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {

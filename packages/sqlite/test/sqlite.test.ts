@@ -17,8 +17,8 @@ import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HOUR_MS, idOf, record, textOf } from './helpers.js';
 
-const HOUR_MS = 3_600_000;
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
 const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
 
@@ -46,18 +46,6 @@ function openDatabase(file = path): Database.Database {
   const db = new Database(file);
   cleanups.push(() => db.close());
   return db;
-}
-
-function idOf(label: string): string {
-  return `${label}-${'x'.repeat(Math.max(0, 16 - label.length - 1))}`;
-}
-
-function record(text: string, expiresAt = Date.now() + HOUR_MS) {
-  return { data: Buffer.from(text), expiresAt };
-}
-
-function textOf(data: Uint8Array | undefined): string | undefined {
-  return data === undefined ? undefined : Buffer.from(data).toString();
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
