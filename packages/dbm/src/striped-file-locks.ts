@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   type ClaimedRecord,
@@ -13,7 +13,6 @@ import {
   stripeOf,
   syncLockFileSystem,
 } from '@sessile/core/store';
-import { ReleaseWatch } from './release-watch.js';
 
 export interface StripedFileLockStats {
   /** Lock files in the pool, including file 0, the global lock. */
@@ -70,9 +69,6 @@ class StripeLeases implements LeaseBackend {
   readonly #files: LeaseFiles;
   readonly #pathOf: (key: string) => string;
   readonly #held = new Map<string, HeldStripe>();
-  readonly #releases: ReleaseWatch;
-  /** Each waiting key's wake, and its watch once a claim on the key was refused. */
-  readonly #waiting = new Map<string, { wake: () => void; unwatch?: () => void }>();
   /** Set when the store lends its records: its fenced writes then free the stripe (`releaseHeld`). */
   readonly releasesWithWrite: boolean;
   readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
@@ -85,7 +81,6 @@ class StripeLeases implements LeaseBackend {
     records: StripeRecords | undefined,
     onTaken: () => void,
   ) {
-    this.#releases = new ReleaseWatch(dirname(pathOf('0')));
     this.#files = files;
     this.#onTaken = onTaken;
     this.#pathOf = pathOf;
@@ -113,14 +108,7 @@ class StripeLeases implements LeaseBackend {
 
   async claim(claim: LeaseClaim): Promise<boolean> {
     const leaseMs = claim.expiresAt - Date.now();
-    if (!(await this.#files.claim(claim))) {
-      // Refused: from now on another process's release of the stripe wakes the waiter.
-      const waiting = this.#waiting.get(claim.key);
-      if (waiting !== undefined) {
-        waiting.unwatch ??= this.#releases.wait(basename(this.#pathOf(claim.key)), waiting.wake);
-      }
-      return false;
-    }
+    if (!(await this.#files.claim(claim))) return false;
     this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
     this.#onTaken();
     return true;
@@ -144,17 +132,11 @@ class StripeLeases implements LeaseBackend {
   }
 
   watch(key: string, wake: () => void): () => void {
-    const waiting: { wake: () => void; unwatch?: () => void } = { wake };
-    this.#waiting.set(key, waiting);
-    return () => {
-      waiting.unwatch?.();
-      if (this.#waiting.get(key) === waiting) this.#waiting.delete(key);
-    };
+    return this.#files.watch(key, wake);
   }
 
   close(): Promise<void> {
     this.#held.clear();
-    this.#releases.close();
     return this.#files.close();
   }
 
@@ -223,6 +205,7 @@ export class StripedFileLocks extends LeaseLocks {
       directoryMode: 0o700,
       pathOf,
       tagOf,
+      wakeOnRelease: true,
       onRefused: ({ id, waited }, current) => {
         // Another process holds the stripe for a different session: a collision.
         if (!waited && current?.tag !== undefined && current.tag !== tagOf(id)) counts.collisions++;

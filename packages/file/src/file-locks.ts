@@ -32,7 +32,8 @@ export interface FileLocksInit {
 /**
  * Session locks shared by every process on the host (and NFS clients): core's lease files, one
  * per locked session at `<directory>/<shard>/<id>`, removed on release. A crashed or stuck
- * holder blocks others for at most one lease.
+ * holder blocks others for at most one lease. A waiting acquire is woken when another process
+ * frees the lease (a watch on its shard directory, open only while a claim here waits).
  *
  * A session's lease shares its record file's guard: the store's writes take that guard anyway,
  * so a fenced write checks the lease inside it (`assertHeld`) and takes one guard, not two,
@@ -55,6 +56,7 @@ export class FileLocks extends LeaseLocks {
       fileMode: init.fileMode,
       directoryMode: init.directoryMode,
       pathOf,
+      wakeOnRelease: true,
       guardOf: (path) =>
         path.startsWith(prefix) ? join(init.recordsDirectory, path.slice(prefix.length)) : path,
     });
@@ -79,6 +81,7 @@ export class FileLocks extends LeaseLocks {
       extend: (claim) => leases.extend(claim),
       release: (claim) => leases.release(claim),
       expired: (claim) => leases.expired(claim),
+      watch: (key, wake) => leases.watch(key, wake),
       close: () => leases.close(),
     };
     super(backend);

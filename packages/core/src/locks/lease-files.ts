@@ -59,8 +59,8 @@ export interface LeaseFilesInit {
   onRefused?(claim: LeaseClaim, current: HolderRecord | undefined): void;
   /**
    * Wake a waiting claim when its lease file is removed, through a watch (inotify) on the lease
-   * files' directory, instead of waiting for its next poll. For a few keys that are often
-   * contended, in a directory that holds little else; polling stays as the fallback (NFS).
+   * files' directory, instead of waiting for its next poll. The directory is watched only while
+   * a claim here was refused and still waits; polling stays as the fallback (NFS).
    */
   wakeOnRelease?: boolean;
   /**
@@ -69,6 +69,12 @@ export interface LeaseFilesInit {
    * instead of calling `fence`, so a fenced write takes one guard, not two.
    */
   guardOf?(leasePath: string): string;
+}
+
+/** A waiter registered through `watch`, and its directory watch once a claim was refused. */
+interface Waiter {
+  readonly wake: () => void;
+  unwatch?: () => void;
 }
 
 /** One directory watch, and the wakers of each lease file name in it. */
@@ -81,8 +87,7 @@ interface DirectoryWatch {
  * Leases in files, for every process on the host: a lease is a lease file holding a
  * `HolderRecord` with its token and end. A claim writes the record into one of this instance's
  * holder files and hard-links it as the lease file, so taking a free key is one `pwrite` and
- * one `link`; a release well inside the lease is one `fstat` (is the link still ours?) and one
- * `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
+ * one `link`; a release well inside the lease is one `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
  * release near the end, a fenced write) runs under the lease file's guard (`HostGuards`), so a
  * check of the holder and the change that depends on it never interleave with another process.
  */
@@ -93,6 +98,7 @@ export class LeaseFiles implements LeaseBackend {
   readonly #held = new Map<string, Held>();
   readonly #idle: Holder[] = [];
   readonly #watches = new Map<string, DirectoryWatch>();
+  readonly #waiting = new Map<string, Set<Waiter>>();
   #closed = false;
 
   constructor(init: LeaseFilesInit) {
@@ -127,9 +133,34 @@ export class LeaseFiles implements LeaseBackend {
     this.releaseAt(this.#init.pathOf(key), token).catch(() => {});
   }
 
+  /**
+   * Registers `wake` for `key`'s release, but watches the directory only once a claim on the
+   * key is refused: every `link` and `unlink` in a watched directory is an inotify event that
+   * each watching process reads, so a watch kept open would charge every uncontended claim.
+   */
   watch(key: string, wake: () => void): () => void {
     if (this.#init.wakeOnRelease !== true || this.#closed) return () => {};
     const path = this.#init.pathOf(key);
+    let waiters = this.#waiting.get(path);
+    if (waiters === undefined) {
+      waiters = new Set();
+      this.#waiting.set(path, waiters);
+    }
+    const waiter: Waiter = { wake };
+    waiters.add(waiter);
+    return () => {
+      waiter.unwatch?.();
+      waiters.delete(waiter);
+      if (waiters.size === 0 && this.#waiting.get(path) === waiters) this.#waiting.delete(path);
+    };
+  }
+
+  /**
+   * Calls `wake` whenever the lease file `path` changes, through a watch on its directory that
+   * stays open until no waker in that directory remains. Returns the unsubscribe.
+   */
+  watchAt(path: string, wake: () => void): () => void {
+    if (this.#closed) return () => {};
     const directory = dirname(path);
     const name = basename(path);
     let entry = this.#watches.get(directory);
@@ -138,7 +169,8 @@ export class LeaseFiles implements LeaseBackend {
       let watcher: FSWatcher;
       try {
         watcher = watch(directory, { persistent: false }, (_event, changed) => {
-          if (changed !== null) for (const waker of wakers.get(String(changed)) ?? []) waker();
+          if (changed === null) return;
+          for (const waker of [...(wakers.get(String(changed)) ?? [])]) waker();
         });
       } catch {
         // No watch here (a missing directory, no inotify): the waiter polls.
@@ -149,16 +181,28 @@ export class LeaseFiles implements LeaseBackend {
       entry = { watcher, wakers };
       this.#watches.set(directory, entry);
     }
-    let wakers = entry.wakers.get(name);
+    const watched = entry;
+    let wakers = watched.wakers.get(name);
     if (wakers === undefined) {
       wakers = new Set();
-      entry.wakers.set(name, wakers);
+      watched.wakers.set(name, wakers);
     }
     wakers.add(wake);
     return () => {
       wakers.delete(wake);
-      if (wakers.size === 0 && entry.wakers.get(name) === wakers) entry.wakers.delete(name);
+      if (wakers.size === 0 && watched.wakers.get(name) === wakers) watched.wakers.delete(name);
+      if (watched.wakers.size === 0 && this.#watches.get(directory) === watched) {
+        this.#unwatchDirectory(directory);
+      }
     };
+  }
+
+  /** A claim on `path` was refused: its waiters are from now on woken by its release. */
+  #refused(path: string): 'refused' {
+    for (const waiter of this.#waiting.get(path) ?? []) {
+      waiter.unwatch ??= this.watchAt(path, waiter.wake);
+    }
+    return 'refused';
   }
 
   /** Takes the lease in `path` for `token` when nobody holds it or its lease has ended. */
@@ -170,7 +214,7 @@ export class LeaseFiles implements LeaseBackend {
     onRefused?: (current: HolderRecord | undefined) => void,
   ): Promise<ClaimOutcome> {
     // This instance's last lease on the key is still being freed after it ran out.
-    if (this.#held.has(path)) return 'refused';
+    if (this.#held.has(path)) return this.#refused(path);
     let holder = await this.#takeHolder();
     const leaseMs = expiresAt - Date.now();
     let placed = false;
@@ -194,7 +238,7 @@ export class LeaseFiles implements LeaseBackend {
         if (current === 'absent') continue;
         if (!leaseEnded(current, Date.now())) {
           onRefused?.(current);
-          return 'refused';
+          return this.#refused(path);
         }
         const linked = holder;
         placed = await this.#guards.run(this.#guardOf(path), async () => {
@@ -212,9 +256,9 @@ export class LeaseFiles implements LeaseBackend {
           return 'reclaimed';
         }
         onRefused?.(undefined);
-        return 'refused';
+        return this.#refused(path);
       }
-      return 'refused';
+      return this.#refused(path);
     } finally {
       if (!placed) await this.#giveBack(holder);
     }
@@ -244,8 +288,17 @@ export class LeaseFiles implements LeaseBackend {
       return linked && held.expiresAt > Date.now();
     };
     try {
-      // Well inside the lease nobody may take it over, so no guard is needed.
-      if (this.#safe(held)) return await free();
+      if (this.#safe(held)) {
+        // Well inside the lease no other process may take it over (that needs its end and the
+        // guard), and orphan cleanup removes only dead processes' holders: the lease file is
+        // still our link, or gone with its directory (ENOENT, the lease is lost).
+        const removed = await unless(['ENOENT'], false, async () => {
+          await this.#fs.unlink(path);
+          return true;
+        });
+        unlinked = true;
+        return removed;
+      }
       return await this.#guards.run(this.#guardOf(path), free);
     } finally {
       if (this.#held.get(path) === held) this.#held.delete(path);
@@ -284,6 +337,7 @@ export class LeaseFiles implements LeaseBackend {
   /** Removes the idle holder files; held leases keep theirs until released. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#waiting.clear();
     for (const directory of [...this.#watches.keys()]) this.#unwatchDirectory(directory);
     for (const holder of this.#idle.splice(0)) await this.#drop(holder);
   }

@@ -1,0 +1,148 @@
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { generateToken, HostGuards, LeaseFiles, sleep, syncLockFileSystem } from '../src/store.js';
+
+// The machine is shared with other suites: allow slow runs; no test asserts on time.
+vi.setConfig({ testTimeout: 60_000 });
+
+const roots: string[] = [];
+const opened: LeaseFiles[] = [];
+
+afterEach(async () => {
+  for (const files of opened.splice(0)) await files.close();
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+});
+
+/** A lease directory, and a way to open instances on it as separate processes do (own guards). */
+function leaseDirectory(): { directory: string; open(): LeaseFiles } {
+  const root = mkdtempSync(join(tmpdir(), 'sessile-lease-files-'));
+  roots.push(root);
+  const directory = join(root, 'leases');
+  let instances = 0;
+  return {
+    directory,
+    open() {
+      const guards = new HostGuards({
+        directory: join(root, `guards-${++instances}`),
+        staleMs: 5000,
+        fileMode: 0o600,
+        directoryMode: 0o700,
+        fs: syncLockFileSystem,
+      });
+      const files = new LeaseFiles({
+        guards,
+        fs: syncLockFileSystem,
+        fileMode: 0o600,
+        directoryMode: 0o700,
+        pathOf: (key) => join(directory, key),
+        wakeOnRelease: true,
+      });
+      opened.push(files);
+      return files;
+    },
+  };
+}
+
+/** How many inotify watches this process has on `directory` (Linux `/proc/self/fdinfo`). */
+function watchesOn(directory: string): number {
+  const inode = `ino:${statSync(directory).ino.toString(16)} `;
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (!target.includes('inotify')) continue;
+    const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
+    for (const line of info.split('\n')) {
+      if (line.startsWith('inotify wd:') && line.includes(inode)) count++;
+    }
+  }
+  return count;
+}
+
+function claim(key: string, leaseMs: number) {
+  return { key, id: key, token: generateToken(), expiresAt: Date.now() + leaseMs, waited: false };
+}
+
+describe('LeaseFiles', () => {
+  it('watches the directory only while a refused claim waits, and wakes it on release', async () => {
+    const { directory, open } = leaseDirectory();
+    const holder = open();
+    const waiter = open();
+
+    // An uncontended claim with a waker registered opens no watch.
+    const first = claim('k', 60_000);
+    const unwatchFirst = waiter.watch('k', () => {});
+    expect(await waiter.claim(first)).toBe(true);
+    expect(watchesOn(directory)).toBe(0);
+    unwatchFirst();
+    expect(await waiter.release(first)).toBe(true);
+
+    const held = claim('k', 60_000);
+    expect(await holder.claim(held)).toBe(true);
+    let wake = () => {};
+    const woken = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const unwatch = waiter.watch('k', () => wake());
+    expect(watchesOn(directory)).toBe(0);
+    expect(await waiter.claim(claim('k', 60_000))).toBe(false);
+    expect(watchesOn(directory)).toBe(1);
+
+    expect(await holder.release(held)).toBe(true);
+    await woken;
+    // Leave the watch's event callback first: libuv removes an inotify watch only outside it.
+    await new Promise((resolve) => setImmediate(resolve));
+    const next = claim('k', 60_000);
+    expect(await waiter.claim(next)).toBe(true);
+
+    // Nobody waits any more: the directory watch is closed.
+    unwatch();
+    expect(watchesOn(directory)).toBe(0);
+    expect(await waiter.release(next)).toBe(true);
+  });
+
+  it('frees the key for another holder on a release well inside the lease', async () => {
+    const { directory, open } = leaseDirectory();
+    const first = open();
+    const second = open();
+    const path = join(directory, 'k');
+    const token = generateToken();
+    expect(await first.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+    expect(await second.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
+    expect(await first.releaseAt(path, token)).toBe(true);
+    expect(await second.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+  });
+
+  it('reports the loss on a release of a lease taken over after its end', async () => {
+    const { directory, open } = leaseDirectory();
+    const first = open();
+    const second = open();
+    const path = join(directory, 'k');
+    const lost = generateToken();
+    expect(await first.claimAt(path, lost, Date.now() + 50)).toBe('claimed');
+    await sleep(100);
+    const taken = generateToken();
+    expect(await second.claimAt(path, taken, Date.now() + 60_000)).toBe('reclaimed');
+    expect(await first.releaseAt(path, lost)).toBe(false);
+    // The late release left the new holder's lease in place.
+    expect(await first.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
+    expect(await second.releaseAt(path, taken)).toBe(true);
+  });
+
+  it('reports the loss on a release after the lease directory was removed', async () => {
+    const { directory, open } = leaseDirectory();
+    const first = open();
+    const path = join(directory, 'k');
+    const token = generateToken();
+    expect(await first.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+    rmSync(directory, { recursive: true, force: true });
+    expect(await first.releaseAt(path, token)).toBe(false);
+    expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+  });
+});
