@@ -6,14 +6,16 @@ import {
 } from '@sessile/core/store';
 import type { Connection } from './connection.js';
 import { decodeRecord, type KeyLayout } from './keys.js';
-import { CLAIM_AND_GET, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
+import { CLAIM_AND_GET, CLAIM_LOCK, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */
 const BACKSTOP_POLL_MS = 250;
 
 /**
  * Leases as Redis keys: a claim is `SET NX PX` with our token, extend and release are
- * compare-and-act scripts, and a release publishes the key so waiters on every host try at once.
+ * compare-and-act scripts. A refused claim marks the lock as waited for, and the release of a
+ * lock so marked publishes the key so waiters on every host try at once; other releases publish
+ * nothing.
  * A claim that reads the record, and a fenced write that frees the lease, are one script each:
  * the lock and the record share the session id as hash tag, so they share a cluster slot.
  */
@@ -36,11 +38,11 @@ class RedisLeases implements LeaseBackend {
 
   claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
-    const lockKey = this.#keys.lock(key);
-    const words = ['SET', lockKey, token, 'PX', String(leaseMsUntil(expiresAt)), 'NX'];
+    const keys = [this.#keys.lock(key)];
+    const args = [token, String(leaseMsUntil(expiresAt))];
     return connection
-      .call('lock acquire', () => connection.send(lockKey, false, words))
-      .then((reply) => reply !== null);
+      .call('lock acquire', () => CLAIM_LOCK.run(connection.send, keys, args))
+      .then((reply) => reply === 1);
   }
 
   claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {

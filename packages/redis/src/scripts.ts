@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import type { CommandArgument, Send } from './connection.js';
 import { EXPIRES_AT_OFFSET, HEADER_BYTES, INDEXED_UNTIL_OFFSET, RECORD_FORMAT } from './keys.js';
 
+/** Follows the token in a lock key once a claim was refused; tokens are base64url, so never contain it. */
+export const WAITED_MARK = '!';
+
 /** A Lua script run by EVALSHA, loaded by EVAL on the node that does not know it yet. */
 export class Script {
   readonly #source: string;
@@ -92,18 +95,42 @@ prune(KEYS[1])
 return 1
 `);
 
+// Lock keys hold the holder's token, followed by WAITED_MARK once a claim was refused while it
+// held: only the release of a lock so marked is published, so a release nobody waited for costs
+// no PUBLISH and no message in any subscribed process. The mark is in the key's value, so it
+// lives exactly as long as the lease.
+
+/** Lua: `holds(key, token)` answers 0 when `key` does not hold `token`, 1 when it does, 2 when it does and someone waited. */
+const HOLDS = `
+local function holds(key, token)
+  local held = redis.call('GET', key)
+  if held == token then return 1 end
+  if held == token .. '${WAITED_MARK}' then return 2 end
+  return 0
+end
+`;
+
 // Fenced writes: KEYS[1] the record, KEYS[2] its lock. They answer -1 when the lock key does not
 // hold our token (released, taken over, or its lease ran out), so nothing is written. Given the
 // release channel and the lock's key in the kit (ARGV[10] and ARGV[11] for WRITE, ARGV[7] and
 // ARGV[8] for TOUCH, ARGV[2] and ARGV[3] for FENCED_DELETE), a write that answers 0 or 1 also
-// frees the lock and announces it, so a commit and its unlock are one command.
+// frees the lock, and announces it when someone waited, so a commit and its unlock are one command.
 
-/** Lua: frees the lock KEYS[2] and wakes its waiters when a release channel is given. */
-const FREE_LOCK = `
+/**
+ * Lua: `fence(token)` answers false when KEYS[2] does not hold `token` (an unfenced write
+ * passes ''); `free(channel, key)` then frees the lock when a release channel is given.
+ */
+const FENCE = `${HOLDS}
+local held = 0
+local function fence(token)
+  if token == '' then return true end
+  held = holds(KEYS[2], token)
+  return held ~= 0
+end
 local function free(channel, key)
   if channel ~= nil and channel ~= '' then
     redis.call('DEL', KEYS[2])
-    redis.call('PUBLISH', channel, key)
+    if held == 2 then redis.call('PUBLISH', channel, key) end
   end
 end
 `;
@@ -122,8 +149,8 @@ const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1)
  * only where both keys share a server, not on a cluster), it adds the entry itself before the
  * record; without KEYS[3] it answers `{'index'}` and writes nothing.
  */
-export const WRITE = new Script(`${INDEX}${FREE_LOCK}
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+export const WRITE = new Script(`${INDEX}${FENCE}
+if not fence(ARGV[1]) then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then
   free(ARGV[10], ARGV[11])
@@ -166,8 +193,8 @@ return 1
  * cover's indexedUntil bytes. When the record has an owner whose entry does not cover the new
  * expiry (and the caller has not just raised it), it answers `{owner}` and writes nothing.
  */
-export const TOUCH = new Script(`${FREE_LOCK}
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+export const TOUCH = new Script(`${FENCE}
+if not fence(ARGV[1]) then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
 if header == '' then
   free(ARGV[7], ARGV[8])
@@ -193,35 +220,57 @@ return 1
 `);
 
 /** ARGV: token. */
-export const FENCED_DELETE = new Script(`${FREE_LOCK}
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+export const FENCED_DELETE = new Script(`${FENCE}
+if not fence(ARGV[1]) then return -1 end
 local deleted = redis.call('DEL', KEYS[1])
 free(ARGV[2], ARGV[3])
 return deleted
 `);
 
+/** Lua: marks the lock `key` (held by another) as waited for, once. */
+const MARK_WAITED = `
+local function markWaited(key)
+  local held = redis.call('GET', key)
+  if held and string.sub(held, -${WAITED_MARK.length}) ~= '${WAITED_MARK}' then
+    redis.call('APPEND', key, '${WAITED_MARK}')
+  end
+end
+`;
+
+/** KEYS[1] the lock. ARGV: token, lease in ms. Answers 1 when taken; else marks the lock waited for and answers 0. */
+export const CLAIM_LOCK = new Script(`${MARK_WAITED}
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+markWaited(KEYS[1])
+return 0
+`);
+
 /**
  * KEYS[1] the lock, KEYS[2] the record (one hash tag, so one cluster slot). ARGV: token, lease
- * in ms. Answers {0} when the lock is held by another, else {1} and the record's value if any.
+ * in ms. Answers {0} when the lock is held by another (marking it waited for), else {1} and the
+ * record's value if any.
  */
-export const CLAIM_AND_GET = new Script(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+export const CLAIM_AND_GET = new Script(`${MARK_WAITED}
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  markWaited(KEYS[1])
+  return {0}
+end
 local value = redis.call('GET', KEYS[2])
 if value then return {1, value} end
 return {1}
 `);
 
 /** KEYS[1] the lock. ARGV: token, lease in ms. */
-export const EXTEND_LOCK = new Script(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+export const EXTEND_LOCK = new Script(`${HOLDS}
+if holds(KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `);
 
-/** KEYS[1] the lock. ARGV: token, the release channel, the lock's key in the kit. */
-export const RELEASE_LOCK = new Script(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+/** KEYS[1] the lock. ARGV: token, the release channel, the lock's key in the kit. Publishes only when someone waited. */
+export const RELEASE_LOCK = new Script(`${HOLDS}
+local held = holds(KEYS[1], ARGV[1])
+if held == 0 then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+if held == 2 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 `);

@@ -2,7 +2,7 @@ import { runStoreConformance } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createCluster } from 'redis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { OwnCluster, runPrefix } from './redis-server.js';
 
 // A real 3-master cluster of the machine's redis-server on loopback ports, for this file only.
@@ -126,6 +126,52 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
     } finally {
       await store.clear();
       await store.close();
+    }
+  });
+
+  it('publishes a release only when another store waited for the lock, and that wakes the waiter', async () => {
+    const prefix = newPrefix();
+    const holder = await RedisStore.open({ client: cluster, prefix });
+    const other = createCluster({ rootNodes: server.rootNodes });
+    other.on('error', () => {});
+    await other.connect();
+    const waiter = await RedisStore.open({ client: other, prefix });
+    const publishes = async () => {
+      let calls = 0;
+      for (const master of cluster.masters) {
+        const stats = await (await cluster.nodeClient(master)).info('commandstats');
+        calls += Number(/cmdstat_publish:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+      }
+      return calls;
+    };
+    try {
+      const id = newId();
+      const record = () => ({ data: bytes('x'), expiresAt: Date.now() + HOUR_MS });
+      const before = await publishes();
+      const alone = await holder.locks.acquire(id);
+      await holder.set(id, record(), { lock: alone, release: true });
+      await alone.release();
+      await (await holder.locks.acquire(id)).release();
+      expect(await publishes()).toBe(before);
+
+      const held = await holder.locks.acquire(id, { leaseMs: 60_000 });
+      // setTimeout frozen: the waiter's backstop poll never fires, so only the message can wake it.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const waiting = waiter.locks.acquire(id, { waitMs: 60_000 });
+      const lockKey = `${prefix}l:{${id}}`;
+      let value: string | null = null;
+      while (!value?.endsWith('!')) value = (await cluster.get(lockKey)) as string | null;
+      await holder.set(id, record(), { lock: held, release: true });
+      const next = await waiting;
+      vi.useRealTimers();
+      expect(await publishes()).toBe(before + 1);
+      await next.release();
+    } finally {
+      vi.useRealTimers();
+      await waiter.close();
+      await other.close();
+      await holder.clear();
+      await holder.close();
     }
   });
 });

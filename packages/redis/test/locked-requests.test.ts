@@ -1,7 +1,7 @@
-import { manual, SessionManager } from '@sessile/core';
+import { generateSessionId, manual, type SessionLock, SessionManager } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OwnRedis } from './redis-server.js';
 
 // A server of the test's own, so what MONITOR shows is this test's alone.
@@ -10,7 +10,7 @@ beforeAll(() => own.start());
 afterAll(() => own.remove());
 
 describe('a locked request', () => {
-  it('is two commands: the claim that reads the session, then the write that frees the lock and announces it', async () => {
+  it('is two commands: the claim that reads the session, then the write that frees the lock, announcing nothing when nobody waited', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'req:' });
     const manager = new SessionManager({ store, cleanup: manual() });
     const raw = createClient({ url: own.url });
@@ -19,12 +19,16 @@ describe('a locked request', () => {
     await monitor.connect();
     const listener = createClient({ url: own.url });
     await listener.connect();
-    let onRelease: (key: string) => void = () => {};
-    await listener.subscribe('req:released', (message) => onRelease(message));
-    const nextRelease = (id: string) =>
-      new Promise<void>((resolve) => {
-        onRelease = (key) => key === id && resolve();
-      });
+    const released: string[] = [];
+    await listener.subscribe('req:released', (message) => released.push(message));
+    // Messages reach a subscriber in the order they were published: once this one arrives, every
+    // release announced before it has arrived too.
+    const announcedSoFar = async () => {
+      const end = `end:${released.length}`;
+      await raw.publish('req:released', end);
+      while (!released.includes(end)) await new Promise((resolve) => setTimeout(resolve, 5));
+      return released.filter((message) => !message.startsWith('end:'));
+    };
     const sent: string[] = [];
     let marks = 0;
     let markSeen: () => void = () => {};
@@ -51,7 +55,6 @@ describe('a locked request', () => {
         else if (!line.includes(' lua]') && line.includes('req:')) sent.push(line);
       });
 
-      const announced = nextRelease(first.id);
       const changed = await commandsSince(async () => {
         const session = await manager.open(first.id);
         expect(session.data).toEqual({ n: 2 });
@@ -59,8 +62,6 @@ describe('a locked request', () => {
         expect(await session.commit()).toBe('saved');
       });
       expect(changed).toEqual(['EVALSHA', 'EVALSHA']);
-      // Waiters on other hosts learn of the release from the write itself.
-      await announced;
       expect(await raw.exists(`req:l:{${first.id}}`)).toBe(0);
 
       const unchanged = await commandsSince(async () => {
@@ -70,6 +71,8 @@ describe('a locked request', () => {
       });
       expect(unchanged).toEqual(['EVALSHA', 'EVALSHA']);
       expect(await raw.exists(`req:l:{${first.id}}`)).toBe(0);
+      // Nobody waited for these locks, so no release was published.
+      expect(await announcedSoFar()).toEqual([]);
 
       // Nothing stays held: another store takes the lock at once.
       const other = await RedisStore.open({ url: own.url, prefix: 'req:' });
@@ -87,26 +90,66 @@ describe('a locked request', () => {
     }
   });
 
-  it('a commit that frees the lock hands it to a waiter in another store, which reads that commit', async () => {
-    const holder = await RedisStore.open({ url: own.url, prefix: 'wake:' });
-    const waiter = await RedisStore.open({ url: own.url, prefix: 'wake:' });
-    try {
-      const manager = new SessionManager({ store: holder, cleanup: manual() });
-      const created = await manager.open();
-      created.data.n = 1;
-      await created.commit();
-      const held = await manager.open(created.id);
-      const waiting = waiter.locks.acquireAndGet?.(created.id, { waitMs: 60_000 });
-      if (waiting === undefined) throw new Error('RedisStore offers acquireAndGet');
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      held.data.n = 2;
-      expect(await held.commit()).toBe('saved');
-      const { lock, record } = await waiting;
-      expect(JSON.parse(new TextDecoder().decode(record?.data)).data).toEqual({ n: 2 });
-      await lock.release();
-    } finally {
-      await holder.close();
-      await waiter.close();
-    }
-  });
+  // With setTimeout frozen, the waiter's backstop poll never fires: only the release message,
+  // published because its refused claim marked the lock, can wake it.
+  const text = (value: string) => new TextEncoder().encode(value);
+  const later = () => Date.now() + 3_600_000;
+  const releases: [
+    string,
+    (store: RedisStore, id: string, lock: SessionLock) => Promise<unknown>,
+    string | undefined,
+  ][] = [
+    [
+      'a fenced set that frees the lock',
+      (store, id, lock) =>
+        store.set(id, { data: text('v2'), expiresAt: later() }, { lock, release: true }),
+      'v2',
+    ],
+    [
+      'a fenced touch that frees the lock',
+      (store, id, lock) => store.touch(id, later(), { lock, release: true }),
+      'v1',
+    ],
+    [
+      'a fenced delete that frees the lock',
+      (store, id, lock) => store.delete(id, { lock, release: true }),
+      undefined,
+    ],
+    ['a plain release', (_store, _id, lock) => lock.release(), 'v1'],
+  ];
+  it.each(releases)(
+    '%s wakes a waiter in another store at once, which then reads the session',
+    async (_name, free, expected) => {
+      const holder = await RedisStore.open({ url: own.url, prefix: 'wake:' });
+      const waiter = await RedisStore.open({ url: own.url, prefix: 'wake:' });
+      const raw = createClient({ url: own.url });
+      await raw.connect();
+      try {
+        const id = generateSessionId();
+        await holder.set(id, { data: text('v1'), expiresAt: later() });
+        const lockKey = `wake:l:{${id}}`;
+        const lock = await holder.locks.acquire(id, { leaseMs: 60_000 });
+        vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+        const waiting = waiter.locks.acquireAndGet?.(id, { waitMs: 60_000 });
+        if (waiting === undefined) throw new Error('RedisStore offers acquireAndGet');
+        // The waiter's refused claim marks the lock as waited for, keeping its token and lease.
+        let value: string | null = null;
+        while (!value?.endsWith('!')) value = await raw.get(lockKey);
+        expect(value).toBe(`${lock.token}!`);
+        expect(await raw.pTTL(lockKey)).toBeGreaterThan(50_000);
+        await free(holder, id, lock);
+        const { lock: next, record } = await waiting;
+        expect(record === undefined ? undefined : new TextDecoder().decode(record.data)).toBe(
+          expected,
+        );
+        vi.useRealTimers();
+        await next.release();
+      } finally {
+        vi.useRealTimers();
+        await raw.close();
+        await holder.close();
+        await waiter.close();
+      }
+    },
+  );
 });
