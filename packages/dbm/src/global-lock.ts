@@ -7,7 +7,6 @@ import {
   syncLockFileSystem,
   yieldToEventLoop,
 } from '@sessile/core/store';
-import { ReleaseWatch } from './release-watch.js';
 
 export interface GlobalLockStats {
   /** Times this process took the lock. */
@@ -45,7 +44,6 @@ const LOCK_FILE = '0.lock';
 export class GlobalLock {
   readonly #lockPath: string;
   readonly #leases: LeaseFiles;
-  readonly #releases: ReleaseWatch;
   readonly #leaseMs: number;
   readonly #waitMs: number;
   /** Tokens are this instance's random prefix and a count: unique without a random draw per hold. */
@@ -65,7 +63,6 @@ export class GlobalLock {
 
   constructor(directory: string, leaseMs: number, waitMs: number, guards: HostGuards) {
     this.#lockPath = join(directory, LOCK_FILE);
-    this.#releases = new ReleaseWatch(directory);
     this.#leases = new LeaseFiles({
       guards,
       fs: syncLockFileSystem,
@@ -123,7 +120,6 @@ export class GlobalLock {
   /** Rejects later holds with `ERR_STORE_CLOSED` and removes this lock's holder files. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#releases.close();
     await this.#leases.close();
   }
 
@@ -164,7 +160,7 @@ export class GlobalLock {
           );
         }
         // A release by another process ends the pause early.
-        unwatch ??= this.#releases.wait(LOCK_FILE, () => wake?.());
+        unwatch ??= this.#leases.watchAt(this.#lockPath, () => wake?.());
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delayMs * (0.5 + Math.random()));
           wake = () => {
