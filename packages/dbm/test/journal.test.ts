@@ -1,8 +1,6 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { generateSessionId } from '@sessile/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   decodeHeader,
   decodeJournal,
@@ -14,11 +12,9 @@ import {
   PAGE_BYTES,
 } from '../src/format.js';
 import { DbmStore } from '../src/index.js';
+import { useTestPaths } from './helpers.js';
 
-const directories: string[] = [];
-afterAll(() => {
-  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
-});
+const { newPath } = useTestPaths('journal');
 
 async function ids(store: DbmStore): Promise<string[]> {
   const all: string[] = [];
@@ -26,23 +22,30 @@ async function ids(store: DbmStore): Promise<string[]> {
   return all;
 }
 
+/**
+ * A file with one record (`kept`) committed, then a second (`interrupted`): the bytes after the
+ * first commit (`before`) and after the second (`after`), from which a test builds the file a kill
+ * during the second would have left.
+ */
+async function twoCommits(expiresAt: number) {
+  const path = newPath();
+  const [kept, interrupted] = [generateSessionId(), generateSessionId()];
+  const write = async (id: string, fill: number) => {
+    const store = await DbmStore.open({ path });
+    await store.set(id, { data: new Uint8Array(300).fill(fill), expiresAt });
+    await store.close();
+  };
+  await write(kept, 1);
+  const before = readFileSync(path);
+  await write(interrupted, 2);
+  return { path, kept, interrupted, before, after: readFileSync(path) };
+}
+
 describe('DbmStore journal', () => {
   const expiresAt = Date.now() + 3_600_000;
 
   it('a journal cut at a page boundary, whose tail is the previous journal, is not replayed', async () => {
-    const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-journal-'));
-    directories.push(directory);
-    const path = join(directory, 'sessions.dbm');
-    const [kept, interrupted] = [generateSessionId(), generateSessionId()];
-    const write = async (id: string, fill: number) => {
-      const store = await DbmStore.open({ path });
-      await store.set(id, { data: new Uint8Array(300).fill(fill), expiresAt });
-      await store.close();
-    };
-    await write(kept, 1);
-    const before = readFileSync(path);
-    await write(interrupted, 2);
-    const after = readFileSync(path);
+    const { path, kept, interrupted, before, after } = await twoCommits(expiresAt);
     // Both changes journal one bucket page and the header, so both journals span the same two
     // pages of the file. A SIGKILL between those pages leaves the new head and bucket page before
     // the old journal's tail, which holds the old header image with its own valid CRC.
@@ -70,19 +73,7 @@ describe('DbmStore journal', () => {
   });
 
   it('a journal whose header image was swapped for another of the same sequence number and length is not replayed, though its CRC-32 would hold', async () => {
-    const directory = mkdtempSync(join(tmpdir(), 'sessile-dbm-journal-'));
-    directories.push(directory);
-    const path = join(directory, 'sessions.dbm');
-    const [kept, interrupted] = [generateSessionId(), generateSessionId()];
-    const write = async (id: string, fill: number) => {
-      const store = await DbmStore.open({ path });
-      await store.set(id, { data: new Uint8Array(300).fill(fill), expiresAt });
-      await store.close();
-    };
-    await write(kept, 1);
-    const before = readFileSync(path);
-    await write(interrupted, 2);
-    const after = readFileSync(path);
+    const { path, kept, interrupted, before, after } = await twoCommits(expiresAt);
     // The file as a writer killed after its journal was complete, before applying any of it,
     // leaves it: the old file with the new journal.
     const head = decodeJournalHead(after.subarray(JOURNAL_OFFSET));
