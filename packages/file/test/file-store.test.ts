@@ -18,13 +18,7 @@ import { rename } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  generateSessionId,
-  isSessionError,
-  manual,
-  SessionManager,
-  type SessionRecord,
-} from '@sessile/core';
+import { generateSessionId, manual, SessionManager } from '@sessile/core';
 import { assertDuration, HostGuards } from '@sessile/core/store';
 import {
   FileStore,
@@ -39,8 +33,8 @@ import { syncFileSystem } from '../dist/fs.js';
 import { MIN_STEP_ENTRIES, RecordFiles, uniqueSuffix } from '../dist/record-files.js';
 import type { RecordFilesSettings, SweepStepRequest } from '../dist/sweep-protocol.js';
 import { WorkerSweeper } from '../dist/sweeper.js';
+import { codeOf, HOUR_MS, recordOf, textOf } from './helpers.js';
 
-const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
 // Removing every test's store took over 10 s at load 20.
 afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
@@ -73,14 +67,6 @@ async function reopen(
   return again;
 }
 
-function recordOf(text: string, expiresAt = Date.now() + HOUR_MS): SessionRecord {
-  return { data: new TextEncoder().encode(text), expiresAt };
-}
-
-function textOf(record: SessionRecord | undefined): string | undefined {
-  return record === undefined ? undefined : new TextDecoder().decode(record.data);
-}
-
 function fileOf(store: FileStore, id: string): string {
   return join(store.path, id.slice(0, SHARD_LENGTH), id);
 }
@@ -88,15 +74,6 @@ function fileOf(store: FileStore, id: string): string {
 /** Ids that all land in one shard, so a test can plant things in that shard first. */
 function idsInShard(shard: string, count: number): string[] {
   return Array.from({ length: count }, () => shard + generateSessionId().slice(shard.length));
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-    return 'ok';
-  } catch (error) {
-    return isSessionError(error) ? error.code : String(error);
-  }
 }
 
 function filesIn(directory: string): string[] {

@@ -1,17 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  generateSessionId,
-  isSessionError,
-  type LockedRecord,
-  SessionManager,
-  type SessionRecord,
-} from '@sessile/core';
+import { generateSessionId, type LockedRecord, SessionManager } from '@sessile/core';
 import { FileStore, SHARD_LENGTH } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { codeOf, HOUR_MS, recordOf, textOf } from './helpers.js';
 
-const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-lock-hooks-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
 
@@ -27,25 +21,8 @@ async function openStore(path = join(root, `store-${++directories}`)): Promise<F
   return store;
 }
 
-function recordOf(text: string, expiresAt = Date.now() + HOUR_MS): SessionRecord {
-  return { data: new TextEncoder().encode(text), expiresAt };
-}
-
-function textOf(record: SessionRecord | undefined): string | undefined {
-  return record === undefined ? undefined : new TextDecoder().decode(record.data);
-}
-
 function leaseFileOf(store: FileStore, id: string): string {
   return join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-    return 'ok';
-  } catch (error) {
-    return isSessionError(error) ? error.code : String(error);
-  }
 }
 
 function acquireAndGet(store: FileStore, id: string, options = {}): Promise<LockedRecord> {
