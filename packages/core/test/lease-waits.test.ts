@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { isSessionError, MemoryStore, SessionManager } from '../src/index.js';
 import { type LeaseClaim, LeaseLocks, MemoryLeases, sleep } from '../src/store.js';
+import { codeOf } from './helpers.js';
 import { managerFixture } from './manager-fixture.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
@@ -22,15 +23,6 @@ class StalledLeases extends MemoryLeases {
 
   override claim(claim: LeaseClaim): Promise<boolean> {
     return new Promise((resolve) => this.stalled.push(() => resolve(super.claim(claim))));
-  }
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isSessionError(error) ? error.code : String(error);
   }
 }
 

@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/index.js';
 import { KeyedLocks, StripedLocks, stripeOf } from '../src/store.js';
+import { codeOf } from './helpers.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
 const idB = 'bbbbbbbbbbbbbbbbbbbb';
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isSessionError(error) ? error.code : String(error);
-  }
-}
 
 describe('KeyedLocks', () => {
   it('grants waiters in arrival order', async () => {
