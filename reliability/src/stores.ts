@@ -146,16 +146,18 @@ function sqlite(durability: 'normal' | 'full'): StoreSpec {
  * catches what it claims to. `lossy-file` acknowledges a write before it reaches the disk;
  * `decaying-file` changes a record of round 0 each time a later round's writer opens it.
  */
+async function openControlFileStore(dir: string): Promise<SessionStore> {
+  const { FileStore } = await import('@sessile/file');
+  return FileStore.open({ path: join(dir, 'files'), sweepLeaseMs: 1000 });
+}
+
 export const CONTROL_STORES: StoreSpec[] = [
   {
     name: 'lossy-file',
     promise: 'none: it acknowledges writes 50 ms before making them',
     lockLeaseMs: 1000,
     module: '@sessile/file',
-    async open(dir) {
-      const { FileStore } = await import('@sessile/file');
-      return FileStore.open({ path: join(dir, 'files'), sweepLeaseMs: 1000 });
-    },
+    open: openControlFileStore,
     async openWriter(dir) {
       return lateWrites(await this.open(dir));
     },
@@ -165,10 +167,7 @@ export const CONTROL_STORES: StoreSpec[] = [
     promise: "none: opening it for writes moves an earlier round's expiry",
     lockLeaseMs: 1000,
     module: '@sessile/file',
-    async open(dir) {
-      const { FileStore } = await import('@sessile/file');
-      return FileStore.open({ path: join(dir, 'files'), sweepLeaseMs: 1000 });
-    },
+    open: openControlFileStore,
     async openWriter(dir) {
       const store = await this.open(dir);
       for await (const id of store.ids()) {
