@@ -121,7 +121,9 @@ export class RedisStore extends BaseStore {
     const owner = expireAt === undefined ? undefined : record.owner;
     const key = this.#keys.record(id);
     if (lease !== undefined || owner !== undefined) {
-      return this.#io('set', () => this.#setChecked(id, key, record, only, now, lease));
+      return this.#io('set', () =>
+        this.#setChecked(id, key, record, only, now, lease, expireAt, owner),
+      );
     }
     // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
     if (expireAt === undefined) {
@@ -137,7 +139,10 @@ export class RedisStore extends BaseStore {
     return this.#connection.command('set', key, false, words).then(written);
   }
 
-  /** A write that a script checks first: fenced by a lock, or giving the record an owner. */
+  /**
+   * A write that a script checks first: fenced by a lock, or giving the record an owner.
+   * `expireAt` and `owner` are what `_set` derived from the record (no owner once expired).
+   */
   async #setChecked(
     id: string,
     key: string,
@@ -145,9 +150,9 @@ export class RedisStore extends BaseStore {
     only: 'absent' | 'present' | undefined,
     now: number,
     lease: HeldLease | undefined,
+    expireAt: number | undefined,
+    owner: string | undefined,
   ): Promise<boolean> {
-    const expireAt = expireAtMs(record.expiresAt, now);
-    const owner = expireAt === undefined ? undefined : record.owner;
     const indexedUntil = owner === undefined ? 0 : indexedUntilFor(record.expiresAt, now);
     // Where the record and its owner's index share a server, one script writes both.
     const together = owner !== undefined && !this.#connection.isCluster;
