@@ -91,12 +91,17 @@ export interface HolderRecord {
 export const HOST = hostname().slice(0, 64);
 
 export function encodeHolder(record: HolderRecord): Buffer {
-  const bytes = Buffer.alloc(HOLDER_BYTES, 0x20);
+  return encodeHolderInto(record, Buffer.allocUnsafe(HOLDER_BYTES));
+}
+
+/** `encodeHolder` into `bytes` (`HOLDER_BYTES` long), so a holder rewritten per claim reuses one buffer. */
+export function encodeHolderInto(record: HolderRecord, bytes: Buffer): Buffer {
   const text = JSON.stringify(record);
   if (Buffer.byteLength(text) > HOLDER_BYTES - 1) {
     throw new RangeError(`a holder record takes ${HOLDER_BYTES} bytes at most: ${text}`);
   }
-  bytes.write(text, 0, 'latin1');
+  const end = bytes.write(text, 0, 'latin1');
+  bytes.fill(0x20, end, HOLDER_BYTES - 1);
   bytes[HOLDER_BYTES - 1] = 0x0a;
   return bytes;
 }
