@@ -33,9 +33,19 @@ export function sessionStripe(id: string, stripes: number): number {
 /** Where the stripes' lease files go, inside the lock directory. */
 const STRIPES_DIRECTORY = 'stripes';
 
+/** Digests `tagOf` remembers: a session's claims come back to back, one request after another. */
+const REMEMBERED_TAGS = 1024;
+const tags = new Map<string, string>();
+
 /** What a stripe's lease names its session by: a digest, so ids never reach the lock directory. */
 function tagOf(id: string): string {
-  return createHash('sha256').update(id).digest('base64url').slice(0, 16);
+  let tag = tags.get(id);
+  if (tag === undefined) {
+    tag = createHash('sha256').update(id).digest('base64url').slice(0, 16);
+    if (tags.size >= REMEMBERED_TAGS) tags.clear();
+    tags.set(id, tag);
+  }
+  return tag;
 }
 
 /**
@@ -69,6 +79,7 @@ class StripeLeases implements LeaseBackend {
   readonly #files: LeaseFiles;
   readonly #pathOf: (key: string) => string;
   readonly #held = new Map<string, HeldStripe>();
+  readonly #records: StripeRecords | undefined;
   /** Set when the store lends its records: its fenced writes then free the stripe (`releaseHeld`). */
   readonly releasesWithWrite: boolean;
   readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
@@ -84,6 +95,7 @@ class StripeLeases implements LeaseBackend {
     this.#files = files;
     this.#onTaken = onTaken;
     this.#pathOf = pathOf;
+    this.#records = records;
     this.releasesWithWrite = records !== undefined;
     this.claimAndGet =
       records === undefined ? undefined : (claim) => this.#claimAndRead(claim, records);
@@ -95,7 +107,7 @@ class StripeLeases implements LeaseBackend {
    */
   #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
     return records.hold(async () => {
-      if (!(await this.claim(claim))) return { taken: false };
+      if (!(await this.#claim(claim))) return { taken: false };
       try {
         return { taken: true, record: records.read(claim.id) };
       } catch (error) {
@@ -106,7 +118,16 @@ class StripeLeases implements LeaseBackend {
     });
   }
 
-  async claim(claim: LeaseClaim): Promise<boolean> {
+  /**
+   * With the store's records, every claim runs under the global lock, as `LeaseFiles`'
+   * `serializedClaims` requires: released stripes then stay parked for this process's next claim.
+   */
+  claim(claim: LeaseClaim): Promise<boolean> {
+    const records = this.#records;
+    return records === undefined ? this.#claim(claim) : records.hold(() => this.#claim(claim));
+  }
+
+  async #claim(claim: LeaseClaim): Promise<boolean> {
     const leaseMs = claim.expiresAt - Date.now();
     if (!(await this.#files.claim(claim))) return false;
     this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
@@ -140,6 +161,15 @@ class StripeLeases implements LeaseBackend {
     return this.#files.close();
   }
 
+  get parked(): number {
+    return this.#files.parked;
+  }
+
+  /** Removes the stripes' parked lease files; the store calls it under the global lock. */
+  unpark(): Promise<void> {
+    return this.#files.unpark();
+  }
+
   /**
    * Whether `lease` still holds its stripe. Called inside the global lock, with the write it
    * fences: a process that takes the stripe over must take the global lock before it can read
@@ -163,11 +193,12 @@ class StripeLeases implements LeaseBackend {
 
   /**
    * Frees the stripe `lease` holds, once its fenced write has landed; called inside the write's
-   * hold of the global lock. A failure is not the write's: the lease then ends by itself.
+   * hold of the global lock, so the stripe is parked for this process's next claim of it. A
+   * failure is not the write's: the lease then ends by itself.
    */
   async releaseHeld(lease: HeldLease): Promise<void> {
     this.#forget(lease);
-    await this.#files.releaseAt(this.#pathOf(lease.key), lease.token).catch(() => false);
+    await this.#files.parkAt(this.#pathOf(lease.key), lease.token).catch(() => false);
   }
 
   #forget(claim: { key: string; token: string }): void {
@@ -206,6 +237,7 @@ export class StripedFileLocks extends LeaseLocks {
       pathOf,
       tagOf,
       wakeOnRelease: true,
+      serializedClaims: records !== undefined,
       onRefused: ({ id, waited }, current) => {
         // Another process holds the stripe for a different session: a collision.
         if (!waited && current?.tag !== undefined && current.tag !== tagOf(id)) counts.collisions++;
@@ -235,6 +267,16 @@ export class StripedFileLocks extends LeaseLocks {
   /** Frees the stripe a fenced write with `release` held; the store calls it in the write's hold. */
   releaseHeld(lease: HeldLease): Promise<void> {
     return this.#leases.releaseHeld(lease);
+  }
+
+  /** Stripes parked by fenced writes: released, their lease files left for this process's next claim. */
+  get parked(): number {
+    return this.#leases.parked;
+  }
+
+  /** Removes the lease files of stripes parked by fenced writes; call it under the global lock. */
+  unpark(): Promise<void> {
+    return this.#leases.unpark();
   }
 
   stats(): StripedFileLockStats {
