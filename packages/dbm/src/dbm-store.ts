@@ -340,10 +340,6 @@ export class DbmStore extends BaseStore {
   }
 
   async #closeLocks(): Promise<void> {
-    // Parked stripes are removed under the global lock, which every takeover of them takes too.
-    if (this.locks.parked > 0) {
-      await this.#globalLock.hold(() => this.locks.unpark()).catch(() => {});
-    }
     await this.#globalLock.close();
     await this.locks.close();
     await this.#guards.close();

@@ -156,18 +156,14 @@ class StripeLeases implements LeaseBackend {
     return this.#files.watch(key, wake);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#held.clear();
-    return this.#files.close();
-  }
-
-  get parked(): number {
-    return this.#files.parked;
-  }
-
-  /** Removes the stripes' parked lease files; the store calls it under the global lock. */
-  unpark(): Promise<void> {
-    return this.#files.unpark();
+    // Parked stripes go under the global lock, which every takeover of them takes too.
+    const records = this.#records;
+    if (records !== undefined && this.#files.parked > 0) {
+      await records.hold(() => this.#files.unpark()).catch(() => {});
+    }
+    await this.#files.close();
   }
 
   /**
@@ -267,16 +263,6 @@ export class StripedFileLocks extends LeaseLocks {
   /** Frees the stripe a fenced write with `release` held; the store calls it in the write's hold. */
   releaseHeld(lease: HeldLease): Promise<void> {
     return this.#leases.releaseHeld(lease);
-  }
-
-  /** Stripes parked by fenced writes: released, their lease files left for this process's next claim. */
-  get parked(): number {
-    return this.#leases.parked;
-  }
-
-  /** Removes the lease files of stripes parked by fenced writes; call it under the global lock. */
-  unpark(): Promise<void> {
-    return this.#leases.unpark();
   }
 
   stats(): StripedFileLockStats {

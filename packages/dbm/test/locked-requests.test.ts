@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -158,6 +158,34 @@ describe('DbmStore locked requests: lock and read in one step, write and unlock 
       await other.close();
       await store.close();
     }
+  });
+
+  it('a stripe a commit freed is free for another instance at once, and its own again once that instance lets go', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 8 });
+    const other = await DbmStore.open({ path, stripes: 8 });
+    try {
+      const id = generateSessionId();
+      const expiresAt = Date.now() + HOUR_MS;
+      for (let round = 1; round <= 2; round++) {
+        const { lock } = await acquireAndGet(store, id);
+        expect(await codeOf(other.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+        await store.set(id, { data: bytes(round), expiresAt }, { lock, release: true });
+      }
+      const taken = await acquireAndGet(other, id, 0);
+      expect(taken.record).toEqual({ data: bytes(2), expiresAt });
+      expect(await codeOf(acquireAndGet(store, id, 0))).toBe('ERR_LOCK_TIMEOUT');
+      await other.set(id, { data: bytes(3), expiresAt }, { lock: taken.lock, release: true });
+      const back = await acquireAndGet(store, id, 0);
+      expect(back.record).toEqual({ data: bytes(3), expiresAt });
+      expect(await codeOf(other.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      await store.set(id, { data: bytes(4), expiresAt }, { lock: back.lock, release: true });
+    } finally {
+      await other.close();
+      await store.close();
+    }
+    // Closed stores leave no stripe lease behind, released or not.
+    expect(readdirSync(join(`${path}.locks`, 'stripes'))).toEqual([]);
   });
 
   it('across processes: a lock read in one step blocks another process, whose waiter gets the lock and the write once the commit frees it', async () => {
