@@ -353,8 +353,9 @@ export class LeaseFiles implements LeaseBackend {
     let leaseFd = held.leaseFd;
     let parked = false;
     try {
-      // Linked once: its lease file was removed or taken over, so there is nothing to free.
-      if ((await this.#fs.fstat(held.holder.fd)).nlink < 2) return false;
+      // Well inside the lease nobody may have taken it over; nearer its end, a holder linked once
+      // means its lease file was removed or taken over, so there is nothing to free.
+      if (!this.#safe(held) && (await this.#fs.fstat(held.holder.fd)).nlink < 2) return false;
       leaseFd ??= await this.#openLease(path, held.holder);
       if (leaseFd === undefined) return false;
       // Written through the lease file's own name, so waiters watching its directory wake.
