@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   type ClaimedRecord,
@@ -224,7 +224,9 @@ export class StripedFileLocks extends LeaseLocks {
     // A directory of their own, so the watch that wakes waiters sees only the stripes' changes.
     const directory = join(lockDirectory, STRIPES_DIRECTORY);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    const pathOf = (key: string) => join(directory, `${key}.lock`);
+    // Every claim and release names its lease file: a template costs less than `join`.
+    const prefix = `${directory}${sep}`;
+    const pathOf = (key: string) => `${prefix}${key}.lock`;
     const files = new LeaseFiles({
       guards,
       fs: syncLockFileSystem,
