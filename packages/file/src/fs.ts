@@ -51,8 +51,8 @@ export interface FileSystem extends LockFileSystem {
   /** Always through the thread pool: it waits for the disk, which can take milliseconds. */
   fsync(fd: number): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
-  /** True when `path` names something (through a final symlink); never rejects for a missing one. */
-  exists(path: string): Promise<boolean>;
+  /** `lstat`, resolving `undefined` (and building no Error) when nothing is at `path`. */
+  lstatIfAny(path: string): Promise<Stats | undefined>;
   /**
    * Opens `path` to read (never through a final symlink, without touching its atime), stats
    * it and, when it is a regular file, reads up to `maxBytes` from its start; then closes it.
@@ -139,11 +139,7 @@ export const asyncFileSystem: FileSystem = {
   readdir: (path) => fs.promises.readdir(path),
   readText: (path) => fs.promises.readFile(path, 'utf8'),
   ftruncate: promisify(fs.ftruncate),
-  exists: (path) =>
-    fs.promises.access(path).then(
-      () => true,
-      () => false,
-    ),
+  lstatIfAny: (path) => unless(['ENOENT'], undefined, () => fs.promises.lstat(path)),
   readStart: (path, maxBytes) => readStartWith(asyncFileSystem, path, maxBytes),
 };
 
@@ -156,8 +152,7 @@ export const syncFileSystem: FileSystem = {
   fsync: fsyncAsync,
   readText: async (path) => fs.readFileSync(path, 'utf8'),
   ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
-  // existsSync builds no Error for a missing path, which a failed statSync would.
-  exists: async (path) => fs.existsSync(path),
+  lstatIfAny: async (path) => fs.lstatSync(path, { throwIfNoEntry: false }),
   readStart: async (path, maxBytes) => readStartSync(path, maxBytes),
 };
 

@@ -125,6 +125,7 @@ export class RecordFiles implements Sweeper {
       directoryMode: settings.directoryMode,
       fsync: settings.fsync,
       ownerOf: (id) => this.ownerOf(id, this.recordPath(id)),
+      tempName: (file) => `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`,
     });
   }
 

@@ -97,29 +97,54 @@ describe('owner index', () => {
     });
   }
 
-  it("an entry is a hard link to its owner directory's anchor file; where it cannot be, an empty file of its own", async () => {
+  it("a new record's entry is the record's own file; once replaced, a hard link to the anchor (an empty file where it cannot be)", async () => {
     const store = await openStore();
     const expiresAt = Date.now() + HOUR_MS;
     const directoryOf = (owner: string) =>
       join(store.path, '.owners', hashOf(owner).slice(0, 2), hashOf(owner));
+    const recordOf = (id: string) => join(store.path, id.slice(0, 1), id);
     const ids = [generateSessionId(), generateSessionId(), generateSessionId()];
     for (const id of ids) await store.set(id, { data, expiresAt, owner: 'alice' });
+    // No inode and no link of its own: the entry and the record are one file.
+    for (const id of ids) {
+      const entry = statSync(join(directoryOf('alice'), id));
+      expect(entry.ino).toBe(statSync(recordOf(id)).ino);
+      expect(entry.nlink).toBe(2);
+    }
+    // Replaced, the record's old file must not stay behind as the entry.
+    const [updated, deleted, kept] = ids as [string, string, string];
+    await store.set(updated, { data: Buffer.from([1]), expiresAt, owner: 'alice' });
     const anchor = statSync(join(directoryOf('alice'), '.anchor'));
-    expect(anchor.nlink).toBe(1 + ids.length);
-    for (const id of ids) expect(statSync(join(directoryOf('alice'), id)).ino).toBe(anchor.ino);
-    await store.delete(ids[0] as string);
-    expect(statSync(join(directoryOf('alice'), '.anchor')).nlink).toBe(ids.length);
-    expect(await ownedIds(store, 'alice')).toEqual(ids.slice(1).sort());
+    expect(statSync(join(directoryOf('alice'), updated)).ino).toBe(anchor.ino);
+    expect(statSync(recordOf(updated)).nlink).toBe(1);
+    await store.set(updated, { data, expiresAt, owner: 'alice' }, { only: 'present' });
+    expect(statSync(join(directoryOf('alice'), updated)).ino).toBe(anchor.ino);
+    await store.delete(deleted);
+    expect(await ownedIds(store, 'alice')).toEqual([updated, kept].sort());
+    // A create that finds the record there writes nothing, and leaves no entry or file behind.
+    expect(await store.set(kept, { data, expiresAt, owner: 'carol' }, { only: 'absent' })).toBe(
+      false,
+    );
+    expect(await ownedIds(store, 'carol')).toEqual([]);
+    expect(existsSync(join(directoryOf('carol'), kept))).toBe(false);
+    expect(
+      readdirSync(join(store.path, kept.slice(0, 1))).filter((name) => name.startsWith(kept)),
+    ).toEqual([kept]);
+    expect((await store.get(updated))?.data).toEqual(data);
 
-    // A directory in the anchor's place cannot be linked to: entries become files of their own.
+    // A directory in the anchor's place cannot be linked to: such entries are files of their own.
     const bob = generateSessionId();
     mkdirSync(join(directoryOf('bob'), '.anchor'), { recursive: true });
+    await store.set(bob, { data, expiresAt, owner: 'bob' });
     await store.set(bob, { data, expiresAt, owner: 'bob' });
     const entry = statSync(join(directoryOf('bob'), bob));
     expect(entry.isFile() && entry.nlink === 1 && entry.size === 0).toBe(true);
     expect(await ownedIds(store, 'bob')).toEqual([bob]);
     expect(entriesOf(store)).toEqual(
-      [...ids.slice(1).map((id) => `${hashOf('alice')}/${id}`), `${hashOf('bob')}/${bob}`].sort(),
+      [
+        ...[updated, kept].map((id) => `${hashOf('alice')}/${id}`),
+        `${hashOf('bob')}/${bob}`,
+      ].sort(),
     );
   });
 
