@@ -1,4 +1,4 @@
-import type { HeldLease, SessionRecord } from '@sessile/core';
+import type { HeldLease } from '@sessile/core';
 import {
   type ClaimedRecord,
   type LeaseBackend,
@@ -8,19 +8,17 @@ import {
 } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
+import { recordOf, type StoredRow } from './records.js';
 import { quote, type SchemaNames } from './schema.js';
 
-/** What a claim with its session read comes to. */
-
-/** Reads the live record stored under an id, as `store.get` would; runs inside the claim's transaction. */
-export type ReadRecord = (id: string, now: number) => SessionRecord | undefined;
+const NOT_TAKEN: ClaimedRecord = { taken: false };
 
 /**
  * Session locks kept as leases in a table of the same database, so every process that opens
  * the file shares them. Each claim is one upsert, its own write transaction: it takes the row
  * when the id is free or its lease has run out, which is how a crashed holder stops blocking.
- * A claim that reads the session does both in one transaction, and the store's fenced writes
- * free the lease in theirs (`releasesWithWrite`).
+ * A claim that reads the session is one statement that returns the live row with the lease, and
+ * the store's fenced writes free the lease in their own transaction (`releasesWithWrite`).
  */
 class SqliteLeases implements LeaseBackend {
   readonly releasesWithWrite = true;
@@ -28,15 +26,14 @@ class SqliteLeases implements LeaseBackend {
   readonly #take: BetterSqlite3.Statement<[string, string, number, number]>;
   readonly #extend: BetterSqlite3.Statement<[number, string, string, number]>;
   readonly #free: BetterSqlite3.Statement<[string, string, number]>;
-  readonly #takeAndRead: BetterSqlite3.Transaction<(claim: LeaseClaim) => ClaimedRecord>;
+  readonly #takeAndRead: BetterSqlite3.Statement<
+    [string, string, number, number, string, number, string, number, string, number],
+    StoredRow
+  >;
 
-  constructor(
-    db: BetterSqlite3.Database,
-    names: SchemaNames,
-    executor: Executor,
-    readRecord: ReadRecord,
-  ) {
+  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
     const table = quote(names.locks);
+    const records = quote(names.records);
     this.#executor = executor;
     this.#take = db.prepare(
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
@@ -48,13 +45,16 @@ class SqliteLeases implements LeaseBackend {
     );
     // `run` steps to the end, so an error from the autocommit reaches the caller.
     this.#free = db.prepare(`DELETE FROM ${table} WHERE id = ? AND token = ? AND expires_at > ?`);
-    // A record that fails to decode throws inside the transaction, which rolls the claim back:
-    // nobody is left holding a lease for a session that cannot be loaded.
-    this.#takeAndRead = db.transaction(({ key, id, token, expiresAt }: LeaseClaim) => {
-      const now = Date.now();
-      if (this.#take.run(key, token, expiresAt, now).changes !== 1) return { taken: false };
-      return { taken: true, record: readRecord(id, now) };
-    });
+    // The upsert returns a row only when it took the lease, and its subqueries read the session
+    // in the same write transaction: a claim and its read cost one statement and one commit.
+    const live = (column: string) =>
+      `(SELECT ${column} FROM ${records} WHERE id = ? AND expires_at > ?)`;
+    this.#takeAndRead = db.prepare(
+      `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+       WHERE ${table}.expires_at <= ?
+       RETURNING ${live('data')} AS data, ${live('expires_at')} AS expiresAt, ${live('owner')} AS owner`,
+    );
   }
 
   claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
@@ -62,8 +62,23 @@ class SqliteLeases implements LeaseBackend {
     return this.#executor.write(() => this.#take.run(key, token, expiresAt, now).changes === 1);
   }
 
-  claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
-    return this.#executor.write(() => this.#takeAndRead.immediate(claim));
+  claimAndGet({ key, id, token, expiresAt }: LeaseClaim): Promise<ClaimedRecord> {
+    return this.#executor.write(() => {
+      const now = Date.now();
+      // all(), not get(): get() resets the statement after its first row, and an autocommit
+      // commits inside that reset, where better-sqlite3 drops a failed commit's error.
+      const [row] = this.#takeAndRead.all(key, token, expiresAt, now, id, now, id, now, id, now);
+      if (row === undefined) return NOT_TAKEN;
+      // The subqueries read null when no live row has the id (data is NOT NULL in the table).
+      if (row.data === null) return { taken: true, record: undefined };
+      try {
+        return { taken: true, record: recordOf(row) };
+      } catch (error) {
+        // Nobody is left holding a lease for a session that cannot be loaded.
+        this.#freeQuietly(key, token);
+        throw error;
+      }
+    });
   }
 
   extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
@@ -82,17 +97,23 @@ class SqliteLeases implements LeaseBackend {
       .write(() => this.#free.run(key, token, Number.NEGATIVE_INFINITY))
       .catch(() => {});
   }
+
+  /** Frees a lease just taken, in the claim's own transaction when it is in one (group commit). */
+  #freeQuietly(key: string, token: string): void {
+    const free = () => this.#free.run(key, token, Number.NEGATIVE_INFINITY);
+    try {
+      free();
+    } catch {
+      // Locked by another process for now: the executor retries it.
+      this.#executor.write(free).catch(() => {});
+    }
+  }
 }
 
 /** Session locks shared by every process that opens the database file. */
 export class SqliteLocks extends LeaseLocks {
-  constructor(
-    db: BetterSqlite3.Database,
-    names: SchemaNames,
-    executor: Executor,
-    readRecord: ReadRecord,
-  ) {
-    super(new SqliteLeases(db, names, executor, readRecord));
+  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
+    super(new SqliteLeases(db, names, executor));
   }
 }
 

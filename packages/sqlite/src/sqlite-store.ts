@@ -178,11 +178,7 @@ export class SqliteStore extends BaseStore {
     this.#get = db.prepare(
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
-    this.locks = inMemory
-      ? new KeyedLocks()
-      : new SqliteLocks(db, settings.names, this.#executor, (id, now) =>
-          recordOf(this.#get.get(id, now)),
-        );
+    this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
     // The owner lives in the record's row, so the owner index can never disagree with the
     // records. SQLite rewrites an index entry whenever its column is assigned, even to the same
     // value: one more page per commit. So each write first tries the statement that leaves the
