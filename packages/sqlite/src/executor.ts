@@ -54,13 +54,17 @@ export async function retryWhileBusy<T>(attempt: () => T, busyTimeoutMs: number)
 
 /**
  * Runs every statement of one store on its connection, and makes operations take effect in the
- * order they were called. In `'normal'` durability a write runs at once, as its own transaction.
- * In `'full'` durability writes are grouped: everything queued while the event loop turns
- * commits in one transaction, so one fsync covers it all. An operation that finds the database
- * locked by another process goes into a group too, and everything called after it waits behind.
+ * order they were called. With group commit, everything queued while the event loop turns
+ * commits in one transaction: the pages, locks and fsync of one commit are shared by every write
+ * in it. Without it (a private in-memory database), a write runs at once. An operation that finds
+ * the database locked by another process goes into a group too, and everything called after it
+ * waits behind.
  */
 export class Executor {
   readonly #db: BetterSqlite3.Database;
+  /** Prepared once: `exec` would compile the statement again for every group. */
+  readonly #begin: BetterSqlite3.Statement<[]>;
+  readonly #commit: BetterSqlite3.Statement<[]>;
   readonly #busyTimeoutMs: number;
   readonly #groupCommit: boolean;
   readonly #afterWrite: (() => void) | undefined;
@@ -80,6 +84,8 @@ export class Executor {
     },
   ) {
     this.#db = db;
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;
     this.#afterWrite = options.afterWrite;
@@ -155,7 +161,7 @@ export class Executor {
   async #commitGroup(group: Job[]): Promise<void> {
     const db = this.#db;
     try {
-      await retryWhileBusy(() => db.exec('BEGIN IMMEDIATE'), this.#busyTimeoutMs);
+      await retryWhileBusy(() => this.#begin.run(), this.#busyTimeoutMs);
     } catch (error) {
       for (const job of group) job.reject(error);
       return;
@@ -172,7 +178,7 @@ export class Executor {
     }
     try {
       if (this.#beforeCommit !== undefined && group.some((job) => job.write)) this.#beforeCommit();
-      db.exec('COMMIT');
+      this.#commit.run();
     } catch (error) {
       rollBack(db);
       return rejectAll(group, error);

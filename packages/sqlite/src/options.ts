@@ -25,8 +25,8 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
   busyTimeoutMs?: number;
   /**
    * `'normal'` (default): WAL with `synchronous=NORMAL`; a commit survives a process crash, and a
-   * power loss may undo the last commits. `'full'`: WAL with `synchronous=FULL` and group commit;
-   * a write resolves only once it is on disk.
+   * power loss may undo the last commits. `'full'`: WAL with `synchronous=FULL`; a write resolves
+   * only once it is on disk. Both commit the writes of one turn of the event loop together.
    */
   durability?: 'normal' | 'full';
 }

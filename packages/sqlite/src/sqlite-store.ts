@@ -167,9 +167,11 @@ export class SqliteStore extends BaseStore {
       expiryIndex: true,
       ownerIndex: true,
     };
+    // A commit appends every page it changed to the WAL; writes that share a commit share the
+    // pages they both change (the table's last leaf, the expiry index's) and its locks.
     this.#executor = new Executor(db, {
       busyTimeoutMs: settings.busyTimeoutMs,
-      groupCommit: settings.durability === 'full' && !inMemory,
+      groupCommit: !inMemory,
       afterWrite: () => this.#checkpointer?.wrote(),
       beforeCommit: unlinkGuard && (() => unlinkGuard.assertLinked()),
     });

@@ -670,7 +670,7 @@ describe('several processes', () => {
   }, 180_000);
 });
 
-describe("group commit in 'full' durability", () => {
+describe('group commit', () => {
   /**
    * Empties the WAL and pins it with an open read transaction, so no checkpoint can rewind it
    * and `walFrames` counts every frame written after this.
@@ -688,97 +688,97 @@ describe("group commit in 'full' durability", () => {
     return result?.log ?? Number.NaN;
   }
 
-  it('64 writes in flight all resolve, and share far fewer commits than 64', async () => {
-    const full = await openStore({ path, durability: 'full' });
-    const probe = openDatabase();
-    pinEmptyWal(probe);
-    const ids = Array.from({ length: 64 }, (_, n) => idOf(`grouped${n}`));
-    const results = await Promise.all(ids.map((id) => full.set(id, record(id))));
-    expect(results).toEqual(ids.map(() => true));
-    expect(walFrames(probe)).toBeLessThan(16);
-    for (const id of ids) expect(textOf((await full.get(id))?.data)).toBe(id);
+  for (const durability of ['normal', 'full'] as const) {
+    it(`${durability}: 64 writes in flight all resolve, and share far fewer commits than 64`, async () => {
+      const store = await openStore({ path, durability });
+      const probe = openDatabase();
+      pinEmptyWal(probe);
+      const ids = Array.from({ length: 64 }, (_, n) => idOf(`grouped${n}`));
+      const results = await Promise.all(ids.map((id) => store.set(id, record(id))));
+      expect(results).toEqual(ids.map(() => true));
+      expect(walFrames(probe)).toBeLessThan(16);
+      for (const id of ids) expect(textOf((await store.get(id))?.data)).toBe(id);
+    }, 60_000);
 
-    // The same burst in 'normal' durability commits each write on its own.
-    const normalPath = join(dir, 'normal.db');
-    const normal = await openStore({ path: normalPath });
-    const normalProbe = openDatabase(normalPath);
-    pinEmptyWal(normalProbe);
-    await Promise.all(ids.map((id) => normal.set(id, record(id))));
-    expect(walFrames(normalProbe)).toBeGreaterThanOrEqual(64);
-  }, 60_000);
+    it(`${durability}: gives each conditional write in a group its own result`, async () => {
+      const store = await openStore({ path, durability });
+      const ids = Array.from({ length: 8 }, (_, n) => idOf(`contested${n}`));
+      const attempts = ids.flatMap((id) =>
+        Array.from({ length: 8 }, (_, n) => ({
+          id,
+          n,
+          wrote: store.set(id, record(`${n}`), { only: 'absent' }),
+        })),
+      );
+      const updateOfMissing = store.set(idOf('missing'), record('no'), { only: 'present' });
+      const settled = await Promise.all(
+        attempts.map(async (attempt) => ({ ...attempt, wrote: await attempt.wrote })),
+      );
+      expect(await updateOfMissing).toBe(false);
+      for (const id of ids) {
+        const winners = settled.filter((attempt) => attempt.id === id && attempt.wrote);
+        expect(winners).toHaveLength(1);
+        expect(textOf((await store.get(id))?.data)).toBe(`${winners[0]?.n}`);
+      }
+    }, 60_000);
 
-  it('gives each conditional write in a group its own result', async () => {
-    const store = await openStore({ path, durability: 'full' });
-    const ids = Array.from({ length: 8 }, (_, n) => idOf(`contested${n}`));
-    const attempts = ids.flatMap((id) =>
-      Array.from({ length: 8 }, (_, n) => ({
-        id,
-        n,
-        wrote: store.set(id, record(`${n}`), { only: 'absent' }),
-      })),
-    );
-    const updateOfMissing = store.set(idOf('missing'), record('no'), { only: 'present' });
-    const settled = await Promise.all(
-      attempts.map(async (attempt) => ({ ...attempt, wrote: await attempt.wrote })),
-    );
-    expect(await updateOfMissing).toBe(false);
-    for (const id of ids) {
-      const winners = settled.filter((attempt) => attempt.id === id && attempt.wrote);
-      expect(winners).toHaveLength(1);
-      expect(textOf((await store.get(id))?.data)).toBe(`${winners[0]?.n}`);
-    }
-  }, 60_000);
+    it(`${durability}: a group that cannot commit rejects exactly its writes; the next group commits`, async () => {
+      const store = await openStore({ path, durability, busyTimeoutMs: 300 });
+      expect(await store.set(idOf('before'), record('before'))).toBe(true);
 
-  it('a group that cannot commit rejects exactly its writes; the next group commits', async () => {
-    const store = await openStore({ path, durability: 'full', busyTimeoutMs: 300 });
-    expect(await store.set(idOf('before'), record('before'))).toBe(true);
+      const blocker = openDatabase();
+      blocker.exec('BEGIN IMMEDIATE');
+      const blocked = Array.from({ length: 10 }, (_, n) => idOf(`blocked${n}`));
+      const outcomes = await Promise.allSettled(blocked.map((id) => store.set(id, record(id))));
+      blocker.exec('ROLLBACK');
 
-    const blocker = openDatabase();
-    blocker.exec('BEGIN IMMEDIATE');
-    const blocked = Array.from({ length: 10 }, (_, n) => idOf(`blocked${n}`));
-    const outcomes = await Promise.allSettled(blocked.map((id) => store.set(id, record(id))));
-    blocker.exec('ROLLBACK');
+      for (const outcome of outcomes) {
+        expect(outcome.status).toBe('rejected');
+        expect(isSessionError((outcome as PromiseRejectedResult).reason, 'ERR_STORE_IO')).toBe(
+          true,
+        );
+      }
+      expect(await store.set(idOf('after'), record('after'))).toBe(true);
+      expect(textOf((await store.get(idOf('before')))?.data)).toBe('before');
+      expect(textOf((await store.get(idOf('after')))?.data)).toBe('after');
+      for (const id of blocked) expect(await store.get(id)).toBeUndefined();
+    }, 60_000);
+  }
 
-    for (const outcome of outcomes) {
-      expect(outcome.status).toBe('rejected');
-      expect(isSessionError((outcome as PromiseRejectedResult).reason, 'ERR_STORE_IO')).toBe(true);
-    }
-    expect(await store.set(idOf('after'), record('after'))).toBe(true);
-    expect(textOf((await store.get(idOf('before')))?.data)).toBe('before');
-    expect(textOf((await store.get(idOf('after')))?.data)).toBe('after');
-    for (const id of blocked) expect(await store.get(id)).toBeUndefined();
-  }, 60_000);
-
-  it('loses no acknowledged write when the writing process is killed with SIGKILL', async () => {
-    const acknowledged = new Set<string>();
-    await new Promise<void>((resolve, reject) => {
-      const child = fork(CRASH_WRITER, [path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      cleanups.push(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const durability of ['normal', 'full'] as const) {
+    it(`${durability}: loses no acknowledged write when the writing process is killed with SIGKILL`, async () => {
+      const acknowledged = new Set<string>();
+      await new Promise<void>((resolve, reject) => {
+        const child = fork(CRASH_WRITER, [path, durability], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
+        cleanups.push(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        });
+        child.on('message', (message: string | { message: string }) => {
+          if (typeof message !== 'string') {
+            reject(new Error(message.message));
+            return;
+          }
+          acknowledged.add(message);
+          // Kill mid-stream: 64 more writes are always in flight.
+          if (acknowledged.size === 3000) child.kill('SIGKILL');
+        });
+        child.on('exit', (_code, signal) => {
+          if (signal === 'SIGKILL') resolve();
+          else reject(new Error(`the writer exited on its own (${signal})`));
+        });
       });
-      child.on('message', (message: string | { message: string }) => {
-        if (typeof message !== 'string') {
-          reject(new Error(message.message));
-          return;
-        }
-        acknowledged.add(message);
-        // Kill mid-stream: 64 more writes are always in flight.
-        if (acknowledged.size === 3000) child.kill('SIGKILL');
-      });
-      child.on('exit', (_code, signal) => {
-        if (signal === 'SIGKILL') resolve();
-        else reject(new Error(`the writer exited on its own (${signal})`));
-      });
-    });
 
-    // Opening after the crash recovers the WAL the killed process left behind.
-    const store = await openStore({ path });
-    expect(store.database.pragma('integrity_check', { simple: true })).toBe('ok');
-    const missing: string[] = [];
-    for (const id of acknowledged) if ((await store.get(id)) === undefined) missing.push(id);
-    expect(missing).toEqual([]);
-    expect(await store.count()).toBeGreaterThanOrEqual(acknowledged.size);
-  }, 180_000);
+      // Opening after the crash recovers the WAL the killed process left behind.
+      const store = await openStore({ path });
+      expect(store.database.pragma('integrity_check', { simple: true })).toBe('ok');
+      const missing: string[] = [];
+      for (const id of acknowledged) if ((await store.get(id)) === undefined) missing.push(id);
+      expect(missing).toEqual([]);
+      expect(await store.count()).toBeGreaterThanOrEqual(acknowledged.size);
+    }, 180_000);
+  }
 });
 
 describe('a full disk', { timeout: 120_000 }, () => {
