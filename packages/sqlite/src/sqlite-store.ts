@@ -311,12 +311,14 @@ export class SqliteStore extends BaseStore {
       // Each batch starts a macrotask of its own, so a caller's next sweep() (or whatever ran
       // before) never adds its time to the batch's stall of the event loop.
       await yieldToEventLoop();
+      let started = 0;
       const removed = await this.#executor.write(() => {
-        const started = performance.now();
-        const changes = this.#sweepBatch.run(progress.now, batch).changes;
-        this.#adaptSweepBatch(batch, changes, performance.now() - started);
-        return changes;
+        started = performance.now();
+        return this.#sweepBatch.run(progress.now, batch).changes;
       });
+      // Timed to its group's commit, which appends the pages the batch changed to the WAL: that
+      // is on the event loop too.
+      this.#adaptSweepBatch(batch, removed, performance.now() - started);
       progress.scanned += removed;
       progress.removed += removed;
       if (removed < batch) return progress.result(true);
