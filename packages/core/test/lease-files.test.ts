@@ -139,6 +139,23 @@ describe('LeaseFiles', () => {
     expect(readdirSync(directory)).toEqual([]);
   });
 
+  it('with serializedClaims, parks past the bound release instead, and every key stays free', async () => {
+    const { directory, open } = leaseDirectory();
+    const owner = open({ serializedClaims: true });
+    const other = open({ serializedClaims: true });
+    const keys = Array.from({ length: 130 }, (_, index) => join(directory, `k${index}`));
+    for (const path of keys) {
+      const token = generateToken();
+      expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+      expect(await owner.parkAt(path, token)).toBe(true);
+    }
+    // Two descriptors per parked lease: their number stays bounded.
+    expect(owner.parked).toBe(128);
+    for (const path of keys) {
+      expect(await other.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+    }
+  });
+
   it('with serializedClaims, a park wakes a waiter of another instance', async () => {
     const { directory, open } = leaseDirectory();
     const holder = open({ serializedClaims: true });

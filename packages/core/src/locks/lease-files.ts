@@ -23,8 +23,13 @@ const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
  * keeps at most as many as it once used at a time, so this bounds only a burst.
  */
 const IDLE_HOLDERS = 256;
-/** Parked leases (`parkAt`) kept linked; past this the oldest is removed. */
-const PARKED_LEASES = 256;
+/**
+ * Parked leases (`parkAt`) kept linked, two descriptors each. When all are in use, a park
+ * replaces the oldest only once it has waited this long (`PARK_STALE_MS`), else it releases:
+ * with more keys in use than slots, parking would only add an eviction to every release.
+ */
+const PARKED_LEASES = 128;
+const PARK_STALE_MS = 10_000;
 /** The end a parked lease's record carries: ended for every reader, and told apart from a lapse. */
 const RELEASED_AT = 0;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
@@ -58,6 +63,7 @@ interface Held {
 interface Parked {
   readonly holder: Holder;
   readonly leaseFd: number;
+  readonly parkedAt: number;
 }
 
 /** How a claim went: taken from nobody, taken over from a holder whose lease had ended, or refused. */
@@ -349,6 +355,11 @@ export class LeaseFiles implements LeaseBackend {
     if (this.#init.serializedClaims !== true) return this.releaseAt(path, token);
     const held = this.#held.get(path);
     if (held?.token !== token) return false;
+    if (this.#parked.size >= PARKED_LEASES) {
+      const [oldest, { parkedAt }] = this.#parked.entries().next().value as [string, Parked];
+      if (parkedAt > Date.now() - PARK_STALE_MS) return this.releaseAt(path, token);
+      await this.#unparkAt(oldest);
+    }
     this.#held.delete(path);
     let leaseFd = held.leaseFd;
     let parked = false;
@@ -360,9 +371,7 @@ export class LeaseFiles implements LeaseBackend {
       if (leaseFd === undefined) return false;
       // Written through the lease file's own name, so waiters watching its directory wake.
       await this.#writeRecord(held.holder, held.token, RELEASED_AT, held.tag, leaseFd);
-      const oldest = this.#parked.size >= PARKED_LEASES ? this.#parked.keys().next() : undefined;
-      if (oldest?.done === false) await this.#unparkAt(oldest.value);
-      this.#parked.set(path, { holder: held.holder, leaseFd });
+      this.#parked.set(path, { holder: held.holder, leaseFd, parkedAt: Date.now() });
       parked = true;
       return held.expiresAt > Date.now();
     } finally {
