@@ -116,11 +116,15 @@ describe('LeaseFiles', () => {
     const owner = open({ serializedClaims: true });
     const other = open({ serializedClaims: true });
     const path = join(directory, 'k');
-    const first = generateToken();
-    expect(await owner.claimAt(path, first, Date.now() + 60_000)).toBe('claimed');
-    expect(await owner.parkAt(path, first)).toBe(true);
-    // Parked, the lease is released: nothing is left to release.
-    expect(await owner.releaseAt(path, first)).toBe(false);
+    // The first park of a key releases it; the key is parked from its second on.
+    for (let round = 0; round < 2; round++) {
+      const token = generateToken();
+      expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+      expect(await owner.parkAt(path, token)).toBe(true);
+      // Parked or released, nothing is left to release.
+      expect(await owner.releaseAt(path, token)).toBe(false);
+      expect(owner.parked).toBe(round);
+    }
     const again = generateToken();
     expect(await owner.claimAt(path, again, Date.now() + 60_000)).toBe('claimed');
     expect(await other.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
@@ -139,15 +143,17 @@ describe('LeaseFiles', () => {
     expect(readdirSync(directory)).toEqual([]);
   });
 
-  it('with serializedClaims, parks past the bound release instead, and every key stays free', async () => {
+  it('with serializedClaims, parked leases stay bounded, and every key stays free', async () => {
     const { directory, open } = leaseDirectory();
     const owner = open({ serializedClaims: true });
     const other = open({ serializedClaims: true });
     const keys = Array.from({ length: 130 }, (_, index) => join(directory, `k${index}`));
     for (const path of keys) {
-      const token = generateToken();
-      expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
-      expect(await owner.parkAt(path, token)).toBe(true);
+      for (let round = 0; round < 2; round++) {
+        const token = generateToken();
+        expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+        expect(await owner.parkAt(path, token)).toBe(true);
+      }
     }
     // Two descriptors per parked lease: their number stays bounded.
     expect(owner.parked).toBe(128);
@@ -160,6 +166,11 @@ describe('LeaseFiles', () => {
     const { directory, open } = leaseDirectory();
     const holder = open({ serializedClaims: true });
     const waiter = open({ serializedClaims: true });
+    const path = join(directory, 'k');
+    // Freed once before, so the next release parks.
+    const before = claim('k', 60_000);
+    expect(await holder.claim(before)).toBe(true);
+    expect(await holder.parkAt(path, before.token)).toBe(true);
     const held = claim('k', 60_000);
     expect(await holder.claim(held)).toBe(true);
     let wake = () => {};
@@ -168,7 +179,8 @@ describe('LeaseFiles', () => {
     });
     const unwatch = waiter.watch('k', () => wake());
     expect(await waiter.claim(claim('k', 60_000))).toBe(false);
-    expect(await holder.parkAt(join(directory, 'k'), held.token)).toBe(true);
+    expect(await holder.parkAt(path, held.token)).toBe(true);
+    expect(holder.parked).toBe(1);
     await woken;
     await new Promise((resolve) => setImmediate(resolve));
     unwatch();

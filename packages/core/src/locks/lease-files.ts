@@ -24,12 +24,11 @@ const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
  */
 const IDLE_HOLDERS = 256;
 /**
- * Parked leases (`parkAt`) kept linked, two descriptors each. When all are in use, a park
- * replaces the oldest only once it has waited this long (`PARK_STALE_MS`), else it releases:
- * with more keys in use than slots, parking would only add an eviction to every release.
+ * Parked leases (`parkAt`) kept linked, two descriptors each; past this the one parked longest
+ * ago is removed. `parkAt` parks only keys among this many it freed last: a key claimed once
+ * and never again would only add an open and an eviction to its release.
  */
 const PARKED_LEASES = 128;
-const PARK_STALE_MS = 10_000;
 /** The end a parked lease's record carries: ended for every reader, and told apart from a lapse. */
 const RELEASED_AT = 0;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
@@ -63,7 +62,6 @@ interface Held {
 interface Parked {
   readonly holder: Holder;
   readonly leaseFd: number;
-  readonly parkedAt: number;
 }
 
 /** How a claim went: taken from nobody, taken over from a holder whose lease had ended, or refused. */
@@ -132,6 +130,8 @@ export class LeaseFiles implements LeaseBackend {
   readonly #idle: Holder[] = [];
   /** In the order they were parked, so the oldest goes first. */
   readonly #parked = new Map<string, Parked>();
+  /** The keys `parkAt` freed last, oldest first. */
+  readonly #freed = new Set<string>();
   readonly #watches = new Map<string, DirectoryWatch>();
   readonly #waiting = new Map<string, Set<Waiter>>();
   #closed = false;
@@ -347,18 +347,22 @@ export class LeaseFiles implements LeaseBackend {
   }
 
   /**
-   * Frees `path` as `releaseAt` does, but with `serializedClaims` leaves the lease file linked to
-   * its holder with a released record, for this instance's next claim of it. Call it under the
-   * caller's lock. Resolves whether the lease was still held until now.
+   * Frees `path` as `releaseAt` does, but with `serializedClaims`, for a key this instance freed
+   * not long ago, leaves the lease file linked to its holder with a released record, for this
+   * instance's next claim of it. Call it under the caller's lock. Resolves whether the lease was
+   * still held until now.
    */
   async parkAt(path: string, token: string): Promise<boolean> {
     if (this.#init.serializedClaims !== true) return this.releaseAt(path, token);
     const held = this.#held.get(path);
     if (held?.token !== token) return false;
+    const seen = this.#freed.delete(path);
+    this.#freed.add(path);
+    if (this.#freed.size > PARKED_LEASES)
+      this.#freed.delete(this.#freed.values().next().value as string);
+    if (!seen && held.leaseFd === undefined) return this.releaseAt(path, token);
     if (this.#parked.size >= PARKED_LEASES) {
-      const [oldest, { parkedAt }] = this.#parked.entries().next().value as [string, Parked];
-      if (parkedAt > Date.now() - PARK_STALE_MS) return this.releaseAt(path, token);
-      await this.#unparkAt(oldest);
+      await this.#unparkAt(this.#parked.keys().next().value as string);
     }
     this.#held.delete(path);
     let leaseFd = held.leaseFd;
@@ -371,7 +375,7 @@ export class LeaseFiles implements LeaseBackend {
       if (leaseFd === undefined) return false;
       // Written through the lease file's own name, so waiters watching its directory wake.
       await this.#writeRecord(held.holder, held.token, RELEASED_AT, held.tag, leaseFd);
-      this.#parked.set(path, { holder: held.holder, leaseFd, parkedAt: Date.now() });
+      this.#parked.set(path, { holder: held.holder, leaseFd });
       parked = true;
       return held.expiresAt > Date.now();
     } finally {
