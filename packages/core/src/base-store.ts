@@ -119,6 +119,36 @@ function assertExpiresAt(value: unknown, name: string): asserts value is number 
   }
 }
 
+/**
+ * What a hook answers: a promise, or the value itself when it has it at once (MemoryStore), which
+ * spares the call a `then` and a promise of its own.
+ */
+export type HookAnswer<T> = T | Promise<T>;
+
+const TRUE = Promise.resolve(true);
+const FALSE = Promise.resolve(false);
+const ABSENT = Promise.resolve(undefined);
+
+/** `answer` as a promise; settled ones for the booleans and an absent record are shared. */
+function settledWith<T>(answer: T): Promise<T> {
+  if (answer === true) return TRUE as Promise<T>;
+  if (answer === false) return FALSE as Promise<T>;
+  if (answer === undefined) return ABSENT as Promise<T>;
+  return Promise.resolve(answer);
+}
+
+function isThenable<T>(answer: HookAnswer<T>): answer is Promise<T> {
+  return (
+    typeof answer === 'object' &&
+    answer !== null &&
+    typeof (answer as { then?: unknown }).then === 'function'
+  );
+}
+
+function asPromise<T>(answer: HookAnswer<T>): Promise<T> {
+  return isThenable(answer) ? answer : settledWith(answer);
+}
+
 function closedError(): SessionError {
   return new SessionError('ERR_STORE_CLOSED', 'The store is closed');
 }
@@ -282,7 +312,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run(action, body);
   }
 
-  protected abstract _get(id: string, now: number): Promise<SessionRecord | undefined>;
+  protected abstract _get(id: string, now: number): HookAnswer<SessionRecord | undefined>;
   /**
    * The write hooks get `lease` when the caller passed a lock. `locks.fence` already keeps this
    * process's other waiters out; a store shared with other processes must also check the lease
@@ -296,18 +326,18 @@ export abstract class BaseStore implements SessionStore {
     only: 'absent' | 'present' | undefined,
     now: number,
     lease: HeldLease | undefined,
-  ): Promise<boolean>;
+  ): HookAnswer<boolean>;
   protected abstract _touch(
     id: string,
     expiresAt: number,
     now: number,
     lease: HeldLease | undefined,
-  ): Promise<boolean>;
+  ): HookAnswer<boolean>;
   protected abstract _delete(
     id: string,
     now: number,
     lease: HeldLease | undefined,
-  ): Promise<boolean>;
+  ): HookAnswer<boolean>;
   protected abstract _sweep(progress: SweepProgress): Promise<SweepResult>;
   protected abstract _count(now: number): Promise<number>;
   protected abstract _ids(now: number): AsyncIterable<string>;
@@ -321,12 +351,16 @@ export abstract class BaseStore implements SessionStore {
   #fenced<T>(
     lock: SessionLock,
     release: boolean | undefined,
-    write: (lease: HeldLease | undefined) => Promise<T>,
+    write: (lease: HeldLease | undefined) => HookAnswer<T>,
   ): Promise<T> {
     if (this.locks.fence === undefined) {
       throw new SessionError('ERR_UNSUPPORTED', "This store's lock manager cannot fence writes");
     }
-    return this.locks.fence(lock, write, release === true ? { release } : undefined);
+    return this.locks.fence(
+      lock,
+      (lease) => asPromise(write(lease)),
+      release === true ? { release } : undefined,
+    );
   }
 
   #assertOpen(): void {
@@ -335,21 +369,25 @@ export abstract class BaseStore implements SessionStore {
 
   /**
    * Runs one operation: rejects at once after `close()`, counts it in flight until it settles,
-   * and turns a backend failure into `ERR_STORE_IO`. Not `async`: a backend that answers at once
-   * (MemoryStore) then costs one `then` per call, with handlers made once per store and action.
+   * and turns a backend failure into `ERR_STORE_IO`. Not `async`: a hook's promise costs one
+   * `then`, with handlers made once per store and action, and a value answered at once none.
    */
-  #run<T>(action: string, operation: () => Promise<T>): Promise<T> {
+  #run<T>(action: string, operation: () => HookAnswer<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     this.#inflight++;
-    let pending: Promise<T>;
+    let answer: HookAnswer<T>;
     try {
-      pending = operation();
+      answer = operation();
     } catch (error) {
       this.#settled();
       return Promise.reject(failure(error, action));
     }
+    if (!isThenable(answer)) {
+      this.#settled();
+      return settledWith(answer);
+    }
     // Promise.resolve returns a native promise as it is, and adopts a hook's other thenables.
-    return Promise.resolve(pending).then(
+    return Promise.resolve(answer).then(
       this.#passValue as (value: T) => T,
       this.#onFailure(action),
     );

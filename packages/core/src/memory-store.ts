@@ -17,9 +17,6 @@ const SWEEP_BATCH = 500;
 /** The longest a sweep batch runs before it yields the event loop. */
 const SLICE_MS = 1;
 const SLICE_CHECK = 32;
-const TRUE = Promise.resolve(true);
-const FALSE = Promise.resolve(false);
-const ABSENT = Promise.resolve(undefined);
 
 /**
  * Sessions in a `Map`, for tests, development and single-process apps that accept losing
@@ -52,12 +49,12 @@ export class MemoryStore extends BaseStore {
     super(options);
   }
 
-  // The hooks answer at once, so they return settled promises: shared ones for the booleans
-  // and an absent record, which BaseStore only chains on and never hands to a caller.
+  // The hooks answer at once with plain values, so a call costs no promise beyond the one
+  // BaseStore hands the caller.
 
-  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
+  protected _get(id: string, now: number): SessionRecord | undefined {
     const record = this.#live(id, now);
-    return record === undefined ? ABSENT : Promise.resolve(handOut(record));
+    return record === undefined ? undefined : handOut(record);
   }
 
   protected _set(
@@ -65,29 +62,29 @@ export class MemoryStore extends BaseStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
-  ): Promise<boolean> {
+  ): boolean {
     const previous = this.#records.get(id);
     if (only !== undefined) {
       const exists = previous !== undefined && previous.expiresAt > now;
-      if (exists !== (only === 'present')) return FALSE;
+      if (exists !== (only === 'present')) return false;
     }
     this.#put(id, new Kept(record), previous);
-    return TRUE;
+    return true;
   }
 
-  protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+  protected _touch(id: string, expiresAt: number, now: number): boolean {
     const record = this.#live(id, now);
-    if (record === undefined) return FALSE;
+    if (record === undefined) return false;
     // The old heap entry no longer matches the record, so a sweep skips it.
     record.expiresAt = expiresAt;
     this.#index(id, expiresAt);
-    return TRUE;
+    return true;
   }
 
-  protected _delete(id: string, now: number): Promise<boolean> {
+  protected _delete(id: string, now: number): boolean {
     const live = this.#live(id, now) !== undefined;
     this.#remove(id);
-    return live ? TRUE : FALSE;
+    return live;
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -225,7 +222,9 @@ class Kept {
 
 /** A copy for the caller, who may change it freely; it is usually decoded and dropped at once. */
 function handOut(record: Kept): SessionRecord {
-  const copy: SessionRecord = { data: scratchCopy(record.data), expiresAt: record.expiresAt };
-  if (record.owner !== undefined) copy.owner = record.owner;
-  return copy;
+  const data = scratchCopy(record.data);
+  // Built whole, so a record with an owner takes no shape change after it was made.
+  return record.owner === undefined
+    ? { data, expiresAt: record.expiresAt }
+    : { data, expiresAt: record.expiresAt, owner: record.owner };
 }

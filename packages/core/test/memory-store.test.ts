@@ -117,7 +117,29 @@ class FailingReadStore extends MemoryStore {
   }
 }
 
+/** A MemoryStore whose reads answer on a later turn, as a backend across a network does. */
+class LaterReadStore extends MemoryStore {
+  protected override _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const record = super._get(id, now);
+    return new Promise((resolve) => setImmediate(() => resolve(record)));
+  }
+}
+
 describe('BaseStore around a backend', () => {
+  it('hands a value a hook answers at once, and a promise it answers later, to the caller alike', async () => {
+    const id = generateSessionId();
+    for (const store of [new MemoryStore(), new LaterReadStore()]) {
+      await store.set(id, { data: new Uint8Array([7]), expiresAt: Date.now() + HOUR_MS });
+      const read = store.get(id);
+      expect(read).toBeInstanceOf(Promise);
+      // close() waits for a read still in flight, and the read still gets its record.
+      const closing = store.close();
+      expect([...((await read)?.data ?? [])]).toEqual([7]);
+      await closing;
+      await expect(store.get(id)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    }
+  });
+
   it('turns a backend that throws at once into a rejection with ERR_STORE_IO and its cause', async () => {
     const store = new FailingReadStore();
     const read = store.get(generateSessionId());
