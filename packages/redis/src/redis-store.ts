@@ -28,7 +28,7 @@ import {
 import { RedisLocks } from './locks.js';
 import { OwnedCreates } from './owned-creates.js';
 import { OwnerIndex } from './owner-index.js';
-import { FENCED_DELETE, TOUCH, WRITE } from './scripts.js';
+import { FENCED_DELETE, FENCED_SET, TOUCH, WRITE } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
 
@@ -120,6 +120,14 @@ export class RedisStore extends BaseStore {
     const expireAt = expireAtMs(record.expiresAt, now);
     const owner = expireAt === undefined ? undefined : record.owner;
     const key = this.#keys.record(id);
+    // Every locked commit of an anonymous session: a script no heavier than the fence needs.
+    if (lease !== undefined && owner === undefined && expireAt !== undefined) {
+      const keys = [key, this.#keys.lock(lease.key)];
+      const condition = only === undefined ? '' : only === 'absent' ? 'NX' : 'XX';
+      const value = encodeRecord(record);
+      const args = [lease.token, value, String(expireAt), condition, ...this.#releaseArgs(lease)];
+      return this.#io('set', () => FENCED_SET.run(this.#connection.send, keys, args)).then(fenced);
+    }
     if (lease !== undefined || owner !== undefined) {
       return this.#io('set', () =>
         this.#setChecked(id, key, record, only, now, lease, expireAt, owner),
@@ -140,8 +148,9 @@ export class RedisStore extends BaseStore {
   }
 
   /**
-   * A write that a script checks first: fenced by a lock, or giving the record an owner.
-   * `expireAt` and `owner` are what `_set` derived from the record (no owner once expired).
+   * A write that a script checks first: giving the record an owner, or fenced by a lock and
+   * already expired. `expireAt` and `owner` are what `_set` derived from the record (no owner
+   * once expired).
    */
   async #setChecked(
     id: string,

@@ -112,9 +112,10 @@ end
 
 // Fenced writes: KEYS[1] the record, KEYS[2] its lock. They answer -1 when the lock key does not
 // hold our token (released, taken over, or its lease ran out), so nothing is written. Given the
-// release channel and the lock's key in the kit (ARGV[10] and ARGV[11] for WRITE, ARGV[7] and
-// ARGV[8] for TOUCH, ARGV[2] and ARGV[3] for FENCED_DELETE), a write that answers 0 or 1 also
-// frees the lock, and announces it when someone waited, so a commit and its unlock are one command.
+// release channel and the lock's key in the kit (ARGV[10] and ARGV[11] for WRITE, ARGV[5] and
+// ARGV[6] for FENCED_SET, ARGV[7] and ARGV[8] for TOUCH, ARGV[2] and ARGV[3] for FENCED_DELETE),
+// a write that answers 0 or 1 also frees the lock, and announces it when someone waited, so a
+// commit and its unlock are one command.
 
 /**
  * Lua: `fence(token)` answers false when KEYS[2] does not hold `token` (an unfenced write
@@ -185,6 +186,24 @@ end
 redis.call('SET', KEYS[1], value, 'PXAT', ARGV[3])
 free(ARGV[10], ARGV[11])
 return 1
+`);
+
+/**
+ * A fenced write of a live record without an owner, what every locked commit of an anonymous
+ * session is: its `NX` or `XX` decides, so it needs neither `EXISTS` nor the owner's steps.
+ * ARGV: token, value, PXAT, 'NX', 'XX' or '', then the release kit (ARGV[5], ARGV[6]).
+ */
+export const FENCED_SET = new Script(`${FENCE}
+if not fence(ARGV[1]) then return -1 end
+local written
+if ARGV[4] == '' then
+  written = redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+else
+  written = redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3], ARGV[4])
+end
+free(ARGV[5], ARGV[6])
+if written then return 1 end
+return 0
 `);
 
 /**
