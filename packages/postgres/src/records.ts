@@ -21,6 +21,6 @@ export function recordOf(row: StoredRow): SessionRecord {
     data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     expiresAt,
   };
-  if (owner instanceof Uint8Array) record.owner = Buffer.from(owner).toString();
+  if (owner instanceof Uint8Array) record.owner = toBuffer(owner).toString();
   return record;
 }
