@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import {
   type HeldLease,
   isSessionError,
@@ -33,7 +33,6 @@ import {
   MAX_MTIME_MS,
   mtimeFor,
   type RecordFiles,
-  SHARD_LENGTH,
   TEMP_SUFFIX,
   uniqueSuffix,
 } from './record-files.js';
@@ -109,9 +108,7 @@ export class RecordIo {
     // A fenced write checks its lease under the guard, like every fenced write.
     const unguarded = only !== 'present' && lease === undefined;
     const asEntry =
-      unguarded &&
-      owner !== undefined &&
-      !this.#spares?.hasRested(join(this.#layout.path, id.slice(0, SHARD_LENGTH)));
+      unguarded && owner !== undefined && !this.#spares?.hasRested(this.#layout.shardPath(id));
     let temp = asEntry ? undefined : await this.#writeTemp(id, record);
     /** This call made the owner's entry: the record it replaces may carry another owner. */
     let listed = false;
@@ -403,10 +400,10 @@ export class RecordIo {
 
   /** Writes the record to a temp file (a spare one when there is one) and returns its name. */
   async #writeTemp(id: string, record: SessionRecord): Promise<string> {
-    const directory = join(this.#layout.path, id.slice(0, SHARD_LENGTH));
+    const directory = this.#layout.shardPath(id);
     const bytes = encodeRecord(id, record.data, record.expiresAt, record.owner);
     const spare = await this.#spares?.open(directory);
-    const temp = spare?.file ?? join(directory, `${id}.${uniqueSuffix()}${TEMP_SUFFIX}`);
+    const temp = spare?.file ?? `${directory}${sep}${id}.${uniqueSuffix()}${TEMP_SUFFIX}`;
     const fd =
       spare?.fd ??
       (await this.#fs.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode));
