@@ -16,17 +16,14 @@ afterEach(async () => {
 });
 
 /** A lease directory, and a way to open instances on it as separate processes do (own guards). */
-function leaseDirectory(): {
-  directory: string;
-  open(options?: { serializedClaims?: boolean }): LeaseFiles;
-} {
+function leaseDirectory(): { directory: string; open(): LeaseFiles } {
   const root = mkdtempSync(join(tmpdir(), 'sessile-lease-files-'));
   roots.push(root);
   const directory = join(root, 'leases');
   let instances = 0;
   return {
     directory,
-    open(options: { serializedClaims?: boolean } = {}) {
+    open() {
       const guards = new HostGuards({
         directory: join(root, `guards-${++instances}`),
         staleMs: 5000,
@@ -41,7 +38,6 @@ function leaseDirectory(): {
         directoryMode: 0o700,
         pathOf: (key) => join(directory, key),
         wakeOnRelease: true,
-        ...options,
       });
       opened.push(files);
       return files;
@@ -108,85 +104,6 @@ describe('LeaseFiles', () => {
     // Nobody waits any more: the directory watch is closed.
     unwatch();
     expect(watchesOn(directory)).toBe(0);
-    expect(await waiter.release(next)).toBe(true);
-  });
-
-  it('with serializedClaims, a parked key is free for every instance and its owner claims it again', async () => {
-    const { directory, open } = leaseDirectory();
-    const owner = open({ serializedClaims: true });
-    const other = open({ serializedClaims: true });
-    const path = join(directory, 'k');
-    // The first park of a key releases it; the key is parked from its second on.
-    for (let round = 0; round < 2; round++) {
-      const token = generateToken();
-      expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
-      expect(await owner.parkAt(path, token)).toBe(true);
-      // Parked or released, nothing is left to release.
-      expect(await owner.releaseAt(path, token)).toBe(false);
-      expect(owner.parked).toBe(round);
-    }
-    const again = generateToken();
-    expect(await owner.claimAt(path, again, Date.now() + 60_000)).toBe('claimed');
-    expect(await other.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
-    expect(await owner.parkAt(path, again)).toBe(true);
-
-    const taken = generateToken();
-    expect(await other.claimAt(path, taken, Date.now() + 60_000)).toBe('claimed');
-    // Taken over while parked: the owner is refused like any other claimer.
-    expect(await owner.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
-    expect(await other.releaseAt(path, taken)).toBe(true);
-    const last = generateToken();
-    expect(await owner.claimAt(path, last, Date.now() + 60_000)).toBe('claimed');
-    expect(await owner.parkAt(path, last)).toBe(true);
-    expect(owner.parked).toBe(1);
-    await owner.unpark();
-    expect(readdirSync(directory)).toEqual([]);
-  });
-
-  it('with serializedClaims, parked leases stay bounded, and every key stays free', async () => {
-    const { directory, open } = leaseDirectory();
-    const owner = open({ serializedClaims: true });
-    const other = open({ serializedClaims: true });
-    const keys = Array.from({ length: 130 }, (_, index) => join(directory, `k${index}`));
-    for (const path of keys) {
-      for (let round = 0; round < 2; round++) {
-        const token = generateToken();
-        expect(await owner.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
-        expect(await owner.parkAt(path, token)).toBe(true);
-      }
-    }
-    // Two descriptors per parked lease: their number stays bounded.
-    expect(owner.parked).toBe(128);
-    for (const path of keys) {
-      expect(await other.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
-    }
-  });
-
-  it('with serializedClaims, a park wakes a waiter of another instance', async () => {
-    const { directory, open } = leaseDirectory();
-    const holder = open({ serializedClaims: true });
-    const waiter = open({ serializedClaims: true });
-    const path = join(directory, 'k');
-    // Freed once before, so the next release parks.
-    const before = claim('k', 60_000);
-    expect(await holder.claim(before)).toBe(true);
-    expect(await holder.parkAt(path, before.token)).toBe(true);
-    const held = claim('k', 60_000);
-    expect(await holder.claim(held)).toBe(true);
-    let wake = () => {};
-    const woken = new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    const unwatch = waiter.watch('k', () => wake());
-    expect(await waiter.claim(claim('k', 60_000))).toBe(false);
-    expect(await holder.parkAt(path, held.token)).toBe(true);
-    expect(holder.parked).toBe(1);
-    await woken;
-    await new Promise((resolve) => setImmediate(resolve));
-    unwatch();
-    const next = claim('k', 60_000);
-    expect(await waiter.claim(next)).toBe(true);
-    expect(await holder.claim(claim('k', 60_000))).toBe(false);
     expect(await waiter.release(next)).toBe(true);
   });
 

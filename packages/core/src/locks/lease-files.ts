@@ -20,17 +20,9 @@ const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
 
 /**
  * Idle holder files kept open for the next claims; more are removed once released. An instance
- * keeps at most as many as it once used at a time, so this bounds only a burst.
+ * keeps at most as many as it once held leases at a time, so this bounds only a burst.
  */
 const IDLE_HOLDERS = 256;
-/**
- * Parked leases (`parkAt`) kept linked, two descriptors each; past this the one parked longest
- * ago is removed. `parkAt` parks only keys among this many it freed last: a key claimed once
- * and never again would only add an open and an eviction to its release.
- */
-const PARKED_LEASES = 128;
-/** The end a parked lease's record carries: ended for every reader, and told apart from a lapse. */
-const RELEASED_AT = 0;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
 const SAFE_MARGIN_MS = 1000;
 
@@ -54,14 +46,6 @@ interface Held {
   expiresAt: number;
   readonly leaseMs: number;
   readonly tag: string | undefined;
-  /** The lease file opened by its own name, once parked: writes through it wake its watchers. */
-  readonly leaseFd: number | undefined;
-}
-
-/** A lease `parkAt` released but left linked to its holder, for this instance's next claim. */
-interface Parked {
-  readonly holder: Holder;
-  readonly leaseFd: number;
 }
 
 /** How a claim went: taken from nobody, taken over from a holder whose lease had ended, or refused. */
@@ -91,13 +75,6 @@ export interface LeaseFilesInit {
    * instead of calling `fence`, so a fenced write takes one guard, not two.
    */
   guardOf?(leasePath: string): string;
-  /**
-   * Set when every claim of these lease files, in every process on the host, runs under one lock
-   * of the caller's, which it also holds around `parkAt` and `unpark`. Then a lease released by
-   * `parkAt` stays linked with a released record: this instance's next claim of it is one
-   * `pwrite` instead of a `link`, and another process takes it over without the guard.
-   */
-  serializedClaims?: boolean;
 }
 
 /** A waiter registered through `watch`, and its directory watch once a claim was refused. */
@@ -116,11 +93,9 @@ interface DirectoryWatch {
  * Leases in files, for every process on the host: a lease is a lease file holding a
  * `HolderRecord` with its token and end. A claim writes the record into one of this instance's
  * holder files and hard-links it as the lease file, so taking a free key is one `pwrite` and
- * one `link`; a release well inside the lease is one `unlink`. Everything that could meet a
- * takeover (taking over an ended lease, an extend, a release near the end, a fenced write) runs
- * under the lease file's guard (`HostGuards`), so a check of the holder and the change that
- * depends on it never interleave with another process. With `serializedClaims`, `parkAt` makes a
- * release and this instance's next claim of the key one `pwrite` each.
+ * one `link`; a release well inside the lease is one `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
+ * release near the end, a fenced write) runs under the lease file's guard (`HostGuards`), so a
+ * check of the holder and the change that depends on it never interleave with another process.
  */
 export class LeaseFiles implements LeaseBackend {
   readonly #init: LeaseFilesInit;
@@ -128,10 +103,6 @@ export class LeaseFiles implements LeaseBackend {
   readonly #fs: LockFileSystem;
   readonly #held = new Map<string, Held>();
   readonly #idle: Holder[] = [];
-  /** In the order they were parked, so the oldest goes first. */
-  readonly #parked = new Map<string, Parked>();
-  /** The keys `parkAt` freed last, oldest first. */
-  readonly #freed = new Set<string>();
   readonly #watches = new Map<string, DirectoryWatch>();
   readonly #waiting = new Map<string, Set<Waiter>>();
   #closed = false;
@@ -250,10 +221,6 @@ export class LeaseFiles implements LeaseBackend {
   ): Promise<ClaimOutcome> {
     // This instance's last lease on the key is still being freed after it ran out.
     if (this.#held.has(path)) return this.#refused(path);
-    const parked = this.#parked.get(path);
-    if (parked !== undefined && (await this.#reclaim(path, parked, token, expiresAt, tag))) {
-      return 'claimed';
-    }
     let holder = await this.#takeHolder();
     const leaseMs = expiresAt - Date.now();
     let placed = false;
@@ -263,7 +230,7 @@ export class LeaseFiles implements LeaseBackend {
         try {
           await this.#fs.link(holder.path, path);
           placed = true;
-          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag, leaseFd: undefined });
+          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
           return 'claimed';
         } catch (error) {
           const code = errorCode(error);
@@ -280,19 +247,6 @@ export class LeaseFiles implements LeaseBackend {
           return this.#refused(path);
         }
         const linked = holder;
-        if (this.#init.serializedClaims === true && current?.expiresAt === RELEASED_AT) {
-          // A parked lease changes only under the caller's lock, which this claim holds.
-          await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
-          placed = await unless(['EEXIST'], false, async () => {
-            await this.#fs.link(linked.path, path);
-            return true;
-          });
-          if (placed) {
-            this.#held.set(path, { holder, token, expiresAt, leaseMs, tag, leaseFd: undefined });
-            return 'claimed';
-          }
-          continue;
-        }
         placed = await this.#guards.run(this.#guardOf(path), async () => {
           // Under the guard nobody else can free or take over the lease: judge it again.
           const again = await this.#read(path);
@@ -304,7 +258,7 @@ export class LeaseFiles implements LeaseBackend {
           });
         });
         if (placed) {
-          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag, leaseFd: undefined });
+          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
           return 'reclaimed';
         }
         onRefused?.(undefined);
@@ -314,116 +268,6 @@ export class LeaseFiles implements LeaseBackend {
     } finally {
       if (!placed) await this.#giveBack(holder);
     }
-  }
-
-  /**
-   * Claims a lease this instance parked: one `pwrite` while its holder is still the lease file.
-   * False when another process took it over meanwhile; the holder is then free for a claim.
-   */
-  async #reclaim(
-    path: string,
-    parked: Parked,
-    token: string,
-    expiresAt: number,
-    tag: string | undefined,
-  ): Promise<boolean> {
-    this.#parked.delete(path);
-    const { holder, leaseFd } = parked;
-    let held = false;
-    try {
-      // Claims run under the caller's lock: a holder still linked twice is still the lease file.
-      if ((await this.#fs.fstat(holder.fd)).nlink < 2) return false;
-      const leaseMs = expiresAt - Date.now();
-      await this.#writeRecord(holder, token, expiresAt, tag);
-      this.#held.set(path, { holder, token, expiresAt, leaseMs, tag, leaseFd });
-      held = true;
-      return true;
-    } finally {
-      if (!held) {
-        await this.#closeLease(leaseFd);
-        await this.#giveBack(holder);
-      }
-    }
-  }
-
-  /**
-   * Frees `path` as `releaseAt` does, but with `serializedClaims`, for a key this instance freed
-   * not long ago, leaves the lease file linked to its holder with a released record, for this
-   * instance's next claim of it. Call it under the caller's lock. Resolves whether the lease was
-   * still held until now.
-   */
-  async parkAt(path: string, token: string): Promise<boolean> {
-    if (this.#init.serializedClaims !== true) return this.releaseAt(path, token);
-    const held = this.#held.get(path);
-    if (held?.token !== token) return false;
-    const seen = this.#freed.delete(path);
-    this.#freed.add(path);
-    if (this.#freed.size > PARKED_LEASES)
-      this.#freed.delete(this.#freed.values().next().value as string);
-    if (!seen && held.leaseFd === undefined) return this.releaseAt(path, token);
-    if (this.#parked.size >= PARKED_LEASES) {
-      await this.#unparkAt(this.#parked.keys().next().value as string);
-    }
-    this.#held.delete(path);
-    let leaseFd = held.leaseFd;
-    let parked = false;
-    try {
-      // Well inside the lease nobody may have taken it over; nearer its end, a holder linked once
-      // means its lease file was removed or taken over, so there is nothing to free.
-      if (!this.#safe(held) && (await this.#fs.fstat(held.holder.fd)).nlink < 2) return false;
-      leaseFd ??= await this.#openLease(path, held.holder);
-      if (leaseFd === undefined) return false;
-      // Written through the lease file's own name, so waiters watching its directory wake.
-      await this.#writeRecord(held.holder, held.token, RELEASED_AT, held.tag, leaseFd);
-      this.#parked.set(path, { holder: held.holder, leaseFd });
-      parked = true;
-      return held.expiresAt > Date.now();
-    } finally {
-      if (!parked) {
-        await this.#closeLease(leaseFd);
-        await this.#giveBack(held.holder);
-      }
-    }
-  }
-
-  /** Leases `parkAt` left linked. */
-  get parked(): number {
-    return this.#parked.size;
-  }
-
-  /** Removes the lease files `parkAt` left linked; call it under the caller's lock, before `close`. */
-  async unpark(): Promise<void> {
-    for (const path of [...this.#parked.keys()]) await this.#unparkAt(path);
-  }
-
-  async #unparkAt(path: string): Promise<void> {
-    const parked = this.#parked.get(path);
-    if (parked === undefined) return;
-    this.#parked.delete(path);
-    try {
-      // Takeovers need the caller's lock, held here: linked twice, the lease file is still ours.
-      if ((await this.#fs.fstat(parked.holder.fd)).nlink >= 2) {
-        await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
-      }
-    } finally {
-      await this.#closeLease(parked.leaseFd);
-      await this.#giveBack(parked.holder);
-    }
-  }
-
-  /** The lease file opened by its name if it is `holder`'s link; undefined if it is not. */
-  async #openLease(path: string, holder: Holder): Promise<number | undefined> {
-    const fd = await unless(['ENOENT'], undefined, () => this.#fs.open(path, O_RDWR | O_NOFOLLOW));
-    if (fd === undefined) return undefined;
-    const lease = await this.#fs.fstat(fd);
-    const own = await this.#fs.fstat(holder.fd);
-    if (lease.ino === own.ino && lease.dev === own.dev) return fd;
-    await this.#closeLease(fd);
-    return undefined;
-  }
-
-  async #closeLease(fd: number | undefined): Promise<void> {
-    if (fd !== undefined) await this.#fs.close(fd).catch(() => {});
   }
 
   /** Moves the end of `token`'s lease in `path` to `expiresAt`; false once it is not held. */
@@ -464,7 +308,6 @@ export class LeaseFiles implements LeaseBackend {
       return await this.#guards.run(this.#guardOf(path), free);
     } finally {
       if (this.#held.get(path) === held) this.#held.delete(path);
-      await this.#closeLease(held.leaseFd);
       if (unlinked) await this.#giveBack(held.holder);
       else await this.#drop(held.holder);
     }
@@ -497,19 +340,11 @@ export class LeaseFiles implements LeaseBackend {
     return this.#init.guardOf?.(path) ?? path;
   }
 
-  /**
-   * Removes the idle holder files; held leases keep theirs until released. Lease files still
-   * parked (no `unpark`) stay, with their released records, for the next claimer to take over.
-   */
+  /** Removes the idle holder files; held leases keep theirs until released. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#waiting.clear();
     for (const directory of [...this.#watches.keys()]) this.#unwatchDirectory(directory);
-    for (const { holder, leaseFd } of this.#parked.values()) {
-      await this.#closeLease(leaseFd);
-      await this.#drop(holder);
-    }
-    this.#parked.clear();
     for (const holder of this.#idle.splice(0)) await this.#drop(holder);
   }
 
@@ -537,17 +372,11 @@ export class LeaseFiles implements LeaseBackend {
     return text === undefined ? 'absent' : decodeHolder(text);
   }
 
-  #writeRecord(
-    holder: Holder,
-    token: string,
-    expiresAt: number,
-    tag: string | undefined,
-    fd = holder.fd,
-  ): Promise<number> {
+  #writeRecord(holder: Holder, token: string, expiresAt: number, tag?: string): Promise<number> {
     const record: HolderRecord = { token, expiresAt, pid: PID, host: HOST };
     if (tag !== undefined) record.tag = tag;
     const bytes = encodeHolderInto(record, holder.bytes);
-    return this.#fs.write(fd, bytes, 0, HOLDER_BYTES, 0);
+    return this.#fs.write(holder.fd, bytes, 0, HOLDER_BYTES, 0);
   }
 
   /**
