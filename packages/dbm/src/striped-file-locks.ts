@@ -79,7 +79,6 @@ class StripeLeases implements LeaseBackend {
   readonly #files: LeaseFiles;
   readonly #pathOf: (key: string) => string;
   readonly #held = new Map<string, HeldStripe>();
-  readonly #records: StripeRecords | undefined;
   /** Set when the store lends its records: its fenced writes then free the stripe (`releaseHeld`). */
   readonly releasesWithWrite: boolean;
   readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
@@ -95,7 +94,6 @@ class StripeLeases implements LeaseBackend {
     this.#files = files;
     this.#onTaken = onTaken;
     this.#pathOf = pathOf;
-    this.#records = records;
     this.releasesWithWrite = records !== undefined;
     this.claimAndGet =
       records === undefined ? undefined : (claim) => this.#claimAndRead(claim, records);
@@ -107,7 +105,7 @@ class StripeLeases implements LeaseBackend {
    */
   #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
     return records.hold(async () => {
-      if (!(await this.#claim(claim))) return { taken: false };
+      if (!(await this.claim(claim))) return { taken: false };
       try {
         return { taken: true, record: records.read(claim.id) };
       } catch (error) {
@@ -118,16 +116,7 @@ class StripeLeases implements LeaseBackend {
     });
   }
 
-  /**
-   * With the store's records, every claim runs under the global lock, as `LeaseFiles`'
-   * `serializedClaims` requires: released stripes then stay parked for this process's next claim.
-   */
-  claim(claim: LeaseClaim): Promise<boolean> {
-    const records = this.#records;
-    return records === undefined ? this.#claim(claim) : records.hold(() => this.#claim(claim));
-  }
-
-  async #claim(claim: LeaseClaim): Promise<boolean> {
+  async claim(claim: LeaseClaim): Promise<boolean> {
     const leaseMs = claim.expiresAt - Date.now();
     if (!(await this.#files.claim(claim))) return false;
     this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
@@ -156,14 +145,9 @@ class StripeLeases implements LeaseBackend {
     return this.#files.watch(key, wake);
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#held.clear();
-    // Parked stripes go under the global lock, which every takeover of them takes too.
-    const records = this.#records;
-    if (records !== undefined && this.#files.parked > 0) {
-      await records.hold(() => this.#files.unpark()).catch(() => {});
-    }
-    await this.#files.close();
+    return this.#files.close();
   }
 
   /**
@@ -189,12 +173,11 @@ class StripeLeases implements LeaseBackend {
 
   /**
    * Frees the stripe `lease` holds, once its fenced write has landed; called inside the write's
-   * hold of the global lock, so the stripe is parked for this process's next claim of it. A
-   * failure is not the write's: the lease then ends by itself.
+   * hold of the global lock. A failure is not the write's: the lease then ends by itself.
    */
   async releaseHeld(lease: HeldLease): Promise<void> {
     this.#forget(lease);
-    await this.#files.parkAt(this.#pathOf(lease.key), lease.token).catch(() => false);
+    await this.#files.releaseAt(this.#pathOf(lease.key), lease.token).catch(() => false);
   }
 
   #forget(claim: { key: string; token: string }): void {
@@ -235,7 +218,6 @@ export class StripedFileLocks extends LeaseLocks {
       pathOf,
       tagOf,
       wakeOnRelease: true,
-      serializedClaims: records !== undefined,
       onRefused: ({ id, waited }, current) => {
         // Another process holds the stripe for a different session: a collision.
         if (!waited && current?.tag !== undefined && current.tag !== tagOf(id)) counts.collisions++;
