@@ -35,7 +35,10 @@ export function rawRequest(
         body: text.slice(split + 4),
       });
     });
-    socket.end(request);
+    // Written, not ended: Node's HTTP server treats a client's half-close as an abort
+    // (httpAllowHalfOpen is off), so a FIN sent with the request would cut off any answer that
+    // needs a store round trip. `Connection: close` makes the server close once it has answered.
+    socket.write(request);
   });
 }
 
