@@ -77,7 +77,7 @@ export const TARGETS: readonly Target[] = [
   sessileViaExpress(sqliteSpec),
   sessileStore({
     name: 'sqlite-full',
-    description: "`SqliteStore`, durability 'full' (WAL, synchronous=FULL, group commit)",
+    description: "`SqliteStore`, durability 'full' (WAL, synchronous=FULL)",
     durability: 'process crash: yes; power loss: yes, every acknowledged write',
     packageName: '@sessile/sqlite',
     className: 'SqliteStore',
