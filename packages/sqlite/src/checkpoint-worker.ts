@@ -16,8 +16,7 @@ const REWIND_MIN_PAGES = 256;
  * copied WAL longer than that holds the store's writes, so the next one would restart it.
  */
 const REWOUND_FRAMES = 1;
-/** How long a RESTART checkpoint waits for the write lock and for readers to move on. */
-const RESTART_BUSY_TIMEOUT_MS = 10;
+
 /** WAL header and frame header sizes, from SQLite's file format. */
 const WAL_HEADER_BYTES = 32;
 const FRAME_HEADER_BYTES = 24;
@@ -99,17 +98,13 @@ function setLowSpace(low: boolean): void {
 /**
  * Low on space. SQLite restarts the WAL only when a write starts while it is fully copied, which
  * a steady stream of writes never allows: PASSIVE always finds new frames behind the ones it
- * copied. RESTART takes the write lock to copy those last frames and sync the database (the
- * store's writes wait for it), so the WAL stays near `REWIND_MIN_PAGES` under any load.
+ * copied. RESTART takes the write lock to copy those last frames and sync the database, so a
+ * pause in the writes restarts the WAL from here. It does not wait for the lock: a RESTART that
+ * waits holds the checkpoint lock all the while, and the store's connection, which keeps the
+ * WAL short under a stream of writes (see `LOW_SPACE_BACKSTOP_PAGES`), cannot checkpoint then.
  */
 function restart(): boolean {
-  // The store's writes leave the lock free only between two of them, so wait a little for a gap.
-  db.pragma(`busy_timeout = ${RESTART_BUSY_TIMEOUT_MS}`);
-  try {
-    if (walCheckpoint('RESTART')?.busy !== 0) return false;
-  } finally {
-    db.pragma('busy_timeout = 0');
-  }
+  if (walCheckpoint('RESTART')?.busy !== 0) return false;
   rewind();
   return true;
 }

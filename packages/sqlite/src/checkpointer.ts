@@ -11,11 +11,14 @@ const AUTOCHECKPOINT_PAGES = 1000;
  */
 const BACKSTOP_PAGES = 4000;
 /**
- * Low on space the worker restarts the WAL by force at 256 pages. The connection checkpoints
- * itself past twice that, when the worker lags (its thread is still starting, or starved of
- * CPU), so the WAL never takes more than about 2 MiB of the disk.
+ * Low on space the connection checkpoints itself at 256 pages, right after the commit that
+ * crosses it, so the next write restarts the WAL and the WAL file stays near 1 MiB. The worker
+ * has copied most of those pages by then, so the connection's copy is short. The worker's own
+ * restarts at 256 pages happen only when no write holds the lock: one that waited for the lock
+ * held the checkpoint lock meanwhile, which turned the connection's checkpoints away while a
+ * stream of writes grew the WAL past 800 pages (4,000 sessions' worth on a 5 MiB disk).
  */
-const LOW_SPACE_BACKSTOP_PAGES = 512;
+const LOW_SPACE_BACKSTOP_PAGES = 256;
 const STOP_TIMEOUT_MS = 5000;
 /** 32 writes add 32 to 128 pages to the WAL, well under the 256 at which the worker restarts it. */
 const WAKE_EVERY_WRITES = 32;

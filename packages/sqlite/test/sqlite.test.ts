@@ -903,7 +903,7 @@ describe('a full disk', { timeout: 120_000 }, () => {
     });
   }
 
-  it('a 5 MiB filesystem holds more than 1,000 sessions of 1 KiB written one per event-loop turn', async () => {
+  it('a 5 MiB filesystem holds more than 2,400 sessions of 1 KiB written one per event-loop turn', async () => {
     const file = join(smallFilesystem('5m'), 'sessions.db');
     const store = await openStore({ path: file });
     const acknowledged = await fillWithSessions(
@@ -912,10 +912,10 @@ describe('a full disk', { timeout: 120_000 }, () => {
       1024,
       () => new Promise((resolve) => setImmediate(resolve)),
     );
-    // A WAL left to grow to thousands of pages fills this disk at about 330 sessions. Kept to
-    // about 1 MiB it leaves room for about 1,700 to 2,900 here, depending on how promptly the
-    // checkpoint thread runs on a busy machine.
-    expect(acknowledged).toBeGreaterThan(1000);
+    // A WAL left to grow to thousands of pages fills this disk at about 330 sessions. Restarted
+    // by the connection every 256 pages, it leaves room for about 2,900 here, however busy the
+    // machine (a worker that waited for the write lock let it grow to 800 pages and more).
+    expect(acknowledged).toBeGreaterThan(2400);
     expect(await store.count()).toBe(acknowledged);
     // Every acknowledged session stays readable on the full disk.
     for (const n of [0, Math.floor(acknowledged / 2), acknowledged - 1]) {
