@@ -16,7 +16,6 @@ const REWIND_MIN_PAGES = 256;
  * copied WAL longer than that holds the store's writes, so the next one would restart it.
  */
 const REWOUND_FRAMES = 1;
-
 /** WAL header and frame header sizes, from SQLite's file format. */
 const WAL_HEADER_BYTES = 32;
 const FRAME_HEADER_BYTES = 24;

@@ -16,7 +16,7 @@ const BACKSTOP_PAGES = 4000;
  * has copied most of those pages by then, so the connection's copy is short. The worker's own
  * restarts at 256 pages happen only when no write holds the lock: one that waited for the lock
  * held the checkpoint lock meanwhile, which turned the connection's checkpoints away while a
- * stream of writes grew the WAL past 800 pages (4,000 sessions' worth on a 5 MiB disk).
+ * stream of writes grew the WAL past 800 pages (3.3 MiB).
  */
 const LOW_SPACE_BACKSTOP_PAGES = 256;
 const STOP_TIMEOUT_MS = 5000;
