@@ -3,14 +3,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { WorkerReport } from './checkpointer.js';
-import { lowOnSpace, walFileBytes, walSizeLimitBytes } from './wal-space.js';
+import { LOW_SPACE_WAL_PAGES, lowOnSpace, walFileBytes, walSizeLimitBytes } from './wal-space.js';
 
 /** How often an idle worker looks at the WAL. The store wakes it sooner when writes resume. */
 const IDLE_INTERVAL_MS = 100;
 /** How soon it checkpoints again while writes keep coming. */
 const BUSY_INTERVAL_MS = 5;
-/** Low on space, the worker forces a restart of a WAL this long (see `restart`). */
-const REWIND_MIN_PAGES = 256;
 /**
  * A rewind leaves exactly one frame in the WAL: page 1, which holds `user_version`. A fully
  * copied WAL longer than that holds the store's writes, so the next one would restart it.
@@ -40,7 +38,7 @@ let lastCheckpointed = -1;
 let quietChecks = 0;
 let lowSpace: boolean | undefined;
 /** The WAL length at which the next forced restart is tried, after one that could not finish. */
-let nextRestartAt = REWIND_MIN_PAGES;
+let nextRestartAt = LOW_SPACE_WAL_PAGES;
 
 function checkpoint(): void {
   timer = undefined;
@@ -53,7 +51,7 @@ function checkpoint(): void {
       quietChecks = log === lastLog && checkpointed === lastCheckpointed ? quietChecks + 1 : 0;
       progressed = log > 0 && checkpointed !== lastCheckpointed;
       // A shorter log than last time means the WAL restarted.
-      if (log < lastLog) nextRestartAt = REWIND_MIN_PAGES;
+      if (log < lastLog) nextRestartAt = LOW_SPACE_WAL_PAGES;
       lastLog = log;
       lastCheckpointed = checkpointed;
       const walBytes = walFileBytes(path);
@@ -61,7 +59,7 @@ function checkpoint(): void {
       if (lowSpace && log >= nextRestartAt) {
         // A reader pinning the WAL makes RESTART hold the write lock while it waits, so after a
         // failure the next try waits for the WAL to grow by as much again.
-        if (!restart()) nextRestartAt = log + REWIND_MIN_PAGES;
+        if (!restart()) nextRestartAt = log + LOW_SPACE_WAL_PAGES;
       } else if (checkpointed === log) {
         // Rewound here, however short: otherwise the store's next write restarts the WAL and
         // fsyncs its header on the event loop (a sweep batch after each checkpoint, every time).
@@ -100,7 +98,7 @@ function setLowSpace(low: boolean): void {
  * copied. RESTART takes the write lock to copy those last frames and sync the database, so a
  * pause in the writes restarts the WAL from here. It does not wait for the lock: a RESTART that
  * waits holds the checkpoint lock all the while, and the store's connection, which keeps the
- * WAL short under a stream of writes (see `LOW_SPACE_BACKSTOP_PAGES`), cannot checkpoint then.
+ * WAL short under a stream of writes (see `LOW_SPACE_WAL_PAGES`), cannot checkpoint then.
  */
 function restart(): boolean {
   if (walCheckpoint('RESTART')?.busy !== 0) return false;

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
-import { lowOnSpace, walSizeLimitBytes } from './wal-space.js';
+import { LOW_SPACE_WAL_PAGES, lowOnSpace, walSizeLimitBytes } from './wal-space.js';
 
 /** SQLite's own default, used again if the worker cannot run. */
 const AUTOCHECKPOINT_PAGES = 1000;
@@ -11,16 +11,15 @@ const AUTOCHECKPOINT_PAGES = 1000;
  */
 const BACKSTOP_PAGES = 4000;
 /**
- * Low on space the connection checkpoints itself at 256 pages, right after the commit that
- * crosses it, so the next write restarts the WAL and the WAL file stays near 1 MiB. The worker
- * has copied most of those pages by then, so the connection's copy is short. The worker's own
- * restarts at 256 pages happen only when no write holds the lock: one that waited for the lock
+ * Low on space the connection checkpoints itself at `LOW_SPACE_WAL_PAGES`, right after the
+ * commit that crosses it, so the next write restarts the WAL and the WAL file stays near 1 MiB.
+ * The worker has copied most of those pages by then, so the connection's copy is short. The
+ * worker restarts the WAL itself only when no write holds the lock: one that waited for the lock
  * held the checkpoint lock meanwhile, which turned the connection's checkpoints away while a
  * stream of writes grew the WAL past 800 pages (3.3 MiB).
  */
-const LOW_SPACE_BACKSTOP_PAGES = 256;
 const STOP_TIMEOUT_MS = 5000;
-/** 32 writes add 32 to 128 pages to the WAL, well under the 256 at which the worker restarts it. */
+/** 32 writes add 32 to 128 pages to the WAL, well under the `LOW_SPACE_WAL_PAGES` at which it restarts. */
 const WAKE_EVERY_WRITES = 32;
 
 /** What the worker posts after each checkpoint. */
@@ -146,7 +145,7 @@ export class Checkpointer {
   #configure(): void {
     if (this.#stopping || !this.#db.open) return;
     const autocheckpoint = this.#lowSpace
-      ? LOW_SPACE_BACKSTOP_PAGES
+      ? LOW_SPACE_WAL_PAGES
       : this.#workerRunning
         ? BACKSTOP_PAGES
         : AUTOCHECKPOINT_PAGES;

@@ -8,6 +8,12 @@ import { dirname } from 'node:path';
  */
 export const LOW_SPACE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Low on space, the WAL is restarted at this length: by the store's connection right after the
+ * commit that crosses it, and by the checkpoint worker when writes pause (1 MiB at 4 KiB pages).
+ */
+export const LOW_SPACE_WAL_PAGES = 256;
+
 /** How far SQLite cuts the WAL file back when it restarts the WAL, by free space. */
 export function walSizeLimitBytes(lowSpace: boolean): number {
   return lowSpace ? 1024 * 1024 : 64 * 1024 * 1024;
