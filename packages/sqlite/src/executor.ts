@@ -64,6 +64,7 @@ export class Executor {
   readonly #db: BetterSqlite3.Database;
   /** Prepared once: `exec` would compile the statement again for every group. */
   readonly #begin: BetterSqlite3.Statement<[]>;
+  readonly #beginRead: BetterSqlite3.Statement<[]>;
   readonly #commit: BetterSqlite3.Statement<[]>;
   readonly #busyTimeoutMs: number;
   readonly #groupCommit: boolean;
@@ -85,6 +86,7 @@ export class Executor {
   ) {
     this.#db = db;
     this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#beginRead = db.prepare('BEGIN');
     this.#commit = db.prepare('COMMIT');
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;
@@ -92,9 +94,14 @@ export class Executor {
     this.#beforeCommit = options.beforeCommit;
   }
 
-  /** Runs a read-only operation. It waits behind queued writes so it sees them. */
+  /**
+   * Runs a read-only operation. It waits behind queued writes so it sees them. With group
+   * commit, the reads of one event-loop turn share one read transaction: outside a transaction
+   * each statement takes and drops the WAL's read lock itself, and those system calls cost
+   * about three times the lookup of a session.
+   */
   read<T>(operation: () => T): Promise<T> {
-    if (this.#draining !== undefined) return this.#enqueue(operation, false);
+    if (this.#groupCommit || this.#draining !== undefined) return this.#enqueue(operation, false);
     return this.#runNow(operation, false);
   }
 
@@ -159,6 +166,7 @@ export class Executor {
   }
 
   async #commitGroup(group: Job[]): Promise<void> {
+    if (!group.some((job) => job.write)) return this.#readGroup(group);
     const db = this.#db;
     try {
       await retryWhileBusy(() => this.#begin.run(), this.#busyTimeoutMs);
@@ -166,7 +174,7 @@ export class Executor {
       for (const job of group) job.reject(error);
       return;
     }
-    const outcomes: { ok: boolean; value: unknown }[] = [];
+    const outcomes: Outcome[] = [];
     for (const job of group) {
       try {
         outcomes.push({ ok: true, value: job.run() });
@@ -177,18 +185,65 @@ export class Executor {
       }
     }
     try {
-      if (this.#beforeCommit !== undefined && group.some((job) => job.write)) this.#beforeCommit();
+      this.#beforeCommit?.();
       this.#commit.run();
     } catch (error) {
       rollBack(db);
       return rejectAll(group, error);
     }
-    group.forEach((job, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) job.resolve(outcome.value);
-      else job.reject(outcome?.value);
-    });
+    settleAll(group, outcomes);
   }
+
+  /**
+   * Runs a group of reads in one deferred transaction, which takes no write lock. Reads change
+   * nothing, so a group that met another connection's lock simply runs again.
+   */
+  async #readGroup(group: Job[]): Promise<void> {
+    let outcomes: Outcome[];
+    try {
+      outcomes = await retryWhileBusy(() => this.#runReads(group), this.#busyTimeoutMs);
+    } catch (error) {
+      return rejectAll(group, error);
+    }
+    settleAll(group, outcomes);
+  }
+
+  #runReads(group: Job[]): Outcome[] {
+    this.#beginRead.run();
+    const outcomes: Outcome[] = [];
+    try {
+      for (const job of group) {
+        try {
+          outcomes.push({ ok: true, value: job.run() });
+        } catch (error) {
+          if (isBusyError(error)) throw error;
+          outcomes.push({ ok: false, value: error });
+        }
+      }
+    } finally {
+      // Ending a transaction that wrote nothing: a prepared COMMIT, not a freshly compiled ROLLBACK.
+      try {
+        this.#commit.run();
+      } catch {
+        rollBack(this.#db);
+      }
+    }
+    return outcomes;
+  }
+}
+
+/** What one job of a group came to: its value, or the error it threw. */
+interface Outcome {
+  ok: boolean;
+  value: unknown;
+}
+
+function settleAll(group: Job[], outcomes: Outcome[]): void {
+  group.forEach((job, i) => {
+    const outcome = outcomes[i];
+    if (outcome?.ok) job.resolve(outcome.value);
+    else job.reject(outcome?.value);
+  });
 }
 
 function rollBack(db: BetterSqlite3.Database): void {
