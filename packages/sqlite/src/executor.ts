@@ -154,19 +154,26 @@ export class Executor {
 
   async #drain(): Promise<void> {
     try {
+      let wait = true;
       while (this.#queue.length > 0) {
         // Let every operation started in this turn of the event loop join the group.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        const group = this.#queue.splice(0, MAX_GROUP_SIZE);
-        await this.#commitGroup(group);
+        if (wait) await new Promise<void>((resolve) => setImmediate(resolve));
+        const queue = this.#queue;
+        let reads = 0;
+        while (reads < queue.length && reads < MAX_GROUP_SIZE && !queue[reads]?.write) reads++;
+        // Reads queued ahead of every write need no write lock, so they never wait for one; the
+        // writes behind them go next, without waiting for another turn.
+        wait = reads === 0;
+        if (reads > 0) await this.#readGroup(queue.splice(0, reads));
+        else await this.#commitGroup(queue.splice(0, MAX_GROUP_SIZE));
       }
     } finally {
       this.#draining = undefined;
     }
   }
 
+  /** Commits a group that starts with a write, reads after it included, in one write transaction. */
   async #commitGroup(group: Job[]): Promise<void> {
-    if (!group.some((job) => job.write)) return this.#readGroup(group);
     const db = this.#db;
     try {
       await retryWhileBusy(() => this.#begin.run(), this.#busyTimeoutMs);

@@ -621,6 +621,28 @@ describe('several processes', () => {
     expect(textOf((await store.get(id))?.data)).toBe('second');
   }, 60_000);
 
+  it("a read called before a write answers while another connection holds the write lock", async () => {
+    const store = await openStore({ path, busyTimeoutMs: 5_000 });
+    const id = idOf('readable');
+    expect(await store.set(id, record('stored'))).toBe(true);
+    const blocker = openDatabase();
+    blocker.exec('BEGIN IMMEDIATE');
+    let wrote = false;
+    try {
+      // One turn of the event loop: the read, then a write that must wait for the lock.
+      const reading = store.get(id);
+      const writing = store.set(idOf('waiting'), record('waiting')).finally(() => {
+        wrote = true;
+      });
+      expect(textOf((await reading)?.data)).toBe('stored');
+      expect(wrote).toBe(false);
+      blocker.exec('COMMIT');
+      expect(await writing).toBe(true);
+    } finally {
+      if (blocker.inTransaction) blocker.exec('ROLLBACK');
+    }
+  }, 60_000);
+
   it('4 processes creating and writing one WAL database at once: no errors, no lost records, one creator per id', async () => {
     // The children also race to create the file and its schema.
     const shared = Array.from({ length: 50 }, (_, n) => idOf(`shared${n}`));
