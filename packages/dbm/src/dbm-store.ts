@@ -199,19 +199,22 @@ export class DbmStore extends BaseStore {
   }
 
   /**
-   * A write under the global lock. A fenced one checks its session lock in the same hold and,
-   * given `lease.release`, frees it there once the write has landed: one global-lock round for
-   * a commit and its unlock.
+   * A write under the global lock. A fenced one checks its session lock in the same step, so it
+   * shares a hold with the other steps queued, and, given `lease.release`, frees the session
+   * lock once the write has landed.
    */
   #write(lease: HeldLease | undefined, step: () => boolean): Promise<boolean> {
     if (lease === undefined) return this.#globalLock.run(step);
-    return this.#globalLock.hold(async () => {
+    const written = this.#globalLock.run(() => {
       if (!this.locks.holds(lease)) {
         throw lockLost('its lease ran out or another holder took it over');
       }
-      const written = step();
-      if (lease.release === true) await this.locks.releaseHeld(lease);
-      return written;
+      return step();
+    });
+    if (lease.release !== true) return written;
+    return written.then(async (wrote) => {
+      await this.locks.releaseHeld(lease);
+      return wrote;
     });
   }
 

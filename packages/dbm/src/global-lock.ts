@@ -28,6 +28,11 @@ export interface GlobalLockStats {
  * loop a turn at least this often.
  */
 const EVENT_LOOP_TURN_MS = 2;
+/**
+ * The steps queued for one hold run back to back until this much time has passed; the rest wait
+ * for the next hold, behind whoever queued in between.
+ */
+const STEPS_PER_HOLD_MS = 1;
 /** The global lock's back-off between two claims tops out here: holds last microseconds. */
 const MAX_POLL_DELAY_MS = 8;
 /** The lock's one lease file, in the lock directory. */
@@ -39,7 +44,8 @@ const LOCK_FILE = '0.lock';
  * one `fstat` and one `unlink` to release. A holder that crashed frees it once its lease
  * (`globalLockLeaseMs`) ends, or at once when its process is gone from this host. Within a
  * process callers queue in FIFO order, so only one of them polls the file; once refused, it is
- * also woken when the file is removed.
+ * also woken when the file is removed. The synchronous steps queued while a hold waits share it:
+ * taking and releasing the lock costs four system calls, more than reading a record.
  */
 export class GlobalLock {
   readonly #lockPath: string;
@@ -49,6 +55,8 @@ export class GlobalLock {
   /** Tokens are this instance's random prefix and a count: unique without a random draw per hold. */
   readonly #tokenPrefix = generateToken();
   #holds = 0;
+  /** Steps waiting for the hold that the first of them asked for. */
+  #steps: Step[] = [];
   #lastTurnAt = performance.now();
   #closed = false;
   #tail: Promise<void> = Promise.resolve();
@@ -78,9 +86,48 @@ export class GlobalLock {
     return { ...this.#stats };
   }
 
-  /** Runs one synchronous step under the lock. */
+  /**
+   * Runs one synchronous step under the lock, in one hold with the other steps queued before
+   * that hold begins.
+   */
   run<T>(step: () => T): Promise<T> {
-    return this.hold(() => step());
+    return new Promise<T>((resolve, reject) => {
+      this.#steps.push({ step, resolve: resolve as (value: unknown) => void, reject });
+      if (this.#steps.length === 1) this.#holdSteps();
+    });
+  }
+
+  /** Asks for a hold for the queued steps; if none comes, every one of them fails with its error. */
+  #holdSteps(): void {
+    let ran = false;
+    this.hold(() => {
+      ran = true;
+      this.#runSteps();
+    }).catch((error: unknown) => {
+      // Steps that ran are settled already; the queue then belongs to the next hold.
+      if (ran) return;
+      for (const queued of this.#steps.splice(0)) queued.reject(error);
+    });
+  }
+
+  /** Inside a hold: runs the queued steps in order, and hands those left past the time limit to the next hold. */
+  #runSteps(): void {
+    const steps = this.#steps;
+    this.#steps = [];
+    const endAt = performance.now() + STEPS_PER_HOLD_MS;
+    for (let i = 0; i < steps.length; i++) {
+      if (i > 0 && performance.now() >= endAt) {
+        this.#steps = steps.slice(i);
+        this.#holdSteps();
+        return;
+      }
+      const queued = steps[i] as Step;
+      try {
+        queued.resolve(queued.step());
+      } catch (error) {
+        queued.reject(error);
+      }
+    }
   }
 
   /**
@@ -175,4 +222,11 @@ export class GlobalLock {
       unwatch?.();
     }
   }
+}
+
+/** A synchronous step waiting for the global lock, and how to settle its caller's promise. */
+interface Step {
+  step(): unknown;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
 }

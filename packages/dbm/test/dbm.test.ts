@@ -602,6 +602,27 @@ describe('DbmStore sweep modes', () => {
     }
   }, 120_000);
 
+  it('operations called while the global lock is being taken share one hold of it', async () => {
+    const store = await DbmStore.open({ path: newPath() });
+    try {
+      const ids = Array.from({ length: 100 }, () => generateSessionId());
+      const expiresAt = Date.now() + HOUR_MS;
+      const before = store.stats().globalLock.acquired;
+      const written = await Promise.all(
+        ids.map((id, i) => store.set(id, { data: payload(i, 50), expiresAt })),
+      );
+      const found = await Promise.all(ids.map((id) => store.get(id)));
+      expect(written.every((wrote) => wrote)).toBe(true);
+      found.forEach((record, i) => {
+        expect(Buffer.from(record?.data ?? []).equals(Buffer.from(payload(i, 50)))).toBe(true);
+      });
+      // One hold per operation would be 200.
+      expect(store.stats().globalLock.acquired - before).toBeLessThan(2 * ids.length);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("'full-scan' decodes every record, 'incremental' reads only the expiry in the bucket entries", async () => {
     for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
       const path = newPath();
