@@ -36,8 +36,13 @@ for (const dir of dirs) {
     // Name each failure near the end of the log, where a truncated log still shows it.
     for (const test of file.assertionResults ?? []) {
       if (test.status !== 'failed') continue;
-      const message = String(test.failureMessages?.[0] ?? '').split('\n').slice(0, 3).join(' | ');
-      console.log(`FAILED ${file.name.slice(root.length)} > ${test.fullName}: ${message.slice(0, 400)}`);
+      const message = String(test.failureMessages?.[0] ?? '')
+        .split('\n')
+        .slice(0, 3)
+        .join(' | ');
+      console.log(
+        `FAILED ${file.name.slice(root.length)} > ${test.fullName}: ${message.slice(0, 400)}`,
+      );
     }
   }
   // A run that failed without a failing test (no test files, a crash) still counts once.

@@ -621,7 +621,7 @@ describe('several processes', () => {
     expect(textOf((await store.get(id))?.data)).toBe('second');
   }, 60_000);
 
-  it("a read called before a write answers while another connection holds the write lock", async () => {
+  it('a read called before a write answers while another connection holds the write lock', async () => {
     const store = await openStore({ path, busyTimeoutMs: 5_000 });
     const id = idOf('readable');
     expect(await store.set(id, record('stored'))).toBe(true);
