@@ -117,8 +117,7 @@ export class DbmStore extends BaseStore {
       this.#guards,
     );
     this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
-      hold: (body) => this.#globalLock.hold(body),
-      read: (id) => file.get(id, Date.now()),
+      read: (id) => this.#globalLock.run(() => file.get(id, Date.now())),
     });
   }
 

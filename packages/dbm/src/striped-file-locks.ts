@@ -59,10 +59,8 @@ const SAFE_MARGIN_MS = 1000;
  * can free its stripe, inside one hold of the global lock.
  */
 export interface StripeRecords {
-  /** Runs `body` under the store's global lock. */
-  hold<T>(body: () => Promise<T>): Promise<T>;
-  /** What `get(id)` returns now; called inside `hold`. */
-  read(id: string): SessionRecord | undefined;
+  /** What `get(id)` returns, read under the store's global lock. */
+  read(id: string): Promise<SessionRecord | undefined>;
 }
 
 interface HeldStripe {
@@ -100,20 +98,19 @@ class StripeLeases implements LeaseBackend {
   }
 
   /**
-   * The claim and the read share one hold of the global lock, so the record is what a `get`
-   * right after the claim would see, for one global-lock round instead of two.
+   * Claims the stripe, then reads the record under the global lock, in a hold it may share with
+   * other operations. A fenced write checks its lease and writes in one step under that lock, so
+   * a holder whose stripe was taken over either wrote before this read or writes nothing.
    */
-  #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
-    return records.hold(async () => {
-      if (!(await this.claim(claim))) return { taken: false };
-      try {
-        return { taken: true, record: records.read(claim.id) };
-      } catch (error) {
-        // Nobody will hold this lease, so it goes before the error reaches the caller.
-        await this.release(claim).catch(() => {});
-        throw error;
-      }
-    });
+  async #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
+    if (!(await this.claim(claim))) return { taken: false };
+    try {
+      return { taken: true, record: await records.read(claim.id) };
+    } catch (error) {
+      // Nobody will hold this lease, so it goes before the error reaches the caller.
+      await this.release(claim).catch(() => {});
+      throw error;
+    }
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {
