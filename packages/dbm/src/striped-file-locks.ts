@@ -55,8 +55,8 @@ function tagOf(id: string): string {
 const SAFE_MARGIN_MS = 1000;
 
 /**
- * What the store lends its session locks so that a claim can read its record, and a fenced write
- * can free its stripe, inside one hold of the global lock.
+ * What the store lends its session locks so that a claim can read its record under the global
+ * lock right after it (`acquireAndGet`), and a fenced write can free its stripe once it landed.
  */
 export interface StripeRecords {
   /** What `get(id)` returns, read under the store's global lock. */
@@ -196,8 +196,8 @@ export class StripedFileLocks extends LeaseLocks {
   readonly #leases: StripeLeases;
 
   /**
-   * With `records` (the store's), a lock and its record are read in one hold of the global lock
-   * (`acquireAndGet`), and a fenced write given `release` frees the stripe in its own hold.
+   * With `records` (the store's), a claim reads its record right after it (`acquireAndGet`),
+   * and a fenced write given `release` frees the stripe once it landed.
    */
   constructor(lockDirectory: string, stripes: number, guards: HostGuards, records?: StripeRecords) {
     const counts = { acquired: 0, waits: 0, collisions: 0 };
