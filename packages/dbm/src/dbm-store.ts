@@ -282,8 +282,9 @@ export class DbmStore extends BaseStore {
         stats.longestGlobalLockHoldMs = stats.globalLockHeldMs;
       }
     } else {
+      // Each batch in a hold of its own, shared with no request, so a hold lasts one batch.
       done = await sweepLoop((entries) =>
-        this.#globalLock.run(() => {
+        this.#globalLock.hold(() => {
           const started = performance.now();
           try {
             return batch(entries);
