@@ -34,6 +34,7 @@ export {
 export { type ClaimOutcome, LeaseFiles, type LeaseFilesInit } from './locks/lease-files.js';
 export {
   type ClaimedRecord,
+  claimThenRead,
   type LeaseBackend,
   type LeaseClaim,
   LeaseLocks,

@@ -4,6 +4,7 @@ import { join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   type ClaimedRecord,
+  claimThenRead,
   decodeHolder,
   type HostGuards,
   type LeaseBackend,
@@ -102,15 +103,8 @@ class StripeLeases implements LeaseBackend {
    * other operations. A fenced write checks its lease and writes in one step under that lock, so
    * a holder whose stripe was taken over either wrote before this read or writes nothing.
    */
-  async #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
-    if (!(await this.claim(claim))) return { taken: false };
-    try {
-      return { taken: true, record: await records.read(claim.id) };
-    } catch (error) {
-      // Nobody will hold this lease, so it goes before the error reaches the caller.
-      await this.release(claim).catch(() => {});
-      throw error;
-    }
+  #claimAndRead(claim: LeaseClaim, records: StripeRecords): Promise<ClaimedRecord> {
+    return claimThenRead(this, claim, records.read);
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {

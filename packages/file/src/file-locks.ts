@@ -1,6 +1,7 @@
 import { join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
+  claimThenRead,
   generateToken,
   type HostGuards,
   type LeaseBackend,
@@ -69,14 +70,7 @@ export class FileLocks extends LeaseLocks {
       },
       claimAndGet: async (claim) => {
         await init.prepare(claim.id);
-        if (!(await leases.claim(claim))) return { taken: false };
-        try {
-          return { taken: true, record: await init.read(claim.id) };
-        } catch (error) {
-          // Nobody will hold this lease: free it for the next opener rather than block it a lease long.
-          await leases.release(claim).catch(() => {});
-          throw error;
-        }
+        return claimThenRead(leases, claim, init.read);
       },
       extend: (claim) => leases.extend(claim),
       release: (claim) => leases.release(claim),

@@ -57,3 +57,26 @@ export interface LeaseBackend {
 
 /** What `claimAndGet` comes to: not taken, or taken with the record read under the lease. */
 export type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
+
+/**
+ * `claimAndGet` for a backend whose claim and read are two steps: claims, then reads with
+ * `read`. A read that fails frees the lease again before the error reaches the caller, so the
+ * next opener is not kept waiting a lease long for a holder that never was.
+ */
+export async function claimThenRead(
+  backend: Pick<LeaseBackend, 'claim' | 'release'>,
+  claim: LeaseClaim,
+  read: (id: string) => Promise<SessionRecord | undefined>,
+): Promise<ClaimedRecord> {
+  if (!(await backend.claim(claim))) return { taken: false };
+  try {
+    return { taken: true, record: await read(claim.id) };
+  } catch (error) {
+    try {
+      await backend.release(claim);
+    } catch {
+      // The read's error is the one to report; the lease ends by itself.
+    }
+    throw error;
+  }
+}

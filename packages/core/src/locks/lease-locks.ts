@@ -30,7 +30,12 @@ import {
   slotIdle,
 } from './lease-slot.js';
 
-export type { ClaimedRecord, LeaseBackend, LeaseClaim } from './lease-backend.js';
+export {
+  type ClaimedRecord,
+  claimThenRead,
+  type LeaseBackend,
+  type LeaseClaim,
+} from './lease-backend.js';
 
 /** The first pause of the head waiter's back-off; it doubles, with jitter, up to the backend's maximum. */
 export const MIN_POLL_DELAY_MS = 1;
