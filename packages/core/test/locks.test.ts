@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/index.js';
-import { KeyedLocks, StripedLocks, stripeOf } from '../src/store.js';
+import { claimThenRead, KeyedLocks, MemoryLeases, StripedLocks, stripeOf } from '../src/store.js';
 import { codeOf } from './helpers.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
@@ -181,5 +181,39 @@ describe('StripedLocks', () => {
   it('rejects a pool size that is not a positive integer', () => {
     expect(() => new StripedLocks({ stripes: 0 })).toThrow(TypeError);
     expect(() => new StripedLocks({ stripes: 2.5 })).toThrow(TypeError);
+  });
+});
+
+describe('claimThenRead', () => {
+  const claimOf = (token: string) => ({
+    key: 'k',
+    id: 'session-id-of-sixteen',
+    token,
+    expiresAt: Date.now() + 60_000,
+    waited: false,
+  });
+  const record = { data: new Uint8Array([1]), expiresAt: Date.now() + 60_000 };
+
+  it('reads once the lease is taken, and never while another holds it', async () => {
+    const leases = new MemoryLeases();
+    const reads: string[] = [];
+    const read = async (id: string) => {
+      reads.push(id);
+      return record;
+    };
+    expect(await claimThenRead(leases, claimOf('first'), read)).toEqual({ taken: true, record });
+    expect(await claimThenRead(leases, claimOf('second'), read)).toEqual({ taken: false });
+    expect(reads).toEqual(['session-id-of-sixteen']);
+  });
+
+  it("frees the lease when the read fails, and reports the read's error", async () => {
+    const leases = new MemoryLeases();
+    const failure = new Error('the record could not be read');
+    await expect(
+      claimThenRead(leases, claimOf('first'), async () => {
+        throw failure;
+      }),
+    ).rejects.toBe(failure);
+    expect(leases.claim(claimOf('next'))).toBe(true);
   });
 });
