@@ -117,7 +117,7 @@ export class DbmStore extends BaseStore {
       this.#guards,
     );
     this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
-      read: (id) => this.#globalLock.run(() => file.get(id, Date.now())),
+      read: (id) => this._get(id, Date.now()),
     });
   }
 

@@ -178,8 +178,7 @@ export class Executor {
     try {
       await retryWhileBusy(() => this.#begin.run(), this.#busyTimeoutMs);
     } catch (error) {
-      for (const job of group) job.reject(error);
-      return;
+      return rejectAll(group, error);
     }
     const outcomes: Outcome[] = [];
     for (const job of group) {
