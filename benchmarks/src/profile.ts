@@ -71,7 +71,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       bucketMs: 100,
     },
     http: { durationSec: 3, connections: 64, workers: 2 },
-    owners: { sessions: 20_000, owners: 2000 },
+    owners: { sessions: 100_000, owners: 10_000 },
     copySessions: 100_000,
     limitsMs: {
       ops: 40_000,
