@@ -1,4 +1,5 @@
 import type { BenchResults } from '../../results.js';
+import { OWNER_ROUNDS } from '../../workloads/owners.js';
 import { ms, okResult, statusText } from '../format.js';
 import { formatNumber } from '../svg.js';
 import { table } from '../table.js';
@@ -37,7 +38,7 @@ export function ownersSection(results: BenchResults): string[] {
   return [
     '### Sessions by user',
     '',
-    `${formatNumber(sessions)} sessions of ${formatNumber(owners)} owners. \`ownedBy(owner)\` lists one owner's live sessions with their records, for owners picked across the whole range, ${results.profile.concurrency} calls in flight; each call's count is checked. Beside it, the same sessions are written into two fresh stores of the same kind, one with owners and one without, in 11 rounds that alternate which store goes first, then read back the same way; the first round warms up and is not counted. The overhead is how much slower \`set\` and \`get\` are with the owner index than without: in each counted round, the rate without owners over the rate with them, and the median of those paired ratios (the rate columns are medians of the rounds on their own).`,
+    `${formatNumber(sessions)} sessions of ${formatNumber(owners)} owners. \`ownedBy(owner)\` lists one owner's live sessions with their records, for owners picked across the whole range, ${results.profile.concurrency} calls in flight; each call's count is checked. Beside it, the same sessions are written into two fresh stores of the same kind, one with owners and one without, in ${OWNER_ROUNDS} rounds that alternate which store goes first, then read back the same way; the first round warms up and is not counted. The overhead is how much slower \`set\` and \`get\` are with the owner index than without: in each counted round, the rate without owners over the rate with them, and the median of those paired ratios (the rate columns are medians of the rounds on their own).`,
     '',
     table(
       [
