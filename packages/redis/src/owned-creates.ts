@@ -9,7 +9,7 @@ const MAX_BATCH = 64;
  * the other works. Measured with 64 creates in flight: about 1.4× the rate of one call of 64.
  */
 const CALLS_PER_TURN = 4;
-/** Fewer creates than this per call cost more in script overhead than the overlap gains. */
+/** A floor, so that a few creates are not split into calls of one or two: each call has its own fixed cost. */
 const MIN_BATCH = 8;
 
 interface Pending {
