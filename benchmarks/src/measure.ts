@@ -60,6 +60,16 @@ export function percentile(sorted: ArrayLike<number>, fraction: number): number 
   return sorted[Math.max(0, index)] ?? 0;
 }
 
+/** The middle value, or the mean of the two middle values of an even count; 0 for none. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
 /** Rounds to 3 significant decimals for milliseconds, so JSON stays readable. */
 export function round(value: number): number {
   return Math.round(value * 1000) / 1000;

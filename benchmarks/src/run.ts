@@ -1,6 +1,6 @@
 import type { Target } from './adapter.js';
 import { describeEnvironment } from './environment.js';
-import { describeError, TimeoutError, withTimeLimit } from './measure.js';
+import { describeError, median, TimeoutError, withTimeLimit } from './measure.js';
 import type { Profile } from './profile.js';
 import type {
   BenchResults,
@@ -135,14 +135,6 @@ function select<T extends { name: string }>(
     );
   }
   return all.filter((item) => names.includes(item.name));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 /** Field-wise medians of the numeric top-level fields; everything else from the median run. */

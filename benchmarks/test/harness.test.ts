@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRAMEWORK_MODES } from '../src/http/frameworks.js';
 import { PROFILES } from '../src/profile.js';
+import { pairedRatio } from '../src/report/format.js';
 import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js';
 import { replaceBetween, storeMarkers, writeStoreReadmes } from '../src/report/readmes.js';
-import type { BenchResults, OpsWorkloadName } from '../src/results.js';
+import { sessileOver } from '../src/report/sections/http.js';
+import type { BenchResults, OpsWorkloadName, Outcome } from '../src/results.js';
 import { runBenchmarks, WORKLOADS } from '../src/run.js';
 import { TARGETS } from '../src/targets/index.js';
+import type { HttpModeResult, HttpResult } from '../src/workloads/http.js';
 
 /**
  * Checks that `text` is a well-formed XML document: one root, balanced tags, quoted attributes,
@@ -332,5 +335,50 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(await readFile(join(packagesDir, 'core', 'README.md'), 'utf8')).toBe(after);
     expect(replaceBetween('no markers here', start, end, 'x')).toBeUndefined();
     expect(replaceBetween(`${end} ${start}`, start, end, 'x')).toBeUndefined();
+  });
+});
+
+describe('ratios in the report', () => {
+  const ok = <R>(runs: R[], result: R): Outcome<R> => ({ status: 'ok', result, spread: {}, runs });
+  const ops = (rates: number[]) =>
+    ok(
+      rates.map((opsPerSec) => ({ opsPerSec })),
+      { opsPerSec: [...rates].sort((a, b) => a - b)[1] as number },
+    );
+
+  it('takes the median of each repeat’s own ratio, not the ratio of two medians', () => {
+    // Repeat by repeat: 2×, 0.5×, 2×. The medians alone (100 and 100) would say 1×.
+    expect(pairedRatio(ops([100, 50, 200]), ops([50, 100, 100]), 'opsPerSec')).toBe(2);
+  });
+
+  it('falls back to the ratio of the medians when a target missed a repeat', () => {
+    const missed = ok([{ opsPerSec: 50 }, { opsPerSec: 100 }], { opsPerSec: 75 });
+    expect(pairedRatio(ops([100, 50, 200]), missed, 'opsPerSec')).toBeCloseTo(100 / 75);
+  });
+
+  it('pairs sessile() with express-session run by run, on the same store and against a peer', () => {
+    const mode = (requestsPerSec: number): HttpModeResult => ({ status: 'ok', requestsPerSec });
+    const http = (pairs: [number, number][]) => {
+      const runs: HttpResult[] = pairs.map(([expressSession, sessile]) => ({
+        requestsPerSec: expressSession,
+        p99Ms: 1,
+        expressSession: mode(expressSession),
+        sessile: mode(sessile),
+      }));
+      return ok(runs, runs[1] as HttpResult);
+    };
+    // The dbm figures of one published run: 0.70×, 1.08×, 1.12× run by run.
+    const dbm = http([
+      [1229, 863],
+      [844, 911],
+      [1242, 1393],
+    ]);
+    expect(sessileOver(dbm, dbm)).toBeCloseTo(911 / 844);
+    const peer = http([
+      [1000, 0],
+      [500, 0],
+      [1000, 0],
+    ]);
+    expect(sessileOver(dbm, peer)).toBeCloseTo(1393 / 1000);
   });
 });

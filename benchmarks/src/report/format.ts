@@ -1,4 +1,5 @@
 /** How figures read in the report's tables. */
+import { median } from '../measure.js';
 import type { Outcome, TargetInfo } from '../results.js';
 import type { NumericField } from '../workloads/context.js';
 import { formatNumber } from './svg.js';
@@ -15,6 +16,33 @@ export function figure<R>(
 ): number | undefined {
   const value: unknown = okResult(outcome)?.[field];
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/**
+ * `own` over `other` in `field`: the median of the repeats' own ratios when both were measured in
+ * every repeat (each repeat measures every target once, close together in time, so a slow spell
+ * of the machine moves both sides of that repeat's ratio), else the ratio of their medians.
+ * Undefined when either is missing or zero.
+ */
+export function pairedRatio<R>(
+  own: Outcome<R> | undefined,
+  other: Outcome<R> | undefined,
+  field: NumericField<R>,
+): number | undefined {
+  const a = figure(own, field);
+  const b = figure(other, field);
+  if (a === undefined || b === undefined || a === 0 || b === 0) return undefined;
+  if (own?.status !== 'ok' || other?.status !== 'ok' || own.runs.length !== other.runs.length) {
+    return a / b;
+  }
+  const ratios: number[] = [];
+  for (const [i, run] of own.runs.entries()) {
+    const x: unknown = run[field];
+    const y: unknown = (other.runs[i] as R)[field];
+    if (typeof x !== 'number' || typeof y !== 'number' || !(x > 0) || !(y > 0)) return a / b;
+    ratios.push(x / y);
+  }
+  return median(ratios);
 }
 
 export function ms(value: number | undefined): string {
@@ -61,13 +89,12 @@ export function baselineRatios<R>(
   baselines: string[],
   invert: boolean,
 ): string {
-  const own = figure(byTarget?.[target.name], field);
-  if (own === undefined || own === 0) return '–';
+  const own = byTarget?.[target.name];
   const parts: string[] = [];
   for (const name of baselines) {
-    const other = figure(byTarget?.[name], field);
-    if (other === undefined || other === 0) continue;
-    parts.push(`${ratio(invert ? other / own : own / other)} ${name}`);
+    const other = byTarget?.[name];
+    const value = invert ? pairedRatio(other, own, field) : pairedRatio(own, other, field);
+    if (value !== undefined) parts.push(`${ratio(value)} ${name}`);
   }
   return parts.length > 0 ? parts.join(', ') : '–';
 }

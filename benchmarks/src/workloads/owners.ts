@@ -6,7 +6,7 @@
 import type { SessionRecord, SessionStore } from '@sessile/core';
 import { Unavailable } from '../adapter.js';
 import { makeSessionBody } from '../body.js';
-import { fill, round, runLoad } from '../measure.js';
+import { fill, median, round, runLoad } from '../measure.js';
 import { encodeBody } from '../targets/engines.js';
 import { LIVE_FOR_MS, type Workload, type WorkloadContext } from './context.js';
 
@@ -47,11 +47,6 @@ function ownerOf(i: number, owners: number): string {
 /** Which store goes first alternates, so neither always meets a cold or a warm machine. */
 function turnOrder(round: number): [0, 1] | [1, 0] {
   return round % 2 === 0 ? [0, 1] : [1, 0];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0;
 }
 
 /** The median of each round's `without / with - 1`, from per-round rates `[with, without]`. */

@@ -1,6 +1,7 @@
 import type { BenchResults, OpsWorkloadName, TargetInfo } from '../../results.js';
-import { figure, ms, okResult, ratio, stall } from '../format.js';
+import { figure, ms, okResult, pairedRatio, ratio, stall } from '../format.js';
 import { table } from '../table.js';
+import { sessileOver } from './http.js';
 
 const HEADLINE_WORKLOADS: readonly OpsWorkloadName[] = ['create', 'read', 'mixed'];
 
@@ -21,8 +22,8 @@ export interface StoreHeadline {
 }
 
 export function storeHeadline(results: BenchResults, target: TargetInfo): StoreHeadline {
-  const opsPerSec = (workload: OpsWorkloadName, name: string | undefined) =>
-    name === undefined ? undefined : figure(results.results[workload]?.[name], 'opsPerSec');
+  const outcome = (workload: OpsWorkloadName, name: string | undefined) =>
+    name === undefined ? undefined : results.results[workload]?.[name];
   const viaExpress = results.targets.find(
     (other) => other.viaExpressOf === target.name && other.status === 'ok',
   )?.name;
@@ -31,17 +32,13 @@ export function storeHeadline(results: BenchResults, target: TargetInfo): StoreH
     peer: target.peers?.[0],
     viaExpress,
     speed(workload, own, other) {
-      const a = opsPerSec(workload, own);
-      const b = opsPerSec(workload, other);
-      return a === undefined || b === undefined || a === 0 || b === 0 ? undefined : a / b;
+      return pairedRatio(outcome(workload, own), outcome(workload, other), 'opsPerSec');
     },
     httpVersus(baseline) {
-      const sessile = okResult(results.results.http?.[target.name])?.sessile;
-      const other = baseline === undefined ? undefined : okResult(results.results.http?.[baseline]);
-      if (sessile?.status !== 'ok' || other?.expressSession.status !== 'ok') return undefined;
-      const a = sessile.requestsPerSec ?? 0;
-      const b = other.expressSession.requestsPerSec ?? 0;
-      return a === 0 || b === 0 ? undefined : a / b;
+      const http = results.results.http;
+      return baseline === undefined
+        ? undefined
+        : sessileOver(http?.[target.name], http?.[baseline]);
     },
   };
 }
@@ -117,6 +114,7 @@ export function headlineSection(results: BenchResults): string[] {
     "- **vs peer, same API** is the fair comparison: the store behind `toExpressStore` (the `-express` target) and the peer, both driven through express-session's callback `Store` API by the same code, 64 calls in flight.",
     "- **native API vs peer** and **`sessile()` vs peer** are what an app gains by switching fully: sessile's own `get`/`set` calls, and HTTP through sessile's middleware (which locks each session) against express-session over the peer, and over this same store.",
     "- **adapter cost** is the native API's rate over `toExpressStore`'s on the same store (1× is free).",
+    "- Every ratio is the median of the repeats' own ratios: each repeat measures every target once, close together in time, so a slow spell of the machine moves both sides of that repeat's ratio. The rates in the tables below are medians of each target's runs on their own, so a ratio of two of them can differ from the ratio shown.",
     '',
     table(
       [

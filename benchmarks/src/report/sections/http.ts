@@ -1,7 +1,8 @@
-import type { BenchResults } from '../../results.js';
-import type { HttpModeResult } from '../../workloads/http.js';
+import { median } from '../../measure.js';
+import type { BenchResults, Outcome } from '../../results.js';
+import type { HttpModeResult, HttpResult } from '../../workloads/http.js';
 import { addChart, type Charts } from '../charts.js';
-import { baselineRatios, ms, okResult, statusText } from '../format.js';
+import { baselineRatios, ms, okResult, ratio, statusText } from '../format.js';
 import { type Bar, barChart, formatNumber } from '../svg.js';
 import { table } from '../table.js';
 
@@ -13,6 +14,48 @@ export function httpModeText(mode: HttpModeResult | undefined): [string, string]
     `${formatNumber(mode.requestsPerSec ?? 0)}${errors > 0 ? ` (${formatNumber(errors)} failed)` : ''}`,
     ms(mode.p99Ms),
   ];
+}
+
+/** The rates of one mode over the runs of a measured outcome, one per run where it ran. */
+function ratesOf(
+  outcome: Outcome<HttpResult> | undefined,
+  mode: 'expressSession' | 'sessile',
+): (number | undefined)[] {
+  if (outcome?.status !== 'ok') return [];
+  return outcome.runs.map((run) => {
+    const result = run[mode];
+    const rate = result?.status === 'ok' ? (result.requestsPerSec ?? 0) : 0;
+    return rate > 0 ? rate : undefined;
+  });
+}
+
+/**
+ * sessile() over express-session on `baseline` (this same store, or a peer): the median of each
+ * run's own ratio. Within a run the two are measured one after the other, so a slow spell of the
+ * machine moves both sides of that run's ratio; a ratio of two medians could pair a quick run of
+ * one with a slow run of the other (runs of one app here ranged over 1.5× within one benchmark).
+ * The ratio of the medians when the two were not measured in the same runs.
+ */
+export function sessileOver(
+  own: Outcome<HttpResult> | undefined,
+  baseline: Outcome<HttpResult> | undefined,
+): number | undefined {
+  const rates = ratesOf(own, 'sessile');
+  const over = ratesOf(baseline, 'expressSession');
+  const paired = rates.length === over.length;
+  const ratios = rates.flatMap((rate, i) => {
+    const base = over[i];
+    return rate === undefined || base === undefined ? [] : [rate / base];
+  });
+  if (paired && ratios.length > 0) return median(ratios);
+  const measured = (values: (number | undefined)[]) => values.filter((v) => v !== undefined);
+  const a = measured(rates);
+  const b = measured(over);
+  return a.length === 0 || b.length === 0 ? undefined : median(a) / median(b);
+}
+
+function ratioText(value: number | undefined): string {
+  return value === undefined ? '–' : ratio(value);
 }
 
 /** Requests per second through Express, with express-session and with sessile's middleware. */
@@ -51,6 +94,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
       esP99,
       target.kind === 'sessile' ? slRate : '',
       target.kind === 'sessile' ? slP99 : '',
+      target.kind === 'sessile' ? ratioText(sessileOver(outcome, outcome)) : '',
       target.peers ? baselineRatios(byTarget, target, 'requestsPerSec', target.peers, false) : '',
     ]);
     for (const [label, mode] of [
@@ -67,7 +111,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
   return [
     '### HTTP end to end',
     '',
-    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session.`,
+    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session. The two apps over one store run one after the other in each run; the rates and p99s are the median run's, and the same-store ratio is the median of each run's own ratio.`,
     '',
     addChart(
       charts,
@@ -83,6 +127,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
         'p99',
         'sessile middleware req/s',
         'p99',
+        'sessile middleware / express-session, same store',
         'speed vs peer (express-session)',
       ],
       rows,
