@@ -19,30 +19,44 @@ export function figure<R>(
 }
 
 /**
- * `own` over `other` in `field`: the median of the repeats' own ratios when both were measured in
- * every repeat (each repeat measures every target once, close together in time, so a slow spell
- * of the machine moves both sides of that repeat's ratio), else the ratio of their medians.
- * Undefined when either is missing or zero.
+ * `own` over `other`, given each one's figure run by run (undefined where a run has none): the
+ * median of the runs' own ratios when the two were measured in the same runs (each repeat
+ * measures every target once, close together in time, so a slow spell of the machine moves both
+ * sides of that repeat's ratio), else the ratio of their medians. Undefined when either has none.
  */
+export function medianRatio(
+  own: readonly (number | undefined)[],
+  other: readonly (number | undefined)[],
+): number | undefined {
+  const measured = (values: readonly (number | undefined)[]) =>
+    values.filter((value): value is number => value !== undefined && value > 0);
+  const a = measured(own);
+  const b = measured(other);
+  if (a.length === 0 || b.length === 0) return undefined;
+  if (own.length !== other.length) return median(a) / median(b);
+  const ratios = own.flatMap((value, i) => {
+    const base = other[i];
+    return value === undefined || base === undefined || !(value > 0) || !(base > 0)
+      ? []
+      : [value / base];
+  });
+  return ratios.length > 0 ? median(ratios) : median(a) / median(b);
+}
+
+/** `own` over `other` in `field`, as `medianRatio` pairs them. */
 export function pairedRatio<R>(
   own: Outcome<R> | undefined,
   other: Outcome<R> | undefined,
   field: NumericField<R>,
 ): number | undefined {
-  const a = figure(own, field);
-  const b = figure(other, field);
-  if (a === undefined || b === undefined || a === 0 || b === 0) return undefined;
-  if (own?.status !== 'ok' || other?.status !== 'ok' || own.runs.length !== other.runs.length) {
-    return a / b;
-  }
-  const ratios: number[] = [];
-  for (const [i, run] of own.runs.entries()) {
-    const x: unknown = run[field];
-    const y: unknown = (other.runs[i] as R)[field];
-    if (typeof x !== 'number' || typeof y !== 'number' || !(x > 0) || !(y > 0)) return a / b;
-    ratios.push(x / y);
-  }
-  return median(ratios);
+  const valuesOf = (outcome: Outcome<R> | undefined) =>
+    outcome?.status === 'ok'
+      ? outcome.runs.map((run) => {
+          const value: unknown = run[field];
+          return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+        })
+      : [];
+  return medianRatio(valuesOf(own), valuesOf(other));
 }
 
 export function ms(value: number | undefined): string {

@@ -1,8 +1,7 @@
-import { median } from '../../measure.js';
 import type { BenchResults, Outcome } from '../../results.js';
 import type { HttpModeResult, HttpResult } from '../../workloads/http.js';
 import { addChart, type Charts } from '../charts.js';
-import { baselineRatios, ms, okResult, ratio, statusText } from '../format.js';
+import { baselineRatios, medianRatio, ms, okResult, ratio, statusText } from '../format.js';
 import { type Bar, barChart, formatNumber } from '../svg.js';
 import { table } from '../table.js';
 
@@ -30,28 +29,16 @@ function ratesOf(
 }
 
 /**
- * sessile() over express-session on `baseline` (this same store, or a peer): the median of each
- * run's own ratio. Within a run the two are measured one after the other, so a slow spell of the
- * machine moves both sides of that run's ratio; a ratio of two medians could pair a quick run of
- * one with a slow run of the other (runs of one app here ranged over 1.5× within one benchmark).
- * The ratio of the medians when the two were not measured in the same runs.
+ * sessile() over express-session on `baseline` (this same store, or a peer), run by run as
+ * `medianRatio` pairs them: within a run the two are measured one after the other, where a ratio
+ * of two medians could pair a quick run of one with a slow run of the other (runs of one app here
+ * ranged over 1.5× within one benchmark).
  */
 export function sessileOver(
   own: Outcome<HttpResult> | undefined,
   baseline: Outcome<HttpResult> | undefined,
 ): number | undefined {
-  const rates = ratesOf(own, 'sessile');
-  const over = ratesOf(baseline, 'expressSession');
-  const paired = rates.length === over.length;
-  const ratios = rates.flatMap((rate, i) => {
-    const base = over[i];
-    return rate === undefined || base === undefined ? [] : [rate / base];
-  });
-  if (paired && ratios.length > 0) return median(ratios);
-  const measured = (values: (number | undefined)[]) => values.filter((v) => v !== undefined);
-  const a = measured(rates);
-  const b = measured(over);
-  return a.length === 0 || b.length === 0 ? undefined : median(a) / median(b);
+  return medianRatio(ratesOf(own, 'sessile'), ratesOf(baseline, 'expressSession'));
 }
 
 function ratioText(value: number | undefined): string {
