@@ -15,7 +15,7 @@ export function httpModeText(mode: HttpModeResult | undefined): [string, string]
   ];
 }
 
-/** The rates of one mode over the runs of a measured outcome, one per run where it ran. */
+/** One mode's rate in each run of a measured outcome; undefined where it did not run. */
 function ratesOf(
   outcome: Outcome<HttpResult> | undefined,
   mode: 'expressSession' | 'sessile',
@@ -23,8 +23,7 @@ function ratesOf(
   if (outcome?.status !== 'ok') return [];
   return outcome.runs.map((run) => {
     const result = run[mode];
-    const rate = result?.status === 'ok' ? (result.requestsPerSec ?? 0) : 0;
-    return rate > 0 ? rate : undefined;
+    return result?.status === 'ok' ? result.requestsPerSec : undefined;
   });
 }
 
