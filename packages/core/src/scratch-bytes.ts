@@ -21,14 +21,19 @@ function reserve(bytes: number): void {
   }
 }
 
-/** `text` encoded as UTF-8. */
-export function scratchUtf8(text: string): Buffer {
+/**
+ * `head`, `text` and `tail` encoded as UTF-8, one after the other. Writing the parts apart
+ * spares the flat copy of their concatenation that encoding it would make first.
+ */
+export function scratchUtf8(head: string, text = '', tail = ''): Buffer {
   // A UTF-16 code unit never takes more than 3 bytes in UTF-8.
-  const room = text.length * 3;
-  if (room > MAX_PIECE_BYTES) return Buffer.from(text);
+  const room = (head.length + text.length + tail.length) * 3;
+  if (room > MAX_PIECE_BYTES) return Buffer.from(head + text + tail);
   reserve(room);
   const start = used;
-  used += slab.write(text, start);
+  used += slab.write(head, used);
+  if (text.length > 0) used += slab.write(text, used);
+  if (tail.length > 0) used += slab.write(tail, used);
   return slab.subarray(start, used);
 }
 

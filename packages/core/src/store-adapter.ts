@@ -60,7 +60,7 @@ export function encodeLibrarySession(
     // per millisecond, not once per call (a timestamp is a heap number, slow to print).
     const data = JSON.stringify(session) as string | undefined;
     if (data === undefined || data.charCodeAt(0) !== OPEN_BRACE) throw notAnObject(session);
-    return scratchUtf8(`${envelopeHead(now)}${data}}`);
+    return scratchUtf8(envelopeHead(now), data, '}');
   }
   const json = JSON.stringify(session) as string | undefined;
   if (json === undefined || !json.startsWith('{')) throw notAnObject(session);

@@ -108,6 +108,22 @@ describe('encodeLibrarySession', () => {
     }
   });
 
+  it('keeps each session its own bytes, however many are encoded and however large', () => {
+    const codec = jsonCodec();
+    const id = generateSessionId();
+    // Enough sessions to fill several 64 KiB scratch slabs, then one larger than a slab piece.
+    const sessions = Array.from({ length: 400 }, (_, i) => ({
+      ...session,
+      n: i,
+      pad: 'é'.repeat(i),
+    }));
+    sessions.push({ ...session, n: -1, pad: '✓'.repeat(20_000) });
+    const encoded = sessions.map((each) => encodeLibrarySession(codec, id, each, 5));
+    encoded.forEach((bytes, i) => {
+      expect(codec.decode(bytes, id).data).toEqual(JSON.parse(JSON.stringify(sessions[i])));
+    });
+  });
+
   it('refuses a session that is not saved as a JSON object', () => {
     const id = generateSessionId();
     for (const value of [[1, 2], { toJSON: () => '{"a":1}' }, { toJSON: () => undefined }]) {
