@@ -56,7 +56,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     name: 'quick',
     concurrency: 64,
     opsDurationMs: 1500,
-    maxCreateOps: 20_000,
+    maxCreateOps: 100_000,
     preloadSessions: 5000,
     growthSizes: [1000, 10_000, 100_000],
     growthSampleOps: 500,
