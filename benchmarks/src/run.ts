@@ -38,7 +38,10 @@ import {
 } from './workloads/ops.js';
 import { ownersWorkload } from './workloads/owners.js';
 
-/** Every workload, in run order; create, read and mixed share one opened store per target. */
+/**
+ * Every workload, in run order; read, read-missing and mixed share one opened store per target,
+ * holding the preload (the create workloads throw theirs away).
+ */
 const REGISTRY: WorkloadRegistry = {
   create: createEmpty,
   'create-preloaded': createPreloaded,

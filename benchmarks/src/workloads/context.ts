@@ -85,8 +85,8 @@ export class TempDirs {
 }
 
 /**
- * One opened target shared by the create, read and mixed workloads, so the sessions created by
- * one become the preload of the next instead of being written again.
+ * One opened target shared by the throughput workloads: read, read-missing and mixed meet the
+ * same preload, written once. The create workloads write into it too and then throw it away.
  */
 export class SharedStore {
   #open: { target: OpenTarget; dir: string } | undefined;
