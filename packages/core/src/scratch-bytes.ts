@@ -25,15 +25,15 @@ function reserve(bytes: number): void {
  * `head`, `text` and `tail` encoded as UTF-8, one after the other. Writing the parts apart
  * spares the flat copy of their concatenation that encoding it would make first.
  */
-export function scratchUtf8(head: string, text = '', tail = ''): Buffer {
+export function scratchUtf8(head: string, text: string, tail: string): Buffer {
   // A UTF-16 code unit never takes more than 3 bytes in UTF-8.
   const room = (head.length + text.length + tail.length) * 3;
   if (room > MAX_PIECE_BYTES) return Buffer.from(head + text + tail);
   reserve(room);
   const start = used;
   used += slab.write(head, used);
-  if (text.length > 0) used += slab.write(text, used);
-  if (tail.length > 0) used += slab.write(tail, used);
+  used += slab.write(text, used);
+  used += slab.write(tail, used);
   return slab.subarray(start, used);
 }
 
