@@ -153,8 +153,14 @@ function closedError(): SessionError {
   return new SessionError('ERR_STORE_CLOSED', 'The store is closed');
 }
 
+/** What a `lend()` caller's `read` threw, which the call rejects with as it is. */
+class ReadFailure {
+  constructor(readonly error: unknown) {}
+}
+
 /** A programmer's `TypeError` as it is; any other failure as a `SessionError`. */
 function failure(error: unknown, action: string): unknown {
+  if (error instanceof ReadFailure) return error.error;
   return error instanceof TypeError ? error : toStoreIoError(error, action);
 }
 
@@ -192,6 +198,23 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('get', () => {
       assertSessionId(id);
       return this._get(id, Date.now());
+    });
+  }
+
+  lend<T>(
+    id: string,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): Promise<T | undefined> {
+    return this.#run('get', () => {
+      assertSessionId(id);
+      if (typeof read !== 'function') throw new TypeError('lend() needs a read function');
+      return this._lend(id, Date.now(), (record, lentId) => {
+        try {
+          return read(record, lentId);
+        } catch (error) {
+          throw new ReadFailure(error);
+        }
+      });
     });
   }
 
@@ -313,6 +336,21 @@ export abstract class BaseStore implements SessionStore {
   }
 
   protected abstract _get(id: string, now: number): HookAnswer<SessionRecord | undefined>;
+  /**
+   * `read` on the live record. By default the record `_get` answers; a store that keeps records
+   * in memory lends its own instead of a copy.
+   */
+  protected _lend<T>(
+    id: string,
+    now: number,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): HookAnswer<T | undefined> {
+    const answer = this._get(id, now);
+    if (isThenable(answer)) {
+      return answer.then((record) => (record === undefined ? undefined : read(record, id)));
+    }
+    return answer === undefined ? undefined : read(answer, id);
+  }
   /**
    * The write hooks get `lease` when the caller passed a lock. `locks.fence` already keeps this
    * process's other waiters out; a store shared with other processes must also check the lease

@@ -1,4 +1,9 @@
-import { BaseStore, type BaseStoreOptions, type SweepProgress } from './base-store.js';
+import {
+  BaseStore,
+  type BaseStoreOptions,
+  type HookAnswer,
+  type SweepProgress,
+} from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
 import { scratchCopy } from './scratch-bytes.js';
@@ -52,9 +57,18 @@ export class MemoryStore extends BaseStore {
   // The hooks answer at once with plain values, so a call costs no promise beyond the one
   // BaseStore hands the caller.
 
-  protected _get(id: string, now: number): SessionRecord | undefined {
+  protected _get(id: string, now: number): HookAnswer<SessionRecord | undefined> {
     const record = this.#live(id, now);
     return record === undefined ? undefined : handOut(record);
+  }
+
+  protected override _lend<T>(
+    id: string,
+    now: number,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): HookAnswer<T | undefined> {
+    const record = this.#live(id, now);
+    return record === undefined ? undefined : read(record, id);
   }
 
   protected _set(

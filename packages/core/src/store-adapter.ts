@@ -1,6 +1,7 @@
 import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import { isSessionId } from './ids.js';
 import { scratchUtf8 } from './scratch-bytes.js';
-import type { SessionStore } from './types.js';
+import type { SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
 
 /** The options of an adapter that runs a sessile store behind another library's store interface. */
@@ -22,7 +23,13 @@ export function openStoreAdapter(
   store: unknown,
   options: unknown,
   where: string,
-): { store: SessionStore; codec: SessionCodec; defaultTtlMs: number } {
+): {
+  store: SessionStore;
+  codec: SessionCodec;
+  defaultTtlMs: number;
+  /** The session data stored under `id`; undefined when absent, expired or not a sessile id. */
+  read: (id: string) => Promise<SessionData | undefined>;
+} {
   if (
     typeof store !== 'object' ||
     store === null ||
@@ -40,8 +47,23 @@ export function openStoreAdapter(
     zero: false,
     max: Number.MAX_SAFE_INTEGER,
   });
-  return { store: store as SessionStore, codec: given.codec ?? jsonCodec(), defaultTtlMs };
+  const sessionStore = store as SessionStore;
+  const codec = given.codec ?? jsonCodec();
+  const decode = (record: Readonly<SessionRecord>, id: string): SessionData =>
+    decodeLibrarySession(codec, record.data, id);
+  // A store that lends its records spares the copy that `get` makes, since they are decoded at once.
+  const lend = sessionStore.lend?.bind(sessionStore);
+  const read = (id: string): Promise<SessionData | undefined> => {
+    if (!isSessionId(id)) return ABSENT;
+    if (lend !== undefined) return lend(id, decode);
+    return sessionStore
+      .get(id)
+      .then((record) => (record === undefined ? undefined : decode(record, id)));
+  };
+  return { store: sessionStore, codec, defaultTtlMs, read };
 }
+
+const ABSENT: Promise<undefined> = Promise.resolve(undefined);
 
 /**
  * `codec`'s bytes for a session a library hands over, saved as its JSON round trip (its `toJSON`
@@ -68,7 +90,51 @@ export function encodeLibrarySession(
   return codec.encode({ createdAt: now, lastAccessedAt: now, data }, id);
 }
 
+/**
+ * The session data in `codec`'s bytes, as `codec.decode(bytes, id).data` gives it, and throwing
+ * what that throws. With `jsonCodec()`, a record that holds a timestamped session and nothing
+ * else (what `encodeLibrarySession` writes) has only its data parsed, not the envelope around it.
+ */
+export function decodeLibrarySession(
+  codec: SessionCodec,
+  bytes: Uint8Array,
+  id: string,
+): SessionData {
+  if (isJsonCodec(codec)) {
+    const data = envelopeData(bytes);
+    if (data !== undefined) return data;
+  }
+  return codec.decode(bytes, id).data;
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+/** jsonCodec()'s envelope up to its data, with both timestamps whole numbers of ms. */
+const ENVELOPE_HEAD = /^\{"createdAt":\d{1,16},"lastAccessedAt":\d{1,16},"data":(?=\{)/;
+
+/**
+ * The data of `{"createdAt":…,"lastAccessedAt":…,"data":{…}}`, or undefined for any other text
+ * (an owner or metadata after the data, say), which the codec then reads whole. The text between
+ * the head and the closing brace parses alone only if it is exactly the data object, so what
+ * this returns is what parsing the whole envelope would give.
+ */
+function envelopeData(bytes: Uint8Array): SessionData | undefined {
+  let text: string;
+  try {
+    text = textDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+  const head = ENVELOPE_HEAD.exec(text);
+  if (head === null || text.charCodeAt(text.length - 1) !== CLOSE_BRACE) return undefined;
+  try {
+    return JSON.parse(text.slice(head[0].length, -1)) as SessionData;
+  } catch {
+    return undefined;
+  }
+}
+
 const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
 
 let headNow = Number.NaN;
 let head = '';

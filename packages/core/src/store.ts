@@ -60,6 +60,7 @@ export {
   stripeOf,
 } from './locks/striped.js';
 export {
+  decodeLibrarySession,
   encodeLibrarySession,
   openStoreAdapter,
   type StoreAdapterOptions,

@@ -174,6 +174,16 @@ export interface SessionStore {
 
   /** The live record, or `undefined` when absent or expired. A record that cannot be decoded rejects with `ERR_CORRUPT_RECORD`. */
   get(id: string): Promise<SessionRecord | undefined>;
+  /**
+   * `get` for a caller that decodes the record at once: `read(record, id)`'s answer for the live
+   * record, or `undefined` without calling `read` when absent or expired. The record is lent,
+   * valid only during the call and never to be changed, which spares a store that keeps its
+   * records in memory the copy `get` hands out. A throw in `read` rejects the call with it.
+   */
+  lend?<T>(
+    id: string,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): Promise<T | undefined>;
   /** Writes the record, subject to `options.only`. Resolves `true` when it wrote. */
   set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean>;
   /** Sets a live record's `expiresAt`. Resolves `false` when absent or expired. */

@@ -7,7 +7,7 @@ import {
   jsonCodec,
   type SessionEnvelope,
 } from '../src/index.js';
-import { encodeLibrarySession } from '../src/store.js';
+import { decodeLibrarySession, encodeLibrarySession } from '../src/store.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -131,6 +131,72 @@ describe('encodeLibrarySession', () => {
         /must be saved as a JSON object/,
       );
     }
+  });
+});
+
+describe('decodeLibrarySession', () => {
+  const id = generateSessionId();
+  const bytesOf = (text: string) => new TextEncoder().encode(text);
+
+  it("gives codec.decode()'s data for every form a jsonCodec() record takes", () => {
+    const codec = jsonCodec();
+    const data = { user: 'Ada', nested: { data: { x: 1 } }, note: 'é ✓ 😀', '}': '"data":{' };
+    const records = [
+      encodeLibrarySession(codec, id, data, 1_700_000_000_000),
+      codec.encode({ createdAt: 1, lastAccessedAt: 2, data }, id),
+      // An owner and metadata follow the data; fractional and negative times.
+      codec.encode({ createdAt: 3, lastAccessedAt: 4, data, owner: 'u1', meta: { ua: 'x' } }, id),
+      codec.encode({ createdAt: 1.5, lastAccessedAt: -2, data }, id),
+      // Text the codec never writes, but which parses: a repeated key's last value wins.
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"a":1},"data":{"b":2}}'),
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"a":1} }'),
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"__proto__":{"polluted":true}}}'),
+    ];
+    for (const bytes of records) {
+      const decoded = decodeLibrarySession(codec, bytes, id);
+      expect(decoded).toEqual(codec.decode(bytes, id).data);
+      expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+    }
+    expect(decodeLibrarySession(codec, records[4] as Uint8Array, id)).toEqual({ b: 2 });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('refuses what codec.decode() refuses, with ERR_CORRUPT_RECORD', () => {
+    const codec = jsonCodec();
+    const bad = [
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"a":1}'),
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":[1]}'),
+      bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"a":1}},'),
+      bytesOf('{"createdAt":1,"data":{"a":1}}'),
+      // Invalid UTF-8 inside the data.
+      Uint8Array.from([
+        ...bytesOf('{"createdAt":1,"lastAccessedAt":2,"data":{"a":"'),
+        0xff,
+        0x22,
+        0x7d,
+        0x7d,
+      ]),
+    ];
+    for (const bytes of bad) {
+      expect(() => codec.decode(bytes, id)).toThrow();
+      let caught: unknown;
+      try {
+        decodeLibrarySession(codec, bytes, id);
+      } catch (error) {
+        caught = error;
+      }
+      expect(isSessionError(caught, 'ERR_CORRUPT_RECORD')).toBe(true);
+    }
+  });
+
+  it("reads any other codec's records through that codec", () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    const data = { user: 'Ada' };
+    const bytes = encodeLibrarySession(codec, id, data, 5);
+    expect(decodeLibrarySession(codec, bytes, id)).toEqual(data);
+    expect(() => decodeLibrarySession(codec, bytes, generateSessionId())).toThrow(
+      /authentication failed/,
+    );
   });
 });
 

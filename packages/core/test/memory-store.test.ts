@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateSessionId, MemoryStore, type SessionRecord } from '../src/index.js';
-import { ExpiryHeap } from '../src/store.js';
+import { BaseStore, ExpiryHeap } from '../src/store.js';
 
 const HOUR_MS = 3_600_000;
 const record = (expiresAt: number) => ({ data: new Uint8Array([1]), expiresAt });
@@ -111,9 +111,22 @@ describe('MemoryStore owner index', () => {
 });
 
 /** A MemoryStore whose reads fail inside the backend, before returning a promise. */
+type Read<T> = (record: Readonly<SessionRecord>, id: string) => T;
+type Lend = <T>(id: string, now: number, read: Read<T>) => T | undefined | Promise<T | undefined>;
+/** BaseStore's own `_lend`, which reads through `_get`; MemoryStore lends its records instead. */
+const lendThroughGet = (BaseStore.prototype as unknown as { _lend: Lend })._lend;
+
 class FailingReadStore extends MemoryStore {
   protected override _get(): Promise<SessionRecord | undefined> {
     throw new Error('disk on fire');
+  }
+
+  protected override _lend<T>(id: string, now: number, read: Read<T>) {
+    return lendThroughGet.call<
+      this,
+      [string, number, Read<T>],
+      T | undefined | Promise<T | undefined>
+    >(this, id, now, read);
   }
 }
 
@@ -122,6 +135,14 @@ class LaterReadStore extends MemoryStore {
   protected override _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = super._get(id, now);
     return new Promise((resolve) => setImmediate(() => resolve(record)));
+  }
+
+  protected override _lend<T>(id: string, now: number, read: Read<T>) {
+    return lendThroughGet.call<
+      this,
+      [string, number, Read<T>],
+      T | undefined | Promise<T | undefined>
+    >(this, id, now, read);
   }
 }
 
@@ -150,6 +171,27 @@ describe('BaseStore around a backend', () => {
     // The failed call no longer counts as in flight, so close() settles.
     await store.close();
     expect(store.closed).toBe(true);
+  });
+
+  it('lends through the get hook, and tells a backend failure from what read throws', async () => {
+    const id = generateSessionId();
+    const later = new LaterReadStore();
+    await later.set(id, { data: new Uint8Array([7, 8]), expiresAt: Date.now() + HOUR_MS });
+    expect(await later.lend(id, (record, lentId) => [lentId, ...record.data])).toEqual([id, 7, 8]);
+    const mine = new SyntaxError('not mine to wrap');
+    const thrown = (): never => {
+      throw mine;
+    };
+    await expect(later.lend(id, thrown)).rejects.toBe(mine);
+    const failing = new FailingReadStore().lend(id, (record) => record);
+    expect(failing).toBeInstanceOf(Promise);
+    await expect(failing).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    for (const store of [later, new MemoryStore()]) {
+      await expect(store.lend(id, 'decode' as never)).rejects.toBeInstanceOf(TypeError);
+      await expect(store.lend('../etc', (record) => record)).rejects.toMatchObject({
+        code: 'ERR_INVALID_SESSION_ID',
+      });
+    }
   });
 
   it('rejects a call after close() instead of throwing', async () => {

@@ -5,7 +5,6 @@ import {
   isSessionId,
   jsonCodec,
   type SessionCodec,
-  type SessionRecord,
   type SessionStore,
 } from '@sessile/core';
 import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
@@ -132,7 +131,6 @@ function settleWrite(
 }
 
 const DONE: Promise<void> = Promise.resolve();
-const NO_SESSION: Promise<null> = Promise.resolve(null);
 
 /**
  * Wraps any sessile store as a drop-in store for express-session, @fastify/session and connect.
@@ -144,13 +142,7 @@ export function toExpressStore(
   store: SessionStore,
   options: ToExpressStoreOptions = {},
 ): ExpressSessionStore {
-  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toExpressStore()');
-
-  const sessionOf = (sid: string, record: SessionRecord | undefined): ExpressSessionData | null =>
-    record === undefined ? null : (codec.decode(record.data, sid).data as ExpressSessionData);
-
-  const read = async (sid: string): Promise<ExpressSessionData | null> =>
-    isSessionId(sid) ? sessionOf(sid, await store.get(sid)) : null;
+  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toExpressStore()');
 
   // The callback methods below add one `then` to the store's own promise and none of their own.
 
@@ -172,7 +164,7 @@ export function toExpressStore(
     for await (const sid of store.ids()) {
       try {
         const session = await read(sid);
-        if (session !== null) sessions.push({ ...session, id: sid });
+        if (session !== undefined) sessions.push({ ...session, id: sid });
       } catch (error) {
         if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
       }
@@ -191,21 +183,8 @@ export function toExpressStore(
     }
 
     get(sid: string, callback: Callback<ExpressSessionData | null>): void {
-      if (!isSessionId(sid)) {
-        settle(this, NO_SESSION, callback);
-        return;
-      }
-      store.get(sid).then(
-        (record) => {
-          let session: ExpressSessionData | null;
-          try {
-            session = sessionOf(sid, record);
-          } catch (error) {
-            fail(this, error, callback);
-            return;
-          }
-          callback?.(null, session);
-        },
+      read(sid).then(
+        (session) => callback?.(null, (session as ExpressSessionData | undefined) ?? null),
         (error: unknown) => fail(this, error, callback),
       );
     }

@@ -1,5 +1,5 @@
 import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
-import { openStoreAdapter } from '@sessile/core/store';
+import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
 export type HonoSessionsData = {
@@ -46,7 +46,7 @@ export function toHonoSessionsStore(
   store: SessionStore,
   options: ToHonoSessionsStoreOptions = {},
 ): HonoSessionsStore {
-  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toHonoSessionsStore()');
+  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toHonoSessionsStore()');
 
   const write = async (
     sessionId: string,
@@ -62,10 +62,9 @@ export function toHonoSessionsStore(
     }
     // The id travels in the key, not in the record.
     const { _id, ...rest } = session;
-    const data = JSON.parse(JSON.stringify(rest)) as HonoSessionsData;
     await store.set(
       sessionId,
-      { data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, sessionId), expiresAt },
+      { data: encodeLibrarySession(codec, sessionId, rest, now), expiresAt },
       { only },
     );
   };
@@ -73,11 +72,8 @@ export function toHonoSessionsStore(
   return {
     store,
     async getSessionById(sessionId) {
-      if (!isSessionId(sessionId)) return null;
-      const record = await store.get(sessionId);
-      return record === undefined
-        ? null
-        : (codec.decode(record.data, sessionId).data as unknown as HonoSessionsData);
+      const session = sessionId === undefined ? undefined : await read(sessionId);
+      return (session as HonoSessionsData | undefined) ?? null;
     },
     createSession: (sessionId, initialData) => write(sessionId, initialData, 'absent'),
     persistSessionData: (sessionId, sessionData) => write(sessionId, sessionData, 'present'),

@@ -1,5 +1,5 @@
 import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
-import { openStoreAdapter } from '@sessile/core/store';
+import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's own session fields
@@ -49,17 +49,11 @@ export function toKoaSessionStore(
   store: SessionStore,
   options: ToKoaSessionStoreOptions = {},
 ): KoaSessionStore {
-  const { codec, defaultTtlMs } = openStoreAdapter(store, options, 'toKoaSessionStore()');
+  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toKoaSessionStore()');
 
   return {
     store,
-    async get(key) {
-      if (!isSessionId(key)) return undefined;
-      const record = await store.get(key);
-      return record === undefined
-        ? undefined
-        : (codec.decode(record.data, key).data as KoaSessionData);
-    },
+    get: (key) => read(key) as Promise<KoaSessionData | undefined>,
     async set(key, session, maxAge) {
       const now = Date.now();
       const ttlMs = typeof maxAge === 'number' ? maxAge : defaultTtlMs;
@@ -67,10 +61,9 @@ export function toKoaSessionStore(
         if (isSessionId(key)) await store.delete(key);
         return;
       }
-      // JSON round trip: what koa-session's own cookie mode would keep, nothing else.
-      const data = JSON.parse(JSON.stringify(session)) as KoaSessionData;
+      // The JSON round trip keeps what koa-session's own cookie mode would keep, nothing else.
       await store.set(key, {
-        data: codec.encode({ createdAt: now, lastAccessedAt: now, data }, key),
+        data: encodeLibrarySession(codec, key, session, now),
         expiresAt: now + ttlMs,
       });
     },

@@ -23,6 +23,45 @@ export function basicTests(options: ConformanceOptions): void {
       });
     });
 
+    test('lend, where a store has it, reads what get returns and reports absence', async (store) => {
+      expect(['function', 'undefined']).toContain(typeof store.lend);
+      if (store.lend === undefined) return;
+      const id = newId();
+      const owned = newId();
+      const expired = newId();
+      await store.set(id, record({ user: 'ada' }));
+      await store.set(owned, { ...record({ user: 'bob' }), owner: 'user-1' });
+      await store.set(expired, record({ user: 'eve' }, Date.now() - 1000));
+      for (const each of [id, owned]) {
+        const got = await store.get(each);
+        const lent = await store.lend(each, (lentRecord, lentId) => ({
+          id: lentId,
+          value: decodeValue(lentRecord.data),
+          expiresAt: lentRecord.expiresAt,
+          owner: lentRecord.owner,
+        }));
+        expect(lent).toEqual({
+          id: each,
+          value: decodeValue(got?.data ?? bytesOf(null)),
+          expiresAt: got?.expiresAt,
+          owner: got?.owner,
+        });
+      }
+      const calls: string[] = [];
+      for (const each of [newId(), expired]) {
+        expect(await store.lend(each, (_, lentId) => calls.push(lentId))).toBeUndefined();
+      }
+      expect(calls).toEqual([]);
+      // What read throws rejects the call as it is, and leaves the record as it was.
+      const failure = new Error('read failed');
+      await expect(
+        store.lend(id, () => {
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
+      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ user: 'ada' });
+    });
+
     test('set without a condition overwrites', async (store) => {
       const id = newId();
       await store.set(id, record({ v: 1 }));
