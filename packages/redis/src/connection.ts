@@ -149,9 +149,10 @@ export class Connection {
   /**
    * Runs one operation's commands: refused at once while a standalone or Sentinel client is
    * reconnecting, failed after `commandTimeoutMs`, and every failure an `ERR_STORE_IO` naming
-   * the server (a `SessionError` from the operation itself passes through).
+   * the server (a `SessionError` from the operation itself passes through). `map` turns the
+   * operation's value into the answer, as `Deadlines.run` does.
    */
-  call<T>(action: string, operation: () => Promise<T>): Promise<T> {
+  call<T, R = T>(action: string, operation: () => Promise<T>, map?: (value: T) => R): Promise<R> {
     if (this.#client.isReady === false) return this.#refused();
     let started: Promise<T>;
     try {
@@ -159,13 +160,22 @@ export class Connection {
     } catch (error) {
       return Promise.reject(this.#failure(action, error));
     }
-    return this.#deadlines.run(action, started);
+    return this.#deadlines.run(action, started, map);
   }
 
-  /** One command as `call` runs an operation: `send`, refused while disconnected, timed. */
-  command(action: string, firstKey: string, readonly: boolean, words: CommandArgument[]) {
+  /**
+   * One command as `call` runs an operation: `send`, refused while disconnected, timed. `map`
+   * turns the reply into the answer, as `Deadlines.run` does.
+   */
+  command<R = unknown>(
+    action: string,
+    firstKey: string,
+    readonly: boolean,
+    words: CommandArgument[],
+    map?: (reply: unknown) => R,
+  ): Promise<R> {
     if (this.#client.isReady === false) return this.#refused();
-    return this.#deadlines.run(action, this.send(firstKey, readonly, words));
+    return this.#deadlines.run(action, this.send(firstKey, readonly, words), map);
   }
 
   #refused(): Promise<never> {

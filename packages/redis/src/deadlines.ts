@@ -35,15 +35,28 @@ export class Deadlines {
     this.#failure = failure;
   }
 
-  /** Settles with `operation`, or rejects once `timeoutMs` passed. */
-  run<T>(action: string, operation: Promise<T>): Promise<T> {
+  /**
+   * Settles with `operation`, or rejects once `timeoutMs` passed. `map`, when given, turns the
+   * operation's value into the answer within the same step, sparing a promise of its own; what
+   * it throws rejects the answer as it is.
+   */
+  run<T, R = T>(action: string, operation: Promise<T>, map?: (value: T) => R): Promise<R> {
     const pending = this.#current().pending;
     const failure = this.#failure;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<R>((resolve, reject) => {
       pending.set(reject, action);
       operation.then(
         (value) => {
-          if (pending.delete(reject)) resolve(value);
+          if (!pending.delete(reject)) return;
+          if (map === undefined) {
+            resolve(value as unknown as R);
+            return;
+          }
+          try {
+            resolve(map(value));
+          } catch (error) {
+            reject(error);
+          }
         },
         (error: unknown) => {
           if (pending.delete(reject)) reject(failure(action, error));

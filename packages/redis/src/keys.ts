@@ -111,7 +111,11 @@ export function encodeDouble(value: number): Buffer {
   return bytes;
 }
 
-export function decodeRecord(value: Buffer): SessionRecord {
+/**
+ * The record in a reply's `value`. Its data is a copy, unless `lent`: then a view into the
+ * reply, for a reader that decodes it at once (`lend`).
+ */
+export function decodeRecord(value: Buffer, lent = false): SessionRecord {
   const format = value[2] ?? 0;
   if (value.byteLength < 3 || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
@@ -133,10 +137,15 @@ export function decodeRecord(value: Buffer): SessionRecord {
   if (dataStart > value.byteLength) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
   }
-  // A copy, because the reply is a view into the socket's read chunk, which a kept record would
-  // keep alive whole; a small one comes from Node's buffer pool, not a new ArrayBuffer each.
-  const data = Buffer.allocUnsafe(value.byteLength - dataStart);
-  value.copy(data, 0, dataStart);
+  let data: Buffer;
+  if (lent) {
+    data = value.subarray(dataStart);
+  } else {
+    // A copy, because the reply is a view into the socket's read chunk, which a kept record
+    // would keep alive whole; a small one comes from Node's buffer pool, not a new ArrayBuffer.
+    data = Buffer.allocUnsafe(value.byteLength - dataStart);
+    value.copy(data, 0, dataStart);
+  }
   if (dataStart === HEADER_BYTES) return { data, expiresAt };
   return { data, expiresAt, owner: value.toString('utf8', HEADER_BYTES, dataStart) };
 }

@@ -40,9 +40,11 @@ class RedisLeases implements LeaseBackend {
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
     const args = [token, String(leaseMsUntil(expiresAt))];
-    return connection
-      .call('lock acquire', () => CLAIM_LOCK.run(connection.send, keys, args))
-      .then((reply) => reply === 1);
+    return connection.call(
+      'lock acquire',
+      () => CLAIM_LOCK.run(connection.send, keys, args),
+      isOne,
+    );
   }
 
   claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
@@ -70,18 +72,22 @@ class RedisLeases implements LeaseBackend {
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
     const args = [token, String(leaseMsUntil(expiresAt))];
-    return connection
-      .call('lock extend', () => EXTEND_LOCK.run(connection.send, keys, args))
-      .then((reply) => reply === 1);
+    return connection.call(
+      'lock extend',
+      () => EXTEND_LOCK.run(connection.send, keys, args),
+      isOne,
+    );
   }
 
   release({ key, token }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
     const args = [token, this.#keys.releaseChannel, key];
-    return connection
-      .call('lock release', () => RELEASE_LOCK.run(connection.send, keys, args))
-      .then((reply) => reply === 1);
+    return connection.call(
+      'lock release',
+      () => RELEASE_LOCK.run(connection.send, keys, args),
+      isOne,
+    );
   }
 
   expired(claim: LeaseClaim): void {
@@ -122,4 +128,9 @@ export class RedisLocks extends LeaseLocks {
   released(key: string): void {
     this.#leases.released(key);
   }
+}
+
+/** A lock script's answer: 1 when it did what was asked. */
+function isOne(reply: unknown): boolean {
+  return reply === 1;
 }

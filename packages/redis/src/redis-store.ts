@@ -102,11 +102,29 @@ export class RedisStore extends BaseStore {
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#read(id, now, false, keep);
+  }
+
+  /** Hands `read` a view into the reply rather than a copy of its data. */
+  protected override _lend<T>(
+    id: string,
+    now: number,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): Promise<T | undefined> {
+    return this.#read(id, now, true, read);
+  }
+
+  #read<T>(
+    id: string,
+    now: number,
+    lent: boolean,
+    read: (record: SessionRecord, id: string) => T,
+  ): Promise<T | undefined> {
     const key = this.#keys.record(id);
-    return this.#connection.command('get', key, true, ['GET', key]).then((value) => {
+    return this.#connection.command('get', key, true, ['GET', key], (value) => {
       if (value === null) return undefined;
-      const record = decodeRecord(value as Buffer);
-      return record.expiresAt > now ? record : undefined;
+      const record = decodeRecord(value as Buffer, lent);
+      return record.expiresAt > now ? read(record, id) : undefined;
     });
   }
 
@@ -126,7 +144,7 @@ export class RedisStore extends BaseStore {
       const condition = only === undefined ? '' : only === 'absent' ? 'NX' : 'XX';
       const value = encodeRecord(record);
       const args = [lease.token, value, String(expireAt), condition, ...this.#releaseArgs(lease)];
-      return this.#io('set', () => FENCED_SET.run(this.#connection.send, keys, args)).then(fenced);
+      return this.#io('set', () => FENCED_SET.run(this.#connection.send, keys, args), fenced);
     }
     if (lease !== undefined || owner !== undefined) {
       return this.#io('set', () =>
@@ -136,15 +154,19 @@ export class RedisStore extends BaseStore {
     // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
     if (expireAt === undefined) {
       if (only === 'absent') {
-        return this.#connection.command('set', key, true, ['EXISTS', key]).then((n) => n === 0);
+        return this.#connection.command('set', key, true, ['EXISTS', key], (n) => n === 0);
       }
-      return this.#connection
-        .command('set', key, false, ['DEL', key])
-        .then((deleted) => only !== 'present' || (deleted as number) > 0);
+      return this.#connection.command(
+        'set',
+        key,
+        false,
+        ['DEL', key],
+        (deleted) => only !== 'present' || (deleted as number) > 0,
+      );
     }
     const words = ['SET', key, encodeRecord(record), 'PXAT', String(expireAt)];
     if (only !== undefined) words.push(only === 'absent' ? 'NX' : 'XX');
-    return this.#connection.command('set', key, false, words).then(written);
+    return this.#connection.command('set', key, false, words, written);
   }
 
   /**
@@ -239,15 +261,11 @@ export class RedisStore extends BaseStore {
   protected _delete(id: string, _now: number, lease: HeldLease | undefined): Promise<boolean> {
     const key = this.#keys.record(id);
     if (lease === undefined) {
-      return this.#connection
-        .command('delete', key, false, ['DEL', key])
-        .then((deleted) => (deleted as number) > 0);
+      return this.#connection.command('delete', key, false, ['DEL', key], isPositive);
     }
     const keys = [key, this.#keys.lock(lease.key)];
     const args = [lease.token, ...this.#releaseArgs(lease)];
-    return this.#io('delete', () => FENCED_DELETE.run(this.#connection.send, keys, args)).then(
-      fenced,
-    );
+    return this.#io('delete', () => FENCED_DELETE.run(this.#connection.send, keys, args), fenced);
   }
 
   /** Redis removes expired keys itself; a sweep has nothing to do. */
@@ -301,14 +319,19 @@ export class RedisStore extends BaseStore {
     return lease?.release === true ? [this.#keys.releaseChannel, lease.key] : [];
   }
 
-  #io<T>(action: string, run: () => Promise<T>): Promise<T> {
-    return this.#connection.call(action, run);
+  #io<T, R = T>(action: string, run: () => Promise<T>, map?: (value: T) => R): Promise<R> {
+    return this.#connection.call(action, run, map);
   }
 }
 
 /** A `SET`'s answer: `null` when its `NX` or `XX` kept it from writing. */
 function written(reply: unknown): boolean {
   return reply !== null;
+}
+
+/** A `DEL`'s answer: whether it removed a key. */
+function isPositive(reply: unknown): boolean {
+  return (reply as number) > 0;
 }
 
 /** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */
@@ -341,4 +364,9 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   assertDuration(commandTimeoutMs, 'commandTimeoutMs', { zero: false });
   return { prefix, commandTimeoutMs };
+}
+
+/** `_get`'s reader: the record as it is, its data already a copy. */
+function keep(record: SessionRecord): SessionRecord {
+  return record;
 }
