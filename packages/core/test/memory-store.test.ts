@@ -110,17 +110,13 @@ describe('MemoryStore owner index', () => {
   });
 });
 
-/** A MemoryStore whose reads fail inside the backend, before returning a promise. */
 type Read<T> = (record: Readonly<SessionRecord>, id: string) => T;
 type Lend = <T>(id: string, now: number, read: Read<T>) => T | undefined | Promise<T | undefined>;
 /** BaseStore's own `_lend`, which reads through `_get`; MemoryStore lends its records instead. */
 const lendThroughGet = (BaseStore.prototype as unknown as { _lend: Lend })._lend;
 
-class FailingReadStore extends MemoryStore {
-  protected override _get(): Promise<SessionRecord | undefined> {
-    throw new Error('disk on fire');
-  }
-
+/** A MemoryStore that lends what its `_get` answers, as a store over a backend does. */
+class ReadsThroughGet extends MemoryStore {
   protected override _lend<T>(id: string, now: number, read: Read<T>) {
     return lendThroughGet.call<
       this,
@@ -130,19 +126,18 @@ class FailingReadStore extends MemoryStore {
   }
 }
 
+/** A MemoryStore whose reads fail inside the backend, before returning a promise. */
+class FailingReadStore extends ReadsThroughGet {
+  protected override _get(): Promise<SessionRecord | undefined> {
+    throw new Error('disk on fire');
+  }
+}
+
 /** A MemoryStore whose reads answer on a later turn, as a backend across a network does. */
-class LaterReadStore extends MemoryStore {
+class LaterReadStore extends ReadsThroughGet {
   protected override _get(id: string, now: number): Promise<SessionRecord | undefined> {
     const record = super._get(id, now);
     return new Promise((resolve) => setImmediate(() => resolve(record)));
-  }
-
-  protected override _lend<T>(id: string, now: number, read: Read<T>) {
-    return lendThroughGet.call<
-      this,
-      [string, number, Read<T>],
-      T | undefined | Promise<T | undefined>
-    >(this, id, now, read);
   }
 }
 
