@@ -21,6 +21,10 @@ describe('session ids', () => {
       `${'a'.repeat(16)}=`,
       `${'a'.repeat(16)}+`,
       `${'a'.repeat(16)}\n`,
+      `.${'a'.repeat(16)}`,
+      `${'a'.repeat(8)}/${'a'.repeat(8)}`,
+      `${'a'.repeat(8)}é${'a'.repeat(8)}`,
+      `${'a'.repeat(16)}😀`,
       42,
       null,
     ]) {
