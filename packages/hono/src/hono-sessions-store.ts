@@ -72,7 +72,8 @@ export function toHonoSessionsStore(
   return {
     store,
     async getSessionById(sessionId) {
-      const session = sessionId === undefined ? undefined : await read(sessionId);
+      // read() answers undefined for anything that is not a sessile id, a missing one included.
+      const session = await read(sessionId as string);
       return (session as HonoSessionsData | undefined) ?? null;
     },
     createSession: (sessionId, initialData) => write(sessionId, initialData, 'absent'),
