@@ -18,6 +18,7 @@ import {
   assertKnownOptions,
   assertNonNegativeNumber,
   assertPositiveInteger,
+  describeValue,
 } from './util.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
@@ -76,6 +77,7 @@ export class SweepProgress {
 
 const WRITE_OPTIONS = ['lock', 'release'] as const;
 const SET_OPTIONS = ['lock', 'only', 'release'] as const;
+const SWEEP_OPTIONS = ['now', 'limit', 'budgetMs', 'signal'] as const;
 
 /** Validates a write's options and returns its lock, which must be on the same id. */
 function writeLock(
@@ -263,6 +265,10 @@ export abstract class BaseStore implements SessionStore {
 
   sweep(options: SweepOptions = {}): Promise<SweepResult> {
     return this.#run('sweep', () => {
+      if (typeof options !== 'object' || options === null) {
+        throw new TypeError(`sweep options must be an object, got ${describeValue(options)}`);
+      }
+      assertKnownOptions(options, SWEEP_OPTIONS, 'store.sweep');
       const now = options.now ?? Date.now();
       assertExpiresAt(now, 'now');
       const limit = options.limit ?? DEFAULT_SWEEP_LIMIT;
