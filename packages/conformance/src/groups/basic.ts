@@ -208,6 +208,13 @@ export function basicTests(options: ConformanceOptions): void {
       ).rejects.toBeInstanceOf(TypeError);
       await expect(store.touch(id, Number.NaN)).rejects.toBeInstanceOf(TypeError);
       await expect(store.sweep({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
+      // A misspelt limit or budget would otherwise sweep without the bound the caller asked for.
+      const misspelt = store.sweep({ limt: 5 } as never);
+      await expect(misspelt).rejects.toBeInstanceOf(TypeError);
+      await expect(misspelt).rejects.toThrow(/limt/);
+      for (const options of ['fast', 42, null]) {
+        await expect(store.sweep(options as never)).rejects.toBeInstanceOf(TypeError);
+      }
       expect(await store.count()).toBe(0);
     });
   });
