@@ -11,6 +11,7 @@ import {
   assertKnownOptions,
   BaseStore,
   type BaseStoreOptions,
+  describeValue,
   KeyedLocks,
   KeyedQueue,
   type SweepProgress,
@@ -232,8 +233,9 @@ export class LevelStore extends BaseStore {
    */
   async repairIndex(options: { signal?: AbortSignal } = {}): Promise<RepairIndexResult> {
     if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`repairIndex options must be an object, got ${String(options)}`);
+      throw new TypeError(`repairIndex options must be an object, got ${describeValue(options)}`);
     }
+    assertKnownOptions(options, ['signal'], 'repairIndex');
     const { signal } = options;
     assertAbortSignal(signal, 'options.signal');
     return this.operation('repairIndex', async () => {

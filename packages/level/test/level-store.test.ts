@@ -944,6 +944,11 @@ describe('LevelStore: every asynchronous API rejects, never throws', () => {
         ['repairIndex with null', call('repairIndex', null), TypeError],
         ['repairIndex with a number', call('repairIndex', 42), TypeError],
         ['repairIndex with a bad signal', call('repairIndex', { signal: 'stop' }), TypeError],
+        [
+          'repairIndex with a misspelt signal',
+          call('repairIndex', { signl: AbortSignal.abort() }),
+          TypeError,
+        ],
       ]);
     } finally {
       await store.close();
