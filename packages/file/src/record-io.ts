@@ -358,7 +358,8 @@ export class RecordIo {
   /**
    * The live records listed for `owner` that carry it. An entry whose record is gone or carries
    * another owner is removed on the way; one whose record has expired is left to the sweep.
-   * A listed record that fails to decode is left out (`get` rejects it for its own id).
+   * A listed record that fails to decode, or is larger than `maxRecordBytes` allows reading, is
+   * left out, as `get` rejects it for its own id; the rest of the owner's sessions are listed.
    */
   async ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
     const owners = this.#files.owners;
@@ -368,7 +369,8 @@ export class RecordIo {
       try {
         record = await this.get(id, now);
       } catch (error) {
-        if (isSessionError(error) && error.code === 'ERR_CORRUPT_RECORD') return;
+        if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return;
+        if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return;
         throw error;
       }
       if (record?.owner === owner) {

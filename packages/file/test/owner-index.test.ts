@@ -97,6 +97,20 @@ describe('owner index', () => {
     });
   }
 
+  it("a record too large for the reopened store is left out of its owner's list, and the others are listed", async () => {
+    const path = join(root, `store-${++directories}`);
+    const [big, small] = [generateSessionId(), generateSessionId()];
+    const expiresAt = Date.now() + HOUR_MS;
+    const first = await FileStore.open({ path, maxRecordBytes: 200_000 });
+    await first.set(big, { data: Buffer.alloc(100_000, 1), expiresAt, owner: 'alice' });
+    await first.set(small, { data, expiresAt, owner: 'alice' });
+    await first.close();
+
+    const store = await openStore({ path, maxRecordBytes: 1000 });
+    expect(await ownedIds(store, 'alice')).toEqual([small]);
+    await expect(store.get(big)).rejects.toMatchObject({ code: 'ERR_RECORD_TOO_LARGE' });
+  });
+
   it("a new record's entry is the record's own file; once replaced, a hard link to the anchor (an empty file where it cannot be)", async () => {
     const store = await openStore();
     const expiresAt = Date.now() + HOUR_MS;
