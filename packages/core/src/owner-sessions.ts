@@ -68,11 +68,13 @@ export class OwnerSessions {
   }
 
   /**
-   * Runs `write` (which stores the session `id` with `owner`) holding the owner's lock, after
-   * making room for it under `maxSessionsPerOwner`: evicting the oldest sessions, or rejecting
-   * with `ERR_OWNER_LIMIT`. Two logins of one owner therefore never both see room for one.
+   * Runs `write` (which stores the session `id` with `owner` and answers whether it did) holding
+   * the owner's lock, within `maxSessionsPerOwner`: with `'refuse'`, a login that would exceed it
+   * rejects with `ERR_OWNER_LIMIT` before writing; with `'evict-oldest'`, the owner's oldest
+   * sessions are deleted once the new one is stored, so a login that fails (or finds its session
+   * revoked) signs no other device out. Two logins of one owner never both see room for one.
    */
-  async login(owner: string, id: string, write: () => Promise<void>): Promise<void> {
+  async login(owner: string, id: string, write: () => Promise<boolean>): Promise<void> {
     const max = this.#context.maxSessionsPerOwner;
     await this.#withOwnerLock(owner, async () => {
       if (max === undefined) {
@@ -81,20 +83,18 @@ export class OwnerSessions {
       }
       const others = (await this.#ownedBy(owner)).filter((session) => session.id !== id);
       const excess = others.length + 1 - max;
-      if (excess > 0) {
-        if (this.#context.onLimit === 'refuse') {
-          throw new SessionError(
-            'ERR_OWNER_LIMIT',
-            `This owner already has ${others.length} sessions; maxSessionsPerOwner is ${max}`,
-          );
-        }
-        const oldest = others
-          .map((session) => ({ id: session.id, createdAt: this.#createdAtOf(session) }))
-          .sort((a, b) => a.createdAt - b.createdAt)
-          .slice(0, excess);
-        for (const session of oldest) await this.#context.store.delete(session.id);
+      if (excess > 0 && this.#context.onLimit === 'refuse') {
+        throw new SessionError(
+          'ERR_OWNER_LIMIT',
+          `This owner already has ${others.length} sessions; maxSessionsPerOwner is ${max}`,
+        );
       }
-      await write();
+      if (!(await write()) || excess <= 0) return;
+      const oldest = others
+        .map((session) => ({ id: session.id, createdAt: this.#createdAtOf(session) }))
+        .sort((a, b) => a.createdAt - b.createdAt)
+        .slice(0, excess);
+      for (const session of oldest) await this.#context.store.delete(session.id);
     });
   }
 

@@ -71,6 +71,8 @@ export class Session<Data extends SessionData = SessionData> {
   /** Set when the session must be written even if the data look unchanged (a new id). */
   #mustSave = false;
   #destroyed = false;
+  /** Set with `#destroyed` when the store no longer held the session, rather than by `invalidate()`. */
+  #revoked = false;
   #lock: SessionLock | undefined;
   #owner: string | undefined;
   #meta: SessionData | undefined;
@@ -162,10 +164,13 @@ export class Session<Data extends SessionData = SessionData> {
    * Moves the data to a new id, against session fixation: call it on login. The old id is
    * deleted now, or, with the manager's `regenerateGraceMs`, stays readable that long for
    * requests already in flight. The new id is stored by `commit()`; `createdAt` is kept, so
-   * regenerating never extends the absolute timeout.
+   * regenerating never extends the absolute timeout. If the stored session was revoked or had
+   * expired meanwhile, the session ends instead (`status` `'destroyed'`), so that nothing brings
+   * its data back under the new id.
    */
   async regenerate(): Promise<void> {
     this.#assertActive('regenerate');
+    if (this.#revoked) return;
     const oldId = this.#id;
     const oldStored = !this.#isNew;
     const oldExpiresAt = this.#storedExpiresAt;
@@ -175,36 +180,43 @@ export class Session<Data extends SessionData = SessionData> {
     this.#storedExpiresAt = undefined;
     if (!oldStored) return;
     const { store, regenerateGraceMs } = this.#context;
-    if (regenerateGraceMs > 0 && oldExpiresAt !== undefined) {
-      await store.touch(oldId, Math.min(oldExpiresAt, Date.now() + regenerateGraceMs));
-    } else {
-      await store.delete(oldId);
-    }
+    const stillStored =
+      regenerateGraceMs > 0 && oldExpiresAt !== undefined
+        ? await store.touch(oldId, Math.min(oldExpiresAt, Date.now() + regenerateGraceMs))
+        : await store.delete(oldId);
+    // Revoked (or expired) while this request held it: moving its data to a new id would bring
+    // it back, so the session ends instead, as a save would find it gone.
+    if (!stillStored) this.#end();
   }
 
   /**
    * Gives the session an owner at login, usually right after `regenerate()`. Holding the
-   * owner's lock, it makes room under the manager's `maxSessionsPerOwner` (deleting the owner's
-   * oldest sessions with `onLimit: 'evict-oldest'`, or rejecting with `ERR_OWNER_LIMIT` and
-   * changing nothing with `'refuse'`), then stores the session at once with its owner, so the
-   * owner's list shows it; `commit()` saves it again with the request's later changes. `meta`
+   * owner's lock, it keeps the owner within the manager's `maxSessionsPerOwner` (rejecting with
+   * `ERR_OWNER_LIMIT` and changing nothing with `onLimit: 'refuse'`; with `'evict-oldest'`,
+   * deleting the owner's oldest sessions once this one is stored, so a failed login evicts
+   * nobody), storing the session at once with its owner, so the owner's list shows it; `commit()` saves it again with the request's later changes. `meta`
    * (a plain JSON object: user agent, IP, a label) is what `sessionsOf` lists; without it, the
    * adapter's `loginMeta(request)` is recorded. Rejects with `ERR_INVALID_OWNER` for a malformed
-   * owner. If the stored session was revoked while this request held it, nothing is written
-   * and the session ends (`status` `'destroyed'`).
+   * owner, and `TypeError` for meta that is not a plain JSON object, changing nothing. If the
+   * stored session was revoked while this request held it, nothing is written and the session
+   * ends (`status` `'destroyed'`); then, and after such a `regenerate()`, this does nothing.
    */
   async setOwner(owner: string, meta?: SessionData): Promise<void> {
     this.#assertActive('setOwner');
     assertOwner(owner);
+    if (this.#revoked) return;
     const captured = meta ?? this.#loginMeta?.();
     if (captured !== undefined && !isPlainObject(captured)) {
       throw new TypeError('session meta must be a plain JSON object');
     }
+    // Copied before anything changes, so meta that JSON cannot hold (a BigInt, a cycle) refuses
+    // the login with the session as it was.
+    const copied =
+      captured === undefined ? undefined : (JSON.parse(JSON.stringify(captured)) as SessionData);
     await this.#context.owners.login(owner, this.#id, async () => {
       const previous = { owner: this.#owner, meta: this.#meta, mustSave: this.#mustSave };
       this.#owner = owner;
-      this.#meta =
-        captured === undefined ? undefined : (JSON.parse(JSON.stringify(captured)) as SessionData);
+      this.#meta = copied;
       this.#mustSave = true;
       let outcome: CommitOutcome;
       try {
@@ -217,13 +229,14 @@ export class Session<Data extends SessionData = SessionData> {
         throw error;
       }
       if (outcome === 'gone') {
-        this.#destroyed = true;
-        return;
+        this.#end();
+        return false;
       }
       // Still 'modified': commit() saves again, which is what tells an adapter to send the
       // new id's cookie.
       this.#lastAccessedAt = this.#savedAt;
       this.#storedExpiresAt = this.expiresAtFor(this.#savedAt);
+      return true;
     });
   }
 
@@ -397,8 +410,19 @@ export class Session<Data extends SessionData = SessionData> {
     }
   }
 
+  /**
+   * Ends a session found revoked or expired in the store: nothing is written for it again, and
+   * `regenerate()` and `setOwner()` do nothing, since the request could not have known.
+   */
+  #end(): void {
+    this.#destroyed = true;
+    this.#revoked = true;
+  }
+
   #assertActive(action: string): void {
     if (this.#commit !== undefined) throw new TypeError(`Cannot ${action} a committed session`);
-    if (this.#destroyed) throw new TypeError(`Cannot ${action} an invalidated session`);
+    if (this.#destroyed && !this.#revoked) {
+      throw new TypeError(`Cannot ${action} an invalidated session`);
+    }
   }
 }

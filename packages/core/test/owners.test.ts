@@ -106,7 +106,20 @@ describe('session.setOwner', () => {
       expect(await codeOf(session.setOwner(owner as string))).toBe('ERR_INVALID_OWNER');
     }
     expect(await codeOf(session.setOwner('ada', ['laptop'] as never))).toBe('TypeError');
+    // Plain objects that JSON cannot hold: refused before the owner or meta change.
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const throwing = {
+      toJSON: () => {
+        throw new RangeError('no');
+      },
+    };
+    for (const meta of [{ n: 1n }, cyclic, { label: throwing }]) {
+      expect(await codeOf(session.setOwner('ada', meta as never))).not.toBe('resolved');
+    }
     expect(session.owner).toBeUndefined();
+    expect(session.meta).toBeUndefined();
+    expect(session.status).toBe('unchanged');
     expect(await store.count()).toBe(0);
     await session.commit();
     expect(await codeOf(session.setOwner('ada'))).toBe('TypeError');
@@ -164,6 +177,23 @@ describe('maxSessionsPerOwner', () => {
     await again.commit();
     expect(await manager.revoke(first.id)).toBe(true);
     expect((await login(manager, 'ada')).owner).toBe('ada');
+  });
+
+  it("with 'evict-oldest', a login that fails signs no other session out", async () => {
+    const { manager } = setup(
+      { maxSessionsPerOwner: 1 },
+      new MemoryStore({ maxRecordBytes: 4096 }),
+    );
+    const laptop = await login(manager, 'ada');
+    const phone = await manager.open(undefined);
+    await phone.regenerate();
+    (phone.data as Record<string, unknown>).blob = 'x'.repeat(10_000);
+    expect(await codeOf(phone.setOwner('ada'))).toBe('ERR_RECORD_TOO_LARGE');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    phone.data = cyclic as Account;
+    expect(await codeOf(phone.setOwner('ada'))).toBe('TypeError');
+    expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([laptop.id]);
   });
 
   it('20 concurrent logins of one owner with a cap of 1 end with exactly one live session', async () => {
@@ -274,6 +304,34 @@ describe('revocation', () => {
     expect(await inFlight.commit()).toBe('destroyed');
     expect(await store.get(device.id)).toBeUndefined();
     expect(await manager.sessionsOf('bob')).toEqual([]);
+  });
+
+  it('regenerate() in a session revoked while the request held it ends the session instead of moving it to a new id', async () => {
+    for (const regenerateGraceMs of [0, 5_000]) {
+      const { manager, store } = setup({ regenerateGraceMs });
+      const device = await login(manager, 'ada');
+      const inFlight = await manager.open(device.id);
+      await manager.revokeOwner('ada');
+      await inFlight.regenerate();
+      inFlight.data.cart = ['kept?'];
+      // The login flow's next step is a no-op too: the request could not have known.
+      await inFlight.setOwner('ada');
+      expect(inFlight.status).toBe('destroyed');
+      expect(await inFlight.commit()).toBe('destroyed');
+      expect(await manager.sessionsOf('ada')).toEqual([]);
+      expect(await store.count()).toBe(0);
+    }
+  });
+
+  it('an in-flight request of a session evicted by the cap cannot bring it back through regenerate()', async () => {
+    const { manager } = setup({ maxSessionsPerOwner: 1 });
+    const laptop = await login(manager, 'ada');
+    const inFlight = await manager.open(laptop.id);
+    const phone = await login(manager, 'ada');
+    await inFlight.regenerate();
+    inFlight.data.cart = ['x'];
+    expect(await inFlight.commit()).toBe('destroyed');
+    expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([phone.id]);
   });
 
   it('revokeOwner ends every session of the owner, or all but the current one', async () => {
