@@ -6,6 +6,7 @@ import {
   readingExpressSessions,
 } from './express-session.js';
 import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
+import { MANAGER_OPTIONS } from './manager-options.js';
 import type { CommitOutcome, Session } from './session.js';
 import { assertKnownOptions, describeValue } from './util.js';
 
@@ -38,22 +39,6 @@ export interface SessionAdapterOptions {
   acceptExpressSession?: boolean | AcceptExpressSessionOptions;
 }
 
-// A Record, so the compiler fails here when SessionManagerOptions gains an option not listed.
-const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
-  store: true,
-  codec: true,
-  idleTimeoutMs: true,
-  absoluteTimeoutMs: true,
-  touchAfterMs: true,
-  lock: true,
-  regenerateGraceMs: true,
-  cleanup: true,
-  onError: true,
-  onSweep: true,
-  maxSessionsPerOwner: true,
-  onLimit: true,
-};
-const MANAGER_OPTIONS = Object.keys(MANAGER_OPTIONS_PRESENT);
 const ADAPTER_OPTIONS = [
   'secret',
   'cookie',

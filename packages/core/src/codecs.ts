@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { SessionError } from './errors.js';
 import { isOwner } from './ids.js';
+import { assertKnownOptions } from './util.js';
 
 /** Session data: a plain JSON object. Values that JSON cannot carry are dropped when saved. */
 export type SessionData = Record<string, unknown>;
@@ -150,6 +151,7 @@ export function aesGcmCodec(options: AesGcmCodecOptions): SessionCodec {
   if (typeof options !== 'object' || options === null || !Array.isArray(options.keys)) {
     throw new TypeError('aesGcmCodec needs { keys: [key, ...] }');
   }
+  assertKnownOptions(options, ['keys', 'inner'], 'aesGcmCodec');
   if (options.keys.length === 0) throw new TypeError('aesGcmCodec needs at least one key');
   const keys = options.keys.map(toKey);
   const inner = options.inner ?? jsonCodec();

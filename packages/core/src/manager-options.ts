@@ -4,7 +4,13 @@ import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './locks/lease.js';
 import type { OwnerLimitAction } from './owner-sessions.js';
 import type { CleanupPolicy, SweepRun } from './policies.js';
 import type { SessionStore } from './types.js';
-import { assertDuration, assertPositiveInteger, describeValue, MAX_TIMER_MS } from './util.js';
+import {
+  assertDuration,
+  assertKnownOptions,
+  assertPositiveInteger,
+  describeValue,
+  MAX_TIMER_MS,
+} from './util.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
@@ -50,6 +56,24 @@ export interface SessionManagerOptions {
    */
   onLimit?: OwnerLimitAction;
 }
+
+// Every option, so that an option added to SessionManagerOptions fails to compile until listed.
+const MANAGER_OPTIONS_PRESENT: Record<keyof SessionManagerOptions, true> = {
+  store: true,
+  codec: true,
+  idleTimeoutMs: true,
+  absoluteTimeoutMs: true,
+  touchAfterMs: true,
+  lock: true,
+  regenerateGraceMs: true,
+  cleanup: true,
+  onError: true,
+  onSweep: true,
+  maxSessionsPerOwner: true,
+  onLimit: true,
+};
+/** The names of `SessionManagerOptions`. */
+export const MANAGER_OPTIONS: readonly string[] = Object.keys(MANAGER_OPTIONS_PRESENT);
 
 /**
  * Timeouts that only enter arithmetic (an expiry, a touch threshold) may exceed a timer's
@@ -97,6 +121,7 @@ export function normalizeLockOptions(
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('lock must be a boolean or { waitMs, leaseMs, extendEveryMs }');
   }
+  assertKnownOptions(options, ['waitMs', 'leaseMs', 'extendEveryMs'], 'lock');
   const waitMs = checkDuration(
     options.waitMs ?? DEFAULT_WAIT_MS,
     'lock.waitMs',

@@ -15,6 +15,7 @@ import {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,
+  MANAGER_OPTIONS,
   normalizeLockOptions,
   type SessionLockOptions,
   type SessionManagerOptions,
@@ -23,6 +24,7 @@ import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessio
 import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
+import { assertKnownOptions, describeValue } from './util.js';
 
 export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
@@ -49,6 +51,9 @@ export interface OpenOptions {
    */
   loginMeta?: () => SessionData | undefined;
 }
+
+const OPEN_OPTIONS_PRESENT: Record<keyof OpenOptions, true> = { signal: true, loginMeta: true };
+const OPEN_OPTIONS = Object.keys(OPEN_OPTIONS_PRESENT);
 
 export interface RevokeOwnerOptions {
   /** A session id to keep: the current one, for "sign out other devices". */
@@ -92,6 +97,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (typeof options !== 'object' || options === null || typeof options.store !== 'object') {
       throw new TypeError('SessionManager needs { store }');
     }
+    assertKnownOptions(options, MANAGER_OPTIONS, 'SessionManager');
     this.store = options.store;
     this.codec = options.codec ?? jsonCodec();
     this.idleTimeoutMs = checkDuration(
@@ -161,6 +167,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * is not free within `waitMs`, and with `ERR_STORE_CLOSED` after `close()`.
    */
   async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`open options must be an object, got ${describeValue(options)}`);
+    }
+    assertKnownOptions(options, OPEN_OPTIONS, 'manager.open');
     return this.#open(idFromClient, options, options.signal);
   }
 
@@ -251,6 +261,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('revokeOwner options must be an object { except }');
     }
+    assertKnownOptions(options, ['except'], 'revokeOwner');
     if (options.except !== undefined && typeof options.except !== 'string') {
       throw new TypeError('revokeOwner: except must be a session id');
     }

@@ -3,6 +3,7 @@ import { SWEEP_LOCK_ID } from './ids.js';
 import type { SessionLock, SessionStore } from './types.js';
 import {
   assertDuration,
+  assertKnownOptions,
   assertNonNegativeNumber,
   assertPositiveInteger,
   describeValue,
@@ -217,11 +218,26 @@ export class Sweeper {
   }
 }
 
-function checkRunOptions(options: SweepRunOptions | undefined): SweepRunOptions {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+// Every option, so that an option added to SweepRunOptions fails to compile until listed.
+const RUN_OPTIONS_PRESENT: Record<keyof SweepRunOptions, true> = {
+  limit: true,
+  budgetMs: true,
+  leaseMs: true,
+};
+const RUN_OPTIONS = Object.keys(RUN_OPTIONS_PRESENT);
+
+/** `options` of the policy `where`, which takes `extra` options beyond a run's. */
+function checkRunOptions(
+  options: SweepRunOptions | undefined,
+  where: string,
+  extra: readonly string[] = [],
+): SweepRunOptions {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null) {
     throw new TypeError('cleanup policy options must be an object');
   }
-  return options ?? {};
+  assertKnownOptions(options, [...RUN_OPTIONS, ...extra], where);
+  return options;
 }
 
 /**
@@ -234,7 +250,7 @@ export function sweepByChance(probability: number, options?: SweepRunOptions): C
       `probability must be a number from 0 to 1, got ${describeValue(probability)}`,
     );
   }
-  const runOptions = checkRunOptions(options);
+  const runOptions = checkRunOptions(options, 'sweepByChance');
   return {
     kind: 'chance',
     start: (store, sweeperOptions) =>
@@ -254,7 +270,7 @@ export interface SweepEveryOptions extends SweepRunOptions {
 
 /** A run every `intervalMs` (with jitter) on an unref'd timer, so it never keeps the process alive. */
 export function sweepEvery(intervalMs: number, options?: SweepEveryOptions): CleanupPolicy {
-  const runOptions = checkRunOptions(options);
+  const runOptions = checkRunOptions(options, 'sweepEvery', ['jitter']);
   const jitter = options?.jitter ?? 0.1;
   if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) {
     throw new TypeError(
@@ -280,7 +296,7 @@ export function sweepEvery(intervalMs: number, options?: SweepEveryOptions): Cle
 
 /** No automatic runs: call `run()` (or `SessionManager.sweep()`) yourself, from cron or a CLI. */
 export function manual(options?: SweepRunOptions): CleanupPolicy {
-  const runOptions = checkRunOptions(options);
+  const runOptions = checkRunOptions(options, 'manual');
   return {
     kind: 'manual',
     start: (store, sweeperOptions) =>

@@ -256,5 +256,8 @@ describe('aesGcmCodec', () => {
     expect(fromString.decode(fromBytes.encode(envelope, id), id)).toEqual(envelope);
     expect(() => aesGcmCodec({ keys: [Buffer.alloc(16)] })).toThrow(TypeError);
     expect(() => aesGcmCodec({ keys: [] })).toThrow(TypeError);
+    expect(() => aesGcmCodec({ keys: [raw], iner: jsonCodec() } as never)).toThrow(
+      /'iner'.*'inner'/,
+    );
   });
 });

@@ -389,3 +389,30 @@ describe('durations', () => {
     expect(make({ idleTimeoutMs: '1000' as unknown as number })).toThrow(/'1000' \(a string\)/);
   });
 });
+
+describe('misspelt options', () => {
+  it('are refused with a TypeError naming them, where a typo would silently drop a setting', async () => {
+    const store = new MemoryStore();
+    const make = (options: object) => () =>
+      new SessionManager({ store, cleanup: manual(), ...options } as SessionManagerOptions);
+    // Without the check each of these runs with the setting off: no cap, the default timeout.
+    expect(make({ maxSessionPerOwner: 1 })).toThrow(/'maxSessionPerOwner'.*'maxSessionsPerOwner'/);
+    expect(make({ idleTimeout: 60_000 })).toThrow(/'idleTimeout'.*'idleTimeoutMs'/);
+    expect(make({ lock: { waitMS: 10 } })).toThrow(/lock: unknown option 'waitMS'/);
+
+    const { manager } = setup();
+    const session = await manager.open(undefined);
+    session.data.user = 'ada';
+    await session.setOwner('ada');
+    await session.commit();
+    // "Sign out other devices" with `expect` for `except` would sign out this device too.
+    await expect(manager.revokeOwner('ada', { expect: session.id } as never)).rejects.toThrow(
+      /'expect'.*'except'/,
+    );
+    expect((await manager.sessionsOf('ada')).map((listed) => listed.id)).toEqual([session.id]);
+    await expect(manager.open(undefined, { sginal: AbortSignal.abort() } as never)).rejects.toThrow(
+      /'sginal'.*'signal'/,
+    );
+    await expect(manager.open(undefined, 'fast' as never)).rejects.toThrow(TypeError);
+  });
+});

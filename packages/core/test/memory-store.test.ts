@@ -82,8 +82,9 @@ describe('MemoryStore owner index', () => {
       const roll = random(10);
       if (roll < 6) {
         const owner = owners[random(owners.length)];
-        // Some records are written already expired, so a sweep has work.
-        const expiresAt = start + (random(4) === 0 ? -1000 : HOUR_MS) + step;
+        // Some records are written already expired, so a sweep has work; none expires while
+        // the test runs, which would race the listing against the model's clock.
+        const expiresAt = random(4) === 0 ? start - 1000 - step : start + HOUR_MS + step;
         const data = new Uint8Array([step % 256]);
         await store.set(id, owner === undefined ? { data, expiresAt } : { data, expiresAt, owner });
         model.set(id, [owner, expiresAt]);

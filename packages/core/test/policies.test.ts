@@ -110,6 +110,13 @@ describe('sweepByChance', () => {
     expect(() => sweepByChance(2)).toThrow(TypeError);
     expect(() => sweepByChance(Number.NaN)).toThrow(TypeError);
   });
+
+  it('refuses misspelt options with a TypeError naming them, in every policy', () => {
+    expect(() => sweepByChance(0.5, { limt: 10 } as never)).toThrow(/'limt'.*'limit'/);
+    expect(() => sweepEvery(60_000, { jiter: 0.2 } as never)).toThrow(/'jiter'.*'jitter'/);
+    expect(() => manual({ budget: 100 } as never)).toThrow(/'budget'.*'budgetMs'/);
+    expect(() => manual({ jitter: 0.2 } as never)).toThrow(/'jitter'/);
+  });
 });
 
 describe('sweepEvery', () => {
