@@ -62,6 +62,12 @@ export interface SessionAdapter<Data extends SessionData> {
    * to the request, for `session.setOwner()` to record.
    */
   openOptions(request: unknown): Omit<OpenOptions, 'signal'>;
+  /**
+   * Hands a failed commit to the adapter's `onCommitError(error, request)`, or to the manager's
+   * `onError` without one. A handler that throws reaches `onError` with the error it was given,
+   * and never the process: the response is still answered.
+   */
+  reportCommitError(error: unknown, request: unknown): void;
   /** Commits the session, or discards it when `commitOnError` is false and `status` is 500 or above. */
   finish(session: Session<Data>, status: number): Promise<CommitOutcome>;
   /**
@@ -160,6 +166,18 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   const finish = (session: Session<Data>, status: number) =>
     !commitOnError && status >= 500 ? session.discard() : session.commit();
   const noOpenOptions = {};
+  const onCommitError = given.onCommitError as
+    | ((error: unknown, request: unknown) => void)
+    | undefined;
+  /** Hands `error` to an app's `handler`; one that throws reaches `onError`, never the process. */
+  const reportThrough = (handler: (error: unknown) => void, error: unknown) => {
+    try {
+      handler(error);
+    } catch (thrown) {
+      manager.reportError(error);
+      manager.reportError(thrown);
+    }
+  };
   return {
     manager,
     cookie,
@@ -171,10 +189,15 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
         : (request) => ({
             loginMeta: () => (loginMeta as (request: unknown) => SessionData | undefined)(request),
           }),
+    reportCommitError(error, request) {
+      if (onCommitError === undefined) manager.reportError(error);
+      else reportThrough((failure) => onCommitError(failure, request), error);
+    },
     finish,
     track(session, response, status, onCommitError) {
       response.once('close', () => {
-        if (!session.committed) finish(session, status()).catch(onCommitError);
+        if (session.committed) return;
+        finish(session, status()).catch((error: unknown) => reportThrough(onCommitError, error));
       });
       response.once('finish', () => manager.afterResponse());
     },
