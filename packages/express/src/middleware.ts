@@ -64,13 +64,8 @@ export function sessile<Data extends SessionData = SessionData>(
 ): SessileMiddleware<Data> {
   const adapter = openSessionAdapter<Data>(options, 'sessile()');
   const { manager, cookie, commitOnError } = adapter;
-  const onCommitError = options.onCommitError;
   const discards = (status: number) => !commitOnError && status >= 500;
-
-  const reportCommitError = (error: unknown, req: IncomingMessage) => {
-    if (onCommitError !== undefined) onCommitError(error, req);
-    else manager.reportError(error);
-  };
+  const { reportCommitError } = adapter;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
     const requestCookie = cookie.verify(req.headers.cookie);

@@ -41,6 +41,45 @@ describe('sessile() middleware without express', () => {
   });
 });
 
+describe('sessile() onCommitError', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('a handler that throws reaches onError with the commit error, and the response is still a 500', async () => {
+    const store = new MemoryStore({ maxRecordBytes: 200 });
+    cleanups.push(() => store.close());
+    const reported: unknown[] = [];
+    const sessions = sessile<{ big?: string }>({
+      store,
+      secret: 'a secret of 32 characters or more for these tests',
+      cleanup: manual(),
+      onError: (error) => reported.push(error),
+      onCommitError() {
+        throw new Error('the logger is down');
+      },
+    });
+    const server: Server = createServer(async (req, res) => {
+      const session = await sessions.handle(req, res);
+      // Too large for the store: the commit fails.
+      session.data.big = 'x'.repeat(1000);
+      res.end('saved?');
+    });
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+    });
+    const response = await fetch(url);
+    expect(response.status).toBe(500);
+    await response.text();
+    expect(
+      reported.map((error) => (error as { code?: string }).code ?? (error as Error).message),
+    ).toEqual(['ERR_RECORD_TOO_LARGE', 'the logger is down']);
+  });
+});
+
 describe('sessile() options', () => {
   const SECRET = 'a secret of 32 characters or more for these tests';
   const stores: MemoryStore[] = [];
