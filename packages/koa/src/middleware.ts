@@ -55,12 +55,7 @@ export function sessile<Data extends SessionData = SessionData>(
 ): SessileKoaMiddleware<Data> {
   const adapter = openSessionAdapter<Data>(options, '@sessile/koa');
   const { manager, cookie, ownsManager } = adapter;
-  const onCommitError = options.onCommitError;
-
-  const reportCommitError = (error: unknown, ctx: ParameterizedContext) => {
-    if (onCommitError !== undefined) onCommitError(error, ctx);
-    else manager.reportError(error);
-  };
+  const { reportCommitError } = adapter;
 
   const middleware = (async (ctx: ParameterizedContext, next: () => Promise<unknown>) => {
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
