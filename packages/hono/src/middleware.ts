@@ -61,12 +61,7 @@ export function sessile<Data extends SessionData = SessionData>(
 ): SessileHonoMiddleware<Data> {
   const adapter = openSessionAdapter<Data>(options, '@sessile/hono');
   const { manager, cookie, ownsManager } = adapter;
-  const onCommitError = options.onCommitError;
-
-  const reportCommitError = (error: unknown, c: Context) => {
-    if (onCommitError !== undefined) onCommitError(error, c);
-    else manager.reportError(error);
-  };
+  const { reportCommitError } = adapter;
 
   const middleware = (async (c: Context<SessileEnv<Data>>, next: () => Promise<void>) => {
     const outgoing = (c.env as Partial<HttpBindings | Http2Bindings> | undefined)?.outgoing;
