@@ -50,10 +50,7 @@ const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
   const adapter = openSessionAdapter(options, '@sessile/fastify', REGISTER_OPTIONS);
   const { manager, cookie, ownsManager, finish } = adapter;
-  const reportCommitError = (error: unknown, request: FastifyRequest) => {
-    if (options.onCommitError !== undefined) options.onCommitError(error, request);
-    else manager.reportError(error);
-  };
+  const { reportCommitError } = adapter;
 
   fastify.decorate('sessile', { manager, cookie });
   fastify.decorateRequest('session', null as unknown as Session<SessionData>);
