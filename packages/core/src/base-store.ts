@@ -211,11 +211,16 @@ export abstract class BaseStore implements SessionStore {
       assertSessionId(id);
       if (typeof read !== 'function') throw new TypeError('lend() needs a read function');
       return this._lend(id, Date.now(), (record, lentId) => {
+        let answer: T;
         try {
-          return read(record, lentId);
+          answer = read(record, lentId);
         } catch (error) {
           throw new ReadFailure(error);
         }
+        if (!isThenable(answer)) return answer;
+        return Promise.resolve(answer).then(undefined, (error: unknown) => {
+          throw new ReadFailure(error);
+        }) as T;
       });
     });
   }

@@ -178,7 +178,8 @@ export interface SessionStore {
    * `get` for a caller that decodes the record at once: `read(record, id)`'s answer for the live
    * record, or `undefined` without calling `read` when absent or expired. The record is lent,
    * valid only during the call and never to be changed, which spares a store that keeps its
-   * records in memory the copy `get` hands out. A throw in `read` rejects the call with it.
+   * records in memory the copy `get` hands out. A throw in `read`, or a rejection of the promise
+   * it returns, rejects the call with that error as it is.
    */
   lend?<T>(
     id: string,
