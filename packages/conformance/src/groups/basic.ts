@@ -59,6 +59,8 @@ export function basicTests(options: ConformanceOptions): void {
           throw failure;
         }),
       ).rejects.toBe(failure);
+      // So does the rejection of a promise it returns: it is not a store failure.
+      await expect(store.lend(id, () => Promise.reject(failure))).rejects.toBe(failure);
       expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ user: 'ada' });
     });
 
