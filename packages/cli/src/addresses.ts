@@ -112,13 +112,18 @@ export function parseStoreAddress(text: string): StoreAddress {
 
 type StoreClass = { open(options: Record<string, unknown>): Promise<SessionStore> };
 
-/**
- * Opens the store an address names, through its package found by dynamic import. With
- * `mustExist` a path store that is not there is an error instead of a new, empty store.
- */
+/** How the CLI opens a store, beyond what its address says. */
+export interface OpenOptions {
+  /** A path store that is not there is an error instead of a new, empty store. */
+  mustExist: boolean;
+  /** The store's `maxRecordBytes`; unset keeps its default. */
+  maxRecordBytes?: number | undefined;
+}
+
+/** Opens the store an address names, through its package found by dynamic import. */
 export async function openStore(
   address: StoreAddress,
-  { mustExist }: { mustExist: boolean },
+  { mustExist, maxRecordBytes }: OpenOptions,
 ): Promise<SessionStore> {
   const module = await importPackage<Record<string, unknown>>(
     address.packageName,
@@ -144,5 +149,7 @@ export async function openStore(
       );
     }
   }
-  return Store.open(address.options);
+  return Store.open(
+    maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
+  );
 }

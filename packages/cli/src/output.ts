@@ -4,7 +4,12 @@ import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 /** Options every command takes. */
 export interface CommonOptions {
   json?: boolean;
+  /** The largest record the opened stores accept and return; unset keeps each store's default. */
+  maxRecordBytes?: number;
 }
+
+/** What to do about a record over a store's size limit, said wherever one is met. */
+export const RECORD_LIMIT_HINT = '--max-record-bytes raises the limit';
 
 /** Writes to stdout, waiting when the pipe is full so large listings never pile up in memory. */
 export async function write(text: string): Promise<void> {
@@ -31,6 +36,11 @@ export function isoTime(ms: number | null | undefined): string | null {
 /** Maps any failure to the one line and exit code the CLI reports. */
 export function toCliError(error: unknown): CliError {
   if (error instanceof CliError) return error;
+  if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) {
+    return new CliError(`${error.message}; ${RECORD_LIMIT_HINT}`, EXIT.failure, error.code, {
+      cause: error,
+    });
+  }
   if (isSessionError(error)) {
     return new CliError(error.message, EXIT.failure, error.code, { cause: error });
   }
@@ -41,15 +51,18 @@ export function toCliError(error: unknown): CliError {
   return new CliError(message, EXIT.failure, 'ERR_FAILED', { cause: error });
 }
 
+/** The one JSON document a failed `--json` run prints. */
+export function printFailureJson(failure: CliError): Promise<void> {
+  return printJson({
+    ok: false,
+    error: { code: failure.code, message: failure.message, exitCode: failure.exitCode },
+  });
+}
+
 /** Reports a failure on stderr (and as JSON on stdout with `--json`); returns the exit code. */
 export async function reportError(error: unknown, json: boolean): Promise<ExitCode> {
   const failure = toCliError(error);
   process.stderr.write(`sessile: ${failure.message}\n`);
-  if (json) {
-    await printJson({
-      ok: false,
-      error: { code: failure.code, message: failure.message, exitCode: failure.exitCode },
-    });
-  }
+  if (json) await printFailureJson(failure);
   return failure.exitCode;
 }

@@ -6,8 +6,9 @@ import { importSessions } from './commands/import.js';
 import { ls, show, stats } from './commands/inspect.js';
 import { parseLimit, parseMilliseconds, sweep } from './commands/sweep.js';
 import { EXIT, type ExitCode, usageError } from './exit-codes.js';
-import { reportError } from './output.js';
+import { type CommonOptions, printFailureJson, reportError } from './output.js';
 import { PEER_ADDRESSES } from './peers/index.js';
+import { parseMaxRecordBytes } from './store-session.js';
 
 const EXIT_CODES_HELP = `
 Store addresses:
@@ -25,11 +26,27 @@ Exit codes:
   2    bad arguments (unknown command or option, malformed address or id)
   3    a store package or driver is not installed (the message names it)
   4    show: no live session has that id
-  5    finished, but some records were unreadable and skipped, or sweep's --budget ran out
+  5    finished, but some records were unreadable (corrupt, or over --max-record-bytes) and
+       skipped, or sweep's --budget ran out
   130  interrupted by SIGINT/SIGTERM; run the same command again to resume
 `;
 
-const jsonOption = () => new Option('--json', 'print one JSON document for scripts');
+/** The options every command takes. */
+const withCommonOptions = (command: Command) =>
+  command
+    .addOption(new Option('--json', 'print one JSON document for scripts'))
+    .addOption(
+      new Option(
+        '--max-record-bytes <n>',
+        "largest record the stores accept and return (default: each store's own, 1048576)",
+      ).argParser(parseMaxRecordBytes),
+    );
+
+/** Whether `argv` asks for JSON; what follows `--` is operands, never options. */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
 
 /** The `sessile` program. `run` resolves to the exit code and never exits the process itself. */
 export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
@@ -54,59 +71,64 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride();
 
-  program
-    .command('stats')
-    .description('live count, size on disk, expired not yet swept, expiry range, owners')
-    .argument('<url>', 'store address')
-    .addOption(jsonOption())
-    .action(action((url: string, options: { json?: boolean }) => stats(url, options)));
+  withCommonOptions(
+    program
+      .command('stats')
+      .description('live count, size on disk, expired not yet swept, expiry range, owners')
+      .argument('<url>', 'store address'),
+  ).action(action((url: string, options: CommonOptions) => stats(url, options)));
 
-  program
-    .command('ls')
-    .description('stream the ids of live sessions, one a line')
-    .argument('<url>', 'store address')
-    .addOption(jsonOption())
-    .action(action((url: string, options: { json?: boolean }) => ls(url, options)));
+  withCommonOptions(
+    program
+      .command('ls')
+      .description('stream the ids of live sessions, one a line')
+      .argument('<url>', 'store address'),
+  ).action(action((url: string, options: CommonOptions) => ls(url, options)));
 
-  program
-    .command('show')
-    .description(`print one session decoded with the app's codec (keys from ${AES_KEYS_VARIABLE})`)
-    .argument('<url>', 'store address')
-    .argument('<id>', "session id (after -- when it starts with '-')")
-    .option('--reveal', 'print the values; without it every value is redacted')
-    .addOption(jsonOption())
-    .action(
-      action((url: string, id: string, options: { json?: boolean; reveal?: boolean }) =>
-        show(url, id, options),
-      ),
-    );
+  withCommonOptions(
+    program
+      .command('show')
+      .description(
+        `print one session decoded with the app's codec (keys from ${AES_KEYS_VARIABLE})`,
+      )
+      .argument('<url>', 'store address')
+      .argument('<id>', "session id (after -- when it starts with '-')")
+      .option('--reveal', 'print the values; without it every value is redacted'),
+  ).action(
+    action((url: string, id: string, options: CommonOptions & { reveal?: boolean }) =>
+      show(url, id, options),
+    ),
+  );
 
-  program
-    .command('sweep')
-    .description("remove expired sessions with the store's bounded sweep, until done")
-    .argument('<url>', 'store address')
-    .option('--budget <ms>', 'stop after this many milliseconds (exit 5 if not done)')
-    .option('--limit <n>', 'records one sweep call examines')
-    .addOption(jsonOption())
-    .action(
-      action((url: string, options: { json?: boolean; budget?: string; limit?: string }) =>
-        sweep(url, {
-          json: Boolean(options.json),
-          ...(options.budget === undefined
-            ? {}
-            : { budget: parseMilliseconds(options.budget, '--budget') }),
-          ...(options.limit === undefined ? {} : { limit: parseLimit(options.limit) }),
-        }),
-      ),
-    );
+  withCommonOptions(
+    program
+      .command('sweep')
+      .description("remove expired sessions with the store's bounded sweep, until done")
+      .argument('<url>', 'store address')
+      .option('--budget <ms>', 'stop after this many milliseconds (exit 5 if not done)')
+      .option('--limit <n>', 'records one sweep call examines'),
+  ).action(
+    action((url: string, options: CommonOptions & { budget?: string; limit?: string }) =>
+      sweep(url, {
+        json: Boolean(options.json),
+        maxRecordBytes: options.maxRecordBytes,
+        ...(options.budget === undefined
+          ? {}
+          : { budget: parseMilliseconds(options.budget, '--budget') }),
+        ...(options.limit === undefined ? {} : { limit: parseLimit(options.limit) }),
+      }),
+    ),
+  );
 
   const transferOptions = (command: Command) =>
-    command
-      .requiredOption('--to <url>', 'target store address')
-      .option('--overwrite', 'replace sessions the target already holds (default: keep them)')
-      .option('--dry-run', 'count what would be written, write nothing')
-      .option('--concurrency <n>', 'records in flight at once', '64')
-      .addOption(jsonOption());
+    withCommonOptions(
+      command
+        .requiredOption('--to <url>', 'target store address')
+        .option('--overwrite', 'replace sessions the target already holds (default: keep them)')
+        .option('--dry-run', 'count what would be written, write nothing')
+        .option('--concurrency <n>', 'records in flight at once', '64'),
+    );
+  type TransferArguments = CommonOptions & Record<string, unknown>;
 
   transferOptions(
     program
@@ -114,13 +136,14 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       .description('copy every live session with its expiry; resumable and idempotent')
       .requiredOption('--from <url>', 'source store address'),
   ).action(
-    action((options: Record<string, string | boolean | undefined>) =>
+    action((options: TransferArguments) =>
       copy({
         from: String(options.from),
         to: String(options.to),
         overwrite: Boolean(options.overwrite),
         dryRun: Boolean(options.dryRun),
         json: Boolean(options.json),
+        maxRecordBytes: options.maxRecordBytes,
         concurrency: parseConcurrency(String(options.concurrency)),
       }),
     ),
@@ -144,10 +167,12 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         '86400000',
       ),
   ).action(
-    action((options: Record<string, string | boolean | undefined>) => {
+    action((options: TransferArguments) => {
       const ttlSeconds = Number(options.ttl);
       if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
-        throw usageError(`--ttl must be a positive number of seconds, got '${options.ttl}'`);
+        throw usageError(
+          `--ttl must be a positive number of seconds, got '${String(options.ttl)}'`,
+        );
       }
       return importSessions({
         from: String(options.from),
@@ -155,6 +180,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         overwrite: Boolean(options.overwrite),
         dryRun: Boolean(options.dryRun),
         json: Boolean(options.json),
+        maxRecordBytes: options.maxRecordBytes,
         concurrency: parseConcurrency(String(options.concurrency)),
         ...(options.table === undefined ? {} : { table: String(options.table) }),
         schema: String(options.schema),
@@ -181,9 +207,13 @@ export async function run(argv: readonly string[]): Promise<ExitCode> {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') {
         return EXIT.ok;
       }
+      // Commander has already said what was wrong on stderr; scripts get it as JSON on stdout.
+      if (wantsJson(argv)) {
+        await printFailureJson(usageError(error.message.replace(/^error: /, '')));
+      }
       return EXIT.usage;
     }
-    return reportError(error, argv.includes('--json'));
+    return reportError(error, wantsJson(argv));
   }
   return exitCode;
 }

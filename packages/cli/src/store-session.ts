@@ -1,22 +1,41 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { SessionStore } from '@sessile/core';
-import { openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
+import { isSessionError, type SessionStore } from '@sessile/core';
+import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
+import { usageError } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
 
 /** Opens the store at `text`, runs `work`, and closes it whatever happens. */
 export async function withStore<T>(
   text: string,
-  mustExist: boolean,
+  options: OpenOptions,
   work: (store: SessionStore, address: StoreAddress) => Promise<T>,
 ): Promise<T> {
   const address = parseStoreAddress(text);
-  const store = await openStore(address, { mustExist });
+  const store = await openStore(address, options);
   try {
     return await work(store, address);
   } finally {
     await store.close();
   }
+}
+
+export function parseMaxRecordBytes(value: string): number {
+  const bytes = Number(value);
+  if (!Number.isSafeInteger(bytes) || bytes < 1 || !/^\d+$/.test(value.trim())) {
+    throw usageError(`--max-record-bytes must be a positive whole number of bytes, got '${value}'`);
+  }
+  return bytes;
+}
+
+/**
+ * Why a record read from a store is skipped instead of ending the command, or `undefined` for a
+ * failure that must end it: a damaged record, or one over the limit the store was opened with.
+ */
+export function unreadableReason(error: unknown): 'corrupt' | 'tooLarge' | undefined {
+  if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return 'corrupt';
+  if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return 'tooLarge';
+  return undefined;
 }
 
 /** An AbortSignal that SIGINT and SIGTERM abort, so long commands stop at a record boundary. */

@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
-import { aesGcmCodec, generateAesKey, generateSessionId } from '@sessile/core';
+import { aesGcmCodec, generateAesKey, generateSessionId, type SessionStore } from '@sessile/core';
+import { FileStore } from '@sessile/file';
 import { LevelStore } from '@sessile/level';
 import { SqliteStore } from '@sessile/sqlite';
 import { describe, expect, it } from 'vitest';
@@ -37,6 +38,23 @@ describe('--help', () => {
     expect((await runCli(['bogus'])).code).toBe(2);
     expect((await runCli(['stats', 'sqlite:x.db', '--bogus'])).code).toBe(2);
     expect((await runCli([])).code).toBe(2);
+  });
+
+  it.each([
+    ['an unknown option', ['ls', '--json', '--bogus', 'file:x'], "unknown option '--bogus'"],
+    ['a missing argument', ['ls', '--json'], "missing required argument 'url'"],
+    ['an option without its value', ['sweep', '--json', 'file:x', '--budget'], "'--budget <ms>'"],
+    ['a missing required option', ['copy', '--json', '--from', 'file:x'], "'--to <url>'"],
+  ])('with --json, %s is one JSON document on stdout', async (_name, args, message) => {
+    const result = await runCli(args);
+    expect(result.code).toBe(2);
+    const report = jsonOf<{ ok: boolean; error: { message: string } }>(result);
+    expect(report).toMatchObject({ ok: false, error: { code: 'ERR_USAGE', exitCode: 2 } });
+    expect(report.error.message).toContain(message);
+    const human = await runCli(args.filter((arg) => arg !== '--json'));
+    expect(human.code).toBe(2);
+    expect(human.stdout).toBe('');
+    expect(human.stderr).toContain(message);
   });
 });
 
@@ -84,9 +102,34 @@ describe('stats, ls and show', () => {
       expiredNotSwept: 3,
       soonestExpiry: new Date(now + 3_600_000).toISOString(),
       latestExpiry: new Date(now + 3_600_000 + (live.length - 1) * 1000).toISOString(),
-      owners: null,
+      owners: 0,
+      capabilities: { ownerIndex: true },
     });
     expect(stats.sizeOnDiskBytes).toBeGreaterThan(0);
+  });
+
+  it('stats counts the distinct owners of live sessions', async () => {
+    const path = `${nextDir()}.db`;
+    const store = await SqliteStore.open({ path });
+    const now = Date.now();
+    const data = new TextEncoder().encode('{}');
+    const owned = { ada: 2, grace: 1 };
+    for (const [owner, sessions] of Object.entries(owned)) {
+      for (let i = 0; i < sessions; i++) {
+        await store.set(generateSessionId(), { data, expiresAt: now + 60_000, owner });
+      }
+    }
+    await store.set(generateSessionId(), { data, expiresAt: now + 60_000 });
+    await store.set(generateSessionId(), { data, expiresAt: now + 60_000, owner: 'edsger' });
+    const gone = generateSessionId();
+    await store.set(gone, { data, expiresAt: now + 60_000, owner: 'barbara' });
+    await store.delete(gone);
+    await store.close();
+    expect(jsonOf(await runCli(['stats', `sqlite:${path}`, '--json']))).toMatchObject({
+      live: 5,
+      owners: 3,
+    });
+    expect((await runCli(['stats', `sqlite:${path}`])).stdout).toMatch(/^owners +3 \(indexed\)$/m);
   });
 
   it('ls streams exactly the live ids', async () => {
@@ -235,5 +278,96 @@ describe('copy', () => {
     const result = await runCli(['copy', '--from', url, '--to', url]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('same store');
+  });
+});
+
+describe('--max-record-bytes', () => {
+  const limit = 4 * 1024 * 1024;
+  const big = 2 * 1024 * 1024;
+
+  /** A store opened with a 4 MiB limit, holding one 2 MiB record and `small` small ones. */
+  async function storeWithBigRecord(open: (path: string) => Promise<SessionStore>, path: string) {
+    const store = await open(path);
+    const expiresAt = Date.now() + 3_600_000;
+    const bigId = generateSessionId();
+    const smallIds = Array.from({ length: 5 }, () => generateSessionId());
+    await store.set(bigId, { data: new Uint8Array(big).fill(7), expiresAt });
+    for (const id of smallIds) await store.set(id, { data: new Uint8Array(100), expiresAt });
+    await store.close();
+    return { bigId, smallIds };
+  }
+
+  it('copies and inspects records over the default 1 MiB limit', async () => {
+    const source = `${nextDir()}.db`;
+    const { bigId } = await storeWithBigRecord(
+      (path) => SqliteStore.open({ path, maxRecordBytes: limit }),
+      source,
+    );
+    const target = nextDir();
+    const args = ['--from', `sqlite:${source}`, '--to', `level:${target}`, '--json'];
+    const copied = await runCli(['copy', ...args, '--max-record-bytes', String(limit)]);
+    expect(copied.code, copied.stderr).toBe(0);
+    expect(jsonOf(copied)).toMatchObject({ counts: { read: 6, written: 6, unreadable: 0 } });
+    const stats = await runCli(['stats', `level:${target}`, '--max-record-bytes', `${limit}`]);
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(stats.stdout).toMatch(/^too large records +0$/m);
+    const level = await LevelStore.open({ path: target, maxRecordBytes: limit });
+    try {
+      expect((await level.get(bigId))?.data.byteLength).toBe(big);
+    } finally {
+      await level.close();
+    }
+  });
+
+  it('without it, a record over the limit is reported and skipped, the rest copied, exit 5', async () => {
+    const source = nextDir();
+    const { bigId, smallIds } = await storeWithBigRecord(
+      (path) => FileStore.open({ path, maxRecordBytes: limit }),
+      source,
+    );
+    const stats = await runCli(['stats', `file:${source}`, '--json']);
+    expect(stats.code).toBe(5);
+    expect(jsonOf(stats)).toMatchObject({ live: 6, corrupt: 0, tooLarge: 1, payloadBytes: 500 });
+
+    const target = nextDir();
+    const copied = await runCli(['copy', '--from', `file:${source}`, '--to', `level:${target}`]);
+    expect(copied.code).toBe(5);
+    expect(copied.stdout).toContain('5 written');
+    expect(copied.stdout).toContain('1 unreadable');
+    expect(copied.stderr).toContain('skipped 1 record over 1048576 bytes; --max-record-bytes');
+    const level = await LevelStore.open({ path: target });
+    try {
+      expect(await level.get(bigId)).toBeUndefined();
+      for (const id of smallIds) expect(await level.get(id)).toBeDefined();
+    } finally {
+      await level.close();
+    }
+  });
+
+  it('a record the target refuses as too large ends the copy with the option named', async () => {
+    const source = `${nextDir()}.db`;
+    await storeWithBigRecord((path) => SqliteStore.open({ path, maxRecordBytes: limit }), source);
+    const result = await runCli([
+      'copy',
+      '--from',
+      `sqlite:${source}`,
+      '--to',
+      `level:${nextDir()}`,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('--max-record-bytes raises the limit');
+  });
+
+  it.each(['0', '-1', '1.5', 'lots', ''])('refuses %j with exit 2', async (value) => {
+    const { url } = await sqliteWith(1, 0);
+    const result = await runCli(['stats', url, '--max-record-bytes', value, '--json']);
+    expect(result.code).toBe(2);
+    expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE' } });
+  });
+
+  it('is offered by every command that opens a store', async () => {
+    for (const command of ['stats', 'ls', 'show', 'sweep', 'copy', 'import']) {
+      expect((await runCli([command, '--help'])).stdout).toContain('--max-record-bytes <n>');
+    }
   });
 });

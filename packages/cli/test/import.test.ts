@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { generateSessionId, jsonCodec } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
+import { FileStore } from '@sessile/file';
 import { SqliteStore } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import session from 'express-session';
@@ -177,6 +178,51 @@ describe('expiry', () => {
         const data = jsonCodec().decode((await target.get(id))?.data as Uint8Array, id).data;
         expect(data).not.toHaveProperty('__lastAccess');
       }
+    } finally {
+      await target.close();
+    }
+  });
+});
+
+describe('a session-file-store lifetime too large to be finite', () => {
+  it('takes --default-ttl instead, and the sessions beside it are imported as usual', async () => {
+    const dir = nextDir();
+    const path = join(dir, 'sessions');
+    mkdirSync(path, { recursive: true });
+    const lastAccess = Date.now();
+    const valid = generateSessionId();
+    const endless = generateSessionId();
+    // JSON.stringify never writes 1e999, but JSON.parse reads it as Infinity.
+    const file = (user: string, maxAge: string) =>
+      `{"cookie":{"originalMaxAge":${maxAge},"path":"/"},"user":"${user}","__lastAccess":${lastAccess}}`;
+    writeFileSync(join(path, `${valid}.json`), file('ada', '3600000'));
+    writeFileSync(join(path, `${endless}.json`), file('grace', '1e999'));
+    const defaultTtlMs = 600_000;
+    const startedAt = Date.now();
+    const result = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${path}`,
+      '--to',
+      `file:${join(dir, 'to')}`,
+      '--default-ttl',
+      String(defaultTtlMs),
+      '--json',
+    ]);
+    const finishedAt = Date.now();
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({
+      ok: true,
+      counts: { read: 2, written: 2, expired: 0, unreadable: 0 },
+    });
+    const target = await FileStore.open({ path: join(dir, 'to') });
+    try {
+      expect((await target.get(valid))?.expiresAt).toBe(lastAccess + 3_600_000);
+      const imported = await target.get(endless);
+      expect(imported?.expiresAt).toBeGreaterThanOrEqual(startedAt + defaultTtlMs);
+      expect(imported?.expiresAt).toBeLessThanOrEqual(finishedAt + defaultTtlMs);
+      const data = jsonCodec().decode(imported?.data as Uint8Array, endless).data;
+      expect(data).toMatchObject({ user: 'grace' });
     } finally {
       await target.close();
     }

@@ -1,10 +1,10 @@
-import { isSessionError, type SessionRecord, type SessionStore } from '@sessile/core';
+import type { SessionRecord, SessionStore } from '@sessile/core';
 import { parseStoreAddress } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
-import { type CommonOptions, printJson, printLines } from '../output.js';
+import { type CommonOptions, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
-import { interruptSignal, withStore } from '../store-session.js';
+import { interruptSignal, unreadableReason, withStore } from '../store-session.js';
 
 export interface TransferOptions extends CommonOptions {
   to: string;
@@ -29,6 +29,8 @@ export interface TransferCounts {
   expired: number;
   /** Could not be read or decoded; skipped and reported. */
   unreadable: number;
+  /** Copy only: of the unreadable, those over the source's `maxRecordBytes`. */
+  tooLarge?: number;
   /** Import only: ids that are not valid sessile ids; skipped, never altered. */
   invalidId?: number;
 }
@@ -97,9 +99,10 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
   }
   const interrupt = interruptSignal();
   try {
-    return await withStore(options.from, true, (source) =>
-      withStore(options.to, false, async (target) => {
+    return await withStore(options.from, { ...options, mustExist: true }, (source) =>
+      withStore(options.to, { ...options, mustExist: false }, async (target) => {
         const counts = newCounts();
+        let tooLarge = 0;
         // Counting walks the whole store, so it is done only for a bar someone will see.
         const shown = progressShown(options.json);
         const progress = new Progress('copy', shown ? await source.count() : undefined, shown);
@@ -114,8 +117,10 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               try {
                 record = await source.get(id);
               } catch (error) {
-                if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+                const reason = unreadableReason(error);
+                if (reason === undefined) throw error;
                 counts.unreadable++;
+                if (reason === 'tooLarge') tooLarge++;
                 progress.increment();
                 return;
               }
@@ -128,6 +133,11 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
         } finally {
           progress.stop();
         }
+        if (tooLarge > 0) {
+          process.stderr.write(
+            `skipped ${tooLarge} record${tooLarge === 1 ? '' : 's'} over ${source.maxRecordBytes} bytes; ${RECORD_LIMIT_HINT}\n`,
+          );
+        }
         return reportTransfer(
           {
             from: from.display,
@@ -135,7 +145,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             dryRun: Boolean(options.dryRun),
             overwrite: Boolean(options.overwrite),
             interrupted: outcome.interrupted,
-            counts,
+            counts: { ...counts, tooLarge },
           },
           options,
         );

@@ -29,7 +29,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
   const peer: PeerSource = await openPeer(options.from, options);
   const interrupt = interruptSignal();
   try {
-    return await withStore(options.to, false, async (target, to) => {
+    return await withStore(options.to, { ...options, mustExist: false }, async (target, to) => {
       const counts = newCounts();
       const invalidIds: string[] = [];
       const unreadable: { id: string; problem: string }[] = [];
@@ -60,6 +60,16 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             const now = Date.now();
             const expiresAt =
               entry.expiresAt ?? cookieExpiry(entry.session) ?? now + options.defaultTtlMs;
+            if (!Number.isFinite(expiresAt)) {
+              // Every reader leaves out what is not finite; this keeps one that did not from
+              // ending the whole import as a bad argument.
+              counts.unreadable++;
+              unreadable.push({
+                id: maskId(entry.id),
+                problem: 'its expiry is not a finite time',
+              });
+              return;
+            }
             if (expiresAt <= now) {
               counts.expired++;
               return;

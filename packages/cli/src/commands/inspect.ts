@@ -1,44 +1,54 @@
-import { isSessionError, isSessionId, type SessionEnvelope } from '@sessile/core';
+import { isSessionId, type SessionEnvelope } from '@sessile/core';
 import { codecFromEnvironment } from '../codec.js';
 import { CliError, EXIT, type ExitCode, usageError } from '../exit-codes.js';
-import { type CommonOptions, isoTime, printJson, printLines, write } from '../output.js';
-import { expiredNotSwept, sizeOnDisk, withStore } from '../store-session.js';
+import {
+  type CommonOptions,
+  isoTime,
+  printJson,
+  printLines,
+  RECORD_LIMIT_HINT,
+  write,
+} from '../output.js';
+import { expiredNotSwept, sizeOnDisk, unreadableReason, withStore } from '../store-session.js';
 
-/** `sessile stats URL`: counts, size and expiry range of one store. */
+/** `sessile stats URL`: counts, size, expiry range and owners of one store. */
 export async function stats(url: string, options: CommonOptions): Promise<ExitCode> {
-  return withStore(url, true, async (store, address) => {
+  return withStore(url, { ...options, mustExist: true }, async (store, address) => {
     const now = Date.now();
     const live = await store.count();
     let soonest: number | null = null;
     let latest: number | null = null;
     let payloadBytes = 0;
-    let corrupt = 0;
-    // The contract has no expiry query, so the range comes from one streamed pass.
+    const skipped = { corrupt: 0, tooLarge: 0 };
+    const owners = new Set<string>();
+    // The contract has no expiry or owner query, so both come from one streamed pass.
     for await (const id of store.ids()) {
       let record: Awaited<ReturnType<typeof store.get>>;
       try {
         record = await store.get(id);
       } catch (error) {
-        if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
-        corrupt++;
+        const reason = unreadableReason(error);
+        if (reason === undefined) throw error;
+        skipped[reason]++;
         continue;
       }
       if (record === undefined) continue;
       payloadBytes += record.data.byteLength;
       if (soonest === null || record.expiresAt < soonest) soonest = record.expiresAt;
       if (latest === null || record.expiresAt > latest) latest = record.expiresAt;
+      if (record.owner !== undefined) owners.add(record.owner);
     }
     const result = {
       store: address.display,
       live,
-      corrupt,
+      ...skipped,
+      maxRecordBytes: store.maxRecordBytes,
       payloadBytes,
       sizeOnDiskBytes: address.path === undefined ? null : await sizeOnDisk(address.path),
       expiredNotSwept: await expiredNotSwept(store, address, now),
       soonestExpiry: isoTime(soonest),
       latestExpiry: isoTime(latest),
-      // No sessile store keeps an owner index yet; null says "unknown", never zero.
-      owners: null,
+      owners: owners.size,
       capabilities: store.capabilities,
     };
     if (options.json) await printJson(result);
@@ -48,21 +58,22 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
         `store              ${result.store}`,
         `live sessions      ${result.live}`,
         `corrupt records    ${result.corrupt}`,
+        `too large records  ${result.tooLarge}${result.tooLarge === 0 ? '' : ` (over ${result.maxRecordBytes} bytes; ${RECORD_LIMIT_HINT})`}`,
         `payload            ${result.payloadBytes} bytes`,
         `size on disk       ${result.sizeOnDiskBytes === null ? 'unknown' : `${result.sizeOnDiskBytes} bytes`}`,
         `expired, unswept   ${show(result.expiredNotSwept)}`,
         `soonest expiry     ${show(result.soonestExpiry)}`,
         `latest expiry      ${show(result.latestExpiry)}`,
-        `owners             ${result.owners === null ? 'no owner index' : result.owners}`,
+        `owners             ${result.owners} (${result.capabilities.ownerIndex ? 'indexed' : 'no owner index'})`,
       ]);
     }
-    return EXIT.ok;
+    return skipped.corrupt + skipped.tooLarge > 0 ? EXIT.incomplete : EXIT.ok;
   });
 }
 
 /** `sessile ls URL`: every live id, streamed. */
 export async function ls(url: string, options: CommonOptions): Promise<ExitCode> {
-  return withStore(url, true, async (store) => {
+  return withStore(url, { ...options, mustExist: true }, async (store) => {
     let count = 0;
     if (options.json) await write('{"ids":[');
     for await (const id of store.ids()) {
@@ -96,7 +107,7 @@ export async function show(url: string, id: string, options: ShowOptions): Promi
     throw usageError('not a sessile session id: 16 to 128 characters of [A-Za-z0-9_-]');
   }
   const codec = codecFromEnvironment();
-  return withStore(url, true, async (store) => {
+  return withStore(url, { ...options, mustExist: true }, async (store) => {
     const record = await store.get(id);
     if (record === undefined) {
       throw new CliError('no live session has that id', EXIT.notFound, 'ERR_NOT_FOUND');

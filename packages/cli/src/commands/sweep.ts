@@ -30,7 +30,7 @@ export function parseLimit(value: string): number {
 export async function sweep(url: string, options: SweepCommandOptions): Promise<ExitCode> {
   const interrupt = interruptSignal();
   try {
-    return await withStore(url, true, async (store, address) => {
+    return await withStore(url, { ...options, mustExist: true }, async (store, address) => {
       const startedAt = Date.now();
       const expired = await expiredNotSwept(store, address, startedAt);
       const progress = new Progress('sweep', expired ?? undefined, !options.json);

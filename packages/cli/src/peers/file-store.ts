@@ -42,7 +42,10 @@ export async function openSessionFileStore(
     if (typeof lastAccess !== 'number') return { id, session: rest, expiresAt: 0 };
     const maxAge = (rest.cookie as { originalMaxAge?: unknown } | null | undefined)?.originalMaxAge;
     const lifetimeMs = typeof maxAge === 'number' && maxAge !== 0 ? maxAge : ttlMs;
-    return { id, session: rest, expiresAt: lastAccess + lifetimeMs };
+    const expiresAt = lastAccess + lifetimeMs;
+    // A lifetime JSON could only write as a number too large to be finite (`1e999`) names no
+    // expiry, so the session takes its cookie's or the default, as a sqlite row without one does.
+    return Number.isFinite(expiresAt) ? { id, session: rest, expiresAt } : { id, session: rest };
   }
   return {
     display,
