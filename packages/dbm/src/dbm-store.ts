@@ -333,8 +333,24 @@ export class DbmStore extends BaseStore {
     return this.#globalLock.run(() => this.#file.clear());
   }
 
-  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
-    return this.#globalLock.run(() => this.#file.ownedBy(owner, now));
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const listed = await this.#globalLock.run(() => this.#file.ownedBy(owner, now));
+    if (listed !== undefined) return listed;
+    // The owner's list was damaged: a scan, batched as for ids(), finds its records again.
+    const scanned: string[] = [];
+    const state = await this.#globalLock.run(() => this.#file.startScan());
+    let more = true;
+    while (more) {
+      more = await this.#globalLock.run(() =>
+        this.#file.scanBatch(state, SCAN_BATCH_BUCKETS, (entry, readHead) => {
+          const head = readHead();
+          if (head?.owner !== owner) return;
+          const id = idOf(entry, head);
+          if (id !== undefined) scanned.push(id);
+        }),
+      );
+    }
+    return this.#globalLock.run(() => this.#file.rebuildOwnerList(owner, scanned, now));
   }
 
   protected async _close(): Promise<void> {

@@ -13,7 +13,7 @@ import {
   PAGE_BYTES,
 } from './format.js';
 import { Journal } from './journal.js';
-import { addOwnedId, ownedIds, removeOwnedId } from './owner-lists.js';
+import { addOwnedId, ownedIds, removeOwnedId, replaceOwnedIds } from './owner-lists.js';
 import { isOwnerListEntry, recordBytes, touchedRecordTail } from './record-format.js';
 import {
   findEntry,
@@ -124,13 +124,41 @@ export class HashFile {
   }
 
   /**
-   * The live records listed for `owner` that carry it. A record of theirs that fails to decode
-   * is left out: `get` rejects it for its own id.
+   * The live records listed for `owner` that carry it, or undefined when its list is incomplete
+   * (it was damaged): then a scan must find them for `rebuildOwnerList`. A record of theirs that
+   * fails to decode is left out: `get` rejects it for its own id.
    */
-  ownedBy(owner: string, now: number): OwnedSession[] {
+  ownedBy(owner: string, now: number): OwnedSession[] | undefined {
     const tx = this.begin();
+    const { ids, complete } = ownedIds(tx, owner);
+    return complete ? this.#liveOwned(tx, owner, ids, now) : undefined;
+  }
+
+  /**
+   * Writes `owner`'s list anew, complete, from the ids a scan found carrying it plus those its
+   * incomplete list holds, and returns its live records as `ownedBy` does. The scan ran in
+   * batches; a record given this owner after the scan passed its bucket was added to the
+   * incomplete list meanwhile, so the two together miss none.
+   */
+  rebuildOwnerList(owner: string, scanned: readonly string[], now: number): OwnedSession[] {
+    const tx = this.begin();
+    let { ids, complete } = ownedIds(tx, owner);
+    if (!complete) {
+      ids = [...new Set([...scanned, ...ids])].filter((id) => {
+        const match = findEntry(tx, id).match;
+        return (
+          match?.entry.damaged !== true && match?.head?.id === id && match.head.owner === owner
+        );
+      });
+      replaceOwnedIds(tx, owner, ids);
+      tx.commit();
+    }
+    return this.#liveOwned(tx, owner, ids, now);
+  }
+
+  #liveOwned(tx: Transaction, owner: string, ids: string[], now: number): OwnedSession[] {
     const sessions: OwnedSession[] = [];
-    for (const id of ownedIds(tx, owner)) {
+    for (const id of ids) {
       let record: SessionRecord | undefined;
       try {
         record = this.#read(tx, findEntry(tx, id).match, now);

@@ -96,18 +96,29 @@ export function touchedRecordTail(head: Buffer, dataStart: number, expiresAt: nu
 // ---------------------------------------------------------------------------------------------
 // Owner lists: the ids of one owner's records, in an extent of their own that a bucket entry
 // marked by a NaN expiresAt points to (so count, ids and sweep, which compare expiries, pass it
-// by). [magic u16][owner length u16][id count u32][crc u32 of what follows the header]
-// [reserved u32] owner, then per id its length (u8) and the id.
+// by). [magic u16][owner length u16][id count u32][check u32][flags u32] owner, then per id its
+// length (u8) and the id. The check is a CRC-32 of what follows the header, then of the flags
+// when any is set.
 
 /** The expiresAt of a bucket entry that points to an owner list. */
 export const OWNER_LIST_EXPIRES_AT = Number.NaN;
+
+/** Flag: the list replaced a damaged one, so ids of its owner's records may be missing from it. */
+const OWNER_LIST_INCOMPLETE = 1;
+
+export interface OwnerList {
+  owner: string;
+  ids: string[];
+  /** False when ids of the owner's records may be missing: only a scan can tell them all. */
+  complete: boolean;
+}
 
 /** Only an intact entry is taken for an owner list: a damaged one is never read as one. */
 export function isOwnerListEntry(entry: Entry): boolean {
   return entry.damaged !== true && Number.isNaN(entry.expiresAt);
 }
 
-export function ownerListBytes(owner: string, ids: readonly string[]): Buffer {
+export function ownerListBytes(owner: string, ids: readonly string[], complete: boolean): Buffer {
   const ownerLength = Buffer.byteLength(owner, 'utf8');
   let total = OWNER_LIST_HEADER_BYTES + ownerLength;
   for (const id of ids) total += 1 + id.length;
@@ -115,32 +126,31 @@ export function ownerListBytes(owner: string, ids: readonly string[]): Buffer {
   buf.writeUInt16LE(OWNER_LIST_MAGIC, 0);
   buf.writeUInt16LE(ownerLength, 2);
   buf.writeUInt32LE(ids.length, 4);
-  buf.writeUInt32LE(0, 12);
+  buf.writeUInt32LE(complete ? 0 : OWNER_LIST_INCOMPLETE, 12);
   let at = OWNER_LIST_HEADER_BYTES + buf.write(owner, OWNER_LIST_HEADER_BYTES, 'utf8');
   for (const id of ids) {
     buf.writeUInt8(id.length, at);
     at += 1 + buf.write(id, at + 1, 'latin1');
   }
-  buf.writeUInt32LE(crc32(buf.subarray(OWNER_LIST_HEADER_BYTES)), 8);
+  buf.writeUInt32LE(ownerListCheck(buf, at), 8);
   return buf;
 }
 
-/** The owner a list's first bytes name, without checking the rest; undefined when it is not a list. */
-export function ownerListOwner(head: Buffer): string | undefined {
-  if (head.length < OWNER_LIST_HEADER_BYTES || head.readUInt16LE(0) !== OWNER_LIST_MAGIC) {
-    return undefined;
-  }
-  const end = OWNER_LIST_HEADER_BYTES + head.readUInt16LE(2);
-  return end <= head.length ? head.toString('utf8', OWNER_LIST_HEADER_BYTES, end) : undefined;
+/** Flags count only when set, so files whose lists carry none keep their checks. */
+function ownerListCheck(buf: Buffer, end: number): number {
+  const body = crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, end));
+  return buf.readUInt32LE(12) === 0 ? body : crc32(buf.subarray(12, 16), body);
 }
 
-/** The ids of a whole owner list, or undefined when its checksum or lengths do not hold. */
-export function decodeOwnerList(buf: Buffer): string[] | undefined {
+/** A whole owner list, or undefined when its check or lengths do not hold. */
+export function decodeOwnerList(buf: Buffer): OwnerList | undefined {
   if (buf.length < OWNER_LIST_HEADER_BYTES || buf.readUInt16LE(0) !== OWNER_LIST_MAGIC) {
     return undefined;
   }
+  const ownerEnd = OWNER_LIST_HEADER_BYTES + buf.readUInt16LE(2);
+  if (ownerEnd > buf.length) return undefined;
   const count = buf.readUInt32LE(4);
-  let at = OWNER_LIST_HEADER_BYTES + buf.readUInt16LE(2);
+  let at = ownerEnd;
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
     if (at >= buf.length) return undefined;
@@ -149,6 +159,12 @@ export function decodeOwnerList(buf: Buffer): string[] | undefined {
     ids.push(buf.toString('latin1', at + 1, at + 1 + length));
     at += 1 + length;
   }
-  if (crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, at)) !== buf.readUInt32LE(8)) return undefined;
-  return ids;
+  if (ownerListCheck(buf, at) !== buf.readUInt32LE(8)) return undefined;
+  const flags = buf.readUInt32LE(12);
+  if ((flags & ~OWNER_LIST_INCOMPLETE) !== 0) return undefined;
+  return {
+    owner: buf.toString('utf8', OWNER_LIST_HEADER_BYTES, ownerEnd),
+    ids,
+    complete: flags === 0,
+  };
 }

@@ -1,5 +1,7 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { generateSessionId } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
+import { DATA_START, OWNER_LIST_HEADER_BYTES, OWNER_LIST_MAGIC } from '../src/format.js';
 import { DbmStore, type DbmSweepMode } from '../src/index.js';
 import { useTestPaths } from './helpers.js';
 
@@ -10,6 +12,28 @@ const data = new Uint8Array([1, 2, 3]);
 
 async function ownedIds(store: DbmStore, owner: string): Promise<string[]> {
   return (await store.ownedBy(owner)).map((session) => session.id).sort();
+}
+
+/** Where in an owner list a byte is flipped: its magic, its owner's first byte, its first id's. */
+type ListDamage = 'magic' | 'owner' | 'id';
+
+/** Flips one byte of `owner`'s list in the closed file at `path`, in every copy of it there. */
+function damageOwnerList(path: string, owner: string, where: ListDamage): void {
+  const file = readFileSync(path);
+  const name = Buffer.from(owner, 'utf8');
+  let copies = 0;
+  for (let at = DATA_START; at + OWNER_LIST_HEADER_BYTES + name.length <= file.length; at++) {
+    if (file.readUInt16LE(at) !== OWNER_LIST_MAGIC || file.readUInt16LE(at + 2) !== name.length) {
+      continue;
+    }
+    const named = at + OWNER_LIST_HEADER_BYTES;
+    if (!file.subarray(named, named + name.length).equals(name)) continue;
+    const flip = where === 'magic' ? at : where === 'owner' ? named : named + name.length + 1;
+    file[flip] = (file[flip] as number) ^ 0x01;
+    copies++;
+  }
+  expect(copies).toBeGreaterThan(0);
+  writeFileSync(path, file);
 }
 
 describe('DbmStore owner index', () => {
@@ -89,5 +113,85 @@ describe('DbmStore owner index', () => {
     expect(await store.ownedBy(owner)).toEqual([{ id, record: { data, expiresAt, owner } }]);
     expect(await store.ownedBy('😀'.repeat(127))).toEqual([]);
     await store.close();
+  });
+
+  describe('a damaged owner list', () => {
+    /** alice's, bob's and unowned sessions, live and expired, in a closed file. */
+    async function sessionsOnDisk(path: string) {
+      const store = await DbmStore.open({ path });
+      const live = Date.now() + HOUR_MS;
+      const expired = Date.now() - 1000;
+      const ids = {
+        aliceKept: generateSessionId(),
+        aliceDeleted: generateSessionId(),
+        aliceDisowned: generateSessionId(),
+        aliceExpired: generateSessionId(),
+        bobKept: generateSessionId(),
+        bobExpired: generateSessionId(),
+        unownedExpired: generateSessionId(),
+      };
+      await store.set(ids.aliceKept, { data, expiresAt: live, owner: 'alice' });
+      await store.set(ids.aliceDeleted, { data, expiresAt: live, owner: 'alice' });
+      await store.set(ids.aliceDisowned, { data, expiresAt: live, owner: 'alice' });
+      await store.set(ids.aliceExpired, { data, expiresAt: expired, owner: 'alice' });
+      await store.set(ids.bobKept, { data, expiresAt: live, owner: 'bob' });
+      await store.set(ids.bobExpired, { data, expiresAt: expired, owner: 'bob' });
+      await store.set(ids.unownedExpired, { data, expiresAt: expired });
+      await store.close();
+      return { ids, live };
+    }
+
+    for (const where of ['magic', 'owner', 'id'] as ListDamage[]) {
+      it(`(its ${where} damaged) blocks neither a sweep nor delete or set of its sessions, and is written anew by ownedBy`, async () => {
+        const path = newPath();
+        const { ids, live } = await sessionsOnDisk(path);
+        damageOwnerList(path, 'alice', where);
+
+        const store = await DbmStore.open({ path });
+        // Other owners' and unowned expired records are removed, and alice's too.
+        expect(await store.sweep()).toMatchObject({ removed: 3, done: true });
+        for (const id of [ids.aliceExpired, ids.bobExpired, ids.unownedExpired]) {
+          expect(await store.get(id)).toBeUndefined();
+        }
+        // The damaged owner's sessions can be logged out and rewritten.
+        expect(await store.delete(ids.aliceDeleted)).toBe(true);
+        expect(await store.get(ids.aliceDeleted)).toBeUndefined();
+        expect(await store.set(ids.aliceDisowned, { data, expiresAt: live })).toBe(true);
+        const aliceAdded = generateSessionId();
+        await store.set(aliceAdded, { data, expiresAt: live, owner: 'alice' });
+        expect(await ownedIds(store, 'bob')).toEqual([ids.bobKept]);
+        // A scan finds every session of alice's again, the one listed since the damage too.
+        expect(await ownedIds(store, 'alice')).toEqual([ids.aliceKept, aliceAdded].sort());
+        expect(await store.count()).toBe(4);
+        // Two lists again, and no other entry: the damaged one was replaced, not added to.
+        expect((await store.info()).entries).toBe(6);
+        await store.close();
+
+        const reopened = await DbmStore.open({ path });
+        expect(await ownedIds(reopened, 'alice')).toEqual([ids.aliceKept, aliceAdded].sort());
+        expect(await ownedIds(reopened, 'bob')).toEqual([ids.bobKept]);
+        // Signing alice out everywhere empties her list, which then goes away.
+        for (const { id } of await reopened.ownedBy('alice')) await reopened.delete(id);
+        expect(await reopened.ownedBy('alice')).toEqual([]);
+        expect((await reopened.info()).entries).toBe(3);
+        await reopened.close();
+      });
+    }
+
+    it('with no session left is dropped by ownedBy', async () => {
+      const path = newPath();
+      const { ids } = await sessionsOnDisk(path);
+      damageOwnerList(path, 'bob', 'id');
+      const store = await DbmStore.open({ path });
+      expect(await store.delete(ids.bobKept)).toBe(true);
+      expect(await store.sweep()).toMatchObject({ removed: 3 });
+      expect(await store.ownedBy('bob')).toEqual([]);
+      expect(await ownedIds(store, 'alice')).toEqual(
+        [ids.aliceKept, ids.aliceDeleted, ids.aliceDisowned].sort(),
+      );
+      // Alice's records and list, and nothing of bob's.
+      expect((await store.info()).entries).toBe(4);
+      await store.close();
+    });
   });
 });
