@@ -34,7 +34,8 @@ export class Database {
 
   /** Runs `body` on one checked-out connection, released (and dropped after an error) at the end. */
   async withClient<T>(action: string, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#withDeadline(this.pool.connect(), action);
+    // A connection that arrives after the deadline goes back to the pool, not to nobody.
+    const client = await this.#withDeadline(this.pool.connect(), action, (late) => late.release());
     let failure: Error | undefined;
     try {
       return await body(client);
@@ -50,10 +51,17 @@ export class Database {
     return toStoreIoError(error, `${action} on PostgreSQL ${this.server}`);
   }
 
-  #withDeadline<T>(work: Promise<T>, action: string): Promise<T> {
+  /** `work`, or a rejection once the timeout passes; `abandoned` then gets what `work` brings later. */
+  #withDeadline<T>(
+    work: Promise<T>,
+    action: string,
+    abandoned?: (late: T) => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      let timedOut = false;
       // The pool's own timeouts bound the query on the wire; this bounds the wait for a connection too.
       const timer = setTimeout(() => {
+        timedOut = true;
         reject(
           new SessionError(
             'ERR_STORE_IO',
@@ -64,7 +72,8 @@ export class Database {
       work.then(
         (value) => {
           clearTimeout(timer);
-          resolve(value);
+          if (timedOut) abandoned?.(value);
+          else resolve(value);
         },
         (error: unknown) => {
           clearTimeout(timer);

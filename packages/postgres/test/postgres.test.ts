@@ -581,4 +581,21 @@ describe('operations', () => {
     await store.close();
     expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
+
+  it("an open() that gave up waiting for the app's pool gives the connection back when it comes", async () => {
+    const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max: 1 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const busy = await pool.connect();
+    const opening = PostgresStore.open({ pool, schema, table: newTable(), queryTimeoutMs: 200 });
+    expect(await codeOf(opening)).toBe('ERR_STORE_IO');
+    busy.release();
+    // The abandoned checkout takes the freed connection, and must release it at once.
+    const answer = await Promise.race([
+      pool.query('SELECT 1 AS one').then((result) => result.rows),
+      new Promise((resolve) => setTimeout(() => resolve('the connection leaked'), 5000)),
+    ]);
+    expect(answer).toEqual([{ one: 1 }]);
+    expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
 });
