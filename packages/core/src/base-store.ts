@@ -115,6 +115,22 @@ function assertRecord(record: unknown): asserts record is SessionRecord {
   if (owner !== undefined) assertOwner(owner, 'record.owner');
 }
 
+/** The progress of a sweep called with `options`, once they are checked. */
+function sweepProgress(options: SweepOptions): SweepProgress {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`sweep options must be an object, got ${describeValue(options)}`);
+  }
+  assertKnownOptions(options, SWEEP_OPTIONS, 'store.sweep');
+  const now = options.now ?? Date.now();
+  assertExpiresAt(now, 'now');
+  const limit = options.limit ?? DEFAULT_SWEEP_LIMIT;
+  if (limit !== Number.POSITIVE_INFINITY) assertPositiveInteger(limit, 'limit');
+  const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
+  assertNonNegativeNumber(budgetMs, 'budgetMs');
+  assertAbortSignal(options.signal, 'signal');
+  return new SweepProgress(now, limit, budgetMs, options.signal);
+}
+
 function assertExpiresAt(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new TypeError(`${name} must be a finite number of ms since the epoch`);
@@ -155,14 +171,17 @@ function closedError(): SessionError {
   return new SessionError('ERR_STORE_CLOSED', 'The store is closed');
 }
 
-/** What a `lend()` caller's `read` threw, which the call rejects with as it is. */
-class ReadFailure {
+/**
+ * What the caller's own code threw, which the call rejects with as it is: a `lend()` caller's
+ * `read`, or a getter of the record or options it passed (not a store failure).
+ */
+class CallerFailure {
   constructor(readonly error: unknown) {}
 }
 
-/** A programmer's `TypeError` as it is; any other failure as a `SessionError`. */
+/** A caller's failure or a programmer's `TypeError` as it is; any other as a `SessionError`. */
 function failure(error: unknown, action: string): unknown {
-  if (error instanceof ReadFailure) return error.error;
+  if (error instanceof CallerFailure) return error.error;
   return error instanceof TypeError ? error : toStoreIoError(error, action);
 }
 
@@ -215,11 +234,11 @@ export abstract class BaseStore implements SessionStore {
         try {
           answer = read(record, lentId);
         } catch (error) {
-          throw new ReadFailure(error);
+          throw new CallerFailure(error);
         }
         if (!isThenable(answer)) return answer;
         return Promise.resolve(answer).then(undefined, (error: unknown) => {
-          throw new ReadFailure(error);
+          throw new CallerFailure(error);
         }) as T;
       });
     });
@@ -227,12 +246,18 @@ export abstract class BaseStore implements SessionStore {
 
   set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean> {
     return this.#run('set', () => {
-      assertSessionId(id);
-      assertRecord(record);
-      const lock = writeLock(id, options, SET_OPTIONS);
-      const only = options?.only;
-      if (only !== undefined && only !== 'absent' && only !== 'present') {
-        throw new TypeError(`options.only must be 'absent' or 'present', got ${String(only)}`);
+      let lock: SessionLock | undefined;
+      let only: SetOptions['only'];
+      try {
+        assertSessionId(id);
+        assertRecord(record);
+        lock = writeLock(id, options, SET_OPTIONS);
+        only = options?.only;
+        if (only !== undefined && only !== 'absent' && only !== 'present') {
+          throw new TypeError(`options.only must be 'absent' or 'present', got ${String(only)}`);
+        }
+      } catch (error) {
+        throw new CallerFailure(error);
       }
       if (record.data.byteLength > this.maxRecordBytes) {
         throw new SessionError(
@@ -249,9 +274,14 @@ export abstract class BaseStore implements SessionStore {
 
   touch(id: string, expiresAt: number, options?: WriteOptions): Promise<boolean> {
     return this.#run('touch', () => {
-      assertSessionId(id);
-      assertExpiresAt(expiresAt, 'expiresAt');
-      const lock = writeLock(id, options, WRITE_OPTIONS);
+      let lock: SessionLock | undefined;
+      try {
+        assertSessionId(id);
+        assertExpiresAt(expiresAt, 'expiresAt');
+        lock = writeLock(id, options, WRITE_OPTIONS);
+      } catch (error) {
+        throw new CallerFailure(error);
+      }
       if (lock === undefined) return this._touch(id, expiresAt, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) =>
         this._touch(id, expiresAt, Date.now(), lease),
@@ -261,8 +291,13 @@ export abstract class BaseStore implements SessionStore {
 
   delete(id: string, options?: WriteOptions): Promise<boolean> {
     return this.#run('delete', () => {
-      assertSessionId(id);
-      const lock = writeLock(id, options, WRITE_OPTIONS);
+      let lock: SessionLock | undefined;
+      try {
+        assertSessionId(id);
+        lock = writeLock(id, options, WRITE_OPTIONS);
+      } catch (error) {
+        throw new CallerFailure(error);
+      }
       if (lock === undefined) return this._delete(id, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) => this._delete(id, Date.now(), lease));
     });
@@ -270,19 +305,13 @@ export abstract class BaseStore implements SessionStore {
 
   sweep(options: SweepOptions = {}): Promise<SweepResult> {
     return this.#run('sweep', () => {
-      if (typeof options !== 'object' || options === null) {
-        throw new TypeError(`sweep options must be an object, got ${describeValue(options)}`);
+      let progress: SweepProgress;
+      try {
+        progress = sweepProgress(options);
+      } catch (error) {
+        throw new CallerFailure(error);
       }
-      assertKnownOptions(options, SWEEP_OPTIONS, 'store.sweep');
-      const now = options.now ?? Date.now();
-      assertExpiresAt(now, 'now');
-      const limit = options.limit ?? DEFAULT_SWEEP_LIMIT;
-      if (limit !== Number.POSITIVE_INFINITY) assertPositiveInteger(limit, 'limit');
-      const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
-      assertNonNegativeNumber(budgetMs, 'budgetMs');
-      assertAbortSignal(options.signal, 'signal');
-      const progress = new SweepProgress(now, limit, budgetMs, options.signal);
-      if (options.signal?.aborted) return Promise.resolve(progress.result(false));
+      if (progress.signal?.aborted) return Promise.resolve(progress.result(false));
       return this._sweep(progress);
     });
   }
@@ -300,7 +329,7 @@ export abstract class BaseStore implements SessionStore {
           yield* store._ids(Date.now());
         } catch (error) {
           if (store.#closed) store.#assertOpen();
-          throw toStoreIoError(error, 'ids');
+          throw toStoreIoError(error, store.#named('ids'));
         }
       },
     };
@@ -344,6 +373,15 @@ export abstract class BaseStore implements SessionStore {
    */
   protected operation<T>(action: string, body: () => Promise<T>): Promise<T> {
     return this.#run(action, body);
+  }
+
+  /**
+   * The path or server a backend failure's `ERR_STORE_IO` message names after its action (`set
+   * on /var/lib/app/sessions failed: ENOSPC: …`). The default, `undefined`, names none: for a
+   * store without one, or whose backend's own messages already name it.
+   */
+  protected ioLocation(): string | undefined {
+    return undefined;
   }
 
   protected abstract _get(id: string, now: number): HookAnswer<SessionRecord | undefined>;
@@ -429,7 +467,7 @@ export abstract class BaseStore implements SessionStore {
       answer = operation();
     } catch (error) {
       this.#settled();
-      return Promise.reject(failure(error, action));
+      return Promise.reject(failure(error, this.#named(action)));
     }
     if (!isThenable(answer)) {
       this.#settled();
@@ -445,13 +483,20 @@ export abstract class BaseStore implements SessionStore {
   #onFailure(action: string): (error: unknown) => never {
     let handler = this.#failureHandlers.get(action);
     if (handler === undefined) {
+      const named = this.#named(action);
       handler = (error: unknown) => {
         this.#settled();
-        throw failure(error, action);
+        throw failure(error, named);
       };
       this.#failureHandlers.set(action, handler);
     }
     return handler;
+  }
+
+  /** `action` as `ERR_STORE_IO` messages name it: with the store's `ioLocation()`, if any. */
+  #named(action: string): string {
+    const location = this.ioLocation();
+    return location === undefined ? action : `${action} on ${location}`;
   }
 
   #settled(): void {

@@ -26,6 +26,17 @@ class StalledLeases extends MemoryLeases {
   }
 }
 
+/** Leases whose claims are taken but whose answers are lost, as a reply past a command timeout. */
+class LostReplyLeases extends MemoryLeases {
+  lose = true;
+
+  override claim(claim: LeaseClaim): Promise<boolean> {
+    const taken = super.claim(claim);
+    if (!this.lose) return Promise.resolve(taken);
+    return Promise.reject(new Error('no reply within the command timeout'));
+  }
+}
+
 function aborted(signal: AbortSignal): Promise<unknown> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason)));
 }
@@ -132,6 +143,34 @@ describe('an acquire whose backend does not answer', () => {
       expiresAt: Date.now() + 1000,
     };
     expect(MemoryLeases.prototype.claim.call(backend, { ...probe, waited: false })).toBe(true);
+  });
+});
+
+describe('an acquire whose claim fails though the backend took it', () => {
+  it('hands the claim back, so the key is not held for the whole lease by nobody', async () => {
+    const backend = new LostReplyLeases();
+    const locks = new LeaseLocks(backend);
+    expect(await codeOf(locks.acquire(idA, { waitMs: 0, leaseMs: 60_000 }))).toBe('ERR_STORE_IO');
+    backend.lose = false;
+    await sleep(10);
+    const lock = await new LeaseLocks(backend).acquire(idA, { waitMs: 0 });
+    await lock.release();
+  });
+
+  it('does so for a waiter too, whose claim is made once the holder releases', async () => {
+    const backend = new LostReplyLeases();
+    backend.lose = false;
+    const holder = await new LeaseLocks(backend).acquire(idA);
+    const locks = new LeaseLocks(backend);
+    const waiting = codeOf(locks.acquire(idA, { waitMs: 60_000, leaseMs: 60_000 }));
+    await sleep(20);
+    backend.lose = true;
+    await holder.release();
+    expect(await waiting).toBe('ERR_STORE_IO');
+    backend.lose = false;
+    await sleep(10);
+    const lock = await new LeaseLocks(backend).acquire(idA, { waitMs: 0 });
+    await lock.release();
   });
 });
 

@@ -190,6 +190,29 @@ describe('BaseStore around a backend', () => {
     }
   });
 
+  it("rejects with what a getter of the caller's record or options throws, as it is, not as a store failure", async () => {
+    const store = await MemoryStore.open();
+    const id = generateSessionId();
+    const mine = new RangeError('getter of the caller');
+    const throwing = <T extends object>(base: T, key: string): T =>
+      Object.defineProperty({ ...base }, key, {
+        get() {
+          throw mine;
+        },
+      });
+    const good = record(Date.now() + HOUR_MS);
+    const calls = [
+      store.set(id, throwing(good, 'data')),
+      store.set(id, good, throwing({}, 'only')),
+      store.touch(id, Date.now() + HOUR_MS, throwing({}, 'lock')),
+      store.delete(id, throwing({}, 'release')),
+      store.sweep(throwing({}, 'limit')),
+    ];
+    for (const call of calls) await expect(call).rejects.toBe(mine);
+    expect(await store.count()).toBe(0);
+    await store.close();
+  });
+
   it('rejects a call after close() instead of throwing', async () => {
     const store = await MemoryStore.open();
     await store.close();

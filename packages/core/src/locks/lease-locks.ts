@@ -157,6 +157,7 @@ export class LeaseLocks implements LockManager {
           : claimed;
     } catch (error) {
       if (error instanceof LeftBeforeClaimed) throw error.reason;
+      this.#abandon(claim);
       this.#endFirstClaim(slot);
       throw toStoreIoError(error, 'lock acquire');
     }
@@ -175,6 +176,18 @@ export class LeaseLocks implements LockManager {
     }
     slot.firstClaim = false;
     return this.#enqueue(slot, id, options, true, reads, startedAt + waitMs, true);
+  }
+
+  /**
+   * Releases a claim whose call failed, such as one that ran past the store's command timeout:
+   * the backend may have taken it all the same, and the key would stay held for the whole lease
+   * with nobody to release it. A release frees only a key that holds this claim's token, so it
+   * is safe when the claim was never taken. Best effort: the backend may be down.
+   */
+  #abandon(claim: LeaseClaim): void {
+    Promise.resolve()
+      .then(() => this.#backend.release(claim))
+      .catch(() => {});
   }
 
   #endFirstClaim(slot: Slot): void {
@@ -301,6 +314,7 @@ export class LeaseLocks implements LockManager {
         try {
           outcome = await claimOnce(this.#backend, claim, head.reads);
         } catch (error) {
+          this.#abandon(claim);
           removeWaiter(slot, head);
           settleWaiter(head, toStoreIoError(error, 'lock acquire'));
           continue;
