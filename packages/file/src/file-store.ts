@@ -184,6 +184,10 @@ export class FileStore extends BaseStore {
     });
   }
 
+  protected override ioLocation(): string {
+    return this.path;
+  }
+
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
     return this.#records.get(id, now);
   }
