@@ -170,6 +170,10 @@ export class DbmStore extends BaseStore {
     return this.operation('info', () => this.#globalLock.run(() => this.#file.info()));
   }
 
+  protected override ioLocation(): string {
+    return this.path;
+  }
+
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
     return this.#globalLock.run(() => this.#file.get(id, now));
   }
