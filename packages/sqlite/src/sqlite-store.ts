@@ -248,6 +248,11 @@ export class SqliteStore extends BaseStore {
     return this.#db;
   }
 
+  protected override ioLocation(): string | undefined {
+    // SQLite's own messages ("database or disk is full") name no file.
+    return this.#db.memory ? undefined : this.#db.name;
+  }
+
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
     return this.#executor.read(() => recordOf(this.#get.get(id, now)));
   }
