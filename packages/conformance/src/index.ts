@@ -6,6 +6,7 @@ import { crossProcessTests } from './groups/cross-process.js';
 import { durabilityTests } from './groups/durability.js';
 import { expiryTests } from './groups/expiry.js';
 import { fenceTests } from './groups/fence.js';
+import { fullDiskTests } from './groups/full-disk.js';
 import { lockTests } from './groups/locks.js';
 import { crossProcessOwnerTests, ownerTests } from './groups/owners.js';
 import { sweepTests } from './groups/sweep.js';
@@ -44,5 +45,6 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     // Only a store that keeps encoded bytes can have them damaged. Stores that hold records as
     // live objects (MemoryStore) have no bytes to tear, so without a hook the group is not registered.
     if (options.corrupt !== undefined) corruptTests(options, options.corrupt);
+    if (options.fullDisk !== undefined) fullDiskTests(options, options.fullDisk);
   });
 }

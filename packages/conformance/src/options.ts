@@ -19,6 +19,14 @@ export interface ConformanceOptions {
    * bytes should give it.
    */
   corrupt?(store: SessionStore, id: string): Promise<void>;
+  /**
+   * A fresh store that keeps its data at `path` (which does not exist yet), on a small tmpfs
+   * the suite mounts, so the suite must run as root. Without it the full-disk group does not
+   * run; a store on a local disk should give it. The group fills the disk and expects
+   * `ERR_STORE_IO` naming where the store is, every acknowledged write readable, and writes
+   * that succeed again once there is room.
+   */
+  fullDisk?(path: string): Promise<SessionStore>;
   /** Multiplies the suite's waits and leases on slow machines. Default 1. */
   timeScale?: number;
   /**
