@@ -34,5 +34,6 @@ for (const io of ['sync', 'async'] as const) {
       for (let i = bytes.length - 4; i < bytes.length; i++) bytes[i] = (bytes[i] ?? 0) ^ 0xff;
       writeFileSync(file, bytes);
     },
+    fullDisk: (path) => FileStore.open({ path, io }),
   });
 }
