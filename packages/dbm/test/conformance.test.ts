@@ -45,5 +45,6 @@ for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
       location: () => latest,
     },
     corrupt,
+    fullDisk: (path) => DbmStore.open({ path, sweepMode }),
   });
 }
