@@ -33,4 +33,5 @@ await runStoreConformance({
       other.close();
     }
   },
+  fullDisk: (path) => SqliteStore.open({ path }),
 });
