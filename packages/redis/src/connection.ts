@@ -8,7 +8,7 @@ import {
   type RedisClusterType,
   type RedisSentinelType,
 } from 'redis';
-import { Deadlines } from './deadlines.js';
+import { Deadlines, noAnswer } from './deadlines.js';
 
 /**
  * Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping.
@@ -97,6 +97,7 @@ export class Connection {
   readonly isCluster: boolean;
   readonly #client: Connectable;
   readonly #owned: boolean;
+  readonly #timeoutMs: number;
   readonly #deadlines: Deadlines;
   #subscriber: Connectable | undefined;
   #unsubscribe: (() => Promise<unknown>) | undefined;
@@ -105,6 +106,7 @@ export class Connection {
     this.#client = client;
     this.#owned = owned;
     this.where = where;
+    this.#timeoutMs = timeoutMs;
     this.#deadlines = new Deadlines(timeoutMs, where, (action, error) =>
       this.#failure(action, error),
     );
@@ -113,11 +115,18 @@ export class Connection {
     this.send = sender(client);
   }
 
+  /**
+   * Connects within `commandTimeoutMs`: node-redis bounds only the TCP connect, and its
+   * handshake waits forever on a server that accepts the connection and never answers.
+   */
   static async open(options: ConnectionOptions): Promise<Connection> {
+    const timeoutMs = options.commandTimeoutMs;
     if (options.client !== undefined) {
       const client = options.client as unknown as Connectable;
-      if (!client.isOpen) await client.connect();
-      return new Connection(client, false, describeClient(client), options.commandTimeoutMs);
+      const where = describeClient(client);
+      // On failure the app's client is left as it is, perhaps still reconnecting: it is the app's to close.
+      if (!client.isOpen) await withinTimeout(client.connect(), timeoutMs, where, 'connect');
+      return new Connection(client, false, where, timeoutMs);
     }
     const url = options.url as string;
     let connected = false;
@@ -125,7 +134,7 @@ export class Connection {
       url,
       disableOfflineQueue: true,
       socket: {
-        connectTimeout: options.commandTimeoutMs,
+        connectTimeout: timeoutMs,
         reconnectStrategy: (retries, cause) => {
           if (!connected && retries >= FIRST_CONNECT_TRIES) return cause;
           return Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS);
@@ -136,14 +145,14 @@ export class Connection {
     client.on('error', () => {});
     const where = describeUrl(url);
     try {
-      await client.connect();
+      await withinTimeout(client.connect(), timeoutMs, where, 'connect');
     } catch (error) {
-      // A reconnect strategy that gives up has closed the client already.
-      if (client.isOpen) client.destroy?.();
-      throw ioError(where, 'connect', error);
+      // A reconnect strategy that gives up has closed the client already; one still trying stops here.
+      destroyQuietly(client);
+      throw error;
     }
     connected = true;
-    return new Connection(client, true, where, options.commandTimeoutMs);
+    return new Connection(client, true, where, timeoutMs);
   }
 
   /**
@@ -201,20 +210,41 @@ export class Connection {
     }
   }
 
-  /** Subscribes `onMessage` to `channel` on a connection of its own (a cluster keeps one itself). */
+  /**
+   * Subscribes `onMessage` to `channel` on a connection of its own (a cluster keeps one itself),
+   * within `commandTimeoutMs`. On failure, `abandon()` drops what it started.
+   */
   async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
     const client = this.#client;
     const listener = (message: string) => onMessage(message);
     if (client.duplicate === undefined || isSentinel(client)) {
-      await client.subscribe(channel, listener);
       this.#unsubscribe = () => client.unsubscribe(channel, listener);
+      await withinTimeout(
+        client.subscribe(channel, listener),
+        this.#timeoutMs,
+        this.where,
+        'subscribe',
+      );
       return;
     }
     const subscriber = client.duplicate();
     subscriber.on('error', () => {});
-    await subscriber.connect();
     this.#subscriber = subscriber;
-    await subscriber.subscribe(channel, listener);
+    const subscribing = subscriber.connect().then(() => subscriber.subscribe(channel, listener));
+    await withinTimeout(subscribing, this.#timeoutMs, this.where, 'subscribe');
+  }
+
+  /**
+   * Drops at once every connection this store opened, for an `open` that failed: `close()`
+   * would wait for the answers of a server that gives none.
+   */
+  abandon(): void {
+    this.#deadlines.close();
+    this.#unsubscribe?.().catch(() => {});
+    this.#unsubscribe = undefined;
+    destroyQuietly(this.#subscriber);
+    this.#subscriber = undefined;
+    if (this.#owned) destroyQuietly(this.#client);
   }
 
   async close(): Promise<void> {
@@ -264,6 +294,41 @@ function sender(client: Connectable): Send {
 
 function isSentinel(client: Connectable): boolean {
   return typeof (client as { getSentinelNode?: unknown }).getSentinelNode === 'function';
+}
+
+/**
+ * Settles as `step` does, or rejects once `timeoutMs` passed; every failure an `ERR_STORE_IO`
+ * naming the server. For `open`'s steps, which node-redis's own timeouts do not all bound.
+ */
+function withinTimeout<T>(
+  step: Promise<T>,
+  timeoutMs: number,
+  where: string,
+  action: string,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(noAnswer(where, action, timeoutMs)), timeoutMs);
+    step.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(isSessionError(error) ? error : ioError(where, action, error));
+      },
+    );
+  });
+}
+
+/** Stops a client at once, whatever state it is in; a closed one is left as it is. */
+function destroyQuietly(client: Connectable | undefined): void {
+  if (client === undefined || !client.isOpen) return;
+  try {
+    client.destroy?.();
+  } catch {
+    // Already closed underneath: nothing is left to stop.
+  }
 }
 
 async function closeQuietly(client: Connectable | undefined): Promise<void> {

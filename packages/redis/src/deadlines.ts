@@ -93,14 +93,17 @@ export class Deadlines {
       windows.shift();
       for (const [reject, action] of oldest.pending) {
         oldest.pending.delete(reject);
-        reject(
-          new SessionError(
-            'ERR_STORE_IO',
-            `${this.#where}: ${action} got no answer within commandTimeoutMs (${this.#timeoutMs} ms)`,
-          ),
-        );
+        reject(noAnswer(this.#where, action, this.#timeoutMs));
       }
     }
     if (windows.length === 0) this.close();
   }
+}
+
+/** What an operation or a step of `open` rejects with when Redis did not answer in time. */
+export function noAnswer(where: string, action: string, timeoutMs: number): SessionError {
+  return new SessionError(
+    'ERR_STORE_IO',
+    `${where}: ${action} got no answer within commandTimeoutMs (${timeoutMs} ms)`,
+  );
 }

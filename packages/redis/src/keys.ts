@@ -70,12 +70,24 @@ function escapeGlob(text: string): string {
 }
 
 /**
+ * The latest time the store asks Redis to keep a key until: JavaScript's last `Date` (year
+ * 275760), later than any real session and far below where Redis refuses a PXAT, a PEXPIREAT or
+ * an owner index's expiry (twice a score). A record keeps its exact `expiresAt` in its value.
+ */
+export const LATEST_REDIS_TIME_MS = 8.64e15;
+
+/** `ms` as Redis may be given it: a far-future time becomes `LATEST_REDIS_TIME_MS`. */
+export function redisTimeMs(ms: number): number {
+  return Math.min(ms, LATEST_REDIS_TIME_MS);
+}
+
+/**
  * The PXAT that makes Redis drop the key at `expiresAt` exactly: Redis keeps a key while
  * `now <= PXAT`, and a record is expired once `now >= expiresAt`. Undefined when already expired.
  */
 export function expireAtMs(expiresAt: number, now: number): number | undefined {
   if (expiresAt <= now) return undefined;
-  return Math.max(Math.ceil(expiresAt) - 1, 1);
+  return redisTimeMs(Math.max(Math.ceil(expiresAt) - 1, 1));
 }
 
 /**
@@ -84,7 +96,7 @@ export function expireAtMs(expiresAt: number, now: number): number | undefined {
  * finds its entry already covering the new expiry and needs no second write.
  */
 export function indexedUntilFor(expiresAt: number, now: number): number {
-  return Math.ceil(expiresAt + Math.max(expiresAt - now, 0));
+  return redisTimeMs(Math.ceil(expiresAt + Math.max(expiresAt - now, 0)));
 }
 
 /** The record's bytes; `indexedUntil` is its entry's score in the owner's index (0 without an owner). */
@@ -116,23 +128,9 @@ export function encodeDouble(value: number): Buffer {
  * reply, for a reader that decodes it at once (`lend`).
  */
 export function decodeRecord(value: Buffer, lent = false): SessionRecord {
-  const format = value[2] ?? 0;
-  if (value.byteLength < 3 || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
-    throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
-  }
-  if (format > RECORD_FORMAT) {
-    throw new SessionError(
-      'ERR_UNSUPPORTED',
-      `The Redis record has format ${format}; this version reads format ${RECORD_FORMAT}`,
-    );
-  }
-  if (format !== RECORD_FORMAT || value.byteLength < HEADER_BYTES) {
-    throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
-  }
+  const fault = headerFault(value);
+  if (fault !== undefined) throw fault;
   const expiresAt = value.readDoubleBE(EXPIRES_AT_OFFSET);
-  if (!Number.isFinite(expiresAt)) {
-    throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
-  }
   const dataStart = HEADER_BYTES + value.readUInt16BE(OWNER_LENGTH_OFFSET);
   if (dataStart > value.byteLength) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
@@ -148,4 +146,29 @@ export function decodeRecord(value: Buffer, lent = false): SessionRecord {
   }
   if (dataStart === HEADER_BYTES) return { data, expiresAt };
   return { data, expiresAt, owner: value.toString('utf8', HEADER_BYTES, dataStart) };
+}
+
+/**
+ * Why `value` does not start a record this version reads (`ERR_UNSUPPORTED` for a newer format,
+ * else `ERR_CORRUPT_RECORD`), or undefined when its header is whole with a finite `expiresAt`.
+ * `get` checks a whole value this way, and `touch` the header its script found and left alone.
+ */
+export function headerFault(value: Buffer): SessionError | undefined {
+  const format = value[2] ?? 0;
+  if (value.byteLength < 3 || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
+    return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
+  }
+  if (format > RECORD_FORMAT) {
+    return new SessionError(
+      'ERR_UNSUPPORTED',
+      `The Redis record has format ${format}; this version reads format ${RECORD_FORMAT}`,
+    );
+  }
+  if (format !== RECORD_FORMAT || value.byteLength < HEADER_BYTES) {
+    return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
+  }
+  if (!Number.isFinite(value.readDoubleBE(EXPIRES_AT_OFFSET))) {
+    return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
+  }
+  return undefined;
 }

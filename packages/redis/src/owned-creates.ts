@@ -72,8 +72,13 @@ export class OwnedCreates {
     }
     CREATE_OWNED.run(this.#send, keys, args).then(
       (reply) => {
-        const created = reply as unknown[];
-        for (const [i, pending] of batch.entries()) pending.resolve(created[i] === 1);
+        const answers = reply as unknown[];
+        for (const [i, pending] of batch.entries()) {
+          const answer = answers[i];
+          // Anything but 1 or 0 is the error that stopped this create alone.
+          if (answer === 1 || answer === 0) pending.resolve(answer === 1);
+          else pending.reject(new Error(String(answer)));
+        }
       },
       (error: unknown) => {
         for (const pending of batch) pending.reject(error);

@@ -1,6 +1,5 @@
 import {
   type HeldLease,
-  isSessionError,
   type OwnedSession,
   SessionError,
   type SessionRecord,
@@ -10,20 +9,23 @@ import {
 import {
   assertDuration,
   assertKnownOptions,
+  assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
   describeValue,
   lockLost,
   type SweepProgress,
 } from '@sessile/core/store';
-import { Connection, ioError, type RedisConnection } from './connection.js';
+import { Connection, type RedisConnection } from './connection.js';
 import {
   decodeRecord,
   encodeDouble,
   encodeRecord,
   expireAtMs,
+  headerFault,
   indexedUntilFor,
   KeyLayout,
+  redisTimeMs,
 } from './keys.js';
 import { RedisLocks } from './locks.js';
 import { OwnedCreates } from './owned-creates.js';
@@ -90,15 +92,14 @@ export class RedisStore extends BaseStore {
       url: options.url,
       commandTimeoutMs,
     });
-    let store: RedisStore;
     try {
-      store = new RedisStore(options, connection, keys);
+      const store = new RedisStore(options, connection, keys);
       await connection.subscribe(keys.releaseChannel, (key) => store.locks.released(key));
+      return store;
     } catch (error) {
-      await connection.close();
-      throw isSessionError(error) ? error : ioError(connection.where, 'subscribe', error);
+      connection.abandon();
+      throw error;
     }
-    return store;
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
@@ -207,7 +208,7 @@ export class RedisStore extends BaseStore {
       expireAt === undefined ? '' : String(expireAt),
       only ?? '',
       owner ?? '',
-      String(record.expiresAt),
+      String(redisTimeMs(record.expiresAt)),
       '',
       id,
       String(indexedUntil),
@@ -235,7 +236,7 @@ export class RedisStore extends BaseStore {
         lease?.token ?? '',
         encodeDouble(expiresAt),
         expireAt === undefined ? '' : String(expireAt),
-        String(expiresAt),
+        String(redisTimeMs(expiresAt)),
         '',
         '',
         ...this.#releaseArgs(lease),
@@ -244,6 +245,7 @@ export class RedisStore extends BaseStore {
       // gave the record yet another owner in between.
       for (let tries = 0; tries < MAX_TOUCH_TRIES; tries++) {
         const reply = await TOUCH.run(this.#connection.send, keys, args);
+        if (Buffer.isBuffer(reply)) throw untouchable(reply);
         if (!Array.isArray(reply)) return fenced(reply);
         const owner = String(reply[0]);
         const indexedUntil = indexedUntilFor(expiresAt, now);
@@ -334,6 +336,14 @@ function isPositive(reply: unknown): boolean {
   return (reply as number) > 0;
 }
 
+/** What `touch` rejects with for a value its script left alone: what `get` would reject with. */
+function untouchable(header: Buffer): SessionError {
+  return (
+    headerFault(header) ??
+    new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid header')
+  );
+}
+
 /** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */
 function fenced(reply: unknown): boolean {
   if (reply === -1) throw lockLost();
@@ -349,9 +359,7 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
   if ((client === undefined) === (url === undefined)) {
     throw new TypeError('RedisStore.open() needs exactly one of client or url');
   }
-  if (url !== undefined && typeof url !== 'string') {
-    throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describeValue(url)}`);
-  }
+  if (url !== undefined) assertRedisUrl(url);
   if (client !== undefined && (typeof client !== 'object' || client === null)) {
     throw new TypeError(`client must be a node-redis 5 client, got ${describeValue(client)}`);
   }
@@ -363,7 +371,30 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
   }
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   assertDuration(commandTimeoutMs, 'commandTimeoutMs', { zero: false });
+  // BaseStore checks it too, but only once connected: a bad value should cost no connection.
+  if (options.maxRecordBytes !== undefined) {
+    assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+  }
   return { prefix, commandTimeoutMs };
+}
+
+/**
+ * Refuses what node-redis could not connect to. The error never holds the URL: it may carry a
+ * password, and Node's own "Invalid URL" error keeps the whole input.
+ */
+function assertRedisUrl(url: unknown): void {
+  if (typeof url !== 'string') {
+    throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describeValue(url)}`);
+  }
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new TypeError('url must be a redis:// or rediss:// URL, and cannot be parsed as a URL');
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    throw new TypeError(`url must be a redis:// or rediss:// URL, not ${protocol}//`);
+  }
 }
 
 /** `_get`'s reader: the record as it is, its data already a copy. */

@@ -76,15 +76,25 @@ return 1
 /**
  * New records and their owners' entries, where both keys share a server: KEYS[2i-1] a record,
  * KEYS[2i] its owner's index; ARGV[4i-3..4i] its value, PXAT, session id and indexedUntil. Each
- * entry goes in before its record. Answers, per record, 1 when it wrote it and 0 when one
- * already existed (its entry may then be stale, which listings skip).
+ * entry goes in before its record. Answers, per record, 1 when it wrote it, 0 when one already
+ * existed (its entry may then be stale, which listings skip), or the error that stopped that
+ * create alone: one create's failure (a key of another type under the prefix) never undoes or
+ * stops the others'.
  */
 export const CREATE_OWNED = new Script(`${INDEX}
-local created = {}
-for i = 1, #KEYS / 2 do
+local function create(i)
   local at = 4 * (i - 1)
   index(KEYS[2 * i], ARGV[at + 3], ARGV[at + 4])
-  created[i] = redis.call('SET', KEYS[2 * i - 1], ARGV[at + 1], 'NX', 'PXAT', ARGV[at + 2]) and 1 or 0
+  return redis.call('SET', KEYS[2 * i - 1], ARGV[at + 1], 'NX', 'PXAT', ARGV[at + 2]) and 1 or 0
+end
+local created = {}
+for i = 1, #KEYS / 2 do
+  local ok, answer = pcall(create, i)
+  if ok then
+    created[i] = answer
+  else
+    created[i] = type(answer) == 'table' and answer.err or tostring(answer)
+  end
 end
 return created
 `);
@@ -208,9 +218,11 @@ return 0
 
 /**
  * ARGV: token ('' for an unfenced touch), the new expiresAt bytes, PXAT ('' when already
- * expired), the new expiresAt, the owner whose index already covers it ('' for none) and that
- * cover's indexedUntil bytes. When the record has an owner whose entry does not cover the new
- * expiry (and the caller has not just raised it), it answers `{owner}` and writes nothing.
+ * expired), the new expiresAt as Redis may be given it, the owner whose index already covers it
+ * ('' for none) and that cover's indexedUntil bytes. When the record has an owner whose entry
+ * does not cover the new expiry (and the caller has not just raised it), it answers `{owner}`
+ * and writes nothing. Bytes that do not start a record of this format are left as they are, and
+ * it answers their first ${HEADER_BYTES} for the caller to reject as `get` would.
  */
 export const TOUCH = new Script(`${FENCE}
 if not fence(ARGV[1]) then return -1 end
@@ -219,21 +231,23 @@ if header == '' then
   free(ARGV[7], ARGV[8])
   return 0
 end
+if not (${IS_CURRENT_HEADER}) then return header end
+local expiresAt, indexedUntil, ownerBytes = struct.unpack('>ddH', header, ${EXPIRES_AT_OFFSET + 1})
+if expiresAt ~= expiresAt or math.abs(expiresAt) == math.huge then return header end
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[1])
   free(ARGV[7], ARGV[8])
   return 1
 end
-if ${IS_CURRENT_HEADER} then
-  local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
-  if ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil then
-    local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes)
-    if owner ~= ARGV[5] then return {owner} end
-    redis.call('SETRANGE', KEYS[1], ${INDEXED_UNTIL_OFFSET}, ARGV[6])
-  end
+local raise = ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil
+if raise then
+  local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes)
+  if owner ~= ARGV[5] then return {owner} end
 end
-redis.call('SETRANGE', KEYS[1], ${EXPIRES_AT_OFFSET}, ARGV[2])
+-- The TTL first: should Redis refuse it, the record stays as it was.
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if raise then redis.call('SETRANGE', KEYS[1], ${INDEXED_UNTIL_OFFSET}, ARGV[6]) end
+redis.call('SETRANGE', KEYS[1], ${EXPIRES_AT_OFFSET}, ARGV[2])
 free(ARGV[7], ARGV[8])
 return 1
 `);

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -202,4 +203,72 @@ export class OwnSentinel {
     await this.sentinel.remove();
     await this.primary.remove();
   }
+}
+
+/**
+ * A TCP server on a loopback port that accepts connections and never answers them, as a hung
+ * host or a wrong service would; the first `proxied` connections it passes on to `target`.
+ */
+export class SilentServer {
+  /** Every connection accepted, in order. */
+  readonly accepted: Socket[] = [];
+  readonly #server: Server;
+  readonly #proxied: number;
+  readonly #target: URL;
+
+  constructor(proxied = 0, target = STANDALONE_URL) {
+    this.#proxied = proxied;
+    this.#target = new URL(target);
+    this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  get port(): number {
+    return (this.#server.address() as { port: number }).port;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+  }
+
+  /** Resolves once every connection accepted so far is closed by the client. */
+  async allClosed(): Promise<void> {
+    await Promise.all(
+      this.accepted.map((socket) =>
+        socket.destroyed ? undefined : new Promise((resolve) => socket.once('close', resolve)),
+      ),
+    );
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.accepted) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+
+  #accept(socket: Socket): void {
+    socket.on('error', () => {});
+    this.accepted.push(socket);
+    if (this.accepted.length > this.#proxied) {
+      // Reads and drops what comes, so it sees the client close the connection.
+      socket.resume();
+      return;
+    }
+    const upstream = connect(Number(this.#target.port || 6379), this.#target.hostname);
+    upstream.on('error', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+    socket.pipe(upstream).pipe(socket);
+  }
+}
+
+/** A loopback port nothing listens on: taken from the system, then freed. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

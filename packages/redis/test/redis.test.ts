@@ -1,8 +1,16 @@
+import { inspect } from 'node:util';
 import { isSessionError } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteKeys, OwnRedis, runPrefix, STANDALONE_URL } from './redis-server.js';
+import {
+  closedPort,
+  deleteKeys,
+  OwnRedis,
+  runPrefix,
+  SilentServer,
+  STANDALONE_URL,
+} from './redis-server.js';
 
 const HOUR_MS = 3_600_000;
 const root = runPrefix('specific');
@@ -10,6 +18,8 @@ const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toSt
 const bytes = (text: string) => new TextEncoder().encode(text);
 let opened = 0;
 const newPrefix = () => `${root}${++opened}:`;
+const indexKey = (prefix: string, owner: string) =>
+  `${prefix}o:{${Buffer.from(owner).toString('base64url')}}`;
 
 const raw = createClient({ url: STANDALONE_URL });
 beforeAll(async () => {
@@ -31,7 +41,8 @@ async function withStore(body: (store: RedisStore, prefix: string) => Promise<vo
 }
 
 describe('RedisStore.open()', () => {
-  it('refuses bad options with a TypeError, rejecting rather than throwing', async () => {
+  it('refuses bad options with a TypeError, rejecting rather than throwing, before any connection', async () => {
+    const nowhere = `redis://127.0.0.1:${await closedPort()}`;
     const bad: unknown[] = [
       undefined,
       {},
@@ -42,6 +53,13 @@ describe('RedisStore.open()', () => {
       { url: STANDALONE_URL, prefix: '' },
       { url: STANDALONE_URL, commandTimeoutMs: -1 },
       { url: STANDALONE_URL, commandTimeoutMs: 2 ** 31 },
+      { url: 'http://127.0.0.1:6379' },
+      { url: 'redis://127.0.0.1:port' },
+      { url: STANDALONE_URL, maxRecordBytes: 0 },
+      { url: STANDALONE_URL, maxRecordBytes: 1.5 },
+      { url: STANDALONE_URL, maxRecordBytes: '10' },
+      // Refused before connecting, so never reported as the connection's failure.
+      { url: nowhere, maxRecordBytes: -1 },
     ];
     for (const options of bad) {
       const opening = RedisStore.open(options as never);
@@ -52,10 +70,84 @@ describe('RedisStore.open()', () => {
     );
   });
 
+  it("a malformed url's error never holds the url or its password", async () => {
+    for (const url of [
+      'redis://user:hunter2@[::1',
+      'redis://user:hunter2@127.0.0.1:99999',
+      'ftp://user:hunter2@127.0.0.1',
+    ]) {
+      const error = await RedisStore.open({ url }).catch((e) => e);
+      expect(error).toBeInstanceOf(TypeError);
+      expect(inspect(error, { depth: 5, showHidden: true })).not.toContain('hunter2');
+    }
+  });
+
   it('a server that does not answer rejects with ERR_STORE_IO naming it', async () => {
     const error = await RedisStore.open({ url: 'redis://127.0.0.1:7119' }).catch((e) => e);
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
     expect(error.message).toContain('127.0.0.1:7119');
+  });
+
+  it('a server that accepts the connection and never answers rejects within commandTimeoutMs, leaving no connection', async () => {
+    const silent = new SilentServer();
+    await silent.start();
+    try {
+      const error = await RedisStore.open({ url: silent.url, commandTimeoutMs: 200 }).catch(
+        (e) => e,
+      );
+      expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+      expect(error.message).toContain(`127.0.0.1:${silent.port}`);
+      await silent.allClosed();
+      const accepted = silent.accepted.length;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Nothing reconnects afterwards.
+      expect(silent.accepted.length).toBe(accepted);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('a release channel that never subscribes rejects within commandTimeoutMs, leaving no connection', async () => {
+    // Commands reach the real Redis; the subscriber's own connection is never answered.
+    const silent = new SilentServer(1);
+    await silent.start();
+    try {
+      const error = await RedisStore.open({
+        url: silent.url,
+        prefix: newPrefix(),
+        commandTimeoutMs: 300,
+      }).catch((e) => e);
+      expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+      expect(error.message).toContain(`127.0.0.1:${silent.port}: subscribe`);
+      expect(silent.accepted.length).toBe(2);
+      await silent.allClosed();
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it("an app's client that cannot connect rejects within commandTimeoutMs with ERR_STORE_IO naming the server, and is left to the app", async () => {
+    const port = await closedPort();
+    const retrying = createClient({ url: `redis://127.0.0.1:${port}` });
+    retrying.on('error', () => {});
+    const error = await RedisStore.open({ client: retrying, commandTimeoutMs: 200 }).catch(
+      (e) => e,
+    );
+    expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+    expect(error.message).toContain(`127.0.0.1:${port}`);
+    // Still reconnecting by its own strategy: the app decides when to stop it.
+    expect(retrying.isOpen).toBe(true);
+    retrying.destroy();
+
+    const once = createClient({
+      url: `redis://127.0.0.1:${port}`,
+      socket: { reconnectStrategy: false },
+    });
+    once.on('error', () => {});
+    const refused = await RedisStore.open({ client: once }).catch((e) => e);
+    expect(isSessionError(refused, 'ERR_STORE_IO')).toBe(true);
+    expect(refused.message).toContain(`127.0.0.1:${port}: connect failed`);
+    expect(refused.cause).toBeInstanceOf(Error);
   });
 
   it("uses the app's client without closing it", async () => {
@@ -138,11 +230,112 @@ describe('RedisStore keys', () => {
       await expect(store.get(garbage)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
     });
   });
+
+  it('touch leaves bytes that get rejects as they are, and rejects as get does', async () => {
+    await withStore(async (store, prefix) => {
+      const foreign = Buffer.from('hello world, not sessile');
+      const newer = Buffer.alloc(21);
+      newer.set([0xf5, 0x5e, 3]);
+      newer.writeDoubleBE(Date.now() + HOUR_MS, 3);
+      const noExpiry = Buffer.alloc(22);
+      noExpiry.set([0xf5, 0x5e, 2]);
+      noExpiry.writeDoubleBE(Number.NaN, 3);
+      for (const value of [foreign, Buffer.from([0xf5]), newer, noExpiry]) {
+        const id = newId();
+        const key = `${prefix}s:{${id}}`;
+        await raw.set(key, value);
+        const read = await store.get(id).catch((e) => e);
+        expect(read.code).toMatch(/^ERR_(CORRUPT_RECORD|UNSUPPORTED)$/);
+        for (const expiresAt of [Date.now() + HOUR_MS, Date.now() - 1]) {
+          await expect(store.touch(id, expiresAt)).rejects.toMatchObject({ code: read.code });
+        }
+        const kept = await raw.sendCommand(['GET', key], { typeMapping: { 36: Buffer } });
+        expect(kept).toEqual(value);
+        expect(await raw.pTTL(key)).toBe(-1);
+      }
+    });
+  });
+});
+
+describe('RedisStore far-future expiresAt', () => {
+  // Finite, so valid by the contract, but past any time Redis takes as a PXAT or PEXPIREAT.
+  const FAR = [1e19, 1e300];
+  const LATEST_MS = 8.64e15;
+
+  it('a record keeps its exact expiresAt; Redis is given the latest time it takes', async () => {
+    await withStore(async (store, prefix) => {
+      for (const expiresAt of FAR) {
+        for (const owner of [undefined, 'ada']) {
+          const id = newId();
+          const record = { data: bytes('far'), expiresAt, owner };
+          expect(await store.set(id, record)).toBe(true);
+          expect((await store.get(id))?.expiresAt).toBe(expiresAt);
+          expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(LATEST_MS);
+          expect(await store.set(id, record, { only: 'present' })).toBe(true);
+        }
+      }
+      const key = indexKey(prefix, 'ada');
+      expect(await raw.pTTL(key)).toBeGreaterThan(0);
+      expect(await store.ownedBy('ada')).toHaveLength(FAR.length);
+    });
+  });
+
+  it('touch to a far-future expiresAt moves the record and its TTL together', async () => {
+    await withStore(async (store, prefix) => {
+      for (const owner of [undefined, 'ada']) {
+        const id = newId();
+        await store.set(id, { data: bytes('t'), expiresAt: Date.now() + HOUR_MS, owner });
+        expect(await store.touch(id, 1e300)).toBe(true);
+        expect((await store.get(id))?.expiresAt).toBe(1e300);
+        expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(LATEST_MS);
+      }
+      expect((await store.ownedBy('ada')).map((session) => session.record.expiresAt)).toEqual([
+        1e300,
+      ]);
+    });
+  });
+
+  it("creates with an owner batched in one call each stand alone: one's failure never sinks another", async () => {
+    await withStore(async (store, prefix) => {
+      const soon = Date.now() + HOUR_MS;
+      const [ada, far, cy, blocked, dee] = [newId(), newId(), newId(), newId(), newId()];
+      // An owner index key of another type under the prefix: that one create fails.
+      await raw.set(indexKey(prefix, 'mallory'), 'not a sorted set');
+      const results = await Promise.allSettled([
+        store.set(ada, { data: bytes('a'), expiresAt: soon, owner: 'ada' }, { only: 'absent' }),
+        store.set(far, { data: bytes('f'), expiresAt: 1e300, owner: 'bob' }, { only: 'absent' }),
+        store.set(cy, { data: bytes('c'), expiresAt: soon, owner: 'cy' }, { only: 'absent' }),
+        store.set(
+          blocked,
+          { data: bytes('m'), expiresAt: soon, owner: 'mallory' },
+          { only: 'absent' },
+        ),
+        store.set(dee, { data: bytes('d'), expiresAt: soon, owner: 'dee' }, { only: 'absent' }),
+      ]);
+      expect(results.map((result) => result.status)).toEqual([
+        'fulfilled',
+        'fulfilled',
+        'fulfilled',
+        'rejected',
+        'fulfilled',
+      ]);
+      const failure = (results[3] as PromiseRejectedResult).reason;
+      expect(isSessionError(failure, 'ERR_STORE_IO')).toBe(true);
+      expect(failure.message).toContain('WRONGTYPE');
+      expect(await store.get(blocked)).toBeUndefined();
+      for (const [id, owner] of [
+        [ada, 'ada'],
+        [far, 'bob'],
+        [cy, 'cy'],
+        [dee, 'dee'],
+      ] as const) {
+        expect((await store.ownedBy(owner)).map((session) => session.id)).toEqual([id]);
+      }
+    });
+  });
 });
 
 describe('RedisStore owner index', () => {
-  const indexKey = (prefix: string, owner: string) =>
-    `${prefix}o:{${Buffer.from(owner).toString('base64url')}}`;
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   it("keeps each owner's ids in a sorted set under the prefix that expires no earlier than its latest entry", async () => {
