@@ -32,13 +32,19 @@ describe('a locked request', () => {
     const sent: string[] = [];
     let marks = 0;
     let markSeen: () => void = () => {};
-    // MONITOR reports commands in the order the server ran them: once a marker shows, all before it are in.
-    const commandsSince = async (body: () => Promise<void>) => {
-      sent.length = 0;
-      await body();
+    // MONITOR reports commands in the order the server ran them, some time after: once a
+    // marker shows, every command run before it has been reported.
+    const caughtUp = async () => {
       const seen = new Promise<void>((resolve) => (markSeen = resolve));
       await raw.get(`req:mark:${++marks}`);
       await seen;
+    };
+    const commandsSince = async (body: () => Promise<void>) => {
+      // The test's own commands before the body (its EXISTS checks) are reported first.
+      await caughtUp();
+      sent.length = 0;
+      await body();
+      await caughtUp();
       return sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase());
     };
     try {
