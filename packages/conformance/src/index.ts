@@ -13,6 +13,7 @@ import { sweepTests } from './groups/sweep.js';
 import { traitTests } from './groups/traits.js';
 import type { ConformanceOptions } from './options.js';
 
+export { mountSmallFilesystem, unmountSmallFilesystem } from './groups/full-disk.js';
 export type { ConformanceOptions, CrossProcessOptions } from './options.js';
 
 /**

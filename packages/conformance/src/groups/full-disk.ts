@@ -12,8 +12,11 @@ const FILESYSTEM_SIZE = '8m';
 /** Space given back once the disk is full, so the store can be seen to take writes again. */
 const BALLAST_BYTES = 4 * 1024 * 1024;
 
-/** Mounts a tmpfs of `size` on a new directory; the mount's refusal fails the test with its reason. */
-function smallFilesystem(size: string): string {
+/**
+ * Mounts a tmpfs of `size` (`'8m'`) on a new directory and returns its path, for a store's own
+ * full-disk tests; needs root. Throws, saying so, when the mount is refused.
+ */
+export function mountSmallFilesystem(size: string): string {
   const mounted = mkdtempSync(join(tmpdir(), 'sessile-full-disk-'));
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mounted], {
@@ -27,6 +30,12 @@ function smallFilesystem(size: string): string {
   return mounted;
 }
 
+/** Unmounts what `mountSmallFilesystem` mounted and removes its directory. */
+export function unmountSmallFilesystem(mounted: string): void {
+  execFileSync('umount', [mounted]);
+  rmdirSync(mounted);
+}
+
 export function fullDiskTests(
   options: ConformanceOptions,
   openIn: NonNullable<ConformanceOptions['fullDisk']>,
@@ -34,45 +43,36 @@ export function fullDiskTests(
   describe('full disk', () => {
     const mounts: string[] = [];
     afterAll(() => {
-      for (const mounted of mounts.splice(0)) {
-        execFileSync('umount', [mounted]);
-        rmdirSync(mounted);
-      }
+      for (const mounted of mounts.splice(0)) unmountSmallFilesystem(mounted);
     });
 
-    it(
-      'rejects with ERR_STORE_IO naming where the store is, loses nothing acknowledged, and recovers once there is room',
-      async () => {
-        const mounted = smallFilesystem(FILESYSTEM_SIZE);
-        mounts.push(mounted);
-        const ballast = join(mounted, 'ballast');
-        writeFileSync(ballast, Buffer.alloc(BALLAST_BYTES));
-        const store: SessionStore = await openIn(join(mounted, 'store'));
-        try {
-          const written: string[] = [];
-          let failure: unknown;
-          while (failure === undefined && written.length < 10_000) {
-            const id = newId();
-            try {
-              await store.set(id, record({ id, padding: 'x'.repeat(4000) }));
-              written.push(id);
-            } catch (error) {
-              failure = error;
-            }
+    it('rejects with ERR_STORE_IO naming where the store is, loses nothing acknowledged, and recovers once there is room', async () => {
+      const mounted = mountSmallFilesystem(FILESYSTEM_SIZE);
+      mounts.push(mounted);
+      const ballast = join(mounted, 'ballast');
+      writeFileSync(ballast, Buffer.alloc(BALLAST_BYTES));
+      const store: SessionStore = await openIn(join(mounted, 'store'));
+      try {
+        const written: string[] = [];
+        let failure: unknown;
+        while (failure === undefined && written.length < 10_000) {
+          const id = newId();
+          try {
+            await store.set(id, record({ id, padding: 'x'.repeat(4000) }));
+            written.push(id);
+          } catch (error) {
+            failure = error;
           }
-          expect(isSessionError(failure, 'ERR_STORE_IO'), String(failure)).toBe(true);
-          expect((failure as Error).message, `${options.name} names its location`).toContain(
-            mounted,
-          );
-          expect((failure as Error).cause).toBeDefined();
-          for (const id of written) expect(await store.get(id)).toBeDefined();
-          unlinkSync(ballast);
-          expect(await store.set(newId(), record({ after: 'room was made' }))).toBe(true);
-        } finally {
-          await store.close();
         }
-      },
-      120_000,
-    );
+        expect(isSessionError(failure, 'ERR_STORE_IO'), String(failure)).toBe(true);
+        expect((failure as Error).message, `${options.name} names its location`).toContain(mounted);
+        expect((failure as Error).cause).toBeDefined();
+        for (const id of written) expect(await store.get(id)).toBeDefined();
+        unlinkSync(ballast);
+        expect(await store.set(newId(), record({ after: 'room was made' }))).toBe(true);
+      } finally {
+        await store.close();
+      }
+    }, 120_000);
   });
 }
