@@ -1,11 +1,10 @@
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdtempSync,
   readFileSync,
   renameSync,
-  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -13,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
@@ -806,26 +806,12 @@ describe('group commit', () => {
 describe('a full disk', { timeout: 120_000 }, () => {
   const mounts: string[] = [];
   afterAll(() => {
-    for (const mounted of mounts) {
-      execFileSync('umount', [mounted]);
-      rmdirSync(mounted);
-    }
+    for (const mounted of mounts) unmountSmallFilesystem(mounted);
   });
 
-  /** Mounts a tmpfs of `size` on a new directory. The test fails with the reason when that is refused. */
+  /** Mounts a tmpfs of `size` on a new directory, unmounted after the group. */
   function smallFilesystem(size: string): string {
-    const mounted = mkdtempSync(join(tmpdir(), 'sessile-sqlite-full-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mounted], {
-        stdio: 'pipe',
-      });
-    } catch (error) {
-      rmdirSync(mounted);
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-      throw new Error(
-        `mount -t tmpfs -o size=${size} tmpfs ${mounted} was refused: ${stderr || (error as Error).message}`,
-      );
-    }
+    const mounted = mountSmallFilesystem(size);
     mounts.push(mounted);
     return mounted;
   }
