@@ -52,11 +52,7 @@ export class Database {
   }
 
   /** `work`, or a rejection once the timeout passes; `abandoned` then gets what `work` brings later. */
-  #withDeadline<T>(
-    work: Promise<T>,
-    action: string,
-    abandoned?: (late: T) => void,
-  ): Promise<T> {
+  #withDeadline<T>(work: Promise<T>, action: string, abandoned?: (late: T) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
       // The pool's own timeouts bound the query on the wire; this bounds the wait for a connection too.
