@@ -1,5 +1,5 @@
 import { isSessionId } from '@sessile/core';
-import { encodeExpressSession } from '@sessile/express';
+import { encodeLibrarySession } from '@sessile/core/store';
 import { codecFromEnvironment } from '../codec.js';
 import type { ExitCode } from '../exit-codes.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
@@ -74,7 +74,8 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
               counts.expired++;
               return;
             }
-            const data = encodeExpressSession(entry.id, entry.session, codec, now);
+            // What @sessile/express's toExpressStore writes for this session, so it reads back identically.
+            const data = encodeLibrarySession(codec, entry.id, entry.session, now);
             await writeRecord(target, entry.id, { data, expiresAt }, options, counts);
           },
         );

@@ -1,5 +1,10 @@
-import type { ExpressSessionData } from '@sessile/express';
 import { CliError, EXIT } from '../exit-codes.js';
+
+/** A session as express-session stores it: the app's fields and its cookie. */
+export interface ExpressSessionData {
+  cookie?: { expires?: Date | string | null } | null;
+  [field: string]: unknown;
+}
 
 /** One session as a peer store holds it. */
 export interface PeerSession {

@@ -1,7 +1,7 @@
-import type { ExpressSessionData } from '@sessile/express';
 import { requireDriver } from '../resolve.js';
 import {
   cookieExpiry,
+  type ExpressSessionData,
   notThePeer,
   type PeerOptions,
   type PeerSession,
