@@ -1,4 +1,5 @@
-// The prepack script of every private package (the workspace root, benchmarks, docs-test):
+// The prepack script of every private package (the workspace root, benchmarks, reliability,
+// docs-test):
 // `pnpm -r pack` and `npm pack` pack private packages too, so this is what keeps them out.
 import { readFileSync } from 'node:fs';
 
