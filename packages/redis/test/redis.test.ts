@@ -490,6 +490,21 @@ describe('RedisStore round trips', () => {
   });
 });
 
+describe('RedisStore lock claims', () => {
+  it('a claim that cannot read its record (a key of another type) rejects and hands the lock back', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      await raw.hSet(`${prefix}s:{${id}}`, 'field', 'not a sessile record');
+      const failure = await store.locks.acquireAndGet?.(id).catch((error: unknown) => error);
+      expect(isSessionError(failure, 'ERR_STORE_IO'), String(failure)).toBe(true);
+      expect((failure as Error).message).toContain('WRONGTYPE');
+      // The failed claim is handed back at once, not held for its 30 s lease.
+      const lock = await store.locks.acquire(id, { waitMs: 2000 });
+      await lock.release();
+    });
+  });
+});
+
 describe('RedisStore locks', () => {
   // A server of the test's own, so its command counts are this test's alone.
   const own = new OwnRedis(7112);
