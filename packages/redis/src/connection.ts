@@ -192,7 +192,15 @@ export class Connection {
   }
 
   #failure(action: string, error: unknown): unknown {
-    return isSessionError(error) ? error : ioError(this.where, action, error);
+    if (isSessionError(error)) return error;
+    // A record key of another type (someone else's, under the prefix) holds no sessile record,
+    // as `ids()`, which lists string keys only, also says: it reads as a corrupt record.
+    if (action === 'get' && error instanceof Error && error.message.startsWith('WRONGTYPE')) {
+      return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record', {
+        cause: error,
+      });
+    }
+    return ioError(this.where, action, error);
   }
 
   /** Every key of `type` matching `pattern` on every master, a SCAN page at a time. */

@@ -338,6 +338,20 @@ describe('RedisStore far-future expiresAt', () => {
 describe('RedisStore owner index', () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  it("a record key of another type reads as a corrupt record, and the owner's other sessions are still listed", async () => {
+    await withStore(async (store, prefix) => {
+      const [kept, replaced] = [newId(), newId()];
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(kept, { data: bytes('a'), expiresAt, owner: 'ada' });
+      await store.set(replaced, { data: bytes('b'), expiresAt, owner: 'ada' });
+      // Someone else writes a hash where a record was.
+      await raw.del(`${prefix}s:{${replaced}}`);
+      await raw.hSet(`${prefix}s:{${replaced}}`, 'field', 'not a sessile record');
+      await expect(store.get(replaced)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
+    });
+  });
+
   it("keeps each owner's ids in a sorted set under the prefix that expires no earlier than its latest entry", async () => {
     await withStore(async (store, prefix) => {
       const [first, second] = [newId(), newId()];
