@@ -255,14 +255,24 @@ export class Connection {
     if (this.#owned) destroyQuietly(this.#client);
   }
 
+  /**
+   * Closes the connections this store opened, and ends its subscription on an app's client
+   * within `commandTimeoutMs`. A connection still waiting for an answer that came too late (a
+   * hung server) is dropped rather than closed, since a close waits for every answer.
+   */
   async close(): Promise<void> {
+    const hung = this.#deadlines.overdue > 0;
     this.#deadlines.close();
     const subscriber = this.#subscriber;
+    const unsubscribe = this.#unsubscribe;
     this.#subscriber = undefined;
-    await this.#unsubscribe?.().catch(() => {});
     this.#unsubscribe = undefined;
+    // Only a subscription on the app's client needs ending; a subscriber of the store's own just closes.
+    if (unsubscribe !== undefined) await settlesWithin(unsubscribe(), this.#timeoutMs);
     await closeQuietly(subscriber);
-    if (this.#owned) await closeQuietly(this.#client);
+    if (!this.#owned) return;
+    if (hung) destroyQuietly(this.#client);
+    else await closeQuietly(this.#client);
   }
 
   async #masters(): Promise<Commands[]> {
@@ -324,6 +334,23 @@ function withinTimeout<T>(
       (error: unknown) => {
         clearTimeout(timer);
         reject(isSessionError(error) ? error : ioError(where, action, error));
+      },
+    );
+  });
+}
+
+/** True once `step` settled, false when `timeoutMs` passed first. */
+function settlesWithin(step: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    step.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
       },
     );
   });

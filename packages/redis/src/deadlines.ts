@@ -22,6 +22,7 @@ export class Deadlines {
   readonly #failure: (action: string, error: unknown) => unknown;
   readonly #windows: Window[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #overdue = 0;
 
   /** `failure` maps an operation's own errors to what its caller gets. */
   constructor(
@@ -47,7 +48,10 @@ export class Deadlines {
       pending.set(reject, action);
       operation.then(
         (value) => {
-          if (!pending.delete(reject)) return;
+          if (!pending.delete(reject)) {
+            this.#overdue--;
+            return;
+          }
           if (map === undefined) {
             resolve(value as unknown as R);
             return;
@@ -60,9 +64,15 @@ export class Deadlines {
         },
         (error: unknown) => {
           if (pending.delete(reject)) reject(failure(action, error));
+          else this.#overdue--;
         },
       );
     });
+  }
+
+  /** Operations that failed for want of an answer and are still waiting for it: the server may be hung. */
+  get overdue(): number {
+    return this.#overdue;
   }
 
   close(): void {
@@ -93,6 +103,7 @@ export class Deadlines {
       windows.shift();
       for (const [reject, action] of oldest.pending) {
         oldest.pending.delete(reject);
+        this.#overdue++;
         reject(noAnswer(this.#where, action, this.#timeoutMs));
       }
     }

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { isSessionError } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
@@ -17,6 +19,7 @@ const record = (text: string) => ({
   data: new TextEncoder().encode(text),
   expiresAt: Date.now() + HOUR_MS,
 });
+const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Tally {
@@ -111,6 +114,29 @@ describe('RedisStore when Redis goes away and comes back', () => {
       appClient.destroy();
     }
   }, 120_000);
+
+  it('close() on a hung server settles once its operations fail, and drops its connections', async () => {
+    const clients = async () => {
+      const { stdout } = await run('redis-cli', ['-p', String(server.port), 'client', 'list']);
+      return stdout.trim().split('\n').length;
+    };
+    const before = await clients();
+    const store = await RedisStore.open({ url: server.url, prefix: 'c:', commandTimeoutMs: 300 });
+    const id = newId();
+    try {
+      await store.set(id, record('before'));
+      server.pause();
+      const reading = store.get(id).catch((caught: unknown) => caught);
+      // Before the fix this waited forever for the answer of a get that had already failed.
+      await store.close();
+      expect(await reading).toMatchObject({ code: 'ERR_STORE_IO' });
+      await expect(store.get(id)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    } finally {
+      server.resume();
+    }
+    // The command connection and the release subscriber are both gone.
+    await until(async () => (await clients()) === before);
+  }, 60_000);
 
   it('a server that hangs without closing the connection fails operations after commandTimeoutMs', async () => {
     const store = await RedisStore.open({ url: server.url, prefix: 'h:', commandTimeoutMs: 300 });
