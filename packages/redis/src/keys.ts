@@ -133,7 +133,7 @@ export function decodeRecord(value: Buffer, lent = false): SessionRecord {
   const expiresAt = value.readDoubleBE(EXPIRES_AT_OFFSET);
   const dataStart = HEADER_BYTES + value.readUInt16BE(OWNER_LENGTH_OFFSET);
   if (dataStart > value.byteLength) {
-    throw new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
+    throw cutShortInOwner();
   }
   let data: Buffer;
   if (lent) {
@@ -146,6 +146,11 @@ export function decodeRecord(value: Buffer, lent = false): SessionRecord {
   }
   if (dataStart === HEADER_BYTES) return { data, expiresAt };
   return { data, expiresAt, owner: value.toString('utf8', HEADER_BYTES, dataStart) };
+}
+
+/** What reading a record whose owner length runs past its end rejects with. */
+export function cutShortInOwner(): SessionError {
+  return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is cut short in its owner');
 }
 
 /**

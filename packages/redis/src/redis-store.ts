@@ -18,6 +18,7 @@ import {
 } from '@sessile/core/store';
 import { Connection, type RedisConnection } from './connection.js';
 import {
+  cutShortInOwner,
   decodeRecord,
   encodeDouble,
   encodeRecord,
@@ -336,12 +337,9 @@ function isPositive(reply: unknown): boolean {
   return (reply as number) > 0;
 }
 
-/** What `touch` rejects with for a value its script left alone: what `get` would reject with. */
+/** What `touch` rejects with for the header its script left alone: as `get` rejects those bytes. */
 function untouchable(header: Buffer): SessionError {
-  return (
-    headerFault(header) ??
-    new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid header')
-  );
+  return headerFault(header) ?? cutShortInOwner();
 }
 
 /** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */

@@ -221,8 +221,9 @@ return 0
  * expired), the new expiresAt as Redis may be given it, the owner whose index already covers it
  * ('' for none) and that cover's indexedUntil bytes. When the record has an owner whose entry
  * does not cover the new expiry (and the caller has not just raised it), it answers `{owner}`
- * and writes nothing. Bytes that do not start a record of this format are left as they are, and
- * it answers their first ${HEADER_BYTES} for the caller to reject as `get` would.
+ * and writes nothing. Bytes that do not start a record of this format, or that end within the
+ * owner, are left as they are, and it answers their first ${HEADER_BYTES} for the caller to reject
+ * as `get` would.
  */
 export const TOUCH = new Script(`${FENCE}
 if not fence(ARGV[1]) then return -1 end
@@ -233,7 +234,8 @@ if header == '' then
 end
 if not (${IS_CURRENT_HEADER}) then return header end
 local expiresAt, indexedUntil, ownerBytes = struct.unpack('>ddH', header, ${EXPIRES_AT_OFFSET + 1})
-if expiresAt ~= expiresAt or math.abs(expiresAt) == math.huge then return header end
+if expiresAt ~= expiresAt or math.abs(expiresAt) == math.huge
+  or ${HEADER_BYTES} + ownerBytes > redis.call('STRLEN', KEYS[1]) then return header end
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[1])
   free(ARGV[7], ARGV[8])

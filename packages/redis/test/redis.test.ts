@@ -240,7 +240,13 @@ describe('RedisStore keys', () => {
       const noExpiry = Buffer.alloc(22);
       noExpiry.set([0xf5, 0x5e, 2]);
       noExpiry.writeDoubleBE(Number.NaN, 3);
-      for (const value of [foreign, Buffer.from([0xf5]), newer, noExpiry]) {
+      // A whole header whose owner length runs past the value's end.
+      const cutShort = Buffer.alloc(24);
+      cutShort.set([0xf5, 0x5e, 2]);
+      cutShort.writeDoubleBE(Date.now() + HOUR_MS, 3);
+      cutShort.writeDoubleBE(Date.now() + HOUR_MS, 11);
+      cutShort.writeUInt16BE(10, 19);
+      for (const value of [foreign, Buffer.from([0xf5]), newer, noExpiry, cutShort]) {
         const id = newId();
         const key = `${prefix}s:{${id}}`;
         await raw.set(key, value);
