@@ -116,14 +116,23 @@ test('every page installs the @sessile packages its code imports', () => {
   }
 });
 
-test('every relative link of the pages points at a file and heading that exist', () => {
+/** Where a package README links to the rest of the repository: relative links die in the tarball. */
+const REPOSITORY_FILES = 'https://github.com/sessile/sessile/blob/main/';
+
+test('every link of the pages into this repository points at a file and heading that exist', () => {
   const broken: string[] = [];
   for (const page of pages) {
     for (const [, target = ''] of prose(join(root, page)).matchAll(/\]\(([^)\s]+)\)/g)) {
-      if (/^[a-z]+:/.test(target)) continue;
-      const [path = '', anchor] = target.split('#');
-      const file =
-        path === '' ? join(root, page) : join(root, page, '..', decodeURIComponent(path));
+      const inRepository = target.startsWith(REPOSITORY_FILES);
+      if (!inRepository && /^[a-z]+:/.test(target)) continue;
+      const [path = '', anchor] = (
+        inRepository ? target.slice(REPOSITORY_FILES.length) : target
+      ).split('#');
+      const file = inRepository
+        ? join(root, decodeURIComponent(path))
+        : path === ''
+          ? join(root, page)
+          : join(root, page, '..', decodeURIComponent(path));
       if (!existsSync(file)) broken.push(`${page}: ${target}`);
       else if (anchor !== undefined && file.endsWith('.md') && !anchors(file).has(anchor)) {
         broken.push(`${page}: ${target} (no such heading)`);
@@ -131,6 +140,18 @@ test('every relative link of the pages points at a file and heading that exist',
     }
   }
   expect(broken).toEqual([]);
+});
+
+// npm shows a package's README, and its tarball holds only that package: a link to another
+// package or to docs/ must be a full address there.
+test('package READMEs link outside their package by full address only', () => {
+  const relative: string[] = [];
+  for (const page of pages.filter((name) => /^packages\/[^/]+\/README\.md$/.test(name))) {
+    for (const [, target = ''] of prose(join(root, page)).matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (target.startsWith('../')) relative.push(`${page}: ${target}`);
+    }
+  }
+  expect(relative).toEqual([]);
 });
 
 /** A markdown file without its code blocks. */
