@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import {
   BaseStore,
   type BaseStoreOptions,
@@ -5,8 +6,9 @@ import {
   type SweepProgress,
 } from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
+import { LENT_TEXT } from './lent-text.js';
 import { KeyedLocks } from './locks/keyed.js';
-import { scratchCopy } from './scratch-bytes.js';
+import { latin1Text, scratchLatin1 } from './scratch-bytes.js';
 import type {
   LockManager,
   OwnedSession,
@@ -216,27 +218,39 @@ export class MemoryStore extends BaseStore {
 }
 
 /**
- * A record as the store keeps it: its own copy of the bytes, in one shape for every record.
- * Buffer.from copies (a Buffer's slice() is a view) into Node's pool, so a stored record pins at
- * most one 8 KiB pool slab.
+ * A record as the store keeps it, in one shape for every record: its own copy of the bytes as
+ * a one-byte string, one character per byte. That takes no more memory than the bytes, pins no
+ * pool slab, and when the bytes are all ASCII (a JSON session without other characters) it is
+ * also their text, which the library adapters parse as it is instead of decoding a copy.
  */
 class Kept {
-  readonly data: Buffer;
+  readonly bytes: string;
+  readonly ascii: boolean;
   expiresAt: number;
   readonly owner: string | undefined;
   /** Where this record's id sits in its owner's list; unused without an owner. */
   ownerSlot = -1;
 
   constructor(record: SessionRecord) {
-    this.data = Buffer.from(record.data);
+    this.bytes = latin1Text(record.data);
+    this.ascii = isAscii(record.data);
     this.expiresAt = record.expiresAt;
     this.owner = record.owner;
+  }
+
+  /** The bytes, for a `lend()` reader that wants them: short-lived, as lent bytes are. */
+  get data(): Buffer {
+    return scratchLatin1(this.bytes);
+  }
+
+  get [LENT_TEXT](): string | undefined {
+    return this.ascii ? this.bytes : undefined;
   }
 }
 
 /** A copy for the caller, who may change it freely; it is usually decoded and dropped at once. */
 function handOut(record: Kept): SessionRecord {
-  const data = scratchCopy(record.data);
+  const data = record.data;
   // Built whole, so a record with an owner takes no shape change after it was made.
   return record.owner === undefined
     ? { data, expiresAt: record.expiresAt }

@@ -37,13 +37,22 @@ export function scratchUtf8(head: string, text: string, tail: string): Buffer {
   return slab.subarray(start, used);
 }
 
-/** A copy of `bytes` that shares no memory with them. */
-export function scratchCopy(bytes: Uint8Array): Buffer {
-  const length = bytes.byteLength;
-  if (length > MAX_PIECE_BYTES) return Buffer.from(bytes);
+/** `text`'s characters as bytes, one each, for text that `latin1Text` made from bytes. */
+export function scratchLatin1(text: string): Buffer {
+  const length = text.length;
+  if (length > MAX_PIECE_BYTES) return Buffer.from(text, 'latin1');
   reserve(length);
   const start = used;
-  slab.set(bytes, start);
-  used += length;
+  used += slab.write(text, start, 'latin1');
   return slab.subarray(start, used);
+}
+
+type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;
+/** Node's own method behind `toString('latin1')`, without its argument handling; absent in some runtimes. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: Latin1Slice }).latin1Slice;
+
+/** `bytes` as a one-byte string, one character per byte: as compact as the bytes, and ASCII bytes read as their text. */
+export function latin1Text(bytes: Uint8Array): string {
+  if (latin1Slice !== undefined) return latin1Slice.call(bytes, 0, bytes.byteLength);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }

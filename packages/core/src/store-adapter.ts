@@ -1,5 +1,6 @@
 import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionId } from './ids.js';
+import { lentText } from './lent-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
@@ -49,8 +50,13 @@ export function openStoreAdapter(
   });
   const sessionStore = store as SessionStore;
   const codec = given.codec ?? jsonCodec();
-  const decode = (record: Readonly<SessionRecord>, id: string): SessionData =>
-    decodeLibrarySession(codec, record.data, id);
+  const decode = (record: Readonly<SessionRecord>, id: string): SessionData => {
+    const text = isJsonCodec(codec) ? lentText(record) : undefined;
+    return (
+      (text === undefined ? undefined : envelopeText(text)) ??
+      decodeLibrarySession(codec, record.data, id)
+    );
+  };
   // A store that lends its records spares the copy that `get` makes, since they are decoded at once.
   const lend = sessionStore.lend?.bind(sessionStore);
   const read = (id: string): Promise<SessionData | undefined> => {
@@ -124,6 +130,11 @@ function envelopeData(bytes: Uint8Array): SessionData | undefined {
   } catch {
     return undefined;
   }
+  return envelopeText(text);
+}
+
+/** As `envelopeData`, given the bytes' text. */
+function envelopeText(text: string): SessionData | undefined {
   const head = ENVELOPE_HEAD.exec(text);
   if (head === null || text.charCodeAt(text.length - 1) !== CLOSE_BRACE) return undefined;
   try {

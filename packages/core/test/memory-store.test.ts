@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { generateSessionId, MemoryStore, type SessionRecord } from '../src/index.js';
-import { BaseStore, ExpiryHeap } from '../src/store.js';
+import { generateSessionId, jsonCodec, MemoryStore, type SessionRecord } from '../src/index.js';
+import { BaseStore, ExpiryHeap, encodeLibrarySession, openStoreAdapter } from '../src/store.js';
 
 const HOUR_MS = 3_600_000;
 const record = (expiresAt: number) => ({ data: new Uint8Array([1]), expiresAt });
@@ -18,6 +18,57 @@ describe('MemoryStore', () => {
     const result = await store.sweep({ now: start + 2 * HOUR_MS, limit: 100_000 });
     expect(result.removed).toBe(100);
     expect(result.scanned).toBeLessThan(1300);
+    await store.close();
+  });
+
+  it('gives back every byte value exactly, through get and lend, and from a view into a larger buffer', async () => {
+    const store = await MemoryStore.open();
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const backing = new Uint8Array(300).fill(7);
+    backing.set(every, 20);
+    const view = backing.subarray(20, 276);
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = [generateSessionId(), generateSessionId(), generateSessionId()];
+    for (const [id, data] of [
+      [ids[0], every],
+      [ids[1], view],
+      [ids[2], new Uint8Array(0)],
+    ] as const) {
+      await store.set(id as string, { data, expiresAt });
+      // Changing the caller's bytes afterwards changes nothing stored.
+      const expected = Uint8Array.from(data);
+      if (data.length > 0) data[0] = 99;
+      expect(Uint8Array.from((await store.get(id as string))?.data ?? [])).toEqual(expected);
+      expect(await store.lend(id as string, (lent) => Uint8Array.from(lent.data))).toEqual(
+        expected,
+      );
+    }
+    await store.close();
+  });
+
+  it('reads sessions with and without non-ASCII text alike through the library adapter', async () => {
+    const store = await MemoryStore.open();
+    const { read } = openStoreAdapter(store, {}, 'test');
+    const sessions = [
+      { user: 'ada', cart: [1, 2] },
+      { user: 'José', note: '日本語 \u2028 😀', quote: '"\\' },
+    ];
+    for (const session of sessions) {
+      const id = generateSessionId();
+      const data = encodeLibrarySession(jsonCodec(), id, session, Date.now());
+      await store.set(id, { data, expiresAt: Date.now() + HOUR_MS });
+      expect(await read(id)).toEqual(session);
+    }
+    // Bytes that are not UTF-8 JSON fail as the codec fails them, whichever way they are kept.
+    const id = generateSessionId();
+    await store.set(id, {
+      data: Uint8Array.from([0x7b, 0xff, 0x7d]),
+      expiresAt: Date.now() + HOUR_MS,
+    });
+    await expect(read(id)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+    const ascii = generateSessionId();
+    await store.set(ascii, { data: Buffer.from('{"data":{}'), expiresAt: Date.now() + HOUR_MS });
+    await expect(read(ascii)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
     await store.close();
   });
 
