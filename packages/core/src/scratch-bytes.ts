@@ -6,17 +6,30 @@
  * never bytes a store keeps.
  */
 
+import { markAsUntransferable } from 'node:worker_threads';
+
 const SLAB_BYTES = 64 * 1024;
 /** Larger pieces get their own buffer, so one slab holds many of them. */
 const MAX_PIECE_BYTES = SLAB_BYTES / 8;
 
-let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+/**
+ * A slab whose memory a caller cannot take: transferring a piece's `buffer` (to a worker, or by
+ * `structuredClone` with `transfer`) copies it instead of detaching the slab under every other
+ * piece and every later write, as Node does for its own buffer pool.
+ */
+function newSlab(): Buffer {
+  const fresh = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  markAsUntransferable(fresh.buffer);
+  return fresh;
+}
+
+let slab = newSlab();
 let used = 0;
 
 /** Room for `bytes` more in the current slab, starting a new one when it is full. */
 function reserve(bytes: number): void {
   if (used + bytes > SLAB_BYTES) {
-    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slab = newSlab();
     used = 0;
   }
 }

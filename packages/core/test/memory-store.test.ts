@@ -46,6 +46,24 @@ describe('MemoryStore', () => {
     await store.close();
   });
 
+  it('hands out bytes a caller may transfer away without harming other records or later calls', async () => {
+    const store = await MemoryStore.open();
+    const [alice, bob] = [generateSessionId(), generateSessionId()];
+    const expiresAt = Date.now() + HOUR_MS;
+    await store.set(alice, { data: Buffer.from('alice'), expiresAt });
+    await store.set(bob, { data: Buffer.from('bob'), expiresAt });
+    const bobs = (await store.get(bob))?.data as Uint8Array;
+    const alices = (await store.get(alice))?.data as Uint8Array;
+    // Sent to a worker, say: the transfer must not detach memory that other answers share.
+    const moved = structuredClone(alices, { transfer: [alices.buffer] });
+    expect(Buffer.from(moved).toString()).toBe('alice');
+    expect(Buffer.from(bobs).toString()).toBe('bob');
+    for (let i = 0; i < 100; i++) {
+      expect(Buffer.from((await store.get(bob))?.data ?? []).toString()).toBe('bob');
+    }
+    await store.close();
+  });
+
   it('reads sessions with and without non-ASCII text alike through the library adapter', async () => {
     const store = await MemoryStore.open();
     const { read } = openStoreAdapter(store, {}, 'test');
