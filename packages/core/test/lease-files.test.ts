@@ -1,4 +1,15 @@
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -144,5 +155,33 @@ describe('LeaseFiles', () => {
     rmSync(directory, { recursive: true, force: true });
     expect(await first.releaseAt(path, token)).toBe(false);
     expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+  });
+
+  it('makes its holder files again when they are removed, and never writes through one it closed', async () => {
+    const { directory, open } = leaseDirectory();
+    const files = open();
+    const guards = join(directory, '..', 'guards-1');
+    const claim = (key: string) =>
+      files.claimAt(join(directory, key), generateToken(), Date.now() + 60_000);
+    // A claim released leaves its holder open for the next one.
+    const token = generateToken();
+    expect(await files.claimAt(join(directory, 'a'), token, Date.now() + 60_000)).toBe('claimed');
+    expect(await files.releaseAt(join(directory, 'a'), token)).toBe(true);
+    // Holder files removed (an operator's cleanup), and for a while none can be made again.
+    rmSync(guards, { recursive: true, force: true });
+    writeFileSync(guards, 'in the way');
+    await expect(claim('b')).rejects.toThrow();
+    // The app opens a file of its own, which may get the number of a descriptor the claim closed.
+    const victim = join(directory, '..', 'victim.json');
+    const fd = openSync(victim, 'w+');
+    writeSync(fd, '{"keep":"this"}');
+    rmSync(guards);
+    expect(await claim('c')).toBe('claimed');
+    expect(await claim('d')).toBe('claimed');
+    closeSync(fd);
+    expect(readFileSync(victim, 'utf8')).toBe('{"keep":"this"}');
+    // A removed directory alone is made again within the same claim.
+    rmSync(guards, { recursive: true, force: true });
+    expect(await claim('e')).toBe('claimed');
   });
 });

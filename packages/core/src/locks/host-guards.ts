@@ -70,6 +70,17 @@ export class HostGuards {
   }
 
   /**
+   * Forgets this instance's holder file when it is gone (its directory removed from under the
+   * store), so that the next `ensureHolder` makes both again.
+   */
+  async recheckHolder(): Promise<void> {
+    const holder = this.#holder;
+    if (holder === undefined) return;
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(holder));
+    if (stats === undefined && this.#holder === holder) this.#holder = undefined;
+  }
+
+  /**
    * Runs `body` while holding the cross-process guard of `file` (the in-process order is the
    * caller's job, through `serialize`). Waits while another live process holds it.
    */

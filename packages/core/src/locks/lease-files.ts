@@ -103,6 +103,8 @@ export class LeaseFiles implements LeaseBackend {
   readonly #fs: LockFileSystem;
   readonly #held = new Map<string, Held>();
   readonly #idle: Holder[] = [];
+  /** Holders closed and unlinked, which must never be written or pooled again. */
+  readonly #dropped = new WeakSet<Holder>();
   readonly #watches = new Map<string, DirectoryWatch>();
   readonly #waiting = new Map<string, Set<Waiter>>();
   #closed = false;
@@ -403,22 +405,33 @@ export class LeaseFiles implements LeaseBackend {
   async #takeHolder(): Promise<Holder> {
     const idle = this.#idle.pop();
     if (idle !== undefined) return idle;
-    await this.#guards.ensureHolder();
-    const path = `${this.#guards.holderPath}.${++holdersCreated}`;
-    const fd = await this.#fs.open(
-      path,
-      O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
-      this.#init.fileMode,
-    );
-    return { path, fd, bytes: Buffer.alloc(HOLDER_BYTES) };
+    for (let tries = 0; ; tries++) {
+      await this.#guards.ensureHolder();
+      const path = `${this.#guards.holderPath}.${++holdersCreated}`;
+      try {
+        const fd = await this.#fs.open(
+          path,
+          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
+          this.#init.fileMode,
+        );
+        return { path, fd, bytes: Buffer.alloc(HOLDER_BYTES) };
+      } catch (error) {
+        // The holders' directory was removed from under us: make it and our holder file again.
+        if (errorCode(error) !== 'ENOENT' || tries > 0) throw error;
+        await this.#guards.recheckHolder();
+      }
+    }
   }
 
   async #giveBack(holder: Holder): Promise<void> {
+    // A holder dropped on the way (a failed recovery) is closed: its fd number may be another file's by now.
+    if (this.#dropped.has(holder)) return;
     if (this.#closed || this.#idle.length >= IDLE_HOLDERS) await this.#drop(holder);
     else this.#idle.push(holder);
   }
 
   async #drop(holder: Holder): Promise<void> {
+    this.#dropped.add(holder);
     await this.#fs.close(holder.fd).catch(() => {});
     await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder.path));
   }
