@@ -89,6 +89,22 @@ describe('KeyedLocks', () => {
     await next.release();
   });
 
+  it('a lease found lost by extend (the event loop stalled past its end) frees the id for the next acquire', async () => {
+    const locks = new KeyedLocks();
+    const old = await locks.acquire(idA, { leaseMs: 50 });
+    // A stall longer than the lease: the extend runs before the lease-end timer can.
+    const until = Date.now() + 120;
+    while (Date.now() < until) {
+      // busy: a long GC pause or a paused container
+    }
+    expect(await codeOf(old.extend())).toBe('ERR_LOCK_LOST');
+    expect(old.lost).toBe(true);
+    const next = await locks.acquire(idA, { waitMs: 2000 });
+    expect(next.held).toBe(true);
+    await next.release();
+    expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
+  });
+
   it('close rejects waiting and later acquires with ERR_STORE_CLOSED', async () => {
     const locks = new KeyedLocks();
     const holder = await locks.acquire(idA);

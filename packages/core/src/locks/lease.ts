@@ -64,7 +64,10 @@ export interface LeaseHooks {
   extend(token: string, expiresAt: number): boolean | Promise<boolean>;
   /** Frees the lock if `token` still holds it. */
   release(token: string): boolean | Promise<boolean>;
-  /** Called once when the lease runs out without an extend; in-process tables free the slot here. */
+  /**
+   * Called once when the lease ends unreleased: it ran out without an extend, or an extend found
+   * it no longer held. In-process tables free the slot here.
+   */
   expired?(token: string): void;
   /** Called once when a fenced write freed the lease in its own transaction (`markReleased`). */
   released?(token: string): void;
@@ -141,7 +144,8 @@ export class LeaseLock implements SessionLock {
     const stillHeld = await this.#hooks.extend(this.token, expiresAt);
     if (this.#state !== 'held') throw this.#lostError();
     if (!stillHeld) {
-      this.markLost('the lock was taken over by another holder');
+      // Its lease ran out, perhaps while the event loop stalled, before the lease-end timer ran.
+      this.#end('its lease ended or another holder took it over');
       throw this.#lostError();
     }
     this.#expiresAt = expiresAt;
@@ -189,8 +193,13 @@ export class LeaseLock implements SessionLock {
   }
 
   #expire(): void {
+    this.#end(`its lease of ${this.#leaseMs} ms ran out without extend()`);
+  }
+
+  /** Loses the lock and frees it for the next holder, in this process and in the backend. */
+  #end(reason: string): void {
     if (this.#state !== 'held') return;
-    this.markLost(`its lease of ${this.#leaseMs} ms ran out without extend()`);
+    this.markLost(reason);
     this.#hooks.expired?.(this.token);
   }
 
