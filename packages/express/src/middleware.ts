@@ -45,7 +45,10 @@ export interface SessileMiddleware<Data extends SessionData = SessionData> {
    * `req.session`. For `node:http` servers that prefer a promise to `next`.
    */
   handle(req: IncomingMessage, res: ServerResponse): Promise<Session<Data>>;
-  /** Stops the manager's cleanup policy. The store stays open. */
+  /**
+   * Closes the manager `sessile()` built from its options (stopping its cleanup policy); a
+   * manager you passed in is yours to close. The store stays open.
+   */
   close(): Promise<void>;
 }
 
@@ -87,20 +90,28 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
+    // From the handler's end() until the commit lets the response really end, the response
+    // reads as sent and ended, as it would without sessile(): code that checks `headersSent`
+    // before answering again, or sets a header after the answer, sees what Node would show it.
+    const held = { now: false };
 
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
+      if (held.now) throw headersSent();
       if (!failed && !res.headersSent) {
         const status = typeof args[0] === 'number' ? args[0] : res.statusCode;
+        // The headers given here replace those set before, as Node would merge them, so the
+        // session cookie joins a `Set-Cookie` among them instead of losing to it.
+        args = setGivenHeaders(res, args);
         // Headers sent before end(), as a stream's are, must not announce a save that a failed
         // response will discard.
         const expected = outcome ?? (discards(status) ? 'unchanged' : undefined);
-        const headers = cookie.responseHeaders(
-          session,
-          requestCookie,
-          expected,
-          manager.touchAfterMs,
-        );
+        let headers: string[] = [];
+        try {
+          headers = cookie.responseHeaders(session, requestCookie, expected, manager.touchAfterMs);
+        } catch {
+          // Data the session cannot serialise: its commit fails too, and reports why.
+        }
         for (const header of headers) appendSetCookie(res, header);
       }
       return writeHead.apply(this, args);
@@ -112,13 +123,16 @@ export function sessile<Data extends SessionData = SessionData>(
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
       ending = true;
+      holdAsEnded(res, held);
       adapter.finish(session, res.statusCode).then(
         (result) => {
           outcome = result;
+          held.now = false;
           end.apply(res, args);
         },
         (error: unknown) => {
           failed = true;
+          held.now = false;
           reportCommitError(error, req);
           if (res.headersSent) {
             end.apply(res, args);
@@ -157,7 +171,7 @@ export function sessile<Data extends SessionData = SessionData>(
     manager: { value: manager, enumerable: true },
     cookie: { value: cookie, enumerable: true },
     handle: { value: handle },
-    close: { value: () => manager.close() },
+    close: { value: () => (adapter.ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
 }
@@ -167,4 +181,77 @@ function appendSetCookie(res: ServerResponse, header: string): void {
   if (existing === undefined) res.setHeader('set-cookie', header);
   else if (Array.isArray(existing)) res.setHeader('set-cookie', [...existing, header]);
   else res.setHeader('set-cookie', [String(existing), header]);
+}
+
+/** Node's error for a header set after the response's headers went out. */
+function headersSent(): Error {
+  return Object.assign(new Error('Cannot set headers after they are sent to the client'), {
+    code: 'ERR_HTTP_HEADERS_SENT',
+  });
+}
+
+/** A property's getter on `res`'s prototype chain (Node's own `headersSent`, `writableEnded`). */
+function inheritedGetter(res: ServerResponse, name: string): (this: ServerResponse) => unknown {
+  for (
+    let proto = Object.getPrototypeOf(res);
+    proto !== null;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    const getter = Object.getOwnPropertyDescriptor(proto, name)?.get;
+    if (getter !== undefined) return getter;
+  }
+  return () => undefined;
+}
+
+/**
+ * Makes `res` read as sent and ended while `held.now`, as a response does once `end()` ran:
+ * `headersSent` and `writableEnded` are true, and setting a header throws Node's
+ * `ERR_HTTP_HEADERS_SENT`. Once `held.now` is false, `res` behaves as its class does.
+ */
+function holdAsEnded(res: ServerResponse, held: { now: boolean }): void {
+  held.now = true;
+  const properties: PropertyDescriptorMap = {};
+  for (const name of ['headersSent', 'writableEnded']) {
+    const inherited = inheritedGetter(res, name);
+    properties[name] = {
+      configurable: true,
+      get(this: ServerResponse) {
+        return held.now || inherited.call(this);
+      },
+    };
+  }
+  for (const name of ['setHeader', 'appendHeader', 'removeHeader'] as const) {
+    const method = res[name] as (...args: unknown[]) => unknown;
+    properties[name] = {
+      configurable: true,
+      writable: true,
+      value(this: ServerResponse, ...args: unknown[]) {
+        if (held.now) throw headersSent();
+        return method.apply(this, args);
+      },
+    };
+  }
+  Object.defineProperties(res, properties);
+}
+
+/**
+ * Sets the headers a `writeHead(status, [message], headers)` call carries, as Node merges them
+ * with those set before (an object's replace them; an array's replace them and may repeat), and
+ * returns the call's arguments without them.
+ */
+function setGivenHeaders(res: ServerResponse, args: unknown[]): unknown[] {
+  const at = typeof args[1] === 'string' ? 2 : 1;
+  const given = args[at];
+  if (typeof given !== 'object' || given === null) return args;
+  if (Array.isArray(given)) {
+    for (let i = 0; i < given.length; i += 2) res.removeHeader(String(given[i]));
+    for (let i = 0; i < given.length; i += 2) {
+      res.appendHeader(String(given[i]), given[i + 1] as string | readonly string[]);
+    }
+  } else {
+    for (const [name, value] of Object.entries(given)) {
+      if (value !== undefined) res.setHeader(name, value as string | number | readonly string[]);
+    }
+  }
+  return args.slice(0, at);
 }

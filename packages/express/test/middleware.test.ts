@@ -1,8 +1,14 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
+import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type SessileOptions, sessile } from '../src/index.js';
+import {
+  type SessileMiddleware,
+  type SessileOptions,
+  type SessileRequest,
+  sessile,
+} from '../src/index.js';
 import { closeServer, listen } from './helpers.js';
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are sessile()'s own.
@@ -149,5 +155,120 @@ describe('sessile() options', () => {
     });
     expect(sessions.cookie.serialize('value')).toContain('Max-Age=2592000');
     await sessions.close();
+  });
+});
+
+describe('sessile() and the response as Node and Express use it', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function serve(
+    handler: (req: SessileRequest, res: ServerResponse, next: () => void) => void,
+    options: Partial<SessileOptions> = {},
+  ): Promise<{ url: string; store: MemoryStore; sessions: SessileMiddleware }> {
+    const store = new MemoryStore();
+    const sessions = sessile({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      ...options,
+    } as SessileOptions);
+    const app = express();
+    app.use(sessions);
+    app.get('/', (req, res, next) => handler(req as unknown as SessileRequest, res, next));
+    app.use((_req: unknown, res: ServerResponse) => {
+      res.statusCode = 404;
+      res.end('no page here');
+    });
+    const server = createServer(app);
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    return { url, store, sessions };
+  }
+
+  it('reads as sent and ended once the handler ended it, while the commit runs', async () => {
+    const seen: unknown[] = [];
+    const { url } = await serve((req, res, next) => {
+      req.session.data.viewed = true;
+      res.setHeader('content-type', 'application/json');
+      res.end('{"ok":true}');
+      seen.push(res.headersSent, res.writableEnded);
+      try {
+        res.setHeader('x-late', '1');
+      } catch (error) {
+        seen.push((error as { code?: string }).code);
+      }
+      // A handler that falls through when nothing was answered must not answer twice.
+      if (!res.headersSent) next();
+    });
+    const response = await fetch(url);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"ok":true}');
+    expect(response.headers.get('x-late')).toBeNull();
+    expect(response.headers.get('set-cookie')).toMatch(/^sid=/);
+    expect(seen).toEqual([true, true, 'ERR_HTTP_HEADERS_SENT']);
+  });
+
+  it('keeps the session cookie beside the Set-Cookie headers given to writeHead', async () => {
+    for (const headers of [
+      { 'Set-Cookie': 'flash=welcome; Path=/', 'X-Given': 'object' },
+      ['Set-Cookie', 'flash=welcome; Path=/', 'X-Given', 'array'],
+    ]) {
+      const { url, store } = await serve((req, res) => {
+        req.session.data.user = 'ada';
+        res.setHeader('x-given', 'replaced by writeHead');
+        res.writeHead(200, headers as never);
+        res.end('signed in');
+      });
+      const response = await fetch(url);
+      const cookies = response.headers.getSetCookie();
+      expect(cookies[0]).toBe('flash=welcome; Path=/');
+      expect(cookies[1]).toMatch(/^sid=/);
+      expect(response.headers.get('x-given')).toBe(Array.isArray(headers) ? 'array' : 'object');
+      expect(await store.count()).toBe(1);
+    }
+  });
+
+  it('reports session data it cannot save on a streamed response, and the process goes on', async () => {
+    const reported: unknown[] = [];
+    const { url, store } = await serve(
+      (req, res) => {
+        req.session.data.big = 10n as never;
+        // Streamed from a timer: the headers go out outside any promise the middleware awaits.
+        setTimeout(() => {
+          res.write('part one, ');
+          res.end('part two');
+        }, 5);
+      },
+      { onError: (error) => reported.push(error) },
+    );
+    const response = await fetch(url);
+    expect(await response.text()).toBe('part one, part two');
+    expect(response.headers.get('set-cookie')).toBeNull();
+    expect(reported).toHaveLength(1);
+    expect(String(reported[0])).toMatch(/BigInt/);
+    expect(await store.count()).toBe(0);
+    // Still serving.
+    expect((await fetch(url)).status).toBe(200);
+  });
+
+  it('close() leaves a manager passed in open, and closes one it built', async () => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    const manager = new SessionManager({ store, cleanup: manual() });
+    cleanups.push(() => manager.close());
+    const given = sessile({ manager, secret: SECRET });
+    await given.close();
+    expect(manager.closed).toBe(false);
+    const built = sessile({ store, secret: SECRET, cleanup: manual() });
+    await built.close();
+    expect(built.manager.closed).toBe(true);
   });
 });
