@@ -43,7 +43,13 @@ export interface LeaseBackend {
    * `lease.release`, so a commit and its unlock cost one round trip.
    */
   readonly releasesWithWrite?: boolean;
-  /** Called once when a lease ran out without `extend`; the backend may free the key early. */
+  /**
+   * True when the backend cannot free a lease once its store is closed (the leases live in the
+   * store's own connection): `close()` then releases the locks still held, so that other
+   * processes need not wait out their leases, and their holders' `release()` resolves.
+   */
+  readonly releasesOnClose?: boolean;
+  /** Called once when a lease ends without `extend` (or an extend found it lost); the backend may free the key early. */
   expired?(claim: LeaseClaim): void;
   /**
    * Calls `wake` when `key` may have been freed by another process, so the waiter at the head of

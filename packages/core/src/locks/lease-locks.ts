@@ -230,14 +230,23 @@ export class LeaseLocks implements LockManager {
     }
   }
 
-  /** Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
+  /**
+   * Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released
+   * or expired, except over a backend that `releasesOnClose`, which frees them now.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const held: LeaseLock[] = [];
     for (const slot of this.#slots.values()) {
       for (const waiter of slot.queue.splice(0)) settleWaiter(waiter, lockManagerClosed());
       slot.wake?.();
+      if (slot.holder !== undefined) held.push(slot.holder);
       this.#dropIfIdle(slot);
+    }
+    if (this.#backend.releasesOnClose === true) {
+      // A failed release leaves that lease to run out, as a crashed holder's would.
+      await Promise.all(held.map((lock) => lock.release().catch(() => {})));
     }
     await this.#backend.close?.();
   }
