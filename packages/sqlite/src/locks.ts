@@ -22,6 +22,8 @@ const NOT_TAKEN: ClaimedRecord = { taken: false };
  */
 class SqliteLeases implements LeaseBackend {
   readonly releasesWithWrite = true;
+  /** Its leases are rows written through the store's connection, gone once the store closes. */
+  readonly releasesOnClose = true;
   readonly #executor: Executor;
   readonly #take: BetterSqlite3.Statement<[string, string, number, number]>;
   readonly #extend: BetterSqlite3.Statement<[number, string, string, number]>;

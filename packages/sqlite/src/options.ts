@@ -32,6 +32,8 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
 }
 
 const DEFAULT_TABLE = 'sessions';
+/** SQLite's default SQLITE_MAX_LENGTH: no string or blob it stores is longer. */
+const SQLITE_MAX_VALUE_BYTES = 1_000_000_000;
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /** The options, checked, with their defaults filled in. */
@@ -73,7 +75,14 @@ export function normalizeOptions(options: SqliteStoreOptions): Settings {
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   assertDuration(busyTimeoutMs, 'busyTimeoutMs');
   const { maxRecordBytes } = options;
-  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+  if (maxRecordBytes !== undefined) {
+    assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+    if (maxRecordBytes > SQLITE_MAX_VALUE_BYTES) {
+      throw new TypeError(
+        `maxRecordBytes must be at most ${SQLITE_MAX_VALUE_BYTES} (SQLite's largest value), got ${maxRecordBytes}`,
+      );
+    }
+  }
   const durability = options.durability ?? 'normal';
   if (durability !== 'normal' && durability !== 'full') {
     throw new TypeError(`durability must be 'normal' or 'full', got ${describeValue(durability)}`);

@@ -373,6 +373,15 @@ describe('options', { timeout: 60_000 }, () => {
     await expect(SqliteStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);
   });
 
+  it("refuses a maxRecordBytes above SQLite's largest value, which writes under it would fail", async () => {
+    await expect(SqliteStore.open({ path, maxRecordBytes: 1_000_000_001 })).rejects.toThrow(
+      /maxRecordBytes must be at most 1000000000/,
+    );
+    const store = await SqliteStore.open({ path, maxRecordBytes: 1_000_000_000 });
+    expect(store.maxRecordBytes).toBe(1_000_000_000);
+    await store.close();
+  });
+
   it('refuses a busyTimeoutMs that is not a duration a timer can wait, naming it', async () => {
     const invalid: Array<[unknown, string]> = [
       [-1, '-1'],
@@ -605,6 +614,22 @@ describe('fenced writes', { timeout: 60_000 }, () => {
       expect(textOf((await store.get(id))?.data)).toBe('holder');
     });
   }
+});
+
+describe('locks held at close', { timeout: 60_000 }, () => {
+  it('are freed by close(), so another store need not wait out their lease', async () => {
+    const store = await openStore({ path });
+    const id = idOf('held-at-close');
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    // A shutdown while a request still holds its session.
+    await store.close();
+    await expect(lock.release()).resolves.toBeUndefined();
+    const other = await openStore({ path });
+    const next = await other.locks.acquire(id, { waitMs: 1000 });
+    expect(next.held).toBe(true);
+    await next.release();
+    await other.close();
+  });
 });
 
 describe('several processes', () => {
