@@ -22,6 +22,8 @@ const BACKSTOP_POLL_MS = 250;
 class RedisLeases implements LeaseBackend {
   readonly maxPollDelayMs = BACKSTOP_POLL_MS;
   readonly releasesWithWrite = true;
+  /** Its releases go through the store's connection, which its `close()` ends. */
+  readonly releasesOnClose = true;
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
   readonly #watchers = new Map<string, Set<() => void>>();
