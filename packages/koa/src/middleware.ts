@@ -77,9 +77,25 @@ export function sessile<Data extends SessionData = SessionData>(
     } catch (error) {
       // Koa answers the error itself; the session is finished and its lock released first.
       const status = (error as { status?: unknown } | null)?.status;
-      await adapter
-        .finish(session, typeof status === 'number' ? status : 500)
-        .catch((commitError: unknown) => reportCommitError(commitError, ctx));
+      let failedOutcome: CommitOutcome | undefined;
+      try {
+        failedOutcome = await adapter.finish(session, typeof status === 'number' ? status : 500);
+      } catch (commitError) {
+        reportCommitError(commitError, ctx);
+      }
+      if (failedOutcome !== undefined && !ctx.headerSent) {
+        // What was committed (a regenerated id, a new session) needs its cookie on the error's
+        // response too: an app's error middleware keeps the context's headers, and Koa's own
+        // error response keeps only the error's `headers`.
+        const headers = cookie.responseHeaders(
+          session,
+          requestCookie,
+          failedOutcome,
+          manager.touchAfterMs,
+        );
+        for (const header of headers) ctx.append('Set-Cookie', header);
+        carrySetCookie(error, headers);
+      }
       throw error;
     }
 
@@ -107,4 +123,20 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+/** Adds `cookies` to the `headers` of a thrown error, which Koa's own error response sets. */
+function carrySetCookie(error: unknown, cookies: string[]): void {
+  if (cookies.length === 0 || typeof error !== 'object' || error === null) return;
+  const carrier = error as { headers?: Record<string, unknown> };
+  const given = carrier.headers ?? {};
+  const name = Object.keys(given).find((key) => key.toLowerCase() === 'set-cookie');
+  const existing = name === undefined ? [] : [given[name]].flat().map(String);
+  const headers = { ...given };
+  if (name !== undefined) delete headers[name];
+  try {
+    carrier.headers = { ...headers, 'Set-Cookie': [...existing, ...cookies] };
+  } catch {
+    // A frozen error: an app's error middleware still sends the context's headers.
+  }
 }

@@ -69,6 +69,54 @@ describe('@sessile/koa middleware', () => {
     expect(await jar.json(url)).toEqual({ count: 3 });
   });
 
+  it('sends the cookie of a session committed before a thrown error, through Koa and through an error middleware', async () => {
+    for (const catcher of [false, true]) {
+      const store = new MemoryStore();
+      const sessions = sessile<{ user?: string }>({ store, secret: SECRET, cleanup: manual() });
+      const app = new Koa();
+      app.silent = true;
+      if (catcher) {
+        app.use(async (ctx, next) => {
+          try {
+            await next();
+          } catch (error) {
+            ctx.status = (error as { status?: number }).status ?? 500;
+            ctx.body = (error as Error).message;
+          }
+        });
+      }
+      app.use(sessions);
+      app.use(async (ctx) => {
+        const session = (ctx as SessileContext<{ user?: string }>).session;
+        if (ctx.path === '/login') {
+          session.data.user = 'ada';
+          ctx.body = 'in';
+          return;
+        }
+        if (ctx.path === '/elevate') {
+          await session.regenerate();
+          ctx.throw(422, 'second factor malformed');
+        }
+        ctx.body = session.data.user ?? 'nobody';
+      });
+      const server = createServer(app.callback());
+      const url = await listen(server);
+      cleanups.push(async () => {
+        await closeServer(server);
+        await sessions.close();
+        await store.close();
+      });
+      const jar = new CookieJar();
+      await jar.fetch(`${url}/login`);
+      const failed = await jar.fetch(`${url}/elevate`);
+      expect(failed.status).toBe(422);
+      expect(failed.headers.getSetCookie()).toHaveLength(1);
+      // The regenerated id reached the client: still signed in, and one session stored.
+      expect(await (await jar.fetch(url)).text()).toBe('ada');
+      expect(await store.count()).toBe(1);
+    }
+  });
+
   it('with commitOnError: false, a handler that throws leaves the stored session as it was', async () => {
     const store = new MemoryStore();
     const sessions = sessile<{ count?: number }>({
