@@ -20,6 +20,11 @@ export interface SessionEnvelope<Data extends SessionData = SessionData> {
   owner?: string;
   /** What the app captured at login (user agent, IP, a label), listed by `sessionsOf`. */
   meta?: SessionData;
+  /**
+   * Set on the old id's record by `regenerate()` with `regenerateGraceMs`: the time, in ms since
+   * the epoch, past which no save or touch through that id keeps the record.
+   */
+  retiredUntil?: number;
 }
 
 /**
@@ -57,6 +62,9 @@ export function assertEnvelope(value: unknown): asserts value is SessionEnvelope
   const { owner, meta } = value as Partial<SessionEnvelope>;
   if (owner !== undefined && !isOwner(owner)) throw corrupt('bad owner');
   if (meta !== undefined && !isPlainObject(meta)) throw corrupt('meta is not an object');
+  const { retiredUntil } = value as Partial<SessionEnvelope>;
+  if (retiredUntil !== undefined && !Number.isFinite(retiredUntil))
+    throw corrupt('bad retiredUntil');
 }
 
 const textEncoder = new TextEncoder();
@@ -86,6 +94,7 @@ export function jsonCodec(): SessionCodec {
           data: envelope.data,
           owner: envelope.owner,
           meta: envelope.meta,
+          retiredUntil: envelope.retiredUntil,
         }),
       );
     },

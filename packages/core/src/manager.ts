@@ -354,6 +354,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       data: envelope.data as Data,
       owner: envelope.owner,
       meta: envelope.meta,
+      retiredUntil: envelope.retiredUntil,
       lock,
       loginMeta: options.loginMeta,
     };

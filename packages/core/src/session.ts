@@ -45,6 +45,8 @@ export interface SessionInit<Data extends SessionData> {
   /** The stored owner and login metadata, for a loaded session. */
   owner?: string;
   meta?: SessionData;
+  /** The stored `retiredUntil`: the id was regenerated, and lives no longer than this. */
+  retiredUntil?: number;
   /** What `setOwner(owner)` records when given no `meta`: an adapter's `loginMeta(request)`. */
   loginMeta?: () => SessionData | undefined;
 }
@@ -68,6 +70,9 @@ export class Session<Data extends SessionData = SessionData> {
   #storedExpiresAt: number | undefined;
   #data: Data;
   #snapshot: string;
+  /** The data as the store holds it under this id: loaded, then saved. */
+  #storedJson: string;
+  #retiredUntil: number | undefined;
   /** Set when the session must be written even if the data look unchanged (a new id). */
   #mustSave = false;
   #destroyed = false;
@@ -94,6 +99,8 @@ export class Session<Data extends SessionData = SessionData> {
     this.#storedExpiresAt = init.storedExpiresAt;
     this.#data = init.data;
     this.#snapshot = JSON.stringify(init.data);
+    this.#storedJson = this.#snapshot;
+    this.#retiredUntil = init.retiredUntil;
     this.#lock = init.lock;
     this.#owner = init.owner;
     this.#meta = init.meta;
@@ -173,20 +180,48 @@ export class Session<Data extends SessionData = SessionData> {
     if (this.#revoked) return;
     const oldId = this.#id;
     const oldStored = !this.#isNew;
-    const oldExpiresAt = this.#storedExpiresAt;
+    const { store, regenerateGraceMs } = this.#context;
+    let stillStored = true;
+    if (oldStored) {
+      stillStored =
+        regenerateGraceMs > 0 && this.#storedExpiresAt !== undefined
+          ? await this.#retire(Date.now() + regenerateGraceMs)
+          : await store.delete(oldId);
+    }
     this.#id = generateSessionId();
     this.#isNew = true;
     this.#mustSave = true;
     this.#storedExpiresAt = undefined;
-    if (!oldStored) return;
-    const { store, regenerateGraceMs } = this.#context;
-    const stillStored =
-      regenerateGraceMs > 0 && oldExpiresAt !== undefined
-        ? await store.touch(oldId, Math.min(oldExpiresAt, Date.now() + regenerateGraceMs))
-        : await store.delete(oldId);
+    this.#retiredUntil = undefined;
     // Revoked (or expired) while this request held it: moving its data to a new id would bring
     // it back, so the session ends instead, as a save would find it gone.
     if (!stillStored) this.#end();
+  }
+
+  /**
+   * Keeps the old id's record as the store holds it (never this request's changes) until
+   * `until` at the latest, marked so that no later save or touch through that id, by a request
+   * already in flight with it, keeps it any longer. False when the store no longer held it.
+   */
+  async #retire(until: number): Promise<boolean> {
+    const { store, codec } = this.#context;
+    const retiredUntil = Math.min(until, this.#retiredUntil ?? until);
+    const envelope: SessionEnvelope = {
+      createdAt: this.#createdAt,
+      lastAccessedAt: this.#lastAccessedAt,
+      data: JSON.parse(this.#storedJson) as SessionData,
+      retiredUntil,
+    };
+    if (this.#owner !== undefined) {
+      envelope.owner = this.#owner;
+      if (this.#meta !== undefined) envelope.meta = this.#meta;
+    }
+    const expiresAt = Math.min(this.#storedExpiresAt ?? retiredUntil, retiredUntil);
+    const data = codec.encode(envelope, this.#id);
+    const record =
+      this.#owner === undefined ? { data, expiresAt } : { data, expiresAt, owner: this.#owner };
+    const fenced = this.#fence(false, 'present');
+    return store.set(this.#id, record, fenced instanceof Promise ? await fenced : fenced);
   }
 
   /**
@@ -276,6 +311,7 @@ export class Session<Data extends SessionData = SessionData> {
     return Math.min(
       now + this.#context.idleTimeoutMs,
       this.#createdAt + this.#context.absoluteTimeoutMs,
+      this.#retiredUntil ?? Number.POSITIVE_INFINITY,
     );
   }
 
@@ -326,6 +362,7 @@ export class Session<Data extends SessionData = SessionData> {
       envelope.owner = owner;
       if (this.#meta !== undefined) envelope.meta = this.#meta;
     }
+    if (this.#retiredUntil !== undefined) envelope.retiredUntil = this.#retiredUntil;
     const recordOf = (bytes: Uint8Array) =>
       owner === undefined ? { data: bytes, expiresAt } : { data: bytes, expiresAt, owner };
     if (!this.#isNew) {
@@ -334,6 +371,7 @@ export class Session<Data extends SessionData = SessionData> {
       const options = fenced instanceof Promise ? await fenced : fenced;
       if (!(await store.set(this.#id, record, options))) return 'gone';
       this.#savedAt = now;
+      this.#storedJson = json;
       return 'saved';
     }
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
@@ -344,6 +382,7 @@ export class Session<Data extends SessionData = SessionData> {
       if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
         this.#savedAt = now;
+        this.#storedJson = json;
         return 'saved';
       }
       // A 256-bit id collided, or a broken generator: never overwrite someone else's session.

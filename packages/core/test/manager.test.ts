@@ -255,6 +255,36 @@ describe('regenerate', () => {
     await after.commit();
   });
 
+  it('keeps the old id no longer than regenerateGraceMs, whatever requests in flight with it save or touch', async () => {
+    const { manager, store } = setup({ regenerateGraceMs: 200, touchAfterMs: 0 });
+    const oldId = await createSession(manager, { count: 3 });
+    const login = await manager.open(oldId);
+    login.data.user = 'ada';
+    const regeneratedAt = Date.now();
+    await login.regenerate();
+    expect(await login.commit()).toBe('saved');
+    // In flight with the old cookie: it sees the data as stored, never the login's changes.
+    const saving = await manager.open(oldId);
+    expect(saving.data).toEqual({ count: 3 });
+    saving.data.count = 4;
+    expect(await saving.commit()).toBe('saved');
+    const touching = await manager.open(oldId);
+    await touching.commit();
+    const record = await store.get(oldId);
+    expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 200);
+    expect(record?.expiresAt).toBeGreaterThanOrEqual(regeneratedAt);
+    await sleep(300);
+    expect(await store.get(oldId)).toBeUndefined();
+    const after = await manager.open(oldId);
+    expect(after.isNew).toBe(true);
+    expect(after.data).toEqual({});
+    await after.commit();
+    // The new id is not bound by the old one's grace.
+    const renewed = await manager.open(login.id);
+    expect(renewed.data).toEqual({ count: 3, user: 'ada' });
+    expect(await renewed.commit()).toBe('touched');
+  });
+
   it('stores a regenerated fresh session even with no data', async () => {
     const { manager, store } = setup();
     const session = await manager.open(undefined);
