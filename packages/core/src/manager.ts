@@ -94,10 +94,11 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   constructor(options: SessionManagerOptions) {
-    if (typeof options !== 'object' || options === null || typeof options.store !== 'object') {
+    if (typeof options !== 'object' || options === null) {
       throw new TypeError('SessionManager needs { store }');
     }
     assertKnownOptions(options, MANAGER_OPTIONS, 'SessionManager');
+    checkCallables(options);
     this.store = options.store;
     this.codec = options.codec ?? jsonCodec();
     this.idleTimeoutMs = checkDuration(
@@ -372,4 +373,51 @@ export class SessionManager<Data extends SessionData = SessionData> {
       // A throwing error handler must not turn a handled condition into a failed request.
     }
   }
+}
+
+/**
+ * Refuses a store, codec or callback of the wrong kind when the manager is made, where it would
+ * otherwise fail every request (a codec factory passed uncalled) or drop every report (an
+ * `onError` that is not a function).
+ */
+function checkCallables(options: SessionManagerOptions): void {
+  const { store, codec, cleanup, onError, onSweep } = options as unknown as Record<string, unknown>;
+  if (
+    !hasMethods(store, ['get', 'set', 'delete']) ||
+    typeof (store as { capabilities?: unknown }).capabilities !== 'object'
+  ) {
+    throw new TypeError(
+      `SessionManager needs { store }: a SessionStore, got ${describeValue(store)}`,
+    );
+  }
+  if (codec !== undefined && !hasMethods(codec, ['encode', 'decode'])) {
+    const hint =
+      typeof codec === 'function'
+        ? ' (a codec factory must be called: codec: aesGcmCodec({ keys }))'
+        : '';
+    throw new TypeError(
+      `codec must be a SessionCodec with encode and decode, got ${describeValue(codec)}${hint}`,
+    );
+  }
+  if (cleanup !== undefined && !hasMethods(cleanup, ['start'])) {
+    throw new TypeError(
+      `cleanup must be a cleanup policy (sweepEvery(), sweepByChance(), manual()), got ${describeValue(cleanup)}`,
+    );
+  }
+  for (const [name, value] of [
+    ['onError', onError],
+    ['onSweep', onSweep],
+  ] as const) {
+    if (value !== undefined && typeof value !== 'function') {
+      throw new TypeError(`${name} must be a function, got ${describeValue(value)}`);
+    }
+  }
+}
+
+function hasMethods(value: unknown, names: string[]): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
+  );
 }

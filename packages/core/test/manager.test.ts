@@ -420,6 +420,26 @@ describe('durations', () => {
   });
 });
 
+describe('options of the wrong kind', () => {
+  it('are refused with a TypeError naming them, where they would fail every request or drop every report', () => {
+    const store = new MemoryStore();
+    const make = (options: object) => () =>
+      new SessionManager({ store, cleanup: manual(), ...options } as SessionManagerOptions);
+    // The factory, not a codec: every changed session would fail to save.
+    expect(make({ codec: aesGcmCodec })).toThrow(
+      /codec must be a SessionCodec.*must be called: codec: aesGcmCodec\(\{ keys \}\)/,
+    );
+    expect(make({ codec: { name: 'half' } })).toThrow(/codec must be a SessionCodec/);
+    expect(make({ onError: 'log' })).toThrow(/onError must be a function, got 'log'/);
+    expect(make({ onSweep: 42 })).toThrow(/onSweep must be a function, got 42/);
+    expect(make({ cleanup: 'hourly' })).toThrow(/cleanup must be a cleanup policy/);
+    expect(make({ store: null })).toThrow(
+      /SessionManager needs \{ store \}: a SessionStore, got null/,
+    );
+    expect(make({ store: {} })).toThrow(TypeError);
+  });
+});
+
 describe('misspelt options', () => {
   it('are refused with a TypeError naming them, where a typo would silently drop a setting', async () => {
     const store = new MemoryStore();
