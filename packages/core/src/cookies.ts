@@ -2,7 +2,14 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionData } from './codecs.js';
 import type { ExpressSessionCookie } from './express-session.js';
 import type { CommitOutcome, Session } from './session.js';
-import { assertDuration, assertKnownOptions, cookieValues, describeValue } from './util.js';
+import {
+  assertDuration,
+  assertKnownOptions,
+  cookieValues,
+  describeValue,
+  MAC_CHARS,
+  MAX_SAME_NAME_COOKIES,
+} from './util.js';
 
 export interface SessionCookieOptions {
   /**
@@ -193,7 +200,7 @@ export class SessionCookie {
   }
 
   #verifyOwn(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
-    for (const decoded of cookieValues(cookieHeader, this.name)) {
+    for (const decoded of cookieValues(cookieHeader, this.name, MAX_SAME_NAME_COOKIES)) {
       const verified = this.#verifySigned(decoded);
       if (verified !== undefined) return verified;
     }
@@ -202,7 +209,8 @@ export class SessionCookie {
 
   #verifySigned(signed: string): VerifiedCookie | undefined {
     const dot = signed.lastIndexOf('.');
-    if (dot <= 0) return undefined;
+    // A signature of another length cannot match: no HMAC is spent on it.
+    if (dot <= 0 || signed.length - dot - 1 !== MAC_CHARS) return undefined;
     const value = signed.slice(0, dot);
     const given = Buffer.from(signed.slice(dot + 1));
     let matched = -1;

@@ -1,6 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionCodec, SessionData } from './codecs.js';
-import { assertKnownOptions, cookieValues, describeValue } from './util.js';
+import {
+  assertKnownOptions,
+  cookieValues,
+  describeValue,
+  MAC_CHARS,
+  MAX_SAME_NAME_COOKIES,
+} from './util.js';
 
 /**
  * Reading what express-session left behind, for a transition period: its signed cookie and the
@@ -61,7 +67,7 @@ export class ExpressSessionCookie {
 
   /** The session id in this cookie of a `Cookie` request header, when a secret verifies it. */
   verify(cookieHeader: string | string[] | undefined): string | undefined {
-    for (const decoded of cookieValues(cookieHeader, this.name)) {
+    for (const decoded of cookieValues(cookieHeader, this.name, MAX_SAME_NAME_COOKIES)) {
       const id = this.#unsign(decoded);
       if (id !== undefined) return id;
     }
@@ -71,7 +77,7 @@ export class ExpressSessionCookie {
   #unsign(signed: string): string | undefined {
     if (!signed.startsWith('s:')) return undefined;
     const dot = signed.lastIndexOf('.');
-    if (dot <= 2) return undefined;
+    if (dot <= 2 || signed.length - dot - 1 !== MAC_CHARS) return undefined;
     const id = signed.slice(2, dot);
     const given = Buffer.from(signed.slice(dot + 1));
     let verified = false;

@@ -195,15 +195,30 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The length of a cookie's signature: SHA-256 in unpadded base64 (express-session) or base64url. */
+export const MAC_CHARS = 43;
+
+/**
+ * How many cookies of the session's name one request may have checked. A browser sends more
+ * than one only for cookies of other paths or domains; checking each of thousands would cost
+ * an HMAC per secret per cookie, work any client could ask of the server.
+ */
+export const MAX_SAME_NAME_COOKIES = 8;
+
 /**
  * The values of every cookie named `name` in a `Cookie` request header, unquoted and
- * URI-decoded, in order. A value that does not decode is left out.
+ * URI-decoded, in order, the first `limit` of them. A value that does not decode is left out.
  */
-export function cookieValues(cookieHeader: string | string[] | undefined, name: string): string[] {
+export function cookieValues(
+  cookieHeader: string | string[] | undefined,
+  name: string,
+  limit = Number.POSITIVE_INFINITY,
+): string[] {
   if (cookieHeader === undefined) return [];
   const header = Array.isArray(cookieHeader) ? cookieHeader.join('; ') : cookieHeader;
   const values: string[] = [];
   for (const pair of header.split(';')) {
+    if (values.length >= limit) break;
     const equals = pair.indexOf('=');
     if (equals === -1 || pair.slice(0, equals).trim() !== name) continue;
     let raw = pair.slice(equals + 1).trim();

@@ -130,6 +130,21 @@ describe('SessionCookie signing and rotation', () => {
     expect(during.verify(header(during, `${before.sign('abc')}x`))).toBeUndefined();
   });
 
+  it('checks at most 8 cookies of its name, so a header of thousands costs no more than 8', () => {
+    const cookie = new SessionCookie({ secrets: [NEW, OLD] });
+    const valid = `${cookie.name}=${encodeURIComponent(cookie.sign('abc'))}`;
+    const forged = (count: number, signature: string) =>
+      Array.from({ length: count }, (_, i) => `${cookie.name}=v${i}.${signature}`).join('; ');
+    const wellShaped = 'x'.repeat(43);
+    // Duplicates from other paths or domains still find the valid one among the first 8.
+    expect(cookie.read(`${forged(7, wellShaped)}; ${valid}`)).toBe('abc');
+    expect(cookie.read(`${valid}; ${forged(2000, wellShaped)}`)).toBe('abc');
+    expect(cookie.read(`${forged(8, wellShaped)}; ${valid}`)).toBeUndefined();
+    // A signature of the wrong length is refused before any HMAC, however many there are.
+    expect(cookie.read(`${forged(2000, 'b')}; ${valid}`)).toBeUndefined();
+    expect(cookie.read(`${forged(7, 'b')}; ${valid}`)).toBe('abc');
+  });
+
   describe('forResponse', () => {
     async function setup() {
       const store = new MemoryStore();
