@@ -326,7 +326,13 @@ export abstract class BaseStore implements SessionStore {
       async *[Symbol.asyncIterator]() {
         store.#assertOpen();
         try {
-          yield* store._ids(Date.now());
+          for await (const id of store._ids(Date.now())) {
+            yield id;
+            // A listing that close() cut short (a store in memory clears its records) must not
+            // end as if it were complete.
+            store.#assertOpen();
+          }
+          store.#assertOpen();
         } catch (error) {
           if (store.#closed) store.#assertOpen();
           throw toStoreIoError(error, store.#named('ids'));

@@ -90,6 +90,22 @@ describe('MemoryStore', () => {
     await store.close();
   });
 
+  it('rejects a listing that close() cuts short, instead of ending it as if complete', async () => {
+    const store = await MemoryStore.open();
+    const expiresAt = Date.now() + HOUR_MS;
+    for (let i = 0; i < 50; i++)
+      await store.set(generateSessionId(), { data: new Uint8Array(1), expiresAt });
+    const listed: string[] = [];
+    const listing = (async () => {
+      for await (const id of store.ids()) {
+        listed.push(id);
+        if (listed.length === 2) await store.close();
+      }
+    })();
+    await expect(listing).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    expect(listed).toHaveLength(2);
+  });
+
   it('rejects records above maxRecordBytes and accepts records at it', async () => {
     const store = await MemoryStore.open({ maxRecordBytes: 8 });
     const id = generateSessionId();
