@@ -1,8 +1,9 @@
-import { stat } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
 import { resolve } from 'node:path';
 import type { SessionStore } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 import { importPackage } from './resolve.js';
+import { requireExistingStore } from './store-exists.js';
 
 type PathScheme = 'sqlite' | 'level' | 'file' | 'dbm';
 type ServerScheme = 'redis' | 'postgres';
@@ -18,6 +19,10 @@ export interface StoreAddress {
   path?: string;
   /** The address as shown in output, with any password hidden. */
   display: string;
+  /** What tells this store from others on its server (or the path), defaults filled in. */
+  identity: string;
+  /** The host of a server store, compared by address since one server has many names. */
+  host?: string;
 }
 
 const PATH_STORES: Record<PathScheme, { packageName: string; className: string }> = {
@@ -26,6 +31,9 @@ const PATH_STORES: Record<PathScheme, { packageName: string; className: string }
   file: { packageName: '@sessile/file', className: 'FileStore' },
   dbm: { packageName: '@sessile/dbm', className: 'DbmStore' },
 };
+
+/** The prefix RedisStore uses when the address gives none. */
+const REDIS_DEFAULT_PREFIX = 'sessile:';
 
 export const STORE_SCHEMES =
   'sqlite:PATH, level:DIR, file:DIR, dbm:PATH, redis://HOST[:PORT][/DB][?prefix=P], postgres://USER@HOST[:PORT]/DB[?schema=S&table=T]';
@@ -52,11 +60,25 @@ export function hidePassword(url: URL): string {
   return copy.href;
 }
 
-function parseServerUrl(text: string): URL {
+/** Text that may hold a server URL, for messages, with any password in it hidden. */
+export function hidePasswordIn(text: string): string {
+  const server = /[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text);
+  if (server === null) return text;
+  const before = text.slice(0, server.index);
+  const rest = text.slice(server.index);
+  if (URL.canParse(rest)) {
+    const url = new URL(rest);
+    return url.password === '' ? text : before + hidePassword(url);
+  }
+  // It does not parse, so hide from the user name's `:` to the last `@`, to be sure.
+  return before + rest.replace(/^([^/]*\/\/[^:/?#@]*:).*@/s, '$1***@');
+}
+
+export function parseServerUrl(text: string, address = text): URL {
   try {
     return new URL(text);
   } catch {
-    throw usageError(`${text}: not a valid URL`);
+    throw usageError(`${hidePasswordIn(address)}: not a valid URL`);
   }
 }
 
@@ -64,13 +86,20 @@ function parseServerUrl(text: string): URL {
 export function parseStoreAddress(text: string): StoreAddress {
   const split = splitScheme(text);
   if (split === undefined) {
-    throw usageError(`${text}: not a store address. Use one of ${STORE_SCHEMES}`);
+    throw usageError(`${hidePasswordIn(text)}: not a store address. Use one of ${STORE_SCHEMES}`);
   }
   const { scheme, rest } = split;
   if (scheme in PATH_STORES) {
     const path = pathOf(rest, text);
     const known = PATH_STORES[scheme as PathScheme];
-    return { scheme: scheme as PathScheme, ...known, options: { path }, path, display: text };
+    return {
+      scheme: scheme as PathScheme,
+      ...known,
+      options: { path },
+      path,
+      display: text,
+      identity: path,
+    };
   }
   if (scheme === 'redis' || scheme === 'rediss') {
     const url = parseServerUrl(text);
@@ -78,16 +107,21 @@ export function parseStoreAddress(text: string): StoreAddress {
     const prefix = url.searchParams.get('prefix');
     if (prefix !== null) options.prefix = prefix;
     for (const key of url.searchParams.keys()) {
-      if (key !== 'prefix') throw usageError(`${text}: unknown parameter '${key}' (known: prefix)`);
+      if (key !== 'prefix') {
+        throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: prefix)`);
+      }
     }
     url.search = '';
     options.url = url.href;
+    const db = url.pathname.slice(1) || '0';
     return {
       scheme: 'redis',
       packageName: '@sessile/redis',
       className: 'RedisStore',
       options,
       display: hidePassword(url),
+      identity: `redis:${url.port || 6379}/${db}?prefix=${prefix ?? REDIS_DEFAULT_PREFIX}`,
+      host: url.hostname,
     };
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
@@ -95,26 +129,54 @@ export function parseStoreAddress(text: string): StoreAddress {
     const options: Record<string, unknown> = {};
     for (const [key, value] of url.searchParams) {
       if (key === 'schema' || key === 'table') options[key] = value;
-      else throw usageError(`${text}: unknown parameter '${key}' (known: schema, table)`);
+      else {
+        throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: schema, table)`);
+      }
     }
     url.search = '';
     options.connectionString = url.href;
+    // PostgreSQL's default database is the user's name.
+    const database = decodeURIComponent(url.pathname.slice(1) || url.username);
+    const schema = options.schema ?? 'public';
+    const table = options.table ?? 'sessions';
     return {
       scheme: 'postgres',
       packageName: '@sessile/postgres',
       className: 'PostgresStore',
       options,
       display: hidePassword(url),
+      identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
+      host: url.hostname,
     };
   }
-  throw usageError(`${text}: unknown store '${scheme}:'. Use one of ${STORE_SCHEMES}`);
+  throw usageError(
+    `${hidePasswordIn(text)}: unknown store '${scheme}:'. Use one of ${STORE_SCHEMES}`,
+  );
+}
+
+/** The IP addresses a host name stands for, or the name itself when it does not resolve. */
+async function addressesOf(host: string): Promise<string[]> {
+  const name = host.replace(/^\[(.*)\]$/, '$1');
+  try {
+    return (await lookup(name, { all: true })).map((entry) => entry.address);
+  } catch {
+    return [name];
+  }
+}
+
+/** Whether two addresses name one store, however differently they spell it. */
+export async function sameStore(a: StoreAddress, b: StoreAddress): Promise<boolean> {
+  if (a.identity !== b.identity) return false;
+  if (a.host === undefined || b.host === undefined || a.host === b.host) return true;
+  const [first, second] = await Promise.all([addressesOf(a.host), addressesOf(b.host)]);
+  return first.some((address) => second.includes(address));
 }
 
 type StoreClass = { open(options: Record<string, unknown>): Promise<SessionStore> };
 
 /** How the CLI opens a store, beyond what its address says. */
 export interface OpenOptions {
-  /** A path store that is not there is an error instead of a new, empty store. */
+  /** A store that is not there (a path, a PostgreSQL table) is an error instead of a new, empty store. */
   mustExist: boolean;
   /** The store's `maxRecordBytes`; unset keeps its default. */
   maxRecordBytes?: number | undefined;
@@ -137,18 +199,7 @@ export async function openStore(
       'ERR_PACKAGE_MISSING',
     );
   }
-  if (mustExist && address.path !== undefined) {
-    try {
-      await stat(address.path);
-    } catch (error) {
-      throw new CliError(
-        `${address.display}: no store at ${address.path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
-        EXIT.failure,
-        'ERR_STORE_IO',
-        { cause: error },
-      );
-    }
-  }
+  if (mustExist) await requireExistingStore(address);
   return Store.open(
     maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
   );

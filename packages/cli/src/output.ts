@@ -26,11 +26,18 @@ export function printLines(lines: readonly string[]): Promise<void> {
   return write(lines.length === 0 ? '' : `${lines.join('\n')}\n`);
 }
 
-/** A time in ms since the epoch as an ISO string, or null. */
+/** The range of a JavaScript Date, ±100,000,000 days around the epoch. */
+const DATE_LIMIT_MS = 8.64e15;
+
+/**
+ * A time in ms since the epoch as an ISO string, or null. Stores accept any finite expiry, so
+ * one past what a Date can hold is said in words instead of failing the command.
+ */
 export function isoTime(ms: number | null | undefined): string | null {
-  return ms === null || ms === undefined || !Number.isFinite(ms)
-    ? null
-    : new Date(ms).toISOString();
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return null;
+  if (ms > DATE_LIMIT_MS) return `beyond year 275760 (${ms} ms since the epoch)`;
+  if (ms < -DATE_LIMIT_MS) return `before year -271821 (${ms} ms since the epoch)`;
+  return new Date(ms).toISOString();
 }
 
 /** Maps any failure to the one line and exit code the CLI reports. */

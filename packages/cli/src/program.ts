@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { STORE_SCHEMES } from './addresses.js';
 import { AES_KEYS_VARIABLE } from './codec.js';
 import { copy, parseConcurrency } from './commands/copy.js';
-import { importSessions } from './commands/import.js';
+import { importSessions, parseDefaultTtl } from './commands/import.js';
 import { ls, show, stats } from './commands/inspect.js';
 import { parseLimit, parseMilliseconds, sweep } from './commands/sweep.js';
 import { EXIT, type ExitCode, usageError } from './exit-codes.js';
@@ -165,6 +165,10 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         '--default-ttl <ms>',
         'lifetime of a session the peer keeps with no expiry',
         '86400000',
+      )
+      .option(
+        '--ledger <file>',
+        'ids imported before, never imported again (so logouts since stay); this run adds to it',
       ),
   ).action(
     action((options: TransferArguments) => {
@@ -186,7 +190,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         schema: String(options.schema),
         prefix: String(options.prefix),
         ttlSeconds,
-        defaultTtlMs: parseMilliseconds(String(options.defaultTtl), '--default-ttl'),
+        defaultTtlMs: parseDefaultTtl(String(options.defaultTtl)),
+        ...(options.ledger === undefined ? {} : { ledger: String(options.ledger) }),
       });
     }),
   );

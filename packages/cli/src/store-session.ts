@@ -1,9 +1,10 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isSessionError, type SessionStore } from '@sessile/core';
+import { isSessionError, MemoryStore, type SessionStore } from '@sessile/core';
 import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
 import { usageError } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
+import { storeExists } from './store-exists.js';
 
 /** Opens the store at `text`, runs `work`, and closes it whatever happens. */
 export async function withStore<T>(
@@ -13,6 +14,27 @@ export async function withStore<T>(
 ): Promise<T> {
   const address = parseStoreAddress(text);
   const store = await openStore(address, options);
+  try {
+    return await work(store, address);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * `withStore` for the target of a copy or an import, created when missing. A dry run creates
+ * nothing: where the target is not there yet, it counts against an empty store in memory.
+ */
+export async function withTarget<T>(
+  text: string,
+  options: Omit<OpenOptions, 'mustExist'> & { dryRun?: boolean | undefined },
+  work: (store: SessionStore, address: StoreAddress) => Promise<T>,
+): Promise<T> {
+  const address = parseStoreAddress(text);
+  if (options.dryRun && !(await storeExists(address))) {
+    return work(await MemoryStore.open(), address);
+  }
+  const store = await openStore(address, { ...options, mustExist: false });
   try {
     return await work(store, address);
   } finally {

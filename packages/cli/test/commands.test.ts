@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { aesGcmCodec, generateAesKey, generateSessionId, type SessionStore } from '@sessile/core';
 import { FileStore } from '@sessile/file';
 import { LevelStore } from '@sessile/level';
@@ -70,6 +70,26 @@ describe('store addresses', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(message);
     expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE', exitCode: 2 } });
+  });
+
+  it.each([
+    [
+      'an unknown parameter',
+      ['stats', 'postgres://app:Secret-pw@127.0.0.1:5432/db?sslmode=require'],
+    ],
+    ['an unknown Redis parameter', ['stats', 'redis://:Secret-pw@127.0.0.1:6379?db=2']],
+    ['a port out of range', ['stats', 'postgres://app:Secret-pw@db.example:65536/db']],
+    ['an unknown store', ['stats', 'mongodb://app:Secret-pw@db.example/db']],
+    ['a peer port out of range', ['import', '--from', 'connect-redis:redis://:Secret-pw@c:70000']],
+    ['a peer of the wrong kind', ['import', '--from', 'connect-redis:http://:Secret-pw@cache']],
+    ['an unknown peer', ['import', '--from', 'connect-mongo:mongodb://app:Secret-pw@db.example']],
+    ['a target with a parameter', ['copy', '--from', 'sqlite:x', '--to', 'redis://:Secret-pw@c?x']],
+  ])('%s is refused without showing the password', async (_name, args) => {
+    const to = args.includes('import') ? ['--to', `sqlite:${nextDir()}.db`] : [];
+    const result = await runCli([...args, ...to, '--json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(':***@');
+    expect(`${result.stderr}${result.stdout}`).not.toContain('Secret-pw');
   });
 
   it('a store that is not there exits 1 and is not created', async () => {
@@ -158,6 +178,26 @@ describe('stats, ls and show', () => {
     expect(human.stdout).not.toContain('user-1');
     expect((await runCli(['show', url, '--', generateSessionId()])).code).toBe(4);
     expect((await runCli(['show', url, 'not.an.id'])).code).toBe(2);
+  });
+
+  // What toExpressStore writes for a browser-session cookie with defaultTtlMs MAX_SAFE_INTEGER.
+  it('stats and show report an expiry past the Date range instead of failing', async () => {
+    const path = `${nextDir()}.db`;
+    const store = await SqliteStore.open({ path });
+    const [lasting, usual] = [generateSessionId(), generateSessionId()];
+    const now = Date.now();
+    await seed(store, [lasting, usual], (index) => (index === 0 ? 9e15 : now + 60_000));
+    await store.close();
+    const stats = await runCli(['stats', `sqlite:${path}`, '--json']);
+    expect(stats.code).toBe(0);
+    expect(jsonOf(stats)).toMatchObject({
+      live: 2,
+      soonestExpiry: new Date(now + 60_000).toISOString(),
+      latestExpiry: 'beyond year 275760 (9000000000000000 ms since the epoch)',
+    });
+    const show = await runCli(['show', `sqlite:${path}`, '--', lasting]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain('expires            beyond year 275760');
   });
 
   it('show decodes encrypted sessions with the keys in SESSILE_AES_KEYS', async () => {
@@ -256,7 +296,7 @@ describe('copy', () => {
     await after.close();
   });
 
-  it('--dry-run counts and writes nothing', async () => {
+  it('--dry-run counts and writes nothing, and does not create the target', async () => {
     const { url } = await sqliteWith(7, 2);
     const target = nextDir();
     const result = await runCli([
@@ -269,8 +309,7 @@ describe('copy', () => {
       '--json',
     ]);
     expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 7 } });
-    const stats = jsonOf(await runCli(['stats', `file:${target}`, '--json']));
-    expect(stats.live).toBe(0);
+    expect(existsSync(target)).toBe(false);
   });
 
   it('refuses to copy a store onto itself', async () => {

@@ -6,7 +6,7 @@ import { RedisStore } from '@sessile/redis';
 import session from 'express-session';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jsonOf, runCli } from './helpers.js';
-import { idOf, login, me, signedIn, startApp } from './peer-apps.js';
+import { call, idOf, login, me, signedIn, startApp } from './peer-apps.js';
 
 const USERS = ['ada', 'grace', 'edsger'];
 
@@ -83,8 +83,10 @@ describe('import from connect-pg-simple', () => {
   const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
   const peerSchema = `cli_test_${run}_peer`;
   const targetSchema = `cli_test_${run}_sessile`;
+  const zonePeerSchema = `cli_test_${run}_zone_peer`;
+  const zoneTargetSchema = `cli_test_${run}_zone_sessile`;
   afterAll(async () => {
-    for (const schema of [peerSchema, targetSchema]) {
+    for (const schema of [peerSchema, targetSchema, zonePeerSchema, zoneTargetSchema]) {
       await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     }
     await pool.end();
@@ -141,4 +143,42 @@ describe('import from connect-pg-simple', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('has columns (sid, data), not connect-pg-simple');
   });
+
+  // `expire` is a timestamp without time zone; read in the CLI's zone it moved by hours.
+  it.each(['Asia/Tokyo', 'America/Los_Angeles'])(
+    'keeps `expire` when the CLI runs with TZ=%s',
+    async (zone) => {
+      await pool.query(`CREATE SCHEMA IF NOT EXISTS ${zonePeerSchema}`);
+      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
+      const peer = new PgStore({
+        pool,
+        schemaName: zonePeerSchema,
+        createTableIfMissing: true,
+        pruneSessionInterval: false,
+      });
+      const id = `zone${randomBytes(12).toString('hex')}`;
+      const cookie = new session.Cookie({ maxAge: 2 * 3_600_000 });
+      await call((done) => peer.set(id, { cookie } as session.SessionData, done));
+      const table = zone.replace('/', '_').toLowerCase();
+      const to = `${PG_URL}?schema=${zoneTargetSchema}&table=${table}`;
+      const result = await runCli(
+        ['import', '--from', `connect-pg-simple:${PG_URL}`, '--schema', zonePeerSchema, '--to', to],
+        { env: { TZ: zone } },
+      );
+      expect(result.code).toBe(0);
+      const store = await PostgresStore.open({
+        connectionString: PG_URL,
+        schema: zoneTargetSchema,
+        table,
+      });
+      try {
+        const expiresAt = (await store.get(id))?.expiresAt as number;
+        // connect-pg-simple rounds `expire` up to the whole second.
+        expect(expiresAt).toBeGreaterThanOrEqual((cookie.expires as Date).getTime());
+        expect(expiresAt).toBeLessThanOrEqual((cookie.expires as Date).getTime() + 1000);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { generateSessionId, jsonCodec } from '@sessile/core';
@@ -227,6 +227,24 @@ describe('a session-file-store lifetime too large to be finite', () => {
       await target.close();
     }
   });
+  it.each(['0', '9007199254740993', '99999999999999999999'])(
+    'refuses --default-ttl %s, as toExpressStore refuses that defaultTtlMs',
+    async (value) => {
+      const dir = nextDir();
+      const result = await runCli([
+        'import',
+        '--from',
+        `session-file-store:${dir}`,
+        '--to',
+        `file:${join(dir, 'to')}`,
+        '--default-ttl',
+        value,
+        '--json',
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('--default-ttl must be from 1 to 9007199254740991');
+    },
+  );
 });
 
 describe('what cannot be imported', () => {
@@ -353,7 +371,7 @@ describe('what cannot be imported', () => {
     expect(missing.stderr).toContain('ENOENT');
   });
 
-  it('--dry-run writes nothing', async () => {
+  it('--dry-run writes nothing, and does not create the target', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });
     const peer = await (peers['connect-sqlite3'] as (dir: string) => Promise<Peer>)(dir);
@@ -373,8 +391,48 @@ describe('what cannot be imported', () => {
       '--json',
     ]);
     expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 2 } });
+    expect(existsSync(targetPath)).toBe(false);
+  });
+});
+
+describe('importing again after the new app took over', () => {
+  it('with --ledger, a session logged out on the new app stays out, and new ones arrive', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const oldApp = await startApp(peer.store);
+    const loggedOut = await login(oldApp, 'ada');
+    const stayed = await login(oldApp, 'grace');
+    const targetPath = join(dir, 'sessile.db');
+    const importAgain = () =>
+      runCli([
+        'import',
+        '--from',
+        peer.address,
+        '--to',
+        `sqlite:${targetPath}`,
+        '--ledger',
+        join(dir, 'imported.ledger'),
+        '--json',
+      ]);
+    const first = await importAgain();
+    expect(jsonOf(first)).toMatchObject({ counts: { written: 2, inLedger: 0 } });
+    // Between the two imports: ada logs out on the new app, edsger signs in on the old one.
     const target = await SqliteStore.open({ path: targetPath });
-    expect(await target.count()).toBe(0);
-    await target.close();
+    const newApp = toExpressStore(target);
+    await call((done) => newApp.destroy(idOf(loggedOut), done));
+    const arrived = await login(oldApp, 'edsger');
+    await oldApp.close();
+    await peer.close();
+    try {
+      const second = await importAgain();
+      expect(second.code, second.stderr).toBe(0);
+      expect(jsonOf(second)).toMatchObject({ counts: { written: 1, present: 0, inLedger: 2 } });
+      expect(await target.get(idOf(loggedOut))).toBeUndefined();
+      expect(await target.get(idOf(stayed))).toBeDefined();
+      expect(await target.get(idOf(arrived))).toBeDefined();
+    } finally {
+      await target.close();
+    }
   });
 });

@@ -1,10 +1,10 @@
 import type { SessionRecord, SessionStore } from '@sessile/core';
-import { parseStoreAddress } from '../addresses.js';
+import { parseStoreAddress, sameStore } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
 import { type CommonOptions, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
-import { interruptSignal, unreadableReason, withStore } from '../store-session.js';
+import { interruptSignal, unreadableReason, withStore, withTarget } from '../store-session.js';
 
 export interface TransferOptions extends CommonOptions {
   to: string;
@@ -33,6 +33,8 @@ export interface TransferCounts {
   tooLarge?: number;
   /** Import only: ids that are not valid sessile ids; skipped, never altered. */
   invalidId?: number;
+  /** Import only: ids in `--ledger`, imported by an earlier run; left as the target has them. */
+  inLedger?: number;
 }
 
 export function newCounts(): TransferCounts {
@@ -62,7 +64,7 @@ export async function reportTransfer(
   else {
     const verb = options.dryRun ? 'would write' : 'written';
     await printLines([
-      `${options.dryRun ? 'dry run: ' : ''}${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}`,
+      `${options.dryRun ? 'dry run: ' : ''}${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} imported before (in --ledger)`}`,
       ...(summary.interrupted ? ['interrupted: run the same command again to resume'] : []),
     ]);
   }
@@ -91,16 +93,11 @@ export async function writeRecord(
 export async function copy(options: CopyOptions): Promise<ExitCode> {
   const from = parseStoreAddress(options.from);
   const to = parseStoreAddress(options.to);
-  if (
-    (from.path !== undefined && from.path === to.path) ||
-    (from.path === undefined && from.display === to.display)
-  ) {
-    throw usageError('--from and --to name the same store');
-  }
+  if (await sameStore(from, to)) throw usageError('--from and --to name the same store');
   const interrupt = interruptSignal();
   try {
     return await withStore(options.from, { ...options, mustExist: true }, (source) =>
-      withStore(options.to, { ...options, mustExist: false }, async (target) => {
+      withTarget(options.to, options, async (target) => {
         const counts = newCounts();
         let tooLarge = 0;
         // Counting walks the whole store, so it is done only for a bar someone will see.

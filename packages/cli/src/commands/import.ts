@@ -1,18 +1,33 @@
 import { isSessionId } from '@sessile/core';
 import { encodeLibrarySession } from '@sessile/core/store';
 import { codecFromEnvironment } from '../codec.js';
-import type { ExitCode } from '../exit-codes.js';
+import { type ExitCode, usageError } from '../exit-codes.js';
+import { openLedger } from '../ledger.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
 import { cookieExpiry } from '../peers/peer.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
-import { interruptSignal, withStore } from '../store-session.js';
+import { interruptSignal, withTarget } from '../store-session.js';
 import { newCounts, reportTransfer, type TransferOptions, writeRecord } from './copy.js';
+import { parseMilliseconds } from './sweep.js';
 
 export interface ImportOptions extends TransferOptions, PeerOptions {
   from: string;
   /** Lifetime of a session the peer keeps with no expiry. */
   defaultTtlMs: number;
+  /** The file of ids earlier imports wrote, which this one skips and adds to. */
+  ledger?: string;
+}
+
+/** `--default-ttl`, held to the rule of toExpressStore's `defaultTtlMs`, which it stands in for. */
+export function parseDefaultTtl(value: string): number {
+  const ms = parseMilliseconds(value, '--default-ttl');
+  if (ms === 0 || !Number.isSafeInteger(ms)) {
+    throw usageError(
+      `--default-ttl must be from 1 to ${Number.MAX_SAFE_INTEGER} milliseconds, got '${value}'`,
+    );
+  }
+  return ms;
 }
 
 /** An id in reports: enough to find it in the peer, not enough to use it. */
@@ -26,10 +41,17 @@ function maskId(id: string): string {
  */
 export async function importSessions(options: ImportOptions): Promise<ExitCode> {
   const codec = codecFromEnvironment();
-  const peer: PeerSource = await openPeer(options.from, options);
+  const ledger = await openLedger(options.ledger, Boolean(options.dryRun));
+  let peer: PeerSource;
+  try {
+    peer = await openPeer(options.from, options);
+  } catch (error) {
+    await ledger.close();
+    throw error;
+  }
   const interrupt = interruptSignal();
   try {
-    return await withStore(options.to, { ...options, mustExist: false }, async (target, to) => {
+    return await withTarget(options.to, options, async (target, to) => {
       const counts = newCounts();
       const invalidIds: string[] = [];
       const unreadable: { id: string; problem: string }[] = [];
@@ -46,6 +68,10 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             if (!isSessionId(entry.id)) {
               // Never altered: a changed id would not match the user's cookie anyway.
               invalidIds.push(maskId(entry.id));
+              return;
+            }
+            if (ledger.has(entry.id)) {
+              counts.inLedger = (counts.inLedger ?? 0) + 1;
               return;
             }
             if (entry.session === undefined) {
@@ -77,6 +103,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             // What @sessile/express's toExpressStore writes for this session, so it reads back identically.
             const data = encodeLibrarySession(codec, entry.id, entry.session, now);
             await writeRecord(target, entry.id, { data, expiresAt }, options, counts);
+            await ledger.record(entry.id);
           },
         );
       } finally {
@@ -98,7 +125,11 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
           dryRun: Boolean(options.dryRun),
           overwrite: Boolean(options.overwrite),
           interrupted: outcome.interrupted,
-          counts: { ...counts, invalidId: invalidIds.length },
+          counts: {
+            ...counts,
+            invalidId: invalidIds.length,
+            ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
+          },
           invalidIds,
           unreadable,
         },
@@ -108,5 +139,6 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
   } finally {
     interrupt.dispose();
     await peer.close();
+    await ledger.close();
   }
 }

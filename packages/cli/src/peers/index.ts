@@ -1,4 +1,4 @@
-import { hidePassword, pathOf, splitScheme } from '../addresses.js';
+import { hidePassword, hidePasswordIn, parseServerUrl, pathOf, splitScheme } from '../addresses.js';
 import { usageError } from '../exit-codes.js';
 import { openSessionFileStore } from './file-store.js';
 import type { PeerOptions, PeerSource } from './peer.js';
@@ -12,14 +12,9 @@ export const PEER_ADDRESSES =
   'session-file-store:DIR, connect-sqlite3:FILE, better-sqlite3-session-store:FILE, connect-redis:redis://HOST[:PORT][/DB], connect-pg-simple:postgres://USER@HOST[:PORT]/DB';
 
 function serverUrl(text: string, address: string, schemes: readonly string[]): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw usageError(`${address}: '${text}' is not a valid URL`);
-  }
+  const url = parseServerUrl(text, address);
   if (!schemes.includes(url.protocol)) {
-    throw usageError(`${address}: expected a ${schemes.join(' or ')} URL`);
+    throw usageError(`${hidePasswordIn(address)}: expected a ${schemes.join(' or ')} URL`);
   }
   return url;
 }
@@ -28,7 +23,7 @@ function serverUrl(text: string, address: string, schemes: readonly string[]): U
 export async function openPeer(text: string, options: PeerOptions): Promise<PeerSource> {
   const split = splitScheme(text);
   if (split === undefined) {
-    throw usageError(`${text}: not a peer address. Use one of ${PEER_ADDRESSES}`);
+    throw usageError(`${hidePasswordIn(text)}: not a peer address. Use one of ${PEER_ADDRESSES}`);
   }
   const { scheme, rest } = split;
   if (scheme === 'session-file-store') {
@@ -44,5 +39,7 @@ export async function openPeer(text: string, options: PeerOptions): Promise<Peer
     const url = serverUrl(rest, text, ['postgres:', 'postgresql:']);
     return openConnectPgSimple(url.href, `connect-pg-simple:${hidePassword(url)}`, options);
   }
-  throw usageError(`${text}: unknown peer '${scheme}:'. Use one of ${PEER_ADDRESSES}`);
+  throw usageError(
+    `${hidePasswordIn(text)}: unknown peer '${scheme}:'. Use one of ${PEER_ADDRESSES}`,
+  );
 }

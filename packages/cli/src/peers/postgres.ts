@@ -16,6 +16,11 @@ interface Pool {
 
 const COLUMNS = ['sid', 'sess', 'expire'];
 const PAGE_ROWS = 1000;
+/**
+ * `expire` in ms since the epoch, converted by the server: connect-pg-simple writes a timestamp
+ * without time zone in the session's TimeZone, which the cast reads back, whatever the CLI's zone.
+ */
+const EXPIRES_AT_MS = 'floor(extract(epoch FROM expire::timestamptz) * 1000)';
 
 function quote(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
@@ -67,8 +72,7 @@ export async function openConnectPgSimple(
     const id = String(row.sid);
     const { session, problem } = parseSession(row.sess);
     if (session === undefined) return { id, problem: problem as string };
-    const expiresAt =
-      row.expire instanceof Date ? row.expire.getTime() : Date.parse(String(row.expire));
+    const expiresAt = Number(row.expires_at_ms ?? Number.NaN);
     return Number.isFinite(expiresAt) ? { id, session, expiresAt } : { id, session };
   }
   return {
@@ -81,7 +85,7 @@ export async function openConnectPgSimple(
       let after = '';
       for (;;) {
         const { rows } = await pool.query(
-          `SELECT sid, sess, expire FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
+          `SELECT sid, sess, ${EXPIRES_AT_MS} AS expires_at_ms FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
           [after],
         );
         if (rows.length === 0) return;

@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+import { type FileHandle, open, readFile } from 'node:fs/promises';
+import { CliError, EXIT } from './exit-codes.js';
+
+/**
+ * The ids earlier imports brought into the target, one a line. A later import leaves them alone,
+ * so a session the new app deleted (a logout) since then is never written back. Each line is a
+ * SHA-256 of the id, so the file holds no live session id.
+ */
+export interface Ledger {
+  has(id: string): boolean;
+  /** Adds an id the target now holds; a dry run adds nothing. */
+  record(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function ledgerError(path: string, error: unknown): CliError {
+  return new CliError(
+    `--ledger ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    EXIT.failure,
+    'ERR_STORE_IO',
+    { cause: error },
+  );
+}
+
+/** The ledger at `path`, created when missing; without a path, one that holds nothing. */
+export async function openLedger(path: string | undefined, dryRun: boolean): Promise<Ledger> {
+  if (path === undefined) {
+    return { has: () => false, record: async () => {}, close: async () => {} };
+  }
+  let text = '';
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ledgerError(path, error);
+  }
+  const ids = new Set(text.split('\n').filter((line) => line !== ''));
+  let file: FileHandle | undefined;
+  if (!dryRun) {
+    try {
+      file = await open(path, 'a');
+      // A run killed mid-line leaves a torn id; the next one starts on a line of its own.
+      if (text !== '' && !text.endsWith('\n')) await file.appendFile('\n');
+    } catch (error) {
+      await file?.close();
+      throw ledgerError(path, error);
+    }
+  }
+  return {
+    has: (id) => ids.has(entryOf(id)),
+    async record(id) {
+      // One write per line with O_APPEND, so concurrent records never interleave.
+      await file?.appendFile(`${entryOf(id)}\n`);
+    },
+    async close() {
+      await file?.close();
+    },
+  };
+}
+
+function entryOf(id: string): string {
+  return createHash('sha256').update(id).digest('base64url');
+}

@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { generateSessionId, type SessionStore } from '@sessile/core';
+import { PostgresStore } from '@sessile/postgres';
+import { RedisStore } from '@sessile/redis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { jsonOf, runCli, seed } from './helpers.js';
+
+const require = createRequire(import.meta.url);
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const run = randomBytes(4).toString('hex');
+const schema = (name: string) => `cli_test_${run}_${name}`;
+const prefix = (name: string) => `cli-test-${run}-${name}:`;
+
+const pg = require('pg') as typeof import('pg');
+const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+const { createClient } = require('redis') as typeof import('redis');
+const redis = createClient({ url: REDIS_URL });
+afterAll(async () => {
+  const { rows } = await pool.query('SELECT nspname FROM pg_namespace WHERE nspname LIKE $1', [
+    `cli_test_${run}_%`,
+  ]);
+  for (const row of rows) await pool.query(`DROP SCHEMA "${row.nspname}" CASCADE`);
+  await pool.end();
+  if (redis.isOpen) {
+    for await (const keys of redis.scanIterator({ MATCH: `cli-test-${run}-*` })) {
+      if (keys.length > 0) await redis.del(keys);
+    }
+    await redis.quit();
+  }
+});
+
+/** Opens a store, seeds `count` live sessions, and closes it; returns their ids. */
+async function seeded(open: () => Promise<SessionStore>, count: number): Promise<string[]> {
+  const store = await open();
+  const ids = Array.from({ length: count }, () => generateSessionId());
+  await seed(store, ids, () => Date.now() + 3_600_000);
+  await store.close();
+  return ids;
+}
+
+describe('copy between stores on one server', () => {
+  it.each([
+    [
+      'two tables of one schema',
+      `${schema('tables')}&table=old_sessions`,
+      `${schema('tables')}&table=new_sessions`,
+    ],
+    ['two schemas', schema('from'), schema('to')],
+  ])('copies between %s in one PostgreSQL database', async (_name, from, to) => {
+    const [fromSchema, fromTable] = from.split('&table=') as [string, string | undefined];
+    await seeded(
+      () =>
+        PostgresStore.open({
+          connectionString: PG_URL,
+          schema: fromSchema,
+          ...(fromTable === undefined ? {} : { table: fromTable }),
+        }),
+      3,
+    );
+    const result = await runCli([
+      'copy',
+      '--from',
+      `${PG_URL}?schema=${from}`,
+      '--to',
+      `${PG_URL}?schema=${to}`,
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3 } });
+  });
+
+  it('copies between two prefixes of one Redis database', async () => {
+    await redis.connect();
+    await seeded(() => RedisStore.open({ url: REDIS_URL, prefix: prefix('old') }), 2);
+    const result = await runCli([
+      'copy',
+      '--from',
+      `${REDIS_URL}?prefix=${prefix('old')}`,
+      '--to',
+      `${REDIS_URL}?prefix=${prefix('new')}`,
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 2, written: 2 } });
+  });
+
+  it.each([
+    [
+      'another name of the host and the default table',
+      `${PG_URL}?schema=${schema('same')}`,
+      `postgres://postgres@localhost/test?schema=${schema('same')}&table=sessions`,
+    ],
+    [
+      'the default prefix and database spelt out',
+      REDIS_URL,
+      'redis://localhost:6379/0?prefix=sessile:',
+    ],
+  ])('refuses one store under %s', async (_name, from, to) => {
+    const result = await runCli(['copy', '--from', from, '--to', to]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('same store');
+  });
+});
+
+describe('a PostgreSQL store that is not there', () => {
+  it.each([
+    ['stats', (url: string) => ['stats', url]],
+    ['ls', (url: string) => ['ls', url]],
+    ['show', (url: string) => ['show', url, generateSessionId()]],
+    ['sweep', (url: string) => ['sweep', url]],
+    ['copy --from', (url: string) => ['copy', '--from', url, '--to', `${url}_copy`]],
+  ])('%s refuses it with exit 1 and creates nothing', async (name, args) => {
+    const missing = schema(`missing_${name.replace(/\W+/g, '_')}`);
+    const result = await runCli(args(`${PG_URL}?schema=${missing}&table=sesions`));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`no store at table ${missing}.sesions`);
+    const { rows } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [missing]);
+    expect(rows).toHaveLength(0);
+  });
+});
+
+describe('--dry-run to a PostgreSQL store that is not there', () => {
+  it('counts every session as written and creates nothing', async () => {
+    const source = schema('dry_from');
+    const target = schema('dry_to');
+    await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 2);
+    const result = await runCli([
+      'copy',
+      '--from',
+      `${PG_URL}?schema=${source}`,
+      '--to',
+      `${PG_URL}?schema=${target}`,
+      '--dry-run',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 2, present: 0 } });
+    const { rows } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [target]);
+    expect(rows).toHaveLength(0);
+  });
+});
