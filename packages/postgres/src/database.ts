@@ -47,6 +47,14 @@ export class Database {
     }
   }
 
+  /** The error of `action` when it outlived `timeoutMs`. */
+  timedOut(action: string): SessionError {
+    return new SessionError(
+      'ERR_STORE_IO',
+      `${action} on PostgreSQL ${this.server} did not finish within ${this.#timeoutMs} ms`,
+    );
+  }
+
   ioError(error: unknown, action: string): SessionError {
     return toStoreIoError(error, `${action} on PostgreSQL ${this.server}`);
   }
@@ -58,12 +66,7 @@ export class Database {
       // The pool's own timeouts bound the query on the wire; this bounds the wait for a connection too.
       const timer = setTimeout(() => {
         timedOut = true;
-        reject(
-          new SessionError(
-            'ERR_STORE_IO',
-            `${action} on PostgreSQL ${this.server} did not finish within ${this.#timeoutMs} ms`,
-          ),
-        );
+        reject(this.timedOut(action));
       }, this.#timeoutMs);
       work.then(
         (value) => {

@@ -26,12 +26,14 @@ export interface PostgresStoreOptions extends BaseStoreOptions {
   /**
    * Creates the sessions table UNLOGGED: writes skip the write-ahead log and are faster, but a
    * crash or an unclean shutdown of PostgreSQL empties it, logging every user out, and replicas
-   * never see it. Default false. Applies when the store creates its tables.
+   * never see it. Default false. Applies when the store creates its tables; `capabilities.durable`
+   * follows the sessions table as found.
    */
   unlogged?: boolean;
   /**
-   * How long one statement may take, waiting for a pooled connection included, before it fails
-   * with `ERR_STORE_IO`. Default 10 000.
+   * How long one call may take from when it is made, waiting in the store's queue or for a pooled
+   * connection included, before it fails with `ERR_STORE_IO`; and each of `open`'s statements.
+   * Default 10 000.
    */
   queryTimeoutMs?: number;
 }

@@ -44,6 +44,13 @@ interface FencedRow {
   wrote: boolean;
 }
 
+/** A fenced write: its statement, the write's own values, and the lease it checks. */
+interface FencedCall {
+  statement: Statement;
+  values: unknown[];
+  lease: HeldLease;
+}
+
 /**
  * Sessions in one PostgreSQL table, through a node-postgres pool. Every host that opens the
  * same table shares the sessions and the locks: locks are lease rows beside the sessions, and a
@@ -64,6 +71,9 @@ export class PostgresStore extends BaseStore {
   readonly #updates: BatchKind<RowWrite, boolean>;
   readonly #touches: BatchKind<{ id: string; expiresAt: number; now: number }, boolean>;
   readonly #releasingUpdates: BatchKind<FencedWrite, boolean | typeof lostLease>;
+  readonly #deletes: BatchKind<{ id: string; now: number }, boolean>;
+  readonly #fencedWrites: BatchKind<FencedCall, boolean>;
+  readonly #clears: BatchKind<undefined, void>;
 
   /**
    * Connects, then creates or migrates the schema under a transaction-level advisory lock. A
@@ -76,17 +86,23 @@ export class PostgresStore extends BaseStore {
     // A pool of ours must not crash the process when the server drops an idle connection.
     if (settings.ownsPool) settings.pool.on('error', () => {});
     try {
-      await db.withClient('Opening the session store', (client) =>
-        prepareSchema(client, settings.names, settings.unlogged),
+      const { unlogged } = await db.withClient('Opening the session store', (client) =>
+        prepareSchema(client, settings.names, settings.unlogged, settings.queryTimeoutMs),
       );
-      return new PostgresStore(db, settings, options);
+      return new PostgresStore(db, settings, options, unlogged);
     } catch (error) {
       if (settings.ownsPool) await settings.pool.end().catch(() => {});
       throw error;
     }
   }
 
-  private constructor(db: Database, settings: Settings, options: PostgresStoreOptions) {
+  /** `unlogged` is what the sessions table is, whatever the option asked for. */
+  private constructor(
+    db: Database,
+    settings: Settings,
+    options: PostgresStoreOptions,
+    unlogged: boolean,
+  ) {
     super(options);
     this.#db = db;
     this.#ownsPool = settings.ownsPool;
@@ -95,13 +111,16 @@ export class PostgresStore extends BaseStore {
     this.capabilities = {
       shared: 'cluster',
       expiry: 'sweep',
-      durable: !settings.unlogged,
+      durable: !unlogged,
       expiryIndex: true,
       ownerIndex: true,
     };
-    this.#batches = new Batches(settings.connections);
+    this.#batches = new Batches(settings.connections, settings.queryTimeoutMs, () =>
+      db.timedOut('A queued statement'),
+    );
     const many = this.#sql.many;
     this.#reads = {
+      readOnly: true,
       one: async ({ id, now }) => {
         const row = (await this.#run<StoredRow>(this.#sql.get, [id, now])).rows[0];
         return row === undefined ? undefined : recordOf(row);
@@ -115,6 +134,7 @@ export class PostgresStore extends BaseStore {
       },
     };
     this.#upserts = {
+      bytesOf: rowBytes,
       one: ({ row }) => this.#changed(this.#sql.upsert, row),
       many: async (calls) => {
         await this.#run(many.upsert, columnsOf(calls));
@@ -122,11 +142,13 @@ export class PostgresStore extends BaseStore {
       },
     };
     this.#inserts = {
+      bytesOf: rowBytes,
       one: ({ row, now }) => this.#changed(this.#sql.insertUnlessLive, [...row, now]),
       many: (calls) =>
         this.#wroteEach(many.insertUnlessLive, [...columnsOf(calls), latest(calls)], idsOf(calls)),
     };
     this.#updates = {
+      bytesOf: rowBytes,
       one: ({ row, now }) => this.#changed(this.#sql.updateIfLive, [...row, now]),
       many: (calls) =>
         this.#wroteEach(many.updateIfLive, [...columnsOf(calls), latest(calls)], idsOf(calls)),
@@ -140,6 +162,7 @@ export class PostgresStore extends BaseStore {
       },
     };
     this.#releasingUpdates = {
+      bytesOf: rowBytes,
       one: ({ row, now, lease }) =>
         this.#fenced(this.#sql.fencedReleasing.updateIfLive, [...row, now], lease),
       many: async (calls) => {
@@ -156,6 +179,23 @@ export class PostgresStore extends BaseStore {
         const freed = new Map(rows.map((row) => [row.token, row.wrote]));
         // Each call settles on its own: a lost lease rejects that call only.
         return calls.map((call) => freed.get(call.lease.token) ?? lostLease);
+      },
+    };
+    // Deletes and fenced writes go alone, but through the queue, so they keep their place
+    // among the calls on their id.
+    this.#deletes = {
+      one: async ({ id, now }) => {
+        const { rows } = await this.#run<{ live: boolean }>(this.#sql.delete, [id, now]);
+        return rows[0]?.live === true;
+      },
+    };
+    this.#fencedWrites = {
+      one: ({ statement, values, lease }) => this.#fenced(statement, values, lease),
+    };
+    this.#clears = {
+      everyId: true,
+      one: async () => {
+        await this.#run(this.#sql.clear, []);
       },
     };
     const listener = new LockListener(settings.listenerConfig, settings.channel);
@@ -196,7 +236,11 @@ export class PostgresStore extends BaseStore {
           : only === 'present'
             ? fenced.updateIfLive
             : fenced.upsert;
-      return this.#fenced(statement, [...row, now], lease);
+      return this.#batches.run(this.#fencedWrites, id, {
+        statement,
+        values: [...row, now],
+        lease,
+      });
     }
     if (only === 'absent') return this.#batches.run(this.#inserts, id, { row, now });
     if (only === 'present') return this.#batches.run(this.#updates, id, { row, now });
@@ -210,15 +254,22 @@ export class PostgresStore extends BaseStore {
     lease: HeldLease | undefined,
   ): Promise<boolean> {
     if (lease !== undefined) {
-      return this.#fenced(this.#fencedFor(lease).touch, [id, expiresAt, now], lease);
+      const statement = this.#fencedFor(lease).touch;
+      return this.#batches.run(this.#fencedWrites, id, {
+        statement,
+        values: [id, expiresAt, now],
+        lease,
+      });
     }
     return this.#batches.run(this.#touches, id, { id, expiresAt, now });
   }
 
-  protected async _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
-    if (lease !== undefined) return this.#fenced(this.#fencedFor(lease).delete, [id, now], lease);
-    const { rows } = await this.#run<{ live: boolean }>(this.#sql.delete, [id, now]);
-    return rows[0]?.live === true;
+  protected _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
+    if (lease !== undefined) {
+      const statement = this.#fencedFor(lease).delete;
+      return this.#batches.run(this.#fencedWrites, id, { statement, values: [id, now], lease });
+    }
+    return this.#batches.run(this.#deletes, id, { id, now });
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -276,8 +327,8 @@ export class PostgresStore extends BaseStore {
     return rows.map((row) => ({ id: row.id, record: recordOf(row) }));
   }
 
-  protected async _clear(): Promise<void> {
-    await this.#run(this.#sql.clear, []);
+  protected _clear(): Promise<void> {
+    return this.#batches.run(this.#clears, '', undefined);
   }
 
   protected async _close(): Promise<void> {
@@ -329,6 +380,11 @@ function heldOrLost(wrote: boolean | typeof lostLease): boolean {
 /** The latest `now` of a batch's calls: a record expired for any of them counts as expired. */
 function latest(calls: readonly { now: number }[]): number {
   return Math.max(...calls.map((call) => call.now));
+}
+
+/** What a write adds to a batch's parameters: its data and owner bytes. */
+function rowBytes({ row }: RowWrite): number {
+  return row[1].byteLength + (row[3]?.byteLength ?? 0);
 }
 
 function idsOf(calls: readonly RowWrite[]): string[] {

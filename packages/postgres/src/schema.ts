@@ -110,29 +110,65 @@ export interface SchemaState {
   indexExists: boolean;
   ownerIndexExists: boolean;
   claimReadExists: boolean;
+  /** Whether the sessions table is UNLOGGED; undefined while it does not exist. */
+  recordsUnlogged: boolean | undefined;
   complete: boolean;
 }
 
-type Queryable = Pick<pg.ClientBase, 'query'>;
+/** A connection whose every statement is bounded by the store's `queryTimeoutMs`. */
+interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * Bounds each statement on `client` by `timeoutMs`, even on an app's pool that sets no
+ * `query_timeout`: the client stops waiting for an answer, and `beginBounded` makes the server
+ * cancel the statement too, so none stays queued for a lock after `open` gave up.
+ */
+function bounded(client: pg.ClientBase, timeoutMs: number): Queryable {
+  return {
+    query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+      // pg reads `query_timeout` from a query's config; its types do not list it.
+      const config = { text, values, query_timeout: timeoutMs };
+      return client.query<R>(config);
+    },
+  };
+}
+
+/** Opens a transaction whose statements the server cancels after the store's timeout. */
+async function beginBounded(db: Queryable, begin: string, timeoutMs: number): Promise<void> {
+  await db.query(begin);
+  await db.query(`SELECT set_config('statement_timeout', $1, true)`, [
+    String(Math.ceil(timeoutMs)),
+  ]);
+}
 
 /**
  * Makes the store's schema ready: reads it lock-free in one snapshot, so a sibling's migration
  * committing meanwhile is seen whole or not at all, and migrates only when something is missing
- * or older, so readers of a complete schema never queue on the advisory lock.
+ * or older, so readers of a complete schema never queue on the advisory lock. Resolves to what
+ * the sessions table is: an existing table keeps its persistence, whatever `unlogged` asks.
  */
 export async function prepareSchema(
   client: pg.ClientBase,
   names: SchemaNames,
   unlogged: boolean,
-): Promise<void> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  timeoutMs: number,
+): Promise<{ unlogged: boolean }> {
+  const db = bounded(client, timeoutMs);
+  await beginBounded(db, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', timeoutMs);
   let found: SchemaState;
   try {
-    found = await inspectSchema(client, names);
+    found = await inspectSchema(db, names);
   } finally {
-    await client.query('COMMIT');
+    await db.query('COMMIT');
   }
-  if (!found.complete) await migrateSchema(client, names, unlogged);
+  if (found.complete) return { unlogged: found.recordsUnlogged === true };
+  const existing = await migrateSchema(db, names, unlogged, timeoutMs);
+  return { unlogged: existing ?? unlogged };
 }
 
 /**
@@ -141,8 +177,8 @@ export async function prepareSchema(
  */
 async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaState> {
   const wanted = [names.table, names.locks, names.expiryIndex, names.ownerIndex, names.versions];
-  const { rows: objects } = await db.query<{ name: string; kind: string }>(
-    `SELECT c.relname AS name, c.relkind::text AS kind
+  const { rows: objects } = await db.query<{ name: string; kind: string; persistence: string }>(
+    `SELECT c.relname AS name, c.relkind::text AS kind, c.relpersistence::text AS persistence
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND c.relname = ANY($2::text[])`,
     [names.schema, wanted],
@@ -227,6 +263,9 @@ async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaS
     indexExists,
     ownerIndexExists,
     claimReadExists,
+    recordsUnlogged: recordsExists
+      ? objects.some((object) => object.name === names.table && object.persistence === 'u')
+      : undefined,
     complete:
       version === SCHEMA_VERSION &&
       recordsExists &&
@@ -246,32 +285,35 @@ function assertIndex(names: SchemaNames, kindOf: Map<string, string>, name: stri
 /**
  * Creates what is missing inside one transaction that holds a transaction-level advisory lock
  * for the schema, so instances starting together create each object once and never fail on a
- * sibling's half-done work. Nothing is created when the existing objects are refused.
+ * sibling's half-done work. Nothing is created when the existing objects are refused. Resolves
+ * to whether a sessions table that already existed is UNLOGGED; undefined when it created one.
  */
 async function migrateSchema(
-  client: pg.ClientBase,
+  db: Queryable,
   names: SchemaNames,
   unlogged: boolean,
-): Promise<void> {
-  await client.query('BEGIN');
+  timeoutMs: number,
+): Promise<boolean | undefined> {
+  await beginBounded(db, 'BEGIN', timeoutMs);
   try {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [
+    await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [
       `sessile schema ${names.schema}`,
     ]);
-    const state = await inspectSchema(client, names);
+    const state = await inspectSchema(db, names);
     if (!state.complete) {
       for (const statement of migrationStatements(names, state, unlogged)) {
-        await client.query(statement);
+        await db.query(statement);
       }
-      await client.query(
+      await db.query(
         `INSERT INTO ${qualified(names, names.versions)} (table_name, version) VALUES ($1, $2)
          ON CONFLICT (table_name) DO UPDATE SET version = excluded.version`,
         [names.table, SCHEMA_VERSION],
       );
     }
-    await client.query('COMMIT');
+    await db.query('COMMIT');
+    return state.recordsUnlogged;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
+    await db.query('ROLLBACK').catch(() => {});
     throw error;
   }
 }

@@ -161,6 +161,47 @@ describe('failure', () => {
     expect(textOf((await store.get(id))?.data)).toBe('after');
   });
 
+  it('calls queued behind a stalled server each fail with ERR_STORE_IO within queryTimeoutMs of being made', async () => {
+    const queryTimeoutMs = 300;
+    const table = newTable();
+    const store = await openStore({ table, poolSize: 1, queryTimeoutMs });
+    const id = idOf('hot');
+    await store.set(id, record('before'));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+    const calls = Promise.all(Array.from({ length: 20 }, () => codeOf(store.get(id))));
+    // Held ten times longer than any call may wait; a call still queued then would be answered.
+    await Promise.race([calls, new Promise((resolve) => setTimeout(resolve, 10 * queryTimeoutMs))]);
+    await blocker.query('ROLLBACK');
+    expect(await calls).toEqual(Array.from({ length: 20 }, () => 'ERR_STORE_IO'));
+    expect(textOf((await store.get(id))?.data)).toBe('before');
+  });
+
+  it("open() with the app's pool fails with ERR_STORE_IO within queryTimeoutMs while the schema is locked", async () => {
+    const pool = new pg.Pool({ connectionString: CONNECTION_STRING });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const holder = new pg.Client({ connectionString: CONNECTION_STRING });
+    await holder.connect();
+    cleanups.push(() => holder.end());
+    // What a sibling instance stuck in its migration holds.
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    const table = newTable();
+    const opening = codeOf(PostgresStore.open({ pool, schema, table, queryTimeoutMs: 300 }));
+    const outcome = await Promise.race([
+      opening,
+      new Promise((resolve) => setTimeout(() => resolve('still pending'), 10_000)),
+    ]);
+    await holder.query('ROLLBACK');
+    expect(outcome).toBe('ERR_STORE_IO');
+    const store = await PostgresStore.open({ pool, schema, table, queryTimeoutMs: 300 });
+    await store.close();
+  });
+
   it('a server that accepts connections but never answers fails open() with ERR_STORE_IO', async () => {
     const { createServer } = await import('node:net');
     const sockets = new Set<import('node:net').Socket>();

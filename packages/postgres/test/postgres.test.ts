@@ -305,6 +305,32 @@ describe('schema', () => {
     ]);
     expect(store.capabilities.durable).toBe(false);
   });
+
+  it("declares durable from the existing sessions table's persistence, not from the option", async () => {
+    const fast = newTable();
+    const first = await openStore({ table: fast, unlogged: true });
+    await first.close();
+    const reopened = await openStore({ table: fast });
+    expect(reopened.capabilities.durable).toBe(false);
+    const logged = newTable();
+    const created = await openStore({ table: logged });
+    await created.close();
+    const unloggedAsked = await openStore({ table: logged, unlogged: true });
+    expect(unloggedAsked.capabilities.durable).toBe(true);
+    // The option never changes an existing table.
+    const { rows } = await admin<{ name: string; persistence: string }>(
+      `SELECT c.relname AS name, c.relpersistence AS persistence FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname IN ($2, $3) ORDER BY 1`,
+      [schema, fast, logged],
+    );
+    expect(rows).toEqual(
+      [
+        { name: fast, persistence: 'u' },
+        { name: logged, persistence: 'p' },
+      ].sort((a, b) => a.name.localeCompare(b.name)),
+    );
+  });
 });
 
 describe('owners', () => {
@@ -472,6 +498,92 @@ describe('batching', () => {
     for (const round of rounds) await Promise.all(round);
     expect(await (stores[0] as PostgresStore).count()).toBe(200);
   }, 60_000);
+
+  it('records under maxRecordBytes are all written when queued together, however large', async () => {
+    const maxRecordBytes = 4 * 1024 * 1024;
+    const store = await openStore({ poolSize: 2, maxRecordBytes });
+    const data = new Uint8Array(3 * 1024 * 1024).fill(65);
+    const ids = Array.from({ length: 100 }, (_, i) => idOf(`large${i}`));
+    const expiresAt = Date.now() + HOUR_MS;
+    const written = await Promise.all(ids.map((id) => store.set(id, { data, expiresAt })));
+    expect(written.every((wrote) => wrote)).toBe(true);
+    expect(await store.count()).toBe(100);
+    expect((await store.get(ids[99] as string))?.data.byteLength).toBe(data.byteLength);
+  }, 60_000);
+});
+
+describe('order of calls on one id', () => {
+  // With a pool of one, the calls made after this read queue behind it.
+  const busyRead = (store: PostgresStore) => store.get(idOf('busy'));
+
+  it('a delete issued after a set of the same id deletes it, while the pool is busy', async () => {
+    const store = await openStore({ poolSize: 1 });
+    const id = idOf('logout');
+    await store.set(id, record('signed in'));
+    await Promise.all([busyRead(store), store.set(id, record('saved late')), store.delete(id)]);
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('a delete issued after a set of the same id deletes it, with every connection reading', async () => {
+    const store = await openStore({ poolSize: 10 });
+    const id = idOf('logout');
+    await store.set(id, record('signed in'));
+    const busy = Array.from({ length: 10 }, (_, i) => store.get(idOf(`busy${i}`)));
+    await Promise.all([...busy, store.set(id, record('saved late')), store.delete(id)]);
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('a fenced delete issued after a set of the same id deletes it, while the pool is busy', async () => {
+    const store = await openStore({ poolSize: 1 });
+    const id = idOf('logout');
+    await store.set(id, record('signed in'));
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    await Promise.all([
+      busyRead(store),
+      store.set(id, record('saved late')),
+      store.delete(id, { lock }),
+    ]);
+    await lock.release();
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('a set issued after a touch of the same id keeps its own expiry, while the pool is busy', async () => {
+    const store = await openStore({ poolSize: 1 });
+    const id = idOf('touched');
+    await store.set(id, record('first'));
+    const touchedTo = Date.now() + 2 * HOUR_MS;
+    const savedTo = Date.now() + 3 * HOUR_MS;
+    await Promise.all([
+      busyRead(store),
+      store.set(idOf('other'), record('other')),
+      store.touch(id, touchedTo),
+      store.set(id, record('saved', savedTo)),
+    ]);
+    expect((await store.get(id))?.expiresAt).toBe(savedTo);
+  });
+
+  it('a clear issued after a set removes that session too, while the pool is busy', async () => {
+    const store = await openStore({ poolSize: 1 });
+    const id = idOf('cleared');
+    await Promise.all([busyRead(store), store.set(id, record('saved late')), store.clear()]);
+    expect(await store.get(id)).toBeUndefined();
+    expect(await store.count()).toBe(0);
+  });
+
+  it('a read issued after a write of the same id sees it, with every connection busy', async () => {
+    const store = await openStore({ poolSize: 2 });
+    const id = idOf('read-own');
+    await store.set(id, record('v0'));
+    const calls: Promise<unknown>[] = [];
+    for (let i = 1; i <= 20; i++) {
+      calls.push(store.get(idOf(`busy${i}`)), store.set(id, record(`v${i}`)), store.get(id));
+    }
+    const results = await Promise.all(calls);
+    const reads = results.filter((_, i) => i % 3 === 2) as ({ data: Uint8Array } | undefined)[];
+    expect(reads.map((found) => textOf(found?.data))).toEqual(
+      Array.from({ length: 20 }, (_, i) => `v${i + 1}`),
+    );
+  });
 });
 
 describe('operations', () => {
