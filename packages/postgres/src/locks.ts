@@ -27,6 +27,8 @@ const MAX_POLL_DELAY_MS = 250;
 class PostgresLeases implements LeaseBackend {
   readonly maxPollDelayMs = MAX_POLL_DELAY_MS;
   readonly releasesWithWrite = true;
+  /** Its releases go through the store's pool, which its `close()` ends. */
+  readonly releasesOnClose = true;
   readonly #claimRead: string;
   readonly #db: Database;
   readonly #listener: LockListener;
