@@ -88,6 +88,8 @@ export class Session<Data extends SessionData = SessionData> {
   #commit: Promise<CommitOutcome> | undefined;
   /** When the latest save happened. */
   #savedAt = 0;
+  /** Set when `setOwner()` stored this request's new id, which `discard()` then deletes. */
+  #storedByLogin = false;
 
   /** Use `SessionManager.open()`. */
   constructor(context: SessionContext, init: SessionInit<Data>) {
@@ -256,7 +258,9 @@ export class Session<Data extends SessionData = SessionData> {
       let outcome: CommitOutcome;
       try {
         this.#assertLockHeld();
+        const creates = this.#isNew;
         outcome = await this.#write(false);
+        if (creates && outcome === 'saved') this.#storedByLogin = true;
       } catch (error) {
         this.#owner = previous.owner;
         this.#meta = previous.meta;
@@ -297,8 +301,10 @@ export class Session<Data extends SessionData = SessionData> {
 
   /**
    * Finishes the session without writing: changes to `data`, and a new id from `regenerate()`,
-   * are dropped, and the lock is released. What `regenerate()` and `invalidate()` already did to
-   * the store stands. Resolves `'destroyed'` after `invalidate()`, else `'unchanged'`. The first
+   * are dropped, and the lock is released. A new id that `setOwner()` already stored is deleted,
+   * so a failed login leaves no session behind. What `regenerate()` and `invalidate()` already
+   * did to the store stands, and so do the sessions a `setOwner()` under `'evict-oldest'`
+   * evicted: call it last in a login that may still fail. Resolves `'destroyed'` after `invalidate()`, else `'unchanged'`. The first
    * of `commit()` and `discard()` decides; later calls of either return its result.
    */
   discard(): Promise<CommitOutcome> {
@@ -328,7 +334,12 @@ export class Session<Data extends SessionData = SessionData> {
 
   async #discardOnce(): Promise<CommitOutcome> {
     this.#stopExtending();
-    await this.#releaseLock();
+    try {
+      // A login that stored a new id and then failed leaves no session behind for nobody's cookie.
+      if (this.#storedByLogin && !this.#destroyed) await this.#context.store.delete(this.#id);
+    } finally {
+      await this.#releaseLock();
+    }
     return this.#destroyed ? 'destroyed' : 'unchanged';
   }
 

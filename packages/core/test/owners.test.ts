@@ -50,6 +50,24 @@ class UnindexedStore extends MemoryStore {
 }
 
 describe('session.setOwner', () => {
+  it('a login discarded after setOwner() leaves no session behind, and an existing one keeps its owner', async () => {
+    const { manager, store } = setup();
+    const failed = await manager.open(undefined);
+    await failed.regenerate();
+    await failed.setOwner('ada');
+    expect(await manager.sessionsOf('ada')).toHaveLength(1);
+    // The request fails (commitOnError: false): nothing of it may stay.
+    expect(await failed.discard()).toBe('unchanged');
+    expect(await store.get(failed.id)).toBeUndefined();
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    // An owner set on a session stored before this request stands, as its own write did.
+    const stored = await login(manager, 'bob');
+    const again = await manager.open(stored.id);
+    await again.setOwner('carol');
+    await again.discard();
+    expect((await store.get(stored.id))?.owner).toBe('carol');
+  });
+
   it('stores the owner and login meta with the session, visible on the next request and in the store', async () => {
     const { manager, store } = setup();
     const session = await login(manager, 'ada', { userAgent: 'Firefox', ip: '203.0.113.7' });
