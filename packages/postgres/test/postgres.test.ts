@@ -586,22 +586,6 @@ describe('order of calls on one id', () => {
   });
 });
 
-describe('locks held at close', () => {
-  it('are freed by close(), so another store need not wait out their lease', async () => {
-    const table = newTable();
-    const store = await PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table });
-    const id = 'held-at-close-0000000001';
-    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
-    // A shutdown while a request still holds its session.
-    await store.close();
-    await expect(lock.release()).resolves.toBeUndefined();
-    const other = await openStore({ table });
-    const next = await other.locks.acquire(id, { waitMs: 1000 });
-    expect(next.held).toBe(true);
-    await next.release();
-  });
-});
-
 describe('operations', () => {
   it('sweeps, owner lists, reads and id pages read indexes even with generic plans', async () => {
     const table = newTable();

@@ -616,22 +616,6 @@ describe('fenced writes', { timeout: 60_000 }, () => {
   }
 });
 
-describe('locks held at close', { timeout: 60_000 }, () => {
-  it('are freed by close(), so another store need not wait out their lease', async () => {
-    const store = await openStore({ path });
-    const id = idOf('held-at-close');
-    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
-    // A shutdown while a request still holds its session.
-    await store.close();
-    await expect(lock.release()).resolves.toBeUndefined();
-    const other = await openStore({ path });
-    const next = await other.locks.acquire(id, { waitMs: 1000 });
-    expect(next.held).toBe(true);
-    await next.release();
-    await other.close();
-  });
-});
-
 describe('several processes', () => {
   it("writes that meet another connection's write lock wait for it, in the order they were called", async () => {
     const store = await openStore({ path, busyTimeoutMs: 30_000 });

@@ -35,6 +35,24 @@ export function crossProcessTests(options: ConformanceOptions, shared: string): 
     );
 
     it(
+      'a lock held when its store closes is free for another process once its release() resolves',
+      async () => {
+        const cross = requireCross();
+        const store = await options.open();
+        const id = newId();
+        const lock = await store.locks.acquire(id, { leaseMs: 600_000 });
+        // A shutdown while a request still holds its session: close() either frees the lock
+        // itself or leaves release() working, and the other process need not wait out the lease.
+        await store.close();
+        await lock.release();
+        const next = spawnChild(cross, { kind: 'hold', id, leaseMs: 10_000 });
+        children.push(next);
+        await next.next('held');
+      },
+      120_000 * scale,
+    );
+
+    it(
       'a holder killed with SIGKILL blocks others no longer than its lease',
       async () => {
         const cross = requireCross();
