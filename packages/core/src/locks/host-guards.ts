@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SessionError } from '../errors.js';
 import { KeyedQueue } from '../keyed-queue.js';
 import { sleep } from '../util.js';
@@ -70,14 +70,19 @@ export class HostGuards {
   }
 
   /**
-   * Forgets this instance's holder file when it is gone (its directory removed from under the
-   * store), so that the next `ensureHolder` makes both again.
+   * Forgets this instance's holder file when it is gone with its directory (removed by hand),
+   * so that the next `ensureHolder` makes both again; but not when the directory above is gone
+   * too (the store itself was deleted), which nothing here should bring back.
    */
   async recheckHolder(): Promise<void> {
     const holder = this.#holder;
     if (holder === undefined) return;
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(holder));
-    if (stats === undefined && this.#holder === holder) this.#holder = undefined;
+    if (stats !== undefined) return;
+    const parent = await unless(['ENOENT'], undefined, () =>
+      this.#fs.lstat(dirname(this.#init.directory)),
+    );
+    if (parent !== undefined && this.#holder === holder) this.#holder = undefined;
   }
 
   /**
