@@ -86,7 +86,7 @@ export function sessile<Data extends SessionData = SessionData>(
       if (failedOutcome !== undefined && !ctx.headerSent) {
         // What was committed (a regenerated id, a new session) needs its cookie on the error's
         // response too: an app's error middleware keeps the context's headers, and Koa's own
-        // error response keeps only the error's `headers`.
+        // error response, which drops them, gets them back just before it is sent.
         const headers = cookie.responseHeaders(
           session,
           requestCookie,
@@ -94,7 +94,7 @@ export function sessile<Data extends SessionData = SessionData>(
           manager.touchAfterMs,
         );
         for (const header of headers) ctx.append('Set-Cookie', header);
-        carrySetCookie(error, headers);
+        sendWithKoaError(ctx, headers);
       }
       throw error;
     }
@@ -125,18 +125,29 @@ export function sessile<Data extends SessionData = SessionData>(
   return middleware;
 }
 
-/** Adds `cookies` to the `headers` of a thrown error, which Koa's own error response sets. */
-function carrySetCookie(error: unknown, cookies: string[]): void {
-  if (cookies.length === 0 || typeof error !== 'object' || error === null) return;
-  const carrier = error as { headers?: Record<string, unknown> };
-  const given = carrier.headers ?? {};
-  const name = Object.keys(given).find((key) => key.toLowerCase() === 'set-cookie');
-  const existing = name === undefined ? [] : [given[name]].flat().map(String);
-  const headers = { ...given };
-  if (name !== undefined) delete headers[name];
-  try {
-    carrier.headers = { ...headers, 'Set-Cookie': [...existing, ...cookies] };
-  } catch {
-    // A frozen error: an app's error middleware still sends the context's headers.
-  }
+/**
+ * Adds `cookies` to the response Koa's own error handling sends for this request, should the
+ * error get there: `ctx.onerror` first removes every header, so they are set again as it ends
+ * the response. The thrown error itself is never changed: an app may throw one error object
+ * from many requests, and cookies put on it would reach every later client.
+ */
+function sendWithKoaError(ctx: ParameterizedContext, cookies: string[]): void {
+  if (cookies.length === 0) return;
+  const onerror = ctx.onerror;
+  ctx.onerror = function onerrorWithCookies(this: unknown, error: Error) {
+    const res = ctx.res;
+    const end = res.end;
+    res.end = function endWithCookies(this: unknown, ...args: unknown[]) {
+      res.end = end;
+      if (!res.headersSent) {
+        for (const cookie of cookies) res.appendHeader('Set-Cookie', cookie);
+      }
+      return (end as (...endArgs: unknown[]) => unknown).apply(res, args);
+    } as typeof res.end;
+    try {
+      return onerror.call(ctx, error);
+    } finally {
+      res.end = end;
+    }
+  };
 }

@@ -117,6 +117,34 @@ describe('@sessile/koa middleware', () => {
     }
   });
 
+  it('never puts a cookie on the thrown error, which an app may throw again for other clients', async () => {
+    const forbidden = Object.assign(new Error('forbidden'), { status: 403, expose: true });
+    const store = new MemoryStore();
+    const sessions = sessile<{ visits?: number }>({ store, secret: SECRET, cleanup: manual() });
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const session = (ctx as SessileContext<{ visits?: number }>).session;
+      session.data.visits = (session.data.visits ?? 0) + 1;
+      throw forbidden;
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    for (let client = 0; client < 3; client++) {
+      const response = await fetch(url);
+      expect(response.status).toBe(403);
+      // Each new client gets its own session's cookie, and only that one.
+      expect(response.headers.getSetCookie()).toHaveLength(1);
+    }
+    expect((forbidden as { headers?: unknown }).headers).toBeUndefined();
+  });
+
   it('with commitOnError: false, a handler that throws leaves the stored session as it was', async () => {
     const store = new MemoryStore();
     const sessions = sessile<{ count?: number }>({
