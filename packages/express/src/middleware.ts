@@ -98,6 +98,9 @@ export function sessile<Data extends SessionData = SessionData>(
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
       if (held.now) throw headersSent();
+      // A status Node refuses: let it throw before anything here changes the response.
+      const code = Number(args[0]) | 0;
+      if (code < 100 || code > 999) return writeHead.apply(this, args);
       if (!failed && !res.headersSent) {
         const status = typeof args[0] === 'number' ? args[0] : res.statusCode;
         // The headers given here replace those set before, as Node would merge them, so the
@@ -123,28 +126,31 @@ export function sessile<Data extends SessionData = SessionData>(
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
       ending = true;
-      holdAsEnded(res, held);
-      adapter.finish(session, res.statusCode).then(
-        (result) => {
-          outcome = result;
-          held.now = false;
-          end.apply(res, args);
-        },
-        (error: unknown) => {
-          failed = true;
-          held.now = false;
-          reportCommitError(error, req);
-          if (res.headersSent) {
+      const ended = holdAsEnded(res, held);
+      adapter
+        .finish(session, res.statusCode)
+        .then(
+          (result) => {
+            outcome = result;
+            held.now = false;
             end.apply(res, args);
-            return;
-          }
-          // The handler's answer claims a save that did not happen: don't send it.
-          for (const name of res.getHeaderNames()) res.removeHeader(name);
-          res.statusCode = 500;
-          res.setHeader('content-type', 'text/plain; charset=utf-8');
-          end.call(res, 'Internal Server Error');
-        },
-      );
+          },
+          (error: unknown) => {
+            failed = true;
+            held.now = false;
+            reportCommitError(error, req);
+            if (res.headersSent) {
+              end.apply(res, args);
+              return;
+            }
+            // The handler's answer claims a save that did not happen: don't send it.
+            for (const name of res.getHeaderNames()) res.removeHeader(name);
+            res.statusCode = 500;
+            res.setHeader('content-type', 'text/plain; charset=utf-8');
+            end.call(res, 'Internal Server Error');
+          },
+        )
+        .finally(ended);
       return res;
     } as End;
 
@@ -208,8 +214,23 @@ function inheritedGetter(res: ServerResponse, name: string): (this: ServerRespon
  * `headersSent` and `writableEnded` are true, and setting a header throws Node's
  * `ERR_HTTP_HEADERS_SENT`. Once `held.now` is false, `res` behaves as its class does.
  */
-function holdAsEnded(res: ServerResponse, held: { now: boolean }): void {
+function holdAsEnded(res: ServerResponse, held: { now: boolean }): () => void {
   held.now = true;
+  const socket = res.socket;
+  const destroy = socket?.destroy;
+  const ownDestroy = socket !== null && Object.hasOwn(socket, 'destroy');
+  let destroyWith: unknown[] | undefined;
+  if (socket !== null && destroy !== undefined) {
+    // Express's final handler closes the connection of an error that comes after the answer
+    // (`headersSent`): the answer, still waiting for its commit, goes out first, as it would
+    // have without the wait.
+    socket.destroy = function destroyAfterAnswer(this: typeof socket, ...args: unknown[]) {
+      if (!held.now)
+        return (destroy as (...destroyArgs: unknown[]) => typeof socket).apply(this, args);
+      destroyWith = args;
+      return this;
+    } as typeof socket.destroy;
+  }
   const properties: PropertyDescriptorMap = {};
   for (const name of ['headersSent', 'writableEnded']) {
     const inherited = inheritedGetter(res, name);
@@ -232,26 +253,42 @@ function holdAsEnded(res: ServerResponse, held: { now: boolean }): void {
     };
   }
   Object.defineProperties(res, properties);
+  /** Once the response really ended: gives the connection its own `destroy` back, and runs one held back. */
+  return () => {
+    if (socket === null || destroy === undefined) return;
+    if (ownDestroy) socket.destroy = destroy;
+    else delete (socket as { destroy?: unknown }).destroy;
+    if (destroyWith === undefined) return;
+    const args = destroyWith;
+    const close = () => destroy.apply(socket, args as []);
+    if (res.writableFinished) setImmediate(close);
+    else res.once('finish', close).once('close', close);
+  };
 }
 
 /**
  * Sets the headers a `writeHead(status, [message], headers)` call carries, as Node merges them
- * with those set before (an object's replace them; an array's replace them and may repeat), and
- * returns the call's arguments without them.
+ * with those set before (an object's replace them; an array's, flat or of pairs, replace them
+ * and may repeat), and returns the call's arguments without them. As in Node, headers follow a
+ * message that is a string, and otherwise take the place of a missing one.
  */
 function setGivenHeaders(res: ServerResponse, args: unknown[]): unknown[] {
-  const at = typeof args[1] === 'string' ? 2 : 1;
-  const given = args[at];
+  const hasMessage = typeof args[1] === 'string';
+  const given = hasMessage ? args[2] : (args[2] ?? args[1]);
   if (typeof given !== 'object' || given === null) return args;
   if (Array.isArray(given)) {
-    for (let i = 0; i < given.length; i += 2) res.removeHeader(String(given[i]));
-    for (let i = 0; i < given.length; i += 2) {
-      res.appendHeader(String(given[i]), given[i + 1] as string | readonly string[]);
-    }
+    const pairs: Array<[string, unknown]> = Array.isArray(given[0])
+      ? (given as unknown[][]).map(([name, value]) => [String(name), value])
+      : Array.from({ length: Math.floor(given.length / 2) }, (_, i) => [
+          String(given[2 * i]),
+          given[2 * i + 1],
+        ]);
+    for (const [name] of pairs) res.removeHeader(name);
+    for (const [name, value] of pairs) res.appendHeader(name, value as string | readonly string[]);
   } else {
     for (const [name, value] of Object.entries(given)) {
-      if (value !== undefined) res.setHeader(name, value as string | number | readonly string[]);
+      res.setHeader(name, value as string | number | readonly string[]);
     }
   }
-  return args.slice(0, at);
+  return hasMessage ? args.slice(0, 2) : args.slice(0, 1);
 }

@@ -236,6 +236,73 @@ describe('sessile() and the response as Node and Express use it', () => {
     }
   });
 
+  it('reads writeHead as Node does: headers after an absent message, pairs, and a refused status changes nothing', async () => {
+    const calls: Array<(res: ServerResponse) => void> = [
+      (res) => res.writeHead(200, undefined, { 'Set-Cookie': 'app=1' }),
+      (res) => res.writeHead(200, [['Set-Cookie', 'app=1']] as never),
+      (res) => res.writeHead(200, 'Fine', { 'Set-Cookie': 'app=1' }),
+    ];
+    for (const call of calls) {
+      const { url } = await serve((req, res) => {
+        req.session.data.user = 'ada';
+        call(res);
+        res.end('in');
+      });
+      const response = await fetch(url);
+      const cookies = response.headers.getSetCookie();
+      expect(cookies[0]).toBe('app=1');
+      expect(cookies[1]).toMatch(/^sid=/);
+    }
+    const refused: unknown[] = [];
+    const { url } = await serve((req, res) => {
+      req.session.data.user = 'ada';
+      try {
+        res.writeHead(1000, { 'Content-Length': '2', 'X-Stale': 'yes' });
+      } catch (error) {
+        refused.push((error as { code?: string }).code);
+      }
+      res.end('hello world');
+    });
+    const response = await fetch(url);
+    expect(refused).toEqual(['ERR_HTTP_INVALID_STATUS_CODE']);
+    expect(await response.text()).toBe('hello world');
+    expect(response.headers.get('x-stale')).toBeNull();
+    expect(response.headers.getSetCookie()).toHaveLength(1);
+  });
+
+  it('delivers the answer of a handler that fails after it, while the commit still runs', async () => {
+    // A real store whose writes take a while, as a remote one's do.
+    class SlowStore extends MemoryStore {
+      override async set(...args: Parameters<MemoryStore['set']>): Promise<boolean> {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return super.set(...args);
+      }
+    }
+    const store = new SlowStore();
+    const sessions = sessile({ store, secret: SECRET, cleanup: manual(), onError() {} });
+    const app = express();
+    // Express's own final handler takes the error, quietly.
+    app.set('env', 'test');
+    app.use(sessions);
+    app.get('/', async (req, res) => {
+      (req as unknown as SessileRequest).session.data.seen = true;
+      res.send('ok');
+      await Promise.resolve();
+      throw new Error('a step after the answer failed');
+    });
+    const server = createServer(app);
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    const response = await fetch(url);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('ok');
+    expect(await store.count()).toBe(1);
+  });
+
   it('reports session data it cannot save on a streamed response, and the process goes on', async () => {
     const reported: unknown[] = [];
     const { url, store } = await serve(
