@@ -70,7 +70,7 @@ export class MemoryStore extends BaseStore {
     read: (record: Readonly<SessionRecord>, id: string) => T,
   ): HookAnswer<T | undefined> {
     const record = this.#live(id, now);
-    return record === undefined ? undefined : read(record, id);
+    return record === undefined ? undefined : read(new Lent(record), id);
   }
 
   protected _set(
@@ -238,13 +238,35 @@ class Kept {
     this.owner = record.owner;
   }
 
-  /** The bytes, for a `lend()` reader that wants them: short-lived, as lent bytes are. */
+  /** A copy of the bytes, short-lived as a `get` answer's are. */
   get data(): Buffer {
     return scratchLatin1(this.bytes);
   }
+}
+
+/**
+ * What `lend()` hands its reader: the record's bytes copied out only if the reader asks for
+ * them, once (the library adapters take the text instead), with its expiry and owner.
+ */
+class Lent {
+  readonly expiresAt: number;
+  readonly owner: string | undefined;
+  readonly #kept: Kept;
+  #data: Buffer | undefined;
+
+  constructor(kept: Kept) {
+    this.expiresAt = kept.expiresAt;
+    this.owner = kept.owner;
+    this.#kept = kept;
+  }
+
+  get data(): Buffer {
+    this.#data ??= this.#kept.data;
+    return this.#data;
+  }
 
   get [LENT_TEXT](): string | undefined {
-    return this.ascii ? this.bytes : undefined;
+    return this.#kept.ascii ? this.#kept.bytes : undefined;
   }
 }
 

@@ -42,6 +42,8 @@ describe('MemoryStore', () => {
       expect(await store.lend(id as string, (lent) => Uint8Array.from(lent.data))).toEqual(
         expected,
       );
+      // A lent record's data stays the same bytes however often the reader looks.
+      expect(await store.lend(id as string, (lent) => lent.data === lent.data)).toBe(true);
     }
     await store.close();
   });
