@@ -13,9 +13,10 @@ const SLAB_BYTES = 64 * 1024;
 const MAX_PIECE_BYTES = SLAB_BYTES / 8;
 
 /**
- * A slab whose memory a caller cannot take: transferring a piece's `buffer` (to a worker, or by
- * `structuredClone` with `transfer`) copies it instead of detaching the slab under every other
- * piece and every later write, as Node does for its own buffer pool.
+ * A slab whose memory a caller cannot take, as Node does for its own buffer pool: transferring a
+ * piece's `buffer` (to a worker, or by `structuredClone` with `transfer`) copies it on Node 20
+ * and throws `DataCloneError` on later versions, instead of detaching the slab under every other
+ * piece and every later write.
  */
 function newSlab(): Buffer {
   const fresh = Buffer.allocUnsafeSlow(SLAB_BYTES);

@@ -398,7 +398,12 @@ export class LeaseFiles implements LeaseBackend {
     }
     await this.#drop(holder);
     const fresh = await this.#takeHolder();
-    await this.#writeRecord(fresh, token, expiresAt, tag);
+    try {
+      await this.#writeRecord(fresh, token, expiresAt, tag);
+    } catch (error) {
+      await this.#drop(fresh);
+      throw error;
+    }
     return fresh;
   }
 
