@@ -257,8 +257,9 @@ export class Connection {
 
   /**
    * Closes the connections this store opened, and ends its subscription on an app's client
-   * within `commandTimeoutMs`. A connection still waiting for an answer that came too late (a
-   * hung server) is dropped rather than closed, since a close waits for every answer.
+   * within `commandTimeoutMs`. A connection still waiting for an answer that came too late, or
+   * whose server does not answer a PING in that time (a hung server), is dropped rather than
+   * closed, since a close waits for every answer.
    */
   async close(): Promise<void> {
     const hung = this.#deadlines.overdue > 0;
@@ -271,8 +272,16 @@ export class Connection {
     if (unsubscribe !== undefined) await settlesWithin(unsubscribe(), this.#timeoutMs);
     await closeQuietly(subscriber);
     if (!this.#owned) return;
-    if (hung) destroyQuietly(this.#client);
-    else await closeQuietly(this.#client);
+    // Replies come in order, so once a PING is answered nothing sent before it still waits, and
+    // close() is prompt. A server that does not answer in time is hung: drop the connection.
+    const answered =
+      !hung &&
+      (await settlesWithin(
+        this.send('', false, ['PING']).catch(() => {}),
+        this.#timeoutMs,
+      ));
+    if (answered) await closeQuietly(this.#client);
+    else destroyQuietly(this.#client);
   }
 
   async #masters(): Promise<Commands[]> {

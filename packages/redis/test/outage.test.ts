@@ -138,6 +138,21 @@ describe('RedisStore when Redis goes away and comes back', () => {
     await until(async () => (await clients()) === before);
   }, 60_000);
 
+  it('close() on a server that hangs with a command still unanswered and not yet overdue settles', async () => {
+    const store = await RedisStore.open({ url: server.url, prefix: 'c2:', commandTimeoutMs: 300 });
+    try {
+      server.pause();
+      // An acquire that gives up at once leaves its claim waiting for Redis's answer.
+      await expect(store.locks.acquire(newId(), { waitMs: 1 })).rejects.toMatchObject({
+        code: 'ERR_LOCK_TIMEOUT',
+      });
+      // Before the fix this waited forever for the claim's answer.
+      await store.close();
+    } finally {
+      server.resume();
+    }
+  }, 60_000);
+
   it('a server that hangs without closing the connection fails operations after commandTimeoutMs', async () => {
     const store = await RedisStore.open({ url: server.url, prefix: 'h:', commandTimeoutMs: 300 });
     try {
