@@ -88,8 +88,8 @@ export class Session<Data extends SessionData = SessionData> {
   #commit: Promise<CommitOutcome> | undefined;
   /** When the latest save happened. */
   #savedAt = 0;
-  /** Set when `setOwner()` stored this request's new id, which `discard()` then deletes. */
-  #storedByLogin = false;
+  /** The new id `setOwner()` stored in this request, which `discard()` then deletes. */
+  #storedByLogin: string | undefined;
 
   /** Use `SessionManager.open()`. */
   constructor(context: SessionContext, init: SessionInit<Data>) {
@@ -260,7 +260,7 @@ export class Session<Data extends SessionData = SessionData> {
         this.#assertLockHeld();
         const creates = this.#isNew;
         outcome = await this.#write(false);
-        if (creates && outcome === 'saved') this.#storedByLogin = true;
+        if (creates && outcome === 'saved') this.#storedByLogin = this.#id;
       } catch (error) {
         this.#owner = previous.owner;
         this.#meta = previous.meta;
@@ -336,7 +336,8 @@ export class Session<Data extends SessionData = SessionData> {
     this.#stopExtending();
     try {
       // A login that stored a new id and then failed leaves no session behind for nobody's cookie.
-      if (this.#storedByLogin && !this.#destroyed) await this.#context.store.delete(this.#id);
+      const stored = this.#storedByLogin;
+      if (stored !== undefined && !this.#destroyed) await this.#context.store.delete(stored);
     } finally {
       await this.#releaseLock();
     }

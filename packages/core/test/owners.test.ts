@@ -60,6 +60,15 @@ describe('session.setOwner', () => {
     expect(await failed.discard()).toBe('unchanged');
     expect(await store.get(failed.id)).toBeUndefined();
     expect(await manager.sessionsOf('ada')).toEqual([]);
+    // Regenerated again after the login stored it, with a grace window: still nothing left.
+    const { manager: graced, store: gracedStore } = setup({ regenerateGraceMs: 5_000 });
+    const twice = await graced.open(undefined);
+    await twice.setOwner('ada');
+    const storedId = twice.id;
+    await twice.regenerate();
+    await twice.discard();
+    expect(await gracedStore.get(storedId)).toBeUndefined();
+    expect(await graced.sessionsOf('ada')).toEqual([]);
     // An owner set on a session stored before this request stands, as its own write did.
     const stored = await login(manager, 'bob');
     const again = await manager.open(stored.id);
