@@ -25,11 +25,14 @@ interface Waiting {
   kind: BatchKind<unknown, unknown>;
   id: string;
   call: unknown;
-  sent: boolean;
-  timer?: ReturnType<typeof setTimeout>;
+  /** When a queued call gives up, in `performance.now()` time. */
+  deadline: number;
   resolve(result: unknown): void;
   reject(error: unknown): void;
 }
+
+/** No queued call ahead: what a call arriving at an empty queue is checked against. */
+const NOTHING_BEHIND: ReadonlyMap<string, boolean> = new Map();
 
 /** Statements in flight on one id, and how many of them write. */
 interface Running {
@@ -54,6 +57,8 @@ export class Batches {
   readonly #running = new Map<string, Running>();
   #everyIdRunning = false;
   #inFlight = 0;
+  /** One timer for the oldest queued call's deadline: the queue is in the order calls were made. */
+  #expiry: ReturnType<typeof setTimeout> | undefined;
 
   /** A queued call rejects with `timedOut()` once `timeoutMs` passed since it was made. */
   constructor(slots: number, timeoutMs: number, timedOut: () => Error) {
@@ -68,24 +73,51 @@ export class Batches {
         kind: kind as BatchKind<unknown, unknown>,
         id,
         call,
-        sent: false,
+        deadline: 0,
         resolve: resolve as (result: unknown) => void,
         reject,
       };
+      // An idle store sends at once, with no queue to scan: its statement has its own deadline.
+      if (
+        this.#queue.length === 0 &&
+        this.#inFlight < this.#slots &&
+        this.#mayStart(waiting, NOTHING_BEHIND)
+      ) {
+        this.#send([waiting]);
+        return;
+      }
+      waiting.deadline = performance.now() + this.#timeoutMs;
       this.#queue.push(waiting);
       this.#dispatch();
-      // A statement sent now has its own deadline; a queued call's starts when it is made.
-      if (!waiting.sent) waiting.timer = setTimeout(() => this.#expire(waiting), this.#timeoutMs);
+      this.#armExpiry();
     });
   }
 
-  #expire(waiting: Waiting): void {
-    const at = this.#queue.indexOf(waiting);
-    if (at !== -1) this.#queue.splice(at, 1);
-    waiting.reject(this.#timedOut());
+  #armExpiry(): void {
+    const oldest = this.#queue[0];
+    if (this.#expiry !== undefined || oldest === undefined) return;
+    const delay = Math.max(0, oldest.deadline - performance.now());
+    this.#expiry = setTimeout(() => this.#expire(), delay);
+  }
+
+  #expire(): void {
+    this.#expiry = undefined;
+    this.#dispatch();
+    this.#armExpiry();
+  }
+
+  /** Rejects the queued calls whose deadline passed, oldest first, so none is sent late. */
+  #dropOverdue(): void {
+    const queue = this.#queue;
+    if (queue.length === 0 || (queue[0] as Waiting).deadline > performance.now()) return;
+    const now = performance.now();
+    while (queue.length > 0 && (queue[0] as Waiting).deadline <= now) {
+      (queue.shift() as Waiting).reject(this.#timedOut());
+    }
   }
 
   #dispatch(): void {
+    this.#dropOverdue();
     while (this.#inFlight < this.#slots) {
       const batch = this.#nextBatch();
       if (batch === undefined) return;
@@ -129,7 +161,7 @@ export class Batches {
   }
 
   /** Whether no earlier call on the call's id, in flight or still queued, must come first. */
-  #mayStart(waiting: Waiting, behind: Map<string, boolean>): boolean {
+  #mayStart(waiting: Waiting, behind: ReadonlyMap<string, boolean>): boolean {
     if (this.#everyIdRunning) return false;
     if (waiting.kind.everyId === true) return this.#running.size === 0 && behind.size === 0;
     const running = this.#running.get(waiting.id);
@@ -145,17 +177,20 @@ export class Batches {
     this.#inFlight++;
     if (kind.everyId === true) this.#everyIdRunning = true;
     for (const waiting of batch) {
-      waiting.sent = true;
       const running = this.#running.get(waiting.id) ?? { statements: 0, writes: 0 };
       running.statements++;
       running.writes += writes;
       this.#running.set(waiting.id, running);
     }
-    const calls = batch.map((waiting) => waiting.call);
-    const sent = (async () =>
-      kind.many === undefined || calls.length === 1
-        ? [await kind.one(calls[0])]
-        : kind.many(calls))();
+    let sent: Promise<unknown[]>;
+    try {
+      sent =
+        kind.many === undefined || batch.length === 1
+          ? kind.one((batch[0] as Waiting).call).then((result) => [result])
+          : kind.many(batch.map((waiting) => waiting.call));
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
     sent
       .then(
         (results) => {
@@ -169,7 +204,6 @@ export class Batches {
       )
       .finally(() => {
         for (const waiting of batch) {
-          clearTimeout(waiting.timer);
           const running = this.#running.get(waiting.id) as Running;
           running.statements--;
           running.writes -= writes;
