@@ -168,8 +168,8 @@ describe('sessile() and the response as Node and Express use it', () => {
   async function serve(
     handler: (req: SessileRequest, res: ServerResponse, next: () => void) => void,
     options: Partial<SessileOptions> = {},
+    store = new MemoryStore(),
   ): Promise<{ url: string; store: MemoryStore; sessions: SessileMiddleware }> {
-    const store = new MemoryStore();
     const sessions = sessile({
       store,
       secret: SECRET,
@@ -177,6 +177,8 @@ describe('sessile() and the response as Node and Express use it', () => {
       ...options,
     } as SessileOptions);
     const app = express();
+    // Express's own final handler takes the errors of a test, quietly.
+    app.set('env', 'test');
     app.use(sessions);
     app.get('/', (req, res, next) => handler(req as unknown as SessileRequest, res, next));
     app.use((_req: unknown, res: ServerResponse) => {
@@ -278,25 +280,16 @@ describe('sessile() and the response as Node and Express use it', () => {
         return super.set(...args);
       }
     }
-    const store = new SlowStore();
-    const sessions = sessile({ store, secret: SECRET, cleanup: manual(), onError() {} });
-    const app = express();
-    // Express's own final handler takes the error, quietly.
-    app.set('env', 'test');
-    app.use(sessions);
-    app.get('/', async (req, res) => {
-      (req as unknown as SessileRequest).session.data.seen = true;
-      res.send('ok');
-      await Promise.resolve();
-      throw new Error('a step after the answer failed');
-    });
-    const server = createServer(app);
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const { url, store } = await serve(
+      async (req, res) => {
+        req.session.data.seen = true;
+        res.send('ok');
+        await Promise.resolve();
+        throw new Error('a step after the answer failed');
+      },
+      { onError() {} },
+      new SlowStore(),
+    );
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(await response.text()).toBe('ok');
