@@ -304,8 +304,9 @@ export class Session<Data extends SessionData = SessionData> {
    * are dropped, and the lock is released. A new id that `setOwner()` already stored is deleted,
    * so a failed login leaves no session behind. What `regenerate()` and `invalidate()` already
    * did to the store stands, and so do the sessions a `setOwner()` under `'evict-oldest'`
-   * evicted: call it last in a login that may still fail. Resolves `'destroyed'` after `invalidate()`, else `'unchanged'`. The first
-   * of `commit()` and `discard()` decides; later calls of either return its result.
+   * evicted: call it last in a login that may still fail. Resolves `'destroyed'` after
+   * `invalidate()`, else `'unchanged'`. The first of `commit()` and `discard()` decides; later
+   * calls of either return its result.
    */
   discard(): Promise<CommitOutcome> {
     this.#commit ??= this.#discardOnce();
@@ -335,7 +336,7 @@ export class Session<Data extends SessionData = SessionData> {
   async #discardOnce(): Promise<CommitOutcome> {
     this.#stopExtending();
     try {
-      // A login that stored a new id and then failed leaves no session behind for nobody's cookie.
+      // A login that stored a new id and then failed leaves no session that no client can name.
       const stored = this.#storedByLogin;
       if (stored !== undefined && !this.#destroyed) await this.#context.store.delete(stored);
     } finally {
