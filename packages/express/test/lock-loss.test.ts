@@ -23,6 +23,8 @@ it('a stalled process whose lease was taken over gets ERR_LOCK_LOST at commit an
     created.data.count = 0;
     await created.commit();
     const holder = fork(holderModule, [path, created.id], { stdio: 'inherit' });
+    // Listened for from the start: the holder may exit before the test gets to wait for it.
+    const exited = once(holder, 'exit');
     const [ready] = (await once(holder, 'message')) as [{ locked: boolean }];
     expect(ready.locked).toBe(true);
     // The holder has stopped itself: it stalls (a long GC pause, a stopped VM) past its lease.
@@ -38,7 +40,7 @@ it('a stalled process whose lease was taken over gets ERR_LOCK_LOST at commit an
     const after = await manager.open(created.id);
     expect(after.data.count).toBe(1);
     await after.commit();
-    await once(holder, 'exit');
+    await exited;
   } finally {
     await manager.close();
     await store.close();
