@@ -23,6 +23,8 @@ export interface StoreAddress {
   identity: string;
   /** The host of a server store, compared by address since one server has many names. */
   host?: string;
+  /** A PostgreSQL store's sessions table, defaults filled in. */
+  table?: { schema: string; name: string };
 }
 
 const PATH_STORES: Record<PathScheme, { packageName: string; className: string }> = {
@@ -137,8 +139,8 @@ export function parseStoreAddress(text: string): StoreAddress {
     options.connectionString = url.href;
     // PostgreSQL's default database is the user's name.
     const database = decodeURIComponent(url.pathname.slice(1) || url.username);
-    const schema = options.schema ?? 'public';
-    const table = options.table ?? 'sessions';
+    const schema = (options.schema as string | undefined) ?? 'public';
+    const table = (options.table as string | undefined) ?? 'sessions';
     return {
       scheme: 'postgres',
       packageName: '@sessile/postgres',
@@ -147,6 +149,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       display: hidePassword(url),
       identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
       host: url.hostname,
+      table: { schema, name: table },
     };
   }
   throw usageError(

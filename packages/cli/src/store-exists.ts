@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { StoreAddress } from './addresses.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
+import { quoteIdentifier } from './sql.js';
 
 interface Client {
   connect(): Promise<void>;
@@ -10,14 +11,11 @@ interface Client {
   end(): Promise<void>;
 }
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
-const schemaOf = (address: StoreAddress) =>
-  (address.options.schema as string | undefined) ?? 'public';
-const tableOf = (address: StoreAddress) =>
-  (address.options.table as string | undefined) ?? 'sessions';
-
 /** Whether the sessions table is there; asked before the store's `open()`, which creates it. */
-async function tableExists(address: StoreAddress): Promise<boolean> {
+async function tableExists(
+  address: StoreAddress,
+  table: { schema: string; name: string },
+): Promise<boolean> {
   const pg = requireDriver<{ Client: new (options: object) => Client }>(
     'pg',
     ['@sessile/postgres'],
@@ -31,7 +29,7 @@ async function tableExists(address: StoreAddress): Promise<boolean> {
   try {
     await client.connect();
     const { rows } = await client.query('SELECT to_regclass($1) IS NOT NULL AS present', [
-      `${quote(schemaOf(address))}.${quote(tableOf(address))}`,
+      `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.name)}`,
     ]);
     return rows[0]?.present === true;
   } catch (error) {
@@ -62,8 +60,9 @@ async function whatIsMissing(
       return { what: `${address.path} (${code})`, cause: error };
     }
   }
-  if (address.scheme === 'postgres' && !(await tableExists(address))) {
-    return { what: `table ${schemaOf(address)}.${tableOf(address)} (it does not exist)` };
+  const table = address.table;
+  if (table !== undefined && !(await tableExists(address, table))) {
+    return { what: `table ${table.schema}.${table.name} (it does not exist)` };
   }
   return undefined;
 }

@@ -4,6 +4,7 @@ import { isSessionError, MemoryStore, type SessionStore } from '@sessile/core';
 import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
 import { usageError } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
+import { quoteIdentifier } from './sql.js';
 import { storeExists } from './store-exists.js';
 
 /** Opens the store at `text`, runs `work`, and closes it whatever happens. */
@@ -123,7 +124,7 @@ export async function expiredNotSwept(
   try {
     const table = (address.options.table as string | undefined) ?? 'sessions';
     const row = db
-      .prepare(`SELECT COUNT(*) AS n FROM "${table}" WHERE expires_at <= ?`)
+      .prepare(`SELECT COUNT(*) AS n FROM ${quoteIdentifier(table)} WHERE expires_at <= ?`)
       .get(now) as { n: number };
     return row.n;
   } finally {

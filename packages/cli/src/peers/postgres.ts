@@ -1,5 +1,6 @@
 import { CliError, EXIT } from '../exit-codes.js';
 import { requireDriver } from '../resolve.js';
+import { quoteIdentifier } from '../sql.js';
 import {
   notThePeer,
   type PeerOptions,
@@ -21,10 +22,6 @@ const PAGE_ROWS = 1000;
  * without time zone in the session's TimeZone, which the cast reads back, whatever the CLI's zone.
  */
 const EXPIRES_AT_MS = 'floor(extract(epoch FROM expire::timestamptz) * 1000)';
-
-function quote(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
 
 /** connect-pg-simple: the `session` table, `sess` as json, `expire` as a timestamp. */
 export async function openConnectPgSimple(
@@ -67,7 +64,7 @@ export async function openConnectPgSimple(
         : `table ${schema}.${table} has columns (${columns.join(', ')}), not connect-pg-simple's (${COLUMNS.join(', ')})`,
     );
   }
-  const name = `${quote(schema)}.${quote(table)}`;
+  const name = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
   function toSession(row: Record<string, unknown>): PeerSession {
     const id = String(row.sid);
     const { session, problem } = parseSession(row.sess);

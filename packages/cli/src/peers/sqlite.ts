@@ -1,4 +1,5 @@
 import { requireDriver } from '../resolve.js';
+import { quoteIdentifier } from '../sql.js';
 import {
   cookieExpiry,
   type ExpressSessionData,
@@ -81,7 +82,7 @@ export async function openSqlitePeer(
         `table '${table}' has columns (${columns.join(', ')}), not ${peer}'s (${layout.columns.join(', ')})`,
       );
     }
-    const quoted = `"${table.replaceAll('"', '""')}"`;
+    const quoted = quoteIdentifier(table);
     page = db.prepare(
       `SELECT rowid AS row, ${layout.columns.join(', ')} FROM ${quoted} WHERE rowid > ? ORDER BY rowid LIMIT ${PAGE_ROWS}`,
     );
