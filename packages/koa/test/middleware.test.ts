@@ -15,13 +15,29 @@ describe('@sessile/koa middleware', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function startApp(handler: (ctx: SessileContext<{ count?: number }>) => void) {
+  type Data = { count?: number; user?: string };
+
+  /** An app over a fresh store; with `catcher`, an error middleware above sessile() answers errors. */
+  async function startApp(
+    handler: (ctx: SessileContext<Data>) => void | Promise<void>,
+    { catcher = false } = {},
+  ) {
     const store = new MemoryStore();
-    const sessions = sessile<{ count?: number }>({ store, secret: SECRET, cleanup: manual() });
+    const sessions = sessile<Data>({ store, secret: SECRET, cleanup: manual() });
     const app = new Koa();
     app.silent = true;
+    if (catcher) {
+      app.use(async (ctx, next) => {
+        try {
+          await next();
+        } catch (error) {
+          ctx.status = (error as { status?: number }).status ?? 500;
+          ctx.body = (error as Error).message;
+        }
+      });
+    }
     app.use(sessions);
-    app.use(async (ctx) => handler(ctx as SessileContext<{ count?: number }>));
+    app.use(async (ctx) => handler(ctx as SessileContext<Data>));
     const server = createServer(app.callback());
     const url = await listen(server);
     cleanups.push(async () => {
@@ -71,41 +87,22 @@ describe('@sessile/koa middleware', () => {
 
   it('sends the cookie of a session committed before a thrown error, through Koa and through an error middleware', async () => {
     for (const catcher of [false, true]) {
-      const store = new MemoryStore();
-      const sessions = sessile<{ user?: string }>({ store, secret: SECRET, cleanup: manual() });
-      const app = new Koa();
-      app.silent = true;
-      if (catcher) {
-        app.use(async (ctx, next) => {
-          try {
-            await next();
-          } catch (error) {
-            ctx.status = (error as { status?: number }).status ?? 500;
-            ctx.body = (error as Error).message;
+      const { url, store } = await startApp(
+        async (ctx) => {
+          const session = ctx.session;
+          if (ctx.path === '/login') {
+            session.data.user = 'ada';
+            ctx.body = 'in';
+            return;
           }
-        });
-      }
-      app.use(sessions);
-      app.use(async (ctx) => {
-        const session = (ctx as SessileContext<{ user?: string }>).session;
-        if (ctx.path === '/login') {
-          session.data.user = 'ada';
-          ctx.body = 'in';
-          return;
-        }
-        if (ctx.path === '/elevate') {
-          await session.regenerate();
-          ctx.throw(422, 'second factor malformed');
-        }
-        ctx.body = session.data.user ?? 'nobody';
-      });
-      const server = createServer(app.callback());
-      const url = await listen(server);
-      cleanups.push(async () => {
-        await closeServer(server);
-        await sessions.close();
-        await store.close();
-      });
+          if (ctx.path === '/elevate') {
+            await session.regenerate();
+            ctx.throw(422, 'second factor malformed');
+          }
+          ctx.body = session.data.user ?? 'nobody';
+        },
+        { catcher },
+      );
       const jar = new CookieJar();
       await jar.fetch(`${url}/login`);
       const failed = await jar.fetch(`${url}/elevate`);
