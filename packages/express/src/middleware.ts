@@ -90,14 +90,9 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
-    // From the handler's end() until the commit lets the response really end, the response
-    // reads as sent and ended, as it would without sessile(): code that checks `headersSent`
-    // before answering again, or sets a header after the answer, sees what Node would show it.
-    const held: Held = { now: false };
 
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
     res.writeHead = function writeHeadWithCookie(this: ServerResponse, ...args: unknown[]) {
-      if (held.now) throw headersSent();
       // A status Node refuses: let it throw before anything here changes the response.
       const code = Number(args[0]) | 0;
       if (code < 100 || code > 999) return writeHead.apply(this, args);
@@ -126,7 +121,10 @@ export function sessile<Data extends SessionData = SessionData>(
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
       ending = true;
-      const hold = holdAsEnded(res, held);
+      // Until the commit lets the response really end, it reads as sent and ended, as it would
+      // without sessile(): code that checks `headersSent` before answering again, or sets a
+      // header after the answer, sees what Node would show it.
+      const hold = holdAsEnded(res);
       adapter
         .finish(session, res.statusCode)
         .then(
@@ -189,18 +187,6 @@ function appendSetCookie(res: ServerResponse, header: string): void {
   else res.setHeader('set-cookie', [String(existing), header]);
 }
 
-/** Node's error for a header set after the response's headers went out. */
-function headersSent(): Error {
-  return Object.assign(new Error('Cannot set headers after they are sent to the client'), {
-    code: 'ERR_HTTP_HEADERS_SENT',
-  });
-}
-
-/** Whether a response is held as ended. */
-interface Held {
-  now: boolean;
-}
-
 /** What a held response has as its header text: any text tells Node the headers went out. */
 const HELD_HEADER = 'held by sessile() until the session is committed';
 
@@ -218,8 +204,8 @@ interface Hold {
  * shape: getters or methods defined on it would make every later use of it slower (15% of
  * `sessile()`'s HTTP rate in the benchmark).
  */
-function holdAsEnded(res: ServerResponse, held: Held): Hold {
-  held.now = true;
+function holdAsEnded(res: ServerResponse): Hold {
+  let held = true;
   const node = res as unknown as { _header: string | null; finished: boolean };
   const header = node._header;
   const finished = node.finished;
@@ -233,15 +219,14 @@ function holdAsEnded(res: ServerResponse, held: Held): Hold {
     // (`headersSent`): the answer, still waiting for its commit, goes out first, as it would
     // have without the wait.
     socket.destroy = function destroyAfterAnswer(this: typeof socket, ...args: unknown[]) {
-      if (!held.now)
-        return (destroy as (...destroyArgs: unknown[]) => typeof socket).apply(this, args);
+      if (!held) return (destroy as (...destroyArgs: unknown[]) => typeof socket).apply(this, args);
       destroyWith = args;
       return this;
     } as typeof socket.destroy;
   }
   return {
     release() {
-      held.now = false;
+      held = false;
       node._header = header;
       node.finished = finished;
     },
