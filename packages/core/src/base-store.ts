@@ -1,5 +1,6 @@
 import { SessionError, toStoreIoError } from './errors.js';
 import { assertOwner, assertSessionId } from './ids.js';
+import { TextRecord } from './record-text.js';
 import type {
   HeldLease,
   LockManager,
@@ -109,8 +110,13 @@ function assertRecord(record: unknown): asserts record is SessionRecord {
   if (typeof record !== 'object' || record === null) {
     throw new TypeError('record must be an object { data, expiresAt }');
   }
-  const { data, expiresAt, owner } = record as Partial<SessionRecord>;
-  if (!(data instanceof Uint8Array)) throw new TypeError('record.data must be a Uint8Array');
+  // A TextRecord's bytes are made only if the store reads them.
+  if (
+    !(record instanceof TextRecord || (record as Partial<SessionRecord>).data instanceof Uint8Array)
+  ) {
+    throw new TypeError('record.data must be a Uint8Array');
+  }
+  const { expiresAt, owner } = record as Partial<SessionRecord>;
   assertExpiresAt(expiresAt, 'record.expiresAt');
   if (owner !== undefined) assertOwner(owner, 'record.owner');
 }
@@ -259,10 +265,11 @@ export abstract class BaseStore implements SessionStore {
       } catch (error) {
         throw new CallerFailure(error);
       }
-      if (record.data.byteLength > this.maxRecordBytes) {
+      const bytes = record instanceof TextRecord ? record.byteLength : record.data.byteLength;
+      if (bytes > this.maxRecordBytes) {
         throw new SessionError(
           'ERR_RECORD_TOO_LARGE',
-          `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
+          `Record of ${bytes} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
         );
       }
       if (lock === undefined) return this._set(id, record, only, Date.now(), undefined);

@@ -6,8 +6,8 @@ import {
   type SweepProgress,
 } from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
-import { LENT_TEXT } from './lent-text.js';
 import { KeyedLocks } from './locks/keyed.js';
+import { RECORD_TEXT, recordText, TAKES_TEXT, TextRecord } from './record-text.js';
 import { latin1Text, scratchLatin1 } from './scratch-bytes.js';
 import type {
   LockManager,
@@ -39,6 +39,8 @@ export class MemoryStore extends BaseStore {
     ownerIndex: true,
   };
   readonly locks: LockManager = new KeyedLocks();
+  /** `set` takes core's library adapters' records as their text (see `Kept`). */
+  readonly [TAKES_TEXT] = true;
   readonly #records = new Map<string, Kept>();
   readonly #expiry = new ExpiryHeap();
   /** Owner to the ids of its records; each record knows its slot, so removal is a swap. */
@@ -232,8 +234,14 @@ class Kept {
   ownerSlot = -1;
 
   constructor(record: SessionRecord) {
-    this.bytes = latin1Text(record.data);
-    this.ascii = isAscii(record.data);
+    const text = record instanceof TextRecord ? recordText(record) : undefined;
+    if (text === undefined) {
+      this.bytes = latin1Text(record.data);
+      this.ascii = isAscii(record.data);
+    } else {
+      this.bytes = text;
+      this.ascii = true;
+    }
     this.expiresAt = record.expiresAt;
     this.owner = record.owner;
   }
@@ -265,7 +273,7 @@ class Lent {
     return this.#data;
   }
 
-  get [LENT_TEXT](): string | undefined {
+  get [RECORD_TEXT](): string | undefined {
     return this.#kept.ascii ? this.#kept.bytes : undefined;
   }
 }

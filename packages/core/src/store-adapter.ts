@@ -1,6 +1,6 @@
 import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionId } from './ids.js';
-import { lentText } from './lent-text.js';
+import { recordText, TAKES_TEXT, TextRecord } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
@@ -30,6 +30,8 @@ export function openStoreAdapter(
   defaultTtlMs: number;
   /** The session data stored under `id`; undefined when absent, expired or not a sessile id. */
   read: (id: string) => Promise<SessionData | undefined>;
+  /** The record to store for a session the library hands over; throws as `encodeLibrarySession`. */
+  record: (id: string, session: object, now: number, expiresAt: number) => SessionRecord;
 } {
   if (
     typeof store !== 'object' ||
@@ -51,7 +53,7 @@ export function openStoreAdapter(
   const sessionStore = store as SessionStore;
   const codec = given.codec ?? jsonCodec();
   const decode = (record: Readonly<SessionRecord>, id: string): SessionData => {
-    const text = isJsonCodec(codec) ? lentText(record) : undefined;
+    const text = isJsonCodec(codec) ? recordText(record) : undefined;
     return (
       (text === undefined ? undefined : envelopeText(text)) ??
       decodeLibrarySession(codec, record.data, id)
@@ -66,7 +68,14 @@ export function openStoreAdapter(
       .get(id)
       .then((record) => (record === undefined ? undefined : decode(record, id)));
   };
-  return { store: sessionStore, codec, defaultTtlMs, read };
+  // A store that keeps text takes the session's JSON text, never encoded to bytes.
+  const takesText =
+    isJsonCodec(codec) && (sessionStore as { [TAKES_TEXT]?: boolean })[TAKES_TEXT] === true;
+  const record = (id: string, session: object, now: number, expiresAt: number): SessionRecord =>
+    takesText
+      ? new TextRecord(envelopeHead(now), sessionText(session), '}', expiresAt)
+      : { data: encodeLibrarySession(codec, id, session, now), expiresAt };
+  return { store: sessionStore, codec, defaultTtlMs, read, record };
 }
 
 const ABSENT: Promise<undefined> = Promise.resolve(undefined);
@@ -83,17 +92,19 @@ export function encodeLibrarySession(
   session: object,
   now: number,
 ): Uint8Array {
-  if (isJsonCodec(codec)) {
-    // jsonCodec()'s envelope around the session's own text: its timestamps' text is made once
-    // per millisecond, not once per call (a timestamp is a heap number, slow to print).
-    const data = JSON.stringify(session) as string | undefined;
-    if (data === undefined || data.charCodeAt(0) !== OPEN_BRACE) throw notAnObject(session);
-    return scratchUtf8(envelopeHead(now), data, '}');
-  }
-  const json = JSON.stringify(session) as string | undefined;
-  if (json === undefined || !json.startsWith('{')) throw notAnObject(session);
-  const data = JSON.parse(json) as SessionData;
+  const text = sessionText(session);
+  // jsonCodec()'s envelope around the session's own text: its timestamps' text is made once per
+  // millisecond, not once per call (a timestamp is a heap number, slow to print).
+  if (isJsonCodec(codec)) return scratchUtf8(envelopeHead(now), text, '}');
+  const data = JSON.parse(text) as SessionData;
   return codec.encode({ createdAt: now, lastAccessedAt: now, data }, id);
+}
+
+/** `session`'s JSON text, which must be an object's. */
+function sessionText(session: object): string {
+  const text = JSON.stringify(session) as string | undefined;
+  if (text === undefined || text.charCodeAt(0) !== OPEN_BRACE) throw notAnObject(session);
+  return text;
 }
 
 /**

@@ -142,7 +142,7 @@ export function toExpressStore(
   store: SessionStore,
   options: ToExpressStoreOptions = {},
 ): ExpressSessionStore {
-  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toExpressStore()');
+  const { defaultTtlMs, read, record } = openStoreAdapter(store, options, 'toExpressStore()');
 
   // The callback methods below add one `then` to the store's own promise and none of their own.
 
@@ -151,7 +151,7 @@ export function toExpressStore(
       const now = Date.now();
       const expiresAt = expiresAtOf(session, defaultTtlMs, now);
       if (expiresAt > now) {
-        return store.set(sid, { data: encodeLibrarySession(codec, sid, session, now), expiresAt });
+        return store.set(sid, record(sid, session, now, expiresAt));
       }
       return isSessionId(sid) ? store.delete(sid) : DONE;
     } catch (error) {

@@ -217,6 +217,36 @@ describe('toExpressStore callbacks', () => {
     );
   });
 
+  it('stores the UTF-8 bytes of ASCII and non-ASCII sessions alike, and counts bytes against maxRecordBytes', async () => {
+    const store = new MemoryStore({ maxRecordBytes: 200 });
+    cleanups.push(() => store.close());
+    const expressStore = toExpressStore(store);
+    const expires = new Date(Date.now() + 60_000).toISOString();
+    for (const user of ['alice', 'zoë 🍪']) {
+      const session = { cookie: { expires }, user };
+      await call<void>((done) => expressStore.set(sid, session, done));
+      const record = await store.get(sid);
+      if (record === undefined) throw new Error('expected a record');
+      const { createdAt } = jsonCodec().decode(record.data, sid);
+      expect(Buffer.from(record.data)).toEqual(
+        Buffer.from(encodeExpressSession(sid, session, jsonCodec(), createdAt)),
+      );
+      expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+    }
+    // Under 200 characters in all, over 200 bytes: the limit counts the bytes.
+    const wide = { cookie: { expires }, user: 'é'.repeat(60) };
+    const text = new TextDecoder().decode(encodeExpressSession(sid, wide));
+    expect([text.length < 200, Buffer.byteLength(text) > 200]).toEqual([true, true]);
+    const error = await call<void>((done) => expressStore.set(sid, wide, done)).catch(
+      (caught: unknown) => caught,
+    );
+    expect(isSessionError(error, 'ERR_RECORD_TOO_LARGE')).toBe(true);
+    expect(await call((done) => expressStore.get(sid, done))).toEqual({
+      cookie: { expires },
+      user: 'zoë 🍪',
+    });
+  });
+
   it('refuses to save a session that is not a JSON object, through the callback', async () => {
     const { store, expressStore } = setup();
     for (const session of [[1, 2], 'text', 42]) {

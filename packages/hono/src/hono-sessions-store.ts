@@ -1,5 +1,5 @@
 import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
-import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
+import { openStoreAdapter } from '@sessile/core/store';
 
 /** A session as hono-sessions hands it to its store: `_data`, `_expire` (an ISO date or null) and flags. */
 export type HonoSessionsData = {
@@ -46,7 +46,7 @@ export function toHonoSessionsStore(
   store: SessionStore,
   options: ToHonoSessionsStoreOptions = {},
 ): HonoSessionsStore {
-  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toHonoSessionsStore()');
+  const { defaultTtlMs, read, record } = openStoreAdapter(store, options, 'toHonoSessionsStore()');
 
   const write = async (
     sessionId: string,
@@ -62,11 +62,7 @@ export function toHonoSessionsStore(
     }
     // The id travels in the key, not in the record.
     const { _id, ...rest } = session;
-    await store.set(
-      sessionId,
-      { data: encodeLibrarySession(codec, sessionId, rest, now), expiresAt },
-      { only },
-    );
+    await store.set(sessionId, record(sessionId, rest, now, expiresAt), { only });
   };
 
   return {

@@ -1,5 +1,5 @@
 import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
-import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
+import { openStoreAdapter } from '@sessile/core/store';
 
 /** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's own session fields
@@ -49,7 +49,7 @@ export function toKoaSessionStore(
   store: SessionStore,
   options: ToKoaSessionStoreOptions = {},
 ): KoaSessionStore {
-  const { codec, defaultTtlMs, read } = openStoreAdapter(store, options, 'toKoaSessionStore()');
+  const { defaultTtlMs, read, record } = openStoreAdapter(store, options, 'toKoaSessionStore()');
 
   return {
     store,
@@ -62,10 +62,7 @@ export function toKoaSessionStore(
         return;
       }
       // The JSON round trip keeps what koa-session's own cookie mode would keep, nothing else.
-      await store.set(key, {
-        data: encodeLibrarySession(codec, key, session, now),
-        expiresAt: now + ttlMs,
-      });
+      await store.set(key, record(key, session, now, now + ttlMs));
     },
     async destroy(key) {
       if (isSessionId(key)) await store.delete(key);
