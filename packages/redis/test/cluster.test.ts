@@ -175,3 +175,29 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
     }
   });
 });
+
+describe('RedisStore on Redis Cluster: connections', () => {
+  /** Connections on every master, whoever opened them. */
+  async function connections(): Promise<number> {
+    const counts = await Promise.all(
+      cluster.masters.map(async (master) => {
+        const node = await cluster.nodeClient(master);
+        return String(await node.sendCommand(['CLIENT', 'LIST']))
+          .trim()
+          .split('\n').length;
+      }),
+    );
+    return counts.reduce((sum, count) => sum + count, 0);
+  }
+
+  it("subscribes to the release channel through the app's cluster client instead of opening a cluster of its own", async () => {
+    const before = await connections();
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      // At most the cluster's own pub/sub connection, which it opens on its first subscription.
+      expect((await connections()) - before).toBeLessThanOrEqual(1);
+    } finally {
+      await store.close();
+    }
+  });
+});
