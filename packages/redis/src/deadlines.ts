@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { SessionError } from '@sessile/core';
 
 /** Operations that started within one window share a deadline. */
@@ -77,7 +78,11 @@ export class Deadlines {
    * for its primary) is dropped, so no write that was reported failed reaches Redis later.
    */
   get signal(): AbortSignal {
-    this.#abort ??= new AbortController();
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      // Every command waiting to be written listens; Node would warn past 10.
+      setMaxListeners(0, this.#abort.signal);
+    }
     return this.#abort.signal;
   }
 
