@@ -1,4 +1,10 @@
-import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import {
+  assertCodec,
+  isJsonCodec,
+  jsonCodec,
+  type SessionCodec,
+  type SessionData,
+} from './codecs.js';
 import { isSessionId } from './ids.js';
 import { recordText, TAKES_TEXT, TextRecord } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
@@ -50,6 +56,7 @@ export function openStoreAdapter(
     zero: false,
     max: Number.MAX_SAFE_INTEGER,
   });
+  if (given.codec !== undefined) assertCodec(given.codec, `${where}: codec`);
   const sessionStore = store as SessionStore;
   const codec = given.codec ?? jsonCodec();
   const decode = (record: Readonly<SessionRecord>, id: string): SessionData => {
