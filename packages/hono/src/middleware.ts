@@ -85,10 +85,16 @@ export function sessile<Data extends SessionData = SessionData>(
       (error) => reportCommitError(error, c),
     );
 
+    // Hono answers an `Error` through its error handler, which sets `c.res`; anything else thrown
+    // escapes `next()`, and the server then answers 500 whatever `c.res` says.
+    let escaped = false;
     try {
       await next();
+    } catch (error) {
+      escaped = true;
+      throw error;
     } finally {
-      await commitInto(c, session, requestCookie);
+      await commitInto(c, session, requestCookie, escaped ? 500 : c.res.status);
     }
   }) as SessileHonoMiddleware<Data>;
 
@@ -96,10 +102,11 @@ export function sessile<Data extends SessionData = SessionData>(
     c: Context<SessileEnv<Data>>,
     session: Session<Data>,
     requestCookie: ReturnType<SessionCookie['verify']>,
+    status: number,
   ) => {
     let outcome: CommitOutcome;
     try {
-      outcome = await adapter.finish(session, c.res.status);
+      outcome = await adapter.finish(session, status);
     } catch (error) {
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;

@@ -45,6 +45,8 @@ describe('@sessile/hono middleware', () => {
       const session = c.get('session');
       session.data.count = (session.data.count ?? 0) + 1;
       if (c.req.param('what') === 'fail') throw new Error('the handler failed after changing it');
+      // Not an Error: Hono's error handler never sees it, and the server answers 500.
+      if (c.req.param('what') === 'not-an-error') throw 'the handler threw a string';
       return c.json({ count: session.data.count }, c.req.param('what') === 'bad' ? 400 : 200);
     });
     const server = await start(app.fetch);
@@ -52,7 +54,8 @@ describe('@sessile/hono middleware', () => {
     const jar = new CookieJar();
     expect(await jar.json(server.url)).toEqual({ count: 1 });
     expect((await jar.fetch(`${server.url}/fail`)).status).toBe(500);
-    // The failed request's change was discarded; a 4xx answer still commits.
+    expect((await jar.fetch(`${server.url}/not-an-error`)).status).toBe(500);
+    // The failed requests' changes were discarded; a 4xx answer still commits.
     const bad = await jar.fetch(`${server.url}/bad`);
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ count: 2 });
