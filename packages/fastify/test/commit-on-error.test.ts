@@ -140,7 +140,10 @@ describe('@sessile/fastify commitOnError default (true)', () => {
 
 describe('@sessile/fastify when the commit fails', () => {
   it("answers a plain 500 without the handler's headers, which claimed a save that did not happen", async () => {
-    const store = await SqliteStore.open({ path: join(root, 'too-large.db'), maxRecordBytes: 1024 });
+    const store = await SqliteStore.open({
+      path: join(root, 'too-large.db'),
+      maxRecordBytes: 1024,
+    });
     const app = Fastify();
     app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
     app.get('/login', async (request, reply) => {
