@@ -304,6 +304,8 @@ export class SessionCookie {
     outcome: CommitOutcome | undefined,
     touchAfterMs: number,
   ): string[] {
+    // Not even a clear of express-session's cookie, which may share this cookie's name.
+    if (session.retired) return [];
     const headers: string[] = [];
     const header = this.forResponse(session, requestCookie, outcome, touchAfterMs);
     if (header !== undefined) headers.push(header);

@@ -6,6 +6,7 @@ import {
   type SessionData,
 } from './codecs.js';
 import { isSessionId } from './ids.js';
+import { MemoryStore } from './memory-store.js';
 import { recordText, TAKES_TEXT, TextRecord } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
@@ -76,8 +77,7 @@ export function openStoreAdapter(
       .then((record) => (record === undefined ? undefined : decode(record, id)));
   };
   // A store that keeps text takes the session's JSON text, never encoded to bytes.
-  const takesText =
-    isJsonCodec(codec) && (sessionStore as { [TAKES_TEXT]?: boolean })[TAKES_TEXT] === true;
+  const takesText = isJsonCodec(codec) && MemoryStore[TAKES_TEXT](sessionStore);
   const record = (id: string, session: object, now: number, expiresAt: number): SessionRecord =>
     takesText
       ? new TextRecord(envelopeHead(now), sessionText(session), '}', expiresAt)

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  ExpressSessionCookie,
   MAX_COOKIE_AGE_MS,
   MemoryStore,
   MIN_SECRET_LENGTH,
@@ -232,6 +233,18 @@ describe('SessionCookie signing and rotation', () => {
           ]);
         }
       }
+      // Nor a clear of express-session's cookie when it goes by the same name as this one.
+      const adopting = new SessionCookie(
+        { secrets: NEW, name: 'connect.sid', maxAgeMs: 60_000 },
+        undefined,
+        new ExpressSessionCookie({}, NEW, 'test'),
+      );
+      const fromExpress = adopting.verify(
+        `connect.sid=${encodeURIComponent(new ExpressSessionCookie({}, NEW, 'test').sign(oldId))}`,
+      );
+      expect(fromExpress).toMatchObject({ value: oldId, fromExpressSession: true });
+      const adopted = await manager.open(oldId);
+      expect(adopting.responseHeaders(adopted, fromExpress, await adopted.commit(), 0)).toEqual([]);
       // A retired session that regenerates in turn gets its new id's cookie.
       const again = await manager.open(oldId);
       await again.regenerate();
