@@ -94,7 +94,7 @@ export function sessile<Data extends SessionData = SessionData>(
       escaped = true;
       throw error;
     } finally {
-      await commitInto(c, session, requestCookie, escaped ? 500 : c.res.status);
+      await commitInto(c, session, requestCookie, escaped);
     }
   }) as SessileHonoMiddleware<Data>;
 
@@ -102,11 +102,11 @@ export function sessile<Data extends SessionData = SessionData>(
     c: Context<SessileEnv<Data>>,
     session: Session<Data>,
     requestCookie: ReturnType<SessionCookie['verify']>,
-    status: number,
+    escaped: boolean,
   ) => {
     let outcome: CommitOutcome;
     try {
-      outcome = await adapter.finish(session, status);
+      outcome = await adapter.finish(session, escaped ? 500 : c.res.status);
     } catch (error) {
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;
@@ -118,9 +118,14 @@ export function sessile<Data extends SessionData = SessionData>(
       });
       return;
     }
-    if (c.env.outgoing.headersSent) return;
+    const { outgoing } = c.env;
+    if (outgoing.headersSent) return;
     const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
-    if (headers.length > 0) appendSetCookies(c, headers);
+    if (headers.length === 0) return;
+    // The server's own 500 for an escaped throw keeps the headers set on its Node response, so
+    // what was committed (a regenerated id) still reaches the client.
+    if (escaped) for (const header of headers) outgoing.appendHeader('Set-Cookie', header);
+    else appendSetCookies(c, headers);
   };
 
   Object.defineProperties(middleware, {

@@ -62,6 +62,29 @@ describe('@sessile/hono middleware', () => {
     expect(await jar.json(server.url)).toEqual({ count: 3 });
   });
 
+  it('a thrown non-Error after regenerate() still sends the new id, on the server\'s own 500', async () => {
+    const { app } = open();
+    app.get('/', (c) => {
+      const session = c.get('session');
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.json({ count: session.data.count });
+    });
+    app.get('/login', async (c) => {
+      await c.get('session').regenerate();
+      throw 'a string, which Hono does not hand its error handler';
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(server.url)).toEqual({ count: 1 });
+    const before = jar.cookies.get('sid');
+    const login = await jar.fetch(`${server.url}/login`);
+    expect(login.status).toBe(500);
+    expect(jar.cookies.get('sid')).not.toBe(before);
+    // Still signed in, with the data the old id carried.
+    expect(await jar.json(server.url)).toEqual({ count: 2 });
+  });
+
   it('keeps the Set-Cookie headers the app sets beside its own', async () => {
     const { app } = open();
     app.get('/', (c) => {
