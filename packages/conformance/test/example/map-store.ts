@@ -18,8 +18,10 @@ export class MapStore extends BaseStore {
   };
   readonly locks = new KeyedLocks();
   readonly #records = new Map<string, SessionRecord>();
-  // Where the last sweep stopped, so the next call resumes instead of starting over.
+  // Where the last sweep stopped, so the next call resumes instead of starting over, and the
+  // earliest `now` a call of this pass swept as of.
   #sweepCursor: Iterator<[string, SessionRecord]> | undefined;
+  #passNow = Number.POSITIVE_INFINITY;
 
   static async open(options: BaseStoreOptions = {}): Promise<MapStore> {
     return new MapStore(options);
@@ -57,13 +59,18 @@ export class MapStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    this.#passNow = Math.min(this.#passNow, progress.now);
     for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
       this.#sweepCursor ??= this.#records.entries();
       for (let i = 0; i < batch; i++) {
         const next = this.#sweepCursor.next();
         if (next.done) {
+          // The pass is over, and the next call starts another. It is done only if no call of it
+          // swept as of an earlier now: records passed over as live may have expired since.
+          const done = this.#passNow >= progress.now;
           this.#sweepCursor = undefined;
-          return progress.result(true);
+          this.#passNow = Number.POSITIVE_INFINITY;
+          return progress.result(done);
         }
         const [id, record] = next.value;
         progress.scanned++;
