@@ -18,10 +18,8 @@ export class MapStore extends BaseStore {
   };
   readonly locks = new KeyedLocks();
   readonly #records = new Map<string, SessionRecord>();
-  // Where the last sweep stopped, so the next call resumes instead of starting over, and the
-  // earliest `now` a call of this pass swept as of.
+  // Where the last sweep stopped, so the next call resumes instead of starting over.
   #sweepCursor: Iterator<[string, SessionRecord]> | undefined;
-  #passNow = Number.POSITIVE_INFINITY;
 
   static async open(options: BaseStoreOptions = {}): Promise<MapStore> {
     return new MapStore(options);
@@ -59,18 +57,14 @@ export class MapStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    this.#passNow = Math.min(this.#passNow, progress.now);
     for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
       this.#sweepCursor ??= this.#records.entries();
       for (let i = 0; i < batch; i++) {
         const next = this.#sweepCursor.next();
         if (next.done) {
-          // The pass is over, and the next call starts another. It is done only if no call of it
-          // swept as of an earlier now: records passed over as live may have expired since.
-          const done = this.#passNow >= progress.now;
+          // The pass is over: the next call starts another from the first record.
           this.#sweepCursor = undefined;
-          this.#passNow = Number.POSITIVE_INFINITY;
-          return progress.result(done);
+          return progress.result(true);
         }
         const [id, record] = next.value;
         progress.scanned++;
