@@ -111,15 +111,29 @@ export async function sweepToDone(
   throw new Error(`sweep did not report done after ${maxCalls} calls`);
 }
 
-/** What a call settled with: `ok`, a SessionError code, or a short description of anything else. */
+/**
+ * What a call settled with: `ok`, a SessionError code, or a short description of anything else.
+ * A method that throws instead of returning a promise that rejects is named as such: callers
+ * that `.catch()` it would never see the error.
+ */
 export async function outcomeOf(call: () => unknown): Promise<string> {
+  let pending: unknown;
   try {
-    await call();
+    pending = call();
+  } catch (error) {
+    return `threw instead of rejecting: ${describeFailure(error)}`;
+  }
+  try {
+    await pending;
     return 'ok';
   } catch (error) {
-    if (isSessionError(error)) return error.code;
-    return `${(error as Error)?.name ?? 'error'}: ${(error as Error)?.message ?? String(error)}`;
+    return describeFailure(error);
   }
+}
+
+function describeFailure(error: unknown): string {
+  if (isSessionError(error)) return error.code;
+  return `${(error as Error)?.name ?? 'error'}: ${(error as Error)?.message ?? String(error)}`;
 }
 
 /** Runs each named call and returns the ones whose outcome differs from `expected`. */

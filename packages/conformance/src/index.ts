@@ -1,3 +1,4 @@
+import { assertKnownOptions, describeValue } from '@sessile/core/store';
 import { afterAll, describe } from 'vitest';
 import { basicTests } from './groups/basic.js';
 import { concurrencyTests } from './groups/concurrency.js';
@@ -24,6 +25,7 @@ export type { ConformanceOptions, CrossProcessOptions } from './options.js';
  * `durable` say so).
  */
 export async function runStoreConformance(options: ConformanceOptions): Promise<void> {
+  checkOptions(options);
   const probe = await options.open();
   const { capabilities } = probe;
   await probe.close();
@@ -48,4 +50,65 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     if (options.corrupt !== undefined) corruptTests(options, options.corrupt);
     if (options.fullDisk !== undefined) fullDiskTests(options, options.fullDisk);
   });
+}
+
+const WHERE = 'runStoreConformance()';
+const OPTION_NAMES = [
+  'name',
+  'open',
+  'reopen',
+  'crossProcess',
+  'corrupt',
+  'fullDisk',
+  'timeScale',
+  'teardown',
+] as const;
+
+/**
+ * Refuses what would make groups vanish or fail for the wrong reason: a misspelt hook (`corupt`)
+ * would otherwise drop its group from a run that still reports every test passed.
+ */
+function checkOptions(options: ConformanceOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${WHERE} needs options { name, open }, got ${describeValue(options)}`);
+  }
+  assertKnownOptions(options, OPTION_NAMES, WHERE);
+  if (typeof options.name !== 'string' || options.name === '') {
+    throw new TypeError(
+      `${WHERE}: name must be a non-empty string, got ${describeValue(options.name)}`,
+    );
+  }
+  for (const hook of ['open', 'reopen', 'corrupt', 'fullDisk', 'teardown'] as const) {
+    const value: unknown = options[hook];
+    if ((value !== undefined || hook === 'open') && typeof value !== 'function') {
+      throw new TypeError(`${WHERE}: ${hook} must be a function, got ${describeValue(value)}`);
+    }
+  }
+  const { timeScale, crossProcess } = options;
+  if (
+    timeScale !== undefined &&
+    !(typeof timeScale === 'number' && timeScale > 0 && Number.isFinite(timeScale))
+  ) {
+    throw new TypeError(
+      `${WHERE}: timeScale must be a positive number, got ${describeValue(timeScale)}`,
+    );
+  }
+  if (crossProcess !== undefined) {
+    if (typeof crossProcess !== 'object' || crossProcess === null) {
+      throw new TypeError(
+        `${WHERE}: crossProcess must be { module, location }, got ${describeValue(crossProcess)}`,
+      );
+    }
+    assertKnownOptions(crossProcess, ['module', 'location'], `${WHERE} crossProcess`);
+    if (typeof crossProcess.module !== 'string' && !(crossProcess.module instanceof URL)) {
+      throw new TypeError(
+        `${WHERE}: crossProcess.module must be a path or a URL, got ${describeValue(crossProcess.module)}`,
+      );
+    }
+    if (typeof crossProcess.location !== 'function') {
+      throw new TypeError(
+        `${WHERE}: crossProcess.location must be a function, got ${describeValue(crossProcess.location)}`,
+      );
+    }
+  }
 }

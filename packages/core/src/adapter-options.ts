@@ -8,7 +8,7 @@ import {
 import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
 import { MANAGER_OPTIONS } from './manager-options.js';
 import type { CommitOutcome, Session } from './session.js';
-import { assertKnownOptions, describeValue } from './util.js';
+import { assertKnownOptions, describeValue, hasMethods } from './util.js';
 
 /**
  * The options every HTTP adapter (`sessile()`, the Fastify plugin) takes beside either
@@ -108,6 +108,11 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   };
   const ownsManager = given.manager === undefined;
   if (!ownsManager) {
+    if (!hasMethods(given.manager, ['openForConnection', 'reportError', 'close'])) {
+      throw new TypeError(
+        `${where}: manager must be a SessionManager, got ${describeValue(given.manager)}`,
+      );
+    }
     const beside = MANAGER_OPTIONS.find((name) => name in given);
     if (beside !== undefined) {
       throw new TypeError(

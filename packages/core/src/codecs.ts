@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { SessionError } from './errors.js';
 import { isOwner } from './ids.js';
-import { assertKnownOptions } from './util.js';
+import { assertKnownOptions, describeValue, hasMethods } from './util.js';
 
 /** Session data: a plain JSON object. Values that JSON cannot carry are dropped when saved. */
 export type SessionData = Record<string, unknown>;
@@ -36,6 +36,21 @@ export interface SessionCodec {
   readonly name: string;
   encode(envelope: SessionEnvelope, id: string): Uint8Array;
   decode(bytes: Uint8Array, id: string): SessionEnvelope;
+}
+
+/**
+ * Refuses anything but a codec, naming it as `name`: a codec factory passed uncalled would
+ * otherwise fail every save.
+ */
+export function assertCodec(codec: unknown, name: string): asserts codec is SessionCodec {
+  if (hasMethods(codec, ['encode', 'decode'])) return;
+  const hint =
+    typeof codec === 'function'
+      ? ` (a codec factory must be called: ${name}: aesGcmCodec({ keys }))`
+      : '';
+  throw new TypeError(
+    `${name} must be a SessionCodec with encode and decode, got ${describeValue(codec)}${hint}`,
+  );
 }
 
 function corrupt(reason: string, cause?: unknown): SessionError {

@@ -1,4 +1,4 @@
-import { jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import { assertCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
 import { isSessionError, SessionError } from './errors.js';
 import { assertOwner, generateSessionId, isReservedId, isSessionId } from './ids.js';
 import {
@@ -24,7 +24,7 @@ import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessio
 import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
-import { assertKnownOptions, describeValue } from './util.js';
+import { assertKnownOptions, describeValue, hasMethods } from './util.js';
 
 export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
@@ -390,15 +390,7 @@ function checkCallables(options: SessionManagerOptions): void {
       `SessionManager needs { store }: a SessionStore, got ${describeValue(store)}`,
     );
   }
-  if (codec !== undefined && !hasMethods(codec, ['encode', 'decode'])) {
-    const hint =
-      typeof codec === 'function'
-        ? ' (a codec factory must be called: codec: aesGcmCodec({ keys }))'
-        : '';
-    throw new TypeError(
-      `codec must be a SessionCodec with encode and decode, got ${describeValue(codec)}${hint}`,
-    );
-  }
+  if (codec !== undefined) assertCodec(codec, 'codec');
   if (cleanup !== undefined && !hasMethods(cleanup, ['start'])) {
     throw new TypeError(
       `cleanup must be a cleanup policy (sweepEvery(), sweepByChance(), manual()), got ${describeValue(cleanup)}`,
@@ -412,12 +404,4 @@ function checkCallables(options: SessionManagerOptions): void {
       throw new TypeError(`${name} must be a function, got ${describeValue(value)}`);
     }
   }
-}
-
-function hasMethods(value: unknown, names: string[]): boolean {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
-  );
 }

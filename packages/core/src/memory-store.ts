@@ -39,12 +39,19 @@ export class MemoryStore extends BaseStore {
     ownerIndex: true,
   };
   readonly locks: LockManager = new KeyedLocks();
-  /** `set` takes core's library adapters' records as their text (see `Kept`). */
-  readonly [TAKES_TEXT] = true;
   readonly #records = new Map<string, Kept>();
   readonly #expiry = new ExpiryHeap();
   /** Owner to the ids of its records; each record knows its slot, so removal is a swap. */
   readonly #owned = new Map<string, string[]>();
+
+  /**
+   * True when `store` is a MemoryStore itself, whose `set` takes core's library adapters'
+   * records as their text (see `Kept`). Not a subclass, whose `set` may copy or clone the record
+   * (a `TextRecord`'s `data` is a getter), nor a proxy.
+   */
+  static [TAKES_TEXT](store: object): boolean {
+    return #records in store && Object.getPrototypeOf(store) === MemoryStore.prototype;
+  }
 
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
     return new MemoryStore(options);

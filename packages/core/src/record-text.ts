@@ -13,8 +13,9 @@ import type { SessionRecord } from './types.js';
 export const RECORD_TEXT = Symbol('sessile.recordText');
 
 /**
- * On a store: true when its `set` takes a `TextRecord`, reading the text where it can and
- * `data` only where it must. Stores without it get records with plain bytes.
+ * A store class's test of whether a store's `set` takes a `TextRecord`, reading the text where it
+ * can and `data` only where it must (`MemoryStore[TAKES_TEXT](store)`). Every other store gets
+ * records with plain bytes.
  */
 export const TAKES_TEXT = Symbol('sessile.takesText');
 

@@ -130,6 +130,15 @@ export class Session<Data extends SessionData = SessionData> {
     return this.#lastAccessedAt;
   }
 
+  /**
+   * True when another request regenerated this session's id under `regenerateGraceMs`: the id
+   * lives only until its grace ends, and its cookie is never sent again, since the client may
+   * already hold the id that replaced it.
+   */
+  get retired(): boolean {
+    return this.#retiredUntil !== undefined;
+  }
+
   /** Who the session belongs to (a user id), set by `setOwner()`; `undefined` before login. */
   get owner(): string | undefined {
     return this.#owner;

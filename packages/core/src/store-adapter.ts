@@ -1,5 +1,12 @@
-import { isJsonCodec, jsonCodec, type SessionCodec, type SessionData } from './codecs.js';
+import {
+  assertCodec,
+  isJsonCodec,
+  jsonCodec,
+  type SessionCodec,
+  type SessionData,
+} from './codecs.js';
 import { isSessionId } from './ids.js';
+import { MemoryStore } from './memory-store.js';
 import { recordText, TAKES_TEXT, TextRecord } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
@@ -50,6 +57,7 @@ export function openStoreAdapter(
     zero: false,
     max: Number.MAX_SAFE_INTEGER,
   });
+  if (given.codec !== undefined) assertCodec(given.codec, `${where}: codec`);
   const sessionStore = store as SessionStore;
   const codec = given.codec ?? jsonCodec();
   const decode = (record: Readonly<SessionRecord>, id: string): SessionData => {
@@ -69,8 +77,7 @@ export function openStoreAdapter(
       .then((record) => (record === undefined ? undefined : decode(record, id)));
   };
   // A store that keeps text takes the session's JSON text, never encoded to bytes.
-  const takesText =
-    isJsonCodec(codec) && (sessionStore as { [TAKES_TEXT]?: boolean })[TAKES_TEXT] === true;
+  const takesText = isJsonCodec(codec) && MemoryStore[TAKES_TEXT](sessionStore);
   const record = (id: string, session: object, now: number, expiresAt: number): SessionRecord =>
     takesText
       ? new TextRecord(envelopeHead(now), sessionText(session), '}', expiresAt)

@@ -231,3 +231,12 @@ export function cookieValues(
   }
   return values;
 }
+
+/** True when `value` is an object with a function at each of `names`. */
+export function hasMethods(value: unknown, names: readonly string[]): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
+  );
+}

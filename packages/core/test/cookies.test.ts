@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  ExpressSessionCookie,
   MAX_COOKIE_AGE_MS,
   MemoryStore,
   MIN_SECRET_LENGTH,
@@ -80,6 +81,21 @@ describe('SessionCookie attributes', () => {
     expect(cookie.serialize('value').split('; ')).toEqual(
       expect.arrayContaining(['SameSite=None', 'Secure']),
     );
+  });
+
+  it('refuses __Secure- and __Host- names whose attributes browsers would reject, in any case', () => {
+    for (const name of ['__Secure-sid', '__Host-sid', '__host-sid']) {
+      expect(refusal({ secrets: NEW, name })).toMatch(/needs secure: true; browsers reject/);
+    }
+    for (const extra of [{ domain: 'example.com' }, { path: '/app' }]) {
+      expect(refusal({ secrets: NEW, name: '__Host-sid', secure: true, ...extra })).toMatch(
+        /needs no domain and path '\/'/,
+      );
+    }
+    const host = new SessionCookie({ secrets: NEW, name: '__Host-sid', secure: true });
+    expect(host.serialize('value')).toMatch(/^__Host-sid=.*; Path=\/; HttpOnly; Secure/);
+    const scoped = { secrets: NEW, name: '__Secure-sid', secure: true, domain: 'example.com' };
+    expect(new SessionCookie(scoped).serialize('v')).toContain('Domain=example.com');
   });
 
   it("refuses unknown options, pointing express-session's maxAge to maxAgeMs", () => {
@@ -180,6 +196,63 @@ describe('SessionCookie signing and rotation', () => {
       const touched = await manager.open(id);
       await touched.commit();
       expect(during.forResponse(touched, received, 'touched', 0)).toMatch(/^sid=[^;]+\./);
+    });
+
+    it('never sets the cookie of an id another request regenerated in its grace window, persistent or re-signed', async () => {
+      const store = new MemoryStore();
+      const manager = new SessionManager({
+        store,
+        cleanup: manual(),
+        regenerateGraceMs: 60_000,
+        touchAfterMs: 0,
+      });
+      cleanups.push(async () => {
+        await manager.close();
+        await store.close();
+      });
+      const first = await manager.open(undefined);
+      first.data.count = 1;
+      await first.commit();
+      const oldId = first.id;
+      const login = await manager.open(oldId);
+      await login.regenerate();
+      await login.commit();
+      const persistent = new SessionCookie({ secrets: [NEW, OLD], maxAgeMs: 60_000 });
+      for (const signed of [persistent.sign(oldId), before.sign(oldId)]) {
+        const received = persistent.verify(header(persistent, signed));
+        for (const change of ['none', 'modify'] as const) {
+          const late = await manager.open(oldId);
+          expect([late.id, late.retired]).toEqual([oldId, true]);
+          if (change === 'modify') late.data.count = (late.data.count as number) + 1;
+          const predicted = persistent.forResponse(late, received, undefined, 0);
+          const outcome = await late.commit();
+          expect(outcome).toBe(change === 'modify' ? 'saved' : 'unchanged');
+          expect([predicted, persistent.forResponse(late, received, outcome, 0)]).toEqual([
+            undefined,
+            undefined,
+          ]);
+        }
+      }
+      // Nor a clear of express-session's cookie when it goes by the same name as this one.
+      const adopting = new SessionCookie(
+        { secrets: NEW, name: 'connect.sid', maxAgeMs: 60_000 },
+        undefined,
+        new ExpressSessionCookie({}, NEW, 'test'),
+      );
+      const fromExpress = adopting.verify(
+        `connect.sid=${encodeURIComponent(new ExpressSessionCookie({}, NEW, 'test').sign(oldId))}`,
+      );
+      expect(fromExpress).toMatchObject({ value: oldId, fromExpressSession: true });
+      const adopted = await manager.open(oldId);
+      expect(adopting.responseHeaders(adopted, fromExpress, await adopted.commit(), 0)).toEqual([]);
+      // A retired session that regenerates in turn gets its new id's cookie.
+      const again = await manager.open(oldId);
+      await again.regenerate();
+      const received = persistent.verify(header(persistent, persistent.sign(oldId)));
+      expect(again.retired).toBe(false);
+      expect(persistent.forResponse(again, received, await again.commit(), 0)).toContain(
+        encodeURIComponent(persistent.sign(again.id)).slice(0, 20),
+      );
     });
 
     it('leaves a cookie the first secret signed alone, and still clears one whose session is gone', async () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
-import { isSessionError, MemoryStore, SessionManager } from '../src/index.js';
+import { isSessionError, MemoryStore, SessionError, SessionManager } from '../src/index.js';
 import { type LeaseClaim, LeaseLocks, MemoryLeases, sleep } from '../src/store.js';
 import { codeOf } from './helpers.js';
 import { managerFixture } from './manager-fixture.js';
@@ -194,6 +194,25 @@ describe('lease ends', () => {
     expect(isSessionError(old.signal.reason, 'ERR_LOCK_LOST')).toBe(true);
     expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
     await next.release();
+  });
+
+  it('a fenced write that finds the lease gone from the backend loses the lock and frees it here', async () => {
+    const shared = new MemoryLeases();
+    const locks = new LeaseLocks(shared);
+    const lock = await locks.acquire(idA, { leaseMs: 60_000 });
+    const write = locks.fence(lock, async (lease) => {
+      // The backend lost the lease (a restart without persistence, a failover, an eviction), and
+      // the store's fenced write finds it gone.
+      shared.release({ ...lease, expiresAt: 0 });
+      throw new SessionError('ERR_LOCK_LOST', 'the lease is no longer held');
+    });
+    expect(await codeOf(write)).toBe('ERR_LOCK_LOST');
+    expect(lock.held).toBe(false);
+    expect(isSessionError(lock.signal.reason, 'ERR_LOCK_LOST')).toBe(true);
+    // The next request of that session gets the lock at once, not after the 60 s lease.
+    const next = await locks.acquire(idA, { waitMs: 1000 });
+    await next.release();
+    expect(await codeOf(lock.release())).toBe('ERR_LOCK_LOST');
   });
 });
 

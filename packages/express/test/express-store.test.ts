@@ -6,7 +6,9 @@ import {
   isSessionError,
   jsonCodec,
   MemoryStore,
+  type SessionRecord,
   type SessionStore,
+  type SetOptions,
 } from '@sessile/core';
 import express from 'express';
 import session from 'express-session';
@@ -245,6 +247,22 @@ describe('toExpressStore callbacks', () => {
       cookie: { expires },
       user: 'zoë 🍪',
     });
+  });
+
+  it('hands a MemoryStore subclass plain records, which it may copy or clone', async () => {
+    class CappedStore extends MemoryStore {
+      override set(id: string, record: SessionRecord, options?: SetOptions) {
+        const capped = { ...record, expiresAt: Math.min(record.expiresAt, Date.now() + 30_000) };
+        return super.set(id, structuredClone(capped), options);
+      }
+    }
+    const store = new CappedStore();
+    cleanups.push(() => store.close());
+    const expressStore = toExpressStore(store);
+    const session = { cookie: { expires: inOneMinute() }, user: 'alice' };
+    await call<void>((done) => expressStore.set(sid, session, done));
+    expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+    expect((await store.get(sid))?.expiresAt).toBeLessThanOrEqual(Date.now() + 30_000);
   });
 
   it('refuses to save a session that is not a JSON object, through the callback', async () => {

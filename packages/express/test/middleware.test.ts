@@ -144,6 +144,16 @@ describe('sessile() options', () => {
     await manager.close();
   });
 
+  it('refuses a manager that is not a SessionManager, naming it', () => {
+    const store = new MemoryStore();
+    stores.push(store);
+    for (const manager of [null, {}, store]) {
+      expect(() => sessile({ manager, secret: SECRET } as never)).toThrow(
+        /^sessile\(\): manager must be a SessionManager, got /,
+      );
+    }
+  });
+
   it('accepts a 30-day cookie, longer than any timer Node can arm', async () => {
     const store = new MemoryStore();
     stores.push(store);

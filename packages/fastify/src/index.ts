@@ -81,7 +81,9 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       outcome = await finish(session, reply.statusCode);
     } catch (error) {
       reportCommitError(error, request);
-      // The handler's answer claims a save that did not happen: don't send it.
+      // The handler's answer claims a save that did not happen: don't send it, nor any of its
+      // headers (a redirect, a cookie of its own, a cache lifetime).
+      for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
       reply.code(500);
       reply.type('application/json; charset=utf-8');
       return JSON.stringify({

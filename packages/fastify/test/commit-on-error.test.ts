@@ -137,3 +137,33 @@ describe('@sessile/fastify commitOnError default (true)', () => {
     await app.close();
   });
 });
+
+describe('@sessile/fastify when the commit fails', () => {
+  it("answers a plain 500 without the handler's headers, which claimed a save that did not happen", async () => {
+    const store = await SqliteStore.open({
+      path: join(root, 'too-large.db'),
+      maxRecordBytes: 1024,
+    });
+    const app = Fastify();
+    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+    app.get('/login', async (request, reply) => {
+      request.session.data.user = 'x'.repeat(4096);
+      reply.header('cache-control', 'public, max-age=86400');
+      reply.header('set-cookie', 'logged_in=1; Path=/');
+      return reply.redirect('/dashboard');
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    cleanups.push(async () => {
+      await app.close();
+      await store.close();
+    });
+    const response = await fetch(`${url}/login`, { redirect: 'manual' });
+    expect(response.status).toBe(500);
+    expect(response.headers.get('location')).toBeNull();
+    expect(response.headers.get('cache-control')).toBeNull();
+    expect(response.headers.getSetCookie()).toEqual([]);
+    expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(JSON.parse(await response.text())).toMatchObject({ statusCode: 500 });
+    expect(await store.count()).toBe(0);
+  });
+});

@@ -85,10 +85,16 @@ export function sessile<Data extends SessionData = SessionData>(
       (error) => reportCommitError(error, c),
     );
 
+    // Hono answers an `Error` through its error handler, which sets `c.res`; anything else thrown
+    // escapes `next()`, and the server then answers 500 whatever `c.res` says.
+    let escaped = false;
     try {
       await next();
+    } catch (error) {
+      escaped = true;
+      throw error;
     } finally {
-      await commitInto(c, session, requestCookie);
+      await commitInto(c, session, requestCookie, escaped);
     }
   }) as SessileHonoMiddleware<Data>;
 
@@ -96,10 +102,11 @@ export function sessile<Data extends SessionData = SessionData>(
     c: Context<SessileEnv<Data>>,
     session: Session<Data>,
     requestCookie: ReturnType<SessionCookie['verify']>,
+    escaped: boolean,
   ) => {
     let outcome: CommitOutcome;
     try {
-      outcome = await adapter.finish(session, c.res.status);
+      outcome = await adapter.finish(session, escaped ? 500 : c.res.status);
     } catch (error) {
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;
@@ -111,9 +118,14 @@ export function sessile<Data extends SessionData = SessionData>(
       });
       return;
     }
-    if (c.env.outgoing.headersSent) return;
+    const { outgoing } = c.env;
+    if (outgoing.headersSent) return;
     const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
-    if (headers.length > 0) appendSetCookies(c, headers);
+    if (headers.length === 0) return;
+    // The server's own 500 for an escaped throw keeps the headers set on its Node response, so
+    // what was committed (a regenerated id) still reaches the client.
+    if (escaped) for (const header of headers) outgoing.appendHeader('Set-Cookie', header);
+    else appendSetCookies(c, headers);
   };
 
   Object.defineProperties(middleware, {

@@ -1,5 +1,5 @@
 import { CookieJar } from '@sessile/conformance/http';
-import { MemoryStore, type SessionStore } from '@sessile/core';
+import { aesGcmCodec, MemoryStore, type SessionStore } from '@sessile/core';
 import { Hono } from 'hono';
 import { type Session, sessionMiddleware } from 'hono-sessions';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -140,5 +140,9 @@ describe('toHonoSessionsStore()', () => {
     const store = new MemoryStore();
     expect(() => toHonoSessionsStore(store, { ttl: 5 } as never)).toThrow(/ttl/);
     expect(() => toHonoSessionsStore(store, { defaultTtlMs: -1 })).toThrow(TypeError);
+    expect(() => toHonoSessionsStore(store, { codec: aesGcmCodec as never })).toThrow(
+      /codec must be a SessionCodec.*aesGcmCodec\(\{ keys \}\)/,
+    );
+    expect(() => toHonoSessionsStore(store, { codec: {} as never })).toThrow(/codec must be/);
   });
 });

@@ -45,6 +45,8 @@ describe('@sessile/hono middleware', () => {
       const session = c.get('session');
       session.data.count = (session.data.count ?? 0) + 1;
       if (c.req.param('what') === 'fail') throw new Error('the handler failed after changing it');
+      // Not an Error: Hono's error handler never sees it, and the server answers 500.
+      if (c.req.param('what') === 'not-an-error') throw 'the handler threw a string';
       return c.json({ count: session.data.count }, c.req.param('what') === 'bad' ? 400 : 200);
     });
     const server = await start(app.fetch);
@@ -52,11 +54,35 @@ describe('@sessile/hono middleware', () => {
     const jar = new CookieJar();
     expect(await jar.json(server.url)).toEqual({ count: 1 });
     expect((await jar.fetch(`${server.url}/fail`)).status).toBe(500);
-    // The failed request's change was discarded; a 4xx answer still commits.
+    expect((await jar.fetch(`${server.url}/not-an-error`)).status).toBe(500);
+    // The failed requests' changes were discarded; a 4xx answer still commits.
     const bad = await jar.fetch(`${server.url}/bad`);
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ count: 2 });
     expect(await jar.json(server.url)).toEqual({ count: 3 });
+  });
+
+  it('a thrown non-Error after regenerate() still sends the new id, on the server\'s own 500', async () => {
+    const { app } = open();
+    app.get('/', (c) => {
+      const session = c.get('session');
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.json({ count: session.data.count });
+    });
+    app.get('/login', async (c) => {
+      await c.get('session').regenerate();
+      throw 'a string, which Hono does not hand its error handler';
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(server.url)).toEqual({ count: 1 });
+    const before = jar.cookies.get('sid');
+    const login = await jar.fetch(`${server.url}/login`);
+    expect(login.status).toBe(500);
+    expect(jar.cookies.get('sid')).not.toBe(before);
+    // Still signed in, with the data the old id carried.
+    expect(await jar.json(server.url)).toEqual({ count: 2 });
   });
 
   it('keeps the Set-Cookie headers the app sets beside its own', async () => {

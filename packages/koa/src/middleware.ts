@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type {
   CommitOutcome,
   Session,
@@ -76,10 +77,9 @@ export function sessile<Data extends SessionData = SessionData>(
       await next();
     } catch (error) {
       // Koa answers the error itself; the session is finished and its lock released first.
-      const status = (error as { status?: unknown } | null)?.status;
       let failedOutcome: CommitOutcome | undefined;
       try {
-        failedOutcome = await adapter.finish(session, typeof status === 'number' ? status : 500);
+        failedOutcome = await adapter.finish(session, statusKoaSends(error));
       } catch (commitError) {
         reportCommitError(commitError, ctx);
       }
@@ -150,4 +150,17 @@ function sendWithKoaError(ctx: ParameterizedContext, cookies: string[]): void {
       res.end = end;
     }
   };
+}
+
+/**
+ * The status Koa's own error response gives `error`: its `status` (or `statusCode`) when that is
+ * a known HTTP status, else 500, and 500 for anything thrown that is not an `Error`.
+ */
+function statusKoaSends(error: unknown): number {
+  const isError =
+    error instanceof Error || Object.prototype.toString.call(error) === '[object Error]';
+  if (!isError) return 500;
+  const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
+  const given = status || statusCode;
+  return typeof given === 'number' && STATUS_CODES[given] !== undefined ? given : 500;
 }

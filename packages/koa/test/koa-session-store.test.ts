@@ -116,5 +116,10 @@ describe('toKoaSessionStore()', () => {
     const store = new MemoryStore();
     expect(() => toKoaSessionStore(store, { ttl: 5 } as never)).toThrow(/ttl/);
     expect(() => toKoaSessionStore(store, { defaultTtlMs: 0 })).toThrow(TypeError);
+    // A codec factory passed uncalled, or anything else without encode and decode.
+    expect(() => toKoaSessionStore(store, { codec: aesGcmCodec as never })).toThrow(
+      /codec must be a SessionCodec.*aesGcmCodec\(\{ keys \}\)/,
+    );
+    expect(() => toKoaSessionStore(store, { codec: {} as never })).toThrow(/codec must be/);
   });
 });

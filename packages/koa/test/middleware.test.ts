@@ -144,6 +144,9 @@ describe('@sessile/koa middleware', () => {
       const session = (ctx as SessileContext<{ count?: number }>).session;
       session.data.count = (session.data.count ?? 0) + 1;
       if (ctx.path === '/fail') throw new Error('the handler failed after changing the session');
+      // Koa answers these 500 too: a status it does not know, and a thrown non-Error.
+      if (ctx.path === '/status-499') throw Object.assign(new Error('odd status'), { status: 499 });
+      if (ctx.path === '/not-an-error') throw { status: 200, message: 'not an Error' };
       if (ctx.path === '/bad') ctx.status = 400;
       ctx.body = { count: session.data.count };
     });
@@ -156,8 +159,10 @@ describe('@sessile/koa middleware', () => {
     });
     const jar = new CookieJar();
     expect(await jar.json(url)).toEqual({ count: 1 });
-    expect((await jar.fetch(`${url}/fail`)).status).toBe(500);
-    // The failed request's change was discarded; a 4xx answer still commits.
+    for (const path of ['/fail', '/status-499', '/not-an-error']) {
+      expect((await jar.fetch(`${url}${path}`)).status, path).toBe(500);
+    }
+    // The failed requests' changes were discarded; a 4xx answer still commits.
     const bad = await jar.fetch(`${url}/bad`);
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ count: 2 });

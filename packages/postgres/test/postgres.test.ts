@@ -501,7 +501,9 @@ describe('batching', () => {
 
   it('records under maxRecordBytes are all written when queued together, however large', async () => {
     const maxRecordBytes = 4 * 1024 * 1024;
-    const store = await openStore({ poolSize: 2, maxRecordBytes });
+    // 300 MB through two connections: on a loaded machine the last batch may queue past the
+    // default 10 s, which is not what this test is about.
+    const store = await openStore({ poolSize: 2, maxRecordBytes, queryTimeoutMs: 50_000 });
     const data = new Uint8Array(3 * 1024 * 1024).fill(65);
     const ids = Array.from({ length: 100 }, (_, i) => idOf(`large${i}`));
     const expiresAt = Date.now() + HOUR_MS;

@@ -66,6 +66,9 @@ interface ClusterLike extends Connectable {
   nodeClient(node: unknown): Promise<Connectable>;
 }
 
+/** The actions that read a record key, where a key of another type is a corrupt record. */
+const READS_RECORD = new Set(['get', 'touch', 'lock acquire and get']);
+
 /** How many times a first connect is retried before `open()` gives up. */
 const FIRST_CONNECT_TRIES = 3;
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -112,7 +115,7 @@ export class Connection {
     );
     this.plain = client as unknown as Commands;
     this.isCluster = isCluster(client);
-    this.send = sender(client);
+    this.send = sender(client, this.#deadlines);
   }
 
   /**
@@ -124,6 +127,11 @@ export class Connection {
     if (options.client !== undefined) {
       const client = options.client as unknown as Connectable;
       const where = describeClient(client);
+      if (isSubscriber(client)) {
+        throw new TypeError(
+          `options.client (${where}) is subscribed to channels over RESP2, where Redis refuses every other command; pass a client that is not subscribed`,
+        );
+      }
       // On failure the app's client is left as it is, perhaps still reconnecting: it is the app's to close.
       if (!client.isOpen) await withinTimeout(client.connect(), timeoutMs, where, 'connect');
       return new Connection(client, false, where, timeoutMs);
@@ -195,7 +203,11 @@ export class Connection {
     if (isSessionError(error)) return error;
     // A record key of another type (someone else's, under the prefix) holds no sessile record,
     // as `ids()`, which lists string keys only, also says: it reads as a corrupt record.
-    if (action === 'get' && error instanceof Error && error.message.startsWith('WRONGTYPE')) {
+    if (
+      READS_RECORD.has(action) &&
+      error instanceof Error &&
+      error.message.startsWith('WRONGTYPE')
+    ) {
       return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record', {
         cause: error,
       });
@@ -225,7 +237,8 @@ export class Connection {
   async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
     const client = this.#client;
     const listener = (message: string) => onMessage(message);
-    if (client.duplicate === undefined || isSentinel(client)) {
+    // A cluster or a Sentinel client subscribes on a connection of its own.
+    if (client.duplicate === undefined || isSentinel(client) || isCluster(client)) {
       this.#unsubscribe = () => client.unsubscribe(channel, listener);
       await withinTimeout(
         client.subscribe(channel, listener),
@@ -309,14 +322,34 @@ function isCluster(client: Connectable): client is ClusterLike {
 /** Replies' bulk strings as Buffers, whatever the client's own type mapping: records are bytes. */
 const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
-function sender(client: Connectable): Send {
+/**
+ * A standalone client is refused while it reconnects (`Connection.call`), so nothing it is sent
+ * waits to be written. A cluster's node or a Sentinel's primary can be away while the client
+ * reads as ready, and the command then waits to be written for as long as that lasts: it is
+ * sent with `deadlines.signal`, so an outage's first overdue operation drops it and every other
+ * command still waiting (a listener on the signal per command, too dear for the standalone
+ * path).
+ */
+function sender(client: Connectable, deadlines: Deadlines): Send {
   if (isCluster(client)) {
-    return (firstKey, readonly, args) => client.sendCommand(firstKey, readonly, args, BYTES);
+    return (firstKey, readonly, args) =>
+      client.sendCommand(firstKey, readonly, args, abortable(deadlines));
   }
   if (isSentinel(client)) {
-    return (_firstKey, readonly, args) => client.sendCommand(readonly, args, BYTES);
+    return (_firstKey, readonly, args) => client.sendCommand(readonly, args, abortable(deadlines));
   }
   return (_firstKey, _readonly, args) => client.sendCommand(args, BYTES);
+}
+
+/** `BYTES`, with the signal that drops a command an outage left waiting to be written. */
+function abortable(deadlines: Deadlines): typeof BYTES & { abortSignal: AbortSignal } {
+  return { typeMapping: BYTES.typeMapping, abortSignal: deadlines.signal };
+}
+
+/** True for a standalone client in RESP2's subscriber mode; over RESP3 it still takes commands. */
+function isSubscriber(client: Connectable): boolean {
+  const standalone = client as { isPubSubActive?: boolean; options?: { RESP?: number } };
+  return standalone.isPubSubActive === true && standalone.options?.RESP !== 3;
 }
 
 function isSentinel(client: Connectable): boolean {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { SessionError } from '@sessile/core';
 
 /** Operations that started within one window share a deadline. */
@@ -23,6 +24,7 @@ export class Deadlines {
   readonly #windows: Window[] = [];
   #timer: NodeJS.Timeout | undefined;
   #overdue = 0;
+  #abort: AbortController | undefined;
 
   /** `failure` maps an operation's own errors to what its caller gets. */
   constructor(
@@ -70,6 +72,20 @@ export class Deadlines {
     });
   }
 
+  /**
+   * Aborts when an operation next fails for want of an answer. A command sent with it that is
+   * still waiting to be written then (in a client's offline queue, or a Sentinel client's wait
+   * for its primary) is dropped, so no write that was reported failed reaches Redis later.
+   */
+  get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      // Every command waiting to be written listens; Node would warn past 10.
+      setMaxListeners(0, this.#abort.signal);
+    }
+    return this.#abort.signal;
+  }
+
   /** Operations that failed for want of an answer and are still waiting for it: the server may be hung. */
   get overdue(): number {
     return this.#overdue;
@@ -94,6 +110,12 @@ export class Deadlines {
     return window;
   }
 
+  /** Aborts `signal` and starts a new one for the commands sent from now on. */
+  #dropWaiting(): void {
+    this.#abort?.abort();
+    this.#abort = undefined;
+  }
+
   #check(): void {
     const now = performance.now();
     const windows = this.#windows;
@@ -101,6 +123,7 @@ export class Deadlines {
       const oldest = windows[0] as Window;
       if (oldest.pending.size > 0 && oldest.deadline > now) break;
       windows.shift();
+      if (oldest.pending.size > 0) this.#dropWaiting();
       for (const [reject, action] of oldest.pending) {
         oldest.pending.delete(reject);
         this.#overdue++;

@@ -54,7 +54,7 @@ class RedisLeases implements LeaseBackend {
     const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
     const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
     return connection
-      .call('lock acquire', () => CLAIM_AND_GET.run(connection.send, keys, args))
+      .call('lock acquire and get', () => CLAIM_AND_GET.run(connection.send, keys, args))
       .then(async (reply) => {
         const [taken, value] = reply as [number, Buffer | undefined];
         if (taken !== 1) return { taken: false };

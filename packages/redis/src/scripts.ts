@@ -285,6 +285,9 @@ return 0
  * record's value if any.
  */
 export const CLAIM_AND_GET = new Script(`${MARK_WAITED}
+-- A record key of another type fails the script before the lock is claimed; STRLEN reads
+-- nothing, so a refused claim never copies the record.
+redis.call('STRLEN', KEYS[2])
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   markWaited(KEYS[1])
   return {0}

@@ -175,3 +175,47 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
     }
   });
 });
+
+describe('RedisStore on Redis Cluster: connections and waiting commands', () => {
+  /** Connections on every master, whoever opened them. */
+  async function connections(): Promise<number> {
+    const counts = await Promise.all(
+      cluster.masters.map(async (master) => {
+        const node = await cluster.nodeClient(master);
+        return String(await node.sendCommand(['CLIENT', 'LIST']))
+          .trim()
+          .split('\n').length;
+      }),
+    );
+    return counts.reduce((sum, count) => sum + count, 0);
+  }
+
+  it('runs many operations at once without a listener warning from the signal that drops waiting commands', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      const ids = Array.from({ length: 200 }, newId);
+      const expiresAt = Date.now() + HOUR_MS;
+      await Promise.all(ids.map((id) => store.set(id, { data: bytes(id), expiresAt })));
+      expect((await Promise.all(ids.map((id) => store.get(id)))).every(Boolean)).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await store.close();
+    }
+  });
+
+  it("subscribes to the release channel through the app's cluster client instead of opening a cluster of its own", async () => {
+    const before = await connections();
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      // At most the cluster's own pub/sub connection, which it opens on its first subscription.
+      expect((await connections()) - before).toBeLessThanOrEqual(1);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -150,6 +150,17 @@ describe('RedisStore.open()', () => {
     expect(refused.cause).toBeInstanceOf(Error);
   });
 
+  it("refuses an app's client in RESP2's subscriber mode, where Redis takes no other command, naming the option", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    await client.connect();
+    await client.subscribe(`${newPrefix()}channel`, () => {});
+    const refused = await RedisStore.open({ client, prefix: newPrefix() }).catch((e) => e);
+    expect(refused).toBeInstanceOf(TypeError);
+    expect(refused.message).toContain('options.client');
+    expect(client.isPubSubActive).toBe(true);
+    client.destroy();
+  });
+
   it("uses the app's client without closing it", async () => {
     const client = createClient({ url: STANDALONE_URL });
     await client.connect();
@@ -354,6 +365,10 @@ describe('RedisStore owner index', () => {
       await raw.del(`${prefix}s:{${replaced}}`);
       await raw.hSet(`${prefix}s:{${replaced}}`, 'field', 'not a sessile record');
       await expect(store.get(replaced)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+      await expect(store.touch(replaced, expiresAt + 1000)).rejects.toMatchObject({
+        code: 'ERR_CORRUPT_RECORD',
+      });
+      expect(await raw.hGet(`${prefix}s:{${replaced}}`, 'field')).toBe('not a sessile record');
       expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
     });
   });
@@ -511,16 +526,34 @@ describe('RedisStore round trips', () => {
 });
 
 describe('RedisStore lock claims', () => {
-  it('a claim that cannot read its record (a key of another type) rejects and hands the lock back', async () => {
+  it('a claim whose record key is of another type rejects as get does, with ERR_CORRUPT_RECORD, and leaves the lock free', async () => {
     await withStore(async (store, prefix) => {
       const id = newId();
       await raw.hSet(`${prefix}s:{${id}}`, 'field', 'not a sessile record');
       const failure = await store.locks.acquireAndGet?.(id).catch((error: unknown) => error);
-      expect(isSessionError(failure, 'ERR_STORE_IO'), String(failure)).toBe(true);
-      expect((failure as Error).message).toContain('WRONGTYPE');
-      // The failed claim is handed back at once, not held for its 30 s lease.
+      expect(isSessionError(failure, 'ERR_CORRUPT_RECORD'), String(failure)).toBe(true);
+      expect(await raw.exists(`${prefix}l:{${id}}`)).toBe(0);
       const lock = await store.locks.acquire(id, { waitMs: 2000 });
       await lock.release();
+    });
+  });
+
+  it('a fenced write that finds its lease gone loses the lock: its signal aborts and the next acquire here gets it at once', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const lock = await store.locks.acquire(id, { leaseMs: 20_000 });
+      // The lease key goes, as after a restart without persistence, a failover or an eviction.
+      await raw.del(`${prefix}l:{${id}}`);
+      const record = { data: bytes('late'), expiresAt: Date.now() + HOUR_MS };
+      await expect(store.set(id, record, { lock })).rejects.toMatchObject({
+        code: 'ERR_LOCK_LOST',
+      });
+      expect(lock.signal.aborted).toBe(true);
+      expect((lock.signal.reason as { code?: string }).code).toBe('ERR_LOCK_LOST');
+      const next = await store.locks.acquire(id, { waitMs: 1000 });
+      await next.release();
+      await expect(lock.release()).rejects.toMatchObject({ code: 'ERR_LOCK_LOST' });
+      expect(await store.get(id)).toBeUndefined();
     });
   });
 });

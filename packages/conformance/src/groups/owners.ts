@@ -165,6 +165,21 @@ export function ownerTests(
       await store.set(deleted, ownedRecord({ v: 2 }, 'ada'));
       expect(await store.delete(deleted)).toBe(true);
       expect(await ownedIds(store, 'ada')).toEqual([kept]);
+      // The id written again for someone else is theirs alone: no entry of ada's is left to list it.
+      await store.set(deleted, ownedRecord({ v: 3 }, 'bob'));
+      expect(await ownedIds(store, 'ada')).toEqual([kept]);
+      expect(await ownedIds(store, 'bob')).toEqual([deleted]);
+    });
+
+    test('ownedBy hands out copies: changing a listed record changes nothing stored', async (store) => {
+      const id = newId();
+      await store.set(id, ownedRecord({ v: 1 }, 'ada'));
+      const [listedSession] = await ownedByOf(store)('ada');
+      const before = Buffer.from((await store.get(id))?.data ?? []);
+      listedSession?.record.data.fill(0);
+      expect(Buffer.from((await store.get(id))?.data ?? []), 'get after ownedBy').toEqual(before);
+      const [again] = await ownedByOf(store)('ada');
+      expect(Buffer.from(again?.record.data ?? []), 'ownedBy again').toEqual(before);
     });
 
     test('an expired session is never listed, before any sweep', async (store) => {
@@ -198,6 +213,19 @@ export function ownerTests(
         // Written again after the sweep, the id is listed once more.
         await store.set(swept, ownedRecord({ v: 3 }, 'ada'));
         expect(await ownedIds(store, 'ada')).toEqual([kept, swept].sort());
+      });
+
+      test('an id swept and written again for another owner is listed under that owner only', async (store) => {
+        const now = Date.now();
+        const id = newId();
+        await store.set(id, ownedRecord({ v: 1 }, 'ada', now + HOUR_MS));
+        let done = false;
+        for (let calls = 0; !done && calls < 1000; calls++) {
+          done = (await store.sweep({ now: now + 2 * HOUR_MS })).done;
+        }
+        await store.set(id, ownedRecord({ v: 2 }, 'bob', now + 5 * HOUR_MS));
+        expect(await ownedIds(store, 'ada'), 'the swept record left no entry behind').toEqual([]);
+        expect(await ownedIds(store, 'bob')).toEqual([id]);
       });
     }
 
@@ -264,12 +292,17 @@ export function ownerTests(
     test('clear() empties the index', async (store) => {
       await store.set(newId(), ownedRecord({ v: 1 }, 'ada'));
       await store.set(newId(), ownedRecord({ v: 2 }, 'bob'));
+      const reused = newId();
+      await store.set(reused, ownedRecord({ v: 3 }, 'ada'));
       await store.clear();
       expect(await ownedIds(store, 'ada')).toEqual([]);
       expect(await ownedIds(store, 'bob')).toEqual([]);
       const id = newId();
-      await store.set(id, ownedRecord({ v: 3 }, 'ada'));
+      await store.set(id, ownedRecord({ v: 4 }, 'ada'));
+      // An id cleared and written again for another owner is not listed under the old one.
+      await store.set(reused, ownedRecord({ v: 5 }, 'bob'));
       expect(await ownedIds(store, 'ada')).toEqual([id]);
+      expect(await ownedIds(store, 'bob')).toEqual([reused]);
     });
 
     test('owners are opaque: look-alike owners sharing a prefix are distinct', async (store) => {

@@ -131,6 +131,44 @@ function removalTests(test: Test, expiryIndex: boolean): void {
     expect(again).toMatchObject({ removed: 0, done: true });
   });
 
+  test('a later sweep removes what expired since an earlier one finished, also after a pass resumed at a later now', async (store) => {
+    const start = Date.now();
+    await fill(store, 10, start + HOUR_MS);
+    await fill(store, 10, start + 3 * HOUR_MS);
+    const live = await fill(store, 5, start + 10 * HOUR_MS);
+    // Cut short as of T+2h, then resumed as of T+4h: a store that walks its records may leave
+    // what it passed over as live to its next pass, but repeated sweeps as of T+4h finish the job.
+    const first = await store.sweep({ now: start + 2 * HOUR_MS, limit: 3 });
+    expect(first.done, 'a sweep cut short by limit with work left reports done: false').toBe(false);
+    const resumed = await sweepToDone(store, start + 4 * HOUR_MS);
+    const again = await sweepToDone(store, start + 4 * HOUR_MS);
+    expect(
+      first.removed + resumed.removed + again.removed,
+      'sweeps as of T+4h remove every record expired by then',
+    ).toBe(20);
+    expect((await collect(store.ids())).sort(), 'only the live records are left').toEqual(
+      [...live].sort(),
+    );
+    // Once done, records that expire later are found by the next sweep: it starts a new pass.
+    const later = await fill(store, 4, start + 5 * HOUR_MS);
+    expect(
+      (await sweepToDone(store, start + 6 * HOUR_MS)).removed,
+      'a sweep after one reported done removes what expired since',
+    ).toBe(4);
+    for (const id of later) expect(await store.get(id)).toBeUndefined();
+    expect(await store.count()).toBe(5);
+  });
+
+  test('a record whose expiresAt equals now is expired and swept', async (store) => {
+    const at = Date.now() + HOUR_MS;
+    const [id] = await fill(store, 1, at);
+    const kept = await fill(store, 1, at + 1);
+    const { removed } = await sweepToDone(store, at);
+    expect(removed, 'expiresAt <= now is expired: a sweep as of expiresAt removes it').toBe(1);
+    expect(await store.get(id as string)).toBeUndefined();
+    expect(await collect(store.ids())).toEqual(kept);
+  });
+
   test('budgetMs 0 does one bounded batch and leaves the rest for later calls', async (store) => {
     const start = Date.now();
     await fill(store, 2500, start + HOUR_MS);

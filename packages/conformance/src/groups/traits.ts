@@ -3,9 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { collect, expectCode, newId, record, unexpectedOutcomes, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
-/** Every public method, called with a valid id, so a trait can run it in a given state. */
-function everyMethod(store: SessionStore, id: string): Record<string, () => Promise<unknown>> {
+/**
+ * Every public method, called with a valid id, so a trait can run it in a given state; `lend`
+ * and `ownedBy` where the store has them.
+ */
+function everyMethod(store: SessionStore, id: string): Record<string, () => unknown> {
+  const optional: Record<string, () => unknown> = {};
+  if (typeof store.lend === 'function') optional.lend = () => store.lend?.(id, () => 1);
+  if (store.capabilities.ownerIndex) optional.ownedBy = () => store.ownedBy?.('user-1');
   return {
+    ...optional,
     get: () => store.get(id),
     set: () => store.set(id, record({ v: 1 })),
     'set absent': () => store.set(id, record({ v: 1 }), { only: 'absent' }),
@@ -21,6 +28,7 @@ function everyMethod(store: SessionStore, id: string): Record<string, () => Prom
 }
 
 const TAKES_AN_ID = new Set([
+  'lend',
   'get',
   'set',
   'set absent',
@@ -43,6 +51,10 @@ const BAD_IDS: Array<[string, unknown]> = [
   ['space', `${'a'.repeat(10)} ${'b'.repeat(10)}`],
   ['dot', `${'a'.repeat(10)}.${'b'.repeat(10)}`],
   ['non-ASCII', `${'a'.repeat(20)}é`],
+  // A store that trims would make these aliases of a valid id.
+  ['trailing newline', `${'a'.repeat(20)}\n`],
+  ['leading space', ` ${'a'.repeat(20)}`],
+  ['tab', `${'a'.repeat(10)}\t${'b'.repeat(10)}`],
   ['number', 1234567890123456],
   ['null', null],
   ['undefined', undefined],

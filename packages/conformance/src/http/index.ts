@@ -1,4 +1,5 @@
 import { MemoryStore } from '@sessile/core';
+import { assertKnownOptions } from '@sessile/core/store';
 import { describe } from 'vitest';
 import { detailScenarios } from './details.js';
 import { expressSessionScenarios, storeExpressSession } from './express-session.js';
@@ -24,7 +25,15 @@ const MEMORY_STORE: HttpStoreFixture = { name: 'MemoryStore', open: async () => 
  * commit failures, cookie attributes and cleanup run once, over core's `MemoryStore`.
  */
 export function runHttpConformance(options: HttpConformanceOptions): void {
-  if (typeof options?.name !== 'string') {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('runHttpConformance() needs options { name, start, commitFailureBody }');
+  }
+  assertKnownOptions(
+    options,
+    ['name', 'start', 'commitFailureBody', 'stores', 'signInWithExpressSession'],
+    'runHttpConformance()',
+  );
+  if (typeof options.name !== 'string') {
     throw new TypeError('runHttpConformance(): name must be a string');
   }
   if (typeof options.start !== 'function') {

@@ -3,13 +3,17 @@
 import {
   type AcquireOptions,
   type HeldLease,
+  isSessionId,
   type LockManager,
   MemoryStore,
   type OwnedSession,
+  SessionError,
   type SessionLock,
   type SessionRecord,
   type SessionStore,
+  type SetOptions,
   type SweepResult,
+  type WriteOptions,
 } from '@sessile/core';
 import { KeyedLocks, lockTimeout, SweepProgress } from '@sessile/core/store';
 
@@ -249,5 +253,129 @@ export class StaleOwnerIndexStore extends MemoryStore {
     return Array.from(entries)
       .filter(([, record]) => record.expiresAt > now)
       .map(([id, record]) => ({ id, record }));
+  }
+}
+
+/**
+ * Sweeps by walking its ids from where the last call stopped, and never starts over once a
+ * walk reached the end: every later sweep reports done and removes nothing.
+ */
+export class StaleSweepCursorStore extends MemoryStore {
+  #cursor: AsyncIterator<string> | undefined;
+  #finished = false;
+  protected override async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    if (this.#finished) return progress.result(true);
+    this.#cursor ??= super._ids(Number.NEGATIVE_INFINITY)[Symbol.asyncIterator]();
+    for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
+      for (let i = 0; i < batch; i++) {
+        const next = await this.#cursor.next();
+        if (next.done === true) {
+          this.#finished = true;
+          return progress.result(true);
+        }
+        progress.scanned++;
+        const record = await super._get(next.value, Number.NEGATIVE_INFINITY);
+        if (record !== undefined && record.expiresAt <= progress.now) {
+          await super._delete(next.value, Number.NEGATIVE_INFINITY);
+          progress.removed++;
+        }
+      }
+    }
+    return progress.result(false);
+  }
+}
+
+/** Sweeps records that expired strictly before now, leaving one whose expiresAt is now. */
+export class SweepBoundaryStore extends MemoryStore {
+  protected override _sweep(progress: SweepProgress): Promise<SweepResult> {
+    const { now, limit, budgetMs, signal } = progress;
+    return super._sweep(new SweepProgress(now - 1, limit, budgetMs, signal));
+  }
+}
+
+/**
+ * Keeps owner to ids apart from the records, moving an id when a write gives its live record
+ * another owner, but never taking one out on delete, sweep or clear; lists every live record
+ * an owner's entry names, whoever owns it now. An id deleted and written again for someone
+ * else so stays listed under its first owner.
+ */
+export class LeakyOwnerIndexStore extends MemoryStore {
+  readonly #index = new Map<string, Set<string>>();
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const before = (await super._get(id, now))?.owner;
+    const wrote = await super._set(id, record, only, now);
+    if (!wrote) return false;
+    if (before !== undefined && before !== record.owner) this.#index.get(before)?.delete(id);
+    if (record.owner !== undefined) {
+      this.#index.set(record.owner, (this.#index.get(record.owner) ?? new Set()).add(id));
+    }
+    return true;
+  }
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const sessions: OwnedSession[] = [];
+    for (const id of this.#index.get(owner) ?? []) {
+      const record = await super._get(id, now);
+      if (record !== undefined) sessions.push({ id, record });
+    }
+    return sessions;
+  }
+}
+
+/** Lists an owner's sessions with the records it keeps for the listing, not copies. */
+export class OwnedByNoCopyStore extends MemoryStore {
+  readonly #listed = new Map<string, SessionRecord>();
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return (await super._ownedBy(owner, now)).map(({ id, record }) => {
+      const kept = this.#listed.get(id) ?? record;
+      this.#listed.set(id, kept);
+      return { id, record: kept };
+    });
+  }
+  protected override _delete(id: string, now: number) {
+    this.#listed.delete(id);
+    return super._delete(id, now);
+  }
+}
+
+/** Checks ids itself before BaseStore does, throwing instead of returning a rejected promise. */
+export class ThrowingStore extends MemoryStore {
+  override get(id: string): Promise<SessionRecord | undefined> {
+    if (!isSessionId(id)) throw new SessionError('ERR_INVALID_SESSION_ID', 'bad id');
+    return super.get(id);
+  }
+}
+
+/** Trims ids, so ' <id>' and '<id>\n' are aliases of '<id>'. */
+export class TrimmingIdStore extends MemoryStore {
+  override get(id: string) {
+    return super.get(trim(id));
+  }
+  override set(id: string, record: SessionRecord, options?: SetOptions) {
+    return super.set(trim(id), record, options);
+  }
+  override touch(id: string, expiresAt: number, options?: WriteOptions) {
+    return super.touch(trim(id), expiresAt, options);
+  }
+  override delete(id: string, options?: WriteOptions) {
+    return super.delete(trim(id), options);
+  }
+}
+function trim(id: string): string {
+  return typeof id === 'string' ? id.trim() : id;
+}
+
+/** Lends any id without checking it, and after close, reading nothing. */
+export class UncheckedLendStore extends MemoryStore {
+  override lend<T>(
+    id: string,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): Promise<Awaited<T> | undefined> {
+    if (!isSessionId(id) || this.closed) return Promise.resolve(undefined);
+    return super.lend(id, read);
   }
 }

@@ -62,6 +62,7 @@ export class MapStore extends BaseStore {
       for (let i = 0; i < batch; i++) {
         const next = this.#sweepCursor.next();
         if (next.done) {
+          // The pass is over: the next call starts another from the first record.
           this.#sweepCursor = undefined;
           return progress.result(true);
         }

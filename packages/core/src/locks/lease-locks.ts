@@ -1,4 +1,4 @@
-import { toStoreIoError } from '../errors.js';
+import { isSessionError, toStoreIoError } from '../errors.js';
 import { generateToken } from '../ids.js';
 import type {
   AcquireOptions,
@@ -220,6 +220,13 @@ export class LeaseLocks implements LockManager {
       // The write resolved, so it held the lease and freed it in the same transaction.
       if (release && slot.holder === lock) slot.holder.markReleased();
       return result;
+    } catch (error) {
+      // The backend found the lease gone (run out, or taken over): the lock is lost for good,
+      // so its signal aborts and the next waiter here need not wait out the local lease.
+      if (isSessionError(error, 'ERR_LOCK_LOST') && slot.holder === lock) {
+        slot.holder.end('a fenced write found its lease no longer held');
+      }
+      throw error;
     } finally {
       slot.fences--;
       if (slot.fences === 0) for (const ended of slot.fencesEnded.splice(0)) ended();

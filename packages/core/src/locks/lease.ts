@@ -145,7 +145,7 @@ export class LeaseLock implements SessionLock {
     if (this.#state !== 'held') throw this.#lostError();
     if (!stillHeld) {
       // Its lease ran out, perhaps while the event loop stalled, before the lease-end timer ran.
-      this.#end('its lease ended or another holder took it over');
+      this.end('its lease ended or another holder took it over');
       throw this.#lostError();
     }
     this.#expiresAt = expiresAt;
@@ -193,11 +193,14 @@ export class LeaseLock implements SessionLock {
   }
 
   #expire(): void {
-    this.#end(`its lease of ${this.#leaseMs} ms ran out without extend()`);
+    this.end(`its lease of ${this.#leaseMs} ms ran out without extend()`);
   }
 
-  /** Loses the lock and frees it for the next holder, in this process and in the backend. */
-  #end(reason: string): void {
+  /**
+   * Loses the lock and frees it for the next holder, in this process and in the backend: for a
+   * lock manager whose backend found the lease no longer held.
+   */
+  end(reason: string): void {
     if (this.#state !== 'held') return;
     this.markLost(reason);
     this.#hooks.expired?.(this.token);

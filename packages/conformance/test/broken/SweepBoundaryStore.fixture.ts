@@ -1,0 +1,7 @@
+import { runStoreConformance } from '../../src/index.js';
+import { SweepBoundaryStore } from './stores.js';
+
+await runStoreConformance({
+  name: 'SweepBoundaryStore',
+  open: async () => new SweepBoundaryStore(),
+});

@@ -1,0 +1,7 @@
+import { runStoreConformance } from '../../src/index.js';
+import { ThrowingStore } from './stores.js';
+
+await runStoreConformance({
+  name: 'ThrowingStore',
+  open: async () => new ThrowingStore(),
+});
