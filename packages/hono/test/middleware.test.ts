@@ -62,7 +62,7 @@ describe('@sessile/hono middleware', () => {
     expect(await jar.json(server.url)).toEqual({ count: 3 });
   });
 
-  it('a thrown non-Error after regenerate() still sends the new id, on the server\'s own 500', async () => {
+  it("a thrown non-Error after regenerate() still sends the new id, on the server's own 500", async () => {
     const { app } = open();
     app.get('/', (c) => {
       const session = c.get('session');
