@@ -8,6 +8,7 @@ import {
   SessionCookie,
   type SessionCookieOptions,
   SessionManager,
+  type SessionManagerOptions,
 } from '../src/index.js';
 
 const OLD = 'an old secret that signed earlier cookies';
@@ -162,9 +163,9 @@ describe('SessionCookie signing and rotation', () => {
   });
 
   describe('forResponse', () => {
-    async function setup() {
+    async function setup(options: Partial<SessionManagerOptions> = {}) {
       const store = new MemoryStore();
-      const manager = new SessionManager({ store, cleanup: manual() });
+      const manager = new SessionManager({ store, cleanup: manual(), ...options });
       cleanups.push(async () => {
         await manager.close();
         await store.close();
@@ -199,21 +200,7 @@ describe('SessionCookie signing and rotation', () => {
     });
 
     it('never sets the cookie of an id another request regenerated in its grace window, persistent or re-signed', async () => {
-      const store = new MemoryStore();
-      const manager = new SessionManager({
-        store,
-        cleanup: manual(),
-        regenerateGraceMs: 60_000,
-        touchAfterMs: 0,
-      });
-      cleanups.push(async () => {
-        await manager.close();
-        await store.close();
-      });
-      const first = await manager.open(undefined);
-      first.data.count = 1;
-      await first.commit();
-      const oldId = first.id;
+      const { manager, id: oldId } = await setup({ regenerateGraceMs: 60_000, touchAfterMs: 0 });
       const login = await manager.open(oldId);
       await login.regenerate();
       await login.commit();
