@@ -5,6 +5,7 @@ import type { CommitOutcome, Session } from './session.js';
 import {
   assertDuration,
   assertKnownOptions,
+  COOKIE_NAME_PATTERN,
   cookieValues,
   describeValue,
   MAC_CHARS,
@@ -86,7 +87,6 @@ const ATTRIBUTE_NAMES = [
 const COOKIE_PREFIX_PATTERN = /^__(secure|host)-/i;
 const SAME_SITE_VALUES = ['strict', 'lax', 'none', false] as const;
 
-const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const COOKIE_ATTRIBUTE_PATTERN = /^[\u0021-\u003A\u003C-\u007E]*$/;
 
 /**

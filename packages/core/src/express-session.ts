@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SessionCodec, SessionData } from './codecs.js';
 import {
   assertKnownOptions,
+  COOKIE_NAME_PATTERN,
   cookieValues,
   describeValue,
   MAC_CHARS,
@@ -21,8 +22,6 @@ export interface AcceptExpressSessionOptions {
    */
   secret?: string | readonly string[];
 }
-
-const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * express-session's cookie: the URI-encoded value `s:<id>.<mac>`, where the mac is HMAC-SHA256

@@ -240,3 +240,6 @@ export function hasMethods(value: unknown, names: readonly string[]): boolean {
     names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
   );
 }
+
+/** A cookie name: an RFC 6265 token. */
+export const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
