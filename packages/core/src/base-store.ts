@@ -106,19 +106,26 @@ function writeLock(
   return lock;
 }
 
-function assertRecord(record: unknown): asserts record is SessionRecord {
+/**
+ * The record `set` was given, each field read once and checked. A store may write it later (a
+ * batch, a group commit) while the caller changes the object it passed; what is stored is what
+ * was checked. A TextRecord, which cannot change, passes as it is: its bytes are made only if
+ * the store reads them.
+ */
+function checkedRecord(record: unknown): SessionRecord {
   if (typeof record !== 'object' || record === null) {
     throw new TypeError('record must be an object { data, expiresAt }');
   }
-  // A TextRecord's bytes are made only if the store reads them.
-  if (
-    !(record instanceof TextRecord || (record as Partial<SessionRecord>).data instanceof Uint8Array)
-  ) {
-    throw new TypeError('record.data must be a Uint8Array');
+  if (record instanceof TextRecord) {
+    assertExpiresAt(record.expiresAt, 'record.expiresAt');
+    return record;
   }
-  const { expiresAt, owner } = record as Partial<SessionRecord>;
+  const { data, expiresAt, owner } = record as Partial<SessionRecord>;
+  if (!(data instanceof Uint8Array)) throw new TypeError('record.data must be a Uint8Array');
   assertExpiresAt(expiresAt, 'record.expiresAt');
-  if (owner !== undefined) assertOwner(owner, 'record.owner');
+  if (owner === undefined) return { data, expiresAt };
+  assertOwner(owner, 'record.owner');
+  return { data, expiresAt, owner };
 }
 
 /** The progress of a sweep called with `options`, once they are checked. */
@@ -250,13 +257,14 @@ export abstract class BaseStore implements SessionStore {
     });
   }
 
-  set(id: string, record: SessionRecord, options?: SetOptions): Promise<boolean> {
+  set(id: string, given: SessionRecord, options?: SetOptions): Promise<boolean> {
     return this.#run('set', () => {
       let lock: SessionLock | undefined;
       let only: SetOptions['only'];
+      let record: SessionRecord;
       try {
         assertSessionId(id);
-        assertRecord(record);
+        record = checkedRecord(given);
         lock = writeLock(id, options, SET_OPTIONS);
         only = options?.only;
         if (only !== undefined && only !== 'absent' && only !== 'present') {
@@ -272,6 +280,8 @@ export abstract class BaseStore implements SessionStore {
           `Record of ${bytes} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,
         );
       }
+      // The caller may reuse its buffer as soon as set() returns, before a later write reads it.
+      if (!(record instanceof TextRecord || this.copiesOnSet)) record.data = Buffer.from(record.data);
       if (lock === undefined) return this._set(id, record, only, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) =>
         this._set(id, record, only, Date.now(), lease),
@@ -395,6 +405,15 @@ export abstract class BaseStore implements SessionStore {
    */
   protected ioLocation(): string | undefined {
     return undefined;
+  }
+
+  /**
+   * True when `_set` copies `record.data` before it returns, as MemoryStore does: `set` then
+   * spares its own copy of the caller's bytes. False by default, for a store that may write
+   * them later.
+   */
+  protected get copiesOnSet(): boolean {
+    return false;
   }
 
   protected abstract _get(id: string, now: number): HookAnswer<SessionRecord | undefined>;

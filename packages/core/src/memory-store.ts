@@ -53,6 +53,11 @@ export class MemoryStore extends BaseStore {
     return #records in store && Object.getPrototypeOf(store) === MemoryStore.prototype;
   }
 
+  /** `Kept` copies a record's bytes in `_set`, which runs before `set` returns. */
+  protected override get copiesOnSet(): boolean {
+    return true;
+  }
+
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
     return new MemoryStore(options);
   }
