@@ -187,6 +187,25 @@ export function basicTests(options: ConformanceOptions): void {
       }
     });
 
+    test('what set() was given is stored, though the caller changes its record and buffer before it resolves', async (store) => {
+      const id = newId();
+      const expiresAt = Date.now() + HOUR_MS;
+      const data = Uint8Array.from([1, 2, 3, 4]);
+      const given: { data: Uint8Array; expiresAt: number; owner?: string } = { data, expiresAt };
+      const written = store.set(id, given);
+      // A store may write later (a batch, a group commit): the caller reuses what it passed.
+      data.fill(9);
+      given.data = new Uint8Array(store.maxRecordBytes + 1);
+      given.expiresAt = Number.NaN;
+      given.owner = 'x'.repeat(300);
+      expect(await written).toBe(true);
+      const stored = await store.get(id);
+      expect(Array.from(stored?.data ?? []), 'the bytes as given').toEqual([1, 2, 3, 4]);
+      expect(stored?.expiresAt, 'the expiresAt as given').toBe(expiresAt);
+      expect(stored?.owner, 'no owner, as given').toBeUndefined();
+      expect(await store.count()).toBe(1);
+    });
+
     test('close is idempotent and sets closed', async (store) => {
       expect(store.closed).toBe(false);
       await store.close();
