@@ -9,6 +9,7 @@ import {
 import {
   assertAbortSignal,
   assertKnownOptions,
+  assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
   describeValue,
@@ -161,6 +162,14 @@ export class LevelStore extends BaseStore {
       throw new TypeError('LevelStore.open needs { path } or { db }');
     }
     assertKnownOptions(options, KNOWN_OPTIONS, 'LevelStore.open');
+    // Before any database is opened: a refused value must neither create one nor hide behind
+    // ERR_STORE_BUSY.
+    if (options.maxRecordBytes !== undefined) {
+      assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+    }
+    if (options.syncReads !== undefined && typeof options.syncReads !== 'boolean') {
+      throw new TypeError('options.syncReads must be a boolean');
+    }
     const { path, db } = options;
     if ((path === undefined) === (db === undefined)) {
       throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');

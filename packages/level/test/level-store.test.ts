@@ -195,11 +195,19 @@ describe('LevelStore: one process per directory', () => {
     await store.close();
   });
 
-  it('bad options reject with a TypeError and leave the directory free', async () => {
+  it('bad options reject with a TypeError before the directory is touched', async () => {
     const path = freshPath();
     await expect(LevelStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);
+    await expect(LevelStore.open({ path, maxRecordBytes: Number.NaN })).rejects.toThrow(TypeError);
+    await expect(LevelStore.open({ path, syncReads: 'yes' } as never)).rejects.toThrow(TypeError);
+    expect(existsSync(path), 'no database was created for options that were refused').toBe(false);
     const store = await LevelStore.open({ path });
-    await store.close();
+    try {
+      // A directory another store holds still names the bad option, not ERR_STORE_BUSY.
+      await expect(LevelStore.open({ path, maxRecordBytes: -5 })).rejects.toThrow(/maxRecordBytes/);
+    } finally {
+      await store.close();
+    }
   });
 
   it('open needs exactly one of path and db, and a valid sublevel name', async () => {
