@@ -281,7 +281,9 @@ export abstract class BaseStore implements SessionStore {
         );
       }
       // The caller may reuse its buffer as soon as set() returns, before a later write reads it.
-      if (!(record instanceof TextRecord || this.copiesOnSet)) record.data = Buffer.from(record.data);
+      if (!(record instanceof TextRecord || this.copiesOnSet)) {
+        record.data = Buffer.from(record.data);
+      }
       if (lock === undefined) return this._set(id, record, only, Date.now(), undefined);
       return this.#fenced(lock, options?.release, (lease) =>
         this._set(id, record, only, Date.now(), lease),
