@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CookieJar } from '@sessile/conformance/http';
@@ -8,7 +7,7 @@ import { SqliteStore } from '@sessile/sqlite';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type SessileMiddleware, type SessileRequest, sessile } from '../src/index.js';
-import { closeServer, listen } from './helpers.js';
+import { serveApp } from './helpers.js';
 
 type Data = { user?: string; count?: number };
 
@@ -73,13 +72,7 @@ async function start(commitOnError?: boolean) {
     if (error.handled) res.status(500).json({ error: 'handled' });
     else next(error);
   });
-  const server = createServer(app);
-  const url = await listen(server);
-  cleanups.push(async () => {
-    await closeServer(server);
-    await sessions.close();
-    await store.close();
-  });
+  const url = await serveApp(app, cleanups, sessions, store);
   return { url, store, sessions };
 }
 

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +43,26 @@ export async function listen(server: Server): Promise<string> {
 export async function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Serves `app` on a loopback port, and queues in `cleanups` closing the server, then the
+ * middleware, then its store.
+ */
+export async function serveApp(
+  app: RequestListener,
+  cleanups: Array<() => Promise<void>>,
+  sessions: { close(): Promise<void> },
+  store: { close(): Promise<void> },
+): Promise<string> {
+  const server = createServer(app);
+  const url = await listen(server);
+  cleanups.push(async () => {
+    await closeServer(server);
+    await sessions.close();
+    await store.close();
+  });
+  return url;
 }
 
 /**

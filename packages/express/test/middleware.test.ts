@@ -9,7 +9,7 @@ import {
   type SessileRequest,
   sessile,
 } from '../src/index.js';
-import { closeServer, listen } from './helpers.js';
+import { closeServer, listen, serveApp } from './helpers.js';
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are sessile()'s own.
 describe('sessile() middleware without express', () => {
@@ -195,13 +195,7 @@ describe('sessile() and the response as Node and Express use it', () => {
       res.statusCode = 404;
       res.end('no page here');
     });
-    const server = createServer(app);
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const url = await serveApp(app, cleanups, sessions, store);
     return { url, store, sessions };
   }
 

@@ -77,6 +77,19 @@ async function runTraffic(
   return traffic;
 }
 
+/**
+ * A connection of its own holding `table` in ACCESS EXCLUSIVE mode, so every query of the store
+ * on it waits; `ROLLBACK` on the returned client lets them through.
+ */
+async function lockTable(table: string): Promise<pg.Client> {
+  const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+  await blocker.connect();
+  cleanups.push(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+  return blocker;
+}
+
 async function expectAcknowledgedWrites(store: PostgresStore, traffic: Traffic): Promise<void> {
   for (const [id, data] of traffic.acknowledged) {
     expect(textOf((await store.get(id))?.data)).toBe(data);
@@ -146,11 +159,7 @@ describe('failure', () => {
     const store = await openStore({ table, queryTimeoutMs: 300 });
     const id = idOf('stuck');
     await store.set(id, record('before'));
-    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query('BEGIN');
-    await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+    const blocker = await lockTable(table);
     try {
       expect(await codeOf(store.get(id))).toBe('ERR_STORE_IO');
       expect(await codeOf(store.set(id, record('during')))).toBe('ERR_STORE_IO');
@@ -167,11 +176,7 @@ describe('failure', () => {
     const store = await openStore({ table, poolSize: 1, queryTimeoutMs });
     const id = idOf('hot');
     await store.set(id, record('before'));
-    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query('BEGIN');
-    await blocker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+    const blocker = await lockTable(table);
     const calls = Promise.all(Array.from({ length: 20 }, () => codeOf(store.get(id))));
     // Held ten times longer than any call may wait; a call still queued then would be answered.
     await Promise.race([calls, new Promise((resolve) => setTimeout(resolve, 10 * queryTimeoutMs))]);
