@@ -15,9 +15,23 @@ export const RECORD_TEXT = Symbol('sessile.recordText');
 /**
  * A store class's test of whether a store's `set` takes a `TextRecord`, reading the text where it
  * can and `data` only where it must (`MemoryStore[TAKES_TEXT](store)`). Every other store gets
- * records with plain bytes.
+ * records with plain bytes. A class answers true only for an instance of its own, not of a
+ * subclass, whose `set` may copy or clone the record (a `TextRecord`'s `data` is a getter),
+ * nor for a proxy.
  */
 export const TAKES_TEXT = Symbol('sessile.takesText');
+
+interface TextTaker {
+  [TAKES_TEXT]?: (store: object) => boolean;
+}
+
+/** True when `store`'s class says its `set` takes a `TextRecord` (see `TAKES_TEXT`). */
+export function takesText(store: object): boolean {
+  const kind = (store as { constructor?: unknown }).constructor;
+  if (typeof kind !== 'function') return false;
+  const test = (kind as TextTaker)[TAKES_TEXT];
+  return typeof test === 'function' && test.call(kind, store) === true;
+}
 
 /** A lent record that may carry its bytes' text. */
 interface MaybeText {
@@ -56,9 +70,14 @@ export class TextRecord implements SessionRecord {
     return this.#data;
   }
 
+  /** The whole text, whatever its characters: `data` is its UTF-8 encoding. */
+  get text(): string {
+    return this.#head + this.#body + this.#tail;
+  }
+
   /** The text, when every character is ASCII: UTF-8 then takes one byte per character. */
   get [RECORD_TEXT](): string | undefined {
     const length = this.#head.length + this.#body.length + this.#tail.length;
-    return this.byteLength === length ? this.#head + this.#body + this.#tail : undefined;
+    return this.byteLength === length ? this.text : undefined;
   }
 }

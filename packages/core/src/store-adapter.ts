@@ -6,8 +6,7 @@ import {
   type SessionData,
 } from './codecs.js';
 import { isSessionId } from './ids.js';
-import { MemoryStore } from './memory-store.js';
-import { recordText, TAKES_TEXT, TextRecord } from './record-text.js';
+import { recordText, TextRecord, takesText } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
@@ -76,10 +75,10 @@ export function openStoreAdapter(
       .get(id)
       .then((record) => (record === undefined ? undefined : decode(record, id)));
   };
-  // A store that keeps text takes the session's JSON text, never encoded to bytes.
-  const takesText = isJsonCodec(codec) && MemoryStore[TAKES_TEXT](sessionStore);
+  // A store that keeps or sends text takes the session's JSON text, never encoded to bytes.
+  const asText = isJsonCodec(codec) && takesText(sessionStore);
   const record = (id: string, session: object, now: number, expiresAt: number): SessionRecord =>
-    takesText
+    asText
       ? new TextRecord(envelopeHead(now), sessionText(session), '}', expiresAt)
       : { data: encodeLibrarySession(codec, id, session, now), expiresAt };
   return { store: sessionStore, codec, defaultTtlMs, read, record };

@@ -59,6 +59,8 @@ export {
   type StripedLocksOptions,
   stripeOf,
 } from './locks/striped.js';
+// A store whose class answers `TAKES_TEXT` gets core's library adapters' records as TextRecords.
+export { TAKES_TEXT, TextRecord } from './record-text.js';
 export {
   decodeLibrarySession,
   encodeLibrarySession,

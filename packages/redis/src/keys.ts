@@ -1,22 +1,29 @@
 import { SessionError, type SessionRecord } from '@sessile/core';
+import { TextRecord } from '@sessile/core/store';
 
 /**
- * The record format this version writes: magic, a version byte, expiresAt and indexedUntil as
- * float64s, the owner's UTF-8 length (uint16) and bytes, then the data.
+ * The record format this version writes. Its header is ASCII: magic, the version digit,
+ * expiresAt and indexedUntil as the 16 hex digits of their big-endian float64s, the owner's
+ * UTF-8 length as 4 hex digits, then the owner's bytes and the data. A text header lets a
+ * record whose data is text go to Redis as one string: node-redis writes a Buffer argument to
+ * the socket as a chunk of its own.
  */
-export const RECORD_FORMAT = 2;
+export const RECORD_FORMAT = 3;
 /** Tells a sessile record (of any version) from other bytes under the same key. */
-const MAGIC = [0xf5, 0x5e] as const;
-/** Where `expiresAt` starts; `touch` overwrites these 8 bytes in place. */
+export const MAGIC = '~s';
+/** Where `expiresAt` starts; `touch` overwrites these 16 hex digits in place. */
 export const EXPIRES_AT_OFFSET = 3;
 /**
  * Where `indexedUntil` starts: the score of this record's entry in its owner's index, which
  * `touch` must raise before it moves `expiresAt` past it (0 without an owner).
  */
-export const INDEXED_UNTIL_OFFSET = 11;
-const OWNER_LENGTH_OFFSET = 19;
+export const INDEXED_UNTIL_OFFSET = 19;
+export const OWNER_LENGTH_OFFSET = 35;
 /** The header `touch` reads: everything before the owner's bytes. */
-export const HEADER_BYTES = 21;
+export const HEADER_BYTES = 39;
+/** A float64's hex digits; an owner length's. */
+const DOUBLE_DIGITS = 16;
+const OWNER_LENGTH_DIGITS = 4;
 
 /**
  * Where one store keeps its keys. Every key of a session carries the id as a hash tag, so the
@@ -99,28 +106,65 @@ export function indexedUntilFor(expiresAt: number, now: number): number {
   return redisTimeMs(Math.ceil(expiresAt + Math.max(expiresAt - now, 0)));
 }
 
-/** The record's bytes; `indexedUntil` is its entry's score in the owner's index (0 without an owner). */
-export function encodeRecord(record: SessionRecord, indexedUntil = 0): Buffer {
-  const owner = record.owner;
-  const ownerBytes = owner === undefined ? 0 : Buffer.byteLength(owner, 'utf8');
+/**
+ * The record's value; `indexedUntil` is its entry's score in the owner's index (0 without an
+ * owner). A `TextRecord` (a library session's JSON, from core's adapters) becomes one string,
+ * which costs node-redis no chunk of its own; other records become bytes.
+ */
+export function encodeRecord(record: SessionRecord, indexedUntil = 0): string | Buffer {
+  const owner = record.owner ?? '';
+  const ownerBytes = Buffer.byteLength(owner, 'utf8');
+  const header = `${MAGIC}${RECORD_FORMAT}${hexDouble(record.expiresAt)}${hexDouble(indexedUntil)}${ownerBytes.toString(16).padStart(OWNER_LENGTH_DIGITS, '0')}`;
+  if (record instanceof TextRecord) return header + owner + record.text;
   const dataStart = HEADER_BYTES + ownerBytes;
   const value = Buffer.allocUnsafe(dataStart + record.data.byteLength);
-  value[0] = MAGIC[0];
-  value[1] = MAGIC[1];
-  value[2] = RECORD_FORMAT;
-  value.writeDoubleBE(record.expiresAt, EXPIRES_AT_OFFSET);
-  value.writeDoubleBE(indexedUntil, INDEXED_UNTIL_OFFSET);
-  value.writeUInt16BE(ownerBytes, OWNER_LENGTH_OFFSET);
-  if (owner !== undefined) value.write(owner, HEADER_BYTES, 'utf8');
+  value.write(header, 0, 'latin1');
+  if (ownerBytes > 0) value.write(owner, HEADER_BYTES, 'utf8');
   value.set(record.data, dataStart);
   return value;
 }
 
-/** The 8 bytes of a float64 as a record stores it, for `touch` to write in place. */
-export function encodeDouble(value: number): Buffer {
-  const bytes = Buffer.allocUnsafe(8);
-  bytes.writeDoubleBE(value, 0);
-  return bytes;
+const doubleView = new DataView(new ArrayBuffer(8));
+/** An ownerless record's indexedUntil. */
+const ZERO_DIGITS = '0'.repeat(DOUBLE_DIGITS);
+/** The last float64 `hexDouble` wrote, and its digits: the creates of one moment share an expiry. */
+let lastDouble = 0;
+let lastDigits = ZERO_DIGITS;
+
+/** The 16 hex digits of `value`'s big-endian float64, as a record keeps it and `touch` writes it in place. */
+export function hexDouble(value: number): string {
+  if (value === 0 && !Object.is(value, -0)) return ZERO_DIGITS;
+  if (Object.is(value, lastDouble)) return lastDigits;
+  doubleView.setFloat64(0, value);
+  const digits =
+    doubleView.getUint32(0).toString(16).padStart(8, '0') +
+    doubleView.getUint32(4).toString(16).padStart(8, '0');
+  lastDouble = value;
+  lastDigits = digits;
+  return digits;
+}
+
+/** The value of `count` hex digits at `offset` of `bytes`, or -1 where one is not a lowercase hex digit. */
+function readHex(bytes: Buffer, offset: number, count: number): number {
+  let value = 0;
+  for (let i = offset; i < offset + count; i++) {
+    const char = bytes[i] as number;
+    const digit =
+      char >= 0x30 && char <= 0x39 ? char - 0x30 : char >= 0x61 && char <= 0x66 ? char - 0x57 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+/** The float64 whose 16 hex digits are at `offset` of `bytes`, or NaN where they are not hex digits. */
+function readDouble(bytes: Buffer, offset: number): number {
+  const high = readHex(bytes, offset, 8);
+  const low = readHex(bytes, offset + 8, 8);
+  if (high < 0 || low < 0) return Number.NaN;
+  doubleView.setUint32(0, high);
+  doubleView.setUint32(4, low);
+  return doubleView.getFloat64(0);
 }
 
 /**
@@ -130,8 +174,8 @@ export function encodeDouble(value: number): Buffer {
 export function decodeRecord(value: Buffer, lent = false): SessionRecord {
   const fault = headerFault(value);
   if (fault !== undefined) throw fault;
-  const expiresAt = value.readDoubleBE(EXPIRES_AT_OFFSET);
-  const dataStart = HEADER_BYTES + value.readUInt16BE(OWNER_LENGTH_OFFSET);
+  const expiresAt = readDouble(value, EXPIRES_AT_OFFSET);
+  const dataStart = HEADER_BYTES + readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS);
   if (dataStart > value.byteLength) {
     throw cutShortInOwner();
   }
@@ -159,20 +203,25 @@ export function cutShortInOwner(): SessionError {
  * `get` checks a whole value this way, and `touch` the header its script found and left alone.
  */
 export function headerFault(value: Buffer): SessionError | undefined {
-  const format = value[2] ?? 0;
-  if (value.byteLength < 3 || value[0] !== MAGIC[0] || value[1] !== MAGIC[1]) {
+  if (value.byteLength < 3 || value.toString('latin1', 0, MAGIC.length) !== MAGIC) {
     return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
   }
+  const format = readHex(value, MAGIC.length, 1);
   if (format > RECORD_FORMAT) {
     return new SessionError(
       'ERR_UNSUPPORTED',
       `The Redis record has format ${format}; this version reads format ${RECORD_FORMAT}`,
     );
   }
-  if (format !== RECORD_FORMAT || value.byteLength < HEADER_BYTES) {
+  if (
+    format !== RECORD_FORMAT ||
+    value.byteLength < HEADER_BYTES ||
+    readHex(value, INDEXED_UNTIL_OFFSET, DOUBLE_DIGITS) < 0 ||
+    readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS) < 0
+  ) {
     return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
   }
-  if (!Number.isFinite(value.readDoubleBE(EXPIRES_AT_OFFSET))) {
+  if (!Number.isFinite(readDouble(value, EXPIRES_AT_OFFSET))) {
     return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
   }
   return undefined;

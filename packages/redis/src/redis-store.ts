@@ -15,15 +15,16 @@ import {
   describeValue,
   lockLost,
   type SweepProgress,
+  TAKES_TEXT,
 } from '@sessile/core/store';
 import { Connection, type RedisConnection } from './connection.js';
 import {
   cutShortInOwner,
   decodeRecord,
-  encodeDouble,
   encodeRecord,
   expireAtMs,
   headerFault,
+  hexDouble,
   indexedUntilFor,
   KeyLayout,
   redisTimeMs,
@@ -82,6 +83,14 @@ export class RedisStore extends BaseStore {
     this.#ownedCreates = new OwnedCreates(connection.send);
     this.prefix = keys.prefix;
     this.locks = new RedisLocks(connection, keys);
+  }
+
+  /**
+   * True for a RedisStore itself, whose `set` takes core's library adapters' records as their
+   * JSON text and sends it as one string with the header (see `encodeRecord`).
+   */
+  static [TAKES_TEXT](store: object): boolean {
+    return #connection in store && Object.getPrototypeOf(store) === RedisStore.prototype;
   }
 
   /** Connects, subscribes to lock releases, and resolves once the store can serve. */
@@ -235,7 +244,7 @@ export class RedisStore extends BaseStore {
       const keys = [this.#keys.record(id), this.#keys.lock(lease?.key ?? id)];
       const args = [
         lease?.token ?? '',
-        encodeDouble(expiresAt),
+        hexDouble(expiresAt),
         expireAt === undefined ? '' : String(expireAt),
         String(redisTimeMs(expiresAt)),
         '',
@@ -252,7 +261,7 @@ export class RedisStore extends BaseStore {
         const indexedUntil = indexedUntilFor(expiresAt, now);
         await this.#owners.add(owner, id, indexedUntil);
         args[4] = owner;
-        args[5] = encodeDouble(indexedUntil);
+        args[5] = hexDouble(indexedUntil);
       }
       throw new SessionError(
         'ERR_STORE_IO',

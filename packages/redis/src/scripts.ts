@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { CommandArgument, Send } from './connection.js';
-import { EXPIRES_AT_OFFSET, HEADER_BYTES, INDEXED_UNTIL_OFFSET, RECORD_FORMAT } from './keys.js';
+import {
+  EXPIRES_AT_OFFSET,
+  HEADER_BYTES,
+  INDEXED_UNTIL_OFFSET,
+  MAGIC,
+  OWNER_LENGTH_OFFSET,
+  RECORD_FORMAT,
+} from './keys.js';
 
 /** Follows the token in a lock key once a claim was refused; tokens are base64url, so never contain it. */
 export const WAITED_MARK = '!';
@@ -146,9 +153,29 @@ local function free(channel, key)
 end
 `;
 
-/** True when the 21-byte `header` (a Lua local) starts a record of the format this version writes. */
-const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1) == 0xf5 and string.byte(header, 2) == 0x5e
-  and string.byte(header, 3) == ${RECORD_FORMAT}`;
+/**
+ * Lua, reading the ${HEADER_BYTES}-byte `header` of a record (see keys.ts): `isCurrent(header)`
+ * when it starts a record of the format this version writes, its digits all lowercase hex;
+ * `ownerBytes(header)`; `indexedUntil(header)`, the float64 its 16 digits spell; and
+ * `finiteExpiry(header)`, false when expiresAt's exponent bits are all set (NaN or infinite).
+ */
+const HEADER = `
+local function isCurrent(header)
+  return #header == ${HEADER_BYTES} and string.sub(header, 1, ${MAGIC.length + 1}) == '${MAGIC}${RECORD_FORMAT}'
+    and string.find(header, '^[0-9a-f]+$', ${MAGIC.length + 2}) ~= nil
+end
+local function ownerBytes(header)
+  return tonumber(string.sub(header, ${OWNER_LENGTH_OFFSET + 1}, ${HEADER_BYTES}), 16)
+end
+local function byte(pair) return string.char(tonumber(pair, 16)) end
+local function indexedUntil(header)
+  local digits = string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 16})
+  return (struct.unpack('>d', (string.gsub(digits, '..', byte))))
+end
+local function finiteExpiry(header)
+  return tonumber(string.sub(header, ${EXPIRES_AT_OFFSET + 1}, ${EXPIRES_AT_OFFSET + 3}), 16) % 2048 ~= 2047
+end
+`;
 
 /**
  * A write that must check the record first: fenced, or giving the record an owner. ARGV: token
@@ -160,7 +187,7 @@ const IS_CURRENT_HEADER = `#header == ${HEADER_BYTES} and string.byte(header, 1)
  * only where both keys share a server, not on a cluster), it adds the entry itself before the
  * record; without KEYS[3] it answers `{'index'}` and writes nothing.
  */
-export const WRITE = new Script(`${INDEX}${FENCE}
+export const WRITE = new Script(`${INDEX}${FENCE}${HEADER}
 if not fence(ARGV[1]) then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (ARGV[4] == 'absent' and exists) or (ARGV[4] == 'present' and not exists) then
@@ -177,16 +204,16 @@ if ARGV[5] ~= '' and ARGV[7] ~= '1' then
   local kept = nil
   if exists then
     local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
-    if ${IS_CURRENT_HEADER} then
-      local indexedUntil, ownerBytes = struct.unpack('>dH', header, ${INDEXED_UNTIL_OFFSET + 1})
-      if ownerBytes == #ARGV[5] and indexedUntil >= tonumber(ARGV[6])
-        and redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes) == ARGV[5] then
-        kept = string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 8})
+    if isCurrent(header) then
+      local length = ownerBytes(header)
+      if length == #ARGV[5] and indexedUntil(header) >= tonumber(ARGV[6])
+        and redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + length) == ARGV[5] then
+        kept = string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 16})
       end
     end
   end
   if kept ~= nil then
-    value = string.sub(value, 1, ${INDEXED_UNTIL_OFFSET}) .. kept .. string.sub(value, ${INDEXED_UNTIL_OFFSET + 9})
+    value = string.sub(value, 1, ${INDEXED_UNTIL_OFFSET}) .. kept .. string.sub(value, ${INDEXED_UNTIL_OFFSET + 17})
   elseif KEYS[3] ~= nil then
     index(KEYS[3], ARGV[8], ARGV[9])
   else
@@ -225,25 +252,26 @@ return 0
  * owner, are left as they are, and it answers their first ${HEADER_BYTES} for the caller to reject
  * as `get` would.
  */
-export const TOUCH = new Script(`${FENCE}
+export const TOUCH = new Script(`${FENCE}${HEADER}
 if not fence(ARGV[1]) then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
 if header == '' then
   free(ARGV[7], ARGV[8])
   return 0
 end
-if not (${IS_CURRENT_HEADER}) then return header end
-local expiresAt, indexedUntil, ownerBytes = struct.unpack('>ddH', header, ${EXPIRES_AT_OFFSET + 1})
-if expiresAt ~= expiresAt or math.abs(expiresAt) == math.huge
-  or ${HEADER_BYTES} + ownerBytes > redis.call('STRLEN', KEYS[1]) then return header end
+if not isCurrent(header) then return header end
+local length = ownerBytes(header)
+if not finiteExpiry(header) or ${HEADER_BYTES} + length > redis.call('STRLEN', KEYS[1]) then
+  return header
+end
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[1])
   free(ARGV[7], ARGV[8])
   return 1
 end
-local raise = ownerBytes > 0 and tonumber(ARGV[4]) > indexedUntil
+local raise = length > 0 and tonumber(ARGV[4]) > indexedUntil(header)
 if raise then
-  local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + ownerBytes)
+  local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + length)
   if owner ~= ARGV[5] then return {owner} end
 end
 -- The TTL first: should Redis refuse it, the record stays as it was.

@@ -1,5 +1,6 @@
 import { inspect } from 'node:util';
-import { isSessionError } from '@sessile/core';
+import { isSessionError, jsonCodec, type SessionRecord } from '@sessile/core';
+import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,17 @@ const HOUR_MS = 3_600_000;
 const root = runPrefix('specific');
 const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
 const bytes = (text: string) => new TextEncoder().encode(text);
+
+/** A record's header as the README documents format 3, to write values the store did not. */
+function header(parts: { format?: number; expiresAt?: number; ownerLength?: string }): string {
+  const hex = (value: number) => {
+    const float = Buffer.alloc(8);
+    float.writeDoubleBE(value);
+    return float.toString('hex');
+  };
+  const expiresAt = parts.expiresAt ?? Date.now() + HOUR_MS;
+  return `~s${parts.format ?? 3}${hex(expiresAt)}${hex(0)}${parts.ownerLength ?? '0000'}`;
+}
 let opened = 0;
 const newPrefix = () => `${root}${++opened}:`;
 const indexKey = (prefix: string, owner: string) =>
@@ -231,33 +243,36 @@ describe('RedisStore keys', () => {
   it('a record of a newer format rejects with ERR_UNSUPPORTED, other bytes with ERR_CORRUPT_RECORD', async () => {
     await withStore(async (store, prefix) => {
       const newer = newId();
-      const header = Buffer.alloc(21);
-      header.set([0xf5, 0x5e, 3]);
-      header.writeDoubleBE(Date.now() + HOUR_MS, 3);
-      await raw.set(`${prefix}s:{${newer}}`, header);
+      await raw.set(`${prefix}s:{${newer}}`, header({ format: 4 }));
       await expect(store.get(newer)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
-      const garbage = newId();
-      await raw.set(`${prefix}s:{${garbage}}`, Buffer.from([0xf5, 0x5e, 1]));
-      await expect(store.get(garbage)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+      for (const bad of [
+        '~s1',
+        header({ format: 2 }),
+        header({}).slice(0, 38),
+        header({ ownerLength: '000A' }),
+        header({ ownerLength: 'zz00' }),
+      ]) {
+        const garbage = newId();
+        await raw.set(`${prefix}s:{${garbage}}`, bad);
+        await expect(store.get(garbage)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+      }
+      // The header as this version writes it reads back, data and all.
+      const whole = newId();
+      await raw.set(`${prefix}s:{${whole}}`, `${header({})}{"a":1}`);
+      const record = await store.get(whole);
+      expect(Buffer.from(record?.data ?? []).toString()).toBe('{"a":1}');
     });
   });
 
   it('touch leaves bytes that get rejects as they are, and rejects as get does', async () => {
     await withStore(async (store, prefix) => {
       const foreign = Buffer.from('hello world, not sessile');
-      const newer = Buffer.alloc(21);
-      newer.set([0xf5, 0x5e, 3]);
-      newer.writeDoubleBE(Date.now() + HOUR_MS, 3);
-      const noExpiry = Buffer.alloc(22);
-      noExpiry.set([0xf5, 0x5e, 2]);
-      noExpiry.writeDoubleBE(Number.NaN, 3);
+      const newer = Buffer.from(header({ format: 4 }));
+      const noExpiry = Buffer.from(`${header({ expiresAt: Number.NaN })}x`);
+      const infinite = Buffer.from(`${header({ expiresAt: Number.POSITIVE_INFINITY })}x`);
       // A whole header whose owner length runs past the value's end.
-      const cutShort = Buffer.alloc(24);
-      cutShort.set([0xf5, 0x5e, 2]);
-      cutShort.writeDoubleBE(Date.now() + HOUR_MS, 3);
-      cutShort.writeDoubleBE(Date.now() + HOUR_MS, 11);
-      cutShort.writeUInt16BE(10, 19);
-      for (const value of [foreign, Buffer.from([0xf5]), newer, noExpiry, cutShort]) {
+      const cutShort = Buffer.from(`${header({ ownerLength: '000a' })}abc`);
+      for (const value of [foreign, Buffer.from('~'), newer, noExpiry, infinite, cutShort]) {
         const id = newId();
         const key = `${prefix}s:{${id}}`;
         await raw.set(key, value);
@@ -271,6 +286,63 @@ describe('RedisStore keys', () => {
         expect(await raw.pTTL(key)).toBe(-1);
       }
     });
+  });
+});
+
+describe('RedisStore and core library adapters', () => {
+  const expires = new Date(Date.now() + HOUR_MS).toISOString();
+  const sessions = [
+    { cookie: { expires }, user: 'alice' },
+    { cookie: { expires }, user: 'zoë 🍪' },
+  ];
+
+  it('stores a library session as the header and its JSON text, and reads it back', async () => {
+    await withStore(async (store, prefix) => {
+      const adapter = openStoreAdapter(store, {}, 'test');
+      for (const session of sessions) {
+        const id = newId();
+        const expiresAt = Date.now() + HOUR_MS;
+        const record = adapter.record(id, session, 1_700_000_000_000, expiresAt);
+        expect(await store.set(id, record)).toBe(true);
+        const value = await raw.sendCommand(['GET', `${prefix}s:{${id}}`], {
+          typeMapping: { 36: Buffer },
+        });
+        const envelope = encodeLibrarySession(jsonCodec(), id, session, 1_700_000_000_000);
+        expect(value).toEqual(Buffer.concat([Buffer.from(header({ expiresAt })), envelope]));
+        expect(await adapter.read(id)).toEqual(session);
+        expect(Buffer.from((await store.get(id))?.data ?? [])).toEqual(Buffer.from(envelope));
+      }
+    });
+  });
+
+  it('counts UTF-8 bytes against maxRecordBytes, and a proxy of the store gets plain records', async () => {
+    const prefix = newPrefix();
+    const store = await RedisStore.open({ url: STANDALONE_URL, prefix, maxRecordBytes: 200 });
+    try {
+      const wide = { cookie: { expires }, user: 'é'.repeat(70) };
+      const adapter = openStoreAdapter(store, {}, 'test');
+      const id = newId();
+      await expect(
+        store.set(id, adapter.record(id, wide, Date.now(), Date.now() + HOUR_MS)),
+      ).rejects.toMatchObject({ code: 'ERR_RECORD_TOO_LARGE' });
+      // A wrapper that copies the record it is given: a TextRecord's data, a getter, would be lost.
+      const copying = new Proxy(store, {
+        get(target, key) {
+          const value = Reflect.get(target, key, target);
+          if (key === 'constructor' || typeof value !== 'function') return value;
+          if (key !== 'set') return value.bind(target);
+          return (at: string, record: SessionRecord) => target.set(at, { ...record });
+        },
+      });
+      const proxied = openStoreAdapter(copying, {}, 'test');
+      for (const session of sessions) {
+        const at = newId();
+        await copying.set(at, proxied.record(at, session, Date.now(), Date.now() + HOUR_MS));
+        expect(await proxied.read(at)).toEqual(session);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });
 
