@@ -112,36 +112,57 @@ export function indexedUntilFor(expiresAt: number, now: number): number {
  * which costs node-redis no chunk of its own; other records become bytes.
  */
 export function encodeRecord(record: SessionRecord, indexedUntil = 0): string | Buffer {
-  const owner = record.owner ?? '';
-  const ownerBytes = Buffer.byteLength(owner, 'utf8');
-  const header = `${MAGIC}${RECORD_FORMAT}${hexDouble(record.expiresAt)}${hexDouble(indexedUntil)}${ownerBytes.toString(16).padStart(OWNER_LENGTH_DIGITS, '0')}`;
-  if (record instanceof TextRecord) return header + owner + record.text;
+  const owner = record.owner;
+  const ownerBytes = owner === undefined ? 0 : Buffer.byteLength(owner, 'utf8');
+  if (record instanceof TextRecord) {
+    writeHeader(scratch, record.expiresAt, indexedUntil, ownerBytes);
+    return scratch.toString('latin1', 0, HEADER_BYTES) + (owner ?? '') + record.text;
+  }
   const dataStart = HEADER_BYTES + ownerBytes;
   const value = Buffer.allocUnsafe(dataStart + record.data.byteLength);
-  value.write(header, 0, 'latin1');
-  if (ownerBytes > 0) value.write(owner, HEADER_BYTES, 'utf8');
+  writeHeader(value, record.expiresAt, indexedUntil, ownerBytes);
+  if (owner !== undefined) value.write(owner, HEADER_BYTES, 'utf8');
   value.set(record.data, dataStart);
   return value;
 }
 
-const doubleView = new DataView(new ArrayBuffer(8));
-/** An ownerless record's indexedUntil. */
-const ZERO_DIGITS = '0'.repeat(DOUBLE_DIGITS);
-/** The last float64 `hexDouble` wrote, and its digits: the creates of one moment share an expiry. */
-let lastDouble = 0;
-let lastDigits = ZERO_DIGITS;
+/** Where headers and digits are put together before they become a string. */
+const scratch = Buffer.alloc(HEADER_BYTES);
+const float = new DataView(new ArrayBuffer(8));
+const floatBytes = new Uint8Array(float.buffer);
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const MAGIC_BYTES = Buffer.from(MAGIC, 'latin1');
+
+function writeHeader(
+  target: Uint8Array,
+  expiresAt: number,
+  indexedUntil: number,
+  ownerBytes: number,
+): void {
+  target.set(MAGIC_BYTES, 0);
+  target[MAGIC.length] = HEX_DIGITS[RECORD_FORMAT] as number;
+  writeHexDouble(target, EXPIRES_AT_OFFSET, expiresAt);
+  writeHexDouble(target, INDEXED_UNTIL_OFFSET, indexedUntil);
+  for (let i = 0; i < OWNER_LENGTH_DIGITS; i++) {
+    const shift = 4 * (OWNER_LENGTH_DIGITS - 1 - i);
+    target[OWNER_LENGTH_OFFSET + i] = HEX_DIGITS[(ownerBytes >> shift) & 15] as number;
+  }
+}
+
+/** Writes the 16 hex digits of `value`'s big-endian float64 at `offset` of `target`. */
+function writeHexDouble(target: Uint8Array, offset: number, value: number): void {
+  float.setFloat64(0, value);
+  for (let i = 0; i < 8; i++) {
+    const byte = floatBytes[i] as number;
+    target[offset + 2 * i] = HEX_DIGITS[byte >> 4] as number;
+    target[offset + 2 * i + 1] = HEX_DIGITS[byte & 15] as number;
+  }
+}
 
 /** The 16 hex digits of `value`'s big-endian float64, as a record keeps it and `touch` writes it in place. */
 export function hexDouble(value: number): string {
-  if (value === 0 && !Object.is(value, -0)) return ZERO_DIGITS;
-  if (Object.is(value, lastDouble)) return lastDigits;
-  doubleView.setFloat64(0, value);
-  const digits =
-    doubleView.getUint32(0).toString(16).padStart(8, '0') +
-    doubleView.getUint32(4).toString(16).padStart(8, '0');
-  lastDouble = value;
-  lastDigits = digits;
-  return digits;
+  writeHexDouble(scratch, 0, value);
+  return scratch.toString('latin1', 0, DOUBLE_DIGITS);
 }
 
 /** The value of `count` hex digits at `offset` of `bytes`, or -1 where one is not a lowercase hex digit. */
@@ -162,9 +183,9 @@ function readDouble(bytes: Buffer, offset: number): number {
   const high = readHex(bytes, offset, 8);
   const low = readHex(bytes, offset + 8, 8);
   if (high < 0 || low < 0) return Number.NaN;
-  doubleView.setUint32(0, high);
-  doubleView.setUint32(4, low);
-  return doubleView.getFloat64(0);
+  float.setUint32(0, high);
+  float.setUint32(4, low);
+  return float.getFloat64(0);
 }
 
 /**
