@@ -9,7 +9,11 @@
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord } from './types.js';
 
-/** On a record, lent or given to `set`: the UTF-8 text of its `data`, when the text is ASCII. */
+/**
+ * On a record, lent or given to `set`: the text whose UTF-8 encoding is its `data`, where its
+ * store has it at hand (a `TextRecord` gives it only when all ASCII). A reader that wants the
+ * text reads it instead of decoding `data`.
+ */
 export const RECORD_TEXT = Symbol('sessile.recordText');
 
 /**

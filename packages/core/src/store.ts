@@ -59,8 +59,9 @@ export {
   type StripedLocksOptions,
   stripeOf,
 } from './locks/striped.js';
-// A store whose class answers `TAKES_TEXT` gets core's library adapters' records as TextRecords.
-export { TAKES_TEXT, TextRecord } from './record-text.js';
+// A store whose class answers `TAKES_TEXT` gets core's library adapters' records as TextRecords;
+// one that lends a record with `RECORD_TEXT` spares their reads the UTF-8 decode of its data.
+export { RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
 export {
   decodeLibrarySession,
   encodeLibrarySession,

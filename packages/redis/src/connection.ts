@@ -94,6 +94,12 @@ export class Connection {
    * in this process as everything else on its way.
    */
   readonly send: Send;
+  /**
+   * `send`, with bulk strings as strings, decoded from UTF-8 by node-redis as it reads them: a
+   * reply then makes no Buffer, which a read of a session's JSON otherwise pays for in garbage
+   * collection. Bytes that are not UTF-8 come back with U+FFFD in their place.
+   */
+  readonly #sendText: Send;
   /** Replies as strings: keys and listings. */
   readonly plain: Commands;
   /** True for a Redis Cluster, where keys in different hash slots live on different masters. */
@@ -115,7 +121,8 @@ export class Connection {
     );
     this.plain = client as unknown as Commands;
     this.isCluster = isCluster(client);
-    this.send = sender(client, this.#deadlines);
+    this.send = sender(client, this.#deadlines, BYTES);
+    this.#sendText = sender(client, this.#deadlines, TEXT);
   }
 
   /**
@@ -182,7 +189,8 @@ export class Connection {
 
   /**
    * One command as `call` runs an operation: `send`, refused while disconnected, timed. `map`
-   * turns the reply into the answer, as `Deadlines.run` does.
+   * turns the reply into the answer, as `Deadlines.run` does. With `text`, bulk strings come
+   * back as strings (see `#sendText`).
    */
   command<R = unknown>(
     action: string,
@@ -190,9 +198,11 @@ export class Connection {
     readonly: boolean,
     words: CommandArgument[],
     map?: (reply: unknown) => R,
+    text = false,
   ): Promise<R> {
     if (this.#client.isReady === false) return this.#refused();
-    return this.#deadlines.run(action, this.send(firstKey, readonly, words), map);
+    const send = text ? this.#sendText : this.send;
+    return this.#deadlines.run(action, send(firstKey, readonly, words), map);
   }
 
   #refused(): Promise<never> {
@@ -321,6 +331,9 @@ function isCluster(client: Connectable): client is ClusterLike {
 
 /** Replies' bulk strings as Buffers, whatever the client's own type mapping: records are bytes. */
 const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+/** Replies' bulk strings as strings, whatever the client's own type mapping (see `sendText`). */
+const TEXT = { typeMapping: { [RESP_TYPES.BLOB_STRING]: String } };
+type Replies = typeof BYTES | typeof TEXT;
 
 /**
  * A standalone client is refused while it reconnects (`Connection.call`), so nothing it is sent
@@ -330,20 +343,24 @@ const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
  * command still waiting (a listener on the signal per command, too dear for the standalone
  * path).
  */
-function sender(client: Connectable, deadlines: Deadlines): Send {
+function sender(client: Connectable, deadlines: Deadlines, replies: Replies): Send {
   if (isCluster(client)) {
     return (firstKey, readonly, args) =>
-      client.sendCommand(firstKey, readonly, args, abortable(deadlines));
+      client.sendCommand(firstKey, readonly, args, abortable(deadlines, replies));
   }
   if (isSentinel(client)) {
-    return (_firstKey, readonly, args) => client.sendCommand(readonly, args, abortable(deadlines));
+    return (_firstKey, readonly, args) =>
+      client.sendCommand(readonly, args, abortable(deadlines, replies));
   }
-  return (_firstKey, _readonly, args) => client.sendCommand(args, BYTES);
+  return (_firstKey, _readonly, args) => client.sendCommand(args, replies);
 }
 
-/** `BYTES`, with the signal that drops a command an outage left waiting to be written. */
-function abortable(deadlines: Deadlines): typeof BYTES & { abortSignal: AbortSignal } {
-  return { typeMapping: BYTES.typeMapping, abortSignal: deadlines.signal };
+/** `replies`, with the signal that drops a command an outage left waiting to be written. */
+function abortable(
+  deadlines: Deadlines,
+  replies: Replies,
+): { typeMapping: Replies['typeMapping']; abortSignal: AbortSignal } {
+  return { typeMapping: replies.typeMapping, abortSignal: deadlines.signal };
 }
 
 /** True for a standalone client in RESP2's subscriber mode; over RESP3 it still takes commands. */

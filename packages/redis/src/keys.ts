@@ -1,5 +1,5 @@
 import { SessionError, type SessionRecord } from '@sessile/core';
-import { TextRecord } from '@sessile/core/store';
+import { RECORD_TEXT, TextRecord } from '@sessile/core/store';
 
 /**
  * The record format this version writes. Its header is ASCII: magic, the version digit,
@@ -132,6 +132,7 @@ const float = new DataView(new ArrayBuffer(8));
 const floatBytes = new Uint8Array(float.buffer);
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 const MAGIC_BYTES = Buffer.from(MAGIC, 'latin1');
+const MAGIC_CODES = [MAGIC.charCodeAt(0), MAGIC.charCodeAt(1)];
 
 function writeHeader(
   target: Uint8Array,
@@ -165,27 +166,93 @@ export function hexDouble(value: number): string {
   return scratch.toString('latin1', 0, DOUBLE_DIGITS);
 }
 
-/** The value of `count` hex digits at `offset` of `bytes`, or -1 where one is not a lowercase hex digit. */
-function readHex(bytes: Buffer, offset: number, count: number): number {
-  let value = 0;
+/** A reply's bulk string: bytes, or text that node-redis decoded from UTF-8. */
+type Reply = Buffer | string;
+
+/** The byte (or, in text, the character code) at `index` of `value`; NaN past its end. */
+function codeAt(value: Reply, index: number): number {
+  return typeof value === 'string' ? value.charCodeAt(index) : (value[index] ?? Number.NaN);
+}
+
+/** The value of `count` hex digits at `offset` of `value`, or -1 where one is not a lowercase hex digit. */
+function readHex(value: Reply, offset: number, count: number): number {
+  let number = 0;
   for (let i = offset; i < offset + count; i++) {
-    const char = bytes[i] as number;
+    const char = codeAt(value, i);
     const digit =
       char >= 0x30 && char <= 0x39 ? char - 0x30 : char >= 0x61 && char <= 0x66 ? char - 0x57 : -1;
     if (digit < 0) return -1;
-    value = value * 16 + digit;
+    number = number * 16 + digit;
   }
-  return value;
+  return number;
 }
 
-/** The float64 whose 16 hex digits are at `offset` of `bytes`, or NaN where they are not hex digits. */
-function readDouble(bytes: Buffer, offset: number): number {
-  const high = readHex(bytes, offset, 8);
-  const low = readHex(bytes, offset + 8, 8);
+/** The float64 whose 16 hex digits are at `offset` of `value`, or NaN where they are not hex digits. */
+function readDouble(value: Reply, offset: number): number {
+  const high = readHex(value, offset, 8);
+  const low = readHex(value, offset + 8, 8);
   if (high < 0 || low < 0) return Number.NaN;
   float.setUint32(0, high);
   float.setUint32(4, low);
   return float.getFloat64(0);
+}
+
+/**
+ * A record read as text: the bytes of its data are made only if a reader asks for them, and a
+ * reader that wants the text (core's library adapters) takes it as it is.
+ */
+class TextReply implements SessionRecord {
+  readonly expiresAt: number;
+  declare readonly owner?: string;
+  readonly #text: string;
+  #data: Uint8Array | undefined;
+
+  constructor(value: string, dataStart: number, expiresAt: number) {
+    this.expiresAt = expiresAt;
+    if (dataStart > HEADER_BYTES) this.owner = value.slice(HEADER_BYTES, dataStart);
+    this.#text = value.slice(dataStart);
+  }
+
+  get data(): Uint8Array {
+    this.#data ??= Buffer.from(this.#text, 'utf8');
+    return this.#data;
+  }
+
+  get [RECORD_TEXT](): string {
+    return this.#text;
+  }
+}
+
+/**
+ * The record in a reply that node-redis decoded as text, or undefined where the text may not
+ * be the bytes' own: bytes that are not UTF-8 read as U+FFFD, so a value holding it, and one
+ * that `headerFault` refuses or whose owner ends within a character, is read again as bytes,
+ * where `decodeRecord` answers exactly. Text that holds no U+FFFD encodes back to the bytes it
+ * came from.
+ */
+export function decodeText(value: string): SessionRecord | undefined {
+  if (headerFault(value) !== undefined || value.includes('\uFFFD')) return undefined;
+  const ownerBytes = readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS);
+  const dataStart = HEADER_BYTES + charsOfUtf8(value, HEADER_BYTES, ownerBytes);
+  if (dataStart < HEADER_BYTES) return undefined;
+  return new TextReply(value, dataStart, readDouble(value, EXPIRES_AT_OFFSET));
+}
+
+/** How many characters from `start` of `text` take `bytes` bytes in UTF-8, or -1 if none do. */
+function charsOfUtf8(text: string, start: number, bytes: number): number {
+  let index = start;
+  let taken = 0;
+  while (taken < bytes && index < text.length) {
+    const code = text.charCodeAt(index);
+    if (code < 0x80) taken += 1;
+    else if (code < 0x800) taken += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      taken += 4;
+      index++;
+    } else taken += 3;
+    index++;
+  }
+  return taken === bytes ? index - start : -1;
 }
 
 /**
@@ -223,8 +290,12 @@ export function cutShortInOwner(): SessionError {
  * else `ERR_CORRUPT_RECORD`), or undefined when its header is whole with a finite `expiresAt`.
  * `get` checks a whole value this way, and `touch` the header its script found and left alone.
  */
-export function headerFault(value: Buffer): SessionError | undefined {
-  if (value.byteLength < 3 || value.toString('latin1', 0, MAGIC.length) !== MAGIC) {
+export function headerFault(value: Reply): SessionError | undefined {
+  if (
+    value.length < 3 ||
+    codeAt(value, 0) !== MAGIC_CODES[0] ||
+    codeAt(value, 1) !== MAGIC_CODES[1]
+  ) {
     return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record is not a sessile record');
   }
   const format = readHex(value, MAGIC.length, 1);
@@ -236,7 +307,7 @@ export function headerFault(value: Buffer): SessionError | undefined {
   }
   if (
     format !== RECORD_FORMAT ||
-    value.byteLength < HEADER_BYTES ||
+    value.length < HEADER_BYTES ||
     readHex(value, INDEXED_UNTIL_OFFSET, DOUBLE_DIGITS) < 0 ||
     readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS) < 0
   ) {

@@ -21,6 +21,7 @@ import { Connection, type RedisConnection } from './connection.js';
 import {
   cutShortInOwner,
   decodeRecord,
+  decodeText,
   encodeRecord,
   expireAtMs,
   headerFault,
@@ -125,18 +126,30 @@ export class RedisStore extends BaseStore {
     return this.#read(id, now, true, read);
   }
 
+  /**
+   * A lent read asks for the reply as text, which node-redis decodes from UTF-8 as it reads it:
+   * no Buffer for the reply or the data, and a reader that wants the text takes it. Where the
+   * text may not be the bytes' own (`decodeText`), it reads the bytes.
+   */
   #read<T>(
     id: string,
     now: number,
     lent: boolean,
     read: (record: SessionRecord, id: string) => T,
+    asText = lent,
   ): Promise<T | undefined> {
     const key = this.#keys.record(id);
-    return this.#connection.command('get', key, true, ['GET', key], (value) => {
+    const answer = (value: unknown): T | undefined | Promise<T | undefined> => {
       if (value === null) return undefined;
-      const record = decodeRecord(value as Buffer, lent);
+      const record =
+        typeof value === 'string' ? decodeText(value) : decodeRecord(value as Buffer, lent);
+      if (record === undefined) return this.#read(id, now, lent, read, false);
       return record.expiresAt > now ? read(record, id) : undefined;
-    });
+    };
+    // A promise `answer` returns settles the read, as `then` would.
+    return this.#connection.command('get', key, true, ['GET', key], answer, asText) as Promise<
+      T | undefined
+    >;
   }
 
   protected _set(

@@ -315,6 +315,33 @@ describe('RedisStore and core library adapters', () => {
     });
   });
 
+  it('lends every record exactly as stored: text, bytes that are not UTF-8, U+FFFD, non-ASCII owners', async () => {
+    await withStore(async (store) => {
+      const values = [
+        Buffer.from('{"plain":"ascii"}'),
+        Buffer.from('{"user":"zoë 🍪"}'),
+        Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x7b]),
+        Buffer.from([0xe2, 0x82]),
+        Buffer.from('holds \uFFFD itself'),
+        Buffer.alloc(0),
+      ];
+      for (const owner of [undefined, 'ada', 'zoë 🍪']) {
+        for (const data of values) {
+          const id = newId();
+          const expiresAt = Date.now() + HOUR_MS + 0.5;
+          await store.set(id, { data, expiresAt, owner });
+          const lent = await store.lend(id, (record) => ({
+            data: Buffer.from(record.data),
+            expiresAt: record.expiresAt,
+            owner: record.owner,
+            hasOwner: 'owner' in record,
+          }));
+          expect(lent).toEqual({ data, expiresAt, owner, hasOwner: owner !== undefined });
+        }
+      }
+    });
+  });
+
   it('counts UTF-8 bytes against maxRecordBytes, and a proxy of the store gets plain records', async () => {
     const prefix = newPrefix();
     const store = await RedisStore.open({ url: STANDALONE_URL, prefix, maxRecordBytes: 200 });
