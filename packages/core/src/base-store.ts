@@ -1,6 +1,6 @@
 import { SessionError, toStoreIoError } from './errors.js';
 import { assertOwner, assertSessionId } from './ids.js';
-import { TextRecord } from './record-text.js';
+import { readsText, TextRecord } from './record-text.js';
 import type {
   HeldLease,
   LockManager,
@@ -116,7 +116,8 @@ function checkedRecord(record: unknown): SessionRecord {
   if (typeof record !== 'object' || record === null) {
     throw new TypeError('record must be an object { data, expiresAt }');
   }
-  if (record instanceof TextRecord) {
+  // Exactly core's, which is frozen and has no owner; a subclass could add one unchecked.
+  if (record instanceof TextRecord && Object.getPrototypeOf(record) === TextRecord.prototype) {
     assertExpiresAt(record.expiresAt, 'record.expiresAt');
     return record;
   }
@@ -242,7 +243,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('get', () => {
       assertSessionId(id);
       if (typeof read !== 'function') throw new TypeError('lend() needs a read function');
-      return this._lend(id, Date.now(), (record, lentId) => {
+      const lent = (record: Readonly<SessionRecord>, lentId: string): T => {
         let answer: T;
         try {
           answer = read(record, lentId);
@@ -253,7 +254,8 @@ export abstract class BaseStore implements SessionStore {
         return Promise.resolve(answer).then(undefined, (error: unknown) => {
           throw new CallerFailure(error);
         }) as T;
-      });
+      };
+      return this._lend(id, Date.now(), lent, readsText(read));
     });
   }
 
@@ -421,12 +423,15 @@ export abstract class BaseStore implements SessionStore {
   protected abstract _get(id: string, now: number): HookAnswer<SessionRecord | undefined>;
   /**
    * `read` on the live record. By default the record `_get` answers; a store that keeps records
-   * in memory lends its own instead of a copy.
+   * in memory lends its own instead of a copy. `readsText` is true when the caller's reader
+   * reads a record's `RECORD_TEXT` where there is one (core's library adapters), so a store that
+   * can fetch either text or bytes fetches text.
    */
   protected _lend<T>(
     id: string,
     now: number,
     read: (record: Readonly<SessionRecord>, id: string) => T,
+    _readsText?: boolean,
   ): HookAnswer<T | undefined> {
     const answer = this._get(id, now);
     if (isThenable(answer)) {

@@ -7,7 +7,7 @@ import {
 } from './base-store.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
-import { RECORD_TEXT, recordText, TAKES_TEXT, TextRecord } from './record-text.js';
+import { RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
 import { latin1Text, scratchLatin1 } from './scratch-bytes.js';
 import type {
   LockManager,
@@ -44,13 +44,9 @@ export class MemoryStore extends BaseStore {
   /** Owner to the ids of its records; each record knows its slot, so removal is a swap. */
   readonly #owned = new Map<string, string[]>();
 
-  /**
-   * True when `store` is a MemoryStore itself, whose `set` takes core's library adapters'
-   * records as their text (see `Kept`). Not a subclass, whose `set` may copy or clone the record
-   * (a `TextRecord`'s `data` is a getter), nor a proxy.
-   */
+  /** The store's `set` takes core's library adapters' records as their text (see `Kept`). */
   static [TAKES_TEXT](store: object): boolean {
-    return #records in store && Object.getPrototypeOf(store) === MemoryStore.prototype;
+    return #records in store;
   }
 
   /** `Kept` copies a record's bytes in `_set`, which runs before `set` returns. */
@@ -246,7 +242,7 @@ class Kept {
   ownerSlot = -1;
 
   constructor(record: SessionRecord) {
-    const text = record instanceof TextRecord ? recordText(record) : undefined;
+    const text = record instanceof TextRecord ? record.asciiText : undefined;
     if (text === undefined) {
       this.bytes = latin1Text(record.data);
       this.ascii = isAscii(record.data);

@@ -1,9 +1,10 @@
 /**
- * A record's bytes as text, passed between core's library adapters and a store that keeps
- * records as text (MemoryStore), so neither side encodes or decodes a copy the other never
- * needed. On MemoryStore's read path decoding cost about as much as everything else but the
- * JSON parse; on its create path encoding, copying the bytes back into a string and checking
- * them for ASCII cost about a tenth of a create. Not part of the public API.
+ * A record's bytes as text, passed between core's library adapters and a store that keeps or
+ * sends records as text (MemoryStore, RedisStore), so neither side encodes or decodes a copy
+ * the other never needed. On MemoryStore's read path decoding cost about as much as everything
+ * else but the JSON parse; on its create path encoding, copying the bytes back into a string
+ * and checking them for ASCII cost about a tenth of a create. For first-party stores, exported
+ * from `@sessile/core/store`; documented in the README's section on writing a store.
  */
 
 import { scratchUtf8 } from './scratch-bytes.js';
@@ -11,30 +12,49 @@ import type { SessionRecord } from './types.js';
 
 /**
  * On a record, lent or given to `set`: the text whose UTF-8 encoding is its `data`, where its
- * store has it at hand (a `TextRecord` gives it only when all ASCII). A reader that wants the
- * text reads it instead of decoding `data`.
+ * store has it at hand. A reader that wants the text reads it instead of decoding `data`.
  */
 export const RECORD_TEXT = Symbol('sessile.recordText');
 
 /**
- * A store class's test of whether a store's `set` takes a `TextRecord`, reading the text where it
- * can and `data` only where it must (`MemoryStore[TAKES_TEXT](store)`). Every other store gets
- * records with plain bytes. A class answers true only for an instance of its own, not of a
- * subclass, whose `set` may copy or clone the record (a `TextRecord`'s `data` is a getter),
- * nor for a proxy.
+ * A store class's brand check, `static [TAKES_TEXT](store)`: true when `store` is a real
+ * instance (`#field in store`, false for a proxy), whose `set` then takes a `TextRecord`,
+ * reading the text where it can and `data` only where it must. Every other store gets records
+ * with plain bytes.
  */
 export const TAKES_TEXT = Symbol('sessile.takesText');
 
 interface TextTaker {
+  readonly prototype: unknown;
   [TAKES_TEXT]?: (store: object) => boolean;
 }
 
-/** True when `store`'s class says its `set` takes a `TextRecord` (see `TAKES_TEXT`). */
+/**
+ * True when `store`'s class has its own `TAKES_TEXT` and answers it for `store`, an instance of
+ * that class itself: a subclass (which inherits the check) may copy or clone the record in its
+ * `set`, and a `TextRecord`'s `data` is a getter.
+ */
 export function takesText(store: object): boolean {
   const kind = (store as { constructor?: unknown }).constructor;
-  if (typeof kind !== 'function') return false;
-  const test = (kind as TextTaker)[TAKES_TEXT];
-  return typeof test === 'function' && test.call(kind, store) === true;
+  if (typeof kind !== 'function' || !Object.hasOwn(kind, TAKES_TEXT)) return false;
+  const test = (kind as unknown as TextTaker)[TAKES_TEXT];
+  return (
+    typeof test === 'function' &&
+    Object.getPrototypeOf(store) === (kind as unknown as TextTaker).prototype &&
+    test.call(kind, store) === true
+  );
+}
+
+/**
+ * On a `lend()` reader: true when it reads a record's `RECORD_TEXT` where there is one (core's
+ * library adapters with the JSON codec). A store that must choose between fetching text and
+ * fetching bytes (RedisStore) fetches text only for such a reader.
+ */
+export const READS_TEXT = Symbol('sessile.readsText');
+
+/** True when `reader` says it reads records' text (see `READS_TEXT`). */
+export function readsText(reader: object): boolean {
+  return (reader as { [READS_TEXT]?: unknown })[READS_TEXT] === true;
 }
 
 /** A lent record that may carry its bytes' text. */
@@ -42,7 +62,7 @@ interface MaybeText {
   readonly [RECORD_TEXT]?: string;
 }
 
-/** The ASCII text of `record.data` when its store keeps it at hand, else undefined. */
+/** The text of `record.data` when its store has it at hand (see `RECORD_TEXT`), else undefined. */
 export function recordText(record: object): string | undefined {
   return (record as MaybeText)[RECORD_TEXT];
 }
@@ -50,7 +70,7 @@ export function recordText(record: object): string | undefined {
 /**
  * A record written as the text `head + body + tail`, where `head` and `tail` are ASCII. Its bytes
  * are encoded only if a reader asks for `data`, once; a store that keeps text takes the text
- * itself when it is all ASCII (one byte per character, so the text is also the bytes).
+ * itself. Frozen, with no owner: `set` takes it as it is, unchecked but its expiry.
  */
 export class TextRecord implements SessionRecord {
   readonly expiresAt: number;
@@ -67,6 +87,7 @@ export class TextRecord implements SessionRecord {
     this.#tail = tail;
     this.expiresAt = expiresAt;
     this.byteLength = head.length + Buffer.byteLength(body) + tail.length;
+    Object.freeze(this);
   }
 
   get data(): Uint8Array {
@@ -75,13 +96,40 @@ export class TextRecord implements SessionRecord {
   }
 
   /** The whole text, whatever its characters: `data` is its UTF-8 encoding. */
-  get text(): string {
+  get [RECORD_TEXT](): string {
     return this.#head + this.#body + this.#tail;
   }
 
-  /** The text, when every character is ASCII: UTF-8 then takes one byte per character. */
-  get [RECORD_TEXT](): string | undefined {
+  /** The text when every character is ASCII, so that it takes one byte per character; else undefined. */
+  get asciiText(): string | undefined {
     const length = this.#head.length + this.#body.length + this.#tail.length;
-    return this.byteLength === length ? this.text : undefined;
+    return this.byteLength === length ? this[RECORD_TEXT] : undefined;
+  }
+}
+
+/**
+ * A record a store lends from its text (see `RECORD_TEXT`): its `data` is encoded from the
+ * text only if the reader asks for it, once.
+ */
+export class LentText implements SessionRecord {
+  readonly expiresAt: number;
+  declare readonly owner?: string;
+  readonly #text: string;
+  #data: Uint8Array | undefined;
+
+  /** `text` must be the whole data's text: valid UTF-16 whose UTF-8 is the record's bytes. */
+  constructor(text: string, expiresAt: number, owner: string | undefined) {
+    this.#text = text;
+    this.expiresAt = expiresAt;
+    if (owner !== undefined) this.owner = owner;
+  }
+
+  get data(): Uint8Array {
+    this.#data ??= Buffer.from(this.#text, 'utf8');
+    return this.#data;
+  }
+
+  get [RECORD_TEXT](): string {
+    return this.#text;
   }
 }

@@ -6,7 +6,7 @@ import {
   type SessionData,
 } from './codecs.js';
 import { isSessionId } from './ids.js';
-import { recordText, TextRecord, takesText } from './record-text.js';
+import { READS_TEXT, recordText, TextRecord, takesText } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
 import { assertDuration, assertKnownOptions, describeValue } from './util.js';
@@ -66,6 +66,7 @@ export function openStoreAdapter(
       decodeLibrarySession(codec, record.data, id)
     );
   };
+  if (isJsonCodec(codec)) Object.defineProperty(decode, READS_TEXT, { value: true });
   // A store that lends its records spares the copy that `get` makes, since they are decoded at once.
   const lend = sessionStore.lend?.bind(sessionStore);
   const read = (id: string): Promise<SessionData | undefined> => {

@@ -60,8 +60,9 @@ export {
   stripeOf,
 } from './locks/striped.js';
 // A store whose class answers `TAKES_TEXT` gets core's library adapters' records as TextRecords;
-// one that lends a record with `RECORD_TEXT` spares their reads the UTF-8 decode of its data.
-export { RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
+// one that lends a record with `RECORD_TEXT` to a reader that `readsText` spares it the UTF-8
+// decode of the record's data.
+export { LentText, READS_TEXT, RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
 export {
   decodeLibrarySession,
   encodeLibrarySession,

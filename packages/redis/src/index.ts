@@ -1,2 +1,2 @@
-export { RECORD_FORMAT } from './keys.js';
+export { RECORD_FORMAT } from './record-format.js';
 export { type RedisConnection, RedisStore, type RedisStoreOptions } from './redis-store.js';

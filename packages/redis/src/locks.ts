@@ -5,7 +5,8 @@ import {
   LeaseLocks,
 } from '@sessile/core/store';
 import type { Connection } from './connection.js';
-import { decodeRecord, type KeyLayout } from './keys.js';
+import type { KeyLayout } from './keys.js';
+import { decodeRecord } from './record-format.js';
 import { CLAIM_AND_GET, CLAIM_LOCK, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */

@@ -18,21 +18,19 @@ import {
   TAKES_TEXT,
 } from '@sessile/core/store';
 import { Connection, type RedisConnection } from './connection.js';
-import {
-  cutShortInOwner,
-  decodeRecord,
-  decodeText,
-  encodeRecord,
-  expireAtMs,
-  headerFault,
-  hexDouble,
-  indexedUntilFor,
-  KeyLayout,
-  redisTimeMs,
-} from './keys.js';
+import { expireAtMs, indexedUntilFor, KeyLayout, redisTimeMs } from './keys.js';
 import { RedisLocks } from './locks.js';
 import { OwnedCreates } from './owned-creates.js';
 import { OwnerIndex } from './owner-index.js';
+import {
+  cutShortInOwner,
+  decodeOwner,
+  decodeRecord,
+  decodeText,
+  encodeRecord,
+  headerFault,
+  hexDouble,
+} from './record-format.js';
 import { FENCED_DELETE, FENCED_SET, TOUCH, WRITE } from './scripts.js';
 
 export type { RedisConnection } from './connection.js';
@@ -87,11 +85,11 @@ export class RedisStore extends BaseStore {
   }
 
   /**
-   * True for a RedisStore itself, whose `set` takes core's library adapters' records as their
-   * JSON text and sends it as one string with the header (see `encodeRecord`).
+   * The store's `set` takes core's library adapters' records as their JSON text, sent as one
+   * string with the header (see `encodeRecord`).
    */
   static [TAKES_TEXT](store: object): boolean {
-    return #connection in store && Object.getPrototypeOf(store) === RedisStore.prototype;
+    return #connection in store;
   }
 
   /** Connects, subscribes to lock releases, and resolves once the store can serve. */
@@ -117,26 +115,27 @@ export class RedisStore extends BaseStore {
     return this.#read(id, now, false, keep);
   }
 
-  /** Hands `read` a view into the reply rather than a copy of its data. */
+  /** Hands `read` a view into the reply rather than a copy of its data, or its text for a reader of text. */
   protected override _lend<T>(
     id: string,
     now: number,
     read: (record: Readonly<SessionRecord>, id: string) => T,
+    readsText = false,
   ): Promise<T | undefined> {
-    return this.#read(id, now, true, read);
+    return this.#read(id, now, true, read, readsText);
   }
 
   /**
-   * A lent read asks for the reply as text, which node-redis decodes from UTF-8 as it reads it:
-   * no Buffer for the reply or the data, and a reader that wants the text takes it. Where the
-   * text may not be the bytes' own (`decodeText`), it reads the bytes.
+   * `asText` asks for the reply as text, which node-redis decodes from UTF-8 as it reads it: no
+   * Buffer for the reply or the data, for a lent reader that takes the text (core's library
+   * adapters). Where the text may not be the bytes' own (`decodeText`), it reads the bytes.
    */
   #read<T>(
     id: string,
     now: number,
     lent: boolean,
     read: (record: SessionRecord, id: string) => T,
-    asText = lent,
+    asText = false,
   ): Promise<T | undefined> {
     const key = this.#keys.record(id);
     const answer = (value: unknown): T | undefined | Promise<T | undefined> => {
@@ -270,7 +269,7 @@ export class RedisStore extends BaseStore {
         const reply = await TOUCH.run(this.#connection.send, keys, args);
         if (Buffer.isBuffer(reply)) throw untouchable(reply);
         if (!Array.isArray(reply)) return fenced(reply);
-        const owner = String(reply[0]);
+        const owner = decodeOwner(reply[0] as Buffer);
         const indexedUntil = indexedUntilFor(expiresAt, now);
         await this.#owners.add(owner, id, indexedUntil);
         args[4] = owner;

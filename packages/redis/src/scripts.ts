@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import type { CommandArgument, Send } from './connection.js';
 import {
   EXPIRES_AT_OFFSET,
+  FORMAT_DIGIT,
   HEADER_BYTES,
   INDEXED_UNTIL_OFFSET,
   MAGIC,
   OWNER_LENGTH_OFFSET,
-  RECORD_FORMAT,
-} from './keys.js';
+} from './record-format.js';
 
 /** Follows the token in a lock key once a claim was refused; tokens are base64url, so never contain it. */
 export const WAITED_MARK = '!';
@@ -154,15 +154,19 @@ end
 `;
 
 /**
- * Lua, reading the ${HEADER_BYTES}-byte `header` of a record (see keys.ts): `isCurrent(header)`
- * when it starts a record of the format this version writes, its digits all lowercase hex;
- * `ownerBytes(header)`; `indexedUntil(header)`, the float64 its 16 digits spell; and
- * `finiteExpiry(header)`, false when expiresAt's exponent bits are all set (NaN or infinite).
+ * Lua, reading the ${HEADER_BYTES}-byte `header` of a record (see record-format.ts):
+ * `isCurrent(header)` when it starts a record of the format this version writes, its digits
+ * all lowercase hex and both float64s finite, as `headerFault` accepts it; `ownerBytes(header)`;
+ * `indexedUntil(header)`, the float64 its 16 digits spell.
  */
 const HEADER = `
+local function finite(header, at)
+  return tonumber(string.sub(header, at + 1, at + 3), 16) % 2048 ~= 2047
+end
 local function isCurrent(header)
-  return #header == ${HEADER_BYTES} and string.sub(header, 1, ${MAGIC.length + 1}) == '${MAGIC}${RECORD_FORMAT}'
+  return #header == ${HEADER_BYTES} and string.sub(header, 1, ${MAGIC.length + 1}) == '${MAGIC}${FORMAT_DIGIT}'
     and string.find(header, '^[0-9a-f]+$', ${MAGIC.length + 2}) ~= nil
+    and finite(header, ${EXPIRES_AT_OFFSET}) and finite(header, ${INDEXED_UNTIL_OFFSET})
 end
 local function ownerBytes(header)
   return tonumber(string.sub(header, ${OWNER_LENGTH_OFFSET + 1}, ${HEADER_BYTES}), 16)
@@ -171,9 +175,6 @@ local function byte(pair) return string.char(tonumber(pair, 16)) end
 local function indexedUntil(header)
   local digits = string.sub(header, ${INDEXED_UNTIL_OFFSET + 1}, ${INDEXED_UNTIL_OFFSET + 16})
   return (struct.unpack('>d', (string.gsub(digits, '..', byte))))
-end
-local function finiteExpiry(header)
-  return tonumber(string.sub(header, ${EXPIRES_AT_OFFSET + 1}, ${EXPIRES_AT_OFFSET + 3}), 16) % 2048 ~= 2047
 end
 `;
 
@@ -203,8 +204,9 @@ local value = ARGV[2]
 if ARGV[5] ~= '' and ARGV[7] ~= '1' then
   local kept = nil
   if exists then
-    local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
-    if isCurrent(header) then
+    -- A key of another type (someone else's, under the prefix) is overwritten, as SET would.
+    local read, header = pcall(redis.call, 'GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
+    if read and isCurrent(header) then
       local length = ownerBytes(header)
       if length == #ARGV[5] and indexedUntil(header) >= tonumber(ARGV[6])
         and redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + length) == ARGV[5] then
@@ -244,9 +246,9 @@ return 0
 `);
 
 /**
- * ARGV: token ('' for an unfenced touch), the new expiresAt bytes, PXAT ('' when already
- * expired), the new expiresAt as Redis may be given it, the owner whose index already covers it
- * ('' for none) and that cover's indexedUntil bytes. When the record has an owner whose entry
+ * ARGV: token ('' for an unfenced touch), the new expiresAt's 16 hex digits, PXAT ('' when
+ * already expired), the new expiresAt as Redis may be given it, the owner whose index already
+ * covers it ('' for none) and that cover's indexedUntil digits. When the record has an owner whose entry
  * does not cover the new expiry (and the caller has not just raised it), it answers `{owner}`
  * and writes nothing. Bytes that do not start a record of this format, or that end within the
  * owner, are left as they are, and it answers their first ${HEADER_BYTES} for the caller to reject
@@ -255,15 +257,14 @@ return 0
 export const TOUCH = new Script(`${FENCE}${HEADER}
 if not fence(ARGV[1]) then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
-if header == '' then
+-- GETRANGE answers '' for a missing key and for an empty value alike.
+if header == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   free(ARGV[7], ARGV[8])
   return 0
 end
 if not isCurrent(header) then return header end
 local length = ownerBytes(header)
-if not finiteExpiry(header) or ${HEADER_BYTES} + length > redis.call('STRLEN', KEYS[1]) then
-  return header
-end
+if ${HEADER_BYTES} + length > redis.call('STRLEN', KEYS[1]) then return header end
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[1])
   free(ARGV[7], ARGV[8])

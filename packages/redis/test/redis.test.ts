@@ -1,6 +1,11 @@
 import { inspect } from 'node:util';
 import { isSessionError, jsonCodec, type SessionRecord } from '@sessile/core';
-import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
+import {
+  encodeLibrarySession,
+  openStoreAdapter,
+  READS_TEXT,
+  RECORD_TEXT,
+} from '@sessile/core/store';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,14 +24,20 @@ const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toSt
 const bytes = (text: string) => new TextEncoder().encode(text);
 
 /** A record's header as the README documents format 3, to write values the store did not. */
-function header(parts: { format?: number; expiresAt?: number; ownerLength?: string }): string {
+function header(parts: {
+  format?: number;
+  expiresAt?: number;
+  indexedUntil?: number;
+  ownerLength?: string;
+}): string {
   const hex = (value: number) => {
     const float = Buffer.alloc(8);
     float.writeDoubleBE(value);
     return float.toString('hex');
   };
   const expiresAt = parts.expiresAt ?? Date.now() + HOUR_MS;
-  return `~s${parts.format ?? 3}${hex(expiresAt)}${hex(0)}${parts.ownerLength ?? '0000'}`;
+  const indexedUntil = hex(parts.indexedUntil ?? 0);
+  return `~s${parts.format ?? 3}${hex(expiresAt)}${indexedUntil}${parts.ownerLength ?? '0000'}`;
 }
 let opened = 0;
 const newPrefix = () => `${root}${++opened}:`;
@@ -264,20 +275,46 @@ describe('RedisStore keys', () => {
     });
   });
 
-  it('touch leaves bytes that get rejects as they are, and rejects as get does', async () => {
+  it('get, lend (bytes or text) and touch reject the same bytes alike, and touch leaves them as they are', async () => {
+    // A reader of text, as core's library adapters are: lend then asks Redis for text first.
+    const textReader = Object.defineProperty(
+      (record: Readonly<SessionRecord>) => record.data.byteLength,
+      READS_TEXT,
+      { value: true },
+    );
     await withStore(async (store, prefix) => {
       const foreign = Buffer.from('hello world, not sessile');
+      // What the unpublished format 2 wrote: binary magic f5 5e, version 2, float64s.
+      const formerFormat = Buffer.alloc(24);
+      formerFormat.set([0xf5, 0x5e, 2]);
+      formerFormat.writeDoubleBE(Date.now() + HOUR_MS, 3);
       const newer = Buffer.from(header({ format: 4 }));
       const noExpiry = Buffer.from(`${header({ expiresAt: Number.NaN })}x`);
       const infinite = Buffer.from(`${header({ expiresAt: Number.POSITIVE_INFINITY })}x`);
+      const noIndexedUntil = Buffer.from(`${header({ indexedUntil: Number.NaN })}x`);
       // A whole header whose owner length runs past the value's end.
       const cutShort = Buffer.from(`${header({ ownerLength: '000a' })}abc`);
-      for (const value of [foreign, Buffer.from('~'), newer, noExpiry, infinite, cutShort]) {
+      const values = [
+        foreign,
+        Buffer.alloc(0),
+        Buffer.from('~'),
+        formerFormat,
+        newer,
+        noExpiry,
+        infinite,
+        noIndexedUntil,
+        cutShort,
+      ];
+      for (const value of values) {
         const id = newId();
         const key = `${prefix}s:{${id}}`;
         await raw.set(key, value);
         const read = await store.get(id).catch((e) => e);
         expect(read.code).toMatch(/^ERR_(CORRUPT_RECORD|UNSUPPORTED)$/);
+        await expect(store.lend(id, (record) => record.expiresAt)).rejects.toMatchObject({
+          code: read.code,
+        });
+        await expect(store.lend(id, textReader)).rejects.toMatchObject({ code: read.code });
         for (const expiresAt of [Date.now() + HOUR_MS, Date.now() - 1]) {
           await expect(store.touch(id, expiresAt)).rejects.toMatchObject({ code: read.code });
         }
@@ -285,6 +322,46 @@ describe('RedisStore keys', () => {
         expect(kept).toEqual(value);
         expect(await raw.pTTL(key)).toBe(-1);
       }
+    });
+  });
+
+  it('an owner cut within a character rejects get, lend and touch as a corrupt record, and indexes nothing', async () => {
+    await withStore(async (store, prefix) => {
+      // A whole header, then an owner of `a` and the first byte of `é`.
+      const value = Buffer.concat([
+        Buffer.from(header({ ownerLength: '0002' })),
+        Buffer.from([0x61, 0xc3]),
+        Buffer.from('{}'),
+      ]);
+      const id = newId();
+      const key = `${prefix}s:{${id}}`;
+      await raw.set(key, value);
+      const corrupt = { code: 'ERR_CORRUPT_RECORD' };
+      await expect(store.get(id)).rejects.toMatchObject(corrupt);
+      await expect(store.lend(id, (record) => record.owner)).rejects.toMatchObject(corrupt);
+      await expect(store.touch(id, Date.now() + 1000 * HOUR_MS)).rejects.toMatchObject(corrupt);
+      expect(await raw.sendCommand(['GET', key], { typeMapping: { 36: Buffer } })).toEqual(value);
+      const indexes = await raw.keys(`${prefix}o:*`);
+      expect(indexes).toEqual([]);
+      // Expiring it needs no owner: like any record, it is gone.
+      expect(await store.touch(id, Date.now() - 1)).toBe(true);
+      expect(await raw.exists(key)).toBe(0);
+    });
+  });
+
+  it('lends text only to a reader of text, and bytes to every other reader', async () => {
+    await withStore(async (store) => {
+      const textOf = (record: Readonly<SessionRecord>) =>
+        (record as { [RECORD_TEXT]?: string })[RECORD_TEXT];
+      const textReader = Object.defineProperty(textOf, READS_TEXT, { value: true });
+      const id = newId();
+      await store.set(id, { data: bytes('{"user":"zoë"}'), expiresAt: Date.now() + HOUR_MS });
+      expect(await store.lend(id, textReader)).toBe('{"user":"zoë"}');
+      expect(await store.lend(id, (record) => textOf(record))).toBeUndefined();
+      // Bytes that are not UTF-8 reach a reader of text as bytes, never as text.
+      const binary = newId();
+      await store.set(binary, { data: Buffer.from([0xff, 0x7b]), expiresAt: Date.now() + HOUR_MS });
+      expect(await store.lend(binary, textReader)).toBeUndefined();
     });
   });
 });
@@ -469,6 +546,13 @@ describe('RedisStore owner index', () => {
       });
       expect(await raw.hGet(`${prefix}s:{${replaced}}`, 'field')).toBe('not a sessile record');
       expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
+      // A write replaces it, with an owner as without one, as a plain SET would.
+      for (const owner of ['ada', undefined]) {
+        await raw.del(`${prefix}s:{${replaced}}`);
+        await raw.hSet(`${prefix}s:{${replaced}}`, 'field', 'not a sessile record');
+        expect(await store.set(replaced, { data: bytes('c'), expiresAt, owner })).toBe(true);
+        expect((await store.get(replaced))?.owner).toBe(owner);
+      }
     });
   });
 
