@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { generateSessionId, jsonCodec, MemoryStore, type SessionRecord } from '../src/index.js';
-import { BaseStore, ExpiryHeap, encodeLibrarySession, openStoreAdapter } from '../src/store.js';
+import {
+  BaseStore,
+  ExpiryHeap,
+  encodeLibrarySession,
+  openStoreAdapter,
+  TextRecord,
+} from '../src/store.js';
 
 const HOUR_MS = 3_600_000;
 const record = (expiresAt: number) => ({ data: new Uint8Array([1]), expiresAt });
@@ -94,6 +100,34 @@ describe('MemoryStore', () => {
     const ascii = generateSessionId();
     await store.set(ascii, { data: Buffer.from('{"data":{}'), expiresAt: Date.now() + HOUR_MS });
     await expect(read(ascii)).rejects.toMatchObject({ code: 'ERR_CORRUPT_RECORD' });
+    await store.close();
+  });
+
+  it("takes the library adapters' TextRecords only as their own: frozen, without an owner, not from a subclass", async () => {
+    const store = await MemoryStore.open();
+    const adapter = openStoreAdapter(store, {}, 'test');
+    const id = generateSessionId();
+    const record = adapter.record(id, { user: 'zoë' }, Date.now(), Date.now() + HOUR_MS);
+    expect(record).toBeInstanceOf(TextRecord);
+    // Nothing can be added to it unchecked, an owner least of all.
+    expect(() => Object.assign(record, { owner: 'o'.repeat(70_000) })).toThrow(TypeError);
+    // A subclass could carry an owner: it is checked as any plain record is.
+    class Owned extends TextRecord {
+      get owner(): unknown {
+        return 42;
+      }
+    }
+    const owned = new Owned('{', '"a":1', '}', Date.now() + HOUR_MS);
+    await expect(store.set(id, owned)).rejects.toMatchObject({ code: 'ERR_INVALID_OWNER' });
+    expect(await store.set(id, record)).toBe(true);
+    expect(await adapter.read(id)).toEqual({ user: 'zoë' });
+    // A subclass of a store class that takes text inherits the check, not the text.
+    class Copying extends MemoryStore {}
+    const copying = new Copying();
+    expect(openStoreAdapter(copying, {}, 'test').record(id, {}, 0, 1)).not.toBeInstanceOf(
+      TextRecord,
+    );
+    await copying.close();
     await store.close();
   });
 

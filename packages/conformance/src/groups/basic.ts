@@ -1,3 +1,10 @@
+import { jsonCodec, type SessionRecord } from '@sessile/core';
+import {
+  encodeLibrarySession,
+  openStoreAdapter,
+  READS_TEXT,
+  RECORD_TEXT,
+} from '@sessile/core/store';
 import { describe, expect, it } from 'vitest';
 import { bytesOf, collect, decodeValue, HOUR_MS, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
@@ -62,6 +69,30 @@ export function basicTests(options: ConformanceOptions): void {
       // So does the rejection of a promise it returns: it is not a store failure.
       await expect(store.lend(id, () => Promise.reject(failure))).rejects.toBe(failure);
       expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ user: 'ada' });
+    });
+
+    test("a library adapter's sessions, ASCII or not, read back the same through get, lend and the adapter", async (store) => {
+      const adapter = openStoreAdapter(store, {}, 'conformance');
+      const textOf = (lent: Readonly<SessionRecord>) => ({
+        text: (lent as { [RECORD_TEXT]?: unknown })[RECORD_TEXT],
+        decoded: new TextDecoder().decode(lent.data),
+      });
+      // A reader of text, as the adapters are: a store may lend it the record's text.
+      const textReader = Object.defineProperty(textOf, READS_TEXT, { value: true });
+      for (const session of [{ user: 'ada' }, { user: 'zoë 🍪', note: '\u2028' }]) {
+        const id = newId();
+        const now = Date.now();
+        // A TextRecord for a store whose class takes text, plain bytes for any other.
+        await store.set(id, adapter.record(id, session, now, now + HOUR_MS));
+        const expected = encodeLibrarySession(jsonCodec(), id, session, now);
+        expect(Buffer.from((await store.get(id))?.data ?? [])).toEqual(Buffer.from(expected));
+        expect(await adapter.read(id)).toEqual(session);
+        if (store.lend === undefined) continue;
+        const lent = await store.lend(id, textReader);
+        expect(lent?.decoded).toBe(new TextDecoder().decode(expected));
+        // Where a store lends text, it is exactly what the bytes decode to.
+        if (lent?.text !== undefined) expect(lent.text).toBe(lent.decoded);
+      }
     });
 
     test('set without a condition overwrites', async (store) => {
