@@ -331,7 +331,7 @@ function isCluster(client: Connectable): client is ClusterLike {
 
 /** Replies' bulk strings as Buffers, whatever the client's own type mapping: records are bytes. */
 const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
-/** Replies' bulk strings as strings, whatever the client's own type mapping (see `sendText`). */
+/** Replies' bulk strings as strings, whatever the client's own type mapping (see `#sendText`). */
 const TEXT = { typeMapping: { [RESP_TYPES.BLOB_STRING]: String } };
 type Replies = typeof BYTES | typeof TEXT;
 
