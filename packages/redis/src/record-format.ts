@@ -131,13 +131,14 @@ function readDouble(value: Reply, offset: number): number {
  * came from.
  */
 export function decodeText(value: string): SessionRecord | undefined {
-  if (headerFault(value) !== undefined || value.includes('\uFFFD')) return undefined;
+  const expiresAt = headerExpiry(value);
+  if (Number.isNaN(expiresAt) || value.includes('\uFFFD')) return undefined;
   const ownerBytes = readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS);
   const ownerChars = charsOfUtf8(value, HEADER_BYTES, ownerBytes);
   if (ownerChars < 0) return undefined;
   const dataStart = HEADER_BYTES + ownerChars;
   const owner = ownerChars === 0 ? undefined : value.slice(HEADER_BYTES, dataStart);
-  return new LentText(value.slice(dataStart), readDouble(value, EXPIRES_AT_OFFSET), owner);
+  return new LentText(value.slice(dataStart), expiresAt, owner);
 }
 
 /** How many characters from `start` of `text` take `bytes` bytes in UTF-8, or -1 if none do. */
@@ -164,9 +165,8 @@ const ownerDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  * reply, for a reader that decodes it at once (`lend`).
  */
 export function decodeRecord(value: Buffer, lent = false): SessionRecord {
-  const fault = headerFault(value);
-  if (fault !== undefined) throw fault;
-  const expiresAt = readDouble(value, EXPIRES_AT_OFFSET);
+  const expiresAt = headerExpiry(value);
+  if (Number.isNaN(expiresAt)) throw headerFault(value);
   const dataStart = HEADER_BYTES + readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS);
   if (dataStart > value.byteLength) throw cutShortInOwner();
   let data: Buffer;
@@ -209,6 +209,7 @@ export function cutShortInOwner(): SessionError {
  * found and left alone.
  */
 export function headerFault(value: Reply): SessionError | undefined {
+  if (!Number.isNaN(headerExpiry(value))) return undefined;
   if (
     value.length < 3 ||
     codeAt(value, 0) !== MAGIC_CODES[0] ||
@@ -223,16 +224,34 @@ export function headerFault(value: Reply): SessionError | undefined {
       `The Redis record has format ${format}; this version reads format ${RECORD_FORMAT}`,
     );
   }
-  if (
-    format !== RECORD_FORMAT ||
-    value.length < HEADER_BYTES ||
-    !Number.isFinite(readDouble(value, INDEXED_UNTIL_OFFSET)) ||
-    readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS) < 0
-  ) {
-    return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
-  }
-  if (!Number.isFinite(readDouble(value, EXPIRES_AT_OFFSET))) {
+  if (format === RECORD_FORMAT && value.length >= HEADER_BYTES && isWhole(value)) {
     return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no valid expiry');
   }
-  return undefined;
+  return new SessionError('ERR_CORRUPT_RECORD', 'The Redis record has no known format');
+}
+
+/**
+ * The `expiresAt` of a whole header of this format with both float64s finite, read once for
+ * every read; NaN for any other value, which `headerFault` then tells apart.
+ */
+function headerExpiry(value: Reply): number {
+  if (
+    value.length < HEADER_BYTES ||
+    codeAt(value, 0) !== MAGIC_CODES[0] ||
+    codeAt(value, 1) !== MAGIC_CODES[1] ||
+    readHex(value, MAGIC.length, 1) !== RECORD_FORMAT ||
+    !isWhole(value)
+  ) {
+    return Number.NaN;
+  }
+  const expiresAt = readDouble(value, EXPIRES_AT_OFFSET);
+  return Number.isFinite(expiresAt) ? expiresAt : Number.NaN;
+}
+
+/** True when the header's `indexedUntil` is finite and its owner length is hex. */
+function isWhole(value: Reply): boolean {
+  return (
+    Number.isFinite(readDouble(value, INDEXED_UNTIL_OFFSET)) &&
+    readHex(value, OWNER_LENGTH_OFFSET, OWNER_LENGTH_DIGITS) >= 0
+  );
 }
