@@ -145,6 +145,13 @@ function sweepProgress(options: SweepOptions): SweepProgress {
   return new SweepProgress(now, limit, budgetMs, options.signal);
 }
 
+/** `record`'s size in bytes when it is over `limit`, else undefined. */
+function bytesOver(record: SessionRecord, limit: number): number | undefined {
+  if (record instanceof TextRecord) return record.exceeds(limit) ? record.byteLength : undefined;
+  const bytes = record.data.byteLength;
+  return bytes > limit ? bytes : undefined;
+}
+
 function assertExpiresAt(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new TypeError(`${name} must be a finite number of ms since the epoch`);
@@ -275,8 +282,8 @@ export abstract class BaseStore implements SessionStore {
       } catch (error) {
         throw new CallerFailure(error);
       }
-      const bytes = record instanceof TextRecord ? record.byteLength : record.data.byteLength;
-      if (bytes > this.maxRecordBytes) {
+      const bytes = bytesOver(record, this.maxRecordBytes);
+      if (bytes !== undefined) {
         throw new SessionError(
           'ERR_RECORD_TOO_LARGE',
           `Record of ${bytes} bytes exceeds the store's limit of ${this.maxRecordBytes} bytes`,

@@ -74,11 +74,10 @@ export function recordText(record: object): string | undefined {
  */
 export class TextRecord implements SessionRecord {
   readonly expiresAt: number;
-  /** The UTF-8 length of the text, which is `data.byteLength`. */
-  readonly byteLength: number;
   readonly #head: string;
   readonly #body: string;
   readonly #tail: string;
+  #byteLength = -1;
   #data: Uint8Array | undefined;
 
   constructor(head: string, body: string, tail: string, expiresAt: number) {
@@ -86,8 +85,25 @@ export class TextRecord implements SessionRecord {
     this.#body = body;
     this.#tail = tail;
     this.expiresAt = expiresAt;
-    this.byteLength = head.length + Buffer.byteLength(body) + tail.length;
     Object.freeze(this);
+  }
+
+  /** The UTF-8 length of the text, which is `data.byteLength`; counted once, when first asked. */
+  get byteLength(): number {
+    if (this.#byteLength < 0) {
+      this.#byteLength = this.#head.length + Buffer.byteLength(this.#body) + this.#tail.length;
+    }
+    return this.#byteLength;
+  }
+
+  /**
+   * True when the text takes more than `limit` bytes in UTF-8. A UTF-16 code unit takes at most
+   * 3 bytes, so a text short enough is not counted at all: counting cost a create through a
+   * library adapter about as much as checking the session id.
+   */
+  exceeds(limit: number): boolean {
+    const length = this.#head.length + this.#body.length + this.#tail.length;
+    return length * 3 > limit && this.byteLength > limit;
   }
 
   get data(): Uint8Array {

@@ -61,6 +61,22 @@ export function redisTimeMs(ms: number): number {
   return Math.min(ms, LATEST_REDIS_TIME_MS);
 }
 
+let lastTime = Number.NaN;
+let lastTimeText = '';
+
+/**
+ * `ms`, a whole number, in decimal as a command's argument. The last one is kept: the writes of
+ * a burst share their expiry, and printing a time, a heap number, cost a create about as much
+ * as building the rest of its command.
+ */
+export function timeText(ms: number): string {
+  if (ms !== lastTime) {
+    lastTimeText = String(ms);
+    lastTime = ms;
+  }
+  return lastTimeText;
+}
+
 /**
  * The PXAT that makes Redis drop the key at `expiresAt` exactly: Redis keeps a key while
  * `now <= PXAT`, and a record is expired once `now >= expiresAt`. Undefined when already expired.

@@ -1,4 +1,5 @@
 import type { CommandArgument, Send } from './connection.js';
+import { timeText } from './keys.js';
 import { CREATE_OWNED } from './scripts.js';
 
 /** Records one script call writes at most, so one call never holds Redis for long. */
@@ -49,7 +50,7 @@ export class OwnedCreates {
     return new Promise((resolve, reject) => {
       // After this turn's promise callbacks, so every create they start joins the same call.
       if (this.#queue.length === 0) process.nextTick(() => this.#flush());
-      const args = [value, String(expireAt), id, String(indexedUntil)];
+      const args = [value, timeText(expireAt), id, String(indexedUntil)];
       this.#queue.push({ key, index, args, resolve, reject });
     });
   }

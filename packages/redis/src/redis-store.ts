@@ -18,7 +18,7 @@ import {
   TAKES_TEXT,
 } from '@sessile/core/store';
 import { Connection, type RedisConnection } from './connection.js';
-import { expireAtMs, indexedUntilFor, KeyLayout, redisTimeMs } from './keys.js';
+import { expireAtMs, indexedUntilFor, KeyLayout, redisTimeMs, timeText } from './keys.js';
 import { RedisLocks } from './locks.js';
 import { OwnedCreates } from './owned-creates.js';
 import { OwnerIndex } from './owner-index.js';
@@ -166,7 +166,7 @@ export class RedisStore extends BaseStore {
       const keys = [key, this.#keys.lock(lease.key)];
       const condition = only === undefined ? '' : only === 'absent' ? 'NX' : 'XX';
       const value = encodeRecord(record);
-      const args = [lease.token, value, String(expireAt), condition, ...this.#releaseArgs(lease)];
+      const args = [lease.token, value, timeText(expireAt), condition, ...this.#releaseArgs(lease)];
       return this.#io('set', () => FENCED_SET.run(this.#connection.send, keys, args), fenced);
     }
     if (lease !== undefined || owner !== undefined) {
@@ -187,7 +187,7 @@ export class RedisStore extends BaseStore {
         (deleted) => only !== 'present' || (deleted as number) > 0,
       );
     }
-    const words = ['SET', key, encodeRecord(record), 'PXAT', String(expireAt)];
+    const words = ['SET', key, encodeRecord(record), 'PXAT', timeText(expireAt)];
     if (only !== undefined) words.push(only === 'absent' ? 'NX' : 'XX');
     return this.#connection.command('set', key, false, words, written);
   }
@@ -219,7 +219,7 @@ export class RedisStore extends BaseStore {
       return this.#ownedCreates.create(key, index, value, expireAt as number, id, indexedUntil);
     }
     if (indexed && lease === undefined) {
-      const words = ['SET', key, value, 'PXAT', String(expireAt), 'NX'];
+      const words = ['SET', key, value, 'PXAT', timeText(expireAt as number), 'NX'];
       return written(await this.#connection.send(key, false, words));
     }
     const keys = [key, this.#keys.lock(lease?.key ?? id)];
@@ -227,7 +227,7 @@ export class RedisStore extends BaseStore {
     const args = [
       lease?.token ?? '',
       value,
-      expireAt === undefined ? '' : String(expireAt),
+      expireAt === undefined ? '' : timeText(expireAt),
       only ?? '',
       owner ?? '',
       String(redisTimeMs(record.expiresAt)),
@@ -257,7 +257,7 @@ export class RedisStore extends BaseStore {
       const args = [
         lease?.token ?? '',
         hexDouble(expiresAt),
-        expireAt === undefined ? '' : String(expireAt),
+        expireAt === undefined ? '' : timeText(expireAt),
         String(redisTimeMs(expiresAt)),
         '',
         '',
