@@ -251,29 +251,56 @@ export class RedisStore extends BaseStore {
     now: number,
     lease: HeldLease | undefined,
   ): Promise<boolean> {
+    const expireAt = expireAtMs(expiresAt, now);
+    // An unfenced touch names no lock and leaves the owner's arguments out: each word costs
+    // node-redis an encoding step, and a touch has more of them than anything else it sends.
+    const keys = [this.#keys.record(id)];
+    const args = [
+      lease?.token ?? '',
+      hexDouble(expiresAt),
+      expireAt === undefined ? '' : timeText(expireAt),
+      timeText(redisTimeMs(expiresAt)),
+    ];
+    if (lease !== undefined) {
+      keys.push(this.#keys.lock(lease.key));
+      if (lease.release === true) args.push('', '', ...this.#releaseArgs(lease));
+    }
+    // One script call and its answer, with no step of its own between them: what every touch
+    // of a record without an owner, or whose owner's entry already covers it, takes.
+    // A promise the answer returns settles the touch, as `then` would.
+    return this.#io(
+      'touch',
+      () => TOUCH.run(this.#connection.send, keys, args),
+      (reply): boolean | Promise<boolean> =>
+        Array.isArray(reply)
+          ? this.#touchOwned(id, expiresAt, now, keys, args, reply)
+          : touched(reply),
+    ) as Promise<boolean>;
+  }
+
+  /**
+   * `touch` of a record whose owner's entry must be raised first (the script answered
+   * `{owner}`); another try is needed only when a concurrent write gave the record yet another
+   * owner in between.
+   */
+  #touchOwned(
+    id: string,
+    expiresAt: number,
+    now: number,
+    keys: string[],
+    args: string[],
+    firstReply: unknown[],
+  ): Promise<boolean> {
     return this.#io('touch', async () => {
-      const expireAt = expireAtMs(expiresAt, now);
-      const keys = [this.#keys.record(id), this.#keys.lock(lease?.key ?? id)];
-      const args = [
-        lease?.token ?? '',
-        hexDouble(expiresAt),
-        expireAt === undefined ? '' : timeText(expireAt),
-        String(redisTimeMs(expiresAt)),
-        '',
-        '',
-        ...this.#releaseArgs(lease),
-      ];
-      // The owner's entry is raised first; another try is needed only when a concurrent write
-      // gave the record yet another owner in between.
-      for (let tries = 0; tries < MAX_TOUCH_TRIES; tries++) {
-        const reply = await TOUCH.run(this.#connection.send, keys, args);
-        if (Buffer.isBuffer(reply)) throw untouchable(reply);
-        if (!Array.isArray(reply)) return fenced(reply);
-        const owner = decodeOwner(reply[0] as Buffer);
+      let reply: unknown = firstReply;
+      for (let tries = 1; tries < MAX_TOUCH_TRIES; tries++) {
+        const owner = decodeOwner((reply as Buffer[])[0] as Buffer);
         const indexedUntil = indexedUntilFor(expiresAt, now);
         await this.#owners.add(owner, id, indexedUntil);
         args[4] = owner;
         args[5] = hexDouble(indexedUntil);
+        reply = await TOUCH.run(this.#connection.send, keys, args);
+        if (!Array.isArray(reply)) return touched(reply);
       }
       throw new SessionError(
         'ERR_STORE_IO',
@@ -358,9 +385,13 @@ function isPositive(reply: unknown): boolean {
   return (reply as number) > 0;
 }
 
-/** What `touch` rejects with for the header its script left alone: as `get` rejects those bytes. */
-function untouchable(header: Buffer): SessionError {
-  return headerFault(header) ?? cutShortInOwner();
+/**
+ * `touch`'s answer from its script's reply (not an owner): rejects, as `get` rejects those
+ * bytes, where the script answered the header it left alone.
+ */
+function touched(reply: unknown): boolean {
+  if (Buffer.isBuffer(reply)) throw headerFault(reply) ?? cutShortInOwner();
+  return fenced(reply);
 }
 
 /** A fenced script's answer: -1 when the lock did not hold, else whether it wrote. */
