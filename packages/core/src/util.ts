@@ -98,20 +98,37 @@ export function assertKnownOptions(options: object, known: readonly string[], wh
   }
 }
 
-/** The known name nearest to `name` by edit distance, if it is near enough to be a likely typo. */
+/**
+ * The known name `name` was probably meant as: the same name in another case or with `_` or `-`
+ * (`pool_size` for `poolSize`), else one it begins (`maxRecord`), else one it begins with
+ * (`tableName` for `table`), else the nearest by edit distance; none unless it is near enough to
+ * be a likely typo. So `poolsize` is taken for `poolSize`, not for `pool`.
+ */
 function closest(name: string, known: readonly string[]): string | undefined {
-  const lower = name.toLowerCase();
+  const wanted = loose(name);
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of known) {
-    const c = candidate.toLowerCase();
-    const distance = c.startsWith(lower) || lower.startsWith(c) ? 1 : editDistance(lower, c);
+    const c = loose(candidate);
+    const distance =
+      c === wanted
+        ? 0
+        : c.startsWith(wanted)
+          ? 1
+          : wanted.startsWith(c)
+            ? 2
+            : editDistance(wanted, c);
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;
     }
   }
   return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/** `name` in lower case without `_` and `-`. */
+function loose(name: string): string {
+  return name.toLowerCase().replace(/[_-]/g, '');
 }
 
 function editDistance(a: string, b: string): number {

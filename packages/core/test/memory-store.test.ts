@@ -412,5 +412,10 @@ describe('MemoryStore options', () => {
       /unknown option 'maxRecordByte'; did you mean 'maxRecordBytes'/,
     );
     await expect(MemoryStore.open({ maxRecordByte: 5 } as never)).rejects.toThrow(TypeError);
+    for (const name of ['max_record_bytes', 'MaxRecordBytes', 'maxrecordbytes']) {
+      expect(() => new MemoryStore({ [name]: 5 } as never)).toThrow(
+        `MemoryStore: unknown option '${name}'; did you mean 'maxRecordBytes'?`,
+      );
+    }
   });
 });

@@ -273,7 +273,6 @@ export class PostgresStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    let done = false;
     for (;;) {
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
@@ -281,13 +280,13 @@ export class PostgresStore extends BaseStore {
       const removed = result.rowCount ?? 0;
       progress.scanned += removed;
       progress.removed += removed;
-      if (removed < batch) {
-        done = true;
-        break;
-      }
+      if (removed < batch) break;
       await yieldToEventLoop();
     }
-    if (!done && !progress.signal?.aborted) {
+    // A short batch is not the end: it passes rows other transactions hold (SKIP LOCKED),
+    // which stay expired and stored. A plain read, which waits for no row lock, tells.
+    let done = false;
+    if (!progress.signal?.aborted) {
       const { rows } = await this.#run<{ any: boolean }>(this.#sql.anyExpired, [progress.now]);
       done = rows[0]?.any === false;
     }

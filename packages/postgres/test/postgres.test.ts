@@ -53,6 +53,12 @@ describe('options', () => {
     await expect(
       PostgresStore.open({ connectionString: CONNECTION_STRING, tabel: 'x' } as never),
     ).rejects.toThrow(/tabel.*table/);
+    // `poolSize` in another case or spelling, not `pool`, which it only begins with.
+    for (const name of ['poolsize', 'PoolSize', 'pool_size']) {
+      await expect(
+        PostgresStore.open({ connectionString: CONNECTION_STRING, [name]: 2 } as never),
+      ).rejects.toThrow(`unknown option '${name}'; did you mean 'poolSize'?`);
+    }
     await expect(PostgresStore.open({} as never)).rejects.toThrow(TypeError);
     const pool = new pg.Pool({ connectionString: CONNECTION_STRING });
     cleanups.push(() => pool.end());
@@ -641,11 +647,15 @@ describe('operations', () => {
     await blocker.query(`SELECT 1 FROM "${schema}"."${table}" WHERE id = $1 FOR UPDATE`, [held]);
     try {
       const result = await store.sweep({ now: start + 2 * HOUR_MS });
-      expect(result.removed).toBe(20);
+      // The row it passed is still expired and stored: the sweep is not done.
+      expect([result.removed, result.done]).toEqual([20, false]);
     } finally {
       await blocker.query('ROLLBACK');
     }
-    expect(await store.sweep({ now: start + 2 * HOUR_MS })).toMatchObject({ removed: 1 });
+    expect(await store.sweep({ now: start + 2 * HOUR_MS })).toMatchObject({
+      removed: 1,
+      done: true,
+    });
   });
 
   it('two stores sweeping the same table at once remove each expired row once', async () => {
@@ -711,5 +721,55 @@ describe('operations', () => {
     ]);
     expect(answer).toEqual([{ one: 1 }]);
     expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
+});
+
+describe('close()', () => {
+  it('frees a lock whose claim the server granted while the store closed, before its pool ends', async () => {
+    const table = newTable();
+    const closing = await openStore({ table });
+    const otherHost = await openStore({ table });
+    const id = idOf('claimed-late');
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    // A busy server: the claim waits for the lock table until the blocker lets go.
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}"."${table}_locks" IN EXCLUSIVE MODE`);
+    const acquiring = codeOf(closing.locks.acquire(id, { leaseMs: 60_000, waitMs: 10_000 }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closed = closing.close();
+    expect(await acquiring).toBe('ERR_STORE_CLOSED');
+    await blocker.query('ROLLBACK');
+    await closed;
+    // The claim committed after close() began; close() handed it back, so no lease row is left.
+    expect((await admin(`SELECT id FROM "${schema}"."${table}_locks"`)).rows).toEqual([]);
+    const lock = await otherHost.locks.acquire(id, { waitMs: 0 });
+    await lock.release();
+  });
+
+  it('rejects an acquire whose claim still waits for a connection, and closes without serving it', async () => {
+    const table = newTable();
+    const store = await openStore({ table, poolSize: 1 });
+    const id = idOf('busy');
+    await store.set(id, record('before'));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT 1 FROM "${schema}"."${table}" WHERE id = $1 FOR UPDATE`, [id]);
+    // The only connection waits on the blocker's row lock; the claim queues behind it.
+    const writing = store.set(id, record('after'));
+    const acquiring = codeOf(store.locks.acquire(idOf('queued'), { waitMs: 3000 }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closed = store.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await blocker.query('ROLLBACK');
+    // close() waits for the write in flight, then ends the acquire; it used to leave the claim
+    // queued in a pool it had ended, until waitMs ran out (ERR_LOCK_TIMEOUT).
+    await closed;
+    expect(await acquiring).toBe('ERR_STORE_CLOSED');
+    expect(await writing).toBe(true);
+    expect((await admin(`SELECT id FROM "${schema}"."${table}_locks"`)).rows).toEqual([]);
   });
 });

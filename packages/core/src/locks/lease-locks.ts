@@ -65,6 +65,14 @@ export class LeaseLocks implements LockManager {
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
   #closed = false;
+  /** How each first claim in flight leaves its acquire, which `close()` calls. */
+  readonly #closing = new Set<(reason: unknown) => void>();
+  /**
+   * Claims in flight, and the hand-backs of claims taken after their waiter left: `close()` waits
+   * for them before it closes the backend, so a key taken while it closed is freed through a
+   * backend still open instead of staying held for its whole lease.
+   */
+  readonly #inFlight = new Set<Promise<unknown>>();
   /** Present when the backend can claim and read in one round trip (`claimAndGet`). */
   readonly acquireAndGet:
     | ((id: string, options?: AcquireOptions) => Promise<LockedRecord>)
@@ -116,7 +124,7 @@ export class LeaseLocks implements LockManager {
         throw lockTimeout(0);
       }
     } else if (!slot.serving && slot.fences === 0) {
-      return this.#claimFirst(slot, id, normalized, reads);
+      return this.#track(this.#claimFirst(slot, id, normalized, reads));
     }
     return this.#enqueue(slot, id, normalized, queued, reads, Date.now() + normalized.waitMs);
   }
@@ -145,14 +153,18 @@ export class LeaseLocks implements LockManager {
     let outcome: ClaimResult;
     try {
       const claimed = claimOnce(this.#backend, claim, reads);
+      if (claimed instanceof Promise) this.#track(claimed);
+      const leave = { signal, closing: this.#closing };
       outcome =
         claimed instanceof Promise
-          ? await claimWithin(claimed, waitMs, startedAt + waitMs, signal, (late) => {
+          ? await claimWithin(claimed, waitMs, startedAt + waitMs, leave, (late) => {
               // Taken after the acquire left: hand the key back before the next waiter claims.
               const handBack = late?.taken ? this.#backend.release(claim) : false;
-              void Promise.resolve(handBack)
-                .catch(() => {})
-                .finally(() => this.#endFirstClaim(slot));
+              this.#track(
+                Promise.resolve(handBack)
+                  .catch(() => {})
+                  .finally(() => this.#endFirstClaim(slot)),
+              );
             })
           : claimed;
     } catch (error) {
@@ -185,9 +197,19 @@ export class LeaseLocks implements LockManager {
    * is safe when the claim was never taken. Best effort: the backend may be down.
    */
   #abandon(claim: LeaseClaim): void {
-    Promise.resolve()
-      .then(() => this.#backend.release(claim))
-      .catch(() => {});
+    this.#track(
+      Promise.resolve()
+        .then(() => this.#backend.release(claim))
+        .catch(() => {}),
+    );
+  }
+
+  /** `work`, counted in flight until it settles (see `#inFlight`). */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work);
+    const settled = () => this.#inFlight.delete(work);
+    work.then(settled, settled);
+    return work;
   }
 
   #endFirstClaim(slot: Slot): void {
@@ -244,10 +266,15 @@ export class LeaseLocks implements LockManager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const held: LeaseLock[] = [];
+    for (const leave of [...this.#closing]) leave(lockManagerClosed());
     for (const slot of this.#slots.values()) {
       for (const waiter of slot.queue.splice(0)) settleWaiter(waiter, lockManagerClosed());
       slot.wake?.();
+    }
+    // A claim the backend grants from here on is handed back, and no waiter is left to take it.
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    const held: LeaseLock[] = [];
+    for (const slot of this.#slots.values()) {
       if (slot.holder !== undefined) held.push(slot.holder);
       this.#dropIfIdle(slot);
     }
@@ -300,12 +327,14 @@ export class LeaseLocks implements LockManager {
       return;
     }
     slot.serving = true;
-    this.#claimLoop(slot, pauseFirst).finally(() => {
-      slot.serving = false;
-      this.#dropIfIdle(slot);
-      // A waiter may have arrived while the loop was finishing.
-      if (slot.queue.length > 0) this.#serve(slot);
-    });
+    this.#track(
+      this.#claimLoop(slot, pauseFirst).finally(() => {
+        slot.serving = false;
+        this.#dropIfIdle(slot);
+        // A waiter may have arrived while the loop was finishing.
+        if (slot.queue.length > 0) this.#serve(slot);
+      }),
+    );
   }
 
   async #claimLoop(slot: Slot, pauseFirst: boolean): Promise<void> {

@@ -188,14 +188,16 @@ export class LeftBeforeClaimed {
 
 /**
  * An asynchronous claim, given up with `LeftBeforeClaimed` once `deadline` passes (none for
- * `waitMs: 0`) or `signal` aborts: a backend that stops answering cannot outlast `waitMs`.
- * `late` gets the claim's outcome (`undefined` if it failed) when it settles after that.
+ * `waitMs: 0`), the acquire's `signal` aborts, or its lock manager closes (which calls what
+ * this puts in `closing`): a backend that stops answering cannot outlast `waitMs`, nor make an
+ * acquire outlast a close. `late` gets the claim's outcome (`undefined` if it failed) when it
+ * settles after that.
  */
 export function claimWithin(
   claimed: Promise<ClaimResult>,
   waitMs: number,
   deadline: number,
-  signal: AbortSignal | undefined,
+  { signal, closing }: { signal: AbortSignal | undefined; closing: Set<(reason: unknown) => void> },
   late: (outcome: ClaimResult | undefined) => void,
 ): Promise<ClaimResult> {
   return new Promise<ClaimResult>((resolve, reject) => {
@@ -214,8 +216,10 @@ export function claimWithin(
     const settled = () => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
+      closing.delete(leave);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    closing.add(leave);
     claimed.then(
       (outcome) => {
         if (left) return late(outcome);
