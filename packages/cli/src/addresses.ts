@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
-import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { SessionStore } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 import { importPackage } from './resolve.js';
@@ -54,6 +55,22 @@ export function pathOf(rest: string, address: string): string {
   return resolve(path);
 }
 
+/**
+ * `path` with symbolic links resolved, so that two spellings of one store (through a linked
+ * directory, say) compare equal; for a path not there yet, its directory's.
+ */
+function canonicalPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    try {
+      return join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      return path;
+    }
+  }
+}
+
 /** A server URL with its password hidden, for output. */
 export function hidePassword(url: URL): string {
   if (url.password === '') return url.href;
@@ -100,7 +117,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       options: { path },
       path,
       display: text,
-      identity: path,
+      identity: canonicalPath(path),
     };
   }
   if (scheme === 'redis' || scheme === 'rediss') {
@@ -113,6 +130,8 @@ export function parseStoreAddress(text: string): StoreAddress {
         throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: prefix)`);
       }
     }
+    // Shown with its prefix: two prefixes on one server are two stores.
+    const display = hidePassword(url);
     url.search = '';
     options.url = url.href;
     const db = url.pathname.slice(1) || '0';
@@ -121,7 +140,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       packageName: '@sessile/redis',
       className: 'RedisStore',
       options,
-      display: hidePassword(url),
+      display,
       identity: `redis:${url.port || 6379}/${db}?prefix=${prefix ?? REDIS_DEFAULT_PREFIX}`,
       host: url.hostname,
     };
@@ -135,6 +154,8 @@ export function parseStoreAddress(text: string): StoreAddress {
         throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: schema, table)`);
       }
     }
+    // Shown with its schema and table: two tables in one database are two stores.
+    const display = hidePassword(url);
     url.search = '';
     options.connectionString = url.href;
     // PostgreSQL's default database is the user's name.
@@ -146,7 +167,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       packageName: '@sessile/postgres',
       className: 'PostgresStore',
       options,
-      display: hidePassword(url),
+      display,
       identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
       host: url.hostname,
       table: { schema, name: table },

@@ -199,6 +199,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
   return program;
 }
 
+const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
+
 /** Runs `sessile` with `argv` (without node and the script); resolves to the exit code. */
 export async function run(argv: readonly string[]): Promise<ExitCode> {
   let exitCode: ExitCode = EXIT.ok;
@@ -209,9 +211,9 @@ export async function run(argv: readonly string[]): Promise<ExitCode> {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') {
-        return EXIT.ok;
-      }
+      // `--help`, `sessile help [command]` and `--version` print what was asked for; help
+      // shown for a missing command comes with a non-zero exitCode, a usage error.
+      if (HELP_CODES.has(error.code) && error.exitCode === 0) return EXIT.ok;
       // Commander has already said what was wrong on stderr; scripts get it as JSON on stdout.
       if (wantsJson(argv)) {
         await printFailureJson(usageError(error.message.replace(/^error: /, '')));

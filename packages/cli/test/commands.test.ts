@@ -1,4 +1,5 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { aesGcmCodec, generateAesKey, generateSessionId, type SessionStore } from '@sessile/core';
 import { FileStore } from '@sessile/file';
 import { LevelStore } from '@sessile/level';
@@ -31,6 +32,14 @@ describe('--help', () => {
     }
     for (const text of ['sqlite:PATH', 'connect-pg-simple:', 'SESSILE_AES_KEYS', '130']) {
       expect(result.stdout).toContain(text);
+    }
+  });
+
+  it('`sessile help [command]` prints the help and exits 0, as --help does', async () => {
+    for (const argv of [['help'], ['help', 'stats'], ['help', 'stats', '--json']]) {
+      const result = await runCli(argv);
+      expect([result.code, result.stdout.includes('Usage: sessile')]).toEqual([0, true]);
+      expect(result.stdout).not.toContain('ERR_USAGE');
     }
   });
 
@@ -312,11 +321,16 @@ describe('copy', () => {
     expect(existsSync(target)).toBe(false);
   });
 
-  it('refuses to copy a store onto itself', async () => {
-    const { url } = await sqliteWith(1, 0);
-    const result = await runCli(['copy', '--from', url, '--to', url]);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain('same store');
+  it('refuses to copy a store onto itself, however its path is spelt', async () => {
+    const { url, path } = await sqliteWith(1, 0);
+    const linked = join(nextDir(), 'link');
+    mkdirSync(dirname(linked), { recursive: true });
+    symlinkSync(dirname(path), linked);
+    for (const other of [url, `sqlite:${join(linked, basename(path))}`]) {
+      const result = await runCli(['copy', '--from', url, '--to', other, '--overwrite']);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('same store');
+    }
   });
 });
 

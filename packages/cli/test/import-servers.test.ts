@@ -76,6 +76,35 @@ describe('import from connect-redis', () => {
       await store.close();
     }
   });
+
+  it("reads a prefix's keys alone, glob characters in it included", async () => {
+    // `[ab]` as SCAN reads a pattern would match `b`: another prefix's key.
+    const globPrefix = `${peerPrefix}[ab]:`;
+    const neighbour = `${peerPrefix}b:${'A'.repeat(32)}`;
+    const own = `${globPrefix}${'B'.repeat(32)}`;
+    const value = JSON.stringify({ cookie: { originalMaxAge: 60_000 }, user: 'ada' });
+    await client.set(neighbour, value, { expiration: { type: 'PX', value: 60_000 } });
+    await client.set(own, value, { expiration: { type: 'PX', value: 60_000 } });
+    const result = await runCli([
+      'import',
+      '--from',
+      `connect-redis:${REDIS_URL}`,
+      '--prefix',
+      globPrefix,
+      '--to',
+      `${REDIS_URL}?prefix=${targetPrefix}glob:`,
+      '--json',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1 } });
+    const store = await RedisStore.open({ url: REDIS_URL, prefix: `${targetPrefix}glob:` });
+    try {
+      expect(await store.get('B'.repeat(32))).toBeDefined();
+      expect(await store.count()).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('import from connect-pg-simple', () => {

@@ -152,14 +152,56 @@ describe('expiry', () => {
     }
   });
 
-  it("better-sqlite3-session-store: the record expires with the session's cookie", async () => {
-    const { target, cookies, peerSessions, imported } = await move('better-sqlite3-session-store');
+  it('better-sqlite3-session-store: the record expires when its `expire` column says', async () => {
+    const { target, dir, cookies, imported } = await move('better-sqlite3-session-store');
+    const db = new Database(join(dir, 'peer.db'), { readonly: true });
     try {
       for (const cookie of cookies) {
         const id = idOf(cookie);
-        const expires = new Date(peerSessions.get(id)?.cookie.expires as Date).getTime();
-        expect(imported.get(id)).toBe(expires);
+        const row = db.prepare('SELECT expire FROM sessions WHERE sid = ?').get(id) as {
+          expire: string;
+        };
+        expect(imported.get(id)).toBe(Date.parse(row.expire));
       }
+    } finally {
+      db.close();
+      await target.close();
+    }
+  });
+
+  it('better-sqlite3-session-store: a touched session keeps its touch, an expired one stays gone', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['better-sqlite3-session-store'] as (dir: string) => Promise<Peer>)(
+      dir,
+    );
+    const now = Date.now();
+    const cookie = (expires: number) => ({ originalMaxAge: 3000, expires: new Date(expires) });
+    const [touched, lapsed] = [generateSessionId(), generateSessionId()];
+    // Its touch moves the `expire` column and leaves the cookie in `sess` at its first expiry.
+    await call((done) =>
+      peer.store.set(touched, { cookie: cookie(now + 3000), user: 'ada' } as never, done),
+    );
+    await call((done) =>
+      peer.store.touch(touched, { cookie: cookie(now + 60_000) } as never, done),
+    );
+    // A browser-session cookie, whose row's `expire` passed an hour ago.
+    await call((done) => peer.store.set(lapsed, { cookie: {}, user: 'grace' } as never, done));
+    await peer.close();
+    const db = new Database(join(dir, 'peer.db'));
+    db.prepare('UPDATE sessions SET expire = ? WHERE sid = ?').run(
+      new Date(now - 3_600_000).toISOString(),
+      lapsed,
+    );
+    db.close();
+    const path = join(dir, 'sessile.db');
+    const result = await runCli(['import', '--from', peer.address, '--to', `sqlite:${path}`]);
+    expect(result.code).toBe(0);
+    const target = await SqliteStore.open({ path });
+    try {
+      expect((await target.get(touched))?.expiresAt).toBe(now + 60_000);
+      expect(await target.get(lapsed)).toBeUndefined();
+      expect(await target.count()).toBe(1);
     } finally {
       await target.close();
     }

@@ -68,7 +68,11 @@ describe('copy between stores on one server', () => {
       '--json',
     ]);
     expect(result.code, result.stderr).toBe(0);
-    expect(jsonOf(result)).toMatchObject({ counts: { read: 3, written: 3 } });
+    expect(jsonOf(result)).toMatchObject({
+      from: `${PG_URL}?schema=${from}`,
+      to: `${PG_URL}?schema=${to}`,
+      counts: { read: 3, written: 3 },
+    });
   });
 
   it('copies between two prefixes of one Redis database', async () => {
@@ -83,7 +87,12 @@ describe('copy between stores on one server', () => {
       '--json',
     ]);
     expect(result.code, result.stderr).toBe(0);
-    expect(jsonOf(result)).toMatchObject({ counts: { read: 2, written: 2 } });
+    // Shown with their prefixes, which tell the two stores apart.
+    expect(jsonOf(result)).toMatchObject({
+      from: `${REDIS_URL}?prefix=${prefix('old')}`,
+      to: `${REDIS_URL}?prefix=${prefix('new')}`,
+      counts: { read: 2, written: 2 },
+    });
   });
 
   it.each([

@@ -171,13 +171,16 @@ export class StoreLayout {
 
   /**
    * Judges liveness from the mtime; only a file whose mtime says expired (normally one the sweep
-   * has not reached yet) has its header read, so `count` and `ids` agree with `get`.
+   * has not reached yet) has its header read, so `count` and `ids` agree with `get`. A damaged
+   * record is listed, as one with a live mtime is: its expiry is unknown, and `get` reports it
+   * (`ERR_CORRUPT_RECORD`) where leaving it out would hide the damage from a listing.
    */
   async #isLiveByStat(id: string, file: string, now: number): Promise<boolean> {
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined || !stats.isFile()) return false;
     if (this.#files.certainlyLive(stats, now)) return true;
-    return (await this.#files.headerPresence(id, file, now)) === 'live';
+    const presence = await this.#files.headerPresence(id, file, now);
+    return presence === 'live' || presence === 'corrupt';
   }
 }
 

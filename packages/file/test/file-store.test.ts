@@ -576,6 +576,11 @@ describe('damaged and leftover files', () => {
     utimesSync(fileOf(store, damaged), damagedAt, damagedAt);
 
     expect(await codeOf(store.get(damaged))).toBe('ERR_CORRUPT_RECORD');
+    // Listed, so that a listing reports the damage instead of hiding it.
+    expect([await store.count(), (await collectIds(store)).sort()]).toEqual([
+      2,
+      [damaged, healthy].sort(),
+    ]);
     // A touch that shortens reads the header (one that extends moves only the mtime).
     expect(await codeOf(store.touch(damaged, Date.now() + 60_000))).toBe('ERR_CORRUPT_RECORD');
     expect(await store.set(damaged, recordOf('update'), { only: 'present' })).toBe(false);

@@ -66,8 +66,13 @@ export async function openConnectRedis(
     },
     async *sessions() {
       try {
-        for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: SCAN_COUNT })) {
-          const keys = Array.isArray(batch) ? batch : [batch];
+        const match = `${prefix.replace(/[*?[\]\\]/g, (char) => `\\${char}`)}*`;
+        for await (const batch of client.scanIterator({ MATCH: match, COUNT: SCAN_COUNT })) {
+          // MATCH is a pattern: the prefix's own `*`, `?`, `[` and `\` are escaped above, and
+          // only keys that start with the prefix itself are read.
+          const keys = (Array.isArray(batch) ? batch : [batch]).filter((key) =>
+            key.startsWith(prefix),
+          );
           // Issued together, node-redis pipelines them.
           for (const entry of await Promise.all(keys.map(read))) yield entry;
         }

@@ -34,10 +34,14 @@ const LAYOUTS: Record<string, SqlitePeerLayout> = {
     columns: ['sid', 'expired', 'sess'],
     expiresAt: (row) => (typeof row.expired === 'number' ? row.expired : Number(row.expired)),
   },
-  // Its `expire` column runs 1000 times too late, so the cookie's expiry is the real one.
+  // `expire` is an ISO date, the one its own `get` checks: its `touch` moves it and leaves the
+  // cookie inside `sess` as it was, so the cookie's expiry may be long past for a live session.
   'better-sqlite3-session-store': {
     columns: ['sid', 'sess', 'expire'],
-    expiresAt: (_row, session) => cookieExpiry(session),
+    expiresAt: (row, session) => {
+      const expire = typeof row.expire === 'string' ? Date.parse(row.expire) : Number.NaN;
+      return Number.isFinite(expire) ? expire : cookieExpiry(session);
+    },
   },
 };
 
