@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { StoreAddress } from './addresses.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
@@ -54,17 +55,75 @@ async function whatIsMissing(
   if (address.path !== undefined) {
     try {
       await stat(address.path);
-      return undefined;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
       return { what: `${address.path} (${code})`, cause: error };
     }
+    return notAStoreYet(address, address.path);
   }
   const table = address.table;
   if (table !== undefined && !(await tableExists(address, table))) {
     return { what: `table ${table.schema}.${table.name} (it does not exist)` };
   }
   return undefined;
+}
+
+interface SqliteDatabase {
+  prepare(sql: string): { get(...params: unknown[]): unknown };
+  close(): void;
+}
+
+/**
+ * What a path that is there lacks to be a store the scheme's `open()` would open as it is,
+ * rather than turn into one: an SQLite file without the sessions table (an app's own database,
+ * say) or a directory without a LevelDB in it. The other path stores refuse what is not theirs.
+ */
+async function notAStoreYet(
+  address: StoreAddress,
+  path: string,
+): Promise<{ what: string; cause?: unknown } | undefined> {
+  if (address.scheme === 'level') {
+    return (await exists(join(path, 'CURRENT')))
+      ? undefined
+      : { what: `${path} (a directory with no LevelDB in it)` };
+  }
+  if (address.scheme !== 'sqlite') return undefined;
+  const Database = requireDriver<new (path: string, options: object) => SqliteDatabase>(
+    'better-sqlite3',
+    ['@sessile/sqlite'],
+    'The sqlite: store',
+  );
+  // A file SQLite cannot read is left to the store's `open()`, which names what is wrong with it.
+  let db: SqliteDatabase;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const table = db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+      .get(SQLITE_TABLE);
+    return table === undefined
+      ? { what: `${path} (an SQLite file with no '${SQLITE_TABLE}' table)` }
+      : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** SqliteStore's default sessions table, the one a `sqlite:` address names. */
+const SQLITE_TABLE = 'sessions';
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function storeExists(address: StoreAddress): Promise<boolean> {

@@ -1,6 +1,12 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isSessionError, MemoryStore, type SessionStore } from '@sessile/core';
+import {
+  isSessionError,
+  MemoryStore,
+  SessionError,
+  type SessionRecord,
+  type SessionStore,
+} from '@sessile/core';
 import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
 import { usageError } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
@@ -59,6 +65,25 @@ export function unreadableReason(error: unknown): 'corrupt' | 'tooLarge' | undef
   if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return 'corrupt';
   if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return 'tooLarge';
   return undefined;
+}
+
+/**
+ * `store.get(id)`, rejecting with `ERR_RECORD_TOO_LARGE` a record over the limit the store was
+ * opened with (`--max-record-bytes`), as `FileStore` does itself: the other stores check the
+ * limit only where they write, and a store an app opened with a higher limit holds larger ones.
+ */
+export async function readRecord(
+  store: SessionStore,
+  id: string,
+): Promise<SessionRecord | undefined> {
+  const record = await store.get(id);
+  if (record !== undefined && record.data.byteLength > store.maxRecordBytes) {
+    throw new SessionError(
+      'ERR_RECORD_TOO_LARGE',
+      `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${store.maxRecordBytes} bytes`,
+    );
+  }
+  return record;
 }
 
 /** An AbortSignal that SIGINT and SIGTERM abort, so long commands stop at a record boundary. */

@@ -1,9 +1,17 @@
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { aesGcmCodec, generateAesKey, generateSessionId, type SessionStore } from '@sessile/core';
 import { FileStore } from '@sessile/file';
 import { LevelStore } from '@sessile/level';
 import { SqliteStore } from '@sessile/sqlite';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { jsonOf, runCli, seed, tempRoot } from './helpers.js';
 
@@ -107,6 +115,28 @@ describe('store addresses', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`no store at ${path} (ENOENT)`);
     expect((await runCli(['ls', `level:${path}`])).code).toBe(1);
+  });
+
+  it("an app's own SQLite file or an empty directory is not a store, and reading it writes nothing", async () => {
+    const path = `${nextDir()}.db`;
+    const app = new Database(path);
+    app.exec('CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)');
+    app.close();
+    const before = readFileSync(path);
+    for (const command of ['stats', 'ls', 'sweep']) {
+      const result = await runCli([command, `sqlite:${path}`]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `no store at ${path} (an SQLite file with no 'sessions' table)`,
+      );
+    }
+    expect(readFileSync(path).equals(before)).toBe(true);
+    const empty = nextDir();
+    mkdirSync(empty, { recursive: true });
+    const listed = await runCli(['ls', `level:${empty}`]);
+    expect(listed.code).toBe(1);
+    expect(listed.stderr).toContain('a directory with no LevelDB in it');
+    expect(readdirSync(empty)).toEqual([]);
   });
 
   it('an unreadable file exits 1 naming it, and is left as it was', async () => {
@@ -372,38 +402,54 @@ describe('--max-record-bytes', () => {
     }
   });
 
-  it('without it, a record over the limit is reported and skipped, the rest copied, exit 5', async () => {
-    const source = nextDir();
-    const { bigId, smallIds } = await storeWithBigRecord(
-      (path) => FileStore.open({ path, maxRecordBytes: limit }),
-      source,
-    );
-    const stats = await runCli(['stats', `file:${source}`, '--json']);
-    expect(stats.code).toBe(5);
-    expect(jsonOf(stats)).toMatchObject({ live: 6, corrupt: 0, tooLarge: 1, payloadBytes: 500 });
+  it.each([
+    ['file', (path: string) => FileStore.open({ path, maxRecordBytes: limit })],
+    ['sqlite', (path: string) => SqliteStore.open({ path, maxRecordBytes: limit })],
+  ] as const)(
+    'without it, a record over the limit in a %s store is reported and skipped, the rest copied, exit 5',
+    async (scheme, open) => {
+      const source = scheme === 'sqlite' ? `${nextDir()}.db` : nextDir();
+      const { bigId, smallIds } = await storeWithBigRecord(open, source);
+      const stats = await runCli(['stats', `${scheme}:${source}`, '--json']);
+      expect(stats.code).toBe(5);
+      expect(jsonOf(stats)).toMatchObject({ live: 6, corrupt: 0, tooLarge: 1, payloadBytes: 500 });
 
-    const target = nextDir();
-    const copied = await runCli(['copy', '--from', `file:${source}`, '--to', `level:${target}`]);
-    expect(copied.code).toBe(5);
-    expect(copied.stdout).toContain('5 written');
-    expect(copied.stdout).toContain('1 unreadable');
-    expect(copied.stderr).toContain('skipped 1 record over 1048576 bytes; --max-record-bytes');
-    const level = await LevelStore.open({ path: target });
-    try {
-      expect(await level.get(bigId)).toBeUndefined();
-      for (const id of smallIds) expect(await level.get(id)).toBeDefined();
-    } finally {
-      await level.close();
-    }
-  });
+      const target = nextDir();
+      const copied = await runCli([
+        'copy',
+        '--from',
+        `${scheme}:${source}`,
+        '--to',
+        `level:${target}`,
+      ]);
+      expect(copied.code).toBe(5);
+      expect(copied.stdout).toContain('5 written');
+      expect(copied.stdout).toContain('1 unreadable');
+      expect(copied.stderr).toContain('skipped 1 record over 1048576 bytes; --max-record-bytes');
+      const level = await LevelStore.open({ path: target });
+      try {
+        expect(await level.get(bigId)).toBeUndefined();
+        for (const id of smallIds) expect(await level.get(id)).toBeDefined();
+      } finally {
+        await level.close();
+      }
+    },
+  );
 
-  it('a record the target refuses as too large ends the copy with the option named', async () => {
-    const source = `${nextDir()}.db`;
-    await storeWithBigRecord((path) => SqliteStore.open({ path, maxRecordBytes: limit }), source);
+  it('a session the target refuses as too large ends the import with the option named', async () => {
+    const peer = nextDir();
+    mkdirSync(peer, { recursive: true });
+    const expires = new Date(Date.now() + 3_600_000).toISOString();
+    const session = {
+      cookie: { originalMaxAge: 3_600_000, expires },
+      pad: 'p'.repeat(big),
+      __lastAccess: Date.now(),
+    };
+    writeFileSync(join(peer, `${generateSessionId()}.json`), JSON.stringify(session));
     const result = await runCli([
-      'copy',
+      'import',
       '--from',
-      `sqlite:${source}`,
+      `session-file-store:${peer}`,
       '--to',
       `level:${nextDir()}`,
     ]);

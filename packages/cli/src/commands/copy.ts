@@ -4,7 +4,13 @@ import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
 import { type CommonOptions, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
-import { interruptSignal, unreadableReason, withStore, withTarget } from '../store-session.js';
+import {
+  interruptSignal,
+  readRecord,
+  unreadableReason,
+  withStore,
+  withTarget,
+} from '../store-session.js';
 
 export interface TransferOptions extends CommonOptions {
   to: string;
@@ -112,7 +118,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             async (id) => {
               let record: SessionRecord | undefined;
               try {
-                record = await source.get(id);
+                record = await readRecord(source, id);
               } catch (error) {
                 const reason = unreadableReason(error);
                 if (reason === undefined) throw error;

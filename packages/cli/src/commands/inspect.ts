@@ -9,7 +9,13 @@ import {
   RECORD_LIMIT_HINT,
   write,
 } from '../output.js';
-import { expiredNotSwept, sizeOnDisk, unreadableReason, withStore } from '../store-session.js';
+import {
+  expiredNotSwept,
+  readRecord,
+  sizeOnDisk,
+  unreadableReason,
+  withStore,
+} from '../store-session.js';
 
 /** `sessile stats URL`: counts, size, expiry range and owners of one store. */
 export async function stats(url: string, options: CommonOptions): Promise<ExitCode> {
@@ -25,7 +31,7 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
     for await (const id of store.ids()) {
       let record: Awaited<ReturnType<typeof store.get>>;
       try {
-        record = await store.get(id);
+        record = await readRecord(store, id);
       } catch (error) {
         const reason = unreadableReason(error);
         if (reason === undefined) throw error;
