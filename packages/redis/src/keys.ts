@@ -65,9 +65,9 @@ let lastTime = Number.NaN;
 let lastTimeText = '';
 
 /**
- * `ms`, a whole number, in decimal as a command's argument. The last one is kept: the writes of
- * a burst share their expiry, and printing a time, a heap number, cost a create about as much
- * as building the rest of its command.
+ * `ms` as a command's argument, in decimal as `String` prints it. The last one is kept: the
+ * writes of a burst share their expiry, and printing a time, a heap number, cost a create about
+ * as much as building the rest of its command.
  */
 export function timeText(ms: number): string {
   if (ms !== lastTime) {

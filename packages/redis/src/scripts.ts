@@ -249,9 +249,9 @@ return 0
  * KEYS[1] the record, KEYS[2] its lock (only for a fenced touch). ARGV: token ('' for an
  * unfenced touch), the new expiresAt's 16 hex digits, PXAT ('' when already expired), the new
  * expiresAt as Redis may be given it, the owner whose index already covers it (absent or '' for
- * none) and that cover's indexedUntil digits, then the release kit. When the record has an owner whose entry
- * does not cover the new expiry (and the caller has not just raised it), it answers `{owner}`
- * and writes nothing. Bytes that do not start a record of this format, or that end within the
+ * none) and that cover's indexedUntil digits, then the release kit. When the record has an
+ * owner whose entry does not cover the new expiry (and the caller has not just raised it), it
+ * answers `{owner}` and writes nothing. Bytes that do not start a record of this format, or that end within the
  * owner, are left as they are, and it answers their first ${HEADER_BYTES} for the caller to reject
  * as `get` would.
  */
