@@ -166,7 +166,11 @@ export function toExpressStore(
         const session = await read(sid);
         if (session !== undefined) sessions.push({ ...session, id: sid });
       } catch (error) {
-        if (!isSessionError(error, 'ERR_CORRUPT_RECORD')) throw error;
+        // Left out, as `ownedBy` leaves them: a damaged record, and one a newer version wrote
+        // (a rolling deploy's other hosts), which fails no listing here.
+        const leftOut =
+          isSessionError(error, 'ERR_CORRUPT_RECORD') || isSessionError(error, 'ERR_UNSUPPORTED');
+        if (!leftOut) throw error;
       }
     }
     return sessions;

@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { CookieJar } from '@sessile/conformance/http';
 import {
   aesGcmCodec,
   generateAesKey,
+  generateSessionId,
   isSessionError,
   jsonCodec,
   MemoryStore,
@@ -10,6 +13,7 @@ import {
   type SessionStore,
   type SetOptions,
 } from '@sessile/core';
+import { RedisStore } from '@sessile/redis';
 import express from 'express';
 import session from 'express-session';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -114,6 +118,45 @@ describe.each(testStores())(
     });
   },
 );
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+
+describe('toExpressStore over Redis (needs Redis at 127.0.0.1:6379)', () => {
+  it('all() leaves out a record a newer version wrote, as it leaves out a damaged one', async () => {
+    // node-redis, from the Redis store's own dependencies, writes what this version cannot.
+    const { createClient } = createRequire(new URL('../../redis/package.json', import.meta.url))(
+      'redis',
+    ) as typeof import('redis');
+    const raw = createClient({ url: REDIS_URL });
+    await raw.connect();
+    const prefix = `sessile-express-test-${randomBytes(6).toString('hex')}:`;
+    const store = await RedisStore.open({ client: raw, prefix });
+    cleanups.push(async () => {
+      await store.clear();
+      await store.close();
+      await raw.close();
+    });
+    const expressStore = toExpressStore(store);
+    const [good, damaged, newer] = [generateSessionId(), generateSessionId(), generateSessionId()];
+    const session = { cookie: { expires: new Date(Date.now() + 60_000).toISOString() }, n: 1 };
+    await call<void>((done) => expressStore.set(good, session, done));
+    await raw.set(`${prefix}s:{${damaged}}`, 'not a record', { PX: 60_000 });
+    // A header of record format 4, as a later version might write it in a rolling deploy.
+    const hex = (value: number) =>
+      Buffer.from(new Float64Array([value]).buffer)
+        .reverse()
+        .toString('hex');
+    await raw.set(`${prefix}s:{${newer}}`, `~s4${hex(Date.now() + 60_000)}${hex(0)}0000{}`, {
+      PX: 60_000,
+    });
+    const refusal = await store.get(newer).then(
+      () => 'resolved',
+      (error: { code?: string }) => error.code,
+    );
+    expect(refusal).toBe('ERR_UNSUPPORTED');
+    expect(await call((done) => expressStore.all(done))).toEqual([{ ...session, id: good }]);
+  });
+});
 
 describe('toExpressStore callbacks', () => {
   function setup(options = {}) {

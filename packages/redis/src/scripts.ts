@@ -179,6 +179,41 @@ end
 `;
 
 /**
+ * Lua: `isUtf8(bytes)` when `bytes` are UTF-8 as a strict decoder (JavaScript's `TextDecoder`
+ * with `fatal`) reads them: no overlong form, surrogate or code point past U+10FFFF, and no
+ * sequence cut short.
+ */
+const UTF8 = `
+local function isUtf8(bytes)
+  local i, n = 1, #bytes
+  while i <= n do
+    local c = string.byte(bytes, i)
+    if c >= 0x80 then
+      local follow, low, high
+      if c >= 0xC2 and c <= 0xDF then follow, low, high = 1, 0x80, 0xBF
+      elseif c == 0xE0 then follow, low, high = 2, 0xA0, 0xBF
+      elseif c == 0xED then follow, low, high = 2, 0x80, 0x9F
+      elseif c >= 0xE1 and c <= 0xEF then follow, low, high = 2, 0x80, 0xBF
+      elseif c == 0xF0 then follow, low, high = 3, 0x90, 0xBF
+      elseif c >= 0xF1 and c <= 0xF3 then follow, low, high = 3, 0x80, 0xBF
+      elseif c == 0xF4 then follow, low, high = 3, 0x80, 0x8F
+      else return false end
+      if i + follow > n then return false end
+      local second = string.byte(bytes, i + 1)
+      if second < low or second > high then return false end
+      for k = 2, follow do
+        local byte = string.byte(bytes, i + k)
+        if byte < 0x80 or byte > 0xBF then return false end
+      end
+      i = i + follow
+    end
+    i = i + 1
+  end
+  return true
+end
+`;
+
+/**
  * A write that must check the record first: fenced, or giving the record an owner. ARGV: token
  * ('' unfenced), value, PXAT ('' when the record is already expired), only ('', 'absent',
  * 'present'), owner ('' none), the new expiresAt, '1' when the caller has already put the
@@ -250,12 +285,13 @@ return 0
  * unfenced touch), the new expiresAt's 16 hex digits, PXAT ('' when already expired), the new
  * expiresAt as Redis may be given it, the owner whose index already covers it (absent or '' for
  * none) and that cover's indexedUntil digits, then the release kit. When the record has an
- * owner whose entry does not cover the new expiry (and the caller has not just raised it), it
- * answers `{owner}` and writes nothing. Bytes that do not start a record of this format, or that end within the
+ * owner whose entry does not cover the new expiry (and the caller has not just raised it), or an
+ * owner that is not UTF-8 (which the caller rejects as corrupt), it answers `{owner}` and writes
+ * nothing. A new expiry already past by Redis's clock deletes the record, and it answers 0. Bytes that do not start a record of this format, or that end within the
  * owner, are left as they are, and it answers their first ${HEADER_BYTES} for the caller to reject
  * as `get` would.
  */
-export const TOUCH = new Script(`${FENCE}${HEADER}
+export const TOUCH = new Script(`${FENCE}${HEADER}${UTF8}
 if not fence(ARGV[1]) then return -1 end
 local header = redis.call('GETRANGE', KEYS[1], 0, ${HEADER_BYTES - 1})
 -- GETRANGE answers '' for a missing key and for an empty value alike.
@@ -271,13 +307,22 @@ if ARGV[3] == '' then
   free(ARGV[7], ARGV[8])
   return 1
 end
-local raise = length > 0 and tonumber(ARGV[4]) > indexedUntil(header)
-if raise then
-  local owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + length)
-  if owner ~= ARGV[5] then return {owner} end
+local owner = nil
+if length > 0 then
+  owner = redis.call('GETRANGE', KEYS[1], ${HEADER_BYTES}, ${HEADER_BYTES - 1} + length)
+  -- An owner that is not UTF-8 is a corrupt record, as get reads it: the caller rejects it.
+  if not isUtf8(owner) then return {owner} end
 end
+local raise = length > 0 and tonumber(ARGV[4]) > indexedUntil(header)
+if raise and owner ~= ARGV[5] then return {owner} end
 -- The TTL first: should Redis refuse it, the record stays as it was.
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+-- A time already past by Redis's clock (a touch that arrived late) has deleted the key: the
+-- session has ended, and writing into it now would make a key that never expires.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  free(ARGV[7], ARGV[8])
+  return 0
+end
 if raise then redis.call('SETRANGE', KEYS[1], ${INDEXED_UNTIL_OFFSET}, ARGV[6]) end
 redis.call('SETRANGE', KEYS[1], ${EXPIRES_AT_OFFSET}, ARGV[2])
 free(ARGV[7], ARGV[8])

@@ -226,6 +226,28 @@ describe('RedisStore keys', () => {
     });
   });
 
+  it('a touch whose new expiry Redis finds already past ends the session and leaves no key', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const key = `${prefix}s:{${id}}`;
+      await store.set(id, { data: bytes('kept'), expiresAt: Date.now() + HOUR_MS });
+      // The app's clock 10 s behind Redis's (or the touch 10 s late): a second more by the app's
+      // clock is already past by Redis's, whose PEXPIREAT then deletes the key.
+      const realNow = Date.now;
+      const behind = realNow() - 10_000;
+      Date.now = () => behind;
+      let touched: boolean;
+      try {
+        touched = await store.touch(id, behind + 1000);
+      } finally {
+        Date.now = realNow;
+      }
+      expect(touched).toBe(false);
+      expect(await raw.exists(key)).toBe(0);
+      expect(await store.get(id)).toBeUndefined();
+    });
+  });
+
   it('never reads, counts, lists or clears a key outside its prefix, glob characters included', async () => {
     const prefix = `${root}glob*?[x]:`;
     const store = await RedisStore.open({ url: STANDALONE_URL, prefix });
@@ -325,29 +347,44 @@ describe('RedisStore keys', () => {
     });
   });
 
-  it('an owner cut within a character rejects get, lend and touch as a corrupt record, and indexes nothing', async () => {
-    await withStore(async (store, prefix) => {
-      // A whole header, then an owner of `a` and the first byte of `é`.
-      const value = Buffer.concat([
-        Buffer.from(header({ ownerLength: '0002' })),
-        Buffer.from([0x61, 0xc3]),
-        Buffer.from('{}'),
-      ]);
-      const id = newId();
-      const key = `${prefix}s:{${id}}`;
-      await raw.set(key, value);
-      const corrupt = { code: 'ERR_CORRUPT_RECORD' };
-      await expect(store.get(id)).rejects.toMatchObject(corrupt);
-      await expect(store.lend(id, (record) => record.owner)).rejects.toMatchObject(corrupt);
-      await expect(store.touch(id, Date.now() + 1000 * HOUR_MS)).rejects.toMatchObject(corrupt);
-      expect(await raw.sendCommand(['GET', key], { typeMapping: { 36: Buffer } })).toEqual(value);
-      const indexes = await raw.keys(`${prefix}o:*`);
-      expect(indexes).toEqual([]);
-      // Expiring it needs no owner: like any record, it is gone.
-      expect(await store.touch(id, Date.now() - 1)).toBe(true);
-      expect(await raw.exists(key)).toBe(0);
-    });
-  });
+  it.each([
+    ['cut within a character', [0x61, 0xc3]],
+    ['with a byte no UTF-8 holds', [0xff, 0xfe]],
+    ['in an overlong form', [0xc0, 0xaf]],
+    ['holding a surrogate', [0xed, 0xa0, 0x80]],
+  ])(
+    'an owner %s rejects get, lend and touch as a corrupt record, and indexes nothing',
+    async (_name, ownerBytes) => {
+      await withStore(async (store, prefix) => {
+        // A whole header whose index entry covers any touch here, then the owner's bytes.
+        const value = Buffer.concat([
+          Buffer.from(
+            header({
+              indexedUntil: Date.now() + 2000 * HOUR_MS,
+              ownerLength: ownerBytes.length.toString(16).padStart(4, '0'),
+            }),
+          ),
+          Buffer.from(ownerBytes),
+          Buffer.from('{}'),
+        ]);
+        const id = newId();
+        const key = `${prefix}s:{${id}}`;
+        await raw.set(key, value);
+        const corrupt = { code: 'ERR_CORRUPT_RECORD' };
+        await expect(store.get(id)).rejects.toMatchObject(corrupt);
+        await expect(store.lend(id, (record) => record.owner)).rejects.toMatchObject(corrupt);
+        // Within the entry (no owner steps needed) and past it, alike.
+        await expect(store.touch(id, Date.now() + HOUR_MS)).rejects.toMatchObject(corrupt);
+        await expect(store.touch(id, Date.now() + 3000 * HOUR_MS)).rejects.toMatchObject(corrupt);
+        expect(await raw.sendCommand(['GET', key], { typeMapping: { 36: Buffer } })).toEqual(value);
+        const indexes = await raw.keys(`${prefix}o:*`);
+        expect(indexes).toEqual([]);
+        // Expiring it needs no owner: like any record, it is gone.
+        expect(await store.touch(id, Date.now() - 1)).toBe(true);
+        expect(await raw.exists(key)).toBe(0);
+      });
+    },
+  );
 
   it('lends text only to a reader of text, and bytes to every other reader', async () => {
     await withStore(async (store) => {
