@@ -1,4 +1,4 @@
-import { ftruncateSync } from 'node:fs';
+import { fstatSync, ftruncateSync } from 'node:fs';
 import type { OwnedSession, SessionError, SessionRecord } from '@sessile/core';
 import { Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
@@ -7,6 +7,8 @@ import {
   DATA_START,
   type Entry,
   encodeHeader,
+  type FileHeader,
+  INITIAL_BUCKETS,
   MAX_SEGMENTS,
   newHeader,
   newPage,
@@ -79,6 +81,11 @@ export class HashFile {
    */
   refusal(): SessionError | undefined {
     const state = this.#journal.peekHeader();
+    if (state.kind === 'empty') {
+      // Another process may have finished creating it since: then its header is there now.
+      const foreign = !this.#isUnwritten() && this.#journal.peekHeader().kind === 'empty';
+      return foreign ? foreignFile(this.#io.path) : undefined;
+    }
     return state.kind === 'foreign' || state.kind === 'unsupported'
       ? this.#refusal(state)
       : undefined;
@@ -88,6 +95,7 @@ export class HashFile {
   initialize(): void {
     const state = this.#journal.readHeader();
     if (state.kind === 'empty') {
+      if (!this.#isUnwritten()) throw foreignFile(this.#io.path);
       const header = newHeader();
       const pages = Buffer.concat(Array.from({ length: header.initialBuckets }, () => newPage()));
       this.#io.write(DATA_START, pages);
@@ -99,6 +107,27 @@ export class HashFile {
       return;
     }
     this.begin();
+  }
+
+  /**
+   * True for a file this store may lay out: an empty one, or one a creation left when it died
+   * before writing the header (which it writes last): zeros, then the first bucket pages. A
+   * foreign file that merely starts with zeros (a disk image, a preallocated file) is not.
+   */
+  #isUnwritten(): boolean {
+    const size = fstatSync(this.#io.fd).size;
+    if (size === 0) return true;
+    if (size > DATA_START + INITIAL_BUCKETS * PAGE_BYTES) return false;
+    const bytes = this.#io.read(0, size);
+    for (let i = 0; i < Math.min(size, DATA_START); i++) if (bytes[i] !== 0) return false;
+    const fresh = newPage();
+    for (let offset = DATA_START; offset < size; offset += PAGE_BYTES) {
+      const page = bytes.subarray(offset, offset + PAGE_BYTES);
+      if (!page.equals(fresh.subarray(0, page.length)) && page.some((byte) => byte !== 0)) {
+        return false;
+      }
+    }
+    return true;
   }
 
   begin(): Transaction {
@@ -214,6 +243,7 @@ export class HashFile {
       if (oldOwner !== undefined) removeOwnedId(tx, oldOwner, id);
       if (owner !== undefined) addOwnedId(tx, owner, id);
     }
+    keepPassOpenFor(tx.header, expiresAt);
     tx.commit();
     // Linear hashing: one bucket split per insert keeps every step bounded.
     if (tx.header.recordCount > tx.header.bucketCount * tx.header.splitLoad) this.#split();
@@ -231,6 +261,7 @@ export class HashFile {
       touchedRecordTail(match.headBytes, match.head.dataStart, expiresAt),
     );
     chain.flush();
+    keepPassOpenFor(tx.header, expiresAt);
     tx.commit();
     return true;
   }
@@ -398,4 +429,13 @@ export class HashFile {
     sourceChain.flush();
     tx.commit();
   }
+}
+
+/**
+ * Counts a record written with `expiresAt` as one the sweep's current pass kept: the pass may
+ * have passed its bucket already, and must not be taken as done (no record left that expired by
+ * its `now`) while this one may have.
+ */
+function keepPassOpenFor(header: FileHeader, expiresAt: number): void {
+  if (expiresAt < header.sweepPassMinLiveExpiresAt) header.sweepPassMinLiveExpiresAt = expiresAt;
 }

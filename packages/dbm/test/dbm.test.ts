@@ -188,17 +188,30 @@ describe('DbmStore file format', () => {
     expect(sizes[11]).toBe(sizes[3]);
   }, 300_000);
 
-  it('a file that is not a dbm file is refused with ERR_STORE_IO naming it, left as it was, with nothing created beside it', async () => {
-    const path = newPath();
-    const text = 'not a database, just some text that must not be overwritten';
-    writeFileSync(path, text);
-    const error = await sessionErrorOf(DbmStore.open({ path }));
-    expect(error.code).toBe('ERR_STORE_IO');
-    expect(error.message).toContain(path);
-    expect(error.message).toMatch(/not a sessile dbm file/);
-    expect(readFileSync(path, 'utf8')).toBe(text);
-    expect(readdirSync(dirname(path))).toEqual(['sessions.dbm']);
-  });
+  it.each([
+    ['text', Buffer.from('not a database, just some text that must not be overwritten')],
+    // A disk image or a preallocated file: zeros where a dbm file has its header and journal.
+    [
+      'zeros, then text',
+      Buffer.concat([Buffer.alloc(32 * 1024), Buffer.from('the payload after the zeros')]),
+    ],
+    [
+      'zeros, then a page of text',
+      Buffer.concat([Buffer.alloc(2 * 1024 * 1024), payload(3, 4096)]),
+    ],
+  ])(
+    'a file that is not a dbm file (%s) is refused with ERR_STORE_IO naming it, left as it was, with nothing created beside it',
+    async (_name, content) => {
+      const path = newPath();
+      writeFileSync(path, content);
+      const error = await sessionErrorOf(DbmStore.open({ path }));
+      expect(error.code).toBe('ERR_STORE_IO');
+      expect(error.message).toContain(path);
+      expect(error.message).toMatch(/not a sessile dbm file/);
+      expect(readFileSync(path).equals(content)).toBe(true);
+      expect(readdirSync(dirname(path))).toEqual(['sessions.dbm']);
+    },
+  );
 
   it('a file of a newer format version is refused with ERR_UNSUPPORTED naming the path and both versions', async () => {
     const path = newPath();
@@ -538,6 +551,39 @@ function sameState(
 
 describe('DbmStore sweep modes', () => {
   for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
+    it(`'${sweepMode}' is not done while a record written behind its cursor has expired`, async () => {
+      const store = await DbmStore.open({ path: newPath(), sweepMode });
+      try {
+        const start = Date.now();
+        for (let i = 0; i < 2000; i++) {
+          await store.set(generateSessionId(), {
+            data: payload(i, 8),
+            expiresAt: start + 10 * HOUR_MS,
+          });
+        }
+        const now = start + HOUR_MS;
+        expect((await store.sweep({ now, limit: 500 })).done).toBe(false);
+        // Written while the pass is under way: some land in buckets it has passed.
+        for (let i = 0; i < 1000; i++) {
+          await store.set(generateSessionId(), { data: payload(i, 8), expiresAt: start + 1000 });
+        }
+        let removed = 0;
+        for (let calls = 0; calls < 50; calls++) {
+          const result = await store.sweep({ now, limit: 100_000 });
+          removed += result.removed;
+          if (result.done) break;
+        }
+        // Done means none is left as of `now`: another sweep finds nothing.
+        expect(removed).toBe(1000);
+        expect(await store.sweep({ now, limit: 100_000 })).toMatchObject({
+          removed: 0,
+          done: true,
+        });
+      } finally {
+        await store.close();
+      }
+    });
+
     it(`'${sweepMode}' removes exactly the expired records, in bounded calls`, async () => {
       const store = await DbmStore.open({ path: newPath(), sweepMode });
       try {
