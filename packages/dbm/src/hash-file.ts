@@ -1,6 +1,6 @@
 import { fstatSync, ftruncateSync } from 'node:fs';
 import type { OwnedSession, SessionError, SessionRecord } from '@sessile/core';
-import { Chain } from './chain.js';
+import { bucketOf, Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
 import { type DbmDurability, FileIo } from './file-io.js';
 import {
@@ -243,7 +243,7 @@ export class HashFile {
       if (oldOwner !== undefined) removeOwnedId(tx, oldOwner, id);
       if (owner !== undefined) addOwnedId(tx, owner, id);
     }
-    keepPassOpenFor(tx.header, expiresAt);
+    keepPassOpenFor(tx.header, hash, expiresAt);
     tx.commit();
     // Linear hashing: one bucket split per insert keeps every step bounded.
     if (tx.header.recordCount > tx.header.bucketCount * tx.header.splitLoad) this.#split();
@@ -251,7 +251,7 @@ export class HashFile {
   }
 
   touch(id: string, expiresAt: number, now: number): boolean {
-    const { tx, chain, match } = findEntry(this.begin(), id);
+    const { tx, chain, hash, match } = findEntry(this.begin(), id);
     if (match?.entry.damaged === true) throw corruptRecord();
     if (match === undefined || match.entry.expiresAt <= now) return false;
     if (match.head === undefined) throw corruptRecord();
@@ -261,7 +261,7 @@ export class HashFile {
       touchedRecordTail(match.headBytes, match.head.dataStart, expiresAt),
     );
     chain.flush();
-    keepPassOpenFor(tx.header, expiresAt);
+    keepPassOpenFor(tx.header, hash, expiresAt);
     tx.commit();
     return true;
   }
@@ -432,10 +432,17 @@ export class HashFile {
 }
 
 /**
- * Counts a record written with `expiresAt` as one the sweep's current pass kept: the pass may
- * have passed its bucket already, and must not be taken as done (no record left that expired by
- * its `now`) while this one may have.
+ * Counts a record written with `expiresAt` into the bucket of `hash` as one the sweep's current
+ * pass kept, where the pass has already passed that bucket (or is inside it): the pass will not
+ * see it, and must not be taken as done (no record left that expired by its `now`) while this
+ * one may have. A record written ahead of the cursor is one the pass will examine.
  */
-function keepPassOpenFor(header: FileHeader, expiresAt: number): void {
-  if (expiresAt < header.sweepPassMinLiveExpiresAt) header.sweepPassMinLiveExpiresAt = expiresAt;
+function keepPassOpenFor(header: FileHeader, hash: number, expiresAt: number): void {
+  const bucket = bucketOf(header, hash);
+  const passed =
+    bucket < header.sweepCursorBucket ||
+    (bucket === header.sweepCursorBucket && header.sweepCursorPos >= 0);
+  if (passed && expiresAt < header.sweepPassMinLiveExpiresAt) {
+    header.sweepPassMinLiveExpiresAt = expiresAt;
+  }
 }
