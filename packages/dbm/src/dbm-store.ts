@@ -20,7 +20,7 @@ import {
 import { cannotOpen } from './errors.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
-import { ensureLockDirectory, isDirectory, openDatabaseFile } from './open-file.js';
+import { agreeOnStripes, ensureLockDirectory, isDirectory, openDatabaseFile } from './open-file.js';
 import {
   type DbmSettings,
   type DbmStoreOptions,
@@ -140,7 +140,13 @@ export class DbmStore extends BaseStore {
       const refusal = file.refusal();
       if (refusal !== undefined && !isDirectory(lockDirectory)) throw refusal;
       ensureLockDirectory(path, lockDirectory);
-      store = new DbmStore(settings, path, fd, file);
+      const stripes = agreeOnStripes(
+        path,
+        lockDirectory,
+        settings.stripes,
+        options.stripes !== undefined,
+      );
+      store = new DbmStore({ ...settings, stripes }, path, fd, file);
       // Holder files of instances whose process died without closing the store.
       await store.#guards.removeDeadHolders(ORPHAN_HOLDER_AGE_MS);
       await store.#globalLock.run(() => file.initialize());

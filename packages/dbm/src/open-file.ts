@@ -1,18 +1,24 @@
+import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   closeSync,
   constants,
   fstatSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
   type Stats,
   statSync,
+  unlinkSync,
+  writeFileSync,
 } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isSessionError } from '@sessile/core';
 import { errorCode, errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
+import { MAX_STRIPES } from './options.js';
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
 
@@ -86,6 +92,50 @@ export function ensureLockDirectory(path: string, directory: string): void {
       throw cannotOpen(path, `${directory}, where its lock files go, is not a directory`);
     }
   }
+}
+
+/** Where the lock directory records the stripe count that every process on the file uses. */
+const STRIPE_COUNT_FILE = 'stripe-count';
+
+/**
+ * The stripe count every process on the file uses: `stripes` is recorded when none is yet; a
+ * count recorded already is taken when `stripes` is only the default (`given` false), and a
+ * given count that differs is refused. Two processes with different counts map one session to
+ * two lock files, and both would hold its lock. The count is linked into place whole, so no
+ * process reads it half-written.
+ */
+export function agreeOnStripes(
+  path: string,
+  directory: string,
+  stripes: number,
+  given: boolean,
+): number {
+  const file = join(directory, STRIPE_COUNT_FILE);
+  const draft = join(
+    directory,
+    `${STRIPE_COUNT_FILE}.${process.pid}.${randomBytes(6).toString('hex')}`,
+  );
+  try {
+    writeFileSync(draft, `${stripes}\n`, { mode: 0o600 });
+    try {
+      linkSync(draft, file);
+      return stripes;
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error;
+    } finally {
+      unlinkSync(draft);
+    }
+  } catch (error) {
+    throw cannotOpen(path, `cannot record its stripe count: ${errorMessage(error)}`, error);
+  }
+  const text = readFileSync(file, 'latin1').trim();
+  const recorded = Number(text);
+  if (recorded === stripes) return stripes;
+  if (!given && /^\d+$/.test(text) && recorded >= 2 && recorded <= MAX_STRIPES) return recorded;
+  throw cannotOpen(
+    path,
+    `it is used with stripes: ${text} (${file}), not ${stripes}; every process on one file must use the same count`,
+  );
 }
 
 function statIfPresent(path: string): Stats | undefined {

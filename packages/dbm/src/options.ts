@@ -66,7 +66,7 @@ const RENAMED_OPTIONS: Readonly<Record<string, string>> = {
 };
 
 const WHERE = 'DbmStore.open';
-const MAX_STRIPES = 65_536;
+export const MAX_STRIPES = 65_536;
 const MAX_RECORD_BYTES_LIMIT = Math.min(
   1024 ** 3,
   MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES - MAX_OWNER_BYTES,

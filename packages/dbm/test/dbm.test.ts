@@ -739,6 +739,43 @@ function flipPayloadByte(path: string, id: string): void {
 }
 
 describe('DbmStore session locks', () => {
+  it('a store opened with another stripe count than the file is used with is refused: both would hold one lock', async () => {
+    const path = newPath();
+    const first = await DbmStore.open({ path });
+    try {
+      const error = await sessionErrorOf(DbmStore.open({ path, stripes: 8 }));
+      expect(error.code).toBe('ERR_STORE_IO');
+      expect(error.message).toContain(path);
+      expect(error.message).toMatch(/used with stripes: 4096 .*not 8/);
+      const same = await DbmStore.open({ path, stripes: 4096 });
+      await same.close();
+    } finally {
+      await first.close();
+    }
+    // Recorded with the file's locks: it holds after every instance closed, too.
+    await expect(DbmStore.open({ path, stripes: 8 })).rejects.toMatchObject({
+      code: 'ERR_STORE_IO',
+    });
+  });
+
+  it('a store opened without `stripes` takes the count the file is used with', async () => {
+    const path = newPath();
+    const first = await DbmStore.open({ path, stripes: 8 });
+    const second = await DbmStore.open({ path });
+    try {
+      expect(second.locks.stats().stripes).toBe(8);
+      const [id] = sameStripePair(8);
+      const held = await first.locks.acquire(id, { leaseMs: 60_000 });
+      await expect(second.locks.acquire(id, { waitMs: 0 })).rejects.toMatchObject({
+        code: 'ERR_LOCK_TIMEOUT',
+      });
+      await held.release();
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  });
+
   function sameStripePair(stripes: number): [string, string] {
     const byStripe = new Map<number, string>();
     for (;;) {
