@@ -1,4 +1,3 @@
-import { damaged } from './errors.js';
 import type { FileIo } from './file-io.js';
 import {
   CLASS_SIZES,
@@ -97,17 +96,21 @@ export class Transaction {
     const sizeClass = classOf(bytes);
     const size = classSize(sizeClass);
     const header = this.header;
-    const head = header.freeHeads[sizeClass] ?? 0;
-    if (head !== 0) {
-      const trunk = this.#trunk(head);
+    const list = this.#freeList(sizeClass);
+    if (list !== undefined) {
+      const { head, trunk } = list;
       if (trunk.count > 0) {
         const slotAt = head + TRUNK_HEADER_BYTES + 8 * (trunk.count - 1);
         const offset = this.read(slotAt, 8).readDoubleLE(0);
-        this.#assertExtent(offset, size);
-        const fresh = !this.#freed.has(offset);
-        if (fresh || !mustBeFresh) {
-          this.#setTrunkCount(head, trunk, trunk.count - 1);
-          return { offset, size, fresh };
+        if (!this.isPlausibleExtent(offset, size)) {
+          // A slot that names no extent of this class: the list is dropped as a damaged page is.
+          this.#dropList(sizeClass);
+        } else {
+          const fresh = !this.#freed.has(offset);
+          if (fresh || !mustBeFresh) {
+            this.#setTrunkCount(head, trunk, trunk.count - 1);
+            return { offset, size, fresh };
+          }
         }
       } else if (!mustBeFresh) {
         this.#trunks.delete(head);
@@ -124,24 +127,39 @@ export class Transaction {
   release(offset: number, size: number): void {
     const sizeClass = classOf(size);
     const header = this.header;
-    const head = header.freeHeads[sizeClass] ?? 0;
     this.#freed.add(offset);
-    if (head !== 0) {
-      const trunk = this.#trunk(head);
-      if (trunk.count < trunkSlots(sizeClass)) {
-        const slot = Buffer.allocUnsafe(8);
-        slot.writeDoubleLE(offset, 0);
-        this.write(head + TRUNK_HEADER_BYTES + 8 * trunk.count, slot);
-        this.#setTrunkCount(head, trunk, trunk.count + 1);
-        return;
-      }
+    const list = this.#freeList(sizeClass);
+    if (list !== undefined && list.trunk.count < trunkSlots(sizeClass)) {
+      const slot = Buffer.allocUnsafe(8);
+      slot.writeDoubleLE(offset, 0);
+      this.write(list.head + TRUNK_HEADER_BYTES + 8 * list.trunk.count, slot);
+      this.#setTrunkCount(list.head, list.trunk, list.trunk.count + 1);
+      return;
     }
+    const head = header.freeHeads[sizeClass] ?? 0;
     const trunk = Buffer.alloc(TRUNK_HEADER_BYTES);
     trunk.writeDoubleLE(head, 0);
     trunk.writeUInt32LE(TRUNK_MAGIC, 12);
     this.write(offset, trunk);
     this.#trunks.set(offset, { next: head, count: 0 });
     header.freeHeads[sizeClass] = offset;
+  }
+
+  /**
+   * The first page of the class's free list, or undefined when the list is empty or that page
+   * fails its check. A damaged list is dropped, its space never reused, so that damage to it
+   * costs some space instead of every new record of the class.
+   */
+  #freeList(sizeClass: number): { head: number; trunk: Trunk } | undefined {
+    const head = this.header.freeHeads[sizeClass] ?? 0;
+    if (head === 0) return undefined;
+    const trunk = this.#trunk(head, sizeClass);
+    if (trunk === undefined) this.#dropList(sizeClass);
+    return trunk === undefined ? undefined : { head, trunk };
+  }
+
+  #dropList(sizeClass: number): void {
+    this.header.freeHeads[sizeClass] = 0;
   }
 
   /** True when an entry's extent is one this file could have allocated, so freeing it is safe. */
@@ -175,25 +193,30 @@ export class Transaction {
     this.#wroteFresh = false;
   }
 
-  #trunk(offset: number): { next: number; count: number } {
+  /** The free-list page at `offset` of the class, or undefined when it fails its check. */
+  #trunk(offset: number, sizeClass: number): Trunk | undefined {
     let trunk = this.#trunks.get(offset);
     if (trunk === undefined) {
+      if (!this.isPlausibleExtent(offset, classSize(sizeClass))) return undefined;
       const buf = this.read(offset, TRUNK_HEADER_BYTES);
-      if (buf.readUInt32LE(12) !== TRUNK_MAGIC) throw damaged(this.path, 'bad free-list page');
-      trunk = { next: buf.readDoubleLE(0), count: buf.readUInt32LE(8) };
+      const count = buf.readUInt32LE(8);
+      if (buf.readUInt32LE(12) !== TRUNK_MAGIC || count > trunkSlots(sizeClass)) return undefined;
+      trunk = { next: buf.readDoubleLE(0), count };
       this.#trunks.set(offset, trunk);
     }
     return trunk;
   }
 
-  #setTrunkCount(offset: number, trunk: { next: number; count: number }, count: number): void {
+  #setTrunkCount(offset: number, trunk: Trunk, count: number): void {
     trunk.count = count;
     this.write(offset + 8, u32(count));
   }
+}
 
-  #assertExtent(offset: number, size: number): void {
-    if (!this.isPlausibleExtent(offset, size)) throw damaged(this.path, 'bad free-list entry');
-  }
+/** A free-list page's header: the next page of its list, and how many free extents it names. */
+interface Trunk {
+  next: number;
+  count: number;
 }
 
 function u32(value: number): Buffer {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import {
+  decodeHeader,
   FORMAT_VERSION,
   HEADER_REGION_BYTES,
   JOURNAL_HEAD_BYTES,
@@ -389,6 +390,47 @@ describe('DbmStore global lock', () => {
     }
     try {
       expect(await store.get(generateSessionId())).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('DbmStore damaged free lists', () => {
+  it('a damaged free-list page is dropped with its list: new records of its size still go in', async () => {
+    const path = newPath();
+    let store = await DbmStore.open({ path });
+    const ids = Array.from({ length: 200 }, () => generateSessionId());
+    const sizes = [10, 100, 500, 2000];
+    const expiresAt = Date.now() + HOUR_MS;
+    for (const [i, id] of ids.entries()) {
+      await store.set(id, { data: payload(i, sizes[i % 4] as number), expiresAt });
+    }
+    // Every other record deleted: each size's free list holds their space.
+    for (const id of ids.filter((_, i) => i % 2 === 0)) await store.delete(id);
+    await store.close();
+    const bytes = readFileSync(path);
+    const state = decodeHeader(bytes.subarray(0, HEADER_REGION_BYTES));
+    if (state.kind !== 'ok') throw new Error(`header ${state.kind}`);
+    const heads = state.header.freeHeads.filter((head) => head !== 0);
+    expect(heads.length).toBeGreaterThan(0);
+    // One byte of every list's first page's magic flipped.
+    const fd = openSync(path, 'r+');
+    for (const head of heads)
+      writeSync(fd, Buffer.from([(bytes[head + 12] ?? 0) ^ 0xff]), 0, 1, head + 12);
+    closeSync(fd);
+
+    store = await DbmStore.open({ path });
+    try {
+      const fresh = Array.from({ length: 200 }, () => generateSessionId());
+      for (const [i, id] of fresh.entries()) {
+        await store.set(id, { data: payload(i, sizes[i % 4] as number), expiresAt });
+      }
+      for (const id of fresh) expect(await store.get(id)).toBeDefined();
+      for (const id of ids.filter((_, i) => i % 2 === 1)) expect(await store.get(id)).toBeDefined();
+      // Freeing space again starts new lists.
+      for (const id of fresh.slice(0, 100)) expect(await store.delete(id)).toBe(true);
+      for (const id of fresh.slice(100)) expect(await store.get(id)).toBeDefined();
     } finally {
       await store.close();
     }
