@@ -22,10 +22,10 @@ export function foreignFile(path: string): SessionError {
 }
 
 /** A sessile dbm file whose on-disk format this release does not read. */
-export function unsupportedVersion(path: string, version: number): SessionError {
+export function unsupportedVersion(path: string, version: number, checked = true): SessionError {
   const advice =
     version > FORMAT_VERSION
-      ? 'a newer @sessile/dbm wrote it; upgrade to open it'
+      ? `a newer @sessile/dbm wrote it; upgrade to open it${checked ? '' : ', unless its header is damaged'}`
       : 'no release of @sessile/dbm writes it';
   return new SessionError(
     'ERR_UNSUPPORTED',

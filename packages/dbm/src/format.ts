@@ -201,7 +201,7 @@ export function encodeHeader(header: FileHeader): Buffer {
 export type HeaderState =
   | { kind: 'empty' }
   | { kind: 'foreign' }
-  | { kind: 'unsupported'; version: number }
+  | { kind: 'unsupported'; version: number; checked: boolean }
   | { kind: 'damaged' }
   | { kind: 'ok'; header: FileHeader };
 
@@ -213,8 +213,14 @@ export function decodeHeader(buf: Buffer): HeaderState {
     return { kind: 'empty' };
   }
   const version = buf.readUInt32LE(H_VERSION);
-  if (version !== FORMAT_VERSION) return { kind: 'unsupported', version };
-  if (crc32(buf.subarray(0, H_CRC)) !== buf.readUInt32LE(H_CRC)) return { kind: 'damaged' };
+  const checked = crc32(buf.subarray(0, H_CRC)) === buf.readUInt32LE(H_CRC);
+  if (version !== FORMAT_VERSION) {
+    // A later version's header may be laid out otherwise, so its check proves nothing here; an
+    // earlier version that fails this one is damage (a torn or cut header reads as version 0).
+    if (!checked && version < FORMAT_VERSION) return { kind: 'damaged' };
+    return { kind: 'unsupported', version, checked };
+  }
+  if (!checked) return { kind: 'damaged' };
   if (buf.readUInt32LE(H_PAGE_BYTES) !== PAGE_BYTES) return { kind: 'damaged' };
   const segments: number[] = [];
   for (let i = 0; i < MAX_SEGMENTS; i++) segments.push(buf.readDoubleLE(H_SEGMENTS + i * 8));

@@ -380,10 +380,12 @@ export class HashFile {
     return scan.batch(this.begin(), maxBuckets, visit);
   }
 
-  #refusal(state: { kind: 'foreign' } | { kind: 'unsupported'; version: number }): SessionError {
+  #refusal(
+    state: { kind: 'foreign' } | { kind: 'unsupported'; version: number; checked: boolean },
+  ): SessionError {
     return state.kind === 'foreign'
       ? foreignFile(this.#io.path)
-      : unsupportedVersion(this.#io.path, state.version);
+      : unsupportedVersion(this.#io.path, state.version, state.checked);
   }
 
   #decodedExpiry(tx: Transaction, entry: Entry): number {

@@ -214,6 +214,20 @@ describe('DbmStore file format', () => {
     },
   );
 
+  it.each([
+    ['cut within its header', (bytes: Buffer) => bytes.subarray(0, 8)],
+    ['cut just past its version', (bytes: Buffer) => bytes.subarray(0, 12)],
+  ])('a file %s is damaged (ERR_STORE_IO), not of another version', async (_name, damage) => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    await store.set(generateSessionId(), { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS });
+    await store.close();
+    writeFileSync(path, damage(readFileSync(path)));
+    const error = await sessionErrorOf(DbmStore.open({ path }));
+    expect(error.code).toBe('ERR_STORE_IO');
+    expect(error.message).toMatch(/is damaged: bad header checksum/);
+  });
+
   it('a file of a newer format version is refused with ERR_UNSUPPORTED naming the path and both versions', async () => {
     const path = newPath();
     const store = await DbmStore.open({ path });
