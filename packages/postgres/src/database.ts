@@ -29,7 +29,7 @@ export class Database {
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     const config = { name, text, values, query_timeout: this.#timeoutMs };
-    return this.#withDeadline(this.pool.query<R>(config), name);
+    return this.#withDeadline(this.pool.query<R>(config), actionOf(name));
   }
 
   /** Runs `body` on one checked-out connection, released (and dropped after an error) at the end. */
@@ -81,6 +81,14 @@ export class Database {
       );
     });
   }
+}
+
+/**
+ * What a prepared statement does, as errors name it: its name without the table's channel
+ * (`sessile_<digest>_sweep_batch` is `sweep batch`), which means nothing to a reader.
+ */
+function actionOf(name: string): string {
+  return name.replace(/^sessile_[0-9a-f]{16}_/, '').replaceAll('_', ' ');
 }
 
 /** `host:port/database` as the pool will connect, without credentials. */

@@ -161,7 +161,11 @@ describe('failure', () => {
     await store.set(id, record('before'));
     const blocker = await lockTable(table);
     try {
-      expect(await codeOf(store.get(id))).toBe('ERR_STORE_IO');
+      const failure = await store.get(id).catch((error: Error) => error);
+      expect(failure).toMatchObject({ code: 'ERR_STORE_IO' });
+      // Named by what it did and where, not by its prepared statement's internal name.
+      expect((failure as Error).message).toMatch(/^get on PostgreSQL /);
+      expect((failure as Error).message).not.toMatch(/sessile_[0-9a-f]{16}/);
       expect(await codeOf(store.set(id, record('during')))).toBe('ERR_STORE_IO');
     } finally {
       await blocker.query('ROLLBACK');
