@@ -76,7 +76,7 @@ interface SqliteDatabase {
 /**
  * What a path that is there lacks to be a store the scheme's `open()` would open as it is,
  * rather than turn into one: an SQLite file without the sessions table (an app's own database,
- * say) or a directory without a LevelDB in it. The other path stores refuse what is not theirs.
+ * say) or a path with no LevelDB at it. The other path stores refuse what is not theirs.
  */
 async function notAStoreYet(
   address: StoreAddress,
@@ -85,7 +85,7 @@ async function notAStoreYet(
   if (address.scheme === 'level') {
     return (await exists(join(path, 'CURRENT')))
       ? undefined
-      : { what: `${path} (a directory with no LevelDB in it)` };
+      : { what: `${path} (no LevelDB there)` };
   }
   if (address.scheme !== 'sqlite') return undefined;
   const Database = requireDriver<new (path: string, options: object) => SqliteDatabase>(

@@ -135,7 +135,7 @@ describe('store addresses', () => {
     mkdirSync(empty, { recursive: true });
     const listed = await runCli(['ls', `level:${empty}`]);
     expect(listed.code).toBe(1);
-    expect(listed.stderr).toContain('a directory with no LevelDB in it');
+    expect(listed.stderr).toContain(`no store at ${empty} (no LevelDB there)`);
     expect(readdirSync(empty)).toEqual([]);
   });
 
