@@ -79,6 +79,7 @@ export {
   type DurationRule,
   describeValue,
   errorMessage,
+  escapeGlob,
   fileKindOf,
   MAX_TIMER_MS,
   pseudoFilesystemOf,

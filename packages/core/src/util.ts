@@ -260,3 +260,11 @@ export function hasMethods(value: unknown, names: readonly string[]): boolean {
 
 /** A cookie name: an RFC 6265 token. */
 export const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * `text` matched literally in a Redis `SCAN MATCH` (or `KEYS`) pattern: its `*`, `?`, `[`, `]`
+ * and `\` escaped. A key prefix goes through this before the pattern's own `*`.
+ */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (char) => `\\${char}`);
+}

@@ -1,3 +1,4 @@
+import { escapeGlob } from '@sessile/core/store';
 /**
  * Where one store keeps its keys. Every key of a session carries the id as a hash tag, so the
  * record, its lock and every script on them land in one slot of a Redis Cluster.
@@ -45,10 +46,6 @@ export class KeyLayout {
   }
 }
 
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (char) => `\\${char}`);
-}
-
 /**
  * The latest time the store asks Redis to keep a key until: JavaScript's last `Date` (year
  * 275760), later than any real session and far below where Redis refuses a PXAT, a PEXPIREAT or
@@ -61,21 +58,21 @@ export function redisTimeMs(ms: number): number {
   return Math.min(ms, LATEST_REDIS_TIME_MS);
 }
 
-let lastTime = Number.NaN;
-let lastTimeText = '';
-
 /**
- * `ms` as a command's argument, in decimal as `String` prints it. The last one is kept: the
- * writes of a burst share their expiry, and printing a time, a heap number, cost a create about
- * as much as building the rest of its command.
+ * `print`, remembering its last answer: the writes of a burst share their expiry, and printing
+ * a time (a heap number) or its float64's digits cost a create about as much as building the rest
+ * of its command. `Object.is`, so 0 and -0, which print differently as digits, are told apart.
  */
-export function timeText(ms: number): string {
-  if (ms !== lastTime) {
-    lastTimeText = String(ms);
-    lastTime = ms;
-  }
-  return lastTimeText;
+export function lastPrinted(print: (value: number) => string): (value: number) => string {
+  let last: { value: number; text: string } | undefined;
+  return (value) => {
+    if (last === undefined || !Object.is(last.value, value)) last = { value, text: print(value) };
+    return last.text;
+  };
 }
+
+/** `ms` as a command's argument, in decimal as `String` prints it. */
+export const timeText = lastPrinted(String);
 
 /**
  * The PXAT that makes Redis drop the key at `expiresAt` exactly: Redis keeps a key while

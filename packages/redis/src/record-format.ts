@@ -1,5 +1,6 @@
 import { SessionError, type SessionRecord } from '@sessile/core';
 import { LentText, RECORD_TEXT, TextRecord } from '@sessile/core/store';
+import { lastPrinted } from './keys.js';
 
 /**
  * The record format this version writes. Its header is ASCII: magic, the version as a hex
@@ -114,19 +115,10 @@ function writeHexDouble(target: Uint8Array, offset: number, value: number): void
 }
 
 /** The 16 hex digits of `value`'s big-endian float64, as a record keeps it and `touch` writes it in place. */
-export function hexDouble(value: number): string {
-  if (!Object.is(value, lastHexValue)) {
-    writeHexDouble(scratch, 0, value);
-    lastHex = scratch.toString('latin1', 0, DOUBLE_DIGITS);
-    lastHexValue = value;
-  }
-  return lastHex;
-}
-
-// The last value `hexDouble` wrote (0's digits are all zeros): the touches of a burst share
-// their expiry.
-let lastHexValue = 0;
-let lastHex = '0'.repeat(DOUBLE_DIGITS);
+export const hexDouble = lastPrinted((value) => {
+  writeHexDouble(scratch, 0, value);
+  return scratch.toString('latin1', 0, DOUBLE_DIGITS);
+});
 
 /** A reply's bulk string: bytes, or text that node-redis decoded from UTF-8. */
 type Reply = Buffer | string;

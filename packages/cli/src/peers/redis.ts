@@ -1,3 +1,4 @@
+import { escapeGlob } from '@sessile/core/store';
 import { CliError, EXIT } from '../exit-codes.js';
 import { requireDriver } from '../resolve.js';
 import {
@@ -66,10 +67,10 @@ export async function openConnectRedis(
     },
     async *sessions() {
       try {
-        const match = `${prefix.replace(/[*?[\]\\]/g, (char) => `\\${char}`)}*`;
+        const match = `${escapeGlob(prefix)}*`;
         for await (const batch of client.scanIterator({ MATCH: match, COUNT: SCAN_COUNT })) {
-          // MATCH is a pattern: the prefix's own `*`, `?`, `[` and `\` are escaped above, and
-          // only keys that start with the prefix itself are read.
+          // MATCH is a pattern: the prefix is matched literally, and only keys that start with
+          // the prefix itself are read.
           const keys = (Array.isArray(batch) ? batch : [batch]).filter((key) =>
             key.startsWith(prefix),
           );
