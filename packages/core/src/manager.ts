@@ -24,7 +24,7 @@ import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessio
 import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
-import { assertKnownOptions, describeValue, hasMethods } from './util.js';
+import { assertAbortSignal, assertKnownOptions, describeValue, hasMethods } from './util.js';
 
 export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
@@ -172,6 +172,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
       throw new TypeError(`open options must be an object, got ${describeValue(options)}`);
     }
     assertKnownOptions(options, OPEN_OPTIONS, 'manager.open');
+    assertAbortSignal(options.signal, 'manager.open: signal');
+    if (options.loginMeta !== undefined && typeof options.loginMeta !== 'function') {
+      throw new TypeError(
+        `manager.open: loginMeta must be a function, got ${describeValue(options.loginMeta)}`,
+      );
+    }
     return this.#open(idFromClient, options, options.signal);
   }
 

@@ -76,12 +76,18 @@ export class OwnerSessions {
    */
   async login(owner: string, id: string, write: () => Promise<boolean>): Promise<void> {
     const max = this.#context.maxSessionsPerOwner;
-    await this.#withOwnerLock(owner, async () => {
+    await this.locked(owner, async () => {
       if (max === undefined) {
         await write();
         return;
       }
-      const others = (await this.#ownedBy(owner)).filter((session) => session.id !== id);
+      const others = (await this.#ownedBy(owner)).flatMap((session) => {
+        if (session.id === id) return [];
+        const envelope = this.#decoded(session);
+        // A regenerated id, kept readable for a grace period, is not a session of its own.
+        if (envelope?.retiredUntil !== undefined) return [];
+        return [{ id: session.id, createdAt: envelope?.createdAt ?? Number.NEGATIVE_INFINITY }];
+      });
       const excess = others.length + 1 - max;
       if (excess > 0 && this.#context.onLimit === 'refuse') {
         throw new SessionError(
@@ -90,10 +96,8 @@ export class OwnerSessions {
         );
       }
       if (!(await write()) || excess <= 0) return;
-      const oldest = others
-        .map((session) => ({ id: session.id, createdAt: this.#createdAtOf(session) }))
-        .sort((a, b) => a.createdAt - b.createdAt)
-        .slice(0, excess);
+      // An undecodable session counts as the oldest, so a cap evicts it first.
+      const oldest = others.sort((a, b) => a.createdAt - b.createdAt).slice(0, excess);
       for (const session of oldest) await this.#context.store.delete(session.id);
     });
   }
@@ -111,6 +115,8 @@ export class OwnerSessions {
         this.#context.report(error);
         continue;
       }
+      // A regenerated id, readable for a grace period: its session is listed under its new id.
+      if (envelope.retiredUntil !== undefined) continue;
       const lastSeenAt = lastAccessOf(envelope, record.expiresAt, idleTimeoutMs, now);
       // Stored under longer timeouts than this manager's: it has ended, as open() would find.
       if (envelope.createdAt + absoluteTimeoutMs <= now || lastSeenAt + idleTimeoutMs <= now) {
@@ -131,7 +137,7 @@ export class OwnerSessions {
 
   /** Deletes every session of `owner` but `exceptId`, holding the owner's lock; resolves how many. */
   revokeAll(owner: string, exceptId: string | undefined): Promise<number> {
-    return this.#withOwnerLock(owner, async () => {
+    return this.locked(owner, async () => {
       let revoked = 0;
       for (const { id } of await this.#ownedBy(owner)) {
         if (id !== exceptId && (await this.#context.store.delete(id))) revoked++;
@@ -152,16 +158,19 @@ export class OwnerSessions {
     return store.ownedBy(owner);
   }
 
-  /** An undecodable session counts as the oldest, so a cap evicts it first. */
-  #createdAtOf(session: OwnedSession): number {
+  #decoded(session: OwnedSession): SessionEnvelope | undefined {
     try {
-      return this.#context.codec.decode(session.record.data, session.id).createdAt;
+      return this.#context.codec.decode(session.record.data, session.id);
     } catch {
-      return Number.NEGATIVE_INFINITY;
+      return undefined;
     }
   }
 
-  async #withOwnerLock<T>(owner: string, body: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `body` holding `owner`'s lock, the one logins, caps and revocations of that owner
+   * take, so that nothing `body` does to the owner's sessions interleaves with theirs.
+   */
+  async locked<T>(owner: string, body: () => Promise<T>): Promise<T> {
     assertOwner(owner);
     const lock = await this.#context.store.locks.acquire(ownerLockId(owner), {
       waitMs: this.#context.waitMs,

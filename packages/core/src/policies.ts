@@ -2,6 +2,7 @@ import { isSessionError, SessionError } from './errors.js';
 import { SWEEP_LOCK_ID } from './ids.js';
 import type { SessionLock, SessionStore } from './types.js';
 import {
+  assertAbortSignal,
   assertDuration,
   assertKnownOptions,
   assertNonNegativeNumber,
@@ -93,6 +94,7 @@ export class Sweeper {
     assertPositiveInteger(this.#limit, 'limit');
     assertNonNegativeNumber(this.#budgetMs, 'budgetMs');
     assertDuration(this.#leaseMs, 'leaseMs', { zero: false });
+    checkSweeperOptions(options);
     this.#onError = options.onError ?? defaultOnError;
     this.#onSweep = options.onSweep;
     this.#signal = options.signal;
@@ -216,6 +218,31 @@ export class Sweeper {
       // An error handler that throws must not stop the policy.
     }
   }
+}
+
+// Every option, so that an option added to SweeperOptions fails to compile until listed.
+const SWEEPER_OPTIONS_PRESENT: Record<keyof SweeperOptions, true> = {
+  onError: true,
+  onSweep: true,
+  signal: true,
+};
+const SWEEPER_OPTIONS = Object.keys(SWEEPER_OPTIONS_PRESENT);
+
+/** `policy.start`'s options: a misspelt handler would otherwise be dropped without a word. */
+function checkSweeperOptions(options: SweeperOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`policy.start options must be an object, got ${describeValue(options)}`);
+  }
+  assertKnownOptions(options, SWEEPER_OPTIONS, 'policy.start');
+  for (const name of ['onError', 'onSweep'] as const) {
+    const handler = options[name];
+    if (handler !== undefined && typeof handler !== 'function') {
+      throw new TypeError(
+        `policy.start: ${name} must be a function, got ${describeValue(handler)}`,
+      );
+    }
+  }
+  assertAbortSignal(options.signal, 'policy.start: signal');
 }
 
 // Every option, so that an option added to SweepRunOptions fails to compile until listed.

@@ -181,23 +181,52 @@ export class Session<Data extends SessionData = SessionData> {
   /**
    * Moves the data to a new id, against session fixation: call it on login. The old id is
    * deleted now, or, with the manager's `regenerateGraceMs`, stays readable that long for
-   * requests already in flight. The new id is stored by `commit()`; `createdAt` is kept, so
-   * regenerating never extends the absolute timeout. If the stored session was revoked or had
-   * expired meanwhile, the session ends instead (`status` `'destroyed'`), so that nothing brings
-   * its data back under the new id.
+   * requests already in flight. The new id is stored by `commit()`, or at once for a session
+   * that has an owner, holding the owner's lock, so that signing the owner out everywhere or
+   * capping its sessions finds it under one id or the other, never between the two. `createdAt`
+   * is kept, so regenerating never extends the absolute timeout. If the stored session was
+   * revoked or had expired meanwhile, the session ends instead (`status` `'destroyed'`), so that
+   * nothing brings its data back under the new id. Rejects with `ERR_LOCK_LOST`, changing
+   * nothing, once the lock was lost: the old id may by then be another request's to save.
    */
   async regenerate(): Promise<void> {
     this.#assertActive('regenerate');
     if (this.#revoked) return;
-    const oldId = this.#id;
-    const oldStored = !this.#isNew;
+    const owner = this.#owner;
+    if (owner === undefined || this.#isNew) {
+      await this.#moveToNewId();
+      return;
+    }
+    await this.#context.owners.locked(owner, async () => {
+      if (!(await this.#moveToNewId())) return;
+      if ((await this.#write(false)) === 'gone') {
+        this.#end();
+        return;
+      }
+      // As after a login: discard() drops the new id, and commit() saves it again.
+      this.#storedByLogin = this.#id;
+      this.#lastAccessedAt = this.#savedAt;
+      this.#storedExpiresAt = this.expiresAtFor(this.#savedAt);
+    });
+  }
+
+  /**
+   * Retires (or deletes) the stored id and takes a fresh one, not yet stored. False, and the
+   * session ends, when the store no longer held the old id.
+   */
+  async #moveToNewId(): Promise<boolean> {
     const { store, regenerateGraceMs } = this.#context;
     let stillStored = true;
-    if (oldStored) {
-      stillStored =
-        regenerateGraceMs > 0 && this.#storedExpiresAt !== undefined
-          ? await this.#retire(Date.now() + regenerateGraceMs)
-          : await store.delete(oldId);
+    if (!this.#isNew) {
+      this.#assertLockHeld();
+      // An id this request stored at login has not reached any client: nothing needs its grace.
+      const graced =
+        regenerateGraceMs > 0 &&
+        this.#storedExpiresAt !== undefined &&
+        this.#storedByLogin !== this.#id;
+      stillStored = graced
+        ? await this.#retire(Date.now() + regenerateGraceMs)
+        : await store.delete(this.#id, await this.#fence(false, undefined));
     }
     this.#id = generateSessionId();
     this.#isNew = true;
@@ -207,6 +236,7 @@ export class Session<Data extends SessionData = SessionData> {
     // Revoked (or expired) while this request held it: moving its data to a new id would bring
     // it back, so the session ends instead, as a save would find it gone.
     if (!stillStored) this.#end();
+    return stillStored;
   }
 
   /**

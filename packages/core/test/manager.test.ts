@@ -464,5 +464,10 @@ describe('misspelt options', () => {
       /'sginal'.*'signal'/,
     );
     await expect(manager.open(undefined, 'fast' as never)).rejects.toThrow(TypeError);
+    // Refused when given, not later where they are used (a lock wait, a login).
+    await expect(manager.open(undefined, { signal: 'x' } as never)).rejects.toThrow(/signal/);
+    await expect(manager.open(undefined, { loginMeta: 5 } as never)).rejects.toThrow(
+      /loginMeta must be a function/,
+    );
   });
 });

@@ -361,6 +361,66 @@ describe('revocation', () => {
     expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([phone.id]);
   });
 
+  it('a request that regenerated its owned session is signed out by a revokeOwner before its commit, and the cap counts it', async () => {
+    for (const regenerateGraceMs of [0, 5_000]) {
+      const { manager, store } = setup({ regenerateGraceMs });
+      const device = await login(manager, 'ada');
+      const inFlight = await manager.open(device.id);
+      await inFlight.regenerate();
+      // The new id is stored with its owner at once: the owner's list already has it.
+      expect((await manager.sessionsOf('ada')).map((session) => session.id)).toEqual([inFlight.id]);
+      expect(await manager.revokeOwner('ada')).toBeGreaterThanOrEqual(1);
+      inFlight.data.cart = ['after sign-out'];
+      expect(await inFlight.commit()).toBe('gone');
+      expect(await manager.sessionsOf('ada')).toEqual([]);
+      expect(await store.count()).toBe(0);
+
+      const { manager: capped } = setup({ regenerateGraceMs, maxSessionsPerOwner: 1 });
+      const laptop = await login(capped, 'bob');
+      const slow = await capped.open(laptop.id);
+      await slow.regenerate();
+      const phone = await login(capped, 'bob');
+      expect(await slow.commit()).toBe('gone');
+      expect((await capped.sessionsOf('bob')).map((session) => session.id)).toEqual([phone.id]);
+    }
+  });
+
+  it("with regenerateGraceMs, a re-login's own retired id is neither counted by the cap nor listed", async () => {
+    for (const onLimit of ['evict-oldest', 'refuse'] as const) {
+      const { manager } = setup({ regenerateGraceMs: 5_000, maxSessionsPerOwner: 2, onLimit });
+      const laptop = await login(manager, 'ada');
+      const phone = await login(manager, 'ada');
+      const again = await login(manager, 'ada', undefined, phone.id);
+      const listed = (await manager.sessionsOf('ada')).map((session) => session.id).sort();
+      expect(listed).toEqual([laptop.id, again.id].sort());
+      expect((await manager.open(laptop.id)).isNew).toBe(false);
+    }
+  });
+
+  it("regenerate() after the lock was lost rejects with ERR_LOCK_LOST and leaves the new holder's save alone", async () => {
+    for (const regenerateGraceMs of [0, 5_000]) {
+      const { manager, store } = setup({ regenerateGraceMs, lock: { leaseMs: 50, waitMs: 2_000 } });
+      const first = await manager.open(undefined);
+      first.data.cart = ['book'];
+      await first.commit();
+      const stalled = await manager.open(first.id);
+      const tookOver = manager.open(first.id).then(async (session) => {
+        session.data.cart?.push('pen');
+        return session.commit();
+      });
+      // The holder stalls (a blocked event loop) past its lease; the waiter takes the session over.
+      const stallUntil = Date.now() + 150;
+      while (Date.now() < stallUntil) {}
+      expect(await tookOver).toBe('saved');
+      expect(await codeOf(stalled.regenerate())).toBe('ERR_LOCK_LOST');
+      expect(await codeOf(stalled.commit())).toBe('ERR_LOCK_LOST');
+      const kept = await manager.open(first.id);
+      expect(kept.data.cart).toEqual(['book', 'pen']);
+      await kept.discard();
+      expect(await store.count()).toBe(1);
+    }
+  });
+
   it('revokeOwner ends every session of the owner, or all but the current one', async () => {
     const { manager } = setup();
     const sessions = [

@@ -117,6 +117,26 @@ describe('sweepByChance', () => {
     expect(() => manual({ budget: 100 } as never)).toThrow(/'budget'.*'budgetMs'/);
     expect(() => manual({ jitter: 0.2 } as never)).toThrow(/'jitter'/);
   });
+
+  it('start() refuses a misspelt handler, a handler that is not a function and a signal that is not one, before it runs', async () => {
+    const store = new MemoryStore();
+    stores.push(store);
+    const onError = () => {};
+    for (const policy of [manual(), sweepByChance(1), sweepEvery(60_000)]) {
+      expect(() => policy.start(store, { onErorr: onError } as never)).toThrow(
+        /'onErorr'.*'onError'/,
+      );
+      expect(() => policy.start(store, { onError: 'log' } as never)).toThrow(
+        /onError must be a function/,
+      );
+      expect(() => policy.start(store, { onSweep: {} } as never)).toThrow(
+        /onSweep must be a function/,
+      );
+      expect(() => policy.start(store, { signal: 'stop' } as never)).toThrow(/signal/);
+      expect(() => policy.start(store, null as never)).toThrow(TypeError);
+      await policy.start(store, { onError }).close();
+    }
+  });
 });
 
 describe('sweepEvery', () => {
