@@ -111,7 +111,7 @@ function createLocks(table: string): string {
 function withoutRowid(db: BetterSqlite3.Database, table: string): boolean {
   return (
     db
-      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?")
+      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE")
       .pluck()
       .get(table) === 1
   );
@@ -207,20 +207,23 @@ export function migrateSchema(db: BetterSqlite3.Database, names: SchemaNames): v
   if (state.userVersion < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 
+// SQLite matches names ignoring ASCII case, as NOCASE compares: `SESSIONS` is the table `sessions`.
 function objectType(db: BetterSqlite3.Database, name: string): string | undefined {
-  const row = db.prepare('SELECT type FROM sqlite_schema WHERE name = ?').get(name) as
-    | { type: string }
-    | undefined;
+  const row = db
+    .prepare('SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE')
+    .get(name) as { type: string } | undefined;
   return row?.type;
 }
 
 /** True when `name` is an index on `table`, false when absent; a foreign object throws. */
 function indexOn(db: BetterSqlite3.Database, name: string, table: string): boolean {
   const found = db
-    .prepare('SELECT type, tbl_name AS tableName FROM sqlite_schema WHERE name = ?')
-    .get(name) as { type: string; tableName: string } | undefined;
+    .prepare(
+      'SELECT type, tbl_name AS tableName, tbl_name = ? COLLATE NOCASE AS onTable FROM sqlite_schema WHERE name = ? COLLATE NOCASE',
+    )
+    .get(table, name) as { type: string; tableName: string; onTable: number } | undefined;
   if (found === undefined) return false;
-  if (found.type !== 'index' || found.tableName !== table) {
+  if (found.type !== 'index' || found.onTable !== 1) {
     throw foreign(name, `is a ${found.type} on ${found.tableName}`);
   }
   return true;

@@ -274,6 +274,33 @@ describe('schema', { timeout: 60_000 }, () => {
     expect(await store.set(idOf('coexists'), record('yes'))).toBe(true);
   });
 
+  it('refuses a table it did not create whose name differs only in case, and leaves the file unmodified', async () => {
+    // SQLite names ignore case: SESSIONS is the table sessions, and Sessions too.
+    const other = new Database(path);
+    other.exec('CREATE TABLE SESSIONS (id TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at TEXT)');
+    other.prepare('INSERT INTO SESSIONS VALUES (?, ?, ?)').run('app-row', 'app data', 'never');
+    other.close();
+    const before = snapshot(path);
+    for (const table of ['sessions', 'Sessions']) {
+      const error = await rejection(SqliteStore.open({ path, table }));
+      expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(/has columns/);
+      expect(snapshot(path)).toEqual(before);
+    }
+  });
+
+  it('opens its own table under a name that differs only in case, as the same table', async () => {
+    const store = await SqliteStore.open({ path });
+    await store.set(idOf('kept'), record('kept'));
+    await store.close();
+    const before = snapshot(path);
+    const again = await SqliteStore.open({ path, table: 'SESSIONS' });
+    expect(textOf((await again.get(idOf('kept')))?.data)).toBe('kept');
+    await again.close();
+    // Nothing to migrate: the schema it found was complete.
+    expect(snapshot(path)).toEqual(before);
+  });
+
   it('refuses a schema from a newer version and leaves the file unmodified', async () => {
     const newer = new Database(path);
     newer.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
