@@ -37,14 +37,19 @@ export function quote(name: string): string {
   return `"${name}"`;
 }
 
-function createExpiryIndex(names: SchemaNames): string {
-  return `CREATE INDEX IF NOT EXISTS ${quote(names.expiryIndex)} ON ${quote(names.records)} (expires_at)`;
-}
+/** What follows `ON <table>` in the expiry index's definition, as `indexDefinition` reads it. */
+const EXPIRY_INDEX = '(expires_at)';
 
 // Partial: rows without an owner, the common case for anonymous sessions, cost the index nothing.
 // A query's `owner = ?` implies `owner IS NOT NULL`, so SQLite uses it for ownedBy.
+const OWNER_INDEX = '(owner) WHERE owner IS NOT NULL';
+
+function createExpiryIndex(names: SchemaNames): string {
+  return `CREATE INDEX IF NOT EXISTS ${quote(names.expiryIndex)} ON ${quote(names.records)} ${EXPIRY_INDEX}`;
+}
+
 function createOwnerIndex(names: SchemaNames): string {
-  return `CREATE INDEX IF NOT EXISTS ${quote(names.ownerIndex)} ON ${quote(names.records)} (owner) WHERE owner IS NOT NULL`;
+  return `CREATE INDEX IF NOT EXISTS ${quote(names.ownerIndex)} ON ${quote(names.records)} ${OWNER_INDEX}`;
 }
 
 interface Migration {
@@ -167,8 +172,8 @@ export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): S
   const locks = objectType(db, names.locks);
   const recordsShape = assertShape(db, names.records, records, [RECORDS_SHAPE, OLD_RECORDS_SHAPE]);
   assertShape(db, names.locks, locks, [LOCKS_SHAPE]);
-  const expiryIndex = indexOn(db, names.expiryIndex, names.records);
-  const ownerIndex = indexOn(db, names.ownerIndex, names.records);
+  const expiryIndex = indexOn(db, names.expiryIndex, names.records, EXPIRY_INDEX);
+  const ownerIndex = indexOn(db, names.ownerIndex, names.records, OWNER_INDEX);
   if (locks !== undefined && records === undefined) {
     throw foreign(names.locks, `exists without the table ${names.records}`);
   }
@@ -215,18 +220,60 @@ function objectType(db: BetterSqlite3.Database, name: string): string | undefine
   return row?.type;
 }
 
-/** True when `name` is an index on `table`, false when absent; a foreign object throws. */
-function indexOn(db: BetterSqlite3.Database, name: string, table: string): boolean {
+/**
+ * True when `name` is an index on `table` with `definition`, false when absent; a foreign object,
+ * such as an index of that name on other columns, throws.
+ */
+function indexOn(
+  db: BetterSqlite3.Database,
+  name: string,
+  table: string,
+  definition: string,
+): boolean {
   const found = db
     .prepare(
-      'SELECT type, tbl_name AS tableName, tbl_name = ? COLLATE NOCASE AS onTable FROM sqlite_schema WHERE name = ? COLLATE NOCASE',
+      'SELECT type, tbl_name AS tableName, tbl_name = ? COLLATE NOCASE AS onTable, sql FROM sqlite_schema WHERE name = ? COLLATE NOCASE',
     )
-    .get(table, name) as { type: string; tableName: string; onTable: number } | undefined;
+    .get(table, name) as
+    | { type: string; tableName: string; onTable: number; sql: string | null }
+    | undefined;
   if (found === undefined) return false;
   if (found.type !== 'index' || found.onTable !== 1) {
     throw foreign(name, `is a ${found.type} on ${found.tableName}`);
   }
+  const actual = indexDefinition(db, name, found.sql ?? '');
+  if (actual.toLowerCase() !== definition.toLowerCase()) {
+    throw foreign(name, `indexes ${actual}, not the ${definition} @sessile/sqlite creates`);
+  }
   return true;
+}
+
+interface IndexColumn {
+  name: string | null;
+  desc: number;
+  coll: string;
+}
+
+/**
+ * An index as `[UNIQUE ](columns)[ WHERE …]`: its key columns from SQLite, which spells them
+ * the same however the index was written, and its WHERE clause from its SQL.
+ */
+function indexDefinition(db: BetterSqlite3.Database, name: string, sql: string): string {
+  const columns = (
+    db
+      .prepare('SELECT name, desc, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno')
+      .all(name) as IndexColumn[]
+  ).map(
+    (column) =>
+      `${column.name ?? 'an expression'}${column.desc ? ' DESC' : ''}${column.coll === 'BINARY' ? '' : ` COLLATE ${column.coll}`}`,
+  );
+  const unique = /^CREATE\s+UNIQUE\b/i.test(sql) ? 'UNIQUE ' : '';
+  // The first ')' ends a column list of names; one with an expression differs anyway.
+  const where = sql
+    .slice(sql.indexOf(')') + 1)
+    .trim()
+    .replace(/\s+/g, ' ');
+  return `${unique}(${columns.join(', ')})${where === '' ? '' : ` ${where}`}`;
 }
 
 function columnsOf(db: BetterSqlite3.Database, table: string): ColumnShape[] {

@@ -301,6 +301,55 @@ describe('schema', { timeout: 60_000 }, () => {
     expect(snapshot(path)).toEqual(before);
   });
 
+  it('refuses an index of its names on other columns, unique or filtered otherwise, and leaves the file unmodified', async () => {
+    const foreignIndexes: Array<[string, RegExp]> = [
+      [
+        'CREATE INDEX sessions_expires_at ON sessions (data)',
+        /"sessions_expires_at" indexes \(data\)/,
+      ],
+      [
+        'CREATE INDEX sessions_expires_at ON sessions (expires_at, id)',
+        /indexes \(expires_at, id\)/,
+      ],
+      ['CREATE UNIQUE INDEX sessions_expires_at ON sessions (expires_at)', /indexes UNIQUE/],
+      [
+        'CREATE INDEX sessions_expires_at ON sessions (expires_at) WHERE owner IS NULL',
+        /WHERE owner IS NULL/,
+      ],
+      ['CREATE INDEX sessions_owner ON sessions (id)', /"sessions_owner" indexes \(id\)/],
+      [
+        'CREATE INDEX sessions_owner ON sessions (owner COLLATE NOCASE) WHERE owner IS NOT NULL',
+        /COLLATE/,
+      ],
+      ['CREATE INDEX sessions_owner ON sessions (owner)', /indexes \(owner\), not/],
+    ];
+    for (const [index, message] of foreignIndexes) {
+      rmSync(path, { force: true });
+      const other = new Database(path);
+      other.exec(
+        'CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL, owner TEXT)',
+      );
+      other.exec(index);
+      other.close();
+      const before = snapshot(path);
+      const error = await rejection(SqliteStore.open({ path }));
+      expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(message);
+      expect(snapshot(path)).toEqual(before);
+    }
+    // The package's own definitions, written by hand as the README shows them, are accepted.
+    rmSync(path, { force: true });
+    const own = new Database(path);
+    own.exec(`
+      CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
+      CREATE INDEX sessions_expires_at ON sessions (expires_at);
+      CREATE INDEX Sessions_Owner ON sessions (owner)  WHERE owner IS NOT NULL;
+    `);
+    own.close();
+    const store = await openStore({ path });
+    expect(await store.set(idOf('accepted'), record('yes'))).toBe(true);
+  });
+
   it('refuses a schema from a newer version and leaves the file unmodified', async () => {
     const newer = new Database(path);
     newer.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
