@@ -174,30 +174,43 @@ export class Executor {
 
   /** Commits a group that starts with a write, reads after it included, in one write transaction. */
   async #commitGroup(group: Job[]): Promise<void> {
-    const db = this.#db;
+    let outcomes: Outcome[] | undefined;
     try {
-      await retryWhileBusy(() => this.#begin.run(), this.#busyTimeoutMs);
+      // Only a BEGIN that met another connection's lock waits, and it has begun nothing.
+      outcomes = await retryWhileBusy(() => this.#runWrites(group), this.#busyTimeoutMs);
     } catch (error) {
       return rejectAll(group, error);
     }
+    if (outcomes !== undefined) settleAll(group, outcomes);
+  }
+
+  /**
+   * BEGIN, the group's jobs and COMMIT in one synchronous stretch, so no other code on the
+   * connection (an app sharing `database`) runs inside the store's transaction. Only BEGIN
+   * throws; a group that cannot commit is rejected here, and this returns `undefined`.
+   */
+  #runWrites(group: Job[]): Outcome[] | undefined {
+    const db = this.#db;
+    this.#begin.run();
     const outcomes: Outcome[] = [];
-    for (const job of group) {
-      try {
-        outcomes.push({ ok: true, value: job.run() });
-      } catch (error) {
-        // A failed statement undoes only itself, unless SQLite had to roll the whole transaction back.
-        if (!db.inTransaction) return rejectAll(group, error);
-        outcomes.push({ ok: false, value: error });
-      }
-    }
     try {
+      for (const job of group) {
+        try {
+          outcomes.push({ ok: true, value: job.run() });
+        } catch (error) {
+          // A failed statement undoes only itself, unless SQLite had to roll the whole transaction back.
+          if (!db.inTransaction) throw error;
+          outcomes.push({ ok: false, value: error });
+        }
+      }
       this.#beforeCommit?.();
       this.#commit.run();
+      return outcomes;
     } catch (error) {
       rollBack(db);
-      return rejectAll(group, error);
+      rejectAll(group, error);
+      return undefined;
     }
-    settleAll(group, outcomes);
   }
 
   /**

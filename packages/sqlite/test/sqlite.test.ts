@@ -423,6 +423,39 @@ describe('options', { timeout: 60_000 }, () => {
     expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(1);
   });
 
+  it("runs no app code inside its transaction: the app's own transactions on a shared database commit, and so do the store's writes", async () => {
+    const db = openDatabase();
+    db.exec('CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)');
+    const store = await openStore({ database: db, table: 'web_sessions' });
+    await store.set(idOf('reader'), record('reader'));
+    const sawStoreTransaction: boolean[] = [];
+    const appFailures: unknown[] = [];
+    // One request reads its session, then writes the app's rows in a transaction of its own,
+    // while another request's save is called in the same turn of the event loop.
+    const request = (async () => {
+      await store.get(idOf('reader'));
+      for (let step = 0; step < 20; step++) {
+        sawStoreTransaction.push(db.inTransaction);
+        await null;
+      }
+      try {
+        db.exec('BEGIN');
+        db.prepare('INSERT INTO orders (item) VALUES (?)').run('book');
+        db.exec('COMMIT');
+      } catch (error) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        appFailures.push(error);
+      }
+    })();
+    const saving = store.set(idOf('saved'), record('saved'));
+    await request;
+    expect(appFailures).toEqual([]);
+    expect(sawStoreTransaction).not.toContain(true);
+    expect(await saving).toBe(true);
+    expect(textOf((await store.get(idOf('saved')))?.data)).toBe('saved');
+    expect(db.prepare('SELECT count(*) FROM orders').pluck().get()).toBe(1);
+  });
+
   it("':memory:' is private to the process and not durable", async () => {
     const first = await openStore({ path: ':memory:' });
     const second = await openStore({ path: ':memory:' });
