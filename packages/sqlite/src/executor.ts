@@ -172,22 +172,28 @@ export class Executor {
     }
   }
 
-  /** Commits a group that starts with a write, reads after it included, in one write transaction. */
+  /**
+   * Commits a group that starts with a write, reads after it included, in one write transaction.
+   * When the group cannot commit, its writes reject and its reads run as a read group, so they
+   * answer on a full disk, a deleted file or a locked database as they would alone.
+   */
   async #commitGroup(group: Job[]): Promise<void> {
     let outcomes: Outcome[] | undefined;
     try {
       // Only a BEGIN that met another connection's lock waits, and it has begun nothing.
       outcomes = await retryWhileBusy(() => this.#runWrites(group), this.#busyTimeoutMs);
     } catch (error) {
-      return rejectAll(group, error);
+      rejectWrites(group, error);
     }
-    if (outcomes !== undefined) settleAll(group, outcomes);
+    if (outcomes !== undefined) return settleAll(group, outcomes);
+    const reads = group.filter((job) => !job.write);
+    if (reads.length > 0) await this.#readGroup(reads);
   }
 
   /**
    * BEGIN, the group's jobs and COMMIT in one synchronous stretch, so no other code on the
    * connection (an app sharing `database`) runs inside the store's transaction. Only BEGIN
-   * throws; a group that cannot commit is rejected here, and this returns `undefined`.
+   * throws; a group that cannot commit rejects its writes here and returns `undefined`.
    */
   #runWrites(group: Job[]): Outcome[] | undefined {
     const db = this.#db;
@@ -208,7 +214,7 @@ export class Executor {
       return outcomes;
     } catch (error) {
       rollBack(db);
-      rejectAll(group, error);
+      rejectWrites(group, error);
       return undefined;
     }
   }
@@ -275,6 +281,10 @@ function rollBack(db: BetterSqlite3.Database): void {
 
 function rejectAll(group: Job[], error: unknown): void {
   for (const job of group) job.reject(error);
+}
+
+function rejectWrites(group: Job[], error: unknown): void {
+  for (const job of group) if (job.write) job.reject(error);
 }
 
 function closedError(): SessionError {

@@ -567,6 +567,25 @@ describe('the database deleted while the store is open', { timeout: 60_000 }, ()
     });
   }
 
+  it('reads called in the turn of a refused write still answer from the deleted file', async () => {
+    const store = await openStore({ path });
+    const known = idOf('known');
+    await store.set(known, { ...record('before'), owner: 'alice' });
+    rmSync(path);
+    const [written, got, counted, owned] = await Promise.allSettled([
+      store.set(idOf('fresh'), record('after')),
+      store.get(known),
+      store.count(),
+      store.ownedBy('alice'),
+    ]);
+    expect(written).toMatchObject({ status: 'rejected', reason: { code: 'ERR_STORE_IO' } });
+    expect(got.status === 'fulfilled' && textOf(got.value?.data)).toBe('before');
+    expect(counted).toEqual({ status: 'fulfilled', value: 1 });
+    expect(owned.status === 'fulfilled' && owned.value.map((session) => session.id)).toEqual([
+      known,
+    ]);
+  });
+
   it('with only the database file removed, writes reject naming it', async () => {
     const store = await openStore({ path });
     await store.set(idOf('known'), record('before'));
@@ -737,6 +756,24 @@ describe('several processes', () => {
     expect(await Promise.all(writes)).toEqual([true, true]);
     expect(textOf((await reading)?.data)).toBe('second');
     expect(textOf((await store.get(id))?.data)).toBe('second');
+  }, 60_000);
+
+  it('a read called after a write that gave up on the write lock still answers', async () => {
+    const store = await openStore({ path, busyTimeoutMs: 200 });
+    const id = idOf('readable');
+    expect(await store.set(id, record('stored'))).toBe(true);
+    const blocker = openDatabase();
+    blocker.exec('BEGIN IMMEDIATE');
+    try {
+      const [written, got] = await Promise.allSettled([
+        store.set(idOf('blocked'), record('blocked')),
+        store.get(id),
+      ]);
+      expect(written).toMatchObject({ status: 'rejected', reason: { code: 'ERR_STORE_IO' } });
+      expect(got.status === 'fulfilled' && textOf(got.value?.data)).toBe('stored');
+    } finally {
+      blocker.exec('ROLLBACK');
+    }
   }, 60_000);
 
   it('a read called before a write answers while another connection holds the write lock', async () => {
@@ -1029,6 +1066,26 @@ describe('a full disk', { timeout: 120_000 }, () => {
       else await expectCode(next, 'ERR_LOCK_TIMEOUT');
     });
   }
+
+  it('get, count and ids called in the turn of a write the full disk refuses still answer', async () => {
+    const store = await openStore({ path: join(smallFilesystem('2m'), 'sessions.db') });
+    const filled = await fillWithSessions(store, 'filler', 2000);
+    const listing = async () => {
+      const ids: string[] = [];
+      for await (const id of store.ids()) ids.push(id);
+      return ids.length;
+    };
+    const [written, got, counted, listed] = await Promise.allSettled([
+      store.set(idOf('refused'), { data: Buffer.alloc(2000), expiresAt: Date.now() + HOUR_MS }),
+      store.get(idOf('filler0')),
+      store.count(),
+      listing(),
+    ]);
+    expect(written).toMatchObject({ status: 'rejected', reason: { code: 'ERR_STORE_IO' } });
+    expect(got.status === 'fulfilled' && got.value?.data.byteLength).toBe(2000);
+    expect(counted).toEqual({ status: 'fulfilled', value: filled });
+    expect(listed).toEqual({ status: 'fulfilled', value: filled });
+  });
 
   it('a 5 MiB filesystem holds more than 2,400 sessions of 1 KiB written one per event-loop turn', async () => {
     const file = join(smallFilesystem('5m'), 'sessions.db');
