@@ -71,6 +71,17 @@ export function traitTests(options: ConformanceOptions): void {
       expect(await unexpectedOutcomes(everyMethod(store, id), 'ERR_STORE_CLOSED')).toEqual({});
     });
 
+    it('refuses a lock with ERR_STORE_CLOSED once close() has begun, while an operation is still in flight', async () => {
+      const store = await options.open();
+      const id = newId();
+      await store.set(id, record({ v: 1 }));
+      const reading = store.get(id);
+      const closing = store.close();
+      await expectCode(store.locks.acquire(newId(), { waitMs: 0 }), 'ERR_STORE_CLOSED');
+      expect(await reading).toBeDefined();
+      await closing;
+    });
+
     for (const [label, badId] of BAD_IDS) {
       it(`a bad id (${label}) rejects with ERR_INVALID_SESSION_ID and touches nothing`, () =>
         withStore(options, async (store) => {

@@ -210,10 +210,15 @@ export class HostGuards {
       const fd = await this.#fs.open(holder, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
       try {
         const record = encodeHolder({ pid: process.pid, host: HOST });
-        await this.#fs.write(fd, record, 0, record.length, 0);
-      } finally {
-        await this.#fs.close(fd);
+        // The text only tells a person who holds a guard; the inode and its mtime are the guard.
+        // On a full disk an empty holder still lets this process delete, which frees space.
+        await unless(['ENOSPC', 'EDQUOT'], 0, () => this.#fs.write(fd, record, 0, record.length, 0));
+      } catch (error) {
+        await this.#fs.close(fd).catch(() => {});
+        await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
+        throw error;
       }
+      await this.#fs.close(fd);
       this.#lastBeatMs = Date.now();
       this.#holder = holder;
       this.#beatTimer ??= setInterval(() => {

@@ -65,6 +65,7 @@ export class LeaseLocks implements LockManager {
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
   #closed = false;
+  #closeDone: Promise<void> | undefined;
   /** How each first claim in flight leaves its acquire, which `close()` calls. */
   readonly #closing = new Set<(reason: unknown) => void>();
   /**
@@ -263,7 +264,17 @@ export class LeaseLocks implements LockManager {
    * Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released
    * or expired, except over a backend that `releasesOnClose`, which frees them now.
    */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.#closeDone ??= this.#close();
+    return this.#closeDone;
+  }
+
+  /**
+   * The first half of `close()`, at once: waiting and later acquires reject with
+   * `ERR_STORE_CLOSED`, while held locks, their fenced writes and the backend keep working. A
+   * store calls it when its own `close()` begins, before the operations in flight have ended.
+   */
+  stopAcquiring(): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const leave of [...this.#closing]) leave(lockManagerClosed());
@@ -271,6 +282,10 @@ export class LeaseLocks implements LockManager {
       for (const waiter of slot.queue.splice(0)) settleWaiter(waiter, lockManagerClosed());
       slot.wake?.();
     }
+  }
+
+  async #close(): Promise<void> {
+    this.stopAcquiring();
     // A claim the backend grants from here on is handed back, and no waiter is left to take it.
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     const held: LeaseLock[] = [];
