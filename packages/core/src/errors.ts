@@ -58,6 +58,17 @@ export function isSessionError(error: unknown, code?: SessionErrorCode): error i
 /** Wraps a backend failure as `ERR_STORE_IO`, keeping the original as `cause`. SessionErrors pass through. */
 export function toStoreIoError(error: unknown, action: string): SessionError {
   if (isSessionError(error)) return error;
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = error instanceof Error ? withoutPaths(error) : String(error);
   return new SessionError('ERR_STORE_IO', `${action} failed: ${detail}`, { cause: error });
+}
+
+/**
+ * A system call's error message without the paths Node appends (`rename 'a' -> 'b'`): a store's
+ * file names may hold session ids, which messages never show. The `cause` keeps them.
+ */
+function withoutPaths(error: Error): string {
+  const { syscall, path } = error as NodeJS.ErrnoException;
+  if (typeof syscall !== 'string' || typeof path !== 'string') return error.message;
+  const at = error.message.indexOf(`, ${syscall} '`);
+  return at === -1 ? error.message : error.message.slice(0, at + syscall.length + 2);
 }

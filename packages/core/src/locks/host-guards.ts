@@ -151,7 +151,11 @@ export class HostGuards {
         if (code === 'EEXIST' && (await this.removeIfStale(guard))) continue;
       }
       if (Date.now() > deadline) {
-        throw new SessionError('ERR_STORE_IO', `Timed out waiting for the write guard ${guard}`);
+        // The directory, not the guard: a guard's name may hold a session id.
+        throw new SessionError(
+          'ERR_STORE_IO',
+          `Timed out waiting for a write guard in ${dirname(guard)}`,
+        );
       }
       await sleep(delayMs * (0.5 + Math.random()));
       delayMs = Math.min(delayMs * 2, 25);
