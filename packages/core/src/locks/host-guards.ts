@@ -216,7 +216,9 @@ export class HostGuards {
         const record = encodeHolder({ pid: process.pid, host: HOST });
         // The text only tells a person who holds a guard; the inode and its mtime are the guard.
         // On a full disk an empty holder still lets this process delete, which frees space.
-        await unless(['ENOSPC', 'EDQUOT'], 0, () => this.#fs.write(fd, record, 0, record.length, 0));
+        await unless(['ENOSPC', 'EDQUOT'], 0, () =>
+          this.#fs.write(fd, record, 0, record.length, 0),
+        );
       } catch (error) {
         await this.#fs.close(fd).catch(() => {});
         await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
