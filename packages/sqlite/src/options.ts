@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import {
   assertDuration,
   assertKnownOptions,
@@ -32,8 +33,12 @@ export interface SqliteStoreOptions extends BaseStoreOptions {
 }
 
 const DEFAULT_TABLE = 'sessions';
-/** SQLite's default SQLITE_MAX_LENGTH: no string or blob it stores is longer. */
-const SQLITE_MAX_VALUE_BYTES = 1_000_000_000;
+/**
+ * The largest `data` a row always holds: better-sqlite3 sets SQLITE_LIMIT_LENGTH, the longest
+ * row, to V8's longest string (src/objects/database.cpp; 536,870,888 bytes on 64-bit), and the
+ * id (128 bytes), owner (up to 768 bytes of UTF-8), expiry and row header take under 1 KiB of it.
+ */
+const MAX_DATA_BYTES = constants.MAX_STRING_LENGTH - 1024;
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /** The options, checked, with their defaults filled in. */
@@ -77,9 +82,9 @@ export function normalizeOptions(options: SqliteStoreOptions): Settings {
   const { maxRecordBytes } = options;
   if (maxRecordBytes !== undefined) {
     assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
-    if (maxRecordBytes > SQLITE_MAX_VALUE_BYTES) {
+    if (maxRecordBytes > MAX_DATA_BYTES) {
       throw new TypeError(
-        `maxRecordBytes must be at most ${SQLITE_MAX_VALUE_BYTES} (SQLite's largest value), got ${maxRecordBytes}`,
+        `maxRecordBytes must be at most ${MAX_DATA_BYTES} (the largest data a row holds), got ${maxRecordBytes}`,
       );
     }
   }
