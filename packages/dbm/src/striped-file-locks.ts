@@ -216,6 +216,7 @@ export class StripedFileLocks extends LeaseLocks {
     });
     const leases = new StripeLeases(files, pathOf, records, () => counts.acquired++);
     super(leases, {
+      location: lockDirectory,
       keyOf: (id) => String(sessionStripe(id, stripes)),
       onWait: (id, holderId) => {
         counts.waits++;

@@ -78,7 +78,7 @@ export class FileLocks extends LeaseLocks {
       watch: (key, wake) => leases.watch(key, wake),
       close: () => leases.close(),
     };
-    super(backend);
+    super(backend, { location: init.recordsDirectory });
     this.#leases = leases;
     this.#pathOf = pathOf;
   }

@@ -115,7 +115,8 @@ class SqliteLeases implements LeaseBackend {
 /** Session locks shared by every process that opens the database file. */
 export class SqliteLocks extends LeaseLocks {
   constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
-    super(new SqliteLeases(db, names, executor));
+    // SQLite's own messages ("database or disk is full") name no file.
+    super(new SqliteLeases(db, names, executor), { location: db.name });
   }
 }
 

@@ -559,7 +559,7 @@ describe('the database deleted while the store is open', { timeout: 60_000 }, ()
   }
 
   for (const durability of ['normal', 'full'] as const) {
-    it(`${durability}: with its directory removed, set, touch, delete and a fenced write reject naming the path; reads answer; close resolves`, async () => {
+    it(`${durability}: with its directory removed, set, touch, delete, a fenced write and the lock's calls reject naming the path; reads answer; close resolves`, async () => {
       const store = await SqliteStore.open({ path, durability });
       const known = idOf('known');
       await store.set(known, record('before'));
@@ -571,6 +571,8 @@ describe('the database deleted while the store is open', { timeout: 60_000 }, ()
       await expectDeleted(store.touch(known, Date.now() + 2 * HOUR_MS), path);
       await expectDeleted(store.delete(known), path);
       await expectDeleted(store.set(idOf('locked'), record('after'), { lock }), path);
+      await expectDeleted(store.locks.acquire(idOf('another'), { waitMs: 0 }), path);
+      await expectDeleted(lock.release(), path);
       // Nothing was written: reads still answer from the deleted file, as before the removal.
       expect(textOf((await store.get(known))?.data)).toBe('before');
       expect(await store.get(idOf('fresh'))).toBeUndefined();
@@ -1021,6 +1023,10 @@ describe('a full disk', { timeout: 120_000 }, () => {
       expect(filled).toBeGreaterThan(0);
       // The sessions written before the disk filled up stay readable.
       for (const id of earlier) expect(textOf((await store.get(id))?.data)).toBe(id);
+      // A lock's claim that the full disk refuses names the database, as the store's calls do.
+      const claim = await rejection(store.locks.acquire(idOf('claimed'), { waitMs: 0 }));
+      expect(isSessionError(claim, 'ERR_STORE_IO'), String(claim)).toBe(true);
+      expect((claim as Error).message).toContain(file);
 
       const deleted = new Map<string, boolean>();
       for (const id of earlier.slice(0, 10)) {

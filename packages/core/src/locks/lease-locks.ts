@@ -1,4 +1,4 @@
-import { isSessionError, toStoreIoError } from '../errors.js';
+import { isSessionError, type SessionError, toStoreIoError } from '../errors.js';
 import { generateToken } from '../ids.js';
 import type {
   AcquireOptions,
@@ -50,6 +50,11 @@ export interface LeaseLocksOptions {
    * any (`undefined` when the backend refused the claim for another process's holder).
    */
   onWait?: (id: string, localHolderId: string | undefined) => void;
+  /**
+   * The path or server the backend's failures name, as `lock acquire on <location> failed: …`.
+   * Leave it out when the backend's own errors name it already.
+   */
+  location?: string;
 }
 
 /**
@@ -62,6 +67,7 @@ export class LeaseLocks implements LockManager {
   readonly #backend: LeaseBackend;
   readonly #keyOf: (id: string) => string;
   readonly #onWait: ((id: string, localHolderId: string | undefined) => void) | undefined;
+  readonly #location: string | undefined;
   readonly #maxPollDelayMs: number;
   readonly #slots = new Map<string, Slot>();
   #closed = false;
@@ -83,11 +89,18 @@ export class LeaseLocks implements LockManager {
     this.#backend = backend;
     this.#keyOf = options.keyOf ?? ((id) => id);
     this.#onWait = options.onWait;
+    this.#location = options.location;
     this.#maxPollDelayMs = backend.maxPollDelayMs ?? MAX_POLL_DELAY_MS;
     this.acquireAndGet =
       backend.claimAndGet === undefined
         ? undefined
         : (id, acquireOptions) => this.#acquire(id, acquireOptions, true);
+  }
+
+  /** A backend failure as `ERR_STORE_IO`, naming the backend's location when it has one. */
+  #ioError(error: unknown, action: string): SessionError {
+    const location = this.#location;
+    return toStoreIoError(error, location === undefined ? action : `${action} on ${location}`);
   }
 
   /** Keys held or waited for in this process. */
@@ -172,7 +185,7 @@ export class LeaseLocks implements LockManager {
       if (error instanceof LeftBeforeClaimed) throw error.reason;
       this.#abandon(claim);
       this.#endFirstClaim(slot);
-      throw toStoreIoError(error, 'lock acquire');
+      throw this.#ioError(error, 'lock acquire');
     }
     // Closed or aborted while an asynchronous claim was in flight: the acquire ends here.
     const left = this.closed ? lockManagerClosed() : signal?.aborted ? signal.reason : undefined;
@@ -376,7 +389,7 @@ export class LeaseLocks implements LockManager {
         } catch (error) {
           this.#abandon(claim);
           removeWaiter(slot, head);
-          settleWaiter(head, toStoreIoError(error, 'lock acquire'));
+          settleWaiter(head, this.#ioError(error, 'lock acquire'));
           continue;
         }
         if (outcome.taken) {
@@ -442,7 +455,7 @@ export class LeaseLocks implements LockManager {
           try {
             return await backend.extend({ ...claim, token, expiresAt });
           } catch (error) {
-            throw toStoreIoError(error, 'lock extend');
+            throw this.#ioError(error, 'lock extend');
           }
         },
         release: async (token) => {
@@ -451,7 +464,7 @@ export class LeaseLocks implements LockManager {
             if (slot.fences > 0) await new Promise<void>((ended) => slot.fencesEnded.push(ended));
             return await backend.release(token === claim.token ? claim : { ...claim, token });
           } catch (error) {
-            throw toStoreIoError(error, 'lock release');
+            throw this.#ioError(error, 'lock release');
           } finally {
             free();
           }
