@@ -38,12 +38,7 @@ export interface OwnerIndexInit {
   fsync: boolean;
   /** Reads the owner of the record file of `id`, whatever its expiry. */
   ownerOf: (id: string) => Promise<OwnerLookup>;
-  /** A unique temporary name beside `file`, which the sweep and `clear` know to remove. */
-  tempName: (file: string) => string;
 }
-
-/** What an owner's directory holds under an id's name. */
-export type EntryState = 'absent' | 'listed' | 'holds-record';
 
 /** The directory name of an owner: SHA-256 of its UTF-8, base64url, so any owner makes a safe name. */
 function ownerHash(owner: string): string {
@@ -51,13 +46,11 @@ function ownerHash(owner: string): string {
 }
 
 /**
- * One entry per (owner, id) in a directory named by a hash of the owner. A new record with an
- * owner is written as its entry and then linked into place (see `RecordIo`), so its entry is
- * the record's own inode: no syscall beyond what an ownerless create makes. Other entries are
- * hard links to the directory's anchor file (an empty file of its own where the anchor is at the
- * filesystem's limit of links, or cannot be linked); an entry that still holds a replaced
- * record's inode is turned into one (`detach`), so it never keeps that file's blocks. An entry
- * cannot change in one step with its record, so the rules keep it correct by order instead:
+ * One entry per (owner, id) in a directory named by a hash of the owner: a hard link to that
+ * directory's anchor file (an empty file of its own where the anchor is at the filesystem's
+ * limit of links, or cannot be linked). An entry is never a record's file, and never a name a
+ * record is linked from: another process may replace it at any moment. An entry cannot
+ * change in one step with its record, so the rules keep it correct by order instead:
  * - a writer of a record that carries owner O adds O's entry before the record, and makes sure
  *   it is still there after (a crash between leaves an entry too many, never one too few);
  * - whoever takes an entry away unlinks it, then reads the record, and puts the entry back when
@@ -73,7 +66,6 @@ export class OwnerIndex {
   readonly #directoryMode: number;
   readonly #fsync: boolean;
   readonly #ownerOf: (id: string) => Promise<OwnerLookup>;
-  readonly #tempName: (file: string) => string;
   /** Owner → its directory, checked to be a plain one. */
   readonly #verified = new Map<string, string>();
   /** The index's root and its 2-character directories, checked to be plain ones. */
@@ -89,7 +81,6 @@ export class OwnerIndex {
     this.#directoryMode = init.directoryMode;
     this.#fsync = init.fsync;
     this.#ownerOf = init.ownerOf;
-    this.#tempName = init.tempName;
   }
 
   /**
@@ -118,40 +109,6 @@ export class OwnerIndex {
     const created = await this.#create(directory, entry);
     if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
     return created;
-  }
-
-  /** Where the entry of (`owner`, `id`) goes, its directory made and checked. */
-  async entryPath(owner: string, id: string): Promise<string> {
-    return `${await this.#ownerDirectory(owner, true)}${sep}${id}`;
-  }
-
-  /** Whether (`owner`, `id`) has an entry, and whether that entry is a record file's inode. */
-  async entryState(owner: string, id: string): Promise<EntryState> {
-    const stats = await this.#fs.lstatIfAny(await this.entryPath(owner, id));
-    if (stats === undefined) return 'absent';
-    // Anchors and entries of their own are empty; a record file never is.
-    return stats.isFile() && stats.size > 0 ? 'holds-record' : 'listed';
-  }
-
-  /**
-   * Replaces the entry of (`owner`, `id`) with a link to the anchor, in one rename, so it stops
-   * holding a replaced record's inode; makes the entry if it is missing.
-   */
-  async detach(owner: string, id: string): Promise<void> {
-    const directory = await this.#ownerDirectory(owner, true);
-    const entry = `${directory}${sep}${id}`;
-    const temp = this.#tempName(entry);
-    await this.#create(directory, temp);
-    // ENOENT: `clear` took the temporary name; the entry is then only made sure of.
-    const renamed = await unless(['ENOENT'], false, async () => {
-      await this.#fs.rename(temp, entry);
-      return true;
-    }).catch(async (error: unknown) => {
-      await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
-      throw error;
-    });
-    if (!renamed) await this.add(owner, id);
-    else if (this.#fsync) await fsyncDirectory(this.#fs, directory);
   }
 
   /** `add` after the record is written: puts back an entry a racing remover took. */
@@ -186,12 +143,7 @@ export class OwnerIndex {
         const ids = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
           this.#fs.readdir(directory),
         );
-        for (const name of ids) {
-          if (isSessionId(name)) await this.#removeEntry(directory, hash, name);
-          // A `detach` cut short by a crash leaves its temporary name.
-          else if (name !== ANCHOR_NAME)
-            await unless(['ENOENT'], undefined, () => this.#fs.unlink(join(directory, name)));
-        }
+        for (const id of ids) if (isSessionId(id)) await this.#removeEntry(directory, hash, id);
       }
     }
   }

@@ -125,7 +125,6 @@ export class RecordFiles implements Sweeper {
       directoryMode: settings.directoryMode,
       fsync: settings.fsync,
       ownerOf: (id) => this.ownerOf(id, this.recordPath(id)),
-      tempName: (file) => `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`,
     });
   }
 

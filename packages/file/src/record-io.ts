@@ -107,52 +107,28 @@ export class RecordIo {
     // unconditional set of a new id (most creates through express-session) goes this way too.
     // A fenced write checks its lease under the guard, like every fenced write.
     const unguarded = only !== 'present' && lease === undefined;
-    const asEntry =
-      unguarded && owner !== undefined && !this.#spares?.hasRested(this.#layout.shardPath(id));
-    let temp = asEntry ? undefined : await this.#writeTemp(id, record);
+    // A name only this call uses: link(2) from a shared one (an owner's entry) places whatever it holds by then.
+    const temp = await this.#writeTemp(id, record);
     /** This call made the owner's entry: the record it replaces may carry another owner. */
     let listed = false;
-    /** The record was linked into place from its entry, which proves the entry there. */
-    let ensured = false;
-    /** The entry holds the inode of the record this write replaces: it must let go of it. */
-    let detach = false;
     let replacedOwner: string | undefined;
     let placed = false;
     try {
       const wrote = await this.#guards.serialize(file, async () => {
-        if (asEntry) {
-          const created = await this.#createAsEntry(id, record, owner as string, file);
-          if (created === true) {
-            ensured = true;
-            return true;
-          }
-          // The record exists: the written entry goes on as the temp file.
-          if (created !== undefined) {
-            temp = created;
-            listed = true;
-          }
-        }
-        // Unless the written entry already found the record there, try the link.
-        if (unguarded && !listed) {
-          temp ??= await this.#writeTemp(id, record);
+        if (unguarded) {
           if (owner !== undefined) listed = await owners.add(owner, id, true);
           const linked = await unless(['EEXIST'], false, async () => {
-            await this.#fs.link(temp as string, file);
+            await this.#fs.link(temp, file);
             return true;
           });
           if (linked) {
             await this.#syncDirectory(file);
             return true;
           }
+          if (only === 'absent' && (await this.#files.presence(id, file, now)) === 'live') {
+            return false;
+          }
         }
-        if (
-          unguarded &&
-          only === 'absent' &&
-          (await this.#files.presence(id, file, now)) === 'live'
-        ) {
-          return false;
-        }
-        const writtenTemp = temp as string;
         const wrote = await this.#guards.hold(file, async () => {
           if (lease !== undefined) await this.#assertHeld(lease);
           const presence =
@@ -160,78 +136,27 @@ export class RecordIo {
           if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
           if (only === 'present' && presence !== 'live') return false;
           // The entry goes in before the record; the replaced record's owner is read first.
-          if (owner !== undefined && !listed) {
-            const state = await owners.entryState(owner, id);
-            if (state === 'absent') listed = await owners.add(owner, id, true);
-            detach = state === 'holds-record';
-          }
+          if (owner !== undefined) listed = (await owners.add(owner, id)) || listed;
           if (presence !== 'absent' && (owner === undefined ? await owners.inUse() : listed)) {
             const found = await this.#files.ownerOf(id, file);
             replacedOwner = found.present ? found.owner : undefined;
           }
-          await this.#replace(writtenTemp, file, presence !== 'absent');
+          await this.#replace(temp, file, presence !== 'absent');
           placed = true;
           return true;
         });
         if (wrote) await this.#syncDirectory(file);
         return wrote;
       });
-      if (wrote && owner !== undefined) {
-        if (detach) await owners.detach(owner, id);
-        else if (!ensured) await owners.ensure(owner, id);
-      }
+      if (wrote && owner !== undefined) await owners.ensure(owner, id);
       if (wrote && replacedOwner !== undefined && replacedOwner !== owner) {
         await owners.remove(replacedOwner, id);
       }
       if (!wrote && listed) await owners.remove(owner as string, id);
       return wrote;
     } finally {
-      const leftover = temp;
-      if (!placed && leftover !== undefined) {
-        await unless(['ENOENT'], undefined, () => this.#fs.unlink(leftover));
-      }
+      if (!placed) await unless(['ENOENT'], undefined, () => this.#fs.unlink(temp));
     }
-  }
-
-  /**
-   * Creates a record that carries `owner` by writing it as the owner's index entry and linking
-   * that into place: the entry exists before the record at no cost of its own, and the link
-   * itself proves it was still there (a remover that takes it later reads the record and puts
-   * it back). `true` once the record is in place; when a record is there already, a temp name
-   * linked to the written file, for the general path; `undefined` when the entry exists, or was
-   * taken by a remover before the link.
-   */
-  async #createAsEntry(
-    id: string,
-    record: SessionRecord,
-    owner: string,
-    file: string,
-  ): Promise<true | string | undefined> {
-    const entry = await this.#files.owners.entryPath(owner, id);
-    const fd = await unless(['EEXIST'], undefined, () =>
-      this.#fs.open(entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, this.#fileMode),
-    );
-    if (fd === undefined) return undefined;
-    const bytes = encodeRecord(id, record.data, record.expiresAt, owner);
-    await this.#writeRecord(fd, entry, bytes, record.expiresAt);
-    if (this.#fsync) await fsyncDirectory(this.#fs, join(entry, '..'));
-    try {
-      await this.#fs.link(entry, file);
-    } catch (error) {
-      const code = errorCode(error);
-      if (code === 'ENOENT') return undefined;
-      if (code !== 'EEXIST') {
-        await unless(['ENOENT'], undefined, () => this.#fs.unlink(entry));
-        throw error;
-      }
-      const temp = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
-      return unless(['ENOENT'], undefined, async () => {
-        await this.#fs.link(entry, temp);
-        return temp;
-      });
-    }
-    await this.#syncDirectory(file);
-    return true;
   }
 
   async touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {

@@ -104,12 +104,6 @@ export class SpareFiles {
     return true;
   }
 
-  /** True when `open(directory)` would find a spare that has rested (it may still skip it). */
-  hasRested(directory: string): boolean {
-    const oldest = this.#pools.get(directory)?.[0];
-    return oldest !== undefined && performance.now() - oldest.since >= this.#reuseAfterMs;
-  }
-
   /**
    * Opens the oldest spare of `directory` that has rested long enough, for writing. A spare
    * that vanished (the sweep, a hand) is skipped; one that has another name too is never written.

@@ -17,6 +17,7 @@ import { crc32 } from 'node:zlib';
 import { generateSessionId } from '@sessile/core';
 import { FileStore, type FileStoreOptions } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { textOf } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-owners-'));
@@ -111,7 +112,7 @@ describe('owner index', () => {
     await expect(store.get(big)).rejects.toMatchObject({ code: 'ERR_RECORD_TOO_LARGE' });
   });
 
-  it("a new record's entry is the record's own file; once replaced, a hard link to the anchor (an empty file where it cannot be)", async () => {
+  it("an entry is a hard link to its owner directory's anchor file, never a record's file (an empty file where it cannot be a link)", async () => {
     const store = await openStore();
     const expiresAt = Date.now() + HOUR_MS;
     const directoryOf = (owner: string) =>
@@ -119,21 +120,18 @@ describe('owner index', () => {
     const recordOf = (id: string) => join(store.path, id.slice(0, 1), id);
     const ids = [generateSessionId(), generateSessionId(), generateSessionId()];
     for (const id of ids) await store.set(id, { data, expiresAt, owner: 'alice' });
-    // No inode and no link of its own: the entry and the record are one file.
+    const anchor = statSync(join(directoryOf('alice'), '.anchor'));
+    expect(anchor.nlink).toBe(1 + ids.length);
     for (const id of ids) {
-      const entry = statSync(join(directoryOf('alice'), id));
-      expect(entry.ino).toBe(statSync(recordOf(id)).ino);
-      expect(entry.nlink).toBe(2);
+      expect(statSync(join(directoryOf('alice'), id)).ino).toBe(anchor.ino);
+      expect(statSync(recordOf(id)).nlink).toBe(1);
     }
-    // Replaced, the record's old file must not stay behind as the entry.
     const [updated, deleted, kept] = ids as [string, string, string];
     await store.set(updated, { data: Buffer.from([1]), expiresAt, owner: 'alice' });
-    const anchor = statSync(join(directoryOf('alice'), '.anchor'));
-    expect(statSync(join(directoryOf('alice'), updated)).ino).toBe(anchor.ino);
-    expect(statSync(recordOf(updated)).nlink).toBe(1);
     await store.set(updated, { data, expiresAt, owner: 'alice' }, { only: 'present' });
     expect(statSync(join(directoryOf('alice'), updated)).ino).toBe(anchor.ino);
     await store.delete(deleted);
+    expect(statSync(join(directoryOf('alice'), '.anchor')).nlink).toBe(ids.length);
     expect(await ownedIds(store, 'alice')).toEqual([updated, kept].sort());
     // A create that finds the record there writes nothing, and leaves no entry or file behind.
     expect(await store.set(kept, { data, expiresAt, owner: 'carol' }, { only: 'absent' })).toBe(
@@ -242,7 +240,65 @@ describe('owner index', () => {
   }
 });
 
+/** A forked fixture, and the next message of a type from it (failing on an `error` message). */
+function forkFixture(script: string, args: string[]) {
+  const child = fork(fileURLToPath(new URL(`./fixtures/${script}`, import.meta.url)), args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  const messages: Array<{ type: string; count?: number; message?: string }> = [];
+  let wake = () => {};
+  child.on('message', (message: (typeof messages)[number]) => {
+    messages.push(message);
+    wake();
+  });
+  child.on('exit', () => wake());
+  return {
+    child,
+    async next(type: string) {
+      for (;;) {
+        const index = messages.findIndex((message) => message.type === type);
+        if (index >= 0) return messages.splice(index, 1)[0] as (typeof messages)[number];
+        const error = messages.find((message) => message.type === 'error');
+        if (error !== undefined) throw new Error(`child failed: ${error.message}`);
+        if (child.exitCode !== null) throw new Error(`child exited before sending ${type}`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    },
+  };
+}
+
 describe('owner index across processes', () => {
+  it('two processes saving the same sessions with one owner at once each leave a whole record, listed for that owner', async () => {
+    const store = await openStore();
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = Array.from({ length: 1500 }, () => generateSessionId());
+    // Anonymous sessions, about to be saved with their user by two requests at once.
+    for (const id of ids) await store.set(id, { data, expiresAt });
+    const savers = (['sync', 'async'] as const).map((io) =>
+      forkFixture('owner-saver.mjs', [store.path, ids.join(','), io]),
+    );
+    for (const saver of savers) await saver.next('ready');
+    const BATCH = 25;
+    for (let from = 0; from < ids.length; from += BATCH) {
+      for (const saver of savers) saver.child.send({ type: 'save', from, to: from + BATCH });
+      for (const saver of savers) expect((await saver.next('saved')).count).toBe(BATCH);
+    }
+    for (const saver of savers) saver.child.send({ type: 'close' });
+
+    const damaged: string[] = [];
+    for (const id of ids) {
+      const record = await store.get(id).catch(() => undefined);
+      if (record?.owner !== 'alice' || !textOf(record)?.startsWith(`${id} saved by `)) {
+        damaged.push(id);
+      }
+    }
+    expect(damaged).toEqual([]);
+    expect(await ownedIds(store, 'alice')).toEqual([...ids].sort());
+  }, 120_000);
+
   it('after a writer in another process is killed at random points, every owner lists exactly the records that carry it', async () => {
     const store = await openStore();
     const ids = Array.from({ length: 40 }, () => generateSessionId());
