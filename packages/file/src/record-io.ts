@@ -32,6 +32,7 @@ import {
   effectiveExpiresAt,
   MAX_MTIME_MS,
   mtimeFor,
+  type Presence,
   type RecordFiles,
   TEMP_SUFFIX,
   uniqueSuffix,
@@ -125,14 +126,14 @@ export class RecordIo {
             await this.#syncDirectory(file);
             return true;
           }
-          if (only === 'absent' && (await this.#files.presence(id, file, now)) === 'live') {
+          if (only === 'absent' && (await this.#presenceFor(only, id, file, now)) === 'live') {
             return false;
           }
         }
         const wrote = await this.#guards.hold(file, async () => {
           if (lease !== undefined) await this.#assertHeld(lease);
           const presence =
-            only === undefined ? undefined : await this.#files.presence(id, file, now);
+            only === undefined ? undefined : await this.#presenceFor(only, id, file, now);
           if (only === 'absent' && (presence === 'live' || presence === 'other')) return false;
           if (only === 'present' && presence !== 'live') return false;
           // The entry goes in before the record; the replaced record's owner is read first.
@@ -362,6 +363,21 @@ export class RecordIo {
       throw error;
     }
     await this.#fs.close(fd);
+  }
+
+  /**
+   * What a conditional write finds at `file`. `only: 'absent'` replaces a damaged record, which an
+   * mtime or header alone calls live, so it reads such a record whole; only a taken name costs it.
+   */
+  async #presenceFor(
+    only: 'absent' | 'present',
+    id: string,
+    file: string,
+    now: number,
+  ): Promise<Presence> {
+    const presence = await this.#files.presence(id, file, now);
+    if (only === 'present' || presence !== 'live') return presence;
+    return (await this.#reads.damaged(id, file)) ? 'corrupt' : 'live';
   }
 
   /**

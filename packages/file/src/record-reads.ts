@@ -63,6 +63,21 @@ export class RecordReads {
   }
 
   /**
+   * True when the record file at `file` fails the checks `get` makes (header, length, checksum);
+   * false when it passes them, is another id's, is too large to read here, or is gone.
+   */
+  async damaged(id: string, file: string): Promise<boolean> {
+    const found = await this.#fs.readStart(file, MAX_FRAME_BYTES + this.#maxRecordBytes());
+    if (found?.bytes === undefined) return false;
+    try {
+      this.#decodeRecord(id, found.stats, found.bytes, Number.NEGATIVE_INFINITY);
+      return false;
+    } catch (error) {
+      return isSessionError(error, 'ERR_CORRUPT_RECORD');
+    }
+  }
+
+  /**
    * One read of the record at `file`. With `wary` set, a file that may have been replaced while
    * it was read, its inode reused for another write (see reuseFiles), is reported as REPLACED
    * instead of trusted: bytes that look wrong, or that took longer than `reuseAfterMs` to read,

@@ -589,6 +589,35 @@ describe('damaged and leftover files', () => {
     expect(textOf(await store.get(damaged))).toBe('created');
   });
 
+  it.each(['sync', 'async'] as const)(
+    "set with only: 'absent' replaces a record whose payload is damaged though its mtime says live (io %s)",
+    async (io) => {
+      const store = await openStore({ io });
+      const [damaged, owned] = [generateSessionId(), generateSessionId()];
+      await store.set(damaged, recordOf('hello world'));
+      await store.set(owned, { ...recordOf('hello world'), owner: 'alice' });
+      for (const id of [damaged, owned]) {
+        // One flipped byte of the payload, the mtime (the expiry, an hour ahead) left as it was.
+        const file = fileOf(store, id);
+        const { atime, mtime } = statSync(file);
+        const bytes = readFileSync(file);
+        bytes[bytes.length - 1] ^= 0xff;
+        writeFileSync(file, bytes);
+        utimesSync(file, atime, mtime);
+        expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
+      }
+      expect(await store.set(damaged, recordOf('created'), { only: 'absent' })).toBe(true);
+      expect(textOf(await store.get(damaged))).toBe('created');
+      const created = { ...recordOf('created'), owner: 'alice' };
+      expect(await store.set(owned, created, { only: 'absent' })).toBe(true);
+      const listed = await store.ownedBy('alice');
+      expect(listed.map(({ id, record }) => [id, textOf(record)])).toEqual([[owned, 'created']]);
+      // A whole record stays.
+      expect(await store.set(owned, recordOf('again'), { only: 'absent' })).toBe(false);
+      expect(textOf(await store.get(owned))).toBe('created');
+    },
+  );
+
   it('a file from an unknown format version is reported as ERR_CORRUPT_RECORD, not misread', async () => {
     const store = await openStore();
     const id = generateSessionId();
