@@ -34,8 +34,11 @@ export const MAX_MTIME_MS = 2_147_483_647_000;
 /** What one path holds for one id, judged as of `now`. */
 export type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
 
-/** What the sweep did with one directory entry. */
-export type SweepOutcome = 'removed' | 'live' | 'other';
+/**
+ * What the sweep did with one directory entry; a number when it kept a record: until when that
+ * record is live by the expiry rule (the sweep's `now` when something newer took its place).
+ */
+export type SweepOutcome = 'removed' | 'other' | number;
 
 /** Moved-aside records a sweep step frees here, timed, before it decides how to free the rest. */
 const TIMED_FREES = 8;
@@ -158,6 +161,13 @@ export class RecordFiles implements Sweeper {
 
   /** `presence` from the header alone, for callers whose own lstat could not decide. */
   async headerPresence(id: string, file: string, now: number): Promise<Presence> {
+    const expiry = await this.#headerExpiry(id, file);
+    if (typeof expiry !== 'number') return expiry;
+    return expiry > now ? 'live' : 'expired';
+  }
+
+  /** The record's expiry by the rule, from its header and mtime; else what the file is instead. */
+  async #headerExpiry(id: string, file: string): Promise<number | 'absent' | 'other' | 'corrupt'> {
     const found = await this.#fs.readStart(file, MAX_HEADER_BYTES);
     if (found?.bytes === undefined) return 'absent';
     const parsed: HeaderResult = decodeHeader(id, found.bytes);
@@ -165,9 +175,7 @@ export class RecordFiles implements Sweeper {
     if (parsed.kind === 'corrupt') return 'corrupt';
     const header: RecordHeader = parsed.header;
     if (found.stats.size !== recordFileBytes(header)) return 'corrupt';
-    return effectiveExpiresAt(header.expiresAt, found.stats.mtimeMs, this.settings.mtimeExact) > now
-      ? 'live'
-      : 'expired';
+    return effectiveExpiresAt(header.expiresAt, found.stats.mtimeMs, this.settings.mtimeExact);
   }
 
   /** A record whose mtime is after `now` is live whatever its header says (the rule only extends). */
@@ -208,6 +216,7 @@ export class RecordFiles implements Sweeper {
       last: undefined,
       ended: false,
       leftBusy: false,
+      liveUntil: Number.POSITIVE_INFINITY,
     };
     // Once true, stays true: a clock stepping back must not let the step skip ahead to the next shard.
     let stopped = false;
@@ -230,7 +239,9 @@ export class RecordFiles implements Sweeper {
         step.leftBusy = true;
         return;
       }
-      if ((await this.sweepEntry(entry.shard, entry.name, now)) === 'removed') step.removed++;
+      const outcome = await this.sweepEntry(entry.shard, entry.name, now);
+      if (outcome === 'removed') step.removed++;
+      else if (typeof outcome === 'number') step.liveUntil = Math.min(step.liveUntil, outcome);
     };
     try {
       for (const shard of request.shards) {
@@ -277,7 +288,7 @@ export class RecordFiles implements Sweeper {
     const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(file));
     if (stats === undefined) return 'other';
     if (stats.isFile() && this.isRecordName(shard, name)) {
-      if (this.certainlyLive(stats, now)) return 'live';
+      if (this.certainlyLive(stats, now)) return Math.round(stats.mtimeMs);
       return this.#removeIfExpired(name, file, now);
     }
     await this.#removeLeftover(name, file, stats);
@@ -300,9 +311,13 @@ export class RecordFiles implements Sweeper {
       });
       if (!moved) return 'other';
       const stats = await this.#fs.lstat(aside);
-      let expired = stats.isFile() && !this.certainlyLive(stats, now);
+      // Not a file: not a record, so nothing that expires.
+      let liveUntil = stats.isFile() ? Math.round(stats.mtimeMs) : Number.POSITIVE_INFINITY;
+      let expired = liveUntil <= now;
       if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
-        expired = (await this.headerPresence(id, aside, now)) !== 'live';
+        const expiry = await this.#headerExpiry(id, aside);
+        liveUntil = typeof expiry === 'number' ? expiry : now;
+        expired = liveUntil <= now;
       }
       const found = (await this.owners.inUse()) ? await this.ownerOf(id, aside) : undefined;
       const owner = found?.present ? found.owner : undefined;
@@ -316,7 +331,8 @@ export class RecordFiles implements Sweeper {
       // The record was away for a moment, so a remover may have taken its entry: put it back.
       if (owner !== undefined && relinked) await this.owners.ensure(owner, id);
       if (owner !== undefined && expired) await this.owners.remove(owner, id);
-      return expired ? 'removed' : 'live';
+      if (expired) return 'removed';
+      return relinked ? liveUntil : now;
     });
   }
 

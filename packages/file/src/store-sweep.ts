@@ -18,9 +18,19 @@ interface SweepCursor {
   name: string;
   /** No expired record was left behind since this pass over the shards began. */
   clean: boolean;
+  /**
+   * The earliest expiry of a record this pass kept: its steps judged with the `now` of their own
+   * call, so a pass that ends with a later one is done only if none it kept has expired by then.
+   */
+  liveUntil: number;
 }
 
-const START_CURSOR: SweepCursor = { shard: '', name: '', clean: true };
+const START_CURSOR: SweepCursor = {
+  shard: '',
+  name: '',
+  clean: true,
+  liveUntil: Number.POSITIVE_INFINITY,
+};
 
 export interface StoreSweepInit {
   layout: StoreLayout;
@@ -112,14 +122,15 @@ export class StoreSweep {
       // Lost the single-sweeper lease: another process may own the cursor now.
       if (lock.signal.aborted) return progress.result(false);
       if (step.leftBusy) position.clean = false;
+      position.liveUntil = Math.min(position.liveUntil, step.liveUntil);
       if (step.ended) {
-        // The pass over every shard ended: done when nothing expired was left behind on the way.
+        // The pass over every shard ended: done when nothing expired as of `now` is left behind.
         await this.#writeCursor(START_CURSOR);
-        return progress.result(position.clean);
+        return progress.result(position.clean && position.liveUntil > progress.now);
       }
       // Stopped before its first entry (an abort): the cursor stays where it was.
       if (step.last === undefined) return progress.result(false);
-      position = { shard: step.last.shard, name: step.last.name, clean: position.clean };
+      position = { ...position, shard: step.last.shard, name: step.last.name };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
       await this.#writeCursor(position);
       if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2 && !(await extended(lock)))
@@ -134,13 +145,18 @@ export class StoreSweep {
     );
     if (text === undefined) return { ...START_CURSOR };
     try {
-      const value = JSON.parse(text) as Partial<SweepCursor>;
+      // JSON writes Infinity as null.
+      const value = JSON.parse(text) as Partial<Omit<SweepCursor, 'liveUntil'>> & {
+        liveUntil?: number | null;
+      };
+      const liveUntil = value.liveUntil === null ? Number.POSITIVE_INFINITY : value.liveUntil;
       if (
         typeof value.shard === 'string' &&
         typeof value.name === 'string' &&
-        typeof value.clean === 'boolean'
+        typeof value.clean === 'boolean' &&
+        typeof liveUntil === 'number'
       ) {
-        return { shard: value.shard, name: value.name, clean: value.clean };
+        return { shard: value.shard, name: value.name, clean: value.clean, liveUntil };
       }
     } catch {
       // A damaged cursor only costs a pass from the start.

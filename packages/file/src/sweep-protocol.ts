@@ -58,6 +58,8 @@ export interface SweepStep {
   ended: boolean;
   /** Some entry was left because a write to it was in flight. */
   leftBusy: boolean;
+  /** The earliest instant at which a record the step kept expires (Infinity when none). */
+  liveUntil: number;
 }
 
 /** Where the sweep's per-entry work runs: on this thread, or on a worker thread. */

@@ -748,6 +748,34 @@ describe('sweep', () => {
     expect(textOf(await store.get(rewritten))).toBe('new');
   });
 
+  it.each(['sync', 'async'] as const)(
+    'a pass resumed with a later now is done only when nothing it passed has expired by then (io %s)',
+    async (io) => {
+      const store = await openStore({ io });
+      const now = Date.now();
+      const [first] = idsInShard('A', 1) as [string];
+      const [last] = idsInShard('z', 1) as [string];
+      for (const id of [first, last]) await store.set(id, recordOf(id, now + 60_000));
+      expect(await store.sweep({ now, limit: 1 })).toEqual({ removed: 0, scanned: 1, done: false });
+
+      // Both have expired as of `later`; the pass already went past the first.
+      const later = now + 120_000;
+      const resumed = await store.sweep({ now: later });
+      expect(resumed).toEqual({ removed: 1, scanned: 1, done: false });
+      expect(filesIn(join(store.path, 'A'))).toEqual([first]);
+      let done = false;
+      for (let call = 0; call < 3 && !done; call++) done = (await store.sweep({ now: later })).done;
+      expect(done).toBe(true);
+      expect(await store.count()).toBe(0);
+      expect(filesIn(join(store.path, 'A'))).toEqual([]);
+
+      // Records live as of the later now do not hold a resumed pass back.
+      for (const id of [first, last]) await store.set(id, recordOf(id, later + HOUR_MS));
+      expect(await store.sweep({ now, limit: 1 })).toMatchObject({ scanned: 1, done: false });
+      expect(await store.sweep({ now: later })).toEqual({ removed: 0, scanned: 1, done: true });
+    },
+  );
+
   it('a damaged cursor file only restarts the pass', async () => {
     const store = await openStore();
     await store.set(generateSessionId(), recordOf('live'));
