@@ -1,6 +1,11 @@
 import { join } from 'node:path';
 import { isSessionError, type SessionLock, type SweepResult } from '@sessile/core';
-import { type HostGuards, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
+import {
+  errorCode,
+  type HostGuards,
+  type SweepProgress,
+  yieldToEventLoop,
+} from '@sessile/core/store';
 import type { FileLocks } from './file-locks.js';
 import { type FileSystem, overwriteText, unless } from './fs.js';
 import { CURSOR_FILE, type StoreLayout, SWEEP_LEASE_FILE } from './layout.js';
@@ -10,6 +15,8 @@ import { abortedByAny } from './sweeper.js';
 
 /** The cursor file's size: one page, more than a cursor naming any directory entry needs. */
 const CURSOR_BYTES = 4096;
+/** What a full disk (or quota) answers a write with. */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 /** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
 const SWEEP_BATCH = 500;
 
@@ -73,10 +80,24 @@ export class StoreSweep {
     const deadline = Date.now() + progress.budgetMs;
     // Its own lease file, not SWEEP_LOCK_ID: core's cleanup policies hold that one around
     // their calls to sweep(), and this lock also covers callers that use no policy.
-    const lock = await this.#locks.tryLease(
-      join(this.#layout.path, SWEEP_LEASE_FILE),
-      this.#sweepLeaseMs,
-    );
+    let lock: SessionLock | undefined;
+    try {
+      lock = await this.#locks.tryLease(
+        join(this.#layout.path, SWEEP_LEASE_FILE),
+        this.#sweepLeaseMs,
+      );
+    } catch (error) {
+      if (!NO_SPACE.has(errorCode(error) as string)) throw error;
+      // A full disk refuses the lease's record, yet only removing expired sessions frees space:
+      // this call sweeps from the start, without lease or cursor. Removals are safe beside
+      // writers (see RecordFiles), so a second sweeper meanwhile costs time, never a record.
+      const stop = abortedByAny([progress.signal]);
+      try {
+        return await this.#sweepFromCursor(progress, undefined, deadline, stop.signal);
+      } finally {
+        stop.detach();
+      }
+    }
     // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
     if (lock === undefined) return progress.result(false);
     // A step in flight stops before its next entry when the caller aborts or the lease is lost.
@@ -89,13 +110,14 @@ export class StoreSweep {
     }
   }
 
+  /** Without `lock` (a full disk), a pass from the start that reads and writes no cursor. */
   async #sweepFromCursor(
     progress: SweepProgress,
-    lock: SessionLock,
+    lock: SessionLock | undefined,
     deadline: number,
     stop: AbortSignal,
   ): Promise<SweepResult> {
-    const cursor = await this.#readCursor();
+    const cursor = lock === undefined ? { ...START_CURSOR } : await this.#readCursor();
     if (cursor.shard === '' && cursor.name === '') {
       // Once per pass: holder files of write guards whose process died without closing.
       await this.#guards.removeDeadHolders(this.#files.leftoverGuardStaleMs());
@@ -120,21 +142,23 @@ export class StoreSweep {
       progress.removed += step.removed;
       progress.scanned += step.scanned;
       // Lost the single-sweeper lease: another process may own the cursor now.
-      if (lock.signal.aborted) return progress.result(false);
+      if (lock?.signal.aborted) return progress.result(false);
       if (step.leftBusy) position.clean = false;
       position.liveUntil = Math.min(position.liveUntil, step.liveUntil);
       if (step.ended) {
         // The pass over every shard ended: done when nothing expired as of `now` is left behind.
-        await this.#writeCursor(START_CURSOR);
+        if (lock !== undefined) await this.#writeCursor(START_CURSOR);
         return progress.result(position.clean && position.liveUntil > progress.now);
       }
       // Stopped before its first entry (an abort): the cursor stays where it was.
       if (step.last === undefined) return progress.result(false);
       position = { ...position, shard: step.last.shard, name: step.last.name };
       // Saved per batch, so even a sweeper that dies resumes near where it stopped.
-      await this.#writeCursor(position);
-      if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2 && !(await extended(lock)))
-        return progress.result(false);
+      if (lock !== undefined) {
+        await this.#writeCursor(position);
+        if (lock.expiresAt - Date.now() < this.#sweepLeaseMs / 2 && !(await extended(lock)))
+          return progress.result(false);
+      }
       await yieldToEventLoop();
     }
   }

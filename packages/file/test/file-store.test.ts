@@ -1,4 +1,4 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import {
   existsSync,
   linkSync,
@@ -1248,4 +1248,59 @@ describe('across processes', () => {
     await store.sweep();
     expect(filesIn(join(store.path, id.slice(0, SHARD_LENGTH)))).toEqual([id]);
   }, 120_000);
+});
+
+describe('a full disk', () => {
+  const mounts: string[] = [];
+  afterEach(() => {
+    for (const dir of mounts.splice(0)) {
+      execFileSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** A tmpfs of `size` (needs root): the test fails with the reason when mounting is refused. */
+  function smallFilesystem(size: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-file-full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new Error(`mount -t tmpfs of ${size} on ${dir} was refused: ${stderr || error}`);
+    }
+    mounts.push(dir);
+    return dir;
+  }
+
+  it('a store opened once the disk is full sweeps the expired sessions away, so writes work again', async () => {
+    const path = join(smallFilesystem('2m'), 'sessions');
+    const filling = await FileStore.open({ path });
+    const expiresAt = Date.now() + 500;
+    let stored = 0;
+    for (;;) {
+      const outcome = await codeOf(
+        filling.set(generateSessionId(), { data: new Uint8Array(3000), expiresAt }),
+      );
+      if (outcome !== 'ok') {
+        expect(outcome).toBe('ERR_STORE_IO');
+        break;
+      }
+      stored++;
+    }
+    await filling.close();
+    expect(stored).toBeGreaterThan(0);
+    while (Date.now() <= expiresAt) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    // A fresh store, as a cron job's: it has no holder or lease file yet, and none can be written.
+    const sweeping = await FileStore.open({ path });
+    try {
+      const swept = await sweeping.sweep({ budgetMs: 60_000 });
+      expect(swept).toMatchObject({ removed: stored, done: true });
+      expect(await sweeping.set(generateSessionId(), recordOf('after'))).toBe(true);
+    } finally {
+      // Closed here, before the file system is unmounted.
+      await sweeping.close();
+    }
+  });
 });
