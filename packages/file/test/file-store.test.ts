@@ -589,6 +589,23 @@ describe('damaged and leftover files', () => {
     expect(textOf(await store.get(damaged))).toBe('created');
   });
 
+  it('a directory in place of a record fails that write with ERR_STORE_IO whose message names the store, never the id', async () => {
+    const store = await openStore();
+    const [blocked, healthy] = [generateSessionId(), generateSessionId()];
+    mkdirSync(fileOf(store, blocked), { recursive: true });
+    let failed: unknown;
+    await store.set(blocked, recordOf('x')).catch((error: unknown) => {
+      failed = error;
+    });
+    expect(failed).toMatchObject({ code: 'ERR_STORE_IO' });
+    const { message, cause } = failed as Error;
+    expect(message).toContain(store.path);
+    expect(message).not.toContain(blocked);
+    // The cause, for whoever debugs it, keeps the paths.
+    expect(String((cause as Error).message)).toContain(blocked);
+    expect(await store.set(healthy, recordOf('fine'))).toBe(true);
+  });
+
   it.each(['sync', 'async'] as const)(
     "set with only: 'absent' replaces a record whose payload is damaged though its mtime says live (io %s)",
     async (io) => {
