@@ -77,6 +77,45 @@ describe('import from connect-redis', () => {
     }
   });
 
+  it('a key the peer keeps with no TTL (disableTTL) lives --default-ttl, whatever its cookie says', async () => {
+    if (!client.isOpen) await client.connect();
+    const { RedisStore: PeerStore } = require('connect-redis') as { RedisStore: StoreClass };
+    const prefix = `${peerPrefix}nottl:`;
+    const peer = new PeerStore({ client, prefix, disableTTL: true });
+    const app = await startApp(peer);
+    const cookie = await login(app, 'ada');
+    await app.close();
+    // A rolling app's touches never rewrite the record under disableTTL: its cookie keeps the
+    // expiry of the login, long past while the browser's cookie is renewed on every response.
+    const key = `${prefix}${idOf(cookie)}`;
+    expect(await client.pTTL(key)).toBe(-1);
+    const stored = JSON.parse((await client.get(key)) as string);
+    stored.cookie.expires = new Date(Date.now() - 3_600_000).toISOString();
+    await client.set(key, JSON.stringify(stored));
+    const startedAt = Date.now();
+    const result = await runCli([
+      'import',
+      '--from',
+      `connect-redis:${REDIS_URL}`,
+      '--prefix',
+      prefix,
+      '--to',
+      `${REDIS_URL}?prefix=${targetPrefix}nottl:`,
+      '--default-ttl',
+      '3600000',
+      '--json',
+    ]);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1, expired: 0 } });
+    const store = await RedisStore.open({ url: REDIS_URL, prefix: `${targetPrefix}nottl:` });
+    try {
+      const expiresAt = (await store.get(idOf(cookie)))?.expiresAt as number;
+      expect(expiresAt).toBeGreaterThanOrEqual(startedAt + 3_600_000);
+      expect(expiresAt).toBeLessThanOrEqual(Date.now() + 3_600_000);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("reads a prefix's keys alone, glob characters in it included", async () => {
     // `[ab]` as SCAN reads a pattern would match `b`: another prefix's key.
     const globPrefix = `${peerPrefix}[ab]:`;

@@ -13,6 +13,7 @@ import { call, idOf, login, me, startApp } from './peer-apps.js';
 
 const require = createRequire(import.meta.url);
 const nextDir = tempRoot('sessile-cli-import-');
+const HOUR_MS = 3_600_000;
 
 type StoreClass = new (options: object) => session.Store;
 
@@ -354,6 +355,49 @@ describe('what cannot be imported', () => {
       'not JSON (encrypted by the peer, or damaged)',
       'unreadable (EISDIR)',
     ]);
+  });
+
+  it('sessions session-file-store encrypted with its secret are reported unreadable, not expired, exit 5; a file without __lastAccess lives --default-ttl', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const PeerFileStore = (require('session-file-store') as (s: unknown) => StoreClass)(session);
+    const path = join(dir, 'sessions');
+    const secret = 'keyboard cat, a secret long enough';
+    const encrypted = new PeerFileStore({ path, secret, reapInterval: -1, logFn: () => {} });
+    const app = await startApp(encrypted);
+    await login(app, 'ada');
+    await login(app, 'grace');
+    await app.close();
+    // Written by hand, as session-file-store never does: it never expires such a session.
+    const timeless = generateSessionId();
+    writeFileSync(
+      join(path, `${timeless}.json`),
+      '{"cookie":{"originalMaxAge":null},"user":"edsger"}',
+    );
+    const target = join(dir, 'to');
+    const startedAt = Date.now();
+    const result = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${path}`,
+      '--to',
+      `file:${target}`,
+      '--default-ttl',
+      String(HOUR_MS),
+      '--json',
+    ]);
+    expect(result.code).toBe(5);
+    const report = jsonOf<{ counts: object; unreadable: { problem: string }[] }>(result);
+    expect(report.counts).toMatchObject({ written: 1, expired: 0, unreadable: 2 });
+    for (const { problem } of report.unreadable) expect(problem).toMatch(/no cookie/);
+    const store = await FileStore.open({ path: target });
+    try {
+      const expiresAt = (await store.get(timeless))?.expiresAt as number;
+      expect(expiresAt).toBeGreaterThanOrEqual(startedAt + HOUR_MS);
+      expect(expiresAt).toBeLessThanOrEqual(Date.now() + HOUR_MS);
+    } finally {
+      await store.close();
+    }
   });
 
   it('a peer table that is not what the address claims is refused before anything is written', async () => {

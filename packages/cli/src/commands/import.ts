@@ -4,7 +4,6 @@ import { codecFromEnvironment } from '../codec.js';
 import { type ExitCode, usageError } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
-import { cookieExpiry } from '../peers/peer.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import { interruptSignal, withTarget } from '../store-session.js';
@@ -84,8 +83,9 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             }
             counts.read++;
             const now = Date.now();
-            const expiresAt =
-              entry.expiresAt ?? cookieExpiry(entry.session) ?? now + options.defaultTtlMs;
+            // A peer that keeps the session for ever: its cookie's expiry may be the login's,
+            // stale under rolling sessions, so it lives the default as the README says.
+            const expiresAt = entry.expiresAt ?? now + options.defaultTtlMs;
             if (!Number.isFinite(expiresAt)) {
               // Every reader leaves out what is not finite; this keeps one that did not from
               // ending the whole import as a bad argument.

@@ -39,12 +39,12 @@ export async function openSessionFileStore(
     const { session, problem } = parseSession(text);
     if (session === undefined) return { id, problem: problem as string };
     const { __lastAccess: lastAccess, ...rest } = session;
-    if (typeof lastAccess !== 'number') return { id, session: rest, expiresAt: 0 };
+    // session-file-store never expires a session without a last access, nor one whose lifetime
+    // JSON could only write as a number too large to be finite (`1e999`): the default applies.
+    if (typeof lastAccess !== 'number') return { id, session: rest };
     const maxAge = (rest.cookie as { originalMaxAge?: unknown } | null | undefined)?.originalMaxAge;
     const lifetimeMs = typeof maxAge === 'number' && maxAge !== 0 ? maxAge : ttlMs;
     const expiresAt = lastAccess + lifetimeMs;
-    // A lifetime JSON could only write as a number too large to be finite (`1e999`) names no
-    // expiry, so the session takes its cookie's or the default, as a sqlite row without one does.
     return Number.isFinite(expiresAt) ? { id, session: rest, expiresAt } : { id, session: rest };
   }
   return {

@@ -56,6 +56,12 @@ export function parseSession(text: unknown): { session?: ExpressSessionData; pro
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { problem: 'not a JSON object' };
   }
+  // express-session reads every stored session's cookie: JSON without one is not a session,
+  // such as session-file-store's files encrypted with its `secret` (`{ hmac, ct, iv, salt }`).
+  const { cookie } = value as { cookie?: unknown };
+  if (typeof cookie !== 'object' || cookie === null || Array.isArray(cookie)) {
+    return { problem: 'not an express-session session: no cookie (encrypted by the peer?)' };
+  }
   return { session: value as ExpressSessionData };
 }
 
