@@ -122,6 +122,12 @@ export function parseStoreAddress(text: string): StoreAddress {
   }
   if (scheme === 'redis' || scheme === 'rediss') {
     const url = parseServerUrl(text);
+    // `redis:/host:6379` parses as a URL with no host and that path, which the client refuses later with a message naming nothing.
+    if (url.host === '' || !/^(\/\d*)?$/.test(url.pathname)) {
+      throw usageError(
+        `${hidePasswordIn(text)}: not a Redis server address; write ${scheme}://host:port or ${scheme}://host:port/db`,
+      );
+    }
     const options: Record<string, unknown> = {};
     const prefix = url.searchParams.get('prefix');
     if (prefix !== null) options.prefix = prefix;

@@ -109,6 +109,15 @@ describe('store addresses', () => {
     expect(`${result.stderr}${result.stdout}`).not.toContain('Secret-pw');
   });
 
+  it.each(['redis:/10.0.0.5:6379', 'redis:', 'redis://10.0.0.5:6379/x'])(
+    '%s, which names no Redis server and database, exits 2 naming it',
+    async (address) => {
+      const result = await runCli(['stats', address]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`${address}: not a Redis server address`);
+    },
+  );
+
   it('a store that is not there exits 1 and is not created', async () => {
     const path = `${nextDir()}.db`;
     const result = await runCli(['stats', `sqlite:${path}`]);
