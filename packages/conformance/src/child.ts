@@ -18,7 +18,13 @@ export type ChildTask =
    */
   | { kind: 'owner-stream'; owner: string; other: string }
   /** Logs `owner` in `times` times through a SessionManager capped at one session per owner. */
-  | { kind: 'logins'; owner: string; times: number };
+  | { kind: 'logins'; owner: string; times: number }
+  /**
+   * Until killed: creates sessions, touching every third one written before and deleting every
+   * fourth, announcing each step before it (`changing`) and once it resolved (`stored`,
+   * `touched`, `deleted`).
+   */
+  | { kind: 'write-stream' };
 
 export type ChildMessage =
   | { type: 'ready' }
@@ -28,6 +34,10 @@ export type ChildMessage =
   | { type: 'owned'; id: string }
   | { type: 'disowning'; id: string }
   | { type: 'gone'; id: string }
+  | { type: 'stored'; id: string; value: number }
+  | { type: 'changing'; id: string }
+  | { type: 'touched'; id: string; expiresAt: number }
+  | { type: 'deleted'; id: string }
   | { type: 'error'; message: string };
 
 function send(message: ChildMessage): void {
@@ -77,6 +87,29 @@ async function ownerStream(store: SessionStore, task: { owner: string; other: st
   }
 }
 
+async function writeStream(store: SessionStore): Promise<void> {
+  const live: string[] = [];
+  for (let i = 0; ; i++) {
+    const id = generateSessionId();
+    await store.set(id, ownedRecord({ i }, undefined));
+    live.push(id);
+    await sent({ type: 'stored', id, value: i });
+    if (i % 3 === 2) {
+      const target = live[i % live.length] as string;
+      const expiresAt = Date.now() + 2 * 3_600_000 + i;
+      await sent({ type: 'changing', id: target });
+      await store.touch(target, expiresAt);
+      await sent({ type: 'touched', id: target, expiresAt });
+    }
+    if (i % 4 === 3) {
+      const target = live.splice(0, 1)[0] as string;
+      await sent({ type: 'changing', id: target });
+      await store.delete(target);
+      await sent({ type: 'deleted', id: target });
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const [modulePath, location, taskJson] = process.argv.slice(2);
   if (modulePath === undefined || location === undefined || taskJson === undefined) {
@@ -99,6 +132,10 @@ async function main(): Promise<void> {
     await store.close();
     send({ type: 'done' });
     process.disconnect?.();
+    return;
+  }
+  if (task.kind === 'write-stream') {
+    await writeStream(store);
     return;
   }
   if (task.kind === 'owner-stream') {

@@ -11,7 +11,10 @@ export interface ConformanceOptions {
    * when the store declares `capabilities.durable`.
    */
   reopen?(): Promise<SessionStore>;
-  /** Required when the store declares `capabilities.shared` `'host'` or `'cluster'`. */
+  /**
+   * Required when the store declares `capabilities.shared` `'host'` or `'cluster'`, or
+   * `capabilities.durable`: a durable store's crash test kills a child process writing to it.
+   */
   crossProcess?: CrossProcessOptions;
   /**
    * Damages the stored bytes of `id` while `store` is open, the way a torn write or a bad disk

@@ -61,6 +61,19 @@ const EXPECTED_FAILURES: Record<string, string[]> = {
     'a closed store rejects every method with ERR_STORE_CLOSED',
     'a bad id (../x) rejects with ERR_INVALID_SESSION_ID and touches nothing',
   ],
+  ForgetsPassedOverSweepStore: [
+    'a later sweep removes what expired since an earlier one finished, also after a pass resumed at a later now',
+  ],
+  ExpiredOwnerLeakStore: [
+    'an expired session written again for another owner or none is not listed under the old one, before any sweep',
+  ],
+  CachedOwnerExpiryStore: [
+    'a session written again by its owner with an earlier expiry is not listed once that expiry passed',
+  ],
+  CorruptMessageLeaksIdStore: ['an ERR_CORRUPT_RECORD message never contains the session id'],
+  PendingWaitsSurviveCloseStore: [
+    'close() rejects a lock wait already pending with ERR_STORE_CLOSED, not at its waitMs',
+  ],
 };
 
 const vitestCli = join(

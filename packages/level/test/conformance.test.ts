@@ -19,6 +19,11 @@ await runStoreConformance({
     return LevelStore.open({ path: latestPath });
   },
   reopen: () => LevelStore.open({ path: latestPath }),
+  // One process at a time, but a durable store must survive a writer killed mid-stream.
+  crossProcess: {
+    module: new URL('./child-store.mjs', import.meta.url).pathname,
+    location: () => latestPath,
+  },
   // Replaces the record's value with bytes no version of the format ever wrote.
   corrupt: async (store: SessionStore, id: string) => {
     await (store as LevelStore).db.put(Buffer.from(`r${id}`, 'latin1'), Uint8Array.of(0xde, 0xad));

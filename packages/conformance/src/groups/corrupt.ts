@@ -1,3 +1,4 @@
+import { isSessionError } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { bytesOf, collect, decodeValue, expectCode, newId, record, withStore } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
@@ -29,6 +30,32 @@ export function corruptTests(
           expect(decodeValue((await store.get(damaged))?.data ?? bytesOf(null))).toEqual({
             repaired: true,
           });
+        }),
+      60_000,
+    );
+
+    it(
+      'an ERR_CORRUPT_RECORD message never contains the session id',
+      () =>
+        withStore(options, async (store) => {
+          const damaged = newId();
+          await store.set(damaged, record({ damaged: true }));
+          await corrupt(store, damaged);
+          // Ids are bearer secrets, and error messages end up in logs.
+          const reads: Record<string, () => Promise<unknown>> = { get: () => store.get(damaged) };
+          if (typeof store.lend === 'function') {
+            reads.lend = () => store.lend?.(damaged, () => true) as Promise<unknown>;
+          }
+          for (const [method, read] of Object.entries(reads)) {
+            const error = await read().then(
+              () => undefined,
+              (caught: unknown) => caught,
+            );
+            expect(isSessionError(error, 'ERR_CORRUPT_RECORD'), `${method}: ${String(error)}`).toBe(
+              true,
+            );
+            expect((error as Error).message, `the message of ${method}`).not.toContain(damaged);
+          }
         }),
       60_000,
     );

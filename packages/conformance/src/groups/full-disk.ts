@@ -74,5 +74,26 @@ export function fullDiskTests(
         await store.close();
       }
     }, 120_000);
+
+    it('a full disk rejects with an ERR_STORE_IO whose message never contains the session id', async () => {
+      const mounted = mountSmallFilesystem(FILESYSTEM_SIZE);
+      mounts.push(mounted);
+      const store: SessionStore = await openIn(join(mounted, 'store'));
+      try {
+        let failure: unknown;
+        let failedId = '';
+        for (let i = 0; failure === undefined && i < 10_000; i++) {
+          failedId = newId();
+          await store.set(failedId, record({ padding: 'x'.repeat(4000) })).catch((error) => {
+            failure = error;
+          });
+        }
+        expect(isSessionError(failure, 'ERR_STORE_IO'), String(failure)).toBe(true);
+        // Ids are bearer secrets, and error messages end up in logs.
+        expect((failure as Error).message).not.toContain(failedId);
+      } finally {
+        await store.close();
+      }
+    }, 120_000);
   });
 }

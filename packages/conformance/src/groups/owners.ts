@@ -196,6 +196,47 @@ export function ownerTests(
       expect(await ownedIds(store, 'ada')).toEqual([live]);
     });
 
+    test('an expired session written again for another owner or none is not listed under the old one, before any sweep', async (store) => {
+      const lapsed = newId();
+      const bornExpired = newId();
+      const disowned = newId();
+      await store.set(lapsed, ownedRecord({ v: 1 }, 'ada', Date.now() + 150 * scale));
+      await store.set(bornExpired, ownedRecord({ v: 2 }, 'ada', Date.now() - 1000));
+      await store.set(disowned, ownedRecord({ v: 3 }, 'ada', Date.now() + 150 * scale));
+      await delay(400 * scale);
+      // An expired record may be replaced by a create: the id is then bob's, or nobody's.
+      expect(await store.set(lapsed, ownedRecord({ v: 4 }, 'bob'), { only: 'absent' })).toBe(true);
+      expect(await store.set(bornExpired, ownedRecord({ v: 5 }, 'bob'))).toBe(true);
+      expect(await store.set(disowned, ownedRecord({ v: 6 }, undefined), { only: 'absent' })).toBe(
+        true,
+      );
+      expect(await ownedIds(store, 'ada'), "bob's and nobody's sessions listed for ada").toEqual(
+        [],
+      );
+      expect(await ownedIds(store, 'bob')).toEqual([lapsed, bornExpired].sort());
+    });
+
+    test('a session written again by its owner with an earlier expiry is not listed once that expiry passed', async (store) => {
+      const shortened = newId();
+      const endedBySave = newId();
+      const kept = newId();
+      await store.set(shortened, ownedRecord({ v: 1 }, 'ada'));
+      await store.set(endedBySave, ownedRecord({ v: 2 }, 'ada'));
+      await store.set(kept, ownedRecord({ v: 3 }, 'ada'));
+      expect(
+        await store.set(shortened, ownedRecord({ v: 4 }, 'ada', Date.now() + 150 * scale), {
+          only: 'present',
+        }),
+      ).toBe(true);
+      // A save of an already expired record, as a logout that keeps the record may write.
+      expect(await store.set(endedBySave, ownedRecord({ v: 5 }, 'ada', Date.now() - 1000))).toBe(
+        true,
+      );
+      await delay(400 * scale);
+      expect(await store.get(shortened)).toBeUndefined();
+      expect(await ownedIds(store, 'ada')).toEqual([kept]);
+    });
+
     // A native store's backend expires records by its own clock; sweep({ now }) cannot move it.
     if (expiry === 'sweep') {
       test('a swept session is no longer listed', async (store) => {

@@ -1,6 +1,14 @@
 import type { SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { collect, expectCode, newId, record, unexpectedOutcomes, withStore } from '../helpers.js';
+import {
+  collect,
+  delay,
+  expectCode,
+  newId,
+  record,
+  unexpectedOutcomes,
+  withStore,
+} from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 /**
@@ -81,6 +89,19 @@ export function traitTests(options: ConformanceOptions): void {
       expect(await reading).toBeDefined();
       await closing;
     });
+
+    it('close() rejects a lock wait already pending with ERR_STORE_CLOSED, not at its waitMs', async () => {
+      const store = await options.open();
+      const id = newId();
+      const held = await store.locks.acquire(id, { leaseMs: 60_000 });
+      // A store that leaves the wait to run out rejects it with ERR_LOCK_TIMEOUT after waitMs.
+      const waiting = store.locks.acquire(id, { waitMs: 30_000, leaseMs: 60_000 });
+      const waited = expectCode(waiting, 'ERR_STORE_CLOSED');
+      await delay(50);
+      await store.close();
+      await waited;
+      await held.release().catch(() => undefined);
+    }, 90_000);
 
     for (const [label, badId] of BAD_IDS) {
       it(`a bad id (${label}) rejects with ERR_INVALID_SESSION_ID and touches nothing`, () =>

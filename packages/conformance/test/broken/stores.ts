@@ -379,3 +379,161 @@ export class UncheckedLendStore extends MemoryStore {
     return super.lend(id, read);
   }
 }
+
+/**
+ * Sweeps by walking its ids from where the last call stopped and starts over once a walk ends,
+ * but reports done at the end of a walk that spanned calls whatever it passed over as live under
+ * an earlier call's now: a record it kept at T+2h and that expired by T+4h is left behind.
+ */
+export class ForgetsPassedOverSweepStore extends MemoryStore {
+  #cursor: AsyncIterator<string> | undefined;
+  protected override async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
+      this.#cursor ??= super._ids(Number.NEGATIVE_INFINITY)[Symbol.asyncIterator]();
+      for (let i = 0; i < batch; i++) {
+        const next = await this.#cursor.next();
+        if (next.done === true) {
+          this.#cursor = undefined;
+          return progress.result(true);
+        }
+        progress.scanned++;
+        const record = await super._get(next.value, Number.NEGATIVE_INFINITY);
+        if (record !== undefined && record.expiresAt <= progress.now) {
+          await super._delete(next.value, Number.NEGATIVE_INFINITY);
+          progress.removed++;
+        }
+      }
+    }
+    return progress.result(false);
+  }
+}
+
+/**
+ * Keeps owner to ids beside the records, but a write takes the id out of its previous owner's
+ * entry only when the record it replaces is live: an expired, unswept record of ada's written
+ * again for bob stays listed under ada, and the listing trusts the entry.
+ */
+export class ExpiredOwnerLeakStore extends MemoryStore {
+  readonly #index = new Map<string, Set<string>>();
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const before = (await super._get(id, now))?.owner;
+    if (!(await super._set(id, record, only, now))) return false;
+    if (before !== undefined) this.#index.get(before)?.delete(id);
+    if (record.owner !== undefined) {
+      this.#index.set(record.owner, (this.#index.get(record.owner) ?? new Set()).add(id));
+    }
+    return true;
+  }
+  protected override async _delete(id: string, now: number): Promise<boolean> {
+    const owner = (await super._get(id, Number.NEGATIVE_INFINITY))?.owner;
+    if (owner !== undefined) this.#index.get(owner)?.delete(id);
+    return super._delete(id, now);
+  }
+  protected override async _clear(): Promise<void> {
+    this.#index.clear();
+    await super._clear();
+  }
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const sessions: OwnedSession[] = [];
+    for (const id of this.#index.get(owner) ?? []) {
+      const record = await super._get(id, now);
+      if (record !== undefined) sessions.push({ id, record });
+    }
+    return sessions;
+  }
+}
+
+/**
+ * Lists an owner's sessions by an expiry it caches per id, refreshed by touch and by a write
+ * that changes the owner, but not by a write of the same owner: a session its owner saved again
+ * with an earlier expiry is listed after that expiry passed.
+ */
+export class CachedOwnerExpiryStore extends MemoryStore {
+  readonly #expiresAt = new Map<string, number>();
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const before = await super._get(id, Number.NEGATIVE_INFINITY);
+    if (!(await super._set(id, record, only, now))) return false;
+    if (before === undefined || before.owner !== record.owner) {
+      this.#expiresAt.set(id, record.expiresAt);
+    }
+    return true;
+  }
+  protected override async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    const touched = await super._touch(id, expiresAt, now);
+    if (touched) this.#expiresAt.set(id, expiresAt);
+    return touched;
+  }
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    return (await super._ownedBy(owner, Number.NEGATIVE_INFINITY)).filter(
+      ({ id }) => (this.#expiresAt.get(id) ?? Number.NEGATIVE_INFINITY) > now,
+    );
+  }
+}
+
+/** Rejects a damaged record with ERR_CORRUPT_RECORD, quoting its id in the message. */
+export class CorruptMessageLeaksIdStore extends MemoryStore {
+  readonly #damaged = new Set<string>();
+  damage(id: string): void {
+    this.#damaged.add(id);
+  }
+  protected override async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    if (this.#damaged.has(id))
+      throw new SessionError('ERR_CORRUPT_RECORD', `Session ${id} is damaged`);
+    return super._get(id, now);
+  }
+  protected override async _lend<T>(
+    id: string,
+    now: number,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ): Promise<T | undefined> {
+    if (this.#damaged.has(id))
+      throw new SessionError('ERR_CORRUPT_RECORD', `Session ${id} is damaged`);
+    return super._lend(id, now, read);
+  }
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const wrote = await super._set(id, record, only, now);
+    if (wrote) this.#damaged.delete(id);
+    return wrote;
+  }
+}
+
+/**
+ * Wraps core's locks (counting acquires, say) and refuses acquires once closed, but never closes
+ * the wrapped ones: a wait pending at close() runs out its waitMs and fails with ERR_LOCK_TIMEOUT.
+ */
+class PendingWaitsSurviveCloseLocks implements LockManager {
+  readonly #inner = new KeyedLocks();
+  #closed = false;
+  acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    if (this.#closed) return Promise.reject(new SessionError('ERR_STORE_CLOSED', 'closed'));
+    return this.#inner.acquire(id, options);
+  }
+  fence<T>(
+    lock: SessionLock,
+    write: (lease: HeldLease) => Promise<T>,
+    options?: { release?: boolean },
+  ): Promise<T> {
+    return this.#inner.fence(lock, write, options);
+  }
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}
+export class PendingWaitsSurviveCloseStore extends MemoryStore {
+  override readonly locks: LockManager = new PendingWaitsSurviveCloseLocks();
+}

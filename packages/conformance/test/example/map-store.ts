@@ -20,6 +20,8 @@ export class MapStore extends BaseStore {
   readonly #records = new Map<string, SessionRecord>();
   // Where the last sweep stopped, so the next call resumes instead of starting over.
   #sweepCursor: Iterator<[string, SessionRecord]> | undefined;
+  // The earliest expiry this pass left behind it: a later call's now may have passed it.
+  #passKeptUntil = Number.POSITIVE_INFINITY;
 
   static async open(options: BaseStoreOptions = {}): Promise<MapStore> {
     return new MapStore(options);
@@ -40,6 +42,7 @@ export class MapStore extends BaseStore {
     const exists = this.#live(id, now) !== undefined;
     if ((only === 'absent' && exists) || (only === 'present' && !exists)) return false;
     this.#records.set(id, { data: new Uint8Array(record.data), expiresAt: record.expiresAt });
+    this.#keptByPass(record.expiresAt);
     return true;
   }
 
@@ -47,6 +50,7 @@ export class MapStore extends BaseStore {
     const record = this.#live(id, now);
     if (record === undefined) return false;
     record.expiresAt = expiresAt;
+    this.#keptByPass(expiresAt);
     return true;
   }
 
@@ -62,15 +66,21 @@ export class MapStore extends BaseStore {
       for (let i = 0; i < batch; i++) {
         const next = this.#sweepCursor.next();
         if (next.done) {
-          // The pass is over: the next call starts another from the first record.
+          // The pass is over. It is done only if nothing it left behind has expired by this
+          // call's now; otherwise another pass starts from the first record.
+          const clean = this.#passKeptUntil > progress.now;
           this.#sweepCursor = undefined;
-          return progress.result(true);
+          this.#passKeptUntil = Number.POSITIVE_INFINITY;
+          if (clean) return progress.result(true);
+          break;
         }
         const [id, record] = next.value;
         progress.scanned++;
         if (record.expiresAt <= progress.now) {
           this.#records.delete(id);
           progress.removed++;
+        } else {
+          this.#passKeptUntil = Math.min(this.#passKeptUntil, record.expiresAt);
         }
       }
       await yieldToEventLoop();
@@ -94,6 +104,13 @@ export class MapStore extends BaseStore {
 
   protected async _close(): Promise<void> {
     this.#records.clear();
+  }
+
+  // A write during a pass may land behind the cursor, where the pass will not see it again.
+  #keptByPass(expiresAt: number): void {
+    if (this.#sweepCursor !== undefined) {
+      this.#passKeptUntil = Math.min(this.#passKeptUntil, expiresAt);
+    }
   }
 
   #live(id: string, now: number): SessionRecord | undefined {
