@@ -183,6 +183,30 @@ test('docs/writing-a-store.md prints the MapStore the conformance tests run', ()
   expect(printed?.code).toBe(tested);
 });
 
+test("docs/writing-a-store.md's MapStore type-checks under tsc --init's stricter options, our declaration files included", () => {
+  const block = blocksByPage
+    .get('docs/writing-a-store.md')
+    ?.find((candidate) => candidate.code.includes('class MapStore')) as CodeBlock;
+  const file = join(blockDir(block), 'strict.ts');
+  writeFileSync(file, block.code);
+  // What `tsc --init` turns on, and our own .d.ts files checked (skipLibCheck off for them).
+  const options: ts.CompilerOptions = {
+    ...compilerOptions,
+    exactOptionalPropertyTypes: true,
+    noUncheckedIndexedAccess: true,
+    verbatimModuleSyntax: true,
+    skipLibCheck: false,
+  };
+  const program = ts.createProgram({ rootNames: [file], options });
+  const ours = ts.getPreEmitDiagnostics(program).filter((diagnostic) => {
+    const name = diagnostic.file?.fileName ?? file;
+    return name === file || name.includes('/@sessile/');
+  });
+  expect(
+    ours.map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
+  ).toEqual([]);
+});
+
 test('docs/examples/express-app.mjs --check passes', async () => {
   const child = spawn(process.execPath, [join(root, 'docs/examples/express-app.mjs'), '--check'], {
     cwd: work,

@@ -12,7 +12,7 @@ export interface SessionRecord {
    * a scan. `get` returns it, `touch` keeps it, and `set` replaces it (a record written without
    * an owner has none).
    */
-  owner?: string;
+  owner?: string | undefined;
 }
 
 /** One live session of an owner, as `ownedBy` returns it. */
@@ -142,7 +142,8 @@ export interface LockManager {
    * backend can read the record as part of taking the lock. The record is the one a `get` right
    * after the acquire would return, never one written before the previous holder's last write.
    */
-  readonly acquireAndGet?: (id: string, options?: AcquireOptions) => Promise<LockedRecord>;
+  // `| undefined` so that a lock manager which may lack it (`LeaseLocks`) fits under exactOptionalPropertyTypes.
+  readonly acquireAndGet?: ((id: string, options?: AcquireOptions) => Promise<LockedRecord>) | undefined;
   /** Rejects pending and future acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
   close?(): Promise<void>;
   /**
