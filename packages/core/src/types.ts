@@ -141,9 +141,12 @@ export interface LockManager {
    * `acquire(id)` followed by the store's `get(id)`, in one round trip: present only where the
    * backend can read the record as part of taking the lock. The record is the one a `get` right
    * after the acquire would return, never one written before the previous holder's last write.
+   * `undefined` is allowed, so a lock manager that has it or not (`LeaseLocks`) fits under
+   * `exactOptionalPropertyTypes`.
    */
-  // `| undefined` so that a lock manager which may lack it (`LeaseLocks`) fits under exactOptionalPropertyTypes.
-  readonly acquireAndGet?: ((id: string, options?: AcquireOptions) => Promise<LockedRecord>) | undefined;
+  readonly acquireAndGet?:
+    | ((id: string, options?: AcquireOptions) => Promise<LockedRecord>)
+    | undefined;
   /** Rejects pending and future acquires with `ERR_STORE_CLOSED`. Held locks stay until released or expired. */
   close?(): Promise<void>;
   /**
