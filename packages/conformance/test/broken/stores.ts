@@ -257,20 +257,23 @@ export class StaleOwnerIndexStore extends MemoryStore {
 }
 
 /**
- * Sweeps by walking its ids from where the last call stopped, and never starts over once a
- * walk reached the end: every later sweep reports done and removes nothing.
+ * Sweeps by walking its ids from where the last call stopped, removing those expired as of each
+ * call's `now`, and reports done when a walk reaches the last id.
  */
-export class StaleSweepCursorStore extends MemoryStore {
+abstract class WalkingSweepStore extends MemoryStore {
+  /** Whether a sweep after a finished walk walks again, or reports done at once. */
+  protected abstract readonly walksAgain: boolean;
   #cursor: AsyncIterator<string> | undefined;
   #finished = false;
   protected override async _sweep(progress: SweepProgress): Promise<SweepResult> {
     if (this.#finished) return progress.result(true);
-    this.#cursor ??= super._ids(Number.NEGATIVE_INFINITY)[Symbol.asyncIterator]();
     for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
+      this.#cursor ??= super._ids(Number.NEGATIVE_INFINITY)[Symbol.asyncIterator]();
       for (let i = 0; i < batch; i++) {
         const next = await this.#cursor.next();
         if (next.done === true) {
-          this.#finished = true;
+          this.#cursor = undefined;
+          this.#finished = !this.walksAgain;
           return progress.result(true);
         }
         progress.scanned++;
@@ -283,6 +286,11 @@ export class StaleSweepCursorStore extends MemoryStore {
     }
     return progress.result(false);
   }
+}
+
+/** Walks as `WalkingSweepStore` does, and never again once a walk reached the end: every later sweep reports done and removes nothing. */
+export class StaleSweepCursorStore extends WalkingSweepStore {
+  protected readonly walksAgain = false;
 }
 
 /** Sweeps records that expired strictly before now, leaving one whose expiresAt is now. */
@@ -381,31 +389,12 @@ export class UncheckedLendStore extends MemoryStore {
 }
 
 /**
- * Sweeps by walking its ids from where the last call stopped and starts over once a walk ends,
- * but reports done at the end of a walk that spanned calls whatever it passed over as live under
- * an earlier call's now: a record it kept at T+2h and that expired by T+4h is left behind.
+ * Walks its ids as `WalkingSweepStore` does and starts over once a walk ends, but reports done
+ * at the end of a walk that spanned calls whatever it passed over as live under an earlier
+ * call's now: a record it kept at T+2h and that expired by T+4h is left behind.
  */
-export class ForgetsPassedOverSweepStore extends MemoryStore {
-  #cursor: AsyncIterator<string> | undefined;
-  protected override async _sweep(progress: SweepProgress): Promise<SweepResult> {
-    for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
-      this.#cursor ??= super._ids(Number.NEGATIVE_INFINITY)[Symbol.asyncIterator]();
-      for (let i = 0; i < batch; i++) {
-        const next = await this.#cursor.next();
-        if (next.done === true) {
-          this.#cursor = undefined;
-          return progress.result(true);
-        }
-        progress.scanned++;
-        const record = await super._get(next.value, Number.NEGATIVE_INFINITY);
-        if (record !== undefined && record.expiresAt <= progress.now) {
-          await super._delete(next.value, Number.NEGATIVE_INFINITY);
-          progress.removed++;
-        }
-      }
-    }
-    return progress.result(false);
-  }
+export class ForgetsPassedOverSweepStore extends WalkingSweepStore {
+  protected readonly walksAgain = true;
 }
 
 /**
