@@ -302,13 +302,21 @@ export class SweepBoundaryStore extends MemoryStore {
 }
 
 /**
- * Keeps owner to ids apart from the records, moving an id when a write gives its live record
- * another owner, but never taking one out on delete, sweep or clear; lists every live record
- * an owner's entry names, whoever owns it now. An id deleted and written again for someone
- * else so stays listed under its first owner.
+ * Keeps owner to ids in a map beside the records, which the subclass keeps (wrongly), and lists
+ * every live record an owner's entry names, whoever owns it now.
  */
-export class LeakyOwnerIndexStore extends MemoryStore {
+abstract class SideIndexStore extends MemoryStore {
   readonly #index = new Map<string, Set<string>>();
+  protected index(owner: string, id: string): void {
+    this.#index.set(owner, (this.#index.get(owner) ?? new Set()).add(id));
+  }
+  protected unindex(owner: string, id: string): void {
+    this.#index.get(owner)?.delete(id);
+  }
+  protected forgetAll(): void {
+    this.#index.clear();
+  }
+  /** A write moves the id from the previous owner of the record it replaces, if that was live. */
   protected override async _set(
     id: string,
     record: SessionRecord,
@@ -316,12 +324,9 @@ export class LeakyOwnerIndexStore extends MemoryStore {
     now: number,
   ): Promise<boolean> {
     const before = (await super._get(id, now))?.owner;
-    const wrote = await super._set(id, record, only, now);
-    if (!wrote) return false;
-    if (before !== undefined && before !== record.owner) this.#index.get(before)?.delete(id);
-    if (record.owner !== undefined) {
-      this.#index.set(record.owner, (this.#index.get(record.owner) ?? new Set()).add(id));
-    }
+    if (!(await super._set(id, record, only, now))) return false;
+    if (before !== undefined && before !== record.owner) this.unindex(before, id);
+    if (record.owner !== undefined) this.index(record.owner, id);
     return true;
   }
   protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
@@ -333,6 +338,14 @@ export class LeakyOwnerIndexStore extends MemoryStore {
     return sessions;
   }
 }
+
+/**
+ * Keeps owner to ids apart from the records, moving an id when a write gives its live record
+ * another owner, but never taking one out on delete, sweep or clear; lists every live record
+ * an owner's entry names, whoever owns it now. An id deleted and written again for someone
+ * else so stays listed under its first owner.
+ */
+export class LeakyOwnerIndexStore extends SideIndexStore {}
 
 /** Lists an owner's sessions with the records it keeps for the listing, not copies. */
 export class OwnedByNoCopyStore extends MemoryStore {
@@ -402,38 +415,15 @@ export class ForgetsPassedOverSweepStore extends WalkingSweepStore {
  * entry only when the record it replaces is live: an expired, unswept record of ada's written
  * again for bob stays listed under ada, and the listing trusts the entry.
  */
-export class ExpiredOwnerLeakStore extends MemoryStore {
-  readonly #index = new Map<string, Set<string>>();
-  protected override async _set(
-    id: string,
-    record: SessionRecord,
-    only: 'absent' | 'present' | undefined,
-    now: number,
-  ): Promise<boolean> {
-    const before = (await super._get(id, now))?.owner;
-    if (!(await super._set(id, record, only, now))) return false;
-    if (before !== undefined) this.#index.get(before)?.delete(id);
-    if (record.owner !== undefined) {
-      this.#index.set(record.owner, (this.#index.get(record.owner) ?? new Set()).add(id));
-    }
-    return true;
-  }
+export class ExpiredOwnerLeakStore extends SideIndexStore {
   protected override async _delete(id: string, now: number): Promise<boolean> {
     const owner = (await super._get(id, Number.NEGATIVE_INFINITY))?.owner;
-    if (owner !== undefined) this.#index.get(owner)?.delete(id);
+    if (owner !== undefined) this.unindex(owner, id);
     return super._delete(id, now);
   }
   protected override async _clear(): Promise<void> {
-    this.#index.clear();
+    this.forgetAll();
     await super._clear();
-  }
-  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
-    const sessions: OwnedSession[] = [];
-    for (const id of this.#index.get(owner) ?? []) {
-      const record = await super._get(id, now);
-      if (record !== undefined) sessions.push({ id, record });
-    }
-    return sessions;
   }
 }
 
