@@ -1,6 +1,6 @@
 import { SessionError, toStoreIoError } from './errors.js';
 import { assertOwner, assertSessionId } from './ids.js';
-import { LeaseLocks } from './locks/lease-locks.js';
+import type { LeaseLocks } from './locks/lease-locks.js';
 import { readsText, TextRecord } from './record-text.js';
 import type {
   HeldLease,
@@ -392,8 +392,9 @@ export abstract class BaseStore implements SessionStore {
   close(): Promise<void> {
     if (this.#closing === undefined) {
       this.#closed = true;
-      // Acquires end now, not once the operations in flight have: a lock taken meanwhile would outlive the store.
-      if (this.locks instanceof LeaseLocks) this.locks.stopAcquiring();
+      // Acquires end now, not once the operations in flight have: a lock taken meanwhile would
+      // outlive the store. Asked by name, so lock kits from another copy of core stop too.
+      (this.locks as Partial<Pick<LeaseLocks, 'stopAcquiring'>>).stopAcquiring?.();
       this.#closing = (async () => {
         if (this.#inflight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
         await this.locks.close?.();
