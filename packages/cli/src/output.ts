@@ -11,6 +11,11 @@ export interface CommonOptions {
 /** What to do about a record over a store's size limit, said wherever one is met. */
 export const RECORD_LIMIT_HINT = '--max-record-bytes raises the limit';
 
+/** An id in reports: enough to find it in the peer, not enough to use it. */
+export function maskId(id: string): string {
+  return `${id.slice(0, 4)}… (${id.length} characters)`;
+}
+
 /** Writes to stdout, waiting when the pipe is full so large listings never pile up in memory. */
 export async function write(text: string): Promise<void> {
   if (!process.stdout.write(text)) {

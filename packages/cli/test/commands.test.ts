@@ -454,7 +454,8 @@ describe('--max-record-bytes', () => {
       pad: 'p'.repeat(big),
       __lastAccess: Date.now(),
     };
-    writeFileSync(join(peer, `${generateSessionId()}.json`), JSON.stringify(session));
+    const id = generateSessionId();
+    writeFileSync(join(peer, `${id}.json`), JSON.stringify(session));
     const result = await runCli([
       'import',
       '--from',
@@ -464,6 +465,9 @@ describe('--max-record-bytes', () => {
     ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('--max-record-bytes raises the limit');
+    // Which session, masked as every report masks ids, so it can be found in the peer.
+    expect(result.stderr).toContain(`Session ${id.slice(0, 4)}… (${id.length} characters)`);
+    expect(result.stderr).not.toContain(id);
   });
 
   it.each(['0', '-1', '1.5', 'lots', ''])('refuses %j with exit 2', async (value) => {

@@ -1,7 +1,7 @@
-import type { SessionRecord, SessionStore } from '@sessile/core';
+import { isSessionError, SessionError, type SessionRecord, type SessionStore } from '@sessile/core';
 import { parseStoreAddress, sameStore } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
-import { type CommonOptions, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
+import { type CommonOptions, maskId, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import {
@@ -90,7 +90,16 @@ export async function writeRecord(
     else counts.written++;
     return;
   }
-  const wrote = await store.set(id, record, options.overwrite ? {} : { only: 'absent' });
+  let wrote: boolean;
+  try {
+    wrote = await store.set(id, record, options.overwrite ? {} : { only: 'absent' });
+  } catch (error) {
+    // Ends the run: the message says which session, so it can be found in the source.
+    if (!isSessionError(error, 'ERR_RECORD_TOO_LARGE')) throw error;
+    throw new SessionError('ERR_RECORD_TOO_LARGE', `Session ${maskId(id)}: ${error.message}`, {
+      cause: error,
+    });
+  }
   if (wrote) counts.written++;
   else counts.present++;
 }

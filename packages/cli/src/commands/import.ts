@@ -3,6 +3,7 @@ import { encodeLibrarySession } from '@sessile/core/store';
 import { codecFromEnvironment } from '../codec.js';
 import { type ExitCode, usageError } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
+import { maskId } from '../output.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
@@ -27,11 +28,6 @@ export function parseDefaultTtl(value: string): number {
     );
   }
   return ms;
-}
-
-/** An id in reports: enough to find it in the peer, not enough to use it. */
-function maskId(id: string): string {
-  return `${id.slice(0, 4)}… (${id.length} characters)`;
 }
 
 /**
