@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jsonCodec, type SessionStore } from '@sessile/core';
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 
@@ -79,4 +79,15 @@ export async function seed(
       }),
     ),
   );
+}
+
+/** `expiresAt` is what a run between `startedAt` and `finishedAt` gave from its default TTL of `ttlMs`. */
+export function expectDefaultTtl(
+  expiresAt: number | undefined,
+  ttlMs: number,
+  startedAt: number,
+  finishedAt = Date.now(),
+): void {
+  expect(expiresAt).toBeGreaterThanOrEqual(startedAt + ttlMs);
+  expect(expiresAt).toBeLessThanOrEqual(finishedAt + ttlMs);
 }
