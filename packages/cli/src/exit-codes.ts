@@ -24,6 +24,11 @@ export class CliError extends Error {
   readonly exitCode: ExitCode;
   /** A stable word for `--json` output: the SessionError code, or one of the CLI's own. */
   readonly code: string;
+  /**
+   * What the command had done before it failed, for `--json` output beside the error: a copy or
+   * an import stopped by a session the target refuses still wrote the sessions before it.
+   */
+  done?: Record<string, unknown>;
 
   constructor(message: string, exitCode: ExitCode, code: string, options?: { cause?: unknown }) {
     super(message, options);

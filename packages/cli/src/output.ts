@@ -67,6 +67,7 @@ export function toCliError(error: unknown): CliError {
 export function printFailureJson(failure: CliError): Promise<void> {
   return printJson({
     ok: false,
+    ...failure.done,
     error: { code: failure.code, message: failure.message, exitCode: failure.exitCode },
   });
 }

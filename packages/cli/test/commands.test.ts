@@ -470,6 +470,41 @@ describe('--max-record-bytes', () => {
     expect(result.stderr).not.toContain(id);
   });
 
+  it('an import ended by a too-large session reports what it had written, which stays written', async () => {
+    const peer = nextDir();
+    mkdirSync(peer, { recursive: true });
+    const expires = new Date(Date.now() + 3_600_000).toISOString();
+    const cookie = { originalMaxAge: 3_600_000, expires };
+    const bigId = generateSessionId();
+    const smallId = generateSessionId();
+    writeFileSync(join(peer, `${bigId}.json`), JSON.stringify({ cookie, pad: 'p'.repeat(big) }));
+    writeFileSync(join(peer, `${smallId}.json`), JSON.stringify({ cookie, user: 'ann' }));
+    const target = nextDir();
+    const args = ['import', '--from', `session-file-store:${peer}`, '--to', `level:${target}`];
+    const json = await runCli([...args, '--json']);
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout);
+    expect(report).toMatchObject({
+      ok: false,
+      stopped: true,
+      counts: { read: 2, written: 1, present: 0, expired: 0, unreadable: 0 },
+      error: { code: 'ERR_RECORD_TOO_LARGE', exitCode: 1 },
+    });
+    expect(report.error.message).toContain(`Session ${bigId.slice(0, 4)}…`);
+
+    // Run again: the session it wrote is there, kept as written, and the text says so too.
+    const text = await runCli(args);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^stopped: 2 read, 0 written, 1 already present/m);
+    const level = await LevelStore.open({ path: target });
+    try {
+      expect(await level.get(smallId)).toBeDefined();
+      expect(await level.get(bigId)).toBeUndefined();
+    } finally {
+      await level.close();
+    }
+  });
+
   it.each(['0', '-1', '1.5', 'lots', ''])('refuses %j with exit 2', async (value) => {
     const { url } = await sqliteWith(1, 0);
     const result = await runCli(['stats', url, '--max-record-bytes', value, '--json']);

@@ -1,7 +1,14 @@
 import { isSessionError, SessionError, type SessionRecord, type SessionStore } from '@sessile/core';
 import { parseStoreAddress, sameStore } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
-import { type CommonOptions, maskId, printJson, printLines, RECORD_LIMIT_HINT } from '../output.js';
+import {
+  type CommonOptions,
+  maskId,
+  printJson,
+  printLines,
+  RECORD_LIMIT_HINT,
+  toCliError,
+} from '../output.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import {
@@ -55,9 +62,11 @@ export function parseConcurrency(value: string): number {
   return concurrency;
 }
 
+type TransferSummary = Record<string, unknown> & { counts: TransferCounts };
+
 /** The exit code and the closing lines a copy or an import reports. */
 export async function reportTransfer(
-  summary: Record<string, unknown> & { counts: TransferCounts; interrupted: boolean },
+  summary: TransferSummary & { interrupted: boolean },
   options: TransferOptions,
 ): Promise<ExitCode> {
   const { counts } = summary;
@@ -68,13 +77,33 @@ export async function reportTransfer(
       : EXIT.ok;
   if (options.json) await printJson({ ok: exitCode === EXIT.ok, ...summary, exitCode });
   else {
-    const verb = options.dryRun ? 'would write' : 'written';
     await printLines([
-      `${options.dryRun ? 'dry run: ' : ''}${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} imported before (in --ledger)`}`,
+      `${options.dryRun ? 'dry run: ' : ''}${countsLine(counts, options)}`,
       ...(summary.interrupted ? ['interrupted: run the same command again to resume'] : []),
     ]);
   }
   return exitCode;
+}
+
+/**
+ * Rethrows what ended a copy or an import early (a session the target refuses, a store that
+ * failed) with what the run had done by then: the sessions before it stay written, so the counts
+ * are printed as a finished run prints them, and `--json` puts them beside the error.
+ */
+export async function transferStopped(
+  error: unknown,
+  summary: TransferSummary,
+  options: TransferOptions,
+): Promise<never> {
+  const failure = toCliError(error);
+  failure.done = { ...summary, stopped: true };
+  if (!options.json) await printLines([`stopped: ${countsLine(summary.counts, options)}`]);
+  throw failure;
+}
+
+function countsLine(counts: TransferCounts, options: TransferOptions): string {
+  const verb = options.dryRun ? 'would write' : 'written';
+  return `${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} imported before (in --ledger)`}`;
 }
 
 /** Writes one record under `only: 'absent'` (or unconditionally with `--overwrite`), or counts what it would do. */
@@ -118,6 +147,13 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
         // Counting walks the whole store, so it is done only for a bar someone will see.
         const shown = progressShown(options.json);
         const progress = new Progress('copy', shown ? await source.count() : undefined, shown);
+        const summary = (): TransferSummary => ({
+          from: from.display,
+          to: to.display,
+          dryRun: Boolean(options.dryRun),
+          overwrite: Boolean(options.overwrite),
+          counts: { ...counts, tooLarge },
+        });
         let outcome: { interrupted: boolean };
         try {
           outcome = await forEachConcurrently(
@@ -142,6 +178,8 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               progress.increment();
             },
           );
+        } catch (error) {
+          return transferStopped(error, summary(), options);
         } finally {
           progress.stop();
         }
@@ -150,17 +188,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             `skipped ${tooLarge} record${tooLarge === 1 ? '' : 's'} over ${source.maxRecordBytes} bytes; ${RECORD_LIMIT_HINT}\n`,
           );
         }
-        return reportTransfer(
-          {
-            from: from.display,
-            to: to.display,
-            dryRun: Boolean(options.dryRun),
-            overwrite: Boolean(options.overwrite),
-            interrupted: outcome.interrupted,
-            counts: { ...counts, tooLarge },
-          },
-          options,
-        );
+        return reportTransfer({ ...summary(), interrupted: outcome.interrupted }, options);
       }),
     );
   } finally {

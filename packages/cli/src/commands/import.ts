@@ -8,7 +8,13 @@ import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import { interruptSignal, withTarget } from '../store-session.js';
-import { newCounts, reportTransfer, type TransferOptions, writeRecord } from './copy.js';
+import {
+  newCounts,
+  reportTransfer,
+  type TransferOptions,
+  transferStopped,
+  writeRecord,
+} from './copy.js';
 import { parseMilliseconds } from './sweep.js';
 
 export interface ImportOptions extends TransferOptions, PeerOptions {
@@ -52,6 +58,30 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
       const unreadable: { id: string; problem: string }[] = [];
       const shown = progressShown(options.json);
       const progress = new Progress('import', shown ? await peer.count() : undefined, shown);
+      const summary = () => ({
+        from: peer.display,
+        to: to.display,
+        codec: codec.name,
+        dryRun: Boolean(options.dryRun),
+        overwrite: Boolean(options.overwrite),
+        counts: {
+          ...counts,
+          invalidId: invalidIds.length,
+          ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
+        },
+        invalidIds,
+        unreadable,
+      });
+      /** The sessions left out, one line each; `--json` lists them in its document instead. */
+      const reportSkipped = (): void => {
+        if (options.json) return;
+        for (const id of invalidIds) {
+          process.stderr.write(`skipped ${id}: not a valid sessile id, left as it is\n`);
+        }
+        for (const { id, problem } of unreadable) {
+          process.stderr.write(`skipped ${id}: ${problem}\n`);
+        }
+      };
       let outcome: { interrupted: boolean };
       try {
         outcome = await forEachConcurrently(
@@ -102,35 +132,14 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             await ledger.record(entry.id);
           },
         );
-      } finally {
+      } catch (error) {
         progress.stop();
+        reportSkipped();
+        return transferStopped(error, summary(), options);
       }
-      if (!options.json) {
-        for (const id of invalidIds) {
-          process.stderr.write(`skipped ${id}: not a valid sessile id, left as it is\n`);
-        }
-        for (const { id, problem } of unreadable) {
-          process.stderr.write(`skipped ${id}: ${problem}\n`);
-        }
-      }
-      return reportTransfer(
-        {
-          from: peer.display,
-          to: to.display,
-          codec: codec.name,
-          dryRun: Boolean(options.dryRun),
-          overwrite: Boolean(options.overwrite),
-          interrupted: outcome.interrupted,
-          counts: {
-            ...counts,
-            invalidId: invalidIds.length,
-            ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
-          },
-          invalidIds,
-          unreadable,
-        },
-        options,
-      );
+      progress.stop();
+      reportSkipped();
+      return reportTransfer({ ...summary(), interrupted: outcome.interrupted }, options);
     });
   } finally {
     interrupt.dispose();
