@@ -105,6 +105,10 @@ export async function sweepToDone(
   let removed = 0;
   for (let calls = 1; calls <= maxCalls; calls++) {
     const result = await store.sweep({ now, ...extra });
+    expect(
+      result.scanned,
+      'a sweep examines every record it removes, so scanned is at least removed',
+    ).toBeGreaterThanOrEqual(result.removed);
     removed += result.removed;
     if (result.done) return { removed, calls };
   }

@@ -12,6 +12,7 @@ import {
   type SessionRecord,
   type SessionStore,
   type SetOptions,
+  type SweepOptions,
   type SweepResult,
   type WriteOptions,
 } from '@sessile/core';
@@ -515,4 +516,11 @@ class PendingWaitsSurviveCloseLocks implements LockManager {
 }
 export class PendingWaitsSurviveCloseStore extends MemoryStore {
   override readonly locks: LockManager = new PendingWaitsSurviveCloseLocks();
+}
+
+/** Removes expired records but reports none examined, as a store that forgot to count would. */
+export class UncountedSweepStore extends MemoryStore {
+  override async sweep(options?: SweepOptions): Promise<SweepResult> {
+    return { ...(await super.sweep(options)), scanned: 0 };
+  }
 }
