@@ -397,6 +397,47 @@ describe('what cannot be imported', () => {
     }
   });
 
+  it('better-sqlite3-session-store: a browser-session cookie (expires false) under an unreadable expire column lives --default-ttl', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'peer.db');
+    const db = new Database(path);
+    const id = generateSessionId();
+    try {
+      // The peer's own schema, with an expire value it could not have written.
+      db.exec(
+        'CREATE TABLE sessions (sid TEXT NOT NULL PRIMARY KEY, sess JSON NOT NULL, expire TEXT NOT NULL)',
+      );
+      db.prepare('INSERT INTO sessions VALUES (?, ?, ?)').run(
+        id,
+        JSON.stringify({ cookie: { originalMaxAge: null, expires: false }, user: 'ada' }),
+        'not a date',
+      );
+    } finally {
+      db.close();
+    }
+    const target = join(dir, 'to');
+    const startedAt = Date.now();
+    const result = await runCli([
+      'import',
+      '--from',
+      `better-sqlite3-session-store:${path}`,
+      '--to',
+      `file:${target}`,
+      '--default-ttl',
+      String(HOUR_MS),
+      '--json',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jsonOf<{ counts: object }>(result).counts).toMatchObject({ written: 1, expired: 0 });
+    const store = await FileStore.open({ path: target });
+    try {
+      expectDefaultTtl((await store.get(id))?.expiresAt, HOUR_MS, startedAt);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a peer table that is not what the address claims is refused before anything is written', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

@@ -65,10 +65,13 @@ export function parseSession(text: unknown): { session?: ExpressSessionData; pro
   return { session: value as ExpressSessionData };
 }
 
-/** The expiry in a session's own cookie, when it has one. */
+/**
+ * The expiry in a session's own cookie, when it has one. `false` is express-session's
+ * browser-session cookie, as `null` is: read as a Date it would be the epoch, long expired.
+ */
 export function cookieExpiry(session: ExpressSessionData): number | undefined {
-  const expires = session.cookie?.expires;
-  if (expires === undefined || expires === null) return undefined;
-  const time = new Date(expires).getTime();
+  const expires: unknown = session.cookie?.expires;
+  if (expires === undefined || expires === null || typeof expires === 'boolean') return undefined;
+  const time = new Date(expires as string | Date).getTime();
   return Number.isFinite(time) ? time : undefined;
 }
