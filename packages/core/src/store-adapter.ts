@@ -9,7 +9,7 @@ import { isSessionId } from './ids.js';
 import { READS_TEXT, recordText, TextRecord, takesText } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
-import { assertDuration, assertKnownOptions, describeValue } from './util.js';
+import { assertDuration, assertKnownOptions, describeValue, hasMethods } from './util.js';
 
 /** The options of an adapter that runs a sessile store behind another library's store interface. */
 export interface StoreAdapterOptions {
@@ -39,12 +39,15 @@ export function openStoreAdapter(
   /** The record to store for a session the library hands over; throws as `encodeLibrarySession`. */
   record: (id: string, session: object, now: number, expiresAt: number) => SessionRecord;
 } {
-  if (
-    typeof store !== 'object' ||
-    store === null ||
-    typeof (store as SessionStore).get !== 'function'
-  ) {
-    throw new TypeError(`${where} needs a sessile SessionStore, got ${describeValue(store)}`);
+  if (!hasMethods(store, STORE_METHODS)) {
+    // express-session's own MemoryStore and connect-redis have a `get` too; taken for a sessile
+    // store, either would fail every request with an error that names neither.
+    const hint = hasMethods(store, ['get', 'set', 'destroy'])
+      ? " with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core"
+      : '';
+    throw new TypeError(
+      `${where} needs a sessile SessionStore, got ${describeValue(store)}${hint}`,
+    );
   }
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`${where}: options must be an object, got ${describeValue(options)}`);
@@ -84,6 +87,9 @@ export function openStoreAdapter(
       : { data: encodeLibrarySession(codec, id, session, now), expiresAt };
   return { store: sessionStore, codec, defaultTtlMs, read, record };
 }
+
+/** What an adapter calls on its store. */
+const STORE_METHODS = ['get', 'set', 'touch', 'delete', 'count', 'ids', 'clear', 'close'];
 
 const ABSENT: Promise<undefined> = Promise.resolve(undefined);
 

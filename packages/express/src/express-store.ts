@@ -11,7 +11,8 @@ import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
 export interface ExpressSessionData {
-  cookie?: { expires?: Date | string | null } | null;
+  /** `expires` null, false or absent: a browser-session cookie, kept for `defaultTtlMs`. */
+  cookie?: { expires?: Date | string | false | null } | null;
   // biome-ignore lint/suspicious/noExplicitAny: the app's own (augmented) session fields
   [field: string]: any;
 }
@@ -76,10 +77,13 @@ function storeBase(): StoreBase {
 }
 
 function expiresAtOf(session: ExpressSessionData, defaultTtlMs: number, now: number): number {
-  const expires = session.cookie?.expires;
-  if (expires !== undefined && expires !== null) {
+  const expires: unknown = session.cookie?.expires;
+  // `false` is express-session's documented browser-session cookie, like null; as a Date it
+  // would be the epoch, an expiry long past.
+  if (expires !== undefined && expires !== null && typeof expires !== 'boolean') {
     // express-session hands over a Date; a session read back from JSON has its ISO string.
-    const time = expires instanceof Date ? expires.getTime() : new Date(expires).getTime();
+    const time =
+      expires instanceof Date ? expires.getTime() : new Date(expires as string).getTime();
     if (Number.isFinite(time)) return time;
   }
   return now + defaultTtlMs;

@@ -68,6 +68,12 @@ async function startApp(expressStore: ExpressSessionStore, maxAgeMs = 60_000) {
       res.json({ id: req.sessionID });
     });
   });
+  app.post('/login-for-this-visit', (req, res) => {
+    req.session.user = 'alice';
+    // express-session's documented way to a cookie that lasts until the browser closes.
+    Object.assign(req.session.cookie, { expires: false });
+    res.json({ id: req.sessionID });
+  });
   app.post('/logout', (req, res, next) => {
     req.session.destroy((error) => (error ? next(error) : res.json({ ok: true })));
   });
@@ -115,6 +121,25 @@ describe.each(testStores())(
       const record = await store.get(id);
       expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 60_000);
       expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+    });
+
+    it('keeps a session whose cookie lasts this browser visit only (expires = false) for defaultTtlMs', async () => {
+      const store = await openStore();
+      const defaultTtlMs = 10 * 60_000;
+      const url = await startApp(toExpressStore(store, { defaultTtlMs }));
+      const jar = new CookieJar();
+      const before = Date.now();
+      const response = await jar.fetch(`${url}/login-for-this-visit`, { method: 'POST' });
+      const { id } = (await response.json()) as { id: string };
+      // The browser holds it as a session cookie, without Expires.
+      expect(response.headers.get('set-cookie')).not.toMatch(/expires=/i);
+      const record = await store.get(id);
+      expect(record?.expiresAt).toBeGreaterThanOrEqual(before + defaultTtlMs);
+      expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() + defaultTtlMs);
+      // Still signed in on the next requests, which only touch the session.
+      expect(await jar.json(`${url}/count`)).toMatchObject({ user: 'alice', id });
+      expect(await jar.json(`${url}/count`)).toMatchObject({ user: 'alice', id });
+      expect((await store.get(id))?.expiresAt).toBeGreaterThanOrEqual(before + defaultTtlMs);
     });
   },
 );
@@ -199,6 +224,35 @@ describe('toExpressStore callbacks', () => {
       expressStore.set(sid, { cookie: { expires: new Date(Date.now() - 1000) } }, done),
     );
     expect(await store.get(sid)).toBeUndefined();
+  });
+
+  it('stores and touches a session whose cookie has expires false (a browser-session cookie) for defaultTtlMs', async () => {
+    const defaultTtlMs = 10 * 60_000;
+    const { store, expressStore } = setup({ defaultTtlMs });
+    // As express-session hands it over after `req.session.cookie.expires = false`.
+    const session = { cookie: { originalMaxAge: false, expires: false, path: '/' }, user: 'alice' };
+    const before = Date.now();
+    await call<void>((done) => expressStore.set(sid, session as ExpressSessionData, done));
+    expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+    expect((await store.get(sid))?.expiresAt).toBeGreaterThanOrEqual(before + defaultTtlMs);
+
+    await store.touch(sid, Date.now() + 60_000);
+    const touchedAt = Date.now();
+    await call<void>((done) => expressStore.touch(sid, session as ExpressSessionData, done));
+    expect((await store.get(sid))?.expiresAt).toBeGreaterThanOrEqual(touchedAt + defaultTtlMs);
+    expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+  });
+
+  it("refuses, when made, a store that is not a sessile store, naming a session middleware's own", () => {
+    // express-session's MemoryStore has get, set and destroy; taken for a sessile store, it
+    // would fail every request.
+    expect(() => toExpressStore(new session.MemoryStore() as never)).toThrow(
+      /^toExpressStore\(\) needs a sessile SessionStore, got an object with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile\/core$/,
+    );
+    const getOnly = { get: async () => undefined };
+    expect(() => toExpressStore(getOnly as never)).toThrow(
+      /^toExpressStore\(\) needs a sessile SessionStore, got an object$/,
+    );
   });
 
   it('reports failures as SessionErrors through the callback', async () => {
