@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import {
   type LockManager,
   type OwnedSession,
@@ -130,16 +131,20 @@ export class LevelStore extends BaseStore {
    */
   readonly db: Keyspace;
   readonly #owned: boolean;
+  readonly #path: string | undefined;
   readonly #handle: LevelHandle;
   readonly #writes = new KeyedQueue();
   readonly #writer: GroupedWriter;
   readonly #cursor = new SweepCursor();
   readonly #syncReads: boolean;
+  /** Settles once the latest `clear()` is over; writes called after it wait for it. */
+  #clearing: Promise<void> | undefined;
 
   private constructor(db: Keyspace, path: string | undefined, options: LevelStoreOptions) {
     super(options);
     this.db = db;
     this.#owned = path !== undefined;
+    this.#path = path;
     // A failed write may still be in the database after the reopen, below the sweep cursor.
     this.#handle = new LevelHandle(db, path, () => this.#cursor.reset());
     this.#writer = new GroupedWriter(db, (attempt) => this.#handle.write(attempt));
@@ -179,7 +184,11 @@ export class LevelStore extends BaseStore {
         throw new TypeError('options.path must be a non-empty string');
       }
       assertStoragePath(path);
-      const level = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+      // LevelDB resolves a relative path against the working directory each time it opens, and
+      // the store reopens the database after a write error: after a process.chdir() that reopen
+      // would look in another directory, and fail or find no database there.
+      const location = resolve(path);
+      const level = new ClassicLevel<Uint8Array, Uint8Array>(location, {
         keyEncoding: 'view',
         valueEncoding: 'view',
       });
@@ -188,7 +197,7 @@ export class LevelStore extends BaseStore {
       } catch (error) {
         throw await openError(error, path);
       }
-      return LevelStore.#create(level as unknown as Keyspace, path, options);
+      return LevelStore.#create(level as unknown as Keyspace, location, options);
     }
     if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
       throw new TypeError('options.db must be an abstract-level database or sublevel');
@@ -211,9 +220,16 @@ export class LevelStore extends BaseStore {
     try {
       await sublevel.open();
     } catch (error) {
+      // A sublevel waits for its database to open but never opens it, and says only "Database
+      // failed to open" when the app has closed it.
+      const { status } = db;
+      const reason =
+        status === 'closed' || status === 'closing'
+          ? `the database is ${status}; open it before opening the store`
+          : describeError(error);
       throw new SessionError(
         'ERR_STORE_IO',
-        `Cannot open the sublevel ${JSON.stringify(name)} of the app's database: ${describeError(error)}`,
+        `Cannot open the sublevel ${JSON.stringify(name)} of the app's database: ${reason}`,
         { cause: error },
       );
     }
@@ -283,7 +299,7 @@ export class LevelStore extends BaseStore {
     only: 'absent' | 'present' | undefined,
     now: number,
   ): Promise<boolean> {
-    return this.#writes.run(id, async () => {
+    return this.#runOn(id, async () => {
       const key = recordKey(id);
       const old = await this.#read(key);
       const oldHeader = old === undefined ? undefined : readHeader(old);
@@ -320,7 +336,7 @@ export class LevelStore extends BaseStore {
   }
 
   protected _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#writes.run(id, async () => {
+    return this.#runOn(id, async () => {
       const key = recordKey(id);
       const old = await this.#read(key);
       if (old === undefined) return false;
@@ -345,7 +361,7 @@ export class LevelStore extends BaseStore {
   }
 
   protected _delete(id: string, now: number): Promise<boolean> {
-    return this.#writes.run(id, async () => {
+    return this.#runOn(id, async () => {
       const key = recordKey(id);
       const old = await this.#read(key);
       if (old === undefined) return false;
@@ -475,14 +491,35 @@ export class LevelStore extends BaseStore {
   }
 
   protected _clear(): Promise<void> {
-    // In turn with the grouped writes, so a write error reopens the database before it runs.
-    return this.#writer.exclusive(async () => {
-      // Only the store's three key ranges: a sublevel's own clear() would also take the one raw
-      // app key equal to its upper bound ('!sessions"').
-      await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
-      await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
-      await this.db.clear({ gte: OWNERS_START, lt: OWNERS_END });
+    // A write reads the record before its batch goes out, so one that read before the clear
+    // and wrote after it would bring its record back, and one that kept the owner would leave
+    // that record out of the owner index. So the clear waits for the writes in flight, and the
+    // writes called after it wait for the clear (#runOn).
+    const cleared = this.#writes.runAll(this.#writes.keys(), () =>
+      // In turn with the grouped writes, so a write error reopens the database before it runs.
+      this.#writer.exclusive(async () => {
+        // Only the store's three key ranges: a sublevel's own clear() would also take the one
+        // raw app key equal to its upper bound ('!sessions"').
+        await this.db.clear({ gte: RECORDS_START, lt: RECORDS_END });
+        await this.db.clear({ gte: INDEX_START, lt: INDEX_END });
+        await this.db.clear({ gte: OWNERS_START, lt: OWNERS_END });
+      }),
+    );
+    const settled = cleared.then(
+      () => {},
+      () => {},
+    );
+    this.#clearing = settled;
+    void settled.then(() => {
+      if (this.#clearing === settled) this.#clearing = undefined;
     });
+    return cleared;
+  }
+
+  protected override ioLocation(): string | undefined {
+    // LevelDB names a file in some of its messages but not in all ("Corruption: not an
+    // sstable (bad magic number)"). With `db` the database is the app's and has no path here.
+    return this.#path;
   }
 
   protected async _close(): Promise<void> {
@@ -507,7 +544,7 @@ export class LevelStore extends BaseStore {
     slices.took(keys.length, performance.now() - parsing);
     progress.scanned += keys.length;
     // Hold every id of the batch, so a write that renews one of them cannot be swept away.
-    await this.#writes.runAll(
+    await this.#runOnAll(
       due.map((entry) => entry.id),
       async () => {
         const recordKeys: Uint8Array[] = due.map((entry) => recordKey(entry.id));
@@ -541,7 +578,7 @@ export class LevelStore extends BaseStore {
   }
 
   async #repairBatch(ids: string[], result: RepairIndexResult): Promise<void> {
-    await this.#writes.runAll(ids, async () => {
+    await this.#runOnAll(ids, async () => {
       await this.#readable();
       const values = await this.db.getMany(ids.map(recordKey));
       // Owner entries have no expiresAt: the sweep cursor only tracks the expiry index.
@@ -572,6 +609,23 @@ export class LevelStore extends BaseStore {
     });
   }
 
+  /**
+   * Runs `operation`, which reads records and then writes, in turn with the other operations on
+   * `id` and after a `clear()` called before it. A `clear()` called while it runs waits for it.
+   */
+  #runOn<T>(id: string, operation: () => Promise<T>): Promise<T> {
+    const clearing = this.#clearing;
+    if (clearing === undefined) return this.#writes.run(id, operation);
+    return this.#writes.run(id, () => clearing.then(operation));
+  }
+
+  /** `#runOn` for every id of `ids` at once. */
+  #runOnAll<T>(ids: string[], operation: () => Promise<T>): Promise<T> {
+    const clearing = this.#clearing;
+    if (clearing === undefined) return this.#writes.runAll(ids, operation);
+    return this.#writes.runAll(ids, () => clearing.then(operation));
+  }
+
   // A point read from LevelDB's cache costs microseconds, less than the async round trip.
   #read(key: Uint8Array): Promise<Bytes | undefined> | Bytes | undefined {
     if (!this.#handle.readable) return this.#handle.whenReadable().then(() => this.#read(key));
@@ -596,9 +650,10 @@ export class LevelStore extends BaseStore {
 
   #interrupted(error: unknown, generation: number, action: string): unknown {
     if (!this.#closedByReopen(error, generation)) return error;
+    // Only a store opened from a path reopens its database.
     return new SessionError(
       'ERR_STORE_IO',
-      `${action} was interrupted: the store reopened its LevelDB database after a write error. Call it again`,
+      `${action} on ${this.#path} was interrupted: the store reopened its LevelDB database after a write error. Call it again`,
       { cause: error },
     );
   }

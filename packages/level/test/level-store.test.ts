@@ -3,12 +3,15 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   renameSync,
   rmdirSync,
   rmSync,
   statfsSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -661,6 +664,19 @@ describe("LevelStore: inside an app's database", () => {
     }
   });
 
+  it('an app database that is closed rejects with ERR_STORE_IO saying so, and is left closed', async () => {
+    const db = new ClassicLevel(freshPath());
+    await db.open();
+    await db.close();
+    const error = await rejection(LevelStore.open({ db }));
+    expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      `Cannot open the sublevel "sessions" of the app's database: the database is closed; open it before opening the store`,
+    );
+    expect((error as Error).cause).toMatchObject({ code: 'LEVEL_DATABASE_NOT_OPEN' });
+    expect(db.status).toBe('closed');
+  });
+
   it('sessions in an app database survive reopening it', async () => {
     const path = freshPath();
     const id = generateSessionId();
@@ -779,6 +795,118 @@ describe('LevelStore: reads and grouped writes', () => {
     await closing;
     await store.close();
   });
+});
+
+describe('LevelStore: a damaged table file', () => {
+  it('reads and writes that need it reject with ERR_STORE_IO naming the directory, keeping the cause', async () => {
+    const path = freshPath();
+    const id = generateSessionId();
+    const first = await LevelStore.open({ path });
+    await first.set(id, record('kept'));
+    await first.close();
+    // Opening again writes the log out as a table file.
+    await (await LevelStore.open({ path })).close();
+    const tables = readdirSync(path).filter((name) => name.endsWith('.ldb'));
+    expect(tables.length).toBeGreaterThan(0);
+    // Zeroes each table's magic number, its last 8 bytes: "not an sstable", which names no file.
+    for (const table of tables) {
+      const file = join(path, table);
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.alloc(8), 0, 8, statSync(file).size - 8);
+      closeSync(fd);
+    }
+    const store = await LevelStore.open({ path });
+    try {
+      for (const [label, attempt] of [
+        ['get', store.get(id)],
+        ['touch', store.touch(id, Date.now() + 2 * HOUR_MS)],
+        ['count', store.count()],
+        ['ids', collect(store.ids())],
+      ] as const) {
+        const error = await rejection(attempt);
+        expect(isSessionError(error, 'ERR_STORE_IO'), `${label}: ${String(error)}`).toBe(true);
+        expect((error as Error).message, label).toContain(`${label} on ${path} failed: `);
+        expect((error as Error).message, label).not.toContain(id);
+        expect((error as Error).cause, label).toMatchObject({ code: 'LEVEL_CORRUPTION' });
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('LevelStore: clear() and writes in flight', () => {
+  it('writes called before clear() are cleared with everything else, their owner entries too', async () => {
+    await withStore(async (store) => {
+      const ids = Array.from({ length: 5 }, () => generateSessionId());
+      for (const id of ids) await store.set(id, owned('before', 'ada'));
+      // Each write reads its record, then hands its batch over; clear() is called meanwhile.
+      const writes = [
+        store.set(ids[0] as string, owned('same owner', 'ada')),
+        store.set(ids[1] as string, owned('update', 'ada'), { only: 'present' }),
+        store.touch(ids[2] as string, Date.now() + 2 * HOUR_MS),
+        store.set(ids[3] as string, owned('new owner', 'bob')),
+        store.delete(ids[4] as string),
+      ];
+      await Promise.all([...writes, store.clear()]);
+      // A touch or an update of a cleared session must not bring it back.
+      expect(await store.count()).toBe(0);
+      for (const id of ids) expect(await store.get(id)).toBeUndefined();
+      expect(await indexedIds(store)).toEqual([]);
+      expect(await ownerEntries(store)).toEqual([]);
+    });
+  });
+
+  it('writes called after clear() land after it, with their index entries', async () => {
+    await withStore(async (store) => {
+      const [old, fresh, moved] = [generateSessionId(), generateSessionId(), generateSessionId()];
+      await store.set(old, owned('old', 'ada'));
+      await store.set(moved, owned('moved', 'ada'));
+      const clearing = store.clear();
+      const writes = Promise.all([
+        store.set(fresh, owned('fresh', 'ada')),
+        store.set(moved, owned('moved', 'bob')),
+        store.touch(old, Date.now() + 2 * HOUR_MS),
+      ]);
+      await clearing;
+      // The touch came after the clear, so it found nothing to renew.
+      expect(await writes).toEqual([true, true, false]);
+      expect(await store.get(old)).toBeUndefined();
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([fresh]);
+      expect((await store.ownedBy('bob')).map((session) => session.id)).toEqual([moved]);
+      expect(await ownerEntries(store)).toEqual(await ownersOfRecords(store));
+      expect((await indexedIds(store)).sort()).toEqual([fresh, moved].sort());
+    });
+  });
+
+  it('after writes, touches and deletes racing a clear(), both indexes match the records', async () => {
+    await withStore(async (store) => {
+      const ids = Array.from({ length: 64 }, () => generateSessionId());
+      const owners = ['ada', 'bob', undefined];
+      for (let round = 0; round < 12; round++) {
+        const pending: Promise<unknown>[] = [];
+        for (const [i, id] of ids.entries()) {
+          // Half of the calls come before the clear, half after it.
+          if (i === ids.length / 2) pending.push(store.clear());
+          const owner = owners[(round + i) % owners.length];
+          const value = { ...record(`r${round}`), ...(owner === undefined ? {} : { owner }) };
+          const action = (round + i) % 4;
+          if (action === 0) pending.push(store.touch(id, Date.now() + 2 * HOUR_MS));
+          else if (action === 1) pending.push(store.delete(id));
+          else pending.push(store.set(id, value, action === 2 ? { only: 'present' } : undefined));
+        }
+        await Promise.all(pending);
+        expect(await ownerEntries(store), `round ${round}`).toEqual(await ownersOfRecords(store));
+        expect((await indexedIds(store)).sort(), `round ${round}`).toEqual(
+          (await collect(store.ids())).sort(),
+        );
+        // Between rounds every session is written again, so the next clear has some to race.
+        await Promise.all(
+          ids.map((id, i) => store.set(id, owned(`w${round}`, owners[i % 2] as string))),
+        );
+      }
+    });
+  }, 60_000);
 });
 
 describe('LevelStore: the directory deleted while the store is open', () => {
@@ -1213,11 +1341,51 @@ describe('LevelStore: a full disk', () => {
         error = caught;
       }
       expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
-      expect((error as Error).message).toMatch(/ids was interrupted: the store reopened/);
+      expect((error as Error).message).toContain(
+        `ids on ${path} was interrupted: the store reopened`,
+      );
       expect((await collect(store.ids())).sort()).toEqual([...ids, later].sort());
     } finally {
       await store.close();
     }
+  }, 60_000);
+
+  it('a store opened with a relative path recovers in its own directory after the process changed directory', async () => {
+    const dir = smallFilesystem('4m');
+    const path = join(dir, 'db');
+    const elsewhere = freshPath();
+    mkdirSync(elsewhere);
+    const origin = process.cwd();
+    const acknowledged = new Map<string, string>();
+    const failed = new Set<string>();
+    process.chdir(dir);
+    try {
+      const store = await LevelStore.open({ path: 'db' });
+      // As a daemon does once started: the relative path now names another directory.
+      process.chdir(elsewhere);
+      const write = async (id: string, value: string) => {
+        await store.set(id, record(value));
+        acknowledged.set(id, value);
+      };
+      try {
+        for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
+        const filler = fill(dir);
+        expectNoSpaceError(
+          await writeUntilFailure((id, i) => write(id, `full ${i}`), failed),
+          path,
+        );
+        rmSync(filler);
+        // The reopen finds the database where the store opened it.
+        await write(generateSessionId(), 'after');
+        expect(await store.count()).toBe(acknowledged.size);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      process.chdir(origin);
+    }
+    expect(existsSync(join(elsewhere, 'db'))).toBe(false);
+    await expectIntact(path, acknowledged, failed);
   }, 60_000);
 
   it("after LevelDB's sticky background error (a table it could not write), writes work again once space is freed", async () => {
