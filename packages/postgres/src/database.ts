@@ -1,6 +1,6 @@
 import { SessionError } from '@sessile/core';
 import { toStoreIoError } from '@sessile/core/store';
-import type pg from 'pg';
+import pg from 'pg';
 
 /**
  * The store's way to the server: every statement goes through the pool, one checkout per
@@ -21,7 +21,8 @@ export class Database {
 
   /**
    * Runs one statement. `name` makes it a prepared statement on each connection, so the server
-   * plans it once per connection instead of once per call.
+   * plans it once per connection instead of once per call. A call that gave up waiting for a
+   * connection is never sent: it has rejected already, and would land after calls made since.
    */
   query<R extends pg.QueryResultRow>(
     name: string,
@@ -29,21 +30,27 @@ export class Database {
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     const config = { name, text, values, query_timeout: this.#timeoutMs };
-    return this.#withDeadline(this.pool.query<R>(config), actionOf(name));
+    let gaveUp = false;
+    const sent = this.pool.connect().then((client) => {
+      if (gaveUp) {
+        client.release();
+        throw this.timedOut(actionOf(name));
+      }
+      return checkedOut(client, () => client.query<R>(config));
+    });
+    return this.#withDeadline(sent, actionOf(name), undefined, () => {
+      gaveUp = true;
+    });
   }
 
   /** Runs `body` on one checked-out connection, released (and dropped after an error) at the end. */
   async withClient<T>(action: string, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     // A connection that arrives after the deadline goes back to the pool, not to nobody.
     const client = await this.#withDeadline(this.pool.connect(), action, (late) => late.release());
-    let failure: Error | undefined;
     try {
-      return await body(client);
+      return await checkedOut(client, () => body(client));
     } catch (error) {
-      failure = error instanceof Error ? error : new Error(String(error));
       throw this.ioError(error, action);
-    } finally {
-      client.release(failure);
     }
   }
 
@@ -59,13 +66,22 @@ export class Database {
     return toStoreIoError(error, `${action} on PostgreSQL ${this.server}`);
   }
 
-  /** `work`, or a rejection once the timeout passes; `abandoned` then gets what `work` brings later. */
-  #withDeadline<T>(work: Promise<T>, action: string, abandoned?: (late: T) => void): Promise<T> {
+  /**
+   * `work`, or a rejection once the timeout passes: `gaveUp` is then called at once, and
+   * `abandoned` gets what `work` brings later.
+   */
+  #withDeadline<T>(
+    work: Promise<T>,
+    action: string,
+    abandoned?: (late: T) => void,
+    gaveUp?: () => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
       // The pool's own timeouts bound the query on the wire; this bounds the wait for a connection too.
       const timer = setTimeout(() => {
         timedOut = true;
+        gaveUp?.();
         reject(this.timedOut(action));
       }, this.#timeoutMs);
       work.then(
@@ -84,6 +100,29 @@ export class Database {
 }
 
 /**
+ * Runs `body` on a checked-out connection and releases it, dropping it after an error. The pool
+ * listens for a checked-out connection's errors only inside `pool.query`; without a listener of
+ * our own, a backend killed meanwhile (`pg_terminate_backend`, a failover) would emit an
+ * unhandled `'error'` and end the process.
+ */
+async function checkedOut<T>(client: pg.PoolClient, body: () => Promise<T>): Promise<T> {
+  let failure: Error | undefined;
+  const onError = (error: Error) => {
+    failure ??= error;
+  };
+  client.on('error', onError);
+  try {
+    return await body();
+  } catch (error) {
+    failure ??= error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    client.release(failure);
+    client.removeListener('error', onError);
+  }
+}
+
+/**
  * What a prepared statement does, as errors name it: its name without the table's channel
  * (`sessile_<digest>_sweep_batch` is `sweep batch`), which means nothing to a reader.
  */
@@ -91,21 +130,35 @@ function actionOf(name: string): string {
   return name.replace(/^sessile_[0-9a-f]{16}_/, '').replaceAll('_', ' ');
 }
 
-/** `host:port/database` as the pool will connect, without credentials. */
+/**
+ * `host:port/database` as the pool will connect, without credentials: read by node-postgres
+ * itself, so a socket given as `?host=`, environment variables and defaults are named as it
+ * uses them. Constructing a client only reads its options; nothing connects.
+ */
 export function describeServer(pool: pg.Pool): string {
-  const options = pool.options as pg.PoolConfig;
-  let host = options.host;
-  let port = options.port === undefined ? undefined : String(options.port);
-  let database = options.database;
-  if (options.connectionString !== undefined) {
-    try {
-      const url = new URL(options.connectionString);
-      host ??= decodeURIComponent(url.hostname) || undefined;
-      port ??= url.port || undefined;
-      database ??= decodeURIComponent(url.pathname.slice(1)) || undefined;
-    } catch {
-      // A libpq keyword string is not a URL; the defaults below still say something useful.
-    }
+  const { connectionString } = pool.options as pg.PoolConfig;
+  // node-postgres reads any other string as a path, so its database name would be the whole
+  // string, password and all.
+  if (typeof connectionString === 'string' && !readsAsUrl(connectionString)) {
+    return 'an unreadable connection string';
   }
-  return `${host ?? process.env.PGHOST ?? 'localhost'}:${port ?? process.env.PGPORT ?? 5432}/${database ?? process.env.PGDATABASE ?? ''}`;
+  let target: pg.Client;
+  try {
+    target = new pg.Client(pool.options as pg.ClientConfig);
+  } catch {
+    return 'an unreadable connection string';
+  }
+  return `${target.host}:${target.port}/${target.database ?? ''}`;
+}
+
+/**
+ * Whether `connectionString` is a socket directory or has a scheme node-postgres connects with.
+ * It resolves anything else against a placeholder URL, so a libpq `host=… password=…` string
+ * would send itself, password included, as the database name to a host that is not the app's.
+ * Whether the rest is well formed is node-postgres's own reading (`assertReadable`).
+ */
+export function readsAsUrl(connectionString: string): boolean {
+  return (
+    connectionString.startsWith('/') || /^(postgres|postgresql|socket):/i.test(connectionString)
+  );
 }

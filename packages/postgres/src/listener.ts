@@ -1,7 +1,21 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
+
+/**
+ * What a release NOTIFYs for a key: its SHA-256 in hex, never the key. Every role that can
+ * connect to the database may LISTEN on any channel, and a key is a session id, a bearer secret.
+ */
+export function notifyPayloadOf(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** `notifyPayloadOf` computed by the server, for the SQL expression `key` (a text value). */
+export function notifyPayloadSql(key: string): string {
+  return `encode(sha256(convert_to(${key}, 'UTF8')), 'hex')`;
+}
 
 /**
  * One dedicated connection per store that LISTENs on the store's lock channel and wakes the
@@ -12,6 +26,7 @@ const RECONNECT_MAX_MS = 5000;
 export class LockListener {
   readonly #config: pg.ClientConfig;
   readonly #channel: string;
+  /** Wake-ups by the NOTIFY payload of their key. */
   readonly #watchers = new Map<string, Set<() => void>>();
   #client: pg.Client | undefined;
   #connecting = false;
@@ -30,16 +45,17 @@ export class LockListener {
   }
 
   watch(key: string, wake: () => void): () => void {
-    let set = this.#watchers.get(key);
+    const payload = notifyPayloadOf(key);
+    let set = this.#watchers.get(payload);
     if (set === undefined) {
       set = new Set();
-      this.#watchers.set(key, set);
+      this.#watchers.set(payload, set);
     }
     set.add(wake);
     this.#connect();
     return () => {
       set.delete(wake);
-      if (set.size === 0 && this.#watchers.get(key) === set) this.#watchers.delete(key);
+      if (set.size === 0 && this.#watchers.get(payload) === set) this.#watchers.delete(payload);
     };
   }
 

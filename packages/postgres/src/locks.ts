@@ -6,7 +6,7 @@ import {
 } from '@sessile/core/store';
 import type { Batches, BatchKind } from './batches.js';
 import type { Database } from './database.js';
-import type { LockListener } from './listener.js';
+import { type LockListener, notifyPayloadSql } from './listener.js';
 import { recordOf, type StoredRow } from './records.js';
 import { claimConflict, qualified, type SchemaNames } from './schema.js';
 
@@ -63,10 +63,10 @@ class PostgresLeases implements LeaseBackend {
     // commits; one row per freed lease, notified or not.
     this.#release = `WITH freed AS (
         DELETE FROM ${table} WHERE id = $1 AND token = $2 AND expires_at > $3 RETURNING id, waited)
-      SELECT CASE WHEN waited THEN pg_notify($4, id) END FROM freed`;
+      SELECT CASE WHEN waited THEN pg_notify($4, ${notifyPayloadSql('id')}) END FROM freed`;
     this.#drop = `WITH freed AS (
         DELETE FROM ${table} WHERE id = $1 AND token = $2 RETURNING id, waited)
-      SELECT CASE WHEN waited THEN pg_notify($3, id) END FROM freed`;
+      SELECT CASE WHEN waited THEN pg_notify($3, ${notifyPayloadSql('id')}) END FROM freed`;
     // Batches take lease rows in key order, as session batches take theirs, so they never deadlock.
     const claimMany = `INSERT INTO ${table} AS held (id, token, expires_at)
       SELECT q.id, q.token, q.expires_at
@@ -80,7 +80,7 @@ class PostgresLeases implements LeaseBackend {
             ON held.id = q.id COLLATE "C" AND held.token = q.token
           WHERE held.expires_at > $3 ORDER BY held.id FOR UPDATE OF held))
         RETURNING id, token, waited)
-      SELECT token, CASE WHEN waited THEN pg_notify($4, id) END FROM freed`;
+      SELECT token, CASE WHEN waited THEN pg_notify($4, ${notifyPayloadSql('id')}) END FROM freed`;
     const tokensOf = async (name: string, text: string, values: unknown[], calls: LeaseClaim[]) => {
       const { rows } = await db.query<{ token: string }>(`${channel}_${name}`, text, values);
       const done = new Set(rows.map((row) => row.token));

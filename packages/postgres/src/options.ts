@@ -7,6 +7,7 @@ import {
   describeValue,
 } from '@sessile/core/store';
 import pg from 'pg';
+import { readsAsUrl } from './database.js';
 import { type SchemaNames, schemaNames } from './schema.js';
 
 export interface PostgresStoreOptions extends BaseStoreOptions {
@@ -88,6 +89,7 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
       `options.connectionString must be a non-empty string, got ${describeValue(connectionString)}`,
     );
   }
+  if (connectionString !== undefined) assertReadable(connectionString);
   const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   assertDuration(queryTimeoutMs, 'queryTimeoutMs', { zero: false });
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
@@ -104,9 +106,17 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
     pool === undefined
       ? { connectionString, ...timeouts }
       : { ...(pool.options as pg.ClientConfig), ...timeouts };
+  // `statement_timeout` makes the server cancel a statement the client gave up on: without it,
+  // one stuck behind a lock keeps its backend and may still write once the lock goes.
   const ownPool =
     pool ??
-    new pg.Pool({ connectionString, max: poolSize, query_timeout: queryTimeoutMs, ...timeouts });
+    new pg.Pool({
+      connectionString,
+      max: poolSize,
+      query_timeout: queryTimeoutMs,
+      statement_timeout: Math.ceil(queryTimeoutMs),
+      ...timeouts,
+    });
   const channel = `sessile_${createHash('sha256').update(`${names.schema}.${names.table}`).digest('hex').slice(0, 16)}`;
   return {
     pool: ownPool,
@@ -118,6 +128,25 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
     queryTimeoutMs,
     connections: pool === undefined ? poolSize : ((pool.options as pg.PoolConfig).max ?? 10),
   };
+}
+
+/**
+ * Refuses a connection string node-postgres cannot read, before anything connects, without
+ * echoing it: it may hold a password. Constructing a client only reads its options.
+ */
+function assertReadable(connectionString: string): void {
+  let failure: unknown;
+  try {
+    void new pg.Client({ connectionString });
+  } catch (error) {
+    failure = error;
+  }
+  if (failure !== undefined || !readsAsUrl(connectionString)) {
+    throw new TypeError(
+      'options.connectionString must be a URL such as postgres://user@host:5432/database (node-postgres reads no libpq key=value string)',
+      { cause: failure },
+    );
+  }
 }
 
 function isPool(value: unknown): value is pg.Pool {

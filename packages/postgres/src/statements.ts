@@ -1,3 +1,4 @@
+import { notifyPayloadSql } from './listener.js';
 import { qualified, type SchemaNames } from './schema.js';
 
 /** One named statement: `name` prepares it once per connection. */
@@ -76,7 +77,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
            written AS (${write})
            SELECT EXISTS (SELECT 1 FROM lease) AS held,
                   COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote,
-                  (SELECT pg_notify($${leaseAt + 2}, id) FROM lease WHERE waited) IS NULL AS quiet`
+                  (SELECT pg_notify($${leaseAt + 2}, ${notifyPayloadSql('id')}) FROM lease WHERE waited) IS NULL AS quiet`
         : `WITH lease AS (
              SELECT 1 FROM ${locks} WHERE id = $${leaseAt} AND token = $${leaseAt + 1} AND expires_at > $${nowAt}
              FOR SHARE),
@@ -179,7 +180,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
            WHERE ${isLocked} AND q.token IN (SELECT token FROM freed)
            RETURNING q.token)
          SELECT freed.token, written.token IS NOT NULL AS wrote,
-                CASE WHEN freed.waited THEN pg_notify($8, freed.id) END IS NULL AS quiet
+                CASE WHEN freed.waited THEN pg_notify($8, ${notifyPayloadSql('freed.id')}) END IS NULL AS quiet
          FROM freed LEFT JOIN written ON written.token = freed.token`,
       ),
       get: statement(
@@ -243,6 +244,11 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       'ids_page',
       `SELECT id FROM ${table} WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3`,
     ),
-    clear: statement('clear', `DELETE FROM ${table}`),
+    // Rows are locked in id order, as every batch locks them, so a clear on one host and a batch
+    // on another cannot deadlock; a plain DELETE takes them in the order they lie on disk.
+    clear: statement(
+      'clear',
+      `DELETE FROM ${table} WHERE id = ANY (ARRAY(SELECT id FROM ${table} ORDER BY id FOR UPDATE))`,
+    ),
   };
 }

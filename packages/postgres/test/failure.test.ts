@@ -36,6 +36,16 @@ async function terminateBackends(applicationName: string): Promise<number> {
   return rows.filter((row) => row.ended).length;
 }
 
+/** Server connections of `applicationName` waiting for a lock (a table, a row, an advisory lock). */
+async function waitingBackends(applicationName: string): Promise<number> {
+  const { rows } = await admin<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE application_name = $1 AND wait_event_type = 'Lock'`,
+    [applicationName],
+  );
+  return rows[0]?.n ?? 0;
+}
+
 interface Traffic {
   /** The last data each id was acknowledged with. */
   acknowledged: Map<string, string>;
@@ -172,6 +182,57 @@ describe('failure', () => {
     }
     expect(await store.set(id, record('after'))).toBe(true);
     expect(textOf((await store.get(id))?.data)).toBe('after');
+  });
+
+  it('a statement the store gave up on is cancelled by the server too: no backend is left waiting, and the write never lands', async () => {
+    const queryTimeoutMs = 300;
+    const applicationName = `sessile_gave_up_${randomBytes(4).toString('hex')}`;
+    const table = newTable();
+    const store = await openStore({
+      connectionString: `${CONNECTION_STRING}?application_name=${applicationName}`,
+      table,
+      queryTimeoutMs,
+    });
+    const id = idOf('late');
+    await store.set(id, record('before'));
+    const blocker = await lockTable(table);
+    try {
+      expect(await codeOf(store.set(id, record('late')))).toBe('ERR_STORE_IO');
+      expect(await codeOf(store.delete(idOf('other')))).toBe('ERR_STORE_IO');
+      // Ten times queryTimeoutMs: a backend still waiting then waits as long as the lock does,
+      // and every retry during a long stall would leave one more, up to max_connections.
+      await new Promise((resolve) => setTimeout(resolve, 10 * queryTimeoutMs));
+      expect(await waitingBackends(applicationName)).toBe(0);
+    } finally {
+      await blocker.query('ROLLBACK');
+    }
+    expect(await store.set(idOf('after'), record('after'))).toBe(true);
+    expect(textOf((await store.get(id))?.data)).toBe('before');
+  });
+
+  it('open() whose connection is killed while it waits fails with ERR_STORE_IO and leaves no unhandled error', async () => {
+    const applicationName = `sessile_open_kill_${randomBytes(4).toString('hex')}`;
+    const pool = new pg.Pool({
+      connectionString: `${CONNECTION_STRING}?application_name=${applicationName}`,
+    });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const holder = new pg.Client({ connectionString: CONNECTION_STRING });
+    await holder.connect();
+    cleanups.push(() => holder.end());
+    // A sibling's migration holds the schema; this open waits for it on a checked-out connection.
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    const table = newTable();
+    const opening = codeOf(PostgresStore.open({ pool, schema, table }));
+    while ((await waitingBackends(applicationName)) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await terminateBackends(applicationName)).toBe(1);
+    expect(await opening).toBe('ERR_STORE_IO');
+    await holder.query('ROLLBACK');
+    const store = await PostgresStore.open({ pool, schema, table });
+    await store.close();
   });
 
   it('calls queued behind a stalled server each fail with ERR_STORE_IO within queryTimeoutMs of being made', async () => {

@@ -75,15 +75,17 @@ export async function codeOf(promise: Promise<unknown>): Promise<SessionErrorCod
   }
 }
 
-/** A pool of `max` connections that counts the statements sent through `pool.query`. */
+/** A pool of `max` connections that counts the statements its connections send. */
 export function countStatements(max: number): { pool: pg.Pool; statements: () => number } {
   const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max });
   pool.on('error', () => {});
   let statements = 0;
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-  pool.query = ((...args: unknown[]) => {
-    statements++;
-    return query(...args);
-  }) as typeof pool.query;
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    client.query = ((...args: unknown[]) => {
+      statements++;
+      return query(...args);
+    }) as typeof client.query;
+  });
   return { pool, statements: () => statements };
 }

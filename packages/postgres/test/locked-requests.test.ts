@@ -141,6 +141,11 @@ describe('a locked request', () => {
   });
 });
 
+/** What a release NOTIFYs for `id`: its SHA-256, since any role of the database may LISTEN. */
+function digestOf(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
+}
+
 /** The store's NOTIFY channel for `table`, as the store names it. */
 function channelOf(table: string): string {
   const digest = createHash('sha256').update(`${schema}.${table}`).digest('hex');
@@ -221,10 +226,35 @@ describe('release notifications', () => {
       await held.release();
       const next = await waiting;
       expect(textOf(next?.record?.data)).toBe(release === 'write' ? 'after' : 'before');
-      expect(await listener.heard()).toEqual([id]);
+      expect(await listener.heard()).toEqual([digestOf(id)]);
       await next?.lock.release();
     }
   }, 90_000);
+
+  it('a release names its session in the NOTIFY by digest, never by id, and still wakes the waiter', async () => {
+    // NOTIFY has no privileges: a role that may not read the sessions table may LISTEN.
+    const table = newTable('n');
+    const { store } = await countingStore(table);
+    const { store: other } = await countingStore(table);
+    const listener = await listenTo(table);
+    const id = idOf('bearer');
+    await store.set(id, record('mine'));
+    for (const release of ['write', 'plain'] as const) {
+      const held = await store.locks.acquire(id, { leaseMs: 60_000 });
+      const waiting = other.locks.acquireAndGet?.(id, { waitMs: 60_000, leaseMs: 60_000 });
+      while ((await waitedFlag(table, id)) !== true) await new Promise((r) => setTimeout(r, 5));
+      if (release === 'write') {
+        await store.set(id, record('mine'), { lock: held, only: 'present', release: true });
+      }
+      await held.release();
+      const next = await waiting;
+      expect(textOf(next?.record?.data)).toBe('mine');
+      await next?.lock.release();
+      const heard = await listener.heard();
+      expect(heard).toEqual([digestOf(id)]);
+      expect(heard.join(' ')).not.toContain(id);
+    }
+  }, 60_000);
 
   it('batched releases notify only the keys another store waited for', async () => {
     const table = newTable('n');
@@ -253,7 +283,7 @@ describe('release notifications', () => {
       // 12 releases over a pool of 2: most went out batched.
       expect(statements() - before).toBeLessThan(12);
       await (await waiting).release();
-      expect(await listener.heard()).toEqual([wanted]);
+      expect(await listener.heard()).toEqual([digestOf(wanted)]);
     }
   }, 90_000);
 

@@ -70,6 +70,32 @@ describe('options', () => {
     await expect(PostgresStore.open({ pool, queryTimeoutMs: -1 })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, unlogged: 'yes' } as never)).rejects.toThrow(TypeError);
   });
+
+  it('refuses a connection string node-postgres cannot read with a TypeError naming the option, not the password', async () => {
+    // node-postgres would send the libpq form, password and all, as a database name to a host
+    // named `base`.
+    for (const connectionString of [
+      'postgres://app:s3cret@db.internal:port/sessions',
+      'host=127.0.0.1 user=postgres password=s3cret dbname=test',
+    ]) {
+      const failure = await PostgresStore.open({ connectionString, queryTimeoutMs: 2000 }).catch(
+        (error: unknown) => error,
+      );
+      expect(failure, connectionString).toBeInstanceOf(TypeError);
+      expect((failure as Error).message).toMatch(/options\.connectionString/);
+      expect((failure as Error).message).not.toMatch(/s3cret/);
+    }
+  });
+
+  it('names the server node-postgres connects to, a host given as a query parameter included', async () => {
+    const failure = await PostgresStore.open({
+      connectionString: 'postgres://postgres:s3cret@/test?host=127.0.0.1&port=1',
+      queryTimeoutMs: 5000,
+    }).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'ERR_STORE_IO' });
+    expect((failure as Error).message).toContain('PostgreSQL 127.0.0.1:1/test');
+    expect((failure as Error).message).not.toMatch(/s3cret/);
+  });
 });
 
 describe('schema', () => {
@@ -505,6 +531,50 @@ describe('batching', () => {
     expect(await (stores[0] as PostgresStore).count()).toBe(200);
   }, 60_000);
 
+  it("clear() on one store never deadlocks with another store's batch on the same rows", async () => {
+    const table = newTable();
+    const clearing = await openStore({ table });
+    const writing = await openStore({ table, poolSize: 1 });
+    const [a, b, c] = ['a', 'b', 'c'].map((prefix) => `${prefix}-${idOf('row')}`) as [
+      string,
+      string,
+      string,
+    ];
+    // On disk c, b, a: a plain DELETE takes them in that order, a batch in id order.
+    for (const id of [c, b, a]) await writing.set(id, record('before'));
+    const blocker = new pg.Client({ connectionString: CONNECTION_STRING });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT 1 FROM "${schema}"."${table}" WHERE id = $1 FOR UPDATE`, [b]);
+    const waiting = async (count: number) => {
+      for (;;) {
+        const { rows } = await admin<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+          [`%"${schema}"."${table}"%`],
+        );
+        if ((rows[0]?.n ?? 0) >= count) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    // The pool's one connection is busy with the first set, so the next three queue as one batch.
+    const first = writing.set(idOf('first'), record('first'));
+    const batch = Promise.all([a, b, c].map((id) => writing.set(id, record('after'))));
+    await first;
+    await waiting(1);
+    const cleared = clearing.clear();
+    await waiting(2);
+    await blocker.query('ROLLBACK');
+    expect(
+      await Promise.all([
+        batch.then(() => 'written', String),
+        cleared.then(() => 'cleared', String),
+      ]),
+    ).toEqual(['written', 'cleared']);
+    expect(await clearing.count()).toBe(0);
+  });
+
   it('records under maxRecordBytes are all written when queued together, however large', async () => {
     const maxRecordBytes = 4 * 1024 * 1024;
     // 300 MB through two connections: on a loaded machine the last batch may queue past the
@@ -721,6 +791,29 @@ describe('operations', () => {
     ]);
     expect(answer).toEqual([{ one: 1 }]);
     expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
+});
+
+describe("the app's pool", () => {
+  it("a call that gave up waiting for a connection is never sent, so it cannot land after another host's delete", async () => {
+    const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max: 1 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const table = newTable();
+    const store = await openStore({ pool, table, queryTimeoutMs: 300 });
+    const otherHost = await openStore({ table });
+    const id = idOf('signed-out');
+    await store.set(id, record('signed in'));
+    // The app's own work holds the pool's one connection for longer than queryTimeoutMs.
+    const busy = await pool.connect();
+    expect(await codeOf(store.set(id, record('stale')))).toBe('ERR_STORE_IO');
+    // The user signs out through another host.
+    expect(await otherHost.delete(id)).toBe(true);
+    busy.release();
+    // The pool serves its queue in order: once this answers, every call queued before it ran.
+    await pool.query('SELECT 1');
+    expect(await otherHost.get(id)).toBeUndefined();
+    expect(await store.set(id, record('again'), { only: 'present' })).toBe(false);
   });
 });
 
