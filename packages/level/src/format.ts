@@ -90,6 +90,18 @@ export function ownerRange(owner: string): { gte: Buffer; lt: Buffer; idOffset: 
   return { gte, lt, idOffset: gte.byteLength };
 }
 
+/** The owner and id an owner index key names, or `undefined` for bytes this store never writes. */
+export function parseOwnerKey(key: Uint8Array): { owner: string; id: string } | undefined {
+  if (key.byteLength <= OWNER_KEY_HEADER_BYTES || key[0] !== OWNER_PREFIX) return undefined;
+  const buffer = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const idOffset = OWNER_KEY_HEADER_BYTES + buffer.readUInt16BE(1);
+  if (idOffset >= buffer.byteLength) return undefined;
+  return {
+    owner: buffer.toString('utf8', OWNER_KEY_HEADER_BYTES, idOffset),
+    id: buffer.toString('latin1', idOffset),
+  };
+}
+
 export function idOfOwnerKey(key: Uint8Array, idOffset: number): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1', idOffset);
 }

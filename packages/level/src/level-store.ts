@@ -37,6 +37,7 @@ import {
   ownerKey,
   ownerRange,
   parseIndexKey,
+  parseOwnerKey,
   RECORDS_END,
   RECORDS_START,
   readHeader,
@@ -87,6 +88,11 @@ export interface RepairIndexResult {
   scanned: number;
   /** Index entries re-created for records that had lost theirs. */
   repaired: number;
+  /**
+   * Owner index entries removed because their record is gone or now has another owner: a crash
+   * in the middle of `clear()` leaves such entries, which `ownedBy` skips but still reads.
+   */
+  removed: number;
 }
 
 export const DEFAULT_SUBLEVEL = 'sessions';
@@ -252,8 +258,9 @@ export class LevelStore extends BaseStore {
 
   /**
    * Re-creates index entries that records have lost, so sweep finds those records again and
-   * `ownedBy` lists them. A record without its expiry entry still expires for every read; only
-   * sweep cannot see it. This walks every record in batches and yields between them, so run it
+   * `ownedBy` lists them, then removes owner entries whose record is gone or names another
+   * owner. A record without its expiry entry still expires for every read; only sweep cannot
+   * see it. This walks every record and owner entry in batches and yields between them, so run it
    * off the request path.
    */
   async repairIndex(options: { signal?: AbortSignal } = {}): Promise<RepairIndexResult> {
@@ -264,22 +271,13 @@ export class LevelStore extends BaseStore {
     const { signal } = options;
     assertAbortSignal(signal, 'options.signal');
     return this.operation('repairIndex', async () => {
-      const result: RepairIndexResult = { scanned: 0, repaired: 0 };
-      await this.#readable();
-      const generation = this.#handle.generation;
-      const keys = this.db.keys({ gte: RECORDS_START, lt: RECORDS_END });
-      try {
-        while (!signal?.aborted) {
-          const batch = await keys.nextv(SCAN_BATCH);
-          if (batch.length === 0) break;
-          await this.#repairBatch(batch.map(idOfRecordKey), result);
-          await yieldToEventLoop();
-        }
-      } catch (error) {
-        throw this.#interrupted(error, generation, 'repairIndex');
-      } finally {
-        await keys.close();
-      }
+      const result: RepairIndexResult = { scanned: 0, repaired: 0, removed: 0 };
+      await this.#eachKeyBatch(RECORDS_START, RECORDS_END, signal, (batch) =>
+        this.#repairBatch(batch.map(idOfRecordKey), result),
+      );
+      await this.#eachKeyBatch(OWNERS_START, OWNERS_END, signal, (batch) =>
+        this.#pruneOwnerBatch(batch, result),
+      );
       return result;
     });
   }
@@ -575,6 +573,53 @@ export class LevelStore extends BaseStore {
       },
     );
     return due.at(-1);
+  }
+
+  /** Hands `work` the keys from `gte` to `lt` in batches, yielding between them, until `signal` aborts. */
+  async #eachKeyBatch(
+    gte: Uint8Array,
+    lt: Uint8Array,
+    signal: AbortSignal | undefined,
+    work: (batch: Uint8Array[]) => Promise<void>,
+  ): Promise<void> {
+    await this.#readable();
+    const generation = this.#handle.generation;
+    const keys = this.db.keys({ gte, lt });
+    try {
+      while (!signal?.aborted) {
+        const batch = await keys.nextv(SCAN_BATCH);
+        if (batch.length === 0) break;
+        await work(batch);
+        await yieldToEventLoop();
+      }
+    } catch (error) {
+      throw this.#interrupted(error, generation, 'repairIndex');
+    } finally {
+      await keys.close();
+    }
+  }
+
+  /** Removes the owner entries of `keys` whose record is gone or now names another owner. */
+  async #pruneOwnerBatch(keys: Uint8Array[], result: RepairIndexResult): Promise<void> {
+    const entries = keys.flatMap((key) => {
+      const entry = parseOwnerKey(key);
+      return entry === undefined ? [] : [{ key, ...entry }];
+    });
+    const ids = entries.map((entry) => entry.id);
+    await this.#runOnAll(ids, async () => {
+      await this.#readable();
+      const values = await this.db.getMany(ids.map(recordKey));
+      // A record that cannot be decoded keeps its entry: an overwrite repairs both.
+      const stale = entries.filter((entry, i) => {
+        const value = values[i];
+        if (value === undefined) return true;
+        const header = readHeader(value);
+        return header !== undefined && header.owner !== entry.owner;
+      });
+      if (stale.length === 0) return;
+      await this.#writer.write(stale.map(({ key }): Operation => ({ type: 'del', key })));
+      result.removed += stale.length;
+    });
   }
 
   async #repairBatch(ids: string[], result: RepairIndexResult): Promise<void> {

@@ -302,8 +302,8 @@ describe('LevelStore: the expiry index', () => {
       expect(await store.sweep()).toMatchObject({ removed: 0, done: true });
       expect(await store.db.get(recordKey(lost))).toBeDefined();
       // ...until repairIndex re-creates the entry.
-      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 1 });
-      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 0 });
+      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 1, removed: 0 });
+      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 0, removed: 0 });
       expect(await store.sweep()).toMatchObject({ removed: 1, done: true });
       expect(await store.db.get(recordKey(lost))).toBeUndefined();
       expect(await indexedIds(store)).toEqual([live]);
@@ -468,8 +468,30 @@ describe('LevelStore: the owner index', () => {
       const entry = keys.find((key) => Buffer.from(key).toString('latin1').endsWith(lost));
       await store.db.del(entry as Uint8Array);
       expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
-      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 1 });
+      expect(await store.repairIndex()).toEqual({ scanned: 2, repaired: 1, removed: 0 });
       expect(await ownerEntries(store)).toEqual([`ada ${kept}`, `ada ${lost}`].sort());
+    });
+  });
+
+  it('repairIndex removes owner entries whose record is gone or names another owner, as a crash inside clear() leaves them', async () => {
+    await withStore(async (store) => {
+      const [gone, kept, moved, corrupt, bobs] = Array.from({ length: 5 }, generateSessionId);
+      const expiresAt = Date.now() + HOUR_MS;
+      for (const id of [gone, kept, moved, corrupt])
+        await store.set(id, owned(id, 'ada', expiresAt));
+      await store.set(bobs, owned('bob', 'bob', expiresAt + 1000));
+      // Behind the store's back: one record gone, one now holding bob's record, one undecodable.
+      await store.db.del(recordKey(gone));
+      await store.db.put(recordKey(moved), (await store.db.get(recordKey(bobs))) as Uint8Array);
+      await store.db.put(recordKey(corrupt), Uint8Array.of(2, 0, 0));
+      // Re-created: the moved record's entries under bob and at bob's record's expiry.
+      expect(await store.repairIndex()).toEqual({ scanned: 4, repaired: 2, removed: 2 });
+      // The undecodable record keeps its entry: an overwrite repairs both.
+      expect(await ownerEntries(store)).toEqual(
+        [`ada ${corrupt}`, `ada ${kept}`, `bob ${bobs}`, `bob ${moved}`].sort(),
+      );
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([kept]);
+      expect(await store.repairIndex()).toEqual({ scanned: 4, repaired: 0, removed: 0 });
     });
   });
 
@@ -1188,7 +1210,11 @@ describe('LevelStore: a full disk', () => {
       expect(present.length).toBeGreaterThanOrEqual(acknowledged.size);
       expect(await store.count()).toBe(present.length);
       expect((await indexedIds(store)).sort()).toEqual([...present].sort());
-      expect(await store.repairIndex()).toEqual({ scanned: present.length, repaired: 0 });
+      expect(await store.repairIndex()).toEqual({
+        scanned: present.length,
+        repaired: 0,
+        removed: 0,
+      });
     } finally {
       await store.close();
     }
