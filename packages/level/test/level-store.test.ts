@@ -82,6 +82,14 @@ async function dropIndexEntry(store: LevelStore, id: string): Promise<void> {
 
 const recordKey = (id: string) => Buffer.from(`r${id}`, 'latin1');
 
+/** Writes `value` under `id` and, once the store has acknowledged it, notes it in `acknowledged`. */
+function acknowledgingWrites(store: LevelStore, acknowledged: Map<string, string>) {
+  return async (id: string, value: string): Promise<void> => {
+    await store.set(id, record(value));
+    acknowledged.set(id, value);
+  };
+}
+
 /** The store's owner index entries, each as `owner id`, sorted. */
 async function ownerEntries(store: LevelStore): Promise<string[]> {
   const keys = await store.db.keys({ gte: Uint8Array.of(0x6f), lt: Uint8Array.of(0x70) }).all();
@@ -1304,10 +1312,7 @@ describe('LevelStore: a full disk', () => {
     const acknowledged = new Map<string, string>();
     const failed = new Set<string>();
     const store = await LevelStore.open({ path });
-    const write = async (id: string, value: string) => {
-      await store.set(id, record(value));
-      acknowledged.set(id, value);
-    };
+    const write = acknowledgingWrites(store, acknowledged);
     try {
       for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
       const filler = fill(dir);
@@ -1389,10 +1394,7 @@ describe('LevelStore: a full disk', () => {
       const store = await LevelStore.open({ path: 'db' });
       // As a daemon does once started: the relative path now names another directory.
       process.chdir(elsewhere);
-      const write = async (id: string, value: string) => {
-        await store.set(id, record(value));
-        acknowledged.set(id, value);
-      };
+      const write = acknowledgingWrites(store, acknowledged);
       try {
         for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
         const filler = fill(dir);
@@ -1420,10 +1422,7 @@ describe('LevelStore: a full disk', () => {
     const acknowledged = new Map<string, string>();
     const failed = new Set<string>();
     const store = await LevelStore.open({ path });
-    const write = async (id: string, value: string) => {
-      await store.set(id, record(value));
-      acknowledged.set(id, value);
-    };
+    const write = acknowledgingWrites(store, acknowledged);
     try {
       for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
       // Room for LevelDB's 4 MiB write buffer in the log, but not for the table it becomes.

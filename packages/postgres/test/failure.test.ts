@@ -100,6 +100,19 @@ async function lockTable(table: string): Promise<pg.Client> {
   return blocker;
 }
 
+/**
+ * A connection of its own holding the schema's migration lock, as a sibling instance in the
+ * middle of its migration does; `ROLLBACK` on the returned client lets `open()` through.
+ */
+async function holdSchemaMigration(): Promise<pg.Client> {
+  const holder = new pg.Client({ connectionString: CONNECTION_STRING });
+  await holder.connect();
+  cleanups.push(() => holder.end());
+  await holder.query('BEGIN');
+  await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+  return holder;
+}
+
 async function expectAcknowledgedWrites(store: PostgresStore, traffic: Traffic): Promise<void> {
   for (const [id, data] of traffic.acknowledged) {
     expect(textOf((await store.get(id))?.data)).toBe(data);
@@ -217,12 +230,8 @@ describe('failure', () => {
     });
     pool.on('error', () => {});
     cleanups.push(() => pool.end());
-    const holder = new pg.Client({ connectionString: CONNECTION_STRING });
-    await holder.connect();
-    cleanups.push(() => holder.end());
     // A sibling's migration holds the schema; this open waits for it on a checked-out connection.
-    await holder.query('BEGIN');
-    await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    const holder = await holdSchemaMigration();
     const table = newTable();
     const opening = codeOf(PostgresStore.open({ pool, schema, table }));
     while ((await waitingBackends(applicationName)) === 0) {
@@ -254,12 +263,8 @@ describe('failure', () => {
     const pool = new pg.Pool({ connectionString: CONNECTION_STRING });
     pool.on('error', () => {});
     cleanups.push(() => pool.end());
-    const holder = new pg.Client({ connectionString: CONNECTION_STRING });
-    await holder.connect();
-    cleanups.push(() => holder.end());
     // What a sibling instance stuck in its migration holds.
-    await holder.query('BEGIN');
-    await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    const holder = await holdSchemaMigration();
     const table = newTable();
     const opening = codeOf(PostgresStore.open({ pool, schema, table, queryTimeoutMs: 300 }));
     const outcome = await Promise.race([
