@@ -1,5 +1,5 @@
 import { jsonCodec, type SessionData } from './codecs.js';
-import { SessionCookie, type SessionCookieAttributes } from './cookies.js';
+import { SessionCookie, type SessionCookieAttributes, type VerifiedCookie } from './cookies.js';
 import {
   type AcceptExpressSessionOptions,
   ExpressSessionCookie,
@@ -80,11 +80,30 @@ export interface SessionAdapter<Data extends SessionData> {
     status: () => number,
     onCommitError: (error: unknown) => void,
   ): void;
+  /**
+   * Gives headers that go out before the commit (a handler that writes the Node response itself:
+   * a hijacked Fastify reply, Koa's `ctx.respond = false`, Hono's `RESPONSE_ALREADY_SENT`) the
+   * cookie the commit will need. Without it a new or regenerated session's id never reaches the
+   * client, and a regenerated session signs the user out.
+   */
+  cookieOnEarlyHeaders(
+    session: Session<Data>,
+    response: EarlyHeaders,
+    requestCookie: VerifiedCookie | undefined,
+  ): void;
 }
 
 /** The part of a Node `ServerResponse` that `track` listens to. */
 export interface ResponseEvents {
   once(event: 'close' | 'finish', listener: () => void): unknown;
+}
+
+/** The part of a Node response (HTTP/1 or HTTP/2) whose first headers `cookieOnEarlyHeaders` adds to. */
+export interface EarlyHeaders {
+  readonly headersSent: boolean;
+  readonly statusCode: number;
+  writeHead(...args: never[]): unknown;
+  appendHeader(name: string, value: string): unknown;
 }
 
 /**
@@ -205,6 +224,29 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
         finish(session, status()).catch((error: unknown) => reportThrough(onCommitError, error));
       });
       response.once('finish', () => manager.afterResponse());
+    },
+    cookieOnEarlyHeaders(session, response, requestCookie) {
+      const writeHead = response.writeHead as (...args: unknown[]) => unknown;
+      response.writeHead = function writeHeadWithCookie(this: EarlyHeaders, ...args: unknown[]) {
+        response.writeHead = writeHead;
+        if (!response.headersSent && !session.committed) {
+          // The status being written, not yet the response's own.
+          const status = typeof args[0] === 'number' ? args[0] : response.statusCode;
+          let headers: string[] = [];
+          try {
+            headers = cookie.responseHeaders(
+              session,
+              requestCookie,
+              !commitOnError && status >= 500 ? 'unchanged' : undefined,
+              manager.touchAfterMs,
+            );
+          } catch {
+            // Data the session cannot serialise: its commit fails too, and reports why.
+          }
+          for (const header of headers) response.appendHeader('Set-Cookie', header);
+        }
+        return writeHead.apply(this, args);
+      };
     },
   };
 }

@@ -70,6 +70,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       () => reply.statusCode,
       (error) => reportCommitError(error, request),
     );
+    adapter.cookieOnEarlyHeaders(session, reply.raw, requestCookie);
   });
 
   fastify.addHook('onSend', async (request, reply, payload) => {
@@ -81,6 +82,8 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       outcome = await finish(session, reply.statusCode);
     } catch (error) {
       reportCommitError(error, request);
+      // A stream that is never sent would keep what it reads (a file descriptor) open.
+      if (isStream(payload)) payload.destroy();
       // The handler's answer claims a save that did not happen: don't send it, nor any of its
       // headers (a redirect, a cookie of its own, a cache lifetime).
       for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
@@ -104,6 +107,15 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   if (ownsManager) fastify.addHook('onClose', async () => manager.close());
 };
+
+function isStream(payload: unknown): payload is { destroy(): void } {
+  return (
+    typeof payload === 'object' &&
+    payload !== null &&
+    typeof (payload as { pipe?: unknown }).pipe === 'function' &&
+    typeof (payload as { destroy?: unknown }).destroy === 'function'
+  );
+}
 
 /**
  * Sessions for Fastify with sessile's semantics: each session is locked from `onRequest` to

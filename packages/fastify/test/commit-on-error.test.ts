@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { CookieJar } from '@sessile/conformance/http';
 import { manual, type SessionManager, type SessionStore } from '@sessile/core';
 import { SqliteStore } from '@sessile/sqlite';
@@ -165,5 +166,30 @@ describe('@sessile/fastify when the commit fails', () => {
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
     expect(JSON.parse(await response.text())).toMatchObject({ statusCode: 500 });
     expect(await store.count()).toBe(0);
+  });
+
+  it('destroys a streamed reply it does not send, so what the stream holds open is closed', async () => {
+    const store = await SqliteStore.open({
+      path: join(root, 'too-large-stream.db'),
+      maxRecordBytes: 1024,
+    });
+    const app = Fastify();
+    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+    const body = new Readable({ read() {} });
+    body.push('the report');
+    app.get('/report', async (request, reply) => {
+      request.session.data.user = 'x'.repeat(4096);
+      reply.type('text/plain');
+      return body;
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    cleanups.push(async () => {
+      await app.close();
+      await store.close();
+    });
+    const response = await fetch(`${url}/report`);
+    expect(response.status).toBe(500);
+    expect(JSON.parse(await response.text())).toMatchObject({ statusCode: 500 });
+    expect(body.destroyed).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -44,5 +45,35 @@ describe('@sessile/fastify options', () => {
     await expect(register({ secret: SECRET, prefix: '/app', logLevel: 'warn' })).resolves.toBe(
       undefined,
     );
+  });
+});
+
+describe('@sessile/fastify with a hijacked reply', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  it('sends the cookie of a regenerated session on the headers written through reply.raw', async () => {
+    const store = new MemoryStore();
+    const app = Fastify();
+    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+    app.get('/login', async (request, reply) => {
+      await request.session.regenerate();
+      request.session.data.user = 'ada';
+      reply.hijack();
+      reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+      reply.raw.end('logged in');
+    });
+    app.get('/', async (request) => request.session.data);
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const jar = new CookieJar();
+      expect(await jar.json(url)).toEqual({});
+      const login = await jar.fetch(`${url}/login`);
+      expect(await login.text()).toBe('logged in');
+      expect(login.headers.getSetCookie()).toHaveLength(1);
+      expect(await jar.json(url)).toEqual({ user: 'ada' });
+    } finally {
+      await app.close();
+      await store.close();
+    }
   });
 });

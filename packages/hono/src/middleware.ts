@@ -51,6 +51,12 @@ export interface SessileHonoMiddleware<Data extends SessionData = SessionData>
 const COMMIT_FAILURE_BODY = 'Internal Server Error';
 
 /**
+ * The session each request runs with, by its Node request: a second `sessile()` on the same
+ * request (an app's and a sub-app's) must not lock the session it already holds.
+ */
+const openSessions = new WeakMap<object, Session<SessionData>>();
+
+/**
  * Sessions for Hono on Node (`@hono/node-server`), locked from load to commit. The id travels in
  * an HMAC-signed cookie and only ids this server issued are adopted. The session is committed
  * (saved if modified, else lazily touched) once the handler's response is ready, before the
@@ -71,6 +77,11 @@ export function sessile<Data extends SessionData = SessionData>(
         "@sessile/hono needs @hono/node-server's bindings (c.env.outgoing): serve the app with serve() from @hono/node-server",
       );
     }
+    const running = openSessions.get(outgoing);
+    if (running !== undefined) {
+      c.set('session', running as Session<Data>);
+      return next();
+    }
     const requestCookie = cookie.verify(c.req.header('cookie'));
     const session = await manager.openForConnection(
       requestCookie?.value,
@@ -78,12 +89,14 @@ export function sessile<Data extends SessionData = SessionData>(
       adapter.openOptions(c),
     );
     c.set('session', session);
+    openSessions.set(outgoing, session as Session<SessionData>);
     adapter.track(
       session,
       outgoing,
       () => c.res.status,
       (error) => reportCommitError(error, c),
     );
+    adapter.cookieOnEarlyHeaders(session, outgoing, requestCookie);
 
     // Hono answers an `Error` through its error handler, which sets `c.res`; anything else thrown
     // escapes `next()`, and the server then answers 500 whatever `c.res` says.
@@ -111,6 +124,9 @@ export function sessile<Data extends SessionData = SessionData>(
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;
       // The handler's answer claims a save that did not happen: don't send it, nor its headers.
+      // A stream that is never sent would keep what it reads (a file descriptor) open.
+      const dropped = c.res.body;
+      if (dropped !== null && !dropped.locked) dropped.cancel().catch(() => undefined);
       c.res = undefined;
       c.res = new Response(COMMIT_FAILURE_BODY, {
         status: 500,

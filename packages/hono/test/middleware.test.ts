@@ -1,3 +1,4 @@
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import { Hono } from 'hono';
@@ -134,6 +135,93 @@ describe('@sessile/hono middleware', () => {
     expect(errors[0]).toBeInstanceOf(TypeError);
     expect(String(errors[0])).toMatch(/@hono\/node-server/);
     expect(await store.count()).toBe(0);
+  });
+
+  it('runs once per request when used by an app and its sub-app, never waiting on its own lock', async () => {
+    const store = new MemoryStore();
+    // A short wait: a second lock of the session the request holds can only time out.
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 200 },
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const admin = new Hono<SessileEnv<{ count?: number }>>();
+    admin.use(sessions);
+    admin.get('/', (c) => {
+      const { data } = c.get('session');
+      data.count = (data.count ?? 0) + 1;
+      return c.json({ count: data.count });
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    app.use(sessions);
+    app.route('/admin', admin);
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(`${server.url}/admin`)).toEqual({ count: 1 });
+    const second = await jar.fetch(`${server.url}/admin`);
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ count: 2 });
+    expect(await store.count()).toBe(1);
+  });
+
+  it('cancels a streamed response it does not send when the commit fails', async () => {
+    const store = new MemoryStore({ maxRecordBytes: 1024 });
+    const sessions = sessile<{ user?: string }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      onError: () => {},
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    let cancelled = false;
+    const app = new Hono<SessileEnv<{ user?: string }>>();
+    app.use(sessions);
+    app.get('/report', (c) => {
+      c.get('session').data.user = 'x'.repeat(4096);
+      const body = new ReadableStream({
+        pull() {},
+        cancel() {
+          cancelled = true;
+        },
+      });
+      return new Response(body, { headers: { 'content-type': 'text/plain' } });
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const response = await fetch(`${server.url}/report`);
+    expect(response.status).toBe(500);
+    expect(await response.text()).toBe('Internal Server Error');
+    expect(cancelled).toBe(true);
+  });
+
+  it('sends the cookie of a regenerated session on a response the handler writes itself', async () => {
+    const { app } = open();
+    app.get('/login', async (c) => {
+      const session = c.get('session');
+      await session.regenerate();
+      session.data.count = 1;
+      c.env.outgoing.writeHead(200, { 'content-type': 'text/plain' });
+      c.env.outgoing.end('logged in');
+      return RESPONSE_ALREADY_SENT;
+    });
+    app.get('/', (c) => c.json(c.get('session').data));
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(server.url)).toEqual({});
+    const login = await jar.fetch(`${server.url}/login`);
+    expect(await login.text()).toBe('logged in');
+    expect(login.headers.getSetCookie()).toHaveLength(1);
+    expect(await jar.json(server.url)).toEqual({ count: 1 });
   });
 
   it('leaves a manager it was given open on close()', async () => {

@@ -181,6 +181,59 @@ describe('@sessile/koa middleware', () => {
     expect(jar.cookies.has('sid')).toBe(true);
   });
 
+  it('runs once per request when used twice (an app and its router), never waiting on its own lock', async () => {
+    const store = new MemoryStore();
+    // A short wait: a second lock of the session the request holds can only time out.
+    const sessions = sessile<Data>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 200 },
+    });
+    const app = new Koa();
+    app.silent = true;
+    app.use(sessions);
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const { data } = (ctx as SessileContext<Data>).session;
+      data.count = (data.count ?? 0) + 1;
+      ctx.body = { count: data.count };
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ count: 1 });
+    const second = await jar.fetch(url);
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ count: 2 });
+    expect(await store.count()).toBe(1);
+  });
+
+  it('sends the cookie of a regenerated session on a response the handler writes itself (ctx.respond = false)', async () => {
+    const { url } = await startApp(async (ctx) => {
+      if (ctx.path === '/login') {
+        await ctx.session.regenerate();
+        ctx.session.data.user = 'ada';
+        ctx.respond = false;
+        ctx.res.writeHead(200, { 'content-type': 'text/plain' });
+        ctx.res.end('logged in');
+        return;
+      }
+      ctx.body = ctx.session.data;
+    });
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({});
+    const login = await jar.fetch(`${url}/login`);
+    expect(await login.text()).toBe('logged in');
+    expect(login.headers.getSetCookie()).toHaveLength(1);
+    expect(await jar.json(url)).toEqual({ user: 'ada' });
+  });
+
   it('leaves a manager it was given open on close()', async () => {
     const store = new MemoryStore();
     const manager = new SessionManager({ store, cleanup: manual() });
