@@ -103,7 +103,9 @@ export interface EarlyHeaders {
   readonly headersSent: boolean;
   readonly statusCode: number;
   writeHead(...args: never[]): unknown;
-  appendHeader(name: string, value: string): unknown;
+  setHeader(name: string, value: string | number | readonly string[]): unknown;
+  appendHeader(name: string, value: string | readonly string[]): unknown;
+  removeHeader(name: string): unknown;
 }
 
 /**
@@ -232,6 +234,8 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
         if (!response.headersSent && !session.committed) {
           // The status being written, not yet the response's own.
           const status = typeof args[0] === 'number' ? args[0] : response.statusCode;
+          // Headers given here would replace the cookie appended below; set first, it joins them.
+          args = setGivenHeaders(response, args);
           let headers: string[] = [];
           try {
             headers = cookie.responseHeaders(
@@ -253,4 +257,31 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
 
 function pick(options: object, names: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name)));
+}
+
+/**
+ * Sets the headers a `writeHead(status, [message], headers)` call carries, as Node merges them
+ * with those set before (an object's replace them; an array's, flat or of pairs, replace them
+ * and may repeat), and returns the call's arguments without them. As in Node, headers follow a
+ * message that is a string, and otherwise take the place of a missing one.
+ */
+export function setGivenHeaders(res: EarlyHeaders, args: unknown[]): unknown[] {
+  const hasMessage = typeof args[1] === 'string';
+  const given = hasMessage ? args[2] : (args[2] ?? args[1]);
+  if (typeof given !== 'object' || given === null) return args;
+  if (Array.isArray(given)) {
+    const pairs: Array<[string, unknown]> = Array.isArray(given[0])
+      ? (given as unknown[][]).map(([name, value]) => [String(name), value])
+      : Array.from({ length: Math.floor(given.length / 2) }, (_, i) => [
+          String(given[2 * i]),
+          given[2 * i + 1],
+        ]);
+    for (const [name] of pairs) res.removeHeader(name);
+    for (const [name, value] of pairs) res.appendHeader(name, value as string | readonly string[]);
+  } else {
+    for (const [name, value] of Object.entries(given)) {
+      res.setHeader(name, value as string | number | readonly string[]);
+    }
+  }
+  return hasMessage ? args.slice(0, 2) : args.slice(0, 1);
 }

@@ -6,6 +6,7 @@ export {
   type ResponseEvents,
   type SessionAdapter,
   type SessionAdapterOptions,
+  setGivenHeaders,
 } from './adapter-options.js';
 export {
   BaseStore,

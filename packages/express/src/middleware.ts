@@ -9,7 +9,11 @@ import type {
   SessionManagerOptions,
   VerifiedCookie,
 } from '@sessile/core';
-import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
+import {
+  openSessionAdapter,
+  type SessionAdapterOptions,
+  setGivenHeaders,
+} from '@sessile/core/store';
 
 export type SessileCookieOptions = SessionCookieAttributes;
 
@@ -242,31 +246,4 @@ function holdAsEnded(res: ServerResponse): Hold {
       else res.once('finish', close).once('close', close);
     },
   };
-}
-
-/**
- * Sets the headers a `writeHead(status, [message], headers)` call carries, as Node merges them
- * with those set before (an object's replace them; an array's, flat or of pairs, replace them
- * and may repeat), and returns the call's arguments without them. As in Node, headers follow a
- * message that is a string, and otherwise take the place of a missing one.
- */
-function setGivenHeaders(res: ServerResponse, args: unknown[]): unknown[] {
-  const hasMessage = typeof args[1] === 'string';
-  const given = hasMessage ? args[2] : (args[2] ?? args[1]);
-  if (typeof given !== 'object' || given === null) return args;
-  if (Array.isArray(given)) {
-    const pairs: Array<[string, unknown]> = Array.isArray(given[0])
-      ? (given as unknown[][]).map(([name, value]) => [String(name), value])
-      : Array.from({ length: Math.floor(given.length / 2) }, (_, i) => [
-          String(given[2 * i]),
-          given[2 * i + 1],
-        ]);
-    for (const [name] of pairs) res.removeHeader(name);
-    for (const [name, value] of pairs) res.appendHeader(name, value as string | readonly string[]);
-  } else {
-    for (const [name, value] of Object.entries(given)) {
-      res.setHeader(name, value as string | number | readonly string[]);
-    }
-  }
-  return hasMessage ? args.slice(0, 2) : args.slice(0, 1);
 }

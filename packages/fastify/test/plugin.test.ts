@@ -51,29 +51,46 @@ describe('@sessile/fastify options', () => {
 describe('@sessile/fastify with a hijacked reply', () => {
   const SECRET = 'a secret of 32 characters or more for these tests';
 
-  it('sends the cookie of a regenerated session on the headers written through reply.raw', async () => {
-    const store = new MemoryStore();
-    const app = Fastify();
-    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
-    app.get('/login', async (request, reply) => {
-      await request.session.regenerate();
-      request.session.data.user = 'ada';
-      reply.hijack();
-      reply.raw.writeHead(200, { 'content-type': 'text/plain' });
-      reply.raw.end('logged in');
-    });
-    app.get('/', async (request) => request.session.data);
-    const url = await app.listen({ port: 0, host: '127.0.0.1' });
-    try {
-      const jar = new CookieJar();
-      expect(await jar.json(url)).toEqual({});
-      const login = await jar.fetch(`${url}/login`);
-      expect(await login.text()).toBe('logged in');
-      expect(login.headers.getSetCookie()).toHaveLength(1);
-      expect(await jar.json(url)).toEqual({ user: 'ada' });
-    } finally {
-      await app.close();
-      await store.close();
-    }
-  });
+  it.each([
+    ['no cookie of its own', { 'content-type': 'text/plain' }, []],
+    [
+      'a cookie of its own',
+      { 'content-type': 'text/plain', 'set-cookie': 'theme=dark' },
+      ['theme=dark'],
+    ],
+    [
+      'a cookie of its own, as a list',
+      ['Set-Cookie', 'theme=dark', 'Content-Type', 'text/plain'],
+      ['theme=dark'],
+    ],
+  ])(
+    'sends the cookie of a regenerated session on the headers written through reply.raw, with %s',
+    async (_, headers, own) => {
+      const store = new MemoryStore();
+      const app = Fastify();
+      app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+      app.get('/login', async (request, reply) => {
+        await request.session.regenerate();
+        request.session.data.user = 'ada';
+        reply.hijack();
+        reply.raw.writeHead(200, headers as Record<string, string>);
+        reply.raw.end('logged in');
+      });
+      app.get('/', async (request) => request.session.data);
+      const url = await app.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const jar = new CookieJar();
+        expect(await jar.json(url)).toEqual({});
+        const login = await jar.fetch(`${url}/login`);
+        expect(await login.text()).toBe('logged in');
+        const cookies = login.headers.getSetCookie();
+        expect(cookies).toHaveLength(own.length + 1);
+        expect(cookies).toEqual(expect.arrayContaining(own));
+        expect(await jar.json(url)).toEqual({ user: 'ada' });
+      } finally {
+        await app.close();
+        await store.close();
+      }
+    },
+  );
 });
