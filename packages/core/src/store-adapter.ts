@@ -52,6 +52,9 @@ export function openStoreAdapter(
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`${where}: options must be an object, got ${describeValue(options)}`);
   }
+  for (const [name, instead] of PEER_OPTIONS) {
+    if (name in options) throw new TypeError(`${where}: unknown option '${name}'; ${instead}`);
+  }
   assertKnownOptions(options, ['codec', 'defaultTtlMs'], where);
   const given = options as StoreAdapterOptions;
   const defaultTtlMs = given.defaultTtlMs ?? 24 * 60 * 60_000;
@@ -87,6 +90,20 @@ export function openStoreAdapter(
       : { data: encodeLibrarySession(codec, id, session, now), expiresAt };
   return { store: sessionStore, codec, defaultTtlMs, read, record };
 }
+
+/**
+ * Options of the stores an app switches from (connect-redis, memorystore, session-file-store,
+ * connect-pg-simple), with what takes their place; a plain "did you mean" would miss that
+ * their `ttl` counts seconds.
+ */
+const PEER_OPTIONS: ReadonlyArray<readonly [string, string]> = [
+  [
+    'ttl',
+    "a session's lifetime comes from its cookie; defaultTtlMs (in milliseconds, where the peers' ttl counted seconds) is for a cookie without an expiry",
+  ],
+  ['serializer', 'codec encodes sessions (jsonCodec(), aesGcmCodec())'],
+  ['prefix', "a key prefix is the store's own option, as in RedisStore.open({ prefix })"],
+];
 
 /** What an adapter calls on its store. */
 const STORE_METHODS = ['get', 'set', 'touch', 'delete', 'count', 'ids', 'clear', 'close'];

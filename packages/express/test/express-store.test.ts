@@ -389,6 +389,20 @@ describe('toExpressStore callbacks', () => {
     expect(() => toExpressStore(store, { defaultTtlMs: 365 * 24 * 60 * 60_000 })).not.toThrow();
   });
 
+  it.each([
+    [
+      'ttl',
+      86_400,
+      /unknown option 'ttl'; .*defaultTtlMs \(in milliseconds, where the peers' ttl counted seconds\)/,
+    ],
+    ['serializer', JSON, /unknown option 'serializer'; codec encodes sessions/],
+    ['prefix', 'sess:', /unknown option 'prefix'; a key prefix is the store's own option/],
+  ])("refuses a switching app's %s option, saying what takes its place", (name, value, message) => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    expect(() => toExpressStore(store, { [name]: value } as never)).toThrow(message);
+  });
+
   it('emits connect once ready and disconnect on close, and is an express-session Store', async () => {
     const { expressStore } = setup();
     const events: string[] = [];
