@@ -24,6 +24,33 @@ interface Peer {
   close(): Promise<void>;
 }
 
+/**
+ * `sessile import --from <from> --to file:<target> --default-ttl 1h --json`, and a check that a
+ * session it imported lives the default TTL from the import's start.
+ */
+async function importIntoFileStore(from: string, target: string) {
+  const startedAt = Date.now();
+  const result = await runCli([
+    'import',
+    '--from',
+    from,
+    '--to',
+    `file:${target}`,
+    '--default-ttl',
+    String(HOUR_MS),
+    '--json',
+  ]);
+  const expectLivesDefaultTtl = async (id: string): Promise<void> => {
+    const store = await FileStore.open({ path: target });
+    try {
+      expectDefaultTtl((await store.get(id))?.expiresAt, HOUR_MS, startedAt);
+    } finally {
+      await store.close();
+    }
+  };
+  return { result, expectLivesDefaultTtl };
+}
+
 const peers: Record<string, (dir: string) => Promise<Peer>> = {
   async 'session-file-store'(dir) {
     const FileStore = (require('session-file-store') as (s: unknown) => StoreClass)(session);
@@ -373,28 +400,15 @@ describe('what cannot be imported', () => {
       join(path, `${timeless}.json`),
       '{"cookie":{"originalMaxAge":null},"user":"edsger"}',
     );
-    const target = join(dir, 'to');
-    const startedAt = Date.now();
-    const result = await runCli([
-      'import',
-      '--from',
+    const { result, expectLivesDefaultTtl } = await importIntoFileStore(
       `session-file-store:${path}`,
-      '--to',
-      `file:${target}`,
-      '--default-ttl',
-      String(HOUR_MS),
-      '--json',
-    ]);
+      join(dir, 'to'),
+    );
     expect(result.code).toBe(5);
     const report = jsonOf<{ counts: object; unreadable: { problem: string }[] }>(result);
     expect(report.counts).toMatchObject({ written: 1, expired: 0, unreadable: 2 });
     for (const { problem } of report.unreadable) expect(problem).toMatch(/no cookie/);
-    const store = await FileStore.open({ path: target });
-    try {
-      expectDefaultTtl((await store.get(timeless))?.expiresAt, HOUR_MS, startedAt);
-    } finally {
-      await store.close();
-    }
+    await expectLivesDefaultTtl(timeless);
   });
 
   it('better-sqlite3-session-store: a browser-session cookie (expires false) under an unreadable expire column lives --default-ttl', async () => {
@@ -416,26 +430,13 @@ describe('what cannot be imported', () => {
     } finally {
       db.close();
     }
-    const target = join(dir, 'to');
-    const startedAt = Date.now();
-    const result = await runCli([
-      'import',
-      '--from',
+    const { result, expectLivesDefaultTtl } = await importIntoFileStore(
       `better-sqlite3-session-store:${path}`,
-      '--to',
-      `file:${target}`,
-      '--default-ttl',
-      String(HOUR_MS),
-      '--json',
-    ]);
+      join(dir, 'to'),
+    );
     expect(result.code).toBe(0);
     expect(jsonOf<{ counts: object }>(result).counts).toMatchObject({ written: 1, expired: 0 });
-    const store = await FileStore.open({ path: target });
-    try {
-      expectDefaultTtl((await store.get(id))?.expiresAt, HOUR_MS, startedAt);
-    } finally {
-      await store.close();
-    }
+    await expectLivesDefaultTtl(id);
   });
 
   it('a peer table that is not what the address claims is refused before anything is written', async () => {
