@@ -231,6 +231,9 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       const writeHead = response.writeHead as (...args: unknown[]) => unknown;
       response.writeHead = function writeHeadWithCookie(this: EarlyHeaders, ...args: unknown[]) {
         response.writeHead = writeHead;
+        // A status Node refuses: let it throw before anything here changes the response.
+        const code = Number(args[0]) | 0;
+        if (code < 100 || code > 999) return writeHead.apply(this, args);
         if (!response.headersSent && !session.committed) {
           // The status being written, not yet the response's own.
           const status = typeof args[0] === 'number' ? args[0] : response.statusCode;
