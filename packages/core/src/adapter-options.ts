@@ -81,6 +81,14 @@ export interface SessionAdapter<Data extends SessionData> {
     onCommitError: (error: unknown) => void,
   ): void;
   /**
+   * The session a `sessile()` already opened for `request` (its Node request or response, the
+   * same object every middleware of one request sees), noted by `noteOpened`. A second
+   * `sessile()` on one request (an app's and a router's or sub-app's) hands it on instead of
+   * waiting on the lock the request already holds.
+   */
+  openedFor(request: object): Session<Data> | undefined;
+  noteOpened(request: object, session: Session<Data>): void;
+  /**
    * Gives headers that go out before the commit (a handler that writes the Node response itself:
    * a hijacked Fastify reply, Koa's `ctx.respond = false`, Hono's `RESPONSE_ALREADY_SENT`) the
    * cookie the commit will need. Without it a new or regenerated session's id never reaches the
@@ -227,6 +235,10 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       });
       response.once('finish', () => manager.afterResponse());
     },
+    openedFor: (request) => openedSessions.get(request) as Session<Data> | undefined,
+    noteOpened(request, session) {
+      openedSessions.set(request, session as Session<SessionData>);
+    },
     cookieOnEarlyHeaders(session, response, requestCookie) {
       const writeHead = response.writeHead as (...args: unknown[]) => unknown;
       response.writeHead = function writeHeadWithCookie(this: EarlyHeaders, ...args: unknown[]) {
@@ -257,6 +269,9 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
     },
   };
 }
+
+/** The session each request runs with, by its Node request or response (see `openedFor`). */
+const openedSessions = new WeakMap<object, Session<SessionData>>();
 
 function pick(options: object, names: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name)));

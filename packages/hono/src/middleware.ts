@@ -51,12 +51,6 @@ export interface SessileHonoMiddleware<Data extends SessionData = SessionData>
 const COMMIT_FAILURE_BODY = 'Internal Server Error';
 
 /**
- * The session each request runs with, by its Node request: a second `sessile()` on the same
- * request (an app's and a sub-app's) must not lock the session it already holds.
- */
-const openSessions = new WeakMap<object, Session<SessionData>>();
-
-/**
  * Sessions for Hono on Node (`@hono/node-server`), locked from load to commit. The id travels in
  * an HMAC-signed cookie and only ids this server issued are adopted. The session is committed
  * (saved if modified, else lazily touched) once the handler's response is ready, before the
@@ -77,9 +71,9 @@ export function sessile<Data extends SessionData = SessionData>(
         "@sessile/hono needs @hono/node-server's bindings (c.env.outgoing): serve the app with serve() from @hono/node-server",
       );
     }
-    const running = openSessions.get(outgoing);
+    const running = adapter.openedFor(outgoing);
     if (running !== undefined) {
-      c.set('session', running as Session<Data>);
+      c.set('session', running);
       return next();
     }
     const requestCookie = cookie.verify(c.req.header('cookie'));
@@ -89,7 +83,7 @@ export function sessile<Data extends SessionData = SessionData>(
       adapter.openOptions(c),
     );
     c.set('session', session);
-    openSessions.set(outgoing, session as Session<SessionData>);
+    adapter.noteOpened(outgoing, session);
     adapter.track(
       session,
       outgoing,

@@ -46,12 +46,6 @@ export interface SessileKoaMiddleware<Data extends SessionData = SessionData> ex
 const COMMIT_FAILURE_BODY = 'Internal Server Error';
 
 /**
- * The session each request runs with, by its Node request: a second `sessile()` on the same
- * request (an app's and a router's or a mounted app's) must not lock the session it already holds.
- */
-const openSessions = new WeakMap<object, Session<SessionData>>();
-
-/**
  * Sessions for Koa, locked from load to commit. The id travels in an HMAC-signed cookie and only
  * ids this server issued are adopted. The session is committed (saved if modified, else lazily
  * touched) once the downstream middleware settles, before Koa sends the response, and in any case
@@ -65,9 +59,9 @@ export function sessile<Data extends SessionData = SessionData>(
   const { reportCommitError } = adapter;
 
   const middleware = (async (ctx: ParameterizedContext, next: () => Promise<unknown>) => {
-    const running = openSessions.get(ctx.req);
+    const running = adapter.openedFor(ctx.req);
     if (running !== undefined) {
-      (ctx as SessileContext).session = running;
+      (ctx as SessileContext<Data>).session = running;
       return next();
     }
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
@@ -77,7 +71,7 @@ export function sessile<Data extends SessionData = SessionData>(
       adapter.openOptions(ctx),
     );
     (ctx as SessileContext<Data>).session = session;
-    openSessions.set(ctx.req, session as Session<SessionData>);
+    adapter.noteOpened(ctx.req, session);
     adapter.track(
       session,
       ctx.res,

@@ -18,6 +18,18 @@ describe('@sessile/koa middleware', () => {
   type Data = { count?: number; user?: string };
 
   /** An app over a fresh store; with `catcher`, an error middleware above sessile() answers errors. */
+  /** Serves `app` on a free port until the test ends, then closes it, `sessions` and `store`. */
+  async function serve(app: Koa, sessions: { close(): Promise<void> }, store: MemoryStore) {
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+      await store.close();
+    });
+    return url;
+  }
+
   async function startApp(
     handler: (ctx: SessileContext<Data>) => void | Promise<void>,
     { catcher = false } = {},
@@ -38,13 +50,7 @@ describe('@sessile/koa middleware', () => {
     }
     app.use(sessions);
     app.use(async (ctx) => handler(ctx as SessileContext<Data>));
-    const server = createServer(app.callback());
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const url = await serve(app, sessions, store);
     return { url, store, sessions };
   }
 
@@ -70,13 +76,7 @@ describe('@sessile/koa middleware', () => {
       if (ctx.path === '/fail') throw new Error('the handler failed after changing the session');
       ctx.body = { count: session.data.count };
     });
-    const server = createServer(app.callback());
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const url = await serve(app, sessions, store);
     const jar = new CookieJar();
     expect(await jar.json(url)).toEqual({ count: 1 });
     const failed = await jar.fetch(`${url}/fail`);
@@ -150,13 +150,7 @@ describe('@sessile/koa middleware', () => {
       if (ctx.path === '/bad') ctx.status = 400;
       ctx.body = { count: session.data.count };
     });
-    const server = createServer(app.callback());
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const url = await serve(app, sessions, store);
     const jar = new CookieJar();
     expect(await jar.json(url)).toEqual({ count: 1 });
     for (const path of ['/fail', '/status-499', '/not-an-error']) {
@@ -199,13 +193,7 @@ describe('@sessile/koa middleware', () => {
       data.count = (data.count ?? 0) + 1;
       ctx.body = { count: data.count };
     });
-    const server = createServer(app.callback());
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-      await store.close();
-    });
+    const url = await serve(app, sessions, store);
     const jar = new CookieJar();
     expect(await jar.json(url)).toEqual({ count: 1 });
     const second = await jar.fetch(url);
