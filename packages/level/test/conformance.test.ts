@@ -28,4 +28,5 @@ await runStoreConformance({
   corrupt: async (store: SessionStore, id: string) => {
     await (store as LevelStore).db.put(Buffer.from(`r${id}`, 'latin1'), Uint8Array.of(0xde, 0xad));
   },
+  fullDisk: (path) => LevelStore.open({ path }),
 });

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -8,7 +8,6 @@ import {
   openSync,
   readdirSync,
   renameSync,
-  rmdirSync,
   rmSync,
   statfsSync,
   statSync,
@@ -18,6 +17,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import {
   generateSessionId,
   isSessionError,
@@ -1137,24 +1137,12 @@ describe('LevelStore: every asynchronous API rejects, never throws', () => {
 describe('LevelStore: a full disk', () => {
   const mounts: string[] = [];
   afterAll(() => {
-    for (const dir of mounts) {
-      execFileSync('umount', [dir]);
-      rmdirSync(dir);
-    }
+    for (const dir of mounts.splice(0)) unmountSmallFilesystem(dir);
   });
 
   /** Mounts a tmpfs of `size` on a new directory. The test fails with the reason when that is refused. */
   function smallFilesystem(size: string): string {
-    const dir = mkdtempSync(join(tmpdir(), 'sessile-level-full-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-    } catch (error) {
-      rmdirSync(dir);
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-      throw new Error(
-        `mount -t tmpfs -o size=${size} tmpfs ${dir} was refused: ${stderr || (error as Error).message}`,
-      );
-    }
+    const dir = mountSmallFilesystem(size);
     mounts.push(dir);
     return dir;
   }

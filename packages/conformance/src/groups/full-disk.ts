@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +9,21 @@ import { newId, record } from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 /** The small filesystem the store fills. */
-const FILESYSTEM_SIZE = '8m';
-/** Space given back once the disk is full, so the store can be seen to take writes again. */
-const BALLAST_BYTES = 4 * 1024 * 1024;
+const FILESYSTEM_SIZE = '16m';
+/**
+ * Space given back once the disk is full, so the store can be seen to take writes again. A
+ * store may need room for more than one write before it takes writes again: LevelDB reopens
+ * only with room for its next log (its 4 MiB write buffer) and a new MANIFEST.
+ */
+const BALLAST_BYTES = 8 * 1024 * 1024;
+
+/**
+ * 4,000 characters that no store can compress much, so a store that compresses (LevelDB's
+ * tables) fills the disk as quickly as one that does not.
+ */
+function padding(): string {
+  return randomBytes(3000).toString('base64');
+}
 
 /**
  * Mounts a tmpfs of `size` (`'8m'`) on a new directory and returns its path, for a store's own
@@ -58,7 +71,7 @@ export function fullDiskTests(
         while (failure === undefined && written.length < 10_000) {
           const id = newId();
           try {
-            await store.set(id, record({ id, padding: 'x'.repeat(4000) }));
+            await store.set(id, record({ id, padding: padding() }));
             written.push(id);
           } catch (error) {
             failure = error;
@@ -84,7 +97,7 @@ export function fullDiskTests(
         let failedId = '';
         for (let i = 0; failure === undefined && i < 10_000; i++) {
           failedId = newId();
-          await store.set(failedId, record({ padding: 'x'.repeat(4000) })).catch((error) => {
+          await store.set(failedId, record({ padding: padding() })).catch((error) => {
             failure = error;
           });
         }
