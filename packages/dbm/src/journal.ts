@@ -49,9 +49,14 @@ export class Journal {
     io.sync();
   }
 
-  /** Writes the empty journal of a new file. */
+  /**
+   * Writes the empty journal of a new file, zeros over its whole region: the region's blocks are
+   * then allocated for good, so no commit needs new space for its journal, and on a full disk
+   * the changes that free space (`delete`, the sweep, `clear`) still commit. A region left
+   * sparse failed every journal longer than the longest one before it with `ENOSPC`.
+   */
   reset(): void {
-    this.#io.write(JOURNAL_OFFSET, Buffer.alloc(JOURNAL_HEAD_BYTES));
+    this.#io.write(JOURNAL_OFFSET, Buffer.alloc(JOURNAL_BYTES));
   }
 
   /** The header as it is on disk, without replaying anything: for a check made without the lock. */

@@ -111,6 +111,39 @@ export function agreeOnStripes(
   given: boolean,
 ): number {
   const file = join(directory, STRIPE_COUNT_FILE);
+  // Read first: a count recorded already needs no draft, whose write fails on a full disk.
+  const found = recordedStripes(path, file) ?? recordStripes(path, directory, file, stripes);
+  if (found === undefined) return stripes;
+  const text = found.trim();
+  const recorded = Number(text);
+  if (recorded === stripes) return stripes;
+  if (!given && /^\d+$/.test(text) && recorded >= 2 && recorded <= MAX_STRIPES) return recorded;
+  throw cannotOpen(
+    path,
+    `it is used with stripes: ${text} (${file}), not ${stripes}; every process on one file must use the same count`,
+  );
+}
+
+/** The stripe count file's text, or undefined when there is none yet. */
+function recordedStripes(path: string, file: string): string | undefined {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw cannotOpen(path, `cannot read its stripe count: ${errorMessage(error)}`, error);
+  }
+}
+
+/**
+ * Records `stripes` as the file's count, linked into place whole; undefined when this call
+ * recorded it, else the count another process recorded first.
+ */
+function recordStripes(
+  path: string,
+  directory: string,
+  file: string,
+  stripes: number,
+): string | undefined {
   const draft = join(
     directory,
     `${STRIPE_COUNT_FILE}.${process.pid}.${randomBytes(6).toString('hex')}`,
@@ -119,7 +152,7 @@ export function agreeOnStripes(
     writeFileSync(draft, `${stripes}\n`, { mode: 0o600 });
     try {
       linkSync(draft, file);
-      return stripes;
+      return undefined;
     } catch (error) {
       if (errorCode(error) !== 'EEXIST') throw error;
     } finally {
@@ -128,14 +161,7 @@ export function agreeOnStripes(
   } catch (error) {
     throw cannotOpen(path, `cannot record its stripe count: ${errorMessage(error)}`, error);
   }
-  const text = readFileSync(file, 'latin1').trim();
-  const recorded = Number(text);
-  if (recorded === stripes) return stripes;
-  if (!given && /^\d+$/.test(text) && recorded >= 2 && recorded <= MAX_STRIPES) return recorded;
-  throw cannotOpen(
-    path,
-    `it is used with stripes: ${text} (${file}), not ${stripes}; every process on one file must use the same count`,
-  );
+  return readFileSync(file, 'latin1');
 }
 
 function statIfPresent(path: string): Stats | undefined {

@@ -4,6 +4,7 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -12,11 +13,11 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   decodeHeader,
   FORMAT_VERSION,
@@ -25,6 +26,7 @@ import {
   JOURNAL_OFFSET,
 } from '../src/format.js';
 import { DbmStore, type DbmStoreOptions, type DbmSweepMode, sessionStripe } from '../src/index.js';
+import { agreeOnStripes } from '../src/open-file.js';
 import { applyOp, ID_POOL_SIZE, OWNERS, opAt, opOfPayload, poolId } from './fixtures/crash-ops.mjs';
 import { useTestPaths } from './helpers.js';
 
@@ -884,4 +886,84 @@ describe('DbmStore session locks', () => {
       await store.close();
     }
   }, 60_000);
+});
+
+describe('DbmStore on a full disk', () => {
+  const mounts: string[] = [];
+  afterEach(() => {
+    for (const dir of mounts.splice(0)) {
+      execFileSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** A tmpfs of `size` (needs root): the test fails with the reason when mounting is refused. */
+  function smallFilesystem(size: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-dbm-full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new Error(`mount -t tmpfs of ${size} on ${dir} was refused: ${stderr || error}`);
+    }
+    mounts.push(dir);
+    return dir;
+  }
+
+  /** Fills the disk under `store` with records expiring at `expiresAt`; returns how many went in. */
+  async function fill(store: DbmStore, expiresAt: number): Promise<number> {
+    for (let stored = 0; ; stored++) {
+      const error = await sessionErrorOf(
+        store.set(generateSessionId(), { data: payload(stored, 3000), expiresAt }),
+      ).catch(() => undefined);
+      if (error !== undefined) {
+        expect(error.code).toBe('ERR_STORE_IO');
+        expect(error.message).toContain(store.path);
+        expect((error.cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+        return stored;
+      }
+    }
+  }
+
+  it('the sweep and clear() still commit, so they free space and writes work again', async () => {
+    const path = join(smallFilesystem('2m'), 'sessions.dbm');
+    const store = await DbmStore.open({ path });
+    try {
+      const expiresAt = Date.now() + 300;
+      const stored = await fill(store, expiresAt);
+      expect(stored).toBeGreaterThan(0);
+      while (Date.now() <= expiresAt) await new Promise((resolve) => setTimeout(resolve, 50));
+      // A sweep batch journals more than any set did, into a journal region left sparse.
+      expect(await store.sweep({ limit: Number.POSITIVE_INFINITY })).toMatchObject({
+        removed: stored,
+        done: true,
+      });
+      const live = Date.now() + HOUR_MS;
+      expect(await fill(store, live)).toBeGreaterThan(0);
+      // clear() journals eight bucket pages at once.
+      await store.clear();
+      expect(await store.count()).toBe(0);
+      const id = generateSessionId();
+      expect(await store.set(id, { data: payload(1, 3000), expiresAt: live })).toBe(true);
+      const record = await store.get(id);
+      expect(Buffer.from(record?.data ?? []).equals(payload(1, 3000))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('a stripe count recorded already is read on a full disk, not written again', async () => {
+    const path = join(smallFilesystem('1m'), 'sessions.dbm');
+    const directory = `${path}.locks`;
+    mkdirSync(directory);
+    expect(agreeOnStripes(path, directory, 64, true)).toBe(64);
+    try {
+      writeFileSync(join(dirname(path), 'filler'), Buffer.alloc(2 * 1024 * 1024));
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    expect(agreeOnStripes(path, directory, 4096, false)).toBe(64);
+    expect(agreeOnStripes(path, directory, 64, true)).toBe(64);
+  });
 });
