@@ -12,7 +12,7 @@ import {
 } from '@sessile/core';
 import { BaseStore, HostGuards, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
 import { FileLocks } from './file-locks.js';
-import { asyncFileSystem, errorCode, realpath, syncFileSystem } from './fs.js';
+import { asyncFileSystem, errorCode, NO_SPACE, realpath, syncFileSystem, unless } from './fs.js';
 import {
   type FilesystemTraits,
   GUARDS_DIRECTORY,
@@ -82,6 +82,11 @@ export class FileStore extends BaseStore {
       const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
       const traits = await probeFilesystem(root, settings.fileMode);
+      // Made now, while there is room: a delete takes a guard there, and on a full disk a
+      // directory cannot be made, so a store that had only created records could delete none.
+      await unless(['EEXIST', ...NO_SPACE], undefined, () =>
+        asyncFileSystem.mkdir(join(root, GUARDS_DIRECTORY), { mode: settings.directoryMode }),
+      );
       return new FileStore(options, settings, root, traits);
     } catch (error) {
       if (isSessionError(error) || error instanceof TypeError) throw error;

@@ -162,6 +162,9 @@ export const statfs = promisify(fs.statfs);
 
 export { errorCode, unless };
 
+/** What a full disk (or quota) answers a write with. */
+export const NO_SPACE: readonly string[] = ['ENOSPC', 'EDQUOT'];
+
 /**
  * Unlinks `path` (nothing there is fine) through the thread pool, whatever the store's `io`.
  * Freeing a file whose data is on disk can wait for the device: ext4 mounted with `discard` and

@@ -1,10 +1,11 @@
 import type { Dirent } from 'node:fs';
-import { opendir, readdir } from 'node:fs/promises';
+import { opendir, readdir, utimes } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
   asyncFileSystem,
   type FileSystem,
+  NO_SPACE,
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
@@ -211,20 +212,25 @@ async function localFilesystem(root: string): Promise<boolean> {
   return stats !== undefined && LOCAL_FILESYSTEM_TYPES.has(stats.type);
 }
 
+const PROBE_MTIME_MS = 1_700_000_000_123;
+
 /** Probes the filesystem under `root` once, at open. */
 export async function probeFilesystem(root: string, fileMode: number): Promise<FilesystemTraits> {
   const name = `.probe.${uniqueSuffix()}${TEMP_SUFFIX}`;
   const probe = join(root, name);
-  const fd = await asyncFileSystem.open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
+  const fd = await unless(NO_SPACE, undefined, () =>
+    asyncFileSystem.open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode),
+  );
+  // No inode to spare (a full disk): a store must still open, for a sweep to free some.
+  if (fd === undefined) return probeInPlace(root);
   try {
-    const sampleMs = 1_700_000_000_123;
-    await asyncFileSystem.futimes(fd, sampleMs / 1000, sampleMs / 1000);
+    await asyncFileSystem.futimes(fd, PROBE_MTIME_MS / 1000, PROBE_MTIME_MS / 1000);
     const stats = await asyncFileSystem.fstat(fd);
     const folded = await unless(['ENOENT'], undefined, () =>
       asyncFileSystem.lstat(join(root, name.toUpperCase())),
     );
     return {
-      mtimeExact: Math.round(stats.mtimeMs) === sampleMs,
+      mtimeExact: Math.round(stats.mtimeMs) === PROBE_MTIME_MS,
       caseSensitive: folded === undefined,
       io: (await localFilesystem(root)) ? 'sync' : 'async',
     };
@@ -232,4 +238,40 @@ export async function probeFilesystem(root: string, fileMode: number): Promise<F
     await asyncFileSystem.close(fd);
     await unless(['ENOENT'], undefined, () => asyncFileSystem.unlink(probe));
   }
+}
+
+/**
+ * The probe without a file of its own: the mtime is tried on `root` itself, then put back; case
+ * is judged by an entry of `root` whose name has letters (its name with the case swapped names
+ * the same inode only where case is folded), and taken as folded when there is none, which
+ * costs speed, never a record.
+ */
+async function probeInPlace(root: string): Promise<FilesystemTraits> {
+  const before = await asyncFileSystem.lstat(root);
+  let mtimeExact: boolean;
+  try {
+    await utimes(root, PROBE_MTIME_MS / 1000, PROBE_MTIME_MS / 1000);
+    mtimeExact = Math.round((await asyncFileSystem.lstat(root)).mtimeMs) === PROBE_MTIME_MS;
+  } finally {
+    await utimes(root, before.atime, before.mtime);
+  }
+  let caseSensitive = false;
+  for (const name of await readdir(root)) {
+    const swapped = swapCase(name);
+    if (swapped === name) continue;
+    const [entry, other] = await Promise.all([
+      unless(['ENOENT'], undefined, () => asyncFileSystem.lstat(join(root, name))),
+      unless(['ENOENT'], undefined, () => asyncFileSystem.lstat(join(root, swapped))),
+    ]);
+    if (entry === undefined) continue;
+    caseSensitive = other === undefined || other.ino !== entry.ino || other.dev !== entry.dev;
+    break;
+  }
+  return { mtimeExact, caseSensitive, io: (await localFilesystem(root)) ? 'sync' : 'async' };
+}
+
+function swapCase(name: string): string {
+  return name.replace(/[a-z]/gi, (c) =>
+    c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase(),
+  );
 }

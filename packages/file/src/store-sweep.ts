@@ -7,7 +7,7 @@ import {
   yieldToEventLoop,
 } from '@sessile/core/store';
 import type { FileLocks } from './file-locks.js';
-import { type FileSystem, overwriteText, unless } from './fs.js';
+import { type FileSystem, NO_SPACE, overwriteText, unless } from './fs.js';
 import { CURSOR_FILE, type StoreLayout, SWEEP_LEASE_FILE } from './layout.js';
 import type { RecordFiles } from './record-files.js';
 import type { Sweeper } from './sweep-protocol.js';
@@ -15,8 +15,6 @@ import { abortedByAny } from './sweeper.js';
 
 /** The cursor file's size: one page, more than a cursor naming any directory entry needs. */
 const CURSOR_BYTES = 4096;
-/** What a full disk (or quota) answers a write with. */
-const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 /** Entries one sweep batch examines; the suite's budgetMs test needs this at or below 1000. */
 const SWEEP_BATCH = 500;
 
@@ -87,7 +85,7 @@ export class StoreSweep {
         this.#sweepLeaseMs,
       );
     } catch (error) {
-      if (!NO_SPACE.has(errorCode(error) as string)) throw error;
+      if (!NO_SPACE.includes(errorCode(error) as string)) throw error;
       // A full disk refuses the lease's record, yet only removing expired sessions frees space:
       // this call sweeps from the start, without lease or cursor. Removals are safe beside
       // writers (see RecordFiles), so a second sweeper meanwhile costs time, never a record.

@@ -1269,11 +1269,13 @@ describe('across processes', () => {
 
 describe('a full disk', () => {
   const mounts: string[] = [];
+  const images: string[] = [];
   afterEach(() => {
     for (const dir of mounts.splice(0)) {
       execFileSync('umount', [dir]);
       rmSync(dir, { recursive: true, force: true });
     }
+    for (const image of images.splice(0)) rmSync(image, { force: true });
   });
 
   /** A tmpfs of `size` (needs root): the test fails with the reason when mounting is refused. */
@@ -1289,6 +1291,111 @@ describe('a full disk', () => {
     mounts.push(dir);
     return dir;
   }
+
+  /**
+   * A small ext4 in a loop device (needs root, mkfs.ext4 and a free loop device), where a new
+   * directory needs a block, so a full disk refuses it while files of no data can still be made.
+   */
+  function smallExt4(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-file-ext4-'));
+    const image = `${dir}.img`;
+    try {
+      execFileSync('truncate', ['-s', '4M', image], { stdio: 'pipe' });
+      execFileSync('mkfs.ext4', ['-q', '-F', image], { stdio: 'pipe' });
+      execFileSync('mount', ['-o', 'loop', image, dir], { stdio: 'pipe' });
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(image, { force: true });
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new Error(`an ext4 loop mount on ${dir} was refused: ${stderr || error}`);
+    }
+    mounts.push(dir);
+    images.push(image);
+    return dir;
+  }
+
+  /** Writes a file as large as the space left on the filesystem of `dir` allows. */
+  function fillUp(dir: string): void {
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=1k'], { stdio: 'pipe' });
+    } catch {
+      // dd stops with ENOSPC, as meant.
+    }
+  }
+
+  it('a store that has only created sessions deletes and touches them once the disk is full', async () => {
+    const path = join(smallExt4(), 'sessions');
+    const store = await FileStore.open({ path });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const id = generateSessionId();
+        expect(await store.set(id, recordOf(`session ${i}`))).toBe(true);
+        ids.push(id);
+      }
+      fillUp(path);
+      expect(await codeOf(store.set(generateSessionId(), recordOf('x'.repeat(5000))))).toBe(
+        'ERR_STORE_IO',
+      );
+      // Logging out takes a write guard, whose directory a full disk could no longer make.
+      for (const id of ids.slice(0, 10)) {
+        expect(await store.delete(id)).toBe(true);
+        expect(await store.get(id)).toBeUndefined();
+      }
+      const expiresAt = Date.now() + HOUR_MS + 0.5;
+      expect(await store.touch(ids[10] as string, expiresAt)).toBe(true);
+      expect((await store.get(ids[10] as string))?.expiresAt).toBe(expiresAt);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a store opens on a disk with no inode left, and its sweep frees some', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-file-inodes-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=200', 'tmpfs', dir], {
+        stdio: 'pipe',
+      });
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`mount -t tmpfs with nr_inodes on ${dir} was refused: ${error}`);
+    }
+    mounts.push(dir);
+    const path = join(dir, 'sessions');
+    const filling = await FileStore.open({ path });
+    const expiresAt = Date.now() + 500;
+    let stored = 0;
+    for (;;) {
+      const outcome = await codeOf(filling.set(generateSessionId(), recordOf('a', expiresAt)));
+      if (outcome !== 'ok') {
+        expect(outcome).toBe('ERR_STORE_IO');
+        break;
+      }
+      stored++;
+    }
+    await filling.close();
+    // Inodes the closed store freed (its holder files) go to other files.
+    for (let i = 0; ; i++) {
+      try {
+        writeFileSync(join(dir, `other-${i}`), '');
+      } catch {
+        break;
+      }
+    }
+    while (Date.now() <= expiresAt) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    // Opening probes the filesystem: it had no inode for its probe file.
+    const sweeping = await FileStore.open({ path });
+    try {
+      expect(await sweeping.sweep({ budgetMs: 60_000 })).toMatchObject({
+        removed: stored,
+        done: true,
+      });
+      expect(await sweeping.set(generateSessionId(), recordOf('after'))).toBe(true);
+    } finally {
+      await sweeping.close();
+    }
+  });
 
   it('a store opened once the disk is full sweeps the expired sessions away, so writes work again', async () => {
     const path = join(smallFilesystem('2m'), 'sessions');
