@@ -81,6 +81,11 @@ export interface Target {
   /** Peers doing the same job, for the speed ratio. */
   peers?: string[];
   /**
+   * The peers whose express-session apps the HTTP workload serves in turns with this sessile
+   * store's apps, so their ratios pair rates measured seconds apart. Default the first peer.
+   */
+  httpPeers?: string[];
+  /**
    * The sessile target this one drives through `toExpressStore` and the peers' express-session
    * driver, so its ratio against a peer compares like with like.
    */

@@ -33,7 +33,18 @@ export interface Profile {
     /** Width of one point of the latency-over-time chart. */
     bucketMs: number;
   };
-  http: { durationSec: number; connections: number; workers: number };
+  /**
+   * The HTTP workload: each app's load for `durationSec`, or, where a sessile store's apps are
+   * compared, `rounds` turns of `roundSec` each, the apps taking turns, after a turn each of
+   * `durationSec` that warms them up.
+   */
+  http: {
+    durationSec: number;
+    connections: number;
+    workers: number;
+    rounds: number;
+    roundSec: number;
+  };
   /** Sessions, and the owners they belong to, for the sessions-by-user workload. */
   owners: { sessions: number; owners: number };
   /** Live sessions `sessile copy` moves from a FileStore into each target. */
@@ -70,7 +81,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       afterMs: 2000,
       bucketMs: 100,
     },
-    http: { durationSec: 3, connections: 64, workers: 2 },
+    http: { durationSec: 3, connections: 64, workers: 2, rounds: 8, roundSec: 1 },
     owners: { sessions: 100_000, owners: 10_000 },
     copySessions: 100_000,
     limitsMs: {
@@ -102,7 +113,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       afterMs: 3000,
       bucketMs: 100,
     },
-    http: { durationSec: 10, connections: 64, workers: 2 },
+    http: { durationSec: 10, connections: 64, workers: 2, rounds: 8, roundSec: 3 },
     owners: { sessions: 100_000, owners: 10_000 },
     copySessions: 100_000,
     limitsMs: {
@@ -134,7 +145,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
       afterMs: 150,
       bucketMs: 50,
     },
-    http: { durationSec: 1, connections: 4, workers: 2 },
+    http: { durationSec: 1, connections: 4, workers: 2, rounds: 2, roundSec: 1 },
     owners: { sessions: 300, owners: 30 },
     copySessions: 200,
     limitsMs: {

@@ -2,7 +2,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type OpenTarget, Unavailable } from '../adapter.js';
+import { type OpenTarget, type Target, Unavailable } from '../adapter.js';
 import type { WorkloadContext } from '../workloads/context.js';
 import type { ServerConfig } from './server.js';
 
@@ -55,16 +55,17 @@ function stopServer(child: ChildProcess): void {
 }
 
 /**
- * Runs `work` against the app serving the context's target through `mode`, in as many worker
- * processes as the store may be shared by; always stops the app and gives back its directory.
- * Rejects with `Unavailable` when the target or the middleware cannot run here.
+ * Runs `work` against the app serving `target` (the context's, unless another is given) through
+ * `mode`, in as many worker processes as the store may be shared by; always stops the app and
+ * gives back its directory. Rejects with `Unavailable` when the target or the middleware cannot
+ * run here.
  */
 export async function withServer<T>(
   context: WorkloadContext,
   mode: ServerConfig['mode'],
   work: (server: { port: number; workers: number }) => Promise<T>,
+  target: Target = context.target,
 ): Promise<T> {
-  const { target } = context;
   const http = target.http;
   if (http === undefined) throw new Unavailable('no HTTP setup');
   const workers = http.sharedAcrossProcesses ? context.profile.http.workers : 1;

@@ -52,6 +52,8 @@ const levelSpec: SessileStoreSpec = {
   options: (dir) => ({ path: join(dir, 'sessile-level') }),
   engine: 'raw-level',
   peers: ['level-session-store'],
+  // Its goal over HTTP is memorystore's rate: what an Express app keeping sessions in memory gets.
+  httpPeers: ['level-session-store', 'memorystore'],
   processLocal: true,
 };
 

@@ -22,6 +22,8 @@ export interface SessileStoreSpec {
   options(dir: string): Record<string, unknown>;
   engine?: string;
   peers?: string[];
+  /** See `Target.httpPeers`. */
+  httpPeers?: string[];
   /** Records one `sweep` call may examine during cleanup. Default 1000 (bounded batches). */
   sweepLimit?: number;
   cleanupNote?: string;
@@ -156,6 +158,7 @@ export function sessileStore(spec: SessileStoreSpec): Target {
     durability: spec.durability,
     ...(spec.engine === undefined ? {} : { engine: spec.engine }),
     ...(spec.peers === undefined ? {} : { peers: spec.peers }),
+    ...(spec.httpPeers === undefined ? {} : { httpPeers: spec.httpPeers }),
     ...(spec.onlyWorkloads === undefined ? {} : { onlyWorkloads: spec.onlyWorkloads }),
     async open(dir) {
       return driveStore(await openStore(spec, dir), spec);

@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
-import { Unavailable } from '../adapter.js';
+import { type Target, Unavailable } from '../adapter.js';
 import { withServer } from '../http/process.js';
 import type { ServerConfig } from '../http/server.js';
-import { round } from '../measure.js';
+import { median, round } from '../measure.js';
+import { findTarget } from '../targets/index.js';
 import type { Workload, WorkloadContext } from './context.js';
 
 const require = createRequire(import.meta.url);
@@ -28,6 +29,14 @@ export interface HttpResult {
   expressSession: HttpModeResult;
   /** sessile's locking middleware over this store; only for sessile stores. */
   sessile?: HttpModeResult;
+  /**
+   * For a sessile store, express-session over each of its `httpPeers`, served in the same run:
+   * all the apps take the load in turns round by round, so each round's ratios pair rates
+   * measured seconds apart, not minutes. `rounds` is that app's req/s in each round.
+   */
+  peers?: { name: string; expressSession: HttpModeResult; rounds: number[] }[];
+  /** For a sessile store, its two apps' req/s in each round. */
+  rounds?: { expressSession: number[]; sessile: number[] };
 }
 
 /** Requests one simulated user makes with one session before starting over with a new one. */
@@ -35,6 +44,8 @@ const REQUESTS_PER_SESSION = 20;
 
 interface AutocannonResult {
   requests: { average: number; total: number };
+  /** Seconds the load ran. */
+  duration: number;
   latency: { p50: number; p99: number; max: number };
   non2xx: number;
   errors: number;
@@ -84,7 +95,11 @@ async function checkSessionKept(port: number): Promise<void> {
   }
 }
 
-async function load(port: number, context: WorkloadContext): Promise<AutocannonResult> {
+async function load(
+  port: number,
+  context: WorkloadContext,
+  durationSec: number,
+): Promise<AutocannonResult> {
   const autocannon = require('autocannon') as Autocannon;
   const { http } = context.profile;
   const request = {
@@ -109,7 +124,7 @@ async function load(port: number, context: WorkloadContext): Promise<AutocannonR
       {
         url: `http://127.0.0.1:${port}/`,
         connections: http.connections,
-        duration: http.durationSec,
+        duration: durationSec,
         requests: Array.from({ length: REQUESTS_PER_SESSION }, () => request),
         initialContext: {},
       },
@@ -127,48 +142,168 @@ export async function runMode(
   try {
     return await withServer(context, mode, async ({ port, workers }) => {
       await checkSessionKept(port);
-      const result = await load(port, context);
-      return {
-        status: 'ok',
-        workers,
-        requestsPerSec: Math.round(result.requests.average),
-        p50Ms: round(result.latency.p50),
-        p99Ms: round(result.latency.p99),
-        maxMs: round(result.latency.max),
-        requests: result.requests.total,
-        non2xx: result.non2xx,
-        errors: result.errors + result.timeouts,
-      };
+      const result = await load(port, context, context.profile.http.durationSec);
+      return modeResult([result], workers);
     });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    if ((error as Error).name === 'Unavailable') return { status: 'unavailable', reason };
-    if (context.signal.aborted) throw error;
-    return { status: 'failed', reason };
+    return notServed(context, error);
   }
+}
+
+/** One app's figures from its loads: rates and latencies the median round's, counts summed. */
+function modeResult(loads: readonly AutocannonResult[], workers: number): HttpModeResult {
+  const sum = (field: (load: AutocannonResult) => number) =>
+    loads.reduce((total, load) => total + field(load), 0);
+  return {
+    status: 'ok',
+    workers,
+    requestsPerSec: Math.round(median(loads.map(rateOf))),
+    p50Ms: round(median(loads.map((load) => load.latency.p50))),
+    p99Ms: round(median(loads.map((load) => load.latency.p99))),
+    maxMs: round(Math.max(...loads.map((load) => load.latency.max))),
+    requests: sum((load) => load.requests.total),
+    non2xx: sum((load) => load.non2xx),
+    errors: sum((load) => load.errors + load.timeouts),
+  };
+}
+
+/** Requests per second over the whole load: autocannon's average is of whole seconds only. */
+function rateOf(load: AutocannonResult): number {
+  return load.duration > 0 ? load.requests.total / load.duration : load.requests.average;
+}
+
+/** An app that could not be served, as a result; rethrows when the run was stopped. */
+function notServed(context: WorkloadContext, error: unknown): HttpModeResult {
+  if (context.signal.aborted) throw error;
+  const reason = error instanceof Error ? error.message : String(error);
+  if ((error as Error).name === 'Unavailable') return { status: 'unavailable', reason };
+  return { status: 'failed', reason };
+}
+
+/** One app to serve in turns: a middleware over a target. */
+interface App {
+  target: Target;
+  mode: ServerConfig['mode'];
+}
+type Served = { port: number; workers: number } | HttpModeResult;
+
+/**
+ * Starts every app of `apps`, each checked to keep its session, and runs `work` with them all
+ * serving; an app that cannot start is handed to `work` as its result instead. Stops them all.
+ */
+async function withApps<T>(
+  context: WorkloadContext,
+  apps: readonly App[],
+  work: (served: Served[]) => Promise<T>,
+  started: Served[] = [],
+): Promise<T> {
+  const app = apps[started.length];
+  if (app === undefined) return work(started);
+  let entered = false;
+  let value: T | undefined;
+  try {
+    await withServer(
+      context,
+      app.mode,
+      async (server) => {
+        await checkSessionKept(server.port);
+        entered = true;
+        value = await withApps(context, apps, work, [...started, server]);
+      },
+      app.target,
+    );
+  } catch (error) {
+    // Once this app serves, a failure is the others' work's or the run's, not this app's.
+    if (entered) throw error;
+    return withApps(context, apps, work, [...started, notServed(context, error)]);
+  }
+  return value as T;
 }
 
 export const httpEndToEnd: Workload<HttpResult, 'http'> = {
   name: 'http',
   title: 'HTTP end to end',
-  description: 'an Express app in worker processes, load from autocannon on 127.0.0.1',
+  description:
+    "an Express app in worker processes, load from autocannon on 127.0.0.1; a sessile store's apps and its peer's take the load in turns",
   primary: { field: 'requestsPerSec', label: 'req/s (express-session)', higherIsBetter: true },
-  // A sessile store runs two apps, express-session's and sessile()'s, each started afresh.
-  limitMs: (profile) => profile.limitsMs.http * 2,
+  // A sessile store's three apps (express-session's and sessile()'s over it, express-session's
+  // over its peer) serve in turns, each for `rounds` times `roundSec`.
+  limitMs: (profile) => profile.limitsMs.http * 3,
   skipReason: (target) =>
     target.http === undefined ? 'a raw engine is not a session store' : undefined,
   unavailableHereOnly: true,
   async run(context) {
-    const expressSession = await runMode(context, 'express-session');
+    const { target } = context;
+    if (target.kind !== 'sessile') {
+      const expressSession = await runMode(context, 'express-session');
+      if (expressSession.status === 'unavailable') {
+        throw new Unavailable(expressSession.reason ?? 'unavailable');
+      }
+      return {
+        requestsPerSec: expressSession.requestsPerSec ?? 0,
+        p99Ms: expressSession.p99Ms ?? 0,
+        expressSession,
+      };
+    }
+    return servePaired(context);
+  },
+};
+
+/**
+ * A sessile store's apps and its main peer's, served in turns: every round each app that
+ * started takes the load for `roundSec`, the order turning by one each round, so a slow spell
+ * of the machine falls on the apps of one round alike and the per-round ratios cancel it.
+ */
+async function servePaired(context: WorkloadContext): Promise<HttpResult> {
+  const { target } = context;
+  const { rounds, roundSec, durationSec } = context.profile.http;
+  const peers = (target.httpPeers ?? target.peers?.slice(0, 1) ?? []).flatMap((name) => {
+    const peer = findTarget(name);
+    return peer?.http === undefined ? [] : [peer];
+  });
+  const apps: App[] = [
+    { target, mode: 'express-session' },
+    { target, mode: 'sessile' },
+    ...peers.map((peer) => ({ target: peer, mode: 'express-session' as const })),
+  ];
+  return withApps(context, apps, async (served) => {
+    const loads = served.map((): AutocannonResult[] => []);
+    const serving = served.flatMap((app, i) => ('port' in app ? [i] : []));
+    // Round 0, `durationSec` long, warms every app up (its JIT, its connections) and is not
+    // counted: an app's first second ran at half its later rate, which would weigh on whichever
+    // apps the first counted rounds happened to start with.
+    for (let round = 0; round <= rounds; round++) {
+      for (let turn = 0; turn < serving.length; turn++) {
+        const i = serving[(round + turn) % serving.length] as number;
+        const { port } = served[i] as { port: number };
+        const measured = await load(port, context, round === 0 ? durationSec : roundSec);
+        if (round > 0) (loads[i] as AutocannonResult[]).push(measured);
+      }
+    }
+    const outcome = (i: number): HttpModeResult => {
+      const app = served[i];
+      if (app === undefined) return { status: 'unavailable', reason: 'not served' };
+      return 'port' in app ? modeResult(loads[i] as AutocannonResult[], app.workers) : app;
+    };
+    const ratesOf = (i: number) => (loads[i] ?? []).map((one) => Math.round(rateOf(one)));
+    const expressSession = outcome(0);
+    if (expressSession.status === 'unavailable' && outcome(1).status !== 'ok') {
+      throw new Unavailable(expressSession.reason ?? 'unavailable');
+    }
     const result: HttpResult = {
       requestsPerSec: expressSession.requestsPerSec ?? 0,
       p99Ms: expressSession.p99Ms ?? 0,
       expressSession,
+      sessile: outcome(1),
+      rounds: { expressSession: ratesOf(0), sessile: ratesOf(1) },
     };
-    if (context.target.kind === 'sessile') result.sessile = await runMode(context, 'sessile');
-    if (expressSession.status === 'unavailable' && result.sessile?.status !== 'ok') {
-      throw new Unavailable(expressSession.reason ?? 'unavailable');
+    if (peers.length > 0) {
+      result.peers = peers.map((peer, i) => ({
+        name: peer.name,
+        expressSession: outcome(2 + i),
+        rounds: ratesOf(2 + i),
+      }));
     }
     return result;
-  },
-};
+  });
+}

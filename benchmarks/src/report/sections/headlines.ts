@@ -35,10 +35,9 @@ export function storeHeadline(results: BenchResults, target: TargetInfo): StoreH
       return pairedRatio(outcome(workload, own), outcome(workload, other), 'opsPerSec');
     },
     httpVersus(baseline) {
-      const http = results.results.http;
       return baseline === undefined
         ? undefined
-        : sessileOver(http?.[target.name], http?.[baseline]);
+        : sessileOver(results.results.http, target.name, baseline);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { median } from '../../measure.js';
 import type { BenchResults, Outcome } from '../../results.js';
 import type { HttpModeResult, HttpResult } from '../../workloads/http.js';
 import { addChart, type Charts } from '../charts.js';
@@ -28,16 +29,39 @@ function ratesOf(
 }
 
 /**
- * sessile() over express-session on `baseline` (this same store, or a peer), run by run as
- * `medianRatio` pairs them: within a run the two are measured one after the other, where a ratio
- * of two medians could pair a quick run of one with a slow run of the other (runs of one app here
- * ranged over 1.5× within one benchmark).
+ * Each round's sessile() rate over the rate of express-session on `baseline` in that round
+ * (`'same'`, this store; or the peer the run served beside it), median of the rounds; undefined
+ * for a run that did not serve them in turns (results from before the rounds).
+ */
+function roundsRatio(run: HttpResult, baseline: string, own: string): number | undefined {
+  const rounds = run.rounds;
+  if (rounds === undefined) return undefined;
+  const other =
+    baseline === own
+      ? rounds.expressSession
+      : run.peers?.find((peer) => peer.name === baseline)?.rounds;
+  if (other === undefined) return undefined;
+  return medianRatio(rounds.sessile, other);
+}
+
+/**
+ * sessile() over express-session on `baseline` (this same store, or a peer). Where a run served
+ * them in turns, its ratio is the median of its rounds' ratios, and the result the median of
+ * the runs'. Otherwise run by run as `medianRatio` pairs them: within a run the two were
+ * measured one after the other, where a ratio of two medians could pair a quick run of one with
+ * a slow run of the other (runs of one app here ranged over 1.5× within one benchmark).
  */
 export function sessileOver(
-  own: Outcome<HttpResult> | undefined,
-  baseline: Outcome<HttpResult> | undefined,
+  byTarget: Partial<Record<string, Outcome<HttpResult>>> | undefined,
+  own: string,
+  baseline: string,
 ): number | undefined {
-  return medianRatio(ratesOf(own, 'sessile'), ratesOf(baseline, 'expressSession'));
+  const outcome = byTarget?.[own];
+  if (outcome?.status === 'ok') {
+    const paired = outcome.runs.map((run) => roundsRatio(run, baseline, own));
+    if (paired.every((ratio) => ratio !== undefined)) return median(paired as number[]);
+  }
+  return medianRatio(ratesOf(outcome, 'sessile'), ratesOf(byTarget?.[baseline], 'expressSession'));
 }
 
 function ratioText(value: number | undefined): string {
@@ -80,7 +104,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
       esP99,
       target.kind === 'sessile' ? slRate : '',
       target.kind === 'sessile' ? slP99 : '',
-      target.kind === 'sessile' ? ratioText(sessileOver(outcome, outcome)) : '',
+      target.kind === 'sessile' ? ratioText(sessileOver(byTarget, target.name, target.name)) : '',
       target.peers ? baselineRatios(byTarget, target, 'requestsPerSec', target.peers, false) : '',
     ]);
     for (const [label, mode] of [
@@ -97,7 +121,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
   return [
     '### HTTP end to end',
     '',
-    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session. The two apps over one store run one after the other in each run; the rates and p99s are the median run's, and the same-store ratio is the median of each run's own ratio.`,
+    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session. A peer's app takes the load for ${http.durationSec} s. A sessile store's apps (express-session and sessile() over it) and express-session over the store's main peer all start together and take the load in turns, ${http.rounds} rounds of ${http.roundSec} s each after a first of ${http.durationSec} s that warms them up, the order turning every round, so a slow spell of the machine falls on all three alike. Their rates and p99s are the median round's; the ratios of sessile() to the others (here and in the headlines) are medians of the rounds' own ratios, then of the runs'.`,
     '',
     addChart(
       charts,
