@@ -1,17 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  rmdirSync,
-  statfsSync,
-  writeSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HostGuards, syncLockFileSystem } from '../src/store.js';
+import { fillWithBytes, mountTmpfs, unmount } from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -19,32 +10,14 @@ vi.setConfig({ testTimeout: 60_000 });
 const mounts: string[] = [];
 
 afterEach(() => {
-  for (const dir of mounts.splice(0)) {
-    execFileSync('umount', [dir]);
-    rmdirSync(dir);
-  }
+  for (const dir of mounts.splice(0)) unmount(dir);
 });
 
 /** A tmpfs of `size` with no byte left: needs root, and the test fails with the reason otherwise. */
 function fullFilesystem(size: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sessile-guards-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (error) {
-    rmdirSync(dir);
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-    throw new Error(`mount -t tmpfs of ${size} on ${dir} was refused: ${stderr || error}`);
-  }
+  const dir = mountTmpfs(`size=${size}`);
   mounts.push(dir);
-  const fd = openSync(join(dir, 'filler'), 'w');
-  const chunk = Buffer.alloc(64 * 1024, 0x5a);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    closeSync(fd);
-  }
+  fillWithBytes(dir);
   expect(statfsSync(dir).bavail).toBe(0);
   return dir;
 }

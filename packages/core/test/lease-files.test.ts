@@ -1,5 +1,6 @@
 import {
   closeSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -12,8 +13,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { generateToken, HostGuards, LeaseFiles, sleep, syncLockFileSystem } from '../src/store.js';
+import { fillWithBytes, fillWithFiles, mountSmallExt4, mountTmpfs, unmount } from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -26,9 +28,12 @@ afterEach(async () => {
   for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
 });
 
-/** A lease directory, and a way to open instances on it as separate processes do (own guards). */
-function leaseDirectory(): { directory: string; open(): LeaseFiles } {
-  const root = mkdtempSync(join(tmpdir(), 'sessile-lease-files-'));
+/**
+ * A lease directory (in `under`, else in the temporary directory), and a way to open instances
+ * on it as separate processes do (own guards).
+ */
+function leaseDirectory(under = tmpdir()): { directory: string; open(): LeaseFiles } {
+  const root = mkdtempSync(join(under, 'sessile-lease-files-'));
   roots.push(root);
   const directory = join(root, 'leases');
   let instances = 0;
@@ -183,5 +188,120 @@ describe('LeaseFiles', () => {
     // A removed directory alone is made again within the same claim.
     rmSync(guards, { recursive: true, force: true });
     expect(await claim('e')).toBe('claimed');
+  });
+});
+
+describe('LeaseFiles on a full disk', () => {
+  const mounts: string[] = [];
+  afterAll(() => {
+    for (const dir of mounts.splice(0)) unmount(dir);
+  });
+
+  /** Lets an instance finish making its spare holder files (synchronous calls, so one turn). */
+  const prepared = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('takes, extends and frees bare leases where no record fits, which other instances respect until their end', async () => {
+    const dir = mountTmpfs('size=1m');
+    mounts.push(dir);
+    fillWithBytes(dir);
+    // Instances made on the full disk: none of their holder files has a block for a record.
+    const { directory, open } = leaseDirectory(dir);
+    const first = open();
+    const second = open();
+    const path = join(directory, 'k');
+    const token = generateToken();
+    const endsAt = Date.now() + 60_000;
+    expect(await first.claimAt(path, token, endsAt)).toBe('claimed');
+    // A bare lease: no bytes, and its end in its mtime.
+    expect(statSync(path).size).toBe(0);
+    expect(statSync(path).mtimeMs).toBeCloseTo(endsAt, 0);
+    expect(await second.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
+    const laterEndsAt = Date.now() + 120_000;
+    expect(await first.extendAt(path, token, laterEndsAt)).toBe(true);
+    expect(statSync(path).mtimeMs).toBeCloseTo(laterEndsAt, 0);
+    expect(await first.fenceAt(path, token, async () => 'written')).toBe('written');
+    expect(await first.releaseAt(path, token)).toBe(true);
+    const next = generateToken();
+    expect(await second.claimAt(path, next, Date.now() + 60_000)).toBe('claimed');
+    expect(await second.releaseAt(path, next)).toBe(true);
+
+    // A bare lease that ended is taken over, and its holder learns it lost the lease.
+    const lost = generateToken();
+    expect(await first.claimAt(path, lost, Date.now() + 50)).toBe('claimed');
+    await sleep(100);
+    const taken = generateToken();
+    expect(await second.claimAt(path, taken, Date.now() + 60_000)).toBe('reclaimed');
+    await expect(first.fenceAt(path, lost, async () => 'written')).rejects.toMatchObject({
+      code: 'ERR_LOCK_LOST',
+    });
+    expect(await first.releaseAt(path, lost)).toBe(false);
+    expect(await first.claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
+    expect(await second.releaseAt(path, taken)).toBe(true);
+  });
+
+  it('claims on a full disk reuse holder files made while there was room, so a lease still names its holder', async () => {
+    const dir = mountTmpfs('size=1m');
+    mounts.push(dir);
+    const { directory, open } = leaseDirectory(dir);
+    const files = open();
+    await prepared();
+    fillWithBytes(dir);
+    const tokens = [generateToken(), generateToken()];
+    const paths = [join(directory, 'a'), join(directory, 'b')];
+    const endsAt = Date.now() + 60_000;
+    expect(await files.claimAt(paths[0] as string, tokens[0] as string, endsAt)).toBe('claimed');
+    expect(await files.claimAt(paths[1] as string, tokens[1] as string, endsAt)).toBe('claimed');
+    for (const [i, path] of paths.entries()) {
+      // The record, with the process that a crash would free the lease by.
+      expect(JSON.parse(readFileSync(path, 'latin1'))).toMatchObject({
+        token: tokens[i],
+        expiresAt: endsAt,
+        pid: process.pid,
+      });
+      expect(await files.releaseAt(path, tokens[i] as string)).toBe(true);
+    }
+  });
+
+  it('claims and guards on a disk with no inode left (ext4), with holder files made while there was one', async () => {
+    const dir = mountSmallExt4(64);
+    mounts.push(dir);
+    const { directory } = leaseDirectory(dir);
+    const guards = new HostGuards({
+      directory: join(dir, 'guards'),
+      staleMs: 5000,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      fs: syncLockFileSystem,
+    });
+    const files = new LeaseFiles({
+      guards,
+      fs: syncLockFileSystem,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      pathOf: (key) => join(directory, key),
+    });
+    opened.push(files);
+    mkdirSync(directory);
+    await prepared();
+    fillWithFiles(dir);
+    // A process that has taken no guard and no lease yet: its holder files exist already.
+    expect(await guards.run(join(dir, 'record'), async () => 'ran under the guard')).toBe(
+      'ran under the guard',
+    );
+    const lease = (key: string) => ({ path: join(directory, key), token: generateToken() });
+    const [k, l, m] = [lease('k'), lease('l'), lease('m')];
+    expect(await files.claimAt(k.path, k.token, Date.now() + 60_000)).toBe('claimed');
+    expect(await files.claimAt(l.path, l.token, Date.now() + 60_000)).toBe('claimed');
+    // Holder files made ahead run out; then a claim needs a new inode.
+    await expect(files.claimAt(m.path, m.token, Date.now() + 60_000)).rejects.toMatchObject({
+      code: 'ENOSPC',
+    });
+    expect(await files.extendAt(k.path, k.token, Date.now() + 120_000)).toBe(true);
+    expect(await files.releaseAt(k.path, k.token)).toBe(true);
+    expect(await files.claimAt(m.path, m.token, Date.now() + 60_000)).toBe('claimed');
+    expect(await files.releaseAt(l.path, l.token)).toBe(true);
+    expect(await files.releaseAt(m.path, m.token)).toBe(true);
+    await files.close();
+    await guards.close();
   });
 });

@@ -16,7 +16,13 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSessionId, isSessionError, type SessionError } from '@sessile/core';
+import {
+  generateSessionId,
+  isSessionError,
+  manual,
+  type SessionError,
+  SessionManager,
+} from '@sessile/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   decodeHeader,
@@ -949,6 +955,68 @@ describe('DbmStore on a full disk', () => {
       const record = await store.get(id);
       expect(Buffer.from(record?.data ?? []).equals(payload(1, 3000))).toBe(true);
     } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('opens on a full disk and serves locked requests: a read, a logout, and a lock another process holds is waited for', async () => {
+    const dir = smallFilesystem('2m');
+    const path = join(dir, 'sessions.dbm');
+    const stripes = 64;
+    const filling = await DbmStore.open({ path, stripes });
+    const signup = new SessionManager<{ user?: number }>({ store: filling, cleanup: manual() });
+    // Three sessions on three stripes, so only the contended one waits for the other process.
+    const byStripe = new Map<number, string>();
+    for (let user = 0; byStripe.size < 3; user++) {
+      const session = await signup.open(undefined);
+      session.data.user = user;
+      expect(await session.commit()).toBe('saved');
+      byStripe.set(sessionStripe(session.id, stripes), session.id);
+    }
+    await signup.close();
+    await fill(filling, Date.now() + HOUR_MS);
+    await filling.close();
+    try {
+      writeFileSync(join(dir, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    const [readOnly, loggedOut, contended] = [...byStripe.values()] as [string, string, string];
+
+    // Another process, started on the full disk, holds one session's stripe.
+    const holder = spawn('lock-holder.mjs', [path, contended, String(stripes), '2000']);
+    await nextMessage(holder, 'held');
+    // No block for its record: a bare lease, whose end is its mtime.
+    const stripe = join(`${path}.locks`, 'stripes', `${sessionStripe(contended, stripes)}.lock`);
+    expect(statSync(stripe).size).toBe(0);
+
+    // The app restarts: opening takes the global lock, and every request locks its session.
+    const store = await DbmStore.open({ path, stripes }).catch((error) => {
+      holder.kill('SIGKILL');
+      throw error;
+    });
+    const manager = new SessionManager<{ user?: number }>({ store, cleanup: manual() });
+    try {
+      const read = await manager.open(readOnly);
+      expect(read.isNew).toBe(false);
+      expect(await read.commit()).toBe('unchanged');
+      const logout = await manager.open(loggedOut);
+      expect(logout.isNew).toBe(false);
+      await logout.invalidate();
+      expect(await logout.commit()).toBe('destroyed');
+      expect(await store.get(loggedOut)).toBeUndefined();
+
+      expect(await codeOf(store.locks.acquire(contended, { waitMs: 200 }))).toBe(
+        'ERR_LOCK_TIMEOUT',
+      );
+      // Killed, its bare lease names no process: it is waited out to its end.
+      holder.kill('SIGKILL');
+      const lock = await store.locks.acquire(contended, { waitMs: 30_000, leaseMs: 60_000 });
+      expect(await store.delete(contended, { lock })).toBe(true);
+      await lock.release();
+    } finally {
+      holder.kill('SIGKILL');
+      await manager.close();
       await store.close();
     }
   }, 60_000);

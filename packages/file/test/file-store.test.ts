@@ -1080,9 +1080,10 @@ describe('write guards', () => {
         const guardsDirectory = join(to, '..', '..', '.guards');
         seen = {
           guardIno: guard.ino,
-          holderInos: readdirSync(guardsDirectory).map(
-            (name) => lstatSync(join(guardsDirectory, name)).ino,
-          ),
+          // The instance's holder, not its lease holders (`<holder>.<n>`, made ahead of need).
+          holderInos: readdirSync(guardsDirectory)
+            .filter((name) => !name.includes('.'))
+            .map((name) => lstatSync(join(guardsDirectory, name)).ino),
           links: guard.nlink,
         };
         await rename(from, to);
@@ -1346,6 +1347,90 @@ describe('a full disk', () => {
       expect(await store.touch(ids[10] as string, expiresAt)).toBe(true);
       expect((await store.get(ids[10] as string))?.expiresAt).toBe(expiresAt);
     } finally {
+      await store.close();
+    }
+  });
+
+  it('a store that has only created sessions deletes them once the disk has no inode left', async () => {
+    const dir = smallExt4();
+    const path = join(dir, 'sessions');
+    const store = await FileStore.open({ path });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const id = generateSessionId();
+        expect(await store.set(id, recordOf(`session ${i}`))).toBe(true);
+        ids.push(id);
+      }
+      for (let i = 0; ; i++) {
+        try {
+          writeFileSync(join(dir, `empty-${i}`), '', { flag: 'wx' });
+        } catch (error) {
+          expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+          break;
+        }
+      }
+      // A delete takes a write guard: a hard link of the holder file made when the store opened.
+      for (const id of ids) {
+        expect(await store.delete(id)).toBe(true);
+        expect(await store.get(id)).toBeUndefined();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a store opened on a full disk locks sessions: requests are served, a logout deletes, and another process holding a lock is waited for', async () => {
+    const path = join(smallFilesystem('2m'), 'sessions');
+    const filling = await FileStore.open({ path });
+    const signup = new SessionManager<{ user?: number }>({ store: filling, cleanup: manual() });
+    const ids: string[] = [];
+    for (let user = 0; user < 3; user++) {
+      const session = await signup.open(undefined);
+      session.data.user = user;
+      expect(await session.commit()).toBe('saved');
+      ids.push(session.id);
+    }
+    await signup.close();
+    await filling.close();
+    fillUp(path);
+    const [readOnly, loggedOut, contended] = ids as [string, string, string];
+
+    // Another process, started on the full disk, holds one session's lock.
+    const holder = spawn('lock-holder.mjs', [path, contended, '2000']);
+    await holder.next('held');
+    // No block for its record: a bare lease, whose end is its mtime.
+    expect(statSync(join(path, '.locks', contended.slice(0, SHARD_LENGTH), contended)).size).toBe(
+      0,
+    );
+
+    // The app restarts: every request locks its session first.
+    const store = await FileStore.open({ path }).catch((error) => {
+      holder.child.kill('SIGKILL');
+      throw error;
+    });
+    const manager = new SessionManager<{ user?: number }>({ store, cleanup: manual() });
+    try {
+      const read = await manager.open(readOnly);
+      expect(read.data.user).toBe(0);
+      expect(await read.commit()).toBe('unchanged');
+      const logout = await manager.open(loggedOut);
+      expect(logout.isNew).toBe(false);
+      await logout.invalidate();
+      expect(await logout.commit()).toBe('destroyed');
+      expect(await store.get(loggedOut)).toBeUndefined();
+
+      expect(await codeOf(store.locks.acquire(contended, { waitMs: 200 }))).toBe(
+        'ERR_LOCK_TIMEOUT',
+      );
+      // Killed, its bare lease names no process: it is waited out to its end.
+      holder.child.kill('SIGKILL');
+      const lock = await store.locks.acquire(contended, { waitMs: 30_000, leaseMs: 60_000 });
+      expect(await store.delete(contended, { lock })).toBe(true);
+      await lock.release();
+    } finally {
+      holder.child.kill('SIGKILL');
+      await manager.close();
       await store.close();
     }
   });

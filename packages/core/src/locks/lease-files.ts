@@ -5,7 +5,9 @@ import type { HostGuards } from './host-guards.js';
 import { lockLost } from './lease.js';
 import type { LeaseBackend, LeaseClaim } from './lease-locks.js';
 import {
+  bareHolder,
   decodeHolder,
+  encodeHolder,
   encodeHolderInto,
   errorCode,
   HOLDER_BYTES,
@@ -13,6 +15,7 @@ import {
   type HolderRecord,
   type LockFileSystem,
   leaseEnded,
+  NO_SPACE,
   unless,
 } from './lock-files.js';
 
@@ -23,6 +26,11 @@ const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
  * keeps at most as many as it once held leases at a time, so this bounds only a burst.
  */
 const IDLE_HOLDERS = 256;
+/**
+ * Holder files made when an instance is created, while the disk has room: claims on a full disk
+ * reuse them (a pooled holder is rewritten in place) instead of needing an inode and a block.
+ */
+const SPARE_HOLDERS = 2;
 /** A release or extend this close to the lease end takes the guard: a takeover may be near. */
 const SAFE_MARGIN_MS = 1000;
 
@@ -43,6 +51,7 @@ interface Holder {
 interface Held {
   readonly holder: Holder;
   readonly token: string;
+  /** The end other processes read: the holder's mtime may keep less precision than asked for. */
   expiresAt: number;
   readonly leaseMs: number;
   readonly tag: string | undefined;
@@ -96,6 +105,14 @@ interface DirectoryWatch {
  * one `link`; a release well inside the lease is one `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
  * release near the end, a fenced write) runs under the lease file's guard (`HostGuards`), so a
  * check of the holder and the change that depends on it never interleave with another process.
+ *
+ * A full disk still takes leases. An instance makes its host guard's holder and a few spare
+ * holder files when it is created, and pools the holders it used, whose records are rewritten in
+ * place without a new block. A claim whose record finds no block links a bare lease instead: a
+ * holder of no bytes whose mtime is the lease end. Its process is unknown to others, so they wait
+ * out its end even after a crash. A claim that needs a new inode (or, on tmpfs, where every hard
+ * link takes one, any claim) rejects with the `ENOSPC` once there are none left, which the lock
+ * kit reports as `ERR_STORE_IO`; the store's own sweep tells it by that code.
  */
 export class LeaseFiles implements LeaseBackend {
   readonly #init: LeaseFilesInit;
@@ -107,12 +124,31 @@ export class LeaseFiles implements LeaseBackend {
   readonly #dropped = new WeakSet<Holder>();
   readonly #watches = new Map<string, DirectoryWatch>();
   readonly #waiting = new Map<string, Set<Waiter>>();
+  /** The spare holders being made; `close` waits for them, so none is left behind. */
+  readonly #preparing: Promise<void>;
   #closed = false;
 
   constructor(init: LeaseFilesInit) {
     this.#init = init;
     this.#guards = init.guards;
     this.#fs = init.fs;
+    // Best effort: a holder that cannot be made now is made by the claim that needs it.
+    this.#preparing = this.#prepare().catch(() => {});
+  }
+
+  /** Makes the guard's holder and `SPARE_HOLDERS` written holders while the disk has room. */
+  async #prepare(): Promise<void> {
+    await this.#guards.ensureHolder();
+    const record = encodeHolder({ pid: PID, host: HOST });
+    while (!this.#closed && this.#idle.length < SPARE_HOLDERS) {
+      const holder = await this.#createHolder();
+      try {
+        // Written once now, the holder owns the block that its records later overwrite.
+        await this.#fs.write(holder.fd, record, 0, HOLDER_BYTES, 0);
+      } finally {
+        await this.#giveBack(holder);
+      }
+    }
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {
@@ -227,17 +263,21 @@ export class LeaseFiles implements LeaseBackend {
     const leaseMs = expiresAt - Date.now();
     let placed = false;
     try {
-      await this.#writeRecord(holder, token, expiresAt, tag);
+      let endsAt = await this.#writeLease(holder, token, expiresAt, tag);
       for (let tries = 0; tries < 4; tries++) {
         try {
           await this.#fs.link(holder.path, path);
           placed = true;
-          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
+          this.#held.set(path, { holder, token, expiresAt: endsAt, leaseMs, tag });
           return 'claimed';
         } catch (error) {
           const code = errorCode(error);
           if (code === 'ENOENT') {
-            holder = await this.#recover(holder, path, token, expiresAt, tag);
+            const recovered = await this.#recover(holder, path);
+            if (recovered !== holder) {
+              holder = recovered;
+              endsAt = await this.#writeLease(holder, token, expiresAt, tag);
+            }
             continue;
           }
           if (code !== 'EEXIST') throw error;
@@ -260,7 +300,7 @@ export class LeaseFiles implements LeaseBackend {
           });
         });
         if (placed) {
-          this.#held.set(path, { holder, token, expiresAt, leaseMs, tag });
+          this.#held.set(path, { holder, token, expiresAt: endsAt, leaseMs, tag });
           return 'reclaimed';
         }
         onRefused?.(undefined);
@@ -277,8 +317,7 @@ export class LeaseFiles implements LeaseBackend {
     return this.#guards.run(this.#guardOf(path), async () => {
       const held = this.#held.get(path);
       if (held?.token !== token || !(await this.#stillHeld(held))) return false;
-      await this.#writeRecord(held.holder, token, expiresAt, held.tag);
-      held.expiresAt = expiresAt;
+      held.expiresAt = await this.#writeLease(held.holder, token, expiresAt, held.tag);
       return true;
     });
   }
@@ -347,6 +386,7 @@ export class LeaseFiles implements LeaseBackend {
     this.#closed = true;
     this.#waiting.clear();
     for (const directory of [...this.#watches.keys()]) this.#unwatchDirectory(directory);
+    await this.#preparing;
     for (const holder of this.#idle.splice(0)) await this.#drop(holder);
   }
 
@@ -370,46 +410,66 @@ export class LeaseFiles implements LeaseBackend {
   }
 
   async #read(path: string): Promise<HolderRecord | undefined | 'absent'> {
-    const text = await unless(['ENOENT'], undefined, () => this.#fs.readText(path));
-    return text === undefined ? 'absent' : decodeHolder(text);
+    for (let tries = 0; tries < 4; tries++) {
+      const text = await unless(['ENOENT'], undefined, () => this.#fs.readText(path));
+      if (text === undefined) return 'absent';
+      if (text !== '') return decodeHolder(text);
+      // A lease file of no bytes is a bare lease: its mtime is its end.
+      const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(path));
+      if (stats === undefined) return 'absent';
+      // Else another lease was linked in between: read that one.
+      if (stats.size === 0) return bareHolder(stats);
+    }
+    // Not a regular file (a symlink to an empty one?): unreadable, as a torn record is.
+    return undefined;
   }
 
-  #writeRecord(holder: Holder, token: string, expiresAt: number, tag?: string): Promise<number> {
+  /**
+   * Writes the lease into `holder`: its record, or, when the disk has no block for one, no bytes
+   * and the lease end as the holder's mtime (a bare lease). Resolves the end that others read.
+   */
+  async #writeLease(
+    holder: Holder,
+    token: string,
+    expiresAt: number,
+    tag: string | undefined,
+  ): Promise<number> {
     const record: HolderRecord = { token, expiresAt, pid: PID, host: HOST };
     if (tag !== undefined) record.tag = tag;
     const bytes = encodeHolderInto(record, holder.bytes);
-    return this.#fs.write(holder.fd, bytes, 0, HOLDER_BYTES, 0);
+    try {
+      if ((await this.#fs.write(holder.fd, bytes, 0, HOLDER_BYTES, 0)) === HOLDER_BYTES) {
+        return expiresAt;
+      }
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === undefined || !NO_SPACE.includes(code)) throw error;
+    }
+    // Freeing a block never needs one; a record cut short would otherwise be read as torn.
+    if ((await this.#fs.fstat(holder.fd)).size !== 0) await this.#fs.ftruncate(holder.fd, 0);
+    await this.#fs.futimes(holder.fd, Date.now() / 1000, expiresAt / 1000);
+    // A filesystem that keeps coarser mtimes ends the lease earlier for everyone, this holder too.
+    return Math.min(expiresAt, (await this.#fs.fstat(holder.fd)).mtimeMs);
   }
 
   /**
    * After a `link` failed with ENOENT: the lease file's directory is missing (made again) or
-   * the holder file was removed (replaced by a new one, with the record written again).
+   * the holder file was removed (replaced by another, in which the caller writes the lease).
    */
-  async #recover(
-    holder: Holder,
-    path: string,
-    token: string,
-    expiresAt: number,
-    tag: string | undefined,
-  ): Promise<Holder> {
+  async #recover(holder: Holder, path: string): Promise<Holder> {
     if ((await this.#fs.fstat(holder.fd)).nlink > 0) {
       await this.#fs.mkdir(dirname(path), { recursive: true, mode: this.#init.directoryMode });
       return holder;
     }
     await this.#drop(holder);
-    const fresh = await this.#takeHolder();
-    try {
-      await this.#writeRecord(fresh, token, expiresAt, tag);
-    } catch (error) {
-      await this.#drop(fresh);
-      throw error;
-    }
-    return fresh;
+    return this.#takeHolder();
   }
 
   async #takeHolder(): Promise<Holder> {
-    const idle = this.#idle.pop();
-    if (idle !== undefined) return idle;
+    return this.#idle.pop() ?? this.#createHolder();
+  }
+
+  async #createHolder(): Promise<Holder> {
     for (let tries = 0; ; tries++) {
       await this.#guards.ensureHolder();
       const path = `${this.#guards.holderPath}.${++holdersCreated}`;

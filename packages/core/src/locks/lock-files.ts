@@ -20,6 +20,8 @@ export interface LockFileSystem {
     position: number,
   ): Promise<number>;
   lutimes(path: string, atimeSec: number, mtimeSec: number): Promise<void>;
+  futimes(fd: number, atimeSec: number, mtimeSec: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   link(existing: string, created: string): Promise<void>;
   unlink(path: string): Promise<void>;
@@ -37,6 +39,8 @@ export const syncLockFileSystem: LockFileSystem = {
   write: async (fd, buffer, offset, length, position) =>
     fs.writeSync(fd, buffer, offset, length, position),
   lutimes: async (path, atime, mtime) => fs.lutimesSync(path, atime, mtime),
+  futimes: async (fd, atime, mtime) => fs.futimesSync(fd, atime, mtime),
+  ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (existing, created) => fs.linkSync(existing, created),
   unlink: async (path) => fs.unlinkSync(path),
@@ -65,6 +69,9 @@ export async function unless<T, F>(
     throw error;
   }
 }
+
+/** What a full disk (or a quota) answers a write with. */
+export const NO_SPACE: readonly string[] = ['ENOSPC', 'EDQUOT'];
 
 /**
  * The shortest staleness a guard may have, and the default: its holder heartbeats every quarter
@@ -124,6 +131,14 @@ export function decodeHolder(text: string): HolderRecord | undefined {
     host: typeof host === 'string' ? host : '',
     ...(typeof tag === 'string' ? { tag } : {}),
   };
+}
+
+/**
+ * The record of a bare lease file: one of no bytes, linked where the disk had no block left for
+ * a record. Its mtime is its end; its holder is unknown, so nothing but that end frees it.
+ */
+export function bareHolder(stats: Stats): HolderRecord {
+  return { expiresAt: stats.mtimeMs, pid: 0, host: '' };
 }
 
 /** True when a process with this id runs on this host (EPERM: it runs, under another user). */
