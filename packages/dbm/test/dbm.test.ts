@@ -4,7 +4,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -13,9 +12,10 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import {
   generateSessionId,
   isSessionError,
@@ -897,22 +897,12 @@ describe('DbmStore session locks', () => {
 describe('DbmStore on a full disk', () => {
   const mounts: string[] = [];
   afterEach(() => {
-    for (const dir of mounts.splice(0)) {
-      execFileSync('umount', [dir]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    for (const dir of mounts.splice(0)) unmountSmallFilesystem(dir);
   });
 
   /** A tmpfs of `size` (needs root): the test fails with the reason when mounting is refused. */
   function smallFilesystem(size: string): string {
-    const dir = mkdtempSync(join(tmpdir(), 'sessile-dbm-full-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-    } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-      throw new Error(`mount -t tmpfs of ${size} on ${dir} was refused: ${stderr || error}`);
-    }
+    const dir = mountSmallFilesystem(size);
     mounts.push(dir);
     return dir;
   }

@@ -18,6 +18,7 @@ import { rename } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import { generateSessionId, manual, SessionManager } from '@sessile/core';
 import { assertDuration, HostGuards } from '@sessile/core/store';
 import {
@@ -1272,23 +1273,13 @@ describe('a full disk', () => {
   const mounts: string[] = [];
   const images: string[] = [];
   afterEach(() => {
-    for (const dir of mounts.splice(0)) {
-      execFileSync('umount', [dir]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    for (const dir of mounts.splice(0)) unmountSmallFilesystem(dir);
     for (const image of images.splice(0)) rmSync(image, { force: true });
   });
 
   /** A tmpfs of `size` (needs root): the test fails with the reason when mounting is refused. */
   function smallFilesystem(size: string): string {
-    const dir = mkdtempSync(join(tmpdir(), 'sessile-file-full-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-    } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-      throw new Error(`mount -t tmpfs of ${size} on ${dir} was refused: ${stderr || error}`);
-    }
+    const dir = mountSmallFilesystem(size);
     mounts.push(dir);
     return dir;
   }
@@ -1436,15 +1427,7 @@ describe('a full disk', () => {
   });
 
   it('a store opens on a disk with no inode left, and its sweep frees some', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sessile-file-inodes-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=200', 'tmpfs', dir], {
-        stdio: 'pipe',
-      });
-    } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`mount -t tmpfs with nr_inodes on ${dir} was refused: ${error}`);
-    }
+    const dir = mountSmallFilesystem('8m', { inodes: 200 });
     mounts.push(dir);
     const path = join(dir, 'sessions');
     const filling = await FileStore.open({ path });

@@ -27,14 +27,14 @@ function padding(): string {
 
 /**
  * Mounts a tmpfs of `size` (`'8m'`) on a new directory and returns its path, for a store's own
- * full-disk tests; needs root. Throws, saying so, when the mount is refused.
+ * full-disk tests; with `inodes`, it holds at most that many files and directories (a disk out
+ * of inodes). Needs root; throws, saying so, when the mount is refused.
  */
-export function mountSmallFilesystem(size: string): string {
+export function mountSmallFilesystem(size: string, options: { inodes?: number } = {}): string {
   const mounted = mkdtempSync(join(tmpdir(), 'sessile-full-disk-'));
+  const settings = `size=${size}${options.inodes === undefined ? '' : `,nr_inodes=${options.inodes}`}`;
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mounted], {
-      stdio: 'pipe',
-    });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', settings, 'tmpfs', mounted], { stdio: 'pipe' });
   } catch (error) {
     rmdirSync(mounted);
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
