@@ -37,17 +37,6 @@ export type Send = (
   args: CommandArgument[],
 ) => Promise<unknown>;
 
-/** The commands the store sends through node-redis's command API, off the hot paths. */
-export interface Commands {
-  unlink(key: string): Promise<number>;
-  scan(cursor: string, options: object): Promise<{ cursor: unknown; keys: unknown[] }>;
-  zRangeWithScores(
-    key: string,
-    start: number,
-    stop: number,
-  ): Promise<Array<{ value: unknown; score: number }>>;
-}
-
 interface Connectable {
   readonly isOpen: boolean;
   readonly isReady?: boolean;
@@ -72,7 +61,7 @@ const READS_RECORD = new Set(['get', 'touch', 'lock acquire and get']);
 /** How many times a first connect is retried before `open()` gives up. */
 const FIRST_CONNECT_TRIES = 3;
 const MAX_RECONNECT_DELAY_MS = 1000;
-const SCAN_COUNT = 1000;
+const SCAN_COUNT = '1000';
 
 export interface ConnectionOptions {
   client?: RedisConnection;
@@ -100,8 +89,6 @@ export class Connection {
    * collection. Bytes that are not UTF-8 come back with U+FFFD in their place.
    */
   readonly #sendText: Send;
-  /** Replies as strings: keys and listings. */
-  readonly plain: Commands;
   /** True for a Redis Cluster, where keys in different hash slots live on different masters. */
   readonly isCluster: boolean;
   readonly #client: Connectable;
@@ -119,7 +106,6 @@ export class Connection {
     this.#deadlines = new Deadlines(timeoutMs, where, (action, error) =>
       this.#failure(action, error),
     );
-    this.plain = client as unknown as Commands;
     this.isCluster = isCluster(client);
     this.send = sender(client, this.#deadlines, BYTES);
     this.#sendText = sender(client, this.#deadlines, TEXT);
@@ -225,17 +211,19 @@ export class Connection {
     return ioError(this.where, action, error);
   }
 
-  /** Every key of `type` matching `pattern` on every master, a SCAN page at a time. */
+  /**
+   * Every key of `type` matching `pattern` on every master, a SCAN page at a time. Each SCAN
+   * goes out as `send` sends, so one left waiting for a master that is away is dropped when its
+   * operation times out, instead of staying in the app's client until the master returns.
+   */
   async *scan(pattern: string, type: 'string' | 'zset'): AsyncGenerator<string[]> {
-    for (const node of await this.#masters()) {
+    for (const master of await this.call('scan', () => this.#masters())) {
       let cursor = '0';
       do {
-        const reply = await this.call('scan', () =>
-          node.scan(cursor, { MATCH: pattern, COUNT: SCAN_COUNT, TYPE: type }),
-        );
-        cursor = String(reply.cursor);
-        // A Sentinel client answers with Buffers whatever its type mapping says.
-        if (reply.keys.length > 0) yield reply.keys.map(String);
+        const words = ['SCAN', cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT, 'TYPE', type];
+        const [next, keys] = (await this.call('scan', () => master(words))) as [unknown, unknown[]];
+        cursor = String(next);
+        if (keys.length > 0) yield keys.map(String);
       } while (cursor !== '0');
     }
   }
@@ -307,13 +295,16 @@ export class Connection {
     else destroyQuietly(this.#client);
   }
 
-  async #masters(): Promise<Commands[]> {
+  /** A way to send a command, replies as text, to each master: the client itself but on a cluster. */
+  async #masters(): Promise<Array<(words: CommandArgument[]) => Promise<unknown>>> {
     const client = this.#client;
-    if (!isCluster(client)) return [this.plain];
+    if (!isCluster(client)) return [(words) => this.#sendText('', false, words)];
     return Promise.all(
-      client.masters.map(
-        async (master) => (await client.nodeClient(master)) as unknown as Commands,
-      ),
+      client.masters.map(async (master) => {
+        const node = await client.nodeClient(master);
+        return (words: CommandArgument[]) =>
+          node.sendCommand(words, abortable(this.#deadlines, TEXT));
+      }),
     );
   }
 }

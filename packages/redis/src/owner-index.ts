@@ -45,10 +45,8 @@ export class OwnerIndex {
     read: (id: string) => Promise<SessionRecord | undefined>,
   ): Promise<OwnedSession[]> {
     const key = this.#keys.ownerIndex(owner);
-    const plain = this.#connection.plain;
-    const entries = await this.#connection.call('ownedBy', () =>
-      plain.zRangeWithScores(key, 0, -1),
-    );
+    const words = ['ZRANGE', key, '0', '-1', 'WITHSCORES'];
+    const entries = await this.#connection.command('ownedBy', key, false, words, entriesOf, true);
     const sessions: OwnedSession[] = [];
     let expired = false;
     await Promise.all(
@@ -67,6 +65,25 @@ export class OwnerIndex {
     }
     return sessions;
   }
+}
+
+/**
+ * `ZRANGE … WITHSCORES`'s reply as entries: flat (member, score, …) over RESP2, pairs over RESP3,
+ * whose scores are doubles.
+ */
+function entriesOf(reply: unknown): Array<{ value: unknown; score: number }> {
+  const items = reply as unknown[];
+  const entries: Array<{ value: unknown; score: number }> = [];
+  if (items.length > 0 && Array.isArray(items[0])) {
+    for (const [value, score] of items as Array<[unknown, unknown]>) {
+      entries.push({ value, score: Number(score) });
+    }
+    return entries;
+  }
+  for (let i = 0; i < items.length; i += 2) {
+    entries.push({ value: items[i], score: Number(items[i + 1]) });
+  }
+  return entries;
 }
 
 /** A record that cannot be read as a session is nobody's session. */

@@ -356,7 +356,7 @@ export class RedisStore extends BaseStore {
   async #unlinkAll(pattern: string, type: 'string' | 'zset'): Promise<void> {
     for await (const page of this.#connection.scan(pattern, type)) {
       await this.#io('clear', () =>
-        Promise.all(page.map((key) => this.#connection.plain.unlink(key))),
+        Promise.all(page.map((key) => this.#connection.send(key, false, ['UNLINK', key]))),
       );
     }
   }

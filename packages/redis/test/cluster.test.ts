@@ -219,3 +219,57 @@ describe('RedisStore on Redis Cluster: connections and waiting commands', () => 
     }
   });
 });
+
+describe('RedisStore on Redis Cluster with a master away', () => {
+  // A cluster of this describe's own, whose master it kills; the suite's cluster above stays whole.
+  const own = new OwnCluster([7104, 7105, 7106]);
+  afterAll(() => own.remove());
+
+  it("count, ids, clear and ownedBy fail with ERR_STORE_IO and leave no command waiting in the app's client", async () => {
+    await own.start();
+    const client = createCluster({ rootNodes: own.rootNodes });
+    client.on('error', () => {});
+    await client.connect();
+    const prefix = newPrefix();
+    const store = await RedisStore.open({ client, prefix, commandTimeoutMs: 300 });
+    const expiresAt = Date.now() + HOUR_MS;
+    const owners = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'];
+    for (const [i, id] of Array.from({ length: 30 }, newId).entries()) {
+      await store.set(id, { data: bytes(id), expiresAt, owner: owners[i % owners.length] });
+    }
+    const holds = async (master: (typeof client.masters)[number], words: string[]) => {
+      const node = await client.nodeClient(master);
+      return String(await node.sendCommand(words).catch(() => ''));
+    };
+    // The master to stop holds an owner's index, so ownedBy's first command waits for it too. It
+    // is not the one the release subscription is on: node-redis's close() of a cluster waits for
+    // an UNSUBSCRIBE sent to a master that is away, whoever sends it.
+    let away: { owner: string; port: number } | undefined;
+    for (const master of client.masters) {
+      if ((await holds(master, ['CLIENT', 'LIST'])).includes(' sub=1 ')) continue;
+      for (const owner of owners) {
+        const index = `${prefix}o:{${Buffer.from(owner).toString('base64url')}}`;
+        if ((await holds(master, ['EXISTS', index])) === '1') away ??= { owner, port: master.port };
+      }
+    }
+    if (away === undefined) {
+      throw new Error("no master without the subscription holds an owner's index");
+    }
+    const owner = away.owner;
+    await own.nodes.find((node) => node.port === away?.port)?.stop();
+
+    await expect(store.count()).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    const listing = (async () => {
+      for await (const _ of store.ids()) {
+        // Reads on until the master that is away.
+      }
+    })();
+    await expect(listing).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    await expect(store.clear()).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    await expect(store.ownedBy(owner)).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    await store.close();
+    // Before the fix a SCAN or ZRANGE for the master that is away stayed in the app's client, and
+    // its close() waited for that master to come back.
+    await client.close();
+  }, 60_000);
+});
