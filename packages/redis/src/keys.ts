@@ -1,3 +1,4 @@
+import { isSessionId } from '@sessile/core';
 import { escapeGlob } from '@sessile/core/store';
 /**
  * Where one store keeps its keys. Every key of a session carries the id as a hash tag, so the
@@ -39,10 +40,15 @@ export class KeyLayout {
     return `${this.#ownerStart}${Buffer.from(owner, 'utf8').toString('base64url')}}`;
   }
 
-  /** The session id of a record key SCAN returned, or undefined for a key that is not one. */
+  /**
+   * The session id of a record key SCAN returned, or undefined for a key that is not one: a key
+   * someone else wrote under the prefix (`<prefix>s:{x}`) names no session id, and listing it
+   * would make every `get` of the listing's ids reject with `ERR_INVALID_SESSION_ID`.
+   */
   idOf(key: string): string | undefined {
     if (!key.startsWith(this.#recordStart) || !key.endsWith('}')) return undefined;
-    return key.slice(this.#recordStart.length, -1);
+    const id = key.slice(this.#recordStart.length, -1);
+    return isSessionId(id) ? id : undefined;
   }
 }
 

@@ -273,6 +273,22 @@ describe('RedisStore keys', () => {
     }
   });
 
+  it('counts and lists only keys that name a session id, so every listed id can be read', async () => {
+    await withStore(async (store, prefix) => {
+      const mine = newId();
+      await store.set(mine, { data: bytes('mine'), expiresAt: Date.now() + HOUR_MS });
+      // Someone else's keys under the prefix, in the shape of a record key.
+      for (const stray of ['', 'short', 'not a session id', `${newId()}.bak`, 'a}b'.repeat(8)]) {
+        await raw.set(`${prefix}s:{${stray}}`, header({}));
+      }
+      expect(await store.count()).toBe(1);
+      const listed: string[] = [];
+      for await (const id of store.ids()) listed.push(id);
+      expect(listed).toEqual([mine]);
+      for (const id of listed) await store.get(id);
+    });
+  });
+
   it('a record of a newer format rejects with ERR_UNSUPPORTED, other bytes with ERR_CORRUPT_RECORD', async () => {
     await withStore(async (store, prefix) => {
       const newer = newId();
