@@ -226,8 +226,8 @@ export const httpEndToEnd: Workload<HttpResult, 'http'> = {
   description:
     "an Express app in worker processes, load from autocannon on 127.0.0.1; a sessile store's apps and its peer's take the load in turns",
   primary: { field: 'requestsPerSec', label: 'req/s (express-session)', higherIsBetter: true },
-  // A sessile store's three apps (express-session's and sessile()'s over it, express-session's
-  // over its peer) serve in turns, each for `rounds` times `roundSec`.
+  // A sessile store's apps (express-session's and sessile()'s over it, express-session's over
+  // its `httpPeers`) serve in turns, each for `durationSec` and then `rounds` times `roundSec`.
   limitMs: (profile) => profile.limitsMs.http * 3,
   skipReason: (target) =>
     target.http === undefined ? 'a raw engine is not a session store' : undefined,

@@ -30,8 +30,8 @@ function ratesOf(
 
 /**
  * Each round's sessile() rate over the rate of express-session on `baseline` in that round
- * (`'same'`, this store; or the peer the run served beside it), median of the rounds; undefined
- * for a run that did not serve them in turns (results from before the rounds).
+ * (this same store, or a peer the run served beside it), median of the rounds; undefined for a
+ * run that did not serve them in turns (results from before the rounds).
  */
 function roundsRatio(run: HttpResult, baseline: string, own: string): number | undefined {
   const rounds = run.rounds;
@@ -62,6 +62,18 @@ export function sessileOver(
     if (paired.every((ratio) => ratio !== undefined)) return median(paired as number[]);
   }
   return medianRatio(ratesOf(outcome, 'sessile'), ratesOf(byTarget?.[baseline], 'expressSession'));
+}
+
+/** sessile() over each peer the run served in turns with this store's apps: "1.2× `peer`". */
+function versusPeersText(
+  byTarget: Partial<Record<string, Outcome<HttpResult>>>,
+  own: string,
+  row: HttpResult | undefined,
+): string {
+  const parts = (row?.peers ?? []).map(
+    ({ name }) => `${ratioText(sessileOver(byTarget, own, name))} \`${name}\``,
+  );
+  return parts.length === 0 ? '–' : parts.join(', ');
 }
 
 function ratioText(value: number | undefined): string {
@@ -105,6 +117,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
       target.kind === 'sessile' ? slRate : '',
       target.kind === 'sessile' ? slP99 : '',
       target.kind === 'sessile' ? ratioText(sessileOver(byTarget, target.name, target.name)) : '',
+      target.kind === 'sessile' ? versusPeersText(byTarget, target.name, row) : '',
       target.peers ? baselineRatios(byTarget, target, 'requestsPerSec', target.peers, false) : '',
     ]);
     for (const [label, mode] of [
@@ -121,7 +134,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
   return [
     '### HTTP end to end',
     '',
-    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session. A peer's app takes the load for ${http.durationSec} s. A sessile store's apps (express-session and sessile() over it) and express-session over the store's main peer all start together and take the load in turns, ${http.rounds} rounds of ${http.roundSec} s each after a first of ${http.durationSec} s that warms them up, the order turning every round, so a slow spell of the machine falls on all three alike. Their rates and p99s are the median round's; the ratios of sessile() to the others (here and in the headlines) are medians of the rounds' own ratios, then of the runs'.`,
+    `An Express 5 app whose one route loads the session, bumps a counter and saves it, in ${http.workers} worker processes (one when the store lives in one process's memory or directory). autocannon on 127.0.0.1 with ${http.connections} connections for ${http.durationSec} s; each connection keeps its session cookie for 20 requests, then starts a new session. A peer's app takes the load for ${http.durationSec} s. A sessile store's apps (express-session and sessile() over it) and express-session over its main peer (for some stores over other peers too, as the table names them) all start together and take the load in turns, ${http.rounds} rounds of ${http.roundSec} s each after a first of ${http.durationSec} s that warms them up, the order turning every round, so a slow spell of the machine falls on all of them alike. Their rates and p99s are the median round's; the ratios of sessile() to the others (here and in the headlines) are medians of the rounds' own ratios, then of the runs'.`,
     '',
     addChart(
       charts,
@@ -138,6 +151,7 @@ export function httpSection(results: BenchResults, charts: Charts): string[] {
         'sessile middleware req/s',
         'p99',
         'sessile middleware / express-session, same store',
+        'sessile middleware / express-session over the peers served in turns',
         'speed vs peer (express-session)',
       ],
       rows,
