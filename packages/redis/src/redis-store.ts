@@ -410,8 +410,10 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
     throw new TypeError('RedisStore.open() needs exactly one of client or url');
   }
   if (url !== undefined) assertRedisUrl(url);
-  if (client !== undefined && (typeof client !== 'object' || client === null)) {
-    throw new TypeError(`client must be a node-redis 5 client, got ${describeValue(client)}`);
+  if (client !== undefined && !isNodeRedisConnection(client)) {
+    throw new TypeError(
+      `client must be a node-redis 5 client from createClient(), createCluster() or createSentinel() (not a client pool, and not an ioredis client), got ${describeValue(client)}`,
+    );
   }
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
@@ -426,6 +428,22 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
     assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
   }
   return { prefix, commandTimeoutMs };
+}
+
+/**
+ * True for what the store can use as `client`: a node-redis 5 client, cluster or Sentinel client.
+ * Anything else (a node-redis client pool, which takes no subscription, or an ioredis client,
+ * whose `connect()` rejects once connected) would fail only once connected, and as `ERR_STORE_IO`.
+ */
+function isNodeRedisConnection(client: unknown): boolean {
+  if (typeof client !== 'object' || client === null) return false;
+  const methods = client as Record<string, unknown>;
+  return (
+    typeof methods.isOpen === 'boolean' &&
+    ['connect', 'sendCommand', 'subscribe', 'unsubscribe', 'on'].every(
+      (name) => typeof methods[name] === 'function',
+    )
+  );
 }
 
 /**

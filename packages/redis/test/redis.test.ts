@@ -7,7 +7,7 @@ import {
   RECORD_TEXT,
 } from '@sessile/core/store';
 import { RedisStore } from '@sessile/redis';
-import { createClient } from 'redis';
+import { createClient, createClientPool } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   closedPort,
@@ -91,6 +91,21 @@ describe('RedisStore.open()', () => {
     await expect(RedisStore.open({ url: STANDALONE_URL, prefx: 'x:' } as never)).rejects.toThrow(
       /prefix/,
     );
+  });
+
+  it('refuses a client that is not a node-redis 5 client, pool included, with a TypeError before connecting it', async () => {
+    const pool = createClientPool({ url: STANDALONE_URL });
+    const notClients: unknown[] = [pool, {}, { connect: async () => {}, isOpen: false }];
+    try {
+      for (const client of notClients) {
+        const refused = await RedisStore.open({ client: client as never }).catch((e) => e);
+        expect(refused).toBeInstanceOf(TypeError);
+        expect(refused.message).toContain('node-redis 5 client');
+      }
+      expect(pool.isOpen).toBe(false);
+    } finally {
+      pool.destroy();
+    }
   });
 
   it("a malformed url's error never holds the url or its password", async () => {
