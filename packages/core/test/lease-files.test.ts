@@ -29,6 +29,34 @@ afterEach(async () => {
 });
 
 /**
+ * An instance on the leases of `directory` with its own guards in `guardsDirectory`, as a
+ * process has them; closed after the test.
+ */
+function openInstance(
+  directory: string,
+  guardsDirectory: string,
+  options: { wakeOnRelease?: boolean } = {},
+): { files: LeaseFiles; guards: HostGuards } {
+  const guards = new HostGuards({
+    directory: guardsDirectory,
+    staleMs: 5000,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    fs: syncLockFileSystem,
+  });
+  const files = new LeaseFiles({
+    guards,
+    fs: syncLockFileSystem,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    pathOf: (key) => join(directory, key),
+    ...options,
+  });
+  opened.push(files);
+  return { files, guards };
+}
+
+/**
  * A lease directory (in `under`, else in the temporary directory), and a way to open instances
  * on it as separate processes do (own guards).
  */
@@ -39,25 +67,8 @@ function leaseDirectory(under = tmpdir()): { directory: string; open(): LeaseFil
   let instances = 0;
   return {
     directory,
-    open() {
-      const guards = new HostGuards({
-        directory: join(root, `guards-${++instances}`),
-        staleMs: 5000,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        fs: syncLockFileSystem,
-      });
-      const files = new LeaseFiles({
-        guards,
-        fs: syncLockFileSystem,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        pathOf: (key) => join(directory, key),
-        wakeOnRelease: true,
-      });
-      opened.push(files);
-      return files;
-    },
+    open: () =>
+      openInstance(directory, join(root, `guards-${++instances}`), { wakeOnRelease: true }).files,
   };
 }
 
@@ -266,21 +277,7 @@ describe('LeaseFiles on a full disk', () => {
     const dir = mountSmallExt4(64);
     mounts.push(dir);
     const { directory } = leaseDirectory(dir);
-    const guards = new HostGuards({
-      directory: join(dir, 'guards'),
-      staleMs: 5000,
-      fileMode: 0o600,
-      directoryMode: 0o700,
-      fs: syncLockFileSystem,
-    });
-    const files = new LeaseFiles({
-      guards,
-      fs: syncLockFileSystem,
-      fileMode: 0o600,
-      directoryMode: 0o700,
-      pathOf: (key) => join(directory, key),
-    });
-    opened.push(files);
+    const { files, guards } = openInstance(directory, join(dir, 'guards'));
     mkdirSync(directory);
     await prepared();
     fillWithFiles(dir);
