@@ -70,7 +70,6 @@ export class Checkpointer {
     }
     this.#workerRunning = true;
     this.#configure();
-    worker.unref();
     worker.on('message', (report: WorkerReport) => {
       this.#idle = report.idle;
       this.#writes = 0;
@@ -93,6 +92,9 @@ export class Checkpointer {
         resolve();
       });
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again, and an
+    // open store would then keep its process alive.
+    worker.unref();
     this.#worker = worker;
   }
 

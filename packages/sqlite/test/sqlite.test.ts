@@ -1,5 +1,5 @@
 import { constants } from 'node:buffer';
-import { fork } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -22,6 +22,7 @@ import { HOUR_MS, idOf, record, textOf } from './helpers.js';
 
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
 const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
+const LEFT_OPEN = fileURLToPath(new URL('./fixtures/left-open.mjs', import.meta.url));
 
 let dir = '';
 let path = '';
@@ -413,6 +414,22 @@ describe('options', { timeout: 60_000 }, () => {
     const copy = join(dir, 'copy.db');
     writeFileSync(copy, readFileSync(path));
     expect(openDatabase(copy).prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(500);
+  });
+
+  it('an open store it never closed does not keep its process alive, and its write is kept', async () => {
+    const id = idOf('left-open');
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>(
+      (resolve, reject) => {
+        const child = execFile(process.execPath, [LEFT_OPEN, path, id], (error, out) => {
+          if (error !== null && error.code === undefined) reject(error);
+          else resolve({ code: child.exitCode, stdout: out });
+        });
+      },
+    );
+    expect(stdout).toBe('');
+    expect(code).toBe(0);
+    const store = await openStore({ path });
+    expect(textOf((await store.get(id))?.data)).toBe(id);
   });
 
   it('never closes a database it was given', async () => {
