@@ -162,13 +162,25 @@ interface SchemaState {
  */
 export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): SchemaState {
   const userVersion = db.pragma('user_version', { simple: true }) as number;
+  const records = objectType(db, names.records);
+  // The version lives in the file's one user_version, which an app's own migrations may use too.
+  if (
+    userVersion !== 0 &&
+    userVersion !== SCHEMA_VERSION &&
+    records === undefined &&
+    !holdsStoreTable(db)
+  ) {
+    throw new SessionError(
+      'ERR_UNSUPPORTED',
+      `Refusing to use the database: its PRAGMA user_version is ${userVersion}, but it holds no @sessile/sqlite table, so another program keeps its own schema version there, which the store would overwrite with its own (${SCHEMA_VERSION}). Give the store a database file of its own; the file was left unmodified`,
+    );
+  }
   if (userVersion > SCHEMA_VERSION) {
     throw new SessionError(
       'ERR_UNSUPPORTED',
       `The database has schema version ${userVersion}, newer than the ${SCHEMA_VERSION} this @sessile/sqlite understands; upgrade the package`,
     );
   }
-  const records = objectType(db, names.records);
   const locks = objectType(db, names.locks);
   const recordsShape = assertShape(db, names.records, records, [RECORDS_SHAPE, OLD_RECORDS_SHAPE]);
   assertShape(db, names.locks, locks, [LOCKS_SHAPE]);
@@ -284,6 +296,31 @@ function columnsOf(db: BetterSqlite3.Database, table: string): ColumnShape[] {
     .all(table) as ColumnShape[];
 }
 
+/** True when some table of the file has the columns of a sessions table of some version. */
+function holdsStoreTable(db: BetterSqlite3.Database): boolean {
+  const tables = db
+    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+    .pluck()
+    .all() as string[];
+  return tables.some((table) => {
+    const columns = columnsOf(db, table);
+    return [RECORDS_SHAPE, OLD_RECORDS_SHAPE].some((expected) => sameShape(columns, expected));
+  });
+}
+
+function sameShape(columns: readonly ColumnShape[], expected: readonly ColumnShape[]): boolean {
+  return (
+    columns.length === expected.length &&
+    columns.every(
+      (column, i) =>
+        column.name === expected[i]?.name &&
+        column.type === expected[i]?.type &&
+        column.notnull === expected[i]?.notnull &&
+        column.pk === expected[i]?.pk,
+    )
+  );
+}
+
 /** The shape among `accepted` that the table `name` has, or `undefined` when it is absent. */
 function assertShape(
   db: BetterSqlite3.Database,
@@ -294,17 +331,7 @@ function assertShape(
   if (type === undefined) return undefined;
   if (type !== 'table') throw foreign(name, `is a ${type}, not a table`);
   const columns = columnsOf(db, name);
-  const shape = accepted.find(
-    (expected) =>
-      columns.length === expected.length &&
-      columns.every(
-        (column, i) =>
-          column.name === expected[i]?.name &&
-          column.type === expected[i]?.type &&
-          column.notnull === expected[i]?.notnull &&
-          column.pk === expected[i]?.pk,
-      ),
-  );
+  const shape = accepted.find((expected) => sameShape(columns, expected));
   if (shape === undefined) {
     const found = columns.map((column) => `${column.name} ${column.type}`).join(', ');
     throw foreign(name, `has columns (${found}), not the ones @sessile/sqlite creates`);

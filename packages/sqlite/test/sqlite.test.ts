@@ -352,6 +352,42 @@ describe('schema', { timeout: 60_000 }, () => {
     expect(await store.set(idOf('accepted'), record('yes'))).toBe(true);
   });
 
+  it("refuses an app's database whose user_version the app set, instead of overwriting it, and leaves it unmodified", async () => {
+    for (const appVersion of [2, SCHEMA_VERSION + 5]) {
+      rmSync(path, { force: true });
+      // An app that numbers its own migrations in user_version, as many do.
+      const app = new Database(path);
+      app.exec('CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)');
+      app.pragma(`user_version = ${appVersion}`);
+      app.close();
+      const before = snapshot(path);
+      const error = await rejection(SqliteStore.open({ path, table: 'web_sessions' }));
+      expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(`user_version is ${appVersion}`);
+      expect(snapshot(path)).toEqual(before);
+
+      const db = openDatabase();
+      await expectCode(
+        SqliteStore.open({ database: db, table: 'web_sessions' }),
+        'ERR_UNSUPPORTED',
+      );
+      expect(db.pragma('user_version', { simple: true })).toBe(appVersion);
+      expect(
+        db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'web%'").pluck().get(),
+      ).toBe(0);
+    }
+  });
+
+  it('opens a second table in a file whose user_version its first table set', async () => {
+    await (await SqliteStore.open({ path, table: 'first' })).close();
+    const db = openDatabase();
+    db.pragma('user_version = 3');
+    // As an older release left it: the store's table in the file shows whose version it is.
+    const store = await openStore({ database: db, table: 'second' });
+    await store.set(idOf('second'), record('second'));
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+  });
+
   it('refuses a schema from a newer version and leaves the file unmodified', async () => {
     const newer = new Database(path);
     newer.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
