@@ -54,13 +54,14 @@ export class Checkpointer {
   #woken = false;
   readonly #checkpointWaiters: Array<() => void> = [];
 
-  constructor(db: BetterSqlite3.Database) {
+  /** `file` is the database's absolute path, which the worker opens in a thread of its own. */
+  constructor(db: BetterSqlite3.Database, file: string) {
     this.#db = db;
-    this.#lowSpace = lowOnSpace(db.name);
+    this.#lowSpace = lowOnSpace(file);
     let worker: Worker;
     try {
       worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-        workerData: { path: db.name },
+        workerData: { path: file },
       });
     } catch {
       // No worker threads here (a bundle without the worker file, a resource limit): SQLite checkpoints.

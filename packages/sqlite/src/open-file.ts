@@ -187,6 +187,16 @@ export async function inspectReadOnly(settings: Settings): Promise<void> {
   }
 }
 
+/**
+ * The database's file as an absolute path, as SQLite resolved it when the connection opened; ''
+ * for one in memory. `db.name` is the name as given, which a later `process.chdir` makes point
+ * elsewhere when it is relative.
+ */
+export function databaseFile(db: BetterSqlite3.Database): string {
+  const list = db.pragma('database_list') as Array<{ name: string; file: string }>;
+  return list.find((entry) => entry.name === 'main')?.file ?? '';
+}
+
 /** Refuses writes once the database file (or, off Linux, its directory) is deleted while open. */
 export function guardAgainstUnlink(file: string): UnlinkGuard | undefined {
   return UnlinkGuard.open(file, 'file', (watched) => {

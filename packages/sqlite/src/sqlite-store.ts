@@ -22,6 +22,7 @@ import { type FencedWrite, fencedWrite, SqliteLocks } from './locks.js';
 import {
   assertDatabasePath,
   assertSqliteFile,
+  databaseFile,
   guardAgainstUnlink,
   inspectReadOnly,
   openFailure,
@@ -138,9 +139,10 @@ export class SqliteStore extends BaseStore {
         const migrate = db.transaction(() => migrateSchema(db, settings.names));
         await retryWhileBusy(() => migrate.immediate(), settings.busyTimeoutMs);
       }
-      // A temporary database ('' as its name) has no file anyone could delete.
-      if (!db.memory && db.name !== '') unlinkGuard = guardAgainstUnlink(db.name);
-      return new SqliteStore(db, ownsDatabase, unlinkGuard, settings, options);
+      const file = databaseFile(db);
+      // A temporary database ('' as its file) has no file anyone could delete.
+      if (!db.memory && file !== '') unlinkGuard = guardAgainstUnlink(file);
+      return new SqliteStore(db, file, ownsDatabase, unlinkGuard, settings, options);
     } catch (error) {
       unlinkGuard?.close();
       if (ownsDatabase) db.close();
@@ -150,6 +152,7 @@ export class SqliteStore extends BaseStore {
 
   private constructor(
     db: BetterSqlite3.Database,
+    file: string,
     ownsDatabase: boolean,
     unlinkGuard: UnlinkGuard | undefined,
     settings: Settings,
@@ -237,7 +240,7 @@ export class SqliteStore extends BaseStore {
       .pluck();
     this.#clear = db.prepare(`DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
-    this.#checkpointer = inMemory ? undefined : new Checkpointer(db);
+    this.#checkpointer = inMemory ? undefined : new Checkpointer(db, file);
   }
 
   /**

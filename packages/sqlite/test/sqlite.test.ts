@@ -3,6 +3,7 @@ import { execFile, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   renameSync,
@@ -13,6 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
@@ -23,6 +25,8 @@ import { HOUR_MS, idOf, record, textOf } from './helpers.js';
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
 const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
 const LEFT_OPEN = fileURLToPath(new URL('./fixtures/left-open.mjs', import.meta.url));
+const RELATIVE_NAME = fileURLToPath(new URL('./fixtures/relative-name.mjs', import.meta.url));
+const run = promisify(execFile);
 
 let dir = '';
 let path = '';
@@ -466,6 +470,21 @@ describe('options', { timeout: 60_000 }, () => {
     expect(code).toBe(0);
     const store = await openStore({ path });
     expect(textOf((await store.get(id))?.data)).toBe(id);
+  });
+
+  it('a database opened by a relative name before a chdir: the store watches that file, not the one the name now finds', async () => {
+    const first = join(dir, 'first');
+    const second = join(dir, 'second');
+    mkdirSync(first);
+    mkdirSync(second);
+    const { stdout } = await run(process.execPath, [RELATIVE_NAME, first, second], {
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
+    // Deleting another file that the relative name now finds leaves the store's writes alone.
+    expect(JSON.parse(stdout)).toEqual({ before: 'ok', after: 'ok' });
+    const db = openDatabase(join(first, 'app.db'));
+    expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(2);
   });
 
   it('never closes a database it was given', async () => {
