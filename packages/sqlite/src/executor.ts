@@ -234,7 +234,7 @@ export class Executor {
   }
 
   #runReads(group: Job[]): Outcome[] {
-    this.#beginRead.run();
+    const grouped = this.#beginReadIfFree();
     const outcomes: Outcome[] = [];
     try {
       for (const job of group) {
@@ -248,12 +248,28 @@ export class Executor {
     } finally {
       // Ending a transaction that wrote nothing: a prepared COMMIT, not a freshly compiled ROLLBACK.
       try {
-        this.#commit.run();
+        if (grouped) this.#commit.run();
       } catch {
         rollBack(this.#db);
       }
     }
     return outcomes;
+  }
+
+  /**
+   * Begins the read group's transaction, unless the app holds the shared connection: inside its
+   * own transaction, or iterating a statement (better-sqlite3 then refuses BEGIN, but not a
+   * SELECT). The reads then run as they would alone, each a statement of its own.
+   */
+  #beginReadIfFree(): boolean {
+    if (this.#db.inTransaction) return false;
+    try {
+      this.#beginRead.run();
+      return true;
+    } catch (error) {
+      if (error instanceof TypeError) return false;
+      throw error;
+    }
   }
 }
 

@@ -487,6 +487,37 @@ describe('options', { timeout: 60_000 }, () => {
     expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(2);
   });
 
+  it('answers reads while the app iterates a statement or holds a transaction on a shared database', async () => {
+    const db = openDatabase();
+    db.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ann'), ('bob')");
+    const store = await openStore({ database: db, table: 'web_sessions' });
+    for (const name of ['ann', 'bob']) {
+      await store.set(idOf(name), { ...record(name), owner: name });
+    }
+    // An app walking its users and listing each one's sessions, with the statement still open.
+    const listed: string[] = [];
+    for (const { name } of db.prepare('SELECT name FROM users').iterate() as Iterable<{
+      name: string;
+    }>) {
+      const [owned] = await store.ownedBy(name);
+      listed.push(`${name}:${textOf((await store.get(idOf(name)))?.data)}:${owned?.id}`);
+      expect(await store.count()).toBe(2);
+      // better-sqlite3 runs no write on a connection while one of its statements iterates.
+      await expect(store.set(idOf('new'), record('new'))).rejects.toThrow(/busy executing a query/);
+    }
+    expect(listed).toEqual([`ann:ann:${idOf('ann')}`, `bob:bob:${idOf('bob')}`]);
+
+    // The app's own transaction, held across an await: reads answer inside it.
+    db.exec('BEGIN');
+    db.prepare('INSERT INTO users VALUES (?)').run('cy');
+    expect(textOf((await store.get(idOf('ann')))?.data)).toBe('ann');
+    const ids: string[] = [];
+    for await (const id of store.ids()) ids.push(id);
+    expect(ids.sort()).toEqual([idOf('ann'), idOf('bob')]);
+    db.exec('COMMIT');
+    expect(await store.set(idOf('new'), record('new'))).toBe(true);
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
