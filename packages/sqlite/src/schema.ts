@@ -21,8 +21,11 @@ export function schemaNames(table: unknown): SchemaNames {
       `table must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got ${String(table)}`,
     );
   }
-  if (table.toLowerCase().startsWith('sqlite_')) {
-    throw new TypeError('table must not start with sqlite_, which SQLite reserves');
+  // The lock table and the indexes are named `<table>_…`, so 'sqlite' would make them sqlite_….
+  if (`${table}_`.toLowerCase().startsWith('sqlite_')) {
+    throw new TypeError(
+      `table must not be sqlite or start with sqlite_, which SQLite reserves for its own objects, got ${table}`,
+    );
   }
   return {
     records: table,

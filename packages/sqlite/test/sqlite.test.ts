@@ -408,6 +408,9 @@ describe('schema', { timeout: 60_000 }, () => {
       'my-sessions',
       'x"; DROP TABLE y; --',
       'sqlite_stat1',
+      // Its lock table and indexes would be sqlite_locks, sqlite_expires_at and sqlite_owner.
+      'sqlite',
+      'SQLite',
       '',
       'a'.repeat(64),
     ]) {
