@@ -29,7 +29,11 @@ export function isBusyError(error: unknown): boolean {
  * `busyTimeoutMs` asynchronously, so a locked database never stalls the event loop for long.
  */
 export function setBusySlice(db: BetterSqlite3.Database, busyTimeoutMs: number): void {
-  db.pragma(`busy_timeout = ${Math.min(BUSY_SLICE_MS, busyTimeoutMs)}`);
+  db.pragma(busySlice(busyTimeoutMs));
+}
+
+function busySlice(busyTimeoutMs: number): string {
+  return `busy_timeout = ${Math.min(BUSY_SLICE_MS, busyTimeoutMs)}`;
 }
 
 /**
@@ -70,6 +74,9 @@ export class Executor {
   readonly #groupCommit: boolean;
   readonly #afterWrite: (() => void) | undefined;
   readonly #beforeCommit: (() => void) | undefined;
+  /** On an app's connection: the store's busy slice for its write groups, then the app's timeout again. */
+  readonly #busySlice: BetterSqlite3.Statement<[]> | undefined;
+  readonly #appBusyTimeout: BetterSqlite3.Statement<[]> | undefined;
   #queue: Job[] = [];
   #draining: Promise<void> | undefined;
   #closed = false;
@@ -82,6 +89,11 @@ export class Executor {
       afterWrite?: () => void;
       /** Runs before every write commits; a throw rejects the write and commits nothing. */
       beforeCommit?: () => void;
+      /**
+       * The busy timeout of an app's own connection, set again after each write group, so the
+       * app's statements wait for other connections as long as it chose, not the store's slice.
+       */
+      appBusyTimeoutMs?: number;
     },
   ) {
     this.#db = db;
@@ -92,6 +104,11 @@ export class Executor {
     this.#groupCommit = options.groupCommit;
     this.#afterWrite = options.afterWrite;
     this.#beforeCommit = options.beforeCommit;
+    const { appBusyTimeoutMs } = options;
+    if (appBusyTimeoutMs !== undefined) {
+      this.#busySlice = db.prepare(`PRAGMA ${busySlice(options.busyTimeoutMs)}`);
+      this.#appBusyTimeout = db.prepare(`PRAGMA busy_timeout = ${appBusyTimeoutMs}`);
+    }
   }
 
   /**
@@ -196,6 +213,16 @@ export class Executor {
    * throws; a group that cannot commit rejects its writes here and returns `undefined`.
    */
   #runWrites(group: Job[]): Outcome[] | undefined {
+    if (this.#busySlice === undefined) return this.#runWritesInSlice(group);
+    this.#busySlice.run();
+    try {
+      return this.#runWritesInSlice(group);
+    } finally {
+      this.#appBusyTimeout?.run();
+    }
+  }
+
+  #runWritesInSlice(group: Job[]): Outcome[] | undefined {
     const db = this.#db;
     this.#begin.run();
     const outcomes: Outcome[] = [];

@@ -50,6 +50,34 @@ function writeOnce<A extends unknown[]>(
   );
 }
 
+/** What an app's connection had before the store changed it; `synchronous` and WAL stay. */
+interface AppPragmas {
+  busyTimeoutMs: number;
+  walAutocheckpoint: number;
+  journalSizeLimit: number;
+}
+
+function readAppPragmas(db: BetterSqlite3.Database): AppPragmas {
+  const read = (name: string) => db.pragma(name, { simple: true }) as number;
+  return {
+    busyTimeoutMs: read('busy_timeout'),
+    walAutocheckpoint: read('wal_autocheckpoint'),
+    journalSizeLimit: read('journal_size_limit'),
+  };
+}
+
+/** Sets an app's connection back as the store found it, as far as the connection allows. */
+function restoreAppPragmas(db: BetterSqlite3.Database, pragmas: AppPragmas): void {
+  try {
+    if (!db.open) return;
+    db.pragma(`busy_timeout = ${pragmas.busyTimeoutMs}`);
+    db.pragma(`wal_autocheckpoint = ${pragmas.walAutocheckpoint}`);
+    db.pragma(`journal_size_limit = ${pragmas.journalSizeLimit}`);
+  } catch {
+    // The app is iterating one of its statements, which forbids pragmas: they stay as they are.
+  }
+}
+
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
 const MIN_SWEEP_BATCH = 16;
@@ -68,7 +96,8 @@ export class SqliteStore extends BaseStore {
   readonly capabilities: StoreCapabilities;
   readonly locks: LockManager;
   readonly #db: BetterSqlite3.Database;
-  readonly #ownsDatabase: boolean;
+  /** Undefined when the store opened the connection itself, and closes it. */
+  readonly #appPragmas: AppPragmas | undefined;
   readonly #executor: Executor;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #unlinkGuard: UnlinkGuard | undefined;
@@ -111,6 +140,8 @@ export class SqliteStore extends BaseStore {
       throw openFailure(error, path);
     }
     const ownsDatabase = settings.database === undefined;
+    // Pragmas of an app's connection that the store changes while open, and sets back.
+    const appPragmas = ownsDatabase ? undefined : readAppPragmas(db);
     let unlinkGuard: UnlinkGuard | undefined;
     try {
       setBusySlice(db, settings.busyTimeoutMs);
@@ -142,10 +173,13 @@ export class SqliteStore extends BaseStore {
       const file = databaseFile(db);
       // A temporary database ('' as its file) has no file anyone could delete.
       if (!db.memory && file !== '') unlinkGuard = guardAgainstUnlink(file);
-      return new SqliteStore(db, file, ownsDatabase, unlinkGuard, settings, options);
+      const store = new SqliteStore(db, file, appPragmas, unlinkGuard, settings, options);
+      if (appPragmas !== undefined) db.pragma(`busy_timeout = ${appPragmas.busyTimeoutMs}`);
+      return store;
     } catch (error) {
       unlinkGuard?.close();
-      if (ownsDatabase) db.close();
+      if (appPragmas === undefined) db.close();
+      else restoreAppPragmas(db, appPragmas);
       throw error instanceof TypeError ? error : openFailure(error, path);
     }
   }
@@ -153,14 +187,14 @@ export class SqliteStore extends BaseStore {
   private constructor(
     db: BetterSqlite3.Database,
     file: string,
-    ownsDatabase: boolean,
+    appPragmas: AppPragmas | undefined,
     unlinkGuard: UnlinkGuard | undefined,
     settings: Settings,
     options: SqliteStoreOptions,
   ) {
     super(options);
     this.#db = db;
-    this.#ownsDatabase = ownsDatabase;
+    this.#appPragmas = appPragmas;
     this.#unlinkGuard = unlinkGuard;
     const inMemory = db.memory;
     this.capabilities = {
@@ -177,6 +211,7 @@ export class SqliteStore extends BaseStore {
       groupCommit: !inMemory,
       afterWrite: () => this.#checkpointer?.wrote(),
       beforeCommit: unlinkGuard && (() => unlinkGuard.assertLinked()),
+      appBusyTimeoutMs: appPragmas?.busyTimeoutMs,
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     const table = quote(settings.names.records);
@@ -374,7 +409,8 @@ export class SqliteStore extends BaseStore {
     await this.#executor.close();
     // Stop the worker's connection first, so closing ours is the last and folds the WAL back in.
     await this.#checkpointer?.stop();
-    if (this.#ownsDatabase) this.#db.close();
+    if (this.#appPragmas === undefined) this.#db.close();
+    else restoreAppPragmas(this.#db, this.#appPragmas);
     this.#unlinkGuard?.close();
   }
 

@@ -26,6 +26,7 @@ const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
 const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
 const LEFT_OPEN = fileURLToPath(new URL('./fixtures/left-open.mjs', import.meta.url));
 const RELATIVE_NAME = fileURLToPath(new URL('./fixtures/relative-name.mjs', import.meta.url));
+const HOLD_WRITE_LOCK = fileURLToPath(new URL('./fixtures/hold-write-lock.mjs', import.meta.url));
 const run = promisify(execFile);
 
 let dir = '';
@@ -519,6 +520,32 @@ describe('options', { timeout: 60_000 }, () => {
     expect(ids.sort()).toEqual([idOf('ann'), idOf('bob')]);
     db.exec('COMMIT');
     expect(await store.set(idOf('new'), record('new'))).toBe(true);
+  });
+
+  it("leaves an app's connection its own busy timeout: the app's writes wait for another process's lock, and close() sets back what the store changed", async () => {
+    const db = openDatabase();
+    db.pragma('busy_timeout = 60000');
+    db.exec('CREATE TABLE orders (item TEXT)');
+    const store = await openStore({ database: db, table: 'web_sessions' });
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(60_000);
+    await store.set(idOf('before'), record('before'));
+
+    const child = fork(HOLD_WRITE_LOCK, [path, '1000'], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    cleanups.push(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    await new Promise((resolve) => child.once('message', resolve));
+    // The app's own write waits for the other process's commit, as its timeout says.
+    db.prepare('INSERT INTO orders VALUES (?)').run('book');
+    expect(await store.set(idOf('after'), record('after'))).toBe(true);
+    expect(db.prepare('SELECT count(*) FROM orders').pluck().get()).toBe(1);
+
+    await store.close();
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(60_000);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    expect(db.pragma('journal_size_limit', { simple: true })).toBe(-1);
   });
 
   it('never closes a database it was given', async () => {
