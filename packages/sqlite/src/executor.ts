@@ -1,6 +1,7 @@
 import { SessionError } from '@sessile/core';
 import { sleep } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
+import { prepare } from './statements.js';
 
 /**
  * The longest one statement blocks the event loop inside SQLite's own busy handler. Past it the
@@ -97,17 +98,17 @@ export class Executor {
     },
   ) {
     this.#db = db;
-    this.#begin = db.prepare('BEGIN IMMEDIATE');
-    this.#beginRead = db.prepare('BEGIN');
-    this.#commit = db.prepare('COMMIT');
+    this.#begin = prepare(db, 'BEGIN IMMEDIATE');
+    this.#beginRead = prepare(db, 'BEGIN');
+    this.#commit = prepare(db, 'COMMIT');
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#groupCommit = options.groupCommit;
     this.#afterWrite = options.afterWrite;
     this.#beforeCommit = options.beforeCommit;
     const { appBusyTimeoutMs } = options;
     if (appBusyTimeoutMs !== undefined) {
-      this.#busySlice = db.prepare(`PRAGMA ${busySlice(options.busyTimeoutMs)}`);
-      this.#appBusyTimeout = db.prepare(`PRAGMA busy_timeout = ${appBusyTimeoutMs}`);
+      this.#busySlice = prepare(db, `PRAGMA ${busySlice(options.busyTimeoutMs)}`);
+      this.#appBusyTimeout = prepare(db, `PRAGMA busy_timeout = ${appBusyTimeoutMs}`);
     }
   }
 

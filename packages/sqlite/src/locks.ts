@@ -10,6 +10,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
 import { recordOf, type StoredRow } from './records.js';
 import { quote, type SchemaNames } from './schema.js';
+import { prepare } from './statements.js';
 
 const NOT_TAKEN: ClaimedRecord = { taken: false };
 
@@ -37,21 +38,24 @@ class SqliteLeases implements LeaseBackend {
     const table = quote(names.locks);
     const records = quote(names.records);
     this.#executor = executor;
-    this.#take = db.prepare(
+    this.#take = prepare(
+      db,
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
        WHERE ${table}.expires_at <= ?`,
     );
-    this.#extend = db.prepare(
+    this.#extend = prepare(
+      db,
       `UPDATE ${table} SET expires_at = ? WHERE id = ? AND token = ? AND expires_at > ?`,
     );
     // `run` steps to the end, so an error from the autocommit reaches the caller.
-    this.#free = db.prepare(`DELETE FROM ${table} WHERE id = ? AND token = ? AND expires_at > ?`);
+    this.#free = prepare(db, `DELETE FROM ${table} WHERE id = ? AND token = ? AND expires_at > ?`);
     // The upsert returns a row only when it took the lease, and its subqueries read the session
     // in the same write transaction: a claim and its read cost one statement and one commit.
     const live = (column: string) =>
       `(SELECT ${column} FROM ${records} WHERE id = ? AND expires_at > ?)`;
-    this.#takeAndRead = db.prepare(
+    this.#takeAndRead = prepare(
+      db,
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
        WHERE ${table}.expires_at <= ?
@@ -128,14 +132,14 @@ export function fencedWrite(
   names: SchemaNames,
 ): BetterSqlite3.Transaction<FencedWrite> {
   const locks = quote(names.locks);
-  const holds = db
-    .prepare<[string, string, number], unknown>(
-      `SELECT 1 FROM ${locks} WHERE id = ? AND token = ? AND expires_at > ?`,
-    )
-    .pluck();
+  const holds = prepare<[string, string, number], unknown>(
+    db,
+    `SELECT 1 FROM ${locks} WHERE id = ? AND token = ? AND expires_at > ?`,
+  ).pluck();
   // Deleting the row is the check: it matches only a lease this token still holds. Any failure
   // later in the transaction rolls the delete back with the write.
-  const frees = db.prepare<[string, string, number]>(
+  const frees = prepare<[string, string, number]>(
+    db,
     `DELETE FROM ${locks} WHERE id = ? AND token = ? AND expires_at > ?`,
   );
   return db.transaction((lease: HeldLease, operation: () => unknown) => {

@@ -1,5 +1,6 @@
 import { SessionError } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
+import { pragmaNumber, prepare } from './statements.js';
 
 /** The schema version this release writes to `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 4;
@@ -118,8 +119,10 @@ function createLocks(table: string): string {
 
 function withoutRowid(db: BetterSqlite3.Database, table: string): boolean {
   return (
-    db
-      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE")
+    prepare(
+      db,
+      "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE",
+    )
       .pluck()
       .get(table) === 1
   );
@@ -164,7 +167,7 @@ interface SchemaState {
  * not what some version of this package created. Only reads, so a refused file stays untouched.
  */
 export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): SchemaState {
-  const userVersion = db.pragma('user_version', { simple: true }) as number;
+  const userVersion = pragmaNumber(db, 'user_version');
   const records = objectType(db, names.records);
   // The version lives in the file's one user_version, which an app's own migrations may use too.
   if (
@@ -229,9 +232,9 @@ export function migrateSchema(db: BetterSqlite3.Database, names: SchemaNames): v
 
 // SQLite matches names ignoring ASCII case, as NOCASE compares: `SESSIONS` is the table `sessions`.
 function objectType(db: BetterSqlite3.Database, name: string): string | undefined {
-  const row = db
-    .prepare('SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE')
-    .get(name) as { type: string } | undefined;
+  const row = prepare(db, 'SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE').get(
+    name,
+  ) as { type: string } | undefined;
   return row?.type;
 }
 
@@ -245,11 +248,10 @@ function indexOn(
   table: string,
   definition: string,
 ): boolean {
-  const found = db
-    .prepare(
-      'SELECT type, tbl_name AS tableName, tbl_name = ? COLLATE NOCASE AS onTable, sql FROM sqlite_schema WHERE name = ? COLLATE NOCASE',
-    )
-    .get(table, name) as
+  const found = prepare(
+    db,
+    'SELECT type, tbl_name AS tableName, tbl_name = ? COLLATE NOCASE AS onTable, sql FROM sqlite_schema WHERE name = ? COLLATE NOCASE',
+  ).get(table, name) as
     | { type: string; tableName: string; onTable: number; sql: string | null }
     | undefined;
   if (found === undefined) return false;
@@ -275,9 +277,10 @@ interface IndexColumn {
  */
 function indexDefinition(db: BetterSqlite3.Database, name: string, sql: string): string {
   const columns = (
-    db
-      .prepare('SELECT name, desc, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno')
-      .all(name) as IndexColumn[]
+    prepare(
+      db,
+      'SELECT name, desc, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno',
+    ).all(name) as IndexColumn[]
   ).map(
     (column) =>
       `${column.name ?? 'an expression'}${column.desc ? ' DESC' : ''}${column.coll === 'BINARY' ? '' : ` COLLATE ${column.coll}`}`,
@@ -292,17 +295,15 @@ function indexDefinition(db: BetterSqlite3.Database, name: string, sql: string):
 }
 
 function columnsOf(db: BetterSqlite3.Database, table: string): ColumnShape[] {
-  return db
-    .prepare(
-      'SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid',
-    )
-    .all(table) as ColumnShape[];
+  return prepare(
+    db,
+    'SELECT name, upper(type) AS type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid',
+  ).all(table) as ColumnShape[];
 }
 
 /** True when some table of the file has the columns of a sessions table of some version. */
 function holdsStoreTable(db: BetterSqlite3.Database): boolean {
-  const tables = db
-    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+  const tables = prepare(db, "SELECT name FROM sqlite_schema WHERE type = 'table'")
     .pluck()
     .all() as string[];
   return tables.some((table) => {

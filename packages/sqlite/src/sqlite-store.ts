@@ -30,6 +30,7 @@ import {
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
 import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
 import { inspectSchema, migrateSchema, quote } from './schema.js';
+import { pragmaNumber, prepare } from './statements.js';
 
 /** The owner column: NULL for a record without one. */
 type Owner = string | null;
@@ -58,11 +59,10 @@ interface AppPragmas {
 }
 
 function readAppPragmas(db: BetterSqlite3.Database): AppPragmas {
-  const read = (name: string) => db.pragma(name, { simple: true }) as number;
   return {
-    busyTimeoutMs: read('busy_timeout'),
-    walAutocheckpoint: read('wal_autocheckpoint'),
-    journalSizeLimit: read('journal_size_limit'),
+    busyTimeoutMs: pragmaNumber(db, 'busy_timeout'),
+    walAutocheckpoint: pragmaNumber(db, 'wal_autocheckpoint'),
+    journalSizeLimit: pragmaNumber(db, 'journal_size_limit'),
   };
 }
 
@@ -215,7 +215,8 @@ export class SqliteStore extends BaseStore {
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     const table = quote(settings.names.records);
-    this.#get = db.prepare(
+    this.#get = prepare(
+      db,
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
     this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
@@ -225,55 +226,66 @@ export class SqliteStore extends BaseStore {
     // owner column alone and matches only a row that already has the record's owner (or inserts
     // it); when that changes nothing, the statement that assigns the owner decides.
     this.#upsert = {
-      keepingOwner: db.prepare(
+      keepingOwner: prepare(
+        db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
          WHERE ${table}.owner IS excluded.owner`,
       ),
-      settingOwner: db.prepare(
+      settingOwner: prepare(
+        db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`,
       ),
     };
     this.#insertUnlessLive = {
-      keepingOwner: db.prepare(
+      keepingOwner: prepare(
+        db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
          WHERE ${table}.expires_at <= ? AND ${table}.owner IS excluded.owner`,
       ),
-      settingOwner: db.prepare(
+      settingOwner: prepare(
+        db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner
          WHERE ${table}.expires_at <= ?`,
       ),
     };
     this.#updateIfLive = {
-      keepingOwner: db.prepare(
+      keepingOwner: prepare(
+        db,
         `UPDATE ${table} SET data = ?, expires_at = ? WHERE owner IS ? AND id = ? AND expires_at > ?`,
       ),
-      settingOwner: db.prepare(
+      settingOwner: prepare(
+        db,
         `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ?`,
       ),
     };
-    this.#ownedBy = db.prepare(
+    this.#ownedBy = prepare(
+      db,
       `SELECT id, data, expires_at AS expiresAt, owner FROM ${table} WHERE owner = ? AND expires_at > ?`,
     );
-    this.#touch = db.prepare(`UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
-    this.#delete = db.prepare(
+    this.#touch = prepare(db, `UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
+    this.#delete = prepare(
+      db,
       `DELETE FROM ${table} WHERE id = ? RETURNING expires_at AS expiresAt`,
     );
-    this.#sweepBatch = db.prepare(
+    this.#sweepBatch = prepare(
+      db,
       `DELETE FROM ${table} WHERE rowid IN
        (SELECT rowid FROM ${table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
     );
-    this.#anyExpired = db.prepare(`SELECT 1 FROM ${table} WHERE expires_at <= ? LIMIT 1`).pluck();
-    this.#count = db
-      .prepare<[number], number>(`SELECT count(*) FROM ${table} WHERE expires_at > ?`)
-      .pluck();
-    this.#idsPage = db
-      .prepare(`SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`)
-      .pluck();
-    this.#clear = db.prepare(`DELETE FROM ${table}`);
+    this.#anyExpired = prepare(db, `SELECT 1 FROM ${table} WHERE expires_at <= ? LIMIT 1`).pluck();
+    this.#count = prepare<[number], number>(
+      db,
+      `SELECT count(*) FROM ${table} WHERE expires_at > ?`,
+    ).pluck();
+    this.#idsPage = prepare(
+      db,
+      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`,
+    ).pluck();
+    this.#clear = prepare(db, `DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
     this.#checkpointer = inMemory ? undefined : new Checkpointer(db, file);
   }

@@ -548,6 +548,29 @@ describe('options', { timeout: 60_000 }, () => {
     expect(db.pragma('journal_size_limit', { simple: true })).toBe(-1);
   });
 
+  it('works on an app connection that reads integers as BigInts (defaultSafeIntegers), and leaves it so', async () => {
+    const db = openDatabase();
+    db.defaultSafeIntegers(true);
+    for (let open = 0; open < 2; open++) {
+      // The second open inspects the schema the first created, through the same connection.
+      const store = await SqliteStore.open({ database: db });
+      const expiresAt = Date.now() + HOUR_MS;
+      expect(
+        await store.set(idOf(`big${open}`), { ...record('big', expiresAt), owner: 'ann' }),
+      ).toBe(true);
+      expect(await store.get(idOf(`big${open}`))).toMatchObject({ expiresAt, owner: 'ann' });
+      expect(await store.count()).toBe(open + 1);
+      expect((await store.ownedBy('ann')).length).toBe(open + 1);
+      const { lock, record: locked } = await store.locks.acquireAndGet(idOf(`big${open}`), {});
+      expect(locked?.expiresAt).toBe(expiresAt);
+      expect(await store.touch(idOf(`big${open}`), expiresAt + 1, { lock, release: true })).toBe(
+        true,
+      );
+      await store.close();
+    }
+    expect(typeof db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe('bigint');
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
