@@ -75,7 +75,7 @@ export class Executor {
   readonly #groupCommit: boolean;
   readonly #afterWrite: (() => void) | undefined;
   readonly #beforeCommit: (() => void) | undefined;
-  /** On an app's connection: the store's busy slice for its write groups, then the app's timeout again. */
+  /** On an app's connection: the store's busy slice for its write groups, then the app's own. */
   readonly #busySlice: BetterSqlite3.Statement<[]> | undefined;
   readonly #appBusyTimeout: BetterSqlite3.Statement<[]> | undefined;
   #queue: Job[] = [];
