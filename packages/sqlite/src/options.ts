@@ -77,6 +77,12 @@ export function normalizeOptions(options: SqliteStoreOptions): Settings {
   if (database !== undefined && !isDatabase(database)) {
     throw new TypeError('options.database must be an open better-sqlite3 Database');
   }
+  // Its schema and pragmas would join the app's transaction, and WAL mode cannot be set in one.
+  if (database?.inTransaction === true) {
+    throw new TypeError(
+      "options.database is inside a transaction: open the store between the app's transactions",
+    );
+  }
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   assertDuration(busyTimeoutMs, 'busyTimeoutMs');
   const { maxRecordBytes } = options;

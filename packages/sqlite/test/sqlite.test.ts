@@ -571,6 +571,29 @@ describe('options', { timeout: 60_000 }, () => {
     expect(typeof db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe('bigint');
   });
 
+  it("refuses a database inside the app's transaction with a TypeError, and changes nothing", async () => {
+    for (const mode of ['DELETE', 'WAL']) {
+      rmSync(path, { force: true });
+      const db = new Database(path);
+      cleanups.push(() => db.close());
+      db.pragma(`journal_mode = ${mode}`);
+      db.exec('CREATE TABLE orders (item TEXT)');
+      db.exec('BEGIN');
+      db.prepare('INSERT INTO orders VALUES (?)').run('book');
+      const error = await rejection(SqliteStore.open({ database: db }));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(/inside a transaction/);
+      // The app's transaction goes on, holding only the app's own change.
+      expect(db.inTransaction).toBe(true);
+      db.exec('COMMIT');
+      expect(
+        db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sessions%'").pluck().get(),
+      ).toBe(0);
+      expect(db.pragma('journal_mode', { simple: true })).toBe(mode.toLowerCase());
+      db.close();
+    }
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
