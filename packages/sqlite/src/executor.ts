@@ -75,7 +75,7 @@ export class Executor {
   readonly #groupCommit: boolean;
   readonly #afterWrite: (() => void) | undefined;
   readonly #beforeCommit: (() => void) | undefined;
-  /** On an app's connection: the store's busy slice for its write groups, then the app's own. */
+  /** On an app's connection: the store's busy slice for each of its groups, then the app's own. */
   readonly #busySlice: BetterSqlite3.Statement<[]> | undefined;
   readonly #appBusyTimeout: BetterSqlite3.Statement<[]> | undefined;
   #queue: Job[] = [];
@@ -91,7 +91,7 @@ export class Executor {
       /** Runs before every write commits; a throw rejects the write and commits nothing. */
       beforeCommit?: () => void;
       /**
-       * The busy timeout of an app's own connection, set again after each write group, so the
+       * The busy timeout of an app's own connection, set again after each group, so the
        * app's statements wait for other connections as long as it chose, not the store's slice.
        */
       appBusyTimeoutMs?: number;
@@ -214,10 +214,22 @@ export class Executor {
    * throws; a group that cannot commit rejects its writes here and returns `undefined`.
    */
   #runWrites(group: Job[]): Outcome[] | undefined {
-    if (this.#busySlice === undefined) return this.#runWritesInSlice(group);
-    this.#busySlice.run();
+    return this.#inBusySlice(() => this.#runWritesInSlice(group));
+  }
+
+  /** Runs `work` under the store's busy slice on an app's connection, then sets the app's back. */
+  #inBusySlice<T>(work: () => T): T {
+    const slice = this.#busySlice;
+    if (slice === undefined) return work();
     try {
-      return this.#runWritesInSlice(group);
+      slice.run();
+    } catch (error) {
+      // The app is iterating a statement, which refuses pragmas: work runs as its statements do.
+      if (error instanceof TypeError) return work();
+      throw error;
+    }
+    try {
+      return work();
     } finally {
       this.#appBusyTimeout?.run();
     }
@@ -262,6 +274,10 @@ export class Executor {
   }
 
   #runReads(group: Job[]): Outcome[] {
+    return this.#inBusySlice(() => this.#runReadsInSlice(group));
+  }
+
+  #runReadsInSlice(group: Job[]): Outcome[] {
     const grouped = this.#beginReadIfFree();
     const outcomes: Outcome[] = [];
     try {

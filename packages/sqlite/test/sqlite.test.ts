@@ -529,6 +529,8 @@ describe('options', { timeout: 60_000 }, () => {
     const store = await openStore({ database: db, table: 'web_sessions' });
     expect(db.pragma('busy_timeout', { simple: true })).toBe(60_000);
     await store.set(idOf('before'), record('before'));
+    expect(textOf((await store.get(idOf('before')))?.data)).toBe('before');
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(60_000);
 
     const child = fork(HOLD_WRITE_LOCK, [path, '1000'], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
