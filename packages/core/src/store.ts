@@ -50,6 +50,7 @@ export {
   GUARD_STALE_MS,
   type HolderRecord,
   type LockFileSystem,
+  NO_SPACE,
   syncLockFileSystem,
   unless,
 } from './locks/lock-files.js';

@@ -1,6 +1,12 @@
 import fs, { type Stats } from 'node:fs';
 import { promisify } from 'node:util';
-import { errorCode, type LockFileSystem, syncLockFileSystem, unless } from '@sessile/core/store';
+import {
+  errorCode,
+  type LockFileSystem,
+  NO_SPACE,
+  syncLockFileSystem,
+  unless,
+} from '@sessile/core/store';
 
 export const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
@@ -160,10 +166,7 @@ export const syncFileSystem: FileSystem = {
 export const realpath = promisify(fs.realpath);
 export const statfs = promisify(fs.statfs);
 
-export { errorCode, unless };
-
-/** What a full disk (or quota) answers a write with. */
-export const NO_SPACE: readonly string[] = ['ENOSPC', 'EDQUOT'];
+export { errorCode, NO_SPACE, unless };
 
 /**
  * Unlinks `path` (nothing there is fine) through the thread pool, whatever the store's `io`.
