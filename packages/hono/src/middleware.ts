@@ -8,7 +8,11 @@ import type {
   SessionManager,
   SessionManagerOptions,
 } from '@sessile/core';
-import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
+import {
+  openSessionAdapter,
+  type SessionAdapterOptions,
+  setGivenHeaders,
+} from '@sessile/core/store';
 import type { Context, MiddlewareHandler } from 'hono';
 
 export type SessileCookieOptions = SessionCookieAttributes;
@@ -131,11 +135,7 @@ export function sessile<Data extends SessionData = SessionData>(
     const { outgoing } = c.env;
     if (outgoing.headersSent) return;
     const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
-    if (headers.length === 0) return;
-    // The server's own 500 for an escaped throw keeps the headers set on its Node response, so
-    // what was committed (a regenerated id) still reaches the client.
-    if (escaped) for (const header of headers) outgoing.appendHeader('Set-Cookie', header);
-    else appendSetCookies(c, headers);
+    if (headers.length > 0) setCookiesAsWritten(outgoing, headers);
   };
 
   Object.defineProperties(middleware, {
@@ -147,21 +147,25 @@ export function sessile<Data extends SessionData = SessionData>(
 }
 
 /**
- * Adds `Set-Cookie` headers to the handler's finished response. `c.header()` on a finished
- * response reads `bodyUsed`, which makes `@hono/node-server` build a full WHATWG Response and then
- * copy it with its body as a stream: about 100 µs per cookie-setting request. The response's own
- * headers take the cookies in place; only immutable ones (a fetched or redirect Response) refuse,
- * and those get the copy.
+ * Adds `Set-Cookie` headers to the Node response as the server writes its head: to the handler's
+ * response, and to the server's own 500 for an escaped throw. The handler's `Response` is left as
+ * it is, since an app may return one `Response` object (a redirect, an empty answer) to many
+ * clients, which would then carry every earlier client's cookie. Putting them on it through
+ * `c.header()` would also make `@hono/node-server` rebuild it with its body as a stream.
  */
-function appendSetCookies(c: Context, headers: readonly string[]): void {
-  if (c.finalized) {
-    try {
-      const target = c.res.headers;
-      for (const header of headers) target.append('Set-Cookie', header);
-      return;
-    } catch (error) {
-      if (!(error instanceof TypeError)) throw error;
-    }
-  }
-  for (const header of headers) c.header('Set-Cookie', header, { append: true });
+function setCookiesAsWritten(
+  outgoing: HttpBindings['outgoing'] | Http2Bindings['outgoing'],
+  headers: readonly string[],
+): void {
+  const writeHead = outgoing.writeHead as (...args: unknown[]) => unknown;
+  outgoing.writeHead = function writeHeadWithCookies(this: unknown, ...args: unknown[]) {
+    outgoing.writeHead = writeHead as typeof outgoing.writeHead;
+    // A status Node refuses: let it throw before anything here changes the response.
+    const code = Number(args[0]) | 0;
+    if (code < 100 || code > 999) return writeHead.apply(this, args);
+    // Headers given here would replace the cookies appended below; set first, they join them.
+    const rest = setGivenHeaders(outgoing, args);
+    for (const header of headers) outgoing.appendHeader('Set-Cookie', header);
+    return writeHead.apply(this, rest);
+  } as typeof outgoing.writeHead;
 }

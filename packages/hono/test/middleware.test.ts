@@ -119,6 +119,28 @@ describe('@sessile/hono middleware', () => {
     expect(await jar.json(server.url)).toEqual({ count: 2 });
   });
 
+  it('never puts a cookie on a Response the handler returns to many clients', async () => {
+    const { app } = open();
+    // One Response for every request, as an app may keep a redirect or an empty answer.
+    const backHome = new Response(null, { status: 303, headers: { location: '/' } });
+    app.get('/', (c) => {
+      c.get('session').data.count = 1;
+      return backHome;
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const sent: string[][] = [];
+    for (let client = 0; client < 3; client++) {
+      const response = await fetch(server.url, { redirect: 'manual' });
+      expect(response.status).toBe(303);
+      sent.push(response.headers.getSetCookie());
+    }
+    // Each client gets its own session's cookie, and only that one.
+    for (const cookies of sent) expect(cookies).toHaveLength(1);
+    expect(new Set(sent.flat()).size).toBe(3);
+    expect(backHome.headers.has('set-cookie')).toBe(false);
+  });
+
   it('refuses to run without the bindings of @hono/node-server', async () => {
     const { app, store } = open();
     const errors: unknown[] = [];
