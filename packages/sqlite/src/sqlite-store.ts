@@ -1,5 +1,6 @@
 import {
   type HeldLease,
+  isSessionId,
   type LockManager,
   type OwnedSession,
   SessionError,
@@ -406,7 +407,9 @@ export class SqliteStore extends BaseStore {
     for (;;) {
       // Pages by key instead of holding a cursor, which would block the connection between yields.
       const page = await this.#executor.read(() => this.#idsPage.all(after, now, IDS_PAGE_SIZE));
-      for (const id of page) if (typeof id === 'string') yield id;
+      // A row written by hand under an id no session can have is not listed: every call on it
+      // would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
+      for (const id of page) if (isSessionId(id)) yield id;
       const last = page[page.length - 1];
       if (page.length < IDS_PAGE_SIZE || typeof last !== 'string') return;
       after = last;

@@ -815,6 +815,28 @@ describe('records', { timeout: 60_000 }, () => {
     expect(listed.sort()).toEqual([...live].sort());
   });
 
+  it('lists no row written by hand under an id no session can have', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('kept'), record('kept'));
+    const insert = openDatabase().prepare(
+      'INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)',
+    );
+    for (const stray of [
+      '',
+      'short',
+      'has space in it, long enough',
+      'x'.repeat(129),
+      '\u00e9'.repeat(20),
+    ]) {
+      insert.run(stray, Buffer.from('stray'), Date.now() + HOUR_MS);
+    }
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([idOf('kept')]);
+    // Each listed id can be read, as `sessile copy` does with every id it lists.
+    await Promise.all(listed.map((id) => store.get(id)));
+  });
+
   it('reports a row whose expiry is not a number as corrupt, for that id only', async () => {
     const store = await openStore({ path });
     await store.set(idOf('damaged'), record('damaged'));
