@@ -103,9 +103,7 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
   const names = schemaNames(options.schema ?? 'public', options.table ?? 'sessions');
   const timeouts = { connectionTimeoutMillis: queryTimeoutMs, keepAlive: true };
   const listenerConfig: pg.ClientConfig =
-    pool === undefined
-      ? { connectionString, ...timeouts }
-      : { ...(pool.options as pg.ClientConfig), ...timeouts };
+    pool === undefined ? { connectionString, ...timeouts } : listenerConfigOf(pool, timeouts);
   // `statement_timeout` makes the server cancel a statement the client gave up on: without it,
   // one stuck behind a lock keeps its backend and may still write once the lock goes.
   const ownPool =
@@ -147,6 +145,18 @@ function assertReadable(connectionString: string): void {
       { cause: failure },
     );
   }
+}
+
+/**
+ * The app's pool's connection settings, for the LISTEN connection. pg-pool keeps `password` as a
+ * non-enumerable property (to keep it out of logs), so a spread alone would drop it and the
+ * LISTEN connection would fail to authenticate, leaving waiters on other hosts to their poll.
+ */
+function listenerConfigOf(pool: pg.Pool, timeouts: pg.ClientConfig): pg.ClientConfig {
+  const options = pool.options as pg.ClientConfig;
+  const config: pg.ClientConfig = { ...options, ...timeouts };
+  if (options.password !== undefined) config.password = options.password;
+  return config;
 }
 
 function isPool(value: unknown): value is pg.Pool {

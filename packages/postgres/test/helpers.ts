@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { isSessionError, type SessionErrorCode } from '@sessile/core';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll } from 'vitest';
@@ -88,4 +89,80 @@ export function countStatements(max: number): { pool: pg.Pool; statements: () =>
     }) as typeof client.query;
   });
   return { pool, statements: () => statements };
+}
+
+/**
+ * A front door to the test server that asks each connection for a cleartext password before
+ * handing it to the server (which trusts it): a server with password authentication, on a
+ * machine whose own server trusts everyone. Counts the connections it let in and turned away.
+ */
+export async function passwordGate(password: string): Promise<{
+  port: number;
+  accepted: () => number;
+  refused: () => number;
+  close: () => Promise<void>;
+}> {
+  const upstreamUrl = new URL(CONNECTION_STRING);
+  let accepted = 0;
+  let refused = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    let startup: Buffer | undefined;
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        if (startup === undefined) {
+          if (buffered.length < 4 || buffered.length < buffered.readInt32BE(0)) return;
+          const message = buffered.subarray(0, buffered.readInt32BE(0));
+          buffered = buffered.subarray(message.length);
+          // An SSLRequest: no TLS here.
+          if (message.length === 8 && message.readInt32BE(4) === 80877103) {
+            socket.write('N');
+            continue;
+          }
+          startup = message;
+          socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3])); // AuthenticationCleartextPassword
+          continue;
+        }
+        if (buffered.length < 5 || buffered.length < buffered.readInt32BE(1) + 1) return;
+        const length = buffered.readInt32BE(1);
+        const given = buffered.subarray(5, length).toString().replace(/\0$/, '');
+        const rest = buffered.subarray(length + 1);
+        socket.off('data', onData);
+        if (given !== password) {
+          refused++;
+          socket.destroy();
+          return;
+        }
+        accepted++;
+        const hello = startup;
+        const upstream = connect(Number(upstreamUrl.port || 5432), upstreamUrl.hostname, () => {
+          upstream.write(hello);
+          if (rest.length > 0) upstream.write(rest);
+          socket.pipe(upstream);
+          upstream.pipe(socket);
+        });
+        sockets.add(upstream);
+        upstream.on('error', () => socket.destroy());
+        upstream.on('close', () => socket.destroy());
+        socket.on('close', () => upstream.destroy());
+        return;
+      }
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    accepted: () => accepted,
+    refused: () => refused,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

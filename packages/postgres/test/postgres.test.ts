@@ -14,6 +14,7 @@ import {
   dropSchema,
   HOUR_MS,
   idOf,
+  passwordGate,
   record,
   runSchema,
   textOf,
@@ -814,6 +815,43 @@ describe("the app's pool", () => {
     await pool.query('SELECT 1');
     expect(await otherHost.get(id)).toBeUndefined();
     expect(await store.set(id, record('again'), { only: 'present' })).toBe(false);
+  });
+
+  it("the LISTEN connection signs in with the pool's password, as its connections do", async () => {
+    const gate = await passwordGate('s3cret');
+    cleanups.push(() => gate.close());
+    const server = new URL(CONNECTION_STRING);
+    const applicationName = `gate-${randomBytes(4).toString('hex')}`;
+    const pool = new pg.Pool({
+      host: '127.0.0.1',
+      port: gate.port,
+      user: decodeURIComponent(server.username),
+      database: server.pathname.slice(1),
+      password: 's3cret',
+      application_name: applicationName,
+    });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const table = newTable();
+    const store = await openStore({ pool, table });
+    const otherHost = await openStore({ table });
+    const id = idOf('waited');
+    const held = await otherHost.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = store.locks.acquire(id, { waitMs: 30_000 });
+    // Awaited below; a failed expectation first must not leave its rejection unhandled.
+    waiting.catch(() => {});
+    // The waiter opens its LISTEN connection: it either signs in and listens, or is turned away.
+    for (;;) {
+      const { rows } = await admin(
+        `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`,
+        [applicationName],
+      );
+      if (rows.length > 0 || gate.refused() > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(gate.refused()).toBe(0);
+    await held.release();
+    await (await waiting).release();
   });
 });
 
