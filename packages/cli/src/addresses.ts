@@ -101,6 +101,21 @@ export function parseServerUrl(text: string, address = text): URL {
   }
 }
 
+/**
+ * A Redis server URL, `address` being the whole address it came from, for messages: `redis:/host:6379`
+ * parses as a URL with no host and that path, which the client refuses later with a message naming nothing.
+ */
+export function parseRedisUrl(text: string, address = text): URL {
+  const url = parseServerUrl(text, address);
+  if (url.host === '' || !/^(\/\d*)?$/.test(url.pathname)) {
+    const scheme = url.protocol.slice(0, -1);
+    throw usageError(
+      `${hidePasswordIn(address)}: not a Redis server address; write ${scheme}://host:port or ${scheme}://host:port/db`,
+    );
+  }
+  return url;
+}
+
 /** Parses a store address such as `sqlite:./sessions.db` or `redis://127.0.0.1:6379?prefix=app:`. */
 export function parseStoreAddress(text: string): StoreAddress {
   const split = splitScheme(text);
@@ -121,13 +136,7 @@ export function parseStoreAddress(text: string): StoreAddress {
     };
   }
   if (scheme === 'redis' || scheme === 'rediss') {
-    const url = parseServerUrl(text);
-    // `redis:/host:6379` parses as a URL with no host and that path, which the client refuses later with a message naming nothing.
-    if (url.host === '' || !/^(\/\d*)?$/.test(url.pathname)) {
-      throw usageError(
-        `${hidePasswordIn(text)}: not a Redis server address; write ${scheme}://host:port or ${scheme}://host:port/db`,
-      );
-    }
+    const url = parseRedisUrl(text);
     const options: Record<string, unknown> = {};
     const prefix = url.searchParams.get('prefix');
     if (prefix !== null) options.prefix = prefix;

@@ -118,6 +118,31 @@ describe('store addresses', () => {
     },
   );
 
+  it.each([
+    ['connect-redis:redis://127.0.0.1:6379/x', 'not a Redis server address'],
+    ['connect-redis:redis:/127.0.0.1:6379', 'not a Redis server address'],
+    ['connect-redis:redis://127.0.0.1:6379/1?db=2', "unknown parameter 'db'"],
+  ])('the peer address %s exits 2 naming it', async (address, message) => {
+    const result = await runCli(['import', '--from', address, '--to', `sqlite:${nextDir()}.db`]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${address}: ${message}`);
+  });
+
+  it.each([
+    ['connect-redis:redis://127.0.0.1:6379/1?prefix=myapp:', '--prefix myapp:'],
+    ['connect-pg-simple:postgres://postgres@127.0.0.1:5432/test?table=mine', '--table mine'],
+    ['connect-pg-simple:postgres://postgres@127.0.0.1:5432/test?schema=app', '--schema app'],
+  ])(
+    "a store address's parameter in the peer address %s is refused, not passed over for the default",
+    async (address, option) => {
+      const target = `${nextDir()}.db`;
+      const result = await runCli(['import', '--from', address, '--to', `sqlite:${target}`]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`give ${option} instead`);
+      expect(existsSync(target)).toBe(false);
+    },
+  );
+
   it('a store that is not there exits 1 and is not created', async () => {
     const path = `${nextDir()}.db`;
     const result = await runCli(['stats', `sqlite:${path}`]);

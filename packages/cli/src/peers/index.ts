@@ -1,4 +1,11 @@
-import { hidePassword, hidePasswordIn, parseServerUrl, pathOf, splitScheme } from '../addresses.js';
+import {
+  hidePassword,
+  hidePasswordIn,
+  parseRedisUrl,
+  parseServerUrl,
+  pathOf,
+  splitScheme,
+} from '../addresses.js';
 import { usageError } from '../exit-codes.js';
 import { openSessionFileStore } from './file-store.js';
 import type { PeerOptions, PeerSource } from './peer.js';
@@ -19,6 +26,21 @@ function serverUrl(text: string, address: string, schemes: readonly string[]): U
   return url;
 }
 
+/**
+ * Refuses the parameters a store address takes (`?prefix=`, `?schema=`, `?table=`) in a peer
+ * address, where they would be passed over and the peer's default read instead: the peer's own
+ * options say where its data is.
+ */
+function refuseStoreParameters(url: URL, address: string, names: readonly string[]): void {
+  for (const [key, value] of url.searchParams) {
+    if (names.includes(key)) {
+      throw usageError(
+        `${hidePasswordIn(address)}: a peer address takes no '${key}' parameter; give --${key} ${value} instead`,
+      );
+    }
+  }
+}
+
 /** Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. */
 export async function openPeer(text: string, options: PeerOptions): Promise<PeerSource> {
   const split = splitScheme(text);
@@ -32,11 +54,19 @@ export async function openPeer(text: string, options: PeerOptions): Promise<Peer
   if (SQLITE_PEERS.includes(scheme))
     return openSqlitePeer(scheme, pathOf(rest, text), text, options);
   if (scheme === 'connect-redis') {
-    const url = serverUrl(rest, text, ['redis:', 'rediss:']);
+    serverUrl(rest, text, ['redis:', 'rediss:']);
+    const url = parseRedisUrl(rest, text);
+    refuseStoreParameters(url, text, ['prefix']);
+    // node-redis reads no parameter from the URL, so any one given would be passed over.
+    const [unknown] = url.searchParams.keys();
+    if (unknown !== undefined) {
+      throw usageError(`${hidePasswordIn(text)}: unknown parameter '${unknown}' (known: none)`);
+    }
     return openConnectRedis(url.href, `connect-redis:${hidePassword(url)}`, options);
   }
   if (scheme === 'connect-pg-simple') {
     const url = serverUrl(rest, text, ['postgres:', 'postgresql:']);
+    refuseStoreParameters(url, text, ['schema', 'table']);
     return openConnectPgSimple(url.href, `connect-pg-simple:${hidePassword(url)}`, options);
   }
   throw usageError(
