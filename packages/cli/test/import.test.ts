@@ -1,4 +1,12 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { generateSessionId, jsonCodec } from '@sessile/core';
@@ -494,6 +502,59 @@ describe('what cannot be imported', () => {
     ]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('ENOENT');
+  });
+
+  it('a peer file damaged part way ends the import naming it, with the counts the target holds', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'peer.db');
+    const db = new Database(file);
+    db.exec('CREATE TABLE sessions (sid PRIMARY KEY, expired, sess)');
+    const insert = db.prepare('INSERT INTO sessions VALUES (?, ?, ?)');
+    const expired = Date.now() + HOUR_MS;
+    const cookie = { originalMaxAge: HOUR_MS, expires: new Date(expired).toISOString() };
+    db.transaction(() => {
+      for (let index = 0; index < 2000; index++) {
+        insert.run(generateSessionId(), expired, JSON.stringify({ cookie, pad: 'p'.repeat(800) }));
+      }
+    })();
+    const leaves = db
+      .prepare(
+        "SELECT pageno FROM dbstat WHERE name = 'sessions' AND pagetype = 'leaf' ORDER BY pageno",
+      )
+      .all() as { pageno: number }[];
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    // A disk fault two thirds of the way through the sessions, past where the peer counts them (its index).
+    const damaged = (leaves[Math.floor((leaves.length * 2) / 3)] as { pageno: number }).pageno;
+    const handle = openSync(file, 'r+');
+    writeSync(handle, Buffer.alloc(pageSize, 0x41), 0, pageSize, (damaged - 1) * pageSize);
+    closeSync(handle);
+
+    const target = join(dir, 'sessile.db');
+    const ledger = join(dir, 'ledger');
+    const result = await runCli([
+      'import',
+      '--from',
+      `connect-sqlite3:${file}`,
+      '--to',
+      `sqlite:${target}`,
+      '--ledger',
+      ledger,
+      '--concurrency',
+      '1024',
+      '--json',
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`connect-sqlite3:${file}: cannot read ${file}`);
+    const report = jsonOf<{ stopped: boolean; counts: { written: number } }>(result);
+    expect(report.stopped, result.stdout).toBe(true);
+    const store = await SqliteStore.open({ path: target });
+    const held = await store.count();
+    await store.close();
+    expect(held).toBeGreaterThan(0);
+    expect(report.counts.written).toBe(held);
+    expect(readFileSync(ledger, 'utf8').split('\n').filter(Boolean)).toHaveLength(held);
   });
 
   it('--dry-run writes nothing, and does not create the target', async () => {

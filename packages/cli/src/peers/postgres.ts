@@ -38,21 +38,29 @@ export async function openConnectPgSimple(
   );
   const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
   pool.on('error', () => {});
+  /** `pool.query`, its failure naming the peer. */
+  async function query(sql: string, params?: unknown[]) {
+    try {
+      return await pool.query(sql, params);
+    } catch (error) {
+      throw new CliError(
+        `${display}: cannot query (${(error as Error).message})`,
+        EXIT.failure,
+        'ERR_STORE_IO',
+        { cause: error },
+      );
+    }
+  }
   let columns: string[];
   try {
-    const result = await pool.query(
+    const result = await query(
       'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position',
       [schema, table],
     );
     columns = result.rows.map((row) => String(row.column_name));
   } catch (error) {
     await pool.end().catch(() => {});
-    throw new CliError(
-      `${display}: cannot query (${(error as Error).message})`,
-      EXIT.failure,
-      'ERR_STORE_IO',
-      { cause: error },
-    );
+    throw error;
   }
   const missing = COLUMNS.filter((column) => !columns.includes(column));
   if (missing.length > 0) {
@@ -75,13 +83,13 @@ export async function openConnectPgSimple(
   return {
     display,
     async count() {
-      const result = await pool.query(`SELECT COUNT(*)::int AS n FROM ${name}`);
+      const result = await query(`SELECT COUNT(*)::int AS n FROM ${name}`);
       return Number(result.rows[0]?.n);
     },
     async *sessions() {
       let after = '';
       for (;;) {
-        const { rows } = await pool.query(
+        const { rows } = await query(
           `SELECT sid, sess, ${EXPIRES_AT_MS} AS expires_at_ms FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
           [after],
         );

@@ -113,7 +113,12 @@ export async function openSqlitePeer(
     async *sessions() {
       let after = 0;
       for (;;) {
-        const rows = page.all(after) as Row[];
+        let rows: Row[];
+        try {
+          rows = page.all(after) as Row[];
+        } catch (error) {
+          throw notThePeer(display, `cannot read ${path}: ${(error as Error).message}`, error);
+        }
         if (rows.length === 0) return;
         for (const row of rows) yield toSession(row);
         after = (rows[rows.length - 1] as Row).row;
