@@ -3,6 +3,7 @@ import { realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SessionStore } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
+import { toCliError } from './output.js';
 import { importPackage } from './resolve.js';
 import { requireExistingStore } from './store-exists.js';
 
@@ -24,6 +25,8 @@ export interface StoreAddress {
   identity: string;
   /** The host of a server store, compared by address since one server has many names. */
   host?: string;
+  /** `host:port` of a server store, as the store's own messages name it. */
+  server?: string;
   /** A PostgreSQL store's sessions table, defaults filled in. */
   table?: { schema: string; name: string };
 }
@@ -158,6 +161,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       display,
       identity: `redis:${url.port || 6379}/${db}?prefix=${prefix ?? REDIS_DEFAULT_PREFIX}`,
       host: url.hostname,
+      server: `${url.hostname}:${url.port || 6379}`,
     };
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
@@ -185,6 +189,7 @@ export function parseStoreAddress(text: string): StoreAddress {
       display,
       identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
       host: url.hostname,
+      server: `${url.hostname}:${url.port || 5432}`,
       table: { schema, name: table },
     };
   }
@@ -239,7 +244,26 @@ export async function openStore(
     );
   }
   if (mustExist) await requireExistingStore(address);
-  return Store.open(
-    maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
+  try {
+    return await Store.open(
+      maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
+    );
+  } catch (error) {
+    throw namingStore(error, address);
+  }
+}
+
+/**
+ * A store's refusal to open, naming the store when its message does not: `copy` opens two, and
+ * "Refusing to use the database" must say which.
+ */
+function namingStore(error: unknown, address: StoreAddress): CliError {
+  const failure = toCliError(error);
+  const named = [address.display, address.path, address.server].some(
+    (name) => name !== undefined && failure.message.includes(name),
   );
+  if (named) return failure;
+  return new CliError(`${address.display}: ${failure.message}`, failure.exitCode, failure.code, {
+    cause: error,
+  });
 }

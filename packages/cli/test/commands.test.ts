@@ -385,6 +385,24 @@ describe('copy', () => {
     expect(existsSync(target)).toBe(false);
   });
 
+  it('a store that refuses to open is named, so a copy between two SQLite files says which', async () => {
+    const { url } = await sqliteWith(3, 0);
+    const foreign = `${nextDir()}.db`;
+    const db = new Database(foreign);
+    db.exec('CREATE TABLE sessions (sid PRIMARY KEY, expired, sess)');
+    db.close();
+    for (const args of [
+      ['--from', url, '--to', `sqlite:${foreign}`],
+      ['--from', `sqlite:${foreign}`, '--to', url],
+    ]) {
+      const result = await runCli(['copy', ...args, '--json']);
+      expect(result.code).toBe(1);
+      expect(jsonOf<{ error: { message: string } }>(result).error.message).toContain(
+        `sqlite:${foreign}: Refusing`,
+      );
+    }
+  });
+
   it('refuses to copy a store onto itself, however its path is spelt', async () => {
     const { url, path } = await sqliteWith(1, 0);
     const linked = join(nextDir(), 'link');
