@@ -219,7 +219,30 @@ function fileOutcomes<W extends WorkloadName>(
 }
 
 /**
- * The targets in the order a round runs them: as listed in even rounds, reversed in odd ones. The
+ * The targets in the order a round runs them: each sessile store followed at once by what its
+ * ratios compare it with (the same store behind `toExpressStore`, its raw engine, its peers),
+ * then the next store. Both sides of a ratio are then measured seconds apart, not minutes, so a
+ * burst of load on the machine moves both alike. Targets no store names keep their listed order.
+ */
+export function comparisonOrder(targets: readonly Target[]): Target[] {
+  const byName = new Map(targets.map((target) => [target.name, target]));
+  const order = new Set<Target>();
+  const place = (name: string | undefined) => {
+    const target = name === undefined ? undefined : byName.get(name);
+    if (target !== undefined) order.add(target);
+  };
+  for (const target of targets) {
+    if (order.has(target)) continue;
+    order.add(target);
+    for (const variant of targets) if (variant.viaExpressOf === target.name) order.add(variant);
+    place(target.engine);
+    for (const peer of target.peers ?? []) place(peer);
+  }
+  return [...order];
+}
+
+/**
+ * The targets in the order a round runs them: as given in even rounds, reversed in odd ones. The
  * first target of a workload meets the process before the others have warmed up its shared code
  * (the JIT, the express-session bridge, the client libraries) and the store's directory cold, so
  * with several rounds each side of a comparison goes first in some of them.
@@ -241,6 +264,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   const { profile } = options;
   const repeat = Math.max(1, options.repeat ?? 1);
   const targets = select(TARGETS, options.stores, 'store');
+  const runOrder = comparisonOrder(targets);
   const workloads = select(WORKLOADS, options.workloads, 'workload');
   const started = new Date();
   const environment = describeEnvironment();
@@ -248,12 +272,11 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
   environment.spreadTempDirs = (await dirs.root()).spread;
   const unavailable = new Map<string, string>();
 
-  // Workload by workload, every target in turn: the targets a ratio compares are measured
-  // minutes apart at most, so a burst of load on the machine skews fewer of them.
+  // Workload by workload, every target in turn, each store beside what it is compared with.
   const steps = [];
   for (let round = 0; round < repeat; round++) {
     for (const workload of workloads) {
-      for (const target of roundOrder(targets, round)) {
+      for (const target of roundOrder(runOrder, round)) {
         if (skipReason(workload, target) === undefined) {
           steps.push({
             target: target.name,
@@ -277,7 +300,7 @@ export async function runBenchmarks(options: RunOptions): Promise<BenchResults> 
         targets.map((target) => [target.name, new SharedStore(target, dirs)]),
       );
       for (const workload of workloads) {
-        for (const target of roundOrder(targets, round)) {
+        for (const target of roundOrder(runOrder, round)) {
           const shared = sharedStores.get(target.name) as SharedStore;
           const key = stepKey(workload.name, target.name);
           const skip = skipReason(workload, target);

@@ -9,7 +9,7 @@ import { END_MARKER, START_MARKER, writeReport } from '../src/report/markdown.js
 import { replaceBetween, storeMarkers, writeStoreReadmes } from '../src/report/readmes.js';
 import { sessileOver } from '../src/report/sections/http.js';
 import type { BenchResults, OpsWorkloadName, Outcome } from '../src/results.js';
-import { runBenchmarks, WORKLOADS } from '../src/run.js';
+import { comparisonOrder, runBenchmarks, WORKLOADS } from '../src/run.js';
 import { TARGETS } from '../src/targets/index.js';
 import type { HttpModeResult, HttpResult } from '../src/workloads/http.js';
 
@@ -335,6 +335,29 @@ describe('the benchmark harness at tiny sizes', () => {
     expect(await readFile(join(packagesDir, 'core', 'README.md'), 'utf8')).toBe(after);
     expect(replaceBetween('no markers here', start, end, 'x')).toBeUndefined();
     expect(replaceBetween(`${end} ${start}`, start, end, 'x')).toBeUndefined();
+  });
+});
+
+describe('the order targets run in', () => {
+  it('runs each sessile store right before its express variant, its engine and its peers', () => {
+    const order = comparisonOrder(TARGETS).map((target) => target.name);
+    expect(new Set(order)).toEqual(new Set(TARGETS.map((target) => target.name)));
+    const checked: string[] = [];
+    for (const target of TARGETS) {
+      if (target.kind !== 'sessile' || target.viaExpressOf !== undefined) continue;
+      const compared = [
+        ...TARGETS.filter((other) => other.viaExpressOf === target.name).map((other) => other.name),
+        ...(target.engine === undefined ? [] : [target.engine]),
+        ...(target.peers ?? []),
+      ];
+      const at = order.indexOf(target.name);
+      // Every one of them follows at once, except those an earlier store (sqlite before
+      // sqlite-full) already runs beside it.
+      const following = compared.filter((name) => order.indexOf(name) > at);
+      expect(order.slice(at + 1, at + 1 + following.length)).toEqual(following);
+      if (following.length > 0) checked.push(target.name);
+    }
+    expect(checked).toEqual(expect.arrayContaining(['memory', 'sqlite', 'level', 'file', 'redis']));
   });
 });
 
