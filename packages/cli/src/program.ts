@@ -158,9 +158,10 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         '--table <name>',
         'peer table (connect-sqlite3, better-sqlite3-session-store, connect-pg-simple)',
       )
-      .option('--schema <name>', 'connect-pg-simple schema', 'public')
-      .option('--prefix <prefix>', 'connect-redis key prefix', 'sess:')
-      .option('--ttl <seconds>', "session-file-store's ttl option", '3600')
+      // Without defaults here: an option given for a peer that does not read it is refused.
+      .option('--schema <name>', 'connect-pg-simple schema (default: "public")')
+      .option('--prefix <prefix>', 'connect-redis key prefix (default: "sess:")')
+      .option('--ttl <seconds>', "session-file-store's ttl option (default: 3600)")
       .option(
         '--default-ttl <ms>',
         'lifetime of a session the peer keeps with no expiry',
@@ -172,8 +173,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       ),
   ).action(
     action((options: TransferArguments) => {
-      const ttlSeconds = Number(options.ttl);
-      if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
+      const ttlSeconds = options.ttl === undefined ? undefined : Number(options.ttl);
+      if (ttlSeconds !== undefined && (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0)) {
         throw usageError(
           `--ttl must be a positive number of seconds, got '${String(options.ttl)}'`,
         );
@@ -187,9 +188,9 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         maxRecordBytes: options.maxRecordBytes,
         concurrency: parseConcurrency(String(options.concurrency)),
         ...(options.table === undefined ? {} : { table: String(options.table) }),
-        schema: String(options.schema),
-        prefix: String(options.prefix),
-        ttlSeconds,
+        ...(options.schema === undefined ? {} : { schema: String(options.schema) }),
+        ...(options.prefix === undefined ? {} : { prefix: String(options.prefix) }),
+        ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
         defaultTtlMs: parseDefaultTtl(String(options.defaultTtl)),
         ...(options.ledger === undefined ? {} : { ledger: String(options.ledger) }),
       });

@@ -143,6 +143,29 @@ describe('store addresses', () => {
     },
   );
 
+  it.each([
+    ['session-file-store:./sessions', ['--prefix', 'app:'], '--prefix is read by connect-redis'],
+    ['connect-redis:redis://127.0.0.1:6379', ['--table', 'sessions'], '--table is read by'],
+    ['connect-sqlite3:./sessions.db', ['--ttl', '86400'], '--ttl is read by session-file-store'],
+    ['better-sqlite3-session-store:./s.db', ['--schema', 'app'], '--schema is read by'],
+  ])(
+    'an option %s does not read (%j) is refused, not passed over',
+    async (from, option, message) => {
+      const target = `${nextDir()}.db`;
+      const result = await runCli([
+        'import',
+        '--from',
+        from,
+        ...option,
+        '--to',
+        `sqlite:${target}`,
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(message);
+      expect(existsSync(target)).toBe(false);
+    },
+  );
+
   it('a store that is not there exits 1 and is not created', async () => {
     const path = `${nextDir()}.db`;
     const result = await runCli(['stats', `sqlite:${path}`]);

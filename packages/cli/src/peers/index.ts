@@ -41,13 +41,37 @@ function refuseStoreParameters(url: URL, address: string, names: readonly string
   }
 }
 
-/** Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. */
+/** Each peer option and the peers that read it. */
+const PEER_OPTION_READERS: Record<keyof PeerOptions, { flag: string; peers: readonly string[] }> =
+  {
+    table: { flag: '--table', peers: [...SQLITE_PEERS, 'connect-pg-simple'] },
+    schema: { flag: '--schema', peers: ['connect-pg-simple'] },
+    prefix: { flag: '--prefix', peers: ['connect-redis'] },
+    ttlSeconds: { flag: '--ttl', peers: ['session-file-store'] },
+  };
+
+const PEERS = new Set(Object.values(PEER_OPTION_READERS).flatMap(({ peers }) => peers));
+
+/** Refuses an option the peer does not read, which would be passed over without a word. */
+function refuseOptionsNotFor(scheme: string, options: PeerOptions): void {
+  for (const [key, { flag, peers }] of Object.entries(PEER_OPTION_READERS)) {
+    if (options[key as keyof PeerOptions] !== undefined && !peers.includes(scheme)) {
+      throw usageError(`${flag} is read by ${peers.join(', ')}, not by ${scheme}`);
+    }
+  }
+}
+
+/**
+ * Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. An option left
+ * unset takes the peer's own default; one set for a peer that does not read it is refused.
+ */
 export async function openPeer(text: string, options: PeerOptions): Promise<PeerSource> {
   const split = splitScheme(text);
   if (split === undefined) {
     throw usageError(`${hidePasswordIn(text)}: not a peer address. Use one of ${PEER_ADDRESSES}`);
   }
   const { scheme, rest } = split;
+  if (PEERS.has(scheme)) refuseOptionsNotFor(scheme, options);
   if (scheme === 'session-file-store') {
     return openSessionFileStore(pathOf(rest, text), text, options);
   }
