@@ -42,13 +42,12 @@ function refuseStoreParameters(url: URL, address: string, names: readonly string
 }
 
 /** Each peer option and the peers that read it. */
-const PEER_OPTION_READERS: Record<keyof PeerOptions, { flag: string; peers: readonly string[] }> =
-  {
-    table: { flag: '--table', peers: [...SQLITE_PEERS, 'connect-pg-simple'] },
-    schema: { flag: '--schema', peers: ['connect-pg-simple'] },
-    prefix: { flag: '--prefix', peers: ['connect-redis'] },
-    ttlSeconds: { flag: '--ttl', peers: ['session-file-store'] },
-  };
+const PEER_OPTION_READERS: Record<keyof PeerOptions, { flag: string; peers: readonly string[] }> = {
+  table: { flag: '--table', peers: [...SQLITE_PEERS, 'connect-pg-simple'] },
+  schema: { flag: '--schema', peers: ['connect-pg-simple'] },
+  prefix: { flag: '--prefix', peers: ['connect-redis'] },
+  ttlSeconds: { flag: '--ttl', peers: ['session-file-store'] },
+};
 
 const PEERS = new Set(Object.values(PEER_OPTION_READERS).flatMap(({ peers }) => peers));
 
