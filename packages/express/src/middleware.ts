@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isUint8Array } from 'node:util/types';
 import type {
   CommitOutcome,
   Session,
@@ -120,10 +121,30 @@ export function sessile<Data extends SessionData = SessionData>(
     } as WriteHead;
 
     const end = res.end as (...args: unknown[]) => ServerResponse;
+    /** The handler's `end()`, once the commit let it go; what Node still refuses fails this response only. */
+    const endNow = (args: unknown[]) => {
+      try {
+        end.apply(res, args);
+      } catch (error) {
+        manager.reportError(error);
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
+        res.statusCode = 500;
+        res.statusMessage = 'Internal Server Error';
+        res.setHeader('content-type', 'text/plain; charset=utf-8');
+        end.call(res, 'Internal Server Error');
+      }
+    };
     let ending = false;
     res.end = function endAfterCommit(this: ServerResponse, ...args: unknown[]) {
       // A second end() while the commit runs would send the response before the save.
       if (ending) return this;
+      // What Node refuses at once is refused from the handler's own call, as without sessile(),
+      // so Express's error handling answers it; after the commit it would reach no handler.
+      assertEndable(res, args);
       ending = true;
       // Until the commit lets the response really end, it reads as sent and ended, as it would
       // without sessile(): code that checks `headersSent` before answering again, or sets a
@@ -135,14 +156,14 @@ export function sessile<Data extends SessionData = SessionData>(
           (result) => {
             outcome = result;
             hold.release();
-            end.apply(res, args);
+            endNow(args);
           },
           (error: unknown) => {
             failed = true;
             hold.release();
             reportCommitError(error, req);
             if (res.headersSent) {
-              end.apply(res, args);
+              endNow(args);
               return;
             }
             // The handler's answer claims a save that did not happen: don't send it.
@@ -189,6 +210,52 @@ function appendSetCookie(res: ServerResponse, header: string): void {
   if (existing === undefined) res.setHeader('set-cookie', header);
   else if (Array.isArray(existing)) res.setHeader('set-cookie', [...existing, header]);
   else res.setHeader('set-cookie', [String(existing), header]);
+}
+
+/** A header value (or status message) Node refuses to write: `checkInvalidHeaderChar` in `node:_http_common`. */
+const INVALID_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * Throws what Node's `res.end(...args)` throws before writing anything: a chunk that is not a
+ * string or bytes, an unknown encoding, and, for headers not yet sent, a status code or message
+ * it cannot write. The errors carry Node's codes.
+ */
+function assertEndable(res: ServerResponse, args: unknown[]): void {
+  const [chunk, encoding] = args;
+  // Node takes a function in the chunk's place as the callback, and writes no falsy chunk.
+  if (typeof chunk !== 'function' && chunk) {
+    if (typeof chunk !== 'string' && !isUint8Array(chunk)) {
+      throw nodeError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "chunk" argument must be of type string or an instance of Buffer or Uint8Array. Received ${typeof chunk}`,
+      );
+    }
+    const named = typeof chunk === 'string' && typeof encoding === 'string' && encoding !== '';
+    if (named && encoding !== 'buffer' && !Buffer.isEncoding(encoding)) {
+      throw nodeError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${encoding}`);
+    }
+  }
+  if (res.headersSent) return;
+  const status = res.statusCode | 0;
+  if (status < 100 || status > 999) {
+    throw nodeError(
+      RangeError,
+      'ERR_HTTP_INVALID_STATUS_CODE',
+      `Invalid status code: ${String(res.statusCode)}`,
+    );
+  }
+  if (typeof res.statusMessage === 'string' && INVALID_HEADER_CHAR.test(res.statusMessage)) {
+    throw nodeError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in statusMessage');
+  }
+}
+
+function nodeError(
+  Type: new (message: string) => Error,
+  code: string,
+  message: string,
+): Error & { code: string } {
+  return Object.assign(new Type(message), { code });
 }
 
 /** What a held response has as its header text: any text tells Node the headers went out. */

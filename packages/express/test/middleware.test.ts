@@ -323,6 +323,65 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect((await fetch(url)).status).toBe(200);
   });
 
+  it("throws what Node's end() refuses from the handler's call, so Express answers 500 and the process goes on", async () => {
+    const refused: unknown[] = [];
+    const { url, store } = await serve((req, res) => {
+      req.session.data.seen = true;
+      const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+      try {
+        // What a client sent, as a handler may pass it on without a check.
+        if (query.has('status')) res.statusCode = Number(query.get('status'));
+        if (query.has('message')) res.statusMessage = query.get('message') ?? '';
+        if (query.has('number')) res.end(Number(query.get('number')) as never);
+        else if (query.has('encoding')) res.end('text', query.get('encoding') as never);
+        else res.end('ok');
+      } catch (error) {
+        refused.push((error as { code?: string }).code);
+        throw error;
+      }
+    });
+    for (const query of ['number=42', 'status=1000', 'message=a%0Ab', 'encoding=klingon']) {
+      const response = await fetch(`${url}/?${query}`);
+      expect(response.status).toBe(500);
+      await response.text();
+    }
+    expect(refused).toEqual([
+      'ERR_INVALID_ARG_TYPE',
+      'ERR_HTTP_INVALID_STATUS_CODE',
+      'ERR_INVALID_CHAR',
+      'ERR_UNKNOWN_ENCODING',
+    ]);
+    // Still serving, and the sessions of the failed requests were committed as usual.
+    expect(await (await fetch(url)).text()).toBe('ok');
+    expect(await store.count()).toBe(5);
+  });
+
+  it('answers 500 and reports what fails as the response really ends after the commit', async () => {
+    const reported: unknown[] = [];
+    const { url } = await serve(
+      (req, res) => {
+        req.session.data.seen = true;
+        if (req.url?.includes('fail')) {
+          // A header listener (on-headers, as morgan and compression use it) that throws.
+          const writeHead = res.writeHead;
+          res.writeHead = function failingWriteHead(this: ServerResponse) {
+            res.writeHead = writeHead;
+            throw new Error('a header listener failed');
+          } as typeof res.writeHead;
+        }
+        res.setHeader('x-handler', 'set');
+        res.end('ok');
+      },
+      { onError: (error) => reported.push(error) },
+    );
+    const failed = await fetch(`${url}/?fail`);
+    expect(failed.status).toBe(500);
+    expect(await failed.text()).toBe('Internal Server Error');
+    expect(failed.headers.get('x-handler')).toBeNull();
+    expect(String(reported[0])).toMatch(/a header listener failed/);
+    expect(await (await fetch(url)).text()).toBe('ok');
+  });
+
   it('close() leaves a manager passed in open, and closes one it built', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
