@@ -50,7 +50,7 @@ class PostgresLeases implements LeaseBackend {
     batches: Batches,
   ) {
     const table = qualified(names, names.locks);
-    this.#claimRead = `SELECT token, data, "expiresAt", owner FROM ${qualified(names, names.claimRead)}($1, $2, $3, $4, $5)`;
+    this.#claimRead = `SELECT token, data, float8send("expiresAt") AS "expiresAt", owner FROM ${qualified(names, names.claimRead)}($1, $2, $3, $4, $5)`;
     this.#db = db;
     this.#batches = batches;
     this.#listener = listener;

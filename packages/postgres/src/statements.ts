@@ -60,7 +60,9 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
   });
   const columns = '(id, data, expires_at, owner)';
   const upsert = `ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner`;
-  const record = `data, expires_at AS "expiresAt", owner`;
+  // The expiry as its 8 bytes: as text it has 15 significant digits where extra_float_digits is
+  // 0 (PostgreSQL 11's default), which rounds a fractional ms.
+  const record = `data, float8send(expires_at) AS "expiresAt", owner`;
   /**
    * The write and the lease check as one statement. FOR SHARE holds the lease row until the
    * write commits, so a takeover waits for it; the result says whether the lease held and

@@ -666,6 +666,26 @@ describe('order of calls on one id', () => {
 });
 
 describe('operations', () => {
+  it('reads back every expiresAt exactly, even where extra_float_digits is 0 (PostgreSQL 11)', async () => {
+    // As text, a float8 then has 15 significant digits: 1796508525285.123 read as …285.12.
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c extra_float_digits=0');
+    const store = await openStore({ connectionString: url.href, poolSize: 1 });
+    const expiresAt = Date.now() + HOUR_MS + 0.123;
+    const ids = Array.from({ length: 5 }, (_, i) => idOf(`exact${i}`));
+    for (const id of ids) await store.set(id, { ...record(id, expiresAt), owner: 'exact' });
+    expect((await store.get(ids[0] as string))?.expiresAt).toBe(expiresAt);
+    // With the pool's one connection busy, the rest are read as one batch.
+    const batch = await Promise.all(ids.map((id) => store.get(id)));
+    expect(batch.map((found) => found?.expiresAt)).toEqual(ids.map(() => expiresAt));
+    const owned = await store.ownedBy('exact');
+    expect(owned.map((session) => session.record.expiresAt)).toEqual(ids.map(() => expiresAt));
+    const { lock, record: locked } = await (store.locks.acquireAndGet?.(ids[1] as string) ??
+      Promise.reject(new Error('PostgresStore offers acquireAndGet')));
+    expect(locked?.expiresAt).toBe(expiresAt);
+    await lock.release();
+  });
+
   it('sweeps, owner lists, reads and id pages read indexes even with generic plans', async () => {
     const table = newTable();
     await openStore({ table });
