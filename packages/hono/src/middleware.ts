@@ -91,7 +91,7 @@ export function sessile<Data extends SessionData = SessionData>(
     adapter.track(
       session,
       outgoing,
-      () => c.res.status,
+      () => statusOf(c, false),
       (error) => reportCommitError(error, c),
     );
     adapter.cookieOnEarlyHeaders(session, outgoing, requestCookie);
@@ -117,7 +117,7 @@ export function sessile<Data extends SessionData = SessionData>(
   ) => {
     let outcome: CommitOutcome;
     try {
-      outcome = await adapter.finish(session, escaped ? 500 : c.res.status);
+      outcome = await adapter.finish(session, statusOf(c, escaped));
     } catch (error) {
       reportCommitError(error, c);
       if (c.env.outgoing.headersSent) return;
@@ -144,6 +144,20 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+/**
+ * The status the client gets: the one a handler wrote on the Node response itself
+ * (`RESPONSE_ALREADY_SENT`) once its head is out, else the server's 500 for a thrown value Hono's
+ * error handler never saw (`escaped`), else that of the handler's `Response`.
+ */
+function statusOf<Data extends SessionData>(
+  c: Context<SessileEnv<Data>>,
+  escaped: boolean,
+): number {
+  const { outgoing } = c.env;
+  if (outgoing.headersSent) return outgoing.statusCode;
+  return escaped ? 500 : c.res.status;
 }
 
 /**

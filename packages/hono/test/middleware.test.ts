@@ -246,6 +246,41 @@ describe('@sessile/hono middleware', () => {
     expect(await jar.json(server.url)).toEqual({ count: 1 });
   });
 
+  it('with commitOnError: false, judges a response the handler writes itself by the status it wrote', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      commitOnError: false,
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    app.use(sessions);
+    app.get('/', (c) => {
+      const session = c.get('session');
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.json(session.data);
+    });
+    app.get('/fail', (c) => {
+      c.get('session').data.count = 100;
+      c.env.outgoing.writeHead(500, { 'content-type': 'text/plain' });
+      c.env.outgoing.end('it failed');
+      return RESPONSE_ALREADY_SENT;
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await jar.json(server.url)).toEqual({ count: 1 });
+    const failed = await jar.fetch(`${server.url}/fail`);
+    expect(failed.status).toBe(500);
+    expect(await failed.text()).toBe('it failed');
+    expect(await jar.json(server.url)).toEqual({ count: 2 });
+  });
+
   it('leaves a manager it was given open on close()', async () => {
     const store = new MemoryStore();
     const manager = new SessionManager({ store, cleanup: manual() });
