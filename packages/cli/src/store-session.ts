@@ -1,4 +1,4 @@
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   isSessionError,
@@ -113,7 +113,9 @@ async function sizeOf(path: string): Promise<number> {
 const SIBLING_SUFFIXES = ['-wal', '-shm', '-journal', '.locks', '.lock'];
 
 /** Bytes on disk of a path store: its file or directory, and the siblings it keeps. */
-export async function sizeOnDisk(path: string): Promise<number> {
+export async function sizeOnDisk(linkedPath: string): Promise<number> {
+  // Reached through a symbolic link, the store is measured where it is, beside its siblings.
+  const path = await realpath(linkedPath);
   let total = await sizeOf(path);
   const name = basename(path);
   for (const entry of await readdir(dirname(path))) {

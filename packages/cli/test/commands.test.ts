@@ -1,8 +1,10 @@
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -246,6 +248,32 @@ describe('stats, ls and show', () => {
       owners: 3,
     });
     expect((await runCli(['stats', `sqlite:${path}`])).stdout).toMatch(/^owners +3 \(indexed\)$/m);
+  });
+
+  it('stats measures a store reached through a symbolic link where it is, not the link', async () => {
+    const { path } = await sqliteWith(20, 0);
+    const level = nextDir();
+    const store = await LevelStore.open({ path: level });
+    await seed(store, [generateSessionId()], () => Date.now() + 60_000);
+    await store.close();
+    for (const [scheme, target] of [
+      ['sqlite', path],
+      ['level', level],
+    ]) {
+      const link = `${nextDir()}-link`;
+      symlinkSync(target as string, link);
+      const linked = jsonOf(await runCli(['stats', `${scheme}:${link}`, '--json']));
+      // At least the SQLite file, or the LevelDB directory's files; the link itself is a few bytes.
+      const least =
+        scheme === 'sqlite'
+          ? statSync(target as string).size
+          : readdirSync(target as string).reduce(
+              (total, name) => total + statSync(join(target as string, name)).size,
+              0,
+            );
+      expect(least).toBeGreaterThan(lstatSync(link).size);
+      expect(linked.sizeOnDiskBytes).toBeGreaterThanOrEqual(least);
+    }
   });
 
   it('ls streams exactly the live ids', async () => {
