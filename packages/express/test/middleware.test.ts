@@ -382,6 +382,37 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(await (await fetch(url)).text()).toBe('ok');
   });
 
+  it('a response that stays open after committing first leaves the session to its other requests', async () => {
+    const streams: ServerResponse[] = [];
+    const { url } = await serve(
+      async (req, res) => {
+        req.session.data.count = ((req.session.data.count as number) ?? 0) + 1;
+        if (!req.url?.includes('events')) {
+          res.end(JSON.stringify(req.session.data));
+          return;
+        }
+        // As the README says for server-sent events: commit, then stream for as long as it takes.
+        await req.session.commit();
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: open\n\n');
+        streams.push(res);
+      },
+      { lock: { waitMs: 1_000 } },
+    );
+    cleanups.push(async () => {
+      for (const stream of streams) stream.end();
+    });
+    const jar = new CookieJar();
+    // A new visitor's stream sets the cookie of the session it saved.
+    const events = await jar.fetch(`${url}/?events`);
+    expect(events.headers.get('content-type')).toBe('text/event-stream');
+    expect(jar.cookies.has('sid')).toBe(true);
+    // While the stream is open, the session's other requests get it, with what the stream saved.
+    expect(await jar.json(url)).toEqual({ count: 2 });
+    expect(await jar.json(url)).toEqual({ count: 3 });
+    await events.body?.cancel();
+  });
+
   it('close() leaves a manager passed in open, and closes one it built', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
