@@ -100,6 +100,47 @@ export class Database {
 }
 
 /**
+ * The store's statements need READ COMMITTED: a lock's claim reads its session in a second
+ * statement, which must see the writes of the release the claim waited for, and fenced writes
+ * recheck a lease row another transaction changed instead of failing to serialize. A role or
+ * database may default to another level (`default_transaction_isolation`).
+ */
+const READ_COMMITTED = "SET default_transaction_isolation = 'read committed'";
+
+/**
+ * Sets each new connection of the store's own pool to READ COMMITTED before the pool hands it
+ * out: a client runs its queries in the order given, and the pool emits `connect` first.
+ */
+export function readCommittedOnConnect(pool: pg.Pool): void {
+  pool.on('connect', (client) => {
+    client.query(READ_COMMITTED).catch(() => {});
+  });
+}
+
+/**
+ * Refuses a connection whose transactions default to REPEATABLE READ or SERIALIZABLE: on one,
+ * a claim's read could miss the previous holder's last write, and that update would be lost.
+ */
+export async function assertReadCommitted(
+  client: pg.ClientBase,
+  server: string,
+  timeoutMs: number,
+): Promise<void> {
+  const { rows } = await client.query<{ level: string }>({
+    text: "SELECT current_setting('default_transaction_isolation') AS level",
+    query_timeout: timeoutMs,
+  } as pg.QueryConfig);
+  const level = rows[0]?.level;
+  // PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
+  if (level !== 'read committed' && level !== 'read uncommitted') {
+    throw new SessionError(
+      'ERR_UNSUPPORTED',
+      `The pool's connections to PostgreSQL ${server} default to ${level} transactions (default_transaction_isolation), where a lock's read may miss the last holder's write; set it to read committed on the pool's connections, or pass connectionString so the store has a pool of its own`,
+    );
+  }
+}
+
+/**
  * Runs `body` on a checked-out connection and releases it, dropping it after an error. The pool
  * listens for a checked-out connection's errors only inside `pool.query`; without a listener of
  * our own, a backend killed meanwhile (`pg_terminate_backend`, a failover) would emit an

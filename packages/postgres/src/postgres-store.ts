@@ -9,7 +9,7 @@ import type {
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
 import { Batches, type BatchKind } from './batches.js';
-import { Database } from './database.js';
+import { assertReadCommitted, Database, readCommittedOnConnect } from './database.js';
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
@@ -83,12 +83,16 @@ export class PostgresStore extends BaseStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const settings = normalizeOptions(options);
     const db = new Database(settings.pool, settings.queryTimeoutMs);
-    // A pool of ours must not crash the process when the server drops an idle connection.
-    if (settings.ownsPool) settings.pool.on('error', () => {});
+    if (settings.ownsPool) {
+      // A pool of ours must not crash the process when the server drops an idle connection.
+      settings.pool.on('error', () => {});
+      readCommittedOnConnect(settings.pool);
+    }
     try {
-      const { unlogged } = await db.withClient('Opening the session store', (client) =>
-        prepareSchema(client, settings.names, settings.unlogged, settings.queryTimeoutMs),
-      );
+      const { unlogged } = await db.withClient('Opening the session store', async (client) => {
+        await assertReadCommitted(client, db.server, settings.queryTimeoutMs);
+        return prepareSchema(client, settings.names, settings.unlogged, settings.queryTimeoutMs);
+      });
       return new PostgresStore(db, settings, options, unlogged);
     } catch (error) {
       if (settings.ownsPool) await settings.pool.end().catch(() => {});

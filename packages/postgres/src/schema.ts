@@ -294,7 +294,9 @@ async function migrateSchema(
   unlogged: boolean,
   timeoutMs: number,
 ): Promise<boolean | undefined> {
-  await beginBounded(db, 'BEGIN', timeoutMs);
+  // READ COMMITTED whatever default_transaction_isolation says: the inspection after the lock
+  // must see what a sibling committed while this transaction waited for it.
+  await beginBounded(db, 'BEGIN ISOLATION LEVEL READ COMMITTED', timeoutMs);
   try {
     await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [
       `sessile schema ${names.schema}`,

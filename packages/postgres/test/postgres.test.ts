@@ -875,6 +875,92 @@ describe("the app's pool", () => {
   });
 });
 
+describe('transactions that default to repeatable read', () => {
+  /** The server's URL with every transaction of its connections at REPEATABLE READ by default, as a role or database may set. */
+  function repeatableReadUrl(): string {
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c default_transaction_isolation=repeatable\\ read');
+    return url.href;
+  }
+
+  /** Waits until `count` backends whose statement is like `pattern` wait for a lock. */
+  async function waitingBackends(count: number, pattern = `%"${schema}".%`): Promise<void> {
+    for (;;) {
+      const { rows } = await admin<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+        [pattern],
+      );
+      if ((rows[0]?.n ?? 0) >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** A connection of its own, in a transaction: `ROLLBACK` on it ends whatever it holds. */
+  async function blocker(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: CONNECTION_STRING });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await client.query('BEGIN');
+    return client;
+  }
+
+  it('two instances that waited for the migration lock open the schema the first one made', async () => {
+    const table = newTable();
+    const holder = await blocker();
+    await holder.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    // Both find the schema incomplete, then queue for the lock: the second to get it must see
+    // the tables the first made while it waited.
+    const opening = [0, 1].map(() =>
+      PostgresStore.open({ connectionString: repeatableReadUrl(), schema, table }).then(
+        (store) => {
+          cleanups.push(() => store.close());
+          return 'opened';
+        },
+        (error: unknown) => String(error),
+      ),
+    );
+    await waitingBackends(2, '%pg_advisory_xact_lock%');
+    await holder.query('ROLLBACK');
+    expect(await Promise.all(opening)).toEqual(['opened', 'opened']);
+  });
+
+  it("a lock's read sees the write of the release it waited for", async () => {
+    const table = newTable();
+    const holding = await openStore({ connectionString: repeatableReadUrl(), table });
+    const waiting = await openStore({ connectionString: repeatableReadUrl(), table });
+    const id = idOf('fresh');
+    await holding.set(id, record('first'));
+    const lock = await holding.locks.acquire(id, { leaseMs: 60_000 });
+    const rowLock = await blocker();
+    await rowLock.query(`SELECT 1 FROM "${schema}"."${table}" WHERE id = $1 FOR UPDATE`, [id]);
+    // The releasing write deletes the lease row, then waits for the session row.
+    const writing = holding.set(id, record('second'), { lock, release: true, only: 'present' });
+    await waitingBackends(1);
+    // The claim starts now, and waits for that write to commit before it takes the lease.
+    const claiming = waiting.locks.acquireAndGet?.(id, { waitMs: 30_000, leaseMs: 60_000 });
+    claiming?.catch(() => {});
+    await waitingBackends(2);
+    await rowLock.query('ROLLBACK');
+    expect(await writing).toBe(true);
+    const { lock: next, record: read } = await (claiming ??
+      Promise.reject(new Error('PostgresStore offers acquireAndGet')));
+    expect(textOf(read?.data)).toBe('second');
+    await next.release();
+  });
+
+  it("refuses an app's pool whose transactions default to repeatable read, creating nothing", async () => {
+    const pool = new pg.Pool({ connectionString: repeatableReadUrl() });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const table = newTable();
+    const opening = PostgresStore.open({ pool, schema, table });
+    expect(await codeOf(opening)).toBe('ERR_UNSUPPORTED');
+    await expect(opening).rejects.toThrow(/default_transaction_isolation/);
+    expect(await tableNames()).not.toContain(table);
+  });
+});
+
 describe('close()', () => {
   it('frees a lock whose claim the server granted while the store closed, before its pool ends', async () => {
     const table = newTable();
