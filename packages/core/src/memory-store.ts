@@ -88,7 +88,7 @@ export class MemoryStore extends BaseStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
-  ): boolean {
+  ): HookAnswer<boolean> {
     const previous = this.#records.get(id);
     if (only !== undefined) {
       const exists = previous !== undefined && previous.expiresAt > now;
@@ -98,7 +98,7 @@ export class MemoryStore extends BaseStore {
     return true;
   }
 
-  protected _touch(id: string, expiresAt: number, now: number): boolean {
+  protected _touch(id: string, expiresAt: number, now: number): HookAnswer<boolean> {
     const record = this.#live(id, now);
     if (record === undefined) return false;
     // The old heap entry no longer matches the record, so a sweep skips it.
@@ -107,7 +107,7 @@ export class MemoryStore extends BaseStore {
     return true;
   }
 
-  protected _delete(id: string, now: number): boolean {
+  protected _delete(id: string, now: number): HookAnswer<boolean> {
     const live = this.#live(id, now) !== undefined;
     this.#remove(id);
     return live;

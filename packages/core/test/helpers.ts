@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isSessionError } from '../src/index.js';
+import { isSessionError, type SessionLock } from '../src/index.js';
+import { LeaseLock } from '../src/store.js';
 
 /** `undefined` when `promise` resolves, else its `SessionError` code (or the error as text). */
 export async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
@@ -12,6 +13,12 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
   } catch (error) {
     return isSessionError(error) ? error.code : String(error);
   }
+}
+
+/** `lock` as the `LeaseLock` core's lock managers hand out, for a test that reads its state. */
+export function leaseLock(lock: SessionLock): LeaseLock {
+  if (!(lock instanceof LeaseLock)) throw new TypeError('expected a LeaseLock');
+  return lock;
 }
 
 /**

@@ -1,8 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { isSessionError, MemoryStore, SessionError, SessionManager } from '../src/index.js';
-import { type LeaseClaim, LeaseLocks, MemoryLeases, sleep } from '../src/store.js';
-import { codeOf } from './helpers.js';
+import {
+  type LeaseBackend,
+  type LeaseClaim,
+  LeaseLocks,
+  MemoryLeases,
+  sleep,
+} from '../src/store.js';
+import { codeOf, leaseLock } from './helpers.js';
 import { managerFixture } from './manager-fixture.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
@@ -10,15 +16,18 @@ vi.setConfig({ testTimeout: 60_000 });
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
 
+/** `MemoryLeases` as the `LeaseBackend` it is, whose claim a subclass may answer later. */
+const AsyncMemoryLeases: new () => LeaseBackend = MemoryLeases;
+
 /** Leases in a `Map` that answer a claim on a later turn, as a backend across a network does. */
-class RemoteLeases extends MemoryLeases {
+class RemoteLeases extends AsyncMemoryLeases {
   override claim(claim: LeaseClaim): Promise<boolean> {
     return sleep(5).then(() => super.claim(claim));
   }
 }
 
 /** Leases whose claims answer only when the test says so, as a backend that stopped responding. */
-class StalledLeases extends MemoryLeases {
+class StalledLeases extends AsyncMemoryLeases {
   readonly stalled: Array<() => void> = [];
 
   override claim(claim: LeaseClaim): Promise<boolean> {
@@ -27,7 +36,7 @@ class StalledLeases extends MemoryLeases {
 }
 
 /** Leases whose claims are taken but whose answers are lost, as a reply past a command timeout. */
-class LostReplyLeases extends MemoryLeases {
+class LostReplyLeases extends AsyncMemoryLeases {
   lose = true;
 
   override claim(claim: LeaseClaim): Promise<boolean> {
@@ -49,7 +58,7 @@ describe('an acquire refused by another process', () => {
     const waiting = locks.acquire(idA, { waitMs: 60_000 });
     await sleep(20);
     await other.release();
-    const lock = await waiting;
+    const lock = leaseLock(await waiting);
     expect(lock.held).toBe(true);
     await lock.release();
     expect(locks.size).toBe(0);
@@ -119,7 +128,7 @@ describe('an acquire whose backend does not answer', () => {
     // The late claim took the key and gave it back; then the queued acquire claims it.
     expect(backend.stalled).toHaveLength(2);
     backend.stalled[1]?.();
-    const lock = await next;
+    const lock = leaseLock(await next);
     expect(lock.held).toBe(true);
     await lock.release();
     expect(locks.size).toBe(0);
@@ -177,7 +186,7 @@ describe('an acquire whose claim fails though the backend took it', () => {
 describe('lease ends', () => {
   it('a short lease taken after a long one still runs out on its own time', async () => {
     const locks = new LeaseLocks(new MemoryLeases());
-    const long = await locks.acquire('long-held-session-id', { leaseMs: 60_000 });
+    const long = leaseLock(await locks.acquire('long-held-session-id', { leaseMs: 60_000 }));
     const short = await locks.acquire(idA, { leaseMs: 20 });
     const reason = await aborted(short.signal);
     expect(isSessionError(reason, 'ERR_LOCK_LOST')).toBe(true);
@@ -187,7 +196,7 @@ describe('lease ends', () => {
 
   it('a lock whose signal was never read reports the loss when it is read later', async () => {
     const locks = new LeaseLocks(new MemoryLeases());
-    const old = await locks.acquire(idA, { leaseMs: 20 });
+    const old = leaseLock(await locks.acquire(idA, { leaseMs: 20 }));
     const next = await locks.acquire(idA, { waitMs: 60_000 });
     expect(old.held).toBe(false);
     expect(old.signal.aborted).toBe(true);
@@ -199,11 +208,11 @@ describe('lease ends', () => {
   it('a fenced write that finds the lease gone from the backend loses the lock and frees it here', async () => {
     const shared = new MemoryLeases();
     const locks = new LeaseLocks(shared);
-    const lock = await locks.acquire(idA, { leaseMs: 60_000 });
+    const lock = leaseLock(await locks.acquire(idA, { leaseMs: 60_000 }));
     const write = locks.fence(lock, async (lease) => {
       // The backend lost the lease (a restart without persistence, a failover, an eviction), and
       // the store's fenced write finds it gone.
-      shared.release({ ...lease, expiresAt: 0 });
+      shared.release({ key: lease.key, id: idA, token: lease.token, expiresAt: 0, waited: false });
       throw new SessionError('ERR_LOCK_LOST', 'the lease is no longer held');
     });
     expect(await codeOf(write)).toBe('ERR_LOCK_LOST');

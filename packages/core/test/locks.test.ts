@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/index.js';
 import { claimThenRead, KeyedLocks, MemoryLeases, StripedLocks, stripeOf } from '../src/store.js';
-import { codeOf } from './helpers.js';
+import { codeOf, leaseLock } from './helpers.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
 const idB = 'bbbbbbbbbbbbbbbbbbbb';
@@ -91,7 +91,7 @@ describe('KeyedLocks', () => {
 
   it('a lease found lost by extend (the event loop stalled past its end) frees the id for the next acquire', async () => {
     const locks = new KeyedLocks();
-    const old = await locks.acquire(idA, { leaseMs: 50 });
+    const old = leaseLock(await locks.acquire(idA, { leaseMs: 50 }));
     // A stall longer than the lease: the extend runs before the lease-end timer can.
     const until = Date.now() + 120;
     while (Date.now() < until) {
@@ -99,7 +99,7 @@ describe('KeyedLocks', () => {
     }
     expect(await codeOf(old.extend())).toBe('ERR_LOCK_LOST');
     expect(old.lost).toBe(true);
-    const next = await locks.acquire(idA, { waitMs: 2000 });
+    const next = leaseLock(await locks.acquire(idA, { waitMs: 2000 }));
     expect(next.held).toBe(true);
     await next.release();
     expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');

@@ -66,7 +66,7 @@ describe('MemoryStore', () => {
     await store.set(alice, { data: Buffer.from('alice'), expiresAt });
     await store.set(bob, { data: Buffer.from('bob'), expiresAt });
     const bobs = (await store.get(bob))?.data as Uint8Array;
-    const alices = (await store.get(alice))?.data as Uint8Array;
+    const alices = (await store.get(alice))?.data as Uint8Array<ArrayBuffer>;
     // Sent to a worker, say: the transfer must not detach memory that other answers share.
     const moved = structuredClone(alices, { transfer: [alices.buffer] });
     expect(Buffer.from(moved).toString()).toBe('alice');
@@ -118,7 +118,10 @@ describe('MemoryStore', () => {
       }
     }
     const owned = new Owned('{', '"a":1', '}', Date.now() + HOUR_MS);
-    await expect(store.set(id, owned)).rejects.toMatchObject({ code: 'ERR_INVALID_OWNER' });
+    // Deliberately not a valid record: its owner is a number.
+    await expect(store.set(id, owned as unknown as SessionRecord)).rejects.toMatchObject({
+      code: 'ERR_INVALID_OWNER',
+    });
     expect(await store.set(id, record)).toBe(true);
     expect(await adapter.read(id)).toEqual({ user: 'zoë' });
     // A subclass of a store class that takes text inherits the check, not the text.
