@@ -34,7 +34,7 @@ export class ReturnsExpiredStore extends MemoryStore {
   protected override async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     return (await super._get(id, now)) ?? this.#all.get(id);
   }
-  protected override _delete(id: string, now: number): Promise<boolean> {
+  protected override _delete(id: string, now: number): boolean | Promise<boolean> {
     this.#all.delete(id);
     return super._delete(id, now);
   }
@@ -55,7 +55,7 @@ export class ResurrectingStore extends MemoryStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
-  ): Promise<boolean> {
+  ): boolean | Promise<boolean> {
     return super._set(id, record, only === 'present' ? undefined : only, now);
   }
 }
@@ -396,7 +396,7 @@ export class UncheckedLendStore extends MemoryStore {
   override lend<T>(
     id: string,
     read: (record: Readonly<SessionRecord>, id: string) => T,
-  ): Promise<Awaited<T> | undefined> {
+  ): Promise<T | undefined> {
     if (!isSessionId(id) || this.closed) return Promise.resolve(undefined);
     return super.lend(id, read);
   }
