@@ -30,6 +30,7 @@ import {
 } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 // Internals of the sweep, from the build the package's entry point also loads.
+import { FileLocks } from '../dist/file-locks.js';
 import { syncFileSystem } from '../dist/fs.js';
 import { MIN_STEP_ENTRIES, RecordFiles, uniqueSuffix } from '../dist/record-files.js';
 import type { RecordFilesSettings, SweepStepRequest } from '../dist/sweep-protocol.js';
@@ -162,6 +163,13 @@ function recordFilesOf(path: string): RecordFiles {
     asideName: (file: string) => `${file}.${uniqueSuffix()}.tmp`,
   });
   return new RecordFiles(sweepSettings(path), syncFileSystem, guards);
+}
+
+/** The store's `FileLocks`, whose `tryLease` the sweep takes its lease with. */
+function fileLocksOf(store: FileStore): FileLocks {
+  if (!(store.locks instanceof FileLocks))
+    throw new TypeError('expected the store to lock with FileLocks');
+  return store.locks;
 }
 
 /** The first step of a pass over `shards`, with no budget. */
@@ -619,7 +627,7 @@ describe('damaged and leftover files', () => {
         const file = fileOf(store, id);
         const { atime, mtime } = statSync(file);
         const bytes = readFileSync(file);
-        bytes[bytes.length - 1] ^= 0xff;
+        bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
         writeFileSync(file, bytes);
         utimesSync(file, atime, mtime);
         expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
@@ -879,16 +887,17 @@ describe('sweep', () => {
   it('a sweep lease whose extend came too late is freed, so the next sweep can take it', async () => {
     const store = await openStore({ io: 'sync' });
     const file = join(store.path, '.sweep-lease');
-    const lease = await store.locks.tryLease(file, 50);
+    const locks = fileLocksOf(store);
+    const lease = await locks.tryLease(file, 50);
     // Past the lease end before its timer can run (a stalled event loop): the extend fails.
     const until = Date.now() + 100;
     while (Date.now() < until);
     await expect(lease?.extend()).rejects.toMatchObject({ code: 'ERR_LOCK_LOST' });
-    let next = await store.locks.tryLease(file, 5000);
+    let next = await locks.tryLease(file, 5000);
     for (let tries = 0; next === undefined; tries++) {
       expect(tries).toBeLessThan(100);
       await new Promise((resolve) => setTimeout(resolve, 20));
-      next = await store.locks.tryLease(file, 5000);
+      next = await locks.tryLease(file, 5000);
     }
     await next.release();
   });
@@ -960,6 +969,7 @@ describe('sweep: bounded calls, memory returned', () => {
     expect(stopped.scanned).toBeGreaterThan(0);
     expect(stopped.scanned).toBeLessThan(10);
     expect(stopped.ended).toBe(false);
+    if (stopped.last === undefined) throw new Error('a step that scanned entries names its last');
     const rest = await files.sweepStep({ ...firstStep(['a'], 500), after: stopped.last });
     expect(rest).toMatchObject({ scanned: 40 - stopped.scanned, ended: true });
   });
