@@ -483,7 +483,13 @@ describe('LevelStore: the owner index', () => {
 
   it('repairIndex removes owner entries whose record is gone or names another owner, as a crash inside clear() leaves them', async () => {
     await withStore(async (store) => {
-      const [gone, kept, moved, corrupt, bobs] = Array.from({ length: 5 }, generateSessionId);
+      const [gone, kept, moved, corrupt, bobs] = [
+        generateSessionId(),
+        generateSessionId(),
+        generateSessionId(),
+        generateSessionId(),
+        generateSessionId(),
+      ];
       const expiresAt = Date.now() + HOUR_MS;
       for (const id of [gone, kept, moved, corrupt])
         await store.set(id, owned(id, 'ada', expiresAt));
@@ -1236,7 +1242,8 @@ describe('LevelStore: a full disk', () => {
       );
       expectNoSpaceError(error, path);
       // Every write keeps failing cleanly while the disk is full...
-      const [first, second] = acknowledged.keys() as MapIterator<string>;
+      const [first, second] = acknowledged.keys();
+      if (first === undefined || second === undefined) throw new Error('fewer than two writes');
       const more = generateSessionId();
       failed.add(more);
       const attempts = await Promise.all(
@@ -1309,7 +1316,8 @@ describe('LevelStore: a full disk', () => {
       // The directory is gone when the store reopens it: the reopen fails, and the store
       // neither hangs nor creates an empty database in its place.
       renameSync(path, moved);
-      const [first] = acknowledged.keys() as MapIterator<string>;
+      const [first] = acknowledged.keys();
+      if (first === undefined) throw new Error('no write was acknowledged');
       // The write closes the database to reopen it and cannot open it again; reads made after
       // that fail too, each trying the reopen again.
       const attempts = [await rejection(store.set(generateSessionId(), record('lost')))];
