@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Socket } from 'node:net';
 import pg from 'pg';
 
 const RECONNECT_MIN_MS = 250;
@@ -26,17 +27,22 @@ export function notifyPayloadSql(key: string): string {
 export class LockListener {
   readonly #config: pg.ClientConfig;
   readonly #channel: string;
+  readonly #closeTimeoutMs: number;
   /** Wake-ups by the NOTIFY payload of their key. */
   readonly #watchers = new Map<string, Set<() => void>>();
   #client: pg.Client | undefined;
+  /** The socket under `#client`, when the store made it rather than the app's `stream` option. */
+  #socket: Socket | undefined;
   #connecting = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelayMs = RECONNECT_MIN_MS;
   #closed = false;
 
-  constructor(config: pg.ClientConfig, channel: string) {
+  /** `closeTimeoutMs` bounds how long `close()` waits for the server to see the connection off. */
+  constructor(config: pg.ClientConfig, channel: string, closeTimeoutMs: number) {
     this.#config = config;
     this.#channel = channel;
+    this.#closeTimeoutMs = closeTimeoutMs;
   }
 
   /** True while the LISTEN connection is up. */
@@ -63,15 +69,31 @@ export class LockListener {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     const client = this.#client;
+    const socket = this.#socket;
     this.#client = undefined;
-    await client?.end().catch(() => {});
+    this.#socket = undefined;
+    if (client === undefined) return;
+    // A server that stopped answering (a partition, a black-holed address) never acknowledges
+    // the goodbye, and `end()` would wait for it for good: past the timeout, drop the socket.
+    let timer: NodeJS.Timeout | undefined;
+    const ended = client.end().catch(() => {});
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#closeTimeoutMs);
+    });
+    await Promise.race([ended, gaveUp]);
+    clearTimeout(timer);
+    socket?.destroy();
   }
 
   #connect(): void {
     if (this.#closed || this.#client !== undefined || this.#connecting) return;
     if (this.#retryTimer !== undefined) return;
     this.#connecting = true;
-    const client = new pg.Client(this.#config);
+    // A socket of our own, so that close() can drop it; an app's own `stream` is kept.
+    const socket = this.#config.stream === undefined ? new Socket() : undefined;
+    const client = new pg.Client(
+      socket === undefined ? this.#config : { ...this.#config, stream: () => socket },
+    );
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
     client.on('notification', (message) => {
@@ -90,6 +112,7 @@ export class LockListener {
             return;
           }
           this.#client = client;
+          this.#socket = socket;
           this.#retryDelayMs = RECONNECT_MIN_MS;
           this.#wakeAll();
         },
@@ -104,6 +127,8 @@ export class LockListener {
   #lost(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = undefined;
+    this.#socket?.destroy();
+    this.#socket = undefined;
     client.end().catch(() => {});
     this.#wakeAll();
     this.#retryLater();

@@ -202,7 +202,11 @@ export class PostgresStore extends BaseStore {
         await this.#run(this.#sql.clear, []);
       },
     };
-    const listener = new LockListener(settings.listenerConfig, settings.channel);
+    const listener = new LockListener(
+      settings.listenerConfig,
+      settings.channel,
+      settings.queryTimeoutMs,
+    );
     this.locks = new PostgresLocks(db, settings.names, listener, settings.channel, this.#batches);
   }
 

@@ -10,6 +10,7 @@ import {
   HOUR_MS,
   idOf,
   record,
+  silentRelay,
   textOf,
   useTestSchema,
 } from './helpers.js';
@@ -296,6 +297,34 @@ describe('failure', () => {
     });
     expect(await codeOf(open)).toBe('ERR_STORE_IO');
     await expect(open).rejects.toThrow(`127.0.0.1:${address.port}/test`);
+  });
+
+  it('close() ends when the server stopped answering, a LISTEN connection open', async () => {
+    const relay = await silentRelay();
+    cleanups.push(() => relay.close());
+    const applicationName = `relay-${randomBytes(4).toString('hex')}`;
+    const url = relay.url();
+    url.searchParams.set('application_name', applicationName);
+    const table = newTable();
+    const store = await openStore({ connectionString: url.href, table, queryTimeoutMs: 300 });
+    const otherHost = await openStore({ table });
+    const id = idOf('partitioned');
+    const held = await otherHost.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = codeOf(store.locks.acquire(id, { waitMs: 60_000 }));
+    // The waiter opens the store's LISTEN connection.
+    for (;;) {
+      const { rows } = await admin(
+        `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`,
+        [applicationName],
+      );
+      if (rows.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    relay.silence();
+    // The server never answers the goodbye; close() used to wait for it for good.
+    await store.close();
+    expect(await waiting).toBe('ERR_STORE_CLOSED');
+    await held.release();
   });
 
   // Restarts the whole server, so it runs only where the machine allows it: give the command.

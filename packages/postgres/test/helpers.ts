@@ -166,3 +166,53 @@ export async function passwordGate(password: string): Promise<{
       }),
   };
 }
+
+/**
+ * A relay to the test server that can fall silent, as a network partition or a black-holed
+ * address does: from `silence()` on it forwards nothing and closes nothing. `url()` is the
+ * server's URL through it.
+ */
+export async function silentRelay(): Promise<{
+  url: () => URL;
+  silence: () => void;
+  close: () => Promise<void>;
+}> {
+  const upstreamUrl = new URL(CONNECTION_STRING);
+  let silent = false;
+  const sockets = new Set<Socket>();
+  // Half-open allowed: a socket whose client said goodbye answers only as the relay forwards.
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    const upstream = connect(Number(upstreamUrl.port || 5432), upstreamUrl.hostname);
+    for (const end of [socket, upstream]) {
+      sockets.add(end);
+      end.on('error', () => {});
+    }
+    socket.on('data', (chunk) => {
+      if (!silent) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!silent) socket.write(chunk);
+    });
+    socket.on('end', () => {
+      if (!silent) upstream.end();
+    });
+    upstream.on('end', () => {
+      if (!silent) socket.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(CONNECTION_STRING);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  return {
+    url: () => new URL(url),
+    silence: () => {
+      silent = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
