@@ -15,7 +15,8 @@ export type SessileCookieOptions = SessionCookieAttributes;
 
 /** A Koa context after `sessile()` ran: `ctx.session` is the locked, loaded session. */
 export type SessileContext<Data extends SessionData = SessionData> = ParameterizedContext & {
-  session: Session<Data>;
+  /** Not assignable: log out with `await ctx.session.invalidate()`, not koa-session's `ctx.session = null`. */
+  readonly session: Session<Data>;
 };
 
 interface SessileKoaCommonOptions extends SessionAdapterOptions {
@@ -61,7 +62,7 @@ export function sessile<Data extends SessionData = SessionData>(
   const middleware = (async (ctx: ParameterizedContext, next: () => Promise<unknown>) => {
     const running = adapter.openedFor(ctx.req);
     if (running !== undefined) {
-      (ctx as SessileContext<Data>).session = running;
+      setSession(ctx, running);
       return next();
     }
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
@@ -70,7 +71,7 @@ export function sessile<Data extends SessionData = SessionData>(
       ctx.res,
       adapter.openOptions(ctx),
     );
-    (ctx as SessileContext<Data>).session = session;
+    setSession(ctx, session);
     adapter.noteOpened(ctx.req, session);
     adapter.track(
       session,
@@ -130,6 +131,31 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+const SESSION = Symbol('sessile session');
+
+/**
+ * `ctx.session`, which cannot be assigned: koa-session logs out with `ctx.session = null`, which
+ * here would leave the session stored and its cookie valid, the user signed in without a word.
+ * The getter and setter are shared by every context, so each context keeps one shape.
+ */
+const SESSION_PROPERTY: PropertyDescriptor = {
+  get(this: { [SESSION]?: unknown }) {
+    return this[SESSION];
+  },
+  set() {
+    throw new TypeError(
+      "@sessile/koa: ctx.session is the request's Session and cannot be replaced; to log out, await ctx.session.invalidate()",
+    );
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+function setSession(ctx: ParameterizedContext, session: Session<SessionData>): void {
+  (ctx as { [SESSION]?: unknown })[SESSION] = session;
+  Object.defineProperty(ctx, 'session', SESSION_PROPERTY);
 }
 
 /**

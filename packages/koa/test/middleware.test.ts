@@ -222,6 +222,27 @@ describe('@sessile/koa middleware', () => {
     expect(await jar.json(url)).toEqual({ user: 'ada' });
   });
 
+  it("refuses koa-session's logout, ctx.session = null, with a TypeError naming invalidate(), instead of leaving the user signed in", async () => {
+    const { url, store } = await startApp(
+      (ctx) => {
+        if (ctx.path === '/logout') {
+          (ctx as { session: unknown }).session = null;
+          ctx.body = 'signed out';
+          return;
+        }
+        ctx.session.data.user = 'ada';
+        ctx.body = ctx.session.data;
+      },
+      { catcher: true },
+    );
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ user: 'ada' });
+    const logout = await jar.fetch(`${url}/logout`);
+    expect(logout.status).toBe(500);
+    expect(await logout.text()).toMatch(/ctx\.session\.invalidate\(\)/);
+    expect(await store.count()).toBe(1);
+  });
+
   it('leaves a manager it was given open on close()', async () => {
     const store = new MemoryStore();
     const manager = new SessionManager({ store, cleanup: manual() });
