@@ -76,7 +76,8 @@ interface SqliteDatabase {
 /**
  * What a path that is there lacks to be a store the scheme's `open()` would open as it is,
  * rather than turn into one: an SQLite file without the sessions table (an app's own database,
- * say) or a path with no LevelDB at it. The other path stores refuse what is not theirs.
+ * say), a path with no LevelDB at it, or a directory that is not a file store. dbm refuses what
+ * is not its own.
  */
 async function notAStoreYet(
   address: StoreAddress,
@@ -86,6 +87,13 @@ async function notAStoreYet(
     return (await exists(join(path, 'CURRENT')))
       ? undefined
       : { what: `${path} (no LevelDB there)` };
+  }
+  if (address.scheme === 'file') {
+    // FileStore makes its guards directory at every open; without one, the directory is
+    // someone else's, and the store's sweep would unlink files in its one-letter subdirectories.
+    return (await exists(join(path, FILE_STORE_GUARDS)))
+      ? undefined
+      : { what: `${path} (no file store there)` };
   }
   if (address.scheme !== 'sqlite') return undefined;
   const Database = requireDriver<new (path: string, options: object) => SqliteDatabase>(
@@ -113,6 +121,9 @@ async function notAStoreYet(
     db.close();
   }
 }
+
+/** The directory every FileStore keeps its write guards in. */
+const FILE_STORE_GUARDS = '.guards';
 
 /** SqliteStore's default sessions table, the one a `sqlite:` address names. */
 const SQLITE_TABLE = 'sessions';

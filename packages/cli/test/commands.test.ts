@@ -198,6 +198,26 @@ describe('store addresses', () => {
     expect(readdirSync(empty)).toEqual([]);
   });
 
+  it('a directory that is not a file store is refused by every reading command, and left as it was', async () => {
+    // Someone's directory: the file store's sweep would unlink what is in its one-letter subdirectories.
+    const mine = nextDir();
+    mkdirSync(join(mine, 'a'), { recursive: true });
+    writeFileSync(join(mine, 'a', 'notes.txt'), 'keep me');
+    writeFileSync(join(mine, 'sid.json'), '{"cookie":{}}');
+    const runs = [
+      ...['stats', 'ls', 'sweep'].map((command) => [command, `file:${mine}`]),
+      ['show', `file:${mine}`, generateSessionId()],
+      ['copy', '--from', `file:${mine}`, '--to', `sqlite:${nextDir()}.db`],
+    ];
+    for (const args of runs) {
+      const result = await runCli(args);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toContain(`file:${mine}: no store at ${mine} (no file store there)`);
+    }
+    expect(readdirSync(mine).sort()).toEqual(['a', 'sid.json']);
+    expect(readFileSync(join(mine, 'a', 'notes.txt'), 'utf8')).toBe('keep me');
+  });
+
   it('an unreadable file exits 1 naming it, and is left as it was', async () => {
     const path = `${nextDir()}.db`;
     writeFileSync(path, 'not a database '.repeat(200));
