@@ -13,6 +13,7 @@ export {
   type BaseStoreOptions,
   DEFAULT_MAX_RECORD_BYTES,
   DEFAULT_SWEEP_LIMIT,
+  type HookAnswer,
   SweepProgress,
 } from './base-store.js';
 export { toStoreIoError } from './errors.js';

@@ -16,7 +16,7 @@ import {
   type SweepResult,
   type WriteOptions,
 } from '@sessile/core';
-import { KeyedLocks, lockTimeout, SweepProgress } from '@sessile/core/store';
+import { type HookAnswer, KeyedLocks, lockTimeout, SweepProgress } from '@sessile/core/store';
 
 /** Returns records whose expiresAt has passed. */
 export class ReturnsExpiredStore extends MemoryStore {
@@ -34,7 +34,7 @@ export class ReturnsExpiredStore extends MemoryStore {
   protected override async _get(id: string, now: number): Promise<SessionRecord | undefined> {
     return (await super._get(id, now)) ?? this.#all.get(id);
   }
-  protected override _delete(id: string, now: number): boolean | Promise<boolean> {
+  protected override _delete(id: string, now: number): HookAnswer<boolean> {
     this.#all.delete(id);
     return super._delete(id, now);
   }
@@ -55,7 +55,7 @@ export class ResurrectingStore extends MemoryStore {
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
     now: number,
-  ): boolean | Promise<boolean> {
+  ): HookAnswer<boolean> {
     return super._set(id, record, only === 'present' ? undefined : only, now);
   }
 }
