@@ -391,6 +391,51 @@ describe('what cannot be imported', () => {
     ]);
   });
 
+  it('a session that cannot be written again (nested too deep for JSON) is reported and skipped, the rest imported, exit 5', async () => {
+    const dir = nextDir();
+    const path = join(dir, 'sessions');
+    mkdirSync(path, { recursive: true });
+    const now = Date.now();
+    const good = generateSessionId();
+    const deep = generateSessionId();
+    const depth = 200_000;
+    writeFileSync(
+      join(path, `${good}.json`),
+      JSON.stringify({ cookie: { originalMaxAge: HOUR_MS }, __lastAccess: now, user: 'ada' }),
+    );
+    // JSON.parse reads it; writing it out again overflows the stack.
+    writeFileSync(
+      join(path, `${deep}.json`),
+      `{"cookie":{"originalMaxAge":${HOUR_MS}},"__lastAccess":${now},"x":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+    );
+    const target = join(dir, 'to');
+    const result = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${path}`,
+      '--to',
+      `file:${target}`,
+      '--json',
+    ]);
+    expect(result.code, result.stdout).toBe(5);
+    const report = jsonOf<{ counts: object; unreadable: { id: string; problem: string }[] }>(
+      result,
+    );
+    expect(report.counts).toMatchObject({ written: 1, unreadable: 1 });
+    expect(report.unreadable).toEqual([
+      {
+        id: `${deep.slice(0, 4)}… (${deep.length} characters)`,
+        problem: expect.stringContaining('cannot be written as a session'),
+      },
+    ]);
+    const store = await FileStore.open({ path: target });
+    try {
+      expect(await store.get(good)).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('sessions session-file-store encrypted with its secret are reported unreadable, not expired, exit 5; a file without __lastAccess lives --default-ttl', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

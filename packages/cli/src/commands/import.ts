@@ -127,7 +127,18 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
               return;
             }
             // What @sessile/express's toExpressStore writes for this session, so it reads back identically.
-            const data = encodeLibrarySession(codec, entry.id, entry.session, now);
+            let data: Uint8Array;
+            try {
+              data = encodeLibrarySession(codec, entry.id, entry.session, now);
+            } catch (error) {
+              // Such as data nested too deep to write as JSON again: this session, not the run.
+              counts.unreadable++;
+              unreadable.push({
+                id: maskId(entry.id),
+                problem: `cannot be written as a session (${(error as Error).message})`,
+              });
+              return;
+            }
             await writeRecord(target, entry.id, { data, expiresAt }, options, counts);
             await ledger.record(entry.id);
           },
