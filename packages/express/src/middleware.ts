@@ -121,21 +121,22 @@ export function sessile<Data extends SessionData = SessionData>(
     } as WriteHead;
 
     const end = res.end as (...args: unknown[]) => ServerResponse;
+    /** A plain 500 in place of the handler's answer, its headers and status message included. */
+    const endWith500 = () => {
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
+      res.statusCode = 500;
+      res.statusMessage = 'Internal Server Error';
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      end.call(res, 'Internal Server Error');
+    };
     /** The handler's `end()`, once the commit let it go; what Node still refuses fails this response only. */
     const endNow = (args: unknown[]) => {
       try {
         end.apply(res, args);
       } catch (error) {
         manager.reportError(error);
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        for (const name of res.getHeaderNames()) res.removeHeader(name);
-        res.statusCode = 500;
-        res.statusMessage = 'Internal Server Error';
-        res.setHeader('content-type', 'text/plain; charset=utf-8');
-        end.call(res, 'Internal Server Error');
+        if (res.headersSent) res.destroy();
+        else endWith500();
       }
     };
     let ending = false;
@@ -167,10 +168,7 @@ export function sessile<Data extends SessionData = SessionData>(
               return;
             }
             // The handler's answer claims a save that did not happen: don't send it.
-            for (const name of res.getHeaderNames()) res.removeHeader(name);
-            res.statusCode = 500;
-            res.setHeader('content-type', 'text/plain; charset=utf-8');
-            end.call(res, 'Internal Server Error');
+            endWith500();
           },
         )
         .finally(() => hold.ended());

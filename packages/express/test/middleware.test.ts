@@ -356,6 +356,24 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(await store.count()).toBe(5);
   });
 
+  it("answers a failed commit with a 500 whose status line is its own, not the handler's message", async () => {
+    const { url } = await serve(
+      (req, res) => {
+        // Too large for the store: the commit fails.
+        req.session.data.big = 'x'.repeat(1000);
+        res.statusMessage = 'Created Fine';
+        res.statusCode = 201;
+        res.end('made');
+      },
+      { onError() {} },
+      new MemoryStore({ maxRecordBytes: 200 }),
+    );
+    const response = await fetch(url);
+    expect(response.status).toBe(500);
+    expect(response.statusText).toBe('Internal Server Error');
+    expect(await response.text()).toBe('Internal Server Error');
+  });
+
   it('answers 500 and reports what fails as the response really ends after the commit', async () => {
     const reported: unknown[] = [];
     const { url } = await serve(
