@@ -72,10 +72,16 @@ export function printFailureJson(failure: CliError): Promise<void> {
   });
 }
 
+/** Says what failed on stderr; returns the exit code. */
+export function reportOnStderr(failure: CliError): ExitCode {
+  process.stderr.write(`sessile: ${failure.message}\n`);
+  return failure.exitCode;
+}
+
 /** Reports a failure on stderr (and as JSON on stdout with `--json`); returns the exit code. */
 export async function reportError(error: unknown, json: boolean): Promise<ExitCode> {
   const failure = toCliError(error);
-  process.stderr.write(`sessile: ${failure.message}\n`);
+  reportOnStderr(failure);
   if (json) await printFailureJson(failure);
   return failure.exitCode;
 }

@@ -306,6 +306,31 @@ describe('stats, ls and show', () => {
     expect(json.ids.sort()).toEqual([...live].sort());
   });
 
+  it('ls --json that fails part way still prints one JSON document, with the failure in it', async () => {
+    const path = nextDir();
+    const store = await LevelStore.open({ path });
+    const data = new Uint8Array(2048).fill(120);
+    for (let index = 0; index < 3000; index++) {
+      await store.set(generateSessionId(), { data, expiresAt: Date.now() + 3_600_000 });
+    }
+    await store.close();
+    const tables = readdirSync(path).filter((name) => name.endsWith('.ldb'));
+    expect(tables.length).toBeGreaterThan(0);
+    // A damaged disk block in the middle of each table, where the records are, away from its index.
+    for (const name of tables) {
+      const file = join(path, name);
+      const bytes = readFileSync(file);
+      bytes.fill(0x41, bytes.length >> 1, (bytes.length >> 1) + 4096);
+      writeFileSync(file, bytes);
+    }
+    const result = await runCli(['ls', `level:${path}`, '--json']);
+    expect(result.code, result.stderr).toBe(1);
+    const report = jsonOf<{ ids: string[]; count: number; ok: boolean; error: object }>(result);
+    expect(report).toMatchObject({ ok: false, error: { code: 'ERR_STORE_IO', exitCode: 1 } });
+    expect(report.count).toBe(report.ids.length);
+    expect(report.count).toBeLessThan(3000);
+  });
+
   it('show redacts values unless --reveal, and tells a missing id (4) from a malformed one (2)', async () => {
     const { url, live } = await sqliteWith(2, 1);
     const id = live[1] as string;

@@ -7,6 +7,8 @@ import {
   printJson,
   printLines,
   RECORD_LIMIT_HINT,
+  reportOnStderr,
+  toCliError,
   write,
 } from '../output.js';
 import {
@@ -82,10 +84,21 @@ export async function ls(url: string, options: CommonOptions): Promise<ExitCode>
   return withStore(url, { ...options, mustExist: true }, async (store) => {
     let count = 0;
     if (options.json) await write('{"ids":[');
-    for await (const id of store.ids()) {
-      if (options.json) await write(`${count === 0 ? '' : ','}\n  ${JSON.stringify(id)}`);
-      else await write(`${id}\n`);
-      count++;
+    try {
+      for await (const id of store.ids()) {
+        if (options.json) await write(`${count === 0 ? '' : ','}\n  ${JSON.stringify(id)}`);
+        else await write(`${id}\n`);
+        count++;
+      }
+    } catch (error) {
+      if (!options.json) throw error;
+      // The document has begun: it ends with the failure in it, so stdout stays one JSON document.
+      const failure = toCliError(error);
+      const { code, message, exitCode } = failure;
+      await write(
+        `${count === 0 ? '' : '\n'}],"count":${count},"ok":false,"error":${JSON.stringify({ code, message, exitCode })}}\n`,
+      );
+      return reportOnStderr(failure);
     }
     if (options.json) await write(`${count === 0 ? '' : '\n'}],"count":${count}}\n`);
     return EXIT.ok;
