@@ -77,6 +77,9 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     const session = request.session;
     const state = requestStates.get(request);
     if (session === null || session === undefined || state === undefined) return payload;
+    // Once per request: a later onSend hook that fails makes Fastify send its error through
+    // onSend again, which would add the cookie twice or report one failed commit twice.
+    requestStates.delete(request);
     let outcome: CommitOutcome;
     try {
       outcome = await finish(session, reply.statusCode);

@@ -94,3 +94,45 @@ describe('@sessile/fastify with a hijacked reply', () => {
     },
   );
 });
+
+describe('@sessile/fastify when a later onSend hook fails', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  it('finishes the session once: one cookie on the error reply, and one report of a failed commit', async () => {
+    const store = new MemoryStore({ maxRecordBytes: 200 });
+    const reported: unknown[] = [];
+    const app = Fastify();
+    app.register(fastifySessile, {
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      onCommitError: (error) => reported.push((error as { code?: string }).code),
+    });
+    // Another plugin's onSend that fails once: Fastify then sends its error through onSend again.
+    const failed = new WeakSet<object>();
+    app.addHook('onSend', async (request, _reply, payload) => {
+      if (failed.has(request)) return payload;
+      failed.add(request);
+      throw new Error('a later onSend hook failed');
+    });
+    app.get('/', async (request) => {
+      request.session.data.user = 'ada';
+      return 'ok';
+    });
+    app.get('/big', async (request) => {
+      request.session.data.big = 'x'.repeat(1000);
+      return 'ok';
+    });
+    try {
+      const saved = await app.inject('/');
+      expect(saved.statusCode).toBe(500);
+      expect([saved.headers['set-cookie'] ?? []].flat()).toHaveLength(1);
+      const tooLarge = await app.inject('/big');
+      expect(tooLarge.statusCode).toBe(500);
+      expect(reported).toEqual(['ERR_RECORD_TOO_LARGE']);
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});
