@@ -4,6 +4,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -389,6 +390,31 @@ describe('what cannot be imported', () => {
       'not JSON (encrypted by the peer, or damaged)',
       'unreadable (EISDIR)',
     ]);
+  });
+
+  it('a session-file-store file gone by the time it is read (a logout on the running app) counts as expired, exit 0', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const app = await startApp(peer.store);
+    await login(app, 'ada');
+    await app.close();
+    const path = peer.address.slice('session-file-store:'.length);
+    // Listed by name but not there to read, as a file the app deletes during the import.
+    symlinkSync(join(dir, 'deleted'), join(path, `${generateSessionId()}.json`));
+    const result = await runCli([
+      'import',
+      '--from',
+      peer.address,
+      '--to',
+      `file:${join(dir, 'to')}`,
+      '--json',
+    ]);
+    expect(result.code, result.stdout).toBe(0);
+    expect(jsonOf(result)).toMatchObject({
+      counts: { written: 1, expired: 1, unreadable: 0 },
+      unreadable: [],
+    });
   });
 
   it('a session that cannot be written again (nested too deep for JSON) is reported and skipped, the rest imported, exit 5', async () => {

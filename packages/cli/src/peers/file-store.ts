@@ -34,7 +34,10 @@ export async function openSessionFileStore(
     try {
       text = await readFile(join(path, name), 'utf8');
     } catch (error) {
-      return { id, problem: `unreadable (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+      const code = (error as NodeJS.ErrnoException).code;
+      // Listed, then gone: the app still running deleted it (a logout) or the peer reaped it.
+      if (code === 'ENOENT') return { id };
+      return { id, problem: `unreadable (${code ?? 'error'})` };
     }
     const { session, problem } = parseSession(text);
     if (session === undefined) return { id, problem: problem as string };

@@ -9,7 +9,10 @@ export interface ExpressSessionData {
 /** One session as a peer store holds it. */
 export interface PeerSession {
   id: string;
-  /** The express-session session (JSON with `cookie`), without the peer's own bookkeeping fields. */
+  /**
+   * The express-session session (JSON with `cookie`), without the peer's own bookkeeping fields;
+   * unset with no `problem` for one gone since it was listed, which counts as expired.
+   */
   session?: ExpressSessionData;
   /** When the peer would stop serving it, in ms since the epoch; unset when the peer keeps it forever. */
   expiresAt?: number;
