@@ -123,6 +123,8 @@ export function sessile<Data extends SessionData = SessionData>(
     if (ctx.headerSent) return;
     const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
     for (const header of headers) ctx.append('Set-Cookie', header);
+    // A middleware above this one may still fail; Koa's error response must carry them too.
+    sendWithKoaError(ctx, headers);
   }) as SessileKoaMiddleware<Data>;
 
   Object.defineProperties(middleware, {
@@ -159,8 +161,8 @@ function setSession(ctx: ParameterizedContext, session: Session<SessionData>): v
 }
 
 /**
- * Adds `cookies` to the response Koa's own error handling sends for this request, should the
- * error get there: `ctx.onerror` first removes every header, so they are set again as it ends
+ * Adds `cookies` to the response Koa's own error handling sends for this request, should an
+ * error (thrown below `sessile()`, or above it after the commit) get there: `ctx.onerror` first removes every header, so they are set again as it ends
  * the response. The thrown error itself is never changed: an app may throw one error object
  * from many requests, and cookies put on it would reach every later client.
  */

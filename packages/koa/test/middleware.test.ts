@@ -114,6 +114,34 @@ describe('@sessile/koa middleware', () => {
     }
   });
 
+  it('sends the cookie of a committed session when a middleware above it fails afterwards', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<Data>({ store, secret: SECRET, cleanup: manual() });
+    const app = new Koa();
+    app.silent = true;
+    // A middleware above sessile() that fails once the response is ready (an audit log, say).
+    app.use(async (ctx, next) => {
+      await next();
+      if (ctx.path === '/elevate') throw new Error('the audit log is down');
+    });
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const session = (ctx as SessileContext<Data>).session;
+      if (ctx.path === '/login') session.data.user = 'ada';
+      if (ctx.path === '/elevate') await session.regenerate();
+      ctx.body = session.data.user ?? 'nobody';
+    });
+    const url = await serve(app, sessions, store);
+    const jar = new CookieJar();
+    await jar.fetch(`${url}/login`);
+    const failed = await jar.fetch(`${url}/elevate`);
+    expect(failed.status).toBe(500);
+    expect(failed.headers.getSetCookie()).toHaveLength(1);
+    // The regenerated id reached the client: still signed in, and one session stored.
+    expect(await (await jar.fetch(url)).text()).toBe('ada');
+    expect(await store.count()).toBe(1);
+  });
+
   it('never puts a cookie on the thrown error, which an app may throw again for other clients', async () => {
     const forbidden = Object.assign(new Error('forbidden'), { status: 403, expose: true });
     const { url } = await startApp((ctx) => {
