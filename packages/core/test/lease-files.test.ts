@@ -134,6 +134,21 @@ describe('LeaseFiles', () => {
     expect(await waiter.release(next)).toBe(true);
   });
 
+  it('answers at once whether a lease is still held, reading the lease file near its end only', async () => {
+    const { directory, open } = leaseDirectory();
+    const files = open();
+    const lease = claim('k', 1500);
+    expect(await files.claim(lease)).toBe(true);
+    const path = join(directory, 'k');
+    expect(files.holdsAtSync(path, lease.token)).toBe(true);
+    expect(files.holdsAtSync(path, generateToken())).toBe(false);
+    // Inside the last half of a short lease, the holder must still be linked as the lease file.
+    await sleep(lease.expiresAt - Date.now() - 500);
+    expect(files.holdsAtSync(path, lease.token)).toBe(true);
+    rmSync(path);
+    expect(files.holdsAtSync(path, lease.token)).toBe(false);
+  });
+
   it('frees the key for another holder on a release well inside the lease', async () => {
     const { directory, open } = leaseDirectory();
     const first = open();

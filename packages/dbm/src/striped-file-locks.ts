@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   type ClaimedRecord,
   claimThenRead,
-  decodeHolder,
   type HostGuards,
   type LeaseBackend,
   type LeaseClaim,
@@ -50,12 +49,6 @@ function tagOf(id: string): string {
 }
 
 /**
- * A fenced write closer than this to its lease end reads the lease file to confirm the lease;
- * further from it, no other process may take the lease over, so this process's own record tells.
- */
-const SAFE_MARGIN_MS = 1000;
-
-/**
  * What the store lends its session locks so that a claim can read its record under the global
  * lock right after it (`acquireAndGet`), and a fenced write can free its stripe once it landed.
  */
@@ -64,20 +57,16 @@ export interface StripeRecords {
   read(id: string): Promise<SessionRecord | undefined>;
 }
 
-interface HeldStripe {
-  readonly token: string;
-  expiresAt: number;
-  readonly leaseMs: number;
-}
-
 /**
- * The stripes' lease files, with this process's leases remembered, so that a fenced write can
- * check its lease inside the write's own hold of the global lock instead of under a guard.
+ * The stripes' lease files, with the token of each lease this process holds, so that a fenced
+ * write can check its lease inside the write's own hold of the global lock instead of under a
+ * guard, and a lease being released fences no more writes from the moment its release begins.
  */
 class StripeLeases implements LeaseBackend {
   readonly #files: LeaseFiles;
   readonly #pathOf: (key: string) => string;
-  readonly #held = new Map<string, HeldStripe>();
+  /** Key to the token of this process's lease on it. */
+  readonly #held = new Map<string, string>();
   /** Set when the store lends its records: its fenced writes then free the stripe (`releaseHeld`). */
   readonly releasesWithWrite: boolean;
   readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
@@ -108,18 +97,14 @@ class StripeLeases implements LeaseBackend {
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {
-    const leaseMs = claim.expiresAt - Date.now();
     if (!(await this.#files.claim(claim))) return false;
-    this.#held.set(claim.key, { token: claim.token, expiresAt: claim.expiresAt, leaseMs });
+    this.#held.set(claim.key, claim.token);
     this.#onTaken();
     return true;
   }
 
-  async extend(claim: LeaseClaim): Promise<boolean> {
-    const extended = await this.#files.extend(claim);
-    const held = this.#held.get(claim.key);
-    if (extended && held?.token === claim.token) held.expiresAt = claim.expiresAt;
-    return extended;
+  extend(claim: LeaseClaim): Promise<boolean> {
+    return this.#files.extend(claim);
   }
 
   release(claim: LeaseClaim): Promise<boolean> {
@@ -147,19 +132,10 @@ class StripeLeases implements LeaseBackend {
    * or write any record, so the check and the write cannot interleave with it.
    */
   holds(lease: HeldLease): boolean {
-    const held = this.#held.get(lease.key);
-    const now = Date.now();
-    if (held?.token !== lease.token || held.expiresAt <= now) return false;
-    if (now < held.expiresAt - Math.min(SAFE_MARGIN_MS, held.leaseMs / 2)) return true;
-    // Near its end the lease file tells, in case it was removed or taken over from under us.
-    let text: string | undefined;
-    try {
-      text = readFileSync(this.#pathOf(lease.key), 'latin1');
-    } catch {
-      return false;
-    }
-    const record = decodeHolder(text);
-    return record?.token === lease.token && (record.expiresAt ?? 0) > now;
+    return (
+      this.#held.get(lease.key) === lease.token &&
+      this.#files.holdsAtSync(this.#pathOf(lease.key), lease.token)
+    );
   }
 
   /**
@@ -172,7 +148,7 @@ class StripeLeases implements LeaseBackend {
   }
 
   #forget(claim: { key: string; token: string }): void {
-    if (this.#held.get(claim.key)?.token === claim.token) this.#held.delete(claim.key);
+    if (this.#held.get(claim.key) === claim.token) this.#held.delete(claim.key);
   }
 }
 

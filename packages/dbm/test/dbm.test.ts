@@ -1011,6 +1011,38 @@ describe('DbmStore on a full disk', () => {
     }
   }, 60_000);
 
+  it('a bare lease fences writes to its very end, the last second included', async () => {
+    const dir = smallFilesystem('2m');
+    const path = join(dir, 'sessions.dbm');
+    const stripes = 64;
+    const filling = await DbmStore.open({ path, stripes });
+    const id = generateSessionId();
+    expect(await filling.set(id, { data: payload(1, 100), expiresAt: Date.now() + HOUR_MS })).toBe(
+      true,
+    );
+    await fill(filling, Date.now() + HOUR_MS);
+    await filling.close();
+    try {
+      writeFileSync(join(dir, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    // Opened on the full disk, its holder files have no block for a record: the lease is bare.
+    const store = await DbmStore.open({ path, stripes });
+    try {
+      const lock = await store.locks.acquire(id, { leaseMs: 4000 });
+      const stripe = join(`${path}.locks`, 'stripes', `${sessionStripe(id, stripes)}.lock`);
+      expect(statSync(stripe).size).toBe(0);
+      // Inside the last second, where the lease file is read back instead of trusted.
+      await new Promise((resolve) => setTimeout(resolve, lock.expiresAt - Date.now() - 700));
+      expect(await store.delete(id, { lock })).toBe(true);
+      expect(await store.get(id)).toBeUndefined();
+      await lock.release();
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
   it('a stripe count recorded already is read on a full disk, not written again', async () => {
     const path = join(smallFilesystem('1m'), 'sessions.dbm');
     const directory = `${path}.locks`;

@@ -1,4 +1,4 @@
-import { type FSWatcher, constants as fsConstants, watch } from 'node:fs';
+import { type FSWatcher, constants as fsConstants, fstatSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { HeldLease } from '../types.js';
 import type { HostGuards } from './host-guards.js';
@@ -320,6 +320,23 @@ export class LeaseFiles implements LeaseBackend {
       held.expiresAt = await this.#writeLease(held.holder, token, expiresAt, held.tag);
       return true;
     });
+  }
+
+  /**
+   * Whether `token` still holds the lease in `path`, answered at once, for a write fenced inside
+   * a critical section that cannot wait (`@sessile/dbm`'s global lock). Well inside the lease
+   * nobody may have taken it over; nearer its end, one `fstat` tells whether the holder file is
+   * still linked as the lease file, which answers for a bare lease too.
+   */
+  holdsAtSync(path: string, token: string): boolean {
+    const held = this.#held.get(path);
+    if (held?.token !== token || held.expiresAt <= Date.now()) return false;
+    if (this.#safe(held)) return true;
+    try {
+      return fstatSync(held.holder.fd).nlink >= 2;
+    } catch {
+      return false;
+    }
   }
 
   /** Frees `path` if `token` holds it; resolves whether its lease was still held until now. */
