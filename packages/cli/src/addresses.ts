@@ -74,12 +74,18 @@ function canonicalPath(path: string): string {
   }
 }
 
-/** A server URL with its password hidden, for output. */
+/** A `password` parameter, which PostgreSQL connection strings take as well as the user's. */
+const PASSWORD_PARAMETER = /([?&]password=)[^&#]*/gi;
+
+/** A server URL with its passwords hidden, for output: the user's, and a `password` parameter. */
 export function hidePassword(url: URL): string {
-  if (url.password === '') return url.href;
-  const copy = new URL(url.href);
-  copy.password = '***';
-  return copy.href;
+  let href = url.href;
+  if (url.password !== '') {
+    const copy = new URL(url.href);
+    copy.password = '***';
+    href = copy.href;
+  }
+  return href.replace(PASSWORD_PARAMETER, '$1***');
 }
 
 /** Text that may hold a server URL, for messages, with any password in it hidden. */
@@ -90,10 +96,14 @@ export function hidePasswordIn(text: string): string {
   const rest = text.slice(server.index);
   if (URL.canParse(rest)) {
     const url = new URL(rest);
-    return url.password === '' ? text : before + hidePassword(url);
+    const hidden = hidePassword(url);
+    return hidden === url.href ? text : before + hidden;
   }
   // It does not parse, so hide from the user name's `:` to the last `@`, to be sure.
-  return before + rest.replace(/^([^/]*\/\/[^:/?#@]*:).*@/s, '$1***@');
+  return (
+    before +
+    rest.replace(/^([^/]*\/\/[^:/?#@]*:).*@/s, '$1***@').replace(PASSWORD_PARAMETER, '$1***')
+  );
 }
 
 export function parseServerUrl(text: string, address = text): URL {

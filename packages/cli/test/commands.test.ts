@@ -111,6 +111,37 @@ describe('store addresses', () => {
     expect(`${result.stderr}${result.stdout}`).not.toContain('Secret-pw');
   });
 
+  it.each([
+    ['a store', ['stats', 'postgres://app@127.0.0.1:5432/db?password=Secret-pw']],
+    [
+      'a Redis peer',
+      ['import', '--from', 'connect-redis:redis://127.0.0.1:6379?password=Secret-pw'],
+    ],
+    ['an address that does not parse', ['stats', 'postgres://[app?sslmode=x&password=Secret-pw']],
+  ])('a password given as a parameter in %s is hidden too', async (_name, args) => {
+    const to = args.includes('import') ? ['--to', `sqlite:${nextDir()}.db`] : [];
+    const result = await runCli([...args, ...to, '--json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('password=***');
+    expect(`${result.stderr}${result.stdout}`).not.toContain('Secret-pw');
+  });
+
+  it('a PostgreSQL peer keeps its password parameter hidden in every message and report', async () => {
+    const result = await runCli([
+      'import',
+      '--from',
+      'connect-pg-simple:postgres://postgres@127.0.0.1:5432/test?password=Secret-pw',
+      '--table',
+      `no_such_table_${process.pid}`,
+      '--to',
+      `sqlite:${nextDir()}.db`,
+      '--json',
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('?password=***');
+    expect(`${result.stderr}${result.stdout}`).not.toContain('Secret-pw');
+  });
+
   it.each(['redis:/10.0.0.5:6379', 'redis:', 'redis://10.0.0.5:6379/x'])(
     '%s, which names no Redis server and database, exits 2 naming it',
     async (address) => {
