@@ -185,7 +185,8 @@ export function describeServer(pool: pg.Pool): string {
   }
   let target: pg.Client;
   try {
-    target = new pg.Client(pool.options as pg.ClientConfig);
+    // Without `stream`: a connection's socket is made with its client, and this one never connects.
+    target = new pg.Client({ ...(pool.options as pg.ClientConfig), stream: undefined });
   } catch {
     return 'an unreadable connection string';
   }

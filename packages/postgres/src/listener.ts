@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Socket } from 'node:net';
 import pg from 'pg';
+import { OwnSockets } from './sockets.js';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
@@ -31,8 +31,8 @@ export class LockListener {
   /** Wake-ups by the NOTIFY payload of their key. */
   readonly #watchers = new Map<string, Set<() => void>>();
   #client: pg.Client | undefined;
-  /** The socket under `#client`, when the store made it rather than the app's `stream` option. */
-  #socket: Socket | undefined;
+  /** The connection's socket, unless the app's config brings its own `stream`. */
+  readonly #sockets = new OwnSockets();
   #connecting = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelayMs = RECONNECT_MIN_MS;
@@ -69,30 +69,20 @@ export class LockListener {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     const client = this.#client;
-    const socket = this.#socket;
     this.#client = undefined;
-    this.#socket = undefined;
-    if (client === undefined) return;
-    // A server that stopped answering (a partition, a black-holed address) never acknowledges
-    // the goodbye, and `end()` would wait for it for good: past the timeout, drop the socket.
-    let timer: NodeJS.Timeout | undefined;
-    const ended = client.end().catch(() => {});
-    const gaveUp = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#closeTimeoutMs);
-    });
-    await Promise.race([ended, gaveUp]);
-    clearTimeout(timer);
-    socket?.destroy();
+    // `end()` waits for the server to close the connection, which a silent one never does.
+    client?.end().catch(() => {});
+    await this.#sockets.closeWithin(this.#closeTimeoutMs);
   }
 
   #connect(): void {
     if (this.#closed || this.#client !== undefined || this.#connecting) return;
     if (this.#retryTimer !== undefined) return;
     this.#connecting = true;
-    // A socket of our own, so that close() can drop it; an app's own `stream` is kept.
-    const socket = this.#config.stream === undefined ? new Socket() : undefined;
     const client = new pg.Client(
-      socket === undefined ? this.#config : { ...this.#config, stream: () => socket },
+      this.#config.stream === undefined
+        ? { ...this.#config, stream: this.#sockets.stream }
+        : this.#config,
     );
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
@@ -112,7 +102,6 @@ export class LockListener {
             return;
           }
           this.#client = client;
-          this.#socket = socket;
           this.#retryDelayMs = RECONNECT_MIN_MS;
           this.#wakeAll();
         },
@@ -127,8 +116,6 @@ export class LockListener {
   #lost(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = undefined;
-    this.#socket?.destroy();
-    this.#socket = undefined;
     client.end().catch(() => {});
     this.#wakeAll();
     this.#retryLater();

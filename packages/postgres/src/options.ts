@@ -9,6 +9,7 @@ import {
 import pg from 'pg';
 import { readsAsUrl } from './database.js';
 import { type SchemaNames, schemaNames } from './schema.js';
+import { OwnSockets } from './sockets.js';
 
 export interface PostgresStoreOptions extends BaseStoreOptions {
   /**
@@ -56,6 +57,8 @@ const KNOWN_OPTIONS = [
 export interface Settings {
   pool: pg.Pool;
   ownsPool: boolean;
+  /** The sockets of the store's own pool, which `close()` drops once their time is up. */
+  poolSockets: OwnSockets | undefined;
   /** How the LISTEN connection reaches the same server as the pool. */
   listenerConfig: pg.ClientConfig;
   names: SchemaNames;
@@ -106,6 +109,7 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
     pool === undefined ? { connectionString, ...timeouts } : listenerConfigOf(pool, timeouts);
   // `statement_timeout` makes the server cancel a statement the client gave up on: without it,
   // one stuck behind a lock keeps its backend and may still write once the lock goes.
+  const poolSockets = pool === undefined ? new OwnSockets() : undefined;
   const ownPool =
     pool ??
     new pg.Pool({
@@ -113,12 +117,14 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
       max: poolSize,
       query_timeout: queryTimeoutMs,
       statement_timeout: Math.ceil(queryTimeoutMs),
+      stream: poolSockets?.stream,
       ...timeouts,
     });
   const channel = `sessile_${createHash('sha256').update(`${names.schema}.${names.table}`).digest('hex').slice(0, 16)}`;
   return {
     pool: ownPool,
     ownsPool: pool === undefined,
+    poolSockets,
     listenerConfig,
     names,
     channel,

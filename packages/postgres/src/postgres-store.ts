@@ -15,6 +15,7 @@ import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
 import { recordOf, type StoredRow, toBuffer } from './records.js';
 import { prepareSchema } from './schema.js';
+import type { OwnSockets } from './sockets.js';
 import {
   buildStatements,
   type FencedStatements,
@@ -62,6 +63,8 @@ export class PostgresStore extends BaseStore {
   readonly locks: LockManager;
   readonly #db: Database;
   readonly #ownsPool: boolean;
+  readonly #poolSockets: OwnSockets | undefined;
+  readonly #queryTimeoutMs: number;
   readonly #sql: Statements;
   readonly #channel: string;
   readonly #batches: Batches;
@@ -95,7 +98,10 @@ export class PostgresStore extends BaseStore {
       });
       return new PostgresStore(db, settings, options, unlogged);
     } catch (error) {
-      if (settings.ownsPool) await settings.pool.end().catch(() => {});
+      if (settings.ownsPool) {
+        await settings.pool.end().catch(() => {});
+        await settings.poolSockets?.closeWithin(settings.queryTimeoutMs);
+      }
       throw error;
     }
   }
@@ -110,6 +116,8 @@ export class PostgresStore extends BaseStore {
     super(options);
     this.#db = db;
     this.#ownsPool = settings.ownsPool;
+    this.#poolSockets = settings.poolSockets;
+    this.#queryTimeoutMs = settings.queryTimeoutMs;
     this.#sql = buildStatements(settings.names, settings.channel);
     this.#channel = settings.channel;
     this.capabilities = {
@@ -339,7 +347,9 @@ export class PostgresStore extends BaseStore {
   }
 
   protected async _close(): Promise<void> {
-    if (this.#ownsPool) await this.#db.pool.end();
+    if (!this.#ownsPool) return;
+    await this.#db.pool.end();
+    await this.#poolSockets?.closeWithin(this.#queryTimeoutMs);
   }
 
   #run<R extends pg.QueryResultRow>(

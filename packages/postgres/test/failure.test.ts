@@ -1,4 +1,6 @@
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { isSessionError } from '@sessile/core';
 import { PostgresStore, type PostgresStoreOptions } from '@sessile/postgres';
 import pg from 'pg';
@@ -325,6 +327,34 @@ describe('failure', () => {
     await store.close();
     expect(await waiting).toBe('ERR_STORE_CLOSED');
     await held.release();
+  });
+
+  it('a process whose store closed while the server stopped answering exits: no pool socket holds it', async () => {
+    const relay = await silentRelay();
+    cleanups.push(() => relay.close());
+    const options = {
+      connectionString: relay.url().href,
+      schema,
+      table: newTable(),
+      queryTimeoutMs: 300,
+      poolSize: 3,
+    };
+    const child = fork(
+      fileURLToPath(new URL('./close-child.mjs', import.meta.url)),
+      [JSON.stringify(options)],
+      {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
+    cleanups.push(() => child.kill());
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await new Promise((resolve) => child.once('message', resolve));
+    relay.silence();
+    child.send('close');
+    await new Promise((resolve) => child.once('message', resolve));
+    // Its pool said goodbye to a server that never closes the connections; they used to keep
+    // the process alive until TCP gave up on them.
+    expect(await exited).toBe(0);
   });
 
   // Restarts the whole server, so it runs only where the machine allows it: give the command.
