@@ -1,4 +1,5 @@
 import { SessionError } from '@sessile/core';
+import { describeValue } from '@sessile/core/store';
 import type pg from 'pg';
 
 /**
@@ -30,7 +31,7 @@ export interface SchemaNames {
 export function schemaNames(schema: unknown, table: unknown): SchemaNames {
   if (typeof schema !== 'string' || !SCHEMA_PATTERN.test(schema)) {
     throw new TypeError(
-      `schema must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got ${String(schema)}`,
+      `schema must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got ${describeValue(schema)}`,
     );
   }
   if (schema.toLowerCase().startsWith('pg_')) {
@@ -38,7 +39,7 @@ export function schemaNames(schema: unknown, table: unknown): SchemaNames {
   }
   if (typeof table !== 'string' || !TABLE_PATTERN.test(table)) {
     throw new TypeError(
-      `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got ${String(table)}`,
+      `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got ${describeValue(table)}`,
     );
   }
   if (table === VERSIONS_TABLE) throw new TypeError(`table must not be ${VERSIONS_TABLE}`);

@@ -70,6 +70,14 @@ describe('options', () => {
     await expect(PostgresStore.open({ pool, schema: 'pg_catalog' })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, queryTimeoutMs: -1 })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, unlogged: 'yes' } as never)).rejects.toThrow(TypeError);
+    // Names the option whatever the value, even one with no string form.
+    for (const name of ['schema', 'table']) {
+      for (const value of [Object.create(null), { toString: () => 'sessions' }, 42]) {
+        await expect(PostgresStore.open({ pool, [name]: value } as never)).rejects.toThrow(
+          new RegExp(`^${name} must be`),
+        );
+      }
+    }
   });
 
   it('refuses a connection string node-postgres cannot read with a TypeError naming the option, not the password', async () => {
