@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import {
   assertDuration,
@@ -41,6 +42,12 @@ export interface PostgresStoreOptions extends BaseStoreOptions {
 }
 
 export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+/**
+ * The largest `data` a read can return: node-postgres reads a bytea as hex text (`\x`, then two
+ * characters a byte), and a string longer than V8 allows throws inside its socket reader, which
+ * ends the process. 268,435,443 bytes on 64-bit.
+ */
+export const MAX_DATA_BYTES = Math.floor((constants.MAX_STRING_LENGTH - 2) / 2);
 const DEFAULT_POOL_SIZE = 10;
 
 const KNOWN_OPTIONS = [
@@ -98,7 +105,14 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
   assertPositiveInteger(poolSize, 'poolSize');
   const { maxRecordBytes } = options;
-  if (maxRecordBytes !== undefined) assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+  if (maxRecordBytes !== undefined) {
+    assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');
+    if (maxRecordBytes > MAX_DATA_BYTES) {
+      throw new TypeError(
+        `maxRecordBytes must be at most ${MAX_DATA_BYTES} (the largest data node-postgres can read back), got ${maxRecordBytes}`,
+      );
+    }
+  }
   const unlogged = options.unlogged ?? false;
   if (typeof unlogged !== 'boolean') {
     throw new TypeError(`unlogged must be a boolean, got ${describeValue(unlogged)}`);

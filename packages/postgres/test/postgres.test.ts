@@ -70,6 +70,10 @@ describe('options', () => {
     await expect(PostgresStore.open({ pool, schema: 'pg_catalog' })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, queryTimeoutMs: -1 })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, unlogged: 'yes' } as never)).rejects.toThrow(TypeError);
+    // A larger record could be written but never read: the read would end the process.
+    await expect(PostgresStore.open({ pool, maxRecordBytes: 268_435_444 })).rejects.toThrow(
+      /^maxRecordBytes must be at most 268435443/,
+    );
     // Names the option whatever the value, even one with no string form.
     for (const name of ['schema', 'table']) {
       for (const value of [Object.create(null), { toString: () => 'sessions' }, 42]) {
