@@ -1,14 +1,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { STORE_SCHEMES } from './addresses.js';
 import { AES_KEYS_VARIABLE } from './codec.js';
-import { copy, parseConcurrency } from './commands/copy.js';
-import { importSessions, parseDefaultTtl } from './commands/import.js';
+import { copy } from './commands/copy.js';
+import { importSessions } from './commands/import.js';
 import { ls, show, stats } from './commands/inspect.js';
-import { parseLimit, parseMilliseconds, sweep } from './commands/sweep.js';
+import { sweep } from './commands/sweep.js';
 import { EXIT, type ExitCode, usageError } from './exit-codes.js';
+import { parseWholeNumber } from './numbers.js';
 import { type CommonOptions, printFailureJson, reportError } from './output.js';
 import { PEER_ADDRESSES } from './peers/index.js';
-import { parseMaxRecordBytes } from './store-session.js';
 
 const EXIT_CODES_HELP = `
 Store addresses:
@@ -30,6 +30,11 @@ Exit codes:
        skipped, or sweep's --budget ran out
   130  interrupted by SIGINT/SIGTERM; run the same command again to resume
 `;
+
+const parseMaxRecordBytes = (value: string) =>
+  parseWholeNumber(value, '--max-record-bytes', 'bytes', 1);
+const parseConcurrency = (value: string) =>
+  parseWholeNumber(value, '--concurrency', 'records', 1, 1024);
 
 /** The options every command takes. */
 const withCommonOptions = (command: Command) =>
@@ -114,8 +119,10 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         maxRecordBytes: options.maxRecordBytes,
         ...(options.budget === undefined
           ? {}
-          : { budget: parseMilliseconds(options.budget, '--budget') }),
-        ...(options.limit === undefined ? {} : { limit: parseLimit(options.limit) }),
+          : { budget: parseWholeNumber(options.budget, '--budget', 'milliseconds', 0) }),
+        ...(options.limit === undefined
+          ? {}
+          : { limit: parseWholeNumber(options.limit, '--limit', 'records', 1) }),
       }),
     ),
   );
@@ -173,12 +180,17 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       ),
   ).action(
     action((options: TransferArguments) => {
-      const ttlSeconds = options.ttl === undefined ? undefined : Number(options.ttl);
-      if (ttlSeconds !== undefined && (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0)) {
-        throw usageError(
-          `--ttl must be a positive number of seconds, got '${String(options.ttl)}'`,
-        );
-      }
+      // In ms, as the peer's expiry is computed, it stays a safe integer.
+      const ttlSeconds =
+        options.ttl === undefined
+          ? undefined
+          : parseWholeNumber(
+              String(options.ttl),
+              '--ttl',
+              'seconds',
+              1,
+              Math.floor(Number.MAX_SAFE_INTEGER / 1000),
+            );
       return importSessions({
         from: String(options.from),
         to: String(options.to),
@@ -191,7 +203,13 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         ...(options.schema === undefined ? {} : { schema: String(options.schema) }),
         ...(options.prefix === undefined ? {} : { prefix: String(options.prefix) }),
         ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
-        defaultTtlMs: parseDefaultTtl(String(options.defaultTtl)),
+        // The rule of toExpressStore's `defaultTtlMs`, which it stands in for.
+        defaultTtlMs: parseWholeNumber(
+          String(options.defaultTtl),
+          '--default-ttl',
+          'milliseconds',
+          1,
+        ),
         ...(options.ledger === undefined ? {} : { ledger: String(options.ledger) }),
       });
     }),

@@ -8,7 +8,6 @@ import {
   type SessionStore,
 } from '@sessile/core';
 import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
-import { usageError } from './exit-codes.js';
 import { requireDriver } from './resolve.js';
 import { quoteIdentifier } from './sql.js';
 import { storeExists } from './store-exists.js';
@@ -47,14 +46,6 @@ export async function withTarget<T>(
   } finally {
     await store.close();
   }
-}
-
-export function parseMaxRecordBytes(value: string): number {
-  const bytes = Number(value);
-  if (!Number.isSafeInteger(bytes) || bytes < 1 || !/^\d+$/.test(value.trim())) {
-    throw usageError(`--max-record-bytes must be a positive whole number of bytes, got '${value}'`);
-  }
-  return bytes;
 }
 
 /**

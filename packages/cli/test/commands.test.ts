@@ -453,6 +453,37 @@ describe('sweep', () => {
   });
 });
 
+describe('numbers in options', () => {
+  it.each([
+    ['--limit', '0x10'],
+    ['--limit', '1e3'],
+    ['--limit', '9007199254740993'],
+    ['--budget', '2.5'],
+    ['--budget', '99999999999999999999'],
+    ['--concurrency', '1e1'],
+    ['--ttl', '0x10'],
+    ['--ttl', '1.5'],
+    ['--ttl', '9007199254741'],
+  ])('%s %s, not the whole number typed, is refused with exit 2', async (option, value) => {
+    const { url } = await sqliteWith(1, 0);
+    const peer = nextDir();
+    mkdirSync(peer, { recursive: true });
+    const target = `${nextDir()}.db`;
+    const args =
+      option === '--ttl'
+        ? ['import', '--from', `session-file-store:${peer}`, '--to', `sqlite:${target}`]
+        : option === '--concurrency'
+          ? ['copy', '--from', url, '--to', `sqlite:${target}`]
+          : ['sweep', url];
+    const result = await runCli([...args, option, value, '--json']);
+    expect(result.code, result.stdout).toBe(2);
+    expect(jsonOf<{ error: { message: string } }>(result).error.message).toContain(
+      `${option} must be from`,
+    );
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
 describe('copy', () => {
   it('copies every live session with its bytes and expiry, and a rerun writes nothing', async () => {
     const { url, live, expired } = await sqliteWith(30, 5);

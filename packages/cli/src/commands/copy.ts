@@ -54,14 +54,6 @@ export function newCounts(): TransferCounts {
   return { read: 0, written: 0, present: 0, expired: 0, unreadable: 0 };
 }
 
-export function parseConcurrency(value: string): number {
-  const concurrency = Number(value);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
-    throw usageError(`--concurrency must be an integer from 1 to 1024, got '${value}'`);
-  }
-  return concurrency;
-}
-
 type TransferSummary = Record<string, unknown> & { counts: TransferCounts };
 
 /** The exit code and the closing lines a copy or an import reports. */

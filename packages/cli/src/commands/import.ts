@@ -1,7 +1,7 @@
 import { isSessionId } from '@sessile/core';
 import { encodeLibrarySession } from '@sessile/core/store';
 import { codecFromEnvironment } from '../codec.js';
-import { type ExitCode, usageError } from '../exit-codes.js';
+import type { ExitCode } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
 import { maskId } from '../output.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
@@ -15,7 +15,6 @@ import {
   transferStopped,
   writeRecord,
 } from './copy.js';
-import { parseMilliseconds } from './sweep.js';
 
 export interface ImportOptions extends TransferOptions, PeerOptions {
   from: string;
@@ -23,17 +22,6 @@ export interface ImportOptions extends TransferOptions, PeerOptions {
   defaultTtlMs: number;
   /** The file of ids earlier imports wrote, which this one skips and adds to. */
   ledger?: string;
-}
-
-/** `--default-ttl`, held to the rule of toExpressStore's `defaultTtlMs`, which it stands in for. */
-export function parseDefaultTtl(value: string): number {
-  const ms = parseMilliseconds(value, '--default-ttl');
-  if (ms === 0 || !Number.isSafeInteger(ms)) {
-    throw usageError(
-      `--default-ttl must be from 1 to ${Number.MAX_SAFE_INTEGER} milliseconds, got '${value}'`,
-    );
-  }
-  return ms;
 }
 
 /**

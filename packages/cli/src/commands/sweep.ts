@@ -1,4 +1,4 @@
-import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
+import { EXIT, type ExitCode } from '../exit-codes.js';
 import { type CommonOptions, printJson, printLines } from '../output.js';
 import { Progress } from '../progress.js';
 import { expiredNotSwept, interruptSignal, withStore } from '../store-session.js';
@@ -8,22 +8,6 @@ export interface SweepCommandOptions extends CommonOptions {
   budget?: number;
   /** Records one sweep call examines. */
   limit?: number;
-}
-
-export function parseMilliseconds(value: string, name: string): number {
-  const ms = Number(value);
-  if (!Number.isFinite(ms) || ms < 0 || !/^\d+$/.test(value.trim())) {
-    throw usageError(`${name} must be a whole number of milliseconds, got '${value}'`);
-  }
-  return ms;
-}
-
-export function parseLimit(value: string): number {
-  const limit = Number(value);
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw usageError(`--limit must be a positive integer, got '${value}'`);
-  }
-  return limit;
 }
 
 /** `sessile sweep URL`: the store's own bounded sweep, called until it is done or the budget is spent. */
