@@ -129,6 +129,26 @@ export function parseRedisUrl(text: string, address = text): URL {
   return url;
 }
 
+/**
+ * A server address's parameters, each one of `known` and given once: a second `?prefix=` would
+ * leave which one the store opens to the reader.
+ */
+function storeParameters(url: URL, known: readonly string[]): Record<string, string> {
+  const parameters: Record<string, string> = {};
+  for (const [key, value] of url.searchParams) {
+    if (!known.includes(key)) {
+      throw usageError(
+        `${hidePassword(url)}: unknown parameter '${key}' (known: ${known.join(', ')})`,
+      );
+    }
+    if (Object.hasOwn(parameters, key)) {
+      throw usageError(`${hidePassword(url)}: parameter '${key}' is given twice`);
+    }
+    parameters[key] = value;
+  }
+  return parameters;
+}
+
 /** Parses a store address such as `sqlite:./sessions.db` or `redis://127.0.0.1:6379?prefix=app:`. */
 export function parseStoreAddress(text: string): StoreAddress {
   const split = splitScheme(text);
@@ -150,14 +170,8 @@ export function parseStoreAddress(text: string): StoreAddress {
   }
   if (scheme === 'redis' || scheme === 'rediss') {
     const url = parseRedisUrl(text);
-    const options: Record<string, unknown> = {};
-    const prefix = url.searchParams.get('prefix');
-    if (prefix !== null) options.prefix = prefix;
-    for (const key of url.searchParams.keys()) {
-      if (key !== 'prefix') {
-        throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: prefix)`);
-      }
-    }
+    const options: Record<string, unknown> = storeParameters(url, ['prefix']);
+    const prefix = options.prefix as string | undefined;
     // Shown with its prefix: two prefixes on one server are two stores.
     const display = hidePassword(url);
     url.search = '';
@@ -176,13 +190,7 @@ export function parseStoreAddress(text: string): StoreAddress {
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
     const url = parseServerUrl(text);
-    const options: Record<string, unknown> = {};
-    for (const [key, value] of url.searchParams) {
-      if (key === 'schema' || key === 'table') options[key] = value;
-      else {
-        throw usageError(`${hidePassword(url)}: unknown parameter '${key}' (known: schema, table)`);
-      }
-    }
+    const options: Record<string, unknown> = storeParameters(url, ['schema', 'table']);
     // Shown with its schema and table: two tables in one database are two stores.
     const display = hidePassword(url);
     url.search = '';

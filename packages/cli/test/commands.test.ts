@@ -84,6 +84,16 @@ describe('store addresses', () => {
     ['no path', 'sqlite:', 'names no path'],
     ['a broken URL', 'redis://[nope', 'not a valid URL'],
     ['an unknown parameter', 'redis://127.0.0.1:6379?db=2', "unknown parameter 'db'"],
+    [
+      'a Redis parameter given twice',
+      'redis://127.0.0.1:6379/1?prefix=a:&prefix=b:',
+      "parameter 'prefix' is given twice",
+    ],
+    [
+      'a PostgreSQL parameter given twice',
+      'postgres://postgres@127.0.0.1:5432/test?table=a&table=b',
+      "parameter 'table' is given twice",
+    ],
   ])('%s exits 2 and says why', async (_name, address, message) => {
     const result = await runCli(['stats', address, '--json']);
     expect(result.code).toBe(2);
