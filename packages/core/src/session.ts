@@ -90,6 +90,7 @@ export class Session<Data extends SessionData = SessionData> {
   #savedAt = 0;
   /** The new id `setOwner()` stored in this request, which `discard()` then deletes. */
   #storedByLogin: string | undefined;
+  #regenerated = false;
 
   /** Use `SessionManager.open()`. */
   constructor(context: SessionContext, init: SessionInit<Data>) {
@@ -137,6 +138,14 @@ export class Session<Data extends SessionData = SessionData> {
    */
   get retired(): boolean {
     return this.#retiredUntil !== undefined;
+  }
+
+  /**
+   * True once this request's `regenerate()` removed (or retired) the id the session was stored
+   * under: the client's cookie for that id names nothing any more.
+   */
+  get regenerated(): boolean {
+    return this.#regenerated;
   }
 
   /** Who the session belongs to (a user id), set by `setOwner()`; `undefined` before login. */
@@ -227,6 +236,7 @@ export class Session<Data extends SessionData = SessionData> {
       stillStored = graced
         ? await this.#retire(Date.now() + regenerateGraceMs)
         : await store.delete(this.#id, await this.#fence(false, undefined));
+      this.#regenerated = true;
     }
     this.#id = generateSessionId();
     this.#isNew = true;

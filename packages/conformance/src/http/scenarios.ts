@@ -85,6 +85,26 @@ export function storeScenarios(harness: Harness, fixture: HttpStoreFixture): voi
       expect(await stale.json(`${url}/count`)).toMatchObject({ user: null, count: 0 });
     });
 
+    test("keeps a login's new cookie when requests that carried the old one finish after it", async () => {
+      const late = gate();
+      const store = await openStore();
+      const { url } = await start(store, { lock: false }, { late });
+      const jar = new CookieJar();
+      await jar.json(`${url}/increment`, { method: 'POST' });
+      // One browser: a request sent with the session's cookie before the login, which writes
+      // once the login has removed the session...
+      const inFlight = jar.clone().fetch(`${url}/late-write`, { method: 'POST' });
+      await late.reached;
+      const beforeLogin = jar.clone();
+      await jar.json(`${url}/login?user=alice`, { method: 'POST' });
+      // ...and one sent with the old cookie before the login's answer arrived.
+      jar.remember(await beforeLogin.fetch(`${url}/count`));
+      late.open();
+      jar.remember(await inFlight);
+      // Neither answer deletes the cookie the login set: the user stays signed in.
+      expect(await jar.json(`${url}/count`)).toMatchObject({ user: 'alice' });
+    });
+
     test('gives a fresh id to a client-chosen id, even a validly signed one, and on login', async () => {
       const store = await openStore();
       const { url, cookie } = await start(store);
