@@ -392,6 +392,42 @@ describe('what cannot be imported', () => {
     ]);
   });
 
+  it('a directory with no session-file-store files in it is refused before anything is written, an empty one imports nothing', async () => {
+    const dir = nextDir();
+    const other = join(dir, 'app');
+    mkdirSync(join(other, 'src'), { recursive: true });
+    writeFileSync(join(other, 'README.md'), '# app');
+    const target = join(dir, 'sessile.db');
+    const wrong = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${other}`,
+      '--to',
+      `sqlite:${target}`,
+      '--json',
+    ]);
+    expect(wrong.code).toBe(1);
+    expect(jsonOf(wrong)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
+    expect(wrong.stderr).toContain('not session-file-store data');
+    expect(existsSync(target)).toBe(false);
+
+    // No sessions left: hidden files and the peer's temp files are not another's data.
+    const empty = join(dir, 'sessions');
+    mkdirSync(empty);
+    writeFileSync(join(empty, '.DS_Store'), '');
+    writeFileSync(join(empty, `${generateSessionId()}.json.1234`), '{');
+    const none = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${empty}`,
+      '--to',
+      `sqlite:${target}`,
+      '--json',
+    ]);
+    expect(none.code, none.stderr).toBe(0);
+    expect(jsonOf(none)).toMatchObject({ counts: { read: 0, written: 0 } });
+  });
+
   it('a session-file-store file gone by the time it is read (a logout on the running app) counts as expired, exit 0', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

@@ -21,12 +21,24 @@ export async function openSessionFileStore(
   options: PeerOptions,
 ): Promise<PeerSource> {
   const ttlMs = (options.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000;
-  let names: string[];
+  let entries: string[];
   try {
-    names = (await readdir(path)).filter((name) => name.endsWith(EXTENSION));
+    entries = await readdir(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw notThePeer(display, `cannot list the session directory ${path} (${code})`, error);
+  }
+  const names = entries.filter((name) => name.endsWith(EXTENSION));
+  // Another directory (the app's own, one level up) would import nothing and exit 0. Hidden
+  // files and the peer's own temp files (`<sid>.json.<n>`) may sit in one with no sessions left.
+  const foreign = entries.filter(
+    (name) => !name.startsWith('.') && !name.includes(`${EXTENSION}.`),
+  );
+  if (names.length === 0 && foreign.length > 0) {
+    throw notThePeer(
+      display,
+      `${path} holds ${foreign.length} entries and no <sid>${EXTENSION} file, so it is not session-file-store data`,
+    );
   }
   async function read(name: string): Promise<PeerSession> {
     const id = name.slice(0, -EXTENSION.length);
