@@ -104,6 +104,8 @@ export interface SessionAdapter<Data extends SessionData> {
 /** The part of a Node `ServerResponse` that `track` listens to. */
 export interface ResponseEvents {
   once(event: 'close' | 'finish', listener: () => void): unknown;
+  /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
+  readonly closed?: boolean;
 }
 
 /** The part of a Node response (HTTP/1 or HTTP/2) whose first headers `cookieOnEarlyHeaders` adds to. */
@@ -229,10 +231,15 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
     },
     finish,
     track(session, response, status, onCommitError) {
-      response.once('close', () => {
+      const onClose = () => {
         if (session.committed) return;
         finish(session, status()).catch((error: unknown) => reportThrough(onCommitError, error));
-      });
+      };
+      // A client that hung up before the session was opened (while a middleware before this one
+      // worked) closed the response already: no 'close' comes, so the session is finished now,
+      // or its lease would be renewed for good and lock out the session's every other request.
+      if (response.closed === true) queueMicrotask(onClose);
+      else response.once('close', onClose);
       response.once('finish', () => manager.afterResponse());
     },
     openedFor: (request) => openedSessions.get(request) as Session<Data> | undefined,

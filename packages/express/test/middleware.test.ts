@@ -47,6 +47,69 @@ describe('sessile() middleware without express', () => {
   });
 });
 
+describe('sessile() and a client that hung up', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('finishes a session opened after the connection closed, so its lock is free for the next request', async () => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: 'a secret of 32 characters or more for these tests',
+      cleanup: manual(),
+      lock: { waitMs: 2000, leaseMs: 1000 },
+    });
+    let reached = () => {};
+    const slowReached = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let opened = () => {};
+    const openedLate = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const server: Server = createServer(async (req, res) => {
+      try {
+        if (req.url === '/slow') {
+          // A middleware before sessile() still working when the client hangs up.
+          reached();
+          await new Promise((resolve) => res.once('close', resolve));
+          await sessions.handle(req, res);
+          opened();
+          // The client is gone: the handler answers nothing.
+          return;
+        }
+        const session = await sessions.handle(req, res);
+        session.data.count = (session.data.count ?? 0) + 1;
+        res.end(String(session.data.count));
+      } catch {
+        res.statusCode = 500;
+        res.end();
+      }
+    });
+    const url = await listen(server);
+    cleanups.push(async () => {
+      await closeServer(server);
+      await sessions.close();
+    });
+    const jar = new CookieJar();
+    expect(await (await jar.fetch(url)).text()).toBe('1');
+    const hangUp = new AbortController();
+    const slow = jar.fetch(`${url}/slow`, { signal: hangUp.signal }).catch(() => undefined);
+    await slowReached;
+    hangUp.abort();
+    await slow;
+    await openedLate;
+    // Past several lease lengths: a session left open would have its lease renewed all along.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const next = await jar.fetch(url);
+    expect(next.status).toBe(200);
+    expect(await next.text()).toBe('2');
+  });
+});
+
 describe('sessile() onCommitError', () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {
