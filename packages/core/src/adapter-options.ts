@@ -129,7 +129,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   where: string,
   frameworkOptions: readonly string[] = [],
 ): SessionAdapter<Data> {
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`${where} needs options { store, secret }, got ${describeValue(options)}`);
   }
   const given = options as SessionAdapterOptions & {
@@ -152,6 +152,9 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
     }
   }
   assertKnownOptions(given, [...ADAPTER_OPTIONS, ...MANAGER_OPTIONS, ...frameworkOptions], where);
+  if (ownsManager && (given as { store?: unknown }).store === undefined) {
+    throw new TypeError(`${where} needs options { store, secret }: store is missing`);
+  }
   if (given.onCommitError !== undefined && typeof given.onCommitError !== 'function') {
     throw new TypeError(
       `${where}: onCommitError must be a function, got ${describeValue(given.onCommitError)}`,

@@ -87,7 +87,7 @@ const ATTRIBUTE_NAMES = [
 const COOKIE_PREFIX_PATTERN = /^__(secure|host)-/i;
 const SAME_SITE_VALUES = ['strict', 'lax', 'none', false] as const;
 
-const COOKIE_ATTRIBUTE_PATTERN = /^[\u0021-\u003A\u003C-\u007E]*$/;
+const COOKIE_ATTRIBUTE_PATTERN = /^[\u0021-\u003A\u003C-\u007E]+$/;
 
 /**
  * The session id in a cookie, signed with HMAC-SHA256 (`<id>.<base64url mac>`) so a client can
@@ -171,7 +171,12 @@ export class SessionCookie {
     }
     this.#maxAgeMs = maxAgeMs;
 
-    const parts = [`Path=${checkAttribute(attributes.path ?? '/', option('path'), fail)}`];
+    const path = checkAttribute(attributes.path ?? '/', option('path'), fail);
+    // A browser takes any other path (an empty one too) for the request's directory instead.
+    if (!path.startsWith('/')) {
+      throw fail(`${option('path')} must start with /, got ${describeValue(path)}`);
+    }
+    const parts = [`Path=${path}`];
     if (attributes.domain !== undefined) {
       parts.push(`Domain=${checkAttribute(attributes.domain, option('domain'), fail)}`);
     }
@@ -383,7 +388,7 @@ function checkBoolean(value: unknown, name: string, fail: Fail): boolean {
 function checkAttribute(value: unknown, name: string, fail: Fail): string {
   if (typeof value !== 'string' || !COOKIE_ATTRIBUTE_PATTERN.test(value)) {
     throw fail(
-      `${name} must be cookie attribute text (no ';', spaces or control characters), got ${describeValue(value)}`,
+      `${name} must be cookie attribute text (not empty; no ';', spaces or control characters), got ${describeValue(value)}`,
     );
   }
   return value;

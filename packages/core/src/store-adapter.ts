@@ -49,7 +49,7 @@ export function openStoreAdapter(
       `${where} needs a sessile SessionStore, got ${describeValue(store)}${hint}`,
     );
   }
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`${where}: options must be an object, got ${describeValue(options)}`);
   }
   for (const [name, instead] of PEER_OPTIONS) {

@@ -126,7 +126,11 @@ export interface SessionLock extends AsyncDisposable {
   readonly expiresAt: number;
   /** Pushes the lease end to `now + ms` (default: the acquire's `leaseMs`). Rejects with `ERR_LOCK_LOST` once lost. */
   extend(ms?: number): Promise<void>;
-  /** Frees the lock. Idempotent. Rejects with `ERR_LOCK_LOST` if the lease was lost before the release. */
+  /**
+   * Frees the lock. Idempotent. Rejects with `ERR_LOCK_LOST` if the lease was lost before the
+   * release, and with `ERR_STORE_IO` when the backend failed to free it; calling it again then
+   * tries again, until the lease runs out.
+   */
   release(): Promise<void>;
 }
 

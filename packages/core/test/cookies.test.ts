@@ -84,6 +84,18 @@ describe('SessionCookie attributes', () => {
     );
   });
 
+  it('refuses an empty domain, and a path that is empty or does not start with /', () => {
+    expect(refusal({ secrets: NEW, domain: '' })).toMatch(/^SessionCookie: domain must be/);
+    expect(refusal({ secrets: NEW, path: '' })).toMatch(/^SessionCookie: path must be/);
+    for (const path of ['app', 'app/']) {
+      expect(refusal({ secrets: NEW, path })).toMatch(/^SessionCookie: path must start with \//);
+    }
+    const cookie = new SessionCookie({ secrets: NEW, path: '/app', domain: 'example.com' });
+    expect(cookie.serialize('value').split('; ')).toEqual(
+      expect.arrayContaining(['Path=/app', 'Domain=example.com']),
+    );
+  });
+
   it('refuses __Secure- and __Host- names whose attributes browsers would reject, in any case', () => {
     for (const name of ['__Secure-sid', '__Host-sid', '__host-sid']) {
       expect(refusal({ secrets: NEW, name })).toMatch(/needs secure: true; browsers reject/);

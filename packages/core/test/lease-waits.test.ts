@@ -46,6 +46,17 @@ class LostReplyLeases extends AsyncMemoryLeases {
   }
 }
 
+/** Leases whose releases fail while `failing` is set, as over a connection that was lost. */
+class FailingReleaseLeases extends AsyncMemoryLeases {
+  failing = false;
+  override releasesOnClose = true;
+
+  override release(claim: LeaseClaim): Promise<boolean> {
+    if (this.failing) return Promise.reject(new Error('the connection was lost'));
+    return Promise.resolve(super.release(claim));
+  }
+}
+
 function aborted(signal: AbortSignal): Promise<unknown> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason)));
 }
@@ -180,6 +191,34 @@ describe('an acquire whose claim fails though the backend took it', () => {
     await sleep(10);
     const lock = await new LeaseLocks(backend).acquire(idA, { waitMs: 0 });
     await lock.release();
+  });
+});
+
+describe('a release the backend fails', () => {
+  it('is tried again by the next release(), which frees the key for other holders', async () => {
+    const backend = new FailingReleaseLeases();
+    const lock = await new LeaseLocks(backend).acquire(idA, { leaseMs: 60_000 });
+    backend.failing = true;
+    expect(await codeOf(lock.release())).toBe('ERR_STORE_IO');
+    const other = new LeaseLocks(backend);
+    // The backend still holds the lease.
+    expect(await codeOf(other.acquire(idA, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    backend.failing = false;
+    await lock.release();
+    const next = await other.acquire(idA, { waitMs: 0 });
+    await next.release();
+  });
+
+  it('is tried again by close() over a backend that frees its locks on close', async () => {
+    const backend = new FailingReleaseLeases();
+    const locks = new LeaseLocks(backend);
+    const lock = await locks.acquire(idA, { leaseMs: 60_000 });
+    backend.failing = true;
+    expect(await codeOf(lock.release())).toBe('ERR_STORE_IO');
+    backend.failing = false;
+    await locks.close();
+    const next = await new LeaseLocks(backend).acquire(idA, { waitMs: 0 });
+    await next.release();
   });
 });
 

@@ -161,4 +161,14 @@ describe('sessile() commitOnError default (true)', () => {
       }),
     ).toThrow("sessile(): commitOnError must be a boolean, got 'false' (a string)");
   });
+
+  it('names itself when the store is missing, and refuses an array of options', () => {
+    const secret = 'a secret of 32 characters or more for these tests';
+    expect(() => sessile({ secret } as never)).toThrow(
+      'sessile() needs options { store, secret }: store is missing',
+    );
+    expect(() => sessile([] as never)).toThrow(
+      'sessile() needs options { store, secret }, got an array',
+    );
+  });
 });

@@ -387,6 +387,9 @@ describe('toExpressStore callbacks', () => {
     }
     // It arms no timer, so it may outlast Node's timer limit: a year is fine.
     expect(() => toExpressStore(store, { defaultTtlMs: 365 * 24 * 60 * 60_000 })).not.toThrow();
+    expect(() => toExpressStore(store, [] as never)).toThrow(
+      'toExpressStore(): options must be an object, got an array',
+    );
   });
 
   it.each([

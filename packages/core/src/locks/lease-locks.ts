@@ -80,6 +80,8 @@ export class LeaseLocks implements LockManager {
    * backend still open instead of staying held for its whole lease.
    */
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Locks whose release the backend failed: close() tries them again with the held ones. */
+  readonly #unreleased = new Set<LeaseLock>();
   /** Present when the backend can claim and read in one round trip (`claimAndGet`). */
   readonly acquireAndGet:
     | ((id: string, options?: AcquireOptions) => Promise<LockedRecord>)
@@ -301,7 +303,8 @@ export class LeaseLocks implements LockManager {
     this.stopAcquiring();
     // A claim the backend grants from here on is handed back, and no waiter is left to take it.
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
-    const held: LeaseLock[] = [];
+    const held: LeaseLock[] = [...this.#unreleased];
+    this.#unreleased.clear();
     for (const slot of this.#slots.values()) {
       if (slot.holder !== undefined) held.push(slot.holder);
       this.#dropIfIdle(slot);
@@ -444,7 +447,7 @@ export class LeaseLocks implements LockManager {
         this.#dropIfIdle(slot);
       });
     };
-    return new LeaseLock({
+    const lock: LeaseLock = new LeaseLock({
       id: claim.id,
       token: claim.token,
       leaseMs,
@@ -462,8 +465,19 @@ export class LeaseLocks implements LockManager {
           try {
             // A write started before the release lands first, under the lease it was given.
             if (slot.fences > 0) await new Promise<void>((ended) => slot.fencesEnded.push(ended));
-            return await backend.release(token === claim.token ? claim : { ...claim, token });
+            const released = await backend.release(
+              token === claim.token ? claim : { ...claim, token },
+            );
+            this.#unreleased.delete(lock);
+            return released;
           } catch (error) {
+            // Kept for close() to try again, as the app's own next release() does, until its
+            // lease runs out.
+            this.#unreleased.add(lock);
+            const now = Date.now();
+            for (const other of this.#unreleased) {
+              if (other.expiresAt <= now) this.#unreleased.delete(other);
+            }
             throw this.#ioError(error, 'lock release');
           } finally {
             free();
@@ -476,6 +490,7 @@ export class LeaseLocks implements LockManager {
         released: free,
       },
     });
+    return lock;
   }
 
   #dropIfIdle(slot: Slot): void {

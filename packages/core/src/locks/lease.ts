@@ -100,7 +100,8 @@ export class LeaseLock implements SessionLock {
   /** What the granting lock manager keeps with the lock (`LeaseLockInit.grant`). */
   readonly grant: object | undefined;
   #controller: AbortController | undefined;
-  #state: 'held' | 'released' | 'lost' = 'held';
+  /** `'unreleased'`: a release the backend failed, which another `release()` tries again. */
+  #state: 'held' | 'released' | 'unreleased' | 'lost' = 'held';
   /** Why the lock was lost, once it was. */
   #lostReason: SessionError | undefined;
   readonly #leaseEnded = new Deadline(() => this.#expire());
@@ -155,9 +156,20 @@ export class LeaseLock implements SessionLock {
   async release(): Promise<void> {
     if (this.#state === 'released') return;
     if (this.#state === 'lost') throw this.#lostError();
+    const retry = this.#state === 'unreleased';
     this.#state = 'released';
     leaseEnds.delete(this.#leaseEnded);
-    const stillHeld = await this.#hooks.release(this.token);
+    // A lease that ran out since a failed release holds nothing left to free.
+    if (retry && this.#expiresAt <= Date.now()) return;
+    let stillHeld: boolean;
+    try {
+      stillHeld = await this.#hooks.release(this.token);
+    } catch (error) {
+      // The backend may still hold the lease (a lost connection, a timeout): the lock stays out
+      // of use, and the next release() tries again until the lease runs out by itself.
+      this.#state = 'unreleased';
+      throw error;
+    }
     if (!stillHeld) {
       this.#lose(new SessionError('ERR_LOCK_LOST', 'Lock on session is not held'));
       throw this.#lostError();
