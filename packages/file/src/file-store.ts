@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type HeldLease,
@@ -67,20 +67,22 @@ export class FileStore extends BaseStore {
       );
     }
     try {
-      await mkdir(options.path, { recursive: true, mode: settings.directoryMode }).catch(
-        (error: unknown) => {
-          // A file in the way: mkdir says only EEXIST.
-          if (errorCode(error) !== 'EEXIST') throw error;
-          throw new SessionError(
-            'ERR_STORE_IO',
-            `Cannot open the file store: ${options.path} is not a directory`,
-            { cause: error },
-          );
-        },
-      );
+      const made = await mkdir(options.path, {
+        recursive: true,
+        mode: settings.directoryMode,
+      }).catch((error: unknown) => {
+        // A file in the way: mkdir says only EEXIST.
+        if (errorCode(error) !== 'EEXIST') throw error;
+        throw new SessionError(
+          'ERR_STORE_IO',
+          `Cannot open the file store: ${options.path} is not a directory`,
+          { cause: error },
+        );
+      });
       const root = await realpath(options.path);
       const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
+      if (made === undefined) await assertStoreDirectory(root);
       const traits = await probeFilesystem(root, settings.fileMode);
       // Made now, while there is room: a delete takes a guard there, and on a full disk a
       // directory cannot be made, so a store that had only created records could delete none.
@@ -254,4 +256,18 @@ export class FileStore extends BaseStore {
     await this.#spares?.close();
     await this.#guards.close();
   }
+}
+
+/**
+ * Refuses a directory that holds files and is not a file store: every open makes the store's
+ * `.guards` directory, so one without it is someone else's, whose files in one-letter
+ * subdirectories the sweep would take for leftovers and unlink.
+ */
+async function assertStoreDirectory(root: string): Promise<void> {
+  const names = await readdir(root);
+  if (names.length === 0 || names.includes(GUARDS_DIRECTORY)) return;
+  throw new SessionError(
+    'ERR_STORE_IO',
+    `Cannot open the file store: ${root} holds other files and is not a file store (no ${GUARDS_DIRECTORY} directory); pass a new or empty directory`,
+  );
 }

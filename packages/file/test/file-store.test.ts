@@ -213,6 +213,28 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('refuses a directory holding files that is not a file store, and leaves them alone', async () => {
+    const path = freshPath();
+    mkdirSync(join(path, 'a'), { recursive: true });
+    writeFileSync(join(path, 'a', 'notes.txt'), 'mine');
+    utimesSync(join(path, 'a', 'notes.txt'), 0, 0);
+    const error = await FileStore.open({ path }).catch((failure: unknown) => failure);
+    expect(error).toMatchObject({ code: 'ERR_STORE_IO' });
+    expect((error as Error).message).toContain(path);
+    expect(readdirSync(path).sort()).toEqual(['a']);
+    expect(readFileSync(join(path, 'a', 'notes.txt'), 'utf8')).toBe('mine');
+
+    // An empty directory becomes a store, and a store's directory opens again.
+    const empty = freshPath();
+    mkdirSync(empty);
+    const store = await FileStore.open({ path: empty });
+    await store.set(generateSessionId(), recordOf('kept'));
+    await store.close();
+    const again = await FileStore.open({ path: empty });
+    expect(await again.count()).toBe(1);
+    await again.close();
+  });
+
   it("refuses a bad duration with core's message for durations, whichever bound it misses", async () => {
     const path = freshPath();
     const durations: Array<[keyof FileStoreOptions, unknown, { zero?: boolean }]> = [
