@@ -113,6 +113,7 @@ export interface EarlyHeaders {
   readonly headersSent: boolean;
   readonly statusCode: number;
   writeHead(...args: never[]): unknown;
+  getHeader(name: string): unknown;
   setHeader(name: string, value: string | number | readonly string[]): unknown;
   appendHeader(name: string, value: string | readonly string[]): unknown;
   removeHeader(name: string): unknown;
@@ -250,23 +251,34 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       openedSessions.set(request, session as Session<SessionData>);
     },
     cookieOnEarlyHeaders(session, response, requestCookie) {
+      // Whether the adapter's own commit already set this cookie on the response.
+      const hasCookie = (target: EarlyHeaders) => {
+        const set = target.getHeader('set-cookie');
+        const lines = Array.isArray(set) ? set : typeof set === 'string' ? [set] : [];
+        return lines.some((line) => String(line).startsWith(`${cookie.name}=`));
+      };
       const writeHead = response.writeHead as (...args: unknown[]) => unknown;
       response.writeHead = function writeHeadWithCookie(this: EarlyHeaders, ...args: unknown[]) {
         response.writeHead = writeHead;
         // A status Node refuses: let it throw before anything here changes the response.
         const code = Number(args[0]) | 0;
         if (code < 100 || code > 999) return writeHead.apply(this, args);
-        if (!response.headersSent && !session.committed) {
+        // A handler that committed before writing (to free the lock for a long stream) gets
+        // the cookie its commit needs; one whose commit is still in flight, none.
+        const outcome = session.outcome;
+        if (!response.headersSent && (!session.committed || outcome !== undefined)) {
           // The status being written, not yet the response's own.
           const status = typeof args[0] === 'number' ? args[0] : response.statusCode;
           // Headers given here would replace the cookie appended below; set first, it joins them.
           args = setGivenHeaders(response, args);
+          // The adapter's own commit sets the cookie itself, on the response or in these headers.
+          if (session.committed && hasCookie(response)) return writeHead.apply(this, args);
           let headers: string[] = [];
           try {
             headers = cookie.responseHeaders(
               session,
               requestCookie,
-              !commitOnError && status >= 500 ? 'unchanged' : undefined,
+              outcome ?? (!commitOnError && status >= 500 ? 'unchanged' : undefined),
               manager.touchAfterMs,
             );
           } catch {

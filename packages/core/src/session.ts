@@ -86,6 +86,7 @@ export class Session<Data extends SessionData = SessionData> {
   /** Extends the lock's lease, then books the next extension; booked while the session is open. */
   #extendLock: Deadline | undefined;
   #commit: Promise<CommitOutcome> | undefined;
+  #outcome: CommitOutcome | undefined;
   /** When the latest save happened. */
   #savedAt = 0;
   /** The new id `setOwner()` stored in this request, which `discard()` then deletes. */
@@ -344,7 +345,7 @@ export class Session<Data extends SessionData = SessionData> {
    * when the lock was lost while the request ran.
    */
   commit(): Promise<CommitOutcome> {
-    this.#commit ??= this.#commitOnce();
+    this.#commit ??= this.#settled(this.#commitOnce());
     return this.#commit;
   }
 
@@ -358,8 +359,18 @@ export class Session<Data extends SessionData = SessionData> {
    * calls of either return its result.
    */
   discard(): Promise<CommitOutcome> {
-    this.#commit ??= this.#discardOnce();
+    this.#commit ??= this.#settled(this.#discardOnce());
     return this.#commit;
+  }
+
+  /** What `commit()` or `discard()` did, once it resolved; `undefined` before. */
+  get outcome(): CommitOutcome | undefined {
+    return this.#outcome;
+  }
+
+  async #settled(finishing: Promise<CommitOutcome>): Promise<CommitOutcome> {
+    this.#outcome = await finishing;
+    return this.#outcome;
   }
 
   /** The `expiresAt` a save or touch at `now` writes: the earlier of the idle and absolute limits. */
