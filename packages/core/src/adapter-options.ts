@@ -310,6 +310,8 @@ export function setGivenHeaders(res: EarlyHeaders, args: unknown[]): unknown[] {
   const given = hasMessage ? args[2] : (args[2] ?? args[1]);
   if (typeof given !== 'object' || given === null) return args;
   if (Array.isArray(given)) {
+    // Node refuses a flat list of odd length: leave it to Node, which throws.
+    if (!Array.isArray(given[0]) && given.length % 2 !== 0) return args;
     const pairs: Array<[string, unknown]> = Array.isArray(given[0])
       ? (given as unknown[][]).map(([name, value]) => [String(name), value])
       : Array.from({ length: Math.floor(given.length / 2) }, (_, i) => [

@@ -1,7 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
-import express from 'express';
+import express, { type Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type SessileMiddleware,
@@ -159,7 +159,12 @@ describe('sessile() options', () => {
     const store = new MemoryStore();
     stores.push(store);
     try {
-      const sessions = sessile({ store, cleanup: manual(), ...options } as SessileOptions);
+      // Deliberately unchecked: these tests pass options sessile() must refuse.
+      const sessions = sessile({
+        store,
+        cleanup: manual(),
+        ...options,
+      } as unknown as SessileOptions);
       void sessions.close();
     } catch (error) {
       expect(error).toBeInstanceOf(TypeError);
@@ -239,7 +244,7 @@ describe('sessile() and the response as Node and Express use it', () => {
   });
 
   async function serve(
-    handler: (req: SessileRequest, res: ServerResponse, next: () => void) => void,
+    handler: (req: SessileRequest, res: Response, next: () => void) => void,
     options: Partial<SessileOptions> = {},
     store = new MemoryStore(),
   ): Promise<{ url: string; store: MemoryStore; sessions: SessileMiddleware }> {
@@ -337,6 +342,22 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(await response.text()).toBe('hello world');
     expect(response.headers.get('x-stale')).toBeNull();
     expect(response.headers.getSetCookie()).toHaveLength(1);
+
+    // A flat header list of odd length: Node refuses it, and nothing of it is set.
+    const odd: unknown[] = [];
+    const { url: oddUrl } = await serve((req, res) => {
+      req.session.data.user = 'ada';
+      try {
+        res.writeHead(200, ['X-Half', 'set', 'X-Dropped'] as never);
+      } catch (error) {
+        odd.push((error as { code?: string }).code);
+      }
+      res.end('odd');
+    });
+    const oddResponse = await fetch(oddUrl);
+    expect(odd).toEqual(['ERR_INVALID_ARG_VALUE']);
+    expect(await oddResponse.text()).toBe('odd');
+    expect(oddResponse.headers.get('x-half')).toBeNull();
   });
 
   it('delivers the answer of a handler that fails after it, while the commit still runs', async () => {
