@@ -907,6 +907,15 @@ describe('DbmStore on a full disk', () => {
     return dir;
   }
 
+  /** Takes the last free blocks of the disk at `dir` with one file, so nothing more fits. */
+  function takeTheRest(dir: string): void {
+    try {
+      writeFileSync(join(dir, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+  }
+
   /** Fills the disk under `store` with records expiring at `expiresAt`; returns how many went in. */
   async function fill(store: DbmStore, expiresAt: number): Promise<number> {
     for (let stored = 0; ; stored++) {
@@ -966,11 +975,7 @@ describe('DbmStore on a full disk', () => {
     await signup.close();
     await fill(filling, Date.now() + HOUR_MS);
     await filling.close();
-    try {
-      writeFileSync(join(dir, 'filler'), Buffer.alloc(2 * 1024 * 1024));
-    } catch (error) {
-      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    }
+    takeTheRest(dir);
     const [readOnly, loggedOut, contended] = [...byStripe.values()] as [string, string, string];
 
     // Another process, started on the full disk, holds one session's stripe.
@@ -1022,11 +1027,7 @@ describe('DbmStore on a full disk', () => {
     );
     await fill(filling, Date.now() + HOUR_MS);
     await filling.close();
-    try {
-      writeFileSync(join(dir, 'filler'), Buffer.alloc(2 * 1024 * 1024));
-    } catch (error) {
-      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    }
+    takeTheRest(dir);
     // Opened on the full disk, its holder files have no block for a record: the lease is bare.
     const store = await DbmStore.open({ path, stripes });
     try {
@@ -1048,11 +1049,7 @@ describe('DbmStore on a full disk', () => {
     const directory = `${path}.locks`;
     mkdirSync(directory);
     expect(agreeOnStripes(path, directory, 64, true)).toBe(64);
-    try {
-      writeFileSync(join(dirname(path), 'filler'), Buffer.alloc(2 * 1024 * 1024));
-    } catch (error) {
-      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    }
+    takeTheRest(dirname(path));
     expect(agreeOnStripes(path, directory, 4096, false)).toBe(64);
     expect(agreeOnStripes(path, directory, 64, true)).toBe(64);
   });
