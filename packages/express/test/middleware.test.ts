@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import express, { type Response } from 'express';
@@ -10,6 +10,35 @@ import {
   sessile,
 } from '../src/index.js';
 import { closeServer, listen, serveApp } from './helpers.js';
+
+/**
+ * Serves `sessions` on a plain node:http server (no express) where each request counts its
+ * session's visits and answers the count, unless `route` answered it first (resolving true);
+ * closed, with `sessions`, after the test.
+ */
+async function serveCounter(
+  sessions: SessileMiddleware<{ count?: number }>,
+  cleanups: Array<() => Promise<void>>,
+  route: (req: IncomingMessage, res: ServerResponse) => Promise<boolean> = async () => false,
+): Promise<string> {
+  const server: Server = createServer(async (req, res) => {
+    try {
+      if (await route(req, res)) return;
+      const session = await sessions.handle(req, res);
+      session.data.count = (session.data.count ?? 0) + 1;
+      res.end(String(session.data.count));
+    } catch {
+      res.statusCode = 500;
+      res.end();
+    }
+  });
+  const url = await listen(server);
+  cleanups.push(async () => {
+    await closeServer(server);
+    await sessions.close();
+  });
+  return url;
+}
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are sessile()'s own.
 describe('sessile() middleware without express', () => {
@@ -26,21 +55,7 @@ describe('sessile() middleware without express', () => {
       secret: 'a node:http server signs with this secret',
       cleanup: manual(),
     });
-    const server: Server = createServer(async (req, res) => {
-      try {
-        const session = await sessions.handle(req, res);
-        session.data.count = (session.data.count ?? 0) + 1;
-        res.end(String(session.data.count));
-      } catch {
-        res.statusCode = 500;
-        res.end();
-      }
-    });
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-    });
+    const url = await serveCounter(sessions, cleanups);
     const jar = new CookieJar();
     expect(await (await jar.fetch(url)).text()).toBe('1');
     expect(await (await jar.fetch(url)).text()).toBe('2');
@@ -70,29 +85,15 @@ describe('sessile() and a client that hung up', () => {
     const openedLate = new Promise<void>((resolve) => {
       opened = resolve;
     });
-    const server: Server = createServer(async (req, res) => {
-      try {
-        if (req.url === '/slow') {
-          // A middleware before sessile() still working when the client hangs up.
-          reached();
-          await new Promise((resolve) => res.once('close', resolve));
-          await sessions.handle(req, res);
-          opened();
-          // The client is gone: the handler answers nothing.
-          return;
-        }
-        const session = await sessions.handle(req, res);
-        session.data.count = (session.data.count ?? 0) + 1;
-        res.end(String(session.data.count));
-      } catch {
-        res.statusCode = 500;
-        res.end();
-      }
-    });
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
+    const url = await serveCounter(sessions, cleanups, async (req, res) => {
+      if (req.url !== '/slow') return false;
+      // A middleware before sessile() still working when the client hangs up.
+      reached();
+      await new Promise((resolve) => res.once('close', resolve));
+      await sessions.handle(req, res);
+      opened();
+      // The client is gone: the handler answers nothing.
+      return true;
     });
     const jar = new CookieJar();
     expect(await (await jar.fetch(url)).text()).toBe('1');
