@@ -16,9 +16,15 @@ describe('@sessile/hono middleware', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  function open() {
+  /** An app over a fresh MemoryStore, with `options` for sessile(); closed after the test. */
+  function open(options: Partial<SessileHonoOptions<{ count?: number }>> = {}) {
     const store = new MemoryStore();
-    const sessions = sessile<{ count?: number }>({ store, secret: SECRET, cleanup: manual() });
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      ...options,
+    });
     cleanups.push(async () => {
       await sessions.close();
       await store.close();
@@ -29,19 +35,7 @@ describe('@sessile/hono middleware', () => {
   }
 
   it('with commitOnError: false, a handler that throws leaves the stored session as it was', async () => {
-    const store = new MemoryStore();
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      commitOnError: false,
-    });
-    cleanups.push(async () => {
-      await sessions.close();
-      await store.close();
-    });
-    const app = new Hono<SessileEnv<{ count?: number }>>();
-    app.use(sessions);
+    const { app } = open({ commitOnError: false });
     app.get('/:what?', (c) => {
       const session = c.get('session');
       session.data.count = (session.data.count ?? 0) + 1;
@@ -247,19 +241,7 @@ describe('@sessile/hono middleware', () => {
   });
 
   it('with commitOnError: false, judges a response the handler writes itself by the status it wrote', async () => {
-    const store = new MemoryStore();
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      commitOnError: false,
-    });
-    cleanups.push(async () => {
-      await sessions.close();
-      await store.close();
-    });
-    const app = new Hono<SessileEnv<{ count?: number }>>();
-    app.use(sessions);
+    const { app } = open({ commitOnError: false });
     app.get('/', (c) => {
       const session = c.get('session');
       session.data.count = (session.data.count ?? 0) + 1;
