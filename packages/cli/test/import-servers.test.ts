@@ -16,6 +16,8 @@ const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const run = randomBytes(4).toString('hex');
 
 type StoreClass = new (options: object) => session.Store;
+// express-session's Cookie takes its options (maxAge sets expires), which its types leave out.
+const Cookie = session.Cookie as unknown as new (options: session.CookieOptions) => session.Cookie;
 
 /** Signs three users in on the peer, imports, and serves them again over the sessile store. */
 async function moveAndServe(
@@ -223,7 +225,7 @@ describe('import from connect-pg-simple', () => {
         pruneSessionInterval: false,
       });
       const id = `zone${randomBytes(12).toString('hex')}`;
-      const cookie = new session.Cookie({ maxAge: 2 * 3_600_000 });
+      const cookie = new Cookie({ maxAge: 2 * 3_600_000 });
       await call((done) => peer.set(id, { cookie } as session.SessionData, done));
       const table = zone.replace('/', '_').toLowerCase();
       const to = `${PG_URL}?schema=${zoneTargetSchema}&table=${table}`;

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import { CookieJar } from '@sessile/conformance/http';
 import {
   aesGcmCodec,
@@ -16,6 +15,7 @@ import {
 import { RedisStore } from '@sessile/redis';
 import express from 'express';
 import session from 'express-session';
+import { createClient } from 'redis';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type ExpressSessionData,
@@ -148,10 +148,7 @@ const REDIS_URL = 'redis://127.0.0.1:6379';
 
 describe('toExpressStore over Redis (needs Redis at 127.0.0.1:6379)', () => {
   it('all() leaves out a record a newer version wrote, as it leaves out a damaged one', async () => {
-    // node-redis, from the Redis store's own dependencies, writes what this version cannot.
-    const { createClient } = createRequire(new URL('../../redis/package.json', import.meta.url))(
-      'redis',
-    ) as typeof import('redis');
+    // node-redis, the Redis store's own client, writes what this version cannot.
     const raw = createClient({ url: REDIS_URL });
     await raw.connect();
     const prefix = `sessile-express-test-${randomBytes(6).toString('hex')}:`;
