@@ -54,7 +54,8 @@ export async function openConnectRedis(
     } catch (error) {
       return { id, problem: `unreadable (${(error as Error).message.split('\n')[0]})` };
     }
-    if (text === null) return { id, expiresAt: 0 };
+    // -2: the key expired between the GET and the PTTL; read as gone, never kept for good.
+    if (text === null || ttlMs === -2) return { id, expiresAt: 0 };
     const { session, problem } = parseSession(text);
     if (session === undefined) return { id, problem: problem as string };
     // -1: no TTL, kept until deleted.
