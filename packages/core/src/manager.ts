@@ -219,7 +219,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
     let onClose: (() => void) | undefined;
     const hangUpSignal = () => {
       const hangUp = new AbortController();
-      onClose = () => hangUp.abort(new Error('The client closed the connection'));
+      // Node's convention for an operation given up on: an `AbortError`, which an app can tell
+      // from a failure (the client is gone; there is nobody to answer).
+      onClose = () =>
+        hangUp.abort(new DOMException('The client closed the connection', 'AbortError'));
       if (connection.closed === true) onClose();
       else connection.once('close', onClose);
       return hangUp.signal;

@@ -324,7 +324,10 @@ describe('SessionManager.openForConnection', () => {
     const waiting = manager.openForConnection(id, connection);
     await sleep(5);
     connection.emit('close');
-    await expect(waiting).rejects.toThrow('The client closed the connection');
+    await expect(waiting).rejects.toMatchObject({
+      name: 'AbortError',
+      message: 'The client closed the connection',
+    });
     expect(connection.listenerCount('close')).toBe(0);
     await holder.commit();
   });
@@ -334,9 +337,10 @@ describe('SessionManager.openForConnection', () => {
     const id = await stored(manager);
     const holder = await manager.open(id);
     const connection = Object.assign(new EventEmitter(), { closed: true });
-    await expect(manager.openForConnection(id, connection)).rejects.toThrow(
-      'The client closed the connection',
-    );
+    await expect(manager.openForConnection(id, connection)).rejects.toMatchObject({
+      name: 'AbortError',
+      message: 'The client closed the connection',
+    });
     await holder.commit();
   });
 });
