@@ -124,14 +124,7 @@ async function move(name: string) {
   await peer.close();
 
   const targetPath = join(dir, 'sessile.db');
-  const result = await runCli([
-    'import',
-    '--from',
-    peer.address,
-    '--to',
-    `sqlite:${targetPath}`,
-    '--json',
-  ]);
+  const result = await importJson(peer.address, `sqlite:${targetPath}`);
   const target = await SqliteStore.open({ path: targetPath });
   // Read before the app below serves anyone: each request moves the expiry on.
   const imported = new Map<string, number | undefined>();
@@ -350,14 +343,7 @@ describe('what cannot be imported', () => {
     );
     await peer.close();
     const targetPath = join(dir, 'sessile.db');
-    const result = await runCli([
-      'import',
-      '--from',
-      peer.address,
-      '--to',
-      `sqlite:${targetPath}`,
-      '--json',
-    ]);
+    const result = await importJson(peer.address, `sqlite:${targetPath}`);
     expect(result.code, result.stderr).toBe(0);
     const report = jsonOf<{ counts: object; invalidIds: string[] }>(result);
     expect(report.counts).toMatchObject({ written: 1, expired: 1, invalidId: 1 });
@@ -404,14 +390,7 @@ describe('what cannot be imported', () => {
     mkdirSync(join(other, 'src'), { recursive: true });
     writeFileSync(join(other, 'README.md'), '# app');
     const target = join(dir, 'sessile.db');
-    const wrong = await runCli([
-      'import',
-      '--from',
-      `session-file-store:${other}`,
-      '--to',
-      `sqlite:${target}`,
-      '--json',
-    ]);
+    const wrong = await importJson(`session-file-store:${other}`, `sqlite:${target}`);
     expect(wrong.code).toBe(1);
     expect(jsonOf(wrong)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
     expect(wrong.stderr).toContain('not session-file-store data');
@@ -422,14 +401,7 @@ describe('what cannot be imported', () => {
     mkdirSync(empty);
     writeFileSync(join(empty, '.DS_Store'), '');
     writeFileSync(join(empty, `${generateSessionId()}.json.1234`), '{');
-    const none = await runCli([
-      'import',
-      '--from',
-      `session-file-store:${empty}`,
-      '--to',
-      `sqlite:${target}`,
-      '--json',
-    ]);
+    const none = await importJson(`session-file-store:${empty}`, `sqlite:${target}`);
     expect(none.code, none.stderr).toBe(0);
     expect(jsonOf(none)).toMatchObject({ counts: { read: 0, written: 0 } });
   });
@@ -477,14 +449,7 @@ describe('what cannot be imported', () => {
       `{"cookie":{"originalMaxAge":${HOUR_MS}},"__lastAccess":${now},"x":${'['.repeat(depth)}${']'.repeat(depth)}}`,
     );
     const target = join(dir, 'to');
-    const result = await runCli([
-      'import',
-      '--from',
-      `session-file-store:${path}`,
-      '--to',
-      `file:${target}`,
-      '--json',
-    ]);
+    const result = await importJson(`session-file-store:${path}`, `file:${target}`);
     expect(result.code, result.stdout).toBe(5);
     const report = jsonOf<{ counts: object; unreadable: { id: string; problem: string }[] }>(
       result,
@@ -735,3 +700,8 @@ describe('importing again after the new app took over', () => {
     }
   });
 });
+
+/** `sessile import --from <from> --to <to> --json`. */
+function importJson(from: string, to: string) {
+  return runCli(['import', '--from', from, '--to', to, '--json']);
+}

@@ -46,6 +46,16 @@ export function notThePeer(display: string, reason: string, cause?: unknown): Cl
   return new CliError(`${display}: ${reason}`, EXIT.failure, 'ERR_NOT_PEER_DATA', { cause });
 }
 
+/** A peer's server or file that failed to answer (`action`: 'connect', 'query'), naming the peer. */
+export function peerIoError(display: string, action: string, cause: unknown): CliError {
+  return new CliError(
+    `${display}: cannot ${action} (${(cause as Error).message})`,
+    EXIT.failure,
+    'ERR_STORE_IO',
+    { cause },
+  );
+}
+
 /** Parses the JSON a peer stored for one session; anything but a JSON object is a problem. */
 export function parseSession(text: unknown): { session?: ExpressSessionData; problem?: string } {
   let value: unknown = text;

@@ -1,4 +1,3 @@
-import { CliError, EXIT } from '../exit-codes.js';
 import { requireDriver } from '../resolve.js';
 import { quoteIdentifier } from '../sql.js';
 import {
@@ -7,6 +6,7 @@ import {
   type PeerSession,
   type PeerSource,
   parseSession,
+  peerIoError,
 } from './peer.js';
 
 interface Pool {
@@ -43,12 +43,7 @@ export async function openConnectPgSimple(
     try {
       return await pool.query(sql, params);
     } catch (error) {
-      throw new CliError(
-        `${display}: cannot query (${(error as Error).message})`,
-        EXIT.failure,
-        'ERR_STORE_IO',
-        { cause: error },
-      );
+      throw peerIoError(display, 'query', error);
     }
   }
   let columns: string[];

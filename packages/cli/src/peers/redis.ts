@@ -1,5 +1,4 @@
 import { escapeGlob } from '@sessile/core/store';
-import { CliError, EXIT } from '../exit-codes.js';
 import { requireDriver } from '../resolve.js';
 import {
   notThePeer,
@@ -7,6 +6,7 @@ import {
   type PeerSession,
   type PeerSource,
   parseSession,
+  peerIoError,
 } from './peer.js';
 
 interface RedisClient {
@@ -38,12 +38,7 @@ export async function openConnectRedis(
   try {
     await client.connect();
   } catch (error) {
-    throw new CliError(
-      `${display}: cannot connect (${(error as Error).message})`,
-      EXIT.failure,
-      'ERR_STORE_IO',
-      { cause: error },
-    );
+    throw peerIoError(display, 'connect', error);
   }
   async function read(key: string): Promise<PeerSession> {
     const id = key.slice(prefix.length);
