@@ -167,7 +167,10 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       )
       // Without defaults here: an option given for a peer that does not read it is refused.
       .option('--schema <name>', 'connect-pg-simple schema (default: "public")')
-      .option('--prefix <prefix>', 'connect-redis key prefix (default: "sess:")')
+      .option(
+        '--prefix <prefix>',
+        'key prefix (connect-redis, default "sess:"; level-session-store, default none)',
+      )
       .option('--ttl <seconds>', "session-file-store's ttl option (default: 3600)")
       .option(
         '--default-ttl <ms>',

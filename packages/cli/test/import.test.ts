@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { generateSessionId, jsonCodec } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
 import { FileStore } from '@sessile/file';
+import { LevelStore } from '@sessile/level';
 import { SqliteStore } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import session from 'express-session';
@@ -68,6 +69,9 @@ const peers: Record<string, (dir: string) => Promise<Peer>> = {
     const store = new FileStore({ path, reapInterval: -1, logFn: () => {} });
     return { store, address: `session-file-store:${path}`, close: async () => {} };
   },
+  async 'level-session-store'(dir) {
+    return openLevelPeer(join(dir, 'peer-level'));
+  },
   async 'connect-sqlite3'(dir) {
     const SQLiteStore = (require('connect-sqlite3') as (s: unknown) => StoreClass)(session);
     const store = new SQLiteStore({ dir, db: 'peer.db' }) as session.Store & {
@@ -98,6 +102,31 @@ const peers: Record<string, (dir: string) => Promise<Peer>> = {
     };
   },
 };
+
+type LevelSessionStore = session.Store & { db: { close(): Promise<void> } };
+
+/**
+ * level-session-store over the LevelDB directory `path` it opens itself (keys `<sid>`), or over
+ * a database the app opened and passed in (`shared`, keys `_session/<sid>`).
+ */
+async function openLevelPeer(path: string, shared = false): Promise<Peer> {
+  const LevelStore = (
+    require('level-session-store') as (s: unknown) => new (db: unknown) => LevelSessionStore
+  )(session);
+  if (!shared) {
+    const store = new LevelStore(path);
+    await new Promise((resolve) => store.once('connect', resolve));
+    return { store, address: `level-session-store:${path}`, close: () => store.db.close() };
+  }
+  const level = require('level') as (path: string) => {
+    put(key: string, value: string): Promise<void>;
+  };
+  const db = level(path);
+  // Its set fails in a database without its counter, which it creates only in one it opened.
+  await db.put('_session/__length__', '0');
+  const store = new LevelStore(db);
+  return { store, address: `level-session-store:${path}`, close: () => store.db.close() };
+}
 
 /**
  * The whole move for one peer: users sign in on an express-session app over the peer store,
@@ -259,6 +288,99 @@ describe('expiry', () => {
     } finally {
       await target.close();
     }
+  });
+});
+
+describe('level-session-store', () => {
+  it('a session lives until its cookie expires; one with a browser-session cookie lives --default-ttl', async () => {
+    const { target, cookies, peerSessions, imported } = await move('level-session-store');
+    try {
+      for (const cookie of cookies) {
+        const id = idOf(cookie);
+        const stored = peerSessions.get(id) as session.SessionData;
+        expect(imported.get(id)).toBe(new Date(stored.cookie.expires as Date).getTime());
+      }
+    } finally {
+      await target.close();
+    }
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await openLevelPeer(join(dir, 'peer-level'));
+    const [browser, lapsed] = [generateSessionId(), generateSessionId()];
+    const cookie = (expires: Date | null) => ({ originalMaxAge: null, expires });
+    await call((done) => peer.store.set(browser, { cookie: cookie(null) } as never, done));
+    await call((done) =>
+      peer.store.set(lapsed, { cookie: cookie(new Date(Date.now() - 1000)) } as never, done),
+    );
+    await peer.close();
+    const { result, expectLivesDefaultTtl } = await importIntoFileStore(
+      peer.address,
+      join(dir, 'to'),
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 2, written: 1, expired: 1 } });
+    await expectLivesDefaultTtl(browser);
+  });
+
+  it("a database the app passed in keeps its sessions under '_session/': --prefix reads them, without it the import is refused with that hint", async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await openLevelPeer(join(dir, 'peer-level'), true);
+    const app = await startApp(peer.store);
+    const cookie = await login(app, 'ada');
+    await app.close();
+    await peer.close();
+    const target = join(dir, 'sessile.db');
+    const refused = await importJson(peer.address, `sqlite:${target}`);
+    expect(refused.code).toBe(1);
+    expect(jsonOf(refused)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
+    expect(refused.stderr).toContain('give --prefix _session/');
+    expect(existsSync(target)).toBe(false);
+    const result = await runCli([
+      'import',
+      '--from',
+      peer.address,
+      '--to',
+      `sqlite:${target}`,
+      '--prefix',
+      '_session/',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1, invalidId: 0 } });
+    const store = await SqliteStore.open({ path: target });
+    try {
+      expect(await store.get(idOf(cookie))).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a database the running app holds is refused with ERR_STORE_BUSY, and a directory that is not LevelDB as not the peer', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await openLevelPeer(join(dir, 'peer-level'));
+    const target = join(dir, 'sessile.db');
+    try {
+      const busy = await importJson(peer.address, `sqlite:${target}`);
+      expect(busy.code).toBe(1);
+      expect(jsonOf(busy)).toMatchObject({ error: { code: 'ERR_STORE_BUSY' } });
+      expect(busy.stderr).toContain('stop the app that uses it');
+    } finally {
+      await peer.close();
+    }
+    mkdirSync(join(dir, 'app'));
+    const foreign = await importJson(`level-session-store:${join(dir, 'app')}`, `sqlite:${target}`);
+    expect(foreign.code).toBe(1);
+    expect(jsonOf(foreign)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
+    expect(foreign.stderr).toContain('not a LevelDB directory');
+    // sessile's own LevelStore directory is LevelDB, but not the peer's data.
+    const ours = join(dir, 'sessile-level');
+    await (await LevelStore.open({ path: ours })).close();
+    const notPeer = await importJson(`level-session-store:${ours}`, `sqlite:${target}`);
+    expect(notPeer.code).toBe(1);
+    expect(notPeer.stderr).toContain('not level-session-store data');
+    expect(existsSync(target)).toBe(false);
   });
 });
 

@@ -8,6 +8,7 @@ import {
 } from '../addresses.js';
 import { usageError } from '../exit-codes.js';
 import { openSessionFileStore } from './file-store.js';
+import { openLevelSessionStore } from './level.js';
 import type { PeerOptions, PeerSource } from './peer.js';
 import { openConnectPgSimple } from './postgres.js';
 import { openConnectRedis } from './redis.js';
@@ -16,7 +17,7 @@ import { openSqlitePeer, SQLITE_PEERS } from './sqlite.js';
 export type { PeerOptions, PeerSession, PeerSource } from './peer.js';
 
 export const PEER_ADDRESSES =
-  'session-file-store:DIR, connect-sqlite3:FILE, better-sqlite3-session-store:FILE, connect-redis:redis://HOST[:PORT][/DB], connect-pg-simple:postgres://USER@HOST[:PORT]/DB';
+  'session-file-store:DIR, level-session-store:DIR, connect-sqlite3:FILE, better-sqlite3-session-store:FILE, connect-redis:redis://HOST[:PORT][/DB], connect-pg-simple:postgres://USER@HOST[:PORT]/DB';
 
 function serverUrl(text: string, address: string, schemes: readonly string[]): URL {
   const url = parseServerUrl(text, address);
@@ -45,7 +46,7 @@ function refuseStoreParameters(url: URL, address: string, names: readonly string
 const PEER_OPTION_READERS: Record<keyof PeerOptions, { flag: string; peers: readonly string[] }> = {
   table: { flag: '--table', peers: [...SQLITE_PEERS, 'connect-pg-simple'] },
   schema: { flag: '--schema', peers: ['connect-pg-simple'] },
-  prefix: { flag: '--prefix', peers: ['connect-redis'] },
+  prefix: { flag: '--prefix', peers: ['connect-redis', 'level-session-store'] },
   ttlSeconds: { flag: '--ttl', peers: ['session-file-store'] },
 };
 
@@ -73,6 +74,9 @@ export async function openPeer(text: string, options: PeerOptions): Promise<Peer
   if (PEERS.has(scheme)) refuseOptionsNotFor(scheme, options);
   if (scheme === 'session-file-store') {
     return openSessionFileStore(pathOf(rest, text), text, options);
+  }
+  if (scheme === 'level-session-store') {
+    return openLevelSessionStore(pathOf(rest, text), text, options);
   }
   if (SQLITE_PEERS.includes(scheme))
     return openSqlitePeer(scheme, pathOf(rest, text), text, options);
