@@ -173,6 +173,10 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       )
       .option('--ttl <seconds>', "session-file-store's ttl option (default: 3600)")
       .option(
+        '--file-extension <ext>',
+        "session-file-store's fileExtension option (default: \".json\")",
+      )
+      .option(
         '--default-ttl <ms>',
         'lifetime of a session the peer keeps with no expiry',
         '86400000',
@@ -206,6 +210,9 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         ...(options.schema === undefined ? {} : { schema: String(options.schema) }),
         ...(options.prefix === undefined ? {} : { prefix: String(options.prefix) }),
         ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+        ...(options.fileExtension === undefined
+          ? {}
+          : { fileExtension: parseFileExtension(String(options.fileExtension)) }),
         // The rule of toExpressStore's `defaultTtlMs`, which it stands in for.
         defaultTtlMs: parseWholeNumber(
           String(options.defaultTtl),
@@ -219,6 +226,16 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
   );
 
   return program;
+}
+
+/** A file name ending: not empty (session-file-store reads '' as its default) and no path. */
+function parseFileExtension(text: string): string {
+  if (text === '' || text.includes('/') || text.includes('\\') || text.includes('\0')) {
+    throw usageError(
+      `--file-extension must be the end of a file name, such as .json (got ${JSON.stringify(text)})`,
+    );
+  }
+  return text;
 }
 
 const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);

@@ -191,6 +191,13 @@ describe('store addresses', () => {
     ['connect-redis:redis://127.0.0.1:6379', ['--table', 'sessions'], '--table is read by'],
     ['connect-sqlite3:./sessions.db', ['--ttl', '86400'], '--ttl is read by session-file-store'],
     ['better-sqlite3-session-store:./s.db', ['--schema', 'app'], '--schema is read by'],
+    [
+      'level-session-store:./sessions',
+      ['--file-extension', '.sess'],
+      '--file-extension is read by session-file-store',
+    ],
+    ['session-file-store:./sessions', ['--file-extension', ''], '--file-extension must be'],
+    ['session-file-store:./sessions', ['--file-extension', '/x.json'], '--file-extension must be'],
   ])(
     'an option %s does not read (%j) is refused, not passed over',
     async (from, option, message) => {

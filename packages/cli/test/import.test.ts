@@ -528,6 +528,44 @@ describe('what cannot be imported', () => {
     expect(jsonOf(none)).toMatchObject({ counts: { read: 0, written: 0 } });
   });
 
+  it("session-file-store's fileExtension: --file-extension reads its files, without it the directory is refused", async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const PeerFileStore = (require('session-file-store') as (s: unknown) => StoreClass)(session);
+    const path = join(dir, 'sessions');
+    const peer = new PeerFileStore({
+      path,
+      fileExtension: '.sess',
+      reapInterval: -1,
+      logFn: () => {},
+    });
+    const app = await startApp(peer);
+    const cookie = await login(app, 'ada');
+    await app.close();
+    const target = join(dir, 'sessile.db');
+    const refused = await importJson(`session-file-store:${path}`, `sqlite:${target}`);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('not session-file-store data');
+    const result = await runCli([
+      'import',
+      '--from',
+      `session-file-store:${path}`,
+      '--to',
+      `sqlite:${target}`,
+      '--file-extension',
+      '.sess',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1 } });
+    const store = await SqliteStore.open({ path: target });
+    try {
+      expect(await store.get(idOf(cookie))).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a session-file-store file gone by the time it is read (a logout on the running app) counts as expired, exit 0', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

@@ -8,11 +8,11 @@ import {
   parseSession,
 } from './peer.js';
 
-const EXTENSION = '.json';
+const DEFAULT_EXTENSION = '.json';
 const DEFAULT_TTL_SECONDS = 3600;
 
 /**
- * session-file-store: one `<sid>.json` per session. It expires a session at `__lastAccess`
+ * session-file-store: one `<sid>.json` per session (`fileExtension` in place of `.json`). It expires a session at `__lastAccess`
  * plus the cookie's `originalMaxAge`, or plus its `ttl` option when the cookie has none.
  */
 export async function openSessionFileStore(
@@ -21,6 +21,7 @@ export async function openSessionFileStore(
   options: PeerOptions,
 ): Promise<PeerSource> {
   const ttlMs = (options.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000;
+  const extension = options.fileExtension ?? DEFAULT_EXTENSION;
   let entries: string[];
   try {
     entries = await readdir(path);
@@ -28,20 +29,20 @@ export async function openSessionFileStore(
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw notThePeer(display, `cannot list the session directory ${path} (${code})`, error);
   }
-  const names = entries.filter((name) => name.endsWith(EXTENSION));
+  const names = entries.filter((name) => name.endsWith(extension));
   // Another directory (the app's own, one level up) would import nothing and exit 0. Hidden
   // files and the peer's own temp files (`<sid>.json.<n>`) may sit in one with no sessions left.
   const foreign = entries.filter(
-    (name) => !name.startsWith('.') && !name.includes(`${EXTENSION}.`),
+    (name) => !name.startsWith('.') && !name.includes(`${extension}.`),
   );
   if (names.length === 0 && foreign.length > 0) {
     throw notThePeer(
       display,
-      `${path} holds ${foreign.length} entries and no <sid>${EXTENSION} file, so it is not session-file-store data`,
+      `${path} holds ${foreign.length} entries and no <sid>${extension} file, so it is not session-file-store data`,
     );
   }
   async function read(name: string): Promise<PeerSession> {
-    const id = name.slice(0, -EXTENSION.length);
+    const id = name.slice(0, -extension.length);
     let text: string;
     try {
       text = await readFile(join(path, name), 'utf8');

@@ -48,6 +48,7 @@ const PEER_OPTION_READERS: Record<keyof PeerOptions, { flag: string; peers: read
   schema: { flag: '--schema', peers: ['connect-pg-simple'] },
   prefix: { flag: '--prefix', peers: ['connect-redis', 'level-session-store'] },
   ttlSeconds: { flag: '--ttl', peers: ['session-file-store'] },
+  fileExtension: { flag: '--file-extension', peers: ['session-file-store'] },
 };
 
 const PEERS = new Set(Object.values(PEER_OPTION_READERS).flatMap(({ peers }) => peers));

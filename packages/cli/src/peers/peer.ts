@@ -39,6 +39,8 @@ export interface PeerOptions {
   prefix?: string;
   /** session-file-store's `ttl` in seconds, for sessions whose cookie has no `originalMaxAge`. */
   ttlSeconds?: number;
+  /** session-file-store's `fileExtension`: its files are `<sid><fileExtension>`. */
+  fileExtension?: string;
 }
 
 /** A peer's data that is not what the peer writes: a wrong table, missing columns, a foreign file. */
