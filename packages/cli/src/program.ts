@@ -174,7 +174,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       .option('--ttl <seconds>', "session-file-store's ttl option (default: 3600)")
       .option(
         '--file-extension <ext>',
-        "session-file-store's fileExtension option (default: \".json\")",
+        'session-file-store\'s fileExtension option (default: ".json")',
       )
       .option(
         '--default-ttl <ms>',
