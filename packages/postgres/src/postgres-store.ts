@@ -25,6 +25,8 @@ import {
 
 /** Rows one sweep statement deletes; PostgreSQL does the work, so the event loop only sees a count. */
 const SWEEP_BATCH = 500;
+/** Rows one statement of `clear` deletes. */
+const CLEAR_PAGE = 10_000;
 const LEASE_SWEEP_BATCH = 500;
 const IDS_PAGE_SIZE = 500;
 
@@ -204,10 +206,20 @@ export class PostgresStore extends BaseStore {
     this.#fencedWrites = {
       one: ({ statement, values, lease }) => this.#fenced(statement, values, lease),
     };
+    // Page by page, so no statement outlives `queryTimeoutMs` however many rows there are (one
+    // DELETE of every row took about 3 s a million); later calls still wait for the whole clear.
     this.#clears = {
       everyId: true,
       one: async () => {
-        await this.#run(this.#sql.clear, []);
+        for (let after = ''; ; ) {
+          const { rows } = await this.#run<{ n: number; last: string | null }>(
+            this.#sql.clearPage,
+            [after, CLEAR_PAGE],
+          );
+          const page = rows[0];
+          if (page === undefined || page.n < CLEAR_PAGE || page.last === null) return;
+          after = page.last;
+        }
       },
     };
     const listener = new LockListener(

@@ -40,7 +40,7 @@ export interface Statements {
   dropExpiredLeases: Statement;
   count: Statement;
   idsPage: Statement;
-  clear: Statement;
+  clearPage: Statement;
 }
 
 export interface FencedStatements {
@@ -246,11 +246,14 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       'ids_page',
       `SELECT id FROM ${table} WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3`,
     ),
-    // Rows are locked in id order, as every batch locks them, so a clear on one host and a batch
-    // on another cannot deadlock; a plain DELETE takes them in the order they lie on disk.
-    clear: statement(
-      'clear',
-      `DELETE FROM ${table} WHERE id = ANY (ARRAY(SELECT id FROM ${table} ORDER BY id FOR UPDATE))`,
+    // One page of a clear: the first $2 ids after $1. Rows are locked in id order, as every
+    // batch locks them, so a clear on one host and a batch on another cannot deadlock; a plain
+    // DELETE takes them in the order they lie on disk. `last` is where the next page starts.
+    clearPage: statement(
+      'clear_page',
+      `WITH page AS (SELECT id FROM ${table} WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE),
+       gone AS (DELETE FROM ${table} WHERE id IN (SELECT id FROM page))
+       SELECT count(*)::int AS n, max(id) AS last FROM page`,
     ),
   };
 }

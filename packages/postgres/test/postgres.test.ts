@@ -544,6 +544,21 @@ describe('batching', () => {
     expect(await (stores[0] as PostgresStore).count()).toBe(200);
   }, 60_000);
 
+  it('clear() empties a table bigger than one statement could delete within queryTimeoutMs', async () => {
+    const table = newTable();
+    const store = await openStore({ table, queryTimeoutMs: 300 });
+    // 400k rows: one DELETE of them all takes about a second here, a page of them a few ms.
+    await admin(
+      `INSERT INTO "${schema}"."${table}" (id, data, expires_at)
+       SELECT 'bulk-' || lpad(n::text, 12, '0'), '\\x00', $1 FROM generate_series(1, 400000) AS n`,
+      [Date.now() + HOUR_MS],
+    );
+    await store.clear();
+    expect(await admin(`SELECT count(*)::int AS n FROM "${schema}"."${table}"`)).toMatchObject({
+      rows: [{ n: 0 }],
+    });
+  }, 60_000);
+
   it("clear() on one store never deadlocks with another store's batch on the same rows", async () => {
     const table = newTable();
     const clearing = await openStore({ table });
