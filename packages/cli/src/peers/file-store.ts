@@ -12,8 +12,9 @@ const DEFAULT_EXTENSION = '.json';
 const DEFAULT_TTL_SECONDS = 3600;
 
 /**
- * session-file-store: one `<sid>.json` per session (`fileExtension` in place of `.json`). It expires a session at `__lastAccess`
- * plus the cookie's `originalMaxAge`, or plus its `ttl` option when the cookie has none.
+ * session-file-store: one `<sid>.json` per session (its `fileExtension` in place of `.json`). It
+ * expires a session at `__lastAccess` plus the cookie's `originalMaxAge`, or plus its `ttl`
+ * option when the cookie has none.
  */
 export async function openSessionFileStore(
   path: string,

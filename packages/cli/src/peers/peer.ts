@@ -35,7 +35,7 @@ export interface PeerOptions {
   table?: string;
   /** Schema (connect-pg-simple). */
   schema?: string;
-  /** Key prefix (connect-redis). */
+  /** Key prefix (connect-redis, level-session-store). */
   prefix?: string;
   /** session-file-store's `ttl` in seconds, for sessions whose cookie has no `originalMaxAge`. */
   ttlSeconds?: number;
