@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import {
+  isSessionId,
   type LockManager,
   type OwnedSession,
   SessionError,
@@ -480,7 +481,11 @@ export class LevelStore extends BaseStore {
         }
         if (entries.length === 0) return;
         for (const [key, value] of entries) {
-          if (expiresAtOf(value) > now) yield idOfRecordKey(key);
+          if (!(expiresAtOf(value) > now)) continue;
+          // A record written by hand under an id no session can have is not listed: every call
+          // on it would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
+          const id = idOfRecordKey(key);
+          if (isSessionId(id)) yield id;
         }
       }
     } finally {

@@ -626,6 +626,28 @@ describe('LevelStore: corrupt records', () => {
       expect(await indexedIds(store)).toEqual([overwritten]);
     });
   });
+
+  it('lists no record written by hand under an id no session can have', async () => {
+    await withStore(async (store) => {
+      const kept = generateSessionId();
+      await store.set(kept, record('kept'));
+      const value = await store.db.get(recordKey(kept));
+      if (value === undefined) throw new Error('no record to copy');
+      for (const stray of [
+        '',
+        'short',
+        'has space in it, long enough',
+        'x'.repeat(129),
+        '\u00e9'.repeat(20),
+      ]) {
+        await store.db.put(recordKey(stray), value);
+      }
+      const listed = await collect(store.ids());
+      expect(listed).toEqual([kept]);
+      // Each listed id can be read, as `sessile copy` does with every id it lists.
+      await Promise.all(listed.map((id) => store.get(id)));
+    });
+  });
 });
 
 describe("LevelStore: inside an app's database", () => {
