@@ -141,6 +141,8 @@ export class SqliteStore extends BaseStore {
       throw openFailure(error, path);
     }
     const ownsDatabase = settings.database === undefined;
+    // An app's connection is named by its file, as a path is, in the errors below.
+    const location = ownsDatabase ? path : databaseFile(db) || undefined;
     // Pragmas of an app's connection that the store changes while open, and sets back.
     const appPragmas = ownsDatabase ? undefined : readAppPragmas(db);
     let unlinkGuard: UnlinkGuard | undefined;
@@ -181,7 +183,7 @@ export class SqliteStore extends BaseStore {
       unlinkGuard?.close();
       if (appPragmas === undefined) db.close();
       else restoreAppPragmas(db, appPragmas);
-      throw error instanceof TypeError ? error : openFailure(error, path);
+      throw error instanceof TypeError ? error : openFailure(error, location);
     }
   }
 

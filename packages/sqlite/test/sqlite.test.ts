@@ -598,6 +598,22 @@ describe('options', { timeout: 60_000 }, () => {
     }
   });
 
+  it("an app's database that cannot be opened as a store rejects naming its file, keeping the cause", async () => {
+    const app = openDatabase();
+    app.exec('CREATE TABLE orders (item TEXT)');
+    const readOnly = new Database(path, { readonly: true });
+    cleanups.push(() => readOnly.close());
+    const locked = openDatabase();
+    app.exec('BEGIN EXCLUSIVE');
+    for (const database of [readOnly, locked]) {
+      const error = await rejection(SqliteStore.open({ database, busyTimeoutMs: 0 }));
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(path);
+      expect((error as Error).cause).toBeInstanceOf(Error);
+    }
+    app.exec('ROLLBACK');
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
