@@ -428,7 +428,10 @@ export class LevelStore extends BaseStore {
       for (;;) {
         const batch = await keys.nextv(SCAN_BATCH);
         if (batch.length === 0) return sessions;
-        const ids = batch.map((key) => idOfOwnerKey(key, idOffset));
+        // An entry under an id no session can have (written by hand) is left out: deleting it,
+        // as signing the owner out everywhere does, would reject with ERR_INVALID_SESSION_ID.
+        const ids = batch.map((key) => idOfOwnerKey(key, idOffset)).filter(isSessionId);
+        if (ids.length === 0) continue;
         await this.#readable();
         const values = await this.db.getMany(ids.map(recordKey));
         for (let i = 0; i < ids.length; i++) {

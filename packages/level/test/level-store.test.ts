@@ -467,6 +467,29 @@ describe('LevelStore: the owner index', () => {
     });
   });
 
+  it('lists no session written by hand under an id no session can have, so revoking the owner reaches every session', async () => {
+    await withStore(async (store) => {
+      const live = generateSessionId();
+      await store.set(live, owned('live', 'ada'));
+      const value = await store.db.get(recordKey(live));
+      if (value === undefined) throw new Error('no record to copy');
+      const owner = Buffer.from('ada');
+      for (const stray of ['', 'short', 'has space in it, long enough', 'x'.repeat(129)]) {
+        await store.db.put(recordKey(stray), value);
+        const entry = Buffer.concat([
+          Uint8Array.of(0x6f, 0, owner.length),
+          owner,
+          Buffer.from(stray),
+        ]);
+        await store.db.put(entry, new Uint8Array(0));
+      }
+      const listed = (await store.ownedBy('ada')).map((session) => session.id);
+      expect(listed).toEqual([live]);
+      // What "sign out everywhere" does with the list: every listed id can be deleted.
+      for (const id of listed) expect(await store.delete(id)).toBe(true);
+    });
+  });
+
   it('repairIndex re-creates a lost owner entry, so ownedBy lists the session again', async () => {
     await withStore(async (store) => {
       const [lost, kept] = [generateSessionId(), generateSessionId()];
