@@ -392,6 +392,9 @@ export class SqliteStore extends BaseStore {
     return this.#executor.read(() => {
       const sessions: OwnedSession[] = [];
       for (const row of this.#ownedBy.iterate(owner, now)) {
+        // A row written by hand under an id no session can have is not listed: deleting it, as
+        // signing the owner out everywhere does, would reject with ERR_INVALID_SESSION_ID.
+        if (!isSessionId(row.id)) continue;
         // A row a foreign writer left unreadable is listed by nobody; get() reports it.
         const record = recordOrUndefined(row);
         if (record !== undefined) sessions.push({ id: row.id, record });

@@ -956,6 +956,21 @@ describe('owners', { timeout: 60_000 }, () => {
     await expectCode(store.get(idOf('damaged')), 'ERR_CORRUPT_RECORD');
     await expectCode(store.get(idOf('blob-owner')), 'ERR_CORRUPT_RECORD');
   });
+
+  it('lists no row written by hand under an id no session can have, so revoking the owner reaches every session', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('live'), owned('live', 'alice'));
+    const insert = openDatabase().prepare(
+      'INSERT INTO sessions (id, data, expires_at, owner) VALUES (?, ?, ?, ?)',
+    );
+    for (const stray of ['', 'short', 'has space in it, long enough', 'x'.repeat(129)]) {
+      insert.run(stray, Buffer.from('stray'), Date.now() + HOUR_MS, 'alice');
+    }
+    const listed = await idsOf(store, 'alice');
+    expect(listed).toEqual([idOf('live')]);
+    // What "sign out everywhere" does with the list: every listed id can be deleted.
+    for (const id of listed) expect(await store.delete(id)).toBe(true);
+  });
 });
 
 describe('fenced writes', { timeout: 60_000 }, () => {
