@@ -43,7 +43,7 @@ export interface RedisStoreOptions extends BaseStoreOptions {
   client?: RedisConnection;
   /** A `redis://` or `rediss://` URL; the store makes its own client and closes it on `close()`. */
   url?: string;
-  /** Starts every key the store reads or writes. Without `{` or `}` (the id is the hash tag). Default `'sessile:'`. */
+  /** Starts every key the store reads or writes. Well-formed Unicode, without `{` or `}` (the id is the hash tag). Default `'sessile:'`. */
   prefix?: string;
   /** How long one command may take, queued or sent, before it fails with `ERR_STORE_IO`. Default 5000. */
   commandTimeoutMs?: number;
@@ -416,9 +416,16 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
     );
   }
   const prefix = options.prefix ?? DEFAULT_PREFIX;
-  if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
+  // Keys go to Redis as UTF-8, where every lone surrogate becomes U+FFFD: two such prefixes
+  // would name the same keys, and SCAN's replies would match neither.
+  if (
+    typeof prefix !== 'string' ||
+    prefix.length === 0 ||
+    /[{}]/.test(prefix) ||
+    !prefix.isWellFormed()
+  ) {
     throw new TypeError(
-      `prefix must be a non-empty string without { or }, got ${describeValue(prefix)}`,
+      `prefix must be a non-empty string of well-formed Unicode without { or }, got ${describeValue(prefix)}`,
     );
   }
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;

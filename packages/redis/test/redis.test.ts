@@ -288,6 +288,25 @@ describe('RedisStore keys', () => {
     }
   });
 
+  it("refuses a prefix that is not well-formed Unicode, whose keys would be another prefix's", async () => {
+    // Redis keys are UTF-8: a lone surrogate is sent as U+FFFD, so '\uD800' and '\uDC00' would
+    // name the same keys, and SCAN would find none of them under either prefix.
+    for (const prefix of [`${root}\uD800:`, `${root}\uDC00:`, `${root}\uDFFF\uD800:`]) {
+      const refused = await RedisStore.open({ url: STANDALONE_URL, prefix }).catch((e) => e);
+      if (refused instanceof RedisStore) await refused.close();
+      expect(refused).toBeInstanceOf(TypeError);
+      expect(refused.message).toContain('prefix');
+    }
+    const store = await RedisStore.open({ url: STANDALONE_URL, prefix: `${root}\u{1F511}:` });
+    try {
+      const id = newId();
+      await store.set(id, { data: bytes('key'), expiresAt: Date.now() + HOUR_MS });
+      expect(await store.count()).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('counts and lists only keys that name a session id, so every listed id can be read', async () => {
     await withStore(async (store, prefix) => {
       const mine = newId();
