@@ -48,6 +48,7 @@ import {
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
 import { assertStoragePath, openError } from './open-path.js';
+import { claimSublevel } from './sublevel-claims.js';
 import { SweepCursor } from './sweep-cursor.js';
 import { SweepSlices } from './sweep-slices.js';
 
@@ -146,10 +147,18 @@ export class LevelStore extends BaseStore {
   readonly #syncReads: boolean;
   /** Settles once the latest `clear()` is over; writes called after it wait for it. */
   #clearing: Promise<void> | undefined;
+  /** Frees the app's sublevel for another store once this one is closed. */
+  readonly #unclaim: (() => void) | undefined;
 
-  private constructor(db: Keyspace, path: string | undefined, options: LevelStoreOptions) {
+  private constructor(
+    db: Keyspace,
+    path: string | undefined,
+    options: LevelStoreOptions,
+    unclaim: (() => void) | undefined,
+  ) {
     super(options);
     this.db = db;
+    this.#unclaim = unclaim;
     this.#owned = path !== undefined;
     this.#path = path;
     // A failed write may still be in the database after the reopen, below the sweep cursor.
@@ -204,7 +213,7 @@ export class LevelStore extends BaseStore {
       } catch (error) {
         throw await openError(error, path);
       }
-      return LevelStore.#create(level as unknown as Keyspace, location, options);
+      return LevelStore.#create(level as unknown as Keyspace, location, options, undefined);
     }
     if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
       throw new TypeError('options.db must be an abstract-level database or sublevel');
@@ -224,9 +233,17 @@ export class LevelStore extends BaseStore {
         cause: error,
       });
     }
+    const unclaim = claimSublevel(sublevel, db, name);
+    if (unclaim === undefined) {
+      throw new SessionError(
+        'ERR_STORE_BUSY',
+        `The sublevel ${JSON.stringify(name)} of the app's database is used by another open LevelStore in this process: each store keeps its own locks, so two on one sublevel would both hold one session's lock. Close the other store first, or give each store its own options.sublevel`,
+      );
+    }
     try {
       await sublevel.open();
     } catch (error) {
+      unclaim();
       // A sublevel waits for its database to open but never opens it, and says only "Database
       // failed to open" when the app has closed it.
       const { status } = db;
@@ -240,7 +257,7 @@ export class LevelStore extends BaseStore {
         { cause: error },
       );
     }
-    return LevelStore.#create(sublevel as unknown as Keyspace, undefined, options);
+    return LevelStore.#create(sublevel as unknown as Keyspace, undefined, options, unclaim);
   }
 
   // Bad options must not leave the directory locked by a database nobody can close.
@@ -248,11 +265,16 @@ export class LevelStore extends BaseStore {
     db: Keyspace,
     path: string | undefined,
     options: LevelStoreOptions,
+    unclaim: (() => void) | undefined,
   ): Promise<LevelStore> {
     try {
-      return new LevelStore(db, path, options);
+      return new LevelStore(db, path, options, unclaim);
     } catch (error) {
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        unclaim?.();
+      }
       throw error;
     }
   }
@@ -530,7 +552,11 @@ export class LevelStore extends BaseStore {
 
   protected async _close(): Promise<void> {
     // Closing a sublevel only detaches it; the app's database stays open.
-    await this.#handle.close();
+    try {
+      await this.#handle.close();
+    } finally {
+      this.#unclaim?.();
+    }
   }
 
   /** Deletes every entry of `keys`; resolves to the last one that parsed. */

@@ -745,6 +745,32 @@ describe("LevelStore: inside an app's database", () => {
     }
   });
 
+  it('a second open store on the same sublevel of one database rejects with ERR_STORE_BUSY, as a held directory does', async () => {
+    const { db } = await appDatabase();
+    try {
+      const first = await LevelStore.open({ db });
+      // Each would keep its own locks on the same sessions, so both could hold one session's lock.
+      for (const second of [
+        { db },
+        { db, sublevel: 'sessions' },
+        { db: db.sublevel('tenant-1') },
+      ]) {
+        const nested = second.db !== db ? await LevelStore.open(second) : undefined;
+        const error = await rejection(LevelStore.open(second));
+        expect(isSessionError(error, 'ERR_STORE_BUSY'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('sublevel');
+        await nested?.close();
+      }
+      await first.close();
+      // Once closed, the sublevel may be opened again.
+      const again = await LevelStore.open({ db });
+      await again.close();
+      expect(db.status).toBe('open');
+    } finally {
+      await db.close();
+    }
+  });
+
   it('an app database that is closed rejects with ERR_STORE_IO saying so, and is left closed', async () => {
     const db = new ClassicLevel(freshPath());
     await db.open();
