@@ -1,0 +1,32 @@
+/**
+ * The sublevels open stores use, by root database. Two stores on one sublevel would each keep
+ * their own in-process locks and sweep position over the same keys: both could hold one
+ * session's lock, and one's sweep would step over the records the other wrote below it.
+ */
+const claimed = new WeakMap<object, Set<string>>();
+
+/**
+ * Claims `sublevel` of the app's `db` for one store. Returns the release, or `undefined` when
+ * another open store holds it.
+ */
+export function claimSublevel(
+  sublevel: object,
+  db: object,
+  name: string,
+): (() => void) | undefined {
+  const { db: root, prefix } = sublevel as { db?: unknown; prefix?: unknown };
+  // abstract-level names a sublevel's root database and its prefix from the root.
+  const owner = typeof root === 'object' && root !== null ? root : db;
+  const key = typeof prefix === 'string' ? prefix : name;
+  let names = claimed.get(owner);
+  if (names === undefined) {
+    names = new Set();
+    claimed.set(owner, names);
+  }
+  if (names.has(key)) return undefined;
+  names.add(key);
+  const held = names;
+  return () => {
+    held.delete(key);
+  };
+}
