@@ -79,6 +79,25 @@ function restoreAppPragmas(db: BetterSqlite3.Database, pragmas: AppPragmas): voi
   }
 }
 
+/** The tables open stores use, by in-memory connection; SQLite matches names ignoring ASCII case. */
+const claimedTables = new WeakMap<BetterSqlite3.Database, Set<string>>();
+
+/** Claims `table` of `db` for one store: the release, or `null` when another open store holds it. */
+function claimTable(db: BetterSqlite3.Database, table: string): (() => void) | null {
+  const key = table.toLowerCase();
+  let tables = claimedTables.get(db);
+  if (tables === undefined) {
+    tables = new Set();
+    claimedTables.set(db, tables);
+  }
+  if (tables.has(key)) return null;
+  tables.add(key);
+  const held = tables;
+  return () => {
+    held.delete(key);
+  };
+}
+
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
 const MIN_SWEEP_BATCH = 16;
@@ -121,6 +140,8 @@ export class SqliteStore extends BaseStore {
   /** A fenced write in one transaction; absent when locks are in-process. */
   readonly #fenced: BetterSqlite3.Transaction<FencedWrite> | undefined;
   #sweepBatchSize = INITIAL_SWEEP_BATCH;
+  /** Frees the table of an app's in-memory database for another store once this one is closed. */
+  #unclaim: (() => void) | undefined;
 
   /**
    * Opens (or creates) the database and its schema. A file that is not a SQLite database fails
@@ -143,6 +164,15 @@ export class SqliteStore extends BaseStore {
     const ownsDatabase = settings.database === undefined;
     // An app's connection is named by its file, as a path is, in the errors below.
     const location = ownsDatabase ? path : databaseFile(db) || undefined;
+    // An in-memory database's locks are in-process, one manager per store: two stores on one
+    // table of it would both hold one session's lock.
+    const unclaim = ownsDatabase || !db.memory ? undefined : claimTable(db, settings.names.records);
+    if (unclaim === null) {
+      throw new SessionError(
+        'ERR_STORE_BUSY',
+        `The table ${settings.names.records} of this in-memory database is used by another open SqliteStore: each keeps its own in-process locks, so two would both hold one session's lock. Close the other store first, or give each store its own table`,
+      );
+    }
     // Pragmas of an app's connection that the store changes while open, and sets back.
     const appPragmas = ownsDatabase ? undefined : readAppPragmas(db);
     let unlinkGuard: UnlinkGuard | undefined;
@@ -177,9 +207,11 @@ export class SqliteStore extends BaseStore {
       // A temporary database ('' as its file) has no file anyone could delete.
       if (!db.memory && file !== '') unlinkGuard = guardAgainstUnlink(file);
       const store = new SqliteStore(db, file, appPragmas, unlinkGuard, settings, options);
+      store.#unclaim = unclaim;
       if (appPragmas !== undefined) db.pragma(`busy_timeout = ${appPragmas.busyTimeoutMs}`);
       return store;
     } catch (error) {
+      unclaim?.();
       unlinkGuard?.close();
       if (appPragmas === undefined) db.close();
       else restoreAppPragmas(db, appPragmas);
@@ -432,6 +464,7 @@ export class SqliteStore extends BaseStore {
     if (this.#appPragmas === undefined) this.#db.close();
     else restoreAppPragmas(this.#db, this.#appPragmas);
     this.#unlinkGuard?.close();
+    this.#unclaim?.();
   }
 
   /** Keeps each sweep batch near the target duration, since better-sqlite3 blocks while it runs. */

@@ -673,6 +673,23 @@ describe('options', { timeout: 60_000 }, () => {
     await lock.release();
   });
 
+  it("a second open store on one table of an app's in-memory database rejects with ERR_STORE_BUSY", async () => {
+    const db = new Database(':memory:');
+    cleanups.push(() => db.close());
+    const first = await SqliteStore.open({ database: db });
+    // Its locks are in-process, one manager per store: two stores would both hold one lock.
+    for (const table of ['sessions', 'SESSIONS']) {
+      await expectCode(SqliteStore.open({ database: db, table }), 'ERR_STORE_BUSY');
+    }
+    const other = await SqliteStore.open({ database: db, table: 'admin_sessions' });
+    await other.close();
+    await first.close();
+    // Once closed, the table may be opened again.
+    const again = await SqliteStore.open({ database: db });
+    await again.close();
+    expect(db.open).toBe(true);
+  });
+
   it('rejects contradictory or invalid options with a TypeError', async () => {
     await expect(SqliteStore.open({})).rejects.toThrow(TypeError);
     await expect(SqliteStore.open({ path, database: openDatabase() })).rejects.toThrow(TypeError);
