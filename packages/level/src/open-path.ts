@@ -1,4 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
 import { pseudoFilesystemOf } from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
@@ -31,13 +33,56 @@ export async function openError(error: unknown, path: string): Promise<SessionEr
     );
   }
   const reason = describeError(error);
+  let missing = false;
   const kind = await stat(path).then(
     (stats) =>
       stats.isDirectory() ? undefined : stats.isFile() ? 'a regular file' : 'a special file',
-    () => undefined,
+    (statError: NodeJS.ErrnoException) => {
+      missing = statError.code === 'ENOENT';
+      return undefined;
+    },
   );
-  const what = kind === undefined ? reason : `it is ${kind}, not a directory (${reason})`;
+  const blocked = missing ? await uncreatable(path) : undefined;
+  const what =
+    kind !== undefined
+      ? `it is ${kind}, not a directory (${reason})`
+      : blocked !== undefined
+        ? `${blocked} (${reason})`
+        : reason;
   return new SessionError('ERR_STORE_IO', `Cannot open LevelDB directory ${path}: ${what}`, {
     cause: error,
   });
+}
+
+/**
+ * Why a missing directory at `path` cannot be created, from its nearest existing ancestor, or
+ * `undefined`. Node's recursive mkdir reports ENOENT on a read-only filesystem, as if a parent
+ * directory were missing.
+ */
+async function uncreatable(path: string): Promise<string | undefined> {
+  let current = resolve(path);
+  for (;;) {
+    const parent = dirname(current);
+    if (parent === current) return undefined;
+    current = parent;
+    try {
+      if (!(await stat(current)).isDirectory()) return undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      return undefined;
+    }
+    try {
+      await access(current, constants.W_OK | constants.X_OK);
+      return undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EROFS') {
+        return `its parent directory ${current} is on a read-only filesystem, where LevelDB cannot create it`;
+      }
+      if (code === 'EACCES' || code === 'EPERM') {
+        return `this process may not create it in its parent directory ${current} (permission denied)`;
+      }
+      return undefined;
+    }
+  }
 }

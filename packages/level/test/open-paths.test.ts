@@ -1,13 +1,19 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { isSessionError } from '@sessile/core';
+import { LevelStore } from '@sessile/level';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'sessile-level-paths-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const mounts: string[] = [];
+afterAll(() => {
+  for (const mount of mounts) execFileSync('umount', [mount]);
+  rmSync(root, { recursive: true, force: true });
+});
 
 const fixture = new URL('./fixtures/open-store.mjs', import.meta.url).pathname;
 
@@ -46,6 +52,29 @@ describe('LevelStore: paths that cannot hold a database', () => {
     },
     120_000,
   );
+
+  it('on a read-only filesystem: names the path and the read-only directory, not a missing one', async () => {
+    const directory = join(root, 'read-only');
+    mkdirSync(directory);
+    // A failed mount fails the test with the reason.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,ro', 'tmpfs', directory]);
+    mounts.push(directory);
+    for (const path of [join(directory, 'sessions'), join(directory, 'a', 'b', 'sessions')]) {
+      let error: unknown;
+      try {
+        await LevelStore.open({ path });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      // Node's recursive mkdir says ENOENT there, as if the directory were missing.
+      expect((error as Error).message).toMatch(
+        `Cannot open LevelDB directory ${path}: its parent directory ${directory} is on a read-only filesystem, where LevelDB cannot create it (`,
+      );
+      expect((error as Error).cause).toBeInstanceOf(Error);
+    }
+    expect(readdirSync(directory)).toEqual([]);
+  });
 
   it('/proc/self/fd/0, a special file, fails with ERR_STORE_IO naming the path', async () => {
     const outcome = await openInChild('/proc/self/fd/0');
