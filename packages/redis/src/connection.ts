@@ -416,13 +416,17 @@ function destroyQuietly(client: Connectable | undefined): void {
   }
 }
 
+/**
+ * Closes a client, waiting for its answers. One already closed (its reconnect strategy gave up)
+ * is left as it is: node-redis's close() and destroy() both throw on it.
+ */
 async function closeQuietly(client: Connectable | undefined): Promise<void> {
-  if (client === undefined) return;
+  if (client === undefined || !client.isOpen) return;
   try {
     if (client.close !== undefined) await client.close();
     else client.destroy?.();
   } catch {
-    client.destroy?.();
+    destroyQuietly(client);
   }
 }
 
@@ -439,9 +443,13 @@ function describeClient(client: Connectable): string {
   if (isCluster(client)) return 'Redis Cluster';
   if (isSentinel(client)) return 'Redis Sentinel';
   const options = (
-    client as { options?: { url?: string; socket?: { host?: string; port?: number } } }
+    client as {
+      options?: { url?: string; socket?: { host?: string; port?: number; path?: string } };
+    }
   ).options;
-  if (options?.url !== undefined) return describeUrl(options.url);
   const socket = options?.socket;
+  // node-redis connects to a Unix socket's path whatever its url or host say.
+  if (typeof socket?.path === 'string') return `Redis at ${socket.path}`;
+  if (options?.url !== undefined) return describeUrl(options.url);
   return `Redis at ${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
 }

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { isSessionError, jsonCodec, type SessionRecord } from '@sessile/core';
 import {
@@ -188,6 +192,47 @@ describe('RedisStore.open()', () => {
     expect(refused.cause).toBeInstanceOf(Error);
   });
 
+  it("names an app's client on a Unix socket by its path, in open's errors and once connected", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sessile-redis-sock-'));
+    const path = join(dir, 'redis.sock');
+    const missing = createClient({ socket: { path, reconnectStrategy: false } });
+    missing.on('error', () => {});
+    const refused = await RedisStore.open({ client: missing }).catch((e) => e);
+    expect(isSessionError(refused, 'ERR_STORE_IO')).toBe(true);
+    expect(refused.message).toContain(`Redis at ${path}: connect failed`);
+
+    // The machine's Redis, reached through a socket file that forwards to it.
+    const { port, hostname } = new URL(STANDALONE_URL);
+    const piped = new Set<Socket>();
+    const forwarder = createServer((socket) => {
+      const upstream = connect(Number(port || 6379), hostname);
+      for (const end of [socket, upstream]) {
+        piped.add(end);
+        end.on('error', () => {});
+      }
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve) => forwarder.listen(path, resolve));
+    const client = createClient({ socket: { path, reconnectStrategy: false } });
+    client.on('error', () => {});
+    const store = await RedisStore.open({ client, prefix: newPrefix() });
+    try {
+      await store.set(newId(), { data: bytes('x'), expiresAt: Date.now() + HOUR_MS });
+      const closing = new Promise((resolve) => forwarder.close(resolve));
+      for (const end of piped) end.destroy();
+      await closing;
+      await expect.poll(() => client.isReady).toBe(false);
+      const failed = await store.get(newId()).catch((e) => e);
+      expect(isSessionError(failed, 'ERR_STORE_IO')).toBe(true);
+      expect(failed.message).toContain(`Redis at ${path}`);
+      expect(failed.message).not.toContain('6379');
+    } finally {
+      await store.close();
+      if (client.isOpen) client.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses an app's client in RESP2's subscriber mode, where Redis takes no other command, naming the option", async () => {
     const client = createClient({ url: STANDALONE_URL });
     await client.connect();
@@ -210,6 +255,28 @@ describe('RedisStore.open()', () => {
     expect(client.isReady).toBe(true);
     expect(await client.ping()).toBe('PONG');
     client.destroy();
+  });
+});
+
+describe('RedisStore.close()', () => {
+  it("resolves after the app's client gave up reconnecting, and leaves that client to the app", async () => {
+    // The app's client and the store's subscriber (its duplicate, with the same strategy).
+    const relay = new SilentServer(2);
+    await relay.start();
+    const client = createClient({ url: relay.url, socket: { reconnectStrategy: false } });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      const store = await RedisStore.open({ client, prefix: newPrefix() });
+      await store.set(newId(), { data: bytes('x'), expiresAt: Date.now() + HOUR_MS });
+      await relay.stop();
+      await expect.poll(() => client.isOpen).toBe(false);
+      await expect(store.get(newId())).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+      await expect(store.close()).resolves.toBeUndefined();
+      await expect(store.close()).resolves.toBeUndefined();
+    } finally {
+      if (client.isOpen) client.destroy();
+    }
   });
 });
 
