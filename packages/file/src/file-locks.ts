@@ -11,6 +11,7 @@ import {
   type LockFileSystem,
   lockManagerClosed,
 } from '@sessile/core/store';
+import type { EventLoopTurns } from './event-loop-turns.js';
 
 export interface FileLocksInit {
   /** The directory that holds lease files, `<store path>/.locks`. */
@@ -23,6 +24,8 @@ export interface FileLocksInit {
   directoryMode: number;
   /** How lease files are read and written (thread pool or event loop). */
   fs: LockFileSystem;
+  /** Claims take turns with the event loop, as the store's calls do. */
+  turns: EventLoopTurns;
   shardOf(id: string): string;
   /** Makes the id's record shard directory, where its guard lives, before a claim may need it. */
   prepare(id: string): Promise<void> | undefined;
@@ -64,14 +67,16 @@ export class FileLocks extends LeaseLocks {
     // No `fence`: the store's write hooks check the lease under the record's guard.
     const backend: LeaseBackend = {
       releasesWithWrite: true,
-      claim: async (claim) => {
-        await init.prepare(claim.id);
-        return leases.claim(claim);
-      },
-      claimAndGet: async (claim) => {
-        await init.prepare(claim.id);
-        return claimThenRead(leases, claim, init.read);
-      },
+      claim: (claim) =>
+        init.turns.run(async () => {
+          await init.prepare(claim.id);
+          return leases.claim(claim);
+        }),
+      claimAndGet: (claim) =>
+        init.turns.run(async () => {
+          await init.prepare(claim.id);
+          return claimThenRead(leases, claim, init.read);
+        }),
       extend: (claim) => leases.extend(claim),
       release: (claim) => leases.release(claim),
       expired: (claim) => leases.expired(claim),

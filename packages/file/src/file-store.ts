@@ -11,6 +11,7 @@ import {
   type SweepResult,
 } from '@sessile/core';
 import { BaseStore, HostGuards, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
+import { EventLoopTurns } from './event-loop-turns.js';
 import { FileLocks } from './file-locks.js';
 import { asyncFileSystem, errorCode, NO_SPACE, realpath, syncFileSystem, unless } from './fs.js';
 import {
@@ -55,6 +56,8 @@ export class FileStore extends BaseStore {
   readonly #sweep: StoreSweep;
   readonly #closeSweeper: () => Promise<void>;
   readonly #spares: SpareFiles | undefined;
+  /** Calls made on the event loop (`io: 'sync'`) take turns with it. */
+  readonly #turns: EventLoopTurns;
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
     const settings = resolveSettings(options);
@@ -109,6 +112,8 @@ export class FileStore extends BaseStore {
     this.path = root;
     const io = settings.io === 'auto' ? traits.io : settings.io;
     const fs = io === 'sync' ? syncFileSystem : asyncFileSystem;
+    const turns = new EventLoopTurns(io === 'sync');
+    this.#turns = turns;
     const { fileMode, directoryMode } = settings;
     const guards = new HostGuards({
       directory: join(root, GUARDS_DIRECTORY),
@@ -126,6 +131,7 @@ export class FileStore extends BaseStore {
       fileMode,
       directoryMode,
       fs,
+      turns,
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
       prepare: (id) =>
         this.#layout.isVerified(id) ? undefined : this.#layout.verifyShard(id, true),
@@ -196,7 +202,7 @@ export class FileStore extends BaseStore {
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#records.get(id, now);
+    return this.#turns.run(() => this.#records.get(id, now));
   }
 
   protected _set(
@@ -206,7 +212,9 @@ export class FileStore extends BaseStore {
     now: number,
     lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#freeing(lease, this.#records.set(id, record, only, now, lease));
+    return this.#turns.run(() =>
+      this.#freeing(lease, this.#records.set(id, record, only, now, lease)),
+    );
   }
 
   protected _touch(
@@ -215,11 +223,13 @@ export class FileStore extends BaseStore {
     now: number,
     lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#freeing(lease, this.#records.touch(id, expiresAt, now, lease));
+    return this.#turns.run(() =>
+      this.#freeing(lease, this.#records.touch(id, expiresAt, now, lease)),
+    );
   }
 
   protected _delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
-    return this.#freeing(lease, this.#records.delete(id, now, lease));
+    return this.#turns.run(() => this.#freeing(lease, this.#records.delete(id, now, lease)));
   }
 
   /** Resolves as `write`, after freeing `lease` once it wrote when the caller asked (`release`). */
@@ -244,7 +254,7 @@ export class FileStore extends BaseStore {
   }
 
   protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
-    return this.#records.ownedBy(owner, now);
+    return this.#turns.run(() => this.#records.ownedBy(owner, now));
   }
 
   protected _sweep(progress: SweepProgress): Promise<SweepResult> {

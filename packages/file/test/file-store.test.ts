@@ -369,6 +369,26 @@ describe('on-disk layout', () => {
   });
 });
 
+it("a closed loop of awaited calls with io 'sync' still lets timers and I/O run in between", async () => {
+  // Calls made on the event loop settle in microtasks: a bulk import, or a loop of locked
+  // cycles, would otherwise hold every timer (a lock's keep-alive) and every request back.
+  const store = await openStore({ io: 'sync' });
+  const ids = Array.from({ length: 20 }, () => generateSessionId());
+  for (const kind of ['set', 'get', 'touch', 'delete', 'lock'] as const) {
+    let turns = 0;
+    setImmediate(() => turns++);
+    for (let i = 0; i < 400; i++) {
+      const id = ids[i % ids.length] as string;
+      if (kind === 'set') await store.set(id, recordOf(`value ${i}`));
+      else if (kind === 'get') await store.get(id);
+      else if (kind === 'touch') await store.touch(id, Date.now() + HOUR_MS + i);
+      else if (kind === 'delete') await store.delete(id);
+      else await (await store.locks.acquire(id)).release();
+    }
+    expect({ kind, turned: turns > 0 }).toEqual({ kind, turned: true });
+  }
+});
+
 describe('directory containment', () => {
   it('refuses a shard directory that is a symlink leading outside the store', async () => {
     const store = await openStore();
