@@ -91,9 +91,14 @@ const KNOWN_OPTIONS = [
   'maxRecordBytes',
 ] as const satisfies readonly (keyof FileStoreOptions)[];
 
+/** Permission bits and setuid, setgid, sticky: what a mode passed to open(2) and mkdir(2) means. */
+const MAX_MODE = 0o7777;
+
 function assertMode(value: unknown, name: string): asserts value is number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new TypeError(`${name} must be a non-negative integer, got ${describeValue(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_MODE) {
+    throw new TypeError(
+      `${name} must be an integer from 0 to 0o7777 (permission bits), got ${describeValue(value)}`,
+    );
   }
 }
 

@@ -213,6 +213,21 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('refuses a fileMode or directoryMode beyond the permission bits with a TypeError, before creating anything', async () => {
+    const path = freshPath();
+    for (const options of [
+      { path, fileMode: 2 ** 32 },
+      { path, fileMode: 0o10000 },
+      { path, directoryMode: 2 ** 32 },
+      { path, directoryMode: 0o40700 },
+    ]) {
+      const error = await FileStore.open(options).catch((failure: unknown) => failure);
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(/^(fileMode|directoryMode) must be /);
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('refuses a directory holding files that is not a file store, and leaves them alone', async () => {
     const path = freshPath();
     mkdirSync(join(path, 'a'), { recursive: true });
