@@ -118,9 +118,10 @@ class SqliteLeases implements LeaseBackend {
 
 /** Session locks shared by every process that opens the database file. */
 export class SqliteLocks extends LeaseLocks {
-  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
+  /** `file` is the database's absolute path, which `ERR_STORE_IO` messages name. */
+  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor, file: string) {
     // SQLite's own messages ("database or disk is full") name no file.
-    super(new SqliteLeases(db, names, executor), { location: db.name });
+    super(new SqliteLeases(db, names, executor), { location: file });
   }
 }
 

@@ -140,6 +140,8 @@ export class SqliteStore extends BaseStore {
   /** A fenced write in one transaction; absent when locks are in-process. */
   readonly #fenced: BetterSqlite3.Transaction<FencedWrite> | undefined;
   #sweepBatchSize = INITIAL_SWEEP_BATCH;
+  /** The database file that `ERR_STORE_IO` messages name; none in memory. */
+  readonly #location: string | undefined;
   /** Frees the table of an app's in-memory database for another store once this one is closed. */
   #unclaim: (() => void) | undefined;
 
@@ -254,7 +256,12 @@ export class SqliteStore extends BaseStore {
       db,
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
-    this.locks = inMemory ? new KeyedLocks() : new SqliteLocks(db, settings.names, this.#executor);
+    // The file as SQLite resolved it when the connection opened: a relative name finds another
+    // file once the process changes directory.
+    this.#location = inMemory || file === '' ? undefined : file;
+    this.locks = inMemory
+      ? new KeyedLocks()
+      : new SqliteLocks(db, settings.names, this.#executor, file);
     // The owner lives in the record's row, so the owner index can never disagree with the
     // records. SQLite rewrites an index entry whenever its column is assigned, even to the same
     // value: one more page per commit. So each write first tries the statement that leaves the
@@ -335,7 +342,7 @@ export class SqliteStore extends BaseStore {
 
   protected override ioLocation(): string | undefined {
     // SQLite's own messages ("database or disk is full") name no file.
-    return this.#db.memory ? undefined : this.#db.name;
+    return this.#location;
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {

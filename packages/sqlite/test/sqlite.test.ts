@@ -27,6 +27,9 @@ const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import
 const LEFT_OPEN = fileURLToPath(new URL('./fixtures/left-open.mjs', import.meta.url));
 const RELATIVE_NAME = fileURLToPath(new URL('./fixtures/relative-name.mjs', import.meta.url));
 const HOLD_WRITE_LOCK = fileURLToPath(new URL('./fixtures/hold-write-lock.mjs', import.meta.url));
+const RELATIVE_PATH_ERROR = fileURLToPath(
+  new URL('./fixtures/relative-path-error.mjs', import.meta.url),
+);
 const run = promisify(execFile);
 
 let dir = '';
@@ -489,6 +492,21 @@ describe('options', { timeout: 60_000 }, () => {
     expect(JSON.parse(stdout)).toEqual({ before: 'ok', after: 'ok' });
     const db = openDatabase(join(first, 'app.db'));
     expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(2);
+  });
+
+  it('opened by a relative path before a chdir: a failed write and lock name the database where it is', async () => {
+    const elsewhere = join(dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    const { stdout } = await run(process.execPath, [RELATIVE_PATH_ERROR, dir, elsewhere], {
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
+    // Another connection holds the write lock, so both fail; their messages name the file.
+    const outcome = JSON.parse(stdout) as Record<string, string>;
+    expect(outcome.set).toMatch(/^ERR_STORE_IO: /);
+    expect(outcome.set).toContain(`set on ${path} failed`);
+    expect(outcome.acquire).toMatch(/^ERR_STORE_IO: /);
+    expect(outcome.acquire).toContain(`on ${path} failed`);
   });
 
   it('answers reads while the app iterates a statement or holds a transaction on a shared database', async () => {
