@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { SessionError, type SessionRecord } from '@sessile/core';
 import { LentText, RECORD_TEXT, TextRecord } from '@sessile/core/store';
 import { lastPrinted } from './keys.js';
@@ -22,6 +23,16 @@ export const INDEXED_UNTIL_OFFSET = 19;
 export const OWNER_LENGTH_OFFSET = 35;
 /** The header `touch` reads: everything before the owner's bytes. */
 export const HEADER_BYTES = 39;
+/** The most UTF-8 bytes an owner takes: 256 UTF-16 units (core's MAX_OWNER_LENGTH), 3 bytes each at most. */
+const MAX_OWNER_UTF8_BYTES = 768;
+/**
+ * The largest `data` a record may hold, so that its value (header, owner, data) fits where it
+ * goes: Redis refuses an argument over 512 MiB by closing the connection, failing every command
+ * on it, and node-redis reads a value as text (core's adapters' reads) only up to V8's longest
+ * string, which is shorter (536,870,888 characters on 64-bit).
+ */
+export const MAX_DATA_BYTES =
+  Math.min(512 * 1024 * 1024, constants.MAX_STRING_LENGTH) - HEADER_BYTES - MAX_OWNER_UTF8_BYTES;
 /** The version digit of the format this version writes, as the header holds it. */
 export const FORMAT_DIGIT = RECORD_FORMAT.toString(16);
 /** A float64's hex digits; an owner length's. */

@@ -30,6 +30,7 @@ import {
   encodeRecord,
   headerFault,
   hexDouble,
+  MAX_DATA_BYTES,
 } from './record-format.js';
 import { FENCED_DELETE, FENCED_SET, TOUCH, WRITE } from './scripts.js';
 
@@ -433,6 +434,11 @@ function checkOptions(options: RedisStoreOptions): { prefix: string; commandTime
   // BaseStore checks it too, but only once connected: a bad value should cost no connection.
   if (options.maxRecordBytes !== undefined) {
     assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+    if (options.maxRecordBytes > MAX_DATA_BYTES) {
+      throw new TypeError(
+        `maxRecordBytes must be at most ${MAX_DATA_BYTES} (the largest data a Redis string holds with the record's header and owner), got ${options.maxRecordBytes}`,
+      );
+    }
   }
   return { prefix, commandTimeoutMs };
 }

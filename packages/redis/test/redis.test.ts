@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -95,6 +96,26 @@ describe('RedisStore.open()', () => {
     await expect(RedisStore.open({ url: STANDALONE_URL, prefx: 'x:' } as never)).rejects.toThrow(
       /prefix/,
     );
+  });
+
+  it('refuses a maxRecordBytes above what one Redis string holds with its header and owner, before connecting', async () => {
+    // A record's value is its 39-byte header, the owner (up to 768 bytes of UTF-8) and the data.
+    // Redis refuses a longer argument than 512 MiB by closing the connection, failing every
+    // command on it, and node-redis cannot read a value back as text past V8's longest string.
+    const largest = constants.MAX_STRING_LENGTH - 39 - 768;
+    const nowhere = `redis://127.0.0.1:${await closedPort()}`;
+    for (const maxRecordBytes of [largest + 1, 512 * 1024 * 1024, 2 ** 40]) {
+      const refused = await RedisStore.open({ url: nowhere, maxRecordBytes }).catch((e) => e);
+      expect(refused).toBeInstanceOf(TypeError);
+      expect(refused.message).toContain('maxRecordBytes');
+    }
+    const store = await RedisStore.open({
+      url: STANDALONE_URL,
+      prefix: newPrefix(),
+      maxRecordBytes: largest,
+    });
+    expect(store.maxRecordBytes).toBe(largest);
+    await store.close();
   });
 
   it('refuses a client that is not a node-redis 5 client, pool included, with a TypeError before connecting it', async () => {
