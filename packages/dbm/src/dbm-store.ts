@@ -20,7 +20,13 @@ import {
 import { cannotOpen } from './errors.js';
 import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
-import { agreeOnStripes, ensureLockDirectory, isDirectory, openDatabaseFile } from './open-file.js';
+import {
+  agreeOnStripes,
+  ensureLockDirectory,
+  isDirectory,
+  openDatabaseFile,
+  realPathOf,
+} from './open-file.js';
 import {
   type DbmSettings,
   type DbmStoreOptions,
@@ -130,12 +136,16 @@ export class DbmStore extends BaseStore {
    */
   static async open(options: DbmStoreOptions): Promise<DbmStore> {
     const settings = resolveSettings(options);
-    const path = resolve(settings.path);
-    const lockDirectory = `${path}.locks`;
+    const given = resolve(settings.path);
+    let path = given;
     let fd: number | undefined;
     let store: DbmStore | undefined;
     try {
-      fd = openDatabaseFile(path);
+      fd = openDatabaseFile(given);
+      // The lock directory goes beside the real file: a process that names it through a
+      // symlink (to the file or a directory above it) must take the same locks.
+      path = realPathOf(given, fd);
+      const lockDirectory = `${path}.locks`;
       const file = new HashFile(fd, path, settings.durability);
       // Judged without the lock, a refused file gets no lock directory beside it. Writers create
       // that directory before they write, so while it exists only a check under the lock counts.

@@ -9,6 +9,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  realpathSync,
   type Stats,
   statSync,
   unlinkSync,
@@ -65,6 +66,26 @@ export function openDatabaseFile(path: string): number {
       throw isSessionError(error) ? error : cannotOpen(path, errorMessage(error), error);
     }
   }
+}
+
+/**
+ * The path of the file open as `fd`, symlinks resolved, named as `path` was. Refused when `path`
+ * no longer names that file (replaced since it was opened).
+ */
+export function realPathOf(path: string, fd: number): string {
+  let real: string;
+  let stats: Stats;
+  try {
+    real = realpathSync(path);
+    stats = statSync(real);
+  } catch (error) {
+    throw cannotOpen(path, errorMessage(error), error);
+  }
+  const opened = fstatSync(fd);
+  if (stats.ino !== opened.ino || stats.dev !== opened.dev) {
+    throw cannotOpen(path, 'it was replaced by another file while it was being opened');
+  }
+  return real;
 }
 
 /** True when `directory` exists and is a directory. */

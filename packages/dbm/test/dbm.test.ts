@@ -9,11 +9,12 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import {
@@ -890,6 +891,34 @@ describe('DbmStore session locks', () => {
       ).toBe(true);
     } finally {
       await store.close();
+    }
+  }, 60_000);
+});
+
+describe('DbmStore paths through symbolic links', () => {
+  it('a file opened through a symlink to it, or to its directory, shares the locks of its real path', async () => {
+    const path = newPath();
+    const id = generateSessionId();
+    await (await DbmStore.open({ path, stripes: 3 })).close();
+    const holder = spawn('lock-holder.mjs', [path, id, '3']);
+    await nextMessage(holder, 'held');
+    const linkedFile = join(dirname(path), 'linked.dbm');
+    symlinkSync(path, linkedFile);
+    const linkedDirectory = `${dirname(path)}-linked`;
+    symlinkSync(dirname(path), linkedDirectory);
+    try {
+      for (const through of [linkedFile, join(linkedDirectory, basename(path))]) {
+        const store = await DbmStore.open({ path: through });
+        try {
+          expect(store.path).toBe(path);
+          expect(await codeOf(store.locks.acquire(id, { waitMs: 100 }))).toBe('ERR_LOCK_TIMEOUT');
+        } finally {
+          await store.close();
+        }
+      }
+      expect(existsSync(`${linkedFile}.locks`)).toBe(false);
+    } finally {
+      rmSync(linkedDirectory);
     }
   }, 60_000);
 });
