@@ -30,6 +30,8 @@ export const TEMP_SUFFIX = '.tmp';
 export const GUARD_SUFFIX = '.lock';
 /** The latest mtime set on a record: the 32-bit seconds limit, so every filesystem can store it. */
 export const MAX_MTIME_MS = 2_147_483_647_000;
+/** How far a coarse filesystem's mtime (whole or even seconds) may fall below the one set. */
+const COARSE_MTIME_MS = 2000;
 
 /** What one path holds for one id, judged as of `now`. */
 export type Presence = 'live' | 'expired' | 'absent' | 'corrupt' | 'other';
@@ -185,10 +187,13 @@ export class RecordFiles implements Sweeper {
 
   /**
    * True when the mtime alone proves the record expired. Exact mtimes carry the expiry; coarse
-   * ones (whole or even seconds) round it down, so the last two seconds need the header.
+   * ones (whole or even seconds) round it down, so the last two seconds need the header. An
+   * mtime at the cap stands for every expiry from the cap on, so only the header can tell.
    */
   certainlyExpired(stats: Stats, now: number): boolean {
-    return Math.round(stats.mtimeMs) <= (this.settings.mtimeExact ? now : now - 2000);
+    const mtime = Math.round(stats.mtimeMs);
+    if (mtime >= MAX_MTIME_MS - COARSE_MTIME_MS) return false;
+    return mtime <= (this.settings.mtimeExact ? now : now - COARSE_MTIME_MS);
   }
 
   isRecordName(shard: string, name: string): boolean {

@@ -756,6 +756,21 @@ async function collectIds(store: FileStore): Promise<string[]> {
 
 describe('sweep', () => {
   it.each(['sync', 'async'] as const)(
+    'a fast sweep as of a time past 2038 keeps a record that expires later, whose mtime is capped (io %s)',
+    async (io) => {
+      const store = await openStore({ io });
+      const now = 2_200_000_000_000; // 2039-09-18, past the mtime cap of 2038-01-19
+      const later = generateSessionId();
+      const earlier = generateSessionId();
+      await store.set(later, recordOf('later', 3_000_000_000_000)); // 2065
+      await store.set(earlier, recordOf('earlier', 2_100_000_000_000)); // 2036
+      expect(await store.sweep({ now })).toMatchObject({ removed: 1, done: true });
+      expect(textOf(await store.get(later))).toBe('later');
+      expect(await store.get(earlier)).toBeUndefined();
+    },
+  );
+
+  it.each(['sync', 'async'] as const)(
     'resumes from the cursor saved on disk, across store instances (io %s)',
     async (io) => {
       let store = await openStore({ io });
