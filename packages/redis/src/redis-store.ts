@@ -467,14 +467,31 @@ function assertRedisUrl(url: unknown): void {
   if (typeof url !== 'string') {
     throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describeValue(url)}`);
   }
-  let protocol: string | undefined;
+  let parsed: URL;
   try {
-    protocol = new URL(url).protocol;
+    parsed = new URL(url);
   } catch {
     throw new TypeError('url must be a redis:// or rediss:// URL, and cannot be parsed as a URL');
   }
+  const { protocol, username, password, pathname } = parsed;
   if (protocol !== 'redis:' && protocol !== 'rediss:') {
     throw new TypeError(`url must be a redis:// or rediss:// URL, not ${protocol}//`);
+  }
+  // node-redis decodes them with decodeURIComponent, which throws a URIError on a stray '%'.
+  for (const [part, text] of [
+    ['user name', username],
+    ['password', password],
+  ]) {
+    try {
+      decodeURIComponent(text as string);
+    } catch {
+      throw new TypeError(
+        `url has a ${part} that is not percent-encoded: write a '%' in it as %25`,
+      );
+    }
+  }
+  if (pathname.length > 1 && !/^\/\d+$/.test(pathname)) {
+    throw new TypeError('url may have a database number as its path (/0, /1, …), and nothing else');
   }
 }
 

@@ -145,6 +145,24 @@ describe('RedisStore.open()', () => {
     }
   });
 
+  it('a url whose credentials or database node-redis cannot read is a TypeError naming url, before connecting', async () => {
+    const nowhere = `127.0.0.1:${await closedPort()}`;
+    for (const url of [
+      // A '%' that starts no escape: node-redis's decodeURIComponent threw a URIError.
+      `redis://:50%off-hunter2@${nowhere}`,
+      `redis://hunter2%:secret@${nowhere}`,
+      // A path that is no database number.
+      `redis://:hunter2@${nowhere}/sessions`,
+      `redis://:hunter2@${nowhere}/1.5`,
+      `redis://:hunter2@${nowhere}/-1`,
+    ]) {
+      const error = await RedisStore.open({ url }).catch((e) => e);
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toMatch(/^url /);
+      expect(inspect(error, { depth: 5, showHidden: true })).not.toContain('hunter2');
+    }
+  });
+
   it('a server that does not answer rejects with ERR_STORE_IO naming it', async () => {
     const error = await RedisStore.open({ url: 'redis://127.0.0.1:7119' }).catch((e) => e);
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
