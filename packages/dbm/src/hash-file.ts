@@ -223,7 +223,11 @@ export class HashFile {
     const { tx, chain, hash, match } = findEntry(this.begin(), id);
     const live =
       match?.head !== undefined && match.entry.damaged !== true && match.entry.expiresAt > now;
-    if ((only === 'absent' && live) || (only === 'present' && !live)) return false;
+    if (only === 'present' && !live) return false;
+    // A record whose data fails its check is no session (`get` rejects it): a create replaces it.
+    if (only === 'absent' && live && match.head !== undefined) {
+      if (recordData(tx, match.entry, match.head, match.headBytes) !== undefined) return false;
+    }
     const { owner, expiresAt } = record;
     const placed = writeExtentBytes(
       tx,

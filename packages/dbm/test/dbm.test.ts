@@ -419,6 +419,36 @@ describe('DbmStore global lock', () => {
   });
 });
 
+describe('DbmStore damaged records', () => {
+  it("set with only: 'absent' replaces a record whose data fails its checksum, as get rejects it", async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    try {
+      const id = generateSessionId();
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(id, { data: payload(1, 40), expiresAt, owner: 'u1' });
+      // Flips a byte of the stored data, as a bad disk would.
+      const bytes = readFileSync(path);
+      const at = bytes.indexOf(Buffer.from(id, 'latin1')) + id.length + 'u1'.length + 3;
+      const fd = openSync(path, 'r+');
+      try {
+        writeSync(fd, Buffer.from([(bytes[at] ?? 0) ^ 0xff]), 0, 1, at);
+      } finally {
+        closeSync(fd);
+      }
+      expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
+
+      expect(await store.set(id, { data: payload(2, 40), expiresAt }, { only: 'absent' })).toBe(
+        true,
+      );
+      expect(Buffer.from((await store.get(id))?.data ?? [])).toEqual(Buffer.from(payload(2, 40)));
+      expect(await store.ownedBy('u1')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('DbmStore damaged free lists', () => {
   it('a damaged free-list page is dropped with its list: new records of its size still go in', async () => {
     const path = newPath();
