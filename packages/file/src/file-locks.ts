@@ -27,6 +27,8 @@ export interface FileLocksInit {
   /** Claims take turns with the event loop, as the store's calls do. */
   turns: EventLoopTurns;
   shardOf(id: string): string;
+  /** Runs a claim once more when the id's record shard was removed under it (see `StoreLayout.inShard`). */
+  inShard<T>(id: string, call: () => Promise<T>): Promise<T>;
   /** Makes the id's record shard directory, where its guard lives, before a claim may need it. */
   prepare(id: string): Promise<void> | undefined;
   /** The record of `id` as `store.get(id)` returns it now: what a claim reads (`claimAndGet`). */
@@ -68,15 +70,19 @@ export class FileLocks extends LeaseLocks {
     const backend: LeaseBackend = {
       releasesWithWrite: true,
       claim: (claim) =>
-        init.turns.run(async () => {
-          await init.prepare(claim.id);
-          return leases.claim(claim);
-        }),
+        init.turns.run(() =>
+          init.inShard(claim.id, async () => {
+            await init.prepare(claim.id);
+            return leases.claim(claim);
+          }),
+        ),
       claimAndGet: (claim) =>
-        init.turns.run(async () => {
-          await init.prepare(claim.id);
-          return claimThenRead(leases, claim, init.read);
-        }),
+        init.turns.run(() =>
+          init.inShard(claim.id, async () => {
+            await init.prepare(claim.id);
+            return claimThenRead(leases, claim, init.read);
+          }),
+        ),
       extend: (claim) => leases.extend(claim),
       release: (claim) => leases.release(claim),
       expired: (claim) => leases.expired(claim),

@@ -133,6 +133,7 @@ export class FileStore extends BaseStore {
       fs,
       turns,
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
+      inShard: (id, call) => this.#layout.inShard(id, call),
       prepare: (id) =>
         this.#layout.isVerified(id) ? undefined : this.#layout.verifyShard(id, true),
       read: (id) => this.#records.get(id, Date.now()),

@@ -4,6 +4,7 @@ import { join, sep } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
   asyncFileSystem,
+  errorCode,
   type FileSystem,
   NO_SPACE,
   O_CREAT,
@@ -91,6 +92,30 @@ export class StoreLayout {
       );
     }
     this.#verifiedShards.add(shard);
+  }
+
+  /**
+   * Runs `call`, and once more when it failed with ENOENT because the id's shard directory was
+   * checked but is gone now: removed by hand (`rm -rf <path>/*` to log everyone out) or by a
+   * tmp cleaner. The check is forgotten first, so the second run makes the shard again or finds
+   * nothing there; without it, every write to the shard failed until the store was reopened.
+   */
+  async inShard<T>(id: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT' || !(await this.#lostShard(id))) throw error;
+      return call();
+    }
+  }
+
+  /** True, with its check forgotten, when the id's shard was checked and no longer exists. */
+  async #lostShard(id: string): Promise<boolean> {
+    const shard = id.slice(0, SHARD_LENGTH);
+    if (!this.#verifiedShards.has(shard)) return false;
+    if ((await this.#fs.lstatIfAny(this.shardPath(id))) !== undefined) return false;
+    this.#verifiedShards.delete(shard);
+    return true;
   }
 
   /** False when the id's shard directory does not exist; throws when it is not a plain directory. */

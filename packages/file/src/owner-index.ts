@@ -103,6 +103,18 @@ export class OwnerIndex {
    * (`isNew`), whose entry is rarely there, the exclusive create alone answers.
    */
   async add(owner: string, id: string, isNew = false): Promise<boolean> {
+    try {
+      return await this.#add(owner, id, isNew);
+    } catch (error) {
+      // Its directory was removed since it was checked (by hand): check, or make, it again.
+      if (errorCode(error) !== 'ENOENT') throw error;
+      this.#verified.delete(owner);
+      this.#verifiedParents.clear();
+      return this.#add(owner, id, isNew);
+    }
+  }
+
+  async #add(owner: string, id: string, isNew: boolean): Promise<boolean> {
     const directory = await this.#ownerDirectory(owner, true);
     const entry = `${directory}${sep}${id}`;
     if (!isNew && (await this.#fs.lstatIfAny(entry)) !== undefined) return false;

@@ -92,7 +92,17 @@ export class RecordIo {
     return this.#reads.get(id, now);
   }
 
-  async set(
+  set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+    lease?: HeldLease,
+  ): Promise<boolean> {
+    return this.#layout.inShard(id, () => this.#set(id, record, only, now, lease));
+  }
+
+  async #set(
     id: string,
     record: SessionRecord,
     only: 'absent' | 'present' | undefined,
@@ -160,7 +170,11 @@ export class RecordIo {
     }
   }
 
-  async touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
+  touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
+    return this.#layout.inShard(id, () => this.#touch(id, expiresAt, now, lease));
+  }
+
+  async #touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
     const file = this.#layout.recordPath(id);
     const mtimeIsEnough =
       this.#files.settings.statIsEnough && !this.#fsync && expiresAt === mtimeFor(expiresAt);
@@ -252,7 +266,11 @@ export class RecordIo {
     });
   }
 
-  async delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
+  delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
+    return this.#layout.inShard(id, () => this.#delete(id, now, lease));
+  }
+
+  async #delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
     const file = this.#layout.recordPath(id);
     // No shard directory, no record (and nowhere to put the guard).
     if (!(await this.#layout.shardExists(id))) {

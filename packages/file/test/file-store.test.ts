@@ -630,6 +630,36 @@ describe('file reuse', () => {
 });
 
 describe('damaged and leftover files', () => {
+  it.each(['sync', 'async'] as const)(
+    'a store whose directory was emptied by hand while open goes on writing, locking and listing owners (io %s)',
+    async (io) => {
+      const store = await openStore({ io });
+      const ids = Array.from({ length: 40 }, () => generateSessionId());
+      for (const id of ids) await store.set(id, { ...recordOf('before'), owner: 'u1' });
+      await (await store.locks.acquire(ids[0] as string)).release();
+      // `rm -rf <path>/*`: how sessions are often cleared by hand, or by a tmp cleaner.
+      for (const name of readdirSync(store.path)) {
+        rmSync(join(store.path, name), { recursive: true, force: true });
+      }
+
+      for (const id of ids) expect(await store.get(id)).toBeUndefined();
+      const [again, fresh, locked] = ids as [string, string, string];
+      expect(await store.set(again, { ...recordOf('again'), owner: 'u1' })).toBe(true);
+      expect(await store.set(fresh, recordOf('fresh'), { only: 'absent' })).toBe(true);
+      expect(await store.delete(ids[3] as string)).toBe(false);
+      expect(await store.touch(ids[4] as string, Date.now() + HOUR_MS)).toBe(false);
+      const lock = await store.locks.acquire(locked);
+      expect(await store.set(locked, recordOf('locked'), { lock })).toBe(true);
+      await lock.release();
+      expect(textOf(await store.get(again))).toBe('again');
+      expect(textOf(await store.get(fresh))).toBe('fresh');
+      expect(textOf(await store.get(locked))).toBe('locked');
+      expect((await store.ownedBy('u1')).map((session) => session.id)).toEqual([again]);
+      expect(await store.delete(again)).toBe(true);
+      expect((await collectIds(store)).sort()).toEqual([fresh, locked].sort());
+    },
+  );
+
   it('a truncated file rejects that id with ERR_CORRUPT_RECORD; conditional writes treat it as absent', async () => {
     const store = await openStore();
     const [damaged, healthy] = [generateSessionId(), generateSessionId()];
