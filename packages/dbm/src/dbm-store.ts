@@ -126,6 +126,7 @@ export class DbmStore extends BaseStore {
     );
     this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
       read: (id) => this._get(id, Date.now()),
+      turn: () => this.#globalLock.turn(),
     });
   }
 

@@ -138,10 +138,7 @@ export class GlobalLock {
     const leave = await this.#enter();
     try {
       if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
-      if (performance.now() - this.#lastTurnAt > EVENT_LOOP_TURN_MS) {
-        await yieldToEventLoop();
-        this.#lastTurnAt = performance.now();
-      }
+      await this.turn();
       const token = await this.#acquire();
       const started = performance.now();
       try {
@@ -162,6 +159,17 @@ export class GlobalLock {
     } finally {
       leave();
     }
+  }
+
+  /**
+   * A turn of the event loop when this process's file calls (holds, and the session-lock claims
+   * that ask for one) have gone on without one for `EVENT_LOOP_TURN_MS`, else nothing to wait for.
+   */
+  turn(): Promise<void> | undefined {
+    if (performance.now() - this.#lastTurnAt <= EVENT_LOOP_TURN_MS) return undefined;
+    return yieldToEventLoop().then(() => {
+      this.#lastTurnAt = performance.now();
+    });
   }
 
   /** Rejects later holds with `ERR_STORE_CLOSED` and removes this lock's holder files. */

@@ -55,6 +55,11 @@ function tagOf(id: string): string {
 export interface StripeRecords {
   /** What `get(id)` returns, read under the store's global lock. */
   read(id: string): Promise<SessionRecord | undefined>;
+  /**
+   * A turn of the event loop when one is due (the global lock's `turn`): a claim's calls are
+   * synchronous, so a loop of acquires and releases would otherwise hold every timer back.
+   */
+  turn(): Promise<void> | undefined;
 }
 
 /**
@@ -72,6 +77,7 @@ class StripeLeases implements LeaseBackend {
   readonly claimAndGet: ((claim: LeaseClaim) => Promise<ClaimedRecord>) | undefined;
 
   readonly #onTaken: () => void;
+  readonly #turn: () => Promise<void> | undefined;
 
   constructor(
     files: LeaseFiles,
@@ -81,6 +87,7 @@ class StripeLeases implements LeaseBackend {
   ) {
     this.#files = files;
     this.#onTaken = onTaken;
+    this.#turn = () => records?.turn();
     this.#pathOf = pathOf;
     this.releasesWithWrite = records !== undefined;
     this.claimAndGet =
@@ -97,6 +104,7 @@ class StripeLeases implements LeaseBackend {
   }
 
   async claim(claim: LeaseClaim): Promise<boolean> {
+    await this.#turn();
     if (!(await this.#files.claim(claim))) return false;
     this.#held.set(claim.key, claim.token);
     this.#onTaken();

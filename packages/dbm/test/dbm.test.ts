@@ -882,6 +882,20 @@ describe('DbmStore session locks', () => {
     }
   }
 
+  it('a closed loop of lock acquires and releases still lets timers and I/O run in between', async () => {
+    // A claim's file calls are synchronous: awaited in a loop, they settle in microtasks only.
+    const store = await DbmStore.open({ path: newPath() });
+    try {
+      const id = generateSessionId();
+      let turns = 0;
+      setImmediate(() => turns++);
+      for (let i = 0; i < 400; i++) await (await store.locks.acquire(id)).release();
+      expect(turns).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('sessions use lock files 1..N-1; file 0 is the global lock', () => {
     const seen = new Set<number>();
     for (let i = 0; i < 2000; i++) seen.add(sessionStripe(generateSessionId(), 8));
