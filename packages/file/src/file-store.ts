@@ -86,12 +86,14 @@ export class FileStore extends BaseStore {
       const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
       if (made === undefined) await assertStoreDirectory(root);
-      const traits = await probeFilesystem(root, settings.fileMode);
       // Made now, while there is room: a delete takes a guard there, and on a full disk a
       // directory cannot be made, so a store that had only created records could delete none.
+      // Made before anything else: another process opening the directory at the same moment
+      // takes it for a file store only by this directory (see assertStoreDirectory).
       await unless(['EEXIST', ...NO_SPACE], undefined, () =>
         asyncFileSystem.mkdir(join(root, GUARDS_DIRECTORY), { mode: settings.directoryMode }),
       );
+      const traits = await probeFilesystem(root, settings.fileMode);
       return new FileStore(options, settings, root, traits);
     } catch (error) {
       if (isSessionError(error) || error instanceof TypeError) throw error;

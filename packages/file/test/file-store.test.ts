@@ -250,6 +250,18 @@ describe('open', () => {
     await again.close();
   });
 
+  it('several opens of one new or empty directory at once all succeed (cluster workers starting together)', async () => {
+    for (let round = 0; round < 10; round++) {
+      const path = freshPath();
+      if (round % 2 === 1) mkdirSync(path);
+      const opened = await Promise.allSettled(
+        Array.from({ length: 4 }, () => FileStore.open({ path })),
+      );
+      for (const result of opened) if (result.status === 'fulfilled') await result.value.close();
+      expect(opened.filter((result) => result.status === 'rejected')).toEqual([]);
+    }
+  });
+
   it("refuses a bad duration with core's message for durations, whichever bound it misses", async () => {
     const path = freshPath();
     const durations: Array<[keyof FileStoreOptions, unknown, { zero?: boolean }]> = [
