@@ -271,13 +271,17 @@ export class FileStore extends BaseStore {
   }
 }
 
+const LOST_AND_FOUND = 'lost+found';
+
 /**
  * Refuses a directory that holds files and is not a file store: every open makes the store's
  * `.guards` directory, so one without it is someone else's, whose files in one-letter
  * subdirectories the sweep would take for leftovers and unlink.
  */
 async function assertStoreDirectory(root: string): Promise<void> {
-  const names = await readdir(root);
+  // The root of a new ext4 filesystem (a volume of its own for the sessions) holds lost+found,
+  // which nothing in the store touches: no shard has a name that long.
+  const names = (await readdir(root)).filter((name) => name !== LOST_AND_FOUND);
   if (names.length === 0 || names.includes(GUARDS_DIRECTORY)) return;
   throw new SessionError(
     'ERR_STORE_IO',

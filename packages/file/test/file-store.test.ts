@@ -250,6 +250,16 @@ describe('open', () => {
     await again.close();
   });
 
+  it('opens the root of a new ext4 filesystem, which holds only lost+found, and leaves that alone', async () => {
+    const path = freshPath();
+    mkdirSync(join(path, 'lost+found'), { recursive: true });
+    const store = await FileStore.open({ path });
+    await store.set(generateSessionId(), recordOf('kept'));
+    expect(await store.sweep({ now: Date.now() + 2 * HOUR_MS })).toMatchObject({ removed: 1 });
+    await store.close();
+    expect(existsSync(join(path, 'lost+found'))).toBe(true);
+  });
+
   it('several opens of one new or empty directory at once all succeed (cluster workers starting together)', async () => {
     for (let round = 0; round < 10; round++) {
       const path = freshPath();
