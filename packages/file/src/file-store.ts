@@ -235,10 +235,13 @@ export class FileStore extends BaseStore {
     return this.#turns.run(() => this.#freeing(lease, this.#records.delete(id, now, lease)));
   }
 
-  /** Resolves as `write`, after freeing `lease` once it wrote when the caller asked (`release`). */
+  /**
+   * Resolves as `write`, after freeing `lease` once it wrote when the caller asked (`release`).
+   * A failure to free it is not the write's, which has landed: the lease then ends by itself.
+   */
   async #freeing(lease: HeldLease | undefined, write: Promise<boolean>): Promise<boolean> {
     const wrote = await write;
-    if (lease?.release === true) await this.#locks.releaseAfterWrite(lease);
+    if (lease?.release === true) await this.#locks.releaseAfterWrite(lease).catch(() => {});
     return wrote;
   }
 

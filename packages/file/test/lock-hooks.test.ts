@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSessionId, type LockedRecord, SessionManager } from '@sessile/core';
@@ -98,6 +98,20 @@ describe('a fenced write that frees its lock (release)', () => {
       const again = await store.locks.acquire(id, { waitMs: 0 });
       await again.release();
     }
+  });
+
+  it('resolves once written when freeing the lease then fails: the write landed, and the lease ends by itself', async () => {
+    const store = await openStore();
+    const id = generateSessionId();
+    await store.set(id, recordOf('old'));
+    const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+    // A lease file that cannot be unlinked (here a directory in its place; an I/O error, a
+    // read-only remount): the release that follows the write fails.
+    rmSync(leaseFileOf(store, id));
+    mkdirSync(leaseFileOf(store, id));
+    expect(await store.set(id, recordOf('new'), { lock, release: true })).toBe(true);
+    expect(textOf(await store.get(id))).toBe('new');
+    rmSync(leaseFileOf(store, id), { recursive: true });
   });
 
   it('frees the lease also when the write finds nothing to change', async () => {
