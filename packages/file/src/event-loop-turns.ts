@@ -12,20 +12,26 @@ const EVENT_LOOP_TURN_MS = 2;
 export class EventLoopTurns {
   readonly #onEventLoop: boolean;
   #lastTurnAt = performance.now();
+  /** The turn calls wait for, once one is due, until it has come. */
+  #turn: Promise<void> | undefined;
 
   constructor(onEventLoop: boolean) {
     this.#onEventLoop = onEventLoop;
   }
 
-  /** Runs `call`, after a turn of the event loop when calls have gone on without one for too long. */
+  /**
+   * Runs `call`, after a turn of the event loop when calls have gone on without one for too
+   * long. Calls made while a turn is awaited start after it, in the order they were made.
+   */
   run<T>(call: () => Promise<T>): Promise<T> {
-    if (!this.#onEventLoop || performance.now() - this.#lastTurnAt < EVENT_LOOP_TURN_MS) {
-      return call();
+    if (!this.#onEventLoop) return call();
+    if (this.#turn === undefined) {
+      if (performance.now() - this.#lastTurnAt < EVENT_LOOP_TURN_MS) return call();
+      this.#turn = yieldToEventLoop().then(() => {
+        this.#lastTurnAt = performance.now();
+        this.#turn = undefined;
+      });
     }
-    // Calls made while this turn is pending wait for it too, in order: the time only grows.
-    return yieldToEventLoop().then(() => {
-      this.#lastTurnAt = performance.now();
-      return call();
-    });
+    return this.#turn.then(call);
   }
 }

@@ -406,24 +406,42 @@ describe('on-disk layout', () => {
   });
 });
 
-it("a closed loop of awaited calls with io 'sync' still lets timers and I/O run in between", async () => {
-  // Calls made on the event loop settle in microtasks: a bulk import, or a loop of locked
-  // cycles, would otherwise hold every timer (a lock's keep-alive) and every request back.
-  const store = await openStore({ io: 'sync' });
-  const ids = Array.from({ length: 20 }, () => generateSessionId());
-  for (const kind of ['set', 'get', 'touch', 'delete', 'lock'] as const) {
-    let turns = 0;
-    setImmediate(() => turns++);
-    for (let i = 0; i < 400; i++) {
-      const id = ids[i % ids.length] as string;
-      if (kind === 'set') await store.set(id, recordOf(`value ${i}`));
-      else if (kind === 'get') await store.get(id);
-      else if (kind === 'touch') await store.touch(id, Date.now() + HOUR_MS + i);
-      else if (kind === 'delete') await store.delete(id);
-      else await (await store.locks.acquire(id)).release();
+describe("io 'sync': calls on the event loop", () => {
+  it('calls waiting for a turn of the event loop start in the order they were made', async () => {
+    const store = await openStore({ io: 'sync' });
+    const [id, other] = [generateSessionId(), generateSessionId()];
+    await store.set(id, recordOf('first'));
+    // Calls on the event loop for longer than a turn allows: the next calls wait for one.
+    const until = performance.now() + 5;
+    while (performance.now() < until) {}
+    const read = store.get(other);
+    const earlier = store.set(id, recordOf('earlier'));
+    await read;
+    // Made after `earlier`, so written after it.
+    await store.set(id, recordOf('later'));
+    await earlier;
+    expect(textOf(await store.get(id))).toBe('later');
+  });
+
+  it("a closed loop of awaited calls with io 'sync' still lets timers and I/O run in between", async () => {
+    // Calls made on the event loop settle in microtasks: a bulk import, or a loop of locked
+    // cycles, would otherwise hold every timer (a lock's keep-alive) and every request back.
+    const store = await openStore({ io: 'sync' });
+    const ids = Array.from({ length: 20 }, () => generateSessionId());
+    for (const kind of ['set', 'get', 'touch', 'delete', 'lock'] as const) {
+      let turns = 0;
+      setImmediate(() => turns++);
+      for (let i = 0; i < 400; i++) {
+        const id = ids[i % ids.length] as string;
+        if (kind === 'set') await store.set(id, recordOf(`value ${i}`));
+        else if (kind === 'get') await store.get(id);
+        else if (kind === 'touch') await store.touch(id, Date.now() + HOUR_MS + i);
+        else if (kind === 'delete') await store.delete(id);
+        else await (await store.locks.acquire(id)).release();
+      }
+      expect({ kind, turned: turns > 0 }).toEqual({ kind, turned: true });
     }
-    expect({ kind, turned: turns > 0 }).toEqual({ kind, turned: true });
-  }
+  });
 });
 
 describe('directory containment', () => {
