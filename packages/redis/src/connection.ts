@@ -28,14 +28,11 @@ export type RedisConnection =
 export type CommandArgument = string | Buffer;
 
 /**
- * Sends one command, given as its words, to the node that holds `firstKey`; bulk strings come
- * back as Buffers. `readonly` lets a cluster or Sentinel with replicas read from one.
+ * Sends one command, given as its words, to the primary that holds `firstKey`; bulk strings come
+ * back as Buffers. Never to a replica, even where the app's client reads from them: a replica
+ * may not have a session's last write yet, or still have a session that was signed out.
  */
-export type Send = (
-  firstKey: string,
-  readonly: boolean,
-  args: CommandArgument[],
-) => Promise<unknown>;
+export type Send = (firstKey: string, args: CommandArgument[]) => Promise<unknown>;
 
 interface Connectable {
   readonly isOpen: boolean;
@@ -181,14 +178,13 @@ export class Connection {
   command<R = unknown>(
     action: string,
     firstKey: string,
-    readonly: boolean,
     words: CommandArgument[],
     map?: (reply: unknown) => R,
     text = false,
   ): Promise<R> {
     if (this.#client.isReady === false) return this.#refused();
     const send = text ? this.#sendText : this.send;
-    return this.#deadlines.run(action, send(firstKey, readonly, words), map);
+    return this.#deadlines.run(action, send(firstKey, words), map);
   }
 
   #refused(): Promise<never> {
@@ -288,7 +284,7 @@ export class Connection {
     const answered =
       !hung &&
       (await settlesWithin(
-        this.send('', false, ['PING']).catch(() => {}),
+        this.send('', ['PING']).catch(() => {}),
         this.#timeoutMs,
       ));
     if (answered) await closeQuietly(this.#client);
@@ -298,7 +294,7 @@ export class Connection {
   /** A way to send a command, replies as text, to each master: the client itself but on a cluster. */
   async #masters(): Promise<Array<(words: CommandArgument[]) => Promise<unknown>>> {
     const client = this.#client;
-    if (!isCluster(client)) return [(words) => this.#sendText('', false, words)];
+    if (!isCluster(client)) return [(words) => this.#sendText('', words)];
     return Promise.all(
       client.masters.map(async (master) => {
         const node = await client.nodeClient(master);
@@ -336,14 +332,13 @@ type Replies = typeof BYTES | typeof TEXT;
  */
 function sender(client: Connectable, deadlines: Deadlines, replies: Replies): Send {
   if (isCluster(client)) {
-    return (firstKey, readonly, args) =>
-      client.sendCommand(firstKey, readonly, args, abortable(deadlines, replies));
+    return (firstKey, args) =>
+      client.sendCommand(firstKey, false, args, abortable(deadlines, replies));
   }
   if (isSentinel(client)) {
-    return (_firstKey, readonly, args) =>
-      client.sendCommand(readonly, args, abortable(deadlines, replies));
+    return (_firstKey, args) => client.sendCommand(false, args, abortable(deadlines, replies));
   }
-  return (_firstKey, _readonly, args) => client.sendCommand(args, replies);
+  return (_firstKey, args) => client.sendCommand(args, replies);
 }
 
 /** `replies`, with the signal that drops a command an outage left waiting to be written. */

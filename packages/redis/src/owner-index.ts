@@ -46,7 +46,7 @@ export class OwnerIndex {
   ): Promise<OwnedSession[]> {
     const key = this.#keys.ownerIndex(owner);
     const words = ['ZRANGE', key, '0', '-1', 'WITHSCORES'];
-    const entries = await this.#connection.command('ownedBy', key, false, words, entriesOf, true);
+    const entries = await this.#connection.command('ownedBy', key, words, entriesOf, true);
     const sessions: OwnedSession[] = [];
     let expired = false;
     await Promise.all(

@@ -147,7 +147,7 @@ export class RedisStore extends BaseStore {
       return record.expiresAt > now ? read(record, id) : undefined;
     };
     // A promise `answer` returns settles the read, as `then` would.
-    return this.#connection.command('get', key, true, ['GET', key], answer, asText) as Promise<
+    return this.#connection.command('get', key, ['GET', key], answer, asText) as Promise<
       T | undefined
     >;
   }
@@ -178,19 +178,18 @@ export class RedisStore extends BaseStore {
     // A record written already expired leaves nothing behind, as if Redis had dropped it at once.
     if (expireAt === undefined) {
       if (only === 'absent') {
-        return this.#connection.command('set', key, true, ['EXISTS', key], (n) => n === 0);
+        return this.#connection.command('set', key, ['EXISTS', key], (n) => n === 0);
       }
       return this.#connection.command(
         'set',
         key,
-        false,
         ['DEL', key],
         (deleted) => only !== 'present' || (deleted as number) > 0,
       );
     }
     const words = ['SET', key, encodeRecord(record), 'PXAT', timeText(expireAt)];
     if (only !== undefined) words.push(only === 'absent' ? 'NX' : 'XX');
-    return this.#connection.command('set', key, false, words, written);
+    return this.#connection.command('set', key, words, written);
   }
 
   /**
@@ -221,7 +220,7 @@ export class RedisStore extends BaseStore {
     }
     if (indexed && lease === undefined) {
       const words = ['SET', key, value, 'PXAT', timeText(expireAt as number), 'NX'];
-      return written(await this.#connection.send(key, false, words));
+      return written(await this.#connection.send(key, words));
     }
     const keys = [key, this.#keys.lock(lease?.key ?? id)];
     if (together) keys.push(this.#keys.ownerIndex(owner as string));
@@ -313,7 +312,7 @@ export class RedisStore extends BaseStore {
   protected _delete(id: string, _now: number, lease: HeldLease | undefined): Promise<boolean> {
     const key = this.#keys.record(id);
     if (lease === undefined) {
-      return this.#connection.command('delete', key, false, ['DEL', key], isPositive);
+      return this.#connection.command('delete', key, ['DEL', key], isPositive);
     }
     const keys = [key, this.#keys.lock(lease.key)];
     const args = [lease.token, ...this.#releaseArgs(lease)];
@@ -357,7 +356,7 @@ export class RedisStore extends BaseStore {
   async #unlinkAll(pattern: string, type: 'string' | 'zset'): Promise<void> {
     for await (const page of this.#connection.scan(pattern, type)) {
       await this.#io('clear', () =>
-        Promise.all(page.map((key) => this.#connection.send(key, false, ['UNLINK', key]))),
+        Promise.all(page.map((key) => this.#connection.send(key, ['UNLINK', key]))),
       );
     }
   }

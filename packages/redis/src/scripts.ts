@@ -28,11 +28,11 @@ export class Script {
     for (const key of keys) words.push(key);
     for (const arg of args) words.push(arg);
     const firstKey = keys[0] as string;
-    return send(firstKey, false, words).catch((error: unknown) => {
+    return send(firstKey, words).catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
       words[0] = 'EVAL';
       words[1] = this.#source;
-      return send(firstKey, false, words);
+      return send(firstKey, words);
     });
   }
 }

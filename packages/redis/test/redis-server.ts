@@ -154,15 +154,20 @@ export class OwnCluster {
   }
 }
 
-/** A primary and one Sentinel watching it, on loopback ports. */
+/** A primary and one Sentinel watching it, on loopback ports; with a replica when given its port. */
 export class OwnSentinel {
   readonly name = 'sessile-test';
   readonly primary: OwnRedis;
   readonly sentinel: OwnRedis;
+  readonly replica: OwnRedis | undefined;
 
-  constructor(primaryPort: number, sentinelPort: number) {
+  constructor(primaryPort: number, sentinelPort: number, replicaPort?: number) {
     this.primary = new OwnRedis(primaryPort);
     this.sentinel = new OwnRedis(sentinelPort, []);
+    this.replica =
+      replicaPort === undefined
+        ? undefined
+        : new OwnRedis(replicaPort, ['--replicaof', '127.0.0.1', String(primaryPort)]);
   }
 
   get sentinelRootNodes(): Array<{ host: string; port: number }> {
@@ -171,6 +176,7 @@ export class OwnSentinel {
 
   async start(): Promise<void> {
     await this.primary.start();
+    if (this.replica !== undefined) await this.#startReplica(this.replica);
     const config = join(this.sentinel.dir, 'sentinel.conf');
     writeFileSync(
       config,
@@ -193,14 +199,44 @@ export class OwnSentinel {
         'get-master-addr-by-name',
         this.name,
       ]);
-      if (stdout.includes(String(this.primary.port))) return;
+      if (stdout.includes(String(this.primary.port))) break;
       if (tries >= 100) throw new Error(`Sentinel on port ${this.sentinel.port} names no primary`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // Clients learn the replicas from the Sentinel, which learns them from the primary's INFO.
+    for (let tries = 0; this.replica !== undefined; tries++) {
+      const { stdout } = await run('redis-cli', [
+        '-p',
+        String(this.sentinel.port),
+        'SENTINEL',
+        'replicas',
+        this.name,
+      ]);
+      if (stdout.includes(String(this.replica.port))) break;
+      if (tries >= 300) throw new Error(`Sentinel on port ${this.sentinel.port} names no replica`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Starts the replica and waits until it has the primary's data. */
+  async #startReplica(replica: OwnRedis): Promise<void> {
+    await replica.start();
+    for (let tries = 0; ; tries++) {
+      const { stdout } = await run('redis-cli', [
+        '-p',
+        String(replica.port),
+        'INFO',
+        'replication',
+      ]);
+      if (stdout.includes('master_link_status:up')) return;
+      if (tries >= 100) throw new Error(`replica on port ${replica.port} never synced`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
   async remove(): Promise<void> {
     await this.sentinel.remove();
+    await this.replica?.remove();
     await this.primary.remove();
   }
 }
