@@ -336,24 +336,10 @@ describe('level-session-store', () => {
     expect(jsonOf(refused)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
     expect(refused.stderr).toContain('give --prefix _session/');
     expect(existsSync(target)).toBe(false);
-    const result = await runCli([
-      'import',
-      '--from',
-      peer.address,
-      '--to',
-      `sqlite:${target}`,
-      '--prefix',
-      '_session/',
-      '--json',
-    ]);
+    const result = await importJson(peer.address, `sqlite:${target}`, ['--prefix', '_session/']);
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1, invalidId: 0 } });
-    const store = await SqliteStore.open({ path: target });
-    try {
-      expect(await store.get(idOf(cookie))).toBeDefined();
-    } finally {
-      await store.close();
-    }
+    await expectSqliteHolds(target, idOf(cookie));
   });
 
   it('a database the running app holds is refused with ERR_STORE_BUSY, and a directory that is not LevelDB as not the peer', async () => {
@@ -546,24 +532,13 @@ describe('what cannot be imported', () => {
     const refused = await importJson(`session-file-store:${path}`, `sqlite:${target}`);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('not session-file-store data');
-    const result = await runCli([
-      'import',
-      '--from',
-      `session-file-store:${path}`,
-      '--to',
-      `sqlite:${target}`,
+    const result = await importJson(`session-file-store:${path}`, `sqlite:${target}`, [
       '--file-extension',
       '.sess',
-      '--json',
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 1 } });
-    const store = await SqliteStore.open({ path: target });
-    try {
-      expect(await store.get(idOf(cookie))).toBeDefined();
-    } finally {
-      await store.close();
-    }
+    await expectSqliteHolds(target, idOf(cookie));
   });
 
   it('a session-file-store file gone by the time it is read (a logout on the running app) counts as expired, exit 0', async () => {
@@ -862,6 +837,16 @@ describe('importing again after the new app took over', () => {
 });
 
 /** `sessile import --from <from> --to <to> --json`. */
-function importJson(from: string, to: string) {
-  return runCli(['import', '--from', from, '--to', to, '--json']);
+function importJson(from: string, to: string, options: readonly string[] = []) {
+  return runCli(['import', '--from', from, '--to', to, ...options, '--json']);
+}
+
+/** Checks that the SqliteStore at `path` holds a live session `id`. */
+async function expectSqliteHolds(path: string, id: string): Promise<void> {
+  const store = await SqliteStore.open({ path });
+  try {
+    expect(await store.get(id)).toBeDefined();
+  } finally {
+    await store.close();
+  }
 }
