@@ -128,6 +128,17 @@ async function openLevelPeer(path: string, shared = false): Promise<Peer> {
   return { store, address: `level-session-store:${path}`, close: () => store.db.close() };
 }
 
+/** A session-file-store directory in a new test directory, after one user signed in on its app. */
+async function fileStoreWithOneLogin(): Promise<{ dir: string; peer: Peer; path: string }> {
+  const dir = nextDir();
+  mkdirSync(dir, { recursive: true });
+  const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+  const app = await startApp(peer.store);
+  await login(app, 'ada');
+  await app.close();
+  return { dir, peer, path: peer.address.slice('session-file-store:'.length) };
+}
+
 /**
  * The whole move for one peer: users sign in on an express-session app over the peer store,
  * `sessile import` moves the data, and an express-session app over `toExpressStore` serves the
@@ -466,13 +477,7 @@ describe('what cannot be imported', () => {
   });
 
   it('unreadable session files are reported and skipped, the rest imported, exit 5', async () => {
-    const dir = nextDir();
-    mkdirSync(dir, { recursive: true });
-    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
-    const app = await startApp(peer.store);
-    await login(app, 'ada');
-    await app.close();
-    const path = peer.address.slice('session-file-store:'.length);
+    const { dir, peer, path } = await fileStoreWithOneLogin();
     writeFileSync(join(path, `${generateSessionId()}.json`), '{"cookie": {"originalMax');
     mkdirSync(join(path, `${generateSessionId()}.json`));
     const result = await runCli([
@@ -542,13 +547,7 @@ describe('what cannot be imported', () => {
   });
 
   it('a session-file-store file gone by the time it is read (a logout on the running app) counts as expired, exit 0', async () => {
-    const dir = nextDir();
-    mkdirSync(dir, { recursive: true });
-    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
-    const app = await startApp(peer.store);
-    await login(app, 'ada');
-    await app.close();
-    const path = peer.address.slice('session-file-store:'.length);
+    const { dir, peer, path } = await fileStoreWithOneLogin();
     // Listed by name but not there to read, as a file the app deletes during the import.
     symlinkSync(join(dir, 'deleted'), join(path, `${generateSessionId()}.json`));
     const result = await runCli([
