@@ -191,30 +191,39 @@ export class OwnSentinel {
     );
     await this.sentinel.startWith([config, '--sentinel']);
     // A Sentinel answers PING before it serves its primary's address, which clients ask first.
+    await this.#untilSentinelNames(
+      'get-master-addr-by-name',
+      this.primary.port,
+      100,
+      50,
+      'primary',
+    );
+    // Clients learn the replicas from the Sentinel, which learns them from the primary's INFO.
+    if (this.replica !== undefined) {
+      await this.#untilSentinelNames('replicas', this.replica.port, 300, 100, 'replica');
+    }
+  }
+
+  /** Asks the Sentinel `SENTINEL <subcommand> <name>` until its answer names `port`. */
+  async #untilSentinelNames(
+    subcommand: string,
+    port: number,
+    maxTries: number,
+    delayMs: number,
+    what: string,
+  ): Promise<void> {
+    const sentinelPort = String(this.sentinel.port);
     for (let tries = 0; ; tries++) {
       const { stdout } = await run('redis-cli', [
         '-p',
-        String(this.sentinel.port),
+        sentinelPort,
         'SENTINEL',
-        'get-master-addr-by-name',
+        subcommand,
         this.name,
       ]);
-      if (stdout.includes(String(this.primary.port))) break;
-      if (tries >= 100) throw new Error(`Sentinel on port ${this.sentinel.port} names no primary`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    // Clients learn the replicas from the Sentinel, which learns them from the primary's INFO.
-    for (let tries = 0; this.replica !== undefined; tries++) {
-      const { stdout } = await run('redis-cli', [
-        '-p',
-        String(this.sentinel.port),
-        'SENTINEL',
-        'replicas',
-        this.name,
-      ]);
-      if (stdout.includes(String(this.replica.port))) break;
-      if (tries >= 300) throw new Error(`Sentinel on port ${this.sentinel.port} names no replica`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (stdout.includes(String(port))) return;
+      if (tries >= maxTries) throw new Error(`Sentinel on port ${sentinelPort} names no ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
 
