@@ -201,10 +201,13 @@ class CallerFailure {
   constructor(readonly error: unknown) {}
 }
 
-/** A caller's failure or a programmer's `TypeError` as it is; any other as a `SessionError`. */
-function failure(error: unknown, action: string): unknown {
+/**
+ * A caller's failure or a programmer's `TypeError` as it is; any other as a `SessionError`,
+ * with the id-shaped file names below `location` redacted.
+ */
+function failure(error: unknown, action: string, location: string | undefined): unknown {
   if (error instanceof CallerFailure) return error.error;
-  return error instanceof TypeError ? error : toStoreIoError(error, action);
+  return error instanceof TypeError ? error : toStoreIoError(error, action, { location });
 }
 
 /**
@@ -364,7 +367,7 @@ export abstract class BaseStore implements SessionStore {
           store.#assertOpen();
         } catch (error) {
           if (store.#closed) store.#assertOpen();
-          throw toStoreIoError(error, store.#named('ids'));
+          throw toStoreIoError(error, store.#named('ids'), { location: store.ioLocation() });
         }
       },
     };
@@ -517,7 +520,7 @@ export abstract class BaseStore implements SessionStore {
       answer = operation();
     } catch (error) {
       this.#settled();
-      return Promise.reject(failure(error, this.#named(action)));
+      return Promise.reject(failure(error, this.#named(action), this.ioLocation()));
     }
     if (!isThenable(answer)) {
       this.#settled();
@@ -534,9 +537,10 @@ export abstract class BaseStore implements SessionStore {
     let handler = this.#failureHandlers.get(action);
     if (handler === undefined) {
       const named = this.#named(action);
+      const location = this.ioLocation();
       handler = (error: unknown) => {
         this.#settled();
-        throw failure(error, named);
+        throw failure(error, named, location);
       };
       this.#failureHandlers.set(action, handler);
     }

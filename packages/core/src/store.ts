@@ -16,7 +16,7 @@ export {
   type HookAnswer,
   SweepProgress,
 } from './base-store.js';
-export { toStoreIoError } from './errors.js';
+export { REDACTED, type StoreIoContext, toStoreIoError } from './errors.js';
 export { ExpiryHeap } from './expiry-heap.js';
 export { assertOwner, assertSessionId, generateToken } from './ids.js';
 export { KeyedQueue } from './keyed-queue.js';

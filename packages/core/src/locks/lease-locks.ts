@@ -99,10 +99,16 @@ export class LeaseLocks implements LockManager {
         : (id, acquireOptions) => this.#acquire(id, acquireOptions, true);
   }
 
-  /** A backend failure as `ERR_STORE_IO`, naming the backend's location when it has one. */
-  #ioError(error: unknown, action: string): SessionError {
+  /**
+   * A backend failure as `ERR_STORE_IO`, naming the backend's location when it has one, with
+   * `id` and the id-shaped names of lease files redacted.
+   */
+  #ioError(error: unknown, action: string, id: string): SessionError {
     const location = this.#location;
-    return toStoreIoError(error, location === undefined ? action : `${action} on ${location}`);
+    return toStoreIoError(error, location === undefined ? action : `${action} on ${location}`, {
+      id,
+      location,
+    });
   }
 
   /** Keys held or waited for in this process. */
@@ -187,7 +193,7 @@ export class LeaseLocks implements LockManager {
       if (error instanceof LeftBeforeClaimed) throw error.reason;
       this.#abandon(claim);
       this.#endFirstClaim(slot);
-      throw this.#ioError(error, 'lock acquire');
+      throw this.#ioError(error, 'lock acquire', id);
     }
     // Closed or aborted while an asynchronous claim was in flight: the acquire ends here.
     const left = this.closed ? lockManagerClosed() : signal?.aborted ? signal.reason : undefined;
@@ -392,7 +398,7 @@ export class LeaseLocks implements LockManager {
         } catch (error) {
           this.#abandon(claim);
           removeWaiter(slot, head);
-          settleWaiter(head, this.#ioError(error, 'lock acquire'));
+          settleWaiter(head, this.#ioError(error, 'lock acquire', head.id));
           continue;
         }
         if (outcome.taken) {
@@ -458,7 +464,7 @@ export class LeaseLocks implements LockManager {
           try {
             return await backend.extend({ ...claim, token, expiresAt });
           } catch (error) {
-            throw this.#ioError(error, 'lock extend');
+            throw this.#ioError(error, 'lock extend', claim.id);
           }
         },
         release: async (token) => {
@@ -478,7 +484,7 @@ export class LeaseLocks implements LockManager {
             for (const other of this.#unreleased) {
               if (other.expiresAt <= now) this.#unreleased.delete(other);
             }
-            throw this.#ioError(error, 'lock release');
+            throw this.#ioError(error, 'lock release', claim.id);
           } finally {
             free();
           }
