@@ -59,6 +59,17 @@ function corrupt(reason: string, cause?: unknown): SessionError {
   });
 }
 
+/**
+ * `JSON.parse`'s error without the text it quotes: around an unexpected token V8 shows part of
+ * the record, or all of a short one, and a record holds its owner and the session's data, which
+ * no error (reported to `onError`, logged) may show.
+ */
+function withoutQuotedText(error: unknown): unknown {
+  if (!(error instanceof SyntaxError)) return error;
+  const quoted = error.message.search(/, (?:\.\.\.)?"/);
+  return quoted === -1 ? error : new SyntaxError(`${error.message.slice(0, quoted)} in JSON`);
+}
+
 export function isPlainObject(value: unknown): value is SessionData {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const prototype = Object.getPrototypeOf(value);
@@ -118,7 +129,7 @@ export function jsonCodec(): SessionCodec {
       try {
         value = JSON.parse(textDecoder.decode(bytes));
       } catch (error) {
-        throw corrupt('invalid UTF-8 JSON', error);
+        throw corrupt('invalid UTF-8 JSON', withoutQuotedText(error));
       }
       assertEnvelope(value);
       return value;

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { describe, expect, it, vi } from 'vitest';
 import {
   aesGcmCodec,
@@ -73,6 +74,33 @@ describe('jsonCodec', () => {
     ]) {
       expectCorrupt(() => codec.decode(encode(extra), id));
     }
+  });
+
+  it("shows none of a record's text in the error of bytes that do not parse, nor its cause", () => {
+    const owned: SessionEnvelope = { ...envelope, owner: 'alice@example.com' };
+    // A flipped byte where the owner's string begins: an unexpected token in its place.
+    const text = new TextDecoder().decode(codec.encode(owned, id)).replace('"alice', 'xalice');
+    const parseError = (() => {
+      try {
+        JSON.parse(text);
+      } catch (error) {
+        return error as SyntaxError;
+      }
+      throw new Error('parsed');
+    })();
+    // What the cause would show as it is: V8 quotes the text around the token.
+    expect(parseError.message).toContain('alice');
+    let caught: unknown;
+    try {
+      codec.decode(new TextEncoder().encode(text), id);
+    } catch (error) {
+      caught = error;
+    }
+    expect(isSessionError(caught, 'ERR_CORRUPT_RECORD')).toBe(true);
+    const cause = (caught as Error).cause;
+    expect(cause).toBeInstanceOf(SyntaxError);
+    expect((cause as Error).message).toBe(`${parseError.message.split(', ')[0]} in JSON`);
+    expect(inspect(caught, { depth: 8 })).not.toMatch(/alice|example\.com/);
   });
 
   it('never evaluates stored bytes', () => {
