@@ -1,4 +1,5 @@
 import { readdirSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HostGuards, syncLockFileSystem } from '../src/store.js';
@@ -23,6 +24,21 @@ function fullFilesystem(size: string): string {
 }
 
 describe('HostGuards', () => {
+  it('refuses a staleMs that is not a duration a timer can keep', () => {
+    for (const staleMs of [Number.NaN, -1, 2 ** 31, Number.POSITIVE_INFINITY, '5000']) {
+      expect(
+        () =>
+          new HostGuards({
+            directory: join(tmpdir(), 'sessile-never-made'),
+            staleMs: staleMs as number,
+            fileMode: 0o600,
+            directoryMode: 0o700,
+            fs: syncLockFileSystem,
+          }),
+      ).toThrow(/^HostGuards: staleMs must be a number of milliseconds/);
+    }
+  });
+
   it('takes a guard on a full disk in a process that had no holder file yet, so it can still delete and free space', async () => {
     const dir = fullFilesystem('1m');
     const guardsDirectory = join(dir, '.guards');

@@ -3,7 +3,7 @@ import { constants as fsConstants, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SessionError } from '../errors.js';
 import { KeyedQueue } from '../keyed-queue.js';
-import { sleep } from '../util.js';
+import { assertDuration, sleep } from '../util.js';
 import {
   encodeHolder,
   errorCode,
@@ -54,6 +54,8 @@ export class HostGuards {
   #beatTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(init: HostGuardsInit) {
+    // It paces a heartbeat timer, and NaN would make no guard ever stale nor any wait end.
+    assertDuration(init.staleMs, 'HostGuards: staleMs');
     this.#init = init;
     this.#fs = init.fs;
     this.staleMs = Math.max(init.staleMs, GUARD_STALE_MS);
