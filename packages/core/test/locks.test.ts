@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/index.js';
-import { claimThenRead, KeyedLocks, MemoryLeases, StripedLocks, stripeOf } from '../src/store.js';
+import {
+  claimThenRead,
+  KeyedLocks,
+  LeaseLocks,
+  MemoryLeases,
+  StripedLocks,
+  stripeOf,
+} from '../src/store.js';
 import { codeOf, leaseLock } from './helpers.js';
 
 const idA = 'aaaaaaaaaaaaaaaaaaaa';
@@ -197,6 +204,27 @@ describe('StripedLocks', () => {
   it('rejects a pool size that is not a positive integer', () => {
     expect(() => new StripedLocks({ stripes: 0 })).toThrow(TypeError);
     expect(() => new StripedLocks({ stripes: 2.5 })).toThrow(TypeError);
+  });
+
+  it('names a misspelt option instead of ignoring it', () => {
+    expect(() => new StripedLocks({ stripe: 8 } as never)).toThrow(
+      new TypeError("StripedLocks: unknown option 'stripe'; did you mean 'stripes'?"),
+    );
+    expect(() => new StripedLocks(null as never)).toThrow(TypeError);
+  });
+});
+
+describe('LeaseLocks options', () => {
+  it('names a misspelt option, and refuses one of the wrong type', () => {
+    expect(() => new LeaseLocks(new MemoryLeases(), { keyof: String } as never)).toThrow(
+      new TypeError("LeaseLocks: unknown option 'keyof'; did you mean 'keyOf'?"),
+    );
+    expect(() => new LeaseLocks(new MemoryLeases(), { keyOf: 'stripe' } as never)).toThrow(
+      new TypeError("LeaseLocks: keyOf must be a function, got 'stripe' (a string)"),
+    );
+    expect(() => new LeaseLocks(new MemoryLeases(), { location: 42 } as never)).toThrow(
+      new TypeError('LeaseLocks: location must be a string, got 42'),
+    );
   });
 });
 

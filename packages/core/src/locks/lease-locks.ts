@@ -7,6 +7,7 @@ import type {
   LockManager,
   SessionLock,
 } from '../types.js';
+import { assertKnownOptions, describeValue } from '../util.js';
 import {
   LeaseLock,
   lockLost,
@@ -57,6 +58,25 @@ export interface LeaseLocksOptions {
   location?: string;
 }
 
+/** `new LeaseLocks`'s options: a misspelt `keyOf` would lock every id on its own key unseen. */
+function checkLeaseLocksOptions(options: LeaseLocksOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`LeaseLocks options must be an object, got ${describeValue(options)}`);
+  }
+  assertKnownOptions(options, ['keyOf', 'onWait', 'location'], 'LeaseLocks');
+  for (const name of ['keyOf', 'onWait'] as const) {
+    const given = options[name];
+    if (given !== undefined && typeof given !== 'function') {
+      throw new TypeError(`LeaseLocks: ${name} must be a function, got ${describeValue(given)}`);
+    }
+  }
+  if (options.location !== undefined && typeof options.location !== 'string') {
+    throw new TypeError(
+      `LeaseLocks: location must be a string, got ${describeValue(options.location)}`,
+    );
+  }
+}
+
 /**
  * The one lock manager: every store's locks are a `LeaseBackend` under it. It validates
  * arguments, queues one process's waiters per key in arrival order (only the head asks the
@@ -88,6 +108,7 @@ export class LeaseLocks implements LockManager {
     | undefined;
 
   constructor(backend: LeaseBackend, options: LeaseLocksOptions = {}) {
+    checkLeaseLocksOptions(options);
     this.#backend = backend;
     this.#keyOf = options.keyOf ?? ((id) => id);
     this.#onWait = options.onWait;

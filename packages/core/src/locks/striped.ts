@@ -1,5 +1,5 @@
 import type { AcquireOptions, SessionLock } from '../types.js';
-import { assertPositiveInteger } from '../util.js';
+import { assertKnownOptions, assertPositiveInteger, describeValue } from '../util.js';
 import { LeaseLocks } from './lease-locks.js';
 import { MemoryLeases } from './memory-leases.js';
 
@@ -42,6 +42,10 @@ export class StripedLocks extends LeaseLocks {
   readonly #counts: Omit<StripedLockStats, 'stripes'>;
 
   constructor(options: StripedLocksOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`StripedLocks options must be an object, got ${describeValue(options)}`);
+    }
+    assertKnownOptions(options, ['stripes'], 'StripedLocks');
     const stripes = options.stripes ?? 32;
     assertPositiveInteger(stripes, 'stripes');
     const counts = { acquired: 0, waits: 0, collisions: 0 };
