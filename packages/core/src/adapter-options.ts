@@ -89,6 +89,13 @@ export interface SessionAdapter<Data extends SessionData> {
   openedFor(request: object): Session<Data> | undefined;
   noteOpened(request: object, session: Session<Data>): void;
   /**
+   * True when `error` is what `manager.openForConnection` rejects with once the client closed
+   * `response`'s connection while the request waited for its session's lock: an `AbortError`,
+   * with nothing held. Nobody waits for an answer, so the adapter stops the request quietly
+   * instead of handing it to the framework's error handler, which would log a 500 for it.
+   */
+  clientGone(error: unknown, response: ResponseEvents): boolean;
+  /**
    * Gives headers that go out before the commit (a handler that writes the Node response itself:
    * a hijacked Fastify reply, Koa's `ctx.respond = false`, Hono's `RESPONSE_ALREADY_SENT`) the
    * cookie the commit will need. Without it a new or regenerated session's id never reaches the
@@ -106,6 +113,8 @@ export interface ResponseEvents {
   once(event: 'close' | 'finish', listener: () => void): unknown;
   /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
   readonly closed?: boolean;
+  /** True once the response was destroyed, as its connection closing does, if the object tells. */
+  readonly destroyed?: boolean;
 }
 
 /** The part of a Node response (HTTP/1 or HTTP/2) whose first headers `cookieOnEarlyHeaders` adds to. */
@@ -246,6 +255,8 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       else response.once('close', onClose);
       response.once('finish', () => manager.afterResponse());
     },
+    clientGone: (error, response) =>
+      isAbortError(error) && (response.closed === true || response.destroyed === true),
     openedFor: (request) => openedSessions.get(request) as Session<Data> | undefined,
     noteOpened(request, session) {
       openedSessions.set(request, session as Session<SessionData>);
@@ -294,6 +305,15 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
 
 /** The session each request runs with, by its Node request or response (see `openedFor`). */
 const openedSessions = new WeakMap<object, Session<SessionData>>();
+
+/** An `AbortError` (a `DOMException`, or any error of that name), from any realm. */
+function isAbortError(error: unknown): boolean {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    (error as { name?: unknown }).name === 'AbortError'
+  );
+}
 
 function pick(options: object, names: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name)));

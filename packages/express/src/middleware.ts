@@ -192,7 +192,14 @@ export function sessile<Data extends SessionData = SessionData>(
       next();
       return;
     }
-    handle(req, res).then(() => next(), next);
+    handle(req, res).then(
+      () => next(),
+      (error: unknown) => {
+        // The client hung up while the request waited for its session's lock: nothing is held
+        // and nobody waits for an answer, which Express's error handler would log as a 500.
+        if (!adapter.clientGone(error, res)) next(error);
+      },
+    );
   }) as SessileMiddleware<Data>;
   Object.defineProperties(middleware, {
     manager: { value: manager, enumerable: true },

@@ -1,7 +1,8 @@
+import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
-import express, { type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type SessileMiddleware,
@@ -9,7 +10,7 @@ import {
   type SessileRequest,
   sessile,
 } from '../src/index.js';
-import { closeServer, listen, serveApp } from './helpers.js';
+import { closeServer, listen, sendOnSocket, serveApp } from './helpers.js';
 
 /**
  * Serves `sessions` on a plain node:http server (no express) where each request counts its
@@ -108,6 +109,74 @@ describe('sessile() and a client that hung up', () => {
     const next = await jar.fetch(url);
     expect(next.status).toBe(200);
     expect(await next.text()).toBe('2');
+  });
+});
+
+describe('sessile() and a client that hangs up while it waits for the lock', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('stops that request without calling next() or the error handler, and leaves the lock free', async () => {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: 'a secret of 32 characters or more for these tests',
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    const app = express();
+    // Tells the test when a request arrived and when its connection closed.
+    const requests = new EventEmitter();
+    app.use((req, res, next) => {
+      requests.emit(`arrived ${req.url}`);
+      res.once('close', () => requests.emit(`closed ${req.url}`));
+      next();
+    });
+    app.use(sessions);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.get('/:what', async (req, res) => {
+      handled.push(req.url);
+      const session = (req as unknown as SessileRequest<{ count?: number }>).session;
+      if (req.params.what === 'hold') {
+        requests.emit('holding');
+        await held;
+      }
+      session.data.count = (session.data.count ?? 0) + 1;
+      res.send(String(session.data.count));
+    });
+    const errors: unknown[] = [];
+    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      errors.push(error);
+      res.status(500).end();
+    });
+    const url = await serveApp(app, cleanups, sessions, store);
+    const jar = new CookieJar();
+    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
+
+    const holding = once(requests, 'holding');
+    const holder = jar.fetch(`${url}/hold`);
+    await holding;
+    // A second request of the session waits for the lock; its client hangs up.
+    const arrived = once(requests, 'arrived /gone');
+    const closed = once(requests, 'closed /gone');
+    const socket = await sendOnSocket(url, '/gone', jar.header());
+    await arrived;
+    socket.destroy();
+    await closed;
+    letGo();
+    expect(await (await holder).text()).toBe('2');
+    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+    expect(handled).toEqual(['/count', '/hold', '/count']);
+    expect(errors).toEqual([]);
+    expect(reported).toEqual([]);
   });
 });
 
