@@ -66,11 +66,20 @@ export function sessile<Data extends SessionData = SessionData>(
       return next();
     }
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
-    const session = await manager.openForConnection(
-      requestCookie?.value,
-      ctx.res,
-      adapter.openOptions(ctx),
-    );
+    let session: Session<Data>;
+    try {
+      session = await manager.openForConnection(
+        requestCookie?.value,
+        ctx.res,
+        adapter.openOptions(ctx),
+      );
+    } catch (error) {
+      // The client hung up while the request waited for its session's lock: nothing is held
+      // and nobody waits for an answer, which Koa's error handling would log as a 500. Koa
+      // writes nothing to the closed connection.
+      if (adapter.clientGone(error, ctx.res)) return;
+      throw error;
+    }
     setSession(ctx, session);
     adapter.noteOpened(ctx.req, session);
     adapter.track(

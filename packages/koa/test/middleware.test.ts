@@ -1,10 +1,11 @@
+import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:http';
 import { CookieJar } from '@sessile/conformance/http';
 import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileContext, type SessileKoaOptions, sessile } from '../src/index.js';
-import { closeServer, listen } from './helpers.js';
+import { closeServer, listen, sendOnSocket } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 
@@ -276,6 +277,64 @@ describe('@sessile/koa middleware', () => {
     expect(logout.status).toBe(500);
     expect(await logout.text()).toMatch(/ctx\.session\.invalidate\(\)/);
     expect(await store.count()).toBe(1);
+  });
+
+  it('stops a request whose client hangs up while it waits for the lock, quietly, and leaves the lock free', async () => {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const sessions = sessile<Data>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    const app = new Koa();
+    const errors: unknown[] = [];
+    app.on('error', (error) => errors.push(error));
+    // Tells the test when a request arrived and when its connection closed.
+    const requests = new EventEmitter();
+    app.use(async (ctx, next) => {
+      requests.emit(`arrived ${ctx.path}`);
+      ctx.res.once('close', () => requests.emit(`closed ${ctx.path}`));
+      await next();
+    });
+    app.use(sessions);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.use(async (ctx) => {
+      handled.push(ctx.path);
+      const session = (ctx as SessileContext<Data>).session;
+      if (ctx.path === '/hold') {
+        requests.emit('holding');
+        await held;
+      }
+      session.data.count = (session.data.count ?? 0) + 1;
+      ctx.body = String(session.data.count);
+    });
+    const url = await serve(app, sessions, store);
+    const jar = new CookieJar();
+    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
+
+    const holding = once(requests, 'holding');
+    const holder = jar.fetch(`${url}/hold`);
+    await holding;
+    // A second request of the session waits for the lock; its client hangs up.
+    const arrived = once(requests, 'arrived /gone');
+    const closed = once(requests, 'closed /gone');
+    const socket = await sendOnSocket(url, '/gone', jar.header());
+    await arrived;
+    socket.destroy();
+    await closed;
+    letGo();
+    expect(await (await holder).text()).toBe('2');
+    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+    expect(handled).toEqual(['/count', '/hold', '/count']);
+    expect(errors).toEqual([]);
+    expect(reported).toEqual([]);
   });
 
   it('leaves a manager it was given open on close()', async () => {
