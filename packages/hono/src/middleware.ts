@@ -1,4 +1,5 @@
 import type { Http2Bindings, HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type {
   CommitOutcome,
   Session,
@@ -81,11 +82,20 @@ export function sessile<Data extends SessionData = SessionData>(
       return next();
     }
     const requestCookie = cookie.verify(c.req.header('cookie'));
-    const session = await manager.openForConnection(
-      requestCookie?.value,
-      outgoing,
-      adapter.openOptions(c),
-    );
+    let session: Session<Data>;
+    try {
+      session = await manager.openForConnection(
+        requestCookie?.value,
+        outgoing,
+        adapter.openOptions(c),
+      );
+    } catch (error) {
+      // The client hung up while the request waited for its session's lock: nothing is held
+      // and nobody waits for an answer, which app.onError would log as a 500. The server
+      // writes nothing for this response; a copy, as a middleware above may add headers to it.
+      if (adapter.clientGone(error, outgoing)) return RESPONSE_ALREADY_SENT.clone();
+      throw error;
+    }
     c.set('session', session);
     adapter.noteOpened(outgoing, session);
     adapter.track(

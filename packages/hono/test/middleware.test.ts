@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
@@ -5,7 +6,7 @@ import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
-import { start } from './helpers.js';
+import { sendOnSocket, start } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 
@@ -261,6 +262,72 @@ describe('@sessile/hono middleware', () => {
     expect(failed.status).toBe(500);
     expect(await failed.text()).toBe('it failed');
     expect(await jar.json(server.url)).toEqual({ count: 2 });
+  });
+
+  it('stops a request whose client hangs up while it waits for the lock, quietly, and leaves the lock free', async () => {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    const errors: unknown[] = [];
+    app.onError((error, c) => {
+      errors.push(error);
+      return c.text('failed', 500);
+    });
+    // Tells the test when a request arrived and when its connection closed.
+    const requests = new EventEmitter();
+    app.use(async (c, next) => {
+      requests.emit(`arrived ${c.req.path}`);
+      c.env.outgoing.once('close', () => requests.emit(`closed ${c.req.path}`));
+      await next();
+    });
+    app.use(sessions);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.get('/:what', async (c) => {
+      handled.push(c.req.path);
+      const session = c.get('session');
+      if (c.req.param('what') === 'hold') {
+        requests.emit('holding');
+        await held;
+      }
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.text(String(session.data.count));
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    expect(await (await jar.fetch(`${server.url}/count`)).text()).toBe('1');
+
+    const holding = once(requests, 'holding');
+    const holder = jar.fetch(`${server.url}/hold`);
+    await holding;
+    // A second request of the session waits for the lock; its client hangs up.
+    const arrived = once(requests, 'arrived /gone');
+    const closed = once(requests, 'closed /gone');
+    const socket = await sendOnSocket(server.url, '/gone', jar.header());
+    await arrived;
+    socket.destroy();
+    await closed;
+    letGo();
+    expect(await (await holder).text()).toBe('2');
+    expect(await (await jar.fetch(`${server.url}/count`)).text()).toBe('3');
+    expect(handled).toEqual(['/count', '/hold', '/count']);
+    expect(errors).toEqual([]);
+    expect(reported).toEqual([]);
   });
 
   it('leaves a manager it was given open on close()', async () => {
