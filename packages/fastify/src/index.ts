@@ -57,11 +57,23 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   fastify.addHook('onRequest', async (request, reply) => {
     const requestCookie = cookie.verify(request.headers.cookie);
-    const session = await manager.openForConnection(
-      requestCookie?.value,
-      reply.raw,
-      adapter.openOptions(request),
-    );
+    let session: Session<SessionData>;
+    try {
+      session = await manager.openForConnection(
+        requestCookie?.value,
+        reply.raw,
+        adapter.openOptions(request),
+      );
+    } catch (error) {
+      // The client hung up while the request waited for its session's lock: nothing is held
+      // and nobody waits for an answer, which Fastify's error handler would log as a 500.
+      // Hijacked, the reply runs no later hook nor the handler, and writes nothing.
+      if (adapter.clientGone(error, reply.raw)) {
+        reply.hijack();
+        return;
+      }
+      throw error;
+    }
     request.session = session;
     requestStates.set(request, { requestCookie });
     adapter.track(

@@ -1,3 +1,5 @@
+import { EventEmitter, once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Fastify from 'fastify';
@@ -132,6 +134,93 @@ describe('@sessile/fastify when a later onSend hook fails', () => {
       const tooLarge = await app.inject('/big');
       expect(tooLarge.statusCode).toBe(500);
       expect(reported).toEqual(['ERR_RECORD_TOO_LARGE']);
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});
+
+/**
+ * Sends `GET path` with the `cookie` header to the server at `url` on a socket of its own, and
+ * returns the socket, for a test to destroy mid-request as a client that hangs up does.
+ */
+async function sendOnSocket(
+  url: string,
+  path: string,
+  cookie: string | undefined,
+): Promise<Socket> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  const cookieLine = cookie === undefined ? '' : `cookie: ${cookie}\r\n`;
+  socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n${cookieLine}\r\n`);
+  return socket;
+}
+
+describe('@sessile/fastify and a client that hangs up while it waits for the lock', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  it('stops that request without the handler or the error handler, and leaves the lock free', async () => {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const app = Fastify();
+    const errors: unknown[] = [];
+    app.setErrorHandler(async (error, _request, reply) => {
+      errors.push(error);
+      return reply.code(500).send('failed');
+    });
+    // Tells the test when a request arrived and when its connection closed.
+    const requests = new EventEmitter();
+    app.addHook('onRequest', async (request, reply) => {
+      requests.emit(`arrived ${request.url}`);
+      reply.raw.once('close', () => requests.emit(`closed ${request.url}`));
+    });
+    app.register(fastifySessile, {
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.get('/:what', async (request) => {
+      handled.push(request.url);
+      const { session } = request;
+      if ((request.params as { what: string }).what === 'hold') {
+        requests.emit('holding');
+        await held;
+      }
+      const count = ((session.data.count as number | undefined) ?? 0) + 1;
+      session.data.count = count;
+      return String(count);
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const jar = new CookieJar();
+      expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
+
+      const holding = once(requests, 'holding');
+      const holder = jar.fetch(`${url}/hold`);
+      await holding;
+      // A second request of the session waits for the lock; its client hangs up.
+      const arrived = once(requests, 'arrived /gone');
+      const closed = once(requests, 'closed /gone');
+      const socket = await sendOnSocket(url, '/gone', jar.header());
+      await arrived;
+      socket.destroy();
+      await closed;
+      letGo();
+      expect(await (await holder).text()).toBe('2');
+      expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+      expect(handled).toEqual(['/count', '/hold', '/count']);
+      expect(errors).toEqual([]);
+      expect(reported).toEqual([]);
     } finally {
       await app.close();
       await store.close();
