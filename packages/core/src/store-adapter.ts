@@ -77,10 +77,15 @@ export function openStoreAdapter(
   const lend = sessionStore.lend?.bind(sessionStore);
   const read = (id: string): Promise<SessionData | undefined> => {
     if (!isSessionId(id)) return ABSENT;
-    if (lend !== undefined) return lend(id, decode);
-    return sessionStore
-      .get(id)
-      .then((record) => (record === undefined ? undefined : decode(record, id)));
+    try {
+      if (lend !== undefined) return lend(id, decode);
+      return sessionStore
+        .get(id)
+        .then((record) => (record === undefined ? undefined : decode(record, id)));
+    } catch (error) {
+      // A store not built on BaseStore may throw at once; the adapters' callers get a rejection.
+      return Promise.reject(error);
+    }
   };
   // A store that keeps or sends text takes the session's JSON text, never encoded to bytes.
   const asText = isJsonCodec(codec) && takesText(sessionStore);

@@ -137,6 +137,18 @@ function settleWrite(
 const DONE: Promise<void> = Promise.resolve();
 
 /**
+ * `run()`'s promise, with a synchronous throw as its rejection: a store not built on core's
+ * `BaseStore` may throw at once, which must reach the callback, not express-session's caller.
+ */
+function attempt<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return run();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
  * Wraps any sessile store as a drop-in store for express-session, @fastify/session and connect.
  * The session cookie's expiry becomes the record's `expiresAt`. An id that is not a valid
  * sessile id reads as absent. Failures reach the callback as `SessionError`s. It does not lock:
@@ -214,7 +226,11 @@ export function toExpressStore(
     }
 
     destroy(sid: string, callback?: Callback): void {
-      settleWrite(this, isSessionId(sid) ? store.delete(sid) : DONE, callback);
+      settleWrite(
+        this,
+        attempt<unknown>(() => (isSessionId(sid) ? store.delete(sid) : DONE)),
+        callback,
+      );
     }
 
     all(callback: Callback<ExpressSessionData[]>): void {
@@ -222,11 +238,19 @@ export function toExpressStore(
     }
 
     length(callback: Callback<number>): void {
-      settle(this, store.count(), callback);
+      settle(
+        this,
+        attempt(() => store.count()),
+        callback,
+      );
     }
 
     clear(callback?: Callback): void {
-      settleWrite(this, store.clear(), callback);
+      settleWrite(
+        this,
+        attempt(() => store.clear()),
+        callback,
+      );
     }
 
     async close(): Promise<void> {

@@ -252,6 +252,50 @@ describe('toExpressStore callbacks', () => {
     );
   });
 
+  it('hands a failure a store throws at once to the callback, never to its caller', async () => {
+    const failure = new Error('the backend is unreachable');
+    // A store not built on BaseStore, whose calls may throw instead of rejecting.
+    class ThrowingStore extends MemoryStore {
+      override lend(): never {
+        throw failure;
+      }
+      override get(): never {
+        throw failure;
+      }
+      override delete(): never {
+        throw failure;
+      }
+      override count(): never {
+        throw failure;
+      }
+      override clear(): never {
+        throw failure;
+      }
+    }
+    const store = new ThrowingStore();
+    cleanups.push(() => store.close());
+    const expressStore = toExpressStore(store);
+    const calls: Array<(done: (error?: unknown) => void) => void> = [
+      (done) => expressStore.get(sid, done),
+      (done) => expressStore.destroy(sid, done),
+      (done) => expressStore.length(done),
+      (done) => expressStore.clear(done),
+    ];
+    for (const run of calls) {
+      let threw: unknown;
+      const answered = new Promise<unknown>((resolve) => {
+        try {
+          run(resolve);
+        } catch (error) {
+          threw = error;
+          resolve(undefined);
+        }
+      });
+      expect(await answered).toBe(failure);
+      expect(threw).toBeUndefined();
+    }
+  });
+
   it('reports failures as SessionErrors through the callback', async () => {
     const { store, expressStore } = setup();
     await store.set(sid, {
