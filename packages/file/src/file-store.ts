@@ -1,5 +1,5 @@
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   type HeldLease,
   isSessionError,
@@ -13,7 +13,15 @@ import {
 import { BaseStore, HostGuards, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
 import { EventLoopTurns } from './event-loop-turns.js';
 import { FileLocks } from './file-locks.js';
-import { asyncFileSystem, errorCode, NO_SPACE, realpath, syncFileSystem, unless } from './fs.js';
+import {
+  asyncFileSystem,
+  errorCode,
+  fsyncDirectory,
+  NO_SPACE,
+  realpath,
+  syncFileSystem,
+  unless,
+} from './fs.js';
 import {
   type FilesystemTraits,
   GUARDS_DIRECTORY,
@@ -86,6 +94,7 @@ export class FileStore extends BaseStore {
       const stats = await asyncFileSystem.lstat(root);
       if (!stats.isDirectory()) throw new Error(`${root} is not a directory`);
       if (made === undefined) await assertStoreDirectory(root);
+      else if (settings.durability === 'full') await syncMadeDirectories(made, root);
       // Made now, while there is room: a delete takes a guard there, and on a full disk a
       // directory cannot be made, so a store that had only created records could delete none.
       // Made before anything else: another process opening the directory at the same moment
@@ -137,7 +146,7 @@ export class FileStore extends BaseStore {
       shardOf: (id) => id.slice(0, SHARD_LENGTH),
       inShard: (id, call) => this.#layout.inShard(id, call),
       prepare: (id) =>
-        this.#layout.isVerified(id) ? undefined : this.#layout.verifyShard(id, true),
+        this.#layout.isWritable(id) ? undefined : this.#layout.verifyShard(id, true),
       read: (id) => this.#records.get(id, Date.now()),
     });
     this.locks = locks;
@@ -271,6 +280,19 @@ export class FileStore extends BaseStore {
     await this.#closeSweeper();
     await this.#spares?.close();
     await this.#guards.close();
+  }
+}
+
+/**
+ * fsyncs the parent of each directory that open made, from `first` (the one `mkdir` made
+ * first) down to the store's `root`: with `durability: 'full'` a record must not be lost in a
+ * power cut with a directory above it whose entry never reached the disk.
+ */
+async function syncMadeDirectories(first: string, root: string): Promise<void> {
+  const top = await realpath(first);
+  for (let directory = root; ; directory = dirname(directory)) {
+    await fsyncDirectory(asyncFileSystem, dirname(directory));
+    if (directory === top || dirname(directory) === directory) return;
   }
 }
 

@@ -6,6 +6,7 @@ import {
   asyncFileSystem,
   errorCode,
   type FileSystem,
+  fsyncDirectory,
   NO_SPACE,
   O_CREAT,
   O_EXCL,
@@ -39,6 +40,8 @@ export class StoreLayout {
   #shardList: { nlink: number; shards: string[] } | undefined;
   /** Shard directories checked to be plain directories inside `path`. */
   readonly #verifiedShards = new Set<string>();
+  /** With `durability: 'full'`, shards whose entry in `path` this store has fsynced. */
+  readonly #syncedShards = new Set<string>();
 
   constructor(path: string, fs: FileSystem, files: RecordFiles, directoryMode: number) {
     this.path = path;
@@ -50,6 +53,15 @@ export class StoreLayout {
   /** True once the id's shard was checked (the hot paths skip the call then). */
   isVerified(id: string): boolean {
     return this.#verifiedShards.has(id.slice(0, SHARD_LENGTH));
+  }
+
+  /** True once the id's shard was checked and, with `durability: 'full'`, its entry synced. */
+  isWritable(id: string): boolean {
+    const shard = id.slice(0, SHARD_LENGTH);
+    return (
+      this.#verifiedShards.has(shard) &&
+      (!this.#files.settings.fsync || this.#syncedShards.has(shard))
+    );
   }
 
   /** `<path>/<shard>` of a validated id; concatenated, as `path.join` costs more than the hot paths need. */
@@ -75,7 +87,7 @@ export class StoreLayout {
    */
   async verifyShard(id: string, create: boolean): Promise<void> {
     const shard = id.slice(0, SHARD_LENGTH);
-    if (this.#verifiedShards.has(shard)) return;
+    if (create ? this.isWritable(id) : this.#verifiedShards.has(shard)) return;
     const directory = join(this.path, shard);
     if (create) {
       await unless(['EEXIST'], undefined, () =>
@@ -90,6 +102,13 @@ export class StoreLayout {
         'ERR_STORE_IO',
         `Refusing to use ${directory}: it is not a plain directory inside the store (a symlink?)`,
       );
+    }
+    // A record fsynced into a shard whose own entry in `path` is not on disk is lost with it in
+    // a power cut. The shard may be another process's, made just now and not yet synced, so
+    // this syncs `path` on the first write into each shard, not only after its own mkdir.
+    if (create && this.#files.settings.fsync) {
+      await fsyncDirectory(this.#fs, this.path);
+      this.#syncedShards.add(shard);
     }
     this.#verifiedShards.add(shard);
   }
@@ -115,6 +134,7 @@ export class StoreLayout {
     if (!this.#verifiedShards.has(shard)) return false;
     if ((await this.#fs.lstatIfAny(this.shardPath(id))) !== undefined) return false;
     this.#verifiedShards.delete(shard);
+    this.#syncedShards.delete(shard);
     return true;
   }
 

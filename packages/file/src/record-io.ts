@@ -110,7 +110,7 @@ export class RecordIo {
     lease?: HeldLease,
   ): Promise<boolean> {
     const file = this.#layout.recordPath(id);
-    if (!this.#layout.isVerified(id)) await this.#layout.verifyShard(id, true);
+    if (!this.#layout.isWritable(id)) await this.#layout.verifyShard(id, true);
     const { owner } = record;
     const owners = this.#files.owners;
     // Creating where nothing exists needs no guard: link(2) fails if the name is taken, and
