@@ -91,6 +91,9 @@ const KNOWN_OPTIONS = [
   'maxRecordBytes',
 ] as const satisfies readonly (keyof FileStoreOptions)[];
 
+/** The largest `maxOpenFiles`: a sweep step starts that many calls at once. */
+const MAX_OPEN_FILES = 65_536;
+
 /** Permission bits and setuid, setgid, sticky: what a mode passed to open(2) and mkdir(2) means. */
 const MAX_MODE = 0o7777;
 
@@ -171,6 +174,13 @@ export function resolveSettings(options: FileStoreOptions): Settings {
     throw new TypeError(`reuseFiles must be a boolean, got ${describeValue(settings.reuseFiles)}`);
   }
   assertPositiveInteger(settings.maxOpenFiles, 'maxOpenFiles');
+  // `clear`, `ownedBy` and a thread-pool sweep start that many workers at once: a huge count
+  // ran out of memory there, or failed as an invalid array length, long after open.
+  if (settings.maxOpenFiles > MAX_OPEN_FILES) {
+    throw new TypeError(
+      `maxOpenFiles must be at most ${MAX_OPEN_FILES}, got ${describeValue(settings.maxOpenFiles)}`,
+    );
+  }
   if (options.maxRecordBytes !== undefined) {
     assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
   }

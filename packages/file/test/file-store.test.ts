@@ -198,6 +198,7 @@ describe('open', () => {
       { path, io: 'threads' as 'sync' },
       { path, graceMs: -1 },
       { path, maxOpenFiles: 0 },
+      { path, maxOpenFiles: 2 ** 32 },
       { path, guardStaleMs: '5000' as never },
       { path, fileMode: Number.NaN },
       { path, renameFile: 'rename' as never },
