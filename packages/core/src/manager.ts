@@ -54,6 +54,19 @@ export interface OpenOptions {
 
 const OPEN_OPTIONS_PRESENT: Record<keyof OpenOptions, true> = { signal: true, loginMeta: true };
 const OPEN_OPTIONS = Object.keys(OPEN_OPTIONS_PRESENT);
+const CONNECTION_OPEN_OPTIONS = OPEN_OPTIONS.filter((name) => name !== 'signal');
+
+/** `open()`'s or `openForConnection()`'s options, each of the `known` names and well typed. */
+function checkOpenOptions(options: unknown, known: readonly string[], where: string): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${where}: options must be an object, got ${describeValue(options)}`);
+  }
+  assertKnownOptions(options, known, where);
+  const { loginMeta } = options as OpenOptions;
+  if (loginMeta !== undefined && typeof loginMeta !== 'function') {
+    throw new TypeError(`${where}: loginMeta must be a function, got ${describeValue(loginMeta)}`);
+  }
+}
 
 export interface RevokeOwnerOptions {
   /** A session id to keep: the current one, for "sign out other devices". */
@@ -168,16 +181,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * is not free within `waitMs`, and with `ERR_STORE_CLOSED` after `close()`.
    */
   async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`open options must be an object, got ${describeValue(options)}`);
-    }
-    assertKnownOptions(options, OPEN_OPTIONS, 'manager.open');
+    checkOpenOptions(options, OPEN_OPTIONS, 'manager.open');
     assertAbortSignal(options.signal, 'manager.open: signal');
-    if (options.loginMeta !== undefined && typeof options.loginMeta !== 'function') {
-      throw new TypeError(
-        `manager.open: loginMeta must be a function, got ${describeValue(options.loginMeta)}`,
-      );
-    }
     return this.#open(idFromClient, options, options.signal);
   }
 
@@ -215,6 +220,13 @@ export class SessionManager<Data extends SessionData = SessionData> {
     connection: ConnectionEvents,
     options: Omit<OpenOptions, 'signal'> = {},
   ): Promise<Session<Data>> {
+    // The connection's close is what stops the wait: a signal given here would be ignored.
+    checkOpenOptions(options, CONNECTION_OPEN_OPTIONS, 'manager.openForConnection');
+    if (!hasMethods(connection, ['once', 'off'])) {
+      throw new TypeError(
+        `manager.openForConnection: response must be an HTTP response (once and off of 'close'), got ${describeValue(connection)}`,
+      );
+    }
     // Listens for the hang-up only once the acquire has to wait: most never do.
     let onClose: (() => void) | undefined;
     const hangUpSignal = () => {

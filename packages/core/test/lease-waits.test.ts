@@ -332,6 +332,25 @@ describe('SessionManager.openForConnection', () => {
     await holder.commit();
   });
 
+  it('refuses options it does not take and a response that cannot tell a hang-up, with a TypeError', async () => {
+    const { manager } = setup();
+    const connection = new EventEmitter();
+    // A signal here would be ignored: the connection's close is what stops the wait.
+    await expect(
+      manager.openForConnection(undefined, connection, { signal: AbortSignal.abort() } as never),
+    ).rejects.toThrow(new TypeError("manager.openForConnection: unknown option 'signal'"));
+    await expect(
+      manager.openForConnection(undefined, connection, { loginMeta: 'a phone' } as never),
+    ).rejects.toThrow(
+      new TypeError(
+        "manager.openForConnection: loginMeta must be a function, got 'a phone' (a string)",
+      ),
+    );
+    await expect(manager.openForConnection(undefined, {} as never)).rejects.toThrow(
+      /^manager\.openForConnection: response must be an HTTP response/,
+    );
+  });
+
   it('does not wait for a connection that has already closed', async () => {
     const { manager } = setup({ lock: { waitMs: 60_000 } });
     const id = await stored(manager);
