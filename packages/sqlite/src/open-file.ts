@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { retryWhileBusy, setBusySlice } from './executor.js';
 import type { Settings } from './options.js';
 import { inspectSchema } from './schema.js';
+import { pragmaNumber } from './statements.js';
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
@@ -139,12 +140,51 @@ function explain(path: string): string | undefined {
     return `its directory ${directory} is read-only to this process (permission denied), and SQLite must create ${creates} there`;
   }
   if (stats === undefined) return undefined;
+  return unwritableFile(path);
+}
+
+/** Why this process may not read and write the existing file at `path`, or `undefined`. */
+function unwritableFile(path: string): string | undefined {
   const fileAccess = accessError(path, constants.R_OK | constants.W_OK);
   if (fileAccess === 'EROFS') return 'it is on a read-only filesystem';
   if (fileAccess === 'EACCES' || fileAccess === 'EPERM') {
     return 'this process may not read and write it (permission denied)';
   }
   return undefined;
+}
+
+/**
+ * Refuses a connection that cannot write its database: one opened `readonly: true`, one with
+ * `PRAGMA query_only` on, or a file SQLite opened read-only without a word because this process
+ * may not write it. `BEGIN IMMEDIATE` succeeds on such a connection, so the store's first write
+ * would be the first to fail. The probe rewrites `user_version` to its own value in a
+ * transaction it rolls back, so it changes nothing; SQLite's refusal becomes the `cause`.
+ * `location` is the file the message names; `undefined` for a temporary or in-memory database.
+ */
+export function assertWritable(db: BetterSqlite3.Database, location: string | undefined): void {
+  const version = pragmaNumber(db, 'user_version');
+  try {
+    db.prepare('BEGIN IMMEDIATE').run();
+    db.pragma(`user_version = ${version}`);
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string' || !code.startsWith('SQLITE_READONLY')) throw error;
+    const reason = db.readonly
+      ? 'the connection was opened with readonly: true, and the store writes sessions and locks to it'
+      : pragmaNumber(db, 'query_only') !== 0
+        ? 'the connection has PRAGMA query_only on, and the store writes sessions and locks to it'
+        : ((location === undefined ? undefined : unwritableFile(location)) ??
+          'SQLite opened it read-only');
+    const detail = `${reason} (${errorMessage(error)})`;
+    if (location === undefined) {
+      throw new SessionError('ERR_STORE_IO', `Opening the SQLite store failed: ${detail}`, {
+        cause: error,
+      });
+    }
+    throw cannotOpen(location, detail, error);
+  } finally {
+    if (db.inTransaction) db.prepare('ROLLBACK').run();
+  }
 }
 
 function accessError(path: string, mode: number): string | undefined {

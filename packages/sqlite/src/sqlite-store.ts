@@ -23,6 +23,7 @@ import { type FencedWrite, fencedWrite, SqliteLocks } from './locks.js';
 import {
   assertDatabasePath,
   assertSqliteFile,
+  assertWritable,
   databaseFile,
   guardAgainstUnlink,
   inspectReadOnly,
@@ -185,6 +186,8 @@ export class SqliteStore extends BaseStore {
         () => inspectSchema(db, settings.names),
         settings.busyTimeoutMs,
       );
+      // Before any pragma below writes to the file, as the first write would fail there.
+      await retryWhileBusy(() => assertWritable(db, location), settings.busyTimeoutMs);
       if (!db.memory) {
         // Without `simple`, pragma() steps the statement to its end, so a failed commit of the
         // header change throws instead of being dropped (see _delete).

@@ -105,6 +105,34 @@ describe('SqliteStore: where a database cannot be opened', () => {
     60_000,
   );
 
+  it.runIf(process.getuid?.() === 0)(
+    'a file this process may not write: refused at open, naming the path and the permission, by path and as an app connection',
+    async () => {
+      chmodSync(root, 0o755);
+      // The directory is writable to everyone, so only the file itself is read-only to nobody.
+      const directory = join(root, 'shared');
+      mkdirSync(directory);
+      chmodSync(directory, 0o777);
+      const path = join(directory, 'sessions.db');
+      const created = await SqliteStore.open({ path });
+      await created.close();
+      chmodSync(path, 0o644);
+      // SQLite opens such a file read-only without a word; the store's first write would fail.
+      const given = [path, `database:${path}`];
+      const outcomes = await openInChild(given, 65534);
+      expect(outcomes).toEqual(
+        given.map((as) => ({
+          path: as,
+          code: 'ERR_STORE_IO',
+          message: expect.stringContaining(
+            `Cannot open SQLite database ${path}: this process may not read and write it (permission denied)`,
+          ),
+        })),
+      );
+    },
+    60_000,
+  );
+
   it.runIf(process.platform === 'linux')(
     'paths under /proc and /sys, a FIFO and a device end in ERR_STORE_IO naming the path, creating nothing',
     async () => {

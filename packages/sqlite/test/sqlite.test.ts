@@ -632,6 +632,35 @@ describe('options', { timeout: 60_000 }, () => {
     app.exec('ROLLBACK');
   });
 
+  it("refuses an app's connection that cannot write at open, naming its file and why, and leaves the file as it was", async () => {
+    const created = await SqliteStore.open({ path });
+    await created.set(idOf('kept'), record('kept'));
+    await created.close();
+    const before = readFileSync(path);
+    const readOnly = new Database(path, { readonly: true });
+    cleanups.push(() => readOnly.close());
+    const queryOnly = openDatabase();
+    queryOnly.pragma('query_only = ON');
+    for (const [database, reason] of [
+      [readOnly, 'the connection was opened with readonly: true'],
+      [queryOnly, 'the connection has PRAGMA query_only on'],
+    ] as const) {
+      const error = await rejection(SqliteStore.open({ database }));
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`Cannot open SQLite database ${path}: ${reason}`);
+      expect((error as Error).cause).toMatchObject({
+        code: expect.stringMatching(/^SQLITE_READONLY/),
+      });
+      // The app's connection is as it was: open, outside any transaction.
+      expect(database.open).toBe(true);
+      expect(database.inTransaction).toBe(false);
+    }
+    expect(readFileSync(path)).toEqual(before);
+    queryOnly.pragma('query_only = OFF');
+    const store = await openStore({ database: queryOnly });
+    expect(textOf((await store.get(idOf('kept')))?.data)).toBe('kept');
+  });
+
   it('never closes a database it was given', async () => {
     const db = openDatabase();
     const store = await SqliteStore.open({ database: db });
