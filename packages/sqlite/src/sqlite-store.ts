@@ -32,7 +32,7 @@ import {
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
 import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
 import { inspectSchema, migrateSchema, quote } from './schema.js';
-import { pragmaNumber, prepare } from './statements.js';
+import { numericExpiry, pragmaNumber, prepare, unreadableExpiry } from './statements.js';
 
 /** The owner column: NULL for a record without one. */
 type Owner = string | null;
@@ -134,6 +134,7 @@ export class SqliteStore extends BaseStore {
   readonly #touch: BetterSqlite3.Statement<[number, string, number]>;
   readonly #delete: BetterSqlite3.Statement<[string], { expiresAt: unknown }>;
   readonly #sweepBatch: BetterSqlite3.Statement<[number, number]>;
+  readonly #sweepUnreadable: BetterSqlite3.Statement<[number]>;
   readonly #anyExpired: BetterSqlite3.Statement<[number], unknown>;
   readonly #count: BetterSqlite3.Statement<[number], number>;
   readonly #idsPage: BetterSqlite3.Statement<[string, number, number], unknown>;
@@ -255,6 +256,9 @@ export class SqliteStore extends BaseStore {
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     const table = quote(settings.names.records);
+    // A row whose expiry is no number is live to no statement but get, which reports it corrupt.
+    const numeric = numericExpiry(`${table}.expires_at`);
+    const unreadable = unreadableExpiry(`${table}.expires_at`);
     this.#get = prepare(
       db,
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
@@ -288,30 +292,33 @@ export class SqliteStore extends BaseStore {
         db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
-         WHERE ${table}.expires_at <= ? AND ${table}.owner IS excluded.owner`,
+         WHERE (${table}.expires_at <= ? OR ${unreadable}) AND ${table}.owner IS excluded.owner`,
       ),
       settingOwner: prepare(
         db,
         `INSERT INTO ${table} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, owner = excluded.owner
-         WHERE ${table}.expires_at <= ?`,
+         WHERE ${table}.expires_at <= ? OR ${unreadable}`,
       ),
     };
     this.#updateIfLive = {
       keepingOwner: prepare(
         db,
-        `UPDATE ${table} SET data = ?, expires_at = ? WHERE owner IS ? AND id = ? AND expires_at > ?`,
+        `UPDATE ${table} SET data = ?, expires_at = ? WHERE owner IS ? AND id = ? AND expires_at > ? AND ${numeric}`,
       ),
       settingOwner: prepare(
         db,
-        `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ?`,
+        `UPDATE ${table} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND expires_at > ? AND ${numeric}`,
       ),
     };
     this.#ownedBy = prepare(
       db,
       `SELECT id, data, expires_at AS expiresAt, owner FROM ${table} WHERE owner = ? AND expires_at > ?`,
     );
-    this.#touch = prepare(db, `UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ?`);
+    this.#touch = prepare(
+      db,
+      `UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ? AND ${numeric}`,
+    );
     this.#delete = prepare(
       db,
       `DELETE FROM ${table} WHERE id = ? RETURNING expires_at AS expiresAt`,
@@ -321,14 +328,25 @@ export class SqliteStore extends BaseStore {
       `DELETE FROM ${table} WHERE rowid IN
        (SELECT rowid FROM ${table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
     );
-    this.#anyExpired = prepare(db, `SELECT 1 FROM ${table} WHERE expires_at <= ? LIMIT 1`).pluck();
+    // Text and blobs sort after every number, at the end of the expiry index: a range of it.
+    this.#sweepUnreadable = prepare(
+      db,
+      `DELETE FROM ${table} WHERE rowid IN
+       (SELECT rowid FROM ${table} WHERE expires_at >= '' LIMIT ?)`,
+    );
+    this.#anyExpired = prepare(
+      db,
+      `SELECT 1 FROM ${table} WHERE expires_at <= ?
+       UNION ALL SELECT 1 FROM ${table} WHERE expires_at >= '' LIMIT 1`,
+    ).pluck();
+    // Both bounds are a range of the expiry index.
     this.#count = prepare<[number], number>(
       db,
-      `SELECT count(*) FROM ${table} WHERE expires_at > ?`,
+      `SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < ''`,
     ).pluck();
     this.#idsPage = prepare(
       db,
-      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`,
+      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric} ORDER BY id LIMIT ?`,
     ).pluck();
     this.#clear = prepare(db, `DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
@@ -389,8 +407,8 @@ export class SqliteStore extends BaseStore {
       // transaction commits inside that reset, where better-sqlite3 drops a failed commit's error.
       const [removed] = this.#delete.all(id);
       if (removed === undefined) return false;
-      // A corrupt expiry (text) counts as live, as it does in SQL comparisons.
-      return typeof removed.expiresAt !== 'number' || removed.expiresAt > now;
+      // An expiry that is no number was live to nobody: count, ids and touch pass it by.
+      return typeof removed.expiresAt === 'number' && removed.expiresAt > now;
     });
   }
 
@@ -414,7 +432,11 @@ export class SqliteStore extends BaseStore {
       let started = 0;
       const removed = await this.#executor.write(() => {
         started = performance.now();
-        return this.#sweepBatch.run(progress.now, batch).changes;
+        const expired = this.#sweepBatch.run(progress.now, batch).changes;
+        if (expired === batch) return expired;
+        // A row whose expiry is no number never comes due, and nothing can read it: it goes
+        // once the expired rows are gone.
+        return expired + this.#sweepUnreadable.run(batch - expired).changes;
       });
       // Timed to its group's commit, which appends the pages the batch changed to the WAL: that
       // is on the event loop too.

@@ -17,3 +17,20 @@ export function prepare<P extends unknown[] = unknown[], R = unknown>(
 export function pragmaNumber(db: BetterSqlite3.Database, name: string): number {
   return Number(db.pragma(name, { simple: true }));
 }
+
+/**
+ * SQL that holds when the expiry `column` is a number. SQLite keeps text that reads as no
+ * number, or a blob, in an INTEGER column (another tool or a hand edit wrote it there) and sorts
+ * it above every number, so `expires_at > now` alone would keep such a row live forever and
+ * `expires_at <= now` would never sweep it. Every number sorts below '', every text and blob at
+ * or above it. The unary `+` drops the column's affinity and keeps the term out of the choice
+ * of index: it only filters the rows another term found.
+ */
+export function numericExpiry(column: string): string {
+  return `+${column} < ''`;
+}
+
+/** SQL that holds when the expiry `column` is text or a blob; see `numericExpiry`. */
+export function unreadableExpiry(column: string): string {
+  return `+${column} >= ''`;
+}

@@ -933,6 +933,82 @@ describe('records', { timeout: 60_000 }, () => {
   });
 });
 
+describe('rows whose expiry is no number', { timeout: 60_000 }, () => {
+  /** Sets each id live, then gives it `expiresAt` through a second connection, as a hand edit would. */
+  async function damaged(store: SqliteStore, expiries: Record<string, string | Buffer>) {
+    const db = openDatabase();
+    const update = db.prepare('UPDATE sessions SET expires_at = ? WHERE id = ?');
+    for (const [label, expiresAt] of Object.entries(expiries)) {
+      await store.set(idOf(label), { ...record(label), owner: 'alice' });
+      update.run(expiresAt, idOf(label));
+    }
+    // SQLite keeps them as text and a blob in the INTEGER column.
+    expect(db.prepare('SELECT DISTINCT typeof(expires_at) FROM sessions').pluck().all()).toEqual(
+      expect.arrayContaining(['text', 'blob']),
+    );
+    return db;
+  }
+
+  it('are corrupt to get, live to nothing else, and a sweep removes them with the expired rows', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('intact'), record('intact'));
+    await store.set(idOf('expired'), record('expired', Date.now() - 1));
+    const db = await damaged(store, { text: 'tomorrow', blob: Buffer.from('ff', 'hex') });
+    db.prepare('INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)').run(
+      idOf('inserted'),
+      Buffer.from('inserted'),
+      'never',
+    );
+    const unreadable = [idOf('text'), idOf('blob'), idOf('inserted')];
+    for (const id of unreadable) await expectCode(store.get(id), 'ERR_CORRUPT_RECORD');
+    // count and ids agree: only the intact session is live.
+    expect(await store.count()).toBe(1);
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([idOf('intact')]);
+    expect(await store.ownedBy('alice')).toEqual([]);
+    // No write takes such a row for a live session, and none makes it readable.
+    expect(await store.touch(idOf('text'), Date.now() + HOUR_MS)).toBe(false);
+    expect(await store.set(idOf('blob'), record('late'), { only: 'present' })).toBe(false);
+    for (const id of unreadable) await expectCode(store.get(id), 'ERR_CORRUPT_RECORD');
+
+    expect(await store.sweep({})).toEqual({ removed: 4, scanned: 4, done: true });
+    expect(db.prepare('SELECT id FROM sessions').pluck().all()).toEqual([idOf('intact')]);
+    for (const id of unreadable) expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('a sweep bounded by limit removes many of them across calls, and says done only at the end', async () => {
+    const store = await openStore({ path });
+    const expiries: Record<string, string> = {};
+    for (let n = 0; n < 50; n++) expiries[`unreadable${n}`] = `text ${n}`;
+    const db = await damaged(store, { ...expiries, blob: Buffer.from('00', 'hex') });
+    for (let n = 0; n < 20; n++) await store.set(idOf(`expired${n}`), record('x', Date.now() - 1));
+    await store.set(idOf('intact'), record('intact'));
+    let removed = 0;
+    for (let calls = 0; calls < 20; calls++) {
+      const result = await store.sweep({ limit: 16 });
+      expect(result.removed).toBeLessThanOrEqual(16);
+      removed += result.removed;
+      if (result.done) break;
+    }
+    expect(removed).toBe(71);
+    expect(db.prepare('SELECT id FROM sessions').pluck().all()).toEqual([idOf('intact')]);
+    expect(await store.sweep({})).toEqual({ removed: 0, scanned: 0, done: true });
+  });
+
+  it('delete removes one and resolves false, and only: absent takes its id', async () => {
+    const store = await openStore({ path });
+    const db = await damaged(store, { text: 'soon', blob: Buffer.from('01', 'hex') });
+    expect(await store.delete(idOf('text'))).toBe(false);
+    expect(db.prepare('SELECT count(*) FROM sessions WHERE id = ?').pluck().get(idOf('text'))).toBe(
+      0,
+    );
+    expect(await store.set(idOf('blob'), record('new'), { only: 'absent' })).toBe(true);
+    expect(textOf((await store.get(idOf('blob')))?.data)).toBe('new');
+    expect(await store.count()).toBe(1);
+  });
+});
+
 describe('owners', { timeout: 60_000 }, () => {
   function owned(text: string, owner: string, expiresAt = Date.now() + HOUR_MS) {
     return { ...record(text, expiresAt), owner };
