@@ -10,7 +10,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
 import { recordOf, type StoredRow } from './records.js';
 import { quote, type SchemaNames } from './schema.js';
-import { prepare } from './statements.js';
+import { prepare, unreadableExpiry } from './statements.js';
 
 const NOT_TAKEN: ClaimedRecord = { taken: false };
 
@@ -38,11 +38,13 @@ class SqliteLeases implements LeaseBackend {
     const table = quote(names.locks);
     const records = quote(names.records);
     this.#executor = executor;
+    // A lease whose end is no number (a hand edit) would never run out and hold its id forever.
+    const over = `(${table}.expires_at <= ? OR ${unreadableExpiry(`${table}.expires_at`)})`;
     this.#take = prepare(
       db,
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-       WHERE ${table}.expires_at <= ?`,
+       WHERE ${over}`,
     );
     this.#extend = prepare(
       db,
@@ -58,7 +60,7 @@ class SqliteLeases implements LeaseBackend {
       db,
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-       WHERE ${table}.expires_at <= ?
+       WHERE ${over}
        RETURNING ${live('data')} AS data, ${live('expires_at')} AS expiresAt, ${live('owner')} AS owner`,
     );
   }

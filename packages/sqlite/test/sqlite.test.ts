@@ -996,6 +996,23 @@ describe('rows whose expiry is no number', { timeout: 60_000 }, () => {
     expect(await store.sweep({})).toEqual({ removed: 0, scanned: 0, done: true });
   });
 
+  it('a lock row whose lease end is no number holds its id for nobody', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('blob-lease'), record('loaded'));
+    const insert = openDatabase().prepare(
+      'INSERT INTO sessions_locks (id, token, expires_at) VALUES (?, ?, ?)',
+    );
+    insert.run(idOf('text-lease'), 'hand-written', 'forever');
+    insert.run(idOf('blob-lease'), 'hand-written', Buffer.from('00', 'hex'));
+    const lock = await store.locks.acquire(idOf('text-lease'), { waitMs: 0, leaseMs: 60_000 });
+    await lock.release();
+    // The claim that SessionManager.open() makes, which also reads the session.
+    const held = await store.locks.acquireAndGet?.(idOf('blob-lease'), { waitMs: 0 });
+    if (held === undefined) throw new Error('SqliteStore offers acquireAndGet');
+    expect(textOf(held.record?.data)).toBe('loaded');
+    await held.lock.release();
+  });
+
   it('delete removes one and resolves false, and only: absent takes its id', async () => {
     const store = await openStore({ path });
     const db = await damaged(store, { text: 'soon', blob: Buffer.from('01', 'hex') });
