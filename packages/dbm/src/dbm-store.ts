@@ -324,19 +324,20 @@ export class DbmStore extends BaseStore {
 
   protected async _count(now: number): Promise<number> {
     let live = 0;
-    const state = await this.#globalLock.run(() => this.#file.startScan());
-    let more = true;
-    while (more) {
-      more = await this.#globalLock.run(() =>
-        this.#file.scanBatch(state, SCAN_BATCH_BUCKETS, (entry) => {
-          if (entry.expiresAt > now) live++;
-        }),
-      );
-    }
+    for await (const ids of this.#liveIdBatches(now)) live += ids.length;
     return live;
   }
 
   protected async *_ids(now: number): AsyncIterable<string> {
+    for await (const ids of this.#liveIdBatches(now)) yield* ids;
+  }
+
+  /**
+   * The ids of live records, a batch of buckets per hold of the global lock. `count` takes them
+   * too, so it counts what `ids` lists: an entry whose record head cannot be read (a file cut
+   * short) names no id, and `get` of its id rejects it as corrupt.
+   */
+  async *#liveIdBatches(now: number): AsyncGenerator<string[]> {
     const state = await this.#globalLock.run(() => this.#file.startScan());
     let more = true;
     while (more) {
@@ -348,7 +349,7 @@ export class DbmStore extends BaseStore {
           if (id !== undefined) ids.push(id);
         }),
       );
-      yield* ids;
+      yield ids;
     }
   }
 

@@ -10,6 +10,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -443,6 +444,32 @@ describe('DbmStore damaged records', () => {
       );
       expect(Buffer.from((await store.get(id))?.data ?? [])).toEqual(Buffer.from(payload(2, 40)));
       expect(await store.ownedBy('u1')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('DbmStore cut short', () => {
+  it('count() counts what ids() lists when the file is cut short, and get rejects the lost record', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    try {
+      const expiresAt = Date.now() + HOUR_MS;
+      const kept = Array.from({ length: 5 }, () => generateSessionId());
+      for (const [i, id] of kept.entries())
+        await store.set(id, { data: payload(i, 3000), expiresAt });
+      const before = (await store.info()).fileBytes;
+      const lost = generateSessionId();
+      await store.set(lost, { data: payload(9, 3000), expiresAt });
+      // The last record went to the end of the file: cutting the file back loses it whole, as a
+      // copy that stopped short or a full disk would, while its bucket entry stays.
+      truncateSync(path, before);
+      const ids = await collect(store.ids());
+      expect(ids.sort()).toEqual([...kept].sort());
+      expect(await store.count()).toBe(ids.length);
+      expect(await codeOf(store.get(lost))).toBe('ERR_CORRUPT_RECORD');
+      for (const id of ids) expect(await store.get(id)).toBeDefined();
     } finally {
       await store.close();
     }
