@@ -164,7 +164,7 @@ export class LevelHandle {
         throw new SessionError(
           'ERR_STORE_IO',
           `${failed}, and closing the database to reopen it failed: ${describeError(error)}`,
-          { cause: failure },
+          { cause: error },
         );
       }
     }
@@ -177,7 +177,7 @@ export class LevelHandle {
       throw new SessionError(
         'ERR_STORE_IO',
         `${failed}, and reopening the database failed: ${describeError(error)}. The store tries again on the next operation`,
-        { cause: failure },
+        { cause: error },
       );
     }
     this.#state = 'open';

@@ -61,6 +61,13 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected the promise to reject');
 }
 
+/** The message of the innermost `cause` of `error`, which says what went wrong. */
+function deepestMessage(error: unknown): string {
+  let current = error;
+  while (current instanceof Error && current.cause instanceof Error) current = current.cause;
+  return current instanceof Error ? current.message : String(current);
+}
+
 async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
   const ids: string[] = [];
   for await (const id of iterable) ids.push(id);
@@ -1407,6 +1414,54 @@ describe('LevelStore: a full disk', () => {
       await write(generateSessionId(), 'after');
       expect(await store.count()).toBe(acknowledged.size);
     } finally {
+      await store.close();
+    }
+    await expectIntact(path, acknowledged, failed);
+  }, 60_000);
+
+  it('a reopen that fails keeps its own failure as the cause, not the write error before it', async () => {
+    const dir = smallFilesystem('4m');
+    const path = join(dir, 'db');
+    const moved = join(dir, 'moved');
+    const acknowledged = new Map<string, string>();
+    const failed = new Set<string>();
+    const store = await LevelStore.open({ path });
+    const write = acknowledgingWrites(store, acknowledged);
+    let holder: ClassicLevel | undefined;
+    /** The reopen's failure, deepest cause first in `why`, with the ENOSPC still in the message. */
+    const expectReopenFailure = (error: unknown, why: RegExp) => {
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      const { message, cause } = error as Error;
+      expect(message).toContain(path);
+      expect(message).toMatch(/No space left on device.*reopening the database failed/);
+      expect(cause).toMatchObject({ code: 'LEVEL_DATABASE_NOT_OPEN' });
+      expect(deepestMessage(cause)).toMatch(why);
+    };
+    try {
+      for (let i = 0; i < 20; i++) await write(generateSessionId(), `earlier ${i}`);
+      const filler = fill(dir);
+      expectNoSpaceError(await writeUntilFailure((id, i) => write(id, `full ${i}`), failed), path);
+      rmSync(filler);
+      const [first] = acknowledged.keys();
+      if (first === undefined) throw new Error('no write was acknowledged');
+      // Gone when the store reopens it.
+      renameSync(path, moved);
+      const missing = await rejection(store.set(generateSessionId(), record('lost')));
+      expectReopenFailure(missing, /does not exist \(create_if_missing is false\)/);
+      rmSync(path, { recursive: true });
+      renameSync(moved, path);
+      // Back in place, but another database holds it: the next reopen fails on its lock.
+      holder = new ClassicLevel(path);
+      await holder.open();
+      const held = await rejection(store.get(first));
+      expectReopenFailure(held, /LOCK/);
+      expect((held as Error).cause).toMatchObject({ cause: { code: 'LEVEL_LOCKED' } });
+      await holder.close();
+      holder = undefined;
+      expect(text(await store.get(first))).toBe(acknowledged.get(first));
+      await write(generateSessionId(), 'after');
+    } finally {
+      await holder?.close();
       await store.close();
     }
     await expectIntact(path, acknowledged, failed);
