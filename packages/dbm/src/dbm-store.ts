@@ -1,4 +1,4 @@
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync, type Stats, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   type HeldLease,
@@ -26,6 +26,7 @@ import {
   isDirectory,
   openDatabaseFile,
   realPathOf,
+  STRIPE_COUNT_FILE,
 } from './open-file.js';
 import {
   type DbmSettings,
@@ -79,6 +80,16 @@ const SWEEP_BATCH_BUCKETS = 256;
 const SWEEP_BATCH_MS = 1;
 const SCAN_BATCH_BUCKETS = 64;
 
+/** Which file a path named when last looked at: a file replaced under its name is another. */
+interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
+function sameFile(stats: Stats | undefined, identity: FileIdentity): boolean {
+  return stats !== undefined && stats.ino === identity.ino && stats.dev === identity.dev;
+}
+
 /**
  * Sessions in one file: an on-disk linear hash table with a redo journal, written in
  * TypeScript. Every operation takes a global lock shared by all processes on the host, as
@@ -97,8 +108,17 @@ export class DbmStore extends BaseStore {
   readonly path: string;
   /** How `sweep` works: `'incremental'` or `'full-scan'`. */
   readonly sweepMode: DbmSweepMode;
-  readonly #fd: number;
-  readonly #file: HashFile;
+  readonly #durability: DbmSettings['durability'];
+  #fd: number;
+  #file: HashFile;
+  /** The file open as `#fd`, to tell when `path` names another one. */
+  #opened: FileIdentity;
+  /** Counters of the files this store had open before `path` was replaced. */
+  #pastRecoveries = 0;
+  #pastUndecodable = 0;
+  readonly #lockDirectory: string;
+  /** The lock directory's stripe count file, to tell when the directory was removed or replaced. */
+  #stripeCount: FileIdentity;
   readonly #guards: HostGuards;
   readonly #globalLock: GlobalLock;
   #lastSweep: DbmSweepStats | undefined;
@@ -107,9 +127,13 @@ export class DbmStore extends BaseStore {
     super({ maxRecordBytes: settings.maxRecordBytes });
     this.path = path;
     this.sweepMode = settings.sweepMode;
+    this.#durability = settings.durability;
     this.#fd = fd;
     this.#file = file;
+    this.#opened = fstatSync(fd);
     const lockDirectory = `${path}.locks`;
+    this.#lockDirectory = lockDirectory;
+    this.#stripeCount = statSync(join(lockDirectory, STRIPE_COUNT_FILE));
     // One heartbeat holder per instance; the leases' holder files sit beside it.
     this.#guards = new HostGuards({
       directory: join(lockDirectory, HOLDERS_DIRECTORY),
@@ -123,6 +147,7 @@ export class DbmStore extends BaseStore {
       settings.globalLockLeaseMs,
       settings.globalLockWaitMs,
       this.#guards,
+      () => this.#followFiles(),
     );
     this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
       read: (id) => this._get(id, Date.now()),
@@ -159,14 +184,18 @@ export class DbmStore extends BaseStore {
         settings.stripes,
         options.stripes !== undefined,
       );
-      store = new DbmStore({ ...settings, stripes }, path, fd, file);
+      const opened = new DbmStore({ ...settings, stripes }, path, fd, file);
+      store = opened;
       // Holder files of instances whose process died without closing the store.
-      await store.#guards.removeDeadHolders(ORPHAN_HOLDER_AGE_MS);
-      await store.#globalLock.run(() => file.initialize());
-      return store;
+      await opened.#guards.removeDeadHolders(ORPHAN_HOLDER_AGE_MS);
+      // The file the hold found at `path`: the one opened above unless it was replaced since.
+      await opened.#globalLock.run(() => opened.#file.initialize());
+      return opened;
     } catch (error) {
-      if (fd !== undefined) closeSync(fd);
-      if (store !== undefined) await store.#closeLocks();
+      if (store !== undefined) {
+        await store.#closeLocks();
+        closeSync(store.#fd);
+      } else if (fd !== undefined) closeSync(fd);
       if (isSessionError(error)) throw error;
       throw cannotOpen(path, error instanceof Error ? error.message : String(error), error);
     }
@@ -179,8 +208,8 @@ export class DbmStore extends BaseStore {
       globalLock: this.#globalLock.stats(),
       sessionLocks: this.locks.stats(),
       lastSweep: this.#lastSweep && { ...this.#lastSweep },
-      journalRecoveries: this.#file.recoveries,
-      undecodableRecords: this.#file.undecodable,
+      journalRecoveries: this.#pastRecoveries + this.#file.recoveries,
+      undecodableRecords: this.#pastUndecodable + this.#file.undecodable,
     };
   }
 
@@ -191,6 +220,44 @@ export class DbmStore extends BaseStore {
 
   protected override ioLocation(): string {
     return this.path;
+  }
+
+  /**
+   * Runs first in every hold of the global lock, so that no process writes to a file, or locks
+   * in a lock directory, that the others no longer use. A file replaced under `path` (a restore
+   * renamed over it) or removed is opened anew, as `open` would; a lock directory that was
+   * removed (the claim of the global lock has made it again) or replaced gets this store's
+   * stripe count again, and the session locks this process held in it are lost.
+   */
+  #followFiles(): void {
+    if (!sameFile(statSync(this.path, { throwIfNoEntry: false }), this.#opened)) this.#reopen();
+    const countFile = join(this.#lockDirectory, STRIPE_COUNT_FILE);
+    if (!sameFile(statSync(countFile, { throwIfNoEntry: false }), this.#stripeCount)) {
+      agreeOnStripes(this.path, this.#lockDirectory, this.locks.stripes, true);
+      this.#stripeCount = statSync(countFile);
+      this.locks.forgetHeld();
+    }
+  }
+
+  /** Opens the file `path` names now (creating it when missing), refusing one that is not a dbm file. */
+  #reopen(): void {
+    const fd = openDatabaseFile(this.path);
+    let file: HashFile;
+    try {
+      file = new HashFile(fd, this.path, this.#durability);
+      const refusal = file.refusal();
+      if (refusal !== undefined) throw refusal;
+      file.initialize();
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    this.#pastRecoveries += this.#file.recoveries;
+    this.#pastUndecodable += this.#file.undecodable;
+    closeSync(this.#fd);
+    this.#fd = fd;
+    this.#file = file;
+    this.#opened = fstatSync(fd);
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {

@@ -1,6 +1,9 @@
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
+  type ClaimOutcome,
+  errorCode,
   generateToken,
   type HostGuards,
   LeaseFiles,
@@ -52,6 +55,8 @@ export class GlobalLock {
   readonly #leases: LeaseFiles;
   readonly #leaseMs: number;
   readonly #waitMs: number;
+  /** Runs at the start of every hold, once the lock is taken; a throw fails the hold's steps. */
+  readonly #onHold: () => void;
   /** Tokens are this instance's random prefix and a count: unique without a random draw per hold. */
   readonly #tokenPrefix = generateToken();
   #holds = 0;
@@ -69,7 +74,13 @@ export class GlobalLock {
     longestHoldMs: 0,
   };
 
-  constructor(directory: string, leaseMs: number, waitMs: number, guards: HostGuards) {
+  constructor(
+    directory: string,
+    leaseMs: number,
+    waitMs: number,
+    guards: HostGuards,
+    onHold: () => void = () => {},
+  ) {
     this.#lockPath = join(directory, LOCK_FILE);
     this.#leases = new LeaseFiles({
       guards,
@@ -80,6 +91,7 @@ export class GlobalLock {
     });
     this.#leaseMs = leaseMs;
     this.#waitMs = waitMs;
+    this.#onHold = onHold;
   }
 
   stats(): GlobalLockStats {
@@ -142,6 +154,7 @@ export class GlobalLock {
       const token = await this.#acquire();
       const started = performance.now();
       try {
+        this.#onHold();
         return await body(async () => {
           if (!(await this.#leases.extendAt(this.#lockPath, token, Date.now() + this.#leaseMs))) {
             throw new SessionError(
@@ -197,11 +210,7 @@ export class GlobalLock {
     try {
       for (let attempt = 0; ; attempt++) {
         const token = `${this.#tokenPrefix}.${++this.#holds}`;
-        const outcome = await this.#leases.claimAt(
-          this.#lockPath,
-          token,
-          Date.now() + this.#leaseMs,
-        );
+        const outcome = await this.#claim(token);
         if (outcome !== 'refused') {
           this.#stats.acquired++;
           if (attempt > 0) this.#stats.contended++;
@@ -228,6 +237,26 @@ export class GlobalLock {
       }
     } finally {
       unwatch?.();
+    }
+  }
+
+  /**
+   * One claim of the lock's lease. A lock directory removed by hand is made again here: the
+   * lease files make their holders' directory again only inside an existing one. A missing
+   * directory above it (the store's own, removed) is left missing, and the claim fails.
+   */
+  async #claim(token: string): Promise<ClaimOutcome> {
+    const claim = () => this.#leases.claimAt(this.#lockPath, token, Date.now() + this.#leaseMs);
+    try {
+      return await claim();
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+      try {
+        mkdirSync(dirname(this.#lockPath), { mode: 0o700 });
+      } catch (failure) {
+        if (errorCode(failure) !== 'EEXIST') throw error;
+      }
+      return claim();
     }
   }
 }

@@ -116,7 +116,7 @@ export function ensureLockDirectory(path: string, directory: string): void {
 }
 
 /** Where the lock directory records the stripe count that every process on the file uses. */
-const STRIPE_COUNT_FILE = 'stripe-count';
+export const STRIPE_COUNT_FILE = 'stripe-count';
 
 /**
  * The stripe count every process on the file uses: `stripes` is recorded when none is yet; a

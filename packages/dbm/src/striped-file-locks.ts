@@ -155,6 +155,11 @@ class StripeLeases implements LeaseBackend {
     await this.#files.releaseAt(this.#pathOf(lease.key), lease.token).catch(() => false);
   }
 
+  /** Takes every lease of this process for lost: their files went with a removed lock directory. */
+  forgetAll(): void {
+    this.#held.clear();
+  }
+
   #forget(claim: { key: string; token: string }): void {
     if (this.#held.get(claim.key) === claim.token) this.#held.delete(claim.key);
   }
@@ -223,6 +228,14 @@ export class StripedFileLocks extends LeaseLocks {
   /** Frees the stripe a fenced write with `release` held; the store calls it in the write's hold. */
   releaseHeld(lease: HeldLease): Promise<void> {
     return this.#leases.releaseHeld(lease);
+  }
+
+  /**
+   * Takes every session lock this process holds for lost, so its fenced writes reject with
+   * `ERR_LOCK_LOST`: the lock directory was removed or replaced, and their lease files with it.
+   */
+  forgetHeld(): void {
+    this.#leases.forgetAll();
   }
 
   stats(): StripedFileLockStats {

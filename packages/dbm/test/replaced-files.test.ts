@@ -1,0 +1,133 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { copyFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { generateSessionId, isSessionError, type SessionRecord } from '@sessile/core';
+import { describe, expect, it } from 'vitest';
+import { DbmStore } from '../src/index.js';
+import { useTestPaths } from './helpers.js';
+
+const { newPath, children } = useTestPaths('replaced');
+
+function recordOf(text: string): SessionRecord {
+  return { data: new TextEncoder().encode(text), expiresAt: Date.now() + 3_600_000 };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return isSessionError(error) ? error.code : String(error);
+  }
+}
+
+function spawn(script: string, args: string[]): ChildProcess {
+  const child = fork(fileURLToPath(new URL(`./fixtures/${script}`, import.meta.url)), args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return child;
+}
+
+/** The first message of `type` the child sends; rejects on its error message or early exit. */
+function messageOf<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    child.on('message', (message: { type: string; message?: string }) => {
+      if (message.type === 'error') reject(new Error(`child failed: ${message.message}`));
+      if (message.type === type) resolve(message as T);
+    });
+    child.once('exit', (code, signal) =>
+      reject(new Error(`child exited before sending ${type} (${code ?? signal})`)),
+    );
+  });
+}
+
+/** The ids another process finds in the file at `path`. */
+async function idsSeenElsewhere(path: string): Promise<string[]> {
+  const { ids } = await messageOf<{ ids: string[] }>(spawn('list-ids.mjs', [path]), 'ids');
+  return ids.sort();
+}
+
+describe('DbmStore files replaced while it runs', () => {
+  it('follows a file renamed over its path (a restore from backup): its writes land where other processes look', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    try {
+      const kept = generateSessionId();
+      await store.set(kept, recordOf('kept'));
+      copyFileSync(path, `${path}.backup`);
+      const undone = generateSessionId();
+      await store.set(undone, recordOf('undone'));
+      // The restore: a copy of the backup, renamed over the live file.
+      copyFileSync(`${path}.backup`, `${path}.restoring`);
+      renameSync(`${path}.restoring`, path);
+
+      expect(await store.get(undone)).toBeUndefined();
+      expect(await store.get(kept)).toBeDefined();
+      const later = generateSessionId();
+      await store.set(later, recordOf('later'));
+      expect(await idsSeenElsewhere(path)).toEqual([kept, later].sort());
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('makes the file again when it was removed, as an open would', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    try {
+      await store.set(generateSessionId(), recordOf('gone'));
+      rmSync(path);
+      expect(await store.count()).toBe(0);
+      const id = generateSessionId();
+      await store.set(id, recordOf('new'));
+      expect(await idsSeenElsewhere(path)).toEqual([id]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('rejects with ERR_STORE_IO naming the path while a file that is not a dbm file is in its place', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    try {
+      const id = generateSessionId();
+      await store.set(id, recordOf('before'));
+      writeFileSync(`${path}.other`, 'not a database, but some other program’s file\n'.repeat(200));
+      renameSync(`${path}.other`, path);
+      const error = await store.get(id).then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
+      expect((error as Error).message).toContain(path);
+      expect((error as Error).message).not.toContain(id);
+      expect(await codeOf(store.set(id, recordOf('after')))).toBe('ERR_STORE_IO');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a removed lock directory: the locks held in it are lost, and its stripe count is recorded again', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 64 });
+    try {
+      const id = generateSessionId();
+      const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+      rmSync(`${path}.locks`, { recursive: true, force: true });
+      // Nothing holds the session's lock for another process now: its lease file is gone.
+      const holder = spawn('lock-holder.mjs', [path, id, '64']);
+      await messageOf(holder, 'held');
+      expect(await codeOf(store.set(id, recordOf('stale'), { lock }))).toBe('ERR_LOCK_LOST');
+
+      rmSync(`${path}.locks`, { recursive: true, force: true });
+      expect(await store.get(id)).toBeUndefined();
+      // The count is on record again: another count would put one session's lock in two files.
+      const other = DbmStore.open({ path, stripes: 8 });
+      expect(await codeOf(other)).toBe('ERR_STORE_IO');
+      await other.then((opened) => opened.close()).catch(() => {});
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+});
