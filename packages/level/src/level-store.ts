@@ -72,7 +72,7 @@ export interface LevelStoreOptions extends BaseStoreOptions {
    * Closing the store leaves `db` open.
    */
   db?: AnyLevel;
-  /** Name of the sublevel created inside `db`. Default `'sessions'`. Ignored with `path`. */
+  /** Name of the sublevel created inside `db`. Default `'sessions'`. Only with `db`. */
   sublevel?: string;
   /**
    * Read records with LevelDB's synchronous `getSync` instead of an async `get`. A read from
@@ -198,6 +198,12 @@ export class LevelStore extends BaseStore {
     if (path !== undefined) {
       if (typeof path !== 'string' || path === '') {
         throw new TypeError('options.path must be a non-empty string');
+      }
+      // Silently ignored, it would let an app believe its sessions are kept apart in the directory.
+      if (options.sublevel !== undefined) {
+        throw new TypeError(
+          'options.sublevel applies only with options.db: a store opened from options.path owns the whole directory',
+        );
       }
       assertStoragePath(path);
       // LevelDB resolves a relative path against the working directory each time it opens, and

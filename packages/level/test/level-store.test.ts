@@ -240,6 +240,16 @@ describe('LevelStore: one process per directory', () => {
       await db.close();
     }
   });
+
+  it('sublevel with path is a TypeError naming it, before the directory is created', async () => {
+    const path = freshPath();
+    for (const sublevel of ['web', 42]) {
+      const error = await rejection(LevelStore.open({ path, sublevel } as never));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(/options\.sublevel applies only with options\.db/);
+    }
+    expect(existsSync(path)).toBe(false);
+  });
 });
 
 describe('LevelStore: the expiry index', () => {
