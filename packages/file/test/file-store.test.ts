@@ -738,8 +738,9 @@ describe('damaged and leftover files', () => {
     const { message, cause } = failed as Error;
     expect(message).toContain(store.path);
     expect(message).not.toContain(blocked);
-    // The cause, for whoever debugs it, keeps the paths.
-    expect(String((cause as Error).message)).toContain(blocked);
+    // The cause, for whoever debugs it, keeps the paths, the id in them redacted (core's contract).
+    expect(String((cause as Error).message)).toContain(store.path);
+    expect(String((cause as Error).message)).not.toContain(blocked);
     expect(await store.set(healthy, recordOf('fine'))).toBe(true);
   });
 
