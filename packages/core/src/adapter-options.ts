@@ -8,7 +8,13 @@ import {
 import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
 import { MANAGER_OPTIONS } from './manager-options.js';
 import type { CommitOutcome, Session } from './session.js';
-import { assertKnownOptions, describeValue, hasMethods } from './util.js';
+import {
+  assertKnownOptions,
+  type ClosableResponse,
+  connectionClosed,
+  describeValue,
+  hasMethods,
+} from './util.js';
 
 /**
  * The options every HTTP adapter (`sessile()`, the Fastify plugin) takes beside either
@@ -109,12 +115,8 @@ export interface SessionAdapter<Data extends SessionData> {
 }
 
 /** The part of a Node `ServerResponse` that `track` listens to. */
-export interface ResponseEvents {
+export interface ResponseEvents extends ClosableResponse {
   once(event: 'close' | 'finish', listener: () => void): unknown;
-  /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
-  readonly closed?: boolean;
-  /** True once the response was destroyed, as its connection closing does, if the object tells. */
-  readonly destroyed?: boolean;
 }
 
 /** The part of a Node response (HTTP/1 or HTTP/2) whose first headers `cookieOnEarlyHeaders` adds to. */
@@ -251,12 +253,11 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       // A client that hung up before the session was opened (while a middleware before this one
       // worked) closed the response already: no 'close' comes, so the session is finished now,
       // or its lease would be renewed for good and lock out the session's every other request.
-      if (response.closed === true) queueMicrotask(onClose);
+      if (connectionClosed(response)) queueMicrotask(onClose);
       else response.once('close', onClose);
       response.once('finish', () => manager.afterResponse());
     },
-    clientGone: (error, response) =>
-      isAbortError(error) && (response.closed === true || response.destroyed === true),
+    clientGone: (error, response) => isAbortError(error) && connectionClosed(response),
     openedFor: (request) => openedSessions.get(request) as Session<Data> | undefined,
     noteOpened(request, session) {
       openedSessions.set(request, session as Session<SessionData>);

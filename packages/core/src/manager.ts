@@ -24,7 +24,14 @@ import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessio
 import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
 import { Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
-import { assertAbortSignal, assertKnownOptions, describeValue, hasMethods } from './util.js';
+import {
+  assertAbortSignal,
+  assertKnownOptions,
+  type ClosableResponse,
+  connectionClosed,
+  describeValue,
+  hasMethods,
+} from './util.js';
 
 export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
@@ -34,12 +41,13 @@ export {
   type SessionManagerOptions,
 } from './manager-options.js';
 
-/** The part of a `ServerResponse` (any EventEmitter) that `openForConnection` listens to. */
-export interface ConnectionEvents {
+/**
+ * The part of a `ServerResponse` (any EventEmitter) that `openForConnection` listens to; whether
+ * it closed already is read as `connectionClosed` reads it.
+ */
+export interface ConnectionEvents extends ClosableResponse {
   once(event: 'close', listener: () => void): unknown;
   off(event: 'close', listener: () => void): unknown;
-  /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
-  readonly closed?: boolean;
 }
 
 export interface OpenOptions {
@@ -235,7 +243,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       // from a failure (the client is gone; there is nobody to answer).
       onClose = () =>
         hangUp.abort(new DOMException('The client closed the connection', 'AbortError'));
-      if (connection.closed === true) onClose();
+      if (connectionClosed(connection)) onClose();
       else connection.once('close', onClose);
       return hangUp.signal;
     };

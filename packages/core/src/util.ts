@@ -268,3 +268,24 @@ export const COOKIE_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, (char) => `\\${char}`);
 }
+
+/** What `connectionClosed` reads of a response: Node's HTTP/1 and HTTP/2 responses have it. */
+export interface ClosableResponse {
+  /** True once the connection has closed (`ServerResponse.closed`), if the object tells. */
+  readonly closed?: boolean;
+  /** True once the response was destroyed, as its connection closing does, if the object tells. */
+  readonly destroyed?: boolean;
+  /** An HTTP/2 compatibility response's stream, destroyed once it closed. */
+  readonly stream?: { readonly destroyed?: boolean } | null;
+}
+
+/**
+ * True once the connection under `response` has closed. A `ServerResponse` says so itself; an
+ * HTTP/2 compatibility response (`Http2ServerResponse`) has no `closed` and tells only through
+ * its stream, whose `'close'` has then been emitted already and will not come again.
+ */
+export function connectionClosed(response: ClosableResponse): boolean {
+  return (
+    response.closed === true || response.destroyed === true || response.stream?.destroyed === true
+  );
+}

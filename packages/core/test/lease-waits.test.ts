@@ -6,6 +6,7 @@ import {
   type LeaseClaim,
   LeaseLocks,
   MemoryLeases,
+  openSessionAdapter,
   sleep,
 } from '../src/store.js';
 import { codeOf, leaseLock } from './helpers.js';
@@ -349,6 +350,32 @@ describe('SessionManager.openForConnection', () => {
     await expect(manager.openForConnection(undefined, {} as never)).rejects.toThrow(
       /^manager\.openForConnection: response must be an HTTP response/,
     );
+  });
+
+  it('tells an HTTP/2 response that closed already by its stream: it neither waits for it nor leaves its session open', async () => {
+    const { manager } = setup({ lock: { waitMs: 1000 } });
+    const id = await stored(manager);
+    const holder = await manager.open(id);
+    // An Http2ServerResponse has no `closed`; its stream says so, and 'close' will not come again.
+    const closedStream = () => Object.assign(new EventEmitter(), { stream: { destroyed: true } });
+    await expect(manager.openForConnection(id, closedStream())).rejects.toMatchObject({
+      name: 'AbortError',
+    });
+    await holder.commit();
+    // One opened once its client had gone is finished by the adapter at once, freeing its lock.
+    const adapter = openSessionAdapter<{ count?: number }>(
+      { manager, secret: 'a secret of 32 characters or more for these tests' },
+      'test',
+    );
+    const late = await manager.openForConnection(id, new EventEmitter());
+    adapter.track(
+      late,
+      closedStream(),
+      () => 200,
+      () => {},
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(late.committed).toBe(true);
   });
 
   it('does not wait for a connection that has already closed', async () => {

@@ -1,6 +1,11 @@
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import {
+  type ClientHttp2Session,
+  createServer as createHttp2Server,
+  type Http2Server,
+} from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,4 +67,45 @@ export async function sendOnSocket(
   const cookieLine = cookie === undefined ? '' : `cookie: ${cookie}\r\n`;
   socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n${cookieLine}\r\n`);
   return socket;
+}
+
+/** Serves `fetch` with @hono/node-server over cleartext HTTP/2 on a free loopback port. */
+export async function startHttp2(
+  fetch: Parameters<typeof serve>[0]['fetch'],
+): Promise<{ url: string; close(): Promise<void> }> {
+  let server: Http2Server | undefined;
+  const port = await new Promise<number>((resolve) => {
+    server = serve(
+      { fetch, port: 0, hostname: '127.0.0.1', createServer: createHttp2Server },
+      (info) => resolve(info.port),
+    ) as Http2Server;
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server?.close(() => resolve())),
+  };
+}
+
+/** One HTTP/2 `GET path` on `session`, with `cookie`: its status, `Set-Cookie` values and body. */
+export function http2Get(
+  session: ClientHttp2Session,
+  path: string,
+  cookie?: string,
+): Promise<{ status: number; cookies: string[]; body: string }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path, ...(cookie === undefined ? {} : { cookie }) });
+    let status = 0;
+    let cookies: string[] = [];
+    let body = '';
+    stream.on('response', (headers) => {
+      status = Number(headers[':status']);
+      cookies = [headers['set-cookie'] ?? []].flat();
+    });
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    stream.on('end', () => resolve({ status, cookies, body }));
+    stream.on('error', reject);
+  });
 }

@@ -1,4 +1,5 @@
 import { EventEmitter, once } from 'node:events';
+import { connect as connectHttp2 } from 'node:http2';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
@@ -6,7 +7,7 @@ import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
-import { sendOnSocket, start } from './helpers.js';
+import { http2Get, sendOnSocket, start, startHttp2 } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 
@@ -325,6 +326,80 @@ describe('@sessile/hono middleware', () => {
     letGo();
     expect(await (await holder).text()).toBe('2');
     expect(await (await jar.fetch(`${server.url}/count`)).text()).toBe('3');
+    expect(handled).toEqual(['/count', '/hold', '/count']);
+    expect(errors).toEqual([]);
+    expect(reported).toEqual([]);
+  });
+
+  it('over HTTP/2 too: stops a request whose client hangs up while it waits for the lock, quietly', async () => {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    const errors: unknown[] = [];
+    app.onError((error, c) => {
+      errors.push(error);
+      return c.text('failed', 500);
+    });
+    const requests = new EventEmitter();
+    app.use(async (c, next) => {
+      requests.emit(`arrived ${c.req.path}`);
+      c.env.outgoing.once('close', () => requests.emit(`closed ${c.req.path}`));
+      await next();
+    });
+    app.use(sessions);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.get('/:what', async (c) => {
+      handled.push(c.req.path);
+      const session = c.get('session');
+      if (c.req.param('what') === 'hold') {
+        requests.emit('holding');
+        await held;
+      }
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.text(String(session.data.count));
+    });
+    const server = await startHttp2(app.fetch);
+    cleanups.push(() => server.close());
+    const client = connectHttp2(server.url);
+    cleanups.push(async () => {
+      client.close();
+    });
+    const first = await http2Get(client, '/count');
+    expect(first.body).toBe('1');
+    const cookie = (first.cookies[0] as string).split(';')[0] as string;
+
+    // A request of the session waits for the lock; its client hangs up.
+    const holding = once(requests, 'holding');
+    const holder = http2Get(client, '/hold', cookie);
+    await holding;
+    const gone = connectHttp2(server.url);
+    gone.on('error', () => {});
+    const arrived = once(requests, 'arrived /gone');
+    const closed = once(requests, 'closed /gone');
+    http2Get(gone, '/gone', cookie).catch(() => undefined);
+    await arrived;
+    gone.destroy();
+    await closed;
+    letGo();
+    expect((await holder).body).toBe('2');
+
+    const last = await http2Get(client, '/count', cookie);
+    expect([last.status, last.body]).toEqual([200, '3']);
     expect(handled).toEqual(['/count', '/hold', '/count']);
     expect(errors).toEqual([]);
     expect(reported).toEqual([]);
