@@ -138,6 +138,12 @@ export function resolveSettings(options: FileStoreOptions): Settings {
       `options.path must be a non-empty string naming a directory, got ${describeValue(options.path)}`,
     );
   }
+  // No file name can hold one: Node refuses it, with an error that does not name the option.
+  if (options.path.includes('\0')) {
+    throw new TypeError(
+      `options.path must not contain a NUL character, got ${describeValue(options.path)}`,
+    );
+  }
   const settings: Settings = {
     durability: options.durability ?? 'normal',
     fileMode: options.fileMode ?? 0o600,

@@ -214,6 +214,14 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('refuses a path with a NUL character with a TypeError naming the option', async () => {
+    const path = freshPath();
+    const error = await FileStore.open({ path: `${path}\0x` }).catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(/^options\.path must not contain a NUL character/);
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('refuses a fileMode or directoryMode beyond the permission bits with a TypeError, before creating anything', async () => {
     const path = freshPath();
     for (const options of [
