@@ -88,6 +88,12 @@ export function resolveSettings(options: DbmStoreOptions): DbmSettings {
       `options.path must be a non-empty string naming a file, got ${describeValue(options.path)}`,
     );
   }
+  // No file name can hold one: Node refuses it, with an error that does not name the option.
+  if (options.path.includes('\0')) {
+    throw new TypeError(
+      `options.path must not contain a NUL character, got ${describeValue(options.path)}`,
+    );
+  }
   const settings: DbmSettings = {
     path: options.path,
     sweepMode: options.sweepMode ?? 'incremental',

@@ -290,6 +290,7 @@ describe('DbmStore file format', () => {
     const cases: [unknown, RegExp][] = [
       [undefined, /DbmStore\.open needs an options object/],
       [{ path: '' }, /^options\.path must be a non-empty string naming a file, got ''/],
+      [{ path: `${path}\0.bak` }, /^options\.path must not contain a NUL character/],
       [{ path, stripes: 1 }, /^stripes must be an integer from 2 to 65536, got 1/],
       [
         { path, sweepMode: 'sometimes' },
