@@ -1,5 +1,5 @@
 import { isSessionId, type SessionCodec, type SessionStore } from '@sessile/core';
-import { openStoreAdapter } from '@sessile/core/store';
+import { describeValue, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as koa-session hands it to its external store: JSON with `_expire` and `_maxAge`. */
 // biome-ignore lint/suspicious/noExplicitAny: the app's own session fields
@@ -55,6 +55,16 @@ export function toKoaSessionStore(
     store,
     get: (key) => read(key) as Promise<KoaSessionData | undefined>,
     async set(key, session, maxAge) {
+      // A NaN or infinite age would reach the store as an expiry it refuses without naming maxAge.
+      const bad =
+        maxAge !== undefined &&
+        maxAge !== 'session' &&
+        !(typeof maxAge === 'number' && Number.isFinite(maxAge));
+      if (bad) {
+        throw new TypeError(
+          `toKoaSessionStore(): set's maxAge must be a finite number of milliseconds or 'session', got ${describeValue(maxAge)}`,
+        );
+      }
       const now = Date.now();
       const ttlMs = typeof maxAge === 'number' ? maxAge : defaultTtlMs;
       if (ttlMs <= 0) {

@@ -92,6 +92,20 @@ describe('toKoaSessionStore()', () => {
     expect(isSessionError(refused, 'ERR_INVALID_SESSION_ID')).toBe(true);
   });
 
+  it("refuses a maxAge that is not a finite number of milliseconds or 'session', naming it", async () => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    const koaStore = toKoaSessionStore(store);
+    for (const maxAge of [Number.NaN, Number.POSITIVE_INFINITY, '1d']) {
+      await expect(
+        koaStore.set('a-koa-session-key-0003', { count: 1 }, maxAge as number),
+      ).rejects.toThrow(
+        /^toKoaSessionStore\(\): set's maxAge must be a finite number of milliseconds or 'session', got /,
+      );
+    }
+    expect(await store.count()).toBe(0);
+  });
+
   it('gives a client who sends an unknown key a fresh session', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
