@@ -13,7 +13,7 @@ import { assertReadCommitted, Database, readCommittedOnConnect } from './databas
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
-import { recordOf, type StoredRow, toBuffer } from './records.js';
+import { isReadable, recordOf, type StoredRow, toBuffer } from './records.js';
 import { prepareSchema } from './schema.js';
 import type { OwnSockets } from './sockets.js';
 import {
@@ -311,6 +311,17 @@ export class PostgresStore extends BaseStore {
       if (removed < batch) break;
       await yieldToEventLoop();
     }
+    // Rows whose expires_at was set to 'NaN' by hand: corrupt, so never live, and swept after
+    // the expired ones.
+    for (;;) {
+      const batch = progress.nextBatchSize(SWEEP_BATCH);
+      if (batch === 0) break;
+      const removed = (await this.#run(this.#sql.sweepCorrupt, [batch])).rowCount ?? 0;
+      progress.scanned += removed;
+      progress.removed += removed;
+      if (removed < batch) break;
+      await yieldToEventLoop();
+    }
     // A short batch is not the end: it passes rows other transactions hold (SKIP LOCKED),
     // which stay expired and stored. A plain read, which waits for no row lock, tells.
     let done = false;
@@ -351,7 +362,8 @@ export class PostgresStore extends BaseStore {
       Buffer.from(owner),
       now,
     ]);
-    return rows.map((row) => ({ id: row.id, record: recordOf(row) }));
+    // A corrupt row (hand-edited) is left out, so the owner's other sessions are still listed.
+    return rows.filter(isReadable).map((row) => ({ id: row.id, record: recordOf(row) }));
   }
 
   protected _clear(): Promise<void> {

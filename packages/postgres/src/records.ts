@@ -11,22 +11,30 @@ export function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** The expiry of a row, selected as `float8send(expires_at)`: NaN for one a double cannot be. */
+function expiryOf(row: StoredRow): number {
+  const { expiresAt } = row;
+  if (!(expiresAt instanceof Uint8Array) || expiresAt.byteLength !== 8) return Number.NaN;
+  return toBuffer(expiresAt).readDoubleBE(0);
+}
+
 /**
- * The record in a row, its expiry selected as `float8send(expires_at)`; the column types make
- * anything but a blob and 8 bytes impossible.
+ * Whether a row holds a readable record. A hand-edited `expires_at` of 'NaN' compares above
+ * every number in PostgreSQL, so the statements take it as live; no record may expire at NaN.
  */
+export function isReadable(row: StoredRow): boolean {
+  return row.data instanceof Uint8Array && !Number.isNaN(expiryOf(row));
+}
+
+/** The record in a row; `ERR_CORRUPT_RECORD` for one that is not readable. */
 export function recordOf(row: StoredRow): SessionRecord {
-  const { data, expiresAt, owner } = row;
-  if (
-    !(data instanceof Uint8Array) ||
-    !(expiresAt instanceof Uint8Array) ||
-    expiresAt.byteLength !== 8
-  ) {
+  const { data, owner } = row;
+  if (!(data instanceof Uint8Array) || !isReadable(row)) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'Stored session record is corrupt');
   }
   const record: SessionRecord = {
     data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    expiresAt: toBuffer(expiresAt).readDoubleBE(0),
+    expiresAt: expiryOf(row),
   };
   if (owner instanceof Uint8Array) record.owner = toBuffer(owner).toString();
   return record;

@@ -36,6 +36,8 @@ export interface Statements {
   fencedReleasing: FencedStatements;
   ownedBy: Statement;
   sweepBatch: Statement;
+  /** Deletes up to $1 rows whose expires_at is 'NaN' (a hand edit). */
+  sweepCorrupt: Statement;
   anyExpired: Statement;
   dropExpiredLeases: Statement;
   count: Statement;
@@ -88,10 +90,14 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
                   COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
+  // A hand-edited expires_at of 'NaN' compares above every number in PostgreSQL: such a row is
+  // live to nothing (get reports it corrupt), writes take its id as absent, and sweep removes it.
+  const live = (at: string, column = 'expires_at') => `(${column} > ${at} AND ${column} <> 'NaN')`;
+  const gone = (at: string, column = 'expires_at') => `(${column} <= ${at} OR ${column} = 'NaN')`;
   // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
   // in one order and never deadlock; ids compare as the column does.
   const lockLive = (nowAt: number) =>
-    `WITH locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND expires_at > $${nowAt}
+    `WITH locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND ${live(`$${nowAt}`)}
        ORDER BY id FOR UPDATE)`;
   const isLocked =
     'stored.id = q.id COLLATE "C" AND stored.id = ANY (ARRAY(SELECT id FROM locked))';
@@ -110,7 +116,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     insertUnlessLive: fence(
       'fenced_insert_unless_live',
       `INSERT INTO ${table} AS stored ${columns} SELECT $1::text, $2::bytea, $3::float8, $4::bytea
-       WHERE ${leaseHolds} ${upsert} WHERE stored.expires_at <= $5 RETURNING true AS wrote`,
+       WHERE ${leaseHolds} ${upsert} WHERE ${gone('$5', 'stored.expires_at')} RETURNING true AS wrote`,
       6,
       5,
       releasing,
@@ -118,7 +124,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     updateIfLive: fence(
       'fenced_update_if_live',
       `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4
-       WHERE id = $1 AND expires_at > $5 AND ${leaseHolds} RETURNING true AS wrote`,
+       WHERE id = $1 AND ${live('$5')} AND ${leaseHolds} RETURNING true AS wrote`,
       6,
       5,
       releasing,
@@ -126,14 +132,14 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     touch: fence(
       'fenced_touch',
       `UPDATE ${table} SET expires_at = $2
-       WHERE id = $1 AND expires_at > $3 AND ${leaseHolds} RETURNING true AS wrote`,
+       WHERE id = $1 AND ${live('$3')} AND ${leaseHolds} RETURNING true AS wrote`,
       4,
       3,
       releasing,
     ),
     delete: fence(
       'fenced_delete',
-      `DELETE FROM ${table} WHERE id = $1 AND ${leaseHolds} RETURNING expires_at > $2 AS wrote`,
+      `DELETE FROM ${table} WHERE id = $1 AND ${leaseHolds} RETURNING ${live('$2')} AS wrote`,
       3,
       2,
       releasing,
@@ -148,19 +154,19 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     insertUnlessLive: statement(
       'insert_unless_live',
       `INSERT INTO ${table} AS stored ${columns} VALUES ($1, $2, $3, $4) ${upsert}
-       WHERE stored.expires_at <= $5`,
+       WHERE ${gone('$5', 'stored.expires_at')}`,
     ),
     updateIfLive: statement(
       'update_if_live',
-      `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4 WHERE id = $1 AND expires_at > $5`,
+      `UPDATE ${table} SET data = $2, expires_at = $3, owner = $4 WHERE id = $1 AND ${live('$5')}`,
     ),
     touch: statement(
       'touch',
-      `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3`,
+      `UPDATE ${table} SET expires_at = $2 WHERE id = $1 AND ${live('$3')}`,
     ),
     delete: statement(
       'delete',
-      `DELETE FROM ${table} WHERE id = $1 RETURNING expires_at > $2 AS live`,
+      `DELETE FROM ${table} WHERE id = $1 RETURNING ${live('$2')} AS live`,
     ),
     many: {
       // Lease rows and then session rows are locked in id order, as every batch takes them.
@@ -173,7 +179,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
                ON held.id = q.key COLLATE "C" AND held.token = q.token
              WHERE held.expires_at > $7 ORDER BY held.id FOR UPDATE OF held))
            RETURNING id, token, waited),
-         locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND expires_at > $7
+         locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND ${live('$7')}
            ORDER BY id FOR UPDATE),
          written AS (
            UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = q.owner
@@ -194,7 +200,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       insertUnlessLive: statement(
         'insert_unless_live_many',
         `INSERT INTO ${table} AS stored ${columns} ${rows} ${upsert}
-         WHERE stored.expires_at <= $5 RETURNING id`,
+         WHERE ${gone('$5', 'stored.expires_at')} RETURNING id`,
       ),
       updateIfLive: statement(
         'update_if_live_many',
@@ -216,7 +222,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     // Through the partial owner index: `owner = $1` implies `owner IS NOT NULL`.
     ownedBy: statement(
       'owned_by',
-      `SELECT id, ${record} FROM ${table} WHERE owner = $1 AND expires_at > $2`,
+      `SELECT id, ${record} FROM ${table} WHERE owner = $1 AND ${live('$2')}`,
     ),
     // SKIP LOCKED lets two sweepers (or a sweeper and a writer) pass each other instead of
     // queueing; the expiry index makes each batch cost what it removes. Both statements are
@@ -229,22 +235,26 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
          SELECT id FROM ${table} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
          FOR UPDATE SKIP LOCKED))`,
     ),
+    // NaN sorts after every number, past where sweepBatch stops; equality finds it in the index.
+    sweepCorrupt: statement(
+      'sweep_corrupt',
+      `DELETE FROM ${table} WHERE id = ANY (ARRAY(
+         SELECT id FROM ${table} WHERE expires_at = 'NaN' LIMIT $1 FOR UPDATE SKIP LOCKED))`,
+    ),
     anyExpired: statement(
       'any_expired',
-      `SELECT COALESCE((SELECT expires_at FROM ${table} ORDER BY expires_at LIMIT 1) <= $1, false) AS any`,
+      `SELECT COALESCE((SELECT expires_at FROM ${table} ORDER BY expires_at LIMIT 1) <= $1, false)
+         OR EXISTS (SELECT 1 FROM ${table} WHERE expires_at = 'NaN') AS any`,
     ),
     dropExpiredLeases: statement(
       'drop_expired_leases',
       `DELETE FROM ${locks} WHERE id IN (
          SELECT id FROM ${locks} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
     ),
-    count: statement(
-      'count',
-      `SELECT count(*)::float8 AS count FROM ${table} WHERE expires_at > $1`,
-    ),
+    count: statement('count', `SELECT count(*)::float8 AS count FROM ${table} WHERE ${live('$1')}`),
     idsPage: statement(
       'ids_page',
-      `SELECT id FROM ${table} WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3`,
+      `SELECT id FROM ${table} WHERE id > $1 AND ${live('$2')} ORDER BY id LIMIT $3`,
     ),
     // One page of a clear: the first $2 ids after $1. Rows are locked in id order, as every
     // batch locks them, so a clear on one host and a batch on another cannot deadlock; a plain

@@ -693,6 +693,34 @@ describe('order of calls on one id', () => {
 });
 
 describe('operations', () => {
+  it("a row whose expires_at was set to 'NaN' by hand is a corrupt record, not one that expires at NaN", async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const [good, bad] = [idOf('good'), idOf('nan')];
+    await store.set(good, { ...record('good'), owner: 'alice' });
+    await store.set(bad, { ...record('bad'), owner: 'alice' });
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'NaN' WHERE id = $1`, [bad]);
+    expect(await codeOf(store.get(bad))).toBe('ERR_CORRUPT_RECORD');
+    expect(textOf((await store.get(good))?.data)).toBe('good');
+    const owned = await store.ownedBy('alice');
+    expect(owned.map((session) => session.id)).toEqual([good]);
+    expect(await store.count()).toBe(1);
+    const ids: string[] = [];
+    for await (const id of store.ids()) ids.push(id);
+    expect(ids).toEqual([good]);
+    expect(await store.touch(bad, Date.now() + HOUR_MS)).toBe(false);
+    expect(await store.set(bad, record('late'), { only: 'present' })).toBe(false);
+    expect(await store.sweep({})).toEqual({ removed: 1, scanned: 1, done: true });
+    expect((await rowsOf(table)).map((row) => (row as { id: string }).id)).toEqual([good]);
+    const taken = idOf('nan');
+    await store.set(taken, record('old'));
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'NaN' WHERE id = $1`, [taken]);
+    expect(await store.set(taken, record('new'), { only: 'absent' })).toBe(true);
+    expect(textOf((await store.get(taken))?.data)).toBe('new');
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'NaN' WHERE id = $1`, [taken]);
+    expect(await store.delete(taken)).toBe(false);
+  });
+
   it('reads back every expiresAt exactly, even where extra_float_digits is 0 (PostgreSQL 11)', async () => {
     // As text, a float8 then has 15 significant digits: 1796508525285.123 read as …285.12.
     const url = new URL(CONNECTION_STRING);
