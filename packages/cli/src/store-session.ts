@@ -50,10 +50,12 @@ export async function withTarget<T>(
 
 /**
  * Why a record read from a store is skipped instead of ending the command, or `undefined` for a
- * failure that must end it: a damaged record, or one over the limit the store was opened with.
+ * failure that must end it: a damaged record, one over the limit the store was opened with, or
+ * an id the store lists but refuses to read (a row inserted by hand into an SQL table).
  */
 export function unreadableReason(error: unknown): 'corrupt' | 'tooLarge' | undefined {
   if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return 'corrupt';
+  if (isSessionError(error, 'ERR_INVALID_SESSION_ID')) return 'corrupt';
   if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return 'tooLarge';
   return undefined;
 }

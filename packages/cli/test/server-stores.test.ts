@@ -150,3 +150,40 @@ describe('--dry-run to a PostgreSQL store that is not there', () => {
     expect(rows).toHaveLength(0);
   });
 });
+
+describe('a PostgreSQL store with a row whose id was inserted by hand', () => {
+  /** Two sessions, and a row whose id no sessile store accepts, listed among them by ids(). */
+  async function withForeignId(name: string): Promise<string> {
+    const source = schema(name);
+    await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 2);
+    await pool.query(
+      `INSERT INTO "${source}".sessions (id, data, expires_at) VALUES ('not a session id!', '\\x7b7d', $1)`,
+      [Date.now() + 3_600_000],
+    );
+    return source;
+  }
+
+  it('copy skips it as unreadable, copies the others and exits 5', async () => {
+    const source = await withForeignId('foreign_from');
+    const target = schema('foreign_to');
+    const result = await runCli([
+      'copy',
+      '--from',
+      `${PG_URL}?schema=${source}`,
+      '--to',
+      `${PG_URL}?schema=${target}`,
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(5);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 2, written: 2, unreadable: 1 } });
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM "${target}".sessions`);
+    expect(rows[0]?.n).toBe(2);
+  });
+
+  it('stats counts it as corrupt and exits 5', async () => {
+    const source = await withForeignId('foreign_stats');
+    const result = await runCli(['stats', `${PG_URL}?schema=${source}`, '--json']);
+    expect(result.code, result.stderr).toBe(5);
+    expect(jsonOf(result)).toMatchObject({ corrupt: 1 });
+  });
+});
