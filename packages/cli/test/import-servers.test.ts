@@ -212,6 +212,43 @@ describe('import from connect-pg-simple', () => {
     expect(result.stderr).toContain('has columns (sid, data), not connect-pg-simple');
   });
 
+  it("a session whose `expire` was set to '-infinity' by hand is expired, as the peer reads it", async () => {
+    const schema = `cli_test_${run}_neginf_peer`;
+    const target = `cli_test_${run}_neginf_sessile`;
+    await pool.query(`CREATE SCHEMA ${schema}`);
+    try {
+      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
+      const peer = new PgStore({
+        pool,
+        schemaName: schema,
+        createTableIfMissing: true,
+        pruneSessionInterval: false,
+      });
+      const id = `neginf${randomBytes(12).toString('hex')}`;
+      const cookie = new Cookie({ maxAge: 3_600_000 });
+      await call((done) => peer.set(id, { cookie } as session.SessionData, done));
+      await pool.query(`UPDATE ${schema}.session SET expire = '-infinity' WHERE sid = $1`, [id]);
+      expect(await call((done) => peer.get(id, done))).toBeFalsy();
+      const result = await runCli([
+        'import',
+        '--from',
+        `connect-pg-simple:${PG_URL}`,
+        '--schema',
+        schema,
+        '--to',
+        `${PG_URL}?schema=${target}`,
+        '--json',
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 0, expired: 1 } });
+      const { rows } = await pool.query(`SELECT id FROM ${target}.sessions`);
+      expect(rows).toEqual([]);
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await pool.query(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
+    }
+  });
+
   // `expire` is a timestamp without time zone; read in the CLI's zone it moved by hours.
   it.each(['Asia/Tokyo', 'America/Los_Angeles'])(
     'keeps `expire` when the CLI runs with TZ=%s',

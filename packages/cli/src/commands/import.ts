@@ -100,6 +100,11 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             // A peer that keeps the session for ever: its cookie's expiry may be the login's,
             // stale under rolling sessions, so it lives the default as the README says.
             const expiresAt = entry.expiresAt ?? now + options.defaultTtlMs;
+            // Before the finite check: an expiry of -Infinity is expired, not unreadable.
+            if (expiresAt <= now) {
+              counts.expired++;
+              return;
+            }
             if (!Number.isFinite(expiresAt)) {
               // Every reader leaves out what is not finite; this keeps one that did not from
               // ending the whole import as a bad argument.
@@ -108,10 +113,6 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
                 id: maskId(entry.id),
                 problem: 'its expiry is not a finite time',
               });
-              return;
-            }
-            if (expiresAt <= now) {
-              counts.expired++;
               return;
             }
             // What @sessile/express's toExpressStore writes for this session, so it reads back identically.

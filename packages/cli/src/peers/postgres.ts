@@ -73,6 +73,8 @@ export async function openConnectPgSimple(
     const { session, problem } = parseSession(row.sess);
     if (session === undefined) return { id, problem: problem as string };
     const expiresAt = Number(row.expires_at_ms ?? Number.NaN);
+    // '-infinity' is before every time, so the peer never serves it: it counts as expired.
+    if (expiresAt === Number.NEGATIVE_INFINITY) return { id, session, expiresAt };
     return Number.isFinite(expiresAt) ? { id, session, expiresAt } : { id, session };
   }
   return {
