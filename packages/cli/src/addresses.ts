@@ -149,6 +149,15 @@ function storeParameters(url: URL, known: readonly string[]): Record<string, str
   return parameters;
 }
 
+/** A percent-encoded part of a server address, decoded; one that is not is a usage error naming it. */
+function decodedOrRefused(part: string, url: URL): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw usageError(`${hidePassword(url)}: '${part}' is not percent-encoded (write % as %25)`);
+  }
+}
+
 /** Parses a store address such as `sqlite:./sessions.db` or `redis://127.0.0.1:6379?prefix=app:`. */
 export function parseStoreAddress(text: string): StoreAddress {
   const split = splitScheme(text);
@@ -196,7 +205,7 @@ export function parseStoreAddress(text: string): StoreAddress {
     url.search = '';
     options.connectionString = url.href;
     // PostgreSQL's default database is the user's name.
-    const database = decodeURIComponent(url.pathname.slice(1) || url.username);
+    const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);
     const schema = (options.schema as string | undefined) ?? 'public';
     const table = (options.table as string | undefined) ?? 'sessions';
     return {

@@ -94,6 +94,16 @@ describe('store addresses', () => {
       'postgres://postgres@127.0.0.1:5432/test?table=a&table=b',
       "parameter 'table' is given twice",
     ],
+    [
+      'a broken percent-escape in the database name',
+      'postgres://postgres@127.0.0.1:5432/test%zz',
+      'not percent-encoded',
+    ],
+    [
+      'a broken percent-escape in the user name, the default database',
+      'postgres://post%zz@127.0.0.1:5432',
+      'not percent-encoded',
+    ],
   ])('%s exits 2 and says why', async (_name, address, message) => {
     const result = await runCli(['stats', address, '--json']);
     expect(result.code).toBe(2);
@@ -108,6 +118,7 @@ describe('store addresses', () => {
     ],
     ['an unknown Redis parameter', ['stats', 'redis://:Secret-pw@127.0.0.1:6379?db=2']],
     ['a port out of range', ['stats', 'postgres://app:Secret-pw@db.example:65536/db']],
+    ['a broken percent-escape', ['stats', 'postgres://app:Secret-pw@db.example/db%zz']],
     ['an unknown store', ['stats', 'mongodb://app:Secret-pw@db.example/db']],
     ['a peer port out of range', ['import', '--from', 'connect-redis:redis://:Secret-pw@c:70000']],
     ['a peer of the wrong kind', ['import', '--from', 'connect-redis:http://:Secret-pw@cache']],
