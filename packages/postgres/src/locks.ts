@@ -10,6 +10,9 @@ import { type LockListener, notifyPayloadSql } from './listener.js';
 import { recordOf, type StoredRow } from './records.js';
 import { claimConflict, qualified, type SchemaNames } from './schema.js';
 
+/** A claim's outcome in a batch: a record that failed to decode is its call's error alone. */
+type ClaimedRead = ClaimedRecord | { taken: true; unreadable: unknown };
+
 /** What a claim with its session read comes to. */
 
 /** The backstop poll of a head waiter: NOTIFY wakes it sooner, this bounds a missed one. */
@@ -40,7 +43,7 @@ class PostgresLeases implements LeaseBackend {
   readonly #batches: Batches;
   readonly #claims: BatchKind<LeaseClaim, boolean>;
   readonly #releases: BatchKind<LeaseClaim, boolean>;
-  readonly #claimReads: BatchKind<LeaseClaim, ClaimedRecord>;
+  readonly #claimReads: BatchKind<LeaseClaim, ClaimedRead>;
 
   constructor(
     db: Database,
@@ -105,7 +108,7 @@ class PostgresLeases implements LeaseBackend {
           calls,
         ),
     };
-    const claimReads = async (calls: LeaseClaim[]): Promise<ClaimedRecord[]> => {
+    const claimReads = async (calls: LeaseClaim[]): Promise<ClaimedRead[]> => {
       const { rows } = await db.query<StoredRow & { token: string }>(
         `${channel}_claim_read`,
         this.#claimRead,
@@ -118,10 +121,16 @@ class PostgresLeases implements LeaseBackend {
         ],
       );
       const taken = new Map(rows.map((row) => [row.token, row]));
-      return calls.map((call): ClaimedRecord => {
+      return calls.map((call): ClaimedRead => {
         const row = taken.get(call.token);
         if (row === undefined) return { taken: false };
-        return { taken: true, record: row.data === null ? undefined : recordOf(row) };
+        if (row.data === null) return { taken: true, record: undefined };
+        // A corrupt row fails its own call only, not the others read in the same statement.
+        try {
+          return { taken: true, record: recordOf(row) };
+        } catch (error) {
+          return { taken: true, unreadable: error };
+        }
       });
     };
     this.#claimReads = {
@@ -147,8 +156,12 @@ class PostgresLeases implements LeaseBackend {
     return this.#batches.run(this.#claims, claim.key, claim);
   }
 
-  claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
-    return this.#batches.run(this.#claimReads, claim.key, claim);
+  /** As a failed read after a claim does (`claimThenRead`), an unreadable record frees the lease it was read under. */
+  async claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
+    const claimed = await this.#batches.run(this.#claimReads, claim.key, claim);
+    if (!('unreadable' in claimed)) return claimed;
+    await this.release(claim).catch(() => {});
+    throw claimed.unreadable;
   }
 
   async extend({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { manual, SessionManager } from '@sessile/core';
+import { isSessionError, manual, SessionManager } from '@sessile/core';
 import { PostgresStore, SCHEMA_VERSION } from '@sessile/postgres';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -71,6 +71,34 @@ describe('a locked request', () => {
     ]);
     await expect(store.locks.acquire(ids[0] as string, { waitMs: 0 })).rejects.toThrow();
     await Promise.all(locked.map((each) => each?.lock.release()));
+  });
+
+  it("a corrupt row (expires_at set to 'NaN' by hand) fails only its own queued claim, whose lease is freed", async () => {
+    const table = newTable('r');
+    const { store } = await countingStore(table);
+    const ids = Array.from({ length: 40 }, (_, i) => idOf(`c${i}`));
+    await Promise.all(ids.map((id) => store.set(id, record(id))));
+    const corrupt = ids[7] as string;
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'NaN' WHERE id = $1`, [corrupt]);
+    const outcomes = await Promise.allSettled(
+      ids.map((id) => store.locks.acquireAndGet?.(id, { leaseMs: 60_000 })),
+    );
+    expect(outcomes.map((each) => each.status)).toEqual(
+      ids.map((id) => (id === corrupt ? 'rejected' : 'fulfilled')),
+    );
+    const failure = outcomes[7] as PromiseRejectedResult;
+    expect(isSessionError(failure.reason, 'ERR_CORRUPT_RECORD')).toBe(true);
+    expect(
+      outcomes.map((each) => (each.status === 'fulfilled' ? textOf(each.value?.record?.data) : 0)),
+    ).toEqual(ids.map((id) => (id === corrupt ? 0 : id)));
+    // Its lease was given back, so the next acquire need not wait for it to end.
+    const again = await store.locks.acquire(corrupt, { waitMs: 0 });
+    await again.release();
+    await Promise.all(
+      outcomes.map((each) =>
+        each.status === 'fulfilled' ? each.value?.lock.release() : undefined,
+      ),
+    );
   });
 
   it('queued releasing updates share statements; a lost lease rejects only its own call', async () => {
