@@ -70,7 +70,7 @@ export class PostgresStore extends BaseStore {
   readonly #sql: Statements;
   readonly #channel: string;
   readonly #batches: Batches;
-  readonly #reads: BatchKind<{ id: string; now: number }, SessionRecord | undefined>;
+  readonly #reads: BatchKind<{ id: string; now: number }, SessionRecord | undefined | Unreadable>;
   readonly #upserts: BatchKind<RowWrite, boolean>;
   readonly #inserts: BatchKind<RowWrite, boolean>;
   readonly #updates: BatchKind<RowWrite, boolean>;
@@ -142,8 +142,11 @@ export class PostgresStore extends BaseStore {
       many: async (calls) => {
         const ids = calls.map((call) => call.id);
         const { rows } = await this.#run<StoredRow & { i: number }>(many.get, [ids, latest(calls)]);
-        const records: (SessionRecord | undefined)[] = new Array(calls.length).fill(undefined);
-        for (const row of rows) records[row.i - 1] = recordOf(row);
+        const records: (SessionRecord | undefined | Unreadable)[] = new Array(calls.length).fill(
+          undefined,
+        );
+        // A corrupt row fails its own call only, not the other reads of the statement.
+        for (const row of rows) records[row.i - 1] = recordOrUnreadable(row);
         return records;
       },
     };
@@ -235,8 +238,10 @@ export class PostgresStore extends BaseStore {
     return this.#db.pool;
   }
 
-  protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#batches.run(this.#reads, id, { id, now });
+  protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    const read = await this.#batches.run(this.#reads, id, { id, now });
+    if (read instanceof Unreadable) throw read.error;
+    return read;
   }
 
   protected async _set(
@@ -407,6 +412,19 @@ export class PostgresStore extends BaseStore {
     const row = rows[0];
     if (row?.held !== true) throw lockLost();
     return row.wrote === true;
+  }
+}
+
+/** A batched read's row that failed to decode: only that call rejects, with `error`. */
+class Unreadable {
+  constructor(readonly error: unknown) {}
+}
+
+function recordOrUnreadable(row: StoredRow): SessionRecord | Unreadable {
+  try {
+    return recordOf(row);
+  } catch (error) {
+    return new Unreadable(error);
   }
 }
 

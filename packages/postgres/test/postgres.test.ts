@@ -477,6 +477,25 @@ describe('batching', () => {
     expect(statements() - before).toBeLessThan(80);
   });
 
+  it("a corrupt row (expires_at set to 'NaN' by hand) fails only its own read among reads sent together", async () => {
+    const { pool } = countingPool(2);
+    const table = newTable();
+    const store = await PostgresStore.open({ pool, schema, table });
+    cleanups.push(() => store.close());
+    const ids = Array.from({ length: 40 }, (_, i) => idOf(`r${i}`));
+    await Promise.all(ids.map((id) => store.set(id, record(id))));
+    const corrupt = ids[7] as string;
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'NaN' WHERE id = $1`, [corrupt]);
+    const read = await Promise.allSettled(ids.map((id) => store.get(id)));
+    expect(
+      read.map((each) =>
+        each.status === 'fulfilled'
+          ? textOf(each.value?.data)
+          : (each.reason as { code?: string }).code,
+      ),
+    ).toEqual(ids.map((id) => (id === corrupt ? 'ERR_CORRUPT_RECORD' : id)));
+  });
+
   it('lock claims and releases share statements too, and a key keeps one holder at a time', async () => {
     const { pool, statements } = countingPool(2);
     const store = await PostgresStore.open({ pool, schema, table: newTable() });
