@@ -316,7 +316,7 @@ export class PostgresStore extends BaseStore {
       if (removed < batch) break;
       await yieldToEventLoop();
     }
-    // Rows whose expires_at was set to 'NaN' by hand: corrupt, so never live, and swept after
+    // Rows whose expires_at was set to 'Infinity' or 'NaN' by hand: corrupt, so never live, and swept after
     // the expired ones.
     for (;;) {
       const batch = progress.nextBatchSize(SWEEP_BATCH);

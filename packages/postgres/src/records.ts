@@ -19,11 +19,11 @@ function expiryOf(row: StoredRow): number {
 }
 
 /**
- * Whether a row holds a readable record. A hand-edited `expires_at` of 'NaN' compares above
- * every number in PostgreSQL, so the statements take it as live; no record may expire at NaN.
+ * Whether a row holds a readable record: no record may expire at 'Infinity' or 'NaN', which a
+ * hand edit may write (and which PostgreSQL sorts above every number).
  */
 export function isReadable(row: StoredRow): boolean {
-  return row.data instanceof Uint8Array && !Number.isNaN(expiryOf(row));
+  return row.data instanceof Uint8Array && Number.isFinite(expiryOf(row));
 }
 
 /** The record in a row; `ERR_CORRUPT_RECORD` for one that is not readable. */

@@ -36,7 +36,7 @@ export interface Statements {
   fencedReleasing: FencedStatements;
   ownedBy: Statement;
   sweepBatch: Statement;
-  /** Deletes up to $1 rows whose expires_at is 'NaN' (a hand edit). */
+  /** Deletes up to $1 rows whose expires_at is 'Infinity' or 'NaN' (a hand edit). */
   sweepCorrupt: Statement;
   anyExpired: Statement;
   dropExpiredLeases: Statement;
@@ -90,10 +90,13 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
                   COALESCE((SELECT wrote FROM written LIMIT 1), false) AS wrote`,
     );
   const leaseHolds = 'EXISTS (SELECT 1 FROM lease)';
-  // A hand-edited expires_at of 'NaN' compares above every number in PostgreSQL: such a row is
-  // live to nothing (get reports it corrupt), writes take its id as absent, and sweep removes it.
-  const live = (at: string, column = 'expires_at') => `(${column} > ${at} AND ${column} <> 'NaN')`;
-  const gone = (at: string, column = 'expires_at') => `(${column} <= ${at} OR ${column} = 'NaN')`;
+  // A hand-edited expires_at of 'Infinity' or 'NaN' (which PostgreSQL sorts above every number)
+  // is no time a record may expire at: such a row is live to nothing (get reports it corrupt),
+  // writes take its id as absent, and sweep removes it.
+  const live = (at: string, column = 'expires_at') =>
+    `(${column} > ${at} AND ${column} < 'Infinity')`;
+  const gone = (at: string, column = 'expires_at') =>
+    `(${column} <= ${at} OR ${column} >= 'Infinity')`;
   // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
   // in one order and never deadlock; ids compare as the column does.
   const lockLive = (nowAt: number) =>
@@ -235,16 +238,16 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
          SELECT id FROM ${table} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
          FOR UPDATE SKIP LOCKED))`,
     ),
-    // NaN sorts after every number, past where sweepBatch stops; equality finds it in the index.
+    // Infinity and NaN sort after every number, past where sweepBatch stops; the index finds them.
     sweepCorrupt: statement(
       'sweep_corrupt',
       `DELETE FROM ${table} WHERE id = ANY (ARRAY(
-         SELECT id FROM ${table} WHERE expires_at = 'NaN' LIMIT $1 FOR UPDATE SKIP LOCKED))`,
+         SELECT id FROM ${table} WHERE expires_at >= 'Infinity' LIMIT $1 FOR UPDATE SKIP LOCKED))`,
     ),
     anyExpired: statement(
       'any_expired',
       `SELECT COALESCE((SELECT expires_at FROM ${table} ORDER BY expires_at LIMIT 1) <= $1, false)
-         OR EXISTS (SELECT 1 FROM ${table} WHERE expires_at = 'NaN') AS any`,
+         OR EXISTS (SELECT 1 FROM ${table} WHERE expires_at >= 'Infinity') AS any`,
     ),
     dropExpiredLeases: statement(
       'drop_expired_leases',

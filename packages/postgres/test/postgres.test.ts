@@ -740,6 +740,20 @@ describe('operations', () => {
     expect(await store.delete(taken)).toBe(false);
   });
 
+  it("a row whose expires_at was set to 'Infinity' by hand is corrupt too: no record expires then", async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const [good, bad] = [idOf('good'), idOf('inf')];
+    await store.set(good, record('good'));
+    await store.set(bad, record('bad'));
+    await admin(`UPDATE "${schema}"."${table}" SET expires_at = 'Infinity' WHERE id = $1`, [bad]);
+    expect(await codeOf(store.get(bad))).toBe('ERR_CORRUPT_RECORD');
+    expect(await store.count()).toBe(1);
+    expect(await store.touch(bad, Date.now() + HOUR_MS)).toBe(false);
+    expect(await store.sweep({})).toEqual({ removed: 1, scanned: 1, done: true });
+    expect((await rowsOf(table)).map((row) => (row as { id: string }).id)).toEqual([good]);
+  });
+
   it('reads back every expiresAt exactly, even where extra_float_digits is 0 (PostgreSQL 11)', async () => {
     // As text, a float8 then has 15 significant digits: 1796508525285.123 read as …285.12.
     const url = new URL(CONNECTION_STRING);
