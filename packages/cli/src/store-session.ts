@@ -61,7 +61,8 @@ export function unreadableReason(error: unknown): 'corrupt' | 'tooLarge' | undef
 }
 
 /**
- * `store.get(id)`, rejecting with `ERR_RECORD_TOO_LARGE` a record over the limit the store was
+ * `store.get(id)`, rejecting with `ERR_CORRUPT_RECORD` a record whose expiry is not a finite
+ * time, and with `ERR_RECORD_TOO_LARGE` a record over the limit the store was
  * opened with (`--max-record-bytes`), as `FileStore` does itself: the other stores check the
  * limit only where they write, and a store an app opened with a higher limit holds larger ones.
  */
@@ -70,6 +71,10 @@ export async function readRecord(
   id: string,
 ): Promise<SessionRecord | undefined> {
   const record = await store.get(id);
+  // No store may write one (set refuses it), so it was edited by hand: a target would refuse it.
+  if (record !== undefined && !Number.isFinite(record.expiresAt)) {
+    throw new SessionError('ERR_CORRUPT_RECORD', 'Record expires at no finite time');
+  }
   if (record !== undefined && record.data.byteLength > store.maxRecordBytes) {
     throw new SessionError(
       'ERR_RECORD_TOO_LARGE',
