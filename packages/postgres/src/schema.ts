@@ -7,7 +7,7 @@ import type pg from 'pg';
  * index, 3 the function that claims a lock and reads its session, 4 the lease row's `waited`
  * flag; `open` migrates older versions in place.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** The table that records, per store table, which schema version created it. */
 const VERSIONS_TABLE = 'sessile_versions';
@@ -77,6 +77,7 @@ const RECORDS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   2: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
   3: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
   4: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
+  5: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
 };
 
 const LOCKS_V1: readonly ColumnShape[] = [
@@ -91,6 +92,7 @@ const LOCKS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   2: LOCKS_V1,
   3: LOCKS_V1,
   4: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
+  5: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
 };
 
 const SHAPES: Record<'versions', readonly ColumnShape[]> = {
@@ -363,7 +365,8 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
     statements.push(`ALTER TABLE ${locks} ADD COLUMN ${waited}`);
   }
   if (!state.claimReadExists) statements.push(claimReadFunction(names, 'CREATE'));
-  else if ((state.version ?? SCHEMA_VERSION) < 4) {
+  else if ((state.version ?? SCHEMA_VERSION) < 5) {
+    // Version 5's claim takes a lease whose expires_at is 'NaN' or 'Infinity' (a hand edit).
     statements.push(claimReadFunction(names, 'CREATE OR REPLACE'));
   }
   return statements;
@@ -420,7 +423,8 @@ function foreign(names: SchemaNames, name: string, problem: string): SessionErro
  * holder's token, which only equals the claim's own when the claim took the key.
  */
 export function claimConflict(now: string): string {
-  const ended = `held.expires_at <= ${now}`;
+  // 'NaN' and 'Infinity' (a hand edit) sort above every number: no lease ends then, so it has ended.
+  const ended = `(held.expires_at <= ${now} OR held.expires_at >= 'Infinity')`;
   return `ON CONFLICT (id) DO UPDATE SET
       token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
       expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,

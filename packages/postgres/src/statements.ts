@@ -252,7 +252,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     dropExpiredLeases: statement(
       'drop_expired_leases',
       `DELETE FROM ${locks} WHERE id IN (
-         SELECT id FROM ${locks} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+         SELECT id FROM ${locks} WHERE ${gone('$1')} LIMIT $2 FOR UPDATE SKIP LOCKED)`,
     ),
     count: statement('count', `SELECT count(*)::float8 AS count FROM ${table} WHERE ${live('$1')}`),
     idsPage: statement(

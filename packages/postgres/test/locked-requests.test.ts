@@ -315,6 +315,46 @@ describe('release notifications', () => {
     }
   }, 90_000);
 
+  it("a lease row whose expires_at was set to 'NaN' by hand has ended: the next acquire takes it", async () => {
+    const table = newTable('n');
+    const { store: holder } = await countingStore(table);
+    const { store } = await countingStore(table);
+    const [plain, read] = [idOf('plain'), idOf('read')];
+    await store.set(read, record('kept'));
+    for (const id of [plain, read]) {
+      await holder.locks.acquire(id, { leaseMs: 60_000 });
+      await admin(`UPDATE "${schema}"."${table}_locks" SET expires_at = 'NaN' WHERE id = $1`, [id]);
+    }
+    const taken = await store.locks.acquire(plain, { waitMs: 0 });
+    await taken.release();
+    const locked = await store.locks.acquireAndGet?.(read, { waitMs: 0 });
+    expect(textOf(locked?.record?.data)).toBe('kept');
+    await locked?.lock.release();
+  });
+
+  it('migrates a version 4 table by replacing its claim function, so a NaN lease row ends', async () => {
+    const table = newTable('m');
+    const { store } = await countingStore(table);
+    const id = idOf('kept');
+    await store.set(id, record('kept'));
+    await admin(`UPDATE "${schema}".sessile_versions SET version = 4 WHERE table_name = $1`, [
+      table,
+    ]);
+    const { store: migrated } = await countingStore(table);
+    expect(
+      (
+        await admin(`SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`, [
+          table,
+        ])
+      ).rows,
+    ).toEqual([{ version: SCHEMA_VERSION }]);
+    await store.locks.acquire(id, { leaseMs: 60_000 });
+    await admin(`UPDATE "${schema}"."${table}_locks" SET expires_at = 'NaN' WHERE id = $1`, [id]);
+    const locked = await migrated.locks.acquireAndGet?.(id, { waitMs: 0 });
+    expect(textOf(locked?.record?.data)).toBe('kept');
+    await locked?.lock.release();
+  });
+
   it('migrates a version 3 table by adding the waited flag and replacing its claim function', async () => {
     const table = newTable('m');
     const { store } = await countingStore(table);
