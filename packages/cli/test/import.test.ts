@@ -382,6 +382,26 @@ describe('level-session-store', () => {
 });
 
 describe('a session-file-store lifetime too large to be finite', () => {
+  it('a negative one (-1e999) is expired, as the peer reads it, not imported for --default-ttl', async () => {
+    const dir = nextDir();
+    const path = join(dir, 'sessions');
+    mkdirSync(path, { recursive: true });
+    const gone = generateSessionId();
+    writeFileSync(
+      join(path, `${gone}.json`),
+      `{"cookie":{"originalMaxAge":-1e999,"path":"/"},"user":"ada","__lastAccess":${Date.now()}}`,
+    );
+    const result = await importJson(`session-file-store:${path}`, `file:${join(dir, 'to')}`);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 0, expired: 1 } });
+    const target = await FileStore.open({ path: join(dir, 'to') });
+    try {
+      expect(await target.get(gone)).toBeUndefined();
+    } finally {
+      await target.close();
+    }
+  });
+
   it('takes --default-ttl instead, and the sessions beside it are imported as usual', async () => {
     const dir = nextDir();
     const path = join(dir, 'sessions');

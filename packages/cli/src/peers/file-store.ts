@@ -62,7 +62,10 @@ export async function openSessionFileStore(
     const maxAge = (rest.cookie as { originalMaxAge?: unknown } | null | undefined)?.originalMaxAge;
     const lifetimeMs = typeof maxAge === 'number' && maxAge !== 0 ? maxAge : ttlMs;
     const expiresAt = lastAccess + lifetimeMs;
-    return Number.isFinite(expiresAt) ? { id, session: rest, expiresAt } : { id, session: rest };
+    // -Infinity (`-1e999`) is before every time: the peer reads it as expired, as the import does.
+    return Number.isFinite(expiresAt) || expiresAt === Number.NEGATIVE_INFINITY
+      ? { id, session: rest, expiresAt }
+      : { id, session: rest };
   }
   return {
     display,
