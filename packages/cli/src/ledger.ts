@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readFile } from 'node:fs/promises';
-import { CliError, EXIT } from './exit-codes.js';
+import { CliError, EXIT, usageError } from './exit-codes.js';
 
 /**
  * The ids earlier imports brought into the target, one a line. A later import leaves them alone,
@@ -34,7 +34,16 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ledgerError(path, error);
   }
-  const ids = new Set(text.split('\n').filter((line) => line !== ''));
+  const lines = text.split('\n').filter((line) => line !== '');
+  // Every line is an entry, or the start of one a killed run tore: anything else is another
+  // file (a peer's session file, the app's config), which appending to would damage.
+  const foreign = lines.findIndex((line) => !/^[A-Za-z0-9_-]{1,43}$/.test(line));
+  if (foreign !== -1) {
+    throw usageError(
+      `--ledger ${path}: not a ledger (its line ${text.split('\n').indexOf(lines[foreign] as string) + 1} is not an entry); give a new file or the ledger of an earlier import`,
+    );
+  }
+  const ids = new Set(lines);
   let file: FileHandle | undefined;
   if (!dryRun) {
     try {

@@ -789,6 +789,28 @@ describe('what cannot be imported', () => {
     expect(readFileSync(ledger, 'utf8').split('\n').filter(Boolean)).toHaveLength(held);
   });
 
+  it('--ledger naming a file that is not a ledger (a session file of the peer) exits 2 and leaves it as it was', async () => {
+    const dir = nextDir();
+    const path = join(dir, 'sessions');
+    mkdirSync(path, { recursive: true });
+    const sessionFile = join(path, `${generateSessionId()}.json`);
+    writeFileSync(
+      sessionFile,
+      `{"cookie":{"originalMaxAge":3600000,"path":"/"},"user":"ada","__lastAccess":${Date.now()}}`,
+    );
+    const before = readFileSync(sessionFile, 'utf8');
+    const target = join(dir, 'sessile.db');
+    const result = await importJson(`session-file-store:${path}`, `sqlite:${target}`, [
+      '--ledger',
+      sessionFile,
+    ]);
+    expect(result.code, result.stdout).toBe(2);
+    expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE' } });
+    expect(result.stderr).toContain(`--ledger ${sessionFile}: not a ledger`);
+    expect(readFileSync(sessionFile, 'utf8')).toBe(before);
+    expect(existsSync(target)).toBe(false);
+  });
+
   it('--dry-run writes nothing, and does not create the target', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });
