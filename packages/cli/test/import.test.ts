@@ -103,7 +103,9 @@ const peers: Record<string, (dir: string) => Promise<Peer>> = {
   },
 };
 
-type LevelSessionStore = session.Store & { db: { close(): Promise<void> } };
+type LevelSessionStore = session.Store & {
+  db: { close(): Promise<void>; put(key: string, value: string): Promise<void> };
+};
 
 /**
  * level-session-store over the LevelDB directory `path` it opens itself (keys `<sid>`), or over
@@ -116,6 +118,8 @@ async function openLevelPeer(path: string, shared = false): Promise<Peer> {
   if (!shared) {
     const store = new LevelStore(path);
     await new Promise((resolve) => store.once('connect', resolve));
+    // It emits 'connect' before its counter is written, so a set at once may find none.
+    await store.db.put('__length__', '0');
     return { store, address: `level-session-store:${path}`, close: () => store.db.close() };
   }
   const level = require('level') as (path: string) => {

@@ -58,6 +58,9 @@ export function signedIn(user: string): unknown {
 /** Signs `user` in and returns the cookie the browser would keep. */
 export async function login(app: RunningApp, user: string): Promise<string> {
   const response = await fetch(`${app.url}/login/${user}`, { method: 'POST' });
+  // express-session sends the headers before its store has saved the session, and the body's
+  // last byte after: a peer closed on the headers alone may lose the write.
+  await response.text();
   const setCookie = response.headers.get('set-cookie');
   if (setCookie === null) throw new Error('the app set no cookie');
   return setCookie.split(';')[0] as string;
