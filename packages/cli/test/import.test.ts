@@ -228,6 +228,26 @@ describe('expiry', () => {
     }
   });
 
+  it('connect-sqlite3: an `expired` of -9e999 (a hand edit) is expired, as the peer reads it', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'peer.db');
+    const db = new Database(file);
+    db.exec('CREATE TABLE sessions (sid PRIMARY KEY, expired, sess)');
+    const id = generateSessionId();
+    const sess = JSON.stringify({ cookie: { originalMaxAge: 3_600_000, path: '/' }, user: 'ada' });
+    db.prepare('INSERT INTO sessions VALUES (?, -9e999, ?)').run(id, sess);
+    // connect-sqlite3's get: `WHERE sid = ? AND ? <= expired`, which no time passes.
+    expect(
+      db.prepare('SELECT 1 FROM sessions WHERE sid = ? AND ? <= expired').get(id, Date.now()),
+    ).toBe(undefined);
+    db.close();
+    const target = join(dir, 'sessile.db');
+    const result = await importJson(`connect-sqlite3:${file}`, `sqlite:${target}`);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 0, expired: 1 } });
+  });
+
   it('better-sqlite3-session-store: the record expires when its `expire` column says', async () => {
     const { target, dir, cookies, imported } = await move('better-sqlite3-session-store');
     const db = new Database(join(dir, 'peer.db'), { readonly: true });

@@ -101,7 +101,9 @@ export async function openSqlitePeer(
     const { session, problem } = parseSession(row.sess);
     if (session === undefined) return { id, problem: problem as string };
     const expiresAt = layout.expiresAt(row, session);
-    return expiresAt === undefined || !Number.isFinite(expiresAt)
+    // -Infinity (an `expired` of -9e999) is before every time: the peer never serves it.
+    return expiresAt === undefined ||
+      !(Number.isFinite(expiresAt) || expiresAt === Number.NEGATIVE_INFINITY)
       ? { id, session }
       : { id, session, expiresAt };
   }
