@@ -1,10 +1,11 @@
-import type {
-  HeldLease,
-  LockManager,
-  OwnedSession,
-  SessionRecord,
-  StoreCapabilities,
-  SweepResult,
+import {
+  type HeldLease,
+  isSessionId,
+  type LockManager,
+  type OwnedSession,
+  type SessionRecord,
+  type StoreCapabilities,
+  type SweepResult,
 } from '@sessile/core';
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
@@ -355,7 +356,9 @@ export class PostgresStore extends BaseStore {
         now,
         IDS_PAGE_SIZE,
       ]);
-      for (const row of rows) yield row.id;
+      // A row written by hand under an id no session can have is not listed: every call on it
+      // would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
+      for (const row of rows) if (isSessionId(row.id)) yield row.id;
       const last = rows[rows.length - 1];
       if (rows.length < IDS_PAGE_SIZE || last === undefined) return;
       after = last.id;

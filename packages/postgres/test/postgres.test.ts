@@ -740,6 +740,19 @@ describe('operations', () => {
     expect(await store.delete(taken)).toBe(false);
   });
 
+  it('ids() leaves out a row inserted by hand under an id no session can have', async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const good = idOf('good');
+    await store.set(good, record('good'));
+    await admin(`INSERT INTO "${schema}"."${table}" VALUES ('not a session id!', 'x', $1)`, [
+      Date.now() + HOUR_MS,
+    ]);
+    const ids: string[] = [];
+    for await (const id of store.ids()) ids.push(id);
+    expect(ids).toEqual([good]);
+  });
+
   it("a row whose expires_at was set to 'Infinity' by hand is corrupt too: no record expires then", async () => {
     const table = newTable();
     const store = await openStore({ table });
