@@ -1,7 +1,6 @@
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExpressSessionSignIn, HttpStoreFixture } from '@sessile/conformance/http';
@@ -39,24 +38,6 @@ export async function listen(server: Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return `http://127.0.0.1:${port}`;
-}
-
-/**
- * Sends `GET path` with the `cookie` header to the server at `url` on a socket of its own, and
- * returns the socket, for a test to destroy mid-request as a client that hangs up does.
- */
-export async function sendOnSocket(
-  url: string,
-  path: string,
-  cookie: string | undefined,
-): Promise<Socket> {
-  const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  const cookieLine = cookie === undefined ? '' : `cookie: ${cookie}\r\n`;
-  socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n${cookieLine}\r\n`);
-  return socket;
 }
 
 export async function closeServer(server: Server): Promise<void> {

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { CookieJar } from '@sessile/conformance/http';
+import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import {
   type SessileRequest,
   sessile,
 } from '../src/index.js';
-import { closeServer, listen, sendOnSocket, serveApp } from './helpers.js';
+import { closeServer, listen, serveApp } from './helpers.js';
 
 /**
  * Serves `sessions` on a plain node:http server (no express) where each request counts its

@@ -1,6 +1,5 @@
 import { EventEmitter, once } from 'node:events';
-import { connect, type Socket } from 'node:net';
-import { CookieJar } from '@sessile/conformance/http';
+import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -140,24 +139,6 @@ describe('@sessile/fastify when a later onSend hook fails', () => {
     }
   });
 });
-
-/**
- * Sends `GET path` with the `cookie` header to the server at `url` on a socket of its own, and
- * returns the socket, for a test to destroy mid-request as a client that hangs up does.
- */
-async function sendOnSocket(
-  url: string,
-  path: string,
-  cookie: string | undefined,
-): Promise<Socket> {
-  const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  const cookieLine = cookie === undefined ? '' : `cookie: ${cookie}\r\n`;
-  socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n${cookieLine}\r\n`);
-  return socket;
-}
 
 describe('@sessile/fastify and a client that hangs up while it waits for the lock', () => {
   const SECRET = 'a secret of 32 characters or more for these tests';

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import {
@@ -6,7 +5,6 @@ import {
   createServer as createHttp2Server,
   type Http2Server,
 } from 'node:http2';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
@@ -49,24 +47,6 @@ export async function start(
       await new Promise<void>((resolve) => server?.close(() => resolve()));
     },
   };
-}
-
-/**
- * Sends `GET path` with the `cookie` header to the server at `url` on a socket of its own, and
- * returns the socket, for a test to destroy mid-request as a client that hangs up does.
- */
-export async function sendOnSocket(
-  url: string,
-  path: string,
-  cookie: string | undefined,
-): Promise<Socket> {
-  const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  const cookieLine = cookie === undefined ? '' : `cookie: ${cookie}\r\n`;
-  socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n${cookieLine}\r\n`);
-  return socket;
 }
 
 /** Serves `fetch` with @hono/node-server over cleartext HTTP/2 on a free loopback port. */

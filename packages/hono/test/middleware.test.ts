@@ -1,13 +1,13 @@
 import { EventEmitter, once } from 'node:events';
 import { connect as connectHttp2 } from 'node:http2';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { CookieJar } from '@sessile/conformance/http';
+import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
-import { http2Get, sendOnSocket, start, startHttp2 } from './helpers.js';
+import { http2Get, start, startHttp2 } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 

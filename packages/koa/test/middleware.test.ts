@@ -1,11 +1,11 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:http';
-import { CookieJar } from '@sessile/conformance/http';
+import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
 import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileContext, type SessileKoaOptions, sessile } from '../src/index.js';
-import { closeServer, listen, sendOnSocket } from './helpers.js';
+import { closeServer, listen } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 
