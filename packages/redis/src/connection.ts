@@ -3,12 +3,19 @@ import {
   createClient,
   type createCluster,
   type createSentinel,
+  ErrorReply,
   RESP_TYPES,
   type RedisClientType,
   type RedisClusterType,
   type RedisSentinelType,
 } from 'redis';
 import { Deadlines, noAnswer } from './deadlines.js';
+import {
+  MIN_REDIS_VERSION,
+  versionFault,
+  versionFromHello,
+  versionFromInfo,
+} from './server-version.js';
 
 /**
  * Any node-redis 5 connection, whatever its modules, scripts, RESP version and type mapping.
@@ -41,6 +48,7 @@ interface Connectable {
   close?(): Promise<unknown>;
   destroy?(): void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
+  off?(event: string, listener: (...args: unknown[]) => void): unknown;
   sendCommand(...args: unknown[]): Promise<unknown>;
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   unsubscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
@@ -48,8 +56,14 @@ interface Connectable {
 }
 
 interface ClusterLike extends Connectable {
-  readonly masters: unknown[];
+  readonly masters: Array<{ host?: unknown; port?: unknown }>;
   nodeClient(node: unknown): Promise<Connectable>;
+}
+
+/** A server the store talks to, named without credentials, and a way to send it one command. */
+interface ServerNode {
+  readonly where: string;
+  send(words: CommandArgument[], replies: Replies): Promise<unknown>;
 }
 
 /** The actions that read a record key, where a key of another type is a corrupt record. */
@@ -94,6 +108,8 @@ export class Connection {
   readonly #deadlines: Deadlines;
   #subscriber: Connectable | undefined;
   #unsubscribe: (() => Promise<unknown>) | undefined;
+  /** Stops the standalone client's reconnects from expiring these deadlines (see the constructor). */
+  #unwatch: (() => void) | undefined;
 
   private constructor(client: Connectable, owned: boolean, where: string, timeoutMs: number) {
     this.#client = client;
@@ -106,6 +122,13 @@ export class Connection {
     this.isCluster = isCluster(client);
     this.send = sender(client, this.#deadlines, BYTES);
     this.#sendText = sender(client, this.#deadlines, TEXT);
+    if (!this.isCluster && !isSentinel(client)) {
+      // A standalone client that reconnects writes what waited in its queue as soon as the new
+      // connection is up, within the turn after its 'connect' event. Operations past their
+      // deadline by then fail first, and their commands are dropped, however recently the
+      // deadlines' timer last looked: a write reported failed never lands after the outage.
+      this.#unwatch = watchReconnects(client, this.#deadlines);
+    }
   }
 
   /**
@@ -124,6 +147,8 @@ export class Connection {
       }
       // On failure the app's client is left as it is, perhaps still reconnecting: it is the app's to close.
       if (!client.isOpen) await withinTimeout(client.connect(), timeoutMs, where, 'connect');
+      // One the app is still connecting (its connect() not awaited) is waited for as well.
+      else await untilReady(client, timeoutMs, where);
       return new Connection(client, false, where, timeoutMs);
     }
     const url = options.url as string;
@@ -225,6 +250,66 @@ export class Connection {
   }
 
   /**
+   * Refuses a server older than Redis 7.0 with `ERR_UNSUPPORTED` naming it and the version it
+   * reports: every master of a cluster, a Sentinel's current primary, or the one server. Reads
+   * `redis_version` from `INFO server`, or, where INFO is refused (an ACL without `@dangerous`,
+   * a renamed command), the `version` of `HELLO`, which Redis answers without arguments from
+   * 6.2 on, to every user whatever its ACL. Each server's check is one operation, bounded by
+   * `commandTimeoutMs`.
+   */
+  async checkServerVersion(): Promise<void> {
+    const nodes = await this.call('version check', () => this.#serverNodes());
+    await Promise.all(
+      nodes.map(async (node) => {
+        const version = await this.call('version check', () => serverVersion(node));
+        if (typeof version !== 'string') {
+          throw new SessionError(
+            'ERR_UNSUPPORTED',
+            `${node.where} refused both INFO and HELLO, so its version is unknown (INFO: ${version.info}; HELLO: ${version.hello}); @sessile/redis needs Redis ${MIN_REDIS_VERSION} or newer, which answers HELLO`,
+          );
+        }
+        const fault = versionFault(node.where, version);
+        if (fault !== undefined) throw new SessionError('ERR_UNSUPPORTED', fault);
+      }),
+    );
+  }
+
+  /** The servers the store writes to, as `checkServerVersion` checks them. */
+  async #serverNodes(): Promise<ServerNode[]> {
+    const client = this.#client;
+    const deadlines = this.#deadlines;
+    if (isCluster(client)) {
+      return Promise.all(
+        client.masters.map(async (master) => {
+          const node = await client.nodeClient(master);
+          return {
+            where: `Redis Cluster master at ${describeNode(master)}`,
+            send: (words, replies) => node.sendCommand(words, abortable(deadlines, replies)),
+          };
+        }),
+      );
+    }
+    if (isSentinel(client)) {
+      const primary = (client as unknown as { getMasterNode(): unknown }).getMasterNode();
+      return [
+        {
+          where:
+            primary === undefined
+              ? this.where
+              : `Redis Sentinel primary at ${describeNode(primary)}`,
+          send: (words, replies) => client.sendCommand(false, words, abortable(deadlines, replies)),
+        },
+      ];
+    }
+    return [
+      {
+        where: this.where,
+        send: (words, replies) => client.sendCommand(words, abortable(deadlines, replies)),
+      },
+    ];
+  }
+
+  /**
    * Subscribes `onMessage` to `channel` on a connection of its own (a cluster keeps one itself),
    * within `commandTimeoutMs`. On failure, `abandon()` drops what it started.
    */
@@ -254,7 +339,7 @@ export class Connection {
    * would wait for the answers of a server that gives none.
    */
   abandon(): void {
-    this.#deadlines.close();
+    this.#detach();
     this.#unsubscribe?.().catch(() => {});
     this.#unsubscribe = undefined;
     destroyQuietly(this.#subscriber);
@@ -270,7 +355,7 @@ export class Connection {
    */
   async close(): Promise<void> {
     const hung = this.#deadlines.overdue > 0;
-    this.#deadlines.close();
+    this.#detach();
     const subscriber = this.#subscriber;
     const unsubscribe = this.#unsubscribe;
     this.#subscriber = undefined;
@@ -289,6 +374,18 @@ export class Connection {
       ));
     if (answered) await closeQuietly(this.#client);
     else destroyQuietly(this.#client);
+  }
+
+  /**
+   * Stops the deadlines' timer, drops whatever of this store's still waits to be written (the
+   * operations that sent it have settled: nothing of theirs may land later), and stops
+   * listening to the app's client.
+   */
+  #detach(): void {
+    this.#deadlines.close();
+    this.#deadlines.dropWaiting();
+    this.#unwatch?.();
+    this.#unwatch = undefined;
   }
 
   /** A way to send a command, replies as text, to each master: the client itself but on a cluster. */
@@ -320,32 +417,59 @@ function isCluster(client: Connectable): client is ClusterLike {
 const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 /** Replies' bulk strings as strings, whatever the client's own type mapping (see `#sendText`). */
 const TEXT = { typeMapping: { [RESP_TYPES.BLOB_STRING]: String } };
-type Replies = typeof BYTES | typeof TEXT;
+/** As `TEXT`, and a RESP3 map as the flat array RESP2 gives: `HELLO`'s reply either way. */
+const FLAT_TEXT = {
+  typeMapping: { [RESP_TYPES.BLOB_STRING]: String, [RESP_TYPES.MAP]: Array },
+};
+type Replies = typeof BYTES | typeof TEXT | typeof FLAT_TEXT;
 
 /**
- * A standalone client is refused while it reconnects (`Connection.call`), so nothing it is sent
- * waits to be written. A cluster's node or a Sentinel's primary can be away while the client
- * reads as ready, and the command then waits to be written for as long as that lasts: it is
- * sent with `deadlines.signal`, so an outage's first overdue operation drops it and every other
- * command still waiting (a listener on the signal per command, too dear for the standalone
- * path).
+ * Every command goes out with `deadlines.signal`, so an outage's first overdue operation drops
+ * it, with every other command of the store's still waiting to be written, before anything can
+ * write it later. Commands do wait, whatever the store refuses up front: a cluster's node or a
+ * Sentinel's primary can be away while the client reads as ready; a standalone client keeps, in
+ * its offline queue (on by default in the app's clients), a command it took while ready and had
+ * not written when the connection dropped, and holds any command behind a socket that a hung
+ * server no longer reads (even with the queue off). Without the signal, those commands reach
+ * Redis once it answers again, after their operations were reported failed.
+ *
+ * A standalone client is refused while it reconnects, every command of an operation and not
+ * only its first (`Connection.call` checks before the first), so an operation's next step
+ * fails at once rather than waiting in the queue for its deadline.
  */
 function sender(client: Connectable, deadlines: Deadlines, replies: Replies): Send {
+  const options = signalled(deadlines, replies);
   if (isCluster(client)) {
-    return (firstKey, args) =>
-      client.sendCommand(firstKey, false, args, abortable(deadlines, replies));
+    return (firstKey, args) => client.sendCommand(firstKey, false, args, options());
   }
   if (isSentinel(client)) {
-    return (_firstKey, args) => client.sendCommand(false, args, abortable(deadlines, replies));
+    return (_firstKey, args) => client.sendCommand(false, args, options());
   }
-  return (_firstKey, args) => client.sendCommand(args, replies);
+  return (_firstKey, args) =>
+    client.isReady === false
+      ? Promise.reject(new Error('not connected'))
+      : client.sendCommand(args, options());
 }
 
-/** `replies`, with the signal that drops a command an outage left waiting to be written. */
-function abortable(
-  deadlines: Deadlines,
-  replies: Replies,
-): { typeMapping: Replies['typeMapping']; abortSignal: AbortSignal } {
+type SignalledReplies = { typeMapping: Replies['typeMapping']; abortSignal: AbortSignal };
+
+/**
+ * `replies`, with the signal that drops a command an outage left waiting to be written: one
+ * object for every command sent until the signal aborts (node-redis copies a command's options
+ * before it adds to them), rather than one per command.
+ */
+function signalled(deadlines: Deadlines, replies: Replies): () => SignalledReplies {
+  let options: SignalledReplies | undefined;
+  return () => {
+    const signal = deadlines.signal;
+    if (options?.abortSignal !== signal)
+      options = { typeMapping: replies.typeMapping, abortSignal: signal };
+    return options;
+  };
+}
+
+/** `replies` with the signal, for the few commands sent outside `send` (a new object each). */
+function abortable(deadlines: Deadlines, replies: Replies): SignalledReplies {
   return { typeMapping: replies.typeMapping, abortSignal: deadlines.signal };
 }
 
@@ -447,4 +571,102 @@ function describeClient(client: Connectable): string {
   if (typeof socket?.path === 'string') return `Redis at ${socket.path}`;
   if (options?.url !== undefined) return describeUrl(options.url);
   return `Redis at ${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
+}
+
+/**
+ * The version `node` reports: `redis_version` from `INFO server`, else `HELLO`'s `version`; where
+ * Redis refuses both (an error reply, not a failed connection), what each answered.
+ */
+async function serverVersion(node: ServerNode): Promise<string | { info: string; hello: string }> {
+  let info: string;
+  try {
+    const version = versionFromInfo(String(await node.send(['INFO', 'server'], TEXT)));
+    if (version !== undefined) return version;
+    info = 'no redis_version';
+  } catch (error) {
+    if (!isErrorReply(error)) throw error;
+    info = error.message;
+  }
+  let hello: string;
+  try {
+    const version = versionFromHello(await node.send(['HELLO'], FLAT_TEXT));
+    if (version !== undefined) return version;
+    hello = 'no version';
+  } catch (error) {
+    if (!isErrorReply(error)) throw error;
+    hello = error.message;
+  }
+  return { info, hello };
+}
+
+/** An error reply from Redis (the command was refused), as against a failed connection. */
+function isErrorReply(error: unknown): error is Error {
+  if (error instanceof ErrorReply) return true;
+  if (typeof error !== 'object' || error === null) return false;
+  // The app's client may come from another copy of node-redis.
+  for (
+    let proto = Object.getPrototypeOf(error);
+    proto !== null;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    if ((proto as { constructor?: { name?: string } }).constructor?.name === 'ErrorReply')
+      return true;
+  }
+  return false;
+}
+
+/**
+ * Resolves once an open client can take commands: a standalone or Sentinel client ready, a
+ * cluster that knows its masters. For an app's client whose connect() is still under way.
+ */
+async function untilReady(client: Connectable, timeoutMs: number, where: string): Promise<void> {
+  const ready = () => (isCluster(client) ? client.masters.length > 0 : client.isReady !== false);
+  const started = performance.now();
+  while (!ready()) {
+    if (!client.isOpen) {
+      throw new SessionError('ERR_STORE_IO', `${where}: connect failed: the client was closed`);
+    }
+    if (performance.now() - started >= timeoutMs) throw noAnswer(where, 'connect', timeoutMs);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The deadlines of each standalone client's open stores, and the client's one listener for them. */
+const reconnectWatchers = new WeakMap<
+  Connectable,
+  { deadlines: Set<Deadlines>; listener: () => void }
+>();
+
+/**
+ * Expires `deadlines`' overdue operations whenever `client` connects again, before it writes what
+ * waited in its queue. One listener per client, however many stores share it: Node warns past 10.
+ * Returns what stops it.
+ */
+function watchReconnects(client: Connectable, deadlines: Deadlines): () => void {
+  let watch = reconnectWatchers.get(client);
+  if (watch === undefined) {
+    const all = new Set<Deadlines>();
+    watch = {
+      deadlines: all,
+      listener: () => {
+        for (const each of all) each.expireOverdue();
+      },
+    };
+    reconnectWatchers.set(client, watch);
+    client.on('connect', watch.listener);
+  }
+  const { deadlines: all, listener } = watch;
+  all.add(deadlines);
+  return () => {
+    all.delete(deadlines);
+    if (all.size > 0 || reconnectWatchers.get(client) !== watch) return;
+    reconnectWatchers.delete(client);
+    client.off?.('connect', listener);
+  };
+}
+
+/** A cluster's or a Sentinel's node as `host:port`. */
+function describeNode(node: unknown): string {
+  const { host, port } = node as { host?: unknown; port?: unknown };
+  return `${String(host)}:${String(port)}`;
 }

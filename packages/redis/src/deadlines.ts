@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { SessionError } from '@sessile/core';
 
 /** Operations that started within one window share a deadline. */
@@ -24,7 +23,7 @@ export class Deadlines {
   readonly #windows: Window[] = [];
   #timer: NodeJS.Timeout | undefined;
   #overdue = 0;
-  #abort: AbortController | undefined;
+  #abort: DropSignal | undefined;
 
   /** `failure` maps an operation's own errors to what its caller gets. */
   constructor(
@@ -73,16 +72,14 @@ export class Deadlines {
   }
 
   /**
-   * Aborts when an operation next fails for want of an answer. A command sent with it that is
-   * still waiting to be written then (in a client's offline queue, or a Sentinel client's wait
-   * for its primary) is dropped, so no write that was reported failed reaches Redis later.
+   * Aborts when an operation next fails for want of an answer (or `dropWaiting` is called). A
+   * command sent with it that is still waiting to be written then (in a client's offline queue,
+   * behind a socket a hung server no longer reads, or in a Sentinel client's wait for its
+   * primary) is dropped, so no write that was reported failed reaches Redis later. The abort
+   * comes before the rejections, in the same turn.
    */
   get signal(): AbortSignal {
-    if (this.#abort === undefined) {
-      this.#abort = new AbortController();
-      // Every command waiting to be written listens; Node would warn past 10.
-      setMaxListeners(0, this.#abort.signal);
-    }
+    this.#abort ??= new DropSignal();
     return this.#abort.signal;
   }
 
@@ -110,8 +107,16 @@ export class Deadlines {
     return window;
   }
 
+  /**
+   * Fails at once the operations already past their deadline, as the timer would on its next
+   * tick: for a moment when commands still waiting are about to be written (a reconnect).
+   */
+  expireOverdue(): void {
+    if (this.#windows.length > 0) this.#check();
+  }
+
   /** Aborts `signal` and starts a new one for the commands sent from now on. */
-  #dropWaiting(): void {
+  dropWaiting(): void {
     this.#abort?.abort();
     this.#abort = undefined;
   }
@@ -123,7 +128,7 @@ export class Deadlines {
       const oldest = windows[0] as Window;
       if (oldest.pending.size > 0 && oldest.deadline > now) break;
       windows.shift();
-      if (oldest.pending.size > 0) this.#dropWaiting();
+      if (oldest.pending.size > 0) this.dropWaiting();
       for (const [reject, action] of oldest.pending) {
         oldest.pending.delete(reject);
         this.#overdue++;
@@ -131,6 +136,68 @@ export class Deadlines {
       }
     }
     if (windows.length === 0) this.close();
+  }
+}
+
+type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): void };
+
+/**
+ * An `AbortSignal` whose listeners (node-redis's, one per command still waiting to be written)
+ * are kept in a `Set` of its own and called last added first when it aborts.
+ *
+ * The order matters: node-redis 5 (to 5.12.4 at least; fixed upstream by redis/node-redis#3320)
+ * unlinks an aborted command from its write queue without fixing the next command's link back
+ * when the aborted one was first in the queue. Aborting the queue from its head leaves the
+ * queue's tail pointing at a command already dropped once the last one goes, and every
+ * command the client takes from then on, the app's own included, is queued where nothing
+ * writes it: until a reconnect, which a hung server that starts reading again never causes.
+ * Dropped from the tail backwards, each command unlinked is the queue's last, which that code
+ * gets right (a command the app aborts itself on the same client can still meet the bug).
+ *
+ * It also keeps each command's cost low: an `EventTarget` walks its whole listener list on every
+ * `addEventListener` (for duplicates), so a burst of commands would cost the square of its size.
+ * The signal is still a real `AbortSignal` (`aborted`, `reason`), with its own `addEventListener`
+ * and `removeEventListener` for the 'abort' event, the only ones node-redis calls.
+ */
+class DropSignal {
+  readonly signal: AbortSignal;
+  readonly #controller = new AbortController();
+  readonly #listeners = new Set<AbortListener>();
+
+  constructor() {
+    const signal = this.#controller.signal;
+    const listeners = this.#listeners;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    Object.defineProperties(signal, {
+      addEventListener: {
+        value: (type: string, listener: AbortListener | null, options?: unknown) => {
+          if (type !== 'abort' || listener === null)
+            return add(type, listener as never, options as never);
+          if (!signal.aborted) listeners.add(listener);
+        },
+      },
+      removeEventListener: {
+        value: (type: string, listener: AbortListener | null, options?: unknown) => {
+          if (type !== 'abort' || listener === null)
+            return remove(type, listener as never, options as never);
+          listeners.delete(listener);
+        },
+      },
+    });
+    this.signal = signal;
+  }
+
+  abort(): void {
+    if (this.signal.aborted) return;
+    this.#controller.abort();
+    const listeners = [...this.#listeners].reverse();
+    this.#listeners.clear();
+    const event = new Event('abort');
+    for (const listener of listeners) {
+      if (typeof listener === 'function') listener.call(this.signal, event);
+      else listener.handleEvent(event);
+    }
   }
 }
 

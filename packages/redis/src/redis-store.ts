@@ -93,7 +93,10 @@ export class RedisStore extends BaseStore {
     return #connection in store;
   }
 
-  /** Connects, subscribes to lock releases, and resolves once the store can serve. */
+  /**
+   * Connects, checks that the server is Redis 7.0 or newer (every master of a cluster), subscribes
+   * to lock releases, and resolves once the store can serve.
+   */
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
     const { prefix, commandTimeoutMs } = checkOptions(options);
     const keys = new KeyLayout(prefix);
@@ -103,6 +106,7 @@ export class RedisStore extends BaseStore {
       commandTimeoutMs,
     });
     try {
+      await connection.checkServerVersion();
       const store = new RedisStore(options, connection, keys);
       await connection.subscribe(keys.releaseChannel, (key) => store.locks.released(key));
       return store;
@@ -355,8 +359,10 @@ export class RedisStore extends BaseStore {
 
   async #unlinkAll(pattern: string, type: 'string' | 'zset'): Promise<void> {
     for await (const page of this.#connection.scan(pattern, type)) {
+      // Settled together: a page's failure is reported once none of its UNLINKs can still be
+      // sent, else one left waiting could delete a session written after `clear` failed.
       await this.#io('clear', () =>
-        Promise.all(page.map((key) => this.#connection.send(key, ['UNLINK', key]))),
+        allSettled(page.map((key) => this.#connection.send(key, ['UNLINK', key]))),
       );
     }
   }
@@ -372,6 +378,13 @@ export class RedisStore extends BaseStore {
 
   #io<T, R = T>(action: string, run: () => Promise<T>, map?: (value: T) => R): Promise<R> {
     return this.#connection.call(action, run, map);
+  }
+}
+
+/** Resolves once every step settled, or rejects with the first failure, only once all have settled. */
+async function allSettled(steps: Promise<unknown>[]): Promise<void> {
+  for (const outcome of await Promise.allSettled(steps)) {
+    if (outcome.status === 'rejected') throw outcome.reason;
   }
 }
 

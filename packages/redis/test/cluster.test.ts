@@ -176,6 +176,28 @@ describe('RedisStore on Redis Cluster: keys and slots', () => {
   });
 });
 
+describe('RedisStore on Redis Cluster: the server version', () => {
+  it('open reads the version of every master', async () => {
+    const nodes = await Promise.all(cluster.masters.map((master) => cluster.nodeClient(master)));
+    const infoCalls = () =>
+      Promise.all(
+        nodes.map(async (node) => {
+          const stats = String(await node.sendCommand(['INFO', 'commandstats']));
+          return Number(/cmdstat_info:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+        }),
+      );
+    const before = await infoCalls();
+    const store = await RedisStore.open({ client: cluster, prefix: newPrefix() });
+    try {
+      const after = await infoCalls();
+      // On each master: this test's INFO commandstats before, counted once it ran, and the store's.
+      expect(after.map((calls, i) => calls - (before[i] as number))).toEqual([2, 2, 2]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('RedisStore on Redis Cluster: connections and waiting commands', () => {
   /** Connections on every master, whoever opened them. */
   async function connections(): Promise<number> {
@@ -271,5 +293,57 @@ describe('RedisStore on Redis Cluster with a master away', () => {
     // Before the fix a SCAN or ZRANGE for the master that is away stayed in the app's client, and
     // its close() waited for that master to come back.
     await client.close();
+  }, 60_000);
+});
+
+describe('RedisStore on Redis Cluster with a master that hangs', () => {
+  // A cluster of this describe's own, whose master it freezes for less than the node timeout.
+  const own = new OwnCluster([7107, 7108, 7109]);
+  afterAll(() => own.remove());
+
+  it("drops the writes that timed out, and the app's cluster client still writes to that master", async () => {
+    await own.start();
+    const client = createCluster({ rootNodes: own.rootNodes });
+    client.on('error', () => {});
+    await client.connect();
+    const prefix = newPrefix();
+    const store = await RedisStore.open({ client, prefix, commandTimeoutMs: 500 });
+    const filled = newId();
+    const keySlot = async (key: string) =>
+      Number(await client.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]));
+    const masterOf = async (id: string) =>
+      client.getSlotMaster(await keySlot(`${prefix}s:{${id}}`)).port;
+    // The record whose write fails lives on the master that hangs, with the writes before it.
+    const port = await masterOf(filled);
+    let probe = newId();
+    while ((await masterOf(probe)) !== port) probe = newId();
+    const hung = own.nodes.find((each) => each.port === port);
+    if (hung === undefined) throw new Error(`no node on port ${port}`);
+    try {
+      hung.pause();
+      const large = { data: new Uint8Array(1_000_000), expiresAt: Date.now() + HOUR_MS };
+      const filling = Promise.all(
+        Array.from({ length: 24 }, () => store.set(filled, large).catch((error) => error)),
+      );
+      const failed = await store
+        .set(probe, { data: bytes('reported failed'), expiresAt: Date.now() + HOUR_MS })
+        .catch((error) => error);
+      expect(failed).toMatchObject({ code: 'ERR_STORE_IO' });
+      await filling;
+      hung.resume();
+      const key = `${prefix}app:{${probe}}`;
+      const answer = await Promise.race([
+        client.set(key, 'own'),
+        new Promise((resolve) => setTimeout(resolve, 10_000, 'never written')),
+      ]);
+      expect(answer).toBe('OK');
+      await client.del(key);
+      expect(await store.get(probe)).toBeUndefined();
+    } finally {
+      hung.resume();
+      await store.clear().catch(() => {});
+      await store.close();
+      await client.close();
+    }
   }, 60_000);
 });

@@ -172,3 +172,161 @@ describe('RedisStore when Redis goes away and comes back', () => {
     }
   }, 60_000);
 });
+
+describe('RedisStore never applies a write it reported failed', () => {
+  /** Resolves once `store` writes again: whatever still waited on its connection went out first. */
+  async function untilWritable(store: RedisStore): Promise<void> {
+    await until(() =>
+      store.set(newId(), record('after')).then(
+        () => true,
+        () => false,
+      ),
+    );
+  }
+
+  /**
+   * Sets that a server which reads nothing (paused) leaves in the client: the first ones fill
+   * the kernel's buffers and node-redis's socket, so whatever the client takes after them waits
+   * to be written, in node-redis's queue.
+   */
+  function fillSocket(store: RedisStore): Promise<unknown[]> {
+    const large = { data: new Uint8Array(1_000_000), expiresAt: Date.now() + HOUR_MS };
+    return Promise.all(
+      Array.from({ length: 24 }, () => store.set(newId(), large).catch((error) => error)),
+    );
+  }
+
+  it("a write that timed out in the app's client's offline queue is dropped, not written when Redis returns", async () => {
+    // node-redis's offline queue is on by default: an app's client keeps what it had not written
+    // when the connection dropped, and writes it on the new connection.
+    const appClient = createClient({ url: server.url });
+    appClient.on('error', () => {});
+    await appClient.connect();
+    const store = await RedisStore.open({ client: appClient, prefix: 'q:', commandTimeoutMs: 500 });
+    const lost = newId();
+    try {
+      server.pause();
+      const filling = fillSocket(store);
+      const failed = await store.set(lost, record('reported failed')).catch((error) => error);
+      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
+      await filling;
+      // The server dies and comes back empty, so only a write sent after the restart can be there.
+      await server.stop();
+      await server.start();
+      await untilWritable(store);
+      expect(await store.get(lost)).toBeUndefined();
+    } finally {
+      server.resume();
+      await store.clear().catch(() => {});
+      await store.close();
+      appClient.destroy();
+    }
+  }, 60_000);
+
+  it('a write that timed out behind a hung server is dropped, not written once it reads again', async () => {
+    // The store's own client has no offline queue, but a socket that the server no longer reads
+    // holds commands back all the same.
+    const store = await RedisStore.open({ url: server.url, prefix: 'q2:', commandTimeoutMs: 500 });
+    const lost = newId();
+    try {
+      server.pause();
+      const filling = fillSocket(store);
+      const failed = await store.set(lost, record('reported failed')).catch((error) => error);
+      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
+      await filling;
+      server.resume();
+      await untilWritable(store);
+      expect(await store.get(lost)).toBeUndefined();
+    } finally {
+      server.resume();
+      await store.clear().catch(() => {});
+      await store.close();
+    }
+  }, 60_000);
+
+  it("the app's client still writes the app's own commands after the store dropped its waiting ones", async () => {
+    // node-redis 5 unlinks aborted commands from its write queue in a way that breaks the queue
+    // when they go first to last: every later command, the app's too, then waited forever.
+    const appClient = createClient({ url: server.url });
+    appClient.on('error', () => {});
+    await appClient.connect();
+    const store = await RedisStore.open({
+      client: appClient,
+      prefix: 'q3:',
+      commandTimeoutMs: 500,
+    });
+    try {
+      server.pause();
+      const filling = fillSocket(store);
+      const failed = await store.set(newId(), record('reported failed')).catch((error) => error);
+      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
+      await filling;
+      server.resume();
+      const answer = await Promise.race([
+        appClient.set('q3:app', 'own'),
+        sleep(10_000).then(() => 'never written'),
+      ]);
+      expect(answer).toBe('OK');
+      await untilWritable(store);
+    } finally {
+      server.resume();
+      await store.clear().catch(() => {});
+      await appClient.del('q3:app').catch(() => {});
+      await store.close();
+      appClient.destroy();
+    }
+  }, 60_000);
+
+  it('a clear that failed leaves none of its deletes waiting, to delete sessions written after it', async () => {
+    // A fixed reconnect delay, so that another host writes while this client is still away.
+    const appClient = createClient({ url: server.url, socket: { reconnectStrategy: () => 300 } });
+    appClient.on('error', () => {});
+    await appClient.connect();
+    const store = await RedisStore.open({
+      client: appClient,
+      prefix: 'c3:',
+      commandTimeoutMs: 2000,
+    });
+    const ids = [newId(), newId(), newId()];
+    for (const id of ids) await store.set(id, record('before'));
+    const send = appClient.sendCommand.bind(appClient);
+    const queued: string[] = [];
+    let stopping: Promise<void> | undefined;
+    // The first UNLINK is written, then a command the paused server never reads holds the
+    // others in the client's queue; then the server dies, failing the one written.
+    appClient.sendCommand = ((args: string[], options: never) => {
+      if (args[0] !== 'UNLINK') return send(args, options);
+      if (stopping !== undefined) {
+        queued.push(String(args[1]));
+        return send(args, options);
+      }
+      server.pause();
+      const unlinked = send(args, options);
+      send(['SET', 'c3:filler', Buffer.alloc(16 << 20)]).catch(() => {});
+      stopping = new Promise((resolve) => setTimeout(resolve, 50)).then(() => server.stop());
+      return unlinked;
+    }) as never;
+    const other = createClient({ url: server.url });
+    other.on('error', () => {});
+    try {
+      const failed = await store.clear().catch((error) => error);
+      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
+      expect(queued).toHaveLength(2);
+      await stopping;
+      await server.start();
+      // Another host writes the sessions again once the clear was reported failed.
+      await other.connect();
+      for (const key of queued) await other.set(key, 'written after the clear');
+      appClient.sendCommand = send as never;
+      await untilWritable(store);
+      for (const key of queued) expect(await other.get(key)).toBe('written after the clear');
+    } finally {
+      appClient.sendCommand = send as never;
+      server.resume();
+      if (other.isOpen) other.destroy();
+      await store.clear().catch(() => {});
+      await store.close();
+      appClient.destroy();
+    }
+  }, 60_000);
+});

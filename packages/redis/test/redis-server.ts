@@ -317,3 +317,101 @@ export async function closedPort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/**
+ * A TCP server on a loopback port that speaks just enough RESP for node-redis's handshake, and
+ * answers `INFO server` and `HELLO` as a Redis of `version` would: the machine has only its own
+ * Redis, so this stands for an older one. `refuse` lists the commands it answers with an error
+ * instead, as an ACL or an older Redis would. `PING` is answered `PONG`, everything else `OK`.
+ */
+export class FakeRedis {
+  /** Every command received, its words joined by spaces. */
+  readonly received: string[] = [];
+  readonly accepted: Socket[] = [];
+  readonly #server: Server;
+  readonly #version: string;
+  readonly #refused: ReadonlyMap<string, string>;
+
+  constructor(version: string, refuse: Record<string, string> = {}) {
+    this.#version = version;
+    this.#refused = new Map(Object.entries(refuse));
+    this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  get port(): number {
+    return (this.#server.address() as { port: number }).port;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+  }
+
+  /** Resolves once every connection accepted so far is closed by the client. */
+  async allClosed(): Promise<void> {
+    await Promise.all(
+      this.accepted.map((socket) =>
+        socket.destroyed ? undefined : new Promise((resolve) => socket.once('close', resolve)),
+      ),
+    );
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.accepted) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+
+  #accept(socket: Socket): void {
+    socket.on('error', () => {});
+    this.accepted.push(socket);
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        const parsed = parseCommand(pending);
+        if (parsed === undefined) return;
+        pending = pending.subarray(parsed.length);
+        this.received.push(parsed.words.join(' '));
+        socket.write(this.#answer(parsed.words));
+      }
+    });
+  }
+
+  #answer(words: string[]): string {
+    const name = (words[0] ?? '').toUpperCase();
+    const refusal = this.#refused.get(name);
+    if (refusal !== undefined) return `-${refusal}\r\n`;
+    if (name === 'PING') return '+PONG\r\n';
+    const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+    if (name === 'INFO') {
+      return bulk(`# Server\r\nredis_version:${this.#version}\r\nredis_mode:standalone\r\n`);
+    }
+    if (name === 'HELLO') {
+      const fields = ['server', 'redis', 'version', this.#version, 'mode', 'standalone'];
+      return `*${fields.length}\r\n${fields.map(bulk).join('')}`;
+    }
+    return '+OK\r\n';
+  }
+}
+
+/** One RESP array of bulk strings from the front of `buffer`, or `undefined` until it is whole. */
+function parseCommand(buffer: Buffer): { words: string[]; length: number } | undefined {
+  const line = (from: number) => {
+    const end = buffer.indexOf('\r\n', from);
+    return end === -1
+      ? undefined
+      : { text: buffer.toString('latin1', from + 1, end), next: end + 2 };
+  };
+  const head = line(0);
+  if (head === undefined) return undefined;
+  const words: string[] = [];
+  let at = head.next;
+  for (let i = 0; i < Number(head.text); i++) {
+    const size = line(at);
+    if (size === undefined) return undefined;
+    const end = size.next + Number(size.text);
+    if (buffer.length < end + 2) return undefined;
+    words.push(buffer.toString('utf8', size.next, end));
+    at = end + 2;
+  }
+  return { words, length: at };
+}

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   closedPort,
   deleteKeys,
+  FakeRedis,
   OwnRedis,
   runPrefix,
   SilentServer,
@@ -294,6 +295,165 @@ describe('RedisStore.open()', () => {
     expect(client.isReady).toBe(true);
     expect(await client.ping()).toBe('PONG');
     client.destroy();
+  });
+});
+
+describe('RedisStore.open() and the server version', () => {
+  it("reads the server's version with INFO server before it serves, and opens on Redis 7", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    client.on('error', () => {});
+    await client.connect();
+    const sent: string[] = [];
+    const send = client.sendCommand.bind(client);
+    client.sendCommand = ((args: string[], options: never) => {
+      sent.push(args.join(' '));
+      return send(args, options);
+    }) as never;
+    try {
+      const store = await RedisStore.open({ client, prefix: newPrefix() });
+      expect(sent[0]).toBe('INFO server');
+      const info = String(await send(['INFO', 'server']));
+      expect(Number(/^redis_version:(\d+)\./m.exec(info)?.[1])).toBeGreaterThanOrEqual(7);
+      await store.close();
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('refuses a server older than Redis 7.0 with ERR_UNSUPPORTED naming it and both versions, never its password', async () => {
+    const old = new FakeRedis('6.2.14');
+    await old.start();
+    try {
+      const url = `redis://sessile:hunter2@127.0.0.1:${old.port}`;
+      const refused = await RedisStore.open({ url, prefix: newPrefix() }).catch((e) => e);
+      expect(isSessionError(refused, 'ERR_UNSUPPORTED'), String(refused)).toBe(true);
+      expect(refused.message).toBe(
+        `Redis at 127.0.0.1:${old.port} runs Redis 6.2.14; @sessile/redis needs Redis 7.0 or newer (SET PXAT, ZADD GT, PEXPIRETIME)`,
+      );
+      expect(inspect(refused, { depth: 5, showHidden: true })).not.toContain('hunter2');
+      // Refused before anything was written, subscribed or left connected.
+      expect(old.received.some((command) => /^(SET|EVALSHA|EVAL|SUBSCRIBE) /i.test(command))).toBe(
+        false,
+      );
+      await old.allClosed();
+
+      // An app's client is refused alike, and left to the app.
+      const client = createClient({ url });
+      client.on('error', () => {});
+      await client.connect();
+      const alsoRefused = await RedisStore.open({ client, prefix: newPrefix() }).catch((e) => e);
+      expect(isSessionError(alsoRefused, 'ERR_UNSUPPORTED')).toBe(true);
+      expect(alsoRefused.message).toContain('runs Redis 6.2.14');
+      expect(client.isReady).toBe(true);
+      client.destroy();
+    } finally {
+      await old.stop();
+    }
+  });
+
+  it('reads the version from HELLO where an ACL refuses INFO, which it answers whatever the ACL', async () => {
+    const own = new OwnRedis(7141);
+    await own.start();
+    const admin = createClient({ url: own.url });
+    admin.on('error', () => {});
+    try {
+      await admin.connect();
+      // Redis answers HELLO before authentication, so no ACL refuses it, '-hello' included.
+      const rules = ['on', '>hunter2', '~*', '&*', '+@all', '-info', '-hello'];
+      await admin.sendCommand(['ACL', 'SETUSER', 'noinfo', ...rules]);
+      const url = `redis://noinfo:hunter2@127.0.0.1:${own.port}`;
+      const store = await RedisStore.open({ url, prefix: newPrefix() });
+      const id = newId();
+      await store.set(id, { data: bytes('x'), expiresAt: Date.now() + HOUR_MS });
+      expect(await store.get(id)).toBeDefined();
+      await store.close();
+      const stats = String(await admin.sendCommand(['INFO', 'commandstats']));
+      expect(stats).toMatch(/cmdstat_info:calls=\d+,.*,rejected_calls=1,/);
+      expect(stats).toMatch(/cmdstat_hello:calls=1,/);
+      // Over RESP3, HELLO's answer is a map, and node-redis's own handshake is a HELLO too.
+      const resp3 = createClient({ url, RESP: 3 });
+      resp3.on('error', () => {});
+      await resp3.connect();
+      try {
+        const overResp3 = await RedisStore.open({ client: resp3, prefix: newPrefix() });
+        await overResp3.close();
+      } finally {
+        resp3.destroy();
+      }
+      const after = String(await admin.sendCommand(['INFO', 'commandstats']));
+      expect(after).toMatch(/cmdstat_info:calls=\d+,.*,rejected_calls=2,/);
+      // The store's HELLO, and node-redis's on the client and on the store's subscriber.
+      expect(Number(/cmdstat_hello:calls=(\d+),/.exec(after)?.[1])).toBe(4);
+    } finally {
+      admin.destroy();
+      await own.remove();
+    }
+  });
+
+  it('reads an older version from HELLO where INFO is refused, and refuses a server that tells it by neither', async () => {
+    const noInfo = "NOPERM this user has no permissions to run the 'info' command";
+    const hidden = new FakeRedis('6.2.14', { INFO: noInfo });
+    // Redis before 6.0 knows no HELLO; this one also has INFO renamed.
+    const ancient = new FakeRedis('5.0.14', {
+      INFO: "ERR unknown command 'INFO', with args beginning with: 'server' ",
+      HELLO: "ERR unknown command 'HELLO', with args beginning with: ",
+    });
+    await hidden.start();
+    await ancient.start();
+    try {
+      const old = await RedisStore.open({ url: `redis://127.0.0.1:${hidden.port}` }).catch(
+        (e) => e,
+      );
+      expect(isSessionError(old, 'ERR_UNSUPPORTED'), String(old)).toBe(true);
+      expect(old.message).toContain(`Redis at 127.0.0.1:${hidden.port} runs Redis 6.2.14;`);
+      expect(hidden.received).toContain('HELLO');
+
+      const unknown = await RedisStore.open({
+        url: `redis://sessile:hunter2@127.0.0.1:${ancient.port}`,
+      }).catch((e) => e);
+      expect(isSessionError(unknown, 'ERR_UNSUPPORTED'), String(unknown)).toBe(true);
+      expect(unknown.message).toContain(
+        `Redis at 127.0.0.1:${ancient.port} refused both INFO and HELLO, so its version is unknown`,
+      );
+      expect(unknown.message).toContain("unknown command 'HELLO'");
+      expect(unknown.message).toContain('needs Redis 7.0 or newer');
+      expect(inspect(unknown, { depth: 5, showHidden: true })).not.toContain('hunter2');
+      await hidden.allClosed();
+      await ancient.allClosed();
+    } finally {
+      await hidden.stop();
+      await ancient.stop();
+    }
+  });
+
+  it("listens for the reconnects of an app's client once, however many stores share it, and no longer once they close", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    client.on('error', () => {});
+    await client.connect();
+    const listeners = client.listenerCount('connect');
+    try {
+      const stores = await Promise.all(
+        Array.from({ length: 12 }, () => RedisStore.open({ client, prefix: newPrefix() })),
+      );
+      expect(client.listenerCount('connect')).toBe(listeners + 1);
+      for (const store of stores) await store.close();
+      expect(client.listenerCount('connect')).toBe(listeners);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it("waits for an app's client whose connect() is still under way, within commandTimeoutMs", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    client.on('error', () => {});
+    const connecting = client.connect();
+    try {
+      const store = await RedisStore.open({ client, prefix: newPrefix() });
+      await connecting;
+      await store.close();
+    } finally {
+      client.destroy();
+    }
   });
 });
 
