@@ -251,21 +251,19 @@ export class OwnSentinel {
 }
 
 /**
- * A TCP server on a loopback port that accepts connections and never answers them, as a hung
- * host or a wrong service would; the first `proxied` connections it passes on to `target`.
+ * A TCP server on a loopback port whose connections a subclass serves (`accept`): the start,
+ * stop and wait for clients to hang up that the test servers below share.
  */
-export class SilentServer {
+abstract class LoopbackServer {
   /** Every connection accepted, in order. */
   readonly accepted: Socket[] = [];
-  readonly #server: Server;
-  readonly #proxied: number;
-  readonly #target: URL;
+  readonly #server: Server = createServer((socket) => {
+    socket.on('error', () => {});
+    this.accepted.push(socket);
+    this.accept(socket);
+  });
 
-  constructor(proxied = 0, target = STANDALONE_URL) {
-    this.#proxied = proxied;
-    this.#target = new URL(target);
-    this.#server = createServer((socket) => this.#accept(socket));
-  }
+  protected abstract accept(socket: Socket): void;
 
   get port(): number {
     return (this.#server.address() as { port: number }).port;
@@ -292,10 +290,23 @@ export class SilentServer {
     for (const socket of this.accepted) socket.destroy();
     await new Promise((resolve) => this.#server.close(resolve));
   }
+}
 
-  #accept(socket: Socket): void {
-    socket.on('error', () => {});
-    this.accepted.push(socket);
+/**
+ * A TCP server on a loopback port that accepts connections and never answers them, as a hung
+ * host or a wrong service would; the first `proxied` connections it passes on to `target`.
+ */
+export class SilentServer extends LoopbackServer {
+  readonly #proxied: number;
+  readonly #target: URL;
+
+  constructor(proxied = 0, target = STANDALONE_URL) {
+    super();
+    this.#proxied = proxied;
+    this.#target = new URL(target);
+  }
+
+  protected accept(socket: Socket): void {
     if (this.accepted.length > this.#proxied) {
       // Reads and drops what comes, so it sees the client close the connection.
       socket.resume();
@@ -324,45 +335,19 @@ export async function closedPort(): Promise<number> {
  * Redis, so this stands for an older one. `refuse` lists the commands it answers with an error
  * instead, as an ACL or an older Redis would. `PING` is answered `PONG`, everything else `OK`.
  */
-export class FakeRedis {
+export class FakeRedis extends LoopbackServer {
   /** Every command received, its words joined by spaces. */
   readonly received: string[] = [];
-  readonly accepted: Socket[] = [];
-  readonly #server: Server;
   readonly #version: string;
   readonly #refused: ReadonlyMap<string, string>;
 
   constructor(version: string, refuse: Record<string, string> = {}) {
+    super();
     this.#version = version;
     this.#refused = new Map(Object.entries(refuse));
-    this.#server = createServer((socket) => this.#accept(socket));
   }
 
-  get port(): number {
-    return (this.#server.address() as { port: number }).port;
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-  }
-
-  /** Resolves once every connection accepted so far is closed by the client. */
-  async allClosed(): Promise<void> {
-    await Promise.all(
-      this.accepted.map((socket) =>
-        socket.destroyed ? undefined : new Promise((resolve) => socket.once('close', resolve)),
-      ),
-    );
-  }
-
-  async stop(): Promise<void> {
-    for (const socket of this.accepted) socket.destroy();
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-
-  #accept(socket: Socket): void {
-    socket.on('error', () => {});
-    this.accepted.push(socket);
+  protected accept(socket: Socket): void {
     let pending = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
