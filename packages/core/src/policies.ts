@@ -88,12 +88,10 @@ export class Sweeper {
     this.kind = trigger.kind;
     this.#store = store;
     this.#trigger = trigger;
-    this.#limit = runOptions.limit ?? 1000;
-    this.#budgetMs = runOptions.budgetMs ?? 1000;
-    this.#leaseMs = runOptions.leaseMs ?? 60_000;
-    assertPositiveInteger(this.#limit, 'limit');
-    assertNonNegativeNumber(this.#budgetMs, 'budgetMs');
-    assertDuration(this.#leaseMs, 'leaseMs', { zero: false });
+    const settings = runSettings(runOptions);
+    this.#limit = settings.limit;
+    this.#budgetMs = settings.budgetMs;
+    this.#leaseMs = settings.leaseMs;
     checkSweeperOptions(options);
     this.#onError = options.onError ?? defaultOnError;
     this.#onSweep = options.onSweep;
@@ -264,7 +262,21 @@ function checkRunOptions(
     throw new TypeError('cleanup policy options must be an object');
   }
   assertKnownOptions(options, [...RUN_OPTIONS, ...extra], where);
+  runSettings(options);
   return options;
+}
+
+/** A run's settings: `options` with the defaults filled in, each checked. */
+function runSettings(options: SweepRunOptions): Required<SweepRunOptions> {
+  const settings = {
+    limit: options.limit ?? 1000,
+    budgetMs: options.budgetMs ?? 1000,
+    leaseMs: options.leaseMs ?? 60_000,
+  };
+  assertPositiveInteger(settings.limit, 'limit');
+  assertNonNegativeNumber(settings.budgetMs, 'budgetMs');
+  assertDuration(settings.leaseMs, 'leaseMs', { zero: false });
+  return settings;
 }
 
 /**
