@@ -18,6 +18,56 @@ describe('@sessile/hono middleware', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
+  /**
+   * An app whose `/hold` keeps its session's lock until `letGo()`, and whose other paths count; it
+   * records the paths handled, what `app.onError` and the adapter's `onError` saw, and emits
+   * `arrived <path>`, `closed <path>` (the connection) and `holding` on `requests`.
+   */
+  function holdingApp() {
+    const store = new MemoryStore();
+    const reported: unknown[] = [];
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: SECRET,
+      cleanup: manual(),
+      lock: { waitMs: 60_000 },
+      onError: (error) => reported.push(error),
+    });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ count?: number }>>();
+    const errors: unknown[] = [];
+    app.onError((error, c) => {
+      errors.push(error);
+      return c.text('failed', 500);
+    });
+    const requests = new EventEmitter();
+    app.use(async (c, next) => {
+      requests.emit(`arrived ${c.req.path}`);
+      c.env.outgoing.once('close', () => requests.emit(`closed ${c.req.path}`));
+      await next();
+    });
+    app.use(sessions);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const handled: string[] = [];
+    app.get('/:what', async (c) => {
+      handled.push(c.req.path);
+      const session = c.get('session');
+      if (c.req.param('what') === 'hold') {
+        requests.emit('holding');
+        await held;
+      }
+      session.data.count = (session.data.count ?? 0) + 1;
+      return c.text(String(session.data.count));
+    });
+    return { app, requests, letGo: () => letGo(), handled, errors, reported };
+  }
+
   /** An app over a fresh MemoryStore, with `options` for sessile(); closed after the test. */
   function open(options: Partial<SessileHonoOptions<{ count?: number }>> = {}) {
     const store = new MemoryStore();
@@ -266,48 +316,7 @@ describe('@sessile/hono middleware', () => {
   });
 
   it('stops a request whose client hangs up while it waits for the lock, quietly, and leaves the lock free', async () => {
-    const store = new MemoryStore();
-    const reported: unknown[] = [];
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      lock: { waitMs: 60_000 },
-      onError: (error) => reported.push(error),
-    });
-    cleanups.push(async () => {
-      await sessions.close();
-      await store.close();
-    });
-    const app = new Hono<SessileEnv<{ count?: number }>>();
-    const errors: unknown[] = [];
-    app.onError((error, c) => {
-      errors.push(error);
-      return c.text('failed', 500);
-    });
-    // Tells the test when a request arrived and when its connection closed.
-    const requests = new EventEmitter();
-    app.use(async (c, next) => {
-      requests.emit(`arrived ${c.req.path}`);
-      c.env.outgoing.once('close', () => requests.emit(`closed ${c.req.path}`));
-      await next();
-    });
-    app.use(sessions);
-    let letGo = () => {};
-    const held = new Promise<void>((resolve) => {
-      letGo = resolve;
-    });
-    const handled: string[] = [];
-    app.get('/:what', async (c) => {
-      handled.push(c.req.path);
-      const session = c.get('session');
-      if (c.req.param('what') === 'hold') {
-        requests.emit('holding');
-        await held;
-      }
-      session.data.count = (session.data.count ?? 0) + 1;
-      return c.text(String(session.data.count));
-    });
+    const { app, requests, letGo, handled, errors, reported } = holdingApp();
     const server = await start(app.fetch);
     cleanups.push(() => server.close());
     const jar = new CookieJar();
@@ -332,47 +341,7 @@ describe('@sessile/hono middleware', () => {
   });
 
   it('over HTTP/2 too: stops a request whose client hangs up while it waits for the lock, quietly', async () => {
-    const store = new MemoryStore();
-    const reported: unknown[] = [];
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      lock: { waitMs: 60_000 },
-      onError: (error) => reported.push(error),
-    });
-    cleanups.push(async () => {
-      await sessions.close();
-      await store.close();
-    });
-    const app = new Hono<SessileEnv<{ count?: number }>>();
-    const errors: unknown[] = [];
-    app.onError((error, c) => {
-      errors.push(error);
-      return c.text('failed', 500);
-    });
-    const requests = new EventEmitter();
-    app.use(async (c, next) => {
-      requests.emit(`arrived ${c.req.path}`);
-      c.env.outgoing.once('close', () => requests.emit(`closed ${c.req.path}`));
-      await next();
-    });
-    app.use(sessions);
-    let letGo = () => {};
-    const held = new Promise<void>((resolve) => {
-      letGo = resolve;
-    });
-    const handled: string[] = [];
-    app.get('/:what', async (c) => {
-      handled.push(c.req.path);
-      const session = c.get('session');
-      if (c.req.param('what') === 'hold') {
-        requests.emit('holding');
-        await held;
-      }
-      session.data.count = (session.data.count ?? 0) + 1;
-      return c.text(String(session.data.count));
-    });
+    const { app, requests, letGo, handled, errors, reported } = holdingApp();
     const server = await startHttp2(app.fetch);
     cleanups.push(() => server.close());
     const client = connectHttp2(server.url);

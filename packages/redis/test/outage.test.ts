@@ -185,6 +185,18 @@ describe('RedisStore never applies a write it reported failed', () => {
   }
 
   /**
+   * Pauses the server, fills the client's socket (`fillSocket`), then writes `id` and checks
+   * that the write is reported failed with `ERR_STORE_IO`; resolves once the filling sets ended.
+   */
+  async function writeFailingBehindPausedServer(store: RedisStore, id: string): Promise<void> {
+    server.pause();
+    const filling = fillSocket(store);
+    const failed = await store.set(id, record('reported failed')).catch((error) => error);
+    expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
+    await filling;
+  }
+
+  /**
    * Sets that a server which reads nothing (paused) leaves in the client: the first ones fill
    * the kernel's buffers and node-redis's socket, so whatever the client takes after them waits
    * to be written, in node-redis's queue.
@@ -205,11 +217,7 @@ describe('RedisStore never applies a write it reported failed', () => {
     const store = await RedisStore.open({ client: appClient, prefix: 'q:', commandTimeoutMs: 500 });
     const lost = newId();
     try {
-      server.pause();
-      const filling = fillSocket(store);
-      const failed = await store.set(lost, record('reported failed')).catch((error) => error);
-      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
-      await filling;
+      await writeFailingBehindPausedServer(store, lost);
       // The server dies and comes back empty, so only a write sent after the restart can be there.
       await server.stop();
       await server.start();
@@ -229,11 +237,7 @@ describe('RedisStore never applies a write it reported failed', () => {
     const store = await RedisStore.open({ url: server.url, prefix: 'q2:', commandTimeoutMs: 500 });
     const lost = newId();
     try {
-      server.pause();
-      const filling = fillSocket(store);
-      const failed = await store.set(lost, record('reported failed')).catch((error) => error);
-      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
-      await filling;
+      await writeFailingBehindPausedServer(store, lost);
       server.resume();
       await untilWritable(store);
       expect(await store.get(lost)).toBeUndefined();
@@ -256,11 +260,7 @@ describe('RedisStore never applies a write it reported failed', () => {
       commandTimeoutMs: 500,
     });
     try {
-      server.pause();
-      const filling = fillSocket(store);
-      const failed = await store.set(newId(), record('reported failed')).catch((error) => error);
-      expect(isSessionError(failed, 'ERR_STORE_IO'), String(failed)).toBe(true);
-      await filling;
+      await writeFailingBehindPausedServer(store, newId());
       server.resume();
       const answer = await Promise.race([
         appClient.set('q3:app', 'own'),
