@@ -1,11 +1,10 @@
-import {
-  type HeldLease,
-  isSessionId,
-  type LockManager,
-  type OwnedSession,
-  type SessionRecord,
-  type StoreCapabilities,
-  type SweepResult,
+import type {
+  HeldLease,
+  LockManager,
+  OwnedSession,
+  SessionRecord,
+  StoreCapabilities,
+  SweepResult,
 } from '@sessile/core';
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
 import type pg from 'pg';
@@ -356,9 +355,7 @@ export class PostgresStore extends BaseStore {
         now,
         IDS_PAGE_SIZE,
       ]);
-      // A row written by hand under an id no session can have is not listed: every call on it
-      // would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
-      for (const row of rows) if (isSessionId(row.id)) yield row.id;
+      for (const row of rows) yield row.id;
       const last = rows[rows.length - 1];
       if (rows.length < IDS_PAGE_SIZE || last === undefined) return;
       after = last.id;

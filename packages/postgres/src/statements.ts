@@ -1,3 +1,4 @@
+import { MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH } from '@sessile/core';
 import { notifyPayloadSql } from './listener.js';
 import { qualified, type SchemaNames } from './schema.js';
 
@@ -97,6 +98,8 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     `(${column} > ${at} AND ${column} < 'Infinity')`;
   const gone = (at: string, column = 'expires_at') =>
     `(${column} <= ${at} OR ${column} >= 'Infinity')`;
+  // Core's isSessionId in SQL: every call on another id rejects, so ids() and count() skip it.
+  const sessionId = `id ~ '^[A-Za-z0-9_-]{${MIN_SESSION_ID_LENGTH},${MAX_SESSION_ID_LENGTH}}$'`;
   // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
   // in one order and never deadlock; ids compare as the column does.
   const lockLive = (nowAt: number) =>
@@ -254,10 +257,13 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       `DELETE FROM ${locks} WHERE id IN (
          SELECT id FROM ${locks} WHERE ${gone('$1')} LIMIT $2 FOR UPDATE SKIP LOCKED)`,
     ),
-    count: statement('count', `SELECT count(*)::float8 AS count FROM ${table} WHERE ${live('$1')}`),
+    count: statement(
+      'count',
+      `SELECT count(*)::float8 AS count FROM ${table} WHERE ${live('$1')} AND ${sessionId}`,
+    ),
     idsPage: statement(
       'ids_page',
-      `SELECT id FROM ${table} WHERE id > $1 AND ${live('$2')} ORDER BY id LIMIT $3`,
+      `SELECT id FROM ${table} WHERE id > $1 AND ${live('$2')} AND ${sessionId} ORDER BY id LIMIT $3`,
     ),
     // One page of a clear: the first $2 ids after $1. Rows are locked in id order, as every
     // batch locks them, so a clear on one host and a batch on another cannot deadlock; a plain

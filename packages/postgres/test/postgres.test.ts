@@ -753,6 +753,26 @@ describe('operations', () => {
     expect(ids).toEqual([good]);
   });
 
+  it('count() counts what ids() lists: no row under an id no session can have, no expired row', async () => {
+    const table = newTable();
+    const store = await openStore({ table });
+    const good = idOf('good');
+    await store.set(good, record('good'));
+    const later = Date.now() + HOUR_MS;
+    // One character outside base64url, one too short, one too long: core's isSessionId refuses each.
+    for (const id of ['not a session id!', 'a'.repeat(15), 'a'.repeat(129)]) {
+      await admin(`INSERT INTO "${schema}"."${table}" VALUES ($1, 'x', $2)`, [id, later]);
+    }
+    await admin(`INSERT INTO "${schema}"."${table}" VALUES ($1, 'x', $2)`, [
+      idOf('expired'),
+      Date.now() - HOUR_MS,
+    ]);
+    const ids: string[] = [];
+    for await (const id of store.ids()) ids.push(id);
+    expect(ids).toEqual([good]);
+    expect(await store.count()).toBe(1);
+  });
+
   it("a row whose expires_at was set to 'Infinity' by hand is corrupt too: no record expires then", async () => {
     const table = newTable();
     const store = await openStore({ table });
