@@ -20,7 +20,7 @@ export interface PostgresStoreOptions extends BaseStoreOptions {
   pool?: pg.Pool;
   /** Where to connect when the store makes (and later ends) its own pool. */
   connectionString?: string;
-  /** Connections of the store's own pool. Default 10; ignored with `pool`. */
+  /** Connections of the store's own pool, 1 to 100. Default 10; ignored with `pool`. */
   poolSize?: number;
   /** The schema holding the store's tables, created when missing. Default `'public'`. */
   schema?: string;
@@ -49,6 +49,8 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
  */
 export const MAX_DATA_BYTES = Math.floor((constants.MAX_STRING_LENGTH - 2) / 2);
 const DEFAULT_POOL_SIZE = 10;
+/** PostgreSQL's default `max_connections`: a default server refuses connections past it. */
+const MAX_POOL_SIZE = 100;
 
 const KNOWN_OPTIONS = [
   'pool',
@@ -104,6 +106,11 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
   assertDuration(queryTimeoutMs, 'queryTimeoutMs', { zero: false });
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
   assertPositiveInteger(poolSize, 'poolSize');
+  if (poolSize > MAX_POOL_SIZE) {
+    throw new TypeError(
+      `poolSize must be at most ${MAX_POOL_SIZE} (PostgreSQL's default max_connections; pass a pool of your own for more), got ${poolSize}`,
+    );
+  }
   const { maxRecordBytes } = options;
   if (maxRecordBytes !== undefined) {
     assertPositiveInteger(maxRecordBytes, 'maxRecordBytes');

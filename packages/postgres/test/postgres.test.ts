@@ -84,6 +84,19 @@ describe('options', () => {
     }
   });
 
+  it("refuses a poolSize above 100 (PostgreSQL's default max_connections) with a TypeError naming it", async () => {
+    for (const poolSize of [101, 1_000_000_000]) {
+      const options = { connectionString: CONNECTION_STRING, schema, table: newTable(), poolSize };
+      const failure = await PostgresStore.open(options)
+        .then((store) => store.close())
+        .catch((error: unknown) => error);
+      expect(failure, String(poolSize)).toBeInstanceOf(TypeError);
+      expect((failure as Error).message).toMatch(/^poolSize must be at most 100\b/);
+    }
+    const store = await openStore({ poolSize: 100 });
+    expect(await store.count()).toBe(0);
+  });
+
   it('refuses a connection string node-postgres cannot read with a TypeError naming the option, not the password', async () => {
     // node-postgres would send the libpq form, password and all, as a database name to a host
     // named `base`.
