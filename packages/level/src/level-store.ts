@@ -47,7 +47,7 @@ import {
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
-import { assertStoragePath, openError } from './open-path.js';
+import { assertLevelDirectory, assertStoragePath, openError } from './open-path.js';
 import { claimSublevel } from './sublevel-claims.js';
 import { SweepCursor } from './sweep-cursor.js';
 import { SweepSlices } from './sweep-slices.js';
@@ -206,6 +206,7 @@ export class LevelStore extends BaseStore {
         );
       }
       assertStoragePath(path);
+      await assertLevelDirectory(path);
       // LevelDB resolves a relative path against the working directory each time it opens, and
       // the store reopens the database after a write error: after a process.chdir() that reopen
       // would look in another directory, and fail or find no database there.

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
 import { pseudoFilesystemOf } from '@sessile/core/store';
@@ -16,6 +16,34 @@ export function assertStoragePath(path: string): void {
   throw new SessionError(
     'ERR_STORE_IO',
     `Cannot open LevelDB directory ${path}: it is on a ${pseudo} filesystem, whose files are kernel interfaces, not storage`,
+  );
+}
+
+/** The names LevelDB gives its own files (leveldb's `ParseFileName`). */
+const LEVELDB_FILE = /^(?:CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(?:log|ldb|sst|dbtmp))$/;
+const LOST_AND_FOUND = 'lost+found';
+
+/**
+ * Refuses an existing directory that holds other files and is not a LevelDB database, before
+ * LevelDB creates one among them (an app's data or home directory), where removing the sessions
+ * directory would remove the app's files too. A directory holding only LevelDB's own files is
+ * one whose creation was interrupted, or that another process is creating right now.
+ */
+export async function assertLevelDirectory(path: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(path);
+  } catch {
+    // Missing, not a directory, or unreadable: LevelDB's open creates it or says why it cannot.
+    return;
+  }
+  // The root of a new ext4 filesystem (a volume of its own for the sessions) holds lost+found.
+  const others = names.filter((name) => name !== LOST_AND_FOUND && !LEVELDB_FILE.test(name)).sort();
+  if (others.length === 0 || names.includes('CURRENT')) return;
+  const shown = others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+  throw new SessionError(
+    'ERR_STORE_IO',
+    `Cannot open LevelDB directory ${path}: it holds other files (${shown}) and is not a LevelDB database (no CURRENT file); pass a new or empty directory`,
   );
 }
 

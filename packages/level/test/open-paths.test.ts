@@ -1,9 +1,17 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isSessionError } from '@sessile/core';
+import { generateSessionId, isSessionError } from '@sessile/core';
 import { LevelStore } from '@sessile/level';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -81,4 +89,48 @@ describe('LevelStore: paths that cannot hold a database', () => {
     expect(outcome).toMatchObject({ opened: false, code: 'ERR_STORE_IO' });
     expect(outcome.message).toMatch(/^Cannot open LevelDB directory \/proc\/self\/fd\/0: /);
   }, 60_000);
+});
+
+describe('LevelStore: a directory that is not a LevelDB database', () => {
+  it('refuses one holding other files with ERR_STORE_IO naming the path, and creates nothing among them', async () => {
+    const path = join(root, 'app-data');
+    mkdirSync(join(path, 'uploads'), { recursive: true });
+    writeFileSync(join(path, 'config.json'), '{}');
+    let error: unknown;
+    try {
+      await LevelStore.open({ path });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      `Cannot open LevelDB directory ${path}: it holds other files (config.json, uploads) and is not a LevelDB database (no CURRENT file); pass a new or empty directory`,
+    );
+    expect(readdirSync(path).sort()).toEqual(['config.json', 'uploads']);
+  });
+
+  it('opens an empty one, one holding only lost+found or the files of an interrupted create, and a database with its sessions', async () => {
+    const empty = join(root, 'empty');
+    const volume = join(root, 'volume');
+    const interrupted = join(root, 'interrupted');
+    mkdirSync(empty);
+    mkdirSync(join(volume, 'lost+found'), { recursive: true });
+    mkdirSync(interrupted);
+    // What LevelDB leaves when a process dies before it wrote CURRENT.
+    writeFileSync(join(interrupted, 'LOG'), '');
+    writeFileSync(join(interrupted, 'LOCK'), '');
+    writeFileSync(join(interrupted, 'MANIFEST-000001'), '');
+    const id = generateSessionId();
+    const expiresAt = Date.now() + 60_000;
+    for (const path of [empty, volume, interrupted]) {
+      const store = await LevelStore.open({ path });
+      await store.set(id, { data: new Uint8Array([1]), expiresAt });
+      await store.close();
+      // A database is opened whatever else its directory holds.
+      writeFileSync(join(path, 'notes.txt'), '');
+      const reopened = await LevelStore.open({ path });
+      expect(await reopened.get(id), path).toEqual({ data: new Uint8Array([1]), expiresAt });
+      await reopened.close();
+    }
+  });
 });
