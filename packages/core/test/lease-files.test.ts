@@ -215,6 +215,63 @@ describe('LeaseFiles', () => {
     rmSync(guards, { recursive: true, force: true });
     expect(await claim('e')).toBe('claimed');
   });
+
+  it('makes a removed lock directory, holder files and all, again inside its parent, and names it once the parent is gone', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'sessile-lease-files-'));
+    roots.push(root);
+    // The dbm store's layout: lease files and the holders' directory in one lock directory.
+    const store = join(root, 'store');
+    const locks = join(store, 'sessions.db.locks');
+    mkdirSync(locks, { recursive: true });
+    const instance = (name: string) => {
+      const guards = new HostGuards({
+        directory: join(locks, name),
+        staleMs: 5000,
+        fileMode: 0o600,
+        directoryMode: 0o700,
+        fs: syncLockFileSystem,
+      });
+      const files = new LeaseFiles({
+        guards,
+        fs: syncLockFileSystem,
+        fileMode: 0o600,
+        directoryMode: 0o700,
+        pathOf: (key) => join(locks, key),
+        storeDirectory: store,
+      });
+      opened.push(files);
+      return files;
+    };
+    const files = instance('holders-1');
+    const lease = join(locks, '0.lock');
+    const stripe = join(locks, 'stripes', '1.lock');
+    for (let round = 0; round < 2; round++) {
+      const tokens = [generateToken(), generateToken()];
+      expect(await files.claimAt(lease, tokens[0] as string, Date.now() + 60_000)).toBe('claimed');
+      expect(await files.claimAt(stripe, tokens[1] as string, Date.now() + 60_000)).toBe('claimed');
+      expect(await files.releaseAt(lease, tokens[0] as string)).toBe(true);
+      expect(await files.releaseAt(stripe, tokens[1] as string)).toBe(true);
+      // An operator (or a tmp cleaner) removes the lock directory between two claims.
+      rmSync(locks, { recursive: true, force: true });
+    }
+    const token = generateToken();
+    expect(await files.claimAt(stripe, token, Date.now() + 60_000)).toBe('claimed');
+    // The lease is real: another process is refused it.
+    expect(await instance('holders-2').claimAt(stripe, generateToken(), Date.now() + 60_000)).toBe(
+      'refused',
+    );
+    expect(await files.releaseAt(stripe, token)).toBe(true);
+
+    // The store's own directory removed: not brought back, and the claim says what is missing.
+    rmSync(store, { recursive: true, force: true });
+    const error = await files.claimAt(lease, generateToken(), Date.now() + 60_000).then(
+      () => undefined,
+      (failure: unknown) => failure as Error & { cause?: { code?: string } },
+    );
+    expect(error?.message).toContain(locks);
+    expect(error?.cause?.code).toBe('ENOENT');
+    expect(readdirSync(root)).toEqual([]);
+  });
 });
 
 describe('LeaseFiles on a full disk', () => {

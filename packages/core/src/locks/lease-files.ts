@@ -1,5 +1,5 @@
 import { type FSWatcher, constants as fsConstants, fstatSync, watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, sep } from 'node:path';
 import type { HeldLease } from '../types.js';
 import type { HostGuards } from './host-guards.js';
 import { lockLost } from './lease.js';
@@ -68,6 +68,12 @@ export interface LeaseFilesInit {
   directoryMode: number;
   /** The lease file of a `LeaseLocks` key. */
   pathOf(key: string): string;
+  /**
+   * The directory the lease files are below, at any depth. A claim that finds their directories
+   * removed (by an operator, a tmp cleaner) makes them again, but never this one: a store whose
+   * own directory was deleted is not brought back. Default: the guards' directory's parent.
+   */
+  storeDirectory?: string;
   /** What a lease names its session by, so a waiter can tell which session holds a shared key. */
   tagOf?(id: string): string;
   /** Called when a claim is refused, with the lease that holds the key (undefined if unreadable). */
@@ -472,14 +478,47 @@ export class LeaseFiles implements LeaseBackend {
   /**
    * After a `link` failed with ENOENT: the lease file's directory is missing (made again) or
    * the holder file was removed (replaced by another, in which the caller writes the lease).
+   * Both go together when the lease files' directory holds the holders' directory.
    */
   async #recover(holder: Holder, path: string): Promise<Holder> {
-    if ((await this.#fs.fstat(holder.fd)).nlink > 0) {
-      await this.#fs.mkdir(dirname(path), { recursive: true, mode: this.#init.directoryMode });
-      return holder;
-    }
+    // First: a holders' directory inside it is made again only once its parent exists.
+    await this.#makeDirectories(path);
+    if ((await this.#fs.fstat(holder.fd)).nlink > 0) return holder;
     await this.#drop(holder);
+    // The idle holders went with the same directory; each would cost the claim a try.
+    for (const idle of this.#idle.splice(0)) {
+      if ((await this.#fs.fstat(idle.fd)).nlink > 0) this.#idle.push(idle);
+      else await this.#drop(idle);
+    }
     return this.#takeHolder();
+  }
+
+  /**
+   * Makes the directory of the lease file `path`, and those between it and `storeDirectory`,
+   * where they are missing; rejects naming the first one when its parent is gone.
+   */
+  async #makeDirectories(path: string): Promise<void> {
+    const top = this.#init.storeDirectory ?? dirname(this.#guards.directory);
+    const missing = [dirname(path)];
+    for (let at = dirname(missing[0] as string); at.startsWith(top + sep); at = dirname(at)) {
+      missing.unshift(at);
+    }
+    for (const directory of missing) {
+      try {
+        await this.#fs.mkdir(directory, { mode: this.#init.directoryMode });
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'EEXIST') continue;
+        if (code !== 'ENOENT') throw error;
+        throw Object.assign(
+          new Error(
+            `Cannot make the lease directory ${directory} again: ${dirname(directory)} is gone`,
+            { cause: error },
+          ),
+          { code },
+        );
+      }
+    }
   }
 
   async #takeHolder(): Promise<Holder> {
