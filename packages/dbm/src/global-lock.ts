@@ -1,9 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
-  type ClaimOutcome,
-  errorCode,
   generateToken,
   type HostGuards,
   LeaseFiles,
@@ -88,6 +85,7 @@ export class GlobalLock {
       fileMode: 0o600,
       directoryMode: 0o700,
       pathOf: () => this.#lockPath,
+      storeDirectory: dirname(directory),
     });
     this.#leaseMs = leaseMs;
     this.#waitMs = waitMs;
@@ -210,7 +208,12 @@ export class GlobalLock {
     try {
       for (let attempt = 0; ; attempt++) {
         const token = `${this.#tokenPrefix}.${++this.#holds}`;
-        const outcome = await this.#claim(token);
+        // A lock directory removed by hand is made again by the claim.
+        const outcome = await this.#leases.claimAt(
+          this.#lockPath,
+          token,
+          Date.now() + this.#leaseMs,
+        );
         if (outcome !== 'refused') {
           this.#stats.acquired++;
           if (attempt > 0) this.#stats.contended++;
@@ -237,26 +240,6 @@ export class GlobalLock {
       }
     } finally {
       unwatch?.();
-    }
-  }
-
-  /**
-   * One claim of the lock's lease. A lock directory removed by hand is made again here: the
-   * lease files make their holders' directory again only inside an existing one. A missing
-   * directory above it (the store's own, removed) is left missing, and the claim fails.
-   */
-  async #claim(token: string): Promise<ClaimOutcome> {
-    const claim = () => this.#leases.claimAt(this.#lockPath, token, Date.now() + this.#leaseMs);
-    try {
-      return await claim();
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error;
-      try {
-        mkdirSync(dirname(this.#lockPath), { mode: 0o700 });
-      } catch (failure) {
-        if (errorCode(failure) !== 'EEXIST') throw error;
-      }
-      return claim();
     }
   }
 }

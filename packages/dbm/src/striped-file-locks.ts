@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   type ClaimedRecord,
@@ -196,6 +196,7 @@ export class StripedFileLocks extends LeaseLocks {
       fileMode: 0o600,
       directoryMode: 0o700,
       pathOf,
+      storeDirectory: dirname(lockDirectory),
       tagOf,
       wakeOnRelease: true,
       onRefused: ({ id, waited }, current) => {

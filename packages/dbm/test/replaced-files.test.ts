@@ -130,4 +130,23 @@ describe('DbmStore files replaced while it runs', () => {
       await store.close();
     }
   }, 60_000);
+
+  it('a removed lock directory: the next session lock is taken at once, and another instance waits for it', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 64 });
+    const other = await DbmStore.open({ path, stripes: 64 });
+    try {
+      const id = generateSessionId();
+      await (await store.locks.acquire(id)).release();
+      rmSync(`${path}.locks`, { recursive: true, force: true });
+      // No operation on the file first: the session lock's own claim makes the directory again.
+      const lock = await store.locks.acquire(id, { leaseMs: 60_000, waitMs: 0 });
+      expect(await codeOf(other.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      await lock.release();
+      await (await other.locks.acquire(id, { waitMs: 0 })).release();
+    } finally {
+      await other.close();
+      await store.close();
+    }
+  }, 60_000);
 });
