@@ -333,13 +333,17 @@ export class RecordIo {
   async clear(): Promise<void> {
     for await (const shard of this.#layout.shards()) {
       const directory = join(this.#layout.path, shard);
+      let removed = false;
       for await (const entries of this.#layout.entryChunks(directory)) {
         await this.#files.forEachBounded(entries, async (entry) => {
           if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return;
           const file = join(directory, entry.name);
           await this.#guards.run(file, () => freeFile(file));
+          removed = true;
         });
       }
+      // With durability 'full', as for a delete: unsynced unlinks come back after a power cut.
+      if (removed && this.#fsync) await fsyncDirectory(this.#fs, directory);
     }
     await this.#files.owners.clear();
   }

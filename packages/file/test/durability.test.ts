@@ -82,6 +82,24 @@ describe.runIf(process.platform === 'linux')("FileStore durability 'full'", () =
     expect(syncs).toEqual(expect.arrayContaining([root, join(root, `nested-${made}`)]));
   });
 
+  it('clear() fsyncs each shard directory it removed records from, once, and the records stay gone after a reopen', async () => {
+    const store = await openStore({ durability: 'full' });
+    const record = recordOf('cleared', Date.now() + HOUR_MS);
+    for (const id of [idIn('e'), idIn('e'), idIn('f')]) await store.set(id, record);
+    // A shard with no record in it has no unlink to make durable.
+    mkdirSync(join(store.path, 'g'));
+    const syncs = await syncsOf(() => store.clear());
+    expect(syncs.filter((path) => path === join(store.path, 'e'))).toHaveLength(1);
+    expect(syncs.filter((path) => path === join(store.path, 'f'))).toHaveLength(1);
+    expect(syncs).not.toContain(join(store.path, 'g'));
+    const reopened = await FileStore.open({ path: store.path, durability: 'full' });
+    stores.push(reopened);
+    expect(await reopened.count()).toBe(0);
+    const normal = await openStore();
+    await normal.set(idIn('e'), record);
+    expect(await syncsOf(() => normal.clear())).toEqual([]);
+  });
+
   it("'normal' (the default) fsyncs nothing", async () => {
     const path = join(root, `nested-${++made}`, 'sessions');
     const syncs = await syncsOf(async () => {
