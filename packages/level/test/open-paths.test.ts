@@ -34,6 +34,16 @@ async function openInChild(path: string): Promise<Record<string, unknown>> {
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
+/** What `LevelStore.open({ path })` rejects with, or `undefined` once a store opened (and is closed). */
+async function openFailure(path: string): Promise<unknown> {
+  try {
+    await (await LevelStore.open({ path })).close();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
 describe('LevelStore: paths that cannot hold a database', () => {
   it.runIf(process.platform === 'linux')(
     'a path on /proc or /sys, or reached through a link into /proc, fails with ERR_STORE_IO naming the path and the filesystem',
@@ -68,12 +78,7 @@ describe('LevelStore: paths that cannot hold a database', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,ro', 'tmpfs', directory]);
     mounts.push(directory);
     for (const path of [join(directory, 'sessions'), join(directory, 'a', 'b', 'sessions')]) {
-      let error: unknown;
-      try {
-        await LevelStore.open({ path });
-      } catch (caught) {
-        error = caught;
-      }
+      const error = await openFailure(path);
       expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
       // Node's recursive mkdir says ENOENT there, as if the directory were missing.
       expect((error as Error).message).toMatch(
@@ -96,12 +101,7 @@ describe('LevelStore: a directory that is not a LevelDB database', () => {
     const path = join(root, 'app-data');
     mkdirSync(join(path, 'uploads'), { recursive: true });
     writeFileSync(join(path, 'config.json'), '{}');
-    let error: unknown;
-    try {
-      await LevelStore.open({ path });
-    } catch (caught) {
-      error = caught;
-    }
+    const error = await openFailure(path);
     expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
     expect((error as Error).message).toBe(
       `Cannot open LevelDB directory ${path}: it holds other files (config.json, uploads) and is not a LevelDB database (no CURRENT file); pass a new or empty directory`,
