@@ -15,6 +15,11 @@ import {
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_ABSOLUTE_TIMEOUT_MS = 24 * 60 * 60_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000;
+/**
+ * The longest `idleTimeoutMs` and `absoluteTimeoutMs`: half the range of a `Date` (about 137,000
+ * years), so that `now + timeout`, a session's expiry, is a time a `Date` can hold.
+ */
+export const MAX_SESSION_TIMEOUT_MS = 8.64e15 / 2;
 
 export interface SessionLockOptions {
   /** How long `open()` waits for another request on the same session. Default 10 000. */

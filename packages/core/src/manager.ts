@@ -16,6 +16,7 @@ import {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,
   MANAGER_OPTIONS,
+  MAX_SESSION_TIMEOUT_MS,
   normalizeLockOptions,
   type SessionLockOptions,
   type SessionManagerOptions,
@@ -126,11 +127,13 @@ export class SessionManager<Data extends SessionData = SessionData> {
       options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       'idleTimeoutMs',
       false,
+      MAX_SESSION_TIMEOUT_MS,
     );
     this.absoluteTimeoutMs = checkDuration(
       options.absoluteTimeoutMs ?? DEFAULT_ABSOLUTE_TIMEOUT_MS,
       'absoluteTimeoutMs',
       false,
+      MAX_SESSION_TIMEOUT_MS,
     );
     this.touchAfterMs = checkDuration(
       options.touchAfterMs ?? Math.min(60_000, Math.floor(this.idleTimeoutMs / 10)),

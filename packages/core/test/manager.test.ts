@@ -10,6 +10,7 @@ import {
   type SessionManagerOptions,
   SWEEP_LOCK_ID,
 } from '../src/index.js';
+import { MAX_SESSION_TIMEOUT_MS } from '../src/manager-options.js';
 import { sleep } from '../src/store.js';
 import { managerFixture } from './manager-fixture.js';
 
@@ -417,6 +418,29 @@ describe('durations', () => {
     expect(make({ lock: { waitMs: 2 ** 31 } })).toThrow(/lock\.waitMs/);
     expect(make({ idleTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(/idleTimeoutMs/);
     expect(make({ idleTimeoutMs: '1000' as unknown as number })).toThrow(/'1000' \(a string\)/);
+  });
+
+  it('refuses idle and absolute timeouts whose expiry a Date could not hold, and the longest allowed still gives one', async () => {
+    const store = new MemoryStore();
+    const make = (options: Partial<SessionManagerOptions>) => () =>
+      new SessionManager({ store, cleanup: manual(), ...options });
+    expect(make({ idleTimeoutMs: Number.MAX_SAFE_INTEGER })).toThrow(
+      new TypeError(
+        `idleTimeoutMs must be a number of milliseconds greater than 0 and up to ${MAX_SESSION_TIMEOUT_MS}, got ${Number.MAX_SAFE_INTEGER}`,
+      ),
+    );
+    expect(make({ absoluteTimeoutMs: MAX_SESSION_TIMEOUT_MS + 1 })).toThrow(/^absoluteTimeoutMs/);
+
+    const { manager, store: kept } = setup({
+      idleTimeoutMs: MAX_SESSION_TIMEOUT_MS,
+      absoluteTimeoutMs: MAX_SESSION_TIMEOUT_MS,
+    });
+    const before = Date.now();
+    const record = await kept.get(await createSession(manager, { count: 1 }));
+    const expiresAt = record?.expiresAt ?? Number.NaN;
+    expect(expiresAt).toBeGreaterThanOrEqual(before + MAX_SESSION_TIMEOUT_MS);
+    // toISOString throws a RangeError for a time past the last Date.
+    expect(new Date(expiresAt).toISOString()).toMatch(/^\+\d{6}-/);
   });
 });
 
