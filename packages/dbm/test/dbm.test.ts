@@ -1154,4 +1154,37 @@ describe('DbmStore on a full disk', () => {
     expect(agreeOnStripes(path, directory, 4096, false)).toBe(64);
     expect(agreeOnStripes(path, directory, 64, true)).toBe(64);
   });
+
+  it('keeps its lock directory through locked writes that fail on a full disk, and works again once there is room', async () => {
+    const dir = smallFilesystem('2m');
+    const path = join(dir, 'sessions.dbm');
+    const store = await DbmStore.open({ path, stripes: 64 });
+    const ballast = join(dir, 'ballast');
+    writeFileSync(ballast, Buffer.alloc(256 * 1024));
+    try {
+      const id = generateSessionId();
+      const record = { data: payload(1, 3000), expiresAt: Date.now() + HOUR_MS };
+      await fill(store, record.expiresAt);
+      takeTheRest(dir);
+      const locks = `${path}.locks`;
+      const kept = readdirSync(locks).sort();
+      for (let round = 0; round < 3; round++) {
+        await using lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+        const failure = await sessionErrorOf(store.set(id, record, { lock }));
+        expect(failure.code).toBe('ERR_STORE_IO');
+        expect((failure.cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      }
+      expect(readdirSync(locks).sort()).toEqual(kept);
+      const files = ['ballast', 'filler', 'sessions.dbm', 'sessions.dbm.locks'];
+      expect(readdirSync(dir).sort()).toEqual(files);
+
+      rmSync(ballast);
+      await using lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+      expect(await store.set(id, record, { lock })).toBe(true);
+      expect(await store.get(id)).toMatchObject({ expiresAt: record.expiresAt });
+      expect(readdirSync(locks).sort()).toEqual(kept);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
 });
