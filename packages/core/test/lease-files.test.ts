@@ -14,7 +14,14 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { generateToken, HostGuards, LeaseFiles, sleep, syncLockFileSystem } from '../src/store.js';
+import {
+  generateToken,
+  HostGuards,
+  LeaseFiles,
+  type LeaseFilesInit,
+  sleep,
+  syncLockFileSystem,
+} from '../src/store.js';
 import { fillWithBytes, fillWithFiles, mountSmallExt4, mountTmpfs, unmount } from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
@@ -35,7 +42,7 @@ afterEach(async () => {
 function openInstance(
   directory: string,
   guardsDirectory: string,
-  options: { wakeOnRelease?: boolean } = {},
+  options: Pick<LeaseFilesInit, 'wakeOnRelease' | 'storeDirectory'> = {},
 ): { files: LeaseFiles; guards: HostGuards } {
   const guards = new HostGuards({
     directory: guardsDirectory,
@@ -223,25 +230,8 @@ describe('LeaseFiles', () => {
     const store = join(root, 'store');
     const locks = join(store, 'sessions.db.locks');
     mkdirSync(locks, { recursive: true });
-    const instance = (name: string) => {
-      const guards = new HostGuards({
-        directory: join(locks, name),
-        staleMs: 5000,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        fs: syncLockFileSystem,
-      });
-      const files = new LeaseFiles({
-        guards,
-        fs: syncLockFileSystem,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        pathOf: (key) => join(locks, key),
-        storeDirectory: store,
-      });
-      opened.push(files);
-      return files;
-    };
+    const instance = (name: string) =>
+      openInstance(locks, join(locks, name), { storeDirectory: store }).files;
     const files = instance('holders-1');
     const lease = join(locks, '0.lock');
     const stripe = join(locks, 'stripes', '1.lock');

@@ -481,7 +481,7 @@ export class LeaseFiles implements LeaseBackend {
    * Both go together when the lease files' directory holds the holders' directory.
    */
   async #recover(holder: Holder, path: string): Promise<Holder> {
-    // First: a holders' directory inside it is made again only once its parent exists.
+    // Before a new holder: HostGuards makes its directory again only inside an existing parent.
     await this.#makeDirectories(path);
     if ((await this.#fs.fstat(holder.fd)).nlink > 0) return holder;
     await this.#drop(holder);
@@ -499,10 +499,9 @@ export class LeaseFiles implements LeaseBackend {
    */
   async #makeDirectories(path: string): Promise<void> {
     const top = this.#init.storeDirectory ?? dirname(this.#guards.directory);
-    const missing = [dirname(path)];
-    for (let at = dirname(missing[0] as string); at.startsWith(top + sep); at = dirname(at)) {
-      missing.unshift(at);
-    }
+    const leaf = dirname(path);
+    const missing = [leaf];
+    for (let at = dirname(leaf); at.startsWith(top + sep); at = dirname(at)) missing.unshift(at);
     for (const directory of missing) {
       try {
         await this.#fs.mkdir(directory, { mode: this.#init.directoryMode });
