@@ -143,7 +143,8 @@ type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): voi
 
 /**
  * An `AbortSignal` whose listeners (node-redis's, one per command still waiting to be written)
- * are kept in a `Set` of its own and called last added first when it aborts.
+ * are kept in a list of its own, in the order they came, and called last added first when it
+ * aborts.
  *
  * The order matters: node-redis 5 (to 5.12.4 at least; fixed upstream by redis/node-redis#3320)
  * unlinks an aborted command from its write queue without fixing the next command's link back
@@ -154,19 +155,24 @@ type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): voi
  * Dropped from the tail backwards, each command unlinked is the queue's last, which that code
  * gets right (a command the app aborts itself on the same client can still meet the bug).
  *
- * It also keeps each command's cost low: an `EventTarget` walks its whole listener list on every
+ * It also keeps each command's cost low. An `EventTarget` walks its whole listener list on every
  * `addEventListener` (for duplicates), so a burst of commands would cost the square of its size.
- * The signal is still a real `AbortSignal` (`aborted`, `reason`), with its own `addEventListener`
- * and `removeEventListener` for the 'abort' event, the only ones node-redis calls.
+ * A `Set` that takes and drops a listener per command kept them alive long enough to reach the
+ * old generation: creates at 64 in flight spent 5 µs each in garbage collection against 1.7 µs
+ * with this list. Commands are written in the order they were queued, so the listener removed
+ * is nearly always the list's first. The signal is still a real `AbortSignal` (`aborted`,
+ * `reason`), with its own `addEventListener` and `removeEventListener` for the 'abort' event, the
+ * only ones node-redis calls.
  */
 class DropSignal {
   readonly signal: AbortSignal;
   readonly #controller = new AbortController();
-  readonly #listeners = new Set<AbortListener>();
+  /** The listeners from `#first` on, oldest first; a removed one leaves a hole until it is passed. */
+  #listeners: (AbortListener | undefined)[] = [];
+  #first = 0;
 
   constructor() {
     const signal = this.#controller.signal;
-    const listeners = this.#listeners;
     const add = signal.addEventListener.bind(signal);
     const remove = signal.removeEventListener.bind(signal);
     Object.defineProperties(signal, {
@@ -174,27 +180,49 @@ class DropSignal {
         value: (type: string, listener: AbortListener | null, options?: unknown) => {
           if (type !== 'abort' || listener === null)
             return add(type, listener as never, options as never);
-          if (!signal.aborted) listeners.add(listener);
+          if (!signal.aborted) this.#listeners.push(listener);
         },
       },
       removeEventListener: {
         value: (type: string, listener: AbortListener | null, options?: unknown) => {
           if (type !== 'abort' || listener === null)
             return remove(type, listener as never, options as never);
-          listeners.delete(listener);
+          this.#remove(listener);
         },
       },
     });
     this.signal = signal;
   }
 
+  #remove(listener: AbortListener): void {
+    const listeners = this.#listeners;
+    const at = listeners.indexOf(listener, this.#first);
+    if (at < 0) return;
+    listeners[at] = undefined;
+    if (at !== this.#first) return;
+    let first = at + 1;
+    while (first < listeners.length && listeners[first] === undefined) first++;
+    if (first === listeners.length) {
+      listeners.length = 0;
+      first = 0;
+    } else if (first >= 1024 && first * 2 >= listeners.length) {
+      listeners.splice(0, first);
+      first = 0;
+    }
+    this.#first = first;
+  }
+
   abort(): void {
     if (this.signal.aborted) return;
     this.#controller.abort();
-    const listeners = [...this.#listeners].reverse();
-    this.#listeners.clear();
+    const listeners = this.#listeners;
+    const first = this.#first;
+    this.#listeners = [];
+    this.#first = 0;
     const event = new Event('abort');
-    for (const listener of listeners) {
+    for (let at = listeners.length - 1; at >= first; at--) {
+      const listener = listeners[at];
+      if (listener === undefined) continue;
       if (typeof listener === 'function') listener.call(this.signal, event);
       else listener.handleEvent(event);
     }

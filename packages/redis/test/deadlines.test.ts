@@ -68,4 +68,18 @@ describe('Deadlines', () => {
     deadlines.dropWaiting();
     expect(called).toEqual([3, 2, 0]);
   });
+
+  it('forgets each command once written, in order or not, and drops only those still waiting', () => {
+    const deadlines = new Deadlines(1000, 'Redis at test', (_action, error) => error);
+    const signal = deadlines.signal;
+    const called: number[] = [];
+    const listeners = Array.from({ length: 3000 }, (_, n) => () => called.push(n));
+    for (const listener of listeners) signal.addEventListener('abort', listener);
+    // Written out of order (a command queued ahead of others), then the rest in order.
+    signal.removeEventListener('abort', listeners[2] as () => void);
+    for (const listener of listeners.slice(0, 2990)) signal.removeEventListener('abort', listener);
+    signal.removeEventListener('abort', listeners[2995] as () => void);
+    deadlines.dropWaiting();
+    expect(called).toEqual([2999, 2998, 2997, 2996, 2994, 2993, 2992, 2991, 2990]);
+  });
 });
