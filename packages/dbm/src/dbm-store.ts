@@ -227,7 +227,7 @@ export class DbmStore extends BaseStore {
    * in a lock directory, that the others no longer use. A file replaced under `path` (a restore
    * renamed over it) or removed is opened anew, as `open` would; a lock directory that was
    * removed (the claim of the global lock has made it again) or replaced gets this store's
-   * stripe count again, and the session locks this process held in it are lost.
+   * stripe count again, and the session locks this process held in the old one are lost.
    */
   #followFiles(): void {
     if (!sameFile(statSync(this.path, { throwIfNoEntry: false }), this.#opened)) this.#reopen();
@@ -235,7 +235,7 @@ export class DbmStore extends BaseStore {
     if (!sameFile(statSync(countFile, { throwIfNoEntry: false }), this.#stripeCount)) {
       agreeOnStripes(this.path, this.#lockDirectory, this.locks.stripes, true);
       this.#stripeCount = statSync(countFile);
-      this.locks.forgetHeld();
+      this.locks.recheckHeld();
     }
   }
 

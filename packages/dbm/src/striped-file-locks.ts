@@ -155,9 +155,14 @@ class StripeLeases implements LeaseBackend {
     await this.#files.releaseAt(this.#pathOf(lease.key), lease.token).catch(() => false);
   }
 
-  /** Takes every lease of this process for lost: their files went with a removed lock directory. */
-  forgetAll(): void {
-    this.#held.clear();
+  /**
+   * Keeps the leases whose files are in the lock directory now, taken since it was made again,
+   * and takes the others for lost: their files went with the removed or replaced one.
+   */
+  recheckAll(): void {
+    for (const [key, token] of this.#held) {
+      if (!this.#files.recheckAt(this.#pathOf(key), token)) this.#held.delete(key);
+    }
   }
 
   #forget(claim: { key: string; token: string }): void {
@@ -232,11 +237,12 @@ export class StripedFileLocks extends LeaseLocks {
   }
 
   /**
-   * Takes every session lock this process holds for lost, so its fenced writes reject with
-   * `ERR_LOCK_LOST`: the lock directory was removed or replaced, and their lease files with it.
+   * After the lock directory was removed or replaced: takes the session locks this process held
+   * in the old one for lost, so their fenced writes reject with `ERR_LOCK_LOST`, and keeps those
+   * taken in the new one.
    */
-  forgetHeld(): void {
-    this.#leases.forgetAll();
+  recheckHeld(): void {
+    this.#leases.recheckAll();
   }
 
   stats(): StripedFileLockStats {

@@ -1,9 +1,15 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { copyFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { generateSessionId, isSessionError, type SessionRecord } from '@sessile/core';
+import {
+  generateSessionId,
+  isSessionError,
+  manual,
+  SessionManager,
+  type SessionRecord,
+} from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { DbmStore } from '../src/index.js';
+import { DbmStore, sessionStripe } from '../src/index.js';
 import { useTestPaths } from './helpers.js';
 
 const { newPath, children } = useTestPaths('replaced');
@@ -144,6 +150,62 @@ describe('DbmStore files replaced while it runs', () => {
       expect(await codeOf(other.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
       await lock.release();
       await (await other.locks.acquire(id, { waitMs: 0 })).release();
+    } finally {
+      await other.close();
+      await store.close();
+    }
+  }, 60_000);
+
+  it('a removed lock directory: a locked request whose lock was taken in the new one commits', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 64 });
+    const other = await DbmStore.open({ path, stripes: 64 });
+    const manager = new SessionManager<{ visits?: number }>({ store, cleanup: manual() });
+    try {
+      const first = await manager.open(undefined);
+      first.data.visits = 1;
+      expect(await first.commit()).toBe('saved');
+      rmSync(`${path}.locks`, { recursive: true, force: true });
+      // The request's lock is the first claim after the removal, before any hold of the global lock.
+      const request = await manager.open(first.id);
+      expect(await codeOf(other.locks.acquire(first.id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      request.data.visits = 2;
+      expect(await request.commit()).toBe('saved');
+      expect((await manager.open(first.id)).data.visits).toBe(2);
+      expect(await idsSeenElsewhere(path)).toEqual([first.id]);
+    } finally {
+      await manager.close();
+      await other.close();
+      await store.close();
+    }
+  }, 60_000);
+
+  it('a removed lock directory: a lock held in it stays lost, and its end frees nothing another process took since', async () => {
+    const path = newPath();
+    const stripes = 64;
+    const store = await DbmStore.open({ path, stripes });
+    const other = await DbmStore.open({ path, stripes });
+    try {
+      const taken = generateSessionId();
+      let untaken = generateSessionId();
+      while (sessionStripe(untaken, stripes) === sessionStripe(taken, stripes)) {
+        untaken = generateSessionId();
+      }
+      const lock = await store.locks.acquire(taken, { leaseMs: 60_000 });
+      const unclaimed = await store.locks.acquire(untaken, { leaseMs: 60_000 });
+      rmSync(`${path}.locks`, { recursive: true, force: true });
+      const holder = spawn('lock-holder.mjs', [path, taken, String(stripes)]);
+      await messageOf(holder, 'held');
+      expect(await codeOf(store.set(taken, recordOf('stale'), { lock }))).toBe('ERR_LOCK_LOST');
+      // Nobody took this one, but its lease file went: another process could have.
+      expect(await codeOf(store.set(untaken, recordOf('stale'), { lock: unclaimed }))).toBe(
+        'ERR_LOCK_LOST',
+      );
+      expect(await codeOf(lock.release())).toBe('ERR_LOCK_LOST');
+      // The other process's lease on the stripe still holds, for this instance and the next.
+      expect(await codeOf(other.locks.acquire(taken, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      expect(await codeOf(store.locks.acquire(taken, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      expect(await store.get(taken)).toBeUndefined();
     } finally {
       await other.close();
       await store.close();

@@ -1,4 +1,4 @@
-import { type FSWatcher, constants as fsConstants, fstatSync, watch } from 'node:fs';
+import { type FSWatcher, constants as fsConstants, fstatSync, lstatSync, watch } from 'node:fs';
 import { basename, dirname, sep } from 'node:path';
 import type { HeldLease } from '../types.js';
 import type { HostGuards } from './host-guards.js';
@@ -343,6 +343,28 @@ export class LeaseFiles implements LeaseBackend {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * After the lease files' directory was removed or replaced: whether `token`'s lease in `path`
+   * is still linked there, as a claim made since the directory came back is. One that is not
+   * (gone with the old directory) is forgotten, its holder closed: its release then answers
+   * false and unlinks nothing, as the lease file in `path` now may be another holder's.
+   */
+  recheckAt(path: string, token: string): boolean {
+    const held = this.#held.get(path);
+    if (held?.token !== token) return false;
+    try {
+      const linked = lstatSync(path);
+      const own = fstatSync(held.holder.fd);
+      if (linked.ino === own.ino && linked.dev === own.dev) return true;
+    } catch (error) {
+      const code = errorCode(error);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+    }
+    this.#held.delete(path);
+    this.#drop(held.holder).catch(() => {});
+    return false;
   }
 
   /** Frees `path` if `token` holds it; resolves whether its lease was still held until now. */
