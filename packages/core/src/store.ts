@@ -56,6 +56,7 @@ export {
   unless,
 } from './locks/lock-files.js';
 export { MemoryLeases } from './locks/memory-leases.js';
+export { ResourceClaims } from './locks/resource-claims.js';
 export {
   fnv1a32,
   type StripedLockStats,

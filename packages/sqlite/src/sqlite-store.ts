@@ -11,6 +11,7 @@ import {
 import {
   BaseStore,
   KeyedLocks,
+  ResourceClaims,
   type SweepProgress,
   type UnlinkGuard,
   yieldToEventLoop,
@@ -81,23 +82,7 @@ function restoreAppPragmas(db: BetterSqlite3.Database, pragmas: AppPragmas): voi
 }
 
 /** The tables open stores use, by in-memory connection; SQLite matches names ignoring ASCII case. */
-const claimedTables = new WeakMap<BetterSqlite3.Database, Set<string>>();
-
-/** Claims `table` of `db` for one store: the release, or `null` when another open store holds it. */
-function claimTable(db: BetterSqlite3.Database, table: string): (() => void) | null {
-  const key = table.toLowerCase();
-  let tables = claimedTables.get(db);
-  if (tables === undefined) {
-    tables = new Set();
-    claimedTables.set(db, tables);
-  }
-  if (tables.has(key)) return null;
-  tables.add(key);
-  const held = tables;
-  return () => {
-    held.delete(key);
-  };
-}
+const claimedTables = new ResourceClaims();
 
 /** Sweep batches start here and adapt so each one holds the event loop for about TARGET ms. */
 const INITIAL_SWEEP_BATCH = 32;
@@ -170,12 +155,15 @@ export class SqliteStore extends BaseStore {
     const location = ownsDatabase ? path : databaseFile(db) || undefined;
     // An in-memory database's locks are in-process, one manager per store: two stores on one
     // table of it would both hold one session's lock.
-    const unclaim = ownsDatabase || !db.memory ? undefined : claimTable(db, settings.names.records);
-    if (unclaim === null) {
-      throw new SessionError(
-        'ERR_STORE_BUSY',
-        `The table ${settings.names.records} of this in-memory database is used by another open SqliteStore: each keeps its own in-process locks, so two would both hold one session's lock. Close the other store first, or give each store its own table`,
-      );
+    let unclaim: (() => void) | undefined;
+    if (!ownsDatabase && db.memory) {
+      unclaim = claimedTables.claim(db, settings.names.records.toLowerCase());
+      if (unclaim === undefined) {
+        throw new SessionError(
+          'ERR_STORE_BUSY',
+          `The table ${settings.names.records} of this in-memory database is used by another open SqliteStore: each keeps its own in-process locks, so two would both hold one session's lock. Close the other store first, or give each store its own table`,
+        );
+      }
     }
     // Pragmas of an app's connection that the store changes while open, and sets back.
     const appPragmas = ownsDatabase ? undefined : readAppPragmas(db);
