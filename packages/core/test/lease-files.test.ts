@@ -12,7 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   generateToken,
@@ -97,6 +97,22 @@ function watchesOn(directory: string): number {
     }
   }
   return count;
+}
+
+/** What this process's file descriptors open inside `directory`, read from `/proc/self/fd`. */
+function openFilesIn(directory: string): string[] {
+  const found: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      // The descriptor readdir itself used, closed by now.
+      continue;
+    }
+    if (target.startsWith(directory + sep)) found.push(target);
+  }
+  return found;
 }
 
 function claim(key: string, leaseMs: number) {
@@ -193,6 +209,23 @@ describe('LeaseFiles', () => {
     rmSync(directory, { recursive: true, force: true });
     expect(await first.releaseAt(path, token)).toBe(false);
     expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+  });
+
+  it('close() frees the leases still held and closes their holder files: others claim them at once, and a later release resolves', async () => {
+    const { directory, open } = leaseDirectory();
+    const files = open();
+    const [released, extended] = [join(directory, 'a'), join(directory, 'b')];
+    const tokens = [generateToken(), generateToken()] as const;
+    expect(await files.claimAt(released, tokens[0], Date.now() + 600_000)).toBe('claimed');
+    expect(await files.claimAt(extended, tokens[1], Date.now() + 600_000)).toBe('claimed');
+    await files.close();
+    expect(openFilesIn(dirname(directory))).toEqual([]);
+    expect(await files.releaseAt(released, tokens[0])).toBe(true);
+    expect(await files.extendAt(extended, tokens[1], Date.now() + 600_000)).toBe(false);
+    expect(openFilesIn(dirname(directory))).toEqual([]);
+    const next = open();
+    expect(await next.claimAt(released, generateToken(), Date.now() + 60_000)).toBe('claimed');
+    expect(await next.claimAt(extended, generateToken(), Date.now() + 60_000)).toBe('claimed');
   });
 
   it('makes its holder files again when they are removed, and never writes through one it closed', async () => {

@@ -36,7 +36,7 @@ import {
 import { DbmStore, type DbmStoreOptions, type DbmSweepMode, sessionStripe } from '../src/index.js';
 import { agreeOnStripes } from '../src/open-file.js';
 import { applyOp, ID_POOL_SIZE, OWNERS, opAt, opOfPayload, poolId } from './fixtures/crash-ops.mjs';
-import { useTestPaths } from './helpers.js';
+import { openFilesIn, useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
 const { newPath, children } = useTestPaths('test');
@@ -896,6 +896,37 @@ describe('DbmStore session locks', () => {
     } finally {
       await second.close();
       await first.close();
+    }
+  });
+
+  it('close() with session locks held lets go of every file in the store directory and frees the locks; their holders learn it on their next use', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 64 });
+    const [id, other] = [generateSessionId(), generateSessionId()];
+    const lock = await store.locks.acquire(id, { leaseMs: 600_000 });
+    const otherLock = await store.locks.acquire(other, { leaseMs: 600_000 });
+    expect(openFilesIn(dirname(path))).not.toEqual([]);
+    await store.close();
+    // Nothing open in there: the volume the store is on can be unmounted.
+    expect(openFilesIn(dirname(path))).toEqual([]);
+    expect(await codeOf(lock.extend())).toBe('ERR_LOCK_LOST');
+    expect(
+      await codeOf(
+        store.set(
+          other,
+          { data: payload(1, 8), expiresAt: Date.now() + HOUR_MS },
+          { lock: otherLock },
+        ),
+      ),
+    ).toBe('ERR_STORE_CLOSED');
+    // What a shutdown's request does last: its release resolves, as the lock was freed.
+    await otherLock.release();
+    const next = await DbmStore.open({ path, stripes: 64 });
+    try {
+      await (await next.locks.acquire(id, { waitMs: 0 })).release();
+      await (await next.locks.acquire(other, { waitMs: 0 })).release();
+    } finally {
+      await next.close();
     }
   });
 

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { afterAll, afterEach } from 'vitest';
 
 /**
@@ -26,4 +26,20 @@ export function useTestPaths(prefix: string): { newPath(): string; children: Chi
       return join(directory, 'sessions.dbm');
     },
   };
+}
+
+/** What this process's file descriptors open inside `directory`, read from `/proc/self/fd` (Linux). */
+export function openFilesIn(directory: string): string[] {
+  const found: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      // The descriptor readdir itself used, closed by now.
+      continue;
+    }
+    if (target.startsWith(directory + sep)) found.push(target);
+  }
+  return found;
 }

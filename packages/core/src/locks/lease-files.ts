@@ -125,6 +125,8 @@ export class LeaseFiles implements LeaseBackend {
   readonly #guards: HostGuards;
   readonly #fs: LockFileSystem;
   readonly #held = new Map<string, Held>();
+  /** Tokens of the leases `close` freed while they were held, whose holders have not released yet. */
+  readonly #freedOnClose = new Set<string>();
   readonly #idle: Holder[] = [];
   /** Holders closed and unlinked, which must never be written or pooled again. */
   readonly #dropped = new WeakSet<Holder>();
@@ -320,6 +322,8 @@ export class LeaseFiles implements LeaseBackend {
 
   /** Moves the end of `token`'s lease in `path` to `expiresAt`; false once it is not held. */
   extendAt(path: string, token: string, expiresAt: number): Promise<boolean> {
+    // A lease no longer held (released, freed by close) needs no guard, which would make a file.
+    if (this.#held.get(path)?.token !== token) return Promise.resolve(false);
     return this.#guards.run(this.#guardOf(path), async () => {
       const held = this.#held.get(path);
       if (held?.token !== token || !(await this.#stillHeld(held))) return false;
@@ -370,7 +374,11 @@ export class LeaseFiles implements LeaseBackend {
   /** Frees `path` if `token` holds it; resolves whether its lease was still held until now. */
   async releaseAt(path: string, token: string): Promise<boolean> {
     const held = this.#held.get(path);
-    if (held?.token !== token) return false;
+    if (held?.token !== token) return this.#freedOnClose.delete(token);
+    return this.#release(path, held);
+  }
+
+  async #release(path: string, held: Held): Promise<boolean> {
     // True once the holder is linked nowhere: only then may it hold the next claim.
     let unlinked = false;
     const free = async () => {
@@ -426,12 +434,20 @@ export class LeaseFiles implements LeaseBackend {
     return this.#init.guardOf?.(path) ?? path;
   }
 
-  /** Removes the idle holder files; held leases keep theirs until released. */
+  /**
+   * Frees the leases still held and removes every holder file, so a closed store keeps no file
+   * open. A later release of a lease freed here resolves true, as it was held until then; an
+   * extend resolves false.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#waiting.clear();
     for (const directory of [...this.#watches.keys()]) this.#unwatchDirectory(directory);
     await this.#preparing;
+    for (const [path, held] of [...this.#held]) {
+      // A failed release still closes the holder: its lease then ends by itself.
+      if (await this.#release(path, held).catch(() => false)) this.#freedOnClose.add(held.token);
+    }
     for (const holder of this.#idle.splice(0)) await this.#drop(holder);
   }
 

@@ -304,7 +304,8 @@ export class LeaseLocks implements LockManager {
 
   /**
    * Rejects waiting and later acquires with `ERR_STORE_CLOSED`. Held locks stay until released
-   * or expired, except over a backend that `releasesOnClose`, which frees them now.
+   * or expired, except over a backend that `releasesOnClose`, which frees them now, or whose own
+   * `close` frees them (`LeaseFiles`, so that a closed store holds no file open).
    */
   close(): Promise<void> {
     this.#closeDone ??= this.#close();
