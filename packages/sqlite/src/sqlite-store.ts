@@ -33,7 +33,13 @@ import {
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
 import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
 import { inspectSchema, migrateSchema, quote } from './schema.js';
-import { numericExpiry, pragmaNumber, prepare, unreadableExpiry } from './statements.js';
+import {
+  numericExpiry,
+  pragmaNumber,
+  prepare,
+  unreadableExpiry,
+  validSessionId,
+} from './statements.js';
 
 /** The owner column: NULL for a record without one. */
 type Owner = string | null;
@@ -121,8 +127,8 @@ export class SqliteStore extends BaseStore {
   readonly #sweepBatch: BetterSqlite3.Statement<[number, number]>;
   readonly #sweepUnreadable: BetterSqlite3.Statement<[number]>;
   readonly #anyExpired: BetterSqlite3.Statement<[number], unknown>;
-  readonly #count: BetterSqlite3.Statement<[number], number>;
-  readonly #idsPage: BetterSqlite3.Statement<[string, number, number], unknown>;
+  readonly #count: BetterSqlite3.Statement<[number, number], number>;
+  readonly #idsPage: BetterSqlite3.Statement<[string, number, number], string>;
   readonly #clear: BetterSqlite3.Statement<[]>;
   /** A fenced write in one transaction; absent when locks are in-process. */
   readonly #fenced: BetterSqlite3.Transaction<FencedWrite> | undefined;
@@ -327,14 +333,19 @@ export class SqliteStore extends BaseStore {
       `SELECT 1 FROM ${table} WHERE expires_at <= ?
        UNION ALL SELECT 1 FROM ${table} WHERE expires_at >= '' LIMIT 1`,
     ).pluck();
-    // Both bounds are a range of the expiry index.
-    this.#count = prepare<[number], number>(
+    // A row written by hand under an id no session can have is neither counted nor listed: every
+    // call on it would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
+    const sessionId = validSessionId('id');
+    // The live rows, a range of the expiry index read alone, less the live rows under an invalid
+    // id: SQLite then reads each row's id once, not through a lookup from the index per row.
+    this.#count = prepare<[number, number], number>(
       db,
-      `SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < ''`,
+      `SELECT (SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < '')
+        - (SELECT count(*) FROM ${table} WHERE NOT ${sessionId} AND +expires_at > ? AND ${numeric})`,
     ).pluck();
-    this.#idsPage = prepare(
+    this.#idsPage = prepare<[string, number, number], string>(
       db,
-      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric} ORDER BY id LIMIT ?`,
+      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric} AND ${sessionId} ORDER BY id LIMIT ?`,
     ).pluck();
     this.#clear = prepare(db, `DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
@@ -456,7 +467,7 @@ export class SqliteStore extends BaseStore {
   }
 
   protected _count(now: number): Promise<number> {
-    return this.#executor.read(() => this.#count.get(now) as number);
+    return this.#executor.read(() => this.#count.get(now, now) as number);
   }
 
   protected async *_ids(now: number): AsyncIterable<string> {
@@ -464,9 +475,7 @@ export class SqliteStore extends BaseStore {
     for (;;) {
       // Pages by key instead of holding a cursor, which would block the connection between yields.
       const page = await this.#executor.read(() => this.#idsPage.all(after, now, IDS_PAGE_SIZE));
-      // A row written by hand under an id no session can have is not listed: every call on it
-      // would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
-      for (const id of page) if (isSessionId(id)) yield id;
+      yield* page;
       const last = page[page.length - 1];
       if (page.length < IDS_PAGE_SIZE || typeof last !== 'string') return;
       after = last;

@@ -1,3 +1,4 @@
+import { MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 
 /**
@@ -33,4 +34,14 @@ export function numericExpiry(column: string): string {
 /** SQL that holds when the expiry `column` is text or a blob; see `numericExpiry`. */
 export function unreadableExpiry(column: string): string {
   return `+${column} >= ''`;
+}
+
+/**
+ * SQL that holds when `column` is an id core's `isSessionId` accepts: text of 16 to 128
+ * base64url characters. Characters and bytes agree only without a NUL (where `length` and GLOB
+ * stop) and without a multi-byte character; a blob is no id.
+ */
+export function validSessionId(column: string): string {
+  const bytes = `length(CAST(${column} AS BLOB))`;
+  return `(typeof(${column}) = 'text' AND ${bytes} BETWEEN ${MIN_SESSION_ID_LENGTH} AND ${MAX_SESSION_ID_LENGTH} AND length(${column}) = ${bytes} AND ${column} NOT GLOB '*[^A-Za-z0-9_-]*')`;
 }

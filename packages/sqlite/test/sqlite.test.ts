@@ -919,6 +919,32 @@ describe('records', { timeout: 60_000 }, () => {
     await Promise.all(listed.map((id) => store.get(id)));
   });
 
+  it('counts what ids() lists: no row under an id no session can have, no expired row', async () => {
+    const store = await openStore({ path });
+    await store.set(idOf('kept'), record('kept'));
+    const insert = openDatabase().prepare(
+      'INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)',
+    );
+    const later = Date.now() + HOUR_MS;
+    // A character outside base64url, one too few and one too many, a NUL (where SQL's length()
+    // stops), a multi-byte character, and a blob: core's isSessionId refuses each.
+    for (const stray of [
+      'not a session id!',
+      'a'.repeat(15),
+      'a'.repeat(129),
+      `${'a'.repeat(16)}\0!`,
+      `${'a'.repeat(15)}\u00e9`,
+      Buffer.from('b'.repeat(20)),
+    ]) {
+      insert.run(stray, Buffer.from('stray'), later);
+    }
+    insert.run(idOf('expired'), Buffer.from('expired'), Date.now() - HOUR_MS);
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([idOf('kept')]);
+    expect(await store.count()).toBe(1);
+  });
+
   it('reports a row whose expiry is not a number as corrupt, for that id only', async () => {
     const store = await openStore({ path });
     await store.set(idOf('damaged'), record('damaged'));
