@@ -79,17 +79,24 @@ function leaseDirectory(under = tmpdir()): { directory: string; open(): LeaseFil
   };
 }
 
+/** This process's file descriptors and what each one opens, from `/proc/self/fd` (Linux). */
+function openFiles(): { fd: string; target: string }[] {
+  const found: { fd: string; target: string }[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      found.push({ fd, target: readlinkSync(`/proc/self/fd/${fd}`) });
+    } catch {
+      // The descriptor readdir itself used, closed by now.
+    }
+  }
+  return found;
+}
+
 /** How many inotify watches this process has on `directory` (Linux `/proc/self/fdinfo`). */
 function watchesOn(directory: string): number {
   const inode = `ino:${statSync(directory).ino.toString(16)} `;
   let count = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue;
-    }
+  for (const { fd, target } of openFiles()) {
     if (!target.includes('inotify')) continue;
     const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
     for (const line of info.split('\n')) {
@@ -99,20 +106,11 @@ function watchesOn(directory: string): number {
   return count;
 }
 
-/** What this process's file descriptors open inside `directory`, read from `/proc/self/fd`. */
+/** What this process's file descriptors open inside `directory`. */
 function openFilesIn(directory: string): string[] {
-  const found: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      // The descriptor readdir itself used, closed by now.
-      continue;
-    }
-    if (target.startsWith(directory + sep)) found.push(target);
-  }
-  return found;
+  return openFiles()
+    .map(({ target }) => target)
+    .filter((target) => target.startsWith(directory + sep));
 }
 
 function claim(key: string, leaseMs: number) {
