@@ -171,7 +171,9 @@ describe('DbmStore files replaced while it runs', () => {
       expect(await codeOf(other.locks.acquire(first.id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
       request.data.visits = 2;
       expect(await request.commit()).toBe('saved');
-      expect((await manager.open(first.id)).data.visits).toBe(2);
+      const reread = await manager.open(first.id);
+      expect(reread.data.visits).toBe(2);
+      expect(await reread.commit()).toBe('unchanged');
       expect(await idsSeenElsewhere(path)).toEqual([first.id]);
     } finally {
       await manager.close();
