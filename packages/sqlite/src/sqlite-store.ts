@@ -335,17 +335,18 @@ export class SqliteStore extends BaseStore {
     ).pluck();
     // A row written by hand under an id no session can have is neither counted nor listed: every
     // call on it would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
-    const sessionId = validSessionId('id');
-    // The live rows, a range of the expiry index read alone, less the live rows under an invalid
-    // id: SQLite then reads each row's id once, not through a lookup from the index per row.
+    // Such rows are the partial index of invalid ids, so no statement checks each row's id.
+    const invalidId = `NOT ${validSessionId('id')}`;
+    // The live rows, a range of the expiry index read alone, less the live rows under an invalid id.
     this.#count = prepare<[number, number], number>(
       db,
       `SELECT (SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < '')
-        - (SELECT count(*) FROM ${table} WHERE NOT ${sessionId} AND +expires_at > ? AND ${numeric})`,
+        - (SELECT count(*) FROM ${table} WHERE ${invalidId} AND +expires_at > ? AND ${numeric})`,
     ).pluck();
     this.#idsPage = prepare<[string, number, number], string>(
       db,
-      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric} AND ${sessionId} ORDER BY id LIMIT ?`,
+      `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric}
+         AND id NOT IN (SELECT id FROM ${table} WHERE ${invalidId}) ORDER BY id LIMIT ?`,
     ).pluck();
     this.#clear = prepare(db, `DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);

@@ -113,6 +113,7 @@ describe('schema', { timeout: 60_000 }, () => {
     expect(objects).toEqual([
       { type: 'table', name: 'sessions', tableName: 'sessions' },
       { type: 'index', name: 'sessions_expires_at', tableName: 'sessions' },
+      { type: 'index', name: 'sessions_invalid_ids', tableName: 'sessions' },
       { type: 'table', name: 'sessions_locks', tableName: 'sessions_locks' },
       { type: 'index', name: 'sessions_owner', tableName: 'sessions' },
     ]);
@@ -250,6 +251,28 @@ describe('schema', { timeout: 60_000 }, () => {
     ).toBe(1);
   });
 
+  it('keeps rows under an id no session can have in an index of their own, made again when dropped', async () => {
+    const db = openDatabase();
+    const store = await openStore({ database: db });
+    await store.set(idOf('kept'), record('kept'));
+    await store.close();
+    // Rows another tool wrote while the index was gone are in it once it is made again.
+    db.exec('DROP INDEX sessions_invalid_ids');
+    db.prepare('INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)').run(
+      'not a session id!',
+      Buffer.from('stray'),
+      Date.now() + HOUR_MS,
+    );
+    const again = await openStore({ database: db });
+    expect(
+      db
+        .prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'sessions_invalid_ids'")
+        .pluck()
+        .get(),
+    ).toBe(1);
+    expect(await again.count()).toBe(1);
+  });
+
   it('refuses a file that is not a SQLite database and leaves it byte for byte unmodified', async () => {
     writeFileSync(path, randomBytes(8192));
     const before = snapshot(path);
@@ -332,6 +355,10 @@ describe('schema', { timeout: 60_000 }, () => {
         /COLLATE/,
       ],
       ['CREATE INDEX sessions_owner ON sessions (owner)', /indexes \(owner\), not/],
+      [
+        'CREATE INDEX sessions_invalid_ids ON sessions (id)',
+        /"sessions_invalid_ids" indexes \(id\), not/,
+      ],
     ];
     for (const [index, message] of foreignIndexes) {
       rmSync(path, { force: true });
@@ -354,6 +381,7 @@ describe('schema', { timeout: 60_000 }, () => {
       CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
       CREATE INDEX sessions_expires_at ON sessions (expires_at);
       CREATE INDEX Sessions_Owner ON sessions (owner)  WHERE owner IS NOT NULL;
+      CREATE INDEX sessions_invalid_ids ON sessions (id) WHERE NOT (typeof(id) = 'text' AND length(CAST(id AS BLOB)) BETWEEN 16 AND 128 AND length(id) = length(CAST(id AS BLOB)) AND id NOT GLOB '*[^A-Za-z0-9_-]*');
     `);
     own.close();
     const store = await openStore({ path });
