@@ -333,11 +333,10 @@ export class SqliteStore extends BaseStore {
       `SELECT 1 FROM ${table} WHERE expires_at <= ?
        UNION ALL SELECT 1 FROM ${table} WHERE expires_at >= '' LIMIT 1`,
     ).pluck();
-    // A row written by hand under an id no session can have is neither counted nor listed: every
-    // call on it would reject with ERR_INVALID_SESSION_ID, and a copy of the listing would stop there.
-    // Such rows are the partial index of invalid ids, so no statement checks each row's id.
+    // A row written by hand under an id no session can have is neither counted nor listed, as
+    // every call on it would reject; the partial index of such ids spares checking each row's id.
     const invalidId = `NOT ${validSessionId('id')}`;
-    // The live rows, a range of the expiry index read alone, less the live rows under an invalid id.
+    // The live rows, a range of the expiry index read alone, less those under an invalid id.
     this.#count = prepare<[number, number], number>(
       db,
       `SELECT (SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < '')
