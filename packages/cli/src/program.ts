@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { STORE_SCHEMES } from './addresses.js';
 import { AES_KEYS_VARIABLE } from './codec.js';
@@ -36,9 +37,12 @@ const parseMaxRecordBytes = (value: string) =>
 const parseConcurrency = (value: string) =>
   parseWholeNumber(value, '--concurrency', 'records', 1, 1024);
 
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
 /** The options every command takes. */
 const withCommonOptions = (command: Command) =>
   command
+    .version(version)
     .addOption(new Option('--json', 'print one JSON document for scripts'))
     .addOption(
       new Option(
@@ -74,6 +78,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
     .description('Inspect, sweep and copy sessile session stores, and import from peer stores.')
     .showHelpAfterError('(sessile --help lists every command, address and exit code)')
     .addHelpText('after', EXIT_CODES_HELP)
+    .version(version)
     .exitOverride();
 
   withCommonOptions(

@@ -33,11 +33,13 @@ async function sqliteWith(liveCount: number, expiredCount: number) {
   return { path, url: `sqlite:${path}`, live, expired, now };
 }
 
+const COMMANDS = ['stats', 'ls', 'show', 'sweep', 'copy', 'import'];
+
 describe('--help', () => {
   it('covers every command, both kinds of address and the exit codes', async () => {
     const result = await runCli(['--help']);
     expect(result.code).toBe(0);
-    for (const command of ['stats', 'ls', 'show', 'sweep', 'copy', 'import']) {
+    for (const command of COMMANDS) {
       expect(result.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     }
     for (const text of ['sqlite:PATH', 'connect-pg-simple:', 'SESSILE_AES_KEYS', '130']) {
@@ -50,6 +52,20 @@ describe('--help', () => {
       const result = await runCli(argv);
       expect([result.code, result.stdout.includes('Usage: sessile')]).toEqual([0, true]);
       expect(result.stdout).not.toContain('ERR_USAGE');
+    }
+  });
+
+  it('--version prints the package version and exits 0, for sessile and for every command', async () => {
+    const { version } = JSON.parse(
+      readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+    );
+    for (const argv of [
+      ['--version'],
+      ['-V'],
+      ...COMMANDS.map((command) => [command, '--version']),
+    ]) {
+      const result = await runCli(argv);
+      expect([argv, result.code, result.stdout]).toEqual([argv, 0, `${version}\n`]);
     }
   });
 
