@@ -37,7 +37,8 @@ export type SessileOptions<Data extends SessionData = SessionData> = SessileComm
 
 /** A request after `sessile()` ran: `req.session` is the locked, loaded session. */
 export type SessileRequest<Data extends SessionData = SessionData> = IncomingMessage & {
-  session: Session<Data>;
+  /** Not assignable: log out with `await req.session.invalidate()`, not `req.session = null`. */
+  readonly session: Session<Data>;
 };
 
 /** Connect-style middleware for Express, connect and plain `node:http`. */
@@ -82,7 +83,7 @@ export function sessile<Data extends SessionData = SessionData>(
       res,
       adapter.openOptions(req),
     );
-    (req as SessileRequest<Data>).session = session;
+    setSession(req, session);
     attach(req, res, session, requestCookie);
     return session;
   };
@@ -208,6 +209,32 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (adapter.ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+const SESSION = Symbol('sessile session');
+
+/**
+ * `req.session`, which cannot be assigned: `req.session = null` logs out with cookie-session and
+ * with express-session's `unset: 'destroy'`, and here would leave the session stored and its
+ * cookie valid, the user signed in without a word. One shared getter and setter for every
+ * request, so each request keeps one shape.
+ */
+const SESSION_PROPERTY: PropertyDescriptor = {
+  get(this: { [SESSION]?: unknown }) {
+    return this[SESSION];
+  },
+  set() {
+    throw new TypeError(
+      "sessile(): req.session is the request's Session and cannot be replaced; to log out, await req.session.invalidate()",
+    );
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+function setSession(req: IncomingMessage, session: Session<SessionData>): void {
+  (req as { [SESSION]?: unknown })[SESSION] = session;
+  Object.defineProperty(req, 'session', SESSION_PROPERTY);
 }
 
 function appendSetCookie(res: ServerResponse, header: string): void {

@@ -430,6 +430,24 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(oddResponse.headers.get('x-half')).toBeNull();
   });
 
+  it("refuses a logout by req.session = null (cookie-session's, express-session's with unset: 'destroy') with a TypeError naming invalidate(), instead of leaving the user signed in", async () => {
+    const { url, store } = await serve((req, res) => {
+      if (req.url === '/?logout') {
+        (req as { session: unknown }).session = null;
+        res.end('signed out');
+        return;
+      }
+      req.session.data.user = 'ada';
+      res.end(JSON.stringify(req.session.data));
+    });
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ user: 'ada' });
+    const logout = await jar.fetch(`${url}/?logout`);
+    expect(logout.status).toBe(500);
+    expect(await logout.text()).toMatch(/req\.session\.invalidate\(\)/);
+    expect(await store.count()).toBe(1);
+  });
+
   it('delivers the answer of a handler that fails after it, while the commit still runs', async () => {
     // A real store whose writes take a while, as a remote one's do.
     class SlowStore extends MemoryStore {
