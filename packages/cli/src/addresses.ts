@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SessionStore } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
@@ -51,10 +52,12 @@ export function splitScheme(text: string): { scheme: string; rest: string } | un
   return { scheme: (match[1] as string).toLowerCase(), rest: match[2] as string };
 }
 
-/** A path from `scheme:PATH` or `scheme:///abs/path`, absolute. */
+/** A path from `scheme:PATH` or `scheme:///abs/path`, absolute; `~/` is the home directory. */
 export function pathOf(rest: string, address: string): string {
   const path = rest.startsWith('//') ? rest.slice(2) : rest;
   if (path === '') throw usageError(`${address}: the address names no path`);
+  // The shell expands `~` only at the start of a word, never after `sqlite:`.
+  if (path === '~' || path.startsWith('~/')) return resolve(homedir(), path.slice(2));
   return resolve(path);
 }
 

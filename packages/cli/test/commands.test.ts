@@ -243,6 +243,29 @@ describe('store addresses', () => {
     },
   );
 
+  it('~/ in a store or peer address is the home directory, as a shell would read it', async () => {
+    const { url, live } = await sqliteWith(2, 0);
+    const home = nextDir();
+    const cwd = nextDir();
+    mkdirSync(home);
+    mkdirSync(cwd);
+    const env = { HOME: home };
+    const copied = await runCli(['copy', '--from', url, '--to', 'sqlite:~/copied.db', '--json'], {
+      env,
+      cwd,
+    });
+    expect([copied.code, jsonOf(copied)]).toMatchObject([0, { counts: { written: 2 } }]);
+    expect(readdirSync(cwd)).toEqual([]);
+    const listed = await runCli(['ls', 'sqlite:~/copied.db'], { env, cwd });
+    expect(listed.stdout.split('\n').filter(Boolean).sort()).toEqual([...live].sort());
+    mkdirSync(join(home, 'sessions'));
+    const imported = await runCli(
+      ['import', '--from', 'session-file-store:~/sessions', '--to', `sqlite:${nextDir()}.db`],
+      { env, cwd },
+    );
+    expect(imported.code).toBe(0);
+  });
+
   it('a store that is not there exits 1 and is not created', async () => {
     const path = `${nextDir()}.db`;
     const result = await runCli(['stats', `sqlite:${path}`]);
