@@ -77,6 +77,9 @@ export function sessile<Data extends SessionData = SessionData>(
   const { reportCommitError } = adapter;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
+    // A second call for one request would wait on the lock the request itself holds.
+    const running = adapter.openedFor(req);
+    if (running !== undefined) return running;
     const requestCookie = cookie.verify(req.headers.cookie);
     const session = await manager.openForConnection(
       requestCookie?.value,
@@ -84,6 +87,7 @@ export function sessile<Data extends SessionData = SessionData>(
       adapter.openOptions(req),
     );
     setSession(req, session);
+    adapter.noteOpened(req, session);
     attach(req, res, session, requestCookie);
     return session;
   };

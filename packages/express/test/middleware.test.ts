@@ -61,6 +61,29 @@ describe('sessile() middleware without express', () => {
     expect(await (await jar.fetch(url)).text()).toBe('1');
     expect(await (await jar.fetch(url)).text()).toBe('2');
   });
+
+  it('hands a second handle() of one request the session it opened, instead of waiting on its own lock', async () => {
+    const store = new MemoryStore();
+    cleanups.push(() => store.close());
+    const sessions = sessile<{ count?: number }>({
+      store,
+      secret: 'a node:http server signs with this secret',
+      cleanup: manual(),
+      lock: { waitMs: 300 },
+    });
+    const opened: unknown[] = [];
+    // An auth check that opens the session before the route opens it again.
+    const url = await serveCounter(sessions, cleanups, async (req, res) => {
+      opened.push(await sessions.handle(req, res));
+      return false;
+    });
+    const jar = new CookieJar();
+    const first = await jar.fetch(url);
+    expect(first.status).toBe(200);
+    expect(await first.text()).toBe('1');
+    expect(await (await jar.fetch(url)).text()).toBe('2');
+    expect(opened).toHaveLength(2);
+  });
 });
 
 describe('sessile() and a client that hung up', () => {
