@@ -41,6 +41,21 @@ async function serveCounter(
   return url;
 }
 
+/** `sessile()` over a fresh MemoryStore for `serveCounter`; the store closes after the test. */
+function counterSessions(
+  cleanups: Array<() => Promise<void>>,
+  options: Partial<SessileOptions<{ count?: number }>> = {},
+): SessileMiddleware<{ count?: number }> {
+  const store = new MemoryStore();
+  cleanups.push(() => store.close());
+  return sessile<{ count?: number }>({
+    store,
+    secret: 'a secret of 32 characters or more for these tests',
+    cleanup: manual(),
+    ...options,
+  } as SessileOptions<{ count?: number }>);
+}
+
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are sessile()'s own.
 describe('sessile() middleware without express', () => {
   const cleanups: Array<() => Promise<void>> = [];
@@ -49,13 +64,7 @@ describe('sessile() middleware without express', () => {
   });
 
   it('works on a plain node:http server through handle()', async () => {
-    const store = new MemoryStore();
-    cleanups.push(() => store.close());
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: 'a node:http server signs with this secret',
-      cleanup: manual(),
-    });
+    const sessions = counterSessions(cleanups);
     const url = await serveCounter(sessions, cleanups);
     const jar = new CookieJar();
     expect(await (await jar.fetch(url)).text()).toBe('1');
@@ -63,14 +72,7 @@ describe('sessile() middleware without express', () => {
   });
 
   it('hands a second handle() of one request the session it opened, instead of waiting on its own lock', async () => {
-    const store = new MemoryStore();
-    cleanups.push(() => store.close());
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: 'a node:http server signs with this secret',
-      cleanup: manual(),
-      lock: { waitMs: 300 },
-    });
+    const sessions = counterSessions(cleanups, { lock: { waitMs: 300 } });
     const opened: unknown[] = [];
     // An auth check that opens the session before the route opens it again.
     const url = await serveCounter(sessions, cleanups, async (req, res) => {
@@ -93,14 +95,7 @@ describe('sessile() and a client that hung up', () => {
   });
 
   it('finishes a session opened after the connection closed, so its lock is free for the next request', async () => {
-    const store = new MemoryStore();
-    cleanups.push(() => store.close());
-    const sessions = sessile<{ count?: number }>({
-      store,
-      secret: 'a secret of 32 characters or more for these tests',
-      cleanup: manual(),
-      lock: { waitMs: 2000, leaseMs: 1000 },
-    });
+    const sessions = counterSessions(cleanups, { lock: { waitMs: 2000, leaseMs: 1000 } });
     let reached = () => {};
     const slowReached = new Promise<void>((resolve) => {
       reached = resolve;
