@@ -41,15 +41,41 @@ const { version } = createRequire(import.meta.url)('../package.json') as { versi
 
 /** The options every command takes. */
 const withCommonOptions = (command: Command) =>
-  command
-    .version(version)
-    .addOption(new Option('--json', 'print one JSON document for scripts'))
-    .addOption(
-      new Option(
-        '--max-record-bytes <n>',
-        "largest record the stores accept and return (default: each store's own, 1048576)",
-      ).argParser(parseMaxRecordBytes),
-    );
+  refuseAmbiguousValues(
+    command
+      .version(version)
+      .addOption(new Option('--json', 'print one JSON document for scripts'))
+      .addOption(
+        new Option(
+          '--max-record-bytes <n>',
+          "largest record the stores accept and return (default: each store's own, 1048576)",
+        ).argParser(parseMaxRecordBytes),
+      ),
+  );
+
+/**
+ * Refuses a value option given twice with different values, which would leave the store a copy
+ * reads or writes to the order of the words, and an option that takes the next option as its
+ * value: `--ledger --dry-run` would run for real with a ledger named `--dry-run`.
+ */
+function refuseAmbiguousValues(command: Command): Command {
+  const flags = new Set(command.options.flatMap((option) => [option.long, option.short]));
+  for (const option of command.options) {
+    if (!option.required && !option.optional) continue;
+    let given: string | undefined;
+    command.on(`option:${option.name()}`, (value: string) => {
+      const flag = value.split('=')[0];
+      if (flags.has(flag) || flag === '--help' || flag === '-h') {
+        throw usageError(`option '${option.flags}' argument missing (${value} is an option)`);
+      }
+      if (given !== undefined && given !== value) {
+        throw usageError(`${option.long} is given twice ('${given}', '${value}'); give it once`);
+      }
+      given = value;
+    });
+  }
+  return command;
+}
 
 /** Whether `argv` asks for JSON; what follows `--` is operands, never options. */
 function wantsJson(argv: readonly string[]): boolean {

@@ -520,6 +520,41 @@ describe('sweep', () => {
   });
 });
 
+describe('options that take a value', () => {
+  it('one followed by another option instead of its value is refused, so --dry-run is never taken as a file name', async () => {
+    const peer = nextDir();
+    mkdirSync(peer);
+    const cwd = nextDir();
+    mkdirSync(cwd);
+    const target = `${nextDir()}.db`;
+    const args = ['import', '--from', `session-file-store:${peer}`, '--to', `sqlite:${target}`];
+    const result = await runCli([...args, '--ledger', '--dry-run', '--json'], { cwd });
+    expect(result.code).toBe(2);
+    expect(jsonOf(result)).toMatchObject({
+      error: { code: 'ERR_USAGE', message: expect.stringContaining("'--ledger <file>'") },
+    });
+    expect([existsSync(target), readdirSync(cwd)]).toEqual([false, []]);
+  });
+
+  it('one given twice with different values is refused, naming both, and nothing is copied', async () => {
+    const first = await sqliteWith(1, 0);
+    const second = await sqliteWith(1, 0);
+    const target = `${nextDir()}.db`;
+    const result = await runCli([
+      'copy',
+      '--from',
+      first.url,
+      '--from',
+      second.url,
+      '--to',
+      `sqlite:${target}`,
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--from is given twice ('${first.url}', '${second.url}')`);
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
 describe('numbers in options', () => {
   it.each([
     ['--limit', '0x10'],
