@@ -55,8 +55,16 @@ interface Connectable {
   duplicate?(): Connectable;
 }
 
+/** A node of a cluster, with its client once node-redis has made one. */
+interface ClusterNode {
+  host?: unknown;
+  port?: unknown;
+  client?: Connectable;
+}
+
 interface ClusterLike extends Connectable {
-  readonly masters: Array<{ host?: unknown; port?: unknown }>;
+  readonly masters: ClusterNode[];
+  readonly replicas?: ClusterNode[];
   nodeClient(node: unknown): Promise<Connectable>;
 }
 
@@ -130,13 +138,12 @@ export class Connection {
     this.#sendText = sender(client, this.#deadlines, TEXT);
     this.#read = sender(client, this.#deadlines, BYTES, false);
     this.#readText = sender(client, this.#deadlines, TEXT, false);
-    if (!this.isCluster && !isSentinel(client)) {
-      // A standalone client that reconnects writes what waited in its queue as soon as the new
-      // connection is up, within the turn after its 'connect' event. Operations past their
-      // deadline by then fail first, and their commands are dropped, however recently the
-      // deadlines' timer last looked: a write reported failed never lands after the outage.
-      this.#unwatch = watchReconnects(client, this.#deadlines);
-    }
+    // A client that reconnects writes what waited in its queue as soon as the new connection is
+    // up, within the turn after its 'connect' event. Operations past their deadline by then fail
+    // first, and their commands are dropped, however recently the deadlines' timer last looked:
+    // a write reported failed never lands after the outage. A cluster's are its nodes' clients.
+    if (isCluster(client)) this.#unwatch = watchNodeReconnects(client, this.#deadlines);
+    else if (!isSentinel(client)) this.#unwatch = watchReconnects(client, this.#deadlines);
   }
 
   /**
@@ -681,6 +688,37 @@ function watchReconnects(client: Connectable, deadlines: Deadlines): () => void 
     if (all.size > 0 || reconnectWatchers.get(client) !== watch) return;
     reconnectWatchers.delete(client);
     client.off?.('connect', listener);
+  };
+}
+
+/**
+ * `watchReconnects` on the client of each node of `cluster`: those it has now, and each it makes
+ * later (a node it meets, or one it connects to again after a new topology), which it announces
+ * with 'node-connect' before that client writes anything. A client the cluster dropped is let go.
+ * Returns what stops it.
+ */
+function watchNodeReconnects(cluster: ClusterLike, deadlines: Deadlines): () => void {
+  const watched = new Map<Connectable, () => void>();
+  const watchNodes = () => {
+    const current = new Set<Connectable>();
+    for (const node of [...cluster.masters, ...(cluster.replicas ?? [])]) {
+      if (node.client !== undefined) current.add(node.client);
+    }
+    for (const [client, stop] of watched) {
+      if (current.has(client)) continue;
+      stop();
+      watched.delete(client);
+    }
+    for (const client of current) {
+      if (!watched.has(client)) watched.set(client, watchReconnects(client, deadlines));
+    }
+  };
+  watchNodes();
+  cluster.on('node-connect', watchNodes);
+  return () => {
+    cluster.off?.('node-connect', watchNodes);
+    for (const stop of watched.values()) stop();
+    watched.clear();
   };
 }
 

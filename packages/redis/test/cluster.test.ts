@@ -347,3 +347,74 @@ describe('RedisStore on Redis Cluster with a master that hangs', () => {
     }
   }, 60_000);
 });
+
+describe('RedisStore on Redis Cluster with a master that restarts', () => {
+  // A cluster of this describe's own, whose master it kills and starts again.
+  const own = new OwnCluster([7115, 7116, 7117]);
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    vi.useRealTimers();
+    await own.remove();
+  });
+
+  it("fails a write past its deadline and drops it when the master's node client reconnects, before that client writes its queue", async () => {
+    await own.start();
+    // Node clients that try again only every 4 s: the restarted master has taken its slots back
+    // (a master rejoins after cluster-node-timeout, 2 s here) before its client reconnects.
+    const client = createCluster({
+      rootNodes: own.rootNodes,
+      defaults: { socket: { reconnectStrategy: () => 4000 } },
+    });
+    const refused: Array<() => void> = [];
+    client.on('error', () => {});
+    client.on('node-error', (error: unknown) => {
+      if ((error as { code?: unknown }).code === 'ECONNREFUSED') for (const done of refused) done();
+    });
+    await client.connect();
+    // The deadlines' periodic look never comes: only the node client's reconnect can fail the
+    // write before its queue goes out.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const store = await RedisStore.open({ client, prefix: newPrefix(), commandTimeoutMs: 500 });
+    const keySlot = async (key: string) =>
+      Number(await client.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]));
+    const masterOf = async (id: string) =>
+      client.getSlotMaster(await keySlot(`${latestPrefix}s:{${id}}`));
+    // Not the master the release subscription is on: the cluster's close() would wait for it.
+    let probe = newId();
+    for (;;) {
+      const node = await client.nodeClient(await masterOf(probe));
+      if (!String(await node.sendCommand(['CLIENT', 'LIST'])).includes(' sub=1 ')) break;
+      probe = newId();
+    }
+    const port = (await masterOf(probe)).port;
+    const restarted = own.nodes.find((each) => each.port === port);
+    if (restarted === undefined) throw new Error(`no node on port ${port}`);
+    try {
+      const attemptRefused = new Promise<void>((resolve) => refused.push(resolve));
+      await restarted.stop();
+      // The write waits in the node client's queue while it reconnects.
+      const outcome = store
+        .set(probe, { data: bytes('reported failed'), expiresAt: Date.now() + HOUR_MS })
+        .then(
+          () => 'written',
+          (error: unknown) => error,
+        );
+      await attemptRefused;
+      // Its deadline passes while the master is away.
+      const now = performance.now();
+      vi.spyOn(performance, 'now').mockReturnValue(now + 5_000);
+      // The master comes back empty: only a write sent after its restart can be there.
+      await restarted.start();
+      expect(await outcome).toMatchObject({ code: 'ERR_STORE_IO' });
+      vi.restoreAllMocks();
+      vi.useRealTimers();
+      expect(await client.exists(`${latestPrefix}s:{${probe}}`)).toBe(0);
+    } finally {
+      vi.restoreAllMocks();
+      vi.useRealTimers();
+      await store.clear().catch(() => {});
+      await store.close();
+      await client.close();
+    }
+  }, 60_000);
+});
