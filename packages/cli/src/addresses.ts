@@ -188,7 +188,8 @@ export function parseStoreAddress(text: string): StoreAddress {
     const display = hidePassword(url);
     url.search = '';
     options.url = url.href;
-    const db = url.pathname.slice(1) || '0';
+    // `/01` selects database 1, as `/1` does.
+    const db = Number(url.pathname.slice(1) || '0');
     return {
       scheme: 'redis',
       packageName: '@sessile/redis',

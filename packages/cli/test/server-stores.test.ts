@@ -106,6 +106,11 @@ describe('copy between stores on one server', () => {
       REDIS_URL,
       'redis://localhost:6379/0?prefix=sessile:',
     ],
+    [
+      'a database number with a leading zero',
+      `${REDIS_URL}/1?prefix=${prefix('same')}`,
+      `${REDIS_URL}/01?prefix=${prefix('same')}`,
+    ],
   ])('refuses one store under %s', async (_name, from, to) => {
     const result = await runCli(['copy', '--from', from, '--to', to]);
     expect(result.code).toBe(2);
