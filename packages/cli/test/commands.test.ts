@@ -1,7 +1,11 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import {
+  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -15,7 +19,7 @@ import { LevelStore } from '@sessile/level';
 import { SqliteStore } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { jsonOf, runCli, seed, tempRoot } from './helpers.js';
+import { CLI, jsonOf, runCli, seed, tempRoot } from './helpers.js';
 
 const nextDir = tempRoot('sessile-cli-commands-');
 
@@ -402,6 +406,33 @@ describe('stats, ls and show', () => {
     const json = jsonOf<{ ids: string[]; count: number }>(await runCli(['ls', url, '--json']));
     expect(json.count).toBe(40);
     expect(json.ids.sort()).toEqual([...live].sort());
+  });
+
+  it('ls into a reader that stops early exits 0, and into a full disk exits 1 in one line', async () => {
+    const { url } = await sqliteWith(3000, 0);
+    const piped = spawn(process.execPath, [CLI, 'ls', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    piped.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    // As `head -1` does: one chunk read, then the pipe closed.
+    piped.stdout.once('data', () => piped.stdout.destroy());
+    const [code] = (await once(piped, 'close')) as [number | null];
+    expect([code, stderr]).toEqual([0, '']);
+
+    const full = openSync('/dev/full', 'w');
+    try {
+      const result = spawnSync(process.execPath, [CLI, 'ls', url], {
+        stdio: ['ignore', full, 'pipe'],
+        encoding: 'utf8',
+      });
+      expect([result.status, result.stderr]).toEqual([
+        1,
+        'sessile: cannot write the output (ENOSPC)\n',
+      ]);
+    } finally {
+      closeSync(full);
+    }
   });
 
   it('ls --json that fails part way still prints one JSON document, with the failure in it', async () => {
