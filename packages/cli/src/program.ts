@@ -269,6 +269,15 @@ function parseFileExtension(text: string): string {
   return text;
 }
 
+/** What is wrong with an `argv` that names no command `sessile` has. */
+function missingCommand(argv: readonly string[]): string {
+  const named = argv.filter((arg) => !arg.startsWith('-'));
+  const unknown = named[0] === 'help' ? named[1] : named[0];
+  return unknown === undefined
+    ? 'no command given (stats, ls, show, sweep, copy or import)'
+    : `unknown command '${unknown}'`;
+}
+
 const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
 
 /** Runs `sessile` with `argv` (without node and the script); resolves to the exit code. */
@@ -284,6 +293,10 @@ export async function run(argv: readonly string[]): Promise<ExitCode> {
       // `--help`, `sessile help [command]` and `--version` print what was asked for; help
       // shown for a missing command comes with a non-zero exitCode, a usage error.
       if (HELP_CODES.has(error.code) && error.exitCode === 0) return EXIT.ok;
+      if (error.code === 'commander.help') {
+        // Help shown for no command, or for `help bogus`, whose message is "(outputHelp)".
+        return reportError(usageError(missingCommand(argv)), wantsJson(argv));
+      }
       // Commander has already said what was wrong on stderr; scripts get it as JSON on stdout.
       if (wantsJson(argv)) {
         await printFailureJson(usageError(error.message.replace(/^error: /, '')));

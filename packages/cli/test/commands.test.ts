@@ -84,6 +84,7 @@ describe('--help', () => {
     ['a missing argument', ['ls', '--json'], "missing required argument 'url'"],
     ['an option without its value', ['sweep', '--json', 'file:x', '--budget'], "'--budget <ms>'"],
     ['a missing required option', ['copy', '--json', '--from', 'file:x'], "'--to <url>'"],
+    ['an unknown command to help', ['help', 'bogus', '--json'], "unknown command 'bogus'"],
   ])('with --json, %s is one JSON document on stdout', async (_name, args, message) => {
     const result = await runCli(args);
     expect(result.code).toBe(2);
