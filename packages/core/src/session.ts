@@ -92,6 +92,8 @@ export class Session<Data extends SessionData = SessionData> {
   /** The new id `setOwner()` stored in this request, which `discard()` then deletes. */
   #storedByLogin: string | undefined;
   #regenerated = false;
+  /** The error of a callback refused (see `refuseCallback`): `commit()` rejects with it. */
+  #refused: TypeError | undefined;
 
   /** Use `SessionManager.open()`. */
   constructor(context: SessionContext, init: SessionInit<Data>) {
@@ -198,8 +200,13 @@ export class Session<Data extends SessionData = SessionData> {
    * revoked or had expired meanwhile, the session ends instead (`status` `'destroyed'`), so that
    * nothing brings its data back under the new id. Rejects with `ERR_LOCK_LOST`, changing
    * nothing, once the lock was lost: the old id may by then be another request's to save.
+   * Takes no callback (see `refuseCallback`).
    */
-  async regenerate(): Promise<void> {
+  regenerate(...none: []): Promise<void> {
+    return this.#refuseCallback('regenerate', none) ?? this.#regenerate();
+  }
+
+  async #regenerate(): Promise<void> {
     this.#assertActive('regenerate');
     if (this.#revoked) return;
     const owner = this.#owner;
@@ -329,8 +336,15 @@ export class Session<Data extends SessionData = SessionData> {
     });
   }
 
-  /** Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent. */
-  async invalidate(): Promise<void> {
+  /**
+   * Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent.
+   * Takes no callback (see `refuseCallback`).
+   */
+  invalidate(...none: []): Promise<void> {
+    return this.#refuseCallback('invalidate', none) ?? this.#invalidate();
+  }
+
+  async #invalidate(): Promise<void> {
     if (this.#destroyed) return;
     this.#assertActive('invalidate');
     this.#destroyed = true;
@@ -342,9 +356,12 @@ export class Session<Data extends SessionData = SessionData> {
    * `only: 'present'`). Otherwise it touches the record's expiry, only once `touchAfterMs` has
    * passed since the last access. Then it releases the lock, whatever happened. Idempotent:
    * later calls return the first call's result. Rejects with `ERR_LOCK_LOST` without writing
-   * when the lock was lost while the request ran.
+   * when the lock was lost while the request ran, and with the `TypeError` of a callback this
+   * session refused (see `refuseCallback`), writing nothing.
    */
-  commit(): Promise<CommitOutcome> {
+  commit(...none: []): Promise<CommitOutcome> {
+    const refused = this.#refuseCallback('commit', none);
+    if (refused !== undefined) return refused;
     this.#commit ??= this.#settled(this.#commitOnce());
     return this.#commit;
   }
@@ -356,9 +373,11 @@ export class Session<Data extends SessionData = SessionData> {
    * did to the store stands, and so do the sessions a `setOwner()` under `'evict-oldest'`
    * evicted: call it last in a login that may still fail. Resolves `'destroyed'` after
    * `invalidate()`, else `'unchanged'`. The first of `commit()` and `discard()` decides; later
-   * calls of either return its result.
+   * calls of either return its result. Takes no callback (see `refuseCallback`).
    */
-  discard(): Promise<CommitOutcome> {
+  discard(...none: []): Promise<CommitOutcome> {
+    const refused = this.#refuseCallback('discard', none);
+    if (refused !== undefined) return refused;
     this.#commit ??= this.#settled(this.#discardOnce());
     return this.#commit;
   }
@@ -385,6 +404,7 @@ export class Session<Data extends SessionData = SessionData> {
   async #commitOnce(): Promise<CommitOutcome> {
     this.#stopExtending();
     try {
+      if (this.#refused !== undefined) throw this.#refused;
       if (this.#destroyed) return 'destroyed';
       this.#assertLockHeld();
       return await this.#write(true);
@@ -529,6 +549,31 @@ export class Session<Data extends SessionData = SessionData> {
   #end(): void {
     this.#destroyed = true;
     this.#revoked = true;
+  }
+
+  /**
+   * express-session's callback idiom (`req.session.regenerate(err => …)`, as passport calls it)
+   * refused: `undefined` when `args` holds no function. These methods return promises, and one
+   * given a callback would never call it, so the route waiting for it would hang holding the
+   * lock. Instead the promise rejects with a `TypeError` saying to await the call, the callback
+   * gets that error (so the route answers it through its framework's error handling), and the
+   * session's `commit()` rejects with it too, writing nothing: a login whose `regenerate()` was
+   * refused is never saved under the old id, even by a callback that ignores its error.
+   */
+  #refuseCallback(method: string, args: readonly unknown[]): Promise<never> | undefined {
+    const callback = args.find((arg) => typeof arg === 'function') as
+      | ((error: TypeError) => void)
+      | undefined;
+    if (callback === undefined) return undefined;
+    const error = new TypeError(
+      `session.${method}() takes no callback: it returns a promise; use await session.${method}() instead`,
+    );
+    this.#refused ??= error;
+    queueMicrotask(() => callback(error));
+    const refused = Promise.reject(error);
+    // The callback already has the error: a caller that drops the promise must not crash the process.
+    refused.catch(() => {});
+    return refused;
   }
 
   #assertActive(action: string): void {
