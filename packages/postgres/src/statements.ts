@@ -1,6 +1,5 @@
-import { MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH } from '@sessile/core';
 import { notifyPayloadSql } from './listener.js';
-import { qualified, type SchemaNames } from './schema.js';
+import { qualified, type SchemaNames, VALID_ID } from './schema.js';
 
 /** One named statement: `name` prepares it once per connection. */
 export interface Statement {
@@ -98,8 +97,6 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     `(${column} > ${at} AND ${column} < 'Infinity')`;
   const gone = (at: string, column = 'expires_at') =>
     `(${column} <= ${at} OR ${column} >= 'Infinity')`;
-  // Core's isSessionId in SQL: every call on another id rejects, so ids() and count() skip it.
-  const sessionId = `id ~ '^[A-Za-z0-9_-]{${MIN_SESSION_ID_LENGTH},${MAX_SESSION_ID_LENGTH}}$'`;
   // Rows are written (or locked first) in id order, so two batches on any hosts take shared rows
   // in one order and never deadlock; ids compare as the column does.
   const lockLive = (nowAt: number) =>
@@ -259,11 +256,14 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
     ),
     count: statement(
       'count',
-      `SELECT count(*)::float8 AS count FROM ${table} WHERE ${live('$1')} AND ${sessionId}`,
+      // The live rows, from the expiry index alone, less the live ones in the (empty) index of
+      // invalid ids: no id of a valid row is read.
+      `SELECT ((SELECT count(*) FROM ${table} WHERE ${live('$1')})
+         - (SELECT count(*) FROM ${table} WHERE NOT ${VALID_ID} AND ${live('$1')}))::float8 AS count`,
     ),
     idsPage: statement(
       'ids_page',
-      `SELECT id FROM ${table} WHERE id > $1 AND ${live('$2')} AND ${sessionId} ORDER BY id LIMIT $3`,
+      `SELECT id FROM ${table} WHERE id > $1 AND ${live('$2')} AND ${VALID_ID} ORDER BY id LIMIT $3`,
     ),
     // One page of a clear: the first $2 ids after $1. Rows are locked in id order, as every
     // batch locks them, so a clear on one host and a batch on another cannot deadlock; a plain
