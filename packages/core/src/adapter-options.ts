@@ -1,5 +1,10 @@
 import { jsonCodec, type SessionData } from './codecs.js';
-import { SessionCookie, type SessionCookieAttributes, type VerifiedCookie } from './cookies.js';
+import {
+  COOKIE_ATTRIBUTE_NAMES,
+  SessionCookie,
+  type SessionCookieAttributes,
+  type VerifiedCookie,
+} from './cookies.js';
 import {
   type AcceptExpressSessionOptions,
   ExpressSessionCookie,
@@ -163,6 +168,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       );
     }
   }
+  assertNoCookieAttributes(given, frameworkOptions, where);
   assertKnownOptions(given, [...ADAPTER_OPTIONS, ...MANAGER_OPTIONS, ...frameworkOptions], where);
   if (ownsManager && (given as { store?: unknown }).store === undefined) {
     throw new TypeError(`${where} needs options { store, secret }: store is missing`);
@@ -302,6 +308,25 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       };
     },
   };
+}
+
+/**
+ * Refuses a cookie attribute given beside `secret` instead of in `cookie` (koa-session's
+ * top-level `maxAge`, as `maxAgeMs` here), naming where it goes; a plain "did you mean" would
+ * point `maxAge` to `manager` and `secure` to `secret`.
+ */
+function assertNoCookieAttributes(
+  options: object,
+  frameworkOptions: readonly string[],
+  where: string,
+): void {
+  for (const name of Object.keys(options)) {
+    const attribute = name === 'maxAge' ? 'maxAgeMs' : name;
+    if (frameworkOptions.includes(name) || !COOKIE_ATTRIBUTE_NAMES.includes(attribute as never)) {
+      continue;
+    }
+    throw new TypeError(`${where}: unknown option '${name}'; did you mean 'cookie.${attribute}'?`);
+  }
 }
 
 /** The session each request runs with, by its Node request or response (see `openedFor`). */

@@ -74,7 +74,8 @@ export const MIN_SECRET_LENGTH = 32;
 export const MAX_COOKIE_AGE_MS = 400 * 24 * 60 * 60_000;
 
 const OWN_NAMING: SessionCookieNaming = { where: 'SessionCookie', secrets: 'secrets' };
-const ATTRIBUTE_NAMES = [
+/** The cookie's attribute options, which the HTTP adapters take inside `cookie`. */
+export const COOKIE_ATTRIBUTE_NAMES = [
   'name',
   'httpOnly',
   'secure',
@@ -116,9 +117,9 @@ export class SessionCookie {
     }
     const { secrets, ...attributes } = options;
     if (attributesIn === undefined) {
-      assertKnownOptions(options, [naming.secrets, ...ATTRIBUTE_NAMES], where);
+      assertKnownOptions(options, [naming.secrets, ...COOKIE_ATTRIBUTE_NAMES], where);
     } else {
-      assertKnownOptions(attributes, ATTRIBUTE_NAMES, `${where} ${attributesIn}`);
+      assertKnownOptions(attributes, COOKIE_ATTRIBUTE_NAMES, `${where} ${attributesIn}`);
     }
     const option = (name: string) =>
       attributesIn === undefined ? name : `${attributesIn}.${name}`;
