@@ -11,7 +11,11 @@ import {
   readingExpressSessions,
 } from './express-session.js';
 import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
-import { MANAGER_OPTIONS } from './manager-options.js';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  defaultTouchAfterMs,
+  MANAGER_OPTIONS,
+} from './manager-options.js';
 import type { CommitOutcome, Session } from './session.js';
 import {
   assertKnownOptions,
@@ -212,6 +216,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
     { where, secrets: 'secret', attributesIn: 'cookie' },
     expressSession,
   );
+  assertCookieOutlivesTouch(cookie, given, where);
   const managerOptions = pick(given, MANAGER_OPTIONS) as unknown as SessionManagerOptions;
   if (expressSession !== undefined) {
     managerOptions.codec = readingExpressSessions(managerOptions.codec ?? jsonCodec());
@@ -327,6 +332,37 @@ function assertNoCookieAttributes(
     }
     throw new TypeError(`${where}: unknown option '${name}'; did you mean 'cookie.${attribute}'?`);
   }
+}
+
+/**
+ * Refuses a persistent cookie that expires before its session's next touch: the cookie is
+ * resent only by a save or a touch, so an active user's browser would drop it.
+ */
+function assertCookieOutlivesTouch(
+  cookie: SessionCookie,
+  options: { manager?: { touchAfterMs: number }; touchAfterMs?: unknown; idleTimeoutMs?: unknown },
+  where: string,
+): void {
+  const maxAgeMs = cookie.maxAgeMs;
+  if (maxAgeMs === undefined) return;
+  let touchAfterMs: unknown;
+  let whose = '';
+  if (options.manager !== undefined) {
+    touchAfterMs = options.manager.touchAfterMs;
+    whose = " (the manager's)";
+  } else if (options.touchAfterMs !== undefined) {
+    touchAfterMs = options.touchAfterMs;
+  } else {
+    const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    // An invalid idleTimeoutMs is the manager's to refuse, naming it.
+    if (typeof idleTimeoutMs !== 'number') return;
+    touchAfterMs = defaultTouchAfterMs(idleTimeoutMs);
+    whose = ' (the default: idleTimeoutMs / 10, at most 60000)';
+  }
+  if (typeof touchAfterMs !== 'number' || !(touchAfterMs >= maxAgeMs)) return;
+  throw new TypeError(
+    `${where}: touchAfterMs must be less than cookie.maxAgeMs (${maxAgeMs}), got ${touchAfterMs}${whose}: the cookie is resent only when its session is saved or touched, so an active user's browser would drop it`,
+  );
 }
 
 /** The session each request runs with, by its Node request or response (see `openedFor`). */

@@ -188,6 +188,11 @@ export class SessionCookie {
     this.#attributes = parts.join('; ');
   }
 
+  /** The cookie's lifetime, `undefined` for a browser-session cookie. */
+  get maxAgeMs(): number | undefined {
+    return this.#maxAgeMs;
+  }
+
   /** True when the cookie carries an expiry, so each save or touch should resend it. */
   get persistent(): boolean {
     return this.#maxAgeMs !== undefined;

@@ -21,6 +21,11 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000;
  */
 export const MAX_SESSION_TIMEOUT_MS = 8.64e15 / 2;
 
+/** `touchAfterMs` when not given: a tenth of `idleTimeoutMs`, at most 60 s. */
+export function defaultTouchAfterMs(idleTimeoutMs: number): number {
+  return Math.min(60_000, Math.floor(idleTimeoutMs / 10));
+}
+
 export interface SessionLockOptions {
   /** How long `open()` waits for another request on the same session. Default 10 000. */
   waitMs?: number;

@@ -15,6 +15,7 @@ import {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,
+  defaultTouchAfterMs,
   MANAGER_OPTIONS,
   MAX_SESSION_TIMEOUT_MS,
   normalizeLockOptions,
@@ -136,7 +137,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       MAX_SESSION_TIMEOUT_MS,
     );
     this.touchAfterMs = checkDuration(
-      options.touchAfterMs ?? Math.min(60_000, Math.floor(this.idleTimeoutMs / 10)),
+      options.touchAfterMs ?? defaultTouchAfterMs(this.idleTimeoutMs),
       'touchAfterMs',
       true,
     );

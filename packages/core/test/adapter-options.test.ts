@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryStore, manual } from '../src/index.js';
+import { MemoryStore, manual, SessionManager } from '../src/index.js';
 import { openSessionAdapter } from '../src/store.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
@@ -41,5 +41,43 @@ describe('openSessionAdapter options', () => {
     expect(refusal({ httpOnly: false })).toBe(
       "sessile(): unknown option 'httpOnly'; did you mean 'cookie.httpOnly'?",
     );
+  });
+
+  it('refuses a cookie.maxAgeMs no longer than touchAfterMs, naming both: an active user would lose the cookie', () => {
+    // The default touchAfterMs is 60 s: requests every 400 ms never resent a 1 s cookie.
+    expect(refusal({ cookie: { maxAgeMs: 1000 } })).toBe(
+      "sessile(): touchAfterMs must be less than cookie.maxAgeMs (1000), got 60000 (the default: idleTimeoutMs / 10, at most 60000): the cookie is resent only when its session is saved or touched, so an active user's browser would drop it",
+    );
+    expect(refusal({ cookie: { maxAgeMs: 5000 }, touchAfterMs: 5000 }, '@sessile/koa')).toMatch(
+      /^@sessile\/koa: touchAfterMs must be less than cookie\.maxAgeMs \(5000\), got 5000:/,
+    );
+    expect(refusal({ cookie: { maxAgeMs: 3000 }, idleTimeoutMs: 60_000 })).toMatch(
+      /cookie\.maxAgeMs \(3000\), got 6000 \(the default/,
+    );
+    const store = new MemoryStore();
+    const manager = new SessionManager({ store, cleanup: manual() });
+    expect(() =>
+      openSessionAdapter({ manager, secret: SECRET, cookie: { maxAgeMs: 60_000 } }, 'sessile()'),
+    ).toThrow(
+      "sessile(): touchAfterMs must be less than cookie.maxAgeMs (60000), got 60000 (the manager's)",
+    );
+    void manager.close();
+    void store.close();
+  });
+
+  it('takes a cookie.maxAgeMs longer than touchAfterMs, and a browser-session cookie with any', async () => {
+    for (const options of [
+      { cookie: { maxAgeMs: 1000 }, touchAfterMs: 999 },
+      { cookie: { maxAgeMs: 60_001 } },
+      { touchAfterMs: 10 * 60_000 },
+    ]) {
+      const store = new MemoryStore();
+      const adapter = openSessionAdapter(
+        { store, secret: SECRET, cleanup: manual(), ...options },
+        'sessile()',
+      );
+      await adapter.manager.close();
+      await store.close();
+    }
   });
 });
