@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, type FileHandle, open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 
 /**
@@ -28,12 +30,19 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
   if (path === undefined) {
     return { has: () => false, record: async () => {}, close: async () => {} };
   }
-  let text = '';
+  let text: string | undefined;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ledgerError(path, error);
   }
+  if (dryRun) {
+    // A dry run opens nothing for writing, yet must fail where the real run would.
+    await access(text === undefined ? dirname(path) : path, constants.W_OK).catch((error) => {
+      throw ledgerError(path, error);
+    });
+  }
+  text ??= '';
   const lines = text.split('\n').filter((line) => line !== '');
   // Every line is an entry, or the start of one a killed run tore: anything else is another
   // file (a peer's session file, the app's config), which appending to would damage.

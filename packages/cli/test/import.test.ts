@@ -857,6 +857,22 @@ describe('what cannot be imported', () => {
     expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 2 } });
     expect(existsSync(targetPath)).toBe(false);
   });
+
+  it('--dry-run with a --ledger the real run could not create fails as the real run does', async () => {
+    const peer = nextDir();
+    mkdirSync(peer, { recursive: true });
+    const ledger = join(nextDir(), 'missing', 'import.ledger');
+    const args = ['import', '--from', `session-file-store:${peer}`, '--to', `sqlite:${peer}.db`];
+    for (const dryRun of [['--dry-run'], []]) {
+      const result = await runCli([...args, '--ledger', ledger, ...dryRun, '--json']);
+      expect([dryRun, result.code, jsonOf(result)]).toMatchObject([
+        dryRun,
+        1,
+        { error: { code: 'ERR_STORE_IO', message: `--ledger ${ledger}: ENOENT` } },
+      ]);
+    }
+    expect(existsSync(`${peer}.db`)).toBe(false);
+  });
 });
 
 describe('importing again after the new app took over', () => {
