@@ -21,6 +21,7 @@ import {
   assertNonNegativeNumber,
   assertPositiveInteger,
   describeValue,
+  MAX_DATE_MS,
 } from './util.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
@@ -154,8 +155,11 @@ function bytesOver(record: SessionRecord, limit: number): number | undefined {
 }
 
 function assertExpiresAt(value: unknown, name: string): asserts value is number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new TypeError(`${name} must be a finite number of ms since the epoch`);
+  // A later time is no Date: stores and readers that turn it into one would get Invalid Date.
+  if (typeof value !== 'number' || !Number.isFinite(value) || value > MAX_DATE_MS) {
+    throw new TypeError(
+      `${name} must be a finite number of ms since the epoch, at most ${MAX_DATE_MS} (the last time a Date can hold)`,
+    );
   }
 }
 

@@ -9,6 +9,7 @@ import {
   assertKnownOptions,
   assertPositiveInteger,
   describeValue,
+  MAX_DATE_MS,
   MAX_TIMER_MS,
 } from './util.js';
 
@@ -19,7 +20,7 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000;
  * The longest `idleTimeoutMs` and `absoluteTimeoutMs`: half the range of a `Date` (about 137,000
  * years), so that `now + timeout`, a session's expiry, is a time a `Date` can hold.
  */
-export const MAX_SESSION_TIMEOUT_MS = 8.64e15 / 2;
+export const MAX_SESSION_TIMEOUT_MS = MAX_DATE_MS / 2;
 
 /** `touchAfterMs` when not given: a tenth of `idleTimeoutMs`, at most 60 s. */
 export function defaultTouchAfterMs(idleTimeoutMs: number): number {

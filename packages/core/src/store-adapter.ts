@@ -6,6 +6,7 @@ import {
   type SessionData,
 } from './codecs.js';
 import { isSessionId } from './ids.js';
+import { MAX_SESSION_TIMEOUT_MS } from './manager-options.js';
 import { READS_TEXT, recordText, TextRecord, takesText } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
@@ -17,7 +18,7 @@ export interface StoreAdapterOptions {
   codec?: SessionCodec;
   /**
    * Lifetime of a session the library stores without an expiry. Default 24 hours. It arms no
-   * timer, so any duration up to `Number.MAX_SAFE_INTEGER` is accepted.
+   * timer, so any duration up to `MAX_SESSION_TIMEOUT_MS` (about 137,000 years) is accepted.
    */
   defaultTtlMs?: number;
 }
@@ -60,7 +61,7 @@ export function openStoreAdapter(
   const defaultTtlMs = given.defaultTtlMs ?? 24 * 60 * 60_000;
   assertDuration(defaultTtlMs, `${where}: defaultTtlMs`, {
     zero: false,
-    max: Number.MAX_SAFE_INTEGER,
+    max: MAX_SESSION_TIMEOUT_MS,
   });
   if (given.codec !== undefined) assertCodec(given.codec, `${where}: codec`);
   const sessionStore = store as SessionStore;

@@ -48,6 +48,9 @@ export function assertPositiveInteger(value: unknown, name: string): asserts val
   }
 }
 
+/** The last time a `Date` can hold, in ms since the epoch (ECMA-262's time value range). */
+export const MAX_DATE_MS = 8.64e15;
+
 /**
  * The longest delay Node's timers honour. A longer `setTimeout` fires after 1 ms, so every
  * duration that arms a timer is refused above this (about 24.8 days).
