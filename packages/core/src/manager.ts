@@ -387,7 +387,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
       storedExpiresAt: expiresAt,
       data: envelope.data as Data,
       owner: envelope.owner,
-      meta: envelope.meta,
+      // An owned session's meta is {} when the login recorded nothing, as `sessionsOf` lists it.
+      meta: envelope.meta ?? (envelope.owner === undefined ? undefined : {}),
       retiredUntil: envelope.retiredUntil,
       lock,
       loginMeta: options.loginMeta,

@@ -156,7 +156,10 @@ export class Session<Data extends SessionData = SessionData> {
     return this.#owner;
   }
 
-  /** What was captured at login (`setOwner`'s `meta`, or the adapter's `loginMeta`). */
+  /**
+   * What was captured at login (`setOwner`'s `meta`, or the adapter's `loginMeta`): `{}` when
+   * neither gave anything, `undefined` before login.
+   */
   get meta(): SessionData | undefined {
     return this.#meta;
   }
@@ -305,8 +308,8 @@ export class Session<Data extends SessionData = SessionData> {
     }
     // Copied before anything changes, so meta that JSON cannot hold (a BigInt, a cycle) refuses
     // the login with the session as it was.
-    const copied =
-      captured === undefined ? undefined : (JSON.parse(JSON.stringify(captured)) as SessionData);
+    const copied: SessionData =
+      captured === undefined ? {} : (JSON.parse(JSON.stringify(captured)) as SessionData);
     await this.#context.owners.login(owner, this.#id, async () => {
       const previous = { owner: this.#owner, meta: this.#meta, mustSave: this.#mustSave };
       this.#owner = owner;

@@ -113,6 +113,21 @@ describe('session.setOwner', () => {
     expect((await manager.sessionsOf('bob'))[0]?.meta).toEqual({ label: 'phone' });
   });
 
+  it('records meta {} when neither setOwner nor a loginMeta that returns undefined gives any, as sessionsOf lists it', async () => {
+    const { manager } = setup();
+    for (const loginMeta of [() => undefined, undefined]) {
+      const session = await manager.open(undefined, loginMeta === undefined ? {} : { loginMeta });
+      expect(session.meta).toBeUndefined();
+      await session.setOwner('ada');
+      expect(session.meta).toEqual({});
+      await session.commit();
+      const next = await manager.open(session.id);
+      expect(next.meta).toEqual({});
+      await next.commit();
+    }
+    expect((await manager.sessionsOf('ada')).map((listed) => listed.meta)).toEqual([{}, {}]);
+  });
+
   it('moves the session to a new owner, and regenerate() keeps the owner on the new id', async () => {
     const { manager } = setup();
     const session = await manager.open(undefined);
