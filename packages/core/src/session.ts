@@ -203,7 +203,7 @@ export class Session<Data extends SessionData = SessionData> {
    * revoked or had expired meanwhile, the session ends instead (`status` `'destroyed'`), so that
    * nothing brings its data back under the new id. Rejects with `ERR_LOCK_LOST`, changing
    * nothing, once the lock was lost: the old id may by then be another request's to save.
-   * Takes no callback (see `refuseCallback`).
+   * A callback is refused: await the promise instead.
    */
   regenerate(...none: []): Promise<void> {
     return this.#refuseCallback('regenerate', none) ?? this.#regenerate();
@@ -341,7 +341,7 @@ export class Session<Data extends SessionData = SessionData> {
 
   /**
    * Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent.
-   * Takes no callback (see `refuseCallback`).
+   * A callback is refused: await the promise instead.
    */
   invalidate(...none: []): Promise<void> {
     return this.#refuseCallback('invalidate', none) ?? this.#invalidate();
@@ -359,8 +359,8 @@ export class Session<Data extends SessionData = SessionData> {
    * `only: 'present'`). Otherwise it touches the record's expiry, only once `touchAfterMs` has
    * passed since the last access. Then it releases the lock, whatever happened. Idempotent:
    * later calls return the first call's result. Rejects with `ERR_LOCK_LOST` without writing
-   * when the lock was lost while the request ran, and with the `TypeError` of a callback this
-   * session refused (see `refuseCallback`), writing nothing.
+   * when the lock was lost while the request ran, and, writing nothing, with the `TypeError`
+   * of a callback given to any of this session's methods.
    */
   commit(...none: []): Promise<CommitOutcome> {
     const refused = this.#refuseCallback('commit', none);
@@ -376,7 +376,7 @@ export class Session<Data extends SessionData = SessionData> {
    * did to the store stands, and so do the sessions a `setOwner()` under `'evict-oldest'`
    * evicted: call it last in a login that may still fail. Resolves `'destroyed'` after
    * `invalidate()`, else `'unchanged'`. The first of `commit()` and `discard()` decides; later
-   * calls of either return its result. Takes no callback (see `refuseCallback`).
+   * calls of either return its result. A callback is refused: await the promise instead.
    */
   discard(...none: []): Promise<CommitOutcome> {
     const refused = this.#refuseCallback('discard', none);
