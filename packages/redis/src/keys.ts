@@ -54,8 +54,8 @@ export class KeyLayout {
 
 /**
  * The latest time the store asks Redis to keep a key until: JavaScript's last `Date` (year
- * 275760), later than any real session and far below where Redis refuses a PXAT, a PEXPIREAT or
- * an owner index's expiry (twice a score). A record keeps its exact `expiresAt` in its value.
+ * 275760), the latest `expiresAt` a store takes, and far below where Redis refuses a PXAT, a
+ * PEXPIREAT or an owner index's expiry (twice a score), which an owner entry's score can reach.
  */
 export const LATEST_REDIS_TIME_MS = 8.64e15;
 

@@ -804,11 +804,11 @@ describe('RedisStore and core library adapters', () => {
 });
 
 describe('RedisStore far-future expiresAt', () => {
-  // Finite, so valid by the contract, but past any time Redis takes as a PXAT or PEXPIREAT.
-  const FAR = [1e19, 1e300];
+  // The last time a Date holds, the latest expiresAt a store takes, and the latest PXAT Redis takes.
   const LATEST_MS = 8.64e15;
+  const FAR = [LATEST_MS - 0.25, LATEST_MS];
 
-  it('a record keeps its exact expiresAt; Redis is given the latest time it takes', async () => {
+  it('a record keeps its exact expiresAt up to the last Date; Redis is given a time it takes', async () => {
     await withStore(async (store, prefix) => {
       for (const expiresAt of FAR) {
         for (const owner of [undefined, 'ada']) {
@@ -816,7 +816,7 @@ describe('RedisStore far-future expiresAt', () => {
           const record = { data: bytes('far'), expiresAt, owner };
           expect(await store.set(id, record)).toBe(true);
           expect((await store.get(id))?.expiresAt).toBe(expiresAt);
-          expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(LATEST_MS);
+          expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(Math.ceil(expiresAt) - 1);
           expect(await store.set(id, record, { only: 'present' })).toBe(true);
         }
       }
@@ -826,17 +826,29 @@ describe('RedisStore far-future expiresAt', () => {
     });
   });
 
-  it('touch to a far-future expiresAt moves the record and its TTL together', async () => {
+  it('refuses an expiresAt past the last Date with a TypeError, and stores nothing', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      for (const expiresAt of [LATEST_MS + 1, 1e19, 1e300]) {
+        await expect(store.set(id, { data: bytes('far'), expiresAt })).rejects.toThrow(TypeError);
+      }
+      expect(await raw.exists(`${prefix}s:{${id}}`)).toBe(0);
+      await store.set(id, { data: bytes('t'), expiresAt: Date.now() + HOUR_MS });
+      await expect(store.touch(id, 1e300)).rejects.toThrow(TypeError);
+    });
+  });
+
+  it('touch to the last Date moves the record and its TTL together', async () => {
     await withStore(async (store, prefix) => {
       for (const owner of [undefined, 'ada']) {
         const id = newId();
         await store.set(id, { data: bytes('t'), expiresAt: Date.now() + HOUR_MS, owner });
-        expect(await store.touch(id, 1e300)).toBe(true);
-        expect((await store.get(id))?.expiresAt).toBe(1e300);
-        expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(LATEST_MS);
+        expect(await store.touch(id, LATEST_MS)).toBe(true);
+        expect((await store.get(id))?.expiresAt).toBe(LATEST_MS);
+        expect(await raw.pExpireTime(`${prefix}s:{${id}}`)).toBe(LATEST_MS - 1);
       }
       expect((await store.ownedBy('ada')).map((session) => session.record.expiresAt)).toEqual([
-        1e300,
+        LATEST_MS,
       ]);
     });
   });
@@ -849,7 +861,7 @@ describe('RedisStore far-future expiresAt', () => {
       await raw.set(indexKey(prefix, 'mallory'), 'not a sorted set');
       const results = await Promise.allSettled([
         store.set(ada, { data: bytes('a'), expiresAt: soon, owner: 'ada' }, { only: 'absent' }),
-        store.set(far, { data: bytes('f'), expiresAt: 1e300, owner: 'bob' }, { only: 'absent' }),
+        store.set(far, { data: bytes('f'), expiresAt: 8.64e15, owner: 'bob' }, { only: 'absent' }),
         store.set(cy, { data: bytes('c'), expiresAt: soon, owner: 'cy' }, { only: 'absent' }),
         store.set(
           blocked,
