@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { MAX_SESSION_TIMEOUT_MS } from '@sessile/core';
 import { Command, CommanderError, Option } from 'commander';
 import { STORE_SCHEMES } from './addresses.js';
 import { AES_KEYS_VARIABLE } from './codec.js';
@@ -250,6 +251,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
           '--default-ttl',
           'milliseconds',
           1,
+          MAX_SESSION_TIMEOUT_MS,
         ),
         ...(options.ledger === undefined ? {} : { ledger: String(options.ledger) }),
       });

@@ -39,6 +39,7 @@ export {
   DEFAULT_ABSOLUTE_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_SWEEP_INTERVAL_MS,
+  MAX_SESSION_TIMEOUT_MS,
   type SessionLockOptions,
   type SessionManagerOptions,
 } from './manager-options.js';

@@ -54,7 +54,7 @@ export interface ToExpressStoreOptions {
   codec?: SessionCodec;
   /**
    * Lifetime of a session whose cookie has no expiry (a browser-session cookie). Default 24
-   * hours. It arms no timer, so any duration up to `Number.MAX_SAFE_INTEGER` is accepted.
+   * hours. It arms no timer; any duration up to `MAX_SESSION_TIMEOUT_MS` (4.32e15) is accepted.
    */
   defaultTtlMs?: number;
 }

@@ -31,8 +31,8 @@ export interface ToHonoSessionsStoreOptions {
   codec?: SessionCodec;
   /**
    * Lifetime of a session without `_expire` (hono-sessions without `expireAfterSeconds`).
-   * Default 24 hours. It arms no timer, so any duration up to `Number.MAX_SAFE_INTEGER` is
-   * accepted.
+   * Default 24 hours. It arms no timer; any duration up to `MAX_SESSION_TIMEOUT_MS` (4.32e15)
+   * is accepted.
    */
   defaultTtlMs?: number;
 }

@@ -33,8 +33,8 @@ export interface ToKoaSessionStoreOptions {
   codec?: SessionCodec;
   /**
    * Lifetime of a session koa-session stores with `maxAge: 'session'` (a browser-session
-   * cookie). Default 24 hours. It arms no timer, so any duration up to
-   * `Number.MAX_SAFE_INTEGER` is accepted.
+   * cookie). Default 24 hours. It arms no timer; any duration up to
+   * `MAX_SESSION_TIMEOUT_MS` (4.32e15) is accepted.
    */
   defaultTtlMs?: number;
 }
