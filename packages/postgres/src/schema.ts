@@ -376,7 +376,9 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
   // Normally empty, so count() subtracts these rows without reading any id, and each write
   // pays one check of its id.
   if (!state.invalidIdIndexExists) {
-    statements.push(`CREATE INDEX "${names.invalidIdIndex}" ON ${table} (id) WHERE NOT ${VALID_ID}`);
+    statements.push(
+      `CREATE INDEX "${names.invalidIdIndex}" ON ${table} (id) WHERE NOT ${VALID_ID}`,
+    );
   }
   // Leases need no crash safety: a crash that empties the table makes every holder's fenced
   // write fail with ERR_LOCK_LOST, and skipping the WAL spares each claim and release a flush.
