@@ -68,6 +68,7 @@ export {
 // one that lends a record with `RECORD_TEXT` to a reader that `readsText` spares it the UTF-8
 // decode of the record's data.
 export { LentText, READS_TEXT, RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
+export { sessionProperty } from './session-property.js';
 export {
   decodeLibrarySession,
   encodeLibrarySession,

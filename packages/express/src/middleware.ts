@@ -13,6 +13,7 @@ import type {
 import {
   openSessionAdapter,
   type SessionAdapterOptions,
+  sessionProperty,
   setGivenHeaders,
 } from '@sessile/core/store';
 
@@ -215,31 +216,10 @@ export function sessile<Data extends SessionData = SessionData>(
   return middleware;
 }
 
-const SESSION = Symbol('sessile session');
-
-/**
- * `req.session`, which cannot be assigned: `req.session = null` logs out with cookie-session and
- * with express-session's `unset: 'destroy'`, and here would leave the session stored and its
- * cookie valid, the user signed in without a word. One shared getter and setter for every
- * request, so each request keeps one shape.
- */
-const SESSION_PROPERTY: PropertyDescriptor = {
-  get(this: { [SESSION]?: unknown }) {
-    return this[SESSION];
-  },
-  set() {
-    throw new TypeError(
-      "sessile(): req.session is the request's Session and cannot be replaced; to log out, await req.session.invalidate()",
-    );
-  },
-  enumerable: true,
-  configurable: true,
-};
-
-function setSession(req: IncomingMessage, session: Session<SessionData>): void {
-  (req as { [SESSION]?: unknown })[SESSION] = session;
-  Object.defineProperty(req, 'session', SESSION_PROPERTY);
-}
+/** Sets `req.session`, which cannot be assigned: log out with `invalidate()`, not `req.session = null`. */
+const setSession = sessionProperty(
+  "sessile(): req.session is the request's Session and cannot be replaced; to log out, await req.session.invalidate()",
+);
 
 function appendSetCookie(res: ServerResponse, header: string): void {
   const existing = res.getHeader('set-cookie');

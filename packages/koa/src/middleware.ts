@@ -8,7 +8,11 @@ import type {
   SessionManager,
   SessionManagerOptions,
 } from '@sessile/core';
-import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
+import {
+  openSessionAdapter,
+  type SessionAdapterOptions,
+  sessionProperty,
+} from '@sessile/core/store';
 import type { Middleware, ParameterizedContext } from 'koa';
 
 export type SessileCookieOptions = SessionCookieAttributes;
@@ -144,30 +148,10 @@ export function sessile<Data extends SessionData = SessionData>(
   return middleware;
 }
 
-const SESSION = Symbol('sessile session');
-
-/**
- * `ctx.session`, which cannot be assigned: koa-session logs out with `ctx.session = null`, which
- * here would leave the session stored and its cookie valid, the user signed in without a word.
- * The getter and setter are shared by every context, so each context keeps one shape.
- */
-const SESSION_PROPERTY: PropertyDescriptor = {
-  get(this: { [SESSION]?: unknown }) {
-    return this[SESSION];
-  },
-  set() {
-    throw new TypeError(
-      "@sessile/koa: ctx.session is the request's Session and cannot be replaced; to log out, await ctx.session.invalidate()",
-    );
-  },
-  enumerable: true,
-  configurable: true,
-};
-
-function setSession(ctx: ParameterizedContext, session: Session<SessionData>): void {
-  (ctx as { [SESSION]?: unknown })[SESSION] = session;
-  Object.defineProperty(ctx, 'session', SESSION_PROPERTY);
-}
+/** Sets `ctx.session`, which cannot be assigned: koa-session logs out with `ctx.session = null`. */
+const setSession = sessionProperty(
+  "@sessile/koa: ctx.session is the request's Session and cannot be replaced; to log out, await ctx.session.invalidate()",
+);
 
 /**
  * Adds `cookies` to the response Koa's own error handling sends for this request, should an
