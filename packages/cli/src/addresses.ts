@@ -152,6 +152,19 @@ function storeParameters(url: URL, known: readonly string[]): Record<string, str
   return parameters;
 }
 
+/**
+ * The libpq connection parameters a `postgres://` store address passes to the driver as they are
+ * (node-postgres reads them from the connection string): a managed server that requires TLS is
+ * reached with `?sslmode=require` (or `verify-full` and a `sslrootcert`).
+ */
+const POSTGRES_CONNECTION_PARAMETERS: readonly string[] = [
+  'sslmode',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
+  'application_name',
+];
+
 /** A percent-encoded part of a server address, decoded; one that is not is a usage error naming it. */
 function decodedOrRefused(part: string, url: URL): string {
   try {
@@ -203,10 +216,16 @@ export function parseStoreAddress(text: string): StoreAddress {
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
     const url = parseServerUrl(text);
-    const options: Record<string, unknown> = storeParameters(url, ['schema', 'table']);
+    const given = storeParameters(url, ['schema', 'table', ...POSTGRES_CONNECTION_PARAMETERS]);
     // Shown with its schema and table: two tables in one database are two stores.
     const display = hidePassword(url);
-    url.search = '';
+    const options: Record<string, unknown> = {};
+    const connection = new URLSearchParams();
+    for (const [key, value] of Object.entries(given)) {
+      if (POSTGRES_CONNECTION_PARAMETERS.includes(key)) connection.set(key, value);
+      else options[key] = value;
+    }
+    url.search = connection.toString();
     options.connectionString = url.href;
     // PostgreSQL's default database is the user's name.
     const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);

@@ -193,3 +193,35 @@ describe('a PostgreSQL store with a row whose id was inserted by hand', () => {
     expect(jsonOf(result)).toMatchObject({ corrupt: 0 });
   });
 });
+
+describe('libpq connection parameters in a postgres:// address', () => {
+  it('reach the driver: with sslmode=disable it connects, and sslmode=require is asked of the server', async () => {
+    const source = schema('libpq');
+    await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 2);
+    const plain = await runCli([
+      'stats',
+      `${PG_URL}?schema=${source}&sslmode=disable&application_name=sessile-cli-${run}`,
+      '--json',
+    ]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(jsonOf(plain)).toMatchObject({ live: 2 });
+    // This server has no TLS: a store that asked for it is refused, naming the server.
+    const tls = await runCli(['stats', `${PG_URL}?schema=${source}&sslmode=require`, '--json']);
+    expect(tls.code).toBe(1);
+    expect(tls.stderr).toMatch(/SSL/i);
+    expect(tls.stderr).toContain('127.0.0.1:5432');
+  });
+
+  it('name one store whatever they say: copy refuses the same table reached two ways', async () => {
+    const source = schema('libpq_same');
+    await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 1);
+    const result = await runCli([
+      'copy',
+      '--from',
+      `${PG_URL}?schema=${source}`,
+      '--to',
+      `${PG_URL}?schema=${source}&application_name=other`,
+    ]);
+    expect(result.code).toBe(2);
+  });
+});
