@@ -1,6 +1,6 @@
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
+import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -176,22 +176,8 @@ describe('sessile() and a client that hangs up while it waits for the lock', () 
       res.status(500).end();
     });
     const url = await serveApp(app, cleanups, sessions, store);
-    const jar = new CookieJar();
-    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
-
-    const holding = once(requests, 'holding');
-    const holder = jar.fetch(`${url}/hold`);
-    await holding;
     // A second request of the session waits for the lock; its client hangs up.
-    const arrived = once(requests, 'arrived /gone');
-    const closed = once(requests, 'closed /gone');
-    const socket = await sendOnSocket(url, '/gone', jar.header());
-    await arrived;
-    socket.destroy();
-    await closed;
-    letGo();
-    expect(await (await holder).text()).toBe('2');
-    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+    expect(await hangUpWhileWaiting(url, requests, letGo)).toEqual(['1', '2', '3']);
     expect(handled).toEqual(['/count', '/hold', '/count']);
     expect(errors).toEqual([]);
     expect(reported).toEqual([]);

@@ -1,5 +1,5 @@
-import { EventEmitter, once } from 'node:events';
-import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
+import { EventEmitter } from 'node:events';
+import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -183,22 +183,8 @@ describe('@sessile/fastify and a client that hangs up while it waits for the loc
     });
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     try {
-      const jar = new CookieJar();
-      expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
-
-      const holding = once(requests, 'holding');
-      const holder = jar.fetch(`${url}/hold`);
-      await holding;
       // A second request of the session waits for the lock; its client hangs up.
-      const arrived = once(requests, 'arrived /gone');
-      const closed = once(requests, 'closed /gone');
-      const socket = await sendOnSocket(url, '/gone', jar.header());
-      await arrived;
-      socket.destroy();
-      await closed;
-      letGo();
-      expect(await (await holder).text()).toBe('2');
-      expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+      expect(await hangUpWhileWaiting(url, requests, letGo)).toEqual(['1', '2', '3']);
       expect(handled).toEqual(['/count', '/hold', '/count']);
       expect(errors).toEqual([]);
       expect(reported).toEqual([]);

@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { connect as connectHttp2 } from 'node:http2';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
+import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
@@ -319,22 +319,8 @@ describe('@sessile/hono middleware', () => {
     const { app, requests, letGo, handled, errors, reported } = holdingApp();
     const server = await start(app.fetch);
     cleanups.push(() => server.close());
-    const jar = new CookieJar();
-    expect(await (await jar.fetch(`${server.url}/count`)).text()).toBe('1');
-
-    const holding = once(requests, 'holding');
-    const holder = jar.fetch(`${server.url}/hold`);
-    await holding;
     // A second request of the session waits for the lock; its client hangs up.
-    const arrived = once(requests, 'arrived /gone');
-    const closed = once(requests, 'closed /gone');
-    const socket = await sendOnSocket(server.url, '/gone', jar.header());
-    await arrived;
-    socket.destroy();
-    await closed;
-    letGo();
-    expect(await (await holder).text()).toBe('2');
-    expect(await (await jar.fetch(`${server.url}/count`)).text()).toBe('3');
+    expect(await hangUpWhileWaiting(server.url, requests, letGo)).toEqual(['1', '2', '3']);
     expect(handled).toEqual(['/count', '/hold', '/count']);
     expect(errors).toEqual([]);
     expect(reported).toEqual([]);

@@ -1,6 +1,6 @@
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
-import { CookieJar, sendOnSocket } from '@sessile/conformance/http';
+import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -316,22 +316,8 @@ describe('@sessile/koa middleware', () => {
       ctx.body = String(session.data.count);
     });
     const url = await serve(app, sessions, store);
-    const jar = new CookieJar();
-    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('1');
-
-    const holding = once(requests, 'holding');
-    const holder = jar.fetch(`${url}/hold`);
-    await holding;
     // A second request of the session waits for the lock; its client hangs up.
-    const arrived = once(requests, 'arrived /gone');
-    const closed = once(requests, 'closed /gone');
-    const socket = await sendOnSocket(url, '/gone', jar.header());
-    await arrived;
-    socket.destroy();
-    await closed;
-    letGo();
-    expect(await (await holder).text()).toBe('2');
-    expect(await (await jar.fetch(`${url}/count`)).text()).toBe('3');
+    expect(await hangUpWhileWaiting(url, requests, letGo)).toEqual(['1', '2', '3']);
     expect(handled).toEqual(['/count', '/hold', '/count']);
     expect(errors).toEqual([]);
     expect(reported).toEqual([]);

@@ -16,7 +16,7 @@ export type {
   HttpConformanceServer,
   HttpStoreFixture,
 } from './options.js';
-export { sendOnSocket } from './raw-request.js';
+export { hangUpWhileWaiting, sendOnSocket } from './raw-request.js';
 
 const MEMORY_STORE: HttpStoreFixture = { name: 'MemoryStore', open: async () => new MemoryStore() };
 
