@@ -12,14 +12,8 @@ import {
   type SessionError,
   type SessionRecord,
 } from '../src/index.js';
-import {
-  HostGuards,
-  LeaseFiles,
-  LeaseLocks,
-  REDACTED,
-  syncLockFileSystem,
-  toStoreIoError,
-} from '../src/store.js';
+import { LeaseLocks, REDACTED, toStoreIoError } from '../src/store.js';
+import { leaseFilesIn } from './helpers.js';
 
 const roots: string[] = [];
 afterEach(() => {
@@ -156,20 +150,7 @@ describe('ERR_STORE_IO from a store that names its files after session ids', () 
       const leases = join(root, 'leases');
       writeFileSync(leases, '');
       mkdirSync(join(root, 'guards'));
-      const guards = new HostGuards({
-        directory: join(root, 'guards'),
-        staleMs: 5000,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        fs: syncLockFileSystem,
-      });
-      const files = new LeaseFiles({
-        guards,
-        fs: syncLockFileSystem,
-        fileMode: 0o600,
-        directoryMode: 0o700,
-        pathOf: (key) => join(leases, key),
-      });
+      const { files, guards } = leaseFilesIn(leases, join(root, 'guards'));
       const locks = new LeaseLocks(files, location === undefined ? {} : { location: root });
       const id = generateSessionId();
       const error = (await locks

@@ -3,7 +3,13 @@ import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSessionError, type SessionLock } from '../src/index.js';
-import { LeaseLock } from '../src/store.js';
+import {
+  HostGuards,
+  LeaseFiles,
+  type LeaseFilesInit,
+  LeaseLock,
+  syncLockFileSystem,
+} from '../src/store.js';
 
 /** `undefined` when `promise` resolves, else its `SessionError` code (or the error as text). */
 export async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
@@ -13,6 +19,33 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
   } catch (error) {
     return isSessionError(error) ? error.code : String(error);
   }
+}
+
+/**
+ * A `LeaseFiles` on the lease files of `directory`, with guards of its own in `guardsDirectory`,
+ * as one process has them; the caller closes both.
+ */
+export function leaseFilesIn(
+  directory: string,
+  guardsDirectory: string,
+  options: Pick<LeaseFilesInit, 'wakeOnRelease' | 'storeDirectory'> = {},
+): { files: LeaseFiles; guards: HostGuards } {
+  const guards = new HostGuards({
+    directory: guardsDirectory,
+    staleMs: 5000,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    fs: syncLockFileSystem,
+  });
+  const files = new LeaseFiles({
+    guards,
+    fs: syncLockFileSystem,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    pathOf: (key) => join(directory, key),
+    ...options,
+  });
+  return { files, guards };
 }
 
 /** `lock` as the `LeaseLock` core's lock managers hand out, for a test that reads its state. */

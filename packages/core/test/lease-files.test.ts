@@ -16,13 +16,19 @@ import { dirname, join, sep } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   generateToken,
-  HostGuards,
-  LeaseFiles,
+  type HostGuards,
+  type LeaseFiles,
   type LeaseFilesInit,
   sleep,
-  syncLockFileSystem,
 } from '../src/store.js';
-import { fillWithBytes, fillWithFiles, mountSmallExt4, mountTmpfs, unmount } from './helpers.js';
+import {
+  fillWithBytes,
+  fillWithFiles,
+  leaseFilesIn,
+  mountSmallExt4,
+  mountTmpfs,
+  unmount,
+} from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -44,23 +50,9 @@ function openInstance(
   guardsDirectory: string,
   options: Pick<LeaseFilesInit, 'wakeOnRelease' | 'storeDirectory'> = {},
 ): { files: LeaseFiles; guards: HostGuards } {
-  const guards = new HostGuards({
-    directory: guardsDirectory,
-    staleMs: 5000,
-    fileMode: 0o600,
-    directoryMode: 0o700,
-    fs: syncLockFileSystem,
-  });
-  const files = new LeaseFiles({
-    guards,
-    fs: syncLockFileSystem,
-    fileMode: 0o600,
-    directoryMode: 0o700,
-    pathOf: (key) => join(directory, key),
-    ...options,
-  });
-  opened.push(files);
-  return { files, guards };
+  const instance = leaseFilesIn(directory, guardsDirectory, options);
+  opened.push(instance.files);
+  return instance;
 }
 
 /**
