@@ -31,6 +31,19 @@ afterAll(async () => {
   }
 });
 
+/** `sessile copy` from one schema of the test database to another, with `--json` and `extra`. */
+function copySchemas(from: string, to: string, ...extra: string[]) {
+  return runCli([
+    'copy',
+    '--from',
+    `${PG_URL}?schema=${from}`,
+    '--to',
+    `${PG_URL}?schema=${to}`,
+    ...extra,
+    '--json',
+  ]);
+}
+
 /** Opens a store, seeds `count` live sessions, and closes it; returns their ids. */
 async function seeded(open: () => Promise<SessionStore>, count: number): Promise<string[]> {
   const store = await open();
@@ -59,14 +72,7 @@ describe('copy between stores on one server', () => {
         }),
       3,
     );
-    const result = await runCli([
-      'copy',
-      '--from',
-      `${PG_URL}?schema=${from}`,
-      '--to',
-      `${PG_URL}?schema=${to}`,
-      '--json',
-    ]);
+    const result = await copySchemas(from, to);
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({
       from: `${PG_URL}?schema=${from}`,
@@ -140,15 +146,7 @@ describe('--dry-run to a PostgreSQL store that is not there', () => {
     const source = schema('dry_from');
     const target = schema('dry_to');
     await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 2);
-    const result = await runCli([
-      'copy',
-      '--from',
-      `${PG_URL}?schema=${source}`,
-      '--to',
-      `${PG_URL}?schema=${target}`,
-      '--dry-run',
-      '--json',
-    ]);
+    const result = await copySchemas(source, target, '--dry-run');
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({ dryRun: true, counts: { written: 2, present: 0 } });
     const { rows } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [target]);
@@ -171,14 +169,7 @@ describe('a PostgreSQL store with a row whose id was inserted by hand', () => {
   it('copy moves the two sessions, leaves the row out as the store does, and exits 0', async () => {
     const source = await withForeignId('foreign_from');
     const target = schema('foreign_to');
-    const result = await runCli([
-      'copy',
-      '--from',
-      `${PG_URL}?schema=${source}`,
-      '--to',
-      `${PG_URL}?schema=${target}`,
-      '--json',
-    ]);
+    const result = await copySchemas(source, target);
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({ counts: { read: 2, written: 2, unreadable: 0 } });
     const { rows } = await pool.query(`SELECT id FROM "${target}".sessions`);
