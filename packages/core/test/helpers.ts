@@ -21,6 +21,17 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
   }
 }
 
+/** `HostGuards` with their holder files in `directory`, as the stores make them. */
+export function hostGuardsIn(directory: string): HostGuards {
+  return new HostGuards({
+    directory,
+    staleMs: 5000,
+    fileMode: 0o600,
+    directoryMode: 0o700,
+    fs: syncLockFileSystem,
+  });
+}
+
 /**
  * A `LeaseFiles` on the lease files of `directory`, with guards of its own in `guardsDirectory`,
  * as one process has them; the caller closes both.
@@ -30,13 +41,7 @@ export function leaseFilesIn(
   guardsDirectory: string,
   options: Pick<LeaseFilesInit, 'wakeOnRelease' | 'storeDirectory'> = {},
 ): { files: LeaseFiles; guards: HostGuards } {
-  const guards = new HostGuards({
-    directory: guardsDirectory,
-    staleMs: 5000,
-    fileMode: 0o600,
-    directoryMode: 0o700,
-    fs: syncLockFileSystem,
-  });
+  const guards = hostGuardsIn(guardsDirectory);
   const files = new LeaseFiles({
     guards,
     fs: syncLockFileSystem,

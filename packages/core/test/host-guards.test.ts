@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HostGuards, syncLockFileSystem } from '../src/store.js';
-import { fillWithBytes, mountTmpfs, unmount } from './helpers.js';
+import { fillWithBytes, hostGuardsIn, mountTmpfs, unmount } from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
 vi.setConfig({ testTimeout: 60_000 });
@@ -42,13 +42,7 @@ describe('HostGuards', () => {
   it('takes a guard on a full disk in a process that had no holder file yet, so it can still delete and free space', async () => {
     const dir = fullFilesystem('1m');
     const guardsDirectory = join(dir, '.guards');
-    const guards = new HostGuards({
-      directory: guardsDirectory,
-      staleMs: 5000,
-      fileMode: 0o600,
-      directoryMode: 0o700,
-      fs: syncLockFileSystem,
-    });
+    const guards = hostGuardsIn(guardsDirectory);
     expect(await guards.run(join(dir, 'record'), async () => 'ran under the guard')).toBe(
       'ran under the guard',
     );
