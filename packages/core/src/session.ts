@@ -205,8 +205,9 @@ export class Session<Data extends SessionData = SessionData> {
    * nothing, once the lock was lost: the old id may by then be another request's to save.
    * A callback is refused: await the promise instead.
    */
-  regenerate(...none: []): Promise<void> {
-    return this.#refuseCallback('regenerate', none) ?? this.#regenerate();
+  regenerate(): Promise<void>;
+  regenerate(callback?: unknown): Promise<void> {
+    return this.#refuseCallback('regenerate', callback) ?? this.#regenerate();
   }
 
   async #regenerate(): Promise<void> {
@@ -343,8 +344,9 @@ export class Session<Data extends SessionData = SessionData> {
    * Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent.
    * A callback is refused: await the promise instead.
    */
-  invalidate(...none: []): Promise<void> {
-    return this.#refuseCallback('invalidate', none) ?? this.#invalidate();
+  invalidate(): Promise<void>;
+  invalidate(callback?: unknown): Promise<void> {
+    return this.#refuseCallback('invalidate', callback) ?? this.#invalidate();
   }
 
   async #invalidate(): Promise<void> {
@@ -362,8 +364,9 @@ export class Session<Data extends SessionData = SessionData> {
    * when the lock was lost while the request ran, and, writing nothing, with the `TypeError`
    * of a callback given to any of this session's methods.
    */
-  commit(...none: []): Promise<CommitOutcome> {
-    const refused = this.#refuseCallback('commit', none);
+  commit(): Promise<CommitOutcome>;
+  commit(callback?: unknown): Promise<CommitOutcome> {
+    const refused = this.#refuseCallback('commit', callback);
     if (refused !== undefined) return refused;
     this.#commit ??= this.#settled(this.#commitOnce());
     return this.#commit;
@@ -378,8 +381,9 @@ export class Session<Data extends SessionData = SessionData> {
    * `invalidate()`, else `'unchanged'`. The first of `commit()` and `discard()` decides; later
    * calls of either return its result. A callback is refused: await the promise instead.
    */
-  discard(...none: []): Promise<CommitOutcome> {
-    const refused = this.#refuseCallback('discard', none);
+  discard(): Promise<CommitOutcome>;
+  discard(callback?: unknown): Promise<CommitOutcome> {
+    const refused = this.#refuseCallback('discard', callback);
     if (refused !== undefined) return refused;
     this.#commit ??= this.#settled(this.#discardOnce());
     return this.#commit;
@@ -556,18 +560,15 @@ export class Session<Data extends SessionData = SessionData> {
 
   /**
    * express-session's callback idiom (`req.session.regenerate(err => …)`, as passport calls it)
-   * refused: `undefined` when `args` holds no function. These methods return promises, and one
+   * refused: `undefined` when `callback` is no function. These methods return promises, and one
    * given a callback would never call it, so the route waiting for it would hang holding the
    * lock. Instead the promise rejects with a `TypeError` saying to await the call, the callback
    * gets that error (so the route answers it through its framework's error handling), and the
    * session's `commit()` rejects with it too, writing nothing: a login whose `regenerate()` was
    * refused is never saved under the old id, even by a callback that ignores its error.
    */
-  #refuseCallback(method: string, args: readonly unknown[]): Promise<never> | undefined {
-    const callback = args.find((arg) => typeof arg === 'function') as
-      | ((error: TypeError) => void)
-      | undefined;
-    if (callback === undefined) return undefined;
+  #refuseCallback(method: string, callback: unknown): Promise<never> | undefined {
+    if (typeof callback !== 'function') return undefined;
     const error = new TypeError(
       `session.${method}() takes no callback: it returns a promise; use await session.${method}() instead`,
     );
