@@ -165,6 +165,33 @@ const POSTGRES_CONNECTION_PARAMETERS: readonly string[] = [
   'application_name',
 ];
 
+/**
+ * The names PostgresStore accepts for its table and schema (`schemaNames` in
+ * `@sessile/postgres`, which does not export it): plain identifiers, the table's short enough for
+ * the suffixes of its index and lock table names inside PostgreSQL's 63 bytes.
+ */
+const POSTGRES_TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,51}$/;
+const POSTGRES_SCHEMA = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** The table where PostgresStore records its schema versions, in every schema it uses. */
+const POSTGRES_VERSIONS_TABLE = 'sessile_versions';
+
+/**
+ * Refuses (exit 2) a schema or table that PostgresStore's `open()` would refuse, before any
+ * command asks the server whether it exists: a bad name is a bad argument, not a missing store.
+ */
+function assertPostgresNames(schema: string, table: string, display: string): void {
+  const refusal = !POSTGRES_SCHEMA.test(schema)
+    ? `schema must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got '${schema}'`
+    : schema.toLowerCase().startsWith('pg_')
+      ? `schema must not start with pg_, which PostgreSQL reserves, got '${schema}'`
+      : !POSTGRES_TABLE.test(table)
+        ? `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got '${table}'`
+        : table === POSTGRES_VERSIONS_TABLE
+          ? `table must not be ${POSTGRES_VERSIONS_TABLE}, where the store records its schema versions`
+          : undefined;
+  if (refusal !== undefined) throw usageError(`${display}: ${refusal}`);
+}
+
 /** A percent-encoded part of a server address, decoded; one that is not is a usage error naming it. */
 function decodedOrRefused(part: string, url: URL): string {
   try {
@@ -231,6 +258,7 @@ export function parseStoreAddress(text: string): StoreAddress {
     const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);
     const schema = (options.schema as string | undefined) ?? 'public';
     const table = (options.table as string | undefined) ?? 'sessions';
+    assertPostgresNames(schema, table, display);
     return {
       scheme: 'postgres',
       packageName: '@sessile/postgres',

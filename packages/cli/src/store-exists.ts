@@ -2,47 +2,21 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoreAddress } from './addresses.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { withPostgresClient } from './postgres-client.js';
 import { requireDriver } from './resolve.js';
 import { quoteIdentifier } from './sql.js';
-
-interface Client {
-  connect(): Promise<void>;
-  query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
-  on(event: string, listener: (error: unknown) => void): void;
-  end(): Promise<void>;
-}
 
 /** Whether the sessions table is there; asked before the store's `open()`, which creates it. */
 async function tableExists(
   address: StoreAddress,
   table: { schema: string; name: string },
 ): Promise<boolean> {
-  const pg = requireDriver<{ Client: new (options: object) => Client }>(
-    'pg',
-    ['@sessile/postgres'],
-    'The postgres: store',
-  );
-  const client = new pg.Client({
-    connectionString: address.options.connectionString,
-    connectionTimeoutMillis: 5000,
-  });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    const { rows } = await client.query('SELECT to_regclass($1) IS NOT NULL AS present', [
+  const { rows } = await withPostgresClient(address, (client) =>
+    client.query('SELECT to_regclass($1) IS NOT NULL AS present', [
       `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.name)}`,
-    ]);
-    return rows[0]?.present === true;
-  } catch (error) {
-    throw new CliError(
-      `${address.display}: cannot query (${(error as Error).message})`,
-      EXIT.failure,
-      'ERR_STORE_IO',
-      { cause: error },
-    );
-  } finally {
-    await client.end().catch(() => {});
-  }
+    ]),
+  );
+  return rows[0]?.present === true;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
 import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
 import { requireDriver } from './resolve.js';
 import { quoteIdentifier } from './sql.js';
+import { assertCreatable } from './store-creatable.js';
 import { storeExists } from './store-exists.js';
 
 /** Opens the store at `text`, runs `work`, and closes it whatever happens. */
@@ -29,7 +30,8 @@ export async function withStore<T>(
 
 /**
  * `withStore` for the target of a copy or an import, created when missing. A dry run creates
- * nothing: where the target is not there yet, it counts against an empty store in memory.
+ * nothing: where the target is not there yet, it checks that the real run could make it, then
+ * counts against an empty store in memory.
  */
 export async function withTarget<T>(
   text: string,
@@ -38,6 +40,7 @@ export async function withTarget<T>(
 ): Promise<T> {
   const address = parseStoreAddress(text);
   if (options.dryRun && !(await storeExists(address))) {
+    await assertCreatable(address);
     return work(await MemoryStore.open(), address);
   }
   const store = await openStore(address, { ...options, mustExist: false });

@@ -703,6 +703,76 @@ describe('copy', () => {
     expect(existsSync(target)).toBe(false);
   });
 
+  /** Where each path store's real run cannot make a store: a missing target, or one that is not a store. */
+  const unmakeable: [string, string, (dir: string) => string][] = [
+    ['file', 'inside a regular file', (dir) => `file:${join(dir, 'a-file', 'sessions')}`],
+    ['file', 'that is a regular file', (dir) => `file:${join(dir, 'a-file')}`],
+    ['file', 'that is a directory of other files', (dir) => `file:${join(dir, 'foreign')}`],
+    ['level', 'inside a regular file', (dir) => `level:${join(dir, 'a-file', 'sessions')}`],
+    ['level', 'that is a regular file', (dir) => `level:${join(dir, 'a-file')}`],
+    ['level', 'that is a directory of other files', (dir) => `level:${join(dir, 'foreign')}`],
+    ['sqlite', 'in a missing directory', (dir) => `sqlite:${join(dir, 'missing', 'sessions.db')}`],
+    ['sqlite', 'inside a regular file', (dir) => `sqlite:${join(dir, 'a-file', 'sessions.db')}`],
+    ['dbm', 'in a missing directory', (dir) => `dbm:${join(dir, 'missing', 'sessions.dbm')}`],
+    ['dbm', 'inside a regular file', (dir) => `dbm:${join(dir, 'a-file', 'sessions.dbm')}`],
+  ];
+
+  it.each(unmakeable)(
+    '--dry-run to a %s target %s, which the real run cannot make a store of, fails as the real run does and creates nothing',
+    async (_kind, _where, targetIn) => {
+      const { url } = await sqliteWith(2, 0);
+      const dir = nextDir();
+      // A regular file, and a directory of someone else's files.
+      mkdirSync(join(dir, 'foreign'), { recursive: true });
+      writeFileSync(join(dir, 'a-file'), 'not a directory');
+      writeFileSync(join(dir, 'foreign', 'notes.txt'), 'mine');
+      const target = targetIn(dir);
+      const listing = () => [readdirSync(dir).sort(), readdirSync(join(dir, 'foreign'))];
+      const before = listing();
+      const dryRun = await runCli(['copy', '--from', url, '--to', target, '--dry-run', '--json']);
+      expect([dryRun.code, jsonOf(dryRun)], dryRun.stderr).toMatchObject([
+        1,
+        { ok: false, error: { code: 'ERR_STORE_IO' } },
+      ]);
+      expect(jsonOf<{ error: { message: string } }>(dryRun).error.message).toContain(target);
+      expect(listing()).toEqual(before);
+      const real = await runCli(['copy', '--from', url, '--to', target, '--json']);
+      expect([real.code, jsonOf(real)], real.stderr).toMatchObject([1, { ok: false }]);
+    },
+  );
+
+  it.each([
+    [
+      'file',
+      'in directories not made yet',
+      (dir: string) => `file:${join(dir, 'new', 'sessions')}`,
+    ],
+    ['file', 'that is an empty directory', (dir: string) => `file:${join(dir, 'empty')}`],
+    [
+      'level',
+      'in directories not made yet',
+      (dir: string) => `level:${join(dir, 'new', 'sessions')}`,
+    ],
+    ['level', 'that is an empty directory', (dir: string) => `level:${join(dir, 'empty')}`],
+    ['sqlite', 'not made yet', (dir: string) => `sqlite:${join(dir, 'sessions.db')}`],
+    ['dbm', 'not made yet', (dir: string) => `dbm:${join(dir, 'sessions.dbm')}`],
+  ])(
+    '--dry-run to a %s target %s, which the real run makes, counts every session and creates nothing',
+    async (_kind, _where, targetIn) => {
+      const { url } = await sqliteWith(2, 0);
+      const dir = nextDir();
+      mkdirSync(join(dir, 'empty'), { recursive: true });
+      const target = targetIn(dir);
+      const dryRun = await runCli(['copy', '--from', url, '--to', target, '--dry-run', '--json']);
+      expect([dryRun.code, jsonOf(dryRun)], dryRun.stderr).toMatchObject([
+        0,
+        { dryRun: true, counts: { written: 2 } },
+      ]);
+      expect(readdirSync(dir)).toEqual(['empty']);
+      expect(readdirSync(join(dir, 'empty'))).toEqual([]);
+    },
+  );
+
   it('a store that refuses to open is named, so a copy between two SQLite files says which', async () => {
     const { url } = await sqliteWith(3, 0);
     const foreign = `${nextDir()}.db`;

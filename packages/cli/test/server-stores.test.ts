@@ -154,6 +154,78 @@ describe('--dry-run to a PostgreSQL store that is not there', () => {
   });
 });
 
+describe('--dry-run to a PostgreSQL table this user may not create', () => {
+  /** A role that may log in (trust) but create nothing in the test database. */
+  const role = `cli_test_${run}_reader`;
+  afterAll(async () => {
+    await pool.query(`DROP OWNED BY "${role}"`).catch(() => {});
+    await pool.query(`DROP ROLE IF EXISTS "${role}"`);
+  });
+
+  it.each([
+    ['in a schema it may not create', false],
+    ['in a schema where it may not create tables', true],
+  ])('fails as the real run does, %s, and creates nothing', async (_name, schemaExists) => {
+    await pool.query(
+      `DO $$ BEGIN CREATE ROLE "${role}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+    );
+    const source = schema(`denied_from_${schemaExists}`);
+    const target = schema(`denied_to_${schemaExists}`);
+    await seeded(() => PostgresStore.open({ connectionString: PG_URL, schema: source }), 2);
+    if (schemaExists) {
+      await pool.query(`CREATE SCHEMA "${target}"`);
+      await pool.query(`GRANT USAGE ON SCHEMA "${target}" TO "${role}"`);
+    }
+    const to = `postgres://${role}@127.0.0.1:5432/test?schema=${target}`;
+    const args = ['copy', '--from', `${PG_URL}?schema=${source}`, '--to', to, '--json'];
+    const dryRun = await runCli([...args, '--dry-run']);
+    expect([dryRun.code, jsonOf(dryRun)], dryRun.stderr).toMatchObject([
+      1,
+      { ok: false, error: { code: 'ERR_STORE_IO' } },
+    ]);
+    expect(dryRun.stderr).toContain(`table ${target}.sessions`);
+    const real = await runCli(args);
+    expect([real.code, jsonOf(real)], real.stderr).toMatchObject([1, { ok: false }]);
+    const { rows } = await pool.query('SELECT to_regclass($1) AS found', [`"${target}".sessions`]);
+    expect(rows[0].found).toBeNull();
+  });
+});
+
+describe('a PostgreSQL schema or table name PostgresStore refuses', () => {
+  const names: [string, string][] = [
+    ['a table name with a dash', 'table=bad-name'],
+    ['a table name longer than 52 characters', `table=${'t'.repeat(53)}`],
+    ['the versions table', 'table=sessile_versions'],
+    ['a schema starting with pg_', 'schema=pg_sessions'],
+    ['a schema name starting with a digit', 'schema=1sessions'],
+  ];
+  const commands: [string, (url: string) => string[]][] = [
+    ['stats', (url) => ['stats', url]],
+    ['ls', (url) => ['ls', url]],
+    ['show', (url) => ['show', url, generateSessionId()]],
+    ['sweep', (url) => ['sweep', url]],
+    [
+      'copy --from',
+      (url) => ['copy', '--from', url, '--to', `${PG_URL}?schema=${schema('unused')}`],
+    ],
+    [
+      'copy --to --dry-run',
+      (url) => ['copy', '--from', `${PG_URL}?schema=${schema('unused')}`, '--to', url, '--dry-run'],
+    ],
+  ];
+  it.each(names)('%s exits 2 from every command, as a bad argument', async (_name, parameter) => {
+    for (const [command, args] of commands) {
+      const result = await runCli([...args(`${PG_URL}?${parameter}`), '--json']);
+      expect([command, result.code, jsonOf(result)], result.stderr).toMatchObject([
+        command,
+        2,
+        { ok: false, error: { code: 'ERR_USAGE' } },
+      ]);
+      expect(result.stderr).toMatch(/(schema|table) must/);
+    }
+  });
+});
+
 describe('a PostgreSQL store with a row whose id was inserted by hand', () => {
   /** Two sessions, and a row whose id no sessile store accepts, which ids() leaves out. */
   async function withForeignId(name: string): Promise<string> {
