@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -147,7 +148,7 @@ describe('LeaseFiles', () => {
     expect(await waiter.release(next)).toBe(true);
   });
 
-  it('answers at once whether a lease is still held, reading the lease file near its end only', async () => {
+  it('answers at once whether a lease is still held, from whether its lease file is still its holder file', async () => {
     const { directory, open } = leaseDirectory();
     const files = open();
     const lease = claim('k', 1500);
@@ -199,6 +200,73 @@ describe('LeaseFiles', () => {
     rmSync(directory, { recursive: true, force: true });
     expect(await first.releaseAt(path, token)).toBe(false);
     expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+  });
+
+  for (const [moved, moveAway] of [
+    ['removed', (directory: string) => rmSync(directory, { recursive: true, force: true })],
+    ['replaced', (directory: string) => renameSync(directory, `${directory}.old`)],
+  ] as const) {
+    for (const [when, leaseMs, leftMs] of [
+      ['well inside the lease', 60_000, 60_000],
+      ['near the lease end', 1500, 400],
+    ] as const) {
+      it(`leaves the lease of whoever claimed the key after the lease directory was ${moved}, on a release ${when}`, async () => {
+        const { directory, open } = leaseDirectory();
+        const first = open();
+        const path = join(directory, 'k');
+        const lost = generateToken();
+        const expiresAt = Date.now() + leaseMs;
+        expect(await first.claimAt(path, lost, expiresAt)).toBe('claimed');
+        moveAway(directory);
+        const second = open();
+        const taken = generateToken();
+        expect(await second.claimAt(path, taken, Date.now() + 60_000)).toBe('claimed');
+        await sleep(Math.max(0, expiresAt - leftMs - Date.now()));
+        expect(await first.releaseAt(path, lost)).toBe(false);
+        // The second holder's lease is still in place: nobody else gets the key.
+        expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('refused');
+        expect(await second.releaseAt(path, taken)).toBe(true);
+        expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
+      });
+    }
+  }
+
+  it('two releases of one lease at once (its end, and its holder) free its holder file once: later leases each keep their own record', async () => {
+    const { directory, open } = leaseDirectory();
+    const files = open();
+    const path = join(directory, 'k');
+    const token = generateToken();
+    const expiresAt = Date.now() + 200;
+    expect(await files.claimAt(path, token, expiresAt)).toBe('claimed');
+    await sleep(expiresAt - Date.now() + 10);
+    const released = await Promise.all([
+      files.releaseAt(path, token),
+      files.releaseAt(path, token),
+    ]);
+    expect(released).toEqual([false, false]);
+    const tokens = { a: generateToken(), b: generateToken(), c: generateToken() };
+    for (const [key, held] of Object.entries(tokens)) {
+      expect(await files.claimAt(join(directory, key), held, Date.now() + 60_000)).toBe('claimed');
+    }
+    for (const [key, held] of Object.entries(tokens)) {
+      expect(JSON.parse(readFileSync(join(directory, key), 'latin1')).token).toBe(held);
+      expect(await files.releaseAt(join(directory, key), held)).toBe(true);
+    }
+  });
+
+  it('refuses to extend a lease whose directory was replaced since, and leaves the new holder', async () => {
+    const { directory, open } = leaseDirectory();
+    const first = open();
+    const path = join(directory, 'k');
+    const lost = generateToken();
+    expect(await first.claimAt(path, lost, Date.now() + 60_000)).toBe('claimed');
+    renameSync(directory, `${directory}.old`);
+    const second = open();
+    const taken = generateToken();
+    expect(await second.claimAt(path, taken, Date.now() + 60_000)).toBe('claimed');
+    expect(await first.extendAt(path, lost, Date.now() + 60_000)).toBe(false);
+    expect(await second.extendAt(path, taken, Date.now() + 60_000)).toBe(true);
+    expect(await second.releaseAt(path, taken)).toBe(true);
   });
 
   it('close() frees the leases still held and closes their holder files: others claim them at once, and a later release resolves', async () => {

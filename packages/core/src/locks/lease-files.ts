@@ -1,4 +1,4 @@
-import { type FSWatcher, constants as fsConstants, fstatSync, lstatSync, watch } from 'node:fs';
+import { type FSWatcher, constants as fsConstants, lstatSync, type Stats, watch } from 'node:fs';
 import { basename, dirname, sep } from 'node:path';
 import type { HeldLease } from '../types.js';
 import type { HostGuards } from './host-guards.js';
@@ -44,6 +44,9 @@ let holdersCreated = 0;
 interface Holder {
   readonly path: string;
   readonly fd: number;
+  /** Its inode, read once: a lease file is this holder's link only while it is this inode. */
+  readonly ino: number;
+  readonly dev: number;
   /** Its record's bytes: a holder carries one lease at a time, so one buffer serves every write. */
   readonly bytes: Buffer;
 }
@@ -55,6 +58,8 @@ interface Held {
   expiresAt: number;
   readonly leaseMs: number;
   readonly tag: string | undefined;
+  /** Its release, once begun: a second one (a late `expired`, `close`) must not free its holder again. */
+  releasing?: Promise<boolean>;
 }
 
 /** How a claim went: taken from nobody, taken over from a holder whose lease had ended, or refused. */
@@ -108,9 +113,12 @@ interface DirectoryWatch {
  * Leases in files, for every process on the host: a lease is a lease file holding a
  * `HolderRecord` with its token and end. A claim writes the record into one of this instance's
  * holder files and hard-links it as the lease file, so taking a free key is one `pwrite` and
- * one `link`; a release well inside the lease is one `unlink`. Everything that could meet a takeover (taking over an ended lease, an extend, a
- * release near the end, a fenced write) runs under the lease file's guard (`HostGuards`), so a
- * check of the holder and the change that depends on it never interleave with another process.
+ * one `link`; a release well inside the lease is one `lstat` and one `unlink`. Everything that
+ * could meet a takeover (taking over an ended lease, an extend, a release near the end, a fenced
+ * write) runs under the lease file's guard (`HostGuards`), so a check of the holder and the
+ * change that depends on it never interleave with another process. A release or an extend acts
+ * only on a lease file that is its holder's inode: once the lease files' directory was removed
+ * or replaced, the file at the same path may be another holder's lease.
  *
  * A full disk still takes leases. An instance makes its host guard's holder and a few spare
  * holder files when it is created, and pools the holders it used, whose records are rewritten in
@@ -326,7 +334,9 @@ export class LeaseFiles implements LeaseBackend {
     if (this.#held.get(path)?.token !== token) return Promise.resolve(false);
     return this.#guards.run(this.#guardOf(path), async () => {
       const held = this.#held.get(path);
-      if (held?.token !== token || !(await this.#stillHeld(held))) return false;
+      // Checked even well inside the lease, as a release is: the guard costs more than the lstat.
+      if (held?.token !== token || held.expiresAt <= Date.now()) return false;
+      if (!(await this.#linkedAt(path, held.holder))) return false;
       held.expiresAt = await this.#writeLease(held.holder, token, expiresAt, held.tag);
       return true;
     });
@@ -335,15 +345,16 @@ export class LeaseFiles implements LeaseBackend {
   /**
    * Whether `token` still holds the lease in `path`, answered at once, for a write fenced inside
    * a critical section that cannot wait (`@sessile/dbm`'s global lock). Well inside the lease
-   * nobody may have taken it over; nearer its end, one `fstat` tells whether the holder file is
-   * still linked as the lease file, which answers for a bare lease too.
+   * nobody may have taken it over, and a caller that can see the lease files' directory removed
+   * or replaced tells it by `recheckAt` first; nearer its end, one `lstat` tells whether the
+   * lease file is still the holder file, which answers for a bare lease too.
    */
   holdsAtSync(path: string, token: string): boolean {
     const held = this.#held.get(path);
     if (held?.token !== token || held.expiresAt <= Date.now()) return false;
     if (this.#safe(held)) return true;
     try {
-      return fstatSync(held.holder.fd).nlink >= 2;
+      return isHolder(lstatSync(path), held.holder);
     } catch {
       return false;
     }
@@ -359,9 +370,7 @@ export class LeaseFiles implements LeaseBackend {
     const held = this.#held.get(path);
     if (held?.token !== token) return false;
     try {
-      const linked = lstatSync(path);
-      const own = fstatSync(held.holder.fd);
-      if (linked.ino === own.ino && linked.dev === own.dev) return true;
+      if (isHolder(lstatSync(path), held.holder)) return true;
     } catch (error) {
       const code = errorCode(error);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
@@ -378,28 +387,43 @@ export class LeaseFiles implements LeaseBackend {
     return this.#release(path, held);
   }
 
-  async #release(path: string, held: Held): Promise<boolean> {
+  /** Frees `held` once; a release that finds it being freed already resolves false. */
+  #release(path: string, held: Held): Promise<boolean> {
+    const { releasing } = held;
+    if (releasing !== undefined) return releasing.catch(() => {}).then(() => false);
+    held.releasing = this.#free(path, held);
+    return held.releasing;
+  }
+
+  async #free(path: string, held: Held): Promise<boolean> {
     // True once the holder is linked nowhere: only then may it hold the next claim.
     let unlinked = false;
-    const free = async () => {
-      const linked = (await this.#fs.fstat(held.holder.fd)).nlink >= 2;
-      if (linked) await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
+    const unlinkOwn = async () => {
+      let linked: Stats;
+      try {
+        // At once where the calls run on the event loop: the unlink is then made in the same
+        // turn as the release call, as a dbm store's next step, reading the lock, counts on.
+        linked = this.#fs.lstatSync?.(path) ?? (await this.#fs.lstat(path));
+      } catch (error) {
+        if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return false;
+        throw error;
+      }
+      // Not our inode: our lease went with a removed or replaced directory, and the file now
+      // there is the lease of whoever claimed the key since.
+      if (!isHolder(linked, held.holder)) return false;
+      const removed = await unless(['ENOENT'], false, async () => {
+        await this.#fs.unlink(path);
+        return true;
+      });
       unlinked = true;
-      return linked && held.expiresAt > Date.now();
+      return removed && held.expiresAt > Date.now();
     };
     try {
-      if (this.#safe(held)) {
-        // Well inside the lease no other process may take it over (that needs its end and the
-        // guard), and orphan cleanup removes only dead processes' holders: the lease file is
-        // still our link, or gone with its directory (ENOENT, the lease is lost).
-        const removed = await unless(['ENOENT'], false, async () => {
-          await this.#fs.unlink(path);
-          return true;
-        });
-        unlinked = true;
-        return removed;
-      }
-      return await this.#guards.run(this.#guardOf(path), free);
+      // Well inside the lease no other process may take it over (that needs its end and the
+      // guard), so no guard is needed between the check and the unlink; only a removal of the
+      // directory in those microseconds could come between them, which no lock can keep out.
+      if (this.#safe(held)) return await unlinkOwn();
+      return await this.#guards.run(this.#guardOf(path), unlinkOwn);
     } finally {
       if (this.#held.get(path) === held) this.#held.delete(path);
       if (unlinked) await this.#giveBack(held.holder);
@@ -425,7 +449,7 @@ export class LeaseFiles implements LeaseBackend {
 
   async #assertHeldAt(path: string, token: string): Promise<void> {
     const held = this.#held.get(path);
-    if (held?.token !== token || !(await this.#stillHeld(held))) {
+    if (held?.token !== token || !(await this.#stillHeld(path, held))) {
       throw lockLost('its lease ran out or another holder took it over');
     }
   }
@@ -457,13 +481,20 @@ export class LeaseFiles implements LeaseBackend {
   }
 
   /**
-   * Whether `held` is still this instance's lease. Well inside the lease nobody may have taken
-   * it over; nearer its end the holder file's link count tells.
+   * Whether `held` is still this instance's lease in `path`, for a fenced write. Well inside the
+   * lease nobody may have taken it over; nearer its end the lease file must still be the holder
+   * file.
    */
-  async #stillHeld(held: Held): Promise<boolean> {
+  async #stillHeld(path: string, held: Held): Promise<boolean> {
     if (held.expiresAt <= Date.now()) return false;
     if (this.#safe(held)) return true;
-    return (await this.#fs.fstat(held.holder.fd)).nlink >= 2;
+    return this.#linkedAt(path, held.holder);
+  }
+
+  /** Whether the lease file in `path` is `holder`'s link, not a file that took its place. */
+  async #linkedAt(path: string, holder: Holder): Promise<boolean> {
+    const linked = await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(path));
+    return linked !== undefined && isHolder(linked, holder);
   }
 
   #safe(held: Held): boolean {
@@ -572,7 +603,15 @@ export class LeaseFiles implements LeaseBackend {
           O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
           this.#init.fileMode,
         );
-        return { path, fd, bytes: Buffer.alloc(HOLDER_BYTES) };
+        let stats: Stats;
+        try {
+          stats = await this.#fs.fstat(fd);
+        } catch (error) {
+          await this.#fs.close(fd).catch(() => {});
+          await unless(['ENOENT'], undefined, () => this.#fs.unlink(path));
+          throw error;
+        }
+        return { path, fd, ino: stats.ino, dev: stats.dev, bytes: Buffer.alloc(HOLDER_BYTES) };
       } catch (error) {
         // The holders' directory was removed from under us: make it and our holder file again.
         if (errorCode(error) !== 'ENOENT' || tries > 0) throw error;
@@ -593,4 +632,9 @@ export class LeaseFiles implements LeaseBackend {
     await this.#fs.close(holder.fd).catch(() => {});
     await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder.path));
   }
+}
+
+/** Whether `stats` (of a lease file) are of `holder`'s inode. */
+function isHolder(stats: Stats, holder: Holder): boolean {
+  return stats.ino === holder.ino && stats.dev === holder.dev;
 }

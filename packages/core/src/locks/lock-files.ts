@@ -11,6 +11,11 @@ export interface LockFileSystem {
   close(fd: number): Promise<void>;
   fstat(fd: number): Promise<Stats>;
   lstat(path: string): Promise<Stats>;
+  /**
+   * `lstat` answered at once, where the calls run on the event loop: a release checks that its
+   * lease file is its own and unlinks it in one turn, with no promise in between.
+   */
+  lstatSync?(path: string): Stats;
   /** `pwrite`: resolves the bytes written. */
   write(
     fd: number,
@@ -36,6 +41,7 @@ export const syncLockFileSystem: LockFileSystem = {
   close: async (fd) => fs.closeSync(fd),
   fstat: async (fd) => fs.fstatSync(fd),
   lstat: async (path) => fs.lstatSync(path),
+  lstatSync: (path) => fs.lstatSync(path),
   write: async (fd, buffer, offset, length, position) =>
     fs.writeSync(fd, buffer, offset, length, position),
   lutimes: async (path, atime, mtime) => fs.lutimesSync(path, atime, mtime),
