@@ -32,6 +32,16 @@ describe('session ids', () => {
     }
   });
 
+  it('an id checked just before passes again, and an id differing from it in one character is still checked', () => {
+    const id = generateSessionId();
+    expect(isSessionId(id)).toBe(true);
+    expect(isSessionId(id)).toBe(true);
+    const bad = `${id.slice(0, -1)}!`;
+    expect(isSessionId(bad)).toBe(false);
+    expect(() => assertSessionId(bad)).toThrow(SessionError);
+    expect(isSessionId(`${id.slice(0, -1)}`.padEnd(129, 'a'))).toBe(false);
+  });
+
   it('assertSessionId throws ERR_INVALID_SESSION_ID without echoing the id', () => {
     const secretLooking = `../${'s'.repeat(30)}`;
     let caught: unknown;
