@@ -60,6 +60,12 @@ export interface FileSystem extends LockFileSystem {
   /** `lstat`, resolving `undefined` (and building no Error) when nothing is at `path`. */
   lstatIfAny(path: string): Promise<Stats | undefined>;
   /**
+   * Whether `path` names something reachable: one `access(2)`, building neither a `Stats` nor an
+   * Error, which makes it the cheapest existence check there is. False on any failure, so a
+   * caller that goes on to create `path` meets the real state (EEXIST, EACCES) there.
+   */
+  exists(path: string): Promise<boolean>;
+  /**
    * Opens `path` to read (never through a final symlink, without touching its atime), stats
    * it and, when it is a regular file, reads up to `maxBytes` from its start; then closes it.
    * Resolves `undefined` when there is nothing to open (ENOENT, ELOOP, ENOTDIR). One call for
@@ -146,6 +152,11 @@ export const asyncFileSystem: FileSystem = {
   readText: (path) => fs.promises.readFile(path, 'utf8'),
   ftruncate: promisify(fs.ftruncate),
   lstatIfAny: (path) => unless(['ENOENT'], undefined, () => fs.promises.lstat(path)),
+  exists: (path) =>
+    fs.promises.access(path).then(
+      () => true,
+      () => false,
+    ),
   readStart: (path, maxBytes) => readStartWith(asyncFileSystem, path, maxBytes),
 };
 
@@ -159,6 +170,7 @@ export const syncFileSystem: FileSystem = {
   readText: async (path) => fs.readFileSync(path, 'utf8'),
   ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
   lstatIfAny: async (path) => fs.lstatSync(path, { throwIfNoEntry: false }),
+  exists: async (path) => fs.existsSync(path),
   readStart: async (path, maxBytes) => readStartSync(path, maxBytes),
 };
 

@@ -99,8 +99,8 @@ export class OwnerIndex {
 
   /**
    * Adds the entry of (`owner`, `id`) unless it is there; true when this call created it. An
-   * entry already there costs one existence check that builds no Error; for a new record
-   * (`isNew`), whose entry is rarely there, the exclusive create alone answers.
+   * entry already there costs one `access` (no Error, no Stats); for a new record (`isNew`),
+   * whose entry is rarely there, the exclusive create alone answers.
    */
   async add(owner: string, id: string, isNew = false): Promise<boolean> {
     try {
@@ -115,16 +115,21 @@ export class OwnerIndex {
   }
 
   async #add(owner: string, id: string, isNew: boolean): Promise<boolean> {
-    const directory = await this.#ownerDirectory(owner, true);
+    const directory = this.#verified.get(owner) ?? (await this.#ownerDirectory(owner, true));
     const entry = `${directory}${sep}${id}`;
-    if (!isNew && (await this.#fs.lstatIfAny(entry)) !== undefined) return false;
+    if (!isNew && (await this.#fs.exists(entry))) return false;
     const created = await this.#create(directory, entry);
     if (created && this.#fsync) await fsyncDirectory(this.#fs, directory);
     return created;
   }
 
-  /** `add` after the record is written: puts back an entry a racing remover took. */
+  /**
+   * `add` after the record is written: puts back an entry a racing remover took. The entry is
+   * nearly always there, so that case is one `access` and no further call.
+   */
   async ensure(owner: string, id: string): Promise<void> {
+    const directory = this.#verified.get(owner);
+    if (directory !== undefined && (await this.#fs.exists(`${directory}${sep}${id}`))) return;
     await this.add(owner, id);
   }
 
@@ -215,8 +220,11 @@ export class OwnerIndex {
     const levels = [this.#root, join(this.#root, hash.slice(0, 2)), directory];
     for (const level of levels) {
       if (this.#verifiedParents.has(level)) continue;
-      if (!(await this.#verifyDirectory(level, create))) return undefined;
+      const found = await this.#verifyDirectory(level, create);
+      if (found === 'missing') return undefined;
       if (level !== directory) this.#verifiedParents.add(level);
+      // A directory this call made has no anchor yet: make it now, not after a failed link.
+      else if (found === 'made') await this.#createFile(`${directory}${sep}${ANCHOR_NAME}`);
     }
     this.#inUse = true;
     if (this.#verified.size >= MAX_VERIFIED_DIRECTORIES) this.#verified.clear();
@@ -225,28 +233,31 @@ export class OwnerIndex {
   }
 
   /**
-   * Checks that `level` is a plain directory, making it when `create` is set (a new owner's
-   * directory is one `mkdir`: one this call made needs no check). False when missing.
+   * Checks that `level` is a plain directory, making it when `create` is set and it is missing
+   * (one this call made needs no check). An existing directory, the common case in a process
+   * that meets an owner for the first time, costs one `lstat` and builds no Error.
    */
-  async #verifyDirectory(level: string, create: boolean): Promise<boolean> {
-    if (create) {
+  async #verifyDirectory(level: string, create: boolean): Promise<'made' | 'found' | 'missing'> {
+    let stats = await this.#fs.lstatIfAny(level);
+    if (stats === undefined && create) {
       const made = await unless(['EEXIST'], false, async () => {
         await this.#fs.mkdir(level, { mode: this.#directoryMode });
         return true;
       });
       if (made) {
         if (this.#fsync) await fsyncDirectory(this.#fs, join(level, '..'));
-        return true;
+        return 'made';
       }
+      // Another process made it in between.
+      stats = await this.#fs.lstatIfAny(level);
     }
-    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(level));
-    if (stats === undefined) return false;
+    if (stats === undefined) return 'missing';
     if (!stats.isDirectory()) {
       throw new SessionError(
         'ERR_STORE_IO',
         `Refusing to use ${level}: it is not a plain directory inside the store (a symlink?)`,
       );
     }
-    return true;
+    return 'found';
   }
 }

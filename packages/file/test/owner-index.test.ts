@@ -10,6 +10,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -159,6 +160,36 @@ describe('owner index', () => {
       ].sort(),
     );
   });
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`puts back, before set resolves, an entry a remover took while the record was being written (io: '${io}')`, async () => {
+      const path = join(root, `store-${++directories}`);
+      const id = generateSessionId();
+      const entry = join(path, '.owners', hashOf('alice').slice(0, 2), hashOf('alice'), id);
+      let removed = 0;
+      const store = await openStore({
+        path,
+        io,
+        // A remover in another process (an ownedBy that found no record yet) unlinks the entry
+        // after the writer added it and before the record is in place.
+        renameFile: async (from, to) => {
+          if (existsSync(entry)) {
+            rmSync(entry);
+            removed++;
+          }
+          await rename(from, to);
+        },
+      });
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(id, { data, expiresAt, owner: 'alice' });
+      expect(removed).toBe(0);
+      const update = { data: Buffer.from([1]), expiresAt, owner: 'alice' };
+      expect(await store.set(id, update, { only: 'present' })).toBe(true);
+      expect(removed).toBe(1);
+      expect(existsSync(entry)).toBe(true);
+      expect(await store.ownedBy('alice')).toEqual([{ id, record: update }]);
+    });
+  }
 
   it('names owner directories by a hash: any owner is stored, and none reaches a path', async () => {
     const store = await openStore();
