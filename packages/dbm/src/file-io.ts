@@ -1,4 +1,4 @@
-import { fdatasyncSync, readSync, writeSync } from 'node:fs';
+import { fdatasyncSync, readSync, writeSync, writevSync } from 'node:fs';
 
 /**
  * How hard a commit pushes its writes to the disk.
@@ -37,6 +37,18 @@ export class FileIo {
     let done = 0;
     while (done < bytes.length) {
       done += writeSync(this.fd, bytes, done, bytes.length - done, offset + done);
+    }
+  }
+
+  /** Writes `buffers` one after another from `offset`: one system call for them all, as a rule. */
+  writeRun(offset: number, buffers: Uint8Array[]): void {
+    let written = buffers.length === 1 ? 0 : writevSync(this.fd, buffers, offset);
+    let at = offset;
+    for (const bytes of buffers) {
+      // A short writev leaves the rest to positional writes.
+      if (written < bytes.length) this.write(at + written, bytes.subarray(written));
+      written = Math.max(0, written - bytes.length);
+      at += bytes.length;
     }
   }
 

@@ -15,7 +15,7 @@ import {
   PAGE_BYTES,
 } from './format.js';
 import { Journal } from './journal.js';
-import { addOwnedId, ownedIds, removeOwnedId, replaceOwnedIds } from './owner-lists.js';
+import { OwnerLists } from './owner-lists.js';
 import { isOwnerListEntry, recordBytes, touchedRecordTail } from './record-format.js';
 import {
   findEntry,
@@ -61,6 +61,8 @@ export interface FileInfo {
 export class HashFile {
   readonly #io: FileIo;
   readonly #journal: Journal;
+  readonly #owners = new OwnerLists();
+  readonly #committed = (header: FileHeader) => this.#owners.committed(header);
   /** Records a full-scan sweep could not decode (it fell back to the index's expiry). */
   undecodable = 0;
 
@@ -132,9 +134,17 @@ export class HashFile {
 
   begin(): Transaction {
     const state = this.#journal.readHeader();
-    if (state.kind === 'ok') return new Transaction(this.#io, this.#journal, state.header);
+    if (state.kind === 'ok') {
+      this.#owners.begin(state.header);
+      return this.#transaction(state.header);
+    }
     if (state.kind === 'foreign' || state.kind === 'unsupported') throw this.#refusal(state);
     throw damaged(this.#io.path, state.kind === 'empty' ? 'missing header' : 'bad header checksum');
+  }
+
+  /** A transaction on the file as `header` says it is now; its commit tells the owner lists. */
+  #transaction(header: FileHeader): Transaction {
+    return new Transaction(this.#io, this.#journal, header, this.#committed);
   }
 
   info(): FileInfo {
@@ -159,7 +169,7 @@ export class HashFile {
    */
   ownedBy(owner: string, now: number): OwnedSession[] | undefined {
     const tx = this.begin();
-    const { ids, complete } = ownedIds(tx, owner);
+    const { ids, complete } = this.#owners.ownedIds(tx, owner);
     return complete ? this.#liveOwned(tx, owner, ids, now) : undefined;
   }
 
@@ -171,7 +181,7 @@ export class HashFile {
    */
   rebuildOwnerList(owner: string, scanned: readonly string[], now: number): OwnedSession[] {
     const tx = this.begin();
-    let { ids, complete } = ownedIds(tx, owner);
+    let { ids, complete } = this.#owners.ownedIds(tx, owner);
     if (!complete) {
       ids = [...new Set([...scanned, ...ids])].filter((id) => {
         const match = findEntry(tx, id).match;
@@ -179,7 +189,7 @@ export class HashFile {
           match?.entry.damaged !== true && match?.head?.id === id && match.head.owner === owner
         );
       });
-      replaceOwnedIds(tx, owner, ids);
+      this.#owners.replace(tx, owner, ids);
       tx.commit();
     }
     return this.#liveOwned(tx, owner, ids, now);
@@ -244,8 +254,8 @@ export class HashFile {
     // The chain is flushed first: an owner list may live in the same bucket.
     const oldOwner = match?.head?.owner;
     if (oldOwner !== owner) {
-      if (oldOwner !== undefined) removeOwnedId(tx, oldOwner, id);
-      if (owner !== undefined) addOwnedId(tx, owner, id);
+      if (oldOwner !== undefined) this.#owners.remove(tx, oldOwner, id);
+      if (owner !== undefined) this.#owners.add(tx, owner, id);
     }
     keepPassOpenFor(tx.header, hash, expiresAt);
     tx.commit();
@@ -276,7 +286,7 @@ export class HashFile {
     const live = match.entry.damaged === true || match.entry.expiresAt > now;
     removeEntry(tx, chain, match.index);
     chain.flush();
-    if (match.head?.owner !== undefined) removeOwnedId(tx, match.head.owner, id);
+    if (match.head?.owner !== undefined) this.#owners.remove(tx, match.head.owner, id);
     tx.commit();
     return live;
   }
@@ -287,6 +297,7 @@ export class HashFile {
     Object.assign(tx.header, newHeader(), { appliedSeq });
     const pages = Buffer.concat(Array.from({ length: tx.header.initialBuckets }, () => newPage()));
     tx.write(DATA_START, pages);
+    this.#owners.forget();
     tx.commit();
     ftruncateSync(this.#io.fd, tx.header.fileEnd);
   }
@@ -333,7 +344,7 @@ export class HashFile {
       if (result.scanned >= maxEntries || buckets >= maxBuckets || pastDeadline()) break;
       if (tx.pendingBytes > JOURNAL_SOFT_LIMIT_BYTES) {
         tx.commit();
-        tx = new Transaction(this.#io, this.#journal, header);
+        tx = this.#transaction(header);
       }
       const chain = Chain.loadBucket(tx, header.sweepCursorBucket);
       let position =
@@ -360,7 +371,7 @@ export class HashFile {
       chain.flush();
       // After the flush: an owner list may live in this bucket. Taking one out moves this
       // bucket's last entry, already examined, into its place, so nothing is skipped.
-      for (const { owner, id } of owned) removeOwnedId(tx, owner, id);
+      for (const { owner, id } of owned) this.#owners.remove(tx, owner, id);
       if (position === 0) {
         header.sweepCursorBucket++;
         header.sweepCursorPos = -1;

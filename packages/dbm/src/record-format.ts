@@ -111,6 +111,8 @@ export interface OwnerList {
   ids: string[];
   /** False when ids of the owner's records may be missing: only a scan can tell them all. */
   complete: boolean;
+  /** The list's bytes, without what follows it in its extent. */
+  bytes: Buffer;
 }
 
 /** Only an intact entry is taken for an owner list: a damaged one is never read as one. */
@@ -122,7 +124,8 @@ export function ownerListBytes(owner: string, ids: readonly string[], complete: 
   const ownerLength = Buffer.byteLength(owner, 'utf8');
   let total = OWNER_LIST_HEADER_BYTES + ownerLength;
   for (const id of ids) total += 1 + id.length;
-  const buf = Buffer.allocUnsafe(total);
+  // Not from the shared pool: the owner lists a store remembers keep their bytes.
+  const buf = Buffer.alloc(total);
   buf.writeUInt16LE(OWNER_LIST_MAGIC, 0);
   buf.writeUInt16LE(ownerLength, 2);
   buf.writeUInt32LE(ids.length, 4);
@@ -166,5 +169,54 @@ export function decodeOwnerList(buf: Buffer): OwnerList | undefined {
     owner: buf.toString('utf8', OWNER_LIST_HEADER_BYTES, ownerEnd),
     ids,
     complete: flags === 0,
+    bytes: buf.subarray(0, at),
   };
+}
+
+/** True when an owner list's bytes (as `ownerListBytes` wrote them) say it may be incomplete. */
+export function isIncompleteOwnerList(list: Buffer): boolean {
+  return list.readUInt32LE(12) !== 0;
+}
+
+/** Where `id`'s entry starts in an owner list's bytes, or -1 when it is not listed. */
+export function findInOwnerList(list: Buffer, id: string): number {
+  const count = list.readUInt32LE(4);
+  let at = OWNER_LIST_HEADER_BYTES + list.readUInt16LE(2);
+  for (let i = 0; i < count; i++) {
+    const length = list[at] as number;
+    if (length === id.length && listedIdIs(list, at + 1, id)) return at;
+    at += 1 + length;
+  }
+  return -1;
+}
+
+/** Ids are base64url, so each character is one byte of the list (written as latin1). */
+function listedIdIs(list: Buffer, at: number, id: string): boolean {
+  for (let k = 0; k < id.length; k++) if (list[at + k] !== id.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * An owner list's bytes with `id` added at its end, and its count and check updated; `list` is
+ * left as it is. The same bytes as `ownerListBytes` of the longer list, without encoding it all.
+ */
+export function ownerListWith(list: Buffer, id: string): Buffer {
+  const bytes = Buffer.alloc(list.length + 1 + id.length);
+  list.copy(bytes, 0);
+  bytes[list.length] = id.length;
+  bytes.write(id, list.length + 1, 'latin1');
+  bytes.writeUInt32LE(list.readUInt32LE(4) + 1, 4);
+  bytes.writeUInt32LE(ownerListCheck(bytes, bytes.length), 8);
+  return bytes;
+}
+
+/** An owner list's bytes without the id entry that starts at `at`; `list` is left as it is. */
+export function ownerListWithout(list: Buffer, at: number): Buffer {
+  const end = at + 1 + (list[at] as number);
+  const bytes = Buffer.alloc(list.length - (end - at));
+  list.copy(bytes, 0, 0, at);
+  list.copy(bytes, at, end);
+  bytes.writeUInt32LE(list.readUInt32LE(4) - 1, 4);
+  bytes.writeUInt32LE(ownerListCheck(bytes, bytes.length), 8);
+  return bytes;
 }

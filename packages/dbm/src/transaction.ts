@@ -7,6 +7,7 @@ import {
   encodeHeader,
   type FileHeader,
   type JournalWrite,
+  PAGE_BYTES,
   TRUNK_HEADER_BYTES,
   TRUNK_MAGIC,
   trunkSlots,
@@ -23,24 +24,35 @@ export interface Extent {
 /**
  * One atomic change to the file. Writes to space the committed state refers to are buffered,
  * written to the journal first, then applied, header last; a crash before the journal is
- * complete loses the change, a crash after it is replayed. Writes to unreferenced space go
- * straight to the file.
+ * complete loses the change, a crash after it is replayed. Writes to unreferenced space go to
+ * the file before the journal, those that adjoin (a new record and a new owner list at the
+ * file's end) in one system call.
  */
 export class Transaction {
   readonly header: FileHeader;
   readonly #io: FileIo;
   readonly #journal: Journal;
   readonly #writes = new Map<string, JournalWrite>();
+  /** Writes to unreferenced space, by offset and length: the last one to each place counts. */
+  readonly #fresh = new Map<string, FreshWrite>();
   readonly #freed = new Set<number>();
   /** Free-list trunk headers this transaction has read or written, so each is read once. */
   readonly #trunks = new Map<number, { next: number; count: number }>();
   #pendingBytes = 0;
-  #wroteFresh = false;
 
-  constructor(io: FileIo, journal: Journal, header: FileHeader) {
+  readonly #onCommit: (header: FileHeader) => void;
+
+  /** `onCommit` runs after each commit that reached the file, with the header it left. */
+  constructor(
+    io: FileIo,
+    journal: Journal,
+    header: FileHeader,
+    onCommit: (header: FileHeader) => void = () => {},
+  ) {
     this.#io = io;
     this.#journal = journal;
     this.header = header;
+    this.#onCommit = onCommit;
   }
 
   /** The database file's path, for error messages. */
@@ -55,37 +67,47 @@ export class Transaction {
   /** Reads as this transaction would leave the file. */
   read(offset: number, length: number): Buffer {
     const buf = this.#io.read(offset, length);
-    const end = offset + length;
-    for (const write of this.#writes.values()) {
-      const writeEnd = write.offset + write.bytes.length;
-      if (writeEnd <= offset || write.offset >= end) continue;
-      const from = Math.max(offset, write.offset);
-      const to = Math.min(end, writeEnd);
-      buf.set(write.bytes.subarray(from - write.offset, to - write.offset), from - offset);
-    }
+    overlay(buf, offset, this.#fresh);
+    overlay(buf, offset, this.#writes);
     return buf;
   }
 
   write(offset: number, bytes: Uint8Array): void {
+    this.#buffer(offset, Uint8Array.from(bytes));
+  }
+
+  /** As `write`, for bytes that nobody changes afterwards: they are kept without a copy. */
+  writeFinal(offset: number, bytes: Uint8Array): void {
+    this.#buffer(offset, bytes);
+  }
+
+  #buffer(offset: number, bytes: Uint8Array): void {
     const key = `${offset}:${bytes.length}`;
     const previous = this.#writes.get(key);
     if (previous !== undefined) {
       this.#pendingBytes -= 12 + previous.bytes.length;
       this.#writes.delete(key);
     }
-    this.#writes.set(key, { offset, bytes: Uint8Array.from(bytes) });
+    this.#writes.set(key, { offset, bytes });
     this.#pendingBytes += 12 + bytes.length;
   }
 
+  /** Writes to space nothing committed refers to: they reach the file first at commit. */
   writeFresh(offset: number, bytes: Uint8Array): void {
-    this.#io.write(offset, bytes);
-    this.#wroteFresh = true;
+    this.#writeFresh(offset, Uint8Array.from(bytes), offset + bytes.length);
   }
 
-  /** Writes `bytes` into `extent` the way its freshness allows. */
+  /** `extentEnd`: where the unreferenced space written into ends, at or past the bytes' end. */
+  #writeFresh(offset: number, bytes: Uint8Array, extentEnd: number): void {
+    const key = `${offset}:${bytes.length}`;
+    this.#fresh.delete(key);
+    this.#fresh.set(key, { offset, bytes, extentEnd });
+  }
+
+  /** Writes `bytes`, which nobody changes afterwards, into `extent` the way its freshness allows. */
   writeExtent(extent: Extent, bytes: Uint8Array): void {
-    if (extent.fresh) this.writeFresh(extent.offset, bytes);
-    else this.write(extent.offset, bytes);
+    if (extent.fresh) this.#writeFresh(extent.offset, bytes, extent.offset + extent.size);
+    else this.writeFinal(extent.offset, bytes);
   }
 
   /**
@@ -180,17 +202,55 @@ export class Transaction {
       ...coalesce([...this.#writes.values()]),
       { offset: 0, bytes: encodeHeader(header) },
     ];
+    const wroteFresh = this.#fresh.size > 0;
     try {
-      this.#journal.commit(header.appliedSeq, writes, this.#wroteFresh);
+      this.#writeFreshRuns();
+      this.#journal.commit(header.appliedSeq, writes, wroteFresh);
     } catch (error) {
       header.appliedSeq -= 1;
       throw error;
     }
     this.#writes.clear();
+    this.#fresh.clear();
     this.#freed.clear();
     this.#trunks.clear();
     this.#pendingBytes = 0;
-    this.#wroteFresh = false;
+    this.#onCommit(header);
+  }
+
+  /**
+   * Writes the fresh writes, each run of adjoining extents in one call (the rest of an extent
+   * between them written as zeros), or one by one in order when any overlap.
+   */
+  #writeFreshRuns(): void {
+    const fresh = [...this.#fresh.values()];
+    if (fresh.length === 1) {
+      const { offset, bytes } = fresh[0] as FreshWrite;
+      this.#io.write(offset, bytes);
+      return;
+    }
+    const ordered = fresh.slice().sort((a, b) => a.offset - b.offset);
+    for (let i = 1; i < ordered.length; i++) {
+      if ((ordered[i - 1] as FreshWrite).extentEnd > (ordered[i] as FreshWrite).offset) {
+        for (const { offset, bytes } of fresh) this.#io.write(offset, bytes);
+        return;
+      }
+    }
+    let start = 0;
+    let run: Uint8Array[] = [];
+    for (let i = 0; i < ordered.length; i++) {
+      const write = ordered[i] as FreshWrite;
+      if (run.length === 0) start = write.offset;
+      run.push(write.bytes);
+      const next = ordered[i + 1];
+      const gap = write.extentEnd - (write.offset + write.bytes.length);
+      if (next !== undefined && next.offset === write.extentEnd && gap <= ZEROS.length) {
+        if (gap > 0) run.push(ZEROS.subarray(0, gap));
+        continue;
+      }
+      this.#io.writeRun(start, run);
+      run = [];
+    }
   }
 
   /** The free-list page at `offset` of the class, or undefined when it fails its check. */
@@ -213,6 +273,14 @@ export class Transaction {
   }
 }
 
+/** A write to unreferenced space, and where the extent it lies in ends. */
+interface FreshWrite extends JournalWrite {
+  extentEnd: number;
+}
+
+/** The rest of a fresh extent, up to this much, is written as zeros to join it to the next. */
+const ZEROS = new Uint8Array(PAGE_BYTES);
+
 /** A free-list page's header: the next page of its list, and how many free extents it names. */
 interface Trunk {
   next: number;
@@ -223,4 +291,20 @@ function u32(value: number): Buffer {
   const buf = Buffer.allocUnsafe(4);
   buf.writeUInt32LE(value, 0);
   return buf;
+}
+
+/** Copies into `buf`, read from `offset`, what `writes` put there, in their order. */
+function overlay(
+  buf: Buffer,
+  offset: number,
+  writes: Map<string, JournalWrite | FreshWrite>,
+): void {
+  const end = offset + buf.length;
+  for (const write of writes.values()) {
+    const writeEnd = write.offset + write.bytes.length;
+    if (writeEnd <= offset || write.offset >= end) continue;
+    const from = Math.max(offset, write.offset);
+    const to = Math.min(end, writeEnd);
+    buf.set(write.bytes.subarray(from - write.offset, to - write.offset), from - offset);
+  }
 }

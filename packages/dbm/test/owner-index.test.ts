@@ -104,6 +104,75 @@ describe('DbmStore owner index', () => {
     }, 60_000);
   }
 
+  it('two stores on one file keep every owner list whole, each writing after the other', async () => {
+    const path = newPath();
+    const first = await DbmStore.open({ path });
+    const second = await DbmStore.open({ path });
+    try {
+      const expiresAt = Date.now() + HOUR_MS;
+      const stores = [first, second];
+      const listed: string[] = [];
+      // 40 sessions of one owner, added by the two stores in turn: its list grows in place,
+      // and moves to larger extents three times, written by either store.
+      for (let k = 0; k < 40; k++) {
+        const id = generateSessionId();
+        await (stores[k % 2] as DbmStore).set(id, { data, expiresAt, owner: 'alice' });
+        listed.push(id);
+        if (k % 7 === 6) {
+          expect(await ownedIds(first, 'alice')).toEqual([...listed].sort());
+          expect(await ownedIds(second, 'alice')).toEqual([...listed].sort());
+        }
+      }
+      // Each takes off a session the other listed last.
+      const [a, b, c] = listed.splice(0, 3) as [string, string, string];
+      expect(await second.delete(a)).toBe(true);
+      expect(await first.set(b, { data, expiresAt, owner: 'bob' })).toBe(true);
+      expect(await second.set(c, { data, expiresAt })).toBe(true);
+      const d = generateSessionId();
+      await first.set(d, { data, expiresAt, owner: 'alice' });
+      listed.push(d);
+      for (const store of stores) {
+        expect(await ownedIds(store, 'alice')).toEqual([...listed].sort());
+        expect(await ownedIds(store, 'bob')).toEqual([b]);
+      }
+      // Signing alice out everywhere from one store leaves nothing for the other to list.
+      for (const { id } of await second.ownedBy('alice')) await second.delete(id);
+      await first.set(b, { data, expiresAt });
+      expect(await first.ownedBy('alice')).toEqual([]);
+      expect(await second.ownedBy('bob')).toEqual([]);
+      expect((await second.info()).entries).toBe(2);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    const reopened = await DbmStore.open({ path });
+    expect(await reopened.ownedBy('alice')).toEqual([]);
+    expect(await reopened.count()).toBe(2);
+    await reopened.close();
+  });
+
+  it('a session given an owner after clear() is the only one listed for it', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    const expiresAt = Date.now() + HOUR_MS;
+    for (let k = 0; k < 5; k++) {
+      await store.set(generateSessionId(), { data, expiresAt, owner: 'alice' });
+    }
+    await store.clear();
+    // Unowned sessions fill the space the old list had, so that nothing may be written there.
+    const unowned = Array.from({ length: 10 }, () => generateSessionId());
+    for (const id of unowned) await store.set(id, { data, expiresAt });
+    const id = generateSessionId();
+    await store.set(id, { data, expiresAt, owner: 'alice' });
+    expect(await ownedIds(store, 'alice')).toEqual([id]);
+    for (const other of unowned) expect(await store.get(other)).toEqual({ data, expiresAt });
+    await store.close();
+    const reopened = await DbmStore.open({ path });
+    expect(await ownedIds(reopened, 'alice')).toEqual([id]);
+    expect((await reopened.info()).entries).toBe(12);
+    await reopened.close();
+  });
+
   it('an owner of 256 characters beyond the BMP is stored and listed intact', async () => {
     const store = await DbmStore.open({ path: newPath() });
     const owner = '😀'.repeat(128);
