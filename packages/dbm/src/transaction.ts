@@ -67,8 +67,8 @@ export class Transaction {
   /** Reads as this transaction would leave the file. */
   read(offset: number, length: number): Buffer {
     const buf = this.#io.read(offset, length);
-    overlay(buf, offset, this.#fresh);
-    overlay(buf, offset, this.#writes);
+    if (this.#fresh.size > 0) overlay(buf, offset, this.#fresh);
+    if (this.#writes.size > 0) overlay(buf, offset, this.#writes);
     return buf;
   }
 
@@ -204,7 +204,7 @@ export class Transaction {
     ];
     const wroteFresh = this.#fresh.size > 0;
     try {
-      this.#writeFreshRuns();
+      if (wroteFresh) this.#writeFreshRuns();
       this.#journal.commit(header.appliedSeq, writes, wroteFresh);
     } catch (error) {
       header.appliedSeq -= 1;
@@ -223,12 +223,11 @@ export class Transaction {
    * between them written as zeros), or one by one in order when any overlap.
    */
   #writeFreshRuns(): void {
-    const fresh = [...this.#fresh.values()];
-    if (fresh.length === 1) {
-      const { offset, bytes } = fresh[0] as FreshWrite;
-      this.#io.write(offset, bytes);
+    if (this.#fresh.size <= 1) {
+      for (const { offset, bytes } of this.#fresh.values()) this.#io.write(offset, bytes);
       return;
     }
+    const fresh = [...this.#fresh.values()];
     const ordered = fresh.slice().sort((a, b) => a.offset - b.offset);
     for (let i = 1; i < ordered.length; i++) {
       if ((ordered[i - 1] as FreshWrite).extentEnd > (ordered[i] as FreshWrite).offset) {
