@@ -257,8 +257,9 @@ export class OwnerLists {
   }
 }
 
+/** The memory a known list holds: one read from the file holds the whole read of its extent. */
 function sizeOf(list: KnownList): number {
-  return list.bytes.length + KNOWN_LIST_OVERHEAD_BYTES;
+  return list.bytes.buffer.byteLength + KNOWN_LIST_OVERHEAD_BYTES;
 }
 
 function findList(tx: Transaction, owner: string): Found {
