@@ -72,6 +72,17 @@ function leaseDirectory(under = tmpdir()): { directory: string; open(): LeaseFil
   };
 }
 
+/** A fresh lease directory whose key `k` one instance, `first`, has just claimed for `leaseMs`. */
+async function claimedKey(leaseMs: number) {
+  const { directory, open } = leaseDirectory();
+  const first = open();
+  const path = join(directory, 'k');
+  const token = generateToken();
+  const expiresAt = Date.now() + leaseMs;
+  expect(await first.claimAt(path, token, expiresAt)).toBe('claimed');
+  return { directory, open, first, path, token, expiresAt };
+}
+
 /** This process's file descriptors and what each one opens, from `/proc/self/fd` (Linux). */
 function openFiles(): { fd: string; target: string }[] {
   const found: { fd: string; target: string }[] = [];
@@ -192,11 +203,7 @@ describe('LeaseFiles', () => {
   });
 
   it('reports the loss on a release after the lease directory was removed', async () => {
-    const { directory, open } = leaseDirectory();
-    const first = open();
-    const path = join(directory, 'k');
-    const token = generateToken();
-    expect(await first.claimAt(path, token, Date.now() + 60_000)).toBe('claimed');
+    const { directory, open, first, path, token } = await claimedKey(60_000);
     rmSync(directory, { recursive: true, force: true });
     expect(await first.releaseAt(path, token)).toBe(false);
     expect(await open().claimAt(path, generateToken(), Date.now() + 60_000)).toBe('claimed');
@@ -211,12 +218,7 @@ describe('LeaseFiles', () => {
       ['near the lease end', 1500, 400],
     ] as const) {
       it(`leaves the lease of whoever claimed the key after the lease directory was ${moved}, on a release ${when}`, async () => {
-        const { directory, open } = leaseDirectory();
-        const first = open();
-        const path = join(directory, 'k');
-        const lost = generateToken();
-        const expiresAt = Date.now() + leaseMs;
-        expect(await first.claimAt(path, lost, expiresAt)).toBe('claimed');
+        const { directory, open, first, path, token: lost, expiresAt } = await claimedKey(leaseMs);
         moveAway(directory);
         const second = open();
         const taken = generateToken();
@@ -232,12 +234,7 @@ describe('LeaseFiles', () => {
   }
 
   it('two releases of one lease at once (its end, and its holder) free its holder file once: later leases each keep their own record', async () => {
-    const { directory, open } = leaseDirectory();
-    const files = open();
-    const path = join(directory, 'k');
-    const token = generateToken();
-    const expiresAt = Date.now() + 200;
-    expect(await files.claimAt(path, token, expiresAt)).toBe('claimed');
+    const { directory, first: files, path, token, expiresAt } = await claimedKey(200);
     await sleep(expiresAt - Date.now() + 10);
     const released = await Promise.all([
       files.releaseAt(path, token),
@@ -255,11 +252,7 @@ describe('LeaseFiles', () => {
   });
 
   it('refuses to extend a lease whose directory was replaced since, and leaves the new holder', async () => {
-    const { directory, open } = leaseDirectory();
-    const first = open();
-    const path = join(directory, 'k');
-    const lost = generateToken();
-    expect(await first.claimAt(path, lost, Date.now() + 60_000)).toBe('claimed');
+    const { directory, open, first, path, token: lost } = await claimedKey(60_000);
     renameSync(directory, `${directory}.old`);
     const second = open();
     const taken = generateToken();
