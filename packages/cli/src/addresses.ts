@@ -2,11 +2,10 @@ import { lookup } from 'node:dns/promises';
 import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { SessionStore } from '@sessile/core';
+import type { SessionStore, StoreProbe } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 import { toCliError } from './output.js';
 import { importPackage } from './resolve.js';
-import { requireExistingStore } from './store-exists.js';
 
 type PathScheme = 'sqlite' | 'level' | 'file' | 'dbm';
 type ServerScheme = 'redis' | 'postgres';
@@ -28,8 +27,6 @@ export interface StoreAddress {
   host?: string;
   /** `host:port` of a server store, as the store's own messages name it. */
   server?: string;
-  /** A PostgreSQL store's sessions table, defaults filled in. */
-  table?: { schema: string; name: string };
 }
 
 const PATH_STORES: Record<PathScheme, { packageName: string; className: string }> = {
@@ -268,7 +265,6 @@ export function parseStoreAddress(text: string): StoreAddress {
       identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
       host: url.hostname,
       server: `${url.hostname}:${url.port || 5432}`,
-      table: { schema, name: table },
     };
   }
   throw usageError(
@@ -294,7 +290,10 @@ export async function sameStore(a: StoreAddress, b: StoreAddress): Promise<boole
   return first.some((address) => second.includes(address));
 }
 
-type StoreClass = { open(options: Record<string, unknown>): Promise<SessionStore> };
+type StoreClass = {
+  open(options: Record<string, unknown>): Promise<SessionStore>;
+  probe?(options: Record<string, unknown>): Promise<StoreProbe>;
+};
 
 /** How the CLI opens a store, beyond what its address says. */
 export interface OpenOptions {
@@ -304,24 +303,77 @@ export interface OpenOptions {
   maxRecordBytes?: number | undefined;
 }
 
-/** Opens the store an address names, through its package found by dynamic import. */
-export async function openStore(
-  address: StoreAddress,
-  { mustExist, maxRecordBytes }: OpenOptions,
-): Promise<SessionStore> {
+/** The class that opens the store an address names, from its package found by dynamic import. */
+async function storeClass(address: StoreAddress): Promise<StoreClass> {
   const module = await importPackage<Record<string, unknown>>(
     address.packageName,
     `The ${address.scheme}: store`,
   );
   const Store = module[address.className] as StoreClass | undefined;
-  if (typeof Store?.open !== 'function') {
-    throw new CliError(
-      `${address.packageName} has no ${address.className}.open(); install a matching version`,
-      EXIT.missingPackage,
-      'ERR_PACKAGE_MISSING',
-    );
+  if (typeof Store?.open !== 'function') throw olderPackage(address, 'open');
+  return Store;
+}
+
+function olderPackage(address: StoreAddress, method: string): CliError {
+  return new CliError(
+    `${address.packageName} has no ${address.className}.${method}(); install a matching version`,
+    EXIT.missingPackage,
+    'ERR_PACKAGE_MISSING',
+  );
+}
+
+/**
+ * What the store's own `probe()` finds at the address, creating nothing. A Redis store is always
+ * there: a prefix without keys is an empty store, and opening one creates nothing.
+ */
+export async function probeStore(address: StoreAddress): Promise<StoreProbe> {
+  return probeWith(await storeClass(address), address);
+}
+
+async function probeWith(Store: StoreClass, address: StoreAddress): Promise<StoreProbe> {
+  if (address.scheme === 'redis') return { state: 'present' };
+  if (typeof Store.probe !== 'function') throw olderPackage(address, 'probe');
+  try {
+    return await Store.probe(address.options);
+  } catch (error) {
+    throw namingStore(error, address);
   }
-  if (mustExist) await requireExistingStore(address);
+}
+
+/** The error for a store that `probe` found missing or unusable, naming what is there instead. */
+function notThere(address: StoreAddress, probe: StoreProbe, what: string): CliError | undefined {
+  if (probe.state === 'present') return undefined;
+  return new CliError(
+    `${address.display}: ${what}: ${probe.reason}`,
+    EXIT.failure,
+    'ERR_STORE_IO',
+    {
+      cause: probe.state === 'refused' ? probe.cause : undefined,
+    },
+  );
+}
+
+/**
+ * Refuses a target that `probe` says the real run's `open()` cannot make a store of (a path
+ * inside a file, a directory of other files, no right to create a table): what a dry run
+ * checks in place of that open, which would create the store.
+ */
+export function assertCreatable(address: StoreAddress, probe: StoreProbe): void {
+  if (probe.state !== 'refused') return;
+  throw notThere(address, probe, 'cannot make a store there');
+}
+
+/** Opens the store an address names, through its package found by dynamic import. */
+export async function openStore(
+  address: StoreAddress,
+  { mustExist, maxRecordBytes }: OpenOptions,
+): Promise<SessionStore> {
+  const Store = await storeClass(address);
+  // A store that is not there is refused, so a command that only reads one never creates it.
+  if (mustExist) {
+    const missing = notThere(address, await probeWith(Store, address), 'no store there');
+    if (missing !== undefined) throw missing;
+  }
   try {
     return await Store.open(
       maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },

@@ -7,11 +7,16 @@ import {
   type SessionRecord,
   type SessionStore,
 } from '@sessile/core';
-import { type OpenOptions, openStore, parseStoreAddress, type StoreAddress } from './addresses.js';
+import {
+  assertCreatable,
+  type OpenOptions,
+  openStore,
+  parseStoreAddress,
+  probeStore,
+  type StoreAddress,
+} from './addresses.js';
 import { requireDriver } from './resolve.js';
 import { quoteIdentifier } from './sql.js';
-import { assertCreatable } from './store-creatable.js';
-import { storeExists } from './store-exists.js';
 
 /** Opens the store at `text`, runs `work`, and closes it whatever happens. */
 export async function withStore<T>(
@@ -39,9 +44,10 @@ export async function withTarget<T>(
   work: (store: SessionStore, address: StoreAddress) => Promise<T>,
 ): Promise<T> {
   const address = parseStoreAddress(text);
-  if (options.dryRun && !(await storeExists(address))) {
-    await assertCreatable(address);
-    return work(await MemoryStore.open(), address);
+  if (options.dryRun) {
+    const probe = await probeStore(address);
+    assertCreatable(address, probe);
+    if (probe.state === 'absent') return work(await MemoryStore.open(), address);
   }
   const store = await openStore(address, { ...options, mustExist: false });
   try {

@@ -275,7 +275,7 @@ describe('store addresses', () => {
     const path = `${nextDir()}.db`;
     const result = await runCli(['stats', `sqlite:${path}`]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`no store at ${path} (ENOENT)`);
+    expect(result.stderr).toContain(`no store there: ${path} does not exist`);
     expect((await runCli(['ls', `level:${path}`])).code).toBe(1);
   });
 
@@ -289,7 +289,7 @@ describe('store addresses', () => {
       const result = await runCli([command, `sqlite:${path}`]);
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(
-        `no store at ${path} (an SQLite file with no 'sessions' table)`,
+        `no store there: ${path} is an SQLite database with no 'sessions' table`,
       );
     }
     expect(readFileSync(path).equals(before)).toBe(true);
@@ -297,7 +297,9 @@ describe('store addresses', () => {
     mkdirSync(empty, { recursive: true });
     const listed = await runCli(['ls', `level:${empty}`]);
     expect(listed.code).toBe(1);
-    expect(listed.stderr).toContain(`no store at ${empty} (no LevelDB there)`);
+    expect(listed.stderr).toContain(
+      `no store there: ${empty} is an empty directory, not a LevelDB database yet`,
+    );
     expect(readdirSync(empty)).toEqual([]);
   });
 
@@ -315,7 +317,9 @@ describe('store addresses', () => {
     for (const args of runs) {
       const result = await runCli(args);
       expect(result.code, result.stderr).toBe(1);
-      expect(result.stderr).toContain(`file:${mine}: no store at ${mine} (no file store there)`);
+      expect(result.stderr).toContain(
+        `file:${mine}: no store there: ${mine} holds other files (a, sid.json) and is not a file store`,
+      );
     }
     expect(readdirSync(mine).sort()).toEqual(['a', 'sid.json']);
     expect(readFileSync(join(mine, 'a', 'notes.txt'), 'utf8')).toBe('keep me');

@@ -135,7 +135,7 @@ describe('a PostgreSQL store that is not there', () => {
     const missing = schema(`missing_${name.replace(/\W+/g, '_')}`);
     const result = await runCli(args(`${PG_URL}?schema=${missing}&table=sesions`));
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`no store at table ${missing}.sesions`);
+    expect(result.stderr).toContain(`no store there: "${missing}"."sesions" does not exist`);
     const { rows } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [missing]);
     expect(rows).toHaveLength(0);
   });
@@ -183,7 +183,11 @@ describe('--dry-run to a PostgreSQL table this user may not create', () => {
       1,
       { ok: false, error: { code: 'ERR_STORE_IO' } },
     ]);
-    expect(dryRun.stderr).toContain(`table ${target}.sessions`);
+    expect(dryRun.stderr).toContain(`cannot make a store there: `);
+    expect(dryRun.stderr).toContain(`"${target}"."sessions"`);
+    expect(dryRun.stderr).toContain(
+      schemaExists ? `may not create tables in schema ${target}` : 'may not create schemas',
+    );
     const real = await runCli(args);
     expect([real.code, jsonOf(real)], real.stderr).toMatchObject([1, { ok: false }]);
     const { rows } = await pool.query('SELECT to_regclass($1) AS found', [`"${target}".sessions`]);

@@ -16,6 +16,14 @@ import type { ConformanceOptions } from './options.js';
 
 export { mountSmallFilesystem, unmountSmallFilesystem } from './groups/full-disk.js';
 export type { ConformanceOptions, CrossProcessOptions } from './options.js';
+export {
+  type ProbeConformanceOptions,
+  type ProbePlace,
+  placeDirectories,
+  runProbeConformance,
+  snapshotTree,
+  storeWithOneSession,
+} from './probe.js';
 
 /**
  * Registers the whole sessile conformance suite with vitest. Call it once, at the top level of

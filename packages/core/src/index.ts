@@ -77,6 +77,7 @@ export {
   Session,
   type SessionStatus,
 } from './session.js';
+export type { StoreProbe } from './store-probe.js';
 export type {
   AcquireOptions,
   HeldLease,

@@ -75,6 +75,12 @@ export {
   openStoreAdapter,
   type StoreAdapterOptions,
 } from './store-adapter.js';
+export {
+  probeStoreDirectory,
+  probeStoreFile,
+  type StoreDirectoryRules,
+  type StoreProbe,
+} from './store-probe.js';
 export { UnlinkGuard } from './unlink-guard.js';
 export {
   assertAbortSignal,

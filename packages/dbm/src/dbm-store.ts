@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, type Stats, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, type Stats, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   type HeldLease,
@@ -6,13 +6,16 @@ import {
   type OwnedSession,
   type SessionRecord,
   type StoreCapabilities,
+  type StoreProbe,
   type SweepResult,
 } from '@sessile/core';
 import {
   BaseStore,
+  errorMessage,
   GUARD_STALE_MS,
   HostGuards,
   lockLost,
+  probeStoreFile,
   type SweepProgress,
   syncLockFileSystem,
   yieldToEventLoop,
@@ -160,6 +163,45 @@ export class DbmStore extends BaseStore {
    * the file, and a file that is not a sessile dbm file or has a newer format, are refused with
    * nothing created or written.
    */
+  /**
+   * What `open(options)` would find at `options.path`, creating and changing nothing: a dbm file
+   * (`'present'`), none yet (a missing or empty file, which `open` lays out), or why `open` would
+   * fail (not a sessile dbm file, a newer format, no right to write).
+   */
+  static async probe(options: DbmStoreOptions): Promise<StoreProbe> {
+    const path = resolve(resolveSettings(options).path);
+    const missing = await probeStoreFile(path);
+    if (missing !== undefined) return missing;
+    let fd: number;
+    try {
+      // Read and write, as `open` asks, so a file this process may not write is refused; the
+      // probe itself only reads. Non-blocking, in case a FIFO was swapped in since the check.
+      fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+    } catch (error) {
+      return {
+        state: 'refused',
+        reason: cannotOpen(path, errorMessage(error)).message,
+        cause: error,
+      };
+    }
+    try {
+      const file = new HashFile(fd, path, 'normal');
+      const refusal = file.refusal();
+      if (refusal !== undefined) return { state: 'refused', reason: refusal.message };
+      return file.laidOut()
+        ? { state: 'present' }
+        : { state: 'absent', reason: `${path} is an empty file` };
+    } catch (error) {
+      return {
+        state: 'refused',
+        reason: cannotOpen(path, errorMessage(error)).message,
+        cause: error,
+      };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   static async open(options: DbmStoreOptions): Promise<DbmStore> {
     const settings = resolveSettings(options);
     const given = resolve(settings.path);
@@ -197,7 +239,7 @@ export class DbmStore extends BaseStore {
         closeSync(store.#fd);
       } else if (fd !== undefined) closeSync(fd);
       if (isSessionError(error)) throw error;
-      throw cannotOpen(path, error instanceof Error ? error.message : String(error), error);
+      throw cannotOpen(path, errorMessage(error), error);
     }
   }
 

@@ -93,6 +93,11 @@ export class HashFile {
       : undefined;
   }
 
+  /** False while the file holds no header yet, judged without the lock: `initialize()` writes one. */
+  laidOut(): boolean {
+    return this.#journal.peekHeader().kind !== 'empty';
+  }
+
   /** Creates the layout in an empty file; checks the magic and version of an existing one. */
   initialize(): void {
     const state = this.#journal.readHeader();

@@ -1,10 +1,23 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runStoreConformance } from '@sessile/conformance';
+import {
+  placeDirectories,
+  runProbeConformance,
+  runStoreConformance,
+  storeWithOneSession,
+} from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { afterAll } from 'vitest';
-import { DbmStore, type DbmSweepMode } from '../src/index.js';
+import { DbmStore, type DbmStoreOptions, type DbmSweepMode } from '../src/index.js';
 
 const directories: string[] = [];
 // Both sweep modes' runs of the suite leave every store's directory here; at a load above 20 on
@@ -48,3 +61,49 @@ for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
     fullDisk: (path) => DbmStore.open({ path, sweepMode }),
   });
 }
+
+const probeRoot = mkdtempSync(join(tmpdir(), 'sessile-dbm-probe-'));
+directories.push(probeRoot);
+const place = placeDirectories(probeRoot);
+
+runProbeConformance<DbmStoreOptions>({
+  name: 'DbmStore',
+  probe: (options) => DbmStore.probe(options),
+  open: (options) => DbmStore.open(options),
+  snapshot: async ({ path }) => place.snapshot(path),
+  places: [
+    {
+      name: 'a dbm file',
+      state: 'present',
+      make: () =>
+        storeWithOneSession((options) => DbmStore.open(options), {
+          path: join(place.make(), 'sessions.dbm'),
+        }),
+    },
+    {
+      name: 'a missing file',
+      state: 'absent',
+      make: async () => ({ path: join(place.make(), 'sessions.dbm') }),
+    },
+    {
+      name: 'an empty file',
+      state: 'absent',
+      make: async () => {
+        const path = join(place.make(), 'sessions.dbm');
+        writeFileSync(path, '');
+        return { path };
+      },
+    },
+    {
+      name: 'a file that is not a dbm file',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file') }),
+    },
+    { name: 'a directory', state: 'refused', make: async () => ({ path: place.make() }) },
+    {
+      name: 'a file in a missing directory',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'missing', 'sessions.dbm') }),
+    },
+  ],
+});

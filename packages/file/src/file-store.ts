@@ -8,9 +8,16 @@ import {
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
+  type StoreProbe,
   type SweepResult,
 } from '@sessile/core';
-import { BaseStore, HostGuards, pseudoFilesystemOf, type SweepProgress } from '@sessile/core/store';
+import {
+  BaseStore,
+  HostGuards,
+  probeStoreDirectory,
+  pseudoFilesystemOf,
+  type SweepProgress,
+} from '@sessile/core/store';
 import { EventLoopTurns } from './event-loop-turns.js';
 import { FileLocks } from './file-locks.js';
 import {
@@ -66,6 +73,19 @@ export class FileStore extends BaseStore {
   readonly #spares: SpareFiles | undefined;
   /** Calls made on the event loop (`io: 'sync'`) take turns with it. */
   readonly #turns: EventLoopTurns;
+
+  /**
+   * What `open(options)` would find at `options.path`, creating nothing: a file store (its
+   * `.guards` directory is there), none yet (a missing or empty directory, which `open` makes
+   * one of), or why `open` would fail (a file, a directory of other files, no right to write).
+   */
+  static async probe(options: FileStoreOptions): Promise<StoreProbe> {
+    resolveSettings(options);
+    return probeStoreDirectory(options.path, {
+      kind: 'a file store',
+      isStore: (names) => names.includes(GUARDS_DIRECTORY),
+    });
+  }
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
     const settings = resolveSettings(options);

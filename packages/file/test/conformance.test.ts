@@ -1,9 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runStoreConformance } from '@sessile/conformance';
+import {
+  placeDirectories,
+  runProbeConformance,
+  runStoreConformance,
+  storeWithOneSession,
+} from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
-import { FileStore, SHARD_LENGTH } from '@sessile/file';
+import { FileStore, type FileStoreOptions, SHARD_LENGTH } from '@sessile/file';
 import { afterAll } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-conformance-'));
@@ -37,3 +42,56 @@ for (const io of ['sync', 'async'] as const) {
     fullDisk: (path) => FileStore.open({ path, io }),
   });
 }
+
+const place = placeDirectories(root);
+
+runProbeConformance<FileStoreOptions>({
+  name: 'FileStore',
+  probe: (options) => FileStore.probe(options),
+  open: (options) => FileStore.open(options),
+  snapshot: async ({ path }) => place.snapshot(path),
+  places: [
+    {
+      name: 'a file store',
+      state: 'present',
+      make: () =>
+        storeWithOneSession((options) => FileStore.open(options), {
+          path: join(place.make(), 'store'),
+        }),
+    },
+    {
+      name: 'missing directories',
+      state: 'absent',
+      make: async () => ({ path: join(place.make(), 'new', 'store') }),
+    },
+    {
+      name: 'an empty directory',
+      state: 'absent',
+      make: async () => {
+        const path = join(place.make(), 'empty');
+        mkdirSync(path);
+        return { path };
+      },
+    },
+    {
+      name: 'a directory of other files',
+      state: 'refused',
+      make: async () => {
+        const path = join(place.make(), 'mine');
+        mkdirSync(join(path, 'a'), { recursive: true });
+        writeFileSync(join(path, 'a', 'notes.txt'), 'keep me');
+        return { path };
+      },
+    },
+    {
+      name: 'a regular file',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file') }),
+    },
+    {
+      name: 'a path inside a regular file',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file', 'store') }),
+    },
+  ],
+});

@@ -6,6 +6,7 @@ import {
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
+  type StoreProbe,
   type SweepResult,
 } from '@sessile/core';
 import {
@@ -17,6 +18,7 @@ import {
   describeValue,
   KeyedLocks,
   KeyedQueue,
+  probeStoreDirectory,
   type SweepProgress,
   yieldToEventLoop,
 } from '@sessile/core/store';
@@ -47,7 +49,12 @@ import {
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
-import { assertLevelDirectory, assertStoragePath, openError } from './open-path.js';
+import {
+  assertLevelDirectory,
+  assertStoragePath,
+  LEVELDB_DIRECTORY,
+  openError,
+} from './open-path.js';
 import { claimSublevel } from './sublevel-claims.js';
 import { SweepCursor } from './sweep-cursor.js';
 import { SweepSlices } from './sweep-slices.js';
@@ -119,6 +126,37 @@ const SCAN_BATCH = 256;
 type SweptEntry = { key: Uint8Array; expiresAt: number };
 
 /**
+ * The checks `open` makes before any database is opened: a refused value must neither create
+ * one nor hide behind ERR_STORE_BUSY.
+ */
+function assertOpenOptions(options: LevelStoreOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('LevelStore.open needs { path } or { db }');
+  }
+  assertKnownOptions(options, KNOWN_OPTIONS, 'LevelStore.open');
+  if (options.maxRecordBytes !== undefined) {
+    assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+  }
+  if (options.syncReads !== undefined && typeof options.syncReads !== 'boolean') {
+    throw new TypeError('options.syncReads must be a boolean');
+  }
+  const { path, db } = options;
+  if ((path === undefined) === (db === undefined)) {
+    throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');
+  }
+  if (path === undefined) return;
+  if (typeof path !== 'string' || path === '') {
+    throw new TypeError('options.path must be a non-empty string');
+  }
+  // Silently ignored, it would let an app believe its sessions are kept apart in the directory.
+  if (options.sublevel !== undefined) {
+    throw new TypeError(
+      'options.sublevel applies only with options.db: a store opened from options.path owns the whole directory',
+    );
+  }
+}
+
+/**
  * Sessions in LevelDB through classic-level, or in a sublevel of any abstract-level database.
  * Records and an expiry index ordered by `expiresAt` change together in one atomic batch, so a
  * sweep walks only expired entries. LevelDB allows one process per directory, so the store is
@@ -178,33 +216,22 @@ export class LevelStore extends BaseStore {
    * the database cannot be opened, for example when another process holds the directory, and
    * with a `TypeError` for bad or unknown options.
    */
+  /**
+   * What `open(options)` would find, creating nothing: with `path`, a LevelDB database (its
+   * `CURRENT` file is there), none yet (a missing or empty directory, or one holding only the
+   * files of a creation LevelDB did not finish), or why `open` would fail (a file, a directory
+   * of other files, no right to write). With `db`, the app's own database: `'present'`.
+   */
+  static async probe(options: LevelStoreOptions): Promise<StoreProbe> {
+    assertOpenOptions(options);
+    if (options.path === undefined) return { state: 'present' };
+    return probeStoreDirectory(options.path, LEVELDB_DIRECTORY);
+  }
+
   static async open(options: LevelStoreOptions): Promise<LevelStore> {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError('LevelStore.open needs { path } or { db }');
-    }
-    assertKnownOptions(options, KNOWN_OPTIONS, 'LevelStore.open');
-    // Before any database is opened: a refused value must neither create one nor hide behind
-    // ERR_STORE_BUSY.
-    if (options.maxRecordBytes !== undefined) {
-      assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
-    }
-    if (options.syncReads !== undefined && typeof options.syncReads !== 'boolean') {
-      throw new TypeError('options.syncReads must be a boolean');
-    }
+    assertOpenOptions(options);
     const { path, db } = options;
-    if ((path === undefined) === (db === undefined)) {
-      throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');
-    }
     if (path !== undefined) {
-      if (typeof path !== 'string' || path === '') {
-        throw new TypeError('options.path must be a non-empty string');
-      }
-      // Silently ignored, it would let an app believe its sessions are kept apart in the directory.
-      if (options.sublevel !== undefined) {
-        throw new TypeError(
-          'options.sublevel applies only with options.db: a store opened from options.path owns the whole directory',
-        );
-      }
       assertStoragePath(path);
       await assertLevelDirectory(path);
       // LevelDB resolves a relative path against the working directory each time it opens, and

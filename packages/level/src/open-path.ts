@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
-import { pseudoFilesystemOf } from '@sessile/core/store';
+import { pseudoFilesystemOf, type StoreDirectoryRules } from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
 
 /**
@@ -22,6 +22,13 @@ export function assertStoragePath(path: string): void {
 /** The names LevelDB gives its own files (leveldb's `ParseFileName`). */
 const LEVELDB_FILE = /^(?:CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(?:log|ldb|sst|dbtmp))$/;
 const LOST_AND_FOUND = 'lost+found';
+
+/** How `LevelStore.probe` tells a LevelDB directory. */
+export const LEVELDB_DIRECTORY: StoreDirectoryRules = {
+  kind: 'a LevelDB database',
+  isStore: (names) => names.includes('CURRENT'),
+  isOwnFile: (name) => LEVELDB_FILE.test(name),
+};
 
 /**
  * Refuses an existing directory that holds other files and is not a LevelDB database, before

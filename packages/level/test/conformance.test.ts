@@ -1,9 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runStoreConformance } from '@sessile/conformance';
+import {
+  placeDirectories,
+  runProbeConformance,
+  runStoreConformance,
+  storeWithOneSession,
+} from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
-import { LevelStore } from '@sessile/level';
+import { LevelStore, type LevelStoreOptions } from '@sessile/level';
 import { afterAll } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), 'sessile-level-conformance-'));
@@ -29,4 +34,57 @@ await runStoreConformance({
     await (store as LevelStore).db.put(Buffer.from(`r${id}`, 'latin1'), Uint8Array.of(0xde, 0xad));
   },
   fullDisk: (path) => LevelStore.open({ path }),
+});
+
+const place = placeDirectories(root);
+
+/** A new directory at `name` in a new place, holding `files` (empty). */
+function directoryWith(name: string, files: string[]): LevelStoreOptions {
+  const path = join(place.make(), name);
+  mkdirSync(path);
+  for (const file of files) writeFileSync(join(path, file), '');
+  return { path };
+}
+
+runProbeConformance<LevelStoreOptions>({
+  name: 'LevelStore',
+  probe: (options) => LevelStore.probe(options),
+  open: (options) => LevelStore.open(options),
+  snapshot: async ({ path }) => place.snapshot(path as string),
+  places: [
+    {
+      name: 'a LevelDB database',
+      state: 'present',
+      make: () =>
+        storeWithOneSession((options) => LevelStore.open(options), {
+          path: join(place.make(), 'store'),
+        }),
+    },
+    {
+      name: 'missing directories',
+      state: 'absent',
+      make: async () => ({ path: join(place.make(), 'new', 'store') }),
+    },
+    { name: 'an empty directory', state: 'absent', make: async () => directoryWith('empty', []) },
+    {
+      name: 'a directory of a creation LevelDB did not finish (its own files, no CURRENT)',
+      state: 'absent',
+      make: async () => directoryWith('begun', ['LOCK', 'LOG', '000001.log']),
+    },
+    {
+      name: 'a directory of other files',
+      state: 'refused',
+      make: async () => directoryWith('mine', ['notes.txt', 'LOG']),
+    },
+    {
+      name: 'a regular file',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file') }),
+    },
+    {
+      name: 'a path inside a regular file',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file', 'store') }),
+    },
+  ],
 });

@@ -141,6 +141,8 @@ export function normalizeOptions(options: PostgresStoreOptions): Settings {
       stream: poolSockets?.stream,
       ...timeouts,
     });
+  // A pool of ours must not crash the process when the server drops an idle connection.
+  if (pool === undefined) ownPool.on('error', () => {});
   const channel = `sessile_${createHash('sha256').update(`${names.schema}.${names.table}`).digest('hex').slice(0, 16)}`;
   return {
     pool: ownPool,

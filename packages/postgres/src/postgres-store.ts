@@ -4,6 +4,7 @@ import type {
   OwnedSession,
   SessionRecord,
   StoreCapabilities,
+  StoreProbe,
   SweepResult,
 } from '@sessile/core';
 import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
@@ -14,7 +15,7 @@ import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
 import { isReadable, recordOf, type StoredRow, toBuffer } from './records.js';
-import { prepareSchema } from './schema.js';
+import { prepareSchema, probeSchema } from './schema.js';
 import type { OwnSockets } from './sockets.js';
 import {
   buildStatements,
@@ -88,11 +89,7 @@ export class PostgresStore extends BaseStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const settings = normalizeOptions(options);
     const db = new Database(settings.pool, settings.queryTimeoutMs);
-    if (settings.ownsPool) {
-      // A pool of ours must not crash the process when the server drops an idle connection.
-      settings.pool.on('error', () => {});
-      readCommittedOnConnect(settings.pool);
-    }
+    if (settings.ownsPool) readCommittedOnConnect(settings.pool);
     try {
       const { unlogged } = await db.withClient('Opening the session store', async (client) => {
         await assertReadCommitted(client, db.server, settings.queryTimeoutMs);
@@ -100,11 +97,27 @@ export class PostgresStore extends BaseStore {
       });
       return new PostgresStore(db, settings, options, unlogged);
     } catch (error) {
-      if (settings.ownsPool) {
-        await settings.pool.end().catch(() => {});
-        await settings.poolSockets?.closeWithin(settings.queryTimeoutMs);
-      }
+      await endOwnPool(settings);
       throw error;
+    }
+  }
+
+  /**
+   * What `open(options)` would find, creating and changing nothing: the store's table
+   * (`'present'`; `open` migrates an older schema), none yet (`open` creates it, and its schema),
+   * or why `open` would fail: a same-named table or function this package did not create, a
+   * newer schema version, or a user without the right to create them. Rejects with
+   * `ERR_STORE_IO` when the server cannot be asked.
+   */
+  static async probe(options: PostgresStoreOptions): Promise<StoreProbe> {
+    const settings = normalizeOptions(options);
+    const db = new Database(settings.pool, settings.queryTimeoutMs);
+    try {
+      return await db.withClient('Probing the session store', (client) =>
+        probeSchema(client, settings.names, settings.queryTimeoutMs),
+      );
+    } finally {
+      await endOwnPool(settings);
     }
   }
 
@@ -453,4 +466,11 @@ function idsOf(calls: readonly RowWrite[]): string[] {
 /** A batch's rows as one array per column, for `unnest`. */
 function columnsOf(calls: readonly RowWrite[]): unknown[][] {
   return [0, 1, 2, 3].map((column) => calls.map((call) => call.row[column]));
+}
+
+/** Ends the pool `normalizeOptions` made from a connection string; an app's own pool stays open. */
+async function endOwnPool(settings: Settings): Promise<void> {
+  if (!settings.ownsPool) return;
+  await settings.pool.end().catch(() => {});
+  await settings.poolSockets?.closeWithin(settings.queryTimeoutMs);
 }

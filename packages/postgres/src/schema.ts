@@ -1,5 +1,10 @@
-import { MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH, SessionError } from '@sessile/core';
-import { describeValue } from '@sessile/core/store';
+import {
+  MAX_SESSION_ID_LENGTH,
+  MIN_SESSION_ID_LENGTH,
+  SessionError,
+  type StoreProbe,
+} from '@sessile/core';
+import { describeValue, errorMessage } from '@sessile/core/store';
 import type pg from 'pg';
 
 /**
@@ -184,6 +189,46 @@ export async function prepareSchema(
   if (found.complete) return { unlogged: found.recordsUnlogged === true };
   const existing = await migrateSchema(db, names, unlogged, timeoutMs);
   return { unlogged: existing ?? unlogged };
+}
+
+/**
+ * `PostgresStore.probe`: what `open` would find, read in one read-only snapshot. A missing table
+ * is one `open` creates, with its schema when that is missing too, which takes the CREATE
+ * privilege on the schema or on the database.
+ */
+export async function probeSchema(
+  client: pg.ClientBase,
+  names: SchemaNames,
+  timeoutMs: number,
+): Promise<StoreProbe> {
+  const db = bounded(client, timeoutMs);
+  await beginBounded(db, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', timeoutMs);
+  try {
+    let found: SchemaState;
+    try {
+      found = await inspectSchema(db, names);
+    } catch (error) {
+      if (!(error instanceof SessionError) || error.code !== 'ERR_UNSUPPORTED') throw error;
+      return { state: 'refused', reason: errorMessage(error), cause: error };
+    }
+    if (found.recordsExists) return { state: 'present' };
+    const table = qualified(names, names.table);
+    const { rows } = await db.query<{ allowed: boolean }>(
+      found.schemaExists
+        ? `SELECT has_schema_privilege($1, 'CREATE') AS allowed`
+        : `SELECT has_database_privilege(current_database(), 'CREATE') AS allowed`,
+      found.schemaExists ? [names.schema] : [],
+    );
+    if (rows[0]?.allowed === true) return { state: 'absent', reason: `${table} does not exist` };
+    return {
+      state: 'refused',
+      reason: found.schemaExists
+        ? `${table} does not exist, and this user may not create tables in schema ${names.schema}`
+        : `neither ${table} nor its schema exists, and this user may not create schemas in the database`,
+    };
+  } finally {
+    await db.query('COMMIT');
+  }
 }
 
 /**

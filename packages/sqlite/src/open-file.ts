@@ -1,13 +1,20 @@
-import { accessSync, constants, type Stats, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, type Stats, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isSessionError, SessionError } from '@sessile/core';
-import { errorMessage, fileKindOf, pseudoFilesystemOf, UnlinkGuard } from '@sessile/core/store';
+import {
+  errorMessage,
+  fileKindOf,
+  probeStoreFile,
+  pseudoFilesystemOf,
+  type StoreProbe,
+  UnlinkGuard,
+} from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
 import { retryWhileBusy, setBusySlice } from './executor.js';
 import type { Settings } from './options.js';
-import { inspectSchema } from './schema.js';
+import { inspectSchema, type SchemaState } from './schema.js';
 import { pragmaNumber } from './statements.js';
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -209,22 +216,59 @@ function statIfPresent(path: string): Stats | undefined {
 /**
  * Checks the schema of an existing file through a read-only connection, which can never write
  * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
+ * `readonly: false` reads through a connection that may write but does not: for a database with
+ * no journal files beside it, where a read-only connection to a WAL database would leave `-wal`
+ * and `-shm` files behind (it cannot remove them), which one that may write removes on close
+ * when it is the last, with no frame to checkpoint.
  */
-export async function inspectReadOnly(settings: Settings): Promise<void> {
+export async function inspectReadOnly(settings: Settings, readonly = true): Promise<SchemaState> {
   let probe: BetterSqlite3.Database;
   try {
-    probe = new Database(settings.path, { readonly: true, fileMustExist: true });
+    probe = new Database(settings.path, { readonly, fileMustExist: true });
   } catch (error) {
     throw openFailure(error, settings.path);
   }
   try {
     setBusySlice(probe, settings.busyTimeoutMs);
-    await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
+    return await retryWhileBusy(() => inspectSchema(probe, settings.names), settings.busyTimeoutMs);
   } catch (error) {
     throw error instanceof TypeError ? error : openFailure(error, settings.path);
   } finally {
     probe.close();
   }
+}
+
+/**
+ * `SqliteStore.probe` for a database file: what `open` would find at `settings.path`, read
+ * through a read-only connection, so nothing is created or changed.
+ */
+export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe> {
+  const path = settings.path as string;
+  const missing = await probeStoreFile(path);
+  if (missing !== undefined) return missing;
+  try {
+    const holdsDatabase = await assertSqliteFile(path);
+    // The store writes to the file, and SQLite makes its -wal and -shm files beside it.
+    const unwritable = explain(path);
+    if (unwritable !== undefined) return { state: 'refused', reason: `${path}: ${unwritable}` };
+    if (!holdsDatabase) return { state: 'absent', reason: `${path} is an empty file` };
+    // With a journal there (a hot one would be rolled back), only a read-only connection.
+    const journalThere = ['-wal', '-shm', '-journal'].some((suffix) => existsSync(path + suffix));
+    const schema = await inspectReadOnly(settings, journalThere);
+    if (schema.presentVersion > 0) return { state: 'present' };
+    return {
+      state: 'absent',
+      reason: `${path} is an SQLite database with no '${settings.names.records}' table`,
+    };
+  } catch (error) {
+    return refusedBy(error);
+  }
+}
+
+/** What `probe` answers where `open` would fail with `error`; a `TypeError` (misuse) it rethrows. */
+export function refusedBy(error: unknown): StoreProbe {
+  if (error instanceof TypeError) throw error;
+  return { state: 'refused', reason: errorMessage(error), cause: error };
 }
 
 /**

@@ -162,7 +162,7 @@ const LOCKS_SHAPE: readonly ColumnShape[] = [
 ];
 
 /** What a database holds for one store, read without writing anything. */
-interface SchemaState {
+export interface SchemaState {
   userVersion: number;
   /**
    * The version the existing objects amount to: 0 nothing, 1 records only, 2 records and locks,

@@ -6,6 +6,7 @@ import {
   SessionError,
   type SessionRecord,
   type StoreCapabilities,
+  type StoreProbe,
   type SweepResult,
 } from '@sessile/core';
 import {
@@ -29,6 +30,8 @@ import {
   guardAgainstUnlink,
   inspectReadOnly,
   openFailure,
+  probeDatabaseFile,
+  refusedBy,
 } from './open-file.js';
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
 import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
@@ -143,6 +146,32 @@ export class SqliteStore extends BaseStore {
    * with `ERR_STORE_IO`, and a table this package did not create, or a schema from a newer
    * version, with `ERR_UNSUPPORTED`; either way the file is left exactly as it was.
    */
+  /**
+   * What `open(options)` would find, creating and changing nothing: the store's table (it is
+   * there; `open` migrates an older schema), none yet (a missing or empty file, or a database
+   * without the table, which `open` adds), or why `open` would fail (not an SQLite file, a
+   * foreign or newer schema, no right to write the file or its directory).
+   */
+  static async probe(options: SqliteStoreOptions): Promise<StoreProbe> {
+    const settings = normalizeOptions(options);
+    const { path, database } = settings;
+    if (database !== undefined) {
+      let presentVersion: number;
+      try {
+        presentVersion = inspectSchema(database, settings.names).presentVersion;
+      } catch (error) {
+        return refusedBy(error);
+      }
+      return presentVersion > 0
+        ? { state: 'present' }
+        : { state: 'absent', reason: `the database has no '${settings.names.records}' table` };
+    }
+    if (path === undefined || path === ':memory:') {
+      return { state: 'absent', reason: 'an in-memory database is new at every open' };
+    }
+    return probeDatabaseFile(settings);
+  }
+
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
     const settings = normalizeOptions(options);
     const { path } = settings;

@@ -1,9 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runStoreConformance } from '@sessile/conformance';
+import {
+  placeDirectories,
+  runProbeConformance,
+  runStoreConformance,
+  storeWithOneSession,
+} from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
-import { SqliteStore } from '@sessile/sqlite';
+import { SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { afterAll } from 'vitest';
 
@@ -34,4 +39,74 @@ await runStoreConformance({
     }
   },
   fullDisk: (path) => SqliteStore.open({ path }),
+});
+
+const place = placeDirectories(root);
+
+/** An SQLite database in a new place made by `make` on a plain connection (an app's own file). */
+function appDatabase(make: (db: Database.Database) => void): SqliteStoreOptions {
+  const path = join(place.make(), 'app.db');
+  const db = new Database(path);
+  try {
+    make(db);
+  } finally {
+    db.close();
+  }
+  return { path };
+}
+
+runProbeConformance<SqliteStoreOptions>({
+  name: 'SqliteStore',
+  probe: (options) => SqliteStore.probe(options),
+  open: (options) => SqliteStore.open(options),
+  snapshot: async ({ path }) => place.snapshot(path as string),
+  places: [
+    {
+      name: 'a store',
+      state: 'present',
+      make: () =>
+        storeWithOneSession((options) => SqliteStore.open(options), {
+          path: join(place.make(), 'sessions.db'),
+        }),
+    },
+    {
+      name: 'a missing file',
+      state: 'absent',
+      make: async () => ({ path: join(place.make(), 'sessions.db') }),
+    },
+    {
+      name: 'an empty file',
+      state: 'absent',
+      make: async () => {
+        const path = join(place.make(), 'sessions.db');
+        writeFileSync(path, '');
+        return { path };
+      },
+    },
+    {
+      name: "an app's database without the sessions table",
+      state: 'absent',
+      make: async () => appDatabase((db) => db.exec('CREATE TABLE users (id INTEGER PRIMARY KEY)')),
+    },
+    {
+      name: "an app's table of the same name",
+      state: 'refused',
+      make: async () => appDatabase((db) => db.exec('CREATE TABLE sessions (sid, sess, expired)')),
+    },
+    {
+      name: 'a file that is not an SQLite database',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'a-file') }),
+    },
+    {
+      name: 'a directory',
+      state: 'refused',
+      make: async () => ({ path: place.make() }),
+    },
+    {
+      name: 'a file in a missing directory',
+      state: 'refused',
+      make: async () => ({ path: join(place.make(), 'missing', 'sessions.db') }),
+    },
+  ],
 });

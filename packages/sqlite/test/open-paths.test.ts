@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { isSessionError } from '@sessile/core';
 import { SqliteStore } from '@sessile/sqlite';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -65,7 +66,35 @@ describe('SqliteStore: where a database cannot be opened', () => {
     expect((await openError(fresh)).message).toContain(
       `Cannot open SQLite database ${fresh}: its directory ${directory} is on a read-only filesystem, and SQLite must create the database and its -wal and -shm files there`,
     );
+    expect(await SqliteStore.probe({ path: existing })).toMatchObject({
+      state: 'refused',
+      reason: expect.stringContaining(`its directory ${directory} is on a read-only filesystem`),
+    });
+    expect(await SqliteStore.probe({ path: fresh })).toMatchObject({
+      state: 'refused',
+      reason: `${directory}: a read-only filesystem (EROFS)`,
+    });
     expect(readdirSync(directory)).toEqual(['sessions.db']);
+  });
+
+  it("probe on an app's connection: absent until open adds the table, present after", async () => {
+    const path = join(root, 'app-connection.db');
+    const database = new Database(path);
+    try {
+      database.exec('CREATE TABLE users (id INTEGER PRIMARY KEY)');
+      expect(await SqliteStore.probe({ database })).toEqual({
+        state: 'absent',
+        reason: "the database has no 'sessions' table",
+      });
+      expect(await SqliteStore.probe({ database, table: 'users' })).toMatchObject({
+        state: 'refused',
+        reason: expect.stringContaining('users'),
+      });
+      await (await SqliteStore.open({ database })).close();
+      expect(await SqliteStore.probe({ database })).toEqual({ state: 'present' });
+    } finally {
+      database.close();
+    }
   });
 
   it('in a missing directory, or under a file: names the path and the directory', async () => {

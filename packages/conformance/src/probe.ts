@@ -1,0 +1,143 @@
+import { lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import {
+  generateSessionId,
+  isSessionError,
+  type SessionStore,
+  type StoreProbe,
+} from '@sessile/core';
+import { assertKnownOptions } from '@sessile/core/store';
+import { describe, expect, it } from 'vitest';
+
+/** One place a store's options can point at, made before the store class's `probe` is asked. */
+export interface ProbePlace<Options> {
+  /** What is there, for the test's name: `'a missing directory'`, `'an SQLite file of an app'`. */
+  name: string;
+  /** Makes the place and returns the options that name it. */
+  make(): Promise<Options>;
+  /** What `probe` must answer there; `open` must then open it, make a store there, or reject. */
+  state: StoreProbe['state'];
+}
+
+export interface ProbeConformanceOptions<Options> {
+  /** Names the test group. */
+  name: string;
+  /** The store class's static `probe`. */
+  probe(options: Options): Promise<StoreProbe>;
+  /** The store class's static `open`. */
+  open(options: Options): Promise<SessionStore>;
+  /**
+   * Everything `probe` could have changed at the place, compared before and after it is asked:
+   * for a path, `snapshotTree` of the directory that holds it; for a server, its tables.
+   */
+  snapshot(options: Options): Promise<unknown>;
+  /**
+   * At least one place of each state. A `'present'` place holds a store with exactly one live
+   * session in it (`storeWithOneSession` makes one).
+   */
+  places: readonly ProbePlace<Options>[];
+}
+
+const OPTION_NAMES = ['name', 'probe', 'open', 'snapshot', 'places'] as const;
+
+/**
+ * Registers tests that a store class's static `probe` agrees with its `open` and creates and
+ * changes nothing: at each place, `probe` answers the expected state (with a reason naming what
+ * is there, unless `'present'`) and leaves the snapshot as it was; then `open` finds the one
+ * session of a `'present'` place, makes an empty store at an `'absent'` one (which `probe` then
+ * calls `'present'`), and rejects with a `SessionError` at a `'refused'` one.
+ */
+export function runProbeConformance<Options>(options: ProbeConformanceOptions<Options>): void {
+  assertKnownOptions(options, OPTION_NAMES, 'runProbeConformance()');
+  const states = new Set(options.places.map((place) => place.state));
+  if (states.size < 3) {
+    throw new TypeError(
+      'runProbeConformance(): places must include a present, an absent and a refused place',
+    );
+  }
+  describe(`${options.name}: probe agrees with open`, () => {
+    it.each(options.places.map((place) => [place.name, place.state, place] as const))(
+      '%s: probe answers %s, changes nothing, and open agrees',
+      async (_name, state, place) => {
+        const at = await place.make();
+        const before = await options.snapshot(at);
+        const found = await options.probe(at);
+        expect(found.state).toBe(state);
+        if (found.state !== 'present') expect(found.reason).toMatch(/\S/);
+        expect(await options.snapshot(at)).toEqual(before);
+        if (state === 'refused') {
+          const refusal = await options.open(at).then(
+            async (store) => {
+              await store.close();
+              return 'opened';
+            },
+            (error: unknown) => error,
+          );
+          expect(isSessionError(refusal), String(refusal)).toBe(true);
+          return;
+        }
+        const store = await options.open(at);
+        try {
+          expect(await store.count()).toBe(state === 'present' ? 1 : 0);
+        } finally {
+          await store.close();
+        }
+        expect(await options.probe(at)).toEqual({ state: 'present' });
+      },
+    );
+  });
+}
+
+/** Opens a store with `open`, gives it one session, and closes it: a `'present'` place. */
+export async function storeWithOneSession<Options>(
+  open: (options: Options) => Promise<SessionStore>,
+  options: Options,
+): Promise<Options> {
+  const store = await open(options);
+  try {
+    const data = new TextEncoder().encode('{"probe":true}');
+    await store.set(generateSessionId(), { data, expiresAt: Date.now() + 3_600_000 });
+  } finally {
+    await store.close();
+  }
+  return options;
+}
+
+/** Every path below `directory` with its type, size and modification time, sorted. */
+export function snapshotTree(directory: string): string[] {
+  const entries: string[] = [];
+  const walk = (at: string) => {
+    for (const name of readdirSync(at).sort()) {
+      const path = join(at, name);
+      const stats = lstatSync(path);
+      const kind = stats.isDirectory() ? 'dir' : stats.isFile() ? 'file' : 'other';
+      entries.push(`${path} ${kind} ${stats.size} ${stats.mtimeMs}`);
+      if (stats.isDirectory()) walk(path);
+    }
+  };
+  walk(directory);
+  return entries;
+}
+
+/**
+ * Directories for the places of a path store, each new one under `root` holding a regular file
+ * `a-file` (to be a place itself, or to be in the way); `snapshot(path)` is `snapshotTree` of the
+ * place's directory that `path` is in.
+ */
+export function placeDirectories(root: string): {
+  make(): string;
+  snapshot(path: string): string[];
+} {
+  let made = 0;
+  return {
+    make() {
+      const dir = join(root, `probe-place-${++made}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'a-file'), 'not a directory');
+      return dir;
+    },
+    snapshot(path) {
+      return snapshotTree(join(root, relative(root, path).split(sep)[0] as string));
+    },
+  };
+}
