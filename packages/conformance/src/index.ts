@@ -19,6 +19,7 @@ export type { ConformanceOptions, CrossProcessOptions } from './options.js';
 export {
   type ProbeConformanceOptions,
   type ProbePlace,
+  pathStorePlaces,
   placeDirectories,
   runProbeConformance,
   snapshotTree,

@@ -141,3 +141,65 @@ export function placeDirectories(root: string): {
     },
   };
 }
+
+/**
+ * The places every store kept at a path has, for `runProbeConformance`, in directories that
+ * `placeDirectories` makes. `'directory'`: a store that is a directory its `open` makes with its
+ * parents (a store, missing directories, an empty directory, a regular file, a path inside one).
+ * `'file'`: a store kept in one file that its `open` creates in a directory that is there (a
+ * store, a missing file, an empty file, a file of other bytes, a directory, a file in a missing
+ * directory). A store adds the places of its own rules.
+ */
+export function pathStorePlaces(
+  kind: 'directory' | 'file',
+  places: ReturnType<typeof placeDirectories>,
+  open: (options: { path: string }) => Promise<SessionStore>,
+): ProbePlace<{ path: string }>[] {
+  const at = (...names: string[]) => ({ path: join(places.make(), ...names) });
+  const store: ProbePlace<{ path: string }> = {
+    name: 'a store',
+    state: 'present',
+    make: () => storeWithOneSession(open, at(kind === 'file' ? 'sessions' : 'store')),
+  };
+  if (kind === 'directory') {
+    return [
+      store,
+      { name: 'missing directories', state: 'absent', make: async () => at('new', 'store') },
+      {
+        name: 'an empty directory',
+        state: 'absent',
+        make: async () => {
+          const options = at('empty');
+          mkdirSync(options.path);
+          return options;
+        },
+      },
+      { name: 'a regular file', state: 'refused', make: async () => at('a-file') },
+      {
+        name: 'a path inside a regular file',
+        state: 'refused',
+        make: async () => at('a-file', 'store'),
+      },
+    ];
+  }
+  return [
+    store,
+    { name: 'a missing file', state: 'absent', make: async () => at('sessions') },
+    {
+      name: 'an empty file',
+      state: 'absent',
+      make: async () => {
+        const options = at('sessions');
+        writeFileSync(options.path, '');
+        return options;
+      },
+    },
+    { name: 'a file of other bytes', state: 'refused', make: async () => at('a-file') },
+    { name: 'a directory', state: 'refused', make: async () => at() },
+    {
+      name: 'a file in a missing directory',
+      state: 'refused',
+      make: async () => at('missing', 'sessions'),
+    },
+  ];
+}

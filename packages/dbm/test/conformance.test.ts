@@ -1,19 +1,11 @@
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  pathStorePlaces,
   placeDirectories,
   runProbeConformance,
   runStoreConformance,
-  storeWithOneSession,
 } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { afterAll } from 'vitest';
@@ -71,39 +63,5 @@ runProbeConformance<DbmStoreOptions>({
   probe: (options) => DbmStore.probe(options),
   open: (options) => DbmStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path),
-  places: [
-    {
-      name: 'a dbm file',
-      state: 'present',
-      make: () =>
-        storeWithOneSession((options) => DbmStore.open(options), {
-          path: join(place.make(), 'sessions.dbm'),
-        }),
-    },
-    {
-      name: 'a missing file',
-      state: 'absent',
-      make: async () => ({ path: join(place.make(), 'sessions.dbm') }),
-    },
-    {
-      name: 'an empty file',
-      state: 'absent',
-      make: async () => {
-        const path = join(place.make(), 'sessions.dbm');
-        writeFileSync(path, '');
-        return { path };
-      },
-    },
-    {
-      name: 'a file that is not a dbm file',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file') }),
-    },
-    { name: 'a directory', state: 'refused', make: async () => ({ path: place.make() }) },
-    {
-      name: 'a file in a missing directory',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'missing', 'sessions.dbm') }),
-    },
-  ],
+  places: pathStorePlaces('file', place, (options) => DbmStore.open(options)),
 });

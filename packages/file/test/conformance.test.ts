@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  pathStorePlaces,
   placeDirectories,
   runProbeConformance,
   runStoreConformance,
-  storeWithOneSession,
 } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { FileStore, type FileStoreOptions, SHARD_LENGTH } from '@sessile/file';
@@ -51,28 +51,7 @@ runProbeConformance<FileStoreOptions>({
   open: (options) => FileStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path),
   places: [
-    {
-      name: 'a file store',
-      state: 'present',
-      make: () =>
-        storeWithOneSession((options) => FileStore.open(options), {
-          path: join(place.make(), 'store'),
-        }),
-    },
-    {
-      name: 'missing directories',
-      state: 'absent',
-      make: async () => ({ path: join(place.make(), 'new', 'store') }),
-    },
-    {
-      name: 'an empty directory',
-      state: 'absent',
-      make: async () => {
-        const path = join(place.make(), 'empty');
-        mkdirSync(path);
-        return { path };
-      },
-    },
+    ...pathStorePlaces('directory', place, (options) => FileStore.open(options)),
     {
       name: 'a directory of other files',
       state: 'refused',
@@ -82,16 +61,6 @@ runProbeConformance<FileStoreOptions>({
         writeFileSync(join(path, 'a', 'notes.txt'), 'keep me');
         return { path };
       },
-    },
-    {
-      name: 'a regular file',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file') }),
-    },
-    {
-      name: 'a path inside a regular file',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file', 'store') }),
     },
   ],
 });

@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  pathStorePlaces,
   placeDirectories,
   runProbeConformance,
   runStoreConformance,
-  storeWithOneSession,
 } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { LevelStore, type LevelStoreOptions } from '@sessile/level';
@@ -52,20 +52,7 @@ runProbeConformance<LevelStoreOptions>({
   open: (options) => LevelStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path as string),
   places: [
-    {
-      name: 'a LevelDB database',
-      state: 'present',
-      make: () =>
-        storeWithOneSession((options) => LevelStore.open(options), {
-          path: join(place.make(), 'store'),
-        }),
-    },
-    {
-      name: 'missing directories',
-      state: 'absent',
-      make: async () => ({ path: join(place.make(), 'new', 'store') }),
-    },
-    { name: 'an empty directory', state: 'absent', make: async () => directoryWith('empty', []) },
+    ...pathStorePlaces('directory', place, (options) => LevelStore.open(options)),
     {
       name: 'a directory of a creation LevelDB did not finish (its own files, no CURRENT)',
       state: 'absent',
@@ -75,16 +62,6 @@ runProbeConformance<LevelStoreOptions>({
       name: 'a directory of other files',
       state: 'refused',
       make: async () => directoryWith('mine', ['notes.txt', 'LOG']),
-    },
-    {
-      name: 'a regular file',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file') }),
-    },
-    {
-      name: 'a path inside a regular file',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file', 'store') }),
     },
   ],
 });

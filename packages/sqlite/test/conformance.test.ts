@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  pathStorePlaces,
   placeDirectories,
   runProbeConformance,
   runStoreConformance,
-  storeWithOneSession,
 } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
@@ -61,28 +61,7 @@ runProbeConformance<SqliteStoreOptions>({
   open: (options) => SqliteStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path as string),
   places: [
-    {
-      name: 'a store',
-      state: 'present',
-      make: () =>
-        storeWithOneSession((options) => SqliteStore.open(options), {
-          path: join(place.make(), 'sessions.db'),
-        }),
-    },
-    {
-      name: 'a missing file',
-      state: 'absent',
-      make: async () => ({ path: join(place.make(), 'sessions.db') }),
-    },
-    {
-      name: 'an empty file',
-      state: 'absent',
-      make: async () => {
-        const path = join(place.make(), 'sessions.db');
-        writeFileSync(path, '');
-        return { path };
-      },
-    },
+    ...pathStorePlaces('file', place, (options) => SqliteStore.open(options)),
     {
       name: "an app's database without the sessions table",
       state: 'absent',
@@ -92,21 +71,6 @@ runProbeConformance<SqliteStoreOptions>({
       name: "an app's table of the same name",
       state: 'refused',
       make: async () => appDatabase((db) => db.exec('CREATE TABLE sessions (sid, sess, expired)')),
-    },
-    {
-      name: 'a file that is not an SQLite database',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'a-file') }),
-    },
-    {
-      name: 'a directory',
-      state: 'refused',
-      make: async () => ({ path: place.make() }),
-    },
-    {
-      name: 'a file in a missing directory',
-      state: 'refused',
-      make: async () => ({ path: join(place.make(), 'missing', 'sessions.db') }),
     },
   ],
 });
