@@ -340,17 +340,13 @@ async function probeWith(Store: StoreClass, address: StoreAddress): Promise<Stor
   }
 }
 
-/** The error for a store that `probe` found missing or unusable, naming what is there instead. */
-function notThere(address: StoreAddress, probe: StoreProbe, what: string): CliError | undefined {
+/** The error for a store that `probe` did not find, saying what is there; `what` leads the reason. */
+function notThere(address: StoreAddress, probe: StoreProbe, what?: string): CliError | undefined {
   if (probe.state === 'present') return undefined;
-  return new CliError(
-    `${address.display}: ${what}: ${probe.reason}`,
-    EXIT.failure,
-    'ERR_STORE_IO',
-    {
-      cause: probe.state === 'refused' ? probe.cause : undefined,
-    },
-  );
+  const reason = what === undefined ? probe.reason : `${what}: ${probe.reason}`;
+  return new CliError(`${address.display}: ${reason}`, EXIT.failure, 'ERR_STORE_IO', {
+    cause: probe.state === 'refused' ? probe.cause : undefined,
+  });
 }
 
 /**
@@ -371,7 +367,13 @@ export async function openStore(
   const Store = await storeClass(address);
   // A store that is not there is refused, so a command that only reads one never creates it.
   if (mustExist) {
-    const missing = notThere(address, await probeWith(Store, address), 'no store there');
+    // Where `open` would refuse the place, the reason says why; where it would make a store, none is there.
+    const probe = await probeWith(Store, address);
+    const missing = notThere(
+      address,
+      probe,
+      probe.state === 'absent' ? 'no store there' : undefined,
+    );
     if (missing !== undefined) throw missing;
   }
   try {

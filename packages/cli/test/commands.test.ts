@@ -318,7 +318,7 @@ describe('store addresses', () => {
       const result = await runCli(args);
       expect(result.code, result.stderr).toBe(1);
       expect(result.stderr).toContain(
-        `file:${mine}: no store there: ${mine} holds other files (a, sid.json) and is not a file store`,
+        `file:${mine}: ${mine} holds other files (a, sid.json) and is not a file store`,
       );
     }
     expect(readdirSync(mine).sort()).toEqual(['a', 'sid.json']);
