@@ -159,11 +159,6 @@ export class DbmStore extends BaseStore {
   }
 
   /**
-   * Opens (creating when missing) the database file at `options.path`. A path that cannot hold
-   * the file, and a file that is not a sessile dbm file or has a newer format, are refused with
-   * nothing created or written.
-   */
-  /**
    * What `open(options)` would find at `options.path`, creating and changing nothing: a dbm file
    * (`'present'`), none yet (a missing or empty file, which `open` lays out), or why `open` would
    * fail (not a sessile dbm file, a newer format, no right to write).
@@ -172,19 +167,11 @@ export class DbmStore extends BaseStore {
     const path = resolve(resolveSettings(options).path);
     const missing = await probeStoreFile(path);
     if (missing !== undefined) return missing;
-    let fd: number;
+    let fd: number | undefined;
     try {
       // Read and write, as `open` asks, so a file this process may not write is refused; the
       // probe itself only reads. Non-blocking, in case a FIFO was swapped in since the check.
       fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
-    } catch (error) {
-      return {
-        state: 'refused',
-        reason: cannotOpen(path, errorMessage(error)).message,
-        cause: error,
-      };
-    }
-    try {
       const file = new HashFile(fd, path, 'normal');
       const refusal = file.refusal();
       if (refusal !== undefined) return { state: 'refused', reason: refusal.message };
@@ -192,16 +179,18 @@ export class DbmStore extends BaseStore {
         ? { state: 'present' }
         : { state: 'absent', reason: `${path} is an empty file` };
     } catch (error) {
-      return {
-        state: 'refused',
-        reason: cannotOpen(path, errorMessage(error)).message,
-        cause: error,
-      };
+      const reason = cannotOpen(path, errorMessage(error)).message;
+      return { state: 'refused', reason, cause: error };
     } finally {
-      closeSync(fd);
+      if (fd !== undefined) closeSync(fd);
     }
   }
 
+  /**
+   * Opens (creating when missing) the database file at `options.path`. A path that cannot hold
+   * the file, and a file that is not a sessile dbm file or has a newer format, are refused with
+   * nothing created or written.
+   */
   static async open(options: DbmStoreOptions): Promise<DbmStore> {
     const settings = resolveSettings(options);
     const given = resolve(settings.path);

@@ -212,11 +212,6 @@ export class LevelStore extends BaseStore {
   }
 
   /**
-   * Opens a store on `options.path` or inside `options.db`. Rejects with `ERR_STORE_IO` when
-   * the database cannot be opened, for example when another process holds the directory, and
-   * with a `TypeError` for bad or unknown options.
-   */
-  /**
    * What `open(options)` would find, creating nothing: with `path`, a LevelDB database (its
    * `CURRENT` file is there), none yet (a missing or empty directory, or one holding only the
    * files of a creation LevelDB did not finish), or why `open` would fail (a file, a directory
@@ -228,6 +223,11 @@ export class LevelStore extends BaseStore {
     return probeStoreDirectory(options.path, LEVELDB_DIRECTORY);
   }
 
+  /**
+   * Opens a store on `options.path` or inside `options.db`. Rejects with `ERR_STORE_IO` when
+   * the database cannot be opened, for example when another process holds the directory, and
+   * with a `TypeError` for bad or unknown options.
+   */
   static async open(options: LevelStoreOptions): Promise<LevelStore> {
     assertOpenOptions(options);
     const { path, db } = options;

@@ -221,7 +221,7 @@ function statIfPresent(path: string): Stats | undefined {
  * and `-shm` files behind (it cannot remove them), which one that may write removes on close
  * when it is the last, with no frame to checkpoint.
  */
-export async function inspectReadOnly(settings: Settings, readonly = true): Promise<SchemaState> {
+export async function inspectExisting(settings: Settings, readonly = true): Promise<SchemaState> {
   let probe: BetterSqlite3.Database;
   try {
     probe = new Database(settings.path, { readonly, fileMustExist: true });
@@ -240,7 +240,7 @@ export async function inspectReadOnly(settings: Settings, readonly = true): Prom
 
 /**
  * `SqliteStore.probe` for a database file: what `open` would find at `settings.path`, read
- * through a read-only connection, so nothing is created or changed.
+ * through a connection that writes nothing (see `inspectExisting`), so nothing is changed.
  */
 export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe> {
   const path = settings.path as string;
@@ -254,7 +254,7 @@ export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe>
     if (!holdsDatabase) return { state: 'absent', reason: `${path} is an empty file` };
     // With a journal there (a hot one would be rolled back), only a read-only connection.
     const journalThere = ['-wal', '-shm', '-journal'].some((suffix) => existsSync(path + suffix));
-    const schema = await inspectReadOnly(settings, journalThere);
+    const schema = await inspectExisting(settings, journalThere);
     if (schema.presentVersion > 0) return { state: 'present' };
     return {
       state: 'absent',

@@ -28,7 +28,7 @@ import {
   assertWritable,
   databaseFile,
   guardAgainstUnlink,
-  inspectReadOnly,
+  inspectExisting,
   openFailure,
   probeDatabaseFile,
   refusedBy,
@@ -142,11 +142,6 @@ export class SqliteStore extends BaseStore {
   #unclaim: (() => void) | undefined;
 
   /**
-   * Opens (or creates) the database and its schema. A file that is not a SQLite database fails
-   * with `ERR_STORE_IO`, and a table this package did not create, or a schema from a newer
-   * version, with `ERR_UNSUPPORTED`; either way the file is left exactly as it was.
-   */
-  /**
    * What `open(options)` would find, creating and changing nothing: the store's table (it is
    * there; `open` migrates an older schema), none yet (a missing or empty file, or a database
    * without the table, which `open` adds), or why `open` would fail (not an SQLite file, a
@@ -172,12 +167,17 @@ export class SqliteStore extends BaseStore {
     return probeDatabaseFile(settings);
   }
 
+  /**
+   * Opens (or creates) the database and its schema. A file that is not a SQLite database fails
+   * with `ERR_STORE_IO`, and a table this package did not create, or a schema from a newer
+   * version, with `ERR_UNSUPPORTED`; either way the file is left exactly as it was.
+   */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
     const settings = normalizeOptions(options);
     const { path } = settings;
     if (path !== undefined && path !== ':memory:') {
       assertDatabasePath(path);
-      if (await assertSqliteFile(path)) await inspectReadOnly(settings);
+      if (await assertSqliteFile(path)) await inspectExisting(settings);
     }
     let db: BetterSqlite3.Database;
     try {
