@@ -77,6 +77,22 @@ const EXPECTED_FAILURES: Record<string, string[]> = {
   ],
 };
 
+// The probe group's fixtures: a probe that breaks a promise fails the place where it does, and
+// the same store with a probe that keeps them passes every place.
+const PROBE_EXPECTED_FAILURES: Record<string, string[]> = {
+  ProbeCreatesStore: [
+    'missing directories: probe answers absent, changes nothing, and open agrees',
+    'a regular file: probe answers refused, changes nothing, and open agrees',
+    'a path inside a regular file: probe answers refused, changes nothing, and open agrees',
+  ],
+  ProbeIgnoresOtherFilesStore: [
+    'a directory of other files: probe answers refused, changes nothing, and open agrees',
+  ],
+  CorrectProbeStore: [],
+};
+/** Places every directory store's probe group has in these fixtures. */
+const PROBE_PLACES = 6;
+
 const vitestCli = join(
   createRequire(import.meta.url).resolve('vitest/package.json'),
   '..',
@@ -115,6 +131,21 @@ describe('the suite catches deliberately broken stores', () => {
         expect(matching.length, `test "${title}" ran for ${store}`).toBeGreaterThan(0);
         expect(matching.map((result) => result.status)).toContain('failed');
       }
+    });
+  }
+});
+
+describe('the probe group catches probes that break a promise', () => {
+  for (const [store, tests] of Object.entries(PROBE_EXPECTED_FAILURES)) {
+    it(`${store} fails exactly the places where its probe is wrong`, () => {
+      const file = files.find((result) => result.name.endsWith(`${store}.fixture.ts`));
+      expect(file, `results for ${store}`).toBeDefined();
+      const results = file?.assertionResults ?? [];
+      expect(results).toHaveLength(PROBE_PLACES);
+      const failed = results.filter((result) => result.status === 'failed');
+      expect(failed.map((result) => result.fullName).sort()).toEqual(
+        tests.map((title) => `${store}: probe agrees with open ${title}`).sort(),
+      );
     });
   }
 });

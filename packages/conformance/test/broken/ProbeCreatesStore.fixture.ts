@@ -1,0 +1,3 @@
+import { probeThatCreates, runDirectoryProbe } from './probe-stores.js';
+
+runDirectoryProbe('ProbeCreatesStore', probeThatCreates);

@@ -1,0 +1,3 @@
+import { probeThatIgnoresOtherFiles, runDirectoryProbe } from './probe-stores.js';
+
+runDirectoryProbe('ProbeIgnoresOtherFilesStore', probeThatIgnoresOtherFiles);
