@@ -117,10 +117,14 @@ return 1
 // no PUBLISH and no message in any subscribed process. The mark is in the key's value, so it
 // lives exactly as long as the lease.
 
-/** Lua: `holds(key, token)` answers 0 when `key` does not hold `token`, 1 when it does, 2 when it does and someone waited. */
+/**
+ * Lua: `holds(key, token)` answers 0 when `key` does not hold `token`, 1 when it does, 2 when it
+ * does and someone waited. A key of another type under the prefix (someone else's) holds no
+ * lease of ours: `redis.pcall` answers its WRONGTYPE as a table, which is no token.
+ */
 const HOLDS = `
 local function holds(key, token)
-  local held = redis.call('GET', key)
+  local held = redis.pcall('GET', key)
   if held == token then return 1 end
   if held == token .. '${WAITED_MARK}' then return 2 end
   return 0
@@ -340,8 +344,8 @@ return deleted
 /** Lua: marks the lock `key` (held by another) as waited for, once. */
 const MARK_WAITED = `
 local function markWaited(key)
-  local held = redis.call('GET', key)
-  if held and string.sub(held, -${WAITED_MARK.length}) ~= '${WAITED_MARK}' then
+  local held = redis.pcall('GET', key)
+  if type(held) == 'string' and string.sub(held, -${WAITED_MARK.length}) ~= '${WAITED_MARK}' then
     redis.call('APPEND', key, '${WAITED_MARK}')
   end
 end

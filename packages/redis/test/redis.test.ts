@@ -4,7 +4,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { isSessionError, jsonCodec, type SessionRecord } from '@sessile/core';
+import { isSessionError, jsonCodec, type SessionLock, type SessionRecord } from '@sessile/core';
 import {
   encodeLibrarySession,
   openStoreAdapter,
@@ -1102,6 +1102,45 @@ describe('RedisStore lock claims', () => {
       await next.release();
       await expect(lock.release()).rejects.toMatchObject({ code: 'ERR_LOCK_LOST' });
       expect(await store.get(id)).toBeUndefined();
+    });
+  });
+});
+
+describe('RedisStore and a lock key of another type', () => {
+  it('is no lease of ours: fenced writes, extend and release lose the lock and write nothing, and an acquire waits it out', async () => {
+    await withStore(async (store, prefix) => {
+      const id = newId();
+      const lockKey = `${prefix}l:{${id}}`;
+      const kept = { data: bytes('kept'), expiresAt: Date.now() + HOUR_MS };
+      await store.set(id, kept);
+      const late = { data: bytes('late'), expiresAt: Date.now() + HOUR_MS };
+      const uses: [string, (lock: SessionLock) => Promise<unknown>][] = [
+        ['set', (lock) => store.set(id, late, { lock })],
+        ['set and release', (lock) => store.set(id, late, { lock, release: true })],
+        ['touch', (lock) => store.touch(id, Date.now() + 2 * HOUR_MS, { lock })],
+        ['delete', (lock) => store.delete(id, { lock })],
+        ['extend', (lock) => lock.extend(20_000)],
+        ['release', (lock) => lock.release()],
+      ];
+      for (const [name, use] of uses) {
+        await raw.del(lockKey);
+        const lock = await store.locks.acquire(id, { leaseMs: 20_000 });
+        // Someone else's key takes the lock's name while the lease is held.
+        await raw.del(lockKey);
+        await raw.hSet(lockKey, 'field', 'not a lease');
+        const failure = await use(lock).catch((error: unknown) => error);
+        expect([name, isSessionError(failure, 'ERR_LOCK_LOST')], String(failure)).toEqual([
+          name,
+          true,
+        ]);
+      }
+      expect(await raw.type(lockKey)).toBe('hash');
+      const stored = await store.get(id);
+      expect(Buffer.from(stored?.data ?? []).toString()).toBe('kept');
+      expect(stored?.expiresAt).toBe(kept.expiresAt);
+      await expect(store.locks.acquire(id, { waitMs: 200 })).rejects.toMatchObject({
+        code: 'ERR_LOCK_TIMEOUT',
+      });
     });
   });
 });
