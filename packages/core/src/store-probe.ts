@@ -94,6 +94,25 @@ export interface StoreDirectoryRules {
 }
 
 /**
+ * The files in a directory, whose entries are `names`, that are not the store's: `undefined` when
+ * the entries show the store is there, or hold nothing but its own files (an interrupted
+ * creation) and `lost+found`; else the first three of the others in order, for a message. A
+ * store's `open()` refuses such a directory, as its `probe` does, before making a store among an
+ * app's files, where removing the sessions would remove them too.
+ */
+export function otherFilesIn(
+  names: readonly string[],
+  rules: StoreDirectoryRules,
+): string | undefined {
+  if (rules.isStore(names)) return undefined;
+  const others = names
+    .filter((name) => name !== LOST_AND_FOUND && !(rules.isOwnFile?.(name) ?? false))
+    .sort();
+  if (others.length === 0) return undefined;
+  return others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+}
+
+/**
  * `probe` for a store kept in a directory that its `open()` makes, with its parents, where it is
  * missing, and takes where it is empty or holds only the store's own files: refused where the
  * path is not a directory or the directory holds other files.
@@ -117,11 +136,8 @@ export async function probeStoreDirectory(
     return failedAt(path, error);
   }
   if (rules.isStore(names)) return { state: 'present' };
-  const others = names
-    .filter((name) => name !== LOST_AND_FOUND && !(rules.isOwnFile?.(name) ?? false))
-    .sort();
-  if (others.length > 0) {
-    const shown = others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+  const shown = otherFilesIn(names, rules);
+  if (shown !== undefined) {
     return {
       state: 'refused',
       reason: `${path} holds other files (${shown}) and is not ${rules.kind}`,

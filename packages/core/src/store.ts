@@ -76,6 +76,7 @@ export {
   type StoreAdapterOptions,
 } from './store-adapter.js';
 export {
+  otherFilesIn,
   probeStoreDirectory,
   probeStoreFile,
   type StoreDirectoryRules,

@@ -14,8 +14,10 @@ import {
 import {
   BaseStore,
   HostGuards,
+  otherFilesIn,
   probeStoreDirectory,
   pseudoFilesystemOf,
+  type StoreDirectoryRules,
   type SweepProgress,
 } from '@sessile/core/store';
 import { EventLoopTurns } from './event-loop-turns.js';
@@ -81,10 +83,7 @@ export class FileStore extends BaseStore {
    */
   static async probe(options: FileStoreOptions): Promise<StoreProbe> {
     resolveSettings(options);
-    return probeStoreDirectory(options.path, {
-      kind: 'a file store',
-      isStore: (names) => names.includes(GUARDS_DIRECTORY),
-    });
+    return probeStoreDirectory(options.path, FILE_STORE_DIRECTORY);
   }
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
@@ -316,20 +315,25 @@ async function syncMadeDirectories(first: string, root: string): Promise<void> {
   }
 }
 
-const LOST_AND_FOUND = 'lost+found';
+/**
+ * How a file store tells its own directory: every open makes the store's `.guards` directory
+ * first, and nothing else in the store has a name that long or a dot. `lost+found` (the root of
+ * a new ext4 filesystem, a volume of its own for the sessions) is not another file.
+ */
+const FILE_STORE_DIRECTORY: StoreDirectoryRules = {
+  kind: 'a file store',
+  isStore: (names) => names.includes(GUARDS_DIRECTORY),
+};
 
 /**
- * Refuses a directory that holds files and is not a file store: every open makes the store's
- * `.guards` directory, so one without it is someone else's, whose files in one-letter
- * subdirectories the sweep would take for leftovers and unlink.
+ * Refuses a directory that holds files and is not a file store: one without `.guards` is someone
+ * else's, whose files in one-letter subdirectories the sweep would take for leftovers and unlink.
  */
 async function assertStoreDirectory(root: string): Promise<void> {
-  // The root of a new ext4 filesystem (a volume of its own for the sessions) holds lost+found,
-  // which nothing in the store touches: no shard has a name that long.
-  const names = (await readdir(root)).filter((name) => name !== LOST_AND_FOUND);
-  if (names.length === 0 || names.includes(GUARDS_DIRECTORY)) return;
+  const shown = otherFilesIn(await readdir(root), FILE_STORE_DIRECTORY);
+  if (shown === undefined) return;
   throw new SessionError(
     'ERR_STORE_IO',
-    `Cannot open the file store: ${root} holds other files and is not a file store (no ${GUARDS_DIRECTORY} directory); pass a new or empty directory`,
+    `Cannot open the file store: ${root} holds other files (${shown}) and is not a file store (no ${GUARDS_DIRECTORY} directory); pass a new or empty directory`,
   );
 }

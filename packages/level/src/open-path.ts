@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
-import { pseudoFilesystemOf, type StoreDirectoryRules } from '@sessile/core/store';
+import { otherFilesIn, pseudoFilesystemOf, type StoreDirectoryRules } from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
 
 /**
@@ -21,7 +21,6 @@ export function assertStoragePath(path: string): void {
 
 /** The names LevelDB gives its own files (leveldb's `ParseFileName`). */
 const LEVELDB_FILE = /^(?:CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(?:log|ldb|sst|dbtmp))$/;
-const LOST_AND_FOUND = 'lost+found';
 
 /** How `LevelStore.probe` tells a LevelDB directory. */
 export const LEVELDB_DIRECTORY: StoreDirectoryRules = {
@@ -44,10 +43,8 @@ export async function assertLevelDirectory(path: string): Promise<void> {
     // Missing, not a directory, or unreadable: LevelDB's open creates it or says why it cannot.
     return;
   }
-  // The root of a new ext4 filesystem (a volume of its own for the sessions) holds lost+found.
-  const others = names.filter((name) => name !== LOST_AND_FOUND && !LEVELDB_FILE.test(name)).sort();
-  if (others.length === 0 || names.includes('CURRENT')) return;
-  const shown = others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+  const shown = otherFilesIn(names, LEVELDB_DIRECTORY);
+  if (shown === undefined) return;
   throw new SessionError(
     'ERR_STORE_IO',
     `Cannot open LevelDB directory ${path}: it holds other files (${shown}) and is not a LevelDB database (no CURRENT file); pass a new or empty directory`,
