@@ -162,33 +162,6 @@ const POSTGRES_CONNECTION_PARAMETERS: readonly string[] = [
   'application_name',
 ];
 
-/**
- * The names PostgresStore accepts for its table and schema (`schemaNames` in
- * `@sessile/postgres`, which does not export it): plain identifiers, the table's short enough for
- * the suffixes of its index and lock table names inside PostgreSQL's 63 bytes.
- */
-const POSTGRES_TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,51}$/;
-const POSTGRES_SCHEMA = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-/** The table where PostgresStore records its schema versions, in every schema it uses. */
-const POSTGRES_VERSIONS_TABLE = 'sessile_versions';
-
-/**
- * Refuses (exit 2) a schema or table that PostgresStore's `open()` would refuse, before any
- * command asks the server whether it exists: a bad name is a bad argument, not a missing store.
- */
-function assertPostgresNames(schema: string, table: string, display: string): void {
-  const refusal = !POSTGRES_SCHEMA.test(schema)
-    ? `schema must be 1 to 63 characters of [A-Za-z0-9_] not starting with a digit, got '${schema}'`
-    : schema.toLowerCase().startsWith('pg_')
-      ? `schema must not start with pg_, which PostgreSQL reserves, got '${schema}'`
-      : !POSTGRES_TABLE.test(table)
-        ? `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got '${table}'`
-        : table === POSTGRES_VERSIONS_TABLE
-          ? `table must not be ${POSTGRES_VERSIONS_TABLE}, where the store records its schema versions`
-          : undefined;
-  if (refusal !== undefined) throw usageError(`${display}: ${refusal}`);
-}
-
 /** A percent-encoded part of a server address, decoded; one that is not is a usage error naming it. */
 function decodedOrRefused(part: string, url: URL): string {
   try {
@@ -253,9 +226,10 @@ export function parseStoreAddress(text: string): StoreAddress {
     options.connectionString = url.href;
     // PostgreSQL's default database is the user's name.
     const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);
+    // A schema or table name PostgresStore refuses is a TypeError from its own `probe` or
+    // `open` (exit 2, a bad argument), which every command calls before it reads a record.
     const schema = (options.schema as string | undefined) ?? 'public';
     const table = (options.table as string | undefined) ?? 'sessions';
-    assertPostgresNames(schema, table, display);
     return {
       scheme: 'postgres',
       packageName: '@sessile/postgres',
@@ -350,13 +324,14 @@ function notThere(address: StoreAddress, probe: StoreProbe, what?: string): CliE
 }
 
 /**
- * Refuses a target that `probe` says the real run's `open()` cannot make a store of (a path
- * inside a file, a directory of other files, no right to create a table): what a dry run
- * checks in place of that open, which would create the store.
+ * Refuses a target that `probe` says `open()` cannot make a store of or open (a path inside a
+ * file, a directory of other files, a table of another shape, no right to create a table). A dry
+ * run, which checks this in place of that open, says what the real run would meet; the real run
+ * says it in the store's own words, as its open would, before a record is read.
  */
-export function assertCreatable(address: StoreAddress, probe: StoreProbe): void {
+export function assertCreatable(address: StoreAddress, probe: StoreProbe, dryRun: boolean): void {
   if (probe.state !== 'refused') return;
-  throw notThere(address, probe, 'cannot make a store there');
+  throw notThere(address, probe, dryRun ? 'cannot make a store there' : undefined);
 }
 
 /** Opens the store an address names, through its package found by dynamic import. */

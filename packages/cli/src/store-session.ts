@@ -6,6 +6,7 @@ import {
   SessionError,
   type SessionRecord,
   type SessionStore,
+  type StoreProbe,
 } from '@sessile/core';
 import {
   assertCreatable,
@@ -33,22 +34,37 @@ export async function withStore<T>(
   }
 }
 
+/** The target of a copy or an import, with what its store's `probe` found there. */
+export interface CheckedTarget {
+  readonly address: StoreAddress;
+  readonly probe: StoreProbe;
+}
+
 /**
- * `withStore` for the target of a copy or an import, created when missing. A dry run creates
- * nothing: where the target is not there yet, it checks that the real run could make it, then
- * counts against an empty store in memory.
+ * Asks the target's store whether it could open or make a store at `address`, before the command
+ * opens its source: a name the store refuses (a bad PostgreSQL table name, exit 2) or a place it
+ * cannot make a store of (a directory of other files, no right to create a table, exit 1) ends
+ * the command before a record is read, in the store's own words.
+ */
+export async function checkTarget(
+  address: StoreAddress,
+  dryRun: boolean | undefined,
+): Promise<CheckedTarget> {
+  const probe = await probeStore(address);
+  assertCreatable(address, probe, Boolean(dryRun));
+  return { address, probe };
+}
+
+/**
+ * `withStore` for a target `checkTarget` passed, created when missing. A dry run creates
+ * nothing: where the target is not there yet, it counts against an empty store in memory.
  */
 export async function withTarget<T>(
-  text: string,
+  { address, probe }: CheckedTarget,
   options: Omit<OpenOptions, 'mustExist'> & { dryRun?: boolean | undefined },
   work: (store: SessionStore, address: StoreAddress) => Promise<T>,
 ): Promise<T> {
-  const address = parseStoreAddress(text);
-  if (options.dryRun) {
-    const probe = await probeStore(address);
-    assertCreatable(address, probe);
-    if (probe.state === 'absent') return work(await MemoryStore.open(), address);
-  }
+  if (options.dryRun && probe.state === 'absent') return work(await MemoryStore.open(), address);
   const store = await openStore(address, { ...options, mustExist: false });
   try {
     return await work(store, address);

@@ -795,6 +795,28 @@ describe('copy', () => {
     }
   });
 
+  it("a target its store refuses ends the copy before the source is opened, in the store's words", async () => {
+    const mine = nextDir();
+    mkdirSync(join(mine, 'a'), { recursive: true });
+    // A source that is not there: the target's refusal comes first all the same.
+    const missing = `${nextDir()}.db`;
+    for (const dryRun of [false, true]) {
+      const result = await runCli([
+        'copy',
+        '--from',
+        `sqlite:${missing}`,
+        '--to',
+        `file:${mine}`,
+        ...(dryRun ? ['--dry-run'] : []),
+      ]);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toContain(
+        `file:${mine}: ${dryRun ? 'cannot make a store there: ' : ''}${mine} holds other files (a) and is not a file store`,
+      );
+    }
+    expect(readdirSync(mine)).toEqual(['a']);
+  });
+
   it('refuses to copy a store onto itself, however its path is spelt', async () => {
     const { url, path } = await sqliteWith(1, 0);
     const linked = join(nextDir(), 'link');

@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -43,23 +43,28 @@ describe('a store package that is not installed', () => {
     ['dbm:sessions.dbm', '@sessile/dbm'],
     ['redis://127.0.0.1:6379', '@sessile/redis'],
     ['postgres://postgres@127.0.0.1:5432/test', '@sessile/postgres'],
-  ])('%s exits 3 and names %s', async (address, packageName) => {
-    const result = await runCli(['copy', '--from', address, '--to', 'sqlite:other.db'], {
-      script,
-      cwd: app,
-      env: { NODE_PATH: '' },
-    });
-    expect(result.code).toBe(3);
-    expect(result.stderr).toContain(`npm install ${packageName}`);
+  ])('%s exits 3 and names %s, as a source and as a target', async (address, packageName) => {
+    // copy asks the target's store about its place before it opens the source.
+    for (const args of [
+      ['stats', address],
+      ['copy', '--from', 'sqlite:other.db', '--to', address],
+    ]) {
+      const result = await runCli(args, { script, cwd: app, env: { NODE_PATH: '' } });
+      expect([args[0], result.code], result.stderr).toEqual([args[0], 3]);
+      expect(result.stderr).toContain(`npm install ${packageName}`);
+    }
   });
 
   it('a peer whose driver comes with a store package names that package', async () => {
     const peerFile = join(app, 'peer.db');
     writeFileSync(peerFile, '');
+    // The target's package is there, as the import checks the target first.
+    const target = join(app, 'node_modules', '@sessile', 'file');
+    symlinkSync(installed('@sessile/file'), target, 'dir');
     const result = await runCli(
       ['import', '--from', `connect-sqlite3:${peerFile}`, '--to', 'file:sessions', '--json'],
       { script, cwd: app, env: { NODE_PATH: '' } },
-    );
+    ).finally(() => rmSync(target));
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('better-sqlite3');
     expect(result.stderr).toContain('npm install @sessile/sqlite');

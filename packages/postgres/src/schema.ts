@@ -42,14 +42,20 @@ export function schemaNames(schema: unknown, table: unknown): SchemaNames {
     );
   }
   if (schema.toLowerCase().startsWith('pg_')) {
-    throw new TypeError('schema must not start with pg_, which PostgreSQL reserves');
+    throw new TypeError(
+      `schema must not start with pg_, which PostgreSQL reserves, got ${describeValue(schema)}`,
+    );
   }
   if (typeof table !== 'string' || !TABLE_PATTERN.test(table)) {
     throw new TypeError(
       `table must be 1 to 52 characters of [A-Za-z0-9_] not starting with a digit, got ${describeValue(table)}`,
     );
   }
-  if (table === VERSIONS_TABLE) throw new TypeError(`table must not be ${VERSIONS_TABLE}`);
+  if (table === VERSIONS_TABLE) {
+    throw new TypeError(
+      `table must not be ${VERSIONS_TABLE}, where the store records its schema versions`,
+    );
+  }
   return {
     schema,
     table,

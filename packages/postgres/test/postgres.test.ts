@@ -67,7 +67,16 @@ describe('options', () => {
       TypeError,
     );
     await expect(PostgresStore.open({ pool, table: 'bad"name' })).rejects.toThrow(TypeError);
-    await expect(PostgresStore.open({ pool, schema: 'pg_catalog' })).rejects.toThrow(TypeError);
+    await expect(PostgresStore.open({ pool, schema: 'pg_catalog' })).rejects.toThrow(
+      new TypeError(
+        "schema must not start with pg_, which PostgreSQL reserves, got 'pg_catalog' (a string)",
+      ),
+    );
+    await expect(PostgresStore.open({ pool, table: 'sessile_versions' })).rejects.toThrow(
+      new TypeError(
+        'table must not be sessile_versions, where the store records its schema versions',
+      ),
+    );
     await expect(PostgresStore.open({ pool, queryTimeoutMs: -1 })).rejects.toThrow(TypeError);
     await expect(PostgresStore.open({ pool, unlogged: 'yes' } as never)).rejects.toThrow(TypeError);
     // A larger record could be written but never read: the read would end the process.

@@ -12,6 +12,7 @@ import {
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import {
+  checkTarget,
   interruptSignal,
   readRecord,
   unreadableReason,
@@ -130,10 +131,11 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
   const from = parseStoreAddress(options.from);
   const to = parseStoreAddress(options.to);
   if (await sameStore(from, to)) throw usageError('--from and --to name the same store');
+  const checked = await checkTarget(to, options.dryRun);
   const interrupt = interruptSignal();
   try {
     return await withStore(options.from, { ...options, mustExist: true }, (source) =>
-      withTarget(options.to, options, async (target) => {
+      withTarget(checked, options, async (target) => {
         const counts = newCounts();
         let tooLarge = 0;
         // Counting walks the whole store, so it is done only for a bar someone will see.

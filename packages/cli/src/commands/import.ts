@@ -1,5 +1,6 @@
 import { isSessionId } from '@sessile/core';
 import { encodeLibrarySession } from '@sessile/core/store';
+import { parseStoreAddress } from '../addresses.js';
 import { codecFromEnvironment } from '../codec.js';
 import type { ExitCode } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
@@ -7,7 +8,7 @@ import { maskId } from '../output.js';
 import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
-import { interruptSignal, withTarget } from '../store-session.js';
+import { checkTarget, interruptSignal, withTarget } from '../store-session.js';
 import {
   newCounts,
   reportTransfer,
@@ -30,6 +31,7 @@ export interface ImportOptions extends TransferOptions, PeerOptions {
  */
 export async function importSessions(options: ImportOptions): Promise<ExitCode> {
   const codec = codecFromEnvironment();
+  const checked = await checkTarget(parseStoreAddress(options.to), options.dryRun);
   const ledger = await openLedger(options.ledger, Boolean(options.dryRun));
   let peer: PeerSource;
   try {
@@ -40,7 +42,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
   }
   const interrupt = interruptSignal();
   try {
-    return await withTarget(options.to, options, async (target, to) => {
+    return await withTarget(checked, options, async (target, to) => {
       const counts = newCounts();
       const invalidIds: string[] = [];
       const unreadable: { id: string; problem: string }[] = [];
