@@ -17,6 +17,7 @@ import {
   MANAGER_OPTIONS,
 } from './manager-options.js';
 import type { CommitOutcome, Session } from './session.js';
+import type { SessionStore } from './types.js';
 import {
   assertKnownOptions,
   type ClosableResponse,
@@ -97,9 +98,12 @@ export interface SessionAdapter<Data extends SessionData> {
   ): void;
   /**
    * The session a `sessile()` already opened for `request` (its Node request or response, the
-   * same object every middleware of one request sees), noted by `noteOpened`. A second
-   * `sessile()` on one request (an app's and a router's or sub-app's) hands it on instead of
-   * waiting on the lock the request already holds.
+   * same object every middleware of one request sees) under this adapter's cookie name and
+   * store, noted by `noteOpened`. A second `sessile()` for the same sessions on one request (an
+   * app's and a router's or sub-app's) hands it on instead of waiting on the lock the request
+   * already holds; one with a cookie of its own opens its own session. Throws a `TypeError`
+   * where another `sessile()` on the request keeps its sessions under this cookie name in
+   * another store: the two would overwrite each other's cookie.
    */
   openedFor(request: object): Session<Data> | undefined;
   noteOpened(request: object, session: Session<Data>): void;
@@ -269,9 +273,23 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       response.once('finish', () => manager.afterResponse());
     },
     clientGone: (error, response) => isAbortError(error) && connectionClosed(response),
-    openedFor: (request) => openedSessions.get(request) as Session<Data> | undefined,
+    openedFor(request) {
+      for (let opened = openedSessions.get(request); opened !== undefined; opened = opened.next) {
+        if (opened.cookieName !== cookie.name) continue;
+        if (opened.store === manager.store) return opened.session as Session<Data>;
+        throw new TypeError(
+          `${where}: another sessile() on this request keeps its sessions under the cookie '${cookie.name}' in another store; give each its own cookie.name`,
+        );
+      }
+      return undefined;
+    },
     noteOpened(request, session) {
-      openedSessions.set(request, session as Session<SessionData>);
+      openedSessions.set(request, {
+        session: session as Session<SessionData>,
+        cookieName: cookie.name,
+        store: manager.store,
+        next: openedSessions.get(request),
+      });
     },
     cookieOnEarlyHeaders(session, response, requestCookie) {
       // Whether the adapter's own commit already set this cookie on the response.
@@ -365,8 +383,17 @@ function assertCookieOutlivesTouch(
   );
 }
 
-/** The session each request runs with, by its Node request or response (see `openedFor`). */
-const openedSessions = new WeakMap<object, Session<SessionData>>();
+/** A session a `sessile()` opened for a request, under its cookie name, from its store. */
+interface OpenedSession {
+  readonly session: Session<SessionData>;
+  readonly cookieName: string;
+  readonly store: SessionStore;
+  /** The one opened before it for the same request, by a `sessile()` with another cookie. */
+  readonly next: OpenedSession | undefined;
+}
+
+/** The sessions each request runs with, by its Node request or response (see `openedFor`). */
+const openedSessions = new WeakMap<object, OpenedSession>();
 
 /** An `AbortError` (a `DOMException`, or any error of that name), from any realm. */
 function isAbortError(error: unknown): boolean {

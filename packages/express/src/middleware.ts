@@ -194,10 +194,7 @@ export function sessile<Data extends SessionData = SessionData>(
     res: ServerResponse,
     next: (error?: unknown) => void,
   ) => {
-    if ((req as Partial<SessileRequest>).session !== undefined) {
-      next();
-      return;
-    }
+    // A second sessile() for the same sessions finds the one this request opened (`handle`).
     handle(req, res).then(
       () => next(),
       (error: unknown) => {

@@ -88,6 +88,89 @@ describe('sessile() middleware without express', () => {
   });
 });
 
+describe('two sessile() middlewares on one request', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  type Data = { user?: string; level?: string };
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  /** An app whose public sessile() signs users in, with an admin router behind `admin`. */
+  async function publicAndAdmin(admin: Partial<SessileOptions<Data>>): Promise<{
+    url: string;
+    publicStore: MemoryStore;
+    adminStore: MemoryStore;
+  }> {
+    const publicStore = new MemoryStore();
+    const adminStore = new MemoryStore();
+    const publicSessions = sessile<Data>({ store: publicStore, secret: SECRET, cleanup: manual() });
+    const adminSessions = sessile<Data>({
+      store: adminStore,
+      secret: `admin ${SECRET}`,
+      cleanup: manual(),
+      lock: { waitMs: 300 },
+      ...admin,
+    } as SessileOptions<Data>);
+    const app = express();
+    app.use(publicSessions);
+    app.get('/login', (req, res) => {
+      (req as unknown as SessileRequest<Data>).session.data.user = 'mallory';
+      res.end('ok');
+    });
+    const router = express.Router();
+    router.use(adminSessions);
+    router.get('/whoami', (req, res) => {
+      const { data } = (req as unknown as SessileRequest<Data>).session;
+      data.level = 'root';
+      res.json(data);
+    });
+    app.use('/admin', router);
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).end(error.message);
+    });
+    const url = await serveApp(app, cleanups, adminSessions, adminStore);
+    cleanups.push(async () => {
+      await publicSessions.close();
+      await publicStore.close();
+    });
+    return { url, publicStore, adminStore };
+  }
+
+  it('one with a cookie of its own opens its own session in its own store', async () => {
+    const { url, publicStore, adminStore } = await publicAndAdmin({
+      cookie: { name: 'admin_sid' },
+    });
+    const jar = new CookieJar();
+    await jar.fetch(`${url}/login`);
+    const answer = await jar.fetch(`${url}/admin/whoami`);
+    // The admin session does not see what the public one holds, and is stored where it belongs.
+    expect(await answer.json()).toEqual({ level: 'root' });
+    expect(jar.cookies.has('admin_sid')).toBe(true);
+    expect([await publicStore.count(), await adminStore.count()]).toEqual([1, 1]);
+    let publicId = '';
+    for await (const id of publicStore.ids()) publicId = id;
+    const stored = await publicStore.get(publicId);
+    expect(new TextDecoder().decode(stored?.data)).not.toContain('root');
+    // Each session comes back on the next request, under its own cookie.
+    expect(await (await jar.fetch(`${url}/admin/whoami`)).json()).toEqual({ level: 'root' });
+    expect(await adminStore.count()).toBe(1);
+  });
+
+  it("one that keeps its sessions under the same cookie name in another store is refused, not handed the other's session", async () => {
+    const { url, adminStore } = await publicAndAdmin({});
+    const jar = new CookieJar();
+    await jar.fetch(`${url}/login`);
+    const answer = await jar.fetch(`${url}/admin/whoami`);
+    expect(answer.status).toBe(500);
+    expect(await answer.text()).toBe(
+      "sessile(): another sessile() on this request keeps its sessions under the cookie 'sid' in another store; give each its own cookie.name",
+    );
+    expect(await adminStore.count()).toBe(0);
+  });
+});
+
 describe('sessile() and a client that hung up', () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {

@@ -204,6 +204,47 @@ describe('@sessile/koa middleware', () => {
     expect(jar.cookies.has('sid')).toBe(true);
   });
 
+  it.each([
+    ['with a cookie of its own opens its own session in its own store', 'admin_sid', 200],
+    ['keeping its sessions under the same cookie name in another store is refused', 'sid', 500],
+  ])('a second, different sessile() on one request %s', async (_, name, status) => {
+    const publicStore = new MemoryStore();
+    const adminStore = new MemoryStore();
+    const publicSessions = sessile<Data>({ store: publicStore, secret: SECRET, cleanup: manual() });
+    const adminSessions = sessile<Data>({
+      store: adminStore,
+      secret: `admin ${SECRET}`,
+      cleanup: manual(),
+      cookie: { name },
+    });
+    cleanups.push(() => publicStore.close());
+    const app = new Koa();
+    app.silent = true;
+    app.use(publicSessions);
+    app.use(async (ctx, next) => {
+      (ctx as SessileContext<Data>).session.data.count = 7;
+      await next();
+    });
+    app.use(adminSessions);
+    app.use(async (ctx) => {
+      const { data } = (ctx as SessileContext<Data>).session;
+      data.user = 'admin';
+      ctx.body = { ...data };
+    });
+    const url = await serve(app, adminSessions, adminStore);
+    cleanups.push(() => publicSessions.close());
+    const jar = new CookieJar();
+    const answer = await jar.fetch(url);
+    expect(answer.status).toBe(status);
+    // It sees none of what the public session holds.
+    if (status === 200) expect(await answer.json()).toEqual({ user: 'admin' });
+    // The public session is saved where it belongs whatever the second one did.
+    expect([await publicStore.count(), await adminStore.count()]).toEqual([
+      1,
+      status === 200 ? 1 : 0,
+    ]);
+  });
+
   it('runs once per request when used twice (an app and its router), never waiting on its own lock', async () => {
     const store = new MemoryStore();
     // A short wait: a second lock of the session the request holds can only time out.
