@@ -115,7 +115,8 @@ export function otherFilesIn(
 /**
  * `probe` for a store kept in a directory that its `open()` makes, with its parents, where it is
  * missing, and takes where it is empty or holds only the store's own files: refused where the
- * path is not a directory or the directory holds other files.
+ * path is not a directory, the directory holds other files, or this process may not write in it
+ * (a read-only filesystem, no permission), store or not.
  */
 export async function probeStoreDirectory(
   path: string,
@@ -135,7 +136,8 @@ export async function probeStoreDirectory(
     if (errnoOf(error) === 'ENOTDIR') return insideAFile(path, error);
     return failedAt(path, error);
   }
-  if (rules.isStore(names)) return { state: 'present' };
+  // Opening a store writes in its directory (a lock, a log, a probe file) as making one does.
+  if (rules.isStore(names)) return (await writableDirectory(path)) ?? { state: 'present' };
   const shown = otherFilesIn(names, rules);
   if (shown !== undefined) {
     return {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +103,19 @@ describe('probeStoreDirectory', () => {
     expect(await probeStoreDirectory(join(readOnly, 'new', 'sessions'), rules)).toMatchObject({
       state: 'refused',
       reason: `${readOnly}: a read-only filesystem (EROFS)`,
+    });
+  });
+
+  it('refuses a store on a filesystem remounted read-only, which open could not write in (needs root)', async () => {
+    const dir = mountTmpfs('size=1m');
+    mounts.push(dir);
+    writeFileSync(join(dir, 'STORE'), '');
+    expect(await probeStoreDirectory(dir, rules)).toEqual({ state: 'present' });
+    execFileSync('mount', ['-o', 'remount,ro', dir]);
+    expect(await probeStoreDirectory(dir, rules)).toMatchObject({
+      state: 'refused',
+      reason: `${dir}: a read-only filesystem (EROFS)`,
+      cause: expect.objectContaining({ code: 'EROFS' }),
     });
   });
 });
