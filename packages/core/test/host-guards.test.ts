@@ -1,4 +1,4 @@
-import { readdirSync, statfsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -37,6 +37,28 @@ describe('HostGuards', () => {
           }),
       ).toThrow(/^HostGuards: staleMs must be a number of milliseconds/);
     }
+  });
+
+  it('makes its own directory again when it was removed by hand, but never the store directory above it', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
+    const guardsDirectory = join(store, '.guards');
+    const guards = hostGuardsIn(guardsDirectory);
+    try {
+      expect(await guards.run(join(store, 'record'), async () => 'first')).toBe('first');
+      rmSync(guardsDirectory, { recursive: true });
+      expect(await guards.run(join(store, 'record'), async () => 'again')).toBe('again');
+      expect(existsSync(guardsDirectory)).toBe(true);
+    } finally {
+      await guards.close();
+    }
+    // A new instance (a store opened before its directory was deleted) brings nothing back.
+    const late = hostGuardsIn(guardsDirectory);
+    rmSync(store, { recursive: true });
+    await expect(late.run(join(store, 'record'), async () => 'never')).rejects.toMatchObject({
+      code: 'ENOENT',
+    });
+    await late.close();
+    expect(existsSync(store)).toBe(false);
   });
 
   it('takes a guard on a full disk in a process that had no holder file yet, so it can still delete and free space', async () => {

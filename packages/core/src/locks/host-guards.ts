@@ -211,7 +211,8 @@ export class HostGuards {
       const { directory, fileMode, directoryMode } = this.#init;
       // A holder removed from under us (by hand) is made again under the same name.
       await unless(['ENOENT'], undefined, () => this.#fs.unlink(this.holderPath));
-      await this.#fs.mkdir(directory, { recursive: true, mode: directoryMode });
+      // Only the guards' own directory: a store directory removed with it stays removed.
+      await unless(['EEXIST'], undefined, () => this.#fs.mkdir(directory, { mode: directoryMode }));
       const holder = this.holderPath;
       const fd = await this.#fs.open(holder, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, fileMode);
       try {
