@@ -7,7 +7,7 @@ import {
   type SessionCodec,
   type SessionStore,
 } from '@sessile/core';
-import { encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
+import { describeValue, encodeLibrarySession, openStoreAdapter } from '@sessile/core/store';
 
 /** A session as express-session, @fastify/session and connect hand it over: JSON data with a `cookie`. */
 export interface ExpressSessionData {
@@ -101,6 +101,18 @@ export function encodeExpressSession(
 ): Uint8Array {
   // JSON round trip: the cookie's toJSON and the session's own fields, nothing else.
   return encodeLibrarySession(codec, sid, session, now);
+}
+
+/**
+ * Throws a `TypeError` for a `callback` that is neither a function nor absent, before the call
+ * does anything: called later, from a settled promise, it would end the process instead.
+ * express-session always passes a function.
+ */
+function assertCallback(callback: unknown, method: string): void {
+  if (callback === undefined || typeof callback === 'function') return;
+  throw new TypeError(
+    `toExpressStore(): ${method}'s callback must be a function, got ${describeValue(callback)}`,
+  );
 }
 
 /** Hands a failure to `callback`, or to `'error'` listeners when there is no callback. */
@@ -203,6 +215,7 @@ export function toExpressStore(
     }
 
     get(sid: string, callback: Callback<ExpressSessionData | null>): void {
+      assertCallback(callback, 'get');
       read(sid).then(
         (session) => callback?.(null, (session as ExpressSessionData | undefined) ?? null),
         (error: unknown) => fail(this, error, callback),
@@ -210,10 +223,12 @@ export function toExpressStore(
     }
 
     set(sid: string, session: ExpressSessionData, callback?: Callback): void {
+      assertCallback(callback, 'set');
       settleWrite(this, write(sid, session), callback);
     }
 
     touch(sid: string, session: ExpressSessionData, callback?: Callback): void {
+      assertCallback(callback, 'touch');
       let touched: Promise<unknown> = DONE;
       if (isSessionId(sid)) {
         try {
@@ -226,6 +241,7 @@ export function toExpressStore(
     }
 
     destroy(sid: string, callback?: Callback): void {
+      assertCallback(callback, 'destroy');
       settleWrite(
         this,
         attempt<unknown>(() => (isSessionId(sid) ? store.delete(sid) : DONE)),
@@ -234,10 +250,12 @@ export function toExpressStore(
     }
 
     all(callback: Callback<ExpressSessionData[]>): void {
+      assertCallback(callback, 'all');
       settle(this, all(), callback);
     }
 
     length(callback: Callback<number>): void {
+      assertCallback(callback, 'length');
       settle(
         this,
         attempt(() => store.count()),
@@ -246,6 +264,7 @@ export function toExpressStore(
     }
 
     clear(callback?: Callback): void {
+      assertCallback(callback, 'clear');
       settleWrite(
         this,
         attempt(() => store.clear()),

@@ -210,6 +210,30 @@ describe('toExpressStore callbacks', () => {
     expect(await call((done) => expressStore.length(done))).toBe(0);
   });
 
+  it('refuses a callback that is not a function with a TypeError at the call, doing nothing', async () => {
+    const { expressStore } = setup();
+    const session: ExpressSessionData = { cookie: { expires: inOneMinute() } };
+    await call<void>((done) => expressStore.set(sid, session, done));
+    const calls: Array<[string, (callback: never) => void]> = [
+      ['get', (callback) => expressStore.get(sid, callback)],
+      ['set', (callback) => expressStore.set(sid, { ...session, count: 9 }, callback)],
+      ['touch', (callback) => expressStore.touch(sid, session, callback)],
+      ['destroy', (callback) => expressStore.destroy(sid, callback)],
+      ['all', (callback) => expressStore.all(callback)],
+      ['length', (callback) => expressStore.length(callback)],
+      ['clear', (callback) => expressStore.clear(callback)],
+    ];
+    for (const [method, invoke] of calls) {
+      expect(() => invoke('not a function' as never)).toThrow(
+        new TypeError(
+          `toExpressStore(): ${method}'s callback must be a function, got 'not a function' (a string)`,
+        ),
+      );
+    }
+    // Nothing was written, touched, deleted or cleared.
+    expect(await call((done) => expressStore.get(sid, done))).toEqual(session);
+  });
+
   it('stores a session without a cookie expiry for defaultTtlMs, and drops one already expired', async () => {
     const { store, expressStore } = setup({ defaultTtlMs: 5_000 });
     const before = Date.now();
