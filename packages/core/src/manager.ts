@@ -266,8 +266,13 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * `ERR_UNSUPPORTED` when the store keeps no owner index, `ERR_INVALID_OWNER` for a bad owner.
    */
   async sessionsOf(ownerOrSession: string | Session<Data>): Promise<SessionSummary[]> {
-    // Not instanceof: a session from another copy of core is a session too.
-    if (typeof ownerOrSession === 'object' && ownerOrSession !== null) {
+    // Not instanceof: a session from another copy of core is a session too. Any other object
+    // is a bad owner.
+    if (
+      typeof ownerOrSession === 'object' &&
+      ownerOrSession !== null &&
+      isSessionId(ownerOrSession.id)
+    ) {
       const { owner, id } = ownerOrSession;
       if (owner === undefined) return [];
       return this.#owners.list(owner, id);

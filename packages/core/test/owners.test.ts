@@ -460,6 +460,10 @@ describe('revocation', () => {
     expect(await codeOf(manager.revokeOwner(''))).toBe('ERR_INVALID_OWNER');
     expect(await codeOf(manager.revokeOwner('ada', { except: 5 as never }))).toBe('TypeError');
     expect(await codeOf(manager.sessionsOf('x'.repeat(257)))).toBe('ERR_INVALID_OWNER');
+    // An object that is not a session is no owner either: it does not list nobody's sessions.
+    for (const notASession of [{}, { id: 'short' }, { owner: 'ada' }]) {
+      expect(await codeOf(manager.sessionsOf(notASession as never))).toBe('ERR_INVALID_OWNER');
+    }
   });
 });
 
