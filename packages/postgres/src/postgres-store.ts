@@ -15,7 +15,7 @@ import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
 import { isReadable, recordOf, type StoredRow, toBuffer } from './records.js';
-import { prepareSchema, probeSchema } from './schema.js';
+import { prepareSchema, probeSchema, refusalOf } from './schema.js';
 import type { OwnSockets } from './sockets.js';
 import {
   buildStatements,
@@ -106,8 +106,9 @@ export class PostgresStore extends BaseStore {
    * What `open(options)` would find, creating and changing nothing: the store's table
    * (`'present'`; `open` migrates an older schema), none yet (`open` creates it, and its schema),
    * or why `open` would fail: a same-named table or function this package did not create, a
-   * newer schema version, or a user without the right to create them. Rejects with
-   * `ERR_STORE_IO` when the server cannot be asked.
+   * newer schema version, a user the server refuses, or one without the privileges that reading
+   * the store's objects, or creating or migrating them, needs. Rejects with `ERR_STORE_IO` only
+   * when the server cannot be asked.
    */
   static async probe(options: PostgresStoreOptions): Promise<StoreProbe> {
     const settings = normalizeOptions(options);
@@ -116,6 +117,10 @@ export class PostgresStore extends BaseStore {
       return await db.withClient('Probing the session store', (client) =>
         probeSchema(client, settings.names, settings.queryTimeoutMs),
       );
+    } catch (error) {
+      const refusal = refusalOf(error, settings.names, db.server);
+      if (refusal === undefined) throw error;
+      return refusal;
     } finally {
       await endOwnPool(settings);
     }

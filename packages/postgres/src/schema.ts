@@ -198,9 +198,9 @@ export async function prepareSchema(
 }
 
 /**
- * `PostgresStore.probe`: what `open` would find, read in one read-only snapshot. A missing table
- * is one `open` creates, with its schema when that is missing too, which takes the CREATE
- * privilege on the schema or on the database.
+ * `PostgresStore.probe`: what `open` would find, read in one read-only snapshot. Anything
+ * missing or older is what `open` would create or migrate, so the answer depends on whether
+ * this user holds every privilege those statements need.
  */
 export async function probeSchema(
   client: pg.ClientBase,
@@ -217,24 +217,53 @@ export async function probeSchema(
       if (!(error instanceof SessionError) || error.code !== 'ERR_UNSUPPORTED') throw error;
       return { state: 'refused', reason: errorMessage(error), cause: error };
     }
-    if (found.recordsExists) return { state: 'present' };
+    if (found.complete) return { state: 'present' };
+    const lacking = await lackedNeeds(db, migrationSteps(names, found, false));
     const table = qualified(names, names.table);
-    const { rows } = await db.query<{ allowed: boolean }>(
-      found.schemaExists
-        ? `SELECT has_schema_privilege($1, 'CREATE') AS allowed`
-        : `SELECT has_database_privilege(current_database(), 'CREATE') AS allowed`,
-      found.schemaExists ? [names.schema] : [],
-    );
-    if (rows[0]?.allowed === true) return { state: 'absent', reason: `${table} does not exist` };
+    if (lacking.length === 0) {
+      return found.recordsExists
+        ? { state: 'present' }
+        : { state: 'absent', reason: `${table} does not exist` };
+    }
+    const why = lacking.join(', and ');
     return {
       state: 'refused',
-      reason: found.schemaExists
-        ? `${table} does not exist, and this user may not create tables in schema ${names.schema}`
-        : `neither ${table} nor its schema exists, and this user may not create schemas in the database`,
+      reason: found.recordsExists
+        ? found.version === SCHEMA_VERSION
+          ? `${table} lacks objects of its store that open would create, but ${why}`
+          : `${table} has schema version ${found.version}, which open would migrate to ${SCHEMA_VERSION}, but ${why}`
+        : found.schemaExists
+          ? `${table} does not exist, and ${why}`
+          : `neither ${table} nor its schema exists, and ${why}`,
     };
   } finally {
     await db.query('COMMIT');
   }
+}
+
+/**
+ * SQLSTATEs of a server that answered but will not let this user use this place, which `open`
+ * meets as well: no privilege (42501), a login refused (class 28), no such database (3D000).
+ */
+const REFUSING_STATES = new Set(['42501', '28000', '28P01', '3D000']);
+
+/**
+ * `probe`'s answer for an error the server gave: `refused` when `open` would be refused the
+ * same way, else undefined (the server could not be asked).
+ */
+export function refusalOf(
+  error: unknown,
+  names: SchemaNames,
+  server: string,
+): StoreProbe | undefined {
+  const cause = error instanceof SessionError ? error.cause : error;
+  const sqlState = (cause as { code?: unknown } | undefined)?.code;
+  if (typeof sqlState !== 'string' || !REFUSING_STATES.has(sqlState)) return undefined;
+  return {
+    state: 'refused',
+    reason: `${qualified(names, names.table)} on PostgreSQL ${server} is refused to this user: ${errorMessage(cause)}`,
+    cause,
+  };
 }
 
 /**
@@ -379,14 +408,7 @@ async function migrateSchema(
     ]);
     const state = await inspectSchema(db, names);
     if (!state.complete) {
-      for (const statement of migrationStatements(names, state, unlogged)) {
-        await db.query(statement);
-      }
-      await db.query(
-        `INSERT INTO ${qualified(names, names.versions)} (table_name, version) VALUES ($1, $2)
-         ON CONFLICT (table_name) DO UPDATE SET version = excluded.version`,
-        [names.table, SCHEMA_VERSION],
-      );
+      for (const step of migrationSteps(names, state, unlogged)) await db.query(step.sql);
     }
     await db.query('COMMIT');
     return state.recordsUnlogged;
@@ -396,40 +418,103 @@ async function migrateSchema(
   }
 }
 
-function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: boolean): string[] {
-  const recordsKind = unlogged ? 'UNLOGGED TABLE' : 'TABLE';
-  const statements: string[] = [];
-  if (!state.schemaExists) statements.push(`CREATE SCHEMA "${names.schema}"`);
-  if (!state.versionsExists) {
-    statements.push(
-      `CREATE TABLE ${qualified(names, names.versions)} (table_name text PRIMARY KEY, version integer NOT NULL)`,
-    );
+/** A privilege a migration statement needs: SQL true when this user holds it, and else why not. */
+interface Need {
+  holds: string;
+  lacking: string;
+}
+
+/** One statement of a migration, with what this user needs to run it. */
+interface MigrationStep {
+  sql: string;
+  needs: readonly Need[];
+}
+
+/** Every migration writes, which a standby or a read-only default refuses. */
+const WRITABLE: Need = {
+  holds: `NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'`,
+  lacking: 'this connection may not write (a standby, or default_transaction_read_only)',
+};
+
+/**
+ * What `open` runs to create or migrate the store's objects, in order, ending with the version
+ * record. An object in a schema this user creates is theirs, so only an existing schema's
+ * objects need privileges beyond the database's CREATE.
+ */
+function migrationSteps(
+  names: SchemaNames,
+  state: SchemaState,
+  unlogged: boolean,
+): MigrationStep[] {
+  const steps: MigrationStep[] = [];
+  const createIn = (kind: string): Need[] =>
+    state.schemaExists
+      ? [
+          {
+            holds: `has_schema_privilege('${names.schema}', 'CREATE')`,
+            lacking: `this user may not create ${kind} in schema ${names.schema}`,
+          },
+        ]
+      : [];
+  const owns = (name: string): Need[] => [
+    {
+      holds: `(SELECT pg_has_role(c.relowner, 'USAGE') ${relationOf(names, name)})`,
+      lacking: `this user does not own ${qualified(names, name)}`,
+    },
+  ];
+  if (!state.schemaExists) {
+    steps.push({
+      sql: `CREATE SCHEMA "${names.schema}"`,
+      needs: [
+        {
+          holds: `has_database_privilege(current_database(), 'CREATE')`,
+          lacking: 'this user may not create schemas in the database',
+        },
+      ],
+    });
   }
+  if (!state.versionsExists) {
+    steps.push({
+      sql: `CREATE TABLE ${qualified(names, names.versions)} (table_name text PRIMARY KEY, version integer NOT NULL)`,
+      needs: createIn('tables'),
+    });
+  }
+  const recordsKind = unlogged ? 'UNLOGGED TABLE' : 'TABLE';
   const table = qualified(names, names.table);
   // Ids compare bytewise (COLLATE "C"), cheaper than a locale; expiry is a float8 so any JS
   // number of ms round-trips exactly; owners are UTF-8 bytes, since text cannot hold U+0000.
   const recordColumns = `id text COLLATE "C" PRIMARY KEY, data bytea NOT NULL, expires_at double precision NOT NULL, owner bytea`;
+  // An index on an existing table takes its owner; one on a table created here is the creator's.
+  const onRecords = state.recordsExists ? owns(names.table) : [];
   if (!state.recordsExists) {
-    statements.push(`CREATE ${recordsKind} ${table} (${recordColumns})`);
+    steps.push({
+      sql: `CREATE ${recordsKind} ${table} (${recordColumns})`,
+      needs: createIn('tables'),
+    });
   } else if (state.version === 1) {
     // Without a default, adding a nullable column rewrites nothing: existing sessions have no owner.
-    statements.push(`ALTER TABLE ${table} ADD COLUMN owner bytea`);
+    steps.push({ sql: `ALTER TABLE ${table} ADD COLUMN owner bytea`, needs: onRecords });
   }
   if (!state.indexExists) {
-    statements.push(`CREATE INDEX "${names.expiryIndex}" ON ${table} (expires_at)`);
+    steps.push({
+      sql: `CREATE INDEX "${names.expiryIndex}" ON ${table} (expires_at)`,
+      needs: onRecords,
+    });
   }
   // Partial: sessions without an owner (anonymous visitors) cost the index nothing.
   if (!state.ownerIndexExists) {
-    statements.push(
-      `CREATE INDEX "${names.ownerIndex}" ON ${table} (owner) WHERE owner IS NOT NULL`,
-    );
+    steps.push({
+      sql: `CREATE INDEX "${names.ownerIndex}" ON ${table} (owner) WHERE owner IS NOT NULL`,
+      needs: onRecords,
+    });
   }
   // Normally empty, so count() subtracts these rows without reading any id, and each write
   // pays one check of its id.
   if (!state.invalidIdIndexExists) {
-    statements.push(
-      `CREATE INDEX "${names.invalidIdIndex}" ON ${table} (id) WHERE NOT ${VALID_ID}`,
-    );
+    steps.push({
+      sql: `CREATE INDEX "${names.invalidIdIndex}" ON ${table} (id) WHERE NOT ${VALID_ID}`,
+      needs: onRecords,
+    });
   }
   // Leases need no crash safety: a crash that empties the table makes every holder's fenced
   // write fail with ERR_LOCK_LOST, and skipping the WAL spares each claim and release a flush.
@@ -437,19 +522,68 @@ function migrationStatements(names: SchemaNames, state: SchemaState, unlogged: b
   const locks = qualified(names, names.locks);
   const waited = 'waited boolean NOT NULL DEFAULT false';
   if (!state.locksExists) {
-    statements.push(
-      `CREATE UNLOGGED TABLE ${locks} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL, ${waited})`,
-    );
+    steps.push({
+      sql: `CREATE UNLOGGED TABLE ${locks} (id text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires_at double precision NOT NULL, ${waited})`,
+      needs: createIn('tables'),
+    });
   } else if ((state.version ?? SCHEMA_VERSION) < 4) {
     // A constant default rewrites nothing; held leases count as not waited for.
-    statements.push(`ALTER TABLE ${locks} ADD COLUMN ${waited}`);
+    steps.push({ sql: `ALTER TABLE ${locks} ADD COLUMN ${waited}`, needs: owns(names.locks) });
   }
-  if (!state.claimReadExists) statements.push(claimReadFunction(names, 'CREATE'));
-  else if ((state.version ?? SCHEMA_VERSION) < 5) {
+  if (!state.claimReadExists) {
+    steps.push({ sql: claimReadFunction(names, 'CREATE'), needs: createIn('functions') });
+  } else if ((state.version ?? SCHEMA_VERSION) < 5) {
     // Version 5's claim takes a lease whose expires_at is 'NaN' or 'Infinity' (a hand edit).
-    statements.push(claimReadFunction(names, 'CREATE OR REPLACE'));
+    steps.push({
+      sql: claimReadFunction(names, 'CREATE OR REPLACE'),
+      needs: [
+        ...createIn('functions'),
+        {
+          holds: `(SELECT bool_and(pg_has_role(p.proowner, 'USAGE')) FROM pg_proc p
+                   JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = '${names.schema}' AND p.proname = '${names.claimRead}')`,
+          lacking: `this user does not own function ${qualified(names, names.claimRead)}`,
+        },
+      ],
+    });
   }
-  return statements;
+  steps.push({
+    sql: `INSERT INTO ${qualified(names, names.versions)} (table_name, version)
+          VALUES ('${names.table}', ${SCHEMA_VERSION})
+          ON CONFLICT (table_name) DO UPDATE SET version = excluded.version`,
+    needs: state.versionsExists
+      ? [
+          {
+            holds: `(SELECT has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'UPDATE') ${relationOf(names, names.versions)})`,
+            lacking: `this user may not write ${qualified(names, names.versions)}`,
+          },
+        ]
+      : [],
+  });
+  return steps;
+}
+
+/**
+ * `FROM … WHERE` picking one relation of the store's schema by catalog names, as a lookup of
+ * `schema.name` would check USAGE on the schema and fail. Names are validated identifiers.
+ */
+function relationOf(names: SchemaNames, name: string): string {
+  return `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = '${names.schema}' AND c.relname = '${name}'`;
+}
+
+/** What this user lacks for `steps`, each need once, in the order the steps meet them. */
+async function lackedNeeds(db: Queryable, steps: readonly MigrationStep[]): Promise<string[]> {
+  const needs = new Map<string, Need>([[WRITABLE.holds, WRITABLE]]);
+  for (const need of steps.flatMap((step) => step.needs)) {
+    if (!needs.has(need.holds)) needs.set(need.holds, need);
+  }
+  const wanted = [...needs.values()];
+  const { rows } = await db.query<{ held: boolean[] }>(
+    `SELECT ARRAY[${wanted.map((need) => `coalesce((${need.holds}), false)`).join(', ')}] AS held`,
+  );
+  const held = rows[0]?.held ?? [];
+  return wanted.filter((_, i) => held[i] !== true).map((need) => need.lacking);
 }
 
 /**

@@ -41,6 +41,16 @@ afterAll(async () => {
   await admin(`DROP ROLE IF EXISTS "${reader}"`);
 });
 
+/** The server's URL as `reader`, a role with no privileges of its own. */
+async function readerUrl(): Promise<string> {
+  await admin(
+    `DO $$ BEGIN CREATE ROLE "${reader}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+  );
+  const url = new URL(CONNECTION_STRING);
+  url.username = reader;
+  return url.href;
+}
+
 /** Options naming the table `sessions` in a new schema, which `setUp` may create things in first. */
 async function probeTable(setUp?: (schema: string) => string): Promise<PostgresStoreOptions> {
   const schema = `${probePrefix}${++probeSchemas}`;
@@ -87,13 +97,17 @@ runProbeConformance<PostgresStoreOptions>({
     {
       name: 'a missing schema, for a user who may not create one',
       state: 'refused',
+      make: async () => ({ ...(await probeTable()), connectionString: await readerUrl() }),
+    },
+    {
+      name: 'a store, for a user who may not use its schema',
+      state: 'refused',
       make: async () => {
-        await admin(
-          `DO $$ BEGIN CREATE ROLE "${reader}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+        const options = await storeWithOneSession(
+          (options) => PostgresStore.open(options),
+          await probeTable(),
         );
-        const url = new URL(CONNECTION_STRING);
-        url.username = reader;
-        return { ...(await probeTable()), connectionString: url.href };
+        return { ...options, connectionString: await readerUrl() };
       },
     },
   ],
