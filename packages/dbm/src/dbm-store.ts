@@ -1,5 +1,13 @@
-import { closeSync, constants, fstatSync, openSync, type Stats, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  realpathSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   type HeldLease,
   isSessionError,
@@ -25,7 +33,9 @@ import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
 import {
   agreeOnStripes,
+  checkLockDirectory,
   ensureLockDirectory,
+  HOLDERS_DIRECTORY,
   isDirectory,
   openDatabaseFile,
   realPathOf,
@@ -63,8 +73,6 @@ export interface DbmStoreStats {
   undecodableRecords: number;
 }
 
-/** Where the holder files of the lock directory's guards and leases go. */
-const HOLDERS_DIRECTORY = 'holders';
 /**
  * A holder file whose heartbeat is this old belongs to a dead instance. Far above the guards'
  * staleness: removing a live instance's lease holders would make it lose its locks.
@@ -161,25 +169,40 @@ export class DbmStore extends BaseStore {
   /**
    * What `open(options)` would find at `options.path`, creating and changing nothing: a dbm file
    * (`'present'`), none yet (a missing or empty file, which `open` lays out), or why `open` would
-   * fail (not a sessile dbm file, a newer format, no right to write).
+   * fail (not a sessile dbm file, a newer format, no right to write, a lock directory `open`
+   * refuses, such as one that records another stripe count).
    */
   static async probe(options: DbmStoreOptions): Promise<StoreProbe> {
-    const path = resolve(resolveSettings(options).path);
-    const missing = await probeStoreFile(path);
-    if (missing !== undefined) return missing;
+    const settings = resolveSettings(options);
+    const given = resolve(settings.path);
+    const lockDirectoryOf = (path: string) =>
+      checkLockDirectory(path, `${path}.locks`, settings.stripes, options.stripes !== undefined);
+    const missing = await probeStoreFile(given);
+    if (missing !== undefined && missing.state !== 'absent') return missing;
     let fd: number | undefined;
     try {
+      if (missing !== undefined) {
+        // `open` would create the file in its directory, and put the locks beside the real file.
+        lockDirectoryOf(join(realpathSync(dirname(given)), basename(given)));
+        return missing;
+      }
       // Read and write, as `open` asks, so a file this process may not write is refused; the
       // probe itself only reads. Non-blocking, in case a FIFO was swapped in since the check.
-      fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+      fd = openSync(given, constants.O_RDWR | constants.O_NONBLOCK);
+      const path = realPathOf(given, fd);
       const file = new HashFile(fd, path, 'normal');
+      // In `open`'s order: the lock directory is judged first wherever it exists.
       const refusal = file.refusal();
-      if (refusal !== undefined) return { state: 'refused', reason: refusal.message };
+      if (refusal !== undefined && !isDirectory(`${path}.locks`)) throw refusal;
+      lockDirectoryOf(path);
+      if (refusal !== undefined) throw refusal;
       return file.laidOut()
         ? { state: 'present' }
         : { state: 'absent', reason: `${path} is an empty file` };
     } catch (error) {
-      const reason = cannotOpen(path, errorMessage(error)).message;
+      const reason = isSessionError(error)
+        ? error.message
+        : cannotOpen(given, errorMessage(error)).message;
       return { state: 'refused', reason, cause: error };
     } finally {
       if (fd !== undefined) closeSync(fd);
@@ -208,13 +231,11 @@ export class DbmStore extends BaseStore {
       // that directory before they write, so while it exists only a check under the lock counts.
       const refusal = file.refusal();
       if (refusal !== undefined && !isDirectory(lockDirectory)) throw refusal;
-      ensureLockDirectory(path, lockDirectory);
-      const stripes = agreeOnStripes(
-        path,
-        lockDirectory,
-        settings.stripes,
-        options.stripes !== undefined,
-      );
+      const givenStripes = options.stripes !== undefined;
+      const found = checkLockDirectory(path, lockDirectory, settings.stripes, givenStripes);
+      if (!found.exists) ensureLockDirectory(path, lockDirectory);
+      const stripes =
+        found.stripes ?? agreeOnStripes(path, lockDirectory, settings.stripes, givenStripes);
       const opened = new DbmStore({ ...settings, stripes }, path, fd, file);
       store = opened;
       // Holder files of instances whose process died without closing the store.

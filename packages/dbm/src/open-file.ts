@@ -16,10 +16,11 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { isSessionError } from '@sessile/core';
+import { isSessionError, type SessionError } from '@sessile/core';
 import { errorCode, errorMessage, fileKindOf, pseudoFilesystemOf } from '@sessile/core/store';
 import { cannotOpen } from './errors.js';
 import { MAX_STRIPES } from './options.js';
+import { STRIPES_DIRECTORY } from './striped-file-locks.js';
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
 
@@ -109,21 +110,64 @@ export function ensureLockDirectory(path: string, directory: string): void {
     if (errorCode(error) !== 'EEXIST') {
       throw cannotOpen(path, `cannot create its lock directory: ${errorMessage(error)}`, error);
     }
-    if (!isDirectory(directory)) {
-      throw cannotOpen(path, `${directory}, where its lock files go, is not a directory`);
-    }
+    if (!isDirectory(directory)) throw notADirectory(path, directory);
   }
 }
 
 /** Where the lock directory records the stripe count that every process on the file uses. */
 export const STRIPE_COUNT_FILE = 'stripe-count';
+/** Where the holder files of the lock directory's guards and leases go. */
+export const HOLDERS_DIRECTORY = 'holders';
+
+/** What `checkLockDirectory` found: whether the directory is there, and the count to use if recorded. */
+export interface LockDirectoryState {
+  exists: boolean;
+  stripes: number | undefined;
+}
+
+/**
+ * Whether `open` may use `directory` as the lock directory of the file at `path` with `stripes`
+ * (`given` false when that is only the default), read without creating or changing anything:
+ * refuses with `open`'s own error a lock directory, or a directory of its lock files, that is
+ * not a directory, one this process may not create or write in, and a recorded stripe count it
+ * cannot read or that differs. `open` runs it before it makes or records anything there, and
+ * `probe` runs it alone, so the two refuse alike.
+ */
+export function checkLockDirectory(
+  path: string,
+  directory: string,
+  stripes: number,
+  given: boolean,
+): LockDirectoryState {
+  let stats: Stats;
+  try {
+    stats = statSync(directory);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') {
+      throw cannotOpen(path, `cannot read its lock directory: ${errorMessage(error)}`, error);
+    }
+    assertWritable(path, dirname(directory), 'cannot create its lock directory');
+    return { exists: false, stripes: undefined };
+  }
+  if (!stats.isDirectory()) throw notADirectory(path, directory);
+  for (const name of [HOLDERS_DIRECTORY, STRIPES_DIRECTORY]) {
+    const inside = join(directory, name);
+    const found = statIfPresent(inside);
+    if (found !== undefined && !found.isDirectory()) throw notADirectory(path, inside);
+  }
+  assertWritable(path, directory, 'cannot write in its lock directory');
+  const file = join(directory, STRIPE_COUNT_FILE);
+  const text = recordedStripes(path, file);
+  return {
+    exists: true,
+    stripes: text === undefined ? undefined : agreedStripes(path, file, text, stripes, given),
+  };
+}
 
 /**
  * The stripe count every process on the file uses: `stripes` is recorded when none is yet; a
- * count recorded already is taken when `stripes` is only the default (`given` false), and a
- * given count that differs is refused. Two processes with different counts map one session to
- * two lock files, and both would hold its lock. The count is linked into place whole, so no
- * process reads it half-written.
+ * recorded count is judged as `checkLockDirectory` judges it. Two processes with different
+ * counts map one session to two lock files, and both would hold its lock.
  */
 export function agreeOnStripes(
   path: string,
@@ -134,14 +178,27 @@ export function agreeOnStripes(
   const file = join(directory, STRIPE_COUNT_FILE);
   // Read first: a count recorded already needs no draft, whose write fails on a full disk.
   const found = recordedStripes(path, file) ?? recordStripes(path, directory, file, stripes);
-  if (found === undefined) return stripes;
-  const text = found.trim();
-  const recorded = Number(text);
+  return found === undefined ? stripes : agreedStripes(path, file, found, stripes, given);
+}
+
+/**
+ * The count to use given the `text` of a stripe count file: it must be `stripes`, or any valid
+ * count when `stripes` is only the default (`given` false).
+ */
+function agreedStripes(
+  path: string,
+  file: string,
+  text: string,
+  stripes: number,
+  given: boolean,
+): number {
+  const trimmed = text.trim();
+  const recorded = Number(trimmed);
   if (recorded === stripes) return stripes;
-  if (!given && /^\d+$/.test(text) && recorded >= 2 && recorded <= MAX_STRIPES) return recorded;
+  if (!given && /^\d+$/.test(trimmed) && recorded >= 2 && recorded <= MAX_STRIPES) return recorded;
   throw cannotOpen(
     path,
-    `it is used with stripes: ${text} (${file}), not ${stripes}; every process on one file must use the same count`,
+    `it is used with stripes: ${trimmed} (${file}), not ${stripes}; every process on one file must use the same count`,
   );
 }
 
@@ -156,8 +213,9 @@ function recordedStripes(path: string, file: string): string | undefined {
 }
 
 /**
- * Records `stripes` as the file's count, linked into place whole; undefined when this call
- * recorded it, else the count another process recorded first.
+ * Records `stripes` as the file's count, linked into place whole so no process reads it
+ * half-written; undefined when this call recorded it, else the count another process recorded
+ * first.
  */
 function recordStripes(
   path: string,
@@ -183,6 +241,19 @@ function recordStripes(
     throw cannotOpen(path, `cannot record its stripe count: ${errorMessage(error)}`, error);
   }
   return readFileSync(file, 'latin1');
+}
+
+function notADirectory(path: string, directory: string): SessionError {
+  return cannotOpen(path, `${directory}, where its lock files go, is not a directory`);
+}
+
+/** Refuses, as `what`, a directory this process may not make entries in. */
+function assertWritable(path: string, directory: string, what: string): void {
+  try {
+    accessSync(directory, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw cannotOpen(path, `${what}: ${errorMessage(error)}`, error);
+  }
 }
 
 function statIfPresent(path: string): Stats | undefined {

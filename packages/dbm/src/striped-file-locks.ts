@@ -31,7 +31,7 @@ export function sessionStripe(id: string, stripes: number): number {
 }
 
 /** Where the stripes' lease files go, inside the lock directory. */
-const STRIPES_DIRECTORY = 'stripes';
+export const STRIPES_DIRECTORY = 'stripes';
 
 /** Digests `tagOf` remembers: a session's claims come back to back, one request after another. */
 const REMEMBERED_TAGS = 1024;
