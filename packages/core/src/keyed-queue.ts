@@ -57,6 +57,16 @@ export class KeyedQueue {
     }
   }
 
+  /**
+   * A promise that settles once every operation on `id` queued so far has finished, or
+   * `undefined` when none is running or waiting: a read that must see the writes made before it,
+   * without holding up the writes made after it.
+   */
+  whenIdle(id: string): Promise<void> | undefined {
+    const tail = this.#tails.get(id);
+    return tail === undefined ? undefined : finishedOf(tail);
+  }
+
   /** Keys with an operation running or waiting. */
   get size(): number {
     return this.#tails.size;

@@ -27,6 +27,31 @@ describe('KeyedQueue', () => {
     expect(queue.size).toBe(0);
   });
 
+  it('whenIdle waits for the operations queued on a key so far, and for none queued after', async () => {
+    const queue = new KeyedQueue();
+    const events: string[] = [];
+    expect(queue.whenIdle('a')).toBeUndefined();
+    const first = queue.run('a', async () => {
+      await tick();
+      events.push('first');
+    });
+    const second = queue.run('a', async () => {
+      await tick();
+      events.push('second');
+    });
+    const idle = queue.whenIdle('a') as Promise<void>;
+    const later = queue.run('a', async () => {
+      await tick();
+      await tick();
+      events.push('later');
+    });
+    await idle;
+    events.push('idle');
+    await Promise.all([first, second, later]);
+    expect(events).toEqual(['first', 'second', 'idle', 'later']);
+    expect(queue.whenIdle('a')).toBeUndefined();
+  });
+
   it('runAll waits for every key, and a failed operation lets the next one run', async () => {
     const queue = new KeyedQueue();
     const events: string[] = [];

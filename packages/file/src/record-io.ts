@@ -5,7 +5,7 @@ import {
   type OwnedSession,
   type SessionRecord,
 } from '@sessile/core';
-import { type HostGuards, sleep } from '@sessile/core/store';
+import { type HostGuards, KeyedQueue, sleep } from '@sessile/core/store';
 import {
   decodeHeader,
   EXPIRES_AT_OFFSET,
@@ -74,6 +74,12 @@ export class RecordIo {
   readonly #renameFile: (from: string, to: string) => Promise<void>;
   readonly #reads: RecordReads;
   readonly #assertHeld: (lease: HeldLease) => Promise<void>;
+  /**
+   * Calls on one id, in the order they were made: a set writes its temp file before it takes
+   * the record's guard, so a delete (or a get) made after it would otherwise run first, and the
+   * record the caller deleted would then be placed.
+   */
+  readonly #order = new KeyedQueue();
 
   constructor(init: RecordIoInit) {
     this.#assertHeld = init.assertHeld;
@@ -89,7 +95,7 @@ export class RecordIo {
   }
 
   get(id: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#reads.get(id, now);
+    return this.#order.run(id, () => this.#reads.get(id, now));
   }
 
   set(
@@ -99,7 +105,9 @@ export class RecordIo {
     now: number,
     lease?: HeldLease,
   ): Promise<boolean> {
-    return this.#layout.inShard(id, () => this.#set(id, record, only, now, lease));
+    return this.#order.run(id, () =>
+      this.#layout.inShard(id, () => this.#set(id, record, only, now, lease)),
+    );
   }
 
   async #set(
@@ -171,7 +179,9 @@ export class RecordIo {
   }
 
   touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
-    return this.#layout.inShard(id, () => this.#touch(id, expiresAt, now, lease));
+    return this.#order.run(id, () =>
+      this.#layout.inShard(id, () => this.#touch(id, expiresAt, now, lease)),
+    );
   }
 
   async #touch(id: string, expiresAt: number, now: number, lease?: HeldLease): Promise<boolean> {
@@ -267,7 +277,7 @@ export class RecordIo {
   }
 
   delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {
-    return this.#layout.inShard(id, () => this.#delete(id, now, lease));
+    return this.#order.run(id, () => this.#layout.inShard(id, () => this.#delete(id, now, lease)));
   }
 
   async #delete(id: string, now: number, lease?: HeldLease): Promise<boolean> {

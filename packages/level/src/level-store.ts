@@ -340,6 +340,9 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
+    // A write on `id` made before this read may still be reading, or waiting in a batch.
+    const writing = this.#writes.whenIdle(id);
+    if (writing !== undefined) await writing;
     const value = await this.#read(recordKey(id));
     if (value === undefined) return undefined;
     const header = readHeader(value);
