@@ -100,9 +100,9 @@ export class FileStore extends BaseStore {
       const made = await mkdir(options.path, {
         recursive: true,
         mode: settings.directoryMode,
-      }).catch((error: unknown) => {
+      }).catch(async (error: unknown) => {
+        if (errorCode(error) !== 'EEXIST') throw (await uncreatable(options.path, error)) ?? error;
         // A file in the way: mkdir says only EEXIST.
-        if (errorCode(error) !== 'EEXIST') throw error;
         throw new SessionError(
           'ERR_STORE_IO',
           `Cannot open the file store: ${options.path} is not a directory`,
@@ -324,6 +324,22 @@ const FILE_STORE_DIRECTORY: StoreDirectoryRules = {
   kind: 'a file store',
   isStore: (names) => names.includes(GUARDS_DIRECTORY),
 };
+
+/**
+ * Why the store directory `path` could not be made, found as `probe` finds it: the nearest
+ * directory above it that is there, with the errno (EROFS, EACCES) as cause, or a file in the
+ * way. Undefined when nothing is found. Node's recursive `mkdir` reports ENOENT on a read-only
+ * filesystem, as if a directory above were missing.
+ */
+async function uncreatable(path: string, error: unknown): Promise<SessionError | undefined> {
+  const probe = await probeStoreDirectory(path, FILE_STORE_DIRECTORY).catch(() => undefined);
+  if (probe?.state !== 'refused') return undefined;
+  return new SessionError(
+    'ERR_STORE_IO',
+    `Cannot open the file store: cannot create ${path}: ${probe.reason}`,
+    { cause: probe.cause ?? error },
+  );
+}
 
 /**
  * Refuses a directory that holds files and is not a file store: one without `.guards` is someone

@@ -1,5 +1,14 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,11 +20,20 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const fixture = new URL('./fixtures/open-store.mjs', import.meta.url).pathname;
 
-/** Opens `path` in a child, which is killed (failing the test) if the open never settles. */
-async function openInChild(path: string): Promise<Record<string, unknown>> {
+const isRoot = process.getuid?.() === 0;
+/** `nobody`, whom a directory's mode binds as it does not bind root. */
+const NOBODY = 65_534;
+
+/**
+ * Opens `path` in a child, which is killed (failing the test) if the open never settles; as
+ * `nobody` when `asNobody` and this process is root.
+ */
+async function openInChild(path: string, asNobody = false): Promise<Record<string, unknown>> {
+  const user = asNobody && isRoot ? { uid: NOBODY, gid: NOBODY } : {};
   const { stdout } = await run(process.execPath, [fixture, path], {
     timeout: 30_000,
     killSignal: 'SIGKILL',
+    ...user,
   });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
@@ -42,5 +60,74 @@ describe('FileStore: paths that cannot hold a store', () => {
       expect(existsSync('/proc/self/sessions')).toBe(false);
     },
     120_000,
+  );
+});
+
+describe('FileStore: a store directory that cannot be made', () => {
+  /** Mount points this file made, unmounted after each test and again here should one fail. */
+  const mounts: string[] = [];
+  afterAll(() => {
+    for (const target of mounts.splice(0).reverse()) unmountIfMounted(target);
+  });
+
+  function unmountIfMounted(target: string): void {
+    const mounted = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .some((line) => line.split(' ')[1] === target);
+    if (mounted) execFileSync('umount', [target]);
+  }
+
+  it.skipIf(!isRoot || process.platform !== 'linux')(
+    'on a read-only filesystem, names the directory above it that is there and EROFS, kept as cause, creating nothing (a read-only bind mount needs root)',
+    async () => {
+      const source = join(root, 'ro-source');
+      const target = join(root, 'ro-mount');
+      mkdirSync(source);
+      mkdirSync(target);
+      mounts.push(target);
+      execFileSync('mount', ['--bind', source, target]);
+      try {
+        execFileSync('mount', ['-o', 'remount,bind,ro', target]);
+        for (const path of [join(target, 'new'), join(target, 'new', 'store')]) {
+          const outcome = await openInChild(path);
+          expect(outcome, path).toMatchObject({
+            opened: false,
+            code: 'ERR_STORE_IO',
+            causeCode: 'EROFS',
+          });
+          expect(String(outcome.message), path).toContain(`cannot create ${path}: ${target}:`);
+          expect(String(outcome.message), path).toContain('EROFS');
+        }
+        expect(readdirSync(target)).toEqual([]);
+      } finally {
+        unmountIfMounted(target);
+      }
+    },
+    60_000,
+  );
+
+  it.runIf(process.platform === 'linux')(
+    'in a directory of mode 0o555, names that directory and EACCES, kept as cause, creating nothing (run as nobody when this process is root)',
+    async () => {
+      // Traversable by nobody, so that its only refusal is the write into `locked`.
+      const parent = mkdtempSync(join(root, 'mode-'));
+      chmodSync(root, 0o755);
+      chmodSync(parent, 0o755);
+      const locked = join(parent, 'locked');
+      mkdirSync(locked, { mode: 0o555 });
+      chmodSync(locked, 0o555);
+      for (const path of [join(locked, 'new'), join(locked, 'new', 'store')]) {
+        const outcome = await openInChild(path, true);
+        expect(outcome, path).toMatchObject({
+          opened: false,
+          code: 'ERR_STORE_IO',
+          causeCode: 'EACCES',
+        });
+        expect(String(outcome.message), path).toContain(`cannot create ${path}: ${locked}:`);
+        expect(String(outcome.message), path).toContain('EACCES');
+      }
+      expect(readdirSync(locked)).toEqual([]);
+    },
+    60_000,
   );
 });
