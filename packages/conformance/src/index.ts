@@ -9,6 +9,7 @@ import { expiryTests } from './groups/expiry.js';
 import { fenceTests } from './groups/fence.js';
 import { fullDiskTests } from './groups/full-disk.js';
 import { lockTests } from './groups/locks.js';
+import { orderTests } from './groups/order.js';
 import { crossProcessOwnerTests, ownerTests } from './groups/owners.js';
 import { sweepTests } from './groups/sweep.js';
 import { traitTests } from './groups/traits.js';
@@ -46,6 +47,7 @@ export async function runStoreConformance(options: ConformanceOptions): Promise<
     sweepTests(options, capabilities.expiryIndex, capabilities.expiry);
     traitTests(options);
     concurrencyTests(options);
+    orderTests(options);
     lockTests(options);
     fenceTests(options);
     if (capabilities.shared !== 'process') crossProcessTests(options, capabilities.shared);

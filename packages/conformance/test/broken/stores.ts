@@ -524,3 +524,28 @@ export class UncountedSweepStore extends MemoryStore {
     return { ...(await super.sweep(options)), scanned: 0 };
   }
 }
+
+/**
+ * Holds each create back to the next tick, as a store batching its creates might, while every
+ * other call goes at once: a delete made after the create runs first.
+ */
+export class DefersCreatesStore extends MemoryStore {
+  protected override _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): HookAnswer<boolean> {
+    if (only !== 'absent') return super._set(id, record, only, now);
+    const create = () => super._set(id, record, only, now);
+    return new Promise((resolve, reject) => {
+      process.nextTick(() => {
+        try {
+          resolve(create());
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+  }
+}
