@@ -1,4 +1,5 @@
 import { isSessionError, SessionError } from '@sessile/core';
+import { KeyedQueue } from '@sessile/core/store';
 import {
   createClient,
   type createCluster,
@@ -80,6 +81,10 @@ const READ_ONLY = new Set(['GET', 'EXISTS', 'ZRANGE']);
 /** The actions that read a record key, where a key of another type is a corrupt record. */
 const READS_RECORD = new Set(['get', 'touch', 'lock acquire and get']);
 
+/** Why a call waiting behind another on its session was never sent. */
+const DROPPED_BEHIND =
+  'not sent: it waited behind another call on the session while an operation got no answer in time';
+
 /** How many times a first connect is retried before `open()` gives up. */
 const FIRST_CONNECT_TRIES = 3;
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -120,6 +125,8 @@ export class Connection {
   readonly #owned: boolean;
   readonly #timeoutMs: number;
   readonly #deadlines: Deadlines;
+  /** The calls on each record key that may take more than one command, and those made after them. */
+  readonly #order = new KeyedQueue();
   #subscriber: Connectable | undefined;
   #unsubscribe: (() => Promise<unknown>) | undefined;
   /** Stops the standalone client's reconnects from expiring these deadlines (see the constructor). */
@@ -161,9 +168,8 @@ export class Connection {
         );
       }
       // On failure the app's client is left as it is, perhaps still reconnecting: it is the app's to close.
-      if (!client.isOpen) await withinTimeout(client.connect(), timeoutMs, where, 'connect');
       // One the app is still connecting (its connect() not awaited) is waited for as well.
-      else await untilReady(client, timeoutMs, where);
+      await connectWithin(client, timeoutMs, where);
       return new Connection(client, false, where, timeoutMs);
     }
     const url = options.url as string;
@@ -183,7 +189,7 @@ export class Connection {
     client.on('error', () => {});
     const where = describeUrl(url);
     try {
-      await withinTimeout(client.connect(), timeoutMs, where, 'connect');
+      await connectWithin(client, timeoutMs, where);
     } catch (error) {
       // A reconnect strategy that gives up has closed the client already; one still trying stops here.
       destroyQuietly(client);
@@ -225,7 +231,43 @@ export class Connection {
     if (this.#client.isReady === false) return this.#refused();
     const reads = READ_ONLY.has(words[0] as string);
     const send = text ? (reads ? this.#readText : this.#sendText) : reads ? this.#read : this.send;
-    return this.#deadlines.run(action, send(firstKey, words), map);
+    // One connection runs its commands in the order they were sent: while no call takes more
+    // than one, a command needs no queue to follow the calls made before it.
+    if (this.#order.size === 0) return this.#deadlines.run(action, send(firstKey, words), map);
+    return this.#deadlines.run(
+      action,
+      this.#queued(firstKey, () => send(firstKey, words)),
+      map,
+    );
+  }
+
+  /**
+   * `call`, for an operation on the record at `key` that may take more than one command (a
+   * script Redis answers `NOSCRIPT` and is sent again, an owner's entry on another master, a
+   * create that waits for its turn's batch): it starts once every call on `key` made before it
+   * has settled, and every call on `key` made after it, `command`'s included, waits for it. So
+   * calls on one session apply in the order they were made.
+   */
+  inOrder<T, R = T>(
+    key: string,
+    action: string,
+    operation: () => Promise<T>,
+    map?: (value: T) => R,
+  ): Promise<R> {
+    if (this.#client.isReady === false) return this.#refused();
+    return this.#deadlines.run(action, this.#queued(key, operation), map);
+  }
+
+  /**
+   * Runs `operation` after the calls on `key` before it. Its deadline runs from the call, so a
+   * call left waiting behind one that got no answer fails with it, and is then never sent: an
+   * operation that timed out has dropped every command still waiting (see `Deadlines.signal`).
+   */
+  #queued<T>(key: string, operation: () => Promise<T>): Promise<T> {
+    const signal = this.#deadlines.signal;
+    return this.#order.run(key, () =>
+      signal.aborted ? Promise.reject(new Error(DROPPED_BEHIND)) : operation(),
+    );
   }
 
   #refused(): Promise<never> {
@@ -510,17 +552,39 @@ function isSentinel(client: Connectable): boolean {
 }
 
 /**
+ * Connects `client`, or waits for the connect already under way, within `timeoutMs`. A client
+ * whose server refuses it keeps trying by its reconnect strategy and reports each failure only
+ * as an 'error' event, so when time runs out the last of those is what failed, and the cause.
+ */
+async function connectWithin(client: Connectable, timeoutMs: number, where: string): Promise<void> {
+  let lastError: unknown;
+  const listener = (error: unknown) => {
+    lastError = error;
+  };
+  client.on('error', listener);
+  try {
+    const failed = () => lastError;
+    if (!client.isOpen) await withinTimeout(client.connect(), timeoutMs, where, 'connect', failed);
+    else await untilReady(client, timeoutMs, where, failed);
+  } finally {
+    client.off?.('error', listener);
+  }
+}
+
+/**
  * Settles as `step` does, or rejects once `timeoutMs` passed; every failure an `ERR_STORE_IO`
- * naming the server. For `open`'s steps, which node-redis's own timeouts do not all bound.
+ * naming the server. For `open`'s steps, which node-redis's own timeouts do not all bound. A
+ * timeout after `failed()` reported an error says the step failed, with that error as cause.
  */
 function withinTimeout<T>(
   step: Promise<T>,
   timeoutMs: number,
   where: string,
   action: string,
+  failed: () => unknown = () => undefined,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(noAnswer(where, action, timeoutMs)), timeoutMs);
+    const timer = setTimeout(() => reject(timedOut(where, action, timeoutMs, failed())), timeoutMs);
     step.then(
       (value) => {
         clearTimeout(timer);
@@ -532,6 +596,11 @@ function withinTimeout<T>(
       },
     );
   });
+}
+
+/** A step of `open` out of time: failed, with the error it met last, or unanswered. */
+function timedOut(where: string, action: string, timeoutMs: number, error: unknown): SessionError {
+  return error === undefined ? noAnswer(where, action, timeoutMs) : ioError(where, action, error);
 }
 
 /** True once `step` settled, false when `timeoutMs` passed first. */
@@ -645,14 +714,21 @@ function isErrorReply(error: unknown): error is Error {
  * Resolves once an open client can take commands: a standalone or Sentinel client ready, a
  * cluster that knows its masters. For an app's client whose connect() is still under way.
  */
-async function untilReady(client: Connectable, timeoutMs: number, where: string): Promise<void> {
+async function untilReady(
+  client: Connectable,
+  timeoutMs: number,
+  where: string,
+  failed: () => unknown,
+): Promise<void> {
   const ready = () => (isCluster(client) ? client.masters.length > 0 : client.isReady !== false);
   const started = performance.now();
   while (!ready()) {
     if (!client.isOpen) {
       throw new SessionError('ERR_STORE_IO', `${where}: connect failed: the client was closed`);
     }
-    if (performance.now() - started >= timeoutMs) throw noAnswer(where, 'connect', timeoutMs);
+    if (performance.now() - started >= timeoutMs) {
+      throw timedOut(where, 'connect', timeoutMs, failed());
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

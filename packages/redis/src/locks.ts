@@ -54,8 +54,11 @@ class RedisLeases implements LeaseBackend {
     const connection = this.#connection;
     const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
     const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
+    // Ordered with the store's calls on the record, so it reads what those made before it wrote.
     return connection
-      .call('lock acquire and get', () => CLAIM_AND_GET.run(connection.send, keys, args))
+      .inOrder(keys[1] as string, 'lock acquire and get', () =>
+        CLAIM_AND_GET.run(connection.send, keys, args),
+      )
       .then(async (reply) => {
         const [taken, value] = reply as [number, Buffer | undefined];
         if (taken !== 1) return { taken: false };

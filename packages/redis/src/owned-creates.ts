@@ -25,7 +25,8 @@ interface Pending {
  * New records with an owner, where each record and its owner's index share one server: the
  * creates started in one turn of the event loop go to Redis as one script call, which writes
  * each entry and then its record. A script call costs Redis several times a plain `SET`, and one
- * call for many creates keeps that off each one.
+ * call for many creates keeps that off each one. A create is held back until the turn ends, so
+ * the store makes it through `Connection.inOrder`: a later call on its id waits for its answer.
  */
 export class OwnedCreates {
   readonly #send: Send;

@@ -172,10 +172,15 @@ export class RedisStore extends BaseStore {
       const condition = only === undefined ? '' : only === 'absent' ? 'NX' : 'XX';
       const value = encodeRecord(record);
       const args = [lease.token, value, timeText(expireAt), condition, ...this.#releaseArgs(lease)];
-      return this.#io('set', () => FENCED_SET.run(this.#connection.send, keys, args), fenced);
+      return this.#connection.inOrder(
+        key,
+        'set',
+        () => FENCED_SET.run(this.#connection.send, keys, args),
+        fenced,
+      );
     }
     if (lease !== undefined || owner !== undefined) {
-      return this.#io('set', () =>
+      return this.#connection.inOrder(key, 'set', () =>
         this.#setChecked(id, key, record, only, now, lease, expireAt, owner),
       );
     }
@@ -269,48 +274,47 @@ export class RedisStore extends BaseStore {
       keys.push(this.#keys.lock(lease.key));
       if (lease.release === true) args.push('', '', ...this.#releaseArgs(lease));
     }
-    // One script call and its answer, with no step of its own between them: what every touch
-    // of a record without an owner, or whose owner's entry already covers it, takes.
-    // A promise the answer returns settles the touch, as `then` would.
-    return this.#io(
+    // What every touch of a record without an owner, or whose owner's entry already covers
+    // it, takes: one script call. The owner's steps, when needed, come before the touch's
+    // answer, so a later call on the session waits for them.
+    return this.#connection.inOrder(
+      keys[0] as string,
       'touch',
-      () => TOUCH.run(this.#connection.send, keys, args),
-      (reply): boolean | Promise<boolean> =>
-        Array.isArray(reply)
-          ? this.#touchOwned(id, expiresAt, now, keys, args, reply)
-          : touched(reply),
-    ) as Promise<boolean>;
+      () =>
+        TOUCH.run(this.#connection.send, keys, args).then((reply) =>
+          Array.isArray(reply) ? this.#touchOwned(id, expiresAt, now, keys, args, reply) : reply,
+        ),
+      touched,
+    );
   }
 
   /**
    * `touch` of a record whose owner's entry must be raised first (the script answered
    * `{owner}`); another try is needed only when a concurrent write gave the record yet another
-   * owner in between.
+   * owner in between. Resolves with the last script's reply.
    */
-  #touchOwned(
+  async #touchOwned(
     id: string,
     expiresAt: number,
     now: number,
     keys: string[],
     args: string[],
     firstReply: unknown[],
-  ): Promise<boolean> {
-    return this.#io('touch', async () => {
-      let reply: unknown = firstReply;
-      for (let tries = 1; tries < MAX_TOUCH_TRIES; tries++) {
-        const owner = decodeOwner((reply as Buffer[])[0] as Buffer);
-        const indexedUntil = indexedUntilFor(expiresAt, now);
-        await this.#owners.add(owner, id, indexedUntil);
-        args[4] = owner;
-        args[5] = hexDouble(indexedUntil);
-        reply = await TOUCH.run(this.#connection.send, keys, args);
-        if (!Array.isArray(reply)) return touched(reply);
-      }
-      throw new SessionError(
-        'ERR_STORE_IO',
-        `${this.#connection.where}: touch gave up after the session changed owner ${MAX_TOUCH_TRIES} times`,
-      );
-    });
+  ): Promise<unknown> {
+    let reply: unknown = firstReply;
+    for (let tries = 1; tries < MAX_TOUCH_TRIES; tries++) {
+      const owner = decodeOwner((reply as Buffer[])[0] as Buffer);
+      const indexedUntil = indexedUntilFor(expiresAt, now);
+      await this.#owners.add(owner, id, indexedUntil);
+      args[4] = owner;
+      args[5] = hexDouble(indexedUntil);
+      reply = await TOUCH.run(this.#connection.send, keys, args);
+      if (!Array.isArray(reply)) return reply;
+    }
+    throw new SessionError(
+      'ERR_STORE_IO',
+      `${this.#connection.where}: touch gave up after the session changed owner ${MAX_TOUCH_TRIES} times`,
+    );
   }
 
   protected _delete(id: string, _now: number, lease: HeldLease | undefined): Promise<boolean> {
@@ -320,7 +324,12 @@ export class RedisStore extends BaseStore {
     }
     const keys = [key, this.#keys.lock(lease.key)];
     const args = [lease.token, ...this.#releaseArgs(lease)];
-    return this.#io('delete', () => FENCED_DELETE.run(this.#connection.send, keys, args), fenced);
+    return this.#connection.inOrder(
+      key,
+      'delete',
+      () => FENCED_DELETE.run(this.#connection.send, keys, args),
+      fenced,
+    );
   }
 
   /** Redis removes expired keys itself; a sweep has nothing to do. */

@@ -216,10 +216,26 @@ describe('RedisStore.open()', () => {
       (e) => e,
     );
     expect(isSessionError(error, 'ERR_STORE_IO')).toBe(true);
-    expect(error.message).toContain(`127.0.0.1:${port}`);
+    // Every try was refused: that is what the error says and keeps, not that nothing answered.
+    expect(error.message).toContain(`127.0.0.1:${port}: connect failed: `);
+    expect(error.message).toContain('ECONNREFUSED');
+    expect(error.cause).toBeInstanceOf(Error);
+    expect((error.cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED');
     // Still reconnecting by its own strategy: the app decides when to stop it.
     expect(retrying.isOpen).toBe(true);
     retrying.destroy();
+
+    // The same for one whose connect() the app started and did not await.
+    const started = createClient({ url: `redis://127.0.0.1:${port}` });
+    started.on('error', () => {});
+    started.connect().catch(() => {});
+    const waited = await RedisStore.open({ client: started, commandTimeoutMs: 200 }).catch(
+      (e) => e,
+    );
+    expect(isSessionError(waited, 'ERR_STORE_IO')).toBe(true);
+    expect(waited.message).toContain(`127.0.0.1:${port}: connect failed: `);
+    expect((waited.cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED');
+    started.destroy();
 
     const once = createClient({
       url: `redis://127.0.0.1:${port}`,
@@ -1044,7 +1060,8 @@ describe('RedisStore round trips', () => {
       const id = newId();
       expect(await store.set(id, record('ada'), { only: 'absent' })).toBe(true);
       expect(await store.set(id, record('bob'), { only: 'absent' })).toBe(false);
-      // Creates started in one turn share one script call; of two on one id, the first wins.
+      // Creates started in one turn share one script call; of two on one id, the first wins,
+      // and the second, made after it, waits for its answer: a call of its own.
       const [other, again] = [newId(), newId()];
       const created = await Promise.all([
         store.set(other, record('ada'), { only: 'absent' }),
@@ -1059,7 +1076,10 @@ describe('RedisStore round trips', () => {
         'EVALSHA',
         'EVALSHA',
         'EVALSHA',
+        'EVALSHA',
       ]);
+      // The shared call held the creates of `other` and `again`, one each.
+      expect(sent.filter((line) => line.includes(other) && line.includes(again))).toHaveLength(1);
       const listed = async (owner: string) =>
         (await store.ownedBy(owner)).map((session) => session.id).sort();
       expect(await listed('ada')).toEqual(expect.arrayContaining([id, other]));
@@ -1068,6 +1088,44 @@ describe('RedisStore round trips', () => {
     } finally {
       await monitor.close();
       await marker.close();
+      await store.close();
+    }
+  });
+
+  it('a script Redis no longer knows (NOSCRIPT, then sent again) applies before the calls on its session made after it', async () => {
+    const store = await RedisStore.open({ url: own.url, prefix: 'noscript:' });
+    const admin = createClient({ url: own.url });
+    await admin.connect();
+    try {
+      for (const owner of [undefined, 'ada']) {
+        const id = newId();
+        const expiresAt = Date.now() + HOUR_MS;
+        const record = { data: bytes('x'), expiresAt, ...(owner === undefined ? {} : { owner }) };
+        await store.set(id, record);
+        // As after a restart or a failover: every script is sent again after its NOSCRIPT.
+        await admin.scriptFlush();
+        const touched = store.touch(id, expiresAt + HOUR_MS);
+        const deleted = store.delete(id);
+        expect([await touched, await deleted]).toEqual([true, true]);
+        expect(await store.get(id)).toBeUndefined();
+
+        await admin.scriptFlush();
+        const created = store.set(id, { ...record, owner: 'ada' }, { only: 'absent' });
+        const removed = store.delete(id);
+        expect([await created, await removed]).toEqual([true, true]);
+        expect(await store.get(id)).toBeUndefined();
+
+        await store.set(id, record);
+        const lock = await store.locks.acquire(id);
+        await admin.scriptFlush();
+        const fenced = store.set(id, { ...record, data: bytes('y') }, { lock, release: true });
+        const read = store.get(id);
+        expect(await fenced).toBe(true);
+        expect(new TextDecoder().decode((await read)?.data)).toBe('y');
+      }
+    } finally {
+      await admin.close();
+      await store.clear();
       await store.close();
     }
   });
