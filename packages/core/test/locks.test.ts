@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isSessionError } from '../src/index.js';
+import { isSessionError, MemoryStore } from '../src/index.js';
 import {
   claimThenRead,
   KeyedLocks,
@@ -110,6 +110,52 @@ describe('KeyedLocks', () => {
     expect(next.held).toBe(true);
     await next.release();
     expect(await codeOf(old.release())).toBe('ERR_LOCK_LOST');
+  });
+
+  it('a fenced write made once release() was called, before it settled, rejects and writes nothing', async () => {
+    const store = new MemoryStore();
+    const id = 'fenced-after-release-0001';
+    await store.set(id, { data: new Uint8Array([0]), expiresAt: Date.now() + 60_000 });
+    const held = await store.locks.acquire(id);
+    const next = store.locks.acquire(id, { waitMs: 2000 });
+    const released = held.release();
+    const stale = store.set(
+      id,
+      { data: new Uint8Array([1]), expiresAt: Date.now() + 60_000 },
+      {
+        lock: held,
+      },
+    );
+    expect(await codeOf(stale)).toBe('ERR_LOCK_LOST');
+    await released;
+    const after = await next;
+    expect([...((await store.get(id))?.data ?? [])]).toEqual([0]);
+    await after.release();
+    await store.close();
+  });
+
+  it('a fenced write after a stall past the lease loses the lock for good, so its holder does not release it too', async () => {
+    const store = new MemoryStore();
+    const id = 'fenced-after-stall-00001';
+    const held = leaseLock(await store.locks.acquire(id, { leaseMs: 50 }));
+    const until = Date.now() + 120;
+    while (Date.now() < until) {
+      // busy: the lease-end timer cannot run
+    }
+    const write = store.set(
+      id,
+      { data: new Uint8Array([1]), expiresAt: Date.now() + 60_000 },
+      {
+        lock: held,
+      },
+    );
+    expect(await codeOf(write)).toBe('ERR_LOCK_LOST');
+    expect(held.lost).toBe(true);
+    expect(await store.get(id)).toBeUndefined();
+    const next = leaseLock(await store.locks.acquire(id, { waitMs: 2000 }));
+    expect(next.held).toBe(true);
+    await next.release();
+    await store.close();
   });
 
   it('close rejects waiting and later acquires with ERR_STORE_CLOSED', async () => {

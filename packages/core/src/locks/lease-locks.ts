@@ -271,7 +271,14 @@ export class LeaseLocks implements LockManager {
     if (slot?.owner !== this) {
       throw new TypeError("lock was not acquired from this store's lock manager");
     }
-    if (slot.holder !== lock || lock.expiresAt <= Date.now()) throw lockLost();
+    // Released (even with its release still in flight), lost, or taken over.
+    if (slot.holder !== lock || !lock.held) throw lockLost();
+    if (lock.expiresAt <= Date.now()) {
+      // Its lease ran out before the lease-end timer ran (a stalled event loop): lost for good,
+      // as the timer would have made it, so its holder does not try to release it as well.
+      lock.end('its lease ran out before a fenced write');
+      throw lockLost();
+    }
     slot.fences++;
     const release = options?.release === true && this.#backend.releasesWithWrite === true;
     const lease: HeldLease = release
