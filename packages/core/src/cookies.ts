@@ -376,6 +376,12 @@ function checkSecrets(value: unknown, name: string, fail: Fail): string[] {
     if (typeof secret !== 'string') {
       throw fail(`${label} must be a string, got ${describeValue(secret)}`);
     }
+    // A lone surrogate is signed as U+FFFD, so two different secrets of them are one key.
+    if (!secret.isWellFormed()) {
+      throw fail(
+        `${label} must be well-formed Unicode: a lone surrogate signs as U+FFFD, whatever it was. Generate one with: node -p "crypto.randomBytes(32).toString('base64url')"`,
+      );
+    }
     if (secret.length < MIN_SECRET_LENGTH) {
       throw fail(
         `${label} must be at least ${MIN_SECRET_LENGTH} characters, got ${secret.length}; a short secret can be guessed offline from one signed cookie. Generate one with: node -p "crypto.randomBytes(32).toString('base64url')"`,

@@ -142,6 +142,11 @@ export class SessionManager<Data extends SessionData = SessionData> {
       'touchAfterMs',
       true,
     );
+    if (this.touchAfterMs >= this.idleTimeoutMs) {
+      throw new TypeError(
+        `touchAfterMs must be less than idleTimeoutMs (${this.idleTimeoutMs}), got ${this.touchAfterMs}: a session read but not saved is touched only once touchAfterMs has passed, so an active user's session would expire between touches`,
+      );
+    }
     this.regenerateGraceMs = checkDuration(
       options.regenerateGraceMs ?? 0,
       'regenerateGraceMs',
@@ -302,8 +307,15 @@ export class SessionManager<Data extends SessionData = SessionData> {
       throw new TypeError('revokeOwner options must be an object { except }');
     }
     assertKnownOptions(options, ['except'], 'revokeOwner');
-    if (options.except !== undefined && typeof options.except !== 'string') {
-      throw new TypeError('revokeOwner: except must be a session id');
+    // A cookie's value (id.mac) or a typo would match no session, and sign out the one to keep.
+    const except: unknown = options.except;
+    if (except !== undefined && !isSessionId(except)) {
+      // Ids are never quoted in messages.
+      const shown =
+        typeof except === 'string' ? `a string of length ${except.length}` : describeValue(except);
+      throw new TypeError(
+        `revokeOwner: except must be a session id (session.id, not the cookie's value), got ${shown}`,
+      );
     }
     return this.#owners.revokeAll(owner, options.except);
   }

@@ -52,6 +52,15 @@ describe('SessionCookie secrets', () => {
     }
   });
 
+  it('refuses a secret with a lone surrogate, which signs as U+FFFD whatever it was', () => {
+    expect(refusal({ secrets: '\uD800'.repeat(32) })).toMatch(
+      /^SessionCookie: secrets must be well-formed Unicode/,
+    );
+    expect(refusal({ secrets: [NEW, `${NEW}\uDFFF`] })).toMatch(
+      /^SessionCookie: secrets\[1\] must be well-formed Unicode/,
+    );
+  });
+
   it("names the wrapper's own options when given a naming", () => {
     const naming = { where: 'sessile()', secrets: 'secret', attributesIn: 'cookie' };
     const attempt = (options: object) => {

@@ -420,6 +420,21 @@ describe('durations', () => {
     expect(make({ idleTimeoutMs: '1000' as unknown as number })).toThrow(/'1000' \(a string\)/);
   });
 
+  it('refuses a touchAfterMs no shorter than idleTimeoutMs: an active user would expire between touches', () => {
+    const store = new MemoryStore();
+    const make = (options: Partial<SessionManagerOptions>) => () =>
+      new SessionManager({ store, cleanup: manual(), ...options });
+    expect(make({ idleTimeoutMs: 1000, touchAfterMs: 5000 })).toThrow(
+      new TypeError(
+        "touchAfterMs must be less than idleTimeoutMs (1000), got 5000: a session read but not saved is touched only once touchAfterMs has passed, so an active user's session would expire between touches",
+      ),
+    );
+    expect(make({ idleTimeoutMs: 1000, touchAfterMs: 1000 })).toThrow(/touchAfterMs must be less/);
+    expect(make({ idleTimeoutMs: 1000, touchAfterMs: 999 })).not.toThrow();
+    // The default, a tenth of idleTimeoutMs, always fits.
+    expect(make({ idleTimeoutMs: 1 })).not.toThrow();
+  });
+
   it('refuses idle and absolute timeouts whose expiry a Date could not hold, and the longest allowed still gives one', async () => {
     const store = new MemoryStore();
     const make = (options: Partial<SessionManagerOptions>) => () =>

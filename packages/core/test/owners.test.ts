@@ -459,6 +459,14 @@ describe('revocation', () => {
     const { manager } = setup();
     expect(await codeOf(manager.revokeOwner(''))).toBe('ERR_INVALID_OWNER');
     expect(await codeOf(manager.revokeOwner('ada', { except: 5 as never }))).toBe('TypeError');
+    // A cookie's value instead of the id would sign out the very session to keep.
+    const kept = await manager.open();
+    await kept.setOwner('ada');
+    await kept.commit();
+    for (const except of [`${kept.id}.signature`, 'bad']) {
+      expect(await codeOf(manager.revokeOwner('ada', { except }))).toBe('TypeError');
+    }
+    expect(await manager.sessionsOf('ada')).toHaveLength(1);
     expect(await codeOf(manager.sessionsOf('x'.repeat(257)))).toBe('ERR_INVALID_OWNER');
     // An object that is not a session is no owner either: it does not list nobody's sessions.
     for (const notASession of [{}, { id: 'short' }, { owner: 'ada' }]) {

@@ -272,11 +272,12 @@ export class LeaseLocks implements LockManager {
       throw new TypeError("lock was not acquired from this store's lock manager");
     }
     // Released (even with its release still in flight), lost, or taken over.
-    if (slot.holder !== lock || !lock.held) throw lockLost();
-    if (lock.expiresAt <= Date.now()) {
+    const holder = slot.holder;
+    if (holder !== lock || !holder.held) throw lockLost();
+    if (holder.expiresAt <= Date.now()) {
       // Its lease ran out before the lease-end timer ran (a stalled event loop): lost for good,
       // as the timer would have made it, so its holder does not try to release it as well.
-      lock.end('its lease ran out before a fenced write');
+      holder.end('its lease ran out before a fenced write');
       throw lockLost();
     }
     slot.fences++;
