@@ -175,7 +175,7 @@ export function storeScenarios(harness: Harness, fixture: HttpStoreFixture): voi
       // touchAfterMs keeps the reader's request from touching: its session is neither saved nor touched.
       const during = await start(store, {
         secret: [NEW_SECRET, OLD_SECRET],
-        touchAfterMs: 60 * 60_000,
+        touchAfterMs: 20 * 60_000,
       });
       const read = await reader.fetch(`${during.url}/count`);
       expect(await read.json()).toMatchObject({ count: 1 });
