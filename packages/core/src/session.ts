@@ -477,8 +477,13 @@ export class Session<Data extends SessionData = SessionData> {
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
       const record = recordOf(codec.encode(envelope, this.#id));
       // Only the first id is the locked one; a fresh id after a collision has no other holder.
-      const options: SetOptions =
-        attempt === 0 ? await this.#fence(unlocking, 'absent') : { only: 'absent' };
+      let options: SetOptions = { only: 'absent' };
+      if (attempt === 0) {
+        // Awaited only when it is a promise: the write then goes out in the call's own turn,
+        // before a call made after this commit (a revoke) can reach the store.
+        const fenced = this.#fence(unlocking, 'absent');
+        options = fenced instanceof Promise ? await fenced : fenced;
+      }
       if (await store.set(this.#id, record, options)) {
         this.#isNew = false;
         this.#savedAt = now;

@@ -436,6 +436,26 @@ describe('revocation', () => {
     }
   });
 
+  it('revoke(id) made right after a commit() takes effect after it, for a new session and a stored one', async () => {
+    const { manager, store } = setup();
+    const fresh = await manager.open();
+    fresh.data.user = 'ada';
+    const committed = fresh.commit();
+    const revoked = manager.revoke(fresh.id);
+    expect([await committed, await revoked]).toEqual(['saved', true]);
+    expect(await store.get(fresh.id)).toBeUndefined();
+
+    const stored = await manager.open();
+    stored.data.user = 'ada';
+    await stored.commit();
+    const again = await manager.open(stored.id);
+    again.data.user = 'grace';
+    const saved = again.commit();
+    const ended = manager.revoke(again.id);
+    expect([await saved, await ended]).toEqual(['saved', true]);
+    expect(await store.get(again.id)).toBeUndefined();
+  });
+
   it('revokeOwner ends every session of the owner, or all but the current one', async () => {
     const { manager } = setup();
     const sessions = [
