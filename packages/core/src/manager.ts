@@ -367,7 +367,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
         // Stored under longer timeouts than this manager's: it has ended now.
         await this.store.delete(id);
       } else if (loaded !== undefined) {
-        return new Session<Data>(this.#context, loaded);
+        return this.#session(loaded);
       }
     } catch (error) {
       await this.#release(lock);
@@ -378,6 +378,24 @@ export class SessionManager<Data extends SessionData = SessionData> {
     }
     await this.#release(lock);
     return undefined;
+  }
+
+  /**
+   * The session of data that decoded. Data nested deeper than `JSON.stringify` can recurse (from
+   * another writer, or a process with a larger stack) decodes but can never be saved again: it
+   * counts as a damaged record, so the client gets a fresh session instead of an error each time.
+   */
+  #session(loaded: SessionInit<Data>): Session<Data> {
+    try {
+      return new Session<Data>(this.#context, loaded);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new SessionError(
+        'ERR_CORRUPT_RECORD',
+        'Session data is nested too deeply to be saved again',
+        { cause: error },
+      );
+    }
   }
 
   /** The session `record` holds, or `'ended'` when this manager's timeouts have ended it. */

@@ -77,6 +77,28 @@ describe('SessionManager.open (strict ids)', () => {
     await session.commit();
   });
 
+  it('gives a fresh session for data nested too deeply to be saved again, and reports ERR_CORRUPT_RECORD', async () => {
+    const { manager, store, errors } = setup();
+    const id = await createSession(manager, { count: 1 });
+    const now = Date.now();
+    // JSON.parse reads it; JSON.stringify, which every commit runs, overflows the stack.
+    const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
+    await store.set(id, {
+      data: new TextEncoder().encode(
+        `{"createdAt":${now},"lastAccessedAt":${now},"data":{"x":${deep}}}`,
+      ),
+      expiresAt: now + 60_000,
+    });
+    const session = await manager.open(id);
+    expect(session.id).not.toBe(id);
+    expect(session.data).toEqual({});
+    expect(errors.some((error) => isSessionError(error, 'ERR_CORRUPT_RECORD'))).toBe(true);
+    // The lock on the damaged id was freed.
+    const lock = await store.locks.acquire(id, { waitMs: 0 });
+    await lock.release();
+    await session.commit();
+  });
+
   it('rejects with ERR_STORE_CLOSED after close()', async () => {
     const { manager } = setup();
     await manager.close();
