@@ -276,6 +276,11 @@ function runSettings(options: SweepRunOptions): Required<SweepRunOptions> {
   assertPositiveInteger(settings.limit, 'limit');
   assertNonNegativeNumber(settings.budgetMs, 'budgetMs');
   assertDuration(settings.leaseMs, 'leaseMs', { zero: false });
+  if (settings.budgetMs >= settings.leaseMs) {
+    throw new TypeError(
+      `budgetMs must be less than leaseMs (${settings.leaseMs}), got ${settings.budgetMs}: the sweep lock's lease must outlast a run, which is cut off with ERR_LOCK_LOST when it does not`,
+    );
+  }
   return settings;
 }
 

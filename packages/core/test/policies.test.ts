@@ -57,7 +57,7 @@ describe('manual()', () => {
 
   it('finishes a backlog larger than one sweep call within one run', async () => {
     const store = await storeWithExpired(2500, 0);
-    const sweeper = manual({ limit: 1000, budgetMs: 60_000 }).start(store);
+    const sweeper = manual({ limit: 1000, budgetMs: 30_000 }).start(store);
     expect(await sweeper.run()).toMatchObject({ removed: 2500, done: true });
     await sweeper.close();
   });
@@ -115,6 +115,14 @@ describe('sweepByChance', () => {
     expect(() => sweepByChance(0.5, { limit: 0 })).toThrow(/limit/);
     expect(() => sweepEvery(60_000, { budgetMs: -1 })).toThrow(/budgetMs/);
     expect(() => manual({ limit: 1.5 })).toThrow(TypeError);
+    // The sweep lock's lease must outlast a run, or the run is cut off with ERR_LOCK_LOST.
+    for (const budgetMs of [60_000, Number.POSITIVE_INFINITY]) {
+      expect(() => sweepEvery(120_000, { budgetMs })).toThrow(
+        /^budgetMs must be less than leaseMs \(60000\)/,
+      );
+    }
+    expect(() => manual({ budgetMs: 5000, leaseMs: 5000 })).toThrow(/budgetMs must be less/);
+    expect(() => manual({ budgetMs: 4999, leaseMs: 5000 })).not.toThrow();
   });
 
   it('refuses misspelt options with a TypeError naming them, in every policy', () => {
