@@ -340,8 +340,9 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    // A write on `id` made before this read may still be reading, or waiting in a batch.
-    const writing = this.#writes.whenIdle(id);
+    // A write on `id` made before this read may still be reading, or waiting in a batch, and a
+    // clear() made before it holds no id when no write was in flight.
+    const writing = this.#writes.whenIdle(id) ?? this.#clearing;
     if (writing !== undefined) await writing;
     const value = await this.#read(recordKey(id));
     if (value === undefined) return undefined;
@@ -439,6 +440,7 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
+    await this.#writtenBefore();
     await this.#readable();
     const generation = this.#handle.generation;
     const ticket = this.#cursor.begin(progress.now);
@@ -479,6 +481,7 @@ export class LevelStore extends BaseStore {
    */
   protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
     const sessions: OwnedSession[] = [];
+    await this.#writtenBefore();
     await this.#readable();
     const generation = this.#handle.generation;
     const { gte, lt, idOffset } = ownerRange(owner);
@@ -512,6 +515,7 @@ export class LevelStore extends BaseStore {
 
   protected async _count(now: number): Promise<number> {
     let count = 0;
+    await this.#writtenBefore();
     await this.#readable();
     const generation = this.#handle.generation;
     const records = this.db.values({ gte: RECORDS_START, lt: RECORDS_END });
@@ -529,7 +533,9 @@ export class LevelStore extends BaseStore {
     }
   }
 
+  // Its body starts when the listing does: at the first next() of ids()'s iterator.
   protected async *_ids(now: number): AsyncIterable<string> {
+    await this.#writtenBefore();
     await this.#readable();
     const generation = this.#handle.generation;
     const records = this.db.iterator({ gte: RECORDS_START, lt: RECORDS_END });
@@ -733,6 +739,17 @@ export class LevelStore extends BaseStore {
     const clearing = this.#clearing;
     if (clearing === undefined) return this.#writes.run(id, operation);
     return this.#writes.run(id, () => clearing.then(operation));
+  }
+
+  /**
+   * Settles once every write called so far, and the latest `clear()`, has finished: what a scan
+   * must see. It waits outside the id queues and holds no id, so writes called later never wait.
+   */
+  #writtenBefore(): Promise<unknown> | undefined {
+    const clearing = this.#clearing;
+    if (this.#writes.size === 0) return clearing;
+    const writing = this.#writes.keys().map((id) => this.#writes.whenIdle(id));
+    return Promise.all([...writing, clearing]);
   }
 
   /** `#runOn` for every id of `ids` at once. */

@@ -21,7 +21,9 @@ import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conforman
 import {
   generateSessionId,
   isSessionError,
+  manual,
   type SessionErrorCode,
+  SessionManager,
   type SessionRecord,
 } from '@sessile/core';
 import { LevelStore } from '@sessile/level';
@@ -1031,6 +1033,135 @@ describe('LevelStore: clear() and writes in flight', () => {
       }
     });
   }, 60_000);
+});
+
+describe('LevelStore: scans after writes not yet finished', () => {
+  it('count, ids and ownedBy see a set called before them, and a delete', async () => {
+    await withStore(async (store) => {
+      const id = generateSessionId();
+      const setting = store.set(id, owned('a', 'ada'));
+      const counted = store.count();
+      const owners = store.ownedBy('ada');
+      const listed = collect(store.ids());
+      expect(await setting).toBe(true);
+      expect(await counted).toBe(1);
+      expect((await owners).map((session) => session.id)).toEqual([id]);
+      expect(await listed).toEqual([id]);
+
+      const deleting = store.delete(id);
+      const [count, owners_, ids] = [store.count(), store.ownedBy('ada'), collect(store.ids())];
+      expect(await deleting).toBe(true);
+      expect(await count).toBe(0);
+      expect(await owners_).toEqual([]);
+      expect(await ids).toEqual([]);
+    });
+  });
+
+  it('sweep removes a session a touch called before it moved into the past', async () => {
+    await withStore(async (store) => {
+      const id = generateSessionId();
+      await store.set(id, record('a'));
+      const touching = store.touch(id, Date.now() - 1);
+      const swept = store.sweep();
+      expect(await touching).toBe(true);
+      expect(await swept).toEqual({ removed: 1, scanned: 1, done: true });
+      expect(await store.db.keys().all()).toEqual([]);
+    });
+  });
+
+  it('scans wait for every id with a write in flight, a conditional set and a many-id clear included', async () => {
+    await withStore(async (store) => {
+      const ids = Array.from({ length: 20 }, () => generateSessionId());
+      await Promise.all(ids.slice(10).map((id) => store.set(id, owned('old', 'bob'))));
+      const writes = [
+        ...ids.slice(0, 10).map((id) => store.set(id, owned('new', 'ada'), { only: 'absent' })),
+        ...ids.slice(10, 15).map((id) => store.delete(id)),
+        ...ids.slice(15).map((id) => store.set(id, owned('moved', 'ada'))),
+      ];
+      const [count, ada, bob, listed] = [
+        store.count(),
+        store.ownedBy('ada'),
+        store.ownedBy('bob'),
+        collect(store.ids()),
+      ];
+      await Promise.all(writes);
+      const live = [...ids.slice(0, 10), ...ids.slice(15)].sort();
+      expect(await count).toBe(15);
+      expect((await ada).map((session) => session.id).sort()).toEqual(live);
+      expect(await bob).toEqual([]);
+      expect((await listed).sort()).toEqual(live);
+
+      const clearing = store.clear();
+      const [afterClear, idsAfterClear, got] = [
+        store.count(),
+        collect(store.ids()),
+        store.get(ids[0] as string),
+      ];
+      await clearing;
+      expect(await afterClear).toBe(0);
+      expect(await idsAfterClear).toEqual([]);
+      expect(await got).toBeUndefined();
+    });
+  });
+
+  it('a listing left unfinished holds up no write called after it, on a new id or a listed one', async () => {
+    await withStore(async (store) => {
+      const [listed, fresh] = [generateSessionId(), generateSessionId()];
+      const setting = store.set(listed, record('a'));
+      const iterator = store.ids()[Symbol.asyncIterator]();
+      const first = iterator.next();
+      await setting;
+      expect(await first).toEqual({ done: false, value: listed });
+      // The listing is never finished here: writes after it must not wait for it.
+      expect(await store.set(fresh, record('b'))).toBe(true);
+      expect(await store.set(listed, record('c'))).toBe(true);
+      expect(await store.delete(listed)).toBe(true);
+      expect(await store.count()).toBe(1);
+      await iterator.return?.();
+    });
+  });
+
+  it('writes called after a sweep that waits for earlier ones run, and the sweep finishes', async () => {
+    await withStore(async (store) => {
+      const ids = Array.from({ length: 8 }, () => generateSessionId());
+      await Promise.all(ids.map((id) => store.set(id, record('a'))));
+      const past = ids.map((id) => store.touch(id, Date.now() - 1));
+      const swept = store.sweep();
+      // Renewed after the sweep was called: the sweep's batch holds these ids after them.
+      const renewed = ids.slice(0, 4).map((id) => store.set(id, record('renewed')));
+      expect(await Promise.all(past)).toEqual(ids.map(() => true));
+      expect(await Promise.all(renewed)).toEqual(ids.slice(0, 4).map(() => true));
+      expect((await swept).done).toBe(true);
+      expect((await collect(store.ids())).sort()).toEqual(ids.slice(0, 4).sort());
+    });
+  });
+
+  it('through SessionManager, sessionsOf called after a revoke no longer lists the session, with a save in flight before both', async () => {
+    await withStore(async (store) => {
+      const manager = new SessionManager<{ user?: string }>({ store, cleanup: manual() });
+      try {
+        const session = await manager.open(undefined);
+        await session.regenerate();
+        session.data.user = 'alice';
+        await session.setOwner('alice');
+        await session.commit();
+        expect((await manager.sessionsOf('alice')).map((listed) => listed.id)).toEqual([
+          session.id,
+        ]);
+        // A request's save still in flight, as when an admin revokes a session in use.
+        const request = await manager.open(session.id);
+        request.data.user = 'alice again';
+        const saving = request.commit();
+        const revoking = manager.revoke(session.id);
+        const listed = manager.sessionsOf('alice');
+        expect(await saving).toBe('saved');
+        expect(await revoking).toBe(true);
+        expect(await listed).toEqual([]);
+      } finally {
+        await manager.close();
+      }
+    });
+  });
 });
 
 describe('LevelStore: the directory deleted while the store is open', () => {
