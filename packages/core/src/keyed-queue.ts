@@ -67,6 +67,11 @@ export class KeyedQueue {
     return tail === undefined ? undefined : finishedOf(tail);
   }
 
+  /** True while an operation on `key` is running or waiting. */
+  has(key: string): boolean {
+    return this.#tails.has(key);
+  }
+
   /** Keys with an operation running or waiting. */
   get size(): number {
     return this.#tails.size;

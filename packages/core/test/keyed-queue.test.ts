@@ -31,6 +31,7 @@ describe('KeyedQueue', () => {
     const queue = new KeyedQueue();
     const events: string[] = [];
     expect(queue.whenIdle('a')).toBeUndefined();
+    expect(queue.has('a')).toBe(false);
     const first = queue.run('a', async () => {
       await tick();
       events.push('first');
@@ -40,6 +41,7 @@ describe('KeyedQueue', () => {
       events.push('second');
     });
     const idle = queue.whenIdle('a') as Promise<void>;
+    expect([queue.has('a'), queue.has('b')]).toEqual([true, false]);
     const later = queue.run('a', async () => {
       await tick();
       await tick();

@@ -231,9 +231,9 @@ export class Connection {
     if (this.#client.isReady === false) return this.#refused();
     const reads = READ_ONLY.has(words[0] as string);
     const send = text ? (reads ? this.#readText : this.#sendText) : reads ? this.#read : this.send;
-    // One connection runs its commands in the order they were sent: while no call takes more
-    // than one, a command needs no queue to follow the calls made before it.
-    if (this.#order.size === 0) return this.#deadlines.run(action, send(firstKey, words), map);
+    // One connection runs its commands in the order they were sent: while no call on this key
+    // takes more than one, a command needs no queue to follow the calls made before it.
+    if (!this.#order.has(firstKey)) return this.#deadlines.run(action, send(firstKey, words), map);
     return this.#deadlines.run(
       action,
       this.#queued(firstKey, () => send(firstKey, words)),
