@@ -1,4 +1,4 @@
-import { SessionError } from '@sessile/core';
+import { isOwner, SessionError } from '@sessile/core';
 
 // Every key starts with one byte naming its keyspace, so all three live in one database (or one
 // sublevel) and a record and its index entries can change in one atomic batch.
@@ -140,11 +140,24 @@ export function readHeader(value: Uint8Array): RecordHeader | undefined {
   const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   const expiresAt = bytes.readDoubleBE(1);
   if (!Number.isFinite(expiresAt)) return undefined;
-  const owner =
-    dataOffset > OWNED_HEADER_BYTES
-      ? bytes.toString('utf8', OWNED_HEADER_BYTES, dataOffset)
-      : undefined;
-  return { expiresAt, owner, dataOffset };
+  if (dataOffset === VALUE_HEADER_BYTES) return { expiresAt, owner: undefined, dataOffset };
+  const owner = decodeOwner(bytes.subarray(OWNED_HEADER_BYTES, dataOffset));
+  return owner === undefined ? undefined : { expiresAt, owner, dataOffset };
+}
+
+// fatal: bytes that are not UTF-8 are damage, not an owner with U+FFFD in it. ignoreBOM: a
+// leading U+FEFF is part of the owner, as it was when written.
+const ownerDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The owner in `bytes`, or `undefined` when they hold no owner any write could have stored. */
+function decodeOwner(bytes: Uint8Array): string | undefined {
+  let owner: string;
+  try {
+    owner = ownerDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+  return isOwner(owner) ? owner : undefined;
 }
 
 /** Where a record's data starts, or -1 when the bytes are not a record this store wrote. */
@@ -167,7 +180,15 @@ export function withExpiresAt(value: Uint8Array, expiresAt: number): Buffer {
 
 /** The record's `expiresAt`, or `NaN` when the bytes are not a record this store wrote. */
 export function expiresAtOf(value: Uint8Array): number {
-  if (dataOffsetOf(value) < 0) return Number.NaN;
+  const dataOffset = dataOffsetOf(value);
+  if (dataOffset < 0) return Number.NaN;
+  // A record readHeader refuses is refused here too, so count and ids skip what get rejects.
+  if (
+    dataOffset > VALUE_HEADER_BYTES &&
+    decodeOwner(value.subarray(OWNED_HEADER_BYTES, dataOffset)) === undefined
+  ) {
+    return Number.NaN;
+  }
   const expiresAt = new DataView(value.buffer, value.byteOffset, VALUE_HEADER_BYTES).getFloat64(1);
   return Number.isFinite(expiresAt) ? expiresAt : Number.NaN;
 }

@@ -669,6 +669,55 @@ describe('LevelStore: corrupt records', () => {
     });
   });
 
+  it('a record whose owner is not UTF-8, or no owner a write accepts, rejects get with ERR_CORRUPT_RECORD for its id only', async () => {
+    await withStore(async (store) => {
+      const expiresAt = Date.now() + HOUR_MS;
+      /** A record in the owned format with `ownerBytes` as its owner and one byte of data. */
+      const ownedValue = (ownerBytes: Uint8Array) => {
+        const value = Buffer.alloc(11 + ownerBytes.byteLength + 1);
+        value[0] = 2;
+        value.writeDoubleBE(expiresAt, 1);
+        value.writeUInt16BE(ownerBytes.byteLength, 9);
+        value.set(ownerBytes, 11);
+        value[value.byteLength - 1] = 7;
+        return value;
+      };
+      const fine = generateSessionId();
+      await store.set(fine, owned('fine', 'ada'));
+      const damaged = [
+        Uint8Array.of(0xff), // never UTF-8
+        Uint8Array.of(0xc3), // cut short
+        Uint8Array.of(0xc0, 0x80), // overlong NUL
+        Uint8Array.of(0xed, 0xa0, 0x80), // an encoded lone surrogate
+        encoder.encode('a'.repeat(257)), // longer than an owner may be
+      ];
+      const ids = damaged.map(() => generateSessionId());
+      for (const [i, id] of ids.entries()) {
+        await store.db.put(recordKey(id), ownedValue(damaged[i] as Uint8Array));
+      }
+      for (const id of ids) {
+        for (const call of [store.get(id), store.touch(id, expiresAt + HOUR_MS)]) {
+          expect(isSessionError(await rejection(call), 'ERR_CORRUPT_RECORD'), id).toBe(true);
+        }
+      }
+      // The longest owner, and a leading U+FEFF (which a decoder would strip), read back whole.
+      const longest = generateSessionId();
+      const withBom = generateSessionId();
+      await store.db.put(recordKey(longest), ownedValue(encoder.encode('\u{1F600}'.repeat(128))));
+      await store.db.put(recordKey(withBom), ownedValue(encoder.encode('\uFEFFada')));
+      expect((await store.get(longest))?.owner).toBe('\u{1F600}'.repeat(128));
+      expect((await store.get(withBom))?.owner).toBe('\uFEFFada');
+      // Every other session reads and lists as before; count and ids skip what get rejects.
+      expect(text(await store.get(fine))).toBe('fine');
+      expect((await store.ownedBy('ada')).map((session) => session.id)).toEqual([fine]);
+      expect((await collect(store.ids())).sort()).toEqual([fine, longest, withBom].sort());
+      expect(await store.count()).toBe(3);
+      // An overwrite repairs a damaged record.
+      expect(await store.set(ids[0] as string, owned('repaired', 'bob'))).toBe(true);
+      expect((await store.get(ids[0] as string))?.owner).toBe('bob');
+    });
+  });
+
   it('lists no record written by hand under an id no session can have', async () => {
     await withStore(async (store) => {
       const kept = generateSessionId();
