@@ -78,6 +78,7 @@ export class Executor {
   /** On an app's connection: the store's busy slice for each of its groups, then the app's own. */
   readonly #busySlice: BetterSqlite3.Statement<[]> | undefined;
   readonly #appBusyTimeout: BetterSqlite3.Statement<[]> | undefined;
+  readonly #location: string | undefined;
   #queue: Job[] = [];
   #draining: Promise<void> | undefined;
   #closed = false;
@@ -95,6 +96,8 @@ export class Executor {
        * app's statements wait for other connections as long as it chose, not the store's slice.
        */
       appBusyTimeoutMs?: number;
+      /** The database file that the error of a connection closed outside the store names. */
+      location?: string;
     },
   ) {
     this.#db = db;
@@ -105,6 +108,7 @@ export class Executor {
     this.#groupCommit = options.groupCommit;
     this.#afterWrite = options.afterWrite;
     this.#beforeCommit = options.beforeCommit;
+    this.#location = options.location;
     const { appBusyTimeoutMs } = options;
     if (appBusyTimeoutMs !== undefined) {
       this.#busySlice = prepare(db, `PRAGMA ${busySlice(options.busyTimeoutMs)}`);
@@ -153,7 +157,7 @@ export class Executor {
     } catch (error) {
       // Each operation is all-or-nothing, so one that met a lock can simply run again in a group.
       if (isBusyError(error)) return this.#enqueue(operation, write);
-      return Promise.reject(error);
+      return Promise.reject(this.#failure(error));
     }
   }
 
@@ -201,9 +205,9 @@ export class Executor {
       // Only a BEGIN that met another connection's lock waits, and it has begun nothing.
       outcomes = await retryWhileBusy(() => this.#runWrites(group), this.#busyTimeoutMs);
     } catch (error) {
-      rejectWrites(group, error);
+      this.#rejectWrites(group, error);
     }
-    if (outcomes !== undefined) return settleAll(group, outcomes);
+    if (outcomes !== undefined) return this.#settleAll(group, outcomes);
     const reads = group.filter((job) => !job.write);
     if (reads.length > 0) await this.#readGroup(reads);
   }
@@ -254,7 +258,7 @@ export class Executor {
       return outcomes;
     } catch (error) {
       rollBack(db);
-      rejectWrites(group, error);
+      this.#rejectWrites(group, error);
       return undefined;
     }
   }
@@ -268,9 +272,9 @@ export class Executor {
     try {
       outcomes = await retryWhileBusy(() => this.#runReads(group), this.#busyTimeoutMs);
     } catch (error) {
-      return rejectAll(group, error);
+      return this.#rejectAll(group, error);
     }
-    settleAll(group, outcomes);
+    this.#settleAll(group, outcomes);
   }
 
   #runReads(group: Job[]): Outcome[] {
@@ -315,6 +319,38 @@ export class Executor {
       throw error;
     }
   }
+
+  #settleAll(group: Job[], outcomes: Outcome[]): void {
+    group.forEach((job, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) job.resolve(outcome.value);
+      else job.reject(this.#failure(outcome?.value));
+    });
+  }
+
+  #rejectAll(group: Job[], error: unknown): void {
+    const failure = this.#failure(error);
+    for (const job of group) job.reject(failure);
+  }
+
+  #rejectWrites(group: Job[], error: unknown): void {
+    const failure = this.#failure(error);
+    for (const job of group) if (job.write) job.reject(failure);
+  }
+
+  /**
+   * `error` as the operation rejects with it. better-sqlite3 throws a `TypeError` on a connection
+   * the app closed, which core would pass on as the caller's misuse: it is a store failure.
+   */
+  #failure(error: unknown): unknown {
+    if (!(error instanceof TypeError) || this.#db.open) return error;
+    const database = this.#location ?? 'the database';
+    return new SessionError(
+      'ERR_STORE_IO',
+      `The connection to ${database} is not open: it was closed outside the store (database.close()); open the store again on an open connection`,
+      { cause: error },
+    );
+  }
 }
 
 /** What one job of a group came to: its value, or the error it threw. */
@@ -323,28 +359,12 @@ interface Outcome {
   value: unknown;
 }
 
-function settleAll(group: Job[], outcomes: Outcome[]): void {
-  group.forEach((job, i) => {
-    const outcome = outcomes[i];
-    if (outcome?.ok) job.resolve(outcome.value);
-    else job.reject(outcome?.value);
-  });
-}
-
 function rollBack(db: BetterSqlite3.Database): void {
   try {
     if (db.inTransaction) db.exec('ROLLBACK');
   } catch {
     // SQLite has already rolled back; nothing is left to undo.
   }
-}
-
-function rejectAll(group: Job[], error: unknown): void {
-  for (const job of group) job.reject(error);
-}
-
-function rejectWrites(group: Job[], error: unknown): void {
-  for (const job of group) if (job.write) job.reject(error);
 }
 
 function closedError(): SessionError {

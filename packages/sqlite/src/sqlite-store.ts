@@ -268,6 +268,9 @@ export class SqliteStore extends BaseStore {
       expiryIndex: true,
       ownerIndex: true,
     };
+    // The file as SQLite resolved it when the connection opened: a relative name finds another
+    // file once the process changes directory.
+    this.#location = inMemory || file === '' ? undefined : file;
     // A commit appends every page it changed to the WAL; writes that share a commit share the
     // pages they both change (the table's last leaf, the expiry index's) and its locks.
     this.#executor = new Executor(db, {
@@ -276,6 +279,7 @@ export class SqliteStore extends BaseStore {
       afterWrite: () => this.#checkpointer?.wrote(),
       beforeCommit: unlinkGuard && (() => unlinkGuard.assertLinked()),
       appBusyTimeoutMs: appPragmas?.busyTimeoutMs,
+      location: this.#location,
     });
     // An in-memory database is private to this connection, so in-process locks reach just as far.
     const table = quote(settings.names.records);
@@ -286,9 +290,6 @@ export class SqliteStore extends BaseStore {
       db,
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
-    // The file as SQLite resolved it when the connection opened: a relative name finds another
-    // file once the process changes directory.
-    this.#location = inMemory || file === '' ? undefined : file;
     this.locks = inMemory
       ? new KeyedLocks()
       : new SqliteLocks(db, settings.names, this.#executor, file);

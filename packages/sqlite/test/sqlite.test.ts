@@ -839,6 +839,74 @@ describe('options', { timeout: 60_000 }, () => {
   });
 });
 
+describe("an app's connection closed under the store", { timeout: 60_000 }, () => {
+  /** Every operation of `store`, each started at once. */
+  function everyOperation(store: SqliteStore, locks = true): Array<[string, Promise<unknown>]> {
+    const id = idOf('closed');
+    const operations: Array<[string, Promise<unknown>]> = [
+      ['get', store.get(id)],
+      ['set', store.set(id, record('a'))],
+      ['set only absent', store.set(id, record('a'), { only: 'absent' })],
+      ['touch', store.touch(id, Date.now() + HOUR_MS)],
+      ['delete', store.delete(id)],
+      ['count', store.count()],
+      [
+        'ids',
+        (async () => {
+          for await (const _ of store.ids());
+        })(),
+      ],
+      ['clear', store.clear()],
+      ['sweep', store.sweep()],
+      ['ownedBy', store.ownedBy('ada')],
+    ];
+    if (locks) operations.push(['locks.acquire', store.locks.acquire(id, { leaseMs: 60_000 })]);
+    return operations;
+  }
+
+  /** Each operation rejects with ERR_STORE_IO, naming `named`, with better-sqlite3's error as cause. */
+  async function expectClosedConnection(
+    operations: Array<readonly [string, Promise<unknown>]>,
+    named: string | undefined,
+  ): Promise<void> {
+    const errors = await Promise.all(operations.map(([, promise]) => rejection(promise)));
+    operations.forEach(([name], i) => {
+      const error = errors[i] as Error;
+      expect(isSessionError(error, 'ERR_STORE_IO'), `${name}: ${String(error)}`).toBe(true);
+      if (named !== undefined) expect(error.message, name).toContain(named);
+      expect(error.message, name).toContain('closed outside the store');
+      expect(error.cause, name).toBeInstanceOf(TypeError);
+      expect((error.cause as Error).message, name).toBe('The database connection is not open');
+    });
+  }
+
+  it('on a file, every operation rejects with ERR_STORE_IO naming it, whether called after the close or before it in the same turn; close resolves', async () => {
+    const db = openDatabase();
+    const store = await SqliteStore.open({ database: db });
+    const lock = await store.locks.acquire(idOf('locked'), { leaseMs: 60_000 });
+    const queued = everyOperation(store);
+    db.close();
+    await expectClosedConnection(
+      [
+        ...queued,
+        ...everyOperation(store),
+        ['fenced set', store.set(idOf('locked'), record('b'), { lock })],
+      ],
+      path,
+    );
+    await store.close();
+  });
+
+  it('in memory, every operation rejects with ERR_STORE_IO too', async () => {
+    const db = new Database(':memory:');
+    const store = await SqliteStore.open({ database: db });
+    db.close();
+    // In memory, locks are in-process and reach no database.
+    await expectClosedConnection(everyOperation(store, false), undefined);
+    await store.close();
+  });
+});
+
 describe('the database deleted while the store is open', { timeout: 60_000 }, () => {
   /** Rejects with ERR_STORE_IO whose message names `named` and which keeps a cause. */
   async function expectDeleted(promise: Promise<unknown>, named: string): Promise<void> {
