@@ -127,13 +127,17 @@ type SweptEntry = { key: Uint8Array; expiresAt: number };
 
 /**
  * The checks `open` makes before any database is opened: a refused value must neither create
- * one nor hide behind ERR_STORE_BUSY.
+ * one nor hide behind ERR_STORE_BUSY. `probe` makes them too, and its errors name it.
  */
-function assertOpenOptions(options: LevelStoreOptions): void {
+function checkOpenOptions(
+  options: LevelStoreOptions,
+  method: 'open' | 'probe',
+): { path: string } | { db: AnyLevel } {
+  const caller = `LevelStore.${method}`;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError('LevelStore.open needs { path } or { db }');
+    throw new TypeError(`${caller} needs { path } or { db }`);
   }
-  assertKnownOptions(options, KNOWN_OPTIONS, 'LevelStore.open');
+  assertKnownOptions(options, KNOWN_OPTIONS, caller);
   if (options.maxRecordBytes !== undefined) {
     assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
   }
@@ -142,9 +146,18 @@ function assertOpenOptions(options: LevelStoreOptions): void {
   }
   const { path, db } = options;
   if ((path === undefined) === (db === undefined)) {
-    throw new TypeError('LevelStore.open needs exactly one of { path } or { db }');
+    throw new TypeError(`${caller} needs exactly one of { path } or { db }`);
   }
-  if (path === undefined) return;
+  if (path === undefined) {
+    if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
+      throw new TypeError('options.db must be an abstract-level database or sublevel');
+    }
+    const { sublevel } = options;
+    if (sublevel !== undefined && (typeof sublevel !== 'string' || sublevel === '')) {
+      throw new TypeError('options.sublevel must be a non-empty string');
+    }
+    return { db };
+  }
   if (typeof path !== 'string' || path === '') {
     throw new TypeError('options.path must be a non-empty string');
   }
@@ -154,6 +167,7 @@ function assertOpenOptions(options: LevelStoreOptions): void {
       'options.sublevel applies only with options.db: a store opened from options.path owns the whole directory',
     );
   }
+  return { path };
 }
 
 /**
@@ -218,7 +232,7 @@ export class LevelStore extends BaseStore {
    * of other files, no right to write). With `db`, the app's own database: `'present'`.
    */
   static async probe(options: LevelStoreOptions): Promise<StoreProbe> {
-    assertOpenOptions(options);
+    checkOpenOptions(options, 'probe');
     if (options.path === undefined) return { state: 'present' };
     return probeStoreDirectory(options.path, LEVELDB_DIRECTORY);
   }
@@ -229,9 +243,9 @@ export class LevelStore extends BaseStore {
    * with a `TypeError` for bad or unknown options.
    */
   static async open(options: LevelStoreOptions): Promise<LevelStore> {
-    assertOpenOptions(options);
-    const { path, db } = options;
-    if (path !== undefined) {
+    const target = checkOpenOptions(options, 'open');
+    if ('path' in target) {
+      const { path } = target;
       assertStoragePath(path);
       await assertLevelDirectory(path);
       // LevelDB resolves a relative path against the working directory each time it opens, and
@@ -249,13 +263,8 @@ export class LevelStore extends BaseStore {
       }
       return LevelStore.#create(level as unknown as Keyspace, location, options, undefined);
     }
-    if (typeof db !== 'object' || db === null || typeof db.sublevel !== 'function') {
-      throw new TypeError('options.db must be an abstract-level database or sublevel');
-    }
+    const { db } = target;
     const name = options.sublevel ?? DEFAULT_SUBLEVEL;
-    if (typeof name !== 'string' || name === '') {
-      throw new TypeError('options.sublevel must be a non-empty string');
-    }
     let sublevel: AnyLevel;
     try {
       sublevel = db.sublevel<Uint8Array, Uint8Array>(name, {

@@ -215,6 +215,33 @@ describe('LevelStore: one process per directory', () => {
     await store.close();
   });
 
+  it('probe checks options as open does, and its errors name probe', async () => {
+    const path = freshPath();
+    const db = new ClassicLevel(freshPath());
+    try {
+      for (const [options, expected] of [
+        [
+          { path, syncRead: false },
+          "LevelStore.probe: unknown option 'syncRead'; did you mean 'syncReads'?",
+        ],
+        [{}, 'LevelStore.probe needs exactly one of { path } or { db }'],
+        [null, 'LevelStore.probe needs { path } or { db }'],
+        [{ path, maxRecordBytes: 0 }, /maxRecordBytes/],
+        [{ db: {} }, 'options.db must be an abstract-level database or sublevel'],
+        [{ db, sublevel: 7 }, 'options.sublevel must be a non-empty string'],
+      ] as const) {
+        const error = await rejection(LevelStore.probe(options as never));
+        expect(error).toBeInstanceOf(TypeError);
+        if (typeof expected === 'string') expect((error as Error).message).toBe(expected);
+        else expect((error as Error).message).toMatch(expected);
+        expect((error as Error).message).not.toMatch(/LevelStore\.open/);
+      }
+    } finally {
+      await db.close();
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('bad options reject with a TypeError before the directory is touched', async () => {
     const path = freshPath();
     await expect(LevelStore.open({ path, maxRecordBytes: 0 })).rejects.toThrow(TypeError);

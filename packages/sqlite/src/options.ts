@@ -59,11 +59,13 @@ const KNOWN_OPTIONS = [
   'maxRecordBytes',
 ] as const satisfies readonly (keyof SqliteStoreOptions)[];
 
-export function normalizeOptions(options: SqliteStoreOptions): Settings {
+/** `options` checked as `method` (`open` or `probe`, which its errors name) checks them. */
+export function normalizeOptions(options: SqliteStoreOptions, method: 'open' | 'probe'): Settings {
+  const caller = `SqliteStore.${method}`;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError('SqliteStore.open needs an options object with path or database');
+    throw new TypeError(`${caller} needs an options object with path or database`);
   }
-  assertKnownOptions(options, KNOWN_OPTIONS, 'SqliteStore.open');
+  assertKnownOptions(options, KNOWN_OPTIONS, caller);
   const { path, database } = options;
   if ((path === undefined) === (database === undefined)) {
     throw new TypeError('Give exactly one of options.path and options.database');

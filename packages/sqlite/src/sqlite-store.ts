@@ -148,7 +148,7 @@ export class SqliteStore extends BaseStore {
    * foreign or newer schema, no right to write the file or its directory).
    */
   static async probe(options: SqliteStoreOptions): Promise<StoreProbe> {
-    const settings = normalizeOptions(options);
+    const settings = normalizeOptions(options, 'probe');
     const { path, database } = settings;
     if (database !== undefined) {
       let presentVersion: number;
@@ -173,7 +173,7 @@ export class SqliteStore extends BaseStore {
    * version, with `ERR_UNSUPPORTED`; either way the file is left exactly as it was.
    */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
-    const settings = normalizeOptions(options);
+    const settings = normalizeOptions(options, 'open');
     const { path } = settings;
     if (path !== undefined && path !== ':memory:') {
       assertDatabasePath(path);

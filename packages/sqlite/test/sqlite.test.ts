@@ -831,6 +831,29 @@ describe('options', { timeout: 60_000 }, () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('probe checks options as open does, and its errors name probe', async () => {
+    for (const [options, message] of [
+      [
+        { path, busyTimeout: 100 },
+        "SqliteStore.probe: unknown option 'busyTimeout'; did you mean 'busyTimeoutMs'?",
+      ],
+      [null, 'SqliteStore.probe needs an options object with path or database'],
+      [
+        { path, durability: 'fast' },
+        "durability must be 'normal' or 'full', got 'fast' (a string)",
+      ],
+    ] as const) {
+      const error = await rejection(SqliteStore.probe(options as never));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(message);
+    }
+    // open's own errors still name open.
+    expect(await rejection(SqliteStore.open({ path, busyTimeout: 100 } as never))).toMatchObject({
+      message: "SqliteStore.open: unknown option 'busyTimeout'; did you mean 'busyTimeoutMs'?",
+    });
+    expect(existsSync(path)).toBe(false);
+  });
+
   it("refuses path: '' instead of opening a private temporary database", async () => {
     const error = await rejection(SqliteStore.open({ path: '' }));
     expect(error).toBeInstanceOf(TypeError);
