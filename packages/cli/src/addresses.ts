@@ -246,14 +246,23 @@ export function parseStoreAddress(text: string): StoreAddress {
   );
 }
 
-/** The IP addresses a host name stands for, or the name itself when it does not resolve. */
+/** 127.0.0.0/8, ::1 and IPv4-mapped loopback: one server listening on both reaches itself. */
+const LOOPBACK = /^(?:127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/i;
+
+/**
+ * The IP addresses a host name stands for, or the name itself when it does not resolve; every
+ * loopback address is one, as a server on this machine usually listens on both 127.0.0.1 and
+ * ::1, and either way it is this machine.
+ */
 async function addressesOf(host: string): Promise<string[]> {
   const name = host.replace(/^\[(.*)\]$/, '$1');
+  let addresses: string[];
   try {
-    return (await lookup(name, { all: true })).map((entry) => entry.address);
+    addresses = (await lookup(name, { all: true })).map((entry) => entry.address);
   } catch {
-    return [name];
+    addresses = [name];
   }
+  return addresses.map((address) => (LOOPBACK.test(address) ? 'loopback' : address));
 }
 
 /** Whether two addresses name one store, however differently they spell it. */

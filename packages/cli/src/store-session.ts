@@ -8,6 +8,7 @@ import {
   type SessionStore,
   type StoreProbe,
 } from '@sessile/core';
+import { MAX_DATE_MS } from '@sessile/core/store';
 import {
   assertCreatable,
   type OpenOptions,
@@ -105,6 +106,22 @@ export async function readRecord(
       'ERR_RECORD_TOO_LARGE',
       `Record of ${record.data.byteLength} bytes exceeds the store's limit of ${store.maxRecordBytes} bytes`,
     );
+  }
+  return record;
+}
+
+/**
+ * `readRecord` for a copy: a record whose expiry is later than a Date can hold (an SQL edit of
+ * its expiry) is shown by `stats` and `show`, but no target store keeps it, so it is unreadable
+ * here, skipped, rather than a bad argument to the target that ends the run.
+ */
+export async function readRecordToCopy(
+  store: SessionStore,
+  id: string,
+): Promise<SessionRecord | undefined> {
+  const record = await readRecord(store, id);
+  if (record !== undefined && record.expiresAt > MAX_DATE_MS) {
+    throw new SessionError('ERR_CORRUPT_RECORD', 'Record expires later than a Date can hold');
   }
   return record;
 }

@@ -438,6 +438,9 @@ describe('a session-file-store lifetime too large to be finite', () => {
       `{"cookie":{"originalMaxAge":${maxAge},"path":"/"},"user":"${user}","__lastAccess":${lastAccess}}`;
     writeFileSync(join(path, `${valid}.json`), file('ada', '3600000'));
     writeFileSync(join(path, `${endless}.json`), file('grace', '1e999'));
+    // Finite, but past the last time a Date can hold: no store may keep it either.
+    const distant = generateSessionId();
+    writeFileSync(join(path, `${distant}.json`), file('linus', '1e300'));
     const defaultTtlMs = 600_000;
     const startedAt = Date.now();
     const result = await runCli([
@@ -454,11 +457,13 @@ describe('a session-file-store lifetime too large to be finite', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(jsonOf(result)).toMatchObject({
       ok: true,
-      counts: { read: 2, written: 2, expired: 0, unreadable: 0 },
+      counts: { read: 3, written: 3, expired: 0, unreadable: 0 },
     });
     const target = await FileStore.open({ path: join(dir, 'to') });
     try {
       expect((await target.get(valid))?.expiresAt).toBe(lastAccess + 3_600_000);
+      const far = await target.get(distant);
+      expectDefaultTtl(far?.expiresAt, defaultTtlMs, startedAt, finishedAt);
       const imported = await target.get(endless);
       expectDefaultTtl(imported?.expiresAt, defaultTtlMs, startedAt, finishedAt);
       const data = jsonCodec().decode(imported?.data as Uint8Array, endless).data;

@@ -113,6 +113,11 @@ describe('copy between stores on one server', () => {
       'redis://localhost:6379/0?prefix=sessile:',
     ],
     [
+      'the IPv6 loopback, which the server listens on too',
+      `${REDIS_URL}?prefix=${prefix('same')}`,
+      `redis://[::1]:6379?prefix=${prefix('same')}`,
+    ],
+    [
       'a database number with a leading zero',
       `${REDIS_URL}/1?prefix=${prefix('same')}`,
       `${REDIS_URL}/01?prefix=${prefix('same')}`,

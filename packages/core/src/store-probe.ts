@@ -96,7 +96,8 @@ export interface StoreDirectoryRules {
 /**
  * The files in a directory, whose entries are `names`, that are not the store's: `undefined` when
  * the entries show the store is there, or hold nothing but its own files (an interrupted
- * creation) and `lost+found`; else the first three of the others in order, for a message. A
+ * creation) and `lost+found`; else the first three of the others in order, for a message (a
+ * name that may hold a session id by its start and length only). A
  * store's `open()` refuses such a directory, as its `probe` does, before making a store among an
  * app's files, where removing the sessions would remove them too.
  */
@@ -109,7 +110,18 @@ export function otherFilesIn(
     .filter((name) => name !== LOST_AND_FOUND && !(rules.isOwnFile?.(name) ?? false))
     .sort();
   if (others.length === 0) return undefined;
-  return others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+  return others.slice(0, 3).map(shownName).join(', ') + (others.length > 3 ? ', …' : '');
+}
+
+/** 24 or more characters a session id is made of, in a row: a name that may hold one. */
+const ID_LIKE = /[A-Za-z0-9_-]{24}/;
+
+/**
+ * A file name as a message shows it: one that may hold a session id (another store's session
+ * file, `<id>.json`) by its start and length only, as ids are never quoted in messages.
+ */
+function shownName(name: string): string {
+  return ID_LIKE.test(name) ? `${name.slice(0, 4)}… (${name.length} characters)` : name;
 }
 
 /**

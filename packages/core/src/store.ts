@@ -94,6 +94,7 @@ export {
   errorMessage,
   escapeGlob,
   fileKindOf,
+  MAX_DATE_MS,
   MAX_TIMER_MS,
   pseudoFilesystemOf,
   sleep,

@@ -71,6 +71,18 @@ describe('probeStoreDirectory', () => {
     });
   });
 
+  it("names another store's session files by their start and length only: an id is never quoted", async () => {
+    const dir = join(root, `case-${made++}`);
+    mkdirSync(dir);
+    const id = 'AbCdEfGhIjKlMnOpQrStUvWxYz012345';
+    writeFileSync(join(dir, `${id}.json`), '{}');
+    writeFileSync(join(dir, 'notes.txt'), '');
+    expect(await probeStoreDirectory(dir, rules)).toEqual({
+      state: 'refused',
+      reason: `${dir} holds other files (AbCd… (37 characters), notes.txt) and is not a test store`,
+    });
+  });
+
   it('refuses a regular file, and a path inside one', async () => {
     const dir = place();
     expect(await probeStoreDirectory(join(dir, 'a-file'), rules)).toEqual({

@@ -14,7 +14,7 @@ import { Progress, progressShown } from '../progress.js';
 import {
   checkTarget,
   interruptSignal,
-  readRecord,
+  readRecordToCopy,
   unreadableReason,
   withStore,
   withTarget,
@@ -157,7 +157,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             async (id) => {
               let record: SessionRecord | undefined;
               try {
-                record = await readRecord(source, id);
+                record = await readRecordToCopy(source, id);
               } catch (error) {
                 const reason = unreadableReason(error);
                 if (reason === undefined) throw error;

@@ -1,5 +1,5 @@
 import { isSessionId } from '@sessile/core';
-import { encodeLibrarySession } from '@sessile/core/store';
+import { encodeLibrarySession, MAX_DATE_MS } from '@sessile/core/store';
 import { parseStoreAddress } from '../addresses.js';
 import { codecFromEnvironment } from '../codec.js';
 import type { ExitCode } from '../exit-codes.js';
@@ -99,9 +99,14 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             }
             counts.read++;
             const now = Date.now();
-            // A peer that keeps the session for ever: its cookie's expiry may be the login's,
-            // stale under rolling sessions, so it lives the default as the README says.
-            const expiresAt = entry.expiresAt ?? now + options.defaultTtlMs;
+            // A peer that keeps the session for ever, or past the last time a Date can hold (a
+            // cookie's maxAge of 1e300): its cookie's expiry may be the login's, stale under
+            // rolling sessions, so it lives the default as the README says.
+            const expiresAt =
+              entry.expiresAt === undefined ||
+              (entry.expiresAt > MAX_DATE_MS && entry.expiresAt < Number.POSITIVE_INFINITY)
+                ? now + options.defaultTtlMs
+                : entry.expiresAt;
             // Before the finite check: an expiry of -Infinity is expired, not unreadable.
             if (expiresAt <= now) {
               counts.expired++;
