@@ -173,7 +173,7 @@ export class DbmStore extends BaseStore {
    * refuses, such as one that records another stripe count).
    */
   static async probe(options: DbmStoreOptions): Promise<StoreProbe> {
-    const settings = resolveSettings(options);
+    const settings = resolveSettings(options, 'probe');
     const given = resolve(settings.path);
     const lockDirectoryOf = (path: string) =>
       checkLockDirectory(path, `${path}.locks`, settings.stripes, options.stripes !== undefined);
@@ -215,7 +215,7 @@ export class DbmStore extends BaseStore {
    * nothing created or written.
    */
   static async open(options: DbmStoreOptions): Promise<DbmStore> {
-    const settings = resolveSettings(options);
+    const settings = resolveSettings(options, 'open');
     const given = resolve(settings.path);
     let path = given;
     let fd: number | undefined;

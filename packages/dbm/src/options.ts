@@ -65,24 +65,27 @@ const RENAMED_OPTIONS: Readonly<Record<string, string>> = {
   fsync: "it is now durability: 'full' (for fsync: true) or 'normal'",
 };
 
-const WHERE = 'DbmStore.open';
 export const MAX_STRIPES = 65_536;
 const MAX_RECORD_BYTES_LIMIT = Math.min(
   1024 ** 3,
   MAX_EXTENT_BYTES - RECORD_HEADER_BYTES - MAX_ID_BYTES - MAX_OWNER_BYTES,
 );
 
-/** Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills defaults. */
-export function resolveSettings(options: DbmStoreOptions): DbmSettings {
+/**
+ * Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills
+ * defaults, as `method` (`open` or `probe`, which its errors name) checks them.
+ */
+export function resolveSettings(options: DbmStoreOptions, method: 'open' | 'probe'): DbmSettings {
+  const caller = `DbmStore.${method}`;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`${WHERE} needs an options object with a path`);
+    throw new TypeError(`${caller} needs an options object with a path`);
   }
   for (const [name, hint] of Object.entries(RENAMED_OPTIONS)) {
     if (Object.hasOwn(options, name)) {
-      throw new TypeError(`${WHERE}: unknown option '${name}'; ${hint}`);
+      throw new TypeError(`${caller}: unknown option '${name}'; ${hint}`);
     }
   }
-  assertKnownOptions(options, KNOWN_OPTIONS, WHERE);
+  assertKnownOptions(options, KNOWN_OPTIONS, caller);
   if (typeof options.path !== 'string' || options.path === '') {
     throw new TypeError(
       `options.path must be a non-empty string naming a file, got ${describeValue(options.path)}`,

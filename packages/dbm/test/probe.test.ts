@@ -160,3 +160,32 @@ describe('DbmStore.probe judges the lock directory as open does, changing nothin
     },
   );
 });
+
+describe('DbmStore.probe checks options as open does', () => {
+  it('and its errors name probe, creating nothing', async () => {
+    const path = newPath();
+    const before = snapshot(dirname(path));
+    for (const [options, message] of [
+      [
+        { path, sweepmode: 'full-scan' },
+        "DbmStore.probe: unknown option 'sweepmode'; did you mean 'sweepMode'?",
+      ],
+      [
+        { path, cleanup: 'incremental' },
+        "DbmStore.probe: unknown option 'cleanup'; it is now 'sweepMode', with the same values",
+      ],
+      [null, 'DbmStore.probe needs an options object with a path'],
+      [
+        { path, durability: 'fast' },
+        "durability must be 'normal' or 'full', got 'fast' (a string)",
+      ],
+    ] as const) {
+      await expect(DbmStore.probe(options as never)).rejects.toThrow(new TypeError(message));
+    }
+    // open's own errors still name open.
+    await expect(DbmStore.open({ path, sweepmode: 'full-scan' } as never)).rejects.toThrow(
+      new TypeError("DbmStore.open: unknown option 'sweepmode'; did you mean 'sweepMode'?"),
+    );
+    expect(snapshot(dirname(path))).toEqual(before);
+  });
+});

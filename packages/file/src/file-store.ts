@@ -82,12 +82,12 @@ export class FileStore extends BaseStore {
    * one of), or why `open` would fail (a file, a directory of other files, no right to write).
    */
   static async probe(options: FileStoreOptions): Promise<StoreProbe> {
-    resolveSettings(options);
+    resolveSettings(options, 'probe');
     return probeStoreDirectory(options.path, FILE_STORE_DIRECTORY);
   }
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
-    const settings = resolveSettings(options);
+    const settings = resolveSettings(options, 'open');
     // Node's recursive mkdir never returns on some /proc paths, and kernel files are not storage.
     const pseudo = pseudoFilesystemOf(options.path);
     if (pseudo !== undefined) {

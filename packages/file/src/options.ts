@@ -121,18 +121,22 @@ export type Settings = Required<
   >
 > & { reuseFiles: boolean | undefined };
 
-/** Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills defaults. */
-export function resolveSettings(options: FileStoreOptions): Settings {
+/**
+ * Validates the options (misuse is a `TypeError`, before anything touches the disk) and fills
+ * defaults, as `method` (`open` or `probe`, which its errors name) checks them.
+ */
+export function resolveSettings(options: FileStoreOptions, method: 'open' | 'probe'): Settings {
+  const caller = `FileStore.${method}`;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError('FileStore.open needs an options object with a path');
+    throw new TypeError(`${caller} needs an options object with a path`);
   }
   if ('fsync' in options) {
     // Too far from 'durability' for assertKnownOptions to suggest it.
     throw new TypeError(
-      "FileStore.open: unknown option 'fsync'; did you mean 'durability' ('full' fsyncs every write)?",
+      `${caller}: unknown option 'fsync'; did you mean 'durability' ('full' fsyncs every write)?`,
     );
   }
-  assertKnownOptions(options, KNOWN_OPTIONS, 'FileStore.open');
+  assertKnownOptions(options, KNOWN_OPTIONS, caller);
   if (typeof options.path !== 'string' || options.path.length === 0) {
     throw new TypeError(
       `options.path must be a non-empty string naming a directory, got ${describeValue(options.path)}`,

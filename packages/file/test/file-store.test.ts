@@ -329,6 +329,32 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('probe checks options as open does, and its errors name probe', async () => {
+    const path = freshPath();
+    for (const [options, message] of [
+      [
+        { path, graceMS: 1000 },
+        "FileStore.probe: unknown option 'graceMS'; did you mean 'graceMs'?",
+      ],
+      [
+        { path, fsync: true },
+        "FileStore.probe: unknown option 'fsync'; did you mean 'durability' ('full' fsyncs every write)?",
+      ],
+      [null, 'FileStore.probe needs an options object with a path'],
+      [
+        { path, durability: 'fast' },
+        "durability must be 'normal' or 'full', got 'fast' (a string)",
+      ],
+    ] as const) {
+      await expect(FileStore.probe(options as never)).rejects.toThrow(new TypeError(message));
+    }
+    // open's own errors still name open.
+    await expect(FileStore.open({ path, graceMS: 1000 } as FileStoreOptions)).rejects.toThrow(
+      new TypeError("FileStore.open: unknown option 'graceMS'; did you mean 'graceMs'?"),
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('rejects a path that is a file with ERR_STORE_IO', async () => {
     const path = freshPath();
     writeFileSync(path, 'not a directory');

@@ -79,13 +79,16 @@ export interface Settings {
   connections: number;
 }
 
-export function normalizeOptions(options: PostgresStoreOptions): Settings {
+/** `options` checked as `method` (`open` or `probe`, which its errors name) checks them. */
+export function normalizeOptions(
+  options: PostgresStoreOptions,
+  method: 'open' | 'probe',
+): Settings {
+  const caller = `PostgresStore.${method}()`;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError(
-      'PostgresStore.open() needs an options object with pool or connectionString',
-    );
+    throw new TypeError(`${caller} needs an options object with pool or connectionString`);
   }
-  assertKnownOptions(options, KNOWN_OPTIONS, 'PostgresStore.open()');
+  assertKnownOptions(options, KNOWN_OPTIONS, caller);
   const { pool, connectionString } = options;
   if ((pool === undefined) === (connectionString === undefined)) {
     throw new TypeError('Give exactly one of options.pool and options.connectionString');

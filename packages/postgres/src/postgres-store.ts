@@ -87,7 +87,7 @@ export class PostgresStore extends BaseStore {
    * `ERR_UNSUPPORTED` and nothing is changed; an unreachable server with `ERR_STORE_IO`.
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const settings = normalizeOptions(options);
+    const settings = normalizeOptions(options, 'open');
     const db = new Database(settings.pool, settings.queryTimeoutMs);
     if (settings.ownsPool) readCommittedOnConnect(settings.pool);
     try {
@@ -111,7 +111,7 @@ export class PostgresStore extends BaseStore {
    * when the server cannot be asked.
    */
   static async probe(options: PostgresStoreOptions): Promise<StoreProbe> {
-    const settings = normalizeOptions(options);
+    const settings = normalizeOptions(options, 'probe');
     const db = new Database(settings.pool, settings.queryTimeoutMs);
     try {
       return await db.withClient('Probing the session store', (client) =>

@@ -93,6 +93,28 @@ describe('options', () => {
     }
   });
 
+  it('probe checks options as open does, and its errors name probe', async () => {
+    for (const [options, message] of [
+      [
+        { connectionString: CONNECTION_STRING, poolsize: 2 },
+        "PostgresStore.probe(): unknown option 'poolsize'; did you mean 'poolSize'?",
+      ],
+      [null, 'PostgresStore.probe() needs an options object with pool or connectionString'],
+      [
+        { connectionString: CONNECTION_STRING, unlogged: 'yes' },
+        "unlogged must be a boolean, got 'yes' (a string)",
+      ],
+    ] as const) {
+      await expect(PostgresStore.probe(options as never)).rejects.toThrow(new TypeError(message));
+    }
+    // open's own errors still name open.
+    await expect(
+      PostgresStore.open({ connectionString: CONNECTION_STRING, poolsize: 2 } as never),
+    ).rejects.toThrow(
+      new TypeError("PostgresStore.open(): unknown option 'poolsize'; did you mean 'poolSize'?"),
+    );
+  });
+
   it("refuses a poolSize above 100 (PostgreSQL's default max_connections) with a TypeError naming it", async () => {
     for (const poolSize of [101, 1_000_000_000]) {
       const options = { connectionString: CONNECTION_STRING, schema, table: newTable(), poolSize };
