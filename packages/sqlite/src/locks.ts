@@ -8,7 +8,7 @@ import {
 } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Executor } from './executor.js';
-import { recordOf, type StoredRow } from './records.js';
+import type { RecordReader, StoredRow } from './records.js';
 import { quote, type SchemaNames } from './schema.js';
 import { prepare, unreadableExpiry } from './statements.js';
 
@@ -26,6 +26,7 @@ class SqliteLeases implements LeaseBackend {
   /** Its leases are rows written through the store's connection, gone once the store closes. */
   readonly releasesOnClose = true;
   readonly #executor: Executor;
+  readonly #records: RecordReader;
   readonly #take: BetterSqlite3.Statement<[string, string, number, number]>;
   readonly #extend: BetterSqlite3.Statement<[number, string, string, number]>;
   readonly #free: BetterSqlite3.Statement<[string, string, number]>;
@@ -34,10 +35,15 @@ class SqliteLeases implements LeaseBackend {
     StoredRow
   >;
 
-  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor) {
+  constructor(
+    db: BetterSqlite3.Database,
+    names: SchemaNames,
+    executor: Executor,
+    records: RecordReader,
+  ) {
     const table = quote(names.locks);
-    const records = quote(names.records);
     this.#executor = executor;
+    this.#records = records;
     // A lease whose end is no number (a hand edit) would never run out and hold its id forever.
     const over = `(${table}.expires_at <= ? OR ${unreadableExpiry(`${table}.expires_at`)})`;
     this.#take = prepare(
@@ -55,7 +61,7 @@ class SqliteLeases implements LeaseBackend {
     // The upsert returns a row only when it took the lease, and its subqueries read the session
     // in the same write transaction: a claim and its read cost one statement and one commit.
     const live = (column: string) =>
-      `(SELECT ${column} FROM ${records} WHERE id = ? AND expires_at > ?)`;
+      `(SELECT ${column} FROM ${quote(names.records)} WHERE id = ? AND expires_at > ?)`;
     this.#takeAndRead = prepare(
       db,
       `INSERT INTO ${table} (id, token, expires_at) VALUES (?, ?, ?)
@@ -80,7 +86,7 @@ class SqliteLeases implements LeaseBackend {
       // The subqueries read null when no live row has the id (data is NOT NULL in the table).
       if (row.data === null) return { taken: true, record: undefined };
       try {
-        return { taken: true, record: recordOf(row) };
+        return { taken: true, record: this.#records.read(row, id, now) };
       } catch (error) {
         // Nobody is left holding a lease for a session that cannot be loaded.
         this.#freeQuietly(key, token);
@@ -121,9 +127,15 @@ class SqliteLeases implements LeaseBackend {
 /** Session locks shared by every process that opens the database file. */
 export class SqliteLocks extends LeaseLocks {
   /** `file` is the database's absolute path, which `ERR_STORE_IO` messages name. */
-  constructor(db: BetterSqlite3.Database, names: SchemaNames, executor: Executor, file: string) {
+  constructor(
+    db: BetterSqlite3.Database,
+    names: SchemaNames,
+    executor: Executor,
+    file: string,
+    records: RecordReader,
+  ) {
     // SQLite's own messages ("database or disk is full") name no file.
-    super(new SqliteLeases(db, names, executor), { location: file });
+    super(new SqliteLeases(db, names, executor, records), { location: file });
   }
 }
 

@@ -34,7 +34,7 @@ import {
   refusedBy,
 } from './open-file.js';
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
-import { type OwnedRow, recordOf, recordOrUndefined, type StoredRow } from './records.js';
+import { type OwnedRow, RecordReader, recordOrUndefined, type StoredRow } from './records.js';
 import { inspectSchema, migrateSchema, quote } from './schema.js';
 import {
   numericExpiry,
@@ -117,6 +117,7 @@ export class SqliteStore extends BaseStore {
   readonly #checkpointer: Checkpointer | undefined;
   readonly #unlinkGuard: UnlinkGuard | undefined;
   readonly #get: BetterSqlite3.Statement<[string, number], StoredRow>;
+  readonly #records: RecordReader;
   readonly #upsert: OwnerWrites<BetterSqlite3.Statement<[string, Uint8Array, number, Owner]>>;
   readonly #insertUnlessLive: OwnerWrites<
     BetterSqlite3.Statement<[string, Uint8Array, number, Owner, number]>
@@ -290,9 +291,10 @@ export class SqliteStore extends BaseStore {
       db,
       `SELECT data, expires_at AS expiresAt, owner FROM ${table} WHERE id = ? AND expires_at > ?`,
     );
+    this.#records = new RecordReader(db, table);
     this.locks = inMemory
       ? new KeyedLocks()
-      : new SqliteLocks(db, settings.names, this.#executor, file);
+      : new SqliteLocks(db, settings.names, this.#executor, file, this.#records);
     // The owner lives in the record's row, so the owner index can never disagree with the
     // records. SQLite rewrites an index entry whenever its column is assigned, even to the same
     // value: one more page per commit. So each write first tries the statement that leaves the
@@ -396,7 +398,7 @@ export class SqliteStore extends BaseStore {
   }
 
   protected _get(id: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#executor.read(() => recordOf(this.#get.get(id, now)));
+    return this.#executor.read(() => this.#records.read(this.#get.get(id, now), id, now));
   }
 
   protected _set(
@@ -488,7 +490,8 @@ export class SqliteStore extends BaseStore {
         // A row written by hand under an id no session can have is not listed: deleting it, as
         // signing the owner out everywhere does, would reject with ERR_INVALID_SESSION_ID.
         if (!isSessionId(row.id)) continue;
-        // A row a foreign writer left unreadable is listed by nobody; get() reports it.
+        // A row a foreign writer left unreadable is listed by nobody; get() reports it. The
+        // owner needs no second read: `owner = ?` matched the stored bytes of a well-formed one.
         const record = recordOrUndefined(row);
         if (record !== undefined) sessions.push({ id: row.id, record });
       }

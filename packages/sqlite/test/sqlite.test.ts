@@ -1259,6 +1259,77 @@ describe('owners', { timeout: 60_000 }, () => {
     await expectCode(store.get(idOf('blob-owner')), 'ERR_CORRUPT_RECORD');
   });
 
+  it('an owner that is not well-formed UTF-8, or not 1 to 256 UTF-16 code units, is a corrupt record for its id only', async () => {
+    const store = await openStore({ path });
+    const { locks } = store;
+    if (locks.acquireAndGet === undefined) throw new Error('SqliteStore offers acquireAndGet');
+    const db = openDatabase();
+    const setOwner = db.prepare('UPDATE sessions SET owner = ? WHERE id = ?');
+    const setOwnerBytes = db.prepare('UPDATE sessions SET owner = CAST(? AS TEXT) WHERE id = ?');
+    const damaged: Record<string, Buffer | string> = {
+      never: Buffer.of(0xff), // never UTF-8
+      cut: Buffer.of(0x61, 0xc3), // cut short
+      overlong: Buffer.of(0xc0, 0x80), // an overlong NUL
+      surrogate: Buffer.of(0xed, 0xa0, 0x80), // an encoded lone surrogate
+      truncated: Buffer.of(0xf0, 0x9f, 0x98), // reads as one U+FFFD, whose UTF-8 is as long
+      long: 'a'.repeat(257),
+      longer: 'x'.repeat(300),
+      empty: '',
+    };
+    for (const [label, owner] of Object.entries(damaged)) {
+      await store.set(idOf(label), owned(label, 'alice'));
+      (typeof owner === 'string' ? setOwner : setOwnerBytes).run(owner, idOf(label));
+    }
+    // Owners a write stores read back whole: U+FFFD itself, the longest, a leading U+FEFF.
+    const fine: Record<string, string> = {
+      replacement: '\uFFFD',
+      inside: 'a\uFFFDb',
+      longest: '\u{1F600}'.repeat(128),
+      bom: '\uFEFFa\uFFFD',
+    };
+    for (const [label, owner] of Object.entries(fine)) {
+      await store.set(idOf(label), owned(label, owner));
+    }
+    await store.set(idOf('intact'), owned('intact', 'alice'));
+
+    for (const label of Object.keys(damaged)) {
+      const error = await rejection(store.get(idOf(label)));
+      expect(isSessionError(error, 'ERR_CORRUPT_RECORD'), label).toBe(true);
+      // The claim SessionManager.open() makes rejects too, and leaves the lock free.
+      await expectCode(locks.acquireAndGet(idOf(label), { waitMs: 0 }), 'ERR_CORRUPT_RECORD');
+      await (await locks.acquire(idOf(label), { waitMs: 0 })).release();
+    }
+    for (const [label, owner] of Object.entries(fine)) {
+      expect((await store.get(idOf(label)))?.owner, label).toBe(owner);
+      const held = await locks.acquireAndGet(idOf(label), { waitMs: 0 });
+      expect(held.record?.owner, label).toBe(owner);
+      await held.lock.release();
+    }
+    // Listing an owner finds exactly its own sessions, never one stored with other bytes.
+    expect(await idsOf(store, '\uFFFD')).toEqual([idOf('replacement')]);
+    expect(await idsOf(store, 'alice')).toEqual([idOf('intact')]);
+    expect(await idsOf(store, '\uFEFFa\uFFFD')).toEqual([idOf('bom')]);
+    // An unconditional set repairs one, even with the owner it read as.
+    expect(await store.set(idOf('never'), owned('repaired', '\uFFFD'))).toBe(true);
+    expect(await store.get(idOf('never'))).toMatchObject({ owner: '\uFFFD' });
+    expect(await idsOf(store, '\uFFFD')).toEqual([idOf('never'), idOf('replacement')].sort());
+  });
+
+  it('in a UTF-16 database, an owner with a lone surrogate is a corrupt record', async () => {
+    const db = openDatabase();
+    db.pragma("encoding = 'UTF-16le'");
+    const store = await openStore({ database: db });
+    await store.set(idOf('lone'), owned('lone', 'alice'));
+    await store.set(idOf('fine'), owned('fine', '\uFEFFa\uFFFD\u{1F600}'));
+    // A lone high surrogate before 'a', which better-sqlite3 reads as U+10061.
+    db.prepare("UPDATE sessions SET owner = CAST(x'00d86100' AS TEXT) WHERE id = ?").run(
+      idOf('lone'),
+    );
+    await expectCode(store.get(idOf('lone')), 'ERR_CORRUPT_RECORD');
+    expect((await store.get(idOf('fine')))?.owner).toBe('\uFEFFa\uFFFD\u{1F600}');
+    expect(await idsOf(store, '\u{10061}')).toEqual([]);
+  });
+
   it('lists no row written by hand under an id no session can have, so revoking the owner reaches every session', async () => {
     const store = await openStore({ path });
     await store.set(idOf('live'), owned('live', 'alice'));
