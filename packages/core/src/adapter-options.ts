@@ -107,6 +107,8 @@ export interface SessionAdapter<Data extends SessionData> {
    */
   openedFor(request: object): Session<Data> | undefined;
   noteOpened(request: object, session: Session<Data>): void;
+  /** True when any `sessile()` opened a session for `request` (see `openedFor`). */
+  openedAny(request: object): boolean;
   /**
    * True when `error` is what `manager.openForConnection` rejects with once the client closed
    * `response`'s connection while the request waited for its session's lock: an `AbortError`,
@@ -283,6 +285,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       }
       return undefined;
     },
+    openedAny: (request) => openedSessions.has(request),
     noteOpened(request, session) {
       openedSessions.set(request, {
         session: session as Session<SessionData>,

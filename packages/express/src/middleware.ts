@@ -194,6 +194,12 @@ export function sessile<Data extends SessionData = SessionData>(
     res: ServerResponse,
     next: (error?: unknown) => void,
   ) => {
+    // Another session middleware's req.session (express-session's): the two would both save
+    // and end the response, so the request fails saying which to remove.
+    if ((req as Partial<SessileRequest>).session !== undefined && !adapter.openedAny(req)) {
+      next(new TypeError(FOREIGN_SESSION));
+      return;
+    }
     // A second sessile() for the same sessions finds the one this request opened (`handle`).
     handle(req, res).then(
       () => next(),
@@ -212,6 +218,9 @@ export function sessile<Data extends SessionData = SessionData>(
   });
   return middleware;
 }
+
+const FOREIGN_SESSION =
+  "sessile(): req.session was set by another session middleware (express-session's?), which sessile() replaces: remove it; acceptExpressSession reads its signed-in users' cookies and sessions during a switch";
 
 /** Sets `req.session`, which cannot be assigned: log out with `invalidate()`, not `req.session = null`. */
 const setSession = sessionProperty(

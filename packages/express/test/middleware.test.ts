@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import expressSession from 'express-session';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type SessileMiddleware,
@@ -168,6 +169,38 @@ describe('two sessile() middlewares on one request', () => {
       "sessile(): another sessile() on this request keeps its sessions under the cookie 'sid' in another store; give each its own cookie.name",
     );
     expect(await adminStore.count()).toBe(0);
+  });
+});
+
+describe('sessile() after another session middleware', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('fails the request saying so when express-session set req.session first, and answers', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile({
+      store,
+      secret: 'a secret of 32 characters or more for these tests',
+      cleanup: manual(),
+    });
+    const app = express();
+    app.use(expressSession({ secret: 'another secret', resave: false, saveUninitialized: true }));
+    app.use(sessions);
+    app.get('/', (_req, res) => {
+      res.end('reached');
+    });
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).end(error.message);
+    });
+    const url = await serveApp(app, cleanups, sessions, store);
+    const answer = await fetch(url);
+    expect(answer.status).toBe(500);
+    expect(await answer.text()).toMatch(
+      /^sessile\(\): req\.session was set by another session middleware \(express-session's\?\)/,
+    );
+    expect(await store.count()).toBe(0);
   });
 });
 
