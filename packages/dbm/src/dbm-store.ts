@@ -1,6 +1,7 @@
 import {
   closeSync,
   constants,
+  existsSync,
   fstatSync,
   openSync,
   realpathSync,
@@ -24,6 +25,7 @@ import {
   HostGuards,
   lockLost,
   probeStoreFile,
+  pseudoFilesystemOf,
   type SweepProgress,
   syncLockFileSystem,
   yieldToEventLoop,
@@ -221,6 +223,13 @@ export class DbmStore extends BaseStore {
     let fd: number | undefined;
     let store: DbmStore | undefined;
     try {
+      // A missing file is created next: a lock directory open refuses is refused first, so the
+      // refused open leaves no new file behind. Beside the real file, as below.
+      const realDirectory = directoryToCreateIn(given);
+      if (realDirectory !== undefined) {
+        const real = join(realDirectory, basename(given));
+        checkLockDirectory(real, `${real}.locks`, settings.stripes, options.stripes !== undefined);
+      }
       fd = openDatabaseFile(given);
       // The lock directory goes beside the real file: a process that names it through a
       // symlink (to the file or a directory above it) must take the same locks.
@@ -505,5 +514,19 @@ export class DbmStore extends BaseStore {
     await this.#globalLock.close();
     await this.locks.close();
     await this.#guards.close();
+  }
+}
+
+/**
+ * The real directory `open` would create a missing `path` in, or `undefined` when `path` exists
+ * or that directory cannot be resolved (`openDatabaseFile` then says why).
+ */
+function directoryToCreateIn(path: string): string | undefined {
+  // Kernel files are refused as such, before anything beside them is looked at.
+  if (existsSync(path) || pseudoFilesystemOf(path) !== undefined) return undefined;
+  try {
+    return realpathSync(dirname(path));
+  } catch {
+    return undefined;
   }
 }

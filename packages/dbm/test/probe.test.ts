@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -130,10 +131,13 @@ describe('DbmStore.probe judges the lock directory as open does, changing nothin
     rmSync(mismatched);
     const error = await expectRefusedAsOpenIs({ path: mismatched, stripes: 32 });
     expect(error.message).toMatch(/used with stripes: 16 .*not 32/);
+    // The refused open left no new file behind either.
+    expect(existsSync(mismatched)).toBe(false);
 
     const blocked = newPath();
     writeFileSync(`${blocked}.locks`, 'not a directory');
     await expectRefusedAsOpenIs({ path: blocked });
+    expect(existsSync(blocked)).toBe(false);
   });
 
   it('reads the lock directory beside the real file, as open does, when the path is a symbolic link', async () => {
