@@ -177,15 +177,14 @@ export class DbmStore extends BaseStore {
   static async probe(options: DbmStoreOptions): Promise<StoreProbe> {
     const settings = resolveSettings(options, 'probe');
     const given = resolve(settings.path);
-    const lockDirectoryOf = (path: string) =>
-      checkLockDirectory(path, `${path}.locks`, settings.stripes, options.stripes !== undefined);
+    const givenStripes = options.stripes !== undefined;
     const missing = await probeStoreFile(given);
     if (missing !== undefined && missing.state !== 'absent') return missing;
     let fd: number | undefined;
     try {
       if (missing !== undefined) {
-        // `open` would create the file in its directory, and put the locks beside the real file.
-        lockDirectoryOf(join(realpathSync(dirname(given)), basename(given)));
+        // `open` would create the file, judging the lock directory it would get first.
+        checkNewFileLocks(given, settings.stripes, givenStripes);
         return missing;
       }
       // Read and write, as `open` asks, so a file this process may not write is refused; the
@@ -196,7 +195,7 @@ export class DbmStore extends BaseStore {
       // In `open`'s order: the lock directory is judged first wherever it exists.
       const refusal = file.refusal();
       if (refusal !== undefined && !isDirectory(`${path}.locks`)) throw refusal;
-      lockDirectoryOf(path);
+      checkLockDirectory(path, `${path}.locks`, settings.stripes, givenStripes);
       if (refusal !== undefined) throw refusal;
       return file.laidOut()
         ? { state: 'present' }
@@ -224,12 +223,8 @@ export class DbmStore extends BaseStore {
     let store: DbmStore | undefined;
     try {
       // A missing file is created next: a lock directory open refuses is refused first, so the
-      // refused open leaves no new file behind. Beside the real file, as below.
-      const realDirectory = directoryToCreateIn(given);
-      if (realDirectory !== undefined) {
-        const real = join(realDirectory, basename(given));
-        checkLockDirectory(real, `${real}.locks`, settings.stripes, options.stripes !== undefined);
-      }
+      // refused open leaves no new file behind.
+      checkNewFileLocks(given, settings.stripes, options.stripes !== undefined);
       fd = openDatabaseFile(given);
       // The lock directory goes beside the real file: a process that names it through a
       // symlink (to the file or a directory above it) must take the same locks.
@@ -518,15 +513,19 @@ export class DbmStore extends BaseStore {
 }
 
 /**
- * The real directory `open` would create a missing `path` in, or `undefined` when `path` exists
- * or that directory cannot be resolved (`openDatabaseFile` then says why).
+ * Judges, as `checkLockDirectory` does, the lock directory a missing `path` would get beside the
+ * real file: for `open` before it creates the file, and for `probe`. Nothing to judge when `path`
+ * exists, is a kernel file (refused as such first) or has no directory to be made in
+ * (`openDatabaseFile` and `probeStoreFile` say why).
  */
-function directoryToCreateIn(path: string): string | undefined {
-  // Kernel files are refused as such, before anything beside them is looked at.
-  if (existsSync(path) || pseudoFilesystemOf(path) !== undefined) return undefined;
+function checkNewFileLocks(path: string, stripes: number, given: boolean): void {
+  if (existsSync(path) || pseudoFilesystemOf(path) !== undefined) return;
+  let directory: string;
   try {
-    return realpathSync(dirname(path));
+    directory = realpathSync(dirname(path));
   } catch {
-    return undefined;
+    return;
   }
+  const real = join(directory, basename(path));
+  checkLockDirectory(real, `${real}.locks`, stripes, given);
 }
