@@ -353,6 +353,42 @@ describe('stats, ls and show', () => {
     expect(stats.sizeOnDiskBytes).toBeGreaterThan(0);
   });
 
+  it('stats counts a corrupt record as corrupt, never among the live sessions, and exits 5', async () => {
+    // SQLite: a row a foreign writer left with text for data, which count() takes for live.
+    const { path, url, live } = await sqliteWith(2, 0);
+    const db = new Database(path);
+    db.prepare('INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)').run(
+      generateSessionId(),
+      'not a blob',
+      Date.now() + 60_000,
+    );
+    db.close();
+    // File: a record whose last payload byte flipped, so its checksum fails.
+    const dir = nextDir();
+    const files = await FileStore.open({ path: dir });
+    const fileIds = [generateSessionId(), generateSessionId(), generateSessionId()];
+    await seed(files, fileIds, () => Date.now() + 60_000);
+    await files.close();
+    const damaged = fileIds[0] as string;
+    const record = join(dir, damaged.slice(0, 1), damaged);
+    const bytes = readFileSync(record);
+    const last = bytes.length - 1;
+    bytes[last] = (bytes[last] as number) ^ 0xff;
+    writeFileSync(record, bytes);
+
+    for (const [store, expected] of [
+      [url, live.length],
+      [`file:${dir}`, fileIds.length - 1],
+    ] as const) {
+      const json = await runCli(['stats', store, '--json']);
+      expect(json.code, json.stderr).toBe(5);
+      expect(jsonOf(json), store).toMatchObject({ live: expected, corrupt: 1 });
+      const text = await runCli(['stats', store]);
+      expect(text.stdout).toMatch(new RegExp(`^live sessions +${expected}$`, 'm'));
+      expect(text.stdout).toMatch(/^corrupt records +1$/m);
+    }
+  });
+
   it('stats counts the distinct owners of live sessions', async () => {
     const path = `${nextDir()}.db`;
     const store = await SqliteStore.open({ path });
