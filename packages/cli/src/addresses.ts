@@ -62,7 +62,7 @@ export function pathOf(rest: string, address: string): string {
  * `path` with symbolic links resolved, so that two spellings of one store (through a linked
  * directory, say) compare equal; for a path not there yet, its directory's.
  */
-function canonicalPath(path: string): string {
+export function canonicalPath(path: string): string {
   try {
     return realpathSync(path);
   } catch {
@@ -198,16 +198,13 @@ export function parseStoreAddress(text: string): StoreAddress {
     const display = hidePassword(url);
     url.search = '';
     options.url = url.href;
-    // `/01` selects database 1, as `/1` does.
-    const db = Number(url.pathname.slice(1) || '0');
     return {
       scheme: 'redis',
       packageName: '@sessile/redis',
       className: 'RedisStore',
       options,
       display,
-      identity: `redis:${url.port || 6379}/${db}?prefix=${prefix ?? REDIS_DEFAULT_PREFIX}`,
-      host: url.hostname,
+      ...redisPlace(url, prefix ?? REDIS_DEFAULT_PREFIX),
       server: `${url.hostname}:${url.port || 6379}`,
     };
   }
@@ -224,8 +221,6 @@ export function parseStoreAddress(text: string): StoreAddress {
     }
     url.search = connection.toString();
     options.connectionString = url.href;
-    // PostgreSQL's default database is the user's name.
-    const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);
     // A schema or table name PostgresStore refuses is a TypeError from its own `probe` or
     // `open` (exit 2, a bad argument), which every command calls before it reads a record.
     const schema = (options.schema as string | undefined) ?? 'public';
@@ -236,14 +231,33 @@ export function parseStoreAddress(text: string): StoreAddress {
       className: 'PostgresStore',
       options,
       display,
-      identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
-      host: url.hostname,
+      ...postgresPlace(url, schema, table),
       server: `${url.hostname}:${url.port || 5432}`,
     };
   }
   throw usageError(
     `${hidePasswordIn(text)}: unknown store '${scheme}:'. Use one of ${STORE_SCHEMES}`,
   );
+}
+
+/** Where a store or a peer keeps its data, as `sameStore` compares it. */
+export type StorePlace = Pick<StoreAddress, 'identity' | 'host'>;
+
+/** The keys under `prefix` in the database a Redis URL selects. */
+export function redisPlace(url: URL, prefix: string): StorePlace {
+  // `/01` selects database 1, as `/1` does.
+  const db = Number(url.pathname.slice(1) || '0');
+  return { identity: `redis:${url.port || 6379}/${db}?prefix=${prefix}`, host: url.hostname };
+}
+
+/** The table `schema.table` in the database a PostgreSQL URL names. */
+export function postgresPlace(url: URL, schema: string, table: string): StorePlace {
+  // PostgreSQL's default database is the user's name.
+  const database = decodedOrRefused(url.pathname.slice(1) || url.username, url);
+  return {
+    identity: `postgres:${url.port || 5432}/${database}?schema=${schema}&table=${table}`,
+    host: url.hostname,
+  };
 }
 
 /** 127.0.0.0/8, ::1 and IPv4-mapped loopback: one server listening on both reaches itself. */
@@ -266,7 +280,7 @@ async function addressesOf(host: string): Promise<string[]> {
 }
 
 /** Whether two addresses name one store, however differently they spell it. */
-export async function sameStore(a: StoreAddress, b: StoreAddress): Promise<boolean> {
+export async function sameStore(a: StorePlace, b: StorePlace): Promise<boolean> {
   if (a.identity !== b.identity) return false;
   if (a.host === undefined || b.host === undefined || a.host === b.host) return true;
   const [first, second] = await Promise.all([addressesOf(a.host), addressesOf(b.host)]);

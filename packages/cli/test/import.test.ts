@@ -4,6 +4,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  realpathSync,
   symlinkSync,
   writeFileSync,
   writeSync,
@@ -493,6 +494,51 @@ describe('a session-file-store lifetime too large to be finite', () => {
 });
 
 describe('what cannot be imported', () => {
+  it('a target in the same place as the peer is refused as the same store, however its path is spelt, before either is opened', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const level = await openLevelPeer(join(dir, 'peer-level'));
+    const id = generateSessionId();
+    const cookie = { originalMaxAge: HOUR_MS, expires: new Date(Date.now() + HOUR_MS) };
+    await call((done) => level.store.set(id, { cookie } as session.SessionData, done));
+    await level.close();
+    const sqlite = await (peers['connect-sqlite3'] as (dir: string) => Promise<Peer>)(dir);
+    await sqlite.close();
+    const linked = join(dir, 'linked');
+    symlinkSync(dir, linked);
+    const levelPath = join(dir, 'peer-level');
+    const sqlitePath = join(dir, 'peer.db');
+    // Said by the real path they share.
+    const pairs = [
+      [level.address, `level:${levelPath}`, realpathSync(levelPath)],
+      [level.address, `level:${join(linked, 'peer-level')}`, realpathSync(levelPath)],
+      [level.address, `file:${levelPath}/`, realpathSync(levelPath)],
+      [sqlite.address, `sqlite:${join(linked, 'peer.db')}`, realpathSync(sqlitePath)],
+      // Never reached: the servers are not asked anything.
+      [
+        'connect-pg-simple:postgres://sessile@192.0.2.1/app',
+        'postgres://sessile@192.0.2.1/app?table=session',
+        'postgres://sessile@192.0.2.1/app?table=session',
+      ],
+      [
+        'connect-redis:redis://192.0.2.1:6379',
+        'redis://192.0.2.1:6379/0?prefix=sess:',
+        'redis://192.0.2.1:6379/0?prefix=sess:',
+      ],
+    ] as const;
+    for (const [from, to, shown] of pairs) {
+      const result = await importJson(from, to);
+      expect(result.code, `${from} ${to}: ${result.stderr}`).toBe(2);
+      expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE' } });
+      expect(result.stderr).toContain('--from and --to name the same store');
+      expect(result.stderr).toContain(shown);
+    }
+    // What the peer keeps is as it was, and is still imported into another store.
+    const elsewhere = await importJson(level.address, `sqlite:${join(dir, 'sessile.db')}`);
+    expect(elsewhere.code, elsewhere.stderr).toBe(0);
+    await expectSqliteHolds(join(dir, 'sessile.db'), id);
+  });
+
   it('an id that is not a valid sessile id is reported and skipped, and an expired session is not written', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

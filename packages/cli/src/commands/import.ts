@@ -1,11 +1,11 @@
 import { isSessionId } from '@sessile/core';
 import { encodeLibrarySession, MAX_DATE_MS } from '@sessile/core/store';
-import { parseStoreAddress } from '../addresses.js';
+import { parseStoreAddress, sameStore } from '../addresses.js';
 import { codecFromEnvironment } from '../codec.js';
-import type { ExitCode } from '../exit-codes.js';
+import { type ExitCode, usageError } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
 import { maskId } from '../output.js';
-import { openPeer, type PeerOptions, type PeerSource } from '../peers/index.js';
+import { type PeerOptions, type PeerSource, parsePeerAddress } from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import { checkTarget, interruptSignal, withTarget } from '../store-session.js';
@@ -31,11 +31,19 @@ export interface ImportOptions extends TransferOptions, PeerOptions {
  */
 export async function importSessions(options: ImportOptions): Promise<ExitCode> {
   const codec = codecFromEnvironment();
-  const checked = await checkTarget(parseStoreAddress(options.to), options.dryRun);
+  const from = parsePeerAddress(options.from, options);
+  const to = parseStoreAddress(options.to);
+  // Before either is opened: LevelDB would call its own directory "locked by another process".
+  if (await sameStore(from.place, to)) {
+    throw usageError(
+      `--from and --to name the same store (${to.path === undefined ? to.display : to.identity}): an import cannot write into the data it reads; give --to another store`,
+    );
+  }
+  const checked = await checkTarget(to, options.dryRun);
   const ledger = await openLedger(options.ledger, Boolean(options.dryRun));
   let peer: PeerSource;
   try {
-    peer = await openPeer(options.from, options);
+    peer = await from.open();
   } catch (error) {
     await ledger.close();
     throw error;

@@ -1,18 +1,26 @@
 import {
+  canonicalPath,
   hidePassword,
   hidePasswordIn,
   parseRedisUrl,
   parseServerUrl,
   pathOf,
+  postgresPlace,
+  redisPlace,
+  type StorePlace,
   splitScheme,
 } from '../addresses.js';
 import { usageError } from '../exit-codes.js';
 import { openSessionFileStore } from './file-store.js';
 import { openLevelSessionStore } from './level.js';
 import type { PeerOptions, PeerSource } from './peer.js';
-import { openConnectPgSimple } from './postgres.js';
-import { openConnectRedis } from './redis.js';
-import { openSqlitePeer, SQLITE_PEERS } from './sqlite.js';
+import {
+  CONNECT_PG_SIMPLE_SCHEMA,
+  CONNECT_PG_SIMPLE_TABLE,
+  openConnectPgSimple,
+} from './postgres.js';
+import { CONNECT_REDIS_PREFIX, openConnectRedis } from './redis.js';
+import { openSqlitePeer, SQLITE_PEER_TABLE, SQLITE_PEERS } from './sqlite.js';
 
 export type { PeerOptions, PeerSession, PeerSource } from './peer.js';
 
@@ -62,25 +70,40 @@ function refuseOptionsNotFor(scheme: string, options: PeerOptions): void {
   }
 }
 
+/** A peer address, checked and parsed, its data not opened yet. */
+export interface PeerAddress {
+  /** Where the peer keeps its data, to tell it from the target's store (`sameStore`). */
+  readonly place: StorePlace;
+  open(): Promise<PeerSource>;
+}
+
+/** The table SqliteStore keeps its sessions in, the only one a `sqlite:` address opens. */
+const SQLITE_STORE_TABLE = 'sessions';
+
 /**
- * Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. An option left
+ * Parses a peer address such as `connect-sqlite3:./sessions.db`, opening nothing. An option left
  * unset takes the peer's own default; one set for a peer that does not read it is refused.
  */
-export async function openPeer(text: string, options: PeerOptions): Promise<PeerSource> {
+export function parsePeerAddress(text: string, options: PeerOptions): PeerAddress {
   const split = splitScheme(text);
   if (split === undefined) {
     throw usageError(`${hidePasswordIn(text)}: not a peer address. Use one of ${PEER_ADDRESSES}`);
   }
   const { scheme, rest } = split;
   if (PEERS.has(scheme)) refuseOptionsNotFor(scheme, options);
-  if (scheme === 'session-file-store') {
-    return openSessionFileStore(pathOf(rest, text), text, options);
+  if (scheme === 'session-file-store' || scheme === 'level-session-store') {
+    const path = pathOf(rest, text);
+    const open = scheme === 'session-file-store' ? openSessionFileStore : openLevelSessionStore;
+    return { place: { identity: canonicalPath(path) }, open: () => open(path, text, options) };
   }
-  if (scheme === 'level-session-store') {
-    return openLevelSessionStore(pathOf(rest, text), text, options);
+  if (SQLITE_PEERS.includes(scheme)) {
+    const path = pathOf(rest, text);
+    const table = options.table ?? SQLITE_PEER_TABLE;
+    // One file may hold SqliteStore's table beside the peer's, when the peer's has another name.
+    const identity =
+      table === SQLITE_STORE_TABLE ? canonicalPath(path) : `${canonicalPath(path)}?table=${table}`;
+    return { place: { identity }, open: () => openSqlitePeer(scheme, path, text, options) };
   }
-  if (SQLITE_PEERS.includes(scheme))
-    return openSqlitePeer(scheme, pathOf(rest, text), text, options);
   if (scheme === 'connect-redis') {
     serverUrl(rest, text, ['redis:', 'rediss:']);
     const url = parseRedisUrl(rest, text);
@@ -90,14 +113,29 @@ export async function openPeer(text: string, options: PeerOptions): Promise<Peer
     if (unknown !== undefined) {
       throw usageError(`${hidePasswordIn(text)}: unknown parameter '${unknown}' (known: none)`);
     }
-    return openConnectRedis(url.href, `connect-redis:${hidePassword(url)}`, options);
+    return {
+      place: redisPlace(url, options.prefix ?? CONNECT_REDIS_PREFIX),
+      open: () => openConnectRedis(url.href, `connect-redis:${hidePassword(url)}`, options),
+    };
   }
   if (scheme === 'connect-pg-simple') {
     const url = serverUrl(rest, text, ['postgres:', 'postgresql:']);
     refuseStoreParameters(url, text, ['schema', 'table']);
-    return openConnectPgSimple(url.href, `connect-pg-simple:${hidePassword(url)}`, options);
+    return {
+      place: postgresPlace(
+        url,
+        options.schema ?? CONNECT_PG_SIMPLE_SCHEMA,
+        options.table ?? CONNECT_PG_SIMPLE_TABLE,
+      ),
+      open: () => openConnectPgSimple(url.href, `connect-pg-simple:${hidePassword(url)}`, options),
+    };
   }
   throw usageError(
     `${hidePasswordIn(text)}: unknown peer '${scheme}:'. Use one of ${PEER_ADDRESSES}`,
   );
+}
+
+/** Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. */
+export async function openPeer(text: string, options: PeerOptions): Promise<PeerSource> {
+  return parsePeerAddress(text, options).open();
 }

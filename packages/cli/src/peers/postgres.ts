@@ -16,6 +16,9 @@ interface Pool {
 }
 
 const COLUMNS = ['sid', 'sess', 'expire'];
+/** connect-pg-simple's default `schemaName` and `tableName`. */
+export const CONNECT_PG_SIMPLE_SCHEMA = 'public';
+export const CONNECT_PG_SIMPLE_TABLE = 'session';
 const PAGE_ROWS = 1000;
 /**
  * `expire` in ms since the epoch, converted by the server: connect-pg-simple writes a timestamp
@@ -29,8 +32,8 @@ export async function openConnectPgSimple(
   display: string,
   options: PeerOptions,
 ): Promise<PeerSource> {
-  const schema = options.schema ?? 'public';
-  const table = options.table ?? 'session';
+  const schema = options.schema ?? CONNECT_PG_SIMPLE_SCHEMA;
+  const table = options.table ?? CONNECT_PG_SIMPLE_TABLE;
   const pg = requireDriver<{ Pool: new (options: object) => Pool }>(
     'pg',
     ['@sessile/postgres'],

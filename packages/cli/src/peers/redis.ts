@@ -20,6 +20,8 @@ interface RedisClient {
 }
 
 const SCAN_COUNT = 500;
+/** connect-redis's default `prefix`. */
+export const CONNECT_REDIS_PREFIX = 'sess:';
 
 /** connect-redis: one string key `<prefix><sid>` per session, JSON, expiring by its TTL. */
 export async function openConnectRedis(
@@ -27,7 +29,7 @@ export async function openConnectRedis(
   display: string,
   options: PeerOptions,
 ): Promise<PeerSource> {
-  const prefix = options.prefix ?? 'sess:';
+  const prefix = options.prefix ?? CONNECT_REDIS_PREFIX;
   const { createClient } = requireDriver<{ createClient(options: object): RedisClient }>(
     'redis',
     ['@sessile/redis'],

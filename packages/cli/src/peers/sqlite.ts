@@ -46,6 +46,8 @@ const LAYOUTS: Record<string, SqlitePeerLayout> = {
 };
 
 export const SQLITE_PEERS = Object.keys(LAYOUTS);
+/** The table both SQLite peers keep their sessions in by default. */
+export const SQLITE_PEER_TABLE = 'sessions';
 
 const PAGE_ROWS = 500;
 
@@ -57,7 +59,7 @@ export async function openSqlitePeer(
   options: PeerOptions,
 ): Promise<PeerSource> {
   const layout = LAYOUTS[peer] as SqlitePeerLayout;
-  const table = options.table ?? 'sessions';
+  const table = options.table ?? SQLITE_PEER_TABLE;
   const Driver = requireDriver<new (path: string, options: object) => Database>(
     'better-sqlite3',
     ['@sessile/sqlite'],
