@@ -40,7 +40,7 @@ const parseConcurrency = (value: string) =>
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
-/** The options every command takes. */
+/** The options every command takes, before its name (`sessile --json stats`) or after it. */
 const withCommonOptions = (command: Command) =>
   refuseAmbiguousValues(
     command
@@ -53,6 +53,25 @@ const withCommonOptions = (command: Command) =>
         ).argParser(parseMaxRecordBytes),
       ),
   );
+
+/** The common options that take a value, whose value is not a command's name. */
+const VALUE_OPTIONS = ['--max-record-bytes'];
+
+/**
+ * Adds the common options given before the command's name to the command's own: `--json` there
+ * counts as after it, and a `--max-record-bytes` given in both places with different values is
+ * refused.
+ */
+function withGlobalOptions(options: CommonOptions, global: CommonOptions): void {
+  if (global.json) options.json = true;
+  if (global.maxRecordBytes === undefined) return;
+  if (options.maxRecordBytes !== undefined && options.maxRecordBytes !== global.maxRecordBytes) {
+    throw usageError(
+      `--max-record-bytes is given twice ('${global.maxRecordBytes}', '${options.maxRecordBytes}'); give it once`,
+    );
+  }
+  options.maxRecordBytes = global.maxRecordBytes;
+}
 
 /**
  * Refuses a value option given twice with different values, which would leave the store a copy
@@ -92,21 +111,26 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
     async (...args: A) => {
       const options = args.find(
         (arg, index) => index === args.length - 2 && typeof arg === 'object',
-      ) as { json?: boolean } | undefined;
-      json = Boolean(options?.json);
+      ) as CommonOptions | undefined;
+      const global = program.opts<CommonOptions>();
+      json = Boolean(options?.json || global.json);
       try {
+        if (options !== undefined) withGlobalOptions(options, global);
         setExitCode(await handler(...args));
       } catch (error) {
         setExitCode(await reportError(error, json));
       }
     };
 
-  const program = new Command('sessile')
-    .description('Inspect, sweep and copy sessile session stores, and import from peer stores.')
-    .showHelpAfterError('(sessile --help lists every command, address and exit code)')
-    .addHelpText('after', EXIT_CODES_HELP)
-    .version(version)
-    .exitOverride();
+  const program = withCommonOptions(
+    new Command('sessile')
+      .description('Inspect, sweep and copy sessile session stores, and import from peer stores.')
+      .showHelpAfterError('(sessile --help lists every command, address and exit code)')
+      .addHelpText('after', EXIT_CODES_HELP)
+      // The program's options are those before the command's name; each command reads its own.
+      .enablePositionalOptions()
+      .exitOverride(),
+  );
 
   withCommonOptions(
     program
@@ -273,7 +297,9 @@ function parseFileExtension(text: string): string {
 
 /** What is wrong with an `argv` that names no command `sessile` has. */
 function missingCommand(argv: readonly string[]): string {
-  const named = argv.filter((arg) => !arg.startsWith('-'));
+  const named = argv.filter(
+    (arg, index) => !arg.startsWith('-') && !VALUE_OPTIONS.includes(argv[index - 1] as string),
+  );
   const unknown = named[0] === 'help' ? named[1] : named[0];
   return unknown === undefined
     ? 'no command given (stats, ls, show, sweep, copy or import)'

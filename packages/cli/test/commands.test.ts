@@ -98,6 +98,71 @@ describe('--help', () => {
   });
 });
 
+describe('options before the command name', () => {
+  it('--json and --max-record-bytes work before the command as after it', async () => {
+    const { url, live } = await sqliteWith(3, 0);
+    const stats = await runCli(['--json', 'stats', url]);
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(jsonOf(stats)).toMatchObject({ live: 3, maxRecordBytes: 1048576 });
+    const limited = await runCli(['--max-record-bytes', '4096', '--json', 'stats', url]);
+    expect(jsonOf(limited)).toMatchObject({ live: 3, maxRecordBytes: 4096 });
+    // Given in both places, the same value is one option; different values are refused.
+    const both = await runCli([
+      '--max-record-bytes=4096',
+      'stats',
+      url,
+      '--max-record-bytes',
+      '4096',
+      '--json',
+    ]);
+    expect(jsonOf(both)).toMatchObject({ maxRecordBytes: 4096 });
+    const twice = await runCli([
+      '--max-record-bytes',
+      '4096',
+      'stats',
+      url,
+      '--max-record-bytes',
+      '8192',
+    ]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain("--max-record-bytes is given twice ('4096', '8192')");
+    const listed = await runCli(['--json', 'ls', url]);
+    expect(jsonOf<{ ids: string[] }>(listed).ids.sort()).toEqual([...live].sort());
+    // A failure of the command still prints one JSON document.
+    const missing = await runCli(['--json', 'stats', `sqlite:${nextDir()}.db`]);
+    expect(missing.code).toBe(1);
+    expect(jsonOf(missing)).toMatchObject({ ok: false, error: { code: 'ERR_STORE_IO' } });
+  });
+
+  it('without a command they say none was given, and an option no command takes there is refused', async () => {
+    for (const argv of [['--json'], ['--max-record-bytes', '4096', '--json']]) {
+      const result = await runCli(argv);
+      expect(result.code).toBe(2);
+      expect(jsonOf(result)).toMatchObject({
+        ok: false,
+        error: {
+          code: 'ERR_USAGE',
+          message: 'no command given (stats, ls, show, sweep, copy or import)',
+        },
+      });
+    }
+    const bad = await runCli(['--max-record-bytes', '0', 'stats', 'sqlite:x.db', '--json']);
+    expect(bad.code).toBe(2);
+    expect(jsonOf(bad)).toMatchObject({ error: { code: 'ERR_USAGE' } });
+    const other = await runCli([
+      '--dry-run',
+      'copy',
+      '--from',
+      'sqlite:a.db',
+      '--to',
+      'sqlite:b.db',
+    ]);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain("unknown option '--dry-run'");
+    expect((await runCli(['--help'])).stdout).toMatch(/^ {2}--json /m);
+  });
+});
+
 describe('store addresses', () => {
   it.each([
     ['no scheme', 'sessions.db', 'not a store address'],
