@@ -20,12 +20,32 @@ interface RereadRow extends StoredRow {
 }
 
 /**
+ * What tells whether a row holds a record, its data left unread: `typed` is 1 when its data is
+ * a blob and its owner text or NULL, as `SUSPECT_COLUMNS` selects it.
+ */
+export interface SuspectRow {
+  rowid: number;
+  typed: number;
+  owner: unknown;
+}
+
+/** The columns of a `SuspectRow`, for a SELECT on the sessions table. */
+export const SUSPECT_COLUMNS = `rowid, (typeof(data) = 'blob' AND typeof(owner) IN ('text', 'null')) AS typed, owner`;
+
+interface ColumnTypes {
+  dataType: string;
+  ownerType: string;
+}
+
+/**
  * Reads a record by id with its owner exactly as stored. better-sqlite3 reads text that is not
  * well-formed in the database's encoding lossily: invalid UTF-8 comes back with U+FFFD in it, and
  * a lone UTF-16 surrogate joined to the next code unit. Such an owner is damage, not an owner.
  */
 export class RecordReader {
   readonly #reread: BetterSqlite3.Statement<[string, number], RereadRow>;
+  readonly #ownerBytes: BetterSqlite3.Statement<[number], unknown>;
+  readonly #columnTypes: BetterSqlite3.Statement<[number], ColumnTypes>;
   readonly #encoding: string;
   readonly #decoder: TextDecoder;
   /** In a UTF-8 database, only an owner with U+FFFD in it can differ from the stored text. */
@@ -35,6 +55,14 @@ export class RecordReader {
     this.#reread = prepare(
       db,
       `SELECT data, expires_at AS expiresAt, owner, CAST(owner AS BLOB) AS ownerBytes FROM ${table} WHERE id = ? AND expires_at > ?`,
+    );
+    this.#ownerBytes = prepare<[number], unknown>(
+      db,
+      `SELECT CAST(owner AS BLOB) FROM ${table} WHERE rowid = ?`,
+    ).pluck();
+    this.#columnTypes = prepare(
+      db,
+      `SELECT typeof(data) AS dataType, typeof(owner) AS ownerType FROM ${table} WHERE rowid = ?`,
     );
     // The encoding is fixed once the database holds a table.
     this.#encoding = String(db.pragma('encoding', { simple: true }));
@@ -56,13 +84,38 @@ export class RecordReader {
     // The whole record from one statement, so a write landing between the two reads cannot mix them.
     const again = this.#reread.get(id, now);
     if (again === undefined || typeof again.owner !== 'string') return recordOf(again);
-    let exact: string;
-    try {
-      exact = this.#decoder.decode(again.ownerBytes as Uint8Array);
-    } catch {
-      throw corrupt(`its owner is not well-formed ${this.#encoding}`);
-    }
+    const exact = this.#decode(again.ownerBytes);
+    if (exact === undefined) throw corrupt(`its owner is not well-formed ${this.#encoding}`);
     return recordOf({ data: again.data, expiresAt: again.expiresAt, owner: exact });
+  }
+
+  /**
+   * Why the live `row` holds no record, as `read` would reject it, or `undefined` when it holds
+   * one. Reads the row again, in the caller's transaction, only when its columns alone cannot
+   * tell: for the message of a row of the wrong types, for the bytes of an owner read with
+   * U+FFFD in it.
+   */
+  damageOf(row: SuspectRow): string | undefined {
+    if (row.typed !== 1) {
+      const types = this.#columnTypes.get(row.rowid);
+      return `data is ${sqlTypeName(types?.dataType)} and owner is ${sqlTypeName(types?.ownerType)}, expected a blob and text or null`;
+    }
+    if (typeof row.owner !== 'string') return undefined;
+    const owner =
+      this.#utf8 && !row.owner.includes('\uFFFD')
+        ? row.owner
+        : this.#decode(this.#ownerBytes.get(row.rowid));
+    if (owner === undefined) return `its owner is not well-formed ${this.#encoding}`;
+    return isOwner(owner) ? undefined : ownerDamage(owner);
+  }
+
+  /** Stored owner bytes as text, or `undefined` when they are not well-formed. */
+  #decode(bytes: unknown): string | undefined {
+    try {
+      return this.#decoder.decode(bytes as Uint8Array);
+    } catch {
+      return undefined;
+    }
   }
 }
 
@@ -87,16 +140,28 @@ export function recordOrUndefined(row: StoredRow): SessionRecord | undefined {
 
 function damageOf({ data, expiresAt, owner }: StoredRow): string {
   if (data instanceof Uint8Array && typeof expiresAt === 'number' && typeof owner === 'string') {
-    // Owners name people: the message gives the owner's length, never the owner.
-    return owner.length === 0 || owner.length > MAX_OWNER_LENGTH
-      ? `its owner is ${owner.length} UTF-16 code units long, expected 1 to ${MAX_OWNER_LENGTH}`
-      : 'its owner is not well-formed Unicode';
+    return ownerDamage(owner);
   }
   return `data is ${sqlType(data)}, expires_at is ${sqlType(expiresAt)} and owner is ${sqlType(owner)}, expected a blob, a number and text or null`;
 }
 
-function corrupt(damage: string): SessionError {
+function ownerDamage(owner: string): string {
+  // Owners name people: the message gives the owner's length, never the owner.
+  return owner.length === 0 || owner.length > MAX_OWNER_LENGTH
+    ? `its owner is ${owner.length} UTF-16 code units long, expected 1 to ${MAX_OWNER_LENGTH}`
+    : 'its owner is not well-formed Unicode';
+}
+
+/** `ERR_CORRUPT_RECORD` for a row with `damage`, which never names the id. */
+export function corrupt(damage: string): SessionError {
   return new SessionError('ERR_CORRUPT_RECORD', `Stored session record is corrupt: ${damage}`);
+}
+
+/** SQLite's `typeof()` of a column as `sqlType` words it. */
+function sqlTypeName(type: unknown): string {
+  if (type === 'blob') return 'a blob';
+  if (type === 'integer' || type === 'real') return 'number';
+  return String(type);
 }
 
 function sqlType(value: unknown): string {

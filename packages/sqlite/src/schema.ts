@@ -1,6 +1,6 @@
 import { SessionError } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
-import { pragmaNumber, prepare, validSessionId } from './statements.js';
+import { pragmaNumber, prepare, SUSPECT_ROW, validSessionId } from './statements.js';
 
 /** The schema version this release writes to `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 4;
@@ -13,6 +13,7 @@ export interface SchemaNames {
   expiryIndex: string;
   ownerIndex: string;
   invalidIdIndex: string;
+  suspectIndex: string;
   locks: string;
 }
 
@@ -34,6 +35,7 @@ export function schemaNames(table: unknown): SchemaNames {
     expiryIndex: `${table}_expires_at`,
     ownerIndex: `${table}_owner`,
     invalidIdIndex: `${table}_invalid_ids`,
+    suspectIndex: `${table}_suspect_rows`,
     locks: `${table}_locks`,
   };
 }
@@ -54,6 +56,10 @@ const OWNER_INDEX = '(owner) WHERE owner IS NOT NULL';
 // index costs one check of each written id, and count() subtracts them without reading the table.
 const INVALID_ID_INDEX = `(id) WHERE NOT ${validSessionId('id')}`;
 
+// Rows that may hold no record (see SUSPECT_ROW): normally none, so the index costs one check of
+// each written row, and count() and touch() find the damaged ones without reading every row.
+const SUSPECT_INDEX = `(id) WHERE ${SUSPECT_ROW}`;
+
 function createExpiryIndex(names: SchemaNames): string {
   return `CREATE INDEX IF NOT EXISTS ${quote(names.expiryIndex)} ON ${quote(names.records)} ${EXPIRY_INDEX}`;
 }
@@ -64,6 +70,10 @@ function createOwnerIndex(names: SchemaNames): string {
 
 function createInvalidIdIndex(names: SchemaNames): string {
   return `CREATE INDEX IF NOT EXISTS ${quote(names.invalidIdIndex)} ON ${quote(names.records)} ${INVALID_ID_INDEX}`;
+}
+
+function createSuspectIndex(names: SchemaNames): string {
+  return `CREATE INDEX IF NOT EXISTS ${quote(names.suspectIndex)} ON ${quote(names.records)} ${SUSPECT_INDEX}`;
 }
 
 interface Migration {
@@ -203,6 +213,7 @@ export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): S
   const expiryIndex = indexOn(db, names.expiryIndex, names.records, EXPIRY_INDEX);
   const ownerIndex = indexOn(db, names.ownerIndex, names.records, OWNER_INDEX);
   const invalidIdIndex = indexOn(db, names.invalidIdIndex, names.records, INVALID_ID_INDEX);
+  const suspectIndex = indexOn(db, names.suspectIndex, names.records, SUSPECT_INDEX);
   if (locks !== undefined && records === undefined) {
     throw foreign(names.locks, `exists without the table ${names.records}`);
   }
@@ -221,7 +232,8 @@ export function inspectSchema(db: BetterSqlite3.Database, names: SchemaNames): S
     userVersion === SCHEMA_VERSION &&
     expiryIndex &&
     ownerIndex &&
-    invalidIdIndex;
+    invalidIdIndex &&
+    suspectIndex;
   return { userVersion, presentVersion, complete };
 }
 
@@ -240,6 +252,7 @@ export function migrateSchema(db: BetterSqlite3.Database, names: SchemaNames): v
   db.exec(createExpiryIndex(names));
   db.exec(createOwnerIndex(names));
   db.exec(createInvalidIdIndex(names));
+  db.exec(createSuspectIndex(names));
   if (state.userVersion < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 

@@ -34,12 +34,21 @@ import {
   refusedBy,
 } from './open-file.js';
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
-import { type OwnedRow, RecordReader, recordOrUndefined, type StoredRow } from './records.js';
+import {
+  corrupt,
+  type OwnedRow,
+  RecordReader,
+  recordOrUndefined,
+  type StoredRow,
+  SUSPECT_COLUMNS,
+  type SuspectRow,
+} from './records.js';
 import { inspectSchema, migrateSchema, quote } from './schema.js';
 import {
   numericExpiry,
   pragmaNumber,
   prepare,
+  SUSPECT_ROW,
   unreadableExpiry,
   validSessionId,
 } from './statements.js';
@@ -127,12 +136,19 @@ export class SqliteStore extends BaseStore {
   >;
   readonly #ownedBy: BetterSqlite3.Statement<[string, number], OwnedRow>;
   readonly #touch: BetterSqlite3.Statement<[number, string, number]>;
+  readonly #touchSuspect: BetterSqlite3.Statement<[number, string, number]>;
+  readonly #liveSuspect: BetterSqlite3.Statement<[string, number], SuspectRow>;
   readonly #delete: BetterSqlite3.Statement<[string], { expiresAt: unknown }>;
   readonly #sweepBatch: BetterSqlite3.Statement<[number, number]>;
   readonly #sweepUnreadable: BetterSqlite3.Statement<[number]>;
   readonly #anyExpired: BetterSqlite3.Statement<[number], unknown>;
   readonly #count: BetterSqlite3.Statement<[number, number], number>;
+  readonly #liveSuspects: BetterSqlite3.Statement<[number], SuspectRow>;
   readonly #idsPage: BetterSqlite3.Statement<[string, number, number], string>;
+  readonly #liveSuspectsBetween: BetterSqlite3.Statement<
+    [string, string, number],
+    SuspectRow & { id: string }
+  >;
   readonly #clear: BetterSqlite3.Statement<[]>;
   /** A fenced write in one transaction; absent when locks are in-process. */
   readonly #fenced: BetterSqlite3.Transaction<FencedWrite> | undefined;
@@ -341,9 +357,18 @@ export class SqliteStore extends BaseStore {
       db,
       `SELECT id, data, expires_at AS expiresAt, owner FROM ${table} WHERE owner = ? AND expires_at > ?`,
     );
+    // A suspect row (see SUSPECT_ROW) is touched only once decoding it found a record.
     this.#touch = prepare(
       db,
+      `UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ? AND ${numeric} AND NOT ${SUSPECT_ROW}`,
+    );
+    this.#touchSuspect = prepare(
+      db,
       `UPDATE ${table} SET expires_at = ? WHERE id = ? AND expires_at > ? AND ${numeric}`,
+    );
+    this.#liveSuspect = prepare(
+      db,
+      `SELECT ${SUSPECT_COLUMNS} FROM ${table} WHERE id = ? AND expires_at > ? AND ${numeric}`,
     );
     this.#delete = prepare(
       db,
@@ -368,17 +393,29 @@ export class SqliteStore extends BaseStore {
     // A row written by hand under an id no session can have is neither counted nor listed, as
     // every call on it would reject; the partial index of such ids spares checking each row's id.
     const invalidId = `NOT ${validSessionId('id')}`;
-    // The live rows, a range of the expiry index read alone, less those under an invalid id.
+    // The live rows, a range of the expiry index read alone, less those under an invalid id;
+    // count() then subtracts the live suspects that hold no record, read through their index.
     this.#count = prepare<[number, number], number>(
       db,
       `SELECT (SELECT count(*) FROM ${table} WHERE expires_at > ? AND expires_at < '')
         - (SELECT count(*) FROM ${table} WHERE ${invalidId} AND +expires_at > ? AND ${numeric})`,
     ).pluck();
+    this.#liveSuspects = prepare(
+      db,
+      `SELECT ${SUSPECT_COLUMNS} FROM ${table} WHERE ${SUSPECT_ROW} AND +expires_at > ?
+         AND ${numeric} AND ${validSessionId('id')}`,
+    );
     this.#idsPage = prepare<[string, number, number], string>(
       db,
       `SELECT id FROM ${table} WHERE id > ? AND expires_at > ? AND ${numeric}
          AND id NOT IN (SELECT id FROM ${table} WHERE ${invalidId}) ORDER BY id LIMIT ?`,
     ).pluck();
+    // A range of the suspects' own index: normally empty, so a page costs one lookup more.
+    this.#liveSuspectsBetween = prepare(
+      db,
+      `SELECT id, ${SUSPECT_COLUMNS} FROM ${table} WHERE ${SUSPECT_ROW} AND id > ? AND id <= ?
+         AND +expires_at > ? AND ${numeric}`,
+    );
     this.#clear = prepare(db, `DELETE FROM ${table}`);
     this.#fenced = inMemory ? undefined : fencedWrite(db, settings.names);
     this.#checkpointer = inMemory ? undefined : new Checkpointer(db, file);
@@ -429,7 +466,15 @@ export class SqliteStore extends BaseStore {
     now: number,
     lease: HeldLease | undefined,
   ): Promise<boolean> {
-    return this.#write(lease, () => this.#touch.run(expiresAt, id, now).changes === 1);
+    return this.#write(lease, () => {
+      if (this.#touch.run(expiresAt, id, now).changes === 1) return true;
+      // Missing, expired, or a suspect: touched as get would read it.
+      const suspect = this.#liveSuspect.get(id, now);
+      if (suspect === undefined) return false;
+      const damage = this.#records.damageOf(suspect);
+      if (damage !== undefined) throw corrupt(damage);
+      return this.#touchSuspect.run(expiresAt, id, now).changes === 1;
+    });
   }
 
   protected _delete(id: string, now: number, lease: HeldLease | undefined): Promise<boolean> {
@@ -500,18 +545,35 @@ export class SqliteStore extends BaseStore {
   }
 
   protected _count(now: number): Promise<number> {
-    return this.#executor.read(() => this.#count.get(now, now) as number);
+    return this.#executor.read(() => {
+      let live = this.#count.get(now, now) as number;
+      for (const suspect of this.#liveSuspects.all(now)) {
+        if (this.#records.damageOf(suspect) !== undefined) live--;
+      }
+      return live;
+    });
   }
 
   protected async *_ids(now: number): AsyncIterable<string> {
     let after = '';
     for (;;) {
       // Pages by key instead of holding a cursor, which would block the connection between yields.
-      const page = await this.#executor.read(() => this.#idsPage.all(after, now, IDS_PAGE_SIZE));
-      yield* page;
-      const last = page[page.length - 1];
-      if (page.length < IDS_PAGE_SIZE || typeof last !== 'string') return;
-      after = last;
+      const page = await this.#executor.read(() => {
+        const ids = this.#idsPage.all(after, now, IDS_PAGE_SIZE);
+        const last = ids[ids.length - 1];
+        const full = ids.length === IDS_PAGE_SIZE;
+        if (last === undefined) return { ids, last, full };
+        // In the page's transaction, so each suspect is judged as the page found it.
+        const damaged = new Set<string>();
+        for (const suspect of this.#liveSuspectsBetween.all(after, last, now)) {
+          if (this.#records.damageOf(suspect) !== undefined) damaged.add(suspect.id);
+        }
+        if (damaged.size === 0) return { ids, last, full };
+        return { ids: ids.filter((id) => !damaged.has(id)), last, full };
+      });
+      yield* page.ids;
+      if (!page.full || page.last === undefined) return;
+      after = page.last;
     }
   }
 

@@ -1,4 +1,4 @@
-import { MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH } from '@sessile/core';
+import { MAX_OWNER_LENGTH, MAX_SESSION_ID_LENGTH, MIN_SESSION_ID_LENGTH } from '@sessile/core';
 import type BetterSqlite3 from 'better-sqlite3';
 
 /**
@@ -45,3 +45,12 @@ export function validSessionId(column: string): string {
   const bytes = `length(CAST(${column} AS BLOB))`;
   return `(typeof(${column}) = 'text' AND ${bytes} BETWEEN ${MIN_SESSION_ID_LENGTH} AND ${MAX_SESSION_ID_LENGTH} AND length(${column}) = ${bytes} AND ${column} NOT GLOB '*[^A-Za-z0-9_-]*')`;
 }
+
+/**
+ * SQL that holds for every row whose record SQL cannot vouch for: its `data` is not a blob, or
+ * its `owner` is neither NULL nor 1 to `MAX_OWNER_LENGTH` printable ASCII characters. Whether
+ * other text is a well-formed owner takes decoding its bytes, which no SQL function does, so
+ * those rows are suspects that the store decodes one by one; owners are mostly ASCII ids. GLOB
+ * stops at a NUL, which `instr` finds.
+ */
+export const SUSPECT_ROW = `(typeof(data) <> 'blob' OR (owner IS NOT NULL AND (typeof(owner) <> 'text' OR length(owner) NOT BETWEEN 1 AND ${MAX_OWNER_LENGTH} OR instr(owner, char(0)) > 0 OR owner GLOB '*[^ -~]*')))`;

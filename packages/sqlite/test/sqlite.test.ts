@@ -116,6 +116,7 @@ describe('schema', { timeout: 60_000 }, () => {
       { type: 'index', name: 'sessions_invalid_ids', tableName: 'sessions' },
       { type: 'table', name: 'sessions_locks', tableName: 'sessions_locks' },
       { type: 'index', name: 'sessions_owner', tableName: 'sessions' },
+      { type: 'index', name: 'sessions_suspect_rows', tableName: 'sessions' },
     ]);
     expect(lockTableWithoutRowid(db)).toBe(true);
   });
@@ -359,6 +360,10 @@ describe('schema', { timeout: 60_000 }, () => {
         'CREATE INDEX sessions_invalid_ids ON sessions (id)',
         /"sessions_invalid_ids" indexes \(id\), not/,
       ],
+      [
+        "CREATE INDEX sessions_suspect_rows ON sessions (id) WHERE typeof(data) <> 'blob'",
+        /"sessions_suspect_rows" indexes \(id\) WHERE typeof\(data\) <> 'blob', not/,
+      ],
     ];
     for (const [index, message] of foreignIndexes) {
       rmSync(path, { force: true });
@@ -382,6 +387,7 @@ describe('schema', { timeout: 60_000 }, () => {
       CREATE INDEX sessions_expires_at ON sessions (expires_at);
       CREATE INDEX Sessions_Owner ON sessions (owner)  WHERE owner IS NOT NULL;
       CREATE INDEX sessions_invalid_ids ON sessions (id) WHERE NOT (typeof(id) = 'text' AND length(CAST(id AS BLOB)) BETWEEN 16 AND 128 AND length(id) = length(CAST(id AS BLOB)) AND id NOT GLOB '*[^A-Za-z0-9_-]*');
+      CREATE INDEX sessions_suspect_rows ON sessions (id) WHERE (typeof(data) <> 'blob' OR (owner IS NOT NULL AND (typeof(owner) <> 'text' OR length(owner) NOT BETWEEN 1 AND 256 OR instr(owner, char(0)) > 0 OR owner GLOB '*[^ -~]*')));
     `);
     own.close();
     const store = await openStore({ path });
@@ -1328,6 +1334,100 @@ describe('owners', { timeout: 60_000 }, () => {
     await expectCode(store.get(idOf('lone')), 'ERR_CORRUPT_RECORD');
     expect((await store.get(idOf('fine')))?.owner).toBe('\uFEFFa\uFFFD\u{1F600}');
     expect(await idsOf(store, '\u{10061}')).toEqual([]);
+    await expectCode(store.touch(idOf('lone'), Date.now() + 2 * HOUR_MS), 'ERR_CORRUPT_RECORD');
+    expect(await store.touch(idOf('fine'), Date.now() + 2 * HOUR_MS)).toBe(true);
+  });
+
+  it('count, ids and touch pass over a row get reports corrupt, and count every owner a write stores', async () => {
+    const store = await openStore({ path });
+    const db = openDatabase();
+    const setOwner = db.prepare('UPDATE sessions SET owner = ? WHERE id = ?');
+    const setOwnerBytes = db.prepare('UPDATE sessions SET owner = CAST(? AS TEXT) WHERE id = ?');
+    const damaged: Record<string, (id: string) => unknown> = {
+      invalid: (id) => setOwnerBytes.run(Buffer.of(0x61, 0xff), id),
+      overlong: (id) => setOwnerBytes.run(Buffer.of(0xc0, 0x80), id),
+      afterNul: (id) => setOwnerBytes.run(Buffer.of(0x61, 0x00, 0xff), id),
+      long: (id) => setOwner.run('a'.repeat(257), id),
+      empty: (id) => setOwner.run('', id),
+      blobOwner: (id) => db.prepare("UPDATE sessions SET owner = x'61' WHERE id = ?").run(id),
+      textData: (id) => db.prepare("UPDATE sessions SET data = 'text' WHERE id = ?").run(id),
+    };
+    for (const [label, damage] of Object.entries(damaged)) {
+      await store.set(idOf(label), owned(label, 'alice'));
+      damage(idOf(label));
+    }
+    // Owners SQL cannot vouch for, which the store decodes: every one is a live session.
+    const fine: Record<string, string | undefined> = {
+      ascii: 'user-42',
+      longest: 'b'.repeat(256),
+      accented: 'jos\u00e9',
+      replacement: '\uFFFD',
+      nul: 'a\0b',
+      control: 'tab\there',
+      bom: '\uFEFFa',
+      emoji: '\u{1F600}'.repeat(128),
+      none: undefined,
+    };
+    for (const [label, owner] of Object.entries(fine)) {
+      await store.set(idOf(label), owner === undefined ? record(label) : owned(label, owner));
+    }
+    const live = Object.keys(fine).map(idOf).sort();
+    for (const label of Object.keys(damaged)) {
+      await expectCode(store.get(idOf(label)), 'ERR_CORRUPT_RECORD');
+    }
+
+    expect(await store.count()).toBe(live.length);
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed.sort()).toEqual(live);
+    const later = Date.now() + 2 * HOUR_MS;
+    for (const label of Object.keys(damaged)) {
+      const error = await rejection(store.touch(idOf(label), later));
+      expect(isSessionError(error, 'ERR_CORRUPT_RECORD'), `${label}: ${String(error)}`).toBe(true);
+      expect((error as Error).message).not.toContain(idOf(label));
+    }
+    for (const [label, owner] of Object.entries(fine)) {
+      expect(await store.touch(idOf(label), later), label).toBe(true);
+      expect((await store.get(idOf(label)))?.owner, label).toBe(owner);
+      expect((await store.get(idOf(label)))?.expiresAt, label).toBe(later);
+    }
+    // An unconditional set repairs one, and it counts again.
+    expect(await store.set(idOf('invalid'), owned('repaired', 'jos\u00e9'))).toBe(true);
+    expect(await store.count()).toBe(live.length + 1);
+    expect(await store.touch(idOf('invalid'), later)).toBe(true);
+  });
+
+  it('count and ids pass over damaged rows written while the suspect index was gone, once open makes it again', async () => {
+    const db = openDatabase();
+    const store = await openStore({ database: db });
+    await store.set(idOf('kept'), owned('kept', 'alice'));
+    await store.set(idOf('damaged'), owned('damaged', 'alice'));
+    await store.close();
+    db.exec('DROP INDEX sessions_suspect_rows');
+    db.prepare("UPDATE sessions SET owner = CAST(x'ff' AS TEXT) WHERE id = ?").run(idOf('damaged'));
+    const again = await openStore({ database: db });
+    expect(await again.count()).toBe(1);
+    const listed: string[] = [];
+    for await (const id of again.ids()) listed.push(id);
+    expect(listed).toEqual([idOf('kept')]);
+  });
+
+  it('pages ids past a page of damaged rows', async () => {
+    const store = await openStore({ path });
+    const db = openDatabase();
+    // More than one page of damaged rows (a page holds 256), then one live session after them.
+    const insert = db.prepare(
+      "INSERT INTO sessions (id, data, expires_at, owner) VALUES (?, x'00', ?, CAST(x'ff' AS TEXT))",
+    );
+    db.transaction(() => {
+      for (let n = 0; n < 600; n++)
+        insert.run(`a${String(n).padStart(20, '0')}`, Date.now() + HOUR_MS);
+    })();
+    await store.set(`b${'0'.repeat(20)}`, record('after'));
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([`b${'0'.repeat(20)}`]);
+    expect(await store.count()).toBe(1);
   });
 
   it('lists no row written by hand under an id no session can have, so revoking the owner reaches every session', async () => {
