@@ -11,12 +11,13 @@ export class Database {
   readonly pool: pg.Pool;
   /** `host:port/database`, for error messages. */
   readonly server: string;
-  readonly #timeoutMs: number;
+  /** How long one statement may take, waiting for a connection included (`queryTimeoutMs`). */
+  readonly timeoutMs: number;
 
   constructor(pool: pg.Pool, timeoutMs: number) {
     this.pool = pool;
     this.server = describeServer(pool);
-    this.#timeoutMs = timeoutMs;
+    this.timeoutMs = timeoutMs;
   }
 
   /**
@@ -29,7 +30,7 @@ export class Database {
     text: string,
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    const config = { name, text, values, query_timeout: this.#timeoutMs };
+    const config = { name, text, values, query_timeout: this.timeoutMs };
     let gaveUp = false;
     const sent = this.pool.connect().then((client) => {
       if (gaveUp) {
@@ -58,7 +59,7 @@ export class Database {
   timedOut(action: string): SessionError {
     return new SessionError(
       'ERR_STORE_IO',
-      `${action} on PostgreSQL ${this.server} did not finish within ${this.#timeoutMs} ms`,
+      `${action} on PostgreSQL ${this.server} did not finish within ${this.timeoutMs} ms`,
     );
   }
 
@@ -83,7 +84,7 @@ export class Database {
         timedOut = true;
         gaveUp?.();
         reject(this.timedOut(action));
-      }, this.#timeoutMs);
+      }, this.timeoutMs);
       work.then(
         (value) => {
           clearTimeout(timer);
@@ -97,6 +98,44 @@ export class Database {
       );
     });
   }
+}
+
+/** Socket errors of a connection that broke or could not be made. */
+const LOST_SOCKET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Whether `error`, as `query` rejects, is a connection lost or refused (a network drop, a server
+ * restart or failover, a backend terminated), which the same statement on a fresh connection may
+ * get past. Never a timeout, nor an error of the statement itself. A statement sent before the
+ * loss may still have run with its answer lost, so only a statement safe to run twice is retried.
+ */
+export function lostConnection(error: unknown): boolean {
+  const cause = error instanceof SessionError ? error.cause : error;
+  if (!(cause instanceof Error)) return false;
+  const { code } = cause as { code?: unknown };
+  if (typeof code === 'string') {
+    // SQLSTATE class 08 (connection exception) and the server shutting down, crashed, or starting.
+    return (
+      LOST_SOCKET_CODES.has(code) ||
+      code.startsWith('08') ||
+      code === '57P01' ||
+      code === '57P02' ||
+      code === '57P03'
+    );
+  }
+  return (
+    cause.message === 'Connection terminated unexpectedly' ||
+    cause.message === 'Client has encountered a connection error and is not queryable'
+  );
 }
 
 /**

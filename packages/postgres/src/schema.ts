@@ -635,13 +635,19 @@ function foreign(names: SchemaNames, name: string, problem: string): SessionErro
  * What a claim does on a key that has a lease row (aliased `held`): takes it when the lease has
  * ended, else marks it `waited` (once), so its release knows to NOTIFY. RETURNING then gives the
  * holder's token, which only equals the claim's own when the claim took the key.
+ *
+ * `retried`: the claim is sent again after its connection was lost, and its first send may have
+ * taken the key with the answer lost. A row holding the claim's own token is then the claim's
+ * (tokens are never reused), so it counts as taken, unchanged and not marked waited: sent any
+ * number of times, the claim takes the key at most once and never leaves it to nobody.
  */
-export function claimConflict(now: string): string {
+export function claimConflict(now: string, retried = false): string {
   // 'NaN' and 'Infinity' (a hand edit) sort above every number: no lease ends then, so it has ended.
   const ended = `(held.expires_at <= ${now} OR held.expires_at >= 'Infinity')`;
+  const free = retried ? `(${ended} OR held.token = excluded.token)` : ended;
   return `ON CONFLICT (id) DO UPDATE SET
       token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
       expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,
-      waited = held.waited OR NOT ${ended}
-    WHERE ${ended} OR NOT held.waited`;
+      waited = held.waited OR NOT ${free}
+    WHERE ${free} OR NOT held.waited`;
 }

@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { isSessionError } from '@sessile/core';
+import { isSessionError, type SessionLock, type SessionRecord } from '@sessile/core';
 import { PostgresStore, type PostgresStoreOptions } from '@sessile/postgres';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -9,10 +9,10 @@ import {
   admin,
   CONNECTION_STRING,
   codeOf,
+  faultyRelay,
   HOUR_MS,
   idOf,
   record,
-  silentRelay,
   textOf,
   useTestSchema,
 } from './helpers.js';
@@ -47,6 +47,50 @@ async function waitingBackends(applicationName: string): Promise<number> {
     [applicationName],
   );
   return rows[0]?.n ?? 0;
+}
+
+/** A lock on `id` by `locks.acquire` or `locks.acquireAndGet`, waiting up to 3 s. */
+async function acquireFor(
+  store: PostgresStore,
+  how: 'acquire' | 'acquireAndGet',
+  id: string,
+): Promise<{ lock: SessionLock; record: SessionRecord | undefined }> {
+  // Shorter than the lease, so a lease left to nobody fails the wait with ERR_LOCK_TIMEOUT.
+  const options = { waitMs: 3_000, leaseMs: 60_000 };
+  if (how === 'acquire') return { lock: await store.locks.acquire(id, options), record: undefined };
+  const acquireAndGet = store.locks.acquireAndGet;
+  if (acquireAndGet === undefined) throw new Error('PostgresStore offers acquireAndGet');
+  return acquireAndGet.call(store.locks, id, options);
+}
+
+/** A store on `table` whose connections go through a `faultyRelay`, named `applicationName`. */
+async function storeBehindRelay(
+  table: string,
+  options: Partial<PostgresStoreOptions> = {},
+): Promise<{
+  store: PostgresStore;
+  relay: Awaited<ReturnType<typeof faultyRelay>>;
+  applicationName: string;
+}> {
+  const relay = await faultyRelay();
+  cleanups.push(() => relay.close());
+  const applicationName = `sessile_relay_${randomBytes(4).toString('hex')}`;
+  const url = relay.url();
+  url.searchParams.set('application_name', applicationName);
+  const store = await openStore({ connectionString: url.href, table, ...options });
+  return { store, relay, applicationName };
+}
+
+/** Resolves once the connections of `applicationName` include a LISTEN connection. */
+async function listening(applicationName: string): Promise<void> {
+  for (;;) {
+    const { rows } = await admin(
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`,
+      [applicationName],
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 interface Traffic {
@@ -158,7 +202,7 @@ describe('failure', () => {
     const peer = await openStore({ table });
     // A waiter keeps the store's LISTEN connection open, so the kill ends it too.
     const held = await peer.locks.acquire(idOf('held'), { leaseMs: 60_000 });
-    // Its claims run during the kill too: it gets the lock later or fails with ERR_STORE_IO.
+    // Its claims run during the kill too, and are sent again on a fresh connection.
     const waiting = store.locks.acquire(held.id, { waitMs: 60_000 }).then(
       (lock) => lock,
       (error: unknown) => error,
@@ -174,11 +218,109 @@ describe('failure', () => {
     expect([...traffic.failures.keys()].filter((code) => code !== 'ERR_STORE_IO')).toEqual([]);
     await held.release();
     const woken = await waiting;
-    if (isSessionError(woken)) expect(woken.code).toBe('ERR_STORE_IO');
-    else await (woken as { release(): Promise<void> }).release();
+    expect(isSessionError(woken) ? woken.code : 'locked').toBe('locked');
+    await (woken as SessionLock).release();
     await expectAcknowledgedWrites(store, traffic);
     await expectRecovered(store, peer);
   }, 60_000);
+
+  for (const how of ['acquire', 'acquireAndGet'] as const) {
+    it(`a waiting ${how} outlives a brief network drop: it gets the lock when the holder releases, instead of ERR_STORE_IO`, async () => {
+      const table = newTable();
+      const { store, relay, applicationName } = await storeBehindRelay(table);
+      const peer = await openStore({ table });
+      // Idle pooled connections, which the drop kills unseen until one is used.
+      await Promise.all(Array.from({ length: 5 }, (_, i) => store.get(idOf(`warm${i}`))));
+      const id = idOf('dropped');
+      const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
+      const waiting = acquireFor(store, how, id);
+      await listening(applicationName);
+      relay.cut();
+      await peer.set(id, record('written by the holder'), { lock: held });
+      await held.release();
+      const { lock, record: read } = await waiting;
+      if (how === 'acquireAndGet') expect(textOf(read?.data)).toBe('written by the holder');
+      expect(await codeOf(peer.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      await lock.release();
+      await (await peer.locks.acquire(id, { waitMs: 0 })).release();
+    });
+
+    it(`a waiting ${how} whose claim committed but whose answer was lost holds the lock, not a lease held by nobody`, async () => {
+      const table = newTable();
+      const { store, relay, applicationName } = await storeBehindRelay(table);
+      const peer = await openStore({ table });
+      const id = idOf('unanswered');
+      const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
+      await peer.set(id, record('written by the holder'), { lock: held });
+      const waiting = acquireFor(store, how, id);
+      // A release that has not committed yet: the waiter's next claim queues behind it.
+      const releaser = new pg.Client({ connectionString: CONNECTION_STRING });
+      await releaser.connect();
+      cleanups.push(() => releaser.end());
+      await releaser.query('BEGIN');
+      await releaser.query(`DELETE FROM "${schema}"."${table}_locks" WHERE id = $1`, [id]);
+      while ((await waitingBackends(applicationName)) === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // The claim takes the key once the release commits, and its answer never arrives.
+      relay.swallowReplies();
+      await releaser.query('COMMIT');
+      let taken: string | undefined;
+      while (taken === undefined) {
+        const { rows } = await admin<{ token: string }>(
+          `SELECT token FROM "${schema}"."${table}_locks" WHERE id = $1`,
+          [id],
+        );
+        taken = rows[0]?.token;
+      }
+      // Another host asks meanwhile, so the lease is marked waited for.
+      const third = await openStore({ table });
+      expect(await codeOf(third.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+      relay.cut();
+      const { lock, record: read } = await waiting;
+      expect(lock.token).toBe(taken);
+      if (how === 'acquireAndGet') expect(textOf(read?.data)).toBe('written by the holder');
+      await lock.release();
+      // The peer's lease, freed under it by hand, is lost to it.
+      expect(await codeOf(held.release())).toBe('ERR_LOCK_LOST');
+      // Nothing is left holding the key.
+      await (await peer.locks.acquire(id, { waitMs: 0 })).release();
+    });
+  }
+
+  it('a waiting acquire still fails with ERR_STORE_IO when the server stays unreachable for queryTimeoutMs', async () => {
+    const table = newTable();
+    const { store, relay, applicationName } = await storeBehindRelay(table, {
+      queryTimeoutMs: 500,
+    });
+    const peer = await openStore({ table });
+    const id = idOf('unreachable');
+    const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = codeOf(store.locks.acquire(id, { waitMs: 60_000 }));
+    await listening(applicationName);
+    await relay.close();
+    expect(await waiting).toBe('ERR_STORE_IO');
+    await held.release();
+  });
+
+  it('close() ends a waiting acquire whose claims are being sent again, without waiting out queryTimeoutMs', async () => {
+    const table = newTable();
+    const { store, relay, applicationName } = await storeBehindRelay(table, {
+      queryTimeoutMs: 60_000,
+    });
+    const peer = await openStore({ table });
+    const id = idOf('closing');
+    const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = codeOf(store.locks.acquire(id, { waitMs: 60_000 }));
+    await listening(applicationName);
+    await relay.close();
+    // The lost LISTEN connection wakes the waiter, whose claims then meet a refused connection.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Within the test's timeout, far shorter than queryTimeoutMs.
+    await store.close();
+    expect(await waiting).toBe('ERR_STORE_CLOSED');
+    await held.release();
+  });
 
   it('an operation the server does not answer fails with ERR_STORE_IO after queryTimeoutMs, and the next one succeeds', async () => {
     const table = newTable();
@@ -302,7 +444,7 @@ describe('failure', () => {
   });
 
   it('close() ends when the server stopped answering, a LISTEN connection open', async () => {
-    const relay = await silentRelay();
+    const relay = await faultyRelay();
     cleanups.push(() => relay.close());
     const applicationName = `relay-${randomBytes(4).toString('hex')}`;
     const url = relay.url();
@@ -330,7 +472,7 @@ describe('failure', () => {
   });
 
   it('a process whose store closed while the server stopped answering exits: no pool socket holds it', async () => {
-    const relay = await silentRelay();
+    const relay = await faultyRelay();
     cleanups.push(() => relay.close());
     const options = {
       connectionString: relay.url().href,

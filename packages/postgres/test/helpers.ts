@@ -168,17 +168,21 @@ export async function passwordGate(password: string): Promise<{
 }
 
 /**
- * A relay to the test server that can fall silent, as a network partition or a black-holed
- * address does: from `silence()` on it forwards nothing and closes nothing. `url()` is the
- * server's URL through it.
+ * A relay to the test server that fails as a network does. From `silence()` on it forwards
+ * nothing and closes nothing (a partition, a black-holed address); from `swallowReplies()` on it
+ * forwards what clients send but none of the answers; `cut()` drops every connection at once, as
+ * a brief network drop does, and relays new ones normally. `url()` is the server's URL through it.
  */
-export async function silentRelay(): Promise<{
+export async function faultyRelay(): Promise<{
   url: () => URL;
   silence: () => void;
+  swallowReplies: () => void;
+  cut: () => void;
   close: () => Promise<void>;
 }> {
   const upstreamUrl = new URL(CONNECTION_STRING);
   let silent = false;
+  let swallowing = false;
   const sockets = new Set<Socket>();
   // Half-open allowed: a socket whose client said goodbye answers only as the relay forwards.
   const server = createServer({ allowHalfOpen: true }, (socket) => {
@@ -186,18 +190,25 @@ export async function silentRelay(): Promise<{
     for (const end of [socket, upstream]) {
       sockets.add(end);
       end.on('error', () => {});
+      end.on('close', () => sockets.delete(end));
     }
     socket.on('data', (chunk) => {
       if (!silent) upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
-      if (!silent) socket.write(chunk);
+      if (!silent && !swallowing) socket.write(chunk);
     });
     socket.on('end', () => {
       if (!silent) upstream.end();
     });
     upstream.on('end', () => {
       if (!silent) socket.end();
+    });
+    socket.on('close', () => {
+      if (!silent) upstream.destroy();
+    });
+    upstream.on('close', () => {
+      if (!silent) socket.destroy();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -208,6 +219,13 @@ export async function silentRelay(): Promise<{
     url: () => new URL(url),
     silence: () => {
       silent = true;
+    },
+    swallowReplies: () => {
+      swallowing = true;
+    },
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+      swallowing = false;
     },
     close: () =>
       new Promise<void>((resolve) => {
