@@ -77,10 +77,22 @@ export function sessile<Data extends SessionData = SessionData>(
   const discards = (status: number) => !commitOnError && status >= 500;
   const { reportCommitError } = adapter;
 
+  /** The session each request is still opening: a call meanwhile shares it. */
+  const opening = new WeakMap<IncomingMessage, Promise<Session<Data>>>();
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
     // A second call for one request would wait on the lock the request itself holds.
     const running = adapter.openedFor(req);
     if (running !== undefined) return running;
+    let opened = opening.get(req);
+    if (opened === undefined) {
+      opened = open(req, res);
+      opening.set(req, opened);
+    }
+    return opened;
+  };
+
+  const open = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
     const requestCookie = cookie.verify(req.headers.cookie);
     const session = await manager.openForConnection(
       requestCookie?.value,

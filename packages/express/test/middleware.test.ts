@@ -87,6 +87,28 @@ describe('sessile() middleware without express', () => {
     expect(await (await jar.fetch(url)).text()).toBe('2');
     expect(opened).toHaveLength(2);
   });
+
+  it('hands two handle() calls of one request made at once the same session, instead of one waiting on the other', async () => {
+    const sessions = counterSessions(cleanups, { lock: { waitMs: 300 } });
+    const same: boolean[] = [];
+    // Two parts of one request (an auth check and a cart) open the session side by side.
+    const url = await serveCounter(sessions, cleanups, async (req, res) => {
+      const [auth, cart] = await Promise.all([
+        sessions.handle(req, res),
+        sessions.handle(req, res),
+      ]);
+      same.push(auth === cart);
+      return false;
+    });
+    const jar = new CookieJar();
+    const first = await jar.fetch(url);
+    expect(await first.text()).toBe('1');
+    expect(first.headers.getSetCookie()).toHaveLength(1);
+    const second = await jar.fetch(url);
+    expect(second.status).toBe(200);
+    expect(await second.text()).toBe('2');
+    expect(same).toEqual([true, true]);
+  });
 });
 
 describe('two sessile() middlewares on one request', () => {
