@@ -342,7 +342,8 @@ export class Session<Data extends SessionData = SessionData> {
 
   /**
    * Ends the session now: its record is deleted and `commit()` only releases the lock. Idempotent.
-   * A callback is refused: await the promise instead.
+   * When the delete fails, it rejects with the store's error and the session goes on as before,
+   * so a retry can end it. A callback is refused: await the promise instead.
    */
   invalidate(): Promise<void>;
   invalidate(callback?: unknown): Promise<void> {
@@ -353,7 +354,14 @@ export class Session<Data extends SessionData = SessionData> {
     if (this.#destroyed) return;
     this.#assertActive('invalidate');
     this.#destroyed = true;
-    if (!this.#isNew) await this.#context.store.delete(this.#id);
+    if (this.#isNew) return;
+    try {
+      await this.#context.store.delete(this.#id);
+    } catch (error) {
+      // Still stored: the session goes on, so its cookie is kept and a retry can delete it.
+      if (!this.#revoked) this.#destroyed = false;
+      throw error;
+    }
   }
 
   /**

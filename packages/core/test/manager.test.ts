@@ -6,6 +6,7 @@ import {
   isSessionError,
   MemoryStore,
   manual,
+  SessionError,
   SessionManager,
   type SessionManagerOptions,
   SWEEP_LOCK_ID,
@@ -147,6 +148,22 @@ describe('Session status and commit', () => {
     const after = await store.get(id);
     expect(after?.expiresAt).toBeGreaterThan(before?.expiresAt ?? Number.POSITIVE_INFINITY);
     expect(after?.data).toEqual(before?.data);
+  });
+
+  it('keeps a session whose invalidate() failed in the store going, so a retry logs it out', async () => {
+    const { manager, store } = setup();
+    const id = await createSession(manager, { user: 'alice' });
+    const session = await manager.open(id);
+    const failure = new SessionError('ERR_STORE_IO', 'disk gone');
+    const spy = vi.spyOn(store, 'delete').mockRejectedValueOnce(failure);
+    await expect(session.invalidate()).rejects.toBe(failure);
+    expect(session.status).toBe('unchanged');
+    expect(await store.get(id)).toBeDefined();
+    await session.invalidate();
+    spy.mockRestore();
+    expect(session.status).toBe('destroyed');
+    expect(await store.get(id)).toBeUndefined();
+    expect(await session.commit()).toBe('destroyed');
   });
 
   it('never brings back a session invalidated while a late request still had it open', async () => {

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
-import { MemoryStore, manual, SessionManager } from '@sessile/core';
+import { MemoryStore, manual, SessionError, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import expressSession from 'express-session';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type SessileMiddleware,
   type SessileOptions,
@@ -319,6 +319,54 @@ describe('sessile() and a client that hangs up while it waits for the lock', () 
     expect(handled).toEqual(['/count', '/hold', '/count']);
     expect(errors).toEqual([]);
     expect(reported).toEqual([]);
+  });
+});
+
+describe('sessile() and a logout the store fails', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('answers the failure, keeps the cookie and the session, and a retry logs out', async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ user?: string }>({
+      store,
+      secret: 'a secret of 32 characters or more for these tests',
+      cleanup: manual(),
+    });
+    const app = express();
+    app.use(sessions);
+    app.post('/login', (req, res) => {
+      (req as unknown as SessileRequest<{ user?: string }>).session.data.user = 'alice';
+      res.end();
+    });
+    app.post('/logout', async (req, res) => {
+      await (req as unknown as SessileRequest).session.invalidate();
+      res.end('signed out');
+    });
+    app.get('/me', (req, res) => {
+      res.end((req as unknown as SessileRequest<{ user?: string }>).session.data.user ?? 'nobody');
+    });
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(503).end(error.message);
+    });
+    const url = await serveApp(app, cleanups, sessions, store);
+    const jar = new CookieJar();
+    await jar.fetch(`${url}/login`, { method: 'POST' });
+    const deleteOnce = vi
+      .spyOn(store, 'delete')
+      .mockRejectedValueOnce(new SessionError('ERR_STORE_IO', 'the disk is gone'));
+    const failed = await jar.fetch(`${url}/logout`, { method: 'POST' });
+    expect(failed.status).toBe(503);
+    // A cleared cookie would leave the stored session behind, with no way left to log it out.
+    expect(failed.headers.getSetCookie()).toEqual([]);
+    expect(await (await jar.fetch(`${url}/me`)).text()).toBe('alice');
+    deleteOnce.mockRestore();
+    const retried = await jar.fetch(`${url}/logout`, { method: 'POST' });
+    expect(await retried.text()).toBe('signed out');
+    expect(retried.headers.getSetCookie()[0]).toMatch(/^sid=; .*Max-Age=0/);
+    expect(await store.count()).toBe(0);
   });
 });
 
