@@ -9,9 +9,11 @@ import {
   LeaseLock,
   LeaseLocks,
   type LockFileSystem,
+  lockLost,
   lockManagerClosed,
 } from '@sessile/core/store';
 import type { EventLoopTurns } from './event-loop-turns.js';
+import { unless } from './fs.js';
 
 export interface FileLocksInit {
   /** The directory that holds lease files, `<store path>/.locks`. */
@@ -52,6 +54,7 @@ export interface FileLocksInit {
 export class FileLocks extends LeaseLocks {
   readonly #leases: LeaseFiles;
   readonly #pathOf: (key: string) => string;
+  readonly #fs: LockFileSystem;
 
   constructor(init: FileLocksInit) {
     const prefix = init.directory + sep;
@@ -92,14 +95,27 @@ export class FileLocks extends LeaseLocks {
     super(backend, { location: init.recordsDirectory });
     this.#leases = leases;
     this.#pathOf = pathOf;
+    this.#fs = init.fs;
   }
 
   /**
    * Rejects with `ERR_LOCK_LOST` unless `lease` still holds its session. The caller holds the
    * session's record guard, which makes the check atomic with its write.
    */
-  assertHeld(lease: HeldLease): Promise<void> {
-    return this.#leases.assertHeld(lease);
+  async assertHeld(lease: HeldLease): Promise<void> {
+    await this.#leases.assertHeld(lease);
+    // One lstat even well inside the lease: a lease file removed by hand (all of `.locks`, or
+    // the one file taken for a stale lock) lets another claim link its own, without guard or wait.
+    const path = this.#pathOf(lease.key);
+    // Where calls go through the thread pool, looked up there first, so a hung server never
+    // holds the event loop; `recheckAt`'s own lstat then finds the attributes cached.
+    if (
+      this.#fs.lstatSync === undefined &&
+      (await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.lstat(path))) === undefined
+    ) {
+      throw leaseFileGone();
+    }
+    if (!this.#leases.recheckAt(path, lease.token)) throw leaseFileGone();
   }
 
   /**
@@ -140,4 +156,8 @@ export class FileLocks extends LeaseLocks {
       },
     });
   }
+}
+
+function leaseFileGone() {
+  return lockLost('its lease file was removed or another holder linked its own in its place');
 }

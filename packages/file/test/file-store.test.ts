@@ -1258,6 +1258,34 @@ describe('locks', () => {
     // The guard the store took was its own holder's inode, and it let it go.
     expect(statSync(deadHolder).nlink).toBe(1);
   });
+  for (const io of ['sync', 'async'] as const) {
+    for (const removed of ['the lock directory', 'the one lease file'] as const) {
+      it(`a fenced write well inside its lease is refused once ${removed} was removed by hand and another process locked the session (io '${io}')`, async () => {
+        const store = await openStore({ io });
+        const id = generateSessionId();
+        await store.set(id, recordOf('before'));
+        const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+        const leaseFile = join(store.path, '.locks', id.slice(0, SHARD_LENGTH), id);
+        // An operator clearing what looks like stuck locks.
+        rmSync(removed === 'the lock directory' ? join(store.path, '.locks') : leaseFile, {
+          recursive: true,
+        });
+        const other = spawn('lock-holder.mjs', [store.path, id, '60000']);
+        await other.next('held');
+        const othersToken = JSON.parse(readFileSync(leaseFile, 'utf8')).token;
+
+        expect(await codeOf(store.set(id, recordOf('late'), { lock }))).toBe('ERR_LOCK_LOST');
+        expect(await codeOf(store.touch(id, Date.now() + 2 * HOUR_MS, { lock }))).toBe(
+          'ERR_LOCK_LOST',
+        );
+        expect(await codeOf(store.delete(id, { lock }))).toBe('ERR_LOCK_LOST');
+        expect(textOf(await store.get(id))).toBe('before');
+        expect(await codeOf(lock.release())).toBe('ERR_LOCK_LOST');
+        // The other process's lease is left where it is.
+        expect(JSON.parse(readFileSync(leaseFile, 'utf8')).token).toBe(othersToken);
+      }, 30_000);
+    }
+  }
 });
 
 describe('write guards', () => {

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSessionId, type LockedRecord, SessionManager } from '@sessile/core';
@@ -101,14 +102,24 @@ describe('a fenced write that frees its lock (release)', () => {
   });
 
   it('resolves once written when freeing the lease then fails: the write landed, and the lease ends by itself', async () => {
-    const store = await openStore();
     const id = generateSessionId();
+    let breakLease = false;
+    const store = await FileStore.open({
+      path: join(root, `store-${++directories}`),
+      reuseFiles: false,
+      renameFile: async (from, to) => {
+        await rename(from, to);
+        // Once the write has checked its lease and landed, a lease file that cannot be
+        // unlinked (here a directory in its place; an I/O error): the release that follows fails.
+        if (!breakLease) return;
+        rmSync(leaseFileOf(store, id));
+        mkdirSync(leaseFileOf(store, id));
+      },
+    });
+    stores.push(store);
     await store.set(id, recordOf('old'));
     const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
-    // A lease file that cannot be unlinked (here a directory in its place; an I/O error, a
-    // read-only remount): the release that follows the write fails.
-    rmSync(leaseFileOf(store, id));
-    mkdirSync(leaseFileOf(store, id));
+    breakLease = true;
     expect(await store.set(id, recordOf('new'), { lock, release: true })).toBe(true);
     expect(textOf(await store.get(id))).toBe('new');
     rmSync(leaseFileOf(store, id), { recursive: true });
