@@ -140,9 +140,13 @@ class StripeLeases implements LeaseBackend {
    * or write any record, so the check and the write cannot interleave with it.
    */
   holds(lease: HeldLease): boolean {
+    const path = this.#pathOf(lease.key);
     return (
       this.#held.get(lease.key) === lease.token &&
-      this.#files.holdsAtSync(this.#pathOf(lease.key), lease.token)
+      this.#files.holdsAtSync(path, lease.token) &&
+      // One lstat even well inside the lease: a stripe's file removed by hand (taken for a stale
+      // lock) lets another claim link its own at once, and the lock directory's check misses it.
+      this.#files.recheckAt(path, lease.token)
     );
   }
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { readdirSync, unlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -159,6 +159,41 @@ describe('DbmStore locked requests: lock and read in one step, write and unlock 
       await store.close();
     }
   });
+
+  it('a fenced write well inside its lease writes nothing once its stripe file was removed by hand and another process took the stripe', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path, stripes: 8 });
+    try {
+      const id = generateSessionId();
+      const before = { data: bytes(1), expiresAt: Date.now() + HOUR_MS };
+      await store.set(id, before);
+      const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+      const stripeFile = join(`${path}.locks`, 'stripes', `${sessionStripe(id, 8)}.lock`);
+      // An operator removing what looks like a stuck lock.
+      unlinkSync(stripeFile);
+      const script = fileURLToPath(new URL('./fixtures/lock-holder.mjs', import.meta.url));
+      const holder = fork(script, [path, id, '8', '60000'], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children.push(holder);
+      await nextMessage(holder, 'held');
+      const holdersLease = readFileSync(stripeFile, 'utf8');
+
+      const after = { data: bytes(2), expiresAt: Date.now() + HOUR_MS };
+      expect(await codeOf(store.set(id, after, { lock }))).toBe('ERR_LOCK_LOST');
+      expect(await codeOf(store.touch(id, Date.now() + 2 * HOUR_MS, { lock }))).toBe(
+        'ERR_LOCK_LOST',
+      );
+      expect(await codeOf(store.delete(id, { lock }))).toBe('ERR_LOCK_LOST');
+      expect(await store.get(id)).toEqual(before);
+      expect(await codeOf(lock.release())).toBe('ERR_LOCK_LOST');
+      // The other process still holds the stripe.
+      expect(readFileSync(stripeFile, 'utf8')).toBe(holdersLease);
+      expect(await codeOf(store.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
 
   it('a stripe a commit freed is free for another instance at once, and its own again once that instance lets go', async () => {
     const path = newPath();
