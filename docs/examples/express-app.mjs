@@ -149,7 +149,8 @@ const server = app.listen(check ? 0 : Number(PORT ?? 3000), async () => {
 process.once('SIGINT', shutDown);
 
 async function shutDown() {
-  server.close();
+  // Requests still running commit their sessions before the store closes.
+  await new Promise((resolve) => server.close(resolve));
   await sessions.close();
   await store.close();
   if (SESSIONS_DB === undefined) {
