@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SessionStore, StoreProbe } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
+import { assertLevelStoreData } from './level-data.js';
 import { toCliError } from './output.js';
 import { importPackage } from './resolve.js';
 
@@ -374,13 +375,22 @@ export async function openStore(
     );
     if (missing !== undefined) throw missing;
   }
+  let store: SessionStore;
   try {
-    return await Store.open(
+    store = await Store.open(
       maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
     );
   } catch (error) {
     throw namingStore(error, address);
   }
+  if (address.scheme !== 'level') return store;
+  try {
+    await assertLevelStoreData(store, address);
+  } catch (error) {
+    await store.close();
+    throw namingStore(error, address);
+  }
+  return store;
 }
 
 /**

@@ -406,6 +406,95 @@ describe('level-session-store', () => {
   });
 });
 
+describe('level-session-store data given as a level: store', () => {
+  it('is refused by every command, naming the import that reads it, and left as it was', async () => {
+    const dir = nextDir();
+    mkdirSync(join(dir, 'no-sessions'), { recursive: true });
+    // Sources for a copy and an import into it: a sessile store and a peer's, both empty.
+    const source = join(dir, 'source.db');
+    await (await SqliteStore.open({ path: source })).close();
+    const cookie = { originalMaxAge: HOUR_MS, expires: new Date(Date.now() + HOUR_MS) };
+    const id = generateSessionId();
+    for (const shared of [false, true]) {
+      const path = join(dir, shared ? 'shared' : 'own');
+      const peer = await openLevelPeer(path, shared);
+      await call((done) => peer.store.set(id, { cookie } as session.SessionData, done));
+      await peer.close();
+      const prefix = shared ? ' --prefix _session/' : '';
+      const runs = [
+        ...['stats', 'ls', 'sweep'].map((command) => [command, `level:${path}`]),
+        ['show', `level:${path}`, id],
+        ['copy', '--from', `level:${path}`, '--to', `sqlite:${join(dir, 'copy.db')}`],
+        ...[[], ['--dry-run']].map((dryRun) => [
+          'copy',
+          '--from',
+          `sqlite:${source}`,
+          '--to',
+          `level:${path}`,
+          ...dryRun,
+        ]),
+        [
+          'import',
+          '--from',
+          `session-file-store:${join(dir, 'no-sessions')}`,
+          '--to',
+          `level:${path}`,
+        ],
+      ];
+      for (const args of runs) {
+        const result = await runCli([...args, '--json']);
+        expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(1);
+        expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_STORE_IO' } });
+        expect(result.stderr).toContain(
+          `level:${path}: ${path} holds level-session-store's sessions (its '${shared ? '_session/' : ''}__length__' key), not a sessile store. To move them into sessile: sessile import --from level-session-store:${path}${prefix} --to <another store>`,
+        );
+      }
+      // What the hint says works: the session is there, as the peer wrote it.
+      const target = join(dir, `${shared ? 'shared' : 'own'}.db`);
+      const imported = await importJson(
+        `level-session-store:${path}`,
+        `sqlite:${target}`,
+        shared ? ['--prefix', '_session/'] : [],
+      );
+      expect(imported.code, imported.stderr).toBe(0);
+      expect(jsonOf(imported)).toMatchObject({ counts: { read: 1, written: 1 } });
+      await expectSqliteHolds(target, id);
+    }
+  });
+
+  it("another program's LevelDB database is refused as one, and a sessile store still opens", async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const level = require('level') as (path: string) => {
+      put(key: string, value: string): Promise<void>;
+      get(key: string): Promise<string>;
+      close(): Promise<void>;
+    };
+    const app = level(join(dir, 'app'));
+    await app.put('user:42', '{"name":"ada"}');
+    await app.close();
+    const refused = await runCli(['stats', `level:${join(dir, 'app')}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `${join(dir, 'app')} holds keys @sessile/level never writes: it is another program's LevelDB database, not a sessile store`,
+    );
+    const reopened = level(join(dir, 'app'));
+    expect(await reopened.get('user:42')).toBe('{"name":"ada"}');
+    await reopened.close();
+    // sessile's own: a store with sessions, owners and their index, and an empty one.
+    const ours = await LevelStore.open({ path: join(dir, 'ours') });
+    const data = new TextEncoder().encode('{}');
+    await ours.set(generateSessionId(), { data, expiresAt: Date.now() + HOUR_MS, owner: 'ada' });
+    await ours.set(generateSessionId(), { data, expiresAt: Date.now() + HOUR_MS });
+    await ours.close();
+    await (await LevelStore.open({ path: join(dir, 'empty') })).close();
+    const stats = await runCli(['stats', `level:${join(dir, 'ours')}`, '--json']);
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(jsonOf(stats)).toMatchObject({ live: 2, owners: 1 });
+    expect((await runCli(['ls', `level:${join(dir, 'empty')}`])).code).toBe(0);
+  });
+});
+
 describe('a session-file-store lifetime too large to be finite', () => {
   it('a negative one (-1e999) is expired, as the peer reads it, not imported for --default-ttl', async () => {
     const dir = nextDir();
