@@ -14,8 +14,11 @@ import fp from 'fastify-plugin';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The request's session, locked and loaded by `@sessile/fastify`. */
-    session: Session<SessionData>;
+    /**
+     * The request's session, locked and loaded by `@sessile/fastify`. Not assignable: log out
+     * with `await request.session.invalidate()`, not `request.session = null`.
+     */
+    readonly session: Session<SessionData>;
   }
 }
 
@@ -44,6 +47,13 @@ interface RequestState {
 
 const requestStates = new WeakMap<FastifyRequest, RequestState>();
 
+/** Where a request keeps its session, behind the `session` getter. */
+const SESSION = Symbol('sessile session');
+type HoldsSession = FastifyRequest & { [SESSION]: Session<SessionData> | null };
+
+const REPLACED =
+  "@sessile/fastify: request.session is the request's Session and cannot be replaced; to log out, await request.session.invalidate()";
+
 // Fastify's own register options, which it passes on to the plugin with the rest.
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
@@ -53,7 +63,17 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
   const { reportCommitError } = adapter;
 
   fastify.decorate('sessile', { manager, cookie });
-  fastify.decorateRequest('session', null as unknown as Session<SessionData>);
+  fastify.decorateRequest(SESSION, null);
+  // `request.session = null` logs out with cookie-session and koa-session; here it would leave
+  // the session stored and the user signed in, so it throws instead.
+  fastify.decorateRequest('session', {
+    getter(this: FastifyRequest) {
+      return (this as HoldsSession)[SESSION] as Session<SessionData>;
+    },
+    setter() {
+      throw new TypeError(REPLACED);
+    },
+  });
 
   fastify.addHook('onRequest', async (request, reply) => {
     const requestCookie = cookie.verify(request.headers.cookie);
@@ -74,7 +94,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       }
       throw error;
     }
-    request.session = session;
+    (request as HoldsSession)[SESSION] = session;
     requestStates.set(request, { requestCookie });
     adapter.track(
       session,

@@ -194,3 +194,36 @@ describe('@sessile/fastify and a client that hangs up while it waits for the loc
     }
   });
 });
+
+describe('@sessile/fastify request.session', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  it("refuses a logout by request.session = null (cookie-session's, koa-session's) with a TypeError naming invalidate(), instead of leaving the user signed in", async () => {
+    const store = new MemoryStore();
+    const app = Fastify();
+    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+    app.post('/login', async (request) => {
+      request.session.data.user = 'ada';
+      return 'signed in';
+    });
+    app.post('/logout', async (request) => {
+      (request as { session: unknown }).session = null;
+      return 'signed out';
+    });
+    app.get('/', async (request) => request.session.data.user ?? 'nobody');
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const jar = new CookieJar();
+      await jar.fetch(`${url}/login`, { method: 'POST' });
+      const logout = await jar.fetch(`${url}/logout`, { method: 'POST' });
+      expect(logout.status).toBe(500);
+      expect(((await logout.json()) as { message: string }).message).toBe(
+        "@sessile/fastify: request.session is the request's Session and cannot be replaced; to log out, await request.session.invalidate()",
+      );
+      expect(await (await jar.fetch(url)).text()).toBe('ada');
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});
