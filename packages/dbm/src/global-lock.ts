@@ -207,6 +207,9 @@ export class GlobalLock {
     let unwatch: (() => void) | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
+        // Checked before every claim, after the turn and each pause: a claim once `close` began
+        // would make the instance's holder file again, and its heartbeat, after they were removed.
+        if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
         const token = `${this.#tokenPrefix}.${++this.#holds}`;
         // A lock directory removed by hand is made again by the claim.
         const outcome = await this.#leases.claimAt(
