@@ -24,6 +24,7 @@ import {
 } from '@sessile/core/store';
 import type { AbstractLevel } from 'abstract-level';
 import { ClassicLevel } from 'classic-level';
+import { type AnyLevel, openSublevel, sublevelOf } from './app-sublevel.js';
 import {
   corruptRecord,
   EMPTY_VALUE,
@@ -48,6 +49,7 @@ import {
   withExpiresAt,
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
+import { readCopyOf } from './level-copy.js';
 import { describeError, hasCode, LevelHandle } from './level-handle.js';
 import {
   assertLevelDirectory,
@@ -55,13 +57,19 @@ import {
   LEVELDB_DIRECTORY,
   openError,
 } from './open-path.js';
+import {
+  adoptionError,
+  adoptKeyspace,
+  directoryPlace,
+  inspectKeyspace,
+  probeKeyspace,
+  sublevelPlace,
+} from './store-format.js';
 import { claimSublevel } from './sublevel-claims.js';
 import { SweepCursor } from './sweep-cursor.js';
 import { SweepSlices } from './sweep-slices.js';
 
-/** An abstract-level database or sublevel with any key and value types. */
-// biome-ignore lint/suspicious/noExplicitAny: the app's database may use any encodings.
-export type AnyLevel = AbstractLevel<any, any, any>;
+export type { AnyLevel };
 
 /** The keyspace the store writes to: raw bytes in, raw bytes out. */
 type Bytes = Uint8Array<ArrayBufferLike>;
@@ -226,15 +234,42 @@ export class LevelStore extends BaseStore {
   }
 
   /**
-   * What `open(options)` would find, creating nothing: with `path`, a LevelDB database (its
-   * `CURRENT` file is there), none yet (a missing or empty directory, or one holding only the
-   * files of a creation LevelDB did not finish), or why `open` would fail (a file, a directory
-   * of other files, no right to write). With `db`, the app's own database: `'present'`.
+   * What `open(options)` would find, creating and changing nothing: a session store (a LevelDB
+   * database with the store's format key, or only keys a store writes), none yet (a missing or
+   * empty directory, one holding only the files of a creation LevelDB did not finish, an empty
+   * LevelDB database or sublevel), or why `open` would fail (a file, a directory of other files,
+   * no right to write, another program's LevelDB database or sublevel, a newer format). A
+   * database on a path is read from a copy, since opening it writes in its directory.
    */
   static async probe(options: LevelStoreOptions): Promise<StoreProbe> {
-    checkOpenOptions(options, 'probe');
-    if (options.path === undefined) return { state: 'present' };
-    return probeStoreDirectory(options.path, LEVELDB_DIRECTORY);
+    const target = checkOpenOptions(options, 'probe');
+    if ('db' in target) {
+      const name = options.sublevel ?? DEFAULT_SUBLEVEL;
+      const sublevel = sublevelOf(target.db, name);
+      const place = sublevelPlace(name);
+      try {
+        await openSublevel(sublevel, target.db, name);
+      } catch (error) {
+        return { state: 'refused', reason: describeError(error), cause: error };
+      }
+      try {
+        return await probeKeyspace(
+          () => inspectKeyspace(sublevel),
+          place,
+          `${place.where} holds no keys yet`,
+        );
+      } finally {
+        await sublevel.close();
+      }
+    }
+    const { path } = target;
+    const found = await probeStoreDirectory(path, LEVELDB_DIRECTORY);
+    if (found.state !== 'present') return found;
+    return probeKeyspace(
+      () => readCopyOf(path, inspectKeyspace),
+      directoryPlace(path),
+      `${path} is an empty LevelDB database, not a session store yet`,
+    );
   }
 
   /**
@@ -261,21 +296,17 @@ export class LevelStore extends BaseStore {
       } catch (error) {
         throw await openError(error, path);
       }
+      try {
+        await adoptKeyspace(level as unknown as Keyspace, directoryPlace(path));
+      } catch (error) {
+        await level.close();
+        throw adoptionError(error, `Cannot open LevelDB directory ${path}`);
+      }
       return LevelStore.#create(level as unknown as Keyspace, location, options, undefined);
     }
     const { db } = target;
     const name = options.sublevel ?? DEFAULT_SUBLEVEL;
-    let sublevel: AnyLevel;
-    try {
-      sublevel = db.sublevel<Uint8Array, Uint8Array>(name, {
-        keyEncoding: 'view',
-        valueEncoding: 'view',
-      });
-    } catch (error) {
-      throw new TypeError(`options.sublevel ${JSON.stringify(name)} is not a valid sublevel name`, {
-        cause: error,
-      });
-    }
+    const sublevel = sublevelOf(db, name);
     const unclaim = claimSublevel(sublevel, db, name);
     if (unclaim === undefined) {
       throw new SessionError(
@@ -284,21 +315,12 @@ export class LevelStore extends BaseStore {
       );
     }
     try {
-      await sublevel.open();
+      await openSublevel(sublevel, db, name);
+      await adoptKeyspace(sublevel as unknown as Keyspace, sublevelPlace(name));
     } catch (error) {
       unclaim();
-      // A sublevel waits for its database to open but never opens it, and says only "Database
-      // failed to open" when the app has closed it.
-      const { status } = db;
-      const reason =
-        status === 'closed' || status === 'closing'
-          ? `the database is ${status}; open it before opening the store`
-          : describeError(error);
-      throw new SessionError(
-        'ERR_STORE_IO',
-        `Cannot open the sublevel ${JSON.stringify(name)} of the app's database: ${reason}`,
-        { cause: error },
-      );
+      await sublevel.close().catch(() => {});
+      throw adoptionError(error, `Cannot open ${sublevelPlace(name).where}`);
     }
     return LevelStore.#create(sublevel as unknown as Keyspace, undefined, options, unclaim);
   }

@@ -20,7 +20,8 @@ export function assertStoragePath(path: string): void {
 }
 
 /** The names LevelDB gives its own files (leveldb's `ParseFileName`). */
-const LEVELDB_FILE = /^(?:CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(?:log|ldb|sst|dbtmp))$/;
+export const LEVELDB_FILE =
+  /^(?:CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(?:log|ldb|sst|dbtmp))$/;
 
 /** How `LevelStore.probe` tells a LevelDB directory. */
 export const LEVELDB_DIRECTORY: StoreDirectoryRules = {

@@ -9,6 +9,7 @@ import {
 } from '@sessile/conformance';
 import type { SessionStore } from '@sessile/core';
 import { LevelStore, type LevelStoreOptions } from '@sessile/level';
+import { ClassicLevel } from 'classic-level';
 import { afterAll } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), 'sessile-level-conformance-'));
@@ -46,6 +47,16 @@ function directoryWith(name: string, files: string[]): LevelStoreOptions {
   return { path };
 }
 
+/** A LevelDB database another program made at `name` in a new place, holding `keys`. */
+async function levelDatabaseWith(name: string, keys: Record<string, string>) {
+  const path = join(place.make(), name);
+  const db = new ClassicLevel<string, string>(path);
+  await db.open();
+  for (const [key, value] of Object.entries(keys)) await db.put(key, value);
+  await db.close();
+  return { path };
+}
+
 runProbeConformance<LevelStoreOptions>({
   name: 'LevelStore',
   probe: (options) => LevelStore.probe(options),
@@ -62,6 +73,16 @@ runProbeConformance<LevelStoreOptions>({
       name: 'a directory of other files',
       state: 'refused',
       make: async () => directoryWith('mine', ['notes.txt', 'LOG']),
+    },
+    {
+      name: 'an empty LevelDB database',
+      state: 'absent',
+      make: () => levelDatabaseWith('empty-level', {}),
+    },
+    {
+      name: "level-session-store's LevelDB database",
+      state: 'refused',
+      make: () => levelDatabaseWith('peer', { __length__: '1', rX9kq2mPz7: '{"cookie":{}}' }),
     },
   ],
 });

@@ -806,10 +806,12 @@ describe("LevelStore: inside an app's database", () => {
       expect(await store.count()).toBe(0);
       await store.close();
 
-      // Closing the store leaves the app's database open, with all of its own keys.
+      // Closing the store leaves the app's database open, with all of its own keys; the store's
+      // sublevel keeps only its format key.
       expect(db.status).toBe('open');
+      const kept: [string, string][] = [...appKeys, ['!sessions!mformat', '@sessile/level 1']];
       expect(await db.iterator().all()).toEqual(
-        [...appKeys].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        kept.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
       );
     } finally {
       await db.close();
@@ -899,6 +901,143 @@ describe("LevelStore: inside an app's database", () => {
       await reopened.close();
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe("LevelStore: another program's LevelDB database", () => {
+  const latin1 = (keys: Uint8Array[]) => keys.map((key) => Buffer.from(key).toString('latin1'));
+
+  /** A LevelDB directory as level-session-store leaves it: sessions as JSON under their ids. */
+  async function peerDirectory(): Promise<string> {
+    const path = freshPath();
+    const peer = new ClassicLevel<string, string>(path, { valueEncoding: 'utf8' });
+    await peer.open();
+    await peer.batch([
+      { type: 'put', key: '__length__', value: '2' },
+      // Session ids that start like the store's own keyspaces, as ids of any peer may.
+      { type: 'put', key: 'rX9kq2mPz7', value: '{"cookie":{"expires":null},"user":1}' },
+      { type: 'put', key: 'xA1b2C3d4e', value: '{"cookie":{"expires":null},"user":2}' },
+    ]);
+    await peer.close();
+    return path;
+  }
+
+  async function keysOf(path: string): Promise<string[]> {
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+      keyEncoding: 'view',
+      valueEncoding: 'view',
+    });
+    await db.open();
+    try {
+      return latin1(await db.keys().all());
+    } finally {
+      await db.close();
+    }
+  }
+
+  async function expectRefused(options: Parameters<typeof LevelStore.open>[0], where: string) {
+    const probe = await LevelStore.probe(options);
+    expect(probe.state).toBe('refused');
+    const error = await rejection(LevelStore.open(options));
+    expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+    const { message } = error as Error;
+    expect(message).toContain(where);
+    expect(message).toMatch(/another program's database/);
+    expect(probe).toMatchObject({ reason: message });
+  }
+
+  it("refuses level-session-store's directory with ERR_UNSUPPORTED naming it, and writes nothing", async () => {
+    const path = await peerDirectory();
+    const before = await keysOf(path);
+    await expectRefused({ path }, `LevelDB directory ${path}`);
+    expect(await keysOf(path)).toEqual(before);
+    // Refused, the directory is free for the program it belongs to.
+    const peer = new ClassicLevel(path);
+    await peer.open();
+    await peer.close();
+  });
+
+  it('refuses a LevelDB database whose keys all start like its own but hold other bytes', async () => {
+    for (const [key, value] of [
+      ['rabbit', 'hop'],
+      ['x', ''],
+      ['o', 'an app value'],
+    ] as const) {
+      const path = freshPath();
+      const other = new ClassicLevel<string, string>(path);
+      await other.open();
+      await other.put(key, value);
+      await other.close();
+      await expectRefused({ path }, `LevelDB directory ${path}`);
+    }
+  });
+
+  it('opens an empty LevelDB database another program made, and marks it as a store', async () => {
+    const path = freshPath();
+    const other = new ClassicLevel(path);
+    await other.open();
+    await other.close();
+    expect(await LevelStore.probe({ path })).toMatchObject({ state: 'absent' });
+    const store = await LevelStore.open({ path });
+    const id = generateSessionId();
+    await store.set(id, record('new'));
+    await store.close();
+    expect(await LevelStore.probe({ path })).toEqual({ state: 'present' });
+    expect(await keysOf(path)).toEqual(['mformat', `r${id}`, expect.stringMatching(/^x/)]);
+  });
+
+  it('opens a store made before the format key, keeps its sessions, and marks it', async () => {
+    const path = freshPath();
+    const id = generateSessionId();
+    const first = await LevelStore.open({ path });
+    await first.set(id, { ...record('older'), owner: 'ada' });
+    await first.close();
+    // What a release without the format key left: the three keyspaces only.
+    const raw = new ClassicLevel(path);
+    await raw.open();
+    await raw.del('mformat');
+    await raw.close();
+    expect(await LevelStore.probe({ path })).toEqual({ state: 'present' });
+    const store = await LevelStore.open({ path });
+    expect(text(await store.get(id))).toBe('older');
+    await store.close();
+    expect((await keysOf(path))[0]).toBe('mformat');
+  });
+
+  it('refuses a store of a newer format with ERR_UNSUPPORTED, and a format key of other bytes as foreign', async () => {
+    for (const [value, pattern] of [
+      ['@sessile/level 2', /format 2, newer than the 1 this @sessile\/level reads; upgrade/],
+      ['something else', /another program's database/],
+    ] as const) {
+      const path = freshPath();
+      await (await LevelStore.open({ path })).close();
+      const raw = new ClassicLevel<string, string>(path);
+      await raw.open();
+      await raw.put('mformat', value);
+      await raw.close();
+      const probe = await LevelStore.probe({ path });
+      const error = await rejection(LevelStore.open({ path }));
+      expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(pattern);
+      expect((error as Error).message).toContain(path);
+      expect(probe).toEqual({ state: 'refused', reason: (error as Error).message, cause: error });
+    }
+  });
+
+  it("refuses an app's sublevel that holds the app's own keys, and probes a new one as absent", async () => {
+    const db = new ClassicLevel<string, string>(freshPath());
+    await db.open();
+    try {
+      await db.put('!sessions!user:1', 'alice');
+      await expectRefused({ db }, `the sublevel "sessions" of the app's database`);
+      expect(await db.keys().all()).toEqual(['!sessions!user:1']);
+      expect(await LevelStore.probe({ db, sublevel: 'web' })).toMatchObject({ state: 'absent' });
+      const store = await LevelStore.open({ db, sublevel: 'web' });
+      await store.close();
+      expect(await LevelStore.probe({ db, sublevel: 'web' })).toEqual({ state: 'present' });
+    } finally {
+      await db.close();
     }
   });
 });
@@ -1141,7 +1280,9 @@ describe('LevelStore: scans after writes not yet finished', () => {
       const swept = store.sweep();
       expect(await touching).toBe(true);
       expect(await swept).toEqual({ removed: 1, scanned: 1, done: true });
-      expect(await store.db.keys().all()).toEqual([]);
+      // Only the store's format key is left.
+      const keys = await store.db.keys().all();
+      expect(keys.map((key) => Buffer.from(key).toString('latin1'))).toEqual(['mformat']);
     });
   });
 
