@@ -49,6 +49,7 @@ import {
   pragmaNumber,
   prepare,
   SUSPECT_ROW,
+  sessionIdText,
   unreadableExpiry,
   validSessionId,
 } from './statements.js';
@@ -392,7 +393,9 @@ export class SqliteStore extends BaseStore {
     ).pluck();
     // A row written by hand under an id no session can have is neither counted nor listed, as
     // every call on it would reject; the partial index of such ids spares checking each row's id.
-    const invalidId = `NOT ${validSessionId('id')}`;
+    // Its own test lets the planner use it; the second holds in any encoding, as the index's
+    // holds every row of a UTF-16 database.
+    const invalidId = `NOT ${validSessionId('id')} AND NOT ${sessionIdText('id')}`;
     // The live rows, a range of the expiry index read alone, less those under an invalid id;
     // count() then subtracts the live suspects that hold no record, read through their index.
     this.#count = prepare<[number, number], number>(
@@ -403,7 +406,7 @@ export class SqliteStore extends BaseStore {
     this.#liveSuspects = prepare(
       db,
       `SELECT ${SUSPECT_COLUMNS} FROM ${table} WHERE ${SUSPECT_ROW} AND +expires_at > ?
-         AND ${numeric} AND ${validSessionId('id')}`,
+         AND ${numeric} AND ${sessionIdText('id')}`,
     );
     this.#idsPage = prepare<[string, number, number], string>(
       db,

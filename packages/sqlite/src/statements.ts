@@ -39,11 +39,21 @@ export function unreadableExpiry(column: string): string {
 /**
  * SQL that holds when `column` is an id core's `isSessionId` accepts: text of 16 to 128
  * base64url characters. Characters and bytes agree only without a NUL (where `length` and GLOB
- * stop) and without a multi-byte character; a blob is no id.
+ * stop) and without a multi-byte character; a blob is no id. It defines the index of invalid
+ * ids, which files hold as written, and it counts bytes: in a UTF-16 database, two per
+ * character, so that index holds every row there; `sessionIdText` is the test of any encoding.
  */
 export function validSessionId(column: string): string {
   const bytes = `length(CAST(${column} AS BLOB))`;
   return `(typeof(${column}) = 'text' AND ${bytes} BETWEEN ${MIN_SESSION_ID_LENGTH} AND ${MAX_SESSION_ID_LENGTH} AND length(${column}) = ${bytes} AND ${column} NOT GLOB '*[^A-Za-z0-9_-]*')`;
+}
+
+/**
+ * SQL that holds when `column` is an id `isSessionId` accepts, in a database of any encoding:
+ * GLOB reads characters, stopping at a NUL, which `instr` finds.
+ */
+export function sessionIdText(column: string): string {
+  return `(typeof(${column}) = 'text' AND length(${column}) BETWEEN ${MIN_SESSION_ID_LENGTH} AND ${MAX_SESSION_ID_LENGTH} AND instr(${column}, char(0)) = 0 AND ${column} NOT GLOB '*[^A-Za-z0-9_-]*')`;
 }
 
 /**

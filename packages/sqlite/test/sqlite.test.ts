@@ -1321,6 +1321,24 @@ describe('owners', { timeout: 60_000 }, () => {
     expect(await idsOf(store, '\uFFFD')).toEqual([idOf('never'), idOf('replacement')].sort());
   });
 
+  it('in a UTF-16 database, count and ids find every session, and no row under an invalid id', async () => {
+    const db = openDatabase();
+    db.pragma("encoding = 'UTF-16le'");
+    const store = await openStore({ database: db });
+    const live = [idOf('first'), idOf('second'), idOf('owned')];
+    await store.set(live[0] as string, record('first'));
+    await store.set(live[1] as string, record('second'));
+    await store.set(live[2] as string, owned('owned', 'alice'));
+    const insert = db.prepare('INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)');
+    for (const stray of ['short', 'has space in it, long enough', 'nul\0-and-long-enough']) {
+      insert.run(stray, Buffer.from('stray'), Date.now() + HOUR_MS);
+    }
+    expect(await store.count()).toBe(3);
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([...live].sort());
+  });
+
   it('in a UTF-16 database, an owner with a lone surrogate is a corrupt record', async () => {
     const db = openDatabase();
     db.pragma("encoding = 'UTF-16le'");
@@ -1336,6 +1354,10 @@ describe('owners', { timeout: 60_000 }, () => {
     expect(await idsOf(store, '\u{10061}')).toEqual([]);
     await expectCode(store.touch(idOf('lone'), Date.now() + 2 * HOUR_MS), 'ERR_CORRUPT_RECORD');
     expect(await store.touch(idOf('fine'), Date.now() + 2 * HOUR_MS)).toBe(true);
+    expect(await store.count()).toBe(1);
+    const listed: string[] = [];
+    for await (const id of store.ids()) listed.push(id);
+    expect(listed).toEqual([idOf('fine')]);
   });
 
   it('count, ids and touch pass over a row get reports corrupt, and count every owner a write stores', async () => {
