@@ -119,14 +119,17 @@ export function sessile<Data extends SessionData = SessionData>(
       // A status Node refuses: let it throw before anything here changes the response.
       const code = Number(args[0]) | 0;
       if (code < 100 || code > 999) return writeHead.apply(this, args);
-      if (!failed && !res.headersSent) {
+      // A handler that committed first (a long stream freeing the lock) gets the cookie its
+      // commit's outcome needs; none while that commit runs or after it failed.
+      const committed = outcome ?? session.outcome;
+      if (!failed && !res.headersSent && (committed !== undefined || !session.committed)) {
         const status = typeof args[0] === 'number' ? args[0] : res.statusCode;
         // The headers given here replace those set before, as Node would merge them, so the
         // session cookie joins a `Set-Cookie` among them instead of losing to it.
         args = setGivenHeaders(res, args);
         // Headers sent before end(), as a stream's are, must not announce a save that a failed
         // response will discard.
-        const expected = outcome ?? (discards(status) ? 'unchanged' : undefined);
+        const expected = committed ?? (discards(status) ? 'unchanged' : undefined);
         let headers: string[] = [];
         try {
           headers = cookie.responseHeaders(session, requestCookie, expected, manager.touchAfterMs);

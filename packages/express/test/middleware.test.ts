@@ -793,6 +793,45 @@ describe('sessile() and the response as Node and Express use it', () => {
     await events.body?.cancel();
   });
 
+  it("a response streamed after committing first sets the cookie the commit's outcome needs: none when it found the session gone or failed", async () => {
+    const store = new MemoryStore({ maxRecordBytes: 300 });
+    const { url, sessions } = await serve(
+      async (req, res) => {
+        if (req.url === '/?login') {
+          req.session.data.user = 'ada';
+          res.end('in');
+          return;
+        }
+        // Signed out meanwhile (another device's "sign out everywhere"), or too large to save.
+        if (req.url === '/?revoked') await sessions.manager.revoke(req.session.id);
+        else req.session.data.big = 'x'.repeat(1000);
+        req.session.data.seen = true;
+        let outcome: string;
+        try {
+          outcome = await req.session.commit();
+        } catch (error) {
+          outcome = (error as { code: string }).code;
+        }
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write(outcome);
+        res.end();
+      },
+      { cookie: { maxAgeMs: 3_600_000 } },
+      store,
+    );
+    const login = await fetch(`${url}/?login`);
+    const cookie = login.headers.getSetCookie()[0]?.split(';')[0] ?? '';
+    expect(cookie).toMatch(/^sid=/);
+    const revoked = await fetch(`${url}/?revoked`, { headers: { cookie } });
+    expect(await revoked.text()).toBe('gone');
+    // Its id names nothing now; sent again, it would replace the cookie a new login just set.
+    expect(revoked.headers.getSetCookie()).toEqual([]);
+    const failed = await fetch(`${url}/?too-large`);
+    expect(await failed.text()).toBe('ERR_RECORD_TOO_LARGE');
+    // A cookie for a session that was never stored.
+    expect(failed.headers.getSetCookie()).toEqual([]);
+  });
+
   it('close() leaves a manager passed in open, and closes one it built', async () => {
     const store = new MemoryStore();
     cleanups.push(() => store.close());
