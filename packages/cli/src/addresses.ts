@@ -4,7 +4,6 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SessionStore, StoreProbe } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
-import { assertLevelStoreData } from './level-data.js';
 import { toCliError } from './output.js';
 import { importPackage } from './resolve.js';
 
@@ -338,10 +337,20 @@ async function probeWith(Store: StoreClass, address: StoreAddress): Promise<Stor
   }
 }
 
+/**
+ * Where `import` reads what a store refuses as another program's database: LevelStore says so of
+ * level-session-store's directory, which the CLI reads as a peer.
+ */
+function peerHint(address: StoreAddress, message: string): string {
+  if (address.scheme !== 'level' || !message.includes("another program's database")) return '';
+  return `. If it is level-session-store's, import its sessions: sessile import --from level-session-store:${address.path} --to <another store>`;
+}
+
 /** The error for a store that `probe` did not find, saying what is there; `what` leads the reason. */
 function notThere(address: StoreAddress, probe: StoreProbe, what?: string): CliError | undefined {
   if (probe.state === 'present') return undefined;
-  const reason = what === undefined ? probe.reason : `${what}: ${probe.reason}`;
+  const found = `${probe.reason}${probe.state === 'refused' ? peerHint(address, probe.reason) : ''}`;
+  const reason = what === undefined ? found : `${what}: ${found}`;
   return new CliError(`${address.display}: ${reason}`, EXIT.failure, 'ERR_STORE_IO', {
     cause: probe.state === 'refused' ? probe.cause : undefined,
   });
@@ -375,22 +384,13 @@ export async function openStore(
     );
     if (missing !== undefined) throw missing;
   }
-  let store: SessionStore;
   try {
-    store = await Store.open(
+    return await Store.open(
       maxRecordBytes === undefined ? address.options : { ...address.options, maxRecordBytes },
     );
   } catch (error) {
     throw namingStore(error, address);
   }
-  if (address.scheme !== 'level') return store;
-  try {
-    await assertLevelStoreData(store, address);
-  } catch (error) {
-    await store.close();
-    throw namingStore(error, address);
-  }
-  return store;
 }
 
 /**
@@ -402,8 +402,8 @@ function namingStore(error: unknown, address: StoreAddress): CliError {
   const named = [address.display, address.path, address.server].some(
     (name) => name !== undefined && failure.message.includes(name),
   );
-  if (named) return failure;
-  return new CliError(`${address.display}: ${failure.message}`, failure.exitCode, failure.code, {
-    cause: error,
-  });
+  const hint = peerHint(address, failure.message);
+  if (named && hint === '') return failure;
+  const message = `${named ? '' : `${address.display}: `}${failure.message}${hint}`;
+  return new CliError(message, failure.exitCode, failure.code, { cause: error });
 }
