@@ -161,6 +161,49 @@ function unwritableFile(path: string): string | undefined {
 }
 
 /**
+ * Why the connection cannot write its database, as far as that shows without a write: opened
+ * `readonly: true`, `PRAGMA query_only` on, or a file this process may not write. `location`
+ * is its file; `undefined` for a temporary or in-memory database.
+ */
+function readOnlyReason(
+  db: BetterSqlite3.Database,
+  location: string | undefined,
+): string | undefined {
+  if (db.readonly) {
+    return 'the connection was opened with readonly: true, and the store writes sessions and locks to it';
+  }
+  if (pragmaNumber(db, 'query_only') !== 0) {
+    return 'the connection has PRAGMA query_only on, and the store writes sessions and locks to it';
+  }
+  return location === undefined ? undefined : unwritableFile(location);
+}
+
+function readOnlyError(
+  location: string | undefined,
+  detail: string,
+  cause?: unknown,
+): SessionError {
+  if (location === undefined) {
+    return new SessionError('ERR_STORE_IO', `Opening the SQLite store failed: ${detail}`, {
+      cause,
+    });
+  }
+  return cannotOpen(location, detail, cause);
+}
+
+/**
+ * `open`'s refusal of an app's connection that cannot write, for `probe`, which writes nothing:
+ * the reasons that show without a write.
+ */
+export function readOnlyRefusal(db: BetterSqlite3.Database): StoreProbe | undefined {
+  const file = db.memory ? '' : databaseFile(db);
+  const reason = readOnlyReason(db, file === '' ? undefined : file);
+  if (reason === undefined) return undefined;
+  const error = readOnlyError(file === '' ? undefined : file, reason);
+  return { state: 'refused', reason: error.message, cause: error };
+}
+
+/**
  * Refuses a connection that cannot write its database: one opened `readonly: true`, one with
  * `PRAGMA query_only` on, or a file SQLite opened read-only without a word because this process
  * may not write it. `BEGIN IMMEDIATE` succeeds on such a connection, so the store's first write
@@ -176,19 +219,8 @@ export function assertWritable(db: BetterSqlite3.Database, location: string | un
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
     if (typeof code !== 'string' || !code.startsWith('SQLITE_READONLY')) throw error;
-    const reason = db.readonly
-      ? 'the connection was opened with readonly: true, and the store writes sessions and locks to it'
-      : pragmaNumber(db, 'query_only') !== 0
-        ? 'the connection has PRAGMA query_only on, and the store writes sessions and locks to it'
-        : ((location === undefined ? undefined : unwritableFile(location)) ??
-          'SQLite opened it read-only');
-    const detail = `${reason} (${errorMessage(error)})`;
-    if (location === undefined) {
-      throw new SessionError('ERR_STORE_IO', `Opening the SQLite store failed: ${detail}`, {
-        cause: error,
-      });
-    }
-    throw cannotOpen(location, detail, error);
+    const reason = readOnlyReason(db, location) ?? 'SQLite opened it read-only';
+    throw readOnlyError(location, `${reason} (${errorMessage(error)})`, error);
   } finally {
     if (db.inTransaction) db.prepare('ROLLBACK').run();
   }

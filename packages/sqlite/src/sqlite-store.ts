@@ -31,6 +31,7 @@ import {
   inspectExisting,
   openFailure,
   probeDatabaseFile,
+  readOnlyRefusal,
   refusedBy,
 } from './open-file.js';
 import { normalizeOptions, type Settings, type SqliteStoreOptions } from './options.js';
@@ -169,6 +170,8 @@ export class SqliteStore extends BaseStore {
     const settings = normalizeOptions(options, 'probe');
     const { path, database } = settings;
     if (database !== undefined) {
+      const readOnly = readOnlyRefusal(database);
+      if (readOnly !== undefined) return readOnly;
       let presentVersion: number;
       try {
         presentVersion = inspectSchema(database, settings.names).presentVersion;

@@ -666,7 +666,7 @@ describe('options', { timeout: 60_000 }, () => {
     app.exec('ROLLBACK');
   });
 
-  it("refuses an app's connection that cannot write at open, naming its file and why, and leaves the file as it was", async () => {
+  it("refuses an app's connection that cannot write at open and probe, naming its file and why, and leaves the file as it was", async () => {
     const created = await SqliteStore.open({ path });
     await created.set(idOf('kept'), record('kept'));
     await created.close();
@@ -679,6 +679,12 @@ describe('options', { timeout: 60_000 }, () => {
       [readOnly, 'the connection was opened with readonly: true'],
       [queryOnly, 'the connection has PRAGMA query_only on'],
     ] as const) {
+      // probe, which writes nothing, agrees.
+      const probe = await SqliteStore.probe({ database });
+      expect(probe).toMatchObject({ state: 'refused' });
+      expect(probe.state === 'refused' && probe.reason).toBe(
+        `Cannot open SQLite database ${path}: ${reason}, and the store writes sessions and locks to it`,
+      );
       const error = await rejection(SqliteStore.open({ database }));
       expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
       expect((error as Error).message).toContain(`Cannot open SQLite database ${path}: ${reason}`);
