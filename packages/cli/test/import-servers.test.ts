@@ -212,6 +212,61 @@ describe('import from connect-pg-simple', () => {
     expect(result.stderr).toContain('has columns (sid, data), not connect-pg-simple');
   });
 
+  it('a row whose sess is JSON but not an object is skipped as what it is, naming the table', async () => {
+    const schema = `cli_test_${run}_notobject_peer`;
+    const target = `cli_test_${run}_notobject_sessile`;
+    await pool.query(`CREATE SCHEMA ${schema}`);
+    try {
+      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
+      const peer = new PgStore({
+        pool,
+        schemaName: schema,
+        createTableIfMissing: true,
+        pruneSessionInterval: false,
+      });
+      const good = `good${randomBytes(12).toString('hex')}`;
+      await call((done) =>
+        peer.set(good, { cookie: new Cookie({ maxAge: 3_600_000 }) } as session.SessionData, done),
+      );
+      const values = {
+        string: ['"{\\"cookie\\":{}}"', 'a JSON string'],
+        array: ['[1, 2]', 'a JSON array'],
+        number: ['42', 'a JSON number'],
+        null: ['null', 'JSON null'],
+      };
+      for (const [name, [json]] of Object.entries(values)) {
+        await pool.query(
+          `INSERT INTO ${schema}.session (sid, sess, expire) VALUES ($1, $2::json, now() + interval '1 hour')`,
+          [`${name}${'x'.repeat(20)}`, json],
+        );
+      }
+      const result = await runCli([
+        'import',
+        '--from',
+        `connect-pg-simple:${PG_URL}`,
+        '--schema',
+        schema,
+        '--to',
+        `${PG_URL}?schema=${target}`,
+        '--json',
+      ]);
+      expect(result.code, result.stderr).toBe(5);
+      const report = jsonOf<{ unreadable: { id: string; problem: string }[] }>(result);
+      expect(report).toMatchObject({ counts: { written: 1, unreadable: 4 } });
+      expect(report.unreadable.map(({ problem }) => problem).sort()).toEqual(
+        Object.values(values)
+          .map(
+            ([, kind]) =>
+              `sess in ${schema}.session is ${kind}, not an object (express-session stores each session as one)`,
+          )
+          .sort(),
+      );
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await pool.query(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
+    }
+  });
+
   it("a session whose `expire` was set to '-infinity' by hand is expired, as the peer reads it", async () => {
     const schema = `cli_test_${run}_neginf_peer`;
     const target = `cli_test_${run}_neginf_sessile`;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -406,6 +407,46 @@ describe('level-session-store', () => {
   });
 });
 
+describe('a peer on a read-only filesystem', () => {
+  it.skipIf(process.getuid?.() !== 0 || process.platform !== 'linux')(
+    'level-session-store data there is refused naming the directory and why, with what to do (a read-only bind mount needs root)',
+    async () => {
+      const dir = nextDir();
+      mkdirSync(join(dir, 'mount'), { recursive: true });
+      mkdirSync(join(dir, 'data'));
+      const peer = await openLevelPeer(join(dir, 'data', 'peer-level'));
+      const id = generateSessionId();
+      const cookie = { originalMaxAge: HOUR_MS, expires: new Date(Date.now() + HOUR_MS) };
+      await call((done) => peer.store.set(id, { cookie } as session.SessionData, done));
+      await peer.close();
+      const mount = join(dir, 'mount');
+      execFileSync('mount', ['--bind', join(dir, 'data'), mount]);
+      try {
+        execFileSync('mount', ['-o', 'remount,bind,ro', mount]);
+        const path = join(mount, 'peer-level');
+        const target = join(dir, 'sessile.db');
+        const result = await importJson(`level-session-store:${path}`, `sqlite:${target}`);
+        expect(result.code).toBe(1);
+        expect(jsonOf(result)).toMatchObject({ error: { code: 'ERR_STORE_IO' } });
+        expect(result.stderr).toContain(
+          `level-session-store:${path}: cannot open ${path}: it is on a read-only filesystem, and LevelDB writes in its directory (its LOCK file and log) even to read it. Copy the directory somewhere writable (cp -a) and import from the copy`,
+        );
+        expect(existsSync(target)).toBe(false);
+        // What it says to do works.
+        execFileSync('cp', ['-a', path, join(dir, 'copy')]);
+        const copied = await importJson(
+          `level-session-store:${join(dir, 'copy')}`,
+          `sqlite:${target}`,
+        );
+        expect(copied.code, copied.stderr).toBe(0);
+        await expectSqliteHolds(target, id);
+      } finally {
+        execFileSync('umount', [mount]);
+      }
+    },
+  );
+});
+
 describe('level-session-store data given as a level: store', () => {
   it('is refused by every command, with the import that reads it, and left as it was', async () => {
     const dir = nextDir();
@@ -584,6 +625,45 @@ describe('a session-file-store lifetime too large to be finite', () => {
 });
 
 describe('what cannot be imported', () => {
+  it('a peer file or directory that is not there, or not of its kind, is refused naming it, and nothing is written', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'notes.txt');
+    writeFileSync(file, 'keep me');
+    const missing = join(dir, 'sessions.db');
+    const cases = [
+      [
+        `connect-sqlite3:${missing}`,
+        `${missing} does not exist: no connect-sqlite3 database there`,
+      ],
+      [
+        `better-sqlite3-session-store:${dir}`,
+        `${dir} is a directory, not a file: no better-sqlite3-session-store database there`,
+      ],
+      [
+        `connect-sqlite3:${join(file, 'sessions.db')}`,
+        `${join(file, 'sessions.db')} is inside a file, not a directory: no connect-sqlite3 database there`,
+      ],
+      [
+        `session-file-store:${join(dir, 'sessions')}`,
+        `${join(dir, 'sessions')} does not exist: no session-file-store directory there`,
+      ],
+      [
+        `level-session-store:${file}`,
+        `${file} is a file, not a directory: no level-session-store data there`,
+      ],
+    ];
+    const target = join(dir, 'sessile.db');
+    for (const [from, message] of cases) {
+      const result = await importJson(from as string, `sqlite:${target}`);
+      expect(result.code, result.stderr).toBe(1);
+      expect(jsonOf(result)).toMatchObject({ error: { code: 'ERR_NOT_PEER_DATA' } });
+      expect(result.stderr).toContain(`${from}: ${message}`);
+    }
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(missing)).toBe(false);
+  });
+
   it('a target in the same place as the peer is refused as the same store, however its path is spelt, before either is opened', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });
@@ -898,7 +978,7 @@ describe('what cannot be imported', () => {
       `sqlite:${target}`,
     ]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain('ENOENT');
+    expect(missing.stderr).toContain(`${join(dir, 'nope')} does not exist`);
   });
 
   it('a peer file damaged part way ends the import naming it, with the counts the target holds', async () => {

@@ -6,6 +6,7 @@ import {
   type PeerSession,
   type PeerSource,
   parseSession,
+  peerPathProblem,
 } from './peer.js';
 
 const DEFAULT_EXTENSION = '.json';
@@ -23,6 +24,10 @@ export async function openSessionFileStore(
 ): Promise<PeerSource> {
   const ttlMs = (options.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000;
   const extension = options.fileExtension ?? DEFAULT_EXTENSION;
+  const problem = await peerPathProblem(path, 'directory');
+  if (problem !== undefined) {
+    throw notThePeer(display, `${problem}: no session-file-store directory there`);
+  }
   let entries: string[];
   try {
     entries = await readdir(path);

@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CliError, EXIT } from '../exit-codes.js';
 import { requireDriver } from '../resolve.js';
@@ -10,6 +11,7 @@ import {
   type PeerSource,
   parseSession,
   peerIoError,
+  peerPathProblem,
 } from './peer.js';
 
 interface Iterator {
@@ -38,6 +40,39 @@ function hasCode(error: unknown, code: string): boolean {
   return false;
 }
 
+/** The deepest error `error` wraps: classic-level says only "Database failed to open" on top. */
+function deepest(error: unknown): unknown {
+  let at = error;
+  while (at instanceof Error && at.cause instanceof Error) at = at.cause;
+  return at;
+}
+
+/**
+ * Why LevelDB would not open the peer's directory, naming it. Opening writes in it (its LOCK
+ * file, and the log LevelDB replays), so a directory this process may not write cannot be read.
+ */
+async function openFailure(display: string, path: string, error: unknown): Promise<CliError> {
+  const code = await access(path, constants.W_OK).then(
+    () => undefined,
+    (accessError: NodeJS.ErrnoException) => accessError.code,
+  );
+  const why =
+    code === 'EROFS'
+      ? 'it is on a read-only filesystem'
+      : code === 'EACCES' || code === 'EPERM'
+        ? `this process may not write in it (permission denied, ${code})`
+        : undefined;
+  if (why === undefined) {
+    return peerIoError(display, `open ${path}`, deepest(error));
+  }
+  return new CliError(
+    `${display}: cannot open ${path}: ${why}, and LevelDB writes in its directory (its LOCK file and log) even to read it. Copy the directory somewhere writable (cp -a) and import from the copy`,
+    EXIT.failure,
+    'ERR_STORE_IO',
+    { cause: error },
+  );
+}
+
 /**
  * level-session-store: one key per session in a LevelDB directory, the session's JSON as its
  * value, and a `__length__` counter beside them. Keys are `<sid>` in a database it opened from a
@@ -51,6 +86,10 @@ export async function openLevelSessionStore(
   options: PeerOptions,
 ): Promise<PeerSource> {
   const prefix = options.prefix ?? '';
+  const problem = await peerPathProblem(path, 'directory');
+  if (problem !== undefined) {
+    throw notThePeer(display, `${problem}: no level-session-store data there`);
+  }
   if (!existsSync(join(path, 'CURRENT'))) {
     throw notThePeer(display, `${path} is not a LevelDB directory (it has no CURRENT file)`);
   }
@@ -73,7 +112,7 @@ export async function openLevelSessionStore(
         { cause: error },
       );
     }
-    throw peerIoError(display, 'open', error);
+    throw await openFailure(display, path, error);
   }
   try {
     if ((await db.get(`${prefix}${LENGTH_KEY}`)) === undefined) {

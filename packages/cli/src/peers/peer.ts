@@ -1,3 +1,5 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { CliError, EXIT } from '../exit-codes.js';
 
 /** A session as express-session stores it: the app's fields and its cookie. */
@@ -58,18 +60,34 @@ export function peerIoError(display: string, action: string, cause: unknown): Cl
   );
 }
 
-/** Parses the JSON a peer stored for one session; anything but a JSON object is a problem. */
-export function parseSession(text: unknown): { session?: ExpressSessionData; problem?: string } {
+/** What a JSON value that is not an object is, for a message. */
+function jsonKind(value: unknown): string {
+  if (value === null) return 'JSON null';
+  if (Array.isArray(value)) return 'a JSON array';
+  return `a JSON ${typeof value}`;
+}
+
+/**
+ * Parses the JSON a peer stored for one session; anything but a JSON object is a problem, said
+ * of `column` (such as `sess in public.session`) where the peer keeps it in a table.
+ */
+export function parseSession(
+  text: unknown,
+  column?: string,
+): { session?: ExpressSessionData; problem?: string } {
+  const subject = column === undefined ? '' : `${column} is `;
   let value: unknown = text;
   if (typeof text === 'string' || Buffer.isBuffer(text)) {
     try {
       value = JSON.parse(String(text));
     } catch {
-      return { problem: 'not JSON (encrypted by the peer, or damaged)' };
+      return { problem: `${subject}not JSON (encrypted by the peer, or damaged)` };
     }
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { problem: 'not a JSON object' };
+    return {
+      problem: `${subject}${jsonKind(value)}, not an object (express-session stores each session as one)`,
+    };
   }
   // express-session reads every stored session's cookie: JSON without one is not a session,
   // such as session-file-store's files encrypted with its `secret` (`{ hmac, ct, iv, salt }`).
@@ -89,4 +107,29 @@ export function cookieExpiry(session: ExpressSessionData): number | undefined {
   if (expires === undefined || expires === null || typeof expires === 'boolean') return undefined;
   const time = new Date(expires as string | Date).getTime();
   return Number.isFinite(time) ? time : undefined;
+}
+
+/**
+ * What keeps a peer's file or directory at `path` from being read, naming it, or `undefined`
+ * when it is there, of that kind, and readable: the drivers' own messages ("unable to open
+ * database file") name neither the path nor the reason.
+ */
+export async function peerPathProblem(
+  path: string,
+  kind: 'file' | 'directory',
+): Promise<string | undefined> {
+  let isDirectory: boolean;
+  try {
+    isDirectory = (await stat(path)).isDirectory();
+    await access(path, isDirectory ? constants.R_OK | constants.X_OK : constants.R_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
+    if (code === 'ENOENT') return `${path} does not exist`;
+    if (code === 'ENOTDIR') return `${path} is inside a file, not a directory`;
+    if (code === 'EACCES' || code === 'EPERM') return `${path}: permission denied (${code})`;
+    return `${path}: ${(error as Error).message}`;
+  }
+  if (kind === 'file' && isDirectory) return `${path} is a directory, not a file`;
+  if (kind === 'directory' && !isDirectory) return `${path} is a file, not a directory`;
+  return undefined;
 }

@@ -73,7 +73,7 @@ export async function openConnectPgSimple(
   const name = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
   function toSession(row: Record<string, unknown>): PeerSession {
     const id = String(row.sid);
-    const { session, problem } = parseSession(row.sess);
+    const { session, problem } = parseSession(row.sess, `sess in ${schema}.${table}`);
     if (session === undefined) return { id, problem: problem as string };
     const expiresAt = Number(row.expires_at_ms ?? Number.NaN);
     // '-infinity' is before every time, so the peer never serves it: it counts as expired.
@@ -90,7 +90,8 @@ export async function openConnectPgSimple(
       let after = '';
       for (;;) {
         const { rows } = await query(
-          `SELECT sid, sess, ${EXPIRES_AT_MS} AS expires_at_ms FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
+          // As text: pg would hand a json string value over parsed, as if it were the JSON.
+          `SELECT sid, sess::text AS sess, ${EXPIRES_AT_MS} AS expires_at_ms FROM ${name} WHERE sid > $1 ORDER BY sid LIMIT ${PAGE_ROWS}`,
           [after],
         );
         if (rows.length === 0) return;

@@ -8,6 +8,7 @@ import {
   type PeerSession,
   type PeerSource,
   parseSession,
+  peerPathProblem,
 } from './peer.js';
 
 interface Statement {
@@ -65,6 +66,8 @@ export async function openSqlitePeer(
     ['@sessile/sqlite'],
     `Reading ${peer} data`,
   );
+  const problem = await peerPathProblem(path, 'file');
+  if (problem !== undefined) throw notThePeer(display, `${problem}: no ${peer} database there`);
   let db: Database;
   try {
     db = new Driver(path, { readonly: true, fileMustExist: true });
@@ -100,7 +103,7 @@ export async function openSqlitePeer(
   }
   function toSession(row: Row): PeerSession {
     const id = String(row.sid);
-    const { session, problem } = parseSession(row.sess);
+    const { session, problem } = parseSession(row.sess, `sess in table '${table}'`);
     if (session === undefined) return { id, problem: problem as string };
     const expiresAt = layout.expiresAt(row, session);
     // -Infinity (an `expired` of -9e999) is before every time: the peer never serves it.
