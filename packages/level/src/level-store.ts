@@ -50,7 +50,7 @@ import {
 } from './format.js';
 import { GroupedWriter, type Operation } from './grouped-writer.js';
 import { readCopyOf } from './level-copy.js';
-import { describeError, hasCode, LevelHandle } from './level-handle.js';
+import { hasCode, LevelHandle } from './level-handle.js';
 import {
   assertLevelDirectory,
   assertStoragePath,
@@ -250,7 +250,7 @@ export class LevelStore extends BaseStore {
       try {
         await openSublevel(sublevel, target.db, name);
       } catch (error) {
-        return { state: 'refused', reason: describeError(error), cause: error };
+        return { state: 'refused', reason: (error as Error).message, cause: error };
       }
       try {
         return await probeKeyspace(

@@ -1039,6 +1039,14 @@ describe("LevelStore: another program's LevelDB database", () => {
     } finally {
       await db.close();
     }
+    // A closed database: probe gives open's reason.
+    const error = await rejection(LevelStore.open({ db }));
+    expect(await LevelStore.probe({ db })).toEqual({
+      state: 'refused',
+      reason: (error as Error).message,
+      cause: expect.objectContaining({ code: 'ERR_STORE_IO' }),
+    });
+    expect((error as Error).message).toMatch(/the database is closed; open it/);
   });
 });
 
