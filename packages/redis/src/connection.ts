@@ -131,6 +131,8 @@ export class Connection {
   #unsubscribe: (() => Promise<unknown>) | undefined;
   /** Stops the standalone client's reconnects from expiring these deadlines (see the constructor). */
   #unwatch: (() => void) | undefined;
+  /** True while the client cannot take a command: refused at once then (see `unreadyCheck`). */
+  readonly #unready: () => boolean;
 
   private constructor(client: Connectable, owned: boolean, where: string, timeoutMs: number) {
     this.#client = client;
@@ -141,10 +143,12 @@ export class Connection {
       this.#failure(action, error),
     );
     this.isCluster = isCluster(client);
-    this.send = sender(client, this.#deadlines, BYTES);
-    this.#sendText = sender(client, this.#deadlines, TEXT);
-    this.#read = sender(client, this.#deadlines, BYTES, false);
-    this.#readText = sender(client, this.#deadlines, TEXT, false);
+    const unready = unreadyCheck(client);
+    this.#unready = unready;
+    this.send = sender(client, this.#deadlines, BYTES, unready);
+    this.#sendText = sender(client, this.#deadlines, TEXT, unready);
+    this.#read = sender(client, this.#deadlines, BYTES, unready, false);
+    this.#readText = sender(client, this.#deadlines, TEXT, unready, false);
     // A client that reconnects writes what waited in its queue as soon as the new connection is
     // up, within the turn after its 'connect' event. Operations past their deadline by then fail
     // first, and their commands are dropped, however recently the deadlines' timer last looked:
@@ -206,7 +210,7 @@ export class Connection {
    * operation's value into the answer, as `Deadlines.run` does.
    */
   call<T, R = T>(action: string, operation: () => Promise<T>, map?: (value: T) => R): Promise<R> {
-    if (this.#client.isReady === false) return this.#refused();
+    if (this.#unready()) return this.#refused();
     let started: Promise<T>;
     try {
       started = operation();
@@ -228,7 +232,7 @@ export class Connection {
     map?: (reply: unknown) => R,
     text = false,
   ): Promise<R> {
-    if (this.#client.isReady === false) return this.#refused();
+    if (this.#unready()) return this.#refused();
     const reads = READ_ONLY.has(words[0] as string);
     const send = text ? (reads ? this.#readText : this.#sendText) : reads ? this.#read : this.send;
     // One connection runs its commands in the order they were sent: while no call on this key
@@ -254,7 +258,7 @@ export class Connection {
     operation: () => Promise<T>,
     map?: (value: T) => R,
   ): Promise<R> {
-    if (this.#client.isReady === false) return this.#refused();
+    if (this.#unready()) return this.#refused();
     return this.#deadlines.run(action, this.#queued(key, operation), map);
   }
 
@@ -271,7 +275,8 @@ export class Connection {
   }
 
   #refused(): Promise<never> {
-    return Promise.reject(new SessionError('ERR_STORE_IO', `${this.where} is not connected`));
+    const what = isSentinel(this.#client) ? `${this.where}: the primary` : this.where;
+    return Promise.reject(new SessionError('ERR_STORE_IO', `${what} is not connected`));
   }
 
   #failure(action: string, error: unknown): unknown {
@@ -495,28 +500,66 @@ type Replies = typeof BYTES | typeof TEXT | typeof FLAT_TEXT;
  * signal: written late, it changes nothing either, so it is spared node-redis's listener on the
  * signal and the objects that listener takes.
  *
- * A standalone client is refused while it reconnects, every command of an operation and not
- * only its first (`Connection.call` checks before the first), so an operation's next step
- * fails at once rather than waiting in the queue for its deadline.
+ * A standalone client is refused while it reconnects, and a Sentinel client while its primary
+ * is away (`unready`), every command of an operation and not only its first (`Connection.call`
+ * checks before the first), so an operation's next step fails at once rather than waiting for
+ * its deadline.
  */
-function sender(client: Connectable, deadlines: Deadlines, replies: Replies, writes = true): Send {
+function sender(
+  client: Connectable,
+  deadlines: Deadlines,
+  replies: Replies,
+  unready: () => boolean,
+  writes = true,
+): Send {
   const options = signalled(deadlines, replies);
   if (isCluster(client)) {
     return (firstKey, args) => client.sendCommand(firstKey, false, args, options());
   }
   if (isSentinel(client)) {
-    return (_firstKey, args) => client.sendCommand(false, args, options());
+    return (_firstKey, args) =>
+      unready()
+        ? Promise.reject(new Error('the primary is not connected'))
+        : client.sendCommand(false, args, options());
   }
   if (!writes) {
     return (_firstKey, args) =>
-      client.isReady === false
-        ? Promise.reject(new Error('not connected'))
-        : client.sendCommand(args, replies);
+      unready() ? Promise.reject(new Error('not connected')) : client.sendCommand(args, replies);
   }
   return (_firstKey, args) =>
-    client.isReady === false
-      ? Promise.reject(new Error('not connected'))
-      : client.sendCommand(args, options());
+    unready() ? Promise.reject(new Error('not connected')) : client.sendCommand(args, options());
+}
+
+/**
+ * When the store refuses an operation at once, with `ERR_STORE_IO`, instead of leaving it to
+ * wait for its deadline: while a standalone or Sentinel client is not ready, and while a
+ * Sentinel client's primary is away. node-redis's Sentinel client reads as ready through a
+ * primary outage and holds every command until a primary answers again (5.12 at least), so
+ * the store asks `getMasterNode()`, which names the primary only while a client of it is
+ * connected. A cluster's nodes are not checked: a command for a master that is away waits for
+ * its deadline (see `sender`).
+ *
+ * Refusing leaves the Sentinel client nothing to send, and some of its ways back to a primary
+ * start from a command that found the primary away (a primary client that does not reconnect
+ * by itself, a failover whose announcement was missed). So while the primary is away, one
+ * `PING` at a time waits for it in the store's place.
+ */
+function unreadyCheck(client: Connectable): () => boolean {
+  if (!isSentinel(client)) return () => client.isReady === false;
+  const sentinel = client as Connectable & { getMasterNode(): unknown };
+  let pinging = false;
+  const pinged = () => {
+    pinging = false;
+  };
+  return () => {
+    if (client.isReady === false) return true;
+    if (sentinel.getMasterNode() !== undefined) return false;
+    if (!pinging) {
+      pinging = true;
+      sentinel.sendCommand(false, ['PING']).then(pinged, pinged);
+    }
+    return true;
+  };
 }
 
 type SignalledReplies = { typeMapping: Replies['typeMapping']; abortSignal: AbortSignal };

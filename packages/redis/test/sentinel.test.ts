@@ -20,6 +20,11 @@ const root = runPrefix('sentinel');
 const HOUR_MS = 3_600_000;
 const newId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
 const bytes = (text: string) => new TextEncoder().encode(text);
+const codeOf = (call: Promise<unknown>) =>
+  call.then(
+    () => 'resolved',
+    (error: unknown) => (isSessionError(error) ? error.code : String(error)),
+  );
 let opened = 0;
 let latestPrefix = '';
 
@@ -44,8 +49,94 @@ await runStoreConformance({
   },
 });
 
+/** Resolves once the Sentinel client has seen its primary go (`getMasterNode()` names none). */
+async function untilPrimaryGone(client: typeof sentinel): Promise<void> {
+  while (client.getMasterNode() !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Writes through `store` until one goes through, as an app retrying would. */
+async function untilWritten(store: RedisStore, id: string): Promise<void> {
+  for (;;) {
+    const written = await store
+      .set(id, { data: bytes('after'), expiresAt: Date.now() + HOUR_MS })
+      .then(
+        () => true,
+        () => false,
+      );
+    if (written) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe('RedisStore through Redis Sentinel when the primary goes away', () => {
-  it('a write that timed out while the primary was away is dropped, never applied when it returns', async () => {
+  it('operations fail at once with ERR_STORE_IO while the primary is away, not after commandTimeoutMs, and work again once it returns', async () => {
+    const store = await RedisStore.open({
+      client: sentinel,
+      prefix: `${root}fast:`,
+      commandTimeoutMs: 60_000,
+    });
+    const [id, later] = [newId(), newId()];
+    try {
+      await store.set(id, { data: bytes('before'), expiresAt: Date.now() + HOUR_MS });
+      await server.primary.stop();
+      await untilPrimaryGone(sentinel);
+      const calls = Promise.all(
+        [
+          store.get(id),
+          store.set(id, { data: bytes('during'), expiresAt: Date.now() + HOUR_MS }),
+          store.touch(id, Date.now() + HOUR_MS),
+          store.delete(id),
+          store.locks.acquire(id, { waitMs: 30_000 }),
+        ].map(codeOf),
+      );
+      // Far shorter than commandTimeoutMs: calls that waited for it would still be pending.
+      const outcome = await Promise.race([
+        calls,
+        new Promise((resolve) => setTimeout(() => resolve('still pending'), 10_000)),
+      ]);
+      expect(outcome).toEqual(Array.from({ length: 5 }, () => 'ERR_STORE_IO'));
+      await server.primary.start();
+      await untilWritten(store, later);
+      expect(await store.get(later)).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
+
+  it('recovers when the primary returns, though its client does not reconnect by itself and the store sent nothing meanwhile', async () => {
+    // node-redis finds the primary again only when a command meets it away, or Sentinel
+    // announces a change, which an outage shorter than down-after-milliseconds never makes.
+    const own = createSentinel({
+      name: server.name,
+      sentinelRootNodes: server.sentinelRootNodes,
+      nodeClientOptions: { socket: { reconnectStrategy: false } },
+    });
+    own.on('error', () => {});
+    await own.connect();
+    const store = await RedisStore.open({
+      client: own,
+      prefix: `${root}no-reconnect:`,
+      // Its close waits this long to unsubscribe: node-redis destroyed the subscribing client.
+      commandTimeoutMs: 3_000,
+    });
+    try {
+      await server.primary.stop();
+      await untilPrimaryGone(own);
+      expect(await codeOf(store.get(newId()))).toBe('ERR_STORE_IO');
+      await server.primary.start();
+      const id = newId();
+      await untilWritten(store, id);
+      expect(await store.get(id)).toBeDefined();
+    } finally {
+      await store.close();
+      // node-redis's own close rejects for the client it destroyed when it could not reconnect.
+      await own.close().catch(() => {});
+    }
+  }, 30_000);
+
+  it('a write that failed while the primary was away is never applied when it returns', async () => {
     const store = await RedisStore.open({
       client: sentinel,
       prefix: `${root}outage:`,
