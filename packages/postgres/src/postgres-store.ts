@@ -1,13 +1,20 @@
-import type {
-  HeldLease,
-  LockManager,
-  OwnedSession,
-  SessionRecord,
-  StoreCapabilities,
-  StoreProbe,
-  SweepResult,
+import {
+  type HeldLease,
+  isSessionError,
+  type LockManager,
+  type OwnedSession,
+  type SessionRecord,
+  type StoreCapabilities,
+  type StoreProbe,
+  type SweepResult,
 } from '@sessile/core';
-import { BaseStore, lockLost, type SweepProgress, yieldToEventLoop } from '@sessile/core/store';
+import {
+  BaseStore,
+  errorMessage,
+  lockLost,
+  type SweepProgress,
+  yieldToEventLoop,
+} from '@sessile/core/store';
 import type pg from 'pg';
 import { Batches, type BatchKind } from './batches.js';
 import { assertReadCommitted, Database, readCommittedOnConnect } from './database.js';
@@ -114,9 +121,19 @@ export class PostgresStore extends BaseStore {
     const settings = normalizeOptions(options, 'probe');
     const db = new Database(settings.pool, settings.queryTimeoutMs);
     try {
-      return await db.withClient('Probing the session store', (client) =>
-        probeSchema(client, settings.names, settings.queryTimeoutMs),
-      );
+      return await db.withClient('Probing the session store', async (client) => {
+        // `open` refuses an app's pool whose transactions default to another level; its own
+        // pool sets READ COMMITTED on each connection, so only an app's pool is asked.
+        if (!settings.ownsPool) {
+          try {
+            await assertReadCommitted(client, db.server, settings.queryTimeoutMs);
+          } catch (error) {
+            if (!isSessionError(error, 'ERR_UNSUPPORTED')) throw error;
+            return { state: 'refused', reason: errorMessage(error), cause: error };
+          }
+        }
+        return probeSchema(client, settings.names, settings.queryTimeoutMs);
+      });
     } catch (error) {
       const refusal = refusalOf(error, settings.names, db.server);
       if (refusal === undefined) throw error;

@@ -1171,6 +1171,24 @@ describe('transactions that default to repeatable read', () => {
     await expect(opening).rejects.toThrow(/default_transaction_isolation/);
     expect(await tableNames()).not.toContain(table);
   });
+
+  it("probe answers refused for such an app's pool, as open rejects it, and absent for a connectionString on the same server, which open creates", async () => {
+    const pool = new pg.Pool({ connectionString: repeatableReadUrl() });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const table = newTable();
+    const probe = await PostgresStore.probe({ pool, schema, table });
+    expect(probe).toMatchObject({ state: 'refused' });
+    if (probe.state === 'refused') {
+      expect(probe.reason).toMatch(/default_transaction_isolation/);
+      expect(probe.cause).toMatchObject({ code: 'ERR_UNSUPPORTED' });
+    }
+    expect(await codeOf(PostgresStore.open({ pool, schema, table }))).toBe('ERR_UNSUPPORTED');
+    // The store's own pool sets read committed on each connection: open creates the table.
+    const own = { connectionString: repeatableReadUrl(), schema, table };
+    expect(await PostgresStore.probe(own)).toMatchObject({ state: 'absent' });
+    await (await PostgresStore.open(own)).close();
+  });
 });
 
 describe('close()', () => {
