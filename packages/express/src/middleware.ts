@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import { isUint8Array } from 'node:util/types';
 import type {
   CommitOutcome,
@@ -93,6 +94,9 @@ export function sessile<Data extends SessionData = SessionData>(
   };
 
   const open = async (req: IncomingMessage, res: ServerResponse): Promise<Session<Data>> => {
+    // Holding a response until its commit needs Node's HTTP/1 internals: an HTTP/2 one would
+    // throw at end() and hang there, its session locked.
+    if ((res as unknown) instanceof Http2ServerResponse) throw new TypeError(HTTP2_REFUSED);
     const requestCookie = cookie.verify(req.headers.cookie);
     const session = await manager.openForConnection(
       requestCookie?.value,
@@ -233,6 +237,9 @@ export function sessile<Data extends SessionData = SessionData>(
   });
   return middleware;
 }
+
+const HTTP2_REFUSED =
+  'sessile(): an HTTP/2 response (node:http2) cannot be served: use a node:http server, or @sessile/fastify or @sessile/hono, which serve HTTP/2';
 
 const FOREIGN_SESSION =
   "sessile(): req.session was set by another session middleware (express-session's?), which sessile() replaces: remove it; acceptExpressSession reads its signed-in users' cookies and sessions during a switch";

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionError, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -108,6 +110,56 @@ describe('sessile() middleware without express', () => {
     expect(second.status).toBe(200);
     expect(await second.text()).toBe('2');
     expect(same).toEqual([true, true]);
+  });
+});
+
+describe('sessile() on an HTTP/2 server', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('refuses the request with a TypeError that the app answers, where end() threw and the response hung', async () => {
+    const sessions = counterSessions(cleanups);
+    const refused: string[] = [];
+    const server = createHttp2Server(async (req, res) => {
+      try {
+        const session = await sessions.handle(
+          req as unknown as IncomingMessage,
+          res as unknown as ServerResponse,
+        );
+        session.data.count = 1;
+        res.end('counted');
+      } catch (error) {
+        refused.push((error as Error).message);
+        res.statusCode = 500;
+        res.end('refused');
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = connectHttp2(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    cleanups.push(async () => {
+      client.close();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const answer = await new Promise<{ status: unknown; body: string }>((resolve, reject) => {
+      const stream = client.request({ ':path': '/' });
+      let body = '';
+      let status: unknown;
+      stream.on('response', (headers) => {
+        status = headers[':status'];
+      });
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      stream.on('end', () => resolve({ status, body }));
+      stream.on('error', reject);
+    });
+    expect(answer).toEqual({ status: 500, body: 'refused' });
+    expect(refused).toEqual([
+      'sessile(): an HTTP/2 response (node:http2) cannot be served: use a node:http server, or @sessile/fastify or @sessile/hono, which serve HTTP/2',
+    ]);
   });
 });
 
