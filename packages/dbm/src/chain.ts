@@ -43,43 +43,70 @@ interface ChainPage {
 /**
  * One bucket: a primary page and its overflow pages, every page full except the last, so
  * entry `i` lives in page `i / ENTRIES_PER_PAGE`. Changes stay in memory until `flush()`.
+ *
+ * A page that fails its check (a bit flipped on disk, a file cut short before it) loses the
+ * bucket's entries from that page on, and only them: the chain holds the pages before it (none
+ * when the primary page is bad, as an empty bucket) and is `lost`, so a read of an id it does
+ * not hold reports a damaged record rather than an absent one. Its first flush writes the pages
+ * kept, ending there, so writes to the bucket work again; the pages and extents that the lost
+ * entries used stay allocated until `clear()`.
  */
 export class Chain {
   readonly #tx: Transaction;
   readonly #pages: ChainPage[];
   readonly #dirty = new Set<ChainPage>();
   #length: number;
+  /** Entries of this bucket were on a page that failed its check, and are gone from it. */
+  readonly lost: boolean;
 
-  private constructor(tx: Transaction, pages: ChainPage[]) {
+  private constructor(tx: Transaction, pages: ChainPage[], lost = false) {
     this.#tx = tx;
     this.#pages = pages;
     this.#length = pages.reduce((sum, page) => sum + page.count, 0);
+    this.lost = lost;
   }
 
   private static load(tx: Transaction, primaryOffset: number): Chain {
+    if (primaryOffset < DATA_START || primaryOffset + PAGE_BYTES > tx.header.fileEnd) {
+      throw damaged(tx.path, 'bad bucket segment');
+    }
     const pages: ChainPage[] = [];
+    // More pages than the file holds: the next pointers go round in a loop.
+    const mostPages = tx.header.fileEnd / PAGE_BYTES;
     let offset = primaryOffset;
+    let lost = false;
     while (offset !== 0) {
       if (
         offset < DATA_START ||
         offset + PAGE_BYTES > tx.header.fileEnd ||
-        pages.length > 1_000_000
+        pages.length > mostPages
       ) {
-        throw damaged(tx.path, 'bad overflow page pointer');
+        lost = true;
+        break;
       }
       const buf = tx.read(offset, PAGE_BYTES);
       const count = buf.readUInt16LE(8);
-      if (!isSealedPage(buf) || count > ENTRIES_PER_PAGE) {
-        throw damaged(tx.path, 'bad bucket page');
-      }
       const previous = pages[pages.length - 1];
-      if (previous !== undefined && previous.count !== ENTRIES_PER_PAGE) {
-        throw damaged(tx.path, 'bad bucket chain');
+      if (
+        !isSealedPage(buf) ||
+        count > ENTRIES_PER_PAGE ||
+        (previous !== undefined && previous.count !== ENTRIES_PER_PAGE)
+      ) {
+        lost = true;
+        break;
       }
       pages.push({ offset, buf, count, fresh: false });
       offset = buf.readDoubleLE(0);
     }
-    return new Chain(tx, pages);
+    if (!lost) return new Chain(tx, pages);
+    const last = pages[pages.length - 1];
+    const end = last ?? { offset: primaryOffset, buf: newPage(), count: 0, fresh: false };
+    if (last === undefined) pages.push(end);
+    // The chain ends at the last page that read back: so it is written when anything is.
+    end.buf.writeDoubleLE(0, 0);
+    const chain = new Chain(tx, pages, true);
+    chain.#dirty.add(end);
+    return chain;
   }
 
   /** The chain of bucket number `bucket`. */

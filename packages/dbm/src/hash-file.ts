@@ -164,7 +164,10 @@ export class HashFile {
 
   get(id: string, now: number): SessionRecord | undefined {
     const tx = this.begin();
-    return this.#read(tx, findEntry(tx, id).match, now);
+    const { chain, match } = findEntry(tx, id);
+    // Its record may have gone with a damaged page of its bucket.
+    if (match === undefined && chain.lost) throw corruptRecord();
+    return this.#read(tx, match, now);
   }
 
   /**
@@ -271,7 +274,9 @@ export class HashFile {
 
   touch(id: string, expiresAt: number, now: number): boolean {
     const { tx, chain, hash, match } = findEntry(this.begin(), id);
-    if (match?.entry.damaged === true) throw corruptRecord();
+    if (match?.entry.damaged === true || (match === undefined && chain.lost)) {
+      throw corruptRecord();
+    }
     if (match === undefined || match.entry.expiresAt <= now) return false;
     if (match.head === undefined) throw corruptRecord();
     chain.set(match.index, { ...match.entry, expiresAt });
@@ -287,7 +292,14 @@ export class HashFile {
 
   delete(id: string, now: number): boolean {
     const { tx, chain, match } = findEntry(this.begin(), id);
-    if (match === undefined) return false;
+    if (match === undefined) {
+      // Whatever the bucket lost is gone: it is written without it, and the id is absent.
+      if (chain.lost) {
+        chain.flush();
+        tx.commit();
+      }
+      return false;
+    }
     const live = match.entry.damaged === true || match.entry.expiresAt > now;
     removeEntry(tx, chain, match.index);
     chain.flush();

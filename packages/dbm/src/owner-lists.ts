@@ -134,8 +134,13 @@ export class OwnerLists {
    */
   ownedIds(tx: Transaction, owner: string): { ids: string[]; complete: boolean } {
     const known = this.#lookup(owner);
-    const list = known !== undefined ? decodeOwnerList(known.bytes) : findList(tx, owner).list;
-    return { ids: list?.ids ?? [], complete: list?.complete ?? true };
+    if (known !== undefined) {
+      const list = decodeOwnerList(known.bytes);
+      return { ids: list?.ids ?? [], complete: list?.complete ?? true };
+    }
+    const { chain, list } = findList(tx, owner);
+    // A list not found in a bucket that lost entries may have been among them.
+    return { ids: list?.ids ?? [], complete: list?.complete ?? !chain.lost };
   }
 
   /** Lists `id` under `owner`, within `tx`. */
@@ -148,7 +153,7 @@ export class OwnerLists {
     const found = this.#find(tx, owner);
     const { list } = found;
     if (list?.ids.includes(id)) return;
-    this.#write(tx, found, owner, [...(list?.ids ?? []), id], list?.complete ?? true);
+    this.#write(tx, found, owner, [...(list?.ids ?? []), id], list?.complete ?? !found.chain.lost);
   }
 
   /** Takes `id` off `owner`'s list, within `tx`; an emptied list is removed unless incomplete. */
