@@ -21,9 +21,9 @@ type Keyspace = AbstractLevel<unknown, Bytes, Bytes>;
  * Its value names the package and the format version, as text a person reading the database
  * recognises: `@sessile/level 1`.
  */
-export const FORMAT_KEY: Buffer = Buffer.from('mformat', 'latin1');
+const FORMAT_KEY: Buffer = Buffer.from('mformat', 'latin1');
 /** The format this release writes and reads. */
-export const STORE_FORMAT = 1;
+const STORE_FORMAT = 1;
 const FORMAT_VALUE = Buffer.from(`@sessile/level ${STORE_FORMAT}`, 'latin1');
 const FORMAT_VALUE_PATTERN = /^@sessile\/level ([1-9][0-9]{0,8})$/;
 
@@ -106,7 +106,7 @@ async function readKeyspace(db: Keyspace): Promise<KeyspaceContents> {
     (index !== undefined && parseIndexKey(index) === undefined) ||
     (owner !== undefined && parseOwnerKey(owner) === undefined)
   ) {
-    return { kind: 'foreign', what: 'its keys hold values @sessile/level never writes' };
+    return { kind: 'foreign', what: 'its keys or values are not what @sessile/level writes there' };
   }
   return { kind: 'store', marked: false };
 }
