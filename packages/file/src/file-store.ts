@@ -1,5 +1,5 @@
-import { mkdir, readdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import {
   type HeldLease,
   isSessionError,
@@ -83,7 +83,7 @@ export class FileStore extends BaseStore {
    */
   static async probe(options: FileStoreOptions): Promise<StoreProbe> {
     resolveSettings(options, 'probe');
-    return probeStoreDirectory(options.path, FILE_STORE_DIRECTORY);
+    return probeDirectory(options.path);
   }
 
   static async open(options: FileStoreOptions): Promise<FileStore> {
@@ -326,13 +326,33 @@ const FILE_STORE_DIRECTORY: StoreDirectoryRules = {
 };
 
 /**
+ * What `open` would find at `path`: core's judgement of a store directory, and a symbolic link
+ * to a missing directory at `path` or above it refused, as `open` fails there (a recursive
+ * `mkdir` does not make a link's target; it reports ENOENT).
+ */
+async function probeDirectory(path: string): Promise<StoreProbe> {
+  const probe = await probeStoreDirectory(path, FILE_STORE_DIRECTORY);
+  if (probe.state !== 'absent') return probe;
+  for (let at = resolve(path); ; at = dirname(at)) {
+    const stats = await lstat(at).catch(() => undefined);
+    if (stats?.isSymbolicLink()) {
+      return {
+        state: 'refused',
+        reason: `${at} is a symbolic link to a missing directory (${await readlink(at)})`,
+      };
+    }
+    if (stats !== undefined || dirname(at) === at) return probe;
+  }
+}
+
+/**
  * Why the store directory `path` could not be made, found as `probe` finds it: the nearest
  * directory above it that is there, with the errno (EROFS, EACCES) as cause, or a file in the
  * way. Undefined when nothing is found. Node's recursive `mkdir` reports ENOENT on a read-only
  * filesystem, as if a directory above were missing.
  */
 async function uncreatable(path: string, error: unknown): Promise<SessionError | undefined> {
-  const probe = await probeStoreDirectory(path, FILE_STORE_DIRECTORY).catch(() => undefined);
+  const probe = await probeDirectory(path).catch(() => undefined);
   if (probe?.state !== 'refused') return undefined;
   return new SessionError(
     'ERR_STORE_IO',

@@ -12,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { FileStore } from '@sessile/file';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -130,4 +131,23 @@ describe('FileStore: a store directory that cannot be made', () => {
     },
     60_000,
   );
+
+  it('through a symbolic link to a missing directory, probe refuses as open does, both naming the link, creating nothing', async () => {
+    const parent = mkdtempSync(join(root, 'dangling-'));
+    const link = join(parent, 'sessions');
+    symlinkSync(join(parent, 'gone'), link);
+    for (const path of [link, join(link, 'store')]) {
+      const probe = await FileStore.probe({ path });
+      expect(probe, path).toMatchObject({
+        state: 'refused',
+        reason: expect.stringContaining(`${link} is a symbolic link to a missing directory`),
+      });
+      const outcome = await openInChild(path);
+      expect(outcome, path).toMatchObject({ opened: false, code: 'ERR_STORE_IO' });
+      expect(String(outcome.message), path).toContain(
+        `${link} is a symbolic link to a missing directory`,
+      );
+    }
+    expect(readdirSync(parent)).toEqual(['sessions']);
+  });
 });
