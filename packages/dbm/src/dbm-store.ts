@@ -36,8 +36,10 @@ import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
 import {
   agreeOnStripes,
   checkLockDirectory,
+  DANGLING_LINK,
   ensureLockDirectory,
   HOLDERS_DIRECTORY,
+  isDanglingLink,
   isDirectory,
   openDatabaseFile,
   realPathOf,
@@ -180,6 +182,10 @@ export class DbmStore extends BaseStore {
     const givenStripes = options.stripes !== undefined;
     const missing = await probeStoreFile(given);
     if (missing !== undefined && missing.state !== 'absent') return missing;
+    if (missing !== undefined && isDanglingLink(given)) {
+      const refusal = cannotOpen(given, DANGLING_LINK);
+      return { state: 'refused', reason: refusal.message, cause: refusal };
+    }
     let fd: number | undefined;
     try {
       if (missing !== undefined) {

@@ -24,6 +24,9 @@ import { STRIPES_DIRECTORY } from './striped-file-locks.js';
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_NONBLOCK;
 
+/** Why `open` refuses a symbolic link to a missing file, and `probe` with it. */
+export const DANGLING_LINK = 'it is a symbolic link to a missing file';
+
 /**
  * Opens the database file for reading and writing, creating it (mode 0600) when missing. Before
  * a byte is read, refuses with `ERR_STORE_IO` naming the path whatever cannot hold a database:
@@ -53,9 +56,7 @@ export function openDatabaseFile(path: string): number {
       } catch (error) {
         // Another process created it since, or the path is a symbolic link to a missing file.
         if (errorCode(error) === 'EEXIST' && attempt === 0) continue;
-        const reason = isDanglingLink(path)
-          ? 'it is a symbolic link to a missing file'
-          : errorMessage(error);
+        const reason = isDanglingLink(path) ? DANGLING_LINK : errorMessage(error);
         throw cannotOpen(path, reason, error);
       }
     }
@@ -308,7 +309,8 @@ function assertCreatable(path: string): void {
   }
 }
 
-function isDanglingLink(path: string): boolean {
+/** Whether `path` is a symbolic link to nothing, which `openDatabaseFile` refuses to create through. */
+export function isDanglingLink(path: string): boolean {
   try {
     return lstatSync(path).isSymbolicLink() && statIfPresent(path) === undefined;
   } catch {

@@ -11,7 +11,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { isSessionError, type SessionError } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { DbmStore, type DbmStoreOptions } from '../src/index.js';
@@ -146,6 +146,14 @@ describe('DbmStore.probe judges the lock directory as open does, changing nothin
     symlinkSync(real, link);
     const error = await expectRefusedAsOpenIs({ path: link, stripes: 32 });
     expect(error.message).toContain(`${real}.locks/stripe-count`);
+  });
+
+  it('refuses a symbolic link to a missing file, which open will not create through', async () => {
+    const path = newPath();
+    symlinkSync(join(dirname(path), 'gone.dbm'), path);
+    const error = await expectRefusedAsOpenIs({ path });
+    expect(error.message).toContain('a symbolic link to a missing file');
+    expect(readdirSync(dirname(path))).toEqual([basename(path)]);
   });
 
   it.skipIf(process.getuid?.() === 0)(
