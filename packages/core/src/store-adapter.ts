@@ -10,7 +10,13 @@ import { MAX_SESSION_TIMEOUT_MS } from './manager-options.js';
 import { READS_TEXT, recordText, TextRecord, takesText } from './record-text.js';
 import { scratchUtf8 } from './scratch-bytes.js';
 import type { SessionRecord, SessionStore } from './types.js';
-import { assertDuration, assertKnownOptions, describeValue, hasMethods } from './util.js';
+import {
+  assertDuration,
+  assertKnownOptions,
+  describeValue,
+  hasMethods,
+  unopenedHint,
+} from './util.js';
 
 /** The options of an adapter that runs a sessile store behind another library's store interface. */
 export interface StoreAdapterOptions {
@@ -45,7 +51,7 @@ export function openStoreAdapter(
     // store, either would fail every request with an error that names neither.
     const hint = hasMethods(store, ['get', 'set', 'destroy'])
       ? " with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core"
-      : '';
+      : unopenedHint(store);
     throw new TypeError(
       `${where} needs a sessile SessionStore, got ${describeValue(store)}${hint}`,
     );

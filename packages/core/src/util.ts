@@ -36,6 +36,15 @@ export function describeValue(value: unknown): string {
   return String(value);
 }
 
+/**
+ * What to add to a refusal of `value` as a store when it is a promise: `SqliteStore.open()` and
+ * the other stores' `open()` resolve to the store, and a missing `await` passes the promise.
+ */
+export function unopenedHint(value: unknown): string {
+  const then = (value as { then?: unknown } | null | undefined)?.then;
+  return typeof then === 'function' ? " (a promise: await the store's open() first)" : '';
+}
+
 export function assertNonNegativeNumber(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
     throw new TypeError(`${name} must be a non-negative number, got ${describeValue(value)}`);

@@ -21,6 +21,7 @@ import {
   type ExpressSessionData,
   type ExpressSessionStore,
   encodeExpressSession,
+  sessile,
   toExpressStore,
 } from '../src/index.js';
 import { closeServer, listen, testStores } from './helpers.js';
@@ -274,6 +275,22 @@ describe('toExpressStore callbacks', () => {
     expect(() => toExpressStore(getOnly as never)).toThrow(
       /^toExpressStore\(\) needs a sessile SessionStore, got an object$/,
     );
+  });
+
+  it("names a store's open() left without await, which passes a promise of the store", async () => {
+    const opening = Promise.resolve(new MemoryStore());
+    const expected =
+      "needs a sessile SessionStore, got an object (a promise: await the store's open() first)";
+    expect(() => toExpressStore(opening as never)).toThrow(`toExpressStore() ${expected}`);
+    expect(() =>
+      sessile({
+        store: opening as never,
+        secret: 'a secret of 32 characters or more for these tests',
+      }),
+    ).toThrow(
+      "SessionManager needs { store }: a SessionStore, got an object (a promise: await the store's open() first)",
+    );
+    await (await opening).close();
   });
 
   it('hands a failure a store throws at once to the callback, never to its caller', async () => {
