@@ -15,9 +15,9 @@ export interface FileStoreOptions extends BaseStoreOptions {
    * crash only.
    */
   durability?: 'normal' | 'full';
-  /** Mode of record, lease and temp files. Default `0o600`. */
+  /** Mode of record, lease and temp files, keeping the owner's read and write. Default `0o600`. */
   fileMode?: number;
-  /** Mode of the store, shard and lock directories. Default `0o700`. */
+  /** Mode of the store, shard and lock directories, keeping the owner's `0o700`. Default `0o700`. */
   directoryMode?: number;
   /**
    * `'fast'` (default) judges expiry by a file's mtime, opening nothing, as mod_python's fast
@@ -105,6 +105,19 @@ function assertMode(value: unknown, name: string): asserts value is number {
   }
 }
 
+/**
+ * The owner bits a mode must keep: the store reads back and rewrites its own files (0o600), and
+ * makes entries in its own directories (0o700). Without them every process but root's fails, at
+ * open (directories) or at its first read (files).
+ */
+function assertOwnerCan(value: number, name: string, bits: number, what: string): void {
+  if ((value & bits) !== bits) {
+    throw new TypeError(
+      `${name} must let the owner ${what} (0o${bits.toString(8)}), got 0o${value.toString(8)}`,
+    );
+  }
+}
+
 export type Settings = Required<
   Pick<
     FileStoreOptions,
@@ -167,7 +180,9 @@ export function resolveSettings(options: FileStoreOptions, method: 'open' | 'pro
     );
   }
   assertMode(settings.fileMode, 'fileMode');
+  assertOwnerCan(settings.fileMode, 'fileMode', 0o600, 'read and write');
   assertMode(settings.directoryMode, 'directoryMode');
+  assertOwnerCan(settings.directoryMode, 'directoryMode', 0o700, 'read, write and search');
   if (settings.sweepMode !== 'fast' && settings.sweepMode !== 'verify') {
     throw new TypeError(
       `sweepMode must be 'fast' or 'verify', got ${describeValue(settings.sweepMode)}`,

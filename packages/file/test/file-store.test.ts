@@ -237,6 +237,35 @@ describe('open', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('refuses a fileMode without owner read and write, or a directoryMode without owner read, write and search, with a TypeError naming the option, before creating anything', async () => {
+    const path = freshPath();
+    for (const [options, message] of [
+      [{ path, fileMode: 0o400 }, 'fileMode must let the owner read and write (0o600), got 0o400'],
+      [{ path, fileMode: 0o200 }, 'fileMode must let the owner read and write (0o600), got 0o200'],
+      [{ path, fileMode: 0 }, 'fileMode must let the owner read and write (0o600), got 0o0'],
+      [
+        { path, directoryMode: 0o644 },
+        'directoryMode must let the owner read, write and search (0o700), got 0o644',
+      ],
+      [
+        { path, directoryMode: 0o500 },
+        'directoryMode must let the owner read, write and search (0o700), got 0o500',
+      ],
+    ] as const) {
+      for (const method of ['open', 'probe'] as const) {
+        const error = await FileStore[method](options).catch((failure: unknown) => failure);
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toBe(message);
+      }
+    }
+    expect(existsSync(path)).toBe(false);
+    // Modes that keep those bits open a store whose records read back.
+    const store = await openStore({ fileMode: 0o640, directoryMode: 0o750 });
+    const id = generateSessionId();
+    await store.set(id, recordOf('kept'));
+    expect(textOf(await store.get(id))).toBe('kept');
+  });
+
   it('refuses a directory holding files that is not a file store, and leaves them alone', async () => {
     const path = freshPath();
     mkdirSync(join(path, 'a'), { recursive: true });
