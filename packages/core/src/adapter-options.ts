@@ -159,6 +159,13 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`${where} needs options { store, secret }, got ${describeValue(options)}`);
   }
+  // `app.use(sessile)` calls the factory with each request (Express's req, Koa's ctx, Hono's c),
+  // which would be refused for its first unknown property ('_events'), on every request.
+  if ('headers' in options || 'req' in options) {
+    throw new TypeError(
+      `${where} was called with a request, not options: call it once, as app.use(sessile({ store, secret })), not app.use(sessile)`,
+    );
+  }
   const given = options as SessionAdapterOptions & {
     manager?: SessionManager<Data>;
     onCommitError?: unknown;

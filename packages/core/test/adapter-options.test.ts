@@ -23,6 +23,19 @@ function refusal(options: Record<string, unknown>, where = 'sessile()'): string 
 }
 
 describe('openSessionAdapter options', () => {
+  it('says to call the factory when app.use(sessile) hands it a request (req, ctx or c) as options', () => {
+    const requests = {
+      'sessile()': { headers: {}, method: 'GET', _events: {} },
+      '@sessile/koa': { req: {}, res: {}, request: {}, response: {} },
+      '@sessile/hono': { req: {}, env: {}, finalized: false },
+    };
+    for (const [where, request] of Object.entries(requests)) {
+      expect(() => openSessionAdapter(request, where)).toThrow(
+        `${where} was called with a request, not options: call it once, as app.use(sessile({ store, secret })), not app.use(sessile)`,
+      );
+    }
+  });
+
   it("points a top-level maxAge (koa-session's) to cookie.maxAgeMs in every adapter", () => {
     for (const where of ['sessile()', '@sessile/koa', '@sessile/hono', '@sessile/fastify']) {
       expect(refusal({ maxAge: 86_400_000 }, where)).toBe(

@@ -485,6 +485,28 @@ describe('sessile() options', () => {
     throw new Error('expected sessile() to refuse the options');
   }
 
+  it('answers app.use(sessile), the factory left uncalled, with an error saying to call it', async () => {
+    const app = express();
+    app.use(sessile as never);
+    app.get('/', (_req, res) => {
+      res.end('reached');
+    });
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).end(error.message);
+    });
+    const server = createServer(app);
+    const url = await listen(server);
+    try {
+      const answer = await fetch(url);
+      expect(answer.status).toBe(500);
+      expect(await answer.text()).toBe(
+        'sessile() was called with a request, not options: call it once, as app.use(sessile({ store, secret })), not app.use(sessile)',
+      );
+    } finally {
+      await closeServer(server);
+    }
+  });
+
   it('names its own option, secret, when the secret is missing or too short', () => {
     expect(refusal({})).toMatch(/^sessile\(\): secret must be a string of at least 32 characters/);
     expect(refusal({ secret: 'keyboard cat' })).toMatch(
