@@ -203,6 +203,16 @@ export class Connection {
     return new Connection(client, true, where, timeoutMs);
   }
 
+  /** False while the store refuses operations at once: the client is reconnecting, or a Sentinel client's primary is away. */
+  get ready(): boolean {
+    return !this.#unready();
+  }
+
+  /** `commandTimeoutMs`. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   /**
    * Runs one operation's commands: refused at once while a standalone or Sentinel client is
    * reconnecting, failed after `commandTimeoutMs`, and every failure an `ERR_STORE_IO` naming

@@ -11,6 +11,12 @@ import { CLAIM_AND_GET, CLAIM_LOCK, EXTEND_LOCK, RELEASE_LOCK } from './scripts.
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */
 const BACKSTOP_POLL_MS = 250;
+/**
+ * Longer than any pause between two claims of a waiting head (the backstop poll, with jitter):
+ * a claim that finds the connection down this long after the last one that did starts a new
+ * outage rather than continuing one that ended unseen.
+ */
+const OUTAGE_GAP_MS = 4 * BACKSTOP_POLL_MS;
 
 /**
  * Leases as Redis keys: a claim is `SET NX PX` with our token, extend and release are
@@ -28,6 +34,9 @@ class RedisLeases implements LeaseBackend {
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
   readonly #watchers = new Map<string, Set<() => void>>();
+  /** When a waiting claim first found the connection down in this outage, and last did; see `#waitsOutOutage`. */
+  #downSince: number | undefined;
+  #downSeenAt = 0;
 
   constructor(connection: Connection, keys: KeyLayout) {
     this.#connection = connection;
@@ -39,7 +48,9 @@ class RedisLeases implements LeaseBackend {
     for (const wake of this.#watchers.get(key) ?? []) wake();
   }
 
-  claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
+  claim(claim: LeaseClaim): Promise<boolean> {
+    if (this.#waitsOutOutage(claim)) return Promise.resolve(false);
+    const { key, token, expiresAt } = claim;
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
     const args = [token, String(leaseMsUntil(expiresAt))];
@@ -51,6 +62,7 @@ class RedisLeases implements LeaseBackend {
   }
 
   claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
+    if (this.#waitsOutOutage(claim)) return Promise.resolve({ taken: false });
     const connection = this.#connection;
     const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
     const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
@@ -99,6 +111,29 @@ class RedisLeases implements LeaseBackend {
   expired(claim: LeaseClaim): void {
     // Redis drops the key by itself; releasing now only spares waiters a clock-skew margin.
     this.release(claim).catch(() => {});
+  }
+
+  /**
+   * True for a claim of a waiting acquire while the connection is down (reconnecting, or a
+   * Sentinel's primary away), for up to `commandTimeoutMs` after a claim first found it so: it
+   * is not sent and counts as refused, and the acquire claims again on its next poll, so a brief
+   * outage does not fail a waiter with time left. Nothing was sent, so nothing can have taken
+   * the key. Past that, the claim is made and fails with `ERR_STORE_IO`, as every other call
+   * does; `waitMs` ending first fails the wait with `ERR_LOCK_TIMEOUT`. An acquire's first
+   * claim, before it waits, fails at once.
+   */
+  #waitsOutOutage(claim: LeaseClaim): boolean {
+    if (this.#connection.ready) {
+      this.#downSince = undefined;
+      return false;
+    }
+    if (!claim.waited) return false;
+    const now = Date.now();
+    if (this.#downSince === undefined || now - this.#downSeenAt > OUTAGE_GAP_MS) {
+      this.#downSince = now;
+    }
+    this.#downSeenAt = now;
+    return now - this.#downSince < this.#connection.timeoutMs;
   }
 
   watch(key: string, wake: () => void): () => void {

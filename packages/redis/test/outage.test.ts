@@ -115,6 +115,60 @@ describe('RedisStore when Redis goes away and comes back', () => {
     }
   }, 120_000);
 
+  for (const how of ['acquire', 'acquireAndGet'] as const) {
+    it(`a waiting ${how} outlives a brief outage: it gets the lock once Redis is back, instead of ERR_STORE_IO`, async () => {
+      const [store, peer] = await Promise.all(
+        [0, 1].map(() => RedisStore.open({ url: server.url, prefix: 'w:' })),
+      );
+      try {
+        const id = newId();
+        const held = await peer?.locks.acquire(id, { leaseMs: 60_000 });
+        const options = { waitMs: 20_000, leaseMs: 60_000 };
+        const waiting =
+          how === 'acquire'
+            ? store?.locks.acquire(id, options)
+            : store?.locks.acquireAndGet?.(id, options).then(({ lock }) => lock);
+        await sleep(100);
+        await server.stop();
+        try {
+          // Several backstop polls of the waiter.
+          await sleep(1_000);
+        } finally {
+          await server.start();
+        }
+        // The server kept nothing, the holder's lease included.
+        const lock = await waiting;
+        await held?.release().catch(() => {});
+        await expect(peer?.locks.acquire(id, { waitMs: 0 })).rejects.toMatchObject({
+          code: 'ERR_LOCK_TIMEOUT',
+        });
+        await lock?.release();
+      } finally {
+        for (const each of [store, peer]) await each?.close();
+      }
+    }, 30_000);
+  }
+
+  it('a waiting acquire fails with ERR_STORE_IO once Redis stays away for commandTimeoutMs', async () => {
+    const [store, peer] = await Promise.all(
+      [0, 1].map(() => RedisStore.open({ url: server.url, prefix: 'w:', commandTimeoutMs: 500 })),
+    );
+    try {
+      const id = newId();
+      await peer?.locks.acquire(id, { leaseMs: 60_000 });
+      const waiting = store?.locks.acquire(id, { waitMs: NEVER_MS });
+      await sleep(100);
+      await server.stop();
+      try {
+        await expect(waiting).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+      } finally {
+        await server.start();
+      }
+    } finally {
+      for (const each of [store, peer]) await each?.close();
+    }
+  });
+
   it('close() on a hung server settles once its operations fail, and drops its connections', async () => {
     const clients = async () => {
       const { stdout } = await run('redis-cli', ['-p', String(server.port), 'client', 'list']);
