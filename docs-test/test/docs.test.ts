@@ -217,6 +217,39 @@ test('docs/examples/express-app.mjs --check passes', async () => {
   expect(outcome, output()).toEqual({ exit: 0 });
 });
 
+/**
+ * docs/examples/express-app.mjs as a reader copies it into an app: the plain imports its header
+ * gives in place of the loader that borrows @sessile/express's dependencies.
+ */
+function exampleInAnApp(): string {
+  const source = readFileSync(join(root, 'docs/examples/express-app.mjs'), 'utf8');
+  const imports = [...source.matchAll(/^\/\/ {3}(import .+;)$/gm)].map((match) => match[1]);
+  const lines = source
+    .split('\n')
+    .filter((line) => line !== "import { createRequire } from 'node:module';");
+  const first = lines.findIndex((line) => line.startsWith('const packageRequire'));
+  const last = lines.findLastIndex((line) => line.includes('await load('));
+  expect(imports.length, 'the header names the imports').toBeGreaterThan(0);
+  expect(first, 'the loader is there to replace').toBeGreaterThan(-1);
+  lines.splice(first, last - first + 1, ...imports);
+  return lines.join('\n');
+}
+
+// Without SESSION_KEY, as on a first run: the example makes a key with what its header imports.
+test('docs/examples/express-app.mjs --check passes with the imports its header gives an app', async () => {
+  const dir = join(work, 'example-app');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'app.mjs'), exampleInAnApp());
+  const { SESSION_KEY: _key, ...withoutKey } = env;
+  const child = spawn(process.execPath, [join(dir, 'app.mjs'), '--check'], {
+    cwd: dir,
+    env: withoutKey,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { outcome, output } = await settle(child);
+  expect(outcome, output()).toEqual({ exit: 0 });
+});
+
 // Type-checking: each block is its own program, since blocks may declare conflicting globals
 // (@fastify/session and @sessile/fastify both declare request.session). The programs share
 // parsed library files.

@@ -8,7 +8,7 @@
 //   import express from 'express';
 //   import { sessile } from '@sessile/express';
 //   import { SqliteStore } from '@sessile/sqlite';
-//   import { aesGcmCodec, sweepEvery } from '@sessile/core';
+//   import { aesGcmCodec, generateAesKey, sweepEvery } from '@sessile/core';
 //   (the page below needs a store with an owner index: SqliteStore has one)
 // This file lives outside any package, so it borrows @sessile/express's dependencies.
 import { rm } from 'node:fs/promises';
