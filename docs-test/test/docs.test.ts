@@ -11,6 +11,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -249,6 +250,34 @@ test('docs/examples/express-app.mjs --check passes with the imports its header g
   const { outcome, output } = await settle(child);
   expect(outcome, output()).toEqual({ exit: 0 });
 });
+
+// The header says any store serves the example: the embedded ones take the same path, and each
+// store's files go when it exits.
+test.each([
+  ['SqliteStore', '@sessile/sqlite'],
+  ['LevelStore', '@sessile/level'],
+  ['FileStore', '@sessile/file'],
+  ['DbmStore', '@sessile/dbm'],
+])(
+  'docs/examples/express-app.mjs --check passes on %s and leaves no files behind',
+  async (store, name) => {
+    const dir = join(work, `example-app-${store}`);
+    const temporary = join(dir, 'tmp');
+    mkdirSync(temporary, { recursive: true });
+    const app = exampleInAnApp()
+      .replaceAll('SqliteStore', store)
+      .replaceAll("'@sessile/sqlite'", `'${name}'`);
+    writeFileSync(join(dir, 'app.mjs'), app);
+    const child = spawn(process.execPath, [join(dir, 'app.mjs'), '--check'], {
+      cwd: dir,
+      env: { ...env, TMPDIR: temporary },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const { outcome, output } = await settle(child);
+    expect(outcome, output()).toEqual({ exit: 0 });
+    expect(readdirSync(temporary)).toEqual([]);
+  },
+);
 
 // Type-checking: each block is its own program, since blocks may declare conflicting globals
 // (@fastify/session and @sessile/fastify both declare request.session). The programs share

@@ -9,9 +9,11 @@
 //   import { sessile } from '@sessile/express';
 //   import { SqliteStore } from '@sessile/sqlite';
 //   import { aesGcmCodec, generateAesKey, sweepEvery } from '@sessile/core';
-//   (the page below needs a store with an owner index: SqliteStore has one)
+// Any sessile store serves it, as each keeps the owner index the devices page needs: for the
+// file store, import { FileStore } from '@sessile/file' and open it where SqliteStore is opened
+// (LevelStore and DbmStore take the same path; Redis and PostgreSQL take their server's address).
 // This file lives outside any package, so it borrows @sessile/express's dependencies.
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +33,10 @@ const secret = SESSION_SECRET ?? 'dev-only secret: set SESSION_SECRET in product
 // Without SESSION_KEY every restart gets a new key, and sessions written with the old one read as corrupt.
 const key = SESSION_KEY ?? generateAesKey();
 
-const databasePath = SESSIONS_DB ?? join(tmpdir(), `sessile-example-${process.pid}.db`);
+// Without SESSIONS_DB the sessions live in a temporary directory, removed on exit.
+const scratch =
+  SESSIONS_DB === undefined ? await mkdtemp(join(tmpdir(), 'sessile-example-')) : undefined;
+const databasePath = SESSIONS_DB ?? join(scratch, 'sessions.db');
 const store = await SqliteStore.open({ path: databasePath });
 const sessions = sessile({
   store,
@@ -153,9 +158,7 @@ async function shutDown() {
   await new Promise((resolve) => server.close(resolve));
   await sessions.close();
   await store.close();
-  if (SESSIONS_DB === undefined) {
-    for (const suffix of ['', '-wal', '-shm']) await rm(databasePath + suffix, { force: true });
-  }
+  if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
 }
 
 /** A browser: it keeps the session cookie the app sets. */
