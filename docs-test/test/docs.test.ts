@@ -93,6 +93,28 @@ test('every HTTP check names exactly one code block', () => {
   }
 });
 
+// Before the first release the README has a reader install tarballs by file name, which a version
+// bump changes.
+test("the README's tarballs are the ones pnpm pack:packages writes, @sessile/core's among them", () => {
+  const manifests = readdirSync(join(root, 'packages'))
+    .map((dir) => join(root, 'packages', dir, 'package.json'))
+    .filter((file) => existsSync(file))
+    .map((file) => JSON.parse(readFileSync(file, 'utf8')));
+  const tarball = (manifest: { name: string; version: string }) =>
+    `${manifest.name.replace('@', '').replace('/', '-')}-${manifest.version}.tgz`;
+  const packed = new Set(manifests.filter((manifest) => !manifest.private).map(tarball));
+  const script = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts[
+    'pack:packages'
+  ];
+  expect(script).toContain('--pack-destination .packs');
+  const named = (blocksByPage.get('README.md') ?? [])
+    .filter((block) => block.lang === 'sh')
+    .flatMap((block) => [...block.code.matchAll(/\.packs\/([\w.-]+\.tgz)/g)].map((m) => m[1]));
+  expect(named.filter((name) => !packed.has(name ?? ''))).toEqual([]);
+  const core = manifests.find((manifest) => manifest.name === '@sessile/core');
+  expect(named).toContain(tarball(core));
+});
+
 // Test files import the package their reader is writing, and skipped blocks are not run.
 test('every page installs the @sessile packages its code imports', () => {
   for (const [page, blocks] of blocksByPage) {
