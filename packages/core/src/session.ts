@@ -112,6 +112,9 @@ export class Session<Data extends SessionData = SessionData> {
     this.#meta = init.meta;
     this.#loginMeta = init.loginMeta;
     if (this.#lock !== undefined) this.#keepLockAlive(this.#lock);
+    // express-session's `req.session.userId = 42` would be a property nobody saves: the data
+    // belongs in `data`, and in strict code (every ES module) such an assignment throws.
+    Object.preventExtensions(this);
   }
 
   /** The session id. It changes on `regenerate()`. */

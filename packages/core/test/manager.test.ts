@@ -150,6 +150,17 @@ describe('Session status and commit', () => {
     expect(after?.data).toEqual(before?.data);
   });
 
+  it("refuses express-session's req.session.userId = 42, a field outside data that nothing would save", async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined);
+    expect(() => {
+      (session as unknown as { userId: number }).userId = 42;
+    }).toThrow(TypeError);
+    expect((session as unknown as { userId?: number }).userId).toBeUndefined();
+    session.data.user = 'alice';
+    expect(await session.commit()).toBe('saved');
+  });
+
   it('keeps a session whose invalidate() failed in the store going, so a retry logs it out', async () => {
     const { manager, store } = setup();
     const id = await createSession(manager, { user: 'alice' });

@@ -712,6 +712,17 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(await store.count()).toBe(1);
   });
 
+  it("refuses express-session's req.session.userId = 42 with a TypeError, instead of answering a login that nothing saves", async () => {
+    const { url, store } = await serve((req, res) => {
+      (req.session as unknown as { userId: number }).userId = 42;
+      res.end('signed in');
+    });
+    const login = await fetch(url);
+    expect(login.status).toBe(500);
+    expect(await login.text()).not.toBe('signed in');
+    expect(await store.count()).toBe(0);
+  });
+
   it('delivers the answer of a handler that fails after it, while the commit still runs', async () => {
     // A real store whose writes take a while, as a remote one's do.
     class SlowStore extends MemoryStore {
