@@ -61,6 +61,25 @@ describe('HostGuards', () => {
     expect(existsSync(store)).toBe(false);
   });
 
+  it('makes no holder file once closed: a guard asked for after close() is refused and nothing is left heartbeating', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
+    const guardsDirectory = join(store, '.guards');
+    const guards = hostGuardsIn(guardsDirectory);
+    try {
+      expect(await guards.run(join(store, 'record'), async () => 'open')).toBe('open');
+      // Closing while a guard is asked for, and asking after: neither leaves a holder behind.
+      const racing = guards.run(join(store, 'other'), async () => 'raced').catch((e) => e.code);
+      await guards.close();
+      expect(['raced', 'ERR_STORE_CLOSED']).toContain(await racing);
+      await expect(guards.run(join(store, 'record'), async () => 'late')).rejects.toMatchObject({
+        code: 'ERR_STORE_CLOSED',
+      });
+      expect(readdirSync(guardsDirectory)).toEqual([]);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
   it('takes a guard on a full disk in a process that had no holder file yet, so it can still delete and free space', async () => {
     const dir = fullFilesystem('1m');
     const guardsDirectory = join(dir, '.guards');

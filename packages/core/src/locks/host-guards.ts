@@ -52,6 +52,7 @@ export class HostGuards {
   #creatingHolder: Promise<string> | undefined;
   #lastBeatMs = 0;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
 
   constructor(init: HostGuardsInit) {
     // It paces a heartbeat timer, and NaN would make no guard ever stale nor any wait end.
@@ -123,6 +124,7 @@ export class HostGuards {
 
   /** Stops the heartbeat and removes the holder file; guards must all be released first. */
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#beatTimer !== undefined) clearInterval(this.#beatTimer);
     this.#beatTimer = undefined;
     const holder = this.#holder ?? (await this.#creatingHolder?.catch(() => undefined));
@@ -208,6 +210,8 @@ export class HostGuards {
 
   #createHolder(): Promise<string> {
     this.#creatingHolder ??= (async () => {
+      // A holder made once `close` began would outlive it, heartbeating for the process's life.
+      if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
       const { directory, fileMode, directoryMode } = this.#init;
       // A holder removed from under us (by hand) is made again under the same name.
       await unless(['ENOENT'], undefined, () => this.#fs.unlink(this.holderPath));
@@ -228,6 +232,10 @@ export class HostGuards {
         throw error;
       }
       await this.#fs.close(fd);
+      if (this.#closed) {
+        await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
+        throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+      }
       this.#lastBeatMs = Date.now();
       this.#holder = holder;
       this.#beatTimer ??= setInterval(() => {
