@@ -52,6 +52,7 @@ export interface SessionInit<Data extends SessionData> {
 }
 
 const MAX_CREATE_ATTEMPTS = 3;
+const OPEN_BRACE = 0x7b;
 
 /** The next lease extension of every open locked session, on one timer. */
 const lockExtensions = new Deadlines();
@@ -447,7 +448,14 @@ export class Session<Data extends SessionData = SessionData> {
   async #write(unlocking: boolean): Promise<CommitOutcome> {
     const { store, codec, touchAfterMs } = this.#context;
     const now = Date.now();
-    const json = JSON.stringify(this.#data);
+    const json = JSON.stringify(this.#data) as string | undefined;
+    // Data whose toJSON gives no object (a Date's string) would be stored as a record that every
+    // later load refuses as corrupt, signing the user out.
+    if (json === undefined || json.charCodeAt(0) !== OPEN_BRACE) {
+      throw new TypeError(
+        `session data must be saved as a JSON object, got ${json === undefined ? 'nothing' : `JSON ${json.slice(0, 40)}`} from its toJSON()`,
+      );
+    }
     const modified = this.#mustSave || json !== this.#snapshot;
     const expiresAt = this.expiresAtFor(now);
     if (expiresAt <= now) {

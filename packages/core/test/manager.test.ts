@@ -150,6 +150,24 @@ describe('Session status and commit', () => {
     expect(after?.data).toEqual(before?.data);
   });
 
+  it('refuses to save data whose toJSON gives no object, which every later load would find corrupt', async () => {
+    const { manager, errors } = setup();
+    const id = await createSession(manager, { user: 'alice' });
+    for (const data of [new Date(), { toJSON: () => 'text' }, { toJSON: () => undefined }]) {
+      const session = await manager.open(id);
+      session.data = data as Counter;
+      await expect(session.commit()).rejects.toThrow(
+        /^session data must be saved as a JSON object, got (JSON .+|nothing) from its toJSON\(\)$/,
+      );
+    }
+    // Still the stored session, readable: the user stays signed in.
+    const reopened = await manager.open(id);
+    expect(reopened.id).toBe(id);
+    expect(reopened.data).toEqual({ user: 'alice' });
+    await reopened.commit();
+    expect(errors).toEqual([]);
+  });
+
   it("refuses express-session's req.session.userId = 42, a field outside data that nothing would save", async () => {
     const { manager } = setup();
     const session = await manager.open(undefined);
