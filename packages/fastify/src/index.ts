@@ -58,6 +58,12 @@ const REPLACED =
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
 const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, options) => {
+  // Called by hand (app.register(fastifySessile({ store, secret }))), it gets the options first.
+  if (typeof (fastify as Partial<typeof fastify> | undefined)?.addHook !== 'function') {
+    throw new TypeError(
+      '@sessile/fastify is a Fastify plugin: register it with its options, app.register(fastifySessile, { store, secret }), without calling it',
+    );
+  }
   const adapter = openSessionAdapter(options, '@sessile/fastify', REGISTER_OPTIONS);
   const { manager, cookie, ownsManager, finish } = adapter;
   const { reportCommitError } = adapter;

@@ -44,6 +44,21 @@ describe('@sessile/fastify options', () => {
     );
   });
 
+  it('says to register it, not call it, when app.register(fastifySessile({ store, secret })) calls it by hand', async () => {
+    const store = new MemoryStore();
+    stores.push(store);
+    const app = Fastify();
+    const called = (fastifySessile as unknown as (options: object) => Promise<void>)({
+      store,
+      secret: SECRET,
+    });
+    app.register(called as never);
+    await expect(app.ready()).rejects.toThrow(
+      '@sessile/fastify is a Fastify plugin: register it with its options, app.register(fastifySessile, { store, secret }), without calling it',
+    );
+    await app.close();
+  });
+
   it("accepts Fastify's own register options", async () => {
     await expect(register({ secret: SECRET, prefix: '/app', logLevel: 'warn' })).resolves.toBe(
       undefined,
