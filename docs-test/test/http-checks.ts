@@ -18,6 +18,24 @@ export interface HttpCheck {
 
 /** The one user fixtures/run-block.mjs knows. */
 const LOGIN = { name: 'ada', password: 'correct horse battery staple' };
+/** LOGIN as the Koa and Hono guides read it, from the query string. */
+const LOGIN_QUERY = `name=ada&password=${encodeURIComponent(LOGIN.password)}`;
+
+/** A guide's app: visits counted, login regenerates, logout ends the session. */
+const SIGN_IN_AND_OUT: readonly Step[] = [
+  { method: 'GET', path: '/', status: 200, body: { visits: 1, signedIn: false } },
+  { method: 'POST', path: '/login?name=ada&password=wrong', status: 401 },
+  { method: 'POST', path: `/login?${LOGIN_QUERY}`, status: 200, body: { ok: true } },
+  { method: 'GET', path: '/', status: 200, body: { visits: 2, signedIn: true } },
+  { method: 'POST', path: '/logout', status: 200, body: { ok: true } },
+  { method: 'GET', path: '/', status: 200, body: { visits: 1, signedIn: false } },
+];
+
+/** A counter kept in the session: `key` is 1, then 2. */
+const counts = (key: string): readonly Step[] => [
+  { method: 'GET', path: '/', status: 200, body: { [key]: 1 } },
+  { method: 'GET', path: '/', status: 200, body: { [key]: 2 } },
+];
 
 /** A served block without a check here only has to answer `GET /` without a server error. */
 export const DEFAULT_STEPS: readonly Step[] = [{ method: 'GET', path: '/' }];
@@ -95,5 +113,19 @@ export const HTTP_CHECKS: readonly HttpCheck[] = [
       { method: 'POST', path: '/logout', status: 200, body: { ok: true } },
       { method: 'GET', path: '/', status: 200, body: { visits: 1, signedIn: false } },
     ],
+  },
+  { page: 'docs/koa.md', contains: "ctx.path === '/login'", steps: SIGN_IN_AND_OUT },
+  { page: 'docs/koa.md', contains: 'toKoaSessionStore(store)', steps: counts('views') },
+  { page: 'docs/hono.md', contains: "c.req.query('name')", steps: SIGN_IN_AND_OUT },
+  { page: 'docs/hono.md', contains: 'toHonoSessionsStore(store)', steps: counts('views') },
+  {
+    page: 'packages/koa/README.md',
+    contains: 'SessileContext<{ visits?: number }>',
+    steps: counts('visits'),
+  },
+  {
+    page: 'packages/hono/README.md',
+    contains: 'c.json({ visits: data.visits })',
+    steps: counts('visits'),
   },
 ];
