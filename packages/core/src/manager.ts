@@ -33,7 +33,7 @@ import {
   connectionClosed,
   describeValue,
   hasMethods,
-  unopenedHint,
+  storeHint,
 } from './util.js';
 
 export {
@@ -458,7 +458,7 @@ function checkCallables(options: SessionManagerOptions): void {
     typeof (store as { capabilities?: unknown }).capabilities !== 'object'
   ) {
     throw new TypeError(
-      `SessionManager needs { store }: a SessionStore, got ${describeValue(store)}${unopenedHint(store)}`,
+      `SessionManager needs { store }: a SessionStore, got ${describeValue(store)}${storeHint(store)}`,
     );
   }
   if (codec !== undefined) assertCodec(codec, 'codec');

@@ -15,7 +15,7 @@ import {
   assertKnownOptions,
   describeValue,
   hasMethods,
-  unopenedHint,
+  storeHint,
 } from './util.js';
 
 /** The options of an adapter that runs a sessile store behind another library's store interface. */
@@ -49,11 +49,8 @@ export function openStoreAdapter(
   if (!hasMethods(store, STORE_METHODS)) {
     // express-session's own MemoryStore and connect-redis have a `get` too; taken for a sessile
     // store, either would fail every request with an error that names neither.
-    const hint = hasMethods(store, ['get', 'set', 'destroy'])
-      ? " with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core"
-      : unopenedHint(store);
     throw new TypeError(
-      `${where} needs a sessile SessionStore, got ${describeValue(store)}${hint}`,
+      `${where} needs a sessile SessionStore, got ${describeValue(store)}${storeHint(store)}`,
     );
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {

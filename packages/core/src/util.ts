@@ -37,12 +37,21 @@ export function describeValue(value: unknown): string {
 }
 
 /**
- * What to add to a refusal of `value` as a store when it is a promise: `SqliteStore.open()` and
- * the other stores' `open()` resolve to the store, and a missing `await` passes the promise.
+ * What to add to a refusal of `value` as a sessile store, naming what it is when it is a common
+ * mistake: the promise of a store's `open()` (a missing `await`), an adapter for another
+ * library's middleware (`toExpressStore`'s, with the sessile store as `store`), or such a
+ * middleware's own store (express-session's MemoryStore, connect-redis: `get`, `set`, `destroy`).
  */
-export function unopenedHint(value: unknown): string {
-  const then = (value as { then?: unknown } | null | undefined)?.then;
-  return typeof then === 'function' ? " (a promise: await the store's open() first)" : '';
+export function storeHint(value: unknown): string {
+  const given = value as { then?: unknown; store?: unknown } | null | undefined;
+  if (typeof given?.then === 'function') return " (a promise: await the store's open() first)";
+  if (hasMethods(given?.store, ['get', 'set', 'delete'])) {
+    return ' (an adapter for another session middleware, such as toExpressStore(store)): pass the sessile store it wraps, its .store';
+  }
+  if (hasMethods(value, ['get', 'set', 'destroy'])) {
+    return " with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core";
+  }
+  return '';
 }
 
 export function assertNonNegativeNumber(value: unknown, name: string): asserts value is number {

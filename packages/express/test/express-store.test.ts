@@ -277,6 +277,18 @@ describe('toExpressStore callbacks', () => {
     );
   });
 
+  it('names the adapter or the middleware store given to sessile() where a sessile store goes', async () => {
+    const store = new MemoryStore();
+    const secret = 'a secret of 32 characters or more for these tests';
+    expect(() => sessile({ store: toExpressStore(store) as never, secret })).toThrow(
+      'SessionManager needs { store }: a SessionStore, got an object (an adapter for another session middleware, such as toExpressStore(store)): pass the sessile store it wraps, its .store',
+    );
+    expect(() => sessile({ store: new session.MemoryStore() as never, secret })).toThrow(
+      "SessionManager needs { store }: a SessionStore, got an object with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core",
+    );
+    await store.close();
+  });
+
   it("names a store's open() left without await, which passes a promise of the store", async () => {
     const opening = Promise.resolve(new MemoryStore());
     const expected =
