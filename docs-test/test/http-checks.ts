@@ -114,6 +114,11 @@ export const HTTP_CHECKS: readonly HttpCheck[] = [
       { method: 'GET', path: '/', status: 200, body: { visits: 1, signedIn: false } },
     ],
   },
+  {
+    page: 'docs/migrating-from-express-session.md',
+    contains: 'signed in as ${',
+    steps: [{ method: 'GET', path: '/', status: 200, body: 'signed in as nobody' }],
+  },
   { page: 'docs/koa.md', contains: "ctx.path === '/login'", steps: SIGN_IN_AND_OUT },
   { page: 'docs/koa.md', contains: 'toKoaSessionStore(store)', steps: counts('views') },
   { page: 'docs/hono.md', contains: "c.req.query('name')", steps: SIGN_IN_AND_OUT },
