@@ -149,6 +149,16 @@ function settleWrite(
 const DONE: Promise<void> = Promise.resolve();
 
 /**
+ * Whether `session` is one express-session can load: every session it saves has a `cookie`
+ * object. One that `sessile()` saved (after `acceptExpressSession` adopted it) has none, and
+ * express-session would fail the request reading its `cookie.expires`; it reads as absent.
+ */
+function hasCookie(session: object | undefined): session is ExpressSessionData {
+  const cookie = (session as ExpressSessionData | undefined)?.cookie;
+  return typeof cookie === 'object' && cookie !== null;
+}
+
+/**
  * `run()`'s promise, with a synchronous throw as its rejection: a store not built on core's
  * `BaseStore` may throw at once, which must reach the callback, not express-session's caller.
  */
@@ -192,7 +202,7 @@ export function toExpressStore(
     for await (const sid of store.ids()) {
       try {
         const session = await read(sid);
-        if (session !== undefined) sessions.push({ ...session, id: sid });
+        if (hasCookie(session)) sessions.push({ ...session, id: sid });
       } catch (error) {
         // Left out, as `ownedBy` leaves them: a damaged record, and one a newer version wrote
         // (a rolling deploy's other hosts), which fails no listing here.
@@ -217,7 +227,7 @@ export function toExpressStore(
     get(sid: string, callback: Callback<ExpressSessionData | null>): void {
       assertCallback(callback, 'get');
       read(sid).then(
-        (session) => callback?.(null, (session as ExpressSessionData | undefined) ?? null),
+        (session) => callback?.(null, hasCookie(session) ? session : null),
         (error: unknown) => fail(this, error, callback),
       );
     }

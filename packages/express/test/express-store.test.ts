@@ -113,6 +113,40 @@ describe.each(testStores())(
       expect(await store.get(loggedIn)).toBeUndefined();
     });
 
+    it('reads a session that sessile() took over and saved as absent, so express-session answers instead of failing', async () => {
+      const store = await openStore();
+      const url = await startApp(toExpressStore(store));
+      const jar = new CookieJar();
+      const { id } = await jar.json<{ id: string }>(`${url}/login`, { method: 'POST' });
+      // A request with the same connect.sid reaches an instance already on sessile() (a
+      // rolling deploy of the migration's step 2), which adopts the session and saves it.
+      const sessions = sessile({
+        store,
+        secret: 'a secret of 32 characters or more for these tests',
+        acceptExpressSession: { secret: 'express-session secret' },
+      });
+      const app = express();
+      app.use(sessions);
+      app.get('/', (req, res) => {
+        const taken = (req as unknown as { session: { id: string; data: { seen?: boolean } } })
+          .session;
+        taken.data.seen = true;
+        res.json({ id: taken.id });
+      });
+      const server = createServer(app);
+      const sessileUrl = await listen(server);
+      cleanups.push(async () => {
+        await closeServer(server);
+        await sessions.close();
+      });
+      const adopter = jar.clone();
+      expect(await adopter.json(sessileUrl)).toEqual({ id });
+      // Back on an express-session instance with connect.sid: signed out, not a 500.
+      const response = await jar.fetch(`${url}/count`);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ count: 0, user: null });
+    });
+
     it("maps the session cookie's expiry onto the record's expiresAt", async () => {
       const store = await openStore();
       const url = await startApp(toExpressStore(store), 60_000);
