@@ -146,10 +146,13 @@ export function basicTests(options: ConformanceOptions): void {
       const other = newId();
       await store.set(id, record({ v: 1 }));
       await store.set(other, record({ v: 2 }));
-      expect(await store.delete(id)).toBe(true);
-      expect(await store.delete(id)).toBe(false);
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.get(other)).toBeDefined();
+      expect(await store.delete(id), 'a delete of a live record resolves true').toBe(true);
+      expect(
+        await store.delete(id),
+        'a second delete finds nothing: the first removed the record before it resolved',
+      ).toBe(false);
+      expect(await store.get(id), 'a get after an awaited delete finds nothing').toBeUndefined();
+      expect(await store.get(other), 'a delete removes that id only').toBeDefined();
     });
 
     test('empty, binary and maximum-size payloads round-trip exactly', async (store) => {

@@ -14,12 +14,13 @@ export function expiryTests(options: ConformanceOptions): void {
       await store.set(id, record({ v: 1 }, Date.now() + 150 * scale));
       await store.set(live, record({ v: 2 }));
       await delay(400 * scale);
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.touch(id, Date.now() + HOUR_MS)).toBe(false);
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.count()).toBe(1);
-      expect(await collect(store.ids())).toEqual([live]);
-      expect(await store.delete(id)).toBe(false);
+      // Expired means absent before any sweep: each read compares expiresAt with the time now.
+      expect(await store.get(id), 'get of an expired record').toBeUndefined();
+      expect(await store.touch(id, Date.now() + HOUR_MS), 'touch of an expired record').toBe(false);
+      expect(await store.get(id), 'get after a touch of an expired record').toBeUndefined();
+      expect(await store.count(), 'count() counts live records only').toBe(1);
+      expect(await collect(store.ids()), 'ids() lists live records only').toEqual([live]);
+      expect(await store.delete(id), 'delete of an expired record').toBe(false);
     });
 
     test('an expired record counts as absent for conditional set', async (store) => {
@@ -35,9 +36,9 @@ export function expiryTests(options: ConformanceOptions): void {
     test('set with a past expiresAt leaves nothing visible', async (store) => {
       const id = newId();
       await store.set(id, record({ v: 1 }, Date.now() - 1000));
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.count()).toBe(0);
-      expect(await collect(store.ids())).toEqual([]);
+      expect(await store.get(id), 'get of a record written already expired').toBeUndefined();
+      expect(await store.count(), 'count() counts live records only').toBe(0);
+      expect(await collect(store.ids()), 'ids() lists live records only').toEqual([]);
       const existing = newId();
       await store.set(existing, record({ v: 1 }));
       await store.set(existing, record({ v: 2 }, Date.now() - 1000));
