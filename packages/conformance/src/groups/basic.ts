@@ -193,6 +193,24 @@ export function basicTests(options: ConformanceOptions): void {
       expect((await collect(store.ids())).sort()).toEqual([...ids].sort());
     });
 
+    test('ids that differ only in case are different sessions', async (store) => {
+      const id = `aB${newId()}`;
+      const [lower, upper] = [id.toLowerCase(), id.toUpperCase()];
+      const why =
+        'ids are case-sensitive: does the backend compare them without case (a _ci collation, a case-insensitive file system)?';
+      expect(await store.set(lower, record({ v: 'lower' }), { only: 'absent' }), why).toBe(true);
+      expect(await store.set(upper, record({ v: 'upper' }), { only: 'absent' }), why).toBe(true);
+      expect(decodeValue((await store.get(lower))?.data ?? bytesOf(null)), why).toEqual({
+        v: 'lower',
+      });
+      expect(decodeValue((await store.get(upper))?.data ?? bytesOf(null)), why).toEqual({
+        v: 'upper',
+      });
+      expect(await store.delete(upper), why).toBe(true);
+      expect(await store.get(lower), why).toBeDefined();
+      expect(await collect(store.ids()), why).toEqual([lower]);
+    });
+
     test('count and ids list each live record once', async (store) => {
       const ids = [newId(), newId(), newId()];
       for (const id of ids) await store.set(id, record({ id }));

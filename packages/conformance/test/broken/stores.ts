@@ -549,3 +549,37 @@ export class DefersCreatesStore extends MemoryStore {
     });
   }
 }
+
+/** Matches ids without case, keeping the case an id was first stored with, as a _ci collation does. */
+export class CaseInsensitiveIdStore extends MemoryStore {
+  readonly #stored = new Map<string, string>();
+  #key(id: string): string {
+    return this.#stored.get(id.toLowerCase()) ?? id;
+  }
+  protected override _get(id: string, now: number) {
+    return super._get(this.#key(id), now);
+  }
+  protected override _lend<T>(
+    id: string,
+    now: number,
+    read: (record: Readonly<SessionRecord>, id: string) => T,
+  ) {
+    return super._lend(this.#key(id), now, read);
+  }
+  protected override _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ) {
+    const key = this.#key(id);
+    this.#stored.set(id.toLowerCase(), key);
+    return super._set(key, record, only, now);
+  }
+  protected override _touch(id: string, expiresAt: number, now: number) {
+    return super._touch(this.#key(id), expiresAt, now);
+  }
+  protected override _delete(id: string, now: number) {
+    return super._delete(this.#key(id), now);
+  }
+}

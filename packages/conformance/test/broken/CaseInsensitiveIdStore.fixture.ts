@@ -1,0 +1,7 @@
+import { runStoreConformance } from '../../src/index.js';
+import { CaseInsensitiveIdStore } from './stores.js';
+
+await runStoreConformance({
+  name: 'CaseInsensitiveIdStore',
+  open: async () => new CaseInsensitiveIdStore(),
+});
