@@ -226,6 +226,25 @@ export function basicTests(options: ConformanceOptions): void {
       expect(await collect(store.ids())).toEqual([]);
     });
 
+    it('clear() removes the records of its own store only, not those of another open() beside it', async () => {
+      const first = await options.open();
+      const second = await options.open();
+      try {
+        const kept = newId();
+        await first.set(newId(), record({ first: true }));
+        await second.set(kept, record({ second: true }));
+        await first.clear();
+        expect(await first.count()).toBe(0);
+        expect(
+          await collect(second.ids()),
+          'clear() removes every record of this store, and nothing else (not every key of the server or file)',
+        ).toEqual([kept]);
+      } finally {
+        await second.close();
+        await first.close();
+      }
+    }, 30_000);
+
     test('stored bytes do not change when the caller mutates its buffers', async (store) => {
       // A Node Buffer too: its slice() is a view, not a copy.
       for (const data of [Uint8Array.from([1, 2, 3, 4]), Buffer.from([1, 2, 3, 4])]) {

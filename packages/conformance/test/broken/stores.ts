@@ -583,3 +583,22 @@ export class CaseInsensitiveIdStore extends MemoryStore {
     return super._delete(this.#key(id), now);
   }
 }
+
+/** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
+export class ClearsEveryStore extends MemoryStore {
+  static readonly #open = new Set<ClearsEveryStore>();
+  constructor() {
+    super();
+    ClearsEveryStore.#open.add(this);
+  }
+  protected override async _clear(): Promise<void> {
+    for (const store of ClearsEveryStore.#open) await store.#clearOwn();
+  }
+  #clearOwn(): Promise<void> {
+    return super._clear();
+  }
+  protected override _close(): Promise<void> {
+    ClearsEveryStore.#open.delete(this);
+    return super._close();
+  }
+}
