@@ -140,6 +140,38 @@ function describeFailure(error: unknown): string {
   return `${(error as Error)?.name ?? 'error'}: ${(error as Error)?.message ?? String(error)}`;
 }
 
+/**
+ * Fails unless `call` returns a promise that rejects with a TypeError whose message matches
+ * `message`. A call that throws at once is named as such: `await` in a caller's try block would
+ * catch it, but a caller's `.catch()` never sees it.
+ */
+export async function expectTypeError(
+  what: string,
+  call: () => unknown,
+  message?: RegExp,
+): Promise<void> {
+  let pending: unknown;
+  try {
+    pending = call();
+  } catch (error) {
+    throw new Error(
+      `${what} threw ${describeFailure(error)} instead of returning a promise that rejects with it`,
+    );
+  }
+  let caught: unknown;
+  try {
+    await pending;
+  } catch (error) {
+    caught = error;
+  }
+  if (caught === undefined)
+    throw new Error(`${what} must reject with a TypeError, but it resolved`);
+  expect(caught, `${what} must reject with a TypeError`).toBeInstanceOf(TypeError);
+  if (message !== undefined) {
+    expect((caught as Error).message, `${what}: the TypeError names the problem`).toMatch(message);
+  }
+}
+
 /** Runs each named call and returns the ones whose outcome differs from `expected`. */
 export async function unexpectedOutcomes(
   calls: Record<string, () => unknown>,

@@ -6,7 +6,16 @@ import {
   RECORD_TEXT,
 } from '@sessile/core/store';
 import { describe, expect, it } from 'vitest';
-import { bytesOf, collect, decodeValue, HOUR_MS, newId, record, withStore } from '../helpers.js';
+import {
+  bytesOf,
+  collect,
+  decodeValue,
+  expectTypeError,
+  HOUR_MS,
+  newId,
+  record,
+  withStore,
+} from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 
 export function basicTests(options: ConformanceOptions): void {
@@ -284,30 +293,52 @@ export function basicTests(options: ConformanceOptions): void {
       expect(store.closed).toBe(true);
     });
 
-    test('misuse throws TypeError and writes nothing', async (store) => {
+    test('misuse rejects with a TypeError and writes nothing', async (store) => {
       const id = newId();
-      const bad: unknown[] = [
-        null,
-        { data: 'text', expiresAt: Date.now() + HOUR_MS },
-        { data: new Uint8Array(1), expiresAt: Number.NaN },
-        { data: new Uint8Array(1) },
+      const bad: Array<[string, unknown]> = [
+        ['null', null],
+        ['data a string', { data: 'text', expiresAt: Date.now() + HOUR_MS }],
+        ['expiresAt NaN', { data: new Uint8Array(1), expiresAt: Number.NaN }],
+        ['no expiresAt', { data: new Uint8Array(1) }],
       ];
-      for (const value of bad) {
-        await expect(store.set(id, value as never)).rejects.toBeInstanceOf(TypeError);
+      for (const [label, value] of bad) {
+        await expectTypeError(`set() of a record with ${label}`, () =>
+          store.set(id, value as never),
+        );
       }
-      await expect(
+      await expectTypeError("set() with only: 'sometimes'", () =>
         store.set(id, record({}), { only: 'sometimes' as never }),
-      ).rejects.toBeInstanceOf(TypeError);
-      await expect(store.touch(id, Number.NaN)).rejects.toBeInstanceOf(TypeError);
-      await expect(store.sweep({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
+      );
+      await expectTypeError('touch() to expiresAt NaN', () => store.touch(id, Number.NaN));
+      // A misspelt option would otherwise be dropped: { olny: 'absent' } overwrites a session.
+      await expectTypeError(
+        "set() with the unknown option 'olny'",
+        () => store.set(id, record({}), { olny: 'absent' } as never),
+        /olny/,
+      );
+      await expectTypeError(
+        "touch() with the unknown option 'lok'",
+        () => store.touch(id, Date.now() + HOUR_MS, { lok: true } as never),
+        /lok/,
+      );
+      await expectTypeError(
+        "delete() with the unknown option 'lok'",
+        () => store.delete(id, { lok: true } as never),
+        /lok/,
+      );
+      await expectTypeError('sweep() with limit 0', () => store.sweep({ limit: 0 }));
       // A misspelt limit or budget would otherwise sweep without the bound the caller asked for.
-      const misspelt = store.sweep({ limt: 5 } as never);
-      await expect(misspelt).rejects.toBeInstanceOf(TypeError);
-      await expect(misspelt).rejects.toThrow(/limt/);
+      await expectTypeError(
+        "sweep() with the unknown option 'limt'",
+        () => store.sweep({ limt: 5 } as never),
+        /limt/,
+      );
       for (const options of ['fast', 42, null]) {
-        await expect(store.sweep(options as never)).rejects.toBeInstanceOf(TypeError);
+        await expectTypeError(`sweep(${JSON.stringify(options)})`, () =>
+          store.sweep(options as never),
+        );
       }
-      expect(await store.count()).toBe(0);
+      expect(await store.count(), 'a refused call writes nothing').toBe(0);
     });
   });
 }

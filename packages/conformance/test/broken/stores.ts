@@ -584,6 +584,64 @@ export class CaseInsensitiveIdStore extends MemoryStore {
   }
 }
 
+/** A store written without BaseStore, handing every call to a MemoryStore. */
+abstract class DelegatingStore implements SessionStore {
+  protected readonly inner = new MemoryStore();
+  readonly capabilities = this.inner.capabilities;
+  readonly locks = this.inner.locks;
+  readonly maxRecordBytes = this.inner.maxRecordBytes;
+  get closed() {
+    return this.inner.closed;
+  }
+  get(id: string) {
+    return this.inner.get(id);
+  }
+  set(id: string, record: SessionRecord, options?: SetOptions) {
+    return this.inner.set(id, record, options);
+  }
+  touch(id: string, expiresAt: number, options?: WriteOptions) {
+    return this.inner.touch(id, expiresAt, options);
+  }
+  delete(id: string, options?: WriteOptions) {
+    return this.inner.delete(id, options);
+  }
+  sweep(options?: SweepOptions) {
+    return this.inner.sweep(options);
+  }
+  count() {
+    return this.inner.count();
+  }
+  ids() {
+    return this.inner.ids();
+  }
+  clear() {
+    return this.inner.clear();
+  }
+  ownedBy(owner: string) {
+    return this.inner.ownedBy(owner);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+/** Reads the write options it knows and drops the rest, so { olny: 'absent' } overwrites. */
+export class LooseWriteOptionsStore extends DelegatingStore {
+  override set(id: string, record: SessionRecord, options?: SetOptions) {
+    return this.inner.set(id, record, known(options, ['only', 'lock', 'release']));
+  }
+  override touch(id: string, expiresAt: number, options?: WriteOptions) {
+    return this.inner.touch(id, expiresAt, known(options, ['lock', 'release']));
+  }
+  override delete(id: string, options?: WriteOptions) {
+    return this.inner.delete(id, known(options, ['lock', 'release']));
+  }
+}
+function known<T extends object>(options: T | undefined, names: string[]): T | undefined {
+  if (typeof options !== 'object' || options === null) return options;
+  return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name))) as T;
+}
+
 /** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
 export class ClearsEveryStore extends MemoryStore {
   static readonly #open = new Set<ClearsEveryStore>();
