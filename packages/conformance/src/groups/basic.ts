@@ -300,6 +300,9 @@ export function basicTests(options: ConformanceOptions): void {
         ['data a string', { data: 'text', expiresAt: Date.now() + HOUR_MS }],
         ['expiresAt NaN', { data: new Uint8Array(1), expiresAt: Number.NaN }],
         ['no expiresAt', { data: new Uint8Array(1) }],
+        // Past the last time a Date can hold: a reader turning it into one gets Invalid Date.
+        ['expiresAt Infinity', { data: new Uint8Array(1), expiresAt: Number.POSITIVE_INFINITY }],
+        ['expiresAt past 8.64e15', { data: new Uint8Array(1), expiresAt: 8.64e15 + 1 }],
       ];
       for (const [label, value] of bad) {
         await expectTypeError(`set() of a record with ${label}`, () =>
@@ -309,7 +312,11 @@ export function basicTests(options: ConformanceOptions): void {
       await expectTypeError("set() with only: 'sometimes'", () =>
         store.set(id, record({}), { only: 'sometimes' as never }),
       );
-      await expectTypeError('touch() to expiresAt NaN', () => store.touch(id, Number.NaN));
+      for (const expiresAt of [Number.NaN, Number.POSITIVE_INFINITY, 8.64e15 + 1]) {
+        await expectTypeError(`touch() to expiresAt ${expiresAt}`, () =>
+          store.touch(id, expiresAt),
+        );
+      }
       // A misspelt option would otherwise be dropped: { olny: 'absent' } overwrites a session.
       await expectTypeError(
         "set() with the unknown option 'olny'",

@@ -642,6 +642,19 @@ function known<T extends object>(options: T | undefined, names: string[]): T | u
   return Object.fromEntries(Object.entries(options).filter(([name]) => names.includes(name))) as T;
 }
 
+/** Takes any expiresAt past the last time a Date can hold, Infinity included, as never expiring. */
+export class UnboundedExpiryStore extends DelegatingStore {
+  override set(id: string, record: SessionRecord, options?: SetOptions) {
+    if (typeof record?.expiresAt === 'number' && record.expiresAt > 8.64e15) {
+      return this.inner.set(id, { ...record, expiresAt: 8.64e15 }, options);
+    }
+    return this.inner.set(id, record, options);
+  }
+  override touch(id: string, expiresAt: number, options?: WriteOptions) {
+    return this.inner.touch(id, Math.min(expiresAt, 8.64e15), options);
+  }
+}
+
 /** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
 export class ClearsEveryStore extends MemoryStore {
   static readonly #open = new Set<ClearsEveryStore>();
