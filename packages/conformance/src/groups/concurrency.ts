@@ -94,5 +94,30 @@ export function concurrencyTests(options: ConformanceOptions): void {
       expect(after.every((wrote) => wrote === false)).toBe(true);
       expect(await store.get(id)).toBeUndefined();
     });
+
+    test('touches racing a delete never bring it back, nor undo an update they race', async (store) => {
+      const later = Date.now() + 2 * HOUR_MS;
+      const deleted = newId();
+      await store.set(deleted, record({ v: 0 }));
+      const touches = () => Array.from({ length: 10 }, () => store.touch(deleted, later));
+      await Promise.all([...touches(), store.delete(deleted), ...touches()]);
+      expect(
+        await store.get(deleted),
+        'a touch changes expiresAt of the record as it is then: it never writes back a record it read before a delete',
+      ).toBeUndefined();
+      expect(await store.count()).toBe(0);
+
+      const updated = newId();
+      await store.set(updated, record({ v: 0 }));
+      await Promise.all([
+        store.touch(updated, later),
+        store.set(updated, record({ v: 1 }, later + 1)),
+        store.touch(updated, later),
+      ]);
+      expect(
+        decodeValue((await store.get(updated))?.data ?? new Uint8Array()),
+        'a touch changes expiresAt only: it never writes back data it read before an update',
+      ).toEqual({ v: 1 });
+    });
   });
 }

@@ -655,6 +655,16 @@ export class UnboundedExpiryStore extends DelegatingStore {
   }
 }
 
+/** Touches by reading the record and writing all of it back: a delete or an update in between is undone. */
+export class TouchRewritesStore extends MemoryStore {
+  protected override async _touch(id: string, expiresAt: number, now: number): Promise<boolean> {
+    const record = await super._get(id, now);
+    if (record === undefined) return false;
+    await new Promise((resolve) => setImmediate(resolve));
+    return super._set(id, { ...record, expiresAt }, undefined, now);
+  }
+}
+
 /** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
 export class ClearsEveryStore extends MemoryStore {
   static readonly #open = new Set<ClearsEveryStore>();
