@@ -47,6 +47,20 @@ export function lockTests(options: ConformanceOptions): void {
       // The old holder learns it at its next call at the latest, and its signal says so too.
       await expectCode(old.release(), 'ERR_LOCK_LOST');
       await expectCode(old.extend(1000), 'ERR_LOCK_LOST');
+      const taken = await store.locks.acquire(id, { waitMs: 0 }).then(
+        async (lock) => {
+          await lock.release();
+          return true;
+        },
+        (error: unknown) => {
+          if (isSessionError(error, 'ERR_LOCK_TIMEOUT')) return false;
+          throw error;
+        },
+      );
+      expect(
+        taken,
+        "the old holder's release() and extend() must leave the new holder's lock as it was, but another acquire got the lock",
+      ).toBe(false);
       expect(old.signal.aborted).toBe(true);
       expect(isSessionError(old.signal.reason, 'ERR_LOCK_LOST')).toBe(true);
       expect(next.signal.aborted).toBe(false);

@@ -665,6 +665,32 @@ export class TouchRewritesStore extends MemoryStore {
   }
 }
 
+/**
+ * Frees the id when a holder whose lease was taken over releases, whoever holds it now, as a
+ * release that deletes the lock row by id instead of by id and token does.
+ */
+class ReleaseByIdLocks extends KeyedLocks {
+  readonly #holders = new Map<string, SessionLock>();
+  override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const lock = await super.acquire(id, options);
+    this.#holders.set(id, lock);
+    const release = lock.release.bind(lock);
+    const byId = async () => {
+      try {
+        await release();
+      } catch (error) {
+        const holder = this.#holders.get(id);
+        if (holder !== undefined && holder !== lock) await holder.release();
+        throw error;
+      }
+    };
+    return Object.assign(lock, { release: byId });
+  }
+}
+export class StaleReleaseStore extends MemoryStore {
+  override readonly locks: LockManager = new ReleaseByIdLocks();
+}
+
 /** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
 export class ClearsEveryStore extends MemoryStore {
   static readonly #open = new Set<ClearsEveryStore>();
