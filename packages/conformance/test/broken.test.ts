@@ -87,6 +87,7 @@ const EXPECTED_FAILURES: Record<string, string[]> = {
   UnboundedExpiryStore: ['misuse rejects with a TypeError and writes nothing'],
   TouchRewritesStore: ['touches racing a delete never bring it back, nor undo an update they race'],
   StaleReleaseStore: ['a takeover after the lease ends is reported to the old holder'],
+  ClampingLocksStore: ['lock calls with bad arguments reject instead of throwing'],
   ClearsEveryStore: [
     'clear() removes the records of its own store only, not those of another open() beside it',
   ],

@@ -125,19 +125,37 @@ export function lockTests(options: ConformanceOptions): void {
     });
 
     test('lock calls with bad arguments reject instead of throwing', async (store) => {
-      const calls: Array<() => Promise<unknown>> = [
-        () => store.locks.acquire('../../etc/passwd'),
-        () => store.locks.acquire(newId(), { leaseMs: 0 }),
-        () => store.locks.acquire(newId(), { waitMs: -1 }),
-        () => store.locks.acquire(newId(), { leaseMs: 2 ** 31 }),
+      // Past 2^31 - 1 ms, setTimeout fires at once: such a wait or lease would end at once.
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['acquire of a bad id', () => store.locks.acquire('../../etc/passwd')],
+        ['acquire with leaseMs 0', () => store.locks.acquire(newId(), { leaseMs: 0 })],
+        ['acquire with waitMs -1', () => store.locks.acquire(newId(), { waitMs: -1 })],
+        ['acquire with leaseMs 2 ** 31', () => store.locks.acquire(newId(), { leaseMs: 2 ** 31 })],
+        ['acquire with waitMs 2 ** 31', () => store.locks.acquire(newId(), { waitMs: 2 ** 31 })],
       ];
-      for (const call of calls) {
+      const held = await store.locks.acquire(newId(), { leaseMs: 60_000 });
+      calls.push(
+        ['extend(2 ** 31)', () => held.extend(2 ** 31)],
+        ['extend(0)', () => held.extend(0)],
+      );
+      for (const [name, call] of calls) {
         let promise: Promise<unknown> | undefined;
         expect(() => {
           promise = call();
-        }, 'acquire must not throw').not.toThrow();
-        await expect(promise, 'acquire must reject').rejects.toBeDefined();
+        }, `${name} must return a promise that rejects, not throw`).not.toThrow();
+        const outcome = await (promise as Promise<unknown>).then(
+          async (value) => {
+            if (typeof (value as { release?: unknown })?.release === 'function') {
+              await (value as { release(): Promise<void> }).release();
+            }
+            return 'resolved';
+          },
+          () => 'rejected',
+        );
+        expect(outcome, `${name} must reject`).toBe('rejected');
       }
+      expect(held.signal.aborted, 'a refused extend() leaves the lock held').toBe(false);
+      await held.release();
       await expectCode(store.locks.acquire('../../etc/passwd'), 'ERR_INVALID_SESSION_ID');
     });
 

@@ -691,6 +691,22 @@ export class StaleReleaseStore extends MemoryStore {
   override readonly locks: LockManager = new ReleaseByIdLocks();
 }
 
+/** Takes waitMs and extend() past 2^31 - 1 ms as the longest timer, where they should be refused. */
+class ClampingLocks extends KeyedLocks {
+  override async acquire(id: string, options?: AcquireOptions): Promise<SessionLock> {
+    const longest = 2 ** 31 - 1;
+    const waitMs = options?.waitMs === undefined ? undefined : Math.min(options.waitMs, longest);
+    const lock = await super.acquire(id, waitMs === undefined ? options : { ...options, waitMs });
+    const extend = lock.extend.bind(lock);
+    return Object.assign(lock, {
+      extend: (ms?: number) => extend(ms === undefined ? ms : Math.min(ms, longest)),
+    });
+  }
+}
+export class ClampingLocksStore extends MemoryStore {
+  override readonly locks: LockManager = new ClampingLocks();
+}
+
 /** clear() empties every store of this class in the process, as a FLUSHDB would on a server. */
 export class ClearsEveryStore extends MemoryStore {
   static readonly #open = new Set<ClearsEveryStore>();
