@@ -24,7 +24,12 @@ export type ChildTask =
    * fourth, announcing each step before it (`changing`) and once it resolved (`stored`,
    * `touched`, `deleted`).
    */
-  | { kind: 'write-stream' };
+  | { kind: 'write-stream' }
+  /**
+   * On the parent's message, in order: creates each of `ids` with `only: 'absent'`, updates it
+   * with `only: 'present'`, or deletes it, writing `{ by: tag }`; reports the ids it changed.
+   */
+  | { kind: 'race'; ids: string[]; op: 'create' | 'update' | 'delete'; tag: string };
 
 export type ChildMessage =
   | { type: 'ready' }
@@ -38,6 +43,7 @@ export type ChildMessage =
   | { type: 'changing'; id: string }
   | { type: 'touched'; id: string; expiresAt: number }
   | { type: 'deleted'; id: string }
+  | { type: 'raced'; changed: string[] }
   | { type: 'error'; message: string };
 
 function send(message: ChildMessage): void {
@@ -110,6 +116,25 @@ async function writeStream(store: SessionStore): Promise<void> {
   }
 }
 
+async function race(
+  store: SessionStore,
+  task: { ids: string[]; op: 'create' | 'update' | 'delete'; tag: string },
+): Promise<void> {
+  await new Promise((resolve) => process.once('message', resolve));
+  const changed: string[] = [];
+  for (const id of task.ids) {
+    const only = task.op === 'create' ? 'absent' : 'present';
+    const wrote =
+      task.op === 'delete'
+        ? await store.delete(id)
+        : await store.set(id, ownedRecord({ by: task.tag }, undefined), { only });
+    if (wrote) changed.push(id);
+  }
+  await store.close();
+  send({ type: 'raced', changed });
+  process.disconnect?.();
+}
+
 async function main(): Promise<void> {
   const [modulePath, location, taskJson] = process.argv.slice(2);
   if (modulePath === undefined || location === undefined || taskJson === undefined) {
@@ -132,6 +157,10 @@ async function main(): Promise<void> {
     await store.close();
     send({ type: 'done' });
     process.disconnect?.();
+    return;
+  }
+  if (task.kind === 'race') {
+    await race(store, task);
     return;
   }
   if (task.kind === 'write-stream') {

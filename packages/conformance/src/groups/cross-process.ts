@@ -35,6 +35,57 @@ export function crossProcessTests(options: ConformanceOptions, shared: string): 
     );
 
     it(
+      "only: 'absent' and only: 'present' are atomic across processes: one creator per id, and no update brings back a session deleted in another process",
+      async () => {
+        const cross = requireCross();
+        const store = await options.open();
+        try {
+          const ids = Array.from({ length: 30 }, () => newId());
+          const race = async (ops: Array<'create' | 'update' | 'delete'>) => {
+            const racers = ops.map((op, n) =>
+              spawnChild(cross, { kind: 'race', ids, op, tag: `child ${n}` }),
+            );
+            children.push(...racers);
+            // Each starts once all are open, so their calls on each id meet.
+            await Promise.all(racers.map((racer) => racer.next('ready')));
+            for (const racer of racers) racer.process.send('go');
+            await Promise.all(racers.map((racer) => racer.next('raced')));
+            return racers.map((racer) =>
+              racer.messages.flatMap((message) =>
+                message.type === 'raced' ? message.changed : [],
+              ),
+            );
+          };
+          const created = await race(['create', 'create', 'create', 'create']);
+          const creators = ids.map((id) =>
+            created.flatMap((changed, n) => (changed.includes(id) ? [`child ${n}`] : [])),
+          );
+          expect(
+            creators.flatMap((each, n) => (each.length === 1 ? [] : [`id #${n}: ${each.length}`])),
+            "only: 'absent' in 4 processes at once: exactly one create of each id wins (check and write must be one atomic step in the backend, not guarded by this process alone)",
+          ).toEqual([]);
+          for (const [n, id] of ids.entries()) {
+            expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({
+              by: creators[n]?.[0],
+            });
+          }
+          await race(['delete', 'update', 'update']);
+          const back = [];
+          for (const [n, id] of ids.entries()) {
+            if ((await store.get(id)) !== undefined) back.push(`id #${n}`);
+          }
+          expect(
+            back,
+            "only: 'present' racing a delete in another process never brings the session back",
+          ).toEqual([]);
+        } finally {
+          await store.close();
+        }
+      },
+      300_000 * scale,
+    );
+
+    it(
       'a lock held when its store closes is free for another process once its release() resolves',
       async () => {
         const cross = requireCross();
