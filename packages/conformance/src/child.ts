@@ -141,8 +141,14 @@ async function main(): Promise<void> {
     throw new Error('usage: child.js <module> <location> <task>');
   }
   const url = modulePath.startsWith('file:') ? modulePath : pathToFileURL(modulePath).href;
-  const imported = (await import(url)) as { default: (location: string) => Promise<SessionStore> };
-  const store = await imported.default(location);
+  const imported = (await import(url)) as { default?: unknown };
+  if (typeof imported.default !== 'function') {
+    const names = Object.keys(imported).join(', ') || 'nothing';
+    throw new TypeError(
+      `crossProcess.module ${modulePath} must have a default export (location) => store that opens your store at location; it exports ${names}`,
+    );
+  }
+  const store = (await imported.default(location)) as SessionStore;
   const task = JSON.parse(taskJson) as ChildTask;
   send({ type: 'ready' });
   if (task.kind === 'owner-writes') {

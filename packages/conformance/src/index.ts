@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { SessionStore, StoreCapabilities } from '@sessile/core';
 import { assertKnownOptions, describeValue } from '@sessile/core/store';
 import { afterAll, describe } from 'vitest';
 import { basicTests } from './groups/basic.js';
@@ -36,9 +40,15 @@ export {
  */
 export async function runStoreConformance(options: ConformanceOptions): Promise<void> {
   checkOptions(options);
-  const probe = await options.open();
-  const { capabilities } = probe;
-  await probe.close();
+  const probe: unknown = await options.open();
+  let capabilities: StoreCapabilities;
+  try {
+    capabilities = checkedCapabilities(probe);
+  } finally {
+    if (typeof (probe as Partial<SessionStore> | null)?.close === 'function') {
+      await (probe as SessionStore).close();
+    }
+  }
 
   describe(`${options.name}: sessile conformance`, () => {
     if (options.teardown !== undefined) afterAll(() => options.teardown?.(), 120_000);
@@ -121,5 +131,76 @@ function checkOptions(options: ConformanceOptions): void {
         `${WHERE}: crossProcess.location must be a function, got ${describeValue(crossProcess.location)}`,
       );
     }
+    checkChildModule(crossProcess.module);
   }
+}
+
+/**
+ * A forked child imports the module with plain Node, from its own working directory: a relative
+ * path, TypeScript or a file not built yet fails there, in every cross-process test at once.
+ */
+function checkChildModule(module: string | URL): void {
+  const given = describeValue(module);
+  let path: string;
+  try {
+    path = module instanceof URL || module.startsWith('file:') ? fileURLToPath(module) : module;
+  } catch {
+    throw new TypeError(
+      `${WHERE}: crossProcess.module must be a path or a file: URL, got ${given}`,
+    );
+  }
+  if (!isAbsolute(path)) {
+    throw new TypeError(
+      `${WHERE}: crossProcess.module must be an absolute path or a file: URL, got ${given}: the child resolves a relative one against its working directory (use new URL('./child-store.mjs', import.meta.url))`,
+    );
+  }
+  if (/\.[cm]?tsx?$/.test(path)) {
+    throw new TypeError(
+      `${WHERE}: crossProcess.module ${path} is TypeScript, which the child's plain Node cannot import: point it at built JavaScript (your package's dist)`,
+    );
+  }
+  if (!existsSync(path)) {
+    throw new TypeError(
+      `${WHERE}: crossProcess.module ${path} does not exist (build your package before testing?)`,
+    );
+  }
+}
+
+const CAPABILITY_VALUES: Record<keyof StoreCapabilities, readonly unknown[]> = {
+  shared: ['process', 'host', 'cluster'],
+  expiry: ['sweep', 'native'],
+  durable: [true, false],
+  expiryIndex: [true, false],
+  ownerIndex: [true, false],
+};
+
+/**
+ * The capabilities of what `open()` resolved to. A flag left out would read as false and drop
+ * its group from a run that still passes, so each one must be there with a value it can have.
+ */
+function checkedCapabilities(store: unknown): StoreCapabilities {
+  if (
+    typeof store !== 'object' ||
+    store === null ||
+    typeof (store as Partial<SessionStore>).close !== 'function'
+  ) {
+    throw new TypeError(
+      `${WHERE}: open() must resolve to a store (an object with capabilities, locks, get, set, …, close), got ${describeValue(store)}`,
+    );
+  }
+  const capabilities: unknown = (store as SessionStore).capabilities;
+  if (typeof capabilities !== 'object' || capabilities === null) {
+    throw new TypeError(
+      `${WHERE}: the store's capabilities must be an object { ${Object.keys(CAPABILITY_VALUES).join(', ')} }, got ${describeValue(capabilities)}`,
+    );
+  }
+  for (const [flag, values] of Object.entries(CAPABILITY_VALUES)) {
+    const value: unknown = (capabilities as Record<string, unknown>)[flag];
+    if (!values.includes(value)) {
+      throw new TypeError(
+        `${WHERE}: the store's capabilities.${flag} must be ${values.map((each) => JSON.stringify(each).replaceAll('"', "'")).join(' or ')}, got ${describeValue(value)}; the suite picks its tests from it`,
+      );
+    }
+  }
+  return capabilities as StoreCapabilities;
 }
