@@ -104,7 +104,7 @@ export const HTTP_CHECKS: readonly HttpCheck[] = [
   },
   {
     page: 'docs/fastify.md',
-    contains: 'fastifySessile',
+    contains: 'import { fastifySessile }',
     steps: [
       { method: 'GET', path: '/', status: 200, body: { visits: 1, signedIn: false } },
       { method: 'POST', path: '/login', json: { ...LOGIN, password: 'wrong' }, status: 401 },
