@@ -2,7 +2,8 @@
 // the tarballs hold. With --install it also installs them with npm into a scratch app, as a user
 // would, and checks them from there: every package imports and requires, every code block of the
 // READMEs and docs/ runs against them (the docs test), and a TypeScript file importing every
-// package type-checks with `strict` and without `skipLibCheck`.
+// package type-checks with `strict` and without `skipLibCheck`. Then it runs the root README's
+// "Before the first release" commands as written, and the README's app in the app they make.
 //
 //   node scripts/check-packages.mjs [--install] [--keep]
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,7 +119,10 @@ for (const { dir, manifest } of workspace.filter(({ manifest }) => manifest.priv
   else console.log(`  ${manifest.name}: refused`);
 }
 
-if (install) checkInstalled();
+if (install) {
+  checkInstalled();
+  checkReadmeInstall();
+}
 
 if (keep) console.log(`kept ${work}`);
 else rmSync(work, { recursive: true, force: true });
@@ -229,4 +234,34 @@ function checkInstalled() {
     stdio: 'inherit',
   });
   if (docs.status !== 0) fail('the docs test failed against the installed tarballs');
+}
+
+/**
+ * The root README's "Before the first release" commands after its packing, run as written from
+ * the clone's parent directory, where `sessile/.packs` holds the tarballs just packed; then the
+ * docs test runs the README's own code against the app those commands made, and nothing more.
+ */
+function checkReadmeInstall() {
+  console.log("the README's install commands, as written");
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Before the first release'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+  const lines = (block ?? '').replace(/\\\n/g, ' ').split('\n');
+  const packing = lines.findIndex((line) => line.includes('pnpm pack:packages'));
+  if (packing === -1)
+    return fail('README: no sh block with pnpm pack:packages under Before the first release');
+  const parent = join(work, 'readme');
+  mkdirSync(join(parent, 'sessile'), { recursive: true });
+  symlinkSync(packs, join(parent, 'sessile/.packs'), 'dir');
+  const appDir = join(parent, 'app-dir');
+  const commands = ['cd sessile', ...lines.slice(packing + 1), `pwd > '${appDir}'`].join('\n');
+  const shell = spawnSync('sh', ['-e', '-c', commands], { cwd: parent, stdio: 'inherit' });
+  if (shell.status !== 0) return fail(`the README's install commands failed:\n${commands}`);
+  const app = readFileSync(appDir, 'utf8').trim();
+  const docs = spawnSync('pnpm', ['exec', 'vitest', 'run', '-t', '^README\\.md '], {
+    cwd: join(root, 'docs-test'),
+    env: { ...process.env, DOCS_TEST_NODE_MODULES: join(app, 'node_modules') },
+    stdio: 'inherit',
+  });
+  if (docs.status !== 0) fail("the README's code failed in the app its install commands made");
 }
