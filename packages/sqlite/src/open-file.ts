@@ -91,6 +91,15 @@ export function openFailure(error: unknown, path: string | undefined): SessionEr
   if (isSessionError(error)) return error;
   const detail = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown } | null)?.code;
+  // better-sqlite3 loads its compiled module at the first open: nothing is wrong with the file.
+  if (code === 'ERR_DLOPEN_FAILED' || detail.startsWith('Could not locate the bindings file')) {
+    const what = path === undefined ? 'the database' : path;
+    return new SessionError(
+      'ERR_STORE_IO',
+      `Cannot open SQLite database ${what}: better-sqlite3's native module is not built for this Node.js (${process.version}), as after an install with --ignore-scripts or a Node.js upgrade; run npm rebuild better-sqlite3 (${detail.split('\n')[0]})`,
+      { cause: error },
+    );
+  }
   if (code === 'SQLITE_NOTADB') {
     const what = path === undefined ? 'The database' : path;
     return new SessionError(

@@ -1,7 +1,18 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { isSessionError } from '@sessile/core';
@@ -11,6 +22,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const OPEN_PATHS = fileURLToPath(new URL('./fixtures/open-paths.mjs', import.meta.url));
+const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'sessile-sqlite-paths-'));
 const mounts: string[] = [];
 afterAll(() => {
@@ -47,6 +59,40 @@ async function openError(path: string): Promise<Error> {
 }
 
 describe('SqliteStore: where a database cannot be opened', () => {
+  it("without better-sqlite3's compiled module (an install with --ignore-scripts): says so and how to build it, and writes nothing", async () => {
+    // An app's node_modules as a skipped build leaves it: the packages, no build/ in better-sqlite3.
+    const app = join(root, 'unbuilt-app');
+    const modules = join(app, 'node_modules');
+    const betterSqlite = realpathSync(join(PACKAGE, 'node_modules', 'better-sqlite3'));
+    cpSync(join(PACKAGE, 'dist'), join(modules, '@sessile', 'sqlite', 'dist'), { recursive: true });
+    cpSync(join(PACKAGE, 'package.json'), join(modules, '@sessile', 'sqlite', 'package.json'));
+    symlinkSync(
+      realpathSync(join(PACKAGE, 'node_modules', '@sessile', 'core')),
+      join(modules, '@sessile', 'core'),
+    );
+    for (const part of ['package.json', 'lib']) {
+      cpSync(join(betterSqlite, part), join(modules, 'better-sqlite3', part), { recursive: true });
+    }
+    // better-sqlite3's own dependencies sit beside it in pnpm's store.
+    for (const dependency of readdirSync(dirname(betterSqlite))) {
+      if (dependency === 'better-sqlite3' || dependency.startsWith('@')) continue;
+      symlinkSync(join(dirname(betterSqlite), dependency), join(modules, dependency));
+    }
+    cpSync(OPEN_PATHS, join(app, 'open-paths.mjs'));
+    const path = join(app, 'sessions.db');
+    const { stdout } = await run(process.execPath, [join(app, 'open-paths.mjs'), path], {
+      timeout: 30_000,
+      killSignal: 'SIGKILL',
+    });
+    const [outcome] = JSON.parse(stdout) as Outcome[];
+    expect(outcome?.code).toBe('ERR_STORE_IO');
+    expect(outcome?.message).toContain(path);
+    expect(outcome?.message).toMatch(
+      /better-sqlite3's native module is not built .*npm rebuild better-sqlite3/,
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('on a read-only filesystem: names the path and the read-only directory, for an existing and a new file', async () => {
     const directory = join(root, 'read-only');
     mkdirSync(directory);
