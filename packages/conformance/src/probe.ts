@@ -6,7 +6,7 @@ import {
   type SessionStore,
   type StoreProbe,
 } from '@sessile/core';
-import { assertKnownOptions } from '@sessile/core/store';
+import { assertKnownOptions, describeValue } from '@sessile/core/store';
 import { describe, expect, it } from 'vitest';
 
 /** One place a store's options can point at, made before the store class's `probe` is asked. */
@@ -39,6 +39,42 @@ export interface ProbeConformanceOptions<Options> {
 }
 
 const OPTION_NAMES = ['name', 'probe', 'open', 'snapshot', 'places'] as const;
+const WHERE = 'runProbeConformance()';
+const STATES: readonly unknown[] = ['present', 'absent', 'refused'];
+
+/** Refuses options that would fail every test for the wrong reason, naming what is wrong. */
+function checkProbeOptions(options: unknown): asserts options is ProbeConformanceOptions<unknown> {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(
+      `${WHERE} needs options { name, probe, open, snapshot, places }, got ${describeValue(options)}`,
+    );
+  }
+  assertKnownOptions(options, OPTION_NAMES, WHERE);
+  const given = options as Partial<Record<(typeof OPTION_NAMES)[number], unknown>>;
+  if (typeof given.name !== 'string' || given.name === '') {
+    throw new TypeError(
+      `${WHERE}: name must be a non-empty string, got ${describeValue(given.name)}`,
+    );
+  }
+  for (const hook of ['probe', 'open', 'snapshot'] as const) {
+    if (typeof given[hook] !== 'function') {
+      throw new TypeError(
+        `${WHERE}: ${hook} must be a function, got ${describeValue(given[hook])}`,
+      );
+    }
+  }
+  if (!Array.isArray(given.places)) {
+    throw new TypeError(`${WHERE}: places must be an array, got ${describeValue(given.places)}`);
+  }
+  for (const [index, place] of (given.places as unknown[]).entries()) {
+    const { name, make, state } = (place ?? {}) as Partial<ProbePlace<unknown>>;
+    if (typeof name !== 'string' || typeof make !== 'function' || !STATES.includes(state)) {
+      throw new TypeError(
+        `${WHERE}: places[${index}] must be { name, make(), state: 'present' | 'absent' | 'refused' }, got name ${describeValue(name)}, make ${describeValue(make)}, state ${describeValue(state)}`,
+      );
+    }
+  }
+}
 
 /**
  * Registers tests that a store class's static `probe` agrees with its `open` and creates and
@@ -48,7 +84,7 @@ const OPTION_NAMES = ['name', 'probe', 'open', 'snapshot', 'places'] as const;
  * calls `'present'`), and rejects with a `SessionError` at a `'refused'` one.
  */
 export function runProbeConformance<Options>(options: ProbeConformanceOptions<Options>): void {
-  assertKnownOptions(options, OPTION_NAMES, 'runProbeConformance()');
+  checkProbeOptions(options);
   const states = new Set(options.places.map((place) => place.state));
   if (states.size < 3) {
     throw new TypeError(
@@ -61,10 +97,18 @@ export function runProbeConformance<Options>(options: ProbeConformanceOptions<Op
       async (_name, state, place) => {
         const at = await place.make();
         const before = await options.snapshot(at);
-        const found = await options.probe(at);
-        expect(found.state).toBe(state);
-        if (found.state !== 'present') expect(found.reason).toMatch(/\S/);
-        expect(await options.snapshot(at)).toEqual(before);
+        // probe rejects only when it cannot look at all: what is at a place is an answer.
+        const found = await options.probe(at).catch((error: unknown) => {
+          throw new Error(
+            `probe rejected (${String(error)}) where it must answer { state: '${state}' }`,
+            { cause: error },
+          );
+        });
+        expect(found.state, "probe's answer").toBe(state);
+        if (found.state !== 'present') {
+          expect(found.reason, `a probe answering '${found.state}' says why`).toMatch(/\S/);
+        }
+        expect(await options.snapshot(at), 'probe creates and changes nothing').toEqual(before);
         if (state === 'refused') {
           const refusal = await options.open(at).then(
             async (store) => {
@@ -73,16 +117,27 @@ export function runProbeConformance<Options>(options: ProbeConformanceOptions<Op
             },
             (error: unknown) => error,
           );
-          expect(isSessionError(refusal), String(refusal)).toBe(true);
+          expect(
+            isSessionError(refusal),
+            `open() where probe answers 'refused' rejects with a SessionError, got ${String(refusal)}`,
+          ).toBe(true);
           return;
         }
         const store = await options.open(at);
         try {
-          expect(await store.count()).toBe(state === 'present' ? 1 : 0);
+          expect(
+            await store.count(),
+            state === 'present'
+              ? 'open() finds the one session of the store there'
+              : 'open() makes an empty store',
+          ).toBe(state === 'present' ? 1 : 0);
         } finally {
           await store.close();
         }
-        expect(await options.probe(at)).toEqual({ state: 'present' });
+        expect(
+          await options.probe(at),
+          "once open() has made a store here, even an empty one, probe answers 'present'",
+        ).toEqual({ state: 'present' });
       },
     );
   });

@@ -3,7 +3,12 @@ import { fileURLToPath } from 'node:url';
 import { MemoryStore } from '@sessile/core';
 import { expect, it } from 'vitest';
 import { runHttpConformance } from '../src/http/index.js';
-import { type ConformanceOptions, runStoreConformance } from '../src/index.js';
+import {
+  type ConformanceOptions,
+  type ProbeConformanceOptions,
+  runProbeConformance,
+  runStoreConformance,
+} from '../src/index.js';
 
 const open = async () => new MemoryStore();
 
@@ -99,4 +104,29 @@ it('runHttpConformance refuses unknown options with a TypeError naming them', ()
       store: [],
     } as never),
   ).toThrow(/unknown option 'store'; did you mean 'stores'\?/);
+});
+
+it('runProbeConformance refuses options that are not there or not of their kind with a TypeError naming them', () => {
+  const refusal = (options: unknown) => {
+    try {
+      runProbeConformance(options as ProbeConformanceOptions<unknown>);
+      return 'accepted';
+    } catch (error) {
+      return error instanceof TypeError ? error.message : `not a TypeError: ${error}`;
+    }
+  };
+  const place = (state: string) => ({ name: state, make: async () => ({}), state });
+  const places = [place('present'), place('absent'), place('refused')];
+  const valid = { name: 'x', probe: async () => ({}), open, snapshot: async () => [], places };
+  expect(refusal(null)).toMatch(/needs options \{ name, probe, open, snapshot, places \}/);
+  expect(refusal({ ...valid, probe: undefined })).toMatch(
+    /probe must be a function, got undefined/,
+  );
+  expect(refusal({ ...valid, places: 'everywhere' })).toMatch(/places must be an array/);
+  expect(refusal({ ...valid, places: [...places, place('missing')] })).toMatch(
+    /places\[3\] must be \{ name, make\(\), state: 'present' \| 'absent' \| 'refused' \}, got .*state 'missing'/,
+  );
+  expect(refusal({ ...valid, places: places.slice(1) })).toMatch(
+    /places must include a present, an absent and a refused place/,
+  );
 });
