@@ -235,13 +235,17 @@ export function basicTests(options: ConformanceOptions): void {
       expect(await collect(store.ids())).toEqual([]);
     });
 
-    it('clear() removes the records of its own store only, not those of another open() beside it', async () => {
+    it('count, ids, get and clear() see the records of their own store only, not those of another open() beside it', async () => {
       const first = await options.open();
       const second = await options.open();
       try {
-        const kept = newId();
-        await first.set(newId(), record({ first: true }));
+        const [own, kept] = [newId(), newId()];
+        await first.set(own, record({ first: true }));
         await second.set(kept, record({ second: true }));
+        const scoped = 'a store counts, lists and reads its own records only';
+        expect(await first.count(), scoped).toBe(1);
+        expect(await collect(first.ids()), scoped).toEqual([own]);
+        expect(await first.get(kept), scoped).toBeUndefined();
         await first.clear();
         expect(await first.count()).toBe(0);
         expect(

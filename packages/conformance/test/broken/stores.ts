@@ -725,3 +725,33 @@ export class ClearsEveryStore extends MemoryStore {
     return super._close();
   }
 }
+
+/**
+ * Counts and lists the records of every store of this class in the process, as a store sharing
+ * one table or keyspace with others would if it read without its own prefix.
+ */
+export class ListsEveryStore extends MemoryStore {
+  static readonly #open = new Set<ListsEveryStore>();
+  constructor() {
+    super();
+    ListsEveryStore.#open.add(this);
+  }
+  protected override async _count(now: number): Promise<number> {
+    let count = 0;
+    for (const store of ListsEveryStore.#open) count += await store.#countOwn(now);
+    return count;
+  }
+  protected override async *_ids(now: number): AsyncIterable<string> {
+    for (const store of ListsEveryStore.#open) yield* store.#idsOwn(now);
+  }
+  #countOwn(now: number): Promise<number> {
+    return super._count(now);
+  }
+  #idsOwn(now: number): AsyncIterable<string> {
+    return super._ids(now);
+  }
+  protected override _close(): Promise<void> {
+    ListsEveryStore.#open.delete(this);
+    return super._close();
+  }
+}
