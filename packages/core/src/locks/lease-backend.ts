@@ -11,6 +11,11 @@ export interface LeaseClaim {
   readonly expiresAt: number;
   /** True once this acquire has been reported to `onWait`: it is queued or was refused before. */
   readonly waited: boolean;
+  /**
+   * True when this claim was sent before and that send failed with a lost connection: the
+   * backend may have taken the key for `token` with only its answer lost (see `lostConnection`).
+   */
+  readonly resent?: boolean;
 }
 
 /**
@@ -56,6 +61,29 @@ export interface LeaseBackend {
    * this process's queue tries again at once instead of at its next poll. Returns an unsubscribe.
    */
   watch?(key: string, wake: () => void): () => void;
+  /**
+   * True when `error`, as a claim rejected with it, says the connection to the backend was lost
+   * or could not be made (a network drop, a server restart or failover), so that the same claim
+   * sent again once the connection is back may get past it. Never a timeout, nor an error of the
+   * claim itself.
+   *
+   * Offering it makes a waiting acquire outlive a brief outage: `LeaseLocks` sends a waiting
+   * claim that failed so again, with the same token and `resent` set, backing off, until it gets
+   * an answer, the waiter leaves, acquiring stops, or `reconnectWithinMs` has passed since the
+   * loss. A lost connection does not say whether the backend ran the claim, so a backend that
+   * offers this must take a claim idempotently: a key that already holds `claim.token` counts
+   * as taken by it. Sent any number of times, a claim then takes the key once, under one token,
+   * and never leaves it held by nobody. A resend carries the first send's `expiresAt` while that
+   * lease runs, and a new one only once it has ended, so a backend may keep the lease end of a
+   * key that holds the token, or move it to `claim.expiresAt`: either agrees with the kit.
+   */
+  lostConnection?(error: unknown): boolean;
+  /**
+   * How long after a claim first failed with a lost connection it is sent again: the store's
+   * command or query timeout, so that a longer outage fails the waiter with `ERR_STORE_IO` as
+   * it fails every other call. Default: until the waiter's own `waitMs` runs out.
+   */
+  readonly reconnectWithinMs?: number;
   /** Longest pause between two claims by the head waiter. Default `MAX_POLL_DELAY_MS`. */
   readonly maxPollDelayMs?: number;
   close?(): void | Promise<void>;

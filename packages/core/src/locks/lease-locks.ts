@@ -29,6 +29,7 @@ import {
   type Slot,
   settleWaiter,
   slotIdle,
+  type Waiter,
 } from './lease-slot.js';
 
 export {
@@ -42,6 +43,8 @@ export {
 export const MIN_POLL_DELAY_MS = 1;
 /** The back-off's ceiling for backends that cannot wake waiters. */
 export const MAX_POLL_DELAY_MS = 25;
+/** The first pause before a claim whose connection was lost is sent again; it doubles up to the backend's maximum poll delay. */
+const RESEND_MIN_DELAY_MS = 10;
 
 export interface LeaseLocksOptions {
   /** The key a session id locks. Default the id itself; a striped pool maps many ids to one key. */
@@ -415,7 +418,7 @@ export class LeaseLocks implements LockManager {
       for (;;) {
         const head = slot.queue[0];
         if (head === undefined || this.closed) return;
-        const claim: LeaseClaim = {
+        let claim: LeaseClaim = {
           key: slot.key,
           id: head.id,
           token: generateToken(),
@@ -424,7 +427,7 @@ export class LeaseLocks implements LockManager {
         };
         let outcome: ClaimResult;
         try {
-          outcome = await claimOnce(this.#backend, claim, head.reads);
+          ({ outcome, claim } = await this.#claimAsHead(slot, head, claim));
         } catch (error) {
           this.#abandon(claim);
           removeWaiter(slot, head);
@@ -461,6 +464,56 @@ export class LeaseLocks implements LockManager {
       }
     } finally {
       unwatch?.();
+    }
+  }
+
+  /**
+   * The head waiter's claim, sent again while it fails with a lost connection (see
+   * `LeaseBackend.lostConnection`): with the same token, after a jittered pause that doubles,
+   * until it gets an answer, the waiter leaves (its `waitMs` ran out, its signal aborted, or
+   * acquiring stopped: all of them end the pause at once), or the backend's `reconnectWithinMs`
+   * has passed since the loss, when the last failure rejects. Answers with the claim that got
+   * the answer, whose lease end is the one the backend holds. A waiter that left gets the last
+   * failure, which the caller only uses to hand back the claim, in case a send took the key unseen.
+   *
+   * Only a waiting claim is sent again. An acquire's first claim, and a `waitMs: 0` acquire's,
+   * fail at once with `ERR_STORE_IO`, as a `get` does on the same lost connection: nothing says
+   * the store will be back within the request's time, and an app answering "unavailable" at
+   * once serves its users better than one that holds every request through the outage. A
+   * waiter has already agreed to wait, and a brief drop (whose first sign, a lost notification
+   * connection, is often what wakes it) must not fail it while it has time left.
+   */
+  async #claimAsHead(
+    slot: Slot,
+    head: Waiter,
+    claim: LeaseClaim,
+  ): Promise<{ outcome: ClaimResult; claim: LeaseClaim }> {
+    const backend = this.#backend;
+    try {
+      return { outcome: await claimOnce(backend, claim, head.reads), claim };
+    } catch (error) {
+      const resends = claim.waited && !head.once && backend.lostConnection?.(error) === true;
+      if (!resends || head.settled) throw error;
+      let lost = error;
+      const giveUpAt = Date.now() + (backend.reconnectWithinMs ?? Number.POSITIVE_INFINITY);
+      for (let delayMs = RESEND_MIN_DELAY_MS; ; ) {
+        const pauseMs = delayMs * (0.5 + Math.random());
+        if (Date.now() + pauseMs >= giveUpAt) throw lost;
+        await pause(slot, pauseMs);
+        // The waiter left (its wait ran out, aborted, or acquiring stopped): the caller hands back the claim.
+        if (head.settled || this.closed) throw lost;
+        const now = Date.now();
+        // A first send's lease that has ended holds nothing: the resend may then take a new one.
+        const expiresAt = claim.expiresAt > now ? claim.expiresAt : now + head.leaseMs;
+        claim = { ...claim, expiresAt, resent: true };
+        try {
+          return { outcome: await claimOnce(backend, claim, head.reads), claim };
+        } catch (resendError) {
+          if (backend.lostConnection?.(resendError) !== true) throw resendError;
+          lost = resendError;
+        }
+        delayMs = Math.min(this.#maxPollDelayMs, 2 * delayMs);
+      }
     }
   }
 
