@@ -203,11 +203,6 @@ export class Connection {
     return new Connection(client, true, where, timeoutMs);
   }
 
-  /** False while the store refuses operations at once: the client is reconnecting, or a Sentinel client's primary is away. */
-  get ready(): boolean {
-    return !this.#unready();
-  }
-
   /** `commandTimeoutMs`. */
   get timeoutMs(): number {
     return this.#timeoutMs;
@@ -286,7 +281,9 @@ export class Connection {
 
   #refused(): Promise<never> {
     const what = isSentinel(this.#client) ? `${this.where}: the primary` : this.where;
-    return Promise.reject(new SessionError('ERR_STORE_IO', `${what} is not connected`));
+    return Promise.reject(
+      new SessionError('ERR_STORE_IO', `${what} is not connected`, { cause: new NotConnected() }),
+    );
   }
 
   #failure(action: string, error: unknown): unknown {
@@ -475,6 +472,58 @@ export class Connection {
   }
 }
 
+/** What the store refuses a command with while its client is not connected: nothing was sent. */
+class NotConnected extends Error {
+  constructor(message = 'not connected') {
+    super(message);
+    this.name = 'NotConnected';
+  }
+}
+
+/** node-redis's errors for a connection that broke or could not be made, by name: an app's client may come from another copy of node-redis. */
+const LOST_CONNECTION_ERRORS = new Set([
+  'SocketClosedUnexpectedlyError',
+  'ClientOfflineError',
+  'ConnectionTimeoutError',
+]);
+
+/** Socket errors of a connection that broke or could not be made. */
+const LOST_SOCKET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Replies of a server that ran nothing because it cannot serve writes yet: loading its data
+ * after a restart, a replica whose primary is away, or a primary demoted by a failover.
+ */
+const NOT_SERVING_REPLIES = /^(LOADING|MASTERDOWN|READONLY) /;
+
+/**
+ * Whether `error`, as an operation rejects, is a connection lost or refused (the client
+ * reconnecting, a Sentinel's primary away, a socket that broke with the command in flight, a
+ * server still loading or demoted), which the same command on the connection that comes back
+ * may get past. Never `commandTimeoutMs` running out, nor an error of the command itself. A
+ * command in flight when the connection broke may still have run with its answer lost, so only
+ * a command safe to run twice may be sent again.
+ */
+export function lostConnection(error: unknown): boolean {
+  const cause = isSessionError(error) ? error.cause : error;
+  if (!(cause instanceof Error)) return false;
+  if (cause instanceof NotConnected || LOST_CONNECTION_ERRORS.has(cause.constructor.name)) {
+    return true;
+  }
+  const { code } = cause as { code?: unknown };
+  if (typeof code === 'string' && LOST_SOCKET_CODES.has(code)) return true;
+  return NOT_SERVING_REPLIES.test(cause.message);
+}
+
 export function ioError(where: string, action: string, error: unknown): SessionError {
   const detail = error instanceof Error ? error.message || error.name : String(error);
   return new SessionError('ERR_STORE_IO', `${where}: ${action} failed: ${detail}`, {
@@ -529,15 +578,15 @@ function sender(
   if (isSentinel(client)) {
     return (_firstKey, args) =>
       unready()
-        ? Promise.reject(new Error('the primary is not connected'))
+        ? Promise.reject(new NotConnected('the primary is not connected'))
         : client.sendCommand(false, args, options());
   }
   if (!writes) {
     return (_firstKey, args) =>
-      unready() ? Promise.reject(new Error('not connected')) : client.sendCommand(args, replies);
+      unready() ? Promise.reject(new NotConnected()) : client.sendCommand(args, replies);
   }
   return (_firstKey, args) =>
-    unready() ? Promise.reject(new Error('not connected')) : client.sendCommand(args, options());
+    unready() ? Promise.reject(new NotConnected()) : client.sendCommand(args, options());
 }
 
 /**

@@ -4,22 +4,17 @@ import {
   type LeaseClaim,
   LeaseLocks,
 } from '@sessile/core/store';
-import type { Connection } from './connection.js';
+import { type Connection, lostConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
 import { decodeRecord } from './record-format.js';
 import { CLAIM_AND_GET, CLAIM_LOCK, EXTEND_LOCK, RELEASE_LOCK } from './scripts.js';
 
 /** The head waiter's backstop poll when a release message was missed (a reconnect, a lost message). */
 const BACKSTOP_POLL_MS = 250;
-/**
- * Longer than any pause between two claims of a waiting head (the backstop poll, with jitter):
- * a claim that finds the connection down this long after the last one that did starts a new
- * outage rather than continuing one that ended unseen.
- */
-const OUTAGE_GAP_MS = 4 * BACKSTOP_POLL_MS;
 
 /**
- * Leases as Redis keys: a claim is `SET NX PX` with our token, extend and release are
+ * Leases as Redis keys: a claim is `SET NX PX` with our token (or finds the key holding it
+ * already, when sent again after a lost connection), extend and release are
  * compare-and-act scripts. A refused claim marks the lock as waited for, and the release of a
  * lock so marked publishes the key so waiters on every host try at once; other releases publish
  * nothing.
@@ -34,9 +29,6 @@ class RedisLeases implements LeaseBackend {
   readonly #connection: Connection;
   readonly #keys: KeyLayout;
   readonly #watchers = new Map<string, Set<() => void>>();
-  /** When a waiting claim first found the connection down in this outage, and last did; see `#waitsOutOutage`. */
-  #downSince: number | undefined;
-  #downSeenAt = 0;
 
   constructor(connection: Connection, keys: KeyLayout) {
     this.#connection = connection;
@@ -49,7 +41,6 @@ class RedisLeases implements LeaseBackend {
   }
 
   claim(claim: LeaseClaim): Promise<boolean> {
-    if (this.#waitsOutOutage(claim)) return Promise.resolve(false);
     const { key, token, expiresAt } = claim;
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
@@ -62,7 +53,6 @@ class RedisLeases implements LeaseBackend {
   }
 
   claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
-    if (this.#waitsOutOutage(claim)) return Promise.resolve({ taken: false });
     const connection = this.#connection;
     const keys = [this.#keys.lock(claim.key), this.#keys.record(claim.id)];
     const args = [claim.token, String(leaseMsUntil(claim.expiresAt))];
@@ -114,26 +104,18 @@ class RedisLeases implements LeaseBackend {
   }
 
   /**
-   * True for a claim of a waiting acquire while the connection is down (reconnecting, or a
-   * Sentinel's primary away), for up to `commandTimeoutMs` after a claim first found it so: it
-   * is not sent and counts as refused, and the acquire claims again on its next poll, so a brief
-   * outage does not fail a waiter with time left. Nothing was sent, so nothing can have taken
-   * the key. Past that, the claim is made and fails with `ERR_STORE_IO`, as every other call
-   * does; `waitMs` ending first fails the wait with `ERR_LOCK_TIMEOUT`. An acquire's first
-   * claim, before it waits, fails at once.
+   * A claim that failed this way is sent again by a waiting acquire, for up to `commandTimeoutMs`
+   * (`reconnectWithinMs`): while the client reconnects, or a Sentinel's primary is away, the
+   * store refuses it at once without sending it; sent just before the connection broke, it may
+   * have taken the key with its answer lost, and both claim scripts take a lock key that holds
+   * their token already.
    */
-  #waitsOutOutage(claim: LeaseClaim): boolean {
-    if (this.#connection.ready) {
-      this.#downSince = undefined;
-      return false;
-    }
-    if (!claim.waited) return false;
-    const now = Date.now();
-    if (this.#downSince === undefined || now - this.#downSeenAt > OUTAGE_GAP_MS) {
-      this.#downSince = now;
-    }
-    this.#downSeenAt = now;
-    return now - this.#downSince < this.#connection.timeoutMs;
+  lostConnection(error: unknown): boolean {
+    return lostConnection(error);
+  }
+
+  get reconnectWithinMs(): number {
+    return this.#connection.timeoutMs;
   }
 
   watch(key: string, wake: () => void): () => void {

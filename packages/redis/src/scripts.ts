@@ -341,34 +341,50 @@ free(ARGV[2], ARGV[3])
 return deleted
 `);
 
-/** Lua: marks the lock `key` (held by another) as waited for, once. */
-const MARK_WAITED = `
-local function markWaited(key)
+/**
+ * Lua: `claimTaken(key, token, leaseMs)`, after `SET NX` found `key` taken: true when it holds
+ * `token` already (a claim sent again after its connection was lost, whose first send took the
+ * key with the answer lost), its lease then moved to `leaseMs` from now; else marks the lock
+ * (held by another) as waited for, once, and answers false. A key of another type under the
+ * prefix (someone else's) is neither.
+ */
+const CLAIM_TAKEN = `
+local function claimTaken(key, token, leaseMs)
   local held = redis.pcall('GET', key)
-  if type(held) == 'string' and string.sub(held, -${WAITED_MARK.length}) ~= '${WAITED_MARK}' then
+  if type(held) ~= 'string' then return false end
+  if held == token or held == token .. '${WAITED_MARK}' then
+    redis.call('PEXPIRE', key, leaseMs)
+    return true
+  end
+  if string.sub(held, -${WAITED_MARK.length}) ~= '${WAITED_MARK}' then
     redis.call('APPEND', key, '${WAITED_MARK}')
   end
+  return false
 end
 `;
 
-/** KEYS[1] the lock. ARGV: token, lease in ms. Answers 1 when taken; else marks the lock waited for and answers 0. */
-export const CLAIM_LOCK = new Script(`${MARK_WAITED}
+/**
+ * KEYS[1] the lock. ARGV: token, lease in ms. Answers 1 when taken, or already held by the
+ * token; else marks the lock waited for and answers 0. Sent any number of times, a claim takes
+ * the key once.
+ */
+export const CLAIM_LOCK = new Script(`${CLAIM_TAKEN}
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-markWaited(KEYS[1])
+if claimTaken(KEYS[1], ARGV[1], ARGV[2]) then return 1 end
 return 0
 `);
 
 /**
  * KEYS[1] the lock, KEYS[2] the record (one hash tag, so one cluster slot). ARGV: token, lease
  * in ms. Answers {0} when the lock is held by another (marking it waited for), else {1} and the
- * record's value if any.
+ * record's value if any; a lock already held by the token is taken, as `CLAIM_LOCK` takes it.
  */
-export const CLAIM_AND_GET = new Script(`${MARK_WAITED}
+export const CLAIM_AND_GET = new Script(`${CLAIM_TAKEN}
 -- A record key of another type fails the script before the lock is claimed; STRLEN reads
 -- nothing, so a refused claim never copies the record.
 redis.call('STRLEN', KEYS[2])
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  markWaited(KEYS[1])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+  and not claimTaken(KEYS[1], ARGV[1], ARGV[2]) then
   return {0}
 end
 local value = redis.call('GET', KEYS[2])

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { isSessionError } from '@sessile/core';
+import { isSessionError, type SessionLock, type SessionRecord } from '@sessile/core';
 import { RedisStore } from '@sessile/redis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +47,63 @@ function traffic(store: RedisStore, tally: Tally, state: { stop: boolean }, work
       }
     }),
   );
+}
+
+/**
+ * A relay to the test's server that fails as a network does. From `holdRequests()` on it keeps
+ * what clients send until `sendHeld()`; from `swallowReplies()` on it forwards none of the
+ * answers; `cut()` drops every connection at once, as a brief network drop does, and relays new
+ * ones normally.
+ */
+async function faultyRelay() {
+  const sockets = new Set<Socket>();
+  const held: Array<() => void> = [];
+  let holding = false;
+  let swallowing = false;
+  const relay = createServer((socket) => {
+    const upstream = connect(server.port, '127.0.0.1');
+    for (const end of [socket, upstream]) {
+      sockets.add(end);
+      end.on('error', () => {});
+      end.on('close', () => {
+        sockets.delete(end);
+        socket.destroy();
+        upstream.destroy();
+      });
+    }
+    socket.on('data', (chunk) => {
+      if (holding) held.push(() => upstream.write(chunk));
+      else upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!swallowing) socket.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const { port } = relay.address() as { port: number };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    held: () => held.length,
+    holdRequests: () => {
+      holding = true;
+    },
+    sendHeld: () => {
+      holding = false;
+      for (const send of held.splice(0)) send();
+    },
+    swallowReplies: () => {
+      swallowing = true;
+    },
+    cut: () => {
+      swallowing = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        relay.close(() => resolve());
+      }),
+  };
 }
 
 async function until(check: () => Promise<boolean> | boolean, tries = 400): Promise<void> {
@@ -145,6 +203,58 @@ describe('RedisStore when Redis goes away and comes back', () => {
         await lock?.release();
       } finally {
         for (const each of [store, peer]) await each?.close();
+      }
+    }, 30_000);
+  }
+
+  for (const how of ['acquire', 'acquireAndGet'] as const) {
+    it(`a waiting ${how} whose claim Redis ran just before the connection dropped holds the lock under that claim's token`, async () => {
+      const relay = await faultyRelay();
+      const store = await RedisStore.open({ url: relay.url, prefix: 'd:' });
+      const [peer, third] = await Promise.all(
+        [0, 1].map(() => RedisStore.open({ url: server.url, prefix: 'd:' })),
+      );
+      const direct = createClient({ url: server.url });
+      direct.on('error', () => {});
+      await direct.connect();
+      try {
+        const id = newId();
+        const lockKey = `d:l:{${id}}`;
+        const held = await peer?.locks.acquire(id, { leaseMs: 60_000 });
+        if (held === undefined) throw new Error('no store');
+        await peer?.set(id, record('written by the holder'), { lock: held });
+        const options = { waitMs: 20_000, leaseMs: 60_000 };
+        const waiting: Promise<{ lock: SessionLock; record?: SessionRecord | undefined }> =
+          how === 'acquire'
+            ? store.locks.acquire(id, options).then((lock) => ({ lock }))
+            : (store.locks.acquireAndGet?.(id, options) ?? Promise.reject(new Error('none')));
+        await sleep(100);
+        // The waiter's next claim is kept until the key is free, then Redis runs it and its
+        // answer is lost.
+        relay.holdRequests();
+        await until(() => relay.held() > 0);
+        await held.release();
+        relay.swallowReplies();
+        relay.sendHeld();
+        await until(async () => (await direct.get(lockKey)) !== null);
+        const taken = await direct.get(lockKey);
+        expect(await third?.locks.acquire(id, { waitMs: 0 }).catch((error) => error)).toMatchObject(
+          { code: 'ERR_LOCK_TIMEOUT' },
+        );
+        relay.cut();
+        const { lock, record: read } = await waiting;
+        expect(lock.token).toBe(taken);
+        if (how === 'acquireAndGet') {
+          expect(new TextDecoder().decode(read?.data)).toBe('written by the holder');
+        }
+        await lock.release();
+        // Nothing is left holding the key.
+        expect(await direct.get(lockKey)).toBeNull();
+        await (await third?.locks.acquire(id, { waitMs: 0 }))?.release();
+      } finally {
+        direct.destroy();
+        for (const each of [store, peer, third]) await each?.close();
+        await relay.close();
       }
     }, 30_000);
   }
