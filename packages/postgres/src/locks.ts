@@ -15,8 +15,6 @@ type ClaimedRead = ClaimedRecord | { taken: true; unreadable: unknown };
 
 /** The backstop poll of a head waiter: NOTIFY wakes it sooner, this bounds a missed one. */
 const MAX_POLL_DELAY_MS = 250;
-/** The first pause before a claim whose connection was lost is sent again; it doubles up to MAX_POLL_DELAY_MS. */
-const RETRY_MIN_DELAY_MS = 10;
 
 /**
  * Session locks as lease rows (id, token, expires_at, waited) in a table beside the sessions.
@@ -29,8 +27,9 @@ const RETRY_MIN_DELAY_MS = 10;
  *
  * A waiting acquire's claim outlives a lost connection: a network drop or a server restart
  * wakes the waiters (the LISTEN connection is lost too) onto pooled connections lost in the same
- * drop, and a waiter with time left must not fail for that. Such a claim is sent again with its
- * own token (see `#retriedIfLost`).
+ * drop, and a waiter with time left must not fail for that. `LeaseLocks` sends such a claim
+ * again with its own token (see `lostConnection`), which every claim statement takes
+ * idempotently.
  */
 class PostgresLeases implements LeaseBackend {
   readonly maxPollDelayMs = MAX_POLL_DELAY_MS;
@@ -49,13 +48,7 @@ class PostgresLeases implements LeaseBackend {
   readonly #claims: BatchKind<LeaseClaim, boolean>;
   readonly #releases: BatchKind<LeaseClaim, boolean>;
   readonly #claimReads: BatchKind<LeaseClaim, ClaimedRead>;
-  /** A claim sent again after its connection was lost: takes a row it holds already. */
-  readonly #retriedClaims: BatchKind<LeaseClaim, boolean>;
   readonly #readSession: string;
-  /** Set once acquiring stops: claims retried after a lost connection give up. */
-  #stopped = false;
-  /** Ends the pauses of those retries early. */
-  readonly #retryPauses = new Set<() => void>();
 
   constructor(
     db: Database,
@@ -70,10 +63,10 @@ class PostgresLeases implements LeaseBackend {
     this.#batches = batches;
     this.#listener = listener;
     this.#channel = channel;
-    // Takes the row when the key is free or its lease has ended: a crashed holder blocks one lease at most.
+    // Takes the row when the key is free or its lease has ended: a crashed holder blocks one lease
+    // at most. A row holding the claim's own token is taken too (a claim sent again after a lost
+    // connection); for a claim sent once no row can hold its token, so one statement serves both.
     this.#claim = `INSERT INTO ${table} AS held (id, token, expires_at) VALUES ($1, $2, $3)
-      ${claimConflict('$4')} RETURNING held.token`;
-    const retriedClaim = `INSERT INTO ${table} AS held (id, token, expires_at) VALUES ($1, $2, $3)
       ${claimConflict('$4', true)} RETURNING held.token`;
     // As the claim-read function's second statement: a snapshot taken after the claim committed.
     this.#readSession = `SELECT data, float8send(expires_at) AS "expiresAt", owner
@@ -92,7 +85,7 @@ class PostgresLeases implements LeaseBackend {
       SELECT q.id, q.token, q.expires_at
       FROM unnest($1::text[], $2::text[], $3::float8[]) AS q(id, token, expires_at)
       ORDER BY q.id COLLATE "C"
-      ${claimConflict('$4')} RETURNING held.token`;
+      ${claimConflict('$4', true)} RETURNING held.token`;
     const releaseMany = `WITH freed AS (
         DELETE FROM ${table} WHERE id = ANY (ARRAY(
           SELECT held.id FROM ${table} AS held
@@ -154,17 +147,6 @@ class PostgresLeases implements LeaseBackend {
       one: async (call) => (await claimReads([call]))[0] ?? { taken: false },
       many: claimReads,
     };
-    this.#retriedClaims = {
-      one: async ({ key, token, expiresAt }) => {
-        const values = [key, token, expiresAt, Date.now()];
-        const { rows } = await db.query<{ token: string }>(
-          `${channel}_retried_claim`,
-          retriedClaim,
-          values,
-        );
-        return rows[0]?.token === token;
-      },
-    };
     this.#releases = {
       one: async ({ key, token }) => {
         const values = [key, token, Date.now(), channel];
@@ -181,19 +163,19 @@ class PostgresLeases implements LeaseBackend {
   }
 
   claim(claim: LeaseClaim): Promise<boolean> {
-    const claimed = this.#batches.run(this.#claims, claim.key, claim);
-    if (!claim.waited) return claimed;
-    return this.#retriedIfLost(claimed, () =>
-      this.#batches.run(this.#retriedClaims, claim.key, claim),
-    );
+    return this.#batches.run(this.#claims, claim.key, claim);
   }
 
-  /** As a failed read after a claim does (`claimThenRead`), an unreadable record frees the lease it was read under. */
+  /**
+   * As a failed read after a claim does (`claimThenRead`), an unreadable record frees the lease
+   * it was read under. A claim sent again after a lost connection is the claim statement, which
+   * takes a row holding its token, then the read: the claim-read function's claim would refuse it.
+   */
   async claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
-    const reads = this.#batches.run(this.#claimReads, claim.key, claim);
-    const claimed = claim.waited
-      ? await this.#retriedIfLost(reads, () => this.#retriedClaimRead(claim))
-      : await reads;
+    const claimed =
+      claim.resent === true
+        ? await this.#resentClaimRead(claim)
+        : await this.#batches.run(this.#claimReads, claim.key, claim);
     if (!('unreadable' in claimed)) return claimed;
     await this.release(claim).catch(() => {});
     throw claimed.unreadable;
@@ -224,64 +206,38 @@ class PostgresLeases implements LeaseBackend {
     return this.#listener.watch(key, wake);
   }
 
-  /** Acquiring stopped (the store closes): claims retried after a lost connection give up now. */
-  stopRetrying(): void {
-    this.#stopped = true;
-    for (const ended of [...this.#retryPauses]) ended();
-  }
-
   close(): Promise<void> {
     return this.#listener.close();
   }
 
   /**
-   * `first`, or when its connection was lost, `again()` on a fresh connection (the pool drops a
-   * connection that failed), after a pause that doubles, until it answers, fails otherwise,
-   * acquiring stops, or `queryTimeoutMs` has passed since the loss: a longer outage fails the
-   * claim with `ERR_STORE_IO`, as it fails every other call, and the kit ends the wait sooner
-   * with `ERR_LOCK_TIMEOUT` when `waitMs` runs out first (handing back a claim taken later).
+   * A claim whose connection was lost, as `query` rejects (reset, refused, terminated, the
+   * server shutting down or starting): a waiting acquire sends it again on a fresh connection
+   * (the pool drops one that failed) for up to `queryTimeoutMs` (`reconnectWithinMs`).
    *
    * Why sending a claim again is safe: a lost connection does not say whether the server ran
    * the claim. If it committed and only the answer was lost, the key is held under this claim's
-   * token; a retry with a new token would be refused by it and leave the key held by nobody for
-   * a whole lease. So `again` sends the same token, and the retried claim takes a row holding
-   * that token as its own (`claimConflict(now, true)`): however many sends commit, the key is
-   * taken once, under one token the kit grants once, and never by two holders, since a row
-   * holds one token and a token belongs to one claim. What a retry cannot see is a first send
-   * that the server runs only after the retry was refused (the client's side of the network
-   * failed, not the server's): that lease then ends on its own, as a crashed holder's does, and
-   * the kit's release of the failed claim frees it sooner when the claim fails.
-   *
-   * Only a waiting acquire's claims come here; an acquire's first claim fails at once, as a
-   * `get` on a lost connection does.
+   * token, and the claim sent again takes a row holding that token as its own
+   * (`claimConflict(now, true)`): however many sends commit, the key is taken once, under one
+   * token the kit grants once, and never by two holders, since a row holds one token and a
+   * token belongs to one claim. What a resend cannot see is a first send that the server runs
+   * only after the resend was refused (the client's side of the network failed, not the
+   * server's): that lease then ends on its own, as a crashed holder's does, and the kit's
+   * release of the failed claim frees it sooner when the claim fails.
    */
-  async #retriedIfLost<T>(first: Promise<T>, again: () => Promise<T>): Promise<T> {
-    try {
-      return await first;
-    } catch (error) {
-      if (!lostConnection(error)) throw error;
-      let lost = error;
-      const giveUpAt = Date.now() + this.#db.timeoutMs;
-      for (let delayMs = RETRY_MIN_DELAY_MS; ; delayMs = Math.min(MAX_POLL_DELAY_MS, 2 * delayMs)) {
-        const pauseMs = delayMs * (0.5 + Math.random());
-        if (this.#stopped || Date.now() + pauseMs >= giveUpAt) throw lost;
-        await this.#pause(pauseMs);
-        if (this.#stopped) throw lost;
-        try {
-          return await again();
-        } catch (retryError) {
-          if (!lostConnection(retryError)) throw retryError;
-          lost = retryError;
-        }
-      }
-    }
+  lostConnection(error: unknown): boolean {
+    return lostConnection(error);
   }
 
-  /** A claim-read sent again: the retried claim, then the session read in a statement of its own. */
-  async #retriedClaimRead(claim: LeaseClaim): Promise<ClaimedRead> {
-    if (!(await this.#batches.run(this.#retriedClaims, claim.key, claim))) return { taken: false };
+  get reconnectWithinMs(): number {
+    return this.#db.timeoutMs;
+  }
+
+  /** A claim-read sent again: the claim, then the session read in a statement of its own. */
+  async #resentClaimRead(claim: LeaseClaim): Promise<ClaimedRead> {
+    if (!(await this.claim(claim))) return { taken: false };
     const { rows } = await this.#db.query<StoredRow>(
-      `${this.#channel}_retried_claim_read`,
+      `${this.#channel}_resent_claim_read`,
       this.#readSession,
       [claim.id, Date.now()],
     );
@@ -293,24 +249,10 @@ class PostgresLeases implements LeaseBackend {
       return { taken: true, unreadable: error };
     }
   }
-
-  #pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const ended = () => {
-        clearTimeout(timer);
-        this.#retryPauses.delete(ended);
-        resolve();
-      };
-      const timer = setTimeout(ended, ms);
-      this.#retryPauses.add(ended);
-    });
-  }
 }
 
 /** Session locks shared by every process, on every host, that opens the same table. */
 export class PostgresLocks extends LeaseLocks {
-  readonly #leases: PostgresLeases;
-
   constructor(
     db: Database,
     names: SchemaNames,
@@ -318,13 +260,6 @@ export class PostgresLocks extends LeaseLocks {
     channel: string,
     batches: Batches,
   ) {
-    const leases = new PostgresLeases(db, names, listener, channel, batches);
-    super(leases);
-    this.#leases = leases;
-  }
-
-  override stopAcquiring(): void {
-    super.stopAcquiring();
-    this.#leases.stopRetrying();
+    super(new PostgresLeases(db, names, listener, channel, batches));
   }
 }
