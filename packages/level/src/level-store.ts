@@ -266,7 +266,9 @@ export class LevelStore extends BaseStore {
     const found = await probeStoreDirectory(path, LEVELDB_DIRECTORY);
     if (found.state !== 'present') return found;
     return probeKeyspace(
-      () => readCopyOf(path, inspectKeyspace),
+      // A database too large to copy where it cannot be linked is judged by its files alone,
+      // as present: `open` still reads its keys, and refuses another program's.
+      async () => (await readCopyOf(path, inspectKeyspace)) ?? { kind: 'unreadable' },
       directoryPlace(path),
       `${path} is an empty LevelDB database, not a session store yet`,
     );

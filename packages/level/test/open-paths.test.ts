@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateSessionId, isSessionError } from '@sessile/core';
 import { LevelStore } from '@sessile/level';
+import { ClassicLevel } from 'classic-level';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -132,5 +134,85 @@ describe('LevelStore: a directory that is not a LevelDB database', () => {
       expect(await reopened.get(id), path).toEqual({ data: new Uint8Array([1]), expiresAt });
       await reopened.close();
     }
+  });
+});
+
+/** A tmpfs mounted at a new directory under `root`, unmounted after the file's tests. */
+function tmpfsAt(name: string, options: string): string {
+  const mount = join(root, name);
+  mkdirSync(mount, { recursive: true });
+  // A failed mount (not root) fails the test with the reason.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', mount]);
+  mounts.unshift(mount);
+  return mount;
+}
+
+/** Runs `body` with `os.tmpdir()` answering `directory`. */
+async function withTemporaryDirectory<T>(directory: string, body: () => Promise<T>): Promise<T> {
+  const before = process.env.TMPDIR;
+  process.env.TMPDIR = directory;
+  try {
+    return await body();
+  } finally {
+    if (before === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = before;
+  }
+}
+
+/** A LevelDB database at `path` of the peer level-session-store's shape, of about `bytes`. */
+async function foreignDatabase(path: string, bytes: number): Promise<void> {
+  const db = new ClassicLevel<string, Uint8Array>(path, { valueEncoding: 'view' });
+  await db.open();
+  await db.put('__length__', new Uint8Array([0x31]));
+  for (let written = 0, i = 0; written < bytes; written += 256 * 1024, i++) {
+    await db.put(`session-${i}`, randomBytes(256 * 1024));
+  }
+  await db.close();
+}
+
+describe('LevelStore.probe on another filesystem than the temporary directory', () => {
+  it('reads the keys from links beside the database, never copying them into a small temporary directory', async () => {
+    const temporary = tmpfsAt('small-tmp', 'size=256k');
+    const mount = tmpfsAt('other-filesystem', 'size=32m');
+    const storePath = join(mount, 'sessions');
+    const store = await LevelStore.open({ path: storePath });
+    for (let i = 0; i < 8; i++) {
+      await store.set(generateSessionId(), {
+        data: randomBytes(64 * 1024),
+        expiresAt: Date.now() + 60_000,
+      });
+    }
+    await store.close();
+    const foreignPath = join(mount, 'foreign');
+    await foreignDatabase(foreignPath, 1024 * 1024);
+
+    const [present, refused] = await withTemporaryDirectory(temporary, async () => [
+      await LevelStore.probe({ path: storePath }),
+      await LevelStore.probe({ path: foreignPath }),
+    ]);
+    expect(present).toEqual({ state: 'present' });
+    const error = await openFailure(foreignPath);
+    expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+    expect(refused).toEqual({ state: 'refused', reason: (error as Error).message, cause: error });
+    expect(readdirSync(mount).sort()).toEqual(['foreign', 'sessions']);
+    expect(readdirSync(temporary)).toEqual([]);
+  });
+
+  it("judges a database over 64 MiB that it cannot link anywhere by its files, and open still refuses another program's", async () => {
+    const temporary = tmpfsAt('small-tmp-2', 'size=256k');
+    // The database's own filesystem mounted inside a read-only one: no directory beside it.
+    const readOnly = tmpfsAt('read-only-parent', 'size=1m');
+    mkdirSync(join(readOnly, 'foreign'));
+    execFileSync('mount', ['-o', 'remount,ro', readOnly]);
+    const foreignPath = tmpfsAt('read-only-parent/foreign', 'size=96m');
+    await foreignDatabase(foreignPath, 66 * 1024 * 1024);
+
+    const probe = await withTemporaryDirectory(temporary, () =>
+      LevelStore.probe({ path: foreignPath }),
+    );
+    expect(probe).toEqual({ state: 'present' });
+    expect(readdirSync(temporary)).toEqual([]);
+    const error = await openFailure(foreignPath);
+    expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
   });
 });
