@@ -42,6 +42,7 @@ export {
   type LeaseClaim,
   LeaseLocks,
   type LeaseLocksOptions,
+  lostSocket,
   MAX_POLL_DELAY_MS,
   MIN_POLL_DELAY_MS,
 } from './locks/lease-locks.js';

@@ -1,5 +1,5 @@
 import { SessionError } from '@sessile/core';
-import { toStoreIoError } from '@sessile/core/store';
+import { lostSocket, toStoreIoError } from '@sessile/core/store';
 import pg from 'pg';
 
 /**
@@ -100,18 +100,6 @@ export class Database {
   }
 }
 
-/** Socket errors of a connection that broke or could not be made. */
-const LOST_SOCKET_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-]);
-
 /**
  * Whether `error`, as `query` rejects, is a connection lost or refused (a network drop, a server
  * restart or failover, a backend terminated), which the same statement on a fresh connection may
@@ -121,16 +109,11 @@ const LOST_SOCKET_CODES = new Set([
 export function lostConnection(error: unknown): boolean {
   const cause = error instanceof SessionError ? error.cause : error;
   if (!(cause instanceof Error)) return false;
+  if (lostSocket(cause)) return true;
   const { code } = cause as { code?: unknown };
   if (typeof code === 'string') {
     // SQLSTATE class 08 (connection exception) and the server shutting down, crashed, or starting.
-    return (
-      LOST_SOCKET_CODES.has(code) ||
-      code.startsWith('08') ||
-      code === '57P01' ||
-      code === '57P02' ||
-      code === '57P03'
-    );
+    return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
   }
   return (
     cause.message === 'Connection terminated unexpectedly' ||

@@ -90,6 +90,28 @@ export interface LeaseBackend {
 }
 
 /** What `claimAndGet` comes to: not taken, or taken with the record read under the lease. */
+/** Socket errors of a connection that broke or could not be made. */
+const LOST_SOCKET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Whether `error` carries the code of a socket that broke or could not be made (`ECONNRESET`,
+ * `ECONNREFUSED` and the like): the part of a network store's `lostConnection` that does not
+ * depend on its client library.
+ */
+export function lostSocket(error: Error): boolean {
+  const { code } = error as { code?: unknown };
+  return typeof code === 'string' && LOST_SOCKET_CODES.has(code);
+}
+
 export type ClaimedRecord = { taken: false } | { taken: true; record: SessionRecord | undefined };
 
 /**

@@ -37,6 +37,7 @@ export {
   claimThenRead,
   type LeaseBackend,
   type LeaseClaim,
+  lostSocket,
 } from './lease-backend.js';
 
 /** The first pause of the head waiter's back-off; it doubles, with jitter, up to the backend's maximum. */
