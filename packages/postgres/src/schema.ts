@@ -636,15 +636,18 @@ function foreign(names: SchemaNames, name: string, problem: string): SessionErro
  * ended, else marks it `waited` (once), so its release knows to NOTIFY. RETURNING then gives the
  * holder's token, which only equals the claim's own when the claim took the key.
  *
- * `retried`: the claim is sent again after its connection was lost, and its first send may have
- * taken the key with the answer lost. A row holding the claim's own token is then the claim's
- * (tokens are never reused), so it counts as taken, unchanged and not marked waited: sent any
- * number of times, the claim takes the key at most once and never leaves it to nobody.
+ * `idempotent`: a row holding the claim's own token counts as taken, unchanged and not marked
+ * waited. Tokens are never reused, so such a row is the claim's own, taken by an earlier send
+ * whose answer was lost with its connection: sent any number of times (the lock kit resends a
+ * waiting claim after a lost connection), the claim takes the key at most once and never leaves
+ * it to nobody. The lock's claim statements are idempotent; the stored claim-and-read function,
+ * whose body changing would need a schema version, is not, so a resent claim-and-read is sent as
+ * the claim followed by a read.
  */
-export function claimConflict(now: string, retried = false): string {
+export function claimConflict(now: string, idempotent = false): string {
   // 'NaN' and 'Infinity' (a hand edit) sort above every number: no lease ends then, so it has ended.
   const ended = `(held.expires_at <= ${now} OR held.expires_at >= 'Infinity')`;
-  const free = retried ? `(${ended} OR held.token = excluded.token)` : ended;
+  const free = idempotent ? `(${ended} OR held.token = excluded.token)` : ended;
   return `ON CONFLICT (id) DO UPDATE SET
       token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
       expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,
