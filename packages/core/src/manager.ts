@@ -24,7 +24,7 @@ import {
 } from './manager-options.js';
 import { lastAccessOf, OwnerSessions, type SessionSummary } from './owner-sessions.js';
 import { manual, type Sweeper, type SweepRun, sweepEvery } from './policies.js';
-import { Session, type SessionContext, type SessionInit } from './session.js';
+import { expiryAt, fenceFor, Session, type SessionContext, type SessionInit } from './session.js';
 import type { SessionLock, SessionRecord, SessionStore } from './types.js';
 import {
   assertAbortSignal,
@@ -100,6 +100,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
   readonly absoluteTimeoutMs: number;
   readonly touchAfterMs: number;
   readonly regenerateGraceMs: number;
+  /**
+   * A session opened with less than this left of its idle time has its expiry pushed back at
+   * once, so that its request's own commit still finds it: `lock.leaseMs` (30 s without
+   * locking), at most `idleTimeoutMs - touchAfterMs`.
+   */
+  readonly renewWithinMs: number;
   /** The lock settings, or `undefined` when locking is off. */
   readonly lock: Required<SessionLockOptions> | undefined;
   readonly #sweeper: Sweeper;
@@ -154,6 +160,11 @@ export class SessionManager<Data extends SessionData = SessionData> {
       true,
     );
     this.lock = normalizeLockOptions(options.lock);
+    // At most idle - touchAfterMs, so a renewal only ever moves a touch the commit would make.
+    this.renewWithinMs = Math.min(
+      this.lock?.leaseMs ?? DEFAULT_LEASE_MS,
+      this.idleTimeoutMs - this.touchAfterMs,
+    );
     const { maxSessionsPerOwner, onLimit } = checkOwnerLimit(options, this.store);
     this.#onError = options.onError ?? defaultOnError;
     const cleanup =
@@ -367,7 +378,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
       if (loaded === 'ended') {
         // Stored under longer timeouts than this manager's: it has ended now.
         await this.store.delete(id);
-      } else if (loaded !== undefined) {
+      } else if (
+        loaded !== undefined &&
+        // A session with time left, the usual case, costs this comparison and no write.
+        ((loaded.storedExpiresAt as number) - Date.now() >= this.renewWithinMs ||
+          (await this.#renew(loaded)))
+      ) {
         return this.#session(loaded);
       }
     } catch (error) {
@@ -430,6 +446,26 @@ export class SessionManager<Data extends SessionData = SessionData> {
       lock,
       loginMeta: options.loginMeta,
     };
+  }
+
+  /**
+   * Pushes back the expiry of a session about to end (a touch, fenced by its lock), so that a
+   * request slower than the idle time left commits to a record that is still there: the request
+   * was activity within the idle window. Never past the absolute timeout. False when the store
+   * no longer held the session (revoked or expired meanwhile).
+   */
+  async #renew(loaded: SessionInit<Data>): Promise<boolean> {
+    const now = Date.now();
+    const storedExpiresAt = loaded.storedExpiresAt as number;
+    const expiresAt = expiryAt(this, loaded.createdAt, loaded.retiredUntil, now);
+    // Capped by the absolute timeout (or a retired id's grace): a touch could not move it later.
+    if (expiresAt <= storedExpiresAt) return true;
+    const fenced = fenceFor(this.store, loaded.lock, loaded.id, false, undefined);
+    const options = fenced instanceof Promise ? await fenced : fenced;
+    if (!(await this.store.touch(loaded.id, expiresAt, options))) return false;
+    loaded.lastAccessedAt = now;
+    loaded.storedExpiresAt = expiresAt;
+    return true;
   }
 
   async #release(lock: SessionLock | undefined): Promise<void> {

@@ -413,11 +413,7 @@ export class Session<Data extends SessionData = SessionData> {
 
   /** The `expiresAt` a save or touch at `now` writes: the earlier of the idle and absolute limits. */
   expiresAtFor(now: number): number {
-    return Math.min(
-      now + this.#context.idleTimeoutMs,
-      this.#createdAt + this.#context.absoluteTimeoutMs,
-      this.#retiredUntil ?? Number.POSITIVE_INFINITY,
-    );
+    return expiryAt(this.#context, this.#createdAt, this.#retiredUntil, now);
   }
 
   async #commitOnce(): Promise<CommitOutcome> {
@@ -515,20 +511,9 @@ export class Session<Data extends SessionData = SessionData> {
     throw new SessionError('ERR_STORE_IO', 'Could not store a new session under a fresh id');
   }
 
-  /**
-   * The write options that keep a stalled holder from overwriting the next one: the lock itself,
-   * which the store checks atomically with the write. A lock manager that cannot fence is asked
-   * right before the write instead, and its fresh lease covers the write.
-   */
+  /** This session's fenced write options (see `fenceFor`). */
   #fence(unlocking: boolean, only: SetOptions['only']): SetOptions | Promise<SetOptions> {
-    const lock = this.#lock;
-    // `only` is set for `set` alone: `touch` and `delete` refuse it as an unknown option.
-    const unfenced: SetOptions = only === undefined ? {} : { only };
-    // After regenerate() the lock still names the old id; the new id has no other holder.
-    if (lock === undefined || lock.id !== this.#id) return unfenced;
-    if (this.#context.store.locks.fence === undefined) return lock.extend().then(() => unfenced);
-    if (only === undefined) return unlocking ? { lock, release: true } : { lock };
-    return unlocking ? { lock, release: true, only } : { lock, only };
+    return fenceFor(this.#context.store, this.#lock, this.#id, unlocking, only);
   }
 
   #keepLockAlive(lock: SessionLock): void {
@@ -610,4 +595,43 @@ export class Session<Data extends SessionData = SessionData> {
       throw new TypeError(`Cannot ${action} an invalidated session`);
     }
   }
+}
+
+/**
+ * The `expiresAt` a save or touch at `now` writes for a session that began at `createdAt`: the
+ * earliest of its idle limit, its absolute limit and, for a retired id, the end of its grace.
+ */
+export function expiryAt(
+  context: Pick<SessionContext, 'idleTimeoutMs' | 'absoluteTimeoutMs'>,
+  createdAt: number,
+  retiredUntil: number | undefined,
+  now: number,
+): number {
+  return Math.min(
+    now + context.idleTimeoutMs,
+    createdAt + context.absoluteTimeoutMs,
+    retiredUntil ?? Number.POSITIVE_INFINITY,
+  );
+}
+
+/**
+ * The write options for the session `id` holding `lock` that keep a stalled holder from
+ * overwriting the next one: the lock itself, which the store checks atomically with the write.
+ * A lock manager that cannot fence is asked right before the write instead, and its fresh lease
+ * covers the write.
+ */
+export function fenceFor(
+  store: SessionStore,
+  lock: SessionLock | undefined,
+  id: string,
+  unlocking: boolean,
+  only: SetOptions['only'],
+): SetOptions | Promise<SetOptions> {
+  // `only` is set for `set` alone: `touch` and `delete` refuse it as an unknown option.
+  const unfenced: SetOptions = only === undefined ? {} : { only };
+  // After regenerate() the lock still names the old id; the new id has no other holder.
+  if (lock === undefined || lock.id !== id) return unfenced;
+  if (store.locks.fence === undefined) return lock.extend().then(() => unfenced);
+  if (only === undefined) return unlocking ? { lock, release: true } : { lock };
+  return unlocking ? { lock, release: true, only } : { lock, only };
 }
