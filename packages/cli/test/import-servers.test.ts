@@ -160,6 +160,32 @@ describe('import from connect-pg-simple', () => {
     await pool.end();
   });
 
+  /**
+   * Runs `body` with a connect-pg-simple store in a new schema `cli_test_<run>_<name>_peer` and
+   * the name of a target schema beside it, both dropped afterwards.
+   */
+  async function withPeerSchema(
+    name: string,
+    body: (names: { schema: string; target: string; peer: session.Store }) => Promise<void>,
+  ): Promise<void> {
+    const schema = `cli_test_${run}_${name}_peer`;
+    const target = `cli_test_${run}_${name}_sessile`;
+    await pool.query(`CREATE SCHEMA ${schema}`);
+    try {
+      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
+      const peer = new PgStore({
+        pool,
+        schemaName: schema,
+        createTableIfMissing: true,
+        pruneSessionInterval: false,
+      });
+      await body({ schema, target, peer });
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await pool.query(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
+    }
+  }
+
   it('serves the same users from the same cookies, each expiring at its `expire`', async () => {
     await pool.query(`CREATE SCHEMA ${peerSchema}`);
     const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
@@ -213,17 +239,7 @@ describe('import from connect-pg-simple', () => {
   });
 
   it('a row whose sess is JSON but not an object is skipped as what it is, naming the table', async () => {
-    const schema = `cli_test_${run}_notobject_peer`;
-    const target = `cli_test_${run}_notobject_sessile`;
-    await pool.query(`CREATE SCHEMA ${schema}`);
-    try {
-      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
-      const peer = new PgStore({
-        pool,
-        schemaName: schema,
-        createTableIfMissing: true,
-        pruneSessionInterval: false,
-      });
+    await withPeerSchema('notobject', async ({ schema, target, peer }) => {
       const good = `good${randomBytes(12).toString('hex')}`;
       await call((done) =>
         peer.set(good, { cookie: new Cookie({ maxAge: 3_600_000 }) } as session.SessionData, done),
@@ -261,24 +277,11 @@ describe('import from connect-pg-simple', () => {
           )
           .sort(),
       );
-    } finally {
-      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await pool.query(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
-    }
+    });
   });
 
   it("a session whose `expire` was set to '-infinity' by hand is expired, as the peer reads it", async () => {
-    const schema = `cli_test_${run}_neginf_peer`;
-    const target = `cli_test_${run}_neginf_sessile`;
-    await pool.query(`CREATE SCHEMA ${schema}`);
-    try {
-      const PgStore = (require('connect-pg-simple') as (s: unknown) => StoreClass)(session);
-      const peer = new PgStore({
-        pool,
-        schemaName: schema,
-        createTableIfMissing: true,
-        pruneSessionInterval: false,
-      });
+    await withPeerSchema('neginf', async ({ schema, target, peer }) => {
       const id = `neginf${randomBytes(12).toString('hex')}`;
       const cookie = new Cookie({ maxAge: 3_600_000 });
       await call((done) => peer.set(id, { cookie } as session.SessionData, done));
@@ -298,10 +301,7 @@ describe('import from connect-pg-simple', () => {
       expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 0, expired: 1 } });
       const { rows } = await pool.query(`SELECT id FROM ${target}.sessions`);
       expect(rows).toEqual([]);
-    } finally {
-      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await pool.query(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
-    }
+    });
   });
 
   // `expire` is a timestamp without time zone; read in the CLI's zone it moved by hours.
