@@ -189,7 +189,11 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         .requiredOption('--to <url>', 'target store address')
         .option('--overwrite', 'replace sessions the target already holds (default: keep them)')
         .option('--dry-run', 'count what would be written, write nothing')
-        .option('--concurrency <n>', 'records in flight at once', '64'),
+        .option('--concurrency <n>', 'records in flight at once', '64')
+        .option(
+          '--ledger <file>',
+          'ids brought over before, never written again (so logouts since stay); this run adds to it',
+        ),
     );
   type TransferArguments = CommonOptions & Record<string, unknown>;
 
@@ -208,6 +212,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         json: Boolean(options.json),
         maxRecordBytes: options.maxRecordBytes,
         concurrency: parseConcurrency(String(options.concurrency)),
+        ...(options.ledger === undefined ? {} : { ledger: String(options.ledger) }),
       }),
     ),
   );
@@ -236,10 +241,6 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         '--default-ttl <ms>',
         'lifetime of a session the peer keeps with no expiry',
         '86400000',
-      )
-      .option(
-        '--ledger <file>',
-        'ids imported before, never imported again (so logouts since stay); this run adds to it',
       ),
   ).action(
     action((options: TransferArguments) => {

@@ -775,6 +775,36 @@ describe('copy', () => {
     },
   );
 
+  it('again after the switch with --ledger, a session logged out on the new store stays out, and new ones arrive', async () => {
+    const { path, url, live } = await sqliteWith(3, 0);
+    const targetPath = `${nextDir()}.db`;
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+    const first = await runCli([...args, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(jsonOf(first)).toMatchObject({ counts: { written: 3, inLedger: 0 } });
+    // Between the two copies: a user logs out on the new store, another signs in on the old one.
+    const loggedOut = live[0] as string;
+    const target = await SqliteStore.open({ path: targetPath });
+    await target.delete(loggedOut);
+    const source = await SqliteStore.open({ path });
+    const arrived = generateSessionId();
+    await seed(source, [arrived], () => Date.now() + 3_600_000);
+    await source.close();
+    try {
+      const second = await runCli([...args, '--json']);
+      expect(second.code, second.stderr).toBe(0);
+      expect(jsonOf(second)).toMatchObject({ counts: { written: 1, present: 0, inLedger: 3 } });
+      expect(await target.get(loggedOut)).toBeUndefined();
+      expect(await target.get(arrived)).toBeDefined();
+      expect(await target.count()).toBe(3);
+      const text = await runCli([...args, '--dry-run']);
+      expect(text.stdout).toContain('4 brought over before (in --ledger)');
+    } finally {
+      await target.close();
+    }
+  });
+
   it('keeps what the target holds unless --overwrite', async () => {
     const { url, live } = await sqliteWith(4, 0);
     const targetPath = `${nextDir()}.db`;

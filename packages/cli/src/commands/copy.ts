@@ -1,6 +1,7 @@
 import { isSessionError, SessionError, type SessionRecord, type SessionStore } from '@sessile/core';
 import { parseStoreAddress, sameStore } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
+import { openLedger } from '../ledger.js';
 import {
   type CommonOptions,
   maskId,
@@ -25,6 +26,8 @@ export interface TransferOptions extends CommonOptions {
   overwrite?: boolean;
   dryRun?: boolean;
   concurrency: number;
+  /** The file of ids earlier runs into this target wrote, which this one skips and adds to. */
+  ledger?: string;
 }
 
 export interface CopyOptions extends TransferOptions {
@@ -47,7 +50,7 @@ export interface TransferCounts {
   tooLarge?: number;
   /** Import only: ids that are not valid sessile ids; skipped, never altered. */
   invalidId?: number;
-  /** Import only: ids in `--ledger`, imported by an earlier run; left as the target has them. */
+  /** With `--ledger`: ids an earlier run brought over; left as the target has them. */
   inLedger?: number;
 }
 
@@ -96,7 +99,7 @@ export async function transferStopped(
 
 function countsLine(counts: TransferCounts, options: TransferOptions): string {
   const verb = options.dryRun ? 'would write' : 'written';
-  return `${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} imported before (in --ledger)`}`;
+  return `${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} brought over before (in --ledger)`}`;
 }
 
 /** Writes one record under `only: 'absent'` (or unconditionally with `--overwrite`), or counts what it would do. */
@@ -132,6 +135,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
   const to = parseStoreAddress(options.to);
   if (await sameStore(from, to)) throw usageError('--from and --to name the same store');
   const checked = await checkTarget(to, options.dryRun);
+  const ledger = await openLedger(options.ledger, Boolean(options.dryRun));
   const interrupt = interruptSignal();
   try {
     return await withStore(options.from, { ...options, mustExist: true }, (source) =>
@@ -146,7 +150,11 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
           to: to.display,
           dryRun: Boolean(options.dryRun),
           overwrite: Boolean(options.overwrite),
-          counts: { ...counts, tooLarge },
+          counts: {
+            ...counts,
+            tooLarge,
+            ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
+          },
         });
         let outcome: { interrupted: boolean };
         try {
@@ -155,6 +163,12 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             options.concurrency,
             interrupt.signal,
             async (id) => {
+              if (ledger.has(id)) {
+                // The new app may have changed or deleted it (a logout) since it was brought over.
+                counts.inLedger = (counts.inLedger ?? 0) + 1;
+                progress.increment();
+                return;
+              }
               let record: SessionRecord | undefined;
               try {
                 record = await readRecordToCopy(source, id);
@@ -168,7 +182,10 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               }
               counts.read++;
               if (record === undefined || record.expiresAt <= Date.now()) counts.expired++;
-              else await writeRecord(target, id, record, options, counts);
+              else {
+                await writeRecord(target, id, record, options, counts);
+                await ledger.record(id);
+              }
               progress.increment();
             },
           );
@@ -187,5 +204,6 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
     );
   } finally {
     interrupt.dispose();
+    await ledger.close();
   }
 }

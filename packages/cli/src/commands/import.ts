@@ -21,8 +21,6 @@ export interface ImportOptions extends TransferOptions, PeerOptions {
   from: string;
   /** Lifetime of a session the peer keeps with no expiry. */
   defaultTtlMs: number;
-  /** The file of ids earlier imports wrote, which this one skips and adds to. */
-  ledger?: string;
 }
 
 /**
