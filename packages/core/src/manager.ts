@@ -185,6 +185,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       onLimit,
       waitMs: this.lock?.waitMs ?? DEFAULT_WAIT_MS,
       leaseMs: this.lock?.leaseMs ?? DEFAULT_LEASE_MS,
+      extendEveryMs: this.lock?.extendEveryMs ?? Math.floor(DEFAULT_LEASE_MS / 3),
       report: (error) => this.#report(error),
     });
     this.#context = {

@@ -38,6 +38,8 @@ export interface OwnerContext {
   readonly onLimit: OwnerLimitAction;
   readonly waitMs: number;
   readonly leaseMs: number;
+  /** How often the owner's lock is extended while held. */
+  readonly extendEveryMs: number;
   report(error: unknown): void;
 }
 
@@ -168,18 +170,25 @@ export class OwnerSessions {
 
   /**
    * Runs `body` holding `owner`'s lock, the one logins, caps and revocations of that owner
-   * take, so that nothing `body` does to the owner's sessions interleaves with theirs.
+   * take, so that nothing `body` does to the owner's sessions interleaves with theirs. The lock
+   * is extended on a timer: revoking thousands of sessions can outlast one lease.
    */
   async locked<T>(owner: string, body: () => Promise<T>): Promise<T> {
     assertOwner(owner);
-    const lock = await this.#context.store.locks.acquire(ownerLockId(owner), {
-      waitMs: this.#context.waitMs,
-      leaseMs: this.#context.leaseMs,
-    });
+    const { store, waitMs, leaseMs, extendEveryMs, report } = this.#context;
+    const lock = await store.locks.acquire(ownerLockId(owner), { waitMs, leaseMs });
+    const extending = setInterval(() => {
+      lock.extend().catch((error: unknown) => {
+        clearInterval(extending);
+        report(error);
+      });
+    }, extendEveryMs);
+    extending.unref();
     try {
       return await body();
     } finally {
-      await lock.release().catch((error: unknown) => this.#context.report(error));
+      clearInterval(extending);
+      await lock.release().catch((error: unknown) => report(error));
     }
   }
 }

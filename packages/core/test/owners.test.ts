@@ -509,4 +509,31 @@ describe('the owner lock', () => {
     await session.setOwner('ada');
     expect(session.owner).toBe('ada');
   });
+
+  it('is held for as long as a revokeOwner takes, past its lease: a login racing it waits for it', async () => {
+    /** Each delete takes 100 ms, as over a slow network: 6 of them outlast a 300 ms lease. */
+    class SlowDeletes extends MemoryStore {
+      override async delete(id: string, options?: Parameters<MemoryStore['delete']>[1]) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return super.delete(id, options);
+      }
+    }
+    const { manager, errors } = setup({ lock: { leaseMs: 300 } }, new SlowDeletes());
+    for (let i = 0; i < 6; i++) await login(manager, 'ada');
+    const ended: string[] = [];
+    const revoked = manager.revokeOwner('ada').then((count) => {
+      ended.push('revokeOwner');
+      return count;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const racing = login(manager, 'ada').then((session) => {
+      ended.push('login');
+      return session;
+    });
+    expect(await revoked).toBe(6);
+    const session = await racing;
+    expect(ended).toEqual(['revokeOwner', 'login']);
+    expect((await manager.sessionsOf('ada')).map(({ id }) => id)).toEqual([session.id]);
+    expect(errors).toEqual([]);
+  });
 });
