@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
 import { SessionError } from './errors.js';
 import { assertOwner, ownerLockId } from './ids.js';
-import type { OwnedSession, SessionStore } from './types.js';
+import type { OwnedSession, SessionRecord, SessionStore } from './types.js';
 
 /** What happens when a login would give its owner more than `maxSessionsPerOwner` sessions. */
 export type OwnerLimitAction = 'evict-oldest' | 'refuse';
@@ -83,11 +83,16 @@ export class OwnerSessions {
         await write();
         return;
       }
+      const now = Date.now();
       const others = (await this.#ownedBy(owner)).flatMap((session) => {
         if (session.id === id) return [];
         const envelope = this.#decoded(session);
         // A regenerated id, kept readable for a grace period, is not a session of its own.
         if (envelope?.retiredUntil !== undefined) return [];
+        // Ended under this manager's timeouts: not listed, so it must not take a place either.
+        if (envelope !== undefined && this.#lastSeen(envelope, session.record, now) === undefined) {
+          return [];
+        }
         return [{ id: session.id, createdAt: envelope?.createdAt ?? Number.NEGATIVE_INFINITY }];
       });
       const excess = others.length + 1 - max;
@@ -106,7 +111,7 @@ export class OwnerSessions {
 
   /** The owner's live sessions, most recently seen first; `currentId` is marked `current`. */
   async list(owner: string, currentId?: string): Promise<SessionSummary[]> {
-    const { codec, idleTimeoutMs, absoluteTimeoutMs } = this.#context;
+    const { codec } = this.#context;
     const now = Date.now();
     const summaries: SessionSummary[] = [];
     for (const { id, record } of await this.#ownedBy(owner)) {
@@ -119,11 +124,8 @@ export class OwnerSessions {
       }
       // A regenerated id, readable for a grace period: its session is listed under its new id.
       if (envelope.retiredUntil !== undefined) continue;
-      const lastSeenAt = lastAccessOf(envelope, record.expiresAt, idleTimeoutMs, now);
-      // Stored under longer timeouts than this manager's: it has ended, as open() would find.
-      if (envelope.createdAt + absoluteTimeoutMs <= now || lastSeenAt + idleTimeoutMs <= now) {
-        continue;
-      }
+      const lastSeenAt = this.#lastSeen(envelope, record, now);
+      if (lastSeenAt === undefined) continue;
       summaries.push({
         id,
         handle: sessionHandle(id),
@@ -158,6 +160,18 @@ export class OwnerSessions {
       );
     }
     return store.ownedBy(owner);
+  }
+
+  /**
+   * When a stored session was last seen, or `undefined` when it has ended under this manager's
+   * timeouts (stored under longer ones), as `open()` would find it.
+   */
+  #lastSeen(envelope: SessionEnvelope, record: SessionRecord, now: number): number | undefined {
+    const { idleTimeoutMs, absoluteTimeoutMs } = this.#context;
+    const lastSeenAt = lastAccessOf(envelope, record.expiresAt, idleTimeoutMs, now);
+    const ended =
+      envelope.createdAt + absoluteTimeoutMs <= now || lastSeenAt + idleTimeoutMs <= now;
+    return ended ? undefined : lastSeenAt;
   }
 
   #decoded(session: OwnedSession): SessionEnvelope | undefined {

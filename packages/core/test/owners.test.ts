@@ -221,6 +221,21 @@ describe('maxSessionsPerOwner', () => {
     expect((await login(manager, 'ada')).owner).toBe('ada');
   });
 
+  it("with 'refuse', a session that has ended under this manager's timeouts takes no place, as sessionsOf does not list it", async () => {
+    const store = new MemoryStore();
+    const { manager: longer } = setup({ absoluteTimeoutMs: 60_000 }, store);
+    await login(longer, 'ada');
+    // The app shortened its absolute timeout: the stored session has ended, its record stays.
+    const { manager } = setup(
+      { idleTimeoutMs: 1000, absoluteTimeoutMs: 1000, maxSessionsPerOwner: 1, onLimit: 'refuse' },
+      store,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    const session = await login(manager, 'ada');
+    expect((await manager.sessionsOf('ada')).map(({ id }) => id)).toEqual([session.id]);
+  });
+
   it("with 'evict-oldest', a login that fails signs no other session out", async () => {
     const { manager } = setup(
       { maxSessionsPerOwner: 1 },
