@@ -139,12 +139,24 @@ export class OwnerSessions {
     return summaries.sort((a, b) => b.lastSeenAt - a.lastSeenAt);
   }
 
-  /** Deletes every session of `owner` but `exceptId`, holding the owner's lock; resolves how many. */
+  /**
+   * Deletes every session of `owner` but `exceptId`, holding the owner's lock; resolves how many
+   * of them `list` would have shown (or could not decode): the old ids `regenerate()` keeps for a
+   * grace period go too, uncounted.
+   */
   revokeAll(owner: string, exceptId: string | undefined): Promise<number> {
     return this.locked(owner, async () => {
+      const now = Date.now();
       let revoked = 0;
-      for (const { id } of await this.#ownedBy(owner)) {
-        if (id !== exceptId && (await this.#context.store.delete(id))) revoked++;
+      for (const session of await this.#ownedBy(owner)) {
+        if (session.id === exceptId || !(await this.#context.store.delete(session.id))) continue;
+        const envelope = this.#decoded(session);
+        if (envelope === undefined) revoked++;
+        else if (
+          envelope.retiredUntil === undefined &&
+          this.#lastSeen(envelope, session.record, now) !== undefined
+        )
+          revoked++;
       }
       return revoked;
     });

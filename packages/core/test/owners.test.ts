@@ -490,6 +490,18 @@ describe('revocation', () => {
     expect((await manager.sessionsOf('bob')).map((session) => session.id)).toEqual([bob.id]);
   });
 
+  it('revokeOwner counts the sessions sessionsOf listed, not the old ids regenerate() keeps for a grace period', async () => {
+    const { manager, store } = setup({ regenerateGraceMs: 60_000 });
+    const laptop = await login(manager, 'ada');
+    const again = await manager.open(laptop.id);
+    await again.regenerate();
+    await again.commit();
+    const phone = await login(manager, 'ada');
+    expect(await manager.sessionsOf('ada')).toHaveLength(2);
+    expect(await manager.revokeOwner('ada')).toBe(2);
+    for (const id of [laptop.id, again.id, phone.id]) expect(await store.get(id)).toBeUndefined();
+  });
+
   it('revokeOwner checks its arguments', async () => {
     const { manager } = setup();
     expect(await codeOf(manager.revokeOwner(''))).toBe('ERR_INVALID_OWNER');
