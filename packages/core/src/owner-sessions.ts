@@ -4,6 +4,9 @@ import { SessionError } from './errors.js';
 import { assertOwner, ownerLockId } from './ids.js';
 import type { OwnedSession, SessionRecord, SessionStore } from './types.js';
 
+/** How many of an owner's sessions `revokeOwner` deletes at once. */
+const REVOKE_BATCH = 16;
+
 /** What happens when a login would give its owner more than `maxSessionsPerOwner` sessions. */
 export type OwnerLimitAction = 'evict-oldest' | 'refuse';
 
@@ -147,16 +150,26 @@ export class OwnerSessions {
   revokeAll(owner: string, exceptId: string | undefined): Promise<number> {
     return this.locked(owner, async () => {
       const now = Date.now();
+      const sessions = (await this.#ownedBy(owner)).filter(({ id }) => id !== exceptId);
       let revoked = 0;
-      for (const session of await this.#ownedBy(owner)) {
-        if (session.id === exceptId || !(await this.#context.store.delete(session.id))) continue;
-        const envelope = this.#decoded(session);
-        if (envelope === undefined) revoked++;
-        else if (
-          envelope.retiredUntil === undefined &&
-          this.#lastSeen(envelope, session.record, now) !== undefined
-        )
-          revoked++;
+      // A few deletes at a time: one at a time, 10 000 sessions over a network took minutes.
+      for (let start = 0; start < sessions.length; start += REVOKE_BATCH) {
+        const batch = sessions.slice(start, start + REVOKE_BATCH);
+        const deleted = await Promise.allSettled(
+          batch.map(({ id }) => this.#context.store.delete(id)),
+        );
+        for (const [index, outcome] of deleted.entries()) {
+          if (outcome.status === 'rejected') throw outcome.reason;
+          if (!outcome.value) continue;
+          const session = batch[index] as OwnedSession;
+          const envelope = this.#decoded(session);
+          if (envelope === undefined) revoked++;
+          else if (
+            envelope.retiredUntil === undefined &&
+            this.#lastSeen(envelope, session.record, now) !== undefined
+          )
+            revoked++;
+        }
       }
       return revoked;
     });

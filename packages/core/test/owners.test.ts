@@ -502,6 +502,26 @@ describe('revocation', () => {
     for (const id of [laptop.id, again.id, phone.id]) expect(await store.get(id)).toBeUndefined();
   });
 
+  it('revokeOwner deletes a few sessions at a time, not one after another, and ends them all', async () => {
+    let inFlight = 0;
+    let mostInFlight = 0;
+    /** Each delete waits a turn of the event loop, as one over a network would. */
+    class CountedDeletes extends MemoryStore {
+      override async delete(id: string, options?: Parameters<MemoryStore['delete']>[1]) {
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        await new Promise((resolve) => setImmediate(resolve));
+        inFlight--;
+        return super.delete(id, options);
+      }
+    }
+    const { manager } = setup({}, new CountedDeletes());
+    for (let i = 0; i < 40; i++) await login(manager, 'ada');
+    expect(await manager.revokeOwner('ada')).toBe(40);
+    expect(await manager.sessionsOf('ada')).toEqual([]);
+    expect(mostInFlight).toBeGreaterThan(1);
+    expect(mostInFlight).toBeLessThanOrEqual(16);
+  });
+
   it('revokeOwner checks its arguments', async () => {
     const { manager } = setup();
     expect(await codeOf(manager.revokeOwner(''))).toBe('ERR_INVALID_OWNER');
