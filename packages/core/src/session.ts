@@ -309,7 +309,13 @@ export class Session<Data extends SessionData = SessionData> {
     if (this.#revoked) return;
     const captured = meta ?? this.#loginMeta?.();
     if (captured !== undefined && !isPlainObject(captured)) {
-      throw new TypeError('session meta must be a plain JSON object');
+      // An async loginMeta (a geo-IP look-up) returns a promise: say so, not just "not an object".
+      const promised = typeof (captured as { then?: unknown }).then === 'function';
+      throw new TypeError(
+        promised
+          ? 'session meta must be a plain JSON object, got a promise: loginMeta is called synchronously, so await the look-up in the route and pass it as setOwner(owner, meta)'
+          : 'session meta must be a plain JSON object',
+      );
     }
     // Copied before anything changes, so meta that JSON cannot hold (a BigInt, a cycle) refuses
     // the login with the session as it was.

@@ -113,6 +113,19 @@ describe('session.setOwner', () => {
     expect((await manager.sessionsOf('bob'))[0]?.meta).toEqual({ label: 'phone' });
   });
 
+  it('refuses an async loginMeta with a TypeError that says so, and changes nothing', async () => {
+    const { manager } = setup();
+    const session = await manager.open(undefined, {
+      loginMeta: (async () => ({ ip: '::1' })) as never,
+    });
+    await expect(session.setOwner('ada')).rejects.toThrow(
+      /got a promise: loginMeta is called synchronously/,
+    );
+    expect(session.owner).toBeUndefined();
+    await session.setOwner('ada', { ip: '::1' });
+    expect(session.meta).toEqual({ ip: '::1' });
+  });
+
   it('records meta {} when neither setOwner nor a loginMeta that returns undefined gives any, as sessionsOf lists it', async () => {
     const { manager } = setup();
     for (const loginMeta of [() => undefined, undefined]) {
