@@ -5,8 +5,45 @@ interface Window {
   /** When this window's operations fail: its close plus the timeout. */
   readonly deadline: number;
   readonly closesAt: number;
-  /** The unsettled operations' reject functions, each with its action's name. */
-  readonly pending: Map<(error: unknown) => void, string>;
+  /** The unsettled operations, oldest first. */
+  first: Waiting | undefined;
+  last: Waiting | undefined;
+}
+
+/**
+ * One unsettled operation, linked into its window's list: settling unlinks it with a few writes,
+ * cheaper per command than hashing it into a Map and out again.
+ */
+interface Waiting {
+  /** Undefined once the operation left its window: settled, or failed for want of an answer. */
+  window: Window | undefined;
+  previous: Waiting | undefined;
+  next: Waiting | undefined;
+  readonly action: string;
+  readonly reject: (error: unknown) => void;
+}
+
+/** What `capture` took from the last promise made with it, read at once by its maker. */
+let capturedResolve: (value: never) => void = () => {};
+let capturedReject: (error: unknown) => void = () => {};
+
+/** A promise's executor that needs no closure of its own per promise. */
+function capture(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/** Takes `waiting` out of its window's list; false when it had left already. */
+function unlink(waiting: Waiting): boolean {
+  const window = waiting.window;
+  if (window === undefined) return false;
+  waiting.window = undefined;
+  const { previous, next } = waiting;
+  if (previous === undefined) window.first = next;
+  else previous.next = next;
+  if (next === undefined) window.last = previous;
+  else next.previous = previous;
+  return true;
 }
 
 /**
@@ -43,32 +80,36 @@ export class Deadlines {
    * it throws rejects the answer as it is.
    */
   run<T, R = T>(action: string, operation: Promise<T>, map?: (value: T) => R): Promise<R> {
-    const pending = this.#current().pending;
-    const failure = this.#failure;
-    return new Promise<R>((resolve, reject) => {
-      pending.set(reject, action);
-      operation.then(
-        (value) => {
-          if (!pending.delete(reject)) {
-            this.#overdue--;
-            return;
-          }
-          if (map === undefined) {
-            resolve(value as unknown as R);
-            return;
-          }
-          try {
-            resolve(map(value));
-          } catch (error) {
-            reject(error);
-          }
-        },
-        (error: unknown) => {
-          if (pending.delete(reject)) reject(failure(action, error));
-          else this.#overdue--;
-        },
-      );
-    });
+    const window = this.#current();
+    const promise = new Promise<R>(capture);
+    const resolve = capturedResolve as (value: R) => void;
+    const reject = capturedReject;
+    const waiting: Waiting = { window, previous: window.last, next: undefined, action, reject };
+    if (window.last === undefined) window.first = waiting;
+    else window.last.next = waiting;
+    window.last = waiting;
+    operation.then(
+      (value) => {
+        if (!unlink(waiting)) {
+          this.#overdue--;
+          return;
+        }
+        if (map === undefined) {
+          resolve(value as unknown as R);
+          return;
+        }
+        try {
+          resolve(map(value));
+        } catch (error) {
+          reject(error);
+        }
+      },
+      (error: unknown) => {
+        if (unlink(waiting)) reject(this.#failure(action, error));
+        else this.#overdue--;
+      },
+    );
+    return promise;
   }
 
   /**
@@ -98,7 +139,12 @@ export class Deadlines {
     const last = this.#windows[this.#windows.length - 1];
     if (last !== undefined && last.closesAt > now) return last;
     const closesAt = now + this.#windowMs;
-    const window: Window = { closesAt, deadline: closesAt + this.#timeoutMs, pending: new Map() };
+    const window: Window = {
+      closesAt,
+      deadline: closesAt + this.#timeoutMs,
+      first: undefined,
+      last: undefined,
+    };
     this.#windows.push(window);
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.#check(), this.#windowMs);
@@ -126,13 +172,13 @@ export class Deadlines {
     const windows = this.#windows;
     while (windows.length > 0) {
       const oldest = windows[0] as Window;
-      if (oldest.pending.size > 0 && oldest.deadline > now) break;
+      if (oldest.first !== undefined && oldest.deadline > now) break;
       windows.shift();
-      if (oldest.pending.size > 0) this.dropWaiting();
-      for (const [reject, action] of oldest.pending) {
-        oldest.pending.delete(reject);
+      if (oldest.first !== undefined) this.dropWaiting();
+      for (let waiting = oldest.first; waiting !== undefined; waiting = oldest.first) {
+        unlink(waiting);
         this.#overdue++;
-        reject(noAnswer(this.#where, action, this.#timeoutMs));
+        waiting.reject(noAnswer(this.#where, waiting.action, this.#timeoutMs));
       }
     }
     if (windows.length === 0) this.close();
