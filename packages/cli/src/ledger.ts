@@ -5,14 +5,27 @@ import { dirname } from 'node:path';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 
 /**
- * The ids earlier imports brought into the target, one a line. A later import leaves them alone,
- * so a session the new app deleted (a logout) since then is never written back. Each line is a
- * SHA-256 of the id, so the file holds no live session id.
+ * What a run wrote for one id: a fingerprint of the record as written to the target, and one of
+ * the source's session it came from. Both unset for a line without them (a ledger written
+ * before fingerprints, or an id the target already held), which a later run leaves alone.
+ */
+export interface LedgerEntry {
+  target?: string;
+  source?: string;
+}
+
+/**
+ * The ids earlier imports brought into the target, one a line. A later import never writes one
+ * back as new, so a session the new app deleted (a logout) since then stays deleted; where the
+ * target still holds exactly what the line's fingerprint says the run wrote, it is brought in
+ * line with the source instead. Each line is a SHA-256 of the id, then optionally the two
+ * fingerprints, so the file holds no live session id; a later line for an id replaces an earlier.
  */
 export interface Ledger {
-  has(id: string): boolean;
-  /** Adds an id the target now holds; a dry run adds nothing. */
-  record(id: string): Promise<void>;
+  /** The id's latest line when the ledger was opened, or `undefined` when no run brought it over. */
+  entry(id: string): LedgerEntry | undefined;
+  /** Adds a line for an id the target now holds; a dry run adds nothing. */
+  record(id: string, fingerprints?: Required<LedgerEntry>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,7 +41,11 @@ function ledgerError(path: string, error: unknown): CliError {
 /** The ledger at `path`, created when missing; without a path, one that holds nothing. */
 export async function openLedger(path: string | undefined, dryRun: boolean): Promise<Ledger> {
   if (path === undefined) {
-    return { has: () => false, record: async () => {}, close: async () => {} };
+    return {
+      entry: () => undefined,
+      record: async () => {},
+      close: async () => {},
+    };
   }
   let text: string | undefined;
   try {
@@ -46,13 +63,21 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
   const lines = text.split('\n').filter((line) => line !== '');
   // Every line is an entry, or the start of one a killed run tore: anything else is another
   // file (a peer's session file, the app's config), which appending to would damage.
-  const foreign = lines.findIndex((line) => !/^[A-Za-z0-9_-]{1,43}$/.test(line));
+  const foreign = lines.findIndex(
+    (line) => !/^[A-Za-z0-9_-]{1,43}( [A-Za-z0-9_-]{0,43}( [A-Za-z0-9_-]{0,43})?)?$/.test(line),
+  );
   if (foreign !== -1) {
     throw usageError(
       `--ledger ${path}: not a ledger (its line ${text.split('\n').indexOf(lines[foreign] as string) + 1} is not an entry); give a new file or the ledger of an earlier import`,
     );
   }
-  const ids = new Set(lines);
+  const entries = new Map<string, LedgerEntry>();
+  for (const line of lines) {
+    const [id, target, source] = line.split(' ') as [string, string?, string?];
+    // A torn fingerprint is no fingerprint: that id is left as the target has it.
+    const whole = target?.length === 43 && source?.length === 43;
+    entries.set(id, whole ? { target, source } : {});
+  }
   let file: FileHandle | undefined;
   if (!dryRun) {
     try {
@@ -65,10 +90,13 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
     }
   }
   return {
-    has: (id) => ids.has(entryOf(id)),
-    async record(id) {
+    entry: (id) => entries.get(entryOf(id)),
+    async record(id, fingerprints) {
+      const key = entryOf(id);
+      const line =
+        fingerprints === undefined ? key : `${key} ${fingerprints.target} ${fingerprints.source}`;
       // One write per line with O_APPEND, so concurrent records never interleave.
-      await file?.appendFile(`${entryOf(id)}\n`);
+      await file?.appendFile(`${line}\n`);
     },
     async close() {
       await file?.close();

@@ -192,7 +192,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         .option('--concurrency <n>', 'records in flight at once', '64')
         .option(
           '--ledger <file>',
-          'ids brought over before, never written again (so logouts since stay); this run adds to it',
+          'ids brought over before, never written again (so logouts since stay), and brought in line with the source where the target still holds what was written; this run adds to it',
         ),
     );
   type TransferArguments = CommonOptions & Record<string, unknown>;

@@ -13,7 +13,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { aesGcmCodec, generateAesKey, generateSessionId, type SessionStore } from '@sessile/core';
+import {
+  aesGcmCodec,
+  generateAesKey,
+  generateSessionId,
+  type SessionRecord,
+  type SessionStore,
+} from '@sessile/core';
 import { FileStore } from '@sessile/file';
 import { LevelStore } from '@sessile/level';
 import { SqliteStore } from '@sessile/sqlite';
@@ -35,6 +41,11 @@ async function sqliteWith(liveCount: number, expiredCount: number) {
   for (const id of expired) await store.touch(id, now - 1000);
   await store.close();
   return { path, url: `sqlite:${path}`, live, expired, now };
+}
+
+/** A record's bytes as text, whichever byte array the store read them into. */
+function asText(record: SessionRecord | undefined) {
+  return record && { text: Buffer.from(record.data).toString(), expiresAt: record.expiresAt };
 }
 
 const COMMANDS = ['stats', 'ls', 'show', 'sweep', 'copy', 'import'];
@@ -800,6 +811,148 @@ describe('copy', () => {
       expect(await target.count()).toBe(3);
       const text = await runCli([...args, '--dry-run']);
       expect(text.stdout).toContain('4 brought over before (in --ledger)');
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('again with --ledger, a session that ended on the old store since is deleted from the target, one changed there is updated, and one the new app changed is kept', async () => {
+    const { path, url, live } = await sqliteWith(5, 0);
+    const [loggedOut, changed, untouched, usedOnTarget, revokedButUsed] = live as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    const targetPath = nextDir();
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `file:${targetPath}`, '--ledger', ledger];
+    const first = await runCli([...args, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(jsonOf(first)).toMatchObject({
+      counts: { written: 5, reconciled: { deleted: 0, updated: 0, keptChanged: 0 } },
+    });
+    // After the first pass: on the old app one user logs out, one session is saved again, and
+    // an admin revokes one; on the new app two users already make requests.
+    const source = await SqliteStore.open({ path });
+    const target = await FileStore.open({ path: targetPath });
+    try {
+      const newer = {
+        data: new TextEncoder().encode('{"newer":1}'),
+        expiresAt: Date.now() + 7_200_000,
+      };
+      const byNewApp = {
+        data: new TextEncoder().encode('{"newApp":1}'),
+        expiresAt: Date.now() + 5_400_000,
+      };
+      await source.delete(loggedOut);
+      await source.set(changed, newer);
+      await source.set(usedOnTarget, newer);
+      await source.delete(revokedButUsed);
+      await target.set(usedOnTarget, byNewApp);
+      await target.set(revokedButUsed, byNewApp);
+      const untouchedBefore = await target.get(untouched);
+      const dryRun = await runCli([...args, '--dry-run', '--json']);
+      expect(jsonOf(dryRun)).toMatchObject({
+        counts: { reconciled: { deleted: 1, updated: 1, keptChanged: 2 } },
+      });
+      expect(await target.get(loggedOut)).toBeDefined();
+      const second = await runCli([...args, '--json']);
+      expect(second.code, second.stderr).toBe(0);
+      expect(jsonOf(second)).toMatchObject({
+        counts: { written: 0, inLedger: 3, reconciled: { deleted: 1, updated: 1, keptChanged: 2 } },
+      });
+      expect(await target.get(loggedOut)).toBeUndefined();
+      expect(asText(await target.get(changed))).toEqual(asText(newer));
+      expect(asText(await target.get(untouched))).toEqual(asText(untouchedBefore));
+      expect(asText(await target.get(usedOnTarget))).toEqual(asText(byNewApp));
+      expect(asText(await target.get(revokedButUsed))).toEqual(asText(byNewApp));
+      // The update is recorded: a later change on the old store is carried again, once.
+      const newest = {
+        data: new TextEncoder().encode('{"newest":1}'),
+        expiresAt: Date.now() + 7_200_000,
+      };
+      await source.set(changed, newest);
+      const third = await runCli([...args]);
+      expect(third.code, third.stderr).toBe(0);
+      expect(third.stdout).toContain(
+        '0 ended on the source (deleted), 1 changed there (updated), 2 changed on the target (kept)',
+      );
+      expect(asText(await target.get(changed))).toEqual(asText(newest));
+      const fourth = await runCli([...args, '--json']);
+      expect(jsonOf(fourth)).toMatchObject({
+        counts: { reconciled: { deleted: 0, updated: 0, keptChanged: 2 } },
+      });
+    } finally {
+      await source.close();
+      await target.close();
+    }
+  });
+
+  it('again with a --ledger of ids alone, as runs before fingerprints wrote it, leaves those sessions as the target has them and reconciles the rest', async () => {
+    const { path, url, live } = await sqliteWith(2, 0);
+    const targetPath = `${nextDir()}.db`;
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+    const first = await runCli(args);
+    expect(first.code, first.stderr).toBe(0);
+    const ids = readFileSync(ledger, 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[0]);
+    writeFileSync(ledger, ids.join('\n'));
+    const source = await SqliteStore.open({ path });
+    const arrived = generateSessionId();
+    await seed(source, [arrived], () => Date.now() + 3_600_000);
+    try {
+      const second = await runCli([...args, '--json']);
+      expect(jsonOf(second)).toMatchObject({ counts: { written: 1, inLedger: 2 } });
+      for (const id of [live[0] as string, arrived]) await source.delete(id);
+      const third = await runCli([...args, '--json']);
+      expect(third.code, third.stderr).toBe(0);
+      expect(jsonOf(third)).toMatchObject({
+        counts: { inLedger: 1, reconciled: { deleted: 1, updated: 0, keptChanged: 0 } },
+      });
+    } finally {
+      await source.close();
+    }
+    const target = await SqliteStore.open({ path: targetPath });
+    try {
+      expect(await target.get(live[0] as string)).toBeDefined();
+      expect(await target.get(arrived)).toBeUndefined();
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('again with --ledger, a session ended on the old store that a request of the new app holds locked is left to that request', async () => {
+    const { path, url, live } = await sqliteWith(1, 0);
+    const id = live[0] as string;
+    const targetPath = `${nextDir()}.db`;
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+    expect((await runCli(args)).code).toBe(0);
+    const source = await SqliteStore.open({ path });
+    await source.delete(id);
+    await source.close();
+    const target = await SqliteStore.open({ path: targetPath });
+    try {
+      // The new app's request: holds the lock while the copy runs, then saves what it changed.
+      const lock = await target.locks.acquire(id);
+      const second = runCli([...args, '--json']);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const saved = {
+        data: new TextEncoder().encode('{"newApp":1}'),
+        expiresAt: Date.now() + 3_600_000,
+      };
+      expect(await target.set(id, saved, { only: 'present', lock })).toBe(true);
+      await lock.release();
+      const result = await second;
+      expect(result.code, result.stderr).toBe(0);
+      expect(jsonOf(result)).toMatchObject({
+        counts: { reconciled: { deleted: 0, updated: 0, keptChanged: 1 } },
+      });
+      expect(asText(await target.get(id))).toEqual(asText(saved));
     } finally {
       await target.close();
     }

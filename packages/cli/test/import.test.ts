@@ -1138,6 +1138,69 @@ describe('importing again after the new app took over', () => {
   });
 });
 
+describe('importing again reconciles what the old app changed since', () => {
+  it('with --ledger, a session logged out on the old app since is deleted from the target, one changed there is updated, one the new app changed is kept', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const oldApp = await startApp(peer.store);
+    const loggedOut = idOf(await login(oldApp, 'ada'));
+    const changed = idOf(await login(oldApp, 'grace'));
+    const untouched = idOf(await login(oldApp, 'edsger'));
+    const usedOnTarget = idOf(await login(oldApp, 'barbara'));
+    await oldApp.close();
+    const targetPath = join(dir, 'sessile.db');
+    const importAgain = () =>
+      runCli([
+        'import',
+        '--from',
+        peer.address,
+        '--to',
+        `sqlite:${targetPath}`,
+        '--ledger',
+        join(dir, 'imported.ledger'),
+        '--json',
+      ]);
+    const first = await importAgain();
+    expect(jsonOf(first)).toMatchObject({ counts: { written: 4, inLedger: 0 } });
+    const target = await SqliteStore.open({ path: targetPath });
+    const newApp = toExpressStore(target);
+    type Fields = session.SessionData & { user?: string };
+    const sessionOf = async (store: session.Store, id: string) =>
+      (await call<session.SessionData | null>((done) => store.get(id, done))) as Fields;
+    try {
+      // After the first pass: ada logs out on the old app, grace's session changes there, and
+      // barbara, already on the new app, changes hers there as the old app changes it too.
+      await call((done) => peer.store.destroy(loggedOut, done));
+      for (const id of [changed, usedOnTarget]) {
+        const old = await sessionOf(peer.store, id);
+        const fields: Fields = { ...old, user: 'changed on the old app' };
+        await call((done) => peer.store.set(id, fields, done));
+      }
+      const onTarget = await sessionOf(newApp, usedOnTarget);
+      const byNewApp: Fields = { ...onTarget, user: 'new app' };
+      await call((done) => newApp.set(usedOnTarget, byNewApp, done));
+      const untouchedBefore = await target.get(untouched);
+      const second = await importAgain();
+      expect(second.code, second.stderr).toBe(0);
+      expect(jsonOf(second)).toMatchObject({
+        counts: { written: 0, inLedger: 3, reconciled: { deleted: 1, updated: 1, keptChanged: 1 } },
+      });
+      expect(await target.get(loggedOut)).toBeUndefined();
+      expect((await sessionOf(newApp, changed)).user).toBe('changed on the old app');
+      expect((await sessionOf(newApp, usedOnTarget)).user).toBe('new app');
+      expect(await target.get(untouched)).toEqual(untouchedBefore);
+      const third = await importAgain();
+      expect(jsonOf(third)).toMatchObject({
+        counts: { reconciled: { deleted: 0, updated: 0, keptChanged: 1 } },
+      });
+    } finally {
+      await target.close();
+      await peer.close();
+    }
+  });
+});
+
 /** `sessile import --from <from> --to <to> --json`. */
 function importJson(from: string, to: string, options: readonly string[] = []) {
   return runCli(['import', '--from', from, '--to', to, ...options, '--json']);

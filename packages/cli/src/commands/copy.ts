@@ -13,6 +13,13 @@ import {
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import {
+  deleteGone,
+  newReconciled,
+  type ReconciledCounts,
+  reconcile,
+  recordFingerprint,
+} from '../reconcile.js';
+import {
   checkTarget,
   interruptSignal,
   readRecordToCopy,
@@ -52,6 +59,8 @@ export interface TransferCounts {
   invalidId?: number;
   /** With `--ledger`: ids an earlier run brought over; left as the target has them. */
   inLedger?: number;
+  /** With `--ledger`: what this run did to sessions an earlier run brought over. */
+  reconciled?: ReconciledCounts;
 }
 
 export function newCounts(): TransferCounts {
@@ -99,21 +108,36 @@ export async function transferStopped(
 
 function countsLine(counts: TransferCounts, options: TransferOptions): string {
   const verb = options.dryRun ? 'would write' : 'written';
-  return `${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} brought over before (in --ledger)`}`;
+  return `${counts.read} read, ${counts.written} ${verb}, ${counts.present} already present${options.overwrite ? '' : ' (kept; --overwrite replaces them)'}, ${counts.expired} expired, ${counts.unreadable} unreadable${counts.invalidId === undefined ? '' : `, ${counts.invalidId} invalid ids`}${counts.inLedger === undefined ? '' : `, ${counts.inLedger} brought over before (in --ledger)`}${reconciledText(counts.reconciled, options)}`;
 }
 
-/** Writes one record under `only: 'absent'` (or unconditionally with `--overwrite`), or counts what it would do. */
+function reconciledText(
+  reconciled: ReconciledCounts | undefined,
+  options: TransferOptions,
+): string {
+  if (reconciled === undefined) return '';
+  const would = options.dryRun ? 'would be ' : '';
+  return `; of those brought over before, ${reconciled.deleted} ended on the source (${would}deleted), ${reconciled.updated} changed there (${would}updated), ${reconciled.keptChanged} changed on the target (kept)`;
+}
+
+/**
+ * Writes one record under `only: 'absent'` (or unconditionally with `--overwrite`), or counts
+ * what it would do; resolves whether it wrote.
+ */
 export async function writeRecord(
   store: SessionStore,
   id: string,
   record: SessionRecord,
   options: TransferOptions,
   counts: TransferCounts,
-): Promise<void> {
+): Promise<boolean> {
   if (options.dryRun) {
-    if (!options.overwrite && (await store.get(id)) !== undefined) counts.present++;
-    else counts.written++;
-    return;
+    if (!options.overwrite && (await store.get(id)) !== undefined) {
+      counts.present++;
+      return false;
+    }
+    counts.written++;
+    return true;
   }
   let wrote: boolean;
   try {
@@ -127,6 +151,7 @@ export async function writeRecord(
   }
   if (wrote) counts.written++;
   else counts.present++;
+  return wrote;
 }
 
 /** `sessile copy --from URL --to URL`: every live session with its expiry, resumable and idempotent. */
@@ -142,6 +167,10 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
       withTarget(checked, options, async (target) => {
         const counts = newCounts();
         let tooLarge = 0;
+        const reconciled = newReconciled();
+        // Sessions in the ledger found live on the source; the others have ended there.
+        const seen = new Set<string>();
+        const dryRun = Boolean(options.dryRun);
         // Counting walks the whole store, so it is done only for a bar someone will see.
         const shown = progressShown(options.json);
         const progress = new Progress('copy', shown ? await source.count() : undefined, shown);
@@ -153,9 +182,35 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
           counts: {
             ...counts,
             tooLarge,
-            ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
+            ...(options.ledger === undefined
+              ? {}
+              : { inLedger: counts.inLedger ?? 0, reconciled: { ...reconciled } }),
           },
         });
+        const unreadable = (error: unknown): boolean => {
+          const reason = unreadableReason(error);
+          if (reason === undefined) throw error;
+          counts.unreadable++;
+          if (reason === 'tooLarge') tooLarge++;
+          return true;
+        };
+        /** Writes the source's version of a session it changed since, where the new app has not. */
+        const reconcileChanged = async (id: string, written: string, read: string | undefined) => {
+          let record: SessionRecord | undefined;
+          try {
+            record = await readRecordToCopy(source, id);
+          } catch (error) {
+            seen.add(id);
+            unreadable(error);
+            return;
+          }
+          if (record === undefined || record.expiresAt <= Date.now()) return;
+          seen.add(id);
+          const fingerprint = recordFingerprint(record);
+          if (fingerprint === read) return;
+          const action = { kind: 'update', record, source: fingerprint } as const;
+          await reconcile(target, ledger, id, written, action, reconciled, dryRun);
+        };
         let outcome: { interrupted: boolean };
         try {
           outcome = await forEachConcurrently(
@@ -163,9 +218,12 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             options.concurrency,
             interrupt.signal,
             async (id) => {
-              if (ledger.has(id)) {
-                // The new app may have changed or deleted it (a logout) since it was brought over.
+              const entry = ledger.entry(id);
+              if (entry !== undefined) {
+                // Never written as new: the new app may have deleted it (a logout) since.
                 counts.inLedger = (counts.inLedger ?? 0) + 1;
+                if (entry.target !== undefined)
+                  await reconcileChanged(id, entry.target, entry.source);
                 progress.increment();
                 return;
               }
@@ -173,22 +231,36 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               try {
                 record = await readRecordToCopy(source, id);
               } catch (error) {
-                const reason = unreadableReason(error);
-                if (reason === undefined) throw error;
-                counts.unreadable++;
-                if (reason === 'tooLarge') tooLarge++;
+                unreadable(error);
                 progress.increment();
                 return;
               }
               counts.read++;
               if (record === undefined || record.expiresAt <= Date.now()) counts.expired++;
-              else {
-                await writeRecord(target, id, record, options, counts);
-                await ledger.record(id);
-              }
+              else if (await writeRecord(target, id, record, options, counts)) {
+                const fingerprint = recordFingerprint(record);
+                await ledger.record(id, { target: fingerprint, source: fingerprint });
+              } else await ledger.record(id);
               progress.increment();
             },
           );
+          // Only after a whole pass: a session the pass did not reach is not one that ended.
+          if (!outcome.interrupted && options.ledger !== undefined) {
+            const stillLive = async (id: string) => {
+              const record = await readRecordToCopy(source, id).catch(() => null);
+              return record === null || (record !== undefined && record.expiresAt > Date.now());
+            };
+            outcome = await deleteGone(
+              target,
+              ledger,
+              seen,
+              stillLive,
+              options.concurrency,
+              interrupt.signal,
+              reconciled,
+              dryRun,
+            );
+          }
         } catch (error) {
           return transferStopped(error, summary(), options);
         } finally {

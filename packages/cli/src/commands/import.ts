@@ -8,6 +8,13 @@ import { maskId } from '../output.js';
 import { type PeerOptions, type PeerSource, parsePeerAddress } from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
+import {
+  deleteGone,
+  newReconciled,
+  reconcile,
+  recordFingerprint,
+  textFingerprint,
+} from '../reconcile.js';
 import { checkTarget, interruptSignal, withTarget } from '../store-session.js';
 import {
   newCounts,
@@ -50,6 +57,10 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
   try {
     return await withTarget(checked, options, async (target, to) => {
       const counts = newCounts();
+      const reconciled = newReconciled();
+      // Sessions in the ledger found live on the peer; the others have ended there.
+      const seen = new Set<string>();
+      const dryRun = Boolean(options.dryRun);
       const invalidIds: string[] = [];
       const unreadable: { id: string; problem: string }[] = [];
       const shown = progressShown(options.json);
@@ -63,7 +74,9 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
         counts: {
           ...counts,
           invalidId: invalidIds.length,
-          ...(options.ledger === undefined ? {} : { inLedger: counts.inLedger ?? 0 }),
+          ...(options.ledger === undefined
+            ? {}
+            : { inLedger: counts.inLedger ?? 0, reconciled: { ...reconciled } }),
         },
         invalidIds,
         unreadable,
@@ -91,8 +104,38 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
               invalidIds.push(maskId(entry.id));
               return;
             }
-            if (ledger.has(entry.id)) {
+            const inLedger = ledger.entry(entry.id);
+            if (inLedger !== undefined) {
+              // Never written as new: the new app may have deleted it (a logout) since.
               counts.inLedger = (counts.inLedger ?? 0) + 1;
+              if (inLedger.target === undefined) return;
+              if (entry.session === undefined) {
+                // Unreadable is not ended: it is left as the target has it.
+                if (entry.problem !== undefined) seen.add(entry.id);
+                return;
+              }
+              const now = Date.now();
+              const expiresAt = importExpiry(entry.expiresAt, now, options.defaultTtlMs);
+              if (expiresAt <= now) return;
+              seen.add(entry.id);
+              const read = textFingerprint(JSON.stringify(entry.session), entry.expiresAt);
+              if (read === inLedger.source || !Number.isFinite(expiresAt)) return;
+              let data: Uint8Array;
+              try {
+                data = encodeLibrarySession(codec, entry.id, entry.session, now);
+              } catch {
+                return;
+              }
+              const action = { kind: 'update', record: { data, expiresAt }, source: read } as const;
+              await reconcile(
+                target,
+                ledger,
+                entry.id,
+                inLedger.target,
+                action,
+                reconciled,
+                dryRun,
+              );
               return;
             }
             if (entry.session === undefined) {
@@ -105,14 +148,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             }
             counts.read++;
             const now = Date.now();
-            // A peer that keeps the session for ever, or past the last time a Date can hold (a
-            // cookie's maxAge of 1e300): its cookie's expiry may be the login's, stale under
-            // rolling sessions, so it lives the default as the README says.
-            const expiresAt =
-              entry.expiresAt === undefined ||
-              (entry.expiresAt > MAX_DATE_MS && entry.expiresAt < Number.POSITIVE_INFINITY)
-                ? now + options.defaultTtlMs
-                : entry.expiresAt;
+            const expiresAt = importExpiry(entry.expiresAt, now, options.defaultTtlMs);
             // Before the finite check: an expiry of -Infinity is expired, not unreadable.
             if (expiresAt <= now) {
               counts.expired++;
@@ -141,10 +177,26 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
               });
               return;
             }
-            await writeRecord(target, entry.id, { data, expiresAt }, options, counts);
-            await ledger.record(entry.id);
+            const record = { data, expiresAt };
+            if (await writeRecord(target, entry.id, record, options, counts)) {
+              const read = textFingerprint(JSON.stringify(entry.session), entry.expiresAt);
+              await ledger.record(entry.id, { target: recordFingerprint(record), source: read });
+            } else await ledger.record(entry.id);
           },
         );
+        // Only after a whole pass: a session the pass did not reach is not one that ended.
+        if (!outcome.interrupted && options.ledger !== undefined) {
+          outcome = await deleteGone(
+            target,
+            ledger,
+            seen,
+            async () => false,
+            options.concurrency,
+            interrupt.signal,
+            reconciled,
+            dryRun,
+          );
+        }
       } catch (error) {
         progress.stop();
         reportSkipped();
@@ -159,4 +211,20 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
     await peer.close();
     await ledger.close();
   }
+}
+
+/**
+ * The expiry an imported session gets. A peer that keeps the session for ever, or past the last
+ * time a Date can hold (a cookie's maxAge of 1e300): its cookie's expiry may be the login's,
+ * stale under rolling sessions, so it lives the default as the README says.
+ */
+function importExpiry(
+  peerExpiresAt: number | undefined,
+  now: number,
+  defaultTtlMs: number,
+): number {
+  return peerExpiresAt === undefined ||
+    (peerExpiresAt > MAX_DATE_MS && peerExpiresAt < Number.POSITIVE_INFINITY)
+    ? now + defaultTtlMs
+    : peerExpiresAt;
 }

@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto';
+import type { SessionLock, SessionRecord, SessionStore } from '@sessile/core';
+import type { Ledger } from './ledger.js';
+import { forEachConcurrently } from './pool.js';
+
+/** What a run with `--ledger` did to sessions an earlier run brought over. */
+export interface ReconciledCounts {
+  /** Gone from the source (a logout, a revocation, expired) and deleted from the target. */
+  deleted: number;
+  /** Changed on the source and written again to the target. */
+  updated: number;
+  /** Due one of those, but the target no longer holds what the run wrote: the new app's now. */
+  keptChanged: number;
+}
+
+export function newReconciled(): ReconciledCounts {
+  return { deleted: 0, updated: 0, keptChanged: 0 };
+}
+
+/** A record as a store holds it: its bytes, its expiry and its owner. */
+export function recordFingerprint(record: SessionRecord): string {
+  const owner = record.owner === undefined ? '' : JSON.stringify(record.owner);
+  return createHash('sha256')
+    .update(`${record.expiresAt}\n${owner}\n`)
+    .update(record.data)
+    .digest('base64url');
+}
+
+/** A peer's session as read: its JSON text and the expiry the peer gave it. */
+export function textFingerprint(text: string, expiresAt: number | undefined): string {
+  return createHash('sha256')
+    .update(`${expiresAt ?? ''}\n${text}`)
+    .digest('base64url');
+}
+
+export type Reconcile =
+  | { kind: 'delete' }
+  | { kind: 'update'; record: SessionRecord; source: string };
+
+/**
+ * Deletes or rewrites `id` on the target, holding the target's lock on it so a request of the
+ * new app on that session cannot interleave, and only while the target still holds exactly the
+ * record the ledger's fingerprint `written` describes: a record the new app changed, renewed or
+ * ended is the new app's, and is left as it is.
+ */
+export async function reconcile(
+  target: SessionStore,
+  ledger: Ledger,
+  id: string,
+  written: string,
+  action: Reconcile,
+  counts: ReconciledCounts,
+  dryRun: boolean,
+): Promise<void> {
+  const lock: SessionLock | undefined = dryRun ? undefined : await target.locks.acquire(id);
+  try {
+    const current = await target.get(id);
+    if (current === undefined || recordFingerprint(current) !== written) {
+      counts.keptChanged++;
+      return;
+    }
+    if (action.kind === 'delete') {
+      if (lock !== undefined) await target.delete(id, { lock });
+      counts.deleted++;
+      return;
+    }
+    if (lock !== undefined) {
+      await target.set(id, action.record, { only: 'present', lock });
+      await ledger.record(id, { target: recordFingerprint(action.record), source: action.source });
+    }
+    counts.updated++;
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function* each<T>(items: readonly T[]): AsyncIterable<T> {
+  yield* items;
+}
+
+/**
+ * After a whole pass over the source: deletes from the target each session an earlier run
+ * brought over that the pass did not find live on the source (`seen`), where the target still
+ * holds what the run wrote. `stillLive` asks the source once more before a delete, where it can.
+ */
+export async function deleteGone(
+  target: SessionStore,
+  ledger: Ledger,
+  seen: ReadonlySet<string>,
+  stillLive: (id: string) => Promise<boolean>,
+  concurrency: number,
+  signal: AbortSignal,
+  counts: ReconciledCounts,
+  dryRun: boolean,
+): Promise<{ interrupted: boolean }> {
+  const gone: { id: string; written: string }[] = [];
+  // Listed first, then deleted: a store need not list ids while its records are deleted.
+  for await (const id of target.ids()) {
+    const written = ledger.entry(id)?.target;
+    if (written !== undefined && !seen.has(id)) gone.push({ id, written });
+  }
+  return forEachConcurrently(each(gone), concurrency, signal, async ({ id, written }) => {
+    if (await stillLive(id)) return;
+    await reconcile(target, ledger, id, written, { kind: 'delete' }, counts, dryRun);
+  });
+}
