@@ -46,7 +46,7 @@ const sessions = sessile({
   absoluteTimeoutMs: 8 * 60 * 60_000,
   codec: aesGcmCodec({ keys: [key] }),
   cleanup: sweepEvery(60_000),
-  // A user signed in on a sixth device is signed out of the one they signed in on first.
+  // A user signing in on a sixth device is signed out of the device whose session began first.
   maxSessionsPerOwner: 5,
   onLimit: 'evict-oldest',
   // Recorded at login, listed on the devices page.
@@ -86,7 +86,7 @@ app.get('/devices', async (req, res) => {
   );
   res.type('html').send(`<!doctype html>
 <title>Your devices</title>
-<table><tr><th>device<th>IP<th>signed in<th>last seen<th>${rows.join('')}</table>
+<table><tr><th>device<th>IP<th>first seen<th>last seen<th>${rows.join('')}</table>
 <form method="post" action="/devices/revoke-others"><button>Sign out all other devices</button></form>
 <p><a href="/">Home</a>`);
 });
