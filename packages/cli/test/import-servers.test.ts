@@ -160,6 +160,20 @@ describe('import from connect-pg-simple', () => {
     await pool.end();
   });
 
+  /** `sessile import` of the connect-pg-simple table in `schema` into a PostgresStore in `target`, as JSON. */
+  function importFromSchema(schema: string, target: string) {
+    return runCli([
+      'import',
+      '--from',
+      `connect-pg-simple:${PG_URL}`,
+      '--schema',
+      schema,
+      '--to',
+      `${PG_URL}?schema=${target}`,
+      '--json',
+    ]);
+  }
+
   /**
    * Runs `body` with a connect-pg-simple store in a new schema `cli_test_<run>_<name>_peer` and
    * the name of a target schema beside it, both dropped afterwards.
@@ -256,16 +270,7 @@ describe('import from connect-pg-simple', () => {
           [`${name}${'x'.repeat(20)}`, json],
         );
       }
-      const result = await runCli([
-        'import',
-        '--from',
-        `connect-pg-simple:${PG_URL}`,
-        '--schema',
-        schema,
-        '--to',
-        `${PG_URL}?schema=${target}`,
-        '--json',
-      ]);
+      const result = await importFromSchema(schema, target);
       expect(result.code, result.stderr).toBe(5);
       const report = jsonOf<{ unreadable: { id: string; problem: string }[] }>(result);
       expect(report).toMatchObject({ counts: { written: 1, unreadable: 4 } });
@@ -287,16 +292,7 @@ describe('import from connect-pg-simple', () => {
       await call((done) => peer.set(id, { cookie } as session.SessionData, done));
       await pool.query(`UPDATE ${schema}.session SET expire = '-infinity' WHERE sid = $1`, [id]);
       expect(await call((done) => peer.get(id, done))).toBeFalsy();
-      const result = await runCli([
-        'import',
-        '--from',
-        `connect-pg-simple:${PG_URL}`,
-        '--schema',
-        schema,
-        '--to',
-        `${PG_URL}?schema=${target}`,
-        '--json',
-      ]);
+      const result = await importFromSchema(schema, target);
       expect(result.code, result.stderr).toBe(0);
       expect(jsonOf(result)).toMatchObject({ counts: { read: 1, written: 0, expired: 1 } });
       const { rows } = await pool.query(`SELECT id FROM ${target}.sessions`);

@@ -1105,17 +1105,7 @@ describe('importing again after the new app took over', () => {
     const loggedOut = await login(oldApp, 'ada');
     const stayed = await login(oldApp, 'grace');
     const targetPath = join(dir, 'sessile.db');
-    const importAgain = () =>
-      runCli([
-        'import',
-        '--from',
-        peer.address,
-        '--to',
-        `sqlite:${targetPath}`,
-        '--ledger',
-        join(dir, 'imported.ledger'),
-        '--json',
-      ]);
+    const importAgain = () => importWithLedger(peer, targetPath, join(dir, 'imported.ledger'));
     const first = await importAgain();
     expect(jsonOf(first)).toMatchObject({ counts: { written: 2, inLedger: 0 } });
     // Between the two imports: ada logs out on the new app, edsger signs in on the old one.
@@ -1138,6 +1128,20 @@ describe('importing again after the new app took over', () => {
   });
 });
 
+/** `sessile import` of `peer` into the SqliteStore at `targetPath`, with `ledger`, as JSON. */
+function importWithLedger(peer: Peer, targetPath: string, ledger: string) {
+  return runCli([
+    'import',
+    '--from',
+    peer.address,
+    '--to',
+    `sqlite:${targetPath}`,
+    '--ledger',
+    ledger,
+    '--json',
+  ]);
+}
+
 describe('importing again reconciles what the old app changed since', () => {
   it('with --ledger, a session logged out on the old app since is deleted from the target, one changed there is updated, one the new app changed is kept', async () => {
     const dir = nextDir();
@@ -1150,17 +1154,7 @@ describe('importing again reconciles what the old app changed since', () => {
     const usedOnTarget = idOf(await login(oldApp, 'barbara'));
     await oldApp.close();
     const targetPath = join(dir, 'sessile.db');
-    const importAgain = () =>
-      runCli([
-        'import',
-        '--from',
-        peer.address,
-        '--to',
-        `sqlite:${targetPath}`,
-        '--ledger',
-        join(dir, 'imported.ledger'),
-        '--json',
-      ]);
+    const importAgain = () => importWithLedger(peer, targetPath, join(dir, 'imported.ledger'));
     const first = await importAgain();
     expect(jsonOf(first)).toMatchObject({ counts: { written: 4, inLedger: 0 } });
     const target = await SqliteStore.open({ path: targetPath });
