@@ -40,8 +40,7 @@ class RedisLeases implements LeaseBackend {
     for (const wake of this.#watchers.get(key) ?? []) wake();
   }
 
-  claim(claim: LeaseClaim): Promise<boolean> {
-    const { key, token, expiresAt } = claim;
+  claim({ key, token, expiresAt }: LeaseClaim): Promise<boolean> {
     const connection = this.#connection;
     const keys = [this.#keys.lock(key)];
     const args = [token, String(leaseMsUntil(expiresAt))];
