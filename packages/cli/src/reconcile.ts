@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { SessionLock, SessionRecord, SessionStore } from '@sessile/core';
+import {
+  isSessionError,
+  type SessionLock,
+  type SessionRecord,
+  type SessionStore,
+} from '@sessile/core';
 import type { Ledger } from './ledger.js';
 import { forEachConcurrently } from './pool.js';
 
@@ -52,7 +57,18 @@ export async function reconcile(
   counts: ReconciledCounts,
   dryRun: boolean,
 ): Promise<void> {
-  const lock: SessionLock | undefined = dryRun ? undefined : await target.locks.acquire(id);
+  let lock: SessionLock | undefined;
+  if (!dryRun) {
+    try {
+      lock = await target.locks.acquire(id);
+    } catch (error) {
+      // A request of the new app has held it all the wait: the session is in use there, so it
+      // is the new app's, and the run goes on with the rest.
+      if (!isSessionError(error, 'ERR_LOCK_TIMEOUT')) throw error;
+      counts.keptChanged++;
+      return;
+    }
+  }
   try {
     const current = await target.get(id);
     if (current === undefined || recordFingerprint(current) !== written) {

@@ -958,6 +958,37 @@ describe('copy', () => {
     }
   });
 
+  it('again with --ledger, a session a request of the new app holds locked for the whole wait is left to it, and the run goes on', async () => {
+    const { path, url, live } = await sqliteWith(2, 0);
+    const [held, free] = live as [string, string];
+    const targetPath = `${nextDir()}.db`;
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+    expect((await runCli(args)).code).toBe(0);
+    const source = await SqliteStore.open({ path });
+    await source.delete(held);
+    await source.delete(free);
+    await source.close();
+    const target = await SqliteStore.open({ path: targetPath });
+    try {
+      // Held past the copy's wait for it (10 s), as a stuck request of the new app would.
+      const lock = await target.locks.acquire(held, { leaseMs: 60_000 });
+      try {
+        const result = await runCli([...args, '--json']);
+        expect(result.code, result.stderr).toBe(0);
+        expect(jsonOf(result)).toMatchObject({
+          counts: { reconciled: { deleted: 1, updated: 0, keptChanged: 1 } },
+        });
+      } finally {
+        await lock.release();
+      }
+      expect(await target.get(held)).toBeDefined();
+      expect(await target.get(free)).toBeUndefined();
+    } finally {
+      await target.close();
+    }
+  }, 60_000);
+
   it('keeps what the target holds unless --overwrite', async () => {
     const { url, live } = await sqliteWith(4, 0);
     const targetPath = `${nextDir()}.db`;
