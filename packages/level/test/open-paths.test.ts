@@ -204,7 +204,8 @@ describe('LevelStore.probe on another filesystem than the temporary directory', 
     const readOnly = tmpfsAt('read-only-parent', 'size=1m');
     mkdirSync(join(readOnly, 'foreign'));
     execFileSync('mount', ['-o', 'remount,ro', readOnly]);
-    const foreignPath = tmpfsAt('read-only-parent/foreign', 'size=96m');
+    // LevelDB holds the log and the tables compacted from it at once: room for both, and more.
+    const foreignPath = tmpfsAt('read-only-parent/foreign', 'size=256m');
     await foreignDatabase(foreignPath, 66 * 1024 * 1024);
 
     const probe = await withTemporaryDirectory(temporary, () =>
