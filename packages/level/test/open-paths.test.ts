@@ -21,7 +21,8 @@ const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'sessile-level-paths-'));
 const mounts: string[] = [];
 afterAll(() => {
-  for (const mount of mounts) execFileSync('umount', [mount]);
+  // Lazily, each on its own: one still busy after a failed test must not leave the others mounted.
+  for (const mount of mounts) execFileSync('umount', ['-l', mount]);
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -163,11 +164,15 @@ async function withTemporaryDirectory<T>(directory: string, body: () => Promise<
 async function foreignDatabase(path: string, bytes: number): Promise<void> {
   const db = new ClassicLevel<string, Uint8Array>(path, { valueEncoding: 'view' });
   await db.open();
-  await db.put('__length__', new Uint8Array([0x31]));
-  for (let written = 0, i = 0; written < bytes; written += 256 * 1024, i++) {
-    await db.put(`session-${i}`, randomBytes(256 * 1024));
+  try {
+    await db.put('__length__', new Uint8Array([0x31]));
+    for (let written = 0, i = 0; written < bytes; written += 256 * 1024, i++) {
+      await db.put(`session-${i}`, randomBytes(256 * 1024));
+    }
+  } finally {
+    // Left open, it would keep its filesystem busy and the unmount after the tests would fail.
+    await db.close();
   }
-  await db.close();
 }
 
 describe('LevelStore.probe on another filesystem than the temporary directory', () => {
