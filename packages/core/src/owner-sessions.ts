@@ -90,12 +90,7 @@ export class OwnerSessions {
       const others = (await this.#ownedBy(owner)).flatMap((session) => {
         if (session.id === id) return [];
         const envelope = this.#decoded(session);
-        // A regenerated id, kept readable for a grace period, is not a session of its own.
-        if (envelope?.retiredUntil !== undefined) return [];
-        // Ended under this manager's timeouts: not listed, so it must not take a place either.
-        if (envelope !== undefined && this.#lastSeen(envelope, session.record, now) === undefined) {
-          return [];
-        }
+        if (!this.#takesPlace(envelope, session.record, now)) return [];
         return [{ id: session.id, createdAt: envelope?.createdAt ?? Number.NEGATIVE_INFINITY }];
       });
       const excess = others.length + 1 - max;
@@ -162,13 +157,7 @@ export class OwnerSessions {
           if (outcome.status === 'rejected') throw outcome.reason;
           if (!outcome.value) continue;
           const session = batch[index] as OwnedSession;
-          const envelope = this.#decoded(session);
-          if (envelope === undefined) revoked++;
-          else if (
-            envelope.retiredUntil === undefined &&
-            this.#lastSeen(envelope, session.record, now) !== undefined
-          )
-            revoked++;
+          if (this.#takesPlace(this.#decoded(session), session.record, now)) revoked++;
         }
       }
       return revoked;
@@ -197,6 +186,19 @@ export class OwnerSessions {
     const ended =
       envelope.createdAt + absoluteTimeoutMs <= now || lastSeenAt + idleTimeoutMs <= now;
     return ended ? undefined : lastSeenAt;
+  }
+
+  /**
+   * Whether a stored session is one of its owner's sessions, as the cap and `revokeOwner` count
+   * them: one that cannot be decoded is (a cap evicts it first); a regenerated id kept readable
+   * for a grace period is not a session of its own; nor is one ended under this manager's
+   * timeouts, which `list` does not show.
+   */
+  #takesPlace(envelope: SessionEnvelope | undefined, record: SessionRecord, now: number): boolean {
+    if (envelope === undefined) return true;
+    return (
+      envelope.retiredUntil === undefined && this.#lastSeen(envelope, record, now) !== undefined
+    );
   }
 
   #decoded(session: OwnedSession): SessionEnvelope | undefined {
