@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { SessionStore, StoreProbe } from '@sessile/core';
+import { isSessionError, type SessionStore, type StoreProbe } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 import { toCliError } from './output.js';
 import { importPackage } from './resolve.js';
@@ -338,18 +338,19 @@ async function probeWith(Store: StoreClass, address: StoreAddress): Promise<Stor
 }
 
 /**
- * Where `import` reads what a store refuses as another program's database: LevelStore says so of
- * level-session-store's directory, which the CLI reads as a peer.
+ * Where `import` reads what a store refuses as another program's database: LevelStore refuses
+ * level-session-store's directory with `ERR_UNSUPPORTED` (as it does a newer format, where the
+ * hint's "if" holds), and the CLI reads it as a peer. Keyed on the code, never the wording.
  */
-function peerHint(address: StoreAddress, message: string): string {
-  if (address.scheme !== 'level' || !message.includes("another program's database")) return '';
+function peerHint(address: StoreAddress, refusal: unknown): string {
+  if (address.scheme !== 'level' || !isSessionError(refusal, 'ERR_UNSUPPORTED')) return '';
   return `. If it is level-session-store's, import its sessions: sessile import --from level-session-store:${address.path} --to <another store>`;
 }
 
 /** The error for a store that `probe` did not find, saying what is there; `what` leads the reason. */
 function notThere(address: StoreAddress, probe: StoreProbe, what?: string): CliError | undefined {
   if (probe.state === 'present') return undefined;
-  const found = `${probe.reason}${probe.state === 'refused' ? peerHint(address, probe.reason) : ''}`;
+  const found = `${probe.reason}${probe.state === 'refused' ? peerHint(address, probe.cause) : ''}`;
   const reason = what === undefined ? found : `${what}: ${found}`;
   return new CliError(`${address.display}: ${reason}`, EXIT.failure, 'ERR_STORE_IO', {
     cause: probe.state === 'refused' ? probe.cause : undefined,
@@ -402,7 +403,7 @@ function namingStore(error: unknown, address: StoreAddress): CliError {
   const named = [address.display, address.path, address.server].some(
     (name) => name !== undefined && failure.message.includes(name),
   );
-  const hint = peerHint(address, failure.message);
+  const hint = peerHint(address, error);
   if (named && hint === '') return failure;
   const message = `${named ? '' : `${address.display}: `}${failure.message}${hint}`;
   return new CliError(message, failure.exitCode, failure.code, { cause: error });

@@ -505,6 +505,38 @@ describe('level-session-store data given as a level: store', () => {
     }
   });
 
+  it("is refused with the import's hint while the app holds it, and the hint follows LevelStore's code, not its words", async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'peer-level');
+    const peer = await openLevelPeer(path);
+    const hint = `If it is level-session-store's, import its sessions: sessile import --from level-session-store:${path} --to <another store>`;
+    try {
+      // This process holds the directory as the running app would; the CLI is another process.
+      for (const args of [
+        ['stats', `level:${path}`],
+        ['copy', '--from', `sqlite:${join(dir, 'none.db')}`, '--to', `level:${path}`],
+      ]) {
+        const held = await runCli([...args, '--json']);
+        expect(held.code, held.stderr).toBe(1);
+        expect(held.stderr).toContain(hint);
+      }
+    } finally {
+      await peer.close();
+    }
+    // A sessile store the app holds, at a path that merely holds the refusal's words: busy, no hint.
+    const named = join(dir, "another program's database");
+    const ours = await LevelStore.open({ path: named });
+    try {
+      const busy = await runCli(['stats', `level:${named}`, '--json']);
+      expect(busy.code).toBe(1);
+      expect(jsonOf(busy)).toMatchObject({ error: { code: 'ERR_STORE_BUSY' } });
+      expect(busy.stderr).not.toContain('import its sessions');
+    } finally {
+      await ours.close();
+    }
+  });
+
   it("another program's LevelDB database is refused as one, and a sessile store still opens", async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });
