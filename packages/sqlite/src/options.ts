@@ -76,6 +76,12 @@ export function normalizeOptions(options: SqliteStoreOptions, method: 'open' | '
       `options.path must be a non-empty string (':memory:' for an in-memory database), got ${describeValue(path)}`,
     );
   }
+  // better-sqlite3 trims the name: ' ' would be a temporary database, 'a.db ' the file a.db.
+  if (path !== undefined && path.trim() !== path) {
+    throw new TypeError(
+      `options.path must not begin or end with whitespace, which better-sqlite3 strips, got ${JSON.stringify(path)}`,
+    );
+  }
   if (database !== undefined && !isDatabase(database)) {
     throw new TypeError('options.database must be an open better-sqlite3 Database');
   }

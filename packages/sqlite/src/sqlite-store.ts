@@ -29,6 +29,7 @@ import {
   databaseFile,
   guardAgainstUnlink,
   inspectExisting,
+  makeDatabaseDirectory,
   openFailure,
   probeDatabaseFile,
   readOnlyRefusal,
@@ -198,6 +199,7 @@ export class SqliteStore extends BaseStore {
     const { path } = settings;
     if (path !== undefined && path !== ':memory:') {
       assertDatabasePath(path);
+      await makeDatabaseDirectory(path);
       if (await assertSqliteFile(path)) await inspectExisting(settings);
     }
     let db: BetterSqlite3.Database;

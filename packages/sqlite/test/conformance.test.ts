@@ -61,7 +61,15 @@ runProbeConformance<SqliteStoreOptions>({
   open: (options) => SqliteStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path as string),
   places: [
-    ...pathStorePlaces('file', place, (options) => SqliteStore.open(options)),
+    // open makes a missing directory, with its parents, as a directory store does.
+    ...pathStorePlaces('file', place, (options) => SqliteStore.open(options)).filter(
+      ({ name }) => name !== 'a file in a missing directory',
+    ),
+    {
+      name: 'a file in missing directories',
+      state: 'absent',
+      make: async () => ({ path: join(place.make(), 'missing', 'new', 'sessions.db') }),
+    },
     {
       name: "an app's database without the sessions table",
       state: 'absent',

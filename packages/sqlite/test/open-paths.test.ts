@@ -120,6 +120,19 @@ describe('SqliteStore: where a database cannot be opened', () => {
       state: 'refused',
       reason: `${directory}: a read-only filesystem (EROFS)`,
     });
+    // Node's recursive mkdir says ENOENT there, as if a parent were missing.
+    const deeper = join(directory, 'new', 'sessions.db');
+    const refusal = {
+      state: 'refused',
+      reason: `${directory}: a read-only filesystem (EROFS)`,
+      cause: expect.objectContaining({ code: 'EROFS' }),
+    };
+    expect(await SqliteStore.probe({ path: deeper })).toEqual(refusal);
+    const uncreatable = await openError(deeper);
+    expect(uncreatable.message).toBe(
+      `Cannot open SQLite database ${deeper}: cannot create its directory ${join(directory, 'new')}: ${refusal.reason}`,
+    );
+    expect(uncreatable.cause).toMatchObject({ code: 'EROFS' });
     expect(readdirSync(directory)).toEqual(['sessions.db']);
   });
 
@@ -143,11 +156,42 @@ describe('SqliteStore: where a database cannot be opened', () => {
     }
   });
 
-  it('in a missing directory, or under a file: names the path and the directory', async () => {
-    const missing = join(root, 'missing', 'sessions.db');
-    expect((await openError(missing)).message).toContain(
-      `Cannot open SQLite database ${missing}: its directory ${join(root, 'missing')} does not exist`,
+  it('in missing directories: probe answers absent creating nothing, and open makes them', async () => {
+    const top = join(root, 'made');
+    const path = join(top, 'by', 'open', 'sessions.db');
+    expect(await SqliteStore.probe({ path })).toEqual({
+      state: 'absent',
+      reason: `${path} does not exist, nor does its directory ${join(top, 'by', 'open')}`,
+    });
+    expect(existsSync(top)).toBe(false);
+    const store = await SqliteStore.open({ path });
+    await store.set('made-by-open-0000', {
+      data: Buffer.from('x'),
+      expiresAt: Date.now() + 60_000,
+    });
+    await store.close();
+    const reopened = await SqliteStore.open({ path });
+    expect(await reopened.count()).toBe(1);
+    await reopened.close();
+    expect(await SqliteStore.probe({ path })).toEqual({ state: 'present' });
+  });
+
+  it('missing directories it cannot make: probe and open refuse, naming the path and the reason, with the cause', async () => {
+    const target = join(root, 'nowhere');
+    const link = join(root, 'dangling');
+    symlinkSync(target, link);
+    const path = join(link, 'sub', 'sessions.db');
+    const reason = `${link} is a symbolic link to a missing directory (${target})`;
+    expect(await SqliteStore.probe({ path })).toEqual({ state: 'refused', reason });
+    const error = await openError(path);
+    expect(error.message).toBe(
+      `Cannot open SQLite database ${path}: cannot create its directory ${join(link, 'sub')}: ${reason}`,
     );
+    expect(error.cause).toMatchObject({ code: 'ENOTDIR' });
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('under a file: names the path and the directory', async () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'not a directory');
     const underFile = join(file, 'sessions.db');
@@ -176,6 +220,25 @@ describe('SqliteStore: where a database cannot be opened', () => {
           `Cannot open SQLite database ${path}: its directory ${directory} is read-only to this process (permission denied)`,
         ),
       });
+    },
+    60_000,
+  );
+
+  it.runIf(process.getuid?.() === 0)(
+    'missing directories under one this process may not write to: probe and open refuse, naming the permission',
+    async () => {
+      chmodSync(root, 0o755);
+      const directory = join(root, 'root-only-above');
+      mkdirSync(directory, { mode: 0o755 });
+      const path = join(directory, 'new', 'sessions.db');
+      const reason = `${directory}: permission denied (EACCES)`;
+      const [outcome] = await openInChild([path], 65534);
+      expect(outcome).toEqual({
+        path,
+        code: 'ERR_STORE_IO',
+        message: `Cannot open SQLite database ${path}: cannot create its directory ${join(directory, 'new')}: ${reason}`,
+      });
+      expect(readdirSync(directory)).toEqual([]);
     },
     60_000,
   );

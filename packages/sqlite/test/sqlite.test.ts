@@ -872,6 +872,20 @@ describe('options', { timeout: 60_000 }, () => {
     expect((error as Error).message).toMatch(/options\.path must be a non-empty string/);
     await expect(SqliteStore.open({ path: 42 as unknown as string })).rejects.toThrow(TypeError);
   });
+
+  it('refuses a path that begins or ends with whitespace, which better-sqlite3 would strip', async () => {
+    // ' ' would open a private temporary database, and 'x.db ' the file x.db beside it.
+    for (const given of [' ', `${path} `, `\t${path}`, ' :memory:']) {
+      for (const method of ['open', 'probe'] as const) {
+        const error = await rejection(SqliteStore[method]({ path: given }));
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toBe(
+          `options.path must not begin or end with whitespace, which better-sqlite3 strips, got ${JSON.stringify(given)}`,
+        );
+      }
+    }
+    expect(existsSync(path)).toBe(false);
+  });
 });
 
 describe("an app's connection closed under the store", { timeout: 60_000 }, () => {
