@@ -239,7 +239,9 @@ export class LevelStore extends BaseStore {
    * empty directory, one holding only the files of a creation LevelDB did not finish, an empty
    * LevelDB database or sublevel), or why `open` would fail (a file, a directory of other files,
    * no right to write, another program's LevelDB database or sublevel, a newer format). A
-   * database on a path is read from a copy, since opening it writes in its directory.
+   * database on a path is read from a copy, since opening it writes in its directory. It takes no
+   * lock, so a directory or sublevel held by another process or store answers as if free, and
+   * `open` of it then rejects with `ERR_STORE_BUSY`.
    */
   static async probe(options: LevelStoreOptions): Promise<StoreProbe> {
     const target = checkOpenOptions(options, 'probe');

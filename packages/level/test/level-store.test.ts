@@ -169,6 +169,91 @@ describe('LevelStore: one process per directory', () => {
     }
   });
 
+  /** A child process holding `path` open, which writes on demand and closes when told. */
+  async function holdInChild(path: string, kind: 'store' | 'foreign') {
+    const holder = new URL('./fixtures/hold-directory.mjs', import.meta.url).pathname;
+    const child = spawn(process.execPath, [holder, path, kind], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    let buffered = '';
+    const waiters: Array<(line: string) => void> = [];
+    child.stdout.on('data', (chunk: Buffer) => {
+      const lines = (buffered + chunk.toString()).split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) waiters.shift()?.(line);
+    });
+    const nextLine = () =>
+      Promise.race([
+        new Promise<string>((resolve) => waiters.push(resolve)),
+        exited.then((code) => Promise.reject(new Error(`the holder exited with ${code}`))),
+      ]);
+    expect(await nextLine()).toBe('held');
+    return {
+      write: async () => {
+        child.stdin.write('write\n');
+        return nextLine();
+      },
+      close: async () => {
+        child.stdin.end();
+        return exited;
+      },
+    };
+  }
+
+  it('probe of a directory another process holds answers as if nobody held it, disturbing nothing, and open then rejects with ERR_STORE_BUSY', async () => {
+    const path = freshPath();
+    const holder = await holdInChild(path, 'store');
+    try {
+      expect(await LevelStore.probe({ path })).toEqual({ state: 'present' });
+      const busy = await rejection(LevelStore.open({ path }));
+      expect(isSessionError(busy, 'ERR_STORE_BUSY'), String(busy)).toBe(true);
+      // probe takes no lock and leaves no copy behind, so the holder goes on writing.
+      expect(await holder.write()).toBe('wrote');
+      expect(readdirSync(root).filter((name) => name.startsWith('.sessile'))).toEqual([]);
+    } finally {
+      expect(await holder.close()).toBe(0);
+    }
+    expect(await LevelStore.probe({ path })).toEqual({ state: 'present' });
+    const store = await LevelStore.open({ path });
+    expect(await store.count()).toBe(2);
+    await store.close();
+
+    // It reads the held database's keys: another program's is refused as when nobody holds it.
+    const foreign = freshPath();
+    const app = await holdInChild(foreign, 'foreign');
+    try {
+      expect(await LevelStore.probe({ path: foreign })).toMatchObject({
+        state: 'refused',
+        reason: expect.stringContaining("another program's database"),
+      });
+    } finally {
+      expect(await app.close()).toBe(0);
+    }
+    expect(await LevelStore.probe({ path: foreign })).toMatchObject({
+      state: 'refused',
+      reason: expect.stringContaining("another program's database"),
+    });
+  }, 120_000);
+
+  it("probe of an app's sublevel another open store uses answers present, and leaves that store working", async () => {
+    const db = new ClassicLevel<string, string>(freshPath());
+    await db.open();
+    try {
+      const store = await LevelStore.open({ db });
+      const id = generateSessionId();
+      await store.set(id, record('in use'));
+      expect(await LevelStore.probe({ db })).toEqual({ state: 'present' });
+      expect(isSessionError(await rejection(LevelStore.open({ db })), 'ERR_STORE_BUSY')).toBe(true);
+      expect(text(await store.get(id))).toBe('in use');
+      await store.set(id, record('still written'));
+      expect(text(await store.get(id))).toBe('still written');
+      await store.close();
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a path that is a regular file rejects with ERR_STORE_IO naming the path and the reason', async () => {
     const file = join(root, `not-a-directory-${++dirs}`);
     writeFileSync(file, 'plain file');
