@@ -48,7 +48,6 @@ class PostgresLeases implements LeaseBackend {
   readonly #claims: BatchKind<LeaseClaim, boolean>;
   readonly #releases: BatchKind<LeaseClaim, boolean>;
   readonly #claimReads: BatchKind<LeaseClaim, ClaimedRead>;
-  readonly #readSession: string;
 
   constructor(
     db: Database,
@@ -67,10 +66,7 @@ class PostgresLeases implements LeaseBackend {
     // at most. A row holding the claim's own token is taken too (a claim sent again after a lost
     // connection); for a claim sent once no row can hold its token, so one statement serves both.
     this.#claim = `INSERT INTO ${table} AS held (id, token, expires_at) VALUES ($1, $2, $3)
-      ${claimConflict('$4', true)} RETURNING held.token`;
-    // As the claim-read function's second statement: a snapshot taken after the claim committed.
-    this.#readSession = `SELECT data, float8send(expires_at) AS "expiresAt", owner
-      FROM ${qualified(names, names.table)} WHERE id = $1 AND expires_at > $2`;
+      ${claimConflict('$4')} RETURNING held.token`;
     this.#extend = `UPDATE ${table} SET expires_at = $3 WHERE id = $1 AND token = $2 AND expires_at > $4`;
     // pg_notify runs in the deleting transaction, so waiters hear of the release only once it
     // commits; one row per freed lease, notified or not.
@@ -85,7 +81,7 @@ class PostgresLeases implements LeaseBackend {
       SELECT q.id, q.token, q.expires_at
       FROM unnest($1::text[], $2::text[], $3::float8[]) AS q(id, token, expires_at)
       ORDER BY q.id COLLATE "C"
-      ${claimConflict('$4', true)} RETURNING held.token`;
+      ${claimConflict('$4')} RETURNING held.token`;
     const releaseMany = `WITH freed AS (
         DELETE FROM ${table} WHERE id = ANY (ARRAY(
           SELECT held.id FROM ${table} AS held
@@ -168,14 +164,11 @@ class PostgresLeases implements LeaseBackend {
 
   /**
    * As a failed read after a claim does (`claimThenRead`), an unreadable record frees the lease
-   * it was read under. A claim sent again after a lost connection is the claim statement, which
-   * takes a row holding its token, then the read: the claim-read function's claim would refuse it.
+   * it was read under. A claim sent again after a lost connection goes the same way: the
+   * claim-read function takes a row holding its token as taken.
    */
   async claimAndGet(claim: LeaseClaim): Promise<ClaimedRecord> {
-    const claimed =
-      claim.resent === true
-        ? await this.#resentClaimRead(claim)
-        : await this.#batches.run(this.#claimReads, claim.key, claim);
+    const claimed = await this.#batches.run(this.#claimReads, claim.key, claim);
     if (!('unreadable' in claimed)) return claimed;
     await this.release(claim).catch(() => {});
     throw claimed.unreadable;
@@ -218,7 +211,7 @@ class PostgresLeases implements LeaseBackend {
    * Why sending a claim again is safe: a lost connection does not say whether the server ran
    * the claim. If it committed and only the answer was lost, the key is held under this claim's
    * token, and the claim sent again takes a row holding that token as its own
-   * (`claimConflict(now, true)`): however many sends commit, the key is taken once, under one
+   * (`claimConflict`): however many sends commit, the key is taken once, under one
    * token the kit grants once, and never by two holders, since a row holds one token and a
    * token belongs to one claim. What a resend cannot see is a first send that the server runs
    * only after the resend was refused (the client's side of the network failed, not the
@@ -231,23 +224,6 @@ class PostgresLeases implements LeaseBackend {
 
   get reconnectWithinMs(): number {
     return this.#db.timeoutMs;
-  }
-
-  /** A claim-read sent again: the claim, then the session read in a statement of its own. */
-  async #resentClaimRead(claim: LeaseClaim): Promise<ClaimedRead> {
-    if (!(await this.claim(claim))) return { taken: false };
-    const { rows } = await this.#db.query<StoredRow>(
-      `${this.#channel}_resent_claim_read`,
-      this.#readSession,
-      [claim.id, Date.now()],
-    );
-    const row = rows[0];
-    if (row === undefined) return { taken: true, record: undefined };
-    try {
-      return { taken: true, record: recordOf(row) };
-    } catch (error) {
-      return { taken: true, unreadable: error };
-    }
   }
 }
 

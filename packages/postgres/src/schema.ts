@@ -10,9 +10,10 @@ import type pg from 'pg';
 /**
  * The schema version this release records for its tables. 2 added the `owner` column and its
  * index, 3 the function that claims a lock and reads its session, 4 the lease row's `waited`
- * flag; `open` migrates older versions in place.
+ * flag, 5 that function's taking a lease whose end is 'NaN' or 'Infinity', 6 its taking a lease
+ * its own token holds; `open` migrates older versions in place.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** The table that records, per store table, which schema version created it. */
 const VERSIONS_TABLE = 'sessile_versions';
@@ -100,6 +101,7 @@ const RECORDS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   3: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
   4: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
   5: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
+  6: [...RECORDS_V1, { name: 'owner', type: 'bytea', notnull: false }],
 };
 
 const LOCKS_V1: readonly ColumnShape[] = [
@@ -115,6 +117,7 @@ const LOCKS_SHAPES: Readonly<Record<number, readonly ColumnShape[]>> = {
   3: LOCKS_V1,
   4: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
   5: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
+  6: [...LOCKS_V1, { name: 'waited', type: 'boolean', notnull: true }],
 };
 
 const SHAPES: Record<'versions', readonly ColumnShape[]> = {
@@ -532,8 +535,8 @@ function migrationSteps(
   }
   if (!state.claimReadExists) {
     steps.push({ sql: claimReadFunction(names, 'CREATE'), needs: createIn('functions') });
-  } else if ((state.version ?? SCHEMA_VERSION) < 5) {
-    // Version 5's claim takes a lease whose expires_at is 'NaN' or 'Infinity' (a hand edit).
+  } else if ((state.version ?? SCHEMA_VERSION) < 6) {
+    // Every older function refuses a lease its own token holds, which a resent claim meets.
     steps.push({
       sql: claimReadFunction(names, 'CREATE OR REPLACE'),
       needs: [
@@ -588,8 +591,8 @@ async function lackedNeeds(db: Queryable, steps: readonly MigrationStep[]): Prom
 
 /**
  * Claims leases as the lock's claim statements do (keys in order, so batches never deadlock;
- * a refused claim marks the lease `waited`) and reads the sessions of the claims taken,
- * returning one row per taken claim's token. The
+ * a refused claim marks the lease `waited`; a lease its own token holds counts as taken) and
+ * reads the sessions of the claims taken, returning one row per taken claim's token. The
  * read is the VOLATILE function's second statement, so it runs on a fresh snapshot taken after
  * the claim: it sees every write committed before the release that let the claim through, which
  * one statement (one snapshot, taken before the claim waited) would not. PL/pgSQL keeps both
@@ -636,18 +639,16 @@ function foreign(names: SchemaNames, name: string, problem: string): SessionErro
  * ended, else marks it `waited` (once), so its release knows to NOTIFY. RETURNING then gives the
  * holder's token, which only equals the claim's own when the claim took the key.
  *
- * `idempotent`: a row holding the claim's own token counts as taken, unchanged and not marked
- * waited. Tokens are never reused, so such a row is the claim's own, taken by an earlier send
- * whose answer was lost with its connection: sent any number of times (the lock kit resends a
- * waiting claim after a lost connection), the claim takes the key at most once and never leaves
- * it to nobody. The lock's claim statements are idempotent; the stored claim-and-read function,
- * whose body changing would need a schema version, is not, so a resent claim-and-read is sent as
- * the claim followed by a read.
+ * A row holding the claim's own token counts as taken, unchanged and not marked waited. Tokens
+ * are never reused, so such a row is the claim's own, taken by an earlier send whose answer was
+ * lost with its connection: sent any number of times (the lock kit resends a waiting claim after
+ * a lost connection), the claim takes the key at most once and never leaves it to nobody. Every
+ * claim statement and the stored claim-and-read function share this one rule.
  */
-export function claimConflict(now: string, idempotent = false): string {
+export function claimConflict(now: string): string {
   // 'NaN' and 'Infinity' (a hand edit) sort above every number: no lease ends then, so it has ended.
   const ended = `(held.expires_at <= ${now} OR held.expires_at >= 'Infinity')`;
-  const free = idempotent ? `(${ended} OR held.token = excluded.token)` : ended;
+  const free = `(${ended} OR held.token = excluded.token)`;
   return `ON CONFLICT (id) DO UPDATE SET
       token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
       expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,

@@ -234,3 +234,65 @@ export async function faultyRelay(): Promise<{
       }),
   };
 }
+
+/**
+ * The `<table>_claim_read` function of schema version 5, as that release made it (`git show
+ * 304e3ae:packages/postgres/src/schema.ts`): its claim refuses a lease its own token holds once
+ * another claim marked that lease waited for.
+ */
+export function versionFiveClaimRead(schema: string, table: string): string {
+  const ended = `(held.expires_at <= now_ms OR held.expires_at >= 'Infinity')`;
+  return `CREATE OR REPLACE FUNCTION "${schema}"."${table}_claim_read"(
+      lease_keys text[], lease_tokens text[], lease_ends double precision[],
+      now_ms double precision, session_ids text[])
+    RETURNS TABLE (token text, data bytea, "expiresAt" double precision, owner bytea)
+    LANGUAGE plpgsql VOLATILE AS $body$
+    #variable_conflict use_column
+    DECLARE taken text[];
+    BEGIN
+      WITH claimed AS (
+        INSERT INTO "${schema}"."${table}_locks" AS held (id, token, expires_at)
+          SELECT q.id, q.token, q.expires_at
+          FROM unnest(lease_keys, lease_tokens, lease_ends) AS q(id, token, expires_at)
+          ORDER BY q.id COLLATE "C"
+          ON CONFLICT (id) DO UPDATE SET
+      token = CASE WHEN ${ended} THEN excluded.token ELSE held.token END,
+      expires_at = CASE WHEN ${ended} THEN excluded.expires_at ELSE held.expires_at END,
+      waited = held.waited OR NOT ${ended}
+    WHERE ${ended} OR NOT held.waited
+          RETURNING held.token)
+      SELECT array_agg(claimed.token) INTO taken FROM claimed;
+      IF taken IS NULL THEN
+        RETURN;
+      END IF;
+      RETURN QUERY SELECT q.token, stored.data, stored.expires_at, stored.owner
+        FROM unnest(lease_tokens, session_ids) AS q(token, id)
+        LEFT JOIN "${schema}"."${table}" AS stored
+          ON stored.id = q.id AND stored.expires_at > now_ms
+        WHERE q.token = ANY (taken);
+    END
+    $body$`;
+}
+
+/** Puts a store's table back at schema version 5, with that version's claim-and-read function. */
+export async function downgradeToVersionFive(schema: string, table: string): Promise<void> {
+  await admin(versionFiveClaimRead(schema, table));
+  await admin(`UPDATE "${schema}".sessile_versions SET version = 5 WHERE table_name = $1`, [table]);
+}
+
+/**
+ * One call of the store's claim-and-read function, as its locks send it, claiming `id` for
+ * `token` until a minute from now: the token and the session's data of each claim taken.
+ */
+export async function claimRead(
+  schema: string,
+  table: string,
+  id: string,
+  token: string,
+): Promise<Array<{ token: string; data: string | undefined }>> {
+  const { rows } = await admin<{ token: string; data: Buffer | null }>(
+    `SELECT token, data FROM "${schema}"."${table}_claim_read"($1, $2, $3, $4, $5)`,
+    [[id], [token], [Date.now() + 60_000], Date.now(), [id]],
+  );
+  return rows.map((row) => ({ token: row.token, data: row.data?.toString() }));
+}

@@ -6,8 +6,10 @@ import { describe, expect, it } from 'vitest';
 import {
   admin,
   CONNECTION_STRING,
+  claimRead,
   codeOf,
   countStatements,
+  downgradeToVersionFive,
   HOUR_MS,
   idOf,
   record,
@@ -375,5 +377,76 @@ describe('release notifications', () => {
     expect(await codeOf(store.locks.acquire(id, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
     expect(await waitedFlag(table, id)).toBe(true);
     await locked?.lock.release();
+  });
+});
+
+/** The lease row of `id`: who holds it, until when, and whether another claim asked for it. */
+async function leaseOf(table: string, id: string) {
+  const { rows } = await admin<{ token: string; expires_at: number; waited: boolean }>(
+    `SELECT token, expires_at, waited FROM "${schema}"."${table}_locks" WHERE id = $1`,
+    [id],
+  );
+  return rows;
+}
+
+describe('a claim-and-read sent again with its token', () => {
+  it('takes the lease its token holds and reads the session, even after another claim asked for it', async () => {
+    const table = newTable('c');
+    const { store } = await countingStore(table);
+    const [alone, asked] = [idOf('alone'), idOf('asked')];
+    await store.set(alone, record('alone'));
+    await store.set(asked, record('asked'));
+    // A first send whose answer was lost, then the same claim sent again, twice.
+    for (let send = 0; send < 3; send++) {
+      expect(await claimRead(schema, table, alone, 'lost-answer')).toEqual([
+        { token: 'lost-answer', data: 'alone' },
+      ]);
+    }
+    // Nobody else asked, so its release sends no NOTIFY.
+    expect(await waitedFlag(table, alone)).toBe(false);
+    expect(await claimRead(schema, table, asked, 'first')).toEqual([
+      { token: 'first', data: 'asked' },
+    ]);
+    const [lease] = await leaseOf(table, asked);
+    // Another process asks between the sends: refused, and the lease is marked waited for.
+    expect(await claimRead(schema, table, asked, 'other')).toEqual([]);
+    expect(await claimRead(schema, table, asked, 'first')).toEqual([
+      { token: 'first', data: 'asked' },
+    ]);
+    // Still the one lease of the first send, so its release wakes the other process.
+    expect(await leaseOf(table, asked)).toEqual([
+      { token: 'first', expires_at: lease?.expires_at, waited: true },
+    ]);
+    expect(await codeOf(store.locks.acquire(asked, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
+  });
+
+  it('is taken on a version 5 table once open has replaced its claim-and-read function', async () => {
+    const table = newTable('m');
+    const { store } = await countingStore(table);
+    const [before, after] = [idOf('before'), idOf('after')];
+    await store.set(before, record('before'));
+    await store.set(after, record('after'));
+    await downgradeToVersionFive(schema, table);
+    // The version 5 function refuses its own lease once another claim asked for it.
+    expect(await claimRead(schema, table, before, 'first')).toHaveLength(1);
+    expect(await claimRead(schema, table, before, 'other')).toEqual([]);
+    expect(await claimRead(schema, table, before, 'first')).toEqual([]);
+
+    const { store: upgraded } = await countingStore(table);
+    const { rows } = await admin(
+      `SELECT version FROM "${schema}".sessile_versions WHERE table_name = $1`,
+      [table],
+    );
+    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    expect(await claimRead(schema, table, after, 'first')).toHaveLength(1);
+    expect(await claimRead(schema, table, after, 'other')).toEqual([]);
+    expect(await claimRead(schema, table, after, 'first')).toEqual([
+      { token: 'first', data: 'after' },
+    ]);
+    // The sessions and leases are as they were, for the store opened before too.
+    const locked = await store.locks.acquireAndGet?.(idOf('free'), { waitMs: 0 });
+    await locked?.lock.release();
+    expect(textOf((await upgraded.get(before))?.data)).toBe('before');
+    expect(await codeOf(upgraded.locks.acquire(before, { waitMs: 0 }))).toBe('ERR_LOCK_TIMEOUT');
   });
 });

@@ -9,8 +9,10 @@ import { buildStatements } from '../src/statements.js';
 import {
   admin,
   CONNECTION_STRING,
+  claimRead,
   codeOf,
   countStatements,
+  downgradeToVersionFive,
   dropSchema,
   HOUR_MS,
   idOf,
@@ -38,6 +40,62 @@ async function openStore(options: Partial<PostgresStoreOptions> = {}): Promise<P
 
 async function rowsOf(table: string): Promise<unknown[]> {
   return (await admin(`SELECT * FROM "${schema}"."${table}" ORDER BY 1`)).rows;
+}
+
+/**
+ * Logs every DDL command on `target` from now on, whichever session runs it; the returned
+ * function reads the log, each command once with how often it ran.
+ */
+async function logDdl(
+  target: string,
+): Promise<() => Promise<Array<{ tag: string; kind: string; identity: string; n: number }>>> {
+  const trigger = `sessile_ddl_${randomBytes(4).toString('hex')}`;
+  await admin(`CREATE TABLE "${schema}"."${trigger}" (tag text, kind text, identity text)`);
+  await admin(`CREATE FUNCTION "${schema}"."${trigger}"() RETURNS event_trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE r record;
+    BEGIN
+      FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()
+               WHERE schema_name = '${target}' OR object_identity = '"${target}"'
+                  OR object_identity = '${target}' LOOP
+        INSERT INTO "${schema}"."${trigger}" VALUES (r.command_tag, r.object_type, r.object_identity);
+      END LOOP;
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END $$`);
+  await admin(
+    `CREATE EVENT TRIGGER "${trigger}" ON ddl_command_end EXECUTE FUNCTION "${schema}"."${trigger}"()`,
+  );
+  cleanups.push(() => admin(`DROP EVENT TRIGGER IF EXISTS "${trigger}"`));
+  return async () =>
+    (
+      await admin<{ tag: string; kind: string; identity: string; n: number }>(
+        `SELECT tag, kind, identity, count(*)::int AS n FROM "${schema}"."${trigger}"
+         GROUP BY tag, kind, identity ORDER BY identity`,
+      )
+    ).rows;
+}
+
+/** `count` app instances, each in its own process, opening `target`'s sessions at once: how each fared. */
+async function openAtOnce(count: number, target: string): Promise<string[]> {
+  const location = JSON.stringify({
+    connectionString: CONNECTION_STRING,
+    schema: target,
+    table: 'sessions',
+  });
+  const children = Array.from({ length: count }, () =>
+    fork(OPEN_CHILD, [location], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  const message = (child: (typeof children)[number], type: string) =>
+    new Promise<{ type: string; message?: string }>((resolve, reject) => {
+      child.on('message', (received: { type: string }) => {
+        if (received.type === type || received.type === 'failed') resolve(received);
+      });
+      child.once('exit', (code) => reject(new Error(`child exited with ${code}`)));
+    });
+  await Promise.all(children.map((child) => message(child, 'ready')));
+  const outcomes = children.map((child) => message(child, 'opened'));
+  for (const child of children) child.send('go');
+  return (await Promise.all(outcomes)).map((result) => result.message ?? result.type);
 }
 
 async function tableNames(inSchema = schema): Promise<string[]> {
@@ -187,51 +245,10 @@ describe('schema', () => {
 
   it('10 processes opening at once create every object exactly once', async () => {
     const target = runSchema('race');
-    const trigger = `sessile_ddl_${randomBytes(4).toString('hex')}`;
-    // Logs every DDL command on the target schema, whichever session runs it.
-    await admin(`CREATE TABLE "${schema}"."${trigger}" (tag text, kind text, identity text)`);
-    await admin(`CREATE FUNCTION "${schema}"."${trigger}"() RETURNS event_trigger
-      LANGUAGE plpgsql AS $$
-      DECLARE r record;
-      BEGIN
-        FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()
-                 WHERE schema_name = '${target}' OR object_identity = '"${target}"'
-                    OR object_identity = '${target}' LOOP
-          INSERT INTO "${schema}"."${trigger}" VALUES (r.command_tag, r.object_type, r.object_identity);
-        END LOOP;
-      EXCEPTION WHEN OTHERS THEN NULL;
-      END $$`);
-    await admin(
-      `CREATE EVENT TRIGGER "${trigger}" ON ddl_command_end EXECUTE FUNCTION "${schema}"."${trigger}"()`,
-    );
     cleanups.push(() => dropSchema(target));
-    cleanups.push(() => admin(`DROP EVENT TRIGGER IF EXISTS "${trigger}"`));
-    const location = JSON.stringify({
-      connectionString: CONNECTION_STRING,
-      schema: target,
-      table: 'sessions',
-    });
-    const children = Array.from({ length: 10 }, () =>
-      fork(OPEN_CHILD, [location], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-    );
-    const message = (child: (typeof children)[number], type: string) =>
-      new Promise<{ type: string; message?: string }>((resolve, reject) => {
-        child.on('message', (received: { type: string }) => {
-          if (received.type === type || received.type === 'failed') resolve(received);
-        });
-        child.once('exit', (code) => reject(new Error(`child exited with ${code}`)));
-      });
-    await Promise.all(children.map((child) => message(child, 'ready')));
-    const outcomes = children.map((child) => message(child, 'opened'));
-    for (const child of children) child.send('go');
-    const results = await Promise.all(outcomes);
-    expect(results.map((result) => result.message ?? result.type)).toEqual(
-      Array(10).fill('opened'),
-    );
-    const { rows } = await admin<{ tag: string; kind: string; identity: string; n: number }>(
-      `SELECT tag, kind, identity, count(*)::int AS n FROM "${schema}"."${trigger}"
-       GROUP BY tag, kind, identity ORDER BY identity`,
-    );
+    const ddl = await logDdl(target);
+    expect(await openAtOnce(10, target)).toEqual(Array(10).fill('opened'));
+    const rows = await ddl();
     const created = rows.map((row) => `${row.tag} ${row.kind} ${row.identity}`);
     expect(created).toEqual(
       expect.arrayContaining([
@@ -246,6 +263,36 @@ describe('schema', () => {
     );
     for (const row of rows) expect(row.n, `${row.tag} ${row.identity}`).toBe(1);
     expect(await tableNames(target)).toEqual(['sessile_versions', 'sessions', 'sessions_locks']);
+  }, 60_000);
+
+  it('processes opening a version 5 table at once replace its claim-and-read function exactly once', async () => {
+    const target = runSchema('upgrade');
+    cleanups.push(() => dropSchema(target));
+    const made = await PostgresStore.open({ connectionString: CONNECTION_STRING, schema: target });
+    const id = idOf('kept');
+    await made.set(id, record('kept'));
+    await made.close();
+    await downgradeToVersionFive(target, 'sessions');
+    const ddl = await logDdl(target);
+    expect(await openAtOnce(6, target)).toEqual(Array(6).fill('opened'));
+    // One replaced it under the advisory lock; the others found it done and changed nothing.
+    expect(await ddl()).toEqual([
+      {
+        tag: 'CREATE FUNCTION',
+        kind: 'function',
+        identity: `${target}.sessions_claim_read(pg_catalog.text[],pg_catalog.text[],double precision[],double precision,pg_catalog.text[])`,
+        n: 1,
+      },
+    ]);
+    const { rows } = await admin(
+      `SELECT version FROM "${target}".sessile_versions WHERE table_name = 'sessions'`,
+    );
+    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    expect(await claimRead(target, 'sessions', id, 'first')).toHaveLength(1);
+    expect(await claimRead(target, 'sessions', id, 'other')).toEqual([]);
+    expect(await claimRead(target, 'sessions', id, 'first')).toEqual([
+      { token: 'first', data: 'kept' },
+    ]);
   }, 60_000);
 
   it("refuses a same-named table that is not sessile's and touches nothing in it", async () => {
