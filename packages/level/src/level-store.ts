@@ -169,6 +169,12 @@ function checkOpenOptions(
   if (typeof path !== 'string' || path === '') {
     throw new TypeError('options.path must be a non-empty string');
   }
+  // No filesystem takes one, and Node's error would come back as ERR_STORE_IO.
+  if (path.includes('\0')) {
+    throw new TypeError(
+      `options.path must not contain a NUL character, got ${JSON.stringify(path)}`,
+    );
+  }
   // Silently ignored, it would let an app believe its sessions are kept apart in the directory.
   if (options.sublevel !== undefined) {
     throw new TypeError(

@@ -300,6 +300,17 @@ describe('LevelStore: one process per directory', () => {
     await store.close();
   });
 
+  it('a path with a NUL character is a TypeError naming it, from open and probe', async () => {
+    const path = `${freshPath()}\0x`;
+    for (const method of ['open', 'probe'] as const) {
+      const error = await rejection(LevelStore[method]({ path }));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(
+        `options.path must not contain a NUL character, got ${JSON.stringify(path)}`,
+      );
+    }
+  });
+
   it('probe checks options as open does, and its errors name probe', async () => {
     const path = freshPath();
     const db = new ClassicLevel(freshPath());

@@ -1,4 +1,5 @@
 import { constants } from 'node:buffer';
+import { sep } from 'node:path';
 import {
   assertDuration,
   assertKnownOptions,
@@ -76,12 +77,7 @@ export function normalizeOptions(options: SqliteStoreOptions, method: 'open' | '
       `options.path must be a non-empty string (':memory:' for an in-memory database), got ${describeValue(path)}`,
     );
   }
-  // better-sqlite3 trims the name: ' ' would be a temporary database, 'a.db ' the file a.db.
-  if (path !== undefined && path.trim() !== path) {
-    throw new TypeError(
-      `options.path must not begin or end with whitespace, which better-sqlite3 strips, got ${JSON.stringify(path)}`,
-    );
-  }
+  if (path !== undefined && path !== ':memory:') assertFilePath(path);
   if (database !== undefined && !isDatabase(database)) {
     throw new TypeError('options.database must be an open better-sqlite3 Database');
   }
@@ -113,6 +109,26 @@ export function normalizeOptions(options: SqliteStoreOptions, method: 'open' | '
     busyTimeoutMs,
     durability,
   };
+}
+
+/** Refuses a `path` that cannot name the database file, before anything is touched. */
+function assertFilePath(path: string): void {
+  const shown = JSON.stringify(path);
+  // better-sqlite3 trims the name: ' ' would be a temporary database, 'a.db ' the file a.db.
+  if (path.trim() !== path) {
+    throw new TypeError(
+      `options.path must not begin or end with whitespace, which better-sqlite3 strips, got ${shown}`,
+    );
+  }
+  // No filesystem takes one, and Node's error would come back as ERR_STORE_IO.
+  if (path.includes('\0')) {
+    throw new TypeError(`options.path must not contain a NUL character, got ${shown}`);
+  }
+  // SQLite would create the file 'a' for 'a/', which a later probe finds in the way of a directory.
+  const last = path.split(sep === '\\' ? /[\\/]/ : '/').at(-1);
+  if (last === '' || last === '.' || last === '..') {
+    throw new TypeError(`options.path must name a file, not a directory, got ${shown}`);
+  }
 }
 
 function isDatabase(value: unknown): value is BetterSqlite3.Database {

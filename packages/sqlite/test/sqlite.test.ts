@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -885,6 +886,25 @@ describe('options', { timeout: 60_000 }, () => {
       }
     }
     expect(existsSync(path)).toBe(false);
+  });
+
+  it('refuses a path with a NUL character, or one that names a directory, before touching anything', async () => {
+    // 'a/' made the file a, in the way of the directory a later probe of 'a/' looked for.
+    const cases: Array<[string, string]> = [
+      [`${dir}/a\0b.db`, 'must not contain a NUL character'],
+      [`${dir}/new/`, 'must name a file, not a directory'],
+      [`${dir}/new/.`, 'must name a file, not a directory'],
+      [`${dir}/new/..`, 'must name a file, not a directory'],
+      ['.', 'must name a file, not a directory'],
+    ];
+    for (const [given, why] of cases) {
+      for (const method of ['open', 'probe'] as const) {
+        const error = await rejection(SqliteStore[method]({ path: given }));
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toBe(`options.path ${why}, got ${JSON.stringify(given)}`);
+      }
+    }
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 
