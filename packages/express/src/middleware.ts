@@ -1,15 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import { isUint8Array } from 'node:util/types';
-import type {
-  CommitOutcome,
-  Session,
-  SessionCookie,
-  SessionCookieAttributes,
-  SessionData,
-  SessionManager,
-  SessionManagerOptions,
-  VerifiedCookie,
+import {
+  type CommitOutcome,
+  isSessionError,
+  type Session,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
+  type VerifiedCookie,
 } from '@sessile/core';
 import {
   openSessionAdapter,
@@ -23,7 +24,8 @@ export type SessileCookieOptions = SessionCookieAttributes;
 interface SessileCommonOptions extends SessionAdapterOptions {
   /**
    * Called when a commit fails (a lost lock, a store error). When the response headers have not
-   * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
+   * gone out yet and the request changed its session, the response becomes a plain 500; one that
+   * only read it is sent as it is. Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, req: IncomingMessage) => void;
   /**
@@ -188,7 +190,8 @@ export function sessile<Data extends SessionData = SessionData>(
             failed = true;
             hold.release();
             reportCommitError(error, req);
-            if (res.headersSent) {
+            // A session the request only read loses nothing: its answer stands, without a cookie.
+            if (res.headersSent || lostNothing(session, error)) {
               endNow(args);
               return;
             }
@@ -248,6 +251,20 @@ const FOREIGN_SESSION =
 const setSession = sessionProperty(
   "sessile(): req.session is the request's Session and cannot be replaced; to log out, await req.session.invalidate()",
 );
+
+/**
+ * True when a failed commit lost nothing the request did: the session was unmodified (the commit
+ * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
+ */
+function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
+  if (!isSessionError(error)) return false;
+  try {
+    return session.status === 'unchanged';
+  } catch {
+    // Data JSON cannot hold (a BigInt): the request did change it.
+    return false;
+  }
+}
 
 function appendSetCookie(res: ServerResponse, header: string): void {
   const existing = res.getHeader('set-cookie');

@@ -1,12 +1,13 @@
-import type {
-  CommitOutcome,
-  Session,
-  SessionCookie,
-  SessionCookieAttributes,
-  SessionData,
-  SessionManager,
-  SessionManagerOptions,
-  VerifiedCookie,
+import {
+  type CommitOutcome,
+  isSessionError,
+  type Session,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
+  type VerifiedCookie,
 } from '@sessile/core';
 import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -26,8 +27,9 @@ export type SessileCookieOptions = SessionCookieAttributes;
 
 interface SessileFastifyCommonOptions extends SessionAdapterOptions {
   /**
-   * Called when a commit fails (a lost lock, a store error); the reply becomes a 500.
-   * Default: the manager's `onError`.
+   * Called when a commit fails (a lost lock, a store error); the reply becomes a 500 when the
+   * request changed its session, and is sent as it is when it only read it. Default: the
+   * manager's `onError`.
    */
   onCommitError?: (error: unknown, request: FastifyRequest) => void;
   /**
@@ -123,6 +125,8 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       outcome = await finish(session, reply.statusCode);
     } catch (error) {
       reportCommitError(error, request);
+      // A session the request only read loses nothing: its reply stands, without a cookie.
+      if (lostNothing(session, error)) return payload;
       // A stream that is never sent would keep what it reads (a file descriptor) open.
       if (isStream(payload)) payload.destroy();
       // The handler's answer claims a save that did not happen: don't send it, nor any of its
@@ -148,6 +152,20 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   if (ownsManager) fastify.addHook('onClose', async () => manager.close());
 };
+
+/**
+ * True when a failed commit lost nothing the request did: the session was unmodified (the commit
+ * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
+ */
+function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
+  if (!isSessionError(error)) return false;
+  try {
+    return session.status === 'unchanged';
+  } catch {
+    // Data JSON cannot hold (a BigInt): the request did change it.
+    return false;
+  }
+}
 
 function isStream(payload: unknown): payload is { destroy(): void } {
   return (

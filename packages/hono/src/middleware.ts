@@ -1,13 +1,14 @@
 import type { Http2Bindings, HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type {
-  CommitOutcome,
-  Session,
-  SessionCookie,
-  SessionCookieAttributes,
-  SessionData,
-  SessionManager,
-  SessionManagerOptions,
+import {
+  type CommitOutcome,
+  isSessionError,
+  type Session,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
 } from '@sessile/core';
 import {
   openSessionAdapter,
@@ -29,8 +30,9 @@ export interface SessileEnv<Data extends SessionData = SessionData> {
 
 interface SessileHonoCommonOptions extends SessionAdapterOptions {
   /**
-   * Called when a commit fails (a lost lock, a store error); the response becomes a plain 500.
-   * Default: the manager's `onError`.
+   * Called when a commit fails (a lost lock, a store error); the response becomes a plain 500
+   * when the request changed its session, and is sent as it is when it only read it. Default:
+   * the manager's `onError`.
    */
   onCommitError?: (error: unknown, c: Context) => void;
   /**
@@ -130,7 +132,8 @@ export function sessile<Data extends SessionData = SessionData>(
       outcome = await adapter.finish(session, statusOf(c, escaped));
     } catch (error) {
       reportCommitError(error, c);
-      if (c.env.outgoing.headersSent) return;
+      // A session the request only read loses nothing: its answer stands, without a cookie.
+      if (c.env.outgoing.headersSent || lostNothing(session, error)) return;
       // The handler's answer claims a save that did not happen: don't send it, nor its headers.
       // A stream that is never sent would keep what it reads (a file descriptor) open.
       const dropped = c.res.body;
@@ -154,6 +157,20 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+/**
+ * True when a failed commit lost nothing the request did: the session was unmodified (the commit
+ * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
+ */
+function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
+  if (!isSessionError(error)) return false;
+  try {
+    return session.status === 'unchanged';
+  } catch {
+    // Data JSON cannot hold (a BigInt): the request did change it.
+    return false;
+  }
 }
 
 /**

@@ -1,12 +1,13 @@
 import { STATUS_CODES } from 'node:http';
-import type {
-  CommitOutcome,
-  Session,
-  SessionCookie,
-  SessionCookieAttributes,
-  SessionData,
-  SessionManager,
-  SessionManagerOptions,
+import {
+  type CommitOutcome,
+  isSessionError,
+  type Session,
+  type SessionCookie,
+  type SessionCookieAttributes,
+  type SessionData,
+  type SessionManager,
+  type SessionManagerOptions,
 } from '@sessile/core';
 import {
   openSessionAdapter,
@@ -26,7 +27,8 @@ export type SessileContext<Data extends SessionData = SessionData> = Parameteriz
 interface SessileKoaCommonOptions extends SessionAdapterOptions {
   /**
    * Called when a commit fails (a lost lock, a store error). When the response headers have not
-   * gone out yet, the response becomes a plain 500. Default: the manager's `onError`.
+   * gone out yet and the request changed its session, the response becomes a plain 500; one that
+   * only read it is sent as it is. Default: the manager's `onError`.
    */
   onCommitError?: (error: unknown, ctx: ParameterizedContext) => void;
   /**
@@ -125,7 +127,8 @@ export function sessile<Data extends SessionData = SessionData>(
       outcome = await adapter.finish(session, ctx.status);
     } catch (error) {
       reportCommitError(error, ctx);
-      if (ctx.headerSent) return;
+      // A session the request only read loses nothing: its answer stands, without a cookie.
+      if (ctx.headerSent || lostNothing(session, error)) return;
       // The handler's answer claims a save that did not happen: don't send it.
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.status = 500;
@@ -152,6 +155,20 @@ export function sessile<Data extends SessionData = SessionData>(
 const setSession = sessionProperty(
   "@sessile/koa: ctx.session is the request's Session and cannot be replaced; to log out, await ctx.session.invalidate()",
 );
+
+/**
+ * True when a failed commit lost nothing the request did: the session was unmodified (the commit
+ * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
+ */
+function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
+  if (!isSessionError(error)) return false;
+  try {
+    return session.status === 'unchanged';
+  } catch {
+    // Data JSON cannot hold (a BigInt): the request did change it.
+    return false;
+  }
+}
 
 /**
  * Adds `cookies` to the response Koa's own error handling sends for this request, should an
