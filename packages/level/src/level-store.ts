@@ -123,6 +123,11 @@ const OPTIONS: { [K in keyof Required<LevelStoreOptions>]: true } = {
   maxRecordBytes: true,
 };
 const KNOWN_OPTIONS = Object.keys(OPTIONS);
+/**
+ * The largest `data` a value holds: LevelDB writes a value's length as 32 bits (a longer one
+ * would be cut short in its log and tables), and the record's header and owner take under 1 KiB.
+ */
+const MAX_DATA_BYTES = 2 ** 32 - 1 - 1024;
 
 // A sweep batch reads this many index keys, then the matching records in one getMany.
 const SWEEP_BATCH = 500;
@@ -148,6 +153,11 @@ function checkOpenOptions(
   assertKnownOptions(options, KNOWN_OPTIONS, caller);
   if (options.maxRecordBytes !== undefined) {
     assertPositiveInteger(options.maxRecordBytes, 'maxRecordBytes');
+    if (options.maxRecordBytes > MAX_DATA_BYTES) {
+      throw new TypeError(
+        `maxRecordBytes must be at most ${MAX_DATA_BYTES} (LevelDB writes a value's length in 32 bits), got ${options.maxRecordBytes}`,
+      );
+    }
   }
   if (options.syncReads !== undefined && typeof options.syncReads !== 'boolean') {
     throw new TypeError('options.syncReads must be a boolean');

@@ -300,6 +300,20 @@ describe('LevelStore: one process per directory', () => {
     await store.close();
   });
 
+  it('a maxRecordBytes over what a LevelDB value holds is a TypeError, from open and probe', async () => {
+    const path = freshPath();
+    for (const method of ['open', 'probe'] as const) {
+      const error = await rejection(LevelStore[method]({ path, maxRecordBytes: 2 ** 32 }));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(
+        `maxRecordBytes must be at most ${2 ** 32 - 1025} (LevelDB writes a value's length in 32 bits), got ${2 ** 32}`,
+      );
+    }
+    expect(existsSync(path)).toBe(false);
+    const store = await LevelStore.open({ path, maxRecordBytes: 2 ** 32 - 1025 });
+    await store.close();
+  });
+
   it('a path with a NUL character is a TypeError naming it, from open and probe', async () => {
     const path = `${freshPath()}\0x`;
     for (const method of ['open', 'probe'] as const) {
