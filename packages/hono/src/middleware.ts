@@ -78,9 +78,14 @@ export function sessile<Data extends SessionData = SessionData>(
         "@sessile/hono needs @hono/node-server's bindings (c.env.outgoing): serve the app with serve() from @hono/node-server",
       );
     }
+    // Another session middleware's session (hono-sessions'): the two would fight over the cookie.
+    const present: unknown = c.get('session');
+    if (present !== undefined && !sessileSessions.has(present as object)) {
+      throw new TypeError(FOREIGN_SESSION);
+    }
     const running = adapter.openedFor(outgoing);
     if (running !== undefined) {
-      c.set('session', running);
+      setSession(c, running);
       return next();
     }
     const requestCookie = cookie.verify(c.req.header('cookie'));
@@ -98,7 +103,7 @@ export function sessile<Data extends SessionData = SessionData>(
       if (adapter.clientGone(error, outgoing)) return RESPONSE_ALREADY_SENT.clone();
       throw error;
     }
-    c.set('session', session);
+    setSession(c, session);
     adapter.noteOpened(outgoing, session);
     adapter.track(
       session,
@@ -157,6 +162,38 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+const FOREIGN_SESSION =
+  "@sessile/hono: c.get('session') was set by another session middleware before sessile() (hono-sessions' sessionMiddleware?): use one of the two. Remove the other, or keep hono-sessions and give it toHonoSessionsStore(store) as its store instead of using sessile()";
+
+const REPLACED =
+  "@sessile/hono: c.set('session', …) cannot replace the Session sessile() opened for this request; if another session middleware after sessile() (hono-sessions' sessionMiddleware?) tries to, remove it, or keep hono-sessions and give it toHonoSessionsStore(store) as its store instead of using sessile(). To log out, await c.get('session').invalidate()";
+
+/** Every session a `sessile()` made `c.get('session')`: any other value there is another middleware's. */
+const sessileSessions = new WeakSet<object>();
+
+/** The contexts whose `c.set` refuses to replace their session. */
+const guardedContexts = new WeakSet<Context>();
+
+/**
+ * Makes `session` the request's `c.get('session')`, which from then on only a `sessile()` may
+ * set: another session middleware after it (hono-sessions') would hand the handler its own
+ * session, whose first use as sessile's failed with an unrelated TypeError.
+ */
+function setSession(c: Context, session: Session<SessionData>): void {
+  sessileSessions.add(session);
+  if (!guardedContexts.has(c)) {
+    guardedContexts.add(c);
+    const set = c.set;
+    c.set = ((key: string, value: unknown) => {
+      if (key === 'session' && !sessileSessions.has(value as object)) {
+        throw new TypeError(REPLACED);
+      }
+      return (set as (key: string, value: unknown) => void)(key, value);
+    }) as typeof c.set;
+  }
+  c.set('session', session);
 }
 
 /**

@@ -3,13 +3,111 @@ import { connect as connectHttp2 } from 'node:http2';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionManager } from '@sessile/core';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
+import { MemoryStore as HonoSessionsMemoryStore, sessionMiddleware } from 'hono-sessions';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
 import { http2Get, start, startHttp2, testStores } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
+
+describe('@sessile/hono beside hono-sessions on one request', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  for (const order of ['after', 'before'] as const) {
+    it(`fails the request saying which middleware and what to do when hono-sessions runs ${order} sessile(), and leaves the lock free`, async () => {
+      const store = new MemoryStore();
+      const sessions = sessile<{ count?: number }>({
+        store,
+        secret: SECRET,
+        cleanup: manual(),
+        lock: { waitMs: 60_000 },
+      });
+      cleanups.push(async () => {
+        await sessions.close();
+        await store.close();
+      });
+      const honoSessions = sessionMiddleware({
+        store: new HonoSessionsMemoryStore(),
+        encryptionKey: 'a key of 32 characters or more for hono-sessions',
+        expireAfterSeconds: 900,
+      });
+      const app = new Hono<SessileEnv<{ count?: number }>>();
+      const errors: string[] = [];
+      app.onError((error, c) => {
+        errors.push(error.message);
+        return c.text('failed', 500);
+      });
+      app.use('/both/*', order === 'after' ? sessions : honoSessions);
+      app.use('/both/*', order === 'after' ? honoSessions : sessions);
+      app.use('/alone/*', sessions);
+      const count = (c: Context<SessileEnv<{ count?: number }>>) => {
+        const { data } = c.get('session');
+        data.count = (data.count ?? 0) + 1;
+        return c.json(data);
+      };
+      app.get('/both/count', count);
+      app.get('/alone/count', count);
+      const server = await start(app.fetch);
+      cleanups.push(() => server.close());
+      const jar = new CookieJar();
+      expect(await jar.json(`${server.url}/alone/count`)).toEqual({ count: 1 });
+
+      const both = await jar.fetch(`${server.url}/both/count`);
+      expect(both.status).toBe(500);
+      await both.text();
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^@sessile\/hono: /);
+      expect(errors[0]).toContain(
+        order === 'after'
+          ? 'another session middleware after sessile()'
+          : 'another session middleware before sessile()',
+      );
+      expect(errors[0]).toContain("hono-sessions' sessionMiddleware");
+      expect(errors[0]).toContain('toHonoSessionsStore(store)');
+      // The session was committed and unlocked: its next request neither waits nor lost a visit.
+      expect(await jar.json(`${server.url}/alone/count`)).toEqual({ count: 2 });
+    });
+  }
+
+  it("refuses a logout by c.set('session', undefined) with a TypeError naming invalidate()", async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<{ user?: string }>({ store, secret: SECRET, cleanup: manual() });
+    cleanups.push(async () => {
+      await sessions.close();
+      await store.close();
+    });
+    const app = new Hono<SessileEnv<{ user?: string }>>();
+    const errors: string[] = [];
+    app.onError((error, c) => {
+      errors.push(error.message);
+      return c.text('failed', 500);
+    });
+    app.use(sessions);
+    app.get('/login', (c) => {
+      c.get('session').data.user = 'ada';
+      return c.text('in');
+    });
+    app.get('/logout', (c) => {
+      // koa-session's and cookie-session's logout.
+      (c.set as (key: string, value: unknown) => void)('session', undefined);
+      return c.text('out');
+    });
+    const server = await start(app.fetch);
+    cleanups.push(() => server.close());
+    const jar = new CookieJar();
+    await jar.fetch(`${server.url}/login`);
+    const logout = await jar.fetch(`${server.url}/logout`);
+    expect(logout.status).toBe(500);
+    await logout.text();
+    expect(errors[0]).toContain("await c.get('session').invalidate()");
+    expect(await store.count()).toBe(1);
+  });
+});
 
 describe('@sessile/hono and a lazy touch that fails', () => {
   const cleanups: Array<() => Promise<void>> = [];
