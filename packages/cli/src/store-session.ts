@@ -126,6 +126,22 @@ export async function readRecordToCopy(
   return record;
 }
 
+/**
+ * Records the store counts as live but `ids()` cannot name, where the CLI can tell, else `null`.
+ * LevelStore's `count()` counts a record under a key no session id can have, which its `ids()`
+ * leaves out; the other stores' `count()` counts exactly what `ids()` lists. A LevelDB directory
+ * is this process's alone while open, so during the pass only expiry changes it, which lowers
+ * `count()`: taken after the pass, `count() - listed` is never more than there are.
+ */
+export async function unnamedRecords(
+  store: SessionStore,
+  address: StoreAddress,
+  listed: number,
+): Promise<number | null> {
+  if (address.scheme !== 'level') return null;
+  return Math.max(0, (await store.count()) - listed);
+}
+
 /** An AbortSignal that SIGINT and SIGTERM abort, so long commands stop at a record boundary. */
 export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();

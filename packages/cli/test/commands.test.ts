@@ -12,6 +12,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import {
   aesGcmCodec,
@@ -27,6 +28,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CLI, jsonOf, runCli, seed, tempRoot } from './helpers.js';
 
+const require = createRequire(import.meta.url);
 const nextDir = tempRoot('sessile-cli-commands-');
 
 async function sqliteWith(liveCount: number, expiredCount: number) {
@@ -459,6 +461,38 @@ describe('stats, ls and show', () => {
       expect(text.stdout).toMatch(new RegExp(`^live sessions +${expected}$`, 'm'));
       expect(text.stdout).toMatch(/^corrupt records +1$/m);
     }
+  });
+
+  it('stats reports a level: record under a key no session id can have, which ids() leaves out, as unnamed, and exits 5', async () => {
+    const dir = nextDir();
+    const store = await LevelStore.open({ path: dir });
+    const ids = [generateSessionId(), generateSessionId()];
+    await seed(store, ids, () => Date.now() + 3_600_000);
+    await store.close();
+    // Another program's write: a live record's bytes under a key that names no session id.
+    const { ClassicLevel } = createRequire(require.resolve('@sessile/level'))('classic-level');
+    const db = new ClassicLevel(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.open();
+    const bytes = await db.get(Buffer.from(`r${ids[0]}`, 'latin1'));
+    await db.put(Buffer.from('rnot a session id!', 'latin1'), bytes);
+    await db.close();
+    const json = await runCli(['stats', `level:${dir}`, '--json']);
+    expect(json.code, json.stderr).toBe(5);
+    expect(jsonOf(json)).toMatchObject({ live: 2, corrupt: 0, unnamed: 1 });
+    const text = await runCli(['stats', `level:${dir}`]);
+    expect(text.code).toBe(5);
+    expect(text.stdout).toMatch(/^unnamed records +1 \(counted by the store/m);
+    // SQLite counts exactly what it lists, so a row under such an id is out of stats' sight.
+    const { path, url } = await sqliteWith(2, 0);
+    const sqlite = new Database(path);
+    sqlite
+      .prepare('INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)')
+      .run('not a session id!', Buffer.from('{}'), Date.now() + 3_600_000);
+    sqlite.close();
+    const unseen = await runCli(['stats', url, '--json']);
+    expect(unseen.code, unseen.stderr).toBe(0);
+    expect(jsonOf(unseen)).toMatchObject({ live: 2, unnamed: null });
+    expect((await runCli(['stats', url])).stdout).toMatch(/^unnamed records +unknown/m);
   });
 
   it('stats counts the distinct owners of live sessions', async () => {
@@ -1033,7 +1067,6 @@ describe('copy', () => {
     ['level', 'inside a regular file', (dir) => `level:${join(dir, 'a-file', 'sessions')}`],
     ['level', 'that is a regular file', (dir) => `level:${join(dir, 'a-file')}`],
     ['level', 'that is a directory of other files', (dir) => `level:${join(dir, 'foreign')}`],
-    ['sqlite', 'in a missing directory', (dir) => `sqlite:${join(dir, 'missing', 'sessions.db')}`],
     ['sqlite', 'inside a regular file', (dir) => `sqlite:${join(dir, 'a-file', 'sessions.db')}`],
     ['dbm', 'in a missing directory', (dir) => `dbm:${join(dir, 'missing', 'sessions.dbm')}`],
     ['dbm', 'inside a regular file', (dir) => `dbm:${join(dir, 'a-file', 'sessions.dbm')}`],
@@ -1077,6 +1110,11 @@ describe('copy', () => {
     ],
     ['level', 'that is an empty directory', (dir: string) => `level:${join(dir, 'empty')}`],
     ['sqlite', 'not made yet', (dir: string) => `sqlite:${join(dir, 'sessions.db')}`],
+    [
+      'sqlite',
+      'in directories not made yet',
+      (dir: string) => `sqlite:${join(dir, 'new', 'sessions.db')}`,
+    ],
     ['dbm', 'not made yet', (dir: string) => `dbm:${join(dir, 'sessions.dbm')}`],
   ])(
     '--dry-run to a %s target %s, which the real run makes, counts every session and creates nothing',

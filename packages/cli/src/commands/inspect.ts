@@ -15,6 +15,7 @@ import {
   expiredNotSwept,
   readRecord,
   sizeOnDisk,
+  unnamedRecords,
   unreadableReason,
   withStore,
 } from '../store-session.js';
@@ -25,6 +26,7 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
     const now = Date.now();
     // Counted in the pass, not by `count()`, which some stores (SQLite) give corrupt rows in.
     let live = 0;
+    let listed = 0;
     let soonest: number | null = null;
     let latest: number | null = null;
     let payloadBytes = 0;
@@ -32,6 +34,7 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
     const owners = new Set<string>();
     // The contract has no expiry or owner query, so both come from one streamed pass.
     for await (const id of store.ids()) {
+      listed++;
       let record: Awaited<ReturnType<typeof store.get>>;
       try {
         record = await readRecord(store, id);
@@ -54,6 +57,7 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
       store: address.display,
       live,
       ...skipped,
+      unnamed: await unnamedRecords(store, address, listed),
       maxRecordBytes: store.maxRecordBytes,
       payloadBytes,
       sizeOnDiskBytes: address.path === undefined ? null : await sizeOnDisk(address.path),
@@ -70,6 +74,7 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
         `store              ${result.store}`,
         `live sessions      ${result.live}`,
         `corrupt records    ${result.corrupt}`,
+        `unnamed records    ${result.unnamed === null ? 'unknown (the store cannot tell)' : `${result.unnamed}${result.unnamed === 0 ? '' : ' (counted by the store under keys no session id can have)'}`}`,
         `too large records  ${result.tooLarge}${result.tooLarge === 0 ? '' : ` (over ${result.maxRecordBytes} bytes; ${RECORD_LIMIT_HINT})`}`,
         `payload            ${result.payloadBytes} bytes`,
         `size on disk       ${result.sizeOnDiskBytes === null ? 'unknown' : `${result.sizeOnDiskBytes} bytes`}`,
@@ -79,7 +84,8 @@ export async function stats(url: string, options: CommonOptions): Promise<ExitCo
         `owners             ${result.owners} (${result.capabilities.ownerIndex ? 'indexed' : 'no owner index'})`,
       ]);
     }
-    return skipped.corrupt + skipped.tooLarge > 0 ? EXIT.incomplete : EXIT.ok;
+    const unreadable = skipped.corrupt + skipped.tooLarge + (result.unnamed ?? 0);
+    return unreadable > 0 ? EXIT.incomplete : EXIT.ok;
   });
 }
 
