@@ -54,6 +54,7 @@ import { hasCode, LevelHandle } from './level-handle.js';
 import {
   assertLevelDirectory,
   assertStoragePath,
+  danglingLinkAt,
   LEVELDB_DIRECTORY,
   openError,
 } from './open-path.js';
@@ -282,6 +283,10 @@ export class LevelStore extends BaseStore {
     }
     const { path } = target;
     const found = await probeStoreDirectory(path, LEVELDB_DIRECTORY);
+    if (found.state === 'absent') {
+      const dangling = await danglingLinkAt(path);
+      return dangling === undefined ? found : { state: 'refused', reason: dangling };
+    }
     if (found.state !== 'present') return found;
     return probeKeyspace(
       // A database too large to copy where it cannot be linked is judged by its files alone,

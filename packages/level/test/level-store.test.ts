@@ -11,6 +11,7 @@ import {
   rmSync,
   statfsSync,
   statSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -252,6 +253,23 @@ describe('LevelStore: one process per directory', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('a symbolic link to a missing directory at the path or above it: probe refuses and open rejects, naming the link', async () => {
+    const target = join(root, `nowhere-${++dirs}`);
+    const link = join(root, `dangling-${++dirs}`);
+    symlinkSync(target, link);
+    const reason = `${link} is a symbolic link to a missing directory (${target})`;
+    for (const path of [link, join(link, 'sessions')]) {
+      expect(await LevelStore.probe({ path })).toEqual({ state: 'refused', reason });
+      const error = await rejection(LevelStore.open({ path }));
+      expect(isSessionError(error, 'ERR_STORE_IO'), String(error)).toBe(true);
+      // Then the mkdir error it met, in parentheses.
+      const prefix = `Cannot open LevelDB directory ${path}: ${reason} (`;
+      expect((error as Error).message.slice(0, prefix.length)).toBe(prefix);
+      expect((error as Error).cause).toMatchObject({ code: 'LEVEL_DATABASE_NOT_OPEN' });
+    }
+    expect(existsSync(target)).toBe(false);
   });
 
   it('a path that is a regular file rejects with ERR_STORE_IO naming the path and the reason', async () => {
