@@ -197,6 +197,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       touchAfterMs: this.touchAfterMs,
       regenerateGraceMs: this.regenerateGraceMs,
       extendLockEveryMs: this.lock?.extendEveryMs ?? 0,
+      renewWithinMs: this.renewWithinMs,
       report: (error) => this.#report(error),
     };
   }

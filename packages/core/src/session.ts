@@ -29,6 +29,8 @@ export interface SessionContext {
   readonly touchAfterMs: number;
   readonly regenerateGraceMs: number;
   readonly extendLockEveryMs: number;
+  /** A locked session with less than this left before its stored expiry is renewed (see `manager.renewWithinMs`). */
+  readonly renewWithinMs: number;
   readonly owners: OwnerSessions;
   report(error: unknown): void;
 }
@@ -86,6 +88,8 @@ export class Session<Data extends SessionData = SessionData> {
   #lockError: unknown;
   /** Extends the lock's lease, then books the next extension; booked while the session is open. */
   #extendLock: Deadline | undefined;
+  /** The touch that keeps a long request's session from expiring under it, while it runs. */
+  #renewal: Promise<void> | undefined;
   #commit: Promise<CommitOutcome> | undefined;
   #outcome: CommitOutcome | undefined;
   /** When the latest save happened. */
@@ -244,6 +248,8 @@ export class Session<Data extends SessionData = SessionData> {
     let stillStored = true;
     if (!this.#isNew) {
       this.#assertLockHeld();
+      // A renewal's touch landing after the retire would keep the old id past its grace.
+      if (this.#renewal !== undefined) await this.#renewal;
       // An id this request stored at login has not reached any client: nothing needs its grace.
       const graced =
         regenerateGraceMs > 0 &&
@@ -425,6 +431,9 @@ export class Session<Data extends SessionData = SessionData> {
   async #commitOnce(): Promise<CommitOutcome> {
     this.#stopExtending();
     try {
+      // Its touch goes first, so the commit's write is the last, and frees the lock after it;
+      // awaited only when there is one, so the write otherwise goes out in the call's own turn.
+      if (this.#renewal !== undefined) await this.#renewal;
       if (this.#refused !== undefined) throw this.#refused;
       if (this.#destroyed) return 'destroyed';
       this.#assertLockHeld();
@@ -437,6 +446,7 @@ export class Session<Data extends SessionData = SessionData> {
   async #discardOnce(): Promise<CommitOutcome> {
     this.#stopExtending();
     try {
+      if (this.#renewal !== undefined) await this.#renewal;
       // A login that stored a new id and then failed leaves no session that no client can name.
       const stored = this.#storedByLogin;
       if (stored !== undefined && !this.#destroyed) await this.#context.store.delete(stored);
@@ -524,15 +534,51 @@ export class Session<Data extends SessionData = SessionData> {
 
   #keepLockAlive(lock: SessionLock): void {
     const everyMs = this.#context.extendLockEveryMs;
+    // Renewed before it could expire ahead of the next extension, however short renewWithinMs is.
+    const renewWithinMs = Math.max(this.#context.renewWithinMs, 2 * everyMs);
     const extendLock = new Deadline(() => {
       lockExtensions.set(extendLock, Date.now() + everyMs);
-      lock.extend().catch((error: unknown) => {
-        this.#lockError = error;
-        lockExtensions.delete(extendLock);
-      });
+      lock.extend().then(
+        () => {
+          const stored = this.#storedExpiresAt;
+          if (stored !== undefined && stored - Date.now() < renewWithinMs) {
+            this.#renewal ??= this.#renew(lock, stored).finally(() => {
+              this.#renewal = undefined;
+            });
+          }
+        },
+        (error: unknown) => {
+          this.#lockError = error;
+          lockExtensions.delete(extendLock);
+        },
+      );
     });
     this.#extendLock = extendLock;
     lockExtensions.set(extendLock, Date.now() + everyMs);
+  }
+
+  /**
+   * A request still running as its stored session nears its expiry is activity: the expiry moves
+   * on as `open()` moves it, with a touch fenced by the lock. A failure is reported, not thrown:
+   * the commit still decides, and finds the session `'gone'` if it did expire.
+   */
+  async #renew(lock: SessionLock, stored: number): Promise<void> {
+    const now = Date.now();
+    const expiresAt = this.expiresAtFor(now);
+    // A new or regenerated id is not stored under the lock, and the absolute timeout caps the rest.
+    if (this.#commit !== undefined || this.#isNew || this.#destroyed || lock.id !== this.#id)
+      return;
+    if (expiresAt <= stored) return;
+    try {
+      const fenced = this.#fence(false, undefined);
+      const options = fenced instanceof Promise ? await fenced : fenced;
+      if (await this.#context.store.touch(this.#id, expiresAt, options)) {
+        this.#storedExpiresAt = Math.max(expiresAt, this.#storedExpiresAt ?? expiresAt);
+        this.#lastAccessedAt = Math.max(now, this.#lastAccessedAt);
+      }
+    } catch (error) {
+      this.#context.report(error);
+    }
   }
 
   #stopExtending(): void {

@@ -127,6 +127,88 @@ describe('a request slower than its session has left', () => {
   });
 });
 
+describe('a request that outlasts the idle timeout', () => {
+  // Renewed while the request runs once less than leaseMs (2 s) is left: the record would
+  // otherwise expire 4 s after the request began, and the request takes 5.
+  const options = {
+    idleTimeoutMs: 4000,
+    touchAfterMs: 1000,
+    lock: { leaseMs: 2000, extendEveryMs: 250 },
+  };
+  const LONG_REQUEST_MS = 5000;
+
+  async function storedSession(manager: SessionManager<Counter>): Promise<string> {
+    const session = await manager.open(undefined);
+    session.data.count = 1;
+    expect(await session.commit()).toBe('saved');
+    return session.id;
+  }
+
+  it('keeps its session alive while it runs, and saves its changes', async () => {
+    const { manager, store } = setup(options);
+    const id = await storedSession(manager);
+    const session = await manager.open(id);
+    await sleep(LONG_REQUEST_MS);
+    // Another request can still find it: it never expired in the store.
+    expect(await store.get(id)).toBeDefined();
+    session.data.count = 2;
+    expect(await session.commit()).toBe('saved');
+    const next = await manager.open(id);
+    expect(next.id).toBe(id);
+    expect(next.data).toEqual({ count: 2 });
+    await next.commit();
+  });
+
+  it('keeps an unmodified session, and its commit adds no write of its own', async () => {
+    const { manager, store } = setup(options);
+    const id = await storedSession(manager);
+    const session = await manager.open(id);
+    await sleep(LONG_REQUEST_MS);
+    const writes = countWrites(store);
+    expect(await session.commit()).toBe('unchanged');
+    expect(writes).toEqual({ set: 0, touch: 0, delete: 0 });
+    const next = await manager.open(id);
+    expect(next.id).toBe(id);
+    expect(next.data).toEqual({ count: 1 });
+    await next.commit();
+  });
+
+  it('stays gone when it is revoked while it runs', async () => {
+    const { manager, store } = setup(options);
+    const id = await storedSession(manager);
+    const session = await manager.open(id);
+    await sleep(500);
+    expect(await manager.revoke(id)).toBe(true);
+    await sleep(LONG_REQUEST_MS);
+    session.data.count = 2;
+    expect(await session.commit()).toBe('gone');
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('is renewed no further than its absolute timeout', async () => {
+    const { manager, store } = setup({ ...options, absoluteTimeoutMs: 4500 });
+    const id = await storedSession(manager);
+    const session = await manager.open(id);
+    await sleep(LONG_REQUEST_MS);
+    session.data.count = 2;
+    expect(await session.commit()).toBe('gone');
+    expect(await store.get(id)).toBeUndefined();
+  });
+
+  it('moves a regenerated id on, and lets the old id end with its grace', async () => {
+    const { manager, store } = setup({ ...options, regenerateGraceMs: 1000 });
+    const id = await storedSession(manager);
+    const session = await manager.open(id);
+    await session.regenerate();
+    session.data.count = 2;
+    await sleep(LONG_REQUEST_MS);
+    expect(await session.commit()).toBe('saved');
+    expect(session.id).not.toBe(id);
+    expect(await store.get(id)).toBeUndefined();
+    expect(await store.get(session.id)).toBeDefined();
+  });
+});
+
 describe('a request with time to spare', () => {
   it('writes nothing at open: only its commit writes', async () => {
     const { manager, store } = setup({ idleTimeoutMs: 60_000, touchAfterMs: 0 });
