@@ -492,15 +492,17 @@ const LOST_CONNECTION_ERRORS = new Set([
 
 /**
  * Replies of a server that ran nothing because it cannot serve writes yet: loading its data
- * after a restart, a replica whose primary is away, or a primary demoted by a failover.
+ * after a restart, a replica whose primary is away, a primary demoted by a failover, or a
+ * cluster that is down (a master marked failed, or a restarted master before it rejoins).
  */
-const NOT_SERVING_REPLIES = /^(LOADING|MASTERDOWN|READONLY) /;
+const NOT_SERVING_REPLIES = /^(LOADING|MASTERDOWN|READONLY|CLUSTERDOWN) /;
 
 /**
  * Whether `error`, as an operation rejects, is a connection lost or refused (the client
  * reconnecting, a Sentinel's primary away, a socket that broke with the command in flight, a
- * server still loading or demoted), which the same command on the connection that comes back
- * may get past. Never `commandTimeoutMs` running out, nor an error of the command itself. A
+ * server still loading or demoted, a cluster down), which the same command on the connection
+ * that comes back may get past. Never `commandTimeoutMs` running out (an outage that long fails
+ * the operation as it fails every other), nor an error of the command itself. A
  * command in flight when the connection broke may still have run with its answer lost, so only
  * a command safe to run twice may be sent again.
  */

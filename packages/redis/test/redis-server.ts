@@ -136,17 +136,31 @@ export class OwnCluster {
     await Promise.all(this.nodes.map((node) => node.start()));
     const addresses = this.nodes.map((node) => `127.0.0.1:${node.port}`);
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes']);
-    for (let i = 0; i < 100; i++) {
-      const { stdout } = await run('redis-cli', [
-        '-p',
-        String(this.nodes[0]?.port),
-        'cluster',
-        'info',
-      ]);
-      if (stdout.includes('cluster_state:ok')) return;
+    await this.untilOk();
+  }
+
+  /** Resolves once every node reports `cluster_state:ok`, as after a master that was away rejoined. */
+  async untilOk(): Promise<void> {
+    for (let i = 0; i < 300; i++) {
+      const states = await Promise.all(
+        this.nodes.map((node) =>
+          run('redis-cli', ['-p', String(node.port), 'cluster', 'info']).then(
+            ({ stdout }) => stdout,
+            () => '',
+          ),
+        ),
+      );
+      if (states.every((state) => state.includes('cluster_state:ok'))) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error('the test cluster did not reach cluster_state:ok');
+  }
+
+  /** The node on `port`. */
+  node(port: number): OwnRedis {
+    const node = this.nodes.find((each) => each.port === port);
+    if (node === undefined) throw new Error(`no node of the test cluster on port ${port}`);
+    return node;
   }
 
   async remove(): Promise<void> {
