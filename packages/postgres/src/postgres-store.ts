@@ -22,7 +22,7 @@ import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
 import { isReadable, recordOf, type StoredRow, toBuffer } from './records.js';
-import { prepareSchema, probeSchema, refusalOf } from './schema.js';
+import { prepareSchema, probeSchema, qualified, refusalOf } from './schema.js';
 import type { OwnSockets } from './sockets.js';
 import {
   buildStatements,
@@ -98,7 +98,8 @@ export class PostgresStore extends BaseStore {
     const db = new Database(settings.pool, settings.queryTimeoutMs);
     if (settings.ownsPool) readCommittedOnConnect(settings.pool);
     try {
-      const { unlogged } = await db.withClient('Opening the session store', async (client) => {
+      const opening = `Opening ${qualified(settings.names, settings.names.table)}`;
+      const { unlogged } = await db.withClient(opening, async (client) => {
         await assertReadCommitted(client, db.server, settings.queryTimeoutMs);
         return prepareSchema(client, settings.names, settings.unlogged, settings.queryTimeoutMs);
       });
@@ -121,7 +122,8 @@ export class PostgresStore extends BaseStore {
     const settings = normalizeOptions(options, 'probe');
     const db = new Database(settings.pool, settings.queryTimeoutMs);
     try {
-      return await db.withClient('Probing the session store', async (client) => {
+      const probing = `Probing ${qualified(settings.names, settings.names.table)}`;
+      return await db.withClient(probing, async (client) => {
         // `open` refuses an app's pool whose transactions default to another level; its own
         // pool sets READ COMMITTED on each connection, so only an app's pool is asked.
         if (!settings.ownsPool) {

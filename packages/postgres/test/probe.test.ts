@@ -146,6 +146,29 @@ describe('PostgresStore.probe for a user the server refuses, and open agrees', (
   });
 });
 
+describe("open's refusal names the table", () => {
+  it('for a role that may use the schema but not create in it, and for a read-only connection', async () => {
+    const { schema, role, url } = await schemaAndRole();
+    await storeIn(schema);
+    await admin(
+      `GRANT USAGE ON SCHEMA "${schema}" TO "${role}"; GRANT SELECT ON "${schema}".sessile_versions TO "${role}"`,
+    );
+    const readOnly = new URL(CONNECTION_STRING);
+    readOnly.searchParams.set('options', '-c default_transaction_read_only=on');
+    for (const [connectionString, sqlState] of [
+      [url, '42501'],
+      [readOnly.href, '25006'],
+    ] as const) {
+      const error = await PostgresStore.open({ connectionString, schema, table: 'fresh' }).then(
+        (store) => store.close(),
+        (failure: unknown) => failure,
+      );
+      expect(error).toMatchObject({ code: 'ERR_STORE_IO', cause: { code: sqlState } });
+      expect((error as Error).message).toContain(`"${schema}"."fresh"`);
+    }
+  });
+});
+
 describe('PostgresStore.probe for a user who may read but not create or write, and open agrees', () => {
   /** A complete store, and a role that may read its three tables and nothing more. */
   async function readOnlyStore(): Promise<{ schema: string; url: string }> {
