@@ -10,7 +10,7 @@ import {
   type VerifiedCookie,
 } from '@sessile/core';
 import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
 declare module 'fastify' {
@@ -45,6 +45,8 @@ export type SessileFastifyOptions = SessileFastifyCommonOptions &
 
 interface RequestState {
   requestCookie: VerifiedCookie | undefined;
+  /** Settles once the request's first `onSend` has committed and set the cookie. */
+  sending?: Promise<void>;
 }
 
 const requestStates = new WeakMap<FastifyRequest, RequestState>();
@@ -118,8 +120,31 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     const state = requestStates.get(request);
     if (session === null || session === undefined || state === undefined) return payload;
     // Once per request: a later onSend hook that fails makes Fastify send its error through
-    // onSend again, which would add the cookie twice or report one failed commit twice.
-    requestStates.delete(request);
+    // onSend again, which would add the cookie twice or report one failed commit twice. A
+    // second reply.send() while the first commits waits for it, or it would go out first,
+    // without the cookie of a session the first one saves.
+    if (state.sending !== undefined) {
+      await state.sending;
+      return payload;
+    }
+    let sent = () => {};
+    state.sending = new Promise((resolve) => {
+      sent = resolve;
+    });
+    try {
+      return await commitInto(request, reply, session, state, payload);
+    } finally {
+      sent();
+    }
+  });
+
+  const commitInto = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    session: Session<SessionData>,
+    state: RequestState,
+    payload: unknown,
+  ) => {
     let outcome: CommitOutcome;
     try {
       outcome = await finish(session, reply.statusCode);
@@ -148,7 +173,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     );
     for (const header of headers) reply.header('set-cookie', header);
     return payload;
-  });
+  };
 
   if (ownsManager) fastify.addHook('onClose', async () => manager.close());
 };

@@ -156,6 +156,34 @@ describe('@sessile/fastify when a later onSend hook fails', () => {
   });
 });
 
+describe('@sessile/fastify and a reply sent twice', () => {
+  const SECRET = 'a secret of 32 characters or more for these tests';
+
+  it('sends the first reply with the cookie of the session it saved, as Fastify sends the first without the plugin', async () => {
+    const store = new MemoryStore();
+    const app = Fastify();
+    app.register(fastifySessile, { store, secret: SECRET, cleanup: manual() });
+    app.get('/login', async (request, reply) => {
+      request.session.data.user = 'ada';
+      // A route that forgot to return after replying: Fastify logs the second as already sent.
+      reply.send('signed in');
+      reply.send('again');
+      return reply;
+    });
+    app.get('/me', async (request) => String(request.session.data.user));
+    try {
+      const login = await app.inject('/login');
+      expect(login.body).toBe('signed in');
+      const [cookie = ''] = String(login.headers['set-cookie']).split(';');
+      expect(cookie).toMatch(/^sid=/);
+      expect((await app.inject({ url: '/me', headers: { cookie } })).body).toBe('ada');
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});
+
 describe('@sessile/fastify and a lazy touch that fails', () => {
   const SECRET = 'a secret of 32 characters or more for these tests';
   const stores = testStores().filter(({ name }) => name !== 'MemoryStore');
