@@ -97,6 +97,15 @@ function refuseAmbiguousValues(command: Command): Command {
   return command;
 }
 
+/**
+ * The value of a required option. Checked here, after commander has refused unknown options,
+ * where its own check came first: a misspelt `--form` was reported as `--from` not given.
+ */
+function requiredValue(value: unknown, flags: string): string {
+  if (value === undefined) throw usageError(`required option '${flags}' not specified`);
+  return String(value);
+}
+
 /** Whether `argv` asks for JSON; what follows `--` is operands, never options. */
 function wantsJson(argv: readonly string[]): boolean {
   const end = argv.indexOf('--');
@@ -186,7 +195,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
   const transferOptions = (command: Command) =>
     withCommonOptions(
       command
-        .requiredOption('--to <url>', 'target store address')
+        .option('--to <url>', 'target store address (required)')
         .option('--overwrite', 'replace sessions the target already holds (default: keep them)')
         .option('--dry-run', 'count what would be written, write nothing')
         .option('--concurrency <n>', 'records in flight at once', '64')
@@ -201,12 +210,13 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
     program
       .command('copy')
       .description('copy every live session with its expiry; resumable and idempotent')
-      .requiredOption('--from <url>', 'source store address'),
+      .usage('--from <url> --to <url> [options]')
+      .option('--from <url>', 'source store address (required)'),
   ).action(
     action((options: TransferArguments) =>
       copy({
-        from: String(options.from),
-        to: String(options.to),
+        from: requiredValue(options.from, '--from <url>'),
+        to: requiredValue(options.to, '--to <url>'),
         overwrite: Boolean(options.overwrite),
         dryRun: Boolean(options.dryRun),
         json: Boolean(options.json),
@@ -221,7 +231,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
     program
       .command('import')
       .description("import a peer store's sessions so express-session reads them back identically")
-      .requiredOption('--from <peer>', 'peer address')
+      .usage('--from <peer> --to <url> [options]')
+      .option('--from <peer>', 'peer address (required)')
       .option(
         '--table <name>',
         'peer table (connect-sqlite3, better-sqlite3-session-store, connect-pg-simple)',
@@ -244,6 +255,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
       ),
   ).action(
     action((options: TransferArguments) => {
+      const from = requiredValue(options.from, '--from <peer>');
+      const to = requiredValue(options.to, '--to <url>');
       // In ms, as the peer's expiry is computed, it stays a safe integer.
       const ttlSeconds =
         options.ttl === undefined
@@ -256,8 +269,8 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
               Math.floor(Number.MAX_SAFE_INTEGER / 1000),
             );
       return importSessions({
-        from: String(options.from),
-        to: String(options.to),
+        from,
+        to,
         overwrite: Boolean(options.overwrite),
         dryRun: Boolean(options.dryRun),
         json: Boolean(options.json),

@@ -97,6 +97,17 @@ describe('--help', () => {
     ['a missing argument', ['ls', '--json'], "missing required argument 'url'"],
     ['an option without its value', ['sweep', '--json', 'file:x', '--budget'], "'--budget <ms>'"],
     ['a missing required option', ['copy', '--json', '--from', 'file:x'], "'--to <url>'"],
+    [
+      'a misspelt required option',
+      ['copy', '--json', '--form', 'file:x', '--to', 'file:y'],
+      "unknown option '--form'",
+    ],
+    [
+      "import's misspelt required option",
+      ['import', '--json', '--from', 'session-file-store:x', '--too', 'file:y'],
+      "unknown option '--too'",
+    ],
+    ["import's missing required option", ['import', '--json', '--to', 'file:y'], "'--from <peer>'"],
     ['an unknown command to help', ['help', 'bogus', '--json'], "unknown command 'bogus'"],
   ])('with --json, %s is one JSON document on stdout', async (_name, args, message) => {
     const result = await runCli(args);
