@@ -343,7 +343,12 @@ async function probeWith(Store: StoreClass, address: StoreAddress): Promise<Stor
  * hint's "if" holds), and the CLI reads it as a peer. Keyed on the code, never the wording.
  */
 function peerHint(address: StoreAddress, refusal: unknown): string {
-  if (address.scheme !== 'level' || !isSessionError(refusal, 'ERR_UNSUPPORTED')) return '';
+  if (address.scheme !== 'level') return '';
+  // A directory the running app holds: LevelDB lets one process open it at a time.
+  if (isSessionError(refusal, 'ERR_STORE_BUSY')) {
+    return '. Stop the app that holds it, then run the command again';
+  }
+  if (!isSessionError(refusal, 'ERR_UNSUPPORTED')) return '';
   return `. If it is level-session-store's, import its sessions: sessile import --from level-session-store:${address.path} --to <another store>`;
 }
 

@@ -1144,6 +1144,24 @@ describe('copy', () => {
     },
   );
 
+  it('a copy to a level: store the running app holds says to stop the app, and then runs', async () => {
+    const { url, live } = await sqliteWith(3, 0);
+    const dir = nextDir();
+    const app = await LevelStore.open({ path: dir });
+    try {
+      const busy = await runCli(['copy', '--from', url, '--to', `level:${dir}`, '--json']);
+      expect(busy.code).toBe(1);
+      expect(jsonOf(busy)).toMatchObject({ ok: false, error: { code: 'ERR_STORE_BUSY' } });
+      expect(busy.stderr).toContain('Stop the app that holds it, then run the command again');
+      expect(await app.count()).toBe(0);
+    } finally {
+      await app.close();
+    }
+    const copied = await runCli(['copy', '--from', url, '--to', `level:${dir}`, '--json']);
+    expect(copied.code, copied.stderr).toBe(0);
+    expect(jsonOf(copied)).toMatchObject({ counts: { written: live.length } });
+  });
+
   it('a store that refuses to open is named, so a copy between two SQLite files says which', async () => {
     const { url } = await sqliteWith(3, 0);
     const foreign = `${nextDir()}.db`;

@@ -532,6 +532,7 @@ describe('level-session-store data given as a level: store', () => {
       expect(busy.code).toBe(1);
       expect(jsonOf(busy)).toMatchObject({ error: { code: 'ERR_STORE_BUSY' } });
       expect(busy.stderr).not.toContain('import its sessions');
+      expect(busy.stderr).toContain('Stop the app that holds it, then run the command again');
     } finally {
       await ours.close();
     }
