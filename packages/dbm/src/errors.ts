@@ -1,5 +1,5 @@
 import { SessionError } from '@sessile/core';
-import { FORMAT_VERSION } from './format.js';
+import { FORMAT_VERSION, OLDEST_READ_VERSION } from './format.js';
 
 /** The file's structure is inconsistent: a header, page or free list does not read back as written. */
 export function damaged(path: string, what: string): SessionError {
@@ -29,7 +29,7 @@ export function unsupportedVersion(path: string, version: number, checked = true
       : 'no release of @sessile/dbm writes it';
   return new SessionError(
     'ERR_UNSUPPORTED',
-    `The dbm file ${path} has format version ${version}, and this @sessile/dbm reads format version ${FORMAT_VERSION} (${advice}); it was left unmodified`,
+    `The dbm file ${path} has format version ${version}, and this @sessile/dbm reads format version ${FORMAT_VERSION} and the earlier version ${OLDEST_READ_VERSION} (${advice}); it was left unmodified`,
   );
 }
 

@@ -1,11 +1,13 @@
 import * as zlib from 'node:zlib';
 
 /**
- * The on-disk layout of a dbm file, version 3. The README's "File format" section describes the
+ * The on-disk layout of a dbm file, version 5. The README's "File format" section describes the
  * same thing in prose; change both together and bump FORMAT_VERSION.
  */
 export const FORMAT_MAGIC = Buffer.from('SESSDBM\0', 'latin1');
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
+/** Version 4 differs only in its owner lists, which version 5 still reads: its files open, and their first commit marks them version 5. */
+export const OLDEST_READ_VERSION = 4;
 
 export const PAGE_BYTES = 4096;
 export const HEADER_REGION_BYTES = 4096;
@@ -32,7 +34,10 @@ export const MAX_ID_BYTES = 128;
 export const MAX_OWNER_BYTES = 768;
 
 export const OWNER_LIST_HEADER_BYTES = 16;
-export const OWNER_LIST_MAGIC = 0x4c4f;
+/** An owner list of slots, each checked on its own, so one id is added or taken off in place. */
+export const OWNER_LIST_MAGIC = 0x4c35;
+/** A version-4 owner list, checked as a whole: read, and written anew in slots at its first change. */
+export const OWNER_LIST_V4_MAGIC = 0x4c4f;
 
 export const TRUNK_HEADER_BYTES = 16;
 export const TRUNK_MAGIC = 0x46524545;
@@ -214,10 +219,10 @@ export function decodeHeader(buf: Buffer): HeaderState {
   }
   const version = buf.readUInt32LE(H_VERSION);
   const checked = crc32(buf.subarray(0, H_CRC)) === buf.readUInt32LE(H_CRC);
-  if (version !== FORMAT_VERSION) {
+  if (version < OLDEST_READ_VERSION || version > FORMAT_VERSION) {
     // A later version's header may be laid out otherwise, so its check proves nothing here; an
     // earlier version that fails this one is damage (a torn or cut header reads as version 0).
-    if (!checked && version < FORMAT_VERSION) return { kind: 'damaged' };
+    if (!checked && version < OLDEST_READ_VERSION) return { kind: 'damaged' };
     return { kind: 'unsupported', version, checked };
   }
   if (!checked) return { kind: 'damaged' };

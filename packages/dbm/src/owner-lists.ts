@@ -1,15 +1,16 @@
 import { fnv1a32 } from '@sessile/core/store';
 import { bucketOf, Chain } from './chain.js';
-import { bucketHash, type Entry, type FileHeader } from './format.js';
+import { bucketHash, type Entry, type FileHeader, OWNER_LIST_HEADER_BYTES } from './format.js';
 import {
+  appendToOwnerList,
   decodeOwnerList,
-  findInOwnerList,
-  isIncompleteOwnerList,
   isOwnerListEntry,
+  listedIds,
   OWNER_LIST_EXPIRES_AT,
+  type OwnerList,
   ownerListBytes,
-  ownerListWith,
-  ownerListWithout,
+  type SlotChange,
+  takeOffOwnerList,
 } from './record-format.js';
 import { removeEntry } from './records.js';
 import type { Transaction } from './transaction.js';
@@ -23,29 +24,41 @@ const JOURNALED_LIST_MAX_BYTES = 32 * 1024;
  */
 const MIN_LIST_EXTENT_BYTES = 320;
 /**
- * The lists a process remembers take at most about this much memory (their bytes, plus this
- * much more each): past it, the first remembered are forgotten, and read from the file again.
+ * Taken-off slots are reclaimed by writing the list anew once they outnumber the listed ids and
+ * are at least this many: each such write is paid for by as many removals as it keeps ids.
+ */
+const MIN_TAKEN_OFF_TO_COMPACT = 8;
+/**
+ * The lists a process remembers take at most about this much memory (an estimate per listed
+ * id, plus this much more per list): past it, the first remembered are forgotten, and read from
+ * the file again.
  */
 const MAX_KNOWN_BYTES = 16 * 1024 * 1024;
 const KNOWN_LIST_OVERHEAD_BYTES = 160;
+const KNOWN_ID_BYTES = 128;
+/**
+ * A change in place within this many bytes of the list's start is written whole from there, in
+ * one write, rather than as its header and its slot: one system call fewer when it is applied.
+ */
+const ONE_WRITE_BYTES = 4096;
 
-/** Where an owner's list lies, and its bytes, as the file holds them. */
+/** Where an owner's list lies, and what it holds, as the file holds it. */
 interface KnownList {
   offset: number;
   extentBytes: number;
+  list: OwnerList;
+  /** The list's bytes, as many as its extent holds: changes in place are made here first. */
   bytes: Buffer;
-}
-
-/** A change the open transaction made to what is known: a list, or none (removed or unknown). */
-interface PendingList {
-  owner: string;
-  list: KnownList | undefined;
+  /** What this list adds to the remembered lists' memory, as last counted. */
+  counted: number;
 }
 
 interface Found {
   chain: Chain;
   hash: number;
   list: FoundList | undefined;
+  /** The list found, remembered for changes in place; undefined when it failed its check. */
+  known: KnownList | undefined;
 }
 
 interface FoundList {
@@ -53,8 +66,6 @@ interface FoundList {
   entry: Entry;
   ids: string[];
   complete: boolean;
-  /** The list's bytes; undefined when it failed its check. */
-  bytes: Buffer | undefined;
   /** The list failed its check: it is taken for an empty, incomplete list of this owner. */
   damaged: boolean;
   /** The entry's extent is one this file could have allocated, so it may be rewritten or freed. */
@@ -70,8 +81,10 @@ interface FoundList {
  * The lists this process's own commits wrote or read are remembered while the file is as its
  * last commit left it: every commit raises the header's sequence number, so a header that still
  * has it (and the same end and entry count) means no other process has changed anything since.
- * A change to a remembered list that fits its extent is then written in place without reading
- * the owner's bucket page or the list; every other change reads them, as at first.
+ * A change to a remembered list that fits its extent then writes one slot and the list's header
+ * without reading the owner's bucket page or the list; every other change reads them, as at
+ * first. Remembered lists are changed as the transaction writes, so a transaction that does not
+ * commit makes the store forget them all.
  */
 export class OwnerLists {
   /** Lists as the file holds them while its header has the sequence number, end and count below. */
@@ -80,13 +93,13 @@ export class OwnerLists {
   #appliedSeq = -1;
   #fileEnd = -1;
   #recordCount = -1;
-  /** What the open transaction read or wrote: known once it commits, forgotten if it does not. */
-  readonly #pending: PendingList[] = [];
+  /** Owners whose remembered list the open transaction read or changed. */
+  readonly #touched = new Set<string>();
 
   /** A transaction begins on the file with this header: anything known of another state is forgotten. */
   begin(header: FileHeader): void {
-    if (this.#pending.length > 0) this.#pending.length = 0;
     if (
+      this.#touched.size > 0 ||
       header.appliedSeq !== this.#appliedSeq ||
       header.fileEnd !== this.#fileEnd ||
       header.recordCount !== this.#recordCount
@@ -98,22 +111,18 @@ export class OwnerLists {
 
   /** The open transaction committed, and left the file with this header. */
   committed(header: FileHeader): void {
-    for (const { owner, list } of this.#pending) {
-      const before = this.#known.get(owner);
-      if (before !== undefined) this.#knownBytes -= sizeOf(before);
-      if (list === undefined) {
-        this.#known.delete(owner);
-        continue;
-      }
-      // A list known already keeps its place: the first known are the first forgotten.
-      this.#known.set(owner, list);
-      this.#knownBytes += sizeOf(list);
+    for (const owner of this.#touched) {
+      const known = this.#known.get(owner);
+      if (known === undefined) continue;
+      const size = sizeOf(known);
+      this.#knownBytes += size - known.counted;
+      known.counted = size;
     }
-    this.#pending.length = 0;
+    this.#touched.clear();
     if (this.#knownBytes > MAX_KNOWN_BYTES) {
-      for (const [owner, list] of this.#known) {
+      for (const [owner, known] of this.#known) {
         this.#known.delete(owner);
-        this.#knownBytes -= sizeOf(list);
+        this.#knownBytes -= known.counted;
         if (this.#knownBytes <= MAX_KNOWN_BYTES / 2) break;
       }
     }
@@ -124,7 +133,7 @@ export class OwnerLists {
   forget(): void {
     this.#known.clear();
     this.#knownBytes = 0;
-    this.#pending.length = 0;
+    this.#touched.clear();
     this.#appliedSeq = -1;
   }
 
@@ -133,43 +142,44 @@ export class OwnerLists {
    * `complete` is false after damage to the list, until `replace` writes it anew.
    */
   ownedIds(tx: Transaction, owner: string): { ids: string[]; complete: boolean } {
-    const known = this.#lookup(owner);
-    if (known !== undefined) {
-      const list = decodeOwnerList(known.bytes);
-      return { ids: list?.ids ?? [], complete: list?.complete ?? true };
-    }
-    const { chain, list } = findList(tx, owner);
+    const known = this.#known.get(owner);
+    if (known !== undefined) return { ids: listedIds(known.list), complete: known.list.complete };
+    const { chain, list } = findList(tx, owner).found;
     // A list not found in a bucket that lost entries may have been among them.
     return { ids: list?.ids ?? [], complete: list?.complete ?? !chain.lost };
   }
 
   /** Lists `id` under `owner`, within `tx`. */
   add(tx: Transaction, owner: string, id: string): void {
-    const known = this.#lookup(owner);
+    const known = this.#known.get(owner);
     if (known !== undefined) {
-      if (findInOwnerList(known.bytes, id) >= 0) return;
-      if (this.#writeInPlace(tx, owner, known, ownerListWith(known.bytes, id))) return;
+      if (known.list.slots.has(id)) return;
+      if (this.#appendInPlace(tx, owner, known, id)) return;
     }
     const found = this.#find(tx, owner);
     const { list } = found;
     if (list?.ids.includes(id)) return;
+    // A list just read gets the chance a remembered one had above.
+    const read = known === undefined ? found.known : undefined;
+    if (read !== undefined && this.#appendInPlace(tx, owner, read, id)) return;
     this.#write(tx, found, owner, [...(list?.ids ?? []), id], list?.complete ?? !found.chain.lost);
   }
 
   /** Takes `id` off `owner`'s list, within `tx`; an emptied list is removed unless incomplete. */
   remove(tx: Transaction, owner: string, id: string): void {
-    const known = this.#lookup(owner);
+    const known = this.#known.get(owner);
     if (known !== undefined) {
-      const at = findInOwnerList(known.bytes, id);
-      if (at < 0) return;
-      const bytes = ownerListWithout(known.bytes, at);
-      // An emptied complete list leaves the bucket page: that needs the page.
-      const emptied = bytes.readUInt32LE(4) === 0 && !isIncompleteOwnerList(bytes);
-      if (!emptied && this.#writeInPlace(tx, owner, known, bytes)) return;
+      if (!known.list.slots.has(id)) return;
+      if (this.#takeOffInPlace(tx, owner, known, id)) return;
     }
     const found = this.#find(tx, owner);
     const { list } = found;
     if (list === undefined) return;
+    const read = known === undefined ? found.known : undefined;
+    if (read !== undefined) {
+      if (!read.list.slots.has(id)) return;
+      if (this.#takeOffInPlace(tx, owner, read, id)) return;
+    }
     const ids = list.ids.filter((listed) => listed !== id);
     // A damaged list is written anew, empty and incomplete, so it is read without error again.
     if (ids.length === list.ids.length && !list.damaged) return;
@@ -187,41 +197,65 @@ export class OwnerLists {
     this.#recordCount = header.recordCount;
   }
 
-  #lookup(owner: string): KnownList | undefined {
-    const pending = this.#pending;
-    for (let i = pending.length - 1; i >= 0; i--) {
-      const change = pending[i] as PendingList;
-      if (change.owner === owner) return change.list;
-    }
-    return this.#known.get(owner);
-  }
-
-  /** The list as the file holds it; remembered for this transaction when it is `owner`'s own. */
+  /** The list as the file holds it; remembered when it is `owner`'s own and intact. */
   #find(tx: Transaction, owner: string): Found {
-    const found = findList(tx, owner);
-    const list = found.list;
-    if (list?.bytes !== undefined) {
-      const { recordOffset: offset, extentBytes } = list.entry;
-      this.#pending.push({ owner, list: { offset, extentBytes, bytes: list.bytes } });
-    }
-    return found;
+    const { found, decoded } = findList(tx, owner);
+    if (found.list === undefined || decoded === undefined) return { ...found, known: undefined };
+    const { recordOffset: offset, extentBytes } = found.list.entry;
+    const { list, bytes } = decoded;
+    return { ...found, known: this.#remember(owner, { offset, extentBytes, list, bytes }) };
   }
 
-  /** Writes a known list's new bytes over its extent when they fit there; false when they do not. */
-  #writeInPlace(tx: Transaction, owner: string, known: KnownList, bytes: Buffer): boolean {
-    if (
-      !fitsInPlace(known.extentBytes, bytes) ||
-      !tx.isPlausibleExtent(known.offset, known.extentBytes)
-    ) {
-      return false;
+  /** Remembers `owner`'s list as the open transaction leaves it, or that it has none. */
+  #remember(owner: string, list: Omit<KnownList, 'counted'> | undefined): KnownList | undefined {
+    const before = this.#known.get(owner);
+    if (before !== undefined) this.#knownBytes -= before.counted;
+    this.#touched.add(owner);
+    if (list === undefined) {
+      this.#known.delete(owner);
+      return undefined;
     }
-    // The bucket page that points to the list stays as it is.
-    tx.writeFinal(known.offset, bytes);
-    this.#pending.push({
-      owner,
-      list: { offset: known.offset, extentBytes: known.extentBytes, bytes },
-    });
+    // A list known already keeps its place: the first known are the first forgotten.
+    const known = { ...list, counted: 0 };
+    this.#known.set(owner, known);
+    return known;
+  }
+
+  /** Adds `id` in a new slot at the known list's end, when its extent has room; false if not. */
+  #appendInPlace(tx: Transaction, owner: string, known: KnownList, id: string): boolean {
+    const { list } = known;
+    if (list.v4 || list.end + 1 + id.length > known.extentBytes) return false;
+    if (!tx.isPlausibleExtent(known.offset, known.extentBytes)) return false;
+    this.#writeInPlace(tx, owner, known, appendToOwnerList(list, known.bytes, id));
     return true;
+  }
+
+  /**
+   * Marks `id`'s slot taken off in the known list; false when the list must be written anew
+   * instead: emptied (it leaves the bucket page), mostly taken-off slots, or version 4.
+   */
+  #takeOffInPlace(tx: Transaction, owner: string, known: KnownList, id: string): boolean {
+    const { list } = known;
+    const listed = list.slots.size - 1;
+    const takenOff = list.slotCount - listed;
+    if (list.v4 || (listed === 0 && list.complete)) return false;
+    if (takenOff > listed && takenOff >= MIN_TAKEN_OFF_TO_COMPACT) return false;
+    if (!tx.isPlausibleExtent(known.offset, known.extentBytes)) return false;
+    this.#writeInPlace(tx, owner, known, takeOffOwnerList(list, known.bytes, id));
+    return true;
+  }
+
+  /** Writes the known list's header and `changed` slot; the bucket page stays as it is. */
+  #writeInPlace(tx: Transaction, owner: string, known: KnownList, changed: SlotChange): void {
+    const { offset, bytes } = known;
+    // Copies: the remembered bytes change with the next change in place.
+    if (changed.end <= ONE_WRITE_BYTES) {
+      tx.writeFinal(offset, Buffer.from(bytes.subarray(0, changed.end)));
+    } else {
+      tx.writeFinal(offset, Buffer.from(bytes.subarray(0, OWNER_LIST_HEADER_BYTES)));
+      tx.writeFinal(offset + changed.at, Buffer.from(bytes.subarray(changed.at, changed.end)));
+    }
+    this.#touched.add(owner);
   }
 
   /**
@@ -236,16 +270,24 @@ export class OwnerLists {
     complete: boolean,
   ): void {
     if (ids.length === 0 && complete) {
-      this.#pending.push({ owner, list: undefined });
+      this.#remember(owner, undefined);
       if (list === undefined) return;
       removeEntry(tx, chain, list.index);
       chain.flush();
       return;
     }
-    const bytes = ownerListBytes(owner, ids, complete);
-    if (list?.plausible) {
+    const { bytes, list: written } = ownerListBytes(owner, ids, complete);
+    if (list?.plausible && fitsInPlace(list.entry.extentBytes, bytes)) {
       const { recordOffset: offset, extentBytes } = list.entry;
-      if (this.#writeInPlace(tx, owner, { offset, extentBytes, bytes }, bytes)) return;
+      // The bucket page that points to the list stays as it is.
+      tx.writeFinal(offset, bytes);
+      this.#remember(owner, {
+        offset,
+        extentBytes,
+        list: written,
+        bytes: roomy(bytes, extentBytes),
+      });
+      return;
     }
     const placed = placeList(tx, bytes);
     const entry = { hash, ...placed, expiresAt: OWNER_LIST_EXPIRES_AT };
@@ -258,16 +300,27 @@ export class OwnerLists {
     }
     chain.flush();
     const { recordOffset: offset, extentBytes } = placed;
-    this.#pending.push({ owner, list: { offset, extentBytes, bytes } });
+    this.#remember(owner, { offset, extentBytes, list: written, bytes: roomy(bytes, extentBytes) });
   }
 }
 
-/** The memory a known list holds: one read from the file holds the whole read of its extent. */
-function sizeOf(list: KnownList): number {
-  return list.bytes.buffer.byteLength + KNOWN_LIST_OVERHEAD_BYTES;
+/** An estimate of the memory a known list holds: its bytes, and a map entry per listed id. */
+function sizeOf(known: KnownList): number {
+  return KNOWN_LIST_OVERHEAD_BYTES + known.bytes.length + KNOWN_ID_BYTES * known.list.slots.size;
 }
 
-function findList(tx: Transaction, owner: string): Found {
+/** A copy of a list's `bytes` with room for as many as its extent holds. */
+function roomy(bytes: Buffer, extentBytes: number): Buffer {
+  const copy = Buffer.alloc(extentBytes);
+  bytes.copy(copy);
+  return copy;
+}
+
+/** `owner`'s list in its bucket, and the list itself when it passed its check. */
+function findList(
+  tx: Transaction,
+  owner: string,
+): { found: Omit<Found, 'known'>; decoded: { list: OwnerList; bytes: Buffer } | undefined } {
   const hash = bucketHash(fnv1a32(owner));
   const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
   let damagedList: FoundList | undefined;
@@ -276,29 +329,20 @@ function findList(tx: Transaction, owner: string): Found {
     const entry = chain.entry(index);
     if (!isOwnerListEntry(entry)) continue;
     const plausible = tx.isPlausibleExtent(entry.recordOffset, entry.extentBytes);
-    const list = plausible
-      ? decodeOwnerList(tx.read(entry.recordOffset, entry.extentBytes))
-      : undefined;
+    const bytes = plausible ? tx.read(entry.recordOffset, entry.extentBytes) : undefined;
+    const list = bytes === undefined ? undefined : decodeOwnerList(bytes);
     if (list === undefined) {
-      damagedList ??= {
-        index,
-        entry,
-        ids: [],
-        complete: false,
-        bytes: undefined,
-        damaged: true,
-        plausible,
-      };
+      damagedList ??= { index, entry, ids: [], complete: false, damaged: true, plausible };
     } else if (list.owner === owner) {
-      const { ids, complete, bytes } = list;
+      const { complete } = list;
+      const ids = listedIds(list);
       return {
-        chain,
-        hash,
-        list: { index, entry, ids, complete, bytes, damaged: false, plausible },
+        found: { chain, hash, list: { index, entry, ids, complete, damaged: false, plausible } },
+        decoded: { list, bytes: bytes as Buffer },
       };
     }
   }
-  return { chain, hash, list: damagedList };
+  return { found: { chain, hash, list: damagedList }, decoded: undefined };
 }
 
 function fitsInPlace(extentBytes: number, bytes: Buffer): boolean {

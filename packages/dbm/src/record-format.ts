@@ -6,6 +6,7 @@ import {
   MAX_OWNER_BYTES,
   OWNER_LIST_HEADER_BYTES,
   OWNER_LIST_MAGIC,
+  OWNER_LIST_V4_MAGIC,
   RECORD_HEADER_BYTES,
   RECORD_MAGIC,
 } from './format.js';
@@ -96,23 +97,42 @@ export function touchedRecordTail(head: Buffer, dataStart: number, expiresAt: nu
 // ---------------------------------------------------------------------------------------------
 // Owner lists: the ids of one owner's records, in an extent of their own that a bucket entry
 // marked by a NaN expiresAt points to (so count, ids and sweep, which compare expiries, pass it
-// by). [magic u16][owner length u16][id count u32][check u32][flags u32] owner, then per id its
-// length (u8) and the id. The check is a CRC-32 of what follows the header, then of the flags
-// when any is set.
+// by). [magic u16][owner length u16][slot count u32][check u32][flags u32] owner, then per slot
+// the id's length (u8) and the id; a slot whose first id byte is 0 held an id taken off the list.
+// The check is the sum (mod 2^32) of a CRC-32 of the header's other fields and the owner, and of
+// one CRC-32 per slot seeded with the slot's place, so adding or taking off one id rewrites that
+// slot and the header, never the whole list. Version 4 lists (OWNER_LIST_V4_MAGIC) held only
+// live ids, checked by one CRC-32 of what follows the header, then of the flags when any is set.
 
 /** The expiresAt of a bucket entry that points to an owner list. */
 export const OWNER_LIST_EXPIRES_AT = Number.NaN;
 
 /** Flag: the list replaced a damaged one, so ids of its owner's records may be missing from it. */
 const OWNER_LIST_INCOMPLETE = 1;
+/** Ids are base64url, so no listed id starts with this byte. */
+const TAKEN_OFF = 0;
 
+/** An owner list as read or written, with what a change in place needs to know. */
 export interface OwnerList {
   owner: string;
-  ids: string[];
   /** False when ids of the owner's records may be missing: only a scan can tell them all. */
   complete: boolean;
-  /** The list's bytes, without what follows it in its extent. */
-  bytes: Buffer;
+  /** Each listed id, in list order, and where its slot starts. */
+  slots: Map<string, number>;
+  /** Slots in the list, taken-off ones included. */
+  slotCount: number;
+  /** Where the last slot ends: the list's length in bytes. */
+  end: number;
+  /** The sum of the slots' checks. */
+  slotSum: number;
+  /** A version-4 list: any change writes it anew. */
+  v4: boolean;
+}
+
+/** Where a change in place rewrote a slot: bytes `at` to `end` of the list, besides its header. */
+export interface SlotChange {
+  at: number;
+  end: number;
 }
 
 /** Only an intact entry is taken for an owner list: a damaged one is never read as one. */
@@ -120,103 +140,126 @@ export function isOwnerListEntry(entry: Entry): boolean {
   return entry.damaged !== true && Number.isNaN(entry.expiresAt);
 }
 
-export function ownerListBytes(owner: string, ids: readonly string[], complete: boolean): Buffer {
+/** The list's ids, in list order. */
+export function listedIds(list: OwnerList): string[] {
+  return [...list.slots.keys()];
+}
+
+/** The bytes of a list of `ids`, and the list as `decodeOwnerList` would read them. */
+export function ownerListBytes(
+  owner: string,
+  ids: readonly string[],
+  complete: boolean,
+): { bytes: Buffer; list: OwnerList } {
   const ownerLength = Buffer.byteLength(owner, 'utf8');
   let total = OWNER_LIST_HEADER_BYTES + ownerLength;
   for (const id of ids) total += 1 + id.length;
-  // Not from the shared pool: the owner lists a store remembers keep their bytes.
   const buf = Buffer.alloc(total);
   buf.writeUInt16LE(OWNER_LIST_MAGIC, 0);
   buf.writeUInt16LE(ownerLength, 2);
   buf.writeUInt32LE(ids.length, 4);
   buf.writeUInt32LE(complete ? 0 : OWNER_LIST_INCOMPLETE, 12);
   let at = OWNER_LIST_HEADER_BYTES + buf.write(owner, OWNER_LIST_HEADER_BYTES, 'utf8');
+  const slots = new Map<string, number>();
+  let slotSum = 0;
   for (const id of ids) {
     buf.writeUInt8(id.length, at);
-    at += 1 + buf.write(id, at + 1, 'latin1');
+    buf.write(id, at + 1, 'latin1');
+    slots.set(id, at);
+    slotSum = (slotSum + slotCheck(buf.subarray(at, at + 1 + id.length), at)) >>> 0;
+    at += 1 + id.length;
   }
-  buf.writeUInt32LE(ownerListCheck(buf, at), 8);
-  return buf;
+  const list = { owner, complete, slots, slotCount: ids.length, end: at, slotSum, v4: false };
+  writeListHeader(buf, list);
+  return { bytes: buf, list };
 }
 
-/** Flags count only when set, so files whose lists carry none keep their checks. */
-function ownerListCheck(buf: Buffer, end: number): number {
-  const body = crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, end));
-  return buf.readUInt32LE(12) === 0 ? body : crc32(buf.subarray(12, 16), body);
+function slotCheck(slot: Uint8Array, at: number): number {
+  return crc32(slot, at);
 }
 
-/** A whole owner list, or undefined when its check or lengths do not hold. */
-export function decodeOwnerList(buf: Buffer): OwnerList | undefined {
-  if (buf.length < OWNER_LIST_HEADER_BYTES || buf.readUInt16LE(0) !== OWNER_LIST_MAGIC) {
-    return undefined;
-  }
-  const ownerEnd = OWNER_LIST_HEADER_BYTES + buf.readUInt16LE(2);
-  if (ownerEnd > buf.length) return undefined;
-  const count = buf.readUInt32LE(4);
-  let at = ownerEnd;
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
-    if (at >= buf.length) return undefined;
-    const length = buf.readUInt8(at);
-    if (at + 1 + length > buf.length) return undefined;
-    ids.push(buf.toString('latin1', at + 1, at + 1 + length));
-    at += 1 + length;
-  }
-  if (ownerListCheck(buf, at) !== buf.readUInt32LE(8)) return undefined;
-  const flags = buf.readUInt32LE(12);
-  if ((flags & ~OWNER_LIST_INCOMPLETE) !== 0) return undefined;
-  return {
-    owner: buf.toString('utf8', OWNER_LIST_HEADER_BYTES, ownerEnd),
-    ids,
-    complete: flags === 0,
-    bytes: buf.subarray(0, at),
-  };
+/** The list's check from its header's fields (in `buf`) and owner, and its slots' sum. */
+function listCheck(header: Buffer, list: OwnerList): number {
+  const fields = crc32(header.subarray(12, 16), crc32(header.subarray(0, 8)));
+  return (crc32(Buffer.from(list.owner, 'utf8'), fields) + list.slotSum) >>> 0;
 }
 
-/** True when an owner list's bytes (as `ownerListBytes` wrote them) say it may be incomplete. */
-export function isIncompleteOwnerList(list: Buffer): boolean {
-  return list.readUInt32LE(12) !== 0;
-}
-
-/** Where `id`'s entry starts in an owner list's bytes, or -1 when it is not listed. */
-export function findInOwnerList(list: Buffer, id: string): number {
-  const count = list.readUInt32LE(4);
-  let at = OWNER_LIST_HEADER_BYTES + list.readUInt16LE(2);
-  for (let i = 0; i < count; i++) {
-    const length = list[at] as number;
-    if (length === id.length && listedIdIs(list, at + 1, id)) return at;
-    at += 1 + length;
-  }
-  return -1;
-}
-
-/** Ids are base64url, so each character is one byte of the list (written as latin1). */
-function listedIdIs(list: Buffer, at: number, id: string): boolean {
-  for (let k = 0; k < id.length; k++) if (list[at + k] !== id.charCodeAt(k)) return false;
-  return true;
+/** Writes the list's header, from `list`, into its first bytes. */
+function writeListHeader(bytes: Buffer, list: OwnerList): void {
+  bytes.writeUInt16LE(OWNER_LIST_MAGIC, 0);
+  bytes.writeUInt16LE(Buffer.byteLength(list.owner, 'utf8'), 2);
+  bytes.writeUInt32LE(list.slotCount, 4);
+  bytes.writeUInt32LE(list.complete ? 0 : OWNER_LIST_INCOMPLETE, 12);
+  bytes.writeUInt32LE(listCheck(bytes, list), 8);
 }
 
 /**
- * An owner list's bytes with `id` added at its end, and its count and check updated; `list` is
- * left as it is. The same bytes as `ownerListBytes` of the longer list, without encoding it all.
+ * Adds `id` in a new last slot: `list` and its `bytes`, which must have room for the slot, are
+ * changed in place.
  */
-export function ownerListWith(list: Buffer, id: string): Buffer {
-  const bytes = Buffer.alloc(list.length + 1 + id.length);
-  list.copy(bytes, 0);
-  bytes[list.length] = id.length;
-  bytes.write(id, list.length + 1, 'latin1');
-  bytes.writeUInt32LE(list.readUInt32LE(4) + 1, 4);
-  bytes.writeUInt32LE(ownerListCheck(bytes, bytes.length), 8);
-  return bytes;
+export function appendToOwnerList(list: OwnerList, bytes: Buffer, id: string): SlotChange {
+  const at = list.end;
+  const end = at + 1 + id.length;
+  bytes[at] = id.length;
+  bytes.write(id, at + 1, 'latin1');
+  list.slots.set(id, at);
+  list.slotCount++;
+  list.end = end;
+  list.slotSum = (list.slotSum + slotCheck(bytes.subarray(at, end), at)) >>> 0;
+  writeListHeader(bytes, list);
+  return { at, end };
 }
 
-/** An owner list's bytes without the id entry that starts at `at`; `list` is left as it is. */
-export function ownerListWithout(list: Buffer, at: number): Buffer {
-  const end = at + 1 + (list[at] as number);
-  const bytes = Buffer.alloc(list.length - (end - at));
-  list.copy(bytes, 0, 0, at);
-  list.copy(bytes, at, end);
-  bytes.writeUInt32LE(list.readUInt32LE(4) - 1, 4);
-  bytes.writeUInt32LE(ownerListCheck(bytes, bytes.length), 8);
-  return bytes;
+/** Takes listed `id` off: `list` and its `bytes` are changed in place. */
+export function takeOffOwnerList(list: OwnerList, bytes: Buffer, id: string): SlotChange {
+  const at = list.slots.get(id) as number;
+  const slot = bytes.subarray(at, at + 1 + id.length);
+  const before = slotCheck(slot, at);
+  slot[1] = TAKEN_OFF;
+  list.slots.delete(id);
+  list.slotSum = (list.slotSum - before + slotCheck(slot, at)) >>> 0;
+  writeListHeader(bytes, list);
+  return { at: at + 1, end: at + 2 };
+}
+
+/** A whole owner list, of either layout, or undefined when its check or lengths do not hold. */
+export function decodeOwnerList(buf: Buffer): OwnerList | undefined {
+  if (buf.length < OWNER_LIST_HEADER_BYTES) return undefined;
+  const magic = buf.readUInt16LE(0);
+  if (magic !== OWNER_LIST_MAGIC && magic !== OWNER_LIST_V4_MAGIC) return undefined;
+  const ownerEnd = OWNER_LIST_HEADER_BYTES + buf.readUInt16LE(2);
+  if (ownerEnd > buf.length) return undefined;
+  const flags = buf.readUInt32LE(12);
+  if ((flags & ~OWNER_LIST_INCOMPLETE) !== 0) return undefined;
+  const count = buf.readUInt32LE(4);
+  const v4 = magic === OWNER_LIST_V4_MAGIC;
+  const slots = new Map<string, number>();
+  let slotSum = 0;
+  let at = ownerEnd;
+  for (let i = 0; i < count; i++) {
+    if (at >= buf.length) return undefined;
+    const length = buf.readUInt8(at);
+    const end = at + 1 + length;
+    if (end > buf.length) return undefined;
+    if (!v4) slotSum = (slotSum + slotCheck(buf.subarray(at, end), at)) >>> 0;
+    if (v4 || buf[at + 1] !== TAKEN_OFF) slots.set(buf.toString('latin1', at + 1, end), at);
+    at = end;
+  }
+  const list: OwnerList = {
+    owner: buf.toString('utf8', OWNER_LIST_HEADER_BYTES, ownerEnd),
+    complete: flags === 0,
+    slots,
+    slotCount: count,
+    end: at,
+    slotSum,
+    v4,
+  };
+  const check = v4 ? v4ListCheck(buf, at) : listCheck(buf, list);
+  return check === buf.readUInt32LE(8) ? list : undefined;
+}
+
+/** Flags count only when set, so version-4 lists that carry none keep their checks. */
+function v4ListCheck(buf: Buffer, end: number): number {
+  const body = crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, end));
+  return buf.readUInt32LE(12) === 0 ? body : crc32(buf.subarray(12, 16), body);
 }

@@ -1,12 +1,19 @@
+import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { generateSessionId } from '@sessile/core';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { generateSessionId, SessionManager } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
 import { DATA_START, OWNER_LIST_HEADER_BYTES, OWNER_LIST_MAGIC } from '../src/format.js';
 import { DbmStore, type DbmSweepMode } from '../src/index.js';
 import { useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
-const { newPath } = useTestPaths('owner');
+const { newPath, children } = useTestPaths('owner');
+
+function fixture(name: string): string {
+  return fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+}
 
 const data = new Uint8Array([1, 2, 3]);
 
@@ -262,5 +269,187 @@ describe('DbmStore owner index', () => {
       expect((await store.info()).entries).toBe(4);
       await store.close();
     });
+  });
+});
+
+/** Bytes this thread has passed to write system calls so far (Linux). */
+function bytesWritten(): number {
+  const io = readFileSync('/proc/thread-self/io', 'utf8');
+  return Number(/^wchar: (\d+)$/m.exec(io)?.[1]);
+}
+
+/** Every id whose record carries `owner`, found by reading each record, not from the index. */
+async function carrying(store: DbmStore, owner: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const id of store.ids()) if ((await store.get(id))?.owner === owner) found.push(id);
+  return found.sort();
+}
+
+describe('DbmStore owner index, many sessions of one owner', () => {
+  it('signing out an owner of 2,000 sessions writes per session what one of 100 does, and keeps the index whole', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    const expiresAt = Date.now() + HOUR_MS;
+    const sizes = { small: 100, large: 2000 };
+    const kept: Record<string, string> = {};
+    for (const [owner, count] of Object.entries(sizes)) {
+      for (let k = 0; k < count; k++) {
+        await store.set(generateSessionId(), { data, expiresAt, owner });
+      }
+    }
+    const bob = [generateSessionId(), generateSessionId()];
+    for (const id of bob) await store.set(id, { data, expiresAt, owner: 'bob' });
+    const manager = new SessionManager({ store });
+    const perSession: Record<string, number> = {};
+    for (const [owner, count] of Object.entries(sizes)) {
+      kept[owner] = (await store.ownedBy(owner))[7]?.id as string;
+      const before = bytesWritten();
+      expect(await manager.revokeOwner(owner, { except: kept[owner] })).toBe(count - 1);
+      perSession[owner] = (bytesWritten() - before) / count;
+    }
+    // Each delete rewrote the whole list before: 2,000 sessions wrote 4 times what 100 did.
+    expect(perSession.large).toBeLessThan(1.5 * (perSession.small as number));
+
+    for (const reopen of [false, true]) {
+      const current = reopen ? await DbmStore.open({ path }) : store;
+      for (const owner of Object.keys(sizes)) {
+        expect(await ownedIds(current, owner)).toEqual([kept[owner]]);
+        expect(await carrying(current, owner)).toEqual([kept[owner]]);
+      }
+      expect(await ownedIds(current, 'bob')).toEqual([...bob].sort());
+      expect(await current.count()).toBe(4);
+      // Four records and three lists: nothing is left of the sessions taken off.
+      expect((await current.info()).entries).toBe(7);
+      await current.close();
+    }
+  }, 120_000);
+
+  it('lists what its records say after any mix of additions and removals, before and after reopening', async () => {
+    const path = newPath();
+    let store = await DbmStore.open({ path });
+    const expiresAt = Date.now() + HOUR_MS;
+    const model = new Set<string>();
+    let seed = 12345;
+    const random = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    for (let step = 0; step < 3000; step++) {
+      const roll = random();
+      const listed = [...model];
+      if (roll < 0.45 || listed.length === 0) {
+        const id = generateSessionId();
+        await store.set(id, { data, expiresAt, owner: 'alice' });
+        model.add(id);
+      } else {
+        const id = listed[Math.floor(random() * listed.length)] as string;
+        if (roll < 0.85) await store.delete(id);
+        // Given another owner, or none: it leaves alice's list too.
+        else await store.set(id, { data, expiresAt, ...(roll < 0.92 ? { owner: 'bob' } : {}) });
+        model.delete(id);
+      }
+      if (step % 500 === 499) {
+        expect(await ownedIds(store, 'alice')).toEqual([...model].sort());
+        await store.close();
+        store = await DbmStore.open({ path });
+        expect(await ownedIds(store, 'alice')).toEqual([...model].sort());
+      }
+    }
+    expect(await carrying(store, 'alice')).toEqual([...model].sort());
+    for (const id of model) await store.delete(id);
+    expect(await store.ownedBy('alice')).toEqual([]);
+    await store.close();
+  }, 120_000);
+
+  it('kill -9 while an owner is being signed out leaves her list what her records say', async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    const expiresAt = Date.now() + HOUR_MS;
+    const bob = [generateSessionId(), generateSessionId(), generateSessionId()];
+    for (const id of bob) await store.set(id, { data, expiresAt, owner: 'bob' });
+    await store.close();
+    for (let round = 0; round < 4; round++) {
+      const child = fork(fixture('revoke-writer.mjs'), [path, String(round)], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      let batches = 0;
+      child.on('message', (message: { type: string }) => {
+        if (message.type === 'batch') batches++;
+      });
+      // A kill at a varying point of the sign-out, however loaded the machine.
+      while (batches < 3 + round * 7) {
+        expect(child.exitCode, 'the writer is still running').toBeNull();
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('close', resolve));
+
+      const reopened = await DbmStore.open({ path });
+      const listed = (await reopened.ownedBy('alice')).map((session) => session.id);
+      expect(listed.length, 'no id listed twice').toBe(new Set(listed).size);
+      expect(listed.sort()).toEqual(await carrying(reopened, 'alice'));
+      expect(listed.length).toBeGreaterThan(0);
+      expect(await ownedIds(reopened, 'bob')).toEqual([...bob].sort());
+      await reopened.close();
+    }
+    const final = await DbmStore.open({ path });
+    const manager = new SessionManager({ store: final });
+    await manager.revokeOwner('alice');
+    expect(await final.ownedBy('alice')).toEqual([]);
+    expect(await final.count()).toBe(3);
+    expect((await final.info()).entries).toBe(4);
+    await final.close();
+  }, 120_000);
+});
+
+describe('DbmStore owner lists of a version-4 file', () => {
+  /** The ids make-v4-owners.mjs gave its sessions. */
+  const fixtureId = (prefix: string, i: number) =>
+    `${prefix}${String(i).padStart(6, '0')}`.padEnd(43, 'x');
+  const fixtureIds = (prefix: string, count: number) =>
+    Array.from({ length: count }, (_, i) => fixtureId(prefix, i)).sort();
+
+  function v4File(): string {
+    const path = newPath();
+    writeFileSync(path, gunzipSync(readFileSync(fixture('v4-owners.dbm.gz'))));
+    return path;
+  }
+
+  const versionOf = (path: string) => readFileSync(path).readUInt32LE(8);
+
+  it('are read, and a store that only reads leaves the file as the previous release wrote it', async () => {
+    const path = v4File();
+    const before = readFileSync(path);
+    expect(versionOf(path)).toBe(4);
+    const store = await DbmStore.open({ path });
+    expect(await ownedIds(store, 'alice')).toEqual(fixtureIds('alice', 1000));
+    expect(await ownedIds(store, 'bob')).toEqual(fixtureIds('bob', 3));
+    expect(await store.get(fixtureId('anon', 0))).toMatchObject({
+      expiresAt: Date.UTC(2100, 0, 1),
+    });
+    expect(await store.count()).toBe(1008);
+    await store.close();
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  it('are written anew at their first change, and the file is version 5 from its first commit on', async () => {
+    const path = v4File();
+    const store = await DbmStore.open({ path });
+    const alice = fixtureIds('alice', 1000);
+    const taken = alice.splice(0, 600);
+    for (const id of taken) expect(await store.delete(id)).toBe(true);
+    const added = generateSessionId();
+    await store.set(added, { data, expiresAt: Date.now() + HOUR_MS, owner: 'bob' });
+    expect(versionOf(path)).toBe(5);
+    await store.close();
+
+    const reopened = await DbmStore.open({ path });
+    expect(await ownedIds(reopened, 'alice')).toEqual(alice);
+    expect(await carrying(reopened, 'alice')).toEqual(alice);
+    expect(await ownedIds(reopened, 'bob')).toEqual([...fixtureIds('bob', 3), added].sort());
+    expect(await reopened.count()).toBe(1008 - 600 + 1);
+    expect((await reopened.info()).entries).toBe(1008 - 600 + 1 + 2);
+    await reopened.close();
   });
 });
