@@ -112,8 +112,15 @@ export function lostConnection(error: unknown): boolean {
   if (lostSocket(cause)) return true;
   const { code } = cause as { code?: unknown };
   if (typeof code === 'string') {
-    // SQLSTATE class 08 (connection exception) and the server shutting down, crashed, or starting.
-    return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
+    // SQLSTATE class 08 (connection exception), the server shutting down, crashed or starting,
+    // and a connection it ended for idling (idle_session_timeout) before the statement reached it.
+    return (
+      code.startsWith('08') ||
+      code === '57P01' ||
+      code === '57P02' ||
+      code === '57P03' ||
+      code === '57P05'
+    );
   }
   return (
     cause.message === 'Connection terminated unexpectedly' ||

@@ -4,6 +4,8 @@ import { OwnSockets } from './sockets.js';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
+/** Turns off `idle_session_timeout` where the server has it, and does nothing on one before 14. */
+const IDLE_FOREVER = `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`;
 
 /**
  * What a release NOTIFYs for a key: its SHA-256 in hex, never the key. Every role that can
@@ -93,6 +95,9 @@ export class LockListener {
     });
     client
       .connect()
+      // The connection idles by design: a server's idle_session_timeout (PostgreSQL 14+) would
+      // end it over and over, each time waking every waiter, so it is turned off for this one.
+      .then(() => client.query(IDLE_FOREVER))
       .then(() => client.query(`LISTEN "${this.#channel}"`))
       .then(
         () => {

@@ -5,6 +5,7 @@ import { isSessionError, type SessionLock, type SessionRecord } from '@sessile/c
 import { PostgresStore, type PostgresStoreOptions } from '@sessile/postgres';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { lostConnection } from '../src/database.js';
 import {
   admin,
   CONNECTION_STRING,
@@ -469,6 +470,45 @@ describe('failure', () => {
     await store.close();
     expect(await waiting).toBe('ERR_STORE_CLOSED');
     await held.release();
+  });
+
+  it('on a server that ends idle sessions (idle_session_timeout), the LISTEN connection stays up and a waiter gets the lock', async () => {
+    const applicationName = `sessile_idle_${randomBytes(4).toString('hex')}`;
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('application_name', applicationName);
+    url.searchParams.set('options', '-c idle_session_timeout=100');
+    const table = newTable();
+    const store = await openStore({ connectionString: url.href, table });
+    const peer = await openStore({ table });
+    const id = idOf('idle');
+    const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
+    const waiting = store.locks.acquire(id, { waitMs: 30_000 });
+    const listener = async () => {
+      const { rows } = await admin<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`,
+        [applicationName],
+      );
+      return rows.map((row) => row.pid);
+    };
+    await listening(applicationName);
+    const first = await listener();
+    // Several idle periods: the server ended the connection after each, and it came back anew.
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(await listener()).toEqual(first);
+    await held.release();
+    await (await waiting).release();
+  });
+
+  it('a connection the server ended for idling (57P05) counts as lost, so a waiting claim is sent again', async () => {
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c idle_session_timeout=50');
+    const client = new pg.Client({ connectionString: url.href });
+    const ended = new Promise<Error>((resolve) => client.once('error', resolve));
+    await client.connect();
+    const error = await ended;
+    await client.end().catch(() => {});
+    expect(error).toMatchObject({ code: '57P05' });
+    expect(lostConnection(error)).toBe(true);
   });
 
   it('a process whose store closed while the server stopped answering exits: no pool socket holds it', async () => {
