@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { MAX_SESSION_TIMEOUT_MS } from '@sessile/core';
+import { isSessionId, MAX_SESSION_TIMEOUT_MS } from '@sessile/core';
 import { Command, CommanderError, Option } from 'commander';
 import { STORE_SCHEMES } from './addresses.js';
 import { AES_KEYS_VARIABLE } from './codec.js';
@@ -9,7 +9,7 @@ import { ls, show, stats } from './commands/inspect.js';
 import { sweep } from './commands/sweep.js';
 import { EXIT, type ExitCode, usageError } from './exit-codes.js';
 import { parseWholeNumber } from './numbers.js';
-import { type CommonOptions, printFailureJson, reportError } from './output.js';
+import { type CommonOptions, maskId, printFailureJson, reportError } from './output.js';
 import { PEER_ADDRESSES } from './peers/index.js';
 
 const EXIT_CODES_HELP = `
@@ -320,6 +320,23 @@ function missingCommand(argv: readonly string[]): string {
     : `unknown command '${unknown}'`;
 }
 
+/**
+ * A session id given to `show` before `--` that starts with '-': commander reads it as options,
+ * and one starting with `-V` printed the version and exited 0, as if shown.
+ */
+function dashedShowId(program: Command, argv: readonly string[]): string | undefined {
+  const end = argv.indexOf('--');
+  const before = end === -1 ? argv : argv.slice(0, end);
+  const command = before.find(
+    (arg, index) => !arg.startsWith('-') && !VALUE_OPTIONS.includes(before[index - 1] as string),
+  );
+  if (command !== 'show') return undefined;
+  const flags = program.commands
+    .filter((each) => each.name() === 'show')
+    .flatMap((each) => each.options.flatMap((option) => [option.long, option.short]));
+  return before.find((arg) => arg.startsWith('-') && isSessionId(arg) && !flags.includes(arg));
+}
+
 const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
 
 /** Runs `sessile` with `argv` (without node and the script); resolves to the exit code. */
@@ -328,6 +345,11 @@ export async function run(argv: readonly string[]): Promise<ExitCode> {
   const program = buildProgram((code) => {
     exitCode = code;
   });
+  const dashed = dashedShowId(program, argv);
+  if (dashed !== undefined) {
+    const message = `the session id ${maskId(dashed)} starts with '-', which reads as an option: give it after --, as in sessile show URL -- ID`;
+    return reportError(usageError(message), wantsJson(argv));
+  }
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {

@@ -636,6 +636,38 @@ describe('stats, ls and show', () => {
     expect((await runCli(['show', url, 'not.an.id'])).code).toBe(2);
   });
 
+  it('show given a session id that starts with - before -- says to put it after --, and never prints the version for it', async () => {
+    const { url } = await sqliteWith(0, 0);
+    const path = url.slice('sqlite:'.length);
+    const store = await SqliteStore.open({ path });
+    // -V is the version flag, -h help: commander read such an id as those flags.
+    const ids = [`-V${generateSessionId().slice(2)}`, `-h${generateSessionId().slice(2)}`];
+    await seed(store, ids, () => Date.now() + 60_000);
+    await store.close();
+    for (const id of ids) {
+      const before = await runCli(['show', url, id, '--json']);
+      expect(before.code, before.stdout).toBe(2);
+      expect(jsonOf(before)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE' } });
+      expect(before.stderr).toContain(
+        "starts with '-', which reads as an option: give it after --",
+      );
+      expect(before.stderr).not.toContain(id);
+      const after = await runCli(['show', url, '--json', '--', id]);
+      expect(after.code, after.stderr).toBe(0);
+      expect(jsonOf(after)).toMatchObject({ id });
+    }
+    // An option shaped like an id is still the option.
+    const limited = await runCli([
+      'show',
+      '--max-record-bytes',
+      '4096',
+      url,
+      '--',
+      ids[0] as string,
+    ]);
+    expect(limited.code, limited.stderr).toBe(0);
+  });
+
   // What toExpressStore wrote for a browser-session cookie before defaultTtlMs was bounded.
   it('stats and show report an expiry past the Date range instead of failing', async () => {
     const path = `${nextDir()}.db`;
