@@ -12,8 +12,9 @@ import { type SchemaNames, schemaNames } from './schema.js';
 
 export interface SqliteStoreOptions extends BaseStoreOptions {
   /**
-   * The database file, created when missing. `':memory:'` keeps sessions in this process only;
-   * `''` is refused. Give either `path` or `database`.
+   * The database file, created when missing, with any missing directories above it.
+   * `':memory:'` keeps sessions in this process only; `''`, surrounding whitespace, a NUL and a
+   * name of a directory are refused. Give either `path` or `database`.
    */
   path?: string;
   /** An open better-sqlite3 connection to use instead of `path`. The store never closes it. */

@@ -163,9 +163,10 @@ export class SqliteStore extends BaseStore {
 
   /**
    * What `open(options)` would find, creating and changing nothing: the store's table (it is
-   * there; `open` migrates an older schema), none yet (a missing or empty file, or a database
-   * without the table, which `open` adds), or why `open` would fail (not an SQLite file, a
-   * foreign or newer schema, no right to write the file or its directory).
+   * there; `open` migrates an older schema), none yet (a missing or empty file, also in missing
+   * directories that `open` can make, or a database without the table, which `open` adds), or
+   * why `open` would fail (not an SQLite file, a foreign or newer schema, no right to write the
+   * file or its directory, or to make the missing directories).
    */
   static async probe(options: SqliteStoreOptions): Promise<StoreProbe> {
     const settings = normalizeOptions(options, 'probe');
