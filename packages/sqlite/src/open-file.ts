@@ -70,7 +70,11 @@ async function missingDirectoryOf(path: string): Promise<string | undefined> {
  */
 export async function makeDatabaseDirectory(path: string): Promise<void> {
   const directory = await missingDirectoryOf(path);
-  if (directory === undefined) return;
+  if (directory === undefined) {
+    const dangling = await linkIntoMissingDirectory(path);
+    if (dangling !== undefined) throw cannotOpen(path, dangling.reason, dangling.cause);
+    return;
+  }
   try {
     await mkdir(directory, { recursive: true });
   } catch (error) {
@@ -83,6 +87,37 @@ export async function makeDatabaseDirectory(path: string): Promise<void> {
       refused?.cause ?? error,
     );
   }
+}
+
+/**
+ * Why SQLite cannot create the file at `path`: a symbolic link, or a chain of them, to a missing
+ * file in a missing directory. SQLite follows the link, then says only "unable to open database
+ * file"; the store makes the directories of `path`, not of a link's target. `undefined` otherwise.
+ */
+async function linkIntoMissingDirectory(
+  path: string,
+): Promise<{ reason: string; cause: unknown } | undefined> {
+  let at = resolve(path);
+  // Linux follows at most 40 links; past that SQLite's own error says why.
+  for (let hops = 0; hops <= 40; hops++) {
+    const entry = await lstat(at).catch(() => undefined);
+    if (entry === undefined) {
+      if (hops === 0) return undefined;
+      const directory = dirname(at);
+      const cause = await stat(directory).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      if (cause === undefined) return undefined;
+      return {
+        reason: `it is a symbolic link to ${at}, whose directory ${directory} does not exist`,
+        cause,
+      };
+    }
+    if (!entry.isSymbolicLink()) return undefined;
+    at = resolve(dirname(at), await readlink(at));
+  }
+  return undefined;
 }
 
 /** Any directory will do for the file: `probeStoreDirectory` then judges only whether it can be made or written. */
@@ -349,6 +384,12 @@ export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe>
   const path = settings.path as string;
   const missing = await probeStoreFile(path);
   if (missing !== undefined) {
+    if (missing.state === 'absent') {
+      const dangling = await linkIntoMissingDirectory(path);
+      return dangling === undefined
+        ? missing
+        : { state: 'refused', reason: `${path}: ${dangling.reason}`, cause: dangling.cause };
+    }
     if (missing.state !== 'refused') return missing;
     // `open` makes a missing directory, so only where it cannot is that a refusal.
     const directory = await missingDirectoryOf(path);

@@ -191,6 +191,27 @@ describe('SqliteStore: where a database cannot be opened', () => {
     expect(existsSync(target)).toBe(false);
   });
 
+  it('a symbolic link (or a chain) to a file in a missing directory: probe and open refuse, naming the link and its target', async () => {
+    const target = join(root, 'nowhere-too', 'sessions.db');
+    const link = join(root, 'link-to-nowhere.db');
+    const chain = join(root, 'link-to-link.db');
+    symlinkSync(target, link);
+    symlinkSync(link, chain);
+    for (const path of [link, chain]) {
+      const reason = `it is a symbolic link to ${target}, whose directory ${dirname(target)} does not exist`;
+      expect(await SqliteStore.probe({ path })).toEqual({
+        state: 'refused',
+        reason: `${path}: ${reason}`,
+        cause: expect.objectContaining({ code: 'ENOENT' }),
+      });
+      // SQLite follows the link and says only "unable to open database file".
+      const error = await openError(path);
+      expect(error.message).toBe(`Cannot open SQLite database ${path}: ${reason}`);
+      expect(error.cause).toMatchObject({ code: 'ENOENT' });
+    }
+    expect(existsSync(dirname(target))).toBe(false);
+  });
+
   it('under a file: names the path and the directory', async () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'not a directory');
