@@ -35,12 +35,14 @@ import { GlobalLock, type GlobalLockStats } from './global-lock.js';
 import { type FileInfo, HashFile, type SweepBatchResult } from './hash-file.js';
 import {
   agreeOnStripes,
+  assertDirectoryCreatable,
   checkLockDirectory,
   DANGLING_LINK,
   ensureLockDirectory,
   HOLDERS_DIRECTORY,
   isDanglingLink,
   isDirectory,
+  missingDirectory,
   openDatabaseFile,
   realPathOf,
   STRIPE_COUNT_FILE,
@@ -180,6 +182,18 @@ export class DbmStore extends BaseStore {
     const settings = resolveSettings(options, 'probe');
     const given = resolve(settings.path);
     const givenStripes = options.stripes !== undefined;
+    const directory = dirname(given);
+    try {
+      if (!existsSync(given) && missingDirectory(directory)) {
+        assertDirectoryCreatable(given, directory);
+        return {
+          state: 'absent',
+          reason: `${given} does not exist, nor does its directory ${directory}`,
+        };
+      }
+    } catch (error) {
+      return { state: 'refused', reason: errorMessage(error), cause: error };
+    }
     const missing = await probeStoreFile(given);
     if (missing !== undefined && missing.state !== 'absent') return missing;
     if (missing !== undefined && isDanglingLink(given)) {

@@ -281,18 +281,36 @@ function assertStorage(path: string, where: string): void {
   }
 }
 
-/** Refuses to create the file where it could not live or could not be created. */
+/** Mode of the directories made above a new file: its owner's only, as the file is 0600. */
+const DIRECTORY_MODE = 0o700;
+
+/**
+ * Refuses to create the file where it could not live or could not be created; makes its
+ * directory (mode `DIRECTORY_MODE`, and any missing above it) when that is missing.
+ */
 function assertCreatable(path: string): void {
   const directory = dirname(path);
+  if (missingDirectory(directory)) {
+    assertDirectoryCreatable(path, directory);
+    try {
+      mkdirSync(directory, { recursive: true, mode: DIRECTORY_MODE });
+    } catch (error) {
+      throw cannotOpen(
+        path,
+        `it does not exist, and its directory ${directory} cannot be created: ${errorMessage(error)}`,
+        error,
+      );
+    }
+  }
   let stats: Stats;
   try {
     stats = statSync(directory);
   } catch (error) {
-    const reason =
-      errorCode(error) === 'ENOENT'
-        ? `it does not exist, and neither does its directory ${directory}`
-        : `it does not exist, and its directory cannot be read: ${errorMessage(error)}`;
-    throw cannotOpen(path, reason, error);
+    throw cannotOpen(
+      path,
+      `it does not exist, and its directory cannot be read: ${errorMessage(error)}`,
+      error,
+    );
   }
   if (!stats.isDirectory()) {
     throw cannotOpen(path, `it does not exist, and ${directory} is not a directory`);
@@ -306,6 +324,46 @@ function assertCreatable(path: string): void {
       `it does not exist, and its directory ${directory} is not writable: ${errorMessage(error)}`,
       error,
     );
+  }
+}
+
+/** True when `directory` is missing; other failures to read it are left to the checks after. */
+export function missingDirectory(directory: string): boolean {
+  try {
+    statSync(directory);
+    return false;
+  } catch (error) {
+    return errorCode(error) === 'ENOENT';
+  }
+}
+
+/**
+ * Refuses, before anything is made, a missing `directory` that `open` could not make: on a kernel
+ * pseudo-filesystem (where Node's recursive `mkdir` may never return), below a file or a
+ * symbolic link to a missing directory, or where the nearest directory above it that is there
+ * may not be written.
+ */
+export function assertDirectoryCreatable(path: string, directory: string): void {
+  assertStorage(path, directory);
+  const cannot = `it does not exist, and its directory ${directory} cannot be created`;
+  for (let at = dirname(directory); ; at = dirname(at)) {
+    let stats: Stats;
+    try {
+      stats = lstatSync(at);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT' && dirname(at) !== at) continue;
+      throw cannotOpen(path, `${cannot}: ${errorMessage(error)}`, error);
+    }
+    if (stats.isSymbolicLink()) {
+      const target = statIfPresent(at);
+      if (target === undefined) {
+        throw cannotOpen(path, `${cannot}: ${at} is a symbolic link to a missing directory`);
+      }
+      stats = target;
+    }
+    if (!stats.isDirectory()) throw cannotOpen(path, `${cannot}: ${at} is not a directory`);
+    assertWritable(path, at, cannot);
+    return;
   }
 }
 

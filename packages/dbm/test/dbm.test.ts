@@ -343,18 +343,60 @@ describe('DbmStore file format', () => {
 });
 
 describe('DbmStore refuses paths that cannot hold a database', () => {
-  it('a directory, or a missing file in a missing directory, is refused with ERR_STORE_IO naming it, creating nothing', async () => {
+  it('a directory is refused with ERR_STORE_IO naming it, creating nothing', async () => {
     const directory = dirname(newPath());
     mkdirSync(join(directory, 'sub'));
     const asDirectory = await sessionErrorOf(DbmStore.open({ path: join(directory, 'sub') }));
     expect(asDirectory.code).toBe('ERR_STORE_IO');
     expect(asDirectory.message).toContain(join(directory, 'sub'));
     expect(asDirectory.message).toMatch(/is a directory/);
-    const missing = join(directory, 'nowhere', 'sessions.dbm');
-    const inMissing = await sessionErrorOf(DbmStore.open({ path: missing }));
-    expect(inMissing.code).toBe('ERR_STORE_IO');
-    expect(inMissing.message).toContain(missing);
     expect(readdirSync(directory)).toEqual(['sub']);
+  });
+
+  it('a missing file in missing directories is created with them, mode 0700, as probe foretells', async () => {
+    const directory = dirname(newPath());
+    const path = join(directory, 'var', 'lib', 'app', 'sessions.dbm');
+    const probed = await DbmStore.probe({ path });
+    expect(probed.state).toBe('absent');
+    expect(readdirSync(directory)).toEqual([]);
+
+    const store = await DbmStore.open({ path });
+    const id = generateSessionId();
+    await store.set(id, { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS });
+    await store.close();
+    for (const made of ['var', 'var/lib', 'var/lib/app']) {
+      const stats = statSync(join(directory, made));
+      expect(stats.isDirectory(), made).toBe(true);
+      expect(stats.mode & 0o777, made).toBe(0o700);
+    }
+    expect(readdirSync(dirname(path)).sort()).toEqual(['sessions.dbm', 'sessions.dbm.locks']);
+    expect(await DbmStore.probe({ path })).toEqual({ state: 'present' });
+    const reopened = await DbmStore.open({ path });
+    expect(Buffer.from((await reopened.get(id))?.data ?? []).equals(payload(1, 10))).toBe(true);
+    await reopened.close();
+  });
+
+  it('directories that cannot be made are refused by open and probe alike, naming why, creating nothing', async () => {
+    const directory = dirname(newPath());
+    writeFileSync(join(directory, 'file'), 'not a directory');
+    symlinkSync(join(directory, 'gone'), join(directory, 'link'));
+    const cases = [
+      { path: join(directory, 'file', 'sub', 'sessions.dbm'), why: /not a directory/ },
+      {
+        path: join(directory, 'link', 'sub', 'sessions.dbm'),
+        why: /link is a symbolic link to a missing directory/,
+      },
+    ];
+    for (const { path, why } of cases) {
+      const error = await sessionErrorOf(DbmStore.open({ path }));
+      expect(error.code, path).toBe('ERR_STORE_IO');
+      expect(error.message, path).toContain(path);
+      expect(error.message, path).toMatch(why);
+      const probed = await DbmStore.probe({ path });
+      expect(probed.state, path).toBe('refused');
+      expect(probed.state === 'refused' && probed.reason, path).toMatch(why);
+    }
+    expect(readdirSync(directory).sort()).toEqual(['file', 'link']);
   });
 
   // In a child process, so that a regression which blocks the event loop fails this test
@@ -370,6 +412,7 @@ describe('DbmStore refuses paths that cannot hold a database', () => {
         '/proc/1/mem',
         '/proc/self',
         '/proc/self/sessions.dbm',
+        '/proc/self/missing/sessions.dbm',
         '/proc/self/status/sessions.dbm',
         '/dev/null',
         '/dev/zero',
