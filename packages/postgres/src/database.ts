@@ -132,17 +132,21 @@ export function lostConnection(error: unknown): boolean {
  * The store's statements need READ COMMITTED: a lock's claim reads its session in a second
  * statement, which must see the writes of the release the claim waited for, and fenced writes
  * recheck a lease row another transaction changed instead of failing to serialize. A role or
- * database may default to another level (`default_transaction_isolation`).
+ * database may default to another level (`default_transaction_isolation`). A role's
+ * `lock_timeout` would fail a claim or a commit that queues briefly behind another process's
+ * on the same lease row; the pool's `statement_timeout` bounds that wait instead.
  */
-const READ_COMMITTED = "SET default_transaction_isolation = 'read committed'";
+const CONNECTION_SETTINGS =
+  "SET default_transaction_isolation = 'read committed'; SET lock_timeout = 0";
 
 /**
- * Sets each new connection of the store's own pool to READ COMMITTED before the pool hands it
- * out: a client runs its queries in the order given, and the pool emits `connect` first.
+ * Sets each new connection of the store's own pool to READ COMMITTED, and no lock timeout of
+ * its own, before the pool hands it out: a client runs its queries in the order given, and the
+ * pool emits `connect` first.
  */
-export function readCommittedOnConnect(pool: pg.Pool): void {
+export function settingsOnConnect(pool: pg.Pool): void {
   pool.on('connect', (client) => {
-    client.query(READ_COMMITTED).catch(() => {});
+    client.query(CONNECTION_SETTINGS).catch(() => {});
   });
 }
 

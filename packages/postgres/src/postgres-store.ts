@@ -17,7 +17,7 @@ import {
 } from '@sessile/core/store';
 import type pg from 'pg';
 import { Batches, type BatchKind } from './batches.js';
-import { assertReadCommitted, Database, readCommittedOnConnect } from './database.js';
+import { assertReadCommitted, Database, settingsOnConnect } from './database.js';
 import { LockListener } from './listener.js';
 import { PostgresLocks } from './locks.js';
 import { normalizeOptions, type PostgresStoreOptions, type Settings } from './options.js';
@@ -96,7 +96,7 @@ export class PostgresStore extends BaseStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const settings = normalizeOptions(options, 'open');
     const db = new Database(settings.pool, settings.queryTimeoutMs);
-    if (settings.ownsPool) readCommittedOnConnect(settings.pool);
+    if (settings.ownsPool) settingsOnConnect(settings.pool);
     try {
       const opening = `Opening ${qualified(settings.names, settings.names.table)}`;
       const { unlogged } = await db.withClient(opening, async (client) => {

@@ -167,12 +167,17 @@ function bounded(client: pg.ClientBase, timeoutMs: number): Queryable {
   };
 }
 
-/** Opens a transaction whose statements the server cancels after the store's timeout. */
+/**
+ * Opens a transaction whose statements the server cancels after the store's timeout. Its lock
+ * waits get the same bound, not a role's shorter `lock_timeout`: instances opening at once wait
+ * for the one that migrates, under the schema's advisory lock.
+ */
 async function beginBounded(db: Queryable, begin: string, timeoutMs: number): Promise<void> {
   await db.query(begin);
-  await db.query(`SELECT set_config('statement_timeout', $1, true)`, [
-    String(Math.ceil(timeoutMs)),
-  ]);
+  await db.query(
+    `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)`,
+    [String(Math.ceil(timeoutMs))],
+  );
 }
 
 /**

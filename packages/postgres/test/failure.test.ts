@@ -511,6 +511,40 @@ describe('failure', () => {
     expect(lostConnection(error)).toBe(true);
   });
 
+  it("a role's short lock_timeout fails neither an open waiting for a sibling's migration nor a claim queued behind another's on its lease row", async () => {
+    const applicationName = `sessile_locktimeout_${randomBytes(4).toString('hex')}`;
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('application_name', applicationName);
+    url.searchParams.set('options', '-c lock_timeout=1');
+    const table = newTable();
+    // A sibling migrating the schema: it holds the schema's advisory lock until it commits.
+    const sibling = new pg.Client({ connectionString: CONNECTION_STRING });
+    await sibling.connect();
+    cleanups.push(() => sibling.end());
+    await sibling.query('BEGIN');
+    await sibling.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sessile schema ${schema}`]);
+    const opening = PostgresStore.open({ connectionString: url.href, schema, table });
+    while ((await waitingBackends(applicationName)) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await sibling.query('COMMIT');
+    const store = await opening;
+    cleanups.push(() => store.close());
+    // Another process's claim in flight on the same key: its lease row is locked until it ends.
+    const id = idOf('queued');
+    await sibling.query('BEGIN');
+    await sibling.query(
+      `INSERT INTO "${schema}"."${table}_locks" (id, token, expires_at) VALUES ($1, 'theirs', 0)`,
+      [id],
+    );
+    const claiming = store.locks.acquire(id, { waitMs: 30_000 });
+    while ((await waitingBackends(applicationName)) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await sibling.query('ROLLBACK');
+    await (await claiming).release();
+  });
+
   it('a process whose store closed while the server stopped answering exits: no pool socket holds it', async () => {
     const relay = await faultyRelay();
     cleanups.push(() => relay.close());
