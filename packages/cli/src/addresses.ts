@@ -236,8 +236,24 @@ export function parseStoreAddress(text: string): StoreAddress {
     };
   }
   throw usageError(
-    `${hidePasswordIn(text)}: unknown store '${scheme}:'. Use one of ${STORE_SCHEMES}`,
+    `${hidePasswordIn(text)}: unknown store '${scheme}:'${importInstead(scheme, text)}. Use one of ${STORE_SCHEMES}`,
   );
+}
+
+/** The schemes of the peers `import` reads, which an outsider may give to another command. */
+const PEER_SCHEMES = [
+  'session-file-store',
+  'level-session-store',
+  'connect-sqlite3',
+  'better-sqlite3-session-store',
+  'connect-redis',
+  'connect-pg-simple',
+];
+
+/** For a peer's address given where a store's is wanted, the import that reads it. */
+function importInstead(scheme: string, text: string): string {
+  if (!PEER_SCHEMES.includes(scheme)) return '';
+  return `. ${scheme}: is a peer store: sessile import --from ${hidePasswordIn(text)} --to URL reads it`;
 }
 
 /** Where a store or a peer keeps its data, as `sameStore` compares it. */

@@ -188,6 +188,30 @@ describe('options before the command name', () => {
 });
 
 describe('store addresses', () => {
+  it("a peer's address given to copy, and a store's given to import, say which command reads it", async () => {
+    const wrongCommand = [
+      [
+        ['copy', '--from', 'connect-sqlite3:./app.db', '--to', 'sqlite:./s.db'],
+        'connect-sqlite3: is a peer store: sessile import --from connect-sqlite3:./app.db --to URL reads it',
+      ],
+      [
+        ['import', '--from', 'sqlite:./s.db', '--to', 'file:./s'],
+        "It names a sessile store, which sessile copy --from reads; a peer's data there is connect-sqlite3:./s.db or better-sqlite3-session-store:./s.db",
+      ],
+      [
+        ['import', '--from', 'redis://:Secret-pw@127.0.0.1:6379?prefix=app:', '--to', 'file:./s'],
+        "a peer's data there is connect-redis:redis://:***@127.0.0.1:6379.",
+      ],
+    ];
+    for (const [args, message] of wrongCommand) {
+      const result = await runCli([...(args as string[]), '--json']);
+      expect(result.code).toBe(2);
+      expect(jsonOf(result)).toMatchObject({ ok: false, error: { code: 'ERR_USAGE' } });
+      expect(result.stderr).toContain(message);
+      expect(result.stderr).not.toContain('Secret-pw');
+    }
+  });
+
   it.each([
     ['no scheme', 'sessions.db', 'not a store address'],
     ['an unknown store', 'mongodb://127.0.0.1/x', "unknown store 'mongodb:'"],

@@ -131,8 +131,33 @@ export function parsePeerAddress(text: string, options: PeerOptions): PeerAddres
     };
   }
   throw usageError(
-    `${hidePasswordIn(text)}: unknown peer '${scheme}:'. Use one of ${PEER_ADDRESSES}`,
+    `${hidePasswordIn(text)}: unknown peer '${scheme}:'${storeInstead(scheme, rest, text)}. Use one of ${PEER_ADDRESSES}`,
   );
+}
+
+/** The peers whose data sits where each sessile store's address points: whose `import` was meant. */
+const PEERS_BESIDE: Record<string, readonly string[]> = {
+  sqlite: SQLITE_PEERS,
+  level: ['level-session-store'],
+  file: ['session-file-store'],
+  dbm: [],
+  redis: ['connect-redis'],
+  rediss: ['connect-redis'],
+  postgres: ['connect-pg-simple'],
+  postgresql: ['connect-pg-simple'],
+};
+
+/** For a sessile store's address given to `import`: that `copy` reads it, and the peer's address. */
+function storeInstead(scheme: string, rest: string, text: string): string {
+  const peers = PEERS_BESIDE[scheme];
+  if (peers === undefined) return '';
+  const server = scheme.startsWith('redis') || scheme.startsWith('postgres');
+  // A server peer takes the URL without a store's parameters (`?prefix=`), a path peer the path.
+  const at = server ? (text.split('?')[0] as string) : rest;
+  const peerAddresses = peers.map((peer) => `${peer}:${hidePasswordIn(at)}`);
+  const peerText =
+    peerAddresses.length === 0 ? '' : `; a peer's data there is ${peerAddresses.join(' or ')}`;
+  return `. It names a sessile store, which sessile copy --from reads${peerText}`;
 }
 
 /** Opens a peer's data from an address such as `connect-sqlite3:./sessions.db`. */
