@@ -382,18 +382,18 @@ export async function inspectExisting(settings: Settings, readonly = true): Prom
  */
 export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe> {
   const path = settings.path as string;
+  // `open` makes a missing directory, so only where it cannot is that a refusal. Looked at
+  // first: an open making it at this moment must not turn the answer into a refusal.
+  const directory =
+    pseudoFilesystemOf(path) === undefined ? await missingDirectoryOf(path) : undefined;
+  if (directory !== undefined) return probeNewDirectory(path, directory);
   const missing = await probeStoreFile(path);
   if (missing !== undefined) {
-    if (missing.state === 'absent') {
-      const dangling = await linkIntoMissingDirectory(path);
-      return dangling === undefined
-        ? missing
-        : { state: 'refused', reason: `${path}: ${dangling.reason}`, cause: dangling.cause };
-    }
-    if (missing.state !== 'refused') return missing;
-    // `open` makes a missing directory, so only where it cannot is that a refusal.
-    const directory = await missingDirectoryOf(path);
-    return directory === undefined ? missing : probeNewDirectory(path, directory);
+    if (missing.state !== 'absent') return missing;
+    const dangling = await linkIntoMissingDirectory(path);
+    return dangling === undefined
+      ? missing
+      : { state: 'refused', reason: `${path}: ${dangling.reason}`, cause: dangling.cause };
   }
   try {
     const holdsDatabase = await assertSqliteFile(path);
