@@ -1,19 +1,22 @@
 import { accessSync, constants, existsSync, type Stats, statSync } from 'node:fs';
-import { lstat, mkdir, open as openFile, readlink, stat } from 'node:fs/promises';
+import { open as openFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isSessionError, SessionError } from '@sessile/core';
 import {
   errorMessage,
   fileKindOf,
-  probeStoreDirectory,
   probeStoreFile,
   pseudoFilesystemOf,
-  type StoreDirectoryRules,
   type StoreProbe,
   UnlinkGuard,
 } from '@sessile/core/store';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
+import {
+  linkIntoMissingDirectory,
+  missingDirectoryOf,
+  probeNewDirectory,
+} from './database-directory.js';
 import { retryWhileBusy, setBusySlice } from './executor.js';
 import type { Settings } from './options.js';
 import { inspectSchema, type SchemaState } from './schema.js';
@@ -49,101 +52,6 @@ export function assertDatabasePath(path: string): void {
   if (stats !== undefined && !stats.isFile()) {
     throw cannotOpen(path, `it is ${fileKindOf(stats)}, not a regular file`);
   }
-}
-
-/** The database file's directory when it is missing (and `open` makes it), else `undefined`. */
-async function missingDirectoryOf(path: string): Promise<string | undefined> {
-  const directory = dirname(resolve(path));
-  try {
-    await stat(directory);
-    return undefined;
-  } catch (error) {
-    // A file in the way or no access: SQLite's open fails there, and `explain` says why.
-    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? directory : undefined;
-  }
-}
-
-/**
- * Makes the missing directories above the database file, as the stores kept in a directory make
- * theirs: SQLite creates only the file. Call after `assertDatabasePath`, since a recursive
- * `mkdir` never returns on some `/proc` paths.
- */
-export async function makeDatabaseDirectory(path: string): Promise<void> {
-  const directory = await missingDirectoryOf(path);
-  if (directory === undefined) {
-    const dangling = await linkIntoMissingDirectory(path);
-    if (dangling !== undefined) throw cannotOpen(path, dangling.reason, dangling.cause);
-    return;
-  }
-  try {
-    await mkdir(directory, { recursive: true });
-  } catch (error) {
-    // Node's recursive mkdir says ENOENT on a read-only filesystem; the probe finds the reason.
-    const found = await probeNewDirectory(path, directory).catch(() => undefined);
-    const refused = found?.state === 'refused' ? found : undefined;
-    throw cannotOpen(
-      path,
-      `cannot create its directory ${directory}: ${refused?.reason ?? errorMessage(error)}`,
-      refused?.cause ?? error,
-    );
-  }
-}
-
-/**
- * Why SQLite cannot create the file at `path`: a symbolic link, or a chain of them, to a missing
- * file in a missing directory. SQLite follows the link, then says only "unable to open database
- * file"; the store makes the directories of `path`, not of a link's target. `undefined` otherwise.
- */
-async function linkIntoMissingDirectory(
-  path: string,
-): Promise<{ reason: string; cause: unknown } | undefined> {
-  let at = resolve(path);
-  // Linux follows at most 40 links; past that SQLite's own error says why.
-  for (let hops = 0; hops <= 40; hops++) {
-    const entry = await lstat(at).catch(() => undefined);
-    if (entry === undefined) {
-      if (hops === 0) return undefined;
-      const directory = dirname(at);
-      const cause = await stat(directory).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      if (cause === undefined) return undefined;
-      return {
-        reason: `it is a symbolic link to ${at}, whose directory ${directory} does not exist`,
-        cause,
-      };
-    }
-    if (!entry.isSymbolicLink()) return undefined;
-    at = resolve(dirname(at), await readlink(at));
-  }
-  return undefined;
-}
-
-/** Any directory will do for the file: `probeStoreDirectory` then judges only whether it can be made or written. */
-const ANY_DIRECTORY: StoreDirectoryRules = { kind: 'a directory', isStore: () => true };
-
-/**
- * What `probe` answers for a file whose directory is missing: `'absent'` where `open` can make
- * the directory with its parents, refused where it cannot (no right to write the nearest existing
- * directory, a read-only filesystem, a symbolic link to a missing directory on the way).
- */
-async function probeNewDirectory(path: string, directory: string): Promise<StoreProbe> {
-  for (let at = directory; dirname(at) !== at; at = dirname(at)) {
-    const entry = await lstat(at).catch(() => undefined);
-    if (entry === undefined) continue;
-    // A recursive mkdir does not make a link's target.
-    if (entry.isSymbolicLink() && (await stat(at).catch(() => undefined)) === undefined) {
-      return {
-        state: 'refused',
-        reason: `${at} is a symbolic link to a missing directory (${await readlink(at)})`,
-      };
-    }
-    break;
-  }
-  const found = await probeStoreDirectory(directory, ANY_DIRECTORY);
-  if (found.state === 'refused') return found;
-  return { state: 'absent', reason: `${path} does not exist, nor does its directory ${directory}` };
 }
 
 /**

@@ -20,16 +20,17 @@ import {
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
 import { Checkpointer } from './checkpointer.js';
+import { makeDatabaseDirectory } from './database-directory.js';
 import { Executor, retryWhileBusy, setBusySlice } from './executor.js';
 import { type FencedWrite, fencedWrite, SqliteLocks } from './locks.js';
 import {
   assertDatabasePath,
   assertSqliteFile,
   assertWritable,
+  cannotOpen,
   databaseFile,
   guardAgainstUnlink,
   inspectExisting,
-  makeDatabaseDirectory,
   openFailure,
   probeDatabaseFile,
   readOnlyRefusal,
@@ -200,7 +201,8 @@ export class SqliteStore extends BaseStore {
     const { path } = settings;
     if (path !== undefined && path !== ':memory:') {
       assertDatabasePath(path);
-      await makeDatabaseDirectory(path);
+      const misplaced = await makeDatabaseDirectory(path);
+      if (misplaced !== undefined) throw cannotOpen(path, misplaced.reason, misplaced.cause);
       if (await assertSqliteFile(path)) await inspectExisting(settings);
     }
     let db: BetterSqlite3.Database;
