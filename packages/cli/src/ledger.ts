@@ -29,9 +29,20 @@ export interface Ledger {
   close(): Promise<void>;
 }
 
+/** What keeps the ledger from being read or written, in words beside the errno code. */
+function ledgerProblem(path: string, error: unknown): string {
+  const { code } = error as NodeJS.ErrnoException;
+  if (code === 'ENOENT') return `ENOENT, its directory ${dirname(path)} does not exist`;
+  if (code === 'ENOTDIR') return `ENOTDIR, a part of the path is a file, not a directory`;
+  if (code === 'EISDIR') return 'EISDIR, it is a directory; give a file';
+  if (code === 'EACCES' || code === 'EPERM') return `${code}, permission denied`;
+  if (code === 'EROFS') return 'EROFS, it is on a read-only filesystem';
+  return code ?? (error as Error).message;
+}
+
 function ledgerError(path: string, error: unknown): CliError {
   return new CliError(
-    `--ledger ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    `--ledger ${path}: ${ledgerProblem(path, error)}`,
     EXIT.failure,
     'ERR_STORE_IO',
     { cause: error },

@@ -887,6 +887,36 @@ describe('copy', () => {
     },
   );
 
+  it('a --ledger that is a directory, or in one that is not there, is refused saying which, and nothing is written', async () => {
+    const { url } = await sqliteWith(2, 0);
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const targetPath = join(dir, 'target.db');
+    for (const [ledger, problem] of [
+      [dir, 'EISDIR, it is a directory; give a file'],
+      [
+        join(dir, 'missing', 'copy.ledger'),
+        `ENOENT, its directory ${join(dir, 'missing')} does not exist`,
+      ],
+    ] as const) {
+      const result = await runCli([
+        'copy',
+        '--from',
+        url,
+        '--to',
+        `sqlite:${targetPath}`,
+        '--ledger',
+        ledger,
+        '--json',
+      ]);
+      expect(result.code).toBe(1);
+      expect(jsonOf(result)).toMatchObject({
+        error: { code: 'ERR_STORE_IO', message: `--ledger ${ledger}: ${problem}` },
+      });
+      expect(existsSync(targetPath)).toBe(false);
+    }
+  });
+
   it('again after the switch with --ledger, a session logged out on the new store stays out, and new ones arrive', async () => {
     const { path, url, live } = await sqliteWith(3, 0);
     const targetPath = `${nextDir()}.db`;

@@ -11,7 +11,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { generateSessionId, jsonCodec } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
 import { FileStore } from '@sessile/file';
@@ -1122,7 +1122,12 @@ describe('what cannot be imported', () => {
       expect([dryRun, result.code, jsonOf(result)]).toMatchObject([
         dryRun,
         1,
-        { error: { code: 'ERR_STORE_IO', message: `--ledger ${ledger}: ENOENT` } },
+        {
+          error: {
+            code: 'ERR_STORE_IO',
+            message: `--ledger ${ledger}: ENOENT, its directory ${dirname(ledger)} does not exist`,
+          },
+        },
       ]);
     }
     expect(existsSync(`${peer}.db`)).toBe(false);
