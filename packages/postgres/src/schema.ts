@@ -325,6 +325,17 @@ async function inspectSchema(db: Queryable, names: SchemaNames): Promise<SchemaS
     }
     return true;
   };
+  // A table takes its name as a type too: a standalone type of that name (an enum, a domain)
+  // makes CREATE TABLE fail. Implicit array types are moved aside by PostgreSQL itself.
+  const { rows: types } = await db.query<{ name: string }>(
+    `SELECT t.typname AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = $1 AND t.typname = ANY($2::text[]) AND t.typrelid = 0
+       AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)`,
+    [names.schema, [names.table, names.locks, names.versions]],
+  );
+  const clash = types[0]?.name;
+  if (clash !== undefined)
+    throw foreign(names, clash, 'is a type, whose name its table would need');
   const versionsExists = assertShape(names.versions, SHAPES.versions);
   let version: number | undefined;
   if (versionsExists) {

@@ -312,6 +312,29 @@ describe('schema', () => {
     expect(await tableNames()).toEqual(tablesBefore);
   });
 
+  it('refuses a name an enum or domain type holds, which probe answers refused too, and opens beside an implicit array type', async () => {
+    for (const [name, kind, definition] of [
+      [newTable('enum_'), 'TYPE', "AS ENUM ('a')"],
+      [newTable('domain_'), 'DOMAIN', 'AS integer'],
+    ] as const) {
+      for (const taken of [name, `${name}_locks`]) {
+        await admin(`CREATE ${kind} "${schema}"."${taken}" ${definition}`);
+        const tablesBefore = await tableNames();
+        const options = { connectionString: CONNECTION_STRING, schema, table: name };
+        expect(await PostgresStore.probe(options)).toMatchObject({ state: 'refused' });
+        const error = await PostgresStore.open(options).catch((failure: unknown) => failure);
+        expect(error).toMatchObject({ code: 'ERR_UNSUPPORTED' });
+        expect((error as Error).message).toContain(`"${schema}"."${taken}"`);
+        expect(await tableNames()).toEqual(tablesBefore);
+        await admin(`DROP ${kind} "${schema}"."${taken}"`);
+      }
+    }
+    // Another store's table x has the array type _x, which PostgreSQL moves aside for a table _x.
+    const table = newTable('arrays');
+    await (await openStore({ table })).close();
+    await (await openStore({ table: `_${table}` })).close();
+  });
+
   it('refuses a table with sessile-like columns but no version record', async () => {
     const table = newTable();
     await admin(
