@@ -99,7 +99,7 @@ export function touchedRecordTail(head: Buffer, dataStart: number, expiresAt: nu
 // marked by a NaN expiresAt points to (so count, ids and sweep, which compare expiries, pass it
 // by). [magic u16][owner length u16][slot count u32][check u32][flags u32] owner, then per slot
 // the id's length (u8) and the id; a slot whose first id byte is 0 held an id taken off the list.
-// The check is the sum (mod 2^32) of a CRC-32 of the header's other fields and the owner, and of
+// The check is the sum (mod 2^32) of a CRC-32 of the owner then the header's other fields, and of
 // one CRC-32 per slot seeded with the slot's place, so adding or taking off one id rewrites that
 // slot and the header, never the whole list. Version 4 lists (OWNER_LIST_V4_MAGIC) held only
 // live ids, checked by one CRC-32 of what follows the header, then of the flags when any is set.
@@ -125,6 +125,8 @@ export interface OwnerList {
   end: number;
   /** The sum of the slots' checks. */
   slotSum: number;
+  /** The CRC-32 of the owner's bytes, where the list's check starts. */
+  ownerCrc: number;
   /** A version-4 list: any change writes it anew. */
   v4: boolean;
 }
@@ -160,6 +162,7 @@ export function ownerListBytes(
   buf.writeUInt32LE(ids.length, 4);
   buf.writeUInt32LE(complete ? 0 : OWNER_LIST_INCOMPLETE, 12);
   let at = OWNER_LIST_HEADER_BYTES + buf.write(owner, OWNER_LIST_HEADER_BYTES, 'utf8');
+  const ownerCrc = crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, at));
   const slots = new Map<string, number>();
   let slotSum = 0;
   for (const id of ids) {
@@ -169,8 +172,9 @@ export function ownerListBytes(
     slotSum = (slotSum + slotCheck(buf.subarray(at, at + 1 + id.length), at)) >>> 0;
     at += 1 + id.length;
   }
-  const list = { owner, complete, slots, slotCount: ids.length, end: at, slotSum, v4: false };
-  writeListHeader(buf, list);
+  const slotCount = ids.length;
+  const list = { owner, complete, slots, slotCount, end: at, slotSum, ownerCrc, v4: false };
+  buf.writeUInt32LE(listCheck(buf, list), 8);
   return { bytes: buf, list };
 }
 
@@ -178,18 +182,15 @@ function slotCheck(slot: Uint8Array, at: number): number {
   return crc32(slot, at);
 }
 
-/** The list's check from its header's fields (in `buf`) and owner, and its slots' sum. */
+/** The list's check from its owner, its header's other fields (in `header`), and its slots' sum. */
 function listCheck(header: Buffer, list: OwnerList): number {
-  const fields = crc32(header.subarray(12, 16), crc32(header.subarray(0, 8)));
-  return (crc32(Buffer.from(list.owner, 'utf8'), fields) + list.slotSum) >>> 0;
+  const fields = crc32(header.subarray(12, 16), crc32(header.subarray(0, 8), list.ownerCrc));
+  return (fields + list.slotSum) >>> 0;
 }
 
-/** Writes the list's header, from `list`, into its first bytes. */
-function writeListHeader(bytes: Buffer, list: OwnerList): void {
-  bytes.writeUInt16LE(OWNER_LIST_MAGIC, 0);
-  bytes.writeUInt16LE(Buffer.byteLength(list.owner, 'utf8'), 2);
+/** Rewrites the slot count and check in the list's header after a change in place. */
+function updateListHeader(bytes: Buffer, list: OwnerList): void {
   bytes.writeUInt32LE(list.slotCount, 4);
-  bytes.writeUInt32LE(list.complete ? 0 : OWNER_LIST_INCOMPLETE, 12);
   bytes.writeUInt32LE(listCheck(bytes, list), 8);
 }
 
@@ -206,7 +207,7 @@ export function appendToOwnerList(list: OwnerList, bytes: Buffer, id: string): S
   list.slotCount++;
   list.end = end;
   list.slotSum = (list.slotSum + slotCheck(bytes.subarray(at, end), at)) >>> 0;
-  writeListHeader(bytes, list);
+  updateListHeader(bytes, list);
   return { at, end };
 }
 
@@ -218,7 +219,7 @@ export function takeOffOwnerList(list: OwnerList, bytes: Buffer, id: string): Sl
   slot[1] = TAKEN_OFF;
   list.slots.delete(id);
   list.slotSum = (list.slotSum - before + slotCheck(slot, at)) >>> 0;
-  writeListHeader(bytes, list);
+  updateListHeader(bytes, list);
   return { at: at + 1, end: at + 2 };
 }
 
@@ -252,6 +253,7 @@ export function decodeOwnerList(buf: Buffer): OwnerList | undefined {
     slotCount: count,
     end: at,
     slotSum,
+    ownerCrc: crc32(buf.subarray(OWNER_LIST_HEADER_BYTES, ownerEnd)),
     v4,
   };
   const check = v4 ? v4ListCheck(buf, at) : listCheck(buf, list);
