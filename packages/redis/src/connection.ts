@@ -1,5 +1,5 @@
 import { isSessionError, SessionError } from '@sessile/core';
-import { KeyedQueue, lostSocket } from '@sessile/core/store';
+import { KeyedQueue, lostSocket, MAX_POLL_DELAY_MS, MIN_POLL_DELAY_MS } from '@sessile/core/store';
 import {
   createClient,
   type createCluster,
@@ -564,7 +564,16 @@ function sender(
 ): Send {
   const options = signalled(deadlines, replies);
   if (isCluster(client)) {
-    return (firstKey, args) => client.sendCommand(firstKey, false, args, options());
+    return (firstKey, args) => {
+      const sent = options();
+      return client
+        .sendCommand(firstKey, false, args, sent)
+        .catch((error: unknown) =>
+          resendOnTryAgain(error, sent.abortSignal, () =>
+            client.sendCommand(firstKey, false, args, options()),
+          ),
+        );
+    };
   }
   if (isSentinel(client)) {
     return (_firstKey, args) =>
@@ -578,6 +587,32 @@ function sender(
   }
   return (_firstKey, args) =>
     unready() ? Promise.reject(new NotConnected()) : client.sendCommand(args, options());
+}
+
+/**
+ * Sends a cluster command again, with back-off, while its slot's master answers `TRYAGAIN`: its
+ * keys are split between the two masters of a slot being moved (`redis-cli --cluster reshard`),
+ * and Redis ran nothing. Until the operation fails for want of an answer (`signal` aborts).
+ */
+async function resendOnTryAgain(
+  error: unknown,
+  signal: AbortSignal,
+  send: () => Promise<unknown>,
+): Promise<unknown> {
+  let delayMs = MIN_POLL_DELAY_MS;
+  for (;;) {
+    if (!(error instanceof Error && error.message.startsWith('TRYAGAIN ')) || signal.aborted) {
+      throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    delayMs = Math.min(delayMs * 2, MAX_POLL_DELAY_MS);
+    if (signal.aborted) throw error;
+    try {
+      return await send();
+    } catch (next) {
+      error = next;
+    }
+  }
 }
 
 /**

@@ -110,11 +110,16 @@ export class OwnRedis {
   }
 }
 
-/** A 3-master Redis Cluster on loopback ports, joined with `redis-cli --cluster create`. */
+/**
+ * A Redis Cluster on loopback ports, joined with `redis-cli --cluster create`: one master per
+ * port, or with `replicas`, that many replicas per master among the ports.
+ */
 export class OwnCluster {
   readonly nodes: OwnRedis[];
+  readonly #replicas: number;
 
-  constructor(ports: number[]) {
+  constructor(ports: number[], { replicas = 0, nodeTimeoutMs = 2000 } = {}) {
+    this.#replicas = replicas;
     this.nodes = ports.map(
       (port) =>
         new OwnRedis(port, [
@@ -123,7 +128,7 @@ export class OwnCluster {
           '--cluster-config-file',
           `nodes-${port}.conf`,
           '--cluster-node-timeout',
-          '2000',
+          String(nodeTimeoutMs),
         ]),
     );
   }
@@ -135,7 +140,8 @@ export class OwnCluster {
   async start(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.start()));
     const addresses = this.nodes.map((node) => `127.0.0.1:${node.port}`);
-    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes']);
+    const replicas = ['--cluster-replicas', String(this.#replicas)];
+    await run('redis-cli', ['--cluster', 'create', ...addresses, ...replicas, '--cluster-yes']);
     await this.untilOk();
   }
 
@@ -150,10 +156,24 @@ export class OwnCluster {
           ),
         ),
       );
-      if (states.every((state) => state.includes('cluster_state:ok'))) return;
+      if (states.every((state) => state.includes('cluster_state:ok'))) {
+        if (await this.#replicasInSync()) return;
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error('the test cluster did not reach cluster_state:ok');
+  }
+
+  /** True once every replica's link to its master is up (it has the master's data). */
+  async #replicasInSync(): Promise<boolean> {
+    for (const node of this.nodes) {
+      const info = await run('redis-cli', ['-p', String(node.port), 'INFO', 'replication']).then(
+        ({ stdout }) => stdout,
+        () => '',
+      );
+      if (!info.includes('role:master') && !info.includes('master_link_status:up')) return false;
+    }
+    return true;
   }
 
   /** The node on `port`. */
