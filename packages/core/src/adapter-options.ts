@@ -5,6 +5,7 @@ import {
   type SessionCookieAttributes,
   type VerifiedCookie,
 } from './cookies.js';
+import { isSessionError } from './errors.js';
 import {
   type AcceptExpressSessionOptions,
   ExpressSessionCookie,
@@ -445,4 +446,19 @@ export function setGivenHeaders(res: EarlyHeaders, args: unknown[]): unknown[] {
     }
   }
   return hasMessage ? args.slice(0, 2) : args.slice(0, 1);
+}
+
+/**
+ * True when a failed commit lost nothing the request did: the session was unmodified (the commit
+ * had only a lazy touch to make, or found its lock lost) and the store or lock failed. An adapter
+ * then sends the handler's answer as it is, where a lost save answers 500.
+ */
+export function commitLostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
+  if (!isSessionError(error)) return false;
+  try {
+    return session.status === 'unchanged';
+  } catch {
+    // Data JSON cannot hold (a BigInt): the request did change it.
+    return false;
+  }
 }

@@ -61,6 +61,12 @@ export interface VerifiedCookie {
   signedWithOldSecret: boolean;
   /** Read from express-session's cookie: the response sets this cookie instead and clears that one. */
   fromExpressSession?: boolean;
+  /**
+   * Every validly signed id of the request's cookies of this name, in the order sent (`value`
+   * first), when there are several: one left under an old `path` or `domain` comes first, and
+   * `manager.open(values)` then opens the first that is a live session.
+   */
+  values?: readonly string[];
 }
 
 /**
@@ -228,11 +234,19 @@ export class SessionCookie {
   }
 
   #verifyOwn(cookieHeader: string | string[] | undefined): VerifiedCookie | undefined {
+    let first: VerifiedCookie | undefined;
+    let values: string[] | undefined;
     for (const decoded of cookieValues(cookieHeader, this.name, MAX_SAME_NAME_COOKIES)) {
       const verified = this.#verifySigned(decoded);
-      if (verified !== undefined) return verified;
+      if (verified === undefined) continue;
+      if (first === undefined) first = verified;
+      else if (!(values ?? [first.value]).includes(verified.value)) {
+        values ??= [first.value];
+        values.push(verified.value);
+      }
     }
-    return undefined;
+    if (first !== undefined && values !== undefined) first.values = values;
+    return first;
   }
 
   #verifySigned(signed: string): VerifiedCookie | undefined {
@@ -280,11 +294,18 @@ export class SessionCookie {
     touchAfterMs: number,
   ): string | undefined {
     if (session.retired) return undefined;
-    const requestId = requestCookie?.value;
+    // The session of a later cookie of this name, where the first named none (one left under an
+    // old path or domain): it is set again under this cookie's own.
+    const fromLaterCookie =
+      requestCookie?.values !== undefined &&
+      session.id !== requestCookie.value &&
+      requestCookie.values.includes(session.id);
+    const requestId = fromLaterCookie ? session.id : requestCookie?.value;
     const fromExpressSession = requestCookie?.fromExpressSession === true;
     // Re-signing at once is what lets the old secret be dropped after one idle timeout; an
     // adopted express-session id gets this cookie at once, so that cookie can be cleared.
-    const resign = requestCookie?.signedWithOldSecret === true || fromExpressSession;
+    const resign =
+      requestCookie?.signedWithOldSecret === true || fromExpressSession || fromLaterCookie;
     const predicted = outcome ?? predictOutcome(session, touchAfterMs);
     switch (predicted) {
       case 'saved':

@@ -33,6 +33,7 @@ import {
   connectionClosed,
   describeValue,
   hasMethods,
+  MAX_SAME_NAME_COOKIES,
   storeHint,
 } from './util.js';
 
@@ -83,6 +84,11 @@ function checkOpenOptions(options: unknown, known: readonly string[], where: str
 export interface RevokeOwnerOptions {
   /** A session id to keep: the current one, for "sign out other devices". */
   except?: string;
+}
+
+/** A session id a client may name: reserved ids name sessile's own locks (cleanup, owners). */
+function isClientId(id: unknown): id is string {
+  return isSessionId(id) && !isReservedId(id);
 }
 
 function defaultOnError(error: unknown): void {
@@ -212,7 +218,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * id, which is stored only once it is modified. Rejects with `ERR_LOCK_TIMEOUT` when the lock
    * is not free within `waitMs`, and with `ERR_STORE_CLOSED` after `close()`.
    */
-  async open(idFromClient?: string | null, options: OpenOptions = {}): Promise<Session<Data>> {
+  async open(
+    idFromClient?: string | readonly string[] | null,
+    options: OpenOptions = {},
+  ): Promise<Session<Data>> {
     checkOpenOptions(options, OPEN_OPTIONS, 'manager.open');
     assertAbortSignal(options.signal, 'manager.open: signal');
     return this.#open(idFromClient, options, options.signal);
@@ -220,13 +229,15 @@ export class SessionManager<Data extends SessionData = SessionData> {
 
   /** `stop`: the signal that ends a wait for the lock, or a function making it when one starts. */
   async #open(
-    idFromClient: string | null | undefined,
+    idFromClient: string | readonly string[] | null | undefined,
     options: Omit<OpenOptions, 'signal'>,
     stop: AbortSignal | (() => AbortSignal) | undefined,
   ): Promise<Session<Data>> {
     if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The session manager is closed');
-    // Reserved ids name sessile's own locks (cleanup, owners): a client must never hold one.
-    if (isSessionId(idFromClient) && !isReservedId(idFromClient)) {
+    if (Array.isArray(idFromClient)) {
+      const session = await this.#openFirstLive(idFromClient, options, stop);
+      if (session !== undefined) return session;
+    } else if (isClientId(idFromClient)) {
       const session = await this.#openExisting(idFromClient, options, stop);
       if (session !== undefined) return session;
     }
@@ -244,11 +255,33 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   /**
+   * The first of a request's cookie ids, in the order sent, that is a live session. An id
+   * retired by a login counts only when no later one is live: the login's new id is in a later
+   * cookie when the retired one sits under an old path or domain.
+   */
+  async #openFirstLive(
+    ids: readonly unknown[],
+    options: Omit<OpenOptions, 'signal'>,
+    stop: AbortSignal | (() => AbortSignal) | undefined,
+  ): Promise<Session<Data> | undefined> {
+    let retired: string | undefined;
+    for (const id of ids.slice(0, MAX_SAME_NAME_COOKIES)) {
+      if (!isClientId(id) || id === retired) continue;
+      const session = await this.#openExisting(id, options, stop);
+      if (session === undefined) continue;
+      if (!session.retired) return session;
+      retired ??= id;
+      await session.discard();
+    }
+    return retired === undefined ? undefined : this.#openExisting(retired, options, stop);
+  }
+
+  /**
    * `open()` for an HTTP request: a client that closes `connection` (its `ServerResponse`)
    * while the request waits for the session's lock stops the wait.
    */
   async openForConnection(
-    idFromClient: string | null | undefined,
+    idFromClient: string | readonly string[] | null | undefined,
     connection: ConnectionEvents,
     options: Omit<OpenOptions, 'signal'> = {},
   ): Promise<Session<Data>> {

@@ -1,6 +1,7 @@
 // `@sessile/core/store`: what a store or an HTTP adapter is built from. Applications need only
 // `@sessile/core`.
 export {
+  commitLostNothing,
   type EarlyHeaders,
   openSessionAdapter,
   type ResponseEvents,

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ExpressSessionCookie,
+  generateSessionId,
   MAX_COOKIE_AGE_MS,
   MemoryStore,
   MIN_SECRET_LENGTH,
@@ -183,6 +184,27 @@ describe('SessionCookie signing and rotation', () => {
     expect(cookie.read(`${forged(7, 'b')}; ${valid}`)).toBe('abc');
   });
 
+  it('lists every validly signed id when a request sends several cookies of its name, in order', () => {
+    const cookie = new SessionCookie({ secrets: [NEW, OLD] });
+    const old = new SessionCookie({ secrets: OLD });
+    const pair = (first: string, second: string) =>
+      `sid=${encodeURIComponent(first)}; other=1; sid=${encodeURIComponent(second)}`;
+    expect(cookie.verify(pair(old.sign('stale'), cookie.sign('live')))).toEqual({
+      value: 'stale',
+      signedWithOldSecret: true,
+      values: ['stale', 'live'],
+    });
+    // One valid cookie among forgeries, or the same id twice, is a single id as before.
+    expect(cookie.verify(pair('forged.x', cookie.sign('live')))).toEqual({
+      value: 'live',
+      signedWithOldSecret: false,
+    });
+    expect(cookie.verify(pair(cookie.sign('live'), old.sign('live')))).toEqual({
+      value: 'live',
+      signedWithOldSecret: false,
+    });
+  });
+
   describe('forResponse', () => {
     async function setup(options: Partial<SessionManagerOptions> = {}) {
       const store = new MemoryStore();
@@ -218,6 +240,57 @@ describe('SessionCookie signing and rotation', () => {
       const touched = await manager.open(id);
       await touched.commit();
       expect(during.forResponse(touched, received, 'touched', 0)).toMatch(/^sid=[^;]+\./);
+    });
+
+    it('opens the live session of a later cookie when the first names none, and sets it again under its own path', async () => {
+      const { manager, id: live } = await setup();
+      const gone = await manager.open(undefined);
+      gone.data.count = 5;
+      await gone.commit();
+      expect(await manager.revoke(gone.id)).toBe(true);
+      // A cookie left under an old path comes first: a browser sends the longer path first.
+      const received = now.verify(
+        `sid=${encodeURIComponent(now.sign(gone.id))}; sid=${encodeURIComponent(now.sign(live))}`,
+      );
+      expect(received?.values).toEqual([gone.id, live]);
+      const session = await manager.open(received?.values ?? null);
+      expect([session.id, session.data]).toEqual([live, { count: 1 }]);
+      const outcome = await session.commit();
+      expect(outcome).toBe('unchanged');
+      const setCookie = now.forResponse(session, received, outcome, 60_000);
+      expect(now.unsign(decodeURIComponent(setCookie?.split(';')[0]?.split('=')[1] ?? ''))).toBe(
+        live,
+      );
+      // The live one first: opened as before, and nothing to set.
+      const first = now.verify(
+        `sid=${encodeURIComponent(now.sign(live))}; sid=${encodeURIComponent(now.sign(gone.id))}`,
+      );
+      const again = await manager.open(first?.values ?? null);
+      expect(again.id).toBe(live);
+      expect(now.forResponse(again, first, await again.commit(), 60_000)).toBeUndefined();
+      // None live, or only reserved ids: a fresh session.
+      const fresh = await manager.open([gone.id, '_sessile-sweeper_', 'short']);
+      expect([fresh.isNew, fresh.id === gone.id]).toEqual([true, false]);
+      await fresh.commit();
+    });
+
+    it("prefers a login's new id in a later cookie to the id it retired in an earlier one", async () => {
+      const { manager, id: oldId } = await setup({ regenerateGraceMs: 60_000 });
+      const login = await manager.open(oldId);
+      await login.regenerate();
+      login.data.user = 'ada';
+      await login.commit();
+      const session = await manager.open([oldId, login.id]);
+      expect([session.id, session.retired, session.data]).toEqual([
+        login.id,
+        false,
+        { count: 1, user: 'ada' },
+      ]);
+      await session.commit();
+      // Alone, or before ids that name nothing, the retired id still serves its grace window.
+      const graced = await manager.open([oldId, generateSessionId()]);
+      expect([graced.id, graced.retired]).toEqual([oldId, true]);
+      await graced.commit();
     });
 
     it('never sets the cookie of an id another request regenerated in its grace window, persistent or re-signed', async () => {

@@ -1,18 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import { isUint8Array } from 'node:util/types';
-import {
-  type CommitOutcome,
-  isSessionError,
-  type Session,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
-  type VerifiedCookie,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
+  VerifiedCookie,
 } from '@sessile/core';
 import {
+  commitLostNothing,
   openSessionAdapter,
   type SessionAdapterOptions,
   sessionProperty,
@@ -101,7 +101,7 @@ export function sessile<Data extends SessionData = SessionData>(
     if ((res as unknown) instanceof Http2ServerResponse) throw new TypeError(HTTP2_REFUSED);
     const requestCookie = cookie.verify(req.headers.cookie);
     const session = await manager.openForConnection(
-      requestCookie?.value,
+      requestCookie?.values ?? requestCookie?.value,
       res,
       adapter.openOptions(req),
     );
@@ -191,7 +191,7 @@ export function sessile<Data extends SessionData = SessionData>(
             hold.release();
             reportCommitError(error, req);
             // A session the request only read loses nothing: its answer stands, without a cookie.
-            if (res.headersSent || lostNothing(session, error)) {
+            if (res.headersSent || commitLostNothing(session, error)) {
               endNow(args);
               return;
             }
@@ -251,20 +251,6 @@ const FOREIGN_SESSION =
 const setSession = sessionProperty(
   "sessile(): req.session is the request's Session and cannot be replaced; to log out, await req.session.invalidate()",
 );
-
-/**
- * True when a failed commit lost nothing the request did: the session was unmodified (the commit
- * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
- */
-function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
-  if (!isSessionError(error)) return false;
-  try {
-    return session.status === 'unchanged';
-  } catch {
-    // Data JSON cannot hold (a BigInt): the request did change it.
-    return false;
-  }
-}
 
 function appendSetCookie(res: ServerResponse, header: string): void {
   const existing = res.getHeader('set-cookie');

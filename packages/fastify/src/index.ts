@@ -1,15 +1,18 @@
-import {
-  type CommitOutcome,
-  isSessionError,
-  type Session,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
-  type VerifiedCookie,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
+  VerifiedCookie,
 } from '@sessile/core';
-import { openSessionAdapter, type SessionAdapterOptions } from '@sessile/core/store';
+import {
+  commitLostNothing,
+  openSessionAdapter,
+  type SessionAdapterOptions,
+} from '@sessile/core/store';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
@@ -90,7 +93,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     let session: Session<SessionData>;
     try {
       session = await manager.openForConnection(
-        requestCookie?.value,
+        requestCookie?.values ?? requestCookie?.value,
         reply.raw,
         adapter.openOptions(request),
       );
@@ -151,7 +154,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     } catch (error) {
       reportCommitError(error, request);
       // A session the request only read loses nothing: its reply stands, without a cookie.
-      if (lostNothing(session, error)) return payload;
+      if (commitLostNothing(session, error)) return payload;
       // A stream that is never sent would keep what it reads (a file descriptor) open.
       if (isStream(payload)) payload.destroy();
       // The handler's answer claims a save that did not happen: don't send it, nor any of its
@@ -177,20 +180,6 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
 
   if (ownsManager) fastify.addHook('onClose', async () => manager.close());
 };
-
-/**
- * True when a failed commit lost nothing the request did: the session was unmodified (the commit
- * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
- */
-function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
-  if (!isSessionError(error)) return false;
-  try {
-    return session.status === 'unchanged';
-  } catch {
-    // Data JSON cannot hold (a BigInt): the request did change it.
-    return false;
-  }
-}
 
 function isStream(payload: unknown): payload is { destroy(): void } {
   return (

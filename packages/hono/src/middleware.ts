@@ -1,16 +1,16 @@
 import type { Http2Bindings, HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import {
-  type CommitOutcome,
-  isSessionError,
-  type Session,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
 } from '@sessile/core';
 import {
+  commitLostNothing,
   openSessionAdapter,
   type SessionAdapterOptions,
   setGivenHeaders,
@@ -92,7 +92,7 @@ export function sessile<Data extends SessionData = SessionData>(
     let session: Session<Data>;
     try {
       session = await manager.openForConnection(
-        requestCookie?.value,
+        requestCookie?.values ?? requestCookie?.value,
         outgoing,
         adapter.openOptions(c),
       );
@@ -138,7 +138,7 @@ export function sessile<Data extends SessionData = SessionData>(
     } catch (error) {
       reportCommitError(error, c);
       // A session the request only read loses nothing: its answer stands, without a cookie.
-      if (c.env.outgoing.headersSent || lostNothing(session, error)) return;
+      if (c.env.outgoing.headersSent || commitLostNothing(session, error)) return;
       // The handler's answer claims a save that did not happen: don't send it, nor its headers.
       // A stream that is never sent would keep what it reads (a file descriptor) open.
       const dropped = c.res.body;
@@ -194,20 +194,6 @@ function setSession(c: Context, session: Session<SessionData>): void {
     }) as typeof c.set;
   }
   c.set('session', session);
-}
-
-/**
- * True when a failed commit lost nothing the request did: the session was unmodified (the commit
- * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
- */
-function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
-  if (!isSessionError(error)) return false;
-  try {
-    return session.status === 'unchanged';
-  } catch {
-    // Data JSON cannot hold (a BigInt): the request did change it.
-    return false;
-  }
 }
 
 /**

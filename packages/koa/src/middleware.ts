@@ -1,15 +1,15 @@
 import { STATUS_CODES } from 'node:http';
-import {
-  type CommitOutcome,
-  isSessionError,
-  type Session,
-  type SessionCookie,
-  type SessionCookieAttributes,
-  type SessionData,
-  type SessionManager,
-  type SessionManagerOptions,
+import type {
+  CommitOutcome,
+  Session,
+  SessionCookie,
+  SessionCookieAttributes,
+  SessionData,
+  SessionManager,
+  SessionManagerOptions,
 } from '@sessile/core';
 import {
+  commitLostNothing,
   openSessionAdapter,
   type SessionAdapterOptions,
   sessionProperty,
@@ -75,7 +75,7 @@ export function sessile<Data extends SessionData = SessionData>(
     let session: Session<Data>;
     try {
       session = await manager.openForConnection(
-        requestCookie?.value,
+        requestCookie?.values ?? requestCookie?.value,
         ctx.res,
         adapter.openOptions(ctx),
       );
@@ -128,7 +128,7 @@ export function sessile<Data extends SessionData = SessionData>(
     } catch (error) {
       reportCommitError(error, ctx);
       // A session the request only read loses nothing: its answer stands, without a cookie.
-      if (ctx.headerSent || lostNothing(session, error)) return;
+      if (ctx.headerSent || commitLostNothing(session, error)) return;
       // The handler's answer claims a save that did not happen: don't send it.
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.status = 500;
@@ -155,20 +155,6 @@ export function sessile<Data extends SessionData = SessionData>(
 const setSession = sessionProperty(
   "@sessile/koa: ctx.session is the request's Session and cannot be replaced; to log out, await ctx.session.invalidate()",
 );
-
-/**
- * True when a failed commit lost nothing the request did: the session was unmodified (the commit
- * had only a lazy touch to make, or found its lock lost) and the store or lock failed.
- */
-function lostNothing(session: Pick<Session, 'status'>, error: unknown): boolean {
-  if (!isSessionError(error)) return false;
-  try {
-    return session.status === 'unchanged';
-  } catch {
-    // Data JSON cannot hold (a BigInt): the request did change it.
-    return false;
-  }
-}
 
 /**
  * Adds `cookies` to the response Koa's own error handling sends for this request, should an

@@ -146,6 +146,29 @@ export function storeScenarios(harness: Harness, fixture: HttpStoreFixture): voi
       expect(await jar.json(`${url}/count`)).toMatchObject({ count: 1 });
     });
 
+    test('keeps a user signed in when a cookie of the same name that names no session comes first', async () => {
+      const { url } = await start(await openStore());
+      const user = new CookieJar();
+      await user.json(`${url}/increment`, { method: 'POST' });
+      const live = user.cookies.get('sid') as string;
+      // A cookie left under an old path or domain, whose session ended: browsers send it first.
+      const other = new CookieJar();
+      await other.json(`${url}/increment`, { method: 'POST' });
+      const stale = other.cookies.get('sid') as string;
+      await other.json(`${url}/logout`, { method: 'POST' });
+      const both = (first: string, second: string) => ({
+        headers: { cookie: `sid=${first}; sid=${second}` },
+      });
+      const increment = await fetch(`${url}/increment`, { method: 'POST', ...both(stale, live) });
+      expect(await increment.json()).toMatchObject({ count: 2 });
+      // Its own cookie is set again with the live id, under this app's path.
+      const setCookie = increment.headers.getSetCookie();
+      expect(setCookie.map((line) => line.split(';')[0])).toEqual([`sid=${live}`]);
+      const reversed = await fetch(`${url}/count`, both(live, stale));
+      expect(await reversed.json()).toMatchObject({ count: 2 });
+      expect(await user.json(`${url}/count`)).toMatchObject({ count: 2 });
+    });
+
     test('accepts a cookie signed with an old secret during rotation, and not after it', async () => {
       const store = await openStore();
       const before = await start(store, { secret: OLD_SECRET });
