@@ -1,6 +1,7 @@
 import { SessionError } from '@sessile/core';
 import { lostSocket, toStoreIoError } from '@sessile/core/store';
 import pg from 'pg';
+import { STORE_TYPES } from './types.js';
 
 /**
  * The store's way to the server: every statement goes through the pool, one checkout per
@@ -30,7 +31,7 @@ export class Database {
     text: string,
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    const config = { name, text, values, query_timeout: this.timeoutMs };
+    const config = { name, text, values, query_timeout: this.timeoutMs, types: STORE_TYPES };
     let gaveUp = false;
     const sent = this.pool.connect().then((client) => {
       if (gaveUp) {
@@ -162,6 +163,7 @@ export async function assertReadCommitted(
   const { rows } = await client.query<{ level: string }>({
     text: "SELECT current_setting('default_transaction_isolation') AS level",
     query_timeout: timeoutMs,
+    types: STORE_TYPES,
   } as pg.QueryConfig);
   const level = rows[0]?.level;
   // PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.

@@ -6,6 +6,7 @@ import {
 } from '@sessile/core';
 import { describeValue, errorMessage } from '@sessile/core/store';
 import type pg from 'pg';
+import { STORE_TYPES } from './types.js';
 
 /**
  * The schema version this release records for its tables. 2 added the `owner` column and its
@@ -161,7 +162,7 @@ function bounded(client: pg.ClientBase, timeoutMs: number): Queryable {
   return {
     query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
       // pg reads `query_timeout` from a query's config; its types do not list it.
-      const config = { text, values, query_timeout: timeoutMs };
+      const config = { text, values, query_timeout: timeoutMs, types: STORE_TYPES };
       return client.query<R>(config);
     },
   };

@@ -1119,6 +1119,36 @@ describe("the app's pool", () => {
     expect(await store.set(id, record('again'), { only: 'present' })).toBe(false);
   });
 
+  it("reads every record whatever type parsers the app's pool has, and whatever bytea_output its role uses", async () => {
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c bytea_output=escape');
+    // An app's parsers: each column as the server's text, as some apps want numbers or bytes.
+    const types = { getTypeParser: () => (text: string) => text } as pg.CustomTypesConfig;
+    for (const connectionString of [CONNECTION_STRING, url.href]) {
+      const pool = new pg.Pool({ connectionString, types });
+      pool.on('error', () => {});
+      cleanups.push(() => pool.end());
+      const table = newTable();
+      await (await openStore({ pool, table })).close();
+      const store = await openStore({ pool, table });
+      const id = idOf('typed');
+      const data = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 7) % 256));
+      const expiresAt = Date.now() + HOUR_MS + 0.25;
+      await store.set(id, { data, expiresAt, owner: 'ü\u0000\\x' });
+      const expected = { data: new Uint8Array(data), expiresAt, owner: 'ü\u0000\\x' };
+      expect(await store.get(id)).toEqual(expected);
+      expect(await store.count()).toBe(1);
+      expect(await store.ownedBy('ü\u0000\\x')).toEqual([{ id, record: expected }]);
+      const { lock, record: read } = await (store.locks.acquireAndGet?.(id) ??
+        Promise.reject(new Error('PostgresStore offers acquireAndGet')));
+      expect(read).toEqual(expected);
+      expect(await store.set(id, { ...expected, expiresAt: 1 }, { lock, release: true })).toBe(
+        true,
+      );
+      expect(await store.sweep({ limit: 10 })).toMatchObject({ removed: 1, done: true });
+    }
+  });
+
   it("the LISTEN connection signs in with the pool's password, as its connections do", async () => {
     const gate = await passwordGate('s3cret');
     cleanups.push(() => gate.close());
