@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import { access, readdir, stat } from 'node:fs/promises';
+import { access, lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { errorMessage, fileKindOf, pseudoFilesystemOf } from './util.js';
 
@@ -200,4 +200,21 @@ export async function probeStoreFile(path: string): Promise<StoreProbe | undefin
   return (
     (await writableDirectory(directory)) ?? { state: 'absent', reason: `${path} does not exist` }
   );
+}
+
+/**
+ * Why a missing directory at `path` cannot be made when a symbolic link to a missing directory
+ * is at it or above it (a recursive `mkdir` does not make a link's target; it reports ENOENT),
+ * or `undefined`. The nearest thing there decides.
+ */
+export async function danglingLinkAbove(path: string): Promise<string | undefined> {
+  for (let at = resolve(path); dirname(at) !== at; at = dirname(at)) {
+    const entry = await lstat(at).catch(() => undefined);
+    if (entry === undefined) continue;
+    if (!entry.isSymbolicLink() || (await stat(at).catch(() => undefined)) !== undefined) {
+      return undefined;
+    }
+    return `${at} is a symbolic link to a missing directory (${await readlink(at)})`;
+  }
+  return undefined;
 }

@@ -78,6 +78,7 @@ export {
   type StoreAdapterOptions,
 } from './store-adapter.js';
 export {
+  danglingLinkAbove,
   otherFilesIn,
   probeStoreDirectory,
   probeStoreFile,

@@ -1,5 +1,5 @@
-import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, readdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   type HeldLease,
   isSessionError,
@@ -13,6 +13,7 @@ import {
 } from '@sessile/core';
 import {
   BaseStore,
+  danglingLinkAbove,
   HostGuards,
   otherFilesIn,
   probeStoreDirectory,
@@ -333,16 +334,8 @@ const FILE_STORE_DIRECTORY: StoreDirectoryRules = {
 async function probeDirectory(path: string): Promise<StoreProbe> {
   const probe = await probeStoreDirectory(path, FILE_STORE_DIRECTORY);
   if (probe.state !== 'absent') return probe;
-  for (let at = resolve(path); ; at = dirname(at)) {
-    const stats = await lstat(at).catch(() => undefined);
-    if (stats?.isSymbolicLink()) {
-      return {
-        state: 'refused',
-        reason: `${at} is a symbolic link to a missing directory (${await readlink(at)})`,
-      };
-    }
-    if (stats !== undefined || dirname(at) === at) return probe;
-  }
+  const dangling = await danglingLinkAbove(path);
+  return dangling === undefined ? probe : { state: 'refused', reason: dangling };
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   assertPositiveInteger,
   BaseStore,
   type BaseStoreOptions,
+  danglingLinkAbove,
   describeValue,
   KeyedLocks,
   KeyedQueue,
@@ -54,7 +55,6 @@ import { hasCode, LevelHandle } from './level-handle.js';
 import {
   assertLevelDirectory,
   assertStoragePath,
-  danglingLinkAt,
   LEVELDB_DIRECTORY,
   openError,
 } from './open-path.js';
@@ -284,7 +284,7 @@ export class LevelStore extends BaseStore {
     const { path } = target;
     const found = await probeStoreDirectory(path, LEVELDB_DIRECTORY);
     if (found.state === 'absent') {
-      const dangling = await danglingLinkAt(path);
+      const dangling = await danglingLinkAbove(path);
       return dangling === undefined ? found : { state: 'refused', reason: dangling };
     }
     if (found.state !== 'present') return found;

@@ -1,8 +1,13 @@
 import { constants } from 'node:fs';
-import { access, lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
-import { otherFilesIn, pseudoFilesystemOf, type StoreDirectoryRules } from '@sessile/core/store';
+import {
+  danglingLinkAbove,
+  otherFilesIn,
+  pseudoFilesystemOf,
+  type StoreDirectoryRules,
+} from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
 
 /**
@@ -75,7 +80,9 @@ export async function openError(error: unknown, path: string): Promise<SessionEr
       return undefined;
     },
   );
-  const blocked = missing ? ((await danglingLinkAt(path)) ?? (await uncreatable(path))) : undefined;
+  const blocked = missing
+    ? ((await danglingLinkAbove(path)) ?? (await uncreatable(path)))
+    : undefined;
   const what =
     kind !== undefined
       ? `it is ${kind}, not a directory (${reason})`
@@ -118,21 +125,4 @@ async function uncreatable(path: string): Promise<string | undefined> {
       return undefined;
     }
   }
-}
-
-/**
- * Why a missing directory at `path` cannot be created when a symbolic link to a missing
- * directory is at it or above it (a recursive mkdir does not make a link's target), or
- * `undefined`.
- */
-export async function danglingLinkAt(path: string): Promise<string | undefined> {
-  for (let at = resolve(path); dirname(at) !== at; at = dirname(at)) {
-    const entry = await lstat(at).catch(() => undefined);
-    if (entry === undefined) continue;
-    if (!entry.isSymbolicLink() || (await stat(at).catch(() => undefined)) !== undefined) {
-      return undefined;
-    }
-    return `${at} is a symbolic link to a missing directory (${await readlink(at)})`;
-  }
-  return undefined;
 }

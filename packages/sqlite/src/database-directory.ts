@@ -1,6 +1,7 @@
 import { lstat, mkdir, readlink, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import {
+  danglingLinkAbove,
   errorMessage,
   probeStoreDirectory,
   type StoreDirectoryRules,
@@ -88,18 +89,8 @@ const ANY_DIRECTORY: StoreDirectoryRules = { kind: 'a directory', isStore: () =>
  * directory, a read-only filesystem, a symbolic link to a missing directory on the way).
  */
 export async function probeNewDirectory(path: string, directory: string): Promise<StoreProbe> {
-  for (let at = directory; dirname(at) !== at; at = dirname(at)) {
-    const entry = await lstat(at).catch(() => undefined);
-    if (entry === undefined) continue;
-    // A recursive mkdir does not make a link's target.
-    if (entry.isSymbolicLink() && (await stat(at).catch(() => undefined)) === undefined) {
-      return {
-        state: 'refused',
-        reason: `${at} is a symbolic link to a missing directory (${await readlink(at)})`,
-      };
-    }
-    break;
-  }
+  const dangling = await danglingLinkAbove(directory);
+  if (dangling !== undefined) return { state: 'refused', reason: dangling };
   const found = await probeStoreDirectory(directory, ANY_DIRECTORY);
   if (found.state === 'refused') return found;
   return { state: 'absent', reason: `${path} does not exist, nor does its directory ${directory}` };
