@@ -33,13 +33,25 @@ export class Database {
   ): Promise<pg.QueryResult<R>> {
     const config = { name, text, values, query_timeout: this.timeoutMs, types: STORE_TYPES };
     let gaveUp = false;
-    const sent = this.pool.connect().then((client) => {
-      if (gaveUp) {
-        client.release();
-        throw this.timedOut(actionOf(name));
+    const send = () =>
+      this.pool.connect().then((client) => {
+        if (gaveUp) {
+          client.release();
+          throw this.timedOut(actionOf(name));
+        }
+        return checkedOut(client, () => client.query<R>(config));
+      });
+    // A connection the server ended for idling never ran the statement, and the pool has
+    // dropped it: the statement goes again, on another connection (each idle one may be ended).
+    const sent = (async () => {
+      for (;;) {
+        try {
+          return await send();
+        } catch (error) {
+          if (gaveUp || !endedForIdling(error)) throw error;
+        }
       }
-      return checkedOut(client, () => client.query<R>(config));
-    });
+    })();
     return this.#withDeadline(sent, actionOf(name), undefined, () => {
       gaveUp = true;
     });
@@ -99,6 +111,14 @@ export class Database {
       );
     });
   }
+}
+
+/**
+ * Whether the server ended the connection for idling (`idle_session_timeout`, SQLSTATE 57P05)
+ * before the statement sent on it reached the server: it ends only an idle session.
+ */
+function endedForIdling(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '57P05';
 }
 
 /**

@@ -499,6 +499,17 @@ describe('failure', () => {
     await (await waiting).release();
   });
 
+  it('a call given a pooled connection the server ended for idling (idle_session_timeout) is sent again on another', async () => {
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c idle_session_timeout=100');
+    const store = await openStore({ connectionString: url.href, poolSize: 2 });
+    const id = idOf('idle');
+    await Promise.all([store.set(id, record('kept')), store.get(idOf('other'))]);
+    // A busy event loop: the server ends the idle connections before the pool can hear of it.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
+    expect(textOf((await store.get(id))?.data)).toBe('kept');
+  });
+
   it('a connection the server ended for idling (57P05) counts as lost, so a waiting claim is sent again', async () => {
     const url = new URL(CONNECTION_STRING);
     url.searchParams.set('options', '-c idle_session_timeout=50');
