@@ -1165,7 +1165,6 @@ describe('copy', () => {
     ['level', 'that is a regular file', (dir) => `level:${join(dir, 'a-file')}`],
     ['level', 'that is a directory of other files', (dir) => `level:${join(dir, 'foreign')}`],
     ['sqlite', 'inside a regular file', (dir) => `sqlite:${join(dir, 'a-file', 'sessions.db')}`],
-    ['dbm', 'in a missing directory', (dir) => `dbm:${join(dir, 'missing', 'sessions.dbm')}`],
     ['dbm', 'inside a regular file', (dir) => `dbm:${join(dir, 'a-file', 'sessions.dbm')}`],
   ];
 
@@ -1213,6 +1212,11 @@ describe('copy', () => {
       (dir: string) => `sqlite:${join(dir, 'new', 'sessions.db')}`,
     ],
     ['dbm', 'not made yet', (dir: string) => `dbm:${join(dir, 'sessions.dbm')}`],
+    [
+      'dbm',
+      'in directories not made yet',
+      (dir: string) => `dbm:${join(dir, 'new', 'sessions.dbm')}`,
+    ],
   ])(
     '--dry-run to a %s target %s, which the real run makes, counts every session and creates nothing',
     async (_kind, _where, targetIn) => {
