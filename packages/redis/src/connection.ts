@@ -153,8 +153,14 @@ export class Connection {
     // up, within the turn after its 'connect' event. Operations past their deadline by then fail
     // first, and their commands are dropped, however recently the deadlines' timer last looked:
     // a write reported failed never lands after the outage. A cluster's are its nodes' clients.
-    if (isCluster(client)) this.#unwatch = watchNodeReconnects(client, this.#deadlines);
-    else if (!isSentinel(client)) this.#unwatch = watchReconnects(client, this.#deadlines);
+    if (isCluster(client)) {
+      const unwatch = watchNodeReconnects(client, this.#deadlines);
+      const unfollow = followFailovers(client);
+      this.#unwatch = () => {
+        unwatch();
+        unfollow();
+      };
+    } else if (!isSentinel(client)) this.#unwatch = watchReconnects(client, this.#deadlines);
   }
 
   /**
@@ -483,11 +489,16 @@ class NotConnected extends Error {
   }
 }
 
-/** node-redis's errors for a connection that broke or could not be made, by name: an app's client may come from another copy of node-redis. */
+/**
+ * node-redis's errors for a connection that broke or could not be made, by name: an app's client
+ * may come from another copy of node-redis. `DisconnectsClientError` is a cluster's client of a
+ * node that a new reading of the slots dropped (a master replaced by its replica).
+ */
 const LOST_CONNECTION_ERRORS = new Set([
   'SocketClosedUnexpectedlyError',
   'ClientOfflineError',
   'ConnectionTimeoutError',
+  'DisconnectsClientError',
 ]);
 
 /**
@@ -924,6 +935,26 @@ function watchNodeReconnects(cluster: ClusterLike, deadlines: Deadlines): () => 
     for (const stop of watched.values()) stop();
     watched.clear();
   };
+}
+
+/**
+ * Asks `cluster` to read its slots again each time one of its nodes' connections fails, as it
+ * does itself only on a `MOVED` reply: a master that died never answers one, so node-redis 5
+ * would send that master's slots to it for good, after a replica took its place. Through the
+ * cluster's own `_slots.rediscover` (node-redis runs one at a time), from a master still ready.
+ * Returns what stops it.
+ */
+function followFailovers(cluster: ClusterLike): () => void {
+  const self = (cluster as { _self?: unknown })._self ?? cluster;
+  const slots = (self as { _slots?: { rediscover?(startWith: unknown): Promise<unknown> } })._slots;
+  if (typeof slots?.rediscover !== 'function') return () => {};
+  const listener = () => {
+    const ready = cluster.masters.find((master) => master.client?.isReady === true);
+    if (ready === undefined) return;
+    slots.rediscover?.(ready.client).catch(() => {});
+  };
+  cluster.on('node-error', listener);
+  return () => cluster.off?.('node-error', listener);
 }
 
 /** A cluster's or a Sentinel's node as `host:port`. */

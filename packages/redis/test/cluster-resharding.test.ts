@@ -147,7 +147,9 @@ describe('RedisStore on Redis Cluster: a session whose slot moves to another mas
       await migration.move(`${prefix}s:{${id}}`);
       const before = await tryAgainCount(migration);
       // The source has neither key (ASK); the target has the record but not the lock: TRYAGAIN.
-      const claimed = store.locks.acquireAndGet(id, { waitMs: 10_000, leaseMs: 30_000 });
+      const claimed =
+        store.locks.acquireAndGet?.(id, { waitMs: 10_000, leaseMs: 30_000 }) ??
+        Promise.reject(new Error('RedisStore has acquireAndGet'));
       const settled = claimed.then(
         () => 'taken',
         (error: unknown) => error,
