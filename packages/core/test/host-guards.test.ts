@@ -61,6 +61,38 @@ describe('HostGuards', () => {
     expect(existsSync(store)).toBe(false);
   });
 
+  it('gives up on a guard a live holder keeps past the wait with ERR_STORE_BUSY, naming the directory', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
+    const guardsDirectory = join(store, '.guards');
+    // Two instances stand for two processes; a short staleMs keeps the wait (3 × staleMs + 5 s) short.
+    const options = { staleMs: 200, fileMode: 0o600, directoryMode: 0o700, fs: syncLockFileSystem };
+    const holder = new HostGuards({ directory: guardsDirectory, ...options });
+    const waiter = new HostGuards({ directory: guardsDirectory, ...options });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let entered = () => {};
+    const holding = new Promise<void>((resolve) => (entered = resolve));
+    try {
+      const held = holder.run(join(store, 'record'), async () => {
+        entered();
+        await released;
+      });
+      await holding;
+      await expect(waiter.run(join(store, 'record'), async () => 'never')).rejects.toMatchObject({
+        code: 'ERR_STORE_BUSY',
+        message: expect.stringContaining(store),
+      });
+      release();
+      await held;
+      expect(await waiter.run(join(store, 'record'), async () => 'after')).toBe('after');
+    } finally {
+      release();
+      await holder.close();
+      await waiter.close();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
   it('makes no holder file once closed: a guard asked for after close() is refused and nothing is left heartbeating', async () => {
     const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
     const guardsDirectory = join(store, '.guards');

@@ -156,9 +156,10 @@ export class HostGuards {
       }
       if (Date.now() > deadline) {
         // The directory, not the guard: a guard's name may hold a session id.
+        // A live holder kept it all along: busy, as a store-internal lock wait that runs out is.
         throw new SessionError(
-          'ERR_STORE_IO',
-          `Timed out waiting for a write guard in ${dirname(guard)}`,
+          'ERR_STORE_BUSY',
+          `Timed out waiting for a write guard in ${dirname(guard)}: another process held it throughout`,
         );
       }
       await sleep(delayMs * (0.5 + Math.random()));
