@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { isSessionError, type SessionStore, type StoreProbe } from '@sessile/core';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 import { toCliError } from './output.js';
+import { sqlitePeerOf } from './peers/sqlite.js';
 import { importPackage } from './resolve.js';
 
 type PathScheme = 'sqlite' | 'level' | 'file' | 'dbm';
@@ -359,6 +360,12 @@ async function probeWith(Store: StoreClass, address: StoreAddress): Promise<Stor
  * hint's "if" holds), and the CLI reads it as a peer. Keyed on the code, never the wording.
  */
 function peerHint(address: StoreAddress, refusal: unknown): string {
+  if (address.scheme === 'sqlite' && isSessionError(refusal, 'ERR_UNSUPPORTED')) {
+    // SqliteStore refuses a table of another shape; the CLI reads whose shape it has.
+    const peer = sqlitePeerOf(address.path as string);
+    if (peer === undefined) return '';
+    return `. Its sessions table is ${peer}'s: import its sessions: sessile import --from ${peer}:${address.path} --to <another store>`;
+  }
   if (address.scheme !== 'level') return '';
   // A directory the running app holds: LevelDB lets one process open it at a time.
   if (isSessionError(refusal, 'ERR_STORE_BUSY')) {

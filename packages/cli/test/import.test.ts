@@ -570,6 +570,47 @@ describe('level-session-store data given as a level: store', () => {
   });
 });
 
+describe("a SQLite peer's database given as an sqlite: store", () => {
+  it.each(['connect-sqlite3', 'better-sqlite3-session-store'])(
+    "%s's is refused with the import that reads it, which works",
+    async (name) => {
+      const dir = nextDir();
+      mkdirSync(dir, { recursive: true });
+      const peer = await (peers[name] as (dir: string) => Promise<Peer>)(dir);
+      const id = generateSessionId();
+      const cookie = { originalMaxAge: HOUR_MS, expires: new Date(Date.now() + HOUR_MS) };
+      await call((done) => peer.store.set(id, { cookie } as session.SessionData, done));
+      await peer.close();
+      const path = join(dir, 'peer.db');
+      const source = join(dir, 'source.db');
+      await (await SqliteStore.open({ path: source })).close();
+      for (const args of [
+        ['stats', `sqlite:${path}`],
+        ['copy', '--from', `sqlite:${source}`, '--to', `sqlite:${path}`],
+      ]) {
+        const result = await runCli([...args, '--json']);
+        expect(result.code, result.stderr).toBe(1);
+        expect(result.stderr).toContain(
+          `Its sessions table is ${name}'s: import its sessions: sessile import --from ${name}:${path} --to <another store>`,
+        );
+      }
+      const target = join(dir, 'sessile.db');
+      const imported = await importJson(`${name}:${path}`, `sqlite:${target}`);
+      expect(imported.code, imported.stderr).toBe(0);
+      await expectSqliteHolds(target, id);
+      // An app's own table of another shape gets no such hint.
+      const app = join(dir, 'app.db');
+      const db = new Database(app);
+      db.exec('CREATE TABLE sessions (user TEXT, note TEXT)');
+      db.close();
+      const other = await runCli(['stats', `sqlite:${app}`]);
+      expect(other.code).toBe(1);
+      expect(other.stderr).toContain('Refusing to use the database');
+      expect(other.stderr).not.toContain('import its sessions');
+    },
+  );
+});
+
 describe('a session-file-store lifetime too large to be finite', () => {
   it('a negative one (-1e999) is expired, as the peer reads it, not imported for --default-ttl', async () => {
     const dir = nextDir();

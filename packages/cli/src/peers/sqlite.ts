@@ -52,6 +52,32 @@ export const SQLITE_PEER_TABLE = 'sessions';
 
 const PAGE_ROWS = 500;
 
+/**
+ * The SQLite peer whose columns the table `table` of the file at `path` has, read only, or
+ * `undefined` for none, or for a file or driver that cannot be read.
+ */
+export function sqlitePeerOf(path: string, table = SQLITE_PEER_TABLE): string | undefined {
+  let db: Database | undefined;
+  try {
+    const Driver = requireDriver<new (path: string, options: object) => Database>(
+      'better-sqlite3',
+      ['@sessile/sqlite'],
+      'Reading SQLite data',
+    );
+    db = new Driver(path, { readonly: true, fileMustExist: true });
+    const columns = (
+      db.prepare('SELECT name FROM pragma_table_info(?)').all(table) as { name: string }[]
+    ).map((column) => column.name);
+    return SQLITE_PEERS.find((peer) =>
+      (LAYOUTS[peer] as SqlitePeerLayout).columns.every((column) => columns.includes(column)),
+    );
+  } catch {
+    return undefined;
+  } finally {
+    db?.close();
+  }
+}
+
 /** connect-sqlite3 and better-sqlite3-session-store: a `sessions` table in one SQLite file, read only. */
 export async function openSqlitePeer(
   peer: string,
