@@ -201,9 +201,10 @@ export function placeDirectories(root: string): {
  * The places every store kept at a path has, for `runProbeConformance`, in directories that
  * `placeDirectories` makes. `'directory'`: a store that is a directory its `open` makes with its
  * parents (a store, missing directories, an empty directory, a regular file, a path inside one).
- * `'file'`: a store kept in one file that its `open` creates in a directory that is there (a
- * store, a missing file, an empty file, a file of other bytes, a directory, a file in a missing
- * directory). A store adds the places of its own rules.
+ * `'file'`: a store kept in one file that its `open` creates, with any missing directories
+ * above it (a store, a missing file, an empty file, a file of other bytes, a directory, a file
+ * in missing directories, a file under a regular file). A store adds the places of its own rules,
+ * and one whose `open` makes no directories maps 'a file in missing directories' to `'refused'`.
  */
 export function pathStorePlaces(
   kind: 'directory' | 'file',
@@ -252,9 +253,14 @@ export function pathStorePlaces(
     { name: 'a file of other bytes', state: 'refused', make: async () => at('a-file') },
     { name: 'a directory', state: 'refused', make: async () => at() },
     {
-      name: 'a file in a missing directory',
+      name: 'a file in missing directories',
+      state: 'absent',
+      make: async () => at('missing', 'new', 'sessions'),
+    },
+    {
+      name: 'a file under a regular file',
       state: 'refused',
-      make: async () => at('missing', 'sessions'),
+      make: async () => at('a-file', 'sessions'),
     },
   ];
 }

@@ -61,15 +61,7 @@ runProbeConformance<SqliteStoreOptions>({
   open: (options) => SqliteStore.open(options),
   snapshot: async ({ path }) => place.snapshot(path as string),
   places: [
-    // open makes a missing directory, with its parents, as a directory store does.
-    ...pathStorePlaces('file', place, (options) => SqliteStore.open(options)).filter(
-      ({ name }) => name !== 'a file in a missing directory',
-    ),
-    {
-      name: 'a file in missing directories',
-      state: 'absent',
-      make: async () => ({ path: join(place.make(), 'missing', 'new', 'sessions.db') }),
-    },
+    ...pathStorePlaces('file', place, (options) => SqliteStore.open(options)),
     {
       name: "an app's database without the sessions table",
       state: 'absent',
