@@ -467,10 +467,15 @@ export class Connection {
     this.#unwatch = undefined;
   }
 
-  /** A way to send a command, replies as text, to each master: the client itself but on a cluster. */
+  /**
+   * A way to send a command, replies as text, to each master: the client itself but on a
+   * cluster, whose slots are read again first.
+   */
   async #masters(): Promise<Array<(words: CommandArgument[]) => Promise<unknown>>> {
     const client = this.#client;
     if (!isCluster(client)) return [(words) => this.#sendText('', words)];
+    // A master added since the cluster last answered MOVED is not among its masters yet.
+    await rediscover(client).catch(() => {});
     return Promise.all(
       client.masters.map(async (master) => {
         const node = await client.nodeClient(master);
@@ -945,16 +950,24 @@ function watchNodeReconnects(cluster: ClusterLike, deadlines: Deadlines): () => 
  * Returns what stops it.
  */
 function followFailovers(cluster: ClusterLike): () => void {
-  const self = (cluster as { _self?: unknown })._self ?? cluster;
-  const slots = (self as { _slots?: { rediscover?(startWith: unknown): Promise<unknown> } })._slots;
-  if (typeof slots?.rediscover !== 'function') return () => {};
   const listener = () => {
-    const ready = cluster.masters.find((master) => master.client?.isReady === true);
-    if (ready === undefined) return;
-    slots.rediscover?.(ready.client).catch(() => {});
+    rediscover(cluster).catch(() => {});
   };
   cluster.on('node-error', listener);
   return () => cluster.off?.('node-error', listener);
+}
+
+/**
+ * Has `cluster` read its slots again, from a master still ready, through node-redis 5's own
+ * `_slots.rediscover` (what a `MOVED` reply runs; one at a time). Resolves at once where
+ * there is no such method or no ready master.
+ */
+async function rediscover(cluster: ClusterLike): Promise<void> {
+  const self = (cluster as { _self?: unknown })._self ?? cluster;
+  const slots = (self as { _slots?: { rediscover?(startWith: unknown): Promise<unknown> } })._slots;
+  if (typeof slots?.rediscover !== 'function') return;
+  const ready = cluster.masters.find((master) => master.client?.isReady === true);
+  if (ready !== undefined) await slots.rediscover(ready.client);
 }
 
 /** A cluster's or a Sentinel's node as `host:port`. */

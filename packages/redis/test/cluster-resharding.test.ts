@@ -3,19 +3,30 @@ import { promisify } from 'node:util';
 import { RedisStore } from '@sessile/redis';
 import { createCluster } from 'redis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { OwnCluster, runPrefix } from './redis-server.js';
+import { OwnCluster, OwnRedis, runPrefix } from './redis-server.js';
 
 const run = promisify(execFile);
 
-// A 3-master cluster of this file's own, whose slots it moves between masters by hand.
+// A 3-master cluster of this file's own, whose slots it moves between masters by hand, and
+// a fourth node that one test adds.
 const server = new OwnCluster([7171, 7172, 7173]);
 await server.start();
+const added = new OwnRedis(7174, [
+  '--cluster-enabled',
+  'yes',
+  '--cluster-config-file',
+  'nodes-7174.conf',
+  '--cluster-node-timeout',
+  '2000',
+]);
+const ports = server.nodes.map((node) => node.port);
 const cluster = createCluster({ rootNodes: server.rootNodes });
 cluster.on('error', () => {});
 await cluster.connect();
 afterAll(async () => {
   await cluster.close();
   await server.remove();
+  await added.remove();
 });
 
 const HOUR_MS = 3_600_000;
@@ -41,7 +52,7 @@ async function slotOf(key: string): Promise<number> {
 
 /** The port of the master that serves `slot` now, by that master's own account. */
 async function ownerOf(slot: number): Promise<number> {
-  for (const { port } of server.nodes) {
+  for (const port of ports) {
     const myself = (await cli(port, 'CLUSTER', 'NODES'))
       .split('\n')
       .find((line) => line.includes('myself'));
@@ -76,9 +87,9 @@ class Migration {
     this.target = target;
   }
 
-  static async start(slot: number): Promise<Migration> {
+  static async start(slot: number, to?: number): Promise<Migration> {
     const source = await ownerOf(slot);
-    const target = source === 7171 ? 7172 : 7171;
+    const target = to ?? (source === 7171 ? 7172 : 7171);
     const migration = new Migration(slot, source, target);
     const sourceId = await cli(source, 'CLUSTER', 'MYID');
     const targetId = await cli(target, 'CLUSTER', 'MYID');
@@ -114,7 +125,7 @@ class Migration {
     const targetId = await cli(this.target, 'CLUSTER', 'MYID');
     await cli(this.target, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
     await cli(this.source, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
-    for (const { port } of server.nodes) {
+    for (const port of ports) {
       if (port !== this.source && port !== this.target) {
         await cli(port, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
       }
@@ -190,6 +201,38 @@ describe('RedisStore on Redis Cluster: a session whose slot moves to another mas
       expect(await store.locks.acquire(id, { waitMs: 0 }).then((next) => next.release())).toBe(
         undefined,
       );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('count, ids and clear reach a master added to the cluster, with sessions moved to it, before the cluster client has met it', async () => {
+    const prefix = newPrefix();
+    const store = await RedisStore.open({ client: cluster, prefix });
+    try {
+      const ids = [newId(), newId(), newId()];
+      for (const id of ids) await store.set(id, record('x', 'alice'), { only: 'absent' });
+      await added.start();
+      await run('redis-cli', ['--cluster', 'add-node', '127.0.0.1:7174', '127.0.0.1:7171']);
+      const addedId = await cli(7174, 'CLUSTER', 'MYID');
+      for (let tries = 0; ; tries++) {
+        const known = await Promise.all(ports.map((port) => cli(port, 'CLUSTER', 'NODES')));
+        if (known.every((nodes) => nodes.includes(addedId))) break;
+        if (tries > 400) throw new Error('the cluster never met the added node');
+        await sleep(25);
+      }
+      ports.push(7174);
+      const moved = ids[0] as string;
+      const migration = await Migration.start(await slotOf(`${prefix}s:{${moved}}`), 7174);
+      await migration.finish();
+      expect(await ownerOf(migration.slot)).toBe(7174);
+      expect(await store.count()).toBe(3);
+      const listed: string[] = [];
+      for await (const id of store.ids()) listed.push(id);
+      expect(listed.sort()).toEqual([...ids].sort());
+      await store.clear();
+      expect(await cli(7174, 'EXISTS', `${prefix}s:{${moved}}`)).toBe('0');
+      expect(await store.count()).toBe(0);
     } finally {
       await store.close();
     }
