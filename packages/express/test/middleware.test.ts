@@ -13,7 +13,7 @@ import {
   type SessileRequest,
   sessile,
 } from '../src/index.js';
-import { closeServer, listen, serveApp, testStores } from './helpers.js';
+import { closeServer, listen, serveApp } from './helpers.js';
 
 /**
  * Serves `sessions` on a plain node:http server (no express) where each request counts its
@@ -459,70 +459,6 @@ describe('sessile() onCommitError', () => {
       reported.map((error) => (error as { code?: string }).code ?? (error as Error).message),
     ).toEqual(['ERR_RECORD_TOO_LARGE', 'the logger is down']);
   });
-});
-
-describe('sessile() and a lazy touch that fails', () => {
-  const cleanups: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  const stores = testStores().filter(({ name }) => name !== 'MemoryStore');
-
-  /**
-   * Serves a signed-in session over a fresh store of `fixture` whose `/close` request closes the
-   * store under it (an app shutting it down, a disk gone), changing the session with `?change`.
-   */
-  async function serveClosing(fixture: (typeof stores)[number]) {
-    const store = await fixture.open();
-    cleanups.push(() => store.close());
-    const reported: unknown[] = [];
-    const sessions = sessile<{ user?: string }>({
-      store,
-      secret: 'a secret of 32 characters or more for these tests',
-      cleanup: manual(),
-      // Every unmodified commit touches.
-      touchAfterMs: 0,
-      onCommitError: (error, req) => reported.push([(error as SessionError).code, req.url]),
-    });
-    const server: Server = createServer(async (req, res) => {
-      const session = await sessions.handle(req, res);
-      if (req.url === '/login') session.data.user = 'ada';
-      if (req.url?.startsWith('/close')) {
-        if (req.url.endsWith('?change')) session.data.user = 'bob';
-        await store.close();
-      }
-      res.setHeader('x-handler', 'set');
-      res.end(`hello ${session.data.user}`);
-    });
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-    });
-    const jar = new CookieJar();
-    await jar.fetch(`${url}/login`);
-    return { url, jar, reported };
-  }
-
-  for (const fixture of stores) {
-    it(`sends the answer of a request that only read its session and reports the failure; one that changed it gets a 500 (${fixture.name} closed under the request)`, async () => {
-      const reading = await serveClosing(fixture);
-      const read = await reading.jar.fetch(`${reading.url}/close`);
-      expect(read.status).toBe(200);
-      expect(await read.text()).toBe('hello ada');
-      expect(read.headers.get('x-handler')).toBe('set');
-      // The expiry did not move: no cookie says it did.
-      expect(read.headers.getSetCookie()).toEqual([]);
-      expect(reading.reported).toEqual([['ERR_STORE_CLOSED', '/close']]);
-
-      const changing = await serveClosing(fixture);
-      const changed = await changing.jar.fetch(`${changing.url}/close?change`);
-      expect(changed.status).toBe(500);
-      expect(await changed.text()).toBe('Internal Server Error');
-      expect(changed.headers.get('x-handler')).toBeNull();
-      expect(changing.reported).toEqual([['ERR_STORE_CLOSED', '/close?change']]);
-    });
-  }
 });
 
 describe('sessile() options', () => {

@@ -4,7 +4,6 @@ import { MemoryStore, manual } from '@sessile/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastifySessile, type SessileFastifyOptions } from '../src/index.js';
-import { testStores } from './stores.js';
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are the plugin's own.
 describe('@sessile/fastify options', () => {
@@ -182,75 +181,6 @@ describe('@sessile/fastify and a reply sent twice', () => {
       await store.close();
     }
   });
-});
-
-describe('@sessile/fastify and a lazy touch that fails', () => {
-  const SECRET = 'a secret of 32 characters or more for these tests';
-  const stores = testStores().filter(({ name }) => name !== 'MemoryStore');
-
-  /**
-   * An app over a fresh store of `fixture`, its session signed in, whose `/close` request closes
-   * the store under it (an app shutting it down, a disk gone), changing the session with `?change`.
-   */
-  async function serveClosing(fixture: (typeof stores)[number]) {
-    const store = await fixture.open();
-    const reported: unknown[] = [];
-    const app = Fastify();
-    app.register(fastifySessile, {
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      // Every unmodified commit touches.
-      touchAfterMs: 0,
-      onCommitError: (error, request) =>
-        reported.push([(error as { code?: string }).code, request.url]),
-    });
-    app.get('/login', async (request) => {
-      request.session.data.user = 'ada';
-      return 'in';
-    });
-    app.get('/close', async (request, reply) => {
-      if ('change' in (request.query as object)) request.session.data.user = 'bob';
-      await store.close();
-      reply.header('x-handler', 'set');
-      return `hello ${request.session.data.user as string}`;
-    });
-    const login = await app.inject('/login');
-    const [cookie = ''] = String(login.headers['set-cookie']).split(';');
-    return { app, store, cookie, reported };
-  }
-
-  for (const fixture of stores) {
-    it(`sends the reply of a request that only read its session and reports the failure; one that changed it gets a 500 (${fixture.name} closed under the request)`, async () => {
-      const reading = await serveClosing(fixture);
-      const changing = await serveClosing(fixture);
-      try {
-        const read = await reading.app.inject({
-          url: '/close',
-          headers: { cookie: reading.cookie },
-        });
-        expect(read.statusCode).toBe(200);
-        expect(read.body).toBe('hello ada');
-        expect(read.headers['x-handler']).toBe('set');
-        // The expiry did not move: no cookie says it did.
-        expect(read.headers['set-cookie']).toBeUndefined();
-        expect(reading.reported).toEqual([['ERR_STORE_CLOSED', '/close']]);
-
-        const changed = await changing.app.inject({
-          url: '/close?change',
-          headers: { cookie: changing.cookie },
-        });
-        expect(changed.statusCode).toBe(500);
-        expect(changed.headers['x-handler']).toBeUndefined();
-        expect(changing.reported).toEqual([['ERR_STORE_CLOSED', '/close?change']]);
-      } finally {
-        for (const { app, store } of [reading, changing]) {
-          await app.close();
-          await store.close();
-        }
-      }
-    });
-  }
 });
 
 describe('@sessile/fastify and a client that hangs up while it waits for the lock', () => {

@@ -8,7 +8,7 @@ import { setCookie } from 'hono/cookie';
 import { MemoryStore as HonoSessionsMemoryStore, sessionMiddleware } from 'hono-sessions';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileEnv, type SessileHonoOptions, sessile } from '../src/index.js';
-import { http2Get, start, startHttp2, testStores } from './helpers.js';
+import { http2Get, start, startHttp2 } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
 
@@ -107,74 +107,6 @@ describe('@sessile/hono beside hono-sessions on one request', () => {
     expect(errors[0]).toContain("await c.get('session').invalidate()");
     expect(await store.count()).toBe(1);
   });
-});
-
-describe('@sessile/hono and a lazy touch that fails', () => {
-  const cleanups: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  const stores = testStores().filter(({ name }) => name !== 'MemoryStore');
-
-  /**
-   * Serves a signed-in session over a fresh store of `fixture` whose `/close` request closes the
-   * store under it (an app shutting it down, a disk gone), changing the session with `?change`.
-   */
-  async function serveClosing(fixture: (typeof stores)[number]) {
-    const store = await fixture.open();
-    cleanups.push(() => store.close());
-    const reported: unknown[] = [];
-    const sessions = sessile<{ user?: string }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      // Every unmodified commit touches.
-      touchAfterMs: 0,
-      onCommitError: (error, c) =>
-        reported.push([(error as { code?: string }).code, new URL(c.req.url).pathname]),
-    });
-    const app = new Hono<SessileEnv<{ user?: string }>>();
-    app.use(sessions);
-    app.get('/login', (c) => {
-      c.get('session').data.user = 'ada';
-      return c.text('in');
-    });
-    app.get('/close', async (c) => {
-      const session = c.get('session');
-      if (c.req.query('change') !== undefined) session.data.user = 'bob';
-      await store.close();
-      c.header('x-handler', 'set');
-      return c.text(`hello ${session.data.user}`);
-    });
-    const server = await start(app.fetch);
-    cleanups.push(async () => {
-      await server.close();
-      await sessions.close();
-    });
-    const jar = new CookieJar();
-    await jar.fetch(`${server.url}/login`);
-    return { url: server.url, jar, reported };
-  }
-
-  for (const fixture of stores) {
-    it(`sends the answer of a request that only read its session and reports the failure; one that changed it gets a 500 (${fixture.name} closed under the request)`, async () => {
-      const reading = await serveClosing(fixture);
-      const read = await reading.jar.fetch(`${reading.url}/close`);
-      expect(read.status).toBe(200);
-      expect(await read.text()).toBe('hello ada');
-      expect(read.headers.get('x-handler')).toBe('set');
-      // The expiry did not move: no cookie says it did.
-      expect(read.headers.getSetCookie()).toEqual([]);
-      expect(reading.reported).toEqual([['ERR_STORE_CLOSED', '/close']]);
-
-      const changing = await serveClosing(fixture);
-      const changed = await changing.jar.fetch(`${changing.url}/close?change`);
-      expect(changed.status).toBe(500);
-      expect(await changed.text()).toBe('Internal Server Error');
-      expect(changed.headers.get('x-handler')).toBeNull();
-      expect(changing.reported).toEqual([['ERR_STORE_CLOSED', '/close']]);
-    });
-  }
 });
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are Hono's own.

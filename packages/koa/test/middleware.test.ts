@@ -5,77 +5,9 @@ import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileContext, type SessileKoaOptions, sessile } from '../src/index.js';
-import { closeServer, listen, testStores } from './helpers.js';
+import { closeServer, listen } from './helpers.js';
 
 const SECRET = 'a secret of 32 characters or more for these tests';
-
-describe('@sessile/koa and a lazy touch that fails', () => {
-  const cleanups: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  const stores = testStores().filter(({ name }) => name !== 'MemoryStore');
-
-  /**
-   * Serves a signed-in session over a fresh store of `fixture` whose `/close` request closes the
-   * store under it (an app shutting it down, a disk gone), changing the session with `?change`.
-   */
-  async function serveClosing(fixture: (typeof stores)[number]) {
-    const store = await fixture.open();
-    cleanups.push(() => store.close());
-    const reported: unknown[] = [];
-    const sessions = sessile<{ user?: string }>({
-      store,
-      secret: SECRET,
-      cleanup: manual(),
-      // Every unmodified commit touches.
-      touchAfterMs: 0,
-      onCommitError: (error, ctx) => reported.push([(error as { code?: string }).code, ctx.url]),
-    });
-    const app = new Koa();
-    app.silent = true;
-    app.use(sessions);
-    app.use(async (ctx) => {
-      const { session } = ctx as SessileContext<{ user?: string }>;
-      if (ctx.path === '/login') session.data.user = 'ada';
-      if (ctx.path === '/close') {
-        if (ctx.querystring === 'change') session.data.user = 'bob';
-        await store.close();
-      }
-      ctx.set('x-handler', 'set');
-      ctx.body = `hello ${session.data.user}`;
-    });
-    const server = createServer(app.callback());
-    const url = await listen(server);
-    cleanups.push(async () => {
-      await closeServer(server);
-      await sessions.close();
-    });
-    const jar = new CookieJar();
-    await jar.fetch(`${url}/login`);
-    return { url, jar, reported };
-  }
-
-  for (const fixture of stores) {
-    it(`sends the answer of a request that only read its session and reports the failure; one that changed it gets a 500 (${fixture.name} closed under the request)`, async () => {
-      const reading = await serveClosing(fixture);
-      const read = await reading.jar.fetch(`${reading.url}/close`);
-      expect(read.status).toBe(200);
-      expect(await read.text()).toBe('hello ada');
-      expect(read.headers.get('x-handler')).toBe('set');
-      // The expiry did not move: no cookie says it did.
-      expect(read.headers.getSetCookie()).toEqual([]);
-      expect(reading.reported).toEqual([['ERR_STORE_CLOSED', '/close']]);
-
-      const changing = await serveClosing(fixture);
-      const changed = await changing.jar.fetch(`${changing.url}/close?change`);
-      expect(changed.status).toBe(500);
-      expect(await changed.text()).toBe('Internal Server Error');
-      expect(changed.headers.get('x-handler')).toBeNull();
-      expect(changing.reported).toEqual([['ERR_STORE_CLOSED', '/close?change']]);
-    });
-  }
-});
 
 // The HTTP scenarios every adapter passes run from conformance.test.ts; these are Koa's own.
 describe('@sessile/koa middleware', () => {

@@ -28,6 +28,8 @@ export interface ScenarioGates {
   late?: Gate;
   /** `/hang` waits on it and does not answer before it opens. */
   hang?: Gate;
+  /** `/count-later` waits on it before it answers. */
+  read?: Gate;
 }
 
 /**
@@ -42,7 +44,8 @@ export interface ScenarioGates {
  * code); `POST /sign-out-others` -> revokes the owner's other sessions, answers `{revoked}`;
  * `POST /logout` -> invalidates the session; `POST /late-write` -> waits on `gates.late`, then
  * writes `count` 999 and `user` 'resurrected'; `GET /hang` -> waits on `gates.hang` without
- * answering; `POST /big` -> stores an 8,000 character `blob`.
+ * answering; `GET /count-later` -> waits on `gates.read`, then answers `{count}`; `POST /big` ->
+ * stores an 8,000 character `blob`.
  */
 export function scenarioApp(gates: ScenarioGates, owners: SessionManager): HttpConformanceHandler {
   return async (url, session) => {
@@ -97,6 +100,10 @@ export function scenarioApp(gates: ScenarioGates, owners: SessionManager): HttpC
         data().count = 999;
         data().user = 'resurrected';
         return { ok: true };
+      case '/count-later':
+        gates.read?.entered();
+        await gates.read?.opened;
+        return { count: data().count ?? 0 };
       case '/hang':
         gates.hang?.entered();
         await gates.hang?.opened;

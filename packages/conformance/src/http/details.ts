@@ -51,6 +51,36 @@ export function detailScenarios(harness: Harness, commitFailureBody: string): vo
       expect(await jar.json(`${url}/increment`, { method: 'POST' })).toMatchObject({ count: 2 });
     });
 
+    test("sends the handler's answer when only a touch fails (the session was only read), and a 500 when a save fails", async () => {
+      // The store closes under each request (an app shutting it down, a disk gone).
+      for (const change of [false, true]) {
+        const store = await memoryStore();
+        const read = gate();
+        const late = gate();
+        // Every unmodified commit touches.
+        const { url, errors } = await start(store, { touchAfterMs: 0 }, { read, late });
+        const jar = new CookieJar();
+        await jar.json(`${url}/increment`, { method: 'POST' });
+        const responding = change
+          ? jar.fetch(`${url}/late-write`, { method: 'POST' })
+          : jar.fetch(`${url}/count-later`);
+        await (change ? late : read).reached;
+        await store.close();
+        (change ? late : read).open();
+        const response = await responding;
+        if (change) {
+          expect(response.status).toBe(500);
+          expect(await response.text()).toBe(commitFailureBody);
+        } else {
+          expect(response.status).toBe(200);
+          expect(await response.json()).toEqual({ count: 1 });
+        }
+        // The expiry did not move, nor was anything saved: no cookie says either did.
+        expect(response.headers.getSetCookie()).toEqual([]);
+        expect(errors.filter((error) => isSessionError(error, 'ERR_STORE_CLOSED'))).toHaveLength(1);
+      }
+    });
+
     test('clears the cookie on logout', async () => {
       const { url } = await start(await memoryStore());
       const jar = new CookieJar();
