@@ -151,12 +151,17 @@ export class Executor {
   #runNow<T>(operation: () => T, write: boolean): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     try {
+      // Inside the app's transaction a write would commit or roll back with it: a group refuses it.
+      if (write && this.#db.inTransaction) return this.#enqueue(operation, write);
       // An autocommit write commits inside operation(), so the check goes right before it.
       if (write) this.#beforeCommit?.();
       return Promise.resolve(operation());
     } catch (error) {
       // Each operation is all-or-nothing, so one that met a lock can simply run again in a group.
       if (isBusyError(error)) return this.#enqueue(operation, write);
+      // A group's BEGIN tells whether the app holds the connection (iterating a statement).
+      if (write && error instanceof TypeError && this.#db.open)
+        return this.#enqueue(operation, write);
       return Promise.reject(this.#failure(error));
     }
   }
@@ -241,7 +246,14 @@ export class Executor {
 
   #runWritesInSlice(group: Job[]): Outcome[] | undefined {
     const db = this.#db;
-    this.#begin.run();
+    const appTransaction = db.inTransaction;
+    try {
+      this.#begin.run();
+    } catch (error) {
+      // better-sqlite3 refuses BEGIN while the app iterates a statement, SQLite inside its transaction.
+      if (db.open && (appTransaction || error instanceof TypeError)) throw this.#heldByApp(error);
+      throw error;
+    }
     const outcomes: Outcome[] = [];
     try {
       for (const job of group) {
@@ -318,6 +330,16 @@ export class Executor {
       if (error instanceof TypeError) return false;
       throw error;
     }
+  }
+
+  /** The app holds the shared connection across an await, so waiting here could never end. */
+  #heldByApp(error: unknown): SessionError {
+    const database = this.#location ?? 'the in-memory database';
+    return new SessionError(
+      'ERR_STORE_BUSY',
+      `The connection to ${database} is busy: the app holds it (inside its own transaction, or iterating one of its statements), and the store cannot write there; retry once the app has finished`,
+      { cause: error },
+    );
   }
 
   #settleAll(group: Job[], outcomes: Outcome[]): void {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
-import { isSessionError, type SessionErrorCode } from '@sessile/core';
+import { isSessionError, type SessionErrorCode, type SessionLock } from '@sessile/core';
 import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -560,7 +560,7 @@ describe('options', { timeout: 60_000 }, () => {
       listed.push(`${name}:${textOf((await store.get(idOf(name)))?.data)}:${owned?.id}`);
       expect(await store.count()).toBe(2);
       // better-sqlite3 runs no write on a connection while one of its statements iterates.
-      await expect(store.set(idOf('new'), record('new'))).rejects.toThrow(/busy executing a query/);
+      await expectCode(store.set(idOf('new'), record('new')), 'ERR_STORE_BUSY');
     }
     expect(listed).toEqual([`ann:ann:${idOf('ann')}`, `bob:bob:${idOf('bob')}`]);
 
@@ -573,6 +573,88 @@ describe('options', { timeout: 60_000 }, () => {
     expect(ids.sort()).toEqual([idOf('ann'), idOf('bob')]);
     db.exec('COMMIT');
     expect(await store.set(idOf('new'), record('new'))).toBe(true);
+  });
+
+  /** Calls every kind of write the store makes in one turn, so they share one group commit. */
+  function everyWrite(store: SqliteStore, lock: SessionLock, other: SessionLock) {
+    return {
+      set: store.set(idOf('new'), record('new')),
+      touch: store.touch(idOf('ann'), Date.now() + 2 * HOUR_MS),
+      delete: store.delete(idOf('bob')),
+      clear: store.clear(),
+      sweep: store.sweep(),
+      acquire: store.locks.acquire(idOf('free'), { waitMs: 0 }),
+      acquireAndGet: store.locks.acquireAndGet?.(idOf('cy'), { waitMs: 0 }),
+      extend: lock.extend(HOUR_MS),
+      release: other.release(),
+      fencedSet: store.set(idOf('ann'), record('fenced'), { lock }),
+      fencedDelete: store.delete(idOf('ann'), { lock, release: true }),
+    };
+  }
+
+  async function expectHeldByApp(
+    writes: Record<string, Promise<unknown> | undefined>,
+    cause: RegExp,
+  ): Promise<void> {
+    const names = Object.keys(writes);
+    // All at once: each caller's write is in the same group, and none goes unhandled.
+    const outcomes = await Promise.allSettled(Object.values(writes));
+    for (const [i, outcome] of outcomes.entries()) {
+      const name = names[i];
+      expect(outcome.status, name).toBe('rejected');
+      const error = outcome.status === 'rejected' ? outcome.reason : undefined;
+      expect(isSessionError(error, 'ERR_STORE_BUSY'), `${name}: ${String(error)}`).toBe(true);
+      expect((error as Error).message).toContain(path);
+      expect(String((error as Error).cause)).toMatch(cause);
+    }
+  }
+
+  it('rejects every write with ERR_STORE_BUSY, and applies none, while the app iterates a statement or holds its own transaction on a shared database', async () => {
+    const db = openDatabase();
+    db.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ann')");
+    const store = await openStore({ database: db });
+    await store.set(idOf('ann'), record('ann', Date.now() + HOUR_MS));
+    await store.set(idOf('bob'), record('bob', Date.now() + HOUR_MS));
+    const lock = await store.locks.acquire(idOf('ann'));
+    const other = await store.locks.acquire(idOf('bob'));
+    const before = db.prepare('SELECT * FROM sessions ORDER BY id').all();
+    const leases = db.prepare('SELECT * FROM sessions_locks ORDER BY id').all();
+
+    for (const _ of db.prepare('SELECT name FROM users').iterate()) {
+      await expectHeldByApp(everyWrite(store, lock, other), /busy executing a query/);
+      expect(textOf((await store.get(idOf('ann')))?.data)).toBe('ann');
+    }
+    expect(db.prepare('SELECT * FROM sessions ORDER BY id').all()).toEqual(before);
+    expect(db.prepare('SELECT * FROM sessions_locks ORDER BY id').all()).toEqual(leases);
+
+    db.exec('BEGIN');
+    db.prepare('INSERT INTO users VALUES (?)').run('cy');
+    await expectHeldByApp(everyWrite(store, lock, other), /within a transaction/);
+    expect(await store.count()).toBe(2);
+    db.exec('COMMIT');
+    expect(db.prepare('SELECT * FROM sessions ORDER BY id').all()).toEqual(before);
+    expect(db.prepare('SELECT * FROM sessions_locks ORDER BY id').all()).toEqual(leases);
+
+    // Once the app has let go, the same writes succeed.
+    expect(await store.set(idOf('ann'), record('fenced'), { lock, release: true })).toBe(true);
+    await other.release();
+    expect(textOf((await store.get(idOf('ann')))?.data)).toBe('fenced');
+  });
+
+  it("rejects a write with ERR_STORE_BUSY inside the app's transaction on a shared in-memory database, which the app's rollback would have undone", async () => {
+    const db = new Database(':memory:');
+    cleanups.push(() => db.close());
+    const store = await openStore({ database: db });
+    await store.set(idOf('ann'), record('ann'));
+    db.exec('BEGIN');
+    const error = await rejection(store.set(idOf('bob'), record('bob')));
+    expect(isSessionError(error, 'ERR_STORE_BUSY'), String(error)).toBe(true);
+    expect(String((error as Error).cause)).toMatch(/within a transaction/);
+    await expectCode(store.delete(idOf('ann')), 'ERR_STORE_BUSY');
+    expect(textOf((await store.get(idOf('ann')))?.data)).toBe('ann');
+    db.exec('ROLLBACK');
+    expect(await store.set(idOf('bob'), record('bob'))).toBe(true);
+    expect(await store.count()).toBe(2);
   });
 
   it("leaves an app's connection its own busy timeout: the app's writes wait for another process's lock, and close() sets back what the store changed", async () => {
