@@ -655,6 +655,13 @@ describe('options', { timeout: 60_000 }, () => {
     db.exec('ROLLBACK');
     expect(await store.set(idOf('bob'), record('bob'))).toBe(true);
     expect(await store.count()).toBe(2);
+
+    db.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ann')");
+    for (const _ of db.prepare('SELECT name FROM users').iterate()) {
+      await expectCode(store.set(idOf('cy'), record('cy')), 'ERR_STORE_BUSY');
+      await expectCode(store.clear(), 'ERR_STORE_BUSY');
+    }
+    expect(await store.count()).toBe(2);
   });
 
   it("leaves an app's connection its own busy timeout: the app's writes wait for another process's lock, and close() sets back what the store changed", async () => {
