@@ -424,7 +424,7 @@ describe('store addresses', () => {
     writeFileSync(join(mine, 'sid.json'), '{"cookie":{}}');
     const runs = [
       ...['stats', 'ls', 'sweep'].map((command) => [command, `file:${mine}`]),
-      ['show', `file:${mine}`, generateSessionId()],
+      ['show', `file:${mine}`, '--', generateSessionId()],
       ['copy', '--from', `file:${mine}`, '--to', `sqlite:${nextDir()}.db`],
     ];
     for (const args of runs) {

@@ -133,7 +133,7 @@ describe('a PostgreSQL store that is not there', () => {
   it.each([
     ['stats', (url: string) => ['stats', url]],
     ['ls', (url: string) => ['ls', url]],
-    ['show', (url: string) => ['show', url, generateSessionId()]],
+    ['show', (url: string) => ['show', url, '--', generateSessionId()]],
     ['sweep', (url: string) => ['sweep', url]],
     ['copy --from', (url: string) => ['copy', '--from', url, '--to', `${url}_copy`]],
   ])('%s refuses it with exit 1 and creates nothing', async (name, args) => {
@@ -211,7 +211,8 @@ describe('a PostgreSQL schema or table name PostgresStore refuses', () => {
   const commands: [string, (url: string) => string[]][] = [
     ['stats', (url) => ['stats', url]],
     ['ls', (url) => ['ls', url]],
-    ['show', (url) => ['show', url, generateSessionId()]],
+    // An id never starting with '-': '--json' is appended after it.
+    ['show', (url) => ['show', url, `s${generateSessionId().slice(1)}`]],
     ['sweep', (url) => ['sweep', url]],
     [
       'copy --from',
