@@ -1,5 +1,11 @@
 import { isSessionError, SessionError } from '@sessile/core';
-import { KeyedQueue, lostSocket, MAX_POLL_DELAY_MS, MIN_POLL_DELAY_MS } from '@sessile/core/store';
+import {
+  KeyedQueue,
+  lostSocket,
+  MAX_POLL_DELAY_MS,
+  MIN_POLL_DELAY_MS,
+  sleep,
+} from '@sessile/core/store';
 import {
   createClient,
   type createCluster,
@@ -620,7 +626,7 @@ async function resendOnTryAgain(
     if (!(error instanceof Error && error.message.startsWith('TRYAGAIN ')) || signal.aborted) {
       throw error;
     }
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await sleep(delayMs);
     delayMs = Math.min(delayMs * 2, MAX_POLL_DELAY_MS);
     if (signal.aborted) throw error;
     try {
@@ -873,7 +879,7 @@ async function untilReady(
     if (performance.now() - started >= timeoutMs) {
       throw timedOut(where, 'connect', timeoutMs, failed());
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
   }
 }
 
