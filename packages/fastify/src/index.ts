@@ -61,6 +61,9 @@ type HoldsSession = FastifyRequest & { [SESSION]: Session<SessionData> | null };
 const REPLACED =
   "@sessile/fastify: request.session is the request's Session and cannot be replaced; to log out, await request.session.invalidate()";
 
+const SESSION_TAKEN =
+  '@sessile/fastify: request.session is already declared by another plugin (@fastify/session?): register one session plugin. Remove the other, or keep @fastify/session and give it toExpressStore(store) from @sessile/express as its store instead';
+
 // Fastify's own register options, which it passes on to the plugin with the rest.
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
@@ -71,6 +74,8 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       '@sessile/fastify is a Fastify plugin: register it with its options, app.register(fastifySessile, { store, secret }), without calling it',
     );
   }
+  // Fastify's own refusal names neither plugin nor what to do; checked before a manager exists.
+  if (fastify.hasRequestDecorator('session')) throw new TypeError(SESSION_TAKEN);
   const adapter = openSessionAdapter(options, '@sessile/fastify', REGISTER_OPTIONS);
   const { manager, cookie, ownsManager, finish } = adapter;
   const { reportCommitError } = adapter;

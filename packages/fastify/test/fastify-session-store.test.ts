@@ -1,10 +1,11 @@
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
 import { CookieJar } from '@sessile/conformance/http';
-import type { SessionStore } from '@sessile/core';
+import { MemoryStore, manual, type SessionStore } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fastifySessile } from '../src/index.js';
 import { testStores } from './stores.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -64,3 +65,22 @@ describe.each(testStores())(
     });
   },
 );
+
+describe('@sessile/fastify registered after @fastify/session', () => {
+  it('refuses to register after @fastify/session, naming it and what to do, instead of Fastify\'s "decorator already added"', async () => {
+    const store = new MemoryStore();
+    const app = Fastify();
+    await app.register(fastifyCookie);
+    await app.register(fastifySession, { secret: 'a secret with at least 32 characters in it' });
+    app.register(fastifySessile, {
+      store,
+      secret: 'a secret with at least 32 characters in it',
+      cleanup: manual(),
+    });
+    await expect(app.ready()).rejects.toThrow(
+      '@sessile/fastify: request.session is already declared by another plugin (@fastify/session?): register one session plugin. Remove the other, or keep @fastify/session and give it toExpressStore(store) from @sessile/express as its store instead',
+    );
+    await app.close().catch(() => undefined);
+    await store.close();
+  });
+});
