@@ -40,6 +40,9 @@ import {
 import { corruptRecord, RecordReads } from './record-reads.js';
 import type { SpareFiles } from './spare-files.js';
 
+/** What opening a file answers when its mode, or its directory's, shuts this process out. */
+const UNREADABLE: readonly string[] = ['EACCES', 'EPERM'];
+
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
 const RENAME_ATTEMPTS = 10;
@@ -313,7 +316,8 @@ export class RecordIo {
    * The live records listed for `owner` that carry it. An entry whose record is gone or carries
    * another owner is removed on the way; one whose record has expired is left to the sweep.
    * A listed record that fails to decode, or is larger than `maxRecordBytes` allows reading, is
-   * left out, as `get` rejects it for its own id; the rest of the owner's sessions are listed.
+   * left out, as `get` rejects it for its own id, and so is one this process may not open
+   * (`EACCES`, `EPERM`); the rest of the owner's sessions are listed.
    */
   async ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
     const owners = this.#files.owners;
@@ -325,6 +329,8 @@ export class RecordIo {
       } catch (error) {
         if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return;
         if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return;
+        // One file (or shard) whose mode shuts this process out must not hide the owner's others.
+        if (UNREADABLE.includes(errorCode(error) ?? '')) return;
         throw error;
       }
       if (record?.owner === owner) {

@@ -1,6 +1,8 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFile, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
+  chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -14,6 +16,7 @@ import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { generateSessionId } from '@sessile/core';
 import { FileStore, type FileStoreOptions } from '@sessile/file';
@@ -21,6 +24,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { textOf } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
+const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-owners-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -363,4 +367,33 @@ describe('owner index across processes', () => {
       }
     }
   }, 120_000);
+});
+
+describe('FileStore: an owner listing beside a record it may not read', () => {
+  it.runIf(process.platform === 'linux')(
+    "leaves out a record, or a shard's records, this process may not open (EACCES) and lists the owner's others (run as nobody when this process is root)",
+    async () => {
+      const isRoot = process.getuid?.() === 0;
+      // Traversable by nobody, who owns the store's parent.
+      const parent = mkdtempSync(join(tmpdir(), 'sessile-file-modes-'));
+      try {
+        chmodSync(parent, 0o755);
+        if (isRoot) chownSync(parent, 65_534, 65_534);
+        const script = fileURLToPath(new URL('./fixtures/unreadable-owned.mjs', import.meta.url));
+        const { stdout } = await run(process.execPath, [script, join(parent, 'store')], {
+          timeout: 30_000,
+          killSignal: 'SIGKILL',
+          ...(isRoot ? { uid: 65_534, gid: 65_534 } : {}),
+        });
+        const idOf = (shard: string, n: number) => `${shard}${String(n).padStart(20, '0')}`;
+        expect(JSON.parse(stdout)).toEqual({
+          oneRecord: [idOf('A', 0), idOf('A', 1), idOf('B', 1), idOf('C', 0), idOf('C', 1)],
+          oneShard: [idOf('A', 0), idOf('A', 1), idOf('B', 1)],
+        });
+      } finally {
+        rmSync(parent, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 });
