@@ -254,6 +254,11 @@ export class RecordFiles implements Sweeper {
         if (stopping()) return step;
         const resuming = shard === after.shard && after.name !== '';
         const names = await this.#namesOf(shard, resuming);
+        // A shard this process may not list is passed over, so the pass cannot call itself done.
+        if (names === undefined) {
+          step.leftBusy = true;
+          continue;
+        }
         const entries = take(shard, names, resuming ? firstAfter(names, after.name) : 0);
         if (this.#fs.io === 'sync') {
           for (const entry of entries) await sweepOne(entry);
@@ -275,13 +280,19 @@ export class RecordFiles implements Sweeper {
     return this.#listed?.names.length ?? 0;
   }
 
-  /** A shard's names, sorted: the cached list when `resuming` inside the shard listed last. */
-  async #namesOf(shard: string, resuming: boolean): Promise<string[]> {
+  /**
+   * A shard's names, sorted: the cached list when `resuming` inside the shard listed last;
+   * `undefined` when its mode (changed by hand) shuts this process out.
+   */
+  async #namesOf(shard: string, resuming: boolean): Promise<string[] | undefined> {
     if (resuming && this.#listed?.shard === shard) return this.#listed.names;
     this.#listed = undefined;
-    const names = await unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
-      this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
+    const names = await unless(['EACCES', 'EPERM'], undefined, () =>
+      unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
+        this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
+      ),
     );
+    if (names === undefined) return undefined;
     names.sort();
     this.#listed = { shard, names };
     return names;

@@ -56,7 +56,7 @@ export interface SweepStep {
   last: SweepEntry | undefined;
   /** The pass reached the end of the last shard (a step that stopped early has not). */
   ended: boolean;
-  /** Some entry was left because a write to it was in flight. */
+  /** Some entry was left because a write to it was in flight, or a shard could not be listed. */
   leftBusy: boolean;
   /** The earliest instant at which a record the step kept expires (Infinity when none). */
   liveUntil: number;

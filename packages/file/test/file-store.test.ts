@@ -1,5 +1,7 @@
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import {
+  chmodSync,
+  chownSync,
   existsSync,
   linkSync,
   lstatSync,
@@ -1742,4 +1744,37 @@ describe('a full disk', () => {
       await sweeping.close();
     }
   });
+});
+
+describe('FileStore: a shard directory the sweep may not list', () => {
+  it.runIf(process.platform === 'linux')(
+    'is skipped: the other shards are swept and the pass reports done: false, until its mode is put back (run as nobody when this process is root)',
+    () => {
+      const isRoot = process.getuid?.() === 0;
+      // Traversable by nobody, who owns it.
+      const parent = mkdtempSync(join(tmpdir(), 'sessile-file-shard-mode-'));
+      try {
+        chmodSync(parent, 0o755);
+        if (isRoot) chownSync(parent, 65_534, 65_534);
+        const script = fileURLToPath(new URL('./fixtures/unreadable-shard.mjs', import.meta.url));
+        const stdout = execFileSync(process.execPath, [script, parent], {
+          encoding: 'utf8',
+          timeout: 60_000,
+          killSignal: 'SIGKILL',
+          ...(isRoot ? { uid: 65_534, gid: 65_534 } : {}),
+        });
+        const outcome = {
+          sweeps: [
+            { removed: 4, scanned: 4, done: false },
+            { removed: 0, scanned: 0, done: false },
+          ],
+          after: { removed: 2, scanned: 2, done: true },
+        };
+        expect(JSON.parse(stdout)).toEqual({ sync: outcome, async: outcome });
+      } finally {
+        rmSync(parent, { recursive: true, force: true });
+      }
+    },
+    90_000,
+  );
 });
