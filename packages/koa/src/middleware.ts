@@ -71,6 +71,8 @@ export function sessile<Data extends SessionData = SessionData>(
       setSession(ctx, running);
       return next();
     }
+    // koa-session's middleware ran on this request: the two would each keep a session and a cookie.
+    if (koaSessionRan(ctx)) throw new TypeError(FOREIGN_SESSION);
     const requestCookie = cookie.verify(ctx.req.headers.cookie);
     let session: Session<Data>;
     try {
@@ -149,6 +151,20 @@ export function sessile<Data extends SessionData = SessionData>(
     close: { value: () => (ownsManager ? manager.close() : Promise.resolve()) },
   });
   return middleware;
+}
+
+const FOREIGN_SESSION =
+  "@sessile/koa: koa-session's middleware ran on this request before sessile(): use one of the two on a path. Mount them on paths that do not overlap, or keep koa-session and give it toKoaSessionStore(store) as its store instead of using sessile()";
+
+/**
+ * Whether koa-session's middleware ran on `ctx`: as it starts, it keeps its per-request state on
+ * `ctx` under a symbol whose description names `contextSession` (koa-session 7: `contextSession instance`).
+ */
+function koaSessionRan(ctx: ParameterizedContext): boolean {
+  for (const key of Object.getOwnPropertySymbols(ctx)) {
+    if (key.description?.includes('contextSession')) return true;
+  }
+  return false;
 }
 
 /** Sets `ctx.session`, which cannot be assigned: koa-session logs out with `ctx.session = null`. */

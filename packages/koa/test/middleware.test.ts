@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { jsonCodec, MemoryStore, manual, SessionManager } from '@sessile/core';
 import Koa from 'koa';
+import koaSession from 'koa-session';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SessileContext, type SessileKoaOptions, sessile } from '../src/index.js';
 import { closeServer, listen } from './helpers.js';
@@ -298,6 +299,40 @@ describe('@sessile/koa middleware', () => {
       expect(await jar.json(url)).toEqual({ user: 'ada' });
     },
   );
+
+  it("fails a request that passed koa-session's middleware first, saying which and what to do, and opens no session", async () => {
+    const store = new MemoryStore();
+    const sessions = sessile<Data>({ store, secret: SECRET, cleanup: manual() });
+    const app = new Koa();
+    app.silent = true;
+    app.keys = [SECRET];
+    const legacy = koaSession({ key: 'legacy' }, app);
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        ctx.status = 500;
+        ctx.body = `${(error as Error).name}: ${(error as Error).message}`;
+      }
+    });
+    app.use((ctx, next) => (ctx.path.startsWith('/legacy') ? legacy(ctx, next) : next()));
+    app.use(sessions);
+    app.use(async (ctx) => {
+      const { data } = (ctx as SessileContext<Data>).session;
+      data.user = 'ada';
+      ctx.body = data;
+    });
+    const url = await serve(app, sessions, store);
+    const jar = new CookieJar();
+    expect(await jar.json(url)).toEqual({ user: 'ada' });
+    const both = await jar.fetch(`${url}/legacy/page`);
+    expect(both.status).toBe(500);
+    expect(await both.text()).toBe(
+      "TypeError: @sessile/koa: koa-session's middleware ran on this request before sessile(): use one of the two on a path. Mount them on paths that do not overlap, or keep koa-session and give it toKoaSessionStore(store) as its store instead of using sessile()",
+    );
+    expect(both.headers.getSetCookie()).toEqual([]);
+    expect(await store.count()).toBe(1);
+  });
 
   it("refuses koa-session's logout, ctx.session = null, with a TypeError naming invalidate(), instead of leaving the user signed in", async () => {
     const { url, store } = await startApp(
