@@ -240,6 +240,30 @@ test('docs/examples/express-app.mjs --check passes', async () => {
   expect(outcome, output()).toEqual({ exit: 0 });
 });
 
+// A container or service manager stops the app with SIGTERM: its temporary sessions go too.
+test('docs/examples/express-app.mjs shuts down on SIGTERM and leaves no files behind', async () => {
+  const temporary = join(work, 'example-sigterm-tmp');
+  mkdirSync(temporary, { recursive: true });
+  const child = spawn(process.execPath, [join(root, 'docs/examples/express-app.mjs')], {
+    cwd: work,
+    env: { ...env, PORT: '0', TMPDIR: temporary },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const settled = settle(child);
+  await new Promise<void>((resolve) => {
+    let printed = '';
+    child.stdout?.on('data', (chunk) => {
+      printed += chunk;
+      if (printed.includes('sessile example on')) resolve();
+    });
+    child.once('exit', () => resolve());
+  });
+  child.kill('SIGTERM');
+  const { outcome, output } = await settled;
+  expect(outcome, output()).toEqual({ exit: 0 });
+  expect(readdirSync(temporary)).toEqual([]);
+});
+
 /**
  * docs/examples/express-app.mjs as a reader copies it into an app: the plain imports its header
  * gives in place of the loader that borrows @sessile/express's dependencies.

@@ -129,8 +129,9 @@ app.post('/logout', async (req, res) => {
 
 app.use((error, _req, res, next) => {
   if (res.headersSent) return next(error);
-  // Another request held this session for longer than lock.waitMs.
-  res.status(error.code === 'ERR_LOCK_TIMEOUT' ? 503 : 500).send('Something went wrong');
+  // Another request held this session for longer than lock.waitMs, or the store was busy.
+  const busy = error.code === 'ERR_LOCK_TIMEOUT' || error.code === 'ERR_STORE_BUSY';
+  res.status(busy ? 503 : 500).send(busy ? 'Busy, try again' : 'Something went wrong');
 });
 
 function escapeHtml(text) {
@@ -151,7 +152,9 @@ const server = app.listen(check ? 0 : Number(PORT ?? 3000), async () => {
   }
 });
 
+// Ctrl+C, and the SIGTERM a container or service manager stops the app with.
 process.once('SIGINT', shutDown);
+process.once('SIGTERM', shutDown);
 
 async function shutDown() {
   // Requests still running commit their sessions before the store closes.
