@@ -19,6 +19,9 @@ const MAX_VERIFIED_DIRECTORIES = 10_000;
 /** How often a process that has seen no owner index looks again for one another process made. */
 const IN_USE_RECHECK_MS = 1000;
 
+/** What a directory whose mode shuts this process out answers. */
+const UNWRITABLE: readonly string[] = ['EACCES', 'EPERM'];
+
 /**
  * In each owner's directory, the file every entry of that owner is a hard link to: an entry
  * costs one `link`, no inode of its own. Not a session id, so never listed as an entry.
@@ -135,7 +138,9 @@ export class OwnerIndex {
 
   /** Takes the entry of (`owner`, `id`) away, unless the record of `id` carries `owner`. */
   async remove(owner: string, id: string): Promise<void> {
-    const directory = await this.#ownerDirectory(owner, false);
+    // An entry left over is never listed (`ownedBy` checks each record), so a directory whose
+    // mode was changed by hand must not fail the delete or sweep that already removed the record.
+    const directory = await unless(UNWRITABLE, undefined, () => this.#ownerDirectory(owner, false));
     if (directory === undefined) return;
     await this.#removeEntry(directory, ownerHash(owner), id);
   }
@@ -167,7 +172,11 @@ export class OwnerIndex {
 
   async #removeEntry(directory: string, hash: string, id: string): Promise<void> {
     const entry = join(directory, id);
-    await unless(['ENOENT'], undefined, () => this.#fs.unlink(entry));
+    const kept = await unless(UNWRITABLE, true, async () => {
+      await unless(['ENOENT'], undefined, () => this.#fs.unlink(entry));
+      return false;
+    });
+    if (kept) return;
     // A writer may have put the record in place, with this owner, since the caller looked.
     const found = await this.#ownerOf(id);
     if (found.present && found.owner !== undefined && ownerHash(found.owner) === hash) {

@@ -397,3 +397,33 @@ describe('FileStore: an owner listing beside a record it may not read', () => {
     60_000,
   );
 });
+
+describe("FileStore: an owner's index directory this process may not write", () => {
+  it.runIf(process.platform === 'linux')(
+    "a delete and the sweep remove that owner's records and resolve; the entries left over are never listed (run as nobody when this process is root)",
+    async () => {
+      const isRoot = process.getuid?.() === 0;
+      // Traversable by nobody, who owns the store's parent.
+      const parent = mkdtempSync(join(tmpdir(), 'sessile-file-owner-mode-'));
+      try {
+        chmodSync(parent, 0o755);
+        if (isRoot) chownSync(parent, 65_534, 65_534);
+        const script = fileURLToPath(new URL('./fixtures/locked-owner-dir.mjs', import.meta.url));
+        const { stdout } = await run(process.execPath, [script, join(parent, 'store')], {
+          timeout: 30_000,
+          killSignal: 'SIGKILL',
+          ...(isRoot ? { uid: 65_534, gid: 65_534 } : {}),
+        });
+        expect(JSON.parse(stdout)).toEqual({
+          deleted: true,
+          afterDelete: null,
+          swept: expect.objectContaining({ removed: 2, done: true }),
+          listed: [`C${'1'.padStart(20, '0')}`],
+        });
+      } finally {
+        rmSync(parent, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+});
