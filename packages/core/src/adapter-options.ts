@@ -121,12 +121,14 @@ export interface SessionAdapter<Data extends SessionData> {
    * Gives headers that go out before the commit (a handler that writes the Node response itself:
    * a hijacked Fastify reply, Koa's `ctx.respond = false`, Hono's `RESPONSE_ALREADY_SENT`) the
    * cookie the commit will need. Without it a new or regenerated session's id never reaches the
-   * client, and a regenerated session signs the user out.
+   * client, and a regenerated session signs the user out. `secure`: whether the request is
+   * secure, for `cookie.secure: 'auto'`.
    */
   cookieOnEarlyHeaders(
     session: Session<Data>,
     response: EarlyHeaders,
     requestCookie: VerifiedCookie | undefined,
+    secure?: boolean,
   ): void;
 }
 
@@ -302,7 +304,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
         next: openedSessions.get(request),
       });
     },
-    cookieOnEarlyHeaders(session, response, requestCookie) {
+    cookieOnEarlyHeaders(session, response, requestCookie, secure = false) {
       // Whether the adapter's own commit already set this cookie on the response.
       const hasCookie = (target: EarlyHeaders) => {
         const set = target.getHeader('set-cookie');
@@ -332,6 +334,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
               requestCookie,
               outcome ?? (!commitOnError && status >= 500 ? 'unchanged' : undefined),
               manager.touchAfterMs,
+              secure,
             );
           } catch {
             // Data the session cannot serialise: its commit fails too, and reports why.

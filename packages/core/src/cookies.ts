@@ -22,9 +22,13 @@ export interface SessionCookieOptions {
   name?: string;
   /** Default true: scripts cannot read the session id. */
   httpOnly?: boolean;
-  /** Send only over HTTPS. Default false; set it in production. Required with `sameSite: 'none'`. */
-  secure?: boolean;
-  /** Default `'lax'`. `'none'` needs `secure: true`. */
+  /**
+   * Send only over HTTPS. Default false. `'auto'`: `Secure` only on responses to a request the
+   * adapter finds secure (HTTPS, or a trusted proxy's `X-Forwarded-Proto: https`). `sameSite:
+   * 'none'` needs true or `'auto'`.
+   */
+  secure?: boolean | 'auto';
+  /** Default `'lax'`. `'none'` needs `secure: true` or `'auto'`. */
   sameSite?: 'strict' | 'lax' | 'none' | false;
   /** Default `'/'`. */
   path?: string;
@@ -104,6 +108,8 @@ export class SessionCookie {
   readonly name: string;
   readonly #secrets: readonly string[];
   readonly #attributes: string;
+  /** The attributes for a secure request: `#attributes` unless `secure` is `'auto'`. */
+  readonly #secureAttributes: string;
   readonly #maxAgeMs: number | undefined;
   readonly #expressSession: ExpressSessionCookie | undefined;
 
@@ -137,7 +143,13 @@ export class SessionCookie {
       throw fail(`${option('name')} must be a cookie name token, got ${describeValue(this.name)}`);
     }
     const httpOnly = checkBoolean(attributes.httpOnly ?? true, option('httpOnly'), fail);
-    const secure = checkBoolean(attributes.secure ?? false, option('secure'), fail);
+    const secureOption = attributes.secure ?? false;
+    if (secureOption !== 'auto' && typeof secureOption !== 'boolean') {
+      throw fail(
+        `${option('secure')} must be true, false or 'auto', got ${describeValue(secureOption)}`,
+      );
+    }
+    const secure = secureOption !== false;
     const sameSite = attributes.sameSite ?? 'lax';
     if (!SAME_SITE_VALUES.includes(sameSite)) {
       throw fail(
@@ -146,14 +158,16 @@ export class SessionCookie {
     }
     if (sameSite === 'none' && !secure) {
       throw fail(
-        `${option('sameSite')} 'none' needs ${option('secure')}: true; browsers reject a SameSite=None cookie without Secure`,
+        `${option('sameSite')} 'none' needs ${option('secure')}: true or 'auto'; browsers reject a SameSite=None cookie without Secure`,
       );
     }
     // Browsers drop a cookie whose name prefix promises what its attributes do not give.
     const prefix = COOKIE_PREFIX_PATTERN.exec(this.name)?.[0];
-    if (prefix !== undefined && !secure) {
+    if (prefix !== undefined && secureOption !== true) {
       throw fail(
-        `${option('name')} '${this.name}' needs ${option('secure')}: true; browsers reject a ${prefix} cookie without Secure`,
+        secureOption === 'auto'
+          ? `${option('name')} '${this.name}' needs ${option('secure')}: true, not 'auto'; over plain HTTP 'auto' leaves out Secure, and browsers reject a ${prefix} cookie without it`
+          : `${option('name')} '${this.name}' needs ${option('secure')}: true; browsers reject a ${prefix} cookie without Secure`,
       );
     }
     if (
@@ -188,10 +202,15 @@ export class SessionCookie {
       parts.push(`Domain=${checkAttribute(attributes.domain, option('domain'), fail)}`);
     }
     if (httpOnly) parts.push('HttpOnly');
-    if (secure) parts.push('Secure');
-    if (sameSite !== false)
-      parts.push(`SameSite=${sameSite[0]?.toUpperCase()}${sameSite.slice(1)}`);
+    const withSecure = [...parts, 'Secure'];
+    if (secureOption === true) parts.push('Secure');
+    if (sameSite !== false) {
+      const attribute = `SameSite=${sameSite[0]?.toUpperCase()}${sameSite.slice(1)}`;
+      parts.push(attribute);
+      withSecure.push(attribute);
+    }
     this.#attributes = parts.join('; ');
+    this.#secureAttributes = secureOption === 'auto' ? withSecure.join('; ') : this.#attributes;
   }
 
   /** The cookie's lifetime, `undefined` for a browser-session cookie. */
@@ -266,9 +285,12 @@ export class SessionCookie {
     return matched === -1 ? undefined : { value, signedWithOldSecret: matched > 0 };
   }
 
-  /** A `Set-Cookie` header value carrying `value`, signed. */
-  serialize(value: string, now: number = Date.now()): string {
-    let header = `${this.name}=${encodeURIComponent(this.sign(value))}; ${this.#attributes}`;
+  /**
+   * A `Set-Cookie` header value carrying `value`, signed. `secure`: whether the request is
+   * secure, which decides `Secure` under `secure: 'auto'`; default false.
+   */
+  serialize(value: string, now: number = Date.now(), secure = false): string {
+    let header = `${this.name}=${encodeURIComponent(this.sign(value))}; ${this.#attributesFor(secure)}`;
     if (this.#maxAgeMs !== undefined) {
       // Rounded up: a Max-Age of 0 would delete the cookie.
       header += `; Max-Age=${Math.ceil(this.#maxAgeMs / 1000)}; Expires=${new Date(now + this.#maxAgeMs).toUTCString()}`;
@@ -286,12 +308,14 @@ export class SessionCookie {
    * - a destroyed session, or a cookie whose session no longer exists: clear it;
    * - a retired id (regenerated by another request, in its grace window): nothing, ever, since
    *   the client may hold the new id by the time this response arrives.
+   * `secure`: whether the request is secure (see `serialize`).
    */
   forResponse(
     session: Session<SessionData>,
     requestCookie: VerifiedCookie | undefined,
     outcome: CommitOutcome | undefined,
     touchAfterMs: number,
+    secure = false,
   ): string | undefined {
     if (session.retired) return undefined;
     // The session of a later cookie of this name, where the first named none (one left under an
@@ -310,12 +334,16 @@ export class SessionCookie {
     switch (predicted) {
       case 'saved':
         return session.id !== requestId || this.persistent || resign
-          ? this.serialize(session.id)
+          ? this.serialize(session.id, Date.now(), secure)
           : undefined;
       case 'touched':
-        return this.persistent || resign ? this.serialize(session.id) : undefined;
+        return this.persistent || resign
+          ? this.serialize(session.id, Date.now(), secure)
+          : undefined;
       case 'destroyed':
-        return requestId !== undefined && !fromExpressSession ? this.serializeClear() : undefined;
+        return requestId !== undefined && !fromExpressSession
+          ? this.serializeClear(secure)
+          : undefined;
       case 'gone':
         // Another request removed the session meanwhile: a login that regenerated its id may
         // already have sent the client the new one, which a clear would delete, signing the
@@ -327,27 +355,31 @@ export class SessionCookie {
           // This request's own regenerate() removed the id the cookie names (a login that then
           // failed): drop the cookie. Otherwise the cookie named no live session (expired,
           // revoked, or regenerated by a login beside this request): left alone, as for 'gone'.
-          return session.regenerated && !fromExpressSession ? this.serializeClear() : undefined;
+          return session.regenerated && !fromExpressSession
+            ? this.serializeClear(secure)
+            : undefined;
         }
-        return resign ? this.serialize(session.id) : undefined;
+        return resign ? this.serialize(session.id, Date.now(), secure) : undefined;
     }
   }
 
   /**
    * Every `Set-Cookie` value the response needs: `forResponse()`'s, and, when the request came
    * with express-session's cookie, one that deletes it (whether its session was adopted or not)
-   * unless this cookie, under the same name, replaces it.
+   * unless this cookie, under the same name, replaces it. `secure`: whether the request is
+   * secure (see `serialize`).
    */
   responseHeaders(
     session: Session<SessionData>,
     requestCookie: VerifiedCookie | undefined,
     outcome: CommitOutcome | undefined,
     touchAfterMs: number,
+    secure = false,
   ): string[] {
     // Not even a clear of express-session's cookie, which may share this cookie's name.
     if (session.retired) return [];
     const headers: string[] = [];
-    const header = this.forResponse(session, requestCookie, outcome, touchAfterMs);
+    const header = this.forResponse(session, requestCookie, outcome, touchAfterMs, secure);
     if (header !== undefined) headers.push(header);
     const replaced = this.#expressSession?.name;
     if (
@@ -355,18 +387,25 @@ export class SessionCookie {
       replaced !== undefined &&
       (replaced !== this.name || header === undefined)
     ) {
-      headers.push(this.#clear(replaced));
+      headers.push(this.#clear(replaced, secure));
     }
     return headers;
   }
 
-  /** A `Set-Cookie` header value that deletes the cookie. */
-  serializeClear(): string {
-    return this.#clear(this.name);
+  /**
+   * A `Set-Cookie` header value that deletes the cookie, with the attributes `serialize` gives
+   * for the same `secure`.
+   */
+  serializeClear(secure = false): string {
+    return this.#clear(this.name, secure);
   }
 
-  #clear(name: string): string {
-    return `${name}=; ${this.#attributes}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
+  #clear(name: string, secure: boolean): string {
+    return `${name}=; ${this.#attributesFor(secure)}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
+  }
+
+  #attributesFor(secure: boolean): string {
+    return secure === true ? this.#secureAttributes : this.#attributes;
   }
 }
 

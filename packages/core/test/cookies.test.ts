@@ -121,6 +121,38 @@ describe('SessionCookie attributes', () => {
     expect(new SessionCookie(scoped).serialize('v')).toContain('Domain=example.com');
   });
 
+  it("secure 'auto' sets Secure only for a secure request, on the cookie and its clear alike", () => {
+    const cookie = new SessionCookie({ secrets: NEW, secure: 'auto', maxAgeMs: 60_000 });
+    const plain = cookie.serialize('value').split('; ');
+    const secure = cookie.serialize('value', Date.now(), true).split('; ');
+    expect(plain).not.toContain('Secure');
+    expect(secure).toContain('Secure');
+    expect(secure.filter((part) => part !== 'Secure').slice(1, -2)).toEqual(plain.slice(1, -2));
+    expect(cookie.serializeClear().split('; ')).not.toContain('Secure');
+    expect(cookie.serializeClear(true).split('; ')).toEqual(
+      expect.arrayContaining(['Secure', 'HttpOnly', 'SameSite=Lax', 'Max-Age=0']),
+    );
+    // true and false ignore the request's security.
+    const always = new SessionCookie({ secrets: NEW, secure: true });
+    expect(always.serialize('value').split('; ')).toContain('Secure');
+    expect(always.serializeClear().split('; ')).toContain('Secure');
+    const never = new SessionCookie({ secrets: NEW });
+    expect(never.serialize('value', Date.now(), true).split('; ')).not.toContain('Secure');
+    expect(never.serializeClear(true).split('; ')).not.toContain('Secure');
+  });
+
+  it("secure 'auto' allows sameSite 'none', and refuses a __Secure- or __Host- name", () => {
+    const cookie = new SessionCookie({ secrets: NEW, secure: 'auto', sameSite: 'none' });
+    expect(cookie.serialize('value', Date.now(), true).split('; ')).toEqual(
+      expect.arrayContaining(['SameSite=None', 'Secure']),
+    );
+    for (const name of ['__Secure-sid', '__Host-sid', '__host-sid']) {
+      expect(refusal({ secrets: NEW, name, secure: 'auto' })).toMatch(
+        new RegExp(`^SessionCookie: name '${name}' needs secure: true, not 'auto'`),
+      );
+    }
+  });
+
   it("refuses unknown options, pointing express-session's maxAge to maxAgeMs", () => {
     expect(refusal({ secrets: NEW, maxAge: 60_000 })).toBe(
       "SessionCookie: unknown option 'maxAge'; did you mean 'maxAgeMs'?",
@@ -143,7 +175,9 @@ describe('SessionCookie attributes', () => {
   });
 
   it('refuses attribute values of the wrong type', () => {
-    expect(refusal({ secrets: NEW, secure: 'auto' })).toMatch(/secure must be true or false/);
+    expect(refusal({ secrets: NEW, secure: 'yes' })).toMatch(
+      /secure must be true, false or 'auto'/,
+    );
     expect(refusal({ secrets: NEW, httpOnly: 1 })).toMatch(/httpOnly must be true or false/);
     expect(refusal({ secrets: NEW, path: '/a; b' })).toMatch(/path must be cookie attribute/);
     expect(refusal({ secrets: NEW, name: 'a b' })).toMatch(/name must be a cookie name/);
@@ -240,6 +274,25 @@ describe('SessionCookie signing and rotation', () => {
       const touched = await manager.open(id);
       await touched.commit();
       expect(during.forResponse(touched, received, 'touched', 0)).toMatch(/^sid=[^;]+\./);
+    });
+
+    it("carries Secure under secure 'auto' only for a secure request, on a new cookie and on a logout's clear", async () => {
+      const { manager } = await setup();
+      const auto = new SessionCookie({ secrets: NEW, secure: 'auto' });
+      for (const secure of [false, true]) {
+        const session = await manager.open(undefined);
+        session.data.user = 'ada';
+        const outcome = await session.commit();
+        const [set] = auto.responseHeaders(session, undefined, outcome, 60_000, secure);
+        expect(set?.split('; ').includes('Secure')).toBe(secure);
+        const received = auto.verify(header(auto, auto.sign(session.id)));
+        const again = await manager.open(session.id);
+        await again.invalidate();
+        const destroyed = await again.commit();
+        const clear = auto.forResponse(again, received, destroyed, 60_000, secure);
+        expect(clear).toMatch(/Max-Age=0/);
+        expect(clear?.split('; ').includes('Secure')).toBe(secure);
+      }
     });
 
     it('opens the live session of a later cookie when the first names none, and sets it again under its own path', async () => {
