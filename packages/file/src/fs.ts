@@ -180,6 +180,9 @@ export const statfs = promisify(fs.statfs);
 
 export { errorCode, NO_SPACE, unless };
 
+/** What a file or directory answers when its mode (changed by hand) shuts this process out. */
+export const SHUT_OUT: readonly string[] = ['EACCES', 'EPERM'];
+
 /**
  * Unlinks `path` (nothing there is fine) through the thread pool, whatever the store's `io`.
  * Freeing a file whose data is on disk can wait for the device: ext4 mounted with `discard` and

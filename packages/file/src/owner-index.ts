@@ -9,6 +9,7 @@ import {
   O_EXCL,
   O_NOFOLLOW,
   O_WRONLY,
+  SHUT_OUT,
   unless,
 } from './fs.js';
 
@@ -18,9 +19,6 @@ export const OWNERS_DIRECTORY = '.owners';
 const MAX_VERIFIED_DIRECTORIES = 10_000;
 /** How often a process that has seen no owner index looks again for one another process made. */
 const IN_USE_RECHECK_MS = 1000;
-
-/** What a directory whose mode shuts this process out answers. */
-const UNWRITABLE: readonly string[] = ['EACCES', 'EPERM'];
 
 /**
  * In each owner's directory, the file every entry of that owner is a hard link to: an entry
@@ -140,7 +138,7 @@ export class OwnerIndex {
   async remove(owner: string, id: string): Promise<void> {
     // An entry left over is never listed (`ownedBy` checks each record), so a directory whose
     // mode was changed by hand must not fail the delete or sweep that already removed the record.
-    const directory = await unless(UNWRITABLE, undefined, () => this.#ownerDirectory(owner, false));
+    const directory = await unless(SHUT_OUT, undefined, () => this.#ownerDirectory(owner, false));
     if (directory === undefined) return;
     await this.#removeEntry(directory, ownerHash(owner), id);
   }
@@ -172,7 +170,7 @@ export class OwnerIndex {
 
   async #removeEntry(directory: string, hash: string, id: string): Promise<void> {
     const entry = join(directory, id);
-    const kept = await unless(UNWRITABLE, true, async () => {
+    const kept = await unless(SHUT_OUT, true, async () => {
       await unless(['ENOENT'], undefined, () => this.#fs.unlink(entry));
       return false;
     });

@@ -13,7 +13,7 @@ import {
   type RecordHeader,
   recordFileBytes,
 } from './format.js';
-import { type FileSystem, freeFile, unless } from './fs.js';
+import { type FileSystem, freeFile, SHUT_OUT, unless } from './fs.js';
 import { OwnerIndex, type OwnerLookup } from './owner-index.js';
 import type {
   RecordFilesSettings,
@@ -287,7 +287,7 @@ export class RecordFiles implements Sweeper {
   async #namesOf(shard: string, resuming: boolean): Promise<string[] | undefined> {
     if (resuming && this.#listed?.shard === shard) return this.#listed.names;
     this.#listed = undefined;
-    const names = await unless(['EACCES', 'EPERM'], undefined, () =>
+    const names = await unless(SHUT_OUT, undefined, () =>
       unless(['ENOENT', 'ENOTDIR'], [] as string[], () =>
         this.#fs.readdir(`${this.settings.path}${sep}${shard}`),
       ),
@@ -331,11 +331,14 @@ export class RecordFiles implements Sweeper {
       let liveUntil = stats.isFile() ? Math.round(stats.mtimeMs) : Number.POSITIVE_INFINITY;
       let expired = liveUntil <= now;
       if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
-        const expiry = await this.#headerExpiry(id, aside);
+        const expiry = await unless(SHUT_OUT, undefined, () => this.#headerExpiry(id, aside));
         liveUntil = typeof expiry === 'number' ? expiry : now;
-        expired = liveUntil <= now;
+        // A header this process may not read (its mode changed by hand) proves nothing: it goes back.
+        expired = expiry !== undefined && liveUntil <= now;
       }
-      const found = (await this.owners.inUse()) ? await this.ownerOf(id, aside) : undefined;
+      const found = (await this.owners.inUse())
+        ? await unless(SHUT_OUT, undefined, () => this.ownerOf(id, aside))
+        : undefined;
       const owner = found?.present ? found.owner : undefined;
       const relinked =
         !expired &&

@@ -24,6 +24,7 @@ import {
   O_RDWR,
   O_WRONLY,
   readAt,
+  SHUT_OUT,
   unless,
   writeAll,
 } from './fs.js';
@@ -39,9 +40,6 @@ import {
 } from './record-files.js';
 import { corruptRecord, RecordReads } from './record-reads.js';
 import type { SpareFiles } from './spare-files.js';
-
-/** What opening a file answers when its mode, or its directory's, shuts this process out. */
-const UNREADABLE: readonly string[] = ['EACCES', 'EPERM'];
 
 /** Transient rename failures (Windows sharing violations, antivirus, NFS) worth retrying. */
 const RETRYABLE_RENAME_CODES = ['EPERM', 'EBUSY', 'EACCES'];
@@ -330,7 +328,7 @@ export class RecordIo {
         if (isSessionError(error, 'ERR_CORRUPT_RECORD')) return;
         if (isSessionError(error, 'ERR_RECORD_TOO_LARGE')) return;
         // One file (or shard) whose mode shuts this process out must not hide the owner's others.
-        if (UNREADABLE.includes(errorCode(error) ?? '')) return;
+        if (SHUT_OUT.includes(errorCode(error) ?? '')) return;
         throw error;
       }
       if (record?.owner === owner) {

@@ -1778,3 +1778,34 @@ describe('FileStore: a shard directory the sweep may not list', () => {
     90_000,
   );
 });
+
+describe('FileStore: a record the sweep must read but may not open', () => {
+  it.runIf(process.platform === 'linux')(
+    'is put back when only its header could prove it expired, and removed when only its owner was to be read; the sweep resolves (run as nobody when this process is root)',
+    () => {
+      const isRoot = process.getuid?.() === 0;
+      const parent = mkdtempSync(join(tmpdir(), 'sessile-file-record-mode-'));
+      try {
+        chmodSync(parent, 0o755);
+        if (isRoot) chownSync(parent, 65_534, 65_534);
+        const script = fileURLToPath(
+          new URL('./fixtures/unreadable-record-sweep.mjs', import.meta.url),
+        );
+        const stdout = execFileSync(process.execPath, [script, parent], {
+          encoding: 'utf8',
+          timeout: 60_000,
+          killSignal: 'SIGKILL',
+          ...(isRoot ? { uid: 65_534, gid: 65_534 } : {}),
+        });
+        expect(JSON.parse(stdout)).toEqual({
+          // Its get rejects (ERR_STORE_IO), so the record is still there.
+          verify: { sweep: { removed: 0, scanned: 1, done: false }, kept: 'ERR_STORE_IO' },
+          owned: { sweep: { removed: 1, scanned: 1, done: true }, kept: false },
+        });
+      } finally {
+        rmSync(parent, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+});
