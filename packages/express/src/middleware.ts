@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import { isUint8Array } from 'node:util/types';
 import type {
   CommitOutcome,
@@ -107,7 +108,7 @@ export function sessile<Data extends SessionData = SessionData>(
     );
     setSession(req, session);
     adapter.noteOpened(req, session);
-    attach(req, res, session, requestCookie);
+    attach(req, res, session, requestCookie, isSecure(req));
     return session;
   };
 
@@ -116,6 +117,7 @@ export function sessile<Data extends SessionData = SessionData>(
     res: ServerResponse,
     session: Session<Data>,
     requestCookie: VerifiedCookie | undefined,
+    secure: boolean,
   ) => {
     let outcome: CommitOutcome | undefined;
     let failed = false;
@@ -138,7 +140,13 @@ export function sessile<Data extends SessionData = SessionData>(
         const expected = committed ?? (discards(status) ? 'unchanged' : undefined);
         let headers: string[] = [];
         try {
-          headers = cookie.responseHeaders(session, requestCookie, expected, manager.touchAfterMs);
+          headers = cookie.responseHeaders(
+            session,
+            requestCookie,
+            expected,
+            manager.touchAfterMs,
+            secure,
+          );
         } catch {
           // Data the session cannot serialise: its commit fails too, and reports why.
         }
@@ -360,4 +368,14 @@ function holdAsEnded(res: ServerResponse): Hold {
       else res.once('finish', close).once('close', close);
     },
   };
+}
+
+/**
+ * Whether `req` came over HTTPS, for `cookie.secure: 'auto'`: Express's `req.secure` (which
+ * honours its `trust proxy` setting), else, under plain `node:http`, whether the socket is TLS.
+ */
+function isSecure(req: IncomingMessage): boolean {
+  const secure = (req as { secure?: unknown }).secure;
+  if (typeof secure === 'boolean') return secure;
+  return (req.socket as TLSSocket | null)?.encrypted === true;
 }

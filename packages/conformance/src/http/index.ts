@@ -17,6 +17,12 @@ export type {
   HttpStoreFixture,
 } from './options.js';
 export { hangUpWhileWaiting, sendOnSocket } from './raw-request.js';
+export {
+  type HttpsAnswer,
+  httpsGet,
+  selfSignedCertificate,
+  type TestCertificate,
+} from './tls.js';
 
 const MEMORY_STORE: HttpStoreFixture = { name: 'MemoryStore', open: async () => new MemoryStore() };
 
