@@ -48,6 +48,8 @@ export type SessileFastifyOptions = SessileFastifyCommonOptions &
 
 interface RequestState {
   requestCookie: VerifiedCookie | undefined;
+  /** The request came over HTTPS (`request.protocol`, which honours `trustProxy`), for `secure: 'auto'`. */
+  secure: boolean;
   /** Settles once the request's first `onSend` has committed and set the cookie. */
   sending?: Promise<void>;
 }
@@ -113,14 +115,15 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       throw error;
     }
     (request as HoldsSession)[SESSION] = session;
-    requestStates.set(request, { requestCookie });
+    const secure = request.protocol === 'https';
+    requestStates.set(request, { requestCookie, secure });
     adapter.track(
       session,
       reply.raw,
       () => reply.statusCode,
       (error) => reportCommitError(error, request),
     );
-    adapter.cookieOnEarlyHeaders(session, reply.raw, requestCookie);
+    adapter.cookieOnEarlyHeaders(session, reply.raw, requestCookie, secure);
   });
 
   fastify.addHook('onSend', async (request, reply, payload) => {
@@ -178,6 +181,7 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
       state.requestCookie,
       outcome,
       manager.touchAfterMs,
+      state.secure,
     );
     for (const header of headers) reply.header('set-cookie', header);
     return payload;

@@ -1,0 +1,97 @@
+import { httpsGet, selfSignedCertificate } from '@sessile/conformance/http';
+import { MemoryStore, manual } from '@sessile/core';
+import Fastify, { type FastifyServerOptions } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fastifySessile } from '../src/index.js';
+
+const SECRET = 'a secret of 32 characters or more for these tests';
+const certificate = selfSignedCertificate();
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/**
+ * A Fastify app with `secure: 'auto'`: `/login` stores a user (a new cookie), `/logout` ends the
+ * session, `/raw` stores one and answers through the hijacked `reply.raw`. Resolves to its URL.
+ */
+async function start(options: FastifyServerOptions & { https?: object }): Promise<string> {
+  const store = new MemoryStore();
+  const app = Fastify(options);
+  app.register(fastifySessile, {
+    store,
+    secret: SECRET,
+    cleanup: manual(),
+    cookie: { secure: 'auto' },
+  });
+  app.get('/login', async (request) => {
+    request.session.data.user = 'ada';
+    return 'in';
+  });
+  app.get('/logout', async (request) => {
+    await request.session.invalidate();
+    return 'out';
+  });
+  app.get('/raw', async (request, reply) => {
+    request.session.data.user = 'ada';
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+    reply.raw.end('raw');
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  cleanups.push(async () => {
+    await app.close();
+    await store.close();
+  });
+  return url;
+}
+
+/** The session cookie's `Set-Cookie` line of a plain-HTTP `GET`. */
+async function setCookie(url: string, headers: Record<string, string> = {}): Promise<string> {
+  const response = await fetch(url, { headers });
+  expect(response.status).toBe(200);
+  const [line] = response.headers.getSetCookie();
+  expect(line).toMatch(/^sid=/);
+  return line as string;
+}
+
+const attributes = (line: string) => line.split('; ');
+const cookieOf = (line: string) => line.split(';')[0] as string;
+const forwarded = { 'x-forwarded-proto': 'https' };
+
+describe("@sessile/fastify with cookie.secure: 'auto'", () => {
+  it('leaves Secure out over plain HTTP, and ignores X-Forwarded-Proto without trustProxy', async () => {
+    const url = await start({});
+    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    const line = await setCookie(`${url}/login`, forwarded);
+    expect(attributes(line)).not.toContain('Secure');
+    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
+    expect(attributes(clear)).toContain('Max-Age=0');
+    expect(attributes(clear)).not.toContain('Secure');
+    expect(attributes(await setCookie(`${url}/raw`, forwarded))).not.toContain('Secure');
+  });
+
+  it("sets Secure for X-Forwarded-Proto: https under trustProxy, on the cookie, logout's clear and a hijacked reply", async () => {
+    const url = await start({ trustProxy: true });
+    const line = await setCookie(`${url}/login`, forwarded);
+    expect(attributes(line)).toContain('Secure');
+    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
+    expect(attributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
+    expect(attributes(await setCookie(`${url}/raw`, forwarded))).toContain('Secure');
+    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+  });
+
+  it('sets Secure over a real HTTPS server, on the cookie and on logout', async () => {
+    const url = await start({ https: certificate });
+    expect(url).toMatch(/^https:/);
+    const login = await httpsGet(`${url}/login`, certificate);
+    const [line = ''] = login.setCookie;
+    expect(attributes(line)).toContain('Secure');
+    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookieOf(line) });
+    expect(logout.body).toBe('out');
+    expect(attributes(logout.setCookie[0] ?? '')).toEqual(
+      expect.arrayContaining(['Secure', 'Max-Age=0']),
+    );
+  });
+});
