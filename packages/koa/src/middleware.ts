@@ -96,7 +96,9 @@ export function sessile<Data extends SessionData = SessionData>(
       () => ctx.status,
       (error) => reportCommitError(error, ctx),
     );
-    adapter.cookieOnEarlyHeaders(session, ctx.res, requestCookie);
+    // Koa's ctx.secure honours app.proxy (X-Forwarded-Proto), for cookie.secure 'auto'.
+    const secure = ctx.secure;
+    adapter.cookieOnEarlyHeaders(session, ctx.res, requestCookie, secure);
 
     try {
       await next();
@@ -117,6 +119,7 @@ export function sessile<Data extends SessionData = SessionData>(
           requestCookie,
           failedOutcome,
           manager.touchAfterMs,
+          secure,
         );
         for (const header of headers) ctx.append('Set-Cookie', header);
         sendWithKoaError(ctx, headers);
@@ -139,7 +142,13 @@ export function sessile<Data extends SessionData = SessionData>(
       return;
     }
     if (ctx.headerSent) return;
-    const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
+    const headers = cookie.responseHeaders(
+      session,
+      requestCookie,
+      outcome,
+      manager.touchAfterMs,
+      secure,
+    );
     for (const header of headers) ctx.append('Set-Cookie', header);
     // A middleware above this one may still fail; Koa's error response must carry them too.
     sendWithKoaError(ctx, headers);
