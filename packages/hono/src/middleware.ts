@@ -111,7 +111,9 @@ export function sessile<Data extends SessionData = SessionData>(
       () => statusOf(c, false),
       (error) => reportCommitError(error, c),
     );
-    adapter.cookieOnEarlyHeaders(session, outgoing, requestCookie);
+    // @hono/node-server builds the URL's scheme from the TLS socket; X-Forwarded-Proto is not read.
+    const secure = c.req.url.startsWith('https:');
+    adapter.cookieOnEarlyHeaders(session, outgoing, requestCookie, secure);
 
     // Hono answers an `Error` through its error handler, which sets `c.res`; anything else thrown
     // escapes `next()`, and the server then answers 500 whatever `c.res` says.
@@ -122,7 +124,7 @@ export function sessile<Data extends SessionData = SessionData>(
       escaped = true;
       throw error;
     } finally {
-      await commitInto(c, session, requestCookie, escaped);
+      await commitInto(c, session, requestCookie, escaped, secure);
     }
   }) as SessileHonoMiddleware<Data>;
 
@@ -131,6 +133,7 @@ export function sessile<Data extends SessionData = SessionData>(
     session: Session<Data>,
     requestCookie: ReturnType<SessionCookie['verify']>,
     escaped: boolean,
+    secure: boolean,
   ) => {
     let outcome: CommitOutcome;
     try {
@@ -152,7 +155,13 @@ export function sessile<Data extends SessionData = SessionData>(
     }
     const { outgoing } = c.env;
     if (outgoing.headersSent) return;
-    const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
+    const headers = cookie.responseHeaders(
+      session,
+      requestCookie,
+      outcome,
+      manager.touchAfterMs,
+      secure,
+    );
     if (headers.length > 0) setCookiesAsWritten(outgoing, headers);
   };
 
