@@ -296,6 +296,12 @@ export class FileStore extends BaseStore {
     return this.#sweep.sweep(progress);
   }
 
+  /** Also stops a sweep in flight before its next entry; close() then waits for it to settle. */
+  override close(): Promise<void> {
+    this.#sweep.stop();
+    return super.close();
+  }
+
   protected async _close(): Promise<void> {
     await this.#closeSweeper();
     await this.#spares?.close();

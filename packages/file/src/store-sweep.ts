@@ -61,6 +61,8 @@ export class StoreSweep {
   readonly #sweeper: Sweeper;
   readonly #sweepLeaseMs: number;
   readonly #fileMode: number;
+  /** Aborted by the store's `close()`, so a long sweep in flight does not hold the close up. */
+  readonly #closing = new AbortController();
 
   constructor(init: StoreSweepInit) {
     this.#layout = init.layout;
@@ -71,6 +73,11 @@ export class StoreSweep {
     this.#sweeper = init.sweeper;
     this.#sweepLeaseMs = init.sweepLeaseMs;
     this.#fileMode = init.fileMode;
+  }
+
+  /** Stops a sweep in flight before its next entry, as an aborted `signal` does. */
+  stop(): void {
+    this.#closing.abort();
   }
 
   async sweep(progress: SweepProgress): Promise<SweepResult> {
@@ -89,7 +96,7 @@ export class StoreSweep {
       // A full disk refuses the lease's record, yet only removing expired sessions frees space:
       // this call sweeps from the start, without lease or cursor. Removals are safe beside
       // writers (see RecordFiles), so a second sweeper meanwhile costs time, never a record.
-      const stop = abortedByAny([progress.signal]);
+      const stop = abortedByAny([progress.signal, this.#closing.signal]);
       try {
         return await this.#sweepFromCursor(progress, undefined, deadline, stop.signal);
       } finally {
@@ -99,7 +106,7 @@ export class StoreSweep {
     // Another process (or call) is sweeping: one sweeper at a time, so this call does nothing.
     if (lock === undefined) return progress.result(false);
     // A step in flight stops before its next entry when the caller aborts or the lease is lost.
-    const stop = abortedByAny([progress.signal, lock.signal]);
+    const stop = abortedByAny([progress.signal, lock.signal, this.#closing.signal]);
     try {
       return await this.#sweepFromCursor(progress, lock, deadline, stop.signal);
     } finally {

@@ -1809,3 +1809,24 @@ describe('FileStore: a record the sweep must read but may not open', () => {
     60_000,
   );
 });
+
+describe('FileStore: close() during a sweep', () => {
+  for (const io of ['sync', 'async'] as const) {
+    it(`stops the sweep before its next entry, which resolves done: false, and the next store sweeps the rest (io: '${io}')`, async () => {
+      const store = await openStore({ io });
+      const expiresAt = Date.now() + 100;
+      const ids = Array.from({ length: 1_500 }, () => generateSessionId());
+      await Promise.all(ids.map((id) => store.set(id, recordOf('x', expiresAt))));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const sweeping = store.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+      await store.close();
+      const stopped = await sweeping;
+      expect(stopped.done).toBe(false);
+      expect(stopped.removed).toBeLessThan(ids.length);
+      const again = await FileStore.open({ path: store.path, io });
+      stores.push(again);
+      const rest = await again.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+      expect(rest).toMatchObject({ removed: ids.length - stopped.removed, done: true });
+    }, 60_000);
+  }
+});
