@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CommitOutcome } from '@sessile/core';
-import { openSessionAdapter } from '@sessile/core/store';
+import { commitLostNothing, openSessionAdapter } from '@sessile/core/store';
 import { runHttpConformance } from '../src/http/index.js';
 
 // The HTTP suite proves itself on an adapter written on core alone, with no framework: a
@@ -15,18 +15,26 @@ runHttpConformance({
     const serve = async (req: IncomingMessage, res: ServerResponse) => {
       const requestCookie = cookie.verify(req.headers.cookie);
       const session = await manager.openForConnection(
-        requestCookie?.value,
+        requestCookie?.values ?? requestCookie?.value,
         res,
         adapter.openOptions(req),
       );
-      res.once('close', () => void session.commit().catch(manager.reportError));
+      // A hang-up before the commit below; one already made reported its own failure.
+      res.once('close', () => {
+        if (!session.committed) void session.commit().catch(manager.reportError);
+      });
       const body = JSON.stringify(await handler(req.url ?? '/', session));
       let outcome: CommitOutcome;
       try {
         outcome = await session.commit();
       } catch (error) {
         manager.reportError(error);
-        res.writeHead(500).end('The session could not be saved');
+        // A session the request only read loses nothing: its answer stands, without a cookie.
+        if (commitLostNothing(session, error)) {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+        } else {
+          res.writeHead(500).end('The session could not be saved');
+        }
         return;
       }
       const headers = cookie.responseHeaders(session, requestCookie, outcome, manager.touchAfterMs);
