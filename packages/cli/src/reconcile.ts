@@ -10,6 +10,8 @@ import { forEachConcurrently } from './pool.js';
 
 /** What a run with `--ledger` did to sessions an earlier run brought over. */
 export interface ReconciledCounts {
+  /** On the source as an earlier run brought it over; left as it is. */
+  unchanged: number;
   /** Gone from the source (a logout, a revocation, expired) and deleted from the target. */
   deleted: number;
   /** Changed on the source and written again to the target. */
@@ -19,7 +21,7 @@ export interface ReconciledCounts {
 }
 
 export function newReconciled(): ReconciledCounts {
-  return { deleted: 0, updated: 0, keptChanged: 0 };
+  return { unchanged: 0, deleted: 0, updated: 0, keptChanged: 0 };
 }
 
 /** A record as a store holds it: its bytes, its expiry and its owner. */

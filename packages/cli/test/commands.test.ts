@@ -936,12 +936,18 @@ describe('copy', () => {
     try {
       const second = await runCli([...args, '--json']);
       expect(second.code, second.stderr).toBe(0);
-      expect(jsonOf(second)).toMatchObject({ counts: { written: 1, present: 0, inLedger: 3 } });
+      // Every session on the source is read, those brought over before included.
+      expect(jsonOf(second)).toMatchObject({
+        counts: { read: 4, written: 1, present: 0, inLedger: 3, reconciled: { unchanged: 3 } },
+      });
       expect(await target.get(loggedOut)).toBeUndefined();
       expect(await target.get(arrived)).toBeDefined();
       expect(await target.count()).toBe(3);
       const text = await runCli([...args, '--dry-run']);
-      expect(text.stdout).toContain('4 brought over before (in --ledger)');
+      expect(text.stdout).toContain('4 read, 0 would write');
+      expect(text.stdout).toContain(
+        '4 brought over before (in --ledger); of those brought over before, 4 unchanged,',
+      );
     } finally {
       await target.close();
     }

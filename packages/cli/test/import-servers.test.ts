@@ -5,7 +5,7 @@ import { PostgresStore } from '@sessile/postgres';
 import { RedisStore } from '@sessile/redis';
 import session from 'express-session';
 import { afterAll, describe, expect, it } from 'vitest';
-import { expectDefaultTtl, jsonOf, runCli } from './helpers.js';
+import { expectDefaultTtl, jsonOf, runCli, tempRoot } from './helpers.js';
 import { call, idOf, login, me, signedIn, startApp } from './peer-apps.js';
 
 const USERS = ['ada', 'grace', 'edsger'];
@@ -14,6 +14,7 @@ const require = createRequire(import.meta.url);
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const run = randomBytes(4).toString('hex');
+const temp = tempRoot('sessile-cli-servers-');
 
 type StoreClass = new (options: object) => session.Store;
 // express-session's Cookie takes its options (maxAge sets expires), which its types leave out.
@@ -113,6 +114,89 @@ describe('import from connect-redis', () => {
       expectDefaultTtl((await store.get(idOf(cookie)))?.expiresAt, 3_600_000, startedAt);
     } finally {
       await store.close();
+    }
+  });
+
+  it('with --ledger, runs again with nothing changed on the old app update nothing, and count every session read; a touch or a change there is carried', async () => {
+    if (!client.isOpen) await client.connect();
+    const { RedisStore: PeerStore } = require('connect-redis') as { RedisStore: StoreClass };
+    const prefix = `${peerPrefix}ledger:`;
+    const to = `${REDIS_URL}?prefix=${targetPrefix}ledger:`;
+    const ledger = temp();
+    const app = await startApp(new PeerStore({ client, prefix }));
+    try {
+      const cookies = [];
+      for (const user of USERS) cookies.push(await login(app, user));
+      const importAgain = async () => {
+        const result = await runCli([
+          'import',
+          '--from',
+          `connect-redis:${REDIS_URL}`,
+          '--prefix',
+          prefix,
+          '--to',
+          to,
+          '--ledger',
+          ledger,
+          '--json',
+        ]);
+        expect(result.code).toBe(0);
+        return result;
+      };
+      expect(jsonOf(await importAgain())).toMatchObject({ counts: { read: 3, written: 3 } });
+      // The keys' TTLs count down between the runs, yet the sessions did not change.
+      for (let again = 0; again < 2; again++) {
+        const result = await importAgain();
+        expect(jsonOf(result)).toMatchObject({
+          counts: {
+            read: 3,
+            written: 0,
+            inLedger: 3,
+            reconciled: { unchanged: 3, updated: 0, deleted: 0, keptChanged: 0 },
+          },
+        });
+      }
+      const text = await runCli([
+        'import',
+        '--from',
+        `connect-redis:${REDIS_URL}`,
+        '--prefix',
+        prefix,
+        '--to',
+        to,
+        '--ledger',
+        ledger,
+      ]);
+      expect(text.stdout).toContain('3 read, 0 written');
+      expect(text.stdout).toContain(
+        '3 brought over before (in --ledger); of those brought over before, 3 unchanged, 0 ended on the source (deleted), 0 changed there (updated)',
+      );
+      const [ada, grace] = cookies as [string, string];
+      const store = await RedisStore.open({ url: REDIS_URL, prefix: `${targetPrefix}ledger:` });
+      try {
+        const before = (await store.get(idOf(ada)))?.expiresAt as number;
+        // A request renews ada's session on the old app (connect-redis's touch moves the TTL
+        // alone), and grace signs in again as another user there.
+        await me(app, ada);
+        await fetch(`${app.url}/login/barbara`, {
+          method: 'POST',
+          headers: { cookie: grace },
+        }).then((response) => response.text());
+        expect(jsonOf(await importAgain())).toMatchObject({
+          counts: { read: 3, written: 0, reconciled: { unchanged: 1, updated: 2 } },
+        });
+        expect((await store.get(idOf(ada)))?.expiresAt).toBeGreaterThan(before);
+        const after = await startApp(toExpressStore(store) as unknown as session.Store);
+        try {
+          expect(await me(after, grace)).toMatchObject({ user: 'barbara' });
+        } finally {
+          await after.close();
+        }
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await app.close();
     }
   });
 

@@ -1198,7 +1198,9 @@ describe('importing again after the new app took over', () => {
     try {
       const second = await importAgain();
       expect(second.code, second.stderr).toBe(0);
-      expect(jsonOf(second)).toMatchObject({ counts: { written: 1, present: 0, inLedger: 2 } });
+      expect(jsonOf(second)).toMatchObject({
+        counts: { read: 3, written: 1, present: 0, inLedger: 2, reconciled: { unchanged: 2 } },
+      });
       expect(await target.get(idOf(loggedOut))).toBeUndefined();
       expect(await target.get(idOf(stayed))).toBeDefined();
       expect(await target.get(idOf(arrived))).toBeDefined();
@@ -1223,6 +1225,34 @@ function importWithLedger(peer: Peer, targetPath: string, ledger: string) {
 }
 
 describe('importing again reconciles what the old app changed since', () => {
+  for (const [name, open] of Object.entries(peers)) {
+    it(`from ${name}, runs again with --ledger and nothing changed on the old app read every session and update none`, async () => {
+      const dir = nextDir();
+      mkdirSync(dir, { recursive: true });
+      const peer = await open(dir);
+      const oldApp = await startApp(peer.store);
+      for (const user of ['ada', 'grace']) await login(oldApp, user);
+      await oldApp.close();
+      // The old app stopped: LevelDB lets one process open the directory.
+      await peer.close();
+      const targetPath = join(dir, 'sessile.db');
+      const importAgain = () => importWithLedger(peer, targetPath, join(dir, 'imported.ledger'));
+      expect(jsonOf(await importAgain())).toMatchObject({ counts: { read: 2, written: 2 } });
+      for (let again = 0; again < 2; again++) {
+        const result = await importAgain();
+        expect(result.code, result.stderr).toBe(0);
+        expect(jsonOf(result)).toMatchObject({
+          counts: {
+            read: 2,
+            written: 0,
+            inLedger: 2,
+            reconciled: { unchanged: 2, updated: 0, deleted: 0, keptChanged: 0 },
+          },
+        });
+      }
+    });
+  }
+
   it('with --ledger, a session logged out on the old app since is deleted from the target, one changed there is updated, one the new app changed is kept', async () => {
     const dir = nextDir();
     mkdirSync(dir, { recursive: true });

@@ -43,7 +43,7 @@ export interface CopyOptions extends TransferOptions {
 
 /** What a copy or an import did, record by record. */
 export interface TransferCounts {
-  /** Records read from the source. */
+  /** Records read from the source, with those an earlier run brought over (`inLedger`). */
   read: number;
   /** Written to the target (with `--dry-run`: would be written). */
   written: number;
@@ -57,7 +57,7 @@ export interface TransferCounts {
   tooLarge?: number;
   /** Import only: ids that are not valid sessile ids; skipped, never altered. */
   invalidId?: number;
-  /** With `--ledger`: ids an earlier run brought over; left as the target has them. */
+  /** With `--ledger`: ids an earlier run brought over, never written as new (`reconciled` says what became of them). */
   inLedger?: number;
   /** With `--ledger`: what this run did to sessions an earlier run brought over. */
   reconciled?: ReconciledCounts;
@@ -117,7 +117,7 @@ function reconciledText(
 ): string {
   if (reconciled === undefined) return '';
   const would = options.dryRun ? 'would be ' : '';
-  return `; of those brought over before, ${reconciled.deleted} ended on the source (${would}deleted), ${reconciled.updated} changed there (${would}updated), ${reconciled.keptChanged} changed on the target (kept)`;
+  return `; of those brought over before, ${reconciled.unchanged} unchanged, ${reconciled.deleted} ended on the source (${would}deleted), ${reconciled.updated} changed there (${would}updated), ${reconciled.keptChanged} changed on the target (kept)`;
 }
 
 /**
@@ -204,10 +204,14 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
             unreadable(error);
             return;
           }
+          counts.read++;
           if (record === undefined || record.expiresAt <= Date.now()) return;
           seen.add(id);
           const fingerprint = recordFingerprint(record);
-          if (fingerprint === read) return;
+          if (fingerprint === read) {
+            reconciled.unchanged++;
+            return;
+          }
           const action = { kind: 'update', record, source: fingerprint } as const;
           await reconcile(target, ledger, id, written, action, reconciled, dryRun);
         };

@@ -5,7 +5,12 @@ import { codecFromEnvironment } from '../codec.js';
 import { type ExitCode, usageError } from '../exit-codes.js';
 import { openLedger } from '../ledger.js';
 import { maskId } from '../output.js';
-import { type PeerOptions, type PeerSource, parsePeerAddress } from '../peers/index.js';
+import {
+  type PeerOptions,
+  type PeerSession,
+  type PeerSource,
+  parsePeerAddress,
+} from '../peers/index.js';
 import { forEachConcurrently } from '../pool.js';
 import { Progress, progressShown } from '../progress.js';
 import {
@@ -108,6 +113,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             if (inLedger !== undefined) {
               // Never written as new: the new app may have deleted it (a logout) since.
               counts.inLedger = (counts.inLedger ?? 0) + 1;
+              counts.read++;
               if (inLedger.target === undefined) return;
               if (entry.session === undefined) {
                 // Unreadable is not ended: it is left as the target has it.
@@ -118,8 +124,12 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
               const expiresAt = importExpiry(entry.expiresAt, now, options.defaultTtlMs);
               if (expiresAt <= now) return;
               seen.add(entry.id);
-              const read = textFingerprint(JSON.stringify(entry.session), entry.expiresAt);
-              if (read === inLedger.source || !Number.isFinite(expiresAt)) return;
+              const read = sourceFingerprint(entry);
+              if (read === inLedger.source) {
+                reconciled.unchanged++;
+                return;
+              }
+              if (!Number.isFinite(expiresAt)) return;
               let data: Uint8Array;
               try {
                 data = encodeLibrarySession(codec, entry.id, entry.session, now);
@@ -179,7 +189,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             }
             const record = { data, expiresAt };
             if (await writeRecord(target, entry.id, record, options, counts)) {
-              const read = textFingerprint(JSON.stringify(entry.session), entry.expiresAt);
+              const read = sourceFingerprint(entry);
               await ledger.record(entry.id, { target: recordFingerprint(record), source: read });
             } else await ledger.record(entry.id);
           },
@@ -211,6 +221,11 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
     await peer.close();
     await ledger.close();
   }
+}
+
+/** What the ledger keeps of a peer's session as read, the same on every read until the peer changes it. */
+function sourceFingerprint(entry: PeerSession): string {
+  return textFingerprint(JSON.stringify(entry.session), entry.storedExpiresAt ?? entry.expiresAt);
 }
 
 /**

@@ -18,6 +18,12 @@ export interface PeerSession {
   session?: ExpressSessionData;
   /** When the peer would stop serving it, in ms since the epoch; unset when the peer keeps it forever. */
   expiresAt?: number;
+  /**
+   * The same expiry as the peer stores it, which reads the same until the peer changes it; set
+   * where `expiresAt` comes from a relative TTL (now + PTTL moves between reads). The ledger
+   * fingerprints this one, so an unchanged session is not read as changed.
+   */
+  storedExpiresAt?: number;
   /** Why this entry could not be read; the importer reports and skips it. */
   problem?: string;
 }

@@ -15,6 +15,7 @@ interface RedisClient {
   scanIterator(options: { MATCH: string; COUNT: number }): AsyncIterable<string[] | string>;
   get(key: string): Promise<string | null>;
   pTTL(key: string): Promise<number>;
+  pExpireTime(key: string): Promise<number>;
   close?(): Promise<unknown>;
   quit?(): Promise<unknown>;
 }
@@ -42,12 +43,30 @@ export async function openConnectRedis(
   } catch (error) {
     throw peerIoError(display, 'connect', error);
   }
+  // Redis before 7.0 has no PEXPIRETIME; asked once, then left out.
+  let hasExpireTime = true;
+  /** The key's expiry as Redis keeps it (PEXPIRETIME), or `undefined` where Redis cannot tell. */
+  async function storedExpiry(key: string): Promise<number | undefined> {
+    if (!hasExpireTime) return undefined;
+    try {
+      return await client.pExpireTime(key);
+    } catch (error) {
+      if (!/unknown command/i.test((error as Error).message)) throw error;
+      hasExpireTime = false;
+      return undefined;
+    }
+  }
   async function read(key: string): Promise<PeerSession> {
     const id = key.slice(prefix.length);
     let text: string | null;
     let ttlMs: number;
+    let stored: number | undefined;
     try {
-      [text, ttlMs] = await Promise.all([client.get(key), client.pTTL(key)]);
+      [text, ttlMs, stored] = await Promise.all([
+        client.get(key),
+        client.pTTL(key),
+        storedExpiry(key),
+      ]);
     } catch (error) {
       return { id, problem: `unreadable (${(error as Error).message.split('\n')[0]})` };
     }
@@ -56,7 +75,12 @@ export async function openConnectRedis(
     const { session, problem } = parseSession(text);
     if (session === undefined) return { id, problem: problem as string };
     // -1: no TTL, kept until deleted.
-    return ttlMs >= 0 ? { id, session, expiresAt: Date.now() + ttlMs } : { id, session };
+    if (ttlMs < 0) return { id, session };
+    const expiresAt = Date.now() + ttlMs;
+    // Without PEXPIRETIME, now + PTTL to the second: it moves by the few ms a read takes.
+    const storedExpiresAt =
+      stored !== undefined && stored >= 0 ? stored : Math.round(expiresAt / 1000) * 1000;
+    return { id, session, expiresAt, storedExpiresAt };
   }
   return {
     display,
