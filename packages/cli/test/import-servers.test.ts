@@ -319,6 +319,44 @@ describe('import from connect-pg-simple', () => {
     }
   });
 
+  it('with --ledger, runs again with nothing changed on the old app read every session and update none', async () => {
+    await withPeerSchema('ledger', async ({ schema, target, peer }) => {
+      const app = await startApp(peer);
+      try {
+        for (const user of USERS) await login(app, user);
+      } finally {
+        await app.close();
+      }
+      const ledger = temp();
+      const importAgain = () =>
+        runCli([
+          'import',
+          '--from',
+          `connect-pg-simple:${PG_URL}`,
+          '--schema',
+          schema,
+          '--to',
+          `${PG_URL}?schema=${target}`,
+          '--ledger',
+          ledger,
+          '--json',
+        ]);
+      expect(jsonOf(await importAgain())).toMatchObject({ counts: { read: 3, written: 3 } });
+      for (let again = 0; again < 2; again++) {
+        const result = await importAgain();
+        expect(result.code, result.stderr).toBe(0);
+        expect(jsonOf(result)).toMatchObject({
+          counts: {
+            read: 3,
+            written: 0,
+            inLedger: 3,
+            reconciled: { unchanged: 3, updated: 0, deleted: 0, keptChanged: 0 },
+          },
+        });
+      }
+    });
+  });
+
   it('a table without connect-pg-simple columns is refused', async () => {
     await pool.query(`CREATE TABLE ${peerSchema}.other (sid text, data text)`);
     const result = await runCli([
