@@ -404,8 +404,12 @@ export abstract class BaseStore implements SessionStore {
       (this.locks as Partial<Pick<LeaseLocks, 'stopAcquiring'>>).stopAcquiring?.();
       this.#closing = (async () => {
         if (this.#inflight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
-        await this.locks.close?.();
-        await this._close();
+        // The backend is released even when the locks' close fails: its timers, files, sockets.
+        try {
+          await this.locks.close?.();
+        } finally {
+          await this._close();
+        }
       })();
     }
     return this.#closing;

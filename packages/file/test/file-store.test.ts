@@ -738,6 +738,16 @@ describe('file reuse', () => {
 });
 
 describe('damaged and leftover files', () => {
+  it('closes when its guards directory was replaced by a file by hand, freeing what it holds', async () => {
+    const store = await FileStore.open({ path: freshPath() });
+    await (await store.locks.acquire(generateSessionId())).release();
+    const guards = join(store.path, '.guards');
+    rmSync(guards, { recursive: true, force: true });
+    writeFileSync(guards, 'not a directory');
+    await expect(store.close()).resolves.toBeUndefined();
+    expect(store.closed).toBe(true);
+  });
+
   it.each(['sync', 'async'] as const)(
     'a store whose directory was emptied by hand while open goes on writing, locking and listing owners (io %s)',
     async (io) => {

@@ -129,7 +129,10 @@ export class HostGuards {
     this.#beatTimer = undefined;
     const holder = this.#holder ?? (await this.#creatingHolder?.catch(() => undefined));
     this.#holder = undefined;
-    if (holder !== undefined) await unless(['ENOENT'], undefined, () => this.#fs.unlink(holder));
+    // Gone, or its directory replaced by hand (ENOTDIR): nothing is left to remove.
+    if (holder !== undefined) {
+      await unless(['ENOENT', 'ENOTDIR'], undefined, () => this.#fs.unlink(holder));
+    }
   }
 
   async #acquire(guard: string): Promise<void> {

@@ -472,7 +472,9 @@ export class LeaseFiles implements LeaseBackend {
       // A failed release still closes the holder: its lease then ends by itself.
       if (await this.#release(path, held).catch(() => false)) this.#freedOnClose.add(held.token);
     }
-    for (const holder of this.#idle.splice(0)) await this.#drop(holder);
+    // A spare holder that cannot be unlinked (its directory replaced by hand) is only a stale
+    // file: the rest are dropped, and the store's close goes on to free what else it holds.
+    for (const holder of this.#idle.splice(0)) await this.#drop(holder).catch(() => {});
   }
 
   #unwatchDirectory(directory: string): void {
