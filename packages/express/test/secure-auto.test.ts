@@ -1,7 +1,13 @@
 import { createServer as createHttpServer, type RequestListener } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { httpsGet, selfSignedCertificate } from '@sessile/conformance/http';
+import {
+  cookieAttributes,
+  cookiePair,
+  httpsGet,
+  selfSignedCertificate,
+  sessionSetCookie,
+} from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import express, { type Request } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -60,39 +66,33 @@ async function serve(listener: RequestListener, tls: boolean): Promise<string> {
   return `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 }
 
-/** The session cookie's `Set-Cookie` line of a plain-HTTP `GET`. */
-async function setCookie(url: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(url, { headers });
-  expect(response.status).toBe(200);
-  const [line] = response.headers.getSetCookie();
-  expect(line).toMatch(/^sid=/);
-  return line as string;
-}
-
-const attributes = (line: string) => line.split('; ');
-const cookieOf = (line: string) => line.split(';')[0] as string;
-
 describe("cookie.secure: 'auto'", () => {
   it('leaves Secure out over plain HTTP, and ignores X-Forwarded-Proto without trust proxy', async () => {
     const url = await serve(app(false), false);
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
     const forwarded = { 'x-forwarded-proto': 'https' };
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).not.toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toEqual(expect.arrayContaining(['Max-Age=0']));
-    expect(attributes(clear)).not.toContain('Secure');
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).not.toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toEqual(expect.arrayContaining(['Max-Age=0']));
+    expect(cookieAttributes(clear)).not.toContain('Secure');
   });
 
   it("sets Secure for X-Forwarded-Proto: https under trust proxy, on the cookie and logout's clear", async () => {
     const url = await serve(app(true), false);
     const forwarded = { 'x-forwarded-proto': 'https' };
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
     // The same app, reached over plain HTTP without the header.
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
   });
 
   it('sets Secure over a real HTTPS server, on the cookie and on logout', async () => {
@@ -100,10 +100,10 @@ describe("cookie.secure: 'auto'", () => {
     const login = await httpsGet(`${url}/login`, certificate);
     expect(login.status).toBe(200);
     const [line = ''] = login.setCookie;
-    expect(attributes(line)).toContain('Secure');
-    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookieOf(line) });
+    expect(cookieAttributes(line)).toContain('Secure');
+    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookiePair(line) });
     expect(logout.body).toBe('out');
-    expect(attributes(logout.setCookie[0] ?? '')).toEqual(
+    expect(cookieAttributes(logout.setCookie[0] ?? '')).toEqual(
       expect.arrayContaining(['Secure', 'Max-Age=0']),
     );
   });
@@ -116,8 +116,8 @@ describe("cookie.secure: 'auto'", () => {
       res.end('in');
     };
     const secure = await httpsGet(`${await serve(listener, true)}/`, certificate);
-    expect(attributes(secure.setCookie[0] ?? '')).toContain('Secure');
-    const plain = await setCookie(`${await serve(listener, false)}/`);
-    expect(attributes(plain)).not.toContain('Secure');
+    expect(cookieAttributes(secure.setCookie[0] ?? '')).toContain('Secure');
+    const plain = await sessionSetCookie(`${await serve(listener, false)}/`);
+    expect(cookieAttributes(plain)).not.toContain('Secure');
   });
 });

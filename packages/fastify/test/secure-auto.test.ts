@@ -1,4 +1,10 @@
-import { httpsGet, selfSignedCertificate } from '@sessile/conformance/http';
+import {
+  cookieAttributes,
+  cookiePair,
+  httpsGet,
+  selfSignedCertificate,
+  sessionSetCookie,
+} from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -47,39 +53,36 @@ async function start(options: FastifyServerOptions & { https?: object }): Promis
   return url;
 }
 
-/** The session cookie's `Set-Cookie` line of a plain-HTTP `GET`. */
-async function setCookie(url: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(url, { headers });
-  expect(response.status).toBe(200);
-  const [line] = response.headers.getSetCookie();
-  expect(line).toMatch(/^sid=/);
-  return line as string;
-}
-
-const attributes = (line: string) => line.split('; ');
-const cookieOf = (line: string) => line.split(';')[0] as string;
 const forwarded = { 'x-forwarded-proto': 'https' };
 
 describe("@sessile/fastify with cookie.secure: 'auto'", () => {
   it('leaves Secure out over plain HTTP, and ignores X-Forwarded-Proto without trustProxy', async () => {
     const url = await start({});
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).not.toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toContain('Max-Age=0');
-    expect(attributes(clear)).not.toContain('Secure');
-    expect(attributes(await setCookie(`${url}/raw`, forwarded))).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).not.toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toContain('Max-Age=0');
+    expect(cookieAttributes(clear)).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/raw`, forwarded))).not.toContain(
+      'Secure',
+    );
   });
 
   it("sets Secure for X-Forwarded-Proto: https under trustProxy, on the cookie, logout's clear and a hijacked reply", async () => {
     const url = await start({ trustProxy: true });
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
-    expect(attributes(await setCookie(`${url}/raw`, forwarded))).toContain('Secure');
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
+    expect(cookieAttributes(await sessionSetCookie(`${url}/raw`, forwarded))).toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
   });
 
   it('sets Secure over a real HTTPS server, on the cookie and on logout', async () => {
@@ -87,10 +90,10 @@ describe("@sessile/fastify with cookie.secure: 'auto'", () => {
     expect(url).toMatch(/^https:/);
     const login = await httpsGet(`${url}/login`, certificate);
     const [line = ''] = login.setCookie;
-    expect(attributes(line)).toContain('Secure');
-    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookieOf(line) });
+    expect(cookieAttributes(line)).toContain('Secure');
+    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookiePair(line) });
     expect(logout.body).toBe('out');
-    expect(attributes(logout.setCookie[0] ?? '')).toEqual(
+    expect(cookieAttributes(logout.setCookie[0] ?? '')).toEqual(
       expect.arrayContaining(['Secure', 'Max-Age=0']),
     );
   });

@@ -2,7 +2,13 @@ import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { serve } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { httpsGet, selfSignedCertificate } from '@sessile/conformance/http';
+import {
+  cookieAttributes,
+  cookiePair,
+  httpsGet,
+  selfSignedCertificate,
+  sessionSetCookie,
+} from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -62,29 +68,20 @@ async function startApp({ tls = false } = {}): Promise<string> {
   return `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 }
 
-/** The session cookie's `Set-Cookie` line of a plain-HTTP `GET`. */
-async function setCookie(url: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(url, { headers });
-  expect(response.status).toBe(200);
-  const [line] = response.headers.getSetCookie();
-  expect(line).toMatch(/^sid=/);
-  return line as string;
-}
-
-const attributes = (line: string) => line.split('; ');
-const cookieOf = (line: string) => line.split(';')[0] as string;
-
 describe("@sessile/hono with cookie.secure: 'auto'", () => {
   it('leaves Secure out over plain HTTP, X-Forwarded-Proto included, which @hono/node-server does not read', async () => {
     const url = await startApp();
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
     const forwarded = { 'x-forwarded-proto': 'https' };
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).not.toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toContain('Max-Age=0');
-    expect(attributes(clear)).not.toContain('Secure');
-    expect(attributes(await setCookie(`${url}/raw`))).not.toContain('Secure');
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).not.toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toContain('Max-Age=0');
+    expect(cookieAttributes(clear)).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/raw`))).not.toContain('Secure');
   });
 
   it('sets Secure over a real HTTPS server, on the cookie, on logout and on a response written directly', async () => {
@@ -92,14 +89,14 @@ describe("@sessile/hono with cookie.secure: 'auto'", () => {
     const login = await httpsGet(`${url}/login`, certificate);
     expect(login.status).toBe(200);
     const [line = ''] = login.setCookie;
-    expect(attributes(line)).toContain('Secure');
-    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookieOf(line) });
+    expect(cookieAttributes(line)).toContain('Secure');
+    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookiePair(line) });
     expect(logout.body).toBe('out');
-    expect(attributes(logout.setCookie[0] ?? '')).toEqual(
+    expect(cookieAttributes(logout.setCookie[0] ?? '')).toEqual(
       expect.arrayContaining(['Secure', 'Max-Age=0']),
     );
     const raw = await httpsGet(`${url}/raw`, certificate);
     expect(raw.body).toBe('raw');
-    expect(attributes(raw.setCookie[0] ?? '')).toContain('Secure');
+    expect(cookieAttributes(raw.setCookie[0] ?? '')).toContain('Secure');
   });
 });

@@ -1,7 +1,13 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { httpsGet, selfSignedCertificate } from '@sessile/conformance/http';
+import {
+  cookieAttributes,
+  cookiePair,
+  httpsGet,
+  selfSignedCertificate,
+  sessionSetCookie,
+} from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -63,52 +69,56 @@ async function start({ proxy = false, tls = false } = {}): Promise<string> {
   return `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 }
 
-/** The session cookie's `Set-Cookie` line of a plain-HTTP `GET`. */
-async function setCookie(url: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(url, { headers });
-  const [line] = response.headers.getSetCookie();
-  expect(line).toMatch(/^sid=/);
-  return line as string;
-}
-
-const attributes = (line: string) => line.split('; ');
-const cookieOf = (line: string) => line.split(';')[0] as string;
 const forwarded = { 'x-forwarded-proto': 'https' };
 
 describe("@sessile/koa with cookie.secure: 'auto'", () => {
   it('leaves Secure out over plain HTTP, and ignores X-Forwarded-Proto without app.proxy', async () => {
     const url = await start();
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).not.toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toContain('Max-Age=0');
-    expect(attributes(clear)).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).not.toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toContain('Max-Age=0');
+    expect(cookieAttributes(clear)).not.toContain('Secure');
     for (const path of ['/raw', '/fail']) {
-      expect(attributes(await setCookie(`${url}${path}`, forwarded))).not.toContain('Secure');
+      expect(
+        cookieAttributes(
+          await sessionSetCookie(`${url}${path}`, forwarded, path === '/fail' ? 500 : 200),
+        ),
+      ).not.toContain('Secure');
     }
   });
 
   it("sets Secure for X-Forwarded-Proto: https under app.proxy, on the cookie, logout's clear, ctx.respond = false and an error", async () => {
     const url = await start({ proxy: true });
-    const line = await setCookie(`${url}/login`, forwarded);
-    expect(attributes(line)).toContain('Secure');
-    const clear = await setCookie(`${url}/logout`, { ...forwarded, cookie: cookieOf(line) });
-    expect(attributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
+    const line = await sessionSetCookie(`${url}/login`, forwarded);
+    expect(cookieAttributes(line)).toContain('Secure');
+    const clear = await sessionSetCookie(`${url}/logout`, {
+      ...forwarded,
+      cookie: cookiePair(line),
+    });
+    expect(cookieAttributes(clear)).toEqual(expect.arrayContaining(['Secure', 'Max-Age=0']));
     for (const path of ['/raw', '/fail']) {
-      expect(attributes(await setCookie(`${url}${path}`, forwarded))).toContain('Secure');
+      expect(
+        cookieAttributes(
+          await sessionSetCookie(`${url}${path}`, forwarded, path === '/fail' ? 500 : 200),
+        ),
+      ).toContain('Secure');
     }
-    expect(attributes(await setCookie(`${url}/login`))).not.toContain('Secure');
+    expect(cookieAttributes(await sessionSetCookie(`${url}/login`))).not.toContain('Secure');
   });
 
   it('sets Secure over a real HTTPS server, on the cookie and on logout', async () => {
     const url = await start({ tls: true });
     const login = await httpsGet(`${url}/login`, certificate);
     const [line = ''] = login.setCookie;
-    expect(attributes(line)).toContain('Secure');
-    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookieOf(line) });
+    expect(cookieAttributes(line)).toContain('Secure');
+    const logout = await httpsGet(`${url}/logout`, certificate, { cookie: cookiePair(line) });
     expect(logout.body).toBe('out');
-    expect(attributes(logout.setCookie[0] ?? '')).toEqual(
+    expect(cookieAttributes(logout.setCookie[0] ?? '')).toEqual(
       expect.arrayContaining(['Secure', 'Max-Age=0']),
     );
   });

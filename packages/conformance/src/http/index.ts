@@ -18,9 +18,12 @@ export type {
 } from './options.js';
 export { hangUpWhileWaiting, sendOnSocket } from './raw-request.js';
 export {
+  cookieAttributes,
+  cookiePair,
   type HttpsAnswer,
   httpsGet,
   selfSignedCertificate,
+  sessionSetCookie,
   type TestCertificate,
 } from './tls.js';
 

@@ -84,3 +84,26 @@ export function httpsGet(
     req.end();
   });
 }
+
+/**
+ * The session cookie's `Set-Cookie` line of a plain-HTTP `GET` of `url`, for tests of the
+ * cookie's attributes; rejects when the answer has another status than `status` or sets no `sid`.
+ */
+export async function sessionSetCookie(
+  url: string,
+  headers: Record<string, string> = {},
+  status = 200,
+): Promise<string> {
+  const response = await fetch(url, { headers });
+  const [line] = response.headers.getSetCookie();
+  if (response.status !== status || line === undefined || !line.startsWith('sid=')) {
+    throw new Error(`GET ${url} answered ${response.status} with Set-Cookie ${String(line)}`);
+  }
+  return line;
+}
+
+/** A `Set-Cookie` line's attributes, `name=value` first. */
+export const cookieAttributes = (line: string): string[] => line.split('; ');
+
+/** A `Set-Cookie` line's `name=value`, as a `Cookie` request header sends it back. */
+export const cookiePair = (line: string): string => line.split(';')[0] as string;
