@@ -3,10 +3,15 @@ import fastifySession from '@fastify/session';
 import { CookieJar } from '@sessile/conformance/http';
 import { MemoryStore, manual, type SessionStore } from '@sessile/core';
 import { toExpressStore } from '@sessile/express';
-import Fastify from 'fastify';
+import Fastify, { type FastifyPluginAsync } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fastifySessile } from '../src/index.js';
 import { testStores } from './stores.js';
+
+// Loaded untyped: the plugin's module declares request.session as sessile's, and this program
+// has @fastify/session's declaration of it (see tsconfig.fastify-session.test.json).
+const { fastifySessile } = (await import('../src/index.js' as string)) as {
+  fastifySessile: FastifyPluginAsync<Record<string, unknown>>;
+};
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
