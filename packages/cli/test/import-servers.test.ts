@@ -127,19 +127,19 @@ describe('import from connect-redis', () => {
     try {
       const cookies = [];
       for (const user of USERS) cookies.push(await login(app, user));
+      const args = [
+        'import',
+        '--from',
+        `connect-redis:${REDIS_URL}`,
+        '--prefix',
+        prefix,
+        '--to',
+        to,
+        '--ledger',
+        ledger,
+      ];
       const importAgain = async () => {
-        const result = await runCli([
-          'import',
-          '--from',
-          `connect-redis:${REDIS_URL}`,
-          '--prefix',
-          prefix,
-          '--to',
-          to,
-          '--ledger',
-          ledger,
-          '--json',
-        ]);
+        const result = await runCli([...args, '--json']);
         expect(result.code).toBe(0);
         return result;
       };
@@ -156,17 +156,7 @@ describe('import from connect-redis', () => {
           },
         });
       }
-      const text = await runCli([
-        'import',
-        '--from',
-        `connect-redis:${REDIS_URL}`,
-        '--prefix',
-        prefix,
-        '--to',
-        to,
-        '--ledger',
-        ledger,
-      ]);
+      const text = await runCli(args);
       expect(text.stdout).toContain('3 read, 0 written');
       expect(text.stdout).toContain(
         '3 brought over before (in --ledger); of those brought over before, 3 unchanged, 0 ended on the source (deleted), 0 changed there (updated)',
