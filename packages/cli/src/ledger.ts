@@ -1,17 +1,20 @@
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, type FileHandle, open, readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { access, type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 
 /**
- * What a run wrote for one id: a fingerprint of the record as written to the target, and one of
- * the source's session it came from. Both unset for a line without them (a ledger written
- * before fingerprints, or an id the target already held), which a later run leaves alone.
+ * What a run wrote for one id: a fingerprint of the record as written to the target, one of
+ * the source's session it came from, and one of the written record's data and owner alone
+ * (unset on lines written before it: such a session is then updated only where the target
+ * holds exactly what was written). All unset for a line without them (a ledger written before
+ * fingerprints, or an id the target already held), which a later run leaves alone.
  */
 export interface LedgerEntry {
   target?: string;
   source?: string;
+  targetData?: string;
 }
 
 /**
@@ -40,6 +43,14 @@ function ledgerProblem(path: string, error: unknown): string {
   return code ?? (error as Error).message;
 }
 
+function specialKind(stats: Stats): string {
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
 function ledgerError(path: string, error: unknown): CliError {
   return new CliError(
     `--ledger ${path}: ${ledgerProblem(path, error)}`,
@@ -58,6 +69,19 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
       close: async () => {},
     };
   }
+  // A FIFO would block the read for ever, and /dev/null would keep no line: a run after it
+  // would write back the sessions the new app deleted.
+  const kind = await stat(path).then(
+    (stats) => (stats.isFile() || stats.isDirectory() ? undefined : specialKind(stats)),
+    () => undefined,
+  );
+  if (kind !== undefined) {
+    throw new CliError(
+      `--ledger ${path}: it is ${kind}, which keeps nothing; give a file`,
+      EXIT.failure,
+      'ERR_STORE_IO',
+    );
+  }
   let text: string | undefined;
   try {
     text = await readFile(path, 'utf8');
@@ -75,7 +99,10 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
   // Every line is an entry, or the start of one a killed run tore: anything else is another
   // file (a peer's session file, the app's config), which appending to would damage.
   const foreign = lines.findIndex(
-    (line) => !/^[A-Za-z0-9_-]{1,43}( [A-Za-z0-9_-]{0,43}( [A-Za-z0-9_-]{0,43})?)?$/.test(line),
+    (line) =>
+      !/^[A-Za-z0-9_-]{1,43}( [A-Za-z0-9_-]{0,43}( [A-Za-z0-9_-]{0,43}( [A-Za-z0-9_-]{0,43})?)?)?$/.test(
+        line,
+      ),
   );
   if (foreign !== -1) {
     throw usageError(
@@ -84,10 +111,12 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
   }
   const entries = new Map<string, LedgerEntry>();
   for (const line of lines) {
-    const [id, target, source] = line.split(' ') as [string, string?, string?];
+    const [id, target, source, targetData] = line.split(' ') as [string, string?, string?, string?];
     // A torn fingerprint is no fingerprint: that id is left as the target has it.
     const whole = target?.length === 43 && source?.length === 43;
-    entries.set(id, whole ? { target, source } : {});
+    const entry: LedgerEntry = whole ? { target, source } : {};
+    if (whole && targetData?.length === 43) entry.targetData = targetData;
+    entries.set(id, entry);
   }
   let file: FileHandle | undefined;
   if (!dryRun) {
@@ -105,7 +134,9 @@ export async function openLedger(path: string | undefined, dryRun: boolean): Pro
     async record(id, fingerprints) {
       const key = entryOf(id);
       const line =
-        fingerprints === undefined ? key : `${key} ${fingerprints.target} ${fingerprints.source}`;
+        fingerprints === undefined
+          ? key
+          : `${key} ${fingerprints.target} ${fingerprints.source} ${fingerprints.targetData}`;
       // One write per line with O_APPEND, so concurrent records never interleave.
       await file?.appendFile(`${line}\n`);
     },

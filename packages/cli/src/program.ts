@@ -30,7 +30,8 @@ Exit codes:
   4    show: no live session has that id
   5    finished, but some records were unreadable (corrupt, or over --max-record-bytes) and
        skipped, or sweep's --budget ran out
-  130  interrupted by SIGINT/SIGTERM; run the same command again to resume
+  130  copy, import or sweep interrupted by SIGINT or SIGTERM; what was written stays, and
+       the same command resumes (stats, ls and show end by the signal itself)
 `;
 
 const parseMaxRecordBytes = (value: string) =>
@@ -201,7 +202,7 @@ export function buildProgram(setExitCode: (code: ExitCode) => void): Command {
         .option('--concurrency <n>', 'records in flight at once', '64')
         .option(
           '--ledger <file>',
-          'ids brought over before, never written again (so logouts since stay), and brought in line with the source where the target still holds what was written; this run adds to it',
+          'ids brought over before, never written again (so logouts since stay), and brought in line with the source where the new app has not saved them since; this run adds to it',
         ),
     );
   type TransferArguments = CommonOptions & Record<string, unknown>;

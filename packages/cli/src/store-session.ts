@@ -96,7 +96,15 @@ export async function readRecord(
   store: SessionStore,
   id: string,
 ): Promise<SessionRecord | undefined> {
-  const record = await store.get(id);
+  const record = await store.get(id).catch((error: unknown) => {
+    // A store's get refuses with it only a record in a newer format than this release reads.
+    if (!isSessionError(error, 'ERR_UNSUPPORTED')) throw error;
+    throw new SessionError(
+      'ERR_UNSUPPORTED',
+      `${error.message}: a newer release wrote it; upgrade @sessile/cli and the store's package`,
+      { cause: error },
+    );
+  });
   // No store may write one (set refuses it), so it was edited by hand: a target would refuse it.
   if (record !== undefined && !Number.isFinite(record.expiresAt)) {
     throw new SessionError('ERR_CORRUPT_RECORD', 'Record expires at no finite time');

@@ -62,6 +62,17 @@ describe('--help', () => {
     for (const text of ['sqlite:PATH', 'connect-pg-simple:', 'SESSILE_AES_KEYS', '130']) {
       expect(result.stdout).toContain(text);
     }
+    // As the README's table says: stats, ls and show end by the signal (143 for SIGTERM).
+    expect(result.stdout).toMatch(/^ {2}130 {2}copy, import or sweep interrupted/m);
+  });
+
+  it("copy's and import's --help say which sessions a --ledger run brings in line: those the new app has not saved", async () => {
+    for (const command of ['copy', 'import']) {
+      const { stdout } = await runCli([command, '--help']);
+      expect(stdout.replace(/\s+/g, ' '), command).toContain(
+        'brought in line with the source where the new app has not saved them since',
+      );
+    }
   });
 
   it('`sessile help [command]` prints the help and exits 0, as --help does', async () => {
@@ -739,9 +750,47 @@ describe('stats, ls and show', () => {
     });
     expect(badKey.code).toBe(2);
   });
+
+  it('show tells a session a newer version encrypted (a later aesGcmCodec format) from a damaged one', async () => {
+    const path = `${nextDir()}.db`;
+    const key = generateAesKey();
+    const codec = aesGcmCodec({ keys: [key] });
+    const store = await SqliteStore.open({ path });
+    const [newer, damaged] = [generateSessionId(), generateSessionId()];
+    for (const [id, first] of [
+      [newer, 2],
+      [damaged, 0],
+    ] as const) {
+      const data = codec.encode({ createdAt: 1, lastAccessedAt: 2, data: {} }, id);
+      data[0] = first;
+      await store.set(id, { data, expiresAt: Date.now() + 60_000 });
+    }
+    await store.close();
+    const env = { SESSILE_AES_KEYS: key };
+    const shown = await runCli(['show', `sqlite:${path}`, '--json', '--', newer], { env });
+    expect(shown.code).toBe(1);
+    expect(jsonOf(shown)).toMatchObject({
+      ok: false,
+      error: {
+        code: 'ERR_UNSUPPORTED',
+        message: expect.stringMatching(/written by a newer version .*upgrade @sessile\/cli/),
+      },
+    });
+    const corrupt = await runCli(['show', `sqlite:${path}`, '--json', '--', damaged], { env });
+    expect(jsonOf(corrupt)).toMatchObject({ error: { code: 'ERR_CORRUPT_RECORD' } });
+  });
 });
 
 describe('sweep', () => {
+  it('says what it did in words that agree with the numbers', async () => {
+    const { url } = await sqliteWith(1, 1);
+    const first = await runCli(['sweep', url]);
+    expect([first.code, first.stdout]).toEqual([
+      0,
+      '1 expired session removed (1 examined in 1 sweep call)\n',
+    ]);
+  });
+
   it('removes every expired session and leaves the live ones', async () => {
     const { url } = await sqliteWith(6, 25);
     const result = jsonOf(await runCli(['sweep', url, '--limit', '10', '--json']));
@@ -917,6 +966,32 @@ describe('copy', () => {
     }
   });
 
+  it('a --ledger that keeps nothing (/dev/null) or would block the run (a FIFO) is refused, and nothing is written', async () => {
+    const { url } = await sqliteWith(2, 0);
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const fifo = join(dir, 'copy.ledger');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const targetPath = join(dir, 'target.db');
+    for (const [ledger, kind] of [
+      ['/dev/null', 'a character device'],
+      [fifo, 'a FIFO'],
+    ] as const) {
+      for (const dryRun of [[], ['--dry-run']]) {
+        const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+        const result = await runCli([...args, ...dryRun, '--json']);
+        expect(result.code, ledger).toBe(1);
+        expect(jsonOf(result)).toMatchObject({
+          error: {
+            code: 'ERR_STORE_IO',
+            message: `--ledger ${ledger}: it is ${kind}, which keeps nothing; give a file`,
+          },
+        });
+        expect(existsSync(targetPath)).toBe(false);
+      }
+    }
+  });
+
   it('again after the switch with --ledger, a session logged out on the new store stays out, and new ones arrive', async () => {
     const { path, url, live } = await sqliteWith(3, 0);
     const targetPath = `${nextDir()}.db`;
@@ -1020,6 +1095,66 @@ describe('copy', () => {
       const fourth = await runCli([...args, '--json']);
       expect(jsonOf(fourth)).toMatchObject({
         counts: { reconciled: { deleted: 0, updated: 0, keptChanged: 2 } },
+      });
+    } finally {
+      await source.close();
+      await target.close();
+    }
+  });
+
+  it('once more after the old app stopped, with --ledger, a change the old app made after the second run read it is carried to a session the new app only renewed since', async () => {
+    const { path, url, live } = await sqliteWith(4, 0);
+    const [changedRenewed, changedSaved, loggedOutRenewed, changedAlone] = live as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    const targetPath = `${nextDir()}.db`;
+    const ledger = `${nextDir()}.ledger`;
+    const args = ['copy', '--from', url, '--to', `sqlite:${targetPath}`, '--ledger', ledger];
+    // The first run while the old app serves, the second at the switch.
+    for (const run of [1, 2]) {
+      const result = await runCli(args);
+      expect(result.code, `${run}: ${result.stderr}`).toBe(0);
+    }
+    const source = await SqliteStore.open({ path });
+    const target = await SqliteStore.open({ path: targetPath });
+    try {
+      // After the second run read them: the old app, still draining, saves three sessions and
+      // logs one out; the new app renews two (a read-only request: a touch) and saves one.
+      const oldApp = (text: string) => ({
+        data: new TextEncoder().encode(text),
+        expiresAt: Date.now() + 3_000_000,
+      });
+      for (const id of [changedRenewed, changedSaved, changedAlone]) {
+        await source.set(id, oldApp(`{"cart":"${id}"}`));
+      }
+      await source.delete(loggedOutRenewed);
+      const renewedUntil = Date.now() + 5_000_000;
+      await target.touch(changedRenewed, renewedUntil);
+      await target.touch(loggedOutRenewed, renewedUntil);
+      const byNewApp = { data: new TextEncoder().encode('{"newApp":1}'), expiresAt: renewedUntil };
+      await target.set(changedSaved, byNewApp);
+      // The old app has stopped: the last run.
+      const last = await runCli([...args, '--json']);
+      expect(last.code, last.stderr).toBe(0);
+      expect(jsonOf(last)).toMatchObject({
+        counts: { inLedger: 3, reconciled: { updated: 2, deleted: 0, keptChanged: 2 } },
+      });
+      // The old app's data, with the new app's later expiry.
+      expect(asText(await target.get(changedRenewed))).toEqual({
+        text: `{"cart":"${changedRenewed}"}`,
+        expiresAt: renewedUntil,
+      });
+      expect(asText(await target.get(changedAlone))?.text).toBe(`{"cart":"${changedAlone}"}`);
+      // Saved by the new app: its version wins. Renewed there: a user possibly still active.
+      expect(asText(await target.get(changedSaved))).toEqual(asText(byNewApp));
+      expect(await target.get(loggedOutRenewed)).toBeDefined();
+      // Recorded as written: a later run finds nothing to do.
+      const again = await runCli([...args, '--json']);
+      expect(jsonOf(again)).toMatchObject({
+        counts: { reconciled: { updated: 0, deleted: 0, keptChanged: 2 } },
       });
     } finally {
       await source.close();

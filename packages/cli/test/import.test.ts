@@ -1303,6 +1303,44 @@ describe('importing again reconciles what the old app changed since', () => {
       await peer.close();
     }
   });
+
+  it('with --ledger, a change on the old app reaches a session the new app only renewed (express-session touch), keeping its later expiry', async () => {
+    const dir = nextDir();
+    mkdirSync(dir, { recursive: true });
+    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const oldApp = await startApp(peer.store);
+    const renewed = idOf(await login(oldApp, 'ada'));
+    await oldApp.close();
+    const targetPath = join(dir, 'sessile.db');
+    const importAgain = () => importWithLedger(peer, targetPath, join(dir, 'imported.ledger'));
+    expect(jsonOf(await importAgain())).toMatchObject({ counts: { written: 1 } });
+    const target = await SqliteStore.open({ path: targetPath });
+    const newApp = toExpressStore(target);
+    type Fields = session.SessionData & { user?: string };
+    const sessionOf = async (store: session.Store, id: string) =>
+      (await call<session.SessionData | null>((done) => store.get(id, done))) as Fields;
+    try {
+      // A read-only request on the new app renews it (resave: false touches), while the old
+      // app, still draining, saves a change to it.
+      const onTarget = await sessionOf(newApp, renewed);
+      const later = new Date(Date.now() + 10 * 86_400_000);
+      const touched = { ...onTarget, cookie: { ...onTarget.cookie, expires: later } } as Fields;
+      await call((done) => newApp.touch?.(renewed, touched, done));
+      const old = await sessionOf(peer.store, renewed);
+      const changed: Fields = { ...old, user: 'changed on the old app' };
+      await call((done) => peer.store.set(renewed, changed, done));
+      const second = await importAgain();
+      expect(second.code, second.stderr).toBe(0);
+      expect(jsonOf(second)).toMatchObject({
+        counts: { reconciled: { updated: 1, keptChanged: 0 } },
+      });
+      expect((await sessionOf(newApp, renewed)).user).toBe('changed on the old app');
+      expect((await target.get(renewed))?.expiresAt).toBe(later.getTime());
+    } finally {
+      await target.close();
+      await peer.close();
+    }
+  });
 });
 
 /** `sessile import --from <from> --to <to> --json`. */

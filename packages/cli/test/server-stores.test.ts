@@ -129,6 +129,35 @@ describe('copy between stores on one server', () => {
   });
 });
 
+describe('a Redis record a newer release wrote (a later record format)', () => {
+  it('ends stats and copy with ERR_UNSUPPORTED saying to upgrade', async () => {
+    if (!redis.isOpen) await redis.connect();
+    const [newer] = await seeded(
+      () => RedisStore.open({ url: REDIS_URL, prefix: prefix('newer') }),
+      1,
+    );
+    // The format is the hex digit after the record's two magic characters.
+    await redis.setRange(`${prefix('newer')}s:{${newer}}`, 2, 'f');
+    const url = `${REDIS_URL}?prefix=${prefix('newer')}`;
+    for (const args of [
+      ['stats', url],
+      ['copy', '--from', url, '--to', `${REDIS_URL}?prefix=${prefix('newer-copy')}`],
+    ]) {
+      const result = await runCli([...args, '--json']);
+      expect(result.code, args[0]).toBe(1);
+      expect(jsonOf(result), args[0]).toMatchObject({
+        ok: false,
+        error: {
+          code: 'ERR_UNSUPPORTED',
+          message: expect.stringMatching(
+            /format 15; .*a newer release wrote it; upgrade @sessile\/cli and the store's package$/,
+          ),
+        },
+      });
+    }
+  });
+});
+
 describe('a PostgreSQL store that is not there', () => {
   it.each([
     ['stats', (url: string) => ['stats', url]],

@@ -26,6 +26,17 @@ export type ChildTask =
    */
   | { kind: 'write-stream' }
   /**
+   * One write (a set of `{ i: value }`, a touch to `expiresAt`, or a delete), announced with
+   * `acknowledged` once it resolved; then nothing more, no close, until killed.
+   */
+  | {
+      kind: 'last-write';
+      op: 'set' | 'touch' | 'delete';
+      id: string;
+      value: number;
+      expiresAt: number;
+    }
+  /**
    * On the parent's message, in order: creates each of `ids` with `only: 'absent'`, updates it
    * with `only: 'present'`, or deletes it, writing `{ by: tag }`; reports the ids it changed.
    */
@@ -43,6 +54,7 @@ export type ChildMessage =
   | { type: 'changing'; id: string }
   | { type: 'touched'; id: string; expiresAt: number }
   | { type: 'deleted'; id: string }
+  | { type: 'acknowledged'; result: boolean }
   | { type: 'raced'; changed: string[] }
   | { type: 'error'; message: string };
 
@@ -116,6 +128,16 @@ async function writeStream(store: SessionStore): Promise<void> {
   }
 }
 
+function lastWrite(
+  store: SessionStore,
+  task: { op: 'set' | 'touch' | 'delete'; id: string; value: number; expiresAt: number },
+): Promise<boolean> {
+  if (task.op === 'touch') return store.touch(task.id, task.expiresAt);
+  if (task.op === 'delete') return store.delete(task.id);
+  const data = new TextEncoder().encode(JSON.stringify({ i: task.value }));
+  return store.set(task.id, { data, expiresAt: task.expiresAt });
+}
+
 async function race(
   store: SessionStore,
   task: { ids: string[]; op: 'create' | 'update' | 'delete'; tag: string },
@@ -171,6 +193,12 @@ async function main(): Promise<void> {
   }
   if (task.kind === 'write-stream') {
     await writeStream(store);
+    return;
+  }
+  if (task.kind === 'last-write') {
+    await sent({ type: 'acknowledged', result: await lastWrite(store, task) });
+    // Idle until the parent kills this process: nothing after the write may carry it to disk.
+    setInterval(() => {}, 60_000);
     return;
   }
   if (task.kind === 'owner-stream') {

@@ -11,7 +11,12 @@ import {
   ExpressSessionCookie,
   readingExpressSessions,
 } from './express-session.js';
-import { type OpenOptions, SessionManager, type SessionManagerOptions } from './manager.js';
+import {
+  adapterManager,
+  type OpenOptions,
+  type SessionManager,
+  type SessionManagerOptions,
+} from './manager.js';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
   defaultTouchAfterMs,
@@ -188,8 +193,12 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
       );
     }
   }
-  assertNoCookieAttributes(given, frameworkOptions, where);
-  assertKnownOptions(given, [...ADAPTER_OPTIONS, ...MANAGER_OPTIONS, ...frameworkOptions], where);
+  assertKnownOptions(
+    given,
+    [...ADAPTER_OPTIONS, ...MANAGER_OPTIONS, ...frameworkOptions],
+    where,
+    cookieAttributeHints(given),
+  );
   if (ownsManager && (given as { store?: unknown }).store === undefined) {
     throw new TypeError(`${where} needs options { store, secret }: store is missing`);
   }
@@ -239,7 +248,7 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   }
   // Built last: a manager starts its cleanup policy.
   const manager = ownsManager
-    ? new SessionManager<Data>(managerOptions)
+    ? adapterManager<Data>(managerOptions, where)
     : (given.manager as SessionManager<Data>);
   const finish = (session: Session<Data>, status: number) =>
     !commitOnError && status >= 500 ? session.discard() : session.commit();
@@ -347,23 +356,27 @@ export function openSessionAdapter<Data extends SessionData = SessionData>(
   };
 }
 
+/** Peer libraries' top-level names of the cookie's name: koa-session's `key`, @fastify/session's `cookieName`. */
+const PEER_COOKIE_NAME_OPTIONS = ['key', 'cookieName'];
+
 /**
- * Refuses a cookie attribute given beside `secret` instead of in `cookie` (koa-session's
- * top-level `maxAge`, as `maxAgeMs` here), naming where it goes; a plain "did you mean" would
- * point `maxAge` to `manager` and `secure` to `secret`.
+ * Where a cookie attribute given beside `secret` instead of in `cookie` goes (koa-session's
+ * top-level `maxAge` and `key`, as `maxAgeMs` and `name` here), for the unknown-option error; a
+ * plain "did you mean" would point `maxAge` to `manager` and `secure` to `secret`.
  */
-function assertNoCookieAttributes(
-  options: object,
-  frameworkOptions: readonly string[],
-  where: string,
-): void {
+function cookieAttributeHints(options: object): Record<string, string> {
+  const hints: Record<string, string> = {};
   for (const name of Object.keys(options)) {
-    const attribute = name === 'maxAge' ? 'maxAgeMs' : name;
-    if (frameworkOptions.includes(name) || !COOKIE_ATTRIBUTE_NAMES.includes(attribute as never)) {
-      continue;
+    const attribute = PEER_COOKIE_NAME_OPTIONS.includes(name)
+      ? 'name'
+      : name === 'maxAge'
+        ? 'maxAgeMs'
+        : name;
+    if (COOKIE_ATTRIBUTE_NAMES.includes(attribute as never)) {
+      hints[name] = `did you mean 'cookie.${attribute}'?`;
     }
-    throw new TypeError(`${where}: unknown option '${name}'; did you mean 'cookie.${attribute}'?`);
   }
+  return hints;
 }
 
 /**

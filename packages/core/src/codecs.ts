@@ -30,7 +30,8 @@ export interface SessionEnvelope<Data extends SessionData = SessionData> {
 /**
  * Turns an envelope into stored bytes and back. `id` is the session id the bytes are stored
  * under; a codec may bind the bytes to it. `decode` throws `SessionError('ERR_CORRUPT_RECORD')`
- * for bytes it cannot read, and never evaluates them as code.
+ * for bytes it cannot read, `SessionError('ERR_UNSUPPORTED')` for bytes in a newer format of its
+ * own, and never evaluates them as code.
  */
 export interface SessionCodec {
   readonly name: string;
@@ -44,10 +45,12 @@ export interface SessionCodec {
  */
 export function assertCodec(codec: unknown, name: string): asserts codec is SessionCodec {
   if (hasMethods(codec, ['encode', 'decode'])) return;
+  const call =
+    typeof codec === 'function' && codec.name !== 'aesGcmCodec' && codec.name !== ''
+      ? `${codec.name}()`
+      : 'aesGcmCodec({ keys })';
   const hint =
-    typeof codec === 'function'
-      ? ` (a codec factory must be called: ${name}: aesGcmCodec({ keys }))`
-      : '';
+    typeof codec === 'function' ? ` (a codec factory must be called: ${name}: ${call})` : '';
   throw new TypeError(
     `${name} must be a SessionCodec with encode and decode, got ${describeValue(codec)}${hint}`,
   );
@@ -180,7 +183,8 @@ function toKey(input: Uint8Array | string, index: number): AesKey {
 /**
  * Encryption at rest with AES-256-GCM (node:crypto). Layout: version (1 byte), key id (4),
  * IV (12), ciphertext, auth tag (16). The session id is authenticated data, so bytes copied to
- * another id, like any other change, fail with `ERR_CORRUPT_RECORD`.
+ * another id, like any other change, fail with `ERR_CORRUPT_RECORD`; a later format version
+ * (a newer release's record) fails with `ERR_UNSUPPORTED`.
  */
 export function aesGcmCodec(options: AesGcmCodecOptions): SessionCodec {
   if (typeof options !== 'object' || options === null || !Array.isArray(options.keys)) {
@@ -188,6 +192,7 @@ export function aesGcmCodec(options: AesGcmCodecOptions): SessionCodec {
   }
   assertKnownOptions(options, ['keys', 'inner'], 'aesGcmCodec');
   if (options.keys.length === 0) throw new TypeError('aesGcmCodec needs at least one key');
+  if (options.inner !== undefined) assertCodec(options.inner, 'aesGcmCodec: inner');
   const keys = options.keys.map(toKey);
   const inner = options.inner ?? jsonCodec();
   const encryptKey = keys[0] as AesKey;
@@ -209,8 +214,17 @@ export function aesGcmCodec(options: AesGcmCodecOptions): SessionCodec {
     },
     decode(bytes, id) {
       const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // Before the length check: a newer format may lay its bytes out otherwise.
+      const version = input[0];
+      if (version !== undefined && version > AES_FORMAT_VERSION) {
+        // A newer release's record (a rolling deploy): not damage, so never replaced or evicted.
+        throw new SessionError(
+          'ERR_UNSUPPORTED',
+          `Stored session has AES-GCM format ${version}, written by a newer version; this version reads format ${AES_FORMAT_VERSION}`,
+        );
+      }
       if (input.length < HEADER_BYTES + TAG_BYTES) throw corrupt('too short for AES-GCM');
-      if (input[0] !== AES_FORMAT_VERSION) throw corrupt('unknown AES-GCM format version');
+      if (version !== AES_FORMAT_VERSION) throw corrupt('unknown AES-GCM format version');
       const keyId = input.subarray(1, 1 + KEY_ID_BYTES);
       const iv = input.subarray(1 + KEY_ID_BYTES, HEADER_BYTES);
       const ciphertext = input.subarray(HEADER_BYTES, input.length - TAG_BYTES);

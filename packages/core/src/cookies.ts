@@ -30,6 +30,12 @@ export interface SessionCookieOptions {
   secure?: boolean | 'auto';
   /** Default `'lax'`. `'none'` needs `secure: true` or `'auto'`. */
   sameSite?: 'strict' | 'lax' | 'none' | false;
+  /**
+   * CHIPS: the `Partitioned` attribute, so that a browser keeps the cookie of an embedded
+   * (third-party) site apart per top-level site. Default false. Needs `secure: true` or
+   * `'auto'`; under `'auto'` it goes out only with `Secure`, on a secure request.
+   */
+  partitioned?: boolean;
   /** Default `'/'`. */
   path?: string;
   domain?: string;
@@ -93,6 +99,7 @@ export const COOKIE_ATTRIBUTE_NAMES = [
   'path',
   'domain',
   'maxAgeMs',
+  'partitioned',
 ] as const satisfies readonly (keyof SessionCookieAttributes)[];
 /** The name prefixes browsers enforce (RFC 6265bis), matched as they match them, in any case. */
 const COOKIE_PREFIX_PATTERN = /^__(secure|host)-/i;
@@ -161,6 +168,12 @@ export class SessionCookie {
         `${option('sameSite')} 'none' needs ${option('secure')}: true or 'auto'; browsers reject a SameSite=None cookie without Secure`,
       );
     }
+    const partitioned = checkBoolean(attributes.partitioned ?? false, option('partitioned'), fail);
+    if (partitioned && !secure) {
+      throw fail(
+        `${option('partitioned')} needs ${option('secure')}: true or 'auto'; browsers reject a Partitioned cookie without Secure`,
+      );
+    }
     // Browsers drop a cookie whose name prefix promises what its attributes do not give.
     const prefix = COOKIE_PREFIX_PATTERN.exec(this.name)?.[0];
     if (prefix !== undefined && secureOption !== true) {
@@ -208,6 +221,12 @@ export class SessionCookie {
       const attribute = `SameSite=${sameSite[0]?.toUpperCase()}${sameSite.slice(1)}`;
       parts.push(attribute);
       withSecure.push(attribute);
+    }
+    if (partitioned) {
+      // Under 'auto' a plain-HTTP response leaves out Secure, and Partitioned with it: browsers
+      // would drop a Partitioned cookie without Secure, so that one still works (local development).
+      withSecure.push('Partitioned');
+      if (secureOption === true) parts.push('Partitioned');
     }
     this.#attributes = parts.join('; ');
     this.#secureAttributes = secureOption === 'auto' ? withSecure.join('; ') : this.#attributes;

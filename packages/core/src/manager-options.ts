@@ -103,22 +103,24 @@ export function checkDuration(
 export function checkOwnerLimit(
   options: SessionManagerOptions,
   store: SessionStore,
+  prefix = '',
 ): { maxSessionsPerOwner: number | undefined; onLimit: OwnerLimitAction } {
   const { maxSessionsPerOwner, onLimit = 'evict-oldest' } = options;
   if (onLimit !== 'evict-oldest' && onLimit !== 'refuse') {
     throw new TypeError(
-      `onLimit must be 'evict-oldest' or 'refuse', got ${describeValue(onLimit)}`,
+      `${prefix}onLimit must be 'evict-oldest' or 'refuse', got ${describeValue(onLimit)}`,
     );
   }
   if (maxSessionsPerOwner === undefined) {
-    if (options.onLimit !== undefined) throw new TypeError('onLimit needs maxSessionsPerOwner');
+    if (options.onLimit !== undefined)
+      throw new TypeError(`${prefix}onLimit needs maxSessionsPerOwner`);
     return { maxSessionsPerOwner, onLimit };
   }
-  assertPositiveInteger(maxSessionsPerOwner, 'maxSessionsPerOwner');
+  assertPositiveInteger(maxSessionsPerOwner, `${prefix}maxSessionsPerOwner`);
   if (!store.capabilities.ownerIndex) {
     throw new SessionError(
       'ERR_UNSUPPORTED',
-      'maxSessionsPerOwner needs a store with an owner index (capabilities.ownerIndex)',
+      `${prefix}maxSessionsPerOwner needs a store with an owner index (capabilities.ownerIndex)`,
     );
   }
   return { maxSessionsPerOwner, onLimit };
@@ -126,32 +128,33 @@ export function checkOwnerLimit(
 
 export function normalizeLockOptions(
   lock: boolean | SessionLockOptions | undefined,
+  prefix = '',
 ): Required<SessionLockOptions> | undefined {
   if (lock === false) return undefined;
   const options = lock === true || lock === undefined ? {} : lock;
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError('lock must be a boolean or { waitMs, leaseMs, extendEveryMs }');
+    throw new TypeError(`${prefix}lock must be a boolean or { waitMs, leaseMs, extendEveryMs }`);
   }
-  assertKnownOptions(options, ['waitMs', 'leaseMs', 'extendEveryMs'], 'lock');
+  assertKnownOptions(options, ['waitMs', 'leaseMs', 'extendEveryMs'], `${prefix}lock`);
   const waitMs = checkDuration(
     options.waitMs ?? DEFAULT_WAIT_MS,
-    'lock.waitMs',
+    `${prefix}lock.waitMs`,
     true,
     MAX_TIMER_MS,
   );
   const leaseMs = checkDuration(
     options.leaseMs ?? DEFAULT_LEASE_MS,
-    'lock.leaseMs',
+    `${prefix}lock.leaseMs`,
     false,
     MAX_TIMER_MS,
   );
   const extendEveryMs = checkDuration(
     options.extendEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)),
-    'lock.extendEveryMs',
+    `${prefix}lock.extendEveryMs`,
     false,
     MAX_TIMER_MS,
   );
   if (extendEveryMs >= leaseMs)
-    throw new TypeError('lock.extendEveryMs must be less than lock.leaseMs');
+    throw new TypeError(`${prefix}lock.extendEveryMs must be less than lock.leaseMs`);
   return { waitMs, leaseMs, extendEveryMs };
 }

@@ -95,6 +95,21 @@ function defaultOnError(error: unknown): void {
   console.error('[sessile] session error:', error);
 }
 
+/** The adapter that builds a manager from these options (`adapterManager`), for its errors. */
+const builtBy = new WeakMap<object, string>();
+
+/**
+ * A manager an adapter builds from its options: every option error starts with `where`
+ * (`sessile()`), as the adapter's own do.
+ */
+export function adapterManager<Data extends SessionData = SessionData>(
+  options: SessionManagerOptions,
+  where: string,
+): SessionManager<Data> {
+  builtBy.set(options, where);
+  return new SessionManager<Data>(options);
+}
+
 /**
  * Opens and commits sessions over any `SessionStore`. Strict: `open()` never adopts an id it
  * did not issue; an unknown, expired, invalid or undecodable id gets a fresh session.
@@ -134,44 +149,47 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('SessionManager needs { store }');
     }
-    assertKnownOptions(options, MANAGER_OPTIONS, 'SessionManager');
-    checkCallables(options);
+    // An adapter's name (`sessile()`) before every option error, when an adapter builds it.
+    const where = builtBy.get(options);
+    const prefix = where === undefined ? '' : `${where}: `;
+    assertKnownOptions(options, MANAGER_OPTIONS, where ?? 'SessionManager');
+    checkCallables(options, where);
     this.store = options.store;
     this.codec = options.codec ?? jsonCodec();
     this.idleTimeoutMs = checkDuration(
       options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      'idleTimeoutMs',
+      `${prefix}idleTimeoutMs`,
       false,
       MAX_SESSION_TIMEOUT_MS,
     );
     this.absoluteTimeoutMs = checkDuration(
       options.absoluteTimeoutMs ?? DEFAULT_ABSOLUTE_TIMEOUT_MS,
-      'absoluteTimeoutMs',
+      `${prefix}absoluteTimeoutMs`,
       false,
       MAX_SESSION_TIMEOUT_MS,
     );
     this.touchAfterMs = checkDuration(
       options.touchAfterMs ?? defaultTouchAfterMs(this.idleTimeoutMs),
-      'touchAfterMs',
+      `${prefix}touchAfterMs`,
       true,
     );
     if (this.touchAfterMs >= this.idleTimeoutMs) {
       throw new TypeError(
-        `touchAfterMs must be less than idleTimeoutMs (${this.idleTimeoutMs}), got ${this.touchAfterMs}: a session read but not saved is touched only once touchAfterMs has passed, so an active user's session would expire between touches`,
+        `${prefix}touchAfterMs must be less than idleTimeoutMs (${this.idleTimeoutMs}), got ${this.touchAfterMs}: a session read but not saved is touched only once touchAfterMs has passed, so an active user's session would expire between touches`,
       );
     }
     this.regenerateGraceMs = checkDuration(
       options.regenerateGraceMs ?? 0,
-      'regenerateGraceMs',
+      `${prefix}regenerateGraceMs`,
       true,
     );
-    this.lock = normalizeLockOptions(options.lock);
+    this.lock = normalizeLockOptions(options.lock, prefix);
     // At most idle - touchAfterMs, so a renewal only ever moves a touch the commit would make.
     this.renewWithinMs = Math.min(
       this.lock?.leaseMs ?? DEFAULT_LEASE_MS,
       this.idleTimeoutMs - this.touchAfterMs,
     );
-    const { maxSessionsPerOwner, onLimit } = checkOwnerLimit(options, this.store);
+    const { maxSessionsPerOwner, onLimit } = checkOwnerLimit(options, this.store, prefix);
     this.#onError = options.onError ?? defaultOnError;
     const cleanup =
       options.cleanup ??
@@ -522,20 +540,21 @@ export class SessionManager<Data extends SessionData = SessionData> {
  * otherwise fail every request (a codec factory passed uncalled) or drop every report (an
  * `onError` that is not a function).
  */
-function checkCallables(options: SessionManagerOptions): void {
+function checkCallables(options: SessionManagerOptions, where: string | undefined): void {
+  const prefix = where === undefined ? '' : `${where}: `;
   const { store, codec, cleanup, onError, onSweep } = options as unknown as Record<string, unknown>;
   if (
     !hasMethods(store, ['get', 'set', 'delete']) ||
     typeof (store as { capabilities?: unknown }).capabilities !== 'object'
   ) {
     throw new TypeError(
-      `SessionManager needs { store }: a SessionStore, got ${describeValue(store)}${storeHint(store)}`,
+      `${where ?? 'SessionManager'} needs { store }: a SessionStore, got ${describeValue(store)}${storeHint(store)}`,
     );
   }
-  if (codec !== undefined) assertCodec(codec, 'codec');
+  if (codec !== undefined) assertCodec(codec, `${prefix}codec`);
   if (cleanup !== undefined && !hasMethods(cleanup, ['start'])) {
     throw new TypeError(
-      `cleanup must be a cleanup policy (sweepEvery(), sweepByChance(), manual()), got ${describeValue(cleanup)}`,
+      `${prefix}cleanup must be a cleanup policy (sweepEvery(), sweepByChance(), manual()), got ${describeValue(cleanup)}`,
     );
   }
   for (const [name, value] of [
@@ -543,7 +562,7 @@ function checkCallables(options: SessionManagerOptions): void {
     ['onSweep', onSweep],
   ] as const) {
     if (value !== undefined && typeof value !== 'function') {
-      throw new TypeError(`${name} must be a function, got ${describeValue(value)}`);
+      throw new TypeError(`${prefix}${name} must be a function, got ${describeValue(value)}`);
     }
   }
 }

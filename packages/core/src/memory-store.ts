@@ -8,7 +8,7 @@ import {
 import { ExpiryHeap } from './expiry-heap.js';
 import { KeyedLocks } from './locks/keyed.js';
 import { RECORD_TEXT, TAKES_TEXT, TextRecord } from './record-text.js';
-import { latin1Text, scratchLatin1 } from './scratch-bytes.js';
+import { latin1Text, scratchLatin1, scratchUtf8 } from './scratch-bytes.js';
 import type {
   LockManager,
   OwnedSession,
@@ -227,28 +227,39 @@ export class MemoryStore extends BaseStore {
   }
 }
 
+/** `Kept.stored` is the text whose UTF-8 encoding is the bytes. */
+const TEXT = 0;
+/** `Kept.stored` holds the bytes one per character, and they are all ASCII: it is their text too. */
+const ASCII = 1;
+/** `Kept.stored` holds the bytes one per character, and they are not all ASCII. */
+const BYTES = 2;
+
 /**
- * A record as the store keeps it, in one shape for every record: its own copy of the bytes as
- * a one-byte string, one character per byte. That takes no more memory than the bytes, pins no
- * pool slab, and when the bytes are all ASCII (a JSON session without other characters) it is
- * also their text, which the library adapters parse as it is instead of decoding a copy.
+ * A record as the store keeps it, in one shape for every record: one string, either its bytes'
+ * text or its bytes themselves as a one-byte string, one character per byte. Bytes take no more
+ * memory as such a string than as bytes, and pin no pool slab; when they are all ASCII (a JSON
+ * session without other characters) the string is also their text. A library adapter's record
+ * is kept as the text it came as (two bytes a character if one is beyond U+00FF), unchecked:
+ * counting its UTF-8 bytes to learn whether it is ASCII cost a create through `toExpressStore`
+ * more than the store's own steps. The library adapters parse the text as it is instead of
+ * decoding a copy.
  */
 class Kept {
-  readonly bytes: string;
-  readonly ascii: boolean;
+  readonly stored: string;
+  /** What `stored` is: see `TEXT`, `ASCII` and `BYTES`. */
+  readonly form: number;
   expiresAt: number;
   readonly owner: string | undefined;
   /** Where this record's id sits in its owner's list; unused without an owner. */
   ownerSlot = -1;
 
   constructor(record: SessionRecord) {
-    const text = record instanceof TextRecord ? record.asciiText : undefined;
-    if (text === undefined) {
-      this.bytes = latin1Text(record.data);
-      this.ascii = isAscii(record.data);
+    if (record instanceof TextRecord) {
+      this.stored = record[RECORD_TEXT];
+      this.form = TEXT;
     } else {
-      this.bytes = text;
-      this.ascii = true;
+      this.stored = latin1Text(record.data);
+      this.form = isAscii(record.data) ? ASCII : BYTES;
     }
     this.expiresAt = record.expiresAt;
     this.owner = record.owner;
@@ -256,7 +267,12 @@ class Kept {
 
   /** A copy of the bytes, short-lived as a `get` answer's are. */
   get data(): Buffer {
-    return scratchLatin1(this.bytes);
+    return this.form === TEXT ? scratchUtf8('', this.stored, '') : scratchLatin1(this.stored);
+  }
+
+  /** The bytes' text, when the store has it. */
+  get text(): string | undefined {
+    return this.form === BYTES ? undefined : this.stored;
   }
 }
 
@@ -282,7 +298,7 @@ class Lent {
   }
 
   get [RECORD_TEXT](): string | undefined {
-    return this.#kept.ascii ? this.#kept.bytes : undefined;
+    return this.#kept.text;
   }
 }
 

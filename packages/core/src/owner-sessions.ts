@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { SessionCodec, SessionData, SessionEnvelope } from './codecs.js';
-import { SessionError } from './errors.js';
+import { isSessionError, SessionError } from './errors.js';
 import { assertOwner, ownerLockId } from './ids.js';
 import type { OwnedSession, SessionRecord, SessionStore } from './types.js';
+
+/** What `#decoded` answers for a session a newer version of its codec wrote. */
+const NEWER = Symbol('newer format');
 
 /** How many of an owner's sessions `revokeOwner` deletes at once. */
 const REVOKE_BATCH = 16;
@@ -90,6 +93,7 @@ export class OwnerSessions {
       const others = (await this.#ownedBy(owner)).flatMap((session) => {
         if (session.id === id) return [];
         const envelope = this.#decoded(session);
+        if (envelope === NEWER) return [{ id: session.id, createdAt: Number.NaN }];
         if (!this.#takesPlace(envelope, session.record, now)) return [];
         return [{ id: session.id, createdAt: envelope?.createdAt ?? Number.NEGATIVE_INFINITY }];
       });
@@ -101,8 +105,13 @@ export class OwnerSessions {
         );
       }
       if (!(await write()) || excess <= 0) return;
-      // An undecodable session counts as the oldest, so a cap evicts it first.
-      const oldest = others.sort((a, b) => a.createdAt - b.createdAt).slice(0, excess);
+      // An undecodable session counts as the oldest, so a cap evicts it first. One a newer
+      // version wrote (a rolling deploy) counts but is never evicted here: this host cannot
+      // tell its age, and the newer hosts enforce the cap at their next login of the owner.
+      const oldest = others
+        .filter((session) => !Number.isNaN(session.createdAt))
+        .sort((a, b) => a.createdAt - b.createdAt)
+        .slice(0, excess);
       for (const session of oldest) await this.#context.store.delete(session.id);
     });
   }
@@ -157,7 +166,8 @@ export class OwnerSessions {
           if (outcome.status === 'rejected') throw outcome.reason;
           if (!outcome.value) continue;
           const session = batch[index] as OwnedSession;
-          if (this.#takesPlace(this.#decoded(session), session.record, now)) revoked++;
+          const envelope = this.#decoded(session);
+          if (envelope === NEWER || this.#takesPlace(envelope, session.record, now)) revoked++;
         }
       }
       return revoked;
@@ -201,11 +211,12 @@ export class OwnerSessions {
     );
   }
 
-  #decoded(session: OwnedSession): SessionEnvelope | undefined {
+  /** The session's envelope; `undefined` when it cannot be decoded, `NEWER` when a newer version wrote it. */
+  #decoded(session: OwnedSession): SessionEnvelope | undefined | typeof NEWER {
     try {
       return this.#context.codec.decode(session.record.data, session.id);
-    } catch {
-      return undefined;
+    } catch (error) {
+      return isSessionError(error, 'ERR_UNSUPPORTED') ? NEWER : undefined;
     }
   }
 

@@ -8,7 +8,9 @@ import {
   assertNonNegativeNumber,
   assertPositiveInteger,
   describeValue,
+  hasMethods,
   MAX_TIMER_MS,
+  storeHint,
   yieldToEventLoop,
 } from './util.js';
 
@@ -93,6 +95,12 @@ export class Sweeper {
     this.#budgetMs = settings.budgetMs;
     this.#leaseMs = settings.leaseMs;
     checkSweeperOptions(options);
+    // A store's open() not awaited would otherwise fail every run, reported on a timer.
+    if (!hasMethods(store, ['sweep']) || !hasMethods(store.locks, ['acquire'])) {
+      throw new TypeError(
+        `policy.start needs a SessionStore, got ${describeValue(store)}${storeHint(store)}`,
+      );
+    }
     this.#onError = options.onError ?? defaultOnError;
     this.#onSweep = options.onSweep;
     this.#signal = options.signal;

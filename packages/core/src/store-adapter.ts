@@ -69,14 +69,15 @@ export function openStoreAdapter(
   if (given.codec !== undefined) assertCodec(given.codec, `${where}: codec`);
   const sessionStore = store as SessionStore;
   const codec = given.codec ?? jsonCodec();
+  const readsJson = isJsonCodec(codec);
   const decode = (record: Readonly<SessionRecord>, id: string): SessionData => {
-    const text = isJsonCodec(codec) ? recordText(record) : undefined;
+    const text = readsJson ? recordText(record) : undefined;
     return (
       (text === undefined ? undefined : envelopeText(text)) ??
       decodeLibrarySession(codec, record.data, id)
     );
   };
-  if (isJsonCodec(codec)) Object.defineProperty(decode, READS_TEXT, { value: true });
+  if (readsJson) Object.defineProperty(decode, READS_TEXT, { value: true });
   // A store that lends its records spares the copy that `get` makes, since they are decoded at once.
   const lend = sessionStore.lend?.bind(sessionStore);
   const read = (id: string): Promise<SessionData | undefined> => {
@@ -92,7 +93,7 @@ export function openStoreAdapter(
     }
   };
   // A store that keeps or sends text takes the session's JSON text, never encoded to bytes.
-  const asText = isJsonCodec(codec) && takesText(sessionStore);
+  const asText = readsJson && takesText(sessionStore);
   const record = (id: string, session: object, now: number, expiresAt: number): SessionRecord =>
     asText
       ? new TextRecord(envelopeHead(now), sessionText(session), '}', expiresAt)
@@ -164,8 +165,14 @@ export function decodeLibrarySession(
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
-/** jsonCodec()'s envelope up to its data, with both timestamps whole numbers of ms. */
-const ENVELOPE_HEAD = /^\{"createdAt":\d{1,16},"lastAccessedAt":\d{1,16},"data":(?=\{)/;
+/**
+ * jsonCodec()'s envelope up to its data, with both timestamps whole numbers of ms. Sticky and
+ * read through `test` and `lastIndex`, so a match builds no array; `\d+` because `\d{1,16}`
+ * cost half as much again, with `MAX_HEAD_LENGTH` bounding the digits instead.
+ */
+const ENVELOPE_HEAD = /\{"createdAt":\d+,"lastAccessedAt":\d+,"data":(?=\{)/y;
+/** The longest head: 32 digits for both timestamps together, so each is a finite number. */
+const MAX_HEAD_LENGTH = '{"createdAt":,"lastAccessedAt":,"data":'.length + 32;
 
 /**
  * The data of `{"createdAt":…,"lastAccessedAt":…,"data":{…}}`, or undefined for any other text
@@ -185,10 +192,14 @@ function envelopeData(bytes: Uint8Array): SessionData | undefined {
 
 /** As `envelopeData`, given the bytes' text. */
 function envelopeText(text: string): SessionData | undefined {
-  const head = ENVELOPE_HEAD.exec(text);
-  if (head === null || text.charCodeAt(text.length - 1) !== CLOSE_BRACE) return undefined;
+  ENVELOPE_HEAD.lastIndex = 0;
+  if (!ENVELOPE_HEAD.test(text)) return undefined;
+  const headLength = ENVELOPE_HEAD.lastIndex;
+  if (headLength > MAX_HEAD_LENGTH || text.charCodeAt(text.length - 1) !== CLOSE_BRACE) {
+    return undefined;
+  }
   try {
-    return JSON.parse(text.slice(head[0].length, -1)) as SessionData;
+    return JSON.parse(text.slice(headLength, -1)) as SessionData;
   } catch {
     return undefined;
   }

@@ -107,16 +107,42 @@ export function assertDuration(
 }
 
 /**
- * Refuses option names that `known` does not list, naming each and the closest known name.
- * Misspelt options (`durabilty`, `busyTimeout`) would otherwise be ignored without a word.
+ * Refuses option names that `known` does not list, naming every one, each with the closest known
+ * name (or its entry in `hints`: where a peer library's option goes here). Misspelt options
+ * (`durabilty`, `busyTimeout`) would otherwise be ignored without a word.
  */
-export function assertKnownOptions(options: object, known: readonly string[], where: string): void {
+export function assertKnownOptions(
+  options: object,
+  known: readonly string[],
+  where: string,
+  hints: Readonly<Record<string, string>> = {},
+): void {
+  // A loop, not a filter: stores check every write's options here, and most have none unknown.
+  let unknown: string[] | undefined;
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
-    const guess = closest(key, known);
-    const hint = guess === undefined ? '' : `; did you mean '${guess}'?`;
-    throw new TypeError(`${where}: unknown option '${key}'${hint}`);
+    unknown ??= [];
+    unknown.push(key);
   }
+  if (unknown === undefined) return;
+  const hintFor = (key: string): string | undefined => {
+    if (Object.hasOwn(hints, key)) return hints[key];
+    const guess = closest(key, known);
+    return guess === undefined ? undefined : `did you mean '${guess}'?`;
+  };
+  if (unknown.length === 1) {
+    const key = unknown[0] as string;
+    const hint = hintFor(key);
+    throw new TypeError(
+      `${where}: unknown option '${key}'${hint === undefined ? '' : `; ${hint}`}`,
+    );
+  }
+  const named = unknown.map((key) => {
+    const hint = hintFor(key);
+    return hint === undefined ? `'${key}'` : `'${key}' (${hint})`;
+  });
+  const last = named.pop() as string;
+  throw new TypeError(`${where}: unknown options ${named.join(', ')} and ${last}`);
 }
 
 /**

@@ -56,6 +56,55 @@ describe('openSessionAdapter options', () => {
     );
   });
 
+  it("points koa-session's key and @fastify/session's cookieName to cookie.name", () => {
+    expect(refusal({ key: 'koa.sess' }, '@sessile/koa')).toBe(
+      "@sessile/koa: unknown option 'key'; did you mean 'cookie.name'?",
+    );
+    expect(refusal({ cookieName: 'sid' }, '@sessile/fastify')).toBe(
+      "@sessile/fastify: unknown option 'cookieName'; did you mean 'cookie.name'?",
+    );
+  });
+
+  it("starts the manager's option errors with the adapter's name, as its own", () => {
+    expect(refusal({ lock: { waitMS: 10 } }, '@sessile/koa')).toBe(
+      "@sessile/koa: lock: unknown option 'waitMS'; did you mean 'waitMs'?",
+    );
+    expect(refusal({ store: {} })).toBe('sessile() needs { store }: a SessionStore, got an object');
+    expect(refusal({ idleTimeoutMs: -1 }, '@sessile/hono')).toMatch(
+      /^@sessile\/hono: idleTimeoutMs must be a number of milliseconds/,
+    );
+    expect(refusal({ onLimit: 'refuse' }, '@sessile/fastify')).toBe(
+      '@sessile/fastify: onLimit needs maxSessionsPerOwner',
+    );
+  });
+
+  it('takes cookie.partitioned beside cookie.secure, and points a top-level partitioned to it', () => {
+    expect(refusal({ cookie: { partitioned: true } })).toBe(
+      "sessile(): cookie.partitioned needs cookie.secure: true or 'auto'; browsers reject a Partitioned cookie without Secure",
+    );
+    expect(refusal({ partitioned: true }, '@sessile/koa')).toBe(
+      "@sessile/koa: unknown option 'partitioned'; did you mean 'cookie.partitioned'?",
+    );
+    const adapter = openSessionAdapter(
+      {
+        store: new MemoryStore(),
+        secret: SECRET,
+        cleanup: manual(),
+        cookie: { secure: true, sameSite: 'none', partitioned: true },
+      },
+      'sessile()',
+    );
+    expect(adapter.cookie.serialize('a'.repeat(32)).split('; ')).toContain('Partitioned');
+    void adapter.manager.close();
+  });
+
+  it('names every unknown option, each with its hint, not only the first', () => {
+    expect(refusal({ foo: 1, bar: 2 })).toBe("sessile(): unknown options 'foo' and 'bar'");
+    expect(refusal({ maxAge: 1000, secrett: 'x', foo: 1 })).toBe(
+      "sessile(): unknown options 'maxAge' (did you mean 'cookie.maxAgeMs'?), 'secrett' (did you mean 'secret'?) and 'foo'",
+    );
+  });
+
   it('refuses a cookie.maxAgeMs no longer than touchAfterMs, naming both: an active user would lose the cookie', () => {
     // The default touchAfterMs is 60 s: requests every 400 ms never resent a 1 s cookie.
     expect(refusal({ cookie: { maxAgeMs: 1000 } })).toBe(

@@ -257,6 +257,28 @@ describe('aesGcmCodec', () => {
     expectCorrupt(() => codec.decode(new Uint8Array(0), id));
   });
 
+  it("reads a later format version (a newer release's record) as ERR_UNSUPPORTED, not as damage", () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    const bytes = codec.encode(envelope, id);
+    for (const newer of [
+      Uint8Array.of(2, ...bytes.subarray(1)),
+      Uint8Array.of(2),
+      Uint8Array.of(255, 0),
+    ]) {
+      let caught: unknown;
+      try {
+        codec.decode(newer, id);
+      } catch (error) {
+        caught = error;
+      }
+      expect(isSessionError(caught, 'ERR_UNSUPPORTED'), String(caught)).toBe(true);
+      expect(String(caught)).toMatch(
+        /format \d+, written by a newer version; this version reads format 1/,
+      );
+    }
+    expectCorrupt(() => codec.decode(Uint8Array.of(0, ...bytes.subarray(1)), id));
+  });
+
   it('binds the bytes to the session id, so copying them to another id is detected', () => {
     const codec = aesGcmCodec({ keys: [generateAesKey()] });
     const bytes = codec.encode(envelope, id);
@@ -287,5 +309,15 @@ describe('aesGcmCodec', () => {
     expect(() => aesGcmCodec({ keys: [raw], iner: jsonCodec() } as never)).toThrow(
       /'iner'.*'inner'/,
     );
+  });
+
+  it('refuses an inner that is not a codec when made, not at every save (a factory passed uncalled)', () => {
+    const keys = [generateAesKey()];
+    expect(() => aesGcmCodec({ keys, inner: jsonCodec as never })).toThrow(
+      /aesGcmCodec: inner must be a SessionCodec.*a codec factory must be called: aesGcmCodec: inner: jsonCodec\(\)/,
+    );
+    for (const inner of [5, null, {}]) {
+      expect(() => aesGcmCodec({ keys, inner: inner as never }), String(inner)).toThrow(TypeError);
+    }
   });
 });

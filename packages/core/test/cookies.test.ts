@@ -141,6 +141,44 @@ describe('SessionCookie attributes', () => {
     expect(never.serializeClear(true).split('; ')).not.toContain('Secure');
   });
 
+  it('sets Partitioned (CHIPS) when asked, on the cookie and its clear, only beside Secure', () => {
+    const partitioned = new SessionCookie({
+      secrets: NEW,
+      secure: true,
+      sameSite: 'none',
+      partitioned: true,
+    });
+    expect(partitioned.serialize('value').split('; ')).toEqual(
+      expect.arrayContaining(['Secure', 'SameSite=None', 'Partitioned']),
+    );
+    expect(partitioned.serializeClear().split('; ')).toEqual(
+      expect.arrayContaining(['Secure', 'Partitioned', 'Max-Age=0']),
+    );
+    const plain = new SessionCookie({ secrets: NEW, secure: true });
+    expect(plain.serialize('value').split('; ')).not.toContain('Partitioned');
+    // Under 'auto', a plain-HTTP response has no Secure, so no Partitioned either.
+    const auto = new SessionCookie({ secrets: NEW, secure: 'auto', partitioned: true });
+    expect(auto.serialize('value').split('; ')).not.toContain('Partitioned');
+    expect(auto.serialize('value', Date.now(), true).split('; ')).toEqual(
+      expect.arrayContaining(['Secure', 'Partitioned']),
+    );
+    expect(auto.serializeClear(true).split('; ')).toContain('Partitioned');
+    expect(auto.serializeClear().split('; ')).not.toContain('Partitioned');
+  });
+
+  it('refuses partitioned without secure, and a partitioned that is not a boolean', () => {
+    expect(refusal({ secrets: NEW, partitioned: true })).toBe(
+      "SessionCookie: partitioned needs secure: true or 'auto'; browsers reject a Partitioned cookie without Secure",
+    );
+    expect(refusal({ secrets: NEW, secure: false, partitioned: true })).toMatch(
+      /^SessionCookie: partitioned needs secure/,
+    );
+    expect(refusal({ secrets: NEW, secure: true, partitioned: 'yes' })).toBe(
+      "SessionCookie: partitioned must be true or false, got 'yes' (a string)",
+    );
+    expect(new SessionCookie({ secrets: NEW, partitioned: false }).name).toBe('sid');
+  });
+
   it("secure 'auto' allows sameSite 'none', and refuses a __Secure- or __Host- name", () => {
     const cookie = new SessionCookie({ secrets: NEW, secure: 'auto', sameSite: 'none' });
     expect(cookie.serialize('value', Date.now(), true).split('; ')).toEqual(
@@ -158,6 +196,9 @@ describe('SessionCookie attributes', () => {
       "SessionCookie: unknown option 'maxAge'; did you mean 'maxAgeMs'?",
     );
     expect(refusal({ secret: NEW })).toMatch(/unknown option 'secret'; did you mean 'secrets'/);
+    expect(refusal({ secrets: NEW, foo: 1, maxAge: 1 })).toBe(
+      "SessionCookie: unknown options 'foo' and 'maxAge' (did you mean 'maxAgeMs'?)",
+    );
   });
 
   it('refuses a maxAgeMs that is not a duration from 1 ms to 400 days', () => {

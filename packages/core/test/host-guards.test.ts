@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { HostGuards, syncLockFileSystem } from '../src/store.js';
+import { MemoryStore, type SessionRecord } from '../src/index.js';
+import { HostGuards, LeaseFiles, LeaseLocks, syncLockFileSystem } from '../src/store.js';
 import { fillWithBytes, hostGuardsIn, mountTmpfs, unmount } from './helpers.js';
 
 // The machine is shared with other suites: allow slow runs; no test asserts on time.
@@ -89,6 +90,101 @@ describe('HostGuards', () => {
       release();
       await holder.close();
       await waiter.close();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('ends a wait for a guard a live holder keeps with ERR_STORE_CLOSED once acquiring stops, and still takes a guard freed meanwhile', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
+    const guardsDirectory = join(store, '.guards');
+    const holder = hostGuardsIn(guardsDirectory);
+    const waiter = hostGuardsIn(guardsDirectory);
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let entered = () => {};
+    const holding = new Promise<void>((resolve) => (entered = resolve));
+    let enteredOther = () => {};
+    const holdingOther = new Promise<void>((resolve) => (enteredOther = resolve));
+    try {
+      const held = holder.run(join(store, 'record'), async () => {
+        entered();
+        await new Promise(() => {});
+      });
+      held.catch(() => {});
+      const heldBriefly = holder.run(join(store, 'other'), async () => {
+        enteredOther();
+        await released;
+      });
+      await holding;
+      await holdingOther;
+      const kept = waiter.run(join(store, 'record'), async () => 'never');
+      const freed = waiter.run(join(store, 'other'), async () => 'taken');
+      waiter.stopAcquiring();
+      release();
+      await heldBriefly;
+      await expect(kept).rejects.toMatchObject({
+        code: 'ERR_STORE_CLOSED',
+        message: expect.stringContaining(store),
+      });
+      expect(await freed).toBe('taken');
+    } finally {
+      release();
+      await waiter.close();
+      await holder.close();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it("a store's close() ends a write's wait for a guard another process keeps: the write rejects with ERR_STORE_CLOSED", async () => {
+    const store = mkdtempSync(join(tmpdir(), 'sessile-guards-'));
+    const guardsDirectory = join(store, '.guards');
+    // The store's own guards, wired as the file store wires them: through its lease files.
+    const guards = new HostGuards({
+      directory: guardsDirectory,
+      staleMs: 200,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      fs: syncLockFileSystem,
+    });
+    const leases = new LeaseFiles({
+      guards,
+      fs: syncLockFileSystem,
+      fileMode: 0o600,
+      directoryMode: 0o700,
+      pathOf: (key) => join(store, '.locks', key),
+    });
+    const record = join(store, 'record');
+    class GuardedStore extends MemoryStore {
+      override readonly locks = new LeaseLocks(leases, { location: store });
+      protected override _set(
+        id: string,
+        value: SessionRecord,
+        only: 'absent' | 'present' | undefined,
+        now: number,
+      ) {
+        return guards.run(record, async () => super._set(id, value, only, now));
+      }
+    }
+    const other = hostGuardsIn(guardsDirectory);
+    let entered = () => {};
+    const holding = new Promise<void>((resolve) => (entered = resolve));
+    const held = other.run(record, async () => {
+      entered();
+      await new Promise(() => {});
+    });
+    held.catch(() => {});
+    const sessions = new GuardedStore();
+    try {
+      await holding;
+      const write = sessions.set('a'.repeat(32), {
+        data: new Uint8Array([1]),
+        expiresAt: Date.now() + 60_000,
+      });
+      await sessions.close();
+      await expect(write).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    } finally {
+      await sessions.close();
+      await other.close();
       rmSync(store, { recursive: true, force: true });
     }
   });

@@ -346,6 +346,30 @@ describe('LeaseFiles', () => {
     expect(error?.cause?.code).toBe('ENOENT');
     expect(readdirSync(root)).toEqual([]);
   });
+
+  it("never makes the store's own directory again for a lease file at its top level once it was deleted", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'sessile-lease-files-'));
+    roots.push(root);
+    // The file store's layout: its sweep lease sits in the store's directory, beside `.guards`.
+    const store = join(root, 'store');
+    mkdirSync(store);
+    const { files } = openInstance(join(store, '.locks'), join(store, '.guards'), {
+      storeDirectory: store,
+    });
+    const lease = join(store, '.sweep-lease');
+    const token = generateToken();
+    expect(await files.claimAt(lease, token, Date.now() + 60_000)).toBe('claimed');
+    expect(await files.releaseAt(lease, token)).toBe(true);
+
+    rmSync(store, { recursive: true, force: true });
+    const error = await files.claimAt(lease, generateToken(), Date.now() + 60_000).then(
+      () => undefined,
+      (failure: unknown) => failure as Error & { cause?: { code?: string } },
+    );
+    expect(error?.message).toContain(store);
+    expect(error?.cause?.code).toBe('ENOENT');
+    expect(readdirSync(root)).toEqual([]);
+  });
 });
 
 describe('LeaseFiles on a full disk', () => {

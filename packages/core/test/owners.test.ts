@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   aesGcmCodec,
   generateAesKey,
+  generateSessionId,
   isSessionError,
   MemoryStore,
   ownerLockId,
@@ -282,6 +283,28 @@ describe('maxSessionsPerOwner', () => {
           code: 'ERR_OWNER_LIMIT',
         });
       }
+    }
+  });
+
+  it("a session a newer version's codec wrote (a rolling deploy) counts towards the cap, is never evicted by it, and revokeOwner ends it", async () => {
+    const codec = aesGcmCodec({ keys: [generateAesKey()] });
+    for (const onLimit of ['evict-oldest', 'refuse'] as const) {
+      const { manager, store, errors } = setup({ codec, maxSessionsPerOwner: 1, onLimit });
+      // What a newer release's aesGcmCodec writes: a later format version byte.
+      const newer = generateSessionId();
+      const bytes = Uint8Array.of(
+        2,
+        ...codec.encode({ createdAt: 1, lastAccessedAt: 1, data: {} }, newer).subarray(1),
+      );
+      const expiresAt = Date.now() + 60_000;
+      await store.set(newer, { data: bytes, expiresAt, owner: 'ada' });
+      expect(await codeOf(manager.open(newer)), onLimit).toBe('ERR_UNSUPPORTED');
+      const outcome = await codeOf(login(manager, 'ada'));
+      expect(outcome, onLimit).toBe(onLimit === 'refuse' ? 'ERR_OWNER_LIMIT' : 'resolved');
+      expect(Buffer.from((await store.get(newer))?.data ?? []).equals(bytes), onLimit).toBe(true);
+      expect(errors, onLimit).toEqual([]);
+      expect(await manager.revokeOwner('ada'), onLimit).toBe(onLimit === 'refuse' ? 1 : 2);
+      expect(await store.get(newer), onLimit).toBeUndefined();
     }
   });
 

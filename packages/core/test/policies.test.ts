@@ -151,6 +151,19 @@ describe('sweepByChance', () => {
       await policy.start(store, { onError }).close();
     }
   });
+
+  it('start() refuses what is not a store, naming a store whose open() was not awaited, before any run', () => {
+    const opening = MemoryStore.open();
+    for (const policy of [manual(), sweepByChance(1), sweepEvery(60_000)]) {
+      expect(() => policy.start(opening as never)).toThrow(
+        /policy.start needs a SessionStore.*await the store's open\(\) first/,
+      );
+      for (const notAStore of [undefined, {}, { sweep() {} }]) {
+        expect(() => policy.start(notAStore as never)).toThrow(TypeError);
+      }
+    }
+    return opening.then((store) => store.close());
+  });
 });
 
 describe('sweepEvery', () => {

@@ -165,6 +165,7 @@ export class DbmStore extends BaseStore {
       settings.globalLockWaitMs,
       this.#guards,
       () => this.#followFiles(),
+      () => this.#opened,
     );
     this.locks = new StripedFileLocks(lockDirectory, settings.stripes, this.#guards, {
       read: (id) => this._get(id, Date.now()),
@@ -250,7 +251,11 @@ export class DbmStore extends BaseStore {
       // symlink (to the file or a directory above it) must take the same locks.
       path = realPathOf(given, fd);
       const lockDirectory = `${path}.locks`;
-      const file = new HashFile(fd, path, settings.durability);
+      // Nothing is written before the store exists and holds its global lock.
+      const file = new HashFile(fd, path, settings.durability, () => {
+        if (store === undefined) throw new Error(`${path} written before its store was made`);
+        store.#globalLock.assertHeld();
+      });
       // Judged without the lock, a refused file gets no lock directory beside it. Writers create
       // that directory before they write, so while it exists only a check under the lock counts.
       const refusal = file.refusal();
@@ -320,7 +325,7 @@ export class DbmStore extends BaseStore {
     const fd = openDatabaseFile(this.path);
     let file: HashFile;
     try {
-      file = new HashFile(fd, this.path, this.#durability);
+      file = new HashFile(fd, this.path, this.#durability, () => this.#globalLock.assertHeld());
       const refusal = file.refusal();
       if (refusal !== undefined) throw refusal;
       file.initialize();
@@ -418,6 +423,8 @@ export class DbmStore extends BaseStore {
       let origin: number | undefined;
       let wrapped = false;
       for (;;) {
+        // close() waits for operations in flight: a sweep stops at its batch boundary for it.
+        if (this.closed) return false;
         const entries = progress.nextBatchSize(batchEntries);
         if (entries === 0) return false;
         const result = await next(entries);
@@ -518,6 +525,15 @@ export class DbmStore extends BaseStore {
       );
     }
     return this.#globalLock.run(() => this.#file.rebuildOwnerList(owner, scanned, now));
+  }
+
+  /**
+   * As every store's `close()`, but the operations waiting for the global lock behind another
+   * process's hold reject with `ERR_STORE_CLOSED` at once instead of being waited for.
+   */
+  override close(): Promise<void> {
+    this.#globalLock.stopWaiting();
+    return super.close();
   }
 
   protected async _close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { fdatasyncSync, readSync, writeSync, writevSync } from 'node:fs';
+import { fdatasyncSync, ftruncateSync, readSync, writeSync, writevSync } from 'node:fs';
 
 /**
  * How hard a commit pushes its writes to the disk.
@@ -9,13 +9,18 @@ import { fdatasyncSync, readSync, writeSync, writevSync } from 'node:fs';
  */
 export type DbmDurability = 'normal' | 'full';
 
-/** Positional, synchronous reads and writes on the database file's descriptor. */
+/**
+ * Positional, synchronous reads and writes on the database file's descriptor. `fence` runs before
+ * every write and throws when this process may no longer write the file (its hold of the global
+ * lock ended), so a holder that stalled past its lease writes nothing more into another's change.
+ */
 export class FileIo {
   constructor(
     readonly fd: number,
     /** The absolute path of the file, for error messages. */
     readonly path: string,
     readonly durability: DbmDurability,
+    readonly fence: () => void = () => {},
   ) {}
 
   /** Reads `length` bytes; bytes past the end of the file read as zeros. */
@@ -34,6 +39,7 @@ export class FileIo {
   }
 
   write(offset: number, bytes: Uint8Array): void {
+    this.fence();
     let done = 0;
     while (done < bytes.length) {
       done += writeSync(this.fd, bytes, done, bytes.length - done, offset + done);
@@ -42,6 +48,7 @@ export class FileIo {
 
   /** Writes `buffers` one after another from `offset`: one system call for them all, as a rule. */
   writeRun(offset: number, buffers: Uint8Array[]): void {
+    this.fence();
     let written = buffers.length === 1 ? 0 : writevSync(this.fd, buffers, offset);
     let at = offset;
     for (const bytes of buffers) {
@@ -50,6 +57,11 @@ export class FileIo {
       written = Math.max(0, written - bytes.length);
       at += bytes.length;
     }
+  }
+
+  truncate(size: number): void {
+    this.fence();
+    ftruncateSync(this.fd, size);
   }
 
   /** Flushes written data to the disk when durability is `'full'`. */

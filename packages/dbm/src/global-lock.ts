@@ -1,7 +1,19 @@
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
+  decodeHolder,
   generateToken,
+  type HolderRecord,
   type HostGuards,
   LeaseFiles,
   syncLockFileSystem,
@@ -17,6 +29,11 @@ export interface GlobalLockStats {
   takeovers: number;
   /** Holds that ended with the lock no longer ours (the lease ran out mid-hold). */
   lost: number;
+  /**
+   * Claims put off because the lock's lease had ended (or was about to) while its holder, a
+   * process on this host, was still alive (stopped, or stalled): it is waited for, never taken over.
+   */
+  liveHolderWaits: number;
   /** Sum and maximum of the time between taking and releasing the lock, in ms. */
   totalHoldMs: number;
   longestHoldMs: number;
@@ -37,6 +54,15 @@ const STEPS_PER_HOLD_MS = 1;
 const MAX_POLL_DELAY_MS = 8;
 /** The lock's one lease file, in the lock directory. */
 const LOCK_FILE = '0.lock';
+/**
+ * A live holder's lease this close to its end is not claimed: core's claim takes over an ended
+ * lease, and the lease may end between this process's look at its holder and the claim.
+ */
+const LIVE_HOLDER_MARGIN_MS = 1000;
+/** As core's lease records name the host. */
+const HOST = hostname().slice(0, 64);
+/** Kernel clock ticks per second in `/proc/<pid>/stat`: 100 on every Linux build Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /**
  * mod_python's lock 0: one lock every process on the host takes around every operation. It is
@@ -46,6 +72,11 @@ const LOCK_FILE = '0.lock';
  * process callers queue in FIFO order, so only one of them polls the file; once refused, it is
  * also woken when the file is removed. The synchronous steps queued while a hold waits share it:
  * taking and releasing the lock costs four system calls, more than reading a record.
+ *
+ * A lease is no fence: a holder stopped past its lease (SIGSTOP, a swap storm) and taken over
+ * would, once it runs again, finish the change it had begun over the new holder's. So a lease
+ * whose holder is a live process on this host is never taken over, however long ago it ended,
+ * and every write of a hold first checks (`assertHeld`) that the lock is still its own.
  */
 export class GlobalLock {
   readonly #lockPath: string;
@@ -61,12 +92,21 @@ export class GlobalLock {
   #steps: Step[] = [];
   #lastTurnAt = performance.now();
   #closed = false;
+  /** Set by `stopWaiting`: a refused claim is not tried again. */
+  #stopWaiting = false;
+  /** Ends the pause between two claims early. */
+  #wake: (() => void) | undefined;
+  /** The dbm file's identity, which a live holder keeps open. */
+  readonly #file: (() => { dev: number; ino: number }) | undefined;
+  /** The token of the hold in progress, checked before every write to the file. */
+  #heldToken: string | undefined;
   #tail: Promise<void> = Promise.resolve();
   readonly #stats: GlobalLockStats = {
     acquired: 0,
     contended: 0,
     takeovers: 0,
     lost: 0,
+    liveHolderWaits: 0,
     totalHoldMs: 0,
     longestHoldMs: 0,
   };
@@ -77,8 +117,10 @@ export class GlobalLock {
     waitMs: number,
     guards: HostGuards,
     onHold: () => void = () => {},
+    file?: () => { dev: number; ino: number },
   ) {
     this.#lockPath = join(directory, LOCK_FILE);
+    this.#file = file;
     this.#leases = new LeaseFiles({
       guards,
       fs: syncLockFileSystem,
@@ -94,6 +136,21 @@ export class GlobalLock {
 
   stats(): GlobalLockStats {
     return { ...this.#stats };
+  }
+
+  /**
+   * Throws `ERR_STORE_IO` unless a hold is in progress and its lease is still this instance's
+   * (not ended, and the lock file still its link). Called before every write to the file.
+   */
+  assertHeld(): void {
+    const token = this.#heldToken;
+    if (token !== undefined && this.#leases.holdsAtSync(this.#lockPath, token)) return;
+    throw new SessionError(
+      'ERR_STORE_IO',
+      token === undefined
+        ? `A write to the dbm file outside a hold of its global lock ${this.#lockPath}`
+        : `The hold of the dbm file's global lock ${this.#lockPath} outlived its lease (globalLockLeaseMs): the change stopped before its next write`,
+    );
   }
 
   /**
@@ -151,6 +208,7 @@ export class GlobalLock {
       await this.turn();
       const token = await this.#acquire();
       const started = performance.now();
+      this.#heldToken = token;
       try {
         this.#onHold();
         return await body(async () => {
@@ -162,6 +220,7 @@ export class GlobalLock {
           }
         });
       } finally {
+        this.#heldToken = undefined;
         const heldMs = performance.now() - started;
         this.#stats.totalHoldMs += heldMs;
         this.#stats.longestHoldMs = Math.max(this.#stats.longestHoldMs, heldMs);
@@ -183,9 +242,20 @@ export class GlobalLock {
     });
   }
 
+  /**
+   * For a store's `close()`: a hold that finds the lock held by another process or instance
+   * rejects with `ERR_STORE_CLOSED` at once, the one waiting now included, and so do the steps
+   * queued for it, instead of waiting up to `globalLockWaitMs`; a free lock is still taken.
+   */
+  stopWaiting(): void {
+    this.#stopWaiting = true;
+    this.#wake?.();
+  }
+
   /** Rejects later holds with `ERR_STORE_CLOSED` and removes this lock's holder files. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.stopWaiting();
     await this.#leases.close();
   }
 
@@ -203,47 +273,158 @@ export class GlobalLock {
   async #acquire(): Promise<string> {
     const started = Date.now();
     let delayMs = 1;
-    let wake: (() => void) | undefined;
     let unwatch: (() => void) | undefined;
+    let liveHolder: HolderRecord | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
         // Checked before every claim, after the turn and each pause: a claim once `close` began
         // would make the instance's holder file again, and its heartbeat, after they were removed.
         if (this.#closed) throw new SessionError('ERR_STORE_CLOSED', 'The store is closed');
+        liveHolder = this.#liveHolderNearEnd();
+        if (liveHolder !== undefined) this.#stats.liveHolderWaits++;
         const token = `${this.#tokenPrefix}.${++this.#holds}`;
         // A lock directory removed by hand is made again by the claim.
-        const outcome = await this.#leases.claimAt(
-          this.#lockPath,
-          token,
-          Date.now() + this.#leaseMs,
-        );
+        const outcome =
+          liveHolder !== undefined
+            ? 'refused'
+            : await this.#leases.claimAt(this.#lockPath, token, Date.now() + this.#leaseMs);
         if (outcome !== 'refused') {
           this.#stats.acquired++;
           if (attempt > 0) this.#stats.contended++;
           if (outcome === 'reclaimed') this.#stats.takeovers++;
           return token;
         }
-        if (Date.now() - started >= this.#waitMs) {
+        if (this.#stopWaiting) {
           throw new SessionError(
-            'ERR_STORE_BUSY',
-            `Waited ${this.#waitMs} ms (globalLockWaitMs) for the dbm file's global lock ${this.#lockPath}, held by another process or store instance; retry later`,
+            'ERR_STORE_CLOSED',
+            `The store was closed while waiting for the dbm file's global lock ${this.#lockPath}`,
           );
         }
-        // A release by another process ends the pause early.
-        unwatch ??= this.#leases.watchAt(this.#lockPath, () => wake?.());
+        if (Date.now() - started >= this.#waitMs) {
+          const holder =
+            liveHolder === undefined
+              ? 'held by another process or store instance'
+              : `held past its lease by process ${liveHolder.pid}, which is alive (stopped or stalled) and is never taken over while it is`;
+          throw new SessionError(
+            'ERR_STORE_BUSY',
+            `Waited ${this.#waitMs} ms (globalLockWaitMs) for the dbm file's global lock ${this.#lockPath}, ${holder}; retry later`,
+          );
+        }
+        // A release by another process ends the pause early, as does `stopWaiting`.
+        unwatch ??= this.#leases.watchAt(this.#lockPath, () => this.#wake?.());
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delayMs * (0.5 + Math.random()));
-          wake = () => {
+          this.#wake = () => {
             clearTimeout(timer);
             resolve();
           };
         });
-        wake = undefined;
+        this.#wake = undefined;
         delayMs = Math.min(MAX_POLL_DELAY_MS, delayMs * 2);
       }
     } finally {
       unwatch?.();
     }
+  }
+
+  /**
+   * The lock file's lease when it has ended or ends within `LIVE_HOLDER_MARGIN_MS` while its
+   * holder, another process on this host, still runs: core would take it over, and the holder,
+   * once it runs again, would go on writing its change into the file. Else undefined: no lock
+   * file, a torn or bare one, a holder on another host, in this process (whose steps cannot
+   * interleave with ours) or gone.
+   */
+  #liveHolderNearEnd(): HolderRecord | undefined {
+    let fd: number;
+    try {
+      fd = openSync(this.#lockPath, 'r');
+    } catch {
+      return undefined;
+    }
+    let record: HolderRecord | undefined;
+    let writtenAt: number;
+    try {
+      const bytes = Buffer.alloc(512);
+      const length = readSync(fd, bytes, 0, bytes.length, 0);
+      record = decodeHolder(bytes.toString('latin1', 0, length));
+      writtenAt = fstatSync(fd).mtimeMs;
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
+    if (
+      record?.expiresAt === undefined ||
+      record.expiresAt - Date.now() > LIVE_HOLDER_MARGIN_MS ||
+      record.host !== HOST ||
+      record.pid <= 0 ||
+      record.pid === process.pid
+    ) {
+      return undefined;
+    }
+    if (!holderRunning(record.pid, writtenAt)) return undefined;
+    // A pid on this host may name another process than the holder: one in another PID namespace
+    // (a container sharing the host name) whose holder died. The holder keeps the file open.
+    return this.#file === undefined || hasOpen(record.pid, this.#file()) !== false
+      ? record
+      : undefined;
+  }
+}
+
+/**
+ * Whether process `pid` runs and is the one that wrote a lease at `writtenAt`: a process that
+ * started after it (a pid used again after the holder died, as in a restarted container) is
+ * not, nor is a zombie (it died, and its parent has not reaped it yet).
+ */
+function holderRunning(pid: number, writtenAt: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const seen = procStat(pid);
+  if (seen === undefined) return true;
+  // A second of slack: the start time counts in clock ticks, the boot time in seconds.
+  return seen.state !== 'Z' && seen.state !== 'X' && seen.startedAt <= writtenAt + 1000;
+}
+
+/** Process `pid`'s state letter and when it started (ms since the epoch), from `/proc` (Linux). */
+/**
+ * Whether process `pid` has the file `file` open, from `/proc/<pid>/fd`; undefined where that
+ * cannot be read (not Linux, or another user's process).
+ */
+function hasOpen(pid: number, file: { dev: number; ino: number }): boolean | undefined {
+  let descriptors: string[];
+  try {
+    descriptors = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return undefined;
+  }
+  for (const descriptor of descriptors) {
+    try {
+      const opened = statSync(`/proc/${pid}/fd/${descriptor}`);
+      if (opened.ino === file.ino && opened.dev === file.dev) return true;
+    } catch {
+      // Closed since the listing, or a descriptor of a kind stat cannot follow.
+    }
+  }
+  return false;
+}
+
+function procStat(pid: number): { state: string; startedAt: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields 3 and 22, counted after the command name, which may hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const startTicks = Number(fields[19]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'latin1'))?.[1]);
+    if (!Number.isFinite(startTicks) || !Number.isFinite(bootSeconds)) return undefined;
+    return {
+      state: fields[0] ?? '',
+      startedAt: bootSeconds * 1000 + (startTicks * 1000) / CLOCK_TICKS_PER_SECOND,
+    };
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,4 +1,4 @@
-import { fstatSync, ftruncateSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import type { OwnedSession, SessionError, SessionRecord } from '@sessile/core';
 import { bucketOf, Chain } from './chain.js';
 import { corruptRecord, damaged, foreignFile, unsupportedVersion } from './errors.js';
@@ -66,8 +66,9 @@ export class HashFile {
   /** Records a full-scan sweep could not decode (it fell back to the index's expiry). */
   undecodable = 0;
 
-  constructor(fd: number, path: string, durability: DbmDurability) {
-    this.#io = new FileIo(fd, path, durability);
+  /** `fence` runs before every write: see `FileIo`. */
+  constructor(fd: number, path: string, durability: DbmDurability, fence?: () => void) {
+    this.#io = new FileIo(fd, path, durability, fence);
     this.#journal = new Journal(this.#io);
   }
 
@@ -316,7 +317,7 @@ export class HashFile {
     tx.write(DATA_START, pages);
     this.#owners.forget();
     tx.commit();
-    ftruncateSync(this.#io.fd, tx.header.fileEnd);
+    this.#io.truncate(tx.header.fileEnd);
   }
 
   /**

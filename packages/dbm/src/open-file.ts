@@ -106,7 +106,8 @@ export function isDirectory(directory: string): boolean {
  */
 export function ensureLockDirectory(path: string, directory: string): void {
   try {
-    mkdirSync(directory);
+    // Only the file's owner may use the file (0o600), so only it may take or watch its locks.
+    mkdirSync(directory, { mode: DIRECTORY_MODE });
   } catch (error) {
     if (errorCode(error) !== 'EEXIST') {
       throw cannotOpen(path, `cannot create its lock directory: ${errorMessage(error)}`, error);

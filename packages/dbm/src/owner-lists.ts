@@ -18,11 +18,12 @@ import type { Transaction } from './transaction.js';
 /** Lists up to this size are rewritten in place through the journal; larger ones go to fresh space. */
 const JOURNALED_LIST_MAX_BYTES = 32 * 1024;
 /**
- * A list's first extent: room for six ids of 43 characters with a short owner, so most users'
- * lists are never moved. A move writes the list to new space, rewrites the owner's bucket page
- * through the journal and frees the old extent: three more writes than a change in place.
+ * A list's first extent: room for 14 ids of 43 characters with a short owner, so most users'
+ * lists are never moved (a user's sessions pile up until they expire, one per device, browser
+ * and sign-in). A move writes the list to new space, rewrites the owner's bucket page through the
+ * journal and frees the old extent: two more writes and two more reads than a change in place.
  */
-const MIN_LIST_EXTENT_BYTES = 320;
+const MIN_LIST_EXTENT_BYTES = 640;
 /**
  * Taken-off slots are reclaimed by writing the list anew once they outnumber the listed ids and
  * are at least this many: each such write is paid for by as many removals as it keeps ids.
@@ -36,6 +37,13 @@ const MIN_TAKEN_OFF_TO_COMPACT = 8;
 const MAX_KNOWN_BYTES = 16 * 1024 * 1024;
 const KNOWN_LIST_OVERHEAD_BYTES = 160;
 const KNOWN_ID_BYTES = 128;
+/**
+ * A list not remembered yet is remembered only while the others take less than this. Forgetting
+ * the first remembered to make room for each new one would forget every list in turn when
+ * owners are written round robin (as the owners benchmark does), and re-read each; this way the
+ * lists remembered stay, and leave as they empty (their sessions expired or signed out).
+ */
+const ADMIT_KNOWN_BYTES = (MAX_KNOWN_BYTES * 3) / 4;
 /**
  * A change in place within this many bytes of the list's start is written whole from there, in
  * one write, rather than as its header and its slot: one system call fewer when it is applied.
@@ -123,7 +131,7 @@ export class OwnerLists {
       for (const [owner, known] of this.#known) {
         this.#known.delete(owner);
         this.#knownBytes -= known.counted;
-        if (this.#knownBytes <= MAX_KNOWN_BYTES / 2) break;
+        if (this.#knownBytes <= MAX_KNOWN_BYTES) break;
       }
     }
     this.#stateIs(header);
@@ -156,7 +164,7 @@ export class OwnerLists {
       if (known.list.slots.has(id)) return;
       if (this.#appendInPlace(tx, owner, known, id)) return;
     }
-    const found = this.#find(tx, owner);
+    const found = known === undefined ? this.#find(tx, owner) : this.#findKnown(tx, owner, known);
     const { list } = found;
     if (list?.ids.includes(id)) return;
     // A list just read gets the chance a remembered one had above.
@@ -172,7 +180,7 @@ export class OwnerLists {
       if (!known.list.slots.has(id)) return;
       if (this.#takeOffInPlace(tx, owner, known, id)) return;
     }
-    const found = this.#find(tx, owner);
+    const found = known === undefined ? this.#find(tx, owner) : this.#findKnown(tx, owner, known);
     const { list } = found;
     if (list === undefined) return;
     const read = known === undefined ? found.known : undefined;
@@ -206,6 +214,30 @@ export class OwnerLists {
     return { ...found, known: this.#remember(owner, { offset, extentBytes, list, bytes }) };
   }
 
+  /**
+   * The remembered list where its owner's bucket points to it, without reading the list again:
+   * while the file is as the last commit left it, that entry still names the remembered extent.
+   */
+  #findKnown(tx: Transaction, owner: string, known: KnownList): Found {
+    const hash = bucketHash(fnv1a32(owner));
+    const chain = Chain.loadBucket(tx, bucketOf(tx.header, hash));
+    for (let index = 0; index < chain.length; index++) {
+      if (chain.hashAt(index) !== hash) continue;
+      const entry = chain.entry(index);
+      if (!isOwnerListEntry(entry) || entry.recordOffset !== known.offset) continue;
+      const { list } = known;
+      const plausible = tx.isPlausibleExtent(entry.recordOffset, entry.extentBytes);
+      const ids = listedIds(list);
+      return {
+        chain,
+        hash,
+        list: { index, entry, ids, complete: list.complete, damaged: false, plausible },
+        known,
+      };
+    }
+    return this.#find(tx, owner);
+  }
+
   /** Remembers `owner`'s list as the open transaction leaves it, or that it has none. */
   #remember(owner: string, list: Omit<KnownList, 'counted'> | undefined): KnownList | undefined {
     const before = this.#known.get(owner);
@@ -217,6 +249,8 @@ export class OwnerLists {
     }
     // A list known already keeps its place: the first known are the first forgotten.
     const known = { ...list, counted: 0 };
+    // Past the admission bound a new list serves this change only.
+    if (before === undefined && this.#knownBytes >= ADMIT_KNOWN_BYTES) return known;
     this.#known.set(owner, known);
     return known;
   }

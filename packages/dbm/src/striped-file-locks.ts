@@ -129,6 +129,11 @@ class StripeLeases implements LeaseBackend {
     return this.#files.watch(key, wake);
   }
 
+  /** Ends the claims' waits for the stripes' guards as the store's close() begins. */
+  stopAcquiring(): void {
+    this.#files.stopAcquiring();
+  }
+
   close(): Promise<void> {
     this.#held.clear();
     return this.#files.close();

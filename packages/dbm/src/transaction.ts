@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import type { FileIo } from './file-io.js';
 import {
   CLASS_SIZES,
@@ -39,6 +40,8 @@ export class Transaction {
   /** Free-list trunk headers this transaction has read or written, so each is read once. */
   readonly #trunks = new Map<number, { next: number; count: number }>();
   #pendingBytes = 0;
+  /** Where the committed state's allocations end: nothing past it is referenced. */
+  #committedEnd: number;
 
   readonly #onCommit: (header: FileHeader) => void;
 
@@ -52,6 +55,7 @@ export class Transaction {
     this.#io = io;
     this.#journal = journal;
     this.header = header;
+    this.#committedEnd = header.fileEnd;
     this.#onCommit = onCommit;
   }
 
@@ -204,18 +208,40 @@ export class Transaction {
     ];
     const wroteFresh = this.#fresh.size > 0;
     try {
-      if (wroteFresh) this.#writeFreshRuns();
+      if (wroteFresh) this.#writeFreshRunsOrGiveBack();
       this.#journal.commit(header.appliedSeq, writes, wroteFresh);
     } catch (error) {
       header.appliedSeq -= 1;
       throw error;
     }
+    this.#committedEnd = header.fileEnd;
     this.#writes.clear();
     this.#fresh.clear();
     this.#freed.clear();
     this.#trunks.clear();
     this.#pendingBytes = 0;
     this.#onCommit(header);
+  }
+
+  /**
+   * Writes the fresh writes; when one fails (a full disk), cuts the file back to where the
+   * committed state ends, so the blocks the failed writes took past it go back to the disk
+   * instead of staying with the file until it grows over them.
+   */
+  #writeFreshRunsOrGiveBack(): void {
+    try {
+      this.#writeFreshRuns();
+    } catch (error) {
+      try {
+        if (fstatSync(this.#io.fd).size > this.#committedEnd) {
+          this.#io.truncate(this.#committedEnd);
+        }
+      } catch {
+        // The write's own error says what went wrong; the space stays until a write reaches it.
+        // A fence that refused the cut (the lock was lost) keeps the file as its new holder left it.
+      }
+      throw error;
+    }
   }
 
   /**

@@ -300,6 +300,9 @@ describe('DbmStore file format', () => {
       [{ path, durability: true }, /^durability must be 'normal' or 'full', got true/],
       [{ path, globalLockLeaseMs: 0 }, /^globalLockLeaseMs must be a number of milliseconds/],
       [{ path, globalLockLeaseMs: Number.NaN }, /^globalLockLeaseMs must be/],
+      // A live holder's lock would be taken over in the middle of its writes.
+      [{ path, globalLockLeaseMs: 1 }, /^globalLockLeaseMs must be at least 1000 ms/],
+      [{ path, globalLockLeaseMs: 999 }, /^globalLockLeaseMs must be at least 1000 ms/],
       [{ path, globalLockWaitMs: -1 }, /^globalLockWaitMs must be a number of milliseconds/],
       [{ path, globalLockWaitMs: 2 ** 31 }, /^globalLockWaitMs must be/],
       [{ path, maxRecordBytes: 2 ** 31 }, /^maxRecordBytes must be at most/],
@@ -353,7 +356,7 @@ describe('DbmStore refuses paths that cannot hold a database', () => {
     expect(readdirSync(directory)).toEqual(['sub']);
   });
 
-  it('a missing file in missing directories is created with them, mode 0700, as probe foretells', async () => {
+  it('a missing file in missing directories is created with them and its lock directory, mode 0700, as probe foretells', async () => {
     const directory = dirname(newPath());
     const path = join(directory, 'var', 'lib', 'app', 'sessions.dbm');
     const probed = await DbmStore.probe({ path });
@@ -364,7 +367,7 @@ describe('DbmStore refuses paths that cannot hold a database', () => {
     const id = generateSessionId();
     await store.set(id, { data: payload(1, 10), expiresAt: Date.now() + HOUR_MS });
     await store.close();
-    for (const made of ['var', 'var/lib', 'var/lib/app']) {
+    for (const made of ['var', 'var/lib', 'var/lib/app', 'var/lib/app/sessions.dbm.locks']) {
       const stats = statSync(join(directory, made));
       expect(stats.isDirectory(), made).toBe(true);
       expect(stats.mode & 0o777, made).toBe(0o700);
@@ -486,6 +489,36 @@ describe('DbmStore close', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(readdirSync(holders)).toEqual([]);
   });
+});
+
+describe('DbmStore close during a sweep', () => {
+  for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
+    it(`'${sweepMode}': close() stops the sweep at its next batch, which resolves done: false, and the next store sweeps the rest`, async () => {
+      const path = newPath();
+      const store = await DbmStore.open({ path, sweepMode });
+      const expiresAt = Date.now() + HOUR_MS;
+      const ids = Array.from({ length: 5_000 }, () => generateSessionId());
+      await Promise.all(ids.map((id) => store.set(id, { data: payload(1, 20), expiresAt })));
+      // A cron sweep: the whole file in one call, with no budget to end it.
+      const sweeping = store.sweep({
+        now: expiresAt + 1,
+        limit: Number.POSITIVE_INFINITY,
+        budgetMs: 600_000,
+      });
+      await store.close();
+      const stopped = await sweeping;
+      expect(stopped.done).toBe(false);
+      expect(stopped.removed).toBeLessThan(ids.length);
+      const again = await DbmStore.open({ path, sweepMode });
+      try {
+        const rest = await again.sweep({ now: expiresAt + 1, limit: Number.POSITIVE_INFINITY });
+        expect(rest.removed).toBe(ids.length - stopped.removed);
+        expect(await again.count()).toBe(0);
+      } finally {
+        await again.close();
+      }
+    }, 60_000);
+  }
 });
 
 describe('DbmStore damaged records', () => {
@@ -1129,6 +1162,34 @@ describe('DbmStore on a full disk', () => {
       }
     }
   }
+
+  it('a record that does not fit gives the disk back the blocks its failed write took', async () => {
+    const dir = smallFilesystem('16m');
+    const path = join(dir, 'sessions.dbm');
+    const store = await DbmStore.open({ path, maxRecordBytes: 32 * 1024 * 1024 });
+    try {
+      const ids = Array.from({ length: 50 }, () => generateSessionId());
+      for (const [i, id] of ids.entries()) {
+        await store.set(id, { data: payload(i, 1000), expiresAt: Date.now() + HOUR_MS });
+      }
+      const error = await sessionErrorOf(
+        store.set(generateSessionId(), {
+          data: payload(1, 24 * 1024 * 1024),
+          expiresAt: Date.now() + HOUR_MS,
+        }),
+      );
+      expect((error.cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      // Nothing committed lies past the file's end as its header says, so nothing past it is kept.
+      expect(statSync(path).size).toBeLessThanOrEqual((await store.info()).fileBytes);
+      // Other files on the disk get that room again.
+      writeFileSync(join(dir, 'other'), Buffer.alloc(8 * 1024 * 1024));
+      for (const [i, id] of ids.entries()) {
+        expect(Buffer.from((await store.get(id))?.data ?? []).equals(payload(i, 1000))).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+  });
 
   it('the sweep and clear() still commit, so they free space and writes work again', async () => {
     const path = join(smallFilesystem('2m'), 'sessions.dbm');

@@ -1,6 +1,15 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import {
   generateSessionId,
@@ -9,11 +18,14 @@ import {
   manual,
   SessionManager,
 } from '@sessile/core';
+import { GUARD_STALE_MS } from '@sessile/core/store';
 import { describe, expect, it } from 'vitest';
 import { DbmStore, sessionStripe } from '../src/index.js';
 import { useTestPaths } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
+/** How long a claim waits for a guard another live process holds (core's HostGuards). */
+const GUARD_WAIT_MS = 3 * GUARD_STALE_MS + 5000;
 const { newPath, children } = useTestPaths('locked');
 
 function bytes(...values: number[]): Uint8Array {
@@ -275,4 +287,37 @@ describe('DbmStore locked requests: lock and read in one step, write and unlock 
       await store.close();
     }
   });
+
+  it("close() ends an acquire's wait on a stripe guard another live process holds, without waiting the guard out", async () => {
+    const path = newPath();
+    const store = await DbmStore.open({ path });
+    const id = generateSessionId();
+    // A lease on the id's stripe that ran out, as a process that stopped leaves it: taking it
+    // over needs the stripe's guard, which a live process holds, its heartbeat kept fresh.
+    const stripe = join(
+      `${path}.locks`,
+      'stripes',
+      `${sessionStripe(id, store.locks.stripes)}.lock`,
+    );
+    const lease = { token: 'ended', expiresAt: Date.now() - 1000, pid: 1, host: hostname() };
+    writeFileSync(stripe, JSON.stringify(lease));
+    const guard = `${stripe}.lock`;
+    writeFileSync(guard, '{"pid":1}');
+    const heartbeat = setInterval(() => utimesSync(guard, new Date(), new Date()), 100);
+    try {
+      const waiting = codeOf(store.locks.acquire(id, { waitMs: 120_000 }));
+      await sleep(200);
+      // Before close() reached the stripes' guards, the claim waited for the guard through
+      // close() until its own deadline (GUARD_WAIT_MS), and close() with it; now a second
+      // after close() begins. The race is against that deadline, less 2 s, not a speed.
+      const closed = store.close().then(() => 'closed');
+      const guardWaitOut = sleep(GUARD_WAIT_MS - 2000).then(() => 'waited out the guard');
+      expect(await Promise.race([closed, guardWaitOut])).toBe('closed');
+      expect(await waiting).toBe('ERR_STORE_CLOSED');
+      expect(existsSync(guard)).toBe(true);
+    } finally {
+      clearInterval(heartbeat);
+      unlinkSync(guard);
+    }
+  }, 60_000);
 });

@@ -119,9 +119,9 @@ describe('DbmStore owner index', () => {
       const expiresAt = Date.now() + HOUR_MS;
       const stores = [first, second];
       const listed: string[] = [];
-      // 40 sessions of one owner, added by the two stores in turn: its list grows in place,
+      // 70 sessions of one owner, added by the two stores in turn: its list grows in place,
       // and moves to larger extents three times, written by either store.
-      for (let k = 0; k < 40; k++) {
+      for (let k = 0; k < 70; k++) {
         const id = generateSessionId();
         await (stores[k % 2] as DbmStore).set(id, { data, expiresAt, owner: 'alice' });
         listed.push(id);

@@ -316,6 +316,13 @@ function nodeError(
 /** What a held response has as its header text: any text tells Node the headers went out. */
 const HELD_HEADER = 'held by sessile() until the session is committed';
 
+/** On a connection's `destroy` while a response is held: the connection's own `destroy`. */
+const OWN_DESTROY = Symbol('sessile: own destroy of a held connection');
+
+type DestroyAfterAnswer = ((...args: unknown[]) => unknown) & {
+  [OWN_DESTROY]?: (...args: unknown[]) => unknown;
+};
+
 /** How `holdAsEnded` lets a response go: `release` before the real `end()`, `ended` after it. */
 interface Hold {
   release(): void;
@@ -326,41 +333,56 @@ interface Hold {
  * Makes `res` read as sent and ended until `release()`, as a response does once `end()` ran:
  * `headersSent` and `writableEnded` are true, and `setHeader`, `writeHead` and `write` refuse
  * it as Node refuses an ended response (`ERR_HTTP_HEADERS_SENT`, `ERR_STREAM_WRITE_AFTER_END`).
- * Node's own state says so (its header text and `finished` flag), so the response keeps its
- * shape: getters or methods defined on it would make every later use of it slower (15% of
- * `sessile()`'s HTTP rate in the benchmark).
+ * Node's own state says so (its header text, `_headerSent` and `finished` flags), so the
+ * response keeps its shape: getters or methods defined on it would make every later use of it
+ * slower (15% of `sessile()`'s HTTP rate in the benchmark).
  */
 function holdAsEnded(res: ServerResponse): Hold {
   let held = true;
-  const node = res as unknown as { _header: string | null; finished: boolean };
+  const node = res as unknown as {
+    _header: string | null;
+    _headerSent: boolean;
+    finished: boolean;
+  };
   const header = node._header;
+  const headerSent = node._headerSent;
   const finished = node.finished;
   node._header ??= HELD_HEADER;
+  // Marked as written, or `flushHeaders()` would send the placeholder as the response's head.
+  node._headerSent = true;
   node.finished = true;
   const socket = res.socket;
-  const destroy = socket?.destroy;
+  const current = socket?.destroy as DestroyAfterAnswer | undefined;
+  // Under a second sessile()'s hold of this response (another cookie's), the connection's own.
+  const destroy = current?.[OWN_DESTROY] ?? current;
+  let destroyAfterAnswer: DestroyAfterAnswer | undefined;
   let destroyWith: unknown[] | undefined;
   if (socket !== null && destroy !== undefined) {
     // Express's final handler closes the connection of an error that comes after the answer
     // (`headersSent`): the answer, still waiting for its commit, goes out first, as it would
     // have without the wait.
-    socket.destroy = function destroyAfterAnswer(this: typeof socket, ...args: unknown[]) {
-      if (!held) return (destroy as (...destroyArgs: unknown[]) => typeof socket).apply(this, args);
+    destroyAfterAnswer = function destroyAfterAnswer(this: typeof socket, ...args: unknown[]) {
+      if (!held) return destroy.apply(this, args);
       destroyWith = args;
       return this;
-    } as typeof socket.destroy;
+    } as DestroyAfterAnswer;
+    destroyAfterAnswer[OWN_DESTROY] = destroy;
+    socket.destroy = destroyAfterAnswer as typeof socket.destroy;
   }
   return {
     release() {
       held = false;
       node._header = header;
+      node._headerSent = headerSent;
       node.finished = finished;
     },
     ended() {
       if (socket === null || destroy === undefined) return;
       // Assigned back, not deleted: a delete would turn the connection's object into a slow
-      // dictionary for every later request on it.
-      socket.destroy = destroy;
+      // dictionary for every later request on it. Only our own: a nested hold's is set back by
+      // it, to the connection's own, or each request on a kept-alive connection would leave a
+      // wrapper holding its response.
+      if (socket.destroy === destroyAfterAnswer) socket.destroy = destroy as typeof socket.destroy;
       if (destroyWith === undefined) return;
       const args = destroyWith;
       const close = () => destroy.apply(socket, args as []);

@@ -315,10 +315,10 @@ describe('toExpressStore callbacks', () => {
     const store = new MemoryStore();
     const secret = 'a secret of 32 characters or more for these tests';
     expect(() => sessile({ store: toExpressStore(store) as never, secret })).toThrow(
-      'SessionManager needs { store }: a SessionStore, got an object (an adapter for another session middleware, such as toExpressStore(store)): pass the sessile store it wraps, its .store',
+      'sessile() needs { store }: a SessionStore, got an object (an adapter for another session middleware, such as toExpressStore(store)): pass the sessile store it wraps, its .store',
     );
     expect(() => sessile({ store: new session.MemoryStore() as never, secret })).toThrow(
-      "SessionManager needs { store }: a SessionStore, got an object with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core",
+      "sessile() needs { store }: a SessionStore, got an object with get, set and destroy: a session middleware's own store; pass a sessile store, such as MemoryStore from @sessile/core",
     );
     await store.close();
   });
@@ -334,7 +334,7 @@ describe('toExpressStore callbacks', () => {
         secret: 'a secret of 32 characters or more for these tests',
       }),
     ).toThrow(
-      "SessionManager needs { store }: a SessionStore, got an object (a promise: await the store's open() first)",
+      "sessile() needs { store }: a SessionStore, got an object (a promise: await the store's open() first)",
     );
     await (await opening).close();
   });

@@ -1,7 +1,14 @@
-import { EventEmitter } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { EventEmitter, once } from 'node:events';
+import {
+  Agent,
+  createServer,
+  get as httpGet,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect as connectNet } from 'node:net';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual, SessionError, SessionManager } from '@sessile/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -201,6 +208,10 @@ describe('two sessile() middlewares on one request', () => {
       data.level = 'root';
       res.json(data);
     });
+    // Whether the connection's destroy is its own again, as the requests before left it.
+    router.get('/connection', (req, res) => {
+      res.json({ ownDestroy: req.socket.destroy === Object.getPrototypeOf(req.socket).destroy });
+    });
     app.use('/admin', router);
     app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
       res.status(500).end(error.message);
@@ -231,6 +242,25 @@ describe('two sessile() middlewares on one request', () => {
     // Each session comes back on the next request, under its own cookie.
     expect(await (await jar.fetch(`${url}/admin/whoami`)).json()).toEqual({ level: 'root' });
     expect(await adminStore.count()).toBe(1);
+  });
+
+  it("leaves a kept-alive connection's destroy its own after each request, where each added a wrapper holding on to its response", async () => {
+    const { url } = await publicAndAdmin({ cookie: { name: 'admin_sid' } });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(async () => agent.destroy());
+    const get = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        httpGet(`${url}${path}`, { agent }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          response.on('end', () => resolve(body));
+        }).on('error', reject);
+      });
+    for (let i = 0; i < 3; i++) expect(await get('/admin/whoami')).toBe('{"level":"root"}');
+    expect(await get('/admin/connection')).toBe('{"ownDestroy":true}');
   });
 
   it("one that keeps its sessions under the same cookie name in another store is refused, not handed the other's session", async () => {
@@ -622,6 +652,26 @@ describe('sessile() and the response as Node and Express use it', () => {
     expect(response.headers.get('x-late')).toBeNull();
     expect(response.headers.get('set-cookie')).toMatch(/^sid=/);
     expect(seen).toEqual([true, true, 'ERR_HTTP_HEADERS_SENT']);
+  });
+
+  it('writes nothing for a flushHeaders() after end() while the commit runs, as Node writes nothing for it after the answer', async () => {
+    const { url } = await serve((req, res) => {
+      req.session.data.viewed = true;
+      res.end('answered');
+      res.flushHeaders();
+    });
+    const { hostname, port } = new URL(url);
+    const socket = connectNet(Number(port), hostname);
+    socket.write(`GET / HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`);
+    let raw = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      raw += chunk;
+    });
+    await once(socket, 'close');
+    expect(raw).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(raw).toMatch(/\r\nset-cookie: sid=/i);
+    expect(raw.endsWith('\r\n\r\nanswered')).toBe(true);
   });
 
   it('keeps the session cookie beside the Set-Cookie headers given to writeHead', async () => {

@@ -66,6 +66,9 @@ const REPLACED =
 const SESSION_TAKEN =
   '@sessile/fastify: request.session is already declared by another plugin (@fastify/session?): register one session plugin. Remove the other, or keep @fastify/session and give it toExpressStore(store) from @sessile/express as its store instead';
 
+const REGISTERED_TWICE =
+  "@sessile/fastify is registered twice where one request would reach both (in one context, or in a context and one inside it): request.session can only be one plugin's. Register it once: at the root for every route, or inside the scope of the routes that use sessions";
+
 // Fastify's own register options, which it passes on to the plugin with the rest.
 const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'];
 
@@ -77,6 +80,8 @@ const plugin: FastifyPluginAsync<SessileFastifyOptions> = async (fastify, option
     );
   }
   // Fastify's own refusal names neither plugin nor what to do; checked before a manager exists.
+  // `sessile` on the instance (its own or a parent's) is this plugin's, registered already.
+  if (fastify.hasDecorator('sessile')) throw new TypeError(REGISTERED_TWICE);
   if (fastify.hasRequestDecorator('session')) throw new TypeError(SESSION_TAKEN);
   const adapter = openSessionAdapter(options, '@sessile/fastify', REGISTER_OPTIONS);
   const { manager, cookie, ownsManager, finish } = adapter;

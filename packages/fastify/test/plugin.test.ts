@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { CookieJar, hangUpWhileWaiting } from '@sessile/conformance/http';
 import { MemoryStore, manual } from '@sessile/core';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastifySessile, type SessileFastifyOptions } from '../src/index.js';
 
@@ -64,6 +64,61 @@ describe('@sessile/fastify options', () => {
       undefined,
     );
   });
+
+  it.each([
+    ['twice in one context', (app: FastifyInstance) => app.register(fastifySessile, options())],
+    [
+      'in a context and in one inside it',
+      (app: FastifyInstance) =>
+        app.register(async (scope) => {
+          await scope.register(fastifySessile, { ...options(), cookie: { name: 'admin' } });
+        }),
+    ],
+  ])(
+    'says it was registered twice, naming no other plugin, when registered %s',
+    async (_, again) => {
+      const app = Fastify();
+      app.register(fastifySessile, options());
+      again(app);
+      try {
+        const ready = app.ready();
+        await expect(ready).rejects.toThrow(TypeError);
+        await expect(ready).rejects.toThrow(
+          '@sessile/fastify is registered twice where one request would reach both',
+        );
+      } finally {
+        await app.close();
+      }
+    },
+  );
+
+  it('serves two sibling contexts that each register it with a cookie of their own', async () => {
+    const app = Fastify();
+    for (const name of ['shop', 'admin']) {
+      app.register(async (scope) => {
+        await scope.register(fastifySessile, { ...options(), cookie: { name, path: `/${name}` } });
+        scope.get(`/${name}`, async (request) => {
+          request.session.data.area = name;
+          return request.session.data;
+        });
+      });
+    }
+    try {
+      const shop = await app.inject(`/shop`);
+      const admin = await app.inject(`/admin`);
+      expect([shop.json(), admin.json()]).toEqual([{ area: 'shop' }, { area: 'admin' }]);
+      expect(String(shop.headers['set-cookie'])).toMatch(/^shop=/);
+      expect(String(admin.headers['set-cookie'])).toMatch(/^admin=/);
+    } finally {
+      await app.close();
+    }
+  });
+
+  function options(): SessileFastifyOptions {
+    const store = new MemoryStore();
+    stores.push(store);
+    return { store, secret: SECRET, cleanup: manual() };
+  }
 });
 
 describe('@sessile/fastify with a hijacked reply', () => {

@@ -1,4 +1,4 @@
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import type { HeldLease, SessionRecord } from '@sessile/core';
 import {
   claimThenRead,
@@ -55,6 +55,7 @@ export class FileLocks extends LeaseLocks {
   readonly #leases: LeaseFiles;
   readonly #pathOf: (key: string) => string;
   readonly #fs: LockFileSystem;
+  readonly #recordsDirectory: string;
 
   constructor(init: FileLocksInit) {
     const prefix = init.directory + sep;
@@ -90,12 +91,15 @@ export class FileLocks extends LeaseLocks {
       release: (claim) => leases.release(claim),
       expired: (claim) => leases.expired(claim),
       watch: (key, wake) => leases.watch(key, wake),
+      // close() ends guard waits too: a write stuck on another process's guard rejects then.
+      stopAcquiring: () => leases.stopAcquiring(),
       close: () => leases.close(),
     };
     super(backend, { location: init.recordsDirectory });
     this.#leases = leases;
     this.#pathOf = pathOf;
     this.#fs = init.fs;
+    this.#recordsDirectory = init.recordsDirectory;
   }
 
   /**
@@ -133,6 +137,9 @@ export class FileLocks extends LeaseLocks {
    */
   async tryLease(file: string, leaseMs: number): Promise<LeaseLock | undefined> {
     if (this.closed) throw lockManagerClosed();
+    // The lease kit makes a lease file's directory again when it is missing; a store whose
+    // directory was deleted under a running app stays deleted (its writes reject as well).
+    if (dirname(file) === this.#recordsDirectory) await this.#fs.lstat(this.#recordsDirectory);
     const token = generateToken();
     const expiresAt = Date.now() + leaseMs;
     if ((await this.#leases.claimAt(file, token, expiresAt)) === 'refused') return undefined;

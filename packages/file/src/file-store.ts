@@ -40,6 +40,7 @@ import {
   StoreLayout,
 } from './layout.js';
 import { type FileStoreOptions, resolveSettings, type Settings } from './options.js';
+import { OwnerRebuild } from './owner-rebuild.js';
 import { RecordFiles, SHARD_LENGTH, TEMP_SUFFIX, uniqueSuffix } from './record-files.js';
 import { RecordIo } from './record-io.js';
 import { SpareFiles } from './spare-files.js';
@@ -74,6 +75,7 @@ export class FileStore extends BaseStore {
   readonly #sweep: StoreSweep;
   readonly #closeSweeper: () => Promise<void>;
   readonly #spares: SpareFiles | undefined;
+  readonly #ownerRebuild: OwnerRebuild;
   /** Calls made on the event loop (`io: 'sync'`) take turns with it. */
   readonly #turns: EventLoopTurns;
 
@@ -123,7 +125,10 @@ export class FileStore extends BaseStore {
         asyncFileSystem.mkdir(join(root, GUARDS_DIRECTORY), { mode: settings.directoryMode }),
       );
       const traits = await probeFilesystem(root, settings.fileMode);
-      return new FileStore(options, settings, root, traits);
+      const store = new FileStore(options, settings, root, traits);
+      // An owner index that was lost is listed again from the records, off the open's path.
+      store.#ownerRebuild.start();
+      return store;
     } catch (error) {
       if (isSessionError(error) || error instanceof TypeError) throw error;
       const detail = error instanceof Error ? error.message : String(error);
@@ -174,6 +179,7 @@ export class FileStore extends BaseStore {
     const recordSettings = {
       path: root,
       mtimeExact: traits.mtimeExact,
+      caseSensitive: traits.caseSensitive,
       statIsEnough: traits.mtimeExact && traits.caseSensitive,
       sweepMode: settings.sweepMode,
       graceMs: settings.graceMs,
@@ -217,6 +223,13 @@ export class FileStore extends BaseStore {
           })
         : files;
     this.#closeSweeper = () => sweeper.close();
+    this.#ownerRebuild = new OwnerRebuild({
+      layout,
+      files: () =>
+        io === 'async' ? files : new RecordFiles(recordSettings, asyncFileSystem, guards),
+      owners: files.owners,
+      locks,
+    });
     this.#sweep = new StoreSweep({
       layout,
       fs,
@@ -288,21 +301,29 @@ export class FileStore extends BaseStore {
     return this.#records.clear();
   }
 
-  protected override _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
-    return this.#turns.run(() => this.#records.ownedBy(owner, now));
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    // An index that lost entries would miss sessions silently: it is rebuilt first.
+    const waited = await this.#ownerRebuild.ready();
+    const at = waited ? Date.now() : now;
+    return this.#turns.run(() => this.#records.ownedBy(owner, at));
   }
 
   protected _sweep(progress: SweepProgress): Promise<SweepResult> {
     return this.#sweep.sweep(progress);
   }
 
-  /** Also stops a sweep in flight before its next entry; close() then waits for it to settle. */
+  /**
+   * Also stops a sweep in flight before its next entry, and a rebuild of the owner index (or a
+   * wait for another process's) before its next step; close() then waits for them to settle.
+   */
   override close(): Promise<void> {
     this.#sweep.stop();
+    this.#ownerRebuild.close().catch(() => {});
     return super.close();
   }
 
   protected async _close(): Promise<void> {
+    await this.#ownerRebuild.close();
     await this.#closeSweeper();
     await this.#spares?.close();
     await this.#guards.close();

@@ -63,8 +63,17 @@ export function encodeRecord(
   return buffer;
 }
 
-/** Parses the header at the start of `bytes` (at least the header and the id must be present). */
-export function decodeHeader(expectedId: string, bytes: Uint8Array): HeaderResult {
+/**
+ * Parses the header at the start of `bytes` (at least the header and the id must be present).
+ * A header naming the id with other letter case is another id's record only where the
+ * filesystem folds case (`caseSensitive` false); elsewhere no other id's record can have that
+ * name, so it is damage (a flipped 0x20 bit turns `v` into `V`).
+ */
+export function decodeHeader(
+  expectedId: string,
+  bytes: Uint8Array,
+  caseSensitive: boolean,
+): HeaderResult {
   if (bytes.byteLength < HEADER_BYTES)
     return { kind: 'corrupt', reason: 'shorter than its header' };
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -81,7 +90,7 @@ export function decodeHeader(expectedId: string, bytes: Uint8Array): HeaderResul
   const expiresAt = view.readDoubleLE(EXPIRES_AT_OFFSET);
   if (!Number.isFinite(expiresAt)) return { kind: 'corrupt', reason: 'expiresAt is not finite' };
   if (id !== expectedId) {
-    return id.toLowerCase() === expectedId.toLowerCase()
+    return !caseSensitive && id.toLowerCase() === expectedId.toLowerCase()
       ? { kind: 'other-id' }
       : { kind: 'corrupt', reason: 'the header names another id' };
   }

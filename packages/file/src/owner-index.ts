@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join, sep } from 'node:path';
 import { isSessionId, SessionError } from '@sessile/core';
 import {
   errorCode,
   type FileSystem,
   fsyncDirectory,
+  NO_SPACE,
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
@@ -25,6 +26,18 @@ const IN_USE_RECHECK_MS = 1000;
  * costs one `link`, no inode of its own. Not a session id, so never listed as an entry.
  */
 export const ANCHOR_NAME = '.anchor';
+/**
+ * In the index's root: there once every record that carries an owner has its entry. It goes
+ * with the index, so an index removed by hand (or made again by a writer after that) has none.
+ */
+export const COMPLETE_FILE = '.complete';
+/**
+ * Beside the index, at the store's top: some process has listed an owner here, so a missing
+ * index was lost, not never made.
+ */
+export const OWNERS_USED_FILE = '.owners-used';
+/** The file a rebuild makes in the index's root as it starts, `.rebuild.<hex>.tmp`. */
+const REBUILD_PREFIX = '.rebuild.';
 
 /** What a record file says about its owner. */
 export type OwnerLookup = { present: false } | { present: true; owner: string | undefined };
@@ -62,6 +75,7 @@ function ownerHash(owner: string): string {
  */
 export class OwnerIndex {
   readonly #root: string;
+  readonly #usedMarker: string;
   readonly #fs: FileSystem;
   readonly #fileMode: number;
   readonly #directoryMode: number;
@@ -77,11 +91,65 @@ export class OwnerIndex {
 
   constructor(init: OwnerIndexInit) {
     this.#root = join(init.path, OWNERS_DIRECTORY);
+    this.#usedMarker = join(init.path, OWNERS_USED_FILE);
     this.#fs = init.fs;
     this.#fileMode = init.fileMode;
     this.#directoryMode = init.directoryMode;
     this.#fsync = init.fsync;
     this.#ownerOf = init.ownerOf;
+  }
+
+  /**
+   * Whether the index lists every record that carries an owner. `'complete'`: its `.complete`
+   * file is there, or no process ever listed an owner here (no index and no `.owners-used`).
+   * `'lost'`: an index removed by hand (or lost with its directory), which misses sessions
+   * until `OwnerRebuild` has listed the records again. `'unverified'`: an index without
+   * `.complete` and without `.owners-used`, made by an older version of this package (or by a
+   * first writer that died before marking it), kept whole by its writers but worth one rebuild.
+   */
+  async state(): Promise<'complete' | 'lost' | 'unverified'> {
+    if (await this.#fs.exists(join(this.#root, COMPLETE_FILE))) return 'complete';
+    if (await this.#fs.exists(this.#usedMarker)) return 'lost';
+    return (await this.#fs.exists(this.#root)) ? 'unverified' : 'complete';
+  }
+
+  /**
+   * Starts a rebuild: marks the store as one that uses owners, makes the index's root, and
+   * makes a file of this rebuild's own in it, which `finishRebuild` renames to `.complete`.
+   */
+  async startRebuild(): Promise<string> {
+    await this.#createFile(this.#usedMarker);
+    // Never a directory a planted symlink leads to: this file would be made outside the store.
+    await this.#verifyDirectory(this.#root, true);
+    this.#verifiedParents.clear();
+    this.#verified.clear();
+    const started = join(this.#root, `${REBUILD_PREFIX}${randomBytes(6).toString('hex')}.tmp`);
+    await this.#createFile(started);
+    return started;
+  }
+
+  /**
+   * Marks the index complete after a rebuild that started with `started`; false when the
+   * index's root was removed (by hand) since then, taking the entries made so far with it.
+   */
+  async finishRebuild(started: string): Promise<boolean> {
+    const renamed = await unless(['ENOENT'], false, async () => {
+      await this.#fs.rename(started, join(this.#root, COMPLETE_FILE));
+      return true;
+    });
+    if (!renamed) return false;
+    if (this.#fsync) await fsyncDirectory(this.#fs, this.#root);
+    // Files of rebuilds that died (killed, or a lost lease): this one held the lease, so none runs.
+    const names = await unless(['ENOENT'], [] as string[], () => this.#fs.readdir(this.#root));
+    for (const name of names) {
+      if (name.startsWith(REBUILD_PREFIX)) await this.abandonRebuild(join(this.#root, name));
+    }
+    return true;
+  }
+
+  /** Removes the file of a rebuild that did not finish (closed, failed, or died). */
+  async abandonRebuild(started: string): Promise<void> {
+    await unless(['ENOENT'], undefined, () => this.#fs.unlink(started));
   }
 
   /**
@@ -132,6 +200,12 @@ export class OwnerIndex {
     const directory = this.#verified.get(owner);
     if (directory !== undefined && (await this.#fs.exists(`${directory}${sep}${id}`))) return;
     await this.add(owner, id);
+  }
+
+  /** Whether the entry of (`owner`, `id`) is there. */
+  async lists(owner: string, id: string): Promise<boolean> {
+    const directory = await unless(SHUT_OUT, undefined, () => this.#ownerDirectory(owner, false));
+    return directory !== undefined && this.#fs.exists(`${directory}${sep}${id}`);
   }
 
   /** Takes the entry of (`owner`, `id`) away, unless the record of `id` carries `owner`. */
@@ -229,6 +303,7 @@ export class OwnerIndex {
       if (this.#verifiedParents.has(level)) continue;
       const found = await this.#verifyDirectory(level, create);
       if (found === 'missing') return undefined;
+      if (found === 'made' && level === this.#root) await this.#madeRoot();
       if (level !== directory) this.#verifiedParents.add(level);
       // A directory this call made has no anchor yet: make it now, not after a failed link.
       else if (found === 'made') await this.#createFile(`${directory}${sep}${ANCHOR_NAME}`);
@@ -237,6 +312,21 @@ export class OwnerIndex {
     if (this.#verified.size >= MAX_VERIFIED_DIRECTORIES) this.#verified.clear();
     this.#verified.set(owner, directory);
     return directory;
+  }
+
+  /**
+   * The index's root was just made by this process. Where no process had listed an owner here
+   * before, the empty index is complete; where one had, the index was lost (removed by hand),
+   * and stays incomplete until `OwnerRebuild` has listed the records again.
+   */
+  async #madeRoot(): Promise<void> {
+    if (await this.#fs.exists(this.#usedMarker)) return;
+    // On a full disk the write goes on; the index, left without `.complete`, is rebuilt later.
+    await unless(NO_SPACE, undefined, async () => {
+      await this.#createFile(this.#usedMarker);
+      if (this.#fsync) await fsyncDirectory(this.#fs, join(this.#root, '..'));
+      await this.#createFile(join(this.#root, COMPLETE_FILE));
+    });
   }
 
   /**

@@ -13,7 +13,7 @@ import {
   type RecordHeader,
   recordFileBytes,
 } from './format.js';
-import { type FileSystem, freeFile, SHUT_OUT, unless } from './fs.js';
+import { errorCode, type FileSystem, freeFile, NO_SPACE, SHUT_OUT, unless } from './fs.js';
 import { OwnerIndex, type OwnerLookup } from './owner-index.js';
 import type {
   RecordFilesSettings,
@@ -28,6 +28,12 @@ import type {
 export const SHARD_LENGTH = 1;
 export const TEMP_SUFFIX = '.tmp';
 export const GUARD_SUFFIX = '.lock';
+/**
+ * A record the sweep moved aside to judge it, `<id>.<hex>.aside.tmp`: for microseconds, unless
+ * the sweeping process died in between. Still a temp file to the name rules, so an older
+ * version of this package removes it after `graceMs`.
+ */
+export const ASIDE_SUFFIX = `.aside${TEMP_SUFFIX}`;
 /** The latest mtime set on a record: the 32-bit seconds limit, so every filesystem can store it. */
 export const MAX_MTIME_MS = 2_147_483_647_000;
 /** How far a coarse filesystem's mtime (whole or even seconds) may fall below the one set. */
@@ -142,7 +148,7 @@ export class RecordFiles implements Sweeper {
   async ownerOf(id: string, file: string): Promise<OwnerLookup> {
     const found = await this.#fs.readStart(file, MAX_FRAME_BYTES);
     if (found?.bytes === undefined) return { present: false };
-    const parsed = decodeHeader(id, found.bytes);
+    const parsed = decodeHeader(id, found.bytes, this.settings.caseSensitive);
     if (parsed.kind === 'other-id') return { present: false };
     if (parsed.kind === 'corrupt') return { present: true, owner: undefined };
     return { present: true, owner: ownerOfFrame(parsed.header, found.bytes) };
@@ -172,7 +178,7 @@ export class RecordFiles implements Sweeper {
   async #headerExpiry(id: string, file: string): Promise<number | 'absent' | 'other' | 'corrupt'> {
     const found = await this.#fs.readStart(file, MAX_HEADER_BYTES);
     if (found?.bytes === undefined) return 'absent';
-    const parsed: HeaderResult = decodeHeader(id, found.bytes);
+    const parsed: HeaderResult = decodeHeader(id, found.bytes, this.settings.caseSensitive);
     if (parsed.kind === 'other-id') return 'other';
     if (parsed.kind === 'corrupt') return 'corrupt';
     const header: RecordHeader = parsed.header;
@@ -240,7 +246,8 @@ export class RecordFiles implements Sweeper {
       }
     }
     const sweepOne = async (entry: SweepEntry) => {
-      if (busy.has(`${this.settings.path}${sep}${entry.shard}${sep}${entry.name}`)) {
+      const name = this.asideOf(entry.shard, entry.name) ?? entry.name;
+      if (busy.has(`${this.settings.path}${sep}${entry.shard}${sep}${name}`)) {
         step.leftBusy = true;
         return;
       }
@@ -307,52 +314,123 @@ export class RecordFiles implements Sweeper {
       if (this.certainlyLive(stats, now)) return Math.round(stats.mtimeMs);
       return this.#removeIfExpired(name, file, now);
     }
+    const id = stats.isFile() ? this.asideOf(shard, name) : undefined;
+    if (id !== undefined) {
+      // Only a record of that id goes back: a foreign file of that name is a leftover. One this
+      // process may not read is judged as a moved record is (see `#settleAside`).
+      const found = await unless(SHUT_OUT, 'unreadable', () => this.#headerExpiry(id, file));
+      if (found === 'absent') return 'other';
+      if (found !== 'other' && found !== 'corrupt') return this.#settleLeftAside(id, file, now);
+    }
     await this.#removeLeftover(name, file, stats);
     return 'other';
+  }
+
+  /**
+   * The paths of `id`'s records that a sweep moved aside and has not settled: one in another
+   * process is judging it now, or one that died did not put it back.
+   */
+  async asidesOf(id: string): Promise<string[]> {
+    const shard = id.slice(0, SHARD_LENGTH);
+    const directory = `${this.settings.path}${sep}${shard}`;
+    const names = await unless(['ENOENT', 'ENOTDIR'], [], () => this.#fs.readdir(directory));
+    const prefix = `${id}.`;
+    return names
+      .filter((name) => name.startsWith(prefix) && this.asideOf(shard, name) === id)
+      .map((name) => `${directory}${sep}${name}`);
+  }
+
+  /** The id of a record the sweep moved aside (`<id>.<hex>.aside.tmp`), else undefined. */
+  asideOf(shard: string, name: string): string | undefined {
+    if (!name.endsWith(ASIDE_SUFFIX)) return undefined;
+    const id = name.slice(0, name.indexOf('.'));
+    return this.isRecordName(shard, id) ? id : undefined;
   }
 
   /**
    * Removes one record that looked expired, without a guard: the file is first moved aside
    * (rename is atomic), then the moved inode is checked again. If a writer replaced or touched
    * the record in between, the moved file is live and goes back, unless something newer is
-   * there already. So a record written or touched concurrently is never lost.
+   * there already. So a record written or touched concurrently is never lost; should this
+   * process die before it goes back, the next sweep puts it back (see `#settleLeftAside`).
    */
   async #removeIfExpired(id: string, file: string, now: number): Promise<SweepOutcome> {
     // Ordered after any write to this id queued in this thread.
     return this.#guards.serialize(file, async () => {
-      const aside = `${file}.${uniqueSuffix()}${TEMP_SUFFIX}`;
+      const aside = `${file}.${uniqueSuffix()}${ASIDE_SUFFIX}`;
       const moved = await unless(['ENOENT'], false, async () => {
         await this.#fs.rename(file, aside);
         return true;
       });
       if (!moved) return 'other';
-      const stats = await this.#fs.lstat(aside);
-      // Not a file: not a record, so nothing that expires.
-      let liveUntil = stats.isFile() ? Math.round(stats.mtimeMs) : Number.POSITIVE_INFINITY;
-      let expired = liveUntil <= now;
-      if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
-        const expiry = await unless(SHUT_OUT, undefined, () => this.#headerExpiry(id, aside));
-        liveUntil = typeof expiry === 'number' ? expiry : now;
-        // A header this process may not read (its mode changed by hand) proves nothing: it goes back.
-        expired = expiry !== undefined && liveUntil <= now;
-      }
-      const found = (await this.owners.inUse())
-        ? await unless(SHUT_OUT, undefined, () => this.ownerOf(id, aside))
-        : undefined;
-      const owner = found?.present ? found.owner : undefined;
-      const relinked =
-        !expired &&
-        (await unless(['EEXIST'], false, async () => {
-          await this.#fs.link(aside, file);
-          return true;
-        }));
-      await this.#free(aside);
-      // The record was away for a moment, so a remover may have taken its entry: put it back.
-      if (owner !== undefined && relinked) await this.owners.ensure(owner, id);
-      if (owner !== undefined && expired) await this.owners.remove(owner, id);
-      if (expired) return 'removed';
-      return relinked ? liveUntil : now;
+      return this.#settleAside(id, file, aside, now, false);
     });
+  }
+
+  /**
+   * A record another sweeper moved aside and did not settle: it died between the move and the
+   * link back (or another sweeper is settling it right now, which is harmless: both link back
+   * the same inode, and only one link succeeds). Settled as that sweeper would have, except that
+   * a live record whose owner's entry is gone stays away: `ownedBy` (and so `revokeOwner`) found
+   * it missing meanwhile and took its entry, and a revoked session must not come back.
+   */
+  #settleLeftAside(id: string, aside: string, now: number): Promise<SweepOutcome> {
+    const file = this.recordPath(id);
+    return this.#guards.serialize(file, () => this.#settleAside(id, file, aside, now, true));
+  }
+
+  /**
+   * Judges the record moved aside to `aside`, links it back to `file` when it is live (unless
+   * something newer is there), frees the aside name, and keeps its owner's entry in step.
+   */
+  async #settleAside(
+    id: string,
+    file: string,
+    aside: string,
+    now: number,
+    leftBehind: boolean,
+  ): Promise<SweepOutcome> {
+    // Gone: another sweeper settled it first.
+    const stats = await unless(['ENOENT'], undefined, () => this.#fs.lstat(aside));
+    if (stats === undefined) return 'other';
+    // Not a file: not a record, so nothing that expires.
+    let liveUntil = stats.isFile() ? Math.round(stats.mtimeMs) : Number.POSITIVE_INFINITY;
+    let expired = liveUntil <= now;
+    if (expired && (this.settings.sweepMode === 'verify' || !this.certainlyExpired(stats, now))) {
+      const expiry = await unless(SHUT_OUT, undefined, () => this.#headerExpiry(id, aside));
+      liveUntil = typeof expiry === 'number' ? expiry : now;
+      // A header this process may not read (its mode changed by hand) proves nothing: it goes back.
+      expired = expiry !== undefined && liveUntil <= now;
+    }
+    const found = (await this.owners.inUse())
+      ? await unless(SHUT_OUT, undefined, () => this.ownerOf(id, aside))
+      : undefined;
+    const owner = found?.present ? found.owner : undefined;
+    const restore =
+      !expired && (!leftBehind || owner === undefined || (await this.owners.lists(owner, id)));
+    let relinked = false;
+    if (restore) {
+      try {
+        await this.#fs.link(aside, file);
+        relinked = true;
+      } catch (error) {
+        const code = errorCode(error) as string;
+        // A full tmpfs has no inode for the link: the record stays aside, for a later pass
+        // that this sweep's removals make room for, and the pass is not done.
+        if (NO_SPACE.includes(code)) return now;
+        // A delete of this id took it from aside (see `RecordIo`): the session has ended.
+        if (code === 'ENOENT') return 'other';
+        if (code !== 'EEXIST') throw error;
+      }
+    }
+    await this.#free(aside);
+    // The record was away for a moment, so a remover may have taken its entry: put it back.
+    if (owner !== undefined && relinked) await this.owners.ensure(owner, id);
+    if (owner !== undefined && (expired || (leftBehind && !relinked))) {
+      await this.owners.remove(owner, id);
+    }
+    if (expired) return 'removed';
+    return relinked ? liveUntil : now;
   }
 
   /**

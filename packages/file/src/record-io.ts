@@ -225,7 +225,11 @@ export class RecordIo {
     try {
       const stats = await this.#fs.fstat(fd);
       if (!stats.isFile()) return false;
-      const parsed = decodeHeader(id, await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0));
+      const parsed = decodeHeader(
+        id,
+        await readAt(this.#fs, fd, MAX_HEADER_BYTES, 0),
+        this.#files.settings.caseSensitive,
+      );
       if (parsed.kind === 'other-id') return false;
       if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
       const header = parsed.header;
@@ -288,26 +292,60 @@ export class RecordIo {
       if (lease !== undefined) await this.#assertHeld(lease);
       return false;
     }
-    let owner: string | undefined;
+    const owners: string[] = [];
     const deleted = await this.#guards.run(file, async () => {
       if (lease !== undefined) await this.#assertHeld(lease);
       const presence = await this.#files.presence(id, file, now);
-      if (presence === 'absent' || presence === 'other') return false;
-      if (await this.#files.owners.inUse()) {
-        const found = await this.#files.ownerOf(id, file);
-        owner = found.present ? found.owner : undefined;
-      }
-      const removed = await unless(['ENOENT'], false, async () => {
-        // With file reuse on, the record becomes a spare: a rename frees no blocks, so the event
-        // loop never waits for the disk to take them back (see SpareFiles).
-        if (!(await this.#spares?.takeOver(file))) await this.#fs.unlink(file);
-        return true;
-      });
-      if (removed) await this.#syncDirectory(file);
-      return removed && presence === 'live';
+      if (presence === 'other') return false;
+      if (presence === 'absent') return this.#deleteAside(id, file, now, owners);
+      return this.#deleteAt(id, file, presence, owners);
     });
-    if (owner !== undefined) await this.#files.owners.remove(owner, id);
+    for (const owner of owners) await this.#files.owners.remove(owner, id);
     return deleted;
+  }
+
+  /** Removes the record at `file`, whose presence is `presence`; true when it was live. */
+  async #deleteAt(
+    id: string,
+    file: string,
+    presence: Presence,
+    owners: string[],
+  ): Promise<boolean> {
+    if (await this.#files.owners.inUse()) {
+      const found = await this.#files.ownerOf(id, file);
+      if (found.present && found.owner !== undefined) owners.push(found.owner);
+    }
+    const removed = await unless(['ENOENT'], false, async () => {
+      // With file reuse on, the record becomes a spare: a rename frees no blocks, so the event
+      // loop never waits for the disk to take them back (see SpareFiles).
+      if (!(await this.#spares?.takeOver(file))) await this.#fs.unlink(file);
+      return true;
+    });
+    if (removed) await this.#syncDirectory(file);
+    return removed && presence === 'live';
+  }
+
+  /**
+   * A delete that found no record: a sweep in another process may have it aside right now, to
+   * put it back once it finds it live, or one that died may have left it there for the next
+   * sweep to put back. Either would bring the deleted session back, so its copies aside go too,
+   * then the record that a sweeper may have linked back meanwhile (it cannot link one back
+   * once its copy aside is gone). Costs a listing of the shard, only when nothing was there.
+   */
+  async #deleteAside(id: string, file: string, now: number, owners: string[]): Promise<boolean> {
+    const asides = await this.#files.asidesOf(id);
+    if (asides.length === 0) return false;
+    let live = false;
+    for (const aside of asides) {
+      const presence = await this.#files.headerPresence(id, aside, now);
+      if (presence === 'absent' || presence === 'other') continue;
+      if (await this.#deleteAt(id, aside, presence, owners)) live = true;
+    }
+    const back = await this.#files.presence(id, file, now);
+    if (back !== 'absent' && back !== 'other' && (await this.#deleteAt(id, file, back, owners))) {
+      live = true;
+    }
+    return live;
   }
 
   /**
@@ -350,9 +388,16 @@ export class RecordIo {
       let removed = false;
       for await (const entries of this.#layout.entryChunks(directory)) {
         await this.#files.forEachBounded(entries, async (entry) => {
-          if (!entry.isFile() || !this.#files.isRecordName(shard, entry.name)) return;
+          if (!entry.isFile()) return;
           const file = join(directory, entry.name);
-          await this.#guards.run(file, () => freeFile(file));
+          if (this.#files.isRecordName(shard, entry.name)) {
+            await this.#guards.run(file, () => freeFile(file));
+          } else if (this.#files.asideOf(shard, entry.name) !== undefined) {
+            // A record a killed sweeper left aside: the next sweep would put it back.
+            await freeFile(file);
+          } else {
+            return;
+          }
           removed = true;
         });
       }

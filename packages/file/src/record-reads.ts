@@ -125,7 +125,7 @@ export class RecordReads {
         `Stored record exceeds maxRecordBytes (${this.#maxRecordBytes()})`,
       );
     }
-    const parsed = decodeHeader(id, bytes);
+    const parsed = decodeHeader(id, bytes, this.#files.settings.caseSensitive);
     if (parsed.kind === 'other-id') return 'other-id';
     if (parsed.kind === 'corrupt') throw corruptRecord(parsed.reason);
     const payload = decodePayload(parsed.header, bytes);

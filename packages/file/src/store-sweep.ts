@@ -204,10 +204,11 @@ export class StoreSweep {
 }
 
 /**
- * Extends the single-sweeper lease; false when it ran out first (a stalled event loop, a wait
- * for the lease file's guard): that only ends this call, like a lease lost during a step.
+ * Extends a single-worker lease (the sweeper's, the owner index's rebuilder's); false when it ran
+ * out first (a stalled event loop, a wait for the lease file's guard): that only ends this call,
+ * like a lease lost during a step.
  */
-async function extended(lock: SessionLock): Promise<boolean> {
+export async function extended(lock: SessionLock): Promise<boolean> {
   try {
     await lock.extend();
     return true;

@@ -13,6 +13,11 @@ export interface RecordFilesSettings {
   /** mtimes round-trip to the millisecond. */
   mtimeExact: boolean;
   /**
+   * `a` and `A` are different names here: a record file whose header names the id with other
+   * letter case is then damaged, not another id's record under a folded name.
+   */
+  caseSensitive: boolean;
+  /**
    * Exact mtimes and case-sensitive names: an mtime after `now` then proves a live record of
    * exactly this id, so hot paths can decide from one lstat without opening the file.
    */

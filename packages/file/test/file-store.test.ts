@@ -144,6 +144,7 @@ function sweepSettings(path: string): RecordFilesSettings {
   return {
     path,
     mtimeExact: true,
+    caseSensitive: true,
     statIsEnough: true,
     sweepMode: 'fast',
     graceMs: 60_000,
@@ -778,6 +779,18 @@ describe('damaged and leftover files', () => {
     },
   );
 
+  it.each(['sync', 'async'] as const)(
+    'a store whose directory was deleted while open stays deleted: its sweep rejects with ERR_STORE_IO and makes nothing (io %s)',
+    async (io) => {
+      const store = await openStore({ io });
+      await store.set(generateSessionId(), recordOf('before'));
+      rmSync(store.path, { recursive: true });
+      expect(await codeOf(store.sweep())).toBe('ERR_STORE_IO');
+      expect(await codeOf(store.set(generateSessionId(), recordOf('after')))).toBe('ERR_STORE_IO');
+      expect(existsSync(store.path)).toBe(false);
+    },
+  );
+
   it('a truncated file rejects that id with ERR_CORRUPT_RECORD; conditional writes treat it as absent', async () => {
     const store = await openStore();
     const [damaged, healthy] = [generateSessionId(), generateSessionId()];
@@ -858,6 +871,22 @@ describe('damaged and leftover files', () => {
     bytes[4] = FORMAT_VERSION + 1;
     writeFileSync(fileOf(store, id), bytes);
     expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
+  });
+
+  it('a header naming the id in other letter case (one flipped bit) is ERR_CORRUPT_RECORD on a case-sensitive filesystem, not an absent session', async () => {
+    const store = await openStore();
+    const id = `case-${generateSessionId()}`;
+    await store.set(id, recordOf('x'));
+    const bytes = readFileSync(fileOf(store, id));
+    // The id follows the header; 'c' ^ 0x20 is 'C'.
+    bytes[HEADER_BYTES] = (bytes[HEADER_BYTES] ?? 0) ^ 0x20;
+    writeFileSync(fileOf(store, id), bytes);
+    expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
+    // A touch that shortens reads the header (one that extends moves only the mtime).
+    expect(await codeOf(store.touch(id, Date.now() + 60_000))).toBe('ERR_CORRUPT_RECORD');
+    // A create may replace the damaged record, as with any other damage.
+    expect(await store.set(id, recordOf('created'), { only: 'absent' })).toBe(true);
+    expect(textOf(await store.get(id))).toBe('created');
   });
 
   it.each(['sync', 'async'] as const)(
@@ -1234,8 +1263,10 @@ describe('locks', () => {
     const held = await holderStore.locks.acquire(id, { leaseMs: 60_000 });
     const waiting = waiterStore.locks.acquire(id, { waitMs: 60_000 });
     await new Promise((resolve) => setTimeout(resolve, 50));
+    // Caught from now on: the close rejects it before it resolves itself.
+    const waited = codeOf(waiting);
     await waiterStore.close();
-    expect(await codeOf(waiting)).toBe('ERR_STORE_CLOSED');
+    expect(await waited).toBe('ERR_STORE_CLOSED');
     await held.release();
   });
 
@@ -1379,6 +1410,29 @@ describe('write guards', () => {
     await holder.next('written');
     expect(await waiting).toBe(true);
     expect(textOf(await store.get(id))).toBe('from the parent');
+  }, 60_000);
+
+  it("close() ends a write's wait on a guard another live process holds: ERR_STORE_CLOSED, not the whole guard wait", async () => {
+    const store = await openStore({ guardStaleMs: 2000 });
+    const id = generateSessionId();
+    await store.set(id, recordOf('before'));
+    const holder = spawn('guard-holder.mjs', [store.path, id]);
+    await holder.next('holding');
+    try {
+      const waiting = store.set(id, recordOf('from the parent'), { only: 'present' });
+      const outcome = waiting.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      // The holder keeps its guard until told below, so close() resolves while it holds.
+      // Before close() was wired to the guards, the write waited out every guard wait (about
+      // 11 s here), then rejected ERR_STORE_BUSY, and close() waited for it.
+      await store.close();
+      expect(await outcome).toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    } finally {
+      holder.child.send('release');
+      await holder.next('written');
+    }
   }, 60_000);
 
   it('a guard left by a process that died is taken over, and the sweep removes its holder file', async () => {

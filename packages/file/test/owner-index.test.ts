@@ -9,6 +9,7 @@ import {
   readdirSync,
   rmSync,
   statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { generateSessionId } from '@sessile/core';
+import { generateSessionId, manual, SessionManager } from '@sessile/core';
 import { FileStore, type FileStoreOptions } from '@sessile/file';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { textOf } from './helpers.js';
@@ -26,7 +27,8 @@ import { textOf } from './helpers.js';
 const HOUR_MS = 3_600_000;
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'sessile-file-owners-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+// Tens of thousands of files: longer than a hook's default 10 s on a loaded machine.
+afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
 
 const stores: FileStore[] = [];
 const children: ChildProcess[] = [];
@@ -58,7 +60,8 @@ function entriesOf(store: FileStore): string[] {
   const base = join(store.path, '.owners');
   if (!existsSync(base)) return [];
   const found: string[] = [];
-  for (const shard of readdirSync(base)) {
+  // `.complete` (and a rebuild's own file) sit beside the 2-character directories.
+  for (const shard of readdirSync(base).filter((name) => !name.startsWith('.'))) {
     for (const hash of readdirSync(join(base, shard))) {
       for (const id of entryNames(join(base, shard, hash))) found.push(`${hash}/${id}`);
     }
@@ -211,7 +214,9 @@ describe('owner index', () => {
     for (const entry of entriesOf(store)) expect(entry).toMatch(/^[A-Za-z0-9_-]{43}\/[\w-]+$/);
     // Nothing but shards and the index; `.guards` is made by open, while there is room.
     expect(readdirSync(store.path).sort()).toEqual(
-      [...new Set(ids.map((id) => id[0] as string))].concat(['.guards', '.owners']).sort(),
+      [...new Set(ids.map((id) => id[0] as string))]
+        .concat(['.guards', '.owners', '.owners-used'])
+        .sort(),
     );
   });
 
@@ -281,7 +286,7 @@ function forkFixture(script: string, args: string[]) {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.push(child);
-  const messages: Array<{ type: string; count?: number; message?: string }> = [];
+  const messages: Array<{ type: string; count?: number; message?: string; ids?: string[] }> = [];
   let wake = () => {};
   child.on('message', (message: (typeof messages)[number]) => {
     messages.push(message);
@@ -426,4 +431,212 @@ describe("FileStore: an owner's index directory this process may not write", () 
     },
     60_000,
   );
+});
+
+describe('a lost owner index is rebuilt from the records', () => {
+  /** Owned sessions: `alice` owns the even ones, `bob` the odd ones. */
+  async function ownedSessions(store: FileStore, count: number) {
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = Array.from({ length: count }, () => generateSessionId());
+    await Promise.all(
+      ids.map((id, index) =>
+        store.set(id, { data, expiresAt, owner: index % 2 === 0 ? 'alice' : 'bob' }),
+      ),
+    );
+    return {
+      alice: ids.filter((_, index) => index % 2 === 0).sort(),
+      bob: ids.filter((_, index) => index % 2 === 1).sort(),
+    };
+  }
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`removed by hand while the store is open, it lists every session again at the next ownedBy (io: '${io}')`, async () => {
+      const store = await openStore({ io });
+      const owned = await ownedSessions(store, 60);
+      rmSync(join(store.path, '.owners'), { recursive: true });
+      // A session saved meanwhile makes the index's directory again: still not complete.
+      const later = generateSessionId();
+      await store.set(later, { data, expiresAt: Date.now() + HOUR_MS, owner: 'alice' });
+      expect(await ownedIds(store, 'alice')).toEqual([...owned.alice, later].sort());
+      expect(await ownedIds(store, 'bob')).toEqual(owned.bob);
+      expect(existsSync(join(store.path, '.owners', '.complete'))).toBe(true);
+    });
+  }
+
+  it('removed while no store is open, the next open rebuilds it; revokeOwner and the cap see every session', async () => {
+    const path = join(root, `store-${++directories}`);
+    const first = await FileStore.open({ path });
+    const logins = new SessionManager({ store: first, lock: false, cleanup: manual() });
+    const owned: Record<string, string[]> = { alice: [], bob: [] };
+    for (let login = 0; login < 12; login++) {
+      const owner = login % 2 === 0 ? 'alice' : 'bob';
+      const session = await logins.open(undefined);
+      await session.setOwner(owner);
+      await session.commit();
+      owned[owner]?.push(session.id);
+    }
+    await logins.close();
+    await first.close();
+    rmSync(join(path, '.owners'), { recursive: true });
+
+    const store = await openStore({ path });
+    const manager = new SessionManager({
+      store,
+      lock: false,
+      cleanup: manual(),
+      maxSessionsPerOwner: 6,
+    });
+    expect(await manager.revokeOwner('bob')).toBe(6);
+    for (const id of owned.bob ?? []) expect(await store.get(id)).toBeUndefined();
+    // alice has 6 of 6: one more login ends her oldest session.
+    const session = await manager.open(undefined);
+    await session.setOwner('alice');
+    await session.commit();
+    expect(await ownedIds(store, 'alice')).toEqual(
+      [...(owned.alice ?? []).slice(1), session.id].sort(),
+    );
+    await manager.close();
+  });
+
+  it("an index made without .complete (an older version's) is completed in the background: an entry removed by hand is listed again", async () => {
+    const path = join(root, `store-${++directories}`);
+    const first = await FileStore.open({ path });
+    const owned = await ownedSessions(first, 10);
+    await first.close();
+    const directory = join(path, '.owners', hashOf('alice').slice(0, 2), hashOf('alice'));
+    rmSync(join(directory, owned.alice[0] as string));
+    rmSync(join(path, '.owners', '.complete'));
+    rmSync(join(path, '.owners-used'));
+
+    const store = await openStore({ path });
+    for (let looks = 0; !existsSync(join(path, '.owners', '.complete')); looks++) {
+      expect(looks, 'the open rebuilt the index').toBeLessThan(10_000);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(existsSync(join(path, '.owners-used'))).toBe(true);
+    expect(await ownedIds(store, 'alice')).toEqual(owned.alice);
+  });
+
+  it('a store whose sessions have no owner makes no index, and ownedBy lists none without making one', async () => {
+    const store = await openStore();
+    await store.set(generateSessionId(), { data, expiresAt: Date.now() + HOUR_MS });
+    expect(await store.ownedBy('alice')).toEqual([]);
+    expect(readdirSync(store.path).filter((name) => name.startsWith('.owners'))).toEqual([]);
+  });
+
+  it('several processes that find it lost at once, and one killed in the middle of its rebuild, each list every session', async () => {
+    const store = await openStore();
+    const owned = await ownedSessions(store, 6000);
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    rmSync(join(store.path, '.owners'), { recursive: true });
+
+    // Its open starts the rebuild: killed once it is under way.
+    const killed = forkFixture('owner-lister.mjs', [store.path, 'sync']);
+    const owners = join(store.path, '.owners');
+    const started = () =>
+      existsSync(owners) && readdirSync(owners).some((name) => name.startsWith('.rebuild.'));
+    for (let looks = 0; !started(); looks++) {
+      expect(looks, 'the open started a rebuild').toBeLessThan(10_000);
+      expect(killed.child.exitCode).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    killed.child.kill('SIGKILL');
+    await new Promise((resolve) => killed.child.once('exit', resolve));
+    expect(existsSync(join(owners, '.complete')), 'killed before its rebuild finished').toBe(false);
+
+    const listers = (['sync', 'async'] as const).map((io) =>
+      forkFixture('owner-lister.mjs', [store.path, io]),
+    );
+    for (const lister of listers) await lister.next('ready');
+    for (const lister of listers) lister.child.send({ type: 'list', owner: 'alice' });
+    const reopened = await openStore({ path: store.path });
+    expect(await ownedIds(reopened, 'bob')).toEqual(owned.bob);
+    for (const lister of listers) {
+      expect((await lister.next('listed')).ids?.sort()).toEqual(owned.alice);
+      lister.child.send({ type: 'close' });
+    }
+    // The killed rebuild's own file went with the one that finished.
+    expect(readdirSync(owners).filter((name) => name.startsWith('.'))).toEqual(['.complete']);
+  }, 120_000);
+});
+
+/** A closed store of 6000 sessions of 'alice' whose owner index was removed by hand. */
+async function aliceStoreWithoutIndex(): Promise<{ path: string; ids: string[] }> {
+  const path = join(root, `store-${++directories}`);
+  const first = await FileStore.open({ path });
+  const expiresAt = Date.now() + HOUR_MS;
+  const ids = Array.from({ length: 6000 }, () => generateSessionId());
+  await Promise.all(ids.map((id) => first.set(id, { data, expiresAt, owner: 'alice' })));
+  await first.close();
+  rmSync(join(path, '.owners'), { recursive: true });
+  return { path, ids };
+}
+
+/** Resolves once a rebuild has made its file in the index directory `owners`. */
+async function rebuildStarted(owners: string): Promise<void> {
+  for (let looks = 0; ; looks++) {
+    expect(looks, 'the open started a rebuild').toBeLessThan(10_000);
+    if (existsSync(owners) && readdirSync(owners).some((name) => name.startsWith('.rebuild.'))) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+describe('FileStore: close() while ownedBy waits for a rebuild of the owner index', () => {
+  it('ends the wait: that ownedBy rejects with ERR_STORE_CLOSED and close resolves; the rebuild then finishes', async () => {
+    const { path, ids } = await aliceStoreWithoutIndex();
+
+    // Its open starts the rebuild, under the lease: stopped (alive) once it is under way.
+    const rebuilder = forkFixture('owner-lister.mjs', [path, 'sync']);
+    const owners = join(path, '.owners');
+    await rebuildStarted(owners);
+    rebuilder.child.kill('SIGSTOP');
+    try {
+      expect(existsSync(join(owners, '.complete')), 'stopped before its rebuild finished').toBe(
+        false,
+      );
+      const store = await FileStore.open({ path });
+      const listing = store.ownedBy('alice').then(
+        () => 'listed',
+        (error: { code?: string }) => error.code,
+      );
+      await store.close();
+      expect(await listing).toBe('ERR_STORE_CLOSED');
+    } finally {
+      rebuilder.child.kill('SIGCONT');
+    }
+    await rebuilder.next('ready');
+    rebuilder.child.send({ type: 'list', owner: 'alice' });
+    expect((await rebuilder.next('listed')).ids?.sort()).toEqual([...ids].sort());
+    rebuilder.child.send({ type: 'close' });
+    expect(readdirSync(owners).filter((name) => name.startsWith('.'))).toEqual(['.complete']);
+  }, 120_000);
+});
+
+describe('FileStore: an owner index that is a symlink', () => {
+  it('a rebuild refuses it with ERR_STORE_IO and makes nothing where it leads', async () => {
+    const store = await openStore();
+    await store.set(generateSessionId(), { data, expiresAt: Date.now() + HOUR_MS });
+    const elsewhere = mkdtempSync(join(root, 'elsewhere-'));
+    symlinkSync(elsewhere, join(store.path, '.owners'));
+    await expect(store.ownedBy('alice')).rejects.toMatchObject({ code: 'ERR_STORE_IO' });
+    expect(readdirSync(elsewhere)).toEqual([]);
+  });
+});
+
+describe('FileStore: close() during its own rebuild of the owner index', () => {
+  it('stops it and leaves no file of it behind; the next open rebuilds the index whole', async () => {
+    const { path, ids } = await aliceStoreWithoutIndex();
+
+    const store = await FileStore.open({ path });
+    const owners = join(path, '.owners');
+    await rebuildStarted(owners);
+    await store.close();
+    expect(readdirSync(owners).filter((name) => name.startsWith('.'))).toEqual([]);
+
+    const reopened = await openStore({ path });
+    expect(await ownedIds(reopened, 'alice')).toEqual([...ids].sort());
+  }, 120_000);
 });

@@ -55,6 +55,8 @@ import { hasCode, LevelHandle } from './level-handle.js';
 import {
   assertLevelDirectory,
   assertStoragePath,
+  claimDirectory,
+  heldInProcess,
   LEVELDB_DIRECTORY,
   openError,
 } from './open-path.js';
@@ -224,7 +226,7 @@ export class LevelStore extends BaseStore {
   readonly #syncReads: boolean;
   /** Settles once the latest `clear()` is over; writes called after it wait for it. */
   #clearing: Promise<void> | undefined;
-  /** Frees the app's sublevel for another store once this one is closed. */
+  /** Frees the directory, or the app's sublevel, for another store once this one is closed. */
   readonly #unclaim: (() => void) | undefined;
 
   private constructor(
@@ -312,6 +314,9 @@ export class LevelStore extends BaseStore {
       // the store reopens the database after a write error: after a process.chdir() that reopen
       // would look in another directory, and fail or find no database there.
       const location = resolve(path);
+      // Before LevelDB opens it: a second open in this process damages the first's files.
+      const unclaim = await claimDirectory(location);
+      if (unclaim === undefined) throw heldInProcess(path);
       const level = new ClassicLevel<Uint8Array, Uint8Array>(location, {
         keyEncoding: 'view',
         valueEncoding: 'view',
@@ -319,15 +324,17 @@ export class LevelStore extends BaseStore {
       try {
         await level.open();
       } catch (error) {
+        unclaim();
         throw await openError(error, path);
       }
       try {
         await adoptKeyspace(level as unknown as Keyspace, directoryPlace(path));
       } catch (error) {
+        unclaim();
         await level.close();
         throw adoptionError(error, `Cannot open LevelDB directory ${path}`);
       }
-      return LevelStore.#create(level as unknown as Keyspace, location, options, undefined);
+      return LevelStore.#create(level as unknown as Keyspace, location, options, unclaim);
     }
     const { db } = target;
     const name = options.sublevel ?? DEFAULT_SUBLEVEL;
@@ -509,6 +516,8 @@ export class LevelStore extends BaseStore {
     const slices = new SweepSlices(MIN_SWEEP_BATCH, SWEEP_BATCH, SWEEP_SLICE_MS);
     try {
       for (;;) {
+        // close() waits for operations in flight: a sweep stops at its batch boundary for it.
+        if (this.closed) return progress.result(false);
         const size = progress.nextBatchSize(slices.size);
         if (size === 0) break;
         const keys = await due.nextv(size);
@@ -719,7 +728,8 @@ export class LevelStore extends BaseStore {
     const generation = this.#handle.generation;
     const keys = this.db.keys({ gte, lt });
     try {
-      while (!signal?.aborted) {
+      // close() waits for operations in flight, so it stops the repair as an abort does.
+      while (!signal?.aborted && !this.closed) {
         const batch = await keys.nextv(SCAN_BATCH);
         if (batch.length === 0) break;
         await work(batch);

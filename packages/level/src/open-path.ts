@@ -1,11 +1,12 @@
 import { constants } from 'node:fs';
-import { access, readdir, stat } from 'node:fs/promises';
+import { access, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SessionError } from '@sessile/core';
 import {
   danglingLinkAbove,
   otherFilesIn,
   pseudoFilesystemOf,
+  ResourceClaims,
   type StoreDirectoryRules,
 } from '@sessile/core/store';
 import { describeError, hasCode } from './level-handle.js';
@@ -54,6 +55,38 @@ export async function assertLevelDirectory(path: string): Promise<void> {
   throw new SessionError(
     'ERR_STORE_IO',
     `Cannot open LevelDB directory ${path}: it holds other files (${shown}) and is not a LevelDB database (no CURRENT file); pass a new or empty directory`,
+  );
+}
+
+/** The LevelDB directories open stores of this process use, by device and inode. */
+const claimed = new ResourceClaims();
+const DIRECTORIES = {};
+
+/**
+ * Claims the directory at `location` for one open store of this process, making it first as
+ * classic-level's open would. LevelDB's own lock never refuses the process that holds it (an
+ * fcntl lock) and its in-process check compares path names, so a second store naming the
+ * directory through a symbolic link or a bind mount would open it too, and each would delete
+ * the other's log and tables. Resolves to the release, or `undefined` when another open store
+ * of this process holds the directory; a path that cannot be made a directory claims nothing,
+ * and LevelDB's open then says why.
+ */
+export async function claimDirectory(location: string): Promise<(() => void) | undefined> {
+  try {
+    await mkdir(location, { recursive: true });
+    const stats = await stat(location);
+    if (!stats.isDirectory()) return () => {};
+    return claimed.claim(DIRECTORIES, `${stats.dev}:${stats.ino}`);
+  } catch {
+    return () => {};
+  }
+}
+
+/** The refusal of a directory another open store of this process holds, under any name. */
+export function heldInProcess(path: string): SessionError {
+  return new SessionError(
+    'ERR_STORE_BUSY',
+    `LevelDB directory ${path} is locked: another open store in this process holds it (perhaps under another name, through a symbolic link). LevelDB allows one process per directory; use @sessile/sqlite or @sessile/file to share sessions between processes`,
   );
 }
 

@@ -170,6 +170,37 @@ describe('LevelStore: one process per directory', () => {
     }
   });
 
+  it('a second store naming the directory through a symbolic link, in this process, gets the same error, and the first loses nothing', async () => {
+    const base = freshPath();
+    mkdirSync(base);
+    const path = join(base, 'db');
+    const store = await LevelStore.open({ path });
+    const link = join(base, 'link');
+    symlinkSync(path, link);
+    const parentLink = join(base, 'parent-link');
+    symlinkSync(base, parentLink);
+    const ids = Array.from({ length: 200 }, () => generateSessionId());
+    try {
+      for (const other of [link, join(parentLink, 'db')]) {
+        const error = await rejection(LevelStore.open({ path: other }));
+        expect(isSessionError(error, 'ERR_STORE_BUSY')).toBe(true);
+        expect((error as Error).message).toContain(other);
+        expect((error as Error).message).toMatch(/one process per directory/);
+      }
+      for (const id of ids) await store.set(id, record(id));
+    } finally {
+      await store.close();
+    }
+    // Once the first store closes, the directory opens under any of its names, every write kept.
+    const again = await LevelStore.open({ path: link });
+    try {
+      expect(await again.count()).toBe(ids.length);
+      for (const id of ids) expect(text(await again.get(id))).toBe(id);
+    } finally {
+      await again.close();
+    }
+  });
+
   /** A child process holding `path` open, which writes on demand and closes when told. */
   async function holdInChild(path: string, kind: 'store' | 'foreign') {
     const holder = new URL('./fixtures/hold-directory.mjs', import.meta.url).pathname;
@@ -1569,6 +1600,48 @@ describe('LevelStore: closed', () => {
     const store = await LevelStore.open({ path: freshPath() });
     await store.close();
     expect(isSessionError(await rejection(store.repairIndex()), 'ERR_STORE_CLOSED')).toBe(true);
+  });
+
+  it('close() stops a sweep in flight at its next batch, which resolves done: false, and the next store sweeps the rest', async () => {
+    const path = freshPath();
+    const store = await LevelStore.open({ path });
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = Array.from({ length: 3_000 }, () => generateSessionId());
+    await Promise.all(ids.map((id) => store.set(id, record('x', expiresAt))));
+    // A cron sweep: every expired session in one call, with no budget to end it.
+    const sweeping = store.sweep({
+      now: expiresAt + 1,
+      limit: Number.POSITIVE_INFINITY,
+      budgetMs: 600_000,
+    });
+    await store.close();
+    const stopped = await sweeping;
+    expect(stopped.done).toBe(false);
+    expect(stopped.removed).toBeLessThan(ids.length);
+    const again = await LevelStore.open({ path });
+    try {
+      const rest = await again.sweep({ now: expiresAt + 1, limit: Number.POSITIVE_INFINITY });
+      expect(rest).toMatchObject({ removed: ids.length - stopped.removed, done: true });
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('close() stops a repairIndex in flight at its next batch, which resolves with what it did', async () => {
+    const path = freshPath();
+    const store = await LevelStore.open({ path });
+    const ids = Array.from({ length: 3_000 }, () => generateSessionId());
+    await Promise.all(ids.map((id) => store.set(id, record('x'))));
+    const repairing = store.repairIndex();
+    await store.close();
+    const stopped = await repairing;
+    expect(stopped.scanned).toBeLessThan(ids.length);
+    const again = await LevelStore.open({ path });
+    try {
+      expect(await again.repairIndex()).toEqual({ scanned: ids.length, repaired: 0, removed: 0 });
+    } finally {
+      await again.close();
+    }
   });
 });
 

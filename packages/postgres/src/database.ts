@@ -14,11 +14,15 @@ export class Database {
   readonly server: string;
   /** How long one statement may take, waiting for a connection included (`queryTimeoutMs`). */
   readonly timeoutMs: number;
+  /** What `query`'s errors name beside the server: ` of "schema"."table"`, or nothing. */
+  readonly of: string;
 
-  constructor(pool: pg.Pool, timeoutMs: number) {
+  /** `table`, when given, is named in the errors of `query`'s statements. */
+  constructor(pool: pg.Pool, timeoutMs: number, table?: string) {
     this.pool = pool;
     this.server = describeServer(pool);
     this.timeoutMs = timeoutMs;
+    this.of = table === undefined ? '' : ` of ${table}`;
   }
 
   /**
@@ -32,12 +36,13 @@ export class Database {
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     const config = { name, text, values, query_timeout: this.timeoutMs, types: STORE_TYPES };
+    const action = `${actionOf(name)}${this.of}`;
     let gaveUp = false;
     const send = () =>
       this.pool.connect().then((client) => {
         if (gaveUp) {
           client.release();
-          throw this.timedOut(actionOf(name));
+          throw this.timedOut(action);
         }
         return checkedOut(client, () => client.query<R>(config));
       });
@@ -52,7 +57,7 @@ export class Database {
         }
       }
     })();
-    return this.#withDeadline(sent, actionOf(name), undefined, () => {
+    return this.#withDeadline(sent, action, undefined, () => {
       gaveUp = true;
     });
   }

@@ -105,6 +105,7 @@ export function normalizeOptions(
     );
   }
   if (connectionString !== undefined) assertReadable(connectionString);
+  assertReadsText(pool);
   const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   assertDuration(queryTimeoutMs, 'queryTimeoutMs', { zero: false });
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
@@ -175,6 +176,24 @@ function assertReadable(connectionString: string): void {
     throw new TypeError(
       'options.connectionString must be a URL such as postgres://user@host:5432/database (node-postgres reads no libpq key=value string)',
       { cause: failure },
+    );
+  }
+}
+
+/**
+ * Refuses connections that read results in binary: node-postgres decodes each binary column as
+ * UTF-8 text before its parser sees it, so the bytes of a session's data and expiry would come
+ * back changed, and a query cannot ask for text instead.
+ */
+function assertReadsText(pool: pg.Pool | undefined): void {
+  if ((pool?.options as { binary?: unknown } | undefined)?.binary === true) {
+    throw new TypeError(
+      'options.pool reads results in binary (binary: true), which node-postgres decodes as UTF-8 text, changing the bytes of sessions; give the store a pool without it, or connectionString',
+    );
+  }
+  if ((pg.defaults as { binary?: unknown }).binary === true) {
+    throw new TypeError(
+      "pg.defaults.binary is set, so every connection reads results in binary, which node-postgres decodes as UTF-8 text, changing the bytes of sessions; leave it unset for the store's connections",
     );
   }
 }

@@ -95,10 +95,11 @@ export class PostgresStore extends BaseStore {
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const settings = normalizeOptions(options, 'open');
-    const db = new Database(settings.pool, settings.queryTimeoutMs);
+    const table = qualified(settings.names, settings.names.table);
+    const db = new Database(settings.pool, settings.queryTimeoutMs, table);
     if (settings.ownsPool) settingsOnConnect(settings.pool);
     try {
-      const opening = `Opening ${qualified(settings.names, settings.names.table)}`;
+      const opening = `Opening ${table}`;
       const { unlogged } = await db.withClient(opening, async (client) => {
         await assertReadCommitted(client, db.server, settings.queryTimeoutMs);
         return prepareSchema(client, settings.names, settings.unlogged, settings.queryTimeoutMs);
@@ -167,7 +168,7 @@ export class PostgresStore extends BaseStore {
       ownerIndex: true,
     };
     this.#batches = new Batches(settings.connections, settings.queryTimeoutMs, () =>
-      db.timedOut('A queued statement'),
+      db.timedOut(`A queued statement${db.of}`),
     );
     const many = this.#sql.many;
     this.#reads = {
@@ -344,6 +345,8 @@ export class PostgresStore extends BaseStore {
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
     for (;;) {
+      // close() waits for the operations in flight: an unbounded sweep would hold it to the end.
+      if (this.closed) return progress.result(false);
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
       const result = await this.#run(this.#sql.sweepBatch, [progress.now, batch]);
@@ -356,6 +359,7 @@ export class PostgresStore extends BaseStore {
     // Rows whose expires_at was set to 'Infinity' or 'NaN' by hand: corrupt, so never live, and swept after
     // the expired ones.
     for (;;) {
+      if (this.closed) return progress.result(false);
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
       const removed = (await this.#run(this.#sql.sweepCorrupt, [batch])).rowCount ?? 0;
@@ -487,10 +491,17 @@ function idsOf(calls: readonly RowWrite[]): string[] {
   return calls.map((call) => call.row[0]);
 }
 
-/** A batch's rows as one array per column, for `unnest`. */
+/** A batch's rows as one array per column, for `unnest`; no owner as an empty bytea (see statements.ts). */
 function columnsOf(calls: readonly RowWrite[]): unknown[][] {
-  return [0, 1, 2, 3].map((column) => calls.map((call) => call.row[column]));
+  return [
+    calls.map((call) => call.row[0]),
+    calls.map((call) => call.row[1]),
+    calls.map((call) => call.row[2]),
+    calls.map((call) => call.row[3] ?? NO_OWNER),
+  ];
 }
+
+const NO_OWNER = Buffer.alloc(0);
 
 /** Ends the pool `normalizeOptions` made from a connection string; an app's own pool stays open. */
 async function endOwnPool(settings: Settings): Promise<void> {

@@ -104,7 +104,10 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
        ORDER BY id FOR UPDATE)`;
   const isLocked =
     'stored.id = q.id COLLATE "C" AND stored.id = ANY (ARRAY(SELECT id FROM locked))';
-  const rows = `SELECT q.id, q.data, q.expires_at, q.owner
+  // A batch sends no owner as an empty bytea, which no owner is: a NULL element of an array
+  // parameter reads as the text 'NULL' where the server has `array_nulls = off`.
+  const batchOwner = `NULLIF(q.owner, ''::bytea)`;
+  const rows = `SELECT q.id, q.data, q.expires_at, ${batchOwner}
     FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
     ORDER BY q.id COLLATE "C"`;
   const fenced = (releasing: boolean): FencedStatements => ({
@@ -185,7 +188,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
          locked AS (SELECT id FROM ${table} WHERE id = ANY ($1::text[]) AND ${live('$7')}
            ORDER BY id FOR UPDATE),
          written AS (
-           UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = q.owner
+           UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = ${batchOwner}
            FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[], $6::text[])
              AS q(id, data, expires_at, owner, token)
            WHERE ${isLocked} AND q.token IN (SELECT token FROM freed)
@@ -208,7 +211,7 @@ export function buildStatements(names: SchemaNames, prefix: string): Statements 
       updateIfLive: statement(
         'update_if_live_many',
         `${lockLive(5)}
-         UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = q.owner
+         UPDATE ${table} AS stored SET data = q.data, expires_at = q.expires_at, owner = ${batchOwner}
          FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) AS q(id, data, expires_at, owner)
          WHERE ${isLocked} RETURNING stored.id`,
       ),

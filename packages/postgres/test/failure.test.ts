@@ -332,8 +332,11 @@ describe('failure', () => {
     try {
       const failure = await store.get(id).catch((error: Error) => error);
       expect(failure).toMatchObject({ code: 'ERR_STORE_IO' });
-      // Named by what it did and where, not by its prepared statement's internal name.
-      expect((failure as Error).message).toMatch(/^get on PostgreSQL /);
+      // Named by what it did, to which table and where, not by its prepared statement's
+      // internal name.
+      expect((failure as Error).message).toMatch(
+        new RegExp(`^get of "${schema}"\\."${table}" on PostgreSQL 127\\.0\\.0\\.1:5432/`),
+      );
       expect((failure as Error).message).not.toMatch(/sessile_[0-9a-f]{16}/);
       expect(await codeOf(store.set(id, record('during')))).toBe('ERR_STORE_IO');
     } finally {

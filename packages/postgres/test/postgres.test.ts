@@ -202,6 +202,36 @@ describe('options', () => {
     }
   });
 
+  it('refuses a pool that reads results in binary, which node-postgres decodes as UTF-8 text, with a TypeError naming it, before connecting', async () => {
+    // node-postgres reads the option, which @types/pg leaves out.
+    const pool = new pg.Pool({
+      connectionString: CONNECTION_STRING,
+      binary: true,
+    } as pg.PoolConfig);
+    cleanups.push(() => pool.end());
+    for (const method of ['open', 'probe'] as const) {
+      const failure = await PostgresStore[method]({ pool, schema, table: newTable() }).catch(
+        (error: unknown) => error,
+      );
+      expect(failure, method).toBeInstanceOf(TypeError);
+      expect((failure as Error).message).toMatch(/options\.pool reads results in binary/);
+    }
+    expect(pool.totalCount).toBe(0);
+    // node-postgres's global default reaches the store's own pool too.
+    pg.defaults.binary = true;
+    try {
+      const failure = await PostgresStore.open({
+        connectionString: CONNECTION_STRING,
+        schema,
+        table: newTable(),
+      }).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(TypeError);
+      expect((failure as Error).message).toMatch(/pg\.defaults\.binary/);
+    } finally {
+      pg.defaults.binary = false;
+    }
+  });
+
   it('names the server node-postgres connects to, a host given as a query parameter included', async () => {
     const failure = await PostgresStore.open({
       connectionString: 'postgres://postgres:s3cret@/test?host=127.0.0.1&port=1',
@@ -1057,6 +1087,25 @@ describe('operations', () => {
     expect(await first.count()).toBe(1000);
   }, 60_000);
 
+  it('close() stops an unbounded sweep before its next batch, which resolves done: false, and the next store sweeps the rest', async () => {
+    const table = newTable();
+    const store = await PostgresStore.open({ connectionString: CONNECTION_STRING, schema, table });
+    const expired = 5_000;
+    await admin(
+      `INSERT INTO "${schema}"."${table}" (id, data, expires_at)
+       SELECT 'expired-session-' || lpad(n::text, 8, '0'), '\\x00', 1000 + n FROM generate_series(1, $1) AS n`,
+      [expired],
+    );
+    const sweeping = store.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+    await store.close();
+    const stopped = await sweeping;
+    expect(stopped.done).toBe(false);
+    expect(stopped.removed).toBeLessThan(expired);
+    const again = await openStore({ table });
+    const rest = await again.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+    expect(rest).toMatchObject({ removed: expired - stopped.removed, done: true });
+  });
+
   it("takes the app's pool, holds no connection while a lock is held, and leaves the pool open", async () => {
     const pool = new pg.Pool({ connectionString: CONNECTION_STRING, max: 1 });
     pool.on('error', () => {});
@@ -1147,6 +1196,40 @@ describe("the app's pool", () => {
       );
       expect(await store.sweep({ limit: 10 })).toMatchObject({ removed: 1, done: true });
     }
+  });
+
+  it('writes sent together keep a session without an owner ownerless where the server reads NULL in an array as text (array_nulls = off)', async () => {
+    const url = new URL(CONNECTION_STRING);
+    url.searchParams.set('options', '-c array_nulls=off');
+    // One connection, so the calls made while it is busy go out together.
+    const pool = new pg.Pool({ connectionString: url.href, max: 1 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const store = await openStore({ pool });
+    const ids = Array.from({ length: 20 }, (_, i) => idOf(`anonymous${i}`));
+    const giveToAlice = () =>
+      Promise.all(ids.map((id) => store.set(id, { ...record('owned'), owner: 'alice' })));
+    const expectOwnerless = async () => {
+      expect(await store.ownedBy('NULL')).toEqual([]);
+      expect(await store.ownedBy('alice')).toEqual([]);
+      for (const id of ids) expect((await store.get(id))?.owner).toBeUndefined();
+    };
+    await Promise.all(ids.map((id) => store.set(id, record('created'), { only: 'absent' })));
+    await expectOwnerless();
+    await giveToAlice();
+    await Promise.all(ids.map((id) => store.set(id, record('saved'))));
+    await expectOwnerless();
+    await giveToAlice();
+    await Promise.all(ids.map((id) => store.set(id, record('saved'), { only: 'present' })));
+    await expectOwnerless();
+    await giveToAlice();
+    const locks = await Promise.all(ids.map((id) => store.locks.acquire(id)));
+    await Promise.all(
+      locks.map((lock, i) =>
+        store.set(ids[i] as string, record('released'), { lock, only: 'present', release: true }),
+      ),
+    );
+    await expectOwnerless();
   });
 
   it("the LISTEN connection signs in with the pool's password, as its connections do", async () => {

@@ -4,6 +4,7 @@ import {
   lostSocket,
   MAX_POLL_DELAY_MS,
   MIN_POLL_DELAY_MS,
+  REDACTED,
   sleep,
 } from '@sessile/core/store';
 import {
@@ -347,6 +348,11 @@ export class Connection {
     await Promise.all(
       nodes.map(async (node) => {
         const version = await this.call('version check', () => serverVersion(node));
+        if (version === IN_TRANSACTION) {
+          throw new TypeError(
+            `options.client (${this.where}) is inside a MULTI transaction, where Redis only queues each command until EXEC; pass a client that is not (node-redis's client.multi() sends MULTI and EXEC together)`,
+          );
+        }
         if (typeof version !== 'string') {
           throw new SessionError(
             'ERR_UNSUPPORTED',
@@ -434,11 +440,15 @@ export class Connection {
 
   /**
    * Closes the connections this store opened, and ends its subscription on an app's client
-   * within `commandTimeoutMs`. A connection still waiting for an answer that came too late, or
+   * within `commandTimeoutMs`, once the operations in flight have settled. A connection still waiting for an answer that came too late, or
    * whose server does not answer a PING in that time (a hung server), is dropped rather than
    * closed, since a close waits for every answer.
    */
   async close(): Promise<void> {
+    // Operations still in flight settle first, each by its deadline at the latest: a lock's
+    // release() made just before the store's close() would otherwise be dropped unsent below,
+    // and that lock held for its whole lease.
+    while (this.#deadlines.busy) await sleep(MIN_POLL_DELAY_MS);
     const hung = this.#deadlines.overdue > 0;
     this.#detach();
     const subscriber = this.#subscriber;
@@ -538,10 +548,33 @@ export function lostConnection(error: unknown): boolean {
 }
 
 export function ioError(where: string, action: string, error: unknown): SessionError {
-  const detail = error instanceof Error ? error.message || error.name : String(error);
-  return new SessionError('ERR_STORE_IO', `${where}: ${action} failed: ${detail}`, {
-    cause: error,
-  });
+  const cause = withoutArguments(error);
+  const detail = cause instanceof Error ? cause.message || cause.name : String(cause);
+  return new SessionError('ERR_STORE_IO', `${where}: ${action} failed: ${detail}`, { cause });
+}
+
+/** Where Redis starts to repeat the words of a command it does not know (`rename-command`). */
+const ECHOED_ARGUMENTS = /, with args beginning with:.*/s;
+/** A key's hash tag that holds a session id, as every record and lock key of the store does. */
+const ID_TAG = /\{[A-Za-z0-9_-]{16,128}\}/g;
+
+/**
+ * `error` without what of the command Redis repeats in its reply: an unknown command's
+ * arguments (a session's keys, so its id, and the start of its record), and any key naming a
+ * session. Ids are bearer secrets and errors go to logs. A copy of the same class; the error
+ * itself when there is nothing to remove.
+ */
+function withoutArguments(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const redact = (text: string) =>
+    text.replace(ECHOED_ARGUMENTS, '').replace(ID_TAG, `{${REDACTED}}`);
+  const message = redact(error.message);
+  if (message === error.message) return error;
+  const copy = Object.create(Object.getPrototypeOf(error)) as Error;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(error));
+  copy.message = message;
+  if (error.stack !== undefined) copy.stack = error.stack.replace(error.message, () => message);
+  return copy;
 }
 
 function isCluster(client: Connectable): client is ClusterLike {
@@ -818,14 +851,22 @@ function describeClient(client: Connectable): string {
   return `Redis at ${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
 }
 
+/** What `serverVersion` answers for a connection inside a MULTI transaction. */
+const IN_TRANSACTION = Symbol('in a MULTI transaction');
+
 /**
  * The version `node` reports: `redis_version` from `INFO server`, else `HELLO`'s `version`; where
  * Redis refuses both (an error reply, not a failed connection), what each answered.
  */
-async function serverVersion(node: ServerNode): Promise<string | { info: string; hello: string }> {
+async function serverVersion(
+  node: ServerNode,
+): Promise<string | typeof IN_TRANSACTION | { info: string; hello: string }> {
   let info: string;
   try {
-    const version = versionFromInfo(String(await node.send(['INFO', 'server'], TEXT)));
+    const reply = await node.send(['INFO', 'server'], TEXT);
+    // A connection the app left inside MULTI answers every command so, and runs none.
+    if (reply === 'QUEUED') return IN_TRANSACTION;
+    const version = versionFromInfo(String(reply));
     if (version !== undefined) return version;
     info = 'no redis_version';
   } catch (error) {

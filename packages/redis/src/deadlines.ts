@@ -124,6 +124,12 @@ export class Deadlines {
     return this.#abort.signal;
   }
 
+  /** True while an operation has neither settled nor failed for want of an answer. */
+  get busy(): boolean {
+    for (const window of this.#windows) if (window.first !== undefined) return true;
+    return false;
+  }
+
   /** Operations that failed for want of an answer and are still waiting for it: the server may be hung. */
   get overdue(): number {
     return this.#overdue;

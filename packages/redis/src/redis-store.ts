@@ -17,6 +17,7 @@ import {
   type SweepProgress,
   TAKES_TEXT,
 } from '@sessile/core/store';
+import { checkCommands, refusedBy } from './command-check.js';
 import { Connection, type RedisConnection } from './connection.js';
 import { expireAtMs, indexedUntilFor, KeyLayout, redisTimeMs, timeText } from './keys.js';
 import { RedisLocks } from './locks.js';
@@ -94,8 +95,9 @@ export class RedisStore extends BaseStore {
   }
 
   /**
-   * Connects, checks that the server is Redis 7.0 or newer (every master of a cluster), subscribes
-   * to lock releases, and resolves once the store can serve.
+   * Connects, checks that the server is Redis 7.0 or newer (every master of a cluster) and takes
+   * every command the store needs, subscribes to lock releases, and resolves once the store can
+   * serve.
    */
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
     const { prefix, commandTimeoutMs } = checkOptions(options);
@@ -107,8 +109,13 @@ export class RedisStore extends BaseStore {
     });
     try {
       await connection.checkServerVersion();
+      await checkCommands(connection, keys);
       const store = new RedisStore(options, connection, keys);
-      await connection.subscribe(keys.releaseChannel, (key) => store.locks.released(key));
+      await connection
+        .subscribe(keys.releaseChannel, (key) => store.locks.released(key))
+        .catch((error: unknown) => {
+          throw refusedBy(error, connection.where) ?? error;
+        });
       return store;
     } catch (error) {
       connection.abandon();

@@ -46,6 +46,20 @@ async function cli(port: number, ...words: string[]): Promise<string> {
   return stdout.trim();
 }
 
+/**
+ * Runs a command that answers OK until it does: redis-cli exits 0 on an error reply, and a node
+ * that joined a moment ago answers "ERR I don't know about node …" until gossip has told it.
+ */
+async function untilOk(port: number, ...words: string[]): Promise<void> {
+  let answer = '';
+  for (let tries = 0; tries < 400; tries++) {
+    answer = await cli(port, ...words);
+    if (answer === 'OK') return;
+    await sleep(25);
+  }
+  throw new Error(`${words.join(' ')} on ${port} answered ${answer}`);
+}
+
 async function slotOf(key: string): Promise<number> {
   return Number(await cli(7171, 'CLUSTER', 'KEYSLOT', key));
 }
@@ -93,14 +107,14 @@ class Migration {
     const migration = new Migration(slot, source, target);
     const sourceId = await cli(source, 'CLUSTER', 'MYID');
     const targetId = await cli(target, 'CLUSTER', 'MYID');
-    await cli(target, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
-    await cli(source, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId);
+    await untilOk(target, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
+    await untilOk(source, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId);
     return migration;
   }
 
-  /** Moves these keys of the slot to the target. */
-  async move(...keys: string[]): Promise<void> {
-    await cli(
+  /** Moves these keys of the slot to the target; resolves with MIGRATE's answer. */
+  move(...keys: string[]): Promise<string> {
+    return cli(
       this.source,
       'MIGRATE',
       '127.0.0.1',
@@ -115,19 +129,25 @@ class Migration {
 
   /** Moves what is left of the slot and gives it to the target, on every master. */
   async finish(): Promise<void> {
-    for (;;) {
+    // A MIGRATE answered with an error moved nothing and is sent again, a bounded number of
+    // times: a refusal that lasts fails the test instead of hanging it.
+    let answer = '';
+    for (let tries = 0; ; tries++) {
       const keys = (await cli(this.source, 'CLUSTER', 'GETKEYSINSLOT', String(this.slot), '100'))
         .split('\n')
         .filter((key) => key !== '');
       if (keys.length === 0) break;
-      await this.move(...keys);
+      if (tries >= 400)
+        throw new Error(`slot ${this.slot} kept its keys: MIGRATE answered ${answer}`);
+      answer = await this.move(...keys);
+      if (answer !== 'OK') await sleep(25);
     }
     const targetId = await cli(this.target, 'CLUSTER', 'MYID');
-    await cli(this.target, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
-    await cli(this.source, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
+    await untilOk(this.target, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
+    await untilOk(this.source, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
     for (const port of ports) {
       if (port !== this.source && port !== this.target) {
-        await cli(port, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
+        await untilOk(port, 'CLUSTER', 'SETSLOT', String(this.slot), 'NODE', targetId);
       }
     }
   }

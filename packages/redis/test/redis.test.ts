@@ -300,6 +300,23 @@ describe('RedisStore.open()', () => {
     client.destroy();
   });
 
+  it("refuses an app's client left inside a MULTI transaction, where Redis runs no command until EXEC, naming the option", async () => {
+    const client = createClient({ url: STANDALONE_URL });
+    await client.connect();
+    try {
+      await client.sendCommand(['MULTI']);
+      const refused = await RedisStore.open({ client, prefix: newPrefix() }).catch((e) => e);
+      expect(refused).toBeInstanceOf(TypeError);
+      expect(refused.message).toContain('options.client');
+      expect(refused.message).toContain('inside a MULTI transaction');
+      // The app's transaction is the app's to end; its client still works afterwards.
+      await client.sendCommand(['DISCARD']);
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      client.destroy();
+    }
+  });
+
   it("uses the app's client without closing it", async () => {
     const client = createClient({ url: STANDALONE_URL });
     await client.connect();
@@ -491,6 +508,28 @@ describe('RedisStore.close()', () => {
       await expect(store.close()).resolves.toBeUndefined();
     } finally {
       if (client.isOpen) client.destroy();
+    }
+  });
+
+  it("lets a lock's release() made just before it go out: the release resolves and another store takes the lock at once", async () => {
+    const prefix = newPrefix();
+    const store = await RedisStore.open({ url: STANDALONE_URL, prefix });
+    const other = await RedisStore.open({ url: STANDALONE_URL, prefix });
+    try {
+      const id = newId();
+      const lock = await store.locks.acquire(id, { leaseMs: 60_000 });
+      // Not awaited before close(), as a request that ends while the app shuts down.
+      const released = lock.release().then(
+        () => 'released',
+        (error: Error) => error,
+      );
+      await store.close();
+      expect(await released).toBe('released');
+      const next = await other.locks.acquire(id, { waitMs: 0 });
+      await next.release();
+    } finally {
+      await store.close();
+      await other.close();
     }
   });
 });

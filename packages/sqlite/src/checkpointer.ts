@@ -52,6 +52,8 @@ export class Checkpointer {
   #writes = 0;
   /** A wake is on its way and the worker has not reported since. */
   #woken = false;
+  /** The connection's checkpoint settings lag behind the worker's state: the app refused them. */
+  #stale = false;
   readonly #checkpointWaiters: Array<() => void> = [];
 
   /** `file` is the database's absolute path, which the worker opens in a thread of its own. */
@@ -75,7 +77,7 @@ export class Checkpointer {
       this.#idle = report.idle;
       this.#writes = 0;
       this.#woken = false;
-      if (report.lowSpace !== this.#lowSpace) {
+      if (report.lowSpace !== this.#lowSpace || this.#stale) {
         this.#lowSpace = report.lowSpace;
         this.#configure();
       }
@@ -122,6 +124,8 @@ export class Checkpointer {
    */
   wrote(): void {
     this.#writes++;
+    // After the worker is gone no report comes: the store's own writes catch up instead.
+    if (this.#stale) this.#configure();
     if (this.#woken || !this.#workerRunning) return;
     if (this.#idle || (this.#lowSpace && this.#writes >= WAKE_EVERY_WRITES)) {
       this.#woken = true;
@@ -152,7 +156,14 @@ export class Checkpointer {
       : this.#workerRunning
         ? BACKSTOP_PAGES
         : AUTOCHECKPOINT_PAGES;
-    this.#db.pragma(`wal_autocheckpoint = ${autocheckpoint}`);
-    this.#db.pragma(`journal_size_limit = ${walSizeLimitBytes(this.#lowSpace)}`);
+    try {
+      this.#db.pragma(`wal_autocheckpoint = ${autocheckpoint}`);
+      this.#db.pragma(`journal_size_limit = ${walSizeLimitBytes(this.#lowSpace)}`);
+      this.#stale = false;
+    } catch {
+      // An app iterating one of its statements on a shared connection, across an await, refuses
+      // pragmas; thrown from the worker's event, that would end the process. Set them later.
+      this.#stale = true;
+    }
   }
 }

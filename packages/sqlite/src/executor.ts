@@ -15,6 +15,8 @@ const MAX_GROUP_SIZE = 256;
 interface Job {
   run(): unknown;
   write: boolean;
+  /** When a write stops waiting for another connection's lock: `busyTimeoutMs` after its call. */
+  deadline: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -42,15 +44,24 @@ function busySlice(busyTimeoutMs: number): string {
  * off between attempts. Each attempt must be all-or-nothing, such as one statement or one
  * transaction.
  */
-export async function retryWhileBusy<T>(attempt: () => T, busyTimeoutMs: number): Promise<T> {
+export function retryWhileBusy<T>(attempt: () => T, busyTimeoutMs: number): Promise<T> {
   const deadline = Date.now() + busyTimeoutMs;
+  return retryWhileBusyUntil(attempt, () => deadline);
+}
+
+/** As `retryWhileBusy`, until `deadline(busy)`, asked again after every attempt that met a lock. */
+async function retryWhileBusyUntil<T>(
+  attempt: () => T,
+  deadline: (busy: unknown) => number,
+): Promise<T> {
   let delayMs = 1;
   for (;;) {
     try {
       return attempt();
     } catch (error) {
-      const remainingMs = deadline - Date.now();
-      if (!isBusyError(error) || remainingMs <= 0) throw error;
+      if (!isBusyError(error)) throw error;
+      const remainingMs = deadline(error) - Date.now();
+      if (remainingMs <= 0) throw error;
       await sleep(Math.min(remainingMs, delayMs * (0.5 + Math.random())));
       delayMs = Math.min(50, delayMs * 2);
     }
@@ -172,6 +183,7 @@ export class Executor {
       this.#queue.push({
         run: operation,
         write,
+        deadline: Date.now() + this.#busyTimeoutMs,
         resolve: resolve as (value: unknown) => void,
         reject,
       });
@@ -206,15 +218,36 @@ export class Executor {
    */
   async #commitGroup(group: Job[]): Promise<void> {
     let outcomes: Outcome[] | undefined;
+    let pending = group;
     try {
-      // Only a BEGIN that met another connection's lock waits, and it has begun nothing.
-      outcomes = await retryWhileBusy(() => this.#runWrites(group), this.#busyTimeoutMs);
+      // Only a BEGIN that met another connection's lock waits, and it has begun nothing. Each
+      // write waits `busyTimeoutMs` from its own call, not from when its group began: a group
+      // queued behind one that waited would otherwise wait as long again.
+      outcomes = await retryWhileBusyUntil(
+        () => this.#runWrites(pending),
+        (busy) => {
+          pending = this.#rejectOverdue(pending, busy);
+          return latestDeadline(pending);
+        },
+      );
     } catch (error) {
-      this.#rejectWrites(group, error);
+      this.#rejectWrites(pending, error);
     }
-    if (outcomes !== undefined) return this.#settleAll(group, outcomes);
-    const reads = group.filter((job) => !job.write);
+    if (outcomes !== undefined) return this.#settleAll(pending, outcomes);
+    const reads = pending.filter((job) => !job.write);
     if (reads.length > 0) await this.#readGroup(reads);
+  }
+
+  /** Rejects the writes of `group` whose wait for the lock is over; the rest of the group. */
+  #rejectOverdue(group: Job[], busy: unknown): Job[] {
+    const now = Date.now();
+    if (!group.some((job) => job.write && job.deadline <= now)) return group;
+    const failure = this.#failure(busy);
+    return group.filter((job) => {
+      if (!job.write || job.deadline > now) return true;
+      job.reject(failure);
+      return false;
+    });
   }
 
   /**
@@ -373,6 +406,13 @@ export class Executor {
       { cause: error },
     );
   }
+}
+
+/** When the last write of `group` stops waiting for a lock; long past when it holds none. */
+function latestDeadline(group: readonly Job[]): number {
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const job of group) if (job.write && job.deadline > latest) latest = job.deadline;
+  return latest;
 }
 
 /** What one job of a group came to: its value, or the error it threw. */

@@ -260,14 +260,16 @@ function statIfPresent(path: string): Stats | undefined {
 }
 
 /**
- * Checks the schema of an existing file through a read-only connection, which can never write
- * to the file, not even the checkpoint SQLite runs when a WAL database's last connection closes.
- * `readonly: false` reads through a connection that may write but does not: for a database with
- * no journal files beside it, where a read-only connection to a WAL database would leave `-wal`
- * and `-shm` files behind (it cannot remove them), which one that may write removes on close
- * when it is the last, with no frame to checkpoint.
+ * Checks the schema of an existing file, changing nothing. With journal files beside it (a hot
+ * one would be rolled back), through a read-only connection, which can never write to the file,
+ * not even the checkpoint SQLite runs when a WAL database's last connection closes. Without,
+ * through a connection that may write but does not: a read-only connection to a WAL database
+ * would leave `-wal` and `-shm` files behind (it cannot remove them), which one that may write
+ * removes on close when it is the last, with no frame to checkpoint.
  */
-export async function inspectExisting(settings: Settings, readonly = true): Promise<SchemaState> {
+export async function inspectExisting(settings: Settings): Promise<SchemaState> {
+  const path = settings.path as string;
+  const readonly = ['-wal', '-shm', '-journal'].some((suffix) => existsSync(path + suffix));
   let probe: BetterSqlite3.Database;
   try {
     probe = new Database(settings.path, { readonly, fileMustExist: true });
@@ -309,9 +311,7 @@ export async function probeDatabaseFile(settings: Settings): Promise<StoreProbe>
     const unwritable = explain(path);
     if (unwritable !== undefined) return { state: 'refused', reason: `${path}: ${unwritable}` };
     if (!holdsDatabase) return { state: 'absent', reason: `${path} is an empty file` };
-    // With a journal there (a hot one would be rolled back), only a read-only connection.
-    const journalThere = ['-wal', '-shm', '-journal'].some((suffix) => existsSync(path + suffix));
-    const schema = await inspectExisting(settings, journalThere);
+    const schema = await inspectExisting(settings);
     if (schema.presentVersion > 0) return { state: 'present' };
     return {
       state: 'absent',

@@ -282,7 +282,7 @@ function indexOn(
     | undefined;
   if (found === undefined) return false;
   if (found.type !== 'index' || found.onTable !== 1) {
-    throw foreign(name, `is a ${found.type} on ${found.tableName}`);
+    throw foreign(name, `is ${withArticle(found.type)} on ${found.tableName}`);
   }
   const actual = indexDefinition(db, name, found.sql ?? '');
   if (actual.toLowerCase() !== definition.toLowerCase()) {
@@ -359,7 +359,7 @@ function assertShape(
   accepted: readonly (readonly ColumnShape[])[],
 ): readonly ColumnShape[] | undefined {
   if (type === undefined) return undefined;
-  if (type !== 'table') throw foreign(name, `is a ${type}, not a table`);
+  if (type !== 'table') throw foreign(name, `is ${withArticle(type)}, not a table`);
   const columns = columnsOf(db, name);
   const shape = accepted.find((expected) => sameShape(columns, expected));
   if (shape === undefined) {
@@ -367,6 +367,11 @@ function assertShape(
     throw foreign(name, `has columns (${found}), not the ones @sessile/sqlite creates`);
   }
   return shape;
+}
+
+/** A schema object's type as a message names it: `an index`, `a view`. */
+function withArticle(type: string): string {
+  return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
 }
 
 function foreign(name: string, problem: string): SessionError {

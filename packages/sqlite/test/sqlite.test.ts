@@ -20,7 +20,7 @@ import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conforman
 import { isSessionError, type SessionErrorCode, type SessionLock } from '@sessile/core';
 import { SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '@sessile/sqlite';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HOUR_MS, idOf, record, textOf } from './helpers.js';
 
 const WRITER = fileURLToPath(new URL('./fixtures/writer.mjs', import.meta.url));
@@ -28,6 +28,9 @@ const CRASH_WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import
 const LEFT_OPEN = fileURLToPath(new URL('./fixtures/left-open.mjs', import.meta.url));
 const RELATIVE_NAME = fileURLToPath(new URL('./fixtures/relative-name.mjs', import.meta.url));
 const HOLD_WRITE_LOCK = fileURLToPath(new URL('./fixtures/hold-write-lock.mjs', import.meta.url));
+const ITERATE_AS_SPACE_RUNS_LOW = fileURLToPath(
+  new URL('./fixtures/iterate-as-space-runs-low.mjs', import.meta.url),
+);
 const RELATIVE_PATH_ERROR = fileURLToPath(
   new URL('./fixtures/relative-path-error.mjs', import.meta.url),
 );
@@ -456,6 +459,15 @@ describe('schema', { timeout: 60_000 }, () => {
       await expect(SqliteStore.open({ path, table })).rejects.toThrow(TypeError);
     }
     expect(existsSync(path)).toBe(false);
+  });
+
+  it("refuses a table named as another store's index, naming what it is, and leaves the file unmodified", async () => {
+    await (await SqliteStore.open({ path, table: 'web' })).close();
+    const before = snapshot(path);
+    const error = await rejection(SqliteStore.open({ path, table: 'web_owner' }));
+    expect(isSessionError(error, 'ERR_UNSUPPORTED'), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/"web_owner" is an index, not a table/);
+    expect(snapshot(path)).toEqual(before);
   });
 
   it('keeps stores on different tables of one file apart', async () => {
@@ -1632,6 +1644,39 @@ describe('several processes', () => {
     expect(textOf((await store.get(id))?.data)).toBe('second');
   }, 60_000);
 
+  it("a write waits for another connection's write lock busyTimeoutMs from its own call, not from when the writes queued before it gave up", async () => {
+    const store = await openStore({ path, busyTimeoutMs: 60_000 });
+    const blocker = openDatabase();
+    blocker.exec('BEGIN IMMEDIATE');
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const outcome = (write: Promise<boolean>) =>
+      write.then(
+        () => 'written',
+        (error: { code?: string }) => error.code,
+      );
+    // The store's clock only: its back-off still sleeps in real time, a few ms at a time.
+    const start = Date.now();
+    vi.useFakeTimers({ toFake: ['Date'], now: start });
+    try {
+      const first = outcome(store.set(idOf('first'), record('first', start + HOUR_MS)));
+      await pause(50);
+      vi.setSystemTime(start + 30_000);
+      // Queued behind the first, which is waiting for the lock.
+      const second = outcome(store.set(idOf('second'), record('second', start + HOUR_MS)));
+      await pause(50);
+      vi.setSystemTime(start + 61_000);
+      expect(await first).toBe('ERR_STORE_IO');
+      vi.setSystemTime(start + 91_000);
+      // A bound on a hang, not a timing: the lock is still held all the while.
+      const settled = await Promise.race([second, pause(10_000).then(() => 'still waiting')]);
+      expect(settled).toBe('ERR_STORE_IO');
+    } finally {
+      vi.useRealTimers();
+      blocker.exec('ROLLBACK');
+    }
+    expect(await store.set(idOf('after'), record('after'))).toBe(true);
+  }, 60_000);
+
   it('a read called after a write that gave up on the write lock still answers', async () => {
     const store = await openStore({ path, busyTimeoutMs: 200 });
     const id = idOf('readable');
@@ -1885,6 +1930,9 @@ describe('a full disk', { timeout: 120_000 }, () => {
       // The sessions written before the disk filled up stay readable.
       for (const id of earlier) expect(textOf((await store.get(id))?.data)).toBe(id);
       // A lock's claim that the full disk refuses names the database, as the store's calls do.
+      // Filled again first: once writes pause, the checkpoint worker may have truncated the WAL
+      // and so given space back (seen under CI load).
+      await fillWithSessions(store, 'refill', 2000);
       const claim = await rejection(store.locks.acquire(idOf('claimed'), { waitMs: 0 }));
       expect(isSessionError(claim, 'ERR_STORE_IO'), String(claim)).toBe(true);
       expect((claim as Error).message).toContain(file);
@@ -1965,6 +2013,18 @@ describe('a full disk', { timeout: 120_000 }, () => {
     expect(listed).toEqual({ status: 'fulfilled', value: filled });
   });
 
+  it("free space running low while the app iterates a statement on a shared database does not end the process; the store's WAL settings follow once it lets go", async () => {
+    const mounted = smallFilesystem('80m');
+    // Leaves about 50 MiB free, under the 64 MiB at which the store keeps its WAL small.
+    const { stdout } = await run(process.execPath, [
+      ITERATE_AS_SPACE_RUNS_LOW,
+      mounted,
+      String(30 * 1024 * 1024),
+      idOf('iterating'),
+    ]);
+    expect(stdout).toBe('256\n');
+  });
+
   it('a 5 MiB filesystem holds more than 2,400 sessions of 1 KiB written one per event-loop turn', async () => {
     const file = join(smallFilesystem('5m'), 'sessions.db');
     const store = await openStore({ path: file });
@@ -2002,5 +2062,27 @@ describe('WAL disk space', { timeout: 120_000 }, () => {
     expect(await store.count()).toBe(2000);
     // The next write after the truncation needs no help.
     expect(await store.set(idOf('after'), record('after'))).toBe(true);
+  });
+});
+
+describe('close() during a sweep', { timeout: 60_000 }, () => {
+  it('stops an unbounded sweep before its next batch, which resolves done: false, and the next store sweeps the rest', async () => {
+    const store = await SqliteStore.open({ path });
+    const expired = 5_000;
+    const insert = store.database.prepare(
+      'INSERT INTO sessions (id, data, expires_at) VALUES (?, ?, ?)',
+    );
+    store.database.transaction(() => {
+      for (let n = 0; n < expired; n++) insert.run(idOf(`old${n}`), Buffer.from('x'), 1_000 + n);
+    })();
+    const sweeping = store.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+    await store.close();
+    const stopped = await sweeping;
+    expect(stopped.done).toBe(false);
+    expect(stopped.removed).toBeLessThan(expired);
+    const again = await openStore({ path });
+    const rest = await again.sweep({ limit: Number.POSITIVE_INFINITY, budgetMs: 600_000 });
+    expect(rest).toMatchObject({ removed: expired - stopped.removed, done: true });
+    expect(await again.count()).toBe(0);
   });
 });

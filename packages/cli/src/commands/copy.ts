@@ -1,7 +1,7 @@
 import { isSessionError, SessionError, type SessionRecord, type SessionStore } from '@sessile/core';
 import { parseStoreAddress, sameStore } from '../addresses.js';
 import { EXIT, type ExitCode, usageError } from '../exit-codes.js';
-import { openLedger } from '../ledger.js';
+import { type LedgerEntry, openLedger } from '../ledger.js';
 import {
   type CommonOptions,
   maskId,
@@ -18,6 +18,7 @@ import {
   type ReconciledCounts,
   reconcile,
   recordFingerprint,
+  writtenFingerprints,
 } from '../reconcile.js';
 import {
   checkTarget,
@@ -195,7 +196,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
           return true;
         };
         /** Writes the source's version of a session it changed since, where the new app has not. */
-        const reconcileChanged = async (id: string, written: string, read: string | undefined) => {
+        const reconcileChanged = async (id: string, written: LedgerEntry) => {
           let record: SessionRecord | undefined;
           try {
             record = await readRecordToCopy(source, id);
@@ -208,7 +209,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
           if (record === undefined || record.expiresAt <= Date.now()) return;
           seen.add(id);
           const fingerprint = recordFingerprint(record);
-          if (fingerprint === read) {
+          if (fingerprint === written.source) {
             reconciled.unchanged++;
             return;
           }
@@ -226,8 +227,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               if (entry !== undefined) {
                 // Never written as new: the new app may have deleted it (a logout) since.
                 counts.inLedger = (counts.inLedger ?? 0) + 1;
-                if (entry.target !== undefined)
-                  await reconcileChanged(id, entry.target, entry.source);
+                if (entry.target !== undefined) await reconcileChanged(id, entry);
                 progress.increment();
                 return;
               }
@@ -242,8 +242,7 @@ export async function copy(options: CopyOptions): Promise<ExitCode> {
               counts.read++;
               if (record === undefined || record.expiresAt <= Date.now()) counts.expired++;
               else if (await writeRecord(target, id, record, options, counts)) {
-                const fingerprint = recordFingerprint(record);
-                await ledger.record(id, { target: fingerprint, source: fingerprint });
+                await ledger.record(id, writtenFingerprints(record, recordFingerprint(record)));
               } else await ledger.record(id);
               progress.increment();
             },

@@ -17,8 +17,8 @@ import {
   deleteGone,
   newReconciled,
   reconcile,
-  recordFingerprint,
   textFingerprint,
+  writtenFingerprints,
 } from '../reconcile.js';
 import { checkTarget, interruptSignal, withTarget } from '../store-session.js';
 import {
@@ -137,15 +137,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
                 return;
               }
               const action = { kind: 'update', record: { data, expiresAt }, source: read } as const;
-              await reconcile(
-                target,
-                ledger,
-                entry.id,
-                inLedger.target,
-                action,
-                reconciled,
-                dryRun,
-              );
+              await reconcile(target, ledger, entry.id, inLedger, action, reconciled, dryRun);
               return;
             }
             if (entry.session === undefined) {
@@ -189,8 +181,7 @@ export async function importSessions(options: ImportOptions): Promise<ExitCode> 
             }
             const record = { data, expiresAt };
             if (await writeRecord(target, entry.id, record, options, counts)) {
-              const read = sourceFingerprint(entry);
-              await ledger.record(entry.id, { target: recordFingerprint(record), source: read });
+              await ledger.record(entry.id, writtenFingerprints(record, sourceFingerprint(entry)));
             } else await ledger.record(entry.id);
           },
         );

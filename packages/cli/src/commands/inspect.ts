@@ -1,4 +1,4 @@
-import { isSessionId, type SessionEnvelope } from '@sessile/core';
+import { isSessionError, isSessionId, type SessionEnvelope } from '@sessile/core';
 import { codecFromEnvironment } from '../codec.js';
 import { CliError, EXIT, type ExitCode, usageError } from '../exit-codes.js';
 import {
@@ -145,6 +145,15 @@ export async function show(url: string, id: string, options: ShowOptions): Promi
     try {
       envelope = codec.decode(record.data, id);
     } catch (error) {
+      if (isSessionError(error, 'ERR_UNSUPPORTED')) {
+        // A newer release's record, not a damaged one: an app that upgraded wrote it.
+        throw new CliError(
+          `the session was written by a newer version than this sessile reads (${error.message}); upgrade @sessile/cli`,
+          EXIT.failure,
+          'ERR_UNSUPPORTED',
+          { cause: error },
+        );
+      }
       const hint = codec.name === 'json' ? ' (encrypted? put the keys in SESSILE_AES_KEYS)' : '';
       throw new CliError(
         `the session cannot be decoded with the ${codec.name} codec${hint}`,

@@ -11,6 +11,10 @@ export interface SweepCommandOptions extends CommonOptions {
 }
 
 /** `sessile sweep URL`: the store's own bounded sweep, called until it is done or the budget is spent. */
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 export async function sweep(url: string, options: SweepCommandOptions): Promise<ExitCode> {
   const interrupt = interruptSignal();
   try {
@@ -49,7 +53,7 @@ export async function sweep(url: string, options: SweepCommandOptions): Promise<
       if (options.json) await printJson({ ok: done, ...summary, exitCode });
       else {
         await printLines([
-          `${removed} expired sessions removed (${scanned} examined in ${calls} sweep calls)`,
+          `${plural(removed, 'expired session')} removed (${scanned} examined in ${plural(calls, 'sweep call')})`,
           ...(done
             ? []
             : [

@@ -65,9 +65,12 @@ export function basicTests(options: ConformanceOptions): void {
       }
       const calls: string[] = [];
       for (const each of [newId(), expired]) {
-        expect(await store.lend(each, (_, lentId) => calls.push(lentId))).toBeUndefined();
+        expect(
+          await store.lend(each, (_, lentId) => calls.push(lentId)),
+          'lend of a missing or expired record resolves undefined',
+        ).toBeUndefined();
       }
-      expect(calls).toEqual([]);
+      expect(calls, 'lend never calls its reader for a missing or expired record').toEqual([]);
       // What read throws rejects the call as it is, and leaves the record as it was.
       const failure = new Error('read failed');
       await expect(
@@ -107,35 +110,62 @@ export function basicTests(options: ConformanceOptions): void {
     test('set without a condition overwrites', async (store) => {
       const id = newId();
       await store.set(id, record({ v: 1 }));
-      expect(await store.set(id, record({ v: 2 }))).toBe(true);
-      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+      expect(await store.set(id, record({ v: 2 })), 'set over a live record answers true').toBe(
+        true,
+      );
+      expect(
+        decodeValue((await store.get(id))?.data ?? bytesOf(null)),
+        'set without a condition replaces the record',
+      ).toEqual({ v: 2 });
     });
 
     test("only: 'absent' creates once and never overwrites", async (store) => {
       const id = newId();
-      expect(await store.set(id, record({ v: 1 }), { only: 'absent' })).toBe(true);
-      expect(await store.set(id, record({ v: 2 }), { only: 'absent' })).toBe(false);
-      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 1 });
+      expect(
+        await store.set(id, record({ v: 1 }), { only: 'absent' }),
+        "set with only: 'absent' on an id with no record writes and answers true",
+      ).toBe(true);
+      expect(
+        await store.set(id, record({ v: 2 }), { only: 'absent' }),
+        "set with only: 'absent' over a live record answers false",
+      ).toBe(false);
+      expect(
+        decodeValue((await store.get(id))?.data ?? bytesOf(null)),
+        "a refused only: 'absent' set leaves the record as it was",
+      ).toEqual({ v: 1 });
     });
 
     test("only: 'present' updates a live record and writes nothing when absent", async (store) => {
       const id = newId();
-      expect(await store.set(id, record({ v: 1 }), { only: 'present' })).toBe(false);
-      expect(await store.get(id)).toBeUndefined();
+      expect(
+        await store.set(id, record({ v: 1 }), { only: 'present' }),
+        "set with only: 'present' on an id with no record answers false",
+      ).toBe(false);
+      expect(await store.get(id), "a refused only: 'present' set writes nothing").toBeUndefined();
       await store.set(id, record({ v: 1 }));
-      expect(await store.set(id, record({ v: 2 }), { only: 'present' })).toBe(true);
-      expect(decodeValue((await store.get(id))?.data ?? bytesOf(null))).toEqual({ v: 2 });
+      expect(
+        await store.set(id, record({ v: 2 }), { only: 'present' }),
+        "set with only: 'present' over a live record writes and answers true",
+      ).toBe(true);
+      expect(
+        decodeValue((await store.get(id))?.data ?? bytesOf(null)),
+        "an only: 'present' set replaces the record",
+      ).toEqual({ v: 2 });
     });
 
     test("only: 'present' after delete does not resurrect the session", async (store) => {
       const id = newId();
       await store.set(id, record({ loggedIn: true }));
-      expect(await store.delete(id)).toBe(true);
-      expect(await store.set(id, record({ loggedIn: true, late: true }), { only: 'present' })).toBe(
-        false,
-      );
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.count()).toBe(0);
+      expect(await store.delete(id), 'delete of a live record answers true').toBe(true);
+      expect(
+        await store.set(id, record({ loggedIn: true, late: true }), { only: 'present' }),
+        "set with only: 'present' after a delete answers false",
+      ).toBe(false);
+      expect(
+        await store.get(id),
+        "an only: 'present' set after a delete writes nothing (a late save must not log the user back in)",
+      ).toBeUndefined();
+      expect(await store.count(), 'count() after the delete').toBe(0);
     });
 
     test('touch moves expiresAt of a live record and reports absence', async (store) => {

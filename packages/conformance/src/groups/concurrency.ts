@@ -64,8 +64,14 @@ export function concurrencyTests(options: ConformanceOptions): void {
         Array.from({ length: 50 }, (_, n) => store.set(id, record({ n }), { only: 'absent' })),
       );
       const winners = results.flatMap((won, n) => (won ? [n] : []));
-      expect(winners).toHaveLength(1);
-      expect(decodeValue((await store.get(id))?.data ?? new Uint8Array())).toEqual({
+      expect(
+        winners,
+        "the racing only: 'absent' sets that answered true (the check and the write must be one atomic step)",
+      ).toHaveLength(1);
+      expect(
+        decodeValue((await store.get(id))?.data ?? new Uint8Array()),
+        "the record is the one the only: 'absent' set that answered true wrote",
+      ).toEqual({
         n: winners[0],
       });
     });

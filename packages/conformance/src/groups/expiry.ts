@@ -27,10 +27,19 @@ export function expiryTests(options: ConformanceOptions): void {
       const id = newId();
       await store.set(id, record({ v: 1 }, Date.now() + 150 * scale));
       await delay(400 * scale);
-      expect(await store.set(id, record({ late: true }), { only: 'present' })).toBe(false);
-      expect(await store.get(id)).toBeUndefined();
-      expect(await store.set(id, record({ fresh: true }), { only: 'absent' })).toBe(true);
-      expect(await store.get(id)).toBeDefined();
+      expect(
+        await store.set(id, record({ late: true }), { only: 'present' }),
+        "set with only: 'present' over an expired record answers false",
+      ).toBe(false);
+      expect(
+        await store.get(id),
+        "a refused only: 'present' set over an expired record writes nothing",
+      ).toBeUndefined();
+      expect(
+        await store.set(id, record({ fresh: true }), { only: 'absent' }),
+        "set with only: 'absent' over an expired record writes and answers true",
+      ).toBe(true);
+      expect(await store.get(id), "the only: 'absent' set over an expired record").toBeDefined();
     });
 
     test('set with a past expiresAt leaves nothing visible', async (store) => {

@@ -39,11 +39,25 @@ export function fenceTests(options: ConformanceOptions): void {
     test('a held lock writes, touches and deletes as an unfenced call would', async (store) => {
       const id = newId();
       const lock = await store.locks.acquire(id);
-      expect(await store.set(id, record({ n: 1 }), { lock, only: 'absent' })).toBe(true);
-      expect(await store.set(id, record({ n: 2 }), { lock, only: 'absent' })).toBe(false);
-      expect(await store.touch(id, Date.now() + 60_000, { lock })).toBe(true);
-      expect(await store.delete(id, { lock })).toBe(true);
-      expect(await store.delete(id, { lock })).toBe(false);
+      expect(
+        await store.set(id, record({ n: 1 }), { lock, only: 'absent' }),
+        "a locked set with only: 'absent' on an id with no record answers true",
+      ).toBe(true);
+      expect(
+        await store.set(id, record({ n: 2 }), { lock, only: 'absent' }),
+        "a locked set with only: 'absent' over a live record answers false",
+      ).toBe(false);
+      expect(
+        await store.touch(id, Date.now() + 60_000, { lock }),
+        'a locked touch of a live record answers true',
+      ).toBe(true);
+      expect(
+        await store.delete(id, { lock }),
+        'a locked delete of a live record answers true',
+      ).toBe(true);
+      expect(await store.delete(id, { lock }), 'a locked delete of no record answers false').toBe(
+        false,
+      );
       await lock.release();
     });
 

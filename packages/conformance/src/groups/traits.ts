@@ -76,7 +76,10 @@ export function traitTests(options: ConformanceOptions): void {
       const id = newId();
       await store.set(id, record({ v: 1 }));
       await store.close();
-      expect(await unexpectedOutcomes(everyMethod(store, id), 'ERR_STORE_CLOSED')).toEqual({});
+      expect(
+        await unexpectedOutcomes(everyMethod(store, id), 'ERR_STORE_CLOSED'),
+        'methods of a closed store that did not return a promise rejecting with ERR_STORE_CLOSED',
+      ).toEqual({});
     });
 
     it('refuses a lock with ERR_STORE_CLOSED once close() has begun, while an operation is still in flight', async () => {

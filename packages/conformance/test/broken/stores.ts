@@ -755,3 +755,39 @@ export class ListsEveryStore extends MemoryStore {
     return super._close();
   }
 }
+
+/**
+ * Keeps its own owner index, which `_set` updates after a wait of varying length from the owner
+ * it read before the write, so racing writes apply their index changes out of order. Its
+ * `ownedBy` checks each listed id against the record, so only a lost entry shows.
+ */
+export class LateOwnerIndexStore extends MemoryStore {
+  readonly #index = new Map<string, Set<string>>();
+  #writes = 0;
+  protected override async _set(
+    id: string,
+    record: SessionRecord,
+    only: 'absent' | 'present' | undefined,
+    now: number,
+  ): Promise<boolean> {
+    // The read and the write share one turn; only the index change comes later.
+    const found = super._get(id, now);
+    const written = super._set(id, record, only, now);
+    const after = record.owner;
+    const before = (await found)?.owner;
+    if (!(await written)) return false;
+    const waitMs = (this.#writes++ * 7) % 5;
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    if (before !== undefined) this.#index.get(before)?.delete(id);
+    if (after !== undefined) this.#index.set(after, (this.#index.get(after) ?? new Set()).add(id));
+    return true;
+  }
+  protected override async _ownedBy(owner: string, now: number): Promise<OwnedSession[]> {
+    const sessions: OwnedSession[] = [];
+    for (const id of this.#index.get(owner) ?? []) {
+      const record = await super._get(id, now);
+      if (record?.owner === owner) sessions.push({ id, record });
+    }
+    return sessions;
+  }
+}

@@ -15,6 +15,12 @@ import {
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
 
+/**
+ * How long a guard wait goes on once acquiring stopped: a guard covers a few system calls and
+ * an fsync, so a holder that keeps it longer is stalled, not about to let go.
+ */
+export const STOPPED_GUARD_WAIT_MS = 1000;
+
 export interface HostGuardsInit {
   /** Where this instance's holder file lives, `<store path>/.guards`. */
   directory: string;
@@ -53,6 +59,8 @@ export class HostGuards {
   #lastBeatMs = 0;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  /** When `stopAcquiring` was called, in ms since the epoch. */
+  #stoppedAt: number | undefined;
 
   constructor(init: HostGuardsInit) {
     // It paces a heartbeat timer, and NaN would make no guard ever stale nor any wait end.
@@ -122,8 +130,19 @@ export class HostGuards {
     return stats.mtimeMs < Date.now() - staleForMs;
   }
 
+  /**
+   * The first half of `close()`, called when the store's `close()` begins: a guard wait ends
+   * with `ERR_STORE_CLOSED` once another live process has kept the guard `STOPPED_GUARD_WAIT_MS`
+   * past this call (or past the wait's start), instead of waiting it out. Guards free now or
+   * soon are still taken, so the writes in flight finish.
+   */
+  stopAcquiring(): void {
+    this.#stoppedAt ??= Date.now();
+  }
+
   /** Stops the heartbeat and removes the holder file; guards must all be released first. */
   async close(): Promise<void> {
+    this.stopAcquiring();
     this.#closed = true;
     if (this.#beatTimer !== undefined) clearInterval(this.#beatTimer);
     this.#beatTimer = undefined;
@@ -137,7 +156,8 @@ export class HostGuards {
 
   async #acquire(guard: string): Promise<void> {
     // A holder is stale only `staleMs` after its last heartbeat, so a guard taken now lasts at least that.
-    const deadline = Date.now() + 3 * this.staleMs + 5000;
+    const startedAt = Date.now();
+    const deadline = startedAt + 3 * this.staleMs + 5000;
     let delayMs = 1;
     for (;;) {
       const holder = await this.#freshHolder();
@@ -156,6 +176,16 @@ export class HostGuards {
         // EMLINK: the holder is linked as too many guards at once; wait until some are released.
         if (code !== 'EEXIST' && code !== 'EMLINK') throw error;
         if (code === 'EEXIST' && (await this.removeIfStale(guard))) continue;
+      }
+      const stoppedAt = this.#stoppedAt;
+      if (
+        stoppedAt !== undefined &&
+        Date.now() > Math.max(stoppedAt, startedAt) + STOPPED_GUARD_WAIT_MS
+      ) {
+        throw new SessionError(
+          'ERR_STORE_CLOSED',
+          `The store closed while waiting for a write guard in ${dirname(guard)}: another process holds it`,
+        );
       }
       if (Date.now() > deadline) {
         // The directory, not the guard: a guard's name may hold a session id.

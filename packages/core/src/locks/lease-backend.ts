@@ -86,6 +86,12 @@ export interface LeaseBackend {
   readonly reconnectWithinMs?: number;
   /** Longest pause between two claims by the head waiter. Default `MAX_POLL_DELAY_MS`. */
   readonly maxPollDelayMs?: number;
+  /**
+   * Called once when acquiring stops (`LeaseLocks#stopAcquiring`, as the store's `close()`
+   * begins): waits inside the backend end soon, so that `close()` need not wait them out.
+   * `LeaseFiles` ends its guards' waits (`HostGuards#stopAcquiring`).
+   */
+  stopAcquiring?(): void;
   close?(): void | Promise<void>;
 }
 

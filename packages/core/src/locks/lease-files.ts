@@ -458,6 +458,11 @@ export class LeaseFiles implements LeaseBackend {
     return this.#init.guardOf?.(path) ?? path;
   }
 
+  /** Ends the waits for this instance's guards (`HostGuards#stopAcquiring`), as a store's close begins. */
+  stopAcquiring(): void {
+    this.#guards.stopAcquiring();
+  }
+
   /**
    * Frees the leases still held and removes every holder file, so a closed store keeps no file
    * open. A later release of a lease freed here resolves true, as it was held until then; an
@@ -566,13 +571,28 @@ export class LeaseFiles implements LeaseBackend {
 
   /**
    * Makes the directory of the lease file `path`, and those between it and `storeDirectory`,
-   * where they are missing; rejects naming the first one when its parent is gone.
+   * where they are missing; rejects naming the first one when its parent is gone. Never
+   * `storeDirectory` itself (a lease file at its top level): that one is only checked.
    */
   async #makeDirectories(path: string): Promise<void> {
     const top = this.#init.storeDirectory ?? dirname(this.#guards.directory);
-    const leaf = dirname(path);
-    const missing = [leaf];
-    for (let at = dirname(leaf); at.startsWith(top + sep); at = dirname(at)) missing.unshift(at);
+    const missing: string[] = [];
+    for (let at = dirname(path); at.startsWith(top + sep); at = dirname(at)) missing.unshift(at);
+    if (missing.length === 0) {
+      const leaf = dirname(path);
+      await this.#fs.lstat(leaf).catch((error: unknown) => {
+        throw Object.assign(
+          new Error(
+            `Cannot make the lease directory ${leaf} again: the store's own directory stays deleted`,
+            {
+              cause: error,
+            },
+          ),
+          { code: errorCode(error) },
+        );
+      });
+      return;
+    }
     for (const directory of missing) {
       try {
         await this.#fs.mkdir(directory, { mode: this.#init.directoryMode });

@@ -332,6 +332,7 @@ export class LeaseLocks implements LockManager {
   stopAcquiring(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#backend.stopAcquiring?.();
     for (const leave of [...this.#closing]) leave(lockManagerClosed());
     for (const slot of this.#slots.values()) {
       for (const waiter of slot.queue.splice(0)) settleWaiter(waiter, lockManagerClosed());

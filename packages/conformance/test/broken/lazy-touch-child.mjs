@@ -1,0 +1,3 @@
+import { LazyTouchStore } from './unsaved-touch-store.mjs';
+
+export default (location) => LazyTouchStore.open(location);

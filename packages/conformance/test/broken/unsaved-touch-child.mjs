@@ -1,0 +1,3 @@
+import { UnsavedTouchStore } from './unsaved-touch-store.mjs';
+
+export default (location) => UnsavedTouchStore.open(location);

@@ -1,0 +1,9 @@
+import { BaseStore } from '@sessile/core/store';
+
+export declare class UnsavedTouchStore extends BaseStore {
+  static open(path: string): Promise<UnsavedTouchStore>;
+}
+
+export declare class LazyTouchStore extends UnsavedTouchStore {
+  static open(path: string): Promise<LazyTouchStore>;
+}
