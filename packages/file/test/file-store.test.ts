@@ -878,9 +878,13 @@ describe('damaged and leftover files', () => {
     const id = `case-${generateSessionId()}`;
     await store.set(id, recordOf('x'));
     const bytes = readFileSync(fileOf(store, id));
+    const { atime, mtime } = statSync(fileOf(store, id));
     // The id follows the header; 'c' ^ 0x20 is 'C'.
     bytes[HEADER_BYTES] = (bytes[HEADER_BYTES] ?? 0) ^ 0x20;
     writeFileSync(fileOf(store, id), bytes);
+    // A flipped bit leaves the mtime (the expiry) as it was. Rewriting sets it to now, which,
+    // rounded, can land after the touch's `now` and say live without the header.
+    utimesSync(fileOf(store, id), atime, mtime);
     expect(await codeOf(store.get(id))).toBe('ERR_CORRUPT_RECORD');
     // A touch that shortens reads the header (one that extends moves only the mtime).
     expect(await codeOf(store.touch(id, Date.now() + 60_000))).toBe('ERR_CORRUPT_RECORD');
