@@ -254,6 +254,9 @@ describe('failure', () => {
       const held = await peer.locks.acquire(id, { leaseMs: 60_000 });
       await peer.set(id, record('written by the holder'), { lock: held });
       const waiting = acquireFor(store, how, id);
+      // Its first claim refused, the acquire waits (and listens): only a waiting claim is sent
+      // again after a lost connection, so the claim that queues below must not be the first.
+      await listening(applicationName);
       // A release that has not committed yet: the waiter's next claim queues behind it.
       const releaser = new pg.Client({ connectionString: CONNECTION_STRING });
       await releaser.connect();
