@@ -123,12 +123,32 @@ function checkedRecord(record: unknown): SessionRecord {
     assertExpiresAt(record.expiresAt, 'record.expiresAt');
     return record;
   }
+  assertRecordFields(record);
   const { data, expiresAt, owner } = record as Partial<SessionRecord>;
   if (!(data instanceof Uint8Array)) throw new TypeError('record.data must be a Uint8Array');
   assertExpiresAt(expiresAt, 'record.expiresAt');
   if (owner === undefined) return { data, expiresAt };
   assertOwner(owner, 'record.owner');
   return { data, expiresAt, owner };
+}
+
+/**
+ * Refuses a plain object with a field a record does not have: a misspelt `owner` (`ownr`, say)
+ * would otherwise be dropped unseen, and the session left out of its owner's listing and
+ * revocation. Only plain objects: a store's own records (what `get` returns) may be instances
+ * of its classes with fields of their own.
+ */
+function assertRecordFields(record: object): void {
+  const prototype = Object.getPrototypeOf(record);
+  if (prototype !== Object.prototype && prototype !== null) return;
+  for (const key in record) {
+    if (key !== 'data' && key !== 'expiresAt' && key !== 'owner' && Object.hasOwn(record, key)) {
+      const shown = key.length > 64 ? `${key.slice(0, 64)}...` : key;
+      throw new TypeError(
+        `record has an unknown field ${JSON.stringify(shown)}: a record holds data, expiresAt and owner`,
+      );
+    }
+  }
 }
 
 /** The progress of a sweep called with `options`, once they are checked. */

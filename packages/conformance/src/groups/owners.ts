@@ -1,6 +1,16 @@
 import { manual, type OwnedSession, SessionManager, type SessionStore } from '@sessile/core';
 import { describe, expect, it } from 'vitest';
-import { collect, delay, expectCode, HOUR_MS, newId, record, withStore } from '../helpers.js';
+import {
+  collect,
+  decodeValue,
+  delay,
+  expectCode,
+  expectTypeError,
+  HOUR_MS,
+  newId,
+  record,
+  withStore,
+} from '../helpers.js';
 import type { ConformanceOptions } from '../options.js';
 import { type ChildHandle, requireCrossProcess, spawnChild } from './spawn.js';
 
@@ -124,6 +134,38 @@ export function ownerTests(
       }
       expect(await store.get(id)).toBeUndefined();
       expect(await store.count()).toBe(0);
+    });
+
+    test('a record with a misspelt owner field rejects with a TypeError naming it and writes nothing', async (store) => {
+      const id = newId();
+      // Dropped unseen, `ownr` would leave the session out of its owner's listing and revocation.
+      await expectTypeError(
+        "set() of a record with the field 'ownr'",
+        () => store.set(id, { ...record({ v: 1 }), ownr: 'ada' } as never),
+        /ownr/,
+      );
+      expect(await store.get(id)).toBeUndefined();
+      expect(await store.count()).toBe(0);
+    });
+
+    test('a record read back, with or without its owner, can be written again as it is', async (store) => {
+      const [owned, plain] = [newId(), newId()];
+      await store.set(owned, ownedRecord({ v: 1 }, 'user-1'));
+      await store.set(plain, record({ v: 2 }));
+      for (const id of [owned, plain]) {
+        const read = await store.get(id);
+        if (read === undefined) throw new Error('the record just written is absent');
+        const copy = newId();
+        expect(await store.set(copy, read)).toBe(true);
+        const again = await store.get(copy);
+        expect([again?.expiresAt, again?.owner]).toEqual([read.expiresAt, read.owner]);
+        expect(decodeValue(again?.data ?? new Uint8Array())).toEqual(decodeValue(read.data));
+      }
+      if (ownerIndex && typeof store.ownedBy === 'function') {
+        const [listed] = await store.ownedBy('user-1');
+        if (listed === undefined) throw new Error('ownedBy left out the session just written');
+        expect(await store.set(newId(), listed.record)).toBe(true);
+      }
     });
 
     if (!ownerIndex) {
