@@ -31,6 +31,7 @@ local record, lock, index = KEYS[1], KEYS[2], KEYS[3]
 try('PING')
 try('TIME')
 try('GET', record)
+try('MGET', record)
 try('STRLEN', record)
 try('GETRANGE', record, 0, 0)
 try('SET', record, '', 'XX')

@@ -18,6 +18,7 @@ import {
   type RedisSentinelType,
 } from 'redis';
 import { Deadlines, noAnswer } from './deadlines.js';
+import { ReadBatches } from './read-batches.js';
 import {
   MIN_REDIS_VERSION,
   versionFault,
@@ -128,6 +129,9 @@ export class Connection {
   readonly #readText: Send;
   /** True for a Redis Cluster, where keys in different hash slots live on different masters. */
   readonly isCluster: boolean;
+  /** The record reads of a turn as one `MGET`, replies as text and as bytes; none on a cluster. */
+  readonly #textReads: ReadBatches | undefined;
+  readonly #byteReads: ReadBatches | undefined;
   readonly #client: Connectable;
   readonly #owned: boolean;
   readonly #timeoutMs: number;
@@ -152,10 +156,32 @@ export class Connection {
     this.isCluster = isCluster(client);
     const unready = unreadyCheck(client);
     this.#unready = unready;
-    this.send = sender(client, this.#deadlines, BYTES, unready);
-    this.#sendText = sender(client, this.#deadlines, TEXT, unready);
-    this.#read = sender(client, this.#deadlines, BYTES, unready, false);
-    this.#readText = sender(client, this.#deadlines, TEXT, unready, false);
+    const read = sender(client, this.#deadlines, BYTES, unready, false);
+    const readText = sender(client, this.#deadlines, TEXT, unready, false);
+    const sends = {
+      send: sender(client, this.#deadlines, BYTES, unready),
+      sendText: sender(client, this.#deadlines, TEXT, unready),
+      read,
+      readText,
+    };
+    if (!this.isCluster) {
+      const textReads = new ReadBatches(readText);
+      const byteReads = new ReadBatches(read);
+      this.#textReads = textReads;
+      this.#byteReads = byteReads;
+      // The batched reads go first, so every command reaches Redis in the order it was called.
+      for (const [name, send] of Object.entries(sends)) {
+        sends[name as keyof typeof sends] = (firstKey, words) => {
+          textReads.flush();
+          byteReads.flush();
+          return send(firstKey, words);
+        };
+      }
+    }
+    this.send = sends.send;
+    this.#sendText = sends.sendText;
+    this.#read = sends.read;
+    this.#readText = sends.readText;
     // A client that reconnects writes what waited in its queue as soon as the new connection is
     // up, within the turn after its 'connect' event. Operations past their deadline by then fail
     // first, and their commands are dropped, however recently the deadlines' timer last looked:
@@ -264,6 +290,25 @@ export class Connection {
       this.#queued(firstKey, () => send(firstKey, words)),
       map,
     );
+  }
+
+  /**
+   * `command` for `GET key`, the read of a record: where the server is one (not a cluster), the
+   * reads started in one turn go as one `MGET` (see `ReadBatches`), unless a call on `key` is
+   * still queued, which the read then follows as `command`'s does.
+   */
+  get<R = unknown>(
+    action: string,
+    key: string,
+    map: (reply: unknown) => R,
+    text: boolean,
+  ): Promise<R> {
+    const reads = text ? this.#textReads : this.#byteReads;
+    if (reads === undefined || (this.#order.size !== 0 && this.#order.has(key))) {
+      return this.command(action, key, ['GET', key], map, text);
+    }
+    if (this.#unready()) return this.#refused();
+    return this.#deadlines.run(action, reads.get(key), map);
   }
 
   /**

@@ -158,9 +158,7 @@ export class RedisStore extends BaseStore {
       return record.expiresAt > now ? read(record, id) : undefined;
     };
     // A promise `answer` returns settles the read, as `then` would.
-    return this.#connection.command('get', key, ['GET', key], answer, asText) as Promise<
-      T | undefined
-    >;
+    return this.#connection.get('get', key, answer, asText) as Promise<T | undefined>;
   }
 
   protected _set(

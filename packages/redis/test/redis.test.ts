@@ -1131,6 +1131,50 @@ describe('RedisStore round trips', () => {
     }
   });
 
+  it('on one server, reads started in one turn are one MGET, each answered as it would be alone, and a write called after them reaches Redis after them', async () => {
+    const store = await RedisStore.open({ url: own.url, prefix: 'reads:' });
+    const monitor = createClient({ url: own.url });
+    await monitor.connect();
+    const marker = createClient({ url: own.url });
+    await marker.connect();
+    const sent: string[] = [];
+    let markerSeen: () => void = () => {};
+    const seen = new Promise<void>((resolve) => (markerSeen = resolve));
+    try {
+      const [a, b, missing, foreign] = [newId(), newId(), newId(), newId()];
+      const expiresAt = Date.now() + HOUR_MS;
+      await store.set(a, { data: bytes('a'), expiresAt });
+      await store.set(b, { data: bytes('b'), expiresAt });
+      // MGET answers nil for a key of another type, as for a missing one; GET tells them apart.
+      await marker.hSet(`reads:s:{${foreign}}`, 'field', 'not a sessile record');
+      await monitor.monitor((line) => {
+        if (line.includes('reads:end')) markerSeen();
+        else if (line.includes('reads:')) sent.push(line);
+      });
+      const text = (record: SessionRecord | undefined) =>
+        record === undefined ? undefined : new TextDecoder().decode(record.data);
+      const reads = [a, missing, foreign, b].map((id) =>
+        store.get(id).then(text, (error: unknown) => (error as { code?: string }).code),
+      );
+      const written = store.set(b, { data: bytes('b2'), expiresAt });
+      const after = store.get(b).then(text);
+      expect(await Promise.all(reads)).toEqual(['a', undefined, 'ERR_CORRUPT_RECORD', 'b']);
+      expect([await written, await after]).toEqual([true, 'b2']);
+      await marker.get('reads:end');
+      await seen;
+      const commands = sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase());
+      // The four reads in one command, in the order they were called, then the write.
+      expect(commands.slice(0, 2)).toEqual(['MGET', 'SET']);
+      expect(sent[0]).toMatch(new RegExp(`${a}.*${missing}.*${foreign}.*${b}`));
+      // Then the read made after the write, and the two nils read again.
+      expect(commands.slice(2)).toEqual(['GET', 'GET', 'GET']);
+    } finally {
+      await monitor.close();
+      await marker.close();
+      await store.close();
+    }
+  });
+
   it('a script Redis no longer knows (NOSCRIPT, then sent again) applies before the calls on its session made after it', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'noscript:' });
     const admin = createClient({ url: own.url });
