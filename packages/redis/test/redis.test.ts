@@ -1075,15 +1075,42 @@ describe('RedisStore round trips', () => {
   beforeAll(() => own.start());
   afterAll(() => own.remove());
 
-  it('on one server, creates with an owner started together are one script that writes each entry and then its record', async () => {
-    const store = await RedisStore.open({ url: own.url, prefix: 'trips:' });
+  /**
+   * What the server runs on keys under `prefix` once `start()` resolves, as MONITOR reports it
+   * (the commands inside scripts left out), with a client of its own (`admin`) for the test's
+   * setup. `sent()` answers once every command sent before it has been seen.
+   */
+  async function watch(prefix: string) {
     const monitor = createClient({ url: own.url });
     await monitor.connect();
-    const marker = createClient({ url: own.url });
-    await marker.connect();
-    const sent: string[] = [];
+    const admin = createClient({ url: own.url });
+    await admin.connect();
+    const lines: string[] = [];
     let markerSeen: () => void = () => {};
     const seen = new Promise<void>((resolve) => (markerSeen = resolve));
+    return {
+      admin,
+      start: () =>
+        monitor.monitor((line) => {
+          if (line.includes(`${prefix}end`)) markerSeen();
+          else if (!line.includes('[0 lua]') && line.includes(prefix)) lines.push(line);
+        }),
+      async sent(): Promise<{ lines: string[]; commands: (string | undefined)[] }> {
+        // MONITOR reports commands in the order the server ran them: after this one, all are in.
+        await admin.get(`${prefix}end`);
+        await seen;
+        return { lines, commands: lines.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase()) };
+      },
+      async close() {
+        await monitor.close();
+        await admin.close();
+      },
+    };
+  }
+
+  it('on one server, creates with an owner started together are one script that writes each entry and then its record', async () => {
+    const store = await RedisStore.open({ url: own.url, prefix: 'trips:' });
+    const watched = await watch('trips:');
     try {
       const record = (owner: string) => ({
         data: bytes(owner),
@@ -1092,10 +1119,7 @@ describe('RedisStore round trips', () => {
       });
       // The first call loads the script into the server.
       await store.set(newId(), record('ada'), { only: 'absent' });
-      await monitor.monitor((line) => {
-        if (line.includes('trips:end')) markerSeen();
-        else if (!line.includes('[0 lua]') && line.includes('trips:')) sent.push(line);
-      });
+      await watched.start();
       const id = newId();
       expect(await store.set(id, record('ada'), { only: 'absent' })).toBe(true);
       expect(await store.set(id, record('bob'), { only: 'absent' })).toBe(false);
@@ -1108,49 +1132,34 @@ describe('RedisStore round trips', () => {
         store.set(again, record('cy'), { only: 'absent' }),
       ]);
       expect(created).toEqual([true, true, false]);
-      // MONITOR reports commands in the order the server ran them: after this one, all are in.
-      await marker.get('trips:end');
-      await seen;
-      expect(sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase())).toEqual([
-        'EVALSHA',
-        'EVALSHA',
-        'EVALSHA',
-        'EVALSHA',
-      ]);
+      const sent = await watched.sent();
+      expect(sent.commands).toEqual(['EVALSHA', 'EVALSHA', 'EVALSHA', 'EVALSHA']);
       // The shared call held the creates of `other` and `again`, one each.
-      expect(sent.filter((line) => line.includes(other) && line.includes(again))).toHaveLength(1);
+      expect(
+        sent.lines.filter((line) => line.includes(other) && line.includes(again)),
+      ).toHaveLength(1);
       const listed = async (owner: string) =>
         (await store.ownedBy(owner)).map((session) => session.id).sort();
       expect(await listed('ada')).toEqual(expect.arrayContaining([id, other]));
       expect(await listed('bob')).toEqual([again]);
       expect(await listed('cy')).toEqual([]);
     } finally {
-      await monitor.close();
-      await marker.close();
+      await watched.close();
       await store.close();
     }
   });
 
   it('on one server, reads started in one turn are one MGET, each answered as it would be alone, and a write called after them reaches Redis after them', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'reads:' });
-    const monitor = createClient({ url: own.url });
-    await monitor.connect();
-    const marker = createClient({ url: own.url });
-    await marker.connect();
-    const sent: string[] = [];
-    let markerSeen: () => void = () => {};
-    const seen = new Promise<void>((resolve) => (markerSeen = resolve));
+    const watched = await watch('reads:');
     try {
       const [a, b, missing, foreign] = [newId(), newId(), newId(), newId()];
       const expiresAt = Date.now() + HOUR_MS;
       await store.set(a, { data: bytes('a'), expiresAt });
       await store.set(b, { data: bytes('b'), expiresAt });
       // MGET answers nil for a key of another type, as for a missing one; GET tells them apart.
-      await marker.hSet(`reads:s:{${foreign}}`, 'field', 'not a sessile record');
-      await monitor.monitor((line) => {
-        if (line.includes('reads:end')) markerSeen();
-        else if (line.includes('reads:')) sent.push(line);
-      });
+      await watched.admin.hSet(`reads:s:{${foreign}}`, 'field', 'not a sessile record');
+      await watched.start();
       const text = (record: SessionRecord | undefined) =>
         record === undefined ? undefined : new TextDecoder().decode(record.data);
       const reads = [a, missing, foreign, b].map((id) =>
@@ -1160,17 +1169,14 @@ describe('RedisStore round trips', () => {
       const after = store.get(b).then(text);
       expect(await Promise.all(reads)).toEqual(['a', undefined, 'ERR_CORRUPT_RECORD', 'b']);
       expect([await written, await after]).toEqual([true, 'b2']);
-      await marker.get('reads:end');
-      await seen;
-      const commands = sent.map((line) => /"(\w+)"/.exec(line)?.[1]?.toUpperCase());
+      const { lines, commands } = await watched.sent();
       // The four reads in one command, in the order they were called, then the write.
       expect(commands.slice(0, 2)).toEqual(['MGET', 'SET']);
-      expect(sent[0]).toMatch(new RegExp(`${a}.*${missing}.*${foreign}.*${b}`));
+      expect(lines[0]).toMatch(new RegExp(`${a}.*${missing}.*${foreign}.*${b}`));
       // Then the read made after the write, and the two nils read again.
       expect(commands.slice(2)).toEqual(['GET', 'GET', 'GET']);
     } finally {
-      await monitor.close();
-      await marker.close();
+      await watched.close();
       await store.close();
     }
   });
