@@ -17,8 +17,10 @@ interface Pending {
  * read waits at most for the end of the turn it started in.
  *
  * `MGET` answers nil for a key that holds another type as for a missing key, where `GET` answers
- * `WRONGTYPE` (which the store reports as a corrupt record): a nil is read again by `GET`, so
- * only a read of an absent session pays a second command.
+ * `WRONGTYPE` (which the store reports as a corrupt record): a nil is asked again by `GET`, so
+ * only a read of an absent session pays a second command. That `GET` may come after writes
+ * called after the read; the read answers as of its `MGET` all the same: absent, unless the key
+ * holds another type.
  */
 export class ReadBatches {
   readonly #send: Send;
@@ -71,7 +73,7 @@ export class ReadBatches {
         for (let i = 0; i < batch.length; i++) {
           const pending = batch[i] as Pending;
           const value = values[i];
-          if (value === null || value === undefined) this.#getOne(pending);
+          if (value === null || value === undefined) this.#recheck(pending);
           else pending.resolve(value);
         }
       },
@@ -83,5 +85,14 @@ export class ReadBatches {
 
   #getOne(pending: Pending): void {
     this.#send(pending.key, ['GET', pending.key]).then(pending.resolve, pending.reject);
+  }
+
+  /**
+   * A key `MGET` answered nil for: absent, or `WRONGTYPE` when it holds another type. A string
+   * there now was written after the `MGET`, by a call made after this read, perhaps this
+   * process's own: the read answers absent, as it would have alone.
+   */
+  #recheck(pending: Pending): void {
+    this.#send(pending.key, ['GET', pending.key]).then(() => pending.resolve(null), pending.reject);
   }
 }

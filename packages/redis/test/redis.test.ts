@@ -1149,7 +1149,7 @@ describe('RedisStore round trips', () => {
     }
   });
 
-  it('on one server, reads started in one turn are one MGET, each answered as it would be alone, and a write called after them reaches Redis after them', async () => {
+  it('on one server, reads started in one turn are one MGET, each answered as it would be alone, and writes called after them reach Redis after them', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'reads:' });
     const watched = await watch('reads:');
     try {
@@ -1166,15 +1166,18 @@ describe('RedisStore round trips', () => {
         store.get(id).then(text, (error: unknown) => (error as { code?: string }).code),
       );
       const written = store.set(b, { data: bytes('b2'), expiresAt });
+      // Written before the nil of its read is asked again: the read still answers absent.
+      const created = store.set(missing, { data: bytes('m'), expiresAt }, { only: 'absent' });
       const after = store.get(b).then(text);
       expect(await Promise.all(reads)).toEqual(['a', undefined, 'ERR_CORRUPT_RECORD', 'b']);
-      expect([await written, await after]).toEqual([true, 'b2']);
+      expect([await written, await created, await after]).toEqual([true, true, 'b2']);
       const { lines, commands } = await watched.sent();
-      // The four reads in one command, in the order they were called, then the write.
-      expect(commands.slice(0, 2)).toEqual(['MGET', 'SET']);
+      // The four reads in one command, in the order they were called, then the writes.
+      expect(commands.slice(0, 3)).toEqual(['MGET', 'SET', 'SET']);
       expect(lines[0]).toMatch(new RegExp(`${a}.*${missing}.*${foreign}.*${b}`));
-      // Then the read made after the write, and the two nils read again.
-      expect(commands.slice(2)).toEqual(['GET', 'GET', 'GET']);
+      // Then the read made after the writes, and the two nils asked again.
+      expect(commands.slice(3)).toEqual(['GET', 'GET', 'GET']);
+      expect(text(await store.get(missing))).toBe('m');
     } finally {
       await watched.close();
       await store.close();
