@@ -30,30 +30,16 @@ import {
   HEADER_BYTES,
   SHARD_LENGTH,
 } from '@sessile/file';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 // Internals of the sweep, from the build the package's entry point also loads.
 import { FileLocks } from '../dist/file-locks.js';
 import { syncFileSystem } from '../dist/fs.js';
 import { MIN_STEP_ENTRIES, RecordFiles, uniqueSuffix } from '../dist/record-files.js';
 import type { RecordFilesSettings, SweepStepRequest } from '../dist/sweep-protocol.js';
 import { WorkerSweeper } from '../dist/sweeper.js';
-import { codeOf, HOUR_MS, recordOf, textOf } from './helpers.js';
+import { codeOf, HOUR_MS, recordOf, testDirectories, textOf } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'sessile-file-store-'));
-// Removing every test's store took over 10 s at load 20.
-afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
-
-const stores: FileStore[] = [];
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-  for (const store of stores.splice(0)) await store.close();
-});
-
-let directories = 0;
-function freshPath(): string {
-  return join(root, `store-${++directories}`);
-}
+const { root, stores, children, freshPath } = testDirectories('sessile-file-store-');
 
 async function openStore(options: Partial<FileStoreOptions> = {}): Promise<FileStore> {
   const store = await FileStore.open({ path: freshPath(), ...options });

@@ -1,38 +1,27 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   renameSync,
-  rmSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mountSmallFilesystem, unmountSmallFilesystem } from '@sessile/conformance';
 import { generateSessionId } from '@sessile/core';
 import { FileStore, type FileStoreOptions } from '@sessile/file';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { HOUR_MS, recordOf, textOf } from './helpers.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HOUR_MS, recordOf, testDirectories, textOf } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'sessile-file-killed-sweeper-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const { root, stores, children, freshPath } = testDirectories('sessile-file-killed-sweeper-');
 
-const stores: FileStore[] = [];
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-  for (const store of stores.splice(0)) await store.close();
-});
-
-let directories = 0;
 async function openStore(options: Partial<FileStoreOptions> = {}): Promise<FileStore> {
   // No spares: the files in a shard are then only the records and what the sweeper left.
   const store = await FileStore.open({
-    path: join(root, `store-${++directories}`),
+    path: freshPath(),
     reuseFiles: false,
     ...options,
   });

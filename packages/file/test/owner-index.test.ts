@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, fork } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -21,25 +21,15 @@ import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { generateSessionId, manual, SessionManager } from '@sessile/core';
 import { FileStore, type FileStoreOptions } from '@sessile/file';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { textOf } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { testDirectories, textOf } from './helpers.js';
 
 const HOUR_MS = 3_600_000;
 const run = promisify(execFile);
-const root = mkdtempSync(join(tmpdir(), 'sessile-file-owners-'));
-// Tens of thousands of files: longer than a hook's default 10 s on a loaded machine.
-afterAll(() => rmSync(root, { recursive: true, force: true }), 120_000);
+const { root, stores, children, freshPath } = testDirectories('sessile-file-owners-');
 
-const stores: FileStore[] = [];
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-  for (const store of stores.splice(0)) await store.close();
-});
-
-let directories = 0;
 async function openStore(options: Partial<FileStoreOptions> = {}): Promise<FileStore> {
-  const store = await FileStore.open({ path: join(root, `store-${++directories}`), ...options });
+  const store = await FileStore.open({ path: freshPath(), ...options });
   stores.push(store);
   return store;
 }
@@ -107,7 +97,7 @@ describe('owner index', () => {
   }
 
   it("a record too large for the reopened store is left out of its owner's list, and the others are listed", async () => {
-    const path = join(root, `store-${++directories}`);
+    const path = freshPath();
     const [big, small] = [generateSessionId(), generateSessionId()];
     const expiresAt = Date.now() + HOUR_MS;
     const first = await FileStore.open({ path, maxRecordBytes: 200_000 });
@@ -170,7 +160,7 @@ describe('owner index', () => {
 
   for (const io of ['sync', 'async'] as const) {
     it(`puts back, before set resolves, an entry a remover took while the record was being written (io: '${io}')`, async () => {
-      const path = join(root, `store-${++directories}`);
+      const path = freshPath();
       const id = generateSessionId();
       const entry = join(path, '.owners', hashOf('alice').slice(0, 2), hashOf('alice'), id);
       let removed = 0;
@@ -464,7 +454,7 @@ describe('a lost owner index is rebuilt from the records', () => {
   }
 
   it('removed while no store is open, the next open rebuilds it; revokeOwner and the cap see every session', async () => {
-    const path = join(root, `store-${++directories}`);
+    const path = freshPath();
     const first = await FileStore.open({ path });
     const logins = new SessionManager({ store: first, lock: false, cleanup: manual() });
     const owned: Record<string, string[]> = { alice: [], bob: [] };
@@ -499,7 +489,7 @@ describe('a lost owner index is rebuilt from the records', () => {
   });
 
   it("an index made without .complete (an older version's) is completed in the background: an entry removed by hand is listed again", async () => {
-    const path = join(root, `store-${++directories}`);
+    const path = freshPath();
     const first = await FileStore.open({ path });
     const owned = await ownedSessions(first, 10);
     await first.close();
@@ -563,7 +553,7 @@ describe('a lost owner index is rebuilt from the records', () => {
 
 /** A closed store of 6000 sessions of 'alice' whose owner index was removed by hand. */
 async function aliceStoreWithoutIndex(): Promise<{ path: string; ids: string[] }> {
-  const path = join(root, `store-${++directories}`);
+  const path = freshPath();
   const first = await FileStore.open({ path });
   const expiresAt = Date.now() + HOUR_MS;
   const ids = Array.from({ length: 6000 }, () => generateSessionId());
