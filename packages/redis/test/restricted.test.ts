@@ -13,6 +13,22 @@ const bytes = (text: string) => new TextEncoder().encode(text);
 /** What a failure shows wherever it is logged: its message, stack and cause, every property. */
 const logged = (error: unknown) => inspect(error, { depth: 8, showHidden: true });
 
+/** A server of the describe's own, started before its tests, and a client of it (`admin`). */
+function ownServerWithAdmin(port: number, args: string[] = []) {
+  const own = new OwnRedis(port, args);
+  const admin = createClient({ url: own.url });
+  admin.on('error', () => {});
+  beforeAll(async () => {
+    await own.start();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    admin.destroy();
+    await own.remove();
+  });
+  return { own, admin };
+}
+
 describe('RedisStore on a server with commands renamed away', () => {
   const own = new OwnRedis(7181);
   /** A hardened server: GET and SET renamed, the script commands disabled. */
@@ -75,20 +91,10 @@ describe('RedisStore on a server with commands renamed away', () => {
 });
 
 describe('RedisStore as an ACL user', () => {
-  const own = new OwnRedis(7184);
-  const admin = createClient({ url: own.url });
-  admin.on('error', () => {});
+  const { own, admin } = ownServerWithAdmin(7184);
   // The README's rules, which test/acl.test.ts runs the conformance suite with.
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
   const rules = (/^ACL SETUSER myapp (.+)$/m.exec(readme)?.[1] ?? '').split(' ');
-  beforeAll(async () => {
-    await own.start();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    admin.destroy();
-    await own.remove();
-  });
 
   /** What `open` answers a user with the README's rules but `leftOut`, plus `added`. */
   const openWithout = async (leftOut: string[], added: string[] = []): Promise<Error | string> => {
@@ -135,17 +141,7 @@ describe('RedisStore as an ACL user', () => {
 });
 
 describe('RedisStore on a server at its maxmemory, with noeviction', () => {
-  const own = new OwnRedis(7183, ['--maxmemory-policy', 'noeviction']);
-  const admin = createClient({ url: own.url });
-  admin.on('error', () => {});
-  beforeAll(async () => {
-    await own.start();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    admin.destroy();
-    await own.remove();
-  });
+  const { own, admin } = ownServerWithAdmin(7183, ['--maxmemory-policy', 'noeviction']);
 
   it('refuses what needs memory with ERR_STORE_IO naming OOM, writes none of it, and serves the rest', async () => {
     const store = await RedisStore.open({ url: own.url, prefix: 'full:' });
