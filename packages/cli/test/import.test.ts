@@ -134,11 +134,16 @@ async function openLevelPeer(path: string, shared = false): Promise<Peer> {
   return { store, address: `level-session-store:${path}`, close: () => store.db.close() };
 }
 
-/** A session-file-store directory in a new test directory, after one user signed in on its app. */
-async function fileStoreWithOneLogin(): Promise<{ dir: string; peer: Peer; path: string }> {
+/** A session-file-store in a new test directory. */
+async function fileStorePeer(): Promise<{ dir: string; peer: Peer }> {
   const dir = nextDir();
   mkdirSync(dir, { recursive: true });
-  const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+  return { dir, peer: await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir) };
+}
+
+/** A session-file-store directory in a new test directory, after one user signed in on its app. */
+async function fileStoreWithOneLogin(): Promise<{ dir: string; peer: Peer; path: string }> {
+  const { dir, peer } = await fileStorePeer();
   const app = await startApp(peer.store);
   await login(app, 'ada');
   await app.close();
@@ -1178,9 +1183,7 @@ describe('what cannot be imported', () => {
 
 describe('importing again after the new app took over', () => {
   it('with --ledger, a session logged out on the new app stays out, and new ones arrive', async () => {
-    const dir = nextDir();
-    mkdirSync(dir, { recursive: true });
-    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const { dir, peer } = await fileStorePeer();
     const oldApp = await startApp(peer.store);
     const loggedOut = await login(oldApp, 'ada');
     const stayed = await login(oldApp, 'grace');
@@ -1254,9 +1257,7 @@ describe('importing again reconciles what the old app changed since', () => {
   }
 
   it('with --ledger, a session logged out on the old app since is deleted from the target, one changed there is updated, one the new app changed is kept', async () => {
-    const dir = nextDir();
-    mkdirSync(dir, { recursive: true });
-    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const { dir, peer } = await fileStorePeer();
     const oldApp = await startApp(peer.store);
     const loggedOut = idOf(await login(oldApp, 'ada'));
     const changed = idOf(await login(oldApp, 'grace'));
@@ -1305,9 +1306,7 @@ describe('importing again reconciles what the old app changed since', () => {
   });
 
   it('with --ledger, a change on the old app reaches a session the new app only renewed (express-session touch), keeping its later expiry', async () => {
-    const dir = nextDir();
-    mkdirSync(dir, { recursive: true });
-    const peer = await (peers['session-file-store'] as (dir: string) => Promise<Peer>)(dir);
+    const { dir, peer } = await fileStorePeer();
     const oldApp = await startApp(peer.store);
     const renewed = idOf(await login(oldApp, 'ada'));
     await oldApp.close();
