@@ -1213,6 +1213,14 @@ describe('importing again after the new app took over', () => {
   });
 });
 
+/** express-session's data with the field these tests' logins set. */
+type Fields = session.SessionData & { user?: string };
+
+/** The session `store` holds under `id`, read through express-session's callback API. */
+async function sessionOf(store: session.Store, id: string): Promise<Fields> {
+  return (await call<session.SessionData | null>((done) => store.get(id, done))) as Fields;
+}
+
 /** `sessile import` of `peer` into the SqliteStore at `targetPath`, with `ledger`, as JSON. */
 function importWithLedger(peer: Peer, targetPath: string, ledger: string) {
   return runCli([
@@ -1270,9 +1278,6 @@ describe('importing again reconciles what the old app changed since', () => {
     expect(jsonOf(first)).toMatchObject({ counts: { written: 4, inLedger: 0 } });
     const target = await SqliteStore.open({ path: targetPath });
     const newApp = toExpressStore(target);
-    type Fields = session.SessionData & { user?: string };
-    const sessionOf = async (store: session.Store, id: string) =>
-      (await call<session.SessionData | null>((done) => store.get(id, done))) as Fields;
     try {
       // After the first pass: ada logs out on the old app, grace's session changes there, and
       // barbara, already on the new app, changes hers there as the old app changes it too.
@@ -1315,9 +1320,6 @@ describe('importing again reconciles what the old app changed since', () => {
     expect(jsonOf(await importAgain())).toMatchObject({ counts: { written: 1 } });
     const target = await SqliteStore.open({ path: targetPath });
     const newApp = toExpressStore(target);
-    type Fields = session.SessionData & { user?: string };
-    const sessionOf = async (store: session.Store, id: string) =>
-      (await call<session.SessionData | null>((done) => store.get(id, done))) as Fields;
     try {
       // A read-only request on the new app renews it (resave: false touches), while the old
       // app, still draining, saves a change to it.
