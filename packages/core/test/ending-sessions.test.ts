@@ -129,10 +129,12 @@ describe('a request slower than its session has left', () => {
 
 describe('a request that outlasts the idle timeout', () => {
   // Renewed while the request runs once less than leaseMs (2 s) is left: the record would
-  // otherwise expire 4 s after the request began, and the request takes 5.
+  // otherwise expire 4 s after the request began, and the request takes 5. The last renewal
+  // comes 4 to 4.5 s in, so a commit at 5 s is well within touchAfterMs of it (at 1 s it
+  // touched or not by where the extension timer fell).
   const options = {
     idleTimeoutMs: 4000,
-    touchAfterMs: 1000,
+    touchAfterMs: 2000,
     lock: { leaseMs: 2000, extendEveryMs: 250 },
   };
   const LONG_REQUEST_MS = 5000;

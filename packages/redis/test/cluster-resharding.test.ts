@@ -235,9 +235,18 @@ describe('RedisStore on Redis Cluster: a session whose slot moves to another mas
       await added.start();
       await run('redis-cli', ['--cluster', 'add-node', '127.0.0.1:7174', '127.0.0.1:7171']);
       const addedId = await cli(7174, 'CLUSTER', 'MYID');
+      // The added node must also know every slot's master before a slot is imported to it: a
+      // node ignores what gossip says about a slot it is importing, so one marked IMPORTING
+      // first would stay unserved there ("CLUSTERDOWN Hash slot not served") for good.
       for (let tries = 0; ; tries++) {
         const known = await Promise.all(ports.map((port) => cli(port, 'CLUSTER', 'NODES')));
-        if (known.every((nodes) => nodes.includes(addedId))) break;
+        const slots = await cli(7174, 'CLUSTER', 'INFO');
+        if (
+          known.every((nodes) => nodes.includes(addedId)) &&
+          slots.includes('cluster_slots_assigned:16384')
+        ) {
+          break;
+        }
         if (tries > 400) throw new Error('the cluster never met the added node');
         await sleep(25);
       }
