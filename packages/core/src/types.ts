@@ -213,6 +213,10 @@ export interface SessionStore {
    * `capabilities.ownerIndex` is true; its cost grows with that owner's sessions.
    */
   ownedBy?(owner: string): Promise<OwnedSession[]>;
-  /** Releases the backend. Idempotent. Every other method then rejects with `ERR_STORE_CLOSED`. */
+  /**
+   * Releases the backend. Idempotent. Every other method then rejects with `ERR_STORE_CLOSED`.
+   * A sweep already running resolves, never rejects, with what it removed (`done: false` if it
+   * stopped early), so the next process's sweep removes exactly the rest.
+   */
   close(): Promise<void>;
 }

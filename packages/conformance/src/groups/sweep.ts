@@ -19,7 +19,10 @@ export function sweepTests(
 
   describe('sweep', () => {
     if (expiry === 'native') nativeSweepTests(test, options.timeScale ?? 1);
-    else removalTests(test, expiryIndex);
+    else {
+      removalTests(test, expiryIndex);
+      closeDuringSweepTest(test, options.reopen);
+    }
 
     test('an aborted signal stops the sweep before it removes anything', async (store) => {
       const start = Date.now();
@@ -73,6 +76,44 @@ function nativeSweepTests(test: Test, scale: number): void {
       expect(await store.count()).toBe(5);
     } finally {
       await policyLock.release();
+    }
+  });
+}
+
+/**
+ * A cron job's sweep, with no limit or budget, and a shutdown that closes the store under it:
+ * close() must not leave the sweep hanging or failing, and what it reports removed must be what
+ * is gone, since the next process sweeps only the rest.
+ */
+function closeDuringSweepTest(test: Test, reopen: ConformanceOptions['reopen']): void {
+  test('close() during a sweep with no limit or budget: the sweep resolves, honest about what it removed, and a reopened store sweeps the rest', async (store) => {
+    const expiresAt = Date.now() + HOUR_MS;
+    const ids = await fill(store, 3000, expiresAt);
+    const sweeping = store.sweep({
+      now: expiresAt + 1,
+      limit: Number.POSITIVE_INFINITY,
+      budgetMs: 600_000,
+    });
+    await store.close();
+    const stopped = await sweeping;
+    expect(stopped.removed, 'a sweep removes no more than there was').toBeLessThanOrEqual(
+      ids.length,
+    );
+    expect(
+      stopped.done,
+      'a sweep cut short by close() reports done: false, one that finished first done: true',
+    ).toBe(stopped.removed === ids.length);
+    if (reopen === undefined) return;
+    const again = await reopen();
+    try {
+      const rest = await sweepToDone(again, expiresAt + 1);
+      expect(
+        rest.removed,
+        'what the stopped sweep reported removed is gone after reopen, and the rest is left to sweep',
+      ).toBe(ids.length - stopped.removed);
+      expect(await again.count()).toBe(0);
+    } finally {
+      await again.close();
     }
   });
 }

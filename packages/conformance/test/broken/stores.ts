@@ -526,6 +526,20 @@ export class UncountedSweepStore extends MemoryStore {
 }
 
 /**
+ * Checks at its first batch whether the store is still open, and fails a sweep that close()
+ * overtook with ERR_STORE_CLOSED, so its caller never learns what it removed.
+ */
+export class SweepFailsOnCloseStore extends MemoryStore {
+  override async sweep(options?: SweepOptions): Promise<SweepResult> {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.closed) {
+      throw new SessionError('ERR_STORE_CLOSED', 'The store was closed during the sweep');
+    }
+    return super.sweep(options);
+  }
+}
+
+/**
  * Holds each create back to the next tick, as a store batching its creates might, while every
  * other call goes at once: a delete made after the create runs first.
  */
