@@ -491,36 +491,6 @@ describe('DbmStore close', () => {
   });
 });
 
-describe('DbmStore close during a sweep', () => {
-  for (const sweepMode of ['incremental', 'full-scan'] as DbmSweepMode[]) {
-    it(`'${sweepMode}': close() stops the sweep at its next batch, which resolves done: false, and the next store sweeps the rest`, async () => {
-      const path = newPath();
-      const store = await DbmStore.open({ path, sweepMode });
-      const expiresAt = Date.now() + HOUR_MS;
-      const ids = Array.from({ length: 5_000 }, () => generateSessionId());
-      await Promise.all(ids.map((id) => store.set(id, { data: payload(1, 20), expiresAt })));
-      // A cron sweep: the whole file in one call, with no budget to end it.
-      const sweeping = store.sweep({
-        now: expiresAt + 1,
-        limit: Number.POSITIVE_INFINITY,
-        budgetMs: 600_000,
-      });
-      await store.close();
-      const stopped = await sweeping;
-      expect(stopped.done).toBe(false);
-      expect(stopped.removed).toBeLessThan(ids.length);
-      const again = await DbmStore.open({ path, sweepMode });
-      try {
-        const rest = await again.sweep({ now: expiresAt + 1, limit: Number.POSITIVE_INFINITY });
-        expect(rest.removed).toBe(ids.length - stopped.removed);
-        expect(await again.count()).toBe(0);
-      } finally {
-        await again.close();
-      }
-    }, 60_000);
-  }
-});
-
 describe('DbmStore damaged records', () => {
   it("set with only: 'absent' replaces a record whose data fails its checksum, as get rejects it", async () => {
     const path = newPath();

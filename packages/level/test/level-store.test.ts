@@ -1602,31 +1602,6 @@ describe('LevelStore: closed', () => {
     expect(isSessionError(await rejection(store.repairIndex()), 'ERR_STORE_CLOSED')).toBe(true);
   });
 
-  it('close() stops a sweep in flight at its next batch, which resolves done: false, and the next store sweeps the rest', async () => {
-    const path = freshPath();
-    const store = await LevelStore.open({ path });
-    const expiresAt = Date.now() + HOUR_MS;
-    const ids = Array.from({ length: 3_000 }, () => generateSessionId());
-    await Promise.all(ids.map((id) => store.set(id, record('x', expiresAt))));
-    // A cron sweep: every expired session in one call, with no budget to end it.
-    const sweeping = store.sweep({
-      now: expiresAt + 1,
-      limit: Number.POSITIVE_INFINITY,
-      budgetMs: 600_000,
-    });
-    await store.close();
-    const stopped = await sweeping;
-    expect(stopped.done).toBe(false);
-    expect(stopped.removed).toBeLessThan(ids.length);
-    const again = await LevelStore.open({ path });
-    try {
-      const rest = await again.sweep({ now: expiresAt + 1, limit: Number.POSITIVE_INFINITY });
-      expect(rest).toMatchObject({ removed: ids.length - stopped.removed, done: true });
-    } finally {
-      await again.close();
-    }
-  });
-
   it('close() stops a repairIndex in flight at its next batch, which resolves with what it did', async () => {
     const path = freshPath();
     const store = await LevelStore.open({ path });

@@ -7,3 +7,7 @@ export declare class UnsavedTouchStore extends BaseStore {
 export declare class LazyTouchStore extends UnsavedTouchStore {
   static open(path: string): Promise<LazyTouchStore>;
 }
+
+export declare class SweepOutlivesCloseStore extends UnsavedTouchStore {
+  static open(path: string): Promise<SweepOutlivesCloseStore>;
+}

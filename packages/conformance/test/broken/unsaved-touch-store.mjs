@@ -1,7 +1,8 @@
 // A durable store kept in memory and written whole to one JSON file by every set and delete. Its
 // defect: touch changes memory only, so a touch reaches the disk only with a later set or delete,
 // and one made just before close() is lost. LazyTouchStore, below, also saves at close(), so only
-// a crash loses its touches. Plain JavaScript, since the suite's forked children import them.
+// a crash loses its touches; SweepOutlivesCloseStore saves its touches but sweeps on after
+// close(). Plain JavaScript, since the suite's forked children import them.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { BaseStore, KeyedLocks, yieldToEventLoop } from '@sessile/core/store';
 
@@ -57,8 +58,12 @@ export class UnsavedTouchStore extends BaseStore {
     return existed;
   }
 
+  /** Whether a sweep stops at its next batch once close() has begun, as it should. */
+  sweepStopsAtClose = true;
+
   async _sweep(progress) {
     for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
+      if (this.closed && this.sweepStopsAtClose) break;
       const expired = [...this.#rows].filter(([, row]) => row.expiresAt <= progress.now);
       for (const [id] of expired.slice(0, batch)) this.#rows.delete(id);
       progress.removed += Math.min(batch, expired.length);
@@ -104,5 +109,20 @@ export class LazyTouchStore extends UnsavedTouchStore {
 
   async _close() {
     this.save();
+  }
+}
+
+/** Saves every touch, but a sweep under way when close() begins runs to its end, however long. */
+export class SweepOutlivesCloseStore extends UnsavedTouchStore {
+  sweepStopsAtClose = false;
+
+  static async open(path) {
+    return new SweepOutlivesCloseStore(path);
+  }
+
+  _touch(id, expiresAt, now) {
+    const touched = super._touch(id, expiresAt, now);
+    if (touched) this.save();
+    return touched;
   }
 }

@@ -1,0 +1,3 @@
+import { SweepOutlivesCloseStore } from './unsaved-touch-store.mjs';
+
+export default (location) => SweepOutlivesCloseStore.open(location);
