@@ -101,9 +101,9 @@ function closeDuringSweepTest(test: Test, reopen: ConformanceOptions['reopen']):
       ids.length,
     );
     expect(
-      stopped.done,
-      'a sweep cut short by close() reports done: false, one that finished first done: true',
-    ).toBe(stopped.removed === ids.length);
+      stopped.done && stopped.removed < ids.length,
+      'a sweep cut short by close() reports done: false, since expired records are left',
+    ).toBe(false);
     if (reopen === undefined) return;
     expect(
       stopped.removed,
