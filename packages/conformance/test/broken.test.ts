@@ -74,10 +74,10 @@ const EXPECTED_FAILURES: Record<string, string[]> = {
   CorruptMessageLeaksIdStore: ['an ERR_CORRUPT_RECORD message never contains the session id'],
   UncountedSweepStore: ['removes exactly the expired records and never a live one'],
   SweepFailsOnCloseStore: [
-    'close() during a sweep with no limit or budget: the sweep resolves, honest about what it removed, stopped at its next batch in a durable store, and a reopened store sweeps the rest',
+    'close() during a sweep with no limit or budget: the sweep stops at its next batch and resolves, honest about what it removed, and a reopened store sweeps the rest',
   ],
   SweepOutlivesCloseStore: [
-    'close() during a sweep with no limit or budget: the sweep resolves, honest about what it removed, stopped at its next batch in a durable store, and a reopened store sweeps the rest',
+    'close() during a sweep with no limit or budget: the sweep stops at its next batch and resolves, honest about what it removed, and a reopened store sweeps the rest',
   ],
   PendingWaitsSurviveCloseStore: [
     'close() rejects a lock wait already pending with ERR_STORE_CLOSED, not at its waitMs',
