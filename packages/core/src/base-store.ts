@@ -35,7 +35,8 @@ export interface BaseStoreOptions {
 /**
  * The state of one `sweep` call, handed to the backend's `_sweep`. The backend works in
  * batches: it asks `nextBatchSize()` before each one, counts what it did, and stops when that
- * returns 0.
+ * returns 0: at the limit, past the budget, once the signal aborts, or once the store began to
+ * close (`close()` waits for the sweep, which must not hold a shutdown to its end).
  */
 export class SweepProgress {
   readonly now: number;
@@ -46,17 +47,25 @@ export class SweepProgress {
   scanned = 0;
   #batches = 0;
   readonly #started = performance.now();
+  readonly #closing: (() => boolean) | undefined;
 
-  constructor(now: number, limit: number, budgetMs: number, signal: AbortSignal | undefined) {
+  constructor(
+    now: number,
+    limit: number,
+    budgetMs: number,
+    signal: AbortSignal | undefined,
+    closing?: () => boolean,
+  ) {
     this.now = now;
     this.limit = limit;
     this.budgetMs = budgetMs;
     this.signal = signal;
+    this.#closing = closing;
   }
 
-  /** Records the next batch may examine: 0 once the limit, the budget or the signal says stop. */
+  /** Records the next batch may examine: 0 once the limit, the budget, the signal or `close()` says stop. */
   nextBatchSize(maxBatch: number): number {
-    if (this.signal?.aborted) return 0;
+    if (this.signal?.aborted || this.#closing?.() === true) return 0;
     if (this.#batches > 0 && performance.now() - this.#started >= this.budgetMs) return 0;
     const size = Math.min(maxBatch, this.limit - this.scanned);
     if (size <= 0) return 0;
@@ -64,10 +73,11 @@ export class SweepProgress {
     return size;
   }
 
-  /** True when the limit, the budget or the signal ends the call before another batch. */
+  /** True when the limit, the budget, the signal or `close()` ends the call before another batch. */
   get exhausted(): boolean {
     return (
       this.signal?.aborted === true ||
+      this.#closing?.() === true ||
       this.scanned >= this.limit ||
       (this.#batches > 0 && performance.now() - this.#started >= this.budgetMs)
     );
@@ -152,7 +162,7 @@ function assertRecordFields(record: object): void {
 }
 
 /** The progress of a sweep called with `options`, once they are checked. */
-function sweepProgress(options: SweepOptions): SweepProgress {
+function sweepProgress(options: SweepOptions, closing: () => boolean): SweepProgress {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`sweep options must be an object, got ${describeValue(options)}`);
   }
@@ -164,7 +174,7 @@ function sweepProgress(options: SweepOptions): SweepProgress {
   const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
   assertNonNegativeNumber(budgetMs, 'budgetMs');
   assertAbortSignal(options.signal, 'signal');
-  return new SweepProgress(now, limit, budgetMs, options.signal);
+  return new SweepProgress(now, limit, budgetMs, options.signal, closing);
 }
 
 /** `record`'s size in bytes when it is over `limit`, else undefined. */
@@ -363,7 +373,7 @@ export abstract class BaseStore implements SessionStore {
     return this.#run('sweep', () => {
       let progress: SweepProgress;
       try {
-        progress = sweepProgress(options);
+        progress = sweepProgress(options, () => this.#closed);
       } catch (error) {
         throw new CallerFailure(error);
       }

@@ -134,8 +134,6 @@ export class MemoryStore extends BaseStore {
         }
       }
       await yieldToEventLoop();
-      // close() waits for a sweep in flight, and then drops every record anyway.
-      if (this.closed) break;
     }
     return progress.result(this.#expiry.earliestExpiresAt > progress.now);
   }

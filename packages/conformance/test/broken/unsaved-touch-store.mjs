@@ -58,12 +58,13 @@ export class UnsavedTouchStore extends BaseStore {
     return existed;
   }
 
-  /** Whether a sweep stops at its next batch once close() has begun, as it should. */
-  sweepStopsAtClose = true;
+  /** Whether a sweep asks `nextBatchSize` before every batch, as it should, or only the first. */
+  asksEveryBatch = true;
 
   async _sweep(progress) {
-    for (let batch = progress.nextBatchSize(100); batch > 0; batch = progress.nextBatchSize(100)) {
-      if (this.closed && this.sweepStopsAtClose) break;
+    const first = progress.nextBatchSize(100);
+    const next = () => (this.asksEveryBatch ? progress.nextBatchSize(100) : first);
+    for (let batch = first; batch > 0; batch = next()) {
       const expired = [...this.#rows].filter(([, row]) => row.expiresAt <= progress.now);
       for (const [id] of expired.slice(0, batch)) this.#rows.delete(id);
       progress.removed += Math.min(batch, expired.length);
@@ -112,9 +113,12 @@ export class LazyTouchStore extends UnsavedTouchStore {
   }
 }
 
-/** Saves every touch, but a sweep under way when close() begins runs to its end, however long. */
+/**
+ * Saves every touch, but a sweep asks `nextBatchSize` for its first batch only, then goes on in
+ * batches of that size to its end: close() does not stop it (nor do limit and budget).
+ */
 export class SweepOutlivesCloseStore extends UnsavedTouchStore {
-  sweepStopsAtClose = false;
+  asksEveryBatch = false;
 
   static async open(path) {
     return new SweepOutlivesCloseStore(path);

@@ -84,8 +84,6 @@ export class MapStore extends BaseStore {
         }
       }
       await yieldToEventLoop();
-      // close() waits for a sweep in flight: stop here, and leave the rest to the next sweep.
-      if (this.closed) break;
     }
     return progress.result(false);
   }
