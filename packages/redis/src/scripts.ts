@@ -305,7 +305,8 @@ if header == '' and redis.call('EXISTS', KEYS[1]) == 0 then
 end
 if not isCurrent(header) then return header end
 local length = ownerBytes(header)
-if ${HEADER_BYTES} + length > redis.call('STRLEN', KEYS[1]) then return header end
+-- Without an owner the header read whole is the record's whole head.
+if length > 0 and ${HEADER_BYTES} + length > redis.call('STRLEN', KEYS[1]) then return header end
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[1])
   free(ARGV[7], ARGV[8])
