@@ -423,8 +423,6 @@ export class DbmStore extends BaseStore {
       let origin: number | undefined;
       let wrapped = false;
       for (;;) {
-        // close() waits for operations in flight: a sweep stops at its batch boundary for it.
-        if (this.closed) return false;
         const entries = progress.nextBatchSize(batchEntries);
         if (entries === 0) return false;
         const result = await next(entries);

@@ -516,8 +516,6 @@ export class LevelStore extends BaseStore {
     const slices = new SweepSlices(MIN_SWEEP_BATCH, SWEEP_BATCH, SWEEP_SLICE_MS);
     try {
       for (;;) {
-        // close() waits for operations in flight: a sweep stops at its batch boundary for it.
-        if (this.closed) return progress.result(false);
         const size = progress.nextBatchSize(slices.size);
         if (size === 0) break;
         const keys = await due.nextv(size);

@@ -345,8 +345,6 @@ export class PostgresStore extends BaseStore {
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
     for (;;) {
-      // close() waits for the operations in flight: an unbounded sweep would hold it to the end.
-      if (this.closed) return progress.result(false);
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
       const result = await this.#run(this.#sql.sweepBatch, [progress.now, batch]);
@@ -359,7 +357,6 @@ export class PostgresStore extends BaseStore {
     // Rows whose expires_at was set to 'Infinity' or 'NaN' by hand: corrupt, so never live, and swept after
     // the expired ones.
     for (;;) {
-      if (this.closed) return progress.result(false);
       const batch = progress.nextBatchSize(SWEEP_BATCH);
       if (batch === 0) break;
       const removed = (await this.#run(this.#sql.sweepCorrupt, [batch])).rowCount ?? 0;

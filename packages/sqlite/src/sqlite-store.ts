@@ -511,8 +511,6 @@ export class SqliteStore extends BaseStore {
 
   protected async _sweep(progress: SweepProgress): Promise<SweepResult> {
     for (;;) {
-      // close() waits for the operations in flight: an unbounded sweep would hold it to the end.
-      if (this.closed) return progress.result(false);
       const batch = progress.nextBatchSize(this.#sweepBatchSize);
       if (batch === 0) break;
       // Each batch starts a macrotask of its own, so a caller's next sweep() (or whatever ran
